@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Edge diffs, the engine registry and the generic takeover restore. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "topology.h"
+
+static const ms_topo_ops_t *const engines[] = {
+    &ms_topo_fullmesh_ops,
+};
+
+const ms_topo_ops_t *ms_topo_find(const char *name)
+{
+    if (!name)
+        return NULL;
+    for (size_t i = 0; i < sizeof(engines) / sizeof(engines[0]); i++)
+        if (strcmp(engines[i]->name, name) == 0)
+            return engines[i];
+    return NULL;
+}
+
+void ms_topo_diff_init(ms_topo_diff_t *d)
+{
+    memset(d, 0, sizeof(*d));
+}
+
+void ms_topo_diff_cleanup(ms_topo_diff_t *d)
+{
+    free(d->connect);
+    free(d->disconnect);
+    memset(d, 0, sizeof(*d));
+}
+
+void ms_topo_diff_clear(ms_topo_diff_t *d)
+{
+    d->n_connect = 0;
+    d->n_disconnect = 0;
+}
+
+static ms_err_t edge_push(ms_edge_t **v, size_t *n, size_t *cap, ms_peer_t a, ms_peer_t b,
+                          uint8_t kind)
+{
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        ms_edge_t *nv = realloc(*v, ncap * sizeof(**v));
+        if (!nv)
+            return MS_ERR_NOMEM;
+        *v = nv;
+        *cap = ncap;
+    }
+    if (kind == MS_EDGE_PEER && a > b) {
+        ms_peer_t t = a;
+        a = b;
+        b = t;
+    }
+    (*v)[(*n)++] = (ms_edge_t){.a = a, .b = b, .kind = kind};
+    return MS_OK;
+}
+
+ms_err_t ms_topo_diff_connect(ms_topo_diff_t *d, ms_peer_t a, ms_peer_t b, uint8_t kind)
+{
+    return edge_push(&d->connect, &d->n_connect, &d->cap_connect, a, b, kind);
+}
+
+ms_err_t ms_topo_diff_disconnect(ms_topo_diff_t *d, ms_peer_t a, ms_peer_t b, uint8_t kind)
+{
+    return edge_push(&d->disconnect, &d->n_disconnect, &d->cap_disconnect, a, b, kind);
+}
+
+static int edge_cmp(const void *x, const void *y)
+{
+    const ms_edge_t *p = x, *q = y;
+    if (p->a != q->a)
+        return p->a < q->a ? -1 : 1;
+    if (p->b != q->b)
+        return p->b < q->b ? -1 : 1;
+    return (int)p->kind - (int)q->kind;
+}
+
+static size_t edge_unique(ms_edge_t *v, size_t n)
+{
+    if (n == 0)
+        return 0;
+    qsort(v, n, sizeof(*v), edge_cmp);
+    size_t w = 1;
+    for (size_t i = 1; i < n; i++)
+        if (edge_cmp(&v[i], &v[w - 1]) != 0)
+            v[w++] = v[i];
+    return w;
+}
+
+void ms_topo_diff_normalize(ms_topo_diff_t *d)
+{
+    d->n_connect = edge_unique(d->connect, d->n_connect);
+    d->n_disconnect = edge_unique(d->disconnect, d->n_disconnect);
+    /* Merge-walk the two sorted lists, dropping what appears in both. */
+    size_t i = 0, j = 0, wc = 0, wd = 0;
+    while (i < d->n_connect || j < d->n_disconnect) {
+        int c;
+        if (i == d->n_connect)
+            c = 1;
+        else if (j == d->n_disconnect)
+            c = -1;
+        else
+            c = edge_cmp(&d->connect[i], &d->disconnect[j]);
+        if (c == 0) {
+            i++;
+            j++;
+        } else if (c < 0) {
+            d->connect[wc++] = d->connect[i++];
+        } else {
+            d->disconnect[wd++] = d->disconnect[j++];
+        }
+    }
+    d->n_connect = wc;
+    d->n_disconnect = wd;
+}
+
+typedef struct {
+    ms_topo_diff_t *diff;
+    ms_err_t err;
+} collect_ctx_t;
+
+static void collect_edge(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud)
+{
+    collect_ctx_t *c = ud;
+    if (c->err == MS_OK)
+        c->err = ms_topo_diff_connect(c->diff, a, b, kind);
+}
+
+ms_err_t ms_topo_restore_generic(ms_topo_t *t, const ms_topo_report_t *reports, size_t n,
+                                 ms_topo_diff_t *diff)
+{
+    ms_topo_diff_t scratch;
+    ms_topo_diff_init(&scratch);
+    ms_err_t err = MS_OK;
+    for (size_t i = 0; i < n; i++) {
+        ms_topo_diff_clear(&scratch);
+        err = t->ops->join(t, reports[i].peer, reports[i].pos, &scratch);
+        if (err != MS_OK)
+            goto fail;
+    }
+    /* diff = (edges now) - (edges reported), as connects and disconnects. */
+    collect_ctx_t ctx = {.diff = diff, .err = MS_OK};
+    t->ops->edges(t, collect_edge, &ctx);
+    if ((err = ctx.err) != MS_OK)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        const ms_topo_report_t *r = &reports[i];
+        for (size_t k = 0; k < r->n_neighbours; k++) {
+            /* Reported by either end counts; normalize drops the duplicate. */
+            ms_peer_t o = r->neighbours[k];
+            if ((err = ms_topo_diff_disconnect(diff, r->peer, o, MS_EDGE_PEER)) != MS_OK)
+                goto fail;
+        }
+        if (r->parent != MS_PEER_NONE &&
+            (err = ms_topo_diff_disconnect(diff, r->parent, r->peer, MS_EDGE_TREE)) != MS_OK)
+            goto fail;
+    }
+    ms_topo_diff_normalize(diff);
+fail:
+    ms_topo_diff_cleanup(&scratch);
+    return err;
+}

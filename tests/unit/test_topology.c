@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests for the engine interface helpers and the full-mesh engine. */
+#include <check.h>
+#include <stdlib.h>
+
+#include "topology.h"
+
+START_TEST(diff_normalize_cancels_and_dedups)
+{
+    ms_topo_diff_t d;
+    ms_topo_diff_init(&d);
+    ck_assert_int_eq(ms_topo_diff_connect(&d, 5, 2, MS_EDGE_PEER), MS_OK);
+    ck_assert_int_eq(ms_topo_diff_connect(&d, 2, 5, MS_EDGE_PEER), MS_OK);
+    ck_assert_int_eq(ms_topo_diff_connect(&d, 1, 3, MS_EDGE_PEER), MS_OK);
+    ck_assert_int_eq(ms_topo_diff_disconnect(&d, 3, 1, MS_EDGE_PEER), MS_OK);
+    ck_assert_int_eq(ms_topo_diff_disconnect(&d, 7, 4, MS_EDGE_TREE), MS_OK);
+    ms_topo_diff_normalize(&d);
+    ck_assert_uint_eq(d.n_connect, 1);
+    ck_assert_uint_eq(d.connect[0].a, 2);
+    ck_assert_uint_eq(d.connect[0].b, 5);
+    ck_assert_uint_eq(d.n_disconnect, 1);
+    /* tree edges keep their direction: parent first */
+    ck_assert_uint_eq(d.disconnect[0].a, 7);
+    ck_assert_uint_eq(d.disconnect[0].b, 4);
+    ms_topo_diff_cleanup(&d);
+}
+END_TEST
+
+START_TEST(fullmesh_join_leave_cap)
+{
+    const ms_topo_ops_t *ops = ms_topo_find("fullmesh");
+    ck_assert_ptr_nonnull(ops);
+    ck_assert_ptr_null(ms_topo_find("nope"));
+    ms_topo_params_t params = {.cap = 3};
+    ms_topo_t *t = NULL;
+    ck_assert_int_eq(ops->create(&params, &t), MS_OK);
+    ms_topo_diff_t d;
+    ms_topo_diff_init(&d);
+    ms_topo_pos_t pos = {0, 0};
+    for (ms_peer_t p = 0; p < 3; p++) {
+        ms_topo_diff_clear(&d);
+        ck_assert_int_eq(ops->join(t, p, pos, &d), MS_OK);
+        ck_assert_uint_eq(d.n_connect, p); /* one edge to each earlier peer */
+    }
+    ck_assert_int_eq(ops->join(t, 1, pos, &d), MS_ERR_EXISTS);
+    ck_assert_int_eq(ops->join(t, 3, pos, &d), MS_ERR_FULL);
+    ck_assert(ops->adjacent(t, 0, 2));
+    ms_peer_t nb[8];
+    ck_assert_uint_eq(ops->neighbours(t, 1, nb, 8), 2);
+    ms_topo_diff_clear(&d);
+    ck_assert_int_eq(ops->leave(t, 1, &d), MS_OK);
+    ck_assert_uint_eq(d.n_disconnect, 2);
+    ck_assert(!ops->adjacent(t, 0, 1));
+    ck_assert_uint_eq(ops->count(t), 2);
+    ck_assert_int_eq(ops->leave(t, 1, &d), MS_ERR_NOTFOUND);
+    ms_topo_diff_cleanup(&d);
+    ops->destroy(t);
+}
+END_TEST
+
+START_TEST(generic_restore_diffs_against_reports)
+{
+    const ms_topo_ops_t *ops = ms_topo_find("fullmesh");
+    ms_topo_t *t = NULL;
+    ck_assert_int_eq(ops->create(&(ms_topo_params_t){0}, &t), MS_OK);
+    /* Peers 0,1,2 in a full mesh; 0 reports 1 only, 1 reports 0 and a stale 9. */
+    ms_peer_t n0[] = {1}, n1[] = {0, 9}, n2[] = {0, 1};
+    ms_topo_report_t r[] = {
+        {.peer = 0, .parent = MS_PEER_NONE, .neighbours = n0, .n_neighbours = 1},
+        {.peer = 1, .parent = MS_PEER_NONE, .neighbours = n1, .n_neighbours = 2},
+        {.peer = 2, .parent = MS_PEER_NONE, .neighbours = n2, .n_neighbours = 2},
+    };
+    ms_topo_diff_t d;
+    ms_topo_diff_init(&d);
+    ck_assert_int_eq(ms_topo_restore_generic(t, r, 3, &d), MS_OK);
+    ck_assert_uint_eq(d.n_connect, 0);
+    ck_assert_uint_eq(d.n_disconnect, 1);
+    ck_assert_uint_eq(d.disconnect[0].a, 1);
+    ck_assert_uint_eq(d.disconnect[0].b, 9);
+    ms_topo_diff_cleanup(&d);
+    ops->destroy(t);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("topology");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, diff_normalize_cancels_and_dedups);
+    tcase_add_test(tc, fullmesh_join_leave_cap);
+    tcase_add_test(tc, generic_restore_diffs_against_reports);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
