@@ -62,6 +62,10 @@ void ms_topo_diff_normalize(ms_topo_diff_t *d);
  * client/random/network: x, y in the plane; geo: x = longitude, y = latitude (degrees). */
 typedef struct {
     double x, y;
+    /* A stable per-peer key (a hash of namespace and peer id, the same on every
+     * coordinator). Engines break ties between equal positions with it, never
+     * with handles or join order, so that a rebuild gives the same edges. */
+    uint64_t key;
 } ms_topo_pos_t;
 
 /* Engine parameters, parsed from the namespace policy. Unused fields are ignored. */

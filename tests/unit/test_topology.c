@@ -36,7 +36,7 @@ START_TEST(fullmesh_join_leave_cap)
     ck_assert_int_eq(ops->create(&params, &t), MS_OK);
     ms_topo_diff_t d;
     ms_topo_diff_init(&d);
-    ms_topo_pos_t pos = {0, 0};
+    ms_topo_pos_t pos = {0, 0, 0};
     for (ms_peer_t p = 0; p < 3; p++) {
         ms_topo_diff_clear(&d);
         ck_assert_int_eq(ops->join(t, p, pos, &d), MS_OK);
