@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The NATS connection: connect with reconnect, publish, subscribe into a mailbox. */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <event2/event.h>
+#include <nats/adapters/libevent.h>
+
+#include "bus.h"
+#include "hash.h"
+#include "log.h"
+
+#define MS_BUS_MAX_SUBS 8
+
+struct ms_bus {
+    natsConnection *nc;
+    natsOptions *opts;
+    natsSubscription *subs[MS_BUS_MAX_SUBS];
+    int n_subs;
+    atomic_ullong reconnects;
+};
+
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+    ms_warn("NATS connection lost; reconnecting");
+}
+
+static void on_reconnected(natsConnection *nc, void *closure)
+{
+    ms_bus_t *b = closure;
+    atomic_fetch_add(&b->reconnects, 1);
+    char url[256] = "";
+    natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+    ms_info("NATS reconnected to %s", url);
+}
+
+static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+    ms_warn("NATS async error: %s", natsStatus_GetText(err));
+}
+
+static ms_err_t set_servers(natsOptions *o, const char *urls)
+{
+    char *copy = strdup(urls);
+    const char *list[32];
+    int n = 0;
+    if (!copy)
+        return MS_ERR_NOMEM;
+    for (char *save = NULL, *t = strtok_r(copy, ",", &save); t && n < 32;
+         t = strtok_r(NULL, ",", &save))
+        list[n++] = t;
+    natsStatus s = n ? natsOptions_SetServers(o, list, n) : NATS_INVALID_ARG;
+    free(copy);
+    return s == NATS_OK ? MS_OK : MS_ERR_INVAL;
+}
+
+void ms_bus_global_init(void)
+{
+    /* Makes libevent thread-aware (evthread_use_pthreads): must run before any
+     * event_base is created, so that cnats threads may activate events. */
+    natsLibevent_Init();
+}
+
+ms_err_t ms_bus_connect(const ms_bus_opts_t *o, ms_bus_t **out)
+{
+    ms_err_t err = MS_ERR_BUS;
+    ms_bus_t *b = calloc(1, sizeof(*b));
+    if (!b)
+        return MS_ERR_NOMEM;
+    if (natsOptions_Create(&b->opts) != NATS_OK)
+        goto fail;
+    if ((err = set_servers(b->opts, o->urls ? o->urls : NATS_DEFAULT_URL)) != MS_OK) {
+        ms_error("bad NATS server list '%s'", o->urls);
+        goto fail;
+    }
+    err = MS_ERR_BUS;
+    if (o->name)
+        natsOptions_SetName(b->opts, o->name);
+    natsOptions_SetMaxReconnect(b->opts, -1);
+    natsOptions_SetReconnectWait(b->opts, 250);
+    natsOptions_SetReconnectJitter(b->opts, 100, 1000);
+    natsOptions_SetRetryOnFailedConnect(b->opts, true, NULL, NULL);
+    natsOptions_SetReconnectBufSize(b->opts, 32 * 1024 * 1024);
+    natsOptions_SetPingInterval(b->opts, 2000);
+    natsOptions_SetMaxPingsOut(b->opts, 2);
+    natsOptions_SetMaxPendingMsgs(b->opts, 1000000);
+    natsOptions_SetDisconnectedCB(b->opts, on_disconnected, b);
+    natsOptions_SetReconnectedCB(b->opts, on_reconnected, b);
+    natsOptions_SetErrorHandler(b->opts, on_error, b);
+    if (o->event_base) {
+        if (natsOptions_SetEventLoop(b->opts, o->event_base, natsLibevent_Attach,
+                                     natsLibevent_Read, natsLibevent_Write,
+                                     natsLibevent_Detach) != NATS_OK)
+            goto fail;
+    }
+    natsStatus s = natsConnection_Connect(&b->nc, b->opts);
+    if (s == NATS_NOT_YET_CONNECTED) {
+        ms_warn("NATS not reachable at %s yet; retrying in the background", o->urls);
+    } else if (s != NATS_OK) {
+        ms_error("NATS connect to %s failed: %s", o->urls, natsStatus_GetText(s));
+        goto fail;
+    }
+    *out = b;
+    return MS_OK;
+fail:
+    ms_bus_destroy(b);
+    return err;
+}
+
+void ms_bus_destroy(ms_bus_t *b)
+{
+    if (!b)
+        return;
+    for (int i = 0; i < b->n_subs; i++) {
+        natsSubscription_Unsubscribe(b->subs[i]);
+        natsSubscription_Destroy(b->subs[i]);
+    }
+    if (b->nc) {
+        natsConnection_Flush(b->nc);
+        natsConnection_Close(b->nc);
+        natsConnection_Destroy(b->nc);
+    }
+    natsOptions_Destroy(b->opts);
+    free(b);
+}
+
+ms_err_t ms_bus_publish(ms_bus_t *b, const char *subject, const char *reply, const void *data,
+                        size_t len)
+{
+    natsStatus s;
+    if (reply)
+        s = natsConnection_PublishRequest(b->nc, subject, reply, data, (int)len);
+    else
+        s = natsConnection_Publish(b->nc, subject, data, (int)len);
+    return s == NATS_OK ? MS_OK : MS_ERR_BUS;
+}
+
+static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    ms_mailbox_push(closure, msg);
+}
+
+ms_err_t ms_bus_subscribe(ms_bus_t *b, const char *subject, const char *queue, ms_mailbox_t *mb)
+{
+    if (b->n_subs == MS_BUS_MAX_SUBS)
+        return MS_ERR_FULL;
+    natsSubscription *sub = NULL;
+    natsStatus s = queue ? natsConnection_QueueSubscribe(&sub, b->nc, subject, queue, on_msg, mb)
+                         : natsConnection_Subscribe(&sub, b->nc, subject, on_msg, mb);
+    if (s != NATS_OK)
+        return MS_ERR_BUS;
+    /* Signalling bursts are large; never let cnats drop for slow consumption. */
+    natsSubscription_SetPendingLimits(sub, -1, -1);
+    b->subs[b->n_subs++] = sub;
+    return MS_OK;
+}
+
+ms_err_t ms_bus_flush(ms_bus_t *b, int timeout_ms)
+{
+    return natsConnection_FlushTimeout(b->nc, timeout_ms) == NATS_OK ? MS_OK : MS_ERR_TIMEOUT;
+}
+
+int ms_bus_connected(ms_bus_t *b)
+{
+    return natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED;
+}
+
+uint64_t ms_bus_reconnects(ms_bus_t *b)
+{
+    return atomic_load(&b->reconnects);
+}
+
+natsConnection *ms_bus_nats(ms_bus_t *b)
+{
+    return b->nc;
+}
+
+const char *ms_bus_subject_shard(char *buf, size_t cap, const char *prefix, uint32_t shard)
+{
+    snprintf(buf, cap, "%s.shard.%u", prefix, shard);
+    return buf;
+}
+
+const char *ms_bus_subject_gw(char *buf, size_t cap, const char *prefix, const char *gateway_id)
+{
+    snprintf(buf, cap, "%s.gw.%s", prefix, gateway_id);
+    return buf;
+}
+
+uint32_t ms_bus_shard_of(const char *ns, uint32_t shards)
+{
+    return shards ? (uint32_t)(ms_fnv1a64(ns, strlen(ns)) % shards) : 0;
+}

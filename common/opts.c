@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Command-line flags with MESHSIG_* environment twins. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "opts.h"
+
+static void env_name(const char *name, char *out, size_t cap)
+{
+    size_t n = (size_t)snprintf(out, cap, "MESHSIG_");
+    for (const char *p = name; *p && n + 1 < cap; p++)
+        out[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    out[n] = '\0';
+}
+
+static ms_err_t set_value(const ms_opt_t *o, const char *v, const char *from)
+{
+    char *end = NULL;
+    switch (o->type) {
+    case MS_OPT_STR:
+        *(const char **)o->dst = v;
+        return MS_OK;
+    case MS_OPT_INT: {
+        errno = 0;
+        long l = strtol(v, &end, 10);
+        if (errno || end == v || *end) {
+            fprintf(stderr, "%s: %s expects an integer, got '%s'\n", from, o->name, v);
+            return MS_ERR_INVAL;
+        }
+        *(long *)o->dst = l;
+        return MS_OK;
+    }
+    case MS_OPT_DOUBLE: {
+        errno = 0;
+        double d = strtod(v, &end);
+        if (errno || end == v || *end) {
+            fprintf(stderr, "%s: %s expects a number, got '%s'\n", from, o->name, v);
+            return MS_ERR_INVAL;
+        }
+        *(double *)o->dst = d;
+        return MS_OK;
+    }
+    case MS_OPT_BOOL:
+        if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on")) {
+            *(int *)o->dst = 1;
+        } else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no") ||
+                   !strcmp(v, "off") || !*v) {
+            *(int *)o->dst = 0;
+        } else {
+            fprintf(stderr, "%s: %s expects true or false, got '%s'\n", from, o->name, v);
+            return MS_ERR_INVAL;
+        }
+        return MS_OK;
+    }
+    return MS_ERR_INVAL;
+}
+
+static void usage(const ms_opt_t *opts, const char *prog, const char *summary)
+{
+    printf("usage: %s [flags]\n%s\n\nflags (each also read from its environment twin):\n", prog,
+           summary);
+    for (const ms_opt_t *o = opts; o->name; o++) {
+        char env[96];
+        env_name(o->name, env, sizeof(env));
+        char def[64] = "";
+        switch (o->type) {
+        case MS_OPT_STR:
+            if (*(const char **)o->dst)
+                snprintf(def, sizeof(def), " (default %s)", *(const char **)o->dst);
+            break;
+        case MS_OPT_INT:
+            snprintf(def, sizeof(def), " (default %ld)", *(long *)o->dst);
+            break;
+        case MS_OPT_DOUBLE:
+            snprintf(def, sizeof(def), " (default %g)", *(double *)o->dst);
+            break;
+        case MS_OPT_BOOL:
+            break;
+        }
+        printf("  --%-18s %-26s %s%s\n", o->name, env, o->help, def);
+    }
+}
+
+ms_err_t ms_opts_parse(const ms_opt_t *opts, int argc, char **argv, const char *summary)
+{
+    for (const ms_opt_t *o = opts; o->name; o++) {
+        char env[96];
+        env_name(o->name, env, sizeof(env));
+        const char *v = getenv(env);
+        if (v && set_value(o, v, env) != MS_OK)
+            return MS_ERR_INVAL;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(opts, argv[0], summary);
+            return MS_ERR_STATE;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(stderr, "%s: unexpected argument '%s' (try --help)\n", argv[0], a);
+            return MS_ERR_INVAL;
+        }
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const ms_opt_t *o = opts;
+        for (; o->name; o++)
+            if (strlen(o->name) == nlen && !strncmp(o->name, name, nlen))
+                break;
+        if (!o->name) {
+            fprintf(stderr, "%s: unknown flag '%s' (try --help)\n", argv[0], a);
+            return MS_ERR_INVAL;
+        }
+        const char *v;
+        if (eq)
+            v = eq + 1;
+        else if (o->type == MS_OPT_BOOL)
+            v = "1";
+        else if (i + 1 < argc)
+            v = argv[++i];
+        else {
+            fprintf(stderr, "%s: %s needs a value\n", argv[0], a);
+            return MS_ERR_INVAL;
+        }
+        if (set_value(o, v, argv[0]) != MS_OK)
+            return MS_ERR_INVAL;
+    }
+    return MS_OK;
+}

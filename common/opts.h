@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Command-line flags with MESHSIG_* environment twins, parsed once into plain structs.
+ *
+ * A flag named "admin-listen" is --admin-listen on the command line and
+ * MESHSIG_ADMIN_LISTEN in the environment; a flag beats its environment twin.
+ * String values point into argv or environ and live as long as the process.
+ */
+#ifndef MS_OPTS_H
+#define MS_OPTS_H
+
+#include "err.h"
+
+typedef enum { MS_OPT_STR, MS_OPT_INT, MS_OPT_BOOL, MS_OPT_DOUBLE } ms_opt_type_t;
+
+typedef struct {
+    const char *name;   /* "admin-listen" */
+    ms_opt_type_t type;
+    void *dst;          /* const char **, long *, int *, double * */
+    const char *help;
+} ms_opt_t;
+
+/* Parses the environment, then argv. --help prints usage and returns MS_ERR_STATE
+ * (the caller exits 0); a bad flag prints a message and returns MS_ERR_INVAL. */
+ms_err_t ms_opts_parse(const ms_opt_t *opts, int argc, char **argv, const char *summary);
+
+#endif

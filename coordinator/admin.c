@@ -1,0 +1,339 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The admin endpoint (libevent evhttp): health, metrics, namespaces, policies and the mesh page. */
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+
+#include "internal.h"
+#include "log.h"
+
+extern const char ms_admin_page[];
+extern const size_t ms_admin_page_len;
+
+#define MAX_BODY (64 * 1024)
+
+static void add_common_headers(ms_coord_t *c, struct evhttp_request *r, const char *ctype)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r);
+    evhttp_add_header(h, "Content-Type", ctype);
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    if (c->cfg->admin_cors && *c->cfg->admin_cors) {
+        evhttp_add_header(h, "Access-Control-Allow-Origin", c->cfg->admin_cors);
+        evhttp_add_header(h, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+        evhttp_add_header(h, "Access-Control-Allow-Methods", "GET, PUT, OPTIONS");
+    }
+}
+
+static void reply_text(ms_coord_t *c, struct evhttp_request *r, int code, const char *ctype,
+                       const char *body, size_t len)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
+        evhttp_send_error(r, 500, "out of memory");
+        return;
+    }
+    add_common_headers(c, r, ctype);
+    evbuffer_add(b, body, len);
+    evhttp_send_reply(r, code, code == 200 ? "OK" : "Error", b);
+    evbuffer_free(b);
+}
+
+/* Takes the reference to j. */
+static void reply_json(ms_coord_t *c, struct evhttp_request *r, int code, json_t *j)
+{
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!s) {
+        evhttp_send_error(r, 500, "out of memory");
+        return;
+    }
+    reply_text(c, r, code, "application/json", s, strlen(s));
+    free(s);
+}
+
+static void reply_error(ms_coord_t *c, struct evhttp_request *r, int code, const char *msg)
+{
+    reply_json(c, r, code, json_pack("{s:s}", "error", msg));
+}
+
+static int authorized(ms_coord_t *c, struct evhttp_request *r)
+{
+    if (c->cfg->insecure_dev)
+        return 1;
+    const char *tok = c->cfg->admin_token;
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(r), "Authorization");
+    if (!tok || !*tok || !h || strncmp(h, "Bearer ", 7) != 0)
+        return 0;
+    h += 7;
+    size_t n = strlen(tok);
+    return strlen(h) == n && CRYPTO_memcmp(h, tok, n) == 0;
+}
+
+static json_t *pos_json(const ms_ns_t *ns, const ms_member_t *m)
+{
+    if (ns->policy.positioning == MS_POS_GEO)
+        return json_pack("{s:f, s:f}", "lat", m->pos.y, "lon", m->pos.x);
+    return json_pack("{s:f, s:f}", "x", m->pos.x, "y", m->pos.y);
+}
+
+typedef struct {
+    const ms_ns_t *ns;
+    json_t *edges;
+    json_t *peers_by_id; /* id -> peer object, to add parent and degree */
+} edge_ctx_t;
+
+static void edge_cb(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud)
+{
+    edge_ctx_t *e = ud;
+    if (a >= e->ns->n_handles || b >= e->ns->n_handles)
+        return;
+    const ms_member_t *ma = e->ns->by_handle[a], *mb = e->ns->by_handle[b];
+    if (!ma || !mb)
+        return;
+    json_array_append_new(e->edges, json_pack("[s, s]", ma->id, mb->id));
+    json_t *pa = json_object_get(e->peers_by_id, ma->id);
+    json_t *pb = json_object_get(e->peers_by_id, mb->id);
+    if (kind == MS_EDGE_TREE && pb)
+        json_object_set_new(pb, "parent", json_string(ma->id));
+    if (pa)
+        json_object_set_new(pa, "degree",
+                            json_integer(json_integer_value(json_object_get(pa, "degree")) + 1));
+    if (pb)
+        json_object_set_new(pb, "degree",
+                            json_integer(json_integer_value(json_object_get(pb, "degree")) + 1));
+}
+
+static json_t *ns_detail(const ms_ns_t *ns)
+{
+    json_t *peers = json_array(), *byid = json_object(), *edges = json_array();
+    for (size_t h = 0; h < ns->n_handles; h++) {
+        const ms_member_t *m = ns->by_handle[h];
+        if (!m)
+            continue;
+        json_t *p = json_pack("{s:s, s:s, s:o, s:i}", "id", m->id, "gateway", m->gateway,
+                              "position", pos_json(ns, m), "degree", 0);
+        json_array_append(peers, p);
+        json_object_set_new(byid, m->id, p);
+    }
+    edge_ctx_t ctx = {.ns = ns, .edges = edges, .peers_by_id = byid};
+    ns->engine->ops->edges(ns->engine, edge_cb, &ctx);
+    json_t *stats = json_object();
+    if (ns->engine->ops->write_json)
+        ns->engine->ops->write_json(ns->engine, stats);
+    json_object_set_new(stats, "peers", json_integer((json_int_t)json_array_size(peers)));
+    json_object_set_new(stats, "edges", json_integer((json_int_t)json_array_size(edges)));
+    json_decref(byid);
+    return json_pack("{s:s, s:i, s:s, s:o, s:o, s:o, s:o}", "name", ns->name, "shard",
+                     (int)ns->shard, "topology", ns->policy.topology, "policy",
+                     ms_policy_to_json(&ns->policy), "peers", peers, "edges", edges, "stats",
+                     stats);
+}
+
+static void get_namespaces(ms_coord_t *c, struct evhttp_request *r)
+{
+    json_t *arr = json_array();
+    ms_ns_t *ns, *tmp;
+    HASH_ITER(hh, c->namespaces, ns, tmp)
+    {
+        json_array_append_new(arr, json_pack("{s:s, s:I, s:s, s:i}", "name", ns->name, "peers",
+                                             (json_int_t)HASH_COUNT(ns->members), "topology",
+                                             ns->policy.topology, "shard", (int)ns->shard));
+    }
+    reply_json(c, r, 200, json_pack("{s:o}", "namespaces", arr));
+}
+
+static char *read_body(struct evhttp_request *r, size_t *len)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(r);
+    size_t n = evbuffer_get_length(in);
+    if (n > MAX_BODY)
+        return NULL;
+    char *s = malloc(n + 1);
+    if (!s)
+        return NULL;
+    evbuffer_copyout(in, s, n);
+    s[n] = '\0';
+    *len = n;
+    return s;
+}
+
+static void put_policy(ms_coord_t *c, struct evhttp_request *r, const char *name)
+{
+    size_t len = 0;
+    char *body = read_body(r, &len);
+    if (!body) {
+        reply_error(c, r, 413, "body missing or over 64 KiB");
+        return;
+    }
+    json_error_t jerr;
+    json_t *j = json_loadb(body, len, 0, &jerr);
+    free(body);
+    if (!j) {
+        reply_error(c, r, 400, "body is not JSON");
+        return;
+    }
+    ms_policy_t p;
+    char why[160];
+    ms_err_t err = ms_policy_parse(j, &p, why, sizeof(why));
+    json_decref(j);
+    if (err != MS_OK) {
+        reply_error(c, r, 400, why);
+        return;
+    }
+    ms_ns_t *ns = ms_ns_find(c, name);
+    if (ns && (err = ms_ns_set_policy(c, ns, &p)) != MS_OK) {
+        reply_error(c, r, err == MS_ERR_FULL ? 409 : 500,
+                    err == MS_ERR_FULL ? "the namespace has more peers than the new cap"
+                                       : ms_err_str(err));
+        return;
+    }
+    ms_policy_entry_t *e;
+    HASH_FIND_STR(c->policies, name, e);
+    if (!e) {
+        e = calloc(1, sizeof(*e));
+        if (!e || !(e->ns = strdup(name))) {
+            free(e);
+            reply_error(c, r, 500, "out of memory");
+            return;
+        }
+        HASH_ADD_KEYPTR(hh, c->policies, e->ns, strlen(e->ns), e);
+    }
+    e->policy = p;
+    ms_outbox_flush(c);
+    ms_info("policy of %s set to %s", name, p.topology);
+    reply_json(c, r, 200, json_pack("{s:s, s:o}", "name", name, "policy", ms_policy_to_json(&p)));
+}
+
+static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
+{
+    char buf[2048];
+    size_t n_ns = HASH_COUNT(c->namespaces), n_peers = 0;
+    ms_ns_t *ns, *tmp;
+    HASH_ITER(hh, c->namespaces, ns, tmp)
+    n_peers += HASH_COUNT(ns->members);
+    int len = snprintf(
+        buf, sizeof(buf),
+        "# TYPE meshsig_coordinator_requests_total counter\n"
+        "meshsig_coordinator_requests_total %llu\n"
+        "# TYPE meshsig_coordinator_joins_total counter\n"
+        "meshsig_coordinator_joins_total %llu\n"
+        "# TYPE meshsig_coordinator_leaves_total counter\n"
+        "meshsig_coordinator_leaves_total %llu\n"
+        "# TYPE meshsig_coordinator_signals_total counter\n"
+        "meshsig_coordinator_signals_total %llu\n"
+        "# TYPE meshsig_coordinator_errors_total counter\n"
+        "meshsig_coordinator_errors_total %llu\n"
+        "# TYPE meshsig_coordinator_dropped_total counter\n"
+        "meshsig_coordinator_dropped_total{reason=\"bad_request\"} %llu\n"
+        "meshsig_coordinator_dropped_total{reason=\"inbox_full\"} %zu\n"
+        "# TYPE meshsig_coordinator_namespaces gauge\n"
+        "meshsig_coordinator_namespaces %zu\n"
+        "# TYPE meshsig_coordinator_peers gauge\n"
+        "meshsig_coordinator_peers %zu\n"
+        "# TYPE meshsig_nats_reconnects_total counter\n"
+        "meshsig_nats_reconnects_total %llu\n",
+        (unsigned long long)c->n_requests, (unsigned long long)c->n_joins,
+        (unsigned long long)c->n_leaves, (unsigned long long)c->n_signals,
+        (unsigned long long)c->n_errors, (unsigned long long)c->n_bad_requests,
+        ms_mailbox_dropped(c->inbox), n_ns, n_peers,
+        (unsigned long long)ms_bus_reconnects(c->bus));
+    reply_text(c, r, 200, "text/plain; version=0.0.4", buf, (size_t)len);
+}
+
+static void on_request(struct evhttp_request *r, void *arg)
+{
+    ms_coord_t *c = arg;
+    enum evhttp_cmd_type method = evhttp_request_get_command(r);
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(r);
+    const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
+    char *path = raw ? evhttp_uridecode(raw, 0, NULL) : NULL;
+    if (!path) {
+        reply_error(c, r, 400, "bad path");
+        return;
+    }
+    if (method == EVHTTP_REQ_OPTIONS) {
+        reply_text(c, r, 200, "text/plain", "", 0);
+        goto out;
+    }
+    if (!strcmp(path, "/healthz")) {
+        reply_text(c, r, 200, "text/plain", "ok\n", 3);
+        goto out;
+    }
+    if (!strcmp(path, "/readyz")) {
+        int ok = ms_bus_connected(c->bus);
+        reply_text(c, r, ok ? 200 : 503, "text/plain", ok ? "ready\n" : "nats not connected\n",
+                   ok ? 6 : 19);
+        goto out;
+    }
+    if (!strcmp(path, "/") || !strcmp(path, "/index.html")) {
+        /* The page holds no data; its API calls carry the token. */
+        reply_text(c, r, 200, "text/html; charset=utf-8", ms_admin_page, ms_admin_page_len);
+        goto out;
+    }
+    if (!authorized(c, r)) {
+        evhttp_add_header(evhttp_request_get_output_headers(r), "WWW-Authenticate", "Bearer");
+        reply_error(c, r, 401, "admin bearer token required");
+        goto out;
+    }
+    if (!strcmp(path, "/metrics") && method == EVHTTP_REQ_GET) {
+        get_metrics(c, r);
+    } else if (!strcmp(path, "/v1/namespaces") && method == EVHTTP_REQ_GET) {
+        get_namespaces(c, r);
+    } else if (!strncmp(path, "/v1/namespaces/", 15)) {
+        char *name = path + 15;
+        char *slash = strchr(name, '/');
+        if (slash && !strcmp(slash, "/policy") && method == EVHTTP_REQ_PUT) {
+            *slash = '\0';
+            put_policy(c, r, name);
+        } else if (slash && !strcmp(slash, "/policy") && method == EVHTTP_REQ_GET) {
+            *slash = '\0';
+            ms_ns_t *ns = ms_ns_find(c, name);
+            reply_json(c, r, 200,
+                       ms_policy_to_json(ns ? &ns->policy : ms_coord_policy_for(c, name)));
+        } else if (!slash && method == EVHTTP_REQ_GET) {
+            ms_ns_t *ns = ms_ns_find(c, name);
+            if (ns)
+                reply_json(c, r, 200, ns_detail(ns));
+            else
+                reply_error(c, r, 404, "no such namespace (it has no peers)");
+        } else {
+            reply_error(c, r, 404, "not found");
+        }
+    } else {
+        reply_error(c, r, 404, "not found");
+    }
+out:
+    free(path);
+}
+
+ms_err_t ms_admin_start(ms_coord_t *c)
+{
+    const char *listen = c->cfg->admin_listen;
+    char host[128];
+    const char *colon = strrchr(listen, ':');
+    if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof(host)) {
+        ms_error("admin-listen must be HOST:PORT, got '%s'", listen);
+        return MS_ERR_INVAL;
+    }
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = '\0';
+    int port = atoi(colon + 1);
+    c->http = evhttp_new(c->base);
+    if (!c->http)
+        return MS_ERR_NOMEM;
+    evhttp_set_allowed_methods(c->http, EVHTTP_REQ_GET | EVHTTP_REQ_PUT | EVHTTP_REQ_OPTIONS |
+                                            EVHTTP_REQ_HEAD);
+    evhttp_set_max_body_size(c->http, MAX_BODY);
+    evhttp_set_gencb(c->http, on_request, c);
+    if (!evhttp_bind_socket_with_handle(c->http, host, (ev_uint16_t)port)) {
+        ms_error("admin endpoint cannot listen on %s", listen);
+        return MS_ERR_IO;
+    }
+    ms_info("admin endpoint on http://%s/", listen);
+    return MS_OK;
+}

@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The coordinator's lifecycle: event loop, NATS subscriptions, dispatch to shards, flushing. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <event2/http.h>
+
+#include "internal.h"
+#include "log.h"
+
+uint64_t ms_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* cnats thread: wake the loop. event_active is thread-safe once evthread is on. */
+static void wake(void *ud)
+{
+    ms_coord_t *c = ud;
+    event_active(c->wake_ev, EV_READ, 0);
+}
+
+static void on_bus_msg(natsMsg *msg, void *ud)
+{
+    ms_coord_t *c = ud;
+    const char *subj = natsMsg_GetSubject(msg);
+    size_t plen = strlen(c->cfg->prefix);
+    if (strncmp(subj, c->cfg->prefix, plen) || strncmp(subj + plen, ".shard.", 7)) {
+        c->n_bad_requests++;
+        return;
+    }
+    char *end = NULL;
+    unsigned long shard = strtoul(subj + plen + 7, &end, 10);
+    if (!end || *end || shard >= (unsigned long)c->cfg->shards) {
+        c->n_bad_requests++;
+        return;
+    }
+    Meshsig__Bus__ShardRequest *req = meshsig__bus__shard_request__unpack(
+        NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
+    if (!req) {
+        c->n_bad_requests++;
+        ms_warn("undecodable shard request on %s", subj);
+        return;
+    }
+    ms_shard_handle(c, (uint32_t)shard, req);
+    meshsig__bus__shard_request__free_unpacked(req, NULL);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *ud)
+{
+    ms_coord_t *c = ud;
+    /* Drain until empty: the wake-up only comes when the queue was empty. */
+    while (ms_mailbox_drain(c->inbox, on_bus_msg, c) > 0)
+        ms_outbox_flush(c);
+    ms_outbox_flush(c);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *ud)
+{
+    ms_coord_t *c = ud;
+    ms_info("signal %d: stopping", (int)sig);
+    event_base_loopexit(c->base, NULL);
+}
+
+ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
+{
+    ms_err_t err = MS_ERR_NOMEM;
+    ms_coord_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return MS_ERR_NOMEM;
+    c->cfg = cfg;
+    c->started_ms = ms_now_ms();
+    c->epoch = c->started_ms; /* grows across restarts; leases replace this (DESIGN.md §2) */
+    if (cfg->id && *cfg->id) {
+        snprintf(c->id, sizeof(c->id), "%s", cfg->id);
+    } else {
+        char host[64] = "host";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(c->id, sizeof(c->id), "coord-%s-%d", host, (int)getpid());
+    }
+    ms_topo_diff_init(&c->diff);
+    ms_bus_global_init();
+    if (!(c->base = event_base_new()))
+        goto fail;
+    if (!(c->wake_ev = event_new(c->base, -1, 0, on_wake, c)))
+        goto fail;
+    if ((err = ms_mailbox_create(wake, c, &c->inbox)) != MS_OK)
+        goto fail;
+    if ((err = ms_outbox_create(&c->outbox)) != MS_OK)
+        goto fail;
+    ms_bus_opts_t bo = {.urls = cfg->nats_urls, .name = c->id, .event_base = c->base};
+    if ((err = ms_bus_connect(&bo, &c->bus)) != MS_OK)
+        goto fail;
+    char subj[160];
+    snprintf(subj, sizeof(subj), "%s.shard.*", cfg->prefix);
+    if ((err = ms_bus_subscribe(c->bus, subj, NULL, c->inbox)) != MS_OK) {
+        ms_error("cannot subscribe %s", subj);
+        goto fail;
+    }
+    if ((err = ms_admin_start(c)) != MS_OK)
+        goto fail;
+    c->sigint_ev = evsignal_new(c->base, SIGINT, on_signal, c);
+    c->sigterm_ev = evsignal_new(c->base, SIGTERM, on_signal, c);
+    if (!c->sigint_ev || !c->sigterm_ev)
+        goto fail;
+    event_add(c->sigint_ev, NULL);
+    event_add(c->sigterm_ev, NULL);
+    ms_info("coordinator %s serving %ld shards (subject %s)", c->id, cfg->shards, subj);
+    *out = c;
+    return MS_OK;
+fail:
+    ms_coord_destroy(c);
+    return err == MS_OK ? MS_ERR_NOMEM : err;
+}
+
+ms_err_t ms_coord_run(ms_coord_t *c)
+{
+    return event_base_dispatch(c->base) < 0 ? MS_ERR_IO : MS_OK;
+}
+
+void ms_coord_stop(ms_coord_t *c)
+{
+    event_base_loopexit(c->base, NULL);
+}
+
+void ms_coord_destroy(ms_coord_t *c)
+{
+    if (!c)
+        return;
+    /* The bus first: no cnats thread may push into the mailbox after this. */
+    ms_bus_destroy(c->bus);
+    if (c->http)
+        evhttp_free(c->http);
+    ms_mailbox_destroy(c->inbox);
+    ms_outbox_destroy(c->outbox);
+    ms_ns_destroy_all(c);
+    ms_policy_entry_t *e, *tmp;
+    HASH_ITER(hh, c->policies, e, tmp)
+    {
+        HASH_DEL(c->policies, e);
+        free(e->ns);
+        free(e);
+    }
+    ms_topo_diff_cleanup(&c->diff);
+    if (c->wake_ev)
+        event_free(c->wake_ev);
+    if (c->sigint_ev)
+        event_free(c->sigint_ev);
+    if (c->sigterm_ev)
+        event_free(c->sigterm_ev);
+    if (c->base)
+        event_base_free(c->base);
+    free(c);
+}

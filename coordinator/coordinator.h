@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The coordinator: owns shards of namespaces, runs their topologies and routes signals. */
+#ifndef MS_COORDINATOR_H
+#define MS_COORDINATOR_H
+
+#include "err.h"
+
+typedef struct {
+    const char *nats_urls;    /* comma-separated */
+    const char *id;           /* unique per coordinator; generated when NULL */
+    const char *prefix;       /* subject prefix, "meshsig" */
+    long shards;              /* S in shard = fnv1a64(ns) mod S */
+    const char *admin_listen; /* "127.0.0.1:8081" */
+    const char *admin_token;  /* bearer token for the admin API */
+    const char *admin_cors;   /* Access-Control-Allow-Origin value, or NULL */
+    int insecure_dev;         /* admin API without token */
+} ms_coord_config_t;
+
+typedef struct ms_coord ms_coord_t;
+
+/* Borrows cfg for the coordinator's lifetime. */
+ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out);
+/* Runs the event loop until ms_coord_stop or SIGINT/SIGTERM. */
+ms_err_t ms_coord_run(ms_coord_t *c);
+/* Any thread. */
+void ms_coord_stop(ms_coord_t *c);
+void ms_coord_destroy(ms_coord_t *c);
+
+#endif

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The coordinator's internal types, shared by its modules. All of it belongs to the loop thread. */
+#ifndef MS_COORD_INTERNAL_H
+#define MS_COORD_INTERNAL_H
+
+#include <stdint.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <uthash.h>
+
+#include "bus.h"
+#include "bus.pb-c.h"
+#include "client.pb-c.h"
+#include "coordinator.h"
+#include "mailbox.h"
+#include "policy.h"
+#include "topology.h"
+
+/* A peer in a namespace. */
+typedef struct ms_member {
+    char *id;
+    ms_peer_t handle;
+    char *gateway;      /* gateway id (owned) */
+    uint64_t session;   /* the gateway's session id */
+    ms_topo_pos_t pos;
+    Meshsig__V1__Position *client_pos; /* as the client gave it (owned), or NULL */
+    uint8_t *metadata;  /* packed meshsig.v1.Struct handed to neighbours, or NULL */
+    size_t metadata_len;
+    UT_hash_handle hh;  /* by id */
+} ms_member_t;
+
+typedef struct ms_ns {
+    char *name;
+    uint32_t shard;
+    ms_policy_t policy;
+    ms_topo_t *engine;
+    ms_member_t *members;  /* uthash by id */
+    ms_member_t **by_handle;
+    size_t n_handles;      /* slots in by_handle */
+    uint32_t *free_handles; /* min-heap */
+    size_t n_free, cap_free;
+    uint32_t next_handle;
+    UT_hash_handle hh;
+} ms_ns_t;
+
+/* Policies set through the admin API, kept when a namespace empties. */
+typedef struct ms_policy_entry {
+    char *ns;
+    ms_policy_t policy;
+    UT_hash_handle hh;
+} ms_policy_entry_t;
+
+typedef struct ms_outbox ms_outbox_t;
+
+struct ms_coord {
+    const ms_coord_config_t *cfg;
+    char id[96];
+    uint64_t epoch;
+    struct event_base *base;
+    struct event *wake_ev;
+    struct event *sigint_ev, *sigterm_ev;
+    struct evhttp *http;
+    ms_bus_t *bus;
+    ms_mailbox_t *inbox;
+    ms_ns_t *namespaces;          /* uthash by name */
+    ms_policy_entry_t *policies;  /* uthash by ns */
+    ms_outbox_t *outbox;
+    ms_topo_diff_t diff;          /* scratch */
+    uint64_t started_ms;
+    /* counters for /metrics */
+    uint64_t n_requests, n_joins, n_leaves, n_signals, n_errors, n_bad_requests;
+};
+
+/* shard.c: the one place a shard's requests are handled. */
+void ms_shard_handle(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req);
+
+/* namespace.c */
+ms_ns_t *ms_ns_find(ms_coord_t *c, const char *name);
+ms_err_t ms_ns_get(ms_coord_t *c, const char *name, ms_ns_t **out);
+void ms_ns_destroy(ms_coord_t *c, ms_ns_t *ns);
+void ms_ns_destroy_all(ms_coord_t *c);
+ms_member_t *ms_ns_member(ms_ns_t *ns, const char *id);
+ms_err_t ms_ns_alloc_handle(ms_ns_t *ns, ms_member_t *m);
+void ms_ns_free_handle(ms_ns_t *ns, ms_member_t *m);
+void ms_member_free(ms_member_t *m);
+/* Sends the connect/disconnect events of diff to both ends of each edge.
+ * offers: hello.offers of the joining peer `joiner` (may be NULL). */
+void ms_ns_apply_diff(ms_coord_t *c, ms_ns_t *ns, const ms_topo_diff_t *diff,
+                      const ms_member_t *joiner, Meshsig__V1__Value **offers, size_t n_offers);
+/* Replaces the namespace's policy, rebuilding the topology and sending the difference. */
+ms_err_t ms_ns_set_policy(ms_coord_t *c, ms_ns_t *ns, const ms_policy_t *p);
+const ms_policy_t *ms_coord_policy_for(ms_coord_t *c, const char *ns);
+/* Position of a peer under the namespace's positioning mode. */
+ms_topo_pos_t ms_ns_position(const ms_ns_t *ns, const char *peer_id,
+                             const Meshsig__V1__Position *given);
+
+/* outbox.c: deliveries batched per (gateway, shard), flushed once per loop turn. */
+ms_err_t ms_outbox_create(ms_outbox_t **out);
+void ms_outbox_destroy(ms_outbox_t *o);
+void ms_outbox_deliver(ms_coord_t *c, uint32_t shard, const char *gateway, uint64_t session,
+                       const char *peer_id, const Meshsig__V1__ServerMessage *msg,
+                       uint32_t close_code);
+void ms_outbox_flush(ms_coord_t *c);
+/* Helpers that build and deliver one ServerMessage. */
+void ms_send_error(ms_coord_t *c, uint32_t shard, const char *gateway, uint64_t session,
+                   const char *client_id, Meshsig__V1__ErrorCode code, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+
+/* admin.c */
+ms_err_t ms_admin_start(ms_coord_t *c);
+
+uint64_t ms_now_ms(void);
+
+#endif

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* meshsig-coordinator: flags and environment into a config, then run. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <nats/nats.h>
+
+#include "coordinator.h"
+#include "log.h"
+#include "opts.h"
+
+int main(int argc, char **argv)
+{
+    ms_coord_config_t cfg = {
+        .nats_urls = "nats://127.0.0.1:4222",
+        .prefix = "meshsig",
+        .shards = 64,
+        .admin_listen = "127.0.0.1:8081",
+    };
+    const char *log_level = "info";
+    int log_json = 0;
+    const ms_opt_t opts[] = {
+        {"nats", MS_OPT_STR, &cfg.nats_urls, "NATS server URLs, comma-separated"},
+        {"id", MS_OPT_STR, &cfg.id, "coordinator id (default coord-<host>-<pid>)"},
+        {"prefix", MS_OPT_STR, &cfg.prefix, "NATS subject prefix"},
+        {"shards", MS_OPT_INT, &cfg.shards, "shard count S, the same on every node"},
+        {"admin-listen", MS_OPT_STR, &cfg.admin_listen, "admin endpoint HOST:PORT"},
+        {"admin-token", MS_OPT_STR, &cfg.admin_token, "bearer token for the admin API"},
+        {"admin-cors", MS_OPT_STR, &cfg.admin_cors,
+         "Access-Control-Allow-Origin for the admin API (insecure dev: *)"},
+        {"insecure-dev", MS_OPT_BOOL, &cfg.insecure_dev,
+         "no admin token; listen on loopback only. Never in production"},
+        {"log-level", MS_OPT_STR, &log_level, "debug, info, warn or error"},
+        {"log-json", MS_OPT_BOOL, &log_json, "log JSON lines instead of text"},
+        {0},
+    };
+    ms_err_t err = ms_opts_parse(opts, argc, argv,
+                                 "The meshsig coordinator: owns namespaces, runs their "
+                                 "topologies, routes signals, serves the admin API.");
+    if (err == MS_ERR_STATE)
+        return 0;
+    if (err != MS_OK)
+        return 2;
+    int lvl = ms_log_level_parse(log_level);
+    ms_log_init("coordinator", lvl < 0 ? MS_LOG_INFO : (ms_log_level_t)lvl, log_json);
+    if (cfg.shards < 1 || cfg.shards > 65536) {
+        ms_error("--shards must be 1..65536");
+        return 2;
+    }
+    if (cfg.insecure_dev) {
+        ms_warn("INSECURE DEV MODE: the admin API needs no token. Never run this in production.");
+        if (strncmp(cfg.admin_listen, "127.", 4) && strncmp(cfg.admin_listen, "[::1]", 5) &&
+            strncmp(cfg.admin_listen, "localhost:", 10)) {
+            ms_error("--insecure-dev binds to loopback only; --admin-listen %s is not loopback",
+                     cfg.admin_listen);
+            return 2;
+        }
+        if (!cfg.admin_cors)
+            cfg.admin_cors = "*";
+    } else if (!cfg.admin_token || !*cfg.admin_token) {
+        ms_error("--admin-token (MESHSIG_ADMIN_TOKEN) is required unless --insecure-dev");
+        return 2;
+    }
+    ms_coord_t *c = NULL;
+    if ((err = ms_coord_create(&cfg, &c)) != MS_OK) {
+        ms_error("cannot start: %s", ms_err_str(err));
+        return 1;
+    }
+    err = ms_coord_run(c);
+    ms_coord_destroy(c);
+    nats_Close();
+    ms_info("stopped");
+    return err == MS_OK ? 0 : 1;
+}

@@ -1,0 +1,387 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Namespaces: members, dense peer handles, topology diffs turned into events, policy changes. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+#include "internal.h"
+#include "log.h"
+
+ms_ns_t *ms_ns_find(ms_coord_t *c, const char *name)
+{
+    ms_ns_t *ns;
+    HASH_FIND_STR(c->namespaces, name, ns);
+    return ns;
+}
+
+const ms_policy_t *ms_coord_policy_for(ms_coord_t *c, const char *ns)
+{
+    static ms_policy_t def;
+    static int def_ready;
+    ms_policy_entry_t *e;
+    HASH_FIND_STR(c->policies, ns, e);
+    if (e)
+        return &e->policy;
+    if (!def_ready) {
+        ms_policy_default(&def);
+        def_ready = 1;
+    }
+    return &def;
+}
+
+static ms_err_t engine_create(const ms_policy_t *p, const char *ns_name, ms_topo_t **out)
+{
+    const ms_topo_ops_t *ops = ms_topo_find(p->topology);
+    if (!ops)
+        return MS_ERR_INVAL;
+    ms_topo_params_t params = p->params;
+    /* Engines that randomise get a seed that is the same on every coordinator. */
+    params.seed = ms_fnv1a64(ns_name, strlen(ns_name));
+    return ops->create(&params, out);
+}
+
+ms_err_t ms_ns_get(ms_coord_t *c, const char *name, ms_ns_t **out)
+{
+    ms_ns_t *ns = ms_ns_find(c, name);
+    if (ns) {
+        *out = ns;
+        return MS_OK;
+    }
+    ms_err_t err = MS_ERR_NOMEM;
+    ns = calloc(1, sizeof(*ns));
+    if (!ns || !(ns->name = strdup(name)))
+        goto fail;
+    ns->shard = ms_bus_shard_of(name, (uint32_t)c->cfg->shards);
+    ns->policy = *ms_coord_policy_for(c, name);
+    if ((err = engine_create(&ns->policy, name, &ns->engine)) != MS_OK)
+        goto fail;
+    HASH_ADD_KEYPTR(hh, c->namespaces, ns->name, strlen(ns->name), ns);
+    *out = ns;
+    return MS_OK;
+fail:
+    if (ns)
+        free(ns->name);
+    free(ns);
+    return err;
+}
+
+void ms_member_free(ms_member_t *m)
+{
+    if (!m)
+        return;
+    free(m->id);
+    free(m->gateway);
+    free(m->metadata);
+    if (m->client_pos)
+        protobuf_c_message_free_unpacked(&m->client_pos->base, NULL);
+    free(m);
+}
+
+void ms_ns_destroy(ms_coord_t *c, ms_ns_t *ns)
+{
+    ms_member_t *m, *tmp;
+    HASH_ITER(hh, ns->members, m, tmp)
+    {
+        HASH_DEL(ns->members, m);
+        ms_member_free(m);
+    }
+    HASH_DEL(c->namespaces, ns);
+    if (ns->engine)
+        ns->engine->ops->destroy(ns->engine);
+    free(ns->by_handle);
+    free(ns->free_handles);
+    free(ns->name);
+    free(ns);
+}
+
+void ms_ns_destroy_all(ms_coord_t *c)
+{
+    ms_ns_t *ns, *tmp;
+    HASH_ITER(hh, c->namespaces, ns, tmp)
+    ms_ns_destroy(c, ns);
+}
+
+ms_member_t *ms_ns_member(ms_ns_t *ns, const char *id)
+{
+    ms_member_t *m;
+    HASH_FIND_STR(ns->members, id, m);
+    return m;
+}
+
+/* Free handles form a min-heap so the smallest is reused first (engines index arrays by handle). */
+static void heap_push(ms_ns_t *ns, uint32_t h)
+{
+    size_t i = ns->n_free++;
+    ns->free_handles[i] = h;
+    while (i > 0 && ns->free_handles[(i - 1) / 2] > ns->free_handles[i]) {
+        uint32_t t = ns->free_handles[i];
+        ns->free_handles[i] = ns->free_handles[(i - 1) / 2];
+        ns->free_handles[(i - 1) / 2] = t;
+        i = (i - 1) / 2;
+    }
+}
+
+static uint32_t heap_pop(ms_ns_t *ns)
+{
+    uint32_t top = ns->free_handles[0];
+    ns->free_handles[0] = ns->free_handles[--ns->n_free];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, s = i;
+        if (l < ns->n_free && ns->free_handles[l] < ns->free_handles[s])
+            s = l;
+        if (r < ns->n_free && ns->free_handles[r] < ns->free_handles[s])
+            s = r;
+        if (s == i)
+            break;
+        uint32_t t = ns->free_handles[i];
+        ns->free_handles[i] = ns->free_handles[s];
+        ns->free_handles[s] = t;
+        i = s;
+    }
+    return top;
+}
+
+ms_err_t ms_ns_alloc_handle(ms_ns_t *ns, ms_member_t *m)
+{
+    /* The free heap can hold every handle ever issued, so pushes never fail. */
+    if (ns->cap_free < (size_t)ns->next_handle + 1) {
+        size_t n = ns->cap_free ? ns->cap_free * 2 : 16;
+        uint32_t *nv = realloc(ns->free_handles, n * sizeof(*nv));
+        if (!nv)
+            return MS_ERR_NOMEM;
+        ns->free_handles = nv;
+        ns->cap_free = n;
+    }
+    if (!ns->n_free && ns->next_handle >= ns->n_handles) {
+        size_t n = ns->n_handles ? ns->n_handles * 2 : 16;
+        ms_member_t **nv = realloc(ns->by_handle, n * sizeof(*nv));
+        if (!nv)
+            return MS_ERR_NOMEM;
+        memset(nv + ns->n_handles, 0, (n - ns->n_handles) * sizeof(*nv));
+        ns->by_handle = nv;
+        ns->n_handles = n;
+    }
+    uint32_t h;
+    if (ns->n_free) {
+        h = heap_pop(ns);
+    } else {
+        if (ns->next_handle >= MS_PEER_MAX)
+            return MS_ERR_FULL;
+        h = ns->next_handle++;
+    }
+    ns->by_handle[h] = m;
+    m->handle = h;
+    return MS_OK;
+}
+
+void ms_ns_free_handle(ms_ns_t *ns, ms_member_t *m)
+{
+    if (m->handle < ns->n_handles && ns->by_handle[m->handle] == m) {
+        ns->by_handle[m->handle] = NULL;
+        heap_push(ns, m->handle); /* room was reserved at allocation */
+    }
+}
+
+ms_topo_pos_t ms_ns_position(const ms_ns_t *ns, const char *peer_id,
+                             const Meshsig__V1__Position *given)
+{
+    /* The key is the same on every coordinator, so a rebuild breaks ties alike. */
+    size_t nl = strlen(ns->name), pl = strlen(peer_id);
+    char buf[512];
+    uint64_t key;
+    if (nl + pl + 1 < sizeof(buf)) {
+        memcpy(buf, ns->name, nl);
+        buf[nl] = '\0';
+        memcpy(buf + nl + 1, peer_id, pl);
+        key = ms_fnv1a64(buf, nl + 1 + pl);
+    } else {
+        key = ms_fnv1a64(peer_id, pl) ^ ms_fnv1a64(ns->name, nl);
+    }
+    ms_topo_pos_t p = {.x = 0, .y = 0, .key = key};
+    switch (ns->policy.positioning) {
+    case MS_POS_CLIENT:
+        if (given) {
+            p.x = given->x;
+            p.y = given->y;
+            return p;
+        }
+        break;
+    case MS_POS_GEO:
+        if (given) {
+            p.x = given->lon;
+            p.y = given->lat;
+            return p;
+        }
+        break;
+    case MS_POS_RANDOM:
+    case MS_POS_NETWORK:
+        break;
+    }
+    /* Random (and the starting point of the other modes): uniform in the unit square. */
+    uint64_t h2 = key * 0x9e3779b97f4a7c15ULL;
+    h2 ^= h2 >> 31;
+    p.x = (double)(key >> 11) / 9007199254740992.0;
+    p.y = (double)(h2 >> 11) / 9007199254740992.0;
+    if (ns->policy.positioning == MS_POS_GEO) {
+        p.x = p.x * 360.0 - 180.0;
+        p.y = asin(2.0 * p.y - 1.0) * 180.0 / M_PI; /* uniform on the sphere */
+    }
+    return p;
+}
+
+static void send_topology(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
+                          Meshsig__V1__Topology *t)
+{
+    Meshsig__V1__ServerMessage m = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    m.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_TOPOLOGY;
+    m.topology = t;
+    ms_outbox_deliver(c, ns->shard, to->gateway, to->session, to->id, &m, 0);
+}
+
+static void send_connect(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
+                         const ms_member_t *other, int initiator, Meshsig__V1__Role role,
+                         Meshsig__V1__Value *offer)
+{
+    Meshsig__V1__Connect cn = MESHSIG__V1__CONNECT__INIT;
+    cn.peer = other->id;
+    cn.initiator = initiator;
+    cn.role = role;
+    cn.offer = offer;
+    Meshsig__V1__Struct *md = NULL;
+    if (other->metadata)
+        md = meshsig__v1__struct__unpack(NULL, other->metadata_len, other->metadata);
+    cn.metadata = md;
+    Meshsig__V1__Position pos = MESHSIG__V1__POSITION__INIT;
+    if (!strcmp(ns->policy.topology, "delaunay")) {
+        if (ns->policy.positioning == MS_POS_GEO) {
+            pos.lon = other->pos.x;
+            pos.lat = other->pos.y;
+        } else {
+            pos.x = other->pos.x;
+            pos.y = other->pos.y;
+        }
+        cn.position = &pos;
+    }
+    Meshsig__V1__Topology t = MESHSIG__V1__TOPOLOGY__INIT;
+    t.event_case = MESHSIG__V1__TOPOLOGY__EVENT_CONNECT;
+    t.connect = &cn;
+    send_topology(c, ns, to, &t);
+    if (md)
+        meshsig__v1__struct__free_unpacked(md, NULL);
+}
+
+static void send_disconnect(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
+                            const ms_member_t *other)
+{
+    Meshsig__V1__Disconnect d = MESHSIG__V1__DISCONNECT__INIT;
+    d.peer = other->id;
+    Meshsig__V1__Topology t = MESHSIG__V1__TOPOLOGY__INIT;
+    t.event_case = MESHSIG__V1__TOPOLOGY__EVENT_DISCONNECT;
+    t.disconnect = &d;
+    send_topology(c, ns, to, &t);
+}
+
+static ms_member_t *by_handle(ms_ns_t *ns, ms_peer_t h)
+{
+    return h < ns->n_handles ? ns->by_handle[h] : NULL;
+}
+
+void ms_ns_apply_diff(ms_coord_t *c, ms_ns_t *ns, const ms_topo_diff_t *diff,
+                      const ms_member_t *joiner, Meshsig__V1__Value **offers, size_t n_offers)
+{
+    for (size_t i = 0; i < diff->n_disconnect; i++) {
+        ms_member_t *a = by_handle(ns, diff->disconnect[i].a);
+        ms_member_t *b = by_handle(ns, diff->disconnect[i].b);
+        if (!a || !b)
+            continue;
+        send_disconnect(c, ns, a, b);
+        send_disconnect(c, ns, b, a);
+    }
+    size_t next_offer = 0;
+    for (size_t i = 0; i < diff->n_connect; i++) {
+        const ms_edge_t *e = &diff->connect[i];
+        ms_member_t *a = by_handle(ns, e->a);
+        ms_member_t *b = by_handle(ns, e->b);
+        if (!a || !b)
+            continue;
+        Meshsig__V1__Role role_of_b = MESHSIG__V1__ROLE__PEER, role_of_a = MESHSIG__V1__ROLE__PEER;
+        if (e->kind == MS_EDGE_TREE) {
+            role_of_b = MESHSIG__V1__ROLE__CHILD; /* a is the parent of b */
+            role_of_a = MESHSIG__V1__ROLE__PARENT;
+        }
+        /* A pre-made offer from the joiner makes the joiner the initiator of
+         * that edge; the other end answers it at once. The joiner gets its own
+         * offer back so it knows which of its connections the peer answers. */
+        if (joiner && next_offer < n_offers && (a == joiner || b == joiner)) {
+            Meshsig__V1__Value *offer = offers[next_offer++];
+            ms_member_t *other = a == joiner ? b : a;
+            send_connect(c, ns, joiner, other, 1, a == joiner ? role_of_b : role_of_a, offer);
+            send_connect(c, ns, other, joiner, 0, a == joiner ? role_of_a : role_of_b, offer);
+            continue;
+        }
+        int a_initiates = strcmp(a->id, b->id) < 0;
+        send_connect(c, ns, a, b, a_initiates, role_of_b, NULL);
+        send_connect(c, ns, b, a, !a_initiates, role_of_a, NULL);
+    }
+}
+
+typedef struct {
+    ms_topo_diff_t *diff;
+    int connect;
+    ms_err_t err;
+} edge_collect_t;
+
+static void collect(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud)
+{
+    edge_collect_t *ec = ud;
+    if (ec->err != MS_OK)
+        return;
+    ec->err = ec->connect ? ms_topo_diff_connect(ec->diff, a, b, kind)
+                          : ms_topo_diff_disconnect(ec->diff, a, b, kind);
+}
+
+ms_err_t ms_ns_set_policy(ms_coord_t *c, ms_ns_t *ns, const ms_policy_t *p)
+{
+    ms_topo_t *fresh = NULL;
+    ms_topo_diff_t diff, scratch;
+    ms_topo_diff_init(&diff);
+    ms_topo_diff_init(&scratch);
+    ms_err_t err;
+    ms_policy_t old = ns->policy;
+    ns->policy = *p; /* positions below use the new mode */
+    if ((err = engine_create(p, ns->name, &fresh)) != MS_OK)
+        goto fail;
+    for (size_t h = 0; h < ns->n_handles; h++) {
+        ms_member_t *m = ns->by_handle[h];
+        if (!m)
+            continue;
+        m->pos = ms_ns_position(ns, m->id, m->client_pos);
+        ms_topo_diff_clear(&scratch);
+        if ((err = fresh->ops->join(fresh, m->handle, m->pos, &scratch)) != MS_OK)
+            goto fail;
+    }
+    edge_collect_t ec = {.diff = &diff, .connect = 0, .err = MS_OK};
+    ns->engine->ops->edges(ns->engine, collect, &ec);
+    ec.connect = 1;
+    fresh->ops->edges(fresh, collect, &ec);
+    if ((err = ec.err) != MS_OK)
+        goto fail;
+    ms_topo_diff_normalize(&diff);
+    ns->engine->ops->destroy(ns->engine);
+    ns->engine = fresh;
+    fresh = NULL;
+    ms_ns_apply_diff(c, ns, &diff, NULL, NULL, 0);
+    ms_info("namespace %s: topology now %s (%zu edges added, %zu removed)", ns->name,
+            p->topology, diff.n_connect, diff.n_disconnect);
+fail:
+    if (err != MS_OK)
+        ns->policy = old;
+    if (fresh)
+        fresh->ops->destroy(fresh);
+    ms_topo_diff_cleanup(&diff);
+    ms_topo_diff_cleanup(&scratch);
+    return err;
+}

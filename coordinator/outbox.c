@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Deliveries to gateways, batched per (gateway, shard) and flushed once per loop turn.
+ *
+ * A batch is a meshsig.bus.GatewayBatch built incrementally: its header fields
+ * are packed once, then each Delivery is appended as field 4 (length-delimited),
+ * which is exactly how protobuf encodes a repeated message field. Nothing is
+ * kept but the bytes, so a burst of events costs one NATS message per gateway.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "log.h"
+
+#define BATCH_FLUSH_BYTES (256 * 1024)
+
+typedef struct ob_entry {
+    char *key; /* "<shard>:<gateway>" */
+    char subject[160];
+    uint8_t *buf;
+    size_t len, cap, header_len;
+    size_t n;
+    UT_hash_handle hh;
+} ob_entry_t;
+
+struct ms_outbox {
+    ob_entry_t *entries;
+};
+
+ms_err_t ms_outbox_create(ms_outbox_t **out)
+{
+    *out = calloc(1, sizeof(**out));
+    return *out ? MS_OK : MS_ERR_NOMEM;
+}
+
+void ms_outbox_destroy(ms_outbox_t *o)
+{
+    if (!o)
+        return;
+    ob_entry_t *e, *tmp;
+    HASH_ITER(hh, o->entries, e, tmp)
+    {
+        HASH_DEL(o->entries, e);
+        free(e->key);
+        free(e->buf);
+        free(e);
+    }
+    free(o);
+}
+
+static int reserve(ob_entry_t *e, size_t more)
+{
+    if (e->len + more <= e->cap)
+        return 0;
+    size_t ncap = e->cap ? e->cap : 4096;
+    while (ncap < e->len + more)
+        ncap *= 2;
+    uint8_t *nb = realloc(e->buf, ncap);
+    if (!nb)
+        return -1;
+    e->buf = nb;
+    e->cap = ncap;
+    return 0;
+}
+
+static ob_entry_t *entry_get(ms_coord_t *c, uint32_t shard, const char *gateway)
+{
+    char key[256];
+    snprintf(key, sizeof(key), "%u:%s", shard, gateway);
+    ob_entry_t *e;
+    HASH_FIND_STR(c->outbox->entries, key, e);
+    if (e)
+        return e;
+    e = calloc(1, sizeof(*e));
+    if (!e || !(e->key = strdup(key)))
+        goto fail;
+    ms_bus_subject_gw(e->subject, sizeof(e->subject), c->cfg->prefix, gateway);
+    Meshsig__Bus__GatewayBatch hdr = MESHSIG__BUS__GATEWAY_BATCH__INIT;
+    hdr.shard = shard;
+    hdr.epoch = c->epoch;
+    hdr.coordinator_id = c->id;
+    size_t hl = meshsig__bus__gateway_batch__get_packed_size(&hdr);
+    if (reserve(e, hl))
+        goto fail;
+    e->len = e->header_len = meshsig__bus__gateway_batch__pack(&hdr, e->buf);
+    HASH_ADD_KEYPTR(hh, c->outbox->entries, e->key, strlen(e->key), e);
+    return e;
+fail:
+    if (e) {
+        free(e->key);
+        free(e->buf);
+        free(e);
+    }
+    return NULL;
+}
+
+static void entry_flush(ms_coord_t *c, ob_entry_t *e)
+{
+    if (e->n == 0)
+        return;
+    if (ms_bus_publish(c->bus, e->subject, NULL, e->buf, e->len) != MS_OK)
+        ms_warn("publish to %s failed; %zu deliveries lost", e->subject, e->n);
+    e->len = e->header_len;
+    e->n = 0;
+}
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+void ms_outbox_deliver(ms_coord_t *c, uint32_t shard, const char *gateway, uint64_t session,
+                       const char *peer_id, const Meshsig__V1__ServerMessage *msg,
+                       uint32_t close_code)
+{
+    ob_entry_t *e = entry_get(c, shard, gateway);
+    if (!e) {
+        ms_error("out of memory queueing a delivery to %s", gateway);
+        return;
+    }
+    Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
+    d.session = session;
+    d.msg = (Meshsig__V1__ServerMessage *)msg;
+    d.close_code = close_code;
+    d.peer_id = (char *)(peer_id ? peer_id : "");
+    size_t sz = meshsig__bus__delivery__get_packed_size(&d);
+    if (reserve(e, sz + 11)) {
+        ms_error("out of memory queueing a delivery to %s", gateway);
+        return;
+    }
+    e->buf[e->len++] = (4 << 3) | 2; /* field 4, length-delimited */
+    e->len += put_varint(e->buf + e->len, sz);
+    e->len += meshsig__bus__delivery__pack(&d, e->buf + e->len);
+    e->n++;
+    if (e->len >= BATCH_FLUSH_BYTES)
+        entry_flush(c, e);
+}
+
+void ms_outbox_flush(ms_coord_t *c)
+{
+    ob_entry_t *e, *tmp;
+    HASH_ITER(hh, c->outbox->entries, e, tmp)
+    entry_flush(c, e);
+}
+
+void ms_send_error(ms_coord_t *c, uint32_t shard, const char *gateway, uint64_t session,
+                   const char *client_id, Meshsig__V1__ErrorCode code, const char *fmt, ...)
+{
+    char text[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    Meshsig__V1__Error err = MESHSIG__V1__ERROR__INIT;
+    err.code = code;
+    err.message = text;
+    Meshsig__V1__ServerMessage m = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    m.id = (char *)(client_id ? client_id : "");
+    m.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR;
+    m.error = &err;
+    c->n_errors++;
+    ms_outbox_deliver(c, shard, gateway, session, NULL, &m, 0);
+}

@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Namespace policy: parse and print the JSON form used by the admin API. */
+#include <stdio.h>
+#include <string.h>
+
+#include "policy.h"
+
+static const char *const positioning_names[] = {"random", "client", "geo", "network"};
+
+void ms_policy_default(ms_policy_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    snprintf(p->topology, sizeof(p->topology), "fullmesh");
+    p->params.k = 4;
+    p->params.a = 1;
+    p->params.b = 5;
+    p->shuffle_period_ms = 30000;
+}
+
+static int get_uint(const json_t *j, const char *key, uint32_t lo, uint32_t hi, uint32_t *out,
+                    char *err, size_t errlen)
+{
+    json_t *v = json_object_get(j, key);
+    if (!v)
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        snprintf(err, errlen, "%s must be an integer from %u to %u", key, lo, hi);
+        return -1;
+    }
+    *out = (uint32_t)json_integer_value(v);
+    return 0;
+}
+
+static int get_num(const json_t *j, const char *key, double lo, double hi, double *out, char *err,
+                   size_t errlen)
+{
+    json_t *v = json_object_get(j, key);
+    if (!v)
+        return 0;
+    if (!json_is_number(v) || json_number_value(v) < lo || json_number_value(v) > hi) {
+        snprintf(err, errlen, "%s must be a number from %g to %g", key, lo, hi);
+        return -1;
+    }
+    *out = json_number_value(v);
+    return 0;
+}
+
+ms_err_t ms_policy_parse(const json_t *j, ms_policy_t *p, char *err, size_t errlen)
+{
+    static const char *const known[] = {"topology", "positioning", "k", "cap", "overflow", "a",
+                                        "b", "shufflePeriodMs", "signals", "duplicateIds", NULL};
+    ms_policy_default(p);
+    if (!json_is_object(j)) {
+        snprintf(err, errlen, "policy must be a JSON object");
+        return MS_ERR_INVAL;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)j, key, val)
+    {
+        int ok = 0;
+        for (int i = 0; known[i]; i++)
+            ok |= !strcmp(key, known[i]);
+        if (!ok) {
+            snprintf(err, errlen, "unknown policy field '%s'", key);
+            return MS_ERR_INVAL;
+        }
+    }
+    json_t *t = json_object_get(j, "topology");
+    if (t) {
+        if (!json_is_string(t) || !ms_topo_find(json_string_value(t))) {
+            snprintf(err, errlen, "unknown topology (known: fullmesh, delaunay, tree, spray)");
+            return MS_ERR_INVAL;
+        }
+        snprintf(p->topology, sizeof(p->topology), "%s", json_string_value(t));
+    }
+    json_t *pos = json_object_get(j, "positioning");
+    if (pos) {
+        int found = -1;
+        for (int i = 0; i < 4 && json_is_string(pos); i++)
+            if (!strcmp(json_string_value(pos), positioning_names[i]))
+                found = i;
+        if (found < 0) {
+            snprintf(err, errlen, "positioning must be random, client, geo or network");
+            return MS_ERR_INVAL;
+        }
+        p->positioning = (ms_positioning_t)found;
+        p->params.geo = found == MS_POS_GEO;
+    }
+    if (get_uint(j, "k", 2, 64, &p->params.k, err, errlen) ||
+        get_uint(j, "cap", 0, 1000000, &p->params.cap, err, errlen) ||
+        get_num(j, "a", 0, 100, &p->params.a, err, errlen) ||
+        get_num(j, "b", 0, 1000, &p->params.b, err, errlen) ||
+        get_uint(j, "shufflePeriodMs", 100, 3600000, &p->shuffle_period_ms, err, errlen))
+        return MS_ERR_INVAL;
+    json_t *o = json_object_get(j, "overflow");
+    if (o) {
+        if (!json_is_string(o) || (strcmp(json_string_value(o), "reject") &&
+                                   strcmp(json_string_value(o), "wait"))) {
+            snprintf(err, errlen, "overflow must be reject or wait");
+            return MS_ERR_INVAL;
+        }
+        p->overflow_wait = !strcmp(json_string_value(o), "wait");
+    }
+    json_t *s = json_object_get(j, "signals");
+    if (s) {
+        if (!json_is_string(s) || (strcmp(json_string_value(s), "neighbours") &&
+                                   strcmp(json_string_value(s), "any"))) {
+            snprintf(err, errlen, "signals must be neighbours or any");
+            return MS_ERR_INVAL;
+        }
+        p->signal_any = !strcmp(json_string_value(s), "any");
+    }
+    json_t *d = json_object_get(j, "duplicateIds");
+    if (d) {
+        if (!json_is_string(d) || (strcmp(json_string_value(d), "reject") &&
+                                   strcmp(json_string_value(d), "replace"))) {
+            snprintf(err, errlen, "duplicateIds must be reject or replace");
+            return MS_ERR_INVAL;
+        }
+        p->id_replace = !strcmp(json_string_value(d), "replace");
+    }
+    return MS_OK;
+}
+
+json_t *ms_policy_to_json(const ms_policy_t *p)
+{
+    json_t *j = json_object();
+    if (!j)
+        return NULL;
+    json_object_set_new(j, "topology", json_string(p->topology));
+    json_object_set_new(j, "signals", json_string(p->signal_any ? "any" : "neighbours"));
+    json_object_set_new(j, "duplicateIds", json_string(p->id_replace ? "replace" : "reject"));
+    if (!strcmp(p->topology, "delaunay"))
+        json_object_set_new(j, "positioning", json_string(positioning_names[p->positioning]));
+    if (!strcmp(p->topology, "tree"))
+        json_object_set_new(j, "k", json_integer(p->params.k));
+    if (!strcmp(p->topology, "fullmesh")) {
+        json_object_set_new(j, "cap", json_integer(p->params.cap));
+        json_object_set_new(j, "overflow", json_string(p->overflow_wait ? "wait" : "reject"));
+    }
+    if (!strcmp(p->topology, "spray")) {
+        json_object_set_new(j, "a", json_real(p->params.a));
+        json_object_set_new(j, "b", json_real(p->params.b));
+        json_object_set_new(j, "shufflePeriodMs", json_integer(p->shuffle_period_ms));
+    }
+    return j;
+}

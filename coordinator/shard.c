@@ -1,0 +1,319 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The one place a shard's requests are handled: join, leave, and routed client messages. */
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "log.h"
+
+#define ERR(code) MESHSIG__V1__ERROR_CODE__##code
+
+static int peer_id_valid(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > 128)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = id[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == ':' || ch == '@' || ch == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static int ns_name_valid(const char *ns)
+{
+    size_t n = strlen(ns);
+    if (n == 0 || n > 128)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)ns[i];
+        /* '.', '*' and '>' would break NATS subjects and URLs; control bytes are never names. */
+        if (ch < 0x21 || ch == '*' || ch == '>' || ch == '/' || ch == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+static void generate_id(ms_ns_t *ns, char *out, size_t cap)
+{
+    for (int attempt = 0; attempt < 16; attempt++) {
+        unsigned char r[6];
+        if (RAND_bytes(r, sizeof(r)) != 1)
+            memset(r, attempt, sizeof(r));
+        snprintf(out, cap, "p-%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5]);
+        if (!ms_ns_member(ns, out))
+            return;
+    }
+}
+
+static void send_welcome(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const char *client_id)
+{
+    Meshsig__V1__Welcome w = MESHSIG__V1__WELCOME__INIT;
+    w.peer_id = m->id;
+    w.gateway_id = m->gateway;
+    w.namespace_ = ns->name;
+    w.topology = ns->policy.topology;
+    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    sm.id = (char *)client_id;
+    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_WELCOME;
+    sm.welcome = &w;
+    ms_outbox_deliver(c, ns->shard, m->gateway, m->session, m->id, &sm, 0);
+}
+
+static void handle_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)
+{
+    const Meshsig__Bus__Join *j = req->join;
+    const Meshsig__V1__Hello *hello = j->hello;
+    const char *cid = req->client_id;
+    ms_member_t *m = NULL;
+    ms_ns_t *ns = NULL;
+    char idbuf[64];
+    const char *id = j->peer_id;
+
+    if (!ns_name_valid(req->namespace_)) {
+        ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(BAD_REQUEST),
+                      "namespace must be 1 to 128 printable characters without '*', '>' or '/'");
+        return;
+    }
+    if (ms_bus_shard_of(req->namespace_, (uint32_t)c->cfg->shards) != shard) {
+        ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(BAD_REQUEST),
+                      "namespace %s does not belong to shard %u", req->namespace_, shard);
+        return;
+    }
+    if (ms_ns_get(c, req->namespace_, &ns) != MS_OK) {
+        ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(INTERNAL),
+                      "cannot create namespace");
+        return;
+    }
+    if (!*id) {
+        generate_id(ns, idbuf, sizeof(idbuf));
+        id = idbuf;
+    } else if (!peer_id_valid(id)) {
+        ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(BAD_REQUEST),
+                      "peer id must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -");
+        goto done;
+    }
+    ms_member_t *old = ms_ns_member(ns, id);
+    if (old) {
+        if (!strcmp(old->gateway, req->gateway_id) && old->session == req->session) {
+            /* A retried join: answer again, change nothing. */
+            send_welcome(c, ns, old, cid);
+            return;
+        }
+        ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(ID_TAKEN),
+                      "peer id %s is taken in namespace %s", id, ns->name);
+        goto done;
+    }
+
+    m = calloc(1, sizeof(*m));
+    if (!m || !(m->id = strdup(id)) || !(m->gateway = strdup(req->gateway_id)))
+        goto nomem;
+    m->session = req->session;
+    if (hello && hello->position) {
+        size_t len = meshsig__v1__position__get_packed_size(hello->position);
+        uint8_t tmp[64];
+        if (len <= sizeof(tmp)) {
+            meshsig__v1__position__pack(hello->position, tmp);
+            m->client_pos = meshsig__v1__position__unpack(NULL, len, tmp);
+        }
+    }
+    if (hello && hello->metadata) {
+        m->metadata_len = meshsig__v1__struct__get_packed_size(hello->metadata);
+        if (m->metadata_len > 4096) {
+            ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(TOO_LARGE),
+                          "metadata is over 4096 bytes");
+            goto done;
+        }
+        if (!(m->metadata = malloc(m->metadata_len)))
+            goto nomem;
+        meshsig__v1__struct__pack(hello->metadata, m->metadata);
+    }
+    if (ns->policy.positioning == MS_POS_CLIENT && (!hello || !hello->position) &&
+        !strcmp(ns->policy.topology, "delaunay")) {
+        ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(BAD_REQUEST),
+                      "namespace %s places peers by client position: hello.position {x, y} "
+                      "is required",
+                      ns->name);
+        goto done;
+    }
+    m->pos = ms_ns_position(ns, m->id, m->client_pos);
+    if (ms_ns_alloc_handle(ns, m) != MS_OK)
+        goto nomem;
+    ms_topo_diff_clear(&c->diff);
+    ms_err_t err = ns->engine->ops->join(ns->engine, m->handle, m->pos, &c->diff);
+    if (err != MS_OK) {
+        ms_ns_free_handle(ns, m);
+        if (err == MS_ERR_FULL)
+            ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(NAMESPACE_FULL),
+                          "namespace %s is full (%u peers)", ns->name, ns->policy.params.cap);
+        else
+            ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(INTERNAL),
+                          "topology join failed: %s", ms_err_str(err));
+        goto done;
+    }
+    HASH_ADD_KEYPTR(hh, ns->members, m->id, strlen(m->id), m);
+    c->n_joins++;
+    send_welcome(c, ns, m, cid);
+    ms_ns_apply_diff(c, ns, &c->diff, m, hello ? hello->offers : NULL,
+                     hello ? hello->n_offers : 0);
+    ms_debug("join %s/%s via %s session %llu", ns->name, m->id, m->gateway,
+             (unsigned long long)m->session);
+    return;
+nomem:
+    ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(INTERNAL), "out of memory");
+done:
+    ms_member_free(m);
+    if (ns && !ns->members)
+        ms_ns_destroy(c, ns);
+}
+
+static void send_peer_left(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *peer,
+                           const char *reason)
+{
+    Meshsig__V1__PeerLeft pl = MESHSIG__V1__PEER_LEFT__INIT;
+    pl.peer = (char *)peer;
+    pl.reason = (char *)reason;
+    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_PEER_LEFT;
+    sm.peer_left = &pl;
+    ms_outbox_deliver(c, ns->shard, to->gateway, to->session, to->id, &sm, 0);
+}
+
+/* Removes m from ns: topology repair events to the others, peerLeft to its former neighbours. */
+static void member_leave(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *reason)
+{
+    ms_topo_diff_clear(&c->diff);
+    ms_err_t err = ns->engine->ops->leave(ns->engine, m->handle, &c->diff);
+    if (err != MS_OK)
+        ms_error("topology leave of %s/%s failed: %s", ns->name, m->id, ms_err_str(err));
+    /* Edges of the departed peer: its neighbours get disconnect + peerLeft. */
+    for (size_t i = 0; i < c->diff.n_disconnect; i++) {
+        const ms_edge_t *e = &c->diff.disconnect[i];
+        ms_peer_t other = e->a == m->handle ? e->b : e->b == m->handle ? e->a : MS_PEER_NONE;
+        if (other == MS_PEER_NONE || other >= ns->n_handles || !ns->by_handle[other])
+            continue;
+        ms_member_t *o = ns->by_handle[other];
+        Meshsig__V1__Disconnect d = MESHSIG__V1__DISCONNECT__INIT;
+        d.peer = m->id;
+        Meshsig__V1__Topology t = MESHSIG__V1__TOPOLOGY__INIT;
+        t.event_case = MESHSIG__V1__TOPOLOGY__EVENT_DISCONNECT;
+        t.disconnect = &d;
+        Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_TOPOLOGY;
+        sm.topology = &t;
+        ms_outbox_deliver(c, ns->shard, o->gateway, o->session, o->id, &sm, 0);
+        send_peer_left(c, ns, o, m->id, reason);
+    }
+    /* The rest of the diff (repair edges between the others) goes out as usual;
+     * the departed peer is no longer resolvable, so its own edges are skipped. */
+    ms_ns_free_handle(ns, m);
+    ms_ns_apply_diff(c, ns, &c->diff, NULL, NULL, 0);
+    HASH_DEL(ns->members, m);
+    c->n_leaves++;
+    ms_debug("leave %s/%s (%s)", ns->name, m->id, reason);
+    ms_member_free(m);
+    if (!ns->members)
+        ms_ns_destroy(c, ns);
+}
+
+static void handle_leave(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)
+{
+    ms_ns_t *ns = ms_ns_find(c, req->namespace_);
+    ms_member_t *m = ns ? ms_ns_member(ns, req->peer_id) : NULL;
+    /* Only the session that holds the id may end it: a stale leave is ignored. */
+    if (!m || strcmp(m->gateway, req->gateway_id) || m->session != req->session)
+        return;
+    member_leave(c, ns, m, req->leave && *req->leave->reason ? req->leave->reason : "left");
+}
+
+/* The sender of a routed message, or NULL after answering with an error. */
+static ms_member_t *sender(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req,
+                           ms_ns_t **ns_out)
+{
+    ms_ns_t *ns = ms_ns_find(c, req->namespace_);
+    ms_member_t *m = ns ? ms_ns_member(ns, req->peer_id) : NULL;
+    if (!m || strcmp(m->gateway, req->gateway_id) || m->session != req->session) {
+        ms_send_error(c, shard, req->gateway_id, req->session, req->client_id, ERR(NOT_JOINED),
+                      "this session has not joined %s", req->namespace_);
+        return NULL;
+    }
+    *ns_out = ns;
+    return m;
+}
+
+static void handle_signal(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req,
+                          Meshsig__V1__Signal *sig)
+{
+    ms_ns_t *ns;
+    ms_member_t *from = sender(c, shard, req, &ns);
+    if (!from)
+        return;
+    ms_member_t *to = ms_ns_member(ns, sig->to);
+    if (!to) {
+        ms_send_error(c, shard, req->gateway_id, req->session, req->client_id,
+                      ERR(PEER_NOT_FOUND), "%s is not in namespace %s", sig->to, ns->name);
+        return;
+    }
+    if (!ns->policy.signal_any && !ns->engine->ops->adjacent(ns->engine, from->handle, to->handle)) {
+        ms_send_error(c, shard, req->gateway_id, req->session, req->client_id,
+                      ERR(NOT_NEIGHBOUR), "%s is not a neighbour of %s", to->id, from->id);
+        return;
+    }
+    /* `from` is ours, never the client's. */
+    Meshsig__V1__Signal out = MESHSIG__V1__SIGNAL__INIT;
+    out.from = from->id;
+    out.payload = sig->payload;
+    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL;
+    sm.signal = &out;
+    c->n_signals++;
+    ms_outbox_deliver(c, shard, to->gateway, to->session, to->id, &sm, 0);
+}
+
+static void handle_client(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)
+{
+    Meshsig__V1__ClientMessage *cm = req->client;
+    switch (cm->msg_case) {
+    case MESHSIG__V1__CLIENT_MESSAGE__MSG_SIGNAL:
+        handle_signal(c, shard, req, cm->signal);
+        return;
+    default:
+        break;
+    }
+    ms_ns_t *ns;
+    if (!sender(c, shard, req, &ns))
+        return;
+    const char *name = "this";
+    for (unsigned i = 0; i < meshsig__v1__client_message__descriptor.n_fields; i++)
+        if (meshsig__v1__client_message__descriptor.fields[i].id == (uint32_t)cm->msg_case)
+            name = meshsig__v1__client_message__descriptor.fields[i].name;
+    ms_send_error(c, shard, req->gateway_id, req->session, req->client_id, ERR(UNKNOWN_MESSAGE),
+                  "%s is not supported by this coordinator yet", name);
+}
+
+void ms_shard_handle(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)
+{
+    c->n_requests++;
+    if (!*req->gateway_id || !*req->namespace_) {
+        c->n_bad_requests++;
+        return; /* nobody to answer */
+    }
+    switch (req->op_case) {
+    case MESHSIG__BUS__SHARD_REQUEST__OP_JOIN:
+        handle_join(c, shard, req);
+        break;
+    case MESHSIG__BUS__SHARD_REQUEST__OP_LEAVE:
+        handle_leave(c, shard, req);
+        break;
+    case MESHSIG__BUS__SHARD_REQUEST__OP_CLIENT:
+        handle_client(c, shard, req);
+        break;
+    default:
+        c->n_bad_requests++;
+        break;
+    }
+}
