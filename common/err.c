@@ -19,6 +19,7 @@ const char *ms_err_str(ms_err_t err)
     case MS_ERR_TIMEOUT: return "timed out";
     case MS_ERR_STATE: return "invalid state";
     case MS_ERR_UNSUPPORTED: return "unsupported";
+    case MS_ERR_FORBIDDEN: return "forbidden";
     }
     return "unknown error";
 }

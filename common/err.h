@@ -17,7 +17,8 @@ typedef enum {
     MS_ERR_LWS,        /* libwebsockets failed */
     MS_ERR_TIMEOUT,    /* a deadline passed */
     MS_ERR_STATE,      /* the call is not valid in the current state */
-    MS_ERR_UNSUPPORTED /* a valid request this build does not support */
+    MS_ERR_UNSUPPORTED, /* a valid request this build does not support */
+    MS_ERR_FORBIDDEN    /* authenticated, but not allowed this (e.g. the namespace) */
 } ms_err_t;
 
 /* A static, human-readable name for err. Never NULL. */
