@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* meshsig-loadgen: command line for the WebSocket signaling load generator. */
+#include "loadgen.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: meshsig-loadgen --proto meshsig|peerjs --port P --scenario S [options]\n"
+               "  scenarios: idle, relay, latency, storm\n"
+               "  --host A          server IPv4 address (127.0.0.1)\n"
+               "  --clients N       clients to open (1000)\n"
+               "  --group K         idle: meshsig clients per namespace (2)\n"
+               "  --ns NAME         storm: namespace; others: namespace prefix (storm / b)\n"
+               "  --window W        connection attempts in flight (512)\n"
+               "  --src-addrs K     source addresses 127.0.0.2.. to cycle over (250)\n"
+               "  --pids a,b,c      server processes whose RSS and CPU are measured\n"
+               "  --settle S        idle: seconds to hold before sampling RSS (3)\n"
+               "  --inflight M      relay: messages in flight per pair (8)\n"
+               "  --size B          signal frame size in bytes (450)\n"
+               "  --rate R          latency: messages per second in total (2000)\n"
+               "  --warmup S        seconds before measuring (1)\n"
+               "  --duration S      seconds measured (10)\n"
+               "  --quiet S         storm: silence that ends the run (1)\n"
+               "  --timeout S       bound on each waiting phase (120)\n"
+               "  --heartbeat-ms T  client keepalive interval (protocol default; 0 = off)\n"
+               "  -v                progress on stderr\n");
+}
+
+int main(int argc, char **argv)
+{
+    ms_lg_cfg_t cfg = {
+        .proto = NULL,
+        .scenario = MS_LG_IDLE,
+        .host = "127.0.0.1",
+        .port = 0,
+        .clients = 1000,
+        .group = 2,
+        .ns = NULL,
+        .window = 512,
+        .src_addrs = 250,
+        .settle_s = 3,
+        .inflight = 8,
+        .size = 450,
+        .rate = 2000,
+        .warmup_s = 1,
+        .duration_s = 10,
+        .quiet_s = 1,
+        .timeout_s = 120,
+        .heartbeat_ms = -1,
+    };
+    int have_scenario = 0;
+    static const struct option longopts[] = {
+        {"proto", required_argument, 0, 'P'},
+        {"scenario", required_argument, 0, 'S'},
+        {"host", required_argument, 0, 'H'},
+        {"port", required_argument, 0, 'p'},
+        {"clients", required_argument, 0, 'n'},
+        {"group", required_argument, 0, 'g'},
+        {"ns", required_argument, 0, 'N'},
+        {"window", required_argument, 0, 'w'},
+        {"src-addrs", required_argument, 0, 'a'},
+        {"pids", required_argument, 0, 'i'},
+        {"settle", required_argument, 0, 's'},
+        {"inflight", required_argument, 0, 'f'},
+        {"size", required_argument, 0, 'b'},
+        {"rate", required_argument, 0, 'r'},
+        {"warmup", required_argument, 0, 'W'},
+        {"duration", required_argument, 0, 'd'},
+        {"quiet", required_argument, 0, 'q'},
+        {"timeout", required_argument, 0, 't'},
+        {"heartbeat-ms", required_argument, 0, 'h'},
+        {"help", no_argument, 0, '?'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "v", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'P':
+            if (strcmp(optarg, "meshsig") == 0)
+                cfg.proto = &ms_lg_proto_meshsig;
+            else if (strcmp(optarg, "peerjs") == 0)
+                cfg.proto = &ms_lg_proto_peerjs;
+            else
+                goto bad;
+            break;
+        case 'S':
+            have_scenario = 1;
+            if (strcmp(optarg, "idle") == 0)
+                cfg.scenario = MS_LG_IDLE;
+            else if (strcmp(optarg, "relay") == 0)
+                cfg.scenario = MS_LG_RELAY;
+            else if (strcmp(optarg, "latency") == 0)
+                cfg.scenario = MS_LG_LATENCY;
+            else if (strcmp(optarg, "storm") == 0)
+                cfg.scenario = MS_LG_STORM;
+            else
+                goto bad;
+            break;
+        case 'H':
+            cfg.host = optarg;
+            break;
+        case 'p':
+            cfg.port = atoi(optarg);
+            break;
+        case 'n':
+            cfg.clients = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'g':
+            cfg.group = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'N':
+            cfg.ns = optarg;
+            break;
+        case 'w':
+            cfg.window = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'a':
+            cfg.src_addrs = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'i':
+            if (ms_lg_pids_parse(&cfg.pids, optarg))
+                goto bad;
+            break;
+        case 's':
+            cfg.settle_s = atof(optarg);
+            break;
+        case 'f':
+            cfg.inflight = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'b':
+            cfg.size = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 'r':
+            cfg.rate = atof(optarg);
+            break;
+        case 'W':
+            cfg.warmup_s = atof(optarg);
+            break;
+        case 'd':
+            cfg.duration_s = atof(optarg);
+            break;
+        case 'q':
+            cfg.quiet_s = atof(optarg);
+            break;
+        case 't':
+            cfg.timeout_s = atof(optarg);
+            break;
+        case 'h':
+            cfg.heartbeat_ms = strtoll(optarg, NULL, 10);
+            break;
+        case 'v':
+            cfg.verbose = 1;
+            break;
+        default:
+            goto bad;
+        }
+    }
+    if (!cfg.proto || !have_scenario || cfg.port <= 0 || cfg.port > 65535 || cfg.clients == 0 ||
+        cfg.window == 0 || cfg.src_addrs == 0 || cfg.src_addrs > 60000 || cfg.group == 0 ||
+        cfg.size > 60000)
+        goto bad;
+    if ((cfg.scenario == MS_LG_RELAY || cfg.scenario == MS_LG_LATENCY) && cfg.clients % 2)
+        cfg.clients++;
+    if (!cfg.ns)
+        cfg.ns = cfg.scenario == MS_LG_STORM ? "storm" : "b";
+    return ms_lg_run(&cfg);
+bad:
+    usage(stderr);
+    return 2;
+}
