@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A token bucket for per-session message and byte rate limits; pure, time passed in.
+ *
+ * The level is kept in micro-tokens (1e-6 token) and refilled with exact
+ * integer arithmetic, so there is no drift however often it is polled and no
+ * overflow however long it sits idle. The bucket lives in the caller's storage
+ * (e.g. inside the session) and is not locked: one thread per bucket.
+ */
+#ifndef MS_RATELIMIT_H
+#define MS_RATELIMIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+
+#define MS_RATELIMIT_BURST_MAX (UINT64_MAX / 1000000u)
+
+typedef struct {
+    uint64_t rate;    /* tokens per second; 0 means unlimited */
+    uint64_t cap_u;   /* burst, in micro-tokens */
+    uint64_t level_u; /* tokens available now, in micro-tokens */
+    uint64_t last_us; /* time of the last refill */
+} ms_ratelimit_t;
+
+/* Initialises b full (burst tokens available) at now_us, a monotonic time in
+ * microseconds. rate is in tokens per second; rate 0 makes a bucket that allows
+ * everything. Returns MS_ERR_INVAL if b is NULL, or rate > 0 with burst 0 or
+ * burst > MS_RATELIMIT_BURST_MAX. No _cleanup needed. */
+ms_err_t ms_ratelimit_init(ms_ratelimit_t *b, uint64_t rate, uint64_t burst, uint64_t now_us);
+
+/* Refills b up to now_us and takes cost tokens if that many are available.
+ * Returns true if allowed (tokens taken), false if not (nothing taken: a
+ * refused message costs nothing). A cost above the burst is never allowed.
+ * A now_us earlier than a previous call's is treated as no time passing. */
+bool ms_ratelimit_take(ms_ratelimit_t *b, uint64_t cost, uint64_t now_us);
+
+#endif

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests for resume tokens: round trip, tampering, expiry, malformed input. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "resume.h"
+
+static const unsigned char key[] = "0123456789abcdef0123456789abcdef";
+#define KEYLEN (sizeof key - 1)
+#define NOW 1700000000
+
+START_TEST(round_trip)
+{
+    char tok[MS_RESUME_TOKEN_MAX];
+    ms_resume_claims_t c;
+    const char *why = NULL;
+    ck_assert_int_eq(ms_resume_issue(key, KEYLEN, "alice@x.y:1-2_3", "room1", 0x0123456789abcdefull,
+                                     NOW, 60, tok, sizeof tok),
+                     MS_OK);
+    ck_assert_ptr_nonnull(strchr(tok, '.'));
+    ck_assert_int_eq(ms_resume_verify(key, KEYLEN, tok, NOW + 59, &c, &why), MS_OK);
+    ck_assert_str_eq(why, "ok");
+    ck_assert_str_eq(c.peer_id, "alice@x.y:1-2_3");
+    ck_assert_str_eq(c.ns, "room1");
+    ck_assert_uint_eq(c.epoch, 0x0123456789abcdefull);
+    ck_assert_int_eq(c.exp, NOW + 60);
+}
+END_TEST
+
+START_TEST(longest_fields_fit)
+{
+    char tok[MS_RESUME_TOKEN_MAX], id[MS_AUTH_PEER_ID_MAX + 1], ns[MS_RESUME_NS_MAX + 2];
+    ms_resume_claims_t c;
+    memset(id, 'a', MS_AUTH_PEER_ID_MAX);
+    id[MS_AUTH_PEER_ID_MAX] = '\0';
+    memset(ns, 'n', MS_RESUME_NS_MAX);
+    ns[MS_RESUME_NS_MAX] = '\0';
+    ck_assert_int_eq(ms_resume_issue(key, KEYLEN, id, ns, UINT64_MAX, NOW, 60, tok, sizeof tok),
+                     MS_OK);
+    ck_assert_int_eq(ms_resume_verify(key, KEYLEN, tok, NOW, &c, NULL), MS_OK);
+    ck_assert_str_eq(c.peer_id, id);
+    ck_assert_str_eq(c.ns, ns);
+    ck_assert_uint_eq(c.epoch, UINT64_MAX);
+    /* a buffer one byte short is refused, not overrun */
+    ck_assert_int_eq(ms_resume_issue(key, KEYLEN, id, ns, 1, NOW, 60, tok, strlen(tok)),
+                     MS_ERR_TOOBIG);
+    ns[MS_RESUME_NS_MAX] = 'n';
+    ns[MS_RESUME_NS_MAX + 1] = '\0';
+    ck_assert_int_eq(ms_resume_issue(key, KEYLEN, id, ns, 1, NOW, 60, tok, sizeof tok),
+                     MS_ERR_INVAL);
+}
+END_TEST
+
+START_TEST(expiry)
+{
+    char tok[MS_RESUME_TOKEN_MAX];
+    ms_resume_claims_t c;
+    const char *why;
+    ck_assert_int_eq(ms_resume_issue(key, KEYLEN, "bob", "ns", 7, NOW, 60, tok, sizeof tok), MS_OK);
+    ck_assert_int_eq(ms_resume_verify(key, KEYLEN, tok, NOW + 60, &c, &why), MS_ERR_AUTH);
+    ck_assert_str_eq(why, "expired");
+    ck_assert_int_eq(ms_resume_verify(key, KEYLEN, tok, NOW + 100000, &c, NULL), MS_ERR_AUTH);
+}
+END_TEST
+
+START_TEST(tamper_and_wrong_key)
+{
+    char tok[MS_RESUME_TOKEN_MAX], bad[MS_RESUME_TOKEN_MAX], other[MS_RESUME_TOKEN_MAX];
+    static const unsigned char key2[] = "fedcba9876543210fedcba9876543210";
+    ms_resume_claims_t c;
+    const char *why;
+    ck_assert_int_eq(ms_resume_issue(key, KEYLEN, "bob", "ns", 7, NOW, 60, tok, sizeof tok), MS_OK);
+    ck_assert_int_eq(ms_resume_verify(key2, KEYLEN, tok, NOW, &c, &why), MS_ERR_AUTH);
+    ck_assert_str_eq(why, "bad signature");
+
+    /* flip every character in turn to another base64url character */
+    size_t len = strlen(tok);
+    for (size_t i = 0; i < len; i++) {
+        if (tok[i] == '.')
+            continue;
+        strcpy(bad, tok);
+        bad[i] = bad[i] == 'A' ? 'B' : 'A';
+        ck_assert_int_eq(ms_resume_verify(key, KEYLEN, bad, NOW, &c, NULL), MS_ERR_AUTH);
+    }
+    /* another peer's payload with this signature */
+    ck_assert_int_eq(ms_resume_issue(key, KEYLEN, "eve", "ns", 7, NOW, 60, other, sizeof other),
+                     MS_OK);
+    strcpy(bad, other);
+    strcpy(strchr(bad, '.'), strchr(tok, '.'));
+    ck_assert_int_eq(ms_resume_verify(key, KEYLEN, bad, NOW, &c, NULL), MS_ERR_AUTH);
+    /* untouched claims on failure */
+    memset(&c, 0x5a, sizeof c);
+    ck_assert_int_eq(ms_resume_verify(key, KEYLEN, bad, NOW, &c, NULL), MS_ERR_AUTH);
+    ck_assert_uint_eq(c.epoch, 0x5a5a5a5a5a5a5a5aull);
+}
+END_TEST
+
+START_TEST(malformed)
+{
+    ms_resume_claims_t c;
+    char tok[MS_RESUME_TOKEN_MAX], bad[2 * MS_RESUME_TOKEN_MAX];
+    static const char *cases[] = {"", ".", "abc", "abc.", ".abc", "a.b.c", "!!!!.????", NULL};
+    for (int i = 0; cases[i]; i++)
+        ck_assert_int_eq(ms_resume_verify(key, KEYLEN, cases[i], NOW, &c, NULL), MS_ERR_AUTH);
+    ck_assert_int_eq(ms_resume_issue(key, KEYLEN, "bob", "ns", 7, NOW, 60, tok, sizeof tok), MS_OK);
+    /* trailing garbage and an over-long token */
+    snprintf(bad, sizeof bad, "%sA", tok);
+    ck_assert_int_eq(ms_resume_verify(key, KEYLEN, bad, NOW, &c, NULL), MS_ERR_AUTH);
+    memset(bad, 'A', sizeof bad - 1);
+    bad[sizeof bad - 1] = '\0';
+    ck_assert_int_eq(ms_resume_verify(key, KEYLEN, bad, NOW, &c, NULL), MS_ERR_AUTH);
+    /* a JWT-looking string */
+    ck_assert_int_eq(
+        ms_resume_verify(key, KEYLEN, "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIn0.", NOW, &c, NULL),
+        MS_ERR_AUTH);
+}
+END_TEST
+
+START_TEST(argument_checks)
+{
+    char tok[MS_RESUME_TOKEN_MAX];
+    ms_resume_claims_t c;
+    ck_assert_int_eq(ms_resume_issue(key, 15, "bob", "ns", 7, NOW, 60, tok, sizeof tok),
+                     MS_ERR_INVAL);
+    ck_assert_int_eq(ms_resume_issue(key, KEYLEN, "bad id", "ns", 7, NOW, 60, tok, sizeof tok),
+                     MS_ERR_INVAL);
+    ck_assert_int_eq(ms_resume_issue(key, KEYLEN, "bob", "", 7, NOW, 60, tok, sizeof tok),
+                     MS_ERR_INVAL);
+    ck_assert_int_eq(ms_resume_issue(key, KEYLEN, "bob", "ns", 7, NOW, 0, tok, sizeof tok),
+                     MS_ERR_INVAL);
+    ck_assert_int_eq(ms_resume_issue(key, KEYLEN, "bob", "ns", 7, INT64_MAX, 1, tok, sizeof tok),
+                     MS_ERR_INVAL);
+    ck_assert_int_eq(ms_resume_verify(key, 15, "x.y", NOW, &c, NULL), MS_ERR_INVAL);
+    ck_assert_int_eq(ms_resume_verify(key, KEYLEN, NULL, NOW, &c, NULL), MS_ERR_INVAL);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("resume");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, round_trip);
+    tcase_add_test(tc, longest_fields_fit);
+    tcase_add_test(tc, expiry);
+    tcase_add_test(tc, tamper_and_wrong_key);
+    tcase_add_test(tc, malformed);
+    tcase_add_test(tc, argument_checks);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
