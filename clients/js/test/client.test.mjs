@@ -1,0 +1,253 @@
+// SPDX-License-Identifier: Apache-2.0
+// Client bookkeeping against a tiny local relay (test/relay.mjs): hello and
+// resume, request ids, promise settlement and error codes, reconnect backoff,
+// messaging wrappers. WebRTC parts run when @roamhq/wrtc is installed.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect } from '../web/meshsig.js';
+import { startRelay } from '../test-support/relay.mjs';
+
+const fast = { reconnect: { baseMs: 20, maxMs: 100 }, webrtc: false };
+const clients = [];
+const open = (url, opts) => { const c = connect(url, { ...fast, ...opts }); clients.push(c); return c; };
+after(() => clients.forEach((c) => c.close()));
+
+function until(pred, ms = 5000) {
+  return new Promise((resolve, reject) => {
+    const t0 = Date.now();
+    const tick = () => {
+      if (pred()) return resolve();
+      if (Date.now() - t0 > ms) return reject(new Error('condition not met in time'));
+      setTimeout(tick, 10);
+    };
+    tick();
+  });
+}
+
+test('hello, welcome and ids on every request', async () => {
+  const relay = await startRelay();
+  try {
+    const a = open(relay.url, { namespace: 'ns', peerId: 'alice', position: { x: 0.5, y: 0.25 },
+      metadata: { name: 'A' } });
+    const w = await a.ready;
+    assert.equal(w.peerId, 'alice');
+    assert.equal(a.peerId, 'alice');
+    assert.equal(a.state, 'open');
+    const hello = relay.log[0];
+    assert.ok(hello.id);
+    assert.deepEqual(hello.hello, { namespace: 'ns', peerId: 'alice', position: { x: 0.5, y: 0.25 },
+      metadata: { name: 'A' } });
+    assert.ok((await a.ping()) >= 0);
+    await a.subscribe('x.*');
+    await a.publish('x.y', 1);
+    const ids = relay.log.map((m) => m.id);
+    assert.ok(ids.every(Boolean), 'every message has an id');
+    assert.equal(new Set(ids).size, ids.length, 'ids are unique');
+  } finally {
+    await relay.close();
+  }
+});
+
+test('emit resolves with the ack data and rejects with the error code', async () => {
+  const relay = await startRelay();
+  try {
+    const a = open(relay.url, { namespace: 'ns', peerId: 'a' });
+    const b = open(relay.url, { namespace: 'ns', peerId: 'b' });
+    await Promise.all([a.ready, b.ready]);
+    b.onEmit('add', (data, { from }) => ({ sum: data.x + data.y, from }));
+    b.onEmit('boom', () => { const e = new Error('no'); e.code = 'FORBIDDEN'; throw e; });
+    assert.deepEqual(await a.emit('b', 'add', { x: 2, y: 3 }), { sum: 5, from: 'a' });
+    await assert.rejects(a.emit('b', 'boom', null), (e) => e.code === 'FORBIDDEN' && e.message === 'no');
+    await assert.rejects(a.emit('nobody', 'add', {}), (e) => e.code === 'PEER_NOT_FOUND' && !!e.id);
+    // The 'emit' event with a manual ack.
+    b.on('emit', (e) => { if (e.event === 'manual') e.ack('done'); });
+    assert.equal(await a.emit('b', 'manual', 1), 'done');
+    // Without ack the promise resolves once sent.
+    const seen = b.next('emit', 2000);
+    await a.emit('b', 'note', 'hi', { ack: false });
+    assert.equal((await seen).data, 'hi');
+    const sent = relay.log.filter((m) => m.emit && m.emit.event === 'note');
+    assert.equal(sent[0].emit.ackId, undefined);
+  } finally {
+    await relay.close();
+  }
+});
+
+test('services, topics with wildcards, rooms error mapping', async () => {
+  const relay = await startRelay();
+  try {
+    const a = open(relay.url, { namespace: 'ns', peerId: 'a' });
+    const b = open(relay.url, { namespace: 'ns', peerId: 'b' });
+    await Promise.all([a.ready, b.ready]);
+    await b.register('echo', (args, { from }) => ({ args, from }));
+    assert.deepEqual(await a.call('echo', [1, 2]), { args: [1, 2], from: 'a' });
+    await assert.rejects(a.call('missing', 1), (e) => e.code === 'SERVICE_UNAVAILABLE');
+    const got = [];
+    await b.subscribe('news.>', (data, { topic, from }) => got.push([topic, data, from]));
+    await b.subscribe('news.*', (data, { topic }) => got.push(['star', topic]));
+    await a.publish('news.sport', 'goal');
+    await a.publish('news.sport.live', 'x');
+    await a.publish('weather', 'rain');
+    await until(() => got.length >= 3);
+    assert.deepEqual(got, [['news.sport', 'goal', 'a'], ['star', 'news.sport'], ['news.sport.live', 'x', 'a']]);
+    // The relay does not know rooms: the local deadline turns silence into TIMEOUT.
+    const c = open(relay.url, { namespace: 'ns', peerId: 'c', requestTimeoutMs: 200 });
+    await c.ready;
+    await assert.rejects(c.rooms.join('r'), (e) => e.code === 'TIMEOUT');
+  } finally {
+    await relay.close();
+  }
+});
+
+test('streams respect credit and deliver every byte', async () => {
+  const relay = await startRelay();
+  try {
+    const a = open(relay.url, { namespace: 'ns', peerId: 'a', streamChunk: 4096 });
+    const b = open(relay.url, { namespace: 'ns', peerId: 'b', streamWindow: 10000 });
+    await Promise.all([a.ready, b.ready]);
+    const received = [];
+    let closed = null;
+    b.on('stream', (s) => {
+      assert.equal(s.peer, 'a');
+      assert.equal(s.label, 'file');
+      s.on('data', (bytes) => received.push(bytes));
+      s.on('close', (e) => { closed = e; });
+    });
+    const s = await a.openStream('b', { label: 'file' });
+    const data = new Uint8Array(100000).map((_, i) => i & 255);
+    await s.write(data);
+    await s.close();
+    await until(() => closed);
+    const total = received.reduce((n, r) => n + r.length, 0);
+    assert.equal(total, data.length);
+    const joined = new Uint8Array(total);
+    let off = 0;
+    for (const r of received) { joined.set(r, off); off += r.length; }
+    assert.deepEqual(joined, data);
+    // Never more in flight than granted: every data frame fits the chunk and the window.
+    const frames = relay.log.filter((m) => m.stream?.data).map((m) => Buffer.from(m.stream.data.data, 'base64').length);
+    assert.ok(frames.every((n) => n <= 4096));
+    let credit = 0;
+    let sent = 0;
+    for (const m of relay.log) {
+      if (m.stream?.credit && !m.stream.streamId.includes('/')) continue; // a's grant to b
+      if (m.stream?.credit) credit += m.stream.credit.bytes;
+      if (m.stream?.data) { sent += Buffer.from(m.stream.data.data, 'base64').length; assert.ok(sent <= credit, `${sent} > ${credit}`); }
+    }
+  } finally {
+    await relay.close();
+  }
+});
+
+test('reconnects with backoff and the resume token', async () => {
+  const relay = await startRelay();
+  try {
+    const a = open(relay.url, { namespace: 'ns', peerId: 'a' });
+    const w1 = await a.ready;
+    const events = [];
+    a.on('reconnecting', (e) => events.push(e));
+    const again = a.next('welcome', 5000);
+    relay.dropAll();
+    const w2 = await again;
+    assert.equal(w2.resumed, true);
+    assert.equal(events.length, 1);
+    assert.ok(events[0].delayMs <= 20);
+    const hellos = relay.log.filter((m) => m.hello);
+    assert.equal(hellos.length, 2);
+    assert.equal(hellos[1].hello.resumeToken, w1.resumeToken);
+    assert.equal(a.resumeToken, w2.resumeToken);
+    // A request sent while disconnected waits in the outbox.
+    const down = a.next('reconnecting', 2000);
+    relay.dropAll();
+    await down;
+    assert.equal(a.state, 'reconnecting');
+    assert.ok((await a.ping()) >= 0);
+  } finally {
+    await relay.close();
+  }
+});
+
+test('a failed resume joins afresh and restores registrations', async () => {
+  const relay = await startRelay();
+  try {
+    const a = open(relay.url, { namespace: 'ns', peerId: 'a' });
+    await a.ready;
+    await a.register('svc', () => 1);
+    await a.subscribe('t.>');
+    relay.resumable.clear();
+    const again = a.next('welcome', 5000);
+    relay.dropAll();
+    const w = await again;
+    assert.equal(w.resumed, false);
+    await until(() => relay.log.filter((m) => m.service?.register).length === 2 &&
+      relay.log.filter((m) => m.topic?.subscribe).length === 2);
+    const hellos = relay.log.filter((m) => m.hello);
+    assert.equal(hellos.length, 3, 'hello with token, then hello without');
+    assert.ok(hellos[1].hello.resumeToken);
+    assert.equal(hellos[2].hello.resumeToken, undefined);
+  } finally {
+    await relay.close();
+  }
+});
+
+test('a fatal hello error stops reconnecting', async () => {
+  const relay = await startRelay();
+  try {
+    relay.hooks.hello = (ws, m) => { relay.send(ws, { id: m.id, error: { code: 'UNAUTHORIZED', message: 'bad token' } }); return true; };
+    const errors = [];
+    const a = open(relay.url, { namespace: 'ns', token: 'x' });
+    a.on('error', (e) => errors.push(e.code));
+    await assert.rejects(a.ready, (e) => e.code === 'UNAUTHORIZED');
+    assert.equal(a.state, 'closed');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(relay.log.filter((m) => m.hello).length, 1);
+    assert.deepEqual(errors, ['UNAUTHORIZED']);
+    await assert.rejects(a.ping(), (e) => e.code === 'CLOSED');
+  } finally {
+    await relay.close();
+  }
+});
+
+test('gives up after maxAttempts when nothing listens', async () => {
+  const relay = await startRelay();
+  const url = relay.url;
+  await relay.close();
+  const a = open(url, { namespace: 'ns', reconnect: { baseMs: 5, maxMs: 10, maxAttempts: 3 } });
+  a.on('error', () => {});
+  await assert.rejects(a.ready, (e) => e.code === 'DISCONNECTED');
+  assert.equal(a.state, 'closed');
+});
+
+let wrtc = null;
+try { wrtc = (await import('@roamhq/wrtc')).default; } catch { /* optional */ }
+
+test('two peers open a data channel (full mesh, pre-made offers)', { skip: !wrtc && 'no @roamhq/wrtc' }, async () => {
+  const relay = await startRelay({ mesh: true });
+  try {
+    const opts = { namespace: 'ns', webrtc: true, RTCPeerConnection: wrtc.RTCPeerConnection };
+    const a = open(relay.url, { ...opts, peerId: 'a' });
+    await a.ready;
+    const b = open(relay.url, { ...opts, peerId: 'b', offers: 2 });
+    const c = open(relay.url, { ...opts, peerId: 'c' }); // no offers: ordinary initiator rule
+    const ups = [];
+    for (const x of [a, b, c]) x.on('neighbour-up', (n) => ups.push(`${x.peerId}->${n.peer}`));
+    await until(() => ups.length === 6, 15000);
+    const hello = relay.log.find((m) => m.hello?.peerId === 'b').hello;
+    assert.equal(hello.offers.length, 2);
+    assert.ok(hello.offers.every((o) => o.type === 'offer' && o.sdp && o.offerId));
+    const msg = b.next('message', 5000);
+    a.send('b', 'hello b');
+    assert.deepEqual(await msg, { peer: 'a', data: 'hello b' });
+    // The pre-made offer to a was answered; the answer carried no new offer from a.
+    assert.equal(relay.log.filter((m) => m.signal?.to === 'b' && m.signal.payload.type === 'offer').length, 0);
+    const downs = [];
+    b.on('neighbour-down', (n) => downs.push(n.peer));
+    relay.to('b', { topology: { disconnect: { peer: 'a' } } });
+    await until(() => downs.includes('a'));
+    assert.deepEqual(b.neighbours.map((n) => n.peer), ['c']);
+    assert.throws(() => b.send('a', 'x'), (e) => e.code === 'NOT_NEIGHBOUR');
+  } finally {
+    clients.forEach((x) => x.close());
+    await relay.close();
+  }
+});

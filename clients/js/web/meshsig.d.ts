@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: Apache-2.0
+// Type declarations of the meshsig SDK (web/meshsig.js).
+
+export declare const VERSION: string;
+export declare const SUBPROTOCOL: 'meshsig.v1.json';
+export declare const CHANNEL_LABEL: 'meshsig';
+
+/** ErrorCode names from proto/client.proto. */
+export type ErrorCode =
+  | 'CODE_UNSPECIFIED' | 'BAD_REQUEST' | 'UNKNOWN_MESSAGE' | 'UNAUTHORIZED' | 'FORBIDDEN'
+  | 'NOT_JOINED' | 'ALREADY_JOINED' | 'ID_TAKEN' | 'PEER_NOT_FOUND' | 'NOT_NEIGHBOUR'
+  | 'NAMESPACE_FULL' | 'RATE_LIMITED' | 'TOO_LARGE' | 'ACK_TIMEOUT' | 'TIMEOUT' | 'PEER_LEFT'
+  | 'SERVICE_UNAVAILABLE' | 'REPLACED' | 'STREAM_NOT_FOUND' | 'NO_CREDIT' | 'UNAVAILABLE'
+  | 'RESUME_FAILED' | 'INTERNAL';
+
+/** Codes the client itself produces. */
+export type ClientErrorCode = 'DISCONNECTED' | 'CLOSED' | 'CHANNEL_NOT_OPEN' | 'WEBRTC'
+  | 'WEBRTC_UNAVAILABLE';
+
+export declare const ERROR_CODES: readonly ErrorCode[];
+
+export declare class MeshsigError extends Error {
+  constructor(code: string, message?: string, extra?: object);
+  code: ErrorCode | ClientErrorCode | string;
+  /** The id of the request that failed, when the error answers one. */
+  id?: string;
+  peer?: string;
+}
+
+/** Any JSON value (google.protobuf.Value in the JSON mapping). */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+export interface Position { x?: number; y?: number; lat?: number; lon?: number }
+export type Role = 'PEER' | 'PARENT' | 'CHILD';
+
+export interface ReconnectOptions {
+  /** First delay (default 250 ms). */
+  baseMs?: number;
+  /** Largest delay (default 15000 ms). */
+  maxMs?: number;
+  /** Growth per attempt (default 2). */
+  factor?: number;
+  /** Randomised fraction of each delay, 0..1 (default 0.5). */
+  jitter?: number;
+  /** Give up after this many consecutive failures (default Infinity). */
+  maxAttempts?: number;
+}
+
+export interface ConnectOptions {
+  namespace: string;
+  /** JWT whose `sub` is the peer id; omit in insecure dev mode. */
+  token?: string;
+  /** Wanted peer id (only without a token). */
+  peerId?: string;
+  position?: Position;
+  /** Handed to neighbours in topology.connect. */
+  metadata?: { [key: string]: Json };
+  /** Number of pre-made offers sent in hello (full mesh: join in one round trip). */
+  offers?: number;
+  /** How long a pre-made offer waits for ICE candidates before hello (default 500 ms). */
+  offerGatherMs?: number;
+  /** Unused pre-made offers are closed this long after welcome (default 15000 ms). */
+  premadeTtlMs?: number;
+  iceServers?: RTCIceServer[];
+  /** Full RTCConfiguration; overrides iceServers. */
+  rtcConfig?: RTCConfiguration;
+  /** false: signaling and messaging only, no peer connections. */
+  webrtc?: boolean;
+  /** Injected implementations (Node: `ws`, `@roamhq/wrtc` are used when these are absent). */
+  WebSocket?: unknown;
+  RTCPeerConnection?: unknown;
+  /** false: never reconnect. */
+  reconnect?: ReconnectOptions | false;
+  /** Local deadline of requests that the server answers (default 15000 ms). */
+  requestTimeoutMs?: number;
+  /** Bytes granted to the other side when a stream opens (default 256 KiB). */
+  streamWindow?: number;
+  /** Largest stream data frame (default 16 KiB). */
+  streamChunk?: number;
+  /** Re-grant credit for delivered bytes automatically (default true). */
+  streamAutoCredit?: boolean;
+  /** Messages kept while disconnected (default 2000). */
+  outboxLimit?: number;
+}
+
+export interface Welcome {
+  peerId: string;
+  gatewayId?: string;
+  resumeToken?: string;
+  limits?: { maxFrameBytes?: number; msgsPerSec?: number; bytesPerSec?: number; maxQueueBytes?: number };
+  heartbeatMs?: number;
+  namespace?: string;
+  topology?: string;
+  /** true when the session was resumed with the token (edges and registrations kept). */
+  resumed?: boolean;
+}
+
+export interface NeighbourInfo {
+  peer: string;
+  initiator: boolean;
+  role: Role;
+  metadata: { [key: string]: Json };
+  position: Position | null;
+  connectionState: RTCPeerConnectionState | 'new' | 'closed';
+  channelState: RTCDataChannelState | 'none';
+  /** ms from the connect event to the open data channel. */
+  openMs: number | null;
+}
+
+export interface IncomingEmit {
+  from: string;
+  event: string;
+  data: Json | undefined;
+  ackId: string;
+  msgId: string;
+  ack(data?: Json): void;
+  nack(code?: ErrorCode, message?: string): void;
+}
+
+export interface TopicMessage { topic: string; data: Json | undefined; from: string }
+
+export interface ClientEvents {
+  welcome: Welcome;
+  'neighbour-up': NeighbourInfo;
+  'neighbour-down': NeighbourInfo & { reason: string };
+  'neighbour-state': NeighbourInfo & { removed?: boolean };
+  message: { peer: string; data: string | ArrayBuffer };
+  'peer-left': { peer: string; reason: string };
+  topology: { connect?: object; disconnect?: { peer: string } };
+  error: MeshsigError;
+  emit: IncomingEmit;
+  'room-emit': { room: string; event: string; data: Json | undefined; from: string };
+  'room-peer-joined': { room: string; peer: string };
+  'room-peer-left': { room: string; peer: string };
+  'room-members': { room: string; peers?: string[] };
+  topic: TopicMessage;
+  stream: Stream;
+  waiting: { position: number };
+  reconnecting: { attempt: number; delayMs: number; reason: string };
+  close: { error: MeshsigError | null };
+  stray: object;
+}
+
+export declare class Emitter<E extends Record<string, any> = Record<string, any>> {
+  on<K extends keyof E & string>(type: K, fn: (detail: E[K]) => void): () => void;
+  off<K extends keyof E & string>(type: K, fn: (detail: E[K]) => void): void;
+  once<K extends keyof E & string>(type: K, fn: (detail: E[K]) => void): () => void;
+  next<K extends keyof E & string>(type: K, timeoutMs?: number): Promise<E[K]>;
+  addEventListener<K extends keyof E & string>(type: K,
+    fn: (ev: { type: K; detail: E[K]; target: unknown }) => void): void;
+  removeEventListener(type: string, fn: Function): void;
+  listenerCount(type: string): number;
+}
+
+export interface StreamEvents {
+  data: Uint8Array;
+  credit: { bytes: number; credit: number };
+  close: { error: MeshsigError | null };
+}
+
+export declare class Stream extends Emitter<StreamEvents> {
+  readonly id: string;
+  readonly peer: string;
+  readonly label: string;
+  readonly metadata: { [key: string]: Json };
+  readonly opener: boolean;
+  /** Bytes this side may still send. */
+  readonly credit: number;
+  readonly closed: boolean;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  autoCredit: boolean;
+  write(data: string | ArrayBuffer | ArrayBufferView): Promise<void>;
+  grant(bytes: number): void;
+  close(): Promise<void>;
+  abort(code?: ErrorCode, message?: string): void;
+}
+
+export interface Rooms {
+  /** Joins and resolves with the members (including you). */
+  join(room: string): Promise<string[]>;
+  leave(room: string): Promise<void>;
+  /** Resolves with the request id once sent; a failure arrives as an 'error' event with that id. */
+  emit(room: string, event: string, data?: Json, opts?: { echo?: boolean }): Promise<string>;
+  members(room: string): Promise<string[]>;
+  joined(): string[];
+}
+
+export declare class Client extends Emitter<ClientEvents> {
+  readonly url: string;
+  readonly namespace: string;
+  readonly peerId: string | null;
+  readonly gatewayId: string | null;
+  readonly topology: string | null;
+  readonly welcome: Welcome | null;
+  readonly state: 'connecting' | 'open' | 'reconnecting' | 'closed';
+  readonly resumeToken: string | null;
+  /** Resolves with the first welcome; rejects when joining fails for good. */
+  readonly ready: Promise<Welcome>;
+  readonly neighbours: NeighbourInfo[];
+  readonly rooms: Rooms;
+
+  peerConnection(peer: string): RTCPeerConnection | undefined;
+  send(peer: string, data: string | ArrayBuffer | ArrayBufferView | Blob): void;
+  broadcast(data: string | ArrayBuffer | ArrayBufferView | Blob): number;
+  signal(peer: string, payload: Json): void;
+  setPosition(position: Position): void;
+  reportRtt(peer: string, ms: number): void;
+  ping(): Promise<number>;
+
+  /** Emit with ack: resolves with the ack data. `{ack: false}`: resolves with the request id once sent. */
+  emit(to: string, event: string, data?: Json,
+    opts?: { timeoutMs?: number; persistent?: boolean; ack?: boolean }): Promise<any>;
+  onEmit(event: string, handler: (data: Json | undefined, e: IncomingEmit) => Json | void | Promise<Json | void>): () => void;
+
+  register(name: string, handler: (args: Json | undefined, ctx: { from: string; service: string; callId: string }) =>
+    Json | void | Promise<Json | void>): Promise<() => Promise<void>>;
+  unregister(name: string): Promise<void>;
+  call(name: string, args?: Json, opts?: { timeoutMs?: number }): Promise<any>;
+
+  subscribe(pattern: string, handler?: (data: Json | undefined, msg: TopicMessage) => void): Promise<() => Promise<void>>;
+  unsubscribe(pattern: string, handler?: Function): Promise<void>;
+  publish(topic: string, data?: Json): Promise<void>;
+
+  openStream(to: string, opts?: { label?: string; metadata?: { [key: string]: Json }; window?: number;
+    autoCredit?: boolean }): Promise<Stream>;
+
+  close(): void;
+}
+
+export declare function connect(url: string, opts: ConnectOptions): Client;
+export default connect;
+
+// Pure helpers (exported for tests and tools).
+export declare function backoffDelay(attempt: number, opts?: ReconnectOptions, random?: () => number): number;
+export declare function topicMatches(pattern: string, topic: string): boolean;
+export declare function toBase64(bytes: Uint8Array): string;
+export declare function fromBase64(b64: string): Uint8Array;
+export declare function messageKind(msg: object): string | null;
+
+export declare class RequestTable {
+  constructor(opts?: { prefix?: string; timers?: { setTimeout: Function; clearTimeout: Function } });
+  readonly size: number;
+  nextId(): string;
+  has(id: string): boolean;
+  add<T = any>(id: string, opts?: { timeoutMs?: number; accept?: string[]; map?: (body: any, kind: string) => T;
+    timeoutCode?: string }): Promise<T>;
+  settle(id: string, kind: string, body: any): boolean;
+  reject(id: string, err: Error): boolean;
+  rejectAll(err: Error): void;
+}
+
+export declare class Negotiation {
+  constructor(polite: boolean);
+  polite: boolean;
+  makingOffer: boolean;
+  ignoreOffer: boolean;
+  settingRemoteAnswerPending: boolean;
+  onDescription(type: 'offer' | 'answer', signalingState: string): 'ignore' | 'rollback' | 'apply';
+  candidateErrorExpected(): boolean;
+}

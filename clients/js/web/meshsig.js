@@ -1,0 +1,1433 @@
+// SPDX-License-Identifier: Apache-2.0
+// meshsig SDK: the browser and Node client of a meshsig signaling cluster.
+//
+// One WebSocket to a gateway (subprotocol meshsig.v1.json, one JSON object per
+// text frame, proto/client.proto in the proto3 JSON mapping). The server tells
+// the client whom to connect to (topology connect/disconnect); this module
+// turns those events into RTCPeerConnections, each with one data channel
+// labelled "meshsig", and relays offers, answers and trickled ICE candidates as
+// `signal` messages. The side told `initiator: true` makes the first offer;
+// glare is resolved by perfect negotiation with polite = !initiator.
+//
+// Besides the mesh it wraps the server's messaging as promises: emit with ack,
+// services (register/call), rooms, topics (NATS-style wildcards) and streams
+// with credit-based flow control. Every request carries an `id`; the server's
+// `error` with that id rejects the promise with a MeshsigError whose `.code`
+// is the ErrorCode name from client.proto (or DISCONNECTED / CLOSED / TIMEOUT
+// for failures the client itself detects).
+//
+// The connection survives drops: it reconnects with exponential backoff and
+// jitter and sends the resume token from the last welcome, so the server keeps
+// the peer id and its edges (working peer connections are left alone). When
+// resuming fails the client joins afresh and re-registers its services, rooms
+// and topic subscriptions.
+//
+// Runs unchanged in browsers and in Node >= 18: in Node the `ws` package
+// provides WebSocket and `@roamhq/wrtc` (optional) provides RTCPeerConnection;
+// both can be injected through the options instead.
+//
+// Sections: 1 constants and errors, 2 small pure helpers (emitter, backoff,
+// request table, topic matcher, negotiation state, base64), 3 Neighbour (one
+// peer connection), 4 pre-made offers, 5 Stream, 6 Client (connection,
+// dispatch, mesh, messaging API), 7 connect().
+
+// ---------------------------------------------------------------------------
+// 1. Constants and errors
+
+export const VERSION = '0.1.0';
+export const SUBPROTOCOL = 'meshsig.v1.json';
+export const CHANNEL_LABEL = 'meshsig';
+
+/** ErrorCode names from client.proto; the server's `error.code` is one of them. */
+export const ERROR_CODES = Object.freeze([
+  'CODE_UNSPECIFIED', 'BAD_REQUEST', 'UNKNOWN_MESSAGE', 'UNAUTHORIZED', 'FORBIDDEN',
+  'NOT_JOINED', 'ALREADY_JOINED', 'ID_TAKEN', 'PEER_NOT_FOUND', 'NOT_NEIGHBOUR',
+  'NAMESPACE_FULL', 'RATE_LIMITED', 'TOO_LARGE', 'ACK_TIMEOUT', 'TIMEOUT', 'PEER_LEFT',
+  'SERVICE_UNAVAILABLE', 'REPLACED', 'STREAM_NOT_FOUND', 'NO_CREDIT', 'UNAVAILABLE',
+  'RESUME_FAILED', 'INTERNAL',
+]);
+
+// A hello answered with one of these will not succeed by retrying the same hello.
+const FATAL_HELLO_CODES = new Set(['UNAUTHORIZED', 'FORBIDDEN', 'ID_TAKEN', 'BAD_REQUEST',
+  'ALREADY_JOINED', 'REPLACED']);
+
+/** A failed request or a protocol error. `code` is an ErrorCode name or a client-side code. */
+export class MeshsigError extends Error {
+  constructor(code, message, extra = {}) {
+    super(message || code);
+    this.name = 'MeshsigError';
+    this.code = code;
+    Object.assign(this, extra);
+  }
+}
+
+function toError(err) {
+  if (!err) return new MeshsigError('CODE_UNSPECIFIED', 'unknown error');
+  if (err instanceof MeshsigError) return err;
+  return new MeshsigError(err.code || 'CODE_UNSPECIFIED', err.message || String(err.code || err));
+}
+
+// ---------------------------------------------------------------------------
+// 2. Small pure helpers (exported for the unit tests)
+
+/**
+ * A minimal event emitter that also looks like an EventTarget:
+ * `on(type, fn)` calls fn(detail); `addEventListener(type, fn)` calls
+ * fn({type, detail}). A throwing listener does not stop the others.
+ */
+export class Emitter {
+  #listeners = new Map();
+  #wrapped = new WeakMap();
+
+  on(type, fn) {
+    if (!this.#listeners.has(type)) this.#listeners.set(type, new Set());
+    this.#listeners.get(type).add(fn);
+    return () => this.off(type, fn);
+  }
+
+  off(type, fn) {
+    this.#listeners.get(type)?.delete(fn);
+  }
+
+  once(type, fn) {
+    const off = this.on(type, (d) => { off(); fn(d); });
+    return off;
+  }
+
+  /** Resolves with the next event of this type (rejects after timeoutMs if given). */
+  next(type, timeoutMs = 0) {
+    return new Promise((resolve, reject) => {
+      let timer = null;
+      const off = this.once(type, (d) => { if (timer) clearTimeout(timer); resolve(d); });
+      if (timeoutMs > 0) {
+        timer = setTimeout(() => {
+          off();
+          reject(new MeshsigError('TIMEOUT', `no ${type} event within ${timeoutMs} ms`));
+        }, timeoutMs);
+      }
+    });
+  }
+
+  addEventListener(type, fn) {
+    const w = (detail) => (typeof fn === 'function' ? fn : fn.handleEvent.bind(fn))(
+      { type, detail, target: this });
+    this.#wrapped.set(fn, w);
+    this.on(type, w);
+  }
+
+  removeEventListener(type, fn) {
+    const w = this.#wrapped.get(fn);
+    if (w) this.off(type, w);
+  }
+
+  listenerCount(type) {
+    return this.#listeners.get(type)?.size || 0;
+  }
+
+  /** Alias of _emit; Client overrides emit() with the messaging emit. */
+  emit(type, detail) {
+    return this._emit(type, detail);
+  }
+
+  _emit(type, detail) {
+    const set = this.#listeners.get(type);
+    if (!set || set.size === 0) return false;
+    for (const fn of [...set]) {
+      try {
+        fn(detail);
+      } catch (err) {
+        // A listener's bug must not break the client's state machine.
+        setTimeout(() => { throw err; }, 0);
+      }
+    }
+    return true;
+  }
+}
+
+/**
+ * Reconnect delay for the attempt-th consecutive failure (0-based):
+ * min(maxMs, baseMs * factor^attempt), of which the fraction `jitter` is
+ * randomised ("equal jitter"), so that a gateway restart does not bring every
+ * client back in the same millisecond.
+ */
+export function backoffDelay(attempt, opts = {}, random = Math.random) {
+  const { baseMs = 250, maxMs = 15000, factor = 2, jitter = 0.5 } = opts;
+  const n = Math.max(0, attempt | 0);
+  const cap = Math.min(maxMs, baseMs * Math.pow(factor, n));
+  const j = Math.min(1, Math.max(0, jitter));
+  return Math.round(cap * (1 - j) + cap * j * random());
+}
+
+/**
+ * Requests waiting for the server: id -> promise. A reply settles the entry
+ * when its kind is one the request accepts (e.g. an emit waits for `ack`, not
+ * for anything else that might carry the id); an `error` always rejects. Each
+ * entry has a local deadline so that nothing waits forever.
+ */
+export class RequestTable {
+  #map = new Map();
+  #next = 1;
+  #prefix;
+  #timers;
+
+  constructor({ prefix = '', timers = { setTimeout, clearTimeout } } = {}) {
+    this.#prefix = prefix;
+    this.#timers = timers;
+  }
+
+  nextId() {
+    return `${this.#prefix}${this.#next++}`;
+  }
+
+  get size() {
+    return this.#map.size;
+  }
+
+  has(id) {
+    return this.#map.has(id);
+  }
+
+  /**
+   * Waits for the reply to request `id`.
+   * accept: kinds (ServerMessage oneof names) that settle it; empty = any.
+   * map: turns the reply body into the resolved value (may throw a MeshsigError).
+   */
+  add(id, { timeoutMs = 15000, accept = [], map = (v) => v, timeoutCode = 'TIMEOUT' } = {}) {
+    if (this.#map.has(id)) throw new MeshsigError('BAD_REQUEST', `request id ${id} is in use`);
+    return new Promise((resolve, reject) => {
+      const entry = { resolve, reject, accept, map, timer: null };
+      if (timeoutMs > 0) {
+        entry.timer = this.#timers.setTimeout(() => {
+          this.#map.delete(id);
+          reject(new MeshsigError(timeoutCode, `no reply to request ${id} within ${timeoutMs} ms`,
+            { id }));
+        }, timeoutMs);
+      }
+      this.#map.set(id, entry);
+    });
+  }
+
+  /** Offers a reply of `kind` with `body`; true when it settled a request. */
+  settle(id, kind, body) {
+    const e = this.#map.get(id);
+    if (!e) return false;
+    if (kind === 'error') {
+      this.#finish(id, e);
+      e.reject(new MeshsigError(body?.code || 'CODE_UNSPECIFIED', body?.message || '', { id }));
+      return true;
+    }
+    if (e.accept.length && !e.accept.includes(kind)) return false;
+    this.#finish(id, e);
+    try {
+      e.resolve(e.map(body, kind));
+    } catch (err) {
+      e.reject(toError(err));
+    }
+    return true;
+  }
+
+  reject(id, err) {
+    const e = this.#map.get(id);
+    if (!e) return false;
+    this.#finish(id, e);
+    e.reject(err);
+    return true;
+  }
+
+  rejectAll(err) {
+    for (const [id, e] of [...this.#map]) {
+      this.#finish(id, e);
+      e.reject(err);
+    }
+  }
+
+  #finish(id, e) {
+    this.#map.delete(id);
+    if (e.timer) this.#timers.clearTimeout(e.timer);
+  }
+}
+
+/** NATS-style topic match, as the coordinator does it: '*' = one token, '>' (last) = the rest. */
+export function topicMatches(pattern, topic) {
+  const p = pattern.split('.');
+  const t = topic.split('.');
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === '>') return t.length > i;
+    if (i >= t.length) return false;
+    if (p[i] !== '*' && p[i] !== t[i]) return false;
+  }
+  return p.length === t.length;
+}
+
+/**
+ * The decision part of perfect negotiation
+ * (https://w3c.github.io/webrtc-pc/#perfect-negotiation-example), kept free of
+ * RTCPeerConnection so that it can be tested alone. The impolite side ignores
+ * an offer that collides with its own; the polite side rolls its own back.
+ */
+export class Negotiation {
+  constructor(polite) {
+    this.polite = !!polite;
+    this.makingOffer = false;
+    this.ignoreOffer = false;
+    this.settingRemoteAnswerPending = false;
+  }
+
+  /**
+   * What to do with a remote description of `type` ('offer' | 'answer') when
+   * the connection's signalingState is `state`: 'ignore', 'rollback' (roll
+   * back the local offer, then apply) or 'apply'.
+   */
+  onDescription(type, state) {
+    const readyForOffer = !this.makingOffer &&
+      (state === 'stable' || this.settingRemoteAnswerPending);
+    const collision = type === 'offer' && !readyForOffer;
+    this.ignoreOffer = !this.polite && collision;
+    if (this.ignoreOffer) return 'ignore';
+    if (type === 'answer' && state !== 'have-local-offer') return 'ignore'; // stale or duplicate
+    if (collision && state === 'have-local-offer') return 'rollback';
+    return 'apply';
+  }
+
+  /** Whether a failing addIceCandidate is expected (it belonged to an ignored offer). */
+  candidateErrorExpected() {
+    return this.ignoreOffer;
+  }
+}
+
+/** bytes (Uint8Array) -> base64, the proto3 JSON form of `bytes`. */
+export function toBase64(bytes) {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(s);
+}
+
+/** base64 (standard or URL-safe, padded or not) -> Uint8Array. */
+export function fromBase64(b64) {
+  const s = atob(String(b64 || '').replace(/-/g, '+').replace(/_/g, '/'));
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+function toBytes(data) {
+  if (typeof data === 'string') return new TextEncoder().encode(data);
+  if (data instanceof Uint8Array) return data;
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  throw new MeshsigError('BAD_REQUEST', 'stream data must be a string, ArrayBuffer or typed array');
+}
+
+/** The oneof member of a ServerMessage (the one key that is not `id`). */
+export function messageKind(msg) {
+  for (const k of Object.keys(msg)) if (k !== 'id') return k;
+  return null;
+}
+
+function randomId(n = 8) {
+  const abc = 'abcdefghijklmnopqrstuvwxyz0123456789';
+  let s = '';
+  for (let i = 0; i < n; i++) s += abc[Math.floor(Math.random() * abc.length)];
+  return s;
+}
+
+function candidateJSON(c) {
+  if (typeof c.toJSON === 'function') return c.toJSON();
+  return { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex,
+    usernameFragment: c.usernameFragment };
+}
+
+// ---------------------------------------------------------------------------
+// 3. Neighbour: one RTCPeerConnection and its "meshsig" data channel
+//
+// Signal payloads on the wire:
+//   {"type":"offer"|"answer","sdp":"..."}             (plus "offerId" on pre-made offers)
+//   {"type":"candidate","candidate":{"candidate":"...","sdpMid":"0","sdpMLineIndex":0}}
+// All work on one connection runs through one promise chain, so an answer is
+// never applied while the offer it answers is still being set.
+
+class Neighbour {
+  constructor(client, peer, info) {
+    this.client = client;
+    this.peer = peer;
+    this.initiator = !!info.initiator;
+    this.role = info.role || 'PEER';
+    this.metadata = info.metadata || {};
+    this.position = info.position || null;
+    this.neg = new Negotiation(!this.initiator);
+    this.pc = null;
+    this.dc = null;
+    this.chain = Promise.resolve();
+    this.remoteCandidates = []; // arrived before the remote description
+    this.closed = false;
+    this.up = false; // neighbour-up emitted and neighbour-down not yet
+    this.createdAt = Date.now();
+    this.openedAt = 0;
+  }
+
+  get connectionState() {
+    return this.pc ? this.pc.connectionState : 'new';
+  }
+
+  get channelState() {
+    return this.dc ? this.dc.readyState : 'none';
+  }
+
+  info() {
+    return { peer: this.peer, initiator: this.initiator, role: this.role, metadata: this.metadata,
+      position: this.position, connectionState: this.connectionState,
+      channelState: this.channelState, openMs: this.openedAt ? this.openedAt - this.createdAt : null };
+  }
+
+  /** Starts a fresh connection (or adopts a pre-made one whose offer the peer got). */
+  start(PC, rtcConfig, premade = null) {
+    this.pc = premade ? premade.pc : new PC(rtcConfig);
+    const pc = this.pc;
+    pc.onicecandidate = (e) => {
+      if (e.candidate && e.candidate.candidate) {
+        this.client._signal(this.peer, { type: 'candidate', candidate: candidateJSON(e.candidate) });
+      }
+    };
+    pc.onconnectionstatechange = () => {
+      this.client._neighbourState(this);
+      if (pc.connectionState === 'failed' && this.initiator && typeof pc.restartIce === 'function') {
+        pc.restartIce();
+      }
+    };
+    pc.onnegotiationneeded = () => this.run(() => this.makeOffer());
+    pc.ondatachannel = (e) => {
+      if (e.channel.label === CHANNEL_LABEL) this.attach(e.channel);
+    };
+    if (premade) {
+      this.attach(premade.dc);
+      for (const c of premade.lateCandidates) this.client._signal(this.peer, c);
+      premade.lateCandidates = null;
+    } else if (this.initiator) {
+      this.attach(pc.createDataChannel(CHANNEL_LABEL));
+      this.run(() => this.makeOffer());
+    }
+  }
+
+  attach(dc) {
+    this.dc = dc;
+    dc.binaryType = 'arraybuffer';
+    dc.onopen = () => {
+      if (this.closed || this.openedAt) return; // some implementations fire open twice
+      this.openedAt = Date.now();
+      this.up = true;
+      this.client._neighbourState(this);
+      this.client._emit('neighbour-up', this.info());
+    };
+    dc.onmessage = (e) => this.client._emit('message', { peer: this.peer, data: e.data });
+    dc.onclose = () => {
+      this.client._neighbourState(this);
+      this.down('channel closed');
+    };
+    if (dc.readyState === 'open') dc.onopen();
+  }
+
+  down(reason) {
+    if (!this.up) return;
+    this.up = false;
+    this.client._emit('neighbour-down', { ...this.info(), reason });
+  }
+
+  run(step) {
+    this.chain = this.chain.then(() => (this.closed ? undefined : step())).catch((err) => {
+      if (!this.closed) {
+        this.client._report(new MeshsigError('WEBRTC', `${this.peer}: ${err?.message || err}`,
+          { peer: this.peer, cause: err }));
+      }
+    });
+    return this.chain;
+  }
+
+  async makeOffer() {
+    const pc = this.pc;
+    if (pc.signalingState !== 'stable') return;
+    this.neg.makingOffer = true;
+    try {
+      const offer = await pc.createOffer();
+      if (pc.signalingState !== 'stable' || this.closed) return;
+      await pc.setLocalDescription(offer);
+      const d = pc.localDescription || offer;
+      this.client._signal(this.peer, { type: d.type, sdp: d.sdp });
+    } finally {
+      this.neg.makingOffer = false;
+    }
+  }
+
+  onSignal(payload) {
+    if (!payload || typeof payload !== 'object') return;
+    if (payload.type === 'offer' || payload.type === 'answer') {
+      this.run(() => this.onDescription(payload));
+    } else if (payload.type === 'candidate' && payload.candidate) {
+      this.run(() => this.onCandidate(payload.candidate));
+    }
+  }
+
+  async onDescription(desc) {
+    const pc = this.pc;
+    const action = this.neg.onDescription(desc.type, pc.signalingState);
+    if (action === 'ignore') return;
+    if (action === 'rollback') {
+      try {
+        await pc.setLocalDescription({ type: 'rollback' });
+      } catch {
+        // Implementations without explicit rollback do it inside setRemoteDescription.
+      }
+    }
+    this.neg.settingRemoteAnswerPending = desc.type === 'answer';
+    try {
+      await pc.setRemoteDescription({ type: desc.type, sdp: desc.sdp });
+    } finally {
+      this.neg.settingRemoteAnswerPending = false;
+    }
+    for (const c of this.remoteCandidates.splice(0)) await this.onCandidate(c);
+    if (desc.type === 'offer') {
+      const answer = await pc.createAnswer();
+      await pc.setLocalDescription(answer);
+      const d = pc.localDescription || answer;
+      this.client._signal(this.peer, { type: d.type, sdp: d.sdp });
+    }
+  }
+
+  async onCandidate(c) {
+    if (!this.pc.remoteDescription) {
+      if (this.remoteCandidates.length < 256) this.remoteCandidates.push(c);
+      return;
+    }
+    try {
+      await this.pc.addIceCandidate(c);
+    } catch (err) {
+      if (!this.neg.candidateErrorExpected()) throw err;
+    }
+  }
+
+  send(data) {
+    if (!this.dc || this.dc.readyState !== 'open') {
+      throw new MeshsigError('CHANNEL_NOT_OPEN', `the data channel to ${this.peer} is not open`,
+        { peer: this.peer });
+    }
+    this.dc.send(data);
+  }
+
+  close(reason) {
+    if (this.closed) return;
+    this.closed = true;
+    this.down(reason);
+    try { this.dc?.close(); } catch { /* already closed */ }
+    try { this.pc?.close(); } catch { /* already closed */ }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// 4. Pre-made offers (full mesh join in one round trip)
+//
+// Before hello the client makes N connections with a data channel and a local
+// offer each and sends the offers in hello.offers. The coordinator hands one to
+// each existing peer in its topology.connect (that peer answers at once) and
+// gives the joiner the same offer back in its own connect, which is how the
+// joiner knows which connection that peer will answer: the offerId.
+
+async function makePremade(PC, rtcConfig, gatherMs) {
+  const pc = new PC(rtcConfig);
+  const pm = { offerId: randomId(12), pc, dc: null, payload: null, lateCandidates: [] };
+  let captured = false;
+  pc.onicecandidate = (e) => {
+    // Candidates found before the offer was captured are in its SDP already.
+    if (captured && e.candidate && e.candidate.candidate && pm.lateCandidates) {
+      pm.lateCandidates.push({ type: 'candidate', candidate: candidateJSON(e.candidate) });
+    }
+  };
+  pm.dc = pc.createDataChannel(CHANNEL_LABEL);
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  if (pc.iceGatheringState !== 'complete' && gatherMs > 0) {
+    await new Promise((resolve) => {
+      const t = setTimeout(resolve, gatherMs);
+      pc.onicegatheringstatechange = () => {
+        if (pc.iceGatheringState === 'complete') { clearTimeout(t); resolve(); }
+      };
+    });
+  }
+  captured = true;
+  const d = pc.localDescription || offer;
+  pm.payload = { type: 'offer', sdp: d.sdp, offerId: pm.offerId };
+  return pm;
+}
+
+// ---------------------------------------------------------------------------
+// 5. Stream: a bidirectional byte stream through the server with credit
+//
+// Each side may write only as many bytes as the other side granted (credit).
+// By default a side grants `window` bytes when the stream opens and re-grants
+// what it has delivered to its 'data' listeners (autoCredit).
+
+export class Stream extends Emitter {
+  constructor(client, { id, peer, label, metadata, opener, window, autoCredit }) {
+    super();
+    this.client = client;
+    this.id = id;
+    this.peer = peer;
+    this.label = label || '';
+    this.metadata = metadata || {};
+    this.opener = opener; // true on the side that opened it
+    this.window = window;
+    this.autoCredit = autoCredit;
+    this.credit = 0; // bytes this side may still send
+    this.closed = false;
+    this.writes = []; // {bytes, off, resolve, reject}
+    this.bytesIn = 0;
+    this.bytesOut = 0;
+  }
+
+  /** Writes data (string, ArrayBuffer, typed array); resolves once all of it is sent. */
+  write(data) {
+    if (this.closed) return Promise.reject(new MeshsigError('STREAM_NOT_FOUND', 'stream is closed'));
+    const bytes = toBytes(data);
+    return new Promise((resolve, reject) => {
+      this.writes.push({ bytes, off: 0, resolve, reject });
+      this.#pump();
+    });
+  }
+
+  /** Grants the other side `bytes` more bytes towards this side. */
+  grant(bytes) {
+    if (this.closed || bytes <= 0) return;
+    this.client._send({ stream: { streamId: this.id, credit: { bytes } } });
+  }
+
+  /** Closes the stream after pending writes have gone out. */
+  async close() {
+    if (this.closed) return;
+    await Promise.allSettled(this.writes.map((w) => new Promise((r) => {
+      const { resolve, reject } = w;
+      w.resolve = (v) => { resolve(v); r(); };
+      w.reject = (e) => { reject(e); r(); };
+    })));
+    if (this.closed) return;
+    this.client._send({ stream: { streamId: this.id, close: {} } });
+    this._closed(null);
+  }
+
+  /** Closes at once, dropping pending writes, and tells the other side why. */
+  abort(code = 'CODE_UNSPECIFIED', message = '') {
+    if (this.closed) return;
+    this.client._send({ stream: { streamId: this.id, close: { abort: true, error: { code, message } } } });
+    this._closed(new MeshsigError(code, message || 'aborted'));
+  }
+
+  _onCredit(bytes) {
+    this.credit += bytes;
+    this.emit('credit', { bytes, credit: this.credit });
+    this.#pump();
+  }
+
+  _onData(b64) {
+    const bytes = fromBase64(b64);
+    this.bytesIn += bytes.length;
+    this.emit('data', bytes);
+    if (this.autoCredit && bytes.length) this.grant(bytes.length);
+  }
+
+  _closed(error) {
+    if (this.closed) return;
+    this.closed = true;
+    const err = error || new MeshsigError('STREAM_NOT_FOUND', 'stream closed');
+    for (const w of this.writes.splice(0)) w.reject(err);
+    this.client._streams.delete(this.id);
+    this.emit('close', { error });
+  }
+
+  #pump() {
+    const max = this.client._streamChunk;
+    while (this.writes.length && this.credit > 0 && !this.closed) {
+      const w = this.writes[0];
+      const n = Math.min(this.credit, max, w.bytes.length - w.off);
+      if (n > 0) {
+        const chunk = w.bytes.subarray(w.off, w.off + n);
+        this.client._send({ stream: { streamId: this.id, data: { data: toBase64(chunk) } } });
+        w.off += n;
+        this.credit -= n;
+        this.bytesOut += n;
+      }
+      if (w.off >= w.bytes.length) {
+        this.writes.shift();
+        w.resolve();
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// 6. Client
+
+const DEFAULTS = {
+  requestTimeoutMs: 15000,
+  reconnect: { baseMs: 250, maxMs: 15000, factor: 2, jitter: 0.5, maxAttempts: Infinity },
+  offerGatherMs: 500,
+  premadeTtlMs: 15000,
+  streamWindow: 256 * 1024,
+  streamChunk: 16 * 1024,
+  outboxLimit: 2000,
+};
+
+export class Client extends Emitter {
+  constructor(url, opts = {}) {
+    super();
+    if (!opts.namespace) throw new MeshsigError('BAD_REQUEST', 'connect: namespace is required');
+    this.url = url;
+    this.opts = { ...DEFAULTS, ...opts, reconnect: { ...DEFAULTS.reconnect, ...(opts.reconnect || {}) } };
+    this.namespace = opts.namespace;
+    this.peerId = opts.peerId || null;
+    this.gatewayId = null;
+    this.topology = null;
+    this.welcome = null;
+    this.state = 'connecting'; // connecting | open | reconnecting | closed
+    this.resumeToken = null;
+    this._requests = new RequestTable({ prefix: '' });
+    this._neighbours = new Map(); // peer -> Neighbour
+    this._early = new Map(); // peer -> signals that came before the connect event
+    this._premade = []; // unused pre-made offers
+    this._streams = new Map(); // streamId -> Stream
+    this._streamChunk = this.opts.streamChunk;
+    this._services = new Map(); // name -> handler
+    this._emitHandlers = new Map(); // event -> handler
+    this._topics = new Map(); // pattern -> Set(handler)
+    this._rooms = new Set();
+    this._seenMsgIds = new Set();
+    this._outbox = [];
+    this._ws = null;
+    this._attempt = 0;
+    this._timers = new Set();
+    this._hbTimer = null;
+    this._lastRx = 0;
+    this._helloId = null;
+    this._helloHadResume = false;
+    this._PC = opts.RTCPeerConnection || null;
+    this._wrtcTried = false;
+    this.connectedAt = 0;
+
+    this.ready = new Promise((resolve, reject) => { this._readyRes = resolve; this._readyRej = reject; });
+    this.ready.catch(() => {}); // an unobserved failed join is reported through 'error'
+    this.rooms = {
+      join: (room) => this.#request({ room: { join: { room } } }, { accept: ['room'],
+        map: (r) => { this._rooms.add(room); return r.members?.peers || []; } }),
+      leave: (room) => this.#request({ room: { leave: { room } } }, { accept: ['ok'],
+        map: () => { this._rooms.delete(room); } }),
+      emit: (room, event, data, { echo = false } = {}) => this.#fire({ room: { emit: {
+        room, event, ...(data === undefined ? {} : { data }), ...(echo ? { echo: true } : {}) } } }),
+      members: (room) => this.#request({ room: { list: { room } } }, { accept: ['room'],
+        map: (r) => r.members?.peers || [] }),
+      joined: () => [...this._rooms],
+    };
+    this.#open();
+  }
+
+  // ---- connection --------------------------------------------------------
+
+  async #open() {
+    const WS = this.opts.WebSocket || globalThis.WebSocket || (await importOptional('ws'))?.default;
+    if (!WS) {
+      this.#fail(new MeshsigError('UNAVAILABLE', 'no WebSocket implementation (npm install ws)'));
+      return;
+    }
+    if (this.state === 'closed') return;
+    let premade = [];
+    if (!this.resumeToken && this.opts.offers > 0 && this.opts.webrtc !== false) {
+      premade = await this.#makePremade(this.opts.offers);
+      if (this.state === 'closed') { premade.forEach((p) => p.pc.close()); return; }
+    }
+    let ws;
+    try {
+      ws = new WS(this.url, SUBPROTOCOL);
+    } catch (err) {
+      premade.forEach((p) => p.pc.close());
+      this.#scheduleReconnect(err);
+      return;
+    }
+    this._ws = ws;
+    ws.onopen = () => {
+      if (this._ws !== ws) return;
+      this._lastRx = Date.now();
+      this.#sendHello(premade);
+    };
+    ws.onmessage = (e) => {
+      if (this._ws !== ws) return;
+      this._lastRx = Date.now();
+      let msg;
+      try {
+        msg = JSON.parse(typeof e.data === 'string' ? e.data : new TextDecoder().decode(e.data));
+      } catch {
+        this._report(new MeshsigError('BAD_REQUEST', 'the server sent a frame that is not JSON'));
+        return;
+      }
+      this.#dispatch(msg);
+    };
+    ws.onerror = () => {}; // onclose follows and carries the decision
+    ws.onclose = (e) => {
+      if (this._ws !== ws) return;
+      this.#onClose(e?.code, e?.reason);
+    };
+  }
+
+  async #makePremade(n) {
+    const PC = await this.#peerConnectionClass();
+    if (!PC) return [];
+    const cfg = this.#rtcConfig();
+    const made = await Promise.allSettled(
+      Array.from({ length: n }, () => makePremade(PC, cfg, this.opts.offerGatherMs)));
+    return made.filter((r) => r.status === 'fulfilled').map((r) => r.value);
+  }
+
+  #sendHello(premade) {
+    const id = this._requests.nextId();
+    this._helloId = id;
+    this._helloHadResume = !!this.resumeToken;
+    const hello = { namespace: this.namespace };
+    if (this.opts.token) hello.token = this.opts.token;
+    if (this.peerId) hello.peerId = this.peerId;
+    if (this.resumeToken) hello.resumeToken = this.resumeToken;
+    if (this.opts.position) hello.position = this.opts.position;
+    if (this.opts.metadata) hello.metadata = this.opts.metadata;
+    if (premade.length) {
+      hello.offers = premade.map((p) => p.payload);
+      this._premade.push(...premade);
+    }
+    this._requests.add(id, { accept: ['welcome'], timeoutMs: this.opts.requestTimeoutMs })
+      .then((w) => this.#onWelcome(w), (err) => this.#onHelloError(err));
+    this.#rawSend({ id, hello });
+  }
+
+  #onWelcome(w) {
+    const resumed = this._helloHadResume;
+    this.welcome = w;
+    this.peerId = w.peerId || this.peerId;
+    this.gatewayId = w.gatewayId || null;
+    this.topology = w.topology || null;
+    if (w.resumeToken) this.resumeToken = w.resumeToken;
+    this.state = 'open';
+    this._attempt = 0;
+    this.connectedAt = Date.now();
+    this.#startHeartbeat(w.heartbeatMs || 0);
+    if (this._premade.length) {
+      this.#later(() => this.#dropPremade(), this.opts.premadeTtlMs);
+    }
+    const out = this._outbox.splice(0);
+    for (const m of out) this.#rawSend(m);
+    if (!resumed) this.#restoreRegistrations();
+    this._emit('welcome', { ...w, resumed });
+    this._readyRes(w);
+  }
+
+  #onHelloError(err) {
+    if (this.state === 'closed') return;
+    if (err.code === 'RESUME_FAILED') {
+      // The server forgot us: join as a new session; the mesh is rebuilt from scratch.
+      this.resumeToken = null;
+      this.#dropMesh('resume failed');
+      this.#closeSocket();
+      this.#later(() => this.#open(), 0);
+      return;
+    }
+    if (FATAL_HELLO_CODES.has(err.code)) {
+      this.#fail(err);
+      return;
+    }
+    // UNAVAILABLE, NAMESPACE_FULL, RATE_LIMITED, a lost reply: retry later.
+    this._report(err);
+    this.#closeSocket();
+    this.#scheduleReconnect(err);
+  }
+
+  #onClose(code, reason) {
+    this._ws = null;
+    this.#stopHeartbeat();
+    if (this.state === 'closed') return;
+    const err = new MeshsigError('DISCONNECTED', `connection closed (${code || 'no code'}${reason ? `: ${reason}` : ''})`);
+    this._requests.rejectAll(err);
+    this.#scheduleReconnect(err);
+  }
+
+  #scheduleReconnect(cause) {
+    if (this.state === 'closed') return;
+    const r = this.opts.reconnect;
+    if (r === false || this._attempt >= r.maxAttempts) {
+      this.#fail(new MeshsigError('DISCONNECTED', `gave up reconnecting: ${cause?.message || cause}`));
+      return;
+    }
+    const delayMs = backoffDelay(this._attempt++, r);
+    this.state = 'reconnecting';
+    this._emit('reconnecting', { attempt: this._attempt, delayMs, reason: cause?.message || '' });
+    this.#later(() => this.#open(), delayMs);
+  }
+
+  #fail(err) {
+    this._report(err);
+    this._readyRej(err);
+    this.#shutdown(err);
+  }
+
+  #closeSocket() {
+    const ws = this._ws;
+    this._ws = null;
+    this.#stopHeartbeat();
+    if (!ws) return;
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    ws.onerror = () => {};
+    try {
+      if (typeof ws.terminate === 'function' && ws.readyState !== 1) ws.terminate();
+      else ws.close(1000);
+    } catch { /* already closing */ }
+  }
+
+  #startHeartbeat(intervalMs) {
+    this.#stopHeartbeat();
+    if (!(intervalMs > 0)) return;
+    this._hbTimer = setInterval(() => {
+      if (Date.now() - this._lastRx > intervalMs * 3) {
+        // Silent for three intervals: the socket is dead even if TCP has not noticed.
+        const ws = this._ws;
+        this.#closeSocket();
+        if (ws) this.#onClose(4000, 'heartbeat timeout');
+        return;
+      }
+      this.#rawSend({ ping: {} });
+    }, intervalMs);
+    this._hbTimer.unref?.();
+  }
+
+  #stopHeartbeat() {
+    if (this._hbTimer) clearInterval(this._hbTimer);
+    this._hbTimer = null;
+  }
+
+  #later(fn, ms) {
+    const t = setTimeout(() => { this._timers.delete(t); fn(); }, ms);
+    this._timers.add(t);
+    return t;
+  }
+
+  #rawSend(obj) {
+    const ws = this._ws;
+    if (!ws || ws.readyState !== 1) return false;
+    ws.send(JSON.stringify(obj));
+    return true;
+  }
+
+  /** Sends now when joined, else queues until the next welcome (bounded). */
+  _send(obj) {
+    if (this.state === 'open' && this.#rawSend(obj)) return;
+    if (this.state === 'closed') throw new MeshsigError('CLOSED', 'the client is closed');
+    if (this._outbox.length >= this.opts.outboxLimit) {
+      throw new MeshsigError('RATE_LIMITED', 'too many messages queued while disconnected');
+    }
+    this._outbox.push(obj);
+  }
+
+  #request(body, { accept = [], map, timeoutMs, timeoutCode, id } = {}) {
+    if (this.state === 'closed') return Promise.reject(new MeshsigError('CLOSED', 'the client is closed'));
+    id = id || this._requests.nextId();
+    const p = this._requests.add(id, { accept, map, timeoutMs: timeoutMs ?? this.opts.requestTimeoutMs,
+      timeoutCode });
+    try {
+      this._send({ id, ...body });
+    } catch (err) {
+      this._requests.reject(id, err);
+    }
+    return p;
+  }
+
+  /** A request the server answers only when it fails: resolves once sent. */
+  #fire(body) {
+    if (this.state === 'closed') return Promise.reject(new MeshsigError('CLOSED', 'the client is closed'));
+    const id = this._requests.nextId();
+    try {
+      this._send({ id, ...body });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return Promise.resolve(id);
+  }
+
+  _report(err) {
+    if (!this._emit('error', err) && typeof console !== 'undefined') {
+      console.warn(`meshsig: ${err.code}: ${err.message}`);
+    }
+  }
+
+  // ---- dispatch ------------------------------------------------------------
+
+  #dispatch(msg) {
+    const kind = messageKind(msg);
+    if (!kind) return;
+    const body = msg[kind] || {};
+    if (msg.id && this._requests.settle(msg.id, kind, body)) return;
+    switch (kind) {
+      case 'topology':
+        if (body.connect) this.#onConnect(body.connect);
+        else if (body.disconnect) this.#onDisconnect(body.disconnect.peer, 'topology disconnect');
+        this._emit('topology', body);
+        return;
+      case 'signal':
+        this.#onSignal(body.from, body.payload);
+        return;
+      case 'peerLeft':
+        this.#onDisconnect(body.peer, body.reason || 'peer left');
+        this._early.delete(body.peer);
+        this._emit('peer-left', { peer: body.peer, reason: body.reason || '' });
+        return;
+      case 'emit':
+        this.#onEmit(body);
+        return;
+      case 'ack': {
+        const settled = this._requests.settle(body.ackId, body.error ? 'error' : 'ack',
+          body.error || body);
+        if (!settled) this._emit('stray', msg);
+        return;
+      }
+      case 'service':
+        if (body.call) this.#onServiceCall(body.call);
+        else if (body.reply) {
+          const r = body.reply;
+          if (!this._requests.settle(r.callId, r.error ? 'error' : 'service', r.error || r)) {
+            this._emit('stray', msg);
+          }
+        }
+        return;
+      case 'room':
+        if (body.emit) this._emit('room-emit', { room: body.emit.room, event: body.emit.event || '',
+          data: body.emit.data, from: body.emit.from });
+        else if (body.peerJoined) this._emit('room-peer-joined', body.peerJoined);
+        else if (body.peerLeft) this._emit('room-peer-left', body.peerLeft);
+        else if (body.members) this._emit('room-members', body.members);
+        return;
+      case 'topic':
+        if (body.publish) this.#onTopic(body.publish);
+        return;
+      case 'stream':
+        this.#onStream(body);
+        return;
+      case 'error': {
+        const err = new MeshsigError(body.code || 'CODE_UNSPECIFIED', body.message || '',
+          msg.id ? { id: msg.id } : {});
+        if (err.code === 'REPLACED') { this.#fail(err); return; }
+        this._report(err);
+        return;
+      }
+      case 'waiting':
+        this._emit('waiting', { position: body.position || 0 });
+        return;
+      case 'reconnect':
+        // The gateway is going away: come back at once with the resume token.
+        this.#closeSocket();
+        this._requests.rejectAll(new MeshsigError('DISCONNECTED', 'the gateway asked to reconnect'));
+        this.state = 'reconnecting';
+        this._emit('reconnecting', { attempt: 0, delayMs: 0, reason: body.reason || 'gateway asked' });
+        this.#later(() => this.#open(), 0);
+        return;
+      case 'pong':
+      case 'ok':
+      case 'welcome':
+        return;
+      default:
+        this._emit('stray', msg);
+    }
+  }
+
+  // ---- mesh ----------------------------------------------------------------
+
+  async #peerConnectionClass() {
+    if (this._PC) return this._PC;
+    if (this.opts.webrtc === false) return null;
+    if (globalThis.RTCPeerConnection) return (this._PC = globalThis.RTCPeerConnection);
+    if (!this._wrtcTried) {
+      this._wrtcTried = true;
+      const wrtc = await importOptional('@roamhq/wrtc');
+      const mod = wrtc?.default || wrtc;
+      if (mod?.RTCPeerConnection) this._PC = mod.RTCPeerConnection;
+      else {
+        this._report(new MeshsigError('WEBRTC_UNAVAILABLE',
+          'no RTCPeerConnection: in Node install @roamhq/wrtc or pass {RTCPeerConnection}'));
+      }
+    }
+    return this._PC;
+  }
+
+  #rtcConfig() {
+    return this.opts.rtcConfig || { iceServers: this.opts.iceServers || [] };
+  }
+
+  #onConnect(c) {
+    const peer = c.peer;
+    if (!peer) return;
+    if (this._neighbours.has(peer)) this.#onDisconnect(peer, 'reconnected edge');
+    const n = new Neighbour(this, peer, c);
+    this._neighbours.set(peer, n);
+    if (this.opts.webrtc === false) return;
+    const setup = (PC) => {
+      if (n.closed) return;
+      if (!PC) { n.closed = true; return; }
+      let premade = null;
+      if (c.offer && c.initiator) {
+        // Our own pre-made offer, handed back: the peer answers that connection.
+        const i = this._premade.findIndex((p) => p.offerId === c.offer.offerId ||
+          (!c.offer.offerId && p.payload.sdp === c.offer.sdp));
+        if (i >= 0) premade = this._premade.splice(i, 1)[0];
+      }
+      n.start(PC, this.#rtcConfig(), premade);
+      if (c.offer && !c.initiator) n.onSignal(c.offer);
+      for (const p of this._early.get(peer) || []) n.onSignal(p);
+      this._early.delete(peer);
+      this._neighbourState(n);
+    };
+    // Synchronous when the class is known, so signals that follow go to a started connection.
+    if (this._PC) setup(this._PC);
+    else this.#peerConnectionClass().then(setup);
+  }
+
+  #onDisconnect(peer, reason) {
+    const n = this._neighbours.get(peer);
+    if (!n) return;
+    this._neighbours.delete(peer);
+    n.close(reason);
+    this._emit('neighbour-state', { ...n.info(), connectionState: 'closed', channelState: 'closed',
+      removed: true });
+  }
+
+  #onSignal(from, payload) {
+    const n = this._neighbours.get(from);
+    if (n && n.pc) { n.onSignal(payload); return; }
+    // Before the connect event (or before the connection class loaded): keep a few.
+    const q = this._early.get(from) || [];
+    if (q.length < 64) q.push(payload);
+    this._early.set(from, q);
+  }
+
+  _signal(peer, payload) {
+    try {
+      this._send({ signal: { to: peer, payload } });
+    } catch (err) {
+      this._report(err);
+    }
+  }
+
+  _neighbourState(n) {
+    if (this._neighbours.get(n.peer) !== n) return;
+    this._emit('neighbour-state', n.info());
+  }
+
+  #dropMesh(reason) {
+    for (const peer of [...this._neighbours.keys()]) this.#onDisconnect(peer, reason);
+    this._early.clear();
+    this.#dropPremade();
+  }
+
+  #dropPremade() {
+    for (const p of this._premade.splice(0)) {
+      try { p.pc.close(); } catch { /* already closed */ }
+    }
+  }
+
+  // ---- incoming messaging ---------------------------------------------------
+
+  #onEmit(e) {
+    if (e.msgId) {
+      if (this._seenMsgIds.has(e.msgId)) return;
+      this._seenMsgIds.add(e.msgId);
+      if (this._seenMsgIds.size > 1000) this._seenMsgIds.delete(this._seenMsgIds.values().next().value);
+    }
+    let answered = false;
+    const answer = (ack) => {
+      if (answered || !e.ackId) return;
+      answered = true;
+      this._send({ id: this._requests.nextId(), ack: { ackId: e.ackId, to: e.from, ...ack } });
+    };
+    const detail = {
+      from: e.from, event: e.event || '', data: e.data, ackId: e.ackId || '', msgId: e.msgId || '',
+      ack: (data) => answer(data === undefined ? {} : { data }),
+      nack: (code = 'INTERNAL', message = '') => answer({ error: { code, message } }),
+    };
+    const h = this._emitHandlers.get(detail.event) || this._emitHandlers.get('*');
+    if (h) {
+      Promise.resolve().then(() => h(detail.data, detail))
+        .then((r) => detail.ack(r), (err) => detail.nack(codeOf(err), err?.message || String(err)));
+    }
+    this._emit('emit', detail);
+  }
+
+  #onServiceCall(call) {
+    const h = this._services.get(call.service);
+    const reply = (r) => {
+      try {
+        this._send({ id: this._requests.nextId(), service: { reply: { callId: call.callId, ...r } } });
+      } catch (err) {
+        this._report(err);
+      }
+    };
+    if (!h) {
+      reply({ error: { code: 'SERVICE_UNAVAILABLE', message: `${call.service} is not provided here` } });
+      return;
+    }
+    Promise.resolve().then(() => h(call.args, { from: call.from, service: call.service, callId: call.callId }))
+      .then((result) => reply(result === undefined ? {} : { result }),
+        (err) => reply({ error: { code: codeOf(err), message: err?.message || String(err) } }));
+  }
+
+  #onTopic(p) {
+    const detail = { topic: p.topic, data: p.data, from: p.from };
+    for (const [pattern, handlers] of this._topics) {
+      if (!topicMatches(pattern, p.topic)) continue;
+      for (const h of handlers) {
+        try { h(p.data, detail); } catch (err) { setTimeout(() => { throw err; }, 0); }
+      }
+    }
+    this._emit('topic', detail);
+  }
+
+  #onStream(m) {
+    const id = m.streamId;
+    if (m.open) {
+      const s = new Stream(this, { id, peer: m.open.from, label: m.open.label, metadata: m.open.metadata,
+        opener: false, window: this.opts.streamWindow, autoCredit: this.opts.streamAutoCredit !== false });
+      this._streams.set(id, s);
+      this._emit('stream', s);
+      if (s.window > 0 && !s.closed) s.grant(s.window);
+      return;
+    }
+    const s = this._streams.get(id);
+    if (!s) return;
+    if (m.data) s._onData(m.data.data);
+    else if (m.credit) s._onCredit(m.credit.bytes || 0);
+    else if (m.close) {
+      const e = m.close.error;
+      s._closed(e ? new MeshsigError(e.code || 'CODE_UNSPECIFIED', e.message || '') :
+        (m.close.abort ? new MeshsigError('CODE_UNSPECIFIED', 'aborted by the other side') : null));
+    }
+  }
+
+  #restoreRegistrations() {
+    const again = (what, p) => p.catch((err) => this._report(
+      new MeshsigError(err.code, `re-${what} after a new session failed: ${err.message}`)));
+    for (const name of this._services.keys()) {
+      again(`register ${name}`, this.#request({ service: { register: { service: name } } }, { accept: ['ok'] }));
+    }
+    for (const pattern of this._topics.keys()) {
+      again(`subscribe ${pattern}`, this.#request({ topic: { subscribe: { pattern } } }, { accept: ['ok'] }));
+    }
+    for (const room of this._rooms) {
+      again(`join ${room}`, this.#request({ room: { join: { room } } }, { accept: ['room'] }));
+    }
+  }
+
+  // ---- public API: mesh ----------------------------------------------------
+
+  /** The current neighbours with their connection and channel state. */
+  get neighbours() {
+    return [...this._neighbours.values()].map((n) => n.info());
+  }
+
+  /** The RTCPeerConnection to a neighbour (undefined when there is none). */
+  peerConnection(peer) {
+    return this._neighbours.get(peer)?.pc || undefined;
+  }
+
+  /** Sends over the data channel to a neighbour; throws CHANNEL_NOT_OPEN / NOT_NEIGHBOUR. */
+  send(peer, data) {
+    const n = this._neighbours.get(peer);
+    if (!n) throw new MeshsigError('NOT_NEIGHBOUR', `${peer} is not a neighbour`, { peer });
+    n.send(data);
+  }
+
+  /** Sends to every neighbour whose channel is open; returns how many. */
+  broadcast(data) {
+    let k = 0;
+    for (const n of this._neighbours.values()) {
+      if (n.channelState === 'open') { n.send(data); k++; }
+    }
+    return k;
+  }
+
+  /** Sends a signal payload to a peer yourself (for apps doing their own WebRTC). */
+  signal(peer, payload) {
+    this._send({ id: this._requests.nextId(), signal: { to: peer, payload } });
+  }
+
+  setPosition(position) {
+    this.opts.position = position;
+    this._send({ id: this._requests.nextId(), position });
+  }
+
+  reportRtt(peer, ms) {
+    this._send({ id: this._requests.nextId(), rtt: { peer, ms } });
+  }
+
+  /** Round trip to the gateway in ms. */
+  async ping() {
+    const t = Date.now();
+    await this.#request({ ping: {} }, { accept: ['pong'] });
+    return Date.now() - t;
+  }
+
+  // ---- public API: messaging -------------------------------------------------
+
+  /**
+   * Sends an event to a peer through the server. With ack (the default) the
+   * promise resolves with the receiver's ack data and rejects with its error
+   * (or ACK_TIMEOUT, PEER_NOT_FOUND, PEER_LEFT); without, it resolves once sent.
+   */
+  emit(to, event, data, opts) {
+    return this.#emitTo(to, event, data, opts || {});
+  }
+
+  #emitTo(to, event, data, { timeoutMs = 0, persistent = false, ack = true } = {}) {
+    const body = { to, event };
+    if (data !== undefined) body.data = data;
+    if (timeoutMs) body.timeoutMs = timeoutMs;
+    if (persistent) body.persistent = true;
+    if (!ack) return this.#fire({ emit: body });
+    const id = this._requests.nextId();
+    body.ackId = id;
+    // The server times the ack out first (ACK_TIMEOUT); the local deadline is a backstop.
+    return this.#request({ emit: body }, { id, accept: ['ack'], map: (a) => a.data,
+      timeoutMs: (timeoutMs || 10000) + 5000, timeoutCode: 'ACK_TIMEOUT' });
+  }
+
+  /** Handles incoming emits of one event ('*' = any): the return value is the ack. */
+  onEmit(event, handler) {
+    this._emitHandlers.set(event, handler);
+    return () => { if (this._emitHandlers.get(event) === handler) this._emitHandlers.delete(event); };
+  }
+
+  /** Provides a service: handler(args, {from}) returns (or resolves to) the result. */
+  async register(name, handler) {
+    if (typeof handler !== 'function') throw new MeshsigError('BAD_REQUEST', 'register: handler must be a function');
+    this._services.set(name, handler);
+    try {
+      await this.#request({ service: { register: { service: name } } }, { accept: ['ok'] });
+    } catch (err) {
+      if (this._services.get(name) === handler) this._services.delete(name);
+      throw err;
+    }
+    return () => this.unregister(name);
+  }
+
+  async unregister(name) {
+    this._services.delete(name);
+    await this.#request({ service: { unregister: { service: name } } }, { accept: ['ok'] });
+  }
+
+  /** Calls a service some peer provides; resolves with its result. */
+  call(name, args, { timeoutMs = 0 } = {}) {
+    const id = this._requests.nextId();
+    const call = { service: name, callId: id };
+    if (args !== undefined) call.args = args;
+    if (timeoutMs) call.timeoutMs = timeoutMs;
+    return this.#request({ service: { call } }, { id, accept: ['service'], map: (r) => r.result,
+      timeoutMs: (timeoutMs || 10000) + 5000 });
+  }
+
+  /**
+   * Subscribes to a topic pattern ('a.b', 'a.*', 'a.>'); handler(data, {topic, from}).
+   * Resolves with a function that removes this handler (and the subscription when it was the last).
+   */
+  async subscribe(pattern, handler) {
+    const first = !this._topics.has(pattern);
+    if (first) this._topics.set(pattern, new Set());
+    if (handler) this._topics.get(pattern).add(handler);
+    if (first) {
+      try {
+        await this.#request({ topic: { subscribe: { pattern } } }, { accept: ['ok'] });
+      } catch (err) {
+        this._topics.delete(pattern);
+        throw err;
+      }
+    }
+    return () => this.unsubscribe(pattern, handler);
+  }
+
+  async unsubscribe(pattern, handler) {
+    const set = this._topics.get(pattern);
+    if (!set) return;
+    if (handler) set.delete(handler);
+    if (handler && set.size) return;
+    this._topics.delete(pattern);
+    await this.#request({ topic: { unsubscribe: { pattern } } }, { accept: ['ok'] });
+  }
+
+  /** Publishes to every subscriber whose pattern matches; resolves when the server took it. */
+  publish(topic, data) {
+    const publish = { topic };
+    if (data !== undefined) publish.data = data;
+    return this.#request({ topic: { publish } }, { accept: ['ok'], map: () => undefined });
+  }
+
+  /** Opens a byte stream to a peer; resolves with the Stream once the server accepted it. */
+  async openStream(to, { label = '', metadata, window, autoCredit } = {}) {
+    const id = `s${this._requests.nextId()}-${randomId(4)}`;
+    const s = new Stream(this, { id, peer: to, label, metadata, opener: true,
+      window: window ?? this.opts.streamWindow, autoCredit: autoCredit ?? this.opts.streamAutoCredit !== false });
+    this._streams.set(id, s);
+    const open = { to, label };
+    if (metadata) open.metadata = metadata;
+    try {
+      await this.#request({ stream: { streamId: id, open } }, { accept: ['ok'] });
+    } catch (err) {
+      this._streams.delete(id);
+      throw err;
+    }
+    if (s.window > 0) s.grant(s.window);
+    return s;
+  }
+
+  // ---- public API: lifecycle -----------------------------------------------
+
+  /** Leaves the namespace, closes every peer connection and stops reconnecting. */
+  close() {
+    if (this.state === 'closed') return;
+    if (this.state === 'open') this.#rawSend({ id: this._requests.nextId(), leave: {} });
+    this.#shutdown(null);
+  }
+
+  #shutdown(err) {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    for (const t of this._timers) clearTimeout(t);
+    this._timers.clear();
+    this.#dropMesh('closed');
+    for (const s of [...this._streams.values()]) s._closed(new MeshsigError('CLOSED', 'client closed'));
+    this._requests.rejectAll(new MeshsigError('CLOSED', 'the client is closed'));
+    this._outbox.length = 0;
+    this.#closeSocket();
+    this._readyRej(err || new MeshsigError('CLOSED', 'closed before joining'));
+    this._emit('close', { error: err });
+  }
+}
+
+function codeOf(err) {
+  return err && ERROR_CODES.includes(err.code) ? err.code : 'INTERNAL';
+}
+
+async function importOptional(name) {
+  try {
+    return await import(/* @vite-ignore */ /* webpackIgnore: true */ name);
+  } catch {
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// 7. connect()
+
+/**
+ * Joins a namespace through the gateway at url (ws://host:port/ws).
+ * Returns the client at once; `await client.ready` for the first welcome.
+ */
+export function connect(url, opts) {
+  return new Client(url, opts);
+}
+
+export default connect;
