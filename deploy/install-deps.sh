@@ -12,6 +12,7 @@ BUILD_PKGS=(
     libwebsockets-dev libnats-dev protobuf-c-compiler libprotobuf-c-dev
     libevent-dev check libjwt-dev libjansson-dev uthash-dev libssl-dev
     nats-server python3 curl ca-certificates procps iproute2
+    haproxy docker-compose python3-yaml
 )
 RUNTIME_PKGS=(
     libwebsockets17 libnats3.4 libprotobuf-c1 libevent-2.1-7 libevent-pthreads-2.1-7
