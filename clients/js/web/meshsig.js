@@ -170,7 +170,9 @@ export class RequestTable {
   #prefix;
   #timers;
 
-  constructor({ prefix = '', timers = { setTimeout, clearTimeout } } = {}) {
+  // The default timers are wrapped: browsers refuse window.setTimeout called on another `this`.
+  constructor({ prefix = '', timers = { setTimeout: (f, ms) => setTimeout(f, ms),
+    clearTimeout: (t) => clearTimeout(t) } } = {}) {
     this.#prefix = prefix;
     this.#timers = timers;
   }
@@ -954,6 +956,7 @@ export class Client extends Emitter {
   }
 
   _report(err) {
+    err = toError(err);
     if (!this._emit('error', err) && typeof console !== 'undefined') {
       console.warn(`meshsig: ${err.code}: ${err.message}`);
     }
