@@ -215,62 +215,95 @@ static size_t utf8_len(const unsigned char *p, const unsigned char *end)
     return 0;
 }
 
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* Non-zero when one of the 8 bytes in v is below 0x20, '"', '\\' or not ASCII. */
+static inline uint64_t swar_special(uint64_t v)
+{
+    uint64_t q = v ^ (ONES * '"'), b = v ^ (ONES * '\\');
+    return ((v - ONES * 0x20) & ~v) | ((q - ONES) & ~q) | ((b - ONES) & ~b) | (v & HIGHS);
+}
+
 /* Strings from binary clients are not validated by protobuf-c; an invalid
  * byte becomes U+FFFD so that a text frame never carries broken UTF-8 (a
- * browser would drop the connection). */
+ * browser would drop the connection). Works in chunks with room reserved for
+ * the worst case (6 bytes out per byte in), so the inner loop never checks
+ * capacity; plain ASCII runs are copied 8 bytes at a time. */
 static void w_string(wbuf_t *w, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s, *end = p + n, *run = p;
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
     w_ch(w, '"');
     while (p < end) {
-        unsigned char c = *p;
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-            p++;
-            continue;
-        }
-        if (c >= 0x80) {
-            size_t k = utf8_len(p, end);
-            if (k) {
-                p += k;
+        size_t chunk = (size_t)(end - p) < 4096 ? (size_t)(end - p) : 4096;
+        const unsigned char *cend = p + chunk;
+        if (!w_reserve(w, chunk * 6 + 2))
+            return;
+        char *o = w->p + w->len;
+        while (p < cend) {
+            while (cend - p >= 8) {
+                uint64_t v;
+                memcpy(&v, p, 8);
+                if (swar_special(v) & HIGHS)
+                    break;
+                memcpy(o, p, 8);
+                o += 8;
+                p += 8;
+            }
+            if (p >= cend)
+                break;
+            unsigned char c = *p;
+            if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+                *o++ = (char)c;
+                p++;
                 continue;
             }
-        }
-        w_mem(w, run, (size_t)(p - run));
-        char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-        size_t en = 2;
-        switch (c) {
-        case '"':
-        case '\\':
-            e[1] = (char)c;
-            break;
-        case '\n':
-            e[1] = 'n';
-            break;
-        case '\r':
-            e[1] = 'r';
-            break;
-        case '\t':
-            e[1] = 't';
-            break;
-        case '\b':
-            e[1] = 'b';
-            break;
-        case '\f':
-            e[1] = 'f';
-            break;
-        default:
-            if (c < 0x20) {
-                en = 6;
-            } else {
-                memcpy(e, "\xef\xbf\xbd", 3);
-                en = 3;
+            if (c >= 0x80) {
+                /* may run past cend by up to 3 bytes: covered by this byte's 6 */
+                size_t k = utf8_len(p, end);
+                if (k) {
+                    memcpy(o, p, k);
+                    o += k;
+                    p += k;
+                } else {
+                    memcpy(o, "\xef\xbf\xbd", 3);
+                    o += 3;
+                    p++;
+                }
+                continue;
             }
+            *o++ = '\\';
+            switch (c) {
+            case '"':
+            case '\\':
+                *o++ = (char)c;
+                break;
+            case '\n':
+                *o++ = 'n';
+                break;
+            case '\r':
+                *o++ = 'r';
+                break;
+            case '\t':
+                *o++ = 't';
+                break;
+            case '\b':
+                *o++ = 'b';
+                break;
+            case '\f':
+                *o++ = 'f';
+                break;
+            default:
+                memcpy(o, "u00", 3);
+                o[3] = hex[c >> 4];
+                o[4] = hex[c & 15];
+                o += 5;
+            }
+            p++;
         }
-        w_mem(w, e, en);
-        run = ++p;
+        w->len = (size_t)(o - w->p);
     }
-    w_mem(w, run, (size_t)(p - run));
     w_ch(w, '"');
 }
 

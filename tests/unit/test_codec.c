@@ -631,6 +631,56 @@ START_TEST(output_strings)
 }
 END_TEST
 
+/* Long strings cross the writer's internal chunks: whatever mix of ASCII, escapes
+ * and multi-byte characters, jansson reads back exactly the original. */
+START_TEST(long_strings_read_back)
+{
+    static const char *const pieces[] = {"a",
+                                         "bcdefgh",
+                                         "\"",
+                                         "\\",
+                                         "\n",
+                                         "\x01",
+                                         "\x1f",
+                                         "\xc3\xa9",
+                                         "\xe2\x82\xac",
+                                         "\xf0\x9f\x98\x80",
+                                         " ",
+                                         "0123456789abcdef"};
+    uint64_t r = 12345;
+    for (int round = 0; round < 40; round++) {
+        size_t target = 1 + (size_t)round * 517, n = 0;
+        char *str = malloc(target + 8);
+        ck_assert_ptr_nonnull(str);
+        while (n < target) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            const char *pc = pieces[(r >> 33) % (sizeof(pieces) / sizeof(pieces[0]))];
+            size_t k = strlen(pc);
+            if (n + k > target + 4)
+                break;
+            memcpy(str + n, pc, k);
+            n += k;
+        }
+        str[n] = '\0';
+        Meshsig__V1__PeerLeft pl = MESHSIG__V1__PEER_LEFT__INIT;
+        pl.reason = str;
+        Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_PEER_LEFT;
+        sm.peer_left = &pl;
+        char *js = print_ok(&sm.base);
+        json_t *j = json_loads(js, 0, NULL);
+        ck_assert_ptr_nonnull(j);
+        const char *back =
+            json_string_value(json_object_get(json_object_get(j, "peerLeft"), "reason"));
+        ck_assert_ptr_nonnull(back);
+        ck_assert_str_eq(back, str);
+        json_decref(j);
+        free(js);
+        free(str);
+    }
+}
+END_TEST
+
 START_TEST(append_after_headroom)
 {
     ProtobufCMessage *m = parse_ok(SERVER, "{\"id\":\"7\",\"pong\":{}}");
@@ -771,6 +821,7 @@ int main(void)
     tcase_add_test(tc, nesting_depth);
     tcase_add_test(tc, proto_json_proto_identical);
     tcase_add_test(tc, output_strings);
+    tcase_add_test(tc, long_strings_read_back);
     tcase_add_test(tc, append_after_headroom);
     tcase_add_test(tc, mutation_never_crashes_or_leaks);
     suite_add_tcase(s, tc);
