@@ -12,10 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Containers (objects and arrays) allowed around any value, on input and
- * output alike, so that whatever one side accepts the other can print. Bounds
- * the recursion a hostile client can cause. */
-#define MAX_DEPTH 64
+/* Bounds the recursion a hostile client can cause (see codec.h). */
+#define MAX_DEPTH MS_CODEC_MAX_DEPTH
 
 #define MEMBER(msg, off) ((char *)(msg) + (off))
 #define CMEMBER(msg, off) ((const char *)(msg) + (off))

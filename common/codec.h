@@ -25,6 +25,12 @@
 
 #include "err.h"
 
+/* Most objects and arrays that may enclose a value, the outermost message
+ * counting as one. Deeper input is MS_ERR_INVAL; so is output of a message
+ * (e.g. from a binary client) that would nest deeper, so whatever one side
+ * writes the other reads. */
+#define MS_CODEC_MAX_DEPTH 64
+
 typedef struct {
     /* Human-readable reason, e.g. "hello.namespace: expected a string". */
     char message[192];
@@ -45,7 +51,9 @@ ms_err_t ms_codec_from_jansson(const ProtobufCMessageDescriptor *desc, const jso
 ms_err_t ms_codec_to_json(const ProtobufCMessage *msg, char **out, size_t *out_len);
 /* Appends the JSON of msg to buf (grown with realloc as needed). buf may hold
  * reserved headroom: writing starts at *len. Used by the gateway to write
- * straight after LWS_PRE bytes. */
+ * straight after LWS_PRE bytes. A NUL follows the text (not counted in *len).
+ * Invalid UTF-8 in strings is written as U+FFFD. On failure *len is unchanged
+ * (*buf and *cap may have grown). */
 ms_err_t ms_codec_append_json(const ProtobufCMessage *msg, char **buf, size_t *len, size_t *cap);
 /* msg as a new jansson value (caller owns the reference), or NULL on failure. */
 json_t *ms_codec_to_jansson(const ProtobufCMessage *msg);
