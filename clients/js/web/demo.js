@@ -178,7 +178,8 @@ function layout(ns) {
   const pos = new Map();
   const xy = (p) => p.position && (p.position.x !== undefined || p.position.lon !== undefined)
     ? [p.position.x ?? p.position.lon, -(p.position.y ?? p.position.lat)] : null;
-  if (peers.length && peers.every(xy) && new Set(peers.map((p) => xy(p).join())).size > 1) {
+  // Positions are the topology only for Delaunay; other engines may report them but ignore them.
+  if (ns.topology === 'delaunay' && peers.length && peers.every(xy) && new Set(peers.map((p) => xy(p).join())).size > 1) {
     const pts = peers.map(xy);
     const xs = pts.map((q) => q[0]);
     const ys = pts.map((q) => q[1]);
