@@ -197,8 +197,13 @@ test('12 pages in a Delaunay mesh: every edge has an open data channel and carri
   assert.equal(snap.topology, 'delaunay');
   assert.equal(new Set(snap.peers.map((p) => p.gateway)).size, 2, 'peers are spread over both gateways');
   // A planar triangulation of n points in general position: n-1 < edges <= 3n-6, every peer has 2+ neighbours.
+  const xs = snap.peers.map((p) => p.position?.x ?? 0);
+  const ys = snap.peers.map((p) => p.position?.y ?? 0);
+  const spread = `positions span x ${Math.min(...xs).toFixed(6)}..${Math.max(...xs).toFixed(6)}, ` +
+    `y ${Math.min(...ys).toFixed(6)}..${Math.max(...ys).toFixed(6)}`;
   assert.ok(snap.edges.length >= DELAUNAY_PAGES && snap.edges.length <= 3 * DELAUNAY_PAGES - 6,
-    `${snap.edges.length} edges`);
+    `${snap.edges.length} edges for ${DELAUNAY_PAGES} peers: a triangulation of points in general position ` +
+    `has n..3n-6 edges (${spread})`);
   const adj = adjacency(snap.edges);
   for (const id of ids) assert.ok((adj.get(id)?.size || 0) >= 2, `${id} has ${adj.get(id)?.size || 0} neighbours`);
   await exchangeOverEdges(delaunayPages, snap.edges, 'hello');
@@ -215,14 +220,21 @@ test('host ICE candidates are plain addresses of this host, not mDNS names', asy
   const cands = await page.evaluate(async (peer) => {
     const stats = await __t.c.peerConnection(peer).getStats();
     const out = [];
-    stats.forEach((r) => { if (r.type === 'local-candidate' || r.type === 'remote-candidate') out.push(r.address || r.ip); });
+    stats.forEach((r) => {
+      if (r.type === 'local-candidate' || r.type === 'remote-candidate') {
+        out.push({ kind: r.type, type: r.candidateType, protocol: r.protocol, address: r.address || r.ip, port: r.port });
+      }
+    });
     return out;
   }, peer);
   assert.ok(cands.length > 0, 'the connection has candidates');
   const mine = new Set(Object.values(os.networkInterfaces()).flat().map((i) => i.address));
-  for (const a of cands) {
-    assert.ok(!String(a).endsWith('.local'), `mDNS candidate ${a}`);
-    assert.ok(mine.has(a), `candidate address ${a} is not an address of this host`);
+  console.log(`# ICE candidates of ${page.peerId}->${peer}: ${JSON.stringify(cands)}`);
+  for (const c of cands) {
+    assert.ok(!String(c.address).endsWith('.local'), `mDNS candidate ${JSON.stringify(c)}`);
+    // Active TCP candidates carry the placeholder 0.0.0.0/:: port 9: they name no address.
+    if (c.protocol === 'tcp' && c.port === 9 && (c.address === '0.0.0.0' || c.address === '::')) continue;
+    assert.ok(mine.has(c.address), `candidate address ${c.address} is not an address of this host (${JSON.stringify(c)})`);
   }
 });
 
@@ -255,7 +267,14 @@ test('the coordinator admin page draws the live mesh', { timeout: 60000 }, async
       const g = cv.getContext('2d');
       g.drawImage(img, 0, 0);
       const d = g.getImageData(0, 0, cv.width, cv.height).data;
-      const bg = [d[0], d[1], d[2]];
+      // The background is the most common colour.
+      const freq = new Map();
+      for (let i = 0; i < d.length; i += 4) {
+        const k = (d[i] << 16) | (d[i + 1] << 8) | d[i + 2];
+        freq.set(k, (freq.get(k) || 0) + 1);
+      }
+      const top = [...freq].reduce((a, b) => (b[1] > a[1] ? b : a))[0];
+      const bg = [top >> 16, (top >> 8) & 255, top & 255];
       let n = 0;
       for (let i = 0; i < d.length; i += 4) {
         if (Math.abs(d[i] - bg[0]) + Math.abs(d[i + 1] - bg[1]) + Math.abs(d[i + 2] - bg[2]) > 40) n++;
@@ -264,7 +283,8 @@ test('the coordinator admin page draws the live mesh', { timeout: 60000 }, async
     }, png.toString('base64'));
     console.log(`# admin page: ${snap.peers.length} peers, ${snap.edges.length} edges drawn, ` +
       `${drawn} of ${total} pixels not background; screenshot ${file}`);
-    assert.ok(drawn > total * 0.005, `only ${drawn} of ${total} pixels are drawn`);
+    // A node's disc alone covers about 200 pixels.
+    assert.ok(drawn >= snap.peers.length * 100, `only ${drawn} of ${total} pixels are drawn`);
   } finally {
     await page.close();
   }
