@@ -28,7 +28,7 @@
 
 enum { C_UNUSED = 0, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_DEAD };
 
-enum { PH_CONNECT, PH_SETTLE, PH_READY, PH_RUN, PH_DRAIN, PH_QUIET, PH_DONE };
+enum { PH_CONNECT, PH_SETTLE, PH_READY, PH_RUN, PH_DRAIN, PH_QUIET, PH_DONE, PH_HOLD };
 
 /* One client. Kept small: tens of thousands of these sit idle. Buffers exist only while
  * something is pending. */
@@ -68,6 +68,7 @@ typedef struct {
     int64_t rss_before, rss_after;
 
     uint64_t topo_connect, topo_disconnect, t_last_topo;
+    uint64_t late_topo; /* topology events that arrived during --hold, after the report */
     uint64_t errors, bad_msgs, reorders;
     uint64_t sent, recv;
 
@@ -307,6 +308,8 @@ static void on_message(lg_t *lg, conn_t *c, const uint8_t *msg, size_t len)
             mark_ready(lg, c); /* PeerJS has no topology: relay works as soon as both are open */
         break;
     case MS_LG_EV_CONNECT:
+        if (lg->phase == PH_HOLD)
+            lg->late_topo++;
         c->connects++;
         lg->topo_connect++;
         lg->t_last_topo = ms_lg_now_ns();
@@ -314,6 +317,8 @@ static void on_message(lg_t *lg, conn_t *c, const uint8_t *msg, size_t len)
             mark_ready(lg, c);
         break;
     case MS_LG_EV_DISCONNECT:
+        if (lg->phase == PH_HOLD)
+            lg->late_topo++;
         c->disconnects++;
         lg->topo_disconnect++;
         lg->t_last_topo = ms_lg_now_ns();
@@ -815,6 +820,19 @@ static void report(lg_t *lg)
     fflush(stdout);
 }
 
+static int write_degrees(lg_t *lg, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    for (uint32_t i = 0; i < lg->cfg->clients; i++) {
+        conn_t *c = &lg->c[i];
+        if (c->joined)
+            fprintf(f, "p%u %d\n", i, (int)c->connects - (int)c->disconnects);
+    }
+    return fclose(f);
+}
+
 int ms_lg_run(const ms_lg_cfg_t *cfg)
 {
     lg_t lg_storage = {0}, *lg = &lg_storage;
@@ -900,7 +918,37 @@ int ms_lg_run(const ms_lg_cfg_t *cfg)
     }
     if (lg->phase != PH_DONE)
         note(lg, "run hit its overall time bound in phase %d", lg->phase);
+    if (cfg->degrees && write_degrees(lg, cfg->degrees))
+        note(lg, "cannot write %s: %s", cfg->degrees, strerror(errno));
     report(lg);
+    if (cfg->hold_s > 0) {
+        /* Someone is looking at the server's state while every client is still there. Keep
+         * answering pings, and count topology events that were still on their way. */
+        phase(lg, PH_HOLD);
+        uint64_t end = lg->now + (uint64_t)(cfg->hold_s * 1e9);
+        while (lg->now < end) {
+            int n = epoll_wait(lg->ep, evs, 1024, 50);
+            for (int i = 0; i < n; i++) {
+                conn_t *c = &lg->c[evs[i].data.u32];
+                if ((evs[i].events & EPOLLOUT) && c->tx_len)
+                    conn_flush(lg, c);
+                if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                    conn_readable(lg, c);
+                if (c->state == C_DEAD)
+                    conn_release(c);
+            }
+            lg->now = ms_lg_now_ns();
+            if (lg->now >= lg->next_hb_scan) {
+                heartbeats(lg);
+                lg->next_hb_scan = lg->now + 100000000ull;
+            }
+        }
+        fprintf(stderr, "loadgen: hold: %llu late topology events, %u closed after join\n",
+                (unsigned long long)lg->late_topo, lg->closed_after_join);
+        printf("{\"late_topo_events\":%llu,\"closed_after_join\":%u}\n",
+               (unsigned long long)lg->late_topo, lg->closed_after_join);
+        fflush(stdout);
+    }
     rc = 0;
 fail:
     if (lg->c) {

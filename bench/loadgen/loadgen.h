@@ -35,6 +35,8 @@ typedef struct {
     double quiet_s;       /* storm: silence that ends the wait for topology events */
     double timeout_s;     /* bound on each waiting phase */
     int64_t heartbeat_ms; /* <0: the protocol's default */
+    const char *degrees;  /* storm: write "peerId degree" lines here at the end (or NULL) */
+    double hold_s;        /* keep the clients connected this long after the report */
     int verbose;
 } ms_lg_cfg_t;
 

@@ -27,6 +27,8 @@ static void usage(FILE *f)
                "  --quiet S         storm: silence that ends the run (1)\n"
                "  --timeout S       bound on each waiting phase (120)\n"
                "  --heartbeat-ms T  client keepalive interval (protocol default; 0 = off)\n"
+               "  --degrees FILE    storm: write each client's final degree to FILE\n"
+               "  --hold S          keep the clients connected S seconds after the report\n"
                "  -v                progress on stderr\n");
 }
 
@@ -73,6 +75,8 @@ int main(int argc, char **argv)
         {"quiet", required_argument, 0, 'q'},
         {"timeout", required_argument, 0, 't'},
         {"heartbeat-ms", required_argument, 0, 'h'},
+        {"degrees", required_argument, 0, 'D'},
+        {"hold", required_argument, 0, 'O'},
         {"help", no_argument, 0, '?'},
         {0, 0, 0, 0},
     };
@@ -151,6 +155,12 @@ int main(int argc, char **argv)
             break;
         case 'h':
             cfg.heartbeat_ms = strtoll(optarg, NULL, 10);
+            break;
+        case 'D':
+            cfg.degrees = optarg;
+            break;
+        case 'O':
+            cfg.hold_s = atof(optarg);
             break;
         case 'v':
             cfg.verbose = 1;
