@@ -15,6 +15,9 @@
 
 struct ms_bus {
     natsConnection *nc;
+    /* Driven by an event loop: no blocking call (flush, request) may run on
+     * the loop's thread, because only that thread reads the replies. */
+    int on_loop;
     natsOptions *opts;
     natsSubscription *subs[MS_BUS_MAX_SUBS];
     int n_subs;
@@ -89,6 +92,7 @@ ms_err_t ms_bus_connect(const ms_bus_opts_t *o, ms_bus_t **out)
     natsOptions_SetReconnectedCB(b->opts, on_reconnected, b);
     natsOptions_SetErrorHandler(b->opts, on_error, b);
     if (o->event_base) {
+        b->on_loop = 1;
         if (natsOptions_SetEventLoop(b->opts, o->event_base, natsLibevent_Attach,
                                      natsLibevent_Read, natsLibevent_Write,
                                      natsLibevent_Detach) != NATS_OK)
@@ -117,7 +121,8 @@ void ms_bus_destroy(ms_bus_t *b)
         natsSubscription_Destroy(b->subs[i]);
     }
     if (b->nc) {
-        natsConnection_Flush(b->nc);
+        if (!b->on_loop)
+            natsConnection_FlushTimeout(b->nc, 1000);
         natsConnection_Close(b->nc);
         natsConnection_Destroy(b->nc);
     }
@@ -156,8 +161,20 @@ ms_err_t ms_bus_subscribe(ms_bus_t *b, const char *subject, const char *queue, m
     return MS_OK;
 }
 
+void ms_bus_drain_subscriptions(ms_bus_t *b, int timeout_ms)
+{
+    for (int i = 0; i < b->n_subs; i++) {
+        if (natsSubscription_Drain(b->subs[i]) == NATS_OK)
+            natsSubscription_WaitForDrainCompletion(b->subs[i], timeout_ms);
+        natsSubscription_Destroy(b->subs[i]);
+    }
+    b->n_subs = 0;
+}
+
 ms_err_t ms_bus_flush(ms_bus_t *b, int timeout_ms)
 {
+    if (b->on_loop)
+        return MS_ERR_STATE;
     return natsConnection_FlushTimeout(b->nc, timeout_ms) == NATS_OK ? MS_OK : MS_ERR_TIMEOUT;
 }
 

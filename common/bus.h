@@ -33,7 +33,11 @@ ms_err_t ms_bus_publish(ms_bus_t *b, const char *subject, const char *reply, con
                         size_t len);
 /* Subscribes subject (wildcards allowed); messages go to mb. queue may be NULL. */
 ms_err_t ms_bus_subscribe(ms_bus_t *b, const char *subject, const char *queue, ms_mailbox_t *mb);
-/* Flushes pending publishes to the server, waiting up to timeout_ms. */
+/* Stops every subscription and waits (up to timeout_ms) until no handler is
+ * running, so that nothing pushes into a mailbox afterwards. Publishing still works. */
+void ms_bus_drain_subscriptions(ms_bus_t *b, int timeout_ms);
+/* Flushes pending publishes to the server, waiting up to timeout_ms. Not for a
+ * connection driven by an event loop (MS_ERR_STATE): the loop reads the reply. */
 ms_err_t ms_bus_flush(ms_bus_t *b, int timeout_ms);
 int ms_bus_connected(ms_bus_t *b);
 uint64_t ms_bus_reconnects(ms_bus_t *b);

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The admin endpoint (libevent evhttp): health, metrics, namespaces, policies and the mesh page. */
-#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,10 +8,11 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
+#include "auth.h"
 #include "internal.h"
 #include "log.h"
 
-extern const char ms_admin_page[];
+extern const unsigned char ms_admin_page[];
 extern const size_t ms_admin_page_len;
 
 #define MAX_BODY (64 * 1024)
@@ -65,13 +65,9 @@ static int authorized(ms_coord_t *c, struct evhttp_request *r)
 {
     if (c->cfg->insecure_dev)
         return 1;
-    const char *tok = c->cfg->admin_token;
-    const char *h = evhttp_find_header(evhttp_request_get_input_headers(r), "Authorization");
-    if (!tok || !*tok || !h || strncmp(h, "Bearer ", 7) != 0)
-        return 0;
-    h += 7;
-    size_t n = strlen(tok);
-    return strlen(h) == n && CRYPTO_memcmp(h, tok, n) == 0;
+    return ms_auth_bearer_ok(
+        evhttp_find_header(evhttp_request_get_input_headers(r), "Authorization"),
+        c->cfg->admin_token);
 }
 
 static json_t *pos_json(const ms_ns_t *ns, const ms_member_t *m)
@@ -272,7 +268,8 @@ static void on_request(struct evhttp_request *r, void *arg)
     }
     if (!strcmp(path, "/") || !strcmp(path, "/index.html")) {
         /* The page holds no data; its API calls carry the token. */
-        reply_text(c, r, 200, "text/html; charset=utf-8", ms_admin_page, ms_admin_page_len);
+        reply_text(c, r, 200, "text/html; charset=utf-8", (const char *)ms_admin_page,
+                   ms_admin_page_len);
         goto out;
     }
     if (!authorized(c, r)) {

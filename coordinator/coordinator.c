@@ -60,6 +60,43 @@ static void on_wake(evutil_socket_t fd, short what, void *ud)
     ms_outbox_flush(c);
 }
 
+static void offline_wake(void *ud)
+{
+    ms_coord_t *c = ud;
+    event_active(c->offline_ev, EV_READ, 0);
+}
+
+static void deliver_offline(const char *name, const char *peer, const Meshsig__V1__Emit *emit,
+                            void *ud)
+{
+    ms_coord_t *c = ud;
+    ms_ns_t *ns = ms_ns_find(c, name);
+    ms_member_t *m = ns ? ms_ns_member(ns, peer) : NULL;
+    if (!m) {
+        /* Gone again before delivery: keep it for the next join. */
+        ms_offline_store(c->offline, name, peer, emit, 1);
+        return;
+    }
+    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_EMIT;
+    sm.emit = (Meshsig__V1__Emit *)emit;
+    ms_deliver(c, ns, m, &sm);
+}
+
+static void on_offline(evutil_socket_t fd, short what, void *ud)
+{
+    ms_coord_t *c = ud;
+    ms_offline_drain(c->offline, deliver_offline, c);
+    ms_outbox_flush(c);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *ud)
+{
+    ms_coord_t *c = ud;
+    ms_msg_tick(c, ms_now_ms());
+    ms_outbox_flush(c);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *ud)
 {
     ms_coord_t *c = ud;
@@ -93,6 +130,15 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
         goto fail;
     if ((err = ms_outbox_create(&c->outbox)) != MS_OK)
         goto fail;
+    if (!(c->offline_ev = event_new(c->base, -1, 0, on_offline, c)))
+        goto fail;
+    ms_offline_config_t oc = {.nats_urls = cfg->nats_urls, .prefix = cfg->prefix,
+                              .max_msgs = cfg->offline_max_msgs,
+                              .max_age_s = cfg->offline_max_age_s};
+    if ((err = ms_offline_create(&oc, offline_wake, c, &c->offline)) != MS_OK) {
+        ms_error("cannot start offline storage");
+        goto fail;
+    }
     ms_bus_opts_t bo = {.urls = cfg->nats_urls, .name = c->id, .event_base = c->base};
     if ((err = ms_bus_connect(&bo, &c->bus)) != MS_OK)
         goto fail;
@@ -108,6 +154,12 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
     c->sigterm_ev = evsignal_new(c->base, SIGTERM, on_signal, c);
     if (!c->sigint_ev || !c->sigterm_ev)
         goto fail;
+    /* Deadlines of acks and calls are checked every 50 ms. */
+    c->tick_ev = event_new(c->base, -1, EV_PERSIST, on_tick, c);
+    if (!c->tick_ev)
+        goto fail;
+    struct timeval tick = {.tv_sec = 0, .tv_usec = 50000};
+    event_add(c->tick_ev, &tick);
     event_add(c->sigint_ev, NULL);
     event_add(c->sigterm_ev, NULL);
     ms_info("coordinator %s serving %ld shards (subject %s)", c->id, cfg->shards, subj);
@@ -132,10 +184,14 @@ void ms_coord_destroy(ms_coord_t *c)
 {
     if (!c)
         return;
-    /* The bus first: no cnats thread may push into the mailbox after this. */
+    /* The subscriptions first: no cnats thread may touch the mailbox or the
+     * wake event after this. */
+    if (c->bus)
+        ms_bus_drain_subscriptions(c->bus, 2000);
     ms_bus_destroy(c->bus);
     if (c->http)
         evhttp_free(c->http);
+    ms_offline_destroy(c->offline);
     ms_mailbox_destroy(c->inbox);
     ms_outbox_destroy(c->outbox);
     ms_ns_destroy_all(c);
@@ -149,6 +205,10 @@ void ms_coord_destroy(ms_coord_t *c)
     ms_topo_diff_cleanup(&c->diff);
     if (c->wake_ev)
         event_free(c->wake_ev);
+    if (c->tick_ev)
+        event_free(c->tick_ev);
+    if (c->offline_ev)
+        event_free(c->offline_ev);
     if (c->sigint_ev)
         event_free(c->sigint_ev);
     if (c->sigterm_ev)

@@ -14,6 +14,8 @@ typedef struct {
     const char *admin_token;  /* bearer token for the admin API */
     const char *admin_cors;   /* Access-Control-Allow-Origin value, or NULL */
     int insecure_dev;         /* admin API without token */
+    long offline_max_msgs;    /* persistent emits kept per absent peer */
+    long offline_max_age_s;   /* and for how long */
 } ms_coord_config_t;
 
 typedef struct ms_coord ms_coord_t;

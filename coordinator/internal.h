@@ -13,6 +13,7 @@
 #include "client.pb-c.h"
 #include "coordinator.h"
 #include "mailbox.h"
+#include "offline.h"
 #include "policy.h"
 #include "topology.h"
 
@@ -29,6 +30,47 @@ typedef struct ms_member {
     UT_hash_handle hh;  /* by id */
 } ms_member_t;
 
+/* Messaging state (messaging.c). */
+typedef struct ms_room {
+    char *name;
+    struct ms_member **members;
+    size_t n, cap;
+    UT_hash_handle hh;
+} ms_room_t;
+
+typedef struct ms_service {
+    char *name;
+    struct ms_member **providers;
+    size_t n, cap, next; /* next: round-robin cursor */
+    UT_hash_handle hh;
+} ms_service_t;
+
+typedef struct ms_sub {
+    struct ms_member *member;
+    char *pattern;
+} ms_sub_t;
+
+typedef enum { MS_PENDING_ACK = 0, MS_PENDING_CALL } ms_pending_kind_t;
+
+/* An emit waiting for its ack, or a service call waiting for its reply. */
+typedef struct ms_pending {
+    char *key;     /* ack: "<sender>\x1f<ackId>"; call: the server's call id */
+    uint8_t kind;
+    char *from;    /* who waits */
+    char *to;      /* who must answer */
+    char *orig_id; /* the requester's ackId / callId */
+    uint64_t deadline_ms;
+    UT_hash_handle hh;
+} ms_pending_t;
+
+typedef struct ms_stream {
+    char *key; /* "<opener>/<streamId>" */
+    char *opener, *receiver;
+    uint64_t credit_to_receiver; /* bytes the opener may still send */
+    uint64_t credit_to_opener;   /* bytes the receiver may still send */
+    UT_hash_handle hh;
+} ms_stream_t;
+
 typedef struct ms_ns {
     char *name;
     uint32_t shard;
@@ -40,6 +82,13 @@ typedef struct ms_ns {
     uint32_t *free_handles; /* min-heap */
     size_t n_free, cap_free;
     uint32_t next_handle;
+    ms_room_t *rooms;
+    ms_service_t *services;
+    ms_sub_t *subs;
+    size_t n_subs, cap_subs;
+    ms_pending_t *pending;
+    ms_stream_t *streams;
+    uint64_t next_call;
     UT_hash_handle hh;
 } ms_ns_t;
 
@@ -59,16 +108,20 @@ struct ms_coord {
     struct event_base *base;
     struct event *wake_ev;
     struct event *sigint_ev, *sigterm_ev;
+    struct event *tick_ev;
     struct evhttp *http;
     ms_bus_t *bus;
     ms_mailbox_t *inbox;
     ms_ns_t *namespaces;          /* uthash by name */
     ms_policy_entry_t *policies;  /* uthash by ns */
     ms_outbox_t *outbox;
+    ms_offline_t *offline;        /* persistent emits (JetStream) */
+    struct event *offline_ev;
     ms_topo_diff_t diff;          /* scratch */
     uint64_t started_ms;
     /* counters for /metrics */
     uint64_t n_requests, n_joins, n_leaves, n_signals, n_errors, n_bad_requests;
+    uint64_t n_emits, n_acks, n_timeouts, n_room_emits, n_calls, n_publishes, n_stream_bytes;
 };
 
 /* shard.c: the one place a shard's requests are handled. */
@@ -105,6 +158,25 @@ void ms_outbox_flush(ms_coord_t *c);
 void ms_send_error(ms_coord_t *c, uint32_t shard, const char *gateway, uint64_t session,
                    const char *client_id, Meshsig__V1__ErrorCode code, const char *fmt, ...)
     __attribute__((format(printf, 7, 8)));
+
+/* messaging.c: emit/ack, rooms, services, topics, streams. */
+void ms_msg_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *client_id,
+                   Meshsig__V1__ClientMessage *cm);
+/* m is leaving: fail what waits on it, drop what it waited on, leave rooms and services. */
+void ms_msg_member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m);
+/* Expires pending acks and calls. */
+void ms_msg_tick(ms_coord_t *c, uint64_t now_ms);
+void ms_msg_ns_cleanup(ms_ns_t *ns);
+
+/* Delivery to a member, and an error to a member. */
+void ms_deliver(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
+                const Meshsig__V1__ServerMessage *msg);
+void ms_member_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id,
+                     Meshsig__V1__ErrorCode code, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+/* A peer joined: deliver what was kept for it. */
+void ms_msg_member_joined(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m);
 
 /* admin.c */
 ms_err_t ms_admin_start(ms_coord_t *c);

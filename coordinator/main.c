@@ -16,6 +16,8 @@ int main(int argc, char **argv)
         .prefix = "meshsig",
         .shards = 64,
         .admin_listen = "127.0.0.1:8081",
+        .offline_max_msgs = 100,
+        .offline_max_age_s = 86400,
     };
     const char *log_level = "info";
     int log_json = 0;
@@ -28,6 +30,10 @@ int main(int argc, char **argv)
         {"admin-token", MS_OPT_STR, &cfg.admin_token, "bearer token for the admin API"},
         {"admin-cors", MS_OPT_STR, &cfg.admin_cors,
          "Access-Control-Allow-Origin for the admin API (insecure dev: *)"},
+        {"offline-max-msgs", MS_OPT_INT, &cfg.offline_max_msgs,
+         "persistent emits kept per absent peer (oldest dropped first)"},
+        {"offline-max-age-s", MS_OPT_INT, &cfg.offline_max_age_s,
+         "how long persistent emits are kept"},
         {"insecure-dev", MS_OPT_BOOL, &cfg.insecure_dev,
          "no admin token; listen on loopback only. Never in production"},
         {"log-level", MS_OPT_STR, &log_level, "debug, info, warn or error"},

@@ -87,6 +87,7 @@ void ms_ns_destroy(ms_coord_t *c, ms_ns_t *ns)
         HASH_DEL(ns->members, m);
         ms_member_free(m);
     }
+    ms_msg_ns_cleanup(ns);
     HASH_DEL(c->namespaces, ns);
     if (ns->engine)
         ns->engine->ops->destroy(ns->engine);

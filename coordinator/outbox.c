@@ -169,3 +169,20 @@ void ms_send_error(ms_coord_t *c, uint32_t shard, const char *gateway, uint64_t 
     c->n_errors++;
     ms_outbox_deliver(c, shard, gateway, session, NULL, &m, 0);
 }
+
+void ms_deliver(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
+                const Meshsig__V1__ServerMessage *msg)
+{
+    ms_outbox_deliver(c, ns->shard, to->gateway, to->session, to->id, msg, 0);
+}
+
+void ms_member_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id,
+                     Meshsig__V1__ErrorCode code, const char *fmt, ...)
+{
+    char text[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    ms_send_error(c, ns->shard, to->gateway, to->session, client_id, code, "%s", text);
+}

@@ -64,6 +64,68 @@ static void send_welcome(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const
     ms_outbox_deliver(c, ns->shard, m->gateway, m->session, m->id, &sm, 0);
 }
 
+typedef struct {
+    ms_topo_diff_t *diff;
+    ms_peer_t who;
+    ms_err_t err;
+} edge_pick_t;
+
+static void pick_edge(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud)
+{
+    edge_pick_t *ep = ud;
+    if ((a == ep->who || b == ep->who) && ep->err == MS_OK)
+        ep->err = ms_topo_diff_connect(ep->diff, a, b, kind);
+}
+
+/* The "replace" duplicate-id policy: the new session takes the peer's place,
+ * rooms, services and edges; the old one is told REPLACED and closed. Its
+ * neighbours get a disconnect and a connect for the peer, because their
+ * WebRTC connections went to the old client and must be made again. */
+#define CLOSE_REPLACED 4001
+static void replace_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
+                            const Meshsig__Bus__ShardRequest *req, const char *cid)
+{
+    char *gw = strdup(req->gateway_id);
+    if (!gw) {
+        ms_send_error(c, ns->shard, req->gateway_id, req->session, cid, ERR(INTERNAL),
+                      "out of memory");
+        return;
+    }
+    Meshsig__V1__Error e = MESHSIG__V1__ERROR__INIT;
+    e.code = ERR(REPLACED);
+    e.message = "another session took this peer id";
+    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR;
+    sm.error = &e;
+    ms_outbox_deliver(c, ns->shard, m->gateway, m->session, m->id, &sm, CLOSE_REPLACED);
+    free(m->gateway);
+    m->gateway = gw;
+    m->session = req->session;
+    send_welcome(c, ns, m, cid);
+    /* Re-announce every edge of m: the neighbours drop the old connection
+     * (disconnect), then both ends connect afresh. */
+    edge_pick_t ep = {.diff = &c->diff, .who = m->handle, .err = MS_OK};
+    ms_topo_diff_clear(&c->diff);
+    ns->engine->ops->edges(ns->engine, pick_edge, &ep);
+    for (size_t i = 0; i < c->diff.n_connect; i++) {
+        const ms_edge_t *ed = &c->diff.connect[i];
+        ms_peer_t other = ed->a == m->handle ? ed->b : ed->a;
+        if (other < ns->n_handles && ns->by_handle[other]) {
+            Meshsig__V1__Disconnect d = MESHSIG__V1__DISCONNECT__INIT;
+            d.peer = m->id;
+            Meshsig__V1__Topology t = MESHSIG__V1__TOPOLOGY__INIT;
+            t.event_case = MESHSIG__V1__TOPOLOGY__EVENT_DISCONNECT;
+            t.disconnect = &d;
+            Meshsig__V1__ServerMessage dm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+            dm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_TOPOLOGY;
+            dm.topology = &t;
+            ms_deliver(c, ns, ns->by_handle[other], &dm);
+        }
+    }
+    ms_ns_apply_diff(c, ns, &c->diff, NULL, NULL, 0);
+    ms_info("%s/%s replaced by a session on %s", ns->name, m->id, gw);
+}
+
 static void handle_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)
 {
     const Meshsig__Bus__Join *j = req->join;
@@ -102,6 +164,10 @@ static void handle_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Shard
         if (!strcmp(old->gateway, req->gateway_id) && old->session == req->session) {
             /* A retried join: answer again, change nothing. */
             send_welcome(c, ns, old, cid);
+            return;
+        }
+        if (ns->policy.id_replace) {
+            replace_session(c, ns, old, req, cid);
             return;
         }
         ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(ID_TAKEN),
@@ -160,6 +226,7 @@ static void handle_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Shard
     send_welcome(c, ns, m, cid);
     ms_ns_apply_diff(c, ns, &c->diff, m, hello ? hello->offers : NULL,
                      hello ? hello->n_offers : 0);
+    ms_msg_member_joined(c, ns, m);
     ms_debug("join %s/%s via %s session %llu", ns->name, m->id, m->gateway,
              (unsigned long long)m->session);
     return;
@@ -186,6 +253,7 @@ static void send_peer_left(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, co
 /* Removes m from ns: topology repair events to the others, peerLeft to its former neighbours. */
 static void member_leave(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *reason)
 {
+    ms_msg_member_gone(c, ns, m);
     ms_topo_diff_clear(&c->diff);
     ms_err_t err = ns->engine->ops->leave(ns->engine, m->handle, &c->diff);
     if (err != MS_OK)
@@ -274,25 +342,73 @@ static void handle_signal(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sha
     ms_outbox_deliver(c, shard, to->gateway, to->session, to->id, &sm, 0);
 }
 
+static void handle_position(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid,
+                            Meshsig__V1__Position *pos)
+{
+    if (ns->policy.positioning != MS_POS_CLIENT && ns->policy.positioning != MS_POS_GEO) {
+        ms_member_error(c, ns, m, cid, ERR(BAD_REQUEST),
+                        "namespace %s does not place peers by client position", ns->name);
+        return;
+    }
+    Meshsig__V1__Position *copy = NULL;
+    uint8_t tmp[64];
+    size_t len = meshsig__v1__position__get_packed_size(pos);
+    if (len <= sizeof(tmp)) {
+        meshsig__v1__position__pack(pos, tmp);
+        copy = meshsig__v1__position__unpack(NULL, len, tmp);
+    }
+    if (!copy) {
+        ms_member_error(c, ns, m, cid, ERR(INTERNAL), "out of memory");
+        return;
+    }
+    if (m->client_pos)
+        meshsig__v1__position__free_unpacked(m->client_pos, NULL);
+    m->client_pos = copy;
+    ms_topo_pos_t np = ms_ns_position(ns, m->id, m->client_pos);
+    ms_topo_diff_clear(&c->diff);
+    ms_err_t err = MS_OK;
+    if (ns->engine->ops->move) {
+        err = ns->engine->ops->move(ns->engine, m->handle, np, &c->diff);
+    } else {
+        /* Position does not matter to this engine: nothing moves. */
+    }
+    if (err != MS_OK) {
+        ms_member_error(c, ns, m, cid, ERR(INTERNAL), "move failed: %s", ms_err_str(err));
+        return;
+    }
+    m->pos = np;
+    ms_ns_apply_diff(c, ns, &c->diff, NULL, NULL, 0);
+    Meshsig__V1__Ok ok = MESHSIG__V1__OK__INIT;
+    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    sm.id = (char *)cid;
+    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_OK;
+    sm.ok = &ok;
+    ms_deliver(c, ns, m, &sm);
+}
+
 static void handle_client(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)
 {
     Meshsig__V1__ClientMessage *cm = req->client;
-    switch (cm->msg_case) {
-    case MESHSIG__V1__CLIENT_MESSAGE__MSG_SIGNAL:
+    if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_SIGNAL) {
         handle_signal(c, shard, req, cm->signal);
         return;
-    default:
-        break;
     }
     ms_ns_t *ns;
-    if (!sender(c, shard, req, &ns))
+    ms_member_t *m = sender(c, shard, req, &ns);
+    if (!m)
         return;
-    const char *name = "this";
-    for (unsigned i = 0; i < meshsig__v1__client_message__descriptor.n_fields; i++)
-        if (meshsig__v1__client_message__descriptor.fields[i].id == (uint32_t)cm->msg_case)
-            name = meshsig__v1__client_message__descriptor.fields[i].name;
-    ms_send_error(c, shard, req->gateway_id, req->session, req->client_id, ERR(UNKNOWN_MESSAGE),
-                  "%s is not supported by this coordinator yet", name);
+    switch (cm->msg_case) {
+    case MESHSIG__V1__CLIENT_MESSAGE__MSG_POSITION:
+        handle_position(c, ns, m, req->client_id, cm->position);
+        return;
+    case MESHSIG__V1__CLIENT_MESSAGE__MSG_RTT:
+        ms_member_error(c, ns, m, req->client_id, ERR(UNKNOWN_MESSAGE),
+                        "rtt reports are not used by this coordinator yet");
+        return;
+    default:
+        ms_msg_handle(c, ns, m, req->client_id, cm);
+        return;
+    }
 }
 
 void ms_shard_handle(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)

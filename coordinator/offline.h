@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Persistent emits for absent peers, kept in a JetStream stream until the peer joins.
+ *
+ * JetStream calls are request/reply; the coordinator's NATS connection is
+ * driven by its libevent loop, so a blocking call there would wait for a reply
+ * only the loop can read. Offline storage therefore has its own connection and
+ * one worker thread; the loop queues jobs and gets fetched messages back
+ * through ms_offline_drain. Jobs run in order, so a store queued before a
+ * peer's join is visible to the fetch that join triggers.
+ */
+#ifndef MS_OFFLINE_H
+#define MS_OFFLINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "client.pb-c.h"
+#include "err.h"
+
+typedef struct ms_offline ms_offline_t;
+struct ms_coord;
+
+typedef struct {
+    const char *nats_urls;
+    const char *prefix;
+    long max_msgs;  /* per peer; older ones are dropped first */
+    long max_age_s;
+} ms_offline_config_t;
+
+/* wake is called from the worker thread when results are ready (thread-safe). */
+ms_err_t ms_offline_create(const ms_offline_config_t *cfg, void (*wake)(void *), void *ud,
+                           ms_offline_t **out);
+void ms_offline_destroy(ms_offline_t *o);
+/* Loop thread. Stores emit (with from, to, event, data, msgId set) for peer in ns.
+ * requeue: the message was fetched already and goes back (its peer left again). */
+ms_err_t ms_offline_store(ms_offline_t *o, const char *ns, const char *peer,
+                          const Meshsig__V1__Emit *emit, int requeue);
+/* Loop thread. Queues a fetch of everything stored for peer in ns (nothing
+ * when no message is known to wait for it). */
+void ms_offline_fetch(ms_offline_t *o, const char *ns, const char *peer);
+/* Loop thread. Calls deliver for each fetched emit, in order; once a batch is
+ * delivered its messages are purged from the stream. */
+void ms_offline_drain(ms_offline_t *o,
+                      void (*deliver)(const char *ns, const char *peer,
+                                      const Meshsig__V1__Emit *emit, void *ud),
+                      void *ud);
+/* Whether the stream is available (NATS up and the stream created). */
+int ms_offline_ready(ms_offline_t *o);
+
+#endif

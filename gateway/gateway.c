@@ -1,0 +1,923 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The gateway: lws service thread owning every session, bridged to NATS through a mailbox.
+ *
+ * Threads (DESIGN.md §8): the libwebsockets service thread owns every session.
+ * cnats delivers on its own threads; those only push into the mailbox and call
+ * lws_cancel_service(), and the service thread drains the mailbox in
+ * LWS_CALLBACK_EVENT_WAIT_CANCELLED. Frames are written only in
+ * LWS_CALLBACK_SERVER_WRITEABLE, one per callback, from a bounded queue.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <jansson.h>
+#include <libwebsockets.h>
+#include <uthash.h>
+
+#include "auth.h"
+#include "bus.h"
+#include "bus.pb-c.h"
+#include "client.pb-c.h"
+#include "codec.h"
+#include "gateway.h"
+#include "log.h"
+#include "session.h"
+
+#define ERR(code) MESHSIG__V1__ERROR_CODE__##code
+#define CLOSE_TOO_BIG 1009
+#define CLOSE_POLICY 1008
+#define CLOSE_GOING_AWAY 1001
+
+struct ms_gateway {
+    const ms_gw_config_t *cfg;
+    char id[96];
+    char subject[160]; /* <prefix>.gw.<id>: deliveries and join replies */
+    char hb_subject[160];
+    struct lws_context *ctx;
+    struct lws_http_mount mounts[3]; /* /healthz, /metrics, then files at / */
+    ms_bus_t *bus;
+    ms_mailbox_t *inbox;
+    ms_auth_t *auth;
+    ms_session_t *sessions; /* uthash by id */
+    size_t n_sessions;
+    uint64_t next_session;
+    uint64_t next_req;
+    uint64_t *epochs; /* highest epoch seen per shard: older batches are fenced off */
+    uint64_t started_ms;
+    lws_sorted_usec_list_t sul_heartbeat;
+    volatile sig_atomic_t stop;
+    int draining; /* SIGTERM: no new sessions, the others told to reconnect elsewhere */
+    /* scratch buffers, service thread only */
+    char *out;
+    size_t out_cap;
+    uint8_t *pub;
+    size_t pub_cap;
+    /* counters */
+    uint64_t n_in, n_out, n_dropped_epoch, n_dropped_session, n_closed_slow, n_rate_limited;
+};
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- writing to clients ------------------------------------------------ */
+
+static void session_close(ms_session_t *s, uint16_t code)
+{
+    if (s->closing)
+        return;
+    s->closing = 1;
+    s->close_code = code;
+    lws_callback_on_writable(s->wsi);
+}
+
+/* Encodes msg in the session's encoding and queues it. */
+static void send_msg(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__ServerMessage *msg)
+{
+    if (s->closing)
+        return;
+    size_t len;
+    const void *data;
+    if (s->binary) {
+        len = meshsig__v1__server_message__get_packed_size(msg);
+        if (len > gw->out_cap) {
+            char *nb = realloc(gw->out, len);
+            if (!nb)
+                goto fail;
+            gw->out = nb;
+            gw->out_cap = len;
+        }
+        meshsig__v1__server_message__pack(msg, (uint8_t *)gw->out);
+    } else {
+        len = 0;
+        if (ms_codec_append_json(&msg->base, &gw->out, &len, &gw->out_cap) != MS_OK)
+            goto fail;
+    }
+    data = gw->out;
+    if (ms_session_queue(s, data, len, s->binary, (size_t)gw->cfg->max_queue) != 0) {
+        gw->n_closed_slow++;
+        ms_warn("session %llu (%s): outbound queue over %ld bytes; closing the slow reader",
+                (unsigned long long)s->id, s->peer_id ? s->peer_id : "-", gw->cfg->max_queue);
+        session_close(s, CLOSE_POLICY);
+        return;
+    }
+    gw->n_out++;
+    lws_callback_on_writable(s->wsi);
+    return;
+fail:
+    ms_error("cannot encode a message for session %llu", (unsigned long long)s->id);
+}
+
+static void send_error(ms_gateway_t *gw, ms_session_t *s, const char *id,
+                       Meshsig__V1__ErrorCode code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void send_error(ms_gateway_t *gw, ms_session_t *s, const char *id,
+                       Meshsig__V1__ErrorCode code, const char *fmt, ...)
+{
+    char text[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    Meshsig__V1__Error e = MESHSIG__V1__ERROR__INIT;
+    e.code = code;
+    e.message = text;
+    Meshsig__V1__ServerMessage m = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    m.id = (char *)(id ? id : "");
+    m.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR;
+    m.error = &e;
+    send_msg(gw, s, &m);
+}
+
+/* ---- publishing to the owner of a shard -------------------------------- */
+
+static int publish_request(ms_gateway_t *gw, ms_session_t *s, Meshsig__Bus__ShardRequest *req,
+                           int with_reply)
+{
+    char subj[160], rid[128];
+    snprintf(rid, sizeof(rid), "%s/%llu", gw->id, (unsigned long long)++gw->next_req);
+    req->req_id = rid;
+    req->gateway_id = gw->id;
+    req->session = s->id;
+    req->namespace_ = s->ns;
+    req->peer_id = s->peer_id ? s->peer_id : (char *)"";
+    size_t len = meshsig__bus__shard_request__get_packed_size(req);
+    if (len > gw->pub_cap) {
+        uint8_t *nb = realloc(gw->pub, len);
+        if (!nb)
+            return -1;
+        gw->pub = nb;
+        gw->pub_cap = len;
+    }
+    meshsig__bus__shard_request__pack(req, gw->pub);
+    ms_bus_subject_shard(subj, sizeof(subj), gw->cfg->prefix, s->shard);
+    return ms_bus_publish(gw->bus, subj, with_reply ? gw->subject : NULL, gw->pub, len) == MS_OK
+               ? 0
+               : -1;
+}
+
+static void publish_leave(ms_gateway_t *gw, ms_session_t *s, const char *reason)
+{
+    Meshsig__Bus__Leave l = MESHSIG__BUS__LEAVE__INIT;
+    l.reason = (char *)reason;
+    Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
+    req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_LEAVE;
+    req.leave = &l;
+    if (publish_request(gw, s, &req, 0) != 0)
+        ms_warn("leave of %s/%s not published", s->ns, s->peer_id ? s->peer_id : "?");
+}
+
+/* ---- hello --------------------------------------------------------------- */
+
+static void on_join_deadline(lws_sorted_usec_list_t *sul)
+{
+    ms_session_t *s = lws_container_of(sul, ms_session_t, sul);
+    ms_gateway_t *gw = lws_context_user(lws_get_context(s->wsi));
+    if (s->state == MS_SESSION_NEW && !s->ns) {
+        /* The hello deadline: a connection that never says hello. */
+        send_error(gw, s, NULL, ERR(BAD_REQUEST), "no hello within %ld ms",
+                   gw->cfg->hello_timeout_ms);
+        session_close(s, CLOSE_POLICY);
+        return;
+    }
+    if (s->state != MS_SESSION_JOINING)
+        return;
+    /* Nobody owns the shard (or it is overloaded). The session may try again. */
+    send_error(gw, s, s->join_client_id, ERR(UNAVAILABLE),
+               "namespace %s is not being served right now; retry", s->ns);
+    publish_leave(gw, s, "join timed out"); /* in case the owner answers late */
+    s->state = MS_SESSION_NEW;
+    free(s->ns);
+    s->ns = NULL;
+    free(s->peer_id);
+    s->peer_id = NULL;
+}
+
+static void handle_hello(ms_gateway_t *gw, ms_session_t *s, const char *cid,
+                         Meshsig__V1__Hello *hello)
+{
+    char peer[MS_AUTH_PEER_ID_MAX + 1] = "";
+    if (s->state != MS_SESSION_NEW) {
+        send_error(gw, s, cid, ERR(ALREADY_JOINED), "this connection has already said hello");
+        return;
+    }
+    if (!*hello->namespace_) {
+        send_error(gw, s, cid, ERR(BAD_REQUEST), "hello.namespace is required");
+        return;
+    }
+    if (gw->auth) {
+        const char *why = NULL;
+        ms_err_t err = ms_auth_verify(gw->auth, hello->token, hello->namespace_,
+                                      (int64_t)time(NULL), peer, &why);
+        if (err == MS_ERR_FORBIDDEN) {
+            send_error(gw, s, cid, ERR(FORBIDDEN), "the token does not allow namespace %s",
+                       hello->namespace_);
+            return;
+        }
+        if (err != MS_OK) {
+            ms_info("session %llu: token rejected (%s)", (unsigned long long)s->id,
+                    why ? why : ms_err_str(err));
+            send_error(gw, s, cid, ERR(UNAUTHORIZED), "missing, invalid or expired token");
+            return;
+        }
+        if (*hello->peer_id && strcmp(hello->peer_id, peer) != 0) {
+            send_error(gw, s, cid, ERR(FORBIDDEN), "hello.peerId differs from the token's sub");
+            return;
+        }
+    } else {
+        snprintf(peer, sizeof(peer), "%s", hello->peer_id);
+    }
+    free(s->ns);
+    s->ns = strdup(hello->namespace_);
+    s->peer_id = *peer ? strdup(peer) : NULL;
+    free(s->join_client_id);
+    s->join_client_id = strdup(cid ? cid : "");
+    if (!s->ns || !s->join_client_id) {
+        send_error(gw, s, cid, ERR(INTERNAL), "out of memory");
+        return;
+    }
+    s->shard = ms_bus_shard_of(s->ns, (uint32_t)gw->cfg->shards);
+
+    /* The owner never sees tokens. */
+    char *token = hello->token, *resume = hello->resume_token;
+    hello->token = (char *)"";
+    hello->resume_token = (char *)"";
+    Meshsig__Bus__Join j = MESHSIG__BUS__JOIN__INIT;
+    j.peer_id = peer;
+    j.hello = hello;
+    Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
+    req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_JOIN;
+    req.join = &j;
+    req.client_id = s->join_client_id;
+    int rc = publish_request(gw, s, &req, 1);
+    hello->token = token;
+    hello->resume_token = resume;
+    if (rc != 0) {
+        send_error(gw, s, cid, ERR(UNAVAILABLE), "the message bus is unavailable; retry");
+        return;
+    }
+    s->state = MS_SESSION_JOINING;
+    lws_sul_schedule(gw->ctx, 0, &s->sul, on_join_deadline,
+                     (lws_usec_t)gw->cfg->join_timeout_ms * LWS_US_PER_MS);
+}
+
+/* ---- inbound frames ------------------------------------------------------ */
+
+static void handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__ClientMessage *cm)
+{
+    const char *cid = cm->id;
+    switch (cm->msg_case) {
+    case MESHSIG__V1__CLIENT_MESSAGE__MSG_HELLO:
+        handle_hello(gw, s, cid, cm->hello);
+        return;
+    case MESHSIG__V1__CLIENT_MESSAGE__MSG_PING: {
+        Meshsig__V1__Pong p = MESHSIG__V1__PONG__INIT;
+        Meshsig__V1__ServerMessage m = MESHSIG__V1__SERVER_MESSAGE__INIT;
+        m.id = (char *)cid;
+        m.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_PONG;
+        m.pong = &p;
+        send_msg(gw, s, &m);
+        return;
+    }
+    case MESHSIG__V1__CLIENT_MESSAGE__MSG__NOT_SET:
+        send_error(gw, s, cid, ERR(BAD_REQUEST), "the message names no type");
+        return;
+    default:
+        break;
+    }
+    if (s->state != MS_SESSION_JOINED) {
+        send_error(gw, s, cid, ERR(NOT_JOINED),
+                   s->state == MS_SESSION_JOINING ? "hello is still being answered"
+                                                  : "say hello first");
+        return;
+    }
+    if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_LEAVE) {
+        publish_leave(gw, s, "left");
+        s->state = MS_SESSION_NEW;
+        free(s->ns);
+        s->ns = NULL;
+        free(s->peer_id);
+        s->peer_id = NULL;
+        Meshsig__V1__Ok ok = MESHSIG__V1__OK__INIT;
+        Meshsig__V1__ServerMessage m = MESHSIG__V1__SERVER_MESSAGE__INIT;
+        m.id = (char *)cid;
+        m.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_OK;
+        m.ok = &ok;
+        send_msg(gw, s, &m);
+        return;
+    }
+    Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
+    req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_CLIENT;
+    req.client = cm;
+    req.client_id = (char *)cid;
+    if (publish_request(gw, s, &req, 0) != 0)
+        send_error(gw, s, cid, ERR(UNAVAILABLE), "the message bus is unavailable; retry");
+}
+
+static void handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *data,
+                         size_t len, int binary)
+{
+    gw->n_in++;
+    uint64_t now = now_us();
+    int over_msgs = !ms_ratelimit_take(&s->rate_msgs, 1, now);
+    int over_bytes = !ms_ratelimit_take(&s->rate_bytes, len, now);
+    if (over_msgs || over_bytes) {
+        gw->n_rate_limited++;
+        send_error(gw, s, NULL, ERR(RATE_LIMITED), "over %s per second; message dropped",
+                   over_msgs ? "the message rate" : "the byte rate");
+        return;
+    }
+    Meshsig__V1__ClientMessage *cm = NULL;
+    if (s->binary) {
+        if (!binary) {
+            send_error(gw, s, NULL, ERR(BAD_REQUEST),
+                       "meshsig.v1.proto takes binary frames only");
+            return;
+        }
+        cm = meshsig__v1__client_message__unpack(NULL, len, data);
+        if (!cm) {
+            send_error(gw, s, NULL, ERR(BAD_REQUEST), "not a meshsig.v1.ClientMessage");
+            return;
+        }
+    } else {
+        if (binary) {
+            send_error(gw, s, NULL, ERR(BAD_REQUEST), "meshsig.v1.json takes text frames only");
+            return;
+        }
+        json_error_t jerr;
+        json_t *j = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!j) {
+            send_error(gw, s, NULL, ERR(BAD_REQUEST), "malformed JSON at %d:%d: %s", jerr.line,
+                       jerr.column, jerr.text);
+            return;
+        }
+        /* Echo the id even when the rest of the message is wrong. */
+        json_t *jid = json_is_object(j) ? json_object_get(j, "id") : NULL;
+        char idbuf[128] = "";
+        if (json_is_string(jid))
+            snprintf(idbuf, sizeof(idbuf), "%s", json_string_value(jid));
+        ms_codec_error_t cerr = {0};
+        ms_err_t err = ms_codec_from_jansson(&meshsig__v1__client_message__descriptor, j,
+                                             (ProtobufCMessage **)&cm, &cerr);
+        json_decref(j);
+        if (err != MS_OK) {
+            send_error(gw, s, idbuf,
+                       cerr.unknown_top_level ? ERR(UNKNOWN_MESSAGE) : ERR(BAD_REQUEST), "%s",
+                       *cerr.message ? cerr.message : ms_err_str(err));
+            return;
+        }
+    }
+    handle_message(gw, s, cm);
+    meshsig__v1__client_message__free_unpacked(cm, NULL);
+}
+
+/* ---- deliveries from coordinators --------------------------------------- */
+
+static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d)
+{
+    ms_session_t *s;
+    uint64_t id = d->session;
+    HASH_FIND(hh, gw->sessions, &id, sizeof(id), s);
+    if (!s || !d->msg) {
+        gw->n_dropped_session++;
+        return;
+    }
+    const Meshsig__V1__ServerMessage *m = d->msg;
+    if (s->state == MS_SESSION_JOINING) {
+        /* While joining, only the join's answer can arrive. */
+        if (m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_WELCOME) {
+            lws_sul_cancel(&s->sul);
+            free(s->peer_id);
+            s->peer_id = strdup(m->welcome->peer_id);
+            s->state = MS_SESSION_JOINED;
+            Meshsig__V1__Welcome w = *m->welcome;
+            w.gateway_id = gw->id;
+            Meshsig__V1__ServerMessage copy = *m;
+            copy.welcome = &w;
+            send_msg(gw, s, &copy);
+            return;
+        }
+        if (m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR) {
+            lws_sul_cancel(&s->sul);
+            s->state = MS_SESSION_NEW;
+            free(s->ns);
+            s->ns = NULL;
+            free(s->peer_id);
+            s->peer_id = NULL;
+        }
+    } else if (s->state != MS_SESSION_JOINED ||
+               (*d->peer_id && (!s->peer_id || strcmp(d->peer_id, s->peer_id)))) {
+        /* For a peer this session no longer holds. */
+        gw->n_dropped_session++;
+        return;
+    }
+    send_msg(gw, s, m);
+    if (d->close_code)
+        session_close(s, (uint16_t)d->close_code);
+}
+
+static void on_bus_msg(natsMsg *msg, void *ud)
+{
+    ms_gateway_t *gw = ud;
+    Meshsig__Bus__GatewayBatch *b = meshsig__bus__gateway_batch__unpack(
+        NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
+    if (!b) {
+        ms_warn("undecodable batch on %s", natsMsg_GetSubject(msg));
+        return;
+    }
+    if (b->shard < (uint32_t)gw->cfg->shards) {
+        /* Fencing: a batch from an older owner of the shard is dropped. */
+        if (b->epoch < gw->epochs[b->shard]) {
+            gw->n_dropped_epoch += b->n_deliveries;
+            goto out;
+        }
+        gw->epochs[b->shard] = b->epoch;
+    }
+    for (size_t i = 0; i < b->n_deliveries; i++)
+        deliver(gw, b->deliveries[i]);
+out:
+    meshsig__bus__gateway_batch__free_unpacked(b, NULL);
+}
+
+static void wake(void *ud)
+{
+    ms_gateway_t *gw = ud;
+    lws_cancel_service(gw->ctx);
+}
+
+static void on_heartbeat(lws_sorted_usec_list_t *sul)
+{
+    ms_gateway_t *gw = lws_container_of(sul, ms_gateway_t, sul_heartbeat);
+    Meshsig__Bus__Heartbeat hb = MESHSIG__BUS__HEARTBEAT__INIT;
+    hb.gateway_id = gw->id;
+    hb.sessions = (uint32_t)gw->n_sessions;
+    hb.started_ms = gw->started_ms;
+    uint8_t buf[256];
+    size_t len = meshsig__bus__heartbeat__get_packed_size(&hb);
+    if (len <= sizeof(buf)) {
+        meshsig__bus__heartbeat__pack(&hb, buf);
+        ms_bus_publish(gw->bus, gw->hb_subject, NULL, buf, len);
+    }
+    lws_sul_schedule(gw->ctx, 0, &gw->sul_heartbeat, on_heartbeat, LWS_US_PER_SEC);
+}
+
+/* ---- health and metrics over HTTP -------------------------------------- */
+
+typedef struct {
+    char *body;
+    size_t len;
+    int status;
+} http_pss_t;
+
+static char *metrics_text(ms_gateway_t *gw, size_t *len)
+{
+    size_t queued = 0;
+    ms_session_t *s, *tmp;
+    HASH_ITER(hh, gw->sessions, s, tmp)
+    queued += s->queued;
+    char *out = NULL;
+    int n = asprintf(
+        &out,
+        "# TYPE meshsig_gateway_sessions gauge\n"
+        "meshsig_gateway_sessions %zu\n"
+        "# TYPE meshsig_gateway_queued_bytes gauge\n"
+        "meshsig_gateway_queued_bytes %zu\n"
+        "# TYPE meshsig_gateway_messages_in_total counter\n"
+        "meshsig_gateway_messages_in_total %llu\n"
+        "# TYPE meshsig_gateway_messages_out_total counter\n"
+        "meshsig_gateway_messages_out_total %llu\n"
+        "# TYPE meshsig_gateway_dropped_total counter\n"
+        "meshsig_gateway_dropped_total{reason=\"stale_epoch\"} %llu\n"
+        "meshsig_gateway_dropped_total{reason=\"no_session\"} %llu\n"
+        "meshsig_gateway_dropped_total{reason=\"rate_limited\"} %llu\n"
+        "meshsig_gateway_dropped_total{reason=\"inbox_full\"} %zu\n"
+        "# TYPE meshsig_gateway_slow_readers_closed_total counter\n"
+        "meshsig_gateway_slow_readers_closed_total %llu\n"
+        "# TYPE meshsig_nats_reconnects_total counter\n"
+        "meshsig_nats_reconnects_total %llu\n"
+        "# TYPE meshsig_nats_connected gauge\n"
+        "meshsig_nats_connected %d\n",
+        gw->n_sessions, queued, (unsigned long long)gw->n_in, (unsigned long long)gw->n_out,
+        (unsigned long long)gw->n_dropped_epoch, (unsigned long long)gw->n_dropped_session,
+        (unsigned long long)gw->n_rate_limited, ms_mailbox_dropped(gw->inbox),
+        (unsigned long long)gw->n_closed_slow, (unsigned long long)ms_bus_reconnects(gw->bus),
+        ms_bus_connected(gw->bus));
+    if (n < 0)
+        return NULL;
+    *len = (size_t)n;
+    return out;
+}
+
+/* /healthz and /metrics: headers in LWS_CALLBACK_HTTP, the body when writeable. */
+static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                         void *in, size_t len)
+{
+    ms_gateway_t *gw = lws_context_user(lws_get_context(wsi));
+    http_pss_t *h = user;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP: {
+        char uri[64];
+        lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+        const char *ctype = "text/plain";
+        if (!strcmp(uri, "/healthz")) {
+            /* Draining counts as unhealthy so a load balancer stops sending new clients. */
+            h->status = gw->draining ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK;
+            h->body = strdup(gw->draining ? "draining\n" : "ok\n");
+            h->len = h->body ? strlen(h->body) : 0;
+        } else if (!strcmp(uri, "/metrics")) {
+            h->status = HTTP_STATUS_OK;
+            h->body = metrics_text(gw, &h->len);
+            ctype = "text/plain; version=0.0.4";
+        } else {
+            return lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL) ? -1 : 0;
+        }
+        if (!h->body)
+            return -1;
+        unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
+                                          *end = buf + sizeof(buf) - 1;
+        if (lws_add_http_common_headers(wsi, (unsigned int)h->status, ctype, h->len, &p, end) ||
+            lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                         (const unsigned char *)"no-store", 8, &p, end) ||
+            lws_finalize_write_http_header(wsi, start, &p, end))
+            return -1;
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    case LWS_CALLBACK_HTTP_WRITEABLE: {
+        if (!h->body)
+            return -1;
+        unsigned char *buf = malloc(LWS_PRE + h->len);
+        if (!buf)
+            return -1;
+        memcpy(buf + LWS_PRE, h->body, h->len);
+        int n = lws_write(wsi, buf + LWS_PRE, h->len, LWS_WRITE_HTTP_FINAL);
+        free(buf);
+        free(h->body);
+        h->body = NULL;
+        if (n < 0)
+            return -1;
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    }
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        if (h) {
+            free(h->body);
+            h->body = NULL;
+        }
+        return 0;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+/* ---- lws callback -------------------------------------------------------- */
+
+static int origin_allowed(ms_gateway_t *gw, struct lws *wsi)
+{
+    const char *list = gw->cfg->origins;
+    if (!list || !*list)
+        return 1;
+    char origin[256];
+    if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) <= 0)
+        return 0; /* an allowlist is set: browsers always send Origin */
+    size_t ol = strlen(origin);
+    for (const char *p = list; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        if (n == ol && !strncmp(p, origin, n))
+            return 1;
+        if (n == 1 && *p == '*')
+            return 1;
+        p += n + (comma ? 1 : 0);
+    }
+    return 0;
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
+{
+    struct lws_context *ctx = lws_get_context(wsi);
+    ms_gateway_t *gw = ctx ? lws_context_user(ctx) : NULL;
+    ms_session_t *s = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        if (gw && gw->inbox)
+            ms_mailbox_drain(gw->inbox, on_bus_msg, gw);
+        return 0;
+
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+        char uri[64];
+        if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws")) {
+            return 1; /* WebSockets live at /ws only */
+        }
+        if (gw->draining)
+            return 1; /* shutting down: clients go to another gateway */
+        if (!origin_allowed(gw, wsi)) {
+            ms_info("WebSocket refused: origin not allowed");
+            return 1;
+        }
+        return 0;
+    }
+
+    case LWS_CALLBACK_ESTABLISHED:
+        memset(s, 0, sizeof(*s));
+        s->id = ++gw->next_session;
+        s->wsi = wsi;
+        s->binary = !strcmp(lws_get_protocol(wsi)->name, "meshsig.v1.proto");
+        ms_ratelimit_init(&s->rate_msgs, (uint64_t)gw->cfg->rate_msgs,
+                          (uint64_t)gw->cfg->rate_msgs * 2, now_us());
+        ms_ratelimit_init(&s->rate_bytes, (uint64_t)gw->cfg->rate_bytes,
+                          (uint64_t)gw->cfg->rate_bytes * 2, now_us());
+        HASH_ADD(hh, gw->sessions, id, sizeof(s->id), s);
+        gw->n_sessions++;
+        lws_sul_schedule(gw->ctx, 0, &s->sul, on_join_deadline,
+                         (lws_usec_t)gw->cfg->hello_timeout_ms * LWS_US_PER_MS);
+        return 0;
+
+    case LWS_CALLBACK_RECEIVE: {
+        if (!s || !s->id)
+            return -1;
+        if (s->closing)
+            return 0;
+        size_t remaining = lws_remaining_packet_payload(wsi);
+        int final = lws_is_final_fragment(wsi) && remaining == 0;
+        if (s->rx_overflow || s->rx_len + len + remaining > (size_t)gw->cfg->max_frame) {
+            ms_info("session %llu: message over %ld bytes; closing with 1009",
+                    (unsigned long long)s->id, gw->cfg->max_frame);
+            lws_close_reason(wsi, CLOSE_TOO_BIG, (unsigned char *)"message too big", 15);
+            return -1;
+        }
+        if (final && s->rx_len == 0) {
+            handle_frame(gw, s, in, len, lws_frame_is_binary(wsi));
+            return 0;
+        }
+        if (s->rx_len + len > s->rx_cap) {
+            size_t ncap = s->rx_len + len + remaining;
+            unsigned char *nb = realloc(s->rx, ncap);
+            if (!nb)
+                return -1;
+            s->rx = nb;
+            s->rx_cap = ncap;
+        }
+        memcpy(s->rx + s->rx_len, in, len);
+        s->rx_len += len;
+        if (final) {
+            handle_frame(gw, s, s->rx, s->rx_len, lws_frame_is_binary(wsi));
+            /* Large buffers are not kept around between messages. */
+            free(s->rx);
+            s->rx = NULL;
+            s->rx_len = s->rx_cap = 0;
+        }
+        return 0;
+    }
+
+    case LWS_CALLBACK_SERVER_WRITEABLE: {
+        if (!s || !s->id)
+            return 0;
+        ms_outmsg_t *m = s->head;
+        if (m) {
+            int n = lws_write(wsi, m->buf + LWS_PRE, m->len,
+                              m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+            s->head = m->next;
+            if (!s->head)
+                s->tail = NULL;
+            s->queued -= m->len;
+            free(m);
+            if (n < 0)
+                return -1;
+        }
+        if (s->head) {
+            lws_callback_on_writable(wsi);
+        } else if (s->closing) {
+            lws_close_reason(wsi, (enum lws_close_status)s->close_code, NULL, 0);
+            return -1;
+        }
+        return 0;
+    }
+
+    case LWS_CALLBACK_CLOSED:
+        if (!s || !s->id)
+            return 0;
+        lws_sul_cancel(&s->sul);
+        if (s->state != MS_SESSION_NEW && s->ns)
+            publish_leave(gw, s, "closed");
+        HASH_DEL(gw->sessions, s);
+        gw->n_sessions--;
+        ms_session_cleanup(s);
+        s->id = 0;
+        return 0;
+
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+static const struct lws_protocols protocols[] = {
+    /* The first is also the default for clients that name no subprotocol. */
+    {"meshsig.v1.json", callback, sizeof(ms_session_t), 4096, 0, NULL, 0},
+    {"meshsig.v1.proto", callback, sizeof(ms_session_t), 4096, 1, NULL, 0},
+    {"meshsig-http", http_callback, sizeof(http_pss_t), 0, 2, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static const lws_retry_bo_t retry = {
+    .secs_since_valid_ping = 30, /* ping an idle client after 30 s */
+    .secs_since_valid_hangup = 70,
+};
+
+static void lws_log_bridge(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    ms_log(level == LLL_ERR ? MS_LOG_ERROR : MS_LOG_WARN, "lws: %.*s", (int)n, line);
+}
+
+ms_err_t ms_gw_create(const ms_gw_config_t *cfg, ms_gateway_t **out)
+{
+    ms_err_t err = MS_ERR_NOMEM;
+    ms_gateway_t *gw = calloc(1, sizeof(*gw));
+    if (!gw)
+        return MS_ERR_NOMEM;
+    gw->cfg = cfg;
+    gw->started_ms = wall_ms();
+    if (cfg->id && *cfg->id) {
+        snprintf(gw->id, sizeof(gw->id), "%s", cfg->id);
+    } else {
+        char host[64] = "host";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(gw->id, sizeof(gw->id), "gw-%s-%d", host, (int)getpid());
+    }
+    for (char *p = gw->id; *p; p++)
+        if (*p == '.' || *p == '*' || *p == '>' || *p == ' ')
+            *p = '-'; /* the id is a NATS subject token */
+    ms_bus_subject_gw(gw->subject, sizeof(gw->subject), cfg->prefix, gw->id);
+    snprintf(gw->hb_subject, sizeof(gw->hb_subject), "%s.gw.heartbeat", cfg->prefix);
+    if (!(gw->epochs = calloc((size_t)cfg->shards, sizeof(*gw->epochs))))
+        goto fail;
+
+    if (!cfg->insecure_dev) {
+        ms_auth_config_t ac = {.secret = cfg->jwt_secret, .key_file = cfg->jwt_key_file,
+                               .leeway_s = -1};
+        if (cfg->jwt_alg && ms_auth_alg_parse(cfg->jwt_alg, &ac.alg) != MS_OK) {
+            ms_error("--jwt-alg must be HS256, RS256 or ES256");
+            err = MS_ERR_INVAL;
+            goto fail;
+        }
+        if ((err = ms_auth_create(&gw->auth, &ac)) != MS_OK) {
+            ms_error("cannot set up token verification (--jwt-secret or --jwt-key-file): %s",
+                     ms_err_str(err));
+            goto fail;
+        }
+    }
+
+    char host[128];
+    const char *colon = strrchr(cfg->listen, ':');
+    if (!colon || (size_t)(colon - cfg->listen) >= sizeof(host)) {
+        ms_error("--listen must be HOST:PORT, got '%s'", cfg->listen);
+        err = MS_ERR_INVAL;
+        goto fail;
+    }
+    memcpy(host, cfg->listen, (size_t)(colon - cfg->listen));
+    host[colon - cfg->listen] = '\0';
+
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_bridge);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.port = atoi(colon + 1);
+    info.iface = *host ? host : NULL;
+    info.protocols = protocols;
+    info.user = gw;
+    info.retry_and_idle_policy = &retry;
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (host[0] == '[' || strchr(host, ':'))
+        info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.fd_limit_per_thread = 0;
+    info.timeout_secs = 10;
+    static const char *const dyn[] = {"/healthz", "/metrics"};
+    for (int i = 0; i < 2; i++) {
+        gw->mounts[i].mountpoint = dyn[i];
+        gw->mounts[i].mountpoint_len = (unsigned char)strlen(dyn[i]);
+        gw->mounts[i].origin = "meshsig-http";
+        gw->mounts[i].origin_protocol = LWSMPRO_CALLBACK;
+        gw->mounts[i].mount_next = &gw->mounts[i + 1];
+    }
+    gw->mounts[1].mount_next = NULL;
+    if (cfg->static_dir && *cfg->static_dir) {
+        gw->mounts[1].mount_next = &gw->mounts[2];
+        gw->mounts[2].mountpoint = "/";
+        gw->mounts[2].mountpoint_len = 1;
+        gw->mounts[2].origin = cfg->static_dir;
+        gw->mounts[2].def = "index.html";
+        gw->mounts[2].origin_protocol = LWSMPRO_FILE;
+    }
+    info.mounts = &gw->mounts[0];
+    gw->ctx = lws_create_context(&info);
+    if (!gw->ctx) {
+        ms_error("cannot listen on %s", cfg->listen);
+        err = MS_ERR_LWS;
+        goto fail;
+    }
+
+    if ((err = ms_mailbox_create(wake, gw, &gw->inbox)) != MS_OK)
+        goto fail;
+    ms_bus_opts_t bo = {.urls = cfg->nats_urls, .name = gw->id, .event_base = NULL};
+    if ((err = ms_bus_connect(&bo, &gw->bus)) != MS_OK)
+        goto fail;
+    if ((err = ms_bus_subscribe(gw->bus, gw->subject, NULL, gw->inbox)) != MS_OK) {
+        ms_error("cannot subscribe %s", gw->subject);
+        goto fail;
+    }
+    lws_sul_schedule(gw->ctx, 0, &gw->sul_heartbeat, on_heartbeat, 1);
+    ms_info("gateway %s: ws://%s/ws%s%s", gw->id, cfg->listen,
+            cfg->static_dir ? ", files from " : "", cfg->static_dir ? cfg->static_dir : "");
+    *out = gw;
+    return MS_OK;
+fail:
+    ms_gw_destroy(gw);
+    return err == MS_OK ? MS_ERR_NOMEM : err;
+}
+
+/* Graceful shutdown: every client is told to reconnect elsewhere and closed
+ * with 1001 once its queue is written; new connections are refused. Returns
+ * when all sessions are gone or after the deadline. */
+static void drain(ms_gateway_t *gw, long deadline_ms)
+{
+    gw->draining = 1;
+    ms_info("draining %zu sessions (deadline %ld ms)", gw->n_sessions, deadline_ms);
+    ms_session_t *s, *tmp;
+    HASH_ITER(hh, gw->sessions, s, tmp)
+    {
+        Meshsig__V1__Reconnect rc = MESHSIG__V1__RECONNECT__INIT;
+        rc.reason = "gateway shutting down; reconnect to another gateway";
+        Meshsig__V1__ServerMessage m = MESHSIG__V1__SERVER_MESSAGE__INIT;
+        m.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_RECONNECT;
+        m.reconnect = &rc;
+        send_msg(gw, s, &m);
+        session_close(s, CLOSE_GOING_AWAY);
+    }
+    uint64_t end = now_us() + (uint64_t)deadline_ms * 1000u;
+    while (gw->n_sessions > 0 && now_us() < end)
+        lws_service(gw->ctx, 0);
+    if (gw->n_sessions)
+        ms_warn("%zu sessions still open at the drain deadline; closing them", gw->n_sessions);
+}
+
+ms_err_t ms_gw_run(ms_gateway_t *gw)
+{
+    while (!gw->stop)
+        if (lws_service(gw->ctx, 0) < 0)
+            return MS_ERR_LWS;
+    drain(gw, gw->cfg->drain_ms);
+    return MS_OK;
+}
+
+void ms_gw_stop(ms_gateway_t *gw)
+{
+    gw->stop = 1;
+    if (gw->ctx)
+        lws_cancel_service(gw->ctx);
+}
+
+void ms_gw_destroy(ms_gateway_t *gw)
+{
+    if (!gw)
+        return;
+    /* Stop deliveries first (their wake-ups touch the lws context), then close
+     * every session: their CLOSED callbacks publish leaves, so the bus stays up
+     * until those are flushed. */
+    if (gw->bus)
+        ms_bus_drain_subscriptions(gw->bus, 2000);
+    if (gw->ctx) {
+        lws_context_destroy(gw->ctx);
+        gw->ctx = NULL;
+    }
+    if (gw->bus)
+        ms_bus_flush(gw->bus, 1000);
+    ms_bus_destroy(gw->bus);
+    ms_mailbox_destroy(gw->inbox);
+    ms_auth_destroy(gw->auth);
+    free(gw->epochs);
+    free(gw->out);
+    free(gw->pub);
+    free(gw);
+}

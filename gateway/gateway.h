@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The gateway: terminates client WebSockets and bridges them to the coordinators over NATS. */
+#ifndef MS_GATEWAY_H
+#define MS_GATEWAY_H
+
+#include "err.h"
+
+typedef struct {
+    const char *listen;       /* "127.0.0.1:8080" */
+    const char *nats_urls;    /* comma-separated */
+    const char *id;           /* unique per gateway; generated when NULL */
+    const char *prefix;       /* subject prefix, "meshsig" */
+    long shards;              /* must match the coordinators */
+    const char *jwt_secret;   /* HS256 secret */
+    const char *jwt_alg;      /* HS256, RS256, ES256 */
+    const char *jwt_key_file; /* public key for RS256/ES256 */
+    const char *origins;      /* comma-separated Origin allowlist; NULL: any */
+    const char *static_dir;   /* files served at /, or NULL */
+    int insecure_dev;
+    long max_frame;           /* bytes; larger messages close with 1009 */
+    long max_queue;           /* bytes queued towards one client before it is closed */
+    long rate_msgs;           /* messages per second per session (burst 2x) */
+    long rate_bytes;          /* bytes per second per session (burst 2x) */
+    long hello_timeout_ms;    /* a connection must say hello within this */
+    long join_timeout_ms;     /* a hello with no answer from the owner gets UNAVAILABLE */
+    long drain_ms;            /* on SIGTERM, how long clients get to leave */
+} ms_gw_config_t;
+
+typedef struct ms_gateway ms_gateway_t;
+
+/* Borrows cfg for the gateway's lifetime. */
+ms_err_t ms_gw_create(const ms_gw_config_t *cfg, ms_gateway_t **out);
+/* Serves until ms_gw_stop or SIGINT/SIGTERM. */
+ms_err_t ms_gw_run(ms_gateway_t *gw);
+/* Any thread, and signal handlers. */
+void ms_gw_stop(ms_gateway_t *gw);
+void ms_gw_destroy(ms_gateway_t *gw);
+
+#endif

@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* meshsig-gateway: flags and environment into a config, then serve. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <nats/nats.h>
+
+#include "gateway.h"
+#include "log.h"
+#include "opts.h"
+
+static ms_gateway_t *running;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (running)
+        ms_gw_stop(running);
+}
+
+static int is_loopback(const char *listen)
+{
+    return !strncmp(listen, "127.", 4) || !strncmp(listen, "[::1]", 5) ||
+           !strncmp(listen, "localhost:", 10);
+}
+
+int main(int argc, char **argv)
+{
+    ms_gw_config_t cfg = {
+        .listen = "127.0.0.1:8080",
+        .nats_urls = "nats://127.0.0.1:4222",
+        .prefix = "meshsig",
+        .shards = 64,
+        .jwt_alg = "HS256",
+        .max_frame = 64 * 1024,
+        .max_queue = 1024 * 1024,
+        .rate_msgs = 200,
+        .rate_bytes = 1024 * 1024,
+        .hello_timeout_ms = 10000,
+        .join_timeout_ms = 5000,
+        .drain_ms = 10000,
+    };
+    const char *log_level = "info";
+    int log_json = 0;
+    const ms_opt_t opts[] = {
+        {"listen", MS_OPT_STR, &cfg.listen, "WebSocket and HTTP HOST:PORT"},
+        {"nats", MS_OPT_STR, &cfg.nats_urls, "NATS server URLs, comma-separated"},
+        {"id", MS_OPT_STR, &cfg.id, "gateway id (default gw-<host>-<pid>)"},
+        {"prefix", MS_OPT_STR, &cfg.prefix, "NATS subject prefix"},
+        {"shards", MS_OPT_INT, &cfg.shards, "shard count S, the same on every node"},
+        {"jwt-secret", MS_OPT_STR, &cfg.jwt_secret, "HS256 secret for hello tokens"},
+        {"jwt-alg", MS_OPT_STR, &cfg.jwt_alg, "HS256, RS256 or ES256"},
+        {"jwt-key-file", MS_OPT_STR, &cfg.jwt_key_file, "public key (PEM) for RS256/ES256"},
+        {"origins", MS_OPT_STR, &cfg.origins, "allowed Origin values, comma-separated (default any)"},
+        {"static-dir", MS_OPT_STR, &cfg.static_dir, "directory served at / (the demo page)"},
+        {"max-frame", MS_OPT_INT, &cfg.max_frame, "largest client message in bytes"},
+        {"max-queue", MS_OPT_INT, &cfg.max_queue, "bytes queued to one client before it is closed"},
+        {"rate-msgs", MS_OPT_INT, &cfg.rate_msgs, "messages per second per session (burst 2x)"},
+        {"rate-bytes", MS_OPT_INT, &cfg.rate_bytes, "bytes per second per session (burst 2x)"},
+        {"hello-timeout-ms", MS_OPT_INT, &cfg.hello_timeout_ms, "time allowed before hello"},
+        {"join-timeout-ms", MS_OPT_INT, &cfg.join_timeout_ms, "time to wait for a join answer"},
+        {"drain-ms", MS_OPT_INT, &cfg.drain_ms, "on SIGTERM, time clients get to reconnect elsewhere"},
+        {"insecure-dev", MS_OPT_BOOL, &cfg.insecure_dev,
+         "accept hellos without a token; loopback only. Never in production"},
+        {"log-level", MS_OPT_STR, &log_level, "debug, info, warn or error"},
+        {"log-json", MS_OPT_BOOL, &log_json, "log JSON lines instead of text"},
+        {0},
+    };
+    ms_err_t err = ms_opts_parse(opts, argc, argv,
+                                 "The meshsig gateway: client WebSockets at /ws, bridged to "
+                                 "the coordinators over NATS.");
+    if (err == MS_ERR_STATE)
+        return 0;
+    if (err != MS_OK)
+        return 2;
+    int lvl = ms_log_level_parse(log_level);
+    ms_log_init("gateway", lvl < 0 ? MS_LOG_INFO : (ms_log_level_t)lvl, log_json);
+    if (cfg.shards < 1 || cfg.shards > 65536 || cfg.max_frame < 1024 || cfg.max_queue < 4096 ||
+        cfg.rate_msgs < 1 || cfg.rate_bytes < 1024) {
+        ms_error("a limit is out of range (see --help)");
+        return 2;
+    }
+    if (cfg.insecure_dev) {
+        ms_warn("INSECURE DEV MODE: hellos need no token and peers pick their own ids. Never "
+                "run this in production.");
+        if (!is_loopback(cfg.listen)) {
+            ms_error("--insecure-dev binds to loopback only; --listen %s is not loopback",
+                     cfg.listen);
+            return 2;
+        }
+    } else if (!(cfg.jwt_secret && *cfg.jwt_secret) && !(cfg.jwt_key_file && *cfg.jwt_key_file)) {
+        ms_error("--jwt-secret or --jwt-key-file is required unless --insecure-dev");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    ms_gateway_t *gw = NULL;
+    if ((err = ms_gw_create(&cfg, &gw)) != MS_OK) {
+        ms_error("cannot start: %s", ms_err_str(err));
+        return 1;
+    }
+    running = gw;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    err = ms_gw_run(gw);
+    running = NULL;
+    ms_gw_destroy(gw);
+    nats_Close();
+    ms_info("stopped");
+    return err == MS_OK ? 0 : 1;
+}

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* One client WebSocket: its state, its inbound reassembly buffer and its bounded outbound queue.
+ *
+ * Sessions live in lws's per-session storage and belong to the lws service
+ * thread; no other thread touches them.
+ */
+#ifndef MS_GW_SESSION_H
+#define MS_GW_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <libwebsockets.h>
+#include <uthash.h>
+
+#include "ratelimit.h"
+
+typedef enum {
+    MS_SESSION_NEW = 0, /* connected, no hello yet (or after leave / failed hello) */
+    MS_SESSION_JOINING, /* hello sent to the owner, no answer yet */
+    MS_SESSION_JOINED,
+} ms_session_state_t;
+
+typedef struct ms_outmsg {
+    struct ms_outmsg *next;
+    size_t len;
+    uint8_t binary;
+    unsigned char buf[]; /* LWS_PRE bytes of headroom, then len bytes */
+} ms_outmsg_t;
+
+typedef struct ms_session {
+    uint64_t id; /* 0 until established: also marks HTTP connections */
+    struct lws *wsi;
+    uint8_t binary; /* meshsig.v1.proto */
+    uint8_t state;
+    uint8_t closing;      /* close after the queue drains */
+    uint16_t close_code;
+    char *ns;
+    char *peer_id;
+    char *join_client_id;
+    uint32_t shard;
+    ms_outmsg_t *head, *tail;
+    size_t queued;
+    unsigned char *rx;
+    size_t rx_len, rx_cap;
+    uint8_t rx_overflow;
+    ms_ratelimit_t rate_msgs, rate_bytes;
+    lws_sorted_usec_list_t sul; /* hello or join deadline */
+    UT_hash_handle hh;          /* by id */
+} ms_session_t;
+
+/* Queues a frame (copying data). Returns 0, or -1 when the queue is over
+ * max_queue (the caller closes the slow reader) or memory ran out. */
+int ms_session_queue(ms_session_t *s, const void *data, size_t len, int binary, size_t max_queue);
+/* Frees everything the session holds (not the session itself: lws owns it). */
+void ms_session_cleanup(ms_session_t *s);
+
+#endif

@@ -1,0 +1,251 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Starts real nats-server, coordinator and gateway processes on free loopback ports for tests. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cluster.h"
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int cluster_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof(a);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) ||
+        getsockname(fd, (struct sockaddr *)&a, &al)) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+const char *cluster_bin(const char *rel, char *buf, size_t cap)
+{
+    const char *dir = getenv("MESHSIG_BUILD_DIR");
+    snprintf(buf, cap, "%s/%s", dir && *dir ? dir : ".", rel);
+    return buf;
+}
+
+static int connect_port(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int cluster_wait_port(int port, int timeout_ms)
+{
+    long long end = now_ms() + timeout_ms;
+    while (now_ms() < end) {
+        int fd = connect_port(port);
+        if (fd >= 0) {
+            close(fd);
+            return 0;
+        }
+        usleep(20000);
+    }
+    return -1;
+}
+
+pid_t cluster_spawn(cluster_t *c, const char *log_name, char *const argv[])
+{
+    char log[512];
+    snprintf(log, sizeof(log), "%s/%s.log", c->dir, log_name);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execv(argv[0], argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
+void cluster_kill(pid_t pid, int sig)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, sig);
+    long long end = now_ms() + 5000;
+    while (now_ms() < end) {
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            return;
+        usleep(10000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+/* Debian installs nats-server in /usr/sbin, which is not on every PATH. */
+static const char *nats_server_path(void)
+{
+    static const char *const candidates[] = {"/usr/sbin/nats-server", "/usr/bin/nats-server",
+                                             "/usr/local/bin/nats-server", NULL};
+    const char *env = getenv("MESHSIG_NATS_SERVER");
+    if (env && *env)
+        return env;
+    for (int i = 0; candidates[i]; i++)
+        if (access(candidates[i], X_OK) == 0)
+            return candidates[i];
+    return "/usr/sbin/nats-server";
+}
+
+int cluster_start(cluster_t *c, const char *admin_token)
+{
+    memset(c, 0, sizeof(*c));
+    c->admin_token = admin_token;
+    snprintf(c->dir, sizeof(c->dir), "/tmp/meshsig-test-XXXXXX");
+    if (!mkdtemp(c->dir))
+        return -1;
+    char store[300], nats_port[16], admin[64], nats_url[64], coord[512];
+    snprintf(store, sizeof(store), "%s/js", c->dir);
+    c->nats_port = cluster_free_port();
+    c->admin_port = cluster_free_port();
+    snprintf(nats_port, sizeof(nats_port), "%d", c->nats_port);
+    char *nats_argv[] = {(char *)nats_server_path(), "-a", "127.0.0.1", "-p", nats_port, "-js",
+                         "-sd", store, NULL};
+    c->nats = cluster_spawn(c, "nats", nats_argv);
+    if (c->nats < 0 || cluster_wait_port(c->nats_port, 10000))
+        return -1;
+    snprintf(admin, sizeof(admin), "127.0.0.1:%d", c->admin_port);
+    snprintf(nats_url, sizeof(nats_url), "nats://127.0.0.1:%d", c->nats_port);
+    cluster_bin("coordinator/meshsig-coordinator", coord, sizeof(coord));
+    char *coord_argv[] = {coord,           "--nats",         nats_url, "--admin-listen", admin,
+                          "--id",          "coord-1",        admin_token ? "--admin-token"
+                                                                         : "--insecure-dev",
+                          (char *)admin_token, NULL};
+    c->coord = cluster_spawn(c, "coordinator", coord_argv);
+    if (c->coord < 0 || cluster_wait_port(c->admin_port, 10000))
+        return -1;
+    /* Ready once its NATS subscription is live. */
+    long long end = now_ms() + 10000;
+    while (now_ms() < end) {
+        if (http_request(c->admin_port, "GET", "/readyz", NULL, NULL, NULL) == 200)
+            return 0;
+        usleep(20000);
+    }
+    return -1;
+}
+
+int cluster_add_gateway(cluster_t *c, const char *id, const char *const *extra)
+{
+    if (c->n_gw == CLUSTER_MAX_GW)
+        return -1;
+    int i = c->n_gw;
+    char listen[64], nats_url[64], bin[512];
+    c->gw_port[i] = cluster_free_port();
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", c->gw_port[i]);
+    snprintf(nats_url, sizeof(nats_url), "nats://127.0.0.1:%d", c->nats_port);
+    cluster_bin("gateway/meshsig-gateway", bin, sizeof(bin));
+    char *argv[32] = {bin, "--listen", listen, "--nats", nats_url, "--id", (char *)id};
+    int n = 7;
+    for (int k = 0; extra && extra[k] && n < 31; k++)
+        argv[n++] = (char *)extra[k];
+    argv[n] = NULL;
+    c->gw[i] = cluster_spawn(c, id, argv);
+    if (c->gw[i] < 0 || cluster_wait_port(c->gw_port[i], 10000))
+        return -1;
+    c->n_gw++;
+    return i;
+}
+
+void cluster_stop(cluster_t *c)
+{
+    for (int i = 0; i < c->n_gw; i++)
+        cluster_kill(c->gw[i], SIGTERM);
+    cluster_kill(c->coord, SIGTERM);
+    cluster_kill(c->nats, SIGTERM);
+    if (getenv("MESHSIG_KEEP_LOGS")) {
+        fprintf(stderr, "logs kept in %s\n", c->dir);
+        return;
+    }
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", c->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", c->dir);
+}
+
+int http_request(int port, const char *method, const char *path, const char *token,
+                 const char *body, char **resp_body)
+{
+    if (resp_body)
+        *resp_body = NULL;
+    int fd = connect_port(port);
+    if (fd < 0)
+        return -1;
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char req[4096];
+    int n = snprintf(req, sizeof(req),
+                     "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: %zu\r\n%s%s%s\r\n%s",
+                     method, path, body ? strlen(body) : 0, token ? "Authorization: Bearer " : "",
+                     token ? token : "", token ? "\r\n" : "", body ? body : "");
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (len + 4096 > cap) {
+            cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (!nb)
+                break;
+            buf = nb;
+        }
+        ssize_t r = read(fd, buf + len, cap - len - 1);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+    close(fd);
+    buf[len] = '\0';
+    int status = -1;
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+        status = -1;
+    char *b = strstr(buf, "\r\n\r\n");
+    if (resp_body && b)
+        *resp_body = strdup(b + 4);
+    free(buf);
+    return status;
+}

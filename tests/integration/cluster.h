@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Starts real nats-server, coordinator and gateway processes on free loopback ports for tests.
+ *
+ * Children die with the test process (PR_SET_PDEATHSIG) and are stopped by
+ * cluster_stop (SIGTERM, then SIGKILL after a bounded wait). Logs go to a
+ * temporary directory that cluster_stop prints the tail of on failure.
+ */
+#ifndef MS_TEST_CLUSTER_H
+#define MS_TEST_CLUSTER_H
+
+#include <sys/types.h>
+
+#define CLUSTER_MAX_GW 4
+
+typedef struct {
+    char dir[256];
+    int nats_port, admin_port;
+    pid_t nats, coord;
+    int n_gw;
+    pid_t gw[CLUSTER_MAX_GW];
+    int gw_port[CLUSTER_MAX_GW];
+    const char *admin_token; /* NULL: coordinator in insecure dev mode */
+} cluster_t;
+
+/* A free TCP port on 127.0.0.1. */
+int cluster_free_port(void);
+/* Path of a built binary: $MESHSIG_BUILD_DIR/<rel>. */
+const char *cluster_bin(const char *rel, char *buf, size_t cap);
+/* Starts nats-server and a coordinator. */
+int cluster_start(cluster_t *c, const char *admin_token);
+/* Adds a gateway; extra are more arguments (NULL-terminated). Returns its index or -1. */
+int cluster_add_gateway(cluster_t *c, const char *id, const char *const *extra);
+/* Spawns argv with output to log; returns pid or -1. */
+pid_t cluster_spawn(cluster_t *c, const char *log_name, char *const argv[]);
+int cluster_wait_port(int port, int timeout_ms);
+void cluster_kill(pid_t pid, int sig);
+void cluster_stop(cluster_t *c);
+
+/* A blocking HTTP/1.0 request to 127.0.0.1:port. Returns the status code and a
+ * malloc'd body in *body (may be NULL), or -1. */
+int http_request(int port, const char *method, const char *path, const char *token,
+                 const char *body, char **resp_body);
+
+#endif

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Assertions for integration tests that talk JSON to a gateway (Check framework). */
+#include <check.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+json_t *recv_json(wsc_t *c)
+{
+    json_t *j = wsc_recv_json(c, T_MS);
+    ck_assert_msg(j != NULL, "no message within %d ms", T_MS);
+    return j;
+}
+
+void send_json(wsc_t *c, const char *fmt, ...)
+{
+    char buf[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    ck_assert_int_eq(wsc_send_text(c, buf), 0);
+}
+
+const char *str_at(json_t *j, ...)
+{
+    va_list ap;
+    va_start(ap, j);
+    const char *k;
+    while (j && (k = va_arg(ap, const char *)))
+        j = json_object_get(j, k);
+    va_end(ap);
+    return json_is_string(j) ? json_string_value(j) : "";
+}
+
+json_t *expect_key(wsc_t *c, const char *key)
+{
+    json_t *j = recv_json(c);
+    char *dump = json_dumps(j, JSON_COMPACT);
+    ck_assert_msg(json_object_get(j, key) != NULL, "expected %s, got %s", key, dump);
+    free(dump);
+    return j;
+}
+
+void expect_error(wsc_t *c, const char *code, const char *id)
+{
+    json_t *j = recv_json(c);
+    char *dump = json_dumps(j, JSON_COMPACT);
+    ck_assert_msg(json_object_get(j, "error") != NULL, "expected error %s, got %s", code, dump);
+    ck_assert_msg(!strcmp(str_at(j, "error", "code", NULL), code), "expected %s, got %s", code,
+                  dump);
+    ck_assert_msg(*str_at(j, "error", "message", NULL), "no message: %s", dump);
+    if (id)
+        ck_assert_msg(!strcmp(str_at(j, "id", NULL), id), "expected id %s: %s", id, dump);
+    free(dump);
+    json_decref(j);
+}
+
+wsc_t *join_as(int port, const char *ns, const char *peer)
+{
+    wsc_t *c = wsc_connect(port, "meshsig.v1.json", T_MS);
+    ck_assert_ptr_nonnull(c);
+    send_json(c, "{\"id\":\"h\",\"hello\":{\"namespace\":\"%s\",\"peerId\":\"%s\"}}", ns, peer);
+    json_t *j = expect_key(c, "welcome");
+    ck_assert_str_eq(str_at(j, "id", NULL), "h");
+    ck_assert_str_eq(str_at(j, "welcome", "peerId", NULL), peer);
+    json_decref(j);
+    return c;
+}
+
+void expect_connect(wsc_t *c, const char *peer, int initiator)
+{
+    json_t *j = recv_json(c);
+    json_t *cn = json_object_get(json_object_get(j, "topology"), "connect");
+    char *dump = json_dumps(j, JSON_COMPACT);
+    ck_assert_msg(cn != NULL, "expected connect to %s, got %s", peer, dump);
+    ck_assert_msg(!strcmp(str_at(cn, "peer", NULL), peer), "expected connect to %s, got %s",
+                  peer, dump);
+    ck_assert_msg(json_is_true(json_object_get(cn, "initiator")) == initiator,
+                  "wrong initiator flag: %s", dump);
+    free(dump);
+    json_decref(j);
+}
+
+void expect_left(wsc_t *c, const char *peer)
+{
+    json_t *j = recv_json(c);
+    char *dump = json_dumps(j, JSON_COMPACT);
+    ck_assert_msg(!strcmp(str_at(j, "topology", "disconnect", "peer", NULL), peer),
+                  "expected disconnect %s, got %s", peer, dump);
+    free(dump);
+    json_decref(j);
+    j = recv_json(c);
+    dump = json_dumps(j, JSON_COMPACT);
+    ck_assert_msg(!strcmp(str_at(j, "peerLeft", "peer", NULL), peer),
+                  "expected peerLeft %s, got %s", peer, dump);
+    free(dump);
+    json_decref(j);
+}
+
+void expect_quiet(wsc_t *c, int ms)
+{
+    json_t *j = wsc_recv_json(c, ms);
+    char *dump = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    ck_assert_msg(j == NULL, "unexpected message %s", dump);
+    free(dump);
+}
+
+json_t *skip_to(wsc_t *c, const char *key)
+{
+    for (int i = 0; i < 50; i++) {
+        json_t *j = recv_json(c);
+        if (json_object_get(j, key))
+            return j;
+        json_decref(j);
+    }
+    ck_abort_msg("no %s within 50 messages", key);
+    return NULL;
+}

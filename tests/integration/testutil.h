@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Assertions for integration tests that talk JSON to a gateway (Check framework). */
+#ifndef MS_TEST_UTIL_H
+#define MS_TEST_UTIL_H
+
+#include <jansson.h>
+
+#include "wsclient.h"
+
+#define T_MS 5000
+
+/* Next JSON message; fails the test if none arrives within T_MS. Caller decrefs. */
+json_t *recv_json(wsc_t *c);
+void send_json(wsc_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Next message is an error with this code (and this id, if id is not NULL). */
+void expect_error(wsc_t *c, const char *code, const char *id);
+/* Next message has top-level key `key`; returns it (caller decrefs). */
+json_t *expect_key(wsc_t *c, const char *key);
+/* Connects to the gateway on port and joins ns as peer; checks the welcome. */
+wsc_t *join_as(int port, const char *ns, const char *peer);
+/* Next message is topology.connect to peer with this initiator flag. */
+void expect_connect(wsc_t *c, const char *peer, int initiator);
+/* Next two messages: topology.disconnect and peerLeft for peer. */
+void expect_left(wsc_t *c, const char *peer);
+/* No message within ms. */
+void expect_quiet(wsc_t *c, int ms);
+/* Reads and drops messages until one has top-level key `key` (at most 50). */
+json_t *skip_to(wsc_t *c, const char *key);
+/* A string at a path of object keys, e.g. str_at(j, "error", "code", NULL). */
+const char *str_at(json_t *j, ...);
+
+#endif
