@@ -80,8 +80,10 @@ function need(file) {
 /**
  * Starts nats-server, a coordinator (insecure dev mode) and `gateways` gateways
  * serving clients/js/web. Returns {gateways:[{id, port, url, http}], admin, stop(), logs()}.
+ * stop() copies the process logs to logDir (when given) and removes the temporary directory
+ * (kept when MESHSIG_KEEP_LOGS is set).
  */
-export async function startCluster({ gateways = 2, buildDir = BUILD_DIR, staticDir } = {}) {
+export async function startCluster({ gateways = 2, buildDir = BUILD_DIR, staticDir, logDir } = {}) {
   const coordBin = need(path.join(buildDir, 'coordinator', 'meshsig-coordinator'));
   const gwBin = need(path.join(buildDir, 'gateway', 'meshsig-gateway'));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshsig-browser-'));
@@ -118,7 +120,14 @@ export async function startCluster({ gateways = 2, buildDir = BUILD_DIR, staticD
         await Promise.race([all, sleep(2000)]);
       }
     }
-    if (!process.env.MESHSIG_KEEP_LOGS) fs.rmSync(path.join(dir, 'jetstream'), { recursive: true, force: true });
+    // The logs outlive the temporary directory when a log dir is given.
+    if (logDir) {
+      fs.mkdirSync(logDir, { recursive: true });
+      for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('.log'))) {
+        fs.copyFileSync(path.join(dir, f), path.join(logDir, f));
+      }
+    }
+    if (!process.env.MESHSIG_KEEP_LOGS) fs.rmSync(dir, { recursive: true, force: true });
   };
   cluster.logs = () => fs.readdirSync(dir).filter((f) => f.endsWith('.log'))
     .map((f) => `--- ${f}\n${fs.readFileSync(path.join(dir, f), 'utf8').split('\n').slice(-40).join('\n')}`)

@@ -51,7 +51,7 @@ function bounded(promise, ms, what) {
 before(async () => {
   assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing (deploy/install-deps.sh --browser)`);
   fs.mkdirSync(ARTIFACTS, { recursive: true });
-  cluster = await startCluster({ gateways: 2 });
+  cluster = await startCluster({ gateways: 2, logDir: path.join(ARTIFACTS, 'logs') });
   userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshsig-chromium-'));
   ctx = await chromium.launchPersistentContext(userDir, {
     executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 60000,

@@ -177,3 +177,19 @@ test('messageKind finds the oneof member', () => {
   assert.equal(messageKind({ pong: {}, id: '2' }), 'pong');
   assert.equal(messageKind({ id: '3' }), null);
 });
+
+test('request table: default timers work where setTimeout needs its own this (browsers)', async () => {
+  const orig = globalThis.setTimeout;
+  globalThis.setTimeout = function strictSetTimeout(...args) {
+    if (this !== undefined && this !== globalThis) throw new TypeError('Illegal invocation');
+    return orig(...args);
+  };
+  try {
+    const t = new RequestTable();
+    const p = t.add('a', { timeoutMs: 1000 });
+    t.settle('a', 'ok', { fine: true });
+    assert.deepEqual(await p, { fine: true });
+  } finally {
+    globalThis.setTimeout = orig;
+  }
+});
