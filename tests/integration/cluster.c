@@ -129,6 +129,8 @@ static const char *nats_server_path(void)
     return "/usr/sbin/nats-server";
 }
 
+static int start_coordinator(cluster_t *c);
+
 int cluster_start(cluster_t *c, const char *admin_token)
 {
     memset(c, 0, sizeof(*c));
@@ -136,7 +138,7 @@ int cluster_start(cluster_t *c, const char *admin_token)
     snprintf(c->dir, sizeof(c->dir), "/tmp/meshsig-test-XXXXXX");
     if (!mkdtemp(c->dir))
         return -1;
-    char store[300], nats_port[16], admin[64], nats_url[64], coord[512];
+    char store[300], nats_port[16];
     snprintf(store, sizeof(store), "%s/js", c->dir);
     c->nats_port = cluster_free_port();
     c->admin_port = cluster_free_port();
@@ -146,17 +148,23 @@ int cluster_start(cluster_t *c, const char *admin_token)
     c->nats = cluster_spawn(c, "nats", nats_argv);
     if (c->nats < 0 || cluster_wait_port(c->nats_port, 10000))
         return -1;
+    return start_coordinator(c);
+}
+
+static int start_coordinator(cluster_t *c)
+{
+    char admin[64], nats_url[64], coord[512];
     snprintf(admin, sizeof(admin), "127.0.0.1:%d", c->admin_port);
     snprintf(nats_url, sizeof(nats_url), "nats://127.0.0.1:%d", c->nats_port);
     cluster_bin("coordinator/meshsig-coordinator", coord, sizeof(coord));
     char *coord_argv[] = {coord,           "--nats",         nats_url, "--admin-listen", admin,
-                          "--id",          "coord-1",        admin_token ? "--admin-token"
-                                                                         : "--insecure-dev",
-                          (char *)admin_token, NULL};
+                          "--id",          "coord-1",        c->admin_token ? "--admin-token"
+                                                                            : "--insecure-dev",
+                          (char *)c->admin_token, NULL};
     c->coord = cluster_spawn(c, "coordinator", coord_argv);
     if (c->coord < 0 || cluster_wait_port(c->admin_port, 10000))
         return -1;
-    /* Ready once its NATS subscription is live. */
+    /* Ready once connected to NATS. */
     long long end = now_ms() + 10000;
     while (now_ms() < end) {
         if (http_request(c->admin_port, "GET", "/readyz", NULL, NULL, NULL) == 200)
@@ -164,6 +172,12 @@ int cluster_start(cluster_t *c, const char *admin_token)
         usleep(20000);
     }
     return -1;
+}
+
+int cluster_restart_coordinator(cluster_t *c, int hard)
+{
+    cluster_kill(c->coord, hard ? SIGKILL : SIGTERM);
+    return start_coordinator(c);
 }
 
 int cluster_add_gateway(cluster_t *c, const char *id, const char *const *extra)

@@ -28,6 +28,9 @@ int cluster_free_port(void);
 const char *cluster_bin(const char *rel, char *buf, size_t cap);
 /* Starts nats-server and a coordinator. */
 int cluster_start(cluster_t *c, const char *admin_token);
+/* Stops the coordinator (SIGTERM, or SIGKILL when hard) and starts it again
+ * with the same arguments; returns once it is ready. */
+int cluster_restart_coordinator(cluster_t *c, int hard);
 /* Adds a gateway; extra are more arguments (NULL-terminated). Returns its index or -1. */
 int cluster_add_gateway(cluster_t *c, const char *id, const char *const *extra);
 /* Spawns argv with output to log; returns pid or -1. */

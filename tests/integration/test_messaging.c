@@ -332,6 +332,46 @@ START_TEST(duplicate_id_replace)
 }
 END_TEST
 
+/* An emit to an absent peer is kept (in JetStream) across a coordinator
+ * restart and delivered, in order and with a message id, when it joins. */
+START_TEST(persistent_emit_survives_restart)
+{
+    wsc_t *a = join_as(cl.gw_port[g1], "offline", "alice");
+    send_json(a, "{\"id\":\"p0\",\"emit\":{\"to\":\"zoe\",\"event\":\"x\"}}");
+    expect_error(a, "PEER_NOT_FOUND", "p0");
+    for (int i = 1; i <= 3; i++) {
+        send_json(a, "{\"id\":\"p%d\",\"emit\":{\"to\":\"zoe\",\"event\":\"note\","
+                     "\"data\":%d,\"persistent\":true}}",
+                  i, i);
+        json_decref(expect_key(a, "ok"));
+    }
+    wsc_free(a);
+    wsc_pump(300); /* the stores are asynchronous */
+    ck_assert_int_eq(cluster_restart_coordinator(&cl, 0), 0);
+    wsc_t *z = join_as(cl.gw_port[g2], "offline", "zoe");
+    char ids[3][64];
+    for (int i = 1; i <= 3; i++) {
+        json_t *j = expect_key(z, "emit");
+        ck_assert_str_eq(str_at(j, "emit", "from", NULL), "alice");
+        ck_assert_str_eq(str_at(j, "emit", "event", NULL), "note");
+        ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "emit"), "data")),
+                         i);
+        snprintf(ids[i - 1], sizeof(ids[0]), "%s", str_at(j, "emit", "msgId", NULL));
+        ck_assert_uint_gt(strlen(ids[i - 1]), 0);
+        json_decref(j);
+    }
+    ck_assert_str_ne(ids[0], ids[1]);
+    ck_assert_str_ne(ids[1], ids[2]);
+    expect_quiet(z, 300);
+    /* Delivered once: a second join gets nothing. */
+    wsc_free(z);
+    wsc_pump(500);
+    z = join_as(cl.gw_port[g1], "offline", "zoe");
+    expect_quiet(z, 1000);
+    wsc_free(z);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("messaging");
@@ -346,6 +386,8 @@ int main(void)
     tcase_add_test(tc, topics);
     tcase_add_test(tc, streams_with_credit);
     tcase_add_test(tc, duplicate_id_replace);
+    /* Last: it restarts the coordinator. */
+    tcase_add_test(tc, persistent_emit_survives_restart);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
