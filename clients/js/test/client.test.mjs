@@ -190,6 +190,28 @@ test('a failed resume joins afresh and restores registrations', async () => {
   }
 });
 
+test('ID_TAKEN after a drop is retried (the old session is still leaving)', async () => {
+  const relay = await startRelay();
+  try {
+    const a = open(relay.url, { namespace: 'ns', peerId: 'a' });
+    await a.ready;
+    let refused = 0;
+    relay.hooks.hello = (ws, m) => {
+      if (refused++ > 0) return false;
+      relay.send(ws, { id: m.id, error: { code: 'ID_TAKEN', message: 'a is connected' } });
+      return true;
+    };
+    a.on('error', () => {});
+    const again = a.next('welcome', 5000);
+    relay.dropAll();
+    await again;
+    assert.equal(refused, 2);
+    assert.equal(a.state, 'open');
+  } finally {
+    await relay.close();
+  }
+});
+
 test('a fatal hello error stops reconnecting', async () => {
   const relay = await startRelay();
   try {

@@ -835,7 +835,9 @@ export class Client extends Emitter {
       this.#later(() => this.#open(), 0);
       return;
     }
-    if (FATAL_HELLO_CODES.has(err.code)) {
+    // After a drop the old session may still hold the id for a moment: retry then.
+    const transient = err.code === 'ID_TAKEN' && this.welcome;
+    if (FATAL_HELLO_CODES.has(err.code) && !transient) {
       this.#fail(err);
       return;
     }
