@@ -93,7 +93,9 @@ static void on_offline(evutil_socket_t fd, short what, void *ud)
 static void on_tick(evutil_socket_t fd, short what, void *ud)
 {
     ms_coord_t *c = ud;
-    ms_msg_tick(c, ms_now_ms());
+    uint64_t now = ms_now_ms();
+    ms_msg_tick(c, now);
+    ms_ns_tick_all(c, now);
     ms_outbox_flush(c);
 }
 

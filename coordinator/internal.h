@@ -71,6 +71,15 @@ typedef struct ms_stream {
     UT_hash_handle hh;
 } ms_stream_t;
 
+/* A join waiting for a place in a full namespace ("overflow":"wait"). */
+typedef struct ms_waiter {
+    struct ms_waiter *next;
+    char *id, *gateway, *client_id;
+    uint64_t session;
+    uint8_t *hello; /* packed meshsig.v1.Hello */
+    size_t hello_len;
+} ms_waiter_t;
+
 typedef struct ms_ns {
     char *name;
     uint32_t shard;
@@ -89,6 +98,9 @@ typedef struct ms_ns {
     ms_pending_t *pending;
     ms_stream_t *streams;
     uint64_t next_call;
+    ms_waiter_t *waiting, *waiting_tail;
+    size_t n_waiting;
+    uint64_t next_tick_ms; /* engines with periodic work (spray shuffles) */
     UT_hash_handle hh;
 } ms_ns_t;
 
@@ -126,6 +138,10 @@ struct ms_coord {
 
 /* shard.c: the one place a shard's requests are handled. */
 void ms_shard_handle(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req);
+
+void ms_ns_waiting_cleanup(ms_ns_t *ns);
+/* Runs engines' periodic work that is due and sends its diffs. */
+void ms_ns_tick_all(ms_coord_t *c, uint64_t now_ms);
 
 /* namespace.c */
 ms_ns_t *ms_ns_find(ms_coord_t *c, const char *name);

@@ -88,6 +88,7 @@ void ms_ns_destroy(ms_coord_t *c, ms_ns_t *ns)
         ms_member_free(m);
     }
     ms_msg_ns_cleanup(ns);
+    ms_ns_waiting_cleanup(ns);
     HASH_DEL(c->namespaces, ns);
     if (ns->engine)
         ns->engine->ops->destroy(ns->engine);
@@ -186,6 +187,15 @@ void ms_ns_free_handle(ms_ns_t *ns, ms_member_t *m)
     }
 }
 
+/* splitmix64's finaliser: every input bit moves every output bit. */
+static uint64_t mix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
 ms_topo_pos_t ms_ns_position(const ms_ns_t *ns, const char *peer_id,
                              const Meshsig__V1__Position *given)
 {
@@ -221,11 +231,12 @@ ms_topo_pos_t ms_ns_position(const ms_ns_t *ns, const char *peer_id,
     case MS_POS_NETWORK:
         break;
     }
-    /* Random (and the starting point of the other modes): uniform in the unit square. */
-    uint64_t h2 = key * 0x9e3779b97f4a7c15ULL;
-    h2 ^= h2 >> 31;
-    p.x = (double)(key >> 11) / 9007199254740992.0;
-    p.y = (double)(h2 >> 11) / 9007199254740992.0;
+    /* Random (and the starting point of the other modes): uniform in the unit
+     * square. FNV-1a's high bits hardly move when ids differ in their last
+     * characters, so both coordinates go through a full 64-bit mixer. */
+    uint64_t hx = mix64(key), hy = mix64(key ^ 0x6a09e667f3bcc909ULL);
+    p.x = (double)(hx >> 11) / 9007199254740992.0;
+    p.y = (double)(hy >> 11) / 9007199254740992.0;
     if (ns->policy.positioning == MS_POS_GEO) {
         p.x = p.x * 360.0 - 180.0;
         p.y = asin(2.0 * p.y - 1.0) * 180.0 / M_PI; /* uniform on the sphere */
@@ -385,4 +396,27 @@ fail:
     ms_topo_diff_cleanup(&diff);
     ms_topo_diff_cleanup(&scratch);
     return err;
+}
+
+void ms_ns_tick_all(ms_coord_t *c, uint64_t now)
+{
+    ms_ns_t *ns, *tmp;
+    HASH_ITER(hh, c->namespaces, ns, tmp)
+    {
+        if (!ns->engine->ops->tick)
+            continue;
+        if (ns->next_tick_ms == 0)
+            ns->next_tick_ms = now + ns->policy.shuffle_period_ms;
+        if (now < ns->next_tick_ms)
+            continue;
+        ns->next_tick_ms = now + ns->policy.shuffle_period_ms;
+        ms_topo_diff_clear(&c->diff);
+        ms_err_t err = ns->engine->ops->tick(ns->engine, now, &c->diff);
+        if (err != MS_OK) {
+            ms_warn("namespace %s: periodic topology work failed: %s", ns->name,
+                    ms_err_str(err));
+            continue;
+        }
+        ms_ns_apply_diff(c, ns, &c->diff, NULL, NULL, 0);
+    }
 }

@@ -126,6 +126,129 @@ static void replace_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
     ms_info("%s/%s replaced by a session on %s", ns->name, m->id, gw);
 }
 
+static void waiter_free(ms_waiter_t *w)
+{
+    free(w->id);
+    free(w->gateway);
+    free(w->client_id);
+    free(w->hello);
+    free(w);
+}
+
+/* Tells every waiter its place in line (1 = next). */
+static void announce_waiting(ms_coord_t *c, ms_ns_t *ns)
+{
+    uint32_t pos = 1;
+    for (ms_waiter_t *w = ns->waiting; w; w = w->next, pos++) {
+        Meshsig__V1__Waiting wt = MESHSIG__V1__WAITING__INIT;
+        wt.position = pos;
+        Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+        sm.id = w->client_id;
+        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_WAITING;
+        sm.waiting = &wt;
+        ms_outbox_deliver(c, ns->shard, w->gateway, w->session, NULL, &sm, 0);
+    }
+}
+
+static void enqueue_waiter(ms_coord_t *c, ms_ns_t *ns, const Meshsig__Bus__ShardRequest *req)
+{
+    for (ms_waiter_t *w = ns->waiting; w; w = w->next) {
+        if (!strcmp(w->gateway, req->gateway_id) && w->session == req->session)
+            return; /* a retried join: already in line */
+        if (*req->join->peer_id && !strcmp(w->id, req->join->peer_id)) {
+            ms_send_error(c, ns->shard, req->gateway_id, req->session, req->client_id,
+                          ERR(ID_TAKEN), "peer id %s is already waiting in %s", w->id, ns->name);
+            return;
+        }
+    }
+    ms_waiter_t *w = calloc(1, sizeof(*w));
+    if (!w || !(w->id = strdup(req->join->peer_id)) || !(w->gateway = strdup(req->gateway_id)) ||
+        !(w->client_id = strdup(req->client_id)))
+        goto nomem;
+    w->session = req->session;
+    if (req->join->hello) {
+        w->hello_len = meshsig__v1__hello__get_packed_size(req->join->hello);
+        if (!(w->hello = malloc(w->hello_len ? w->hello_len : 1)))
+            goto nomem;
+        meshsig__v1__hello__pack(req->join->hello, w->hello);
+    }
+    if (ns->waiting_tail)
+        ns->waiting_tail->next = w;
+    else
+        ns->waiting = w;
+    ns->waiting_tail = w;
+    ns->n_waiting++;
+    announce_waiting(c, ns);
+    return;
+nomem:
+    if (w)
+        waiter_free(w);
+    ms_send_error(c, ns->shard, req->gateway_id, req->session, req->client_id, ERR(INTERNAL),
+                  "out of memory");
+}
+
+static void handle_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req);
+
+/* A place freed: admit waiters in order while the engine takes them. */
+static void admit_waiting(ms_coord_t *c, ms_ns_t *ns)
+{
+    while (ns->waiting && (!ns->policy.params.cap ||
+                           ns->engine->ops->count(ns->engine) < ns->policy.params.cap)) {
+        ms_waiter_t *w = ns->waiting;
+        ns->waiting = w->next;
+        if (!ns->waiting)
+            ns->waiting_tail = NULL;
+        ns->n_waiting--;
+        Meshsig__V1__Hello *hello =
+            w->hello ? meshsig__v1__hello__unpack(NULL, w->hello_len, w->hello) : NULL;
+        Meshsig__Bus__Join j = MESHSIG__BUS__JOIN__INIT;
+        j.peer_id = w->id;
+        j.hello = hello;
+        Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
+        req.gateway_id = w->gateway;
+        req.session = w->session;
+        req.namespace_ = ns->name;
+        req.client_id = w->client_id;
+        req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_JOIN;
+        req.join = &j;
+        handle_join(c, ns->shard, &req);
+        if (hello)
+            meshsig__v1__hello__free_unpacked(hello, NULL);
+        waiter_free(w);
+    }
+    if (ns->waiting)
+        announce_waiting(c, ns);
+}
+
+/* A waiting session left or closed. */
+static int remove_waiter(ms_coord_t *c, ms_ns_t *ns, const char *gateway, uint64_t session)
+{
+    ms_waiter_t **pp = &ns->waiting, *prev = NULL;
+    for (ms_waiter_t *w = ns->waiting; w; prev = w, pp = &w->next, w = w->next) {
+        if (strcmp(w->gateway, gateway) || w->session != session)
+            continue;
+        *pp = w->next;
+        if (ns->waiting_tail == w)
+            ns->waiting_tail = prev;
+        ns->n_waiting--;
+        waiter_free(w);
+        announce_waiting(c, ns);
+        return 1;
+    }
+    return 0;
+}
+
+void ms_ns_waiting_cleanup(ms_ns_t *ns)
+{
+    while (ns->waiting) {
+        ms_waiter_t *w = ns->waiting;
+        ns->waiting = w->next;
+        waiter_free(w);
+    }
+    ns->waiting_tail = NULL;
+    ns->n_waiting = 0;
+}
+
 static void handle_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)
 {
     const Meshsig__Bus__Join *j = req->join;
@@ -213,6 +336,10 @@ static void handle_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Shard
     ms_err_t err = ns->engine->ops->join(ns->engine, m->handle, m->pos, &c->diff);
     if (err != MS_OK) {
         ms_ns_free_handle(ns, m);
+        if (err == MS_ERR_FULL && ns->policy.overflow_wait) {
+            enqueue_waiter(c, ns, req);
+            goto done;
+        }
         if (err == MS_ERR_FULL)
             ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(NAMESPACE_FULL),
                           "namespace %s is full (%u peers)", ns->name, ns->policy.params.cap);
@@ -234,7 +361,7 @@ nomem:
     ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(INTERNAL), "out of memory");
 done:
     ms_member_free(m);
-    if (ns && !ns->members)
+    if (ns && !ns->members && !ns->waiting)
         ms_ns_destroy(c, ns);
 }
 
@@ -284,13 +411,19 @@ static void member_leave(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char 
     c->n_leaves++;
     ms_debug("leave %s/%s (%s)", ns->name, m->id, reason);
     ms_member_free(m);
-    if (!ns->members)
+    admit_waiting(c, ns);
+    if (!ns->members && !ns->waiting)
         ms_ns_destroy(c, ns);
 }
 
 static void handle_leave(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)
 {
     ms_ns_t *ns = ms_ns_find(c, req->namespace_);
+    if (ns && remove_waiter(c, ns, req->gateway_id, req->session)) {
+        if (!ns->members && !ns->waiting)
+            ms_ns_destroy(c, ns);
+        return;
+    }
     ms_member_t *m = ns ? ms_ns_member(ns, req->peer_id) : NULL;
     /* Only the session that holds the id may end it: a stale leave is ignored. */
     if (!m || strcmp(m->gateway, req->gateway_id) || m->session != req->session)

@@ -411,6 +411,10 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d)
             send_msg(gw, s, &copy);
             return;
         }
+        if (m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_WAITING) {
+            /* In line for a full namespace: no join deadline while waiting. */
+            lws_sul_cancel(&s->sul);
+        }
         if (m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR) {
             lws_sul_cancel(&s->sul);
             s->state = MS_SESSION_NEW;
