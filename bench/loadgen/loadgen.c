@@ -66,6 +66,7 @@ typedef struct {
     uint64_t t_start, t_connected, t_last_join;
     double cpu_start, cpu_connected;
     int64_t rss_before, rss_after;
+    int64_t rss_before_each[MS_LG_MAX_PIDS], rss_after_each[MS_LG_MAX_PIDS];
 
     uint64_t topo_connect, topo_disconnect, t_last_topo;
     uint64_t late_topo; /* topology events that arrived during --hold, after the report */
@@ -80,6 +81,7 @@ typedef struct {
     int replying, win_open, win_closed;
     uint64_t win_recv, win_sent;
     double cpu_w0, cpu_w1;
+    double cpu_w0_each[MS_LG_MAX_PIDS], cpu_w1_each[MS_LG_MAX_PIDS];
     uint64_t t_w0, t_w1;
     uint64_t sched_sent, max_lag;
     ms_lg_samples_t lat;
@@ -701,7 +703,7 @@ static void tick(lg_t *lg)
             }
         }
         lg->t_connected = lg->t_last_join ? lg->t_last_join : lg->now;
-        lg->cpu_connected = ms_lg_pids_cpu(&cfg->pids);
+        lg->cpu_connected = ms_lg_pids_cpu(&cfg->pids, NULL);
         if (cfg->scenario == MS_LG_IDLE)
             phase(lg, PH_SETTLE);
         else if (cfg->scenario == MS_LG_STORM)
@@ -711,7 +713,7 @@ static void tick(lg_t *lg)
         return;
     case PH_SETTLE:
         if (lg->now - lg->t_phase >= (uint64_t)(cfg->settle_s * 1e9)) {
-            lg->rss_after = ms_lg_pids_rss(&cfg->pids);
+            lg->rss_after = ms_lg_pids_rss(&cfg->pids, lg->rss_after_each);
             phase(lg, PH_DONE);
         }
         return;
@@ -726,11 +728,11 @@ static void tick(lg_t *lg)
             paced_send(lg);
         if (!lg->win_open && lg->now >= lg->win_start) {
             lg->win_open = 1;
-            lg->cpu_w0 = ms_lg_pids_cpu(&cfg->pids);
+            lg->cpu_w0 = ms_lg_pids_cpu(&cfg->pids, lg->cpu_w0_each);
             lg->t_w0 = ms_lg_now_ns();
         }
         if (lg->now >= lg->win_end) {
-            lg->cpu_w1 = ms_lg_pids_cpu(&cfg->pids);
+            lg->cpu_w1 = ms_lg_pids_cpu(&cfg->pids, lg->cpu_w1_each);
             lg->t_w1 = ms_lg_now_ns();
             lg->replying = 0;
             lg->drain_end = lg->now + 3 * NS_PER_S;
@@ -775,6 +777,14 @@ static void report(lg_t *lg)
                lg->joined && lg->rss_after >= 0 && lg->rss_before >= 0
                    ? (double)(lg->rss_after - lg->rss_before) / lg->joined
                    : -1.0);
+        /* Per process, in --pids order: where the memory went. */
+        printf("\"mem_per_conn_each\":[");
+        for (int i = 0; i < cfg->pids.n; i++)
+            printf("%s%.1f", i ? "," : "",
+                   lg->joined && lg->rss_after >= 0 && lg->rss_before >= 0
+                       ? (double)(lg->rss_after_each[i] - lg->rss_before_each[i]) / lg->joined
+                       : -1.0);
+        printf("],");
     }
     if (cfg->scenario == MS_LG_RELAY || cfg->scenario == MS_LG_LATENCY) {
         double win = secs(lg->t_w1 - lg->t_w0);
@@ -788,6 +798,10 @@ static void report(lg_t *lg)
                (unsigned long long)lg->win_sent, (unsigned long long)lg->win_recv,
                win > 0 ? lg->win_recv / win : 0, cpu, cpu > 0 ? lg->win_recv / cpu : 0,
                lg->max_lag / 1e3);
+        printf("\"server_cpu_each\":[");
+        for (int i = 0; i < cfg->pids.n; i++)
+            printf("%s%.3f", i ? "," : "", lg->cpu_w1_each[i] - lg->cpu_w0_each[i]);
+        printf("],");
         printf("\"lat_n\":%zu,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
                "\"max_us\":%.1f,",
                lg->lat.n, ms_lg_samples_pct(&lg->lat, 50) / 1e3,
@@ -816,7 +830,12 @@ static void report(lg_t *lg)
                (unsigned long long)(lg->topo_connect + lg->topo_disconnect),
                secs(last - lg->t_start), n ? dmin : 0, n ? (double)dsum / n : 0, dmax, dsum / 2.0);
     }
-    printf("\"total_s\":%.3f}\n", secs(lg->now - lg->t_start));
+    struct rusage ru;
+    double self = 0;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        self = ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+               (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    printf("\"loadgen_cpu_s\":%.3f,\"total_s\":%.3f}\n", self, secs(lg->now - lg->t_start));
     fflush(stdout);
 }
 
@@ -880,8 +899,8 @@ int ms_lg_run(const ms_lg_cfg_t *cfg)
             env > 0 && cfg->size > (uint32_t)env ? cfg->size - (uint32_t)env + 2 : 64;
     }
 
-    lg->rss_before = ms_lg_pids_rss(&cfg->pids);
-    lg->cpu_start = ms_lg_pids_cpu(&cfg->pids);
+    lg->rss_before = ms_lg_pids_rss(&cfg->pids, lg->rss_before_each);
+    lg->cpu_start = ms_lg_pids_cpu(&cfg->pids, NULL);
     lg->now = lg->t_start = ms_lg_now_ns();
     phase(lg, PH_CONNECT);
     /* Every phase is bounded by cfg->timeout_s; this bounds the whole loop on top of that. */

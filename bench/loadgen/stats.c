@@ -79,7 +79,7 @@ int ms_lg_pids_parse(ms_lg_pids_t *p, const char *s)
     return 0;
 }
 
-int64_t ms_lg_pids_rss(const ms_lg_pids_t *p)
+int64_t ms_lg_pids_rss(const ms_lg_pids_t *p, int64_t *each)
 {
     int64_t total = 0;
     for (int i = 0; i < p->n; i++) {
@@ -98,12 +98,14 @@ int64_t ms_lg_pids_rss(const ms_lg_pids_t *p)
         fclose(f);
         if (kb < 0)
             return -1;
+        if (each)
+            each[i] = kb * 1024;
         total += kb * 1024;
     }
     return total;
 }
 
-double ms_lg_pids_cpu(const ms_lg_pids_t *p)
+double ms_lg_pids_cpu(const ms_lg_pids_t *p, double *each)
 {
     long hz = sysconf(_SC_CLK_TCK);
     unsigned long long ticks = 0;
@@ -126,6 +128,8 @@ double ms_lg_pids_cpu(const ms_lg_pids_t *p)
         if (sscanf(q + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
             return -1;
         ticks += ut + st;
+        if (each)
+            each[i] = (double)(ut + st) / (double)hz;
     }
     return (double)ticks / (double)hz;
 }

@@ -29,10 +29,12 @@ typedef struct {
 
 /* Parses "123,456"; returns 0 or -1. */
 int ms_lg_pids_parse(ms_lg_pids_t *p, const char *s);
-/* Sum of VmRSS over the processes, in bytes; -1 if any cannot be read (it died). */
-int64_t ms_lg_pids_rss(const ms_lg_pids_t *p);
-/* Sum of utime+stime over the processes (all threads), in seconds; -1 if any cannot be read. */
-double ms_lg_pids_cpu(const ms_lg_pids_t *p);
+/* Sum of VmRSS over the processes, in bytes; -1 if any cannot be read (it died). When each is
+ * not NULL it receives the processes' own figures (MS_LG_MAX_PIDS entries). */
+int64_t ms_lg_pids_rss(const ms_lg_pids_t *p, int64_t *each);
+/* Sum of utime+stime over the processes (all threads), in seconds; -1 if any cannot be read.
+ * When each is not NULL it receives the processes' own figures. */
+double ms_lg_pids_cpu(const ms_lg_pids_t *p, double *each);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t ms_lg_now_ns(void);
