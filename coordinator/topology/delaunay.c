@@ -575,19 +575,37 @@ static ms_err_t lawson(dl_t *e, uint32_t focus)
 
 enum { LOC_IN, LOC_EDGE, LOC_VERTEX, LOC_OUT };
 
+static int usable_start(const dl_t *e, uint32_t s)
+{
+    return s != NONE && s < e->n_v && e->v[s].state == V_REP && e->v[s].tri != NONE;
+}
+
 static uint32_t start_triangle(dl_t *e, uint32_t p)
 {
     if (e->grid) {
-        uint32_t s = e->grid[cell_of(e, p)];
-        if (s != NONE && s < e->n_v && e->v[s].state == V_REP && e->v[s].tri != NONE)
-            return e->v[s].tri;
+        /* p's bucket, else the nearest rings around it (a bucket holds 1-4 on average) */
+        unsigned s = MS_DELAUNAY_BITS - e->grid_bits;
+        long side = 1L << e->grid_bits;
+        long cx = (long)((uint32_t)e->v[p].x >> s), cy = (long)((uint32_t)e->v[p].y >> s);
+        for (long r = 0; r <= 2; r++)
+            for (long dy = -r; dy <= r; dy++)
+                for (long dx = -r; dx <= r; dx++) {
+                    if (labs(dx) != r && labs(dy) != r)
+                        continue;
+                    long x = cx + dx, y = cy + dy;
+                    if (x < 0 || y < 0 || x >= side || y >= side)
+                        continue;
+                    uint32_t c = e->grid[(size_t)y * (size_t)side + (size_t)x];
+                    if (usable_start(e, c))
+                        return e->v[c].tri;
+                }
     }
     /* An empty bucket: the nearest of a few random representatives. */
     uint32_t best = NONE;
     uint64_t bd = UINT64_MAX;
     for (int k = 0; k < 8 && e->n_v > 0; k++) {
         uint32_t s = (uint32_t)(rng_next(e) % e->n_v);
-        if (e->v[s].state != V_REP || e->v[s].tri == NONE || s == p)
+        if (!usable_start(e, s) || s == p)
             continue;
         int64_t dx = (int64_t)e->v[s].x - e->v[p].x, dy = (int64_t)e->v[s].y - e->v[p].y;
         uint64_t d = (uint64_t)(dx * dx) + (uint64_t)(dy * dy);
