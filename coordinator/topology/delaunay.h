@@ -10,8 +10,8 @@
  * the same grid point are the same position; such peers are linked as a chain
  * ordered by ms_topo_pos_t.key (see delaunay.c).
  *
- * With params->geo the positions are longitude (x) and latitude (y) in degrees;
- * see delaunay.c for the spherical mode.
+ * Spherical positions (params->geo: longitude, latitude) are not implemented
+ * yet: create() returns MS_ERR_UNSUPPORTED for them.
  */
 #ifndef MS_DELAUNAY_H
 #define MS_DELAUNAY_H

@@ -84,7 +84,8 @@ static void eset_of(const ms_topo_t *t, eset_t *s)
 {
     s->n = 0;
     t->ops->edges(t, eset_add, s);
-    qsort(s->v, s->n, sizeof(*s->v), u64cmp);
+    if (s->n > 1)
+        qsort(s->v, s->n, sizeof(*s->v), u64cmp);
     for (size_t i = 1; i < s->n; i++)
         if (!(s->v[i] != s->v[i - 1]))
             ck_abort_msg("edge listed twice");
@@ -475,6 +476,8 @@ START_TEST(small_cases_and_errors)
     h_t *h = h_new(1);
     ms_topo_t *t = h->t;
     ck_assert_str_eq(t->ops->name, "delaunay");
+    ms_topo_t *geo = NULL;
+    ck_assert_int_eq(t->ops->create(&(ms_topo_params_t){.geo = 1}, &geo), MS_ERR_UNSUPPORTED);
     ms_peer_t nb[8];
     h_join(h, 5, gridpos(100, 100, 1));
     ck_assert_uint_eq(t->ops->neighbours(t, 5, nb, 8), 0);
