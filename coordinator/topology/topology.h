@@ -130,6 +130,7 @@ ms_err_t ms_topo_restore_generic(ms_topo_t *t, const ms_topo_report_t *reports, 
 
 extern const ms_topo_ops_t ms_topo_fullmesh_ops;
 extern const ms_topo_ops_t ms_topo_tree_ops;
+extern const ms_topo_ops_t ms_topo_spray_ops;
 extern const ms_topo_ops_t ms_topo_delaunay_ops;
 
 #endif
