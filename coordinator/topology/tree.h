@@ -16,8 +16,8 @@ typedef struct {
     uint32_t max_fanout; /* most children of any peer */
     uint64_t leaves;     /* leave() calls that succeeded */
     /* Peers whose parent changed for a reason other than their own join or
-     * leave: a child of a departed peer (repair) or a leaf moved up to keep the
-     * depth within bound + 1 (rebalance). */
+     * leave: a child of a departed peer or a spill below the promoted child
+     * (repair), or a leaf moved up to keep the depth within bound + 1 (rebalance). */
     uint64_t moved_repair;
     uint64_t moved_rebalance;
     uint64_t max_moved_leave; /* most peers moved by one leave() */
