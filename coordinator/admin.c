@@ -178,7 +178,7 @@ static void put_policy(ms_coord_t *c, struct evhttp_request *r, const char *name
     ms_err_t err = ms_policy_parse(j, &p, why, sizeof(why));
     json_decref(j);
     if (err != MS_OK) {
-        reply_error(c, r, 400, why);
+        reply_error(c, r, err == MS_ERR_UNSUPPORTED ? 501 : 400, why);
         return;
     }
     ms_ns_t *ns = ms_ns_find(c, name);

@@ -30,6 +30,15 @@ static void on_bus_msg(natsMsg *msg, void *ud)
     ms_coord_t *c = ud;
     const char *subj = natsMsg_GetSubject(msg);
     size_t plen = strlen(c->cfg->prefix);
+    if (!strncmp(subj, c->cfg->prefix, plen) && !strcmp(subj + plen, ".gw.heartbeat")) {
+        Meshsig__Bus__Heartbeat *hb = meshsig__bus__heartbeat__unpack(
+            NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
+        if (hb) {
+            ms_gw_heartbeat(c, hb);
+            meshsig__bus__heartbeat__free_unpacked(hb, NULL);
+        }
+        return;
+    }
     if (strncmp(subj, c->cfg->prefix, plen) || strncmp(subj + plen, ".shard.", 7)) {
         c->n_bad_requests++;
         return;
@@ -96,6 +105,7 @@ static void on_tick(evutil_socket_t fd, short what, void *ud)
     uint64_t now = ms_now_ms();
     ms_msg_tick(c, now);
     ms_ns_tick_all(c, now);
+    ms_gw_liveness(c, now);
     ms_outbox_flush(c);
 }
 
@@ -150,6 +160,12 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
         ms_error("cannot subscribe %s", subj);
         goto fail;
     }
+    char hb[160];
+    snprintf(hb, sizeof(hb), "%s.gw.heartbeat", cfg->prefix);
+    if ((err = ms_bus_subscribe(c->bus, hb, NULL, c->inbox)) != MS_OK) {
+        ms_error("cannot subscribe %s", hb);
+        goto fail;
+    }
     if ((err = ms_admin_start(c)) != MS_OK)
         goto fail;
     c->sigint_ev = evsignal_new(c->base, SIGINT, on_signal, c);
@@ -197,6 +213,7 @@ void ms_coord_destroy(ms_coord_t *c)
     ms_mailbox_destroy(c->inbox);
     ms_outbox_destroy(c->outbox);
     ms_ns_destroy_all(c);
+    ms_gw_cleanup(c);
     ms_policy_entry_t *e, *tmp;
     HASH_ITER(hh, c->policies, e, tmp)
     {

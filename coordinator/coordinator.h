@@ -14,6 +14,8 @@ typedef struct {
     const char *admin_token;  /* bearer token for the admin API */
     const char *admin_cors;   /* Access-Control-Allow-Origin value, or NULL */
     int insecure_dev;         /* admin API without token */
+    long resume_grace_ms;     /* peers of a dead gateway may resume this long */
+    long gateway_timeout_ms;  /* a gateway silent this long is dead */
     long offline_max_msgs;    /* persistent emits kept per absent peer */
     long offline_max_age_s;   /* and for how long */
 } ms_coord_config_t;

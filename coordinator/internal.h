@@ -16,6 +16,7 @@
 #include "offline.h"
 #include "policy.h"
 #include "topology.h"
+#include "vivaldi.h"
 
 /* A peer in a namespace. */
 typedef struct ms_member {
@@ -27,6 +28,8 @@ typedef struct ms_member {
     Meshsig__V1__Position *client_pos; /* as the client gave it (owned), or NULL */
     uint8_t *metadata;  /* packed meshsig.v1.Struct handed to neighbours, or NULL */
     size_t metadata_len;
+    uint64_t detached_ms; /* its gateway died at this time; 0 while attached */
+    ms_vivaldi_t viv;     /* network coordinate from reported RTTs */
     UT_hash_handle hh;  /* by id */
 } ms_member_t;
 
@@ -111,6 +114,15 @@ typedef struct ms_policy_entry {
     UT_hash_handle hh;
 } ms_policy_entry_t;
 
+/* A gateway as seen through its heartbeats. */
+typedef struct ms_gw_info {
+    char *id;
+    uint64_t last_seen_ms, started_ms;
+    uint32_t sessions;
+    int dead;
+    UT_hash_handle hh;
+} ms_gw_info_t;
+
 typedef struct ms_outbox ms_outbox_t;
 
 struct ms_coord {
@@ -126,6 +138,8 @@ struct ms_coord {
     ms_mailbox_t *inbox;
     ms_ns_t *namespaces;          /* uthash by name */
     ms_policy_entry_t *policies;  /* uthash by ns */
+    ms_gw_info_t *gateways;       /* uthash by id */
+    uint64_t next_liveness_ms;
     ms_outbox_t *outbox;
     ms_offline_t *offline;        /* persistent emits (JetStream) */
     struct event *offline_ev;
@@ -159,6 +173,10 @@ void ms_ns_apply_diff(ms_coord_t *c, ms_ns_t *ns, const ms_topo_diff_t *diff,
 /* Replaces the namespace's policy, rebuilding the topology and sending the difference. */
 ms_err_t ms_ns_set_policy(ms_coord_t *c, ms_ns_t *ns, const ms_policy_t *p);
 const ms_policy_t *ms_coord_policy_for(ms_coord_t *c, const char *ns);
+static inline int ms_ns_policy_network(const ms_ns_t *ns)
+{
+    return ns->policy.positioning == MS_POS_NETWORK;
+}
 /* Position of a peer under the namespace's positioning mode. */
 ms_topo_pos_t ms_ns_position(const ms_ns_t *ns, const char *peer_id,
                              const Meshsig__V1__Position *given);
@@ -193,6 +211,14 @@ void ms_member_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const ch
 
 /* A peer joined: deliver what was kept for it. */
 void ms_msg_member_joined(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m);
+
+/* gateways.c: heartbeats, dead gateways, the resume grace period. */
+void ms_gw_heartbeat(ms_coord_t *c, const Meshsig__Bus__Heartbeat *hb);
+void ms_gw_seen(ms_coord_t *c, const char *gateway);
+void ms_gw_liveness(ms_coord_t *c, uint64_t now_ms);
+void ms_gw_cleanup(ms_coord_t *c);
+/* Removes a peer from its namespace with repair events and notices (shard.c). */
+void ms_member_leave(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *reason);
 
 /* admin.c */
 ms_err_t ms_admin_start(ms_coord_t *c);

@@ -8,6 +8,7 @@
 #include "hash.h"
 #include "internal.h"
 #include "log.h"
+#include "position.h"
 
 ms_ns_t *ms_ns_find(ms_coord_t *c, const char *name)
 {
@@ -187,59 +188,18 @@ void ms_ns_free_handle(ms_ns_t *ns, ms_member_t *m)
     }
 }
 
-/* splitmix64's finaliser: every input bit moves every output bit. */
-static uint64_t mix64(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 ms_topo_pos_t ms_ns_position(const ms_ns_t *ns, const char *peer_id,
                              const Meshsig__V1__Position *given)
 {
-    /* The key is the same on every coordinator, so a rebuild breaks ties alike. */
-    size_t nl = strlen(ns->name), pl = strlen(peer_id);
-    char buf[512];
-    uint64_t key;
-    if (nl + pl + 1 < sizeof(buf)) {
-        memcpy(buf, ns->name, nl);
-        buf[nl] = '\0';
-        memcpy(buf + nl + 1, peer_id, pl);
-        key = ms_fnv1a64(buf, nl + 1 + pl);
-    } else {
-        key = ms_fnv1a64(peer_id, pl) ^ ms_fnv1a64(ns->name, nl);
-    }
-    ms_topo_pos_t p = {.x = 0, .y = 0, .key = key};
-    switch (ns->policy.positioning) {
-    case MS_POS_CLIENT:
-        if (given) {
-            p.x = given->x;
-            p.y = given->y;
-            return p;
-        }
-        break;
-    case MS_POS_GEO:
-        if (given) {
-            p.x = given->lon;
-            p.y = given->lat;
-            return p;
-        }
-        break;
-    case MS_POS_RANDOM:
-    case MS_POS_NETWORK:
-        break;
-    }
-    /* Random (and the starting point of the other modes): uniform in the unit
-     * square. FNV-1a's high bits hardly move when ids differ in their last
-     * characters, so both coordinates go through a full 64-bit mixer. */
-    uint64_t hx = mix64(key), hy = mix64(key ^ 0x6a09e667f3bcc909ULL);
-    p.x = (double)(hx >> 11) / 9007199254740992.0;
-    p.y = (double)(hy >> 11) / 9007199254740992.0;
-    if (ns->policy.positioning == MS_POS_GEO) {
-        p.x = p.x * 360.0 - 180.0;
-        p.y = asin(2.0 * p.y - 1.0) * 180.0 / M_PI; /* uniform on the sphere */
+    /* The random position and the key depend only on namespace and peer id, so
+     * every coordinator places a peer alike (a takeover rebuilds the same mesh). */
+    ms_topo_pos_t p = ms_position_random(ns->name, peer_id);
+    if (given && ns->policy.positioning == MS_POS_CLIENT) {
+        p.x = given->x;
+        p.y = given->y;
+    } else if (given && ns->policy.positioning == MS_POS_GEO) {
+        p.x = given->lon;
+        p.y = given->lat;
     }
     return p;
 }

@@ -189,6 +189,68 @@ nomem:
 
 static void handle_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req);
 
+/* Sends m's session a connect for each of its current edges (a snapshot after resume). */
+static void send_edges_to(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
+{
+    edge_pick_t ep = {.diff = &c->diff, .who = m->handle, .err = MS_OK};
+    ms_topo_diff_clear(&c->diff);
+    ns->engine->ops->edges(ns->engine, pick_edge, &ep);
+    for (size_t i = 0; i < c->diff.n_connect; i++) {
+        const ms_edge_t *e = &c->diff.connect[i];
+        ms_peer_t other = e->a == m->handle ? e->b : e->a;
+        if (other >= ns->n_handles || !ns->by_handle[other])
+            continue;
+        ms_member_t *o = ns->by_handle[other];
+        Meshsig__V1__Role role = MESHSIG__V1__ROLE__PEER;
+        if (e->kind == MS_EDGE_TREE)
+            role = e->a == m->handle ? MESHSIG__V1__ROLE__CHILD : MESHSIG__V1__ROLE__PARENT;
+        Meshsig__V1__Connect cn = MESHSIG__V1__CONNECT__INIT;
+        cn.peer = o->id;
+        cn.initiator = strcmp(m->id, o->id) < 0;
+        cn.role = role;
+        Meshsig__V1__Topology t = MESHSIG__V1__TOPOLOGY__INIT;
+        t.event_case = MESHSIG__V1__TOPOLOGY__EVENT_CONNECT;
+        t.connect = &cn;
+        Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_TOPOLOGY;
+        sm.topology = &t;
+        ms_deliver(c, ns, m, &sm);
+    }
+}
+
+/* A peer comes back through another session with a valid resume token: it
+ * keeps its id, edges, rooms and services; its neighbours see nothing. Its
+ * new session gets the welcome and a connect per current edge, which a
+ * client that still holds those WebRTC connections simply keeps. */
+static void resume_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
+                           const Meshsig__Bus__ShardRequest *req, const char *cid)
+{
+    char *gw = strdup(req->gateway_id);
+    if (!gw) {
+        ms_send_error(c, ns->shard, req->gateway_id, req->session, cid, ERR(INTERNAL),
+                      "out of memory");
+        return;
+    }
+    if (!m->detached_ms) {
+        /* The old session may still be open (a half-dead connection): end it. */
+        Meshsig__V1__Error e = MESHSIG__V1__ERROR__INIT;
+        e.code = ERR(REPLACED);
+        e.message = "this peer resumed on another connection";
+        Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR;
+        sm.error = &e;
+        ms_outbox_deliver(c, ns->shard, m->gateway, m->session, m->id, &sm, 4001);
+    }
+    free(m->gateway);
+    m->gateway = gw;
+    m->session = req->session;
+    m->detached_ms = 0;
+    ms_gw_seen(c, gw);
+    send_welcome(c, ns, m, cid);
+    send_edges_to(c, ns, m);
+    ms_info("%s/%s resumed on %s", ns->name, m->id, gw);
+}
+
 /* A place freed: admit waiters in order while the engine takes them. */
 static void admit_waiting(ms_coord_t *c, ms_ns_t *ns)
 {
@@ -283,6 +345,10 @@ static void handle_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Shard
         goto done;
     }
     ms_member_t *old = ms_ns_member(ns, id);
+    if (old && j->resume && (strcmp(old->gateway, req->gateway_id) || old->session != req->session)) {
+        resume_session(c, ns, old, req, cid);
+        return;
+    }
     if (old) {
         if (!strcmp(old->gateway, req->gateway_id) && old->session == req->session) {
             /* A retried join: answer again, change nothing. */
@@ -330,6 +396,12 @@ static void handle_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Shard
         goto done;
     }
     m->pos = ms_ns_position(ns, m->id, m->client_pos);
+    ms_vivaldi_init(&m->viv, m->pos.key);
+    if (ms_ns_policy_network(ns)) {
+        /* Network mode starts every peer at the origin of its coordinate. */
+        m->pos = ms_vivaldi_position(&m->viv, m->pos.key);
+        ms_vivaldi_mark_placed(&m->viv);
+    }
     if (ms_ns_alloc_handle(ns, m) != MS_OK)
         goto nomem;
     ms_topo_diff_clear(&c->diff);
@@ -349,6 +421,7 @@ static void handle_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Shard
         goto done;
     }
     HASH_ADD_KEYPTR(hh, ns->members, m->id, strlen(m->id), m);
+    ms_gw_seen(c, m->gateway);
     c->n_joins++;
     send_welcome(c, ns, m, cid);
     ms_ns_apply_diff(c, ns, &c->diff, m, hello ? hello->offers : NULL,
@@ -378,7 +451,7 @@ static void send_peer_left(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, co
 }
 
 /* Removes m from ns: topology repair events to the others, peerLeft to its former neighbours. */
-static void member_leave(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *reason)
+void ms_member_leave(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *reason)
 {
     ms_msg_member_gone(c, ns, m);
     ms_topo_diff_clear(&c->diff);
@@ -428,7 +501,7 @@ static void handle_leave(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Shar
     /* Only the session that holds the id may end it: a stale leave is ignored. */
     if (!m || strcmp(m->gateway, req->gateway_id) || m->session != req->session)
         return;
-    member_leave(c, ns, m, req->leave && *req->leave->reason ? req->leave->reason : "left");
+    ms_member_leave(c, ns, m, req->leave && *req->leave->reason ? req->leave->reason : "left");
 }
 
 /* The sender of a routed message, or NULL after answering with an error. */
@@ -519,6 +592,48 @@ static void handle_position(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const ch
     ms_deliver(c, ns, m, &sm);
 }
 
+/* How far (ms) a Vivaldi coordinate may drift before the peer is moved. */
+#define VIVALDI_MOVE_MS 5.0
+
+static void handle_rtt(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid,
+                       Meshsig__V1__RttReport *rtt)
+{
+    ms_member_t *o = ms_ns_member(ns, rtt->peer);
+    if (!o || o == m) {
+        ms_member_error(c, ns, m, cid, ERR(PEER_NOT_FOUND), "%s is not in namespace %s",
+                        rtt->peer, ns->name);
+        return;
+    }
+    if (!(rtt->ms > 0 && rtt->ms < 60000)) {
+        ms_member_error(c, ns, m, cid, ERR(BAD_REQUEST), "rtt.ms must be in (0, 60000)");
+        return;
+    }
+    if (ms_vivaldi_update(&m->viv, &o->viv, rtt->ms) != MS_OK) {
+        ms_member_error(c, ns, m, cid, ERR(BAD_REQUEST), "rtt report rejected");
+        return;
+    }
+    /* Only a coordinate that drifted past the threshold moves the peer, and a
+     * move announces only the edges that changed. */
+    if (ms_ns_policy_network(ns) && ns->engine->ops->move &&
+        ms_vivaldi_drifted(&m->viv, VIVALDI_MOVE_MS)) {
+        ms_topo_pos_t np = ms_vivaldi_position(&m->viv, m->pos.key);
+        ms_topo_diff_clear(&c->diff);
+        if (ns->engine->ops->move(ns->engine, m->handle, np, &c->diff) == MS_OK) {
+            m->pos = np;
+            ms_vivaldi_mark_placed(&m->viv);
+            ms_ns_apply_diff(c, ns, &c->diff, NULL, NULL, 0);
+        }
+    }
+    if (*cid) {
+        Meshsig__V1__Ok ok = MESHSIG__V1__OK__INIT;
+        Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+        sm.id = (char *)cid;
+        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_OK;
+        sm.ok = &ok;
+        ms_deliver(c, ns, m, &sm);
+    }
+}
+
 static void handle_client(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)
 {
     Meshsig__V1__ClientMessage *cm = req->client;
@@ -535,8 +650,7 @@ static void handle_client(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sha
         handle_position(c, ns, m, req->client_id, cm->position);
         return;
     case MESHSIG__V1__CLIENT_MESSAGE__MSG_RTT:
-        ms_member_error(c, ns, m, req->client_id, ERR(UNKNOWN_MESSAGE),
-                        "rtt reports are not used by this coordinator yet");
+        handle_rtt(c, ns, m, req->client_id, cm->rtt);
         return;
     default:
         ms_msg_handle(c, ns, m, req->client_id, cm);

@@ -15,6 +15,8 @@
 #include <unistd.h>
 #include <jansson.h>
 #include <libwebsockets.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <uthash.h>
 
 #include "auth.h"
@@ -24,6 +26,7 @@
 #include "codec.h"
 #include "gateway.h"
 #include "log.h"
+#include "resume.h"
 #include "session.h"
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
@@ -41,6 +44,8 @@ struct ms_gateway {
     ms_bus_t *bus;
     ms_mailbox_t *inbox;
     ms_auth_t *auth;
+    unsigned char resume_key[32]; /* HMAC-SHA256 key; all zero: resume disabled */
+    int resume_on;
     ms_session_t *sessions; /* uthash by id */
     size_t n_sessions;
     uint64_t next_session;
@@ -219,7 +224,24 @@ static void handle_hello(ms_gateway_t *gw, ms_session_t *s, const char *cid,
         send_error(gw, s, cid, ERR(BAD_REQUEST), "hello.namespace is required");
         return;
     }
-    if (gw->auth) {
+    int resume = 0;
+    if (*hello->resume_token && gw->resume_on) {
+        /* A resume token stands in for the hello token: it proves the holder
+         * was this peer in this namespace a moment ago. */
+        ms_resume_claims_t rc;
+        const char *why = NULL;
+        if (ms_resume_verify(gw->resume_key, sizeof(gw->resume_key), hello->resume_token,
+                             (int64_t)time(NULL), &rc, &why) != MS_OK ||
+            strcmp(rc.ns, hello->namespace_)) {
+            ms_info("session %llu: resume token rejected (%s)", (unsigned long long)s->id,
+                    why ? why : "other namespace");
+            send_error(gw, s, cid, ERR(RESUME_FAILED),
+                       "invalid or expired resume token; join without it");
+            return;
+        }
+        snprintf(peer, sizeof(peer), "%s", rc.peer_id);
+        resume = 1;
+    } else if (gw->auth) {
         const char *why = NULL;
         ms_err_t err = ms_auth_verify(gw->auth, hello->token, hello->namespace_,
                                       (int64_t)time(NULL), peer, &why);
@@ -253,19 +275,20 @@ static void handle_hello(ms_gateway_t *gw, ms_session_t *s, const char *cid,
     s->shard = ms_bus_shard_of(s->ns, (uint32_t)gw->cfg->shards);
 
     /* The owner never sees tokens. */
-    char *token = hello->token, *resume = hello->resume_token;
+    char *token = hello->token, *resume_token = hello->resume_token;
     hello->token = (char *)"";
     hello->resume_token = (char *)"";
     Meshsig__Bus__Join j = MESHSIG__BUS__JOIN__INIT;
     j.peer_id = peer;
     j.hello = hello;
+    j.resume = resume;
     Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
     req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_JOIN;
     req.join = &j;
     req.client_id = s->join_client_id;
     int rc = publish_request(gw, s, &req, 1);
     hello->token = token;
-    hello->resume_token = resume;
+    hello->resume_token = resume_token;
     if (rc != 0) {
         send_error(gw, s, cid, ERR(UNAVAILABLE), "the message bus is unavailable; retry");
         return;
@@ -406,6 +429,12 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d)
             s->state = MS_SESSION_JOINED;
             Meshsig__V1__Welcome w = *m->welcome;
             w.gateway_id = gw->id;
+            char token[MS_RESUME_TOKEN_MAX] = "";
+            if (gw->resume_on && s->peer_id &&
+                ms_resume_issue(gw->resume_key, sizeof(gw->resume_key), s->peer_id, s->ns,
+                                gw->started_ms, (int64_t)time(NULL), gw->cfg->resume_ttl_s,
+                                token, sizeof(token)) == MS_OK)
+                w.resume_token = token;
             Meshsig__V1__ServerMessage copy = *m;
             copy.welcome = &w;
             send_msg(gw, s, &copy);
@@ -794,6 +823,22 @@ ms_err_t ms_gw_create(const ms_gw_config_t *cfg, ms_gateway_t **out)
         }
     }
 
+    /* Resume tokens must verify on every gateway, so the key comes from shared
+     * configuration: --resume-secret, else derived from the JWT secret, else (dev) fixed. */
+    const char *rsrc = cfg->resume_secret && *cfg->resume_secret ? cfg->resume_secret
+                       : cfg->jwt_secret && *cfg->jwt_secret     ? cfg->jwt_secret
+                       : cfg->insecure_dev                      ? "meshsig-insecure-dev"
+                                                                : NULL;
+    if (rsrc) {
+        unsigned int klen = 0;
+        HMAC(EVP_sha256(), "meshsig-resume-key-v1", 21, (const unsigned char *)rsrc,
+             strlen(rsrc), gw->resume_key, &klen);
+        gw->resume_on = klen == sizeof(gw->resume_key);
+    } else {
+        ms_warn("no --resume-secret (and no --jwt-secret to derive it from): clients cannot "
+                "resume after a gateway failure");
+    }
+
     char host[128];
     const char *colon = strrchr(cfg->listen, ':');
     if (!colon || (size_t)(colon - cfg->listen) >= sizeof(host)) {
@@ -920,6 +965,7 @@ void ms_gw_destroy(ms_gateway_t *gw)
     ms_bus_destroy(gw->bus);
     ms_mailbox_destroy(gw->inbox);
     ms_auth_destroy(gw->auth);
+    OPENSSL_cleanse(gw->resume_key, sizeof(gw->resume_key));
     free(gw->epochs);
     free(gw->out);
     free(gw->pub);

@@ -24,6 +24,8 @@ typedef struct {
     long hello_timeout_ms;    /* a connection must say hello within this */
     long join_timeout_ms;     /* a hello with no answer from the owner gets UNAVAILABLE */
     long drain_ms;            /* on SIGTERM, how long clients get to leave */
+    const char *resume_secret; /* HMAC key for resume tokens, shared by all gateways */
+    long resume_ttl_s;        /* lifetime of a resume token */
 } ms_gw_config_t;
 
 typedef struct ms_gateway ms_gateway_t;

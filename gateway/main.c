@@ -39,6 +39,7 @@ int main(int argc, char **argv)
         .hello_timeout_ms = 10000,
         .join_timeout_ms = 5000,
         .drain_ms = 10000,
+        .resume_ttl_s = 3600,
     };
     const char *log_level = "info";
     int log_json = 0;
@@ -60,6 +61,9 @@ int main(int argc, char **argv)
         {"hello-timeout-ms", MS_OPT_INT, &cfg.hello_timeout_ms, "time allowed before hello"},
         {"join-timeout-ms", MS_OPT_INT, &cfg.join_timeout_ms, "time to wait for a join answer"},
         {"drain-ms", MS_OPT_INT, &cfg.drain_ms, "on SIGTERM, time clients get to reconnect elsewhere"},
+        {"resume-secret", MS_OPT_STR, &cfg.resume_secret,
+         "key for resume tokens, the same on every gateway (default: derived from --jwt-secret)"},
+        {"resume-ttl-s", MS_OPT_INT, &cfg.resume_ttl_s, "lifetime of a resume token"},
         {"insecure-dev", MS_OPT_BOOL, &cfg.insecure_dev,
          "accept hellos without a token; loopback only. Never in production"},
         {"log-level", MS_OPT_STR, &log_level, "debug, info, warn or error"},

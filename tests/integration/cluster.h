@@ -20,6 +20,7 @@ typedef struct {
     pid_t gw[CLUSTER_MAX_GW];
     int gw_port[CLUSTER_MAX_GW];
     const char *admin_token; /* NULL: coordinator in insecure dev mode */
+    const char *const *coord_extra; /* more coordinator arguments, NULL-terminated */
 } cluster_t;
 
 /* A free TCP port on 127.0.0.1. */
@@ -28,6 +29,10 @@ int cluster_free_port(void);
 const char *cluster_bin(const char *rel, char *buf, size_t cap);
 /* Starts nats-server and a coordinator. */
 int cluster_start(cluster_t *c, const char *admin_token);
+/* The same with more coordinator arguments (NULL-terminated, kept by pointer). */
+int cluster_start_args(cluster_t *c, const char *admin_token, const char *const *coord_extra);
+/* kill -9 of gateway i (it is not restarted). */
+void cluster_kill_gateway(cluster_t *c, int i);
 /* Stops the coordinator (SIGTERM, or SIGKILL when hard) and starts it again
  * with the same arguments; returns once it is ready. */
 int cluster_restart_coordinator(cluster_t *c, int hard);

@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Fault tests with real processes: a gateway killed with SIGKILL; its clients resume on another
+ * gateway with their resume tokens and their neighbours see no disconnect. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cluster.h"
+#include "testutil.h"
+#include "wsclient.h"
+
+#define GRACE_MS 2000
+#define GW_TIMEOUT_MS 1000
+
+static cluster_t cl;
+static int g1, g2, g3;
+static const char *const coord_args[] = {"--resume-grace-ms", "2000", "--gateway-timeout-ms",
+                                         "1000", NULL};
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void cluster_up(void)
+{
+    ck_assert_int_eq(cluster_start_args(&cl, NULL, coord_args), 0);
+    const char *dev[] = {"--insecure-dev", NULL};
+    g1 = cluster_add_gateway(&cl, "gw-1", dev);
+    g2 = cluster_add_gateway(&cl, "gw-2", dev);
+    g3 = cluster_add_gateway(&cl, "gw-3", dev);
+    ck_assert(g1 >= 0 && g2 >= 0 && g3 >= 0);
+}
+
+static void cluster_down(void)
+{
+    cluster_stop(&cl);
+}
+
+/* Joins and returns the resume token from the welcome (malloc'd). */
+static wsc_t *join_token(int gw, const char *ns, const char *peer, char **token)
+{
+    wsc_t *c = wsc_connect(cl.gw_port[gw], NULL, T_MS);
+    ck_assert_ptr_nonnull(c);
+    send_json(c, "{\"hello\":{\"namespace\":\"%s\",\"peerId\":\"%s\"}}", ns, peer);
+    json_t *j = expect_key(c, "welcome");
+    const char *t = str_at(j, "welcome", "resumeToken", NULL);
+    ck_assert_msg(*t, "welcome carries no resume token");
+    *token = strdup(t);
+    json_decref(j);
+    return c;
+}
+
+START_TEST(gateway_killed_clients_resume)
+{
+    ck_assert_int_eq(wsc_global_init(), 0);
+    char *ta, *tb, *tc;
+    wsc_t *a = join_token(g1, "fo", "alice", &ta);
+    wsc_t *b = join_token(g2, "fo", "bob", &tb);
+    expect_connect(a, "bob", 1);
+    expect_connect(b, "alice", 0);
+    wsc_t *c = join_token(g3, "fo", "carol", &tc);
+    expect_connect(a, "carol", 1);
+    expect_connect(b, "carol", 1);
+    expect_connect(c, "alice", 0);
+    expect_connect(c, "bob", 0);
+
+    /* A bad token is refused with RESUME_FAILED. */
+    wsc_t *x = wsc_connect(cl.gw_port[g2], NULL, T_MS);
+    send_json(x, "{\"id\":\"r\",\"hello\":{\"namespace\":\"fo\",\"resumeToken\":\"%s\"}}", "AAAA.BBBB");
+    expect_error(x, "RESUME_FAILED", "r");
+    wsc_free(x);
+
+    /* gw-1 dies; alice comes back through gw-2 with her token. */
+    long long t0 = now_ms();
+    cluster_kill_gateway(&cl, g1);
+    ck_assert(wsc_wait_closed(a, T_MS));
+    long long t_closed = now_ms() - t0;
+    wsc_free(a);
+    a = wsc_connect(cl.gw_port[g2], NULL, T_MS);
+    ck_assert_ptr_nonnull(a);
+    fprintf(stderr, "failover: client saw the close after %lld ms, reconnected after %lld ms\n", t_closed,
+           now_ms() - t0);
+    send_json(a, "{\"id\":\"res\",\"hello\":{\"namespace\":\"fo\",\"resumeToken\":\"%s\"}}", ta);
+    json_t *j = expect_key(a, "welcome");
+    ck_assert_str_eq(str_at(j, "welcome", "peerId", NULL), "alice");
+    ck_assert_str_eq(str_at(j, "welcome", "gatewayId", NULL), "gw-2");
+    json_decref(j);
+    long long resumed = now_ms() - t0;
+    /* A snapshot of her edges (she keeps the WebRTC connections she has). */
+    expect_connect(a, "bob", 1);
+    expect_connect(a, "carol", 1);
+
+    /* gw-3 dies too; carol never comes back. */
+    long long t1 = now_ms();
+    cluster_kill_gateway(&cl, g3);
+    wsc_free(c);
+
+    /* bob sees nothing about alice, and carol's leave only after the grace period. */
+    j = recv_json(b);
+    long long left = now_ms() - t1;
+    ck_assert_str_eq(str_at(j, "topology", "disconnect", "peer", NULL), "carol");
+    json_decref(j);
+    j = expect_key(b, "peerLeft");
+    ck_assert_str_eq(str_at(j, "peerLeft", "peer", NULL), "carol");
+    json_decref(j);
+    ck_assert_msg(left >= GRACE_MS, "carol left after %lld ms, before the grace period", left);
+    ck_assert_msg(left < GW_TIMEOUT_MS + GRACE_MS + 3000, "carol left only after %lld ms", left);
+    j = expect_key(a, "topology");
+    ck_assert_str_eq(str_at(j, "topology", "disconnect", "peer", NULL), "carol");
+    json_decref(j);
+    json_decref(expect_key(a, "peerLeft"));
+    expect_quiet(b, 500);
+
+    /* Signals flow both ways on the new path. */
+    send_json(a, "{\"signal\":{\"to\":\"bob\",\"payload\":\"after\"}}");
+    j = expect_key(b, "signal");
+    ck_assert_str_eq(str_at(j, "signal", "from", NULL), "alice");
+    json_decref(j);
+    send_json(b, "{\"signal\":{\"to\":\"alice\",\"payload\":\"back\"}}");
+    json_decref(expect_key(a, "signal"));
+    fprintf(stderr, "failover: alice resumed %lld ms after gw-1 was killed; carol (no resume) left "
+           "%lld ms after gw-3 was killed (gateway timeout %d ms + grace %d ms)\n",
+           resumed, left, GW_TIMEOUT_MS, GRACE_MS);
+    free(ta);
+    free(tb);
+    free(tc);
+    wsc_free(a);
+    wsc_free(b);
+    wsc_global_cleanup();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("failover");
+    TCase *tc = tcase_create("cluster");
+    tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, gateway_killed_clients_resume);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
