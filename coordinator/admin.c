@@ -261,7 +261,7 @@ static void on_request(struct evhttp_request *r, void *arg)
         goto out;
     }
     if (!strcmp(path, "/readyz")) {
-        int ok = ms_bus_connected(c->bus);
+        int ok = ms_bus_connected(c->bus) && c->ready;
         reply_text(c, r, ok ? 200 : 503, "text/plain", ok ? "ready\n" : "nats not connected\n",
                    ok ? 6 : 19);
         goto out;

@@ -30,6 +30,12 @@ static void on_bus_msg(natsMsg *msg, void *ud)
     ms_coord_t *c = ud;
     const char *subj = natsMsg_GetSubject(msg);
     size_t plen = strlen(c->cfg->prefix);
+    if (!strcmp(subj, c->probe_subject)) {
+        if (!c->ready)
+            ms_info("subscriptions confirmed: ready");
+        c->ready = 1;
+        return;
+    }
     if (!strncmp(subj, c->cfg->prefix, plen) && !strcmp(subj + plen, ".gw.heartbeat")) {
         Meshsig__Bus__Heartbeat *hb = meshsig__bus__heartbeat__unpack(
             NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
@@ -103,6 +109,8 @@ static void on_tick(evutil_socket_t fd, short what, void *ud)
 {
     ms_coord_t *c = ud;
     uint64_t now = ms_now_ms();
+    if (!c->ready && now % 500 < 50)
+        ms_bus_publish(c->bus, c->probe_subject, NULL, "", 0);
     ms_msg_tick(c, now);
     ms_ns_tick_all(c, now);
     ms_gw_liveness(c, now);
@@ -166,6 +174,13 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
         ms_error("cannot subscribe %s", hb);
         goto fail;
     }
+    /* The server handles one connection's protocol in order: once a message
+     * published after the SUBs comes back, the shard subscription is live.
+     * (A blocking flush is impossible here: the loop reads the reply.) */
+    snprintf(c->probe_subject, sizeof(c->probe_subject), "%s.probe.%s", cfg->prefix, c->id);
+    if ((err = ms_bus_subscribe(c->bus, c->probe_subject, NULL, c->inbox)) != MS_OK)
+        goto fail;
+    ms_bus_publish(c->bus, c->probe_subject, NULL, "", 0);
     if ((err = ms_admin_start(c)) != MS_OK)
         goto fail;
     c->sigint_ev = evsignal_new(c->base, SIGINT, on_signal, c);

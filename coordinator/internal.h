@@ -145,6 +145,8 @@ struct ms_coord {
     struct event *offline_ev;
     ms_topo_diff_t diff;          /* scratch */
     uint64_t started_ms;
+    char probe_subject[200];
+    int ready; /* a probe came back through our subscriptions: the server has them */
     /* counters for /metrics */
     uint64_t n_requests, n_joins, n_leaves, n_signals, n_errors, n_bad_requests;
     uint64_t n_emits, n_acks, n_timeouts, n_room_emits, n_calls, n_publishes, n_stream_bytes;
