@@ -204,7 +204,8 @@ void ms_msg_member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m);
 void ms_msg_tick(ms_coord_t *c, uint64_t now_ms);
 void ms_msg_ns_cleanup(ms_ns_t *ns);
 
-/* Delivery to a member, and an error to a member. */
+/* Delivery to a member, an ok and an error to a member. */
+void ms_send_ok(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id);
 void ms_deliver(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
                 const Meshsig__V1__ServerMessage *msg);
 void ms_member_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id,

@@ -186,3 +186,13 @@ void ms_member_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const ch
     va_end(ap);
     ms_send_error(c, ns->shard, to->gateway, to->session, client_id, code, "%s", text);
 }
+
+void ms_send_ok(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id)
+{
+    Meshsig__V1__Ok ok = MESHSIG__V1__OK__INIT;
+    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    sm.id = (char *)client_id;
+    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_OK;
+    sm.ok = &ok;
+    ms_deliver(c, ns, to, &sm);
+}

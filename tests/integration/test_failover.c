@@ -240,9 +240,5 @@ int main(void)
     tcase_add_test(tc, gateways_answer_resync);
     tcase_add_test(tc, gateway_killed_clients_resume);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }
