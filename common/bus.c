@@ -164,7 +164,11 @@ ms_err_t ms_bus_subscribe(ms_bus_t *b, const char *subject, const char *queue, m
 void ms_bus_drain_subscriptions(ms_bus_t *b, int timeout_ms)
 {
     for (int i = 0; i < b->n_subs; i++) {
-        if (natsSubscription_Drain(b->subs[i]) == NATS_OK)
+        /* A loop-driven connection cannot wait here: its loop is the reader.
+         * Its owner waits for cnats's threads with nats_CloseAndWait instead. */
+        if (b->on_loop)
+            natsSubscription_Unsubscribe(b->subs[i]);
+        else if (natsSubscription_Drain(b->subs[i]) == NATS_OK)
             natsSubscription_WaitForDrainCompletion(b->subs[i], timeout_ms);
         natsSubscription_Destroy(b->subs[i]);
     }

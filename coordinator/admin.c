@@ -231,12 +231,14 @@ static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
         "meshsig_coordinator_namespaces %zu\n"
         "# TYPE meshsig_coordinator_peers gauge\n"
         "meshsig_coordinator_peers %zu\n"
+        "# TYPE meshsig_coordinator_shards_owned gauge\n"
+        "meshsig_coordinator_shards_owned %ld\n"
         "# TYPE meshsig_nats_reconnects_total counter\n"
         "meshsig_nats_reconnects_total %llu\n",
         (unsigned long long)c->n_requests, (unsigned long long)c->n_joins,
         (unsigned long long)c->n_leaves, (unsigned long long)c->n_signals,
         (unsigned long long)c->n_errors, (unsigned long long)c->n_bad_requests,
-        ms_mailbox_dropped(c->inbox), n_ns, n_peers,
+        ms_mailbox_dropped(c->inbox), n_ns, n_peers, c->cfg->shards,
         (unsigned long long)ms_bus_reconnects(c->bus));
     reply_text(c, r, 200, "text/plain; version=0.0.4", buf, (size_t)len);
 }

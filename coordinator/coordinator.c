@@ -217,14 +217,16 @@ void ms_coord_destroy(ms_coord_t *c)
 {
     if (!c)
         return;
-    /* The subscriptions first: no cnats thread may touch the mailbox or the
-     * wake event after this. */
+    /* Subscriptions and connections first, then wait for every cnats thread:
+     * none may touch the mailbox or the wake events after this. */
     if (c->bus)
-        ms_bus_drain_subscriptions(c->bus, 2000);
+        ms_bus_drain_subscriptions(c->bus, 0);
+    ms_offline_destroy(c->offline);
     ms_bus_destroy(c->bus);
+    if (nats_CloseAndWait(2000) != NATS_OK)
+        ms_warn("NATS library threads did not stop within 2 s");
     if (c->http)
         evhttp_free(c->http);
-    ms_offline_destroy(c->offline);
     ms_mailbox_destroy(c->inbox);
     ms_outbox_destroy(c->outbox);
     ms_ns_destroy_all(c);

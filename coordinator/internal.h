@@ -144,6 +144,7 @@ struct ms_coord {
     ms_offline_t *offline;        /* persistent emits (JetStream) */
     struct event *offline_ev;
     ms_topo_diff_t diff;          /* scratch */
+    uint64_t origin_us;           /* received_us of the request being handled */
     uint64_t started_ms;
     char probe_subject[200];
     int ready; /* a probe came back through our subscriptions: the server has them */

@@ -131,6 +131,7 @@ void ms_outbox_deliver(ms_coord_t *c, uint32_t shard, const char *gateway, uint6
     d.msg = (Meshsig__V1__ServerMessage *)msg;
     d.close_code = close_code;
     d.peer_id = (char *)(peer_id ? peer_id : "");
+    d.origin_us = c->origin_us;
     size_t sz = meshsig__bus__delivery__get_packed_size(&d);
     if (reserve(e, sz + 11)) {
         ms_error("out of memory queueing a delivery to %s", gateway);

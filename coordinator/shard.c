@@ -651,6 +651,7 @@ static void handle_client(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sha
 void ms_shard_handle(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)
 {
     c->n_requests++;
+    c->origin_us = req->received_us;
     if (!*req->gateway_id || !*req->namespace_) {
         c->n_bad_requests++;
         return; /* nobody to answer */
@@ -669,4 +670,5 @@ void ms_shard_handle(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardReq
         c->n_bad_requests++;
         break;
     }
+    c->origin_us = 0; /* timers and admin calls cause deliveries of their own */
 }

@@ -61,6 +61,10 @@ struct ms_gateway {
     size_t out_cap;
     uint8_t *pub;
     size_t pub_cap;
+    /* relay latency: client frame at one gateway -> delivery at another */
+    uint64_t lat_buckets[12]; /* cumulative le= bounds in lat_bounds_us */
+    uint64_t lat_count, lat_sum_us;
+    uint64_t frame_received_us; /* wall clock of the frame being handled */
     /* counters */
     uint64_t n_in, n_out, n_dropped_epoch, n_dropped_session, n_closed_slow, n_rate_limited;
 };
@@ -70,6 +74,30 @@ static uint64_t now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static const uint64_t lat_bounds_us[12] = {100,   250,    500,    1000,   2500,   5000,
+                                           10000, 25000, 50000, 100000, 250000, 1000000};
+
+/* Wall clocks: exact on one host, off by the clock skew between hosts. */
+static void record_latency(ms_gateway_t *gw, uint64_t origin_us)
+{
+    uint64_t now = wall_us();
+    if (!origin_us || now < origin_us)
+        return;
+    uint64_t d = now - origin_us;
+    for (int i = 0; i < 12; i++)
+        if (d <= lat_bounds_us[i])
+            gw->lat_buckets[i]++;
+    gw->lat_count++;
+    gw->lat_sum_us += d;
 }
 
 static uint64_t wall_ms(void)
@@ -161,6 +189,7 @@ static int publish_request(ms_gateway_t *gw, ms_session_t *s, Meshsig__Bus__Shar
     req->session = s->id;
     req->namespace_ = s->ns;
     req->peer_id = s->peer_id ? s->peer_id : (char *)"";
+    req->received_us = gw->frame_received_us;
     size_t len = meshsig__bus__shard_request__get_packed_size(req);
     if (len > gw->pub_cap) {
         uint8_t *nb = realloc(gw->pub, len);
@@ -448,6 +477,7 @@ static void handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char 
                          size_t len, int binary)
 {
     gw->n_in++;
+    gw->frame_received_us = wall_us();
     uint64_t now = now_us();
     int over_msgs = !ms_ratelimit_take(&s->rate_msgs, 1, now);
     int over_bytes = !ms_ratelimit_take(&s->rate_bytes, len, now);
@@ -553,6 +583,8 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d)
         return;
     }
     track_delivery(s, m);
+    if (m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL)
+        record_latency(gw, d->origin_us);
     send_msg(gw, s, m);
     if (d->close_code)
         session_close(s, (uint16_t)d->close_code);
@@ -739,8 +771,32 @@ static char *metrics_text(ms_gateway_t *gw, size_t *len)
         ms_bus_connected(gw->bus));
     if (n < 0)
         return NULL;
-    *len = (size_t)n;
-    return out;
+    /* The relay latency histogram, appended. */
+    char hist[1536];
+    size_t hl = (size_t)snprintf(hist, sizeof(hist),
+                                 "# HELP meshsig_gateway_relay_latency_seconds signal relay "
+                                 "time, client frame in at a gateway to out at this one\n"
+                                 "# TYPE meshsig_gateway_relay_latency_seconds histogram\n");
+    for (int i = 0; i < 12 && hl < sizeof(hist); i++)
+        hl += (size_t)snprintf(hist + hl, sizeof(hist) - hl,
+                               "meshsig_gateway_relay_latency_seconds_bucket{le=\"%g\"} %llu\n",
+                               (double)lat_bounds_us[i] / 1e6,
+                               (unsigned long long)gw->lat_buckets[i]);
+    if (hl < sizeof(hist))
+        hl += (size_t)snprintf(hist + hl, sizeof(hist) - hl,
+                               "meshsig_gateway_relay_latency_seconds_bucket{le=\"+Inf\"} %llu\n"
+                               "meshsig_gateway_relay_latency_seconds_sum %g\n"
+                               "meshsig_gateway_relay_latency_seconds_count %llu\n",
+                               (unsigned long long)gw->lat_count, (double)gw->lat_sum_us / 1e6,
+                               (unsigned long long)gw->lat_count);
+    char *both = NULL;
+    int m = asprintf(&both, "%s%.*s", out, (int)(hl < sizeof(hist) ? hl : sizeof(hist) - 1),
+                     hist);
+    free(out);
+    if (m < 0)
+        return NULL;
+    *len = (size_t)m;
+    return both;
 }
 
 /* /healthz and /metrics: headers in LWS_CALLBACK_HTTP, the body when writeable. */

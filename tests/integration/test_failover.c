@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <time.h>
 
 #include <nats/nats.h>
@@ -231,6 +232,50 @@ START_TEST(gateways_answer_resync)
 }
 END_TEST
 
+/* Operations: a gateway's /healthz and /metrics (with the relay latency
+ * histogram), and its SIGTERM drain: clients are told to reconnect and closed
+ * with 1001, new connections refused, the process exits. */
+START_TEST(gateway_metrics_and_drain)
+{
+    ck_assert_int_eq(wsc_global_init(), 0);
+    const char *dev[] = {"--insecure-dev", "--drain-ms", "3000", NULL};
+    int g4 = cluster_add_gateway(&cl, "gw-4", dev);
+    ck_assert_int_ge(g4, 0);
+    int port = cl.gw_port[g4];
+    char *body = NULL;
+    ck_assert_int_eq(http_request(port, "GET", "/healthz", NULL, NULL, &body), 200);
+    free(body);
+    wsc_t *a = join_as(port, "ops", "alice");
+    wsc_t *b = join_as(port, "ops", "bob");
+    expect_connect(a, "bob", 1);
+    expect_connect(b, "alice", 0);
+    for (int i = 0; i < 5; i++) {
+        send_json(a, "{\"signal\":{\"to\":\"bob\",\"payload\":%d}}", i);
+        json_decref(expect_key(b, "signal"));
+    }
+    ck_assert_int_eq(http_request(port, "GET", "/metrics", NULL, NULL, &body), 200);
+    ck_assert_ptr_nonnull(strstr(body, "meshsig_gateway_sessions 2"));
+    const char *cnt = strstr(body, "meshsig_gateway_relay_latency_seconds_count ");
+    ck_assert_ptr_nonnull(cnt);
+    ck_assert_int_ge(atoi(cnt + strlen("meshsig_gateway_relay_latency_seconds_count ")), 5);
+    ck_assert_ptr_nonnull(strstr(body, "meshsig_gateway_slow_readers_closed_total 0"));
+    ck_assert_ptr_nonnull(strstr(body, "meshsig_gateway_dropped_total{reason=\"stale_epoch\"}"));
+    free(body);
+    kill(cl.gw[g4], SIGTERM);
+    json_t *j = skip_to(a, "reconnect");
+    ck_assert(*str_at(j, "reconnect", "reason", NULL));
+    json_decref(j);
+    ck_assert(wsc_wait_closed(a, T_MS));
+    ck_assert_int_eq(wsc_close_code(a), 1001);
+    ck_assert(wsc_wait_closed(b, T_MS));
+    cluster_kill(cl.gw[g4], SIGTERM); /* reaps it; it has exited already */
+    cl.gw[g4] = -1;
+    wsc_free(a);
+    wsc_free(b);
+    wsc_global_cleanup();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("failover");
@@ -239,6 +284,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, gateways_answer_resync);
     tcase_add_test(tc, gateway_killed_clients_resume);
+    tcase_add_test(tc, gateway_metrics_and_drain);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
