@@ -69,10 +69,18 @@ static void on_bus_msg(natsMsg *msg, void *ud)
 static void on_wake(evutil_socket_t fd, short what, void *ud)
 {
     ms_coord_t *c = ud;
-    /* Drain until empty: the wake-up only comes when the queue was empty. */
-    while (ms_mailbox_drain(c->inbox, on_bus_msg, c) > 0)
-        ms_outbox_flush(c);
+    /* One batch per turn, then back to the loop: draining until empty would
+     * never end under sustained load and would starve signals, timers (ack
+     * deadlines) and the admin endpoint. The wake-up only comes when the
+     * queue was empty, so a non-empty batch re-arms the event itself. */
+    size_t n = ms_mailbox_drain(c->inbox, on_bus_msg, c);
     ms_outbox_flush(c);
+    if (n > 0) {
+        /* A zero timer runs in the next loop turn, after I/O, timers and a
+         * pending stop; re-activating directly would keep this turn going. */
+        static const struct timeval now = {0, 0};
+        event_add(c->again_ev, &now);
+    }
 }
 
 static void offline_wake(void *ud)
@@ -121,7 +129,7 @@ static void on_signal(evutil_socket_t sig, short what, void *ud)
 {
     ms_coord_t *c = ud;
     ms_info("signal %d: stopping", (int)sig);
-    event_base_loopexit(c->base, NULL);
+    event_base_loopbreak(c->base);
 }
 
 ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
@@ -144,7 +152,8 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
     ms_bus_global_init();
     if (!(c->base = event_base_new()))
         goto fail;
-    if (!(c->wake_ev = event_new(c->base, -1, 0, on_wake, c)))
+    if (!(c->wake_ev = event_new(c->base, -1, 0, on_wake, c)) ||
+        !(c->again_ev = evtimer_new(c->base, on_wake, c)))
         goto fail;
     if ((err = ms_mailbox_create(wake, c, &c->inbox)) != MS_OK)
         goto fail;
@@ -210,7 +219,7 @@ ms_err_t ms_coord_run(ms_coord_t *c)
 
 void ms_coord_stop(ms_coord_t *c)
 {
-    event_base_loopexit(c->base, NULL);
+    event_base_loopbreak(c->base);
 }
 
 void ms_coord_destroy(ms_coord_t *c)
@@ -241,6 +250,8 @@ void ms_coord_destroy(ms_coord_t *c)
     ms_topo_diff_cleanup(&c->diff);
     if (c->wake_ev)
         event_free(c->wake_ev);
+    if (c->again_ev)
+        event_free(c->again_ev);
     if (c->tick_ev)
         event_free(c->tick_ev);
     if (c->offline_ev)

@@ -131,6 +131,7 @@ struct ms_coord {
     uint64_t epoch;
     struct event_base *base;
     struct event *wake_ev;
+    struct event *again_ev; /* re-runs the drain in the next loop turn */
     struct event *sigint_ev, *sigterm_ev;
     struct event *tick_ev;
     struct evhttp *http;

@@ -258,9 +258,24 @@ static void do_purge(ms_offline_t *o, job_t *j)
                 j->subject);
 }
 
+/* Once the subject list is loaded, a fetch for a peer with nothing stored is
+ * skipped (joins racing the start-up load queue such fetches). */
+static int worth_fetching(ms_offline_t *o, const job_t *j)
+{
+    pthread_mutex_lock(&o->lock);
+    known_t *k = NULL;
+    HASH_FIND_STR(o->known, j->subject, k);
+    int yes = k || !o->known_loaded;
+    if (k)
+        known_del(o, j->subject);
+    pthread_mutex_unlock(&o->lock);
+    return yes;
+}
+
 static void *worker(void *arg)
 {
     ms_offline_t *o = arg;
+    ensure_stream(o); /* loads the subject list before the first join needs it */
     for (;;) {
         pthread_mutex_lock(&o->lock);
         while (!o->jobs && !o->stop)
@@ -273,7 +288,18 @@ static void *worker(void *arg)
         o->jobs = j->next;
         if (!o->jobs)
             o->jobs_tail = NULL;
+        int stopping = o->stop;
         pthread_mutex_unlock(&o->lock);
+        /* Stopping: stores are finished (they are the only durable work);
+         * fetches and purges are for sessions that are going away anyway. */
+        if (stopping && j->kind != JOB_STORE) {
+            job_free(j);
+            continue;
+        }
+        if (j->kind == JOB_FETCH && o->ready && !worth_fetching(o, j)) {
+            job_free(j);
+            continue;
+        }
         if (ensure_stream(o)) {
             if (j->kind == JOB_STORE)
                 do_store(o, j);
