@@ -436,10 +436,9 @@ void ms_offline_fetch(ms_offline_t *o, const char *ns, const char *peer)
     pthread_mutex_lock(&o->lock);
     known_t *k = NULL;
     HASH_FIND_STR(o->known, subject, k);
-    /* Before the stream's subject list is loaded, every join has to look. */
+    /* Before the stream's subject list is loaded, every join has to look.
+     * The worker consumes the entry when it fetches (worth_fetching). */
     int look = k || !o->known_loaded;
-    if (k)
-        known_del(o, subject);
     pthread_mutex_unlock(&o->lock);
     if (!look)
         return;
