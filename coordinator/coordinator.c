@@ -265,8 +265,18 @@ void ms_coord_destroy(ms_coord_t *c)
         return;
     /* The subscriptions first: no cnats thread may touch the mailbox or the
      * wake event after this. */
+    if (c->bus && c->base) {
+        /* The drains complete only while the loop reads the connection. */
+        ms_bus_drain_start(c->bus);
+        uint64_t end = ms_lease_now_ms() + 2000;
+        while (!ms_bus_drain_poll(c->bus) && ms_lease_now_ms() < end) {
+            struct timeval slice = {.tv_sec = 0, .tv_usec = 10000};
+            event_base_loopexit(c->base, &slice);
+            event_base_dispatch(c->base);
+        }
+    }
     if (c->bus)
-        ms_bus_drain_subscriptions(c->bus, 2000);
+        ms_bus_drain_subscriptions(c->bus, 100);
     /* Releases queued at shutdown run here, before the worker stops. */
     ms_lease_destroy(c->lease);
     ms_bus_destroy(c->bus);
