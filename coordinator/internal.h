@@ -306,6 +306,13 @@ void ms_resync_begin(ms_coord_t *c, uint32_t shard);
 int ms_resync_poll(ms_coord_t *c, uint32_t shard, uint64_t now);
 void ms_resync_free(ms_coord_t *c, uint32_t shard);
 void ms_resync_report(ms_coord_t *c, const Meshsig__Bus__ResyncReport *rr);
+/* Rebuilds every namespace of shard named in reports (borrowed) and sends the
+ * difference. Returns the number of topology events sent, or -1. */
+long ms_resync_rebuild(ms_coord_t *c, uint32_t shard, Meshsig__Bus__ResyncReport **reports,
+                       size_t n_reports);
+/* messaging.c: rooms, services and topics of a rebuilt member, without notices. */
+ms_err_t ms_msg_restore(ms_ns_t *ns, ms_member_t *m, char **rooms, size_t n_rooms,
+                        char **services, size_t n_services, char **subs, size_t n_subs);
 
 /* outbox.c: forget a dropped shard's batches (after flushing them). */
 void ms_outbox_forget_shard(ms_coord_t *c, uint32_t shard);
