@@ -161,27 +161,15 @@ ms_err_t ms_bus_subscribe(ms_bus_t *b, const char *subject, const char *queue, m
     return MS_OK;
 }
 
-void ms_bus_drain_start(ms_bus_t *b)
-{
-    for (int i = 0; i < b->n_subs; i++)
-        natsSubscription_Drain(b->subs[i]);
-}
-
-int ms_bus_drain_poll(ms_bus_t *b)
-{
-    for (int i = 0; i < b->n_subs; i++)
-        if (natsSubscription_WaitForDrainCompletion(b->subs[i], 1) == NATS_TIMEOUT)
-            return 0;
-    return 1;
-}
-
 void ms_bus_drain_subscriptions(ms_bus_t *b, int timeout_ms)
 {
     for (int i = 0; i < b->n_subs; i++) {
-        /* Already draining (ms_bus_drain_start): Drain fails, the wait still bounds it. */
-        natsSubscription_Drain(b->subs[i]);
-        if (natsSubscription_WaitForDrainCompletion(b->subs[i], timeout_ms) == NATS_TIMEOUT)
-            timeout_ms = 1; /* one slow drain must not multiply the wait */
+        /* A loop-driven connection cannot wait here: its loop is the reader.
+         * Its owner waits for cnats's threads with nats_CloseAndWait instead. */
+        if (b->on_loop)
+            natsSubscription_Unsubscribe(b->subs[i]);
+        else if (natsSubscription_Drain(b->subs[i]) == NATS_OK)
+            natsSubscription_WaitForDrainCompletion(b->subs[i], timeout_ms);
         natsSubscription_Destroy(b->subs[i]);
     }
     b->n_subs = 0;

@@ -36,11 +36,6 @@ ms_err_t ms_bus_subscribe(ms_bus_t *b, const char *subject, const char *queue, m
 /* Stops every subscription and waits (up to timeout_ms) until no handler is
  * running, so that nothing pushes into a mailbox afterwards. Publishing still works. */
 void ms_bus_drain_subscriptions(ms_bus_t *b, int timeout_ms);
-/* The same in two steps for a connection driven by an event loop, whose
- * drain completes only while the loop runs: start every drain, then run the
- * loop until poll returns 1 (or a deadline), then ms_bus_drain_subscriptions. */
-void ms_bus_drain_start(ms_bus_t *b);
-int ms_bus_drain_poll(ms_bus_t *b);
 /* Flushes pending publishes to the server, waiting up to timeout_ms. Not for a
  * connection driven by an event loop (MS_ERR_STATE): the loop reads the reply. */
 ms_err_t ms_bus_flush(ms_bus_t *b, int timeout_ms);

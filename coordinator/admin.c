@@ -222,6 +222,8 @@ static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
         "meshsig_coordinator_namespaces %zu\n"
         "# TYPE meshsig_coordinator_peers gauge\n"
         "meshsig_coordinator_peers %zu\n"
+        "# TYPE meshsig_coordinator_shards_owned gauge\n"
+        "meshsig_coordinator_shards_owned %ld\n"
         "# TYPE meshsig_nats_reconnects_total counter\n"
         "meshsig_nats_reconnects_total %llu\n"
         "# TYPE meshsig_coordinator_shards_owned gauge\n"
@@ -235,7 +237,7 @@ static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
         (unsigned long long)c->n_requests, (unsigned long long)c->n_joins,
         (unsigned long long)c->n_leaves, (unsigned long long)c->n_signals,
         (unsigned long long)c->n_errors, (unsigned long long)c->n_bad_requests,
-        ms_mailbox_dropped(c->inbox), n_ns, n_peers,
+        ms_mailbox_dropped(c->inbox), n_ns, n_peers, c->cfg->shards,
         (unsigned long long)ms_bus_reconnects(c->bus), n_owned, (unsigned long long)c->n_claims,
         (unsigned long long)c->n_losses, (unsigned long long)c->n_handoffs,
         (unsigned long long)c->n_not_owner, (unsigned long long)c->n_queued_dropped);
@@ -262,8 +264,9 @@ static void on_request(struct evhttp_request *r, void *arg)
         goto out;
     }
     if (!strcmp(path, "/readyz")) {
-        /* Ready once connected and serving every shard rendezvous hashing gives it. */
-        int bus = ms_bus_connected(c->bus), ok = bus && ms_cluster_ready(c);
+        /* Ready once its subscriptions are live and it serves every shard
+         * rendezvous hashing gives it. */
+        int bus = ms_bus_connected(c->bus) && c->ready, ok = bus && ms_cluster_ready(c);
         const char *why = ok ? "ready\n" : bus ? "claiming shards\n" : "nats not connected\n";
         reply_text(c, r, ok ? 200 : 503, "text/plain", why, strlen(why));
         goto out;

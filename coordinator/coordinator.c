@@ -57,6 +57,12 @@ static void on_bus_msg(natsMsg *msg, void *ud)
         }
         return;
     }
+    if (!strcmp(subj, c->probe_subject)) {
+        if (!c->ready)
+            ms_info("subscriptions confirmed: ready");
+        c->ready = 1;
+        return;
+    }
     if (!strncmp(subj, c->cfg->prefix, plen) && !strcmp(subj + plen, ".gw.heartbeat")) {
         Meshsig__Bus__Heartbeat *hb = meshsig__bus__heartbeat__unpack(
             NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
@@ -136,6 +142,8 @@ static void on_tick(evutil_socket_t fd, short what, void *ud)
     ms_coord_t *c = ud;
     ms_cluster_tick(c, ms_lease_now_ms());
     uint64_t now = ms_now_ms();
+    if (!c->ready && now % 500 < 50)
+        ms_bus_publish(c->bus, c->probe_subject, NULL, "", 0);
     ms_msg_tick(c, now);
     ms_ns_tick_all(c, now);
     ms_gw_liveness(c, now);
@@ -227,6 +235,13 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
         err = MS_ERR_INVAL;
         goto fail;
     }
+    /* The server handles one connection's protocol in order: once a message
+     * published after the SUBs comes back, the shard subscription is live.
+     * (A blocking flush is impossible here: the loop reads the reply.) */
+    snprintf(c->probe_subject, sizeof(c->probe_subject), "%s.probe.%s", cfg->prefix, c->id);
+    if ((err = ms_bus_subscribe(c->bus, c->probe_subject, NULL, c->inbox)) != MS_OK)
+        goto fail;
+    ms_bus_publish(c->bus, c->probe_subject, NULL, "", 0);
     if ((err = ms_admin_start(c)) != MS_OK)
         goto fail;
     c->sigint_ev = evsignal_new(c->base, SIGINT, on_signal, c);
@@ -263,26 +278,19 @@ void ms_coord_destroy(ms_coord_t *c)
 {
     if (!c)
         return;
-    /* The subscriptions first: no cnats thread may touch the mailbox or the
-     * wake event after this. */
-    if (c->bus && c->base) {
-        /* The drains complete only while the loop reads the connection. */
-        ms_bus_drain_start(c->bus);
-        uint64_t end = ms_lease_now_ms() + 2000;
-        while (!ms_bus_drain_poll(c->bus) && ms_lease_now_ms() < end) {
-            struct timeval slice = {.tv_sec = 0, .tv_usec = 10000};
-            event_base_loopexit(c->base, &slice);
-            event_base_dispatch(c->base);
-        }
-    }
+    /* Subscriptions and connections first, then wait for every cnats thread:
+     * none may touch the mailbox or the wake events after this. */
     if (c->bus)
-        ms_bus_drain_subscriptions(c->bus, 100);
-    /* Releases queued at shutdown run here, before the worker stops. */
+        ms_bus_drain_subscriptions(c->bus, 0);
+    /* Releases queued at shutdown run here, on the lease connection, before
+     * its worker stops. */
     ms_lease_destroy(c->lease);
+    ms_offline_destroy(c->offline);
     ms_bus_destroy(c->bus);
+    if (nats_CloseAndWait(2000) != NATS_OK)
+        ms_warn("NATS library threads did not stop within 2 s");
     if (c->http)
         evhttp_free(c->http);
-    ms_offline_destroy(c->offline);
     ms_mailbox_destroy(c->inbox);
     ms_outbox_destroy(c->outbox);
     ms_ns_destroy_all(c);

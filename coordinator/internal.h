@@ -189,6 +189,7 @@ struct ms_coord {
     ms_offline_t *offline;        /* persistent emits (JetStream) */
     struct event *offline_ev;
     ms_topo_diff_t diff;          /* scratch */
+    uint64_t origin_us;           /* received_us of the request being handled */
     uint64_t started_ms;
     /* Cluster membership and shard ownership (cluster.c, lease.c, resync.c). */
     ms_lease_t *lease;
@@ -201,6 +202,8 @@ struct ms_coord {
     int live_changed;
     int stopping;
     uint64_t n_not_owner, n_queued_dropped, n_claims, n_losses, n_handoffs;
+    char probe_subject[200];
+    int ready; /* a probe came back through our subscriptions: the server has them */
     /* counters for /metrics */
     uint64_t n_requests, n_joins, n_leaves, n_signals, n_errors, n_bad_requests;
     uint64_t n_emits, n_acks, n_timeouts, n_room_emits, n_calls, n_publishes, n_stream_bytes;
@@ -258,7 +261,8 @@ void ms_msg_member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m);
 void ms_msg_tick(ms_coord_t *c, uint64_t now_ms);
 void ms_msg_ns_cleanup(ms_ns_t *ns);
 
-/* Delivery to a member, and an error to a member. */
+/* Delivery to a member, an ok and an error to a member. */
+void ms_send_ok(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id);
 void ms_deliver(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
                 const Meshsig__V1__ServerMessage *msg);
 void ms_member_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id,

@@ -28,16 +28,6 @@
 #define MAX_PENDING_PER_NS 100000u
 #define MAX_SUBS_PER_NS 100000u
 
-static void ok_reply(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *cid)
-{
-    Meshsig__V1__Ok ok = MESHSIG__V1__OK__INIT;
-    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-    sm.id = (char *)cid;
-    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_OK;
-    sm.ok = &ok;
-    ms_deliver(c, ns, to, &sm);
-}
-
 static int name_ok(const char *s)
 {
     size_t n = strlen(s);
@@ -172,7 +162,7 @@ static void store_persistent(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, cons
         return;
     }
     c->n_emits++;
-    ok_reply(c, ns, from, cid);
+    ms_send_ok(c, ns, from, cid);
 }
 
 void ms_msg_member_joined(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
@@ -384,7 +374,7 @@ static void handle_room(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const cha
                             room->leave->room);
             return;
         }
-        ok_reply(c, ns, from, cid);
+        ms_send_ok(c, ns, from, cid);
         return;
     }
     case MESHSIG__V1__ROOM__OP_LIST: {
@@ -471,7 +461,7 @@ static void handle_service(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const 
         }
         for (size_t i = 0; i < s->n; i++)
             if (s->providers[i] == from) {
-                ok_reply(c, ns, from, cid);
+                ms_send_ok(c, ns, from, cid);
                 return;
             }
         if (s->n == s->cap) {
@@ -485,7 +475,7 @@ static void handle_service(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const 
             s->cap = ncap;
         }
         s->providers[s->n++] = from;
-        ok_reply(c, ns, from, cid);
+        ms_send_ok(c, ns, from, cid);
         return;
     }
     case MESHSIG__V1__SERVICE__OP_UNREGISTER: {
@@ -495,7 +485,7 @@ static void handle_service(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const 
                             svc->unregister->service);
             return;
         }
-        ok_reply(c, ns, from, cid);
+        ms_send_ok(c, ns, from, cid);
         return;
     }
     case MESHSIG__V1__SERVICE__OP_CALL: {
@@ -625,7 +615,7 @@ static void handle_topic(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const ch
         }
         for (size_t i = 0; i < ns->n_subs; i++)
             if (ns->subs[i].member == from && !strcmp(ns->subs[i].pattern, pat)) {
-                ok_reply(c, ns, from, cid);
+                ms_send_ok(c, ns, from, cid);
                 return;
             }
         if (ns->n_subs >= MAX_SUBS_PER_NS) {
@@ -648,7 +638,7 @@ static void handle_topic(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const ch
             return;
         }
         ns->subs[ns->n_subs++] = (ms_sub_t){.member = from, .pattern = copy};
-        ok_reply(c, ns, from, cid);
+        ms_send_ok(c, ns, from, cid);
         return;
     }
     case MESHSIG__V1__TOPIC__OP_UNSUBSCRIBE: {
@@ -656,7 +646,7 @@ static void handle_topic(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const ch
             if (ns->subs[i].member == from && !strcmp(ns->subs[i].pattern, t->unsubscribe->pattern)) {
                 free(ns->subs[i].pattern);
                 ns->subs[i] = ns->subs[--ns->n_subs];
-                ok_reply(c, ns, from, cid);
+                ms_send_ok(c, ns, from, cid);
                 return;
             }
         }
@@ -691,7 +681,7 @@ static void handle_topic(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const ch
         }
         c->n_publishes++;
         if (*cid)
-            ok_reply(c, ns, from, cid);
+            ms_send_ok(c, ns, from, cid);
         return;
     }
     default:
@@ -789,7 +779,7 @@ static void handle_stream(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const c
         out.op_case = MESHSIG__V1__STREAM__OP_OPEN;
         out.open = &op;
         stream_send(c, ns, s, 0, &out);
-        ok_reply(c, ns, from, cid);
+        ms_send_ok(c, ns, from, cid);
         return;
     }
     int is_opener = 0;
@@ -829,7 +819,7 @@ static void handle_stream(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const c
         stream_send(c, ns, s, !is_opener, &out);
         stream_free(ns, s);
         if (*cid)
-            ok_reply(c, ns, from, cid);
+            ms_send_ok(c, ns, from, cid);
         return;
     default:
         ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST),

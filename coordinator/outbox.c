@@ -131,6 +131,7 @@ void ms_outbox_deliver(ms_coord_t *c, uint32_t shard, const char *gateway, uint6
     d.msg = (Meshsig__V1__ServerMessage *)msg;
     d.close_code = close_code;
     d.peer_id = (char *)(peer_id ? peer_id : "");
+    d.origin_us = c->origin_us;
     size_t sz = meshsig__bus__delivery__get_packed_size(&d);
     if (reserve(e, sz + 11)) {
         ms_error("out of memory queueing a delivery to %s", gateway);
@@ -203,4 +204,14 @@ void ms_member_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const ch
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
     ms_send_error(c, ns->shard, to->gateway, to->session, client_id, code, "%s", text);
+}
+
+void ms_send_ok(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id)
+{
+    Meshsig__V1__Ok ok = MESHSIG__V1__OK__INIT;
+    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    sm.id = (char *)client_id;
+    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_OK;
+    sm.ok = &ok;
+    ms_deliver(c, ns, to, &sm);
 }

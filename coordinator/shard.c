@@ -82,6 +82,19 @@ static void pick_edge(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud)
  * neighbours get a disconnect and a connect for the peer, because their
  * WebRTC connections went to the old client and must be made again. */
 #define CLOSE_REPLACED 4001
+
+/* Tells m's current session it lost the peer id, and closes it (4001). */
+static void send_replaced(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const char *why)
+{
+    Meshsig__V1__Error e = MESHSIG__V1__ERROR__INIT;
+    e.code = ERR(REPLACED);
+    e.message = (char *)why;
+    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR;
+    sm.error = &e;
+    ms_outbox_deliver(c, ns->shard, m->gateway, m->session, m->id, &sm, CLOSE_REPLACED);
+}
+
 static void replace_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
                             const Meshsig__Bus__ShardRequest *req, const char *cid)
 {
@@ -91,13 +104,7 @@ static void replace_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
                       "out of memory");
         return;
     }
-    Meshsig__V1__Error e = MESHSIG__V1__ERROR__INIT;
-    e.code = ERR(REPLACED);
-    e.message = "another session took this peer id";
-    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR;
-    sm.error = &e;
-    ms_outbox_deliver(c, ns->shard, m->gateway, m->session, m->id, &sm, CLOSE_REPLACED);
+    send_replaced(c, ns, m, "another session took this peer id");
     free(m->gateway);
     m->gateway = gw;
     m->session = req->session;
@@ -233,13 +240,7 @@ static void resume_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
     }
     if (!m->detached_ms) {
         /* The old session may still be open (a half-dead connection): end it. */
-        Meshsig__V1__Error e = MESHSIG__V1__ERROR__INIT;
-        e.code = ERR(REPLACED);
-        e.message = "this peer resumed on another connection";
-        Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR;
-        sm.error = &e;
-        ms_outbox_deliver(c, ns->shard, m->gateway, m->session, m->id, &sm, 4001);
+        send_replaced(c, ns, m, "this peer resumed on another connection");
     }
     free(m->gateway);
     m->gateway = gw;
@@ -584,12 +585,7 @@ static void handle_position(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const ch
     }
     m->pos = np;
     ms_ns_apply_diff(c, ns, &c->diff, NULL, NULL, 0);
-    Meshsig__V1__Ok ok = MESHSIG__V1__OK__INIT;
-    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-    sm.id = (char *)cid;
-    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_OK;
-    sm.ok = &ok;
-    ms_deliver(c, ns, m, &sm);
+    ms_send_ok(c, ns, m, cid);
 }
 
 /* How far (ms) a Vivaldi coordinate may drift before the peer is moved. */
@@ -624,14 +620,8 @@ static void handle_rtt(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *c
             ms_ns_apply_diff(c, ns, &c->diff, NULL, NULL, 0);
         }
     }
-    if (*cid) {
-        Meshsig__V1__Ok ok = MESHSIG__V1__OK__INIT;
-        Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-        sm.id = (char *)cid;
-        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_OK;
-        sm.ok = &ok;
-        ms_deliver(c, ns, m, &sm);
-    }
+    if (*cid)
+        ms_send_ok(c, ns, m, cid);
 }
 
 static void handle_client(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)
@@ -661,6 +651,7 @@ static void handle_client(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sha
 void ms_shard_handle(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)
 {
     c->n_requests++;
+    c->origin_us = req->received_us;
     if (!*req->gateway_id || !*req->namespace_) {
         c->n_bad_requests++;
         return; /* nobody to answer */
@@ -679,4 +670,5 @@ void ms_shard_handle(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardReq
         c->n_bad_requests++;
         break;
     }
+    c->origin_us = 0; /* timers and admin calls cause deliveries of their own */
 }

@@ -39,6 +39,7 @@ struct ms_gateway {
     char id[96];
     char subject[160]; /* <prefix>.gw.<id>: deliveries and join replies */
     char hb_subject[160];
+    char resync_subject[160];
     struct lws_context *ctx;
     struct lws_http_mount mounts[3]; /* /healthz, /metrics, then files at / */
     ms_bus_t *bus;
@@ -60,6 +61,10 @@ struct ms_gateway {
     size_t out_cap;
     uint8_t *pub;
     size_t pub_cap;
+    /* relay latency: client frame at one gateway -> delivery at another */
+    uint64_t lat_buckets[12]; /* cumulative le= bounds in lat_bounds_us */
+    uint64_t lat_count, lat_sum_us;
+    uint64_t frame_received_us; /* wall clock of the frame being handled */
     /* counters */
     uint64_t n_in, n_out, n_dropped_epoch, n_dropped_session, n_closed_slow, n_rate_limited;
 };
@@ -69,6 +74,30 @@ static uint64_t now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static const uint64_t lat_bounds_us[12] = {100,   250,    500,    1000,   2500,   5000,
+                                           10000, 25000, 50000, 100000, 250000, 1000000};
+
+/* Wall clocks: exact on one host, off by the clock skew between hosts. */
+static void record_latency(ms_gateway_t *gw, uint64_t origin_us)
+{
+    uint64_t now = wall_us();
+    if (!origin_us || now < origin_us)
+        return;
+    uint64_t d = now - origin_us;
+    for (int i = 0; i < 12; i++)
+        if (d <= lat_bounds_us[i])
+            gw->lat_buckets[i]++;
+    gw->lat_count++;
+    gw->lat_sum_us += d;
 }
 
 static uint64_t wall_ms(void)
@@ -160,6 +189,7 @@ static int publish_request(ms_gateway_t *gw, ms_session_t *s, Meshsig__Bus__Shar
     req->session = s->id;
     req->namespace_ = s->ns;
     req->peer_id = s->peer_id ? s->peer_id : (char *)"";
+    req->received_us = gw->frame_received_us;
     size_t len = meshsig__bus__shard_request__get_packed_size(req);
     if (len > gw->pub_cap) {
         uint8_t *nb = realloc(gw->pub, len);
@@ -169,6 +199,14 @@ static int publish_request(ms_gateway_t *gw, ms_session_t *s, Meshsig__Bus__Shar
         gw->pub_cap = len;
     }
     meshsig__bus__shard_request__pack(req, gw->pub);
+    if (req->op_case == MESHSIG__BUS__SHARD_REQUEST__OP_JOIN) {
+        /* Kept for re-sending: the owner answers a repeated join once. */
+        free(s->join_req);
+        s->join_req = malloc(len ? len : 1);
+        if (s->join_req)
+            memcpy(s->join_req, gw->pub, len);
+        s->join_req_len = s->join_req ? len : 0;
+    }
     ms_bus_subject_shard(subj, sizeof(subj), gw->cfg->prefix, s->shard);
     return ms_bus_publish(gw->bus, subj, with_reply ? gw->subject : NULL, gw->pub, len) == MS_OK
                ? 0
@@ -201,10 +239,20 @@ static void on_join_deadline(lws_sorted_usec_list_t *sul)
     }
     if (s->state != MS_SESSION_JOINING)
         return;
+    if (now_us() < s->join_deadline_us && s->join_req) {
+        /* No answer yet: the request or its answer may have been lost while a
+         * shard changed hands. Ask again; the owner dedups on the session. */
+        char subj[160];
+        ms_bus_subject_shard(subj, sizeof(subj), gw->cfg->prefix, s->shard);
+        ms_bus_publish(gw->bus, subj, gw->subject, s->join_req, s->join_req_len);
+        lws_sul_schedule(gw->ctx, 0, &s->sul, on_join_deadline, LWS_US_PER_SEC);
+        return;
+    }
     /* Nobody owns the shard (or it is overloaded). The session may try again. */
     send_error(gw, s, s->join_client_id, ERR(UNAVAILABLE),
                "namespace %s is not being served right now; retry", s->ns);
     publish_leave(gw, s, "join timed out"); /* in case the owner answers late */
+    ms_session_forget_peer(s);
     s->state = MS_SESSION_NEW;
     free(s->ns);
     s->ns = NULL;
@@ -273,6 +321,17 @@ static void handle_hello(ms_gateway_t *gw, ms_session_t *s, const char *cid,
         return;
     }
     s->shard = ms_bus_shard_of(s->ns, (uint32_t)gw->cfg->shards);
+    ms_session_forget_peer(s);
+    if (hello->position) {
+        s->hello_pos_len = meshsig__v1__position__get_packed_size(hello->position);
+        if ((s->hello_pos = malloc(s->hello_pos_len ? s->hello_pos_len : 1)))
+            meshsig__v1__position__pack(hello->position, s->hello_pos);
+    }
+    if (hello->metadata) {
+        s->hello_meta_len = meshsig__v1__struct__get_packed_size(hello->metadata);
+        if ((s->hello_meta = malloc(s->hello_meta_len ? s->hello_meta_len : 1)))
+            meshsig__v1__struct__pack(hello->metadata, s->hello_meta);
+    }
 
     /* The owner never sees tokens. */
     char *token = hello->token, *resume_token = hello->resume_token;
@@ -294,11 +353,72 @@ static void handle_hello(ms_gateway_t *gw, ms_session_t *s, const char *cid,
         return;
     }
     s->state = MS_SESSION_JOINING;
+    s->join_deadline_us = now_us() + (uint64_t)gw->cfg->join_timeout_ms * 1000u;
     lws_sul_schedule(gw->ctx, 0, &s->sul, on_join_deadline,
-                     (lws_usec_t)gw->cfg->join_timeout_ms * LWS_US_PER_MS);
+                     gw->cfg->join_timeout_ms > 1000 ? LWS_US_PER_SEC
+                                                     : (lws_usec_t)gw->cfg->join_timeout_ms *
+                                                           LWS_US_PER_MS);
 }
 
 /* ---- inbound frames ------------------------------------------------------ */
+
+/* Memberships as the client asked for them. The owner may refuse one (a bad
+ * name); a resync then offers it again and the owner refuses it again. */
+static void track_request(ms_session_t *s, const Meshsig__V1__ClientMessage *cm)
+{
+    switch (cm->msg_case) {
+    case MESHSIG__V1__CLIENT_MESSAGE__MSG_ROOM:
+        if (cm->room->op_case == MESHSIG__V1__ROOM__OP_JOIN)
+            ms_strset_add(&s->rooms, cm->room->join->room);
+        else if (cm->room->op_case == MESHSIG__V1__ROOM__OP_LEAVE)
+            ms_strset_remove(&s->rooms, cm->room->leave->room);
+        break;
+    case MESHSIG__V1__CLIENT_MESSAGE__MSG_SERVICE:
+        if (cm->service->op_case == MESHSIG__V1__SERVICE__OP_REGISTER)
+            ms_strset_add(&s->services, cm->service->register_->service);
+        else if (cm->service->op_case == MESHSIG__V1__SERVICE__OP_UNREGISTER)
+            ms_strset_remove(&s->services, cm->service->unregister->service);
+        break;
+    case MESHSIG__V1__CLIENT_MESSAGE__MSG_TOPIC:
+        if (cm->topic->op_case == MESHSIG__V1__TOPIC__OP_SUBSCRIBE)
+            ms_strset_add(&s->subscriptions, cm->topic->subscribe->pattern);
+        else if (cm->topic->op_case == MESHSIG__V1__TOPIC__OP_UNSUBSCRIBE)
+            ms_strset_remove(&s->subscriptions, cm->topic->unsubscribe->pattern);
+        break;
+    case MESHSIG__V1__CLIENT_MESSAGE__MSG_POSITION: {
+        free(s->hello_pos);
+        s->hello_pos_len = meshsig__v1__position__get_packed_size(cm->position);
+        if ((s->hello_pos = malloc(s->hello_pos_len ? s->hello_pos_len : 1)))
+            meshsig__v1__position__pack(cm->position, s->hello_pos);
+        else
+            s->hello_pos_len = 0;
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* The client's view of its edges, from the topology events it is sent. */
+static void track_delivery(ms_session_t *s, const Meshsig__V1__ServerMessage *m)
+{
+    if (m->msg_case != MESHSIG__V1__SERVER_MESSAGE__MSG_TOPOLOGY)
+        return;
+    const Meshsig__V1__Topology *t = m->topology;
+    if (t->event_case == MESHSIG__V1__TOPOLOGY__EVENT_CONNECT) {
+        ms_strset_add(&s->neighbours, t->connect->peer);
+        if (t->connect->role == MESHSIG__V1__ROLE__PARENT) {
+            free(s->parent);
+            s->parent = strdup(t->connect->peer);
+        }
+    } else if (t->event_case == MESHSIG__V1__TOPOLOGY__EVENT_DISCONNECT) {
+        ms_strset_remove(&s->neighbours, t->disconnect->peer);
+        if (s->parent && !strcmp(s->parent, t->disconnect->peer)) {
+            free(s->parent);
+            s->parent = NULL;
+        }
+    }
+}
 
 static void handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__ClientMessage *cm)
 {
@@ -330,6 +450,7 @@ static void handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Clien
     }
     if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_LEAVE) {
         publish_leave(gw, s, "left");
+        ms_session_forget_peer(s);
         s->state = MS_SESSION_NEW;
         free(s->ns);
         s->ns = NULL;
@@ -343,6 +464,7 @@ static void handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Clien
         send_msg(gw, s, &m);
         return;
     }
+    track_request(s, cm);
     Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
     req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_CLIENT;
     req.client = cm;
@@ -355,6 +477,7 @@ static void handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char 
                          size_t len, int binary)
 {
     gw->n_in++;
+    gw->frame_received_us = wall_us();
     uint64_t now = now_us();
     int over_msgs = !ms_ratelimit_take(&s->rate_msgs, 1, now);
     int over_bytes = !ms_ratelimit_take(&s->rate_bytes, len, now);
@@ -446,6 +569,7 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d)
         }
         if (m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR) {
             lws_sul_cancel(&s->sul);
+            ms_session_forget_peer(s);
             s->state = MS_SESSION_NEW;
             free(s->ns);
             s->ns = NULL;
@@ -458,14 +582,110 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d)
         gw->n_dropped_session++;
         return;
     }
+    track_delivery(s, m);
+    if (m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL)
+        record_latency(gw, d->origin_us);
     send_msg(gw, s, m);
     if (d->close_code)
         session_close(s, (uint16_t)d->close_code);
 }
 
+/* ---- resync: a new owner asks what we hold for a shard ------------------- */
+
+#define RESYNC_BATCH 200
+
+static void resync_send(ms_gateway_t *gw, const Meshsig__Bus__ResyncRequest *rq,
+                        Meshsig__Bus__SessionReport **reps, size_t n, int last)
+{
+    Meshsig__Bus__ResyncReport rr = MESHSIG__BUS__RESYNC_REPORT__INIT;
+    rr.gateway_id = gw->id;
+    rr.shard = rq->shard;
+    rr.epoch = rq->epoch;
+    rr.n_sessions = n;
+    rr.sessions = reps;
+    rr.last = last;
+    size_t len = meshsig__bus__resync_report__get_packed_size(&rr);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) {
+        ms_error("out of memory answering a resync of shard %u", rq->shard);
+        return;
+    }
+    meshsig__bus__resync_report__pack(&rr, buf);
+    if (ms_bus_publish(gw->bus, rq->reply_to, NULL, buf, len) != MS_OK)
+        ms_warn("resync report for shard %u not sent", rq->shard);
+    free(buf);
+}
+
+static void report_free(Meshsig__Bus__SessionReport *r)
+{
+    if (r->position)
+        meshsig__v1__position__free_unpacked(r->position, NULL);
+    if (r->metadata)
+        meshsig__v1__struct__free_unpacked(r->metadata, NULL);
+}
+
+static void handle_resync(ms_gateway_t *gw, const Meshsig__Bus__ResyncRequest *rq)
+{
+    if (!*rq->reply_to)
+        return;
+    if (rq->shards && rq->shards != (uint32_t)gw->cfg->shards)
+        ms_warn("coordinator %s uses %u shards, this gateway %ld: fix --shards",
+                rq->coordinator_id, rq->shards, gw->cfg->shards);
+    Meshsig__Bus__SessionReport reps[RESYNC_BATCH], *ptrs[RESYNC_BATCH];
+    size_t n = 0, total = 0;
+    ms_session_t *s, *tmp;
+    HASH_ITER(hh, gw->sessions, s, tmp)
+    {
+        if (s->state != MS_SESSION_JOINED || s->shard != rq->shard || !s->peer_id)
+            continue;
+        Meshsig__Bus__SessionReport *r = &reps[n];
+        meshsig__bus__session_report__init(r);
+        r->session = s->id;
+        r->namespace_ = s->ns;
+        r->peer_id = s->peer_id;
+        r->position = s->hello_pos ? meshsig__v1__position__unpack(NULL, s->hello_pos_len,
+                                                                     s->hello_pos)
+                                   : NULL;
+        r->metadata = s->hello_meta ? meshsig__v1__struct__unpack(NULL, s->hello_meta_len,
+                                                                  s->hello_meta)
+                                    : NULL;
+        r->n_neighbours = s->neighbours.n;
+        r->neighbours = s->neighbours.v;
+        r->parent = s->parent ? s->parent : (char *)"";
+        r->n_rooms = s->rooms.n;
+        r->rooms = s->rooms.v;
+        r->n_services = s->services.n;
+        r->services = s->services.v;
+        r->n_subscriptions = s->subscriptions.n;
+        r->subscriptions = s->subscriptions.v;
+        ptrs[n++] = r;
+        total++;
+        if (n == RESYNC_BATCH) {
+            resync_send(gw, rq, ptrs, n, 0);
+            for (size_t i = 0; i < n; i++)
+                report_free(&reps[i]);
+            n = 0;
+        }
+    }
+    resync_send(gw, rq, ptrs, n, 1);
+    for (size_t i = 0; i < n; i++)
+        report_free(&reps[i]);
+    ms_info("resync of shard %u for %s (epoch %llu): %zu sessions reported", rq->shard,
+            rq->coordinator_id, (unsigned long long)rq->epoch, total);
+}
+
 static void on_bus_msg(natsMsg *msg, void *ud)
 {
     ms_gateway_t *gw = ud;
+    if (!strcmp(natsMsg_GetSubject(msg), gw->resync_subject)) {
+        Meshsig__Bus__ResyncRequest *rq = meshsig__bus__resync_request__unpack(
+            NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
+        if (rq) {
+            handle_resync(gw, rq);
+            meshsig__bus__resync_request__free_unpacked(rq, NULL);
+        }
+        return;
+    }
     Meshsig__Bus__GatewayBatch *b = meshsig__bus__gateway_batch__unpack(
         NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
     if (!b) {
@@ -551,8 +771,32 @@ static char *metrics_text(ms_gateway_t *gw, size_t *len)
         ms_bus_connected(gw->bus));
     if (n < 0)
         return NULL;
-    *len = (size_t)n;
-    return out;
+    /* The relay latency histogram, appended. */
+    char hist[1536];
+    size_t hl = (size_t)snprintf(hist, sizeof(hist),
+                                 "# HELP meshsig_gateway_relay_latency_seconds signal relay "
+                                 "time, client frame in at a gateway to out at this one\n"
+                                 "# TYPE meshsig_gateway_relay_latency_seconds histogram\n");
+    for (int i = 0; i < 12 && hl < sizeof(hist); i++)
+        hl += (size_t)snprintf(hist + hl, sizeof(hist) - hl,
+                               "meshsig_gateway_relay_latency_seconds_bucket{le=\"%g\"} %llu\n",
+                               (double)lat_bounds_us[i] / 1e6,
+                               (unsigned long long)gw->lat_buckets[i]);
+    if (hl < sizeof(hist))
+        hl += (size_t)snprintf(hist + hl, sizeof(hist) - hl,
+                               "meshsig_gateway_relay_latency_seconds_bucket{le=\"+Inf\"} %llu\n"
+                               "meshsig_gateway_relay_latency_seconds_sum %g\n"
+                               "meshsig_gateway_relay_latency_seconds_count %llu\n",
+                               (unsigned long long)gw->lat_count, (double)gw->lat_sum_us / 1e6,
+                               (unsigned long long)gw->lat_count);
+    char *both = NULL;
+    int m = asprintf(&both, "%s%.*s", out, (int)(hl < sizeof(hist) ? hl : sizeof(hist) - 1),
+                     hist);
+    free(out);
+    if (m < 0)
+        return NULL;
+    *len = (size_t)m;
+    return both;
 }
 
 /* /healthz and /metrics: headers in LWS_CALLBACK_HTTP, the body when writeable. */
@@ -805,6 +1049,7 @@ ms_err_t ms_gw_create(const ms_gw_config_t *cfg, ms_gateway_t **out)
             *p = '-'; /* the id is a NATS subject token */
     ms_bus_subject_gw(gw->subject, sizeof(gw->subject), cfg->prefix, gw->id);
     snprintf(gw->hb_subject, sizeof(gw->hb_subject), "%s.gw.heartbeat", cfg->prefix);
+    snprintf(gw->resync_subject, sizeof(gw->resync_subject), "%s.gw.resync", cfg->prefix);
     if (!(gw->epochs = calloc((size_t)cfg->shards, sizeof(*gw->epochs))))
         goto fail;
 
@@ -892,7 +1137,8 @@ ms_err_t ms_gw_create(const ms_gw_config_t *cfg, ms_gateway_t **out)
     ms_bus_opts_t bo = {.urls = cfg->nats_urls, .name = gw->id, .event_base = NULL};
     if ((err = ms_bus_connect(&bo, &gw->bus)) != MS_OK)
         goto fail;
-    if ((err = ms_bus_subscribe(gw->bus, gw->subject, NULL, gw->inbox)) != MS_OK) {
+    if ((err = ms_bus_subscribe(gw->bus, gw->subject, NULL, gw->inbox)) != MS_OK ||
+        (err = ms_bus_subscribe(gw->bus, gw->resync_subject, NULL, gw->inbox)) != MS_OK) {
         ms_error("cannot subscribe %s", gw->subject);
         goto fail;
     }

@@ -38,8 +38,25 @@ void ms_session_cleanup(ms_session_t *s)
     free(s->ns);
     free(s->peer_id);
     free(s->join_client_id);
+    free(s->join_req);
+    s->join_req = NULL;
     free(s->rx);
+    ms_session_forget_peer(s);
     s->ns = s->peer_id = s->join_client_id = NULL;
     s->rx = NULL;
     s->rx_len = s->rx_cap = 0;
+}
+
+void ms_session_forget_peer(ms_session_t *s)
+{
+    ms_strset_clear(&s->neighbours);
+    ms_strset_clear(&s->rooms);
+    ms_strset_clear(&s->services);
+    ms_strset_clear(&s->subscriptions);
+    free(s->parent);
+    free(s->hello_pos);
+    free(s->hello_meta);
+    s->parent = NULL;
+    s->hello_pos = s->hello_meta = NULL;
+    s->hello_pos_len = s->hello_meta_len = 0;
 }

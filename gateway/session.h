@@ -13,6 +13,7 @@
 #include <uthash.h>
 
 #include "ratelimit.h"
+#include "strset.h"
 
 typedef enum {
     MS_SESSION_NEW = 0, /* connected, no hello yet (or after leave / failed hello) */
@@ -37,6 +38,9 @@ typedef struct ms_session {
     char *ns;
     char *peer_id;
     char *join_client_id;
+    uint8_t *join_req; /* the packed join, re-sent until answered */
+    size_t join_req_len;
+    uint64_t join_deadline_us;
     uint32_t shard;
     ms_outmsg_t *head, *tail;
     size_t queued;
@@ -45,12 +49,20 @@ typedef struct ms_session {
     uint8_t rx_overflow;
     ms_ratelimit_t rate_msgs, rate_bytes;
     lws_sorted_usec_list_t sul; /* hello or join deadline */
+    /* What this client was told and asked for, so that a coordinator taking
+     * over the shard can rebuild it from the gateways (ResyncReport). */
+    ms_strset_t neighbours, rooms, services, subscriptions;
+    char *parent;
+    uint8_t *hello_pos, *hello_meta; /* packed Position / Struct from the hello */
+    size_t hello_pos_len, hello_meta_len;
     UT_hash_handle hh;          /* by id */
 } ms_session_t;
 
 /* Queues a frame (copying data). Returns 0, or -1 when the queue is over
  * max_queue (the caller closes the slow reader) or memory ran out. */
 int ms_session_queue(ms_session_t *s, const void *data, size_t len, int binary, size_t max_queue);
+/* Drops what the session knew about its peer (after leave or a failed join). */
+void ms_session_forget_peer(ms_session_t *s);
 /* Frees everything the session holds (not the session itself: lws owns it). */
 void ms_session_cleanup(ms_session_t *s);
 

@@ -5,8 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <time.h>
 
+#include <nats/nats.h>
+
+#include "bus.pb-c.h"
 #include "cluster.h"
 #include "testutil.h"
 #include "wsclient.h"
@@ -135,17 +139,152 @@ START_TEST(gateway_killed_clients_resume)
 }
 END_TEST
 
+static int has(char **v, size_t n, const char *x)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(v[i], x))
+            return 1;
+    return 0;
+}
+
+/* A coordinator taking a shard asks the gateways what they hold: each reports
+ * its sessions with the edges, rooms, services and subscriptions their clients
+ * have, which is what a takeover rebuilds from. */
+START_TEST(gateways_answer_resync)
+{
+    ck_assert_int_eq(wsc_global_init(), 0);
+    char *ta, *tb;
+    wsc_t *a = join_token(g2, "rs", "alice", &ta);
+    wsc_t *b = join_token(g2, "rs", "bob", &tb);
+    expect_connect(a, "bob", 1);
+    expect_connect(b, "alice", 0);
+    send_json(a, "{\"id\":\"1\",\"room\":{\"join\":{\"room\":\"lobby\"}}}");
+    json_decref(expect_key(a, "room"));
+    send_json(a, "{\"id\":\"2\",\"service\":{\"register\":{\"service\":\"svc\"}}}");
+    json_decref(expect_key(a, "ok"));
+    send_json(a, "{\"id\":\"3\",\"topic\":{\"subscribe\":{\"pattern\":\"t.>\"}}}");
+    json_decref(expect_key(a, "ok"));
+
+    natsConnection *nc = NULL;
+    char url[64];
+    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", cl.nats_port);
+    ck_assert_int_eq(natsConnection_ConnectTo(&nc, url), NATS_OK);
+    natsSubscription *sub = NULL;
+    ck_assert_int_eq(natsConnection_SubscribeSync(&sub, nc, "test.resync.reply"), NATS_OK);
+    natsConnection_Flush(nc);
+    uint32_t shard = 0;
+    /* the shard of "rs" with 64 shards: fnv1a64 mod 64 */
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const char *p = "rs"; *p; p++) {
+        h ^= (unsigned char)*p;
+        h *= 0x100000001b3ULL;
+    }
+    shard = (uint32_t)(h % 64);
+    Meshsig__Bus__ResyncRequest rq = MESHSIG__BUS__RESYNC_REQUEST__INIT;
+    rq.shard = shard;
+    rq.epoch = 42;
+    rq.coordinator_id = "test";
+    rq.reply_to = "test.resync.reply";
+    rq.shards = 64;
+    uint8_t buf[256];
+    size_t len = meshsig__bus__resync_request__pack(&rq, buf);
+    ck_assert_int_eq(natsConnection_Publish(nc, "meshsig.gw.resync", buf, (int)len), NATS_OK);
+    int lasts = 0, found = 0;
+    for (int i = 0; i < 20 && lasts < 3; i++) {
+        natsMsg *m = NULL;
+        if (natsSubscription_NextMsg(&m, sub, 3000) != NATS_OK)
+            break;
+        Meshsig__Bus__ResyncReport *rr = meshsig__bus__resync_report__unpack(
+            NULL, (size_t)natsMsg_GetDataLength(m), (const uint8_t *)natsMsg_GetData(m));
+        natsMsg_Destroy(m);
+        ck_assert_ptr_nonnull(rr);
+        ck_assert_int_eq(rr->epoch, 42);
+        lasts += rr->last;
+        for (size_t k = 0; k < rr->n_sessions; k++) {
+            Meshsig__Bus__SessionReport *r = rr->sessions[k];
+            if (strcmp(r->namespace_, "rs"))
+                continue;
+            ck_assert_str_eq(rr->gateway_id, "gw-2");
+            if (!strcmp(r->peer_id, "alice")) {
+                found++;
+                ck_assert(has(r->neighbours, r->n_neighbours, "bob"));
+                ck_assert(has(r->rooms, r->n_rooms, "lobby"));
+                ck_assert(has(r->services, r->n_services, "svc"));
+                ck_assert(has(r->subscriptions, r->n_subscriptions, "t.>"));
+            } else if (!strcmp(r->peer_id, "bob")) {
+                found++;
+                ck_assert(has(r->neighbours, r->n_neighbours, "alice"));
+                ck_assert_uint_eq(r->n_rooms, 0);
+            }
+        }
+        meshsig__bus__resync_report__free_unpacked(rr, NULL);
+    }
+    /* Both live gateways answered (gw-1 and gw-3 may be dead by now). */
+    ck_assert_int_eq(lasts, 3); /* every gateway answered, with a final part */
+    ck_assert_int_eq(found, 2);
+    natsSubscription_Destroy(sub);
+    natsConnection_Destroy(nc);
+    free(ta);
+    free(tb);
+    wsc_free(a);
+    wsc_free(b);
+    wsc_global_cleanup();
+}
+END_TEST
+
+/* Operations: a gateway's /healthz and /metrics (with the relay latency
+ * histogram), and its SIGTERM drain: clients are told to reconnect and closed
+ * with 1001, new connections refused, the process exits. */
+START_TEST(gateway_metrics_and_drain)
+{
+    ck_assert_int_eq(wsc_global_init(), 0);
+    const char *dev[] = {"--insecure-dev", "--drain-ms", "3000", NULL};
+    int g4 = cluster_add_gateway(&cl, "gw-4", dev);
+    ck_assert_int_ge(g4, 0);
+    int port = cl.gw_port[g4];
+    char *body = NULL;
+    ck_assert_int_eq(http_request(port, "GET", "/healthz", NULL, NULL, &body), 200);
+    free(body);
+    wsc_t *a = join_as(port, "ops", "alice");
+    wsc_t *b = join_as(port, "ops", "bob");
+    expect_connect(a, "bob", 1);
+    expect_connect(b, "alice", 0);
+    for (int i = 0; i < 5; i++) {
+        send_json(a, "{\"signal\":{\"to\":\"bob\",\"payload\":%d}}", i);
+        json_decref(expect_key(b, "signal"));
+    }
+    ck_assert_int_eq(http_request(port, "GET", "/metrics", NULL, NULL, &body), 200);
+    ck_assert_ptr_nonnull(strstr(body, "meshsig_gateway_sessions 2"));
+    const char *cnt = strstr(body, "meshsig_gateway_relay_latency_seconds_count ");
+    ck_assert_ptr_nonnull(cnt);
+    ck_assert_int_ge(atoi(cnt + strlen("meshsig_gateway_relay_latency_seconds_count ")), 5);
+    ck_assert_ptr_nonnull(strstr(body, "meshsig_gateway_slow_readers_closed_total 0"));
+    ck_assert_ptr_nonnull(strstr(body, "meshsig_gateway_dropped_total{reason=\"stale_epoch\"}"));
+    free(body);
+    kill(cl.gw[g4], SIGTERM);
+    json_t *j = skip_to(a, "reconnect");
+    ck_assert(*str_at(j, "reconnect", "reason", NULL));
+    json_decref(j);
+    ck_assert(wsc_wait_closed(a, T_MS));
+    ck_assert_int_eq(wsc_close_code(a), 1001);
+    ck_assert(wsc_wait_closed(b, T_MS));
+    cluster_kill(cl.gw[g4], SIGTERM); /* reaps it; it has exited already */
+    cl.gw[g4] = -1;
+    wsc_free(a);
+    wsc_free(b);
+    wsc_global_cleanup();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("failover");
     TCase *tc = tcase_create("cluster");
     tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
     tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, gateways_answer_resync);
     tcase_add_test(tc, gateway_killed_clients_resume);
+    tcase_add_test(tc, gateway_metrics_and_drain);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

@@ -28,15 +28,6 @@ static void cluster_down(void)
     cluster_stop(&cl);
 }
 
-static void client_up(void)
-{
-    ck_assert_int_eq(wsc_global_init(), 0);
-}
-
-static void client_down(void)
-{
-    wsc_global_cleanup();
-}
 
 /* Two peers in ns on different gateways, topology events consumed. */
 static void pair(const char *ns, wsc_t **a, wsc_t **b)
@@ -389,9 +380,5 @@ int main(void)
     /* Last: it restarts the coordinator. */
     tcase_add_test(tc, persistent_emit_survives_restart);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

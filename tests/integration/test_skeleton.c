@@ -37,15 +37,6 @@ static void cluster_down(void)
     cluster_stop(&cl);
 }
 
-static void client_up(void)
-{
-    ck_assert_int_eq(wsc_global_init(), 0);
-}
-
-static void client_down(void)
-{
-    wsc_global_cleanup();
-}
 
 /* ---- helpers ---- */
 
@@ -466,9 +457,5 @@ int main(void)
     tcase_add_test(tc, jwt_auth);
     tcase_add_test(tc, admin_api);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

@@ -120,3 +120,22 @@ json_t *skip_to(wsc_t *c, const char *key)
     ck_abort_msg("no %s within 50 messages", key);
     return NULL;
 }
+
+void client_up(void)
+{
+    ck_assert_int_eq(wsc_global_init(), 0);
+}
+
+void client_down(void)
+{
+    wsc_global_cleanup();
+}
+
+int run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -3,6 +3,7 @@
 #ifndef MS_TEST_UTIL_H
 #define MS_TEST_UTIL_H
 
+#include <check.h>
 #include <jansson.h>
 
 #include "wsclient.h"
@@ -28,5 +29,11 @@ void expect_quiet(wsc_t *c, int ms);
 json_t *skip_to(wsc_t *c, const char *key);
 /* A string at a path of object keys, e.g. str_at(j, "error", "code", NULL). */
 const char *str_at(json_t *j, ...);
+
+/* Checked fixture pair: the lws client context each test's clients share. */
+void client_up(void);
+void client_down(void);
+/* Runs the suite; returns the process exit status. */
+int run_suite(Suite *s);
 
 #endif

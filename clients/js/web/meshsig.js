@@ -1020,6 +1020,13 @@ export class Client extends Emitter {
         const err = new MeshsigError(body.code || 'CODE_UNSPECIFIED', body.message || '',
           msg.id ? { id: msg.id } : {});
         if (err.code === 'REPLACED') { this.#fail(err); return; }
+        // A late signal to a peer this client was already told to drop is
+        // expected under churn (the server says so rather than drop it): not an error.
+        if (typeof msg.id === 'string' && msg.id.startsWith('s:') &&
+            (err.code === 'NOT_NEIGHBOUR' || err.code === 'PEER_NOT_FOUND') &&
+            !this._neighbours.has(msg.id.slice(2))) {
+          return;
+        }
         this._report(err);
         return;
       }
@@ -1114,7 +1121,9 @@ export class Client extends Emitter {
 
   _signal(peer, payload) {
     try {
-      this._send({ signal: { to: peer, payload } });
+      // The id names the target, so that an error for a signal that crossed a
+      // disconnect (trickled ICE after the edge was removed) can be told apart.
+      this._send({ id: `s:${peer}`, signal: { to: peer, payload } });
     } catch (err) {
       this._report(err);
     }

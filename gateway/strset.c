@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A small set of strings kept in an array. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "strset.h"
+
+int ms_strset_has(const ms_strset_t *s, const char *str)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (!strcmp(s->v[i], str))
+            return 1;
+    return 0;
+}
+
+int ms_strset_add(ms_strset_t *s, const char *str)
+{
+    if (ms_strset_has(s, str))
+        return 0;
+    if (s->n == s->cap) {
+        size_t ncap = s->cap ? s->cap * 2 : 4;
+        char **nv = realloc(s->v, ncap * sizeof(*nv));
+        if (!nv)
+            return -1;
+        s->v = nv;
+        s->cap = ncap;
+    }
+    char *copy = strdup(str);
+    if (!copy)
+        return -1;
+    s->v[s->n++] = copy;
+    return 0;
+}
+
+int ms_strset_remove(ms_strset_t *s, const char *str)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        if (strcmp(s->v[i], str))
+            continue;
+        free(s->v[i]);
+        s->v[i] = s->v[--s->n];
+        return 1;
+    }
+    return 0;
+}
+
+void ms_strset_clear(ms_strset_t *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+    s->v = NULL;
+    s->n = s->cap = 0;
+}

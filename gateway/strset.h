@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A small set of strings (a session's neighbours, rooms, ...): an array, because it stays short. */
+#ifndef MS_STRSET_H
+#define MS_STRSET_H
+
+#include <stddef.h>
+
+typedef struct {
+    char **v;
+    size_t n, cap;
+} ms_strset_t;
+
+/* 0 on success (also when already present), -1 when out of memory. */
+int ms_strset_add(ms_strset_t *s, const char *str);
+/* 1 if it was there. */
+int ms_strset_remove(ms_strset_t *s, const char *str);
+int ms_strset_has(const ms_strset_t *s, const char *str);
+void ms_strset_clear(ms_strset_t *s);
+
+#endif
