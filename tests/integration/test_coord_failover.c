@@ -153,6 +153,28 @@ static wsc_t *join_retry(int gw, const char *ns, const char *peer, const char *t
     return NULL;
 }
 
+/* Reads until nothing arrives for quiet_ms; any topology event must be a
+ * connect to `only` (a newcomer); nothing about an unchanged edge. */
+static void expect_only_connect_to(wsc_t *c, const char *only, int quiet_ms)
+{
+    int seen = 0;
+    for (;;) {
+        json_t *j = wsc_recv_json(c, quiet_ms);
+        if (!j)
+            break;
+        if (json_object_get(j, "topology")) {
+            const char *to = str_at(j, "topology", "connect", "peer", NULL);
+            ck_assert_msg(to && !strcmp(to, only), "unexpected %s",
+                          json_dumps(j, JSON_COMPACT));
+            seen = 1;
+        }
+        ck_assert_msg(!json_object_get(j, "peerLeft"), "unexpected %s",
+                      json_dumps(j, JSON_COMPACT));
+        json_decref(j);
+    }
+    ck_assert_msg(seen, "no connect to %s", only);
+}
+
 /* Reads until nothing arrives for quiet_ms; fails on any topology change. */
 static void expect_no_topology(wsc_t *c, int quiet_ms)
 {
@@ -263,6 +285,12 @@ START_TEST(coordinators_split_kill_and_handoff)
         ck_assert_msg(strcmp(owner2[n], "coord-2"), "shard %d still on the dead coordinator", n);
         ck_assert_msg(epoch2[n] > epoch[n], "shard %d: epoch did not grow", n);
     }
+    /* No peer lost and no churn: the rebuilt Delaunay namespace still has
+     * d1-d2; the two only hear of the newcomer, and signal each other. */
+    expect_only_connect_to(d1, "d3", 500);
+    expect_only_connect_to(d2, "d3", 10);
+    send_json(d2, "{\"signal\":{\"to\":\"d1\",\"payload\":\"z\"}}");
+    ck_assert_str_eq(str_at(expect_key(d1, "signal"), "signal", "from", NULL), "d2");
     fprintf(stderr,
             "coordinator failover: kill -9 of coord-2 -> a join into its Delaunay namespace "
             "succeeded after %lld ms, all its shards served again after %lld ms (lease 1200 ms, "
@@ -298,6 +326,11 @@ START_TEST(coordinators_split_kill_and_handoff)
             gap, t_all3);
     ck_assert_msg(gap < 3000, "hand-off gap %lld ms: released leases were not claimed at once",
                   gap);
+    /* The tree moved to coord-1 with its parent link: no event, signals flow. */
+    expect_no_topology(t1, 200);
+    expect_no_topology(t2, 10);
+    send_json(t1, "{\"signal\":{\"to\":\"t2\",\"payload\":\"w\"}}");
+    ck_assert_str_eq(str_at(expect_key(t2, "signal"), "signal", "from", NULL), "t1");
     /* The full mesh on coord-1 never moved. */
     expect_no_topology(m1, 200);
     expect_no_topology(m2, 10);
