@@ -272,7 +272,6 @@ void ms_cluster_tick(ms_coord_t *c, uint64_t now)
         c->live_changed = 0;
         recompute(c);
     }
-    uint64_t ttl = (uint64_t)c->cfg->lease_ttl_ms;
     for (uint32_t n = 0; n < (uint32_t)c->cfg->shards; n++) {
         ms_shard_t *s = &c->shards[n];
         switch (s->state) {
@@ -310,7 +309,6 @@ void ms_cluster_tick(ms_coord_t *c, uint64_t now)
             break;
         }
     }
-    (void)ttl;
 }
 
 void ms_cluster_lease_results(ms_coord_t *c)
