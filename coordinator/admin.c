@@ -181,25 +181,14 @@ static void put_policy(ms_coord_t *c, struct evhttp_request *r, const char *name
         reply_error(c, r, err == MS_ERR_UNSUPPORTED ? 501 : 400, why);
         return;
     }
-    ms_ns_t *ns = ms_ns_find(c, name);
-    if (ns && (err = ms_ns_set_policy(c, ns, &p)) != MS_OK) {
+    /* Kept here, applied if this coordinator serves the namespace, sent to
+     * the other coordinators and stored for the next owner. */
+    if ((err = ms_cluster_policy_set(c, name, &p, 1)) != MS_OK) {
         reply_error(c, r, err == MS_ERR_FULL ? 409 : 500,
                     err == MS_ERR_FULL ? "the namespace has more peers than the new cap"
                                        : ms_err_str(err));
         return;
     }
-    ms_policy_entry_t *e;
-    HASH_FIND_STR(c->policies, name, e);
-    if (!e) {
-        e = calloc(1, sizeof(*e));
-        if (!e || !(e->ns = strdup(name))) {
-            free(e);
-            reply_error(c, r, 500, "out of memory");
-            return;
-        }
-        HASH_ADD_KEYPTR(hh, c->policies, e->ns, strlen(e->ns), e);
-    }
-    e->policy = p;
     ms_outbox_flush(c);
     ms_info("policy of %s set to %s", name, p.topology);
     reply_json(c, r, 200, json_pack("{s:s, s:o}", "name", name, "policy", ms_policy_to_json(&p)));
@@ -207,8 +196,10 @@ static void put_policy(ms_coord_t *c, struct evhttp_request *r, const char *name
 
 static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
 {
-    char buf[2048];
-    size_t n_ns = HASH_COUNT(c->namespaces), n_peers = 0;
+    char buf[4096];
+    size_t n_ns = HASH_COUNT(c->namespaces), n_peers = 0, n_owned = 0;
+    for (uint32_t i = 0; i < (uint32_t)c->cfg->shards; i++)
+        n_owned += c->shards[i].state == MS_SHARD_OWNED;
     ms_ns_t *ns, *tmp;
     HASH_ITER(hh, c->namespaces, ns, tmp)
     n_peers += HASH_COUNT(ns->members);
@@ -234,12 +225,22 @@ static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
         "# TYPE meshsig_coordinator_shards_owned gauge\n"
         "meshsig_coordinator_shards_owned %ld\n"
         "# TYPE meshsig_nats_reconnects_total counter\n"
-        "meshsig_nats_reconnects_total %llu\n",
+        "meshsig_nats_reconnects_total %llu\n"
+        "# TYPE meshsig_coordinator_shards_owned gauge\n"
+        "meshsig_coordinator_shards_owned %zu\n"
+        "# TYPE meshsig_coordinator_shard_events_total counter\n"
+        "meshsig_coordinator_shard_events_total{event=\"claimed\"} %llu\n"
+        "meshsig_coordinator_shard_events_total{event=\"lost\"} %llu\n"
+        "meshsig_coordinator_shard_events_total{event=\"handed_off\"} %llu\n"
+        "meshsig_coordinator_dropped_total{reason=\"not_owner\"} %llu\n"
+        "meshsig_coordinator_dropped_total{reason=\"rebuild_queue_full\"} %llu\n",
         (unsigned long long)c->n_requests, (unsigned long long)c->n_joins,
         (unsigned long long)c->n_leaves, (unsigned long long)c->n_signals,
         (unsigned long long)c->n_errors, (unsigned long long)c->n_bad_requests,
         ms_mailbox_dropped(c->inbox), n_ns, n_peers, c->cfg->shards,
-        (unsigned long long)ms_bus_reconnects(c->bus));
+        (unsigned long long)ms_bus_reconnects(c->bus), n_owned, (unsigned long long)c->n_claims,
+        (unsigned long long)c->n_losses, (unsigned long long)c->n_handoffs,
+        (unsigned long long)c->n_not_owner, (unsigned long long)c->n_queued_dropped);
     reply_text(c, r, 200, "text/plain; version=0.0.4", buf, (size_t)len);
 }
 
@@ -263,9 +264,11 @@ static void on_request(struct evhttp_request *r, void *arg)
         goto out;
     }
     if (!strcmp(path, "/readyz")) {
-        int ok = ms_bus_connected(c->bus) && c->ready;
-        reply_text(c, r, ok ? 200 : 503, "text/plain", ok ? "ready\n" : "nats not connected\n",
-                   ok ? 6 : 19);
+        /* Ready once its subscriptions are live and it serves every shard
+         * rendezvous hashing gives it. */
+        int bus = ms_bus_connected(c->bus) && c->ready, ok = bus && ms_cluster_ready(c);
+        const char *why = ok ? "ready\n" : bus ? "claiming shards\n" : "nats not connected\n";
+        reply_text(c, r, ok ? 200 : 503, "text/plain", why, strlen(why));
         goto out;
     }
     if (!strcmp(path, "/") || !strcmp(path, "/index.html")) {
@@ -281,6 +284,8 @@ static void on_request(struct evhttp_request *r, void *arg)
     }
     if (!strcmp(path, "/metrics") && method == EVHTTP_REQ_GET) {
         get_metrics(c, r);
+    } else if (!strcmp(path, "/v1/cluster") && method == EVHTTP_REQ_GET) {
+        reply_json(c, r, 200, ms_cluster_json(c));
     } else if (!strcmp(path, "/v1/namespaces") && method == EVHTTP_REQ_GET) {
         get_namespaces(c, r);
     } else if (!strncmp(path, "/v1/namespaces/", 15)) {

@@ -30,6 +30,33 @@ static void on_bus_msg(natsMsg *msg, void *ud)
     ms_coord_t *c = ud;
     const char *subj = natsMsg_GetSubject(msg);
     size_t plen = strlen(c->cfg->prefix);
+    size_t dlen = (size_t)natsMsg_GetDataLength(msg);
+    const uint8_t *data = (const uint8_t *)natsMsg_GetData(msg);
+    if (!strncmp(subj, c->cfg->prefix, plen) && !strcmp(subj + plen, ".coord.heartbeat")) {
+        Meshsig__Bus__CoordinatorHeartbeat *hb =
+            meshsig__bus__coordinator_heartbeat__unpack(NULL, dlen, data);
+        if (hb) {
+            ms_cluster_heartbeat_in(c, hb);
+            meshsig__bus__coordinator_heartbeat__free_unpacked(hb, NULL);
+        }
+        return;
+    }
+    if (!strncmp(subj, c->cfg->prefix, plen) && !strcmp(subj + plen, ".coord.policy")) {
+        Meshsig__Bus__PolicyUpdate *pu = meshsig__bus__policy_update__unpack(NULL, dlen, data);
+        if (pu) {
+            ms_cluster_policy_in(c, pu);
+            meshsig__bus__policy_update__free_unpacked(pu, NULL);
+        }
+        return;
+    }
+    if (!strncmp(subj, c->cfg->prefix, plen) && !strncmp(subj + plen, ".coord.resync.", 14)) {
+        Meshsig__Bus__ResyncReport *rr = meshsig__bus__resync_report__unpack(NULL, dlen, data);
+        if (rr) {
+            ms_resync_report(c, rr);
+            meshsig__bus__resync_report__free_unpacked(rr, NULL);
+        }
+        return;
+    }
     if (!strcmp(subj, c->probe_subject)) {
         if (!c->ready)
             ms_info("subscriptions confirmed: ready");
@@ -55,15 +82,7 @@ static void on_bus_msg(natsMsg *msg, void *ud)
         c->n_bad_requests++;
         return;
     }
-    Meshsig__Bus__ShardRequest *req = meshsig__bus__shard_request__unpack(
-        NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
-    if (!req) {
-        c->n_bad_requests++;
-        ms_warn("undecodable shard request on %s", subj);
-        return;
-    }
-    ms_shard_handle(c, (uint32_t)shard, req);
-    meshsig__bus__shard_request__free_unpacked(req, NULL);
+    ms_cluster_request(c, (uint32_t)shard, data, dlen);
 }
 
 static void on_wake(evutil_socket_t fd, short what, void *ud)
@@ -113,9 +132,23 @@ static void on_offline(evutil_socket_t fd, short what, void *ud)
     ms_outbox_flush(c);
 }
 
+static void lease_wake(void *ud)
+{
+    ms_coord_t *c = ud;
+    event_active(c->lease_ev, EV_READ, 0);
+}
+
+static void on_lease(evutil_socket_t fd, short what, void *ud)
+{
+    ms_coord_t *c = ud;
+    ms_cluster_lease_results(c);
+    ms_outbox_flush(c);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *ud)
 {
     ms_coord_t *c = ud;
+    ms_cluster_tick(c, ms_lease_now_ms());
     uint64_t now = ms_now_ms();
     if (!c->ready && now % 500 < 50)
         ms_bus_publish(c->bus, c->probe_subject, NULL, "", 0);
@@ -128,8 +161,10 @@ static void on_tick(evutil_socket_t fd, short what, void *ud)
 static void on_signal(evutil_socket_t sig, short what, void *ud)
 {
     ms_coord_t *c = ud;
-    ms_info("signal %d: stopping", (int)sig);
-    event_base_loopbreak(c->base);
+    ms_info("signal %d: releasing shards and stopping", (int)sig);
+    ms_cluster_shutdown(c);
+    ms_outbox_flush(c);
+    event_base_loopexit(c->base, NULL);
 }
 
 ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
@@ -140,7 +175,6 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
         return MS_ERR_NOMEM;
     c->cfg = cfg;
     c->started_ms = ms_now_ms();
-    c->epoch = c->started_ms; /* grows across restarts; leases replace this (DESIGN.md §2) */
     if (cfg->id && *cfg->id) {
         snprintf(c->id, sizeof(c->id), "%s", cfg->id);
     } else {
@@ -168,6 +202,16 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
         ms_error("cannot start offline storage");
         goto fail;
     }
+    if ((err = ms_cluster_init(c)) != MS_OK)
+        goto fail;
+    if (!(c->lease_ev = event_new(c->base, -1, 0, on_lease, c)))
+        goto fail;
+    ms_lease_config_t lc = {.nats_urls = cfg->nats_urls, .owner_id = c->id,
+                            .ttl_ms = cfg->lease_ttl_ms};
+    if ((err = ms_lease_create(&lc, lease_wake, c, &c->lease)) != MS_OK) {
+        ms_error("cannot start the lease worker");
+        goto fail;
+    }
     ms_bus_opts_t bo = {.urls = cfg->nats_urls, .name = c->id, .event_base = c->base};
     if ((err = ms_bus_connect(&bo, &c->bus)) != MS_OK)
         goto fail;
@@ -181,6 +225,23 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
     snprintf(hb, sizeof(hb), "%s.gw.heartbeat", cfg->prefix);
     if ((err = ms_bus_subscribe(c->bus, hb, NULL, c->inbox)) != MS_OK) {
         ms_error("cannot subscribe %s", hb);
+        goto fail;
+    }
+    static const char *const coord_subjects[] = {"coord.heartbeat", "coord.policy", NULL};
+    for (int i = 0; coord_subjects[i]; i++) {
+        char cs[200];
+        snprintf(cs, sizeof(cs), "%s.%s", cfg->prefix, coord_subjects[i]);
+        if ((err = ms_bus_subscribe(c->bus, cs, NULL, c->inbox)) != MS_OK) {
+            ms_error("cannot subscribe %s", cs);
+            goto fail;
+        }
+    }
+    char rs[200];
+    snprintf(rs, sizeof(rs), "%s.coord.resync.%s", cfg->prefix, c->id);
+    if (strpbrk(c->id, ". *>") || (err = ms_bus_subscribe(c->bus, rs, NULL, c->inbox)) != MS_OK) {
+        ms_error("cannot subscribe %s (a coordinator id may not hold '.', '*', '>' or spaces)",
+                 rs);
+        err = MS_ERR_INVAL;
         goto fail;
     }
     /* The server handles one connection's protocol in order: once a message
@@ -230,6 +291,9 @@ void ms_coord_destroy(ms_coord_t *c)
      * none may touch the mailbox or the wake events after this. */
     if (c->bus)
         ms_bus_drain_subscriptions(c->bus, 0);
+    /* Releases queued at shutdown run here, on the lease connection, before
+     * its worker stops. */
+    ms_lease_destroy(c->lease);
     ms_offline_destroy(c->offline);
     ms_bus_destroy(c->bus);
     if (nats_CloseAndWait(2000) != NATS_OK)
@@ -239,6 +303,7 @@ void ms_coord_destroy(ms_coord_t *c)
     ms_mailbox_destroy(c->inbox);
     ms_outbox_destroy(c->outbox);
     ms_ns_destroy_all(c);
+    ms_cluster_cleanup(c);
     ms_gw_cleanup(c);
     ms_policy_entry_t *e, *tmp;
     HASH_ITER(hh, c->policies, e, tmp)
@@ -256,6 +321,8 @@ void ms_coord_destroy(ms_coord_t *c)
         event_free(c->tick_ev);
     if (c->offline_ev)
         event_free(c->offline_ev);
+    if (c->lease_ev)
+        event_free(c->lease_ev);
     if (c->sigint_ev)
         event_free(c->sigint_ev);
     if (c->sigterm_ev)

@@ -18,6 +18,10 @@ typedef struct {
     long gateway_timeout_ms;  /* a gateway silent this long is dead */
     long offline_max_msgs;    /* persistent emits kept per absent peer */
     long offline_max_age_s;   /* and for how long */
+    long lease_ttl_ms;        /* shard lease duration (KV bucket TTL) */
+    long coord_heartbeat_ms;  /* coordinator heartbeat period */
+    long coord_timeout_ms;    /* a coordinator silent this long is dead */
+    long resync_timeout_ms;   /* a takeover waits this long at most for gateway reports */
 } ms_coord_config_t;
 
 typedef struct ms_coord ms_coord_t;

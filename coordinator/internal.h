@@ -13,6 +13,7 @@
 #include "client.pb-c.h"
 #include "coordinator.h"
 #include "mailbox.h"
+#include "lease.h"
 #include "offline.h"
 #include "policy.h"
 #include "topology.h"
@@ -125,10 +126,54 @@ typedef struct ms_gw_info {
 
 typedef struct ms_outbox ms_outbox_t;
 
+/* Another coordinator as seen through its heartbeats (cluster.c). */
+typedef struct ms_coord_peer {
+    char *id;
+    char *admin;
+    uint64_t last_seen_ms; /* monotonic */
+    uint64_t started_ms;
+    uint32_t *shards;      /* what it said it serves, with epochs */
+    uint64_t *epochs;
+    size_t n_shards;
+    int alive;
+    UT_hash_handle hh;
+} ms_coord_peer_t;
+
+typedef enum {
+    MS_SHARD_FREE = 0,   /* not ours */
+    MS_SHARD_CLAIMING,   /* a claim is with the lease worker */
+    MS_SHARD_REBUILDING, /* lease held, takeover resync running; requests wait */
+    MS_SHARD_OWNED,      /* lease held, serving */
+} ms_shard_state_t;
+
+/* A request that arrived while its shard was being rebuilt (a copy of the bytes). */
+typedef struct ms_queued {
+    struct ms_queued *next;
+    size_t len;
+    uint8_t data[];
+} ms_queued_t;
+
+typedef struct ms_resync ms_resync_t;
+
+/* This coordinator's view of one shard. Times are monotonic (ms_lease_now_ms). */
+typedef struct ms_shard {
+    uint8_t state;       /* ms_shard_state_t */
+    uint8_t renewing;    /* a renewal is with the worker */
+    uint8_t mine;        /* rendezvous hashing picks this coordinator */
+    uint64_t gen;        /* bumped when the shard is dropped: late worker results are ignored */
+    uint64_t epoch;      /* the revision of the claim: stamped on every batch */
+    uint64_t rev;        /* the last revision written, for compare-and-set */
+    uint64_t valid_until; /* serve until then: 2/3 of the lease after the last write was sent */
+    uint64_t next_renew;
+    uint64_t next_claim;
+    ms_queued_t *queue, *queue_tail; /* requests held during the rebuild */
+    size_t n_queued;
+    ms_resync_t *resync;
+} ms_shard_t;
+
 struct ms_coord {
     const ms_coord_config_t *cfg;
     char id[96];
-    uint64_t epoch;
     struct event_base *base;
     struct event *wake_ev;
     struct event *again_ev; /* re-runs the drain in the next loop turn */
@@ -147,6 +192,17 @@ struct ms_coord {
     ms_topo_diff_t diff;          /* scratch */
     uint64_t origin_us;           /* received_us of the request being handled */
     uint64_t started_ms;
+    /* Cluster membership and shard ownership (cluster.c, lease.c, resync.c). */
+    ms_lease_t *lease;
+    struct event *lease_ev;
+    ms_shard_t *shards;          /* cfg->shards entries */
+    ms_coord_peer_t *coords;     /* other coordinators, uthash by id */
+    uint64_t mono_started_ms;
+    uint64_t next_heartbeat_ms;
+    uint64_t settle_until_ms;    /* no claims before: first learn who else is alive */
+    int live_changed;
+    int stopping;
+    uint64_t n_not_owner, n_queued_dropped, n_claims, n_losses, n_handoffs;
     char probe_subject[200];
     int ready; /* a probe came back through our subscriptions: the server has them */
     /* counters for /metrics */
@@ -224,6 +280,47 @@ void ms_gw_liveness(ms_coord_t *c, uint64_t now_ms);
 void ms_gw_cleanup(ms_coord_t *c);
 /* Removes a peer from its namespace with repair events and notices (shard.c). */
 void ms_member_leave(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *reason);
+
+/* cluster.c: coordinator heartbeats, the live set, rendezvous hashing, and
+ * the per-shard lease state machine driven from the tick. */
+ms_err_t ms_cluster_init(ms_coord_t *c);
+void ms_cluster_cleanup(ms_coord_t *c);
+void ms_cluster_heartbeat_in(ms_coord_t *c, const Meshsig__Bus__CoordinatorHeartbeat *hb);
+void ms_cluster_tick(ms_coord_t *c, uint64_t mono_ms);
+/* Lease worker results (claims, renewals, stored policies). */
+void ms_cluster_lease_results(ms_coord_t *c);
+/* A shard request from the bus: handled, held for the rebuild, or ignored
+ * when another coordinator owns the shard. Takes the raw bytes. */
+void ms_cluster_request(ms_coord_t *c, uint32_t shard, const uint8_t *data, size_t len);
+/* SIGTERM: stop serving and release every lease; then announce leaving. */
+void ms_cluster_shutdown(ms_coord_t *c);
+/* Whether every shard that rendezvous hashing gives this coordinator is served. */
+int ms_cluster_ready(ms_coord_t *c);
+/* Stop serving a shard now: flush, forget its namespaces and held requests. */
+void ms_cluster_drop_shard(ms_coord_t *c, uint32_t shard);
+/* The desired owner of shard n among the live coordinators (ids). */
+const char *ms_cluster_desired_owner(ms_coord_t *c, uint32_t shard);
+json_t *ms_cluster_json(ms_coord_t *c);
+/* A policy from the admin API: keep it, apply it, tell the others, store it. */
+ms_err_t ms_cluster_policy_set(ms_coord_t *c, const char *ns, const ms_policy_t *p, int announce);
+void ms_cluster_policy_in(ms_coord_t *c, const Meshsig__Bus__PolicyUpdate *pu);
+
+/* resync.c: takeover rebuild from the gateways' session reports. */
+void ms_resync_begin(ms_coord_t *c, uint32_t shard);
+/* 1 once the shard is rebuilt (reports complete or the wait is over). */
+int ms_resync_poll(ms_coord_t *c, uint32_t shard, uint64_t now);
+void ms_resync_free(ms_coord_t *c, uint32_t shard);
+void ms_resync_report(ms_coord_t *c, const Meshsig__Bus__ResyncReport *rr);
+/* Rebuilds every namespace of shard named in reports (borrowed) and sends the
+ * difference. Returns the number of topology events sent, or -1. */
+long ms_resync_rebuild(ms_coord_t *c, uint32_t shard, Meshsig__Bus__ResyncReport **reports,
+                       size_t n_reports);
+/* messaging.c: rooms, services and topics of a rebuilt member, without notices. */
+ms_err_t ms_msg_restore(ms_ns_t *ns, ms_member_t *m, char **rooms, size_t n_rooms,
+                        char **services, size_t n_services, char **subs, size_t n_subs);
+
+/* outbox.c: forget a dropped shard's batches (after flushing them). */
+void ms_outbox_forget_shard(ms_coord_t *c, uint32_t shard);
 
 /* admin.c */
 ms_err_t ms_admin_start(ms_coord_t *c);

@@ -20,6 +20,10 @@ int main(int argc, char **argv)
         .gateway_timeout_ms = 3000,
         .offline_max_msgs = 100,
         .offline_max_age_s = 86400,
+        .lease_ttl_ms = 1500,
+        .coord_heartbeat_ms = 250,
+        .coord_timeout_ms = 1000,
+        .resync_timeout_ms = 400,
     };
     const char *log_level = "info";
     int log_json = 0;
@@ -40,6 +44,14 @@ int main(int argc, char **argv)
          "persistent emits kept per absent peer (oldest dropped first)"},
         {"offline-max-age-s", MS_OPT_INT, &cfg.offline_max_age_s,
          "how long persistent emits are kept"},
+        {"lease-ttl-ms", MS_OPT_INT, &cfg.lease_ttl_ms,
+         "shard lease duration; renewed every third of it, given up after two thirds"},
+        {"coord-heartbeat-ms", MS_OPT_INT, &cfg.coord_heartbeat_ms,
+         "how often a coordinator announces itself to the others"},
+        {"coord-timeout-ms", MS_OPT_INT, &cfg.coord_timeout_ms,
+         "a coordinator without heartbeat this long is dead; its shards move"},
+        {"resync-timeout-ms", MS_OPT_INT, &cfg.resync_timeout_ms,
+         "a new shard owner waits this long at most for the gateways' session reports"},
         {"insecure-dev", MS_OPT_BOOL, &cfg.insecure_dev,
          "no admin token; listen on loopback only. Never in production"},
         {"log-level", MS_OPT_STR, &log_level, "debug, info, warn or error"},
@@ -57,6 +69,12 @@ int main(int argc, char **argv)
     ms_log_init("coordinator", lvl < 0 ? MS_LOG_INFO : (ms_log_level_t)lvl, log_json);
     if (cfg.shards < 1 || cfg.shards > 65536) {
         ms_error("--shards must be 1..65536");
+        return 2;
+    }
+    if (cfg.lease_ttl_ms < 300 || cfg.coord_heartbeat_ms < 10 ||
+        cfg.coord_timeout_ms <= cfg.coord_heartbeat_ms || cfg.resync_timeout_ms < 0) {
+        ms_error("--lease-ttl-ms must be >= 300 and --coord-timeout-ms above "
+                 "--coord-heartbeat-ms");
         return 2;
     }
     if (cfg.insecure_dev) {

@@ -938,3 +938,76 @@ void ms_msg_ns_cleanup(ms_ns_t *ns)
     HASH_ITER(hh, ns->streams, st, sttmp)
     stream_free(ns, st);
 }
+
+/* Takeover rebuild: puts m back into the rooms, services and topics its
+ * gateway reported, without notices (nothing changed for anyone). */
+ms_err_t ms_msg_restore(ms_ns_t *ns, ms_member_t *m, char **rooms, size_t n_rooms,
+                        char **services, size_t n_services, char **subs, size_t n_subs)
+{
+    for (size_t i = 0; i < n_rooms; i++) {
+        if (!name_ok(rooms[i]))
+            continue;
+        ms_room_t *r = room_find(ns, rooms[i]);
+        if (!r) {
+            if (!(r = calloc(1, sizeof(*r))) || !(r->name = strdup(rooms[i]))) {
+                free(r);
+                return MS_ERR_NOMEM;
+            }
+            HASH_ADD_KEYPTR(hh, ns->rooms, r->name, strlen(r->name), r);
+        }
+        if (room_has(r, m))
+            continue;
+        if (r->n == r->cap) {
+            size_t ncap = r->cap ? r->cap * 2 : 8;
+            ms_member_t **nv = realloc(r->members, ncap * sizeof(*nv));
+            if (!nv)
+                return MS_ERR_NOMEM;
+            r->members = nv;
+            r->cap = ncap;
+        }
+        r->members[r->n++] = m;
+    }
+    for (size_t i = 0; i < n_services; i++) {
+        if (!name_ok(services[i]))
+            continue;
+        ms_service_t *s = service_find(ns, services[i]);
+        if (!s) {
+            if (!(s = calloc(1, sizeof(*s))) || !(s->name = strdup(services[i]))) {
+                free(s);
+                return MS_ERR_NOMEM;
+            }
+            HASH_ADD_KEYPTR(hh, ns->services, s->name, strlen(s->name), s);
+        }
+        int has = 0;
+        for (size_t k = 0; k < s->n; k++)
+            has |= s->providers[k] == m;
+        if (has)
+            continue;
+        if (s->n == s->cap) {
+            size_t ncap = s->cap ? s->cap * 2 : 4;
+            ms_member_t **nv = realloc(s->providers, ncap * sizeof(*nv));
+            if (!nv)
+                return MS_ERR_NOMEM;
+            s->providers = nv;
+            s->cap = ncap;
+        }
+        s->providers[s->n++] = m;
+    }
+    for (size_t i = 0; i < n_subs; i++) {
+        if (!pattern_valid(subs[i], 1) || ns->n_subs >= MAX_SUBS_PER_NS)
+            continue;
+        if (ns->n_subs == ns->cap_subs) {
+            size_t ncap = ns->cap_subs ? ns->cap_subs * 2 : 16;
+            ms_sub_t *nv = realloc(ns->subs, ncap * sizeof(*nv));
+            if (!nv)
+                return MS_ERR_NOMEM;
+            ns->subs = nv;
+            ns->cap_subs = ncap;
+        }
+        char *copy = strdup(subs[i]);
+        if (!copy)
+            return MS_ERR_NOMEM;
+        ns->subs[ns->n_subs++] = (ms_sub_t){.member = m, .pattern = copy};
+    }
+    return MS_OK;
+}

@@ -79,7 +79,7 @@ static ob_entry_t *entry_get(ms_coord_t *c, uint32_t shard, const char *gateway)
     ms_bus_subject_gw(e->subject, sizeof(e->subject), c->cfg->prefix, gateway);
     Meshsig__Bus__GatewayBatch hdr = MESHSIG__BUS__GATEWAY_BATCH__INIT;
     hdr.shard = shard;
-    hdr.epoch = c->epoch;
+    hdr.epoch = c->shards[shard].epoch; /* the lease revision: gateways fence older owners */
     hdr.coordinator_id = c->id;
     size_t hl = meshsig__bus__gateway_batch__get_packed_size(&hdr);
     if (reserve(e, hl))
@@ -150,6 +150,24 @@ void ms_outbox_flush(ms_coord_t *c)
     ob_entry_t *e, *tmp;
     HASH_ITER(hh, c->outbox->entries, e, tmp)
     entry_flush(c, e);
+}
+
+void ms_outbox_forget_shard(ms_coord_t *c, uint32_t shard)
+{
+    char prefix[24];
+    int pl = snprintf(prefix, sizeof(prefix), "%u:", shard);
+    ob_entry_t *e, *tmp;
+    HASH_ITER(hh, c->outbox->entries, e, tmp)
+    {
+        if (strncmp(e->key, prefix, (size_t)pl))
+            continue;
+        /* Their header carries this ownership's epoch; the next one gets a fresh header. */
+        entry_flush(c, e);
+        HASH_DEL(c->outbox->entries, e);
+        free(e->key);
+        free(e->buf);
+        free(e);
+    }
 }
 
 void ms_send_error(ms_coord_t *c, uint32_t shard, const char *gateway, uint64_t session,

@@ -180,21 +180,76 @@ int cluster_start_args(cluster_t *c, const char *admin_token, const char *const 
     return start_coordinator(c);
 }
 
-static int start_coordinator(cluster_t *c)
+static pid_t spawn_coordinator(cluster_t *c, const char *id, int admin_port)
 {
     char admin[64], nats_url[64], coord[512];
-    snprintf(admin, sizeof(admin), "127.0.0.1:%d", c->admin_port);
+    snprintf(admin, sizeof(admin), "127.0.0.1:%d", admin_port);
     snprintf(nats_url, sizeof(nats_url), "nats://127.0.0.1:%d", c->nats_port);
     cluster_bin("coordinator/meshsig-coordinator", coord, sizeof(coord));
     char *coord_argv[32] = {coord,  "--nats", nats_url, "--admin-listen", admin, "--id",
-                            "coord-1", c->admin_token ? "--admin-token" : "--insecure-dev",
+                            (char *)id, c->admin_token ? "--admin-token" : "--insecure-dev",
                             (char *)c->admin_token};
     int n = c->admin_token ? 9 : 8;
     for (int k = 0; c->coord_extra && c->coord_extra[k] && n < 31; k++)
         coord_argv[n++] = (char *)c->coord_extra[k];
     coord_argv[n] = NULL;
-    c->coord = cluster_spawn(c, "coordinator", coord_argv);
-    if (c->coord < 0 || cluster_wait_port(c->admin_port, 10000))
+    char log[48];
+    snprintf(log, sizeof(log), "%s", !strcmp(id, "coord-1") ? "coordinator" : id);
+    pid_t pid = cluster_spawn(c, log, coord_argv);
+    if (pid > 0 && cluster_wait_port(admin_port, 10000)) {
+        cluster_kill(pid, SIGKILL);
+        return -1;
+    }
+    return pid;
+}
+
+int cluster_add_coordinator(cluster_t *c)
+{
+    if (c->n_coord == 0)
+        c->n_coord = 1;
+    if (c->n_coord == CLUSTER_MAX_COORD)
+        return -1;
+    int i = c->n_coord;
+    snprintf(c->xid[i], sizeof(c->xid[i]), "coord-%d", i + 1);
+    c->xadmin[i] = cluster_free_port();
+    pid_t pid = spawn_coordinator(c, c->xid[i], c->xadmin[i]);
+    if (pid < 0)
+        return -1;
+    c->xcoord[i] = pid;
+    c->n_coord++;
+    return i;
+}
+
+pid_t cluster_coord_pid(const cluster_t *c, int i)
+{
+    return i == 0 ? c->coord : c->xcoord[i];
+}
+
+int cluster_coord_admin(const cluster_t *c, int i)
+{
+    return i == 0 ? c->admin_port : c->xadmin[i];
+}
+
+const char *cluster_coord_id(const cluster_t *c, int i)
+{
+    return i == 0 ? "coord-1" : c->xid[i];
+}
+
+void cluster_kill_coordinator(cluster_t *c, int i, int sig)
+{
+    if (i == 0) {
+        cluster_kill(c->coord, sig);
+        c->coord = -1;
+    } else {
+        cluster_kill(c->xcoord[i], sig);
+        c->xcoord[i] = -1;
+    }
+}
+
+static int start_coordinator(cluster_t *c)
+{
+    c->coord = spawn_coordinator(c, "coord-1", c->admin_port);
+    if (c->coord < 0)
         return -1;
     /* Ready once connected to NATS. */
     long long end = now_ms() + 10000;
@@ -239,6 +294,9 @@ void cluster_stop(cluster_t *c)
     for (int i = 0; i < c->n_gw; i++)
         if (c->gw[i] > 0)
             cluster_kill(c->gw[i], SIGTERM);
+    for (int i = 1; i < c->n_coord; i++)
+        if (c->xcoord[i] > 0)
+            cluster_kill(c->xcoord[i], SIGTERM);
     cluster_kill(c->coord, SIGTERM);
     cluster_kill(c->nats, SIGTERM);
     if (getenv("MESHSIG_KEEP_LOGS")) {

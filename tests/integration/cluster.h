@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #define CLUSTER_MAX_GW 4
+#define CLUSTER_MAX_COORD 4
 
 typedef struct {
     char dir[256];
@@ -21,6 +22,11 @@ typedef struct {
     int gw_port[CLUSTER_MAX_GW];
     const char *admin_token; /* NULL: coordinator in insecure dev mode */
     const char *const *coord_extra; /* more coordinator arguments, NULL-terminated */
+    /* Coordinators 1..n_coord-1 (index 0 is coord/admin_port above). */
+    int n_coord;
+    pid_t xcoord[CLUSTER_MAX_COORD];
+    int xadmin[CLUSTER_MAX_COORD];
+    char xid[CLUSTER_MAX_COORD][32];
 } cluster_t;
 
 /* A free TCP port on 127.0.0.1. */
@@ -36,6 +42,16 @@ void cluster_kill_gateway(cluster_t *c, int i);
 /* Stops the coordinator (SIGTERM, or SIGKILL when hard) and starts it again
  * with the same arguments; returns once it is ready. */
 int cluster_restart_coordinator(cluster_t *c, int hard);
+/* Starts another coordinator "coord-<n+1>" with the same extra arguments and
+ * its own admin port; returns its index (1..) or -1. Waits for /healthz only:
+ * it becomes ready once the cluster has handed it its shards. */
+int cluster_add_coordinator(cluster_t *c);
+/* pid and admin port of coordinator i (0 is the first). */
+pid_t cluster_coord_pid(const cluster_t *c, int i);
+int cluster_coord_admin(const cluster_t *c, int i);
+const char *cluster_coord_id(const cluster_t *c, int i);
+/* Sends sig to coordinator i and waits for it to exit (it is not restarted). */
+void cluster_kill_coordinator(cluster_t *c, int i, int sig);
 /* Adds a gateway; extra are more arguments (NULL-terminated). Returns its index or -1. */
 int cluster_add_gateway(cluster_t *c, const char *id, const char *const *extra);
 /* Spawns argv with output to log; returns pid or -1. */

@@ -1,0 +1,589 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Many coordinators: heartbeats and the live set, rendezvous hashing of shards, and each
+ * shard's lease state machine (claim, renew, give up in time, hand off, release).
+ *
+ * Every coordinator hears every heartbeat and computes the same owner for a
+ * shard, argmax over live coordinators of mix(fnv1a64("id\0n")), so a change
+ * of the live set moves only the shards of the coordinator that came or went.
+ * The lease in KV is what makes ownership exclusive while views disagree: a
+ * coordinator serves a shard only between a successful claim and two thirds
+ * of the lease after its last successful write, so it stops before anyone
+ * else can claim.
+ *
+ * All coordinators subscribe <prefix>.shard.* and drop what they do not own
+ * (gating here, on the loop thread, against the same state the leases
+ * update). Per-shard subscriptions would have to follow every ownership
+ * change with a subscribe/unsubscribe that races with the lease, and a
+ * request could fall between the two; the cost of the filter is one subject
+ * parse per foreign request.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+#include "internal.h"
+#include "log.h"
+
+#define CLAIM_RETRY_MS 100
+#define MAX_QUEUED 4096 /* requests held per shard during a rebuild */
+
+static uint64_t mix64(uint64_t x)
+{
+    /* splitmix64's finaliser: FNV alone is weak in its high bits for short keys. */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+static uint64_t score(const char *id, uint32_t shard)
+{
+    char buf[160];
+    size_t n = strlen(id);
+    if (n > 100)
+        n = 100;
+    memcpy(buf, id, n);
+    buf[n] = '\0';
+    int k = snprintf(buf + n + 1, sizeof(buf) - n - 1, "%u", shard);
+    return mix64(ms_fnv1a64(buf, n + 1 + (size_t)k));
+}
+
+const char *ms_cluster_desired_owner(ms_coord_t *c, uint32_t shard)
+{
+    const char *best = c->stopping ? NULL : c->id;
+    uint64_t bs = best ? score(best, shard) : 0;
+    ms_coord_peer_t *p, *tmp;
+    HASH_ITER(hh, c->coords, p, tmp)
+    {
+        if (!p->alive)
+            continue;
+        uint64_t s = score(p->id, shard);
+        if (!best || s > bs || (s == bs && strcmp(p->id, best) > 0)) {
+            best = p->id;
+            bs = s;
+        }
+    }
+    return best;
+}
+
+static void recompute(ms_coord_t *c)
+{
+    size_t mine = 0;
+    for (uint32_t n = 0; n < (uint32_t)c->cfg->shards; n++) {
+        const char *o = ms_cluster_desired_owner(c, n);
+        c->shards[n].mine = o && !strcmp(o, c->id);
+        mine += c->shards[n].mine;
+    }
+    ms_info("live coordinators changed: %zu of %ld shards are now this coordinator's", mine,
+            c->cfg->shards);
+}
+
+ms_err_t ms_cluster_init(ms_coord_t *c)
+{
+    c->shards = calloc((size_t)c->cfg->shards, sizeof(*c->shards));
+    if (!c->shards)
+        return MS_ERR_NOMEM;
+    c->mono_started_ms = ms_lease_now_ms();
+    /* Hear the others for a heartbeat and a half before claiming, so a
+     * coordinator joining a running cluster does not grab what is theirs. */
+    c->settle_until_ms = c->mono_started_ms + (uint64_t)c->cfg->coord_heartbeat_ms * 3 / 2 + 50;
+    c->live_changed = 1;
+    return MS_OK;
+}
+
+static void queue_free(ms_shard_t *s)
+{
+    for (ms_queued_t *q = s->queue, *n; q; q = n) {
+        n = q->next;
+        free(q);
+    }
+    s->queue = s->queue_tail = NULL;
+    s->n_queued = 0;
+}
+
+void ms_cluster_cleanup(ms_coord_t *c)
+{
+    if (c->shards) {
+        for (uint32_t n = 0; n < (uint32_t)c->cfg->shards; n++) {
+            ms_resync_free(c, n);
+            queue_free(&c->shards[n]);
+        }
+        free(c->shards);
+        c->shards = NULL;
+    }
+    ms_coord_peer_t *p, *tmp;
+    HASH_ITER(hh, c->coords, p, tmp)
+    {
+        HASH_DEL(c->coords, p);
+        free(p->id);
+        free(p->admin);
+        free(p->shards);
+        free(p->epochs);
+        free(p);
+    }
+}
+
+void ms_cluster_heartbeat_in(ms_coord_t *c, const Meshsig__Bus__CoordinatorHeartbeat *hb)
+{
+    if (!*hb->id || !strcmp(hb->id, c->id))
+        return;
+    ms_coord_peer_t *p;
+    HASH_FIND_STR(c->coords, hb->id, p);
+    if (!p) {
+        if (hb->leaving)
+            return;
+        if (!(p = calloc(1, sizeof(*p))) || !(p->id = strdup(hb->id))) {
+            free(p);
+            return;
+        }
+        HASH_ADD_KEYPTR(hh, c->coords, p->id, strlen(p->id), p);
+    }
+    uint32_t *sh = NULL;
+    uint64_t *ep = NULL;
+    size_t n = hb->n_shards < hb->n_epochs ? hb->n_shards : hb->n_epochs;
+    if (n && (!(sh = malloc(n * sizeof(*sh))) || !(ep = malloc(n * sizeof(*ep))))) {
+        free(sh);
+        free(ep);
+        sh = NULL;
+        ep = NULL;
+        n = 0;
+    }
+    if (n) {
+        memcpy(sh, hb->shards, n * sizeof(*sh));
+        memcpy(ep, hb->epochs, n * sizeof(*ep));
+    }
+    free(p->shards);
+    free(p->epochs);
+    p->shards = sh;
+    p->epochs = ep;
+    p->n_shards = n;
+    if (*hb->admin && (!p->admin || strcmp(p->admin, hb->admin))) {
+        free(p->admin);
+        p->admin = strdup(hb->admin);
+    }
+    p->started_ms = hb->started_ms;
+    p->last_seen_ms = ms_lease_now_ms();
+    int alive = !hb->leaving;
+    if (alive != p->alive) {
+        ms_info("coordinator %s %s", p->id, alive ? "is alive" : "is leaving");
+        p->alive = alive;
+        c->live_changed = 1;
+    }
+}
+
+/* Stops serving: whatever it produced goes out first, then its state is forgotten. */
+void ms_cluster_drop_shard(ms_coord_t *c, uint32_t shard)
+{
+    ms_shard_t *s = &c->shards[shard];
+    ms_outbox_forget_shard(c, shard);
+    ms_ns_t *ns, *tmp;
+    HASH_ITER(hh, c->namespaces, ns, tmp)
+    if (ns->shard == shard)
+        ms_ns_destroy(c, ns);
+    ms_resync_free(c, shard);
+    queue_free(s);
+    s->state = MS_SHARD_FREE;
+    s->renewing = 0;
+    s->gen++;
+    s->epoch = 0;
+    s->next_claim = ms_lease_now_ms() + CLAIM_RETRY_MS;
+}
+
+static void release(ms_coord_t *c, uint32_t shard, const char *why)
+{
+    uint64_t rev = c->shards[shard].rev;
+    ms_cluster_drop_shard(c, shard);
+    ms_lease_release(c->lease, shard, rev);
+    ms_debug("shard %u released (%s)", shard, why);
+}
+
+static void publish_heartbeat(ms_coord_t *c, int leaving)
+{
+    size_t cap = (size_t)c->cfg->shards;
+    uint32_t *sh = calloc(cap, sizeof(*sh));
+    uint64_t *ep = calloc(cap, sizeof(*ep));
+    size_t n = 0;
+    if (sh && ep && !leaving)
+        for (uint32_t i = 0; i < (uint32_t)cap; i++)
+            if (c->shards[i].state == MS_SHARD_OWNED || c->shards[i].state == MS_SHARD_REBUILDING) {
+                sh[n] = i;
+                ep[n++] = c->shards[i].epoch;
+            }
+    Meshsig__Bus__CoordinatorHeartbeat hb = MESHSIG__BUS__COORDINATOR_HEARTBEAT__INIT;
+    hb.id = c->id;
+    hb.started_ms = c->started_ms;
+    hb.admin = (char *)c->cfg->admin_listen;
+    hb.leaving = leaving;
+    hb.shards = sh;
+    hb.n_shards = n;
+    hb.epochs = ep;
+    hb.n_epochs = n;
+    size_t len = meshsig__bus__coordinator_heartbeat__get_packed_size(&hb);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (buf) {
+        meshsig__bus__coordinator_heartbeat__pack(&hb, buf);
+        char subj[160];
+        snprintf(subj, sizeof(subj), "%s.coord.heartbeat", c->cfg->prefix);
+        if (leaving) /* after the releases queued before it, on a flushed connection */
+            ms_lease_publish(c->lease, subj, buf, len);
+        else
+            ms_bus_publish(c->bus, subj, NULL, buf, len);
+    }
+    free(buf);
+    free(sh);
+    free(ep);
+}
+
+static void replay(ms_coord_t *c, uint32_t shard)
+{
+    ms_shard_t *s = &c->shards[shard];
+    ms_queued_t *q = s->queue;
+    s->queue = s->queue_tail = NULL;
+    s->n_queued = 0;
+    while (q) {
+        ms_queued_t *n = q->next;
+        /* A request may drop the shard (a failed renewal): the rest are then not ours. */
+        if (s->state == MS_SHARD_OWNED)
+            ms_cluster_request(c, shard, q->data, q->len);
+        free(q);
+        q = n;
+    }
+}
+
+void ms_cluster_tick(ms_coord_t *c, uint64_t now)
+{
+    if (now >= c->next_heartbeat_ms && !c->stopping) {
+        c->next_heartbeat_ms = now + (uint64_t)c->cfg->coord_heartbeat_ms;
+        publish_heartbeat(c, 0);
+    }
+    ms_coord_peer_t *p, *tmp;
+    HASH_ITER(hh, c->coords, p, tmp)
+    {
+        if (p->alive && now - p->last_seen_ms > (uint64_t)c->cfg->coord_timeout_ms) {
+            ms_warn("coordinator %s is silent: its shards move", p->id);
+            p->alive = 0;
+            c->live_changed = 1;
+        }
+    }
+    if (c->live_changed) {
+        c->live_changed = 0;
+        recompute(c);
+    }
+    for (uint32_t n = 0; n < (uint32_t)c->cfg->shards; n++) {
+        ms_shard_t *s = &c->shards[n];
+        switch (s->state) {
+        case MS_SHARD_OWNED:
+        case MS_SHARD_REBUILDING:
+            if (now >= s->valid_until) {
+                ms_warn("shard %u: lease not renewed in time; no longer serving it", n);
+                c->n_losses++;
+                ms_cluster_drop_shard(c, n);
+                break;
+            }
+            if (!s->mine) {
+                c->n_handoffs++;
+                ms_info("shard %u: handing over to %s", n, ms_cluster_desired_owner(c, n));
+                release(c, n, "hand-off");
+                break;
+            }
+            if (!s->renewing && now >= s->next_renew) {
+                s->renewing = 1;
+                ms_lease_renew(c->lease, n, s->gen, s->rev);
+            }
+            if (s->state == MS_SHARD_REBUILDING && ms_resync_poll(c, n, now)) {
+                ms_resync_free(c, n);
+                s->state = MS_SHARD_OWNED;
+                replay(c, n);
+            }
+            break;
+        case MS_SHARD_FREE:
+            if (s->mine && now >= c->settle_until_ms && now >= s->next_claim && !c->stopping) {
+                s->state = MS_SHARD_CLAIMING;
+                ms_lease_claim(c->lease, n, s->gen);
+            }
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+void ms_cluster_lease_results(ms_coord_t *c)
+{
+    uint64_t ttl = (uint64_t)c->cfg->lease_ttl_ms;
+    for (ms_lease_result_t *r = ms_lease_take(c->lease), *next; r; r = next) {
+        next = r->next;
+        ms_shard_t *s = r->shard < (uint32_t)c->cfg->shards ? &c->shards[r->shard] : NULL;
+        switch (r->kind) {
+        case MS_LEASE_POLICY: {
+            json_error_t je;
+            json_t *j = json_loads(r->value, 0, &je);
+            ms_policy_t pol;
+            char why[160];
+            if (j && ms_policy_parse(j, &pol, why, sizeof(why)) == MS_OK)
+                ms_cluster_policy_set(c, r->key, &pol, 0);
+            else
+                ms_warn("stored policy of %s is unreadable", r->key);
+            json_decref(j);
+            break;
+        }
+        case MS_LEASE_CLAIM:
+            if (!s)
+                break;
+            if (r->gen != s->gen || s->state != MS_SHARD_CLAIMING) {
+                if (r->ok) /* dropped meanwhile: give it straight back */
+                    ms_lease_release(c->lease, r->shard, r->rev);
+                break;
+            }
+            if (!r->ok) {
+                s->state = MS_SHARD_FREE;
+                s->next_claim = ms_lease_now_ms() + CLAIM_RETRY_MS + (uint64_t)(rand() % 50);
+                if (r->owner)
+                    ms_debug("shard %u is held by %s", r->shard, r->owner);
+                break;
+            }
+            s->epoch = s->rev = r->rev;
+            s->valid_until = r->sent_ms + ttl * 2 / 3;
+            s->next_renew = r->sent_ms + ttl / 3;
+            c->n_claims++;
+            if (!s->mine || c->stopping) {
+                s->state = MS_SHARD_OWNED;
+                release(c, r->shard, "no longer ours");
+                break;
+            }
+            ms_info("shard %u claimed (epoch %llu)", r->shard, (unsigned long long)s->epoch);
+            s->state = MS_SHARD_REBUILDING;
+            ms_resync_begin(c, r->shard);
+            break;
+        case MS_LEASE_RENEW:
+            if (!s || r->gen != s->gen)
+                break;
+            s->renewing = 0;
+            if (r->ok) {
+                s->rev = r->rev;
+                s->valid_until = r->sent_ms + ttl * 2 / 3;
+                s->next_renew = r->sent_ms + ttl / 3;
+            } else {
+                /* Maybe only slow: try again while the lease is surely ours;
+                 * the tick stops serving at valid_until either way. */
+                s->next_renew = ms_lease_now_ms() + 50;
+            }
+            break;
+        default:
+            break;
+        }
+        ms_lease_result_free(r);
+    }
+}
+
+void ms_cluster_request(ms_coord_t *c, uint32_t shard, const uint8_t *data, size_t len)
+{
+    ms_shard_t *s = &c->shards[shard];
+    if (s->state != MS_SHARD_FREE && s->state != MS_SHARD_CLAIMING &&
+        ms_lease_now_ms() >= s->valid_until) {
+        /* Checked here too, not only on the tick: past this point another may own it. */
+        c->n_losses++;
+        ms_warn("shard %u: lease not renewed in time; no longer serving it", shard);
+        ms_cluster_drop_shard(c, shard);
+    }
+    if (s->state == MS_SHARD_REBUILDING) {
+        ms_queued_t *q = s->n_queued < MAX_QUEUED ? malloc(sizeof(*q) + len) : NULL;
+        if (!q) {
+            c->n_queued_dropped++;
+            return;
+        }
+        q->next = NULL;
+        q->len = len;
+        memcpy(q->data, data, len);
+        if (s->queue_tail)
+            s->queue_tail->next = q;
+        else
+            s->queue = q;
+        s->queue_tail = q;
+        s->n_queued++;
+        return;
+    }
+    if (s->state != MS_SHARD_OWNED) {
+        c->n_not_owner++;
+        return;
+    }
+    Meshsig__Bus__ShardRequest *req = meshsig__bus__shard_request__unpack(NULL, len, data);
+    if (!req) {
+        c->n_bad_requests++;
+        ms_warn("undecodable request for shard %u", shard);
+        return;
+    }
+    ms_shard_handle(c, shard, req);
+    meshsig__bus__shard_request__free_unpacked(req, NULL);
+}
+
+void ms_cluster_shutdown(ms_coord_t *c)
+{
+    if (c->stopping)
+        return;
+    c->stopping = 1;
+    size_t n = 0;
+    for (uint32_t i = 0; i < (uint32_t)c->cfg->shards; i++)
+        if (c->shards[i].state == MS_SHARD_OWNED || c->shards[i].state == MS_SHARD_REBUILDING) {
+            release(c, i, "shutdown");
+            n++;
+        }
+    publish_heartbeat(c, 1);
+    ms_info("released %zu shards", n);
+}
+
+int ms_cluster_ready(ms_coord_t *c)
+{
+    if (!ms_lease_ready(c->lease) || ms_lease_now_ms() < c->settle_until_ms || c->live_changed)
+        return 0;
+    for (uint32_t n = 0; n < (uint32_t)c->cfg->shards; n++)
+        if (c->shards[n].mine && c->shards[n].state != MS_SHARD_OWNED)
+            return 0;
+    return 1;
+}
+
+static void policy_entry_set(ms_coord_t *c, const char *ns, const ms_policy_t *p)
+{
+    ms_policy_entry_t *e;
+    HASH_FIND_STR(c->policies, ns, e);
+    if (!e) {
+        if (!(e = calloc(1, sizeof(*e))) || !(e->ns = strdup(ns))) {
+            free(e);
+            ms_error("out of memory keeping the policy of %s", ns);
+            return;
+        }
+        HASH_ADD_KEYPTR(hh, c->policies, e->ns, strlen(e->ns), e);
+    }
+    e->policy = *p;
+}
+
+static int policy_same(const ms_policy_t *a, const ms_policy_t *b)
+{
+    json_t *ja = ms_policy_to_json(a), *jb = ms_policy_to_json(b);
+    int same = ja && jb && json_equal(ja, jb);
+    json_decref(ja);
+    json_decref(jb);
+    return same;
+}
+
+ms_err_t ms_cluster_policy_set(ms_coord_t *c, const char *name, const ms_policy_t *p, int announce)
+{
+    ms_ns_t *ns = ms_ns_find(c, name);
+    if (ns && !policy_same(&ns->policy, p)) {
+        ms_err_t err = ms_ns_set_policy(c, ns, p);
+        if (err != MS_OK)
+            return err;
+    }
+    policy_entry_set(c, name, p);
+    if (!announce)
+        return MS_OK;
+    json_t *j = ms_policy_to_json(p);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!text)
+        return MS_ERR_NOMEM;
+    ms_lease_policy_put(c->lease, name, text);
+    Meshsig__Bus__PolicyUpdate pu = MESHSIG__BUS__POLICY_UPDATE__INIT;
+    pu.namespace_ = (char *)name;
+    pu.policy_json = text;
+    size_t len = meshsig__bus__policy_update__get_packed_size(&pu);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (buf) {
+        meshsig__bus__policy_update__pack(&pu, buf);
+        char subj[160];
+        snprintf(subj, sizeof(subj), "%s.coord.policy", c->cfg->prefix);
+        ms_bus_publish(c->bus, subj, NULL, buf, len);
+    }
+    free(buf);
+    free(text);
+    return MS_OK;
+}
+
+void ms_cluster_policy_in(ms_coord_t *c, const Meshsig__Bus__PolicyUpdate *pu)
+{
+    json_error_t je;
+    json_t *j = json_loads(pu->policy_json, 0, &je);
+    ms_policy_t p;
+    char why[160];
+    if (j && ms_policy_parse(j, &p, why, sizeof(why)) == MS_OK) {
+        ms_err_t err = ms_cluster_policy_set(c, pu->namespace_, &p, 0);
+        if (err != MS_OK)
+            ms_warn("policy of %s not applied here: %s", pu->namespace_, ms_err_str(err));
+    }
+    json_decref(j);
+    ms_outbox_flush(c);
+}
+
+static const char *state_name(uint8_t st)
+{
+    switch (st) {
+    case MS_SHARD_CLAIMING:
+        return "claiming";
+    case MS_SHARD_REBUILDING:
+        return "rebuilding";
+    case MS_SHARD_OWNED:
+        return "serving";
+    default:
+        return "free";
+    }
+}
+
+json_t *ms_cluster_json(ms_coord_t *c)
+{
+    json_t *coords = json_array(), *shards = json_array(), *gws = json_array();
+    json_t *self_sh = json_array();
+    uint64_t now = ms_lease_now_ms();
+    for (uint32_t n = 0; n < (uint32_t)c->cfg->shards; n++) {
+        ms_shard_t *s = &c->shards[n];
+        const char *owner = NULL;
+        uint64_t epoch = 0;
+        if (s->state == MS_SHARD_OWNED || s->state == MS_SHARD_REBUILDING) {
+            owner = c->id;
+            epoch = s->epoch;
+            json_array_append_new(self_sh, json_integer(n));
+        } else {
+            ms_coord_peer_t *p, *tmp;
+            HASH_ITER(hh, c->coords, p, tmp)
+            {
+                if (!p->alive)
+                    continue;
+                for (size_t i = 0; i < p->n_shards; i++)
+                    if (p->shards[i] == n && p->epochs[i] > epoch) {
+                        owner = p->id;
+                        epoch = p->epochs[i];
+                    }
+            }
+        }
+        const char *want = ms_cluster_desired_owner(c, n);
+        json_array_append_new(
+            shards, json_pack("{s:i, s:s?, s:I, s:s?, s:s}", "shard", (json_int_t)n, "owner",
+                              owner, "epoch", (json_int_t)epoch, "desired", want, "here",
+                              state_name(s->state)));
+    }
+    json_array_append_new(coords,
+                          json_pack("{s:s, s:b, s:b, s:s, s:I, s:o}", "id", c->id, "alive", 1,
+                                    "self", 1, "admin", c->cfg->admin_listen, "startedMs",
+                                    (json_int_t)c->started_ms, "shards", self_sh));
+    ms_coord_peer_t *p, *tmp;
+    HASH_ITER(hh, c->coords, p, tmp)
+    {
+        json_t *sh = json_array();
+        for (size_t i = 0; i < p->n_shards && p->alive; i++)
+            json_array_append_new(sh, json_integer(p->shards[i]));
+        json_array_append_new(
+            coords, json_pack("{s:s, s:b, s:b, s:s?, s:I, s:I, s:o}", "id", p->id, "alive",
+                              p->alive, "self", 0, "admin", p->admin, "startedMs",
+                              (json_int_t)p->started_ms, "silentMs",
+                              (json_int_t)(now - p->last_seen_ms), "shards", sh));
+    }
+    ms_gw_info_t *g, *gtmp;
+    HASH_ITER(hh, c->gateways, g, gtmp)
+    json_array_append_new(gws, json_pack("{s:s, s:b, s:i}", "id", g->id, "alive", !g->dead,
+                                         "sessions", (json_int_t)g->sessions));
+    return json_pack("{s:s, s:i, s:I, s:o, s:o, s:o}", "self", c->id, "shardCount",
+                     (json_int_t)c->cfg->shards, "leaseTtlMs", (json_int_t)c->cfg->lease_ttl_ms,
+                     "coordinators", coords, "shards", shards, "gateways", gws);
+}

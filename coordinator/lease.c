@@ -1,0 +1,481 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Shard leases and stored policies in JetStream KV, on a worker thread (see lease.h). */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <nats/nats.h>
+
+#include "lease.h"
+#include "log.h"
+
+#define SHARD_BUCKET "meshsig_shards"
+#define POLICY_BUCKET "meshsig_policies"
+
+typedef struct job {
+    struct job *next;
+    ms_lease_kind_t kind;
+    uint32_t shard;
+    uint64_t gen, rev;
+    char *key, *value; /* policy put: namespace and JSON; publish: subject */
+    void *data;
+    size_t len;
+} job_t;
+
+struct ms_lease {
+    ms_lease_config_t cfg;
+    char *owner;
+    natsConnection *nc;
+    jsCtx *js;
+    kvStore *shards, *policies;
+    int ready; /* read by the loop for /readyz: a stale answer is harmless */
+    pthread_t thread;
+    int started;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    job_t *jobs, *jobs_tail;
+    ms_lease_result_t *results, *results_tail;
+    int stop;
+    void (*wake)(void *);
+    void *wake_ud;
+};
+
+uint64_t ms_lease_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void job_free(job_t *j)
+{
+    if (!j)
+        return;
+    free(j->key);
+    free(j->value);
+    free(j->data);
+    free(j);
+}
+
+void ms_lease_result_free(ms_lease_result_t *r)
+{
+    if (!r)
+        return;
+    free(r->owner);
+    free(r->key);
+    free(r->value);
+    free(r);
+}
+
+static void post(ms_lease_t *l, ms_lease_result_t *r)
+{
+    pthread_mutex_lock(&l->lock);
+    r->next = NULL;
+    if (l->results_tail)
+        l->results_tail->next = r;
+    else
+        l->results = r;
+    l->results_tail = r;
+    pthread_mutex_unlock(&l->lock);
+    if (l->wake)
+        l->wake(l->wake_ud);
+}
+
+/* Keys allow only [-/_=.a-zA-Z0-9]: namespace names are stored hex-encoded. */
+static void policy_key(const char *ns, char *out, size_t cap)
+{
+    size_t o = (size_t)snprintf(out, cap, "ns.");
+    for (const unsigned char *p = (const unsigned char *)ns; *p && o + 3 < cap; p++)
+        o += (size_t)snprintf(out + o, cap - o, "%02x", *p);
+}
+
+static char *policy_name(const char *key)
+{
+    if (strncmp(key, "ns.", 3))
+        return NULL;
+    size_t n = strlen(key + 3) / 2;
+    char *out = malloc(n + 1);
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v = 0;
+        if (sscanf(key + 3 + 2 * i, "%2x", &v) != 1) {
+            free(out);
+            return NULL;
+        }
+        out[i] = (char)v;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+static natsStatus open_bucket(ms_lease_t *l, kvStore **out, const char *name, int64_t ttl_ms)
+{
+    kvConfig kc;
+    kvConfig_Init(&kc);
+    kc.Bucket = name;
+    kc.History = 1;
+    kc.TTL = ttl_ms * 1000000LL; /* nanoseconds in cnats 3.4; 0 keeps values forever */
+    /* Leases need no durability: after a NATS restart every renewal fails
+     * and owners stop serving, which is the safe way round. */
+    kc.StorageType = ttl_ms ? js_MemoryStorage : js_FileStorage;
+    natsStatus s = js_CreateKeyValue(out, l->js, &kc);
+    if (s != NATS_OK) { /* exists, maybe with another TTL from another version: bind it */
+        ms_debug("create bucket %s: %s (%s)", name, natsStatus_GetText(s), nats_GetLastError(NULL));
+        s = js_KeyValue(out, l->js, name);
+    }
+    return s;
+}
+
+/* Hands every stored policy to the loop, once. */
+static void load_policies(ms_lease_t *l)
+{
+    kvKeysList keys;
+    memset(&keys, 0, sizeof(keys));
+    if (kvStore_Keys(&keys, l->policies, NULL) != NATS_OK)
+        return; /* NATS_NOT_FOUND: none stored */
+    for (int i = 0; i < keys.Count; i++) {
+        kvEntry *e = NULL;
+        if (kvStore_Get(&e, l->policies, keys.Keys[i]) != NATS_OK)
+            continue;
+        ms_lease_result_t *r = calloc(1, sizeof(*r));
+        if (r && (r->key = policy_name(keys.Keys[i])) &&
+            (r->value = strdup(kvEntry_ValueString(e)))) {
+            r->kind = MS_LEASE_POLICY;
+            r->ok = 1;
+            post(l, r);
+        } else {
+            ms_lease_result_free(r);
+        }
+        kvEntry_Destroy(e);
+    }
+    kvKeysList_Destroy(&keys);
+}
+
+static int ensure_buckets(ms_lease_t *l)
+{
+    if (l->ready)
+        return 1;
+    if (!l->js) {
+        jsOptions jo;
+        jsOptions_Init(&jo);
+        /* Every call is bounded well below the lease: a renewal that cannot
+         * answer in time is a failed renewal. */
+        jo.Wait = l->cfg.ttl_ms / 3 > 100 ? l->cfg.ttl_ms / 3 : 100;
+        if (natsConnection_JetStream(&l->js, l->nc, &jo) != NATS_OK)
+            return 0;
+    }
+    natsStatus s = NATS_OK;
+    if (!l->shards && (s = open_bucket(l, &l->shards, SHARD_BUCKET, l->cfg.ttl_ms)) != NATS_OK) {
+        ms_warn("lease bucket %s not available yet: %s", SHARD_BUCKET, natsStatus_GetText(s));
+        return 0;
+    }
+    if (!l->policies && (s = open_bucket(l, &l->policies, POLICY_BUCKET, 0)) != NATS_OK) {
+        ms_warn("policy bucket %s not available yet: %s", POLICY_BUCKET, natsStatus_GetText(s));
+        return 0;
+    }
+    load_policies(l);
+    __atomic_store_n(&l->ready, 1, __ATOMIC_RELEASE);
+    ms_info("lease bucket %s ready (lease %ld ms)", SHARD_BUCKET, l->cfg.ttl_ms);
+    return 1;
+}
+
+static void shard_key(uint32_t shard, char *out, size_t cap)
+{
+    snprintf(out, cap, "shard.%u", shard);
+}
+
+static void do_claim(ms_lease_t *l, job_t *j, ms_lease_result_t *r)
+{
+    char key[32];
+    shard_key(j->shard, key, sizeof(key));
+    int len = (int)strlen(l->owner);
+    r->sent_ms = ms_lease_now_ms();
+    if (kvStore_Create(&r->rev, l->shards, key, l->owner, len) == NATS_OK) {
+        r->ok = 1;
+        return;
+    }
+    /* Taken, or released (empty value): a released lease is taken over with
+     * compare-and-set, so two claimers cannot both win it. */
+    kvEntry *e = NULL;
+    if (kvStore_Get(&e, l->shards, key) != NATS_OK)
+        return;
+    if (kvEntry_ValueLen(e) == 0) {
+        uint64_t last = kvEntry_Revision(e);
+        r->sent_ms = ms_lease_now_ms();
+        if (kvStore_Update(&r->rev, l->shards, key, l->owner, len, last) == NATS_OK)
+            r->ok = 1;
+    } else {
+        r->owner = strdup(kvEntry_ValueString(e));
+    }
+    kvEntry_Destroy(e);
+}
+
+static void do_renew(ms_lease_t *l, job_t *j, ms_lease_result_t *r)
+{
+    char key[32];
+    shard_key(j->shard, key, sizeof(key));
+    r->sent_ms = ms_lease_now_ms();
+    r->ok = kvStore_Update(&r->rev, l->shards, key, l->owner, (int)strlen(l->owner), j->rev) ==
+            NATS_OK;
+}
+
+static void do_release(ms_lease_t *l, job_t *j)
+{
+    char key[32];
+    shard_key(j->shard, key, sizeof(key));
+    uint64_t rev = 0;
+    /* An empty value, compare-and-set: if the lease ran out and another took
+     * it, this write fails and leaves theirs alone. */
+    if (kvStore_Update(&rev, l->shards, key, "", 0, j->rev) != NATS_OK)
+        ms_debug("release of shard %u: lease no longer ours", j->shard);
+}
+
+static void run(ms_lease_t *l, job_t *j)
+{
+    int ok = ensure_buckets(l);
+    ms_lease_result_t *r = NULL;
+    if (j->kind == MS_LEASE_CLAIM || j->kind == MS_LEASE_RENEW) {
+        if (!(r = calloc(1, sizeof(*r)))) {
+            ms_error("out of memory in the lease worker");
+            return;
+        }
+        r->kind = j->kind;
+        r->shard = j->shard;
+        r->gen = j->gen;
+        r->sent_ms = ms_lease_now_ms();
+    }
+    switch (j->kind) {
+    case MS_LEASE_CLAIM:
+        if (ok)
+            do_claim(l, j, r);
+        break;
+    case MS_LEASE_RENEW:
+        if (ok)
+            do_renew(l, j, r);
+        break;
+    case MS_LEASE_RELEASE:
+        if (ok)
+            do_release(l, j);
+        break;
+    case MS_LEASE_POLICY_PUT: {
+        char key[600];
+        policy_key(j->key, key, sizeof(key));
+        uint64_t rev;
+        if (!ok || kvStore_PutString(&rev, l->policies, key, j->value) != NATS_OK)
+            ms_error("policy of %s not stored in %s", j->key, POLICY_BUCKET);
+        break;
+    }
+    case MS_LEASE_PUBLISH:
+        natsConnection_Publish(l->nc, j->key, j->data, (int)j->len);
+        natsConnection_FlushTimeout(l->nc, 500);
+        break;
+    default:
+        break;
+    }
+    if (r)
+        post(l, r);
+}
+
+static void *worker(void *arg)
+{
+    ms_lease_t *l = arg;
+    for (;;) {
+        pthread_mutex_lock(&l->lock);
+        while (!l->jobs && !l->stop)
+            pthread_cond_wait(&l->cond, &l->lock);
+        if (l->stop && !l->jobs) {
+            pthread_mutex_unlock(&l->lock);
+            return NULL;
+        }
+        job_t *j = l->jobs;
+        l->jobs = j->next;
+        if (!l->jobs)
+            l->jobs_tail = NULL;
+        pthread_mutex_unlock(&l->lock);
+        run(l, j);
+        job_free(j);
+    }
+}
+
+static void enqueue(ms_lease_t *l, job_t *j)
+{
+    pthread_mutex_lock(&l->lock);
+    j->next = NULL;
+    if (l->jobs_tail)
+        l->jobs_tail->next = j;
+    else
+        l->jobs = j;
+    l->jobs_tail = j;
+    pthread_cond_signal(&l->cond);
+    pthread_mutex_unlock(&l->lock);
+}
+
+static job_t *job_new(ms_lease_kind_t kind, uint32_t shard, uint64_t gen, uint64_t rev)
+{
+    job_t *j = calloc(1, sizeof(*j));
+    if (!j) {
+        ms_error("out of memory queueing a lease job");
+        return NULL;
+    }
+    j->kind = kind;
+    j->shard = shard;
+    j->gen = gen;
+    j->rev = rev;
+    return j;
+}
+
+/* A claim or renewal that cannot be queued fails like one that timed out. */
+static void queue_or_fail(ms_lease_t *l, ms_lease_kind_t kind, uint32_t shard, uint64_t gen,
+                          uint64_t rev)
+{
+    job_t *j = job_new(kind, shard, gen, rev);
+    if (j) {
+        enqueue(l, j);
+        return;
+    }
+    ms_lease_result_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        return; /* the loop's deadlines still stop serving in time */
+    r->kind = kind;
+    r->shard = shard;
+    r->gen = gen;
+    post(l, r);
+}
+
+void ms_lease_claim(ms_lease_t *l, uint32_t shard, uint64_t gen)
+{
+    queue_or_fail(l, MS_LEASE_CLAIM, shard, gen, 0);
+}
+
+void ms_lease_renew(ms_lease_t *l, uint32_t shard, uint64_t gen, uint64_t last_rev)
+{
+    queue_or_fail(l, MS_LEASE_RENEW, shard, gen, last_rev);
+}
+
+void ms_lease_release(ms_lease_t *l, uint32_t shard, uint64_t last_rev)
+{
+    job_t *j = job_new(MS_LEASE_RELEASE, shard, 0, last_rev);
+    if (j)
+        enqueue(l, j); /* else the lease simply runs out */
+}
+
+void ms_lease_policy_put(ms_lease_t *l, const char *ns, const char *json)
+{
+    job_t *j = job_new(MS_LEASE_POLICY_PUT, 0, 0, 0);
+    if (!j)
+        return;
+    if (!(j->key = strdup(ns)) || !(j->value = strdup(json))) {
+        ms_error("out of memory storing the policy of %s", ns);
+        job_free(j);
+        return;
+    }
+    enqueue(l, j);
+}
+
+void ms_lease_publish(ms_lease_t *l, const char *subject, const void *data, size_t len)
+{
+    job_t *j = job_new(MS_LEASE_PUBLISH, 0, 0, 0);
+    if (!j)
+        return;
+    if (!(j->key = strdup(subject)) || !(j->data = malloc(len ? len : 1))) {
+        job_free(j);
+        return;
+    }
+    memcpy(j->data, data, len);
+    j->len = len;
+    enqueue(l, j);
+}
+
+ms_lease_result_t *ms_lease_take(ms_lease_t *l)
+{
+    pthread_mutex_lock(&l->lock);
+    ms_lease_result_t *r = l->results;
+    l->results = l->results_tail = NULL;
+    pthread_mutex_unlock(&l->lock);
+    return r;
+}
+
+int ms_lease_ready(ms_lease_t *l)
+{
+    return l && __atomic_load_n(&l->ready, __ATOMIC_ACQUIRE);
+}
+
+ms_err_t ms_lease_create(const ms_lease_config_t *cfg, void (*wake)(void *), void *ud,
+                         ms_lease_t **out)
+{
+    ms_lease_t *l = calloc(1, sizeof(*l));
+    if (!l)
+        return MS_ERR_NOMEM;
+    l->cfg = *cfg;
+    l->wake = wake;
+    l->wake_ud = ud;
+    pthread_mutex_init(&l->lock, NULL);
+    pthread_cond_init(&l->cond, NULL);
+    natsOptions *opts = NULL;
+    ms_err_t err = MS_ERR_NOMEM;
+    char *urls = NULL;
+    if (!(l->owner = strdup(cfg->owner_id)) || !(urls = strdup(cfg->nats_urls)))
+        goto fail;
+    err = MS_ERR_BUS;
+    if (natsOptions_Create(&opts) != NATS_OK)
+        goto fail;
+    const char *list[32];
+    int n = 0;
+    for (char *save = NULL, *t = strtok_r(urls, ",", &save); t && n < 32;
+         t = strtok_r(NULL, ",", &save))
+        list[n++] = t;
+    natsOptions_SetServers(opts, list, n);
+    natsOptions_SetName(opts, "meshsig-lease");
+    natsOptions_SetMaxReconnect(opts, -1);
+    natsOptions_SetReconnectWait(opts, 100);
+    natsOptions_SetRetryOnFailedConnect(opts, true, NULL, NULL);
+    natsStatus s = natsConnection_Connect(&l->nc, opts);
+    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED)
+        goto fail;
+    if (pthread_create(&l->thread, NULL, worker, l) != 0)
+        goto fail;
+    l->started = 1;
+    natsOptions_Destroy(opts);
+    free(urls);
+    *out = l;
+    return MS_OK;
+fail:
+    natsOptions_Destroy(opts);
+    free(urls);
+    ms_lease_destroy(l);
+    return err;
+}
+
+void ms_lease_destroy(ms_lease_t *l)
+{
+    if (!l)
+        return;
+    if (l->started) {
+        pthread_mutex_lock(&l->lock);
+        l->stop = 1;
+        pthread_cond_signal(&l->cond);
+        pthread_mutex_unlock(&l->lock);
+        pthread_join(l->thread, NULL);
+    }
+    for (job_t *j = l->jobs, *n; j; j = n) {
+        n = j->next;
+        job_free(j);
+    }
+    for (ms_lease_result_t *r = l->results, *n; r; r = n) {
+        n = r->next;
+        ms_lease_result_free(r);
+    }
+    kvStore_Destroy(l->shards);
+    kvStore_Destroy(l->policies);
+    jsCtx_Destroy(l->js);
+    if (l->nc) {
+        natsConnection_Close(l->nc);
+        natsConnection_Destroy(l->nc);
+    }
+    pthread_cond_destroy(&l->cond);
+    pthread_mutex_destroy(&l->lock);
+    free(l->owner);
+    free(l);
+}

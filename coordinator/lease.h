@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Shard leases and stored policies in JetStream KV, on a worker thread (DESIGN.md §2).
+ *
+ * A lease is the key shard.<n> in the bucket meshsig_shards (TTL = the lease
+ * duration, History 1) whose value is the owner's id. It is taken with
+ * create-if-absent (or compare-and-set over a released, empty value); the
+ * revision of that write is the shard's epoch. It is renewed with
+ * compare-and-set on the last revision, and released by writing an empty
+ * value with compare-and-set, so a coordinator can never erase a lease that
+ * another took after its own ran out.
+ *
+ * KV calls are request/reply. The coordinator's NATS connection is driven by
+ * its libevent loop, so a blocking call there would wait for a reply only the
+ * loop can read: this module has its own connection and one worker thread
+ * (the pattern of offline.c). The loop queues jobs; results come back through
+ * ms_lease_take after the wake callback. Jobs run in order.
+ */
+#ifndef MS_LEASE_H
+#define MS_LEASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+typedef struct ms_lease ms_lease_t;
+
+typedef struct {
+    const char *nats_urls;
+    const char *owner_id;  /* the value written into leases */
+    long ttl_ms;           /* the lease duration (bucket TTL) */
+} ms_lease_config_t;
+
+typedef enum {
+    MS_LEASE_CLAIM = 0,
+    MS_LEASE_RENEW,
+    MS_LEASE_RELEASE,
+    MS_LEASE_POLICY_PUT,
+    MS_LEASE_POLICY,  /* result only: a stored policy, loaded once the bucket is ready */
+    MS_LEASE_PUBLISH, /* publish and flush on the worker's connection */
+} ms_lease_kind_t;
+
+typedef struct ms_lease_result {
+    struct ms_lease_result *next;
+    ms_lease_kind_t kind;
+    uint32_t shard;
+    uint64_t gen;      /* the caller's generation of the shard, echoed */
+    int ok;
+    uint64_t rev;      /* claim, renew: the revision written */
+    uint64_t sent_ms;  /* monotonic time just before the request went out */
+    char *owner;       /* failed claim: the current holder, when known */
+    char *key, *value; /* policy: namespace and JSON */
+} ms_lease_result_t;
+
+/* wake is called from the worker thread when results are ready (thread-safe). */
+ms_err_t ms_lease_create(const ms_lease_config_t *cfg, void (*wake)(void *), void *ud,
+                         ms_lease_t **out);
+/* Runs the jobs still queued (releases at shutdown, each bounded by the KV
+ * timeout), then stops the worker. */
+void ms_lease_destroy(ms_lease_t *l);
+/* Loop thread. Queue a job; the result comes back with the same shard and gen. */
+void ms_lease_claim(ms_lease_t *l, uint32_t shard, uint64_t gen);
+void ms_lease_renew(ms_lease_t *l, uint32_t shard, uint64_t gen, uint64_t last_rev);
+void ms_lease_release(ms_lease_t *l, uint32_t shard, uint64_t last_rev);
+void ms_lease_policy_put(ms_lease_t *l, const char *ns, const char *json);
+/* Publishes through the worker, after every job queued before it (e.g. the
+ * "leaving" heartbeat after the releases at shutdown), and flushes. */
+void ms_lease_publish(ms_lease_t *l, const char *subject, const void *data, size_t len);
+/* Loop thread. Takes every result so far, oldest first; free each with ms_lease_result_free. */
+ms_lease_result_t *ms_lease_take(ms_lease_t *l);
+void ms_lease_result_free(ms_lease_result_t *r);
+/* Whether both buckets are available. */
+int ms_lease_ready(ms_lease_t *l);
+/* Monotonic milliseconds: every lease deadline is measured with it. */
+uint64_t ms_lease_now_ms(void);
+
+#endif

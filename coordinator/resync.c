@@ -1,0 +1,311 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Takeover rebuild: a new owner asks every gateway what it holds of the shard and rebuilds
+ * members, topology and registry from those reports, sending only the difference.
+ *
+ * The gateways hold the truth about who is connected and which edges each
+ * client was told about (DESIGN.md §2). The engine restores from the reported
+ * neighbours and parents (ops->restore, else ms_topo_restore_generic), whose
+ * diff is relative to what the peers reported: an edge that exists on both
+ * sides produces no event, so no working WebRTC connection moves. Requests
+ * for the shard wait (cluster.c) until the rebuild is done.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "log.h"
+
+struct ms_resync {
+    uint64_t epoch;
+    uint64_t deadline;
+    char **answered; /* gateways whose last part arrived */
+    size_t n_answered;
+    Meshsig__Bus__ResyncReport **reports;
+    size_t n_reports, cap_reports;
+};
+
+void ms_resync_free(ms_coord_t *c, uint32_t shard)
+{
+    ms_resync_t *r = c->shards ? c->shards[shard].resync : NULL;
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n_answered; i++)
+        free(r->answered[i]);
+    free(r->answered);
+    for (size_t i = 0; i < r->n_reports; i++)
+        meshsig__bus__resync_report__free_unpacked(r->reports[i], NULL);
+    free(r->reports);
+    free(r);
+    c->shards[shard].resync = NULL;
+}
+
+void ms_resync_begin(ms_coord_t *c, uint32_t shard)
+{
+    ms_resync_t *r = calloc(1, sizeof(*r));
+    if (!r) {
+        ms_error("shard %u: out of memory; serving it without a rebuild", shard);
+        return; /* poll finds no resync and reports done */
+    }
+    r->epoch = c->shards[shard].epoch;
+    r->deadline = ms_lease_now_ms() + (uint64_t)c->cfg->resync_timeout_ms;
+    c->shards[shard].resync = r;
+    char reply[200], subj[160];
+    snprintf(reply, sizeof(reply), "%s.coord.resync.%s", c->cfg->prefix, c->id);
+    snprintf(subj, sizeof(subj), "%s.gw.resync", c->cfg->prefix);
+    Meshsig__Bus__ResyncRequest rq = MESHSIG__BUS__RESYNC_REQUEST__INIT;
+    rq.shard = shard;
+    rq.epoch = r->epoch;
+    rq.coordinator_id = c->id;
+    rq.reply_to = reply;
+    rq.shards = (uint32_t)c->cfg->shards;
+    uint8_t buf[512];
+    size_t len = meshsig__bus__resync_request__get_packed_size(&rq);
+    if (len <= sizeof(buf)) {
+        meshsig__bus__resync_request__pack(&rq, buf);
+        ms_bus_publish(c->bus, subj, NULL, buf, len);
+    }
+}
+
+void ms_resync_report(ms_coord_t *c, const Meshsig__Bus__ResyncReport *rr)
+{
+    if (rr->shard >= (uint32_t)c->cfg->shards)
+        return;
+    ms_resync_t *r = c->shards[rr->shard].resync;
+    if (!r || rr->epoch != r->epoch)
+        return; /* an answer to an earlier takeover */
+    /* Kept as a copy: the caller frees rr. */
+    size_t len = meshsig__bus__resync_report__get_packed_size(rr);
+    uint8_t *buf = malloc(len ? len : 1);
+    Meshsig__Bus__ResyncReport *copy = NULL;
+    if (buf) {
+        meshsig__bus__resync_report__pack(rr, buf);
+        copy = meshsig__bus__resync_report__unpack(NULL, len, buf);
+    }
+    free(buf);
+    if (copy && r->n_reports == r->cap_reports) {
+        size_t ncap = r->cap_reports ? r->cap_reports * 2 : 8;
+        Meshsig__Bus__ResyncReport **nv = realloc(r->reports, ncap * sizeof(*nv));
+        if (nv) {
+            r->reports = nv;
+            r->cap_reports = ncap;
+        }
+    }
+    if (!copy || r->n_reports == r->cap_reports) {
+        ms_error("shard %u: out of memory keeping a resync report from %s", rr->shard,
+                 rr->gateway_id);
+        if (copy)
+            meshsig__bus__resync_report__free_unpacked(copy, NULL);
+        return;
+    }
+    r->reports[r->n_reports++] = copy;
+    if (rr->last) {
+        char **nv = realloc(r->answered, (r->n_answered + 1) * sizeof(*nv));
+        if (nv) {
+            r->answered = nv;
+            if ((r->answered[r->n_answered] = strdup(rr->gateway_id)))
+                r->n_answered++;
+        }
+    }
+}
+
+static int answered(const ms_resync_t *r, const char *gw)
+{
+    for (size_t i = 0; i < r->n_answered; i++)
+        if (!strcmp(r->answered[i], gw))
+            return 1;
+    return 0;
+}
+
+/* Every live gateway answered. Right after start the coordinator may not
+ * have heard every gateway's heartbeat yet (they come once a second), so an
+ * empty list counts only once it has listened that long. */
+static int complete(ms_coord_t *c, const ms_resync_t *r, uint64_t now)
+{
+    size_t live = 0;
+    ms_gw_info_t *g, *tmp;
+    HASH_ITER(hh, c->gateways, g, tmp)
+    {
+        if (g->dead)
+            continue;
+        live++;
+        if (!answered(r, g->id))
+            return 0;
+    }
+    return live > 0 || now - c->mono_started_ms >= 1100;
+}
+
+static ms_member_t *member_from(ms_ns_t *ns, const char *gateway,
+                                const Meshsig__Bus__SessionReport *sr)
+{
+    ms_member_t *m = calloc(1, sizeof(*m));
+    if (!m || !(m->id = strdup(sr->peer_id)) || !(m->gateway = strdup(gateway)))
+        goto fail;
+    m->session = sr->session;
+    if (sr->position) {
+        uint8_t tmp[64];
+        size_t len = meshsig__v1__position__get_packed_size(sr->position);
+        if (len <= sizeof(tmp)) {
+            meshsig__v1__position__pack(sr->position, tmp);
+            m->client_pos = meshsig__v1__position__unpack(NULL, len, tmp);
+        }
+    }
+    if (sr->metadata) {
+        m->metadata_len = meshsig__v1__struct__get_packed_size(sr->metadata);
+        if (m->metadata_len > 4096)
+            m->metadata_len = 0; /* never accepted at join: not from a real session */
+        else if (!(m->metadata = malloc(m->metadata_len ? m->metadata_len : 1)))
+            goto fail;
+        else
+            meshsig__v1__struct__pack(sr->metadata, m->metadata);
+    }
+    m->pos = ms_ns_position(ns, m->id, m->client_pos);
+    ms_vivaldi_init(&m->viv, m->pos.key);
+    if (ms_ns_policy_network(ns)) {
+        m->pos = ms_vivaldi_position(&m->viv, m->pos.key);
+        ms_vivaldi_mark_placed(&m->viv);
+    }
+    return m;
+fail:
+    ms_member_free(m);
+    return NULL;
+}
+
+typedef struct {
+    const Meshsig__Bus__SessionReport *sr;
+    ms_member_t *m;
+} rb_peer_t;
+
+static ms_peer_t handle_of(ms_ns_t *ns, const char *id)
+{
+    ms_member_t *m = *id ? ms_ns_member(ns, id) : NULL;
+    return m ? m->handle : MS_PEER_NONE;
+}
+
+/* Rebuilds one namespace from its sessions' reports. Returns the number of
+ * topology events sent (the difference), or -1. */
+static long rebuild_ns(ms_coord_t *c, const char *name, rb_peer_t *peers, size_t n)
+{
+    ms_ns_t *ns = NULL;
+    ms_topo_report_t *rep = NULL;
+    ms_peer_t *nb = NULL;
+    long events = -1;
+    if (ms_ns_get(c, name, &ns) != MS_OK)
+        return -1;
+    size_t n_nb = 0, k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!peers[i].m)
+            continue;
+        if (ms_ns_member(ns, peers[i].m->id) || ms_ns_alloc_handle(ns, peers[i].m) != MS_OK) {
+            /* Two sessions report one id (a stale one on a dying gateway): keep the first. */
+            ms_member_free(peers[i].m);
+            peers[i].m = NULL;
+            continue;
+        }
+        HASH_ADD_KEYPTR(hh, ns->members, peers[i].m->id, strlen(peers[i].m->id), peers[i].m);
+        ms_gw_seen(c, peers[i].m->gateway);
+        n_nb += peers[i].sr->n_neighbours;
+    }
+    rep = calloc(n ? n : 1, sizeof(*rep));
+    nb = calloc(n_nb ? n_nb : 1, sizeof(*nb));
+    if (!rep || !nb)
+        goto done;
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++) {
+        ms_member_t *m = peers[i].m;
+        if (!m)
+            continue;
+        const Meshsig__Bus__SessionReport *sr = peers[i].sr;
+        rep[k].peer = m->handle;
+        rep[k].pos = m->pos;
+        rep[k].parent = handle_of(ns, sr->parent);
+        rep[k].neighbours = nb + used;
+        for (size_t j = 0; j < sr->n_neighbours; j++) {
+            ms_peer_t h = handle_of(ns, sr->neighbours[j]);
+            if (h != MS_PEER_NONE)
+                nb[used + rep[k].n_neighbours++] = h;
+        }
+        used += rep[k].n_neighbours;
+        k++;
+        if (ms_msg_restore(ns, m, sr->rooms, sr->n_rooms, sr->services, sr->n_services,
+                           sr->subscriptions, sr->n_subscriptions) != MS_OK)
+            ms_error("%s/%s: out of memory restoring rooms and services", name, m->id);
+    }
+    ms_topo_diff_clear(&c->diff);
+    ms_err_t err = ns->engine->ops->restore
+                       ? ns->engine->ops->restore(ns->engine, rep, k, &c->diff)
+                       : ms_topo_restore_generic(ns->engine, rep, k, &c->diff);
+    if (err != MS_OK) {
+        ms_error("%s: topology restore failed: %s", name, ms_err_str(err));
+        goto done;
+    }
+    events = (long)(c->diff.n_connect + c->diff.n_disconnect);
+    ms_ns_apply_diff(c, ns, &c->diff, NULL, NULL, 0);
+    ms_info("%s rebuilt: %zu peers, %zu edges added, %zu dropped", name, k, c->diff.n_connect,
+            c->diff.n_disconnect);
+done:
+    free(rep);
+    free(nb);
+    /* On failure the members (already in ns) go with it; the gateways' next
+     * requests get NOT_JOINED and their clients join again. */
+    if (events < 0 || (!ns->members && !ns->waiting))
+        ms_ns_destroy(c, ns);
+    for (size_t i = 0; i < n; i++)
+        peers[i].m = NULL; /* owned by the namespace, or freed with it */
+    return events;
+}
+
+long ms_resync_rebuild(ms_coord_t *c, uint32_t shard, Meshsig__Bus__ResyncReport **reports,
+                       size_t n_reports)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n_reports; i++)
+        total += reports[i]->n_sessions;
+    rb_peer_t *peers = calloc(total ? total : 1, sizeof(*peers));
+    long events = 0;
+    if (!peers)
+        return -1;
+    /* One pass per namespace, in the order the reports name them. */
+    for (size_t i = 0; i < n_reports; i++) {
+        for (size_t s = 0; s < reports[i]->n_sessions; s++) {
+            const char *name = reports[i]->sessions[s]->namespace_;
+            if (ms_bus_shard_of(name, (uint32_t)c->cfg->shards) != shard || ms_ns_find(c, name))
+                continue; /* another shard's, or rebuilt already */
+            size_t n = 0;
+            for (size_t a = 0; a < n_reports; a++)
+                for (size_t b = 0; b < reports[a]->n_sessions; b++) {
+                    const Meshsig__Bus__SessionReport *sr = reports[a]->sessions[b];
+                    if (strcmp(sr->namespace_, name) || !*sr->peer_id)
+                        continue;
+                    peers[n].sr = sr;
+                    ms_ns_t tmp_ns = {.name = (char *)name};
+                    tmp_ns.policy = *ms_coord_policy_for(c, name);
+                    peers[n].m = member_from(&tmp_ns, reports[a]->gateway_id, sr);
+                    n++;
+                }
+            long e = rebuild_ns(c, name, peers, n);
+            for (size_t k = 0; k < n; k++)
+                ms_member_free(peers[k].m); /* only those the namespace did not take */
+            if (e < 0)
+                events = -1;
+            else if (events >= 0)
+                events += e;
+        }
+    }
+    free(peers);
+    return events;
+}
+
+int ms_resync_poll(ms_coord_t *c, uint32_t shard, uint64_t now)
+{
+    ms_resync_t *r = c->shards[shard].resync;
+    if (!r)
+        return 1;
+    if (now < r->deadline && !complete(c, r, now))
+        return 0;
+    long ev = ms_resync_rebuild(c, shard, r->reports, r->n_reports);
+    ms_info("shard %u (epoch %llu) rebuilt from %zu reports of %zu gateways: %ld topology "
+            "events",
+            shard, (unsigned long long)r->epoch, r->n_reports, r->n_answered, ev);
+    return 1;
+}

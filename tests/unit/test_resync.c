@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Takeover rebuild from gateway reports: a namespace rebuilt on a fresh coordinator has the same
+ * edges (Delaunay) and parent links (tree) as the one it replaces and sends no event for an edge
+ * that did not change; a missing edge is the only event; rooms and services come back. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define SHARDS 64
+
+static ms_coord_config_t cfg = {.prefix = "meshsig", .shards = SHARDS, .resync_timeout_ms = 300};
+
+static ms_coord_t *fake_coord(const char *id)
+{
+    ms_coord_t *c = calloc(1, sizeof(*c));
+    ck_assert_ptr_nonnull(c);
+    c->cfg = &cfg;
+    snprintf(c->id, sizeof(c->id), "%s", id);
+    ck_assert_int_eq(ms_outbox_create(&c->outbox), MS_OK);
+    ms_topo_diff_init(&c->diff);
+    c->shards = calloc(SHARDS, sizeof(*c->shards));
+    ck_assert_ptr_nonnull(c->shards);
+    return c;
+}
+
+static void fake_free(ms_coord_t *c)
+{
+    ms_ns_destroy_all(c);
+    ms_outbox_destroy(c->outbox);
+    ms_topo_diff_cleanup(&c->diff);
+    ms_gw_cleanup(c);
+    ms_policy_entry_t *e, *tmp;
+    HASH_ITER(hh, c->policies, e, tmp)
+    {
+        HASH_DEL(c->policies, e);
+        free(e->ns);
+        free(e);
+    }
+    free(c->shards);
+    free(c);
+}
+
+static void set_policy(ms_coord_t *c, const char *ns, const char *json)
+{
+    json_t *j = json_loads(json, 0, NULL);
+    ms_policy_t p;
+    char why[160];
+    ck_assert_int_eq(ms_policy_parse(j, &p, why, sizeof(why)), MS_OK);
+    json_decref(j);
+    ck_assert_int_eq(ms_cluster_policy_set(c, ns, &p, 0), MS_OK);
+}
+
+static void join(ms_coord_t *c, const char *ns, const char *peer, uint64_t session)
+{
+    Meshsig__Bus__Join j = MESHSIG__BUS__JOIN__INIT;
+    j.peer_id = (char *)peer;
+    Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
+    req.gateway_id = session % 2 ? "gw-1" : "gw-2";
+    req.session = session;
+    req.namespace_ = (char *)ns;
+    req.client_id = "";
+    req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_JOIN;
+    req.join = &j;
+    ms_shard_handle(c, ms_bus_shard_of(ns, SHARDS), &req);
+}
+
+/* Edges as "a|b|kind" strings, sorted, for comparison across coordinators. */
+typedef struct {
+    ms_ns_t *ns;
+    char **v;
+    size_t n;
+} edge_list_t;
+
+static void collect(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud)
+{
+    edge_list_t *l = ud;
+    char buf[300];
+    const char *x = l->ns->by_handle[a]->id, *y = l->ns->by_handle[b]->id;
+    if (kind != MS_EDGE_TREE && strcmp(x, y) > 0) { /* handles differ between coordinators */
+        const char *t = x;
+        x = y;
+        y = t;
+    }
+    snprintf(buf, sizeof(buf), "%s|%s|%u", x, y, kind);
+    l->v = realloc(l->v, (l->n + 1) * sizeof(*l->v));
+    l->v[l->n++] = strdup(buf);
+}
+
+static int cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static edge_list_t edges_of(ms_ns_t *ns)
+{
+    edge_list_t l = {.ns = ns};
+    ns->engine->ops->edges(ns->engine, collect, &l);
+    qsort(l.v, l.n, sizeof(*l.v), cmp);
+    return l;
+}
+
+static void edges_free(edge_list_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+}
+
+/* What the gateways would report: per member its neighbours and (tree) parent.
+ * skip_a/skip_b: an edge the clients were never told about. */
+static Meshsig__Bus__ResyncReport *report_of(ms_ns_t *ns, const char *gw, const char *skip_a,
+                                             const char *skip_b)
+{
+    Meshsig__Bus__ResyncReport *rr = calloc(1, sizeof(*rr));
+    meshsig__bus__resync_report__init(rr);
+    rr->gateway_id = strdup(gw);
+    rr->shard = ns->shard;
+    rr->last = 1;
+    rr->sessions = calloc(HASH_COUNT(ns->members), sizeof(*rr->sessions));
+    ms_member_t *m, *tmp;
+    HASH_ITER(hh, ns->members, m, tmp)
+    {
+        if (strcmp(m->gateway, gw))
+            continue;
+        Meshsig__Bus__SessionReport *sr = calloc(1, sizeof(*sr));
+        meshsig__bus__session_report__init(sr);
+        sr->session = m->session;
+        sr->namespace_ = strdup(ns->name);
+        sr->peer_id = strdup(m->id);
+        ms_peer_t nb[64];
+        size_t n = ns->engine->ops->neighbours(ns->engine, m->handle, nb, 64);
+        sr->neighbours = calloc(n + 1, sizeof(char *));
+        for (size_t i = 0; i < n && i < 64; i++) {
+            const char *o = ns->by_handle[nb[i]]->id;
+            if (skip_a && ((!strcmp(m->id, skip_a) && !strcmp(o, skip_b)) ||
+                           (!strcmp(m->id, skip_b) && !strcmp(o, skip_a))))
+                continue;
+            sr->neighbours[sr->n_neighbours++] = strdup(o);
+        }
+        sr->parent = strdup("");
+        /* Tree: the parent is the neighbour whose tree edge points at m. */
+        for (size_t i = 0; i < n && i < 64; i++) {
+            const char *o = ns->by_handle[nb[i]]->id;
+            edge_list_t l = edges_of(ns);
+            char want[300];
+            snprintf(want, sizeof(want), "%s|%s|%u", o, m->id, MS_EDGE_TREE);
+            for (size_t k = 0; k < l.n; k++)
+                if (!strcmp(l.v[k], want)) {
+                    free(sr->parent);
+                    sr->parent = strdup(o);
+                }
+            edges_free(&l);
+        }
+        sr->rooms = calloc(1, sizeof(char *));
+        sr->rooms[sr->n_rooms++] = strdup("lobby");
+        rr->sessions[rr->n_sessions++] = sr;
+    }
+    return rr;
+}
+
+static void check_rebuild(const char *ns_name, const char *policy, int n_peers)
+{
+    ms_coord_t *old = fake_coord("old"), *neu = fake_coord("new");
+    set_policy(old, ns_name, policy);
+    set_policy(neu, ns_name, policy);
+    for (int i = 0; i < n_peers; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "p%02d", i);
+        join(old, ns_name, id, (uint64_t)i + 1);
+    }
+    ms_ns_t *ons = ms_ns_find(old, ns_name);
+    ck_assert_ptr_nonnull(ons);
+    ck_assert_uint_eq(HASH_COUNT(ons->members), (unsigned)n_peers);
+    uint32_t shard = ons->shard;
+
+    /* 1. Everything reported: same edges, not a single event. */
+    Meshsig__Bus__ResyncReport *rr[2] = {report_of(ons, "gw-1", NULL, NULL),
+                                         report_of(ons, "gw-2", NULL, NULL)};
+    long ev = ms_resync_rebuild(neu, shard, rr, 2);
+    ck_assert_int_eq(ev, 0);
+    ms_ns_t *nns = ms_ns_find(neu, ns_name);
+    ck_assert_ptr_nonnull(nns);
+    ck_assert_uint_eq(HASH_COUNT(nns->members), (unsigned)n_peers);
+    edge_list_t a = edges_of(ons), b = edges_of(nns);
+    ck_assert_uint_eq(a.n, b.n);
+    for (size_t i = 0; i < a.n; i++)
+        ck_assert_str_eq(a.v[i], b.v[i]);
+    /* Rooms came back, silently. */
+    ms_room_t *room;
+    HASH_FIND_STR(nns->rooms, "lobby", room);
+    ck_assert_ptr_nonnull(room);
+    ck_assert_uint_eq(room->n, (unsigned)n_peers);
+    ms_member_t *p0 = ms_ns_member(nns, "p00");
+    ck_assert_ptr_nonnull(p0);
+    ck_assert_str_eq(p0->gateway, "gw-1");
+    ck_assert_uint_eq(p0->session, 1);
+    meshsig__bus__resync_report__free_unpacked(rr[0], NULL);
+    meshsig__bus__resync_report__free_unpacked(rr[1], NULL);
+
+    /* 2. One edge the clients never heard of: exactly one connect. */
+    char ea[150], eb[150];
+    unsigned kind;
+    ck_assert(a.n > 0);
+    ck_assert_int_eq(sscanf(a.v[0], "%149[^|]|%149[^|]|%u", ea, eb, &kind), 3);
+    ms_ns_destroy(neu, nns);
+    Meshsig__Bus__ResyncReport *rr2[2] = {report_of(ons, "gw-1", ea, eb),
+                                          report_of(ons, "gw-2", ea, eb)};
+    ev = ms_resync_rebuild(neu, shard, rr2, 2);
+    ck_assert_msg(ev == 1 || kind == MS_EDGE_TREE, "%ld events for one missing edge", ev);
+    meshsig__bus__resync_report__free_unpacked(rr2[0], NULL);
+    meshsig__bus__resync_report__free_unpacked(rr2[1], NULL);
+    edges_free(&a);
+    edges_free(&b);
+    fake_free(old);
+    fake_free(neu);
+}
+
+START_TEST(delaunay_rebuilt_without_churn)
+{
+    check_rebuild("dt", "{\"topology\":\"delaunay\",\"positioning\":\"random\"}", 24);
+}
+END_TEST
+
+START_TEST(tree_rebuilt_with_same_parents)
+{
+    check_rebuild("tr", "{\"topology\":\"tree\",\"k\":2}", 15);
+}
+END_TEST
+
+START_TEST(fullmesh_rebuilt)
+{
+    check_rebuild("fm", "{\"topology\":\"fullmesh\"}", 6);
+}
+END_TEST
+
+START_TEST(other_shards_ignored)
+{
+    ms_coord_t *old = fake_coord("old"), *neu = fake_coord("new");
+    join(old, "x1", "a", 1);
+    ms_ns_t *ns = ms_ns_find(old, "x1");
+    Meshsig__Bus__ResyncReport *rr = report_of(ns, "gw-1", NULL, NULL);
+    ck_assert_int_eq(ms_resync_rebuild(neu, (ns->shard + 1) % SHARDS, &rr, 1), 0);
+    ck_assert_ptr_null(ms_ns_find(neu, "x1"));
+    meshsig__bus__resync_report__free_unpacked(rr, NULL);
+    fake_free(old);
+    fake_free(neu);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("resync");
+    TCase *tc = tcase_create("rebuild");
+    tcase_add_test(tc, delaunay_rebuilt_without_churn);
+    tcase_add_test(tc, tree_rebuilt_with_same_parents);
+    tcase_add_test(tc, fullmesh_rebuilt);
+    tcase_add_test(tc, other_shards_ignored);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
