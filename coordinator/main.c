@@ -20,7 +20,7 @@ int main(int argc, char **argv)
         .gateway_timeout_ms = 3000,
         .offline_max_msgs = 100,
         .offline_max_age_s = 86400,
-        .lease_ttl_ms = 1500,
+        .lease_ttl_ms = 1200,
         .coord_heartbeat_ms = 250,
         .coord_timeout_ms = 1000,
         .resync_timeout_ms = 400,
