@@ -54,6 +54,7 @@ static void detach_members_of(ms_coord_t *c, const char *gateway, uint64_t now)
         HASH_ITER(hh, ns->members, m, mtmp)
         if (!m->detached_ms && !strcmp(m->gateway, gateway)) {
             m->detached_ms = now;
+            c->n_detached++;
             n++;
         }
     }
@@ -76,6 +77,8 @@ void ms_gw_liveness(ms_coord_t *c, uint64_t now)
         }
     }
     /* Detached peers whose grace ran out leave as usual. */
+    if (!c->n_detached)
+        return;
     ms_ns_t *ns, *ntmp;
     HASH_ITER(hh, c->namespaces, ns, ntmp)
     {

@@ -191,6 +191,10 @@ struct ms_coord {
     struct event *offline_ev;
     ms_topo_diff_t diff;          /* scratch */
     uint64_t origin_us;           /* received_us of the request being handled */
+    /* So that the 50 ms tick touches namespaces only when there is work. */
+    uint64_t next_deadline_ms;    /* earliest pending ack/call deadline (0: none) */
+    size_t n_tick_ns;             /* namespaces whose engine has periodic work */
+    size_t n_detached;            /* peers waiting out a resume grace period */
     uint64_t started_ms;
     /* Cluster membership and shard ownership (cluster.c, lease.c, resync.c). */
     ms_lease_t *lease;

@@ -52,7 +52,8 @@ static void pending_free(ms_pending_t *p)
     free(p);
 }
 
-static ms_pending_t *pending_add(ms_ns_t *ns, uint8_t kind, const char *key, const char *from,
+static ms_pending_t *pending_add(ms_coord_t *c, ms_ns_t *ns, uint8_t kind, const char *key,
+                                 const char *from,
                                  const char *to, const char *orig, uint32_t timeout_ms)
 {
     if (HASH_COUNT(ns->pending) >= MAX_PENDING_PER_NS)
@@ -71,6 +72,8 @@ static ms_pending_t *pending_add(ms_ns_t *ns, uint8_t kind, const char *key, con
         return NULL;
     }
     HASH_ADD_KEYPTR(hh, ns->pending, p->key, strlen(p->key), p);
+    if (!c->next_deadline_ms || p->deadline_ms < c->next_deadline_ms)
+        c->next_deadline_ms = p->deadline_ms;
     return p;
 }
 
@@ -113,14 +116,21 @@ static void pending_fail(ms_coord_t *c, ms_ns_t *ns, ms_pending_t *p, Meshsig__V
 
 void ms_msg_tick(ms_coord_t *c, uint64_t now)
 {
+    /* Nothing is due before the earliest deadline: skip the scan. */
+    if (!c->next_deadline_ms || now < c->next_deadline_ms)
+        return;
+    uint64_t next = 0;
     ms_ns_t *ns, *ntmp;
     HASH_ITER(hh, c->namespaces, ns, ntmp)
     {
         ms_pending_t *p, *tmp;
         HASH_ITER(hh, ns->pending, p, tmp)
         {
-            if (p->deadline_ms > now)
+            if (p->deadline_ms > now) {
+                if (!next || p->deadline_ms < next)
+                    next = p->deadline_ms;
                 continue;
+            }
             HASH_DEL(ns->pending, p);
             c->n_timeouts++;
             if (p->kind == MS_PENDING_ACK)
@@ -130,6 +140,7 @@ void ms_msg_tick(ms_coord_t *c, uint64_t now)
             pending_free(p);
         }
     }
+    c->next_deadline_ms = next;
 }
 
 /* ---- emit and ack -------------------------------------------------------- */
@@ -194,7 +205,7 @@ static void handle_emit(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const cha
                             "ackId %s is already waiting for an ack", em->ack_id);
             return;
         }
-        if (!pending_add(ns, MS_PENDING_ACK, key, from->id, to->id, em->ack_id,
+        if (!pending_add(c, ns, MS_PENDING_ACK, key, from->id, to->id, em->ack_id,
                          clamp_timeout(em->timeout_ms))) {
             ms_member_error(c, ns, from, cid, ERR(RATE_LIMITED), "too many pending acks");
             return;
@@ -504,7 +515,7 @@ static void handle_service(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const 
         ms_member_t *prov = s->providers[s->next++ % s->n];
         char key[64];
         snprintf(key, sizeof(key), "call-%llu", (unsigned long long)++ns->next_call);
-        if (!pending_add(ns, MS_PENDING_CALL, key, from->id, prov->id, call->call_id,
+        if (!pending_add(c, ns, MS_PENDING_CALL, key, from->id, prov->id, call->call_id,
                          clamp_timeout(call->timeout_ms))) {
             ms_member_error(c, ns, from, cid, ERR(RATE_LIMITED), "too many pending calls");
             return;

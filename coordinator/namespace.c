@@ -58,6 +58,8 @@ ms_err_t ms_ns_get(ms_coord_t *c, const char *name, ms_ns_t **out)
     ns->policy = *ms_coord_policy_for(c, name);
     if ((err = engine_create(&ns->policy, name, &ns->engine)) != MS_OK)
         goto fail;
+    if (ns->engine->ops->tick)
+        c->n_tick_ns++;
     HASH_ADD_KEYPTR(hh, c->namespaces, ns->name, strlen(ns->name), ns);
     *out = ns;
     return MS_OK;
@@ -91,6 +93,8 @@ void ms_ns_destroy(ms_coord_t *c, ms_ns_t *ns)
     ms_msg_ns_cleanup(ns);
     ms_ns_waiting_cleanup(ns);
     HASH_DEL(c->namespaces, ns);
+    if (ns->engine && ns->engine->ops->tick)
+        c->n_tick_ns--;
     if (ns->engine)
         ns->engine->ops->destroy(ns->engine);
     free(ns->by_handle);
@@ -342,6 +346,7 @@ ms_err_t ms_ns_set_policy(ms_coord_t *c, ms_ns_t *ns, const ms_policy_t *p)
     if ((err = ec.err) != MS_OK)
         goto fail;
     ms_topo_diff_normalize(&diff);
+    c->n_tick_ns += (fresh->ops->tick != NULL) - (ns->engine->ops->tick != NULL);
     ns->engine->ops->destroy(ns->engine);
     ns->engine = fresh;
     fresh = NULL;
@@ -360,6 +365,8 @@ fail:
 
 void ms_ns_tick_all(ms_coord_t *c, uint64_t now)
 {
+    if (!c->n_tick_ns)
+        return;
     ms_ns_t *ns, *tmp;
     HASH_ITER(hh, c->namespaces, ns, tmp)
     {

@@ -245,6 +245,8 @@ static void resume_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
     free(m->gateway);
     m->gateway = gw;
     m->session = req->session;
+    if (m->detached_ms)
+        c->n_detached--;
     m->detached_ms = 0;
     ms_gw_seen(c, gw);
     send_welcome(c, ns, m, cid);
@@ -454,6 +456,8 @@ static void send_peer_left(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, co
 /* Removes m from ns: topology repair events to the others, peerLeft to its former neighbours. */
 void ms_member_leave(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *reason)
 {
+    if (m->detached_ms)
+        c->n_detached--;
     ms_msg_member_gone(c, ns, m);
     ms_topo_diff_clear(&c->diff);
     ms_err_t err = ns->engine->ops->leave(ns->engine, m->handle, &c->diff);

@@ -54,6 +54,8 @@ struct ms_gateway {
     uint64_t *epochs; /* highest epoch seen per shard: older batches are fenced off */
     uint64_t started_ms;
     lws_sorted_usec_list_t sul_heartbeat;
+    lws_sorted_usec_list_t sul_sweep;
+    lws_dll2_owner_t hello_waits, join_waits; /* FIFO deadline lists */
     volatile sig_atomic_t stop;
     int draining; /* SIGTERM: no new sessions, the others told to reconnect elsewhere */
     /* scratch buffers, service thread only */
@@ -224,12 +226,25 @@ static void publish_leave(ms_gateway_t *gw, ms_session_t *s, const char *reason)
         ms_warn("leave of %s/%s not published", s->ns, s->peer_id ? s->peer_id : "?");
 }
 
+/* ---- deadlines -------------------------------------------------------------- */
+
+static void deadline_arm(ms_gateway_t *gw, ms_session_t *s, lws_dll2_owner_t *list,
+                         uint64_t after_us)
+{
+    lws_dll2_remove(&s->deadline_node);
+    s->deadline_us = now_us() + after_us;
+    lws_dll2_add_tail(&s->deadline_node, list);
+}
+
+static void deadline_cancel(ms_session_t *s)
+{
+    lws_dll2_remove(&s->deadline_node);
+}
+
 /* ---- hello --------------------------------------------------------------- */
 
-static void on_join_deadline(lws_sorted_usec_list_t *sul)
+static void on_deadline(ms_gateway_t *gw, ms_session_t *s)
 {
-    ms_session_t *s = lws_container_of(sul, ms_session_t, sul);
-    ms_gateway_t *gw = lws_context_user(lws_get_context(s->wsi));
     if (s->state == MS_SESSION_NEW && !s->ns) {
         /* The hello deadline: a connection that never says hello. */
         send_error(gw, s, NULL, ERR(BAD_REQUEST), "no hello within %ld ms",
@@ -245,7 +260,7 @@ static void on_join_deadline(lws_sorted_usec_list_t *sul)
         char subj[160];
         ms_bus_subject_shard(subj, sizeof(subj), gw->cfg->prefix, s->shard);
         ms_bus_publish(gw->bus, subj, gw->subject, s->join_req, s->join_req_len);
-        lws_sul_schedule(gw->ctx, 0, &s->sul, on_join_deadline, LWS_US_PER_SEC);
+        deadline_arm(gw, s, &gw->join_waits, LWS_US_PER_SEC);
         return;
     }
     /* Nobody owns the shard (or it is overloaded). The session may try again. */
@@ -354,10 +369,9 @@ static void handle_hello(ms_gateway_t *gw, ms_session_t *s, const char *cid,
     }
     s->state = MS_SESSION_JOINING;
     s->join_deadline_us = now_us() + (uint64_t)gw->cfg->join_timeout_ms * 1000u;
-    lws_sul_schedule(gw->ctx, 0, &s->sul, on_join_deadline,
-                     gw->cfg->join_timeout_ms > 1000 ? LWS_US_PER_SEC
-                                                     : (lws_usec_t)gw->cfg->join_timeout_ms *
-                                                           LWS_US_PER_MS);
+    /* Retries every second; a shorter timeout than that is rounded up to the
+     * next sweep after the retry, which is within 100 ms. */
+    deadline_arm(gw, s, &gw->join_waits, LWS_US_PER_SEC);
 }
 
 /* ---- inbound frames ------------------------------------------------------ */
@@ -546,7 +560,7 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d)
     if (s->state == MS_SESSION_JOINING) {
         /* While joining, only the join's answer can arrive. */
         if (m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_WELCOME) {
-            lws_sul_cancel(&s->sul);
+            deadline_cancel(s);
             free(s->peer_id);
             s->peer_id = strdup(m->welcome->peer_id);
             s->state = MS_SESSION_JOINED;
@@ -565,10 +579,10 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d)
         }
         if (m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_WAITING) {
             /* In line for a full namespace: no join deadline while waiting. */
-            lws_sul_cancel(&s->sul);
+            deadline_cancel(s);
         }
         if (m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR) {
-            lws_sul_cancel(&s->sul);
+            deadline_cancel(s);
             ms_session_forget_peer(s);
             s->state = MS_SESSION_NEW;
             free(s->ns);
@@ -710,6 +724,28 @@ static void wake(void *ud)
 {
     ms_gateway_t *gw = ud;
     lws_cancel_service(gw->ctx);
+}
+
+/* Every 100 ms: sessions whose hello or join deadline passed, oldest first. */
+static void on_sweep(lws_sorted_usec_list_t *sul)
+{
+    ms_gateway_t *gw = lws_container_of(sul, ms_gateway_t, sul_sweep);
+    uint64_t now = now_us();
+    lws_dll2_owner_t *lists[] = {&gw->hello_waits, &gw->join_waits};
+    for (int l = 0; l < 2; l++) {
+        /* Bounded: a re-armed session goes to the tail with a later deadline. */
+        for (int n = 0; n < 100000; n++) {
+            lws_dll2_t *head = lws_dll2_get_head(lists[l]);
+            if (!head)
+                break;
+            ms_session_t *s = lws_container_of(head, ms_session_t, deadline_node);
+            if (s->deadline_us > now)
+                break;
+            deadline_cancel(s);
+            on_deadline(gw, s);
+        }
+    }
+    lws_sul_schedule(gw->ctx, 0, &gw->sul_sweep, on_sweep, 100 * LWS_US_PER_MS);
 }
 
 static void on_heartbeat(lws_sorted_usec_list_t *sul)
@@ -923,8 +959,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                           (uint64_t)gw->cfg->rate_bytes * 2, now_us());
         HASH_ADD(hh, gw->sessions, id, sizeof(s->id), s);
         gw->n_sessions++;
-        lws_sul_schedule(gw->ctx, 0, &s->sul, on_join_deadline,
-                         (lws_usec_t)gw->cfg->hello_timeout_ms * LWS_US_PER_MS);
+        deadline_arm(gw, s, &gw->hello_waits, (uint64_t)gw->cfg->hello_timeout_ms * 1000u);
         return 0;
 
     case LWS_CALLBACK_RECEIVE: {
@@ -934,11 +969,27 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             return 0;
         size_t remaining = lws_remaining_packet_payload(wsi);
         int final = lws_is_final_fragment(wsi) && remaining == 0;
-        if (s->rx_overflow || s->rx_len + len + remaining > (size_t)gw->cfg->max_frame) {
+        if (s->rx_discard) {
+            /* Reading the rest of an oversize message: closing while the client
+             * is still sending would turn the close frame into a reset. An
+             * endless message is cut off at 16 times the cap. */
+            s->rx_discard += len;
+            if (s->rx_discard > 16 * (uint64_t)gw->cfg->max_frame)
+                return -1;
+            if (final)
+                session_close(s, CLOSE_TOO_BIG);
+            return 0;
+        }
+        if (s->rx_len + len + remaining > (size_t)gw->cfg->max_frame) {
             ms_info("session %llu: message over %ld bytes; closing with 1009",
                     (unsigned long long)s->id, gw->cfg->max_frame);
-            lws_close_reason(wsi, CLOSE_TOO_BIG, (unsigned char *)"message too big", 15);
-            return -1;
+            free(s->rx);
+            s->rx = NULL;
+            s->rx_len = s->rx_cap = 0;
+            s->rx_discard = len;
+            if (final)
+                session_close(s, CLOSE_TOO_BIG);
+            return 0;
         }
         if (final && s->rx_len == 0) {
             handle_frame(gw, s, in, len, lws_frame_is_binary(wsi));
@@ -991,7 +1042,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_CLOSED:
         if (!s || !s->id)
             return 0;
-        lws_sul_cancel(&s->sul);
+        deadline_cancel(s);
         if (s->state != MS_SESSION_NEW && s->ns)
             publish_leave(gw, s, "closed");
         HASH_DEL(gw->sessions, s);
@@ -1010,8 +1061,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
 static const struct lws_protocols protocols[] = {
     /* The first is also the default for clients that name no subprotocol. */
-    {"meshsig.v1.json", callback, sizeof(ms_session_t), 4096, 0, NULL, 0},
-    {"meshsig.v1.proto", callback, sizeof(ms_session_t), 4096, 1, NULL, 0},
+    /* rx_buffer_size: lws allocates it per connection; larger messages arrive
+     * in pieces that the session reassembles, so 1 KiB is plenty (a 4 KiB
+     * buffer was most of a gateway's memory per connection). */
+    {"meshsig.v1.json", callback, sizeof(ms_session_t), 1024, 0, NULL, 0},
+    {"meshsig.v1.proto", callback, sizeof(ms_session_t), 1024, 1, NULL, 0},
     {"meshsig-http", http_callback, sizeof(http_pss_t), 0, 2, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
@@ -1143,6 +1197,7 @@ ms_err_t ms_gw_create(const ms_gw_config_t *cfg, ms_gateway_t **out)
         goto fail;
     }
     lws_sul_schedule(gw->ctx, 0, &gw->sul_heartbeat, on_heartbeat, 1);
+    lws_sul_schedule(gw->ctx, 0, &gw->sul_sweep, on_sweep, 100 * LWS_US_PER_MS);
     ms_info("gateway %s: ws://%s/ws%s%s", gw->id, cfg->listen,
             cfg->static_dir ? ", files from " : "", cfg->static_dir ? cfg->static_dir : "");
     *out = gw;

@@ -46,9 +46,13 @@ typedef struct ms_session {
     size_t queued;
     unsigned char *rx;
     size_t rx_len, rx_cap;
-    uint8_t rx_overflow;
+    uint64_t rx_discard; /* bytes of an oversize message read and dropped so far */
     ms_ratelimit_t rate_msgs, rate_bytes;
-    lws_sorted_usec_list_t sul; /* hello or join deadline */
+    /* Hello or join deadline: the session sits in one of the gateway's two
+     * FIFO deadline lists (all entries of a list share one timeout, so a list
+     * stays sorted and arming is O(1); a per-session lws timer costs O(N)). */
+    lws_dll2_t deadline_node;
+    uint64_t deadline_us;
     /* What this client was told and asked for, so that a coordinator taking
      * over the shard can rebuild it from the gateways (ResyncReport). */
     ms_strset_t neighbours, rooms, services, subscriptions;
