@@ -1577,7 +1577,7 @@ static uint32_t hull_triangle(const dl_t *e, int *oi)
     return NONE;
 }
 
-size_t ms_delaunay_hull(const ms_topo_t *t, ms_peer_t *out, size_t max, int *line)
+size_t ms_delaunay_hull(const ms_topo_t *t, ms_peer_t start, ms_peer_t *out, size_t max, int *line)
 {
     const dl_t *e = (const dl_t *)t;
     if (e->live_t == 0) {
@@ -1587,13 +1587,32 @@ size_t ms_delaunay_hull(const ms_topo_t *t, ms_peer_t *out, size_t max, int *lin
         return e->n_line;
     }
     *line = 0;
-    int i = 0;
-    uint32_t tr = hull_triangle(e, &i);
-    if (tr == NONE)
-        return 0;
+    uint32_t tr = NONE, a = NONE, b = NONE;
+    if (start < e->n_v && e->v[start].state == V_REP) {
+        /* Around start, across edges start -> v[k+1], until the hull or back. */
+        uint32_t t0 = e->v[start].tri, u = t0;
+        for (;;) {
+            int k = tri_idx(e, u, start);
+            uint32_t nx = e->t[u].n[(k + 2) % 3];
+            if (nx == NONE) {
+                tr = u;
+                a = start;
+                b = e->t[u].v[(k + 1) % 3];
+                break;
+            }
+            if ((u = nx) == t0)
+                break;
+        }
+    }
+    if (tr == NONE) {
+        int i = 0;
+        if ((tr = hull_triangle(e, &i)) == NONE)
+            return 0;
+        a = e->t[tr].v[(i + 1) % 3];
+        b = e->t[tr].v[(i + 2) % 3];
+    }
     /* The hull edge a->b of a counter-clockwise triangle runs counter-clockwise
      * around the hull; the next one leaves b across the last triangle around b. */
-    uint32_t a = e->t[tr].v[(i + 1) % 3], b = e->t[tr].v[(i + 2) % 3];
     size_t n = 0;
     if (max > 0)
         out[n] = a;

@@ -40,10 +40,11 @@ void ms_delaunay_triangles(const ms_topo_t *t, ms_delaunay_tri_fn fn, void *ud);
  * out, counter-clockwise, every representative on the hull (also those inside a
  * straight stretch), and returns how many there are. While there are no triangles
  * (line mode: fewer than 3 representatives, or all collinear) it writes the
- * representatives in line order instead and sets *line. Expected cost: a walk of
- * O(sqrt(n)) triangles to the hull, then O(h) plus the triangles around each
- * hull vertex. */
-size_t ms_delaunay_hull(const ms_topo_t *t, ms_peer_t *out, size_t max, int *line);
+ * representatives in line order instead and sets *line. start is a hint, a
+ * peer that is probably on the hull (MS_PEER_NONE: none): the walk starts there
+ * in O(degree) when it is, otherwise it walks O(sqrt(n)) triangles to the hull
+ * from the last change. Then O(h) plus the triangles around each hull vertex. */
+size_t ms_delaunay_hull(const ms_topo_t *t, ms_peer_t start, ms_peer_t *out, size_t max, int *line);
 
 /* The engine's exact predicates on the quantised positions of present peers:
  * orient > 0 when a, b, c turn counter-clockwise (0 when collinear); incircle > 0

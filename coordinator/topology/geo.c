@@ -71,7 +71,8 @@ typedef struct {
     ms_topo_diff_t scratch; /* the plane engine's diff */
     ms_edge_t *cand;        /* edges whose presence may have changed */
     size_t cap_cand;
-    size_t n_slots; /* one past the largest handle ever joined */
+    size_t n_slots;  /* one past the largest handle ever joined */
+    ms_peer_t start; /* a hull corner before the current operation, or MS_PEER_NONE */
 } geo_t;
 
 extern const ms_topo_ops_t ms_topo_geo_ops;
@@ -193,21 +194,23 @@ static ms_err_t compute_outer(geo_t *g)
     size_t n;
     g->n_next = 0;
     for (;;) {
-        n = ms_delaunay_hull(g->in, g->hull, g->cap_hull, &line);
+        n = ms_delaunay_hull(g->in, g->start, g->hull, g->cap_hull, &line);
         if (n <= g->cap_hull)
             break;
         if ((err = grow((void **)&g->hull, &g->cap_hull, n, sizeof(*g->hull))) != MS_OK)
             return err;
     }
     g->n_corners = 0;
-    if (line) {
-        /* All on one circle through the pole: close the path into a cycle. */
-        g->n_corners = n;
-        return n >= 3 ? push_next(g, g->hull[0], g->hull[n - 1]) : MS_OK;
-    }
     if ((err = grow((void **)&g->corner, &g->cap_corner, n, sizeof(*g->corner))) != MS_OK ||
         (err = grow((void **)&g->stk, &g->cap_stk, 2 * n + 2, sizeof(*g->stk))) != MS_OK)
         return err;
+    if (line) {
+        /* All on one circle through the pole: close the path into a cycle. */
+        for (size_t i = 0; i < n; i++)
+            g->corner[i] = i;
+        g->n_corners = n;
+        return n >= 3 ? push_next(g, g->hull[0], g->hull[n - 1]) : MS_OK;
+    }
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
         if (ms_delaunay_orient(g->in, g->hull[(i + n - 1) % n], g->hull[i], g->hull[(i + 1) % n]))
@@ -246,6 +249,18 @@ static ms_err_t compute_outer(geo_t *g)
     if (g->n_next > 1)
         qsort(g->next, g->n_next, sizeof(*g->next), edge_cmp);
     return MS_OK;
+}
+
+/* Remembers a hull corner other than p for the next hull walk: a hull vertex
+ * stays one when points leave, and a join moves the hull only near the pole. */
+static void note_start(geo_t *g, ms_peer_t p)
+{
+    g->start = MS_PEER_NONE;
+    for (size_t i = 0; i < g->n_corners; i++)
+        if (g->hull[g->corner[i]] != p) {
+            g->start = g->hull[g->corner[i]];
+            return;
+        }
 }
 
 /* ---- diffs of the union --------------------------------------------------- */
@@ -310,6 +325,7 @@ static ms_err_t geo_join(ms_topo_t *t, ms_peer_t p, ms_topo_pos_t pos, ms_topo_d
     if (!isfinite(pos.x) || !isfinite(pos.y))
         return MS_ERR_INVAL;
     ms_topo_diff_clear(&g->scratch);
+    note_start(g, p);
     if ((err = g->in->ops->join(g->in, p, plane_pos(g, pos), &g->scratch)) != MS_OK)
         return err;
     if (p >= g->n_slots)
@@ -322,6 +338,7 @@ static ms_err_t geo_leave(ms_topo_t *t, ms_peer_t p, ms_topo_diff_t *diff)
     geo_t *g = (geo_t *)t;
     ms_err_t err;
     ms_topo_diff_clear(&g->scratch);
+    note_start(g, p);
     if ((err = g->in->ops->leave(g->in, p, &g->scratch)) != MS_OK)
         return err;
     return finish(g, diff);
@@ -334,6 +351,7 @@ static ms_err_t geo_move(ms_topo_t *t, ms_peer_t p, ms_topo_pos_t pos, ms_topo_d
     if (!isfinite(pos.x) || !isfinite(pos.y))
         return MS_ERR_INVAL;
     ms_topo_diff_clear(&g->scratch);
+    note_start(g, p);
     if ((err = g->in->ops->move(g->in, p, plane_pos(g, pos), &g->scratch)) != MS_OK)
         return err;
     return finish(g, diff);
@@ -428,6 +446,7 @@ ms_err_t ms_geo_create(const ms_topo_params_t *params, ms_topo_t **out)
     g->base.ops = &ms_topo_geo_ops;
     ms_topo_diff_init(&g->scratch);
     make_frame(g->rot);
+    g->start = MS_PEER_NONE;
     if ((err = ms_topo_delaunay_ops.create(&plane, &g->in)) != MS_OK)
         goto fail;
     *out = &g->base;
