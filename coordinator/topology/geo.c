@@ -277,16 +277,13 @@ static ms_err_t finish(geo_t *g, ms_topo_diff_t *diff)
     size_t n = s->n_connect + s->n_disconnect + g->n_outer + g->n_next, k = 0;
     if ((err = grow((void **)&g->cand, &g->cap_cand, n, sizeof(*g->cand))) != MS_OK)
         return err;
-    memcpy(g->cand + k, s->connect, s->n_connect * sizeof(*g->cand));
-    k += s->n_connect;
-    memcpy(g->cand + k, s->disconnect, s->n_disconnect * sizeof(*g->cand));
-    k += s->n_disconnect;
-    if (g->n_outer)
-        memcpy(g->cand + k, g->outer, g->n_outer * sizeof(*g->cand));
-    k += g->n_outer;
-    if (g->n_next)
-        memcpy(g->cand + k, g->next, g->n_next * sizeof(*g->cand));
-    k += g->n_next;
+    const ms_edge_t *src[4] = {s->connect, s->disconnect, g->outer, g->next};
+    size_t len[4] = {s->n_connect, s->n_disconnect, g->n_outer, g->n_next};
+    for (int i = 0; i < 4; i++)
+        if (len[i] > 0) {
+            memcpy(g->cand + k, src[i], len[i] * sizeof(*g->cand));
+            k += len[i];
+        }
     if (k > 1)
         qsort(g->cand, k, sizeof(*g->cand), edge_cmp);
     for (size_t i = 0; i < k; i++) {

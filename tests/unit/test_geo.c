@@ -96,7 +96,8 @@ static void eset_of(const ms_topo_t *t, eset_t *s)
 {
     s->n = 0;
     t->ops->edges(t, eset_add, s);
-    qsort(s->v, s->n, sizeof(*s->v), u64cmp);
+    if (s->n > 1)
+        qsort(s->v, s->n, sizeof(*s->v), u64cmp);
     for (size_t i = 1; i < s->n; i++)
         REQUIRE(s->v[i] != s->v[i - 1]); /* each edge once */
 }
@@ -150,7 +151,8 @@ static void h_apply(h_t *h)
         REQUIRE(eset_has(&h->tracked, e));
         eset_add(h->d.disconnect[i].a, h->d.disconnect[i].b, MS_EDGE_PEER, &gone);
     }
-    qsort(gone.v, gone.n, sizeof(uint64_t), u64cmp);
+    if (gone.n > 1)
+        qsort(gone.v, gone.n, sizeof(uint64_t), u64cmp);
     size_t w = 0;
     for (size_t i = 0; i < h->tracked.n; i++)
         if (!eset_has(&gone, h->tracked.v[i]))
@@ -161,7 +163,8 @@ static void h_apply(h_t *h)
         REQUIRE(!eset_has(&h->tracked, e));
         eset_add(h->d.connect[i].a, h->d.connect[i].b, MS_EDGE_PEER, &h->tracked);
     }
-    qsort(h->tracked.v, h->tracked.n, sizeof(uint64_t), u64cmp);
+    if (h->tracked.n > 1)
+        qsort(h->tracked.v, h->tracked.n, sizeof(uint64_t), u64cmp);
     free(gone.v);
     eset_of(h->t, &h->now);
     REQUIRE(eset_eq(&h->tracked, &h->now));
