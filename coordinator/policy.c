@@ -84,12 +84,6 @@ ms_err_t ms_policy_parse(const json_t *j, ms_policy_t *p, char *err, size_t errl
             snprintf(err, errlen, "positioning must be random, client, geo or network");
             return MS_ERR_INVAL;
         }
-        if (found == MS_POS_GEO) {
-            /* The spherical Delaunay engine is not built yet: say so now
-             * rather than fail every join later. */
-            snprintf(err, errlen, "geo positioning is not available in this build");
-            return MS_ERR_UNSUPPORTED;
-        }
         p->positioning = (ms_positioning_t)found;
         p->params.geo = found == MS_POS_GEO;
     }

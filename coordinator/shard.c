@@ -390,12 +390,13 @@ static void handle_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Shard
             goto nomem;
         meshsig__v1__struct__pack(hello->metadata, m->metadata);
     }
-    if (ns->policy.positioning == MS_POS_CLIENT && (!hello || !hello->position) &&
-        !strcmp(ns->policy.topology, "delaunay")) {
+    if ((ns->policy.positioning == MS_POS_CLIENT || ns->policy.positioning == MS_POS_GEO) &&
+        (!hello || !hello->position) && !strcmp(ns->policy.topology, "delaunay")) {
         ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(BAD_REQUEST),
-                      "namespace %s places peers by client position: hello.position {x, y} "
+                      "namespace %s places peers by client position: hello.position %s "
                       "is required",
-                      ns->name);
+                      ns->name,
+                      ns->policy.positioning == MS_POS_GEO ? "{lat, lon}" : "{x, y}");
         goto done;
     }
     m->pos = ms_ns_position(ns, m->id, m->client_pos);

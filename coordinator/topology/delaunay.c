@@ -46,6 +46,7 @@
 #include <string.h>
 
 #include "delaunay.h"
+#include "geo.h"
 #include "topology.h"
 
 __extension__ typedef __int128 i128;
@@ -1338,7 +1339,7 @@ fail:
 static ms_err_t dl_create(const ms_topo_params_t *params, ms_topo_t **out)
 {
     if (params && params->geo)
-        return MS_ERR_UNSUPPORTED;
+        return ms_geo_create(params, out);
     dl_t *e = calloc(1, sizeof(*e));
     if (!e)
         return MS_ERR_NOMEM;
@@ -1521,6 +1522,113 @@ void ms_delaunay_triangles(const ms_topo_t *t, ms_delaunay_tri_fn fn, void *ud)
     for (size_t k = 0; k < e->n_t && e->live_t > 0; k++)
         if (e->t[k].v[0] != NONE)
             fn(e->t[k].v[0], e->t[k].v[1], e->t[k].v[2], ud);
+}
+
+int ms_delaunay_orient(const ms_topo_t *t, ms_peer_t a, ms_peer_t b, ms_peer_t c)
+{
+    return orient((const dl_t *)t, a, b, c);
+}
+
+int ms_delaunay_incircle(const ms_topo_t *t, ms_peer_t a, ms_peer_t b, ms_peer_t c, ms_peer_t d)
+{
+    return incircle((const dl_t *)t, a, b, c, d);
+}
+
+/* orient(a, b, q) for q = (-1, -1), a point outside the grid and so outside the hull. */
+static int orient_out(const dl_t *e, uint32_t a, uint32_t b)
+{
+    const dvert_t *p = &e->v[a], *q = &e->v[b];
+    int64_t d = ((int64_t)q->x - p->x) * (-1 - (int64_t)p->y) -
+                ((int64_t)q->y - p->y) * (-1 - (int64_t)p->x);
+    return (d > 0) - (d < 0);
+}
+
+/* A triangle with a hull edge opposite corner *oi: a visibility walk towards
+ * (-1, -1) from the last triangle an operation touched. Walks in a Delaunay
+ * triangulation never cycle; the step bound only guards against a broken one. */
+static uint32_t hull_triangle(const dl_t *e, int *oi)
+{
+    uint32_t t = e->hint_tri;
+    if (t >= e->n_t || e->t[t].v[0] == NONE)
+        for (t = 0; t < e->n_t && e->t[t].v[0] == NONE; t++)
+            ;
+    for (size_t steps = 0; steps <= e->live_t; steps++) {
+        const dtri_t *T = &e->t[t];
+        int moved = 0;
+        for (int i = 0; i < 3 && !moved; i++) {
+            if (orient_out(e, T->v[(i + 1) % 3], T->v[(i + 2) % 3]) >= 0)
+                continue;
+            if (T->n[i] == NONE) {
+                *oi = i;
+                return t;
+            }
+            t = T->n[i];
+            moved = 1;
+        }
+        if (!moved)
+            break;
+    }
+    for (t = 0; t < e->n_t; t++)
+        for (int i = 0; i < 3; i++)
+            if (e->t[t].v[0] != NONE && e->t[t].n[i] == NONE) {
+                *oi = i;
+                return t;
+            }
+    return NONE;
+}
+
+size_t ms_delaunay_hull(const ms_topo_t *t, ms_peer_t start, ms_peer_t *out, size_t max, int *line)
+{
+    const dl_t *e = (const dl_t *)t;
+    if (e->live_t == 0) {
+        *line = 1;
+        for (size_t i = 0; i < e->n_line && i < max; i++)
+            out[i] = e->line[i];
+        return e->n_line;
+    }
+    *line = 0;
+    uint32_t tr = NONE, a = NONE, b = NONE;
+    if (start < e->n_v && e->v[start].state == V_REP) {
+        /* Around start, across edges start -> v[k+1], until the hull or back. */
+        uint32_t t0 = e->v[start].tri, u = t0;
+        for (;;) {
+            int k = tri_idx(e, u, start);
+            uint32_t nx = e->t[u].n[(k + 2) % 3];
+            if (nx == NONE) {
+                tr = u;
+                a = start;
+                b = e->t[u].v[(k + 1) % 3];
+                break;
+            }
+            if ((u = nx) == t0)
+                break;
+        }
+    }
+    if (tr == NONE) {
+        int i = 0;
+        if ((tr = hull_triangle(e, &i)) == NONE)
+            return 0;
+        a = e->t[tr].v[(i + 1) % 3];
+        b = e->t[tr].v[(i + 2) % 3];
+    }
+    /* The hull edge a->b of a counter-clockwise triangle runs counter-clockwise
+     * around the hull; the next one leaves b across the last triangle around b. */
+    size_t n = 0;
+    if (max > 0)
+        out[n] = a;
+    n++;
+    while (b != a && n <= e->n_rep) {
+        if (n < max)
+            out[n] = b;
+        n++;
+        int k = tri_idx(e, tr, b);
+        while (e->t[tr].n[(k + 2) % 3] != NONE) {
+            tr = e->t[tr].n[(k + 2) % 3];
+            k = tri_idx(e, tr, b);
+        }
+        b = e->t[tr].v[(k + 1) % 3];
+    }
+    return n;
 }
 
 int ms_delaunay_check(const ms_topo_t *t, char *why, size_t why_len)

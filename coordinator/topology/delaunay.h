@@ -10,8 +10,8 @@
  * the same grid point are the same position; such peers are linked as a chain
  * ordered by ms_topo_pos_t.key (see delaunay.c).
  *
- * Spherical positions (params->geo: longitude, latitude) are not implemented
- * yet: create() returns MS_ERR_UNSUPPORTED for them.
+ * Spherical positions (params->geo: longitude, latitude) are handled by the
+ * geo engine (geo.h), which create() returns for them; it wraps a plane engine.
  */
 #ifndef MS_DELAUNAY_H
 #define MS_DELAUNAY_H
@@ -35,6 +35,23 @@ size_t ms_delaunay_bytes(const ms_topo_t *t);
  * counter-clockwise, as peer handles of the representatives. For tests. */
 typedef void (*ms_delaunay_tri_fn)(ms_peer_t a, ms_peer_t b, ms_peer_t c, void *ud);
 void ms_delaunay_triangles(const ms_topo_t *t, ms_delaunay_tri_fn fn, void *ud);
+
+/* The boundary of the plane triangulation: writes up to max representatives into
+ * out, counter-clockwise, every representative on the hull (also those inside a
+ * straight stretch), and returns how many there are. While there are no triangles
+ * (line mode: fewer than 3 representatives, or all collinear) it writes the
+ * representatives in line order instead and sets *line. start is a hint, a
+ * peer that is probably on the hull (MS_PEER_NONE: none): the walk starts there
+ * in O(degree) when it is, otherwise it walks O(sqrt(n)) triangles to the hull
+ * from the last change. Then O(h) plus the triangles around each hull vertex. */
+size_t ms_delaunay_hull(const ms_topo_t *t, ms_peer_t start, ms_peer_t *out, size_t max, int *line);
+
+/* The engine's exact predicates on the quantised positions of present peers:
+ * orient > 0 when a, b, c turn counter-clockwise (0 when collinear); incircle > 0
+ * when d is inside the circle through the counter-clockwise a, b, c, with the
+ * engine's symbolic tie-break (never 0 for a non-collinear a, b, c). */
+int ms_delaunay_orient(const ms_topo_t *t, ms_peer_t a, ms_peer_t b, ms_peer_t c);
+int ms_delaunay_incircle(const ms_topo_t *t, ms_peer_t a, ms_peer_t b, ms_peer_t c, ms_peer_t d);
 
 /* Checks the internal links (neighbour symmetry, orientation, vertex-to-triangle
  * pointers, duplicate chains). Returns 0 when sound, otherwise -1 and a reason in

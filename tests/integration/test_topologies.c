@@ -360,15 +360,57 @@ START_TEST(delaunay_through_cluster)
 }
 END_TEST
 
+/* Geo positioning: neighbours on the sphere. Two peers either side of the
+ * antimeridian, a ring near the North pole, one near the South pole. */
+START_TEST(delaunay_geo_positions)
+{
+    set_policy("geo", "{\"topology\":\"delaunay\",\"positioning\":\"geo\"}");
+    static const double ll[][2] = {
+        {10, 179.5}, {10, -179.5}, {88, 0},    {88, 120},  {88, -120}, {-85, 40},
+        {48, 2},     {40, -74},    {-34, 151}, {35, 139},  {-23, -46}, {1, 104},
+    };
+    enum { N = sizeof(ll) / sizeof(ll[0]) };
+    peer_t q[N];
+    for (int i = 0; i < N; i++) {
+        memset(&q[i], 0, sizeof(q[i]));
+        snprintf(q[i].id, sizeof(q[i].id), "g%02d", i);
+        q[i].c = wsc_connect(gw_port(i), NULL, T_MS);
+        ck_assert_ptr_nonnull(q[i].c);
+        send_json(q[i].c,
+                  "{\"hello\":{\"namespace\":\"geo\",\"peerId\":\"%s\",\"position\":"
+                  "{\"lat\":%g,\"lon\":%g}}}",
+                  q[i].id, ll[i][0], ll[i][1]);
+        json_decref(expect_key(q[i].c, "welcome"));
+    }
+    settle(q, N, 300);
+    json_t *j = check_against_admin("geo", q, N);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "stats"), "mode")),
+                     "geo");
+    json_decref(j);
+    /* N points in general position on the sphere: 3N - 6 edges. */
+    int sum = 0;
+    for (int i = 0; i < N; i++)
+        sum += q[i].n;
+    ck_assert_int_eq(sum, 2 * (3 * N - 6));
+    ck_assert(has_nb(&q[0], "g01"));
+    ck_assert(has_nb(&q[2], "g03") && has_nb(&q[3], "g04") && has_nb(&q[4], "g02"));
+    /* A geo namespace needs a position. */
+    wsc_t *x = wsc_connect(gw_port(0), NULL, T_MS);
+    send_json(x, "{\"id\":\"np\",\"hello\":{\"namespace\":\"geo\",\"peerId\":\"nopos\"}}");
+    expect_error(x, "BAD_REQUEST", "np");
+    wsc_free(x);
+    /* Moving across the antimeridian keeps every view equal to the admin's. */
+    send_json(q[1].c, "{\"id\":\"mv\",\"position\":{\"lat\":-10,\"lon\":179.8}}");
+    settle(q, N, 300);
+    json_decref(check_against_admin("geo", q, N));
+    free_all(q, N);
+}
+END_TEST
+
 /* Network positioning: RTT reports move peers' Vivaldi coordinates; moves
  * announce only changed edges and every view keeps matching the admin's. */
 START_TEST(delaunay_network_positions)
 {
-    char *body = NULL;
-    ck_assert_int_eq(http_request(cl.admin_port, "PUT", "/v1/namespaces/geo/policy", NULL,
-                                  "{\"topology\":\"delaunay\",\"positioning\":\"geo\"}", &body),
-                     501);
-    free(body);
     set_policy("net", "{\"topology\":\"delaunay\",\"positioning\":\"network\"}");
     peer_t ps[6];
     join_all("net", ps, 6, NULL);
@@ -427,6 +469,7 @@ int main(void)
     tcase_add_test(tc, fullmesh_cap_and_waiting_list);
     tcase_add_test(tc, tree_roles);
     tcase_add_test(tc, delaunay_through_cluster);
+    tcase_add_test(tc, delaunay_geo_positions);
     tcase_add_test(tc, delaunay_network_positions);
     tcase_add_test(tc, spray_through_cluster);
     suite_add_tcase(s, tc);

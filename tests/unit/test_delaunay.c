@@ -477,7 +477,11 @@ START_TEST(small_cases_and_errors)
     ms_topo_t *t = h->t;
     ck_assert_str_eq(t->ops->name, "delaunay");
     ms_topo_t *geo = NULL;
-    ck_assert_int_eq(t->ops->create(&(ms_topo_params_t){.geo = 1}, &geo), MS_ERR_UNSUPPORTED);
+    /* geo positions get the spherical engine (test_geo), under the same name */
+    ck_assert_int_eq(t->ops->create(&(ms_topo_params_t){.geo = 1}, &geo), MS_OK);
+    ck_assert_str_eq(geo->ops->name, "delaunay");
+    ck_assert_ptr_ne(geo->ops, t->ops);
+    geo->ops->destroy(geo);
     ms_peer_t nb[8];
     h_join(h, 5, gridpos(100, 100, 1));
     ck_assert_uint_eq(t->ops->neighbours(t, 5, nb, 8), 0);
