@@ -102,15 +102,16 @@ static json_t *missing(ms_coord_t *c, const ms_admin_pending_t *p)
     return m;
 }
 
-/* Answers and forgets p. found: the NAMESPACE detail (reference taken), or NULL. */
-static void finish(ms_coord_t *c, ms_admin_pending_t *p, json_t *found)
+/* Answers and forgets p. found: the NAMESPACE detail (reference taken), or NULL.
+ * sure: a missing namespace is known to be missing (its owner or everyone said so). */
+static void finish(ms_coord_t *c, ms_admin_pending_t *p, json_t *found, int sure)
 {
     struct evhttp_request *req = p->req;
     json_t *miss = missing(c, p);
     if (p->ns) {
         json_t *body = found;
         int code = 200;
-        if (!body && miss) {
+        if (!body && !sure && miss) {
             /* Not authoritative: a coordinator that may serve it did not answer. */
             code = 504;
             body = json_pack("{s:s, s:O}", "error", "some coordinators did not answer in time",
@@ -307,19 +308,19 @@ void ms_admin_cluster_reply_in(ms_coord_t *c, const Meshsig__Bus__AdminReply *ar
         ar->found ? json_loadb((const char *)ar->json.data, ar->json.len, 0, NULL) : NULL;
     if (p->ns) {
         if (view && json_is_object(view)) {
-            finish(c, p, view);
+            finish(c, p, view, 1);
             return;
         }
         json_decref(view);
         if ((p->owner && !strcmp(p->owner, ar->coordinator_id)) || complete(c, p))
-            finish(c, p, NULL);
+            finish(c, p, NULL, 1);
         return;
     }
     if (view)
         merge_list(c, p, view);
     json_decref(view);
     if (complete(c, p))
-        finish(c, p, NULL);
+        finish(c, p, NULL, 1);
 }
 
 void ms_admin_cluster_tick(ms_coord_t *c, uint64_t mono_ms)
@@ -327,8 +328,11 @@ void ms_admin_cluster_tick(ms_coord_t *c, uint64_t mono_ms)
     ms_admin_pending_t *p, *tmp;
     /* The live set may have shrunk since the query: who is left may be done. */
     HASH_ITER(hh, c->admin_pending, p, tmp)
-    if (mono_ms >= p->deadline_ms || complete(c, p))
-        finish(c, p, NULL);
+    {
+        int done = complete(c, p);
+        if (done || mono_ms >= p->deadline_ms)
+            finish(c, p, NULL, done);
+    }
 }
 
 void ms_admin_cluster_cleanup(ms_coord_t *c)
