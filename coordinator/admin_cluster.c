@@ -222,12 +222,18 @@ void ms_admin_cluster_get(ms_coord_t *c, struct evhttp_request *r, const char *n
             return;
         }
     }
-    if (!has_live_peer(c) || HASH_COUNT(c->admin_pending) >= ADMIN_MAX_PENDING) {
+    if (!has_live_peer(c)) {
         if (name)
             ms_admin_reply_json(c, r, 404,
                                 json_pack("{s:s}", "error", "no such namespace (it has no peers)"));
         else
             ms_admin_reply_json(c, r, 200, local);
+        return;
+    }
+    if (HASH_COUNT(c->admin_pending) >= ADMIN_MAX_PENDING) {
+        json_decref(local);
+        ms_admin_reply_json(c, r, 503,
+                            json_pack("{s:s}", "error", "too many admin requests waiting"));
         return;
     }
     ms_admin_pending_t *p = calloc(1, sizeof(*p));
