@@ -11,7 +11,7 @@
 #include "hash.h"
 #include "log.h"
 
-#define MS_BUS_MAX_SUBS 8
+#define MS_BUS_MAX_SUBS 16
 
 struct ms_bus {
     natsConnection *nc;

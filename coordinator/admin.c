@@ -43,8 +43,7 @@ static void reply_text(ms_coord_t *c, struct evhttp_request *r, int code, const 
     evbuffer_free(b);
 }
 
-/* Takes the reference to j. */
-static void reply_json(ms_coord_t *c, struct evhttp_request *r, int code, json_t *j)
+void ms_admin_reply_json(ms_coord_t *c, struct evhttp_request *r, int code, json_t *j)
 {
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
@@ -58,7 +57,7 @@ static void reply_json(ms_coord_t *c, struct evhttp_request *r, int code, json_t
 
 static void reply_error(ms_coord_t *c, struct evhttp_request *r, int code, const char *msg)
 {
-    reply_json(c, r, code, json_pack("{s:s}", "error", msg));
+    ms_admin_reply_json(c, r, code, json_pack("{s:s}", "error", msg));
 }
 
 static int authorized(ms_coord_t *c, struct evhttp_request *r)
@@ -104,7 +103,7 @@ static void edge_cb(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud)
                             json_integer(json_integer_value(json_object_get(pb, "degree")) + 1));
 }
 
-static json_t *ns_detail(const ms_ns_t *ns)
+json_t *ms_admin_ns_detail(ms_coord_t *c, const ms_ns_t *ns)
 {
     json_t *peers = json_array(), *byid = json_object(), *edges = json_array();
     for (size_t h = 0; h < ns->n_handles; h++) {
@@ -124,23 +123,24 @@ static json_t *ns_detail(const ms_ns_t *ns)
     json_object_set_new(stats, "peers", json_integer((json_int_t)json_array_size(peers)));
     json_object_set_new(stats, "edges", json_integer((json_int_t)json_array_size(edges)));
     json_decref(byid);
-    return json_pack("{s:s, s:i, s:s, s:o, s:o, s:o, s:o}", "name", ns->name, "shard",
-                     (int)ns->shard, "topology", ns->policy.topology, "policy",
+    return json_pack("{s:s, s:i, s:s, s:s, s:o, s:o, s:o, s:o}", "name", ns->name, "shard",
+                     (int)ns->shard, "owner", c->id, "topology", ns->policy.topology, "policy",
                      ms_policy_to_json(&ns->policy), "peers", peers, "edges", edges, "stats",
                      stats);
 }
 
-static void get_namespaces(ms_coord_t *c, struct evhttp_request *r)
+json_t *ms_admin_ns_list(ms_coord_t *c)
 {
     json_t *arr = json_array();
     ms_ns_t *ns, *tmp;
     HASH_ITER(hh, c->namespaces, ns, tmp)
     {
-        json_array_append_new(arr, json_pack("{s:s, s:I, s:s, s:i}", "name", ns->name, "peers",
-                                             (json_int_t)HASH_COUNT(ns->members), "topology",
-                                             ns->policy.topology, "shard", (int)ns->shard));
+        json_array_append_new(arr, json_pack("{s:s, s:I, s:s, s:i, s:s}", "name", ns->name,
+                                             "peers", (json_int_t)HASH_COUNT(ns->members),
+                                             "topology", ns->policy.topology, "shard",
+                                             (int)ns->shard, "owner", c->id));
     }
-    reply_json(c, r, 200, json_pack("{s:o}", "namespaces", arr));
+    return json_pack("{s:o}", "namespaces", arr);
 }
 
 static char *read_body(struct evhttp_request *r, size_t *len)
@@ -191,7 +191,8 @@ static void put_policy(ms_coord_t *c, struct evhttp_request *r, const char *name
     }
     ms_outbox_flush(c);
     ms_info("policy of %s set to %s", name, p.topology);
-    reply_json(c, r, 200, json_pack("{s:s, s:o}", "name", name, "policy", ms_policy_to_json(&p)));
+    ms_admin_reply_json(c, r, 200,
+                        json_pack("{s:s, s:o}", "name", name, "policy", ms_policy_to_json(&p)));
 }
 
 static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
@@ -285,9 +286,9 @@ static void on_request(struct evhttp_request *r, void *arg)
     if (!strcmp(path, "/metrics") && method == EVHTTP_REQ_GET) {
         get_metrics(c, r);
     } else if (!strcmp(path, "/v1/cluster") && method == EVHTTP_REQ_GET) {
-        reply_json(c, r, 200, ms_cluster_json(c));
+        ms_admin_reply_json(c, r, 200, ms_cluster_json(c));
     } else if (!strcmp(path, "/v1/namespaces") && method == EVHTTP_REQ_GET) {
-        get_namespaces(c, r);
+        ms_admin_cluster_get(c, r, NULL);
     } else if (!strncmp(path, "/v1/namespaces/", 15)) {
         char *name = path + 15;
         char *slash = strchr(name, '/');
@@ -297,14 +298,10 @@ static void on_request(struct evhttp_request *r, void *arg)
         } else if (slash && !strcmp(slash, "/policy") && method == EVHTTP_REQ_GET) {
             *slash = '\0';
             ms_ns_t *ns = ms_ns_find(c, name);
-            reply_json(c, r, 200,
+            ms_admin_reply_json(c, r, 200,
                        ms_policy_to_json(ns ? &ns->policy : ms_coord_policy_for(c, name)));
         } else if (!slash && method == EVHTTP_REQ_GET) {
-            ms_ns_t *ns = ms_ns_find(c, name);
-            if (ns)
-                reply_json(c, r, 200, ns_detail(ns));
-            else
-                reply_error(c, r, 404, "no such namespace (it has no peers)");
+            ms_admin_cluster_get(c, r, name);
         } else {
             reply_error(c, r, 404, "not found");
         }

@@ -517,6 +517,28 @@ void ms_cluster_policy_in(ms_coord_t *c, const Meshsig__Bus__PolicyUpdate *pu)
     ms_outbox_flush(c);
 }
 
+const char *ms_cluster_owner(ms_coord_t *c, uint32_t shard)
+{
+    ms_shard_t *s = &c->shards[shard];
+    if (s->state == MS_SHARD_OWNED || s->state == MS_SHARD_REBUILDING)
+        return c->id;
+    /* During a move two may say they serve it: the newer lease is the real one. */
+    const char *owner = NULL;
+    uint64_t epoch = 0;
+    ms_coord_peer_t *p, *tmp;
+    HASH_ITER(hh, c->coords, p, tmp)
+    {
+        if (!p->alive)
+            continue;
+        for (size_t i = 0; i < p->n_shards; i++)
+            if (p->shards[i] == shard && p->epochs[i] > epoch) {
+                owner = p->id;
+                epoch = p->epochs[i];
+            }
+    }
+    return owner;
+}
+
 static const char *state_name(uint8_t st)
 {
     switch (st) {

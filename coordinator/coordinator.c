@@ -57,6 +57,22 @@ static void on_bus_msg(natsMsg *msg, void *ud)
         }
         return;
     }
+    if (!strncmp(subj, c->cfg->prefix, plen) && !strcmp(subj + plen, ".admin.query")) {
+        Meshsig__Bus__AdminQuery *q = meshsig__bus__admin_query__unpack(NULL, dlen, data);
+        if (q) {
+            ms_admin_cluster_query_in(c, q);
+            meshsig__bus__admin_query__free_unpacked(q, NULL);
+        }
+        return;
+    }
+    if (!strcmp(subj, c->admin_reply_subject)) {
+        Meshsig__Bus__AdminReply *ar = meshsig__bus__admin_reply__unpack(NULL, dlen, data);
+        if (ar) {
+            ms_admin_cluster_reply_in(c, ar);
+            meshsig__bus__admin_reply__free_unpacked(ar, NULL);
+        }
+        return;
+    }
     if (!strcmp(subj, c->probe_subject)) {
         if (!c->ready)
             ms_info("subscriptions confirmed: ready");
@@ -148,7 +164,9 @@ static void on_lease(evutil_socket_t fd, short what, void *ud)
 static void on_tick(evutil_socket_t fd, short what, void *ud)
 {
     ms_coord_t *c = ud;
-    ms_cluster_tick(c, ms_lease_now_ms());
+    uint64_t mono = ms_lease_now_ms();
+    ms_cluster_tick(c, mono);
+    ms_admin_cluster_tick(c, mono);
     uint64_t now = ms_now_ms();
     if (!c->ready && now % 500 < 50)
         ms_bus_publish(c->bus, c->probe_subject, NULL, "", 0);
@@ -244,6 +262,8 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
         err = MS_ERR_INVAL;
         goto fail;
     }
+    if ((err = ms_admin_cluster_init(c)) != MS_OK)
+        goto fail;
     /* The server handles one connection's protocol in order: once a message
      * published after the SUBs comes back, the shard subscription is live.
      * (A blocking flush is impossible here: the loop reads the reply.) */
@@ -298,6 +318,7 @@ void ms_coord_destroy(ms_coord_t *c)
     ms_bus_destroy(c->bus);
     if (nats_CloseAndWait(2000) != NATS_OK)
         ms_warn("NATS library threads did not stop within 2 s");
+    ms_admin_cluster_cleanup(c);
     if (c->http)
         evhttp_free(c->http);
     ms_mailbox_destroy(c->inbox);

@@ -155,6 +155,9 @@ typedef struct ms_queued {
 
 typedef struct ms_resync ms_resync_t;
 
+/* An admin request waiting for the other coordinators' views (admin_cluster.c). */
+typedef struct ms_admin_pending ms_admin_pending_t;
+
 /* This coordinator's view of one shard. Times are monotonic (ms_lease_now_ms). */
 typedef struct ms_shard {
     uint8_t state;       /* ms_shard_state_t */
@@ -209,6 +212,10 @@ struct ms_coord {
     uint64_t n_not_owner, n_queued_dropped, n_claims, n_losses, n_handoffs;
     char probe_subject[200];
     int ready; /* a probe came back through our subscriptions: the server has them */
+    /* Admin queries to the other coordinators (admin_cluster.c). */
+    ms_admin_pending_t *admin_pending; /* uthash by query id */
+    uint64_t admin_next_query;
+    char admin_reply_subject[200];
     /* counters for /metrics */
     uint64_t n_requests, n_joins, n_leaves, n_signals, n_errors, n_bad_requests;
     uint64_t n_emits, n_acks, n_timeouts, n_room_emits, n_calls, n_publishes, n_stream_bytes;
@@ -328,6 +335,28 @@ void ms_outbox_forget_shard(ms_coord_t *c, uint32_t shard);
 
 /* admin.c */
 ms_err_t ms_admin_start(ms_coord_t *c);
+/* Sends j (its reference is taken) as the JSON answer to r, with the admin headers. */
+void ms_admin_reply_json(ms_coord_t *c, struct evhttp_request *r, int code, json_t *j);
+/* This coordinator's namespaces, {"namespaces":[{name, peers, topology, shard, owner}]}. */
+json_t *ms_admin_ns_list(ms_coord_t *c);
+/* One namespace as GET /v1/namespaces/{ns} shows it, with "owner": this coordinator. */
+json_t *ms_admin_ns_detail(ms_coord_t *c, const ms_ns_t *ns);
+
+/* admin_cluster.c: GET /v1/namespaces[/{ns}] answered for the whole cluster by
+ * scatter/gather over <prefix>.admin.*. Loop thread only. */
+/* Subscribes the query subject and this coordinator's reply subject. */
+ms_err_t ms_admin_cluster_init(ms_coord_t *c);
+/* Answers r later, once the live coordinators replied or the deadline passed.
+ * name: NULL for the list, else the namespace asked for. */
+void ms_admin_cluster_get(ms_coord_t *c, struct evhttp_request *r, const char *name);
+void ms_admin_cluster_query_in(ms_coord_t *c, const Meshsig__Bus__AdminQuery *q);
+void ms_admin_cluster_reply_in(ms_coord_t *c, const Meshsig__Bus__AdminReply *ar);
+/* Answers what is past its deadline. */
+void ms_admin_cluster_tick(ms_coord_t *c, uint64_t mono_ms);
+/* Forgets every waiting request (shutdown): before evhttp_free, which frees them. */
+void ms_admin_cluster_cleanup(ms_coord_t *c);
+/* cluster.c: the coordinator serving shard n as far as heartbeats tell, or NULL. */
+const char *ms_cluster_owner(ms_coord_t *c, uint32_t shard);
 
 uint64_t ms_now_ms(void);
 
