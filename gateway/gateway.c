@@ -590,6 +590,13 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d)
             free(s->peer_id);
             s->peer_id = NULL;
         }
+    } else if (s->state == MS_SESSION_JOINED &&
+               m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_WELCOME) {
+        /* The owner answers every copy of a join that was re-sent while its
+         * first answer was on the way (e.g. held during a shard rebuild):
+         * the client gets one welcome. */
+        gw->n_dropped_session++;
+        return;
     } else if (s->state != MS_SESSION_JOINED ||
                (*d->peer_id && (!s->peer_id || strcmp(d->peer_id, s->peer_id)))) {
         /* For a peer this session no longer holds. */

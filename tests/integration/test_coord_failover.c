@@ -263,11 +263,11 @@ START_TEST(coordinators_split_kill_and_handoff)
     expect_connect(m2, "m1", 0);
     /* Signals cross gateways through each namespace's owner. */
     send_json(d1, "{\"signal\":{\"to\":\"d2\",\"payload\":\"x\"}}");
-    ck_assert_str_eq(str_at(expect_key(d2, "signal"), "signal", "from", NULL), "d1");
+    expect_signal_from(d2, "d1");
     send_json(t2, "{\"signal\":{\"to\":\"t1\",\"payload\":\"x\"}}");
-    ck_assert_str_eq(str_at(expect_key(t1, "signal"), "signal", "from", NULL), "t2");
+    expect_signal_from(t1, "t2");
     send_json(m2, "{\"signal\":{\"to\":\"m1\",\"payload\":\"x\"}}");
-    ck_assert_str_eq(str_at(expect_key(m1, "signal"), "signal", "from", NULL), "m2");
+    expect_signal_from(m1, "m2");
 
     /* (a) kill -9 coord-2: its shards are claimed once the leases run out. */
     long long t0 = now_ms();
@@ -290,7 +290,7 @@ START_TEST(coordinators_split_kill_and_handoff)
     expect_only_connect_to(d1, "d3", 500);
     expect_only_connect_to(d2, "d3", 10);
     send_json(d2, "{\"signal\":{\"to\":\"d1\",\"payload\":\"z\"}}");
-    ck_assert_str_eq(str_at(expect_key(d1, "signal"), "signal", "from", NULL), "d2");
+    expect_signal_from(d1, "d2");
     fprintf(stderr,
             "coordinator failover: kill -9 of coord-2 -> a join into its Delaunay namespace "
             "succeeded after %lld ms, all its shards served again after %lld ms (lease 1200 ms, "
@@ -300,9 +300,9 @@ START_TEST(coordinators_split_kill_and_handoff)
     expect_no_topology(t1, 300);
     expect_no_topology(m1, 10);
     send_json(t1, "{\"signal\":{\"to\":\"t2\",\"payload\":\"y\"}}");
-    ck_assert_str_eq(str_at(expect_key(t2, "signal"), "signal", "from", NULL), "t1");
+    expect_signal_from(t2, "t1");
     send_json(m1, "{\"signal\":{\"to\":\"m2\",\"payload\":\"y\"}}");
-    ck_assert_str_eq(str_at(expect_key(m2, "signal"), "signal", "from", NULL), "m1");
+    expect_signal_from(m2, "m1");
 
     /* (b) SIGTERM coord-3: it releases its leases and announces it is leaving;
      * coord-1 claims at once. The gap: until a join into an empty namespace it owned. */
@@ -330,7 +330,7 @@ START_TEST(coordinators_split_kill_and_handoff)
     expect_no_topology(t1, 200);
     expect_no_topology(t2, 10);
     send_json(t1, "{\"signal\":{\"to\":\"t2\",\"payload\":\"w\"}}");
-    ck_assert_str_eq(str_at(expect_key(t2, "signal"), "signal", "from", NULL), "t1");
+    expect_signal_from(t2, "t1");
     /* The full mesh on coord-1 never moved. */
     expect_no_topology(m1, 200);
     expect_no_topology(m2, 10);

@@ -101,6 +101,13 @@ void expect_left(wsc_t *c, const char *peer)
     json_decref(j);
 }
 
+void expect_signal_from(wsc_t *c, const char *from)
+{
+    json_t *j = expect_key(c, "signal");
+    ck_assert_str_eq(str_at(j, "signal", "from", NULL), from);
+    json_decref(j);
+}
+
 void expect_quiet(wsc_t *c, int ms)
 {
     json_t *j = wsc_recv_json(c, ms);

@@ -23,6 +23,8 @@ wsc_t *join_as(int port, const char *ns, const char *peer);
 void expect_connect(wsc_t *c, const char *peer, int initiator);
 /* Next two messages: topology.disconnect and peerLeft for peer. */
 void expect_left(wsc_t *c, const char *peer);
+/* Next message is a signal from `from`. */
+void expect_signal_from(wsc_t *c, const char *from);
 /* No message within ms. */
 void expect_quiet(wsc_t *c, int ms);
 /* Reads and drops messages until one has top-level key `key` (at most 50). */
