@@ -127,6 +127,8 @@ static int ensure_stream(ms_offline_t *o)
     sc.Subjects = subjects;
     sc.SubjectsLen = 1;
     sc.Storage = js_FileStorage;
+    /* Stored emits must outlive the NATS node that holds them. */
+    sc.Replicas = o->cfg.replicas > 1 ? o->cfg.replicas : 1;
     sc.MaxMsgsPerSubject = o->cfg.max_msgs;
     sc.MaxAge = (int64_t)o->cfg.max_age_s * 1000000000LL;
     sc.Duplicates = 120LL * 1000000000LL;
