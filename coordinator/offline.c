@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <nats/nats.h>
 #include <uthash.h>
 
@@ -182,6 +183,17 @@ static void do_store(ms_offline_t *o, job_t *j)
                  natsStatus_GetText(s));
 }
 
+/* Each attempt may wait for the JetStream API timeout (5 s in cnats). */
+#define FETCH_ATTEMPTS 3
+
+static int fetch_stopping(ms_offline_t *o)
+{
+    pthread_mutex_lock(&o->lock);
+    int stop = o->stop;
+    pthread_mutex_unlock(&o->lock);
+    return stop;
+}
+
 /* Reads every message on the peer's subject and hands them to the loop. */
 static void do_fetch(ms_offline_t *o, job_t *j)
 {
@@ -192,8 +204,25 @@ static void do_fetch(ms_offline_t *o, job_t *j)
     so.Ordered = true;
     so.Config.DeliverPolicy = js_DeliverAll;
     jsErrCode ec = 0;
-    if (js_SubscribeSync(&sub, o->js, j->subject, NULL, &so, &ec) != NATS_OK) {
-        ms_error("cannot read offline messages for %s/%s", j->ns, j->peer);
+    natsStatus s = NATS_ERR;
+    /* When a NATS node dies, the stream has no leader for a few seconds (4-6 s
+     * seen with nats-server 2.9) and the ordered consumer cannot be created:
+     * retry for about as long, since the peer joined only once. */
+    for (int attempt = 0; attempt < FETCH_ATTEMPTS && !fetch_stopping(o); attempt++) {
+        if (attempt)
+            usleep(250000);
+        if ((s = js_SubscribeSync(&sub, o->js, j->subject, NULL, &so, &ec)) == NATS_OK)
+            break;
+        ms_warn("offline messages for %s/%s not readable yet: %s (%d)", j->ns, j->peer,
+                natsStatus_GetText(s), (int)ec);
+    }
+    if (s != NATS_OK) {
+        ms_error("cannot read offline messages for %s/%s: %s (%d); kept for its next join",
+                 j->ns, j->peer, natsStatus_GetText(s), (int)ec);
+        /* worth_fetching dropped the subject: without it no later join would look. */
+        pthread_mutex_lock(&o->lock);
+        known_add(o, j->subject);
+        pthread_mutex_unlock(&o->lock);
         return;
     }
     job_t *batch = NULL, *tail = NULL;

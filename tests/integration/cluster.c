@@ -273,6 +273,48 @@ int cluster_start_nats(cluster_t *c, const char *admin_token, const char *const 
     return start_coordinator(c);
 }
 
+/* An integer field of a NATS monitoring endpoint ("streams": 3), -1 if absent. */
+static long nats_monitor_int(const cluster_t *c, int i, const char *path, const char *field)
+{
+    char *body = NULL, key[64];
+    long v = -1;
+    snprintf(key, sizeof(key), "\"%s\"", field);
+    if (http_request(c->nats_mport[i], "GET", path, NULL, NULL, &body) == 200 && body) {
+        const char *p = strstr(body, key);
+        if (p && (p = strchr(p + strlen(key), ':')))
+            v = strtol(p + 1, NULL, 10);
+    }
+    free(body);
+    return v;
+}
+
+int cluster_nats_connections(const cluster_t *c, int i)
+{
+    return c->nats_pid[i] > 0 ? (int)nats_monitor_int(c, i, "/connz", "num_connections") : -1;
+}
+
+int cluster_restart_nats(cluster_t *c, int i, int min_streams)
+{
+    if (i < 0 || i >= c->n_nats || c->nats_pid[i] > 0)
+        return -1;
+    if ((c->nats_pid[i] = spawn_nats(c, i, c->n_nats)) < 0)
+        return -1;
+    if (i == 0)
+        c->nats = c->nats_pid[i];
+    if (cluster_wait_port(c->nats_cport[i], 10000))
+        return -1;
+    /* Back in the meta group and hosting its replicas again: only then may
+     * another node die without JetStream losing its majority. */
+    long long end = now_ms() + 20000;
+    while (now_ms() < end) {
+        if (c->n_nats == 1 ||
+            (cluster_nats_js_ready(c, i) && nats_monitor_int(c, i, "/jsz", "streams") >= min_streams))
+            return 0;
+        usleep(50000);
+    }
+    return -1;
+}
+
 void cluster_kill_nats(cluster_t *c, int i)
 {
     if (i < 0 || i >= c->n_nats)

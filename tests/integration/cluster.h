@@ -52,6 +52,11 @@ int cluster_start_nats(cluster_t *c, const char *admin_token, const char *const 
 /* kill -9 of NATS node i (it is not restarted); a JetStream cluster of 3 keeps
  * its majority through one such kill, never two. */
 void cluster_kill_nats(cluster_t *c, int i);
+/* Starts NATS node i again with its store, name and ports; returns once it
+ * hosts at least min_streams JetStream streams again (bounded wait). */
+int cluster_restart_nats(cluster_t *c, int i, int min_streams);
+/* Client connections on NATS node i (monitoring /connz), -1 if unknown. */
+int cluster_nats_connections(const cluster_t *c, int i);
 /* 1 when NATS node i reports a JetStream meta leader (monitoring /jsz). */
 int cluster_nats_js_ready(const cluster_t *c, int i);
 /* kill -9 of gateway i (it is not restarted). */
