@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Fault test: kill -9 of a node of a 3-node NATS JetStream cluster loses no client, edge, lease or stored emit. */
+/* Fault test: kill -9 of a node of a 3-node NATS JetStream cluster loses no client, edge, lease or
+ * stored emit. */
 #include <check.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,9 +19,17 @@
 #define JS_STREAMS 3
 
 static cluster_t cl;
-static const char *const coord_args[] = {"--lease-ttl-ms", "1200", "--coord-timeout-ms", "800",
-                                         "--coord-heartbeat-ms", "200", "--resync-timeout-ms",
-                                         "300", "--js-replicas", "3", NULL};
+static const char *const coord_args[] = {"--lease-ttl-ms",
+                                         "1200",
+                                         "--coord-timeout-ms",
+                                         "800",
+                                         "--coord-heartbeat-ms",
+                                         "200",
+                                         "--resync-timeout-ms",
+                                         "300",
+                                         "--js-replicas",
+                                         "3",
+                                         NULL};
 
 static long long now_ms(void)
 {
@@ -46,8 +55,7 @@ static wsc_t *join_retry(int gw, const char *ns, const char *peer, long long dea
     while (now_ms() < deadline_ms) {
         wsc_t *c = wsc_connect(cl.gw_port[gw], NULL, T_MS);
         ck_assert_ptr_nonnull(c);
-        send_json(c, "{\"id\":\"j\",\"hello\":{\"namespace\":\"%s\",\"peerId\":\"%s\"}}", ns,
-                  peer);
+        send_json(c, "{\"id\":\"j\",\"hello\":{\"namespace\":\"%s\",\"peerId\":\"%s\"}}", ns, peer);
         json_t *j = wsc_recv_json(c, 3000);
         int ok = j && json_object_get(j, "welcome");
         json_decref(j);
@@ -161,8 +169,7 @@ static void cluster_up(void)
     ck_assert_int_eq(cluster_add_gateway(&cl, "gw-2", gw_args), 1);
     /* coord-2 is ready once coord-1 has handed it its shards. */
     long long end = now_ms() + 15000;
-    while (http_request(cluster_coord_admin(&cl, 1), "GET", "/readyz", NULL, NULL, NULL) != 200)
-    {
+    while (http_request(cluster_coord_admin(&cl, 1), "GET", "/readyz", NULL, NULL, NULL) != 200) {
         ck_assert_msg(now_ms() < end, "coord-2 never ready");
         usleep(20000);
     }
@@ -243,6 +250,12 @@ START_TEST(nats_node_kill_loses_nothing)
             heard += k % 2 && expect_no_churn(joined[k], newcomer_t[k / 2], newcomer_t[round], 10);
         ck_assert(!round || expect_no_churn(joined[0], "zoe", newcomer_m[round], 10));
         ck_assert_msg(heard > 0, "no tree member heard of %s", newcomer_t[round]);
+        /* Still flowing once the shards are served again after the election. */
+        long long g_m2 = signal_through(m2, m1, "m2", "m1", now_ms() + 10000) - t0;
+        long long g_t2 = signal_through(t1, t2, "t1", "t2", now_ms() + 10000) - t0;
+        fprintf(stderr,
+                "nats failover: signals m2->m1 / t1->t2 after the joins at %lld / %lld ms\n", g_m2,
+                g_t2);
         fprintf(stderr,
                 "nats failover: kill -9 of nats-%d (%d client connections on it) -> signal "
                 "through after %lld ms (mesh) / %lld ms (tree), join after %lld ms (mesh) / "
