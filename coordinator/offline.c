@@ -183,8 +183,9 @@ static void do_store(ms_offline_t *o, job_t *j)
                  natsStatus_GetText(s));
 }
 
-/* Each attempt may wait for the JetStream API timeout (5 s in cnats). */
-#define FETCH_ATTEMPTS 3
+/* About 30 s of attempts in all, each waiting FETCH_WAIT_MS at most. */
+#define FETCH_ATTEMPTS 13
+#define FETCH_WAIT_MS 2000
 
 static int fetch_stopping(ms_offline_t *o)
 {
@@ -205,13 +206,17 @@ static void do_fetch(ms_offline_t *o, job_t *j)
     so.Config.DeliverPolicy = js_DeliverAll;
     jsErrCode ec = 0;
     natsStatus s = NATS_ERR;
-    /* When a NATS node dies, the stream has no leader for a few seconds (4-6 s
-     * seen with nats-server 2.9) and the ordered consumer cannot be created:
-     * retry for about as long, since the peer joined only once. */
+    /* When a NATS node dies, the stream may have no leader for 4-8 s
+     * (nats-server 2.9), and for some seconds more a new consumer may still be
+     * placed on the dead node, so creating it times out: retry, since the peer
+     * joined only once. A healthy creation takes milliseconds. */
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = FETCH_WAIT_MS;
     for (int attempt = 0; attempt < FETCH_ATTEMPTS && !fetch_stopping(o); attempt++) {
         if (attempt)
             usleep(250000);
-        if ((s = js_SubscribeSync(&sub, o->js, j->subject, NULL, &so, &ec)) == NATS_OK)
+        if ((s = js_SubscribeSync(&sub, o->js, j->subject, &jo, &so, &ec)) == NATS_OK)
             break;
         ms_warn("offline messages for %s/%s not readable yet: %s (%d)", j->ns, j->peer,
                 natsStatus_GetText(s), (int)ec);

@@ -227,7 +227,7 @@ START_TEST(nats_node_kill_loses_nothing)
          * reaches its target. */
         long long t_jm = 0, t_jt = 0;
         wsc_t *nm = join_retry(round, ns_m, newcomer_m[round], t0 + 20000, &t_jm);
-        json_t *e = wait_emit(nm, t0 + 35000);
+        json_t *e = wait_emit(nm, t0 + 45000);
         ck_assert_str_eq(str_at(e, "emit", "from", NULL), emit_from[round]);
         ck_assert_str_eq(str_at(e, "emit", "data", NULL), emit_id[round]);
         long long t_emit = now_ms();
@@ -274,7 +274,7 @@ int main(void)
     Suite *s = suite_create("nats_failover");
     TCase *tc = tcase_create("cluster");
     tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
-    tcase_set_timeout(tc, 90);
+    tcase_set_timeout(tc, 150);
     tcase_add_test(tc, nats_node_kill_loses_nothing);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
