@@ -215,7 +215,8 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
         goto fail;
     ms_offline_config_t oc = {.nats_urls = cfg->nats_urls, .prefix = cfg->prefix,
                               .max_msgs = cfg->offline_max_msgs,
-                              .max_age_s = cfg->offline_max_age_s};
+                              .max_age_s = cfg->offline_max_age_s,
+                              .replicas = cfg->js_replicas};
     if ((err = ms_offline_create(&oc, offline_wake, c, &c->offline)) != MS_OK) {
         ms_error("cannot start offline storage");
         goto fail;
@@ -225,7 +226,8 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
     if (!(c->lease_ev = event_new(c->base, -1, 0, on_lease, c)))
         goto fail;
     ms_lease_config_t lc = {.nats_urls = cfg->nats_urls, .owner_id = c->id,
-                            .ttl_ms = cfg->lease_ttl_ms};
+                            .ttl_ms = cfg->lease_ttl_ms,
+                            .replicas = cfg->js_replicas};
     if ((err = ms_lease_create(&lc, lease_wake, c, &c->lease)) != MS_OK) {
         ms_error("cannot start the lease worker");
         goto fail;

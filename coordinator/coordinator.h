@@ -22,6 +22,7 @@ typedef struct {
     long coord_heartbeat_ms;  /* coordinator heartbeat period */
     long coord_timeout_ms;    /* a coordinator silent this long is dead */
     long resync_timeout_ms;   /* a takeover waits this long at most for gateway reports */
+    long js_replicas;         /* replicas of the KV buckets and the offline stream (1..5) */
 } ms_coord_config_t;
 
 typedef struct ms_coord ms_coord_t;

@@ -120,6 +120,9 @@ static natsStatus open_bucket(ms_lease_t *l, kvStore **out, const char *name, in
     /* Leases need no durability: after a NATS restart every renewal fails
      * and owners stop serving, which is the safe way round. */
     kc.StorageType = ttl_ms ? js_MemoryStorage : js_FileStorage;
+    /* With one replica a bucket lives on one NATS node: kill -9 that node and
+     * every lease and policy is gone until it returns. */
+    kc.Replicas = l->cfg.replicas > 1 ? (int)l->cfg.replicas : 1;
     natsStatus s = js_CreateKeyValue(out, l->js, &kc);
     if (s != NATS_OK) { /* exists, maybe with another TTL from another version: bind it */
         ms_debug("create bucket %s: %s (%s)", name, natsStatus_GetText(s), nats_GetLastError(NULL));

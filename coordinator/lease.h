@@ -29,6 +29,7 @@ typedef struct {
     const char *nats_urls;
     const char *owner_id;  /* the value written into leases */
     long ttl_ms;           /* the lease duration (bucket TTL) */
+    long replicas;         /* JetStream replicas of the buckets; 0 means 1 */
 } ms_lease_config_t;
 
 typedef enum {

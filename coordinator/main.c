@@ -24,6 +24,7 @@ int main(int argc, char **argv)
         .coord_heartbeat_ms = 250,
         .coord_timeout_ms = 1000,
         .resync_timeout_ms = 400,
+        .js_replicas = 1,
     };
     const char *log_level = "info";
     int log_json = 0;
@@ -52,6 +53,9 @@ int main(int argc, char **argv)
          "a coordinator without heartbeat this long is dead; its shards move"},
         {"resync-timeout-ms", MS_OPT_INT, &cfg.resync_timeout_ms,
          "a new shard owner waits this long at most for the gateways' session reports"},
+        {"js-replicas", MS_OPT_INT, &cfg.js_replicas,
+         "JetStream replicas of the lease and policy buckets and the offline stream "
+         "(3 on a 3-node NATS cluster survives the loss of a node)"},
         {"insecure-dev", MS_OPT_BOOL, &cfg.insecure_dev,
          "no admin token; listen on loopback only. Never in production"},
         {"log-level", MS_OPT_STR, &log_level, "debug, info, warn or error"},
@@ -75,6 +79,10 @@ int main(int argc, char **argv)
         cfg.coord_timeout_ms <= cfg.coord_heartbeat_ms || cfg.resync_timeout_ms < 0) {
         ms_error("--lease-ttl-ms must be >= 300 and --coord-timeout-ms above "
                  "--coord-heartbeat-ms");
+        return 2;
+    }
+    if (cfg.js_replicas < 1 || cfg.js_replicas > 5) {
+        ms_error("--js-replicas must be 1..5 (JetStream's limit)");
         return 2;
     }
     if (cfg.insecure_dev) {

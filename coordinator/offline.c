@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <nats/nats.h>
 #include <uthash.h>
 
@@ -127,6 +128,8 @@ static int ensure_stream(ms_offline_t *o)
     sc.Subjects = subjects;
     sc.SubjectsLen = 1;
     sc.Storage = js_FileStorage;
+    /* Stored emits must outlive the NATS node that holds them. */
+    sc.Replicas = o->cfg.replicas > 1 ? o->cfg.replicas : 1;
     sc.MaxMsgsPerSubject = o->cfg.max_msgs;
     sc.MaxAge = (int64_t)o->cfg.max_age_s * 1000000000LL;
     sc.Duplicates = 120LL * 1000000000LL;
@@ -180,6 +183,18 @@ static void do_store(ms_offline_t *o, job_t *j)
                  natsStatus_GetText(s));
 }
 
+/* About 30 s of attempts in all, each waiting FETCH_WAIT_MS at most. */
+#define FETCH_ATTEMPTS 13
+#define FETCH_WAIT_MS 2000
+
+static int fetch_stopping(ms_offline_t *o)
+{
+    pthread_mutex_lock(&o->lock);
+    int stop = o->stop;
+    pthread_mutex_unlock(&o->lock);
+    return stop;
+}
+
 /* Reads every message on the peer's subject and hands them to the loop. */
 static void do_fetch(ms_offline_t *o, job_t *j)
 {
@@ -190,8 +205,29 @@ static void do_fetch(ms_offline_t *o, job_t *j)
     so.Ordered = true;
     so.Config.DeliverPolicy = js_DeliverAll;
     jsErrCode ec = 0;
-    if (js_SubscribeSync(&sub, o->js, j->subject, NULL, &so, &ec) != NATS_OK) {
-        ms_error("cannot read offline messages for %s/%s", j->ns, j->peer);
+    natsStatus s = NATS_ERR;
+    /* When a NATS node dies, the stream may have no leader for 4-8 s
+     * (nats-server 2.9), and for some seconds more a new consumer may still be
+     * placed on the dead node, so creating it times out: retry, since the peer
+     * joined only once. A healthy creation takes milliseconds. */
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = FETCH_WAIT_MS;
+    for (int attempt = 0; attempt < FETCH_ATTEMPTS && !fetch_stopping(o); attempt++) {
+        if (attempt)
+            usleep(250000);
+        if ((s = js_SubscribeSync(&sub, o->js, j->subject, &jo, &so, &ec)) == NATS_OK)
+            break;
+        ms_warn("offline messages for %s/%s not readable yet: %s (%d)", j->ns, j->peer,
+                natsStatus_GetText(s), (int)ec);
+    }
+    if (s != NATS_OK) {
+        ms_error("cannot read offline messages for %s/%s: %s (%d); kept for its next join",
+                 j->ns, j->peer, natsStatus_GetText(s), (int)ec);
+        /* worth_fetching dropped the subject: without it no later join would look. */
+        pthread_mutex_lock(&o->lock);
+        known_add(o, j->subject);
+        pthread_mutex_unlock(&o->lock);
         return;
     }
     job_t *batch = NULL, *tail = NULL;

@@ -25,6 +25,7 @@ typedef struct {
     const char *prefix;
     long max_msgs;  /* per peer; older ones are dropped first */
     long max_age_s;
+    long replicas; /* JetStream replicas of the stream; 0 means 1 */
 } ms_offline_config_t;
 
 /* wake is called from the worker thread when results are ready (thread-safe). */

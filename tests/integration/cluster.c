@@ -161,32 +161,176 @@ void cluster_kill_gateway(cluster_t *c, int i)
 
 int cluster_start_args(cluster_t *c, const char *admin_token, const char *const *coord_extra)
 {
+    return cluster_start_nats(c, admin_token, coord_extra, 1);
+}
+
+/* A free port not already handed to this cluster's NATS nodes: two calls in a
+ * row may get the same ephemeral port back, since nothing holds it. */
+static int fresh_port(const cluster_t *c, int n_taken_nodes, int extra_taken)
+{
+    for (int tries = 0; tries < 50; tries++) {
+        int p = cluster_free_port(), dup = p == extra_taken;
+        for (int i = 0; i < n_taken_nodes && !dup; i++)
+            dup = p == c->nats_cport[i] || p == c->nats_rport[i] || p == c->nats_mport[i];
+        if (p > 0 && !dup)
+            return p;
+    }
+    return -1;
+}
+
+/* Node i of n: alone, as before (no monitoring port, store <dir>/js); in a
+ * cluster with its own server name, store, route and monitoring ports. */
+static pid_t spawn_nats(cluster_t *c, int i, int n)
+{
+    char cport[16], mport[16], name[16], store[300], cluster_url[64], log[16];
+    char routes[CLUSTER_MAX_NATS * 40] = "";
+    snprintf(cport, sizeof(cport), "%d", c->nats_cport[i]);
+    snprintf(mport, sizeof(mport), "%d", c->nats_mport[i]);
+    snprintf(name, sizeof(name), "nats-%d", i);
+    snprintf(store, sizeof(store), n == 1 ? "%s/js" : "%s/js-%d", c->dir, i);
+    snprintf(cluster_url, sizeof(cluster_url), "nats://127.0.0.1:%d", c->nats_rport[i]);
+    snprintf(log, sizeof(log), n == 1 ? "nats" : "nats-%d", i);
+    for (int k = 0; k < n; k++) {
+        size_t len = strlen(routes);
+        if (k != i)
+            snprintf(routes + len, sizeof(routes) - len, "%snats://127.0.0.1:%d",
+                     len ? "," : "", c->nats_rport[k]);
+    }
+    char *argv[] = {(char *)nats_server_path(), "-a", "127.0.0.1", "-p", cport, "-js", "-sd",
+                    store, "-n", name, "-m", mport, "--cluster_name", "meshsig-test",
+                    "--cluster", cluster_url, "--routes", routes, NULL};
+    if (n == 1)
+        argv[8] = NULL;
+    return cluster_spawn(c, log, argv);
+}
+
+int cluster_nats_js_ready(const cluster_t *c, int i)
+{
+    char *body = NULL;
+    int ok = 0;
+    if (http_request(c->nats_mport[i], "GET", "/jsz", NULL, NULL, &body) == 200 && body) {
+        /* "leader": "nats-1" once the meta group has elected one; empty or absent before. */
+        const char *p = strstr(body, "\"leader\"");
+        if (p && (p = strchr(p + 8, ':'))) {
+            p++;
+            while (*p == ' ' || *p == '\t')
+                p++;
+            ok = p[0] == '"' && p[1] && p[1] != '"';
+        }
+    }
+    free(body);
+    return ok;
+}
+
+int cluster_start_nats(cluster_t *c, const char *admin_token, const char *const *coord_extra,
+                       int n_nats)
+{
     memset(c, 0, sizeof(*c));
     c->admin_token = admin_token;
     c->coord_extra = coord_extra;
+    if (n_nats != 1 && n_nats != CLUSTER_MAX_NATS)
+        return -1;
+    c->n_nats = n_nats;
     snprintf(c->dir, sizeof(c->dir), "/tmp/meshsig-test-XXXXXX");
     if (!mkdtemp(c->dir))
         return -1;
-    char store[300], nats_port[16];
-    snprintf(store, sizeof(store), "%s/js", c->dir);
-    c->nats_port = cluster_free_port();
-    c->admin_port = cluster_free_port();
-    snprintf(nats_port, sizeof(nats_port), "%d", c->nats_port);
-    char *nats_argv[] = {(char *)nats_server_path(), "-a", "127.0.0.1", "-p", nats_port, "-js",
-                         "-sd", store, NULL};
-    c->nats = cluster_spawn(c, "nats", nats_argv);
-    if (c->nats < 0 || cluster_wait_port(c->nats_port, 10000))
+    for (int i = 0; i < n_nats; i++) {
+        if ((c->nats_cport[i] = fresh_port(c, i, 0)) < 0 ||
+            (c->nats_rport[i] = fresh_port(c, i, c->nats_cport[i])) < 0)
+            return -1;
+        c->nats_mport[i] = -1;
+        if (n_nats > 1 && (c->nats_mport[i] = fresh_port(c, i + 1, 0)) < 0)
+            return -1;
+        size_t len = strlen(c->nats_urls);
+        snprintf(c->nats_urls + len, sizeof(c->nats_urls) - len, "%snats://127.0.0.1:%d",
+                 i ? "," : "", c->nats_cport[i]);
+    }
+    c->nats_port = c->nats_cport[0];
+    if ((c->admin_port = fresh_port(c, n_nats, 0)) < 0)
         return -1;
+    for (int i = 0; i < n_nats; i++)
+        if ((c->nats_pid[i] = spawn_nats(c, i, n_nats)) < 0)
+            return -1;
+    c->nats = c->nats_pid[0];
+    for (int i = 0; i < n_nats; i++)
+        if (cluster_wait_port(c->nats_cport[i], 10000))
+            return -1;
+    if (n_nats > 1) {
+        /* Streams and buckets cannot be created before the meta leader exists;
+         * a coordinator would only retry, but its readiness wait is bounded. */
+        long long end = now_ms() + 20000;
+        int ready = 0;
+        while (!ready && now_ms() < end) {
+            ready = 1;
+            for (int i = 0; i < n_nats && ready; i++)
+                ready = cluster_nats_js_ready(c, i);
+            if (!ready)
+                usleep(50000);
+        }
+        if (!ready)
+            return -1;
+    }
     return start_coordinator(c);
+}
+
+/* An integer field of a NATS monitoring endpoint ("streams": 3), -1 if absent. */
+static long nats_monitor_int(const cluster_t *c, int i, const char *path, const char *field)
+{
+    char *body = NULL, key[64];
+    long v = -1;
+    snprintf(key, sizeof(key), "\"%s\"", field);
+    if (http_request(c->nats_mport[i], "GET", path, NULL, NULL, &body) == 200 && body) {
+        const char *p = strstr(body, key);
+        if (p && (p = strchr(p + strlen(key), ':')))
+            v = strtol(p + 1, NULL, 10);
+    }
+    free(body);
+    return v;
+}
+
+int cluster_nats_connections(const cluster_t *c, int i)
+{
+    return c->nats_pid[i] > 0 ? (int)nats_monitor_int(c, i, "/connz", "num_connections") : -1;
+}
+
+int cluster_restart_nats(cluster_t *c, int i, int min_streams)
+{
+    if (i < 0 || i >= c->n_nats || c->nats_pid[i] > 0)
+        return -1;
+    if ((c->nats_pid[i] = spawn_nats(c, i, c->n_nats)) < 0)
+        return -1;
+    if (i == 0)
+        c->nats = c->nats_pid[i];
+    if (cluster_wait_port(c->nats_cport[i], 10000))
+        return -1;
+    /* Back in the meta group and hosting its replicas again: only then may
+     * another node die without JetStream losing its majority. */
+    long long end = now_ms() + 20000;
+    while (now_ms() < end) {
+        if (c->n_nats == 1 ||
+            (cluster_nats_js_ready(c, i) && nats_monitor_int(c, i, "/jsz", "streams") >= min_streams))
+            return 0;
+        usleep(50000);
+    }
+    return -1;
+}
+
+void cluster_kill_nats(cluster_t *c, int i)
+{
+    if (i < 0 || i >= c->n_nats)
+        return;
+    cluster_kill(c->nats_pid[i], SIGKILL);
+    c->nats_pid[i] = -1;
+    if (i == 0)
+        c->nats = -1;
 }
 
 static pid_t spawn_coordinator(cluster_t *c, const char *id, int admin_port)
 {
-    char admin[64], nats_url[64], coord[512];
+    char admin[64], coord[512];
     snprintf(admin, sizeof(admin), "127.0.0.1:%d", admin_port);
-    snprintf(nats_url, sizeof(nats_url), "nats://127.0.0.1:%d", c->nats_port);
     cluster_bin("coordinator/meshsig-coordinator", coord, sizeof(coord));
-    char *coord_argv[32] = {coord,  "--nats", nats_url, "--admin-listen", admin, "--id",
+    char *coord_argv[32] = {coord,  "--nats", c->nats_urls, "--admin-listen", admin, "--id",
                             (char *)id, c->admin_token ? "--admin-token" : "--insecure-dev",
                             (char *)c->admin_token};
     int n = c->admin_token ? 9 : 8;
@@ -272,12 +416,11 @@ int cluster_add_gateway(cluster_t *c, const char *id, const char *const *extra)
     if (c->n_gw == CLUSTER_MAX_GW)
         return -1;
     int i = c->n_gw;
-    char listen[64], nats_url[64], bin[512];
+    char listen[64], bin[512];
     c->gw_port[i] = cluster_free_port();
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", c->gw_port[i]);
-    snprintf(nats_url, sizeof(nats_url), "nats://127.0.0.1:%d", c->nats_port);
     cluster_bin("gateway/meshsig-gateway", bin, sizeof(bin));
-    char *argv[32] = {bin, "--listen", listen, "--nats", nats_url, "--id", (char *)id};
+    char *argv[32] = {bin, "--listen", listen, "--nats", c->nats_urls, "--id", (char *)id};
     int n = 7;
     for (int k = 0; extra && extra[k] && n < 31; k++)
         argv[n++] = (char *)extra[k];
@@ -298,7 +441,9 @@ void cluster_stop(cluster_t *c)
         if (c->xcoord[i] > 0)
             cluster_kill(c->xcoord[i], SIGTERM);
     cluster_kill(c->coord, SIGTERM);
-    cluster_kill(c->nats, SIGTERM);
+    for (int i = 0; i < c->n_nats; i++)
+        if (c->nats_pid[i] > 0)
+            cluster_kill(c->nats_pid[i], SIGTERM);
     if (getenv("MESHSIG_KEEP_LOGS")) {
         fprintf(stderr, "logs kept in %s\n", c->dir);
         return;

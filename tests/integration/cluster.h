@@ -12,6 +12,7 @@
 
 #define CLUSTER_MAX_GW 4
 #define CLUSTER_MAX_COORD 4
+#define CLUSTER_MAX_NATS 3
 
 typedef struct {
     char dir[256];
@@ -27,6 +28,13 @@ typedef struct {
     pid_t xcoord[CLUSTER_MAX_COORD];
     int xadmin[CLUSTER_MAX_COORD];
     char xid[CLUSTER_MAX_COORD][32];
+    /* NATS nodes: 1 (the default, nats/nats_port above are node 0) or a
+     * JetStream cluster of CLUSTER_MAX_NATS. Every coordinator and gateway
+     * gets nats_urls, the full list, so it can reconnect to a survivor. */
+    int n_nats;
+    pid_t nats_pid[CLUSTER_MAX_NATS];
+    int nats_cport[CLUSTER_MAX_NATS], nats_rport[CLUSTER_MAX_NATS], nats_mport[CLUSTER_MAX_NATS];
+    char nats_urls[CLUSTER_MAX_NATS * 32];
 } cluster_t;
 
 /* A free TCP port on 127.0.0.1. */
@@ -37,6 +45,20 @@ const char *cluster_bin(const char *rel, char *buf, size_t cap);
 int cluster_start(cluster_t *c, const char *admin_token);
 /* The same with more coordinator arguments (NULL-terminated, kept by pointer). */
 int cluster_start_args(cluster_t *c, const char *admin_token, const char *const *coord_extra);
+/* The same on n_nats NATS nodes (1, or CLUSTER_MAX_NATS for a clustered
+ * JetStream); returns once JetStream has a meta leader and the coordinator is ready. */
+int cluster_start_nats(cluster_t *c, const char *admin_token, const char *const *coord_extra,
+                       int n_nats);
+/* kill -9 of NATS node i (it is not restarted); a JetStream cluster of 3 keeps
+ * its majority through one such kill, never two. */
+void cluster_kill_nats(cluster_t *c, int i);
+/* Starts NATS node i again with its store, name and ports; returns once it
+ * hosts at least min_streams JetStream streams again (bounded wait). */
+int cluster_restart_nats(cluster_t *c, int i, int min_streams);
+/* Client connections on NATS node i (monitoring /connz), -1 if unknown. */
+int cluster_nats_connections(const cluster_t *c, int i);
+/* 1 when NATS node i reports a JetStream meta leader (monitoring /jsz). */
+int cluster_nats_js_ready(const cluster_t *c, int i);
 /* kill -9 of gateway i (it is not restarted). */
 void cluster_kill_gateway(cluster_t *c, int i);
 /* Stops the coordinator (SIGTERM, or SIGKILL when hard) and starts it again
