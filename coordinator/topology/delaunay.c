@@ -102,21 +102,6 @@ typedef struct {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static ms_err_t grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return MS_OK;
-    size_t n = *cap ? *cap : 16;
-    while (n < need)
-        n *= 2;
-    void *np = realloc(*p, n * elem);
-    if (!np)
-        return MS_ERR_NOMEM;
-    *p = np;
-    *cap = n;
-    return MS_OK;
-}
-
 static uint64_t rng_next(dl_t *e)
 {
     /* splitmix64: tiny state, good enough to pick walk starts */
@@ -209,7 +194,7 @@ static int incircle(const dl_t *e, uint32_t a, uint32_t b, uint32_t c, uint32_t 
 static ms_err_t ev_push(dl_t *e, uint32_t a, uint32_t b, int d)
 {
     if (e->n_ev == e->cap_ev &&
-        grow((void **)&e->ev, &e->cap_ev, e->n_ev + 1, sizeof(*e->ev)) != MS_OK)
+        ms_topo_grow((void **)&e->ev, &e->cap_ev, e->n_ev + 1, sizeof(*e->ev)) != MS_OK)
         return MS_ERR_NOMEM;
     if (a > b) {
         uint32_t t = a;
@@ -257,7 +242,7 @@ static ms_err_t tri_reserve(dl_t *e, size_t k)
     size_t nfree = e->n_t - e->live_t; /* slots on the free list */
     if (nfree + (e->cap_t - e->n_t) >= k)
         return MS_OK;
-    return grow((void **)&e->t, &e->cap_t, e->n_t + k, sizeof(*e->t));
+    return ms_topo_grow((void **)&e->t, &e->cap_t, e->n_t + k, sizeof(*e->t));
 }
 
 /* Callers reserve first, so this cannot fail. */
@@ -408,7 +393,7 @@ static void collect_fn(uint32_t u, void *ud)
     collect_t *c = ud;
     if (c->err != MS_OK)
         return;
-    if (grow((void **)&c->e->scr, &c->e->cap_scr, c->n + 1, sizeof(uint32_t)) != MS_OK) {
+    if (ms_topo_grow((void **)&c->e->scr, &c->e->cap_scr, c->n + 1, sizeof(uint32_t)) != MS_OK) {
         c->err = MS_ERR_NOMEM;
         return;
     }
@@ -443,7 +428,7 @@ static ms_err_t collect_star(dl_t *e, uint32_t v, size_t *n, int *hull)
     size_t m = 0;
     uint32_t t = s;
     do {
-        if (grow((void **)&e->scr, &e->cap_scr, m + 1, sizeof(uint32_t)) != MS_OK)
+        if (ms_topo_grow((void **)&e->scr, &e->cap_scr, m + 1, sizeof(uint32_t)) != MS_OK)
             return MS_ERR_NOMEM;
         e->scr[m++] = t;
         t = e->t[t].n[(tri_idx(e, t, v) + 1) % 3];
@@ -500,7 +485,7 @@ static int find_edge(const dl_t *e, const dedge_t *s, uint32_t *ot, int *oi)
 static ms_err_t push_edge(dl_t *e, uint32_t t, uint32_t a, uint32_t b)
 {
     if (e->n_stk == e->cap_stk &&
-        grow((void **)&e->stk, &e->cap_stk, e->n_stk + 1, sizeof(*e->stk)) != MS_OK)
+        ms_topo_grow((void **)&e->stk, &e->cap_stk, e->n_stk + 1, sizeof(*e->stk)) != MS_OK)
         return MS_ERR_NOMEM;
     e->stk[e->n_stk++] = (dedge_t){t, a, b};
     return MS_OK;
@@ -777,7 +762,7 @@ static ms_err_t insert_out(dl_t *e, uint32_t t, int i, uint32_t p)
         hull_step(e, &ct, &ci, 1);
         if (orient(e, e->t[ct].v[(ci + 1) % 3], e->t[ct].v[(ci + 2) % 3], p) >= 0)
             break;
-        if ((err = grow((void **)&e->scr, &e->cap_scr, 2 * (nb + 1), sizeof(uint32_t))) != MS_OK)
+        if ((err = ms_topo_grow((void **)&e->scr, &e->cap_scr, 2 * (nb + 1), sizeof(uint32_t))) != MS_OK)
             return err;
         h = (hedge_t *)e->scr;
         h[nb++] = (hedge_t){ct, ci};
@@ -793,7 +778,7 @@ static ms_err_t insert_out(dl_t *e, uint32_t t, int i, uint32_t p)
     ct = t;
     ci = i;
     for (;;) {
-        if ((err = grow((void **)&e->scr, &e->cap_scr, 2 * (n + 1), sizeof(uint32_t))) != MS_OK)
+        if ((err = ms_topo_grow((void **)&e->scr, &e->cap_scr, 2 * (n + 1), sizeof(uint32_t))) != MS_OK)
             return err;
         h = (hedge_t *)e->scr;
         h[n++] = (hedge_t){ct, ci};
@@ -961,7 +946,7 @@ static ms_err_t join_line(dl_t *e, uint32_t p)
     e->v[p].tri = NONE;
     if (e->n_line >= 2 && orient(e, e->line[0], e->line[e->n_line - 1], p) != 0)
         return leave_line_mode(e, p);
-    if ((err = grow((void **)&e->line, &e->cap_line, e->n_line + 1, sizeof(uint32_t))) != MS_OK)
+    if ((err = ms_topo_grow((void **)&e->line, &e->cap_line, e->n_line + 1, sizeof(uint32_t))) != MS_OK)
         return err;
     memmove(e->line + at + 1, e->line + at, (e->n_line - at) * sizeof(uint32_t));
     e->line[at] = p;
@@ -1001,7 +986,7 @@ static ms_err_t leave_line(dl_t *e, uint32_t p)
 /* Back to line mode: the remaining representatives are the collinear chain. */
 static ms_err_t enter_line_mode(dl_t *e, const uint32_t *chain, size_t m)
 {
-    ms_err_t err = grow((void **)&e->line, &e->cap_line, m, sizeof(uint32_t));
+    ms_err_t err = ms_topo_grow((void **)&e->line, &e->cap_line, m, sizeof(uint32_t));
     if (err != MS_OK)
         return err;
     int rev = m > 1 && lex_cmp(e, chain[0], chain[m - 1]) > 0;
@@ -1021,7 +1006,7 @@ static ms_err_t enter_line_mode(dl_t *e, const uint32_t *chain, size_t m)
  * lies exactly on a segment between two of its neighbours (lattices do that). */
 static ms_err_t fill_hole(dl_t *e, uint32_t v, size_t n)
 {
-    ms_err_t err = grow((void **)&e->scr, &e->cap_scr, 4 * n, sizeof(uint32_t));
+    ms_err_t err = ms_topo_grow((void **)&e->scr, &e->cap_scr, 4 * n, sizeof(uint32_t));
     if (err != MS_OK)
         return err;
     uint32_t *st = e->scr, *poly = st + n, *st_t = st + 2 * n, *st_i = st + 3 * n;
@@ -1143,7 +1128,7 @@ static ms_err_t remove_2d(dl_t *e, uint32_t v)
         return lawson(e, NONE);
     }
     /* On the hull: chain h[0..n] with st[j] = (v, h[j], h[j+1]). */
-    if ((err = grow((void **)&e->scr, &e->cap_scr, 2 * n + 1, sizeof(uint32_t))) != MS_OK)
+    if ((err = ms_topo_grow((void **)&e->scr, &e->cap_scr, 2 * n + 1, sizeof(uint32_t))) != MS_OK)
         return err;
     st = e->scr;
     uint32_t *h = st + n;
@@ -1268,7 +1253,7 @@ static ms_err_t dl_join(ms_topo_t *t, ms_peer_t p, ms_topo_pos_t pos, ms_topo_di
         return MS_ERR_EXISTS;
     if (p >= e->n_v) {
         size_t old = e->n_v;
-        if ((err = grow((void **)&e->v, &e->n_v, (size_t)p + 1, sizeof(*e->v))) != MS_OK)
+        if ((err = ms_topo_grow((void **)&e->v, &e->n_v, (size_t)p + 1, sizeof(*e->v))) != MS_OK)
             return err;
         for (size_t i = old; i < e->n_v; i++)
             clear_vert(e, (uint32_t)i);

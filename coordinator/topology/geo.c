@@ -77,21 +77,6 @@ typedef struct {
 
 extern const ms_topo_ops_t ms_topo_geo_ops;
 
-static ms_err_t grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return MS_OK;
-    size_t n = *cap ? *cap : 16;
-    while (n < need)
-        n *= 2;
-    void *np = realloc(*p, n * elem);
-    if (!np)
-        return MS_ERR_NOMEM;
-    *p = np;
-    *cap = n;
-    return MS_OK;
-}
-
 /* ---- projection ---------------------------------------------------------- */
 
 static void unit_vec(double lon, double lat, double v[3])
@@ -170,7 +155,7 @@ static int has_edge(const ms_edge_t *v, size_t n, ms_peer_t a, ms_peer_t b)
 
 static ms_err_t push_next(geo_t *g, ms_peer_t a, ms_peer_t b)
 {
-    if (grow((void **)&g->next, &g->cap_next, g->n_next + 1, sizeof(*g->next)) != MS_OK)
+    if (ms_topo_grow((void **)&g->next, &g->cap_next, g->n_next + 1, sizeof(*g->next)) != MS_OK)
         return MS_ERR_NOMEM;
     g->next[g->n_next++] = (ms_edge_t){a < b ? a : b, a < b ? b : a, MS_EDGE_PEER};
     return MS_OK;
@@ -197,12 +182,12 @@ static ms_err_t compute_outer(geo_t *g)
         n = ms_delaunay_hull(g->in, g->start, g->hull, g->cap_hull, &line);
         if (n <= g->cap_hull)
             break;
-        if ((err = grow((void **)&g->hull, &g->cap_hull, n, sizeof(*g->hull))) != MS_OK)
+        if ((err = ms_topo_grow((void **)&g->hull, &g->cap_hull, n, sizeof(*g->hull))) != MS_OK)
             return err;
     }
     g->n_corners = 0;
-    if ((err = grow((void **)&g->corner, &g->cap_corner, n, sizeof(*g->corner))) != MS_OK ||
-        (err = grow((void **)&g->stk, &g->cap_stk, 2 * n + 2, sizeof(*g->stk))) != MS_OK)
+    if ((err = ms_topo_grow((void **)&g->corner, &g->cap_corner, n, sizeof(*g->corner))) != MS_OK ||
+        (err = ms_topo_grow((void **)&g->stk, &g->cap_stk, 2 * n + 2, sizeof(*g->stk))) != MS_OK)
         return err;
     if (line) {
         /* All on one circle through the pole: close the path into a cycle. */
@@ -275,7 +260,7 @@ static ms_err_t finish(geo_t *g, ms_topo_diff_t *diff)
     ms_topo_diff_t *s = &g->scratch;
     ms_topo_diff_normalize(s);
     size_t n = s->n_connect + s->n_disconnect + g->n_outer + g->n_next, k = 0;
-    if ((err = grow((void **)&g->cand, &g->cap_cand, n, sizeof(*g->cand))) != MS_OK)
+    if ((err = ms_topo_grow((void **)&g->cand, &g->cap_cand, n, sizeof(*g->cand))) != MS_OK)
         return err;
     const ms_edge_t *src[4] = {s->connect, s->disconnect, g->outer, g->next};
     size_t len[4] = {s->n_connect, s->n_disconnect, g->n_outer, g->n_next};

@@ -22,6 +22,21 @@ const ms_topo_ops_t *ms_topo_find(const char *name)
     return NULL;
 }
 
+ms_err_t ms_topo_grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return MS_OK;
+    size_t n = *cap ? *cap : 16;
+    while (n < need)
+        n *= 2;
+    void *np = realloc(*p, n * elem);
+    if (!np)
+        return MS_ERR_NOMEM;
+    *p = np;
+    *cap = n;
+    return MS_OK;
+}
+
 void ms_topo_diff_init(ms_topo_diff_t *d)
 {
     memset(d, 0, sizeof(*d));

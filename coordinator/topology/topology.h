@@ -119,6 +119,10 @@ struct ms_topo {
     const ms_topo_ops_t *ops;
 };
 
+/* Grows the array *p (of elem-size items, *cap of them) to hold need items,
+ * doubling from 16. Shared by the engines. */
+ms_err_t ms_topo_grow(void **p, size_t *cap, size_t need, size_t elem);
+
 /* The engine registered under name, or NULL. */
 const ms_topo_ops_t *ms_topo_find(const char *name);
 
