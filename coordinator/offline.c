@@ -25,6 +25,7 @@ typedef struct job {
     size_t len;
     char msg_id[40];
     uint64_t seq; /* purge: up to and including */
+    int expect;   /* fetch: the subject is known to hold messages */
 } job_t;
 
 /* Subjects known to hold messages, so a join reads the stream only when it must. */
@@ -234,8 +235,10 @@ static void do_fetch(ms_offline_t *o, job_t *j)
     uint64_t last = 0;
     for (int i = 0; i < 100000; i++) {
         natsMsg *m = NULL;
-        /* An empty subject has no first message: the short wait ends the loop. */
-        if (natsSubscription_NextMsg(&m, sub, i == 0 ? 300 : 2000) != NATS_OK)
+        /* An empty subject has no first message: the short wait ends the loop.
+         * One known to hold messages gets longer: a consumer created just after
+         * a NATS node died may take seconds to deliver its first message. */
+        if (natsSubscription_NextMsg(&m, sub, i == 0 && !j->expect ? 300 : 2000) != NATS_OK)
             break;
         jsMsgMetaData *meta = NULL;
         uint64_t pending = 0;
@@ -261,6 +264,15 @@ static void do_fetch(ms_offline_t *o, job_t *j)
     }
     natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);
+    if (!batch && j->expect) {
+        /* Stored but not read: keep looking on the next join instead of
+         * stranding the messages until a restart. */
+        ms_warn("offline messages for %s/%s stored but not delivered; kept for its next join",
+                j->ns, j->peer);
+        pthread_mutex_lock(&o->lock);
+        known_add(o, j->subject);
+        pthread_mutex_unlock(&o->lock);
+    }
     if (!batch)
         return;
     /* A purge marker after the batch: the loop queues it once delivered. */
@@ -296,12 +308,13 @@ static void do_purge(ms_offline_t *o, job_t *j)
 
 /* Once the subject list is loaded, a fetch for a peer with nothing stored is
  * skipped (joins racing the start-up load queue such fetches). */
-static int worth_fetching(ms_offline_t *o, const job_t *j)
+static int worth_fetching(ms_offline_t *o, job_t *j)
 {
     pthread_mutex_lock(&o->lock);
     known_t *k = NULL;
     HASH_FIND_STR(o->known, j->subject, k);
     int yes = k || !o->known_loaded;
+    j->expect = k != NULL;
     if (k)
         known_del(o, j->subject);
     pthread_mutex_unlock(&o->lock);

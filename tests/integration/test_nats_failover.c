@@ -227,12 +227,12 @@ START_TEST(nats_node_kill_loses_nothing)
          * reaches its target. */
         long long t_jm = 0, t_jt = 0;
         wsc_t *nm = join_retry(round, ns_m, newcomer_m[round], t0 + 20000, &t_jm);
+        wsc_t *nt = join_retry(1 - round, ns_t, newcomer_t[round], t0 + 20000, &t_jt);
         json_t *e = wait_emit(nm, t0 + 45000);
         ck_assert_str_eq(str_at(e, "emit", "from", NULL), emit_from[round]);
         ck_assert_str_eq(str_at(e, "emit", "data", NULL), emit_id[round]);
         long long t_emit = now_ms();
         json_decref(e);
-        wsc_t *nt = join_retry(1 - round, ns_t, newcomer_t[round], t0 + 20000, &t_jt);
         joined[2 * round] = nm;
         joined[2 * round + 1] = nt;
         /* The newcomers' own connects are no churn. */
