@@ -228,11 +228,24 @@ START_TEST(coordinators_split_kill_and_handoff)
     ck_assert_int_eq(wsc_global_init(), 0);
     const char *owner[SHARDS];
     uint64_t epoch[SHARDS];
-    long long t = wait_all_served(10000, owner, epoch);
-    int per[N_COORD] = {0};
-    for (int n = 0; n < SHARDS; n++)
+    /* All shards served is not yet all shards spread: the first coordinator
+     * up may hold everything until the others' heartbeats move their share. */
+    long long t_start = now_ms(), t = 0;
+    int per[N_COORD];
+    for (;;) {
+        t = wait_all_served(10000, owner, epoch);
+        memset(per, 0, sizeof(per));
+        for (int n = 0; n < SHARDS; n++)
+            for (int i = 0; i < N_COORD; i++)
+                per[i] += !strcmp(owner[n], cluster_coord_id(&cl, i));
+        int spread = 1;
         for (int i = 0; i < N_COORD; i++)
-            per[i] += !strcmp(owner[n], cluster_coord_id(&cl, i));
+            spread &= per[i] > 0;
+        if (spread || now_ms() - t_start > 10000)
+            break;
+        usleep(100000);
+    }
+    t = now_ms() - t_start;
     fprintf(stderr, "coordinator failover: shards split %d/%d/%d (all served after %lld ms)\n",
             per[0], per[1], per[2], t);
     for (int i = 0; i < N_COORD; i++)
