@@ -248,6 +248,8 @@ static inline int ms_ns_policy_network(const ms_ns_t *ns)
 {
     return ns->policy.positioning == MS_POS_NETWORK;
 }
+/* A malloc'd copy of a client position, freed like an unpacked message. */
+Meshsig__V1__Position *ms_ns_position_dup(const Meshsig__V1__Position *p);
 /* Position of a peer under the namespace's positioning mode. */
 ms_topo_pos_t ms_ns_position(const ms_ns_t *ns, const char *peer_id,
                              const Meshsig__V1__Position *given);

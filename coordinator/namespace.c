@@ -192,6 +192,19 @@ void ms_ns_free_handle(ms_ns_t *ns, ms_member_t *m)
     }
 }
 
+Meshsig__V1__Position *ms_ns_position_dup(const Meshsig__V1__Position *p)
+{
+    Meshsig__V1__Position *c = malloc(sizeof(*c));
+    if (!c)
+        return NULL;
+    meshsig__v1__position__init(c);
+    c->x = p->x;
+    c->y = p->y;
+    c->lat = p->lat;
+    c->lon = p->lon;
+    return c;
+}
+
 ms_topo_pos_t ms_ns_position(const ms_ns_t *ns, const char *peer_id,
                              const Meshsig__V1__Position *given)
 {

@@ -142,14 +142,8 @@ static ms_member_t *member_from(ms_ns_t *ns, const char *gateway,
     if (!m || !(m->id = strdup(sr->peer_id)) || !(m->gateway = strdup(gateway)))
         goto fail;
     m->session = sr->session;
-    if (sr->position) {
-        uint8_t tmp[64];
-        size_t len = meshsig__v1__position__get_packed_size(sr->position);
-        if (len <= sizeof(tmp)) {
-            meshsig__v1__position__pack(sr->position, tmp);
-            m->client_pos = meshsig__v1__position__unpack(NULL, len, tmp);
-        }
-    }
+    if (sr->position)
+        m->client_pos = ms_ns_position_dup(sr->position);
     if (sr->metadata) {
         m->metadata_len = meshsig__v1__struct__get_packed_size(sr->metadata);
         if (m->metadata_len > 4096)

@@ -371,14 +371,8 @@ static void handle_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Shard
     if (!m || !(m->id = strdup(id)) || !(m->gateway = strdup(req->gateway_id)))
         goto nomem;
     m->session = req->session;
-    if (hello && hello->position) {
-        size_t len = meshsig__v1__position__get_packed_size(hello->position);
-        uint8_t tmp[64];
-        if (len <= sizeof(tmp)) {
-            meshsig__v1__position__pack(hello->position, tmp);
-            m->client_pos = meshsig__v1__position__unpack(NULL, len, tmp);
-        }
-    }
+    if (hello && hello->position)
+        m->client_pos = ms_ns_position_dup(hello->position);
     if (hello && hello->metadata) {
         m->metadata_len = meshsig__v1__struct__get_packed_size(hello->metadata);
         if (m->metadata_len > 4096) {
@@ -562,13 +556,7 @@ static void handle_position(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const ch
                         "namespace %s does not place peers by client position", ns->name);
         return;
     }
-    Meshsig__V1__Position *copy = NULL;
-    uint8_t tmp[64];
-    size_t len = meshsig__v1__position__get_packed_size(pos);
-    if (len <= sizeof(tmp)) {
-        meshsig__v1__position__pack(pos, tmp);
-        copy = meshsig__v1__position__unpack(NULL, len, tmp);
-    }
+    Meshsig__V1__Position *copy = ms_ns_position_dup(pos);
     if (!copy) {
         ms_member_error(c, ns, m, cid, ERR(INTERNAL), "out of memory");
         return;
