@@ -275,6 +275,17 @@ static void on_deadline(ms_gateway_t *gw, ms_session_t *s)
     s->peer_id = NULL;
 }
 
+/* The client's latest position, packed, for a takeover's resync report. */
+static void keep_position(ms_session_t *s, const Meshsig__V1__Position *pos)
+{
+    free(s->hello_pos);
+    s->hello_pos_len = meshsig__v1__position__get_packed_size(pos);
+    if ((s->hello_pos = malloc(s->hello_pos_len ? s->hello_pos_len : 1)))
+        meshsig__v1__position__pack(pos, s->hello_pos);
+    else
+        s->hello_pos_len = 0;
+}
+
 static void handle_hello(ms_gateway_t *gw, ms_session_t *s, const char *cid,
                          Meshsig__V1__Hello *hello)
 {
@@ -337,11 +348,8 @@ static void handle_hello(ms_gateway_t *gw, ms_session_t *s, const char *cid,
     }
     s->shard = ms_bus_shard_of(s->ns, (uint32_t)gw->cfg->shards);
     ms_session_forget_peer(s);
-    if (hello->position) {
-        s->hello_pos_len = meshsig__v1__position__get_packed_size(hello->position);
-        if ((s->hello_pos = malloc(s->hello_pos_len ? s->hello_pos_len : 1)))
-            meshsig__v1__position__pack(hello->position, s->hello_pos);
-    }
+    if (hello->position)
+        keep_position(s, hello->position);
     if (hello->metadata) {
         s->hello_meta_len = meshsig__v1__struct__get_packed_size(hello->metadata);
         if ((s->hello_meta = malloc(s->hello_meta_len ? s->hello_meta_len : 1)))
@@ -399,15 +407,9 @@ static void track_request(ms_session_t *s, const Meshsig__V1__ClientMessage *cm)
         else if (cm->topic->op_case == MESHSIG__V1__TOPIC__OP_UNSUBSCRIBE)
             ms_strset_remove(&s->subscriptions, cm->topic->unsubscribe->pattern);
         break;
-    case MESHSIG__V1__CLIENT_MESSAGE__MSG_POSITION: {
-        free(s->hello_pos);
-        s->hello_pos_len = meshsig__v1__position__get_packed_size(cm->position);
-        if ((s->hello_pos = malloc(s->hello_pos_len ? s->hello_pos_len : 1)))
-            meshsig__v1__position__pack(cm->position, s->hello_pos);
-        else
-            s->hello_pos_len = 0;
+    case MESHSIG__V1__CLIENT_MESSAGE__MSG_POSITION:
+        keep_position(s, cm->position);
         break;
-    }
     default:
         break;
     }
