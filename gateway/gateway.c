@@ -5,7 +5,8 @@
  * cnats delivers on its own threads; those only push into the mailbox and call
  * lws_cancel_service(), and the service thread drains the mailbox in
  * LWS_CALLBACK_EVENT_WAIT_CANCELLED. Frames are written only in
- * LWS_CALLBACK_SERVER_WRITEABLE, one per callback, from a bounded queue.
+ * LWS_CALLBACK_SERVER_WRITEABLE, from a bounded queue, all that is queued
+ * (up to WRITE_BATCH bytes) in one write.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -25,6 +26,8 @@
 #include "client.pb-c.h"
 #include "codec.h"
 #include "gateway.h"
+#include "hash.h"
+#include "jsonscan.h"
 #include "log.h"
 #include "resume.h"
 #include "session.h"
@@ -33,6 +36,7 @@
 #define CLOSE_TOO_BIG 1009
 #define CLOSE_POLICY 1008
 #define CLOSE_GOING_AWAY 1001
+#define WRITE_BATCH (32 * 1024) /* bytes of frames per client write */
 
 struct ms_gateway {
     const ms_gw_config_t *cfg;
@@ -48,6 +52,7 @@ struct ms_gateway {
     unsigned char resume_key[32]; /* HMAC-SHA256 key; all zero: resume disabled */
     int resume_on;
     ms_session_t *sessions; /* uthash by id */
+    ms_session_t *by_peer;  /* joined sessions by (namespace, peer id): hh_peer */
     size_t n_sessions;
     uint64_t next_session;
     uint64_t next_req;
@@ -63,12 +68,15 @@ struct ms_gateway {
     size_t out_cap;
     uint8_t *pub;
     size_t pub_cap;
+    unsigned char *wbuf; /* frames for one client write */
+    size_t wbuf_cap;
     /* relay latency: client frame at one gateway -> delivery at another */
     uint64_t lat_buckets[12]; /* cumulative le= bounds in lat_bounds_us */
     uint64_t lat_count, lat_sum_us;
     uint64_t frame_received_us; /* wall clock of the frame being handled */
     /* counters */
     uint64_t n_in, n_out, n_dropped_epoch, n_dropped_session, n_closed_slow, n_rate_limited;
+    uint64_t n_signals_local; /* relayed here between two sessions of this gateway */
 };
 
 static uint64_t now_us(void)
@@ -120,6 +128,20 @@ static void session_close(ms_session_t *s, uint16_t code)
     lws_callback_on_writable(s->wsi);
 }
 
+/* Queues one encoded message (in the session's encoding) for the client. */
+static void queue_frame(ms_gateway_t *gw, ms_session_t *s, const void *data, size_t len)
+{
+    if (ms_session_queue(s, data, len, s->binary, (size_t)gw->cfg->max_queue) != 0) {
+        gw->n_closed_slow++;
+        ms_warn("session %llu (%s): outbound queue over %ld bytes; closing the slow reader",
+                (unsigned long long)s->id, s->peer_id ? s->peer_id : "-", gw->cfg->max_queue);
+        session_close(s, CLOSE_POLICY);
+        return;
+    }
+    gw->n_out++;
+    lws_callback_on_writable(s->wsi);
+}
+
 /* Encodes msg in the session's encoding and queues it. */
 static void send_msg(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__ServerMessage *msg)
 {
@@ -143,15 +165,7 @@ static void send_msg(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__Serve
             goto fail;
     }
     data = gw->out;
-    if (ms_session_queue(s, data, len, s->binary, (size_t)gw->cfg->max_queue) != 0) {
-        gw->n_closed_slow++;
-        ms_warn("session %llu (%s): outbound queue over %ld bytes; closing the slow reader",
-                (unsigned long long)s->id, s->peer_id ? s->peer_id : "-", gw->cfg->max_queue);
-        session_close(s, CLOSE_POLICY);
-        return;
-    }
-    gw->n_out++;
-    lws_callback_on_writable(s->wsi);
+    queue_frame(gw, s, data, len);
     return;
 fail:
     ms_error("cannot encode a message for session %llu", (unsigned long long)s->id);
@@ -241,6 +255,64 @@ static void deadline_cancel(ms_session_t *s)
     lws_dll2_remove(&s->deadline_node);
 }
 
+/* ---- the peer index ------------------------------------------------------ */
+
+static uint64_t peer_key(const char *ns, const char *peer)
+{
+    uint64_t h = ms_fnv1a64(ns, strlen(ns) + 1); /* the NUL separates the two */
+    h ^= ms_fnv1a64(peer, strlen(peer));
+    return h * 0x9e3779b97f4a7c15ULL;
+}
+
+static void peer_index_remove(ms_gateway_t *gw, ms_session_t *s)
+{
+    if (!s->peer_indexed)
+        return;
+    HASH_DELETE(hh_peer, gw->by_peer, s);
+    s->peer_indexed = 0;
+}
+
+/* A session that has just joined. A session still indexed under the same
+ * (namespace, peer) holds a peer that was replaced or is closing: it loses
+ * its entry. */
+static void peer_index_add(ms_gateway_t *gw, ms_session_t *s)
+{
+    peer_index_remove(gw, s);
+    if (!s->ns || !s->peer_id)
+        return;
+    s->peer_key = peer_key(s->ns, s->peer_id);
+    ms_session_t *old;
+    HASH_FIND(hh_peer, gw->by_peer, &s->peer_key, sizeof(s->peer_key), old);
+    if (old)
+        peer_index_remove(gw, old);
+    HASH_ADD(hh_peer, gw->by_peer, peer_key, sizeof(s->peer_key), s);
+    s->peer_indexed = 1;
+}
+
+/* The joined session of this gateway holding peer in ns, or NULL. */
+static ms_session_t *peer_index_find(ms_gateway_t *gw, const char *ns, const char *peer)
+{
+    uint64_t key = peer_key(ns, peer);
+    ms_session_t *t;
+    HASH_FIND(hh_peer, gw->by_peer, &key, sizeof(key), t);
+    if (!t || t->state != MS_SESSION_JOINED || t->closing || strcmp(t->peer_id, peer) ||
+        strcmp(t->ns, ns))
+        return NULL;
+    return t;
+}
+
+/* Back to "connected, not joined": after a leave, a refused or timed-out join. */
+static void session_reset(ms_gateway_t *gw, ms_session_t *s)
+{
+    peer_index_remove(gw, s);
+    ms_session_forget_peer(s);
+    s->state = MS_SESSION_NEW;
+    free(s->ns);
+    s->ns = NULL;
+    free(s->peer_id);
+    s->peer_id = NULL;
+}
+
 /* ---- hello --------------------------------------------------------------- */
 
 static void on_deadline(ms_gateway_t *gw, ms_session_t *s)
@@ -267,12 +339,7 @@ static void on_deadline(ms_gateway_t *gw, ms_session_t *s)
     send_error(gw, s, s->join_client_id, ERR(UNAVAILABLE),
                "namespace %s is not being served right now; retry", s->ns);
     publish_leave(gw, s, "join timed out"); /* in case the owner answers late */
-    ms_session_forget_peer(s);
-    s->state = MS_SESSION_NEW;
-    free(s->ns);
-    s->ns = NULL;
-    free(s->peer_id);
-    s->peer_id = NULL;
+    session_reset(gw, s);
 }
 
 /* The client's latest position, packed, for a takeover's resync report. */
@@ -436,6 +503,183 @@ static void track_delivery(ms_session_t *s, const Meshsig__V1__ServerMessage *m)
     }
 }
 
+/* A signal between two neighbours that are both on this gateway goes straight
+ * to the receiver; everything else goes through the shard's owner. Both
+ * sessions must hold the edge as the owner told them: the two sides of an
+ * edge change in one batch from the owner (one namespace, one shard, one
+ * gateway), so they agree whenever a frame is handled. The owner is still
+ * the authority: a signal this gateway cannot vouch for (another gateway, a
+ * namespace whose policy allows signals to non-neighbours, an edge not yet
+ * or no longer known on both sides) takes the owner's path and gets its
+ * answer, so nothing is dropped here. */
+static ms_session_t *local_neighbour(ms_gateway_t *gw, ms_session_t *s, const char *to)
+{
+    if (!*to || !s->peer_id || !ms_strset_has(&s->neighbours, to))
+        return NULL;
+    ms_session_t *t = peer_index_find(gw, s->ns, to);
+    if (!t || t == s || !ms_strset_has(&t->neighbours, s->peer_id))
+        return NULL;
+    return t;
+}
+
+static int relay_local_signal(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__Signal *sig)
+{
+    ms_session_t *t = local_neighbour(gw, s, sig->to);
+    if (!t)
+        return 0;
+    Meshsig__V1__Signal out = MESHSIG__V1__SIGNAL__INIT;
+    out.from = s->peer_id;
+    out.payload = sig->payload;
+    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL;
+    sm.signal = &out;
+    gw->n_signals_local++;
+    record_latency(gw, gw->frame_received_us);
+    send_msg(gw, t, &sm);
+    return 1;
+}
+
+/* The same for JSON to JSON, without decoding the payload: a text frame that
+ * is exactly {"id"?, "signal": {"to", "from"?, "payload"?}} (any order) has its
+ * payload checked by the scanner and copied through. Anything the scanner
+ * does not vouch for takes the full decoder, which answers errors. */
+typedef struct {
+    char to[129];
+    const char *payload; /* NULL: none */
+    size_t payload_len;
+} fast_signal_t;
+
+static const char *fast_signal_body(const char *p, const char *end, fast_signal_t *fs)
+{
+    int seen_to = 0, seen_from = 0;
+    if (p >= end || *p != '{')
+        return NULL;
+    p = ms_json_ws(p + 1, end);
+    for (;;) {
+        const char *k, *v;
+        size_t kl, vl;
+        int esc;
+        if (!(p = ms_json_scan_string(p, end, &k, &kl, &esc)) || esc)
+            return NULL;
+        p = ms_json_ws(p, end);
+        if (p >= end || *p != ':')
+            return NULL;
+        p = ms_json_ws(p + 1, end);
+        if (kl == 2 && !memcmp(k, "to", 2) && !seen_to) {
+            if (!(p = ms_json_scan_string(p, end, &v, &vl, &esc)) || esc ||
+                vl >= sizeof(fs->to))
+                return NULL;
+            memcpy(fs->to, v, vl);
+            fs->to[vl] = '\0';
+            seen_to = 1;
+        } else if (kl == 4 && !memcmp(k, "from", 4) && !seen_from) {
+            if (!(p = ms_json_scan_string(p, end, &v, &vl, &esc))) /* ignored: ours */
+                return NULL;
+            seen_from = 1;
+        } else if (kl == 7 && !memcmp(k, "payload", 7) && !fs->payload) {
+            const char *start = p;
+            if (!(p = ms_json_scan(p, end)))
+                return NULL;
+            fs->payload = start;
+            fs->payload_len = (size_t)(p - start);
+        } else {
+            return NULL;
+        }
+        p = ms_json_ws(p, end);
+        if (p >= end)
+            return NULL;
+        if (*p == '}')
+            return seen_to ? p + 1 : NULL;
+        if (*p != ',')
+            return NULL;
+        p = ms_json_ws(p + 1, end);
+    }
+}
+
+static int fast_signal_parse(const char *p, size_t len, fast_signal_t *fs)
+{
+    const char *end = p + len;
+    int seen_id = 0, seen_signal = 0;
+    fs->payload = NULL;
+    p = ms_json_ws(p, end);
+    if (p >= end || *p != '{')
+        return 0;
+    p = ms_json_ws(p + 1, end);
+    for (;;) {
+        const char *k, *v;
+        size_t kl, vl;
+        int esc;
+        if (!(p = ms_json_scan_string(p, end, &k, &kl, &esc)) || esc)
+            return 0;
+        p = ms_json_ws(p, end);
+        if (p >= end || *p != ':')
+            return 0;
+        p = ms_json_ws(p + 1, end);
+        if (kl == 2 && !memcmp(k, "id", 2) && !seen_id) {
+            if (!(p = ms_json_scan_string(p, end, &v, &vl, &esc)))
+                return 0;
+            seen_id = 1;
+        } else if (kl == 6 && !memcmp(k, "signal", 6) && !seen_signal) {
+            if (!(p = fast_signal_body(p, end, fs)))
+                return 0;
+            seen_signal = 1;
+        } else {
+            return 0;
+        }
+        p = ms_json_ws(p, end);
+        if (p >= end)
+            return 0;
+        if (*p == '}')
+            break;
+        if (*p != ',')
+            return 0;
+        p = ms_json_ws(p + 1, end);
+    }
+    return seen_signal && ms_json_ws(p + 1, end) == end;
+}
+
+static int relay_local_json(ms_gateway_t *gw, ms_session_t *s, const char *data, size_t len)
+{
+    fast_signal_t fs;
+    if (!fast_signal_parse(data, len, &fs))
+        return 0;
+    ms_session_t *t = local_neighbour(gw, s, fs.to);
+    if (!t || t->binary)
+        return 0;
+    if (t->closing)
+        return 1; /* as send_msg: nothing more for a closing session */
+    /* Peer ids are A-Z a-z 0-9 . _ : @ - (the owner checks): no escaping. */
+    static const char head[] = "{\"signal\":{\"from\":\"", mid[] = "\",\"payload\":";
+    size_t idl = strlen(s->peer_id);
+    size_t need = sizeof(head) + idl + sizeof(mid) + fs.payload_len + 4;
+    if (need > gw->out_cap) {
+        char *nb = realloc(gw->out, need);
+        if (!nb)
+            return 0;
+        gw->out = nb;
+        gw->out_cap = need;
+    }
+    char *o = gw->out;
+    memcpy(o, head, sizeof(head) - 1);
+    o += sizeof(head) - 1;
+    memcpy(o, s->peer_id, idl);
+    o += idl;
+    if (fs.payload) {
+        memcpy(o, mid, sizeof(mid) - 1);
+        o += sizeof(mid) - 1;
+        memcpy(o, fs.payload, fs.payload_len);
+        o += fs.payload_len;
+    } else {
+        *o++ = '"';
+    }
+    *o++ = '}';
+    *o++ = '}';
+    gw->n_signals_local++;
+    record_latency(gw, gw->frame_received_us);
+    queue_frame(gw, t, gw->out, (size_t)(o - gw->out));
+    return 1;
+}
+
 static void handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__ClientMessage *cm)
 {
     const char *cid = cm->id;
@@ -466,12 +710,7 @@ static void handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Clien
     }
     if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_LEAVE) {
         publish_leave(gw, s, "left");
-        ms_session_forget_peer(s);
-        s->state = MS_SESSION_NEW;
-        free(s->ns);
-        s->ns = NULL;
-        free(s->peer_id);
-        s->peer_id = NULL;
+        session_reset(gw, s);
         Meshsig__V1__Ok ok = MESHSIG__V1__OK__INIT;
         Meshsig__V1__ServerMessage m = MESHSIG__V1__SERVER_MESSAGE__INIT;
         m.id = (char *)cid;
@@ -480,6 +719,9 @@ static void handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Clien
         send_msg(gw, s, &m);
         return;
     }
+    if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_SIGNAL &&
+        relay_local_signal(gw, s, cm->signal))
+        return;
     track_request(s, cm);
     Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
     req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_CLIENT;
@@ -520,6 +762,8 @@ static void handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char 
             send_error(gw, s, NULL, ERR(BAD_REQUEST), "meshsig.v1.json takes text frames only");
             return;
         }
+        if (s->state == MS_SESSION_JOINED && relay_local_json(gw, s, (const char *)data, len))
+            return;
         json_error_t jerr;
         json_t *j = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
         if (!j) {
@@ -566,6 +810,7 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d)
             free(s->peer_id);
             s->peer_id = strdup(m->welcome->peer_id);
             s->state = MS_SESSION_JOINED;
+            peer_index_add(gw, s);
             Meshsig__V1__Welcome w = *m->welcome;
             w.gateway_id = gw->id;
             char token[MS_RESUME_TOKEN_MAX] = "";
@@ -585,12 +830,7 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d)
         }
         if (m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR) {
             deadline_cancel(s);
-            ms_session_forget_peer(s);
-            s->state = MS_SESSION_NEW;
-            free(s->ns);
-            s->ns = NULL;
-            free(s->peer_id);
-            s->peer_id = NULL;
+            session_reset(gw, s);
         }
     } else if (s->state == MS_SESSION_JOINED &&
                m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_WELCOME) {
@@ -805,6 +1045,10 @@ static char *metrics_text(ms_gateway_t *gw, size_t *len)
         "meshsig_gateway_dropped_total{reason=\"inbox_full\"} %zu\n"
         "# TYPE meshsig_gateway_slow_readers_closed_total counter\n"
         "meshsig_gateway_slow_readers_closed_total %llu\n"
+        "# HELP meshsig_gateway_signals_local_total signals relayed between two sessions of "
+        "this gateway without the shard owner\n"
+        "# TYPE meshsig_gateway_signals_local_total counter\n"
+        "meshsig_gateway_signals_local_total %llu\n"
         "# TYPE meshsig_nats_reconnects_total counter\n"
         "meshsig_nats_reconnects_total %llu\n"
         "# TYPE meshsig_nats_connected gauge\n"
@@ -812,7 +1056,8 @@ static char *metrics_text(ms_gateway_t *gw, size_t *len)
         gw->n_sessions, queued, (unsigned long long)gw->n_in, (unsigned long long)gw->n_out,
         (unsigned long long)gw->n_dropped_epoch, (unsigned long long)gw->n_dropped_session,
         (unsigned long long)gw->n_rate_limited, ms_mailbox_dropped(gw->inbox),
-        (unsigned long long)gw->n_closed_slow, (unsigned long long)ms_bus_reconnects(gw->bus),
+        (unsigned long long)gw->n_closed_slow, (unsigned long long)gw->n_signals_local,
+        (unsigned long long)ms_bus_reconnects(gw->bus),
         ms_bus_connected(gw->bus));
     if (n < 0)
         return NULL;
@@ -1027,16 +1272,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_SERVER_WRITEABLE: {
         if (!s || !s->id)
             return 0;
-        ms_outmsg_t *m = s->head;
-        if (m) {
-            int n = lws_write(wsi, m->buf + LWS_PRE, m->len,
-                              m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
-            s->head = m->next;
-            if (!s->head)
-                s->tail = NULL;
-            s->queued -= m->len;
-            free(m);
-            if (n < 0)
+        if (s->head) {
+            /* Everything queued (up to WRITE_BATCH bytes) in one send: the
+             * frames are framed here and written raw, which lws passes
+             * through unchanged (no extensions are enabled on this vhost). */
+            ssize_t n = ms_session_take_frames(s, &gw->wbuf, &gw->wbuf_cap, WRITE_BATCH);
+            if (n < 0 || lws_write(wsi, gw->wbuf + LWS_PRE, (size_t)n, LWS_WRITE_RAW) < 0)
                 return -1;
         }
         if (s->head) {
@@ -1054,6 +1295,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         deadline_cancel(s);
         if (s->state != MS_SESSION_NEW && s->ns)
             publish_leave(gw, s, "closed");
+        peer_index_remove(gw, s);
         HASH_DEL(gw->sessions, s);
         gw->n_sessions--;
         ms_session_cleanup(s);
@@ -1279,5 +1521,6 @@ void ms_gw_destroy(ms_gateway_t *gw)
     free(gw->epochs);
     free(gw->out);
     free(gw->pub);
+    free(gw->wbuf);
     free(gw);
 }

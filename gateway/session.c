@@ -25,6 +25,57 @@ int ms_session_queue(ms_session_t *s, const void *data, size_t len, int binary, 
     return 0;
 }
 
+/* RFC 6455 §5.2 header of an unmasked, final frame (server to client). */
+static size_t frame_header(unsigned char *h, size_t len, int binary)
+{
+    h[0] = (unsigned char)(0x80 | (binary ? 0x2 : 0x1));
+    if (len < 126) {
+        h[1] = (unsigned char)len;
+        return 2;
+    }
+    if (len <= 0xffff) {
+        h[1] = 126;
+        h[2] = (unsigned char)(len >> 8);
+        h[3] = (unsigned char)len;
+        return 4;
+    }
+    h[1] = 127;
+    for (int i = 0; i < 8; i++)
+        h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+    return 10;
+}
+
+ssize_t ms_session_take_frames(ms_session_t *s, unsigned char **buf, size_t *cap, size_t limit)
+{
+    size_t total = 0;
+    while (s->head) {
+        ms_outmsg_t *m = s->head;
+        size_t need = 10 + m->len;
+        if (total && total + need > limit)
+            break;
+        if (LWS_PRE + total + need > *cap) {
+            size_t ncap = *cap ? *cap : 4096;
+            while (ncap < LWS_PRE + total + need)
+                ncap *= 2;
+            unsigned char *nb = realloc(*buf, ncap);
+            if (!nb)
+                return -1;
+            *buf = nb;
+            *cap = ncap;
+        }
+        unsigned char *p = *buf + LWS_PRE + total;
+        size_t h = frame_header(p, m->len, m->binary);
+        memcpy(p + h, m->buf + LWS_PRE, m->len);
+        total += h + m->len;
+        s->head = m->next;
+        if (!s->head)
+            s->tail = NULL;
+        s->queued -= m->len;
+        free(m);
+    }
+    return (ssize_t)total;
+}
+
 void ms_session_cleanup(ms_session_t *s)
 {
     ms_outmsg_t *m = s->head;

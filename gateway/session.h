@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <libwebsockets.h>
 #include <uthash.h>
 
@@ -60,11 +61,22 @@ typedef struct ms_session {
     uint8_t *hello_pos, *hello_meta; /* packed Position / Struct from the hello */
     size_t hello_pos_len, hello_meta_len;
     UT_hash_handle hh;          /* by id */
+    /* The gateway's index of joined sessions by (namespace, peer id), for
+     * signals between neighbours that are both on this gateway. */
+    uint64_t peer_key;
+    uint8_t peer_indexed;
+    UT_hash_handle hh_peer;
 } ms_session_t;
 
 /* Queues a frame (copying data). Returns 0, or -1 when the queue is over
  * max_queue (the caller closes the slow reader) or memory ran out. */
 int ms_session_queue(ms_session_t *s, const void *data, size_t len, int binary, size_t max_queue);
+/* Moves frames from the head of the queue into *buf (after LWS_PRE bytes of
+ * headroom, growing it as needed) as complete WebSocket frames, headers
+ * included, until the queue is empty or the next frame would pass limit bytes
+ * (at least one frame is taken). Returns the bytes written, or -1 when out of
+ * memory. One write of the result sends them all. */
+ssize_t ms_session_take_frames(ms_session_t *s, unsigned char **buf, size_t *cap, size_t limit);
 /* Drops what the session knew about its peer (after leave or a failed join). */
 void ms_session_forget_peer(ms_session_t *s);
 /* Frees everything the session holds (not the session itself: lws owns it). */

@@ -207,6 +207,141 @@ START_TEST(binary_and_json_relay)
 }
 END_TEST
 
+static long local_signals(int gw)
+{
+    char *body = NULL;
+    ck_assert_int_eq(http_request(cl.gw_port[gw], "GET", "/metrics", NULL, NULL, &body), 200);
+    const char *p = strstr(body, "\nmeshsig_gateway_signals_local_total ");
+    ck_assert_ptr_nonnull(p);
+    long n = strtol(p + strlen("\nmeshsig_gateway_signals_local_total "), NULL, 10);
+    free(body);
+    return n;
+}
+
+/* Neighbours on one gateway: signals go straight from session to session (the
+ * gateway's counter moves), in order, converted between encodings, with the
+ * server's `from`; a non-neighbour on the same gateway still gets the owner's
+ * NOT_NEIGHBOUR, and a peer that left gets PEER_NOT_FOUND. */
+START_TEST(same_gateway_relay)
+{
+    long before = local_signals(gw1);
+    wsc_t *alice = join(gw1, "local", "alice");
+    wsc_t *bob = join(gw1, "local", "bob");
+    expect_connect(alice, "bob", 1);
+    expect_connect(bob, "alice", 0);
+    enum { N = 200 };
+    for (int i = 0; i < N; i++)
+        send_json(alice,
+                  "{\"signal\":{\"to\":\"bob\",\"from\":\"mallory\",\"payload\":"
+                  "{\"type\":\"candidate\",\"seq\":%d,\"u\":\"\\u00e9\"}}}",
+                  i);
+    for (int i = 0; i < N; i++) {
+        json_t *j = recv_json(bob);
+        json_t *sig = json_object_get(j, "signal");
+        ck_assert_ptr_nonnull(sig);
+        ck_assert_str_eq(json_string_value(json_object_get(sig, "from")), "alice");
+        json_t *pl = json_object_get(sig, "payload");
+        ck_assert_int_eq(json_integer_value(json_object_get(pl, "seq")), i);
+        ck_assert_str_eq(json_string_value(json_object_get(pl, "u")), "\xc3\xa9");
+        json_decref(j);
+    }
+    ck_assert_int_eq(local_signals(gw1) - before, N);
+
+    /* A binary client on the same gateway. */
+    wsc_t *bin = wsc_connect(cl.gw_port[gw1], "meshsig.v1.proto", T_MS);
+    ck_assert_ptr_nonnull(bin);
+    Meshsig__V1__Hello h = MESHSIG__V1__HELLO__INIT;
+    h.namespace_ = "local";
+    h.peer_id = "carol";
+    Meshsig__V1__ClientMessage cm = MESHSIG__V1__CLIENT_MESSAGE__INIT;
+    cm.msg_case = MESHSIG__V1__CLIENT_MESSAGE__MSG_HELLO;
+    cm.hello = &h;
+    uint8_t buf[512];
+    size_t n = meshsig__v1__client_message__pack(&cm, buf);
+    ck_assert_int_eq(wsc_send(bin, buf, n, 1), 0);
+    expect_connect(alice, "carol", 1);
+    expect_connect(bob, "carol", 1);
+    int got_connects = 0;
+    for (int i = 0; i < 4 && got_connects < 2; i++) {
+        size_t len;
+        int isbin;
+        char *raw = wsc_recv(bin, T_MS, &len, &isbin);
+        ck_assert_ptr_nonnull(raw);
+        Meshsig__V1__ServerMessage *sm =
+            meshsig__v1__server_message__unpack(NULL, len, (uint8_t *)raw);
+        ck_assert_ptr_nonnull(sm);
+        got_connects += sm->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_TOPOLOGY;
+        meshsig__v1__server_message__free_unpacked(sm, NULL);
+        free(raw);
+    }
+    ck_assert_int_eq(got_connects, 2);
+    send_json(bob, "{\"signal\":{\"to\":\"carol\",\"payload\":{\"sdp\":\"x\",\"n\":[1,true]}}}");
+    size_t len;
+    int isbin;
+    char *raw = wsc_recv(bin, T_MS, &len, &isbin);
+    ck_assert_ptr_nonnull(raw);
+    ck_assert(isbin);
+    Meshsig__V1__ServerMessage *sm = meshsig__v1__server_message__unpack(NULL, len, (uint8_t *)raw);
+    ck_assert_ptr_nonnull(sm);
+    ck_assert_int_eq(sm->msg_case, MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL);
+    ck_assert_str_eq(sm->signal->from, "bob");
+    ck_assert_uint_eq(sm->signal->payload->struct_value->n_fields, 2);
+    meshsig__v1__server_message__free_unpacked(sm, NULL);
+    free(raw);
+    Meshsig__V1__Value pv = MESHSIG__V1__VALUE__INIT;
+    pv.kind_case = MESHSIG__V1__VALUE__KIND_STRING_VALUE;
+    pv.string_value = "answer";
+    Meshsig__V1__Signal sg = MESHSIG__V1__SIGNAL__INIT;
+    sg.to = "bob";
+    sg.payload = &pv;
+    Meshsig__V1__ClientMessage cs = MESHSIG__V1__CLIENT_MESSAGE__INIT;
+    cs.msg_case = MESHSIG__V1__CLIENT_MESSAGE__MSG_SIGNAL;
+    cs.signal = &sg;
+    n = meshsig__v1__client_message__pack(&cs, buf);
+    ck_assert_int_eq(wsc_send(bin, buf, n, 1), 0);
+    json_t *j = recv_json(bob);
+    ck_assert_str_eq(str_at(j, "signal", "from", NULL), "carol");
+    ck_assert_str_eq(str_at(j, "signal", "payload", NULL), "answer");
+    json_decref(j);
+    ck_assert_int_eq(local_signals(gw1) - before, N + 2);
+
+    /* bob leaves: alice's next signal to him is the owner's PEER_NOT_FOUND. */
+    send_json(bob, "{\"id\":\"bye\",\"leave\":{}}");
+    j = recv_json(bob);
+    ck_assert_ptr_nonnull(json_object_get(j, "ok"));
+    json_decref(j);
+    expect_left(alice, "bob");
+    send_json(alice, "{\"id\":\"late\",\"signal\":{\"to\":\"bob\",\"payload\":{}}}");
+    expect_error(alice, "PEER_NOT_FOUND", "late");
+    ck_assert_int_eq(local_signals(gw1) - before, N + 2);
+    wsc_free(bin);
+    wsc_free(alice);
+    wsc_free(bob);
+
+    /* A k=2 tree on one gateway: the two children are not neighbours. */
+    char *body = NULL;
+    int st = http_request(cl.admin_port, "PUT", "/v1/namespaces/localtree/policy", ADMIN_TOKEN,
+                          "{\"topology\":\"tree\",\"k\":2}", &body);
+    free(body);
+    ck_assert_int_eq(st, 200);
+    wsc_t *a = join(gw1, "localtree", "a-root");
+    wsc_t *b = join(gw1, "localtree", "b-kid");
+    wsc_t *c = join(gw1, "localtree", "c-kid");
+    expect_connect(b, "a-root", 0);
+    expect_connect(c, "a-root", 0);
+    send_json(b, "{\"id\":\"nn\",\"signal\":{\"to\":\"c-kid\",\"payload\":{}}}");
+    expect_error(b, "NOT_NEIGHBOUR", "nn");
+    send_json(b, "{\"signal\":{\"to\":\"a-root\",\"payload\":1}}");
+    j = skip_to(a, "signal");
+    ck_assert_str_eq(str_at(j, "signal", "from", NULL), "b-kid");
+    json_decref(j);
+    ck_assert_int_eq(local_signals(gw1) - before, N + 3);
+    wsc_free(a);
+    wsc_free(b);
+    wsc_free(c);
+}
+END_TEST
+
 /* A client that names no subprotocol gets JSON. */
 START_TEST(no_subprotocol_gets_json)
 {
@@ -451,6 +586,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, three_peers_full_mesh);
     tcase_add_test(tc, binary_and_json_relay);
+    tcase_add_test(tc, same_gateway_relay);
     tcase_add_test(tc, no_subprotocol_gets_json);
     tcase_add_test(tc, errors_are_answered);
     tcase_add_test(tc, not_neighbour);

@@ -1,0 +1,267 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* An allocation-free check of JSON text (RFC 8259), conservative where jansson is strict. */
+#include <string.h>
+
+#include "jsonscan.h"
+
+const char *ms_json_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+static int hex4(const char *p, const char *end, unsigned *out)
+{
+    if (end - p < 4)
+        return -1;
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (unsigned)(c - 'A' + 10);
+        else
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* p at a byte >= 0x80: past one well-formed UTF-8 sequence (RFC 3629: no
+ * overlong forms, no surrogates, nothing above U+10FFFF), or NULL. */
+static const char *utf8_char(const char *p, const char *end)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    size_t n;
+    unsigned cp;
+    if (u[0] >= 0xC2 && u[0] <= 0xDF) {
+        n = 2;
+        cp = u[0] & 0x1Fu;
+    } else if (u[0] >= 0xE0 && u[0] <= 0xEF) {
+        n = 3;
+        cp = u[0] & 0x0Fu;
+    } else if (u[0] >= 0xF0 && u[0] <= 0xF4) {
+        n = 4;
+        cp = u[0] & 0x07u;
+    } else {
+        return NULL;
+    }
+    if ((size_t)(end - p) < n)
+        return NULL;
+    for (size_t i = 1; i < n; i++) {
+        if ((u[i] & 0xC0) != 0x80)
+            return NULL;
+        cp = (cp << 6) | (u[i] & 0x3Fu);
+    }
+    if ((n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return NULL;
+    return p + n;
+}
+
+const char *ms_json_scan_string(const char *p, const char *end, const char **s, size_t *len,
+                                int *escaped)
+{
+    if (p >= end || *p != '"')
+        return NULL;
+    const char *start = ++p;
+    int esc = 0;
+    while (p < end) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"') {
+            *s = start;
+            *len = (size_t)(p - start);
+            *escaped = esc;
+            return p + 1;
+        }
+        if (c < 0x20)
+            return NULL;
+        if (c >= 0x80) {
+            if (!(p = utf8_char(p, end)))
+                return NULL;
+            continue;
+        }
+        if (c != '\\') {
+            p++;
+            continue;
+        }
+        esc = 1;
+        if (++p >= end)
+            return NULL;
+        switch (*p) {
+        case '"':
+        case '\\':
+        case '/':
+        case 'b':
+        case 'f':
+        case 'n':
+        case 'r':
+        case 't':
+            p++;
+            break;
+        case 'u': {
+            unsigned u;
+            if (hex4(p + 1, end, &u) != 0 || u == 0)
+                return NULL;
+            p += 5;
+            if (u >= 0xDC00 && u <= 0xDFFF)
+                return NULL; /* a low surrogate first */
+            if (u >= 0xD800 && u <= 0xDBFF) {
+                unsigned lo;
+                if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, end, &lo) != 0 ||
+                    lo < 0xDC00 || lo > 0xDFFF)
+                    return NULL;
+                p += 6;
+            }
+            break;
+        }
+        default:
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* jansson refuses integers beyond long long and reals that overflow a double:
+ * anything near those limits is left to it. */
+static const char *scan_number(const char *p, const char *end)
+{
+    int real = 0;
+    if (p < end && *p == '-')
+        p++;
+    if (p >= end || !is_digit(*p))
+        return NULL;
+    const char *digits = p;
+    if (*p == '0')
+        p++;
+    else
+        while (p < end && is_digit(*p))
+            p++;
+    size_t int_digits = (size_t)(p - digits);
+    if (p < end && *p == '.') {
+        real = 1;
+        p++;
+        if (p >= end || !is_digit(*p))
+            return NULL;
+        while (p < end && is_digit(*p))
+            p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        real = 1;
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if (p >= end || !is_digit(*p))
+            return NULL;
+        const char *e = p;
+        while (p < end && is_digit(*p))
+            p++;
+        if (p - e > 2)
+            return NULL; /* |exponent| >= 100: let jansson judge */
+    }
+    if ((!real && int_digits > 18) || (real && int_digits > 200))
+        return NULL;
+    return p;
+}
+
+static const char *scan_value(const char *p, const char *end, int depth);
+
+static const char *scan_object(const char *p, const char *end, int depth)
+{
+    const char *keys[MS_JSON_SCAN_KEYS];
+    size_t klen[MS_JSON_SCAN_KEYS];
+    size_t n = 0;
+    p = ms_json_ws(p + 1, end);
+    if (p < end && *p == '}')
+        return p + 1;
+    for (;;) {
+        const char *k;
+        size_t kl;
+        int esc;
+        if (!(p = ms_json_scan_string(p, end, &k, &kl, &esc)) || esc || n == MS_JSON_SCAN_KEYS)
+            return NULL;
+        for (size_t i = 0; i < n; i++)
+            if (klen[i] == kl && !memcmp(keys[i], k, kl))
+                return NULL; /* a duplicate key */
+        keys[n] = k;
+        klen[n++] = kl;
+        p = ms_json_ws(p, end);
+        if (p >= end || *p != ':')
+            return NULL;
+        p = ms_json_ws(p + 1, end);
+        if (!(p = scan_value(p, end, depth + 1)))
+            return NULL;
+        p = ms_json_ws(p, end);
+        if (p >= end)
+            return NULL;
+        if (*p == '}')
+            return p + 1;
+        if (*p != ',')
+            return NULL;
+        p = ms_json_ws(p + 1, end);
+    }
+}
+
+static const char *scan_array(const char *p, const char *end, int depth)
+{
+    p = ms_json_ws(p + 1, end);
+    if (p < end && *p == ']')
+        return p + 1;
+    for (;;) {
+        if (!(p = scan_value(p, end, depth + 1)))
+            return NULL;
+        p = ms_json_ws(p, end);
+        if (p >= end)
+            return NULL;
+        if (*p == ']')
+            return p + 1;
+        if (*p != ',')
+            return NULL;
+        p = ms_json_ws(p + 1, end);
+    }
+}
+
+static const char *literal(const char *p, const char *end, const char *word, size_t n)
+{
+    return (size_t)(end - p) >= n && !memcmp(p, word, n) ? p + n : NULL;
+}
+
+static const char *scan_value(const char *p, const char *end, int depth)
+{
+    if (p >= end || depth > MS_JSON_SCAN_DEPTH)
+        return NULL;
+    const char *s;
+    size_t len;
+    int esc;
+    switch (*p) {
+    case '{':
+        return scan_object(p, end, depth);
+    case '[':
+        return scan_array(p, end, depth);
+    case '"':
+        return ms_json_scan_string(p, end, &s, &len, &esc);
+    case 't':
+        return literal(p, end, "true", 4);
+    case 'f':
+        return literal(p, end, "false", 5);
+    case 'n':
+        return literal(p, end, "null", 4);
+    default:
+        return scan_number(p, end);
+    }
+}
+
+const char *ms_json_scan(const char *p, const char *end)
+{
+    return scan_value(p, end, 0);
+}

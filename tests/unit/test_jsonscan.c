@@ -1,0 +1,304 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests for the JSON scanner: what it accepts, jansson accepts (differential, with
+ * mutations and random documents); ordinary signalling payloads are accepted. */
+#include <check.h>
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jsonscan.h"
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+/* 1 if the scanner vouches for the whole text as one value. */
+static int scan_all(const char *s, size_t len)
+{
+    const char *end = s + len;
+    const char *p = ms_json_ws(s, end);
+    p = ms_json_scan(p, end);
+    return p && ms_json_ws(p, end) == end;
+}
+
+static int jansson_ok(const char *s, size_t len)
+{
+    json_t *j = json_loadb(s, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
+    json_decref(j);
+    return j != NULL;
+}
+
+static const char *const valid[] = {
+    "{}",
+    "[]",
+    "0",
+    "-0",
+    "12",
+    "-1.5e10",
+    "2.5E-3",
+    "1e+2",
+    "123456789012345678",
+    "true",
+    "false",
+    "null",
+    "\"\"",
+    "\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\"",
+    "\"\\u00e9\\u4e2d\\ud83d\\ude00\"",
+    "\"\xc3\xa9\xe4\xb8\xad\"",
+    " { \"a\" : [ 1 , 2.0 , null , true , false , \"x\" , { } , [ ] ] } ",
+    "{\"type\":\"offer\",\"sdp\":\"v=0\\r\\no=- 4611731400430051336 2 IN IP4 "
+    "127.0.0.1\\r\\ns=-\\r\\n"
+    "t=0 0\\r\\na=group:BUNDLE 0\\r\\na=msid-semantic: WMS\\r\\nm=application 9 UDP/DTLS/SCTP "
+    "webrtc-datachannel\\r\\nc=IN IP4 0.0.0.0\\r\\na=ice-ufrag:abcd\\r\\na=ice-pwd:"
+    "0123456789abcdefghijklmn\\r\\na=fingerprint:sha-256 AA:BB:CC\\r\\na=setup:actpass\\r\\n"
+    "a=mid:0\\r\\na=sctp-port:5000\\r\\n\"}",
+    "{\"candidate\":\"candidate:842163049 1 udp 1677729535 192.0.2.1 3478 typ srflx raddr "
+    "0.0.0.0 rport 0 generation 0 ufrag abcd network-cost 999\",\"sdpMid\":\"0\","
+    "\"sdpMLineIndex\":0,\"usernameFragment\":\"abcd\"}",
+    "[[[[[[[[[[1]]]]]]]]]]",
+};
+
+/* Not JSON, or JSON that jansson refuses: never vouched for. */
+static const char *const invalid[] = {
+    "",
+    " ",
+    "{",
+    "}",
+    "[1,]",
+    "{\"a\":1,}",
+    "{\"a\" 1}",
+    "{\"a\":1 \"b\":2}",
+    "[1 2]",
+    "{1:2}",
+    "01",
+    "1.",
+    ".5",
+    "+1",
+    "-",
+    "1e",
+    "1e+",
+    "0x10",
+    "NaN",
+    "Infinity",
+    "'a'",
+    "tru",
+    "nul",
+    "falsey",
+    "\"abc",
+    "\"a\x01b\"",
+    "\"\\u0000\"",
+    "\"\\ud800\"",
+    "\"\\ud800x\"",
+    "\"\\ud800\\u0041\"",
+    "\"\\udc00\"",
+    "\"\\x\"",
+    "\"\\u12g4\"",
+    "{\"a\":1,\"a\":2}",
+    "1234567890123456789012",
+    "1e999",
+    "[1]]",
+    "\"\xc3\"",
+    "\"\xc0\x80\"",
+    "\"\xed\xa0\x80\"",
+    "\"\xf4\x90\x80\x80\"",
+};
+
+START_TEST(accepts_valid)
+{
+    for (size_t i = 0; i < N(valid); i++) {
+        ck_assert_msg(scan_all(valid[i], strlen(valid[i])), "refused: %s", valid[i]);
+        ck_assert_msg(jansson_ok(valid[i], strlen(valid[i])), "jansson refused: %s", valid[i]);
+    }
+}
+END_TEST
+
+START_TEST(refuses_invalid)
+{
+    for (size_t i = 0; i < N(invalid); i++)
+        ck_assert_msg(!scan_all(invalid[i], strlen(invalid[i])), "accepted: %s", invalid[i]);
+}
+END_TEST
+
+START_TEST(limits)
+{
+    char deep[256] = {0};
+    size_t n = 0;
+    for (int i = 0; i < 40; i++)
+        deep[n++] = '[';
+    for (int i = 0; i < 40; i++)
+        deep[n++] = ']';
+    ck_assert(!scan_all(deep, n)); /* deeper than MS_JSON_SCAN_DEPTH: left to jansson */
+    char obj[2048];
+    n = (size_t)snprintf(obj, sizeof(obj), "{");
+    for (int i = 0; i < MS_JSON_SCAN_KEYS + 1; i++)
+        n += (size_t)snprintf(obj + n, sizeof(obj) - n, "%s\"k%d\":%d", i ? "," : "", i, i);
+    n += (size_t)snprintf(obj + n, sizeof(obj) - n, "}");
+    ck_assert(!scan_all(obj, n));
+    ck_assert(jansson_ok(obj, n));
+    /* A key with an escape is left to jansson too ("a" and "\u0061" are one key). */
+    ck_assert(!scan_all("{\"\\u0061\":1}", 12));
+    /* The string contents and whether they were escaped. */
+    const char *s;
+    size_t len;
+    int esc;
+    const char *t = "\"bob\" tail";
+    ck_assert_ptr_eq(ms_json_scan_string(t, t + strlen(t), &s, &len, &esc), t + 5);
+    ck_assert_uint_eq(len, 3);
+    ck_assert(!memcmp(s, "bob", 3) && !esc);
+    t = "\"a\\nb\"";
+    ck_assert_ptr_nonnull(ms_json_scan_string(t, t + strlen(t), &s, &len, &esc));
+    ck_assert(esc);
+}
+END_TEST
+
+/* ---- differential: mutations and random documents ---- */
+
+static uint64_t rng_state;
+
+static uint32_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 11);
+}
+
+static void mutate(char *s, size_t *len, size_t cap)
+{
+    static const char alphabet[] = "{}[]\":,0123456789-+.eEtruefalsn \\u\x01\xc3\xa9_aZdD";
+    size_t n = *len;
+    switch (rnd() % 5) {
+    case 0:
+        if (n)
+            s[rnd() % n] = alphabet[rnd() % (sizeof(alphabet) - 1)];
+        break;
+    case 1:
+        if (n + 1 < cap) {
+            size_t at = n ? rnd() % (n + 1) : 0;
+            memmove(s + at + 1, s + at, n - at);
+            s[at] = alphabet[rnd() % (sizeof(alphabet) - 1)];
+            n++;
+        }
+        break;
+    case 2:
+        if (n) {
+            size_t at = rnd() % n, k = 1 + rnd() % 6;
+            if (k > n - at)
+                k = n - at;
+            memmove(s + at, s + at + k, n - at - k);
+            n -= k;
+        }
+        break;
+    case 3:
+        if (n) {
+            size_t at = rnd() % n, k = 1 + rnd() % 12;
+            if (k > n - at)
+                k = n - at;
+            if (n + k < cap) {
+                memmove(s + at + k, s + at, n - at);
+                n += k;
+            }
+        }
+        break;
+    default:
+        if (n)
+            n = rnd() % n;
+    }
+    *len = n;
+}
+
+START_TEST(mutations_agree_with_jansson)
+{
+    rng_state = 0x243f6a8885a308d3ull;
+    char buf[4096];
+    int both = 0, only_jansson = 0;
+    for (int it = 0; it < 20000; it++) {
+        const char *src = valid[rnd() % N(valid)];
+        size_t len = strlen(src);
+        memcpy(buf, src, len);
+        int muts = 1 + (int)(rnd() % 3);
+        for (int i = 0; i < muts; i++)
+            mutate(buf, &len, sizeof(buf));
+        int ours = scan_all(buf, len), theirs = jansson_ok(buf, len);
+        ck_assert_msg(!ours || theirs, "vouched for what jansson refuses: %.*s", (int)len, buf);
+        both += ours && theirs;
+        only_jansson += theirs && !ours;
+    }
+    ck_assert_int_gt(both, 500);
+    /* What only jansson takes is the deliberate conservatism (duplicate-free
+     * escaped keys, huge numbers, depth); it must stay a small share. */
+    ck_assert_int_lt(only_jansson, both / 10 + 10);
+}
+END_TEST
+
+static size_t gen(char *o, size_t cap, int depth)
+{
+    if (cap < 64)
+        return (size_t)snprintf(o, cap, "1");
+    switch (depth > 5 ? 3 + rnd() % 4 : rnd() % 7) {
+    case 0: {
+        size_t n = 0, k = rnd() % 5;
+        o[n++] = '{';
+        for (size_t i = 0; i < k && n + 80 < cap; i++) {
+            n += (size_t)snprintf(o + n, cap - n, "%s\"k%zu_%u\":", i ? "," : "", i, rnd() % 9);
+            n += gen(o + n, (cap - n) / 2, depth + 1);
+        }
+        o[n++] = '}';
+        return n;
+    }
+    case 1:
+    case 2: {
+        size_t n = 0, k = rnd() % 5;
+        o[n++] = '[';
+        for (size_t i = 0; i < k && n + 80 < cap; i++) {
+            if (i)
+                o[n++] = ',';
+            n += gen(o + n, (cap - n) / 2, depth + 1);
+        }
+        o[n++] = ']';
+        return n;
+    }
+    case 3: {
+        static const char *const strs[] = {"\"\"", "\"x\"", "\"\\u00e9\\n\"", "\"\\ud83d\\ude00\"",
+                                           "\"a b\\\"c\""};
+        return (size_t)snprintf(o, cap, "%s", strs[rnd() % N(strs)]);
+    }
+    case 4:
+        return (size_t)snprintf(o, cap, "%d", (int)(rnd() % 200000) - 100000);
+    case 5:
+        return (size_t)snprintf(o, cap, "%.17g", (double)(int)rnd() / 977.0);
+    default: {
+        static const char *const lits[] = {"true", "false", "null"};
+        return (size_t)snprintf(o, cap, "%s", lits[rnd() % 3]);
+    }
+    }
+}
+
+START_TEST(random_documents_agree)
+{
+    rng_state = 0x13198a2e03707344ull;
+    char buf[8192];
+    for (int it = 0; it < 3000; it++) {
+        size_t n = gen(buf, sizeof(buf), 0);
+        ck_assert_msg(jansson_ok(buf, n), "generator bug: %.*s", (int)n, buf);
+        ck_assert_msg(scan_all(buf, n), "refused a plain document: %.*s", (int)n, buf);
+    }
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("jsonscan");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, accepts_valid);
+    tcase_add_test(tc, refuses_invalid);
+    tcase_add_test(tc, limits);
+    tcase_add_test(tc, mutations_agree_with_jansson);
+    tcase_add_test(tc, random_documents_agree);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
