@@ -61,6 +61,7 @@ struct ms_gateway {
     lws_sorted_usec_list_t sul_heartbeat;
     lws_sorted_usec_list_t sul_sweep;
     lws_dll2_owner_t hello_waits, join_waits; /* FIFO deadline lists */
+    lws_dll2_owner_t idle, pinged;            /* FIFO liveness lists */
     volatile sig_atomic_t stop;
     int draining; /* SIGTERM: no new sessions, the others told to reconnect elsewhere */
     /* scratch buffers, service thread only */
@@ -68,6 +69,7 @@ struct ms_gateway {
     size_t out_cap;
     uint8_t *pub;
     size_t pub_cap;
+    unsigned char ping[LWS_PRE + 2]; /* "ms": lws reports only pongs with a payload */
     unsigned char *wbuf; /* frames for one client write */
     size_t wbuf_cap;
     /* relay latency: client frame at one gateway -> delivery at another */
@@ -253,6 +255,51 @@ static void deadline_arm(ms_gateway_t *gw, ms_session_t *s, lws_dll2_owner_t *li
 static void deadline_cancel(ms_session_t *s)
 {
     lws_dll2_remove(&s->deadline_node);
+}
+
+/* ---- liveness ----------------------------------------------------------------
+ * lws's own idle policy (retry_and_idle_policy) keeps one timer per connection
+ * in a sorted list: every new connection walked all of them (a third of the
+ * gateway's CPU while 19k clients connected). All sessions share one ping
+ * delay, so two FIFO lists stay ordered and every step is O(1). */
+
+static void idle_touch(ms_gateway_t *gw, ms_session_t *s)
+{
+    s->last_rx_us = now_us();
+    lws_dll2_remove(&s->idle_node);
+    lws_dll2_add_tail(&s->idle_node, &gw->idle);
+}
+
+static void idle_sweep(ms_gateway_t *gw, uint64_t now)
+{
+    uint64_t ping_us = (uint64_t)gw->cfg->idle_ping_ms * 1000u;
+    uint64_t drop_us = (uint64_t)gw->cfg->idle_timeout_ms * 1000u;
+    if (!ping_us || !drop_us)
+        return;
+    for (int n = 0; n < 100000; n++) {
+        lws_dll2_t *head = lws_dll2_get_head(&gw->pinged);
+        if (!head)
+            break;
+        ms_session_t *s = lws_container_of(head, ms_session_t, idle_node);
+        if (now - s->last_rx_us < drop_us)
+            break;
+        lws_dll2_remove(&s->idle_node);
+        ms_info("session %llu (%s): silent for %ld ms; dropped", (unsigned long long)s->id,
+                s->peer_id ? s->peer_id : "-", gw->cfg->idle_timeout_ms);
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    }
+    for (int n = 0; n < 100000; n++) {
+        lws_dll2_t *head = lws_dll2_get_head(&gw->idle);
+        if (!head)
+            break;
+        ms_session_t *s = lws_container_of(head, ms_session_t, idle_node);
+        if (now - s->last_rx_us < ping_us)
+            break;
+        lws_dll2_remove(&s->idle_node);
+        lws_dll2_add_tail(&s->idle_node, &gw->pinged);
+        s->ping_due = 1;
+        lws_callback_on_writable(s->wsi);
+    }
 }
 
 /* ---- the peer index ------------------------------------------------------ */
@@ -994,6 +1041,7 @@ static void on_sweep(lws_sorted_usec_list_t *sul)
             on_deadline(gw, s);
         }
     }
+    idle_sweep(gw, now);
     lws_sul_schedule(gw->ctx, 0, &gw->sul_sweep, on_sweep, 100 * LWS_US_PER_MS);
 }
 
@@ -1214,6 +1262,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         HASH_ADD(hh, gw->sessions, id, sizeof(s->id), s);
         gw->n_sessions++;
         deadline_arm(gw, s, &gw->hello_waits, (uint64_t)gw->cfg->hello_timeout_ms * 1000u);
+        idle_touch(gw, s);
+        return 0;
+
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (s && s->id)
+            idle_touch(gw, s);
         return 0;
 
     case LWS_CALLBACK_RECEIVE: {
@@ -1221,6 +1275,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             return -1;
         if (s->closing)
             return 0;
+        idle_touch(gw, s);
         size_t remaining = lws_remaining_packet_payload(wsi);
         int final = lws_is_final_fragment(wsi) && remaining == 0;
         if (s->rx_discard) {
@@ -1272,6 +1327,15 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_SERVER_WRITEABLE: {
         if (!s || !s->id)
             return 0;
+        if (s->ping_due) {
+            s->ping_due = 0;
+            memcpy(gw->ping + LWS_PRE, "ms", 2);
+            if (lws_write(wsi, gw->ping + LWS_PRE, 2, LWS_WRITE_PING) < 0)
+                return -1;
+            if (s->head)
+                lws_callback_on_writable(wsi);
+            return 0;
+        }
         if (s->head) {
             /* Everything queued (up to WRITE_BATCH bytes) in one send: the
              * frames are framed here and written raw, which lws passes
@@ -1293,6 +1357,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (!s || !s->id)
             return 0;
         deadline_cancel(s);
+        lws_dll2_remove(&s->idle_node);
         if (s->state != MS_SESSION_NEW && s->ns)
             publish_leave(gw, s, "closed");
         peer_index_remove(gw, s);
@@ -1310,6 +1375,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
 /* ---- lifecycle ------------------------------------------------------------ */
 
+/* No lws idle policy: without one lws applies its default (ping at 300 s),
+ * which costs a sorted timer insert per connection (see idle_sweep). */
+static const lws_retry_bo_t no_lws_idle_policy = {.secs_since_valid_hangup = 0};
+
 static const struct lws_protocols protocols[] = {
     /* The first is also the default for clients that name no subprotocol. */
     /* rx_buffer_size: lws allocates it per connection; larger messages arrive
@@ -1319,11 +1388,6 @@ static const struct lws_protocols protocols[] = {
     {"meshsig.v1.proto", callback, sizeof(ms_session_t), 1024, 1, NULL, 0},
     {"meshsig-http", http_callback, sizeof(http_pss_t), 0, 2, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
-};
-
-static const lws_retry_bo_t retry = {
-    .secs_since_valid_ping = 30, /* ping an idle client after 30 s */
-    .secs_since_valid_hangup = 70,
 };
 
 static void lws_log_bridge(int level, const char *line)
@@ -1406,10 +1470,10 @@ ms_err_t ms_gw_create(const ms_gw_config_t *cfg, ms_gateway_t **out)
     info.iface = *host ? host : NULL;
     info.protocols = protocols;
     info.user = gw;
-    info.retry_and_idle_policy = &retry;
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
     if (host[0] == '[' || strchr(host, ':'))
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.retry_and_idle_policy = &no_lws_idle_policy;
     info.fd_limit_per_thread = 0;
     info.timeout_secs = 10;
     static const char *const dyn[] = {"/healthz", "/metrics"};

@@ -38,6 +38,8 @@ int main(int argc, char **argv)
         .rate_bytes = 1024 * 1024,
         .hello_timeout_ms = 10000,
         .join_timeout_ms = 5000,
+        .idle_ping_ms = 30000,
+        .idle_timeout_ms = 70000,
         .drain_ms = 10000,
         .resume_ttl_s = 3600,
     };
@@ -60,6 +62,9 @@ int main(int argc, char **argv)
         {"rate-bytes", MS_OPT_INT, &cfg.rate_bytes, "bytes per second per session (burst 2x)"},
         {"hello-timeout-ms", MS_OPT_INT, &cfg.hello_timeout_ms, "time allowed before hello"},
         {"join-timeout-ms", MS_OPT_INT, &cfg.join_timeout_ms, "time to wait for a join answer"},
+        {"idle-ping-ms", MS_OPT_INT, &cfg.idle_ping_ms, "ping a client silent this long"},
+        {"idle-timeout-ms", MS_OPT_INT, &cfg.idle_timeout_ms,
+         "drop a client silent this long (its ping unanswered)"},
         {"drain-ms", MS_OPT_INT, &cfg.drain_ms, "on SIGTERM, time clients get to reconnect elsewhere"},
         {"resume-secret", MS_OPT_STR, &cfg.resume_secret,
          "key for resume tokens, the same on every gateway (default: derived from --jwt-secret)"},

@@ -54,6 +54,12 @@ typedef struct ms_session {
      * stays sorted and arming is O(1); a per-session lws timer costs O(N)). */
     lws_dll2_t deadline_node;
     uint64_t deadline_us;
+    /* Liveness: the session sits in the gateway's idle list (ordered by its
+     * last frame from the client) or, once pinged, in its pinged list
+     * (ordered by the ping); a frame or pong puts it back at the idle tail. */
+    lws_dll2_t idle_node;
+    uint64_t last_rx_us;
+    uint8_t ping_due; /* a ping is to be written */
     /* What this client was told and asked for, so that a coordinator taking
      * over the shard can rebuild it from the gateways (ResyncReport). */
     ms_strset_t neighbours, rooms, services, subscriptions;

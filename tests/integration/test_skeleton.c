@@ -7,6 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "client.pb-c.h"
 #include "cluster.h"
@@ -17,7 +22,7 @@
 #define JWT_SECRET "integration-test-secret-0123456789"
 
 static cluster_t cl;
-static int gw1, gw2, gw_auth;
+static int gw1, gw2, gw_auth, gw_idle;
 
 static void cluster_up(void)
 {
@@ -27,6 +32,10 @@ static void cluster_up(void)
     gw1 = cluster_add_gateway(&cl, "gw-1", dev);
     gw2 = cluster_add_gateway(&cl, "gw-2", dev);
     gw_auth = cluster_add_gateway(&cl, "gw-auth", secure);
+    const char *idle[] = {"--insecure-dev", "--idle-ping-ms", "300", "--idle-timeout-ms", "900",
+                          NULL};
+    gw_idle = cluster_add_gateway(&cl, "gw-idle", idle);
+    ck_assert_int_ge(gw_idle, 0);
     ck_assert_int_ge(gw1, 0);
     ck_assert_int_ge(gw2, 0);
     ck_assert_int_ge(gw_auth, 0);
@@ -342,6 +351,80 @@ START_TEST(same_gateway_relay)
 }
 END_TEST
 
+/* Reads what arrives on fd for up to ms: 1 when the peer closed, 0 when still open;
+ * *ping is set when a ping frame (0x89) came. */
+static int raw_watch(int fd, int ms, int *ping)
+{
+    unsigned char buf[4096];
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        long left = ms - ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+        if (left <= 0)
+            return 0;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, (int)left) <= 0)
+            continue;
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n <= 0)
+            return 1;
+        for (ssize_t i = 0; i + 1 < n; i++)
+            if (buf[i] == 0x89 && buf[i + 1] == 0x02)
+                *ping = 1;
+    }
+}
+
+/* Liveness: a client that answers nothing is pinged after --idle-ping-ms and
+ * dropped after --idle-timeout-ms; a client whose WebSocket answers pings
+ * stays, and so does one that keeps talking. */
+START_TEST(idle_clients_are_pinged_then_dropped)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)cl.gw_port[gw_idle])};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    char req[512];
+    int n = snprintf(req, sizeof(req),
+                     "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: meshsig.v1.json\r\n\r\n",
+                     cl.gw_port[gw_idle]);
+    ck_assert_int_eq(send(fd, req, (size_t)n, 0), n);
+    char resp[1024];
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    ck_assert_int_eq(poll(&p, 1, 2000), 1);
+    ssize_t r = recv(fd, resp, sizeof(resp) - 1, 0);
+    ck_assert_int_gt(r, 12);
+    resp[r] = '\0';
+    ck_assert_msg(strstr(resp, " 101 "), "no upgrade: %s", resp);
+
+    wsc_t *quiet = join_as(cl.gw_port[gw_idle], "idle", "quiet"); /* lws answers pings */
+    wsc_t *talker = join_as(cl.gw_port[gw_idle], "idle", "talker");
+    int ping = 0, closed = 0;
+    for (int i = 0; i < 6 && !closed; i++) { /* 1.5 s; the talker pings every 250 ms */
+        closed = raw_watch(fd, 250, &ping);
+        send_json(talker, "{\"id\":\"p%d\",\"ping\":{}}", i);
+        wsc_pump(1);
+    }
+    ck_assert_msg(ping, "no WebSocket ping for a silent client");
+    if (!closed)
+        closed = raw_watch(fd, 1500, &ping);
+    ck_assert_msg(closed, "a client that answers nothing was not dropped");
+    close(fd);
+    wsc_pump(600);
+    ck_assert_int_eq(wsc_wait_closed(quiet, 1), 0);
+    ck_assert_int_eq(wsc_wait_closed(talker, 1), 0);
+    send_json(quiet, "{\"id\":\"still\",\"ping\":{}}");
+    json_t *j = skip_to(quiet, "pong");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "id")), "still");
+    json_decref(j);
+    wsc_free(quiet);
+    wsc_free(talker);
+}
+END_TEST
+
 /* A client that names no subprotocol gets JSON. */
 START_TEST(no_subprotocol_gets_json)
 {
@@ -587,6 +670,7 @@ int main(void)
     tcase_add_test(tc, three_peers_full_mesh);
     tcase_add_test(tc, binary_and_json_relay);
     tcase_add_test(tc, same_gateway_relay);
+    tcase_add_test(tc, idle_clients_are_pinged_then_dropped);
     tcase_add_test(tc, no_subprotocol_gets_json);
     tcase_add_test(tc, errors_are_answered);
     tcase_add_test(tc, not_neighbour);
