@@ -55,7 +55,7 @@ typedef struct {
     const ms_lg_cfg_t *cfg;
     conn_t *c;
     int ep;
-    struct sockaddr_in dst;
+    struct sockaddr_in dst, dst2; /* dst2: --port2, for clients with an odd index */
     uint64_t key_salt;
     uint64_t rng;
     int phase;
@@ -126,6 +126,12 @@ static uint32_t idx_of(lg_t *lg, conn_t *c)
 static uint32_t partner_of(uint32_t idx)
 {
     return idx ^ 1u;
+}
+
+/* With --port2, clients with an odd index (the second of each pair) use the second port. */
+static int port_of(const ms_lg_cfg_t *cfg, uint32_t idx)
+{
+    return cfg->port2 && (idx & 1u) ? cfg->port2 : cfg->port;
 }
 
 static void conn_release(conn_t *c)
@@ -522,7 +528,7 @@ static void conn_connected(lg_t *lg, conn_t *c)
     char path[256], req[1024], key[25];
     uint32_t idx = idx_of(lg, c);
     char host[64];
-    snprintf(host, sizeof host, "%s:%d", lg->cfg->host, lg->cfg->port);
+    snprintf(host, sizeof host, "%s:%d", lg->cfg->host, port_of(lg->cfg, idx));
     ms_lg_ws_key(lg->key_salt ^ idx, key);
     if (lg->cfg->proto->path(path, sizeof path, idx) < 0) {
         conn_close(lg, c, &lg->fail_connect, "path too long");
@@ -564,7 +570,8 @@ static void conn_open(lg_t *lg, uint32_t idx)
         snprintf(why, sizeof why, "bind: %s", strerror(errno));
         goto fail;
     }
-    if (connect(c->fd, (struct sockaddr *)&lg->dst, sizeof lg->dst) && errno != EINPROGRESS) {
+    const struct sockaddr_in *dst = cfg->port2 && (idx & 1u) ? &lg->dst2 : &lg->dst;
+    if (connect(c->fd, (const struct sockaddr *)dst, sizeof *dst) && errno != EINPROGRESS) {
         snprintf(why, sizeof why, "connect: %s", strerror(errno));
         goto fail;
     }
@@ -878,6 +885,9 @@ int ms_lg_run(const ms_lg_cfg_t *cfg)
         fprintf(stderr, "loadgen: bad host %s\n", cfg->host);
         goto fail;
     }
+    lg->dst2 = lg->dst;
+    if (cfg->port2)
+        lg->dst2.sin_port = htons((uint16_t)cfg->port2);
     lg->c = calloc(cfg->clients, sizeof *lg->c);
     lg->pairs = calloc(cfg->clients / 2 + 1, sizeof *lg->pairs);
     evs = calloc(1024, sizeof *evs);

@@ -21,6 +21,7 @@ typedef struct {
     ms_lg_scenario_t scenario;
     const char *host; /* server address, dotted IPv4 in 127.0.0.0/8 */
     int port;
+    int port2;          /* 0, or: clients with an odd index connect to this port instead */
     uint32_t clients;   /* N */
     uint32_t group;     /* idle: clients per namespace (meshsig) */
     const char *ns;     /* storm: the namespace; others: a prefix */

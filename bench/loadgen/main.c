@@ -9,9 +9,12 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: meshsig-loadgen --proto meshsig|peerjs --port P --scenario S [options]\n"
+    fprintf(f, "usage: meshsig-loadgen --proto meshsig|peerjs --port P [--port2 P2] --scenario S\n"
+               "                       [options]\n"
                "  scenarios: idle, relay, latency, storm\n"
                "  --host A          server IPv4 address (127.0.0.1)\n"
+               "  --port2 P         clients with an odd index connect to port P instead of\n"
+               "                    --port (pairs are clients 2k, 2k+1: each spans both ports)\n"
                "  --clients N       clients to open (1000)\n"
                "  --group K         idle: meshsig clients per namespace (2)\n"
                "  --ns NAME         storm: namespace; others: namespace prefix (storm / b)\n"
@@ -60,6 +63,7 @@ int main(int argc, char **argv)
         {"scenario", required_argument, 0, 'S'},
         {"host", required_argument, 0, 'H'},
         {"port", required_argument, 0, 'p'},
+        {"port2", required_argument, 0, 'o'},
         {"clients", required_argument, 0, 'n'},
         {"group", required_argument, 0, 'g'},
         {"ns", required_argument, 0, 'N'},
@@ -109,6 +113,11 @@ int main(int argc, char **argv)
             break;
         case 'p':
             cfg.port = atoi(optarg);
+            break;
+        case 'o':
+            cfg.port2 = atoi(optarg);
+            if (cfg.port2 <= 0 || cfg.port2 > 65535)
+                goto bad;
             break;
         case 'n':
             cfg.clients = (uint32_t)strtoul(optarg, NULL, 10);
