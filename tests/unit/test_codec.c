@@ -11,6 +11,7 @@
 #include "bus.pb-c.h"
 #include "client.pb-c.h"
 #include "codec.h"
+#include "mutate.h"
 
 #define CLIENT (&meshsig__v1__client_message__descriptor)
 #define SERVER (&meshsig__v1__server_message__descriptor)
@@ -706,62 +707,9 @@ END_TEST
 
 /* ---- random mutations of valid JSON: never a crash, never a leak ---- */
 
-static uint64_t rng_state;
-
-static uint32_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 11);
-}
-
 static void mutate(char *s, size_t *len, size_t cap)
 {
-    static const char alphabet[] = "{}[]\":,0123456789-+.eEtruefalsn \\u\xc3\xa9\x80_aZ";
-    size_t n = *len;
-    switch (rnd() % 6) {
-    case 0: /* replace a byte */
-        if (n)
-            s[rnd() % n] = alphabet[rnd() % (sizeof(alphabet) - 1)];
-        break;
-    case 1: /* insert a byte */
-        if (n + 1 < cap) {
-            size_t at = n ? rnd() % (n + 1) : 0;
-            memmove(s + at + 1, s + at, n - at);
-            s[at] = alphabet[rnd() % (sizeof(alphabet) - 1)];
-            n++;
-        }
-        break;
-    case 2: /* delete a range */
-        if (n) {
-            size_t at = rnd() % n, k = 1 + rnd() % 8;
-            if (k > n - at)
-                k = n - at;
-            memmove(s + at, s + at + k, n - at - k);
-            n -= k;
-        }
-        break;
-    case 3: /* duplicate a range */
-        if (n) {
-            size_t at = rnd() % n, k = 1 + rnd() % 16;
-            if (k > n - at)
-                k = n - at;
-            if (n + k < cap) {
-                memmove(s + at + k, s + at, n - at);
-                n += k;
-            }
-        }
-        break;
-    case 4: /* truncate */
-        if (n)
-            n = rnd() % n;
-        break;
-    default: /* flip a bit */
-        if (n)
-            s[rnd() % n] ^= (char)(1u << (rnd() % 8));
-    }
-    *len = n;
+    mutate_with(s, len, cap, "{}[]\":,0123456789-+.eEtruefalsn \\u\xc3\xa9\x80_aZ");
 }
 
 START_TEST(mutation_never_crashes_or_leaks)

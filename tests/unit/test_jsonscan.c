@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "jsonscan.h"
+#include "mutate.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -153,58 +154,9 @@ END_TEST
 
 /* ---- differential: mutations and random documents ---- */
 
-static uint64_t rng_state;
-
-static uint32_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 11);
-}
-
 static void mutate(char *s, size_t *len, size_t cap)
 {
-    static const char alphabet[] = "{}[]\":,0123456789-+.eEtruefalsn \\u\x01\xc3\xa9_aZdD";
-    size_t n = *len;
-    switch (rnd() % 5) {
-    case 0:
-        if (n)
-            s[rnd() % n] = alphabet[rnd() % (sizeof(alphabet) - 1)];
-        break;
-    case 1:
-        if (n + 1 < cap) {
-            size_t at = n ? rnd() % (n + 1) : 0;
-            memmove(s + at + 1, s + at, n - at);
-            s[at] = alphabet[rnd() % (sizeof(alphabet) - 1)];
-            n++;
-        }
-        break;
-    case 2:
-        if (n) {
-            size_t at = rnd() % n, k = 1 + rnd() % 6;
-            if (k > n - at)
-                k = n - at;
-            memmove(s + at, s + at + k, n - at - k);
-            n -= k;
-        }
-        break;
-    case 3:
-        if (n) {
-            size_t at = rnd() % n, k = 1 + rnd() % 12;
-            if (k > n - at)
-                k = n - at;
-            if (n + k < cap) {
-                memmove(s + at + k, s + at, n - at);
-                n += k;
-            }
-        }
-        break;
-    default:
-        if (n)
-            n = rnd() % n;
-    }
-    *len = n;
+    mutate_with(s, len, cap, "{}[]\":,0123456789-+.eEtruefalsn \\u\x01\xc3\xa9_aZdD");
 }
 
 START_TEST(mutations_agree_with_jansson)
