@@ -9,13 +9,13 @@ set -euo pipefail
 
 BUILD_PKGS=(
     build-essential cmake ninja-build pkg-config git
-    libwebsockets-dev libnats-dev protobuf-c-compiler libprotobuf-c-dev
+    libwebsockets-dev libev-dev libnats-dev protobuf-c-compiler libprotobuf-c-dev
     libevent-dev check libjwt-dev libjansson-dev uthash-dev libssl-dev
     nats-server python3 curl ca-certificates procps iproute2
     haproxy docker-compose python3-yaml
 )
 RUNTIME_PKGS=(
-    libwebsockets17 libnats3.4 libprotobuf-c1 libevent-2.1-7 libevent-pthreads-2.1-7
+    libwebsockets17 libwebsockets-evlib-ev libev4 libnats3.4 libprotobuf-c1 libevent-2.1-7 libevent-pthreads-2.1-7
     libjwt0 libjansson4 libssl3 nats-server ca-certificates curl
 )
 BROWSER_PKGS=(chromium)

@@ -25,6 +25,7 @@
 #include "bus.pb-c.h"
 #include "client.pb-c.h"
 #include "codec.h"
+#include "evloop.h"
 #include "gateway.h"
 #include "hash.h"
 #include "jsonscan.h"
@@ -45,6 +46,7 @@ struct ms_gateway {
     char hb_subject[160];
     char resync_subject[160];
     struct lws_context *ctx;
+    ms_evloop_t *loop;               /* under ctx: libev (epoll) or lws's poll() */
     struct lws_http_mount mounts[3]; /* /healthz, /metrics, then files at / */
     ms_bus_t *bus;
     ms_mailbox_t *inbox;
@@ -1464,6 +1466,8 @@ ms_err_t ms_gw_create(const ms_gw_config_t *cfg, ms_gateway_t **out)
     host[colon - cfg->listen] = '\0';
 
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_bridge);
+    if ((err = ms_evloop_create(cfg->event_lib, &gw->loop)) != MS_OK)
+        goto fail;
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
     info.port = atoi(colon + 1);
@@ -1494,6 +1498,7 @@ ms_err_t ms_gw_create(const ms_gw_config_t *cfg, ms_gateway_t **out)
         gw->mounts[2].origin_protocol = LWSMPRO_FILE;
     }
     info.mounts = &gw->mounts[0];
+    ms_evloop_configure(gw->loop, &info);
     gw->ctx = lws_create_context(&info);
     if (!gw->ctx) {
         ms_error("cannot listen on %s", cfg->listen);
@@ -1513,8 +1518,9 @@ ms_err_t ms_gw_create(const ms_gw_config_t *cfg, ms_gateway_t **out)
     }
     lws_sul_schedule(gw->ctx, 0, &gw->sul_heartbeat, on_heartbeat, 1);
     lws_sul_schedule(gw->ctx, 0, &gw->sul_sweep, on_sweep, 100 * LWS_US_PER_MS);
-    ms_info("gateway %s: ws://%s/ws%s%s", gw->id, cfg->listen,
-            cfg->static_dir ? ", files from " : "", cfg->static_dir ? cfg->static_dir : "");
+    ms_info("gateway %s: ws://%s/ws%s%s, event loop %s", gw->id, cfg->listen,
+            cfg->static_dir ? ", files from " : "", cfg->static_dir ? cfg->static_dir : "",
+            ms_evloop_name(gw->loop));
     *out = gw;
     return MS_OK;
 fail:
@@ -1541,8 +1547,10 @@ static void drain(ms_gateway_t *gw, long deadline_ms)
         session_close(s, CLOSE_GOING_AWAY);
     }
     uint64_t end = now_us() + (uint64_t)deadline_ms * 1000u;
+    /* Each round ends within 100 ms: the deadline sweep is a timer. */
     while (gw->n_sessions > 0 && now_us() < end)
-        lws_service(gw->ctx, 0);
+        if (ms_evloop_run_once(gw->loop, gw->ctx) < 0)
+            break;
     if (gw->n_sessions)
         ms_warn("%zu sessions still open at the drain deadline; closing them", gw->n_sessions);
 }
@@ -1550,7 +1558,7 @@ static void drain(ms_gateway_t *gw, long deadline_ms)
 ms_err_t ms_gw_run(ms_gateway_t *gw)
 {
     while (!gw->stop)
-        if (lws_service(gw->ctx, 0) < 0)
+        if (ms_evloop_run_once(gw->loop, gw->ctx) < 0)
             return MS_ERR_LWS;
     drain(gw, gw->cfg->drain_ms);
     return MS_OK;
@@ -1576,6 +1584,7 @@ void ms_gw_destroy(ms_gateway_t *gw)
         lws_context_destroy(gw->ctx);
         gw->ctx = NULL;
     }
+    ms_evloop_destroy(gw->loop); /* after the context: lws stops its watchers on it */
     if (gw->bus)
         ms_bus_flush(gw->bus, 1000);
     ms_bus_destroy(gw->bus);

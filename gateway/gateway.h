@@ -28,6 +28,7 @@ typedef struct {
     long drain_ms;            /* on SIGTERM, how long clients get to leave */
     const char *resume_secret; /* HMAC key for resume tokens, shared by all gateways */
     long resume_ttl_s;        /* lifetime of a resume token */
+    const char *event_lib;    /* "auto" (NULL), "libev" or "poll"; see evloop.h */
 } ms_gw_config_t;
 
 typedef struct ms_gateway ms_gateway_t;

@@ -42,6 +42,7 @@ int main(int argc, char **argv)
         .idle_timeout_ms = 70000,
         .drain_ms = 10000,
         .resume_ttl_s = 3600,
+        .event_lib = "auto",
     };
     const char *log_level = "info";
     int log_json = 0;
@@ -71,6 +72,8 @@ int main(int argc, char **argv)
         {"resume-ttl-s", MS_OPT_INT, &cfg.resume_ttl_s, "lifetime of a resume token"},
         {"insecure-dev", MS_OPT_BOOL, &cfg.insecure_dev,
          "accept hellos without a token; loopback only. Never in production"},
+        {"event-lib", MS_OPT_STR, &cfg.event_lib,
+         "event loop: libev (epoll), poll, or auto = libev, else poll with a warning"},
         {"log-level", MS_OPT_STR, &log_level, "debug, info, warn or error"},
         {"log-json", MS_OPT_BOOL, &log_json, "log JSON lines instead of text"},
         {0},
