@@ -8,6 +8,15 @@
 #include <event2/http.h>
 #include <uthash.h>
 
+/* Most namespaces are small (a call of 2 peers), and each has its own member
+ * table: uthash's first bucket array of 32 (512 B) was a third of the
+ * coordinator's memory per peer. Tables still double as chains pass
+ * HASH_BKT_CAPACITY_THRESH, so large namespaces only pay a few more expansions. */
+#undef HASH_INITIAL_NUM_BUCKETS
+#undef HASH_INITIAL_NUM_BUCKETS_LOG2
+#define HASH_INITIAL_NUM_BUCKETS 4U
+#define HASH_INITIAL_NUM_BUCKETS_LOG2 2U
+
 #include "bus.h"
 #include "bus.pb-c.h"
 #include "client.pb-c.h"

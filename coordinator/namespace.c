@@ -155,7 +155,7 @@ ms_err_t ms_ns_alloc_handle(ms_ns_t *ns, ms_member_t *m)
 {
     /* The free heap can hold every handle ever issued, so pushes never fail. */
     if (ns->cap_free < (size_t)ns->next_handle + 1) {
-        size_t n = ns->cap_free ? ns->cap_free * 2 : 16;
+        size_t n = ns->cap_free ? ns->cap_free * 2 : 4; /* small: most namespaces are */
         uint32_t *nv = realloc(ns->free_handles, n * sizeof(*nv));
         if (!nv)
             return MS_ERR_NOMEM;
@@ -163,7 +163,7 @@ ms_err_t ms_ns_alloc_handle(ms_ns_t *ns, ms_member_t *m)
         ns->cap_free = n;
     }
     if (!ns->n_free && ns->next_handle >= ns->n_handles) {
-        size_t n = ns->n_handles ? ns->n_handles * 2 : 16;
+        size_t n = ns->n_handles ? ns->n_handles * 2 : 2;
         ms_member_t **nv = realloc(ns->by_handle, n * sizeof(*nv));
         if (!nv)
             return MS_ERR_NOMEM;
