@@ -38,6 +38,7 @@
 #define CLOSE_POLICY 1008
 #define CLOSE_GOING_AWAY 1001
 #define WRITE_BATCH (32 * 1024) /* bytes of frames per client write */
+#define MS_GW_RX_BUFFER 256     /* lws receive buffer per connection */
 
 struct ms_gateway {
     const ms_gw_config_t *cfg;
@@ -1383,11 +1384,14 @@ static const lws_retry_bo_t no_lws_idle_policy = {.secs_since_valid_hangup = 0};
 
 static const struct lws_protocols protocols[] = {
     /* The first is also the default for clients that name no subprotocol. */
-    /* rx_buffer_size: lws allocates it per connection; larger messages arrive
-     * in pieces that the session reassembles, so 1 KiB is plenty (a 4 KiB
-     * buffer was most of a gateway's memory per connection). */
-    {"meshsig.v1.json", callback, sizeof(ms_session_t), 1024, 0, NULL, 0},
-    {"meshsig.v1.proto", callback, sizeof(ms_session_t), 1024, 1, NULL, 0},
+    /* rx_buffer_size: lws allocates it per connection and keeps it while the
+     * connection lives; larger messages arrive in pieces that the session
+     * reassembles into one buffer per message (freed after it), so an idle
+     * connection only pays for small messages (pings, acks, candidates). A
+     * 4 KiB, then 1 KiB buffer was the largest part of a gateway's memory per
+     * idle connection. */
+    {"meshsig.v1.json", callback, sizeof(ms_session_t), MS_GW_RX_BUFFER, 0, NULL, 0},
+    {"meshsig.v1.proto", callback, sizeof(ms_session_t), MS_GW_RX_BUFFER, 1, NULL, 0},
     {"meshsig-http", http_callback, sizeof(http_pss_t), 0, 2, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };

@@ -7,7 +7,7 @@
 
 int ms_strset_has(const ms_strset_t *s, const char *str)
 {
-    for (size_t i = 0; i < s->n; i++)
+    for (uint32_t i = 0; i < s->n; i++)
         if (!strcmp(s->v[i], str))
             return 1;
     return 0;
@@ -18,7 +18,9 @@ int ms_strset_add(ms_strset_t *s, const char *str)
     if (ms_strset_has(s, str))
         return 0;
     if (s->n == s->cap) {
-        size_t ncap = s->cap ? s->cap * 2 : 4;
+        if (s->cap >= UINT32_MAX / 2)
+            return -1;
+        uint32_t ncap = s->cap ? s->cap * 2 : 2;
         char **nv = realloc(s->v, ncap * sizeof(*nv));
         if (!nv)
             return -1;
@@ -34,7 +36,7 @@ int ms_strset_add(ms_strset_t *s, const char *str)
 
 int ms_strset_remove(ms_strset_t *s, const char *str)
 {
-    for (size_t i = 0; i < s->n; i++) {
+    for (uint32_t i = 0; i < s->n; i++) {
         if (strcmp(s->v[i], str))
             continue;
         free(s->v[i]);
@@ -46,7 +48,7 @@ int ms_strset_remove(ms_strset_t *s, const char *str)
 
 void ms_strset_clear(ms_strset_t *s)
 {
-    for (size_t i = 0; i < s->n; i++)
+    for (uint32_t i = 0; i < s->n; i++)
         free(s->v[i]);
     free(s->v);
     s->v = NULL;

@@ -4,10 +4,11 @@
 #define MS_STRSET_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
     char **v;
-    size_t n, cap;
+    uint32_t n, cap; /* one per idle session: kept small */
 } ms_strset_t;
 
 /* 0 on success (also when already present), -1 when out of memory. */
