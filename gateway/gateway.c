@@ -39,6 +39,7 @@
 #define CLOSE_GOING_AWAY 1001
 #define WRITE_BATCH (32 * 1024) /* bytes of frames per client write */
 #define MS_GW_RX_BUFFER 256     /* lws receive buffer per connection */
+#define MS_GW_HEADER_POOL 64    /* HTTP header tables: handshakes in flight */
 
 struct ms_gateway {
     const ms_gw_config_t *cfg;
@@ -1484,6 +1485,15 @@ ms_err_t ms_gw_create(const ms_gw_config_t *cfg, ms_gateway_t **out)
     info.retry_and_idle_policy = &no_lws_idle_policy;
     info.fd_limit_per_thread = 0;
     info.timeout_secs = 10;
+    /* Handshakes in flight each hold a header table (~5 KiB: 4 KiB of header
+     * data and its index) from the pool; the default pool is as large as the
+     * fd limit, so a burst of connections left megabytes of freed tables
+     * scattered through the heap under the connections that followed. Further
+     * connections are accepted and wait in lws's queue (without being read)
+     * until a table is free. A connection still without a complete handshake
+     * after timeout_secs is closed, which frees its table: clients that send
+     * their headers slowly can delay other handshakes by that long, no more. */
+    info.max_http_header_pool = MS_GW_HEADER_POOL;
     static const char *const dyn[] = {"/healthz", "/metrics"};
     for (int i = 0; i < 2; i++) {
         gw->mounts[i].mountpoint = dyn[i];
