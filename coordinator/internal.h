@@ -39,7 +39,10 @@ typedef struct ms_member {
     uint8_t *metadata;  /* packed meshsig.v1.Struct handed to neighbours, or NULL */
     size_t metadata_len;
     uint64_t detached_ms; /* its gateway died at this time; 0 while attached */
-    ms_vivaldi_t viv;     /* network coordinate from reported RTTs */
+    /* Network coordinate from reported RTTs (ms_member_viv). NULL until the
+     * first report that involves this peer: until then it is the fresh
+     * coordinate ms_vivaldi_init(pos.key) gives, at the origin. */
+    ms_vivaldi_t *viv;
     UT_hash_handle hh;  /* by id */
 } ms_member_t;
 
@@ -246,6 +249,10 @@ ms_member_t *ms_ns_member(ms_ns_t *ns, const char *id);
 ms_err_t ms_ns_alloc_handle(ms_ns_t *ns, ms_member_t *m);
 void ms_ns_free_handle(ms_ns_t *ns, ms_member_t *m);
 void ms_member_free(ms_member_t *m);
+/* m's network coordinate, created fresh on first use; NULL when out of memory. */
+ms_vivaldi_t *ms_member_viv(ms_member_t *m);
+/* The position of a peer that has no RTT reports yet under network positioning. */
+ms_topo_pos_t ms_member_network_origin(const ms_member_t *m);
 /* Sends the connect/disconnect events of diff to both ends of each edge.
  * offers: hello.offers of the joining peer `joiner` (may be NULL). */
 void ms_ns_apply_diff(ms_coord_t *c, ms_ns_t *ns, const ms_topo_diff_t *diff,

@@ -70,10 +70,27 @@ fail:
     return err;
 }
 
+ms_vivaldi_t *ms_member_viv(ms_member_t *m)
+{
+    /* Seeded with the position key, which depends only on namespace and peer
+     * id: the same coordinate the member would have had from its join on. */
+    if (!m->viv && (m->viv = malloc(sizeof(*m->viv))))
+        ms_vivaldi_init(m->viv, m->pos.key);
+    return m->viv;
+}
+
+ms_topo_pos_t ms_member_network_origin(const ms_member_t *m)
+{
+    ms_vivaldi_t fresh;
+    ms_vivaldi_init(&fresh, m->pos.key);
+    return ms_vivaldi_position(&fresh, m->pos.key);
+}
+
 void ms_member_free(ms_member_t *m)
 {
     if (!m)
         return;
+    free(m->viv);
     free(m->id);
     free(m->gateway);
     free(m->metadata);

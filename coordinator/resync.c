@@ -154,11 +154,8 @@ static ms_member_t *member_from(ms_ns_t *ns, const char *gateway,
             meshsig__v1__struct__pack(sr->metadata, m->metadata);
     }
     m->pos = ms_ns_position(ns, m->id, m->client_pos);
-    ms_vivaldi_init(&m->viv, m->pos.key);
-    if (ms_ns_policy_network(ns)) {
-        m->pos = ms_vivaldi_position(&m->viv, m->pos.key);
-        ms_vivaldi_mark_placed(&m->viv);
-    }
+    if (ms_ns_policy_network(ns))
+        m->pos = ms_member_network_origin(m);
     return m;
 fail:
     ms_member_free(m);

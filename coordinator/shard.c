@@ -394,11 +394,9 @@ static void handle_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Shard
         goto done;
     }
     m->pos = ms_ns_position(ns, m->id, m->client_pos);
-    ms_vivaldi_init(&m->viv, m->pos.key);
     if (ms_ns_policy_network(ns)) {
         /* Network mode starts every peer at the origin of its coordinate. */
-        m->pos = ms_vivaldi_position(&m->viv, m->pos.key);
-        ms_vivaldi_mark_placed(&m->viv);
+        m->pos = ms_member_network_origin(m);
     }
     if (ms_ns_alloc_handle(ns, m) != MS_OK)
         goto nomem;
@@ -597,19 +595,24 @@ static void handle_rtt(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *c
         ms_member_error(c, ns, m, cid, ERR(BAD_REQUEST), "rtt.ms must be in (0, 60000)");
         return;
     }
-    if (ms_vivaldi_update(&m->viv, &o->viv, rtt->ms) != MS_OK) {
+    ms_vivaldi_t *mv = ms_member_viv(m), *ov = ms_member_viv(o);
+    if (!mv || !ov) {
+        ms_member_error(c, ns, m, cid, ERR(INTERNAL), "out of memory");
+        return;
+    }
+    if (ms_vivaldi_update(mv, ov, rtt->ms) != MS_OK) {
         ms_member_error(c, ns, m, cid, ERR(BAD_REQUEST), "rtt report rejected");
         return;
     }
     /* Only a coordinate that drifted past the threshold moves the peer, and a
      * move announces only the edges that changed. */
     if (ms_ns_policy_network(ns) && ns->engine->ops->move &&
-        ms_vivaldi_drifted(&m->viv, VIVALDI_MOVE_MS)) {
-        ms_topo_pos_t np = ms_vivaldi_position(&m->viv, m->pos.key);
+        ms_vivaldi_drifted(mv, VIVALDI_MOVE_MS)) {
+        ms_topo_pos_t np = ms_vivaldi_position(mv, m->pos.key);
         ms_topo_diff_clear(&c->diff);
         if (ns->engine->ops->move(ns->engine, m->handle, np, &c->diff) == MS_OK) {
             m->pos = np;
-            ms_vivaldi_mark_placed(&m->viv);
+            ms_vivaldi_mark_placed(mv);
             ms_ns_apply_diff(c, ns, &c->diff, NULL, NULL, 0);
         }
     }
