@@ -858,6 +858,7 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d)
         /* While joining, only the join's answer can arrive. */
         if (m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_WELCOME) {
             deadline_cancel(s);
+            ms_session_join_done(s);
             free(s->peer_id);
             s->peer_id = strdup(m->welcome->peer_id);
             s->state = MS_SESSION_JOINED;

@@ -98,6 +98,15 @@ void ms_session_cleanup(ms_session_t *s)
     s->rx_len = s->rx_cap = 0;
 }
 
+void ms_session_join_done(ms_session_t *s)
+{
+    free(s->join_req);
+    s->join_req = NULL;
+    s->join_req_len = 0;
+    free(s->join_client_id);
+    s->join_client_id = NULL;
+}
+
 void ms_session_forget_peer(ms_session_t *s)
 {
     ms_strset_clear(&s->neighbours);

@@ -83,6 +83,9 @@ int ms_session_queue(ms_session_t *s, const void *data, size_t len, int binary, 
  * (at least one frame is taken). Returns the bytes written, or -1 when out of
  * memory. One write of the result sends them all. */
 ssize_t ms_session_take_frames(ms_session_t *s, unsigned char **buf, size_t *cap, size_t limit);
+/* The join was answered: drops what was kept to re-send it (the packed join
+ * and the client's request id), ~100 B an idle session need not hold. */
+void ms_session_join_done(ms_session_t *s);
 /* Drops what the session knew about its peer (after leave or a failed join). */
 void ms_session_forget_peer(ms_session_t *s);
 /* Frees everything the session holds (not the session itself: lws owns it). */
