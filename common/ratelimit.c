@@ -6,44 +6,64 @@
 
 #define MICRO 1000000u
 
-ms_err_t ms_ratelimit_init(ms_ratelimit_t *b, uint64_t rate, uint64_t burst, uint64_t now_us)
+ms_err_t ms_ratelimit_rule(ms_ratelimit_rule_t *r, uint64_t rate, uint64_t burst)
 {
-    if (!b || (rate > 0 && (burst == 0 || burst > MS_RATELIMIT_BURST_MAX)))
+    if (!r || (rate > 0 && (burst == 0 || burst > MS_RATELIMIT_BURST_MAX)))
         return MS_ERR_INVAL;
-    b->rate = rate;
-    b->cap_u = rate > 0 ? burst * MICRO : 0;
-    b->level_u = b->cap_u;
-    b->last_us = now_us;
+    r->rate = rate;
+    r->cap_u = rate > 0 ? burst * MICRO : 0;
     return MS_OK;
 }
 
-static void refill(ms_ratelimit_t *b, uint64_t now_us)
+void ms_ratelimit_start(ms_ratelimit_state_t *st, const ms_ratelimit_rule_t *r, uint64_t now_us)
+{
+    st->level_u = r->cap_u;
+    st->last_us = now_us;
+}
+
+static void refill(ms_ratelimit_state_t *st, const ms_ratelimit_rule_t *r, uint64_t now_us)
 {
     uint64_t elapsed, deficit;
-    if (now_us <= b->last_us)
+    if (now_us <= st->last_us)
         return;
-    elapsed = now_us - b->last_us;
-    b->last_us = now_us;
-    deficit = b->cap_u - b->level_u;
+    elapsed = now_us - st->last_us;
+    st->last_us = now_us;
+    deficit = r->cap_u - st->level_u;
     /* elapsed * rate may overflow after a long idle, so compare with the time
      * to fill first: if elapsed < ceil(deficit / rate), elapsed * rate < deficit. */
-    if (elapsed >= deficit / b->rate + (deficit % b->rate != 0))
-        b->level_u = b->cap_u;
+    if (elapsed >= deficit / r->rate + (deficit % r->rate != 0))
+        st->level_u = r->cap_u;
     else
-        b->level_u += elapsed * b->rate;
+        st->level_u += elapsed * r->rate;
+}
+
+bool ms_ratelimit_spend(ms_ratelimit_state_t *st, const ms_ratelimit_rule_t *r, uint64_t cost,
+                        uint64_t now_us)
+{
+    uint64_t cost_u;
+    if (r->rate == 0)
+        return true;
+    refill(st, r, now_us);
+    if (cost > r->cap_u / MICRO)
+        return false;
+    cost_u = cost * MICRO;
+    if (st->level_u < cost_u)
+        return false;
+    st->level_u -= cost_u;
+    return true;
+}
+
+ms_err_t ms_ratelimit_init(ms_ratelimit_t *b, uint64_t rate, uint64_t burst, uint64_t now_us)
+{
+    if (!b)
+        return MS_ERR_INVAL;
+    ms_err_t err = ms_ratelimit_rule(&b->rule, rate, burst);
+    if (err == MS_OK)
+        ms_ratelimit_start(&b->st, &b->rule, now_us);
+    return err;
 }
 
 bool ms_ratelimit_take(ms_ratelimit_t *b, uint64_t cost, uint64_t now_us)
 {
-    uint64_t cost_u;
-    if (b->rate == 0)
-        return true;
-    refill(b, now_us);
-    if (cost > b->cap_u / MICRO)
-        return false;
-    cost_u = cost * MICRO;
-    if (b->level_u < cost_u)
-        return false;
-    b->level_u -= cost_u;
-    return true;
+    return ms_ratelimit_spend(&b->st, &b->rule, cost, now_us);
 }

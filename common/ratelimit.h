@@ -16,12 +16,29 @@
 
 #define MS_RATELIMIT_BURST_MAX (UINT64_MAX / 1000000u)
 
+/* The rule (rate and burst) and the state (level) of a bucket can be kept
+ * apart: many buckets sharing one rule (every session of a gateway) then hold
+ * only the 16-byte state. ms_ratelimit_t keeps both. */
 typedef struct {
-    uint64_t rate;    /* tokens per second; 0 means unlimited */
-    uint64_t cap_u;   /* burst, in micro-tokens */
+    uint64_t rate;  /* tokens per second; 0 means unlimited */
+    uint64_t cap_u; /* burst, in micro-tokens */
+} ms_ratelimit_rule_t;
+
+typedef struct {
     uint64_t level_u; /* tokens available now, in micro-tokens */
     uint64_t last_us; /* time of the last refill */
+} ms_ratelimit_state_t;
+
+typedef struct {
+    ms_ratelimit_rule_t rule;
+    ms_ratelimit_state_t st;
 } ms_ratelimit_t;
+
+/* As ms_ratelimit_init and ms_ratelimit_take, for a rule shared by many states. */
+ms_err_t ms_ratelimit_rule(ms_ratelimit_rule_t *r, uint64_t rate, uint64_t burst);
+void ms_ratelimit_start(ms_ratelimit_state_t *st, const ms_ratelimit_rule_t *r, uint64_t now_us);
+bool ms_ratelimit_spend(ms_ratelimit_state_t *st, const ms_ratelimit_rule_t *r, uint64_t cost,
+                        uint64_t now_us);
 
 /* Initialises b full (burst tokens available) at now_us, a monotonic time in
  * microseconds. rate is in tokens per second; rate 0 makes a bucket that allows

@@ -32,7 +32,7 @@
 typedef struct ms_member {
     char *id;
     ms_peer_t handle;
-    char *gateway;      /* gateway id (owned) */
+    const char *gateway; /* gateway id (ms_intern: one copy per gateway) */
     uint64_t session;   /* the gateway's session id */
     ms_topo_pos_t pos;
     Meshsig__V1__Position *client_pos; /* as the client gave it (owned), or NULL */

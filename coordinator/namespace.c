@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "hash.h"
+#include "intern.h"
 #include "internal.h"
 #include "log.h"
 #include "position.h"
@@ -92,7 +93,7 @@ void ms_member_free(ms_member_t *m)
         return;
     free(m->viv);
     free(m->id);
-    free(m->gateway);
+    ms_intern_release(m->gateway);
     free(m->metadata);
     if (m->client_pos)
         protobuf_c_message_free_unpacked(&m->client_pos->base, NULL);

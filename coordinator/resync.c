@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "intern.h"
 #include "internal.h"
 #include "log.h"
 
@@ -139,7 +140,7 @@ static ms_member_t *member_from(ms_ns_t *ns, const char *gateway,
                                 const Meshsig__Bus__SessionReport *sr)
 {
     ms_member_t *m = calloc(1, sizeof(*m));
-    if (!m || !(m->id = strdup(sr->peer_id)) || !(m->gateway = strdup(gateway)))
+    if (!m || !(m->id = strdup(sr->peer_id)) || !(m->gateway = ms_intern(gateway)))
         goto fail;
     m->session = sr->session;
     if (sr->position)

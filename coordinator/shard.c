@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "intern.h"
 #include "internal.h"
 #include "log.h"
 
@@ -54,7 +55,7 @@ static void send_welcome(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const
 {
     Meshsig__V1__Welcome w = MESHSIG__V1__WELCOME__INIT;
     w.peer_id = m->id;
-    w.gateway_id = m->gateway;
+    w.gateway_id = (char *)m->gateway; /* protobuf-c fields are not const */
     w.namespace_ = ns->name;
     w.topology = ns->policy.topology;
     Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
@@ -98,14 +99,14 @@ static void send_replaced(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, cons
 static void replace_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
                             const Meshsig__Bus__ShardRequest *req, const char *cid)
 {
-    char *gw = strdup(req->gateway_id);
+    const char *gw = ms_intern(req->gateway_id);
     if (!gw) {
         ms_send_error(c, ns->shard, req->gateway_id, req->session, cid, ERR(INTERNAL),
                       "out of memory");
         return;
     }
     send_replaced(c, ns, m, "another session took this peer id");
-    free(m->gateway);
+    ms_intern_release(m->gateway);
     m->gateway = gw;
     m->session = req->session;
     send_welcome(c, ns, m, cid);
@@ -232,7 +233,7 @@ static void send_edges_to(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 static void resume_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
                            const Meshsig__Bus__ShardRequest *req, const char *cid)
 {
-    char *gw = strdup(req->gateway_id);
+    const char *gw = ms_intern(req->gateway_id);
     if (!gw) {
         ms_send_error(c, ns->shard, req->gateway_id, req->session, cid, ERR(INTERNAL),
                       "out of memory");
@@ -242,7 +243,7 @@ static void resume_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
         /* The old session may still be open (a half-dead connection): end it. */
         send_replaced(c, ns, m, "this peer resumed on another connection");
     }
-    free(m->gateway);
+    ms_intern_release(m->gateway);
     m->gateway = gw;
     m->session = req->session;
     if (m->detached_ms)
@@ -368,7 +369,7 @@ static void handle_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Shard
     }
 
     m = calloc(1, sizeof(*m));
-    if (!m || !(m->id = strdup(id)) || !(m->gateway = strdup(req->gateway_id)))
+    if (!m || !(m->id = strdup(id)) || !(m->gateway = ms_intern(req->gateway_id)))
         goto nomem;
     m->session = req->session;
     if (hello && hello->position)

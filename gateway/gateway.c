@@ -56,6 +56,7 @@ struct ms_gateway {
     unsigned char resume_key[32]; /* HMAC-SHA256 key; all zero: resume disabled */
     int resume_on;
     ms_session_t *sessions; /* uthash by id */
+    ms_ratelimit_rule_t rule_msgs, rule_bytes; /* per session, from the config */
     ms_session_t *by_peer;  /* joined sessions by (namespace, peer id): hh_peer */
     size_t n_sessions;
     uint64_t next_session;
@@ -788,8 +789,8 @@ static void handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char 
     gw->n_in++;
     gw->frame_received_us = wall_us();
     uint64_t now = now_us();
-    int over_msgs = !ms_ratelimit_take(&s->rate_msgs, 1, now);
-    int over_bytes = !ms_ratelimit_take(&s->rate_bytes, len, now);
+    int over_msgs = !ms_ratelimit_spend(&s->rate_msgs, &gw->rule_msgs, 1, now);
+    int over_bytes = !ms_ratelimit_spend(&s->rate_bytes, &gw->rule_bytes, len, now);
     if (over_msgs || over_bytes) {
         gw->n_rate_limited++;
         send_error(gw, s, NULL, ERR(RATE_LIMITED), "over %s per second; message dropped",
@@ -1260,10 +1261,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         s->id = ++gw->next_session;
         s->wsi = wsi;
         s->binary = !strcmp(lws_get_protocol(wsi)->name, "meshsig.v1.proto");
-        ms_ratelimit_init(&s->rate_msgs, (uint64_t)gw->cfg->rate_msgs,
-                          (uint64_t)gw->cfg->rate_msgs * 2, now_us());
-        ms_ratelimit_init(&s->rate_bytes, (uint64_t)gw->cfg->rate_bytes,
-                          (uint64_t)gw->cfg->rate_bytes * 2, now_us());
+        ms_ratelimit_start(&s->rate_msgs, &gw->rule_msgs, now_us());
+        ms_ratelimit_start(&s->rate_bytes, &gw->rule_bytes, now_us());
         HASH_ADD(hh, gw->sessions, id, sizeof(s->id), s);
         gw->n_sessions++;
         deadline_arm(gw, s, &gw->hello_waits, (uint64_t)gw->cfg->hello_timeout_ms * 1000u);
@@ -1431,6 +1430,13 @@ ms_err_t ms_gw_create(const ms_gw_config_t *cfg, ms_gateway_t **out)
     snprintf(gw->resync_subject, sizeof(gw->resync_subject), "%s.gw.resync", cfg->prefix);
     if (!(gw->epochs = calloc((size_t)cfg->shards, sizeof(*gw->epochs))))
         goto fail;
+    if ((err = ms_ratelimit_rule(&gw->rule_msgs, (uint64_t)cfg->rate_msgs,
+                                 (uint64_t)cfg->rate_msgs * 2)) != MS_OK ||
+        (err = ms_ratelimit_rule(&gw->rule_bytes, (uint64_t)cfg->rate_bytes,
+                                 (uint64_t)cfg->rate_bytes * 2)) != MS_OK) {
+        ms_error("--rate-msgs or --rate-bytes is out of range");
+        goto fail;
+    }
 
     if (!cfg->insecure_dev) {
         ms_auth_config_t ac = {.secret = cfg->jwt_secret, .key_file = cfg->jwt_key_file,

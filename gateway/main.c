@@ -55,10 +55,13 @@ int main(int argc, char **argv)
         {"jwt-secret", MS_OPT_STR, &cfg.jwt_secret, "HS256 secret for hello tokens"},
         {"jwt-alg", MS_OPT_STR, &cfg.jwt_alg, "HS256, RS256 or ES256"},
         {"jwt-key-file", MS_OPT_STR, &cfg.jwt_key_file, "public key (PEM) for RS256/ES256"},
-        {"origins", MS_OPT_STR, &cfg.origins, "allowed Origin values, comma-separated (default any)"},
+        {"origins", MS_OPT_STR, &cfg.origins,
+         "allowed Origin values, comma-separated (default any)"},
         {"static-dir", MS_OPT_STR, &cfg.static_dir, "directory served at / (the demo page)"},
-        {"max-frame", MS_OPT_INT, &cfg.max_frame, "largest client message in bytes"},
-        {"max-queue", MS_OPT_INT, &cfg.max_queue, "bytes queued to one client before it is closed"},
+        {"max-frame", MS_OPT_INT, &cfg.max_frame,
+         "largest client message in bytes (at most 64 MiB)"},
+        {"max-queue", MS_OPT_INT, &cfg.max_queue,
+         "bytes queued to one client before it is closed (at most 1 GiB)"},
         {"rate-msgs", MS_OPT_INT, &cfg.rate_msgs, "messages per second per session (burst 2x)"},
         {"rate-bytes", MS_OPT_INT, &cfg.rate_bytes, "bytes per second per session (burst 2x)"},
         {"hello-timeout-ms", MS_OPT_INT, &cfg.hello_timeout_ms, "time allowed before hello"},
@@ -66,7 +69,8 @@ int main(int argc, char **argv)
         {"idle-ping-ms", MS_OPT_INT, &cfg.idle_ping_ms, "ping a client silent this long"},
         {"idle-timeout-ms", MS_OPT_INT, &cfg.idle_timeout_ms,
          "drop a client silent this long (its ping unanswered)"},
-        {"drain-ms", MS_OPT_INT, &cfg.drain_ms, "on SIGTERM, time clients get to reconnect elsewhere"},
+        {"drain-ms", MS_OPT_INT, &cfg.drain_ms,
+         "on SIGTERM, time clients get to reconnect elsewhere"},
         {"resume-secret", MS_OPT_STR, &cfg.resume_secret,
          "key for resume tokens, the same on every gateway (default: derived from --jwt-secret)"},
         {"resume-ttl-s", MS_OPT_INT, &cfg.resume_ttl_s, "lifetime of a resume token"},
@@ -87,7 +91,8 @@ int main(int argc, char **argv)
         return 2;
     int lvl = ms_log_level_parse(log_level);
     ms_log_init("gateway", lvl < 0 ? MS_LOG_INFO : (ms_log_level_t)lvl, log_json);
-    if (cfg.shards < 1 || cfg.shards > 65536 || cfg.max_frame < 1024 || cfg.max_queue < 4096 ||
+    if (cfg.shards < 1 || cfg.shards > 65536 || cfg.max_frame < 1024 ||
+        cfg.max_frame > (64L << 20) || cfg.max_queue < 4096 || cfg.max_queue > (1L << 30) ||
         cfg.rate_msgs < 1 || cfg.rate_bytes < 1024) {
         ms_error("a limit is out of range (see --help)");
         return 2;

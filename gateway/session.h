@@ -29,26 +29,20 @@ typedef struct ms_outmsg {
     unsigned char buf[]; /* LWS_PRE bytes of headroom, then len bytes */
 } ms_outmsg_t;
 
+/* One per WebSocket, in lws's per-session storage: the fields are packed by
+ * size (the idle benchmark's memory per connection counts every 16 bytes). */
 typedef struct ms_session {
     uint64_t id; /* 0 until established: also marks HTTP connections */
     struct lws *wsi;
-    uint8_t binary; /* meshsig.v1.proto */
-    uint8_t state;
-    uint8_t closing;      /* close after the queue drains */
-    uint16_t close_code;
     char *ns;
     char *peer_id;
     char *join_client_id;
     uint8_t *join_req; /* the packed join, re-sent until answered */
-    size_t join_req_len;
     uint64_t join_deadline_us;
-    uint32_t shard;
     ms_outmsg_t *head, *tail;
-    size_t queued;
     unsigned char *rx;
-    size_t rx_len, rx_cap;
     uint64_t rx_discard; /* bytes of an oversize message read and dropped so far */
-    ms_ratelimit_t rate_msgs, rate_bytes;
+    ms_ratelimit_state_t rate_msgs, rate_bytes; /* rules: the gateway's */
     /* Hello or join deadline: the session sits in one of the gateway's two
      * FIFO deadline lists (all entries of a list share one timeout, so a list
      * stays sorted and arming is O(1); a per-session lws timer costs O(N)). */
@@ -59,19 +53,28 @@ typedef struct ms_session {
      * (ordered by the ping); a frame or pong puts it back at the idle tail. */
     lws_dll2_t idle_node;
     uint64_t last_rx_us;
-    uint8_t ping_due; /* a ping is to be written */
     /* What this client was told and asked for, so that a coordinator taking
      * over the shard can rebuild it from the gateways (ResyncReport). */
     ms_strset_t neighbours, rooms, services, subscriptions;
     char *parent;
     uint8_t *hello_pos, *hello_meta; /* packed Position / Struct from the hello */
-    size_t hello_pos_len, hello_meta_len;
-    UT_hash_handle hh;          /* by id */
+    UT_hash_handle hh;               /* by id */
     /* The gateway's index of joined sessions by (namespace, peer id), for
      * signals between neighbours that are both on this gateway. */
-    uint64_t peer_key;
-    uint8_t peer_indexed;
     UT_hash_handle hh_peer;
+    uint64_t peer_key;
+    /* Sizes are bounded by the frame and queue caps (under 4 GiB). */
+    uint32_t queued;
+    uint32_t rx_len, rx_cap;
+    uint32_t join_req_len;
+    uint32_t hello_pos_len, hello_meta_len;
+    uint32_t shard;
+    uint16_t close_code;
+    uint8_t binary; /* meshsig.v1.proto */
+    uint8_t state;
+    uint8_t closing;  /* close after the queue drains */
+    uint8_t ping_due; /* a ping is to be written */
+    uint8_t peer_indexed;
 } ms_session_t;
 
 /* Queues a frame (copying data). Returns 0, or -1 when the queue is over

@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Shared, reference-counted copies of strings that many records repeat.
+ *
+ * Every member names its gateway; with a few gateways and many members one
+ * copy per gateway id is enough. Coordinator loop thread only.
+ */
+#ifndef MS_INTERN_H
+#define MS_INTERN_H
+
+/* A shared copy of s (one more reference), or NULL when out of memory. */
+const char *ms_intern(const char *s);
+/* Drops one reference to a string ms_intern returned; NULL is ignored. */
+void ms_intern_release(const char *s);
+
+#endif
