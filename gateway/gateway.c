@@ -39,7 +39,6 @@
 #define CLOSE_GOING_AWAY 1001
 #define WRITE_BATCH (32 * 1024) /* bytes of frames per client write */
 #define MS_GW_RX_BUFFER 512     /* lws receive buffer per connection */
-#define MS_GW_HEADER_POOL 64    /* HTTP header tables: handshakes in flight */
 
 struct ms_gateway {
     const ms_gw_config_t *cfg;
@@ -1500,9 +1499,11 @@ ms_err_t ms_gw_create(const ms_gw_config_t *cfg, ms_gateway_t **out)
      * scattered through the heap under the connections that followed. Further
      * connections are accepted and wait in lws's queue (without being read)
      * until a table is free. A connection still without a complete handshake
-     * after timeout_secs is closed, which frees its table: clients that send
-     * their headers slowly can delay other handshakes by that long, no more. */
-    info.max_http_header_pool = MS_GW_HEADER_POOL;
+     * after timeout_secs_ah_idle is closed, which frees its table: clients
+     * that send their headers slowly (a slowloris) can hold up other
+     * handshakes by that long, no more, and need --max-handshakes sockets. */
+    info.max_http_header_pool = (unsigned short)cfg->max_handshakes;
+    info.timeout_secs_ah_idle = 5;
     static const char *const dyn[] = {"/healthz", "/metrics"};
     for (int i = 0; i < 2; i++) {
         gw->mounts[i].mountpoint = dyn[i];
