@@ -38,7 +38,6 @@
 #define CLOSE_POLICY 1008
 #define CLOSE_GOING_AWAY 1001
 #define WRITE_BATCH (32 * 1024) /* bytes of frames per client write */
-#define MS_GW_RX_BUFFER 512     /* lws receive buffer per connection */
 
 struct ms_gateway {
     const ms_gw_config_t *cfg;
@@ -49,6 +48,7 @@ struct ms_gateway {
     struct lws_context *ctx;
     ms_evloop_t *loop;               /* under ctx: libev (epoll) or lws's poll() */
     struct lws_http_mount mounts[3]; /* /healthz, /metrics, then files at / */
+    struct lws_protocols protocols[4]; /* the table below with --rx-buffer */
     ms_bus_t *bus;
     ms_mailbox_t *inbox;
     ms_auth_t *auth;
@@ -1382,18 +1382,19 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
  * which costs a sorted timer insert per connection (see idle_sweep). */
 static const lws_retry_bo_t no_lws_idle_policy = {.secs_since_valid_hangup = 0};
 
+/* The rx_buffer_size of the two WebSocket protocols is --rx-buffer (set in
+ * ms_gw_create, on the gateway's copy of this table). lws allocates that much
+ * per connection and keeps it while the connection lives; larger messages
+ * arrive in pieces that the session reassembles into one buffer per message
+ * (freed after it). It also caps each recv() from the socket, so it trades
+ * memory for CPU: in the relay benchmark (~480 B frames, 8 in flight per
+ * pair) the gateway relayed ~1.4x more messages per CPU-second with 1 KiB
+ * than with 512 B (fewer reads), and at 256 B each frame took three reads;
+ * in the idle benchmark 512 B saves ~0.5 kB per connection. */
 static const struct lws_protocols protocols[] = {
     /* The first is also the default for clients that name no subprotocol. */
-    /* rx_buffer_size: lws allocates it per connection and keeps it while the
-     * connection lives; larger messages arrive in pieces that the session
-     * reassembles into one buffer per message (freed after it). It also caps
-     * each recv() from the socket (lws reads at most this much per POLLIN), so
-     * smaller is not free: at 256 B the ~480 B frames of the relay benchmark
-     * took three reads and the gateway's CPU per message rose by ~40%; at
-     * 512 B it was as with 1 KiB. A 4 KiB, then 1 KiB buffer was the largest
-     * part of a gateway's memory per idle connection. */
-    {"meshsig.v1.json", callback, sizeof(ms_session_t), MS_GW_RX_BUFFER, 0, NULL, 0},
-    {"meshsig.v1.proto", callback, sizeof(ms_session_t), MS_GW_RX_BUFFER, 1, NULL, 0},
+    {"meshsig.v1.json", callback, sizeof(ms_session_t), 1024, 0, NULL, 0},
+    {"meshsig.v1.proto", callback, sizeof(ms_session_t), 1024, 1, NULL, 0},
     {"meshsig-http", http_callback, sizeof(http_pss_t), 0, 2, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
@@ -1485,7 +1486,9 @@ ms_err_t ms_gw_create(const ms_gw_config_t *cfg, ms_gateway_t **out)
     memset(&info, 0, sizeof(info));
     info.port = atoi(colon + 1);
     info.iface = *host ? host : NULL;
-    info.protocols = protocols;
+    memcpy(gw->protocols, protocols, sizeof(protocols));
+    gw->protocols[0].rx_buffer_size = gw->protocols[1].rx_buffer_size = (size_t)cfg->rx_buffer;
+    info.protocols = gw->protocols;
     info.user = gw;
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
     if (host[0] == '[' || strchr(host, ':'))

@@ -23,6 +23,7 @@ typedef struct {
     long rate_bytes;          /* bytes per second per session (burst 2x) */
     long hello_timeout_ms;    /* a connection must say hello within this */
     long join_timeout_ms;     /* a hello with no answer from the owner gets UNAVAILABLE */
+    long rx_buffer;           /* lws receive buffer per connection, bytes */
     long max_handshakes;      /* WebSocket handshakes in progress at once (header tables) */
     long idle_ping_ms;        /* a client silent this long gets a WebSocket ping */
     long idle_timeout_ms;     /* a client silent this long (ping unanswered) is dropped */

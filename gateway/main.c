@@ -39,6 +39,7 @@ int main(int argc, char **argv)
         .hello_timeout_ms = 10000,
         .join_timeout_ms = 5000,
         .max_handshakes = 128,
+        .rx_buffer = 1024,
         .idle_ping_ms = 30000,
         .idle_timeout_ms = 70000,
         .drain_ms = 10000,
@@ -67,6 +68,8 @@ int main(int argc, char **argv)
         {"rate-bytes", MS_OPT_INT, &cfg.rate_bytes, "bytes per second per session (burst 2x)"},
         {"hello-timeout-ms", MS_OPT_INT, &cfg.hello_timeout_ms, "time allowed before hello"},
         {"join-timeout-ms", MS_OPT_INT, &cfg.join_timeout_ms, "time to wait for a join answer"},
+        {"rx-buffer", MS_OPT_INT, &cfg.rx_buffer,
+         "receive buffer per connection in bytes (256 to 65536): memory against reads"},
         {"max-handshakes", MS_OPT_INT, &cfg.max_handshakes,
          "WebSocket handshakes in progress at once; more wait (1 to 10000)"},
         {"idle-ping-ms", MS_OPT_INT, &cfg.idle_ping_ms, "ping a client silent this long"},
@@ -96,8 +99,8 @@ int main(int argc, char **argv)
     ms_log_init("gateway", lvl < 0 ? MS_LOG_INFO : (ms_log_level_t)lvl, log_json);
     if (cfg.shards < 1 || cfg.shards > 65536 || cfg.max_frame < 1024 ||
         cfg.max_frame > (64L << 20) || cfg.max_queue < 4096 || cfg.max_queue > (1L << 30) ||
-        cfg.max_handshakes < 1 || cfg.max_handshakes > 10000 || cfg.rate_msgs < 1 ||
-        cfg.rate_bytes < 1024) {
+        cfg.max_handshakes < 1 || cfg.max_handshakes > 10000 || cfg.rx_buffer < 256 ||
+        cfg.rx_buffer > 65536 || cfg.rate_msgs < 1 || cfg.rate_bytes < 1024) {
         ms_error("a limit is out of range (see --help)");
         return 2;
     }
