@@ -93,9 +93,8 @@ ms_err_t ms_bus_connect(const ms_bus_opts_t *o, ms_bus_t **out)
     natsOptions_SetErrorHandler(b->opts, on_error, b);
     if (o->event_base) {
         b->on_loop = 1;
-        if (natsOptions_SetEventLoop(b->opts, o->event_base, natsLibevent_Attach,
-                                     natsLibevent_Read, natsLibevent_Write,
-                                     natsLibevent_Detach) != NATS_OK)
+        if (natsOptions_SetEventLoop(b->opts, o->event_base, natsLibevent_Attach, natsLibevent_Read,
+                                     natsLibevent_Write, natsLibevent_Detach) != NATS_OK)
             goto fail;
     }
     natsStatus s = natsConnection_Connect(&b->nc, b->opts);

@@ -18,9 +18,9 @@
 typedef struct ms_bus ms_bus_t;
 
 typedef struct {
-    const char *urls;     /* comma-separated nats:// URLs */
-    const char *name;     /* connection name shown by the server */
-    void *event_base;     /* a libevent event_base to drive the socket, or NULL (cnats threads) */
+    const char *urls; /* comma-separated nats:// URLs */
+    const char *name; /* connection name shown by the server */
+    void *event_base; /* a libevent event_base to drive the socket, or NULL (cnats threads) */
 } ms_bus_opts_t;
 
 /* Once per process, before any libevent event_base is created. */

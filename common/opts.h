@@ -13,9 +13,9 @@
 typedef enum { MS_OPT_STR, MS_OPT_INT, MS_OPT_BOOL, MS_OPT_DOUBLE } ms_opt_type_t;
 
 typedef struct {
-    const char *name;   /* "admin-listen" */
+    const char *name; /* "admin-listen" */
     ms_opt_type_t type;
-    void *dst;          /* const char **, long *, int *, double * */
+    void *dst; /* const char **, long *, int *, double * */
     const char *help;
 } ms_opt_t;
 

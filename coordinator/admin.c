@@ -135,10 +135,10 @@ json_t *ms_admin_ns_list(ms_coord_t *c)
     ms_ns_t *ns, *tmp;
     HASH_ITER(hh, c->namespaces, ns, tmp)
     {
-        json_array_append_new(arr, json_pack("{s:s, s:I, s:s, s:i, s:s}", "name", ns->name,
-                                             "peers", (json_int_t)HASH_COUNT(ns->members),
-                                             "topology", ns->policy.topology, "shard",
-                                             (int)ns->shard, "owner", c->id));
+        json_array_append_new(arr, json_pack("{s:s, s:I, s:s, s:i, s:s}", "name", ns->name, "peers",
+                                             (json_int_t)HASH_COUNT(ns->members), "topology",
+                                             ns->policy.topology, "shard", (int)ns->shard, "owner",
+                                             c->id));
     }
     return json_pack("{s:o}", "namespaces", arr);
 }
@@ -204,44 +204,44 @@ static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
     ms_ns_t *ns, *tmp;
     HASH_ITER(hh, c->namespaces, ns, tmp)
     n_peers += HASH_COUNT(ns->members);
-    int len = snprintf(
-        buf, sizeof(buf),
-        "# TYPE meshsig_coordinator_requests_total counter\n"
-        "meshsig_coordinator_requests_total %llu\n"
-        "# TYPE meshsig_coordinator_joins_total counter\n"
-        "meshsig_coordinator_joins_total %llu\n"
-        "# TYPE meshsig_coordinator_leaves_total counter\n"
-        "meshsig_coordinator_leaves_total %llu\n"
-        "# TYPE meshsig_coordinator_signals_total counter\n"
-        "meshsig_coordinator_signals_total %llu\n"
-        "# TYPE meshsig_coordinator_errors_total counter\n"
-        "meshsig_coordinator_errors_total %llu\n"
-        "# TYPE meshsig_coordinator_dropped_total counter\n"
-        "meshsig_coordinator_dropped_total{reason=\"bad_request\"} %llu\n"
-        "meshsig_coordinator_dropped_total{reason=\"inbox_full\"} %zu\n"
-        "# TYPE meshsig_coordinator_namespaces gauge\n"
-        "meshsig_coordinator_namespaces %zu\n"
-        "# TYPE meshsig_coordinator_peers gauge\n"
-        "meshsig_coordinator_peers %zu\n"
-        "# TYPE meshsig_coordinator_shards_owned gauge\n"
-        "meshsig_coordinator_shards_owned %ld\n"
-        "# TYPE meshsig_nats_reconnects_total counter\n"
-        "meshsig_nats_reconnects_total %llu\n"
-        "# TYPE meshsig_coordinator_shards_owned gauge\n"
-        "meshsig_coordinator_shards_owned %zu\n"
-        "# TYPE meshsig_coordinator_shard_events_total counter\n"
-        "meshsig_coordinator_shard_events_total{event=\"claimed\"} %llu\n"
-        "meshsig_coordinator_shard_events_total{event=\"lost\"} %llu\n"
-        "meshsig_coordinator_shard_events_total{event=\"handed_off\"} %llu\n"
-        "meshsig_coordinator_dropped_total{reason=\"not_owner\"} %llu\n"
-        "meshsig_coordinator_dropped_total{reason=\"rebuild_queue_full\"} %llu\n",
-        (unsigned long long)c->n_requests, (unsigned long long)c->n_joins,
-        (unsigned long long)c->n_leaves, (unsigned long long)c->n_signals,
-        (unsigned long long)c->n_errors, (unsigned long long)c->n_bad_requests,
-        ms_mailbox_dropped(c->inbox), n_ns, n_peers, c->cfg->shards,
-        (unsigned long long)ms_bus_reconnects(c->bus), n_owned, (unsigned long long)c->n_claims,
-        (unsigned long long)c->n_losses, (unsigned long long)c->n_handoffs,
-        (unsigned long long)c->n_not_owner, (unsigned long long)c->n_queued_dropped);
+    int len = snprintf(buf, sizeof(buf),
+                       "# TYPE meshsig_coordinator_requests_total counter\n"
+                       "meshsig_coordinator_requests_total %llu\n"
+                       "# TYPE meshsig_coordinator_joins_total counter\n"
+                       "meshsig_coordinator_joins_total %llu\n"
+                       "# TYPE meshsig_coordinator_leaves_total counter\n"
+                       "meshsig_coordinator_leaves_total %llu\n"
+                       "# TYPE meshsig_coordinator_signals_total counter\n"
+                       "meshsig_coordinator_signals_total %llu\n"
+                       "# TYPE meshsig_coordinator_errors_total counter\n"
+                       "meshsig_coordinator_errors_total %llu\n"
+                       "# TYPE meshsig_coordinator_dropped_total counter\n"
+                       "meshsig_coordinator_dropped_total{reason=\"bad_request\"} %llu\n"
+                       "meshsig_coordinator_dropped_total{reason=\"inbox_full\"} %zu\n"
+                       "# TYPE meshsig_coordinator_namespaces gauge\n"
+                       "meshsig_coordinator_namespaces %zu\n"
+                       "# TYPE meshsig_coordinator_peers gauge\n"
+                       "meshsig_coordinator_peers %zu\n"
+                       "# TYPE meshsig_coordinator_shards_owned gauge\n"
+                       "meshsig_coordinator_shards_owned %ld\n"
+                       "# TYPE meshsig_nats_reconnects_total counter\n"
+                       "meshsig_nats_reconnects_total %llu\n"
+                       "# TYPE meshsig_coordinator_shards_owned gauge\n"
+                       "meshsig_coordinator_shards_owned %zu\n"
+                       "# TYPE meshsig_coordinator_shard_events_total counter\n"
+                       "meshsig_coordinator_shard_events_total{event=\"claimed\"} %llu\n"
+                       "meshsig_coordinator_shard_events_total{event=\"lost\"} %llu\n"
+                       "meshsig_coordinator_shard_events_total{event=\"handed_off\"} %llu\n"
+                       "meshsig_coordinator_dropped_total{reason=\"not_owner\"} %llu\n"
+                       "meshsig_coordinator_dropped_total{reason=\"rebuild_queue_full\"} %llu\n",
+                       (unsigned long long)c->n_requests, (unsigned long long)c->n_joins,
+                       (unsigned long long)c->n_leaves, (unsigned long long)c->n_signals,
+                       (unsigned long long)c->n_errors, (unsigned long long)c->n_bad_requests,
+                       ms_mailbox_dropped(c->inbox), n_ns, n_peers, c->cfg->shards,
+                       (unsigned long long)ms_bus_reconnects(c->bus), n_owned,
+                       (unsigned long long)c->n_claims, (unsigned long long)c->n_losses,
+                       (unsigned long long)c->n_handoffs, (unsigned long long)c->n_not_owner,
+                       (unsigned long long)c->n_queued_dropped);
     reply_text(c, r, 200, "text/plain; version=0.0.4", buf, (size_t)len);
 }
 
@@ -299,7 +299,7 @@ static void on_request(struct evhttp_request *r, void *arg)
             *slash = '\0';
             ms_ns_t *ns = ms_ns_find(c, name);
             ms_admin_reply_json(c, r, 200,
-                       ms_policy_to_json(ns ? &ns->policy : ms_coord_policy_for(c, name)));
+                                ms_policy_to_json(ns ? &ns->policy : ms_coord_policy_for(c, name)));
         } else if (!slash && method == EVHTTP_REQ_GET) {
             ms_admin_cluster_get(c, r, name);
         } else {

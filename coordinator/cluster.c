@@ -580,10 +580,10 @@ json_t *ms_cluster_json(ms_coord_t *c)
             }
         }
         const char *want = ms_cluster_desired_owner(c, n);
-        json_array_append_new(
-            shards, json_pack("{s:i, s:s?, s:I, s:s?, s:s}", "shard", (json_int_t)n, "owner",
-                              owner, "epoch", (json_int_t)epoch, "desired", want, "here",
-                              state_name(s->state)));
+        json_array_append_new(shards,
+                              json_pack("{s:i, s:s?, s:I, s:s?, s:s}", "shard", (json_int_t)n,
+                                        "owner", owner, "epoch", (json_int_t)epoch, "desired", want,
+                                        "here", state_name(s->state)));
     }
     json_array_append_new(coords,
                           json_pack("{s:s, s:b, s:b, s:s, s:I, s:o}", "id", c->id, "alive", 1,
@@ -595,11 +595,10 @@ json_t *ms_cluster_json(ms_coord_t *c)
         json_t *sh = json_array();
         for (size_t i = 0; i < p->n_shards && p->alive; i++)
             json_array_append_new(sh, json_integer(p->shards[i]));
-        json_array_append_new(
-            coords, json_pack("{s:s, s:b, s:b, s:s?, s:I, s:I, s:o}", "id", p->id, "alive",
-                              p->alive, "self", 0, "admin", p->admin, "startedMs",
-                              (json_int_t)p->started_ms, "silentMs",
-                              (json_int_t)(now - p->last_seen_ms), "shards", sh));
+        json_array_append_new(coords, json_pack("{s:s, s:b, s:b, s:s?, s:I, s:I, s:o}", "id", p->id,
+                                                "alive", p->alive, "self", 0, "admin", p->admin,
+                                                "startedMs", (json_int_t)p->started_ms, "silentMs",
+                                                (json_int_t)(now - p->last_seen_ms), "shards", sh));
     }
     ms_gw_info_t *g, *gtmp;
     HASH_ITER(hh, c->gateways, g, gtmp)

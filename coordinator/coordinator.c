@@ -213,7 +213,8 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
         goto fail;
     if (!(c->offline_ev = event_new(c->base, -1, 0, on_offline, c)))
         goto fail;
-    ms_offline_config_t oc = {.nats_urls = cfg->nats_urls, .prefix = cfg->prefix,
+    ms_offline_config_t oc = {.nats_urls = cfg->nats_urls,
+                              .prefix = cfg->prefix,
                               .max_msgs = cfg->offline_max_msgs,
                               .max_age_s = cfg->offline_max_age_s,
                               .replicas = cfg->js_replicas};
@@ -225,7 +226,8 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
         goto fail;
     if (!(c->lease_ev = event_new(c->base, -1, 0, on_lease, c)))
         goto fail;
-    ms_lease_config_t lc = {.nats_urls = cfg->nats_urls, .owner_id = c->id,
+    ms_lease_config_t lc = {.nats_urls = cfg->nats_urls,
+                            .owner_id = c->id,
                             .ttl_ms = cfg->lease_ttl_ms,
                             .replicas = cfg->js_replicas};
     if ((err = ms_lease_create(&lc, lease_wake, c, &c->lease)) != MS_OK) {
@@ -259,8 +261,7 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
     char rs[200];
     snprintf(rs, sizeof(rs), "%s.coord.resync.%s", cfg->prefix, c->id);
     if (strpbrk(c->id, ". *>") || (err = ms_bus_subscribe(c->bus, rs, NULL, c->inbox)) != MS_OK) {
-        ms_error("cannot subscribe %s (a coordinator id may not hold '.', '*', '>' or spaces)",
-                 rs);
+        ms_error("cannot subscribe %s (a coordinator id may not hold '.', '*', '>' or spaces)", rs);
         err = MS_ERR_INVAL;
         goto fail;
     }

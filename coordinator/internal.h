@@ -33,17 +33,17 @@ typedef struct ms_member {
     char *id;
     ms_peer_t handle;
     const char *gateway; /* gateway id (ms_intern: one copy per gateway) */
-    uint64_t session;   /* the gateway's session id */
+    uint64_t session;    /* the gateway's session id */
     ms_topo_pos_t pos;
     Meshsig__V1__Position *client_pos; /* as the client gave it (owned), or NULL */
-    uint8_t *metadata;  /* packed meshsig.v1.Struct handed to neighbours, or NULL */
+    uint8_t *metadata;                 /* packed meshsig.v1.Struct handed to neighbours, or NULL */
     size_t metadata_len;
     uint64_t detached_ms; /* its gateway died at this time; 0 while attached */
     /* Network coordinate from reported RTTs (ms_member_viv). NULL until the
      * first report that involves this peer: until then it is the fresh
      * coordinate ms_vivaldi_init(pos.key) gives, at the origin. */
     ms_vivaldi_t *viv;
-    UT_hash_handle hh;  /* by id */
+    UT_hash_handle hh; /* by id */
 } ms_member_t;
 
 /* Messaging state (messaging.c). */
@@ -70,7 +70,7 @@ typedef enum { MS_PENDING_ACK = 0, MS_PENDING_CALL } ms_pending_kind_t;
 
 /* An emit waiting for its ack, or a service call waiting for its reply. */
 typedef struct ms_pending {
-    char *key;     /* ack: "<sender>\x1f<ackId>"; call: the server's call id */
+    char *key; /* ack: "<sender>\x1f<ackId>"; call: the server's call id */
     uint8_t kind;
     char *from;    /* who waits */
     char *to;      /* who must answer */
@@ -101,9 +101,9 @@ typedef struct ms_ns {
     uint32_t shard;
     ms_policy_t policy;
     ms_topo_t *engine;
-    ms_member_t *members;  /* uthash by id */
+    ms_member_t *members; /* uthash by id */
     ms_member_t **by_handle;
-    size_t n_handles;      /* slots in by_handle */
+    size_t n_handles;       /* slots in by_handle */
     uint32_t *free_handles; /* min-heap */
     size_t n_free, cap_free;
     uint32_t next_handle;
@@ -144,7 +144,7 @@ typedef struct ms_coord_peer {
     char *admin;
     uint64_t last_seen_ms; /* monotonic */
     uint64_t started_ms;
-    uint32_t *shards;      /* what it said it serves, with epochs */
+    uint32_t *shards; /* what it said it serves, with epochs */
     uint64_t *epochs;
     size_t n_shards;
     int alive;
@@ -172,12 +172,12 @@ typedef struct ms_admin_pending ms_admin_pending_t;
 
 /* This coordinator's view of one shard. Times are monotonic (ms_lease_now_ms). */
 typedef struct ms_shard {
-    uint8_t state;       /* ms_shard_state_t */
-    uint8_t renewing;    /* a renewal is with the worker */
-    uint8_t mine;        /* rendezvous hashing picks this coordinator */
-    uint64_t gen;        /* bumped when the shard is dropped: late worker results are ignored */
-    uint64_t epoch;      /* the revision of the claim: stamped on every batch */
-    uint64_t rev;        /* the last revision written, for compare-and-set */
+    uint8_t state;        /* ms_shard_state_t */
+    uint8_t renewing;     /* a renewal is with the worker */
+    uint8_t mine;         /* rendezvous hashing picks this coordinator */
+    uint64_t gen;         /* bumped when the shard is dropped: late worker results are ignored */
+    uint64_t epoch;       /* the revision of the claim: stamped on every batch */
+    uint64_t rev;         /* the last revision written, for compare-and-set */
     uint64_t valid_until; /* serve until then: 2/3 of the lease after the last write was sent */
     uint64_t next_renew;
     uint64_t next_claim;
@@ -197,28 +197,28 @@ struct ms_coord {
     struct evhttp *http;
     ms_bus_t *bus;
     ms_mailbox_t *inbox;
-    ms_ns_t *namespaces;          /* uthash by name */
-    ms_policy_entry_t *policies;  /* uthash by ns */
-    ms_gw_info_t *gateways;       /* uthash by id */
+    ms_ns_t *namespaces;         /* uthash by name */
+    ms_policy_entry_t *policies; /* uthash by ns */
+    ms_gw_info_t *gateways;      /* uthash by id */
     uint64_t next_liveness_ms;
     ms_outbox_t *outbox;
-    ms_offline_t *offline;        /* persistent emits (JetStream) */
+    ms_offline_t *offline; /* persistent emits (JetStream) */
     struct event *offline_ev;
-    ms_topo_diff_t diff;          /* scratch */
-    uint64_t origin_us;           /* received_us of the request being handled */
+    ms_topo_diff_t diff; /* scratch */
+    uint64_t origin_us;  /* received_us of the request being handled */
     /* So that the 50 ms tick touches namespaces only when there is work. */
-    uint64_t next_deadline_ms;    /* earliest pending ack/call deadline (0: none) */
-    size_t n_tick_ns;             /* namespaces whose engine has periodic work */
-    size_t n_detached;            /* peers waiting out a resume grace period */
+    uint64_t next_deadline_ms; /* earliest pending ack/call deadline (0: none) */
+    size_t n_tick_ns;          /* namespaces whose engine has periodic work */
+    size_t n_detached;         /* peers waiting out a resume grace period */
     uint64_t started_ms;
     /* Cluster membership and shard ownership (cluster.c, lease.c, resync.c). */
     ms_lease_t *lease;
     struct event *lease_ev;
-    ms_shard_t *shards;          /* cfg->shards entries */
-    ms_coord_peer_t *coords;     /* other coordinators, uthash by id */
+    ms_shard_t *shards;      /* cfg->shards entries */
+    ms_coord_peer_t *coords; /* other coordinators, uthash by id */
     uint64_t mono_started_ms;
     uint64_t next_heartbeat_ms;
-    uint64_t settle_until_ms;    /* no claims before: first learn who else is alive */
+    uint64_t settle_until_ms; /* no claims before: first learn who else is alive */
     int live_changed;
     int stopping;
     uint64_t n_not_owner, n_queued_dropped, n_claims, n_losses, n_handoffs;
@@ -345,8 +345,8 @@ void ms_resync_report(ms_coord_t *c, const Meshsig__Bus__ResyncReport *rr);
 long ms_resync_rebuild(ms_coord_t *c, uint32_t shard, Meshsig__Bus__ResyncReport **reports,
                        size_t n_reports);
 /* messaging.c: rooms, services and topics of a rebuilt member, without notices. */
-ms_err_t ms_msg_restore(ms_ns_t *ns, ms_member_t *m, char **rooms, size_t n_rooms,
-                        char **services, size_t n_services, char **subs, size_t n_subs);
+ms_err_t ms_msg_restore(ms_ns_t *ns, ms_member_t *m, char **rooms, size_t n_rooms, char **services,
+                        size_t n_services, char **subs, size_t n_subs);
 
 /* outbox.c: forget a dropped shard's batches (after flushing them). */
 void ms_outbox_forget_shard(ms_coord_t *c, uint32_t shard);

@@ -220,8 +220,8 @@ static void do_renew(ms_lease_t *l, job_t *j, ms_lease_result_t *r)
     char key[32];
     shard_key(j->shard, key, sizeof(key));
     r->sent_ms = ms_lease_now_ms();
-    r->ok = kvStore_Update(&r->rev, l->shards, key, l->owner, (int)strlen(l->owner), j->rev) ==
-            NATS_OK;
+    r->ok =
+        kvStore_Update(&r->rev, l->shards, key, l->owner, (int)strlen(l->owner), j->rev) == NATS_OK;
 }
 
 static void do_release(ms_lease_t *l, job_t *j)

@@ -27,9 +27,9 @@ typedef struct ms_lease ms_lease_t;
 
 typedef struct {
     const char *nats_urls;
-    const char *owner_id;  /* the value written into leases */
-    long ttl_ms;           /* the lease duration (bucket TTL) */
-    long replicas;         /* JetStream replicas of the buckets; 0 means 1 */
+    const char *owner_id; /* the value written into leases */
+    long ttl_ms;          /* the lease duration (bucket TTL) */
+    long replicas;        /* JetStream replicas of the buckets; 0 means 1 */
 } ms_lease_config_t;
 
 typedef enum {
@@ -45,7 +45,7 @@ typedef struct ms_lease_result {
     struct ms_lease_result *next;
     ms_lease_kind_t kind;
     uint32_t shard;
-    uint64_t gen;      /* the caller's generation of the shard, echoed */
+    uint64_t gen; /* the caller's generation of the shard, echoed */
     int ok;
     uint64_t rev;      /* claim, renew: the revision written */
     uint64_t sent_ms;  /* monotonic time just before the request went out */

@@ -53,8 +53,8 @@ static void pending_free(ms_pending_t *p)
 }
 
 static ms_pending_t *pending_add(ms_coord_t *c, ms_ns_t *ns, uint8_t kind, const char *key,
-                                 const char *from,
-                                 const char *to, const char *orig, uint32_t timeout_ms)
+                                 const char *from, const char *to, const char *orig,
+                                 uint32_t timeout_ms)
 {
     if (HASH_COUNT(ns->pending) >= MAX_PENDING_PER_NS)
         return NULL;
@@ -191,8 +191,8 @@ static void handle_emit(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const cha
             store_persistent(c, ns, from, cid, em);
             return;
         }
-        ms_member_error(c, ns, from, cid, ERR(PEER_NOT_FOUND), "%s is not in namespace %s",
-                        em->to, ns->name);
+        ms_member_error(c, ns, from, cid, ERR(PEER_NOT_FOUND), "%s is not in namespace %s", em->to,
+                        ns->name);
         return;
     }
     if (*em->ack_id) {
@@ -416,8 +416,7 @@ static void handle_room(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const cha
         return;
     }
     default:
-        ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST),
-                        "room takes join, leave, list or emit");
+        ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST), "room takes join, leave, list or emit");
         return;
     }
 }
@@ -456,8 +455,7 @@ static void handle_service(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const 
     case MESHSIG__V1__SERVICE__OP_REGISTER: {
         const char *name = svc->register_->service;
         if (!name_ok(name)) {
-            ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST),
-                            "service names are 1 to 128 bytes");
+            ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST), "service names are 1 to 128 bytes");
             return;
         }
         ms_service_t *s = service_find(ns, name);
@@ -654,7 +652,8 @@ static void handle_topic(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const ch
     }
     case MESHSIG__V1__TOPIC__OP_UNSUBSCRIBE: {
         for (size_t i = 0; i < ns->n_subs; i++) {
-            if (ns->subs[i].member == from && !strcmp(ns->subs[i].pattern, t->unsubscribe->pattern)) {
+            if (ns->subs[i].member == from &&
+                !strcmp(ns->subs[i].pattern, t->unsubscribe->pattern)) {
                 free(ns->subs[i].pattern);
                 ns->subs[i] = ns->subs[--ns->n_subs];
                 ms_send_ok(c, ns, from, cid);
@@ -952,8 +951,8 @@ void ms_msg_ns_cleanup(ms_ns_t *ns)
 
 /* Takeover rebuild: puts m back into the rooms, services and topics its
  * gateway reported, without notices (nothing changed for anyone). */
-ms_err_t ms_msg_restore(ms_ns_t *ns, ms_member_t *m, char **rooms, size_t n_rooms,
-                        char **services, size_t n_services, char **subs, size_t n_subs)
+ms_err_t ms_msg_restore(ms_ns_t *ns, ms_member_t *m, char **rooms, size_t n_rooms, char **services,
+                        size_t n_services, char **subs, size_t n_subs)
 {
     for (size_t i = 0; i < n_rooms; i++) {
         if (!name_ok(rooms[i]))

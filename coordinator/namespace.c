@@ -382,8 +382,8 @@ ms_err_t ms_ns_set_policy(ms_coord_t *c, ms_ns_t *ns, const ms_policy_t *p)
     ns->engine = fresh;
     fresh = NULL;
     ms_ns_apply_diff(c, ns, &diff, NULL, NULL, 0);
-    ms_info("namespace %s: topology now %s (%zu edges added, %zu removed)", ns->name,
-            p->topology, diff.n_connect, diff.n_disconnect);
+    ms_info("namespace %s: topology now %s (%zu edges added, %zu removed)", ns->name, p->topology,
+            diff.n_connect, diff.n_disconnect);
 fail:
     if (err != MS_OK)
         ns->policy = old;
@@ -411,8 +411,7 @@ void ms_ns_tick_all(ms_coord_t *c, uint64_t now)
         ms_topo_diff_clear(&c->diff);
         ms_err_t err = ns->engine->ops->tick(ns->engine, now, &c->diff);
         if (err != MS_OK) {
-            ms_warn("namespace %s: periodic topology work failed: %s", ns->name,
-                    ms_err_str(err));
+            ms_warn("namespace %s: periodic topology work failed: %s", ns->name, ms_err_str(err));
             continue;
         }
         ms_ns_apply_diff(c, ns, &c->diff, NULL, NULL, 0);

@@ -144,8 +144,8 @@ static int ensure_stream(ms_offline_t *o)
     }
     jsStreamInfo_Destroy(si);
     if (s != NATS_OK) {
-        ms_warn("offline stream %s not available yet: %s (%d)", STREAM_NAME,
-                natsStatus_GetText(s), (int)ec);
+        ms_warn("offline stream %s not available yet: %s (%d)", STREAM_NAME, natsStatus_GetText(s),
+                (int)ec);
         return 0;
     }
     /* Which peers have messages waiting, from before a restart too. */
@@ -165,8 +165,8 @@ static int ensure_stream(ms_offline_t *o)
     }
     jsStreamInfo_Destroy(si);
     o->ready = 1;
-    ms_info("offline stream %s ready (%ld messages per peer, %ld s)", STREAM_NAME,
-            o->cfg.max_msgs, o->cfg.max_age_s);
+    ms_info("offline stream %s ready (%ld messages per peer, %ld s)", STREAM_NAME, o->cfg.max_msgs,
+            o->cfg.max_age_s);
     return 1;
 }
 
@@ -180,8 +180,7 @@ static void do_store(ms_offline_t *o, job_t *j)
     natsStatus s = js_Publish(&pa, o->js, j->subject, j->data, (int)j->len, &po, &ec);
     jsPubAck_Destroy(pa);
     if (s != NATS_OK)
-        ms_error("persistent emit for %s/%s not stored: %s", j->ns, j->peer,
-                 natsStatus_GetText(s));
+        ms_error("persistent emit for %s/%s not stored: %s", j->ns, j->peer, natsStatus_GetText(s));
 }
 
 /* About 30 s of attempts in all, each waiting FETCH_WAIT_MS at most. */
@@ -223,8 +222,8 @@ static void do_fetch(ms_offline_t *o, job_t *j)
                 natsStatus_GetText(s), (int)ec);
     }
     if (s != NATS_OK) {
-        ms_error("cannot read offline messages for %s/%s: %s (%d); kept for its next join",
-                 j->ns, j->peer, natsStatus_GetText(s), (int)ec);
+        ms_error("cannot read offline messages for %s/%s: %s (%d); kept for its next join", j->ns,
+                 j->peer, natsStatus_GetText(s), (int)ec);
         /* worth_fetching dropped the subject: without it no later join would look. */
         pthread_mutex_lock(&o->lock);
         known_add(o, j->subject);

@@ -23,7 +23,7 @@ struct ms_coord;
 typedef struct {
     const char *nats_urls;
     const char *prefix;
-    long max_msgs;  /* per peer; older ones are dropped first */
+    long max_msgs; /* per peer; older ones are dropped first */
     long max_age_s;
     long replicas; /* JetStream replicas of the stream; 0 means 1 */
 } ms_offline_config_t;

@@ -47,8 +47,9 @@ static int get_num(const json_t *j, const char *key, double lo, double hi, doubl
 
 ms_err_t ms_policy_parse(const json_t *j, ms_policy_t *p, char *err, size_t errlen)
 {
-    static const char *const known[] = {"topology", "positioning", "k", "cap", "overflow", "a",
-                                        "b", "shufflePeriodMs", "signals", "duplicateIds", NULL};
+    static const char *const known[] = {
+        "topology", "positioning",     "k",       "cap",          "overflow", "a",
+        "b",        "shufflePeriodMs", "signals", "duplicateIds", NULL};
     ms_policy_default(p);
     if (!json_is_object(j)) {
         snprintf(err, errlen, "policy must be a JSON object");
@@ -95,8 +96,8 @@ ms_err_t ms_policy_parse(const json_t *j, ms_policy_t *p, char *err, size_t errl
         return MS_ERR_INVAL;
     json_t *o = json_object_get(j, "overflow");
     if (o) {
-        if (!json_is_string(o) || (strcmp(json_string_value(o), "reject") &&
-                                   strcmp(json_string_value(o), "wait"))) {
+        if (!json_is_string(o) ||
+            (strcmp(json_string_value(o), "reject") && strcmp(json_string_value(o), "wait"))) {
             snprintf(err, errlen, "overflow must be reject or wait");
             return MS_ERR_INVAL;
         }
@@ -104,8 +105,8 @@ ms_err_t ms_policy_parse(const json_t *j, ms_policy_t *p, char *err, size_t errl
     }
     json_t *s = json_object_get(j, "signals");
     if (s) {
-        if (!json_is_string(s) || (strcmp(json_string_value(s), "neighbours") &&
-                                   strcmp(json_string_value(s), "any"))) {
+        if (!json_is_string(s) ||
+            (strcmp(json_string_value(s), "neighbours") && strcmp(json_string_value(s), "any"))) {
             snprintf(err, errlen, "signals must be neighbours or any");
             return MS_ERR_INVAL;
         }
@@ -113,8 +114,8 @@ ms_err_t ms_policy_parse(const json_t *j, ms_policy_t *p, char *err, size_t errl
     }
     json_t *d = json_object_get(j, "duplicateIds");
     if (d) {
-        if (!json_is_string(d) || (strcmp(json_string_value(d), "reject") &&
-                                   strcmp(json_string_value(d), "replace"))) {
+        if (!json_is_string(d) ||
+            (strcmp(json_string_value(d), "reject") && strcmp(json_string_value(d), "replace"))) {
             snprintf(err, errlen, "duplicateIds must be reject or replace");
             return MS_ERR_INVAL;
         }

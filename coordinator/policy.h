@@ -16,12 +16,12 @@ typedef enum {
 } ms_positioning_t;
 
 typedef struct {
-    char topology[16];         /* engine name: fullmesh, delaunay, tree, spray */
+    char topology[16]; /* engine name: fullmesh, delaunay, tree, spray */
     ms_topo_params_t params;
     ms_positioning_t positioning;
-    int signal_any;            /* 1: signals to any peer in the namespace; 0: neighbours only */
-    int id_replace;            /* 1: a duplicate id replaces the old session; 0: ID_TAKEN */
-    int overflow_wait;         /* fullmesh over its cap: wait in line instead of NAMESPACE_FULL */
+    int signal_any;             /* 1: signals to any peer in the namespace; 0: neighbours only */
+    int id_replace;             /* 1: a duplicate id replaces the old session; 0: ID_TAKEN */
+    int overflow_wait;          /* fullmesh over its cap: wait in line instead of NAMESPACE_FULL */
     uint32_t shuffle_period_ms; /* spray */
 } ms_policy_t;
 

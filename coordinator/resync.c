@@ -224,9 +224,8 @@ static long rebuild_ns(ms_coord_t *c, const char *name, rb_peer_t *peers, size_t
             ms_error("%s/%s: out of memory restoring rooms and services", name, m->id);
     }
     ms_topo_diff_clear(&c->diff);
-    ms_err_t err = ns->engine->ops->restore
-                       ? ns->engine->ops->restore(ns->engine, rep, k, &c->diff)
-                       : ms_topo_restore_generic(ns->engine, rep, k, &c->diff);
+    ms_err_t err = ns->engine->ops->restore ? ns->engine->ops->restore(ns->engine, rep, k, &c->diff)
+                                            : ms_topo_restore_generic(ns->engine, rep, k, &c->diff);
     if (err != MS_OK) {
         ms_error("%s: topology restore failed: %s", name, ms_err_str(err));
         goto done;

@@ -258,8 +258,8 @@ static void resume_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
 /* A place freed: admit waiters in order while the engine takes them. */
 static void admit_waiting(ms_coord_t *c, ms_ns_t *ns)
 {
-    while (ns->waiting && (!ns->policy.params.cap ||
-                           ns->engine->ops->count(ns->engine) < ns->policy.params.cap)) {
+    while (ns->waiting &&
+           (!ns->policy.params.cap || ns->engine->ops->count(ns->engine) < ns->policy.params.cap)) {
         ms_waiter_t *w = ns->waiting;
         ns->waiting = w->next;
         if (!ns->waiting)
@@ -349,7 +349,8 @@ static void handle_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Shard
         goto done;
     }
     ms_member_t *old = ms_ns_member(ns, id);
-    if (old && j->resume && (strcmp(old->gateway, req->gateway_id) || old->session != req->session)) {
+    if (old && j->resume &&
+        (strcmp(old->gateway, req->gateway_id) || old->session != req->session)) {
         resume_session(c, ns, old, req, cid);
         return;
     }
@@ -390,8 +391,7 @@ static void handle_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Shard
         ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(BAD_REQUEST),
                       "namespace %s places peers by client position: hello.position %s "
                       "is required",
-                      ns->name,
-                      ns->policy.positioning == MS_POS_GEO ? "{lat, lon}" : "{x, y}");
+                      ns->name, ns->policy.positioning == MS_POS_GEO ? "{lat, lon}" : "{x, y}");
         goto done;
     }
     m->pos = ms_ns_position(ns, m->id, m->client_pos);
@@ -421,8 +421,7 @@ static void handle_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Shard
     ms_gw_seen(c, m->gateway);
     c->n_joins++;
     send_welcome(c, ns, m, cid);
-    ms_ns_apply_diff(c, ns, &c->diff, m, hello ? hello->offers : NULL,
-                     hello ? hello->n_offers : 0);
+    ms_ns_apply_diff(c, ns, &c->diff, m, hello ? hello->offers : NULL, hello ? hello->n_offers : 0);
     ms_msg_member_joined(c, ns, m);
     ms_debug("join %s/%s via %s session %llu", ns->name, m->id, m->gateway,
              (unsigned long long)m->session);
@@ -527,13 +526,14 @@ static void handle_signal(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sha
         return;
     ms_member_t *to = ms_ns_member(ns, sig->to);
     if (!to) {
-        ms_send_error(c, shard, req->gateway_id, req->session, req->client_id,
-                      ERR(PEER_NOT_FOUND), "%s is not in namespace %s", sig->to, ns->name);
+        ms_send_error(c, shard, req->gateway_id, req->session, req->client_id, ERR(PEER_NOT_FOUND),
+                      "%s is not in namespace %s", sig->to, ns->name);
         return;
     }
-    if (!ns->policy.signal_any && !ns->engine->ops->adjacent(ns->engine, from->handle, to->handle)) {
-        ms_send_error(c, shard, req->gateway_id, req->session, req->client_id,
-                      ERR(NOT_NEIGHBOUR), "%s is not a neighbour of %s", to->id, from->id);
+    if (!ns->policy.signal_any &&
+        !ns->engine->ops->adjacent(ns->engine, from->handle, to->handle)) {
+        ms_send_error(c, shard, req->gateway_id, req->session, req->client_id, ERR(NOT_NEIGHBOUR),
+                      "%s is not a neighbour of %s", to->id, from->id);
         return;
     }
     /* `from` is ours, never the client's. */
@@ -588,8 +588,8 @@ static void handle_rtt(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *c
 {
     ms_member_t *o = ms_ns_member(ns, rtt->peer);
     if (!o || o == m) {
-        ms_member_error(c, ns, m, cid, ERR(PEER_NOT_FOUND), "%s is not in namespace %s",
-                        rtt->peer, ns->name);
+        ms_member_error(c, ns, m, cid, ERR(PEER_NOT_FOUND), "%s is not in namespace %s", rtt->peer,
+                        ns->name);
         return;
     }
     if (!(rtt->ms > 0 && rtt->ms < 60000)) {

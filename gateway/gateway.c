@@ -46,17 +46,17 @@ struct ms_gateway {
     char hb_subject[160];
     char resync_subject[160];
     struct lws_context *ctx;
-    ms_evloop_t *loop;               /* under ctx: libev (epoll) or lws's poll() */
-    struct lws_http_mount mounts[3]; /* /healthz, /metrics, then files at / */
+    ms_evloop_t *loop;                 /* under ctx: libev (epoll) or lws's poll() */
+    struct lws_http_mount mounts[3];   /* /healthz, /metrics, then files at / */
     struct lws_protocols protocols[4]; /* the table below with --rx-buffer */
     ms_bus_t *bus;
     ms_mailbox_t *inbox;
     ms_auth_t *auth;
     unsigned char resume_key[32]; /* HMAC-SHA256 key; all zero: resume disabled */
     int resume_on;
-    ms_session_t *sessions; /* uthash by id */
+    ms_session_t *sessions;                    /* uthash by id */
     ms_ratelimit_rule_t rule_msgs, rule_bytes; /* per session, from the config */
-    ms_session_t *by_peer;  /* joined sessions by (namespace, peer id): hh_peer */
+    ms_session_t *by_peer; /* joined sessions by (namespace, peer id): hh_peer */
     size_t n_sessions;
     uint64_t next_session;
     uint64_t next_req;
@@ -74,7 +74,7 @@ struct ms_gateway {
     uint8_t *pub;
     size_t pub_cap;
     unsigned char ping[LWS_PRE + 2]; /* "ms": lws reports only pongs with a payload */
-    unsigned char *wbuf; /* frames for one client write */
+    unsigned char *wbuf;             /* frames for one client write */
     size_t wbuf_cap;
     /* relay latency: client frame at one gateway -> delivery at another */
     uint64_t lat_buckets[12]; /* cumulative le= bounds in lat_bounds_us */
@@ -99,7 +99,7 @@ static uint64_t wall_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static const uint64_t lat_bounds_us[12] = {100,   250,    500,    1000,   2500,   5000,
+static const uint64_t lat_bounds_us[12] = {100,   250,   500,   1000,   2500,   5000,
                                            10000, 25000, 50000, 100000, 250000, 1000000};
 
 /* Wall clocks: exact on one host, off by the clock skew between hosts. */
@@ -617,8 +617,7 @@ static const char *fast_signal_body(const char *p, const char *end, fast_signal_
             return NULL;
         p = ms_json_ws(p + 1, end);
         if (kl == 2 && !memcmp(k, "to", 2) && !seen_to) {
-            if (!(p = ms_json_scan_string(p, end, &v, &vl, &esc)) || esc ||
-                vl >= sizeof(fs->to))
+            if (!(p = ms_json_scan_string(p, end, &v, &vl, &esc)) || esc || vl >= sizeof(fs->to))
                 return NULL;
             memcpy(fs->to, v, vl);
             fs->to[vl] = '\0';
@@ -782,8 +781,8 @@ static void handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Clien
         send_error(gw, s, cid, ERR(UNAVAILABLE), "the message bus is unavailable; retry");
 }
 
-static void handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *data,
-                         size_t len, int binary)
+static void handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *data, size_t len,
+                         int binary)
 {
     gw->n_in++;
     gw->frame_received_us = wall_us();
@@ -799,8 +798,7 @@ static void handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char 
     Meshsig__V1__ClientMessage *cm = NULL;
     if (s->binary) {
         if (!binary) {
-            send_error(gw, s, NULL, ERR(BAD_REQUEST),
-                       "meshsig.v1.proto takes binary frames only");
+            send_error(gw, s, NULL, ERR(BAD_REQUEST), "meshsig.v1.proto takes binary frames only");
             return;
         }
         cm = meshsig__v1__client_message__unpack(NULL, len, data);
@@ -868,8 +866,8 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d)
             char token[MS_RESUME_TOKEN_MAX] = "";
             if (gw->resume_on && s->peer_id &&
                 ms_resume_issue(gw->resume_key, sizeof(gw->resume_key), s->peer_id, s->ns,
-                                gw->started_ms, (int64_t)time(NULL), gw->cfg->resume_ttl_s,
-                                token, sizeof(token)) == MS_OK)
+                                gw->started_ms, (int64_t)time(NULL), gw->cfg->resume_ttl_s, token,
+                                sizeof(token)) == MS_OK)
                 w.resume_token = token;
             Meshsig__V1__ServerMessage copy = *m;
             copy.welcome = &w;
@@ -944,8 +942,8 @@ static void handle_resync(ms_gateway_t *gw, const Meshsig__Bus__ResyncRequest *r
     if (!*rq->reply_to)
         return;
     if (rq->shards && rq->shards != (uint32_t)gw->cfg->shards)
-        ms_warn("coordinator %s uses %u shards, this gateway %ld: fix --shards",
-                rq->coordinator_id, rq->shards, gw->cfg->shards);
+        ms_warn("coordinator %s uses %u shards, this gateway %ld: fix --shards", rq->coordinator_id,
+                rq->shards, gw->cfg->shards);
     Meshsig__Bus__SessionReport reps[RESYNC_BATCH], *ptrs[RESYNC_BATCH];
     size_t n = 0, total = 0;
     ms_session_t *s, *tmp;
@@ -958,12 +956,12 @@ static void handle_resync(ms_gateway_t *gw, const Meshsig__Bus__ResyncRequest *r
         r->session = s->id;
         r->namespace_ = s->ns;
         r->peer_id = s->peer_id;
-        r->position = s->hello_pos ? meshsig__v1__position__unpack(NULL, s->hello_pos_len,
-                                                                     s->hello_pos)
-                                   : NULL;
-        r->metadata = s->hello_meta ? meshsig__v1__struct__unpack(NULL, s->hello_meta_len,
-                                                                  s->hello_meta)
-                                    : NULL;
+        r->position = s->hello_pos
+                          ? meshsig__v1__position__unpack(NULL, s->hello_pos_len, s->hello_pos)
+                          : NULL;
+        r->metadata = s->hello_meta
+                          ? meshsig__v1__struct__unpack(NULL, s->hello_meta_len, s->hello_meta)
+                          : NULL;
         r->n_neighbours = s->neighbours.n;
         r->neighbours = s->neighbours.v;
         r->parent = s->parent ? s->parent : (char *)"";
@@ -1110,8 +1108,7 @@ static char *metrics_text(ms_gateway_t *gw, size_t *len)
         (unsigned long long)gw->n_dropped_epoch, (unsigned long long)gw->n_dropped_session,
         (unsigned long long)gw->n_rate_limited, ms_mailbox_dropped(gw->inbox),
         (unsigned long long)gw->n_closed_slow, (unsigned long long)gw->n_signals_local,
-        (unsigned long long)ms_bus_reconnects(gw->bus),
-        ms_bus_connected(gw->bus));
+        (unsigned long long)ms_bus_reconnects(gw->bus), ms_bus_connected(gw->bus));
     if (n < 0)
         return NULL;
     /* The relay latency histogram, appended. */
@@ -1133,8 +1130,7 @@ static char *metrics_text(ms_gateway_t *gw, size_t *len)
                                (unsigned long long)gw->lat_count, (double)gw->lat_sum_us / 1e6,
                                (unsigned long long)gw->lat_count);
     char *both = NULL;
-    int m = asprintf(&both, "%s%.*s", out, (int)(hl < sizeof(hist) ? hl : sizeof(hist) - 1),
-                     hist);
+    int m = asprintf(&both, "%s%.*s", out, (int)(hl < sizeof(hist) ? hl : sizeof(hist) - 1), hist);
     free(out);
     if (m < 0)
         return NULL;
@@ -1143,8 +1139,8 @@ static char *metrics_text(ms_gateway_t *gw, size_t *len)
 }
 
 /* /healthz and /metrics: headers in LWS_CALLBACK_HTTP, the body when writeable. */
-static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-                         void *in, size_t len)
+static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                         size_t len)
 {
     ms_gateway_t *gw = lws_context_user(lws_get_context(wsi));
     http_pss_t *h = user;
@@ -1439,8 +1435,8 @@ ms_err_t ms_gw_create(const ms_gw_config_t *cfg, ms_gateway_t **out)
     }
 
     if (!cfg->insecure_dev) {
-        ms_auth_config_t ac = {.secret = cfg->jwt_secret, .key_file = cfg->jwt_key_file,
-                               .leeway_s = -1};
+        ms_auth_config_t ac = {
+            .secret = cfg->jwt_secret, .key_file = cfg->jwt_key_file, .leeway_s = -1};
         if (cfg->jwt_alg && ms_auth_alg_parse(cfg->jwt_alg, &ac.alg) != MS_OK) {
             ms_error("--jwt-alg must be HS256, RS256 or ES256");
             err = MS_ERR_INVAL;
@@ -1457,12 +1453,12 @@ ms_err_t ms_gw_create(const ms_gw_config_t *cfg, ms_gateway_t **out)
      * configuration: --resume-secret, else derived from the JWT secret, else (dev) fixed. */
     const char *rsrc = cfg->resume_secret && *cfg->resume_secret ? cfg->resume_secret
                        : cfg->jwt_secret && *cfg->jwt_secret     ? cfg->jwt_secret
-                       : cfg->insecure_dev                      ? "meshsig-insecure-dev"
-                                                                : NULL;
+                       : cfg->insecure_dev                       ? "meshsig-insecure-dev"
+                                                                 : NULL;
     if (rsrc) {
         unsigned int klen = 0;
-        HMAC(EVP_sha256(), "meshsig-resume-key-v1", 21, (const unsigned char *)rsrc,
-             strlen(rsrc), gw->resume_key, &klen);
+        HMAC(EVP_sha256(), "meshsig-resume-key-v1", 21, (const unsigned char *)rsrc, strlen(rsrc),
+             gw->resume_key, &klen);
         gw->resume_on = klen == sizeof(gw->resume_key);
     } else {
         ms_warn("no --resume-secret (and no --jwt-secret to derive it from): clients cannot "

@@ -17,20 +17,20 @@ typedef struct {
     const char *origins;      /* comma-separated Origin allowlist; NULL: any */
     const char *static_dir;   /* files served at /, or NULL */
     int insecure_dev;
-    long max_frame;           /* bytes; larger messages close with 1009 */
-    long max_queue;           /* bytes queued towards one client before it is closed */
-    long rate_msgs;           /* messages per second per session (burst 2x) */
-    long rate_bytes;          /* bytes per second per session (burst 2x) */
-    long hello_timeout_ms;    /* a connection must say hello within this */
-    long join_timeout_ms;     /* a hello with no answer from the owner gets UNAVAILABLE */
-    long rx_buffer;           /* lws receive buffer per connection, bytes */
-    long max_handshakes;      /* WebSocket handshakes in progress at once (header tables) */
-    long idle_ping_ms;        /* a client silent this long gets a WebSocket ping */
-    long idle_timeout_ms;     /* a client silent this long (ping unanswered) is dropped */
-    long drain_ms;            /* on SIGTERM, how long clients get to leave */
+    long max_frame;            /* bytes; larger messages close with 1009 */
+    long max_queue;            /* bytes queued towards one client before it is closed */
+    long rate_msgs;            /* messages per second per session (burst 2x) */
+    long rate_bytes;           /* bytes per second per session (burst 2x) */
+    long hello_timeout_ms;     /* a connection must say hello within this */
+    long join_timeout_ms;      /* a hello with no answer from the owner gets UNAVAILABLE */
+    long rx_buffer;            /* lws receive buffer per connection, bytes */
+    long max_handshakes;       /* WebSocket handshakes in progress at once (header tables) */
+    long idle_ping_ms;         /* a client silent this long gets a WebSocket ping */
+    long idle_timeout_ms;      /* a client silent this long (ping unanswered) is dropped */
+    long drain_ms;             /* on SIGTERM, how long clients get to leave */
     const char *resume_secret; /* HMAC key for resume tokens, shared by all gateways */
-    long resume_ttl_s;        /* lifetime of a resume token */
-    const char *event_lib;    /* "auto" (NULL), "libev" or "poll"; see evloop.h */
+    long resume_ttl_s;         /* lifetime of a resume token */
+    const char *event_lib;     /* "auto" (NULL), "libev" or "poll"; see evloop.h */
 } ms_gw_config_t;
 
 typedef struct ms_gateway ms_gateway_t;

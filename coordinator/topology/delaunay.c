@@ -762,7 +762,8 @@ static ms_err_t insert_out(dl_t *e, uint32_t t, int i, uint32_t p)
         hull_step(e, &ct, &ci, 1);
         if (orient(e, e->t[ct].v[(ci + 1) % 3], e->t[ct].v[(ci + 2) % 3], p) >= 0)
             break;
-        if ((err = ms_topo_grow((void **)&e->scr, &e->cap_scr, 2 * (nb + 1), sizeof(uint32_t))) != MS_OK)
+        if ((err = ms_topo_grow((void **)&e->scr, &e->cap_scr, 2 * (nb + 1), sizeof(uint32_t))) !=
+            MS_OK)
             return err;
         h = (hedge_t *)e->scr;
         h[nb++] = (hedge_t){ct, ci};
@@ -778,7 +779,8 @@ static ms_err_t insert_out(dl_t *e, uint32_t t, int i, uint32_t p)
     ct = t;
     ci = i;
     for (;;) {
-        if ((err = ms_topo_grow((void **)&e->scr, &e->cap_scr, 2 * (n + 1), sizeof(uint32_t))) != MS_OK)
+        if ((err = ms_topo_grow((void **)&e->scr, &e->cap_scr, 2 * (n + 1), sizeof(uint32_t))) !=
+            MS_OK)
             return err;
         h = (hedge_t *)e->scr;
         h[n++] = (hedge_t){ct, ci};
@@ -946,7 +948,8 @@ static ms_err_t join_line(dl_t *e, uint32_t p)
     e->v[p].tri = NONE;
     if (e->n_line >= 2 && orient(e, e->line[0], e->line[e->n_line - 1], p) != 0)
         return leave_line_mode(e, p);
-    if ((err = ms_topo_grow((void **)&e->line, &e->cap_line, e->n_line + 1, sizeof(uint32_t))) != MS_OK)
+    if ((err = ms_topo_grow((void **)&e->line, &e->cap_line, e->n_line + 1, sizeof(uint32_t))) !=
+        MS_OK)
         return err;
     memmove(e->line + at + 1, e->line + at, (e->n_line - at) * sizeof(uint32_t));
     e->line[at] = p;

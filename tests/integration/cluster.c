@@ -193,12 +193,28 @@ static pid_t spawn_nats(cluster_t *c, int i, int n)
     for (int k = 0; k < n; k++) {
         size_t len = strlen(routes);
         if (k != i)
-            snprintf(routes + len, sizeof(routes) - len, "%snats://127.0.0.1:%d",
-                     len ? "," : "", c->nats_rport[k]);
+            snprintf(routes + len, sizeof(routes) - len, "%snats://127.0.0.1:%d", len ? "," : "",
+                     c->nats_rport[k]);
     }
-    char *argv[] = {(char *)nats_server_path(), "-a", "127.0.0.1", "-p", cport, "-js", "-sd",
-                    store, "-n", name, "-m", mport, "--cluster_name", "meshsig-test",
-                    "--cluster", cluster_url, "--routes", routes, NULL};
+    char *argv[] = {(char *)nats_server_path(),
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    cport,
+                    "-js",
+                    "-sd",
+                    store,
+                    "-n",
+                    name,
+                    "-m",
+                    mport,
+                    "--cluster_name",
+                    "meshsig-test",
+                    "--cluster",
+                    cluster_url,
+                    "--routes",
+                    routes,
+                    NULL};
     if (n == 1)
         argv[8] = NULL;
     return cluster_spawn(c, log, argv);
@@ -307,8 +323,8 @@ int cluster_restart_nats(cluster_t *c, int i, int min_streams)
      * another node die without JetStream losing its majority. */
     long long end = now_ms() + 20000;
     while (now_ms() < end) {
-        if (c->n_nats == 1 ||
-            (cluster_nats_js_ready(c, i) && nats_monitor_int(c, i, "/jsz", "streams") >= min_streams))
+        if (c->n_nats == 1 || (cluster_nats_js_ready(c, i) &&
+                               nats_monitor_int(c, i, "/jsz", "streams") >= min_streams))
             return 0;
         usleep(50000);
     }
@@ -330,8 +346,14 @@ static pid_t spawn_coordinator(cluster_t *c, const char *id, int admin_port)
     char admin[64], coord[512];
     snprintf(admin, sizeof(admin), "127.0.0.1:%d", admin_port);
     cluster_bin("coordinator/meshsig-coordinator", coord, sizeof(coord));
-    char *coord_argv[32] = {coord,  "--nats", c->nats_urls, "--admin-listen", admin, "--id",
-                            (char *)id, c->admin_token ? "--admin-token" : "--insecure-dev",
+    char *coord_argv[32] = {coord,
+                            "--nats",
+                            c->nats_urls,
+                            "--admin-listen",
+                            admin,
+                            "--id",
+                            (char *)id,
+                            c->admin_token ? "--admin-token" : "--insecure-dev",
                             (char *)c->admin_token};
     int n = c->admin_token ? 9 : 8;
     for (int k = 0; c->coord_extra && c->coord_extra[k] && n < 31; k++)

@@ -18,9 +18,15 @@
 #define N_COORD 3
 
 static cluster_t cl;
-static const char *const coord_args[] = {"--lease-ttl-ms", "1200", "--coord-timeout-ms", "800",
-                                         "--coord-heartbeat-ms", "200", "--resync-timeout-ms",
-                                         "300", NULL};
+static const char *const coord_args[] = {"--lease-ttl-ms",
+                                         "1200",
+                                         "--coord-timeout-ms",
+                                         "800",
+                                         "--coord-heartbeat-ms",
+                                         "200",
+                                         "--resync-timeout-ms",
+                                         "300",
+                                         NULL};
 static int dead[N_COORD];
 
 static long long now_ms(void)
@@ -135,8 +141,7 @@ static wsc_t *join_retry(int gw, const char *ns, const char *peer, const char *t
     while (now_ms() < deadline_ms) {
         wsc_t *c = wsc_connect(cl.gw_port[gw], NULL, T_MS);
         ck_assert_ptr_nonnull(c);
-        send_json(c, "{\"id\":\"j\",\"hello\":{\"namespace\":\"%s\",\"peerId\":\"%s\"}}", ns,
-                  peer);
+        send_json(c, "{\"id\":\"j\",\"hello\":{\"namespace\":\"%s\",\"peerId\":\"%s\"}}", ns, peer);
         json_t *j = wsc_recv_json(c, 3000);
         if (j && json_object_get(j, "welcome")) {
             if (t_ok)
@@ -164,8 +169,7 @@ static void expect_only_connect_to(wsc_t *c, const char *only, int quiet_ms)
             break;
         if (json_object_get(j, "topology")) {
             const char *to = str_at(j, "topology", "connect", "peer", NULL);
-            ck_assert_msg(to && !strcmp(to, only), "unexpected %s",
-                          json_dumps(j, JSON_COMPACT));
+            ck_assert_msg(to && !strcmp(to, only), "unexpected %s", json_dumps(j, JSON_COMPACT));
             seen = 1;
         }
         ck_assert_msg(!json_object_get(j, "peerLeft"), "unexpected %s",
@@ -347,8 +351,9 @@ START_TEST(coordinators_split_kill_and_handoff)
     /* The full mesh on coord-1 never moved. */
     expect_no_topology(m1, 200);
     expect_no_topology(m2, 10);
-    fprintf(stderr, "coordinator failover: gateways dropped %llu + %llu deliveries from stale "
-                    "epochs\n",
+    fprintf(stderr,
+            "coordinator failover: gateways dropped %llu + %llu deliveries from stale "
+            "epochs\n",
             stale_epoch_drops(0), stale_epoch_drops(1));
     wsc_free(d1);
     wsc_free(d2);

@@ -75,7 +75,8 @@ START_TEST(gateway_killed_clients_resume)
 
     /* A bad token is refused with RESUME_FAILED. */
     wsc_t *x = wsc_connect(cl.gw_port[g2], NULL, T_MS);
-    send_json(x, "{\"id\":\"r\",\"hello\":{\"namespace\":\"fo\",\"resumeToken\":\"%s\"}}", "AAAA.BBBB");
+    send_json(x, "{\"id\":\"r\",\"hello\":{\"namespace\":\"fo\",\"resumeToken\":\"%s\"}}",
+              "AAAA.BBBB");
     expect_error(x, "RESUME_FAILED", "r");
     wsc_free(x);
 
@@ -87,8 +88,8 @@ START_TEST(gateway_killed_clients_resume)
     wsc_free(a);
     a = wsc_connect(cl.gw_port[g2], NULL, T_MS);
     ck_assert_ptr_nonnull(a);
-    fprintf(stderr, "failover: client saw the close after %lld ms, reconnected after %lld ms\n", t_closed,
-           now_ms() - t0);
+    fprintf(stderr, "failover: client saw the close after %lld ms, reconnected after %lld ms\n",
+            t_closed, now_ms() - t0);
     send_json(a, "{\"id\":\"res\",\"hello\":{\"namespace\":\"fo\",\"resumeToken\":\"%s\"}}", ta);
     json_t *j = expect_key(a, "welcome");
     ck_assert_str_eq(str_at(j, "welcome", "peerId", NULL), "alice");
@@ -127,9 +128,10 @@ START_TEST(gateway_killed_clients_resume)
     json_decref(j);
     send_json(b, "{\"signal\":{\"to\":\"alice\",\"payload\":\"back\"}}");
     json_decref(expect_key(a, "signal"));
-    fprintf(stderr, "failover: alice resumed %lld ms after gw-1 was killed; carol (no resume) left "
-           "%lld ms after gw-3 was killed (gateway timeout %d ms + grace %d ms)\n",
-           resumed, left, GW_TIMEOUT_MS, GRACE_MS);
+    fprintf(stderr,
+            "failover: alice resumed %lld ms after gw-1 was killed; carol (no resume) left "
+            "%lld ms after gw-3 was killed (gateway timeout %d ms + grace %d ms)\n",
+            resumed, left, GW_TIMEOUT_MS, GRACE_MS);
     free(ta);
     free(tb);
     free(tc);

@@ -28,7 +28,6 @@ static void cluster_down(void)
     cluster_stop(&cl);
 }
 
-
 /* Two peers in ns on different gateways, topology events consumed. */
 static void pair(const char *ns, wsc_t **a, wsc_t **b)
 {
@@ -48,8 +47,8 @@ START_TEST(emit_with_ack)
     ck_assert_str_eq(str_at(j, "emit", "from", NULL), "alice");
     ck_assert_str_eq(str_at(j, "emit", "event", NULL), "hi");
     ck_assert_str_eq(str_at(j, "emit", "ackId", NULL), "k1");
-    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(
-                         json_object_get(j, "emit"), "data"), "n")),
+    ck_assert_int_eq(json_integer_value(
+                         json_object_get(json_object_get(json_object_get(j, "emit"), "data"), "n")),
                      1);
     json_decref(j);
     send_json(b, "{\"ack\":{\"ackId\":\"k1\",\"to\":\"alice\",\"data\":\"got it\"}}");
@@ -82,7 +81,8 @@ START_TEST(ack_timeout_and_peer_left)
 {
     wsc_t *a, *b;
     pair("acktime", &a, &b);
-    send_json(a, "{\"emit\":{\"to\":\"bob\",\"event\":\"slow\",\"ackId\":\"t1\",\"timeoutMs\":300}}");
+    send_json(a,
+              "{\"emit\":{\"to\":\"bob\",\"event\":\"slow\",\"ackId\":\"t1\",\"timeoutMs\":300}}");
     json_decref(expect_key(b, "emit"));
     json_t *j = expect_key(a, "ack");
     ck_assert_str_eq(str_at(j, "ack", "error", "code", NULL), "ACK_TIMEOUT");
@@ -196,7 +196,8 @@ START_TEST(services)
     json_decref(r);
     (void)idc;
     /* Timeout. */
-    send_json(a, "{\"service\":{\"call\":{\"service\":\"echo\",\"callId\":\"3\",\"timeoutMs\":300}}}");
+    send_json(a,
+              "{\"service\":{\"call\":{\"service\":\"echo\",\"callId\":\"3\",\"timeoutMs\":300}}}");
     json_decref(skip_to(b, "service"));
     r = skip_to(a, "service");
     ck_assert_str_eq(str_at(r, "service", "reply", "error", "code", NULL), "TIMEOUT");
@@ -250,7 +251,8 @@ START_TEST(streams_with_credit)
     json_decref(j);
     json_decref(expect_key(a, "ok"));
     /* No credit yet: the sender is refused, nothing is buffered. */
-    send_json(a, "{\"id\":\"d0\",\"stream\":{\"streamId\":\"s1\",\"data\":{\"data\":\"aGVsbG8=\"}}}");
+    send_json(a,
+              "{\"id\":\"d0\",\"stream\":{\"streamId\":\"s1\",\"data\":{\"data\":\"aGVsbG8=\"}}}");
     expect_error(a, "NO_CREDIT", "d0");
     expect_quiet(b, 200);
     /* The receiver grants 5 bytes: the sender learns it; 5 pass, the 6th does not. */
@@ -307,9 +309,10 @@ START_TEST(duplicate_id_replace)
     /* It keeps its rooms and relays as alice. */
     send_json(a2, "{\"id\":\"l\",\"room\":{\"list\":{\"room\":\"r\"}}}");
     j = expect_key(a2, "room");
-    ck_assert_str_eq(json_string_value(json_array_get(json_object_get(json_object_get(
-                         json_object_get(j, "room"), "members"), "peers"), 0)),
-                     "alice");
+    ck_assert_str_eq(
+        json_string_value(json_array_get(
+            json_object_get(json_object_get(json_object_get(j, "room"), "members"), "peers"), 0)),
+        "alice");
     json_decref(j);
     send_json(a2, "{\"signal\":{\"to\":\"bob\",\"payload\":1}}");
     j = expect_key(b, "signal");
@@ -331,8 +334,9 @@ START_TEST(persistent_emit_survives_restart)
     send_json(a, "{\"id\":\"p0\",\"emit\":{\"to\":\"zoe\",\"event\":\"x\"}}");
     expect_error(a, "PEER_NOT_FOUND", "p0");
     for (int i = 1; i <= 3; i++) {
-        send_json(a, "{\"id\":\"p%d\",\"emit\":{\"to\":\"zoe\",\"event\":\"note\","
-                     "\"data\":%d,\"persistent\":true}}",
+        send_json(a,
+                  "{\"id\":\"p%d\",\"emit\":{\"to\":\"zoe\",\"event\":\"note\","
+                  "\"data\":%d,\"persistent\":true}}",
                   i, i);
         json_decref(expect_key(a, "ok"));
     }

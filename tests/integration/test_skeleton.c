@@ -32,8 +32,8 @@ static void cluster_up(void)
     gw1 = cluster_add_gateway(&cl, "gw-1", dev);
     gw2 = cluster_add_gateway(&cl, "gw-2", dev);
     gw_auth = cluster_add_gateway(&cl, "gw-auth", secure);
-    const char *idle[] = {"--insecure-dev", "--idle-ping-ms", "300", "--idle-timeout-ms", "900",
-                          NULL};
+    const char *idle[] = {
+        "--insecure-dev", "--idle-ping-ms", "300", "--idle-timeout-ms", "900", NULL};
     gw_idle = cluster_add_gateway(&cl, "gw-idle", idle);
     ck_assert_int_ge(gw_idle, 0);
     ck_assert_int_ge(gw1, 0);
@@ -45,7 +45,6 @@ static void cluster_down(void)
 {
     cluster_stop(&cl);
 }
-
 
 /* ---- helpers ---- */
 
@@ -142,8 +141,7 @@ START_TEST(binary_and_json_relay)
     char *raw = wsc_recv(bob, T_MS, &len, &bin);
     ck_assert_ptr_nonnull(raw);
     ck_assert(bin);
-    Meshsig__V1__ServerMessage *sm =
-        meshsig__v1__server_message__unpack(NULL, len, (uint8_t *)raw);
+    Meshsig__V1__ServerMessage *sm = meshsig__v1__server_message__unpack(NULL, len, (uint8_t *)raw);
     ck_assert_ptr_nonnull(sm);
     ck_assert_int_eq(sm->msg_case, MESHSIG__V1__SERVER_MESSAGE__MSG_WELCOME);
     ck_assert_str_eq(sm->id, "b1");
@@ -162,7 +160,8 @@ START_TEST(binary_and_json_relay)
     free(raw);
 
     /* JSON -> binary */
-    send_json(alice, "{\"signal\":{\"to\":\"bob\",\"payload\":{\"type\":\"offer\",\"sdp\":\"x\"}}}");
+    send_json(alice,
+              "{\"signal\":{\"to\":\"bob\",\"payload\":{\"type\":\"offer\",\"sdp\":\"x\"}}}");
     raw = wsc_recv(bob, T_MS, &len, &bin);
     ck_assert_ptr_nonnull(raw);
     ck_assert(bin);
@@ -382,7 +381,8 @@ START_TEST(idle_clients_are_pinged_then_dropped)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     ck_assert_int_ge(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)cl.gw_port[gw_idle])};
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)cl.gw_port[gw_idle])};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     char req[512];
@@ -601,8 +601,7 @@ START_TEST(admin_api)
     wsc_t *b = join(gw2, "adm", "ben");
     wsc_pump(200);
     char *body = NULL;
-    ck_assert_int_eq(http_request(cl.admin_port, "GET", "/v1/namespaces", ADMIN_TOKEN, NULL,
-                                  &body),
+    ck_assert_int_eq(http_request(cl.admin_port, "GET", "/v1/namespaces", ADMIN_TOKEN, NULL, &body),
                      200);
     json_t *j = json_loads(body, 0, NULL);
     free(body);
@@ -616,9 +615,8 @@ START_TEST(admin_api)
     ck_assert_str_eq(json_string_value(json_object_get(found, "topology")), "fullmesh");
     json_decref(j);
 
-    ck_assert_int_eq(http_request(cl.admin_port, "GET", "/v1/namespaces/adm", ADMIN_TOKEN, NULL,
-                                  &body),
-                     200);
+    ck_assert_int_eq(
+        http_request(cl.admin_port, "GET", "/v1/namespaces/adm", ADMIN_TOKEN, NULL, &body), 200);
     j = json_loads(body, 0, NULL);
     free(body);
     json_t *peers = json_object_get(j, "peers");

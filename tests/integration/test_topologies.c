@@ -30,7 +30,6 @@ static void cluster_down(void)
     cluster_stop(&cl);
 }
 
-
 static void set_policy(const char *ns, const char *json)
 {
     char path[128];
@@ -140,8 +139,8 @@ static json_t *check_against_admin(const char *ns, peer_t *ps, int n)
     }
     for (int i = 0; i < n; i++)
         if (ps[i].c)
-            ck_assert_msg(degree[i] == ps[i].n, "%s: %d edges in admin, %d from events",
-                          ps[i].id, degree[i], ps[i].n);
+            ck_assert_msg(degree[i] == ps[i].n, "%s: %d edges in admin, %d from events", ps[i].id,
+                          degree[i], ps[i].n);
     return j;
 }
 
@@ -185,9 +184,8 @@ START_TEST(fullmesh_premade_offers)
      * gets the same offer back to know which of her connections it is. */
     json_t *ja = expect_key(a, "topology"), *jb = expect_key(b, "topology");
     ck_assert_str_eq(str_at(ja, "topology", "connect", "peer", NULL), "carol");
-    ck_assert(!json_is_true(json_object_get(json_object_get(json_object_get(ja, "topology"),
-                                                            "connect"),
-                                            "initiator")));
+    ck_assert(!json_is_true(
+        json_object_get(json_object_get(json_object_get(ja, "topology"), "connect"), "initiator")));
     const char *oa = str_at(ja, "topology", "connect", "offer", "sdp", NULL);
     const char *ob = str_at(jb, "topology", "connect", "offer", "sdp", NULL);
     ck_assert(*oa && *ob && strcmp(oa, ob));
@@ -203,7 +201,8 @@ START_TEST(fullmesh_premade_offers)
     json_decref(ja);
     json_decref(jb);
     /* The answer goes straight back: one round trip. */
-    send_json(a, "{\"signal\":{\"to\":\"carol\",\"payload\":{\"type\":\"answer\",\"sdp\":\"a1\"}}}");
+    send_json(a,
+              "{\"signal\":{\"to\":\"carol\",\"payload\":{\"type\":\"answer\",\"sdp\":\"a1\"}}}");
     json_t *j = expect_key(c, "signal");
     ck_assert_str_eq(str_at(j, "signal", "payload", "type", NULL), "answer");
     json_decref(j);
@@ -315,8 +314,8 @@ START_TEST(delaunay_through_cluster)
     json_t *j = check_against_admin("dt", ps, 14);
     json_t *peers = json_object_get(j, "peers");
     for (size_t i = 0; i < json_array_size(peers); i++)
-        ck_assert_ptr_nonnull(json_object_get(json_object_get(json_array_get(peers, i), "position"),
-                                              "x"));
+        ck_assert_ptr_nonnull(
+            json_object_get(json_object_get(json_array_get(peers, i), "position"), "x"));
     /* A planar triangulation of n points has at most 3n - 6 edges. */
     ck_assert_uint_le(json_array_size(json_object_get(j, "edges")), 3 * 14 - 6);
     ck_assert_uint_ge(json_array_size(json_object_get(j, "edges")), 14 - 1);
@@ -366,8 +365,8 @@ START_TEST(delaunay_geo_positions)
 {
     set_policy("geo", "{\"topology\":\"delaunay\",\"positioning\":\"geo\"}");
     static const double ll[][2] = {
-        {10, 179.5}, {10, -179.5}, {88, 0},    {88, 120},  {88, -120}, {-85, 40},
-        {48, 2},     {40, -74},    {-34, 151}, {35, 139},  {-23, -46}, {1, 104},
+        {10, 179.5}, {10, -179.5}, {88, 0},    {88, 120}, {88, -120}, {-85, 40},
+        {48, 2},     {40, -74},    {-34, 151}, {35, 139}, {-23, -46}, {1, 104},
     };
     enum { N = sizeof(ll) / sizeof(ll[0]) };
     peer_t q[N];

@@ -77,8 +77,8 @@ void expect_connect(wsc_t *c, const char *peer, int initiator)
     json_t *cn = json_object_get(json_object_get(j, "topology"), "connect");
     char *dump = json_dumps(j, JSON_COMPACT);
     ck_assert_msg(cn != NULL, "expected connect to %s, got %s", peer, dump);
-    ck_assert_msg(!strcmp(str_at(cn, "peer", NULL), peer), "expected connect to %s, got %s",
-                  peer, dump);
+    ck_assert_msg(!strcmp(str_at(cn, "peer", NULL), peer), "expected connect to %s, got %s", peer,
+                  dump);
     ck_assert_msg(json_is_true(json_object_get(cn, "initiator")) == initiator,
                   "wrong initiator flag: %s", dump);
     free(dump);
