@@ -174,13 +174,10 @@ static const char *scan_number(const char *p, const char *end)
     return p;
 }
 
-static const char *scan_value(const char *p, const char *end, int depth);
-
-static const char *scan_object(const char *p, const char *end, int depth)
+const char *ms_json_scan_object(const char *p, const char *end, ms_json_member_fn member, void *ud)
 {
-    const char *keys[MS_JSON_SCAN_KEYS];
-    size_t klen[MS_JSON_SCAN_KEYS];
-    size_t n = 0;
+    if (p >= end || *p != '{')
+        return NULL;
     p = ms_json_ws(p + 1, end);
     if (p < end && *p == '}')
         return p + 1;
@@ -188,18 +185,13 @@ static const char *scan_object(const char *p, const char *end, int depth)
         const char *k;
         size_t kl;
         int esc;
-        if (!(p = ms_json_scan_string(p, end, &k, &kl, &esc)) || esc || n == MS_JSON_SCAN_KEYS)
+        if (!(p = ms_json_scan_string(p, end, &k, &kl, &esc)) || esc)
             return NULL;
-        for (size_t i = 0; i < n; i++)
-            if (klen[i] == kl && !memcmp(keys[i], k, kl))
-                return NULL; /* a duplicate key */
-        keys[n] = k;
-        klen[n++] = kl;
         p = ms_json_ws(p, end);
         if (p >= end || *p != ':')
             return NULL;
         p = ms_json_ws(p + 1, end);
-        if (!(p = scan_value(p, end, depth + 1)))
+        if (!(p = member(ud, k, kl, p, end)))
             return NULL;
         p = ms_json_ws(p, end);
         if (p >= end)
@@ -210,6 +202,36 @@ static const char *scan_object(const char *p, const char *end, int depth)
             return NULL;
         p = ms_json_ws(p + 1, end);
     }
+}
+
+/* The members seen so far in one object: duplicates and overlong objects are
+ * left to jansson. */
+typedef struct {
+    const char *keys[MS_JSON_SCAN_KEYS];
+    size_t klen[MS_JSON_SCAN_KEYS];
+    size_t n;
+    int depth;
+} object_scan_t;
+
+static const char *scan_value(const char *p, const char *end, int depth);
+
+static const char *scan_member(void *ud, const char *k, size_t kl, const char *v, const char *end)
+{
+    object_scan_t *o = ud;
+    if (o->n == MS_JSON_SCAN_KEYS)
+        return NULL;
+    for (size_t i = 0; i < o->n; i++)
+        if (o->klen[i] == kl && !memcmp(o->keys[i], k, kl))
+            return NULL; /* a duplicate key */
+    o->keys[o->n] = k;
+    o->klen[o->n++] = kl;
+    return scan_value(v, end, o->depth + 1);
+}
+
+static const char *scan_object(const char *p, const char *end, int depth)
+{
+    object_scan_t o = {.n = 0, .depth = depth};
+    return ms_json_scan_object(p, end, scan_member, &o);
 }
 
 static const char *scan_array(const char *p, const char *end, int depth)

@@ -32,4 +32,12 @@ const char *ms_json_scan(const char *p, const char *end);
 const char *ms_json_scan_string(const char *p, const char *end, const char **s, size_t *len,
                                 int *escaped);
 
+/* p at an object's '{': walks its members, calling member(ud, key, key_len,
+ * value, end) with value at the member's value (no leading whitespace); member
+ * returns past the value, or NULL to stop. Returns past the '}', or NULL when
+ * the text is not an object, a key holds an escape, or member stopped. */
+typedef const char *(*ms_json_member_fn)(void *ud, const char *key, size_t key_len,
+                                         const char *value, const char *end);
+const char *ms_json_scan_object(const char *p, const char *end, ms_json_member_fn member, void *ud);
+
 #endif

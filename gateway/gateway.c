@@ -598,94 +598,71 @@ typedef struct {
     char to[129];
     const char *payload; /* NULL: none */
     size_t payload_len;
+    int seen_id, seen_signal, seen_to, seen_from;
 } fast_signal_t;
 
-static const char *fast_signal_body(const char *p, const char *end, fast_signal_t *fs)
+static int key_is(const char *k, size_t kl, const char *name)
 {
-    int seen_to = 0, seen_from = 0;
-    if (p >= end || *p != '{')
-        return NULL;
-    p = ms_json_ws(p + 1, end);
-    for (;;) {
-        const char *k, *v;
-        size_t kl, vl;
-        int esc;
-        if (!(p = ms_json_scan_string(p, end, &k, &kl, &esc)) || esc)
+    return kl == strlen(name) && !memcmp(k, name, kl);
+}
+
+/* A member of "signal": "to" (a plain string), "from" (ignored: ours), "payload". */
+static const char *fast_signal_member(void *ud, const char *k, size_t kl, const char *p,
+                                      const char *end)
+{
+    fast_signal_t *fs = ud;
+    const char *v;
+    size_t vl;
+    int esc;
+    if (key_is(k, kl, "to") && !fs->seen_to) {
+        if (!(p = ms_json_scan_string(p, end, &v, &vl, &esc)) || esc || vl >= sizeof(fs->to))
             return NULL;
-        p = ms_json_ws(p, end);
-        if (p >= end || *p != ':')
-            return NULL;
-        p = ms_json_ws(p + 1, end);
-        if (kl == 2 && !memcmp(k, "to", 2) && !seen_to) {
-            if (!(p = ms_json_scan_string(p, end, &v, &vl, &esc)) || esc || vl >= sizeof(fs->to))
-                return NULL;
-            memcpy(fs->to, v, vl);
-            fs->to[vl] = '\0';
-            seen_to = 1;
-        } else if (kl == 4 && !memcmp(k, "from", 4) && !seen_from) {
-            if (!(p = ms_json_scan_string(p, end, &v, &vl, &esc))) /* ignored: ours */
-                return NULL;
-            seen_from = 1;
-        } else if (kl == 7 && !memcmp(k, "payload", 7) && !fs->payload) {
-            const char *start = p;
-            if (!(p = ms_json_scan(p, end)))
-                return NULL;
-            fs->payload = start;
-            fs->payload_len = (size_t)(p - start);
-        } else {
-            return NULL;
-        }
-        p = ms_json_ws(p, end);
-        if (p >= end)
-            return NULL;
-        if (*p == '}')
-            return seen_to ? p + 1 : NULL;
-        if (*p != ',')
-            return NULL;
-        p = ms_json_ws(p + 1, end);
+        memcpy(fs->to, v, vl);
+        fs->to[vl] = '\0';
+        fs->seen_to = 1;
+        return p;
     }
+    if (key_is(k, kl, "from") && !fs->seen_from) {
+        fs->seen_from = 1;
+        return ms_json_scan_string(p, end, &v, &vl, &esc);
+    }
+    if (key_is(k, kl, "payload") && !fs->payload) {
+        const char *after = ms_json_scan(p, end);
+        if (after) {
+            fs->payload = p;
+            fs->payload_len = (size_t)(after - p);
+        }
+        return after;
+    }
+    return NULL;
+}
+
+/* A member of the message: "id" (any string) and "signal", nothing else. */
+static const char *fast_message_member(void *ud, const char *k, size_t kl, const char *p,
+                                       const char *end)
+{
+    fast_signal_t *fs = ud;
+    const char *v;
+    size_t vl;
+    int esc;
+    if (key_is(k, kl, "id") && !fs->seen_id) {
+        fs->seen_id = 1;
+        return ms_json_scan_string(p, end, &v, &vl, &esc);
+    }
+    if (key_is(k, kl, "signal") && !fs->seen_signal) {
+        fs->seen_signal = 1;
+        p = ms_json_scan_object(p, end, fast_signal_member, fs);
+        return p && fs->seen_to ? p : NULL;
+    }
+    return NULL;
 }
 
 static int fast_signal_parse(const char *p, size_t len, fast_signal_t *fs)
 {
     const char *end = p + len;
-    int seen_id = 0, seen_signal = 0;
-    fs->payload = NULL;
-    p = ms_json_ws(p, end);
-    if (p >= end || *p != '{')
-        return 0;
-    p = ms_json_ws(p + 1, end);
-    for (;;) {
-        const char *k, *v;
-        size_t kl, vl;
-        int esc;
-        if (!(p = ms_json_scan_string(p, end, &k, &kl, &esc)) || esc)
-            return 0;
-        p = ms_json_ws(p, end);
-        if (p >= end || *p != ':')
-            return 0;
-        p = ms_json_ws(p + 1, end);
-        if (kl == 2 && !memcmp(k, "id", 2) && !seen_id) {
-            if (!(p = ms_json_scan_string(p, end, &v, &vl, &esc)))
-                return 0;
-            seen_id = 1;
-        } else if (kl == 6 && !memcmp(k, "signal", 6) && !seen_signal) {
-            if (!(p = fast_signal_body(p, end, fs)))
-                return 0;
-            seen_signal = 1;
-        } else {
-            return 0;
-        }
-        p = ms_json_ws(p, end);
-        if (p >= end)
-            return 0;
-        if (*p == '}')
-            break;
-        if (*p != ',')
-            return 0;
-        p = ms_json_ws(p + 1, end);
-    }
-    return seen_signal && ms_json_ws(p + 1, end) == end;
+    memset(fs, 0, sizeof(*fs));
+    p = ms_json_scan_object(ms_json_ws(p, end), end, fast_message_member, fs);
+    return p && fs->seen_signal && ms_json_ws(p, end) == end;
 }
 
 static int relay_local_json(ms_gateway_t *gw, ms_session_t *s, const char *data, size_t len)
