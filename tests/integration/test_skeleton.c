@@ -54,6 +54,38 @@ static wsc_t *join(int gw, const char *ns, const char *peer)
     return c;
 }
 
+/* A binary (meshsig.v1.proto) client: opens the socket and sends its hello. */
+static wsc_t *binary_hello(int gw, const char *id, const char *ns, const char *peer)
+{
+    wsc_t *c = wsc_connect(cl.gw_port[gw], "meshsig.v1.proto", T_MS);
+    ck_assert_ptr_nonnull(c);
+    Meshsig__V1__Hello h = MESHSIG__V1__HELLO__INIT;
+    h.namespace_ = (char *)ns;
+    h.peer_id = (char *)peer;
+    Meshsig__V1__ClientMessage cm = MESHSIG__V1__CLIENT_MESSAGE__INIT;
+    cm.id = (char *)id;
+    cm.msg_case = MESHSIG__V1__CLIENT_MESSAGE__MSG_HELLO;
+    cm.hello = &h;
+    uint8_t buf[1024];
+    size_t n = meshsig__v1__client_message__pack(&cm, buf);
+    ck_assert_int_eq(wsc_send(c, buf, n, 1), 0);
+    return c;
+}
+
+/* A signal from a binary client. */
+static void binary_signal(wsc_t *c, const char *to, Meshsig__V1__Value *payload)
+{
+    Meshsig__V1__Signal sg = MESHSIG__V1__SIGNAL__INIT;
+    sg.to = (char *)to;
+    sg.payload = payload;
+    Meshsig__V1__ClientMessage cm = MESHSIG__V1__CLIENT_MESSAGE__INIT;
+    cm.msg_case = MESHSIG__V1__CLIENT_MESSAGE__MSG_SIGNAL;
+    cm.signal = &sg;
+    uint8_t buf[1024];
+    size_t n = meshsig__v1__client_message__pack(&cm, buf);
+    ck_assert_int_eq(wsc_send(c, buf, n, 1), 0);
+}
+
 static char *mint(const char *sub, const char *ns, long ttl, const char *secret)
 {
     jwt_t *jwt = NULL;
@@ -122,19 +154,7 @@ END_TEST
 START_TEST(binary_and_json_relay)
 {
     wsc_t *alice = join(gw1, "mixed", "alice");
-    wsc_t *bob = wsc_connect(cl.gw_port[gw2], "meshsig.v1.proto", T_MS);
-    ck_assert_ptr_nonnull(bob);
-
-    Meshsig__V1__Hello h = MESHSIG__V1__HELLO__INIT;
-    h.namespace_ = "mixed";
-    h.peer_id = "bob";
-    Meshsig__V1__ClientMessage cm = MESHSIG__V1__CLIENT_MESSAGE__INIT;
-    cm.id = "b1";
-    cm.msg_case = MESHSIG__V1__CLIENT_MESSAGE__MSG_HELLO;
-    cm.hello = &h;
-    uint8_t buf[1024];
-    size_t n = meshsig__v1__client_message__pack(&cm, buf);
-    ck_assert_int_eq(wsc_send(bob, buf, n, 1), 0);
+    wsc_t *bob = binary_hello(gw2, "b1", "mixed", "bob");
 
     size_t len;
     int bin;
@@ -194,14 +214,7 @@ START_TEST(binary_and_json_relay)
     pst.fields = fields;
     payload.kind_case = MESHSIG__V1__VALUE__KIND_STRUCT_VALUE;
     payload.struct_value = &pst;
-    Meshsig__V1__Signal s = MESHSIG__V1__SIGNAL__INIT;
-    s.to = "alice";
-    s.payload = &payload;
-    Meshsig__V1__ClientMessage cs = MESHSIG__V1__CLIENT_MESSAGE__INIT;
-    cs.msg_case = MESHSIG__V1__CLIENT_MESSAGE__MSG_SIGNAL;
-    cs.signal = &s;
-    n = meshsig__v1__client_message__pack(&cs, buf);
-    ck_assert_int_eq(wsc_send(bob, buf, n, 1), 0);
+    binary_signal(bob, "alice", &payload);
     json_t *j = recv_json(alice);
     json_t *sig = json_object_get(j, "signal");
     ck_assert_ptr_nonnull(sig);
@@ -256,17 +269,7 @@ START_TEST(same_gateway_relay)
     ck_assert_int_eq(local_signals(gw1) - before, N);
 
     /* A binary client on the same gateway. */
-    wsc_t *bin = wsc_connect(cl.gw_port[gw1], "meshsig.v1.proto", T_MS);
-    ck_assert_ptr_nonnull(bin);
-    Meshsig__V1__Hello h = MESHSIG__V1__HELLO__INIT;
-    h.namespace_ = "local";
-    h.peer_id = "carol";
-    Meshsig__V1__ClientMessage cm = MESHSIG__V1__CLIENT_MESSAGE__INIT;
-    cm.msg_case = MESHSIG__V1__CLIENT_MESSAGE__MSG_HELLO;
-    cm.hello = &h;
-    uint8_t buf[512];
-    size_t n = meshsig__v1__client_message__pack(&cm, buf);
-    ck_assert_int_eq(wsc_send(bin, buf, n, 1), 0);
+    wsc_t *bin = binary_hello(gw1, "", "local", "carol");
     expect_connect(alice, "carol", 1);
     expect_connect(bob, "carol", 1);
     int got_connects = 0;
@@ -299,14 +302,7 @@ START_TEST(same_gateway_relay)
     Meshsig__V1__Value pv = MESHSIG__V1__VALUE__INIT;
     pv.kind_case = MESHSIG__V1__VALUE__KIND_STRING_VALUE;
     pv.string_value = "answer";
-    Meshsig__V1__Signal sg = MESHSIG__V1__SIGNAL__INIT;
-    sg.to = "bob";
-    sg.payload = &pv;
-    Meshsig__V1__ClientMessage cs = MESHSIG__V1__CLIENT_MESSAGE__INIT;
-    cs.msg_case = MESHSIG__V1__CLIENT_MESSAGE__MSG_SIGNAL;
-    cs.signal = &sg;
-    n = meshsig__v1__client_message__pack(&cs, buf);
-    ck_assert_int_eq(wsc_send(bin, buf, n, 1), 0);
+    binary_signal(bin, "bob", &pv);
     json_t *j = recv_json(bob);
     ck_assert_str_eq(str_at(j, "signal", "from", NULL), "carol");
     ck_assert_str_eq(str_at(j, "signal", "payload", NULL), "answer");
