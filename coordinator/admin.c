@@ -287,6 +287,8 @@ static void on_request(struct evhttp_request *r, void *arg)
         get_metrics(c, r);
     } else if (!strcmp(path, "/v1/cluster") && method == EVHTTP_REQ_GET) {
         ms_admin_reply_json(c, r, 200, ms_cluster_json(c));
+    } else if (!strcmp(path, "/v1/policies") && method == EVHTTP_REQ_GET) {
+        ms_admin_reply_json(c, r, 200, ms_coord_policies_json(c));
     } else if (!strcmp(path, "/v1/namespaces") && method == EVHTTP_REQ_GET) {
         ms_admin_cluster_get(c, r, NULL);
     } else if (!strncmp(path, "/v1/namespaces/", 15)) {

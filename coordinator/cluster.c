@@ -460,19 +460,10 @@ static void policy_entry_set(ms_coord_t *c, const char *ns, const ms_policy_t *p
     e->policy = *p;
 }
 
-static int policy_same(const ms_policy_t *a, const ms_policy_t *b)
-{
-    json_t *ja = ms_policy_to_json(a), *jb = ms_policy_to_json(b);
-    int same = ja && jb && json_equal(ja, jb);
-    json_decref(ja);
-    json_decref(jb);
-    return same;
-}
-
 ms_err_t ms_cluster_policy_set(ms_coord_t *c, const char *name, const ms_policy_t *p, int announce)
 {
     ms_ns_t *ns = ms_ns_find(c, name);
-    if (ns && !policy_same(&ns->policy, p)) {
+    if (ns && !ms_policy_same(&ns->policy, p)) {
         ms_err_t err = ms_ns_set_policy(c, ns, p);
         if (err != MS_OK)
             return err;

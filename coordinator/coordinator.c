@@ -9,6 +9,7 @@
 #include <event2/http.h>
 
 #include "internal.h"
+#include "policy_rules.h"
 #include "log.h"
 
 uint64_t ms_now_ms(void)
@@ -176,6 +177,11 @@ static void on_tick(evutil_socket_t fd, short what, void *ud)
     ms_outbox_flush(c);
 }
 
+static void on_sighup(evutil_socket_t sig, short what, void *ud)
+{
+    ms_coord_policies_reload(ud);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *ud)
 {
     ms_coord_t *c = ud;
@@ -201,6 +207,9 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
         snprintf(c->id, sizeof(c->id), "coord-%s-%d", host, (int)getpid());
     }
     ms_topo_diff_init(&c->diff);
+    /* Before anything connects: a bad policy file stops the start. */
+    if ((err = ms_coord_policies_load(c)) != MS_OK)
+        goto fail;
     ms_bus_global_init();
     if (!(c->base = event_base_new()))
         goto fail;
@@ -278,7 +287,8 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
         goto fail;
     c->sigint_ev = evsignal_new(c->base, SIGINT, on_signal, c);
     c->sigterm_ev = evsignal_new(c->base, SIGTERM, on_signal, c);
-    if (!c->sigint_ev || !c->sigterm_ev)
+    c->sighup_ev = evsignal_new(c->base, SIGHUP, on_sighup, c);
+    if (!c->sigint_ev || !c->sigterm_ev || !c->sighup_ev)
         goto fail;
     /* Deadlines of acks and calls are checked every 50 ms. */
     c->tick_ev = event_new(c->base, -1, EV_PERSIST, on_tick, c);
@@ -288,6 +298,7 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
     event_add(c->tick_ev, &tick);
     event_add(c->sigint_ev, NULL);
     event_add(c->sigterm_ev, NULL);
+    event_add(c->sighup_ev, NULL);
     ms_info("coordinator %s serving %ld shards (subject %s)", c->id, cfg->shards, subj);
     *out = c;
     return MS_OK;
@@ -351,6 +362,9 @@ void ms_coord_destroy(ms_coord_t *c)
         event_free(c->sigint_ev);
     if (c->sigterm_ev)
         event_free(c->sigterm_ev);
+    if (c->sighup_ev)
+        event_free(c->sighup_ev);
+    ms_policy_rules_destroy(c->rules);
     if (c->base)
         event_base_free(c->base);
     free(c);

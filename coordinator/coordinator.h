@@ -23,6 +23,7 @@ typedef struct {
     long coord_timeout_ms;    /* a coordinator silent this long is dead */
     long resync_timeout_ms;   /* a takeover waits this long at most for gateway reports */
     long js_replicas;         /* replicas of the KV buckets and the offline stream (1..5) */
+    const char *policy_file;  /* namespace policy rules (YAML or JSON), reloaded on SIGHUP */
 } ms_coord_config_t;
 
 typedef struct ms_coord ms_coord_t;

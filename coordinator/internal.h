@@ -199,6 +199,10 @@ struct ms_coord {
     ms_mailbox_t *inbox;
     ms_ns_t *namespaces;         /* uthash by name */
     ms_policy_entry_t *policies; /* uthash by ns */
+    struct ms_policy_rules *rules; /* --policy-file, or NULL (policies.c) */
+    struct event *sighup_ev;       /* reloads the policy file */
+    uint64_t n_policy_reloads, n_policy_reload_failures;
+    char policy_error[512]; /* why the last load failed, "" after a good one */
     ms_gw_info_t *gateways;      /* uthash by id */
     uint64_t next_liveness_ms;
     ms_outbox_t *outbox;
@@ -377,5 +381,13 @@ void ms_admin_cluster_cleanup(ms_coord_t *c);
 const char *ms_cluster_owner(ms_coord_t *c, uint32_t shard);
 
 uint64_t ms_now_ms(void);
+
+/* policies.c: the --policy-file rules. Load fails on a bad file; reload keeps
+ * the old rules then, and re-applies new ones to live namespaces without an
+ * admin override. */
+ms_err_t ms_coord_policies_load(ms_coord_t *c);
+void ms_coord_policies_reload(ms_coord_t *c);
+/* {"file", "default", "rules", "overrides"}: GET /v1/policies. New reference. */
+json_t *ms_coord_policies_json(ms_coord_t *c);
 
 #endif

@@ -56,6 +56,8 @@ int main(int argc, char **argv)
         {"js-replicas", MS_OPT_INT, &cfg.js_replicas,
          "JetStream replicas of the lease and policy buckets and the offline stream "
          "(3 on a 3-node NATS cluster survives the loss of a node)"},
+        {"policy-file", MS_OPT_STR, &cfg.policy_file,
+         "namespace policy rules, YAML or JSON (README \"Policy file\"); reloaded on SIGHUP"},
         {"insecure-dev", MS_OPT_BOOL, &cfg.insecure_dev,
          "no admin token; listen on loopback only. Never in production"},
         {"log-level", MS_OPT_STR, &log_level, "debug, info, warn or error"},

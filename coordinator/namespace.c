@@ -8,6 +8,7 @@
 #include "hash.h"
 #include "intern.h"
 #include "internal.h"
+#include "policy_rules.h"
 #include "log.h"
 #include "position.h"
 
@@ -26,6 +27,8 @@ const ms_policy_t *ms_coord_policy_for(ms_coord_t *c, const char *ns)
     HASH_FIND_STR(c->policies, ns, e);
     if (e)
         return &e->policy;
+    if (c->rules)
+        return ms_policy_rules_match(c->rules, ns, NULL);
     if (!def_ready) {
         ms_policy_default(&def);
         def_ready = 1;

@@ -147,3 +147,12 @@ json_t *ms_policy_to_json(const ms_policy_t *p)
     }
     return j;
 }
+
+int ms_policy_same(const ms_policy_t *a, const ms_policy_t *b)
+{
+    json_t *ja = ms_policy_to_json(a), *jb = ms_policy_to_json(b);
+    int same = ja && jb && json_equal(ja, jb);
+    json_decref(ja);
+    json_decref(jb);
+    return same;
+}

@@ -31,5 +31,7 @@ void ms_policy_default(ms_policy_t *p);
 ms_err_t ms_policy_parse(const json_t *j, ms_policy_t *out, char *err, size_t errlen);
 /* New reference. */
 json_t *ms_policy_to_json(const ms_policy_t *p);
+/* 1 when a and b mean the same (fields an engine ignores do not count). */
+int ms_policy_same(const ms_policy_t *a, const ms_policy_t *b);
 
 #endif

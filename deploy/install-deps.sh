@@ -10,13 +10,13 @@ set -euo pipefail
 BUILD_PKGS=(
     build-essential cmake ninja-build pkg-config git
     libwebsockets-dev libev-dev libnats-dev protobuf-c-compiler libprotobuf-c-dev
-    libevent-dev check libjwt-dev libjansson-dev uthash-dev libssl-dev
+    libevent-dev check libjwt-dev libjansson-dev uthash-dev libssl-dev libyaml-dev
     nats-server python3 curl ca-certificates procps iproute2
     haproxy docker-compose python3-yaml
 )
 RUNTIME_PKGS=(
     libwebsockets17 libwebsockets-evlib-ev libev4 libnats3.4 libprotobuf-c1 libevent-2.1-7 libevent-pthreads-2.1-7
-    libjwt0 libjansson4 libssl3 nats-server ca-certificates curl
+    libjwt0 libjansson4 libyaml-0-2 libssl3 nats-server ca-certificates curl
 )
 BROWSER_PKGS=(chromium)
 
