@@ -28,6 +28,7 @@
 
 #define KEY_FILE_MAX (64 * 1024)
 #define RSA_MIN_BITS 2048
+#define HEADER_MAX 1024 /* longest JOSE header accepted, decoded */
 
 struct ms_auth {
     ms_auth_alg_t alg;
@@ -204,6 +205,83 @@ bool ms_auth_peer_id_valid(const char *id)
     return n > 0;
 }
 
+/* Decodes unpadded base64url (RFC 7515 §2) of n chars into out (room for
+ * n * 3 / 4 bytes). Returns the decoded length, or -1 for a character outside
+ * the alphabet, padding, or a length that no encoding produces. */
+static long b64url_decode(const char *s, size_t n, unsigned char *out)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    long len = 0;
+    if (n % 4 == 1)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int v;
+        if (c >= 'A' && c <= 'Z')
+            v = c - 'A';
+        else if (c >= 'a' && c <= 'z')
+            v = c - 'a' + 26;
+        else if (c >= '0' && c <= '9')
+            v = c - '0' + 52;
+        else if (c == '-')
+            v = 62;
+        else if (c == '_')
+            v = 63;
+        else
+            return -1;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[len++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return len;
+}
+
+/* Reads the JOSE header (the token's first segment) ourselves, before libjwt:
+ * libjwt maps "alg" to its enum case-insensitively, and RFC 7515 §4.1.1 says the
+ * value is case-sensitive, so "hs256" must not pass as HS256. Only a JSON
+ * object with a string "alg" equal to want is accepted. */
+static ms_err_t header_check(const char *token, const char *want, const char **reason)
+{
+    unsigned char buf[HEADER_MAX * 3 / 4 + 4];
+    const char *dot = strchr(token, '.');
+    json_t *hdr = NULL;
+    const char *alg;
+    ms_err_t err = MS_ERR_AUTH;
+    long n;
+    if (!dot || (size_t)(dot - token) > HEADER_MAX) {
+        *reason = "malformed header";
+        return MS_ERR_AUTH;
+    }
+    n = b64url_decode(token, (size_t)(dot - token), buf);
+    if (n <= 0) {
+        *reason = "malformed header";
+        return MS_ERR_AUTH;
+    }
+    hdr = json_loadb((const char *)buf, (size_t)n, JSON_REJECT_DUPLICATES, NULL);
+    alg = json_string_value(json_object_get(hdr, "alg"));
+    if (!alg) {
+        *reason = "missing alg";
+        goto fail;
+    }
+    if (strcmp(alg, want) != 0) {
+        *reason = "algorithm mismatch";
+        goto fail;
+    }
+    err = MS_OK;
+fail:
+    json_decref(hdr);
+    return err;
+}
+
+static const char *alg_name(ms_auth_alg_t alg)
+{
+    return alg == MS_AUTH_RS256 ? "RS256" : alg == MS_AUTH_ES256 ? "ES256" : "HS256";
+}
+
 /* Reads a NumericDate claim. Returns false if it is absent or not a number
  * within range; fractional seconds are truncated toward the past. */
 static bool numeric_date(json_t *claims, const char *name, int64_t *out)
@@ -272,6 +350,10 @@ ms_err_t ms_auth_verify(const ms_auth_t *a, const char *token, const char *ns, i
         reason = "token too long";
         goto fail;
     }
+    err = header_check(token, alg_name(a->alg), &reason);
+    if (err != MS_OK)
+        goto fail;
+    err = MS_ERR_AUTH;
     /* A key is always passed, so libjwt itself refuses alg "none". */
     rc = jwt_decode(&jwt, token, a->key, (int)a->key_len);
     if (rc != 0) {

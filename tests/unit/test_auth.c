@@ -9,6 +9,7 @@
 
 #include <jwt.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 
 #include "auth.h"
@@ -94,6 +95,48 @@ static char *mint(jwt_alg_t alg, const char *key, const char *claims)
     tok = jwt_encode_str(jwt);
     ck_assert_ptr_nonnull(tok);
     jwt_free(jwt);
+    return tok;
+}
+
+/* base64url without padding of n bytes into out (room for 4 * n / 3 + 4). */
+static void b64url(const unsigned char *d, size_t n, char *out)
+{
+    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        acc = (acc << 8) | d[i];
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out[o++] = a[(acc >> bits) & 63];
+        }
+    }
+    if (bits > 0)
+        out[o++] = a[(acc << (6 - bits)) & 63];
+    out[o] = '\0';
+}
+
+/* An HS256-signed token with a hand-written header, so that headers libjwt would
+ * never write (odd alg spellings, kid values) can be tested. Caller frees. */
+static char *mint_raw_hs(const char *header, const char *claims, const char *secret)
+{
+    size_t hl = strlen(header), cl = strlen(claims);
+    char *tok = malloc(2 * (hl + cl) + 128);
+    unsigned char mac[32];
+    unsigned int maclen = 0;
+    size_t n;
+    ck_assert_ptr_nonnull(tok);
+    b64url((const unsigned char *)header, hl, tok);
+    n = strlen(tok);
+    tok[n++] = '.';
+    b64url((const unsigned char *)claims, cl, tok + n);
+    n = strlen(tok);
+    ck_assert_ptr_nonnull(
+        HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)tok, n, mac, &maclen));
+    tok[n++] = '.';
+    b64url(mac, maclen, tok + n);
     return tok;
 }
 
@@ -268,6 +311,39 @@ START_TEST(alg_none_and_other_hmac)
     free(hs);
     free(both);
     free(hs512);
+    ms_auth_destroy(a);
+}
+END_TEST
+
+/* RFC 7515 §4.1.1: "alg" is case-sensitive. libjwt maps "hs256" to HS256; we must not. */
+START_TEST(alg_case_sensitive)
+{
+    ms_auth_t *a = hs_verifier(-1);
+    char id[MS_AUTH_PEER_ID_MAX + 1];
+    const char *why = NULL;
+    const char *claims = "{\"sub\":\"a\",\"ns\":\"n\",\"exp\":1800000000}";
+    const char *bad[] = {"{\"alg\":\"hs256\",\"typ\":\"JWT\"}",
+                         "{\"alg\":\"Hs256\"}",
+                         "{\"alg\":\"HS256 \"}",
+                         "{\"typ\":\"JWT\"}",
+                         "{\"alg\":256}",
+                         "[\"HS256\"]",
+                         "{\"alg\":\"HS256\",\"alg\":\"HS256\"}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *tok = mint_raw_hs(bad[i], claims, SECRET);
+        ck_assert_msg(ms_auth_verify(a, tok, "n", NOW, id, &why) == MS_ERR_AUTH, "%s accepted",
+                      bad[i]);
+        free(tok);
+    }
+    /* the same hand-made token with the exact spelling passes */
+    char *tok = mint_raw_hs("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", claims, SECRET);
+    ck_assert_int_eq(ms_auth_verify(a, tok, "n", NOW, id, &why), MS_OK);
+    ck_assert_str_eq(id, "a");
+    free(tok);
+    tok = mint_raw_hs("{\"alg\":\"hs256\"}", claims, SECRET);
+    ck_assert_int_eq(ms_auth_verify(a, tok, "n", NOW, id, &why), MS_ERR_AUTH);
+    ck_assert_str_eq(why, "algorithm mismatch");
+    free(tok);
     ms_auth_destroy(a);
 }
 END_TEST
@@ -510,6 +586,7 @@ int main(void)
     tcase_add_test(tc, wrong_secret);
     tcase_add_test(tc, tampered_payload);
     tcase_add_test(tc, alg_none_and_other_hmac);
+    tcase_add_test(tc, alg_case_sensitive);
     tcase_add_test(tc, rs256_valid_and_confusion);
     tcase_add_test(tc, es256_valid);
     tcase_add_test(tc, create_rejects_bad_config);
