@@ -70,11 +70,13 @@ typedef struct {
 
 /* Engine parameters, parsed from the namespace policy. Unused fields are ignored. */
 typedef struct {
-    uint32_t k;    /* tree: fan-out (>= 2, default 4) */
-    uint32_t cap;  /* fullmesh: most peers (0: no cap) */
-    double a, b;   /* spray: view size a*ln(N) + b (defaults 1, 5) */
-    int geo;       /* delaunay: positions are on the sphere (lon, lat degrees) */
-    uint64_t seed; /* engines that randomise seed their PRNG with this */
+    uint32_t k;      /* tree: fan-out (>= 2, default 4) */
+    uint32_t k1;     /* tree with a source: the source's fan-out (default 10) */
+    uint32_t source; /* tree: MS_TREE_* flags (tree.h); 0: no source slot */
+    uint32_t cap;    /* fullmesh: most peers (0: no cap) */
+    double a, b;     /* spray: view size a*ln(N) + b (defaults 1, 5) */
+    int geo;         /* delaunay: positions are on the sphere (lon, lat degrees) */
+    uint64_t seed;   /* engines that randomise seed their PRNG with this */
 } ms_topo_params_t;
 
 /* What a gateway reports of a peer after a coordinator takeover. */

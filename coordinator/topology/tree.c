@@ -69,6 +69,14 @@ typedef struct {
 typedef struct {
     ms_topo_t base;
     uint32_t k;
+    /* The source slot (params.source): handle 0 is the broadcast source, with
+     * fan-out k1. A vacancy (ghost) keeps its place while no source is there
+     * and the policy says viewers wait (hold_before: before the first source;
+     * hold_after: once a source has left). The ghost is structure only: edges
+     * to it are never reported, and it is not counted. */
+    uint32_t k1;
+    uint8_t source_slot, hold_before, hold_after;
+    uint8_t ghost;         /* node 0 is a vacancy */
     ms_tree_node_t *node;  /* indexed by handle */
     ms_tree_list_t *level; /* indexed by depth: every peer at that depth */
     ms_tree_list_t *freel; /* indexed by depth: peers with a free slot */
@@ -117,13 +125,46 @@ static void list_remove(ms_tree_t *t, ms_tree_list_t *l, ms_peer_t p, int free_l
     l->n--;
 }
 
+/* How many children p may have. */
+static uint32_t cap_of(const ms_tree_t *t, ms_peer_t p)
+{
+    return t->source_slot && p == 0 ? t->k1 : t->k;
+}
+
+/* 1 for the vacancy in the source's place. */
+static int is_ghost(const ms_tree_t *t, ms_peer_t p)
+{
+    return p == 0 && t->ghost;
+}
+
+/* Diff appends for tree links; a link to the vacancy is not an edge. */
+static void link_up(ms_tree_t *t, ms_topo_diff_t *diff, ms_peer_t parent, ms_peer_t child,
+                    ms_err_t *acc)
+{
+    if (is_ghost(t, parent))
+        return;
+    ms_err_t e = ms_topo_diff_connect(diff, parent, child, MS_EDGE_TREE);
+    if (*acc == MS_OK)
+        *acc = e;
+}
+
+static void link_down(ms_tree_t *t, ms_topo_diff_t *diff, ms_peer_t parent, ms_peer_t child,
+                      ms_err_t *acc)
+{
+    if (is_ghost(t, parent))
+        return;
+    ms_err_t e = ms_topo_diff_disconnect(diff, parent, child, MS_EDGE_TREE);
+    if (*acc == MS_OK)
+        *acc = e;
+}
+
 /* Keeps p's free-list membership in step with its child count. */
 static void free_update(ms_tree_t *t, ms_peer_t p)
 {
     ms_tree_node_t *n = &t->node[p];
     if (!n->indexed)
         return;
-    int want = n->nchild < t->k;
+    int want = n->nchild < cap_of(t, p);
     if (want && !n->infree)
         list_push(t, &t->freel[n->depth], p, 1);
     else if (!want && n->infree)
@@ -241,16 +282,27 @@ static ms_peer_t shallowest_free(const ms_tree_t *t)
     return MS_PEER_NONE;
 }
 
-static uint32_t levels_bound(size_t n, uint32_t k)
+/* The fewest levels that hold n nodes when the root has fan-out k1 and every
+ * other node k (k1 == k: ceil(log_k((k-1)n+1))). */
+static uint32_t levels_bound_k1(size_t n, uint32_t k, uint32_t k1)
 {
     uint64_t cap = 0, pw = 1;
     uint32_t l = 0;
     while (cap < n) {
         cap += pw;
-        pw = pw > UINT64_MAX / k ? UINT64_MAX / 2 : pw * k;
+        uint32_t m = l == 0 ? k1 : k;
+        pw = pw > UINT64_MAX / m ? UINT64_MAX / 2 : pw * m;
         l++;
     }
     return l;
+}
+
+/* The bound for t's current shape: the vacancy takes a place like a peer, and
+ * the root's fan-out is k1 only while the source slot is the root. */
+static uint32_t levels_bound(const ms_tree_t *t)
+{
+    uint32_t k1 = t->source_slot && t->root == 0 ? t->k1 : t->k;
+    return levels_bound_k1(t->count + t->ghost, t->k, k1);
 }
 
 static void diff_note(ms_err_t *acc, ms_err_t err)
@@ -264,7 +316,7 @@ static uint64_t rebalance(ms_tree_t *t, ms_topo_diff_t *diff, ms_err_t *derr)
 {
     uint64_t moved = 0;
     height_trim(t);
-    while (t->height > levels_bound(t->count, t->k) + 1) {
+    while (t->height > levels_bound(t) + 1) {
         ms_peer_t leaf = t->level[t->height - 1].head;
         ms_peer_t q = shallowest_free(t);
         if (q == MS_PEER_NONE || t->node[q].depth + 2 >= t->height)
@@ -274,8 +326,8 @@ static uint64_t rebalance(ms_tree_t *t, ms_topo_diff_t *diff, ms_err_t *derr)
         node_unindex(t, leaf);
         attach(t, leaf, q);
         node_index(t, leaf, t->node[q].depth + 1);
-        diff_note(derr, ms_topo_diff_disconnect(diff, old, leaf, MS_EDGE_TREE));
-        diff_note(derr, ms_topo_diff_connect(diff, q, leaf, MS_EDGE_TREE));
+        link_down(t, diff, old, leaf, derr);
+        link_up(t, diff, q, leaf, derr);
         moved++;
         height_trim(t);
     }
@@ -318,9 +370,10 @@ static ms_err_t grow(ms_tree_t *t, ms_peer_t p)
     return MS_OK;
 }
 
+/* p is a peer in the tree (not the vacancy). */
 static int has(const ms_tree_t *t, ms_peer_t p)
 {
-    return p < t->n_slots && t->node[p].present;
+    return p < t->n_slots && t->node[p].present && !is_ghost(t, p);
 }
 
 static ms_err_t tree_create(const ms_topo_params_t *params, ms_topo_t **out)
@@ -333,6 +386,16 @@ static ms_err_t tree_create(const ms_topo_params_t *params, ms_topo_t **out)
         return MS_ERR_NOMEM;
     t->base.ops = &ms_topo_tree_ops;
     t->k = k;
+    t->k1 = params && params->k1 ? params->k1 : 10;
+    if (params && params->source) {
+        if (t->k1 < 1) {
+            free(t);
+            return MS_ERR_INVAL;
+        }
+        t->source_slot = 1;
+        t->hold_before = (params->source & MS_TREE_HOLD_BEFORE) != 0;
+        t->hold_after = (params->source & MS_TREE_HOLD_AFTER) != 0;
+    }
     t->root = MS_PEER_NONE;
     *out = &t->base;
     return MS_OK;
@@ -349,6 +412,48 @@ static void tree_destroy(ms_topo_t *base)
     free(t);
 }
 
+/* The vacancy takes the root: viewers hang below it and wait for a source. */
+static void ghost_root(ms_tree_t *t)
+{
+    node_reset(&t->node[0]);
+    t->node[0].present = 1;
+    t->ghost = 1;
+    t->root = 0;
+    node_index(t, 0, 0);
+}
+
+/* The source arrives: into the vacancy (its children get their parent), or
+ * above the current root (re-root: one new link, everyone one level deeper,
+ * then leaves move up into the source's free slots while the tree is too deep). */
+static ms_err_t source_arrives(ms_tree_t *t, ms_topo_diff_t *diff)
+{
+    ms_err_t err = MS_OK;
+    t->count++;
+    if (t->ghost) {
+        t->ghost = 0;
+        free_update(t, 0);
+        for (ms_peer_t c = t->node[0].first; c != MS_PEER_NONE; c = t->node[c].next)
+            link_up(t, diff, 0, c, &err);
+        return err;
+    }
+    node_reset(&t->node[0]);
+    t->node[0].present = 1;
+    ms_peer_t r = t->root;
+    if (r == MS_PEER_NONE) {
+        t->root = 0;
+        node_index(t, 0, 0);
+        return MS_OK;
+    }
+    subtree_walk(t, r, unindex_fn, NULL);
+    t->height = 0;
+    t->root = 0;
+    attach(t, r, 0);
+    subtree_index(t, 0, 0);
+    link_up(t, diff, 0, r, &err);
+    rebalance(t, diff, &err);
+    return err;
+}
+
 static ms_err_t tree_join(ms_topo_t *base, ms_peer_t p, ms_topo_pos_t pos, ms_topo_diff_t *diff)
 {
     ms_tree_t *t = (ms_tree_t *)base;
@@ -358,6 +463,12 @@ static ms_err_t tree_join(ms_topo_t *base, ms_peer_t p, ms_topo_pos_t pos, ms_to
     if (has(t, p))
         return MS_ERR_EXISTS;
     ms_err_t err = grow(t, p);
+    if (err != MS_OK)
+        return err;
+    if (t->source_slot && p == 0)
+        return source_arrives(t, diff);
+    if (t->root == MS_PEER_NONE && t->source_slot && t->hold_before && (err = grow(t, 0)) == MS_OK)
+        ghost_root(t);
     if (err != MS_OK)
         return err;
     node_reset(&t->node[p]);
@@ -371,7 +482,7 @@ static ms_err_t tree_join(ms_topo_t *base, ms_peer_t p, ms_topo_pos_t pos, ms_to
     ms_peer_t q = shallowest_free(t);
     attach(t, p, q);
     node_index(t, p, t->node[q].depth + 1);
-    err = ms_topo_diff_connect(diff, q, p, MS_EDGE_TREE);
+    link_up(t, diff, q, p, &err);
     /* Breadth-first placement never exceeds the bound; this is a safety net. */
     rebalance(t, diff, &err);
     return err;
@@ -402,7 +513,7 @@ static uint64_t adopt_all(ms_tree_t *t, ms_peer_t from, ms_peer_t to, int mark,
         detach(t, s);
         attach(t, s, to);
         t->node[s].mark = (uint8_t)mark;
-        diff_note(derr, ms_topo_diff_connect(diff, to, s, MS_EDGE_TREE));
+        link_up(t, diff, to, s, derr);
         moved++;
     }
     return moved;
@@ -414,17 +525,79 @@ static void unmark_children(ms_tree_t *t, ms_peer_t x)
         t->node[c].mark = 0;
 }
 
+static ms_err_t leave_node(ms_tree_t *t, ms_peer_t p, ms_topo_diff_t *diff);
+
+/* Moves children of x beyond its capacity, each with its subtree, to the free
+ * slots nearest the root (never below themselves: a moving subtree is out of
+ * the lists while it moves). */
+static void fix_overfull(ms_tree_t *t, ms_peer_t x, ms_topo_diff_t *diff, ms_err_t *derr)
+{
+    uint64_t moved = 0;
+    while (t->node[x].nchild > cap_of(t, x)) {
+        ms_peer_t s = t->node[x].first;
+        link_down(t, diff, x, s, derr);
+        subtree_walk(t, s, unindex_fn, NULL);
+        detach(t, s);
+        ms_peer_t q = shallowest_free(t);
+        if (q == MS_PEER_NONE) /* cannot happen: x's own siblings-to-be have slots */
+            q = x;
+        attach(t, s, q);
+        subtree_index(t, s, t->node[q].depth + 1);
+        link_up(t, diff, q, s, derr);
+        moved++;
+    }
+    height_trim(t);
+    t->moved_repair += moved;
+    if (moved) {
+        rebalance(t, diff, derr);
+        ms_topo_diff_normalize(diff);
+    }
+}
+
 static ms_err_t tree_leave(ms_topo_t *base, ms_peer_t p, ms_topo_diff_t *diff)
 {
     ms_tree_t *t = (ms_tree_t *)base;
     if (!has(t, p))
         return MS_ERR_NOTFOUND;
+    ms_err_t err = MS_OK;
+    if (t->source_slot && p == 0 && t->hold_after && t->node[0].first != MS_PEER_NONE) {
+        /* The source goes; its place is held and nothing else moves. */
+        for (ms_peer_t c = t->node[0].first; c != MS_PEER_NONE; c = t->node[c].next)
+            link_down(t, diff, 0, c, &err);
+        if (t->node[0].parent != MS_PEER_NONE) { /* cannot happen: the source is the root */
+            link_down(t, diff, t->node[0].parent, 0, &err);
+            detach(t, 0);
+        }
+        t->ghost = 1;
+        t->count--;
+        t->leaves++;
+        ms_topo_diff_normalize(diff);
+        return err;
+    }
+    err = leave_node(t, p, diff);
+    /* The promoted child took the source's children, up to k1 of them, but
+     * may keep only k: the rest move, whole, to the free slots nearest the root. */
+    if (t->source_slot && p == 0 && t->root != MS_PEER_NONE)
+        fix_overfull(t, t->root, diff, &err);
+    /* A vacancy with nobody waiting below it is no longer needed. */
+    if (t->ghost && t->count == 0) {
+        node_unindex(t, 0);
+        node_reset(&t->node[0]);
+        t->ghost = 0;
+        t->root = MS_PEER_NONE;
+        height_trim(t);
+    }
+    return err;
+}
+
+static ms_err_t leave_node(ms_tree_t *t, ms_peer_t p, ms_topo_diff_t *diff)
+{
     ms_err_t derr = MS_OK;
     ms_tree_node_t *pn = &t->node[p];
     ms_peer_t g = pn->parent;
     uint32_t d = pn->depth;
     if (g != MS_PEER_NONE) {
-        diff_note(&derr, ms_topo_diff_disconnect(diff, g, p, MS_EDGE_TREE));
+        link_down(t, diff, g, p, &derr);
         detach(t, p);
     }
     /* Everything below p is re-indexed at the end; out of the lists meanwhile. */
@@ -435,11 +608,11 @@ static ms_err_t tree_leave(ms_topo_t *base, ms_peer_t p, ms_topo_diff_t *diff)
         t->root = MS_PEER_NONE;
     if (c != MS_PEER_NONE) {
         for (ms_peer_t s = pn->first; s != MS_PEER_NONE; s = t->node[s].next)
-            diff_note(&derr, ms_topo_diff_disconnect(diff, p, s, MS_EDGE_TREE));
+            link_down(t, diff, p, s, &derr);
         detach(t, c);
         if (g != MS_PEER_NONE) {
             attach(t, c, g);
-            diff_note(&derr, ms_topo_diff_connect(diff, g, c, MS_EDGE_TREE));
+            link_up(t, diff, g, c, &derr);
         } else {
             t->root = c;
         }
@@ -452,7 +625,7 @@ static ms_err_t tree_leave(ms_topo_t *base, ms_peer_t p, ms_topo_diff_t *diff)
         ms_peer_t x = c;
         while (pn->first != MS_PEER_NONE) {
             ms_peer_t y = emptiest_child(t, x);
-            if (y == MS_PEER_NONE || t->node[x].nchild + pn->nchild <= t->k) {
+            if (y == MS_PEER_NONE || t->node[x].nchild + pn->nchild <= cap_of(t, x)) {
                 moved += adopt_all(t, p, x, 0, diff, &derr);
                 break;
             }
@@ -465,7 +638,7 @@ static ms_err_t tree_leave(ms_topo_t *base, ms_peer_t p, ms_topo_diff_t *diff)
                     continue;
                 detach(t, o);
                 attach(t, o, p);
-                diff_note(&derr, ms_topo_diff_disconnect(diff, x, o, MS_EDGE_TREE));
+                link_down(t, diff, x, o, &derr);
             }
             unmark_children(t, x);
             x = y;
@@ -489,7 +662,7 @@ static size_t tree_neighbours(const ms_topo_t *base, ms_peer_t p, ms_peer_t *out
     if (!has(t, p))
         return 0;
     size_t n = 0;
-    if (t->node[p].parent != MS_PEER_NONE) {
+    if (t->node[p].parent != MS_PEER_NONE && !is_ghost(t, t->node[p].parent)) {
         if (n < max)
             out[n] = t->node[p].parent;
         n++;
@@ -514,7 +687,8 @@ static void tree_edges(const ms_topo_t *base, ms_topo_edge_fn fn, void *ud)
 {
     const ms_tree_t *t = (const ms_tree_t *)base;
     for (size_t p = 0; p < t->n_slots; p++)
-        if (t->node[p].present && t->node[p].parent != MS_PEER_NONE)
+        if (t->node[p].present && t->node[p].parent != MS_PEER_NONE &&
+            !is_ghost(t, t->node[p].parent))
             fn(t->node[p].parent, (ms_peer_t)p, MS_EDGE_TREE, ud);
 }
 
@@ -583,7 +757,7 @@ static ms_err_t tree_restore(ms_topo_t *base, const ms_topo_report_t *reports, s
     for (size_t i = 0; i < n; i++) {
         ms_peer_t p = reports[i].peer, par = reports[i].parent;
         if (t->node[p].parent != MS_PEER_NONE || par == MS_PEER_NONE || par == p || !has(t, par) ||
-            t->node[par].nchild >= t->k)
+            t->node[par].nchild >= cap_of(t, par))
             continue;
         attach(t, p, par);
     }
@@ -600,6 +774,24 @@ static ms_err_t tree_restore(ms_topo_t *base, const ms_topo_report_t *reports, s
         if (sz > best) {
             best = sz;
             root = p;
+        }
+    }
+    /* With a source slot the source is the root whatever the sizes; without a
+     * source, a held place becomes the root and every fragment hangs below it. */
+    if (t->source_slot && has(t, 0) && t->node[0].parent == MS_PEER_NONE) {
+        root = 0;
+    } else if (t->source_slot && !has(t, 0) && (t->hold_before || t->hold_after) && n > 0) {
+        if ((err = grow(t, 0)) != MS_OK)
+            return err;
+        ghost_root(t);
+        root = MS_PEER_NONE; /* indexed already; all fragments attach below */
+        for (size_t i = 0; i < n; i++) {
+            ms_peer_t p = reports[i].peer;
+            if (t->node[p].parent != MS_PEER_NONE || t->node[p].indexed)
+                continue;
+            ms_peer_t q = shallowest_free(t);
+            attach(t, p, q);
+            subtree_index(t, p, t->node[q].depth + 1);
         }
     }
     if (root != MS_PEER_NONE) {
@@ -627,8 +819,7 @@ static ms_err_t tree_restore(ms_topo_t *base, const ms_topo_report_t *reports, s
      *    its neighbours, its children; each link may be reported by both ends. */
     for (size_t p = 0; p < t->n_slots; p++)
         if (t->node[p].present && t->node[p].parent != MS_PEER_NONE)
-            diff_note(&err,
-                      ms_topo_diff_connect(diff, t->node[p].parent, (ms_peer_t)p, MS_EDGE_TREE));
+            link_up(t, diff, t->node[p].parent, (ms_peer_t)p, &err);
     for (size_t i = 0; i < n; i++) {
         const ms_topo_report_t *r = &reports[i];
         if (r->parent != MS_PEER_NONE)
@@ -650,9 +841,12 @@ void ms_tree_stats(const ms_topo_t *base, ms_tree_stats_t *out)
     out->count = t->count;
     out->k = t->k;
     out->depth = t->height;
-    out->bound = levels_bound(t->count, t->k);
+    out->bound = levels_bound(t);
+    out->k1 = t->source_slot ? t->k1 : t->k;
+    out->source = t->source_slot && has(t, 0) && t->root == 0;
+    out->waiting = t->ghost;
     for (size_t p = 0; p < t->n_slots; p++)
-        if (t->node[p].present && t->node[p].nchild > out->max_fanout)
+        if (t->node[p].present && t->node[p].nchild > out->max_fanout && !is_ghost(t, (ms_peer_t)p))
             out->max_fanout = t->node[p].nchild;
     out->leaves = t->leaves;
     out->moved_repair = t->moved_repair;
@@ -663,7 +857,55 @@ void ms_tree_stats(const ms_topo_t *base, ms_tree_stats_t *out)
 ms_peer_t ms_tree_parent(const ms_topo_t *base, ms_peer_t p)
 {
     const ms_tree_t *t = (const ms_tree_t *)base;
-    return has(t, p) ? t->node[p].parent : MS_PEER_NONE;
+    if (!has(t, p) || is_ghost(t, t->node[p].parent))
+        return MS_PEER_NONE;
+    return t->node[p].parent;
+}
+
+int ms_tree_waiting(const ms_topo_t *base)
+{
+    const ms_tree_t *t = (const ms_tree_t *)base;
+    return t->ghost;
+}
+
+static void mark_fn(ms_tree_t *t, ms_peer_t p, uint32_t rel, void *ud)
+{
+    (void)rel;
+    t->node[p].mark = (uint8_t)(uintptr_t)ud;
+}
+
+ms_err_t ms_tree_reparent(ms_topo_t *base, ms_peer_t p, ms_peer_t avoid, ms_topo_diff_t *diff)
+{
+    ms_tree_t *t = (ms_tree_t *)base;
+    if (!has(t, p))
+        return MS_ERR_NOTFOUND;
+    ms_peer_t old = t->node[p].parent;
+    if (old == MS_PEER_NONE)
+        return MS_ERR_INVAL; /* the root has no parent to change */
+    /* The new parent: a free slot nearest the root, outside p's subtree (no
+     * cycle), neither the current parent nor `avoid`. */
+    subtree_walk(t, p, mark_fn, (void *)(uintptr_t)1);
+    ms_peer_t q = MS_PEER_NONE;
+    for (uint32_t d = 0; d < t->height && q == MS_PEER_NONE; d++)
+        for (ms_peer_t c = t->freel[d].head; c != MS_PEER_NONE; c = t->node[c].fnext)
+            if (!t->node[c].mark && c != old && c != avoid) {
+                q = c;
+                break;
+            }
+    subtree_walk(t, p, mark_fn, (void *)(uintptr_t)0);
+    if (q == MS_PEER_NONE)
+        return MS_ERR_FULL;
+    ms_err_t err = MS_OK;
+    link_down(t, diff, old, p, &err);
+    subtree_walk(t, p, unindex_fn, NULL);
+    detach(t, p);
+    attach(t, p, q);
+    subtree_index(t, p, t->node[q].depth + 1);
+    link_up(t, diff, q, p, &err);
+    t->moved_repair++;
+    rebalance(t, diff, &err);
+    ms_topo_diff_normalize(diff);
+    return err;
 }
 
 static ms_err_t tree_write_json(const ms_topo_t *base, json_t *obj)
@@ -672,6 +914,9 @@ static ms_err_t tree_write_json(const ms_topo_t *base, json_t *obj)
     ms_tree_stats(base, &s);
     int rc = 0;
     rc |= json_object_set_new(obj, "k", json_integer(s.k));
+    rc |= json_object_set_new(obj, "k1", json_integer(s.k1));
+    rc |= json_object_set_new(obj, "source", json_boolean(s.source));
+    rc |= json_object_set_new(obj, "waiting_for_source", json_boolean(s.waiting));
     rc |= json_object_set_new(obj, "peers", json_integer((json_int_t)s.count));
     rc |= json_object_set_new(obj, "depth", json_integer(s.depth));
     rc |= json_object_set_new(obj, "depth_bound", json_integer(s.bound));

@@ -471,6 +471,244 @@ START_TEST(tree_restore_damaged)
 }
 END_TEST
 
+/* Invariants of a tree with a source slot (handle 0). present[] holds the real peers. */
+static void check_source_tree(const ms_topo_t *t, const snap_t *s, const uint8_t *present,
+                              uint32_t k, uint32_t k1)
+{
+    size_t n = 0, roots = 0;
+    uint32_t *fan = calloc(s->n_slots, sizeof(*fan));
+    REQUIRE_NONNULL(fan);
+    for (size_t p = 0; p < s->n_slots; p++) {
+        if (!present[p]) {
+            REQUIRE(s->nparents[p] == 0 && s->parent[p] == MS_PEER_NONE);
+            continue;
+        }
+        n++;
+        REQUIRE(s->nparents[p] <= 1);
+        REQUIRE(ms_tree_parent(t, (ms_peer_t)p) == s->parent[p]);
+        if (s->parent[p] == MS_PEER_NONE)
+            roots++;
+        else
+            fan[s->parent[p]]++;
+    }
+    REQUIRE(t->ops->count(t) == n);
+    ms_tree_stats_t st;
+    ms_tree_stats(t, &st);
+    int waiting = ms_tree_waiting(t);
+    REQUIRE(st.waiting == waiting);
+    if (present[0]) {
+        /* The source is the one root and nobody waits. */
+        REQUIRE(!waiting && st.source);
+        REQUIRE(s->parent[0] == MS_PEER_NONE && roots == 1);
+        REQUIRE(fan[0] <= k1);
+    } else if (waiting) {
+        /* Everyone hangs (through the held place) from up to k1 waiting roots. */
+        REQUIRE(n > 0 && roots >= 1 && roots <= k1);
+    } else {
+        REQUIRE(n == 0 ? roots == 0 : roots == 1);
+    }
+    uint32_t levels = 0;
+    for (size_t p = 1; p < s->n_slots; p++) {
+        if (!present[p])
+            continue;
+        REQUIRE(fan[p] <= k);
+        uint32_t d = 0;
+        ms_peer_t u = (ms_peer_t)p;
+        while (s->parent[u] != MS_PEER_NONE) {
+            u = s->parent[u];
+            REQUIRE(++d <= n); /* no cycle */
+        }
+        if (present[0])
+            REQUIRE(u == 0);
+        /* A waiting peer sits one level below the held place. */
+        d += waiting;
+        if (d + 1 > levels)
+            levels = d + 1;
+        ms_peer_t nb[64];
+        size_t nn = t->ops->neighbours(t, (ms_peer_t)p, nb, 64);
+        REQUIRE(nn == fan[p] + (s->parent[p] != MS_PEER_NONE));
+        for (size_t i = 0; i < nn && i < 64; i++)
+            REQUIRE(t->ops->adjacent(t, (ms_peer_t)p, nb[i]));
+    }
+    if (n > 0) {
+        REQUIRE(levels <= st.bound + 1);
+        REQUIRE(st.depth >= levels);
+    }
+    free(fan);
+}
+
+/* Joins, leaves, source arrivals and departures and re-parent requests with every
+ * invariant and the exact diff checked after each. */
+static void source_run(uint32_t k, uint32_t k1, uint32_t flags, uint64_t seed, int ops)
+{
+    ms_topo_t *t = NULL;
+    ms_topo_params_t params = {.k = k, .k1 = k1, .source = flags};
+    REQUIRE(ms_topo_tree_ops.create(&params, &t) == MS_OK);
+    enum { N = 256 };
+    uint8_t present[N] = {0};
+    snap_t a = {0}, b = {0};
+    snap_take(t, &a, N);
+    ms_topo_diff_t d;
+    ms_topo_diff_init(&d);
+    uint64_t rs = seed;
+    size_t n = 0, source_joins = 0, reparents = 0, waits = 0;
+    for (int i = 0; i < ops; i++) {
+        uint32_t r = rnd_below(&rs, 100);
+        ms_topo_diff_clear(&d);
+        if (r < 4 && !present[0]) {
+            REQUIRE(ms_topo_tree_ops.join(t, 0, (ms_topo_pos_t){0}, &d) == MS_OK);
+            present[0] = 1;
+            n++;
+            source_joins++;
+        } else if (r < 7 && present[0]) {
+            int had_children = ms_topo_tree_ops.neighbours(t, 0, NULL, 0) > 0;
+            REQUIRE(ms_topo_tree_ops.leave(t, 0, &d) == MS_OK);
+            present[0] = 0;
+            n--;
+            if ((flags & MS_TREE_HOLD_AFTER) && had_children) {
+                /* Held: only the source's own links go. */
+                REQUIRE(ms_tree_waiting(t));
+                REQUIRE(d.n_connect == 0);
+            }
+        } else if (r < 20 && n > 1) {
+            ms_peer_t p;
+            do
+                p = 1 + rnd_below(&rs, N - 1);
+            while (!present[p]);
+            ms_peer_t old = ms_tree_parent(t, p);
+            ms_err_t e = ms_tree_reparent(t, p, MS_PEER_NONE, &d);
+            REQUIRE(e == MS_OK || e == MS_ERR_FULL || (e == MS_ERR_INVAL && old == MS_PEER_NONE));
+            if (e == MS_OK)
+                reparents++;
+        } else if ((r < 62 && n < N - 1) || n == 0) {
+            ms_peer_t p = 1;
+            while (present[p])
+                p++;
+            REQUIRE(ms_topo_tree_ops.join(t, p, (ms_topo_pos_t){0}, &d) == MS_OK);
+            present[p] = 1;
+            n++;
+        } else {
+            ms_peer_t p;
+            do
+                p = 1 + rnd_below(&rs, N - 1);
+            while (!present[p] && n > present[0]);
+            if (!present[p])
+                continue;
+            REQUIRE(ms_topo_tree_ops.leave(t, p, &d) == MS_OK);
+            present[p] = 0;
+            n--;
+        }
+        waits += ms_tree_waiting(t);
+        snap_take(t, &b, N);
+        check_source_tree(t, &b, present, k, k1);
+        check_diff(&a, &b, &d);
+        snap_t tmp = a;
+        a = b;
+        b = tmp;
+    }
+    printf("tree source k=%u k1=%u flags=%u seed=%llu: %zu source joins, %zu reparents, "
+           "%zu ops waiting\n",
+           k, k1, flags, (unsigned long long)seed, source_joins, reparents, waits);
+    REQUIRE(source_joins > 0 && reparents > 0);
+    if (flags & (MS_TREE_HOLD_BEFORE | MS_TREE_HOLD_AFTER))
+        REQUIRE(waits > 0);
+    ms_topo_diff_cleanup(&d);
+    snap_free(&a);
+    snap_free(&b);
+    ms_topo_tree_ops.destroy(t);
+}
+
+START_TEST(tree_source_properties)
+{
+    static const uint32_t flags[] = {MS_TREE_SOURCE, MS_TREE_SOURCE | MS_TREE_HOLD_BEFORE,
+                                     MS_TREE_SOURCE | MS_TREE_HOLD_AFTER,
+                                     MS_TREE_SOURCE | MS_TREE_HOLD_BEFORE | MS_TREE_HOLD_AFTER};
+    source_run(2 + (uint32_t)_i % 3, 10 - (uint32_t)_i % 3, flags[_i % 4], 77 + (uint64_t)_i, 3000);
+}
+END_TEST
+
+START_TEST(tree_source_scenarios)
+{
+    ms_topo_t *t = NULL;
+    ms_topo_diff_t d;
+    ms_topo_diff_init(&d);
+    /* Viewers first, no hold: they form a tree; the source re-roots above it
+     * with one new link and takes the next joiners directly (k1 = 3). */
+    ms_topo_params_t pf = {.k = 2, .k1 = 3, .source = MS_TREE_SOURCE};
+    REQUIRE(ms_topo_tree_ops.create(&pf, &t) == MS_OK);
+    for (ms_peer_t p = 1; p <= 3; p++)
+        REQUIRE(ms_topo_tree_ops.join(t, p, (ms_topo_pos_t){0}, &d) == MS_OK);
+    ms_topo_diff_clear(&d);
+    REQUIRE(ms_topo_tree_ops.join(t, 0, (ms_topo_pos_t){0}, &d) == MS_OK);
+    REQUIRE(d.n_connect == 1 && d.connect[0].a == 0 && d.connect[0].b == 1);
+    REQUIRE(d.n_disconnect == 0);
+    ms_topo_diff_clear(&d);
+    REQUIRE(ms_topo_tree_ops.join(t, 4, (ms_topo_pos_t){0}, &d) == MS_OK);
+    REQUIRE(ms_tree_parent(t, 4) == 0);
+    REQUIRE(ms_topo_tree_ops.join(t, 0, (ms_topo_pos_t){0}, &d) == MS_ERR_EXISTS);
+    /* A re-parent never picks a descendant nor the current parent. */
+    ms_topo_diff_clear(&d);
+    REQUIRE(ms_tree_reparent(t, 2, MS_PEER_NONE, &d) == MS_OK);
+    REQUIRE(ms_tree_parent(t, 2) == 0); /* the source still had a free slot */
+    REQUIRE(ms_tree_reparent(t, 0, MS_PEER_NONE, &d) == MS_ERR_INVAL);
+    ms_topo_tree_ops.destroy(t);
+
+    /* Hold before and after: viewers wait below the empty place, the source
+     * takes it with one link per waiting child, and its departure leaves them
+     * in place. */
+    ms_topo_params_t ph = {
+        .k = 2, .k1 = 2, .source = MS_TREE_SOURCE | MS_TREE_HOLD_BEFORE | MS_TREE_HOLD_AFTER};
+    REQUIRE(ms_topo_tree_ops.create(&ph, &t) == MS_OK);
+    ms_topo_diff_clear(&d);
+    for (ms_peer_t p = 1; p <= 4; p++)
+        REQUIRE(ms_topo_tree_ops.join(t, p, (ms_topo_pos_t){0}, &d) == MS_OK);
+    REQUIRE(ms_tree_waiting(t));
+    REQUIRE(ms_tree_parent(t, 1) == MS_PEER_NONE && ms_tree_parent(t, 2) == MS_PEER_NONE);
+    REQUIRE(ms_tree_parent(t, 3) == 1 && ms_tree_parent(t, 4) == 1); /* oldest free slot */
+    REQUIRE(d.n_connect == 2); /* 1-3 and 1-4; nothing to the empty place */
+    ms_topo_diff_clear(&d);
+    REQUIRE(ms_topo_tree_ops.join(t, 0, (ms_topo_pos_t){0}, &d) == MS_OK);
+    REQUIRE(!ms_tree_waiting(t));
+    REQUIRE(d.n_connect == 2 && d.n_disconnect == 0);
+    ms_topo_diff_clear(&d);
+    REQUIRE(ms_topo_tree_ops.leave(t, 0, &d) == MS_OK);
+    REQUIRE(ms_tree_waiting(t));
+    REQUIRE(d.n_connect == 0 && d.n_disconnect == 2);
+    REQUIRE(ms_tree_parent(t, 3) == 1);
+    /* Everyone leaves: the held place goes too, and a lone viewer waits again. */
+    for (ms_peer_t p = 1; p <= 4; p++)
+        REQUIRE(ms_topo_tree_ops.leave(t, p, &d) == MS_OK);
+    REQUIRE(!ms_tree_waiting(t) && ms_topo_tree_ops.count(t) == 0);
+    REQUIRE(ms_topo_tree_ops.join(t, 1, (ms_topo_pos_t){0}, &d) == MS_OK);
+    REQUIRE(ms_tree_waiting(t));
+    ms_topo_tree_ops.destroy(t);
+
+    /* Restore without the source: the held place is rebuilt and every fragment
+     * hangs below it; with the source reported, it is the root. */
+    REQUIRE(ms_topo_tree_ops.create(&ph, &t) == MS_OK);
+    ms_topo_report_t rep[3] = {{.peer = 1, .parent = MS_PEER_NONE},
+                               {.peer = 2, .parent = MS_PEER_NONE},
+                               {.peer = 3, .parent = 1}};
+    ms_peer_t nb1[] = {3};
+    rep[0].neighbours = nb1;
+    rep[0].n_neighbours = 1;
+    ms_topo_diff_clear(&d);
+    REQUIRE(ms_topo_tree_ops.restore(t, rep, 3, &d) == MS_OK);
+    REQUIRE(ms_tree_waiting(t));
+    REQUIRE(d.n_connect == 0 && d.n_disconnect == 0);
+    ms_topo_tree_ops.destroy(t);
+    REQUIRE(ms_topo_tree_ops.create(&ph, &t) == MS_OK);
+    ms_topo_report_t rep2[3] = {{.peer = 5, .parent = MS_PEER_NONE},
+                                {.peer = 6, .parent = 5},
+                                {.peer = 0, .parent = MS_PEER_NONE}};
+    ms_topo_diff_clear(&d);
+    REQUIRE(ms_topo_tree_ops.restore(t, rep2, 3, &d) == MS_OK);
+    REQUIRE(ms_tree_parent(t, 5) == 0 && ms_tree_parent(t, 0) == MS_PEER_NONE);
+    ms_topo_tree_ops.destroy(t);
+    ms_topo_diff_cleanup(&d);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("tree");
@@ -480,6 +718,8 @@ int main(void)
     tcase_add_loop_test(tc, tree_churn_properties, 0, 12); /* k = 2,3,4,8 x 3 seeds */
     tcase_add_test(tc, tree_restore_intact_is_empty_diff);
     tcase_add_test(tc, tree_restore_damaged);
+    tcase_add_loop_test(tc, tree_source_properties, 0, 8);
+    tcase_add_test(tc, tree_source_scenarios);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
