@@ -47,9 +47,20 @@ static int get_num(const json_t *j, const char *key, double lo, double hi, doubl
 
 ms_err_t ms_policy_parse(const json_t *j, ms_policy_t *p, char *err, size_t errlen)
 {
-    static const char *const known[] = {
-        "topology", "positioning",     "k",       "cap",          "overflow", "a",
-        "b",        "shufflePeriodMs", "signals", "duplicateIds", NULL};
+    static const char *const known[] = {"topology",
+                                        "positioning",
+                                        "k",
+                                        "cap",
+                                        "overflow",
+                                        "a",
+                                        "b",
+                                        "shufflePeriodMs",
+                                        "signals",
+                                        "duplicateIds",
+                                        "fullmeshUpTo",
+                                        "then",
+                                        "hysteresis",
+                                        NULL};
     ms_policy_default(p);
     if (!json_is_object(j)) {
         snprintf(err, errlen, "policy must be a JSON object");
@@ -70,10 +81,31 @@ ms_err_t ms_policy_parse(const json_t *j, ms_policy_t *p, char *err, size_t errl
     json_t *t = json_object_get(j, "topology");
     if (t) {
         if (!json_is_string(t) || !ms_topo_find(json_string_value(t))) {
-            snprintf(err, errlen, "unknown topology (known: fullmesh, delaunay, tree, spray)");
+            snprintf(err, errlen,
+                     "unknown topology (known: fullmesh, delaunay, tree, spray, auto)");
             return MS_ERR_INVAL;
         }
         snprintf(p->topology, sizeof(p->topology), "%s", json_string_value(t));
+    }
+    if (!strcmp(p->topology, "auto")) {
+        /* A full mesh while small, `then` beyond fullmeshUpTo peers. */
+        json_t *th = json_object_get(j, "then");
+        const ms_topo_ops_t *then = json_is_string(th) ? ms_topo_find(json_string_value(th)) : NULL;
+        if (!then || then == &ms_topo_adaptive_ops || then == &ms_topo_fullmesh_ops) {
+            snprintf(err, errlen, "auto needs then: delaunay, tree or spray");
+            return MS_ERR_INVAL;
+        }
+        p->params.then = then;
+        p->params.up_to = 8;
+        if (get_uint(j, "fullmeshUpTo", 2, 1000, &p->params.up_to, err, errlen))
+            return MS_ERR_INVAL;
+        p->params.hysteresis = p->params.up_to / 4 ? p->params.up_to / 4 : 1;
+        if (get_uint(j, "hysteresis", 1, p->params.up_to - 1, &p->params.hysteresis, err, errlen))
+            return MS_ERR_INVAL;
+    } else if (json_object_get(j, "then") || json_object_get(j, "fullmeshUpTo") ||
+               json_object_get(j, "hysteresis")) {
+        snprintf(err, errlen, "then, fullmeshUpTo and hysteresis go with topology auto");
+        return MS_ERR_INVAL;
     }
     json_t *pos = json_object_get(j, "positioning");
     if (pos) {
@@ -132,15 +164,22 @@ json_t *ms_policy_to_json(const ms_policy_t *p)
     json_object_set_new(j, "topology", json_string(p->topology));
     json_object_set_new(j, "signals", json_string(p->signal_any ? "any" : "neighbours"));
     json_object_set_new(j, "duplicateIds", json_string(p->id_replace ? "replace" : "reject"));
-    if (!strcmp(p->topology, "delaunay"))
+    const char *eng = p->topology;
+    if (!strcmp(p->topology, "auto") && p->params.then) {
+        eng = p->params.then->name;
+        json_object_set_new(j, "then", json_string(eng));
+        json_object_set_new(j, "fullmeshUpTo", json_integer(p->params.up_to));
+        json_object_set_new(j, "hysteresis", json_integer(p->params.hysteresis));
+    }
+    if (!strcmp(eng, "delaunay"))
         json_object_set_new(j, "positioning", json_string(positioning_names[p->positioning]));
-    if (!strcmp(p->topology, "tree"))
+    if (!strcmp(eng, "tree"))
         json_object_set_new(j, "k", json_integer(p->params.k));
     if (!strcmp(p->topology, "fullmesh")) {
         json_object_set_new(j, "cap", json_integer(p->params.cap));
         json_object_set_new(j, "overflow", json_string(p->overflow_wait ? "wait" : "reject"));
     }
-    if (!strcmp(p->topology, "spray")) {
+    if (!strcmp(eng, "spray")) {
         json_object_set_new(j, "a", json_real(p->params.a));
         json_object_set_new(j, "b", json_real(p->params.b));
         json_object_set_new(j, "shufflePeriodMs", json_integer(p->shuffle_period_ms));

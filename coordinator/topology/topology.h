@@ -68,6 +68,8 @@ typedef struct {
     uint64_t key;
 } ms_topo_pos_t;
 
+struct ms_topo_ops;
+
 /* Engine parameters, parsed from the namespace policy. Unused fields are ignored. */
 typedef struct {
     uint32_t k;      /* tree: fan-out (>= 2, default 4) */
@@ -77,6 +79,10 @@ typedef struct {
     double a, b;     /* spray: view size a*ln(N) + b (defaults 1, 5) */
     int geo;         /* delaunay: positions are on the sphere (lon, lat degrees) */
     uint64_t seed;   /* engines that randomise seed their PRNG with this */
+    /* auto: a full mesh up to `up_to` peers, `then` (with the fields above)
+     * beyond; back to the full mesh at up_to - hysteresis peers. */
+    const struct ms_topo_ops *then;
+    uint32_t up_to, hysteresis;
 } ms_topo_params_t;
 
 /* What a gateway reports of a peer after a coordinator takeover. */
@@ -92,7 +98,7 @@ typedef struct ms_topo ms_topo_t;
 typedef void (*ms_topo_edge_fn)(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud);
 
 typedef struct ms_topo_ops {
-    const char *name; /* "fullmesh", "delaunay", "tree", "spray" */
+    const char *name; /* "fullmesh", "delaunay", "tree", "spray", "auto" */
     ms_err_t (*create)(const ms_topo_params_t *params, ms_topo_t **out);
     void (*destroy)(ms_topo_t *t);
     /* MS_ERR_FULL when the engine's cap is reached, MS_ERR_EXISTS for a handle in use. */
@@ -138,5 +144,6 @@ extern const ms_topo_ops_t ms_topo_fullmesh_ops;
 extern const ms_topo_ops_t ms_topo_tree_ops;
 extern const ms_topo_ops_t ms_topo_spray_ops;
 extern const ms_topo_ops_t ms_topo_delaunay_ops;
+extern const ms_topo_ops_t ms_topo_adaptive_ops;
 
 #endif

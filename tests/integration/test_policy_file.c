@@ -25,7 +25,10 @@ static const char first_rules[] = "default: {topology: fullmesh, cap: 16}\n"
                                   "  - match: \"geo.*\"\n"
                                   "    policy: {topology: delaunay, positioning: geo}\n"
                                   "  - match: \"open-*\"\n"
-                                  "    policy: {signals: any}\n";
+                                  "    policy: {signals: any}\n"
+                                  "  - match: \"grow.*\"\n"
+                                  "    policy: {topology: auto, fullmeshUpTo: 3, then: "
+                                  "delaunay, hysteresis: 1}\n";
 
 static void write_file(const char *path, const char *text)
 {
@@ -120,13 +123,13 @@ START_TEST(rules_pick_the_topology_by_namespace)
     /* `open-*` lets any peer signal any other. */
     wsc_t *d = join_topology("open-x", "d", topo, sizeof(topo));
     wsc_t *e = join_topology("open-x", "e", topo, sizeof(topo));
-    skip_to(d, "topology");
+    json_decref(skip_to(d, "topology"));
     json_decref(skip_to(e, "topology"));
     send_json(d, "{\"signal\":{\"to\":\"e\",\"payload\":{\"k\":1}}}");
     expect_signal_from(e, "d");
     json_t *pol = get_json("/v1/policies");
     ck_assert_str_eq(str_at(pol, "file", NULL), policy_path);
-    ck_assert_int_eq(json_array_size(json_object_get(pol, "rules")), 3);
+    ck_assert_int_eq(json_array_size(json_object_get(pol, "rules")), 4);
     ck_assert_str_eq(str_at(json_array_get(json_object_get(pol, "rules"), 0), "match", NULL),
                      "broadcast.*");
     ck_assert_str_eq(str_at(pol, "default", "topology", NULL), "fullmesh");
@@ -136,6 +139,81 @@ START_TEST(rules_pick_the_topology_by_namespace)
     wsc_free(c);
     wsc_free(d);
     wsc_free(e);
+}
+END_TEST
+
+/* Reads the namespace view until `key` in its stats equals want (bounded). */
+static void wait_mode(const char *ns, const char *want, int edges)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/namespaces/%s", ns);
+    for (int i = 0; i < 200; i++) {
+        json_t *j = get_json(path);
+        int ok = !strcmp(str_at(j, "stats", "auto", "mode", NULL), want) &&
+                 (int)json_array_size(json_object_get(j, "edges")) == edges;
+        json_decref(j);
+        if (ok)
+            return;
+        wsc_pump(25);
+    }
+    ck_abort_msg("%s did not reach mode %s with %d edges", ns, want, edges);
+}
+
+/* Counts the topology events a client has received so far (connects - disconnects). */
+static int drain_degree(wsc_t *c, int *changes)
+{
+    int deg = 0;
+    json_t *j;
+    while ((j = wsc_recv_json(c, 0))) {
+        json_t *t = json_object_get(j, "topology");
+        if (json_object_get(t, "connect")) {
+            deg++;
+            (*changes)++;
+        }
+        if (json_object_get(t, "disconnect")) {
+            deg--;
+            (*changes)++;
+        }
+        json_decref(j);
+    }
+    return deg;
+}
+
+START_TEST(auto_grows_from_full_mesh_and_back)
+{
+    char topo[32], id[8];
+    wsc_t *p[5];
+    for (int i = 0; i < 5; i++) {
+        snprintf(id, sizeof(id), "g%d", i);
+        p[i] = join_topology("grow.room", id, topo, sizeof(topo));
+        ck_assert_str_eq(topo, "auto");
+    }
+    /* 5 peers > 3: a Delaunay mesh of 5 (a triangulation of 5 points in general
+     * position has at most 3*5-6 = 9 edges, fewer than the 10 of a full mesh). */
+    json_t *j = get_json("/v1/namespaces/grow.room");
+    ck_assert_str_eq(str_at(j, "stats", "auto", "mode", NULL), "delaunay");
+    ck_assert_int_eq(json_integer_value(json_object_get(
+                         json_object_get(json_object_get(j, "stats"), "auto"), "switches")),
+                     1);
+    int edges = (int)json_array_size(json_object_get(j, "edges"));
+    ck_assert_int_lt(edges, 10);
+    json_decref(j);
+    /* The clients' views, built from their events, add up to the mesh (events
+     * may still be on their way when the admin view answers: wait for them). */
+    int changes = 0, total = 0;
+    for (int round = 0; round < 200 && total != 2 * edges; round++) {
+        wsc_pump(25);
+        for (int i = 0; i < 5; i++)
+            total += drain_degree(p[i], &changes);
+    }
+    ck_assert_int_eq(total, 2 * edges);
+    /* Down to 2 (= 3 - hysteresis 1): back to a full mesh of the 2 left. */
+    wsc_free(p[4]);
+    wsc_free(p[3]);
+    wsc_free(p[2]);
+    wait_mode("grow.room", "fullmesh", 1);
+    wsc_free(p[0]);
+    wsc_free(p[1]);
 }
 END_TEST
 
@@ -238,6 +316,7 @@ int main(void)
     tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, rules_pick_the_topology_by_namespace);
+    tcase_add_test(tc, auto_grows_from_full_mesh_and_back);
     tcase_add_test(tc, sighup_reloads_and_live_namespaces_follow);
     tcase_add_test(tc, a_bad_file_stops_the_start);
     suite_add_tcase(s, tc);
