@@ -623,7 +623,7 @@ START_TEST(tree_source_properties)
     static const uint32_t flags[] = {MS_TREE_SOURCE, MS_TREE_SOURCE | MS_TREE_HOLD_BEFORE,
                                      MS_TREE_SOURCE | MS_TREE_HOLD_AFTER,
                                      MS_TREE_SOURCE | MS_TREE_HOLD_BEFORE | MS_TREE_HOLD_AFTER};
-    source_run(2 + (uint32_t)_i % 3, 10 - (uint32_t)_i % 3, flags[_i % 4], 77 + (uint64_t)_i, 3000);
+    source_run(2 + (uint32_t)_i % 3, 10 - (uint32_t)_i % 3, flags[_i % 4], 77 + (uint64_t)_i, 1500);
 }
 END_TEST
 
