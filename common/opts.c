@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "opts.h"
+#include "version.h"
 
 static void env_name(const char *name, char *out, size_t cap)
 {
@@ -82,6 +83,8 @@ static void usage(const ms_opt_t *opts, const char *prog, const char *summary)
         }
         printf("  --%-18s %-26s %s%s\n", o->name, env, o->help, def);
     }
+    printf("  --%-18s %-26s %s\n", "version", "", "print the version and exit");
+    printf("  --%-18s %-26s %s\n", "help", "", "print this and exit");
 }
 
 ms_err_t ms_opts_parse(const ms_opt_t *opts, int argc, char **argv, const char *summary)
@@ -97,6 +100,10 @@ ms_err_t ms_opts_parse(const ms_opt_t *opts, int argc, char **argv, const char *
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(opts, argv[0], summary);
+            return MS_ERR_STATE;
+        }
+        if (!strcmp(a, "--version")) {
+            ms_version_print(argv[0]);
             return MS_ERR_STATE;
         }
         if (strncmp(a, "--", 2) != 0) {

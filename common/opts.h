@@ -19,8 +19,9 @@ typedef struct {
     const char *help;
 } ms_opt_t;
 
-/* Parses the environment, then argv. --help prints usage and returns MS_ERR_STATE
- * (the caller exits 0); a bad flag prints a message and returns MS_ERR_INVAL. */
+/* Parses the environment, then argv. --help prints usage and --version the version; both
+ * return MS_ERR_STATE (the caller exits 0); a bad flag prints a message and returns MS_ERR_INVAL.
+ */
 ms_err_t ms_opts_parse(const ms_opt_t *opts, int argc, char **argv, const char *summary);
 
 #endif

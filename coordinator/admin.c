@@ -242,6 +242,14 @@ static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
                        (unsigned long long)c->n_claims, (unsigned long long)c->n_losses,
                        (unsigned long long)c->n_handoffs, (unsigned long long)c->n_not_owner,
                        (unsigned long long)c->n_queued_dropped);
+    if (len > 0 && (size_t)len < sizeof(buf))
+        len += ms_version_metrics(buf + len, sizeof(buf) - (size_t)len);
+    if (len > 0 && (size_t)len < sizeof(buf))
+        len += ms_busver_metrics(&c->busver, buf + len, sizeof(buf) - (size_t)len);
+    if (len < 0 || (size_t)len >= sizeof(buf)) {
+        reply_error(c, r, 500, "metrics do not fit");
+        return;
+    }
     reply_text(c, r, 200, "text/plain; version=0.0.4", buf, (size_t)len);
 }
 

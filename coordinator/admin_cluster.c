@@ -185,6 +185,7 @@ static ms_err_t publish_query(ms_coord_t *c, const ms_admin_pending_t *p)
     q.namespace_ = p->ns ? p->ns : (char *)"";
     q.reply_to = c->admin_reply_subject;
     q.query_id = p->id;
+    q.bus_version = MS_BUS_VERSION;
     size_t len = meshsig__bus__admin_query__get_packed_size(&q);
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf)
@@ -287,6 +288,7 @@ void ms_admin_cluster_query_in(ms_coord_t *c, const Meshsig__Bus__AdminQuery *q)
     ar.coordinator_id = c->id;
     ar.query_id = q->query_id;
     ar.found = text != NULL;
+    ar.bus_version = MS_BUS_VERSION;
     ar.json.data = (uint8_t *)text;
     ar.json.len = text ? strlen(text) : 0;
     size_t len = meshsig__bus__admin_reply__get_packed_size(&ar);

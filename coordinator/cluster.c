@@ -166,6 +166,8 @@ void ms_cluster_heartbeat_in(ms_coord_t *c, const Meshsig__Bus__CoordinatorHeart
     }
     p->started_ms = hb->started_ms;
     p->last_seen_ms = ms_lease_now_ms();
+    p->bus_version = hb->bus_version;
+    snprintf(p->release, sizeof(p->release), "%s", hb->release);
     int alive = !hb->leaving;
     if (alive != p->alive) {
         ms_info("coordinator %s %s", p->id, alive ? "is alive" : "is leaving");
@@ -217,6 +219,8 @@ static void publish_heartbeat(ms_coord_t *c, int leaving)
     hb.started_ms = c->started_ms;
     hb.admin = (char *)c->cfg->admin_listen;
     hb.leaving = leaving;
+    hb.release = (char *)ms_version();
+    hb.bus_version = MS_BUS_VERSION;
     hb.shards = sh;
     hb.n_shards = n;
     hb.epochs = ep;
@@ -480,6 +484,7 @@ ms_err_t ms_cluster_policy_set(ms_coord_t *c, const char *name, const ms_policy_
     Meshsig__Bus__PolicyUpdate pu = MESHSIG__BUS__POLICY_UPDATE__INIT;
     pu.namespace_ = (char *)name;
     pu.policy_json = text;
+    pu.bus_version = MS_BUS_VERSION;
     size_t len = meshsig__bus__policy_update__get_packed_size(&pu);
     uint8_t *buf = malloc(len ? len : 1);
     if (buf) {
@@ -576,26 +581,48 @@ json_t *ms_cluster_json(ms_coord_t *c)
                                         "owner", owner, "epoch", (json_int_t)epoch, "desired", want,
                                         "here", state_name(s->state)));
     }
-    json_array_append_new(coords,
-                          json_pack("{s:s, s:b, s:b, s:s, s:I, s:o}", "id", c->id, "alive", 1,
-                                    "self", 1, "admin", c->cfg->admin_listen, "startedMs",
-                                    (json_int_t)c->started_ms, "shards", self_sh));
+    char bv[16];
+    ms_busver_str(MS_BUS_VERSION, bv, sizeof(bv));
+    json_array_append_new(coords, json_pack("{s:s, s:b, s:b, s:s, s:I, s:o, s:s, s:s}", "id", c->id,
+                                            "alive", 1, "self", 1, "admin", c->cfg->admin_listen,
+                                            "startedMs", (json_int_t)c->started_ms, "shards",
+                                            self_sh, "version", ms_version(), "busVersion", bv));
     ms_coord_peer_t *p, *tmp;
     HASH_ITER(hh, c->coords, p, tmp)
     {
         json_t *sh = json_array();
         for (size_t i = 0; i < p->n_shards && p->alive; i++)
             json_array_append_new(sh, json_integer(p->shards[i]));
-        json_array_append_new(coords, json_pack("{s:s, s:b, s:b, s:s?, s:I, s:I, s:o}", "id", p->id,
-                                                "alive", p->alive, "self", 0, "admin", p->admin,
-                                                "startedMs", (json_int_t)p->started_ms, "silentMs",
-                                                (json_int_t)(now - p->last_seen_ms), "shards", sh));
+        ms_busver_str(p->bus_version, bv, sizeof(bv));
+        json_array_append_new(coords,
+                              json_pack("{s:s, s:b, s:b, s:s?, s:I, s:I, s:o, s:s, s:s}", "id",
+                                        p->id, "alive", p->alive, "self", 0, "admin", p->admin,
+                                        "startedMs", (json_int_t)p->started_ms, "silentMs",
+                                        (json_int_t)(now - p->last_seen_ms), "shards", sh,
+                                        "version", p->release, "busVersion", bv));
     }
     ms_gw_info_t *g, *gtmp;
     HASH_ITER(hh, c->gateways, g, gtmp)
-    json_array_append_new(gws, json_pack("{s:s, s:b, s:i}", "id", g->id, "alive", !g->dead,
-                                         "sessions", (json_int_t)g->sessions));
-    return json_pack("{s:s, s:i, s:I, s:o, s:o, s:o}", "self", c->id, "shardCount",
+    {
+        ms_busver_str(g->bus_version, bv, sizeof(bv));
+        json_array_append_new(gws, json_pack("{s:s, s:b, s:i, s:s, s:s, s:I}", "id", g->id, "alive",
+                                             !g->dead, "sessions", (json_int_t)g->sessions,
+                                             "version", g->release, "busVersion", bv, "busRefused",
+                                             (json_int_t)g->bus_refused));
+    }
+    /* Nodes of another bus major: heard, refused, never counted as members. */
+    json_t *incompatible = json_array();
+    for (size_t i = 0; i < c->busver.n_peers; i++) {
+        const ms_busver_peer_t *r = &c->busver.peers[i];
+        ms_busver_str(r->version, bv, sizeof(bv));
+        json_array_append_new(incompatible,
+                              json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "id", r->id, "role",
+                                        r->role, "version", r->release, "busVersion", bv, "refused",
+                                        (json_int_t)r->refused, "silentMs",
+                                        (json_int_t)(now - r->last_ms)));
+    }
+    return json_pack("{s:s, s:i, s:I, s:o, s:o, s:o, s:o}", "self", c->id, "shardCount",
                      (json_int_t)c->cfg->shards, "leaseTtlMs", (json_int_t)c->cfg->lease_ttl_ms,
-                     "coordinators", coords, "shards", shards, "gateways", gws);
+                     "coordinators", coords, "shards", shards, "gateways", gws, "incompatible",
+                     incompatible);
 }

@@ -26,6 +26,17 @@ static void wake(void *ud)
     event_active(c->wake_ev, EV_READ, 0);
 }
 
+/* A message from a node of another bus major is refused before anything decodes it
+ * (busver.h); the subject says which kind of node sent it. */
+static int bus_version_ok(ms_coord_t *c, const char *rest, const uint8_t *data, size_t dlen)
+{
+    int from_gw = !strncmp(rest, ".gw.", 4) || !strncmp(rest, ".shard.", 7) ||
+                  !strncmp(rest, ".coord.resync.", 14);
+    int named = !strcmp(rest, ".gw.heartbeat") || !strcmp(rest, ".coord.heartbeat");
+    return ms_busver_accept(&c->busver, from_gw ? "gateway" : "coordinator", named, data, dlen,
+                            ms_lease_now_ms());
+}
+
 static void on_bus_msg(natsMsg *msg, void *ud)
 {
     ms_coord_t *c = ud;
@@ -33,6 +44,9 @@ static void on_bus_msg(natsMsg *msg, void *ud)
     size_t plen = strlen(c->cfg->prefix);
     size_t dlen = (size_t)natsMsg_GetDataLength(msg);
     const uint8_t *data = (const uint8_t *)natsMsg_GetData(msg);
+    if (strcmp(subj, c->probe_subject) && !strncmp(subj, c->cfg->prefix, plen) &&
+        !bus_version_ok(c, subj + plen, data, dlen))
+        return;
     if (!strncmp(subj, c->cfg->prefix, plen) && !strcmp(subj + plen, ".coord.heartbeat")) {
         Meshsig__Bus__CoordinatorHeartbeat *hb =
             meshsig__bus__coordinator_heartbeat__unpack(NULL, dlen, data);

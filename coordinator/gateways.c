@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Gateways as seen through their heartbeats: a silent one is dead, its peers wait out the
  * resume grace period (to come back through another gateway) and then leave. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +42,9 @@ void ms_gw_heartbeat(ms_coord_t *c, const Meshsig__Bus__Heartbeat *hb)
     g->last_seen_ms = ms_now_ms();
     g->started_ms = hb->started_ms;
     g->sessions = hb->sessions;
+    g->bus_version = hb->bus_version;
+    g->bus_refused = hb->bus_refused;
+    snprintf(g->release, sizeof(g->release), "%s", hb->release);
     g->dead = 0;
 }
 

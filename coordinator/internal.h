@@ -18,6 +18,7 @@
 #define HASH_INITIAL_NUM_BUCKETS_LOG2 2U
 
 #include "bus.h"
+#include "busver.h"
 #include "bus.pb-c.h"
 #include "client.pb-c.h"
 #include "coordinator.h"
@@ -26,6 +27,7 @@
 #include "offline.h"
 #include "policy.h"
 #include "topology.h"
+#include "version.h"
 #include "vivaldi.h"
 
 /* A peer in a namespace. */
@@ -133,6 +135,9 @@ typedef struct ms_gw_info {
     uint64_t last_seen_ms, started_ms;
     uint32_t sessions;
     int dead;
+    char release[32];     /* its meshsig release, from the heartbeat */
+    uint32_t bus_version; /* its bus protocol version (busver.h) */
+    uint64_t bus_refused; /* messages it refused from nodes of another bus major */
     UT_hash_handle hh;
 } ms_gw_info_t;
 
@@ -148,6 +153,8 @@ typedef struct ms_coord_peer {
     uint64_t *epochs;
     size_t n_shards;
     int alive;
+    char release[32];     /* its meshsig release */
+    uint32_t bus_version; /* its bus protocol version (busver.h) */
     UT_hash_handle hh;
 } ms_coord_peer_t;
 
@@ -227,7 +234,8 @@ struct ms_coord {
     int stopping;
     uint64_t n_not_owner, n_queued_dropped, n_claims, n_losses, n_handoffs;
     char probe_subject[200];
-    int ready; /* a probe came back through our subscriptions: the server has them */
+    int ready;          /* a probe came back through our subscriptions: the server has them */
+    ms_busver_t busver; /* nodes of another bus major whose messages were refused */
     /* Admin queries to the other coordinators (admin_cluster.c). */
     ms_admin_pending_t *admin_pending; /* uthash by query id */
     uint64_t admin_next_query;

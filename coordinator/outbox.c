@@ -81,6 +81,7 @@ static ob_entry_t *entry_get(ms_coord_t *c, uint32_t shard, const char *gateway)
     hdr.shard = shard;
     hdr.epoch = c->shards[shard].epoch; /* the lease revision: gateways fence older owners */
     hdr.coordinator_id = c->id;
+    hdr.bus_version = MS_BUS_VERSION;
     size_t hl = meshsig__bus__gateway_batch__get_packed_size(&hdr);
     if (reserve(e, hl))
         goto fail;

@@ -60,6 +60,7 @@ void ms_resync_begin(ms_coord_t *c, uint32_t shard)
     rq.coordinator_id = c->id;
     rq.reply_to = reply;
     rq.shards = (uint32_t)c->cfg->shards;
+    rq.bus_version = MS_BUS_VERSION;
     uint8_t buf[512];
     size_t len = meshsig__bus__resync_request__get_packed_size(&rq);
     if (len <= sizeof(buf)) {

@@ -22,6 +22,7 @@
 
 #include "auth.h"
 #include "bus.h"
+#include "busver.h"
 #include "bus.pb-c.h"
 #include "client.pb-c.h"
 #include "codec.h"
@@ -32,6 +33,7 @@
 #include "log.h"
 #include "resume.h"
 #include "session.h"
+#include "version.h"
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
 #define CLOSE_TOO_BIG 1009
@@ -83,6 +85,7 @@ struct ms_gateway {
     /* counters */
     uint64_t n_in, n_out, n_dropped_epoch, n_dropped_session, n_closed_slow, n_rate_limited;
     uint64_t n_signals_local; /* relayed here between two sessions of this gateway */
+    ms_busver_t busver;       /* coordinators of another bus major, refused */
 };
 
 static uint64_t now_us(void)
@@ -212,6 +215,7 @@ static int publish_request(ms_gateway_t *gw, ms_session_t *s, Meshsig__Bus__Shar
     req->namespace_ = s->ns;
     req->peer_id = s->peer_id ? s->peer_id : (char *)"";
     req->received_us = gw->frame_received_us;
+    req->bus_version = MS_BUS_VERSION;
     size_t len = meshsig__bus__shard_request__get_packed_size(req);
     if (len > gw->pub_cap) {
         uint8_t *nb = realloc(gw->pub, len);
@@ -894,6 +898,7 @@ static void resync_send(ms_gateway_t *gw, const Meshsig__Bus__ResyncRequest *rq,
     rr.n_sessions = n;
     rr.sessions = reps;
     rr.last = last;
+    rr.bus_version = MS_BUS_VERSION;
     size_t len = meshsig__bus__resync_report__get_packed_size(&rr);
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf) {
@@ -967,6 +972,10 @@ static void handle_resync(ms_gateway_t *gw, const Meshsig__Bus__ResyncRequest *r
 static void on_bus_msg(natsMsg *msg, void *ud)
 {
     ms_gateway_t *gw = ud;
+    /* A coordinator of another bus major may mean something else by the same fields. */
+    if (!ms_busver_accept(&gw->busver, "coordinator", 0, (const uint8_t *)natsMsg_GetData(msg),
+                          (size_t)natsMsg_GetDataLength(msg), now_us() / 1000))
+        return;
     if (!strcmp(natsMsg_GetSubject(msg), gw->resync_subject)) {
         Meshsig__Bus__ResyncRequest *rq = meshsig__bus__resync_request__unpack(
             NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
@@ -1032,6 +1041,9 @@ static void on_heartbeat(lws_sorted_usec_list_t *sul)
     hb.gateway_id = gw->id;
     hb.sessions = (uint32_t)gw->n_sessions;
     hb.started_ms = gw->started_ms;
+    hb.bus_refused = gw->busver.refused;
+    hb.release = (char *)ms_version();
+    hb.bus_version = MS_BUS_VERSION;
     uint8_t buf[256];
     size_t len = meshsig__bus__heartbeat__get_packed_size(&hb);
     if (len <= sizeof(buf)) {
@@ -1106,8 +1118,15 @@ static char *metrics_text(ms_gateway_t *gw, size_t *len)
                                "meshsig_gateway_relay_latency_seconds_count %llu\n",
                                (unsigned long long)gw->lat_count, (double)gw->lat_sum_us / 1e6,
                                (unsigned long long)gw->lat_count);
+    char info[768];
+    int il = ms_version_metrics(info, sizeof(info));
+    if (il > 0 && (size_t)il < sizeof(info))
+        il += ms_busver_metrics(&gw->busver, info + il, sizeof(info) - (size_t)il);
+    if (il < 0 || (size_t)il >= sizeof(info))
+        il = 0;
     char *both = NULL;
-    int m = asprintf(&both, "%s%.*s", out, (int)(hl < sizeof(hist) ? hl : sizeof(hist) - 1), hist);
+    int m = asprintf(&both, "%s%.*s%.*s", out, (int)(hl < sizeof(hist) ? hl : sizeof(hist) - 1),
+                     hist, il, info);
     free(out);
     if (m < 0)
         return NULL;

@@ -11,6 +11,7 @@
 #include <jwt.h>
 
 #include "auth.h"
+#include "version.h"
 
 #define NS_MAX 64
 
@@ -26,7 +27,8 @@ static void usage(FILE *f)
                "  --ns NAME      a namespace the token admits, or '*' for all; repeat for\n"
                "                 several (then the claim is an array)\n"
                "  --ttl SECONDS  lifetime, default 3600\n"
-               "  --nbf SECONDS  not valid before now + SECONDS (may be negative)\n");
+               "  --nbf SECONDS  not valid before now + SECONDS (may be negative)\n"
+               "  --version      print the version and exit\n");
 }
 
 static int parse_long(const char *s, long *out)
@@ -82,6 +84,11 @@ int main(int argc, char **argv)
     char *claims_text = NULL, *out = NULL;
     time_t now = time(NULL);
 
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--version")) {
+            ms_version_print(argv[0]);
+            return 0;
+        }
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
         case 's':

@@ -188,6 +188,7 @@ START_TEST(gateways_answer_resync)
     rq.coordinator_id = "test";
     rq.reply_to = "test.resync.reply";
     rq.shards = 64;
+    rq.bus_version = 1u << 16; /* bus protocol 1.0 (common/busver.h) */
     uint8_t buf[256];
     size_t len = meshsig__bus__resync_request__pack(&rq, buf);
     ck_assert_int_eq(natsConnection_Publish(nc, "meshsig.gw.resync", buf, (int)len), NATS_OK);
