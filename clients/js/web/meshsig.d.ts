@@ -117,6 +117,17 @@ export interface IncomingEmit {
   nack(code?: ErrorCode, message?: string): void;
 }
 
+export interface TopologyConnect {
+  peer: string;
+  /** true: this side makes the offer. */
+  initiator?: boolean;
+  role?: Role;
+  metadata?: { [key: string]: Json };
+  /** A pre-made offer from the joining peer (full mesh): answer it. */
+  offer?: Json;
+  position?: Position;
+}
+
 export interface TopicMessage { topic: string; data: Json | undefined; from: string }
 
 export interface ClientEvents {
@@ -126,7 +137,9 @@ export interface ClientEvents {
   'neighbour-state': NeighbourInfo & { removed?: boolean };
   message: { peer: string; data: string | ArrayBuffer };
   'peer-left': { peer: string; reason: string };
-  topology: { connect?: object; disconnect?: { peer: string } };
+  topology: { connect?: TopologyConnect; disconnect?: { peer: string } };
+  /** Only with `webrtc: false`: every incoming signal, for the app's own WebRTC. */
+  signal: { from: string; payload: Json };
   error: MeshsigError;
   emit: IncomingEmit;
   'room-emit': { room: string; event: string; data: Json | undefined; from: string };
@@ -203,7 +216,8 @@ export declare class Client extends Emitter<ClientEvents> {
   peerConnection(peer: string): RTCPeerConnection | undefined;
   send(peer: string, data: string | ArrayBuffer | ArrayBufferView | Blob): void;
   broadcast(data: string | ArrayBuffer | ArrayBufferView | Blob): number;
-  signal(peer: string, payload: Json): void;
+  /** Sends a signal through the server (`webrtc: false` apps); returns the request id that a refusal's 'error' carries. */
+  signal(peer: string, payload: Json): string;
   setPosition(position: Position): void;
   reportRtt(peer: string, ms: number): void;
   ping(): Promise<number>;

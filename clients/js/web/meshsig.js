@@ -1111,6 +1111,11 @@ export class Client extends Emitter {
   }
 
   #onSignal(from, payload) {
+    if (this.opts.webrtc === false) {
+      // Bring your own WebRTC: every signal is the app's (simple-peer, fast-rtc-peer, ...).
+      this._emit('signal', { from, payload });
+      return;
+    }
     const n = this._neighbours.get(from);
     if (n && n.pc) { n.onSignal(payload); return; }
     // Before the connect event (or before the connection class loaded): keep a few.
@@ -1265,9 +1270,16 @@ export class Client extends Emitter {
     return k;
   }
 
-  /** Sends a signal payload to a peer yourself (for apps doing their own WebRTC). */
+  /**
+   * Sends a signal payload (any JSON) to a peer through the server, for apps
+   * doing their own WebRTC with `webrtc: false`. Queued while reconnecting.
+   * Returns the request id: a refusal (NOT_NEIGHBOUR, PEER_NOT_FOUND,
+   * RATE_LIMITED) arrives as an 'error' event carrying that id.
+   */
   signal(peer, payload) {
-    this._send({ id: this._requests.nextId(), signal: { to: peer, payload } });
+    const id = this._requests.nextId();
+    this._send({ id, signal: { to: peer, payload } });
+    return id;
   }
 
   setPosition(position) {
