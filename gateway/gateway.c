@@ -823,6 +823,11 @@ static void handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char 
 
 /* ---- deliveries from coordinators --------------------------------------- */
 
+static uint32_t clamp_u32(long v)
+{
+    return v <= 0 ? 0 : (unsigned long)v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
 static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d)
 {
     ms_session_t *s;
@@ -844,6 +849,16 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d)
             peer_index_add(gw, s);
             Meshsig__V1__Welcome w = *m->welcome;
             w.gateway_id = gw->id;
+            /* The limits are this gateway's, so it states them. A client pings
+             * every heartbeat_ms and gives up after three silent intervals: the
+             * same time after which this gateway drops a silent client. */
+            Meshsig__V1__Limits limits = MESHSIG__V1__LIMITS__INIT;
+            limits.max_frame_bytes = clamp_u32(gw->cfg->max_frame);
+            limits.msgs_per_sec = clamp_u32(gw->cfg->rate_msgs);
+            limits.bytes_per_sec = clamp_u32(gw->cfg->rate_bytes);
+            limits.max_queue_bytes = clamp_u32(gw->cfg->max_queue);
+            w.limits = &limits;
+            w.heartbeat_ms = clamp_u32(gw->cfg->idle_timeout_ms / 3);
             char token[MS_RESUME_TOKEN_MAX] = "";
             if (gw->resume_on && s->peer_id &&
                 ms_resume_issue(gw->resume_key, sizeof(gw->resume_key), s->peer_id, s->ns,

@@ -79,11 +79,13 @@ function need(file) {
 
 /**
  * Starts nats-server, a coordinator (insecure dev mode) and `gateways` gateways
- * serving clients/js/web. Returns {gateways:[{id, port, url, http}], admin, stop(), logs()}.
+ * serving clients/js/web (each also given `gatewayArgs`).
+ * Returns {gateways:[{id, port, url, http, pid}], admin, stop(), logs()}.
  * stop() copies the process logs to logDir (when given) and removes the temporary directory
  * (kept when MESHSIG_KEEP_LOGS is set).
  */
-export async function startCluster({ gateways = 2, buildDir = BUILD_DIR, staticDir, logDir } = {}) {
+export async function startCluster({ gateways = 2, buildDir = BUILD_DIR, staticDir, logDir,
+  gatewayArgs = [] } = {}) {
   const coordBin = need(path.join(buildDir, 'coordinator', 'meshsig-coordinator'));
   const gwBin = need(path.join(buildDir, 'gateway', 'meshsig-gateway'));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshsig-browser-'));
@@ -152,9 +154,11 @@ export async function startCluster({ gateways = 2, buildDir = BUILD_DIR, staticD
       const port = await freePort();
       const id = `gw-${i}`;
       const gw = run(id, gwBin, ['--listen', `127.0.0.1:${port}`, '--nats', natsUrl, '--id', id,
-        '--insecure-dev', '--static-dir', staticDir || path.join(SOURCE_DIR, 'clients/js/web')]);
+        '--insecure-dev', '--static-dir', staticDir || path.join(SOURCE_DIR, 'clients/js/web'),
+        ...gatewayArgs]);
       await waitPort(id, port, gw);
-      cluster.gateways.push({ id, port, url: `ws://127.0.0.1:${port}/ws`, http: `http://127.0.0.1:${port}` });
+      cluster.gateways.push({ id, port, url: `ws://127.0.0.1:${port}/ws`, http: `http://127.0.0.1:${port}`,
+        pid: gw.pid });
     }
   } catch (err) {
     const logs = cluster.logs();

@@ -17,6 +17,9 @@ export type ErrorCode =
 export type ClientErrorCode = 'DISCONNECTED' | 'CLOSED' | 'CHANNEL_NOT_OPEN' | 'WEBRTC'
   | 'WEBRTC_UNAVAILABLE';
 
+/** The gateway's per-connection limits, stated in the welcome. */
+export interface Limits { maxFrameBytes?: number; msgsPerSec?: number; bytesPerSec?: number; maxQueueBytes?: number }
+
 export declare const ERROR_CODES: readonly ErrorCode[];
 
 export declare class MeshsigError extends Error {
@@ -87,7 +90,8 @@ export interface Welcome {
   peerId: string;
   gatewayId?: string;
   resumeToken?: string;
-  limits?: { maxFrameBytes?: number; msgsPerSec?: number; bytesPerSec?: number; maxQueueBytes?: number };
+  limits?: Limits;
+  /** The client pings this often and drops a socket silent for three intervals (0: no pings). */
   heartbeatMs?: number;
   namespace?: string;
   topology?: string;
@@ -208,6 +212,8 @@ export declare class Client extends Emitter<ClientEvents> {
   readonly welcome: Welcome | null;
   readonly state: 'connecting' | 'open' | 'reconnecting' | 'closed';
   readonly resumeToken: string | null;
+  /** The gateway's limits from the last welcome (null before it). */
+  readonly limits: Limits | null;
   /** Resolves with the first welcome; rejects when joining fails for good. */
   readonly ready: Promise<Welcome>;
   readonly neighbours: NeighbourInfo[];

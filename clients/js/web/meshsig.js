@@ -328,6 +328,15 @@ export function messageKind(msg) {
   return null;
 }
 
+// Intervals and deadlines use a monotonic clock (a wall clock can jump).
+const monoNow = () => (globalThis.performance?.now ? globalThis.performance.now() : Date.now());
+
+// A frame's size in UTF-8 bytes, counted only when it could be over `max`.
+function frameTooBig(text, max) {
+  if (!(max > 0) || text.length * 3 <= max) return false;
+  return new TextEncoder().encode(text).length > max;
+}
+
 function randomId(n = 8) {
   const abc = 'abcdefghijklmnopqrstuvwxyz0123456789';
   let s = '';
@@ -688,6 +697,7 @@ export class Client extends Emitter {
     this.gatewayId = null;
     this.topology = null;
     this.welcome = null;
+    this.limits = null; // the gateway's, from the welcome
     this.state = 'connecting'; // connecting | open | reconnecting | closed
     this.resumeToken = null;
     this._requests = new RequestTable({ prefix: '' });
@@ -754,12 +764,12 @@ export class Client extends Emitter {
     this._ws = ws;
     ws.onopen = () => {
       if (this._ws !== ws) return;
-      this._lastRx = Date.now();
+      this._lastRx = monoNow();
       this.#sendHello(premade);
     };
     ws.onmessage = (e) => {
       if (this._ws !== ws) return;
-      this._lastRx = Date.now();
+      this._lastRx = monoNow();
       let msg;
       try {
         msg = JSON.parse(typeof e.data === 'string' ? e.data : new TextDecoder().decode(e.data));
@@ -810,6 +820,11 @@ export class Client extends Emitter {
     this.peerId = w.peerId || this.peerId;
     this.gatewayId = w.gatewayId || null;
     this.topology = w.topology || null;
+    this.limits = w.limits || null;
+    // A stream data frame (base64, 4/3 of the chunk, plus its envelope) must fit the gateway's frame cap.
+    const maxFrame = this.limits?.maxFrameBytes || 0;
+    this._streamChunk = maxFrame > 2048
+      ? Math.min(this.opts.streamChunk, Math.floor((maxFrame - 1024) * 3 / 4)) : this.opts.streamChunk;
     if (w.resumeToken) this.resumeToken = w.resumeToken;
     this.state = 'open';
     this._attempt = 0;
@@ -892,14 +907,14 @@ export class Client extends Emitter {
     this.#stopHeartbeat();
     if (!(intervalMs > 0)) return;
     this._hbTimer = setInterval(() => {
-      if (Date.now() - this._lastRx > intervalMs * 3) {
+      if (monoNow() - this._lastRx > intervalMs * 3) {
         // Silent for three intervals: the socket is dead even if TCP has not noticed.
         const ws = this._ws;
         this.#closeSocket();
         if (ws) this.#onClose(4000, 'heartbeat timeout');
         return;
       }
-      this.#rawSend({ ping: {} });
+      this.#rawSend({ id: this._requests.nextId(), ping: {} });
     }, intervalMs);
     this._hbTimer.unref?.();
   }
@@ -915,21 +930,31 @@ export class Client extends Emitter {
     return t;
   }
 
+  /** Sends a message (an object, or one already serialised) when the socket is open. */
   #rawSend(obj) {
     const ws = this._ws;
     if (!ws || ws.readyState !== 1) return false;
-    ws.send(JSON.stringify(obj));
+    ws.send(typeof obj === 'string' ? obj : JSON.stringify(obj));
     return true;
   }
 
-  /** Sends now when joined, else queues until the next welcome (bounded). */
+  /**
+   * Sends now when joined, else queues until the next welcome (bounded).
+   * A message over the gateway's frame cap (welcome.limits) throws TOO_LARGE
+   * here: the gateway would close the whole connection for it.
+   */
   _send(obj) {
-    if (this.state === 'open' && this.#rawSend(obj)) return;
     if (this.state === 'closed') throw new MeshsigError('CLOSED', 'the client is closed');
+    const text = JSON.stringify(obj);
+    const max = this.limits?.maxFrameBytes || 0;
+    if (frameTooBig(text, max)) {
+      throw new MeshsigError('TOO_LARGE', `message over the gateway's ${max}-byte frame limit`);
+    }
+    if (this.state === 'open' && this.#rawSend(text)) return;
     if (this._outbox.length >= this.opts.outboxLimit) {
       throw new MeshsigError('RATE_LIMITED', 'too many messages queued while disconnected');
     }
-    this._outbox.push(obj);
+    this._outbox.push(text);
   }
 
   #request(body, { accept = [], map, timeoutMs, timeoutCode, id } = {}) {
