@@ -67,8 +67,10 @@ export interface ConnectOptions {
   iceServers?: RTCIceServer[];
   /** Full RTCConfiguration; overrides iceServers. */
   rtcConfig?: RTCConfiguration;
-  /** false: signaling and messaging only, no peer connections. */
+  /** false: no peer connections; every signal is a 'signal' event for the app's own WebRTC. */
   webrtc?: boolean;
+  /** Media streams sent to every neighbour from the start (same as addStream before joining). */
+  streams?: MediaStream[];
   /** Injected implementations (Node: `ws`, `@roamhq/wrtc` are used when these are absent). */
   WebSocket?: unknown;
   RTCPeerConnection?: unknown;
@@ -151,7 +153,12 @@ export interface ClientEvents {
   'room-peer-left': { room: string; peer: string };
   'room-members': { room: string; peers?: string[] };
   topic: TopicMessage;
+  /** An incoming byte stream (openStream at the other side); media arrives as 'track'/'remote-stream'. */
   stream: Stream;
+  /** A media track from a neighbour (each time one is negotiated). */
+  track: { peer: string; track: MediaStreamTrack; streams: MediaStream[]; transceiver?: RTCRtpTransceiver };
+  /** A neighbour's media stream, once per stream id; tracks it removes later leave it ('removetrack'). */
+  'remote-stream': { peer: string; stream: MediaStream };
   waiting: { position: number };
   reconnecting: { attempt: number; delayMs: number; reason: string };
   close: { error: MeshsigError | null };
@@ -220,6 +227,16 @@ export declare class Client extends Emitter<ClientEvents> {
   readonly rooms: Rooms;
 
   peerConnection(peer: string): RTCPeerConnection | undefined;
+
+  /** Sends the stream's tracks to every current and later neighbour (renegotiated). */
+  addStream(stream: MediaStream): void;
+  /** Stops sending the stream's tracks (the tracks keep running). */
+  removeStream(stream: MediaStream): void;
+  readonly localStreams: MediaStream[];
+  /** The streams a neighbour sends. */
+  remoteStreams(peer: string): MediaStream[];
+  /** Disables (muted) or enables the local tracks of a kind; returns how many changed. */
+  muteTrack(kind: 'audio' | 'video' | 'all', muted?: boolean): number;
   send(peer: string, data: string | ArrayBuffer | ArrayBufferView | Blob): void;
   broadcast(data: string | ArrayBuffer | ArrayBufferView | Blob): number;
   /** Sends a signal through the server (`webrtc: false` apps); returns the request id that a refusal's 'error' carries. */

@@ -374,6 +374,8 @@ class Neighbour {
     this.remoteCandidates = []; // arrived before the remote description
     this.closed = false;
     this.up = false; // neighbour-up emitted and neighbour-down not yet
+    this.senders = new Map(); // local track id -> RTCRtpSender on this connection
+    this.remoteStreams = new Map(); // stream id -> MediaStream received from this peer
     this.createdAt = Date.now();
     this.openedAt = 0;
   }
@@ -411,6 +413,11 @@ class Neighbour {
     pc.ondatachannel = (e) => {
       if (e.channel.label === CHANNEL_LABEL) this.attach(e.channel);
     };
+    pc.ontrack = (e) => this.onTrack(e);
+    // The initiator's first offer carries the local media; the other side adds
+    // its tracks when that offer arrives (syncLocalMedia in onDescription), so
+    // that the first exchange is one offer and one answer, not a glare.
+    if (this.initiator || premade) this.syncLocalMedia();
     if (premade) {
       this.attach(premade.dc);
       for (const c of premade.lateCandidates) this.client._signal(this.peer, c);
@@ -498,6 +505,7 @@ class Neighbour {
     }
     for (const c of this.remoteCandidates.splice(0)) await this.onCandidate(c);
     if (desc.type === 'offer') {
+      this.syncLocalMedia(); // into the offered transceivers where they match
       const answer = await pc.createAnswer();
       await pc.setLocalDescription(answer);
       const d = pc.localDescription || answer;
@@ -523,6 +531,37 @@ class Neighbour {
         { peer: this.peer });
     }
     this.dc.send(data);
+  }
+
+  /** Adds senders for local tracks this connection lacks and removes those of removed streams. */
+  syncLocalMedia() {
+    const pc = this.pc;
+    if (!pc || this.closed) return;
+    if (!this.initiator && !pc.remoteDescription) return; // wait for the first offer
+    const want = new Map(); // track id -> [track, stream]
+    for (const stream of this.client._localStreams.values()) {
+      for (const track of stream.getTracks()) want.set(track.id, [track, stream]);
+    }
+    for (const [id, sender] of [...this.senders]) {
+      if (want.has(id)) continue;
+      this.senders.delete(id);
+      try { pc.removeTrack(sender); } catch { /* connection closed */ }
+    }
+    for (const [id, [track, stream]] of want) {
+      if (!this.senders.has(id)) this.senders.set(id, pc.addTrack(track, stream));
+    }
+    // addTrack/removeTrack fire negotiationneeded: perfect negotiation renegotiates.
+  }
+
+  onTrack(e) {
+    let streams = [...(e.streams || [])];
+    if (!streams.length && typeof MediaStream === 'function') streams = [new MediaStream([e.track])];
+    this.client._emit('track', { peer: this.peer, track: e.track, streams, transceiver: e.transceiver });
+    for (const stream of streams) {
+      if (this.remoteStreams.has(stream.id)) continue;
+      this.remoteStreams.set(stream.id, stream);
+      this.client._emit('remote-stream', { peer: this.peer, stream });
+    }
   }
 
   close(reason) {
@@ -705,6 +744,7 @@ export class Client extends Emitter {
     this._early = new Map(); // peer -> signals that came before the connect event
     this._premade = []; // unused pre-made offers
     this._streams = new Map(); // streamId -> Stream
+    this._localStreams = new Map(); // MediaStream id -> MediaStream sent to every neighbour
     this._streamChunk = this.opts.streamChunk;
     this._services = new Map(); // name -> handler
     this._emitHandlers = new Map(); // event -> handler
@@ -725,6 +765,7 @@ export class Client extends Emitter {
 
     this.ready = new Promise((resolve, reject) => { this._readyRes = resolve; this._readyRej = reject; });
     this.ready.catch(() => {}); // an unobserved failed join is reported through 'error'
+    for (const stream of opts.streams || []) this._localStreams.set(stream.id, stream);
     this.rooms = {
       join: (room) => this.#request({ room: { join: { room } } }, { accept: ['room'],
         map: (r) => { this._rooms.add(room); return r.members?.peers || []; } }),
@@ -1277,6 +1318,59 @@ export class Client extends Emitter {
   /** The RTCPeerConnection to a neighbour (undefined when there is none). */
   peerConnection(peer) {
     return this._neighbours.get(peer)?.pc || undefined;
+  }
+
+  // ---- public API: media ---------------------------------------------------
+
+  /**
+   * Sends the tracks of a MediaStream to every current neighbour and to every
+   * later one (renegotiated with perfect negotiation). Each neighbour gets a
+   * 'track' event per track and a 'remote-stream' event per stream.
+   */
+  addStream(stream) {
+    if (!stream || typeof stream.getTracks !== 'function') {
+      throw new MeshsigError('BAD_REQUEST', 'addStream: a MediaStream is required');
+    }
+    this._localStreams.set(stream.id, stream);
+    this.#syncMedia();
+  }
+
+  /** Stops sending a stream's tracks to every neighbour (the tracks themselves keep running). */
+  removeStream(stream) {
+    if (!stream || !this._localStreams.delete(stream.id)) return;
+    this.#syncMedia();
+  }
+
+  /** The streams added with addStream. */
+  get localStreams() {
+    return [...this._localStreams.values()];
+  }
+
+  /** The streams a neighbour sends (its 'remote-stream' events). */
+  remoteStreams(peer) {
+    return [...(this._neighbours.get(peer)?.remoteStreams.values() || [])];
+  }
+
+  /**
+   * Mutes ('audio', 'video' or 'all') the local tracks of that kind: a muted
+   * track sends silence or black frames, without renegotiation. Returns how
+   * many tracks changed.
+   */
+  muteTrack(kind, muted = true) {
+    let k = 0;
+    for (const stream of this._localStreams.values()) {
+      for (const track of stream.getTracks()) {
+        if (kind !== 'all' && track.kind !== kind) continue;
+        if (track.enabled === !muted) continue;
+        track.enabled = !muted;
+        k++;
+      }
+    }
+    return k;
+  }
+
+  #syncMedia() {
+    for (const n of this._neighbours.values()) n.syncLocalMedia();
   }
 
   /** Sends over the data channel to a neighbour; throws CHANNEL_NOT_OPEN / NOT_NEIGHBOUR. */
