@@ -149,3 +149,111 @@ test('reconnect with the resume token keeps the peer id', async () => {
   assert.notEqual(w1.resumeToken, undefined);
   assert.equal(await a.emit('carol', 'x', 1, { ack: false }) !== undefined, true);
 });
+
+test('from(id).on/once/off see only that peer; listeners go when it leaves', async () => {
+  const d = connect(cluster.gateways[1].url, { namespace: NS, peerId: 'dave', webrtc: false });
+  d.on('error', () => {});
+  clients.push(d);
+  await d.ready;
+  const fromAlice = [];
+  const onceAlice = [];
+  const fromDave = [];
+  b.from('alice').on('chat', (data, e) => fromAlice.push([data, e.from]));
+  b.from('alice').once('chat', (data) => onceAlice.push(data));
+  b.from('dave').on('chat', (data) => fromDave.push(data));
+  const offChat = b.onEmit('chat', () => 'ok'); // the ack comes from the handler; scope listeners observe
+  assert.equal(await a.from('bob').emit('chat', 1), 'ok');
+  assert.equal(await d.emit('bob', 'chat', 2), 'ok');
+  assert.equal(await a.emit('bob', 'chat', 3), 'ok');
+  assert.deepEqual(fromAlice, [[1, 'alice'], [3, 'alice']]);
+  assert.deepEqual(onceAlice, [1]);
+  assert.deepEqual(fromDave, [2]);
+  const off = b.from('alice').on('other', () => {});
+  assert.equal(b.from('alice').listenerCount('other'), 1);
+  off();
+  assert.equal(b.from('alice').listenerCount('other'), 0);
+  // dave is bob's neighbour (full mesh): his leaving removes the listeners.
+  assert.equal(b.from('dave').listenerCount(), 1);
+  const left = b.next('peer-left', 10000);
+  d.close();
+  assert.equal((await left).peer, 'dave');
+  assert.equal(b.from('dave').listenerCount(), 0);
+  // A scope emit to a peer that is gone drops that scope too.
+  const ghost = a.from('ghost');
+  ghost.on('x', () => {});
+  await assert.rejects(ghost.emit('x', 1), (e) => e.code === 'PEER_NOT_FOUND');
+  assert.equal(a.from('ghost').listenerCount(), 0);
+  offChat();
+});
+
+test('several onAny listeners, offAny and onceAny', async () => {
+  const one = [];
+  const two = [];
+  const once = [];
+  const f1 = (event, data, e) => one.push([event, data, e.from]);
+  b.onAny(f1);
+  const off2 = b.onAny((event) => two.push(event));
+  b.onceAny((event) => once.push(event));
+  await a.emit('bob', 'e1', 1, { ack: false });
+  await a.emit('bob', 'e2', 2, { ack: false });
+  await waitFor('two emits at bob', () => one.length === 2, { timeoutMs: 5000, intervalMs: 10 });
+  assert.deepEqual(one, [['e1', 1, 'alice'], ['e2', 2, 'alice']]);
+  assert.deepEqual(two, ['e1', 'e2']);
+  assert.deepEqual(once, ['e1']);
+  off2();
+  b.offAny(f1);
+  await a.emit('bob', 'e3', 3, { ack: false });
+  const seen = b.next('emit', 5000);
+  await a.emit('bob', 'e4', 4, { ack: false });
+  await seen;
+  assert.equal(one.length, 2);
+  assert.equal(two.length, 2);
+  b.onAny(f1);
+  b.offAny();
+  await a.emit('bob', 'e5', 5, { ack: false });
+  await b.next('emit', 5000);
+  assert.equal(one.length, 2, 'offAny() removed every listener');
+});
+
+const collect = async (readable) => {
+  const parts = [];
+  for await (const c of readable) parts.push(Buffer.from(c));
+  return Buffer.concat(parts);
+};
+
+test('streams as Node Duplex: pipeline with back pressure through the credit window', async () => {
+  const { Readable } = await import('node:stream');
+  const { pipeline } = await import('node:stream/promises');
+  // 640 KiB stays under the gateway's default 1 MiB/s (2x burst) byte rate in base64.
+  const data = Buffer.alloc(640 * 1024).map((_, i) => (i * 7) & 255);
+  const incoming = new Promise((resolve) => b.once('stream', (s) => resolve({ s, d: s.toDuplex() })));
+  const s = await a.openStream('bob', { label: 'pipe' });
+  const out = s.toDuplex();
+  const sent = pipeline(Readable.from([data.subarray(0, 300 * 1024), data.subarray(300 * 1024)]), out);
+  const { s: rs, d: inDuplex } = await incoming;
+  // Nobody reads at bob: the writer stops after bob's window and the Duplex's buffer.
+  const window = 256 * 1024;
+  await waitFor('bob\'s buffer to fill a window', () => inDuplex.readableLength >= window && s.credit === 0,
+    { timeoutMs: 10000, intervalMs: 20 });
+  await new Promise((r) => setImmediate(r));
+  assert.ok(s.bytesOut <= window + inDuplex.readableHighWaterMark + 64 * 1024,
+    `sent ${s.bytesOut} bytes to a reader that took none (window ${window})`);
+  assert.ok(s.bytesOut < data.length);
+  console.log(`# duplex back pressure: ${s.bytesOut} of ${data.length} bytes sent while the reader took none`);
+  // Reading resumes the flow; ending the writer closes the stream, which ends bob's reader.
+  const got = collect(inDuplex);
+  await sent;
+  assert.deepEqual(await got, data);
+  assert.equal(rs.bytesIn, data.length);
+});
+
+test('streams as WHATWG ReadableStream/WritableStream pairs', async () => {
+  const data = new Uint8Array(200 * 1024).map((_, i) => (i * 13) & 255);
+  const incoming = new Promise((resolve) => a.once('stream', (s) => resolve(s.toWeb())));
+  const s = await b.openStream('alice', { label: 'web' });
+  const { writable } = s.toWeb();
+  const { readable } = await incoming;
+  const got = collect(readable);
+  await new Blob([data]).stream().pipeTo(writable);
+  assert.deepEqual(new Uint8Array(await got), data);
+});

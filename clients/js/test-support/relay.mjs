@@ -114,8 +114,9 @@ export async function startRelay({ mesh = false } = {}) {
             relay.to(st.open.to, { stream: { streamId: `${me}/${st.streamId}`, open: { ...st.open, from: me } } });
             return relay.send(ws, { id: m.id, ok: {} });
           }
-          const own = relay.streams.get(`${me}/${st.streamId}`);
-          const s = own || relay.streams.get(st.streamId);
+          const own = relay.streams?.get(`${me}/${st.streamId}`);
+          const s = own || relay.streams?.get(st.streamId);
+          if (!s) return err('STREAM_NOT_FOUND', `no stream ${st.streamId}`);
           const key = own ? `${me}/${st.streamId}` : st.streamId;
           const toOpener = !own;
           relay.to(toOpener ? s.opener : s.receiver,

@@ -273,3 +273,21 @@ test('two peers open a data channel (full mesh, pre-made offers)', { skip: !wrtc
     await relay.close();
   }
 });
+
+test('openStream gives up after openTimeoutMs and aborts the stream it asked for', async () => {
+  const relay = await startRelay();
+  try {
+    const a = open(relay.url, { namespace: 'ns', peerId: 'a' });
+    await a.ready;
+    relay.hooks.stream = (ws, m) => !!m.stream.open; // a server that never answers the open
+    const t0 = performance.now();
+    await assert.rejects(a.openStream('b', { openTimeoutMs: 200 }), (e) => e.code === 'TIMEOUT');
+    assert.ok(performance.now() - t0 >= 190);
+    await until(() => relay.log.some((m) => m.stream?.close?.abort));
+    const open1 = relay.log.find((m) => m.stream?.open);
+    const abort = relay.log.find((m) => m.stream?.close?.abort);
+    assert.equal(abort.stream.streamId, open1.stream.streamId);
+  } finally {
+    await relay.close();
+  }
+});

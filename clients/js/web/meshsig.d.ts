@@ -196,8 +196,28 @@ export declare class Stream extends Emitter<StreamEvents> {
   autoCredit: boolean;
   write(data: string | ArrayBuffer | ArrayBufferView): Promise<void>;
   grant(bytes: number): void;
+  /**
+   * Node only: this stream as a stream.Duplex (pipe/pipeline; credit is granted
+   * as its reader takes data, so back pressure crosses the network). Call it
+   * in the 'stream' handler, before data arrives. Ending it closes the stream.
+   */
+  toDuplex(opts?: object): import('node:stream').Duplex;
+  /** This stream as a WHATWG pair; credit is granted as the readable's queue drains. */
+  toWeb(opts?: { highWaterMark?: number }): { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array | ArrayBuffer | string> };
   close(): Promise<void>;
   abort(code?: ErrorCode, message?: string): void;
+}
+
+/** client.from(peer): the emits of one peer as events (socket.io-p2p-plugin style). */
+export declare class PeerScope {
+  readonly peer: string;
+  on(event: string, fn: (data: Json | undefined, e: IncomingEmit) => void): () => void;
+  once(event: string, fn: (data: Json | undefined, e: IncomingEmit) => void): () => void;
+  /** One listener, every listener of an event, or (no arguments) all. */
+  off(event?: string, fn?: Function): void;
+  listenerCount(event?: string): number;
+  /** client.emit to this peer. */
+  emit(event: string, data?: Json, opts?: { timeoutMs?: number; persistent?: boolean; ack?: boolean }): Promise<any>;
 }
 
 export interface Rooms {
@@ -248,6 +268,13 @@ export declare class Client extends Emitter<ClientEvents> {
   /** Emit with ack: resolves with the ack data. `{ack: false}`: resolves with the request id once sent. */
   emit(to: string, event: string, data?: Json,
     opts?: { timeoutMs?: number; persistent?: boolean; ack?: boolean }): Promise<any>;
+  /** Listeners for one peer's emits; removed when it leaves. */
+  from(peer: string): PeerScope;
+  /** A listener for every incoming emit (several may be added). */
+  onAny(fn: (event: string, data: Json | undefined, e: IncomingEmit) => void): () => void;
+  /** Removes one onAny listener, or all without an argument. */
+  offAny(fn?: Function): void;
+  onceAny(fn: (event: string, data: Json | undefined, e: IncomingEmit) => void): () => void;
   onEmit(event: string, handler: (data: Json | undefined, e: IncomingEmit) => Json | void | Promise<Json | void>): () => void;
 
   register(name: string, handler: (args: Json | undefined, ctx: { from: string; service: string; callId: string }) =>
@@ -259,8 +286,9 @@ export declare class Client extends Emitter<ClientEvents> {
   unsubscribe(pattern: string, handler?: Function): Promise<void>;
   publish(topic: string, data?: Json): Promise<void>;
 
+  /** Opens a byte stream; rejects with TIMEOUT after openTimeoutMs (default requestTimeoutMs) and aborts it. */
   openStream(to: string, opts?: { label?: string; metadata?: { [key: string]: Json }; window?: number;
-    autoCredit?: boolean }): Promise<Stream>;
+    autoCredit?: boolean; openTimeoutMs?: number }): Promise<Stream>;
 
   close(): void;
 }

@@ -692,6 +692,82 @@ export class Stream extends Emitter {
     this.emit('close', { error });
   }
 
+  /**
+   * This stream as a Node Duplex (Node only): `pipe`/`pipeline` work, and
+   * back pressure crosses the network: credit is granted only for bytes the
+   * Duplex's reader has taken (push() accepted them), so a reader that stops
+   * stops the writer after one window. Ending the writable side closes the
+   * stream (the protocol has no half close); destroy() aborts it.
+   */
+  toDuplex(opts = {}) {
+    const Duplex = nodeStream?.Duplex;
+    if (!Duplex) throw new MeshsigError('UNAVAILABLE', 'toDuplex needs Node\'s stream module; use toWeb() in browsers');
+    this.autoCredit = false;
+    let owed = 0; // bytes delivered but not yet re-granted
+    let waiting = false; // push() said stop: grant again on the next _read
+    const s = this;
+    const d = new Duplex({
+      ...opts,
+      read() {
+        if (waiting) { waiting = false; s.grant(owed); owed = 0; }
+      },
+      write(chunk, enc, cb) {
+        s.write(chunk).then(() => cb(), cb);
+      },
+      final(cb) {
+        s.close().then(() => cb(), cb);
+      },
+      destroy(err, cb) {
+        if (!s.closed) s.abort(err ? codeOf(err) : 'CODE_UNSPECIFIED', err?.message || 'destroyed');
+        cb(err);
+      },
+    });
+    this.on('data', (bytes) => {
+      owed += bytes.length;
+      if (d.push(bytes)) { s.grant(owed); owed = 0; } else waiting = true;
+    });
+    this.on('close', ({ error }) => {
+      if (error) d.destroy(error);
+      else d.push(null);
+    });
+    return d;
+  }
+
+  /**
+   * This stream as a WHATWG {readable, writable} pair (browsers, Deno, Node
+   * 18+). Credit is granted as the readable's queue drains (highWaterMark in
+   * bytes, default one window), so back pressure crosses the network here too.
+   */
+  toWeb({ highWaterMark = this.window || 256 * 1024 } = {}) {
+    this.autoCredit = false;
+    let owed = 0;
+    const s = this;
+    let ctl = null;
+    const readable = new ReadableStream({
+      type: 'bytes',
+      start(c) { ctl = c; },
+      pull() { if (owed) { s.grant(owed); owed = 0; } },
+      cancel(reason) { if (!s.closed) s.abort('CODE_UNSPECIFIED', String(reason || 'cancelled')); },
+    }, { highWaterMark });
+    this.on('data', (bytes) => {
+      try { ctl.enqueue(bytes); } catch { return; } // cancelled
+      owed += bytes.length;
+      if (ctl.desiredSize > 0) { s.grant(owed); owed = 0; }
+    });
+    this.on('close', ({ error }) => {
+      try {
+        if (error) ctl.error(error);
+        else ctl.close();
+      } catch { /* already closed or cancelled */ }
+    });
+    const writable = new WritableStream({
+      write: (chunk) => s.write(chunk),
+      close: () => s.close(),
+      abort: (reason) => s.abort('CODE_UNSPECIFIED', String(reason?.message || reason || 'aborted')),
+    });
+    return { readable, writable };
+  }
+
   #pump() {
     const max = this.client._streamChunk;
     while (this.writes.length && this.credit > 0 && !this.closed) {
@@ -709,6 +785,59 @@ export class Stream extends Emitter {
         w.resolve();
       }
     }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// PeerScope: client.from(peer), the emits of one peer as events
+
+export class PeerScope {
+  #client;
+  #listeners = new Map(); // event -> Set(fn(data, detail))
+
+  constructor(client, peer) {
+    this.#client = client;
+    this.peer = peer;
+  }
+
+  on(event, fn) {
+    if (!this.#listeners.has(event)) this.#listeners.set(event, new Set());
+    this.#listeners.get(event).add(fn);
+    return () => this.off(event, fn);
+  }
+
+  /** Removes one listener, every listener of an event, or (no arguments) all of them. */
+  off(event, fn) {
+    if (event === undefined) this.#listeners.clear();
+    else if (fn === undefined) this.#listeners.delete(event);
+    else this.#listeners.get(event)?.delete(fn);
+  }
+
+  once(event, fn) {
+    const w = (data, detail) => { this.off(event, w); fn(data, detail); };
+    return this.on(event, w);
+  }
+
+  listenerCount(event) {
+    if (event === undefined) return [...this.#listeners.values()].reduce((n, set) => n + set.size, 0);
+    return this.#listeners.get(event)?.size || 0;
+  }
+
+  /** client.emit to this peer. */
+  emit(event, data, opts) {
+    const p = this.#client.emit(this.peer, event, data, opts);
+    p.catch((err) => this.#client._scopeEmitFailed(this.peer, err));
+    return p;
+  }
+
+  _emit(event, data, detail) {
+    for (const fn of [...(this.#listeners.get(event) || [])]) {
+      try { fn(data, detail); } catch (err) { setTimeout(() => { throw err; }, 0); }
+    }
+  }
+
+  _clear() {
+    this.#listeners.clear();
   }
 }
 
@@ -748,6 +877,8 @@ export class Client extends Emitter {
     this._streamChunk = this.opts.streamChunk;
     this._services = new Map(); // name -> handler
     this._emitHandlers = new Map(); // event -> handler
+    this._anyListeners = new Set(); // fn(event, data, detail) for every incoming emit
+    this._scopes = new Map(); // peer -> PeerScope (client.from(peer))
     this._topics = new Map(); // pattern -> Set(handler)
     this._rooms = new Set();
     this._seenMsgIds = new Set();
@@ -1050,6 +1181,7 @@ export class Client extends Emitter {
         this.#onDisconnect(body.peer, body.reason || 'peer left');
         this._early.delete(body.peer);
         this._emit('peer-left', { peer: body.peer, reason: body.reason || '' });
+        this.#dropScope(body.peer);
         return;
       case 'emit':
         this.#onEmit(body);
@@ -1242,6 +1374,10 @@ export class Client extends Emitter {
         .then((r) => detail.ack(r), (err) => detail.nack(codeOf(err), err?.message || String(err)));
     }
     this._emit('emit', detail);
+    for (const fn of [...this._anyListeners]) {
+      try { fn(detail.event, detail.data, detail); } catch (err) { setTimeout(() => { throw err; }, 0); }
+    }
+    this._scopes.get(detail.from)?._emit(detail.event, detail.data, detail);
   }
 
   #onServiceCall(call) {
@@ -1441,6 +1577,53 @@ export class Client extends Emitter {
       timeoutMs: (timeoutMs || 10000) + 5000, timeoutCode: 'ACK_TIMEOUT' });
   }
 
+  /**
+   * Listeners for emits from one peer (socket.io-p2p-plugin's `from(id)`):
+   * `client.from('bob').on('chat', (data, e) => {})`, `.once`, `.off`, and
+   * `.emit(event, data, opts)` to that peer. The listeners go when the peer
+   * leaves (its 'peer-left'), or when an emit to it through the scope finds it
+   * gone (PEER_NOT_FOUND, PEER_LEFT). Listeners observe: acks come from
+   * onEmit handlers or from `e.ack()`.
+   */
+  from(peer) {
+    let scope = this._scopes.get(peer);
+    if (!scope) {
+      scope = new PeerScope(this, peer);
+      this._scopes.set(peer, scope);
+    }
+    return scope;
+  }
+
+  #dropScope(peer) {
+    const scope = this._scopes.get(peer);
+    if (!scope) return;
+    this._scopes.delete(peer);
+    scope._clear();
+  }
+
+  _scopeEmitFailed(peer, err) {
+    if (err?.code === 'PEER_NOT_FOUND' || err?.code === 'PEER_LEFT') this.#dropScope(peer);
+  }
+
+  /** A listener for every incoming emit: fn(event, data, e). Several may be added. */
+  onAny(fn) {
+    this._anyListeners.add(fn);
+    return () => this.offAny(fn);
+  }
+
+  /** Removes one onAny listener, or all of them without an argument. */
+  offAny(fn) {
+    if (fn === undefined) this._anyListeners.clear();
+    else this._anyListeners.delete(fn);
+  }
+
+  /** An onAny listener for the next incoming emit only. */
+  onceAny(fn) {
+    const w = (...args) => { this._anyListeners.delete(w); fn(...args); };
+    this._anyListeners.add(w);
+    return () => this._anyListeners.delete(w);
+  }
+
   /** Handles incoming emits of one event ('*' = any): the return value is the ack. */
   onEmit(event, handler) {
     this._emitHandlers.set(event, handler);
@@ -1511,7 +1694,8 @@ export class Client extends Emitter {
   }
 
   /** Opens a byte stream to a peer; resolves with the Stream once the server accepted it. */
-  async openStream(to, { label = '', metadata, window, autoCredit } = {}) {
+  async openStream(to, { label = '', metadata, window, autoCredit, openTimeoutMs } = {}) {
+    await nodeStreamReady; // so that toDuplex() works on what this resolves with
     const id = `s${this._requests.nextId()}-${randomId(4)}`;
     const s = new Stream(this, { id, peer: to, label, metadata, opener: true,
       window: window ?? this.opts.streamWindow, autoCredit: autoCredit ?? this.opts.streamAutoCredit !== false });
@@ -1519,9 +1703,12 @@ export class Client extends Emitter {
     const open = { to, label };
     if (metadata) open.metadata = metadata;
     try {
-      await this.#request({ stream: { streamId: id, open } }, { accept: ['ok'] });
+      await this.#request({ stream: { streamId: id, open } }, { accept: ['ok'],
+        timeoutMs: openTimeoutMs ?? this.opts.requestTimeoutMs });
     } catch (err) {
       this._streams.delete(id);
+      // A late acceptance must not leave a half-open stream at the other side.
+      if (err.code === 'TIMEOUT') this._send({ stream: { streamId: id, close: { abort: true } } });
       throw err;
     }
     if (s.window > 0) s.grant(s.window);
@@ -1555,6 +1742,13 @@ export class Client extends Emitter {
 function codeOf(err) {
   return err && ERROR_CODES.includes(err.code) ? err.code : 'INTERNAL';
 }
+
+// Node's stream module for Stream.toDuplex, loaded at once in Node and never in browsers.
+let nodeStream = null;
+const nodeStreamReady = typeof process !== 'undefined' && process.versions?.node
+  ? import(/* @vite-ignore */ /* webpackIgnore: true */ 'node:stream').then((m) => { nodeStream = m; },
+    () => {})
+  : Promise.resolve();
 
 async function importOptional(name) {
   try {
