@@ -82,6 +82,8 @@ async function openPeer(gw, ns, peerId, opts = {}) {
     const c = m.connect(url, { namespace: ns, peerId, ...opts });
     t.c = c;
     c.on('message', (e) => t.msgs.push([e.peer, String(e.data)]));
+    t.bc = [];
+    c.on('broadcast', (e) => t.bc.push(String(e.data)));
     c.on('neighbour-up', (n) => t.ups.push([n.peer, performance.now() - t.t0]));
     c.on('neighbour-down', (n) => t.downs.push(n.peer));
     c.on('topology', (e) => t.topo.push(e.connect
@@ -97,7 +99,8 @@ async function openPeer(gw, ns, peerId, opts = {}) {
 function peerState(page) {
   return page.evaluate(() => ({
     id: __t.c.peerId,
-    neighbours: __t.c.neighbours.map((x) => ({ peer: x.peer, ch: x.channelState, pc: x.connectionState })),
+    neighbours: __t.c.neighbours.map((x) => ({ peer: x.peer, ch: x.channelState, pc: x.connectionState,
+      tc: x.treeChannel })),
     msgs: __t.msgs, ups: __t.ups, downs: __t.downs, errors: __t.errors, topo: __t.topo,
   }));
 }
@@ -365,6 +368,46 @@ test('a full mesh with pre-made offers connects; time until all channels are ope
     console.log(`# fullmesh: ${FULLMESH_PAGES} pages with pre-made offers, ${snap.edges.length} channels open ` +
       `${timings.fullmeshAllOpenMs} ms after the first join; per join (page open -> all channels open): ${joinMs.join(', ')} ms; ` +
       `in page (connect() -> all channels open): ${inPage.join(', ')} ms`);
+  } finally {
+    await Promise.all(pages.map((p) => p.close().catch(() => {})));
+  }
+});
+
+test('tree broadcast over 13 pages (k=3): every page gets every message once and in order', { timeout: 150000 }, async () => {
+  const NS = `tree-${process.pid}`;
+  const N = 13;
+  await setPolicy(cluster, NS, { topology: 'tree', k: 3 });
+  const ids = Array.from({ length: N }, (_, i) => `t${String(i + 1).padStart(2, '0')}`);
+  const pages = await openMany(NS, ids);
+  try {
+    const { snap } = await waitMesh('the 13-page tree', NS, pages, N, 90000);
+    assert.equal(snap.edges.length, N - 1, 'a tree over 13 peers has 12 edges');
+    await waitFor('every tree channel open', async () => (await Promise.all(pages.map(peerState)))
+      .every((s) => s.neighbours.every((x) => x.tc === 'open')), { timeoutMs: 30000 });
+    const root = snap.peers.find((p) => !p.parent).id;
+    const leaf = snap.peers.find((p) => p.parent && !snap.edges.some(([a]) => a === p.id)).id;
+    const byId = new Map(pages.map((p) => [p.peerId, p]));
+    const fromRoot = Array.from({ length: 40 }, (_, i) => `root-${i}`);
+    const fromLeaf = Array.from({ length: 20 }, (_, i) => `leaf-${i}`);
+    const t0 = Date.now();
+    await byId.get(root).evaluate((msgs) => msgs.map((m) => __t.c.broadcast(m)), fromRoot);
+    // Any peer may broadcast: it floods the tree the same way.
+    await byId.get(leaf).evaluate((msgs) => msgs.forEach((m) => __t.c.broadcast(m)), fromLeaf);
+    const want = (id) => [...(id === root ? [] : fromRoot), ...(id === leaf ? [] : fromLeaf)].length;
+    await waitFor('every broadcast at every page', async () => {
+      const got = await Promise.all(pages.map((p) => p.evaluate(() => __t.bc.length)));
+      return pages.every((p, i) => got[i] >= want(p.peerId));
+    }, { timeoutMs: 30000, intervalMs: 100 });
+    console.log(`# tree broadcast: ${N} pages (k=3, root ${root}), ${fromRoot.length} + ${fromLeaf.length} ` +
+      `messages everywhere in ${Date.now() - t0} ms`);
+    for (const p of pages) {
+      const got = await p.evaluate(() => __t.bc);
+      const r = got.filter((m) => m.startsWith('root-'));
+      const l = got.filter((m) => m.startsWith('leaf-'));
+      assert.deepEqual(r, p.peerId === root ? [] : fromRoot, `${p.peerId}: the root's messages once, in order`);
+      assert.deepEqual(l, p.peerId === leaf ? [] : fromLeaf, `${p.peerId}: the leaf's messages once, in order`);
+      assert.equal(got.length, want(p.peerId));
+    }
   } finally {
     await Promise.all(pages.map((p) => p.close().catch(() => {})));
   }

@@ -4,6 +4,8 @@
 export declare const VERSION: string;
 export declare const SUBPROTOCOL: 'meshsig.v1.json';
 export declare const CHANNEL_LABEL: 'meshsig';
+/** Tree namespaces: the pre-negotiated channel that carries broadcasts. */
+export declare const TREE_CHANNEL_LABEL: 'meshsig-tree';
 
 /** ErrorCode names from proto/client.proto. */
 export type ErrorCode =
@@ -109,6 +111,8 @@ export interface NeighbourInfo {
   position: Position | null;
   connectionState: RTCPeerConnectionState | 'new' | 'closed';
   channelState: RTCDataChannelState | 'none';
+  /** Tree namespaces: the broadcast channel's state. */
+  treeChannel: RTCDataChannelState | 'none';
   /** ms from the connect event to the open data channel. */
   openMs: number | null;
 }
@@ -142,6 +146,8 @@ export interface ClientEvents {
   'neighbour-down': NeighbourInfo & { reason: string };
   'neighbour-state': NeighbourInfo & { removed?: boolean };
   message: { peer: string; data: string | ArrayBuffer };
+  /** Tree namespaces: a broadcast, from the tree neighbour it came through (already passed on). */
+  broadcast: { peer: string; role: Role; data: string | ArrayBuffer };
   'peer-left': { peer: string; reason: string };
   topology: { connect?: TopologyConnect; disconnect?: { peer: string } };
   /** Only with `webrtc: false`: every incoming signal, for the app's own WebRTC. */
@@ -258,6 +264,7 @@ export declare class Client extends Emitter<ClientEvents> {
   /** Disables (muted) or enables the local tracks of a kind; returns how many changed. */
   muteTrack(kind: 'audio' | 'video' | 'all', muted?: boolean): number;
   send(peer: string, data: string | ArrayBuffer | ArrayBufferView | Blob): void;
+  /** Every open channel; in a tree namespace, the whole tree (forwarded by every peer). Returns the channels sent on. */
   broadcast(data: string | ArrayBuffer | ArrayBufferView | Blob): number;
   /** Sends a signal through the server (`webrtc: false` apps); returns the request id that a refusal's 'error' carries. */
   signal(peer: string, payload: Json): string;

@@ -37,6 +37,12 @@
 export const VERSION = '0.1.0';
 export const SUBPROTOCOL = 'meshsig.v1.json';
 export const CHANNEL_LABEL = 'meshsig';
+// Tree namespaces: a second, pre-negotiated channel carries broadcasts only,
+// so that app frames on "meshsig" need no envelope. The id is fixed on both
+// sides (negotiated channels are not announced) and far above the ids the
+// browser gives announced channels.
+export const TREE_CHANNEL_LABEL = 'meshsig-tree';
+const TREE_CHANNEL_ID = 1000;
 
 /** ErrorCode names from client.proto; the server's `error.code` is one of them. */
 export const ERROR_CODES = Object.freeze([
@@ -374,6 +380,7 @@ class Neighbour {
     this.remoteCandidates = []; // arrived before the remote description
     this.closed = false;
     this.up = false; // neighbour-up emitted and neighbour-down not yet
+    this.tc = null; // tree broadcast channel (tree namespaces)
     this.senders = new Map(); // local track id -> RTCRtpSender on this connection
     this.remoteStreams = new Map(); // stream id -> MediaStream received from this peer
     this.createdAt = Date.now();
@@ -391,7 +398,7 @@ class Neighbour {
   info() {
     return { peer: this.peer, initiator: this.initiator, role: this.role, metadata: this.metadata,
       position: this.position, connectionState: this.connectionState,
-      channelState: this.channelState, openMs: this.openedAt ? this.openedAt - this.createdAt : null };
+      channelState: this.channelState, treeChannel: this.tc ? this.tc.readyState : 'none', openMs: this.openedAt ? this.openedAt - this.createdAt : null };
   }
 
   /** Starts a fresh connection (or adopts a pre-made one whose offer the peer got). */
@@ -417,7 +424,10 @@ class Neighbour {
     // The initiator's first offer carries the local media; the other side adds
     // its tracks when that offer arrives (syncLocalMedia in onDescription), so
     // that the first exchange is one offer and one answer, not a glare.
-    if (this.initiator || premade) this.syncLocalMedia();
+    if (this.initiator || premade) {
+      this.syncLocalMedia();
+      this.openTreeChannel();
+    }
     if (premade) {
       this.attach(premade.dc);
       for (const c of premade.lateCandidates) this.client._signal(this.peer, c);
@@ -426,6 +436,16 @@ class Neighbour {
       this.attach(pc.createDataChannel(CHANNEL_LABEL));
       this.run(() => this.makeOffer());
     }
+  }
+
+  /** Tree namespaces: the broadcast channel (see TREE_CHANNEL_LABEL), once per connection. */
+  openTreeChannel() {
+    if (this.tc || this.client.topology !== 'tree' || !this.pc || this.closed) return;
+    const tc = this.pc.createDataChannel(TREE_CHANNEL_LABEL, { negotiated: true, id: TREE_CHANNEL_ID });
+    this.tc = tc;
+    tc.binaryType = 'arraybuffer';
+    tc.onmessage = (e) => this.client._onTreeMessage(this, e.data);
+    tc.onopen = () => this.client._neighbourState(this);
   }
 
   attach(dc) {
@@ -506,6 +526,7 @@ class Neighbour {
     for (const c of this.remoteCandidates.splice(0)) await this.onCandidate(c);
     if (desc.type === 'offer') {
       this.syncLocalMedia(); // into the offered transceivers where they match
+      this.openTreeChannel(); // the offer has the data m-line already: no renegotiation
       const answer = await pc.createAnswer();
       await pc.setLocalDescription(answer);
       const d = pc.localDescription || answer;
@@ -569,6 +590,7 @@ class Neighbour {
     this.closed = true;
     this.down(reason);
     try { this.dc?.close(); } catch { /* already closed */ }
+    try { this.tc?.close(); } catch { /* already closed */ }
     try { this.pc?.close(); } catch { /* already closed */ }
   }
 }
@@ -1516,13 +1538,36 @@ export class Client extends Emitter {
     n.send(data);
   }
 
-  /** Sends to every neighbour whose channel is open; returns how many. */
+  /**
+   * Sends data to every neighbour whose channel is open; returns how many.
+   * In a tree namespace it goes to the whole tree instead: over the tree
+   * channels to this peer's parent and children, and every peer that gets it
+   * passes it on to its other tree neighbours (a 'broadcast' event at each).
+   * A tree has one path between two peers and each channel is ordered, so
+   * every peer gets each message once and in the order this peer sent them.
+   */
   broadcast(data) {
+    if (this.topology === 'tree') return this.#treeForward(null, data);
     let k = 0;
     for (const n of this._neighbours.values()) {
       if (n.channelState === 'open') { n.send(data); k++; }
     }
     return k;
+  }
+
+  #treeForward(from, data) {
+    let k = 0;
+    for (const n of this._neighbours.values()) {
+      if (n === from || !n.tc || n.tc.readyState !== 'open') continue;
+      try { n.tc.send(data); k++; } catch (err) { this._report(err); }
+    }
+    return k;
+  }
+
+  _onTreeMessage(n, data) {
+    if (this._neighbours.get(n.peer) !== n) return;
+    this.#treeForward(n, data);
+    this._emit('broadcast', { peer: n.peer, role: n.role, data });
   }
 
   /**
