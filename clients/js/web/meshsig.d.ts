@@ -6,6 +6,8 @@ export declare const SUBPROTOCOL: 'meshsig.v1.json';
 export declare const CHANNEL_LABEL: 'meshsig';
 /** Tree namespaces: the pre-negotiated channel that carries broadcasts. */
 export declare const TREE_CHANNEL_LABEL: 'meshsig-tree';
+/** With the bridge: the pre-negotiated control channel. */
+export declare const CTL_CHANNEL_LABEL: 'meshsig-ctl';
 
 /** ErrorCode names from proto/client.proto. */
 export type ErrorCode =
@@ -71,6 +73,13 @@ export interface ConnectOptions {
   rtcConfig?: RTCConfiguration;
   /** false: no peer connections; every signal is a 'signal' event for the app's own WebRTC. */
   webrtc?: boolean;
+  /**
+   * n2n bridge: signals for a new edge go through a connected neighbour both
+   * ends share (server as fallback). true or {waitMs (3000): how long a new
+   * edge waits for such a route, timeoutMs (5000): bridged edge not connected
+   * by then is re-signalled through the server}. Default off.
+   */
+  bridge?: boolean | { waitMs?: number; timeoutMs?: number };
   /** Media streams sent to every neighbour from the start (same as addStream before joining). */
   streams?: MediaStream[];
   /** Injected implementations (Node: `ws`, `@roamhq/wrtc` are used when these are absent). */
@@ -113,6 +122,8 @@ export interface NeighbourInfo {
   channelState: RTCDataChannelState | 'none';
   /** Tree namespaces: the broadcast channel's state. */
   treeChannel: RTCDataChannelState | 'none';
+  /** With the bridge: how signals to this peer go (a neighbour id, 'server', or null while undecided). */
+  signalRoute: string | null;
   /** ms from the connect event to the open data channel. */
   openMs: number | null;
 }
@@ -250,6 +261,9 @@ export declare class Client extends Emitter<ClientEvents> {
   /** Resolves with the first welcome; rejects when joining fails for good. */
   readonly ready: Promise<Welcome>;
   readonly neighbours: NeighbourInfo[];
+  /** With the bridge: signals sent through the server and through neighbours, relayed for others, fallbacks. */
+  readonly bridgeStats: { viaServer: number; viaBridge: number; relayed: number; received: number;
+    fallbacks: number; refused: number } | null;
   readonly rooms: Rooms;
 
   peerConnection(peer: string): RTCPeerConnection | undefined;

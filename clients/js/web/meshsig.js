@@ -43,6 +43,9 @@ export const CHANNEL_LABEL = 'meshsig';
 // browser gives announced channels.
 export const TREE_CHANNEL_LABEL = 'meshsig-tree';
 const TREE_CHANNEL_ID = 1000;
+// The n2n bridge's control channel (option `bridge`), pre-negotiated the same way.
+export const CTL_CHANNEL_LABEL = 'meshsig-ctl';
+const CTL_CHANNEL_ID = 1001;
 
 /** ErrorCode names from client.proto; the server's `error.code` is one of them. */
 export const ERROR_CODES = Object.freeze([
@@ -381,6 +384,12 @@ class Neighbour {
     this.closed = false;
     this.up = false; // neighbour-up emitted and neighbour-down not yet
     this.tc = null; // tree broadcast channel (tree namespaces)
+    this.ctl = null; // bridge control channel (option bridge)
+    this.theirPeers = new Set(); // bridge: the peers this neighbour has an open control channel to
+    this.route = null; // bridge: how signals to this peer go: null (undecided), 'server' or a neighbour id
+    this.queue = []; // bridge: signals waiting for a route
+    this.sentViaBridge = []; // bridge: signals sent through a neighbour, re-sent by the server on fallback
+    this.bridgeTimer = null;
     this.senders = new Map(); // local track id -> RTCRtpSender on this connection
     this.remoteStreams = new Map(); // stream id -> MediaStream received from this peer
     this.createdAt = Date.now();
@@ -398,7 +407,8 @@ class Neighbour {
   info() {
     return { peer: this.peer, initiator: this.initiator, role: this.role, metadata: this.metadata,
       position: this.position, connectionState: this.connectionState,
-      channelState: this.channelState, treeChannel: this.tc ? this.tc.readyState : 'none', openMs: this.openedAt ? this.openedAt - this.createdAt : null };
+      channelState: this.channelState, treeChannel: this.tc ? this.tc.readyState : 'none',
+      signalRoute: this.route, openMs: this.openedAt ? this.openedAt - this.createdAt : null };
   }
 
   /** Starts a fresh connection (or adopts a pre-made one whose offer the peer got). */
@@ -426,7 +436,7 @@ class Neighbour {
     // that the first exchange is one offer and one answer, not a glare.
     if (this.initiator || premade) {
       this.syncLocalMedia();
-      this.openTreeChannel();
+      this.openSideChannels();
     }
     if (premade) {
       this.attach(premade.dc);
@@ -438,9 +448,20 @@ class Neighbour {
     }
   }
 
-  /** Tree namespaces: the broadcast channel (see TREE_CHANNEL_LABEL), once per connection. */
-  openTreeChannel() {
-    if (this.tc || this.client.topology !== 'tree' || !this.pc || this.closed) return;
+  /**
+   * The pre-negotiated channels, once per connection: the tree broadcast
+   * channel in tree namespaces, the bridge's control channel when it is on.
+   */
+  openSideChannels() {
+    if (!this.pc || this.closed) return;
+    if (!this.ctl && this.client._bridge) {
+      const ctl = this.pc.createDataChannel(CTL_CHANNEL_LABEL, { negotiated: true, id: CTL_CHANNEL_ID });
+      this.ctl = ctl;
+      ctl.onopen = () => this.client._bridge?.onCtlOpen(this);
+      ctl.onclose = () => this.client._bridge?.onCtlClose(this);
+      ctl.onmessage = (e) => this.client._bridge?.onCtlMessage(this, e.data);
+    }
+    if (this.tc || this.client.topology !== 'tree') return;
     const tc = this.pc.createDataChannel(TREE_CHANNEL_LABEL, { negotiated: true, id: TREE_CHANNEL_ID });
     this.tc = tc;
     tc.binaryType = 'arraybuffer';
@@ -526,7 +547,7 @@ class Neighbour {
     for (const c of this.remoteCandidates.splice(0)) await this.onCandidate(c);
     if (desc.type === 'offer') {
       this.syncLocalMedia(); // into the offered transceivers where they match
-      this.openTreeChannel(); // the offer has the data m-line already: no renegotiation
+      this.openSideChannels(); // the offer has the data m-line already: no renegotiation
       const answer = await pc.createAnswer();
       await pc.setLocalDescription(answer);
       const d = pc.localDescription || answer;
@@ -591,6 +612,8 @@ class Neighbour {
     this.down(reason);
     try { this.dc?.close(); } catch { /* already closed */ }
     try { this.tc?.close(); } catch { /* already closed */ }
+    try { this.ctl?.close(); } catch { /* already closed */ }
+    if (this.bridgeTimer) clearTimeout(this.bridgeTimer);
     try { this.pc?.close(); } catch { /* already closed */ }
   }
 }
@@ -629,6 +652,230 @@ async function makePremade(PC, rtcConfig, gatherMs) {
   const d = pc.localDescription || offer;
   pm.payload = { type: 'offer', sdp: d.sdp, offerId: pm.offerId };
   return pm;
+}
+
+// ---------------------------------------------------------------------------
+// 4b. Bridge: signals for a new edge through a neighbour both ends share
+//
+// With `bridge: true`, every connection also has a control channel
+// (CTL_CHANNEL_LABEL). Over it each peer tells its neighbours whom it has a
+// control channel to ({t:'nb', peers}). When the owner announces an edge
+// A-B, A sends its signals for B through a neighbour C that lists B:
+// {t:'relay', to:B, p} to C, which passes {t:'fwd', from:A, p} to B. C names
+// the sender from the channel the request came on, not from the request, and B
+// applies it only as a signal of an edge the owner announced to B (the same
+// check as for the server's signals), so a neighbour can neither forge a
+// sender nor create an edge. C answers {t:'nofwd', to} when it cannot pass it.
+//
+// One route per edge and side: a neighbour when one lists the peer, else the
+// server. A peer with no bridgeable neighbour yet (a new one) takes its first
+// edge through the server; when it is not that edge's initiator it sends a
+// {type:'bridge-server'} signal so that the other side does too. Its other
+// edges wait up to `waitMs` for the first one's control channel to make a
+// route appear, then use the server. Signals that came through the server set
+// the route to the server. An edge routed through a neighbour that is not
+// connected after `timeoutMs` re-sends its signals through the server.
+
+class Bridge {
+  constructor(client, { waitMs = 3000, timeoutMs = 5000 } = {}) {
+    this.client = client;
+    this.waitMs = waitMs;
+    this.timeoutMs = timeoutMs;
+    this.stats = { viaServer: 0, viaBridge: 0, relayed: 0, received: 0, fallbacks: 0, refused: 0 };
+    this.gossipPending = false;
+    this.early = new Map(); // peer -> 'server' or the neighbour id its signals came through before its connect
+  }
+
+  get neighbours() {
+    return this.client._neighbours;
+  }
+
+  /** A neighbour that has an open control channel to us and lists `peer`. */
+  pick(peer) {
+    for (const c of this.neighbours.values()) {
+      if (c.peer !== peer && c.ctl?.readyState === 'open' && c.theirPeers.has(peer)) return c;
+    }
+    return null;
+  }
+
+  /** This peer has no way to reach anyone through a neighbour yet, and no server edge under way. */
+  isFirstEdge(n) {
+    for (const m of this.neighbours.values()) {
+      if (m === n) continue;
+      if (m.ctl?.readyState === 'open' || m.route === 'server') return false;
+    }
+    return true;
+  }
+
+  /** Called for each topology connect once the Neighbour exists. */
+  onConnect(n, serverOffer) {
+    // Signals that came before the connect: answer the way they came.
+    const via = this.early.get(n.peer);
+    this.early.delete(n.peer);
+    if (serverOffer || via === 'server') { n.route = 'server'; return; }
+    if (via && this.neighbours.get(via)?.ctl?.readyState === 'open') { this.#route(n, this.neighbours.get(via)); return; }
+    // A new peer whose edge the other side will offer: tell it to use the server.
+    if (!n.initiator && n.route === null && this.isFirstEdge(n)) {
+      n.route = 'server';
+      this.client._serverSignal(n.peer, { type: 'bridge-server' });
+    }
+  }
+
+  send(n, payload) {
+    if (n.route === 'server') { this.client._serverSignal(n.peer, payload); return; }
+    if (n.route !== null) {
+      const c = this.neighbours.get(n.route);
+      if (c?.ctl?.readyState === 'open') {
+        this.#relay(c, n, payload);
+        return;
+      }
+      this.fallback(n);
+      this.client._serverSignal(n.peer, payload);
+      return;
+    }
+    const c = this.pick(n.peer);
+    if (c) {
+      this.#route(n, c);
+      this.#relay(c, n, payload);
+    } else if (this.isFirstEdge(n)) {
+      n.route = 'server';
+      this.client._serverSignal(n.peer, payload);
+    } else {
+      n.queue.push(payload);
+      if (!n.bridgeTimer) {
+        n.bridgeTimer = setTimeout(() => {
+          n.bridgeTimer = null;
+          if (n.route === null && !n.closed) this.#useServer(n);
+        }, this.waitMs);
+      }
+    }
+  }
+
+  #route(n, c) {
+    n.route = c.peer;
+    if (n.bridgeTimer) clearTimeout(n.bridgeTimer);
+    n.bridgeTimer = setTimeout(() => {
+      n.bridgeTimer = null;
+      if (!n.closed && n.channelState !== 'open' && n.route !== 'server') this.fallback(n);
+    }, this.timeoutMs);
+  }
+
+  #relay(c, n, payload) {
+    try {
+      c.ctl.send(JSON.stringify({ t: 'relay', to: n.peer, p: payload }));
+      n.sentViaBridge.push(payload);
+      this.stats.viaBridge++;
+    } catch {
+      this.fallback(n);
+      this.client._serverSignal(n.peer, payload);
+    }
+  }
+
+  #useServer(n) {
+    n.route = 'server';
+    for (const p of n.queue.splice(0)) this.client._serverSignal(n.peer, p);
+  }
+
+  /** The route through a neighbour failed: everything sent that way goes again through the server. */
+  fallback(n) {
+    if (n.route === 'server') return;
+    this.stats.fallbacks++;
+    if (n.bridgeTimer) { clearTimeout(n.bridgeTimer); n.bridgeTimer = null; }
+    n.route = 'server';
+    for (const p of n.sentViaBridge.splice(0)) this.client._serverSignal(n.peer, p);
+    for (const p of n.queue.splice(0)) this.client._serverSignal(n.peer, p);
+  }
+
+  /** A signal from `peer` came through the server: answer the same way. */
+  onServerSignal(peer) {
+    const n = this.neighbours.get(peer);
+    if (!n) { this.#noteEarly(peer, 'server'); return; }
+    if (n.route === null) this.#useServer(n);
+  }
+
+  #noteEarly(peer, via) {
+    if (this.early.size >= 256) this.early.delete(this.early.keys().next().value);
+    if (!this.early.has(peer)) this.early.set(peer, via);
+  }
+
+  /** Routes appeared (a neighbour's list changed, a control channel opened): send what waited. */
+  recheck() {
+    for (const n of this.neighbours.values()) {
+      if (n.route !== null || !n.queue.length) continue;
+      const c = this.pick(n.peer);
+      if (!c) continue;
+      this.#route(n, c);
+      for (const p of n.queue.splice(0)) this.#relay(c, n, p);
+    }
+  }
+
+  onCtlOpen(n) {
+    if (n.bridgeTimer && n.route === 'server') { clearTimeout(n.bridgeTimer); n.bridgeTimer = null; }
+    this.gossip();
+  }
+
+  onCtlClose(n) {
+    n.theirPeers.clear();
+    this.gossip();
+  }
+
+  /** Tells every neighbour, once per turn of the event loop, whom this peer can pass signals to. */
+  gossip() {
+    if (this.gossipPending) return;
+    this.gossipPending = true;
+    setTimeout(() => {
+      this.gossipPending = false;
+      const open = [...this.neighbours.values()].filter((m) => m.ctl?.readyState === 'open');
+      const msg = JSON.stringify({ t: 'nb', peers: open.map((m) => m.peer) });
+      for (const m of open) {
+        try { m.ctl.send(msg); } catch { /* closing */ }
+      }
+    }, 0);
+  }
+
+  onCtlMessage(n, raw) {
+    if (this.neighbours.get(n.peer) !== n) return;
+    let m;
+    try { m = JSON.parse(typeof raw === 'string' ? raw : new TextDecoder().decode(raw)); } catch { return; }
+    if (!m || typeof m !== 'object') return;
+    switch (m.t) {
+      case 'nb':
+        if (!Array.isArray(m.peers)) return;
+        n.theirPeers = new Set(m.peers.filter((x) => typeof x === 'string').slice(0, 4096));
+        this.recheck();
+        return;
+      case 'relay': {
+        // n asks us to pass a signal on: the sender is n, whatever the message says.
+        const to = this.neighbours.get(m.to);
+        if (typeof m.to === 'string' && to?.ctl?.readyState === 'open') {
+          try {
+            to.ctl.send(JSON.stringify({ t: 'fwd', from: n.peer, p: m.p }));
+            this.stats.relayed++;
+            return;
+          } catch { /* fall through */ }
+        }
+        try { n.ctl.send(JSON.stringify({ t: 'nofwd', to: m.to })); } catch { /* closing */ }
+        return;
+      }
+      case 'fwd': {
+        if (typeof m.from !== 'string' || m.from === this.client.peerId) return;
+        const a = this.neighbours.get(m.from);
+        this.stats.received++;
+        if (a && a.route === null) this.#route(a, n); // answer the way the signal came
+        if (!a) this.#noteEarly(m.from, n.peer);
+        // Not (yet) a neighbour: held like a server signal before its connect, applied only if
+        // the owner announces the edge.
+        this.client._onSignalFrom(m.from, m.p);
+        return;
+      }
+      case 'nofwd': {
+        const b = this.neighbours.get(m.to);
+        if (b && b.route === n.peer) { this.stats.refused++; this.fallback(b); }
+        return;
+      }
+      default:
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -913,6 +1160,7 @@ export class Client extends Emitter {
     this._helloId = null;
     this._helloHadResume = false;
     this._PC = opts.RTCPeerConnection || null;
+    this._bridge = opts.bridge && opts.webrtc !== false ? new Bridge(this, opts.bridge === true ? {} : opts.bridge) : null;
     this._wrtcTried = false;
     this.connectedAt = 0;
 
@@ -1311,6 +1559,7 @@ export class Client extends Emitter {
         if (i >= 0) premade = this._premade.splice(i, 1)[0];
       }
       n.start(PC, this.#rtcConfig(), premade);
+      this._bridge?.onConnect(n, !!c.offer);
       if (c.offer && !c.initiator) n.onSignal(c.offer);
       for (const p of this._early.get(peer) || []) n.onSignal(p);
       this._early.delete(peer);
@@ -1331,6 +1580,12 @@ export class Client extends Emitter {
   }
 
   #onSignal(from, payload) {
+    this._bridge?.onServerSignal(from);
+    this._onSignalFrom(from, payload);
+  }
+
+  /** A signal from `from`, through the server or a neighbour that vouches for the sender. */
+  _onSignalFrom(from, payload) {
     if (this.opts.webrtc === false) {
       // Bring your own WebRTC: every signal is the app's (simple-peer, fast-rtc-peer, ...).
       this._emit('signal', { from, payload });
@@ -1345,6 +1600,13 @@ export class Client extends Emitter {
   }
 
   _signal(peer, payload) {
+    const n = this._neighbours.get(peer);
+    if (this._bridge && n) this._bridge.send(n, payload);
+    else this._serverSignal(peer, payload);
+  }
+
+  _serverSignal(peer, payload) {
+    if (this._bridge) this._bridge.stats.viaServer++;
     try {
       // The id names the target, so that an error for a signal that crossed a
       // disconnect (trickled ICE after the edge was removed) can be told apart.
@@ -1362,6 +1624,7 @@ export class Client extends Emitter {
   #dropMesh(reason) {
     for (const peer of [...this._neighbours.keys()]) this.#onDisconnect(peer, reason);
     this._early.clear();
+    this._bridge?.early.clear();
     this.#dropPremade();
   }
 
@@ -1467,6 +1730,11 @@ export class Client extends Emitter {
   }
 
   // ---- public API: mesh ----------------------------------------------------
+
+  /** Bridge counters (option bridge): signals sent via the server and via neighbours, relayed, fallbacks. */
+  get bridgeStats() {
+    return this._bridge ? { ...this._bridge.stats } : null;
+  }
 
   /** The current neighbours with their connection and channel state. */
   get neighbours() {
