@@ -13,6 +13,7 @@ BUILD_PKGS=(
     libevent-dev check libjwt-dev libjansson-dev uthash-dev libssl-dev libyaml-dev
     nats-server python3 curl ca-certificates procps iproute2
     haproxy docker-compose python3-yaml
+    clang libclang-rt-14-dev
 )
 RUNTIME_PKGS=(
     libwebsockets17 libwebsockets-evlib-ev libev4 libnats3.4 libprotobuf-c1 libevent-2.1-7 libevent-pthreads-2.1-7

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* libFuzzer target: the allocation-free JSON scanner (common/jsonscan.c), checked against jansson.
+ *
+ * The scanner's contract (jsonscan.h) is that whatever it vouches for, jansson
+ * accepts with JSON_REJECT_DUPLICATES; the gateway relays such text without
+ * parsing it again, so a disagreement is a bug on the wire, not a curiosity.
+ */
+#include <jansson.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jsonscan.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* ms_json_scan_object leaves duplicate keys to its caller (the gateway's
+ * signal parser takes each key it knows once and refuses anything else):
+ * this walk refuses them too, so that what it accepts must satisfy jansson. */
+typedef struct {
+    const char *keys[MS_JSON_SCAN_KEYS];
+    size_t klen[MS_JSON_SCAN_KEYS];
+    size_t n;
+} walk_t;
+
+/* Each member's value is scanned on its own, and string values are re-scanned
+ * with ms_json_scan_string, as the gateway's signal parser does. */
+static const char *member(void *ud, const char *key, size_t key_len, const char *value,
+                          const char *end)
+{
+    walk_t *w = ud;
+    const char *s;
+    size_t len;
+    int esc;
+    if (w->n == MS_JSON_SCAN_KEYS)
+        return NULL;
+    for (size_t i = 0; i < w->n; i++)
+        if (w->klen[i] == key_len && !memcmp(w->keys[i], key, key_len))
+            return NULL;
+    w->keys[w->n] = key;
+    w->klen[w->n++] = key_len;
+    if (value < end && *value == '"') {
+        const char *q = ms_json_scan_string(value, end, &s, &len, &esc);
+        if (q && (s < value || s + len > end))
+            abort();
+        return q;
+    }
+    return ms_json_scan(value, end);
+}
+
+static void must_parse(const char *p, size_t n)
+{
+    json_t *j = json_loadb(p, n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    if (!j)
+        abort(); /* the scanner vouched for text jansson refuses */
+    json_decref(j);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    /* Scan from a private copy whose end is the end of the allocation, so that
+     * ASan sees any read past `end`. */
+    char *buf = malloc(size ? size : 1);
+    if (!buf)
+        return 0;
+    memcpy(buf, data, size);
+    const char *end = buf + size;
+    const char *p = ms_json_ws(buf, end);
+    const char *q = ms_json_scan(p, end);
+    if (q) {
+        if (q <= p || q > end)
+            abort();
+        if (ms_json_ws(q, end) == end)
+            must_parse(buf, size);
+        else
+            must_parse(p, (size_t)(q - p)); /* the value alone */
+    }
+    walk_t w = {.n = 0};
+    q = ms_json_scan_object(p, end, member, &w);
+    if (q) {
+        if (q <= p || q > end || *p != '{')
+            abort();
+        must_parse(p, (size_t)(q - p));
+    }
+    free(buf);
+    return 0;
+}
