@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { startCluster, setPolicy, SOURCE_DIR, BUILD_DIR } from './cluster.mjs';
+import { startCluster, setPolicy, adminGet, SOURCE_DIR, BUILD_DIR } from './cluster.mjs';
 
 const require = createRequire(path.join(SOURCE_DIR, 'clients/js/package.json'));
 const { chromium } = require('playwright-core');
@@ -142,4 +142,55 @@ test('4 pages in a full mesh each decode the other three pages\' video', { timeo
   assert.deepEqual(muted, { n: 1, enabled: false, again: 0, audio: 0 });
   assert.equal(await pages[1].evaluate(() => __m.c.muteTrack('video', false)), 1);
   for (const p of pages) await p.evaluate(() => __m.c.close());
+});
+
+test('video down a tree (k=2, 4 pages): each page relays its parent\'s stream to its children', { timeout: 120000 }, async () => {
+  const ns = `media-tree-${process.pid}`;
+  await setPolicy(cluster, ns, { topology: 'tree', k: 2 });
+  const pages = [];
+  try {
+    for (const [i, id] of ['v1', 'v2', 'v3', 'v4'].entries()) {
+      const page = await ctx.newPage();
+      page.peerId = id;
+      page.on('pageerror', (e) => console.log(`# [${id}] pageerror: ${e.message}`));
+      await page.goto(`${cluster.gateways[i % 2].http}/index.html`, { timeout: 20000 });
+      await page.evaluate(async ({ url, ns, id, source }) => {
+        const m = await import('/meshsig.js');
+        const t = { remote: new Map(), errors: [] };
+        window.__m = t;
+        const streams = source ? [await navigator.mediaDevices.getUserMedia({ audio: false,
+          video: { width: 160, height: 120, frameRate: 8 } })] : [];
+        const c = m.connect(url, { namespace: ns, peerId: id, streams });
+        t.c = c;
+        c.on('error', (e) => t.errors.push(`${e.code}: ${e.message}`));
+        c.on('remote-stream', ({ peer, stream }) => {
+          const v = document.createElement('video');
+          Object.assign(v, { muted: true, autoplay: true, playsInline: true, srcObject: stream });
+          document.body.appendChild(v);
+          t.remote.set(peer, { stream, video: v });
+          v.play().catch(() => {});
+          // peer-tree: what comes from the parent goes on to the children.
+          if (c.neighbours.find((n) => n.peer === peer)?.role === 'PARENT') {
+            c.addStream(stream, { filter: (n) => n.role === 'CHILD' });
+          }
+        });
+        await c.ready;
+      }, { url: cluster.gateways[i % 2].url, ns, id, source: i === 0 });
+      pages.push(page);
+    }
+    const snap = await adminGet(cluster, `/v1/namespaces/${encodeURIComponent(ns)}`);
+    const parent = new Map(snap.peers.map((p) => [p.id, p.parent || null]));
+    assert.equal(parent.get('v1'), null, `v1 joined first and is the root (${JSON.stringify(snap.peers)})`);
+    const deep = [...parent].find(([, par]) => par && par !== 'v1');
+    assert.ok(deep, 'one page is two levels down');
+    const t0 = Date.now();
+    await Promise.all(pages.slice(1).map((p) => waitIn(p, 'decoded video from its parent',
+      (par) => __m.remote.get(par)?.video.videoWidth > 0, parent.get(p.peerId), 60000)));
+    console.log(`# media tree: the camera of v1 decodes at every page (${deep[0]} through ${deep[1]}) ` +
+      `${Date.now() - t0} ms after the last join`);
+    // Nothing goes back up: the root receives no stream.
+    assert.equal(await pages[0].evaluate(() => __m.remote.size), 0);
+  } finally {
+    await Promise.all(pages.map((p) => p.close().catch(() => {})));
+  }
 });

@@ -269,7 +269,7 @@ export declare class Client extends Emitter<ClientEvents> {
   peerConnection(peer: string): RTCPeerConnection | undefined;
 
   /** Sends the stream's tracks to every current and later neighbour (renegotiated). */
-  addStream(stream: MediaStream): void;
+  addStream(stream: MediaStream, opts?: { filter?: (n: NeighbourInfo) => boolean }): void;
   /** Stops sending the stream's tracks (the tracks keep running). */
   removeStream(stream: MediaStream): void;
   readonly localStreams: MediaStream[];

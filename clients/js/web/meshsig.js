@@ -581,7 +581,8 @@ class Neighbour {
     if (!pc || this.closed) return;
     if (!this.initiator && !pc.remoteDescription) return; // wait for the first offer
     const want = new Map(); // track id -> [track, stream]
-    for (const stream of this.client._localStreams.values()) {
+    for (const [stream, filter] of this.client._localStreams.values()) {
+      if (filter && !filter(this.info())) continue;
       for (const track of stream.getTracks()) want.set(track.id, [track, stream]);
     }
     for (const [id, sender] of [...this.senders]) {
@@ -1142,7 +1143,7 @@ export class Client extends Emitter {
     this._early = new Map(); // peer -> signals that came before the connect event
     this._premade = []; // unused pre-made offers
     this._streams = new Map(); // streamId -> Stream
-    this._localStreams = new Map(); // MediaStream id -> MediaStream sent to every neighbour
+    this._localStreams = new Map(); // MediaStream id -> [MediaStream, filter or null] sent to neighbours
     this._streamChunk = this.opts.streamChunk;
     this._services = new Map(); // name -> handler
     this._emitHandlers = new Map(); // event -> handler
@@ -1166,7 +1167,7 @@ export class Client extends Emitter {
 
     this.ready = new Promise((resolve, reject) => { this._readyRes = resolve; this._readyRej = reject; });
     this.ready.catch(() => {}); // an unobserved failed join is reported through 'error'
-    for (const stream of opts.streams || []) this._localStreams.set(stream.id, stream);
+    for (const stream of opts.streams || []) this._localStreams.set(stream.id, [stream, null]);
     this.rooms = {
       join: (room) => this.#request({ room: { join: { room } } }, { accept: ['room'],
         map: (r) => { this._rooms.add(room); return r.members?.peers || []; } }),
@@ -1752,12 +1753,14 @@ export class Client extends Emitter {
    * Sends the tracks of a MediaStream to every current neighbour and to every
    * later one (renegotiated with perfect negotiation). Each neighbour gets a
    * 'track' event per track and a 'remote-stream' event per stream.
+   * filter(neighbourInfo) limits it to some neighbours, e.g. relaying a
+   * parent's stream down a tree: `{filter: (n) => n.role === 'CHILD'}`.
    */
-  addStream(stream) {
+  addStream(stream, { filter = null } = {}) {
     if (!stream || typeof stream.getTracks !== 'function') {
       throw new MeshsigError('BAD_REQUEST', 'addStream: a MediaStream is required');
     }
-    this._localStreams.set(stream.id, stream);
+    this._localStreams.set(stream.id, [stream, filter]);
     this.#syncMedia();
   }
 
@@ -1769,7 +1772,7 @@ export class Client extends Emitter {
 
   /** The streams added with addStream. */
   get localStreams() {
-    return [...this._localStreams.values()];
+    return [...this._localStreams.values()].map(([stream]) => stream);
   }
 
   /** The streams a neighbour sends (its 'remote-stream' events). */
@@ -1784,7 +1787,7 @@ export class Client extends Emitter {
    */
   muteTrack(kind, muted = true) {
     let k = 0;
-    for (const stream of this._localStreams.values()) {
+    for (const [stream] of this._localStreams.values()) {
       for (const track of stream.getTracks()) {
         if (kind !== 'all' && track.kind !== kind) continue;
         if (track.enabled === !muted) continue;
