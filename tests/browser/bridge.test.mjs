@@ -3,7 +3,8 @@
 // 30 Node peers (real WebRTC from @roamhq/wrtc) join a Delaunay namespace of a
 // real 2-gateway cluster one after another, once with `bridge: true` and once
 // without. After each join every page's neighbours must match the owner's
-// edges with open channels. Prints the signals the server carried per join in
+// edges with open channels. Then a peer without the bridge and one more with
+// it join the bridged mesh: their edges must connect too. Prints the signals the server carried per join in
 // both runs, and the share of each joining peer's edges after its first whose
 // signals went through neighbours (the target is 80%).
 import { test, before, after } from 'node:test';
@@ -51,6 +52,18 @@ async function meshSettled(ns, cs) {
 }
 
 /** Joins PEERS peers one at a time; returns per-join server signal counts and edge routes. */
+function join(url, ns, peerId, bridge, cs) {
+  const c = connect(url, { namespace: ns, peerId, RTCPeerConnection: wrtc.RTCPeerConnection,
+    bridge: bridge ? { waitMs: 3000, timeoutMs: 6000 } : false });
+  c._serverSignalsSent = 0;
+  const orig = c._serverSignal.bind(c);
+  c._serverSignal = (peer, payload) => { c._serverSignalsSent++; orig(peer, payload); };
+  c.on('error', () => {});
+  clients.push(c);
+  cs.push(c);
+  return c;
+}
+
 async function run(ns, bridge) {
   await setPolicy(cluster, ns, { topology: 'delaunay', positioning: 'random' });
   const cs = [];
@@ -59,14 +72,7 @@ async function run(ns, bridge) {
   for (let i = 0; i < PEERS; i++) {
     const before = serverSignals();
     const t0 = performance.now();
-    const c = connect(cluster.gateways[i % 2].url, { namespace: ns, peerId: `n${String(i).padStart(2, '0')}`,
-      RTCPeerConnection: wrtc.RTCPeerConnection, bridge: bridge ? { waitMs: 3000, timeoutMs: 6000 } : false });
-    c._serverSignalsSent = 0;
-    const orig = c._serverSignal.bind(c);
-    c._serverSignal = (peer, payload) => { c._serverSignalsSent++; orig(peer, payload); };
-    c.on('error', () => {});
-    clients.push(c);
-    cs.push(c);
+    const c = join(cluster.gateways[i % 2].url, ns, `n${String(i).padStart(2, '0')}`, bridge, cs);
     await c.ready;
     let snap = null;
     await waitFor(`join ${i + 1} settled (bridge ${bridge})`, async () => (snap = await meshSettled(ns, cs)),
@@ -93,7 +99,7 @@ test(`n2n bridge: ${PEERS} Delaunay peers, server signals per join with the brid
     const edgesAfterFirst = later(on).reduce((n, j) => n + j.edges - 1, 0);
     const bridgedEdges = later(on).reduce((n, j) => n + j.bridged, 0);
     const share = bridgedEdges / edgesAfterFirst;
-    const stats = on.cs.map((c) => c.bridgeStats).reduce((a, b) => {
+    const stats = on.cs.map((c) => c.bridgeStats).filter(Boolean).reduce((a, b) => {
       for (const k of Object.keys(b)) a[k] = (a[k] || 0) + b[k];
       return a;
     }, {});
@@ -105,4 +111,13 @@ test(`n2n bridge: ${PEERS} Delaunay peers, server signals per join with the brid
     assert.ok(share >= 0.8, `only ${(100 * share).toFixed(0)}% of the edges after a joiner's first went through neighbours`);
     assert.ok(perJoin(on) < perJoin(off), 'the bridge takes signals off the server');
     assert.ok(stats.relayed > 0 && stats.viaBridge > 0);
+
+    // Mixed: a peer without the bridge, then one with it, join the bridged mesh.
+    const ns = `bridge-on-${process.pid}`;
+    for (const [peerId, bridge] of [['plain', false], ['late', true]]) {
+      const c = join(cluster.gateways[0].url, ns, peerId, bridge, on.cs);
+      await c.ready;
+      await waitFor(`${peerId} (bridge ${bridge}) settled in the bridged mesh`, () => meshSettled(ns, on.cs),
+        { timeoutMs: 45000, intervalMs: 100 });
+    }
   });

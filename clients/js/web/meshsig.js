@@ -386,6 +386,7 @@ class Neighbour {
     this.tc = null; // tree broadcast channel (tree namespaces)
     this.ctl = null; // bridge control channel (option bridge)
     this.theirPeers = new Set(); // bridge: the peers this neighbour has an open control channel to
+    this.ctlHeard = false; // bridge: this neighbour sent a list, so it runs the bridge too
     this.route = null; // bridge: how signals to this peer go: null (undecided), 'server' or a neighbour id
     this.queue = []; // bridge: signals waiting for a route
     this.sentViaBridge = []; // bridge: signals sent through a neighbour, re-sent by the server on fallback
@@ -694,7 +695,7 @@ class Bridge {
   /** A neighbour that has an open control channel to us and lists `peer`. */
   pick(peer) {
     for (const c of this.neighbours.values()) {
-      if (c.peer !== peer && c.ctl?.readyState === 'open' && c.theirPeers.has(peer)) return c;
+      if (c.peer !== peer && c.ctlHeard && c.ctl?.readyState === 'open' && c.theirPeers.has(peer)) return c;
     }
     return null;
   }
@@ -703,7 +704,7 @@ class Bridge {
   isFirstEdge(n) {
     for (const m of this.neighbours.values()) {
       if (m === n) continue;
-      if (m.ctl?.readyState === 'open' || m.route === 'server') return false;
+      if ((m.ctl?.readyState === 'open' && m.ctlHeard) || m.route === 'server') return false;
     }
     return true;
   }
@@ -817,6 +818,7 @@ class Bridge {
 
   onCtlClose(n) {
     n.theirPeers.clear();
+    n.ctlHeard = false;
     this.gossip();
   }
 
@@ -826,8 +828,10 @@ class Bridge {
     this.gossipPending = true;
     setTimeout(() => {
       this.gossipPending = false;
+      // A negotiated channel opens with the transport even when the other side has no bridge:
+      // list only neighbours that proved they run it by sending a list themselves.
       const open = [...this.neighbours.values()].filter((m) => m.ctl?.readyState === 'open');
-      const msg = JSON.stringify({ t: 'nb', peers: open.map((m) => m.peer) });
+      const msg = JSON.stringify({ t: 'nb', peers: open.filter((m) => m.ctlHeard).map((m) => m.peer) });
       for (const m of open) {
         try { m.ctl.send(msg); } catch { /* closing */ }
       }
@@ -843,12 +847,16 @@ class Bridge {
       case 'nb':
         if (!Array.isArray(m.peers)) return;
         n.theirPeers = new Set(m.peers.filter((x) => typeof x === 'string').slice(0, 4096));
+        if (!n.ctlHeard) {
+          n.ctlHeard = true;
+          this.gossip(); // our list now includes n
+        }
         this.recheck();
         return;
       case 'relay': {
         // n asks us to pass a signal on: the sender is n, whatever the message says.
         const to = this.neighbours.get(m.to);
-        if (typeof m.to === 'string' && to?.ctl?.readyState === 'open') {
+        if (typeof m.to === 'string' && to?.ctlHeard && to.ctl?.readyState === 'open') {
           try {
             to.ctl.send(JSON.stringify({ t: 'fwd', from: n.peer, p: m.p }));
             this.stats.relayed++;
