@@ -61,8 +61,9 @@ static ms_err_t set_value(const ms_opt_t *o, const char *v, const char *from)
 
 static void usage(const ms_opt_t *opts, const char *prog, const char *summary)
 {
-    printf("usage: %s [flags]\n%s\n\nflags (each also read from its environment twin):\n", prog,
-           summary);
+    const char *base = strrchr(prog, '/');
+    printf("usage: %s [flags]\n%s\n\nflags (each also read from its environment twin):\n",
+           base ? base + 1 : prog, summary);
     for (const ms_opt_t *o = opts; o->name; o++) {
         char env[96];
         env_name(o->name, env, sizeof(env));

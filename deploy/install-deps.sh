@@ -5,6 +5,9 @@
 #   deploy/install-deps.sh            build + test + run dependencies
 #   deploy/install-deps.sh --runtime  only what the binaries need at run time
 #   deploy/install-deps.sh --browser  also chromium and the JS test packages
+#   deploy/install-deps.sh --list-runtime-libs
+#                                     prints the shared-library packages the binaries
+#                                     need, comma-separated: the .deb's Depends (CMake)
 set -euo pipefail
 
 BUILD_PKGS=(
@@ -14,11 +17,14 @@ BUILD_PKGS=(
     nats-server python3 curl ca-certificates procps iproute2
     haproxy docker-compose python3-yaml
     clang libclang-rt-14-dev
+    help2man systemd
 )
-RUNTIME_PKGS=(
+# What the binaries link (libwebsockets-evlib-ev is the libev plugin lws loads at run time).
+RUNTIME_LIBS=(
     libwebsockets17 libwebsockets-evlib-ev libev4 libnats3.4 libprotobuf-c1 libevent-2.1-7 libevent-pthreads-2.1-7
-    libjwt0 libjansson4 libyaml-0-2 libssl3 nats-server ca-certificates curl
+    libjwt0 libjansson4 libyaml-0-2 libssl3
 )
+RUNTIME_PKGS=("${RUNTIME_LIBS[@]}" nats-server ca-certificates curl)
 BROWSER_PKGS=(chromium)
 
 want=("${BUILD_PKGS[@]}")
@@ -31,8 +37,12 @@ case "${1:-}" in
     command -v node >/dev/null || want+=(nodejs)
     command -v npm >/dev/null || want+=(npm)
     ;;
+--list-runtime-libs)
+    (IFS=,; echo "${RUNTIME_LIBS[*]}")
+    exit 0
+    ;;
 "") ;;
-*) echo "usage: $0 [--runtime|--browser]" >&2; exit 2 ;;
+*) echo "usage: $0 [--runtime|--browser|--list-runtime-libs]" >&2; exit 2 ;;
 esac
 
 missing=()
