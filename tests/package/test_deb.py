@@ -4,7 +4,8 @@
 
 * `cpack -G DEB` in the build directory makes meshsig_<version>_<arch>.deb; `dpkg-deb -I`
   shows its name, version (project(VERSION)) and Depends; every Depends package is
-  installed here, and every shared library the binaries need is in a Depends package.
+  installed here, `apt-get -s install ./<deb>` (apt's resolver, simulated) installs it and
+  nothing else, and every library the binaries link is in a Depends package.
 * `dpkg -x` unpacks it into a scratch root: the binaries, man pages, units, demo and admin
   pages and example configs are in their GNUInstallDirs places under /usr.
 * The unpacked binaries print the version, and run against a real nats-server: the
@@ -132,6 +133,14 @@ def check_deb(tmp, version):
         st = run(["dpkg-query", "-W", "-f=${Status}", d]).stdout
         check(st == "install ok installed", f"dependency {d} is installed")
 
+    # apt's own resolver against this host's package database (a simulation: nothing is
+    # installed and no lock is taken): the package installs, and needs nothing more here.
+    if shutil.which("apt-get"):
+        r = run(["apt-get", "-s", "-o", "Debug::NoLocking=1", "install", deb])
+        inst = re.findall(r"^Inst (\S+)", r.stdout, re.M)
+        check(r.returncode == 0 and inst == ["meshsig"],
+              f"apt-get -s install ./{os.path.basename(deb)}: installs {inst}, rc {r.returncode}"
+              + ("" if r.returncode == 0 else f": {r.stderr.strip()[-500:]}"))
     contents = run(["dpkg-deb", "-c", deb]).stdout
     for path in ["./usr/bin/meshsig-gateway", "./usr/bin/meshsig-coordinator",
                  "./usr/bin/meshsig-token",
