@@ -11,8 +11,9 @@
 * The unpacked binaries print the version, and run against a real nats-server: the
   coordinator becomes ready (/readyz), the gateway serves the installed demo page and shows
   up with its version on /v1/cluster.
-* `cmake --install --prefix <tmp>` installs the units with that prefix's paths, and
-  `systemd-analyze verify` accepts them (the man pages they name are found too).
+* `cmake --install --prefix <tmp>` installs the units with that prefix's paths,
+  `systemd-analyze verify` accepts them (the man pages they name are found too), and
+  `systemd-analyze security` scores their exposure at 2.0 or less.
 
 Needs cpack, dpkg-deb, nats-server, help2man, systemd-analyze (deploy/install-deps.sh).
 """
@@ -261,6 +262,13 @@ def check_units(tmp):
     r = run(["systemd-analyze", "verify"] + units, env=env)
     check(r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(),
           f"systemd-analyze verify: rc {r.returncode} {r.stdout.strip()} {r.stderr.strip()}")
+    # The hardening, as systemd scores it (0 = locked down, 10 = exposed): at most 2.0.
+    for u in units:
+        r = run(["systemd-analyze", "security", "--offline=yes", "--threshold=20", u])
+        score = re.search(r"Overall exposure level for \S+: ([0-9.]+)", r.stdout)
+        check(r.returncode == 0 and score is not None,
+              f"systemd-analyze security {os.path.basename(u)}: exposure "
+              f"{score.group(1) if score else '?'} (at most 2.0)")
 
 
 def main():
