@@ -196,18 +196,6 @@ natsConnection *ms_bus_nats(ms_bus_t *b)
     return b->nc;
 }
 
-const char *ms_bus_subject_shard(char *buf, size_t cap, const char *prefix, uint32_t shard)
-{
-    snprintf(buf, cap, "%s.shard.%u", prefix, shard);
-    return buf;
-}
-
-const char *ms_bus_subject_gw(char *buf, size_t cap, const char *prefix, const char *gateway_id)
-{
-    snprintf(buf, cap, "%s.gw.%s", prefix, gateway_id);
-    return buf;
-}
-
 uint32_t ms_bus_shard_of(const char *ns, uint32_t shards)
 {
     return shards ? (uint32_t)(ms_fnv1a64(ns, strlen(ns)) % shards) : 0;

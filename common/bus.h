@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The NATS connection both binaries use: connect with reconnect, publish, subscribe into a mailbox.
  *
- * Subjects (DESIGN.md §3): <prefix>.shard.<n>, <prefix>.gw.<gateway-id>,
- * <prefix>.gw.heartbeat. Publishing is thread-safe (cnats); subscription
+ * Subjects are built and parsed in subject.h. Publishing is thread-safe (cnats); subscription
  * messages are pushed into the caller's mailbox and processed on its thread.
  */
 #ifndef MS_BUS_H
@@ -14,6 +13,7 @@
 
 #include "err.h"
 #include "mailbox.h"
+#include "subject.h"
 
 typedef struct ms_bus ms_bus_t;
 
@@ -43,9 +43,17 @@ int ms_bus_connected(ms_bus_t *b);
 uint64_t ms_bus_reconnects(ms_bus_t *b);
 natsConnection *ms_bus_nats(ms_bus_t *b);
 
-/* Subject builders: write into buf, return buf. */
-const char *ms_bus_subject_shard(char *buf, size_t cap, const char *prefix, uint32_t shard);
-const char *ms_bus_subject_gw(char *buf, size_t cap, const char *prefix, const char *gateway_id);
+/* The gateway's names for two subject.h builders, until it includes subject.h itself. */
+static inline const char *ms_bus_subject_shard(char *buf, size_t cap, const char *prefix,
+                                               uint32_t shard)
+{
+    return ms_subject_shard(buf, cap, prefix, shard);
+}
+static inline const char *ms_bus_subject_gw(char *buf, size_t cap, const char *prefix,
+                                            const char *gateway_id)
+{
+    return ms_subject_gw(buf, cap, prefix, gateway_id);
+}
 
 /* fnv1a64(namespace) mod shards (DESIGN.md §2). */
 uint32_t ms_bus_shard_of(const char *ns, uint32_t shards);

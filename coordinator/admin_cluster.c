@@ -21,6 +21,7 @@
 #include "internal.h"
 #include "lease.h"
 #include "log.h"
+#include "subject.h"
 
 /* Replies usually take a few ms on loopback; the tick checks every 50 ms. */
 #define ADMIN_DEADLINE_MS 300
@@ -43,9 +44,9 @@ struct ms_admin_pending {
 ms_err_t ms_admin_cluster_init(ms_coord_t *c)
 {
     char subj[200];
-    snprintf(c->admin_reply_subject, sizeof(c->admin_reply_subject), "%s.admin.reply.%s",
-             c->cfg->prefix, c->id);
-    snprintf(subj, sizeof(subj), "%s.admin.query", c->cfg->prefix);
+    ms_subject(c->admin_reply_subject, sizeof(c->admin_reply_subject), c->cfg->prefix,
+               MS_SUBJ_ADMIN_REPLY, c->id);
+    ms_subject(subj, sizeof(subj), c->cfg->prefix, MS_SUBJ_ADMIN_QUERY, NULL);
     ms_err_t err = ms_bus_subscribe(c->bus, subj, NULL, c->inbox);
     if (err == MS_OK)
         err = ms_bus_subscribe(c->bus, c->admin_reply_subject, NULL, c->inbox);
@@ -192,7 +193,7 @@ static ms_err_t publish_query(ms_coord_t *c, const ms_admin_pending_t *p)
         return MS_ERR_NOMEM;
     meshsig__bus__admin_query__pack(&q, buf);
     char subj[200];
-    snprintf(subj, sizeof(subj), "%s.admin.query", c->cfg->prefix);
+    ms_subject(subj, sizeof(subj), c->cfg->prefix, MS_SUBJ_ADMIN_QUERY, NULL);
     ms_err_t err = ms_bus_publish(c->bus, subj, NULL, buf, len);
     free(buf);
     return err;

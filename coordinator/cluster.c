@@ -24,6 +24,7 @@
 #include "hash.h"
 #include "internal.h"
 #include "log.h"
+#include "subject.h"
 
 #define CLAIM_RETRY_MS 100
 #define MAX_QUEUED 4096 /* requests held per shard during a rebuild */
@@ -229,8 +230,8 @@ static void publish_heartbeat(ms_coord_t *c, int leaving)
     uint8_t *buf = malloc(len ? len : 1);
     if (buf) {
         meshsig__bus__coordinator_heartbeat__pack(&hb, buf);
-        char subj[160];
-        snprintf(subj, sizeof(subj), "%s.coord.heartbeat", c->cfg->prefix);
+        char subj[200];
+        ms_subject(subj, sizeof(subj), c->cfg->prefix, MS_SUBJ_COORD_HEARTBEAT, NULL);
         if (leaving) /* after the releases queued before it, on a flushed connection */
             ms_lease_publish(c->lease, subj, buf, len);
         else
@@ -489,8 +490,8 @@ ms_err_t ms_cluster_policy_set(ms_coord_t *c, const char *name, const ms_policy_
     uint8_t *buf = malloc(len ? len : 1);
     if (buf) {
         meshsig__bus__policy_update__pack(&pu, buf);
-        char subj[160];
-        snprintf(subj, sizeof(subj), "%s.coord.policy", c->cfg->prefix);
+        char subj[200];
+        ms_subject(subj, sizeof(subj), c->cfg->prefix, MS_SUBJ_COORD_POLICY, NULL);
         ms_bus_publish(c->bus, subj, NULL, buf, len);
     }
     free(buf);

@@ -11,6 +11,7 @@
 #include "internal.h"
 #include "policy_rules.h"
 #include "log.h"
+#include "subject.h"
 
 uint64_t ms_now_ms(void)
 {
@@ -28,92 +29,71 @@ static void wake(void *ud)
 
 /* A message from a node of another bus major is refused before anything decodes it
  * (busver.h); the subject says which kind of node sent it. */
-static int bus_version_ok(ms_coord_t *c, const char *rest, const uint8_t *data, size_t dlen)
+static int bus_version_ok(ms_coord_t *c, const ms_subject_t *sj, const uint8_t *data, size_t dlen)
 {
-    int from_gw = !strncmp(rest, ".gw.", 4) || !strncmp(rest, ".shard.", 7) ||
-                  !strncmp(rest, ".coord.resync.", 14);
-    int named = !strcmp(rest, ".gw.heartbeat") || !strcmp(rest, ".coord.heartbeat");
+    ms_subject_kind_t k = sj->kind;
+    int from_gw = k == MS_SUBJ_SHARD || k == MS_SUBJ_GW || k == MS_SUBJ_GW_HEARTBEAT ||
+                  k == MS_SUBJ_GW_RESYNC || k == MS_SUBJ_COORD_RESYNC;
+    int named = k == MS_SUBJ_GW_HEARTBEAT || k == MS_SUBJ_COORD_HEARTBEAT;
     return ms_busver_accept(&c->busver, from_gw ? "gateway" : "coordinator", named, data, dlen,
                             ms_lease_now_ms());
 }
 
+/* Decodes the message as bus type T, hands it to fn, frees it; undecodable input is dropped. */
+#define DISPATCH(T, t, fn)                                                                         \
+    do {                                                                                           \
+        Meshsig__Bus__##T *m_ = meshsig__bus__##t##__unpack(NULL, dlen, data);                     \
+        if (m_) {                                                                                  \
+            fn(c, m_);                                                                             \
+            meshsig__bus__##t##__free_unpacked(m_, NULL);                                          \
+        }                                                                                          \
+    } while (0)
+
 static void on_bus_msg(natsMsg *msg, void *ud)
 {
     ms_coord_t *c = ud;
-    const char *subj = natsMsg_GetSubject(msg);
-    size_t plen = strlen(c->cfg->prefix);
     size_t dlen = (size_t)natsMsg_GetDataLength(msg);
     const uint8_t *data = (const uint8_t *)natsMsg_GetData(msg);
-    if (strcmp(subj, c->probe_subject) && !strncmp(subj, c->cfg->prefix, plen) &&
-        !bus_version_ok(c, subj + plen, data, dlen))
+    ms_subject_t sj;
+    ms_subject_parse(c->cfg->prefix, natsMsg_GetSubject(msg), &sj);
+    if (sj.kind != MS_SUBJ_PROBE && sj.kind != MS_SUBJ_UNKNOWN &&
+        !bus_version_ok(c, &sj, data, dlen))
         return;
-    if (!strncmp(subj, c->cfg->prefix, plen) && !strcmp(subj + plen, ".coord.heartbeat")) {
-        Meshsig__Bus__CoordinatorHeartbeat *hb =
-            meshsig__bus__coordinator_heartbeat__unpack(NULL, dlen, data);
-        if (hb) {
-            ms_cluster_heartbeat_in(c, hb);
-            meshsig__bus__coordinator_heartbeat__free_unpacked(hb, NULL);
+    switch (sj.kind) {
+    case MS_SUBJ_SHARD:
+        if (sj.shard >= (uint32_t)c->cfg->shards) {
+            c->n_bad_requests++;
+            return;
         }
+        ms_cluster_request(c, sj.shard, data, dlen);
         return;
-    }
-    if (!strncmp(subj, c->cfg->prefix, plen) && !strcmp(subj + plen, ".coord.policy")) {
-        Meshsig__Bus__PolicyUpdate *pu = meshsig__bus__policy_update__unpack(NULL, dlen, data);
-        if (pu) {
-            ms_cluster_policy_in(c, pu);
-            meshsig__bus__policy_update__free_unpacked(pu, NULL);
-        }
+    case MS_SUBJ_GW_HEARTBEAT:
+        DISPATCH(Heartbeat, heartbeat, ms_gw_heartbeat);
         return;
-    }
-    if (!strncmp(subj, c->cfg->prefix, plen) && !strncmp(subj + plen, ".coord.resync.", 14)) {
-        Meshsig__Bus__ResyncReport *rr = meshsig__bus__resync_report__unpack(NULL, dlen, data);
-        if (rr) {
-            ms_resync_report(c, rr);
-            meshsig__bus__resync_report__free_unpacked(rr, NULL);
-        }
+    case MS_SUBJ_COORD_HEARTBEAT:
+        DISPATCH(CoordinatorHeartbeat, coordinator_heartbeat, ms_cluster_heartbeat_in);
         return;
-    }
-    if (!strncmp(subj, c->cfg->prefix, plen) && !strcmp(subj + plen, ".admin.query")) {
-        Meshsig__Bus__AdminQuery *q = meshsig__bus__admin_query__unpack(NULL, dlen, data);
-        if (q) {
-            ms_admin_cluster_query_in(c, q);
-            meshsig__bus__admin_query__free_unpacked(q, NULL);
-        }
+    case MS_SUBJ_COORD_POLICY:
+        DISPATCH(PolicyUpdate, policy_update, ms_cluster_policy_in);
         return;
-    }
-    if (!strcmp(subj, c->admin_reply_subject)) {
-        Meshsig__Bus__AdminReply *ar = meshsig__bus__admin_reply__unpack(NULL, dlen, data);
-        if (ar) {
-            ms_admin_cluster_reply_in(c, ar);
-            meshsig__bus__admin_reply__free_unpacked(ar, NULL);
-        }
+    case MS_SUBJ_COORD_RESYNC:
+        DISPATCH(ResyncReport, resync_report, ms_resync_report);
         return;
-    }
-    if (!strcmp(subj, c->probe_subject)) {
+    case MS_SUBJ_ADMIN_QUERY:
+        DISPATCH(AdminQuery, admin_query, ms_admin_cluster_query_in);
+        return;
+    case MS_SUBJ_ADMIN_REPLY: /* only our own reply subject is subscribed */
+        DISPATCH(AdminReply, admin_reply, ms_admin_cluster_reply_in);
+        return;
+    case MS_SUBJ_PROBE:
         if (!c->ready)
             ms_info("subscriptions confirmed: ready");
         c->ready = 1;
         return;
-    }
-    if (!strncmp(subj, c->cfg->prefix, plen) && !strcmp(subj + plen, ".gw.heartbeat")) {
-        Meshsig__Bus__Heartbeat *hb = meshsig__bus__heartbeat__unpack(
-            NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
-        if (hb) {
-            ms_gw_heartbeat(c, hb);
-            meshsig__bus__heartbeat__free_unpacked(hb, NULL);
-        }
-        return;
-    }
-    if (strncmp(subj, c->cfg->prefix, plen) || strncmp(subj + plen, ".shard.", 7)) {
+    default:
         c->n_bad_requests++;
         return;
     }
-    char *end = NULL;
-    unsigned long shard = strtoul(subj + plen + 7, &end, 10);
-    if (!end || *end || shard >= (unsigned long)c->cfg->shards) {
-        c->n_bad_requests++;
-        return;
-    }
-    ms_cluster_request(c, (uint32_t)shard, data, dlen);
 }
 
 static void on_wake(evutil_socket_t fd, short what, void *ud)
@@ -205,6 +185,15 @@ static void on_signal(evutil_socket_t sig, short what, void *ud)
     event_base_loopexit(c->base, NULL);
 }
 
+/* subject: NULL when it did not fit its buffer. */
+static ms_err_t subscribe(ms_coord_t *c, const char *subject)
+{
+    ms_err_t err = subject ? ms_bus_subscribe(c->bus, subject, NULL, c->inbox) : MS_ERR_INVAL;
+    if (err != MS_OK)
+        ms_error("cannot subscribe %s", subject ? subject : "(subject too long)");
+    return err;
+}
+
 ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
 {
     ms_err_t err = MS_ERR_NOMEM;
@@ -260,41 +249,28 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
     ms_bus_opts_t bo = {.urls = cfg->nats_urls, .name = c->id, .event_base = c->base};
     if ((err = ms_bus_connect(&bo, &c->bus)) != MS_OK)
         goto fail;
-    char subj[160];
-    snprintf(subj, sizeof(subj), "%s.shard.*", cfg->prefix);
-    if ((err = ms_bus_subscribe(c->bus, subj, NULL, c->inbox)) != MS_OK) {
-        ms_error("cannot subscribe %s", subj);
-        goto fail;
-    }
-    char hb[160];
-    snprintf(hb, sizeof(hb), "%s.gw.heartbeat", cfg->prefix);
-    if ((err = ms_bus_subscribe(c->bus, hb, NULL, c->inbox)) != MS_OK) {
-        ms_error("cannot subscribe %s", hb);
-        goto fail;
-    }
-    static const char *const coord_subjects[] = {"coord.heartbeat", "coord.policy", NULL};
-    for (int i = 0; coord_subjects[i]; i++) {
-        char cs[200];
-        snprintf(cs, sizeof(cs), "%s.%s", cfg->prefix, coord_subjects[i]);
-        if ((err = ms_bus_subscribe(c->bus, cs, NULL, c->inbox)) != MS_OK) {
-            ms_error("cannot subscribe %s", cs);
-            goto fail;
-        }
-    }
-    char rs[200];
-    snprintf(rs, sizeof(rs), "%s.coord.resync.%s", cfg->prefix, c->id);
-    if (strpbrk(c->id, ". *>") || (err = ms_bus_subscribe(c->bus, rs, NULL, c->inbox)) != MS_OK) {
-        ms_error("cannot subscribe %s (a coordinator id may not hold '.', '*', '>' or spaces)", rs);
+    if (!ms_subject_id_ok(c->id)) {
+        ms_error("coordinator id '%s' may not hold '.', '*', '>' or spaces", c->id);
         err = MS_ERR_INVAL;
         goto fail;
     }
+    char subj[200];
+    if ((err = subscribe(c, ms_subject_shard_any(subj, sizeof(subj), cfg->prefix))) != MS_OK)
+        goto fail;
+    static const ms_subject_kind_t kinds[] = {MS_SUBJ_GW_HEARTBEAT, MS_SUBJ_COORD_HEARTBEAT,
+                                              MS_SUBJ_COORD_POLICY, MS_SUBJ_COORD_RESYNC};
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        if ((err = subscribe(c, ms_subject(subj, sizeof(subj), cfg->prefix, kinds[i], c->id))) !=
+            MS_OK)
+            goto fail;
     if ((err = ms_admin_cluster_init(c)) != MS_OK)
         goto fail;
     /* The server handles one connection's protocol in order: once a message
      * published after the SUBs comes back, the shard subscription is live.
      * (A blocking flush is impossible here: the loop reads the reply.) */
-    snprintf(c->probe_subject, sizeof(c->probe_subject), "%s.probe.%s", cfg->prefix, c->id);
-    if ((err = ms_bus_subscribe(c->bus, c->probe_subject, NULL, c->inbox)) != MS_OK)
+    if (!ms_subject(c->probe_subject, sizeof(c->probe_subject), cfg->prefix, MS_SUBJ_PROBE,
+                    c->id) ||
+        (err = ms_bus_subscribe(c->bus, c->probe_subject, NULL, c->inbox)) != MS_OK)
         goto fail;
     ms_bus_publish(c->bus, c->probe_subject, NULL, "", 0);
     if ((err = ms_admin_start(c)) != MS_OK)
@@ -313,7 +289,8 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
     event_add(c->sigint_ev, NULL);
     event_add(c->sigterm_ev, NULL);
     event_add(c->sighup_ev, NULL);
-    ms_info("coordinator %s serving %ld shards (subject %s)", c->id, cfg->shards, subj);
+    ms_info("coordinator %s serving %ld shards (subject %s)", c->id, cfg->shards,
+            ms_subject_shard_any(subj, sizeof(subj), cfg->prefix));
     *out = c;
     return MS_OK;
 fail:

@@ -8,8 +8,8 @@
 #include <nats/nats.h>
 #include <uthash.h>
 
-#include "hash.h"
 #include "log.h"
+#include "subject.h"
 #include "offline.h"
 
 #define STREAM_NAME "MESHSIG_OFFLINE"
@@ -55,18 +55,7 @@ struct ms_offline {
 static void subject_for(const ms_offline_t *o, const char *ns, const char *peer, char *out,
                         size_t cap)
 {
-    /* Hashes keep arbitrary namespace and peer names out of NATS subject syntax. */
-    size_t nl = strlen(ns), pl = strlen(peer);
-    char buf[600];
-    uint64_t hn = ms_fnv1a64(ns, nl), hp = 0;
-    if (nl + pl + 1 < sizeof(buf)) {
-        memcpy(buf, ns, nl);
-        buf[nl] = '\0';
-        memcpy(buf + nl + 1, peer, pl);
-        hp = ms_fnv1a64(buf, nl + 1 + pl);
-    }
-    snprintf(out, cap, "%s.offline.%016llx.%016llx", o->cfg.prefix, (unsigned long long)hn,
-             (unsigned long long)hp);
+    ms_subject_offline(out, cap, o->cfg.prefix, ns, peer);
 }
 
 static void known_add(ms_offline_t *o, const char *subject)
@@ -120,8 +109,8 @@ static int ensure_stream(ms_offline_t *o)
         return 1;
     if (!o->js && natsConnection_JetStream(&o->js, o->nc, NULL) != NATS_OK)
         return 0;
-    char subj[160];
-    snprintf(subj, sizeof(subj), "%s.offline.>", o->cfg.prefix);
+    char subj[200];
+    ms_subject_offline_any(subj, sizeof(subj), o->cfg.prefix);
     const char *subjects[] = {subj};
     jsStreamConfig sc;
     jsStreamConfig_Init(&sc);
@@ -151,8 +140,8 @@ static int ensure_stream(ms_offline_t *o)
     /* Which peers have messages waiting, from before a restart too. */
     jsOptions jo;
     jsOptions_Init(&jo);
-    char filter[160];
-    snprintf(filter, sizeof(filter), "%s.offline.>", o->cfg.prefix);
+    char filter[200];
+    ms_subject_offline_any(filter, sizeof(filter), o->cfg.prefix);
     jo.Stream.Info.SubjectsFilter = filter;
     si = NULL;
     if (js_GetStreamInfo(&si, o->js, STREAM_NAME, &jo, &ec) == NATS_OK && si) {

@@ -13,6 +13,7 @@
 
 #include "internal.h"
 #include "log.h"
+#include "subject.h"
 
 #define BATCH_FLUSH_BYTES (256 * 1024)
 
@@ -76,7 +77,7 @@ static ob_entry_t *entry_get(ms_coord_t *c, uint32_t shard, const char *gateway)
     e = calloc(1, sizeof(*e));
     if (!e || !(e->key = strdup(key)))
         goto fail;
-    ms_bus_subject_gw(e->subject, sizeof(e->subject), c->cfg->prefix, gateway);
+    ms_subject_gw(e->subject, sizeof(e->subject), c->cfg->prefix, gateway);
     Meshsig__Bus__GatewayBatch hdr = MESHSIG__BUS__GATEWAY_BATCH__INIT;
     hdr.shard = shard;
     hdr.epoch = c->shards[shard].epoch; /* the lease revision: gateways fence older owners */

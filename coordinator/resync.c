@@ -16,6 +16,7 @@
 #include "intern.h"
 #include "internal.h"
 #include "log.h"
+#include "subject.h"
 
 struct ms_resync {
     uint64_t epoch;
@@ -51,9 +52,9 @@ void ms_resync_begin(ms_coord_t *c, uint32_t shard)
     r->epoch = c->shards[shard].epoch;
     r->deadline = ms_lease_now_ms() + (uint64_t)c->cfg->resync_timeout_ms;
     c->shards[shard].resync = r;
-    char reply[200], subj[160];
-    snprintf(reply, sizeof(reply), "%s.coord.resync.%s", c->cfg->prefix, c->id);
-    snprintf(subj, sizeof(subj), "%s.gw.resync", c->cfg->prefix);
+    char reply[200], subj[200];
+    ms_subject(reply, sizeof(reply), c->cfg->prefix, MS_SUBJ_COORD_RESYNC, c->id);
+    ms_subject(subj, sizeof(subj), c->cfg->prefix, MS_SUBJ_GW_RESYNC, NULL);
     Meshsig__Bus__ResyncRequest rq = MESHSIG__BUS__RESYNC_REQUEST__INIT;
     rq.shard = shard;
     rq.epoch = r->epoch;

@@ -12,6 +12,7 @@
 
 #include "bus.pb-c.h"
 #include "cluster.h"
+#include "subject.h"
 #include "testutil.h"
 #include "wsclient.h"
 
@@ -191,7 +192,9 @@ START_TEST(gateways_answer_resync)
     rq.bus_version = 1u << 16; /* bus protocol 1.0 (common/busver.h) */
     uint8_t buf[256];
     size_t len = meshsig__bus__resync_request__pack(&rq, buf);
-    ck_assert_int_eq(natsConnection_Publish(nc, "meshsig.gw.resync", buf, (int)len), NATS_OK);
+    char subj[200];
+    ck_assert_ptr_nonnull(ms_subject(subj, sizeof(subj), "meshsig", MS_SUBJ_GW_RESYNC, NULL));
+    ck_assert_int_eq(natsConnection_Publish(nc, subj, buf, (int)len), NATS_OK);
     int lasts = 0, found = 0;
     for (int i = 0; i < 20 && lasts < 3; i++) {
         natsMsg *m = NULL;
