@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The admin endpoint (libevent evhttp): health, metrics, namespaces, policies and the mesh page. */
+/* The admin endpoint (libevent evhttp): routes for health, metrics, namespaces, policies and the
+ * mesh page. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,44 +18,6 @@ extern const size_t ms_admin_page_len;
 
 #define MAX_BODY (64 * 1024)
 
-static void add_common_headers(ms_coord_t *c, struct evhttp_request *r, const char *ctype)
-{
-    struct evkeyvalq *h = evhttp_request_get_output_headers(r);
-    evhttp_add_header(h, "Content-Type", ctype);
-    evhttp_add_header(h, "Cache-Control", "no-store");
-    if (c->cfg->admin_cors && *c->cfg->admin_cors) {
-        evhttp_add_header(h, "Access-Control-Allow-Origin", c->cfg->admin_cors);
-        evhttp_add_header(h, "Access-Control-Allow-Headers", "Authorization, Content-Type");
-        evhttp_add_header(h, "Access-Control-Allow-Methods", "GET, PUT, OPTIONS");
-    }
-}
-
-static void reply_text(ms_coord_t *c, struct evhttp_request *r, int code, const char *ctype,
-                       const char *body, size_t len)
-{
-    struct evbuffer *b = evbuffer_new();
-    if (!b) {
-        evhttp_send_error(r, 500, "out of memory");
-        return;
-    }
-    add_common_headers(c, r, ctype);
-    evbuffer_add(b, body, len);
-    evhttp_send_reply(r, code, code == 200 ? "OK" : "Error", b);
-    evbuffer_free(b);
-}
-
-void ms_admin_reply_json(ms_coord_t *c, struct evhttp_request *r, int code, json_t *j)
-{
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    if (!s) {
-        evhttp_send_error(r, 500, "out of memory");
-        return;
-    }
-    reply_text(c, r, code, "application/json", s, strlen(s));
-    free(s);
-}
-
 static void reply_error(ms_coord_t *c, struct evhttp_request *r, int code, const char *msg)
 {
     ms_admin_reply_json(c, r, code, json_pack("{s:s}", "error", msg));
@@ -67,80 +30,6 @@ static int authorized(ms_coord_t *c, struct evhttp_request *r)
     return ms_auth_bearer_ok(
         evhttp_find_header(evhttp_request_get_input_headers(r), "Authorization"),
         c->cfg->admin_token);
-}
-
-static json_t *pos_json(const ms_ns_t *ns, const ms_member_t *m)
-{
-    if (ns->policy.positioning == MS_POS_GEO)
-        return json_pack("{s:f, s:f}", "lat", m->pos.y, "lon", m->pos.x);
-    return json_pack("{s:f, s:f}", "x", m->pos.x, "y", m->pos.y);
-}
-
-typedef struct {
-    const ms_ns_t *ns;
-    json_t *edges;
-    json_t *peers_by_id; /* id -> peer object, to add parent and degree */
-} edge_ctx_t;
-
-static void edge_cb(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud)
-{
-    edge_ctx_t *e = ud;
-    if (a >= e->ns->n_handles || b >= e->ns->n_handles)
-        return;
-    const ms_member_t *ma = e->ns->by_handle[a], *mb = e->ns->by_handle[b];
-    if (!ma || !mb)
-        return;
-    json_array_append_new(e->edges, json_pack("[s, s]", ma->id, mb->id));
-    json_t *pa = json_object_get(e->peers_by_id, ma->id);
-    json_t *pb = json_object_get(e->peers_by_id, mb->id);
-    if (kind == MS_EDGE_TREE && pb)
-        json_object_set_new(pb, "parent", json_string(ma->id));
-    if (pa)
-        json_object_set_new(pa, "degree",
-                            json_integer(json_integer_value(json_object_get(pa, "degree")) + 1));
-    if (pb)
-        json_object_set_new(pb, "degree",
-                            json_integer(json_integer_value(json_object_get(pb, "degree")) + 1));
-}
-
-json_t *ms_admin_ns_detail(ms_coord_t *c, const ms_ns_t *ns)
-{
-    json_t *peers = json_array(), *byid = json_object(), *edges = json_array();
-    for (size_t h = 0; h < ns->n_handles; h++) {
-        const ms_member_t *m = ns->by_handle[h];
-        if (!m)
-            continue;
-        json_t *p = json_pack("{s:s, s:s, s:o, s:i}", "id", m->id, "gateway", m->gateway,
-                              "position", pos_json(ns, m), "degree", 0);
-        json_array_append(peers, p);
-        json_object_set_new(byid, m->id, p);
-    }
-    edge_ctx_t ctx = {.ns = ns, .edges = edges, .peers_by_id = byid};
-    ns->engine->ops->edges(ns->engine, edge_cb, &ctx);
-    json_t *stats = json_object();
-    if (ns->engine->ops->write_json)
-        ns->engine->ops->write_json(ns->engine, stats);
-    json_object_set_new(stats, "peers", json_integer((json_int_t)json_array_size(peers)));
-    json_object_set_new(stats, "edges", json_integer((json_int_t)json_array_size(edges)));
-    json_decref(byid);
-    return json_pack("{s:s, s:i, s:s, s:s, s:o, s:o, s:o, s:o}", "name", ns->name, "shard",
-                     (int)ns->shard, "owner", c->id, "topology", ns->policy.topology, "policy",
-                     ms_policy_to_json(&ns->policy), "peers", peers, "edges", edges, "stats",
-                     stats);
-}
-
-json_t *ms_admin_ns_list(ms_coord_t *c)
-{
-    json_t *arr = json_array();
-    ms_ns_t *ns, *tmp;
-    HASH_ITER(hh, c->namespaces, ns, tmp)
-    {
-        json_array_append_new(arr, json_pack("{s:s, s:I, s:s, s:i, s:s}", "name", ns->name, "peers",
-                                             (json_int_t)HASH_COUNT(ns->members), "topology",
-                                             ns->policy.topology, "shard", (int)ns->shard, "owner",
-                                             c->id));
-    }
-    return json_pack("{s:o}", "namespaces", arr);
 }
 
 static char *read_body(struct evhttp_request *r, size_t *len)
@@ -189,7 +78,7 @@ static void put_policy(ms_coord_t *c, struct evhttp_request *r, const char *name
                                        : ms_err_str(err));
         return;
     }
-    ms_outbox_flush(c);
+    ms_outbox_flush(&c->outbox);
     ms_info("policy of %s set to %s", name, p.topology);
     ms_admin_reply_json(c, r, 200,
                         json_pack("{s:s, s:o}", "name", name, "policy", ms_policy_to_json(&p)));
@@ -198,59 +87,58 @@ static void put_policy(ms_coord_t *c, struct evhttp_request *r, const char *name
 static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
 {
     char buf[4096];
-    size_t n_ns = HASH_COUNT(c->namespaces), n_peers = 0, n_owned = 0;
-    for (uint32_t i = 0; i < (uint32_t)c->cfg->shards; i++)
-        n_owned += c->shards[i].state == MS_SHARD_OWNED;
+    size_t n_ns = ms_ns_count(c), n_peers = 0, n_owned = ms_cluster_n_owned(c);
     ms_ns_t *ns, *tmp;
-    HASH_ITER(hh, c->namespaces, ns, tmp)
+    MS_NS_FOREACH(c, ns, tmp)
     n_peers += HASH_COUNT(ns->members);
-    int len = snprintf(buf, sizeof(buf),
-                       "# TYPE meshsig_coordinator_requests_total counter\n"
-                       "meshsig_coordinator_requests_total %llu\n"
-                       "# TYPE meshsig_coordinator_joins_total counter\n"
-                       "meshsig_coordinator_joins_total %llu\n"
-                       "# TYPE meshsig_coordinator_leaves_total counter\n"
-                       "meshsig_coordinator_leaves_total %llu\n"
-                       "# TYPE meshsig_coordinator_signals_total counter\n"
-                       "meshsig_coordinator_signals_total %llu\n"
-                       "# TYPE meshsig_coordinator_errors_total counter\n"
-                       "meshsig_coordinator_errors_total %llu\n"
-                       "# TYPE meshsig_coordinator_dropped_total counter\n"
-                       "meshsig_coordinator_dropped_total{reason=\"bad_request\"} %llu\n"
-                       "meshsig_coordinator_dropped_total{reason=\"inbox_full\"} %zu\n"
-                       "# TYPE meshsig_coordinator_namespaces gauge\n"
-                       "meshsig_coordinator_namespaces %zu\n"
-                       "# TYPE meshsig_coordinator_peers gauge\n"
-                       "meshsig_coordinator_peers %zu\n"
-                       "# TYPE meshsig_coordinator_shards_owned gauge\n"
-                       "meshsig_coordinator_shards_owned %ld\n"
-                       "# TYPE meshsig_nats_reconnects_total counter\n"
-                       "meshsig_nats_reconnects_total %llu\n"
-                       "# TYPE meshsig_coordinator_shards_owned gauge\n"
-                       "meshsig_coordinator_shards_owned %zu\n"
-                       "# TYPE meshsig_coordinator_shard_events_total counter\n"
-                       "meshsig_coordinator_shard_events_total{event=\"claimed\"} %llu\n"
-                       "meshsig_coordinator_shard_events_total{event=\"lost\"} %llu\n"
-                       "meshsig_coordinator_shard_events_total{event=\"handed_off\"} %llu\n"
-                       "meshsig_coordinator_dropped_total{reason=\"not_owner\"} %llu\n"
-                       "meshsig_coordinator_dropped_total{reason=\"rebuild_queue_full\"} %llu\n",
-                       (unsigned long long)c->n_requests, (unsigned long long)c->n_joins,
-                       (unsigned long long)c->n_leaves, (unsigned long long)c->n_signals,
-                       (unsigned long long)c->n_errors, (unsigned long long)c->n_bad_requests,
-                       ms_mailbox_dropped(c->inbox), n_ns, n_peers, c->cfg->shards,
-                       (unsigned long long)ms_bus_reconnects(c->bus), n_owned,
-                       (unsigned long long)c->n_claims, (unsigned long long)c->n_losses,
-                       (unsigned long long)c->n_handoffs, (unsigned long long)c->n_not_owner,
-                       (unsigned long long)c->n_queued_dropped);
+    int len = snprintf(
+        buf, sizeof(buf),
+        "# TYPE meshsig_coordinator_requests_total counter\n"
+        "meshsig_coordinator_requests_total %llu\n"
+        "# TYPE meshsig_coordinator_joins_total counter\n"
+        "meshsig_coordinator_joins_total %llu\n"
+        "# TYPE meshsig_coordinator_leaves_total counter\n"
+        "meshsig_coordinator_leaves_total %llu\n"
+        "# TYPE meshsig_coordinator_signals_total counter\n"
+        "meshsig_coordinator_signals_total %llu\n"
+        "# TYPE meshsig_coordinator_errors_total counter\n"
+        "meshsig_coordinator_errors_total %llu\n"
+        "# TYPE meshsig_coordinator_dropped_total counter\n"
+        "meshsig_coordinator_dropped_total{reason=\"bad_request\"} %llu\n"
+        "meshsig_coordinator_dropped_total{reason=\"inbox_full\"} %zu\n"
+        "# TYPE meshsig_coordinator_namespaces gauge\n"
+        "meshsig_coordinator_namespaces %zu\n"
+        "# TYPE meshsig_coordinator_peers gauge\n"
+        "meshsig_coordinator_peers %zu\n"
+        "# TYPE meshsig_coordinator_shards_owned gauge\n"
+        "meshsig_coordinator_shards_owned %ld\n"
+        "# TYPE meshsig_nats_reconnects_total counter\n"
+        "meshsig_nats_reconnects_total %llu\n"
+        "# TYPE meshsig_coordinator_shards_owned gauge\n"
+        "meshsig_coordinator_shards_owned %zu\n"
+        "# TYPE meshsig_coordinator_shard_events_total counter\n"
+        "meshsig_coordinator_shard_events_total{event=\"claimed\"} %llu\n"
+        "meshsig_coordinator_shard_events_total{event=\"lost\"} %llu\n"
+        "meshsig_coordinator_shard_events_total{event=\"handed_off\"} %llu\n"
+        "meshsig_coordinator_dropped_total{reason=\"not_owner\"} %llu\n"
+        "meshsig_coordinator_dropped_total{reason=\"rebuild_queue_full\"} %llu\n",
+        (unsigned long long)c->route.n_requests, (unsigned long long)c->members.n_joins,
+        (unsigned long long)c->members.n_leaves, (unsigned long long)c->route.n_signals,
+        (unsigned long long)c->outbox.n_errors, (unsigned long long)c->route.n_bad_requests,
+        ms_mailbox_dropped(c->loop.inbox), n_ns, n_peers, c->cfg->shards,
+        (unsigned long long)ms_bus_reconnects(c->bus), n_owned,
+        (unsigned long long)c->cluster.n_claims, (unsigned long long)c->cluster.n_losses,
+        (unsigned long long)c->cluster.n_handoffs, (unsigned long long)c->cluster.n_not_owner,
+        (unsigned long long)c->cluster.n_queued_dropped);
     if (len > 0 && (size_t)len < sizeof(buf))
         len += ms_version_metrics(buf + len, sizeof(buf) - (size_t)len);
     if (len > 0 && (size_t)len < sizeof(buf))
-        len += ms_busver_metrics(&c->busver, buf + len, sizeof(buf) - (size_t)len);
+        len += ms_busver_metrics(&c->loop.busver, buf + len, sizeof(buf) - (size_t)len);
     if (len < 0 || (size_t)len >= sizeof(buf)) {
         reply_error(c, r, 500, "metrics do not fit");
         return;
     }
-    reply_text(c, r, 200, "text/plain; version=0.0.4", buf, (size_t)len);
+    ms_admin_reply_text(c, r, 200, "text/plain; version=0.0.4", buf, (size_t)len);
 }
 
 static void on_request(struct evhttp_request *r, void *arg)
@@ -265,25 +153,25 @@ static void on_request(struct evhttp_request *r, void *arg)
         return;
     }
     if (method == EVHTTP_REQ_OPTIONS) {
-        reply_text(c, r, 200, "text/plain", "", 0);
+        ms_admin_reply_text(c, r, 200, "text/plain", "", 0);
         goto out;
     }
     if (!strcmp(path, "/healthz")) {
-        reply_text(c, r, 200, "text/plain", "ok\n", 3);
+        ms_admin_reply_text(c, r, 200, "text/plain", "ok\n", 3);
         goto out;
     }
     if (!strcmp(path, "/readyz")) {
         /* Ready once its subscriptions are live and it serves every shard
          * rendezvous hashing gives it. */
-        int bus = ms_bus_connected(c->bus) && c->ready, ok = bus && ms_cluster_ready(c);
+        int bus = ms_bus_connected(c->bus) && c->loop.ready, ok = bus && ms_cluster_ready(c);
         const char *why = ok ? "ready\n" : bus ? "claiming shards\n" : "nats not connected\n";
-        reply_text(c, r, ok ? 200 : 503, "text/plain", why, strlen(why));
+        ms_admin_reply_text(c, r, ok ? 200 : 503, "text/plain", why, strlen(why));
         goto out;
     }
     if (!strcmp(path, "/") || !strcmp(path, "/index.html")) {
         /* The page holds no data; its API calls carry the token. */
-        reply_text(c, r, 200, "text/html; charset=utf-8", (const char *)ms_admin_page,
-                   ms_admin_page_len);
+        ms_admin_reply_text(c, r, 200, "text/html; charset=utf-8", (const char *)ms_admin_page,
+                            ms_admin_page_len);
         goto out;
     }
     if (!authorized(c, r)) {
@@ -296,7 +184,7 @@ static void on_request(struct evhttp_request *r, void *arg)
     } else if (!strcmp(path, "/v1/cluster") && method == EVHTTP_REQ_GET) {
         ms_admin_reply_json(c, r, 200, ms_cluster_json(c));
     } else if (!strcmp(path, "/v1/policies") && method == EVHTTP_REQ_GET) {
-        ms_admin_reply_json(c, r, 200, ms_coord_policies_json(c));
+        ms_admin_reply_json(c, r, 200, ms_policies_json(c));
     } else if (!strcmp(path, "/v1/namespaces") && method == EVHTTP_REQ_GET) {
         ms_admin_cluster_get(c, r, NULL);
     } else if (!strncmp(path, "/v1/namespaces/", 15)) {
@@ -309,7 +197,7 @@ static void on_request(struct evhttp_request *r, void *arg)
             *slash = '\0';
             ms_ns_t *ns = ms_ns_find(c, name);
             ms_admin_reply_json(c, r, 200,
-                                ms_policy_to_json(ns ? &ns->policy : ms_coord_policy_for(c, name)));
+                                ms_policy_to_json(ns ? &ns->policy : ms_policies_for(c, name)));
         } else if (!slash && method == EVHTTP_REQ_GET) {
             ms_admin_cluster_get(c, r, name);
         } else {
@@ -334,17 +222,25 @@ ms_err_t ms_admin_start(ms_coord_t *c)
     memcpy(host, listen, (size_t)(colon - listen));
     host[colon - listen] = '\0';
     int port = atoi(colon + 1);
-    c->http = evhttp_new(c->base);
-    if (!c->http)
+    struct evhttp *http = c->admin.http = evhttp_new(c->loop.base);
+    if (!http)
         return MS_ERR_NOMEM;
-    evhttp_set_allowed_methods(c->http, EVHTTP_REQ_GET | EVHTTP_REQ_PUT | EVHTTP_REQ_OPTIONS |
-                                            EVHTTP_REQ_HEAD);
-    evhttp_set_max_body_size(c->http, MAX_BODY);
-    evhttp_set_gencb(c->http, on_request, c);
-    if (!evhttp_bind_socket_with_handle(c->http, host, (ev_uint16_t)port)) {
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_PUT | EVHTTP_REQ_OPTIONS |
+                                         EVHTTP_REQ_HEAD);
+    evhttp_set_max_body_size(http, MAX_BODY);
+    evhttp_set_gencb(http, on_request, c);
+    if (!evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)port)) {
         ms_error("admin endpoint cannot listen on %s", listen);
         return MS_ERR_IO;
     }
     ms_info("admin endpoint on http://%s/", listen);
     return MS_OK;
+}
+
+void ms_admin_stop(ms_coord_t *c)
+{
+    ms_admin_cluster_cleanup(c);
+    if (c->admin.http)
+        evhttp_free(c->admin.http);
+    c->admin.http = NULL;
 }

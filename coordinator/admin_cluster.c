@@ -19,7 +19,6 @@
 #include <event2/http.h>
 
 #include "internal.h"
-#include "lease.h"
 #include "log.h"
 #include "subject.h"
 
@@ -44,12 +43,12 @@ struct ms_admin_pending {
 ms_err_t ms_admin_cluster_init(ms_coord_t *c)
 {
     char subj[200];
-    ms_subject(c->admin_reply_subject, sizeof(c->admin_reply_subject), c->cfg->prefix,
+    ms_subject(c->admin.reply_subject, sizeof(c->admin.reply_subject), c->cfg->prefix,
                MS_SUBJ_ADMIN_REPLY, c->id);
     ms_subject(subj, sizeof(subj), c->cfg->prefix, MS_SUBJ_ADMIN_QUERY, NULL);
-    ms_err_t err = ms_bus_subscribe(c->bus, subj, NULL, c->inbox);
+    ms_err_t err = ms_bus_subscribe(c->bus, subj, NULL, c->loop.inbox);
     if (err == MS_OK)
-        err = ms_bus_subscribe(c->bus, c->admin_reply_subject, NULL, c->inbox);
+        err = ms_bus_subscribe(c->bus, c->admin.reply_subject, NULL, c->loop.inbox);
     if (err != MS_OK)
         ms_error("cannot subscribe %s.admin.*: %s", c->cfg->prefix, ms_err_str(err));
     return err;
@@ -68,7 +67,7 @@ static void pending_free(ms_admin_pending_t *p)
 
 static void forget(ms_coord_t *c, ms_admin_pending_t *p)
 {
-    HASH_DEL(c->admin_pending, p);
+    HASH_DEL(c->admin.pending, p);
     if (p->evcon)
         evhttp_connection_set_closecb(p->evcon, NULL, NULL);
     pending_free(p);
@@ -87,28 +86,12 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
     forget(c, p);
 }
 
-/* Live coordinators that have not replied, as a JSON array (NULL when none, or no memory). */
-static json_t *missing(ms_coord_t *c, const ms_admin_pending_t *p)
-{
-    json_t *m = NULL;
-    ms_coord_peer_t *peer, *tmp;
-    HASH_ITER(hh, c->coords, peer, tmp)
-    {
-        if (!peer->alive || json_object_get(p->replied, peer->id))
-            continue;
-        if (!m && !(m = json_array()))
-            return NULL;
-        json_array_append_new(m, json_string(peer->id));
-    }
-    return m;
-}
-
 /* Answers and forgets p. found: the NAMESPACE detail (reference taken), or NULL.
  * sure: a missing namespace is known to be missing (its owner or everyone said so). */
 static void finish(ms_coord_t *c, ms_admin_pending_t *p, json_t *found, int sure)
 {
     struct evhttp_request *req = p->req;
-    json_t *miss = missing(c, p);
+    json_t *miss = ms_cluster_live_missing(c, p->replied);
     if (p->ns) {
         json_t *body = found;
         int code = 200;
@@ -143,11 +126,7 @@ static void finish(ms_coord_t *c, ms_admin_pending_t *p, json_t *found, int sure
 
 static int complete(ms_coord_t *c, const ms_admin_pending_t *p)
 {
-    ms_coord_peer_t *peer, *tmp;
-    HASH_ITER(hh, c->coords, peer, tmp)
-    if (peer->alive && !json_object_get(p->replied, peer->id))
-        return 0;
-    return 1;
+    return ms_cluster_all_live_in(c, p->replied);
 }
 
 /* Adds a coordinator's list entries; during a shard move two may list one
@@ -184,7 +163,7 @@ static ms_err_t publish_query(ms_coord_t *c, const ms_admin_pending_t *p)
     q.kind =
         p->ns ? MESHSIG__BUS__ADMIN_QUERY__KIND__NAMESPACE : MESHSIG__BUS__ADMIN_QUERY__KIND__LIST;
     q.namespace_ = p->ns ? p->ns : (char *)"";
-    q.reply_to = c->admin_reply_subject;
+    q.reply_to = c->admin.reply_subject;
     q.query_id = p->id;
     q.bus_version = MS_BUS_VERSION;
     size_t len = meshsig__bus__admin_query__get_packed_size(&q);
@@ -197,15 +176,6 @@ static ms_err_t publish_query(ms_coord_t *c, const ms_admin_pending_t *p)
     ms_err_t err = ms_bus_publish(c->bus, subj, NULL, buf, len);
     free(buf);
     return err;
-}
-
-static int has_live_peer(ms_coord_t *c)
-{
-    ms_coord_peer_t *peer, *tmp;
-    HASH_ITER(hh, c->coords, peer, tmp)
-    if (peer->alive)
-        return 1;
-    return 0;
 }
 
 void ms_admin_cluster_get(ms_coord_t *c, struct evhttp_request *r, const char *name)
@@ -224,7 +194,7 @@ void ms_admin_cluster_get(ms_coord_t *c, struct evhttp_request *r, const char *n
             return;
         }
     }
-    if (!has_live_peer(c)) {
+    if (!ms_cluster_has_live_peer(c)) {
         if (name)
             ms_admin_reply_json(c, r, 404,
                                 json_pack("{s:s}", "error", "no such namespace (it has no peers)"));
@@ -232,7 +202,7 @@ void ms_admin_cluster_get(ms_coord_t *c, struct evhttp_request *r, const char *n
             ms_admin_reply_json(c, r, 200, local);
         return;
     }
-    if (HASH_COUNT(c->admin_pending) >= ADMIN_MAX_PENDING) {
+    if (HASH_COUNT(c->admin.pending) >= ADMIN_MAX_PENDING) {
         json_decref(local);
         ms_admin_reply_json(c, r, 503,
                             json_pack("{s:s}", "error", "too many admin requests waiting"));
@@ -243,7 +213,7 @@ void ms_admin_cluster_get(ms_coord_t *c, struct evhttp_request *r, const char *n
         goto fail;
     p->c = c;
     p->req = r;
-    p->id = ++c->admin_next_query;
+    p->id = ++c->admin.next_query;
     p->deadline_ms = ms_lease_now_ms() + ADMIN_DEADLINE_MS;
     if (!(p->replied = json_object()) || json_object_set_new(p->replied, c->id, json_true()))
         goto fail;
@@ -261,7 +231,7 @@ void ms_admin_cluster_get(ms_coord_t *c, struct evhttp_request *r, const char *n
     p->evcon = evhttp_request_get_connection(r);
     if (p->evcon)
         evhttp_connection_set_closecb(p->evcon, on_close, p);
-    HASH_ADD(hh, c->admin_pending, id, sizeof(p->id), p);
+    HASH_ADD(hh, c->admin.pending, id, sizeof(p->id), p);
     return;
 fail:
     pending_free(p);
@@ -273,7 +243,7 @@ fail:
 void ms_admin_cluster_query_in(ms_coord_t *c, const Meshsig__Bus__AdminQuery *q)
 {
     /* Its own query: the asker put its local view in already. */
-    if (!*q->reply_to || !strcmp(q->reply_to, c->admin_reply_subject))
+    if (!*q->reply_to || !strcmp(q->reply_to, c->admin.reply_subject))
         return;
     int detail = q->kind == MESHSIG__BUS__ADMIN_QUERY__KIND__NAMESPACE;
     if (detail && !*q->namespace_)
@@ -308,7 +278,7 @@ void ms_admin_cluster_reply_in(ms_coord_t *c, const Meshsig__Bus__AdminReply *ar
 {
     ms_admin_pending_t *p;
     uint64_t id = ar->query_id;
-    HASH_FIND(hh, c->admin_pending, &id, sizeof(id), p);
+    HASH_FIND(hh, c->admin.pending, &id, sizeof(id), p);
     /* Late (answered at the deadline) or a duplicate. */
     if (!p || !*ar->coordinator_id || json_object_get(p->replied, ar->coordinator_id))
         return;
@@ -336,7 +306,7 @@ void ms_admin_cluster_tick(ms_coord_t *c, uint64_t mono_ms)
 {
     ms_admin_pending_t *p, *tmp;
     /* The live set may have shrunk since the query: who is left may be done. */
-    HASH_ITER(hh, c->admin_pending, p, tmp)
+    HASH_ITER(hh, c->admin.pending, p, tmp)
     {
         int done = complete(c, p);
         if (done || mono_ms >= p->deadline_ms)
@@ -348,6 +318,6 @@ void ms_admin_cluster_cleanup(ms_coord_t *c)
 {
     ms_admin_pending_t *p, *tmp;
     /* evhttp_free, right after, frees the requests with their connections. */
-    HASH_ITER(hh, c->admin_pending, p, tmp)
+    HASH_ITER(hh, c->admin.pending, p, tmp)
     forget(c, p);
 }

@@ -54,10 +54,10 @@ static uint64_t score(const char *id, uint32_t shard)
 
 const char *ms_cluster_desired_owner(ms_coord_t *c, uint32_t shard)
 {
-    const char *best = c->stopping ? NULL : c->id;
+    const char *best = c->cluster.stopping ? NULL : c->id;
     uint64_t bs = best ? score(best, shard) : 0;
     ms_coord_peer_t *p, *tmp;
-    HASH_ITER(hh, c->coords, p, tmp)
+    HASH_ITER(hh, c->cluster.coords, p, tmp)
     {
         if (!p->alive)
             continue;
@@ -75,8 +75,8 @@ static void recompute(ms_coord_t *c)
     size_t mine = 0;
     for (uint32_t n = 0; n < (uint32_t)c->cfg->shards; n++) {
         const char *o = ms_cluster_desired_owner(c, n);
-        c->shards[n].mine = o && !strcmp(o, c->id);
-        mine += c->shards[n].mine;
+        c->cluster.shards[n].mine = o && !strcmp(o, c->id);
+        mine += c->cluster.shards[n].mine;
     }
     ms_info("live coordinators changed: %zu of %ld shards are now this coordinator's", mine,
             c->cfg->shards);
@@ -84,14 +84,15 @@ static void recompute(ms_coord_t *c)
 
 ms_err_t ms_cluster_init(ms_coord_t *c)
 {
-    c->shards = calloc((size_t)c->cfg->shards, sizeof(*c->shards));
-    if (!c->shards)
+    c->cluster.shards = calloc((size_t)c->cfg->shards, sizeof(*c->cluster.shards));
+    if (!c->cluster.shards)
         return MS_ERR_NOMEM;
-    c->mono_started_ms = ms_lease_now_ms();
+    c->cluster.mono_started_ms = ms_lease_now_ms();
     /* Hear the others for a heartbeat and a half before claiming, so a
      * coordinator joining a running cluster does not grab what is theirs. */
-    c->settle_until_ms = c->mono_started_ms + (uint64_t)c->cfg->coord_heartbeat_ms * 3 / 2 + 50;
-    c->live_changed = 1;
+    c->cluster.settle_until_ms =
+        c->cluster.mono_started_ms + (uint64_t)c->cfg->coord_heartbeat_ms * 3 / 2 + 50;
+    c->cluster.live_changed = 1;
     return MS_OK;
 }
 
@@ -107,18 +108,18 @@ static void queue_free(ms_shard_t *s)
 
 void ms_cluster_cleanup(ms_coord_t *c)
 {
-    if (c->shards) {
+    if (c->cluster.shards) {
         for (uint32_t n = 0; n < (uint32_t)c->cfg->shards; n++) {
-            ms_resync_free(c, n);
-            queue_free(&c->shards[n]);
+            ms_resync_free(c->cluster.shards[n].resync);
+            queue_free(&c->cluster.shards[n]);
         }
-        free(c->shards);
-        c->shards = NULL;
+        free(c->cluster.shards);
+        c->cluster.shards = NULL;
     }
     ms_coord_peer_t *p, *tmp;
-    HASH_ITER(hh, c->coords, p, tmp)
+    HASH_ITER(hh, c->cluster.coords, p, tmp)
     {
-        HASH_DEL(c->coords, p);
+        HASH_DEL(c->cluster.coords, p);
         free(p->id);
         free(p->admin);
         free(p->shards);
@@ -132,7 +133,7 @@ void ms_cluster_heartbeat_in(ms_coord_t *c, const Meshsig__Bus__CoordinatorHeart
     if (!*hb->id || !strcmp(hb->id, c->id))
         return;
     ms_coord_peer_t *p;
-    HASH_FIND_STR(c->coords, hb->id, p);
+    HASH_FIND_STR(c->cluster.coords, hb->id, p);
     if (!p) {
         if (hb->leaving)
             return;
@@ -140,7 +141,7 @@ void ms_cluster_heartbeat_in(ms_coord_t *c, const Meshsig__Bus__CoordinatorHeart
             free(p);
             return;
         }
-        HASH_ADD_KEYPTR(hh, c->coords, p->id, strlen(p->id), p);
+        HASH_ADD_KEYPTR(hh, c->cluster.coords, p->id, strlen(p->id), p);
     }
     uint32_t *sh = NULL;
     uint64_t *ep = NULL;
@@ -173,20 +174,18 @@ void ms_cluster_heartbeat_in(ms_coord_t *c, const Meshsig__Bus__CoordinatorHeart
     if (alive != p->alive) {
         ms_info("coordinator %s %s", p->id, alive ? "is alive" : "is leaving");
         p->alive = alive;
-        c->live_changed = 1;
+        c->cluster.live_changed = 1;
     }
 }
 
 /* Stops serving: whatever it produced goes out first, then its state is forgotten. */
 void ms_cluster_drop_shard(ms_coord_t *c, uint32_t shard)
 {
-    ms_shard_t *s = &c->shards[shard];
-    ms_outbox_forget_shard(c, shard);
-    ms_ns_t *ns, *tmp;
-    HASH_ITER(hh, c->namespaces, ns, tmp)
-    if (ns->shard == shard)
-        ms_ns_destroy(c, ns);
-    ms_resync_free(c, shard);
+    ms_shard_t *s = &c->cluster.shards[shard];
+    ms_outbox_forget_shard(&c->outbox, shard);
+    ms_ns_destroy_shard(c, shard);
+    ms_resync_free(s->resync);
+    s->resync = NULL;
     queue_free(s);
     s->state = MS_SHARD_FREE;
     s->renewing = 0;
@@ -197,9 +196,9 @@ void ms_cluster_drop_shard(ms_coord_t *c, uint32_t shard)
 
 static void release(ms_coord_t *c, uint32_t shard, const char *why)
 {
-    uint64_t rev = c->shards[shard].rev;
+    uint64_t rev = c->cluster.shards[shard].rev;
     ms_cluster_drop_shard(c, shard);
-    ms_lease_release(c->lease, shard, rev);
+    ms_lease_release(c->cluster.lease, shard, rev);
     ms_debug("shard %u released (%s)", shard, why);
 }
 
@@ -211,9 +210,10 @@ static void publish_heartbeat(ms_coord_t *c, int leaving)
     size_t n = 0;
     if (sh && ep && !leaving)
         for (uint32_t i = 0; i < (uint32_t)cap; i++)
-            if (c->shards[i].state == MS_SHARD_OWNED || c->shards[i].state == MS_SHARD_REBUILDING) {
+            if (c->cluster.shards[i].state == MS_SHARD_OWNED ||
+                c->cluster.shards[i].state == MS_SHARD_REBUILDING) {
                 sh[n] = i;
-                ep[n++] = c->shards[i].epoch;
+                ep[n++] = c->cluster.shards[i].epoch;
             }
     Meshsig__Bus__CoordinatorHeartbeat hb = MESHSIG__BUS__COORDINATOR_HEARTBEAT__INIT;
     hb.id = c->id;
@@ -233,7 +233,7 @@ static void publish_heartbeat(ms_coord_t *c, int leaving)
         char subj[200];
         ms_subject(subj, sizeof(subj), c->cfg->prefix, MS_SUBJ_COORD_HEARTBEAT, NULL);
         if (leaving) /* after the releases queued before it, on a flushed connection */
-            ms_lease_publish(c->lease, subj, buf, len);
+            ms_lease_publish(c->cluster.lease, subj, buf, len);
         else
             ms_bus_publish(c->bus, subj, NULL, buf, len);
     }
@@ -244,7 +244,7 @@ static void publish_heartbeat(ms_coord_t *c, int leaving)
 
 static void replay(ms_coord_t *c, uint32_t shard)
 {
-    ms_shard_t *s = &c->shards[shard];
+    ms_shard_t *s = &c->cluster.shards[shard];
     ms_queued_t *q = s->queue;
     s->queue = s->queue_tail = NULL;
     s->n_queued = 0;
@@ -260,54 +260,57 @@ static void replay(ms_coord_t *c, uint32_t shard)
 
 void ms_cluster_tick(ms_coord_t *c, uint64_t now)
 {
-    if (now >= c->next_heartbeat_ms && !c->stopping) {
-        c->next_heartbeat_ms = now + (uint64_t)c->cfg->coord_heartbeat_ms;
+    if (now >= c->cluster.next_heartbeat_ms && !c->cluster.stopping) {
+        c->cluster.next_heartbeat_ms = now + (uint64_t)c->cfg->coord_heartbeat_ms;
         publish_heartbeat(c, 0);
     }
     ms_coord_peer_t *p, *tmp;
-    HASH_ITER(hh, c->coords, p, tmp)
+    HASH_ITER(hh, c->cluster.coords, p, tmp)
     {
         if (p->alive && now - p->last_seen_ms > (uint64_t)c->cfg->coord_timeout_ms) {
             ms_warn("coordinator %s is silent: its shards move", p->id);
             p->alive = 0;
-            c->live_changed = 1;
+            c->cluster.live_changed = 1;
         }
     }
-    if (c->live_changed) {
-        c->live_changed = 0;
+    if (c->cluster.live_changed) {
+        c->cluster.live_changed = 0;
         recompute(c);
     }
     for (uint32_t n = 0; n < (uint32_t)c->cfg->shards; n++) {
-        ms_shard_t *s = &c->shards[n];
+        ms_shard_t *s = &c->cluster.shards[n];
         switch (s->state) {
         case MS_SHARD_OWNED:
         case MS_SHARD_REBUILDING:
             if (now >= s->valid_until) {
                 ms_warn("shard %u: lease not renewed in time; no longer serving it", n);
-                c->n_losses++;
+                c->cluster.n_losses++;
                 ms_cluster_drop_shard(c, n);
                 break;
             }
             if (!s->mine) {
-                c->n_handoffs++;
+                c->cluster.n_handoffs++;
                 ms_info("shard %u: handing over to %s", n, ms_cluster_desired_owner(c, n));
                 release(c, n, "hand-off");
                 break;
             }
             if (!s->renewing && now >= s->next_renew) {
                 s->renewing = 1;
-                ms_lease_renew(c->lease, n, s->gen, s->rev);
+                ms_lease_renew(c->cluster.lease, n, s->gen, s->rev);
             }
-            if (s->state == MS_SHARD_REBUILDING && ms_resync_poll(c, n, now)) {
-                ms_resync_free(c, n);
+            if (s->state == MS_SHARD_REBUILDING &&
+                ms_resync_poll(c, s->resync, n, now, c->cluster.mono_started_ms)) {
+                ms_resync_free(s->resync);
+                s->resync = NULL;
                 s->state = MS_SHARD_OWNED;
                 replay(c, n);
             }
             break;
         case MS_SHARD_FREE:
-            if (s->mine && now >= c->settle_until_ms && now >= s->next_claim && !c->stopping) {
+            if (s->mine && now >= c->cluster.settle_until_ms && now >= s->next_claim &&
+                !c->cluster.stopping) {
                 s->state = MS_SHARD_CLAIMING;
-                ms_lease_claim(c->lease, n, s->gen);
+                ms_lease_claim(c->cluster.lease, n, s->gen);
             }
             break;
         default:
@@ -319,9 +322,9 @@ void ms_cluster_tick(ms_coord_t *c, uint64_t now)
 void ms_cluster_lease_results(ms_coord_t *c)
 {
     uint64_t ttl = (uint64_t)c->cfg->lease_ttl_ms;
-    for (ms_lease_result_t *r = ms_lease_take(c->lease), *next; r; r = next) {
+    for (ms_lease_result_t *r = ms_lease_take(c->cluster.lease), *next; r; r = next) {
         next = r->next;
-        ms_shard_t *s = r->shard < (uint32_t)c->cfg->shards ? &c->shards[r->shard] : NULL;
+        ms_shard_t *s = r->shard < (uint32_t)c->cfg->shards ? &c->cluster.shards[r->shard] : NULL;
         switch (r->kind) {
         case MS_LEASE_POLICY: {
             json_error_t je;
@@ -340,7 +343,7 @@ void ms_cluster_lease_results(ms_coord_t *c)
                 break;
             if (r->gen != s->gen || s->state != MS_SHARD_CLAIMING) {
                 if (r->ok) /* dropped meanwhile: give it straight back */
-                    ms_lease_release(c->lease, r->shard, r->rev);
+                    ms_lease_release(c->cluster.lease, r->shard, r->rev);
                 break;
             }
             if (!r->ok) {
@@ -351,17 +354,18 @@ void ms_cluster_lease_results(ms_coord_t *c)
                 break;
             }
             s->epoch = s->rev = r->rev;
+            ms_outbox_set_epoch(&c->outbox, r->shard, s->epoch);
             s->valid_until = r->sent_ms + ttl * 2 / 3;
             s->next_renew = r->sent_ms + ttl / 3;
-            c->n_claims++;
-            if (!s->mine || c->stopping) {
+            c->cluster.n_claims++;
+            if (!s->mine || c->cluster.stopping) {
                 s->state = MS_SHARD_OWNED;
                 release(c, r->shard, "no longer ours");
                 break;
             }
             ms_info("shard %u claimed (epoch %llu)", r->shard, (unsigned long long)s->epoch);
             s->state = MS_SHARD_REBUILDING;
-            ms_resync_begin(c, r->shard);
+            s->resync = ms_resync_begin(c, r->shard, s->epoch);
             break;
         case MS_LEASE_RENEW:
             if (!s || r->gen != s->gen)
@@ -386,18 +390,18 @@ void ms_cluster_lease_results(ms_coord_t *c)
 
 void ms_cluster_request(ms_coord_t *c, uint32_t shard, const uint8_t *data, size_t len)
 {
-    ms_shard_t *s = &c->shards[shard];
+    ms_shard_t *s = &c->cluster.shards[shard];
     if (s->state != MS_SHARD_FREE && s->state != MS_SHARD_CLAIMING &&
         ms_lease_now_ms() >= s->valid_until) {
         /* Checked here too, not only on the tick: past this point another may own it. */
-        c->n_losses++;
+        c->cluster.n_losses++;
         ms_warn("shard %u: lease not renewed in time; no longer serving it", shard);
         ms_cluster_drop_shard(c, shard);
     }
     if (s->state == MS_SHARD_REBUILDING) {
         ms_queued_t *q = s->n_queued < MAX_QUEUED ? malloc(sizeof(*q) + len) : NULL;
         if (!q) {
-            c->n_queued_dropped++;
+            c->cluster.n_queued_dropped++;
             return;
         }
         q->next = NULL;
@@ -412,27 +416,27 @@ void ms_cluster_request(ms_coord_t *c, uint32_t shard, const uint8_t *data, size
         return;
     }
     if (s->state != MS_SHARD_OWNED) {
-        c->n_not_owner++;
+        c->cluster.n_not_owner++;
         return;
     }
-    Meshsig__Bus__ShardRequest *req = meshsig__bus__shard_request__unpack(NULL, len, data);
-    if (!req) {
-        c->n_bad_requests++;
-        ms_warn("undecodable request for shard %u", shard);
-        return;
-    }
-    ms_shard_handle(c, shard, req);
-    meshsig__bus__shard_request__free_unpacked(req, NULL);
+    ms_shard_handle_raw(c, shard, data, len);
+}
+
+void ms_cluster_resync_report(ms_coord_t *c, const Meshsig__Bus__ResyncReport *rr)
+{
+    if (rr->shard < (uint32_t)c->cfg->shards && c->cluster.shards[rr->shard].resync)
+        ms_resync_add(c->cluster.shards[rr->shard].resync, rr);
 }
 
 void ms_cluster_shutdown(ms_coord_t *c)
 {
-    if (c->stopping)
+    if (c->cluster.stopping)
         return;
-    c->stopping = 1;
+    c->cluster.stopping = 1;
     size_t n = 0;
     for (uint32_t i = 0; i < (uint32_t)c->cfg->shards; i++)
-        if (c->shards[i].state == MS_SHARD_OWNED || c->shards[i].state == MS_SHARD_REBUILDING) {
+        if (c->cluster.shards[i].state == MS_SHARD_OWNED ||
+            c->cluster.shards[i].state == MS_SHARD_REBUILDING) {
             release(c, i, "shutdown");
             n++;
         }
@@ -442,38 +446,20 @@ void ms_cluster_shutdown(ms_coord_t *c)
 
 int ms_cluster_ready(ms_coord_t *c)
 {
-    if (!ms_lease_ready(c->lease) || ms_lease_now_ms() < c->settle_until_ms || c->live_changed)
+    if (!ms_lease_ready(c->cluster.lease) || ms_lease_now_ms() < c->cluster.settle_until_ms ||
+        c->cluster.live_changed)
         return 0;
     for (uint32_t n = 0; n < (uint32_t)c->cfg->shards; n++)
-        if (c->shards[n].mine && c->shards[n].state != MS_SHARD_OWNED)
+        if (c->cluster.shards[n].mine && c->cluster.shards[n].state != MS_SHARD_OWNED)
             return 0;
     return 1;
 }
 
-static void policy_entry_set(ms_coord_t *c, const char *ns, const ms_policy_t *p)
-{
-    ms_policy_entry_t *e;
-    HASH_FIND_STR(c->policies, ns, e);
-    if (!e) {
-        if (!(e = calloc(1, sizeof(*e))) || !(e->ns = strdup(ns))) {
-            free(e);
-            ms_error("out of memory keeping the policy of %s", ns);
-            return;
-        }
-        HASH_ADD_KEYPTR(hh, c->policies, e->ns, strlen(e->ns), e);
-    }
-    e->policy = *p;
-}
-
 ms_err_t ms_cluster_policy_set(ms_coord_t *c, const char *name, const ms_policy_t *p, int announce)
 {
-    ms_ns_t *ns = ms_ns_find(c, name);
-    if (ns && !ms_policy_same(&ns->policy, p)) {
-        ms_err_t err = ms_ns_set_policy(c, ns, p);
-        if (err != MS_OK)
-            return err;
-    }
-    policy_entry_set(c, name, p);
+    ms_err_t err = ms_ns_policy_set(c, name, p);
+    if (err != MS_OK)
+        return err;
     if (!announce)
         return MS_OK;
     json_t *j = ms_policy_to_json(p);
@@ -481,7 +467,7 @@ ms_err_t ms_cluster_policy_set(ms_coord_t *c, const char *name, const ms_policy_
     json_decref(j);
     if (!text)
         return MS_ERR_NOMEM;
-    ms_lease_policy_put(c->lease, name, text);
+    ms_lease_policy_put(c->cluster.lease, name, text);
     Meshsig__Bus__PolicyUpdate pu = MESHSIG__BUS__POLICY_UPDATE__INIT;
     pu.namespace_ = (char *)name;
     pu.policy_json = text;
@@ -511,19 +497,19 @@ void ms_cluster_policy_in(ms_coord_t *c, const Meshsig__Bus__PolicyUpdate *pu)
             ms_warn("policy of %s not applied here: %s", pu->namespace_, ms_err_str(err));
     }
     json_decref(j);
-    ms_outbox_flush(c);
+    ms_outbox_flush(&c->outbox);
 }
 
 const char *ms_cluster_owner(ms_coord_t *c, uint32_t shard)
 {
-    ms_shard_t *s = &c->shards[shard];
+    ms_shard_t *s = &c->cluster.shards[shard];
     if (s->state == MS_SHARD_OWNED || s->state == MS_SHARD_REBUILDING)
         return c->id;
     /* During a move two may say they serve it: the newer lease is the real one. */
     const char *owner = NULL;
     uint64_t epoch = 0;
     ms_coord_peer_t *p, *tmp;
-    HASH_ITER(hh, c->coords, p, tmp)
+    HASH_ITER(hh, c->cluster.coords, p, tmp)
     {
         if (!p->alive)
             continue;
@@ -556,7 +542,7 @@ json_t *ms_cluster_json(ms_coord_t *c)
     json_t *self_sh = json_array();
     uint64_t now = ms_lease_now_ms();
     for (uint32_t n = 0; n < (uint32_t)c->cfg->shards; n++) {
-        ms_shard_t *s = &c->shards[n];
+        ms_shard_t *s = &c->cluster.shards[n];
         const char *owner = NULL;
         uint64_t epoch = 0;
         if (s->state == MS_SHARD_OWNED || s->state == MS_SHARD_REBUILDING) {
@@ -565,7 +551,7 @@ json_t *ms_cluster_json(ms_coord_t *c)
             json_array_append_new(self_sh, json_integer(n));
         } else {
             ms_coord_peer_t *p, *tmp;
-            HASH_ITER(hh, c->coords, p, tmp)
+            HASH_ITER(hh, c->cluster.coords, p, tmp)
             {
                 if (!p->alive)
                     continue;
@@ -589,7 +575,7 @@ json_t *ms_cluster_json(ms_coord_t *c)
                                             "startedMs", (json_int_t)c->started_ms, "shards",
                                             self_sh, "version", ms_version(), "busVersion", bv));
     ms_coord_peer_t *p, *tmp;
-    HASH_ITER(hh, c->coords, p, tmp)
+    HASH_ITER(hh, c->cluster.coords, p, tmp)
     {
         json_t *sh = json_array();
         for (size_t i = 0; i < p->n_shards && p->alive; i++)
@@ -603,7 +589,7 @@ json_t *ms_cluster_json(ms_coord_t *c)
                                         "version", p->release, "busVersion", bv));
     }
     ms_gw_info_t *g, *gtmp;
-    HASH_ITER(hh, c->gateways, g, gtmp)
+    MS_GW_FOREACH(c, g, gtmp)
     {
         ms_busver_str(g->bus_version, bv, sizeof(bv));
         json_array_append_new(gws, json_pack("{s:s, s:b, s:i, s:s, s:s, s:I}", "id", g->id, "alive",
@@ -613,8 +599,8 @@ json_t *ms_cluster_json(ms_coord_t *c)
     }
     /* Nodes of another bus major: heard, refused, never counted as members. */
     json_t *incompatible = json_array();
-    for (size_t i = 0; i < c->busver.n_peers; i++) {
-        const ms_busver_peer_t *r = &c->busver.peers[i];
+    for (size_t i = 0; i < c->loop.busver.n_peers; i++) {
+        const ms_busver_peer_t *r = &c->loop.busver.peers[i];
         ms_busver_str(r->version, bv, sizeof(bv));
         json_array_append_new(incompatible,
                               json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "id", r->id, "role",
@@ -626,4 +612,45 @@ json_t *ms_cluster_json(ms_coord_t *c)
                      (json_int_t)c->cfg->shards, "leaseTtlMs", (json_int_t)c->cfg->lease_ttl_ms,
                      "coordinators", coords, "shards", shards, "gateways", gws, "incompatible",
                      incompatible);
+}
+
+size_t ms_cluster_n_owned(ms_coord_t *c)
+{
+    size_t n = 0;
+    for (uint32_t i = 0; i < (uint32_t)c->cfg->shards; i++)
+        n += c->cluster.shards[i].state == MS_SHARD_OWNED;
+    return n;
+}
+
+int ms_cluster_has_live_peer(ms_coord_t *c)
+{
+    ms_coord_peer_t *peer, *tmp;
+    HASH_ITER(hh, c->cluster.coords, peer, tmp)
+    if (peer->alive)
+        return 1;
+    return 0;
+}
+
+int ms_cluster_all_live_in(ms_coord_t *c, const json_t *seen)
+{
+    ms_coord_peer_t *peer, *tmp;
+    HASH_ITER(hh, c->cluster.coords, peer, tmp)
+    if (peer->alive && !json_object_get(seen, peer->id))
+        return 0;
+    return 1;
+}
+
+json_t *ms_cluster_live_missing(ms_coord_t *c, const json_t *seen)
+{
+    json_t *m = NULL;
+    ms_coord_peer_t *peer, *tmp;
+    HASH_ITER(hh, c->cluster.coords, peer, tmp)
+    {
+        if (!peer->alive || json_object_get(seen, peer->id))
+            continue;
+        if (!m && !(m = json_array()))
+            return NULL;
+        json_array_append_new(m, json_string(peer->id));
+    }
+    return m;
 }

@@ -9,9 +9,37 @@
 #include <event2/http.h>
 
 #include "internal.h"
-#include "policy_rules.h"
 #include "log.h"
 #include "subject.h"
+
+/* The modules whose state lives in namespaces, in the order their hooks run
+ * (a leaving member first leaves its rooms, then services, topics, waits, streams). */
+static const ms_ns_hooks_t *const ns_modules[] = {
+    &ms_member_hooks,  &ms_room_hooks,   &ms_service_hooks, &ms_topic_hooks,
+    &ms_pending_hooks, &ms_stream_hooks, &ms_emit_hooks,
+};
+
+ms_err_t ms_coord_core_init(ms_coord_t *c, const ms_coord_config_t *cfg, const char *id)
+{
+    c->cfg = cfg;
+    c->started_ms = ms_now_ms();
+    snprintf(c->id, sizeof(c->id), "%s", id);
+    ms_ns_reg_init(&c->ns, (uint32_t)cfg->shards, ns_modules,
+                   sizeof(ns_modules) / sizeof(ns_modules[0]));
+    ms_err_t err = ms_outbox_init(&c->outbox, NULL, cfg->prefix, c->id, (uint32_t)cfg->shards);
+    if (err == MS_OK)
+        err = ms_cluster_init(c);
+    return err;
+}
+
+void ms_coord_core_cleanup(ms_coord_t *c)
+{
+    ms_ns_reg_cleanup(c);
+    ms_policies_cleanup(c);
+    ms_cluster_cleanup(c);
+    ms_gw_cleanup(c);
+    ms_outbox_cleanup(&c->outbox);
+}
 
 uint64_t ms_now_ms(void)
 {
@@ -24,7 +52,7 @@ uint64_t ms_now_ms(void)
 static void wake(void *ud)
 {
     ms_coord_t *c = ud;
-    event_active(c->wake_ev, EV_READ, 0);
+    event_active(c->loop.wake_ev, EV_READ, 0);
 }
 
 /* A message from a node of another bus major is refused before anything decodes it
@@ -35,7 +63,7 @@ static int bus_version_ok(ms_coord_t *c, const ms_subject_t *sj, const uint8_t *
     int from_gw = k == MS_SUBJ_SHARD || k == MS_SUBJ_GW || k == MS_SUBJ_GW_HEARTBEAT ||
                   k == MS_SUBJ_GW_RESYNC || k == MS_SUBJ_COORD_RESYNC;
     int named = k == MS_SUBJ_GW_HEARTBEAT || k == MS_SUBJ_COORD_HEARTBEAT;
-    return ms_busver_accept(&c->busver, from_gw ? "gateway" : "coordinator", named, data, dlen,
+    return ms_busver_accept(&c->loop.busver, from_gw ? "gateway" : "coordinator", named, data, dlen,
                             ms_lease_now_ms());
 }
 
@@ -62,7 +90,7 @@ static void on_bus_msg(natsMsg *msg, void *ud)
     switch (sj.kind) {
     case MS_SUBJ_SHARD:
         if (sj.shard >= (uint32_t)c->cfg->shards) {
-            c->n_bad_requests++;
+            ms_shard_count_bad(c);
             return;
         }
         ms_cluster_request(c, sj.shard, data, dlen);
@@ -77,7 +105,7 @@ static void on_bus_msg(natsMsg *msg, void *ud)
         DISPATCH(PolicyUpdate, policy_update, ms_cluster_policy_in);
         return;
     case MS_SUBJ_COORD_RESYNC:
-        DISPATCH(ResyncReport, resync_report, ms_resync_report);
+        DISPATCH(ResyncReport, resync_report, ms_cluster_resync_report);
         return;
     case MS_SUBJ_ADMIN_QUERY:
         DISPATCH(AdminQuery, admin_query, ms_admin_cluster_query_in);
@@ -86,12 +114,12 @@ static void on_bus_msg(natsMsg *msg, void *ud)
         DISPATCH(AdminReply, admin_reply, ms_admin_cluster_reply_in);
         return;
     case MS_SUBJ_PROBE:
-        if (!c->ready)
+        if (!c->loop.ready)
             ms_info("subscriptions confirmed: ready");
-        c->ready = 1;
+        c->loop.ready = 1;
         return;
     default:
-        c->n_bad_requests++;
+        ms_shard_count_bad(c);
         return;
     }
 }
@@ -103,57 +131,40 @@ static void on_wake(evutil_socket_t fd, short what, void *ud)
      * never end under sustained load and would starve signals, timers (ack
      * deadlines) and the admin endpoint. The wake-up only comes when the
      * queue was empty, so a non-empty batch re-arms the event itself. */
-    size_t n = ms_mailbox_drain(c->inbox, on_bus_msg, c);
-    ms_outbox_flush(c);
+    size_t n = ms_mailbox_drain(c->loop.inbox, on_bus_msg, c);
+    ms_outbox_flush(&c->outbox);
     if (n > 0) {
         /* A zero timer runs in the next loop turn, after I/O, timers and a
          * pending stop; re-activating directly would keep this turn going. */
         static const struct timeval now = {0, 0};
-        event_add(c->again_ev, &now);
+        event_add(c->loop.again_ev, &now);
     }
 }
 
 static void offline_wake(void *ud)
 {
     ms_coord_t *c = ud;
-    event_active(c->offline_ev, EV_READ, 0);
-}
-
-static void deliver_offline(const char *name, const char *peer, const Meshsig__V1__Emit *emit,
-                            void *ud)
-{
-    ms_coord_t *c = ud;
-    ms_ns_t *ns = ms_ns_find(c, name);
-    ms_member_t *m = ns ? ms_ns_member(ns, peer) : NULL;
-    if (!m) {
-        /* Gone again before delivery: keep it for the next join. */
-        ms_offline_store(c->offline, name, peer, emit, 1);
-        return;
-    }
-    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_EMIT;
-    sm.emit = (Meshsig__V1__Emit *)emit;
-    ms_deliver(c, ns, m, &sm);
+    event_active(c->loop.offline_ev, EV_READ, 0);
 }
 
 static void on_offline(evutil_socket_t fd, short what, void *ud)
 {
     ms_coord_t *c = ud;
-    ms_offline_drain(c->offline, deliver_offline, c);
-    ms_outbox_flush(c);
+    ms_emit_offline_drain(c);
+    ms_outbox_flush(&c->outbox);
 }
 
 static void lease_wake(void *ud)
 {
     ms_coord_t *c = ud;
-    event_active(c->lease_ev, EV_READ, 0);
+    event_active(c->loop.lease_ev, EV_READ, 0);
 }
 
 static void on_lease(evutil_socket_t fd, short what, void *ud)
 {
     ms_coord_t *c = ud;
     ms_cluster_lease_results(c);
-    ms_outbox_flush(c);
+    ms_outbox_flush(&c->outbox);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *ud)
@@ -163,17 +174,20 @@ static void on_tick(evutil_socket_t fd, short what, void *ud)
     ms_cluster_tick(c, mono);
     ms_admin_cluster_tick(c, mono);
     uint64_t now = ms_now_ms();
-    if (!c->ready && now % 500 < 50)
-        ms_bus_publish(c->bus, c->probe_subject, NULL, "", 0);
-    ms_msg_tick(c, now);
+    if (!c->loop.ready && now % 500 < 50)
+        ms_bus_publish(c->bus, c->loop.probe_subject, NULL, "", 0);
+    ms_pending_tick(c, now);
     ms_ns_tick_all(c, now);
-    ms_gw_liveness(c, now);
-    ms_outbox_flush(c);
+    ms_member_liveness(c, now);
+    ms_outbox_flush(&c->outbox);
 }
 
 static void on_sighup(evutil_socket_t sig, short what, void *ud)
 {
-    ms_coord_policies_reload(ud);
+    ms_coord_t *c = ud;
+    if (ms_policies_reload(c) == MS_OK)
+        ms_ns_policies_reapply(c);
+    ms_outbox_flush(&c->outbox);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *ud)
@@ -181,14 +195,14 @@ static void on_signal(evutil_socket_t sig, short what, void *ud)
     ms_coord_t *c = ud;
     ms_info("signal %d: releasing shards and stopping", (int)sig);
     ms_cluster_shutdown(c);
-    ms_outbox_flush(c);
-    event_base_loopexit(c->base, NULL);
+    ms_outbox_flush(&c->outbox);
+    event_base_loopexit(c->loop.base, NULL);
 }
 
 /* subject: NULL when it did not fit its buffer. */
 static ms_err_t subscribe(ms_coord_t *c, const char *subject)
 {
-    ms_err_t err = subject ? ms_bus_subscribe(c->bus, subject, NULL, c->inbox) : MS_ERR_INVAL;
+    ms_err_t err = subject ? ms_bus_subscribe(c->bus, subject, NULL, c->loop.inbox) : MS_ERR_INVAL;
     if (err != MS_OK)
         ms_error("cannot subscribe %s", subject ? subject : "(subject too long)");
     return err;
@@ -200,30 +214,29 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
     ms_coord_t *c = calloc(1, sizeof(*c));
     if (!c)
         return MS_ERR_NOMEM;
-    c->cfg = cfg;
-    c->started_ms = ms_now_ms();
+    char id[96];
     if (cfg->id && *cfg->id) {
-        snprintf(c->id, sizeof(c->id), "%s", cfg->id);
+        snprintf(id, sizeof(id), "%s", cfg->id);
     } else {
         char host[64] = "host";
         gethostname(host, sizeof(host) - 1);
-        snprintf(c->id, sizeof(c->id), "coord-%s-%d", host, (int)getpid());
+        snprintf(id, sizeof(id), "coord-%s-%d", host, (int)getpid());
     }
-    ms_topo_diff_init(&c->diff);
+    if ((err = ms_coord_core_init(c, cfg, id)) != MS_OK)
+        goto fail;
     /* Before anything connects: a bad policy file stops the start. */
-    if ((err = ms_coord_policies_load(c)) != MS_OK)
+    if ((err = ms_policies_load(c)) != MS_OK)
         goto fail;
+    err = MS_ERR_NOMEM;
     ms_bus_global_init();
-    if (!(c->base = event_base_new()))
+    if (!(c->loop.base = event_base_new()))
         goto fail;
-    if (!(c->wake_ev = event_new(c->base, -1, 0, on_wake, c)) ||
-        !(c->again_ev = evtimer_new(c->base, on_wake, c)))
+    if (!(c->loop.wake_ev = event_new(c->loop.base, -1, 0, on_wake, c)) ||
+        !(c->loop.again_ev = evtimer_new(c->loop.base, on_wake, c)))
         goto fail;
-    if ((err = ms_mailbox_create(wake, c, &c->inbox)) != MS_OK)
+    if ((err = ms_mailbox_create(wake, c, &c->loop.inbox)) != MS_OK)
         goto fail;
-    if ((err = ms_outbox_create(&c->outbox)) != MS_OK)
-        goto fail;
-    if (!(c->offline_ev = event_new(c->base, -1, 0, on_offline, c)))
+    if (!(c->loop.offline_ev = event_new(c->loop.base, -1, 0, on_offline, c)))
         goto fail;
     ms_offline_config_t oc = {.nats_urls = cfg->nats_urls,
                               .prefix = cfg->prefix,
@@ -234,21 +247,20 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
         ms_error("cannot start offline storage");
         goto fail;
     }
-    if ((err = ms_cluster_init(c)) != MS_OK)
-        goto fail;
-    if (!(c->lease_ev = event_new(c->base, -1, 0, on_lease, c)))
+    if (!(c->loop.lease_ev = event_new(c->loop.base, -1, 0, on_lease, c)))
         goto fail;
     ms_lease_config_t lc = {.nats_urls = cfg->nats_urls,
                             .owner_id = c->id,
                             .ttl_ms = cfg->lease_ttl_ms,
                             .replicas = cfg->js_replicas};
-    if ((err = ms_lease_create(&lc, lease_wake, c, &c->lease)) != MS_OK) {
+    if ((err = ms_lease_create(&lc, lease_wake, c, &c->cluster.lease)) != MS_OK) {
         ms_error("cannot start the lease worker");
         goto fail;
     }
-    ms_bus_opts_t bo = {.urls = cfg->nats_urls, .name = c->id, .event_base = c->base};
+    ms_bus_opts_t bo = {.urls = cfg->nats_urls, .name = c->id, .event_base = c->loop.base};
     if ((err = ms_bus_connect(&bo, &c->bus)) != MS_OK)
         goto fail;
+    ms_outbox_set_bus(&c->outbox, c->bus);
     if (!ms_subject_id_ok(c->id)) {
         ms_error("coordinator id '%s' may not hold '.', '*', '>' or spaces", c->id);
         err = MS_ERR_INVAL;
@@ -268,27 +280,27 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
     /* The server handles one connection's protocol in order: once a message
      * published after the SUBs comes back, the shard subscription is live.
      * (A blocking flush is impossible here: the loop reads the reply.) */
-    if (!ms_subject(c->probe_subject, sizeof(c->probe_subject), cfg->prefix, MS_SUBJ_PROBE,
-                    c->id) ||
-        (err = ms_bus_subscribe(c->bus, c->probe_subject, NULL, c->inbox)) != MS_OK)
+    if (!ms_subject(c->loop.probe_subject, sizeof(c->loop.probe_subject), cfg->prefix,
+                    MS_SUBJ_PROBE, c->id) ||
+        (err = ms_bus_subscribe(c->bus, c->loop.probe_subject, NULL, c->loop.inbox)) != MS_OK)
         goto fail;
-    ms_bus_publish(c->bus, c->probe_subject, NULL, "", 0);
+    ms_bus_publish(c->bus, c->loop.probe_subject, NULL, "", 0);
     if ((err = ms_admin_start(c)) != MS_OK)
         goto fail;
-    c->sigint_ev = evsignal_new(c->base, SIGINT, on_signal, c);
-    c->sigterm_ev = evsignal_new(c->base, SIGTERM, on_signal, c);
-    c->sighup_ev = evsignal_new(c->base, SIGHUP, on_sighup, c);
-    if (!c->sigint_ev || !c->sigterm_ev || !c->sighup_ev)
+    c->loop.sigint_ev = evsignal_new(c->loop.base, SIGINT, on_signal, c);
+    c->loop.sigterm_ev = evsignal_new(c->loop.base, SIGTERM, on_signal, c);
+    c->loop.sighup_ev = evsignal_new(c->loop.base, SIGHUP, on_sighup, c);
+    if (!c->loop.sigint_ev || !c->loop.sigterm_ev || !c->loop.sighup_ev)
         goto fail;
     /* Deadlines of acks and calls are checked every 50 ms. */
-    c->tick_ev = event_new(c->base, -1, EV_PERSIST, on_tick, c);
-    if (!c->tick_ev)
+    c->loop.tick_ev = event_new(c->loop.base, -1, EV_PERSIST, on_tick, c);
+    if (!c->loop.tick_ev)
         goto fail;
     struct timeval tick = {.tv_sec = 0, .tv_usec = 50000};
-    event_add(c->tick_ev, &tick);
-    event_add(c->sigint_ev, NULL);
-    event_add(c->sigterm_ev, NULL);
-    event_add(c->sighup_ev, NULL);
+    event_add(c->loop.tick_ev, &tick);
+    event_add(c->loop.sigint_ev, NULL);
+    event_add(c->loop.sigterm_ev, NULL);
+    event_add(c->loop.sighup_ev, NULL);
     ms_info("coordinator %s serving %ld shards (subject %s)", c->id, cfg->shards,
             ms_subject_shard_any(subj, sizeof(subj), cfg->prefix));
     *out = c;
@@ -300,12 +312,12 @@ fail:
 
 ms_err_t ms_coord_run(ms_coord_t *c)
 {
-    return event_base_dispatch(c->base) < 0 ? MS_ERR_IO : MS_OK;
+    return event_base_dispatch(c->loop.base) < 0 ? MS_ERR_IO : MS_OK;
 }
 
 void ms_coord_stop(ms_coord_t *c)
 {
-    event_base_loopbreak(c->base);
+    event_base_loopbreak(c->loop.base);
 }
 
 void ms_coord_destroy(ms_coord_t *c)
@@ -318,45 +330,31 @@ void ms_coord_destroy(ms_coord_t *c)
         ms_bus_drain_subscriptions(c->bus, 0);
     /* Releases queued at shutdown run here, on the lease connection, before
      * its worker stops. */
-    ms_lease_destroy(c->lease);
+    ms_lease_destroy(c->cluster.lease);
     ms_offline_destroy(c->offline);
     ms_bus_destroy(c->bus);
     if (nats_CloseAndWait(2000) != NATS_OK)
         ms_warn("NATS library threads did not stop within 2 s");
-    ms_admin_cluster_cleanup(c);
-    if (c->http)
-        evhttp_free(c->http);
-    ms_mailbox_destroy(c->inbox);
-    ms_outbox_destroy(c->outbox);
-    ms_ns_destroy_all(c);
-    ms_cluster_cleanup(c);
-    ms_gw_cleanup(c);
-    ms_policy_entry_t *e, *tmp;
-    HASH_ITER(hh, c->policies, e, tmp)
-    {
-        HASH_DEL(c->policies, e);
-        free(e->ns);
-        free(e);
-    }
-    ms_topo_diff_cleanup(&c->diff);
-    if (c->wake_ev)
-        event_free(c->wake_ev);
-    if (c->again_ev)
-        event_free(c->again_ev);
-    if (c->tick_ev)
-        event_free(c->tick_ev);
-    if (c->offline_ev)
-        event_free(c->offline_ev);
-    if (c->lease_ev)
-        event_free(c->lease_ev);
-    if (c->sigint_ev)
-        event_free(c->sigint_ev);
-    if (c->sigterm_ev)
-        event_free(c->sigterm_ev);
-    if (c->sighup_ev)
-        event_free(c->sighup_ev);
-    ms_policy_rules_destroy(c->rules);
-    if (c->base)
-        event_base_free(c->base);
+    ms_admin_stop(c);
+    ms_mailbox_destroy(c->loop.inbox);
+    ms_coord_core_cleanup(c);
+    if (c->loop.wake_ev)
+        event_free(c->loop.wake_ev);
+    if (c->loop.again_ev)
+        event_free(c->loop.again_ev);
+    if (c->loop.tick_ev)
+        event_free(c->loop.tick_ev);
+    if (c->loop.offline_ev)
+        event_free(c->loop.offline_ev);
+    if (c->loop.lease_ev)
+        event_free(c->loop.lease_ev);
+    if (c->loop.sigint_ev)
+        event_free(c->loop.sigint_ev);
+    if (c->loop.sigterm_ev)
+        event_free(c->loop.sigterm_ev);
+    if (c->loop.sighup_ev)
+        event_free(c->loop.sighup_ev);
+    if (c->loop.base)
+        event_base_free(c->loop.base);
     free(c);
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Gateways as seen through their heartbeats: a silent one is dead, its peers wait out the
- * resume grace period (to come back through another gateway) and then leave. */
+/* Gateways as seen through their heartbeats: a silent one is dead (member.c then lets its
+ * peers wait out the resume grace period). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +11,7 @@
 static ms_gw_info_t *gw_get(ms_coord_t *c, const char *id)
 {
     ms_gw_info_t *g;
-    HASH_FIND_STR(c->gateways, id, g);
+    HASH_FIND_STR(c->gws.by_id, id, g);
     if (g)
         return g;
     g = calloc(1, sizeof(*g));
@@ -19,7 +19,7 @@ static ms_gw_info_t *gw_get(ms_coord_t *c, const char *id)
         free(g);
         return NULL;
     }
-    HASH_ADD_KEYPTR(hh, c->gateways, g->id, strlen(g->id), g);
+    HASH_ADD_KEYPTR(hh, c->gws.by_id, g->id, strlen(g->id), g);
     return g;
 }
 
@@ -48,54 +48,15 @@ void ms_gw_heartbeat(ms_coord_t *c, const Meshsig__Bus__Heartbeat *hb)
     g->dead = 0;
 }
 
-static void detach_members_of(ms_coord_t *c, const char *gateway, uint64_t now)
+void ms_gw_sweep(ms_coord_t *c, uint64_t now,
+                 void (*died)(ms_coord_t *c, const char *gateway, uint64_t now_ms))
 {
-    size_t n = 0;
-    ms_ns_t *ns, *ntmp;
-    HASH_ITER(hh, c->namespaces, ns, ntmp)
-    {
-        ms_member_t *m, *mtmp;
-        HASH_ITER(hh, ns->members, m, mtmp)
-        if (!m->detached_ms && !strcmp(m->gateway, gateway)) {
-            m->detached_ms = now;
-            c->n_detached++;
-            n++;
-        }
-    }
-    ms_warn("gateway %s is silent: %zu peers may resume elsewhere within %ld ms", gateway, n,
-            c->cfg->resume_grace_ms);
-}
-
-void ms_gw_liveness(ms_coord_t *c, uint64_t now)
-{
-    /* Every 250 ms is plenty for second-scale timeouts. */
-    if (now < c->next_liveness_ms)
-        return;
-    c->next_liveness_ms = now + 250;
     ms_gw_info_t *g, *gtmp;
-    HASH_ITER(hh, c->gateways, g, gtmp)
+    HASH_ITER(hh, c->gws.by_id, g, gtmp)
     {
         if (!g->dead && now - g->last_seen_ms > (uint64_t)c->cfg->gateway_timeout_ms) {
             g->dead = 1;
-            detach_members_of(c, g->id, now);
-        }
-    }
-    /* Detached peers whose grace ran out leave as usual. */
-    if (!c->n_detached)
-        return;
-    ms_ns_t *ns, *ntmp;
-    HASH_ITER(hh, c->namespaces, ns, ntmp)
-    {
-        ms_member_t *m, *mtmp;
-        HASH_ITER(hh, ns->members, m, mtmp)
-        {
-            if (!m->detached_ms || now - m->detached_ms < (uint64_t)c->cfg->resume_grace_ms)
-                continue;
-            /* The last leave may free the namespace: stop iterating it then. */
-            int last = HASH_COUNT(ns->members) == 1 && !ns->waiting;
-            ms_member_leave(c, ns, m, "gateway lost");
-            if (last)
-                break;
+            died(c, g->id, now);
         }
     }
 }
@@ -103,9 +64,9 @@ void ms_gw_liveness(ms_coord_t *c, uint64_t now)
 void ms_gw_cleanup(ms_coord_t *c)
 {
     ms_gw_info_t *g, *tmp;
-    HASH_ITER(hh, c->gateways, g, tmp)
+    HASH_ITER(hh, c->gws.by_id, g, tmp)
     {
-        HASH_DEL(c->gateways, g);
+        HASH_DEL(c->gws.by_id, g);
         free(g->id);
         free(g);
     }

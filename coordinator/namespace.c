@@ -1,39 +1,53 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Namespaces: members, dense peer handles, topology diffs turned into events, policy changes. */
+/* Namespaces: members, dense peer handles, topology diffs turned into events, policy changes.
+ * namespace.h says who owns what in a namespace. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdarg.h>
+
 #include "hash.h"
 #include "intern.h"
 #include "internal.h"
-#include "policy_rules.h"
 #include "log.h"
 #include "position.h"
+
+void ms_ns_reg_init(ms_ns_reg_t *r, uint32_t n_shards, const ms_ns_hooks_t *const *hooks,
+                    size_t n_hooks)
+{
+    memset(r, 0, sizeof(*r));
+    r->n_shards = n_shards;
+    r->hooks = hooks;
+    r->n_hooks = n_hooks;
+    ms_topo_diff_init(&r->diff);
+}
+
+void ms_ns_reg_cleanup(ms_coord_t *c)
+{
+    ms_ns_t *ns, *tmp;
+    HASH_ITER(hh, c->ns.by_name, ns, tmp)
+    ms_ns_destroy(c, ns);
+    ms_topo_diff_cleanup(&c->ns.diff);
+}
+
+size_t ms_ns_count(ms_coord_t *c)
+{
+    return HASH_COUNT(c->ns.by_name);
+}
+
+ms_topo_diff_t *ms_ns_diff(ms_coord_t *c)
+{
+    ms_topo_diff_clear(&c->ns.diff);
+    return &c->ns.diff;
+}
 
 ms_ns_t *ms_ns_find(ms_coord_t *c, const char *name)
 {
     ms_ns_t *ns;
-    HASH_FIND_STR(c->namespaces, name, ns);
+    HASH_FIND_STR(c->ns.by_name, name, ns);
     return ns;
-}
-
-const ms_policy_t *ms_coord_policy_for(ms_coord_t *c, const char *ns)
-{
-    static ms_policy_t def;
-    static int def_ready;
-    ms_policy_entry_t *e;
-    HASH_FIND_STR(c->policies, ns, e);
-    if (e)
-        return &e->policy;
-    if (c->rules)
-        return ms_policy_rules_match(c->rules, ns, NULL);
-    if (!def_ready) {
-        ms_policy_default(&def);
-        def_ready = 1;
-    }
-    return &def;
 }
 
 static ms_err_t engine_create(const ms_policy_t *p, const char *ns_name, ms_topo_t **out)
@@ -58,13 +72,13 @@ ms_err_t ms_ns_get(ms_coord_t *c, const char *name, ms_ns_t **out)
     ns = calloc(1, sizeof(*ns));
     if (!ns || !(ns->name = strdup(name)))
         goto fail;
-    ns->shard = ms_bus_shard_of(name, (uint32_t)c->cfg->shards);
-    ns->policy = *ms_coord_policy_for(c, name);
+    ns->shard = ms_bus_shard_of(name, c->ns.n_shards);
+    ns->policy = *ms_policies_for(c, name);
     if ((err = engine_create(&ns->policy, name, &ns->engine)) != MS_OK)
         goto fail;
     if (ns->engine->ops->tick)
-        c->n_tick_ns++;
-    HASH_ADD_KEYPTR(hh, c->namespaces, ns->name, strlen(ns->name), ns);
+        c->ns.n_tick++;
+    HASH_ADD_KEYPTR(hh, c->ns.by_name, ns->name, strlen(ns->name), ns);
     *out = ns;
     return MS_OK;
 fail:
@@ -111,11 +125,12 @@ void ms_ns_destroy(ms_coord_t *c, ms_ns_t *ns)
         HASH_DEL(ns->members, m);
         ms_member_free(m);
     }
-    ms_msg_ns_cleanup(ns);
-    ms_ns_waiting_cleanup(ns);
-    HASH_DEL(c->namespaces, ns);
+    for (size_t i = 0; i < c->ns.n_hooks; i++)
+        if (c->ns.hooks[i]->cleanup)
+            c->ns.hooks[i]->cleanup(ns);
+    HASH_DEL(c->ns.by_name, ns);
     if (ns->engine && ns->engine->ops->tick)
-        c->n_tick_ns--;
+        c->ns.n_tick--;
     if (ns->engine)
         ns->engine->ops->destroy(ns->engine);
     free(ns->by_handle);
@@ -124,11 +139,45 @@ void ms_ns_destroy(ms_coord_t *c, ms_ns_t *ns)
     free(ns);
 }
 
-void ms_ns_destroy_all(ms_coord_t *c)
+int ms_ns_destroy_if_empty(ms_coord_t *c, ms_ns_t *ns)
+{
+    if (ns->members || ns->waiting)
+        return 0;
+    ms_ns_destroy(c, ns);
+    return 1;
+}
+
+void ms_ns_destroy_shard(ms_coord_t *c, uint32_t shard)
 {
     ms_ns_t *ns, *tmp;
-    HASH_ITER(hh, c->namespaces, ns, tmp)
-    ms_ns_destroy(c, ns);
+    HASH_ITER(hh, c->ns.by_name, ns, tmp)
+    if (ns->shard == shard)
+        ms_ns_destroy(c, ns);
+}
+
+void ms_ns_member_joined(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
+{
+    for (size_t i = 0; i < c->ns.n_hooks; i++)
+        if (c->ns.hooks[i]->member_joined)
+            c->ns.hooks[i]->member_joined(c, ns, m);
+}
+
+void ms_ns_member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
+{
+    for (size_t i = 0; i < c->ns.n_hooks; i++)
+        if (c->ns.hooks[i]->member_gone)
+            c->ns.hooks[i]->member_gone(c, ns, m);
+}
+
+ms_err_t ms_ns_restore_member(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
+                              const Meshsig__Bus__SessionReport *sr)
+{
+    for (size_t i = 0; i < c->ns.n_hooks; i++) {
+        ms_err_t err = c->ns.hooks[i]->restore ? c->ns.hooks[i]->restore(ns, m, sr) : MS_OK;
+        if (err != MS_OK)
+            return err;
+    }
+    return MS_OK;
 }
 
 ms_member_t *ms_ns_member(ms_ns_t *ns, const char *id)
@@ -248,7 +297,7 @@ static void send_topology(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
     Meshsig__V1__ServerMessage m = MESHSIG__V1__SERVER_MESSAGE__INIT;
     m.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_TOPOLOGY;
     m.topology = t;
-    ms_outbox_deliver(c, ns->shard, to->gateway, to->session, to->id, &m, 0);
+    ms_outbox_deliver(&c->outbox, ns->shard, to->gateway, to->session, to->id, &m, 0);
 }
 
 static void send_connect(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
@@ -294,7 +343,7 @@ static void send_disconnect(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
     send_topology(c, ns, to, &t);
 }
 
-static ms_member_t *by_handle(ms_ns_t *ns, ms_peer_t h)
+ms_member_t *ms_ns_by_handle(const ms_ns_t *ns, ms_peer_t h)
 {
     return h < ns->n_handles ? ns->by_handle[h] : NULL;
 }
@@ -303,8 +352,8 @@ void ms_ns_apply_diff(ms_coord_t *c, ms_ns_t *ns, const ms_topo_diff_t *diff,
                       const ms_member_t *joiner, Meshsig__V1__Value **offers, size_t n_offers)
 {
     for (size_t i = 0; i < diff->n_disconnect; i++) {
-        ms_member_t *a = by_handle(ns, diff->disconnect[i].a);
-        ms_member_t *b = by_handle(ns, diff->disconnect[i].b);
+        ms_member_t *a = ms_ns_by_handle(ns, diff->disconnect[i].a);
+        ms_member_t *b = ms_ns_by_handle(ns, diff->disconnect[i].b);
         if (!a || !b)
             continue;
         send_disconnect(c, ns, a, b);
@@ -313,8 +362,8 @@ void ms_ns_apply_diff(ms_coord_t *c, ms_ns_t *ns, const ms_topo_diff_t *diff,
     size_t next_offer = 0;
     for (size_t i = 0; i < diff->n_connect; i++) {
         const ms_edge_t *e = &diff->connect[i];
-        ms_member_t *a = by_handle(ns, e->a);
-        ms_member_t *b = by_handle(ns, e->b);
+        ms_member_t *a = ms_ns_by_handle(ns, e->a);
+        ms_member_t *b = ms_ns_by_handle(ns, e->b);
         if (!a || !b)
             continue;
         Meshsig__V1__Role role_of_b = MESHSIG__V1__ROLE__PEER, role_of_a = MESHSIG__V1__ROLE__PEER;
@@ -353,7 +402,7 @@ static void collect(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud)
                           : ms_topo_diff_disconnect(ec->diff, a, b, kind);
 }
 
-ms_err_t ms_ns_set_policy(ms_coord_t *c, ms_ns_t *ns, const ms_policy_t *p)
+static ms_err_t set_policy(ms_coord_t *c, ms_ns_t *ns, const ms_policy_t *p)
 {
     ms_topo_t *fresh = NULL;
     ms_topo_diff_t diff, scratch;
@@ -380,7 +429,7 @@ ms_err_t ms_ns_set_policy(ms_coord_t *c, ms_ns_t *ns, const ms_policy_t *p)
     if ((err = ec.err) != MS_OK)
         goto fail;
     ms_topo_diff_normalize(&diff);
-    c->n_tick_ns += (fresh->ops->tick != NULL) - (ns->engine->ops->tick != NULL);
+    c->ns.n_tick += (fresh->ops->tick != NULL) - (ns->engine->ops->tick != NULL);
     ns->engine->ops->destroy(ns->engine);
     ns->engine = fresh;
     fresh = NULL;
@@ -399,10 +448,10 @@ fail:
 
 void ms_ns_tick_all(ms_coord_t *c, uint64_t now)
 {
-    if (!c->n_tick_ns)
+    if (!c->ns.n_tick)
         return;
     ms_ns_t *ns, *tmp;
-    HASH_ITER(hh, c->namespaces, ns, tmp)
+    HASH_ITER(hh, c->ns.by_name, ns, tmp)
     {
         if (!ns->engine->ops->tick)
             continue;
@@ -411,12 +460,71 @@ void ms_ns_tick_all(ms_coord_t *c, uint64_t now)
         if (now < ns->next_tick_ms)
             continue;
         ns->next_tick_ms = now + ns->policy.shuffle_period_ms;
-        ms_topo_diff_clear(&c->diff);
-        ms_err_t err = ns->engine->ops->tick(ns->engine, now, &c->diff);
+        ms_topo_diff_t *diff = ms_ns_diff(c);
+        ms_err_t err = ns->engine->ops->tick(ns->engine, now, diff);
         if (err != MS_OK) {
             ms_warn("namespace %s: periodic topology work failed: %s", ns->name, ms_err_str(err));
             continue;
         }
-        ms_ns_apply_diff(c, ns, &c->diff, NULL, NULL, 0);
+        ms_ns_apply_diff(c, ns, diff, NULL, NULL, 0);
     }
+}
+
+ms_err_t ms_ns_policy_set(ms_coord_t *c, const char *name, const ms_policy_t *p)
+{
+    ms_ns_t *ns = ms_ns_find(c, name);
+    if (ns && !ms_policy_same(&ns->policy, p)) {
+        ms_err_t err = set_policy(c, ns, p);
+        if (err != MS_OK)
+            return err;
+    }
+    ms_policies_override(c, name, p);
+    return MS_OK;
+}
+
+void ms_ns_policies_reapply(ms_coord_t *c)
+{
+    size_t changed = 0, failed = 0;
+    ms_ns_t *ns, *tmp;
+    HASH_ITER(hh, c->ns.by_name, ns, tmp)
+    {
+        if (ms_policies_has_override(c, ns->name))
+            continue;
+        const ms_policy_t *p = ms_policies_for(c, ns->name);
+        if (ms_policy_same(&ns->policy, p))
+            continue;
+        if (set_policy(c, ns, p) == MS_OK)
+            changed++;
+        else
+            failed++;
+    }
+    ms_info("SIGHUP: policy file %s reloaded; %zu live namespaces changed policy%s",
+            c->cfg->policy_file, changed, failed ? ", some could not (see above)" : "");
+}
+
+void ms_deliver(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
+                const Meshsig__V1__ServerMessage *msg)
+{
+    ms_outbox_deliver(&c->outbox, ns->shard, to->gateway, to->session, to->id, msg, 0);
+}
+
+void ms_member_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id,
+                     Meshsig__V1__ErrorCode code, const char *fmt, ...)
+{
+    char text[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    ms_outbox_error(&c->outbox, ns->shard, to->gateway, to->session, client_id, code, "%s", text);
+}
+
+void ms_send_ok(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id)
+{
+    Meshsig__V1__Ok ok = MESHSIG__V1__OK__INIT;
+    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    sm.id = (char *)client_id;
+    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_OK;
+    sm.ok = &ok;
+    ms_deliver(c, ns, to, &sm);
 }

@@ -11,9 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "bus.pb-c.h"
+#include "busver.h"
 #include "log.h"
+#include "outbox.h"
 #include "subject.h"
+#include "table.h"
 
 #define BATCH_FLUSH_BYTES (256 * 1024)
 
@@ -26,29 +29,51 @@ typedef struct ob_entry {
     UT_hash_handle hh;
 } ob_entry_t;
 
-struct ms_outbox {
-    ob_entry_t *entries;
-};
-
-ms_err_t ms_outbox_create(ms_outbox_t **out)
+ms_err_t ms_outbox_init(ms_outbox_t *o, ms_bus_t *bus, const char *prefix,
+                        const char *coordinator_id, uint32_t n_shards)
 {
-    *out = calloc(1, sizeof(**out));
-    return *out ? MS_OK : MS_ERR_NOMEM;
+    memset(o, 0, sizeof(*o));
+    o->bus = bus;
+    o->prefix = prefix;
+    o->coordinator_id = coordinator_id;
+    o->n_shards = n_shards;
+    o->epochs = calloc(n_shards ? n_shards : 1, sizeof(*o->epochs));
+    return o->epochs ? MS_OK : MS_ERR_NOMEM;
 }
 
-void ms_outbox_destroy(ms_outbox_t *o)
+static void entry_free(ob_entry_t *e)
 {
-    if (!o)
-        return;
+    free(e->key);
+    free(e->buf);
+    free(e);
+}
+
+void ms_outbox_cleanup(ms_outbox_t *o)
+{
     ob_entry_t *e, *tmp;
     HASH_ITER(hh, o->entries, e, tmp)
     {
         HASH_DEL(o->entries, e);
-        free(e->key);
-        free(e->buf);
-        free(e);
+        entry_free(e);
     }
-    free(o);
+    free(o->epochs);
+    o->epochs = NULL;
+}
+
+void ms_outbox_set_bus(ms_outbox_t *o, ms_bus_t *bus)
+{
+    o->bus = bus;
+}
+
+void ms_outbox_set_epoch(ms_outbox_t *o, uint32_t shard, uint64_t epoch)
+{
+    if (shard < o->n_shards)
+        o->epochs[shard] = epoch;
+}
+
+void ms_outbox_set_origin(ms_outbox_t *o, uint64_t received_us)
+{
+    o->origin_us = received_us;
 }
 
 static int reserve(ob_entry_t *e, size_t more)
@@ -66,43 +91,41 @@ static int reserve(ob_entry_t *e, size_t more)
     return 0;
 }
 
-static ob_entry_t *entry_get(ms_coord_t *c, uint32_t shard, const char *gateway)
+static ob_entry_t *entry_get(ms_outbox_t *o, uint32_t shard, const char *gateway)
 {
     char key[256];
     snprintf(key, sizeof(key), "%u:%s", shard, gateway);
     ob_entry_t *e;
-    HASH_FIND_STR(c->outbox->entries, key, e);
+    HASH_FIND_STR(o->entries, key, e);
     if (e)
         return e;
     e = calloc(1, sizeof(*e));
     if (!e || !(e->key = strdup(key)))
         goto fail;
-    ms_subject_gw(e->subject, sizeof(e->subject), c->cfg->prefix, gateway);
+    if (!ms_subject_gw(e->subject, sizeof(e->subject), o->prefix, gateway))
+        goto fail;
     Meshsig__Bus__GatewayBatch hdr = MESHSIG__BUS__GATEWAY_BATCH__INIT;
     hdr.shard = shard;
-    hdr.epoch = c->shards[shard].epoch; /* the lease revision: gateways fence older owners */
-    hdr.coordinator_id = c->id;
+    hdr.epoch = shard < o->n_shards ? o->epochs[shard] : 0; /* gateways fence older owners */
+    hdr.coordinator_id = (char *)o->coordinator_id;
     hdr.bus_version = MS_BUS_VERSION;
     size_t hl = meshsig__bus__gateway_batch__get_packed_size(&hdr);
     if (reserve(e, hl))
         goto fail;
     e->len = e->header_len = meshsig__bus__gateway_batch__pack(&hdr, e->buf);
-    HASH_ADD_KEYPTR(hh, c->outbox->entries, e->key, strlen(e->key), e);
+    HASH_ADD_KEYPTR(hh, o->entries, e->key, strlen(e->key), e);
     return e;
 fail:
-    if (e) {
-        free(e->key);
-        free(e->buf);
-        free(e);
-    }
+    if (e)
+        entry_free(e);
     return NULL;
 }
 
-static void entry_flush(ms_coord_t *c, ob_entry_t *e)
+static void entry_flush(ms_outbox_t *o, ob_entry_t *e)
 {
     if (e->n == 0)
         return;
-    if (ms_bus_publish(c->bus, e->subject, NULL, e->buf, e->len) != MS_OK)
+    if (!o->bus || ms_bus_publish(o->bus, e->subject, NULL, e->buf, e->len) != MS_OK)
         ms_warn("publish to %s failed; %zu deliveries lost", e->subject, e->n);
     e->len = e->header_len;
     e->n = 0;
@@ -119,11 +142,11 @@ static size_t put_varint(uint8_t *p, uint64_t v)
     return n;
 }
 
-void ms_outbox_deliver(ms_coord_t *c, uint32_t shard, const char *gateway, uint64_t session,
+void ms_outbox_deliver(ms_outbox_t *o, uint32_t shard, const char *gateway, uint64_t session,
                        const char *peer_id, const Meshsig__V1__ServerMessage *msg,
                        uint32_t close_code)
 {
-    ob_entry_t *e = entry_get(c, shard, gateway);
+    ob_entry_t *e = entry_get(o, shard, gateway);
     if (!e) {
         ms_error("out of memory queueing a delivery to %s", gateway);
         return;
@@ -133,7 +156,7 @@ void ms_outbox_deliver(ms_coord_t *c, uint32_t shard, const char *gateway, uint6
     d.msg = (Meshsig__V1__ServerMessage *)msg;
     d.close_code = close_code;
     d.peer_id = (char *)(peer_id ? peer_id : "");
-    d.origin_us = c->origin_us;
+    d.origin_us = o->origin_us;
     size_t sz = meshsig__bus__delivery__get_packed_size(&d);
     if (reserve(e, sz + 11)) {
         ms_error("out of memory queueing a delivery to %s", gateway);
@@ -144,36 +167,35 @@ void ms_outbox_deliver(ms_coord_t *c, uint32_t shard, const char *gateway, uint6
     e->len += meshsig__bus__delivery__pack(&d, e->buf + e->len);
     e->n++;
     if (e->len >= BATCH_FLUSH_BYTES)
-        entry_flush(c, e);
+        entry_flush(o, e);
 }
 
-void ms_outbox_flush(ms_coord_t *c)
+void ms_outbox_flush(ms_outbox_t *o)
 {
     ob_entry_t *e, *tmp;
-    HASH_ITER(hh, c->outbox->entries, e, tmp)
-    entry_flush(c, e);
+    HASH_ITER(hh, o->entries, e, tmp)
+    entry_flush(o, e);
 }
 
-void ms_outbox_forget_shard(ms_coord_t *c, uint32_t shard)
+void ms_outbox_forget_shard(ms_outbox_t *o, uint32_t shard)
 {
     char prefix[24];
     int pl = snprintf(prefix, sizeof(prefix), "%u:", shard);
     ob_entry_t *e, *tmp;
-    HASH_ITER(hh, c->outbox->entries, e, tmp)
+    HASH_ITER(hh, o->entries, e, tmp)
     {
         if (strncmp(e->key, prefix, (size_t)pl))
             continue;
         /* Their header carries this ownership's epoch; the next one gets a fresh header. */
-        entry_flush(c, e);
-        HASH_DEL(c->outbox->entries, e);
-        free(e->key);
-        free(e->buf);
-        free(e);
+        entry_flush(o, e);
+        HASH_DEL(o->entries, e);
+        entry_free(e);
     }
+    ms_outbox_set_epoch(o, shard, 0);
 }
 
-void ms_send_error(ms_coord_t *c, uint32_t shard, const char *gateway, uint64_t session,
-                   const char *client_id, Meshsig__V1__ErrorCode code, const char *fmt, ...)
+void ms_outbox_error(ms_outbox_t *o, uint32_t shard, const char *gateway, uint64_t session,
+                     const char *client_id, Meshsig__V1__ErrorCode code, const char *fmt, ...)
 {
     char text[256];
     va_list ap;
@@ -187,33 +209,6 @@ void ms_send_error(ms_coord_t *c, uint32_t shard, const char *gateway, uint64_t 
     m.id = (char *)(client_id ? client_id : "");
     m.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR;
     m.error = &err;
-    c->n_errors++;
-    ms_outbox_deliver(c, shard, gateway, session, NULL, &m, 0);
-}
-
-void ms_deliver(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
-                const Meshsig__V1__ServerMessage *msg)
-{
-    ms_outbox_deliver(c, ns->shard, to->gateway, to->session, to->id, msg, 0);
-}
-
-void ms_member_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id,
-                     Meshsig__V1__ErrorCode code, const char *fmt, ...)
-{
-    char text[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
-    va_end(ap);
-    ms_send_error(c, ns->shard, to->gateway, to->session, client_id, code, "%s", text);
-}
-
-void ms_send_ok(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id)
-{
-    Meshsig__V1__Ok ok = MESHSIG__V1__OK__INIT;
-    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-    sm.id = (char *)client_id;
-    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_OK;
-    sm.ok = &ok;
-    ms_deliver(c, ns, to, &sm);
+    o->n_errors++;
+    ms_outbox_deliver(o, shard, gateway, session, NULL, &m, 0);
 }

@@ -27,9 +27,8 @@ struct ms_resync {
     size_t n_reports, cap_reports;
 };
 
-void ms_resync_free(ms_coord_t *c, uint32_t shard)
+void ms_resync_free(ms_resync_t *r)
 {
-    ms_resync_t *r = c->shards ? c->shards[shard].resync : NULL;
     if (!r)
         return;
     for (size_t i = 0; i < r->n_answered; i++)
@@ -39,19 +38,17 @@ void ms_resync_free(ms_coord_t *c, uint32_t shard)
         meshsig__bus__resync_report__free_unpacked(r->reports[i], NULL);
     free(r->reports);
     free(r);
-    c->shards[shard].resync = NULL;
 }
 
-void ms_resync_begin(ms_coord_t *c, uint32_t shard)
+ms_resync_t *ms_resync_begin(ms_coord_t *c, uint32_t shard, uint64_t epoch)
 {
     ms_resync_t *r = calloc(1, sizeof(*r));
     if (!r) {
         ms_error("shard %u: out of memory; serving it without a rebuild", shard);
-        return; /* poll finds no resync and reports done */
+        return NULL; /* poll finds no resync and reports done */
     }
-    r->epoch = c->shards[shard].epoch;
+    r->epoch = epoch;
     r->deadline = ms_lease_now_ms() + (uint64_t)c->cfg->resync_timeout_ms;
-    c->shards[shard].resync = r;
     char reply[200], subj[200];
     ms_subject(reply, sizeof(reply), c->cfg->prefix, MS_SUBJ_COORD_RESYNC, c->id);
     ms_subject(subj, sizeof(subj), c->cfg->prefix, MS_SUBJ_GW_RESYNC, NULL);
@@ -68,14 +65,12 @@ void ms_resync_begin(ms_coord_t *c, uint32_t shard)
         meshsig__bus__resync_request__pack(&rq, buf);
         ms_bus_publish(c->bus, subj, NULL, buf, len);
     }
+    return r;
 }
 
-void ms_resync_report(ms_coord_t *c, const Meshsig__Bus__ResyncReport *rr)
+void ms_resync_add(ms_resync_t *r, const Meshsig__Bus__ResyncReport *rr)
 {
-    if (rr->shard >= (uint32_t)c->cfg->shards)
-        return;
-    ms_resync_t *r = c->shards[rr->shard].resync;
-    if (!r || rr->epoch != r->epoch)
+    if (rr->epoch != r->epoch)
         return; /* an answer to an earlier takeover */
     /* Kept as a copy: the caller frees rr. */
     size_t len = meshsig__bus__resync_report__get_packed_size(rr);
@@ -123,11 +118,11 @@ static int answered(const ms_resync_t *r, const char *gw)
 /* Every live gateway answered. Right after start the coordinator may not
  * have heard every gateway's heartbeat yet (they come once a second), so an
  * empty list counts only once it has listened that long. */
-static int complete(ms_coord_t *c, const ms_resync_t *r, uint64_t now)
+static int complete(ms_coord_t *c, const ms_resync_t *r, uint64_t now, uint64_t listening_since)
 {
     size_t live = 0;
     ms_gw_info_t *g, *tmp;
-    HASH_ITER(hh, c->gateways, g, tmp)
+    MS_GW_FOREACH(c, g, tmp)
     {
         if (g->dead)
             continue;
@@ -135,7 +130,7 @@ static int complete(ms_coord_t *c, const ms_resync_t *r, uint64_t now)
         if (!answered(r, g->id))
             return 0;
     }
-    return live > 0 || now - c->mono_started_ms >= 1100;
+    return live > 0 || now - listening_since >= 1100;
 }
 
 static ms_member_t *member_from(ms_ns_t *ns, const char *gateway,
@@ -221,28 +216,29 @@ static long rebuild_ns(ms_coord_t *c, const char *name, rb_peer_t *peers, size_t
         }
         used += rep[k].n_neighbours;
         k++;
-        if (ms_msg_restore(ns, m, sr->rooms, sr->n_rooms, sr->services, sr->n_services,
-                           sr->subscriptions, sr->n_subscriptions) != MS_OK)
+        if (ms_ns_restore_member(c, ns, m, sr) != MS_OK)
             ms_error("%s/%s: out of memory restoring rooms and services", name, m->id);
     }
-    ms_topo_diff_clear(&c->diff);
-    ms_err_t err = ns->engine->ops->restore ? ns->engine->ops->restore(ns->engine, rep, k, &c->diff)
-                                            : ms_topo_restore_generic(ns->engine, rep, k, &c->diff);
+    ms_topo_diff_t *diff = ms_ns_diff(c);
+    ms_err_t err = ns->engine->ops->restore ? ns->engine->ops->restore(ns->engine, rep, k, diff)
+                                            : ms_topo_restore_generic(ns->engine, rep, k, diff);
     if (err != MS_OK) {
         ms_error("%s: topology restore failed: %s", name, ms_err_str(err));
         goto done;
     }
-    events = (long)(c->diff.n_connect + c->diff.n_disconnect);
-    ms_ns_apply_diff(c, ns, &c->diff, NULL, NULL, 0);
-    ms_info("%s rebuilt: %zu peers, %zu edges added, %zu dropped", name, k, c->diff.n_connect,
-            c->diff.n_disconnect);
+    events = (long)(diff->n_connect + diff->n_disconnect);
+    ms_ns_apply_diff(c, ns, diff, NULL, NULL, 0);
+    ms_info("%s rebuilt: %zu peers, %zu edges added, %zu dropped", name, k, diff->n_connect,
+            diff->n_disconnect);
 done:
     free(rep);
     free(nb);
     /* On failure the members (already in ns) go with it; the gateways' next
      * requests get NOT_JOINED and their clients join again. */
-    if (events < 0 || (!ns->members && !ns->waiting))
+    if (events < 0)
         ms_ns_destroy(c, ns);
+    else
+        ms_ns_destroy_if_empty(c, ns);
     for (size_t i = 0; i < n; i++)
         peers[i].m = NULL; /* owned by the namespace, or freed with it */
     return events;
@@ -272,7 +268,7 @@ long ms_resync_rebuild(ms_coord_t *c, uint32_t shard, Meshsig__Bus__ResyncReport
                         continue;
                     peers[n].sr = sr;
                     ms_ns_t tmp_ns = {.name = (char *)name};
-                    tmp_ns.policy = *ms_coord_policy_for(c, name);
+                    tmp_ns.policy = *ms_policies_for(c, name);
                     peers[n].m = member_from(&tmp_ns, reports[a]->gateway_id, sr);
                     n++;
                 }
@@ -289,12 +285,12 @@ long ms_resync_rebuild(ms_coord_t *c, uint32_t shard, Meshsig__Bus__ResyncReport
     return events;
 }
 
-int ms_resync_poll(ms_coord_t *c, uint32_t shard, uint64_t now)
+int ms_resync_poll(ms_coord_t *c, ms_resync_t *r, uint32_t shard, uint64_t now,
+                   uint64_t listening_since)
 {
-    ms_resync_t *r = c->shards[shard].resync;
     if (!r)
         return 1;
-    if (now < r->deadline && !complete(c, r, now))
+    if (now < r->deadline && !complete(c, r, now, listening_since))
         return 0;
     long ev = ms_resync_rebuild(c, shard, r->reports, r->n_reports);
     ms_info("shard %u (epoch %llu) rebuilt from %zu reports of %zu gateways: %ld topology "

@@ -1,506 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The one place a shard's requests are handled: join, leave, and routed client messages. */
-#include <openssl/rand.h>
-#include <stdio.h>
-#include <stdlib.h>
+/* The one place a shard's requests are handled: join and leave go to member.c; signals,
+ * position and RTT reports are handled here; the rest goes to the messaging modules. */
 #include <string.h>
 
-#include "intern.h"
 #include "internal.h"
 #include "log.h"
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
-
-static int peer_id_valid(const char *id)
-{
-    size_t n = strlen(id);
-    if (n == 0 || n > 128)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = id[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '.' || ch == '_' || ch == ':' || ch == '@' || ch == '-'))
-            return 0;
-    }
-    return 1;
-}
-
-static int ns_name_valid(const char *ns)
-{
-    size_t n = strlen(ns);
-    if (n == 0 || n > 128)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)ns[i];
-        /* '.', '*' and '>' would break NATS subjects and URLs; control bytes are never names. */
-        if (ch < 0x21 || ch == '*' || ch == '>' || ch == '/' || ch == 0x7f)
-            return 0;
-    }
-    return 1;
-}
-
-static void generate_id(ms_ns_t *ns, char *out, size_t cap)
-{
-    for (int attempt = 0; attempt < 16; attempt++) {
-        unsigned char r[6];
-        if (RAND_bytes(r, sizeof(r)) != 1)
-            memset(r, attempt, sizeof(r));
-        snprintf(out, cap, "p-%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5]);
-        if (!ms_ns_member(ns, out))
-            return;
-    }
-}
-
-static void send_welcome(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const char *client_id)
-{
-    Meshsig__V1__Welcome w = MESHSIG__V1__WELCOME__INIT;
-    w.peer_id = m->id;
-    w.gateway_id = (char *)m->gateway; /* protobuf-c fields are not const */
-    w.namespace_ = ns->name;
-    w.topology = ns->policy.topology;
-    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-    sm.id = (char *)client_id;
-    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_WELCOME;
-    sm.welcome = &w;
-    ms_outbox_deliver(c, ns->shard, m->gateway, m->session, m->id, &sm, 0);
-}
-
-typedef struct {
-    ms_topo_diff_t *diff;
-    ms_peer_t who;
-    ms_err_t err;
-} edge_pick_t;
-
-static void pick_edge(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud)
-{
-    edge_pick_t *ep = ud;
-    if ((a == ep->who || b == ep->who) && ep->err == MS_OK)
-        ep->err = ms_topo_diff_connect(ep->diff, a, b, kind);
-}
-
-/* The "replace" duplicate-id policy: the new session takes the peer's place,
- * rooms, services and edges; the old one is told REPLACED and closed. Its
- * neighbours get a disconnect and a connect for the peer, because their
- * WebRTC connections went to the old client and must be made again. */
-#define CLOSE_REPLACED 4001
-
-/* Tells m's current session it lost the peer id, and closes it (4001). */
-static void send_replaced(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const char *why)
-{
-    Meshsig__V1__Error e = MESHSIG__V1__ERROR__INIT;
-    e.code = ERR(REPLACED);
-    e.message = (char *)why;
-    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR;
-    sm.error = &e;
-    ms_outbox_deliver(c, ns->shard, m->gateway, m->session, m->id, &sm, CLOSE_REPLACED);
-}
-
-static void replace_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
-                            const Meshsig__Bus__ShardRequest *req, const char *cid)
-{
-    const char *gw = ms_intern(req->gateway_id);
-    if (!gw) {
-        ms_send_error(c, ns->shard, req->gateway_id, req->session, cid, ERR(INTERNAL),
-                      "out of memory");
-        return;
-    }
-    send_replaced(c, ns, m, "another session took this peer id");
-    ms_intern_release(m->gateway);
-    m->gateway = gw;
-    m->session = req->session;
-    send_welcome(c, ns, m, cid);
-    /* Re-announce every edge of m: the neighbours drop the old connection
-     * (disconnect), then both ends connect afresh. */
-    edge_pick_t ep = {.diff = &c->diff, .who = m->handle, .err = MS_OK};
-    ms_topo_diff_clear(&c->diff);
-    ns->engine->ops->edges(ns->engine, pick_edge, &ep);
-    for (size_t i = 0; i < c->diff.n_connect; i++) {
-        const ms_edge_t *ed = &c->diff.connect[i];
-        ms_peer_t other = ed->a == m->handle ? ed->b : ed->a;
-        if (other < ns->n_handles && ns->by_handle[other]) {
-            Meshsig__V1__Disconnect d = MESHSIG__V1__DISCONNECT__INIT;
-            d.peer = m->id;
-            Meshsig__V1__Topology t = MESHSIG__V1__TOPOLOGY__INIT;
-            t.event_case = MESHSIG__V1__TOPOLOGY__EVENT_DISCONNECT;
-            t.disconnect = &d;
-            Meshsig__V1__ServerMessage dm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-            dm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_TOPOLOGY;
-            dm.topology = &t;
-            ms_deliver(c, ns, ns->by_handle[other], &dm);
-        }
-    }
-    ms_ns_apply_diff(c, ns, &c->diff, NULL, NULL, 0);
-    ms_info("%s/%s replaced by a session on %s", ns->name, m->id, gw);
-}
-
-static void waiter_free(ms_waiter_t *w)
-{
-    free(w->id);
-    free(w->gateway);
-    free(w->client_id);
-    free(w->hello);
-    free(w);
-}
-
-/* Tells every waiter its place in line (1 = next). */
-static void announce_waiting(ms_coord_t *c, ms_ns_t *ns)
-{
-    uint32_t pos = 1;
-    for (ms_waiter_t *w = ns->waiting; w; w = w->next, pos++) {
-        Meshsig__V1__Waiting wt = MESHSIG__V1__WAITING__INIT;
-        wt.position = pos;
-        Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-        sm.id = w->client_id;
-        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_WAITING;
-        sm.waiting = &wt;
-        ms_outbox_deliver(c, ns->shard, w->gateway, w->session, NULL, &sm, 0);
-    }
-}
-
-static void enqueue_waiter(ms_coord_t *c, ms_ns_t *ns, const Meshsig__Bus__ShardRequest *req)
-{
-    for (ms_waiter_t *w = ns->waiting; w; w = w->next) {
-        if (!strcmp(w->gateway, req->gateway_id) && w->session == req->session)
-            return; /* a retried join: already in line */
-        if (*req->join->peer_id && !strcmp(w->id, req->join->peer_id)) {
-            ms_send_error(c, ns->shard, req->gateway_id, req->session, req->client_id,
-                          ERR(ID_TAKEN), "peer id %s is already waiting in %s", w->id, ns->name);
-            return;
-        }
-    }
-    ms_waiter_t *w = calloc(1, sizeof(*w));
-    if (!w || !(w->id = strdup(req->join->peer_id)) || !(w->gateway = strdup(req->gateway_id)) ||
-        !(w->client_id = strdup(req->client_id)))
-        goto nomem;
-    w->session = req->session;
-    if (req->join->hello) {
-        w->hello_len = meshsig__v1__hello__get_packed_size(req->join->hello);
-        if (!(w->hello = malloc(w->hello_len ? w->hello_len : 1)))
-            goto nomem;
-        meshsig__v1__hello__pack(req->join->hello, w->hello);
-    }
-    if (ns->waiting_tail)
-        ns->waiting_tail->next = w;
-    else
-        ns->waiting = w;
-    ns->waiting_tail = w;
-    ns->n_waiting++;
-    announce_waiting(c, ns);
-    return;
-nomem:
-    if (w)
-        waiter_free(w);
-    ms_send_error(c, ns->shard, req->gateway_id, req->session, req->client_id, ERR(INTERNAL),
-                  "out of memory");
-}
-
-static void handle_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req);
-
-/* Sends m's session a connect for each of its current edges (a snapshot after resume). */
-static void send_edges_to(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
-{
-    edge_pick_t ep = {.diff = &c->diff, .who = m->handle, .err = MS_OK};
-    ms_topo_diff_clear(&c->diff);
-    ns->engine->ops->edges(ns->engine, pick_edge, &ep);
-    for (size_t i = 0; i < c->diff.n_connect; i++) {
-        const ms_edge_t *e = &c->diff.connect[i];
-        ms_peer_t other = e->a == m->handle ? e->b : e->a;
-        if (other >= ns->n_handles || !ns->by_handle[other])
-            continue;
-        ms_member_t *o = ns->by_handle[other];
-        Meshsig__V1__Role role = MESHSIG__V1__ROLE__PEER;
-        if (e->kind == MS_EDGE_TREE)
-            role = e->a == m->handle ? MESHSIG__V1__ROLE__CHILD : MESHSIG__V1__ROLE__PARENT;
-        Meshsig__V1__Connect cn = MESHSIG__V1__CONNECT__INIT;
-        cn.peer = o->id;
-        cn.initiator = strcmp(m->id, o->id) < 0;
-        cn.role = role;
-        Meshsig__V1__Topology t = MESHSIG__V1__TOPOLOGY__INIT;
-        t.event_case = MESHSIG__V1__TOPOLOGY__EVENT_CONNECT;
-        t.connect = &cn;
-        Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_TOPOLOGY;
-        sm.topology = &t;
-        ms_deliver(c, ns, m, &sm);
-    }
-}
-
-/* A peer comes back through another session with a valid resume token: it
- * keeps its id, edges, rooms and services; its neighbours see nothing. Its
- * new session gets the welcome and a connect per current edge, which a
- * client that still holds those WebRTC connections simply keeps. */
-static void resume_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
-                           const Meshsig__Bus__ShardRequest *req, const char *cid)
-{
-    const char *gw = ms_intern(req->gateway_id);
-    if (!gw) {
-        ms_send_error(c, ns->shard, req->gateway_id, req->session, cid, ERR(INTERNAL),
-                      "out of memory");
-        return;
-    }
-    if (!m->detached_ms) {
-        /* The old session may still be open (a half-dead connection): end it. */
-        send_replaced(c, ns, m, "this peer resumed on another connection");
-    }
-    ms_intern_release(m->gateway);
-    m->gateway = gw;
-    m->session = req->session;
-    if (m->detached_ms)
-        c->n_detached--;
-    m->detached_ms = 0;
-    ms_gw_seen(c, gw);
-    send_welcome(c, ns, m, cid);
-    send_edges_to(c, ns, m);
-    ms_info("%s/%s resumed on %s", ns->name, m->id, gw);
-}
-
-/* A place freed: admit waiters in order while the engine takes them. */
-static void admit_waiting(ms_coord_t *c, ms_ns_t *ns)
-{
-    while (ns->waiting &&
-           (!ns->policy.params.cap || ns->engine->ops->count(ns->engine) < ns->policy.params.cap)) {
-        ms_waiter_t *w = ns->waiting;
-        ns->waiting = w->next;
-        if (!ns->waiting)
-            ns->waiting_tail = NULL;
-        ns->n_waiting--;
-        Meshsig__V1__Hello *hello =
-            w->hello ? meshsig__v1__hello__unpack(NULL, w->hello_len, w->hello) : NULL;
-        Meshsig__Bus__Join j = MESHSIG__BUS__JOIN__INIT;
-        j.peer_id = w->id;
-        j.hello = hello;
-        Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
-        req.gateway_id = w->gateway;
-        req.session = w->session;
-        req.namespace_ = ns->name;
-        req.client_id = w->client_id;
-        req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_JOIN;
-        req.join = &j;
-        handle_join(c, ns->shard, &req);
-        if (hello)
-            meshsig__v1__hello__free_unpacked(hello, NULL);
-        waiter_free(w);
-    }
-    if (ns->waiting)
-        announce_waiting(c, ns);
-}
-
-/* A waiting session left or closed. */
-static int remove_waiter(ms_coord_t *c, ms_ns_t *ns, const char *gateway, uint64_t session)
-{
-    ms_waiter_t **pp = &ns->waiting, *prev = NULL;
-    for (ms_waiter_t *w = ns->waiting; w; prev = w, pp = &w->next, w = w->next) {
-        if (strcmp(w->gateway, gateway) || w->session != session)
-            continue;
-        *pp = w->next;
-        if (ns->waiting_tail == w)
-            ns->waiting_tail = prev;
-        ns->n_waiting--;
-        waiter_free(w);
-        announce_waiting(c, ns);
-        return 1;
-    }
-    return 0;
-}
-
-void ms_ns_waiting_cleanup(ms_ns_t *ns)
-{
-    while (ns->waiting) {
-        ms_waiter_t *w = ns->waiting;
-        ns->waiting = w->next;
-        waiter_free(w);
-    }
-    ns->waiting_tail = NULL;
-    ns->n_waiting = 0;
-}
-
-static void handle_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)
-{
-    const Meshsig__Bus__Join *j = req->join;
-    const Meshsig__V1__Hello *hello = j->hello;
-    const char *cid = req->client_id;
-    ms_member_t *m = NULL;
-    ms_ns_t *ns = NULL;
-    char idbuf[64];
-    const char *id = j->peer_id;
-
-    if (!ns_name_valid(req->namespace_)) {
-        ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(BAD_REQUEST),
-                      "namespace must be 1 to 128 printable characters without '*', '>' or '/'");
-        return;
-    }
-    if (ms_bus_shard_of(req->namespace_, (uint32_t)c->cfg->shards) != shard) {
-        ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(BAD_REQUEST),
-                      "namespace %s does not belong to shard %u", req->namespace_, shard);
-        return;
-    }
-    if (ms_ns_get(c, req->namespace_, &ns) != MS_OK) {
-        ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(INTERNAL),
-                      "cannot create namespace");
-        return;
-    }
-    if (!*id) {
-        generate_id(ns, idbuf, sizeof(idbuf));
-        id = idbuf;
-    } else if (!peer_id_valid(id)) {
-        ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(BAD_REQUEST),
-                      "peer id must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -");
-        goto done;
-    }
-    ms_member_t *old = ms_ns_member(ns, id);
-    if (old && j->resume &&
-        (strcmp(old->gateway, req->gateway_id) || old->session != req->session)) {
-        resume_session(c, ns, old, req, cid);
-        return;
-    }
-    if (old) {
-        if (!strcmp(old->gateway, req->gateway_id) && old->session == req->session) {
-            /* A retried join: answer again, change nothing. */
-            send_welcome(c, ns, old, cid);
-            return;
-        }
-        if (ns->policy.id_replace) {
-            replace_session(c, ns, old, req, cid);
-            return;
-        }
-        ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(ID_TAKEN),
-                      "peer id %s is taken in namespace %s", id, ns->name);
-        goto done;
-    }
-
-    m = calloc(1, sizeof(*m));
-    if (!m || !(m->id = strdup(id)) || !(m->gateway = ms_intern(req->gateway_id)))
-        goto nomem;
-    m->session = req->session;
-    if (hello && hello->position)
-        m->client_pos = ms_ns_position_dup(hello->position);
-    if (hello && hello->metadata) {
-        m->metadata_len = meshsig__v1__struct__get_packed_size(hello->metadata);
-        if (m->metadata_len > 4096) {
-            ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(TOO_LARGE),
-                          "metadata is over 4096 bytes");
-            goto done;
-        }
-        if (!(m->metadata = malloc(m->metadata_len)))
-            goto nomem;
-        meshsig__v1__struct__pack(hello->metadata, m->metadata);
-    }
-    if ((ns->policy.positioning == MS_POS_CLIENT || ns->policy.positioning == MS_POS_GEO) &&
-        (!hello || !hello->position) && !strcmp(ns->policy.topology, "delaunay")) {
-        ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(BAD_REQUEST),
-                      "namespace %s places peers by client position: hello.position %s "
-                      "is required",
-                      ns->name, ns->policy.positioning == MS_POS_GEO ? "{lat, lon}" : "{x, y}");
-        goto done;
-    }
-    m->pos = ms_ns_position(ns, m->id, m->client_pos);
-    if (ms_ns_policy_network(ns)) {
-        /* Network mode starts every peer at the origin of its coordinate. */
-        m->pos = ms_member_network_origin(m);
-    }
-    if (ms_ns_alloc_handle(ns, m) != MS_OK)
-        goto nomem;
-    ms_topo_diff_clear(&c->diff);
-    ms_err_t err = ns->engine->ops->join(ns->engine, m->handle, m->pos, &c->diff);
-    if (err != MS_OK) {
-        ms_ns_free_handle(ns, m);
-        if (err == MS_ERR_FULL && ns->policy.overflow_wait) {
-            enqueue_waiter(c, ns, req);
-            goto done;
-        }
-        if (err == MS_ERR_FULL)
-            ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(NAMESPACE_FULL),
-                          "namespace %s is full (%u peers)", ns->name, ns->policy.params.cap);
-        else
-            ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(INTERNAL),
-                          "topology join failed: %s", ms_err_str(err));
-        goto done;
-    }
-    HASH_ADD_KEYPTR(hh, ns->members, m->id, strlen(m->id), m);
-    ms_gw_seen(c, m->gateway);
-    c->n_joins++;
-    send_welcome(c, ns, m, cid);
-    ms_ns_apply_diff(c, ns, &c->diff, m, hello ? hello->offers : NULL, hello ? hello->n_offers : 0);
-    ms_msg_member_joined(c, ns, m);
-    ms_debug("join %s/%s via %s session %llu", ns->name, m->id, m->gateway,
-             (unsigned long long)m->session);
-    return;
-nomem:
-    ms_send_error(c, shard, req->gateway_id, req->session, cid, ERR(INTERNAL), "out of memory");
-done:
-    ms_member_free(m);
-    if (ns && !ns->members && !ns->waiting)
-        ms_ns_destroy(c, ns);
-}
-
-static void send_peer_left(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *peer,
-                           const char *reason)
-{
-    Meshsig__V1__PeerLeft pl = MESHSIG__V1__PEER_LEFT__INIT;
-    pl.peer = (char *)peer;
-    pl.reason = (char *)reason;
-    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_PEER_LEFT;
-    sm.peer_left = &pl;
-    ms_outbox_deliver(c, ns->shard, to->gateway, to->session, to->id, &sm, 0);
-}
-
-/* Removes m from ns: topology repair events to the others, peerLeft to its former neighbours. */
-void ms_member_leave(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *reason)
-{
-    if (m->detached_ms)
-        c->n_detached--;
-    ms_msg_member_gone(c, ns, m);
-    ms_topo_diff_clear(&c->diff);
-    ms_err_t err = ns->engine->ops->leave(ns->engine, m->handle, &c->diff);
-    if (err != MS_OK)
-        ms_error("topology leave of %s/%s failed: %s", ns->name, m->id, ms_err_str(err));
-    /* Edges of the departed peer: its neighbours get disconnect + peerLeft. */
-    for (size_t i = 0; i < c->diff.n_disconnect; i++) {
-        const ms_edge_t *e = &c->diff.disconnect[i];
-        ms_peer_t other = e->a == m->handle ? e->b : e->b == m->handle ? e->a : MS_PEER_NONE;
-        if (other == MS_PEER_NONE || other >= ns->n_handles || !ns->by_handle[other])
-            continue;
-        ms_member_t *o = ns->by_handle[other];
-        Meshsig__V1__Disconnect d = MESHSIG__V1__DISCONNECT__INIT;
-        d.peer = m->id;
-        Meshsig__V1__Topology t = MESHSIG__V1__TOPOLOGY__INIT;
-        t.event_case = MESHSIG__V1__TOPOLOGY__EVENT_DISCONNECT;
-        t.disconnect = &d;
-        Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_TOPOLOGY;
-        sm.topology = &t;
-        ms_outbox_deliver(c, ns->shard, o->gateway, o->session, o->id, &sm, 0);
-        send_peer_left(c, ns, o, m->id, reason);
-    }
-    /* The rest of the diff (repair edges between the others) goes out as usual;
-     * the departed peer is no longer resolvable, so its own edges are skipped. */
-    ms_ns_free_handle(ns, m);
-    ms_ns_apply_diff(c, ns, &c->diff, NULL, NULL, 0);
-    HASH_DEL(ns->members, m);
-    c->n_leaves++;
-    ms_debug("leave %s/%s (%s)", ns->name, m->id, reason);
-    ms_member_free(m);
-    admit_waiting(c, ns);
-    if (!ns->members && !ns->waiting)
-        ms_ns_destroy(c, ns);
-}
-
-static void handle_leave(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)
-{
-    ms_ns_t *ns = ms_ns_find(c, req->namespace_);
-    if (ns && remove_waiter(c, ns, req->gateway_id, req->session)) {
-        if (!ns->members && !ns->waiting)
-            ms_ns_destroy(c, ns);
-        return;
-    }
-    ms_member_t *m = ns ? ms_ns_member(ns, req->peer_id) : NULL;
-    /* Only the session that holds the id may end it: a stale leave is ignored. */
-    if (!m || strcmp(m->gateway, req->gateway_id) || m->session != req->session)
-        return;
-    ms_member_leave(c, ns, m, req->leave && *req->leave->reason ? req->leave->reason : "left");
-}
 
 /* The sender of a routed message, or NULL after answering with an error. */
 static ms_member_t *sender(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req,
@@ -509,8 +15,8 @@ static ms_member_t *sender(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sh
     ms_ns_t *ns = ms_ns_find(c, req->namespace_);
     ms_member_t *m = ns ? ms_ns_member(ns, req->peer_id) : NULL;
     if (!m || strcmp(m->gateway, req->gateway_id) || m->session != req->session) {
-        ms_send_error(c, shard, req->gateway_id, req->session, req->client_id, ERR(NOT_JOINED),
-                      "this session has not joined %s", req->namespace_);
+        ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, req->client_id,
+                        ERR(NOT_JOINED), "this session has not joined %s", req->namespace_);
         return NULL;
     }
     *ns_out = ns;
@@ -526,14 +32,14 @@ static void handle_signal(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sha
         return;
     ms_member_t *to = ms_ns_member(ns, sig->to);
     if (!to) {
-        ms_send_error(c, shard, req->gateway_id, req->session, req->client_id, ERR(PEER_NOT_FOUND),
-                      "%s is not in namespace %s", sig->to, ns->name);
+        ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, req->client_id,
+                        ERR(PEER_NOT_FOUND), "%s is not in namespace %s", sig->to, ns->name);
         return;
     }
     if (!ns->policy.signal_any &&
         !ns->engine->ops->adjacent(ns->engine, from->handle, to->handle)) {
-        ms_send_error(c, shard, req->gateway_id, req->session, req->client_id, ERR(NOT_NEIGHBOUR),
-                      "%s is not a neighbour of %s", to->id, from->id);
+        ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, req->client_id,
+                        ERR(NOT_NEIGHBOUR), "%s is not a neighbour of %s", to->id, from->id);
         return;
     }
     /* `from` is ours, never the client's. */
@@ -543,8 +49,8 @@ static void handle_signal(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sha
     Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
     sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL;
     sm.signal = &out;
-    c->n_signals++;
-    ms_outbox_deliver(c, shard, to->gateway, to->session, to->id, &sm, 0);
+    c->route.n_signals++;
+    ms_outbox_deliver(&c->outbox, shard, to->gateway, to->session, to->id, &sm, 0);
 }
 
 static void handle_position(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid,
@@ -564,10 +70,10 @@ static void handle_position(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const ch
         meshsig__v1__position__free_unpacked(m->client_pos, NULL);
     m->client_pos = copy;
     ms_topo_pos_t np = ms_ns_position(ns, m->id, m->client_pos);
-    ms_topo_diff_clear(&c->diff);
+    ms_topo_diff_t *diff = ms_ns_diff(c);
     ms_err_t err = MS_OK;
     if (ns->engine->ops->move) {
-        err = ns->engine->ops->move(ns->engine, m->handle, np, &c->diff);
+        err = ns->engine->ops->move(ns->engine, m->handle, np, diff);
     } else {
         /* Position does not matter to this engine: nothing moves. */
     }
@@ -576,7 +82,7 @@ static void handle_position(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const ch
         return;
     }
     m->pos = np;
-    ms_ns_apply_diff(c, ns, &c->diff, NULL, NULL, 0);
+    ms_ns_apply_diff(c, ns, diff, NULL, NULL, 0);
     ms_send_ok(c, ns, m, cid);
 }
 
@@ -610,11 +116,11 @@ static void handle_rtt(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *c
     if (ms_ns_policy_network(ns) && ns->engine->ops->move &&
         ms_vivaldi_drifted(mv, VIVALDI_MOVE_MS)) {
         ms_topo_pos_t np = ms_vivaldi_position(mv, m->pos.key);
-        ms_topo_diff_clear(&c->diff);
-        if (ns->engine->ops->move(ns->engine, m->handle, np, &c->diff) == MS_OK) {
+        ms_topo_diff_t *diff = ms_ns_diff(c);
+        if (ns->engine->ops->move(ns->engine, m->handle, np, diff) == MS_OK) {
             m->pos = np;
             ms_vivaldi_mark_placed(mv);
-            ms_ns_apply_diff(c, ns, &c->diff, NULL, NULL, 0);
+            ms_ns_apply_diff(c, ns, diff, NULL, NULL, 0);
         }
     }
     if (*cid)
@@ -645,27 +151,45 @@ static void handle_client(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sha
     }
 }
 
+void ms_shard_count_bad(ms_coord_t *c)
+{
+    c->route.n_bad_requests++;
+}
+
+void ms_shard_handle_raw(ms_coord_t *c, uint32_t shard, const uint8_t *data, size_t len)
+{
+    Meshsig__Bus__ShardRequest *req = meshsig__bus__shard_request__unpack(NULL, len, data);
+    if (!req) {
+        c->route.n_bad_requests++;
+        ms_warn("undecodable request for shard %u", shard);
+        return;
+    }
+    ms_shard_handle(c, shard, req);
+    meshsig__bus__shard_request__free_unpacked(req, NULL);
+}
+
 void ms_shard_handle(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)
 {
-    c->n_requests++;
-    c->origin_us = req->received_us;
+    c->route.n_requests++;
+    ms_outbox_set_origin(&c->outbox, req->received_us);
     if (!*req->gateway_id || !*req->namespace_) {
-        c->n_bad_requests++;
+        c->route.n_bad_requests++;
+        ms_outbox_set_origin(&c->outbox, 0);
         return; /* nobody to answer */
     }
     switch (req->op_case) {
     case MESHSIG__BUS__SHARD_REQUEST__OP_JOIN:
-        handle_join(c, shard, req);
+        ms_member_join(c, shard, req);
         break;
     case MESHSIG__BUS__SHARD_REQUEST__OP_LEAVE:
-        handle_leave(c, shard, req);
+        ms_member_leave_request(c, req);
         break;
     case MESHSIG__BUS__SHARD_REQUEST__OP_CLIENT:
         handle_client(c, shard, req);
         break;
     default:
-        c->n_bad_requests++;
+        c->route.n_bad_requests++;
         break;
     }
-    c->origin_us = 0; /* timers and admin calls cause deliveries of their own */
+    ms_outbox_set_origin(&c->outbox, 0); /* timers and admin calls cause deliveries of their own */
 }

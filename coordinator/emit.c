@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Direct emit between two peers, with an optional ack, and persistent emits kept (offline.c)
+ * for a peer that is absent until it joins. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "auth.h"
+#include "internal.h"
+
+#define ERR(code) MESHSIG__V1__ERROR_CODE__##code
+
+static void ack_key(char *buf, size_t cap, const char *sender, const char *ack_id)
+{
+    snprintf(buf, cap, "%s\x1f%s", sender, ack_id);
+}
+
+/* An emit for an absent peer, kept until it joins; the sender gets ok. */
+static void store_persistent(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
+                             Meshsig__V1__Emit *em)
+{
+    if (!ms_auth_peer_id_valid(em->to)) {
+        ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST), "emit.to is not a valid peer id");
+        return;
+    }
+    unsigned char r[8];
+    char msg_id[40];
+    if (RAND_bytes(r, sizeof(r)) != 1) {
+        ms_member_error(c, ns, from, cid, ERR(INTERNAL), "no randomness for a message id");
+        return;
+    }
+    snprintf(msg_id, sizeof(msg_id), "%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3],
+             r[4], r[5], r[6], r[7]);
+    Meshsig__V1__Emit out = MESHSIG__V1__EMIT__INIT;
+    out.to = em->to;
+    out.from = from->id;
+    out.event = em->event;
+    out.data = em->data;
+    out.persistent = 1;
+    out.msg_id = msg_id;
+    if (ms_offline_store(c->offline, ns->name, em->to, &out, 0) != MS_OK) {
+        ms_member_error(c, ns, from, cid, ERR(INTERNAL), "out of memory");
+        return;
+    }
+    c->msg.n_emits++;
+    ms_send_ok(c, ns, from, cid);
+}
+
+/* A peer joined: deliver what was kept for it (offline.c answers through the loop). */
+static void member_joined(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
+{
+    if (c->offline)
+        ms_offline_fetch(c->offline, ns->name, m->id);
+}
+
+void ms_emit_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
+                    Meshsig__V1__Emit *em)
+{
+    ms_member_t *to = ms_ns_member(ns, em->to);
+    if (!to) {
+        if (em->persistent) {
+            store_persistent(c, ns, from, cid, em);
+            return;
+        }
+        ms_member_error(c, ns, from, cid, ERR(PEER_NOT_FOUND), "%s is not in namespace %s", em->to,
+                        ns->name);
+        return;
+    }
+    if (*em->ack_id) {
+        char key[512];
+        ack_key(key, sizeof(key), from->id, em->ack_id);
+        if (ms_pending_find(ns, key)) {
+            ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST),
+                            "ackId %s is already waiting for an ack", em->ack_id);
+            return;
+        }
+        if (!ms_pending_add_ack(c, ns, key, from->id, to->id, em->ack_id,
+                                ms_pending_timeout(em->timeout_ms))) {
+            ms_member_error(c, ns, from, cid, ERR(RATE_LIMITED), "too many pending acks");
+            return;
+        }
+    }
+    Meshsig__V1__Emit out = MESHSIG__V1__EMIT__INIT;
+    out.from = from->id;
+    out.event = em->event;
+    out.data = em->data;
+    out.ack_id = em->ack_id;
+    out.msg_id = em->msg_id;
+    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_EMIT;
+    sm.emit = &out;
+    c->msg.n_emits++;
+    ms_deliver(c, ns, to, &sm);
+}
+
+void ms_emit_ack(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
+                 Meshsig__V1__Ack *ack)
+{
+    char key[512];
+    ack_key(key, sizeof(key), ack->to, ack->ack_id);
+    ms_pending_t *p = ms_pending_find(ns, key);
+    if (!p || p->kind != MS_PENDING_ACK || strcmp(p->to, from->id)) {
+        ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST),
+                        "no emit from %s with ackId %s is waiting for you (it may have timed out)",
+                        ack->to, ack->ack_id);
+        return;
+    }
+    ms_member_t *sender = ms_ns_member(ns, p->from);
+    if (sender) {
+        Meshsig__V1__Ack out = MESHSIG__V1__ACK__INIT;
+        out.ack_id = p->orig_id;
+        out.from = from->id;
+        out.data = ack->data;
+        out.error = ack->error;
+        Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_ACK;
+        sm.ack = &out;
+        c->msg.n_acks++;
+        ms_deliver(c, ns, sender, &sm);
+    }
+    ms_pending_done(ns, p);
+}
+
+static void deliver_offline(const char *name, const char *peer, const Meshsig__V1__Emit *emit,
+                            void *ud)
+{
+    ms_coord_t *c = ud;
+    ms_ns_t *ns = ms_ns_find(c, name);
+    ms_member_t *m = ns ? ms_ns_member(ns, peer) : NULL;
+    if (!m) {
+        /* Gone again before delivery: keep it for the next join. */
+        ms_offline_store(c->offline, name, peer, emit, 1);
+        return;
+    }
+    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_EMIT;
+    sm.emit = (Meshsig__V1__Emit *)emit;
+    ms_deliver(c, ns, m, &sm);
+}
+
+void ms_emit_offline_drain(ms_coord_t *c)
+{
+    ms_offline_drain(c->offline, deliver_offline, c);
+}
+
+const ms_ns_hooks_t ms_emit_hooks = {.name = "emit", .member_joined = member_joined};

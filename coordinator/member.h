@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The member lifecycle: join (resume, replace, the waiting line), leave, and the resume grace
+ * period of peers whose gateway went silent. Loop thread only. */
+#ifndef MS_COORD_MEMBER_H
+#define MS_COORD_MEMBER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bus.pb-c.h"
+#include "namespace.h"
+
+typedef struct {
+    size_t n_detached; /* peers waiting out a resume grace period */
+    uint64_t next_liveness_ms;
+    uint64_t n_joins, n_leaves;
+} ms_members_t;
+
+/* A join request for shard (checked to be the namespace's shard). */
+void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req);
+/* A leave request: only the session holding the id may end it. */
+void ms_member_leave_request(ms_coord_t *c, const Meshsig__Bus__ShardRequest *req);
+/* Removes m from ns: repair events to the others, peerLeft to its former neighbours; frees m,
+ * admits a waiting join, and destroys ns when it empties. */
+void ms_member_leave(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *reason);
+/* Detaches the peers of gateways gone silent; peers whose grace ran out leave. */
+void ms_member_liveness(ms_coord_t *c, uint64_t now_ms);
+/* The namespace's waiting line (ns->waiting). */
+extern const ms_ns_hooks_t ms_member_hooks;
+
+#endif

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Peer messaging inside a namespace: the client requests that are not signals, routed to the
+ * module that owns each (emit.c, room.c, service.c, topic.c, stream.c; pending.c keeps what
+ * waits for an answer).
+ *
+ * Everything runs on the coordinator's loop for the namespace's owner, so the
+ * state needs no locks. Ids chosen by clients are never trusted across peers:
+ * a service call is forwarded under a server-made id, an ack is matched on
+ * (sender, ackId) and checked against the peer that received the emit, and a
+ * stream is named "<opener>/<streamId>" towards its receiver.
+ */
+#ifndef MS_COORD_MESSAGING_H
+#define MS_COORD_MESSAGING_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "client.pb-c.h"
+#include "namespace.h"
+
+#define MS_MSG_MAX_NAME 128 /* room, service and stream names */
+
+/* Counters (not on /metrics yet); each module writes only its own field. */
+typedef struct {
+    uint64_t n_emits, n_acks; /* emit.c */
+    uint64_t n_room_emits;    /* room.c */
+    uint64_t n_calls;         /* service.c */
+    uint64_t n_publishes;     /* topic.c */
+    uint64_t n_stream_bytes;  /* stream.c */
+} ms_msg_stats_t;
+
+/* Routes a client request of member `from` (any but signal, position, rtt). */
+void ms_msg_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *client_id,
+                   Meshsig__V1__ClientMessage *cm);
+
+static inline int ms_msg_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 0 && n <= MS_MSG_MAX_NAME;
+}
+
+/* The modules: each handles its requests and keeps its state through its hooks. */
+void ms_emit_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
+                    Meshsig__V1__Emit *em);
+/* Delivers the persistent emits offline.c fetched for peers that joined. */
+void ms_emit_offline_drain(ms_coord_t *c);
+void ms_emit_ack(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
+                 Meshsig__V1__Ack *ack);
+void ms_room_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
+                    Meshsig__V1__Room *room);
+void ms_service_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
+                       Meshsig__V1__Service *svc);
+void ms_topic_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
+                     Meshsig__V1__Topic *t);
+void ms_stream_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
+                      Meshsig__V1__Stream *st);
+extern const ms_ns_hooks_t ms_emit_hooks, ms_room_hooks, ms_service_hooks, ms_topic_hooks,
+    ms_pending_hooks, ms_stream_hooks;
+
+/* room.c: how many members room `name` has (0 when there is no such room). */
+size_t ms_room_size(const ms_ns_t *ns, const char *name);
+
+#endif

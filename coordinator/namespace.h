@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Namespaces: members and their dense peer handles, the engine and policy, diffs sent as events.
+ *
+ * The registry (ms_ns_reg_t, in struct ms_coord) holds this coordinator's
+ * namespaces and the policies set through the admin API. A namespace's
+ * messaging state (rooms, services, topics, waiting requests, streams) and
+ * its queue of waiting joins belong to the modules named next to their
+ * fields: namespace.c never looks inside them. It calls each module's hooks
+ * (ms_ns_hooks_t, listed once in coordinator.c) when a namespace goes away,
+ * a member joins or leaves, or a takeover restores a member.
+ * Loop thread only.
+ */
+#ifndef MS_COORD_NAMESPACE_H
+#define MS_COORD_NAMESPACE_H
+
+#include <stdint.h>
+
+#include "bus.pb-c.h"
+#include "client.pb-c.h"
+#include "policy.h"
+#include "table.h"
+#include "topology.h"
+#include "vivaldi.h"
+
+typedef struct ms_coord ms_coord_t;
+
+/* A peer in a namespace. */
+typedef struct ms_member {
+    char *id;
+    ms_peer_t handle;
+    const char *gateway; /* gateway id (ms_intern: one copy per gateway) */
+    uint64_t session;    /* the gateway's session id */
+    ms_topo_pos_t pos;
+    Meshsig__V1__Position *client_pos; /* as the client gave it (owned), or NULL */
+    uint8_t *metadata;                 /* packed meshsig.v1.Struct handed to neighbours, or NULL */
+    size_t metadata_len;
+    uint64_t detached_ms; /* its gateway died at this time; 0 while attached (member.c) */
+    /* Network coordinate from reported RTTs (ms_member_viv). NULL until the
+     * first report that involves this peer: until then it is the fresh
+     * coordinate ms_vivaldi_init(pos.key) gives, at the origin. */
+    ms_vivaldi_t *viv;
+    UT_hash_handle hh; /* by id */
+} ms_member_t;
+
+typedef struct ms_ns {
+    char *name;
+    uint32_t shard;
+    ms_policy_t policy;
+    ms_topo_t *engine;
+    ms_member_t *members; /* uthash by id */
+    ms_member_t **by_handle;
+    size_t n_handles;       /* slots in by_handle */
+    uint32_t *free_handles; /* min-heap */
+    size_t n_free, cap_free;
+    uint32_t next_handle;
+    uint64_t next_tick_ms; /* engines with periodic work (spray shuffles) */
+    /* Owned by the module named; NULL until it is first used here. */
+    struct ms_waiter *waiting, *waiting_tail; /* member.c: joins waiting for a place */
+    size_t n_waiting;                         /* member.c */
+    struct ms_room *rooms;                    /* room.c */
+    struct ms_service *services;              /* service.c */
+    struct ms_topics *topics;                 /* topic.c */
+    struct ms_pendings *pending;              /* pending.c: acks and calls waiting */
+    struct ms_stream *streams;                /* stream.c */
+    UT_hash_handle hh;
+} ms_ns_t;
+
+/* What a module does when its namespace or one of its members changes. Any may be NULL. */
+typedef struct {
+    const char *name;
+    /* The namespace is destroyed: free what the module keeps in it. */
+    void (*cleanup)(ms_ns_t *ns);
+    /* m joined (not when a takeover restores it). */
+    void (*member_joined)(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m);
+    /* m is leaving, still a member: fail what waits on it, drop what it holds. */
+    void (*member_gone)(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m);
+    /* Takeover: m is back with what its gateway reported; nobody is told. */
+    ms_err_t (*restore)(ms_ns_t *ns, ms_member_t *m, const Meshsig__Bus__SessionReport *sr);
+} ms_ns_hooks_t;
+
+typedef struct {
+    ms_ns_t *by_name; /* uthash by name */
+    uint32_t n_shards;
+    size_t n_tick;       /* namespaces whose engine has periodic work */
+    ms_topo_diff_t diff; /* scratch: lent by ms_ns_diff to one operation at a time */
+    const ms_ns_hooks_t *const *hooks;
+    size_t n_hooks;
+} ms_ns_reg_t;
+
+/* hooks: borrowed, in the order they run. */
+void ms_ns_reg_init(ms_ns_reg_t *r, uint32_t n_shards, const ms_ns_hooks_t *const *hooks,
+                    size_t n_hooks);
+/* Destroys every namespace. */
+void ms_ns_reg_cleanup(ms_coord_t *c);
+
+/* Read-only iteration over the namespaces (the body may destroy ns). */
+#define MS_NS_FOREACH(c, ns, tmp) HASH_ITER(hh, (c)->ns.by_name, ns, tmp)
+size_t ms_ns_count(ms_coord_t *c);
+
+ms_ns_t *ms_ns_find(ms_coord_t *c, const char *name);
+/* The namespace, created with its stored (or the default) policy when absent. */
+ms_err_t ms_ns_get(ms_coord_t *c, const char *name, ms_ns_t **out);
+void ms_ns_destroy(ms_coord_t *c, ms_ns_t *ns);
+/* Destroys ns when it has neither members nor waiting joins. Returns 1 if it did. */
+int ms_ns_destroy_if_empty(ms_coord_t *c, ms_ns_t *ns);
+void ms_ns_destroy_shard(ms_coord_t *c, uint32_t shard);
+/* The scratch diff, cleared. Valid until the next call. */
+ms_topo_diff_t *ms_ns_diff(ms_coord_t *c);
+
+/* A member record: free with ms_member_free (NULL is ignored). */
+void ms_member_free(ms_member_t *m);
+/* m's network coordinate, created fresh on first use; NULL when out of memory. */
+ms_vivaldi_t *ms_member_viv(ms_member_t *m);
+/* The position of a peer that has no RTT reports yet under network positioning. */
+ms_topo_pos_t ms_member_network_origin(const ms_member_t *m);
+
+ms_member_t *ms_ns_member(ms_ns_t *ns, const char *id);
+/* The member holding handle h, or NULL. */
+ms_member_t *ms_ns_by_handle(const ms_ns_t *ns, ms_peer_t h);
+ms_err_t ms_ns_alloc_handle(ms_ns_t *ns, ms_member_t *m);
+void ms_ns_free_handle(ms_ns_t *ns, ms_member_t *m);
+
+/* Hooks (see ms_ns_hooks_t). restore stops at the first module that fails. */
+void ms_ns_member_joined(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m);
+void ms_ns_member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m);
+ms_err_t ms_ns_restore_member(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
+                              const Meshsig__Bus__SessionReport *sr);
+
+/* Sends the connect/disconnect events of diff to both ends of each edge.
+ * offers: hello.offers of the joining peer `joiner` (may be NULL). */
+void ms_ns_apply_diff(ms_coord_t *c, ms_ns_t *ns, const ms_topo_diff_t *diff,
+                      const ms_member_t *joiner, Meshsig__V1__Value **offers, size_t n_offers);
+/* Runs engines' periodic work that is due and sends its diffs. */
+void ms_ns_tick_all(ms_coord_t *c, uint64_t now_ms);
+
+/* Keeps p as the override of namespace name (policies.c) and applies it if the
+ * namespace exists here (rebuilding its topology and sending the difference). */
+ms_err_t ms_ns_policy_set(ms_coord_t *c, const char *name, const ms_policy_t *p);
+/* After the policy file changed: live namespaces without an override take their new policy. */
+void ms_ns_policies_reapply(ms_coord_t *c);
+static inline int ms_ns_policy_network(const ms_ns_t *ns)
+{
+    return ns->policy.positioning == MS_POS_NETWORK;
+}
+/* A malloc'd copy of a client position, freed like an unpacked message. */
+Meshsig__V1__Position *ms_ns_position_dup(const Meshsig__V1__Position *p);
+/* Position of a peer under the namespace's positioning mode. */
+ms_topo_pos_t ms_ns_position(const ms_ns_t *ns, const char *peer_id,
+                             const Meshsig__V1__Position *given);
+
+/* Delivery to a member: a message, an ok, an error. */
+void ms_deliver(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
+                const Meshsig__V1__ServerMessage *msg);
+void ms_send_ok(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id);
+void ms_member_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id,
+                     Meshsig__V1__ErrorCode code, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+#endif

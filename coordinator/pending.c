@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Requests that wait for an answer (acks and service replies), their deadlines and failures. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define ERR(code) MESHSIG__V1__ERROR_CODE__##code
+#define DEFAULT_TIMEOUT_MS 10000u
+#define MAX_TIMEOUT_MS 120000u
+#define MAX_PENDING_PER_NS 100000u
+
+/* A namespace's waits (ns->pending), allocated with the first one. */
+struct ms_pendings {
+    ms_pending_t *by_key; /* uthash */
+    uint64_t next_call;   /* server-made call ids: "call-<n>" */
+};
+
+uint32_t ms_pending_timeout(uint32_t t)
+{
+    if (t == 0)
+        return DEFAULT_TIMEOUT_MS;
+    return t > MAX_TIMEOUT_MS ? MAX_TIMEOUT_MS : t;
+}
+
+static void pending_free(ms_pending_t *p)
+{
+    free(p->key);
+    free(p->from);
+    free(p->to);
+    free(p->orig_id);
+    free(p);
+}
+
+static struct ms_pendings *pendings(ms_ns_t *ns)
+{
+    if (!ns->pending)
+        ns->pending = calloc(1, sizeof(*ns->pending));
+    return ns->pending;
+}
+
+static ms_pending_t *add(ms_coord_t *c, ms_ns_t *ns, uint8_t kind, const char *key,
+                         const char *from, const char *to, const char *orig, uint32_t timeout_ms)
+{
+    struct ms_pendings *ps = pendings(ns);
+    if (!ps || HASH_COUNT(ps->by_key) >= MAX_PENDING_PER_NS)
+        return NULL;
+    ms_pending_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->kind = kind;
+    p->key = strdup(key);
+    p->from = strdup(from);
+    p->to = strdup(to);
+    p->orig_id = strdup(orig);
+    p->deadline_ms = ms_now_ms() + timeout_ms;
+    if (!p->key || !p->from || !p->to || !p->orig_id) {
+        pending_free(p);
+        return NULL;
+    }
+    HASH_ADD_KEYPTR(hh, ps->by_key, p->key, strlen(p->key), p);
+    if (!c->pending.next_deadline_ms || p->deadline_ms < c->pending.next_deadline_ms)
+        c->pending.next_deadline_ms = p->deadline_ms;
+    return p;
+}
+
+ms_pending_t *ms_pending_add_ack(ms_coord_t *c, ms_ns_t *ns, const char *key, const char *from,
+                                 const char *to, const char *ack_id, uint32_t timeout_ms)
+{
+    return add(c, ns, MS_PENDING_ACK, key, from, to, ack_id, timeout_ms);
+}
+
+ms_pending_t *ms_pending_add_call(ms_coord_t *c, ms_ns_t *ns, const char *from, const char *to,
+                                  const char *call_id, uint32_t timeout_ms)
+{
+    struct ms_pendings *ps = pendings(ns);
+    if (!ps)
+        return NULL;
+    char key[64];
+    snprintf(key, sizeof(key), "call-%llu", (unsigned long long)++ps->next_call);
+    return add(c, ns, MS_PENDING_CALL, key, from, to, call_id, timeout_ms);
+}
+
+ms_pending_t *ms_pending_find(ms_ns_t *ns, const char *key)
+{
+    ms_pending_t *p = NULL;
+    if (ns->pending)
+        HASH_FIND_STR(ns->pending->by_key, key, p);
+    return p;
+}
+
+void ms_pending_done(ms_ns_t *ns, ms_pending_t *p)
+{
+    HASH_DEL(ns->pending->by_key, p);
+    pending_free(p);
+}
+
+/* Tells the waiting side of p that it failed with code. */
+static void pending_fail(ms_coord_t *c, ms_ns_t *ns, ms_pending_t *p, Meshsig__V1__ErrorCode code,
+                         const char *text)
+{
+    ms_member_t *w = ms_ns_member(ns, p->from);
+    if (!w)
+        return;
+    Meshsig__V1__Error e = MESHSIG__V1__ERROR__INIT;
+    e.code = code;
+    e.message = (char *)text;
+    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    if (p->kind == MS_PENDING_ACK) {
+        Meshsig__V1__Ack a = MESHSIG__V1__ACK__INIT;
+        a.ack_id = p->orig_id;
+        a.from = p->to;
+        a.error = &e;
+        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_ACK;
+        sm.ack = &a;
+        ms_deliver(c, ns, w, &sm);
+    } else {
+        Meshsig__V1__ServiceReply r = MESHSIG__V1__SERVICE_REPLY__INIT;
+        r.call_id = p->orig_id;
+        r.error = &e;
+        Meshsig__V1__Service sv = MESHSIG__V1__SERVICE__INIT;
+        sv.op_case = MESHSIG__V1__SERVICE__OP_REPLY;
+        sv.reply = &r;
+        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_SERVICE;
+        sm.service = &sv;
+        ms_deliver(c, ns, w, &sm);
+    }
+}
+
+void ms_pending_tick(ms_coord_t *c, uint64_t now)
+{
+    /* Nothing is due before the earliest deadline: skip the scan. */
+    if (!c->pending.next_deadline_ms || now < c->pending.next_deadline_ms)
+        return;
+    uint64_t next = 0;
+    ms_ns_t *ns, *ntmp;
+    MS_NS_FOREACH(c, ns, ntmp)
+    {
+        if (!ns->pending)
+            continue;
+        ms_pending_t *p, *tmp;
+        HASH_ITER(hh, ns->pending->by_key, p, tmp)
+        {
+            if (p->deadline_ms > now) {
+                if (!next || p->deadline_ms < next)
+                    next = p->deadline_ms;
+                continue;
+            }
+            HASH_DEL(ns->pending->by_key, p);
+            c->pending.n_timeouts++;
+            if (p->kind == MS_PENDING_ACK)
+                pending_fail(c, ns, p, ERR(ACK_TIMEOUT), "no ack in time");
+            else
+                pending_fail(c, ns, p, ERR(TIMEOUT), "no reply in time");
+            pending_free(p);
+        }
+    }
+    c->pending.next_deadline_ms = next;
+}
+
+static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
+{
+    if (!ns->pending)
+        return;
+    ms_pending_t *p, *ptmp;
+    HASH_ITER(hh, ns->pending->by_key, p, ptmp)
+    {
+        int waits_on_m = !strcmp(p->to, m->id), m_waits = !strcmp(p->from, m->id);
+        if (!waits_on_m && !m_waits)
+            continue;
+        HASH_DEL(ns->pending->by_key, p);
+        if (waits_on_m && !m_waits) {
+            if (p->kind == MS_PENDING_ACK)
+                pending_fail(c, ns, p, ERR(PEER_LEFT), "the peer left before it acked");
+            else
+                pending_fail(c, ns, p, ERR(SERVICE_UNAVAILABLE),
+                             "the provider left before it replied");
+        }
+        pending_free(p);
+    }
+}
+
+static void cleanup(ms_ns_t *ns)
+{
+    if (!ns->pending)
+        return;
+    ms_pending_t *p, *ptmp;
+    HASH_ITER(hh, ns->pending->by_key, p, ptmp)
+    {
+        HASH_DEL(ns->pending->by_key, p);
+        pending_free(p);
+    }
+    free(ns->pending);
+    ns->pending = NULL;
+}
+
+const ms_ns_hooks_t ms_pending_hooks = {
+    .name = "pending", .cleanup = cleanup, .member_gone = member_gone};

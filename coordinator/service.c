@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Services: peers register as providers of a name; calls go round robin to a provider and
+ * its reply back to the caller under the caller's call id (pending.c keeps the wait). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define ERR(code) MESHSIG__V1__ERROR_CODE__##code
+
+/* ns->services: a uthash of these by name. A service exists while it has providers. */
+typedef struct ms_service {
+    char *name;
+    struct ms_member **providers;
+    size_t n, cap, next; /* next: round-robin cursor */
+    UT_hash_handle hh;
+} ms_service_t;
+
+static ms_service_t *service_find(ms_ns_t *ns, const char *name)
+{
+    ms_service_t *s;
+    HASH_FIND_STR(ns->services, name, s);
+    return s;
+}
+
+/* Adds m to the providers of service name (created if absent); nothing when it is one. */
+static ms_err_t service_add(ms_ns_t *ns, const char *name, ms_member_t *m)
+{
+    ms_service_t *s = service_find(ns, name);
+    if (!s) {
+        if (!(s = calloc(1, sizeof(*s))) || !(s->name = strdup(name))) {
+            free(s);
+            return MS_ERR_NOMEM;
+        }
+        HASH_ADD_KEYPTR(hh, ns->services, s->name, strlen(s->name), s);
+    }
+    for (size_t i = 0; i < s->n; i++)
+        if (s->providers[i] == m)
+            return MS_OK;
+    if (s->n == s->cap) {
+        size_t ncap = s->cap ? s->cap * 2 : 4;
+        ms_member_t **nv = realloc(s->providers, ncap * sizeof(*nv));
+        if (!nv)
+            return MS_ERR_NOMEM;
+        s->providers = nv;
+        s->cap = ncap;
+    }
+    s->providers[s->n++] = m;
+    return MS_OK;
+}
+
+static int service_remove(ms_ns_t *ns, ms_service_t *s, const ms_member_t *m)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->providers[i] != m)
+            continue;
+        memmove(&s->providers[i], &s->providers[i + 1], (s->n - i - 1) * sizeof(*s->providers));
+        s->n--;
+        if (s->n == 0) {
+            HASH_DEL(ns->services, s);
+            free(s->name);
+            free(s->providers);
+            free(s);
+        }
+        return 1;
+    }
+    return 0;
+}
+
+void ms_service_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
+                       Meshsig__V1__Service *svc)
+{
+    switch (svc->op_case) {
+    case MESHSIG__V1__SERVICE__OP_REGISTER: {
+        const char *name = svc->register_->service;
+        if (!ms_msg_name_ok(name)) {
+            ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST), "service names are 1 to 128 bytes");
+            return;
+        }
+        if (service_add(ns, name, from) != MS_OK) {
+            ms_member_error(c, ns, from, cid, ERR(INTERNAL), "out of memory");
+            return;
+        }
+        ms_send_ok(c, ns, from, cid);
+        return;
+    }
+    case MESHSIG__V1__SERVICE__OP_UNREGISTER: {
+        ms_service_t *s = service_find(ns, svc->unregister->service);
+        if (!s || !service_remove(ns, s, from)) {
+            ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST), "you do not provide %s",
+                            svc->unregister->service);
+            return;
+        }
+        ms_send_ok(c, ns, from, cid);
+        return;
+    }
+    case MESHSIG__V1__SERVICE__OP_CALL: {
+        Meshsig__V1__ServiceCall *call = svc->call;
+        ms_service_t *s = service_find(ns, call->service);
+        if (!s || s->n == 0) {
+            ms_member_error(c, ns, from, cid, ERR(SERVICE_UNAVAILABLE),
+                            "no provider for service %s", call->service);
+            return;
+        }
+        if (!*call->call_id) {
+            ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST), "service.call needs a callId");
+            return;
+        }
+        /* Round robin over the providers. */
+        ms_member_t *prov = s->providers[s->next++ % s->n];
+        ms_pending_t *p = ms_pending_add_call(c, ns, from->id, prov->id, call->call_id,
+                                              ms_pending_timeout(call->timeout_ms));
+        if (!p) {
+            ms_member_error(c, ns, from, cid, ERR(RATE_LIMITED), "too many pending calls");
+            return;
+        }
+        Meshsig__V1__ServiceCall out = *call;
+        out.call_id = p->key;
+        out.from = from->id;
+        Meshsig__V1__Service so = MESHSIG__V1__SERVICE__INIT;
+        so.op_case = MESHSIG__V1__SERVICE__OP_CALL;
+        so.call = &out;
+        Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_SERVICE;
+        sm.service = &so;
+        c->msg.n_calls++;
+        ms_deliver(c, ns, prov, &sm);
+        return;
+    }
+    case MESHSIG__V1__SERVICE__OP_REPLY: {
+        Meshsig__V1__ServiceReply *rep = svc->reply;
+        ms_pending_t *p = ms_pending_find(ns, rep->call_id);
+        if (!p || p->kind != MS_PENDING_CALL || strcmp(p->to, from->id)) {
+            ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST),
+                            "no call %s is waiting for your reply (it may have timed out)",
+                            rep->call_id);
+            return;
+        }
+        ms_member_t *caller = ms_ns_member(ns, p->from);
+        if (caller) {
+            Meshsig__V1__ServiceReply out = *rep;
+            out.call_id = p->orig_id;
+            Meshsig__V1__Service so = MESHSIG__V1__SERVICE__INIT;
+            so.op_case = MESHSIG__V1__SERVICE__OP_REPLY;
+            so.reply = &out;
+            Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+            sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_SERVICE;
+            sm.service = &so;
+            ms_deliver(c, ns, caller, &sm);
+        }
+        ms_pending_done(ns, p);
+        return;
+    }
+    default:
+        ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST),
+                        "service takes register, unregister, call or reply");
+        return;
+    }
+}
+
+static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
+{
+    (void)c;
+    ms_service_t *s, *stmp;
+    HASH_ITER(hh, ns->services, s, stmp)
+    service_remove(ns, s, m);
+}
+
+static void cleanup(ms_ns_t *ns)
+{
+    ms_service_t *s, *stmp;
+    HASH_ITER(hh, ns->services, s, stmp)
+    {
+        HASH_DEL(ns->services, s);
+        free(s->name);
+        free(s->providers);
+        free(s);
+    }
+}
+
+/* Takeover rebuild: a provider again of what its gateway reported. */
+static ms_err_t restore(ms_ns_t *ns, ms_member_t *m, const Meshsig__Bus__SessionReport *sr)
+{
+    for (size_t i = 0; i < sr->n_services; i++)
+        if (ms_msg_name_ok(sr->services[i]) && service_add(ns, sr->services[i], m) != MS_OK)
+            return MS_ERR_NOMEM;
+    return MS_OK;
+}
+
+const ms_ns_hooks_t ms_service_hooks = {
+    .name = "service", .cleanup = cleanup, .member_gone = member_gone, .restore = restore};

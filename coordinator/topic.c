@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Topics: peers subscribe to NATS-style patterns ('*' one token, '>' the rest) and receive what
+ * any peer of the namespace publishes on a matching topic, once per subscriber. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define ERR(code) MESHSIG__V1__ERROR_CODE__##code
+#define MAX_PATTERN 256
+#define MAX_SUBS_PER_NS 100000u
+
+typedef struct {
+    struct ms_member *member;
+    char *pattern;
+} ms_sub_t;
+
+/* ns->topics, allocated with the first subscription. */
+struct ms_topics {
+    ms_sub_t *subs; /* in subscription order: a publish is delivered in that order */
+    size_t n, cap;
+};
+
+static ms_err_t sub_add(ms_ns_t *ns, ms_member_t *m, const char *pattern)
+{
+    if (!ns->topics && !(ns->topics = calloc(1, sizeof(*ns->topics))))
+        return MS_ERR_NOMEM;
+    struct ms_topics *t = ns->topics;
+    if (t->n == t->cap) {
+        size_t ncap = t->cap ? t->cap * 2 : 16;
+        ms_sub_t *nv = realloc(t->subs, ncap * sizeof(*nv));
+        if (!nv)
+            return MS_ERR_NOMEM;
+        t->subs = nv;
+        t->cap = ncap;
+    }
+    char *copy = strdup(pattern);
+    if (!copy)
+        return MS_ERR_NOMEM;
+    t->subs[t->n++] = (ms_sub_t){.member = m, .pattern = copy};
+    return MS_OK;
+}
+
+/* NATS-style subject tokens: '*' matches one token, '>' (last) one or more. */
+static int pattern_valid(const char *p, int wildcards)
+{
+    size_t n = strlen(p);
+    if (n == 0 || n > MAX_PATTERN)
+        return 0;
+    const char *tok = p;
+    for (;;) {
+        const char *dot = strchr(tok, '.');
+        size_t tl = dot ? (size_t)(dot - tok) : strlen(tok);
+        if (tl == 0)
+            return 0;
+        for (size_t i = 0; i < tl; i++) {
+            if (tok[i] == '*' || tok[i] == '>') {
+                if (!wildcards || tl != 1)
+                    return 0;
+                if (tok[i] == '>' && dot)
+                    return 0;
+            }
+            if ((unsigned char)tok[i] <= ' ')
+                return 0;
+        }
+        if (!dot)
+            return 1;
+        tok = dot + 1;
+    }
+}
+
+static int pattern_match(const char *pat, const char *subj)
+{
+    for (;;) {
+        const char *pd = strchr(pat, '.'), *sd = strchr(subj, '.');
+        size_t pl = pd ? (size_t)(pd - pat) : strlen(pat);
+        size_t sl = sd ? (size_t)(sd - subj) : strlen(subj);
+        if (pl == 1 && pat[0] == '>')
+            return 1;
+        if (!(pl == 1 && pat[0] == '*') && (pl != sl || strncmp(pat, subj, pl)))
+            return 0;
+        if (!pd || !sd)
+            return !pd && !sd;
+        pat = pd + 1;
+        subj = sd + 1;
+    }
+}
+
+void ms_topic_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
+                     Meshsig__V1__Topic *t)
+{
+    switch (t->op_case) {
+    case MESHSIG__V1__TOPIC__OP_SUBSCRIBE: {
+        const char *pat = t->subscribe->pattern;
+        if (!pattern_valid(pat, 1)) {
+            ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST),
+                            "bad pattern: dot-separated tokens, '*' for one token, '>' last");
+            return;
+        }
+        struct ms_topics *t_ = ns->topics;
+        for (size_t i = 0; t_ && i < t_->n; i++)
+            if (t_->subs[i].member == from && !strcmp(t_->subs[i].pattern, pat)) {
+                ms_send_ok(c, ns, from, cid);
+                return;
+            }
+        if (t_ && t_->n >= MAX_SUBS_PER_NS) {
+            ms_member_error(c, ns, from, cid, ERR(RATE_LIMITED), "too many subscriptions");
+            return;
+        }
+        if (sub_add(ns, from, pat) != MS_OK) {
+            ms_member_error(c, ns, from, cid, ERR(INTERNAL), "out of memory");
+            return;
+        }
+        ms_send_ok(c, ns, from, cid);
+        return;
+    }
+    case MESHSIG__V1__TOPIC__OP_UNSUBSCRIBE: {
+        struct ms_topics *t_ = ns->topics;
+        for (size_t i = 0; t_ && i < t_->n; i++) {
+            if (t_->subs[i].member == from &&
+                !strcmp(t_->subs[i].pattern, t->unsubscribe->pattern)) {
+                free(t_->subs[i].pattern);
+                t_->subs[i] = t_->subs[--t_->n];
+                ms_send_ok(c, ns, from, cid);
+                return;
+            }
+        }
+        ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST), "not subscribed to %s",
+                        t->unsubscribe->pattern);
+        return;
+    }
+    case MESHSIG__V1__TOPIC__OP_PUBLISH: {
+        if (!pattern_valid(t->publish->topic, 0)) {
+            ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST),
+                            "bad topic: dot-separated tokens, no wildcards");
+            return;
+        }
+        Meshsig__V1__TopicPublish out = *t->publish;
+        out.from = from->id;
+        Meshsig__V1__Topic to = MESHSIG__V1__TOPIC__INIT;
+        to.op_case = MESHSIG__V1__TOPIC__OP_PUBLISH;
+        to.publish = &out;
+        Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_TOPIC;
+        sm.topic = &to;
+        /* One delivery per subscriber even when several of its patterns match. */
+        const struct ms_topics *t_ = ns->topics;
+        for (size_t i = 0; t_ && i < t_->n; i++) {
+            if (!pattern_match(t_->subs[i].pattern, t->publish->topic))
+                continue;
+            int dup = 0;
+            for (size_t k = 0; k < i && !dup; k++)
+                dup = t_->subs[k].member == t_->subs[i].member &&
+                      pattern_match(t_->subs[k].pattern, t->publish->topic);
+            if (!dup)
+                ms_deliver(c, ns, t_->subs[i].member, &sm);
+        }
+        c->msg.n_publishes++;
+        if (*cid)
+            ms_send_ok(c, ns, from, cid);
+        return;
+    }
+    default:
+        ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST),
+                        "topic takes subscribe, unsubscribe or publish");
+        return;
+    }
+}
+
+static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
+{
+    (void)c;
+    struct ms_topics *t = ns->topics;
+    for (size_t i = 0; t && i < t->n;) {
+        if (t->subs[i].member == m) {
+            free(t->subs[i].pattern);
+            t->subs[i] = t->subs[--t->n];
+        } else {
+            i++;
+        }
+    }
+}
+
+static void cleanup(ms_ns_t *ns)
+{
+    struct ms_topics *t = ns->topics;
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->n; i++)
+        free(t->subs[i].pattern);
+    free(t->subs);
+    free(t);
+    ns->topics = NULL;
+}
+
+/* Takeover rebuild: the subscriptions its gateway reported. */
+static ms_err_t restore(ms_ns_t *ns, ms_member_t *m, const Meshsig__Bus__SessionReport *sr)
+{
+    for (size_t i = 0; i < sr->n_subscriptions; i++) {
+        if (!pattern_valid(sr->subscriptions[i], 1) ||
+            (ns->topics && ns->topics->n >= MAX_SUBS_PER_NS))
+            continue;
+        if (sub_add(ns, m, sr->subscriptions[i]) != MS_OK)
+            return MS_ERR_NOMEM;
+    }
+    return MS_OK;
+}
+
+const ms_ns_hooks_t ms_topic_hooks = {
+    .name = "topic", .cleanup = cleanup, .member_gone = member_gone, .restore = restore};
