@@ -52,13 +52,10 @@ ms_ns_t *ms_ns_find(ms_coord_t *c, const char *name)
 
 static ms_err_t engine_create(const ms_policy_t *p, const char *ns_name, ms_topo_t **out)
 {
-    const ms_topo_ops_t *ops = ms_topo_find(p->topology);
-    if (!ops)
-        return MS_ERR_INVAL;
     ms_topo_params_t params = p->params;
     /* Engines that randomise get a seed that is the same on every coordinator. */
     params.seed = ms_fnv1a64(ns_name, strlen(ns_name));
-    return ops->create(&params, out);
+    return ms_topo_create(p->topology, &params, out);
 }
 
 ms_err_t ms_ns_get(ms_coord_t *c, const char *name, ms_ns_t **out)

@@ -115,7 +115,8 @@ static ms_err_t switch_engine(adaptive_t *a, ms_topo_diff_t *diff)
     ms_topo_diff_t scratch, change;
     ms_topo_diff_init(&scratch);
     ms_topo_diff_init(&change);
-    ms_err_t err = ops->create(params, &fresh);
+    /* Through the registry: it picks the sphere for delaunay with geo positions. */
+    ms_err_t err = ms_topo_create(ops->name, params, &fresh);
     for (size_t p = 0; p < a->n_slots && err == MS_OK; p++) {
         if (!a->present[p])
             continue;
@@ -256,7 +257,7 @@ static ms_err_t ad_restore(ms_topo_t *t, const ms_topo_report_t *reports, size_t
      * decides, with the band counted as small. */
     if (a->count > a->up_to) {
         ms_topo_t *fresh = NULL;
-        if ((err = a->then->create(&a->params, &fresh)) != MS_OK)
+        if ((err = ms_topo_create(a->then->name, &a->params, &fresh)) != MS_OK)
             return err;
         a->inner->ops->destroy(a->inner);
         a->inner = fresh;

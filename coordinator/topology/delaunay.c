@@ -46,7 +46,6 @@
 #include <string.h>
 
 #include "delaunay.h"
-#include "geo.h"
 #include "topology.h"
 
 __extension__ typedef __int128 i128;
@@ -335,7 +334,7 @@ static void new_rep(dl_t *e, uint32_t p)
 /* Calls fn on each Delaunay neighbour of the representative v (not its duplicates). */
 typedef void (*nb_fn)(uint32_t u, void *ud);
 
-static void geo_neighbours(const dl_t *e, uint32_t v, nb_fn fn, void *ud)
+static void mesh_neighbours(const dl_t *e, uint32_t v, nb_fn fn, void *ud)
 {
     if (e->live_t == 0) {
         /* line mode: binary search for v's slot */
@@ -404,7 +403,7 @@ static void collect_fn(uint32_t u, void *ud)
 static ms_err_t collect_neighbours(dl_t *e, uint32_t v, size_t *n)
 {
     collect_t c = {e, 0, MS_OK};
-    geo_neighbours(e, v, collect_fn, &c);
+    mesh_neighbours(e, v, collect_fn, &c);
     *n = c.n;
     return c.err;
 }
@@ -1326,8 +1325,6 @@ fail:
 
 static ms_err_t dl_create(const ms_topo_params_t *params, ms_topo_t **out)
 {
-    if (params && params->geo)
-        return ms_geo_create(params, out);
     dl_t *e = calloc(1, sizeof(*e));
     if (!e)
         return MS_ERR_NOMEM;
@@ -1383,7 +1380,7 @@ static void all_neighbours(const dl_t *e, ms_peer_t p, nb_fn fn, void *ud)
             prev = e->v[prev].dnext;
         fn(prev, ud);
     } else {
-        geo_neighbours(e, p, fn, ud);
+        mesh_neighbours(e, p, fn, ud);
     }
     if (P->dnext != NONE)
         fn(P->dnext, ud);

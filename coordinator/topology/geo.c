@@ -137,20 +137,10 @@ static ms_topo_pos_t plane_pos(const geo_t *g, ms_topo_pos_t pos)
 
 /* ---- the farthest-point Delaunay triangulation of the hull --------------- */
 
-static int edge_cmp(const void *x, const void *y)
-{
-    const ms_edge_t *p = x, *q = y;
-    if (p->a != q->a)
-        return p->a < q->a ? -1 : 1;
-    if (p->b != q->b)
-        return p->b < q->b ? -1 : 1;
-    return 0;
-}
-
 static int has_edge(const ms_edge_t *v, size_t n, ms_peer_t a, ms_peer_t b)
 {
     ms_edge_t k = {a < b ? a : b, a < b ? b : a, MS_EDGE_PEER};
-    return n > 0 && bsearch(&k, v, n, sizeof(*v), edge_cmp) != NULL;
+    return n > 0 && bsearch(&k, v, n, sizeof(*v), ms_edge_cmp) != NULL;
 }
 
 static ms_err_t push_next(geo_t *g, ms_peer_t a, ms_peer_t b)
@@ -232,7 +222,7 @@ static ms_err_t compute_outer(geo_t *g)
     }
 #undef C
     if (g->n_next > 1)
-        qsort(g->next, g->n_next, sizeof(*g->next), edge_cmp);
+        qsort(g->next, g->n_next, sizeof(*g->next), ms_edge_cmp);
     return MS_OK;
 }
 
@@ -270,10 +260,10 @@ static ms_err_t finish(geo_t *g, ms_topo_diff_t *diff)
             k += len[i];
         }
     if (k > 1)
-        qsort(g->cand, k, sizeof(*g->cand), edge_cmp);
+        qsort(g->cand, k, sizeof(*g->cand), ms_edge_cmp);
     for (size_t i = 0; i < k; i++) {
         const ms_edge_t *c = &g->cand[i];
-        if (i > 0 && edge_cmp(c, &g->cand[i - 1]) == 0)
+        if (i > 0 && ms_edge_cmp(c, &g->cand[i - 1]) == 0)
             continue;
         int plane_now = g->in->ops->adjacent(g->in, c->a, c->b);
         int plane_was = plane_now ? !has_edge(s->connect, s->n_connect, c->a, c->b)

@@ -2,8 +2,9 @@
 /* The spherical Delaunay engine (positioning "geo"): neighbours on the sphere from longitude and
  * latitude.
  *
- * It is reached through ms_topo_delaunay_ops (name "delaunay") with
- * params->geo set; positions are x = longitude, y = latitude in degrees. Peers
+ * The registry (ms_topo_create) picks it for "delaunay" with params->geo
+ * set; it is built on the plane engine (ms_topo_delaunay_ops), which knows
+ * nothing of it; positions are x = longitude, y = latitude in degrees. Peers
  * are linked along the edges of the convex hull of their points on the unit
  * sphere (the spherical Delaunay triangulation), so the antimeridian and the
  * poles are not boundaries. How it works is in the comment on top of geo.c.
@@ -32,7 +33,7 @@
 #define MS_GEO_SCALE 1e4
 
 /* Creates a geo engine (params->geo is not read; params->seed seeds the plane
- * engine's walk starts). Called by ms_topo_delaunay_ops.create. */
+ * engine's walk starts). Reached through ms_topo_create or ms_topo_geo_ops. */
 ms_err_t ms_geo_create(const ms_topo_params_t *params, ms_topo_t **out);
 
 /* The plane position the engine gives to (lon, lat) in degrees, before

@@ -211,16 +211,6 @@ static void arc_remove_at(ms_spray_t *t, ms_peer_t p, uint32_t i, ms_topo_diff_t
     }
 }
 
-static int edge_cmp(const void *x, const void *y)
-{
-    const ms_edge_t *p = x, *q = y;
-    if (p->a != q->a)
-        return p->a < q->a ? -1 : 1;
-    if (p->b != q->b)
-        return p->b < q->b ? -1 : 1;
-    return (int)p->kind - (int)q->kind;
-}
-
 /* The engine logs every 0 <-> 1 change of an edge's arc count, so an edge can
  * toggle several times in one call (connect, disconnect, connect, ...). Its net
  * change is (#connects - #disconnects), which ms_topo_diff_normalize cannot see
@@ -228,9 +218,9 @@ static int edge_cmp(const void *x, const void *y)
 static void diff_net(ms_topo_diff_t *d)
 {
     if (d->n_connect > 1)
-        qsort(d->connect, d->n_connect, sizeof(*d->connect), edge_cmp);
+        qsort(d->connect, d->n_connect, sizeof(*d->connect), ms_edge_cmp);
     if (d->n_disconnect > 1)
-        qsort(d->disconnect, d->n_disconnect, sizeof(*d->disconnect), edge_cmp);
+        qsort(d->disconnect, d->n_disconnect, sizeof(*d->disconnect), ms_edge_cmp);
     size_t i = 0, j = 0, wc = 0, wd = 0;
     while (i < d->n_connect || j < d->n_disconnect) {
         const ms_edge_t *e;
@@ -239,15 +229,15 @@ static void diff_net(ms_topo_diff_t *d)
         else if (j == d->n_disconnect)
             e = &d->connect[i];
         else
-            e = edge_cmp(&d->connect[i], &d->disconnect[j]) <= 0 ? &d->connect[i]
-                                                                 : &d->disconnect[j];
+            e = ms_edge_cmp(&d->connect[i], &d->disconnect[j]) <= 0 ? &d->connect[i]
+                                                                    : &d->disconnect[j];
         ms_edge_t cur = *e;
         long net = 0;
-        while (i < d->n_connect && edge_cmp(&d->connect[i], &cur) == 0) {
+        while (i < d->n_connect && ms_edge_cmp(&d->connect[i], &cur) == 0) {
             i++;
             net++;
         }
-        while (j < d->n_disconnect && edge_cmp(&d->disconnect[j], &cur) == 0) {
+        while (j < d->n_disconnect && ms_edge_cmp(&d->disconnect[j], &cur) == 0) {
             j++;
             net--;
         }

@@ -1,16 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Edge diffs, the engine registry and the generic takeover restore. */
+/* Edge diffs, the engine registry (which also picks plane or sphere for "delaunay") and the
+ * generic takeover restore. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "topology.h"
 
 static const ms_topo_ops_t *const engines[] = {
-    &ms_topo_fullmesh_ops,
-    &ms_topo_tree_ops,
-    &ms_topo_spray_ops,
-    &ms_topo_delaunay_ops,
-    &ms_topo_adaptive_ops,
+    &ms_topo_fullmesh_ops, &ms_topo_tree_ops,     &ms_topo_spray_ops,
+    &ms_topo_delaunay_ops, &ms_topo_adaptive_ops,
 };
 
 const ms_topo_ops_t *ms_topo_find(const char *name)
@@ -21,6 +19,18 @@ const ms_topo_ops_t *ms_topo_find(const char *name)
         if (strcmp(engines[i]->name, name) == 0)
             return engines[i];
     return NULL;
+}
+
+ms_err_t ms_topo_create(const char *name, const ms_topo_params_t *params, ms_topo_t **out)
+{
+    const ms_topo_ops_t *ops = ms_topo_find(name);
+    if (!ops)
+        return MS_ERR_INVAL;
+    /* One name, two spaces: geo.c builds the sphere on the plane engine, and
+     * the plane engine knows nothing of it. */
+    if (ops == &ms_topo_delaunay_ops && params && params->geo)
+        ops = &ms_topo_geo_ops;
+    return ops->create(params, out);
 }
 
 ms_err_t ms_topo_grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -86,7 +96,7 @@ ms_err_t ms_topo_diff_disconnect(ms_topo_diff_t *d, ms_peer_t a, ms_peer_t b, ui
     return edge_push(&d->disconnect, &d->n_disconnect, &d->cap_disconnect, a, b, kind);
 }
 
-static int edge_cmp(const void *x, const void *y)
+int ms_edge_cmp(const void *x, const void *y)
 {
     const ms_edge_t *p = x, *q = y;
     if (p->a != q->a)
@@ -100,10 +110,10 @@ static size_t edge_unique(ms_edge_t *v, size_t n)
 {
     if (n == 0)
         return 0;
-    qsort(v, n, sizeof(*v), edge_cmp);
+    qsort(v, n, sizeof(*v), ms_edge_cmp);
     size_t w = 1;
     for (size_t i = 1; i < n; i++)
-        if (edge_cmp(&v[i], &v[w - 1]) != 0)
+        if (ms_edge_cmp(&v[i], &v[w - 1]) != 0)
             v[w++] = v[i];
     return w;
 }
@@ -121,7 +131,7 @@ void ms_topo_diff_normalize(ms_topo_diff_t *d)
         else if (j == d->n_disconnect)
             c = -1;
         else
-            c = edge_cmp(&d->connect[i], &d->disconnect[j]);
+            c = ms_edge_cmp(&d->connect[i], &d->disconnect[j]);
         if (c == 0) {
             i++;
             j++;

@@ -51,6 +51,9 @@ void ms_topo_diff_init(ms_topo_diff_t *d);
 void ms_topo_diff_cleanup(ms_topo_diff_t *d);
 /* Empties d but keeps its storage for reuse. */
 void ms_topo_diff_clear(ms_topo_diff_t *d);
+/* Orders edges by (a, b, kind): for qsort and bsearch over ms_edge_t arrays. */
+int ms_edge_cmp(const void *x, const void *y);
+
 /* Append an edge. For MS_EDGE_PEER the ends are put in order (a < b). */
 ms_err_t ms_topo_diff_connect(ms_topo_diff_t *d, ms_peer_t a, ms_peer_t b, uint8_t kind);
 ms_err_t ms_topo_diff_disconnect(ms_topo_diff_t *d, ms_peer_t a, ms_peer_t b, uint8_t kind);
@@ -133,6 +136,10 @@ ms_err_t ms_topo_grow(void **p, size_t *cap, size_t need, size_t elem);
 
 /* The engine registered under name, or NULL. */
 const ms_topo_ops_t *ms_topo_find(const char *name);
+/* Creates the engine named for params: the registry picks the space too
+ * ("delaunay" is the plane engine, or the spherical one when params->geo).
+ * MS_ERR_INVAL for an unknown name. */
+ms_err_t ms_topo_create(const char *name, const ms_topo_params_t *params, ms_topo_t **out);
 
 /* Joins every reported peer into the fresh engine t (in report order) and
  * writes into diff the difference between the resulting edges and the
@@ -143,7 +150,8 @@ ms_err_t ms_topo_restore_generic(ms_topo_t *t, const ms_topo_report_t *reports, 
 extern const ms_topo_ops_t ms_topo_fullmesh_ops;
 extern const ms_topo_ops_t ms_topo_tree_ops;
 extern const ms_topo_ops_t ms_topo_spray_ops;
-extern const ms_topo_ops_t ms_topo_delaunay_ops;
+extern const ms_topo_ops_t ms_topo_delaunay_ops; /* the plane */
+extern const ms_topo_ops_t ms_topo_geo_ops;      /* "delaunay" on the sphere (geo.h) */
 extern const ms_topo_ops_t ms_topo_adaptive_ops;
 
 #endif

@@ -478,7 +478,7 @@ START_TEST(small_cases_and_errors)
     ck_assert_str_eq(t->ops->name, "delaunay");
     ms_topo_t *geo = NULL;
     /* geo positions get the spherical engine (test_geo), under the same name */
-    ck_assert_int_eq(t->ops->create(&(ms_topo_params_t){.geo = 1}, &geo), MS_OK);
+    ck_assert_int_eq(ms_topo_create("delaunay", &(ms_topo_params_t){.geo = 1}, &geo), MS_OK);
     ck_assert_str_eq(geo->ops->name, "delaunay");
     ck_assert_ptr_ne(geo->ops, t->ops);
     geo->ops->destroy(geo);

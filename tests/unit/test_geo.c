@@ -128,7 +128,7 @@ static h_t *h_new(uint64_t seed)
     h_t *h = calloc(1, sizeof(*h));
     REQUIRE(h);
     ms_topo_params_t p = {.geo = 1, .seed = seed};
-    REQUIRE(ms_topo_delaunay_ops.create(&p, &h->t) == MS_OK);
+    REQUIRE(ms_topo_create("delaunay", &p, &h->t) == MS_OK);
     ms_topo_diff_init(&h->d);
     return h;
 }
@@ -515,7 +515,7 @@ START_TEST(ten_thousand)
     uint64_t s = 123;
     ms_topo_params_t prm = {.geo = 1, .seed = 1};
     ms_topo_t *t;
-    ck_assert_int_eq(ms_topo_delaunay_ops.create(&prm, &t), MS_OK);
+    ck_assert_int_eq(ms_topo_create("delaunay", &prm, &t), MS_OK);
     ms_topo_pos_t *pts = malloc(N * sizeof(*pts));
     ck_assert_ptr_nonnull(pts);
     for (int i = 0; i < N; i++)

@@ -49,24 +49,14 @@ static void eset_add(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud)
     s->e[s->n++] = (ms_edge_t){a, b, kind};
 }
 
-static int edge_cmp(const void *x, const void *y)
-{
-    const ms_edge_t *p = x, *q = y;
-    if (p->a != q->a)
-        return p->a < q->a ? -1 : 1;
-    if (p->b != q->b)
-        return p->b < q->b ? -1 : 1;
-    return (int)p->kind - (int)q->kind;
-}
-
 static void eset_take(const ms_topo_t *t, eset_t *s)
 {
     s->n = 0;
     t->ops->edges(t, eset_add, s);
     if (s->n > 1)
-        qsort(s->e, s->n, sizeof(*s->e), edge_cmp);
+        qsort(s->e, s->n, sizeof(*s->e), ms_edge_cmp);
     for (size_t i = 1; i < s->n; i++)
-        REQUIRE(edge_cmp(&s->e[i - 1], &s->e[i]) < 0); /* each edge once */
+        REQUIRE(ms_edge_cmp(&s->e[i - 1], &s->e[i]) < 0); /* each edge once */
 }
 
 /* d must be exactly after - before (connects) and before - after (disconnects). */
@@ -74,18 +64,18 @@ static void check_diff(const eset_t *before, const eset_t *after, const ms_topo_
 {
     size_t i = 0, j = 0, nc = 0, nd = 0;
     while (i < before->n || j < after->n) {
-        int c = i == before->n ? 1 : j == after->n ? -1 : edge_cmp(&before->e[i], &after->e[j]);
+        int c = i == before->n ? 1 : j == after->n ? -1 : ms_edge_cmp(&before->e[i], &after->e[j]);
         if (c == 0) {
             i++;
             j++;
         } else if (c < 0) {
             REQUIRE(nd < d->n_disconnect);
-            REQUIRE(edge_cmp(&d->disconnect[nd], &before->e[i]) == 0);
+            REQUIRE(ms_edge_cmp(&d->disconnect[nd], &before->e[i]) == 0);
             nd++;
             i++;
         } else {
             REQUIRE(nc < d->n_connect);
-            REQUIRE(edge_cmp(&d->connect[nc], &after->e[j]) == 0);
+            REQUIRE(ms_edge_cmp(&d->connect[nc], &after->e[j]) == 0);
             nc++;
             j++;
         }
@@ -339,7 +329,7 @@ START_TEST(spray_deterministic)
     }
     ck_assert_uint_eq(e[0].n, e[1].n);
     for (size_t i = 0; i < e[0].n; i++)
-        REQUIRE(edge_cmp(&e[0].e[i], &e[1].e[i]) == 0);
+        REQUIRE(ms_edge_cmp(&e[0].e[i], &e[1].e[i]) == 0);
     free(e[0].e);
     free(e[1].e);
 }
@@ -379,7 +369,7 @@ START_TEST(spray_restore)
     eset_take(t2, &e2);
     ck_assert_uint_eq(e1.n, e2.n);
     for (size_t i = 0; i < e1.n; i++)
-        REQUIRE(edge_cmp(&e1.e[i], &e2.e[i]) == 0);
+        REQUIRE(ms_edge_cmp(&e1.e[i], &e2.e[i]) == 0);
     /* A fragmented report (peers 0..9 report no one) is joined back together. */
     ms_topo_t *t3 = NULL;
     for (int i = 0; i < N; i++) {

@@ -149,16 +149,6 @@ static uint32_t check_tree(const ms_topo_t *t, const snap_t *s, const uint8_t *p
     return levels;
 }
 
-static int edge_cmp(const void *x, const void *y)
-{
-    const ms_edge_t *p = x, *q = y;
-    if (p->a != q->a)
-        return p->a < q->a ? -1 : 1;
-    if (p->b != q->b)
-        return p->b < q->b ? -1 : 1;
-    return (int)p->kind - (int)q->kind;
-}
-
 /* The diff must be exactly (after - before) as connects and (before - after) as disconnects. */
 static void check_diff(const snap_t *before, const snap_t *after, ms_topo_diff_t *d)
 {
@@ -178,14 +168,14 @@ static void check_diff(const snap_t *before, const snap_t *after, ms_topo_diff_t
             dis[nd++] = (ms_edge_t){pb, (ms_peer_t)p, MS_EDGE_TREE};
     }
     ms_topo_diff_normalize(d); /* idempotent; sorts a join's single edge too */
-    qsort(con, nc, sizeof(*con), edge_cmp);
-    qsort(dis, nd, sizeof(*dis), edge_cmp);
+    qsort(con, nc, sizeof(*con), ms_edge_cmp);
+    qsort(dis, nd, sizeof(*dis), ms_edge_cmp);
     REQUIRE((d->n_connect) == (nc));
     REQUIRE((d->n_disconnect) == (nd));
     for (size_t i = 0; i < nc; i++)
-        REQUIRE((edge_cmp(&d->connect[i], &con[i])) == (0));
+        REQUIRE((ms_edge_cmp(&d->connect[i], &con[i])) == (0));
     for (size_t i = 0; i < nd; i++)
-        REQUIRE((edge_cmp(&d->disconnect[i], &dis[i])) == (0));
+        REQUIRE((ms_edge_cmp(&d->disconnect[i], &dis[i])) == (0));
     free(con);
     free(dis);
 }
