@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* One client frame: rate limits, decoding (JSON or protobuf), routing to the
+ * local relay, the hello or the shard's owner, and the memberships a resync reports. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+
+#include "codec.h"
+#include "internal.h"
+#include "log.h"
+
+/* Memberships as the client asked for them. The owner may refuse one (a bad
+ * name); a resync then offers it again and the owner refuses it again. */
+static void track_request(ms_session_t *s, const Meshsig__V1__ClientMessage *cm)
+{
+    switch (cm->msg_case) {
+    case MESHSIG__V1__CLIENT_MESSAGE__MSG_ROOM:
+        if (cm->room->op_case == MESHSIG__V1__ROOM__OP_JOIN)
+            ms_strset_add(&s->rooms, cm->room->join->room);
+        else if (cm->room->op_case == MESHSIG__V1__ROOM__OP_LEAVE)
+            ms_strset_remove(&s->rooms, cm->room->leave->room);
+        break;
+    case MESHSIG__V1__CLIENT_MESSAGE__MSG_SERVICE:
+        if (cm->service->op_case == MESHSIG__V1__SERVICE__OP_REGISTER)
+            ms_strset_add(&s->services, cm->service->register_->service);
+        else if (cm->service->op_case == MESHSIG__V1__SERVICE__OP_UNREGISTER)
+            ms_strset_remove(&s->services, cm->service->unregister->service);
+        break;
+    case MESHSIG__V1__CLIENT_MESSAGE__MSG_TOPIC:
+        if (cm->topic->op_case == MESHSIG__V1__TOPIC__OP_SUBSCRIBE)
+            ms_strset_add(&s->subscriptions, cm->topic->subscribe->pattern);
+        else if (cm->topic->op_case == MESHSIG__V1__TOPIC__OP_UNSUBSCRIBE)
+            ms_strset_remove(&s->subscriptions, cm->topic->unsubscribe->pattern);
+        break;
+    case MESHSIG__V1__CLIENT_MESSAGE__MSG_POSITION:
+        ms_gw_keep_position(s, cm->position);
+        break;
+    default:
+        break;
+    }
+}
+
+/* The client's view of its edges, from the topology events it is sent. */
+void ms_gw_track_delivery(ms_session_t *s, const Meshsig__V1__ServerMessage *m)
+{
+    if (m->msg_case != MESHSIG__V1__SERVER_MESSAGE__MSG_TOPOLOGY)
+        return;
+    const Meshsig__V1__Topology *t = m->topology;
+    if (t->event_case == MESHSIG__V1__TOPOLOGY__EVENT_CONNECT) {
+        ms_strset_add(&s->neighbours, t->connect->peer);
+        if (t->connect->role == MESHSIG__V1__ROLE__PARENT) {
+            free(s->parent);
+            s->parent = strdup(t->connect->peer);
+        }
+    } else if (t->event_case == MESHSIG__V1__TOPOLOGY__EVENT_DISCONNECT) {
+        ms_strset_remove(&s->neighbours, t->disconnect->peer);
+        if (s->parent && !strcmp(s->parent, t->disconnect->peer)) {
+            free(s->parent);
+            s->parent = NULL;
+        }
+    }
+}
+
+static void handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__ClientMessage *cm)
+{
+    const char *cid = cm->id;
+    switch (cm->msg_case) {
+    case MESHSIG__V1__CLIENT_MESSAGE__MSG_HELLO:
+        ms_gw_hello(gw, s, cid, cm->hello);
+        return;
+    case MESHSIG__V1__CLIENT_MESSAGE__MSG_PING: {
+        Meshsig__V1__Pong p = MESHSIG__V1__PONG__INIT;
+        Meshsig__V1__ServerMessage m = MESHSIG__V1__SERVER_MESSAGE__INIT;
+        m.id = (char *)cid;
+        m.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_PONG;
+        m.pong = &p;
+        ms_gw_send(gw, s, &m);
+        return;
+    }
+    case MESHSIG__V1__CLIENT_MESSAGE__MSG__NOT_SET:
+        ms_gw_send_error(gw, s, cid, ERR(BAD_REQUEST), "the message names no type");
+        return;
+    default:
+        break;
+    }
+    if (s->state != MS_SESSION_JOINED) {
+        ms_gw_send_error(gw, s, cid, ERR(NOT_JOINED),
+                         s->state == MS_SESSION_JOINING ? "hello is still being answered"
+                                                        : "say hello first");
+        return;
+    }
+    if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_LEAVE) {
+        ms_gw_publish_leave(gw, s, "left");
+        ms_gw_session_reset(gw, s);
+        Meshsig__V1__Ok ok = MESHSIG__V1__OK__INIT;
+        Meshsig__V1__ServerMessage m = MESHSIG__V1__SERVER_MESSAGE__INIT;
+        m.id = (char *)cid;
+        m.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_OK;
+        m.ok = &ok;
+        ms_gw_send(gw, s, &m);
+        return;
+    }
+    if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_SIGNAL &&
+        ms_gw_relay_signal(gw, s, cm->signal))
+        return;
+    track_request(s, cm);
+    Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
+    req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_CLIENT;
+    req.client = cm;
+    req.client_id = (char *)cid;
+    if (ms_gw_publish_request(gw, s, &req, 0) != 0)
+        ms_gw_send_error(gw, s, cid, ERR(UNAVAILABLE), "the message bus is unavailable; retry");
+}
+
+void ms_gw_handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *data, size_t len,
+                        int binary)
+{
+    gw->n_in++;
+    gw->frame_received_us = ms_gw_wall_us();
+    uint64_t now = ms_gw_now_us();
+    int over_msgs = !ms_ratelimit_spend(&s->rate_msgs, &gw->rule_msgs, 1, now);
+    int over_bytes = !ms_ratelimit_spend(&s->rate_bytes, &gw->rule_bytes, len, now);
+    if (over_msgs || over_bytes) {
+        gw->n_rate_limited++;
+        ms_gw_send_error(gw, s, NULL, ERR(RATE_LIMITED), "over %s per second; message dropped",
+                         over_msgs ? "the message rate" : "the byte rate");
+        return;
+    }
+    Meshsig__V1__ClientMessage *cm = NULL;
+    if (s->binary) {
+        if (!binary) {
+            ms_gw_send_error(gw, s, NULL, ERR(BAD_REQUEST),
+                             "meshsig.v1.proto takes binary frames only");
+            return;
+        }
+        cm = meshsig__v1__client_message__unpack(NULL, len, data);
+        if (!cm) {
+            ms_gw_send_error(gw, s, NULL, ERR(BAD_REQUEST), "not a meshsig.v1.ClientMessage");
+            return;
+        }
+    } else {
+        if (binary) {
+            ms_gw_send_error(gw, s, NULL, ERR(BAD_REQUEST),
+                             "meshsig.v1.json takes text frames only");
+            return;
+        }
+        if (s->state == MS_SESSION_JOINED && ms_gw_relay_json(gw, s, (const char *)data, len))
+            return;
+        json_error_t jerr;
+        json_t *j = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!j) {
+            ms_gw_send_error(gw, s, NULL, ERR(BAD_REQUEST), "malformed JSON at %d:%d: %s",
+                             jerr.line, jerr.column, jerr.text);
+            return;
+        }
+        /* Echo the id even when the rest of the message is wrong. */
+        json_t *jid = json_is_object(j) ? json_object_get(j, "id") : NULL;
+        char idbuf[128] = "";
+        if (json_is_string(jid))
+            snprintf(idbuf, sizeof(idbuf), "%s", json_string_value(jid));
+        ms_codec_error_t cerr = {0};
+        ms_err_t err = ms_codec_from_jansson(&meshsig__v1__client_message__descriptor, j,
+                                             (ProtobufCMessage **)&cm, &cerr);
+        json_decref(j);
+        if (err != MS_OK) {
+            ms_gw_send_error(gw, s, idbuf,
+                             cerr.unknown_top_level ? ERR(UNKNOWN_MESSAGE) : ERR(BAD_REQUEST), "%s",
+                             *cerr.message ? cerr.message : ms_err_str(err));
+            return;
+        }
+    }
+    handle_message(gw, s, cm);
+    meshsig__v1__client_message__free_unpacked(cm, NULL);
+}

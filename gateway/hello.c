@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Hello: token or resume-token checks, the join sent to the owner, and its deadline.
+ *
+ * The owner never sees tokens: the gateway verifies them (JWT, or an HMAC
+ * resume token that every gateway can check with the shared resume key)
+ * and forwards the hello without them. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "internal.h"
+#include "log.h"
+#include "resume.h"
+
+/* Back to "connected, not joined": after a leave, a refused or timed-out join. */
+void ms_gw_session_reset(ms_gateway_t *gw, ms_session_t *s)
+{
+    ms_gw_peer_index_remove(gw, s);
+    ms_session_forget_peer(s);
+    s->state = MS_SESSION_NEW;
+    free(s->ns);
+    s->ns = NULL;
+    free(s->peer_id);
+    s->peer_id = NULL;
+}
+
+void ms_gw_hello_deadline(ms_gateway_t *gw, ms_session_t *s)
+{
+    if (s->state == MS_SESSION_NEW && !s->ns) {
+        /* The hello deadline: a connection that never says hello. */
+        ms_gw_send_error(gw, s, NULL, ERR(BAD_REQUEST), "no hello within %ld ms",
+                         gw->cfg->hello_timeout_ms);
+        ms_gw_session_close(s, CLOSE_POLICY);
+        return;
+    }
+    if (s->state != MS_SESSION_JOINING)
+        return;
+    if (ms_gw_now_us() < s->join_deadline_us && s->join_req) {
+        /* No answer yet: the request or its answer may have been lost while a
+         * shard changed hands. Ask again; the owner dedups on the session. */
+        char subj[160];
+        ms_bus_subject_shard(subj, sizeof(subj), gw->cfg->prefix, s->shard);
+        ms_bus_publish(gw->bus, subj, gw->subject, s->join_req, s->join_req_len);
+        ms_gw_deadline_arm(gw, s, &gw->join_waits, LWS_US_PER_SEC);
+        return;
+    }
+    /* Nobody owns the shard (or it is overloaded). The session may try again. */
+    ms_gw_send_error(gw, s, s->join_client_id, ERR(UNAVAILABLE),
+                     "namespace %s is not being served right now; retry", s->ns);
+    ms_gw_publish_leave(gw, s, "join timed out"); /* in case the owner answers late */
+    ms_gw_session_reset(gw, s);
+}
+
+/* The client's latest position, packed, for a takeover's resync report. */
+void ms_gw_keep_position(ms_session_t *s, const Meshsig__V1__Position *pos)
+{
+    free(s->hello_pos);
+    s->hello_pos_len = meshsig__v1__position__get_packed_size(pos);
+    if ((s->hello_pos = malloc(s->hello_pos_len ? s->hello_pos_len : 1)))
+        meshsig__v1__position__pack(pos, s->hello_pos);
+    else
+        s->hello_pos_len = 0;
+}
+
+void ms_gw_hello(ms_gateway_t *gw, ms_session_t *s, const char *cid, Meshsig__V1__Hello *hello)
+{
+    char peer[MS_AUTH_PEER_ID_MAX + 1] = "";
+    if (s->state != MS_SESSION_NEW) {
+        ms_gw_send_error(gw, s, cid, ERR(ALREADY_JOINED), "this connection has already said hello");
+        return;
+    }
+    if (!*hello->namespace_) {
+        ms_gw_send_error(gw, s, cid, ERR(BAD_REQUEST), "hello.namespace is required");
+        return;
+    }
+    int resume = 0;
+    if (*hello->resume_token && gw->resume_on) {
+        /* A resume token stands in for the hello token: it proves the holder
+         * was this peer in this namespace a moment ago. */
+        ms_resume_claims_t rc;
+        const char *why = NULL;
+        if (ms_resume_verify(gw->resume_key, sizeof(gw->resume_key), hello->resume_token,
+                             (int64_t)time(NULL), &rc, &why) != MS_OK ||
+            strcmp(rc.ns, hello->namespace_)) {
+            ms_info("session %llu: resume token rejected (%s)", (unsigned long long)s->id,
+                    why ? why : "other namespace");
+            ms_gw_send_error(gw, s, cid, ERR(RESUME_FAILED),
+                             "invalid or expired resume token; join without it");
+            return;
+        }
+        snprintf(peer, sizeof(peer), "%s", rc.peer_id);
+        resume = 1;
+    } else if (gw->auth) {
+        const char *why = NULL;
+        ms_err_t err = ms_auth_verify(gw->auth, hello->token, hello->namespace_,
+                                      (int64_t)time(NULL), peer, &why);
+        if (err == MS_ERR_FORBIDDEN) {
+            ms_gw_send_error(gw, s, cid, ERR(FORBIDDEN), "the token does not allow namespace %s",
+                             hello->namespace_);
+            return;
+        }
+        if (err != MS_OK) {
+            ms_info("session %llu: token rejected (%s)", (unsigned long long)s->id,
+                    why ? why : ms_err_str(err));
+            ms_gw_send_error(gw, s, cid, ERR(UNAUTHORIZED), "missing, invalid or expired token");
+            return;
+        }
+        if (*hello->peer_id && strcmp(hello->peer_id, peer) != 0) {
+            ms_gw_send_error(gw, s, cid, ERR(FORBIDDEN),
+                             "hello.peerId differs from the token's sub");
+            return;
+        }
+    } else {
+        snprintf(peer, sizeof(peer), "%s", hello->peer_id);
+    }
+    free(s->ns);
+    s->ns = strdup(hello->namespace_);
+    s->peer_id = *peer ? strdup(peer) : NULL;
+    free(s->join_client_id);
+    s->join_client_id = strdup(cid ? cid : "");
+    if (!s->ns || !s->join_client_id) {
+        ms_gw_send_error(gw, s, cid, ERR(INTERNAL), "out of memory");
+        return;
+    }
+    s->shard = ms_bus_shard_of(s->ns, (uint32_t)gw->cfg->shards);
+    ms_session_forget_peer(s);
+    if (hello->position)
+        ms_gw_keep_position(s, hello->position);
+    if (hello->metadata) {
+        s->hello_meta_len = meshsig__v1__struct__get_packed_size(hello->metadata);
+        if ((s->hello_meta = malloc(s->hello_meta_len ? s->hello_meta_len : 1)))
+            meshsig__v1__struct__pack(hello->metadata, s->hello_meta);
+    }
+
+    /* The owner never sees tokens. */
+    char *token = hello->token, *resume_token = hello->resume_token;
+    hello->token = (char *)"";
+    hello->resume_token = (char *)"";
+    Meshsig__Bus__Join j = MESHSIG__BUS__JOIN__INIT;
+    j.peer_id = peer;
+    j.hello = hello;
+    j.resume = resume;
+    Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
+    req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_JOIN;
+    req.join = &j;
+    req.client_id = s->join_client_id;
+    int rc = ms_gw_publish_request(gw, s, &req, 1);
+    hello->token = token;
+    hello->resume_token = resume_token;
+    if (rc != 0) {
+        ms_gw_send_error(gw, s, cid, ERR(UNAVAILABLE), "the message bus is unavailable; retry");
+        return;
+    }
+    s->state = MS_SESSION_JOINING;
+    s->join_deadline_us = ms_gw_now_us() + (uint64_t)gw->cfg->join_timeout_ms * 1000u;
+    /* Retries every second; a shorter timeout than that is rounded up to the
+     * next sweep after the retry, which is within 100 ms. */
+    ms_gw_deadline_arm(gw, s, &gw->join_waits, LWS_US_PER_SEC);
+}
+
+ms_err_t ms_gw_hello_init(ms_gateway_t *gw)
+{
+    const ms_gw_config_t *cfg = gw->cfg;
+    ms_err_t err;
+    if (!cfg->insecure_dev) {
+        ms_auth_config_t ac = {
+            .secret = cfg->jwt_secret, .key_file = cfg->jwt_key_file, .leeway_s = -1};
+        if (cfg->jwt_alg && ms_auth_alg_parse(cfg->jwt_alg, &ac.alg) != MS_OK) {
+            ms_error("--jwt-alg must be HS256, RS256 or ES256");
+            return MS_ERR_INVAL;
+        }
+        if ((err = ms_auth_create(&gw->auth, &ac)) != MS_OK) {
+            ms_error("cannot set up token verification (--jwt-secret or --jwt-key-file): %s",
+                     ms_err_str(err));
+            return err;
+        }
+    }
+
+    /* Resume tokens must verify on every gateway, so the key comes from shared
+     * configuration: --resume-secret, else derived from the JWT secret, else (dev) fixed. */
+    const char *rsrc = cfg->resume_secret && *cfg->resume_secret ? cfg->resume_secret
+                       : cfg->jwt_secret && *cfg->jwt_secret     ? cfg->jwt_secret
+                       : cfg->insecure_dev                       ? "meshsig-insecure-dev"
+                                                                 : NULL;
+    if (rsrc) {
+        unsigned int klen = 0;
+        HMAC(EVP_sha256(), "meshsig-resume-key-v1", 21, (const unsigned char *)rsrc, strlen(rsrc),
+             gw->resume_key, &klen);
+        gw->resume_on = klen == sizeof(gw->resume_key);
+    } else {
+        ms_warn("no --resume-secret (and no --jwt-secret to derive it from): clients cannot "
+                "resume after a gateway failure");
+    }
+    return MS_OK;
+}
+
+void ms_gw_hello_cleanup(ms_gateway_t *gw)
+{
+    ms_auth_destroy(gw->auth);
+    gw->auth = NULL;
+    OPENSSL_cleanse(gw->resume_key, sizeof(gw->resume_key));
+}

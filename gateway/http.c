@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* HTTP on the gateway port: /healthz, /metrics, static files, and the Origin allowlist for /ws. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* /healthz and /metrics: headers in LWS_CALLBACK_HTTP, the body when writeable. */
+int ms_gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                        size_t len)
+{
+    ms_gateway_t *gw = lws_context_user(lws_get_context(wsi));
+    ms_gw_http_pss_t *h = user;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP: {
+        char uri[64];
+        lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+        const char *ctype = "text/plain";
+        if (!strcmp(uri, "/healthz")) {
+            /* Draining counts as unhealthy so a load balancer stops sending new clients. */
+            h->status = gw->draining ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK;
+            h->body = strdup(gw->draining ? "draining\n" : "ok\n");
+            h->len = h->body ? strlen(h->body) : 0;
+        } else if (!strcmp(uri, "/metrics")) {
+            h->status = HTTP_STATUS_OK;
+            h->body = ms_gw_metrics_text(gw, &h->len);
+            ctype = "text/plain; version=0.0.4";
+        } else {
+            return lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL) ? -1 : 0;
+        }
+        if (!h->body)
+            return -1;
+        unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
+                                          *end = buf + sizeof(buf) - 1;
+        if (lws_add_http_common_headers(wsi, (unsigned int)h->status, ctype, h->len, &p, end) ||
+            lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                         (const unsigned char *)"no-store", 8, &p, end) ||
+            lws_finalize_write_http_header(wsi, start, &p, end))
+            return -1;
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    case LWS_CALLBACK_HTTP_WRITEABLE: {
+        if (!h->body)
+            return -1;
+        unsigned char *buf = malloc(LWS_PRE + h->len);
+        if (!buf)
+            return -1;
+        memcpy(buf + LWS_PRE, h->body, h->len);
+        int n = lws_write(wsi, buf + LWS_PRE, h->len, LWS_WRITE_HTTP_FINAL);
+        free(buf);
+        free(h->body);
+        h->body = NULL;
+        if (n < 0)
+            return -1;
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    }
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        if (h) {
+            free(h->body);
+            h->body = NULL;
+        }
+        return 0;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+int ms_gw_origin_allowed(ms_gateway_t *gw, struct lws *wsi)
+{
+    const char *list = gw->cfg->origins;
+    if (!list || !*list)
+        return 1;
+    char origin[256];
+    if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) <= 0)
+        return 0; /* an allowlist is set: browsers always send Origin */
+    size_t ol = strlen(origin);
+    for (const char *p = list; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        if (n == ol && !strncmp(p, origin, n))
+            return 1;
+        if (n == 1 && *p == '*')
+            return 1;
+        p += n + (comma ? 1 : 0);
+    }
+    return 0;
+}
+
+const struct lws_http_mount *ms_gw_http_mounts(ms_gateway_t *gw)
+{
+    static const char *const dyn[] = {"/healthz", "/metrics"};
+    for (int i = 0; i < 2; i++) {
+        gw->mounts[i].mountpoint = dyn[i];
+        gw->mounts[i].mountpoint_len = (unsigned char)strlen(dyn[i]);
+        gw->mounts[i].origin = "meshsig-http";
+        gw->mounts[i].origin_protocol = LWSMPRO_CALLBACK;
+        gw->mounts[i].mount_next = &gw->mounts[i + 1];
+    }
+    gw->mounts[1].mount_next = NULL;
+    const char *dir = gw->cfg->static_dir;
+    if (dir && *dir) {
+        gw->mounts[1].mount_next = &gw->mounts[2];
+        gw->mounts[2].mountpoint = "/";
+        gw->mounts[2].mountpoint_len = 1;
+        gw->mounts[2].origin = dir;
+        gw->mounts[2].def = "index.html";
+        gw->mounts[2].origin_protocol = LWSMPRO_FILE;
+    }
+    return &gw->mounts[0];
+}

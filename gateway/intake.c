@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Deliveries from the bus: the mailbox from cnats threads, epoch fencing, delivery to sessions.
+ *
+ * cnats calls back on its own threads: those only push into the mailbox and
+ * wake the lws loop (lws_cancel_service, its one thread-safe call); the
+ * service thread drains the mailbox in LWS_CALLBACK_EVENT_WAIT_CANCELLED. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+#include "internal.h"
+#include "log.h"
+#include "resume.h"
+
+static uint32_t clamp_u32(long v)
+{
+    return v <= 0 ? 0 : (unsigned long)v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
+static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d)
+{
+    ms_session_t *s;
+    uint64_t id = d->session;
+    HASH_FIND(hh, gw->sessions, &id, sizeof(id), s);
+    if (!s || !d->msg) {
+        gw->n_dropped_session++;
+        return;
+    }
+    const Meshsig__V1__ServerMessage *m = d->msg;
+    if (s->state == MS_SESSION_JOINING) {
+        /* While joining, only the join's answer can arrive. */
+        if (m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_WELCOME) {
+            ms_gw_deadline_cancel(s);
+            ms_session_join_done(s);
+            free(s->peer_id);
+            s->peer_id = strdup(m->welcome->peer_id);
+            s->state = MS_SESSION_JOINED;
+            ms_gw_peer_index_add(gw, s);
+            Meshsig__V1__Welcome w = *m->welcome;
+            w.gateway_id = gw->id;
+            /* The limits are this gateway's, so it states them. A client pings
+             * every heartbeat_ms and gives up after three silent intervals: the
+             * same time after which this gateway drops a silent client. */
+            Meshsig__V1__Limits limits = MESHSIG__V1__LIMITS__INIT;
+            limits.max_frame_bytes = clamp_u32(gw->cfg->max_frame);
+            limits.msgs_per_sec = clamp_u32(gw->cfg->rate_msgs);
+            limits.bytes_per_sec = clamp_u32(gw->cfg->rate_bytes);
+            limits.max_queue_bytes = clamp_u32(gw->cfg->max_queue);
+            w.limits = &limits;
+            w.heartbeat_ms = clamp_u32(gw->cfg->idle_timeout_ms / 3);
+            char token[MS_RESUME_TOKEN_MAX] = "";
+            if (gw->resume_on && s->peer_id &&
+                ms_resume_issue(gw->resume_key, sizeof(gw->resume_key), s->peer_id, s->ns,
+                                gw->started_ms, (int64_t)time(NULL), gw->cfg->resume_ttl_s, token,
+                                sizeof(token)) == MS_OK)
+                w.resume_token = token;
+            Meshsig__V1__ServerMessage copy = *m;
+            copy.welcome = &w;
+            ms_gw_send(gw, s, &copy);
+            return;
+        }
+        if (m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_WAITING) {
+            /* In line for a full namespace: no join deadline while waiting. */
+            ms_gw_deadline_cancel(s);
+        }
+        if (m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR) {
+            ms_gw_deadline_cancel(s);
+            ms_gw_session_reset(gw, s);
+        }
+    } else if (s->state == MS_SESSION_JOINED &&
+               m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_WELCOME) {
+        /* The owner answers every copy of a join that was re-sent while its
+         * first answer was on the way (e.g. held during a shard rebuild):
+         * the client gets one welcome. */
+        gw->n_dropped_session++;
+        return;
+    } else if (s->state != MS_SESSION_JOINED ||
+               (*d->peer_id && (!s->peer_id || strcmp(d->peer_id, s->peer_id)))) {
+        /* For a peer this session no longer holds. */
+        gw->n_dropped_session++;
+        return;
+    }
+    ms_gw_track_delivery(s, m);
+    if (m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL)
+        ms_gw_record_latency(gw, d->origin_us);
+    ms_gw_send(gw, s, m);
+    if (d->close_code)
+        ms_gw_session_close(s, (uint16_t)d->close_code);
+}
+
+static void on_bus_msg(natsMsg *msg, void *ud)
+{
+    ms_gateway_t *gw = ud;
+    /* A coordinator of another bus major may mean something else by the same fields. */
+    if (!ms_busver_accept(&gw->busver, "coordinator", 0, (const uint8_t *)natsMsg_GetData(msg),
+                          (size_t)natsMsg_GetDataLength(msg), ms_gw_now_us() / 1000))
+        return;
+    if (!strcmp(natsMsg_GetSubject(msg), gw->resync_subject)) {
+        Meshsig__Bus__ResyncRequest *rq = meshsig__bus__resync_request__unpack(
+            NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
+        if (rq) {
+            ms_gw_resync_report(gw, rq);
+            meshsig__bus__resync_request__free_unpacked(rq, NULL);
+        }
+        return;
+    }
+    Meshsig__Bus__GatewayBatch *b = meshsig__bus__gateway_batch__unpack(
+        NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
+    if (!b) {
+        ms_warn("undecodable batch on %s", natsMsg_GetSubject(msg));
+        return;
+    }
+    if (b->shard < (uint32_t)gw->cfg->shards) {
+        /* Fencing: a batch from an older owner of the shard is dropped. */
+        if (b->epoch < gw->epochs[b->shard]) {
+            gw->n_dropped_epoch += b->n_deliveries;
+            goto out;
+        }
+        gw->epochs[b->shard] = b->epoch;
+    }
+    for (size_t i = 0; i < b->n_deliveries; i++)
+        deliver(gw, b->deliveries[i]);
+out:
+    meshsig__bus__gateway_batch__free_unpacked(b, NULL);
+}
+
+static void wake(void *ud)
+{
+    ms_gateway_t *gw = ud;
+    lws_cancel_service(gw->ctx);
+}
+
+ms_err_t ms_gw_intake_start(ms_gateway_t *gw)
+{
+    ms_err_t err;
+    snprintf(gw->resync_subject, sizeof(gw->resync_subject), "%s.gw.resync", gw->cfg->prefix);
+    if ((err = ms_mailbox_create(wake, gw, &gw->inbox)) != MS_OK)
+        return err;
+    ms_bus_opts_t bo = {.urls = gw->cfg->nats_urls, .name = gw->id, .event_base = NULL};
+    if ((err = ms_bus_connect(&bo, &gw->bus)) != MS_OK)
+        return err;
+    if ((err = ms_bus_subscribe(gw->bus, gw->subject, NULL, gw->inbox)) != MS_OK ||
+        (err = ms_bus_subscribe(gw->bus, gw->resync_subject, NULL, gw->inbox)) != MS_OK) {
+        ms_error("cannot subscribe %s", gw->subject);
+        return err;
+    }
+    return MS_OK;
+}
+
+void ms_gw_intake_drain(ms_gateway_t *gw)
+{
+    if (gw->inbox)
+        ms_mailbox_drain(gw->inbox, on_bus_msg, gw);
+}

@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The gateway's private state and the calls its files make to each other (not installed).
+ *
+ * Everything here runs on the lws service thread (DESIGN.md §8) unless a
+ * comment says otherwise: cnats threads only push into the mailbox (intake.c).
+ *
+ * Where each concept lives:
+ *   gateway.c    lifecycle: ms_gw_create as a list of steps, run, drain, destroy
+ *   ws.c         the lws WebSocket protocol callback and the write path to clients
+ *   dispatch.c   one client frame: rate limits, decoding, routing, membership tracking
+ *   hello.c      hello, token and resume-token checks, the join and its deadline
+ *   relay.c      signals between two neighbours on this gateway (with a fast JSON scan)
+ *   publish.c    requests to the owner of a shard over NATS
+ *   intake.c     deliveries from the bus: the mailbox, epoch fencing, delivery to sessions
+ *   resync.c     reports of our sessions to a coordinator taking over a shard
+ *   peers.c      the index of joined sessions by (namespace, peer id)
+ *   liveness.c   hello/join deadlines and the idle ping/drop sweep
+ *   heartbeat.c  the gateway heartbeat on the bus
+ *   http.c       /healthz, /metrics, static files and the Origin allowlist
+ *   metrics.c    the Prometheus text and the relay latency histogram
+ */
+#ifndef MS_GW_INTERNAL_H
+#define MS_GW_INTERNAL_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <time.h>
+#include <libwebsockets.h>
+
+#include "auth.h"
+#include "bus.h"
+#include "busver.h"
+#include "bus.pb-c.h"
+#include "client.pb-c.h"
+#include "evloop.h"
+#include "gateway.h"
+#include "ratelimit.h"
+#include "session.h"
+
+#define ERR(code) MESHSIG__V1__ERROR_CODE__##code
+#define CLOSE_TOO_BIG 1009
+#define CLOSE_POLICY 1008
+#define CLOSE_GOING_AWAY 1001
+
+/* Fields are grouped by the file that owns them (writes them); others only read. */
+struct ms_gateway {
+    /* gateway.c: configuration, identity, the lws context, shutdown */
+    const ms_gw_config_t *cfg;
+    char id[96];
+    char subject[160]; /* <prefix>.gw.<id>: deliveries and join replies */
+    struct lws_context *ctx;
+    ms_evloop_t *loop;                 /* under ctx: libev (epoll) or lws's poll() */
+    struct lws_protocols protocols[4]; /* the table in gateway.c with --rx-buffer */
+    uint64_t started_ms;
+    volatile sig_atomic_t stop;
+    int draining; /* SIGTERM: no new sessions, the others told to reconnect elsewhere */
+
+    /* http.c */
+    struct lws_http_mount mounts[3]; /* /healthz, /metrics, then files at / */
+
+    /* intake.c: the bus connection, the mailbox from cnats threads, fencing */
+    char resync_subject[160];
+    ms_bus_t *bus;
+    ms_mailbox_t *inbox;
+    uint64_t *epochs;   /* highest epoch seen per shard: older batches are fenced off */
+    ms_busver_t busver; /* coordinators of another bus major, refused */
+
+    /* hello.c */
+    ms_auth_t *auth;
+    unsigned char resume_key[32]; /* HMAC-SHA256 key; all zero: resume disabled */
+    int resume_on;
+
+    /* ws.c: the sessions and the write path */
+    ms_session_t *sessions; /* uthash by id */
+    size_t n_sessions;
+    uint64_t next_session;
+    char *out; /* scratch: one encoded message (relay.c builds into it too) */
+    size_t out_cap;
+    unsigned char ping[LWS_PRE + 2]; /* "ms": lws reports only pongs with a payload */
+    unsigned char *wbuf;             /* frames for one client write */
+    size_t wbuf_cap;
+
+    /* dispatch.c */
+    ms_ratelimit_rule_t rule_msgs, rule_bytes; /* per session, from the config */
+    uint64_t frame_received_us;                /* wall clock of the frame being handled */
+
+    /* publish.c */
+    uint64_t next_req;
+    uint8_t *pub; /* scratch: one packed request */
+    size_t pub_cap;
+
+    /* peers.c */
+    ms_session_t *by_peer; /* joined sessions by (namespace, peer id): hh_peer */
+
+    /* liveness.c */
+    lws_sorted_usec_list_t sul_sweep;
+    lws_dll2_owner_t hello_waits, join_waits; /* FIFO deadline lists */
+    lws_dll2_owner_t idle, pinged;            /* FIFO liveness lists */
+
+    /* heartbeat.c */
+    char hb_subject[160];
+    lws_sorted_usec_list_t sul_heartbeat;
+
+    /* metrics.c: relay latency, client frame at one gateway -> delivery at another */
+    uint64_t lat_buckets[12]; /* cumulative le= bounds in lat_bounds_us */
+    uint64_t lat_count, lat_sum_us;
+    /* Counters, each bumped where its event happens, printed by metrics.c. */
+    uint64_t n_in, n_out, n_dropped_epoch, n_dropped_session, n_closed_slow, n_rate_limited;
+    uint64_t n_signals_local; /* relayed here between two sessions of this gateway */
+};
+
+static inline uint64_t ms_gw_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static inline uint64_t ms_gw_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static inline uint64_t ms_gw_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- ws.c ---------------------------------------------------------------- */
+
+/* The lws callback of the two WebSocket subprotocols. */
+int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                      size_t len);
+/* Closes with code once the queue is written; nothing more is queued after. */
+void ms_gw_session_close(ms_session_t *s, uint16_t code);
+/* Queues one encoded message (in the session's encoding) for the client. */
+void ms_gw_queue_frame(ms_gateway_t *gw, ms_session_t *s, const void *data, size_t len);
+/* Encodes msg in the session's encoding and queues it. */
+void ms_gw_send(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__ServerMessage *msg);
+void ms_gw_send_error(ms_gateway_t *gw, ms_session_t *s, const char *id,
+                      Meshsig__V1__ErrorCode code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* ---- dispatch.c ---------------------------------------------------------- */
+
+/* One complete client message (data is borrowed). */
+void ms_gw_handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *data, size_t len,
+                        int binary);
+/* Keeps the client's view of its edges, from a message about to be sent to it. */
+void ms_gw_track_delivery(ms_session_t *s, const Meshsig__V1__ServerMessage *m);
+
+/* ---- hello.c ------------------------------------------------------------- */
+
+/* Token verification and the resume key, from the config. */
+ms_err_t ms_gw_hello_init(ms_gateway_t *gw);
+void ms_gw_hello_cleanup(ms_gateway_t *gw);
+void ms_gw_hello(ms_gateway_t *gw, ms_session_t *s, const char *cid, Meshsig__V1__Hello *hello);
+/* The session's hello or join deadline passed (liveness.c calls it). */
+void ms_gw_hello_deadline(ms_gateway_t *gw, ms_session_t *s);
+/* Back to "connected, not joined": after a leave, a refused or timed-out join. */
+void ms_gw_session_reset(ms_gateway_t *gw, ms_session_t *s);
+/* The client's latest position, packed, for a takeover's resync report. */
+void ms_gw_keep_position(ms_session_t *s, const Meshsig__V1__Position *pos);
+
+/* ---- relay.c ------------------------------------------------------------- */
+
+/* Each returns 1 when the signal was relayed here (the caller is done), 0 when
+ * it must take the owner's path. */
+int ms_gw_relay_signal(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__Signal *sig);
+int ms_gw_relay_json(ms_gateway_t *gw, ms_session_t *s, const char *data, size_t len);
+
+/* ---- publish.c ----------------------------------------------------------- */
+
+/* Fills in the envelope (request id, gateway, session, namespace, peer) and
+ * publishes to the shard's owner; with_reply asks for the answer on our subject. */
+int ms_gw_publish_request(ms_gateway_t *gw, ms_session_t *s, Meshsig__Bus__ShardRequest *req,
+                          int with_reply);
+void ms_gw_publish_leave(ms_gateway_t *gw, ms_session_t *s, const char *reason);
+
+/* ---- intake.c ------------------------------------------------------------ */
+
+/* The mailbox, the NATS connection and our subscriptions. */
+ms_err_t ms_gw_intake_start(ms_gateway_t *gw);
+/* Handles what cnats threads queued (from LWS_CALLBACK_EVENT_WAIT_CANCELLED). */
+void ms_gw_intake_drain(ms_gateway_t *gw);
+
+/* ---- resync.c ------------------------------------------------------------ */
+
+void ms_gw_resync_report(ms_gateway_t *gw, const Meshsig__Bus__ResyncRequest *rq);
+
+/* ---- peers.c ------------------------------------------------------------- */
+
+void ms_gw_peer_index_add(ms_gateway_t *gw, ms_session_t *s);
+void ms_gw_peer_index_remove(ms_gateway_t *gw, ms_session_t *s);
+/* The joined session of this gateway holding peer in ns, or NULL. */
+ms_session_t *ms_gw_peer_index_find(ms_gateway_t *gw, const char *ns, const char *peer);
+
+/* ---- liveness.c ---------------------------------------------------------- */
+
+void ms_gw_liveness_start(ms_gateway_t *gw);
+void ms_gw_deadline_arm(ms_gateway_t *gw, ms_session_t *s, lws_dll2_owner_t *list,
+                        uint64_t after_us);
+void ms_gw_deadline_cancel(ms_session_t *s);
+/* A frame or pong from the client: back to the tail of the idle list. */
+void ms_gw_idle_touch(ms_gateway_t *gw, ms_session_t *s);
+
+/* ---- heartbeat.c --------------------------------------------------------- */
+
+void ms_gw_heartbeat_start(ms_gateway_t *gw);
+
+/* ---- http.c -------------------------------------------------------------- */
+
+int ms_gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                        size_t len);
+/* The HTTP protocol's per-connection storage. */
+typedef struct {
+    char *body;
+    size_t len;
+    int status;
+} ms_gw_http_pss_t;
+/* The mount list (/healthz, /metrics, --static-dir), stored in gw->mounts. */
+const struct lws_http_mount *ms_gw_http_mounts(ms_gateway_t *gw);
+int ms_gw_origin_allowed(ms_gateway_t *gw, struct lws *wsi);
+
+/* ---- metrics.c ----------------------------------------------------------- */
+
+/* Wall clocks: exact on one host, off by the clock skew between hosts. */
+void ms_gw_record_latency(ms_gateway_t *gw, uint64_t origin_us);
+/* The /metrics body (malloc'd, caller frees), or NULL. */
+char *ms_gw_metrics_text(ms_gateway_t *gw, size_t *len);
+
+#endif

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Requests to the owner of a shard: the bus envelope around a client message, join or leave. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "log.h"
+
+int ms_gw_publish_request(ms_gateway_t *gw, ms_session_t *s, Meshsig__Bus__ShardRequest *req,
+                          int with_reply)
+{
+    char subj[160], rid[128];
+    snprintf(rid, sizeof(rid), "%s/%llu", gw->id, (unsigned long long)++gw->next_req);
+    req->req_id = rid;
+    req->gateway_id = gw->id;
+    req->session = s->id;
+    req->namespace_ = s->ns;
+    req->peer_id = s->peer_id ? s->peer_id : (char *)"";
+    req->received_us = gw->frame_received_us;
+    req->bus_version = MS_BUS_VERSION;
+    size_t len = meshsig__bus__shard_request__get_packed_size(req);
+    if (len > gw->pub_cap) {
+        uint8_t *nb = realloc(gw->pub, len);
+        if (!nb)
+            return -1;
+        gw->pub = nb;
+        gw->pub_cap = len;
+    }
+    meshsig__bus__shard_request__pack(req, gw->pub);
+    if (req->op_case == MESHSIG__BUS__SHARD_REQUEST__OP_JOIN) {
+        /* Kept for re-sending: the owner answers a repeated join once. */
+        free(s->join_req);
+        s->join_req = malloc(len ? len : 1);
+        if (s->join_req)
+            memcpy(s->join_req, gw->pub, len);
+        s->join_req_len = s->join_req ? len : 0;
+    }
+    ms_bus_subject_shard(subj, sizeof(subj), gw->cfg->prefix, s->shard);
+    return ms_bus_publish(gw->bus, subj, with_reply ? gw->subject : NULL, gw->pub, len) == MS_OK
+               ? 0
+               : -1;
+}
+
+void ms_gw_publish_leave(ms_gateway_t *gw, ms_session_t *s, const char *reason)
+{
+    Meshsig__Bus__Leave l = MESHSIG__BUS__LEAVE__INIT;
+    l.reason = (char *)reason;
+    Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
+    req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_LEAVE;
+    req.leave = &l;
+    if (ms_gw_publish_request(gw, s, &req, 0) != 0)
+        ms_warn("leave of %s/%s not published", s->ns, s->peer_id ? s->peer_id : "?");
+}

@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Signals between two neighbours that are both on this gateway, relayed
+ * without the owner; JSON to JSON with a scan that copies the payload through. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "jsonscan.h"
+
+/* A signal between two neighbours that are both on this gateway goes straight
+ * to the receiver; everything else goes through the shard's owner. Both
+ * sessions must hold the edge as the owner told them: the two sides of an
+ * edge change in one batch from the owner (one namespace, one shard, one
+ * gateway), so they agree whenever a frame is handled. The owner is still
+ * the authority: a signal this gateway cannot vouch for (another gateway, a
+ * namespace whose policy allows signals to non-neighbours, an edge not yet
+ * or no longer known on both sides) takes the owner's path and gets its
+ * answer, so nothing is dropped here. */
+static ms_session_t *local_neighbour(ms_gateway_t *gw, ms_session_t *s, const char *to)
+{
+    if (!*to || !s->peer_id || !ms_strset_has(&s->neighbours, to))
+        return NULL;
+    ms_session_t *t = ms_gw_peer_index_find(gw, s->ns, to);
+    if (!t || t == s || !ms_strset_has(&t->neighbours, s->peer_id))
+        return NULL;
+    return t;
+}
+
+int ms_gw_relay_signal(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__Signal *sig)
+{
+    ms_session_t *t = local_neighbour(gw, s, sig->to);
+    if (!t)
+        return 0;
+    Meshsig__V1__Signal out = MESHSIG__V1__SIGNAL__INIT;
+    out.from = s->peer_id;
+    out.payload = sig->payload;
+    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL;
+    sm.signal = &out;
+    gw->n_signals_local++;
+    ms_gw_record_latency(gw, gw->frame_received_us);
+    ms_gw_send(gw, t, &sm);
+    return 1;
+}
+
+/* The same for JSON to JSON, without decoding the payload: a text frame that
+ * is exactly {"id"?, "signal": {"to", "from"?, "payload"?}} (any order) has its
+ * payload checked by the scanner and copied through. Anything the scanner
+ * does not vouch for takes the full decoder, which answers errors. */
+typedef struct {
+    char to[129];
+    const char *payload; /* NULL: none */
+    size_t payload_len;
+    int seen_id, seen_signal, seen_to, seen_from;
+} fast_signal_t;
+
+static int key_is(const char *k, size_t kl, const char *name)
+{
+    return kl == strlen(name) && !memcmp(k, name, kl);
+}
+
+/* A member of "signal": "to" (a plain string), "from" (ignored: ours), "payload". */
+static const char *fast_signal_member(void *ud, const char *k, size_t kl, const char *p,
+                                      const char *end)
+{
+    fast_signal_t *fs = ud;
+    const char *v;
+    size_t vl;
+    int esc;
+    if (key_is(k, kl, "to") && !fs->seen_to) {
+        if (!(p = ms_json_scan_string(p, end, &v, &vl, &esc)) || esc || vl >= sizeof(fs->to))
+            return NULL;
+        memcpy(fs->to, v, vl);
+        fs->to[vl] = '\0';
+        fs->seen_to = 1;
+        return p;
+    }
+    if (key_is(k, kl, "from") && !fs->seen_from) {
+        fs->seen_from = 1;
+        return ms_json_scan_string(p, end, &v, &vl, &esc);
+    }
+    if (key_is(k, kl, "payload") && !fs->payload) {
+        const char *after = ms_json_scan(p, end);
+        if (after) {
+            fs->payload = p;
+            fs->payload_len = (size_t)(after - p);
+        }
+        return after;
+    }
+    return NULL;
+}
+
+/* A member of the message: "id" (any string) and "signal", nothing else. */
+static const char *fast_message_member(void *ud, const char *k, size_t kl, const char *p,
+                                       const char *end)
+{
+    fast_signal_t *fs = ud;
+    const char *v;
+    size_t vl;
+    int esc;
+    if (key_is(k, kl, "id") && !fs->seen_id) {
+        fs->seen_id = 1;
+        return ms_json_scan_string(p, end, &v, &vl, &esc);
+    }
+    if (key_is(k, kl, "signal") && !fs->seen_signal) {
+        fs->seen_signal = 1;
+        p = ms_json_scan_object(p, end, fast_signal_member, fs);
+        return p && fs->seen_to ? p : NULL;
+    }
+    return NULL;
+}
+
+static int fast_signal_parse(const char *p, size_t len, fast_signal_t *fs)
+{
+    const char *end = p + len;
+    memset(fs, 0, sizeof(*fs));
+    p = ms_json_scan_object(ms_json_ws(p, end), end, fast_message_member, fs);
+    return p && fs->seen_signal && ms_json_ws(p, end) == end;
+}
+
+int ms_gw_relay_json(ms_gateway_t *gw, ms_session_t *s, const char *data, size_t len)
+{
+    fast_signal_t fs;
+    if (!fast_signal_parse(data, len, &fs))
+        return 0;
+    ms_session_t *t = local_neighbour(gw, s, fs.to);
+    if (!t || t->binary)
+        return 0;
+    if (t->closing)
+        return 1; /* as ms_gw_send: nothing more for a closing session */
+    /* Peer ids are A-Z a-z 0-9 . _ : @ - (the owner checks): no escaping. */
+    static const char head[] = "{\"signal\":{\"from\":\"", mid[] = "\",\"payload\":";
+    size_t idl = strlen(s->peer_id);
+    size_t need = sizeof(head) + idl + sizeof(mid) + fs.payload_len + 4;
+    if (need > gw->out_cap) {
+        char *nb = realloc(gw->out, need);
+        if (!nb)
+            return 0;
+        gw->out = nb;
+        gw->out_cap = need;
+    }
+    char *o = gw->out;
+    memcpy(o, head, sizeof(head) - 1);
+    o += sizeof(head) - 1;
+    memcpy(o, s->peer_id, idl);
+    o += idl;
+    if (fs.payload) {
+        memcpy(o, mid, sizeof(mid) - 1);
+        o += sizeof(mid) - 1;
+        memcpy(o, fs.payload, fs.payload_len);
+        o += fs.payload_len;
+    } else {
+        *o++ = '"';
+    }
+    *o++ = '}';
+    *o++ = '}';
+    gw->n_signals_local++;
+    ms_gw_record_latency(gw, gw->frame_received_us);
+    ms_gw_queue_frame(gw, t, gw->out, (size_t)(o - gw->out));
+    return 1;
+}

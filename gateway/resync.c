@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Resync: a new owner of a shard asks what we hold in it; we report our sessions in batches. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+#include "internal.h"
+#include "log.h"
+
+#define RESYNC_BATCH 200
+
+static void resync_send(ms_gateway_t *gw, const Meshsig__Bus__ResyncRequest *rq,
+                        Meshsig__Bus__SessionReport **reps, size_t n, int last)
+{
+    Meshsig__Bus__ResyncReport rr = MESHSIG__BUS__RESYNC_REPORT__INIT;
+    rr.gateway_id = gw->id;
+    rr.shard = rq->shard;
+    rr.epoch = rq->epoch;
+    rr.n_sessions = n;
+    rr.sessions = reps;
+    rr.last = last;
+    rr.bus_version = MS_BUS_VERSION;
+    size_t len = meshsig__bus__resync_report__get_packed_size(&rr);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) {
+        ms_error("out of memory answering a resync of shard %u", rq->shard);
+        return;
+    }
+    meshsig__bus__resync_report__pack(&rr, buf);
+    if (ms_bus_publish(gw->bus, rq->reply_to, NULL, buf, len) != MS_OK)
+        ms_warn("resync report for shard %u not sent", rq->shard);
+    free(buf);
+}
+
+static void report_free(Meshsig__Bus__SessionReport *r)
+{
+    if (r->position)
+        meshsig__v1__position__free_unpacked(r->position, NULL);
+    if (r->metadata)
+        meshsig__v1__struct__free_unpacked(r->metadata, NULL);
+}
+
+void ms_gw_resync_report(ms_gateway_t *gw, const Meshsig__Bus__ResyncRequest *rq)
+{
+    if (!*rq->reply_to)
+        return;
+    if (rq->shards && rq->shards != (uint32_t)gw->cfg->shards)
+        ms_warn("coordinator %s uses %u shards, this gateway %ld: fix --shards", rq->coordinator_id,
+                rq->shards, gw->cfg->shards);
+    Meshsig__Bus__SessionReport reps[RESYNC_BATCH], *ptrs[RESYNC_BATCH];
+    size_t n = 0, total = 0;
+    ms_session_t *s, *tmp;
+    HASH_ITER(hh, gw->sessions, s, tmp)
+    {
+        if (s->state != MS_SESSION_JOINED || s->shard != rq->shard || !s->peer_id)
+            continue;
+        Meshsig__Bus__SessionReport *r = &reps[n];
+        meshsig__bus__session_report__init(r);
+        r->session = s->id;
+        r->namespace_ = s->ns;
+        r->peer_id = s->peer_id;
+        r->position = s->hello_pos
+                          ? meshsig__v1__position__unpack(NULL, s->hello_pos_len, s->hello_pos)
+                          : NULL;
+        r->metadata = s->hello_meta
+                          ? meshsig__v1__struct__unpack(NULL, s->hello_meta_len, s->hello_meta)
+                          : NULL;
+        r->n_neighbours = s->neighbours.n;
+        r->neighbours = s->neighbours.v;
+        r->parent = s->parent ? s->parent : (char *)"";
+        r->n_rooms = s->rooms.n;
+        r->rooms = s->rooms.v;
+        r->n_services = s->services.n;
+        r->services = s->services.v;
+        r->n_subscriptions = s->subscriptions.n;
+        r->subscriptions = s->subscriptions.v;
+        ptrs[n++] = r;
+        total++;
+        if (n == RESYNC_BATCH) {
+            resync_send(gw, rq, ptrs, n, 0);
+            for (size_t i = 0; i < n; i++)
+                report_free(&reps[i]);
+            n = 0;
+        }
+    }
+    resync_send(gw, rq, ptrs, n, 1);
+    for (size_t i = 0; i < n; i++)
+        report_free(&reps[i]);
+    ms_info("resync of shard %u for %s (epoch %llu): %zu sessions reported", rq->shard,
+            rq->coordinator_id, (unsigned long long)rq->epoch, total);
+}

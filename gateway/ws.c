@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The lws WebSocket protocol callback and the write path: bounded queue, batched writes.
+ *
+ * Frames are written only in LWS_CALLBACK_SERVER_WRITEABLE, from the
+ * session's bounded queue, all that is queued (up to WRITE_BATCH bytes) in
+ * one write; a reader too slow to keep its queue under --max-queue is closed.
+ * LWS_CALLBACK_EVENT_WAIT_CANCELLED is where the mailbox from the cnats
+ * threads is drained (DESIGN.md §8).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+#include "codec.h"
+#include "internal.h"
+#include "log.h"
+
+#define WRITE_BATCH (32 * 1024) /* bytes of frames per client write */
+
+void ms_gw_session_close(ms_session_t *s, uint16_t code)
+{
+    if (s->closing)
+        return;
+    s->closing = 1;
+    s->close_code = code;
+    lws_callback_on_writable(s->wsi);
+}
+
+/* Queues one encoded message (in the session's encoding) for the client. */
+void ms_gw_queue_frame(ms_gateway_t *gw, ms_session_t *s, const void *data, size_t len)
+{
+    if (ms_session_queue(s, data, len, s->binary, (size_t)gw->cfg->max_queue) != 0) {
+        gw->n_closed_slow++;
+        ms_warn("session %llu (%s): outbound queue over %ld bytes; closing the slow reader",
+                (unsigned long long)s->id, s->peer_id ? s->peer_id : "-", gw->cfg->max_queue);
+        ms_gw_session_close(s, CLOSE_POLICY);
+        return;
+    }
+    gw->n_out++;
+    lws_callback_on_writable(s->wsi);
+}
+
+/* Encodes msg in the session's encoding and queues it. */
+void ms_gw_send(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__ServerMessage *msg)
+{
+    if (s->closing)
+        return;
+    size_t len;
+    const void *data;
+    if (s->binary) {
+        len = meshsig__v1__server_message__get_packed_size(msg);
+        if (len > gw->out_cap) {
+            char *nb = realloc(gw->out, len);
+            if (!nb)
+                goto fail;
+            gw->out = nb;
+            gw->out_cap = len;
+        }
+        meshsig__v1__server_message__pack(msg, (uint8_t *)gw->out);
+    } else {
+        len = 0;
+        if (ms_codec_append_json(&msg->base, &gw->out, &len, &gw->out_cap) != MS_OK)
+            goto fail;
+    }
+    data = gw->out;
+    ms_gw_queue_frame(gw, s, data, len);
+    return;
+fail:
+    ms_error("cannot encode a message for session %llu", (unsigned long long)s->id);
+}
+
+void ms_gw_send_error(ms_gateway_t *gw, ms_session_t *s, const char *id,
+                      Meshsig__V1__ErrorCode code, const char *fmt, ...)
+{
+    char text[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    Meshsig__V1__Error e = MESHSIG__V1__ERROR__INIT;
+    e.code = code;
+    e.message = text;
+    Meshsig__V1__ServerMessage m = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    m.id = (char *)(id ? id : "");
+    m.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR;
+    m.error = &e;
+    ms_gw_send(gw, s, &m);
+}
+
+/* The WebSocket protocols: a session from ESTABLISHED to CLOSED, and the mailbox wake-up. */
+int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                      size_t len)
+{
+    struct lws_context *ctx = lws_get_context(wsi);
+    ms_gateway_t *gw = ctx ? lws_context_user(ctx) : NULL;
+    ms_session_t *s = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        if (gw && gw->inbox)
+            ms_gw_intake_drain(gw);
+        return 0;
+
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+        char uri[64];
+        if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws")) {
+            return 1; /* WebSockets live at /ws only */
+        }
+        if (gw->draining)
+            return 1; /* shutting down: clients go to another gateway */
+        if (!ms_gw_origin_allowed(gw, wsi)) {
+            ms_info("WebSocket refused: origin not allowed");
+            return 1;
+        }
+        return 0;
+    }
+
+    case LWS_CALLBACK_ESTABLISHED:
+        memset(s, 0, sizeof(*s));
+        s->id = ++gw->next_session;
+        s->wsi = wsi;
+        s->binary = !strcmp(lws_get_protocol(wsi)->name, "meshsig.v1.proto");
+        ms_ratelimit_start(&s->rate_msgs, &gw->rule_msgs, ms_gw_now_us());
+        ms_ratelimit_start(&s->rate_bytes, &gw->rule_bytes, ms_gw_now_us());
+        HASH_ADD(hh, gw->sessions, id, sizeof(s->id), s);
+        gw->n_sessions++;
+        ms_gw_deadline_arm(gw, s, &gw->hello_waits, (uint64_t)gw->cfg->hello_timeout_ms * 1000u);
+        ms_gw_idle_touch(gw, s);
+        return 0;
+
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (s && s->id)
+            ms_gw_idle_touch(gw, s);
+        return 0;
+
+    case LWS_CALLBACK_RECEIVE: {
+        if (!s || !s->id)
+            return -1;
+        if (s->closing)
+            return 0;
+        ms_gw_idle_touch(gw, s);
+        size_t remaining = lws_remaining_packet_payload(wsi);
+        int final = lws_is_final_fragment(wsi) && remaining == 0;
+        if (s->rx_discard) {
+            /* Reading the rest of an oversize message: closing while the client
+             * is still sending would turn the close frame into a reset. An
+             * endless message is cut off at 16 times the cap. */
+            s->rx_discard += len;
+            if (s->rx_discard > 16 * (uint64_t)gw->cfg->max_frame)
+                return -1;
+            if (final)
+                ms_gw_session_close(s, CLOSE_TOO_BIG);
+            return 0;
+        }
+        if (s->rx_len + len + remaining > (size_t)gw->cfg->max_frame) {
+            ms_info("session %llu: message over %ld bytes; closing with 1009",
+                    (unsigned long long)s->id, gw->cfg->max_frame);
+            free(s->rx);
+            s->rx = NULL;
+            s->rx_len = s->rx_cap = 0;
+            s->rx_discard = len;
+            if (final)
+                ms_gw_session_close(s, CLOSE_TOO_BIG);
+            return 0;
+        }
+        if (final && s->rx_len == 0) {
+            ms_gw_handle_frame(gw, s, in, len, lws_frame_is_binary(wsi));
+            return 0;
+        }
+        if (s->rx_len + len > s->rx_cap) {
+            size_t ncap = s->rx_len + len + remaining;
+            unsigned char *nb = realloc(s->rx, ncap);
+            if (!nb)
+                return -1;
+            s->rx = nb;
+            s->rx_cap = ncap;
+        }
+        memcpy(s->rx + s->rx_len, in, len);
+        s->rx_len += len;
+        if (final) {
+            ms_gw_handle_frame(gw, s, s->rx, s->rx_len, lws_frame_is_binary(wsi));
+            /* Large buffers are not kept around between messages. */
+            free(s->rx);
+            s->rx = NULL;
+            s->rx_len = s->rx_cap = 0;
+        }
+        return 0;
+    }
+
+    case LWS_CALLBACK_SERVER_WRITEABLE: {
+        if (!s || !s->id)
+            return 0;
+        if (s->ping_due) {
+            s->ping_due = 0;
+            memcpy(gw->ping + LWS_PRE, "ms", 2);
+            if (lws_write(wsi, gw->ping + LWS_PRE, 2, LWS_WRITE_PING) < 0)
+                return -1;
+            if (s->head)
+                lws_callback_on_writable(wsi);
+            return 0;
+        }
+        if (s->head) {
+            /* Everything queued (up to WRITE_BATCH bytes) in one send: the
+             * frames are framed here and written raw, which lws passes
+             * through unchanged (no extensions are enabled on this vhost). */
+            ssize_t n = ms_session_take_frames(s, &gw->wbuf, &gw->wbuf_cap, WRITE_BATCH);
+            if (n < 0 || lws_write(wsi, gw->wbuf + LWS_PRE, (size_t)n, LWS_WRITE_RAW) < 0)
+                return -1;
+        }
+        if (s->head) {
+            lws_callback_on_writable(wsi);
+        } else if (s->closing) {
+            lws_close_reason(wsi, (enum lws_close_status)s->close_code, NULL, 0);
+            return -1;
+        }
+        return 0;
+    }
+
+    case LWS_CALLBACK_CLOSED:
+        if (!s || !s->id)
+            return 0;
+        ms_gw_deadline_cancel(s);
+        lws_dll2_remove(&s->idle_node);
+        if (s->state != MS_SESSION_NEW && s->ns)
+            ms_gw_publish_leave(gw, s, "closed");
+        ms_gw_peer_index_remove(gw, s);
+        HASH_DEL(gw->sessions, s);
+        gw->n_sessions--;
+        ms_session_cleanup(s);
+        s->id = 0;
+        return 0;
+
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
