@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The NATS connection: connect with reconnect, publish, subscribe into a mailbox. */
+/* The NATS connection: connect with reconnect, publish, subscribe into a mailbox or a loop. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +8,7 @@
 #include <nats/adapters/libevent.h>
 
 #include "bus.h"
+#include "busloop.h"
 #include "hash.h"
 #include "log.h"
 
@@ -21,8 +22,16 @@ struct ms_bus {
     natsOptions *opts;
     natsSubscription *subs[MS_BUS_MAX_SUBS];
     int n_subs;
+    /* With a loop: the adapter, and the subscriptions are synchronous ones
+     * that deliver() empties on the loop thread after each read. */
+    ms_busloop_t *loop;
+    ms_bus_msg_fn on_msg;
+    ms_bus_batch_fn on_batch;
+    void *ud;
     atomic_ullong reconnects;
 };
+
+static void deliver(void *ud);
 
 static void on_disconnected(natsConnection *nc, void *closure)
 {
@@ -69,8 +78,11 @@ ms_err_t ms_bus_connect(const ms_bus_opts_t *o, ms_bus_t **out)
 {
     ms_err_t err = MS_ERR_BUS;
     ms_bus_t *b = calloc(1, sizeof(*b));
-    if (!b)
+    if (!b) {
+        ms_busloop_destroy(o->loop);
         return MS_ERR_NOMEM;
+    }
+    b->loop = o->loop; /* ours from here on, also on failure */
     if (natsOptions_Create(&b->opts) != NATS_OK)
         goto fail;
     if ((err = set_servers(b->opts, o->urls ? o->urls : NATS_DEFAULT_URL)) != MS_OK) {
@@ -91,11 +103,21 @@ ms_err_t ms_bus_connect(const ms_bus_opts_t *o, ms_bus_t **out)
     natsOptions_SetDisconnectedCB(b->opts, on_disconnected, b);
     natsOptions_SetReconnectedCB(b->opts, on_reconnected, b);
     natsOptions_SetErrorHandler(b->opts, on_error, b);
-    if (o->event_base) {
-        b->on_loop = 1;
-        if (natsOptions_SetEventLoop(b->opts, o->event_base, natsLibevent_Attach, natsLibevent_Read,
-                                     natsLibevent_Write, natsLibevent_Detach) != NATS_OK)
+    if (o->event_base || o->loop) {
+        if (!o->on_msg || (o->event_base && o->loop)) {
+            err = MS_ERR_INVAL;
             goto fail;
+        }
+        b->on_loop = 1;
+        b->on_msg = o->on_msg;
+        b->on_batch = o->on_batch;
+        b->ud = o->ud;
+        if (!b->loop && (err = ms_busloop_libevent_create(o->event_base, &b->loop)) != MS_OK)
+            goto fail;
+        ms_busloop_set_reader(b->loop, deliver, b);
+        if ((err = ms_busloop_install(b->loop, b->opts)) != MS_OK)
+            goto fail;
+        err = MS_ERR_BUS;
     }
     natsStatus s = natsConnection_Connect(&b->nc, b->opts);
     if (s == NATS_NOT_YET_CONNECTED) {
@@ -120,11 +142,16 @@ void ms_bus_destroy(ms_bus_t *b)
         natsSubscription_Destroy(b->subs[i]);
     }
     if (b->nc) {
-        if (!b->on_loop)
+        /* With a loop, write out what is buffered first: Close would wait
+         * 500 ms for a PONG that only the loop could read. */
+        if (b->on_loop)
+            ms_busloop_flush(b->loop, b->nc, 1000);
+        else
             natsConnection_FlushTimeout(b->nc, 1000);
         natsConnection_Close(b->nc);
         natsConnection_Destroy(b->nc);
     }
+    ms_busloop_destroy(b->loop);
     natsOptions_Destroy(b->opts);
     free(b);
 }
@@ -145,13 +172,54 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
     ms_mailbox_push(closure, msg);
 }
 
+/* Loop thread, after each read: what that read parsed, subscription by subscription. */
+static void deliver(void *ud)
+{
+    ms_bus_t *b = ud;
+    /* cnats frees a received message on its garbage-collector thread and
+     * wakes that thread when the first one arrives after it went idle:
+     * destroying them together costs one wake-up per read, not per message. */
+    natsMsg *done[256];
+    int n_done = 0, n_total = 0;
+    for (int i = 0; i < b->n_subs; i++) {
+        int pending = 0;
+        /* Counted first: NextMsg on an empty subscription records an error. */
+        if (natsSubscription_GetPending(b->subs[i], &pending, NULL) != NATS_OK)
+            continue;
+        for (int k = 0; k < pending; k++) {
+            natsMsg *msg = NULL;
+            if (natsSubscription_NextMsg(&msg, b->subs[i], 0) != NATS_OK)
+                break;
+            b->on_msg(msg, b->ud);
+            n_total++;
+            if (n_done == (int)(sizeof(done) / sizeof(done[0]))) {
+                for (int j = 0; j < n_done; j++)
+                    natsMsg_Destroy(done[j]);
+                n_done = 0;
+            }
+            done[n_done++] = msg;
+        }
+    }
+    for (int j = 0; j < n_done; j++)
+        natsMsg_Destroy(done[j]);
+    if (n_total && b->on_batch)
+        b->on_batch(b->ud);
+}
+
 ms_err_t ms_bus_subscribe(ms_bus_t *b, const char *subject, const char *queue, ms_mailbox_t *mb)
 {
     if (b->n_subs == MS_BUS_MAX_SUBS)
         return MS_ERR_FULL;
     natsSubscription *sub = NULL;
-    natsStatus s = queue ? natsConnection_QueueSubscribe(&sub, b->nc, subject, queue, on_msg, mb)
-                         : natsConnection_Subscribe(&sub, b->nc, subject, on_msg, mb);
+    natsStatus s;
+    if (b->on_loop != (mb == NULL))
+        return MS_ERR_INVAL;
+    if (b->on_loop)
+        s = queue ? natsConnection_QueueSubscribeSync(&sub, b->nc, subject, queue)
+                  : natsConnection_SubscribeSync(&sub, b->nc, subject);
+    else
+        s = queue ? natsConnection_QueueSubscribe(&sub, b->nc, subject, queue, on_msg, mb)
+                  : natsConnection_Subscribe(&sub, b->nc, subject, on_msg, mb);
     if (s != NATS_OK)
         return MS_ERR_BUS;
     /* Signalling bursts are large; never let cnats drop for slow consumption. */
@@ -177,7 +245,7 @@ void ms_bus_drain_subscriptions(ms_bus_t *b, int timeout_ms)
 ms_err_t ms_bus_flush(ms_bus_t *b, int timeout_ms)
 {
     if (b->on_loop)
-        return MS_ERR_STATE;
+        return ms_busloop_flush(b->loop, b->nc, timeout_ms);
     return natsConnection_FlushTimeout(b->nc, timeout_ms) == NATS_OK ? MS_OK : MS_ERR_TIMEOUT;
 }
 

@@ -1,8 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The NATS connection both binaries use: connect with reconnect, publish, subscribe into a mailbox.
+/* The NATS connection both binaries use: connect with reconnect, publish, subscribe.
  *
- * Subjects are built and parsed in subject.h. Publishing is thread-safe (cnats); subscription
- * messages are pushed into the caller's mailbox and processed on its thread.
+ * Subjects are built and parsed in subject.h. Publishing is thread-safe (cnats).
+ *
+ * Two ways to receive. Driven by the owner's event loop (opts.loop or
+ * opts.event_base, with opts.on_msg): the loop reads the socket and on_msg
+ * runs on the loop thread right after each read, and publishes go out at the
+ * loop's next turn (common/busloop.h): no thread hop and no flusher delay.
+ * Without a loop, cnats's own threads read and flush (its flusher waits up to
+ * 1 ms to batch) and messages are pushed into the caller's mailbox.
  */
 #ifndef MS_BUS_H
 #define MS_BUS_H
@@ -11,33 +17,48 @@
 #include <stdint.h>
 #include <nats/nats.h>
 
+#include "busloop.h"
 #include "err.h"
 #include "mailbox.h"
 #include "subject.h"
 
 typedef struct ms_bus ms_bus_t;
 
+/* Loop thread. msg is borrowed: the bus destroys it when fn returns. */
+typedef void (*ms_bus_msg_fn)(natsMsg *msg, void *ud);
+/* Loop thread, after the messages of one read (at least one) were handed to on_msg. */
+typedef void (*ms_bus_batch_fn)(void *ud);
+
 typedef struct {
     const char *urls; /* comma-separated nats:// URLs */
     const char *name; /* connection name shown by the server */
-    void *event_base; /* a libevent event_base to drive the socket, or NULL (cnats threads) */
+    /* At most one loop; NULL for both: cnats threads. ms_bus_connect runs on
+     * the loop's thread, and the loop outlives the bus. */
+    void *event_base;         /* a libevent event_base */
+    ms_busloop_t *loop;       /* any other loop's adapter (busloop.h); the bus takes it */
+    ms_bus_msg_fn on_msg;     /* required with a loop */
+    ms_bus_batch_fn on_batch; /* optional */
+    void *ud;
 } ms_bus_opts_t;
 
 /* Once per process, before any libevent event_base is created. */
 void ms_bus_global_init(void);
-/* Connects (retrying in the background if no server answers yet). */
+/* Connects (retrying in the background if no server answers yet). Takes
+ * o->loop, also when it fails. */
 ms_err_t ms_bus_connect(const ms_bus_opts_t *opts, ms_bus_t **out);
 void ms_bus_destroy(ms_bus_t *b);
 /* Any thread. reply may be NULL. */
 ms_err_t ms_bus_publish(ms_bus_t *b, const char *subject, const char *reply, const void *data,
                         size_t len);
-/* Subscribes subject (wildcards allowed); messages go to mb. queue may be NULL. */
+/* Subscribes subject (wildcards allowed). queue may be NULL. Messages go to
+ * mb without a loop; with a loop they go to opts.on_msg and mb must be NULL. */
 ms_err_t ms_bus_subscribe(ms_bus_t *b, const char *subject, const char *queue, ms_mailbox_t *mb);
 /* Stops every subscription and waits (up to timeout_ms) until no handler is
  * running, so that nothing pushes into a mailbox afterwards. Publishing still works. */
 void ms_bus_drain_subscriptions(ms_bus_t *b, int timeout_ms);
-/* Flushes pending publishes to the server, waiting up to timeout_ms. Not for a
- * connection driven by an event loop (MS_ERR_STATE): the loop reads the reply. */
+/* Flushes pending publishes to the server, waiting up to timeout_ms. With a
+ * loop: only on the loop thread outside its callbacks (else MS_ERR_STATE), and
+ * it writes what is buffered without waiting for the server's answer. */
 ms_err_t ms_bus_flush(ms_bus_t *b, int timeout_ms);
 int ms_bus_connected(ms_bus_t *b);
 uint64_t ms_bus_reconnects(ms_bus_t *b);

@@ -84,6 +84,8 @@ size_t ms_mailbox_drain(ms_mailbox_t *m, ms_mailbox_msg_fn fn, void *ud)
 
 size_t ms_mailbox_dropped(ms_mailbox_t *m)
 {
+    if (!m)
+        return 0;
     pthread_mutex_lock(&m->lock);
     size_t d = m->dropped;
     pthread_mutex_unlock(&m->lock);

@@ -29,6 +29,7 @@ void ms_mailbox_push(ms_mailbox_t *m, natsMsg *msg);
 /* Owner thread. Calls fn for every queued message in order, then destroys it.
  * Returns how many were processed. */
 size_t ms_mailbox_drain(ms_mailbox_t *m, ms_mailbox_msg_fn fn, void *ud);
+/* NULL (no mailbox) counts 0. */
 size_t ms_mailbox_dropped(ms_mailbox_t *m);
 
 #endif

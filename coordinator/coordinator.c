@@ -48,13 +48,6 @@ uint64_t ms_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* cnats thread: wake the loop. event_active is thread-safe once evthread is on. */
-static void wake(void *ud)
-{
-    ms_coord_t *c = ud;
-    event_active(c->loop.wake_ev, EV_READ, 0);
-}
-
 /* A message from a node of another bus major is refused before anything decodes it
  * (busver.h); the subject says which kind of node sent it. */
 static int bus_version_ok(ms_coord_t *c, const ms_subject_t *sj, const uint8_t *data, size_t dlen)
@@ -124,21 +117,12 @@ static void on_bus_msg(natsMsg *msg, void *ud)
     }
 }
 
-static void on_wake(evutil_socket_t fd, short what, void *ud)
+/* After the messages of one NATS read: the deliveries they made leave in one
+ * batch per gateway. */
+static void on_bus_batch(void *ud)
 {
     ms_coord_t *c = ud;
-    /* One batch per turn, then back to the loop: draining until empty would
-     * never end under sustained load and would starve signals, timers (ack
-     * deadlines) and the admin endpoint. The wake-up only comes when the
-     * queue was empty, so a non-empty batch re-arms the event itself. */
-    size_t n = ms_mailbox_drain(c->loop.inbox, on_bus_msg, c);
     ms_outbox_flush(&c->outbox);
-    if (n > 0) {
-        /* A zero timer runs in the next loop turn, after I/O, timers and a
-         * pending stop; re-activating directly would keep this turn going. */
-        static const struct timeval now = {0, 0};
-        event_add(c->loop.again_ev, &now);
-    }
 }
 
 static void offline_wake(void *ud)
@@ -231,11 +215,6 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
     ms_bus_global_init();
     if (!(c->loop.base = event_base_new()))
         goto fail;
-    if (!(c->loop.wake_ev = event_new(c->loop.base, -1, 0, on_wake, c)) ||
-        !(c->loop.again_ev = evtimer_new(c->loop.base, on_wake, c)))
-        goto fail;
-    if ((err = ms_mailbox_create(wake, c, &c->loop.inbox)) != MS_OK)
-        goto fail;
     if (!(c->loop.offline_ev = event_new(c->loop.base, -1, 0, on_offline, c)))
         goto fail;
     ms_offline_config_t oc = {.nats_urls = cfg->nats_urls,
@@ -257,7 +236,14 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
         ms_error("cannot start the lease worker");
         goto fail;
     }
-    ms_bus_opts_t bo = {.urls = cfg->nats_urls, .name = c->id, .event_base = c->loop.base};
+    /* The loop reads the NATS socket and on_bus_msg runs right after each read
+     * (no cnats delivery thread, no hand-over); publishes leave at the next turn. */
+    ms_bus_opts_t bo = {.urls = cfg->nats_urls,
+                        .name = c->id,
+                        .event_base = c->loop.base,
+                        .on_msg = on_bus_msg,
+                        .on_batch = on_bus_batch,
+                        .ud = c};
     if ((err = ms_bus_connect(&bo, &c->bus)) != MS_OK)
         goto fail;
     ms_outbox_set_bus(&c->outbox, c->bus);
@@ -338,10 +324,6 @@ void ms_coord_destroy(ms_coord_t *c)
     ms_admin_stop(c);
     ms_mailbox_destroy(c->loop.inbox);
     ms_coord_core_cleanup(c);
-    if (c->loop.wake_ev)
-        event_free(c->loop.wake_ev);
-    if (c->loop.again_ev)
-        event_free(c->loop.again_ev);
     if (c->loop.tick_ev)
         event_free(c->loop.tick_ev);
     if (c->loop.offline_ev)

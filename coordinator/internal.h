@@ -42,12 +42,10 @@
 /* coordinator.c: the event loop and what wakes it. */
 typedef struct {
     struct event_base *base;
-    struct event *wake_ev;
-    struct event *again_ev; /* re-runs the drain in the next loop turn */
     struct event *sigint_ev, *sigterm_ev, *sighup_ev;
     struct event *tick_ev;
     struct event *offline_ev, *lease_ev;
-    ms_mailbox_t *inbox; /* bus messages, handed over by cnats threads */
+    ms_mailbox_t *inbox; /* NULL: the bus delivers on the loop (ms_bus_opts_t.on_msg) */
     char probe_subject[200];
     int ready;          /* a probe came back through our subscriptions: the server has them */
     ms_busver_t busver; /* nodes of another bus major whose messages were refused */

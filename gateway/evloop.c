@@ -137,6 +137,11 @@ int ms_evloop_run_once(ms_evloop_t *l, struct lws_context *ctx)
     return 0;
 }
 
+void *ms_evloop_libev(const ms_evloop_t *l)
+{
+    return l->ev;
+}
+
 const char *ms_evloop_name(const ms_evloop_t *l)
 {
     return l->name;

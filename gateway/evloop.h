@@ -19,6 +19,9 @@ void ms_evloop_configure(ms_evloop_t *l, struct lws_context_creation_info *info)
 /* One iteration: waits for socket I/O, an lws timer or lws_cancel_service(),
  * and handles what is ready. Negative when lws fails. */
 int ms_evloop_run_once(ms_evloop_t *l, struct lws_context *ctx);
+/* The libev loop (a struct ev_loop *), for other watchers on the service
+ * thread such as the NATS connection's; NULL on lws's poll loop. */
+void *ms_evloop_libev(const ms_evloop_t *l);
 /* "libev (epoll)", "poll": for logs. */
 const char *ms_evloop_name(const ms_evloop_t *l);
 /* After lws_context_destroy. NULL is fine. */

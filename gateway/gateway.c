@@ -211,10 +211,8 @@ void ms_gw_destroy(ms_gateway_t *gw)
         lws_context_destroy(gw->ctx);
         gw->ctx = NULL;
     }
+    ms_bus_destroy(gw->bus);     /* writes what is buffered first; its watchers are on the loop */
     ms_evloop_destroy(gw->loop); /* after the context: lws stops its watchers on it */
-    if (gw->bus)
-        ms_bus_flush(gw->bus, 1000);
-    ms_bus_destroy(gw->bus);
     ms_mailbox_destroy(gw->inbox);
     ms_gw_hello_cleanup(gw);
     free(gw->epochs);

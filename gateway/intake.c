@@ -135,9 +135,17 @@ ms_err_t ms_gw_intake_start(ms_gateway_t *gw)
 {
     ms_err_t err;
     snprintf(gw->resync_subject, sizeof(gw->resync_subject), "%s.gw.resync", gw->cfg->prefix);
-    if ((err = ms_mailbox_create(wake, gw, &gw->inbox)) != MS_OK)
+    /* On libev, the NATS socket is one more watcher of the service thread's
+     * loop and messages arrive on this thread right after each read; on lws's
+     * poll loop, cnats's threads read and hand messages over through the
+     * mailbox (ms_gw_intake_drain). */
+    ms_bus_opts_t bo = {.urls = gw->cfg->nats_urls, .name = gw->id, .on_msg = on_bus_msg, .ud = gw};
+    if (ms_evloop_libev(gw->loop))
+        err = ms_busloop_libev_create(ms_evloop_libev(gw->loop), &bo.loop);
+    else
+        err = ms_mailbox_create(wake, gw, &gw->inbox);
+    if (err != MS_OK)
         return err;
-    ms_bus_opts_t bo = {.urls = gw->cfg->nats_urls, .name = gw->id, .event_base = NULL};
     if ((err = ms_bus_connect(&bo, &gw->bus)) != MS_OK)
         return err;
     if ((err = ms_bus_subscribe(gw->bus, gw->subject, NULL, gw->inbox)) != MS_OK ||

@@ -1,0 +1,273 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The bus driven by an event loop (libev, or libevent with MS_TEST_LIBEVENT) against a real
+ * nats-server: delivery on the loop thread in order, publishes from other threads, the buffer
+ * written at destroy, and a reconnect after nats-server restarts. */
+#include <check.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bus.h"
+#include "cluster.h"
+#include "testutil.h"
+
+#ifdef MS_TEST_LIBEVENT
+#include <event2/event.h>
+#else
+#include <ev.h>
+#endif
+
+#define N_MSGS 2000
+
+static cluster_t cl;
+static char url[64];
+static void *loop;
+
+typedef struct {
+    pthread_t loop_thread;
+    int n, next, bad_thread, bad_order, batches;
+} rx_t;
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+#ifdef MS_TEST_LIBEVENT
+static void noop(evutil_socket_t fd, short what, void *ud) {}
+
+static void *loop_new(void)
+{
+    ms_bus_global_init(); /* before the event_base: cnats threads may add events */
+    return event_base_new();
+}
+
+/* One turn of the loop, waiting at most ms. */
+static void loop_once(int ms)
+{
+    struct event *t = evtimer_new(loop, noop, NULL);
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    evtimer_add(t, &tv);
+    event_base_loop(loop, EVLOOP_ONCE);
+    event_free(t);
+}
+
+static void loop_free(void)
+{
+    event_base_free(loop);
+}
+
+static ms_err_t bus_on_loop(ms_bus_opts_t *o)
+{
+    o->event_base = loop;
+    return MS_OK;
+}
+#else
+static void noop(struct ev_loop *l, ev_timer *w, int revents) {}
+
+static void *loop_new(void)
+{
+    return ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
+}
+
+static void loop_once(int ms)
+{
+    ev_timer t;
+    ev_timer_init(&t, noop, ms / 1000.0, 0.);
+    ev_timer_start(loop, &t);
+    ev_run(loop, EVRUN_ONCE);
+    ev_timer_stop(loop, &t);
+}
+
+static void loop_free(void)
+{
+    ev_loop_destroy(loop);
+}
+
+static ms_err_t bus_on_loop(ms_bus_opts_t *o)
+{
+    return ms_busloop_libev_create(loop, &o->loop);
+}
+#endif
+
+static void on_msg(natsMsg *m, void *ud)
+{
+    rx_t *r = ud;
+    if (!pthread_equal(pthread_self(), r->loop_thread))
+        r->bad_thread++;
+    char buf[16] = "";
+    int len = natsMsg_GetDataLength(m);
+    if (len > 0 && len < (int)sizeof(buf))
+        memcpy(buf, natsMsg_GetData(m), (size_t)len);
+    if (atoi(buf) != r->next)
+        r->bad_order++;
+    r->next = atoi(buf) + 1;
+    r->n++;
+}
+
+static void on_batch(void *ud)
+{
+    ((rx_t *)ud)->batches++;
+}
+
+static ms_bus_t *connect_bus(rx_t *r, const char *subject)
+{
+    memset(r, 0, sizeof(*r));
+    r->loop_thread = pthread_self();
+    ms_bus_opts_t o = {
+        .urls = url, .name = "test", .on_msg = on_msg, .on_batch = on_batch, .ud = r};
+    ck_assert_int_eq(bus_on_loop(&o), MS_OK);
+    ms_bus_t *b = NULL;
+    ck_assert_int_eq(ms_bus_connect(&o, &b), MS_OK);
+    if (subject)
+        ck_assert_int_eq(ms_bus_subscribe(b, subject, NULL, NULL), MS_OK);
+    return b;
+}
+
+/* Runs the loop until *n reaches want or the deadline passes. */
+static void run_until(const int *n, int want, int timeout_ms)
+{
+    long long end = now_ms() + timeout_ms;
+    while (*n < want && now_ms() < end)
+        loop_once(50);
+}
+
+static void publish_range(ms_bus_t *b, const char *subject, int from, int to)
+{
+    for (int i = from; i < to; i++) {
+        char buf[16];
+        int len = snprintf(buf, sizeof(buf), "%d", i);
+        ck_assert_int_eq(ms_bus_publish(b, subject, NULL, buf, (size_t)len), MS_OK);
+    }
+}
+
+static void setup(void)
+{
+    ck_assert_int_eq(cluster_start(&cl, NULL), 0);
+    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", cl.nats_port);
+    loop = loop_new();
+    ck_assert_ptr_nonnull(loop);
+}
+
+static void teardown(void)
+{
+    loop_free();
+    cluster_stop(&cl);
+}
+
+START_TEST(delivers_on_the_loop_in_order)
+{
+    rx_t r;
+    ms_bus_t *b = connect_bus(&r, "test.bus.a");
+    publish_range(b, "test.bus.a", 0, N_MSGS);
+    run_until(&r.n, N_MSGS, 10000);
+    ck_assert_int_eq(r.n, N_MSGS);
+    ck_assert_int_eq(r.bad_thread, 0);
+    ck_assert_int_eq(r.bad_order, 0);
+    ck_assert_int_ge(r.batches, 1);
+    ms_bus_destroy(b);
+}
+END_TEST
+
+typedef struct {
+    ms_bus_t *b;
+    const char *subject;
+} pub_arg_t;
+
+static void *publisher(void *arg)
+{
+    pub_arg_t *p = arg;
+    for (int i = 0; i < N_MSGS; i++) {
+        char buf[16];
+        int len = snprintf(buf, sizeof(buf), "%d", i);
+        if (ms_bus_publish(p->b, p->subject, NULL, buf, (size_t)len) != MS_OK)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+START_TEST(publishes_from_another_thread)
+{
+    rx_t r;
+    ms_bus_t *b = connect_bus(&r, "test.bus.b");
+    pub_arg_t p = {.b = b, .subject = "test.bus.b"};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, publisher, &p), 0);
+    run_until(&r.n, N_MSGS, 10000);
+    void *ret = NULL;
+    pthread_join(t, &ret);
+    ck_assert_ptr_null(ret);
+    ck_assert_int_eq(r.n, N_MSGS);
+    ck_assert_int_eq(r.bad_thread, 0);
+    ck_assert_int_eq(r.bad_order, 0);
+    ms_bus_destroy(b);
+}
+END_TEST
+
+START_TEST(destroy_writes_the_buffer)
+{
+    rx_t r, unused;
+    ms_bus_t *rxb = connect_bus(&r, "test.bus.c");
+    ms_bus_t *txb = connect_bus(&unused, NULL);
+    /* rxb's SUB must reach the server before txb's messages: a round trip
+     * through rxb's own subscription proves it. */
+    publish_range(rxb, "test.bus.c", 0, 1);
+    run_until(&r.n, 1, 10000);
+    ck_assert_int_eq(r.n, 1);
+    /* The loop does not run between these publishes and the destroy: only
+     * the destroy's own flush can write them. */
+    publish_range(txb, "test.bus.c", 1, 500);
+    ms_bus_destroy(txb);
+    run_until(&r.n, 500, 10000);
+    ck_assert_int_eq(r.n, 500);
+    ck_assert_int_eq(r.bad_order, 0);
+    ms_bus_destroy(rxb);
+}
+END_TEST
+
+START_TEST(reconnects_after_nats_restarts)
+{
+    rx_t r;
+    ms_bus_t *b = connect_bus(&r, "test.bus.d");
+    publish_range(b, "test.bus.d", 0, 10);
+    run_until(&r.n, 10, 10000);
+    ck_assert_int_eq(r.n, 10);
+
+    cluster_kill_nats(&cl, 0);
+    long long end = now_ms() + 10000;
+    while (ms_bus_connected(b) && now_ms() < end)
+        loop_once(50);
+    ck_assert(!ms_bus_connected(b));
+    ck_assert_int_eq(cluster_restart_nats(&cl, 0, 0), 0);
+    /* cnats reconnects on its own thread and attaches the new socket from
+     * there: the adapter must hand that to the loop. */
+    end = now_ms() + 15000;
+    while (!ms_bus_connected(b) && now_ms() < end)
+        loop_once(50);
+    ck_assert(ms_bus_connected(b));
+    publish_range(b, "test.bus.d", 10, 1000);
+    run_until(&r.n, 1000, 10000);
+    ck_assert_int_eq(r.n, 1000);
+    ck_assert_int_eq(r.bad_thread, 0);
+    ck_assert_int_eq(r.bad_order, 0);
+    ms_bus_destroy(b);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("bus");
+    TCase *tc = tcase_create("loop");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, delivers_on_the_loop_in_order);
+    tcase_add_test(tc, publishes_from_another_thread);
+    tcase_add_test(tc, destroy_writes_the_buffer);
+    tcase_add_test(tc, reconnects_after_nats_restarts);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
