@@ -55,7 +55,7 @@ typedef struct {
     const ms_lg_cfg_t *cfg;
     conn_t *c;
     int ep;
-    struct sockaddr_in dst, dst2; /* dst2: --port2, for clients with an odd index */
+    struct sockaddr_in dst; /* host and --port; port_of() picks each client's port */
     uint64_t key_salt;
     uint64_t rng;
     int phase;
@@ -128,10 +128,27 @@ static uint32_t partner_of(uint32_t idx)
     return idx ^ 1u;
 }
 
-/* With --port2, clients with an odd index (the second of each pair) use the second port. */
+/* Which of the n_ports ports client idx connects to. Pairs (relay, latency:
+ * clients 2k and 2k+1) always span two ports, and over consecutive pairs
+ * every ordered pair of ports comes up equally often: pair k puts its first
+ * client on port k mod G and its second offset 1 + (k / G) mod (G - 1)
+ * further on. Other scenarios go round-robin. */
+static int port_index(const ms_lg_cfg_t *cfg, uint32_t idx)
+{
+    uint32_t g = (uint32_t)cfg->n_ports;
+    if (g <= 1)
+        return 0;
+    if (cfg->scenario != MS_LG_RELAY && cfg->scenario != MS_LG_LATENCY)
+        return (int)(idx % g);
+    uint32_t k = idx / 2, a = k % g;
+    if (!(idx & 1u))
+        return (int)a;
+    return (int)((a + 1 + (k / g) % (g - 1)) % g);
+}
+
 static int port_of(const ms_lg_cfg_t *cfg, uint32_t idx)
 {
-    return cfg->port2 && (idx & 1u) ? cfg->port2 : cfg->port;
+    return cfg->n_ports > 1 ? cfg->ports[port_index(cfg, idx)] : cfg->port;
 }
 
 static void conn_release(conn_t *c)
@@ -570,7 +587,9 @@ static void conn_open(lg_t *lg, uint32_t idx)
         snprintf(why, sizeof why, "bind: %s", strerror(errno));
         goto fail;
     }
-    const struct sockaddr_in *dst = cfg->port2 && (idx & 1u) ? &lg->dst2 : &lg->dst;
+    struct sockaddr_in dst_port = lg->dst;
+    dst_port.sin_port = htons((uint16_t)port_of(cfg, idx));
+    const struct sockaddr_in *dst = &dst_port;
     if (connect(c->fd, (const struct sockaddr *)dst, sizeof *dst) && errno != EINPROGRESS) {
         snprintf(why, sizeof why, "connect: %s", strerror(errno));
         goto fail;
@@ -885,9 +904,6 @@ int ms_lg_run(const ms_lg_cfg_t *cfg)
         fprintf(stderr, "loadgen: bad host %s\n", cfg->host);
         goto fail;
     }
-    lg->dst2 = lg->dst;
-    if (cfg->port2)
-        lg->dst2.sin_port = htons((uint16_t)cfg->port2);
     lg->c = calloc(cfg->clients, sizeof *lg->c);
     lg->pairs = calloc(cfg->clients / 2 + 1, sizeof *lg->pairs);
     evs = calloc(1024, sizeof *evs);

@@ -15,13 +15,18 @@ typedef enum {
     MS_LG_STORM,   /* N clients join one namespace; count topology events until quiet */
 } ms_lg_scenario_t;
 
+#define MS_LG_MAX_PORTS 16
+
 /* Read-only after main() fills it. */
 typedef struct {
     const ms_lg_proto_t *proto;
     ms_lg_scenario_t scenario;
     const char *host; /* server address, dotted IPv4 in 127.0.0.0/8 */
     int port;
-    int port2;          /* 0, or: clients with an odd index connect to this port instead */
+    /* More gateways (--port2, --ports): n_ports > 1 spreads the clients over
+     * ports[] (ports[0] == port); see ms_lg_port_index. */
+    int ports[MS_LG_MAX_PORTS];
+    int n_ports;
     uint32_t clients;   /* N */
     uint32_t group;     /* idle: clients per namespace (meshsig) */
     const char *ns;     /* storm: the namespace; others: a prefix */

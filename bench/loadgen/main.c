@@ -9,34 +9,39 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: meshsig-loadgen --proto meshsig|peerjs --port P [--port2 P2] --scenario S\n"
-               "                       [options]\n"
-               "  scenarios: idle, relay, latency, storm\n"
-               "  --host A          server IPv4 address (127.0.0.1)\n"
-               "  --port2 P         clients with an odd index connect to port P instead of\n"
-               "                    --port (pairs are clients 2k, 2k+1: each spans both ports)\n"
-               "  --clients N       clients to open (1000)\n"
-               "  --group K         idle: meshsig clients per namespace (2)\n"
-               "  --ns NAME         storm: namespace; others: namespace prefix (storm / b)\n"
-               "  --window W        connection attempts in flight (512)\n"
-               "  --src-addrs K     source addresses 127.0.0.2.. to cycle over (250)\n"
-               "  --pids a,b,c      server processes whose RSS and CPU are measured\n"
-               "  --settle S        idle: seconds to hold before sampling RSS (3)\n"
-               "  --inflight M      relay: messages in flight per pair (8)\n"
-               "  --size B          signal frame size in bytes (450)\n"
-               "  --rate R          latency: messages per second in total (2000)\n"
-               "  --warmup S        seconds before measuring (1)\n"
-               "  --duration S      seconds measured (10)\n"
-               "  --quiet S         storm: silence that ends the run (1)\n"
-               "  --timeout S       bound on each waiting phase (120)\n"
-               "  --heartbeat-ms T  client keepalive interval (protocol default; 0 = off)\n"
-               "  --degrees FILE    storm: write each client's final degree to FILE\n"
-               "  --hold S          keep the clients connected S seconds after the report\n"
-               "  -v                progress on stderr\n");
+    fprintf(f,
+            "usage: meshsig-loadgen --proto meshsig|peerjs --port P [--ports P2,...] --scenario S\n"
+            "                       [options]\n"
+            "  scenarios: idle, relay, latency, storm\n"
+            "  --host A          server IPv4 address (127.0.0.1)\n"
+            "  --port2 P         a second gateway: the two clients of every pair (2k, 2k+1)\n"
+            "                    are on different ports\n"
+            "  --ports P2,P3,..  more gateways after --port: relay and latency pairs span\n"
+            "                    two ports each, every ordered pair of ports alike; idle\n"
+            "                    and storm clients go round-robin\n"
+            "  --clients N       clients to open (1000)\n"
+            "  --group K         idle: meshsig clients per namespace (2)\n"
+            "  --ns NAME         storm: namespace; others: namespace prefix (storm / b)\n"
+            "  --window W        connection attempts in flight (512)\n"
+            "  --src-addrs K     source addresses 127.0.0.2.. to cycle over (250)\n"
+            "  --pids a,b,c      server processes whose RSS and CPU are measured\n"
+            "  --settle S        idle: seconds to hold before sampling RSS (3)\n"
+            "  --inflight M      relay: messages in flight per pair (8)\n"
+            "  --size B          signal frame size in bytes (450)\n"
+            "  --rate R          latency: messages per second in total (2000)\n"
+            "  --warmup S        seconds before measuring (1)\n"
+            "  --duration S      seconds measured (10)\n"
+            "  --quiet S         storm: silence that ends the run (1)\n"
+            "  --timeout S       bound on each waiting phase (120)\n"
+            "  --heartbeat-ms T  client keepalive interval (protocol default; 0 = off)\n"
+            "  --degrees FILE    storm: write each client's final degree to FILE\n"
+            "  --hold S          keep the clients connected S seconds after the report\n"
+            "  -v                progress on stderr\n");
 }
 
 int main(int argc, char **argv)
 {
+    int extra[MS_LG_MAX_PORTS], n_extra = 0;
     ms_lg_cfg_t cfg = {
         .proto = NULL,
         .scenario = MS_LG_IDLE,
@@ -59,18 +64,31 @@ int main(int argc, char **argv)
     };
     int have_scenario = 0;
     static const struct option longopts[] = {
-        {"proto", required_argument, 0, 'P'},    {"scenario", required_argument, 0, 'S'},
-        {"host", required_argument, 0, 'H'},     {"port", required_argument, 0, 'p'},
-        {"port2", required_argument, 0, 'o'},    {"clients", required_argument, 0, 'n'},
-        {"group", required_argument, 0, 'g'},    {"ns", required_argument, 0, 'N'},
-        {"window", required_argument, 0, 'w'},   {"src-addrs", required_argument, 0, 'a'},
-        {"pids", required_argument, 0, 'i'},     {"settle", required_argument, 0, 's'},
-        {"inflight", required_argument, 0, 'f'}, {"size", required_argument, 0, 'b'},
-        {"rate", required_argument, 0, 'r'},     {"warmup", required_argument, 0, 'W'},
-        {"duration", required_argument, 0, 'd'}, {"quiet", required_argument, 0, 'q'},
-        {"timeout", required_argument, 0, 't'},  {"heartbeat-ms", required_argument, 0, 'h'},
-        {"degrees", required_argument, 0, 'D'},  {"hold", required_argument, 0, 'O'},
-        {"help", no_argument, 0, '?'},           {0, 0, 0, 0},
+        {"proto", required_argument, 0, 'P'},
+        {"scenario", required_argument, 0, 'S'},
+        {"host", required_argument, 0, 'H'},
+        {"port", required_argument, 0, 'p'},
+        {"port2", required_argument, 0, 'o'},
+        {"ports", required_argument, 0, 1001},
+        {"clients", required_argument, 0, 'n'},
+        {"group", required_argument, 0, 'g'},
+        {"ns", required_argument, 0, 'N'},
+        {"window", required_argument, 0, 'w'},
+        {"src-addrs", required_argument, 0, 'a'},
+        {"pids", required_argument, 0, 'i'},
+        {"settle", required_argument, 0, 's'},
+        {"inflight", required_argument, 0, 'f'},
+        {"size", required_argument, 0, 'b'},
+        {"rate", required_argument, 0, 'r'},
+        {"warmup", required_argument, 0, 'W'},
+        {"duration", required_argument, 0, 'd'},
+        {"quiet", required_argument, 0, 'q'},
+        {"timeout", required_argument, 0, 't'},
+        {"heartbeat-ms", required_argument, 0, 'h'},
+        {"degrees", required_argument, 0, 'D'},
+        {"hold", required_argument, 0, 'O'},
+        {"help", no_argument, 0, '?'},
+        {0, 0, 0, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "v", longopts, NULL)) != -1) {
@@ -102,11 +120,27 @@ int main(int argc, char **argv)
         case 'p':
             cfg.port = atoi(optarg);
             break;
-        case 'o':
-            cfg.port2 = atoi(optarg);
-            if (cfg.port2 <= 0 || cfg.port2 > 65535)
+        case 'o': { /* --port2 P: the same as --ports with one more */
+            int p2 = atoi(optarg);
+            if (p2 <= 0 || p2 > 65535 || n_extra >= MS_LG_MAX_PORTS - 1)
                 goto bad;
+            extra[n_extra++] = p2;
             break;
+        }
+        case 1001: { /* --ports P1,P2,...: more gateways after --port */
+            char *save = NULL, *copy = strdup(optarg);
+            for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t;
+                 t = strtok_r(NULL, ",", &save)) {
+                int pp = atoi(t);
+                if (pp <= 0 || pp > 65535 || n_extra >= MS_LG_MAX_PORTS - 1) {
+                    free(copy);
+                    goto bad;
+                }
+                extra[n_extra++] = pp;
+            }
+            free(copy);
+            break;
+        }
         case 'n':
             cfg.clients = (uint32_t)strtoul(optarg, NULL, 10);
             break;
@@ -170,6 +204,9 @@ int main(int argc, char **argv)
         cfg.window == 0 || cfg.src_addrs == 0 || cfg.src_addrs > 60000 || cfg.group == 0 ||
         cfg.size > 60000)
         goto bad;
+    cfg.ports[0] = cfg.port;
+    cfg.n_ports = 1 + n_extra;
+    memcpy(cfg.ports + 1, extra, (size_t)n_extra * sizeof(extra[0]));
     if ((cfg.scenario == MS_LG_RELAY || cfg.scenario == MS_LG_LATENCY) && cfg.clients % 2)
         cfg.clients++;
     if (!cfg.ns)
