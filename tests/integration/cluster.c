@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <jansson.h>
 
 #include "cluster.h"
 
@@ -433,6 +434,29 @@ int cluster_restart_coordinator(cluster_t *c, int hard)
     return start_coordinator(c);
 }
 
+/* Whether coordinator 0 has heard gateway id's heartbeat: the gateway sends it
+ * after its subscriptions on the same NATS connection, so from then on the
+ * server delivers to the gateway (its port opens before that). */
+static int gateway_seen(cluster_t *c, const char *id)
+{
+    char *body = NULL;
+    int seen = 0;
+    if (http_request(c->admin_port, "GET", "/v1/cluster", c->admin_token, NULL, &body) == 200) {
+        json_t *j = json_loads(body ? body : "", 0, NULL);
+        json_t *gws = json_object_get(j, "gateways"), *g;
+        size_t k;
+        json_array_foreach(gws, k, g)
+        {
+            const char *gid = json_string_value(json_object_get(g, "id"));
+            if (gid && !strcmp(gid, id) && json_is_true(json_object_get(g, "alive")))
+                seen = 1;
+        }
+        json_decref(j);
+    }
+    free(body);
+    return seen;
+}
+
 int cluster_add_gateway(cluster_t *c, const char *id, const char *const *extra)
 {
     if (c->n_gw == CLUSTER_MAX_GW)
@@ -451,6 +475,9 @@ int cluster_add_gateway(cluster_t *c, const char *id, const char *const *extra)
     if (c->gw[i] < 0 || cluster_wait_port(c->gw_port[i], 10000))
         return -1;
     c->n_gw++;
+    for (long long end = now_ms() + 20000; !gateway_seen(c, id); usleep(20000))
+        if (now_ms() > end)
+            return -1;
     return i;
 }
 

@@ -74,7 +74,9 @@ int cluster_coord_admin(const cluster_t *c, int i);
 const char *cluster_coord_id(const cluster_t *c, int i);
 /* Sends sig to coordinator i and waits for it to exit (it is not restarted). */
 void cluster_kill_coordinator(cluster_t *c, int i, int sig);
-/* Adds a gateway; extra are more arguments (NULL-terminated). Returns its index or -1. */
+/* Adds a gateway; extra are more arguments (NULL-terminated). Returns its index
+ * once coordinator 0 has heard its heartbeat (so its subscriptions are live),
+ * or -1. */
 int cluster_add_gateway(cluster_t *c, const char *id, const char *const *extra);
 /* Spawns argv with output to log; returns pid or -1. */
 pid_t cluster_spawn(cluster_t *c, const char *log_name, char *const argv[]);
