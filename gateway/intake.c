@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Deliveries from the bus: the mailbox from cnats threads, epoch fencing, delivery to sessions.
+/* Deliveries from the bus: NATS messages on the service thread, epoch fencing, delivery to
+ * sessions.
  *
- * cnats calls back on its own threads: those only push into the mailbox and
- * wake the lws loop (lws_cancel_service, its one thread-safe call); the
+ * On libev the bus reads the NATS socket on the service thread's own loop and
+ * calls on_bus_msg right after each read (common/busloop.h). On lws's poll
+ * loop cnats calls back on its own threads: those only push into the mailbox
+ * and wake the lws loop (lws_cancel_service, its one thread-safe call); the
  * service thread drains the mailbox in LWS_CALLBACK_EVENT_WAIT_CANCELLED. */
 #include <stdio.h>
 #include <stdlib.h>
