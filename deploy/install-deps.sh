@@ -15,7 +15,7 @@ BUILD_PKGS=(
     libwebsockets-dev libev-dev libnats-dev protobuf-c-compiler libprotobuf-c-dev
     libevent-dev check libjwt-dev libjansson-dev uthash-dev libssl-dev libyaml-dev
     nats-server python3 curl ca-certificates procps iproute2
-    haproxy docker-compose python3-yaml
+    haproxy docker-compose python3-yaml coturn
     clang libclang-rt-14-dev
     help2man systemd
 )
