@@ -68,8 +68,11 @@ export interface ConnectOptions {
   offerGatherMs?: number;
   /** Unused pre-made offers are closed this long after welcome (default 15000 ms). */
   premadeTtlMs?: number;
+  /** Your own STUN/TURN servers; default: the ones the gateway hands out (welcome.iceServers). */
   iceServers?: RTCIceServer[];
-  /** Full RTCConfiguration; overrides iceServers. */
+  /** 'relay' forces every connection through TURN (testing, or hiding addresses); default 'all'. */
+  iceTransportPolicy?: RTCIceTransportPolicy;
+  /** Full RTCConfiguration; overrides iceServers and iceTransportPolicy. */
   rtcConfig?: RTCConfiguration;
   /** false: no peer connections; every signal is a 'signal' event for the app's own WebRTC. */
   webrtc?: boolean;
@@ -110,6 +113,10 @@ export interface Welcome {
   topology?: string;
   /** true when the session was resumed with the token (edges and registrations kept). */
   resumed?: boolean;
+  /** STUN/TURN servers with this session's short-lived TURN credentials. */
+  iceServers?: RTCIceServer[];
+  /** Unix seconds (as a string, proto3 JSON uint64) when those TURN credentials expire. */
+  iceExpiresAt?: string;
 }
 
 export interface NeighbourInfo {
@@ -177,6 +184,8 @@ export interface ClientEvents {
   /** A neighbour's media stream, once per stream id; tracks it removes later leave it ('removetrack'). */
   'remote-stream': { peer: string; stream: MediaStream };
   waiting: { position: number };
+  /** The gateway's ICE servers changed (the welcome's, or fresh TURN credentials). */
+  iceServers: { servers: RTCIceServer[] };
   reconnecting: { attempt: number; delayMs: number; reason: string };
   close: { error: MeshsigError | null };
   stray: object;

@@ -1272,6 +1272,8 @@ export class Client extends Emitter {
     this.gatewayId = w.gatewayId || null;
     this.topology = w.topology || null;
     this.limits = w.limits || null;
+    // STUN/TURN servers with this session's TURN credentials (a resume brings fresh ones).
+    if (w.iceServers) this.#setServerIce(w.iceServers);
     // A stream data frame (base64, 4/3 of the chunk, plus its envelope) must fit the gateway's frame cap.
     const maxFrame = this.limits?.maxFrameBytes || 0;
     this._streamChunk = maxFrame > 2048
@@ -1510,6 +1512,10 @@ export class Client extends Emitter {
       case 'waiting':
         this._emit('waiting', { position: body.position || 0 });
         return;
+      case 'iceServers':
+        // Fresh TURN credentials before the ones in hand expire.
+        this.#setServerIce(body.servers || []);
+        return;
       case 'reconnect':
         // The gateway is going away: come back at once with the resume token.
         this.#closeSocket();
@@ -1547,7 +1553,27 @@ export class Client extends Emitter {
   }
 
   #rtcConfig() {
-    return this.opts.rtcConfig || { iceServers: this.opts.iceServers || [] };
+    if (this.opts.rtcConfig) return this.opts.rtcConfig;
+    const cfg = { iceServers: this.opts.iceServers || this._serverIce || [] };
+    if (this.opts.iceTransportPolicy) cfg.iceTransportPolicy = this.opts.iceTransportPolicy;
+    return cfg;
+  }
+
+  /** The gateway's ICE servers: used unless the app gave its own; live connections
+   *  get them for their next ICE restart. */
+  #setServerIce(servers) {
+    this._serverIce = servers.map((s) => {
+      const o = { urls: s.urls || [] };
+      if (s.username) o.username = s.username;
+      if (s.credential) o.credential = s.credential;
+      return o;
+    });
+    this._emit('iceServers', { servers: this._serverIce });
+    if (this.opts.rtcConfig || this.opts.iceServers) return;
+    const cfg = this.#rtcConfig();
+    for (const n of this._neighbours.values()) {
+      try { n.pc?.setConfiguration?.(cfg); } catch { /* a closed connection */ }
+    }
   }
 
   #onConnect(c) {
