@@ -140,6 +140,7 @@ ms_err_t ms_gw_create(const ms_gw_config_t *cfg, ms_gateway_t **out)
     gw->started_ms = ms_gw_wall_ms();
     if ((err = name_gateway(gw)) != MS_OK || (err = set_limits(gw)) != MS_OK ||
         (err = ms_gw_hello_init(gw)) != MS_OK || /* tokens and the resume key */
+        (err = ms_gw_ice_setup(gw)) != MS_OK ||  /* STUN/TURN for the welcome */
         (err = create_context(gw)) != MS_OK ||   /* listening */
         (err = ms_gw_intake_start(gw)) != MS_OK) /* NATS, subscribed */
         goto fail;
@@ -215,6 +216,7 @@ void ms_gw_destroy(ms_gateway_t *gw)
     ms_evloop_destroy(gw->loop); /* after the context: lws stops its watchers on it */
     ms_mailbox_destroy(gw->inbox);
     ms_gw_hello_cleanup(gw);
+    ms_gw_ice_cleanup(&gw->ice);
     free(gw->epochs);
     free(gw->out);
     free(gw->pub);

@@ -31,6 +31,10 @@ typedef struct {
     const char *resume_secret; /* HMAC key for resume tokens, shared by all gateways */
     long resume_ttl_s;         /* lifetime of a resume token */
     const char *event_lib;     /* "auto" (NULL), "libev" or "poll"; see evloop.h */
+    const char *stun_urls;     /* comma-separated, handed out in the welcome */
+    const char *turn_urls;     /* comma-separated, with per-session credentials */
+    const char *turn_secret;   /* the TURN server's static-auth-secret */
+    long turn_ttl_s;           /* TURN credential lifetime */
 } ms_gw_config_t;
 
 typedef struct ms_gateway ms_gateway_t;

@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "ice.h"
+#include "internal.h"
+#include "log.h"
 
 static void free_list(char **v, size_t n)
 {
@@ -82,8 +84,8 @@ ms_err_t ms_gw_ice_init(ms_gw_ice_t *ice, const char *stun_csv, const char *turn
         err = MS_ERR_INVAL;
         goto fail;
     }
-    if (ttl_s < 60 || ttl_s > 7 * 86400) {
-        *why = "--turn-ttl-s must be 60 .. 604800";
+    if (ttl_s < 10 || ttl_s > 7 * 86400) {
+        *why = "--turn-ttl-s must be 10 .. 604800";
         err = MS_ERR_INVAL;
         goto fail;
     }
@@ -148,4 +150,68 @@ void ms_gw_ice_fill(const ms_gw_ice_t *ice, const char *peer_id, int64_t now_s,
     }
     *out = buf->ptrs;
     *n_out = n;
+}
+
+/* ---- on the gateway ------------------------------------------------------- */
+
+ms_err_t ms_gw_ice_setup(ms_gateway_t *gw)
+{
+    const ms_gw_config_t *cfg = gw->cfg;
+    const char *why = "";
+    ms_err_t err = ms_gw_ice_init(&gw->ice, cfg->stun_urls, cfg->turn_urls, cfg->turn_secret,
+                                  cfg->turn_ttl_s, &why);
+    if (err == MS_ERR_INVAL)
+        ms_error("%s", why);
+    else if (err == MS_OK && cfg->turn_secret && *cfg->turn_secret && !gw->ice.n_turn)
+        ms_warn("--turn-secret is set but --turn-urls is empty: no TURN server is handed out");
+    else if (err == MS_OK && ms_gw_ice_enabled(&gw->ice))
+        ms_info("ICE servers in the welcome: %zu STUN, %zu TURN URLs (credentials for %ld s)",
+                gw->ice.n_stun, gw->ice.n_turn, gw->ice.ttl_s);
+    return err;
+}
+
+static uint32_t mono_s(void)
+{
+    /* 0 means "no renewal due": count from 1. */
+    return (uint32_t)(ms_gw_now_us() / 1000000u) + 1u;
+}
+
+void ms_gw_ice_welcome(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Welcome *w,
+                       ms_gw_ice_buf_t *buf)
+{
+    if (!ms_gw_ice_enabled(&gw->ice) || !s->peer_id)
+        return;
+    uint64_t expires = 0;
+    ms_gw_ice_fill(&gw->ice, s->peer_id, (int64_t)(ms_gw_wall_ms() / 1000u), buf, &w->ice_servers,
+                   &w->n_ice_servers, &expires);
+    w->ice_expires_at = expires;
+    s->ice_renew_s =
+        ms_gw_ice_expiring(&gw->ice) ? mono_s() + (uint32_t)ms_gw_ice_renew_after_s(&gw->ice) : 0;
+}
+
+void ms_gw_ice_sweep(ms_gateway_t *gw, uint64_t now_us)
+{
+    if (!ms_gw_ice_expiring(&gw->ice) || now_us < gw->ice_next_walk_us)
+        return;
+    gw->ice_next_walk_us = now_us + 1000000u;
+    uint32_t now = mono_s();
+    ms_session_t *s, *tmp;
+    HASH_ITER(hh, gw->sessions, s, tmp)
+    {
+        if (!s->ice_renew_s || now < s->ice_renew_s || s->state != MS_SESSION_JOINED ||
+            !s->peer_id || s->closing)
+            continue;
+        ms_gw_ice_buf_t buf;
+        Meshsig__V1__IceServers is = MESHSIG__V1__ICE_SERVERS__INIT;
+        uint64_t expires = 0;
+        ms_gw_ice_fill(&gw->ice, s->peer_id, (int64_t)(ms_gw_wall_ms() / 1000u), &buf, &is.servers,
+                       &is.n_servers, &expires);
+        is.expires_at = expires;
+        Meshsig__V1__ServerMessage m = MESHSIG__V1__SERVER_MESSAGE__INIT;
+        m.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_ICE_SERVERS;
+        m.ice_servers = &is;
+        ms_gw_send(gw, s, &m);
+        s->ice_renew_s = now + (uint32_t)ms_gw_ice_renew_after_s(&gw->ice);
+        gw->n_ice_renewals++;
+    }
 }

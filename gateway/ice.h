@@ -19,8 +19,8 @@
 typedef struct {
     char **stun, **turn; /* URLs */
     size_t n_stun, n_turn;
-    char *secret;  /* shared with the TURN server; NULL: TURN URLs go out without credentials */
-    long ttl_s;    /* credential lifetime */
+    char *secret; /* shared with the TURN server; NULL: TURN URLs go out without credentials */
+    long ttl_s;   /* credential lifetime */
 } ms_gw_ice_t;
 
 /* Storage for one message's servers (the pointers in it point into it). */

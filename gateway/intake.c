@@ -52,6 +52,8 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d)
             limits.max_queue_bytes = clamp_u32(gw->cfg->max_queue);
             w.limits = &limits;
             w.heartbeat_ms = clamp_u32(gw->cfg->idle_timeout_ms / 3);
+            ms_gw_ice_buf_t ice;
+            ms_gw_ice_welcome(gw, s, &w, &ice);
             char token[MS_RESUME_TOKEN_MAX] = "";
             if (gw->resume_on && s->peer_id &&
                 ms_resume_issue(gw->resume_key, sizeof(gw->resume_key), s->peer_id, s->ns,

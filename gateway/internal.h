@@ -35,6 +35,7 @@
 #include "evloop.h"
 #include "gateway.h"
 #include "ratelimit.h"
+#include "ice.h"
 #include "session.h"
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
@@ -97,6 +98,11 @@ struct ms_gateway {
     lws_dll2_owner_t hello_waits, join_waits; /* FIFO deadline lists */
     lws_dll2_owner_t idle, pinged;            /* FIFO liveness lists */
 
+    /* ice.c: STUN/TURN servers for the welcome, TURN credentials renewed */
+    ms_gw_ice_t ice;
+    uint64_t ice_next_walk_us; /* the renewal walk runs once a second */
+    uint64_t n_ice_renewals;
+
     /* heartbeat.c */
     char hb_subject[160];
     lws_sorted_usec_list_t sul_heartbeat;
@@ -157,6 +163,15 @@ void ms_gw_track_delivery(ms_session_t *s, const Meshsig__V1__ServerMessage *m);
 
 /* Token verification and the resume key, from the config. */
 ms_err_t ms_gw_hello_init(ms_gateway_t *gw);
+
+/* ice.c: parses --stun-urls/--turn-urls/--turn-secret (a bad value stops the
+ * start); adds the servers, with fresh credentials for s, to a welcome (buf
+ * holds them until it is sent); sends sessions whose credentials are 80% gone
+ * fresh ones (walks the sessions once a second). */
+ms_err_t ms_gw_ice_setup(ms_gateway_t *gw);
+void ms_gw_ice_welcome(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Welcome *w,
+                       ms_gw_ice_buf_t *buf);
+void ms_gw_ice_sweep(ms_gateway_t *gw, uint64_t now_us);
 void ms_gw_hello_cleanup(ms_gateway_t *gw);
 void ms_gw_hello(ms_gateway_t *gw, ms_session_t *s, const char *cid, Meshsig__V1__Hello *hello);
 /* The session's hello or join deadline passed (liveness.c calls it). */

@@ -44,6 +44,7 @@ int main(int argc, char **argv)
         .idle_timeout_ms = 70000,
         .drain_ms = 10000,
         .resume_ttl_s = 3600,
+        .turn_ttl_s = 3600,
         .event_lib = "auto",
     };
     const char *log_level = "info";
@@ -80,6 +81,15 @@ int main(int argc, char **argv)
         {"resume-secret", MS_OPT_STR, &cfg.resume_secret,
          "key for resume tokens, the same on every gateway (default: derived from --jwt-secret)"},
         {"resume-ttl-s", MS_OPT_INT, &cfg.resume_ttl_s, "lifetime of a resume token"},
+        {"stun-urls", MS_OPT_STR, &cfg.stun_urls,
+         "STUN servers handed to clients in the welcome, comma-separated (stun:host:3478)"},
+        {"turn-urls", MS_OPT_STR, &cfg.turn_urls,
+         "TURN servers handed to clients with per-session credentials, comma-separated "
+         "(turn:host:3478?transport=udp); needs --turn-secret"},
+        {"turn-secret", MS_OPT_STR, &cfg.turn_secret,
+         "the TURN server's shared secret (coturn static-auth-secret); use MESHSIG_TURN_SECRET"},
+        {"turn-ttl-s", MS_OPT_INT, &cfg.turn_ttl_s,
+         "lifetime of a TURN credential; fresh ones are sent when 80% of it is gone"},
         {"insecure-dev", MS_OPT_BOOL, &cfg.insecure_dev,
          "accept hellos without a token; loopback only. Never in production"},
         {"event-lib", MS_OPT_STR, &cfg.event_lib,

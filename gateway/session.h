@@ -69,6 +69,7 @@ typedef struct ms_session {
     uint32_t join_req_len;
     uint32_t hello_pos_len, hello_meta_len;
     uint32_t shard;
+    uint32_t ice_renew_s; /* monotonic second to send fresh TURN credentials; 0: none */
     uint16_t close_code;
     uint8_t binary; /* meshsig.v1.proto */
     uint8_t state;

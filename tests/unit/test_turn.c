@@ -48,7 +48,8 @@ static int free_port(void)
         int types[2] = {SOCK_DGRAM, SOCK_STREAM};
         for (int t = 0; t < 2 && ok; t++) {
             int fd = socket(AF_INET, types[t], 0);
-            struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+            struct sockaddr_in a = {.sin_family = AF_INET,
+                                    .sin_port = htons((uint16_t)port),
                                     .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
             ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
             if (fd >= 0)
@@ -78,8 +79,21 @@ static int uclient(int port, const char *user, const char *pass)
 {
     char p[16];
     snprintf(p, sizeof(p), "%d", port);
-    char *argv[] = {"turnutils_uclient", "-p", p,  "-u", (char *)user, "-w", (char *)pass,
-                    "-n",                "2",  "-y", "-c", "-l",        "50", "127.0.0.1", NULL};
+    char *argv[] = {"turnutils_uclient",
+                    "-p",
+                    p,
+                    "-u",
+                    (char *)user,
+                    "-w",
+                    (char *)pass,
+                    "-n",
+                    "2",
+                    "-y",
+                    "-c",
+                    "-l",
+                    "50",
+                    "127.0.0.1",
+                    NULL};
     pid_t pid = spawn(argv, "/dev/null");
     ck_assert_int_gt(pid, 0);
     int status = 0;
@@ -106,11 +120,31 @@ START_TEST(coturn_accepts_minted_and_refuses_expired_or_forged)
     lo = 40000 + (lo % 20000);
     snprintf(min, sizeof(min), "%d", lo);
     snprintf(max, sizeof(max), "%d", lo + 40);
-    char *argv[] = {"turnserver", "-n", "--listening-ip", "127.0.0.1", "--listening-port", ps,
-                    "--relay-ip", "127.0.0.1", "--min-port", min, "--max-port", max,
-                    "--use-auth-secret", "--static-auth-secret", "t3st-secret", "--realm",
-                    "meshsig", "--no-tls", "--no-dtls", "--no-cli", "--allow-loopback-peers",
-                    "--log-file", "stdout", "--simple-log", NULL};
+    char *argv[] = {"turnserver",
+                    "-n",
+                    "--listening-ip",
+                    "127.0.0.1",
+                    "--listening-port",
+                    ps,
+                    "--relay-ip",
+                    "127.0.0.1",
+                    "--min-port",
+                    min,
+                    "--max-port",
+                    max,
+                    "--use-auth-secret",
+                    "--static-auth-secret",
+                    "t3st-secret",
+                    "--realm",
+                    "meshsig",
+                    "--no-tls",
+                    "--no-dtls",
+                    "--no-cli",
+                    "--allow-loopback-peers",
+                    "--log-file",
+                    "stdout",
+                    "--simple-log",
+                    NULL};
     pid_t ts = spawn(argv, "/tmp/ms-test-turnserver.log");
     ck_assert_int_gt(ts, 0);
     char user[MS_TURN_USER_MAX], pass[MS_TURN_PASS_MAX];
