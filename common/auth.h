@@ -8,7 +8,15 @@
  *   nbf  optional; rejected when now + leeway < nbf
  *   sub  required, the peer id: 1..128 chars of [A-Za-z0-9._:@-]
  *   ns   required, a namespace name or "*", or an array of them
- * The header's alg must be exactly the configured one; "none" is never accepted.
+ *   iss  checked only when an issuer is configured: must equal it
+ *   aud  checked only when an audience is configured: a string equal to it, or
+ *        an array of strings holding it
+ * Keys: the verifier holds a set of up to MS_AUTH_KEYS_MAX keys, each with one
+ * algorithm and an optional key id. The token's header picks one: its "kid"
+ * (absent: the key without a kid) and its "alg", which must be exactly the
+ * key's algorithm, case included (RFC 7515 §4.1.1). "none" is never accepted.
+ * Several keys with their kids are how keys are rotated without downtime:
+ * publish the new key next to the old one, move the issuer over, drop the old.
  */
 #ifndef MS_AUTH_H
 #define MS_AUTH_H
@@ -23,6 +31,8 @@
 #define MS_AUTH_TOKEN_MAX 8192    /* longer tokens are rejected before any parsing */
 #define MS_AUTH_LEEWAY_DEFAULT 30 /* seconds of clock skew allowed for exp and nbf */
 #define MS_AUTH_LEEWAY_MAX 86400
+#define MS_AUTH_KEYS_MAX 16 /* keys in one verifier (the configured key plus a JWKS) */
+#define MS_AUTH_KID_MAX 64  /* longest key id */
 
 typedef enum {
     MS_AUTH_HS256 = 0, /* shared secret (default) */
@@ -32,12 +42,22 @@ typedef enum {
 
 typedef struct {
     ms_auth_alg_t alg;
-    /* HS256: the shared secret, at least 1 byte (32 or more recommended). */
+    /* The key without a kid, used with alg (optional when a JWKS is given):
+     * HS256: the shared secret, at least 1 byte (32 or more recommended). */
     const char *secret;
     /* RS256/ES256: the public key as a PEM file path, or as PEM text in key_pem.
-     * Exactly one of the two. The key must be a public key of the right type. */
+     * At most one of the two. The key must be a public key of the right type. */
     const char *key_file;
     const char *key_pem;
+    /* More keys, a JWK Set (RFC 7517) as a file path or as text: {"keys":[...]}
+     * of "oct" (HS256, "k"), "RSA" (RS256, "n", "e"; 2048 bits or more) and
+     * "EC" (ES256, "crv":"P-256", "x", "y") keys, each with an optional "kid";
+     * an "alg" member must match the key type, "use" must be "sig". */
+    const char *jwks_file;
+    const char *jwks_json;
+    /* NULL or "": not checked. */
+    const char *issuer;
+    const char *audience;
     /* Seconds of skew for exp/nbf; negative means MS_AUTH_LEEWAY_DEFAULT. */
     long leeway_s;
 } ms_auth_config_t;
@@ -48,13 +68,19 @@ typedef struct ms_auth ms_auth_t; /* opaque, immutable after create */
  * *alg. Returns MS_ERR_INVAL for anything else. */
 ms_err_t ms_auth_alg_parse(const char *name, ms_auth_alg_t *alg);
 
-/* Builds a verifier. cfg and the strings it points to are borrowed: the secret
- * or key is copied. Returns MS_ERR_INVAL for a missing/empty secret, a missing,
- * unreadable or wrong-type key (an RSA key for ES256, a private key, a curve
- * other than P-256), or a leeway above MS_AUTH_LEEWAY_MAX; MS_ERR_IO if the key
- * file cannot be read; MS_ERR_NOMEM. On success *out is owned by the caller,
- * freed with ms_auth_destroy(). */
+/* Builds a verifier. cfg and the strings it points to are borrowed: keys are
+ * copied. Returns MS_ERR_INVAL when there is no key at all, for a wrong-type
+ * key (an RSA key for ES256, a private key, a curve other than P-256, an RSA
+ * key under 2048 bits), a malformed JWKS, two keys with the same kid and
+ * algorithm, more than MS_AUTH_KEYS_MAX keys, or a leeway above
+ * MS_AUTH_LEEWAY_MAX; MS_ERR_IO if a file cannot be read; MS_ERR_NOMEM. On
+ * success *out is owned by the caller, freed with ms_auth_destroy(). */
 ms_err_t ms_auth_create(ms_auth_t **out, const ms_auth_config_t *cfg);
+/* The same, with a reason for the operator in why (why_len bytes) on failure. */
+ms_err_t ms_auth_create_ex(ms_auth_t **out, const ms_auth_config_t *cfg, char *why, size_t why_len);
+
+/* How many keys the verifier holds (for the start-up log). */
+size_t ms_auth_key_count(const ms_auth_t *a);
 
 /* Frees a verifier (wipes the secret). NULL is a no-op. No verify may be running. */
 void ms_auth_destroy(ms_auth_t *a);
@@ -63,8 +89,9 @@ void ms_auth_destroy(ms_auth_t *a);
  * Returns:
  *   MS_OK            peer_id holds the token's sub (NUL-terminated)
  *   MS_ERR_AUTH      the token is unacceptable: malformed, too long, wrong or
- *                    missing alg, bad signature, expired, not yet valid, missing
- *                    or invalid sub, missing or malformed ns  (-> UNAUTHORIZED)
+ *                    missing alg, unknown kid, bad signature, expired, not yet
+ *                    valid, wrong iss or aud, missing or invalid sub, missing or
+ *                    malformed ns  (-> UNAUTHORIZED)
  *   MS_ERR_FORBIDDEN the token is valid but ns is not among its namespaces
  *                    (-> FORBIDDEN)
  *   MS_ERR_INVAL     a NULL argument or an empty ns (caller bug)

@@ -6,16 +6,20 @@
 #include "err.h"
 
 typedef struct {
-    const char *listen;       /* "127.0.0.1:8080" */
-    const char *nats_urls;    /* comma-separated */
-    const char *id;           /* unique per gateway; generated when NULL */
-    const char *prefix;       /* subject prefix, "meshsig" */
-    long shards;              /* must match the coordinators */
-    const char *jwt_secret;   /* HS256 secret */
-    const char *jwt_alg;      /* HS256, RS256, ES256 */
-    const char *jwt_key_file; /* public key for RS256/ES256 */
-    const char *origins;      /* comma-separated Origin allowlist; NULL: any */
-    const char *static_dir;   /* files served at /, or NULL */
+    const char *listen;        /* "127.0.0.1:8080" */
+    const char *nats_urls;     /* comma-separated */
+    const char *id;            /* unique per gateway; generated when NULL */
+    const char *prefix;        /* subject prefix, "meshsig" */
+    long shards;               /* must match the coordinators */
+    const char *jwt_secret;    /* HS256 secret */
+    const char *jwt_alg;       /* HS256, RS256, ES256 */
+    const char *jwt_key_file;  /* public key for RS256/ES256 */
+    const char *jwt_jwks_file; /* JWK Set: more keys (rotation), selected by kid */
+    const char *jwt_issuer;    /* required iss claim; NULL: not checked */
+    const char *jwt_audience;  /* required aud claim; NULL: not checked */
+    long jwt_leeway_s;         /* clock skew allowed for exp/nbf, seconds */
+    const char *origins;       /* comma-separated Origin allowlist; NULL: any */
+    const char *static_dir;    /* files served at /, or NULL */
     int insecure_dev;
     long max_frame;            /* bytes; larger messages close with 1009 */
     long max_queue;            /* bytes queued towards one client before it is closed */

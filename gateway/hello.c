@@ -167,16 +167,29 @@ ms_err_t ms_gw_hello_init(ms_gateway_t *gw)
     ms_err_t err;
     if (!cfg->insecure_dev) {
         ms_auth_config_t ac = {
-            .secret = cfg->jwt_secret, .key_file = cfg->jwt_key_file, .leeway_s = -1};
+            .secret = cfg->jwt_secret && *cfg->jwt_secret ? cfg->jwt_secret : NULL,
+            .key_file = cfg->jwt_key_file && *cfg->jwt_key_file ? cfg->jwt_key_file : NULL,
+            .jwks_file = cfg->jwt_jwks_file && *cfg->jwt_jwks_file ? cfg->jwt_jwks_file : NULL,
+            .issuer = cfg->jwt_issuer,
+            .audience = cfg->jwt_audience,
+            .leeway_s = cfg->jwt_leeway_s};
+        char why[160];
         if (cfg->jwt_alg && ms_auth_alg_parse(cfg->jwt_alg, &ac.alg) != MS_OK) {
             ms_error("--jwt-alg must be HS256, RS256 or ES256");
             return MS_ERR_INVAL;
         }
-        if ((err = ms_auth_create(&gw->auth, &ac)) != MS_OK) {
-            ms_error("cannot set up token verification (--jwt-secret or --jwt-key-file): %s",
-                     ms_err_str(err));
+        if ((err = ms_auth_create_ex(&gw->auth, &ac, why, sizeof why)) != MS_OK) {
+            ms_error("cannot set up token verification (--jwt-secret, --jwt-key-file, "
+                     "--jwt-jwks-file): %s",
+                     why);
             return err;
         }
+        ms_info("hello tokens: %zu verification key(s), leeway %ld s%s%s%s%s",
+                ms_auth_key_count(gw->auth), cfg->jwt_leeway_s,
+                cfg->jwt_issuer && *cfg->jwt_issuer ? ", iss " : "",
+                cfg->jwt_issuer && *cfg->jwt_issuer ? cfg->jwt_issuer : "",
+                cfg->jwt_audience && *cfg->jwt_audience ? ", aud " : "",
+                cfg->jwt_audience && *cfg->jwt_audience ? cfg->jwt_audience : "");
     }
 
     /* Resume tokens must verify on every gateway, so the key comes from shared

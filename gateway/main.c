@@ -32,6 +32,7 @@ int main(int argc, char **argv)
         .prefix = "meshsig",
         .shards = 64,
         .jwt_alg = "HS256",
+        .jwt_leeway_s = 30,
         .max_frame = 64 * 1024,
         .max_queue = 1024 * 1024,
         .rate_msgs = 200,
@@ -58,6 +59,13 @@ int main(int argc, char **argv)
         {"jwt-secret", MS_OPT_STR, &cfg.jwt_secret, "HS256 secret for hello tokens"},
         {"jwt-alg", MS_OPT_STR, &cfg.jwt_alg, "HS256, RS256 or ES256"},
         {"jwt-key-file", MS_OPT_STR, &cfg.jwt_key_file, "public key (PEM) for RS256/ES256"},
+        {"jwt-jwks-file", MS_OPT_STR, &cfg.jwt_jwks_file,
+         "JWK Set file of more keys (oct/RSA/EC), picked by the token's kid: key rotation"},
+        {"jwt-issuer", MS_OPT_STR, &cfg.jwt_issuer, "required iss claim (default: not checked)"},
+        {"jwt-audience", MS_OPT_STR, &cfg.jwt_audience,
+         "required aud claim (default: not checked)"},
+        {"jwt-leeway-s", MS_OPT_INT, &cfg.jwt_leeway_s,
+         "clock skew allowed for exp and nbf, seconds (0 to 86400)"},
         {"origins", MS_OPT_STR, &cfg.origins,
          "allowed Origin values, comma-separated (default any)"},
         {"static-dir", MS_OPT_STR, &cfg.static_dir, "directory served at / (the demo page)"},
@@ -110,7 +118,8 @@ int main(int argc, char **argv)
     if (cfg.shards < 1 || cfg.shards > 65536 || cfg.max_frame < 1024 ||
         cfg.max_frame > (64L << 20) || cfg.max_queue < 4096 || cfg.max_queue > (1L << 30) ||
         cfg.max_handshakes < 1 || cfg.max_handshakes > 10000 || cfg.rx_buffer < 256 ||
-        cfg.rx_buffer > 65536 || cfg.rate_msgs < 1 || cfg.rate_bytes < 1024) {
+        cfg.rx_buffer > 65536 || cfg.rate_msgs < 1 || cfg.rate_bytes < 1024 ||
+        cfg.jwt_leeway_s < 0 || cfg.jwt_leeway_s > 86400) {
         ms_error("a limit is out of range (see --help)");
         return 2;
     }
@@ -122,8 +131,10 @@ int main(int argc, char **argv)
                      cfg.listen);
             return 2;
         }
-    } else if (!(cfg.jwt_secret && *cfg.jwt_secret) && !(cfg.jwt_key_file && *cfg.jwt_key_file)) {
-        ms_error("--jwt-secret or --jwt-key-file is required unless --insecure-dev");
+    } else if (!(cfg.jwt_secret && *cfg.jwt_secret) && !(cfg.jwt_key_file && *cfg.jwt_key_file) &&
+               !(cfg.jwt_jwks_file && *cfg.jwt_jwks_file)) {
+        ms_error(
+            "--jwt-secret, --jwt-key-file or --jwt-jwks-file is required unless --insecure-dev");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);

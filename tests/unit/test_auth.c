@@ -10,6 +10,7 @@
 #include <jwt.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/core_names.h>
 #include <openssl/pem.h>
 
 #include "auth.h"
@@ -138,6 +139,58 @@ static char *mint_raw_hs(const char *header, const char *claims, const char *sec
     tok[n++] = '.';
     b64url(mac, maclen, tok + n);
     return tok;
+}
+
+/* A token signed by libjwt with a "kid" header. Caller frees. */
+static char *mint_kid(jwt_alg_t alg, const char *key, const char *kid, const char *claims)
+{
+    jwt_t *jwt = NULL;
+    char *tok;
+    ck_assert_int_eq(jwt_new(&jwt), 0);
+    ck_assert_int_eq(jwt_add_grants_json(jwt, claims), 0);
+    ck_assert_int_eq(jwt_add_header(jwt, "kid", kid), 0);
+    ck_assert_int_eq(jwt_set_alg(jwt, alg, (const unsigned char *)key, (int)strlen(key)), 0);
+    tok = jwt_encode_str(jwt);
+    ck_assert_ptr_nonnull(tok);
+    jwt_free(jwt);
+    return tok;
+}
+
+/* The JWK (RFC 7517) of a PEM public key, RSA or EC P-256, as JSON text with
+ * the given kid and extra members (e.g. ",\"alg\":\"RS256\""). Caller frees. */
+static char *jwk_of(const char *pub_pem, const char *kid, const char *extra)
+{
+    BIO *bio = BIO_new_mem_buf(pub_pem, -1);
+    EVP_PKEY *pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+    char *out = malloc(4096), a[700], b[700];
+    ck_assert_ptr_nonnull(pkey);
+    ck_assert_ptr_nonnull(out);
+    if (EVP_PKEY_is_a(pkey, "RSA")) {
+        BIGNUM *n = NULL, *e = NULL;
+        unsigned char nb[512], eb[8];
+        ck_assert(EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_N, &n));
+        ck_assert(EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &e));
+        b64url(nb, (size_t)BN_bn2bin(n, nb), a);
+        b64url(eb, (size_t)BN_bn2bin(e, eb), b);
+        snprintf(out, 4096, "{\"kty\":\"RSA\",\"kid\":\"%s\",\"n\":\"%s\",\"e\":\"%s\"%s}", kid, a,
+                 b, extra);
+        BN_free(n);
+        BN_free(e);
+    } else {
+        unsigned char pt[65];
+        size_t len = 0;
+        ck_assert(
+            EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof pt, &len));
+        ck_assert_uint_eq(len, 65);
+        b64url(pt + 1, 32, a);
+        b64url(pt + 33, 32, b);
+        snprintf(out, 4096,
+                 "{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"%s\",\"x\":\"%s\",\"y\":\"%s\"%s}",
+                 kid, a, b, extra);
+    }
+    EVP_PKEY_free(pkey);
+    BIO_free(bio);
+    return out;
 }
 
 static char *mint_hs(const char *claims)
@@ -552,6 +605,204 @@ START_TEST(garbage_and_arguments)
 }
 END_TEST
 
+/* Key rotation: several keys at once, each picked by the token's kid. */
+START_TEST(kid_selects_key)
+{
+    const char *claims = "{\"sub\":\"a\",\"ns\":\"n\",\"exp\":1800000000}";
+    char jwks[512], id[MS_AUTH_PEER_ID_MAX + 1], k1[64], k2[64];
+    const char *why = NULL;
+    ms_auth_t *a = NULL;
+    b64url((const unsigned char *)"old-secret-0123456789abcdef", 27, k1);
+    b64url((const unsigned char *)"new-secret-0123456789abcdef", 27, k2);
+    snprintf(
+        jwks, sizeof jwks,
+        "{\"keys\":[{\"kty\":\"oct\",\"kid\":\"2026-11\",\"k\":\"%s\"},"
+        "{\"kty\":\"oct\",\"kid\":\"2026-12\",\"k\":\"%s\",\"alg\":\"HS256\",\"use\":\"sig\"}]}",
+        k1, k2);
+    ms_auth_config_t cfg = {
+        .alg = MS_AUTH_HS256, .secret = SECRET, .jwks_json = jwks, .leeway_s = -1};
+    ck_assert_int_eq(ms_auth_create(&a, &cfg), MS_OK);
+    ck_assert_uint_eq(ms_auth_key_count(a), 3);
+    char *t_old = mint_kid(JWT_ALG_HS256, "old-secret-0123456789abcdef", "2026-11", claims);
+    char *t_new = mint_kid(JWT_ALG_HS256, "new-secret-0123456789abcdef", "2026-12", claims);
+    char *t_none = mint_hs(claims);
+    ck_assert_int_eq(ms_auth_verify(a, t_old, "n", NOW, id, &why), MS_OK);
+    ck_assert_int_eq(ms_auth_verify(a, t_new, "n", NOW, id, &why), MS_OK);
+    ck_assert_int_eq(ms_auth_verify(a, t_none, "n", NOW, id, &why), MS_OK);
+    /* the right key under the wrong kid, an unknown kid, a kid that is not a string */
+    char *t_swap = mint_kid(JWT_ALG_HS256, "old-secret-0123456789abcdef", "2026-12", claims);
+    ck_assert_int_eq(ms_auth_verify(a, t_swap, "n", NOW, id, &why), MS_ERR_AUTH);
+    char *t_unknown = mint_kid(JWT_ALG_HS256, "old-secret-0123456789abcdef", "2025", claims);
+    ck_assert_int_eq(ms_auth_verify(a, t_unknown, "n", NOW, id, &why), MS_ERR_AUTH);
+    ck_assert_str_eq(why, "unknown kid");
+    char *t_num = mint_raw_hs("{\"alg\":\"HS256\",\"kid\":7}", claims, SECRET);
+    ck_assert_int_eq(ms_auth_verify(a, t_num, "n", NOW, id, &why), MS_ERR_AUTH);
+    ck_assert_str_eq(why, "kid is not a string");
+    ms_auth_destroy(a);
+
+    /* after rotation the old key is gone: its tokens fail, the new ones pass */
+    snprintf(jwks, sizeof jwks, "{\"keys\":[{\"kty\":\"oct\",\"kid\":\"2026-12\",\"k\":\"%s\"}]}",
+             k2);
+    cfg.secret = NULL;
+    ck_assert_int_eq(ms_auth_create(&a, &cfg), MS_OK);
+    ck_assert_int_eq(ms_auth_verify(a, t_old, "n", NOW, id, &why), MS_ERR_AUTH);
+    ck_assert_int_eq(ms_auth_verify(a, t_none, "n", NOW, id, &why), MS_ERR_AUTH);
+    ck_assert_str_eq(why, "no key without a kid");
+    ck_assert_int_eq(ms_auth_verify(a, t_new, "n", NOW, id, &why), MS_OK);
+    ms_auth_destroy(a);
+    free(t_old);
+    free(t_new);
+    free(t_none);
+    free(t_swap);
+    free(t_unknown);
+    free(t_num);
+}
+END_TEST
+
+START_TEST(jwks_rs256_es256)
+{
+    const char *claims = "{\"sub\":\"eve\",\"ns\":\"n\",\"exp\":1800000000}";
+    char *rsa = jwk_of(rsa_pub, "r1", ",\"alg\":\"RS256\",\"use\":\"sig\"");
+    char *ec = jwk_of(ec_pub, "e1", "");
+    char jwks[8192], path[300], id[MS_AUTH_PEER_ID_MAX + 1];
+    const char *why = NULL;
+    ms_auth_t *a = NULL;
+    snprintf(jwks, sizeof jwks, "{\"keys\":[%s,%s]}", rsa, ec);
+    snprintf(path, sizeof path, "%s/jwks.json", tmpdir);
+    write_file(path, jwks);
+    /* the configured alg is for --jwt-secret/--jwt-key-file: a JWKS alone works with any */
+    ms_auth_config_t cfg = {.alg = MS_AUTH_HS256, .jwks_file = path, .leeway_s = -1};
+    ck_assert_int_eq(ms_auth_create(&a, &cfg), MS_OK);
+    ck_assert_uint_eq(ms_auth_key_count(a), 2);
+
+    char *t = mint_kid(JWT_ALG_RS256, rsa_priv, "r1", claims);
+    ck_assert_int_eq(ms_auth_verify(a, t, "n", NOW, id, &why), MS_OK);
+    ck_assert_str_eq(id, "eve");
+    free(t);
+    t = mint_kid(JWT_ALG_ES256, ec_priv, "e1", claims);
+    ck_assert_int_eq(ms_auth_verify(a, t, "n", NOW, id, &why), MS_OK);
+    free(t);
+    /* a key is only used with its own algorithm: ES256 under the RSA key's kid,
+     * and HS256 keyed with the RSA PEM under its kid */
+    t = mint_kid(JWT_ALG_ES256, ec_priv, "r1", claims);
+    ck_assert_int_eq(ms_auth_verify(a, t, "n", NOW, id, &why), MS_ERR_AUTH);
+    ck_assert_str_eq(why, "algorithm mismatch");
+    free(t);
+    t = mint_kid(JWT_ALG_HS256, rsa_pub, "r1", claims);
+    ck_assert_int_eq(ms_auth_verify(a, t, "n", NOW, id, &why), MS_ERR_AUTH);
+    free(t);
+    /* signed by another RSA key under the right kid */
+    t = mint_kid(JWT_ALG_RS256, rsa2_priv, "r1", claims);
+    ck_assert_int_eq(ms_auth_verify(a, t, "n", NOW, id, &why), MS_ERR_AUTH);
+    free(t);
+    ms_auth_destroy(a);
+    unlink(path);
+
+    /* malformed sets and keys are refused at start-up, with a reason */
+    char bad[8192], reason[160];
+    const char *cases[] = {
+        "",
+        "[]",
+        "{\"keys\":[]}",
+        "{\"keys\":{}}",
+        "{\"keys\":[{\"kty\":\"oct\"}]}",
+        "{\"keys\":[{\"kty\":\"oct\",\"k\":\"a+b/\"}]}",
+        "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AAAA\"}]}",
+        "{\"keys\":[{\"kty\":\"oct\",\"k\":\"AAAA\",\"alg\":\"RS256\"}]}",
+        "{\"keys\":[{\"kty\":\"oct\",\"k\":\"AAAA\",\"use\":\"enc\"}]}",
+        "{\"keys\":[{\"kty\":\"oct\",\"k\":\"AAAA\",\"kid\":1}]}",
+        "{\"keys\":[{\"kty\":\"oct\",\"k\":\"AAAA\",\"kid\":\"x\"},{\"kty\":\"oct\",\"k\":\"BBBB\","
+        "\"kid\":\"x\"}]}",
+        "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-384\",\"x\":\"AAAA\",\"y\":\"AAAA\"}]}",
+        "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AAAA\",\"y\":\"AAAA\"}]}",
+        "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AQAB\",\"e\":\"AQAB\"}]}",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ms_auth_config_t c = {.alg = MS_AUTH_HS256, .jwks_json = cases[i], .leeway_s = -1};
+        a = (ms_auth_t *)1;
+        ck_assert_msg(ms_auth_create_ex(&a, &c, reason, sizeof reason) == MS_ERR_INVAL,
+                      "accepted %s", cases[i]);
+        ck_assert_ptr_null(a);
+        ck_assert_msg(reason[0], "no reason for %s", cases[i]);
+    }
+    /* an EC point off the curve */
+    snprintf(bad, sizeof bad, "{\"keys\":[%s]}", ec);
+    char *x = strstr(bad, "\"x\":\"") + 5;
+    *x = *x == 'A' ? 'B' : 'A';
+    ms_auth_config_t c = {.alg = MS_AUTH_HS256, .jwks_json = bad, .leeway_s = -1};
+    ck_assert_int_eq(ms_auth_create_ex(&a, &c, reason, sizeof reason), MS_ERR_INVAL);
+    free(rsa);
+    free(ec);
+}
+END_TEST
+
+START_TEST(issuer_audience_leeway)
+{
+    ms_auth_config_t cfg = {.alg = MS_AUTH_HS256,
+                            .secret = SECRET,
+                            .issuer = "https://id.example",
+                            .audience = "meshsig",
+                            .leeway_s = 5};
+    ms_auth_t *a = NULL;
+    char id[MS_AUTH_PEER_ID_MAX + 1];
+    const char *why = NULL;
+    ck_assert_int_eq(ms_auth_create(&a, &cfg), MS_OK);
+    struct {
+        const char *claims;
+        ms_err_t want;
+    } cases[] = {
+        {"{\"sub\":\"a\",\"ns\":\"n\",\"exp\":1800000000,\"iss\":\"https://"
+         "id.example\",\"aud\":\"meshsig\"}",
+         MS_OK},
+        {"{\"sub\":\"a\",\"ns\":\"n\",\"exp\":1800000000,\"iss\":\"https://"
+         "id.example\",\"aud\":[\"x\","
+         "\"meshsig\"]}",
+         MS_OK},
+        {"{\"sub\":\"a\",\"ns\":\"n\",\"exp\":1800000000,\"aud\":\"meshsig\"}", MS_ERR_AUTH},
+        {"{\"sub\":\"a\",\"ns\":\"n\",\"exp\":1800000000,\"iss\":\"https://evil.example\","
+         "\"aud\":\"meshsig\"}",
+         MS_ERR_AUTH},
+        {"{\"sub\":\"a\",\"ns\":\"n\",\"exp\":1800000000,\"iss\":[\"https://id.example\"],"
+         "\"aud\":\"meshsig\"}",
+         MS_ERR_AUTH},
+        {"{\"sub\":\"a\",\"ns\":\"n\",\"exp\":1800000000,\"iss\":\"https://id.example\"}",
+         MS_ERR_AUTH},
+        {"{\"sub\":\"a\",\"ns\":\"n\",\"exp\":1800000000,\"iss\":\"https://id.example\",\"aud\":"
+         "\"Meshsig\"}",
+         MS_ERR_AUTH},
+        {"{\"sub\":\"a\",\"ns\":\"n\",\"exp\":1800000000,\"iss\":\"https://"
+         "id.example\",\"aud\":[]}",
+         MS_ERR_AUTH},
+        /* leeway 5 s: exp 4 s ago and nbf 4 s ahead pass, 5 s fail */
+        {"{\"sub\":\"a\",\"ns\":\"n\",\"exp\":1699999996,\"iss\":\"https://id.example\",\"aud\":"
+         "\"meshsig\"}",
+         MS_OK},
+        {"{\"sub\":\"a\",\"ns\":\"n\",\"exp\":1699999995,\"iss\":\"https://id.example\",\"aud\":"
+         "\"meshsig\"}",
+         MS_ERR_AUTH},
+        {"{\"sub\":\"a\",\"ns\":\"n\",\"exp\":1800000000,\"nbf\":1700000005,\"iss\":\"https://"
+         "id.example\",\"aud\":\"meshsig\"}",
+         MS_OK},
+        {"{\"sub\":\"a\",\"ns\":\"n\",\"exp\":1800000000,\"nbf\":1700000006,\"iss\":\"https://"
+         "id.example\",\"aud\":\"meshsig\"}",
+         MS_ERR_AUTH},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *tok = mint_hs(cases[i].claims);
+        ck_assert_msg(ms_auth_verify(a, tok, "n", NOW, id, &why) == cases[i].want, "%s: %s",
+                      cases[i].claims, why);
+        free(tok);
+    }
+    ms_auth_destroy(a);
+    /* without iss/aud configured, the claims are not required */
+    a = hs_verifier(-1);
+    char *tok = mint_hs("{\"sub\":\"a\",\"ns\":\"n\",\"exp\":1800000000,\"aud\":\"other\"}");
+    ck_assert_int_eq(ms_auth_verify(a, tok, "n", NOW, id, &why), MS_OK);
+    free(tok);
+    ms_auth_destroy(a);
+}
+END_TEST
+
 START_TEST(bearer)
 {
     ck_assert(ms_auth_bearer_ok("Bearer s3cret", "s3cret"));
@@ -594,6 +845,9 @@ int main(void)
     tcase_add_test(tc, namespace_rules);
     tcase_add_test(tc, garbage_and_arguments);
     tcase_add_test(tc, bearer);
+    tcase_add_test(tc, kid_selects_key);
+    tcase_add_test(tc, jwks_rs256_es256);
+    tcase_add_test(tc, issuer_audience_leeway);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
