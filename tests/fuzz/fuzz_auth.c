@@ -12,6 +12,10 @@
  *   2  the rest is a resume payload, signed here, so its decoder sees
  *      arbitrary bytes
  *   3  the rest is a token for the ES256 verifier
+ *   4  the rest is a JWK Set, loaded as --jwt-jwks-file would be
+ * The HS256 verifier holds two keys (no kid, and kid "k1" with the same
+ * secret), an issuer and an audience, so kid selection and the iss/aud checks
+ * are all reachable in mode 1.
  */
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -38,7 +42,15 @@ static const char ec_pub[] = "-----BEGIN PUBLIC KEY-----\n"
 
 static void setup(void)
 {
-    ms_auth_config_t c1 = {.alg = MS_AUTH_HS256, .secret = SECRET, .leeway_s = -1};
+    /* "k" is base64url(SECRET) */
+    static const char jwks[] = "{\"keys\":[{\"kty\":\"oct\",\"kid\":\"k1\","
+                               "\"k\":\"ZnV6ei1zZWNyZXQtMDEyMzQ1Njc4OWFiY2RlZi0wMTIz\"}]}";
+    ms_auth_config_t c1 = {.alg = MS_AUTH_HS256,
+                           .secret = SECRET,
+                           .jwks_json = jwks,
+                           .issuer = "me",
+                           .audience = "meshsig",
+                           .leeway_s = -1};
     ms_auth_config_t c2 = {.alg = MS_AUTH_ES256, .key_pem = ec_pub, .leeway_s = -1};
     if (ms_auth_create(&hs, &c1) != MS_OK || ms_auth_create(&es, &c2) != MS_OK)
         abort();
@@ -109,7 +121,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         setup();
     if (size < 1 || size > 16384)
         return 0;
-    int mode = data[0] & 3;
+    int mode = data[0] % 5;
     data++;
     size--;
     char *s = malloc(size + 1);
@@ -151,6 +163,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 3:
         verify_jwt(es, s);
         break;
+    case 4: {
+        ms_auth_config_t c = {.alg = MS_AUTH_HS256, .jwks_json = s, .leeway_s = -1};
+        ms_auth_t *a = NULL;
+        char why[160];
+        if (ms_auth_create_ex(&a, &c, why, sizeof why) == MS_OK) {
+            if (ms_auth_key_count(a) == 0)
+                abort();
+            ms_auth_destroy(a);
+        } else if (a || !why[0]) {
+            abort(); /* a failure leaves nothing behind and says why */
+        }
+        break;
+    }
     }
     free(s);
     return 0;
