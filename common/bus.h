@@ -47,7 +47,9 @@ void ms_bus_global_init(void);
  * o->loop, also when it fails. */
 ms_err_t ms_bus_connect(const ms_bus_opts_t *opts, ms_bus_t **out);
 void ms_bus_destroy(ms_bus_t *b);
-/* Any thread. reply may be NULL. */
+/* Any thread. reply may be NULL. b may be NULL (a process part built without
+ * NATS, as unit tests and fuzz targets build a coordinator): MS_ERR_BUS;
+ * ms_bus_connected and ms_bus_reconnects then say 0. */
 ms_err_t ms_bus_publish(ms_bus_t *b, const char *subject, const char *reply, const void *data,
                         size_t len);
 /* Subscribes subject (wildcards allowed). queue may be NULL. Messages go to

@@ -141,12 +141,9 @@ static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
     ms_admin_reply_text(c, r, 200, "text/plain; version=0.0.4", buf, (size_t)len);
 }
 
-static void on_request(struct evhttp_request *r, void *arg)
+void ms_admin_handle(ms_coord_t *c, struct evhttp_request *r, enum evhttp_cmd_type method,
+                     const char *raw)
 {
-    ms_coord_t *c = arg;
-    enum evhttp_cmd_type method = evhttp_request_get_command(r);
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(r);
-    const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
     char *path = raw ? evhttp_uridecode(raw, 0, NULL) : NULL;
     if (!path) {
         reply_error(c, r, 400, "bad path");
@@ -208,6 +205,12 @@ static void on_request(struct evhttp_request *r, void *arg)
     }
 out:
     free(path);
+}
+
+static void on_request(struct evhttp_request *r, void *arg)
+{
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(r);
+    ms_admin_handle(arg, r, evhttp_request_get_command(r), uri ? evhttp_uri_get_path(uri) : NULL);
 }
 
 ms_err_t ms_admin_start(ms_coord_t *c)

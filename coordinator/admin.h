@@ -26,6 +26,11 @@ typedef struct {
 ms_err_t ms_admin_start(ms_coord_t *c);
 /* Frees the server and what waits on it (shutdown). */
 void ms_admin_stop(ms_coord_t *c);
+/* Routes one admin request (method, raw URL path, r's headers and body) and
+ * answers on r. The evhttp callback is a wrapper; the fuzz target
+ * (tests/fuzz/fuzz_admin.c) calls it with requests it builds in memory. */
+void ms_admin_handle(ms_coord_t *c, struct evhttp_request *r, enum evhttp_cmd_type method,
+                     const char *raw_path);
 
 /* admin_view.c */
 /* Sends j (its reference is taken) as the JSON answer to r, with the admin headers. */

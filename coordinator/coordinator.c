@@ -70,13 +70,10 @@ static int bus_version_ok(ms_coord_t *c, const ms_subject_t *sj, const uint8_t *
         }                                                                                          \
     } while (0)
 
-static void on_bus_msg(natsMsg *msg, void *ud)
+void ms_coord_bus_in(ms_coord_t *c, const char *subject, const uint8_t *data, size_t dlen)
 {
-    ms_coord_t *c = ud;
-    size_t dlen = (size_t)natsMsg_GetDataLength(msg);
-    const uint8_t *data = (const uint8_t *)natsMsg_GetData(msg);
     ms_subject_t sj;
-    ms_subject_parse(c->cfg->prefix, natsMsg_GetSubject(msg), &sj);
+    ms_subject_parse(c->cfg->prefix, subject, &sj);
     if (sj.kind != MS_SUBJ_PROBE && sj.kind != MS_SUBJ_UNKNOWN &&
         !bus_version_ok(c, &sj, data, dlen))
         return;
@@ -115,6 +112,12 @@ static void on_bus_msg(natsMsg *msg, void *ud)
         ms_shard_count_bad(c);
         return;
     }
+}
+
+static void on_bus_msg(natsMsg *msg, void *ud)
+{
+    ms_coord_bus_in(ud, natsMsg_GetSubject(msg), (const uint8_t *)natsMsg_GetData(msg),
+                    (size_t)natsMsg_GetDataLength(msg));
 }
 
 /* After the messages of one NATS read: the deliveries they made leave in one

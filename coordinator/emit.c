@@ -40,6 +40,11 @@ static void store_persistent(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, cons
     out.data = em->data;
     out.persistent = 1;
     out.msg_id = msg_id;
+    /* No store: a coordinator built without JetStream (unit tests, fuzz targets). */
+    if (!c->offline) {
+        ms_member_error(c, ns, from, cid, ERR(UNAVAILABLE), "persistent emits are unavailable");
+        return;
+    }
     if (ms_offline_store(c->offline, ns->name, em->to, &out, 0) != MS_OK) {
         ms_member_error(c, ns, from, cid, ERR(INTERNAL), "out of memory");
         return;

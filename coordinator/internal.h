@@ -76,6 +76,10 @@ struct ms_coord {
  * build a coordinator from (bus, offline and lease stay NULL). id is copied. */
 ms_err_t ms_coord_core_init(ms_coord_t *c, const ms_coord_config_t *cfg, const char *id);
 void ms_coord_core_cleanup(ms_coord_t *c);
+/* Loop thread: one bus message (subject, payload) into its handler, as the
+ * subscriptions deliver it. The cnats callback is a wrapper; the fuzz target
+ * (tests/fuzz/fuzz_coord_bus.c) calls it on a core-only coordinator. */
+void ms_coord_bus_in(ms_coord_t *c, const char *subject, const uint8_t *data, size_t len);
 
 /* Wall-clock milliseconds (ack and call deadlines, gateway and member liveness). */
 uint64_t ms_now_ms(void);

@@ -304,6 +304,10 @@ static void *worker(void *arg)
 
 static void enqueue(ms_lease_t *l, job_t *j)
 {
+    if (!l) { /* a coordinator built without a lease (fuzz targets): nothing to write to */
+        job_free(j);
+        return;
+    }
     pthread_mutex_lock(&l->lock);
     j->next = NULL;
     if (l->jobs_tail)
