@@ -9,13 +9,16 @@
  *   record = selector (1 byte), length (2 bytes, big-endian), payload
  * The selector's low bits pick the subject (a shard request, a coordinator or
  * gateway heartbeat, a policy update, a resync report, an admin query or
- * reply); its top bit says the payload is a nesting recipe (nest.h). What the
- * handlers send back stays in the outbox and is dropped with it.
+ * reply); its top bit says the payload is a nesting recipe (nest.h), to which
+ * the bus version stamp is appended (busver.h: a message without it is refused
+ * before it is decoded, and a recipe cannot spell it). What the handlers send
+ * back stays in the outbox and is dropped with it.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "busver.h"
 #include "fakecoord.h"
 #include "nest.h"
 
@@ -45,6 +48,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pos += len;
         if ((sel & 0x80) && nest_expand(payload, len, &nested, &nlen) <= 0)
             continue;
+        if (nested) {
+            /* Field 15 (bus_version) = MS_BUS_VERSION, as a varint after the
+             * rest: protobuf fields may come in any order. */
+            uint8_t *v = realloc(nested, nlen + 4);
+            if (!v)
+                abort();
+            nested = v;
+            nest_put_varint(nest_put_varint(nested + nlen, MS_BUS_VERSION_FIELD << 3),
+                            MS_BUS_VERSION);
+            nlen += 1 + nest_varint_len(MS_BUS_VERSION);
+        }
         const char *subj = subjects[(sel & 0x7f) % (sizeof subjects / sizeof subjects[0])];
         /* A copy whose end is the end of the allocation: ASan sees overreads. */
         uint8_t *copy = malloc(nlen ? nlen : 1);

@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NEST_MAX_OUT (4u << 20) /* 4 MiB: far past any frame or bus limit */
+#define NEST_MAX_OUT (1u << 20) /* 1 MiB: NATS's default max payload, 16x the frame cap */
 
 static size_t nest_varint_len(size_t v)
 {

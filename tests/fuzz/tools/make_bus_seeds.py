@@ -55,7 +55,14 @@ def client(session, ns, peer, cm):
     return shard_req(session, ns, peer, ld(12, cm))
 
 
+# bus_version (field 15 of every envelope, common/busver.h): 1.0. Messages
+# without it are refused before they are decoded.
+VERSION = varint(15 << 3) + varint(1 << 16)
+
+
 def rec(sel, payload):
+    if not sel & 0x80:
+        payload += VERSION
     return bytes([sel]) + struct.pack('>H', len(payload)) + payload
 
 
@@ -123,8 +130,8 @@ def gw_bus():
     welcome = ld(2, s(1, 'alice') + s(2, 'gw-1'))  # ServerMessage.welcome
     batch = u(1, 0) + u(2, 3) + s(3, 'coord-1') + delivery(1, s(1, 'id') + welcome) + \
         delivery(2, ld(4, s(2, 'alice') + ld(3, vstruct(sdp=vstr('v=0')))), 'bob')
-    write('gw_bus', 'batch', b'\x00' + batch)
-    write('gw_bus', 'resync', b'\x01' + u(1, 0) + u(2, 4) + s(3, 'coord-2') + s(4, 'meshsig.coord.resync.0') + u(5, 64))
+    write('gw_bus', 'batch', b'\x00' + batch + VERSION)
+    write('gw_bus', 'resync', b'\x01' + u(1, 0) + u(2, 4) + s(3, 'coord-2') + s(4, 'meshsig.coord.resync.0') + u(5, 64) + VERSION)
     write('gw_bus', 'nest', b'\x00' + bytes([0x80, 8, 2, 1, 6, 4, 3, 4, 2, 4]) + vnum(1))
 
 
