@@ -103,6 +103,10 @@ void ms_auth_destroy(ms_auth_t *a);
 ms_err_t ms_auth_verify(const ms_auth_t *a, const char *token, const char *ns, int64_t now,
                         char peer_id[MS_AUTH_PEER_ID_MAX + 1], const char **why);
 
+/* True when a token that ms_auth_verify accepted carries claim: true (e.g.
+ * "policy", "source": what the hello may ask for). Reads, does not verify. */
+bool ms_auth_token_grants(const char *token, const char *claim);
+
 /* True if id is a valid peer id: 1..MS_AUTH_PEER_ID_MAX chars of [A-Za-z0-9._:@-]. */
 bool ms_auth_peer_id_valid(const char *id);
 

@@ -99,6 +99,7 @@ json_t *ms_admin_ns_detail(ms_coord_t *c, const ms_ns_t *ns)
         ns->engine->ops->write_json(ns->engine, stats);
     json_object_set_new(stats, "peers", json_integer((json_int_t)json_array_size(peers)));
     json_object_set_new(stats, "edges", json_integer((json_int_t)json_array_size(edges)));
+    json_object_set_new(stats, "edgeHealth", ms_edges_json(ns));
     json_decref(byid);
     return json_pack("{s:s, s:i, s:s, s:s, s:o, s:o, s:o, s:o}", "name", ns->name, "shard",
                      (int)ns->shard, "owner", c->id, "topology", ns->policy.topology, "policy",

@@ -9,6 +9,7 @@
  *   shard.c         a shard's requests     -> member.c, messaging.c
  *   messaging.c     routes to emit.c room.c service.c topic.c stream.c (-> pending.c)
  *   member.c        join, leave, resume, waiting line, silent gateways -> gateways.c
+ *   edges.c         edge reports and repair, reparent, tree source notices
  *   namespace.c     namespaces, handles, diffs as events, applying policies, hooks
  *   policies.c      which policy a namespace gets (overrides, --policy-file)
  *   outbox.c        batched deliveries to gateways
@@ -26,6 +27,7 @@
 #include "busver.h"
 #include "cluster.h"
 #include "coordinator.h"
+#include "edges.h"
 #include "gateways.h"
 #include "mailbox.h"
 #include "member.h"
@@ -64,6 +66,7 @@ struct ms_coord {
     ms_ns_reg_t ns;             /* namespace.c */
     ms_policies_t policies;     /* policies.c */
     ms_members_t members;       /* member.c */
+    ms_edges_t edges;           /* edges.c */
     ms_gws_t gws;               /* gateways.c */
     ms_route_t route;           /* shard.c */
     ms_pending_clock_t pending; /* pending.c */

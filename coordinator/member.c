@@ -11,9 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "intern.h"
 #include "internal.h"
 #include "log.h"
+#include "tree.h"
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
 
@@ -64,6 +66,47 @@ static void generate_id(ms_ns_t *ns, char *out, size_t cap)
         if (!ms_ns_member(ns, out))
             return;
     }
+}
+
+/* hello.policy: 1 when the join may go on (the namespace runs that policy now),
+ * 0 when an error was sent. The first such hello of an empty namespace without
+ * an admin override sets it; a later different one is refused. */
+static int hello_policy(ms_coord_t *c, ms_ns_t *ns, const Meshsig__Bus__ShardRequest *req,
+                        const char *cid)
+{
+    const Meshsig__Bus__Join *j = req->join;
+    if (!j->may_set_policy) {
+        ms_outbox_error(&c->outbox, ns->shard, req->gateway_id, req->session, cid,
+                        ERR(FORBIDDEN), "the token does not allow hello.policy (claim \"policy\")");
+        return 0;
+    }
+    char why[200];
+    ms_policy_t p;
+    json_t *pj = ms_codec_to_jansson(&j->hello->policy->base);
+    ms_err_t err = pj ? ms_policy_parse(pj, &p, why, sizeof(why)) : MS_ERR_NOMEM;
+    json_decref(pj);
+    if (err != MS_OK) {
+        ms_outbox_error(&c->outbox, ns->shard, req->gateway_id, req->session, cid,
+                        ERR(BAD_REQUEST), "hello.policy: %s",
+                        err == MS_ERR_INVAL ? why : ms_err_str(err));
+        return 0;
+    }
+    if (ms_policy_same(&ns->policy, &p))
+        return 1;
+    if (HASH_COUNT(ns->members) || ns->n_waiting || ms_policies_has_override(c, ns->name)) {
+        ms_outbox_error(&c->outbox, ns->shard, req->gateway_id, req->session, cid,
+                        ERR(BAD_REQUEST),
+                        "hello.policy: namespace %s already runs another policy (topology %s); "
+                        "join without hello.policy or with the same one",
+                        ns->name, ns->policy.topology);
+        return 0;
+    }
+    if ((err = ms_ns_policy_from_hello(c, ns, &p)) != MS_OK) {
+        ms_outbox_error(&c->outbox, ns->shard, req->gateway_id, req->session, cid, ERR(INTERNAL),
+                        "hello.policy: %s", ms_err_str(err));
+        return 0;
+    }
+    return 1;
 }
 
 static void send_welcome(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const char *client_id)
@@ -361,6 +404,20 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
                         "peer id must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -");
         goto done;
     }
+    if (hello && hello->policy && !hello_policy(c, ns, req, cid))
+        goto done;
+    int as_source = hello && hello->role == MESHSIG__V1__JOIN_ROLE__SOURCE;
+    if (as_source && !j->may_be_source) {
+        ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, cid, ERR(FORBIDDEN),
+                        "the token does not allow joining as the source (claim \"source\")");
+        goto done;
+    }
+    if (as_source && !ms_ns_has_source_slot(ns)) {
+        ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, cid, ERR(BAD_REQUEST),
+                        "namespace %s is a %s, not a tree: it has no source", ns->name,
+                        ns->policy.topology);
+        goto done;
+    }
     ms_member_t *old = ms_ns_member(ns, id);
     if (old && j->resume &&
         (strcmp(old->gateway, req->gateway_id) || old->session != req->session)) {
@@ -386,6 +443,7 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
     if (!m || !(m->id = strdup(id)) || !(m->gateway = ms_intern(req->gateway_id)))
         goto nomem;
     m->session = req->session;
+    m->source = (uint8_t)as_source;
     if (hello && hello->position)
         m->client_pos = ms_ns_position_dup(hello->position);
     if (hello && hello->metadata) {
@@ -412,7 +470,14 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
         /* Network mode starts every peer at the origin of its coordinate. */
         m->pos = ms_member_network_origin(m);
     }
-    if (ms_ns_alloc_handle(ns, m) != MS_OK)
+    ms_err_t herr = ms_ns_alloc_handle(ns, m);
+    if (herr == MS_ERR_EXISTS) {
+        ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, cid, ERR(SOURCE_TAKEN),
+                        "namespace %s has a source already (%s)", ns->name,
+                        ns->by_handle[0] ? ns->by_handle[0]->id : "?");
+        goto done;
+    }
+    if (herr != MS_OK)
         goto nomem;
     ms_topo_diff_t *diff = ms_ns_diff(c);
     ms_err_t err = ns->engine->ops->join(ns->engine, m->handle, m->pos, diff);
@@ -437,6 +502,10 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
     send_welcome(c, ns, m, cid);
     ms_ns_apply_diff(c, ns, diff, m, hello ? hello->offers : NULL, hello ? hello->n_offers : 0);
     ms_ns_member_joined(c, ns, m);
+    if (m->source)
+        ms_tree_source_notify(c, ns, NULL, m); /* to everyone: the source is here */
+    else if (ms_ns_has_source_slot(ns) && !ms_ns_source(ns) && ms_tree_waiting(ns->engine))
+        ms_tree_source_notify(c, ns, m, NULL); /* to the newcomer: waiting for it */
     ms_debug("join %s/%s via %s session %llu", ns->name, m->id, m->gateway,
              (unsigned long long)m->session);
     return;
@@ -491,9 +560,12 @@ void ms_member_leave(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *rea
     }
     /* The rest of the diff (repair edges between the others) goes out as usual;
      * the departed peer is no longer resolvable, so its own edges are skipped. */
+    int was_source = m->source && ms_ns_has_source_slot(ns);
     ms_ns_free_handle(ns, m);
     ms_ns_apply_diff(c, ns, diff, NULL, NULL, 0);
     HASH_DEL(ns->members, m);
+    if (was_source)
+        ms_tree_source_notify(c, ns, NULL, NULL); /* to everyone: the source is gone */
     c->members.n_leaves++;
     ms_debug("leave %s/%s (%s)", ns->name, m->id, reason);
     ms_member_free(m);

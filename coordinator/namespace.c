@@ -73,6 +73,8 @@ ms_err_t ms_ns_get(ms_coord_t *c, const char *name, ms_ns_t **out)
     ns->policy = *ms_policies_for(c, name);
     if ((err = engine_create(&ns->policy, name, &ns->engine)) != MS_OK)
         goto fail;
+    if (ms_ns_has_source_slot(ns))
+        ns->next_handle = 1;
     if (ns->engine->ops->tick)
         c->ns.n_tick++;
     HASH_ADD_KEYPTR(hh, c->ns.by_name, ns->name, strlen(ns->name), ns);
@@ -218,6 +220,44 @@ static uint32_t heap_pop(ms_ns_t *ns)
     return top;
 }
 
+int ms_ns_has_source_slot(const ms_ns_t *ns)
+{
+    return ns->policy.params.source != 0 && !strcmp(ns->policy.topology, "tree");
+}
+
+ms_member_t *ms_ns_source(const ms_ns_t *ns)
+{
+    ms_member_t *m = ns->n_handles ? ns->by_handle[0] : NULL;
+    return m && m->source && ms_ns_has_source_slot(ns) ? m : NULL;
+}
+
+/* Keeps handle 0 for the source: a member holding it that is not the source
+ * (the namespace was something else before) moves to another handle, and 0
+ * leaves the free heap. Called before the engine is (re)built from handles. */
+static ms_err_t reserve_source_slot(ms_ns_t *ns)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < ns->n_free; i++)
+        if (ns->free_handles[i] != 0)
+            ns->free_handles[k++] = ns->free_handles[i];
+    if (k != ns->n_free) { /* 0 was the heap's minimum at the root: re-heapify */
+        size_t n = k;
+        ns->n_free = 0;
+        for (size_t i = 0; i < n; i++)
+            heap_push(ns, ns->free_handles[i]);
+    }
+    if (ns->next_handle == 0)
+        ns->next_handle = 1;
+    ms_member_t *m = ns->n_handles ? ns->by_handle[0] : NULL;
+    if (!m || m->source)
+        return MS_OK;
+    ns->by_handle[0] = NULL;
+    ms_err_t err = ms_ns_alloc_handle(ns, m);
+    if (err != MS_OK)
+        ns->by_handle[0] = m; /* unchanged: the caller fails */
+    return err;
+}
+
 ms_err_t ms_ns_alloc_handle(ms_ns_t *ns, ms_member_t *m)
 {
     /* The free heap can hold every handle ever issued, so pushes never fail. */
@@ -239,7 +279,11 @@ ms_err_t ms_ns_alloc_handle(ms_ns_t *ns, ms_member_t *m)
         ns->n_handles = n;
     }
     uint32_t h;
-    if (ns->n_free) {
+    if (m->source && ms_ns_has_source_slot(ns)) {
+        if (ns->by_handle[0])
+            return MS_ERR_EXISTS;
+        h = 0;
+    } else if (ns->n_free) {
         h = heap_pop(ns);
     } else {
         if (ns->next_handle >= MS_PEER_MAX)
@@ -255,7 +299,8 @@ void ms_ns_free_handle(ms_ns_t *ns, ms_member_t *m)
 {
     if (m->handle < ns->n_handles && ns->by_handle[m->handle] == m) {
         ns->by_handle[m->handle] = NULL;
-        heap_push(ns, m->handle); /* room was reserved at allocation */
+        if (m->handle != 0 || !ms_ns_has_source_slot(ns))
+            heap_push(ns, m->handle); /* room was reserved at allocation */
     }
 }
 
@@ -388,6 +433,7 @@ typedef struct {
     ms_topo_diff_t *diff;
     int connect;
     ms_err_t err;
+    ms_peer_t remap0; /* the handle that the member at 0 moved to, or MS_PEER_NONE */
 } edge_collect_t;
 
 static void collect(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud)
@@ -395,6 +441,10 @@ static void collect(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud)
     edge_collect_t *ec = ud;
     if (ec->err != MS_OK)
         return;
+    if (ec->remap0 != MS_PEER_NONE) {
+        a = a == 0 ? ec->remap0 : a;
+        b = b == 0 ? ec->remap0 : b;
+    }
     ec->err = ec->connect ? ms_topo_diff_connect(ec->diff, a, b, kind)
                           : ms_topo_diff_disconnect(ec->diff, a, b, kind);
 }
@@ -410,6 +460,11 @@ static ms_err_t set_policy(ms_coord_t *c, ms_ns_t *ns, const ms_policy_t *p)
     ns->policy = *p; /* positions below use the new mode */
     if ((err = engine_create(p, ns->name, &fresh)) != MS_OK)
         goto fail;
+    ms_member_t *at0 = ns->n_handles ? ns->by_handle[0] : NULL;
+    if (ms_ns_has_source_slot(ns) && (err = reserve_source_slot(ns)) != MS_OK)
+        goto fail;
+    /* The old engine still knows a moved member by handle 0. */
+    ms_peer_t remap0 = at0 && at0->handle != 0 ? at0->handle : MS_PEER_NONE;
     for (size_t h = 0; h < ns->n_handles; h++) {
         ms_member_t *m = ns->by_handle[h];
         if (!m)
@@ -419,9 +474,10 @@ static ms_err_t set_policy(ms_coord_t *c, ms_ns_t *ns, const ms_policy_t *p)
         if ((err = fresh->ops->join(fresh, m->handle, m->pos, &scratch)) != MS_OK)
             goto fail;
     }
-    edge_collect_t ec = {.diff = &diff, .connect = 0, .err = MS_OK};
+    edge_collect_t ec = {.diff = &diff, .connect = 0, .err = MS_OK, .remap0 = remap0};
     ns->engine->ops->edges(ns->engine, collect, &ec);
     ec.connect = 1;
+    ec.remap0 = MS_PEER_NONE;
     fresh->ops->edges(fresh, collect, &ec);
     if ((err = ec.err) != MS_OK)
         goto fail;
@@ -465,6 +521,11 @@ void ms_ns_tick_all(ms_coord_t *c, uint64_t now)
         }
         ms_ns_apply_diff(c, ns, diff, NULL, NULL, 0);
     }
+}
+
+ms_err_t ms_ns_policy_from_hello(ms_coord_t *c, ms_ns_t *ns, const ms_policy_t *p)
+{
+    return set_policy(c, ns, p);
 }
 
 ms_err_t ms_ns_policy_set(ms_coord_t *c, const char *name, const ms_policy_t *p)

@@ -39,6 +39,7 @@ typedef struct ms_member {
      * first report that involves this peer: until then it is the fresh
      * coordinate ms_vivaldi_init(pos.key) gives, at the origin. */
     ms_vivaldi_t *viv;
+    uint8_t source;    /* joined as the tree's source: handle 0 (ms_ns_has_source_slot) */
     UT_hash_handle hh; /* by id */
 } ms_member_t;
 
@@ -62,6 +63,7 @@ typedef struct ms_ns {
     struct ms_topics *topics;                 /* topic.c */
     struct ms_pendings *pending;              /* pending.c: acks and calls waiting */
     struct ms_stream *streams;                /* stream.c */
+    struct ms_edge_health *health;            /* edges.c: reported edge states */
     UT_hash_handle hh;
 } ms_ns_t;
 
@@ -117,6 +119,10 @@ ms_topo_pos_t ms_member_network_origin(const ms_member_t *m);
 ms_member_t *ms_ns_member(ms_ns_t *ns, const char *id);
 /* The member holding handle h, or NULL. */
 ms_member_t *ms_ns_by_handle(const ms_ns_t *ns, ms_peer_t h);
+/* A tree namespace keeps handle 0 for its source (tree.h): nobody else gets it. */
+int ms_ns_has_source_slot(const ms_ns_t *ns);
+/* The source member, or NULL. */
+ms_member_t *ms_ns_source(const ms_ns_t *ns);
 ms_err_t ms_ns_alloc_handle(ms_ns_t *ns, ms_member_t *m);
 void ms_ns_free_handle(ms_ns_t *ns, ms_member_t *m);
 
@@ -136,6 +142,9 @@ void ms_ns_tick_all(ms_coord_t *c, uint64_t now_ms);
 /* Keeps p as the override of namespace name (policies.c) and applies it if the
  * namespace exists here (rebuilding its topology and sending the difference). */
 ms_err_t ms_ns_policy_set(ms_coord_t *c, const char *name, const ms_policy_t *p);
+/* hello.policy: the namespace (empty, no admin override) runs p for as long as
+ * it lives; nothing is stored. */
+ms_err_t ms_ns_policy_from_hello(ms_coord_t *c, ms_ns_t *ns, const ms_policy_t *p);
 /* After the policy file changed: live namespaces without an override take their new policy. */
 void ms_ns_policies_reapply(ms_coord_t *c);
 static inline int ms_ns_policy_network(const ms_ns_t *ns)

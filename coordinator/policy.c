@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "policy.h"
+#include "tree.h"
 
 static const char *const positioning_names[] = {"random", "client", "geo", "network"};
 
@@ -60,6 +61,9 @@ ms_err_t ms_policy_parse(const json_t *j, ms_policy_t *p, char *err, size_t errl
                                         "fullmeshUpTo",
                                         "then",
                                         "hysteresis",
+                                        "k1",
+                                        "beforeSource",
+                                        "sourceLeaves",
                                         NULL};
     ms_policy_default(p);
     if (!json_is_object(j)) {
@@ -105,6 +109,33 @@ ms_err_t ms_policy_parse(const json_t *j, ms_policy_t *p, char *err, size_t errl
     } else if (json_object_get(j, "then") || json_object_get(j, "fullmeshUpTo") ||
                json_object_get(j, "hysteresis")) {
         snprintf(err, errlen, "then, fullmeshUpTo and hysteresis go with topology auto");
+        return MS_ERR_INVAL;
+    }
+    /* A tree has a source slot (tree.h): the source is the root with fan-out k1;
+     * viewers before it and after it has gone either hold its place or not. */
+    if (!strcmp(p->topology, "tree")) {
+        p->params.k1 = 10;
+        if (get_uint(j, "k1", 1, 1000, &p->params.k1, err, errlen))
+            return MS_ERR_INVAL;
+        p->params.source = MS_TREE_SOURCE;
+        const char *names[2] = {"beforeSource", "sourceLeaves"};
+        const char *vals[2][2] = {{"form", "wait"}, {"promote", "wait"}};
+        uint32_t flags[2] = {MS_TREE_HOLD_BEFORE, MS_TREE_HOLD_AFTER};
+        for (int i = 0; i < 2; i++) {
+            json_t *v = json_object_get(j, names[i]);
+            if (!v)
+                continue;
+            if (!json_is_string(v) || (strcmp(json_string_value(v), vals[i][0]) &&
+                                       strcmp(json_string_value(v), vals[i][1]))) {
+                snprintf(err, errlen, "%s must be %s or %s", names[i], vals[i][0], vals[i][1]);
+                return MS_ERR_INVAL;
+            }
+            if (!strcmp(json_string_value(v), "wait"))
+                p->params.source |= flags[i];
+        }
+    } else if (json_object_get(j, "k1") || json_object_get(j, "beforeSource") ||
+               json_object_get(j, "sourceLeaves")) {
+        snprintf(err, errlen, "k1, beforeSource and sourceLeaves go with topology tree");
         return MS_ERR_INVAL;
     }
     json_t *pos = json_object_get(j, "positioning");
@@ -173,8 +204,18 @@ json_t *ms_policy_to_json(const ms_policy_t *p)
     }
     if (!strcmp(eng, "delaunay"))
         json_object_set_new(j, "positioning", json_string(positioning_names[p->positioning]));
-    if (!strcmp(eng, "tree"))
+    if (!strcmp(eng, "tree")) {
         json_object_set_new(j, "k", json_integer(p->params.k));
+        if (p->params.source) {
+            json_object_set_new(j, "k1", json_integer(p->params.k1));
+            json_object_set_new(
+                j, "beforeSource",
+                json_string(p->params.source & MS_TREE_HOLD_BEFORE ? "wait" : "form"));
+            json_object_set_new(
+                j, "sourceLeaves",
+                json_string(p->params.source & MS_TREE_HOLD_AFTER ? "wait" : "promote"));
+        }
+    }
     if (!strcmp(p->topology, "fullmesh")) {
         json_object_set_new(j, "cap", json_integer(p->params.cap));
         json_object_set_new(j, "overflow", json_string(p->overflow_wait ? "wait" : "reject"));

@@ -185,6 +185,8 @@ static long rebuild_ns(ms_coord_t *c, const char *name, rb_peer_t *peers, size_t
     for (size_t i = 0; i < n; i++) {
         if (!peers[i].m)
             continue;
+        /* The tree's source takes its slot (handle 0) again. */
+        peers[i].m->source = (uint8_t)peers[i].sr->source;
         if (ms_ns_member(ns, peers[i].m->id) || ms_ns_alloc_handle(ns, peers[i].m) != MS_OK) {
             /* Two sessions report one id (a stale one on a dying gateway): keep the first. */
             ms_member_free(peers[i].m);

@@ -145,6 +145,12 @@ static void handle_client(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sha
     case MESHSIG__V1__CLIENT_MESSAGE__MSG_RTT:
         handle_rtt(c, ns, m, req->client_id, cm->rtt);
         return;
+    case MESHSIG__V1__CLIENT_MESSAGE__MSG_EDGE:
+        ms_edges_report(c, ns, m, req->client_id, cm->edge);
+        return;
+    case MESHSIG__V1__CLIENT_MESSAGE__MSG_REPARENT:
+        ms_edges_reparent(c, ns, m, req->client_id);
+        return;
     default:
         ms_msg_handle(c, ns, m, req->client_id, cm);
         return;

@@ -77,6 +77,9 @@ void ms_gw_hello(ms_gateway_t *gw, ms_session_t *s, const char *cid, Meshsig__V1
         return;
     }
     int resume = 0;
+    /* What the hello may ask for: everything in insecure dev mode, else what
+     * the token's claims grant. */
+    int may_policy = !gw->auth, may_source = !gw->auth;
     if (*hello->resume_token && gw->resume_on) {
         /* A resume token stands in for the hello token: it proves the holder
          * was this peer in this namespace a moment ago. */
@@ -108,6 +111,8 @@ void ms_gw_hello(ms_gateway_t *gw, ms_session_t *s, const char *cid, Meshsig__V1
             ms_gw_send_error(gw, s, cid, ERR(UNAUTHORIZED), "missing, invalid or expired token");
             return;
         }
+        may_policy = ms_auth_token_grants(hello->token, "policy");
+        may_source = ms_auth_token_grants(hello->token, "source");
         if (*hello->peer_id && strcmp(hello->peer_id, peer) != 0) {
             ms_gw_send_error(gw, s, cid, ERR(FORBIDDEN),
                              "hello.peerId differs from the token's sub");
@@ -143,6 +148,9 @@ void ms_gw_hello(ms_gateway_t *gw, ms_session_t *s, const char *cid, Meshsig__V1
     j.peer_id = peer;
     j.hello = hello;
     j.resume = resume;
+    j.may_set_policy = may_policy;
+    j.may_be_source = may_source;
+    s->source = hello->role == MESHSIG__V1__JOIN_ROLE__SOURCE;
     Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
     req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_JOIN;
     req.join = &j;

@@ -69,6 +69,7 @@ void ms_gw_resync_report(ms_gateway_t *gw, const Meshsig__Bus__ResyncRequest *rq
         r->n_neighbours = s->neighbours.n;
         r->neighbours = s->neighbours.v;
         r->parent = s->parent ? s->parent : (char *)"";
+        r->source = s->source;
         r->n_rooms = s->rooms.n;
         r->rooms = s->rooms.v;
         r->n_services = s->services.n;

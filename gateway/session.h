@@ -76,6 +76,7 @@ typedef struct ms_session {
     uint8_t closing;  /* close after the queue drains */
     uint8_t ping_due; /* a ping is to be written */
     uint8_t peer_indexed;
+    uint8_t source; /* joined as a tree's source (reported in a resync) */
 } ms_session_t;
 
 /* Queues a frame (copying data). Returns 0, or -1 when the queue is over

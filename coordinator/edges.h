@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Edge health and tree control: edge reports, repair around failed edges, re-parent, source notices. */
+#ifndef MS_COORD_EDGES_H
+#define MS_COORD_EDGES_H
+
+#include <stdint.h>
+#include <jansson.h>
+
+#include "client.pb-c.h"
+#include "namespace.h"
+
+/* edges.c's counters (all namespaces), for the admin view. */
+typedef struct {
+    uint64_t n_up, n_failed, n_relayed; /* reports */
+    uint64_t n_retries;                 /* ICE restarts asked of both ends */
+    uint64_t n_repairs;                 /* tree children moved away from a failed parent */
+    uint64_t n_reparents;               /* reparent requests done */
+} ms_edges_t;
+
+/* A client's EdgeReport: recorded, and the topology repaired around a failure. */
+void ms_edges_report(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid,
+                     const Meshsig__V1__EdgeReport *er);
+/* A client's reparent request (tree namespaces). */
+void ms_edges_reparent(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid);
+/* topology.source: to `to` only, or (to NULL) to every member but the source. */
+void ms_tree_source_notify(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
+                           const ms_member_t *source);
+/* {"up", "failed", "pending", "relayed"}: the reported edges of ns. New reference. */
+json_t *ms_edges_json(const ms_ns_t *ns);
+
+extern const ms_ns_hooks_t ms_edges_hooks;
+
+#endif
