@@ -178,8 +178,8 @@ void ms_edges_reparent(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *c
         return;
     }
     if (err == MS_ERR_FULL) {
-        ms_member_error(c, ns, m, cid, ERR(NAMESPACE_FULL),
-                        "no other parent has a free slot in %s", ns->name);
+        ms_member_error(c, ns, m, cid, ERR(NAMESPACE_FULL), "no other parent has a free slot in %s",
+                        ns->name);
         return;
     }
     if (err != MS_OK) {

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Edge health and tree control: edge reports, repair around failed edges, re-parent, source notices. */
+/* Edge health and tree control: edge reports, repair around failed edges, re-parent, source
+ * notices. */
 #ifndef MS_COORD_EDGES_H
 #define MS_COORD_EDGES_H
 

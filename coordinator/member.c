@@ -76,8 +76,8 @@ static int hello_policy(ms_coord_t *c, ms_ns_t *ns, const Meshsig__Bus__ShardReq
 {
     const Meshsig__Bus__Join *j = req->join;
     if (!j->may_set_policy) {
-        ms_outbox_error(&c->outbox, ns->shard, req->gateway_id, req->session, cid,
-                        ERR(FORBIDDEN), "the token does not allow hello.policy (claim \"policy\")");
+        ms_outbox_error(&c->outbox, ns->shard, req->gateway_id, req->session, cid, ERR(FORBIDDEN),
+                        "the token does not allow hello.policy (claim \"policy\")");
         return 0;
     }
     char why[200];
@@ -86,16 +86,14 @@ static int hello_policy(ms_coord_t *c, ms_ns_t *ns, const Meshsig__Bus__ShardReq
     ms_err_t err = pj ? ms_policy_parse(pj, &p, why, sizeof(why)) : MS_ERR_NOMEM;
     json_decref(pj);
     if (err != MS_OK) {
-        ms_outbox_error(&c->outbox, ns->shard, req->gateway_id, req->session, cid,
-                        ERR(BAD_REQUEST), "hello.policy: %s",
-                        err == MS_ERR_INVAL ? why : ms_err_str(err));
+        ms_outbox_error(&c->outbox, ns->shard, req->gateway_id, req->session, cid, ERR(BAD_REQUEST),
+                        "hello.policy: %s", err == MS_ERR_INVAL ? why : ms_err_str(err));
         return 0;
     }
     if (ms_policy_same(&ns->policy, &p))
         return 1;
     if (HASH_COUNT(ns->members) || ns->n_waiting || ms_policies_has_override(c, ns->name)) {
-        ms_outbox_error(&c->outbox, ns->shard, req->gateway_id, req->session, cid,
-                        ERR(BAD_REQUEST),
+        ms_outbox_error(&c->outbox, ns->shard, req->gateway_id, req->session, cid, ERR(BAD_REQUEST),
                         "hello.policy: namespace %s already runs another policy (topology %s); "
                         "join without hello.policy or with the same one",
                         ns->name, ns->policy.topology);

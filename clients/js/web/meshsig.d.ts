@@ -74,6 +74,15 @@ export interface ConnectOptions {
   iceTransportPolicy?: RTCIceTransportPolicy;
   /** Full RTCConfiguration; overrides iceServers and iceTransportPolicy. */
   rtcConfig?: RTCConfiguration;
+  /** 'source': join a tree namespace as its broadcast source (token claim "source": true). */
+  role?: 'member' | 'source';
+  /** The namespace policy to ask for (token claim "policy": true): set by the first
+   *  such hello of an empty namespace, e.g. { topology: 'tree', k: 4, k1: 10 }. */
+  policy?: { [key: string]: Json };
+  /** Report each connection's outcome to the server (default true), which repairs the topology. */
+  edgeReports?: boolean;
+  /** A connection not up by then is reported FAILED (default 10000 ms). */
+  edgeTimeoutMs?: number;
   /** false: no peer connections; every signal is a 'signal' event for the app's own WebRTC. */
   webrtc?: boolean;
   /**
@@ -184,6 +193,8 @@ export interface ClientEvents {
   /** A neighbour's media stream, once per stream id; tracks it removes later leave it ('removetrack'). */
   'remote-stream': { peer: string; stream: MediaStream };
   waiting: { position: number };
+  /** Tree with a source: it arrived (present) or left; also on joining while the tree waits for one. */
+  source: { present: boolean; peer: string | null };
   /** The gateway's ICE servers changed (the welcome's, or fresh TURN credentials). */
   iceServers: { servers: RTCIceServer[] };
   reconnecting: { attempt: number; delayMs: number; reason: string };
@@ -276,6 +287,10 @@ export declare class Client extends Emitter<ClientEvents> {
   readonly rooms: Rooms;
 
   peerConnection(peer: string): RTCPeerConnection | undefined;
+  /** Tree: move under another parent with a free slot (peer-tree's reconnectUpstream). */
+  reparent(): Promise<void>;
+  /** Tree with a source: the source's peer id while it is there, else null. */
+  readonly source: string | null | undefined;
 
   /** Sends the stream's tracks to every current and later neighbour (renegotiated). */
   addStream(stream: MediaStream, opts?: { filter?: (n: NeighbourInfo) => boolean }): void;

@@ -1130,6 +1130,10 @@ const DEFAULTS = {
   streamWindow: 256 * 1024,
   streamChunk: 16 * 1024,
   outboxLimit: 2000,
+  // Edge health: each connection's outcome goes to the server (UP, or FAILED
+  // when it fails or is not up within edgeTimeoutMs), which repairs the topology.
+  edgeReports: true,
+  edgeTimeoutMs: 10000,
 };
 
 export class Client extends Emitter {
@@ -1256,6 +1260,8 @@ export class Client extends Emitter {
     if (this.resumeToken) hello.resumeToken = this.resumeToken;
     if (this.opts.position) hello.position = this.opts.position;
     if (this.opts.metadata) hello.metadata = this.opts.metadata;
+    if (this.opts.role === 'source') hello.role = 'SOURCE';
+    if (this.opts.policy) hello.policy = this.opts.policy;
     if (premade.length) {
       hello.offers = premade.map((p) => p.payload);
       this._premade.push(...premade);
@@ -1453,6 +1459,11 @@ export class Client extends Emitter {
       case 'topology':
         if (body.connect) this.#onConnect(body.connect);
         else if (body.disconnect) this.#onDisconnect(body.disconnect.peer, 'topology disconnect');
+        else if (body.retry) this.#onRetry(body.retry.peer);
+        else if (body.source) {
+          this.source = body.source.present ? (body.source.peer || null) : null;
+          this._emit('source', { present: !!body.source.present, peer: body.source.peer || null });
+        }
         this._emit('topology', body);
         return;
       case 'signal':
@@ -1594,6 +1605,7 @@ export class Client extends Emitter {
         if (i >= 0) premade = this._premade.splice(i, 1)[0];
       }
       n.start(PC, this.#rtcConfig(), premade);
+      this.#armEdgeTimer(n);
       this._bridge?.onConnect(n, !!c.offer);
       if (c.offer && !c.initiator) n.onSignal(c.offer);
       for (const p of this._early.get(peer) || []) n.onSignal(p);
@@ -1609,6 +1621,7 @@ export class Client extends Emitter {
     const n = this._neighbours.get(peer);
     if (!n) return;
     this._neighbours.delete(peer);
+    clearTimeout(n.edgeTimer);
     n.close(reason);
     this._emit('neighbour-state', { ...n.info(), connectionState: 'closed', channelState: 'closed',
       removed: true });
@@ -1653,7 +1666,59 @@ export class Client extends Emitter {
 
   _neighbourState(n) {
     if (this._neighbours.get(n.peer) !== n) return;
+    const st = n.pc?.connectionState;
+    if (st === 'connected') this.#reportEdge(n, 'UP');
+    else if (st === 'failed') this.#reportEdge(n, 'FAILED', 'ice-failed');
     this._emit('neighbour-state', n.info());
+  }
+
+  /** Tells the server how an edge turned out, once per attempt. */
+  #reportEdge(n, state, reason) {
+    if (!this.opts.edgeReports || n.edgeReported === state || this.state !== 'open') return;
+    if (n.edgeReported === 'UP' && state === 'FAILED' && reason === 'timeout') return;
+    n.edgeReported = state;
+    clearTimeout(n.edgeTimer);
+    const send = (relayed) => {
+      if (this._neighbours.get(n.peer) !== n) return;
+      try {
+        this._send({ edge: { peer: n.peer, state, ...(relayed ? { relayed: true } : {}),
+          ...(reason ? { reason } : {}) } });
+      } catch { /* queued or dropped with the connection */ }
+    };
+    if (state !== 'UP' || !n.pc?.getStats) { send(false); return; }
+    // Relayed when the selected pair's local candidate came from a TURN server.
+    n.pc.getStats().then((stats) => {
+      let pair = null;
+      stats.forEach((s) => { if (s.type === 'transport' && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId); });
+      if (!pair) stats.forEach((s) => { if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') pair = s; });
+      const local = pair && stats.get(pair.localCandidateId);
+      send(local?.candidateType === 'relay');
+    }, () => send(false));
+  }
+
+  #armEdgeTimer(n) {
+    clearTimeout(n.edgeTimer);
+    if (!this.opts.edgeReports || !(this.opts.edgeTimeoutMs > 0)) return;
+    n.edgeTimer = setTimeout(() => {
+      if (this._neighbours.get(n.peer) === n && n.pc?.connectionState !== 'connected') {
+        this.#reportEdge(n, 'FAILED', 'timeout');
+      }
+    }, this.opts.edgeTimeoutMs);
+    n.edgeTimer?.unref?.();
+  }
+
+  /** The server asks both ends of a failed edge to try again with an ICE restart. */
+  #onRetry(peer) {
+    const n = this._neighbours.get(peer);
+    if (!n?.pc) return;
+    n.edgeReported = null;
+    this.#armEdgeTimer(n);
+    try { n.pc.restartIce?.(); } catch { /* closed */ }
+  }
+
+  /** Tree: asks the server for another parent (resolves once moved). */
+  reparent() {
+    return this.#request({ reparent: {} }, { accept: ['ok'] }).then(() => undefined);
   }
 
   #dropMesh(reason) {
