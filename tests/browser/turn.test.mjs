@@ -61,7 +61,8 @@ before(async () => {
   assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing (deploy/install-deps.sh --browser)`);
   assert.ok(fs.existsSync(TURNSERVER), 'coturn is missing (deploy/install-deps.sh)');
   turnPort = await freeUdpTcpPort();
-  const relayLo = 40000 + (turnPort % 20000);
+  // Relay ports: a range that does not hold the listening port.
+  const relayLo = turnPort >= 60000 && turnPort <= 60100 ? 61000 : 60000;
   turnDir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshsig-turn-'));
   const log = fs.openSync(path.join(turnDir, 'turnserver.log'), 'a');
   turn = spawn(TURNSERVER, ['-n', '--listening-ip', '127.0.0.1', '--listening-port', String(turnPort),
