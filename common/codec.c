@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Generic protobuf <-> proto3 JSON codec that walks protobuf-c descriptors. */
 #include "codec.h"
+#include "wkt.h"
 
 #include <errno.h>
 #include <float.h>
@@ -12,49 +13,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Bounds the recursion a hostile client can cause (see codec.h). */
+/* Bounds the recursion a hostile client can cause (see codec.h). Output may
+ * nest MS_CODEC_WRAP_DEPTH deeper than input: a server message wraps what a
+ * client sent in at most that many more levels. */
 #define MAX_DEPTH MS_CODEC_MAX_DEPTH
+#define MAX_OUT_DEPTH (MS_CODEC_MAX_DEPTH + MS_CODEC_WRAP_DEPTH)
+
+/* The texts name the limit, so a client that hits one knows which. */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define TOO_DEEP "nested deeper than " STR(MS_CODEC_MAX_DEPTH) " levels"
+#define TOO_MANY "more than " STR(MS_CODEC_MAX_ELEMENTS) " elements in one array or object"
+#define TOO_LONG "a string longer than " STR(MS_CODEC_MAX_STRING) " bytes"
 
 #define MEMBER(msg, off) ((char *)(msg) + (off))
 #define CMEMBER(msg, off) ((const char *)(msg) + (off))
 
-enum wkt { WKT_NONE, WKT_VALUE, WKT_STRUCT, WKT_LIST };
-
-static bool wkt_package(const char *pkg)
-{
-    return pkg && (strcmp(pkg, "meshsig.v1") == 0 || strcmp(pkg, "google.protobuf") == 0);
-}
-
-static enum wkt wkt_of(const ProtobufCMessageDescriptor *d)
-{
-    const char *s = d->short_name;
-    enum wkt k;
-    if (s[0] == 'V' && strcmp(s, "Value") == 0)
-        k = WKT_VALUE;
-    else if (s[0] == 'S' && strcmp(s, "Struct") == 0)
-        k = WKT_STRUCT;
-    else if (s[0] == 'L' && strcmp(s, "ListValue") == 0)
-        k = WKT_LIST;
-    else
-        return WKT_NONE;
-    return wkt_package(d->package_name) ? k : WKT_NONE;
-}
-
 static bool is_null_enum(const ProtobufCEnumDescriptor *ed)
 {
-    return strcmp(ed->short_name, "NullValue") == 0 && wkt_package(ed->package_name);
-}
-
-/* protobuf-c has no map flag: a map is a repeated FooEntry {key = 1; value = 2}. */
-static bool is_map(const ProtobufCFieldDescriptor *fd)
-{
-    if (fd->label != PROTOBUF_C_LABEL_REPEATED || fd->type != PROTOBUF_C_TYPE_MESSAGE)
-        return false;
-    const ProtobufCMessageDescriptor *e = fd->descriptor;
-    size_t n = strlen(e->short_name);
-    return e->n_fields == 2 && e->fields[0].id == 1 && e->fields[1].id == 2 &&
-           strcmp(e->fields[0].name, "key") == 0 && strcmp(e->fields[1].name, "value") == 0 &&
-           n > 5 && strcmp(e->short_name + n - 5, "Entry") == 0;
+    return strcmp(ed->short_name, "NullValue") == 0 && ms_wkt_package(ed->package_name);
 }
 
 static size_t elem_size(ProtobufCType t)
@@ -379,7 +356,7 @@ static void w_wkt_value(wbuf_t *w, const ProtobufCMessage *m, int depth);
 
 static bool w_depth_ok(wbuf_t *w, int depth)
 {
-    if (depth <= MAX_DEPTH)
+    if (depth <= MAX_OUT_DEPTH)
         return true;
     if (!w->err)
         w->err = MS_ERR_INVAL;
@@ -455,7 +432,7 @@ static void w_single(wbuf_t *w, const ProtobufCFieldDescriptor *fd, const void *
         const ProtobufCMessage *sub = *(ProtobufCMessage *const *)mem;
         if (sub)
             w_message(w, sub, depth);
-        else if (wkt_of(fd->descriptor) == WKT_VALUE)
+        else if (ms_wkt_of(fd->descriptor) == MS_WKT_VALUE)
             w_lit(w, "null");
         else
             w_lit(w, "{}");
@@ -547,7 +524,7 @@ static bool is_present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor
 static void w_wkt_struct(wbuf_t *w, const ProtobufCMessage *m, int depth)
 {
     const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(m->descriptor, 1);
-    if (!fd || !is_map(fd)) {
+    if (!fd || !ms_wkt_is_map(fd)) {
         w->err = MS_ERR_INVAL;
         return;
     }
@@ -616,17 +593,17 @@ static void w_wkt_value(wbuf_t *w, const ProtobufCMessage *m, int depth)
 static void w_message(wbuf_t *w, const ProtobufCMessage *m, int depth)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
-    switch (wkt_of(d)) {
-    case WKT_VALUE:
+    switch (ms_wkt_of(d)) {
+    case MS_WKT_VALUE:
         w_wkt_value(w, m, depth);
         return;
-    case WKT_STRUCT:
+    case MS_WKT_STRUCT:
         w_wkt_struct(w, m, depth);
         return;
-    case WKT_LIST:
+    case MS_WKT_LIST:
         w_wkt_list(w, m, depth);
         return;
-    case WKT_NONE:
+    case MS_WKT_NONE:
         break;
     }
     if (!w_depth_ok(w, depth))
@@ -643,7 +620,7 @@ static void w_message(wbuf_t *w, const ProtobufCMessage *m, int depth)
             w_name(w, fd->name, !first);
             first = false;
             const char *arr = *(const char *const *)mem;
-            if (is_map(fd)) {
+            if (ms_wkt_is_map(fd)) {
                 w_map(w, fd, (ProtobufCMessage *const *)arr, n, depth + 1);
                 continue;
             }
@@ -823,6 +800,8 @@ static ms_err_t dup_string(rctx_t *c, const json_t *v, char **out)
         return fail_at(c, MS_ERR_INVAL, "expected a string");
     size_t n = json_string_length(v);
     const char *s = json_string_value(v);
+    if (n > MS_CODEC_MAX_STRING)
+        return fail_at(c, MS_ERR_INVAL, TOO_LONG);
     if (memchr(s, '\0', n))
         return fail_at(c, MS_ERR_INVAL, "string contains NUL");
     char *d = malloc(n + 1);
@@ -1045,6 +1024,8 @@ static ms_err_t get_bytes(rctx_t *c, const json_t *v, ProtobufCBinaryData *out)
     if (pad > 2 || (pad && full % 4) || n % 4 == 1)
         return fail_at(c, MS_ERR_INVAL, "invalid base64");
     size_t olen = n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0);
+    if (olen > MS_CODEC_MAX_STRING)
+        return fail_at(c, MS_ERR_INVAL, TOO_LONG);
     uint8_t *d = NULL;
     if (olen) {
         d = malloc(olen);
@@ -1080,7 +1061,7 @@ static ms_err_t parse_message(rctx_t *c, const ProtobufCMessageDescriptor *d, co
 static bool null_is_value(const ProtobufCFieldDescriptor *fd)
 {
     if (fd->type == PROTOBUF_C_TYPE_MESSAGE)
-        return wkt_of(fd->descriptor) == WKT_VALUE;
+        return ms_wkt_of(fd->descriptor) == MS_WKT_VALUE;
     if (fd->type == PROTOBUF_C_TYPE_ENUM)
         return is_null_enum(fd->descriptor);
     return false;
@@ -1148,6 +1129,8 @@ static ms_err_t parse_map_key(rctx_t *c, const ProtobufCFieldDescriptor *kf, voi
 {
     json_t *tmp;
     ms_err_t rc;
+    if (strlen(key) > MS_CODEC_MAX_STRING)
+        return fail_at(c, MS_ERR_INVAL, TOO_LONG);
     switch (kf->type) {
     case PROTOBUF_C_TYPE_STRING:
     case PROTOBUF_C_TYPE_INT32:
@@ -1186,8 +1169,10 @@ static ms_err_t parse_map(rctx_t *c, const ProtobufCFieldDescriptor *fd, Protobu
     if (!json_is_object(v))
         return fail_at(c, MS_ERR_INVAL, "expected an object");
     if (depth > MAX_DEPTH)
-        return fail_at(c, MS_ERR_INVAL, "nested too deeply");
+        return fail_at(c, MS_ERR_INVAL, TOO_DEEP);
     size_t n = json_object_size(v);
+    if (n > MS_CODEC_MAX_ELEMENTS)
+        return fail_at(c, MS_ERR_INVAL, TOO_MANY);
     if (!n)
         return MS_OK;
     const ProtobufCMessageDescriptor *ed = fd->descriptor;
@@ -1222,13 +1207,15 @@ static ms_err_t parse_map(rctx_t *c, const ProtobufCFieldDescriptor *fd, Protobu
 static ms_err_t parse_repeated(rctx_t *c, const ProtobufCFieldDescriptor *fd, ProtobufCMessage *m,
                                const json_t *v, int depth)
 {
-    if (is_map(fd))
+    if (ms_wkt_is_map(fd))
         return parse_map(c, fd, m, v, depth);
     if (!json_is_array(v))
         return fail_at(c, MS_ERR_INVAL, "expected an array");
     if (depth > MAX_DEPTH)
-        return fail_at(c, MS_ERR_INVAL, "nested too deeply");
+        return fail_at(c, MS_ERR_INVAL, TOO_DEEP);
     size_t n = json_array_size(v);
+    if (n > MS_CODEC_MAX_ELEMENTS)
+        return fail_at(c, MS_ERR_INVAL, TOO_MANY);
     if (!n)
         return MS_OK;
     size_t es = elem_size(fd->type);
@@ -1249,7 +1236,7 @@ static ms_err_t parse_repeated(rctx_t *c, const ProtobufCFieldDescriptor *fd, Pr
     return MS_OK;
 }
 
-static ms_err_t parse_wkt(rctx_t *c, const ProtobufCMessageDescriptor *d, enum wkt kind,
+static ms_err_t parse_wkt(rctx_t *c, const ProtobufCMessageDescriptor *d, ms_wkt_t kind,
                           const json_t *j, int depth, ProtobufCMessage **out);
 
 static ms_err_t parse_wkt_value(rctx_t *c, const ProtobufCMessageDescriptor *d, const json_t *j,
@@ -1286,7 +1273,7 @@ static ms_err_t parse_wkt_value(rctx_t *c, const ProtobufCMessageDescriptor *d, 
     if (id == 1)
         *(int *)mem = 0;
     else if (id == 5 || id == 6)
-        rc = parse_wkt(c, fd->descriptor, id == 5 ? WKT_STRUCT : WKT_LIST, j, depth,
+        rc = parse_wkt(c, fd->descriptor, id == 5 ? MS_WKT_STRUCT : MS_WKT_LIST, j, depth,
                        (ProtobufCMessage **)mem);
     else
         rc = parse_single(c, fd, mem, j, depth);
@@ -1296,26 +1283,26 @@ static ms_err_t parse_wkt_value(rctx_t *c, const ProtobufCMessageDescriptor *d, 
     return MS_OK;
 }
 
-static ms_err_t parse_wkt(rctx_t *c, const ProtobufCMessageDescriptor *d, enum wkt kind,
+static ms_err_t parse_wkt(rctx_t *c, const ProtobufCMessageDescriptor *d, ms_wkt_t kind,
                           const json_t *j, int depth, ProtobufCMessage **out)
 {
     ProtobufCMessage *m = NULL;
     ms_err_t rc;
     const ProtobufCFieldDescriptor *fd = NULL;
-    if (kind == WKT_STRUCT && !json_is_object(j))
+    if (kind == MS_WKT_STRUCT && !json_is_object(j))
         return fail_at(c, MS_ERR_INVAL, "expected an object");
-    if (kind == WKT_LIST && !json_is_array(j))
+    if (kind == MS_WKT_LIST && !json_is_array(j))
         return fail_at(c, MS_ERR_INVAL, "expected an array");
     if ((json_is_object(j) || json_is_array(j)) && depth > MAX_DEPTH)
-        return fail_at(c, MS_ERR_INVAL, "nested too deeply");
-    if (kind != WKT_VALUE) {
+        return fail_at(c, MS_ERR_INVAL, TOO_DEEP);
+    if (kind != MS_WKT_VALUE) {
         fd = protobuf_c_message_descriptor_get_field(d, 1);
         if (!fd || fd->label != PROTOBUF_C_LABEL_REPEATED || fd->type != PROTOBUF_C_TYPE_MESSAGE)
             return fail_at(c, MS_ERR_INVAL, "%s is not shaped like %s", d->name, d->short_name);
     }
     if ((rc = new_message(c, d, &m)) != MS_OK)
         return rc;
-    if (kind == WKT_VALUE)
+    if (kind == MS_WKT_VALUE)
         rc = parse_wkt_value(c, d, j, depth, m);
     else
         rc = parse_repeated(c, fd, m, j, depth);
@@ -1331,15 +1318,16 @@ fail:
 static ms_err_t parse_message(rctx_t *c, const ProtobufCMessageDescriptor *d, const json_t *j,
                               int depth, ProtobufCMessage **out)
 {
-    enum wkt kind = wkt_of(d);
-    if (kind != WKT_NONE)
+    ms_wkt_t kind = ms_wkt_of(d);
+    if (kind != MS_WKT_NONE)
         return parse_wkt(c, d, kind, j, depth, out);
     if (!json_is_object(j))
         return fail_at(c, MS_ERR_INVAL, "expected an object");
     if (depth > MAX_DEPTH)
-        return fail_at(c, MS_ERR_INVAL, "nested too deeply");
+        return fail_at(c, MS_ERR_INVAL, TOO_DEEP);
 
     ProtobufCMessage *m = NULL;
+    size_t elements = 0; /* over all repeated fields, as the protobuf check counts */
     uint64_t seen_small[4] = {0};
     uint64_t *seen = seen_small;
     ms_err_t rc;
@@ -1376,6 +1364,11 @@ static ms_err_t parse_message(rctx_t *c, const ProtobufCMessageDescriptor *d, co
         }
         void *mem = MEMBER(m, fd->offset);
         if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
+            elements += json_is_array(v) ? json_array_size(v) : json_object_size(v);
+            if (elements > MS_CODEC_MAX_ELEMENTS) {
+                rc = fail_at(c, MS_ERR_INVAL, TOO_MANY);
+                goto fail;
+            }
             rc = parse_repeated(c, fd, m, v, depth + 1);
         } else if (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
             uint32_t *cs = (uint32_t *)MEMBER(m, fd->quantifier_offset);

@@ -25,11 +25,23 @@
 
 #include "err.h"
 
-/* Most objects and arrays that may enclose a value, the outermost message
- * counting as one. Deeper input is MS_ERR_INVAL; so is output of a message
- * (e.g. from a binary client) that would nest deeper, so whatever one side
- * writes the other reads. */
+/* Limits on what a client may send, the same on the JSON and the protobuf
+ * path (common/pblimit.h checks protobuf input against them, in the same
+ * terms), so whatever one client sends every other can be sent:
+ * - MS_CODEC_MAX_DEPTH: most objects and arrays that may enclose a value, the
+ *   outermost message counting as one (protobuf: as its JSON would nest);
+ * - MS_CODEC_MAX_ELEMENTS: most elements of one array or object, and most
+ *   elements over all repeated and map fields of one message;
+ * - MS_CODEC_MAX_STRING: most bytes in one string, map key or bytes value
+ *   (decoded).
+ * Input over a limit is MS_ERR_INVAL with a message naming the limit. Output
+ * may nest MS_CODEC_WRAP_DEPTH levels deeper (a server message wraps client
+ * values in at most that many more levels, e.g. hello.metadata ->
+ * topology.connect.metadata); deeper output is MS_ERR_INVAL. */
 #define MS_CODEC_MAX_DEPTH 64
+#define MS_CODEC_MAX_ELEMENTS 16384
+#define MS_CODEC_MAX_STRING 65536
+#define MS_CODEC_WRAP_DEPTH 4
 
 typedef struct {
     /* Human-readable reason, e.g. "hello.namespace: expected a string". */

@@ -4,6 +4,8 @@
 
 #include "jsonscan.h"
 
+#include "codec.h"
+
 const char *ms_json_ws(const char *p, const char *end)
 {
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
@@ -239,8 +241,8 @@ static const char *scan_array(const char *p, const char *end, int depth)
     p = ms_json_ws(p + 1, end);
     if (p < end && *p == ']')
         return p + 1;
-    for (;;) {
-        if (!(p = scan_value(p, end, depth + 1)))
+    for (size_t n = 1;; n++) {
+        if (n > MS_CODEC_MAX_ELEMENTS || !(p = scan_value(p, end, depth + 1)))
             return NULL;
         p = ms_json_ws(p, end);
         if (p >= end)
@@ -271,7 +273,10 @@ static const char *scan_value(const char *p, const char *end, int depth)
     case '[':
         return scan_array(p, end, depth);
     case '"':
-        return ms_json_scan_string(p, end, &s, &len, &esc);
+        /* The length with escapes is at least the decoded one: over the
+         * limit, jansson decodes and the codec decides. */
+        p = ms_json_scan_string(p, end, &s, &len, &esc);
+        return p && len <= MS_CODEC_MAX_STRING ? p : NULL;
     case 't':
         return literal(p, end, "true", 4);
     case 'f':

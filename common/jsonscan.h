@@ -6,7 +6,8 @@
  * functions walk the text once and say where a value ends. They vouch only for
  * text that jansson would accept with JSON_REJECT_DUPLICATES and decode to the
  * same value: anything else, invalid or merely unusual (nesting deeper than
- * MS_JSON_SCAN_DEPTH, an object with more than MS_JSON_SCAN_KEYS members or
+ * MS_JSON_SCAN_DEPTH, an object with more than MS_JSON_SCAN_KEYS members, an
+ * array or string over the codec's limits (codec.h) or
  * with escapes in a key, "\u0000", an unpaired surrogate escape, a number
  * jansson would refuse as out of range), gets NULL, and the caller hands the
  * text to jansson, which then decides and explains. Strings must be

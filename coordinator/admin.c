@@ -86,50 +86,63 @@ static void put_policy(ms_coord_t *c, struct evhttp_request *r, const char *name
 
 static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
 {
-    char buf[4096];
+    char buf[8192];
     size_t n_ns = ms_ns_count(c), n_peers = 0, n_owned = ms_cluster_n_owned(c);
     ms_ns_t *ns, *tmp;
     MS_NS_FOREACH(c, ns, tmp)
     n_peers += HASH_COUNT(ns->members);
+    /* Each family once, with HELP and TYPE, its samples together: Prometheus
+     * drops a whole scrape over a repeated TYPE line (promtool checks it). */
     int len = snprintf(
         buf, sizeof(buf),
+        "# HELP meshsig_coordinator_requests_total shard requests handled\n"
         "# TYPE meshsig_coordinator_requests_total counter\n"
         "meshsig_coordinator_requests_total %llu\n"
+        "# HELP meshsig_coordinator_joins_total peers joined\n"
         "# TYPE meshsig_coordinator_joins_total counter\n"
         "meshsig_coordinator_joins_total %llu\n"
+        "# HELP meshsig_coordinator_leaves_total peers left\n"
         "# TYPE meshsig_coordinator_leaves_total counter\n"
         "meshsig_coordinator_leaves_total %llu\n"
+        "# HELP meshsig_coordinator_signals_total signals routed\n"
         "# TYPE meshsig_coordinator_signals_total counter\n"
         "meshsig_coordinator_signals_total %llu\n"
+        "# HELP meshsig_coordinator_errors_total errors sent to clients\n"
         "# TYPE meshsig_coordinator_errors_total counter\n"
         "meshsig_coordinator_errors_total %llu\n"
+        "# HELP meshsig_coordinator_dropped_total bus messages dropped, by reason\n"
         "# TYPE meshsig_coordinator_dropped_total counter\n"
         "meshsig_coordinator_dropped_total{reason=\"bad_request\"} %llu\n"
         "meshsig_coordinator_dropped_total{reason=\"inbox_full\"} %zu\n"
+        "meshsig_coordinator_dropped_total{reason=\"not_owner\"} %llu\n"
+        "meshsig_coordinator_dropped_total{reason=\"rebuild_queue_full\"} %llu\n"
+        "# HELP meshsig_coordinator_namespaces namespaces in the shards this coordinator owns\n"
         "# TYPE meshsig_coordinator_namespaces gauge\n"
         "meshsig_coordinator_namespaces %zu\n"
+        "# HELP meshsig_coordinator_peers peers in the shards this coordinator owns\n"
         "# TYPE meshsig_coordinator_peers gauge\n"
         "meshsig_coordinator_peers %zu\n"
-        "# TYPE meshsig_coordinator_shards_owned gauge\n"
-        "meshsig_coordinator_shards_owned %ld\n"
-        "# TYPE meshsig_nats_reconnects_total counter\n"
-        "meshsig_nats_reconnects_total %llu\n"
+        "# HELP meshsig_coordinator_shards shards in the cluster (--shards)\n"
+        "# TYPE meshsig_coordinator_shards gauge\n"
+        "meshsig_coordinator_shards %ld\n"
+        "# HELP meshsig_coordinator_shards_owned shards this coordinator owns now\n"
         "# TYPE meshsig_coordinator_shards_owned gauge\n"
         "meshsig_coordinator_shards_owned %zu\n"
+        "# HELP meshsig_coordinator_shard_events_total shard ownership changes, by event\n"
         "# TYPE meshsig_coordinator_shard_events_total counter\n"
         "meshsig_coordinator_shard_events_total{event=\"claimed\"} %llu\n"
         "meshsig_coordinator_shard_events_total{event=\"lost\"} %llu\n"
         "meshsig_coordinator_shard_events_total{event=\"handed_off\"} %llu\n"
-        "meshsig_coordinator_dropped_total{reason=\"not_owner\"} %llu\n"
-        "meshsig_coordinator_dropped_total{reason=\"rebuild_queue_full\"} %llu\n",
+        "# HELP meshsig_nats_reconnects_total reconnections to NATS\n"
+        "# TYPE meshsig_nats_reconnects_total counter\n"
+        "meshsig_nats_reconnects_total %llu\n",
         (unsigned long long)c->route.n_requests, (unsigned long long)c->members.n_joins,
         (unsigned long long)c->members.n_leaves, (unsigned long long)c->route.n_signals,
         (unsigned long long)c->outbox.n_errors, (unsigned long long)c->route.n_bad_requests,
-        ms_mailbox_dropped(c->loop.inbox), n_ns, n_peers, c->cfg->shards,
-        (unsigned long long)ms_bus_reconnects(c->bus), n_owned,
+        ms_mailbox_dropped(c->loop.inbox), (unsigned long long)c->cluster.n_not_owner,
+        (unsigned long long)c->cluster.n_queued_dropped, n_ns, n_peers, c->cfg->shards, n_owned,
         (unsigned long long)c->cluster.n_claims, (unsigned long long)c->cluster.n_losses,
-        (unsigned long long)c->cluster.n_handoffs, (unsigned long long)c->cluster.n_not_owner,
-        (unsigned long long)c->cluster.n_queued_dropped);
+        (unsigned long long)c->cluster.n_handoffs, (unsigned long long)ms_bus_reconnects(c->bus));
     if (len > 0 && (size_t)len < sizeof(buf))
         len += ms_version_metrics(buf + len, sizeof(buf) - (size_t)len);
     if (len > 0 && (size_t)len < sizeof(buf))

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <event2/http.h>
 
+#include "clock.h"
 #include "internal.h"
 #include "log.h"
 #include "subject.h"
@@ -214,7 +215,7 @@ void ms_admin_cluster_get(ms_coord_t *c, struct evhttp_request *r, const char *n
     p->c = c;
     p->req = r;
     p->id = ++c->admin.next_query;
-    p->deadline_ms = ms_lease_now_ms() + ADMIN_DEADLINE_MS;
+    p->deadline_ms = ms_clock_mono_ms() + ADMIN_DEADLINE_MS;
     if (!(p->replied = json_object()) || json_object_set_new(p->replied, c->id, json_true()))
         goto fail;
     if (name) {

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "hash.h"
 #include "internal.h"
 #include "log.h"
@@ -87,7 +88,7 @@ ms_err_t ms_cluster_init(ms_coord_t *c)
     c->cluster.shards = calloc((size_t)c->cfg->shards, sizeof(*c->cluster.shards));
     if (!c->cluster.shards)
         return MS_ERR_NOMEM;
-    c->cluster.mono_started_ms = ms_lease_now_ms();
+    c->cluster.mono_started_ms = ms_clock_mono_ms();
     /* Hear the others for a heartbeat and a half before claiming, so a
      * coordinator joining a running cluster does not grab what is theirs. */
     c->cluster.settle_until_ms =
@@ -167,7 +168,7 @@ void ms_cluster_heartbeat_in(ms_coord_t *c, const Meshsig__Bus__CoordinatorHeart
         p->admin = strdup(hb->admin);
     }
     p->started_ms = hb->started_ms;
-    p->last_seen_ms = ms_lease_now_ms();
+    p->last_seen_ms = ms_clock_mono_ms();
     p->bus_version = hb->bus_version;
     snprintf(p->release, sizeof(p->release), "%s", hb->release);
     int alive = !hb->leaving;
@@ -191,7 +192,7 @@ void ms_cluster_drop_shard(ms_coord_t *c, uint32_t shard)
     s->renewing = 0;
     s->gen++;
     s->epoch = 0;
-    s->next_claim = ms_lease_now_ms() + CLAIM_RETRY_MS;
+    s->next_claim = ms_clock_mono_ms() + CLAIM_RETRY_MS;
 }
 
 static void release(ms_coord_t *c, uint32_t shard, const char *why)
@@ -348,7 +349,7 @@ void ms_cluster_lease_results(ms_coord_t *c)
             }
             if (!r->ok) {
                 s->state = MS_SHARD_FREE;
-                s->next_claim = ms_lease_now_ms() + CLAIM_RETRY_MS + (uint64_t)(rand() % 50);
+                s->next_claim = ms_clock_mono_ms() + CLAIM_RETRY_MS + (uint64_t)(rand() % 50);
                 if (r->owner)
                     ms_debug("shard %u is held by %s", r->shard, r->owner);
                 break;
@@ -378,7 +379,7 @@ void ms_cluster_lease_results(ms_coord_t *c)
             } else {
                 /* Maybe only slow: try again while the lease is surely ours;
                  * the tick stops serving at valid_until either way. */
-                s->next_renew = ms_lease_now_ms() + 50;
+                s->next_renew = ms_clock_mono_ms() + 50;
             }
             break;
         default:
@@ -392,7 +393,7 @@ void ms_cluster_request(ms_coord_t *c, uint32_t shard, const uint8_t *data, size
 {
     ms_shard_t *s = &c->cluster.shards[shard];
     if (s->state != MS_SHARD_FREE && s->state != MS_SHARD_CLAIMING &&
-        ms_lease_now_ms() >= s->valid_until) {
+        ms_clock_mono_ms() >= s->valid_until) {
         /* Checked here too, not only on the tick: past this point another may own it. */
         c->cluster.n_losses++;
         ms_warn("shard %u: lease not renewed in time; no longer serving it", shard);
@@ -446,7 +447,7 @@ void ms_cluster_shutdown(ms_coord_t *c)
 
 int ms_cluster_ready(ms_coord_t *c)
 {
-    if (!ms_lease_ready(c->cluster.lease) || ms_lease_now_ms() < c->cluster.settle_until_ms ||
+    if (!ms_lease_ready(c->cluster.lease) || ms_clock_mono_ms() < c->cluster.settle_until_ms ||
         c->cluster.live_changed)
         return 0;
     for (uint32_t n = 0; n < (uint32_t)c->cfg->shards; n++)
@@ -540,7 +541,7 @@ json_t *ms_cluster_json(ms_coord_t *c)
 {
     json_t *coords = json_array(), *shards = json_array(), *gws = json_array();
     json_t *self_sh = json_array();
-    uint64_t now = ms_lease_now_ms();
+    uint64_t now = ms_clock_mono_ms();
     for (uint32_t n = 0; n < (uint32_t)c->cfg->shards; n++) {
         ms_shard_t *s = &c->cluster.shards[n];
         const char *owner = NULL;

@@ -45,7 +45,7 @@ typedef struct ms_queued {
     uint8_t data[];
 } ms_queued_t;
 
-/* This coordinator's view of one shard. Times are monotonic (ms_lease_now_ms). */
+/* This coordinator's view of one shard. Times are monotonic (ms_clock_mono_ms). */
 typedef struct ms_shard {
     uint8_t state;        /* ms_shard_state_t */
     uint8_t renewing;     /* a renewal is with the worker */

@@ -8,9 +8,11 @@
 #include <unistd.h>
 #include <event2/http.h>
 
+#include "clock.h"
 #include "internal.h"
 #include "log.h"
 #include "subject.h"
+#include "pblimit.h"
 
 /* The modules whose state lives in namespaces, in the order their hooks run
  * (a leaving member first leaves its rooms, then services, topics, waits, streams). */
@@ -22,7 +24,7 @@ static const ms_ns_hooks_t *const ns_modules[] = {
 ms_err_t ms_coord_core_init(ms_coord_t *c, const ms_coord_config_t *cfg, const char *id)
 {
     c->cfg = cfg;
-    c->started_ms = ms_now_ms();
+    c->started_ms = ms_clock_wall_ms(); /* told to peers: wall */
     snprintf(c->id, sizeof(c->id), "%s", id);
     ms_ns_reg_init(&c->ns, (uint32_t)cfg->shards, ns_modules,
                    sizeof(ns_modules) / sizeof(ns_modules[0]));
@@ -41,13 +43,6 @@ void ms_coord_core_cleanup(ms_coord_t *c)
     ms_outbox_cleanup(&c->outbox);
 }
 
-uint64_t ms_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* A message from a node of another bus major is refused before anything decodes it
  * (busver.h); the subject says which kind of node sent it. */
 static int bus_version_ok(ms_coord_t *c, const ms_subject_t *sj, const uint8_t *data, size_t dlen)
@@ -57,13 +52,16 @@ static int bus_version_ok(ms_coord_t *c, const ms_subject_t *sj, const uint8_t *
                   k == MS_SUBJ_GW_RESYNC || k == MS_SUBJ_COORD_RESYNC;
     int named = k == MS_SUBJ_GW_HEARTBEAT || k == MS_SUBJ_COORD_HEARTBEAT;
     return ms_busver_accept(&c->loop.busver, from_gw ? "gateway" : "coordinator", named, data, dlen,
-                            ms_lease_now_ms());
+                            ms_clock_mono_ms());
 }
 
-/* Decodes the message as bus type T, hands it to fn, frees it; undecodable input is dropped. */
+/* Decodes the message as bus type T (within the bus limits: a buggy or
+ * hostile peer must not crash us), hands it to fn, frees it; undecodable
+ * input is dropped. */
 #define DISPATCH(T, t, fn)                                                                         \
     do {                                                                                           \
-        Meshsig__Bus__##T *m_ = meshsig__bus__##t##__unpack(NULL, dlen, data);                     \
+        Meshsig__Bus__##T *m_ = (Meshsig__Bus__##T *)ms_pblimit_unpack(                            \
+            &meshsig__bus__##t##__descriptor, data, dlen, &ms_pblimit_bus, NULL, 0);               \
         if (m_) {                                                                                  \
             fn(c, m_);                                                                             \
             meshsig__bus__##t##__free_unpacked(m_, NULL);                                          \
@@ -157,10 +155,11 @@ static void on_lease(evutil_socket_t fd, short what, void *ud)
 static void on_tick(evutil_socket_t fd, short what, void *ud)
 {
     ms_coord_t *c = ud;
-    uint64_t mono = ms_lease_now_ms();
-    ms_cluster_tick(c, mono);
-    ms_admin_cluster_tick(c, mono);
-    uint64_t now = ms_now_ms();
+    /* Every deadline below is monotonic: a wall-clock step (NTP) must not
+     * expire a pending ack or declare a live gateway lost. */
+    uint64_t now = ms_clock_mono_ms();
+    ms_cluster_tick(c, now);
+    ms_admin_cluster_tick(c, now);
     if (!c->loop.ready && now % 500 < 50)
         ms_bus_publish(c->bus, c->loop.probe_subject, NULL, "", 0);
     ms_pending_tick(c, now);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "internal.h"
 #include "log.h"
 
@@ -27,7 +28,7 @@ void ms_gw_seen(ms_coord_t *c, const char *gateway)
 {
     ms_gw_info_t *g = gw_get(c, gateway);
     if (g && !g->last_seen_ms)
-        g->last_seen_ms = ms_now_ms(); /* known before its first heartbeat */
+        g->last_seen_ms = ms_clock_mono_ms(); /* known before its first heartbeat */
 }
 
 void ms_gw_heartbeat(ms_coord_t *c, const Meshsig__Bus__Heartbeat *hb)
@@ -39,7 +40,7 @@ void ms_gw_heartbeat(ms_coord_t *c, const Meshsig__Bus__Heartbeat *hb)
         return;
     if (g->dead)
         ms_info("gateway %s is back", g->id);
-    g->last_seen_ms = ms_now_ms();
+    g->last_seen_ms = ms_clock_mono_ms();
     g->started_ms = hb->started_ms;
     g->sessions = hb->sessions;
     g->bus_version = hb->bus_version;

@@ -85,6 +85,5 @@ void ms_coord_core_cleanup(ms_coord_t *c);
 void ms_coord_bus_in(ms_coord_t *c, const char *subject, const uint8_t *data, size_t len);
 
 /* Wall-clock milliseconds (ack and call deadlines, gateway and member liveness). */
-uint64_t ms_now_ms(void);
 
 #endif

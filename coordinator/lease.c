@@ -7,6 +7,7 @@
 #include <time.h>
 #include <nats/nats.h>
 
+#include "clock.h"
 #include "lease.h"
 #include "log.h"
 
@@ -40,13 +41,6 @@ struct ms_lease {
     void (*wake)(void *);
     void *wake_ud;
 };
-
-uint64_t ms_lease_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void job_free(job_t *j)
 {
@@ -194,7 +188,7 @@ static void do_claim(ms_lease_t *l, job_t *j, ms_lease_result_t *r)
     char key[32];
     shard_key(j->shard, key, sizeof(key));
     int len = (int)strlen(l->owner);
-    r->sent_ms = ms_lease_now_ms();
+    r->sent_ms = ms_clock_mono_ms();
     if (kvStore_Create(&r->rev, l->shards, key, l->owner, len) == NATS_OK) {
         r->ok = 1;
         return;
@@ -206,7 +200,7 @@ static void do_claim(ms_lease_t *l, job_t *j, ms_lease_result_t *r)
         return;
     if (kvEntry_ValueLen(e) == 0) {
         uint64_t last = kvEntry_Revision(e);
-        r->sent_ms = ms_lease_now_ms();
+        r->sent_ms = ms_clock_mono_ms();
         if (kvStore_Update(&r->rev, l->shards, key, l->owner, len, last) == NATS_OK)
             r->ok = 1;
     } else {
@@ -219,7 +213,7 @@ static void do_renew(ms_lease_t *l, job_t *j, ms_lease_result_t *r)
 {
     char key[32];
     shard_key(j->shard, key, sizeof(key));
-    r->sent_ms = ms_lease_now_ms();
+    r->sent_ms = ms_clock_mono_ms();
     r->ok =
         kvStore_Update(&r->rev, l->shards, key, l->owner, (int)strlen(l->owner), j->rev) == NATS_OK;
 }
@@ -247,7 +241,7 @@ static void run(ms_lease_t *l, job_t *j)
         r->kind = j->kind;
         r->shard = j->shard;
         r->gen = j->gen;
-        r->sent_ms = ms_lease_now_ms();
+        r->sent_ms = ms_clock_mono_ms();
     }
     switch (j->kind) {
     case MS_LEASE_CLAIM:

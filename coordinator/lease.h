@@ -72,7 +72,5 @@ ms_lease_result_t *ms_lease_take(ms_lease_t *l);
 void ms_lease_result_free(ms_lease_result_t *r);
 /* Whether both buckets are available. */
 int ms_lease_ready(ms_lease_t *l);
-/* Monotonic milliseconds: every lease deadline is measured with it. */
-uint64_t ms_lease_now_ms(void);
 
 #endif

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "subject.h"
 #include "offline.h"
+#include "pblimit.h"
 
 #define STREAM_NAME "MESHSIG_OFFLINE"
 
@@ -507,7 +508,8 @@ void ms_offline_drain(ms_offline_t *o,
         if (r->kind == JOB_PURGE) {
             enqueue(o, r); /* delivered: now the stream may forget them */
         } else {
-            Meshsig__V1__Emit *e = meshsig__v1__emit__unpack(NULL, r->len, r->data);
+            Meshsig__V1__Emit *e = (Meshsig__V1__Emit *)ms_pblimit_unpack(
+                &meshsig__v1__emit__descriptor, r->data, r->len, &ms_pblimit_bus, NULL, 0);
             if (e) {
                 deliver(r->ns, r->peer, e, ud);
                 meshsig__v1__emit__free_unpacked(e, NULL);

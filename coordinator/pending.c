@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "internal.h"
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
@@ -54,7 +55,7 @@ static ms_pending_t *add(ms_coord_t *c, ms_ns_t *ns, uint8_t kind, const char *k
     p->from = strdup(from);
     p->to = strdup(to);
     p->orig_id = strdup(orig);
-    p->deadline_ms = ms_now_ms() + timeout_ms;
+    p->deadline_ms = ms_clock_mono_ms() + timeout_ms;
     if (!p->key || !p->from || !p->to || !p->orig_id) {
         pending_free(p);
         return NULL;

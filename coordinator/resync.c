@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "intern.h"
 #include "internal.h"
 #include "log.h"
@@ -48,7 +49,7 @@ ms_resync_t *ms_resync_begin(ms_coord_t *c, uint32_t shard, uint64_t epoch)
         return NULL; /* poll finds no resync and reports done */
     }
     r->epoch = epoch;
-    r->deadline = ms_lease_now_ms() + (uint64_t)c->cfg->resync_timeout_ms;
+    r->deadline = ms_clock_mono_ms() + (uint64_t)c->cfg->resync_timeout_ms;
     char reply[200], subj[200];
     ms_subject(reply, sizeof(reply), c->cfg->prefix, MS_SUBJ_COORD_RESYNC, c->id);
     ms_subject(subj, sizeof(subj), c->cfg->prefix, MS_SUBJ_GW_RESYNC, NULL);

@@ -5,6 +5,7 @@
 
 #include "internal.h"
 #include "log.h"
+#include "pblimit.h"
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
 
@@ -164,7 +165,8 @@ void ms_shard_count_bad(ms_coord_t *c)
 
 void ms_shard_handle_raw(ms_coord_t *c, uint32_t shard, const uint8_t *data, size_t len)
 {
-    Meshsig__Bus__ShardRequest *req = meshsig__bus__shard_request__unpack(NULL, len, data);
+    Meshsig__Bus__ShardRequest *req = (Meshsig__Bus__ShardRequest *)ms_pblimit_unpack(
+        &meshsig__bus__shard_request__descriptor, data, len, &ms_pblimit_bus, NULL, 0);
     if (!req) {
         c->route.n_bad_requests++;
         ms_warn("undecodable request for shard %u", shard);
@@ -172,6 +174,28 @@ void ms_shard_handle_raw(ms_coord_t *c, uint32_t shard, const uint8_t *data, siz
     }
     ms_shard_handle(c, shard, req);
     meshsig__bus__shard_request__free_unpacked(req, NULL);
+}
+
+/* A gateway could not write a delivery for its receiver (the reporting
+ * session): the message's sender is told, so nothing is dropped silently. */
+static void handle_undeliverable(ms_coord_t *c, const Meshsig__Bus__ShardRequest *req)
+{
+    const Meshsig__Bus__Undeliverable *u = req->undeliverable;
+    ms_ns_t *ns = ms_ns_find(c, req->namespace_);
+    ms_member_t *receiver = ns ? ms_ns_member(ns, req->peer_id) : NULL;
+    if (!receiver || strcmp(receiver->gateway, req->gateway_id) ||
+        receiver->session != req->session) {
+        c->route.n_bad_requests++;
+        return; /* only a member's own gateway speaks for it */
+    }
+    ms_member_t *to = ms_ns_member(ns, u->to);
+    if (!to || to == receiver)
+        return; /* the sender left meanwhile: nobody to tell */
+    Meshsig__V1__ErrorCode code =
+        u->error && u->error->code == ERR(BAD_REQUEST) ? ERR(BAD_REQUEST) : ERR(INTERNAL);
+    ms_member_error(c, ns, to, "", code, "%s",
+                    u->error && *u->error->message ? u->error->message
+                                                   : "a message was not delivered");
 }
 
 void ms_shard_handle(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)
@@ -192,6 +216,9 @@ void ms_shard_handle(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardReq
         break;
     case MESHSIG__BUS__SHARD_REQUEST__OP_CLIENT:
         handle_client(c, shard, req);
+        break;
+    case MESHSIG__BUS__SHARD_REQUEST__OP_UNDELIVERABLE:
+        handle_undeliverable(c, req);
         break;
     default:
         c->route.n_bad_requests++;

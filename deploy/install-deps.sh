@@ -18,6 +18,7 @@ BUILD_PKGS=(
     haproxy docker-compose python3-yaml coturn
     clang libclang-rt-14-dev
     help2man systemd
+    prometheus libfaketime
 )
 # What the binaries link (libwebsockets-evlib-ev is the libev plugin lws loads at run time).
 RUNTIME_LIBS=(

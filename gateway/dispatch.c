@@ -9,6 +9,7 @@
 #include "codec.h"
 #include "internal.h"
 #include "log.h"
+#include "pblimit.h"
 
 /* Memberships as the client asked for them. The owner may refuse one (a bad
  * name); a resync then offers it again and the owner refuses it again. */
@@ -117,8 +118,8 @@ void ms_gw_handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *
                         int binary)
 {
     gw->n_in++;
-    gw->frame_received_us = ms_gw_wall_us();
-    uint64_t now = ms_gw_now_us();
+    gw->frame_received_us = ms_clock_wall_us();
+    uint64_t now = ms_clock_mono_us();
     int over_msgs = !ms_ratelimit_spend(&s->rate_msgs, &gw->rule_msgs, 1, now);
     int over_bytes = !ms_ratelimit_spend(&s->rate_bytes, &gw->rule_bytes, len, now);
     if (over_msgs || over_bytes) {
@@ -134,9 +135,15 @@ void ms_gw_handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *
                              "meshsig.v1.proto takes binary frames only");
             return;
         }
-        cm = meshsig__v1__client_message__unpack(NULL, len, data);
+        /* Checked before protobuf-c sees it: its unpack recurses without a
+         * depth limit, and what a binary client sends must fit what a JSON
+         * receiver can be sent. */
+        char why[96];
+        cm = (Meshsig__V1__ClientMessage *)ms_pblimit_unpack(
+            &meshsig__v1__client_message__descriptor, data, len, &ms_pblimit_client, why,
+            sizeof(why));
         if (!cm) {
-            ms_gw_send_error(gw, s, NULL, ERR(BAD_REQUEST), "not a meshsig.v1.ClientMessage");
+            ms_gw_send_error(gw, s, NULL, ERR(BAD_REQUEST), "%s", why);
             return;
         }
     } else {

@@ -13,6 +13,7 @@
 
 #include "internal.h"
 #include "log.h"
+#include "wsguard.h"
 
 /* No lws idle policy: without one lws applies its default (ping at 300 s),
  * which costs a sorted timer insert per connection (see liveness.c). */
@@ -122,6 +123,8 @@ static ms_err_t create_context(ms_gateway_t *gw)
     info.timeout_secs_ah_idle = 5;
     info.mounts = ms_gw_http_mounts(gw);
     ms_evloop_configure(gw->loop, &info);
+    if (ms_wsguard_init() != MS_OK)
+        return MS_ERR_NOMEM;
     gw->ctx = lws_create_context(&info);
     if (!gw->ctx) {
         ms_error("cannot listen on %s", cfg->listen);
@@ -137,7 +140,7 @@ ms_err_t ms_gw_create(const ms_gw_config_t *cfg, ms_gateway_t **out)
     if (!gw)
         return MS_ERR_NOMEM;
     gw->cfg = cfg;
-    gw->started_ms = ms_gw_wall_ms();
+    gw->started_ms = ms_clock_wall_ms();
     if ((err = name_gateway(gw)) != MS_OK || (err = set_limits(gw)) != MS_OK ||
         (err = ms_gw_hello_init(gw)) != MS_OK || /* tokens and the resume key */
         (err = ms_gw_ice_setup(gw)) != MS_OK ||  /* STUN/TURN for the welcome */
@@ -174,9 +177,9 @@ static void drain(ms_gateway_t *gw, long deadline_ms)
         ms_gw_send(gw, s, &m);
         ms_gw_session_close(s, CLOSE_GOING_AWAY);
     }
-    uint64_t end = ms_gw_now_us() + (uint64_t)deadline_ms * 1000u;
+    uint64_t end = ms_clock_mono_us() + (uint64_t)deadline_ms * 1000u;
     /* Each round ends within 100 ms: the deadline sweep is a timer. */
-    while (gw->n_sessions > 0 && ms_gw_now_us() < end)
+    while (gw->n_sessions > 0 && ms_clock_mono_us() < end)
         if (ms_evloop_run_once(gw->loop, gw->ctx) < 0)
             break;
     if (gw->n_sessions)
@@ -214,6 +217,7 @@ void ms_gw_destroy(ms_gateway_t *gw)
     }
     ms_bus_destroy(gw->bus);     /* writes what is buffered first; its watchers are on the loop */
     ms_evloop_destroy(gw->loop); /* after the context: lws stops its watchers on it */
+    ms_wsguard_cleanup();
     ms_mailbox_destroy(gw->inbox);
     ms_gw_hello_cleanup(gw);
     ms_gw_ice_cleanup(&gw->ice);

@@ -38,7 +38,7 @@ void ms_gw_hello_deadline(ms_gateway_t *gw, ms_session_t *s)
     }
     if (s->state != MS_SESSION_JOINING)
         return;
-    if (ms_gw_now_us() < s->join_deadline_us && s->join_req) {
+    if (ms_clock_mono_us() < s->join_deadline_us && s->join_req) {
         /* No answer yet: the request or its answer may have been lost while a
          * shard changed hands. Ask again; the owner dedups on the session. */
         char subj[160];
@@ -86,7 +86,7 @@ void ms_gw_hello(ms_gateway_t *gw, ms_session_t *s, const char *cid, Meshsig__V1
         ms_resume_claims_t rc;
         const char *why = NULL;
         if (ms_resume_verify(gw->resume_key, sizeof(gw->resume_key), hello->resume_token,
-                             (int64_t)time(NULL), &rc, &why) != MS_OK ||
+                             ms_clock_wall_s(), &rc, &why) != MS_OK ||
             strcmp(rc.ns, hello->namespace_)) {
             ms_info("session %llu: resume token rejected (%s)", (unsigned long long)s->id,
                     why ? why : "other namespace");
@@ -98,8 +98,8 @@ void ms_gw_hello(ms_gateway_t *gw, ms_session_t *s, const char *cid, Meshsig__V1
         resume = 1;
     } else if (gw->auth) {
         const char *why = NULL;
-        ms_err_t err = ms_auth_verify(gw->auth, hello->token, hello->namespace_,
-                                      (int64_t)time(NULL), peer, &why);
+        ms_err_t err = ms_auth_verify(gw->auth, hello->token, hello->namespace_, ms_clock_wall_s(),
+                                      peer, &why);
         if (err == MS_ERR_FORBIDDEN) {
             ms_gw_send_error(gw, s, cid, ERR(FORBIDDEN), "the token does not allow namespace %s",
                              hello->namespace_);
@@ -163,7 +163,7 @@ void ms_gw_hello(ms_gateway_t *gw, ms_session_t *s, const char *cid, Meshsig__V1
         return;
     }
     s->state = MS_SESSION_JOINING;
-    s->join_deadline_us = ms_gw_now_us() + (uint64_t)gw->cfg->join_timeout_ms * 1000u;
+    s->join_deadline_us = ms_clock_mono_us() + (uint64_t)gw->cfg->join_timeout_ms * 1000u;
     /* Retries every second; a shorter timeout than that is rounded up to the
      * next sweep after the retry, which is within 100 ms. */
     ms_gw_deadline_arm(gw, s, &gw->join_waits, LWS_US_PER_SEC);

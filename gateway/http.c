@@ -13,6 +13,8 @@ int ms_gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     ms_gateway_t *gw = lws_context_user(lws_get_context(wsi));
     ms_gw_http_pss_t *h = user;
     switch (reason) {
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return ms_gw_confirm_upgrade(wsi, in);
     case LWS_CALLBACK_HTTP: {
         char uri[64];
         lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);

@@ -173,7 +173,7 @@ ms_err_t ms_gw_ice_setup(ms_gateway_t *gw)
 static uint32_t mono_s(void)
 {
     /* 0 means "no renewal due": count from 1. */
-    return (uint32_t)(ms_gw_now_us() / 1000000u) + 1u;
+    return (uint32_t)(ms_clock_mono_us() / 1000000u) + 1u;
 }
 
 void ms_gw_ice_welcome(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Welcome *w,
@@ -182,8 +182,8 @@ void ms_gw_ice_welcome(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Welcome *
     if (!ms_gw_ice_enabled(&gw->ice) || !s->peer_id)
         return;
     uint64_t expires = 0;
-    ms_gw_ice_fill(&gw->ice, s->peer_id, (int64_t)(ms_gw_wall_ms() / 1000u), buf, &w->ice_servers,
-                   &w->n_ice_servers, &expires);
+    ms_gw_ice_fill(&gw->ice, s->peer_id, (int64_t)(ms_clock_wall_ms() / 1000u), buf,
+                   &w->ice_servers, &w->n_ice_servers, &expires);
     w->ice_expires_at = expires;
     s->ice_renew_s =
         ms_gw_ice_expiring(&gw->ice) ? mono_s() + (uint32_t)ms_gw_ice_renew_after_s(&gw->ice) : 0;
@@ -204,8 +204,8 @@ void ms_gw_ice_sweep(ms_gateway_t *gw, uint64_t now_us)
         ms_gw_ice_buf_t buf;
         Meshsig__V1__IceServers is = MESHSIG__V1__ICE_SERVERS__INIT;
         uint64_t expires = 0;
-        ms_gw_ice_fill(&gw->ice, s->peer_id, (int64_t)(ms_gw_wall_ms() / 1000u), &buf, &is.servers,
-                       &is.n_servers, &expires);
+        ms_gw_ice_fill(&gw->ice, s->peer_id, (int64_t)(ms_clock_wall_ms() / 1000u), &buf,
+                       &is.servers, &is.n_servers, &expires);
         is.expires_at = expires;
         Meshsig__V1__ServerMessage m = MESHSIG__V1__SERVER_MESSAGE__INIT;
         m.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_ICE_SERVERS;

@@ -15,6 +15,7 @@
 #include "internal.h"
 #include "log.h"
 #include "resume.h"
+#include "pblimit.h"
 
 static uint32_t clamp_u32(long v)
 {
@@ -57,7 +58,7 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d)
             char token[MS_RESUME_TOKEN_MAX] = "";
             if (gw->resume_on && s->peer_id &&
                 ms_resume_issue(gw->resume_key, sizeof(gw->resume_key), s->peer_id, s->ns,
-                                gw->started_ms, (int64_t)time(NULL), gw->cfg->resume_ttl_s, token,
+                                gw->started_ms, ms_clock_wall_s(), gw->cfg->resume_ttl_s, token,
                                 sizeof(token)) == MS_OK)
                 w.resume_token = token;
             Meshsig__V1__ServerMessage copy = *m;
@@ -89,7 +90,9 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d)
     ms_gw_track_delivery(s, m);
     if (m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL)
         ms_gw_record_latency(gw, d->origin_us);
-    ms_gw_send(gw, s, m);
+    ms_err_t err = ms_gw_send(gw, s, m);
+    if (err != MS_OK)
+        ms_gw_bounce(gw, s, m, err);
     if (d->close_code)
         ms_gw_session_close(s, (uint16_t)d->close_code);
 }
@@ -99,21 +102,24 @@ static void on_bus_msg(natsMsg *msg, void *ud)
     ms_gateway_t *gw = ud;
     /* A coordinator of another bus major may mean something else by the same fields. */
     if (!ms_busver_accept(&gw->busver, "coordinator", 0, (const uint8_t *)natsMsg_GetData(msg),
-                          (size_t)natsMsg_GetDataLength(msg), ms_gw_now_us() / 1000))
+                          (size_t)natsMsg_GetDataLength(msg), ms_clock_mono_ms()))
         return;
     if (!strcmp(natsMsg_GetSubject(msg), gw->resync_subject)) {
-        Meshsig__Bus__ResyncRequest *rq = meshsig__bus__resync_request__unpack(
-            NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
+        Meshsig__Bus__ResyncRequest *rq = (Meshsig__Bus__ResyncRequest *)ms_pblimit_unpack(
+            &meshsig__bus__resync_request__descriptor, (const uint8_t *)natsMsg_GetData(msg),
+            (size_t)natsMsg_GetDataLength(msg), &ms_pblimit_bus, NULL, 0);
         if (rq) {
             ms_gw_resync_report(gw, rq);
             meshsig__bus__resync_request__free_unpacked(rq, NULL);
         }
         return;
     }
-    Meshsig__Bus__GatewayBatch *b = meshsig__bus__gateway_batch__unpack(
-        NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
+    char why[96];
+    Meshsig__Bus__GatewayBatch *b = (Meshsig__Bus__GatewayBatch *)ms_pblimit_unpack(
+        &meshsig__bus__gateway_batch__descriptor, (const uint8_t *)natsMsg_GetData(msg),
+        (size_t)natsMsg_GetDataLength(msg), &ms_pblimit_bus, why, sizeof(why));
     if (!b) {
-        ms_warn("undecodable batch on %s", natsMsg_GetSubject(msg));
+        ms_warn("undecodable batch on %s: %s", natsMsg_GetSubject(msg), why);
         return;
     }
     if (b->shard < (uint32_t)gw->cfg->shards) {
@@ -165,4 +171,76 @@ void ms_gw_intake_drain(ms_gateway_t *gw)
 {
     if (gw->inbox)
         ms_mailbox_drain(gw->inbox, on_bus_msg, gw);
+}
+
+/* ---- deliveries that cannot be written for their receiver -------------- */
+
+const char *ms_gw_undeliverable_why(const ms_session_t *t, ms_err_t err)
+{
+    if (err != MS_ERR_INVAL)
+        return "the receiver's gateway is out of memory";
+    return t->binary ? "it cannot be encoded for the receiver"
+                     : "it cannot be encoded as JSON for the receiver (nested too deep)";
+}
+
+/* The peer that sent m (set by the owner) and what m is, or NULL when m has
+ * no sender to tell (e.g. a topology event). */
+static const char *sender_of(const Meshsig__V1__ServerMessage *m, const char **what)
+{
+    switch (m->msg_case) {
+    case MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL:
+        *what = "signal";
+        return m->signal->from;
+    case MESHSIG__V1__SERVER_MESSAGE__MSG_EMIT:
+        *what = "emit";
+        return m->emit->from;
+    case MESHSIG__V1__SERVER_MESSAGE__MSG_ACK:
+        *what = "ack";
+        return m->ack->from;
+    case MESHSIG__V1__SERVER_MESSAGE__MSG_ROOM:
+        *what = "room emit";
+        return m->room->op_case == MESHSIG__V1__ROOM__OP_EMIT ? m->room->emit->from : NULL;
+    case MESHSIG__V1__SERVER_MESSAGE__MSG_SERVICE:
+        *what = "service call";
+        return m->service->op_case == MESHSIG__V1__SERVICE__OP_CALL ? m->service->call->from : NULL;
+    case MESHSIG__V1__SERVER_MESSAGE__MSG_TOPIC:
+        *what = "topic message";
+        return m->topic->op_case == MESHSIG__V1__TOPIC__OP_PUBLISH ? m->topic->publish->from : NULL;
+    case MESHSIG__V1__SERVER_MESSAGE__MSG_STREAM:
+        *what = "stream open";
+        return m->stream->op_case == MESHSIG__V1__STREAM__OP_OPEN ? m->stream->open->from : NULL;
+    default:
+        return NULL;
+    }
+}
+
+void ms_gw_bounce(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__ServerMessage *m,
+                  ms_err_t err)
+{
+    const char *what = "message";
+    const char *from = sender_of(m, &what);
+    if (!from || !*from || !s->peer_id)
+        return;
+    Meshsig__V1__ErrorCode code = err == MS_ERR_INVAL ? ERR(BAD_REQUEST) : ERR(INTERNAL);
+    ms_session_t *o = ms_gw_peer_index_find(gw, s->ns, from);
+    if (o) {
+        ms_gw_send_error(gw, o, NULL, code, "%s to %s not delivered: %s", what, s->peer_id,
+                         ms_gw_undeliverable_why(s, err));
+        return;
+    }
+    char text[256];
+    snprintf(text, sizeof(text), "%s to %s not delivered: %s", what, s->peer_id,
+             ms_gw_undeliverable_why(s, err));
+    Meshsig__V1__Error e = MESHSIG__V1__ERROR__INIT;
+    e.code = code;
+    e.message = text;
+    Meshsig__Bus__Undeliverable u = MESHSIG__BUS__UNDELIVERABLE__INIT;
+    u.to = (char *)from;
+    u.error = &e;
+    Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
+    req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_UNDELIVERABLE;
+    req.undeliverable = &u;
+    req.client_id = (char *)"";
+    if (ms_gw_publish_request(gw, s, &req, 0) != 0)
+        ms_warn("the sender %s of an undeliverable %s was not told", from, what);
 }

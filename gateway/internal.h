@@ -27,6 +27,7 @@
 #include <time.h>
 #include <libwebsockets.h>
 
+#include "clock.h"
 #include "auth.h"
 #include "bus.h"
 #include "busver.h"
@@ -40,6 +41,7 @@
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
 #define CLOSE_TOO_BIG 1009
+#define CLOSE_BAD_UTF8 1007
 #define CLOSE_POLICY 1008
 #define CLOSE_GOING_AWAY 1001
 
@@ -112,29 +114,9 @@ struct ms_gateway {
     uint64_t lat_count, lat_sum_us;
     /* Counters, each bumped where its event happens, printed by metrics.c. */
     uint64_t n_in, n_out, n_dropped_epoch, n_dropped_session, n_closed_slow, n_rate_limited;
+    uint64_t n_undeliverable; /* deliveries that could not be encoded for their receiver */
     uint64_t n_signals_local; /* relayed here between two sessions of this gateway */
 };
-
-static inline uint64_t ms_gw_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static inline uint64_t ms_gw_wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static inline uint64_t ms_gw_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* ---- ws.c ---------------------------------------------------------------- */
 
@@ -146,7 +128,19 @@ void ms_gw_session_close(ms_session_t *s, uint16_t code);
 /* Queues one encoded message (in the session's encoding) for the client. */
 void ms_gw_queue_frame(ms_gateway_t *gw, ms_session_t *s, const void *data, size_t len);
 /* Encodes msg in the session's encoding and queues it. */
-void ms_gw_send(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__ServerMessage *msg);
+/* Encodes msg in the session's encoding and queues it. MS_ERR_INVAL: msg
+ * cannot be written in that encoding (e.g. nested deeper than JSON output
+ * allows); MS_ERR_NOMEM. A full queue is not an error here: the slow reader
+ * is closed. */
+/* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: 426 for a WebSocket version but 13 (ws.c). */
+int ms_gw_confirm_upgrade(struct lws *wsi, const char *up);
+ms_err_t ms_gw_send(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__ServerMessage *msg);
+/* msg could not be written for s (err from ms_gw_send): its sender gets an
+ * error instead of silence, directly or through the shard owner (intake.c). */
+void ms_gw_bounce(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__ServerMessage *msg,
+                  ms_err_t err);
+/* Why a message for t was not delivered, for the sender's error. */
+const char *ms_gw_undeliverable_why(const ms_session_t *t, ms_err_t err);
 void ms_gw_send_error(ms_gateway_t *gw, ms_session_t *s, const char *id,
                       Meshsig__V1__ErrorCode code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

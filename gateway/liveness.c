@@ -15,7 +15,7 @@ void ms_gw_deadline_arm(ms_gateway_t *gw, ms_session_t *s, lws_dll2_owner_t *lis
                         uint64_t after_us)
 {
     lws_dll2_remove(&s->deadline_node);
-    s->deadline_us = ms_gw_now_us() + after_us;
+    s->deadline_us = ms_clock_mono_us() + after_us;
     lws_dll2_add_tail(&s->deadline_node, list);
 }
 
@@ -26,7 +26,7 @@ void ms_gw_deadline_cancel(ms_session_t *s)
 
 void ms_gw_idle_touch(ms_gateway_t *gw, ms_session_t *s)
 {
-    s->last_rx_us = ms_gw_now_us();
+    s->last_rx_us = ms_clock_mono_us();
     lws_dll2_remove(&s->idle_node);
     lws_dll2_add_tail(&s->idle_node, &gw->idle);
 }
@@ -67,7 +67,7 @@ static void idle_sweep(ms_gateway_t *gw, uint64_t now)
 static void on_sweep(lws_sorted_usec_list_t *sul)
 {
     ms_gateway_t *gw = lws_container_of(sul, ms_gateway_t, sul_sweep);
-    uint64_t now = ms_gw_now_us();
+    uint64_t now = ms_clock_mono_us();
     lws_dll2_owner_t *lists[] = {&gw->hello_waits, &gw->join_waits};
     for (int l = 0; l < 2; l++) {
         /* Bounded: a re-armed session goes to the tail with a later deadline. */

@@ -14,7 +14,7 @@ static const uint64_t lat_bounds_us[12] = {100,   250,   500,   1000,   2500,   
 /* Wall clocks: exact on one host, off by the clock skew between hosts. */
 void ms_gw_record_latency(ms_gateway_t *gw, uint64_t origin_us)
 {
-    uint64_t now = ms_gw_wall_us();
+    uint64_t now = ms_clock_wall_us();
     if (!origin_us || now < origin_us)
         return;
     uint64_t d = now - origin_us;
@@ -34,34 +34,45 @@ char *ms_gw_metrics_text(ms_gateway_t *gw, size_t *len)
     char *out = NULL;
     int n = asprintf(
         &out,
+        "# HELP meshsig_gateway_sessions open client sessions\n"
         "# TYPE meshsig_gateway_sessions gauge\n"
         "meshsig_gateway_sessions %zu\n"
+        "# HELP meshsig_gateway_queued_bytes bytes queued for clients, over all sessions\n"
         "# TYPE meshsig_gateway_queued_bytes gauge\n"
         "meshsig_gateway_queued_bytes %zu\n"
+        "# HELP meshsig_gateway_messages_in_total client frames received\n"
         "# TYPE meshsig_gateway_messages_in_total counter\n"
         "meshsig_gateway_messages_in_total %llu\n"
+        "# HELP meshsig_gateway_messages_out_total messages queued for clients\n"
         "# TYPE meshsig_gateway_messages_out_total counter\n"
         "meshsig_gateway_messages_out_total %llu\n"
+        "# HELP meshsig_gateway_dropped_total messages dropped, by reason\n"
         "# TYPE meshsig_gateway_dropped_total counter\n"
         "meshsig_gateway_dropped_total{reason=\"stale_epoch\"} %llu\n"
         "meshsig_gateway_dropped_total{reason=\"no_session\"} %llu\n"
         "meshsig_gateway_dropped_total{reason=\"rate_limited\"} %llu\n"
         "meshsig_gateway_dropped_total{reason=\"inbox_full\"} %zu\n"
+        "meshsig_gateway_dropped_total{reason=\"unencodable\"} %llu\n"
+        "# HELP meshsig_gateway_slow_readers_closed_total sessions closed because their outbound "
+        "queue was full\n"
         "# TYPE meshsig_gateway_slow_readers_closed_total counter\n"
         "meshsig_gateway_slow_readers_closed_total %llu\n"
         "# HELP meshsig_gateway_signals_local_total signals relayed between two sessions of "
         "this gateway without the shard owner\n"
         "# TYPE meshsig_gateway_signals_local_total counter\n"
         "meshsig_gateway_signals_local_total %llu\n"
+        "# HELP meshsig_nats_reconnects_total reconnections to NATS\n"
         "# TYPE meshsig_nats_reconnects_total counter\n"
         "meshsig_nats_reconnects_total %llu\n"
+        "# HELP meshsig_nats_connected 1 while connected to NATS\n"
         "# TYPE meshsig_nats_connected gauge\n"
         "meshsig_nats_connected %d\n",
         gw->n_sessions, queued, (unsigned long long)gw->n_in, (unsigned long long)gw->n_out,
         (unsigned long long)gw->n_dropped_epoch, (unsigned long long)gw->n_dropped_session,
         (unsigned long long)gw->n_rate_limited, ms_mailbox_dropped(gw->inbox),
-        (unsigned long long)gw->n_closed_slow, (unsigned long long)gw->n_signals_local,
-        (unsigned long long)ms_bus_reconnects(gw->bus), ms_bus_connected(gw->bus));
+        (unsigned long long)gw->n_undeliverable, (unsigned long long)gw->n_closed_slow,
+        (unsigned long long)gw->n_signals_local, (unsigned long long)ms_bus_reconnects(gw->bus),
+        ms_bus_connected(gw->bus));
     if (n < 0)
         return NULL;
     /* The relay latency histogram, appended. */

@@ -40,7 +40,11 @@ int ms_gw_relay_signal(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__Sig
     sm.signal = &out;
     gw->n_signals_local++;
     ms_gw_record_latency(gw, gw->frame_received_us);
-    ms_gw_send(gw, t, &sm);
+    ms_err_t err = ms_gw_send(gw, t, &sm);
+    if (err != MS_OK)
+        ms_gw_send_error(gw, s, NULL, err == MS_ERR_INVAL ? ERR(BAD_REQUEST) : ERR(INTERNAL),
+                         "signal to %s not delivered: %s", t->peer_id,
+                         ms_gw_undeliverable_why(t, err));
     return 1;
 }
 

@@ -11,11 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <uthash.h>
 
 #include "codec.h"
 #include "internal.h"
 #include "log.h"
+#include "wsguard.h"
 
 #define WRITE_BATCH (32 * 1024) /* bytes of frames per client write */
 
@@ -42,11 +44,11 @@ void ms_gw_queue_frame(ms_gateway_t *gw, ms_session_t *s, const void *data, size
     lws_callback_on_writable(s->wsi);
 }
 
-/* Encodes msg in the session's encoding and queues it. */
-void ms_gw_send(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__ServerMessage *msg)
+ms_err_t ms_gw_send(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__ServerMessage *msg)
 {
+    ms_err_t err = MS_ERR_NOMEM;
     if (s->closing)
-        return;
+        return MS_OK;
     size_t len;
     const void *data;
     if (s->binary) {
@@ -61,14 +63,17 @@ void ms_gw_send(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__ServerMess
         meshsig__v1__server_message__pack(msg, (uint8_t *)gw->out);
     } else {
         len = 0;
-        if (ms_codec_append_json(&msg->base, &gw->out, &len, &gw->out_cap) != MS_OK)
+        if ((err = ms_codec_append_json(&msg->base, &gw->out, &len, &gw->out_cap)) != MS_OK)
             goto fail;
     }
     data = gw->out;
     ms_gw_queue_frame(gw, s, data, len);
-    return;
+    return MS_OK;
 fail:
-    ms_error("cannot encode a message for session %llu", (unsigned long long)s->id);
+    gw->n_undeliverable++;
+    ms_warn("cannot encode a message for session %llu: %s", (unsigned long long)s->id,
+            ms_err_str(err));
+    return err;
 }
 
 void ms_gw_send_error(ms_gateway_t *gw, ms_session_t *s, const char *id,
@@ -89,6 +94,58 @@ void ms_gw_send_error(ms_gateway_t *gw, ms_session_t *s, const char *id,
     ms_gw_send(gw, s, &m);
 }
 
+/* RFC 6455 §4.2.2: a handshake for any version but 13 gets 426 Upgrade
+ * Required naming the version we speak, and no upgrade (lws 4.1 would
+ * answer 101 to any version). Returns what LWS_CALLBACK_HTTP_CONFIRM_UPGRADE
+ * expects: 0 to go on, 1 when the answer was written. */
+int ms_gw_confirm_upgrade(struct lws *wsi, const char *up)
+{
+    char v[8] = "";
+    if (!up || strcasecmp(up, "websocket") ||
+        (lws_hdr_copy(wsi, v, sizeof(v), WSI_TOKEN_VERSION) == 2 && !strcmp(v, "13")))
+        return 0;
+    unsigned char buf[LWS_PRE + 256], *start = buf + LWS_PRE, *p = start,
+                                      *end = buf + sizeof(buf) - 1;
+    ms_wsguard_http(lws_get_socket_fd(wsi));
+    if (lws_add_http_header_status(wsi, 426, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_VERSION, (const unsigned char *)"13", 2, &p,
+                                     end) ||
+        lws_add_http_header_content_length(wsi, 0, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    return 1;
+}
+
+/* 1 when a text message ends inside a UTF-8 sequence. lws validates each
+ * fragment as it comes but not that the last one completes the sequence it
+ * started (RFC 6455 §8.1). */
+static int utf8_cut_short(const unsigned char *p, size_t len)
+{
+    for (size_t back = 1; back <= 4 && back <= len; back++) {
+        unsigned char c = p[len - back];
+        if ((c & 0xc0) == 0x80)
+            continue; /* a continuation byte: look further back for its lead */
+        size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+        return need > back;
+    }
+    return 0;
+}
+
+/* The same over a message whose last bytes are split between what was
+ * gathered (a) and the final fragment (b, shorter than 4 bytes). */
+static int utf8_cut_short_split(const unsigned char *a, size_t alen, const unsigned char *b,
+                                size_t blen)
+{
+    unsigned char tail[4];
+    size_t n = 0;
+    size_t from_a = alen < 4 - blen ? alen : 4 - blen;
+    memcpy(tail, a + alen - from_a, from_a);
+    n += from_a;
+    memcpy(tail + n, b, blen);
+    n += blen;
+    return utf8_cut_short(tail, n);
+}
+
 /* The WebSocket protocols: a session from ESTABLISHED to CLOSED, and the mailbox wake-up. */
 int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                       size_t len)
@@ -102,6 +159,9 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
         if (gw && gw->inbox)
             ms_gw_intake_drain(gw);
         return 0;
+
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return ms_gw_confirm_upgrade(wsi, in);
 
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
         char uri[64];
@@ -122,12 +182,19 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
         s->id = ++gw->next_session;
         s->wsi = wsi;
         s->binary = !strcmp(lws_get_protocol(wsi)->name, "meshsig.v1.proto");
-        ms_ratelimit_start(&s->rate_msgs, &gw->rule_msgs, ms_gw_now_us());
-        ms_ratelimit_start(&s->rate_bytes, &gw->rule_bytes, ms_gw_now_us());
+        ms_ratelimit_start(&s->rate_msgs, &gw->rule_msgs, ms_clock_mono_us());
+        ms_ratelimit_start(&s->rate_bytes, &gw->rule_bytes, ms_clock_mono_us());
         HASH_ADD(hh, gw->sessions, id, sizeof(s->id), s);
         gw->n_sessions++;
         ms_gw_deadline_arm(gw, s, &gw->hello_waits, (uint64_t)gw->cfg->hello_timeout_ms * 1000u);
         ms_gw_idle_touch(gw, s);
+        const char *why;
+        int code = ms_wsguard_bind(lws_get_socket_fd(wsi), wsi, &why);
+        if (code) {
+            /* sent with the request, before the 101 */
+            ms_info("session %llu: %s; closing with %d", (unsigned long long)s->id, why, code);
+            ms_gw_session_close(s, (uint16_t)code);
+        }
         return 0;
 
     case LWS_CALLBACK_RECEIVE_PONG:
@@ -165,6 +232,14 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
                 ms_gw_session_close(s, CLOSE_TOO_BIG);
             return 0;
         }
+        if (final && !lws_frame_is_binary(wsi) &&
+            (s->rx_len == 0 || len >= 4 ? utf8_cut_short(in, len)
+                                        : utf8_cut_short_split(s->rx, s->rx_len, in, len))) {
+            ms_info("session %llu: text message ends inside a UTF-8 sequence; closing with 1007",
+                    (unsigned long long)s->id);
+            ms_gw_session_close(s, CLOSE_BAD_UTF8);
+            return 0;
+        }
         if (final && s->rx_len == 0) {
             ms_gw_handle_frame(gw, s, in, len, lws_frame_is_binary(wsi));
             return 0;
@@ -192,6 +267,14 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
     case LWS_CALLBACK_SERVER_WRITEABLE: {
         if (!s || !s->id)
             return 0;
+        if (!s->closing) {
+            const char *why;
+            int code = ms_wsguard_violation(lws_get_socket_fd(wsi), &why);
+            if (code) {
+                ms_info("session %llu: %s; closing with %d", (unsigned long long)s->id, why, code);
+                ms_gw_session_close(s, (uint16_t)code);
+            }
+        }
         if (s->ping_due) {
             s->ping_due = 0;
             memcpy(gw->ping + LWS_PRE, "ms", 2);

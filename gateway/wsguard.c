@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Follows each client socket's frames to enforce what lws 4.1 does not (see wsguard.h). */
+#include "wsguard.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "log.h"
+
+enum { HEAD, FRAMES };
+
+typedef struct {
+    uint8_t mode;
+    /* HEAD: where we are in the current header line */
+    uint8_t line_pos; /* bytes into the line, capped */
+    uint8_t up_match; /* bytes of "upgrade:" matched at the line start */
+    uint8_t ws_match; /* bytes of "websocket" matched in an Upgrade line */
+    uint8_t is_ws;    /* the request asks for websocket */
+    uint8_t crlf;     /* "\r\n\r\n" bytes matched */
+    /* FRAMES */
+    uint8_t hdr[14];
+    uint8_t hdr_len, hdr_need;
+    uint64_t skip; /* payload bytes left of the current frame */
+    int violation; /* close code, 0 while fine */
+    const char *why;
+    struct lws *wsi;
+} conn_t;
+
+static _Atomic(conn_t *) *table;
+static size_t table_n;
+
+ms_err_t ms_wsguard_init(void)
+{
+    struct rlimit rl;
+    size_t n = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > n)
+        n = (size_t)rl.rlim_cur;
+    if (n > (1u << 22))
+        n = 1u << 22;
+    /* Untouched pages of the table cost nothing: calloc maps them lazily. */
+    table = calloc(n, sizeof(*table));
+    if (!table)
+        return MS_ERR_NOMEM;
+    table_n = n;
+    return MS_OK;
+}
+
+void ms_wsguard_cleanup(void)
+{
+    if (!table)
+        return;
+    for (size_t i = 0; i < table_n; i++)
+        free(atomic_exchange(&table[i], NULL));
+    free(table);
+    table = NULL;
+    table_n = 0;
+}
+
+static conn_t *lookup(int fd)
+{
+    if (!table || fd < 0 || (size_t)fd >= table_n)
+        return NULL;
+    return atomic_load_explicit(&table[fd], memory_order_acquire);
+}
+
+static void track(int fd)
+{
+    if (!table || fd < 0 || (size_t)fd >= table_n)
+        return;
+    conn_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return; /* unguarded rather than refused: lws still checks the rest */
+    free(atomic_exchange(&table[fd], c));
+}
+
+static void untrack(int fd)
+{
+    if (table && fd >= 0 && (size_t)fd < table_n)
+        free(atomic_exchange(&table[fd], NULL));
+}
+
+int ms_wsguard_violation(int fd, const char **why)
+{
+    conn_t *c = lookup(fd);
+    if (why)
+        *why = c && c->violation ? c->why : NULL;
+    return c ? c->violation : 0;
+}
+
+int ms_wsguard_bind(int fd, struct lws *wsi, const char **why)
+{
+    conn_t *c = lookup(fd);
+    if (c)
+        c->wsi = wsi;
+    return ms_wsguard_violation(fd, why);
+}
+
+void ms_wsguard_http(int fd)
+{
+    conn_t *c = lookup(fd);
+    if (c && !c->violation) {
+        memset(c, 0, sizeof(*c));
+        c->mode = HEAD;
+    }
+}
+
+static int lower(int ch)
+{
+    return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch;
+}
+
+/* One byte of an HTTP request head. When the head ends, frames follow if it
+ * asked for a WebSocket upgrade, else another request. */
+static void head_byte(conn_t *c, uint8_t b)
+{
+    static const char up[] = "upgrade:", ws[] = "websocket", end[] = "\r\n\r\n";
+    int ch = lower(b);
+    if (b == '\n') {
+        c->line_pos = c->up_match = c->ws_match = 0;
+    } else {
+        if (c->line_pos < 8 && c->up_match == c->line_pos && ch == up[c->line_pos])
+            c->up_match++;
+        else if (c->line_pos >= 8 && c->up_match == 8 && c->ws_match < 9)
+            c->ws_match = ch == ws[c->ws_match] ? c->ws_match + 1 : ch == ws[0];
+        if (c->ws_match == 9)
+            c->is_ws = 1;
+        if (c->line_pos < 255)
+            c->line_pos++;
+    }
+    c->crlf = b == (uint8_t)end[c->crlf] ? c->crlf + 1 : b == '\r';
+    if (c->crlf == 4) {
+        int ws_next = c->is_ws;
+        memset(c, 0, sizeof(*c));
+        c->mode = ws_next ? FRAMES : HEAD;
+    }
+}
+
+/* Follows n bytes the client sent. Returns how many of them lws may see: n,
+ * or the offset of the first frame that breaks a rule. */
+static size_t follow(conn_t *c, const uint8_t *p, size_t n)
+{
+    size_t i = 0, frame_start = 0;
+    while (i < n) {
+        if (c->mode == HEAD) {
+            head_byte(c, p[i++]);
+            continue;
+        }
+        if (c->skip) {
+            size_t take = n - i < c->skip ? n - i : (size_t)c->skip;
+            c->skip -= take;
+            i += take;
+            continue;
+        }
+        if (c->hdr_len == 0)
+            frame_start = i;
+        c->hdr[c->hdr_len++] = p[i++];
+        if (c->hdr_len == 1) {
+            /* lws checks these too, but then keeps reading the rest of the
+             * frame as frames and lingers until its close timeout. */
+            uint8_t op = c->hdr[0] & 0x0f;
+            if (c->hdr[0] & 0x70)
+                c->why = "reserved bits set (no extension is negotiated)";
+            else if ((op > 2 && op < 8) || op > 10)
+                c->why = "reserved opcode";
+            else if ((op & 8) && !(c->hdr[0] & 0x80))
+                c->why = "fragmented control frame";
+            if (c->why) {
+                c->violation = LWS_CLOSE_STATUS_PROTOCOL_ERR;
+                return frame_start;
+            }
+        }
+        if (c->hdr_len == 2) {
+            uint8_t len7 = c->hdr[1] & 0x7f;
+            if (!(c->hdr[1] & 0x80))
+                c->why = "unmasked client frame";
+            else if ((c->hdr[0] & 0x08) && len7 > 125)
+                c->why = "control frame over 125 bytes";
+            if (c->why) {
+                c->violation = LWS_CLOSE_STATUS_PROTOCOL_ERR;
+                return frame_start;
+            }
+            c->hdr_need = (uint8_t)(2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4);
+        }
+        if (c->hdr_len >= 2 && c->hdr_len == c->hdr_need) {
+            uint64_t len = c->hdr[1] & 0x7f;
+            if (len == 126) {
+                len = (uint64_t)c->hdr[2] << 8 | c->hdr[3];
+            } else if (len == 127) {
+                len = 0;
+                for (int k = 0; k < 8; k++)
+                    len = len << 8 | c->hdr[2 + k];
+            }
+            c->skip = len;
+            c->hdr_len = 0;
+        }
+    }
+    return n;
+}
+
+/* ---- the libc functions lws calls, defined here first ------------------- */
+
+ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+    ssize_t n = syscall(SYS_recvfrom, fd, buf, len, flags, NULL, NULL);
+    conn_t *c = lookup(fd);
+    if (!c || (flags & MSG_PEEK))
+        return n;
+    if (c->violation) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (n <= 0)
+        return n;
+    size_t ok = follow(c, buf, (size_t)n);
+    if (!c->violation)
+        return n;
+    /* The rest is dropped: the connection is closing. */
+    if (c->wsi)
+        lws_callback_on_writable(c->wsi);
+    if (ok)
+        return (ssize_t)ok;
+    errno = EAGAIN;
+    return -1;
+}
+
+/* glibc declares these with a transparent union under _GNU_SOURCE (which
+ * the build defines); the definitions must match it. */
+#if defined(__USE_GNU)
+#define SOCKADDR_PTR(a) ((a).__sockaddr__)
+#else
+#define SOCKADDR_PTR(a) (a)
+#endif
+
+int accept(int fd, __SOCKADDR_ARG addr, socklen_t *__restrict addrlen)
+{
+    int s = (int)syscall(SYS_accept4, fd, SOCKADDR_PTR(addr), addrlen, 0);
+    if (s >= 0)
+        track(s);
+    return s;
+}
+
+int accept4(int fd, __SOCKADDR_ARG addr, socklen_t *__restrict addrlen, int flags)
+{
+    int s = (int)syscall(SYS_accept4, fd, SOCKADDR_PTR(addr), addrlen, flags);
+    if (s >= 0)
+        track(s);
+    return s;
+}
+
+int close(int fd)
+{
+    untrack(fd);
+    return (int)syscall(SYS_close, fd);
+}
