@@ -137,6 +137,11 @@ static const char *const client_cases[] = {
     "{\"rtt\":{\"peer\":\"bob\",\"ms\":12.75}}",
     "{\"leave\":{}}",
     "{\"ping\":{}}",
+    "{\"id\":\"e\",\"edge\":{\"peer\":\"bob\",\"state\":\"FAILED\",\"reason\":\"timeout\"}}",
+    "{\"edge\":{\"peer\":\"bob\",\"state\":\"UP\",\"relayed\":true}}",
+    "{\"id\":\"r\",\"reparent\":{}}",
+    "{\"id\":\"h2\",\"hello\":{\"namespace\":\"b\",\"role\":\"SOURCE\",\"policy\":"
+    "{\"topology\":\"tree\",\"k1\":8}}}",
 };
 
 static const char *const server_cases[] = {
@@ -169,6 +174,11 @@ static const char *const server_cases[] = {
     "{\"waiting\":{\"position\":3}}",
     "{\"reconnect\":{\"reason\":\"draining\"}}",
     "{\"id\":\"9\",\"ok\":{}}",
+    "{\"iceServers\":{\"servers\":[{\"urls\":[\"stun:s:3478\"]},{\"urls\":[\"turn:s:3478\"],"
+    "\"username\":\"1700000000:alice\",\"credential\":\"Cd/49soE35ICqcJF/bCTn8Z4OyE=\"}],"
+    "\"expiresAt\":\"1700000000\"}}",
+    "{\"topology\":{\"retry\":{\"peer\":\"bob\",\"iceRestart\":true}}}",
+    "{\"topology\":{\"source\":{\"present\":true,\"peer\":\"studio\"}}}",
 };
 
 static const char *const shard_cases[] = {
