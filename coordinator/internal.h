@@ -34,6 +34,7 @@
 #include "messaging.h"
 #include "namespace.h"
 #include "offline.h"
+#include "p2p.h"
 #include "outbox.h"
 #include "pending.h"
 #include "policies.h"

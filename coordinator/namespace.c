@@ -113,6 +113,7 @@ void ms_member_free(ms_member_t *m)
     free(m->metadata);
     if (m->client_pos)
         protobuf_c_message_free_unpacked(&m->client_pos->base, NULL);
+    ms_p2p_member_free(m);
     free(m);
 }
 
@@ -383,6 +384,18 @@ static void send_disconnect(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
     t.event_case = MESHSIG__V1__TOPOLOGY__EVENT_DISCONNECT;
     t.disconnect = &d;
     send_topology(c, ns, to, &t);
+}
+
+void ms_ns_send_connect(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
+                        const ms_member_t *other, int initiator, Meshsig__V1__Role role)
+{
+    send_connect(c, ns, to, other, initiator, role, NULL);
+}
+
+void ms_ns_send_disconnect(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
+                           const ms_member_t *other)
+{
+    send_disconnect(c, ns, to, other);
 }
 
 ms_member_t *ms_ns_by_handle(const ms_ns_t *ns, ms_peer_t h)

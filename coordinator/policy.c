@@ -64,6 +64,7 @@ ms_err_t ms_policy_parse(const json_t *j, ms_policy_t *p, char *err, size_t errl
                                         "k1",
                                         "beforeSource",
                                         "sourceLeaves",
+                                        "p2pTargets",
                                         NULL};
     ms_policy_default(p);
     if (!json_is_object(j)) {
@@ -175,6 +176,14 @@ ms_err_t ms_policy_parse(const json_t *j, ms_policy_t *p, char *err, size_t errl
         }
         p->signal_any = !strcmp(json_string_value(s), "any");
     }
+    json_t *pt = json_object_get(j, "p2pTargets");
+    if (pt) {
+        if (!json_is_boolean(pt)) {
+            snprintf(err, errlen, "p2pTargets must be true or false");
+            return MS_ERR_INVAL;
+        }
+        p->p2p_targets = json_is_true(pt);
+    }
     json_t *d = json_object_get(j, "duplicateIds");
     if (d) {
         if (!json_is_string(d) ||
@@ -195,6 +204,8 @@ json_t *ms_policy_to_json(const ms_policy_t *p)
     json_object_set_new(j, "topology", json_string(p->topology));
     json_object_set_new(j, "signals", json_string(p->signal_any ? "any" : "neighbours"));
     json_object_set_new(j, "duplicateIds", json_string(p->id_replace ? "replace" : "reject"));
+    if (p->p2p_targets) /* off is the default; left out so that existing policies read the same */
+        json_object_set_new(j, "p2pTargets", json_true());
     const char *eng = p->topology;
     if (!strcmp(p->topology, "auto") && p->params.then) {
         eng = p->params.then->name;

@@ -22,6 +22,7 @@ typedef struct {
     int signal_any;             /* 1: signals to any peer in the namespace; 0: neighbours only */
     int id_replace;             /* 1: a duplicate id replaces the old session; 0: ID_TAKEN */
     int overflow_wait;          /* fullmesh over its cap: wait in line instead of NAMESPACE_FULL */
+    int p2p_targets;            /* 1: peers may ask each other for edges outside the topology */
     uint32_t shuffle_period_ms; /* spray */
 } ms_policy_t;
 

@@ -38,7 +38,8 @@ static void handle_signal(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sha
         return;
     }
     if (!ns->policy.signal_any &&
-        !ns->engine->ops->adjacent(ns->engine, from->handle, to->handle)) {
+        !ns->engine->ops->adjacent(ns->engine, from->handle, to->handle) &&
+        !ms_p2p_linked(from, to)) {
         ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, req->client_id,
                         ERR(NOT_NEIGHBOUR), "%s is not a neighbour of %s", to->id, from->id);
         return;
@@ -151,6 +152,9 @@ static void handle_client(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sha
         return;
     case MESHSIG__V1__CLIENT_MESSAGE__MSG_REPARENT:
         ms_edges_reparent(c, ns, m, req->client_id);
+        return;
+    case MESHSIG__V1__CLIENT_MESSAGE__MSG_P2P_TARGET:
+        ms_p2p_handle(c, ns, m, req->client_id, cm->p2p_target);
         return;
     default:
         ms_msg_handle(c, ns, m, req->client_id, cm);

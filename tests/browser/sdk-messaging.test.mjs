@@ -257,3 +257,50 @@ test('streams as WHATWG ReadableStream/WritableStream pairs', async () => {
   await new Blob([data]).stream().pipeTo(writable);
   assert.deepEqual(new Uint8Array(await got), data);
 });
+
+test('addP2pTarget / onAddP2pTarget: an edge outside the topology, allowed by policy, accepted by the peer', async () => {
+  const ns = `p2p-${process.pid}`;
+  await setPolicy(cluster, ns, { topology: 'tree', k: 2, p2pTargets: true });
+  const cs = {};
+  for (const [i, id] of ['r', 'c1', 'c2', 'g'].entries()) {
+    cs[id] = connect(cluster.gateways[i % 2].url, { namespace: ns, peerId: id, webrtc: false });
+    cs[id].on('error', () => {});
+    clients.push(cs[id]);
+    await cs[id].ready; // in order: r is the root, c1 and c2 its children, g under c1
+  }
+  const parentOfG = cs.g.neighbours.find((n) => n.role === 'PARENT').peer;
+  const other = parentOfG === 'c1' ? 'c2' : 'c1'; // not a neighbour of g
+  assert.ok(!cs.g.neighbours.some((n) => n.peer === other));
+
+  const asked = [];
+  cs[other].onAddP2pTarget(({ from }) => { asked.push(from); return asked.length > 1 || 'not yet'; });
+  await assert.rejects(cs.g.addP2pTarget(other), (e) => e.code === 'FORBIDDEN' && /not yet/.test(e.message));
+  const gConnect = cs.g.next('topology', 10000);
+  const oConnect = cs[other].next('topology', 10000);
+  await cs.g.addP2pTarget(other);
+  assert.deepEqual(asked, ['g', 'g']);
+  const [gc, oc] = [(await gConnect).connect, (await oConnect).connect];
+  assert.equal(gc.peer, other);
+  assert.equal(oc.peer, 'g');
+  assert.equal(!!gc.initiator, 'g' < other, 'the smaller id initiates');
+  assert.equal(!!oc.initiator, other < 'g');
+  // Signals between them now pass the neighbours-only check.
+  const sig = cs[other].next('signal', 5000);
+  cs.g.signal(other, { type: 'hello' });
+  assert.deepEqual(await sig, { from: 'g', payload: { type: 'hello' } });
+  // Neighbours already: resolves without asking.
+  await cs.g.addP2pTarget(parentOfG);
+  // An unknown peer is an error.
+  await assert.rejects(cs.g.addP2pTarget('nobody'), (e) => e.code === 'PEER_NOT_FOUND');
+  // When one leaves, the other is told to drop the edge.
+  const gone = cs.g.next('topology', 10000);
+  cs[other].close();
+  assert.deepEqual((await gone).disconnect, { peer: other });
+
+  // A namespace whose policy does not allow it.
+  const r2 = connect(cluster.gateways[0].url, { namespace: NS, peerId: 'erin', webrtc: false });
+  clients.push(r2);
+  r2.on('error', () => {});
+  await r2.ready;
+  await assert.rejects(r2.addP2pTarget('alice'), (e) => e.code === 'FORBIDDEN');
+});

@@ -313,6 +313,13 @@ export declare class Client extends Emitter<ClientEvents> {
   /** Emit with ack: resolves with the ack data. `{ack: false}`: resolves with the request id once sent. */
   emit(to: string, event: string, data?: Json,
     opts?: { timeoutMs?: number; persistent?: boolean; ack?: boolean }): Promise<any>;
+  /**
+   * Asks for an edge to `peer` outside the topology (policy p2pTargets); resolves
+   * once the peer accepted (after the topology connect), rejects FORBIDDEN or PEER_NOT_FOUND.
+   */
+  addP2pTarget(peer: string, opts?: { timeoutMs?: number }): Promise<void>;
+  /** Decides on others' addP2pTarget: true accepts, false or a string (reason) refuses. */
+  onAddP2pTarget(fn: (req: { from: string }) => boolean | string | Promise<boolean | string>): () => void;
   /** Listeners for one peer's emits; removed when it leaves. */
   from(peer: string): PeerScope;
   /** A listener for every incoming emit (several may be added). */

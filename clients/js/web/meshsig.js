@@ -1160,6 +1160,7 @@ export class Client extends Emitter {
     this._services = new Map(); // name -> handler
     this._emitHandlers = new Map(); // event -> handler
     this._anyListeners = new Set(); // fn(event, data, detail) for every incoming emit
+    this._p2pTargetHandler = null; // onAddP2pTarget
     this._scopes = new Map(); // peer -> PeerScope (client.from(peer))
     this._topics = new Map(); // pattern -> Set(handler)
     this._rooms = new Set();
@@ -1526,6 +1527,9 @@ export class Client extends Emitter {
       case 'iceServers':
         // Fresh TURN credentials before the ones in hand expire.
         this.#setServerIce(body.servers || []);
+        return;
+      case 'p2pTarget':
+        this.#onP2pTargetRequest(body.peer);
         return;
       case 'reconnect':
         // The gateway is going away: come back at once with the resume token.
@@ -2018,6 +2022,42 @@ export class Client extends Emitter {
 
   _scopeEmitFailed(peer, err) {
     if (err?.code === 'PEER_NOT_FOUND' || err?.code === 'PEER_LEFT') this.#dropScope(peer);
+  }
+
+  /**
+   * Asks the server for an edge to `peer` outside the topology (socket.io-p2p-plugin's
+   * addP2pTarget). The namespace policy must allow it (p2pTargets) and the peer must
+   * accept (onAddP2pTarget). Resolves once accepted, after the topology connect
+   * that makes the connection; rejects FORBIDDEN (refused or not allowed), PEER_NOT_FOUND.
+   * Resolves at once when the two are neighbours already.
+   */
+  addP2pTarget(peer, { timeoutMs } = {}) {
+    return this.#request({ p2pTarget: { peer } }, { accept: ['ok'], map: () => undefined,
+      timeoutMs: timeoutMs ?? this.opts.requestTimeoutMs });
+  }
+
+  /**
+   * Decides on other peers' addP2pTarget requests: fn({from}) returns (or
+   * resolves to) true to accept, false or a string (the reason) to refuse.
+   * Without a handler every request is refused.
+   */
+  onAddP2pTarget(fn) {
+    this._p2pTargetHandler = fn;
+    return () => { if (this._p2pTargetHandler === fn) this._p2pTargetHandler = null; };
+  }
+
+  #onP2pTargetRequest(from) {
+    if (!from) return;
+    const h = this._p2pTargetHandler;
+    const reply = (accept, reason) => {
+      const body = { peer: from, answer: true, accept: !!accept };
+      if (!accept && reason) body.reason = String(reason);
+      this.#request({ p2pTarget: body }, { accept: ['ok'] }).catch((err) => this._report(err));
+    };
+    if (!h) { reply(false, 'not accepting p2p targets'); return; }
+    Promise.resolve().then(() => h({ from }))
+      .then((r) => reply(r === true, typeof r === 'string' ? r : ''),
+        (err) => reply(false, err?.message || String(err)));
   }
 
   /** A listener for every incoming emit: fn(event, data, e). Several may be added. */

@@ -50,6 +50,8 @@ async function recipes(url: string): Promise<void> {
   client.onceAny(() => {});
   client.offAny();
   offAny();
+  client.onAddP2pTarget(({ from }) => from !== 'mallory' || 'no');
+  await client.addP2pTarget('bob');
   client.onEmit('sum', (xs) => (Array.isArray(xs) ? xs.length : 0));
 
   // streams
