@@ -4,9 +4,9 @@
  * request to that peer, which accepts or refuses. On accept both get a
  * topology.connect (role PEER, the smaller id initiates) and signals between
  * them pass the neighbours-only check. Only when the namespace policy says
- * p2pTargets: true. The edge lasts until one of them leaves; it is the
- * owner's state only, so a shard takeover forgets it (the peers' connection
- * stays up, but new signals between them are refused as NOT_NEIGHBOUR). */
+ * p2pTargets: true. The edge lasts until one of them leaves. It is the
+ * owner's state only and not in the engine, so a shard takeover does not
+ * restore it: the rebuild's diff against the gateways' reports removes it. */
 #include <stdlib.h>
 #include <string.h>
 
