@@ -142,6 +142,8 @@ static const char *const client_cases[] = {
     "{\"id\":\"r\",\"reparent\":{}}",
     "{\"id\":\"h2\",\"hello\":{\"namespace\":\"b\",\"role\":\"SOURCE\",\"policy\":"
     "{\"topology\":\"tree\",\"k1\":8}}}",
+    "{\"p2pTarget\":{\"peer\":\"bob\"}}",
+    "{\"p2pTarget\":{\"peer\":\"alice\",\"answer\":true,\"reason\":\"busy\"}}",
 };
 
 static const char *const server_cases[] = {
@@ -179,6 +181,7 @@ static const char *const server_cases[] = {
     "\"expiresAt\":\"1700000000\"}}",
     "{\"topology\":{\"retry\":{\"peer\":\"bob\",\"iceRestart\":true}}}",
     "{\"topology\":{\"source\":{\"present\":true,\"peer\":\"studio\"}}}",
+    "{\"p2pTarget\":{\"peer\":\"alice\"}}",
 };
 
 static const char *const shard_cases[] = {
