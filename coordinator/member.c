@@ -251,7 +251,8 @@ nomem:
                     ERR(INTERNAL), "out of memory");
 }
 
-/* Sends m's session a connect for each of its current edges (a snapshot after resume). */
+/* Sends m's session a connect for each of its current edges (a snapshot after
+ * resume), and each neighbour's gateway where m lives now. */
 static void send_edges_to(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 {
     ms_topo_diff_t *diff = ms_ns_diff(c);
@@ -276,7 +277,8 @@ static void send_edges_to(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
         Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
         sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_TOPOLOGY;
         sm.topology = &t;
-        ms_deliver(c, ns, m, &sm);
+        ms_deliver_located(c, ns, m, &sm, o);
+        ms_deliver_located(c, ns, o, NULL, m);
     }
 }
 

@@ -370,7 +370,12 @@ static void send_connect(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
     Meshsig__V1__Topology t = MESHSIG__V1__TOPOLOGY__INIT;
     t.event_case = MESHSIG__V1__TOPOLOGY__EVENT_CONNECT;
     t.connect = &cn;
-    send_topology(c, ns, to, &t);
+    Meshsig__V1__ServerMessage m = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    m.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_TOPOLOGY;
+    m.topology = &t;
+    /* With where the other end lives: the two gateways may then pass the
+     * peers' signals to each other directly (gateway/direct.c). */
+    ms_deliver_located(c, ns, to, &m, other);
     if (md)
         meshsig__v1__struct__free_unpacked(md, NULL);
 }
@@ -577,6 +582,17 @@ void ms_deliver(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
                 const Meshsig__V1__ServerMessage *msg)
 {
     ms_outbox_deliver(&c->outbox, ns->shard, to->gateway, to->session, to->id, msg, 0);
+}
+
+void ms_deliver_located(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
+                        const Meshsig__V1__ServerMessage *msg, const ms_member_t *where)
+{
+    Meshsig__Bus__PeerLocation loc = MESHSIG__BUS__PEER_LOCATION__INIT;
+    loc.peer_id = where->id;
+    loc.gateway_id = (char *)where->gateway;
+    loc.session = where->session;
+    ms_outbox_deliver_path(&c->outbox, ns->shard, to->gateway, to->session, to->id, msg, &loc,
+                           NULL);
 }
 
 void ms_member_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id,

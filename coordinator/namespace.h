@@ -172,6 +172,10 @@ void ms_ns_send_disconnect(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
 /* Delivery to a member: a message, an ok, an error. */
 void ms_deliver(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
                 const Meshsig__V1__ServerMessage *msg);
+/* The same, telling to's gateway where `where` (a neighbour of to) lives, so
+ * that the two gateways may pass the pair's signals directly; msg may be NULL. */
+void ms_deliver_located(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
+                        const Meshsig__V1__ServerMessage *msg, const ms_member_t *where);
 void ms_send_ok(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id);
 void ms_member_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id,
                      Meshsig__V1__ErrorCode code, const char *fmt, ...)

@@ -142,9 +142,10 @@ static size_t put_varint(uint8_t *p, uint64_t v)
     return n;
 }
 
-void ms_outbox_deliver(ms_outbox_t *o, uint32_t shard, const char *gateway, uint64_t session,
-                       const char *peer_id, const Meshsig__V1__ServerMessage *msg,
-                       uint32_t close_code)
+static void deliver_one(ms_outbox_t *o, uint32_t shard, const char *gateway, uint64_t session,
+                        const char *peer_id, const Meshsig__V1__ServerMessage *msg,
+                        uint32_t close_code, const Meshsig__Bus__PeerLocation *location,
+                        const Meshsig__Bus__PeerLocation *barrier)
 {
     ob_entry_t *e = entry_get(o, shard, gateway);
     if (!e) {
@@ -157,6 +158,8 @@ void ms_outbox_deliver(ms_outbox_t *o, uint32_t shard, const char *gateway, uint
     d.close_code = close_code;
     d.peer_id = (char *)(peer_id ? peer_id : "");
     d.origin_us = o->origin_us;
+    d.location = (Meshsig__Bus__PeerLocation *)location; /* protobuf-c fields are not const */
+    d.barrier = (Meshsig__Bus__PeerLocation *)barrier;
     size_t sz = meshsig__bus__delivery__get_packed_size(&d);
     if (reserve(e, sz + 11)) {
         ms_error("out of memory queueing a delivery to %s", gateway);
@@ -168,6 +171,21 @@ void ms_outbox_deliver(ms_outbox_t *o, uint32_t shard, const char *gateway, uint
     e->n++;
     if (e->len >= BATCH_FLUSH_BYTES)
         entry_flush(o, e);
+}
+
+void ms_outbox_deliver(ms_outbox_t *o, uint32_t shard, const char *gateway, uint64_t session,
+                       const char *peer_id, const Meshsig__V1__ServerMessage *msg,
+                       uint32_t close_code)
+{
+    deliver_one(o, shard, gateway, session, peer_id, msg, close_code, NULL, NULL);
+}
+
+void ms_outbox_deliver_path(ms_outbox_t *o, uint32_t shard, const char *gateway, uint64_t session,
+                            const char *peer_id, const Meshsig__V1__ServerMessage *msg,
+                            const Meshsig__Bus__PeerLocation *location,
+                            const Meshsig__Bus__PeerLocation *barrier)
+{
+    deliver_one(o, shard, gateway, session, peer_id, msg, 0, location, barrier);
 }
 
 void ms_outbox_flush(ms_outbox_t *o)

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "bus.h"
+#include "bus.pb-c.h"
 #include "client.pb-c.h"
 #include "err.h"
 
@@ -39,6 +40,13 @@ void ms_outbox_set_origin(ms_outbox_t *o, uint64_t received_us);
 void ms_outbox_deliver(ms_outbox_t *o, uint32_t shard, const char *gateway, uint64_t session,
                        const char *peer_id, const Meshsig__V1__ServerMessage *msg,
                        uint32_t close_code);
+/* The same, with the bus envelope's path fields for the direct path between
+ * gateways (gateway/direct.c): where the other end of one of the session's
+ * edges lives (location), or an owner path barrier; msg may be NULL with either. */
+void ms_outbox_deliver_path(ms_outbox_t *o, uint32_t shard, const char *gateway, uint64_t session,
+                            const char *peer_id, const Meshsig__V1__ServerMessage *msg,
+                            const Meshsig__Bus__PeerLocation *location,
+                            const Meshsig__Bus__PeerLocation *barrier);
 void ms_outbox_flush(ms_outbox_t *o);
 /* Flushes the shard's batches, forgets them and its epoch (the shard is dropped). */
 void ms_outbox_forget_shard(ms_outbox_t *o, uint32_t shard);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The one place a shard's requests are handled: join and leave go to member.c; signals,
- * position and RTT reports are handled here; the rest goes to the messaging modules. */
+ * the direct path's barriers, position and RTT reports are handled here; the rest goes to
+ * the messaging modules. */
 #include <string.h>
 
 #include "internal.h"
@@ -53,6 +54,31 @@ static void handle_signal(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sha
     sm.signal = &out;
     c->route.n_signals++;
     ms_outbox_deliver(&c->outbox, shard, to->gateway, to->session, to->id, &sm, 0);
+}
+
+/* A gateway's barrier on a signal path (gateway/direct.c): after the signals
+ * routed before it, tell the target's gateway (which then lets the sender's
+ * gateway go direct), or the sender's when there is no direct path to open. */
+static void handle_barrier(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)
+{
+    ms_ns_t *ns = ms_ns_find(c, req->namespace_);
+    ms_member_t *from = ns ? ms_ns_member(ns, req->peer_id) : NULL;
+    if (!from || strcmp(from->gateway, req->gateway_id) || from->session != req->session)
+        return; /* the sender's session is gone: it had nothing left to send */
+    ms_member_t *to = ms_ns_member(ns, req->barrier->to);
+    Meshsig__Bus__PeerLocation b = MESHSIG__BUS__PEER_LOCATION__INIT;
+    if (to && to != from && !to->detached_ms &&
+        ns->engine->ops->adjacent(ns->engine, from->handle, to->handle)) {
+        b.peer_id = from->id;
+        b.gateway_id = (char *)from->gateway;
+        b.session = from->session;
+        ms_outbox_deliver_path(&c->outbox, shard, to->gateway, to->session, to->id, NULL, NULL, &b);
+    } else {
+        b.peer_id = req->barrier->to;
+        b.gateway_id = (char *)"";
+        ms_outbox_deliver_path(&c->outbox, shard, from->gateway, from->session, from->id, NULL,
+                               NULL, &b);
+    }
 }
 
 static void handle_position(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid,
@@ -223,6 +249,9 @@ void ms_shard_handle(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardReq
         break;
     case MESHSIG__BUS__SHARD_REQUEST__OP_UNDELIVERABLE:
         handle_undeliverable(c, req);
+        break;
+    case MESHSIG__BUS__SHARD_REQUEST__OP_BARRIER:
+        handle_barrier(c, shard, req);
         break;
     default:
         c->route.n_bad_requests++;

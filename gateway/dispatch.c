@@ -103,7 +103,7 @@ static void handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Clien
         return;
     }
     if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_SIGNAL &&
-        ms_gw_relay_signal(gw, s, cm->signal))
+        ms_gw_relay_signal(gw, s, cm->signal, cid))
         return;
     track_request(s, cm);
     Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;

@@ -142,10 +142,11 @@ ms_err_t ms_gw_create(const ms_gw_config_t *cfg, ms_gateway_t **out)
     gw->cfg = cfg;
     gw->started_ms = ms_clock_wall_ms();
     if ((err = name_gateway(gw)) != MS_OK || (err = set_limits(gw)) != MS_OK ||
-        (err = ms_gw_hello_init(gw)) != MS_OK || /* tokens and the resume key */
-        (err = ms_gw_ice_setup(gw)) != MS_OK ||  /* STUN/TURN for the welcome */
-        (err = create_context(gw)) != MS_OK ||   /* listening */
-        (err = ms_gw_intake_start(gw)) != MS_OK) /* NATS, subscribed */
+        (err = ms_gw_hello_init(gw)) != MS_OK ||  /* tokens and the resume key */
+        (err = ms_gw_ice_setup(gw)) != MS_OK ||   /* STUN/TURN for the welcome */
+        (err = ms_gw_direct_init(gw)) != MS_OK || /* edge records, direct batches */
+        (err = create_context(gw)) != MS_OK ||    /* listening */
+        (err = ms_gw_intake_start(gw)) != MS_OK)  /* NATS, subscribed */
         goto fail;
     ms_gw_heartbeat_start(gw);
     ms_gw_liveness_start(gw);
@@ -179,18 +180,23 @@ static void drain(ms_gateway_t *gw, long deadline_ms)
     }
     uint64_t end = ms_clock_mono_us() + (uint64_t)deadline_ms * 1000u;
     /* Each round ends within 100 ms: the deadline sweep is a timer. */
-    while (gw->n_sessions > 0 && ms_clock_mono_us() < end)
+    while (gw->n_sessions > 0 && ms_clock_mono_us() < end) {
         if (ms_evloop_run_once(gw->loop, gw->ctx) < 0)
             break;
+        ms_gw_direct_flush(gw);
+    }
     if (gw->n_sessions)
         ms_warn("%zu sessions still open at the drain deadline; closing them", gw->n_sessions);
 }
 
 ms_err_t ms_gw_run(ms_gateway_t *gw)
 {
-    while (!gw->stop)
+    while (!gw->stop) {
         if (ms_evloop_run_once(gw->loop, gw->ctx) < 0)
             return MS_ERR_LWS;
+        /* The end of a loop turn: one batch per gateway for its direct signals. */
+        ms_gw_direct_flush(gw);
+    }
     drain(gw, gw->cfg->drain_ms);
     return MS_OK;
 }
@@ -215,12 +221,14 @@ void ms_gw_destroy(ms_gateway_t *gw)
         lws_context_destroy(gw->ctx);
         gw->ctx = NULL;
     }
+    ms_gw_direct_flush(gw);      /* signals the closed sessions handed to the owner */
     ms_bus_destroy(gw->bus);     /* writes what is buffered first; its watchers are on the loop */
     ms_evloop_destroy(gw->loop); /* after the context: lws stops its watchers on it */
     ms_wsguard_cleanup();
     ms_mailbox_destroy(gw->inbox);
     ms_gw_hello_cleanup(gw);
     ms_gw_ice_cleanup(&gw->ice);
+    ms_gw_direct_cleanup(gw);
     free(gw->epochs);
     free(gw->out);
     free(gw->pub);

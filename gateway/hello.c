@@ -18,6 +18,7 @@
 /* Back to "connected, not joined": after a leave, a refused or timed-out join. */
 void ms_gw_session_reset(ms_gateway_t *gw, ms_session_t *s)
 {
+    ms_gw_direct_forget(gw, s, NULL);
     ms_gw_peer_index_remove(gw, s);
     ms_session_forget_peer(s);
     s->state = MS_SESSION_NEW;

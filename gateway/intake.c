@@ -22,11 +22,31 @@ static uint32_t clamp_u32(long v)
     return v <= 0 ? 0 : (unsigned long)v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
 }
 
-static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d)
+/* Where a neighbour lives, or a barrier (direct.c), with no message for the client. */
+static void deliver_path(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__Delivery *d,
+                         const Meshsig__Bus__GatewayBatch *b)
+{
+    if (!s || s->state != MS_SESSION_JOINED || !s->peer_id ||
+        (*d->peer_id && strcmp(d->peer_id, s->peer_id))) {
+        gw->n_dropped_session++;
+        return;
+    }
+    if (d->location)
+        ms_gw_direct_location(gw, s, d->location, b->shard, b->epoch);
+    if (d->barrier)
+        ms_gw_direct_barrier(gw, s, d->barrier);
+}
+
+static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d,
+                    const Meshsig__Bus__GatewayBatch *b)
 {
     ms_session_t *s;
     uint64_t id = d->session;
     HASH_FIND(hh, gw->sessions, &id, sizeof(id), s);
+    if (!d->msg && (d->location || d->barrier)) {
+        deliver_path(gw, s, d, b);
+        return;
+    }
     if (!s || !d->msg) {
         gw->n_dropped_session++;
         return;
@@ -88,6 +108,11 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d)
         return;
     }
     ms_gw_track_delivery(s, m);
+    if (d->location)
+        ms_gw_direct_location(gw, s, d->location, b->shard, b->epoch);
+    else if (m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_TOPOLOGY &&
+             m->topology->event_case == MESHSIG__V1__TOPOLOGY__EVENT_DISCONNECT)
+        ms_gw_direct_forget(gw, s, m->topology->disconnect->peer);
     if (m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL)
         ms_gw_record_latency(gw, d->origin_us);
     ms_err_t err = ms_gw_send(gw, s, m);
@@ -122,6 +147,11 @@ static void on_bus_msg(natsMsg *msg, void *ud)
         ms_warn("undecodable batch on %s: %s", natsMsg_GetSubject(msg), why);
         return;
     }
+    if (*b->gateway_id) {
+        /* From another gateway: signals of neighbours (direct.c vouches). */
+        ms_gw_direct_receive(gw, b);
+        goto out;
+    }
     if (b->shard < (uint32_t)gw->cfg->shards) {
         /* Fencing: a batch from an older owner of the shard is dropped. */
         if (b->epoch < gw->epochs[b->shard]) {
@@ -131,7 +161,9 @@ static void on_bus_msg(natsMsg *msg, void *ud)
         gw->epochs[b->shard] = b->epoch;
     }
     for (size_t i = 0; i < b->n_deliveries; i++)
-        deliver(gw, b->deliveries[i]);
+        deliver(gw, b->deliveries[i], b);
+    /* Signals from other gateways held for an announcement this may have brought. */
+    ms_gw_direct_recheck(gw, ms_clock_mono_us());
 out:
     meshsig__bus__gateway_batch__free_unpacked(b, NULL);
 }

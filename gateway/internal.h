@@ -9,7 +9,8 @@
  *   ws.c         the lws WebSocket protocol callback and the write path to clients
  *   dispatch.c   one client frame: rate limits, decoding, routing, membership tracking
  *   hello.c      hello, token and resume-token checks, the join and its deadline
- *   relay.c      signals between two neighbours on this gateway (with a fast JSON scan)
+ *   relay.c      signals between neighbours without the owner (with a fast JSON scan)
+ *   direct.c     the direct path: signals to neighbours on other gateways, and from them
  *   publish.c    requests to the owner of a shard over NATS
  *   intake.c     deliveries from the bus: the mailbox, epoch fencing, delivery to sessions
  *   resync.c     reports of our sessions to a coordinator taking over a shard
@@ -44,6 +45,8 @@
 #define CLOSE_BAD_UTF8 1007
 #define CLOSE_POLICY 1008
 #define CLOSE_GOING_AWAY 1001
+
+typedef struct ms_gw_direct ms_gw_direct_t;
 
 /* Fields are grouped by the file that owns them (writes them); others only read. */
 struct ms_gateway {
@@ -91,6 +94,12 @@ struct ms_gateway {
     uint64_t next_req;
     uint8_t *pub; /* scratch: one packed request */
     size_t pub_cap;
+
+    /* direct.c */
+    ms_gw_direct_t *direct;
+    uint64_t n_direct_out, n_direct_in; /* signals sent to / delivered from other gateways */
+    uint64_t n_direct_to_owner;         /* direct signals this gateway handed to the owner */
+    uint64_t n_direct_held;             /* direct signals held for the owner's announcement */
 
     /* peers.c */
     ms_session_t *by_peer; /* joined sessions by (namespace, peer id): hh_peer */
@@ -179,8 +188,34 @@ void ms_gw_keep_position(ms_session_t *s, const Meshsig__V1__Position *pos);
 
 /* Each returns 1 when the signal was relayed here (the caller is done), 0 when
  * it must take the owner's path. */
-int ms_gw_relay_signal(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__Signal *sig);
+int ms_gw_relay_signal(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__Signal *sig,
+                       const char *cid);
 int ms_gw_relay_json(ms_gateway_t *gw, ms_session_t *s, const char *data, size_t len);
+
+/* ---- direct.c ------------------------------------------------------------ */
+
+ms_err_t ms_gw_direct_init(ms_gateway_t *gw);
+void ms_gw_direct_cleanup(ms_gateway_t *gw);
+/* A signal from s to its neighbour to (payload as JSON text, or decoded):
+ * 1 when it was taken (sent to the neighbour's gateway, or held while the
+ * neighbour moves), 0 when it takes relay.c's local path or the owner's. */
+int ms_gw_direct_send(ms_gateway_t *gw, ms_session_t *s, const char *to, const char *json,
+                      size_t json_len, const Meshsig__V1__Value *payload, const char *cid);
+/* The owner says where s's neighbour lives (with a connect, or after a move). */
+void ms_gw_direct_location(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__PeerLocation *loc,
+                           uint32_t shard, uint64_t epoch);
+/* An owner path barrier delivered to session s (bus.proto Delivery.barrier). */
+void ms_gw_direct_barrier(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__PeerLocation *b);
+/* s's edge to peer is gone (NULL: all of s's, it is closing or leaving):
+ * what it held goes to the owner. */
+void ms_gw_direct_forget(ms_gateway_t *gw, ms_session_t *s, const char *peer);
+/* A batch from another gateway. */
+void ms_gw_direct_receive(ms_gateway_t *gw, const Meshsig__Bus__GatewayBatch *b);
+/* Held signals again, after the owner's deliveries (and on the sweep). */
+void ms_gw_direct_recheck(ms_gateway_t *gw, uint64_t now);
+void ms_gw_direct_sweep(ms_gateway_t *gw, uint64_t now);
+/* Publishes the batches built this loop turn, one per destination gateway. */
+void ms_gw_direct_flush(ms_gateway_t *gw);
 
 /* ---- publish.c ----------------------------------------------------------- */
 
@@ -189,6 +224,9 @@ int ms_gw_relay_json(ms_gateway_t *gw, ms_session_t *s, const char *data, size_t
 int ms_gw_publish_request(ms_gateway_t *gw, ms_session_t *s, Meshsig__Bus__ShardRequest *req,
                           int with_reply);
 void ms_gw_publish_leave(ms_gateway_t *gw, ms_session_t *s, const char *reason);
+/* req as it is (the caller fills in the envelope) to the owner of shard. */
+int ms_gw_publish_shard(ms_gateway_t *gw, uint32_t shard, Meshsig__Bus__ShardRequest *req,
+                        int with_reply);
 
 /* ---- intake.c ------------------------------------------------------------ */
 

@@ -61,6 +61,19 @@ char *ms_gw_metrics_text(ms_gateway_t *gw, size_t *len)
         "this gateway without the shard owner\n"
         "# TYPE meshsig_gateway_signals_local_total counter\n"
         "meshsig_gateway_signals_local_total %llu\n"
+        "# HELP meshsig_gateway_signals_direct_total signals between neighbours on two "
+        "gateways that went gateway to gateway, without the shard owner\n"
+        "# TYPE meshsig_gateway_signals_direct_total counter\n"
+        "meshsig_gateway_signals_direct_total{dir=\"out\"} %llu\n"
+        "meshsig_gateway_signals_direct_total{dir=\"in\"} %llu\n"
+        "# HELP meshsig_gateway_signals_direct_to_owner_total direct signals this gateway "
+        "could not vouch for (or deliver) and handed to the shard owner\n"
+        "# TYPE meshsig_gateway_signals_direct_to_owner_total counter\n"
+        "meshsig_gateway_signals_direct_to_owner_total %llu\n"
+        "# HELP meshsig_gateway_signals_direct_held_total direct signals that waited for the "
+        "owner's announcement of their edge\n"
+        "# TYPE meshsig_gateway_signals_direct_held_total counter\n"
+        "meshsig_gateway_signals_direct_held_total %llu\n"
         "# HELP meshsig_nats_reconnects_total reconnections to NATS\n"
         "# TYPE meshsig_nats_reconnects_total counter\n"
         "meshsig_nats_reconnects_total %llu\n"
@@ -71,7 +84,9 @@ char *ms_gw_metrics_text(ms_gateway_t *gw, size_t *len)
         (unsigned long long)gw->n_dropped_epoch, (unsigned long long)gw->n_dropped_session,
         (unsigned long long)gw->n_rate_limited, ms_mailbox_dropped(gw->inbox),
         (unsigned long long)gw->n_undeliverable, (unsigned long long)gw->n_closed_slow,
-        (unsigned long long)gw->n_signals_local, (unsigned long long)ms_bus_reconnects(gw->bus),
+        (unsigned long long)gw->n_signals_local, (unsigned long long)gw->n_direct_out,
+        (unsigned long long)gw->n_direct_in, (unsigned long long)gw->n_direct_to_owner,
+        (unsigned long long)gw->n_direct_held, (unsigned long long)ms_bus_reconnects(gw->bus),
         ms_bus_connected(gw->bus));
     if (n < 0)
         return NULL;

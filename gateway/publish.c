@@ -52,3 +52,25 @@ void ms_gw_publish_leave(ms_gateway_t *gw, ms_session_t *s, const char *reason)
     if (ms_gw_publish_request(gw, s, &req, 0) != 0)
         ms_warn("leave of %s/%s not published", s->ns, s->peer_id ? s->peer_id : "?");
 }
+
+int ms_gw_publish_shard(ms_gateway_t *gw, uint32_t shard, Meshsig__Bus__ShardRequest *req,
+                        int with_reply)
+{
+    char subj[160], rid[128];
+    snprintf(rid, sizeof(rid), "%s/%llu", gw->id, (unsigned long long)++gw->next_req);
+    req->req_id = rid;
+    req->bus_version = MS_BUS_VERSION;
+    size_t len = meshsig__bus__shard_request__get_packed_size(req);
+    if (len > gw->pub_cap) {
+        uint8_t *nb = realloc(gw->pub, len);
+        if (!nb)
+            return -1;
+        gw->pub = nb;
+        gw->pub_cap = len;
+    }
+    meshsig__bus__shard_request__pack(req, gw->pub);
+    ms_bus_subject_shard(subj, sizeof(subj), gw->cfg->prefix, shard);
+    return ms_bus_publish(gw->bus, subj, with_reply ? gw->subject : NULL, gw->pub, len) == MS_OK
+               ? 0
+               : -1;
+}

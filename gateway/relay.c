@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Signals between two neighbours that are both on this gateway, relayed
- * without the owner; JSON to JSON with a scan that copies the payload through. */
+/* Signals between neighbours without the owner: relayed here when both are on
+ * this gateway, handed to direct.c when the other is on another gateway; JSON
+ * to JSON with a scan that copies the payload through. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +28,12 @@ static ms_session_t *local_neighbour(ms_gateway_t *gw, ms_session_t *s, const ch
     return t;
 }
 
-int ms_gw_relay_signal(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__Signal *sig)
+int ms_gw_relay_signal(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__Signal *sig,
+                       const char *cid)
 {
+    /* First: an edge whose other end is on another gateway (or is moving). */
+    if (ms_gw_direct_send(gw, s, sig->to, NULL, 0, sig->payload, cid))
+        return 1;
     ms_session_t *t = local_neighbour(gw, s, sig->to);
     if (!t)
         return 0;
@@ -54,6 +59,7 @@ int ms_gw_relay_signal(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__Sig
  * does not vouch for takes the full decoder, which answers errors. */
 typedef struct {
     char to[129];
+    char id[129];
     const char *payload; /* NULL: none */
     size_t payload_len;
     int seen_id, seen_signal, seen_to, seen_from;
@@ -105,7 +111,12 @@ static const char *fast_message_member(void *ud, const char *k, size_t kl, const
     int esc;
     if (key_is(k, kl, "id") && !fs->seen_id) {
         fs->seen_id = 1;
-        return ms_json_scan_string(p, end, &v, &vl, &esc);
+        /* Kept for the owner's answers on the direct path: plain ids only. */
+        if (!(p = ms_json_scan_string(p, end, &v, &vl, &esc)) || esc || vl >= sizeof(fs->id))
+            return NULL;
+        memcpy(fs->id, v, vl);
+        fs->id[vl] = '\0';
+        return p;
     }
     if (key_is(k, kl, "signal") && !fs->seen_signal) {
         fs->seen_signal = 1;
@@ -128,6 +139,8 @@ int ms_gw_relay_json(ms_gateway_t *gw, ms_session_t *s, const char *data, size_t
     fast_signal_t fs;
     if (!fast_signal_parse(data, len, &fs))
         return 0;
+    if (ms_gw_direct_send(gw, s, fs.to, fs.payload, fs.payload ? fs.payload_len : 0, NULL, fs.id))
+        return 1;
     ms_session_t *t = local_neighbour(gw, s, fs.to);
     if (!t || t->binary)
         return 0;

@@ -81,7 +81,8 @@ START_TEST(promtool_accepts_both)
     char *body = NULL;
     ck_assert_int_eq(http_request(cl.admin_port, "GET", "/metrics", ADMIN_TOKEN, NULL, &body), 200);
     ck_assert_ptr_nonnull(body);
-    ck_assert_double_ge(sample(body, "meshsig_coordinator_signals_total"), 1);
+    /* Present; alice's signal went gateway to gateway (gateway/direct.c), not through it. */
+    ck_assert_double_ge(sample(body, "meshsig_coordinator_signals_total"), 0);
     ck_assert_double_eq(sample(body, "meshsig_coordinator_shards"), 64);
     promtool_ok("coordinator", body);
     free(body);
@@ -94,6 +95,7 @@ START_TEST(promtool_accepts_both)
     }
     ck_assert_int_eq(http_request(cl.gw_port[g2], "GET", "/metrics", NULL, NULL, &body), 200);
     ck_assert_double_ge(sample(body, "meshsig_gateway_relay_latency_seconds_count"), 1);
+    ck_assert_double_ge(sample(body, "meshsig_gateway_signals_direct_total{dir=\"in\"}"), 1);
     free(body);
     wsc_free(a);
     wsc_free(b);

@@ -1,0 +1,866 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The direct path: signals between neighbours on two gateways, gateway -> NATS -> gateway.
+ *
+ * The owner of a namespace still decides every edge. When it announces one
+ * (topology connect, a resume, a takeover, a peer moving), it tells each
+ * side's gateway where the other end lives (bus.proto PeerLocation): that is
+ * the edge record kept here, per (local session, neighbour). A signal to a
+ * neighbour with a record on another gateway is appended to that gateway's
+ * batch (one NATS message per destination per loop turn, flushed by
+ * ms_gw_direct_flush) instead of going to the owner.
+ *
+ * The receiving gateway delivers only what it can vouch for: its own record
+ * for the target session names the sender at that gateway and session, from
+ * the same owner epoch. Its records come only from batches that passed epoch
+ * fencing (intake.c), so a deposed owner cannot open a path. Anything else is
+ * held briefly (the owner's announcement to this gateway may be a few
+ * messages behind the sender's) and then forwarded to the owner as the
+ * sender's own request, which answers it (delivers it, NOT_NEIGHBOUR,
+ * PEER_NOT_FOUND, ...). Nothing is dropped.
+ *
+ * Order (README "Wire protocol"): one sending gateway to one receiving
+ * gateway is one NATS publisher and one subscription, so a pair's signals
+ * stay in order. When the target moves (resume on another session or
+ * gateway), signals sent to the old place may still be in flight there; the
+ * sender then holds the pair's new signals, sends a DRAIN marker after the
+ * old ones, and the old gateway passes the marker to the owner behind any
+ * signals it forwards (a Barrier request). The owner delivers the barrier to
+ * the target's current session behind those signals; that gateway answers
+ * OPEN, and only then are the held signals sent to the new place. If the
+ * barrier does not come back (the old gateway died), the held signals go to
+ * the owner after DRAIN_TIMEOUT_US and the pair stays on the owner path until
+ * the next announcement.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+#include "codec.h"
+#include "hash.h"
+#include "internal.h"
+#include "log.h"
+
+#define DRAIN_TIMEOUT_US (2 * 1000000u) /* sender: held signals go to the owner after this */
+#define HOLD_US (1000000u)              /* receiver: an unvouched signal waits this long */
+#define MAX_HELD 4096                   /* per edge (sender) and per gateway (receiver) */
+
+/* A packed DirectSignal waiting in a queue. */
+typedef struct held {
+    struct held *next;
+    uint64_t until_us; /* receiver: forward to the owner after this */
+    struct rx_pair *pair;
+    char *from_gw; /* receiver: the sending gateway */
+    size_t len;
+    uint8_t data[];
+} held_t;
+
+/* One edge of a local session to a neighbour, as the owner announced it. */
+typedef struct edge {
+    struct {
+        uint64_t session; /* ours */
+        uint64_t peer;    /* fnv1a64 of the neighbour's id */
+    } key;
+    char *peer;
+    char *gw;        /* the neighbour's gateway */
+    uint64_t remote; /* its session there */
+    uint64_t epoch;  /* of the announcement */
+    uint32_t shard;
+    uint8_t sent;      /* signals went direct to gw/remote */
+    uint8_t draining;  /* the neighbour moved: held until the barrier passes */
+    uint8_t via_owner; /* the barrier timed out: owner path until re-announced */
+    uint64_t drain_until_us;
+    held_t *held, *held_tail;
+    size_t n_held;
+    UT_hash_handle hh;
+} edge_t;
+
+/* Receiver: signals from one (gateway, session) to one of our sessions that
+ * are held or were forwarded, so that later ones stay behind them. */
+typedef struct rx_pair {
+    char *key; /* "<to_session>/<from_session>/<from_gw>" */
+    uint64_t to_session;
+    size_t n_held;
+    uint8_t forwarding; /* gave up vouching: the rest go to the owner too */
+    uint8_t blocked;    /* scratch for one recheck walk */
+    UT_hash_handle hh;
+} rx_pair_t;
+
+/* Outgoing batch to one gateway. */
+typedef struct dest {
+    char *gw;
+    char subject[160];
+    uint8_t *buf;
+    size_t len, cap, header_len, n;
+    struct dest *next_dirty;
+    int dirty;
+    UT_hash_handle hh;
+} dest_t;
+
+struct ms_gw_direct {
+    edge_t *edges;
+    rx_pair_t *pairs;
+    held_t *rx_held, *rx_held_tail;
+    size_t n_rx_held;
+    dest_t *dests, *dirty;
+    uint8_t *scratch;
+    size_t scratch_cap;
+};
+
+/* ---- records ---------------------------------------------------------------- */
+
+static edge_t *edge_find(ms_gw_direct_t *d, uint64_t session, const char *peer)
+{
+    edge_t probe, *e;
+    memset(&probe.key, 0, sizeof(probe.key));
+    probe.key.session = session;
+    probe.key.peer = ms_fnv1a64(peer, strlen(peer));
+    HASH_FIND(hh, d->edges, &probe.key, sizeof(probe.key), e);
+    return e && !strcmp(e->peer, peer) ? e : NULL;
+}
+
+static void held_free_list(held_t *h)
+{
+    while (h) {
+        held_t *n = h->next;
+        free(h->from_gw);
+        free(h);
+        h = n;
+    }
+}
+
+static void edge_free(ms_gw_direct_t *d, edge_t *e)
+{
+    HASH_DELETE(hh, d->edges, e);
+    held_free_list(e->held);
+    free(e->peer);
+    free(e->gw);
+    free(e);
+}
+
+static held_t *held_new(const Meshsig__Bus__DirectSignal *ds)
+{
+    size_t len = meshsig__bus__direct_signal__get_packed_size(ds);
+    held_t *h = calloc(1, sizeof(*h) + len);
+    if (!h)
+        return NULL;
+    h->len = meshsig__bus__direct_signal__pack(ds, h->data);
+    return h;
+}
+
+/* ---- sending ---------------------------------------------------------------- */
+
+static int reserve(uint8_t **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t ncap = *cap ? *cap : 4096;
+    while (ncap < need)
+        ncap *= 2;
+    uint8_t *nb = realloc(*buf, ncap);
+    if (!nb)
+        return -1;
+    *buf = nb;
+    *cap = ncap;
+    return 0;
+}
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+static dest_t *dest_get(ms_gateway_t *gw, const char *to_gw)
+{
+    ms_gw_direct_t *d = gw->direct;
+    dest_t *t;
+    HASH_FIND_STR(d->dests, to_gw, t);
+    if (t)
+        return t;
+    if (!(t = calloc(1, sizeof(*t))) || !(t->gw = strdup(to_gw)))
+        goto fail;
+    ms_bus_subject_gw(t->subject, sizeof(t->subject), gw->cfg->prefix, to_gw);
+    Meshsig__Bus__GatewayBatch hdr = MESHSIG__BUS__GATEWAY_BATCH__INIT;
+    hdr.gateway_id = gw->id;
+    hdr.bus_version = MS_BUS_VERSION;
+    size_t hl = meshsig__bus__gateway_batch__get_packed_size(&hdr);
+    if (reserve(&t->buf, &t->cap, hl))
+        goto fail;
+    t->len = t->header_len = meshsig__bus__gateway_batch__pack(&hdr, t->buf);
+    HASH_ADD_KEYPTR(hh, d->dests, t->gw, strlen(t->gw), t);
+    return t;
+fail:
+    if (t) {
+        free(t->gw);
+        free(t->buf);
+        free(t);
+    }
+    return NULL;
+}
+
+/* Appends one packed DirectSignal (field 6 of GatewayBatch) to to_gw's batch. */
+static int append_packed(ms_gateway_t *gw, const char *to_gw, const uint8_t *data, size_t len)
+{
+    dest_t *t = dest_get(gw, to_gw);
+    if (!t || reserve(&t->buf, &t->cap, t->len + len + 11))
+        return -1;
+    t->buf[t->len++] = (6 << 3) | 2;
+    t->len += put_varint(t->buf + t->len, len);
+    memcpy(t->buf + t->len, data, len);
+    t->len += len;
+    t->n++;
+    if (!t->dirty) {
+        t->dirty = 1;
+        t->next_dirty = gw->direct->dirty;
+        gw->direct->dirty = t;
+    }
+    return 0;
+}
+
+static int append(ms_gateway_t *gw, const char *to_gw, const Meshsig__Bus__DirectSignal *ds)
+{
+    ms_gw_direct_t *d = gw->direct;
+    size_t len = meshsig__bus__direct_signal__get_packed_size(ds);
+    if (reserve(&d->scratch, &d->scratch_cap, len ? len : 1))
+        return -1;
+    meshsig__bus__direct_signal__pack(ds, d->scratch);
+    return append_packed(gw, to_gw, d->scratch, len);
+}
+
+void ms_gw_direct_flush(ms_gateway_t *gw)
+{
+    ms_gw_direct_t *d = gw->direct;
+    if (!d)
+        return;
+    while (d->dirty) {
+        dest_t *t = d->dirty;
+        d->dirty = t->next_dirty;
+        t->dirty = 0;
+        if (t->n && ms_bus_publish(gw->bus, t->subject, NULL, t->buf, t->len) != MS_OK)
+            ms_warn("direct batch to %s (%zu signals) not published", t->gw, t->n);
+        t->len = t->header_len;
+        t->n = 0;
+    }
+}
+
+/* The payload of ds as a Value (parsed from its JSON when it came that way):
+ * *owned is set when the caller must free it. NULL: no payload, or *bad. */
+static Meshsig__V1__Value *payload_of(const Meshsig__Bus__DirectSignal *ds, int *owned, int *bad)
+{
+    *owned = *bad = 0;
+    if (ds->payload)
+        return ds->payload;
+    if (!ds->payload_json.len)
+        return NULL;
+    ProtobufCMessage *v = NULL;
+    ms_codec_error_t cerr = {0};
+    if (ms_codec_from_json(&meshsig__v1__value__descriptor, (const char *)ds->payload_json.data,
+                           ds->payload_json.len, &v, &cerr) != MS_OK) {
+        *bad = 1;
+        return NULL;
+    }
+    *owned = 1;
+    return (Meshsig__V1__Value *)v;
+}
+
+/* The owner's path for ds, as a request of its sender (on from_gw): a signal
+ * is routed or answered there; a DRAIN becomes a Barrier. */
+static void to_owner(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__DirectSignal *ds)
+{
+    int owned = 0, bad = 0;
+    Meshsig__V1__Signal sig = MESHSIG__V1__SIGNAL__INIT;
+    Meshsig__V1__ClientMessage cm = MESHSIG__V1__CLIENT_MESSAGE__INIT;
+    Meshsig__Bus__Barrier br = MESHSIG__BUS__BARRIER__INIT;
+    Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
+    if (ds->kind == MESHSIG__BUS__DIRECT_SIGNAL__KIND__DRAIN) {
+        br.to = ds->to_peer;
+        req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_BARRIER;
+        req.barrier = &br;
+    } else if (ds->kind == MESHSIG__BUS__DIRECT_SIGNAL__KIND__SIGNAL) {
+        sig.to = ds->to_peer;
+        sig.payload = payload_of(ds, &owned, &bad);
+        if (bad) {
+            /* The sender's scan vouched for this JSON: only memory can fail here. */
+            ms_error("direct signal from %s/%s: payload not decodable; not forwarded",
+                     ds->namespace_, ds->from_peer);
+            return;
+        }
+        cm.id = ds->client_id;
+        cm.msg_case = MESHSIG__V1__CLIENT_MESSAGE__MSG_SIGNAL;
+        cm.signal = &sig;
+        req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_CLIENT;
+        req.client = &cm;
+    } else {
+        return; /* OPEN is between gateways only */
+    }
+    req.gateway_id = (char *)from_gw;
+    req.session = ds->from_session;
+    req.namespace_ = ds->namespace_;
+    req.peer_id = ds->from_peer;
+    req.client_id = ds->client_id;
+    req.received_us = ds->origin_us;
+    if (ms_gw_publish_shard(gw, ds->shard, &req, 0) != 0)
+        ms_warn("signal from %s/%s to the owner not published", ds->namespace_, ds->from_peer);
+    gw->n_direct_to_owner++;
+    if (owned)
+        meshsig__v1__value__free_unpacked(sig.payload, NULL);
+}
+
+static void held_to_owner(ms_gateway_t *gw, const char *from_gw, const held_t *h)
+{
+    Meshsig__Bus__DirectSignal *ds = meshsig__bus__direct_signal__unpack(NULL, h->len, h->data);
+    if (!ds) {
+        ms_error("held signal not decodable");
+        return;
+    }
+    to_owner(gw, from_gw, ds);
+    meshsig__bus__direct_signal__free_unpacked(ds, NULL);
+}
+
+/* The signal ds (from a neighbour, vouched for) to the client of session t. */
+static void deliver_signal(ms_gateway_t *gw, ms_session_t *t, const Meshsig__Bus__DirectSignal *ds)
+{
+    if (t->closing)
+        return; /* as ms_gw_send: nothing more for a closing session */
+    if (!t->binary && ds->payload_json.len) {
+        /* JSON to JSON: the payload as the sender wrote it (relay.c). */
+        static const char head[] = "{\"signal\":{\"from\":\"", mid[] = "\",\"payload\":";
+        size_t idl = strlen(ds->from_peer);
+        size_t need = sizeof(head) + idl + sizeof(mid) + ds->payload_json.len + 4;
+        if (need > gw->out_cap) {
+            char *nb = realloc(gw->out, need);
+            if (!nb)
+                goto slow;
+            gw->out = nb;
+            gw->out_cap = need;
+        }
+        char *o = gw->out;
+        memcpy(o, head, sizeof(head) - 1);
+        o += sizeof(head) - 1;
+        memcpy(o, ds->from_peer, idl);
+        o += idl;
+        memcpy(o, mid, sizeof(mid) - 1);
+        o += sizeof(mid) - 1;
+        memcpy(o, ds->payload_json.data, ds->payload_json.len);
+        o += ds->payload_json.len;
+        *o++ = '}';
+        *o++ = '}';
+        gw->n_direct_in++;
+        ms_gw_record_latency(gw, ds->origin_us);
+        ms_gw_queue_frame(gw, t, gw->out, (size_t)(o - gw->out));
+        return;
+    }
+slow:;
+    int owned = 0, bad = 0;
+    Meshsig__V1__Signal out = MESHSIG__V1__SIGNAL__INIT;
+    out.from = ds->from_peer;
+    out.payload = payload_of(ds, &owned, &bad);
+    if (bad) {
+        ms_error("direct signal from %s/%s: payload not decodable", ds->namespace_, ds->from_peer);
+        return;
+    }
+    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL;
+    sm.signal = &out;
+    gw->n_direct_in++;
+    ms_gw_record_latency(gw, ds->origin_us);
+    ms_gw_send(gw, t, &sm);
+    if (owned)
+        meshsig__v1__value__free_unpacked(out.payload, NULL);
+}
+
+static ms_session_t *session_by_id(ms_gateway_t *gw, uint64_t id)
+{
+    ms_session_t *s;
+    HASH_FIND(hh, gw->sessions, &id, sizeof(id), s);
+    return s;
+}
+
+/* Sends what e held, now that its path is known: direct to e's gateway, or
+ * here when the neighbour is now on this gateway, or (to_owner) the owner's. */
+static void edge_release(ms_gateway_t *gw, edge_t *e, int to_owner_path)
+{
+    held_t *h = e->held;
+    e->held = e->held_tail = NULL;
+    e->n_held = 0;
+    e->draining = 0;
+    int local = !strcmp(e->gw, gw->id);
+    for (; h; h = h->next) {
+        if (to_owner_path) {
+            held_to_owner(gw, gw->id, h);
+            continue;
+        }
+        Meshsig__Bus__DirectSignal *ds = meshsig__bus__direct_signal__unpack(NULL, h->len, h->data);
+        if (!ds)
+            continue;
+        ds->to_session = e->remote;
+        ds->epoch = e->epoch;
+        ms_session_t *s = local ? session_by_id(gw, ds->from_session) : NULL;
+        ms_session_t *t = local ? ms_gw_peer_index_find(gw, ds->namespace_, ds->to_peer) : NULL;
+        if (local && s && t && t->id == e->remote && ms_strset_has(&t->neighbours, s->peer_id)) {
+            deliver_signal(gw, t, ds);
+            gw->n_direct_in--; /* counted as local */
+            gw->n_signals_local++;
+        } else if (local) {
+            to_owner(gw, gw->id, ds);
+        } else if (append(gw, e->gw, ds) == 0) {
+            e->sent = 1;
+            gw->n_direct_out++;
+        } else {
+            to_owner(gw, gw->id, ds);
+        }
+        meshsig__bus__direct_signal__free_unpacked(ds, NULL);
+    }
+    held_free_list(h);
+}
+
+int ms_gw_direct_send(ms_gateway_t *gw, ms_session_t *s, const char *to, const char *json,
+                      size_t json_len, const Meshsig__V1__Value *payload, const char *cid)
+{
+    ms_gw_direct_t *d = gw->direct;
+    if (!d->edges || !s->peer_id)
+        return 0;
+    edge_t *e = edge_find(d, s->id, to);
+    if (!e || e->via_owner)
+        return 0;
+    if (!e->draining && !strcmp(e->gw, gw->id))
+        return 0; /* here: relay.c's local path, or the owner's */
+    Meshsig__Bus__DirectSignal ds = MESHSIG__BUS__DIRECT_SIGNAL__INIT;
+    ds.kind = MESHSIG__BUS__DIRECT_SIGNAL__KIND__SIGNAL;
+    ds.shard = s->shard;
+    ds.epoch = e->epoch;
+    ds.namespace_ = s->ns;
+    ds.from_peer = s->peer_id;
+    ds.from_session = s->id;
+    ds.to_peer = (char *)to;
+    ds.to_session = e->remote;
+    if (json) {
+        ds.payload_json.data = (uint8_t *)json;
+        ds.payload_json.len = json_len;
+    }
+    ds.payload = (Meshsig__V1__Value *)payload;
+    ds.client_id = (char *)(cid ? cid : "");
+    ds.origin_us = gw->frame_received_us;
+    if (e->draining) {
+        held_t *h = e->n_held < MAX_HELD ? held_new(&ds) : NULL;
+        if (!h)
+            return 0; /* the owner's path answers it */
+        if (e->held_tail)
+            e->held_tail->next = h;
+        else
+            e->held = h;
+        e->held_tail = h;
+        e->n_held++;
+        return 1;
+    }
+    if (append(gw, e->gw, &ds) != 0)
+        return 0;
+    e->sent = 1;
+    gw->n_direct_out++;
+    return 1;
+}
+
+/* ---- what the owner says ------------------------------------------------------ */
+
+static void pairs_reset(ms_gw_direct_t *d, uint64_t to_session)
+{
+    rx_pair_t *p, *tmp;
+    HASH_ITER(hh, d->pairs, p, tmp)
+    {
+        if (p->to_session != to_session)
+            continue;
+        p->forwarding = 0;
+        if (!p->n_held) {
+            HASH_DEL(d->pairs, p);
+            free(p->key);
+            free(p);
+        }
+    }
+}
+
+void ms_gw_direct_location(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__PeerLocation *loc,
+                           uint32_t shard, uint64_t epoch)
+{
+    ms_gw_direct_t *d = gw->direct;
+    if (!loc || !*loc->peer_id)
+        return;
+    pairs_reset(d, s->id); /* the owner spoke about this session: vouch again */
+    int here = !*loc->gateway_id || !strcmp(loc->gateway_id, gw->id);
+    edge_t *e = edge_find(d, s->id, loc->peer_id);
+    if (!e) {
+        if (here)
+            return; /* neighbours on this gateway: relay.c */
+        if (!(e = calloc(1, sizeof(*e))) || !(e->peer = strdup(loc->peer_id)) ||
+            !(e->gw = strdup(loc->gateway_id))) {
+            if (e) {
+                free(e->peer);
+                free(e);
+            }
+            return; /* no record: the owner's path */
+        }
+        e->key.session = s->id;
+        e->key.peer = ms_fnv1a64(loc->peer_id, strlen(loc->peer_id));
+        HASH_ADD(hh, d->edges, key, sizeof(e->key), e);
+    } else if (strcmp(e->gw, loc->gateway_id) || e->remote != loc->session) {
+        /* The neighbour moved. Signals sent to its old place may still be on
+         * the way there: hold the next ones until the barrier passes. */
+        if (e->sent && !e->draining && strcmp(e->gw, gw->id)) {
+            Meshsig__Bus__DirectSignal ds = MESHSIG__BUS__DIRECT_SIGNAL__INIT;
+            ds.kind = MESHSIG__BUS__DIRECT_SIGNAL__KIND__DRAIN;
+            ds.shard = e->shard;
+            ds.epoch = e->epoch;
+            ds.namespace_ = s->ns;
+            ds.from_peer = s->peer_id;
+            ds.from_session = s->id;
+            ds.to_peer = e->peer;
+            ds.to_session = e->remote;
+            ds.client_id = (char *)"";
+            if (append(gw, e->gw, &ds) == 0) {
+                e->draining = 1;
+                e->drain_until_us = ms_clock_mono_us() + DRAIN_TIMEOUT_US;
+            }
+        }
+        char *ngw = strdup(here ? gw->id : loc->gateway_id);
+        if (!ngw) {
+            edge_release(gw, e, 1);
+            edge_free(d, e);
+            return;
+        }
+        free(e->gw);
+        e->gw = ngw;
+        e->sent = 0;
+    }
+    e->remote = loc->session;
+    e->epoch = epoch;
+    e->shard = shard;
+    e->via_owner = 0;
+    if (here && !e->draining)
+        edge_free(d, e);
+}
+
+void ms_gw_direct_barrier(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__PeerLocation *b)
+{
+    ms_gw_direct_t *d = gw->direct;
+    if (!*b->gateway_id) {
+        /* To the sender: the target is gone or no longer a neighbour. */
+        edge_t *e = edge_find(d, s->id, b->peer_id);
+        if (e) {
+            edge_release(gw, e, 1);
+            edge_free(d, e);
+        }
+        return;
+    }
+    if (!strcmp(b->gateway_id, gw->id)) {
+        /* The sender is on this gateway too (the target moved here). */
+        edge_t *e = edge_find(d, b->session, s->peer_id);
+        if (e && e->draining && !strcmp(e->gw, gw->id) && e->remote == s->id) {
+            edge_release(gw, e, 0);
+            edge_free(d, e);
+        }
+        return;
+    }
+    /* To the target's session: everything routed before the barrier is
+     * delivered; the sender's gateway may go direct now. */
+    Meshsig__Bus__DirectSignal ds = MESHSIG__BUS__DIRECT_SIGNAL__INIT;
+    ds.kind = MESHSIG__BUS__DIRECT_SIGNAL__KIND__OPEN;
+    ds.shard = s->shard;
+    ds.namespace_ = s->ns;
+    ds.from_peer = s->peer_id;
+    ds.from_session = s->id;
+    ds.to_peer = b->peer_id;
+    ds.to_session = b->session;
+    ds.client_id = (char *)"";
+    if (append(gw, b->gateway_id, &ds) != 0)
+        ms_warn("OPEN to %s not queued; its held signals take the owner's path after %u ms",
+                b->gateway_id, DRAIN_TIMEOUT_US / 1000);
+}
+
+void ms_gw_direct_forget(ms_gateway_t *gw, ms_session_t *s, const char *peer)
+{
+    ms_gw_direct_t *d = gw->direct;
+    if (!d)
+        return;
+    if (peer) {
+        edge_t *e = d->edges ? edge_find(d, s->id, peer) : NULL;
+        if (e) {
+            edge_release(gw, e, 1);
+            edge_free(d, e);
+        }
+        return;
+    }
+    for (uint32_t i = 0; d->edges && i < s->neighbours.n; i++) {
+        edge_t *e = edge_find(d, s->id, s->neighbours.v[i]);
+        if (e) {
+            edge_release(gw, e, 1);
+            edge_free(d, e);
+        }
+    }
+    /* Signals held for this session: the owner routes them to wherever the
+     * peer is now, or answers. */
+    if (d->n_rx_held) {
+        held_t **pp = &d->rx_held, *prev = NULL;
+        while (*pp) {
+            held_t *h = *pp;
+            if (h->pair->to_session != s->id) {
+                prev = h;
+                pp = &h->next;
+                continue;
+            }
+            *pp = h->next;
+            if (d->rx_held_tail == h)
+                d->rx_held_tail = prev;
+            d->n_rx_held--;
+            h->pair->n_held--;
+            held_to_owner(gw, h->from_gw, h);
+            free(h->from_gw);
+            free(h);
+        }
+    }
+    pairs_reset(d, s->id);
+}
+
+/* ---- receiving ---------------------------------------------------------------- */
+
+enum { VOUCH_NO = 0, VOUCH_WAIT, VOUCH_OK };
+
+/* Whether this gateway can vouch for ds now (*t: the session it is for), may
+ * once the owner's announcement arrives (the session is here and joined), or
+ * cannot (the session is gone, closing or holds another peer: the owner knows
+ * where the peer is now). */
+static int vouch(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__DirectSignal *ds,
+                 ms_session_t **out)
+{
+    ms_session_t *t = session_by_id(gw, ds->to_session);
+    *out = NULL;
+    if (!t || t->closing || t->state != MS_SESSION_JOINED || !t->peer_id ||
+        strcmp(t->peer_id, ds->to_peer) || strcmp(t->ns, ds->namespace_))
+        return VOUCH_NO;
+    edge_t *e = edge_find(gw->direct, t->id, ds->from_peer);
+    if (!e || strcmp(e->gw, from_gw) || e->remote != ds->from_session || e->epoch != ds->epoch ||
+        !ms_strset_has(&t->neighbours, ds->from_peer))
+        return VOUCH_WAIT;
+    *out = t;
+    return VOUCH_OK;
+}
+
+static rx_pair_t *pair_get(ms_gw_direct_t *d, const char *from_gw,
+                           const Meshsig__Bus__DirectSignal *ds, int create)
+{
+    char key[256];
+    snprintf(key, sizeof(key), "%llu/%llu/%s", (unsigned long long)ds->to_session,
+             (unsigned long long)ds->from_session, from_gw);
+    rx_pair_t *p;
+    HASH_FIND_STR(d->pairs, key, p);
+    if (p || !create)
+        return p;
+    if (!(p = calloc(1, sizeof(*p))) || !(p->key = strdup(key))) {
+        free(p);
+        return NULL;
+    }
+    p->to_session = ds->to_session;
+    HASH_ADD_KEYPTR(hh, d->pairs, p->key, strlen(p->key), p);
+    return p;
+}
+
+static void pair_maybe_free(ms_gw_direct_t *d, rx_pair_t *p)
+{
+    if (p->n_held || p->forwarding)
+        return;
+    HASH_DEL(d->pairs, p);
+    free(p->key);
+    free(p);
+}
+
+/* An OPEN for one of our edges that was draining: the barrier passed. */
+static void on_open(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__DirectSignal *ds)
+{
+    edge_t *e = edge_find(gw->direct, ds->to_session, ds->from_peer);
+    if (!e || !e->draining || strcmp(e->gw, from_gw) || e->remote != ds->from_session)
+        return; /* moved again meanwhile: the drain deadline decides */
+    edge_release(gw, e, 0);
+}
+
+static void receive_one(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__DirectSignal *ds,
+                        const uint8_t *packed, size_t len)
+{
+    ms_gw_direct_t *d = gw->direct;
+    if (ds->kind == MESHSIG__BUS__DIRECT_SIGNAL__KIND__OPEN) {
+        on_open(gw, from_gw, ds);
+        return;
+    }
+    rx_pair_t *p = d->pairs ? pair_get(d, from_gw, ds, 0) : NULL;
+    if (!p || !p->n_held) {
+        ms_session_t *t = NULL;
+        int v = p && p->forwarding                                      ? VOUCH_NO
+                : ds->kind == MESHSIG__BUS__DIRECT_SIGNAL__KIND__SIGNAL ? vouch(gw, from_gw, ds, &t)
+                                                                        : VOUCH_NO;
+        if (v == VOUCH_OK) {
+            deliver_signal(gw, t, ds);
+            return;
+        }
+        if (v == VOUCH_NO) {
+            /* The owner's path answers it; a DRAIN becomes the Barrier,
+             * behind everything forwarded before it. */
+            to_owner(gw, from_gw, ds);
+            return;
+        }
+    }
+    /* Not (yet) vouched for, or behind one that is held: wait for the owner's
+     * announcement to catch up, in order. */
+    if (!p)
+        p = pair_get(d, from_gw, ds, 1);
+    held_t *h = p && d->n_rx_held < MAX_HELD ? calloc(1, sizeof(*h) + len) : NULL;
+    if (h && !(h->from_gw = strdup(from_gw))) {
+        free(h);
+        h = NULL;
+    }
+    if (!h) {
+        if (p)
+            p->forwarding = 1;
+        to_owner(gw, from_gw, ds);
+        return;
+    }
+    memcpy(h->data, packed, len);
+    h->len = len;
+    h->pair = p;
+    h->until_us = ms_clock_mono_us() + HOLD_US;
+    if (d->rx_held_tail)
+        d->rx_held_tail->next = h;
+    else
+        d->rx_held = h;
+    d->rx_held_tail = h;
+    d->n_rx_held++;
+    p->n_held++;
+    gw->n_direct_held++;
+}
+
+void ms_gw_direct_receive(ms_gateway_t *gw, const Meshsig__Bus__GatewayBatch *b)
+{
+    ms_gw_direct_t *d = gw->direct;
+    for (size_t i = 0; i < b->n_direct; i++) {
+        const Meshsig__Bus__DirectSignal *ds = b->direct[i];
+        size_t len = meshsig__bus__direct_signal__get_packed_size(ds);
+        if (reserve(&d->scratch, &d->scratch_cap, len ? len : 1)) {
+            to_owner(gw, b->gateway_id, ds);
+            continue;
+        }
+        meshsig__bus__direct_signal__pack(ds, d->scratch);
+        receive_one(gw, b->gateway_id, ds, d->scratch, len);
+    }
+}
+
+/* Held signals, oldest first: delivered once vouched for, forwarded to the
+ * owner when their time is up; a pair's later ones stay behind its first. */
+void ms_gw_direct_recheck(ms_gateway_t *gw, uint64_t now)
+{
+    ms_gw_direct_t *d = gw->direct;
+    if (!d || !d->n_rx_held)
+        return;
+    for (held_t *h = d->rx_held; h; h = h->next)
+        h->pair->blocked = 0;
+    held_t **pp = &d->rx_held, *prev = NULL;
+    while (*pp) {
+        held_t *h = *pp;
+        rx_pair_t *p = h->pair;
+        if (p->blocked) {
+            prev = h;
+            pp = &h->next;
+            continue;
+        }
+        Meshsig__Bus__DirectSignal *ds = meshsig__bus__direct_signal__unpack(NULL, h->len, h->data);
+        ms_session_t *t = NULL;
+        int done = 1, v = VOUCH_NO;
+        if (ds && ds->kind == MESHSIG__BUS__DIRECT_SIGNAL__KIND__SIGNAL && !p->forwarding)
+            v = vouch(gw, h->from_gw, ds, &t);
+        if (!ds) {
+            ms_error("held direct signal not decodable");
+        } else if (ds->kind == MESHSIG__BUS__DIRECT_SIGNAL__KIND__DRAIN) {
+            to_owner(gw, h->from_gw, ds);
+        } else if (v == VOUCH_OK) {
+            deliver_signal(gw, t, ds);
+        } else if (v == VOUCH_NO || now >= h->until_us) {
+            p->forwarding = 1;
+            to_owner(gw, h->from_gw, ds);
+        } else {
+            done = 0;
+            p->blocked = 1;
+        }
+        if (ds)
+            meshsig__bus__direct_signal__free_unpacked(ds, NULL);
+        if (!done) {
+            prev = h;
+            pp = &h->next;
+            continue;
+        }
+        *pp = h->next;
+        if (d->rx_held_tail == h)
+            d->rx_held_tail = prev;
+        d->n_rx_held--;
+        p->n_held--;
+        free(h->from_gw);
+        free(h);
+        pair_maybe_free(d, p);
+    }
+}
+
+void ms_gw_direct_sweep(ms_gateway_t *gw, uint64_t now)
+{
+    ms_gw_direct_t *d = gw->direct;
+    if (!d)
+        return;
+    ms_gw_direct_recheck(gw, now);
+    edge_t *e, *tmp;
+    HASH_ITER(hh, d->edges, e, tmp)
+    {
+        if (!e->draining || now < e->drain_until_us)
+            continue;
+        ms_warn("no barrier back for the edge to %s within %u ms; its signals take the owner's "
+                "path",
+                e->peer, DRAIN_TIMEOUT_US / 1000);
+        edge_release(gw, e, 1);
+        e->via_owner = 1;
+        if (!strcmp(e->gw, gw->id))
+            edge_free(d, e);
+    }
+}
+
+ms_err_t ms_gw_direct_init(ms_gateway_t *gw)
+{
+    gw->direct = calloc(1, sizeof(*gw->direct));
+    return gw->direct ? MS_OK : MS_ERR_NOMEM;
+}
+
+void ms_gw_direct_cleanup(ms_gateway_t *gw)
+{
+    ms_gw_direct_t *d = gw->direct;
+    if (!d)
+        return;
+    edge_t *e, *etmp;
+    HASH_ITER(hh, d->edges, e, etmp)
+    edge_free(d, e);
+    rx_pair_t *p, *ptmp;
+    HASH_ITER(hh, d->pairs, p, ptmp)
+    {
+        HASH_DEL(d->pairs, p);
+        free(p->key);
+        free(p);
+    }
+    held_free_list(d->rx_held);
+    dest_t *t, *ttmp;
+    HASH_ITER(hh, d->dests, t, ttmp)
+    {
+        HASH_DEL(d->dests, t);
+        free(t->gw);
+        free(t->buf);
+        free(t);
+    }
+    free(d->scratch);
+    free(d);
+    gw->direct = NULL;
+}
