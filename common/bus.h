@@ -66,18 +66,6 @@ int ms_bus_connected(ms_bus_t *b);
 uint64_t ms_bus_reconnects(ms_bus_t *b);
 natsConnection *ms_bus_nats(ms_bus_t *b);
 
-/* The gateway's names for two subject.h builders, until it includes subject.h itself. */
-static inline const char *ms_bus_subject_shard(char *buf, size_t cap, const char *prefix,
-                                               uint32_t shard)
-{
-    return ms_subject_shard(buf, cap, prefix, shard);
-}
-static inline const char *ms_bus_subject_gw(char *buf, size_t cap, const char *prefix,
-                                            const char *gateway_id)
-{
-    return ms_subject_gw(buf, cap, prefix, gateway_id);
-}
-
 /* fnv1a64(namespace) mod shards (DESIGN.md §2). */
 uint32_t ms_bus_shard_of(const char *ns, uint32_t shards);
 

@@ -185,7 +185,7 @@ static dest_t *dest_get(ms_gateway_t *gw, const char *to_gw)
         return t;
     if (!(t = calloc(1, sizeof(*t))) || !(t->gw = strdup(to_gw)))
         goto fail;
-    ms_bus_subject_gw(t->subject, sizeof(t->subject), gw->cfg->prefix, to_gw);
+    ms_subject_gw(t->subject, sizeof(t->subject), gw->cfg->prefix, to_gw);
     Meshsig__Bus__GatewayBatch hdr = MESHSIG__BUS__GATEWAY_BATCH__INIT;
     hdr.gateway_id = gw->id;
     hdr.bus_version = MS_BUS_VERSION;

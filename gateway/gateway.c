@@ -58,7 +58,12 @@ static ms_err_t name_gateway(ms_gateway_t *gw)
     for (char *p = gw->id; *p; p++)
         if (*p == '.' || *p == '*' || *p == '>' || *p == ' ')
             *p = '-'; /* the id is a NATS subject token */
-    ms_bus_subject_gw(gw->subject, sizeof(gw->subject), cfg->prefix, gw->id);
+    /* <prefix>.gw.heartbeat and .gw.resync are taken (common/subject.h). */
+    if (!ms_subject_id_ok(gw->id) || !strcmp(gw->id, "heartbeat") || !strcmp(gw->id, "resync")) {
+        ms_error("--id '%s' cannot name a gateway", gw->id);
+        return MS_ERR_INVAL;
+    }
+    ms_subject_gw(gw->subject, sizeof(gw->subject), cfg->prefix, gw->id);
     return MS_OK;
 }
 

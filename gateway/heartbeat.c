@@ -26,6 +26,6 @@ static void on_heartbeat(lws_sorted_usec_list_t *sul)
 
 void ms_gw_heartbeat_start(ms_gateway_t *gw)
 {
-    snprintf(gw->hb_subject, sizeof(gw->hb_subject), "%s.gw.heartbeat", gw->cfg->prefix);
+    ms_subject(gw->hb_subject, sizeof(gw->hb_subject), gw->cfg->prefix, MS_SUBJ_GW_HEARTBEAT, NULL);
     lws_sul_schedule(gw->ctx, 0, &gw->sul_heartbeat, on_heartbeat, 1);
 }

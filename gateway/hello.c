@@ -43,7 +43,7 @@ void ms_gw_hello_deadline(ms_gateway_t *gw, ms_session_t *s)
         /* No answer yet: the request or its answer may have been lost while a
          * shard changed hands. Ask again; the owner dedups on the session. */
         char subj[160];
-        ms_bus_subject_shard(subj, sizeof(subj), gw->cfg->prefix, s->shard);
+        ms_subject_shard(subj, sizeof(subj), gw->cfg->prefix, s->shard);
         ms_bus_publish(gw->bus, subj, gw->subject, s->join_req, s->join_req_len);
         ms_gw_deadline_arm(gw, s, &gw->join_waits, LWS_US_PER_SEC);
         return;

@@ -177,7 +177,8 @@ static void wake(void *ud)
 ms_err_t ms_gw_intake_start(ms_gateway_t *gw)
 {
     ms_err_t err;
-    snprintf(gw->resync_subject, sizeof(gw->resync_subject), "%s.gw.resync", gw->cfg->prefix);
+    ms_subject(gw->resync_subject, sizeof(gw->resync_subject), gw->cfg->prefix, MS_SUBJ_GW_RESYNC,
+               NULL);
     /* On libev, the NATS socket is one more watcher of the service thread's
      * loop and messages arrive on this thread right after each read; on lws's
      * poll loop, cnats's threads read and hand messages over through the

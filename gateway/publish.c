@@ -36,7 +36,7 @@ int ms_gw_publish_request(ms_gateway_t *gw, ms_session_t *s, Meshsig__Bus__Shard
             memcpy(s->join_req, gw->pub, len);
         s->join_req_len = s->join_req ? len : 0;
     }
-    ms_bus_subject_shard(subj, sizeof(subj), gw->cfg->prefix, s->shard);
+    ms_subject_shard(subj, sizeof(subj), gw->cfg->prefix, s->shard);
     return ms_bus_publish(gw->bus, subj, with_reply ? gw->subject : NULL, gw->pub, len) == MS_OK
                ? 0
                : -1;
@@ -69,7 +69,7 @@ int ms_gw_publish_shard(ms_gateway_t *gw, uint32_t shard, Meshsig__Bus__ShardReq
         gw->pub_cap = len;
     }
     meshsig__bus__shard_request__pack(req, gw->pub);
-    ms_bus_subject_shard(subj, sizeof(subj), gw->cfg->prefix, shard);
+    ms_subject_shard(subj, sizeof(subj), gw->cfg->prefix, shard);
     return ms_bus_publish(gw->bus, subj, with_reply ? gw->subject : NULL, gw->pub, len) == MS_OK
                ? 0
                : -1;
