@@ -17,9 +17,8 @@
 /* The modules whose state lives in namespaces, in the order their hooks run
  * (a leaving member first leaves its rooms, then services, topics, waits, streams). */
 static const ms_ns_hooks_t *const ns_modules[] = {
-    &ms_member_hooks,  &ms_room_hooks,   &ms_service_hooks, &ms_topic_hooks,
-    &ms_pending_hooks, &ms_stream_hooks, &ms_emit_hooks,  &ms_edges_hooks,
-    &ms_p2p_hooks,
+    &ms_member_hooks, &ms_room_hooks, &ms_service_hooks, &ms_topic_hooks, &ms_pending_hooks,
+    &ms_stream_hooks, &ms_emit_hooks, &ms_edges_hooks,   &ms_p2p_hooks,   &ms_hold_hooks,
 };
 
 ms_err_t ms_coord_core_init(ms_coord_t *c, const ms_coord_config_t *cfg, const char *id)
@@ -29,6 +28,7 @@ ms_err_t ms_coord_core_init(ms_coord_t *c, const ms_coord_config_t *cfg, const c
     snprintf(c->id, sizeof(c->id), "%s", id);
     ms_ns_reg_init(&c->ns, (uint32_t)cfg->shards, ns_modules,
                    sizeof(ns_modules) / sizeof(ns_modules[0]));
+    ms_hold_init(&c->hold);
     ms_err_t err = ms_outbox_init(&c->outbox, NULL, cfg->prefix, c->id, (uint32_t)cfg->shards);
     if (err == MS_OK)
         err = ms_cluster_init(c);
@@ -38,6 +38,7 @@ ms_err_t ms_coord_core_init(ms_coord_t *c, const ms_coord_config_t *cfg, const c
 void ms_coord_core_cleanup(ms_coord_t *c)
 {
     ms_ns_reg_cleanup(c);
+    ms_hold_cleanup(&c->hold);
     ms_policies_cleanup(c);
     ms_cluster_cleanup(c);
     ms_gw_cleanup(c);
@@ -164,6 +165,7 @@ static void on_tick(evutil_socket_t fd, short what, void *ud)
     if (!c->loop.ready && now % 500 < 50)
         ms_bus_publish(c->bus, c->loop.probe_subject, NULL, "", 0);
     ms_pending_tick(c, now);
+    ms_hold_tick(c, mono);
     ms_ns_tick_all(c, now);
     ms_member_liveness(c, now);
     ms_outbox_flush(&c->outbox);

@@ -29,6 +29,7 @@
 #include "coordinator.h"
 #include "edges.h"
 #include "gateways.h"
+#include "hold.h"
 #include "mailbox.h"
 #include "member.h"
 #include "messaging.h"
@@ -74,6 +75,7 @@ struct ms_coord {
     ms_msg_stats_t msg;         /* messaging modules, a field each */
     ms_cluster_t cluster;       /* cluster.c */
     ms_admin_t admin;           /* admin.c, admin_cluster.c */
+    ms_hold_t hold;             /* hold.c */
 };
 
 /* The state every module needs, without a loop, NATS or HTTP: what unit tests

@@ -430,7 +430,10 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
             send_welcome(c, ns, old, cid);
             return;
         }
-        if (ns->policy.id_replace) {
+        /* The same claim is the same client reconnecting (PeerJS keeps its
+         * id and token across a reconnect): it takes its id back. */
+        if (ns->policy.id_replace || (j->claim.len && j->claim.len == old->claim_len &&
+                                      !memcmp(j->claim.data, old->claim, old->claim_len))) {
             replace_session(c, ns, old, req, cid);
             return;
         }
@@ -444,6 +447,10 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
         goto nomem;
     m->session = req->session;
     m->source = (uint8_t)as_source;
+    if (j->claim.len) {
+        m->claim_len = j->claim.len < sizeof(m->claim) ? (uint8_t)j->claim.len : sizeof(m->claim);
+        memcpy(m->claim, j->claim.data, m->claim_len);
+    }
     if (hello && hello->position)
         m->client_pos = ms_ns_position_dup(hello->position);
     if (hello && hello->metadata) {

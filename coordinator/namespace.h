@@ -39,13 +39,17 @@ typedef struct ms_member {
      * first report that involves this peer: until then it is the fresh
      * coordinate ms_vivaldi_init(pos.key) gives, at the origin. */
     ms_vivaldi_t *viv;
-    uint8_t source;    /* joined as the tree's source: handle 0 (ms_ns_has_source_slot) */
+    uint8_t source; /* joined as the tree's source: handle 0 (ms_ns_has_source_slot) */
     /* p2p.c: peers linked outside the topology, and the requests waiting for this peer's
      * answer. */
     char **p2p_links;
     size_t n_p2p_links;
     struct ms_p2p_ask *p2p_asks;
     size_t n_p2p_asks;
+    /* bus Join.claim (a hash of the PeerJS token): a join of the same id with
+     * the same claim takes the id over, as PeerJS lets its client reconnect. */
+    uint8_t claim[16];
+    uint8_t claim_len;
     UT_hash_handle hh; /* by id */
 } ms_member_t;
 
@@ -164,8 +168,8 @@ ms_topo_pos_t ms_ns_position(const ms_ns_t *ns, const char *peer_id,
                              const Meshsig__V1__Position *given);
 
 /* topology.connect / disconnect to `to` about `other`, outside any diff (p2p.c). */
-void ms_ns_send_connect(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
-                        const ms_member_t *other, int initiator, Meshsig__V1__Role role);
+void ms_ns_send_connect(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const ms_member_t *other,
+                        int initiator, Meshsig__V1__Role role);
 void ms_ns_send_disconnect(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
                            const ms_member_t *other);
 

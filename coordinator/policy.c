@@ -18,6 +18,14 @@ void ms_policy_default(ms_policy_t *p)
     p->shuffle_period_ms = 30000;
 }
 
+void ms_policy_peerjs(ms_policy_t *p)
+{
+    ms_policy_default(p);
+    snprintf(p->topology, sizeof(p->topology), "none");
+    p->signal_any = 1;
+    p->hold_ms = 5000;
+}
+
 static int get_uint(const json_t *j, const char *key, uint32_t lo, uint32_t hi, uint32_t *out,
                     char *err, size_t errlen)
 {
@@ -65,6 +73,7 @@ ms_err_t ms_policy_parse(const json_t *j, ms_policy_t *p, char *err, size_t errl
                                         "beforeSource",
                                         "sourceLeaves",
                                         "p2pTargets",
+                                        "holdMs",
                                         NULL};
     ms_policy_default(p);
     if (!json_is_object(j)) {
@@ -87,7 +96,7 @@ ms_err_t ms_policy_parse(const json_t *j, ms_policy_t *p, char *err, size_t errl
     if (t) {
         if (!json_is_string(t) || !ms_topo_find(json_string_value(t))) {
             snprintf(err, errlen,
-                     "unknown topology (known: fullmesh, delaunay, tree, spray, auto)");
+                     "unknown topology (known: fullmesh, delaunay, tree, spray, auto, none)");
             return MS_ERR_INVAL;
         }
         snprintf(p->topology, sizeof(p->topology), "%s", json_string_value(t));
@@ -96,7 +105,8 @@ ms_err_t ms_policy_parse(const json_t *j, ms_policy_t *p, char *err, size_t errl
         /* A full mesh while small, `then` beyond fullmeshUpTo peers. */
         json_t *th = json_object_get(j, "then");
         const ms_topo_ops_t *then = json_is_string(th) ? ms_topo_find(json_string_value(th)) : NULL;
-        if (!then || then == &ms_topo_adaptive_ops || then == &ms_topo_fullmesh_ops) {
+        if (!then || then == &ms_topo_adaptive_ops || then == &ms_topo_fullmesh_ops ||
+            then == &ms_topo_none_ops) {
             snprintf(err, errlen, "auto needs then: delaunay, tree or spray");
             return MS_ERR_INVAL;
         }
@@ -156,7 +166,8 @@ ms_err_t ms_policy_parse(const json_t *j, ms_policy_t *p, char *err, size_t errl
         get_uint(j, "cap", 0, 1000000, &p->params.cap, err, errlen) ||
         get_num(j, "a", 0, 100, &p->params.a, err, errlen) ||
         get_num(j, "b", 0, 1000, &p->params.b, err, errlen) ||
-        get_uint(j, "shufflePeriodMs", 100, 3600000, &p->shuffle_period_ms, err, errlen))
+        get_uint(j, "shufflePeriodMs", 100, 3600000, &p->shuffle_period_ms, err, errlen) ||
+        get_uint(j, "holdMs", 0, 600000, &p->hold_ms, err, errlen))
         return MS_ERR_INVAL;
     json_t *o = json_object_get(j, "overflow");
     if (o) {
@@ -206,6 +217,8 @@ json_t *ms_policy_to_json(const ms_policy_t *p)
     json_object_set_new(j, "duplicateIds", json_string(p->id_replace ? "replace" : "reject"));
     if (p->p2p_targets) /* off is the default; left out so that existing policies read the same */
         json_object_set_new(j, "p2pTargets", json_true());
+    if (p->hold_ms)
+        json_object_set_new(j, "holdMs", json_integer(p->hold_ms));
     const char *eng = p->topology;
     if (!strcmp(p->topology, "auto") && p->params.then) {
         eng = p->params.then->name;

@@ -24,10 +24,17 @@ typedef struct {
     int overflow_wait;          /* fullmesh over its cap: wait in line instead of NAMESPACE_FULL */
     int p2p_targets;            /* 1: peers may ask each other for edges outside the topology */
     uint32_t shuffle_period_ms; /* spray */
+    /* 0: a signal to an absent peer is PEER_NOT_FOUND at once. Else it is held
+     * this long for the peer to join (delivered then), and only then answered
+     * PEER_NOT_FOUND (PeerJS's EXPIRE). */
+    uint32_t hold_ms;
 } ms_policy_t;
 
 /* Full mesh, no cap, neighbours only, reject duplicate ids. */
 void ms_policy_default(ms_policy_t *p);
+/* The policy of PeerJS namespaces (the gateway's peerjs.<key>) unless a rule
+ * says otherwise: no topology, signals to any peer, held for 5 s. */
+void ms_policy_peerjs(ms_policy_t *p);
 /* Parses a policy object, starting from defaults. On MS_ERR_INVAL, err says why. */
 ms_err_t ms_policy_parse(const json_t *j, ms_policy_t *out, char *err, size_t errlen);
 /* New reference. */

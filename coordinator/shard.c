@@ -33,6 +33,10 @@ static void handle_signal(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sha
     if (!from)
         return;
     ms_member_t *to = ms_ns_member(ns, sig->to);
+    if (!to && ns->policy.hold_ms) {
+        ms_hold_signal(c, ns, from, req->client_id, sig);
+        return;
+    }
     if (!to) {
         ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, req->client_id,
                         ERR(PEER_NOT_FOUND), "%s is not in namespace %s", sig->to, ns->name);

@@ -8,7 +8,7 @@
 
 static const ms_topo_ops_t *const engines[] = {
     &ms_topo_fullmesh_ops, &ms_topo_tree_ops,     &ms_topo_spray_ops,
-    &ms_topo_delaunay_ops, &ms_topo_adaptive_ops,
+    &ms_topo_delaunay_ops, &ms_topo_adaptive_ops, &ms_topo_none_ops,
 };
 
 const ms_topo_ops_t *ms_topo_find(const char *name)

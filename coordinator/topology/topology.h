@@ -101,7 +101,7 @@ typedef struct ms_topo ms_topo_t;
 typedef void (*ms_topo_edge_fn)(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud);
 
 typedef struct ms_topo_ops {
-    const char *name; /* "fullmesh", "delaunay", "tree", "spray", "auto" */
+    const char *name; /* "fullmesh", "delaunay", "tree", "spray", "auto", "none" */
     ms_err_t (*create)(const ms_topo_params_t *params, ms_topo_t **out);
     void (*destroy)(ms_topo_t *t);
     /* MS_ERR_FULL when the engine's cap is reached, MS_ERR_EXISTS for a handle in use. */
@@ -153,5 +153,6 @@ extern const ms_topo_ops_t ms_topo_spray_ops;
 extern const ms_topo_ops_t ms_topo_delaunay_ops; /* the plane */
 extern const ms_topo_ops_t ms_topo_geo_ops;      /* "delaunay" on the sphere (geo.h) */
 extern const ms_topo_ops_t ms_topo_adaptive_ops;
+extern const ms_topo_ops_t ms_topo_none_ops;
 
 #endif
