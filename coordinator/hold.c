@@ -8,9 +8,9 @@
 #include "lease.h"
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
-/* PeerJS server keeps at most 10 per peer and no global bound; ours is global
- * so that one client cannot grow the owner's memory without limit. */
-#define HOLD_MAX 10000
+/* A bound on what one coordinator holds, so that clients signalling ids that
+ * never come cannot grow its memory without limit (an expiry scans the list). */
+#define HOLD_MAX 4096
 
 typedef struct ms_held {
     struct ms_held *next;
@@ -144,6 +144,23 @@ void ms_hold_tick(ms_coord_t *c, uint64_t mono_ms)
         h->n--;
         /* Only a sender still in place hears of it: a namespace this
          * coordinator no longer serves, or a sender gone, is not ours to answer. */
+        /* PeerJS expires a peer's whole queue at once and tells each sender
+         * once: the sender's other signals to the same peer go with this one. */
+        held_t **pp = &h->head, *prev = NULL;
+        while (*pp) {
+            held_t *o = *pp;
+            if (o->session != e->session || strcmp(o->to, e->to) || strcmp(o->from, e->from) ||
+                strcmp(o->ns, e->ns) || strcmp(o->gateway, e->gateway)) {
+                prev = o;
+                pp = &o->next;
+                continue;
+            }
+            *pp = o->next;
+            if (h->tail == o)
+                h->tail = prev;
+            h->n--;
+            held_free(o);
+        }
         ms_ns_t *ns = ms_ns_find(c, e->ns);
         ms_member_t *from = ns ? ms_ns_member(ns, e->from) : NULL;
         if (from && from->session == e->session && !strcmp(from->gateway, e->gateway))

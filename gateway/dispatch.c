@@ -63,7 +63,7 @@ void ms_gw_track_delivery(ms_session_t *s, const Meshsig__V1__ServerMessage *m)
     }
 }
 
-static void handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__ClientMessage *cm)
+void ms_gw_handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__ClientMessage *cm)
 {
     const char *cid = cm->id;
     switch (cm->msg_case) {
@@ -128,6 +128,10 @@ void ms_gw_handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *
                          over_msgs ? "the message rate" : "the byte rate");
         return;
     }
+    if (s->peerjs) {
+        ms_gw_peerjs_frame(gw, s, data, len);
+        return;
+    }
     Meshsig__V1__ClientMessage *cm = NULL;
     if (s->binary) {
         if (!binary) {
@@ -177,6 +181,6 @@ void ms_gw_handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *
             return;
         }
     }
-    handle_message(gw, s, cm);
+    ms_gw_handle_message(gw, s, cm);
     meshsig__v1__client_message__free_unpacked(cm, NULL);
 }

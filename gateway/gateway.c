@@ -150,6 +150,7 @@ ms_err_t ms_gw_create(const ms_gw_config_t *cfg, ms_gateway_t **out)
         (err = ms_gw_hello_init(gw)) != MS_OK ||  /* tokens and the resume key */
         (err = ms_gw_ice_setup(gw)) != MS_OK ||   /* STUN/TURN for the welcome */
         (err = ms_gw_direct_init(gw)) != MS_OK || /* edge records, direct batches */
+        (err = ms_gw_peerjs_init(gw)) != MS_OK || /* before the mounts */
         (err = create_context(gw)) != MS_OK ||    /* listening */
         (err = ms_gw_intake_start(gw)) != MS_OK)  /* NATS, subscribed */
         goto fail;
@@ -234,6 +235,7 @@ void ms_gw_destroy(ms_gateway_t *gw)
     ms_gw_hello_cleanup(gw);
     ms_gw_ice_cleanup(&gw->ice);
     ms_gw_direct_cleanup(gw);
+    ms_gw_peerjs_cleanup(gw);
     free(gw->epochs);
     free(gw->out);
     free(gw->pub);

@@ -39,6 +39,8 @@ typedef struct {
     const char *turn_urls;     /* comma-separated, with per-session credentials */
     const char *turn_secret;   /* the TURN server's static-auth-secret */
     long turn_ttl_s;           /* TURN credential lifetime */
+    const char *peerjs_path;   /* the PeerJS client's `path` ("/"): see peerjs.c */
+    const char *peerjs_keys;   /* comma-separated PeerJS keys; "" turns the endpoint off */
 } ms_gw_config_t;
 
 typedef struct ms_gateway ms_gateway_t;

@@ -68,6 +68,12 @@ void ms_gw_keep_position(ms_session_t *s, const Meshsig__V1__Position *pos)
 
 void ms_gw_hello(ms_gateway_t *gw, ms_session_t *s, const char *cid, Meshsig__V1__Hello *hello)
 {
+    ms_gw_hello_claim(gw, s, cid, hello, NULL, 0);
+}
+
+void ms_gw_hello_claim(ms_gateway_t *gw, ms_session_t *s, const char *cid,
+                       Meshsig__V1__Hello *hello, const uint8_t *claim, size_t claim_len)
+{
     char peer[MS_AUTH_PEER_ID_MAX + 1] = "";
     if (s->state != MS_SESSION_NEW) {
         ms_gw_send_error(gw, s, cid, ERR(ALREADY_JOINED), "this connection has already said hello");
@@ -152,6 +158,8 @@ void ms_gw_hello(ms_gateway_t *gw, ms_session_t *s, const char *cid, Meshsig__V1
     j.may_set_policy = may_policy;
     j.may_be_source = may_source;
     s->source = hello->role == MESHSIG__V1__JOIN_ROLE__SOURCE;
+    j.claim.data = (uint8_t *)claim;
+    j.claim.len = claim ? claim_len : 0;
     Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
     req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_JOIN;
     req.join = &j;

@@ -16,10 +16,15 @@ int ms_gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return ms_gw_confirm_upgrade(wsi, in);
     case LWS_CALLBACK_HTTP: {
-        char uri[64];
+        char uri[192] = "";
         lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
         const char *ctype = "text/plain";
-        if (!strcmp(uri, "/healthz")) {
+        int pj = ms_gw_peerjs_http(gw, uri, h, &ctype);
+        if (pj < 0)
+            return -1;
+        if (pj) {
+            /* answered by peerjs.c */
+        } else if (!strcmp(uri, "/healthz")) {
             /* Draining counts as unhealthy so a load balancer stops sending new clients. */
             h->status = gw->draining ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK;
             h->body = strdup(gw->draining ? "draining\n" : "ok\n");
@@ -38,6 +43,9 @@ int ms_gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         if (lws_add_http_common_headers(wsi, (unsigned int)h->status, ctype, h->len, &p, end) ||
             lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
                                          (const unsigned char *)"no-store", 8, &p, end) ||
+            (h->cors &&
+             lws_add_http_header_by_name(wsi, (const unsigned char *)"access-control-allow-origin:",
+                                         (const unsigned char *)"*", 1, &p, end)) ||
             lws_finalize_write_http_header(wsi, start, &p, end))
             return -1;
         lws_callback_on_writable(wsi);
@@ -112,5 +120,6 @@ const struct lws_http_mount *ms_gw_http_mounts(ms_gateway_t *gw)
         gw->mounts[2].def = "index.html";
         gw->mounts[2].origin_protocol = LWSMPRO_FILE;
     }
+    gw->mounts[1].mount_next = ms_gw_peerjs_mounts(gw, gw->mounts[1].mount_next);
     return &gw->mounts[0];
 }

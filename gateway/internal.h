@@ -49,6 +49,8 @@
 typedef struct ms_gw_direct ms_gw_direct_t;
 
 /* Fields are grouped by the file that owns them (writes them); others only read. */
+typedef struct ms_gw_peerjs ms_gw_peerjs_t;
+
 struct ms_gateway {
     /* gateway.c: configuration, identity, the lws context, shutdown */
     const ms_gw_config_t *cfg;
@@ -63,6 +65,9 @@ struct ms_gateway {
 
     /* http.c */
     struct lws_http_mount mounts[3]; /* /healthz, /metrics, then files at / */
+
+    /* peerjs.c: NULL when the PeerJS endpoint is off */
+    ms_gw_peerjs_t *peerjs;
 
     /* intake.c: the bus connection, the mailbox from cnats threads, fencing */
     char resync_subject[160];
@@ -159,6 +164,8 @@ void ms_gw_send_error(ms_gateway_t *gw, ms_session_t *s, const char *id,
 /* One complete client message (data is borrowed). */
 void ms_gw_handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *data, size_t len,
                         int binary);
+/* One decoded client message (cm is borrowed). */
+void ms_gw_handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__ClientMessage *cm);
 /* Keeps the client's view of its edges, from a message about to be sent to it. */
 void ms_gw_track_delivery(ms_session_t *s, const Meshsig__V1__ServerMessage *m);
 
@@ -177,6 +184,9 @@ void ms_gw_ice_welcome(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Welcome *
 void ms_gw_ice_sweep(ms_gateway_t *gw, uint64_t now_us);
 void ms_gw_hello_cleanup(ms_gateway_t *gw);
 void ms_gw_hello(ms_gateway_t *gw, ms_session_t *s, const char *cid, Meshsig__V1__Hello *hello);
+/* The same with a claim on the peer id (bus Join.claim; peerjs.c). */
+void ms_gw_hello_claim(ms_gateway_t *gw, ms_session_t *s, const char *cid,
+                       Meshsig__V1__Hello *hello, const uint8_t *claim, size_t claim_len);
 /* The session's hello or join deadline passed (liveness.c calls it). */
 void ms_gw_hello_deadline(ms_gateway_t *gw, ms_session_t *s);
 /* Back to "connected, not joined": after a leave, a refused or timed-out join. */
@@ -268,6 +278,7 @@ typedef struct {
     char *body;
     size_t len;
     int status;
+    int cors; /* Access-Control-Allow-Origin: * (PeerJS's /id is fetched cross-origin) */
 } ms_gw_http_pss_t;
 /* The mount list (/healthz, /metrics, --static-dir), stored in gw->mounts. */
 const struct lws_http_mount *ms_gw_http_mounts(ms_gateway_t *gw);
@@ -279,5 +290,24 @@ int ms_gw_origin_allowed(ms_gateway_t *gw, struct lws *wsi);
 void ms_gw_record_latency(ms_gateway_t *gw, uint64_t origin_us);
 /* The /metrics body (malloc'd, caller frees), or NULL. */
 char *ms_gw_metrics_text(ms_gateway_t *gw, size_t *len);
+
+/* ---- peerjs.c ------------------------------------------------------------ */
+
+ms_err_t ms_gw_peerjs_init(ms_gateway_t *gw);
+void ms_gw_peerjs_cleanup(ms_gateway_t *gw);
+/* Prepends the PeerJS HTTP mounts (<path><key>) to next. */
+const struct lws_http_mount *ms_gw_peerjs_mounts(ms_gateway_t *gw,
+                                                 const struct lws_http_mount *next);
+/* 1 when uri is the PeerJS WebSocket path. */
+int ms_gw_peerjs_ws_path(ms_gateway_t *gw, const char *uri);
+/* A new PeerJS WebSocket (ESTABLISHED): checks key, id and token, then joins. */
+void ms_gw_peerjs_open(ms_gateway_t *gw, ms_session_t *s, struct lws *wsi);
+/* One PeerJS client frame, after the rate limits. */
+void ms_gw_peerjs_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *data, size_t len);
+/* 1 when s speaks PeerJS (msg was translated, or dropped): ms_gw_send is done. */
+int ms_gw_peerjs_send(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__ServerMessage *msg);
+/* GET <path><key>/id and /peers: 1 when answered into h (body, status), 0 when
+ * uri is not PeerJS's, -1 when out of memory. */
+int ms_gw_peerjs_http(ms_gateway_t *gw, const char *uri, ms_gw_http_pss_t *h, const char **ctype);
 
 #endif

@@ -47,6 +47,8 @@ int main(int argc, char **argv)
         .resume_ttl_s = 3600,
         .turn_ttl_s = 3600,
         .event_lib = "auto",
+        .peerjs_path = "/",
+        .peerjs_keys = "peerjs",
     };
     const char *log_level = "info";
     int log_json = 0;
@@ -69,6 +71,10 @@ int main(int argc, char **argv)
         {"origins", MS_OPT_STR, &cfg.origins,
          "allowed Origin values, comma-separated (default any)"},
         {"static-dir", MS_OPT_STR, &cfg.static_dir, "directory served at / (the demo page)"},
+        {"peerjs-path", MS_OPT_STR, &cfg.peerjs_path,
+         "PeerJS server protocol under this path (the PeerJS client's `path` option)"},
+        {"peerjs-keys", MS_OPT_STR, &cfg.peerjs_keys,
+         "PeerJS keys accepted, comma-separated (namespace peerjs.<key>); empty: no PeerJS"},
         {"max-frame", MS_OPT_INT, &cfg.max_frame,
          "largest client message in bytes (at most 64 MiB)"},
         {"max-queue", MS_OPT_INT, &cfg.max_queue,

@@ -77,6 +77,7 @@ typedef struct ms_session {
     uint8_t ping_due; /* a ping is to be written */
     uint8_t peer_indexed;
     uint8_t source; /* joined as a tree's source (reported in a resync) */
+    uint8_t peerjs; /* speaks the PeerJS server protocol (peerjs.c) */
 } ms_session_t;
 
 /* Queues a frame (copying data). Returns 0, or -1 when the queue is over

@@ -47,7 +47,7 @@ void ms_gw_queue_frame(ms_gateway_t *gw, ms_session_t *s, const void *data, size
 ms_err_t ms_gw_send(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__ServerMessage *msg)
 {
     ms_err_t err = MS_ERR_NOMEM;
-    if (s->closing)
+    if (s->closing || ms_gw_peerjs_send(gw, s, msg))
         return MS_OK;
     size_t len;
     const void *data;
@@ -164,9 +164,10 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
         return ms_gw_confirm_upgrade(wsi, in);
 
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
-        char uri[64];
-        if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws")) {
-            return 1; /* WebSockets live at /ws only */
+        char uri[192];
+        if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
+            (strcmp(uri, "/ws") && !ms_gw_peerjs_ws_path(gw, uri))) {
+            return 1; /* WebSockets live at /ws (and PeerJS's path) only */
         }
         if (gw->draining)
             return 1; /* shutting down: clients go to another gateway */
@@ -194,6 +195,13 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
             /* sent with the request, before the 101 */
             ms_info("session %llu: %s; closing with %d", (unsigned long long)s->id, why, code);
             ms_gw_session_close(s, (uint16_t)code);
+            return 0;
+        }
+        if (gw->peerjs) {
+            char uri[192];
+            if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) > 0 &&
+                ms_gw_peerjs_ws_path(gw, uri))
+                ms_gw_peerjs_open(gw, s, wsi);
         }
         return 0;
 

@@ -159,6 +159,11 @@ void wsc_pump(int ms)
 
 wsc_t *wsc_connect(int port, const char *subprotocol, int timeout_ms)
 {
+    return wsc_connect_path(port, "/ws", subprotocol, timeout_ms);
+}
+
+wsc_t *wsc_connect_path(int port, const char *path, const char *subprotocol, int timeout_ms)
+{
     wsc_t *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
@@ -167,7 +172,7 @@ wsc_t *wsc_connect(int port, const char *subprotocol, int timeout_ms)
     ci.context = ctx;
     ci.address = "127.0.0.1";
     ci.port = port;
-    ci.path = "/ws";
+    ci.path = path;
     ci.host = "127.0.0.1";
     ci.origin = "http://127.0.0.1";
     ci.protocol = subprotocol;

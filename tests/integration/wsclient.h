@@ -20,6 +20,8 @@ void wsc_global_cleanup(void);
  * Returns NULL if not established within timeout_ms. */
 wsc_t *wsc_connect(int port, const char *subprotocol, int timeout_ms);
 /* Closes (if open) and frees. */
+/* The same at another path (with its query string), e.g. PeerJS's /peerjs?key=... */
+wsc_t *wsc_connect_path(int port, const char *path, const char *subprotocol, int timeout_ms);
 void wsc_free(wsc_t *c);
 int wsc_send(wsc_t *c, const void *data, size_t len, int binary);
 int wsc_send_text(wsc_t *c, const char *text);

@@ -1,0 +1,350 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The PeerJS server protocol on the gateway: PeerJS clients use meshsig by changing host and port.
+ *
+ * A PeerJS client (npm `peerjs` 1.x) builds its URLs from {host, port, path,
+ * key}: the WebSocket `<path>peerjs?key=K&id=ID&token=T` and `GET <path>K/id`
+ * for a fresh id. Each such WebSocket becomes an ordinary session that joins
+ * namespace `peerjs.<K>` as peer ID (the coordinators give those namespaces no
+ * topology, signals to any peer and a 5 s hold for absent peers, unless a
+ * policy rule says otherwise), so ids are unique across the cluster and two
+ * peers on different gateways reach each other through the owner as any
+ * meshsig signal does. This file only translates at the session's edge:
+ *
+ *   client -> gateway                      meshsig
+ *   {type: OFFER|ANSWER|CANDIDATE|LEAVE|   signal {to: dst, payload: {type, payload}}
+ *          EXPIRE, dst, payload}           (request id = dst, so an EXPIRE can name it)
+ *   {type: LEAVE} without dst              leave, and the socket is closed
+ *   {type: HEARTBEAT}                      liveness only (any frame counts)
+ *
+ *   meshsig                                gateway -> client
+ *   welcome                                {type: OPEN}
+ *   signal {from, payload: {type, payload}} {type, src: from, dst: id, payload}
+ *   error PEER_NOT_FOUND for request dst   {type: EXPIRE, src: dst, dst: id}
+ *   error ID_TAKEN on join                 {type: ID-TAKEN, payload: {msg}} and close
+ *   any other error on join                {type: ERROR, payload: {msg}} and close
+ *
+ * The PeerJS token is the client's proof that it owns its id: its hash goes in
+ * the join as the claim, and the owner gives a taken id to a join with the same
+ * claim (a reconnecting client keeps its id, on any gateway) and refuses any
+ * other with ID_TAKEN. When the gateway verifies JWTs, the token must be one
+ * (sub = the PeerJS id, namespace claim allowing peerjs.<K>).
+ *
+ * Lws service thread only, like the rest of the gateway.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "codec.h"
+#include "internal.h"
+#include "log.h"
+
+#define PEERJS_MAX_KEYS 16
+#define PEERJS_KEY_MAX 64
+#define CLOSE_NORMAL 1000
+
+struct ms_gw_peerjs {
+    char ws_path[160];                   /* <path>peerjs */
+    char http_path[PEERJS_MAX_KEYS][96]; /* <path><key>, one mount each */
+    char keys[PEERJS_MAX_KEYS][PEERJS_KEY_MAX];
+    size_t n_keys;
+    struct lws_http_mount mounts[PEERJS_MAX_KEYS];
+};
+
+ms_err_t ms_gw_peerjs_init(ms_gateway_t *gw)
+{
+    const char *path = gw->cfg->peerjs_path ? gw->cfg->peerjs_path : "/";
+    const char *keys = gw->cfg->peerjs_keys ? gw->cfg->peerjs_keys : "peerjs";
+    if (!*keys)
+        return MS_OK; /* --peerjs-keys "": no PeerJS endpoint */
+    if (*path != '/' || strlen(path) > 64) {
+        ms_error("--peerjs-path must start with / and be at most 64 characters");
+        return MS_ERR_INVAL;
+    }
+    ms_gw_peerjs_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        return MS_ERR_NOMEM;
+    size_t pl = strlen(path);
+    const char *sep = path[pl - 1] == '/' ? "" : "/";
+    snprintf(p->ws_path, sizeof(p->ws_path), "%s%speerjs", path, sep);
+    for (const char *k = keys; *k;) {
+        const char *comma = strchr(k, ',');
+        size_t n = comma ? (size_t)(comma - k) : strlen(k);
+        int ok = n > 0 && n < PEERJS_KEY_MAX && p->n_keys < PEERJS_MAX_KEYS;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (k[i] >= 'a' && k[i] <= 'z') || (k[i] >= 'A' && k[i] <= 'Z') ||
+                 (k[i] >= '0' && k[i] <= '9') || k[i] == '-' || k[i] == '_';
+        if (!ok) {
+            ms_error("--peerjs-keys: at most %d keys of 1 to %d characters of A-Z a-z 0-9 - _",
+                     PEERJS_MAX_KEYS, PEERJS_KEY_MAX - 1);
+            free(p);
+            return MS_ERR_INVAL;
+        }
+        char key[PEERJS_KEY_MAX] = "";
+        memcpy(key, k, n);
+        memcpy(p->keys[p->n_keys], key, n + 1);
+        snprintf(p->http_path[p->n_keys], sizeof(p->http_path[0]), "%s%s%s", path, sep, key);
+        p->n_keys++;
+        k += n + (comma ? 1 : 0);
+    }
+    gw->peerjs = p;
+    ms_info("PeerJS endpoint: WebSocket %s, keys %s", p->ws_path, keys);
+    return MS_OK;
+}
+
+void ms_gw_peerjs_cleanup(ms_gateway_t *gw)
+{
+    free(gw->peerjs);
+    gw->peerjs = NULL;
+}
+
+const struct lws_http_mount *ms_gw_peerjs_mounts(ms_gateway_t *gw,
+                                                 const struct lws_http_mount *next)
+{
+    ms_gw_peerjs_t *p = gw->peerjs;
+    if (!p)
+        return next;
+    /* <path><key>/id and /peers: longer than "/", so they win over --static-dir. */
+    for (size_t i = p->n_keys; i-- > 0;) {
+        struct lws_http_mount *m = &p->mounts[i];
+        m->mountpoint = p->http_path[i];
+        m->mountpoint_len = (unsigned char)strlen(p->http_path[i]);
+        m->origin = "meshsig-http";
+        m->origin_protocol = LWSMPRO_CALLBACK;
+        m->mount_next = next;
+        next = m;
+    }
+    return next;
+}
+
+int ms_gw_peerjs_ws_path(ms_gateway_t *gw, const char *uri)
+{
+    return gw->peerjs && !strcmp(uri, gw->peerjs->ws_path);
+}
+
+static int key_known(const ms_gw_peerjs_t *p, const char *key)
+{
+    for (size_t i = 0; i < p->n_keys; i++)
+        if (!strcmp(p->keys[i], key))
+            return 1;
+    return 0;
+}
+
+/* Queues one PeerJS JSON message (steals j). */
+static void send_json(ms_gateway_t *gw, ms_session_t *s, json_t *j)
+{
+    if (!j)
+        return;
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!text) {
+        ms_error("session %llu: cannot encode a PeerJS message", (unsigned long long)s->id);
+        return;
+    }
+    ms_gw_queue_frame(gw, s, text, strlen(text));
+    free(text);
+}
+
+static void send_error_close(ms_gateway_t *gw, ms_session_t *s, const char *type, const char *msg)
+{
+    send_json(gw, s, json_pack("{s:s, s:{s:s}}", "type", type, "payload", "msg", msg));
+    ms_gw_session_close(s, CLOSE_NORMAL);
+}
+
+static const char *urlarg(struct lws *wsi, const char *name, char *buf, int len)
+{
+    const char *v = lws_get_urlarg_by_name(wsi, name, buf, len);
+    return v && *v ? v : NULL;
+}
+
+void ms_gw_peerjs_open(ms_gateway_t *gw, ms_session_t *s, struct lws *wsi)
+{
+    char kb[PEERJS_KEY_MAX + 8], ib[MS_AUTH_PEER_ID_MAX + 8], tb[4096];
+    s->peerjs = 1;
+    const char *key = urlarg(wsi, "key=", kb, sizeof(kb));
+    const char *id = urlarg(wsi, "id=", ib, sizeof(ib));
+    const char *token = urlarg(wsi, "token=", tb, sizeof(tb));
+    if (!key || !id || !token) {
+        send_error_close(gw, s, "ERROR", "No id, token, or key supplied to websocket server");
+        return;
+    }
+    if (!key_known(gw->peerjs, key)) {
+        send_error_close(gw, s, "ERROR", "Invalid key provided");
+        return;
+    }
+    char ns[PEERJS_KEY_MAX + 8];
+    snprintf(ns, sizeof(ns), "peerjs.%s", key);
+    /* The claim: SHA-256 of the token, first 16 bytes. The owner compares
+     * claims only; the token itself never leaves this gateway. */
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+    if (!EVP_Digest(token, strlen(token), digest, &dlen, EVP_sha256(), NULL) || dlen < 16) {
+        send_error_close(gw, s, "ERROR", "internal error");
+        return;
+    }
+    Meshsig__V1__Hello hello = MESHSIG__V1__HELLO__INIT;
+    hello.namespace_ = ns;
+    hello.peer_id = (char *)id;
+    hello.token = gw->auth ? (char *)token : (char *)"";
+    ms_gw_hello_claim(gw, s, "", &hello, digest, 16);
+}
+
+/* {type, payload} of a signal payload from a PeerJS peer, or NULL. */
+static json_t *signal_body(const Meshsig__V1__Value *v)
+{
+    if (!v)
+        return NULL;
+    json_t *j = ms_codec_to_jansson(&v->base);
+    if (!json_is_object(j) || !json_is_string(json_object_get(j, "type"))) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+int ms_gw_peerjs_send(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__ServerMessage *msg)
+{
+    if (!s->peerjs)
+        return 0;
+    if (s->closing)
+        return 1;
+    switch (msg->msg_case) {
+    case MESHSIG__V1__SERVER_MESSAGE__MSG_WELCOME:
+        send_json(gw, s, json_pack("{s:s}", "type", "OPEN"));
+        break;
+    case MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL: {
+        json_t *body = signal_body(msg->signal->payload);
+        if (!body) {
+            ms_debug("session %llu: a signal that is not PeerJS's dropped",
+                     (unsigned long long)s->id);
+            break;
+        }
+        json_t *out = json_pack("{s:O, s:s, s:s}", "type", json_object_get(body, "type"), "src",
+                                msg->signal->from, "dst", s->peer_id ? s->peer_id : "");
+        json_t *pl = json_object_get(body, "payload");
+        if (out && pl)
+            json_object_set(out, "payload", pl);
+        json_decref(body);
+        send_json(gw, s, out);
+        break;
+    }
+    case MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR: {
+        const Meshsig__V1__Error *e = msg->error;
+        if (s->state != MS_SESSION_JOINED) {
+            /* The join failed (or the hello was refused): PeerJS ends the peer. */
+            if (e->code == ERR(ID_TAKEN))
+                send_error_close(gw, s, "ID-TAKEN", "ID is taken");
+            else
+                send_error_close(gw, s, "ERROR", *e->message ? e->message : "refused");
+            break;
+        }
+        if (e->code == ERR(PEER_NOT_FOUND) && msg->id && *msg->id) {
+            send_json(gw, s,
+                      json_pack("{s:s, s:s, s:s}", "type", "EXPIRE", "src", msg->id, "dst",
+                                s->peer_id ? s->peer_id : ""));
+            break;
+        }
+        /* A PeerJS client ends itself on ERROR; a dropped signal is not worth that
+         * (REPLACED closes the session with its own close code). */
+        ms_debug("session %llu: error %d (%s) not passed to the PeerJS client",
+                 (unsigned long long)s->id, (int)e->code, e->message);
+        break;
+    }
+    default:
+        break; /* topology, pongs, peer-left: nothing PeerJS knows */
+    }
+    return 1;
+}
+
+void ms_gw_peerjs_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *data, size_t len)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
+    const char *type = json_string_value(json_object_get(j, "type"));
+    const char *dst = json_string_value(json_object_get(j, "dst"));
+    json_t *cmj = NULL;
+    if (!type || !strcmp(type, "HEARTBEAT") || s->state != MS_SESSION_JOINED)
+        goto done; /* PeerJS server ignores what it cannot parse, too */
+    if (!strcmp(type, "LEAVE") && !dst) {
+        /* The client says it is gone (PeerJS: removes the client). */
+        ms_gw_publish_leave(gw, s, "left");
+        ms_gw_session_reset(gw, s);
+        ms_gw_session_close(s, CLOSE_NORMAL);
+        goto done;
+    }
+    if (!dst || (strcmp(type, "OFFER") && strcmp(type, "ANSWER") && strcmp(type, "CANDIDATE") &&
+                 strcmp(type, "LEAVE") && strcmp(type, "EXPIRE")))
+        goto done;
+    json_t *payload = json_object_get(j, "payload");
+    /* LEAVE and EXPIRE to an absent peer are dropped by PeerJS, not expired:
+     * without a request id the owner's late PEER_NOT_FOUND names nobody. */
+    int expires = strcmp(type, "LEAVE") && strcmp(type, "EXPIRE");
+    cmj = json_pack("{s:s, s:{s:s, s:{s:s}}}", "id", expires ? dst : "", "signal", "to", dst,
+                    "payload", "type", type);
+    if (!cmj)
+        goto done;
+    if (payload)
+        json_object_set(json_object_get(json_object_get(cmj, "signal"), "payload"), "payload",
+                        payload);
+    Meshsig__V1__ClientMessage *cm = NULL;
+    ms_codec_error_t cerr = {0};
+    if (ms_codec_from_jansson(&meshsig__v1__client_message__descriptor, cmj,
+                              (ProtobufCMessage **)&cm, &cerr) != MS_OK) {
+        ms_debug("session %llu: PeerJS %s not relayed: %s", (unsigned long long)s->id, type,
+                 cerr.message);
+        goto done;
+    }
+    ms_gw_handle_message(gw, s, cm);
+    meshsig__v1__client_message__free_unpacked(cm, NULL);
+done:
+    json_decref(cmj);
+    json_decref(j);
+}
+
+/* A version 4 UUID, as PeerJS server hands out. */
+static int fresh_id(char out[37])
+{
+    unsigned char b[16];
+    if (RAND_bytes(b, sizeof(b)) != 1)
+        return -1;
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
+    return 0;
+}
+
+int ms_gw_peerjs_http(ms_gateway_t *gw, const char *uri, ms_gw_http_pss_t *h, const char **ctype)
+{
+    ms_gw_peerjs_t *p = gw->peerjs;
+    if (!p)
+        return 0;
+    for (size_t i = 0; i < p->n_keys; i++) {
+        size_t n = strlen(p->http_path[i]);
+        if (strncmp(uri, p->http_path[i], n) || uri[n] != '/')
+            continue;
+        const char *what = uri + n + 1;
+        h->cors = 1;
+        *ctype = "text/plain";
+        if (!strcmp(what, "id")) {
+            char id[37];
+            if (fresh_id(id))
+                return -1;
+            h->status = HTTP_STATUS_OK;
+            h->body = strdup(id);
+        } else if (!strcmp(what, "peers")) {
+            /* Discovery is off, as PeerJS server's default (allow_discovery). */
+            h->status = HTTP_STATUS_UNAUTHORIZED;
+            h->body = strdup("");
+        } else {
+            return 0;
+        }
+        h->len = h->body ? strlen(h->body) : 0;
+        return h->body ? 1 : -1;
+    }
+    return 0;
+}
