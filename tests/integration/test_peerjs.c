@@ -241,6 +241,32 @@ START_TEST(test_http_id_and_peers)
 }
 END_TEST
 
+START_TEST(test_gateway_killed_client_reconnects_and_keeps_its_id)
+{
+    const char *dev[] = {"--insecure-dev", NULL};
+    int gw3 = cluster_add_gateway(&cl, "gw-3", dev);
+    ck_assert_int_ge(gw3, 0);
+    wsc_t *a = pj_open(gw3, "survivor", "t-survivor");
+    wsc_t *b = pj_open(gw1, "witness", "t-witness");
+    cluster_kill_gateway(&cl, gw3);
+    ck_assert(wsc_wait_closed(a, T_MS));
+    wsc_free(a);
+    /* The id stays taken for anybody else while its owner may come back... */
+    wsc_t *thief = pj_connect(gw2, "peerjs", "survivor", "t-other");
+    ck_assert_ptr_nonnull(thief);
+    json_decref(pj_expect(thief, "ID-TAKEN"));
+    wsc_free(thief);
+    /* ...and the client, reconnecting to another gateway with its token, keeps it. */
+    wsc_t *again = pj_open(gw2, "survivor", "t-survivor");
+    pj_send(b, "OFFER", "survivor", "{\"n\":2}");
+    json_t *j = pj_expect(again, "OFFER");
+    expect_from(j, "witness", "survivor");
+    json_decref(j);
+    wsc_free(again);
+    wsc_free(b);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("peerjs");
@@ -254,6 +280,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_leave_without_dst_frees_the_id);
     tcase_add_test(tc, test_invalid_key_and_missing_parameters);
     tcase_add_test(tc, test_http_id_and_peers);
+    tcase_add_test(tc, test_gateway_killed_client_reconnects_and_keeps_its_id);
     suite_add_tcase(s, tc);
     return s;
 }
