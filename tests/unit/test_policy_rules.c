@@ -35,6 +35,33 @@ static char *write_tmp(const char *suffix, const char *text)
     return path;
 }
 
+START_TEST(peerjs_policy_fields)
+{
+    /* PeerJS namespaces: no topology, signals to anyone, held 5 s for an absent peer. */
+    ms_policy_t def, p;
+    ms_policy_peerjs(&def);
+    ck_assert_str_eq(def.topology, "none");
+    ck_assert_int_eq(def.signal_any, 1);
+    ck_assert_uint_eq(def.hold_ms, 5000);
+    char err[256] = "";
+    json_t *j = json_loads("{\"topology\":\"none\",\"signals\":\"any\",\"holdMs\":5000}", 0, NULL);
+    ck_assert_int_eq(ms_policy_parse(j, &p, err, sizeof(err)), MS_OK);
+    ck_assert(ms_policy_same(&p, &def));
+    json_t *back = ms_policy_to_json(&p);
+    ck_assert_int_eq(json_integer_value(json_object_get(back, "holdMs")), 5000);
+    json_decref(back);
+    json_decref(j);
+    j = json_loads("{\"holdMs\":-1}", 0, NULL);
+    ck_assert_int_eq(ms_policy_parse(j, &p, err, sizeof(err)), MS_ERR_INVAL);
+    ck_assert_ptr_nonnull(strstr(err, "holdMs"));
+    json_decref(j);
+    /* none is no `then` for auto: it has no edges to grow into. */
+    j = json_loads("{\"topology\":\"auto\",\"then\":\"none\"}", 0, NULL);
+    ck_assert_int_eq(ms_policy_parse(j, &p, err, sizeof(err)), MS_ERR_INVAL);
+    json_decref(j);
+}
+END_TEST
+
 START_TEST(yaml_scalars_as_json)
 {
     char err[256];
@@ -200,6 +227,7 @@ int main(void)
     Suite *s = suite_create("policy_rules");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, yaml_scalars_as_json);
+    tcase_add_test(tc, peerjs_policy_fields);
     tcase_add_test(tc, yaml_refuses_aliases_depth_and_duplicates);
     tcase_add_test(tc, yaml_and_json_files_give_the_same_rules);
     tcase_add_test(tc, first_match_wins_and_star_catches_all);

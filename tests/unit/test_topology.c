@@ -58,6 +58,33 @@ START_TEST(fullmesh_join_leave_cap)
 }
 END_TEST
 
+START_TEST(none_has_members_and_no_edges)
+{
+    const ms_topo_ops_t *ops = ms_topo_find("none");
+    ck_assert_ptr_nonnull(ops);
+    ms_topo_params_t params = {0};
+    ms_topo_t *t = NULL;
+    ck_assert_int_eq(ops->create(&params, &t), MS_OK);
+    ms_topo_diff_t d;
+    ms_topo_diff_init(&d);
+    ms_topo_pos_t pos = {0, 0, 0};
+    for (ms_peer_t p = 0; p < 5; p++) {
+        ms_topo_diff_clear(&d);
+        ck_assert_int_eq(ops->join(t, p, pos, &d), MS_OK);
+        ck_assert_uint_eq(d.n_connect + d.n_disconnect, 0);
+    }
+    ck_assert_uint_eq(ops->count(t), 5);
+    ck_assert(!ops->adjacent(t, 0, 1));
+    ms_peer_t nb[4];
+    ck_assert_uint_eq(ops->neighbours(t, 2, nb, 4), 0);
+    ck_assert_int_eq(ops->leave(t, 2, &d), MS_OK);
+    ck_assert_uint_eq(d.n_connect + d.n_disconnect, 0);
+    ck_assert_uint_eq(ops->count(t), 4);
+    ms_topo_diff_cleanup(&d);
+    ops->destroy(t);
+}
+END_TEST
+
 START_TEST(generic_restore_diffs_against_reports)
 {
     const ms_topo_ops_t *ops = ms_topo_find("fullmesh");
@@ -88,6 +115,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, diff_normalize_cancels_and_dedups);
     tcase_add_test(tc, fullmesh_join_leave_cap);
+    tcase_add_test(tc, none_has_members_and_no_edges);
     tcase_add_test(tc, generic_restore_diffs_against_reports);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
