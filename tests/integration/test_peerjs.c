@@ -7,6 +7,7 @@
  * traffic.
  */
 #include <check.h>
+#include <jwt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +17,10 @@
 #include "testutil.h"
 #include "wsclient.h"
 
+#define JWT_SECRET "peerjs-test-secret-0123456789abcdef"
+
 static cluster_t cl;
-static int gw1, gw2;
+static int gw1, gw2, gw_auth;
 
 static void cluster_up(void)
 {
@@ -25,6 +28,9 @@ static void cluster_up(void)
     const char *dev[] = {"--insecure-dev", NULL};
     gw1 = cluster_add_gateway(&cl, "gw-1", dev);
     gw2 = cluster_add_gateway(&cl, "gw-2", dev);
+    const char *secure[] = {"--jwt-secret", JWT_SECRET, NULL};
+    gw_auth = cluster_add_gateway(&cl, "gw-auth", secure);
+    ck_assert_int_ge(gw_auth, 0);
     ck_assert_int_ge(gw1, 0);
     ck_assert_int_ge(gw2, 0);
 }
@@ -191,9 +197,24 @@ START_TEST(test_leave_without_dst_frees_the_id)
     pj_send(a, "LEAVE", NULL, NULL);
     ck_assert(wsc_wait_closed(a, T_MS));
     wsc_free(a);
-    /* The id is free again, for any token. */
-    wsc_t *b = pj_open(gw2, "goer", "t-2");
-    wsc_free(b);
+    /* The id is free again, for any token, once the owner has the leave: it
+     * travels from gw-1 while this join goes from gw-2, so the first tries may
+     * still find the id taken. */
+    long long deadline = mono_ms() + T_MS;
+    for (;;) {
+        wsc_t *b = pj_connect(gw2, "peerjs", "goer", "t-2");
+        ck_assert_ptr_nonnull(b);
+        json_t *j = wsc_recv_json(b, T_MS);
+        ck_assert_ptr_nonnull(j);
+        const char *t = json_string_value(json_object_get(j, "type"));
+        int open = t && !strcmp(t, "OPEN");
+        ck_assert_msg(open || (t && !strcmp(t, "ID-TAKEN")), "got %s", t ? t : "?");
+        json_decref(j);
+        wsc_free(b);
+        if (open)
+            break;
+        ck_assert_msg(mono_ms() < deadline, "the id is still taken %d ms after LEAVE", T_MS);
+    }
 }
 END_TEST
 
@@ -267,6 +288,50 @@ START_TEST(test_gateway_killed_client_reconnects_and_keeps_its_id)
 }
 END_TEST
 
+static char *mint(const char *sub, const char *ns)
+{
+    jwt_t *jwt = NULL;
+    ck_assert_int_eq(jwt_new(&jwt), 0);
+    jwt_add_grant(jwt, "sub", sub);
+    jwt_add_grant(jwt, "ns", ns);
+    jwt_add_grant_int(jwt, "exp", (long)time(NULL) + 600);
+    jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)JWT_SECRET, (int)strlen(JWT_SECRET));
+    char *tok = jwt_encode_str(jwt);
+    jwt_free(jwt);
+    ck_assert_ptr_nonnull(tok);
+    return tok;
+}
+
+START_TEST(test_jwt_as_the_peerjs_token)
+{
+    /* A gateway that verifies tokens: the PeerJS token is a meshsig JWT for the id. */
+    char *tok = mint("jwt-peer", "peerjs.peerjs");
+    wsc_t *a = pj_connect(gw_auth, "peerjs", "jwt-peer", tok);
+    ck_assert_ptr_nonnull(a);
+    json_decref(pj_expect(a, "OPEN"));
+    /* It reaches peers on dev gateways of the same cluster. */
+    wsc_t *b = pj_open(gw1, "jwt-friend", "t-friend");
+    pj_send(a, "OFFER", "jwt-friend", "{\"n\":3}");
+    json_t *j = pj_expect(b, "OFFER");
+    expect_from(j, "jwt-peer", "jwt-friend");
+    json_decref(j);
+    /* Another id than the token's sub, or no JWT at all: ERROR, closed. */
+    wsc_t *c = pj_connect(gw_auth, "peerjs", "someone-else", tok);
+    ck_assert_ptr_nonnull(c);
+    json_decref(pj_expect(c, "ERROR"));
+    ck_assert(wsc_wait_closed(c, T_MS));
+    wsc_free(c);
+    c = pj_connect(gw_auth, "peerjs", "no-jwt", "random-token");
+    ck_assert_ptr_nonnull(c);
+    json_decref(pj_expect(c, "ERROR"));
+    ck_assert(wsc_wait_closed(c, T_MS));
+    wsc_free(c);
+    wsc_free(a);
+    wsc_free(b);
+    free(tok);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("peerjs");
@@ -280,6 +345,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_leave_without_dst_frees_the_id);
     tcase_add_test(tc, test_invalid_key_and_missing_parameters);
     tcase_add_test(tc, test_http_id_and_peers);
+    tcase_add_test(tc, test_jwt_as_the_peerjs_token);
     tcase_add_test(tc, test_gateway_killed_client_reconnects_and_keeps_its_id);
     suite_add_tcase(s, tc);
     return s;
