@@ -165,7 +165,7 @@ static void on_tick(evutil_socket_t fd, short what, void *ud)
     if (!c->loop.ready && now % 500 < 50)
         ms_bus_publish(c->bus, c->loop.probe_subject, NULL, "", 0);
     ms_pending_tick(c, now);
-    ms_hold_tick(c, mono);
+    ms_hold_tick(c, now);
     ms_ns_tick_all(c, now);
     ms_member_liveness(c, now);
     ms_outbox_flush(&c->outbox);

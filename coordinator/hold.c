@@ -5,7 +5,7 @@
 
 #include "hold.h"
 #include "internal.h"
-#include "lease.h"
+#include "clock.h"
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
 /* A bound on what one coordinator holds, so that clients signalling ids that
@@ -89,7 +89,7 @@ void ms_hold_signal(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *from, const c
         goto refuse;
     e->session = from->session;
     e->shard = ns->shard;
-    e->deadline_ms = ms_lease_now_ms() + ns->policy.hold_ms;
+    e->deadline_ms = ms_clock_mono_ms() + ns->policy.hold_ms;
     if (sig->payload) {
         e->has_payload = 1;
         e->payload_len = meshsig__v1__value__pack(sig->payload, e->payload);
