@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <event2/event.h>
 #include <nats/adapters/libevent.h>
 
@@ -29,6 +30,11 @@ struct ms_bus {
     ms_bus_batch_fn on_batch;
     void *ud;
     atomic_ullong reconnects;
+    /* cnats runs the disconnected/reconnected/closed callbacks on its own
+     * thread, in order; one may still be queued when the connection is
+     * destroyed. The closed callback is the last, so destroy waits for it
+     * before it frees what the callbacks point to. */
+    atomic_int closed;
 };
 
 static void deliver(void *ud);
@@ -45,6 +51,12 @@ static void on_reconnected(natsConnection *nc, void *closure)
     char url[256] = "";
     natsConnection_GetConnectedUrl(nc, url, sizeof(url));
     ms_info("NATS reconnected to %s", url);
+}
+
+static void on_closed(natsConnection *nc, void *closure)
+{
+    ms_bus_t *b = closure;
+    atomic_store(&b->closed, 1);
 }
 
 static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
@@ -102,6 +114,7 @@ ms_err_t ms_bus_connect(const ms_bus_opts_t *o, ms_bus_t **out)
     natsOptions_SetMaxPendingMsgs(b->opts, 1000000);
     natsOptions_SetDisconnectedCB(b->opts, on_disconnected, b);
     natsOptions_SetReconnectedCB(b->opts, on_reconnected, b);
+    natsOptions_SetClosedCB(b->opts, on_closed, b);
     natsOptions_SetErrorHandler(b->opts, on_error, b);
     if (o->event_base || o->loop) {
         if (!o->on_msg || (o->event_base && o->loop)) {
@@ -149,6 +162,9 @@ void ms_bus_destroy(ms_bus_t *b)
         else
             natsConnection_FlushTimeout(b->nc, 1000);
         natsConnection_Close(b->nc);
+        /* Bounded: the callback thread runs it soon after Close. */
+        for (int i = 0; i < 400 && !atomic_load(&b->closed); i++)
+            nanosleep(&(struct timespec){.tv_nsec = 5 * 1000 * 1000}, NULL);
         natsConnection_Destroy(b->nc);
     }
     ms_busloop_destroy(b->loop);
