@@ -12,6 +12,7 @@
 #include "auth.h"
 #include "internal.h"
 #include "log.h"
+#include "metrics.h"
 
 extern const unsigned char ms_admin_page[];
 extern const size_t ms_admin_page_len;
@@ -84,74 +85,61 @@ static void put_policy(ms_coord_t *c, struct evhttp_request *r, const char *name
                         json_pack("{s:s, s:o}", "name", name, "policy", ms_policy_to_json(&p)));
 }
 
+static int version_text(char *buf, size_t cap, void *ud)
+{
+    (void)ud;
+    return ms_version_metrics(buf, cap);
+}
+
+static int busver_text(char *buf, size_t cap, void *ud)
+{
+    return ms_busver_metrics(ud, buf, cap);
+}
+
 static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
 {
-    char buf[8192];
-    size_t n_ns = ms_ns_count(c), n_peers = 0, n_owned = ms_cluster_n_owned(c);
+    size_t n_peers = 0;
     ms_ns_t *ns, *tmp;
     MS_NS_FOREACH(c, ns, tmp)
     n_peers += HASH_COUNT(ns->members);
-    /* Each family once, with HELP and TYPE, its samples together: Prometheus
-     * drops a whole scrape over a repeated TYPE line (promtool checks it). */
-    int len = snprintf(
-        buf, sizeof(buf),
-        "# HELP meshsig_coordinator_requests_total shard requests handled\n"
-        "# TYPE meshsig_coordinator_requests_total counter\n"
-        "meshsig_coordinator_requests_total %llu\n"
-        "# HELP meshsig_coordinator_joins_total peers joined\n"
-        "# TYPE meshsig_coordinator_joins_total counter\n"
-        "meshsig_coordinator_joins_total %llu\n"
-        "# HELP meshsig_coordinator_leaves_total peers left\n"
-        "# TYPE meshsig_coordinator_leaves_total counter\n"
-        "meshsig_coordinator_leaves_total %llu\n"
-        "# HELP meshsig_coordinator_signals_total signals routed\n"
-        "# TYPE meshsig_coordinator_signals_total counter\n"
-        "meshsig_coordinator_signals_total %llu\n"
-        "# HELP meshsig_coordinator_errors_total errors sent to clients\n"
-        "# TYPE meshsig_coordinator_errors_total counter\n"
-        "meshsig_coordinator_errors_total %llu\n"
-        "# HELP meshsig_coordinator_dropped_total bus messages dropped, by reason\n"
-        "# TYPE meshsig_coordinator_dropped_total counter\n"
-        "meshsig_coordinator_dropped_total{reason=\"bad_request\"} %llu\n"
-        "meshsig_coordinator_dropped_total{reason=\"inbox_full\"} %zu\n"
-        "meshsig_coordinator_dropped_total{reason=\"not_owner\"} %llu\n"
-        "meshsig_coordinator_dropped_total{reason=\"rebuild_queue_full\"} %llu\n"
-        "# HELP meshsig_coordinator_namespaces namespaces in the shards this coordinator owns\n"
-        "# TYPE meshsig_coordinator_namespaces gauge\n"
-        "meshsig_coordinator_namespaces %zu\n"
-        "# HELP meshsig_coordinator_peers peers in the shards this coordinator owns\n"
-        "# TYPE meshsig_coordinator_peers gauge\n"
-        "meshsig_coordinator_peers %zu\n"
-        "# HELP meshsig_coordinator_shards shards in the cluster (--shards)\n"
-        "# TYPE meshsig_coordinator_shards gauge\n"
-        "meshsig_coordinator_shards %ld\n"
-        "# HELP meshsig_coordinator_shards_owned shards this coordinator owns now\n"
-        "# TYPE meshsig_coordinator_shards_owned gauge\n"
-        "meshsig_coordinator_shards_owned %zu\n"
-        "# HELP meshsig_coordinator_shard_events_total shard ownership changes, by event\n"
-        "# TYPE meshsig_coordinator_shard_events_total counter\n"
-        "meshsig_coordinator_shard_events_total{event=\"claimed\"} %llu\n"
-        "meshsig_coordinator_shard_events_total{event=\"lost\"} %llu\n"
-        "meshsig_coordinator_shard_events_total{event=\"handed_off\"} %llu\n"
-        "# HELP meshsig_nats_reconnects_total reconnections to NATS\n"
-        "# TYPE meshsig_nats_reconnects_total counter\n"
-        "meshsig_nats_reconnects_total %llu\n",
-        (unsigned long long)c->route.n_requests, (unsigned long long)c->members.n_joins,
-        (unsigned long long)c->members.n_leaves, (unsigned long long)c->route.n_signals,
-        (unsigned long long)c->outbox.n_errors, (unsigned long long)c->route.n_bad_requests,
-        ms_mailbox_dropped(c->loop.inbox), (unsigned long long)c->cluster.n_not_owner,
-        (unsigned long long)c->cluster.n_queued_dropped, n_ns, n_peers, c->cfg->shards, n_owned,
-        (unsigned long long)c->cluster.n_claims, (unsigned long long)c->cluster.n_losses,
-        (unsigned long long)c->cluster.n_handoffs, (unsigned long long)ms_bus_reconnects(c->bus));
-    if (len > 0 && (size_t)len < sizeof(buf))
-        len += ms_version_metrics(buf + len, sizeof(buf) - (size_t)len);
-    if (len > 0 && (size_t)len < sizeof(buf))
-        len += ms_busver_metrics(&c->loop.busver, buf + len, sizeof(buf) - (size_t)len);
-    if (len < 0 || (size_t)len >= sizeof(buf)) {
-        reply_error(c, r, 500, "metrics do not fit");
-        return;
-    }
-    ms_admin_reply_text(c, r, 200, "text/plain; version=0.0.4", buf, (size_t)len);
+    ms_metrics_t m;
+    ms_metrics_init(&m);
+    ms_metrics_counter(&m, "meshsig_coordinator_requests_total", "shard requests handled",
+                       c->route.n_requests);
+    ms_metrics_counter(&m, "meshsig_coordinator_joins_total", "peers joined", c->members.n_joins);
+    ms_metrics_counter(&m, "meshsig_coordinator_leaves_total", "peers left", c->members.n_leaves);
+    ms_metrics_counter(&m, "meshsig_coordinator_signals_total", "signals routed",
+                       c->route.n_signals);
+    ms_metrics_counter(&m, "meshsig_coordinator_errors_total", "errors sent to clients",
+                       c->outbox.n_errors);
+    ms_metrics_family(&m, "meshsig_coordinator_dropped_total", MS_METRIC_COUNTER,
+                      "bus messages dropped, by reason");
+    ms_metrics_u64(&m, "reason", "bad_request", c->route.n_bad_requests);
+    ms_metrics_u64(&m, "reason", "inbox_full", ms_mailbox_dropped(c->loop.inbox));
+    ms_metrics_u64(&m, "reason", "not_owner", c->cluster.n_not_owner);
+    ms_metrics_u64(&m, "reason", "rebuild_queue_full", c->cluster.n_queued_dropped);
+    ms_metrics_gauge(&m, "meshsig_coordinator_namespaces",
+                     "namespaces in the shards this coordinator owns", (double)ms_ns_count(c));
+    ms_metrics_gauge(&m, "meshsig_coordinator_peers", "peers in the shards this coordinator owns",
+                     (double)n_peers);
+    ms_metrics_gauge(&m, "meshsig_coordinator_shards", "shards in the cluster (--shards)",
+                     (double)c->cfg->shards);
+    ms_metrics_gauge(&m, "meshsig_coordinator_shards_owned", "shards this coordinator owns now",
+                     (double)ms_cluster_n_owned(c));
+    ms_metrics_family(&m, "meshsig_coordinator_shard_events_total", MS_METRIC_COUNTER,
+                      "shard ownership changes, by event");
+    ms_metrics_u64(&m, "event", "claimed", c->cluster.n_claims);
+    ms_metrics_u64(&m, "event", "lost", c->cluster.n_losses);
+    ms_metrics_u64(&m, "event", "handed_off", c->cluster.n_handoffs);
+    ms_metrics_counter(&m, "meshsig_nats_reconnects_total", "reconnections to NATS",
+                       ms_bus_reconnects(c->bus));
+    ms_metrics_append(&m, version_text, NULL);
+    ms_metrics_append(&m, busver_text, &c->loop.busver);
+    if (m.err == MS_ERR_NOMEM || !m.buf)
+        reply_error(c, r, 500, "out of memory");
+    else
+        ms_admin_reply_text(c, r, 200, "text/plain; version=0.0.4", m.buf, m.len);
+    ms_metrics_cleanup(&m);
 }
 
 void ms_admin_handle(ms_coord_t *c, struct evhttp_request *r, enum evhttp_cmd_type method,
