@@ -9,6 +9,7 @@
 
 #include "auth.h"
 #include "internal.h"
+#include "servermsg.h"
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
 
@@ -93,11 +94,9 @@ void ms_emit_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *c
     out.data = em->data;
     out.ack_id = em->ack_id;
     out.msg_id = em->msg_id;
-    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_EMIT;
-    sm.emit = &out;
+    ms_sm_emit_t sm;
     c->msg.n_emits++;
-    ms_deliver(c, ns, to, &sm);
+    ms_deliver(c, ns, to, ms_sm_emit(&sm, &out));
 }
 
 void ms_emit_ack(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
@@ -139,10 +138,8 @@ static void deliver_offline(const char *name, const char *peer, const Meshsig__V
         ms_offline_store(c->offline, name, peer, emit, 1);
         return;
     }
-    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_EMIT;
-    sm.emit = (Meshsig__V1__Emit *)emit;
-    ms_deliver(c, ns, m, &sm);
+    ms_sm_emit_t sm;
+    ms_deliver(c, ns, m, ms_sm_emit(&sm, emit));
 }
 
 void ms_emit_offline_drain(ms_coord_t *c)

@@ -15,6 +15,7 @@
 #include "intern.h"
 #include "internal.h"
 #include "log.h"
+#include "servermsg.h"
 #include "tree.h"
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
@@ -143,13 +144,9 @@ static void pick_edge(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud)
 /* Tells m's current session it lost the peer id, and closes it (4001). */
 static void send_replaced(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const char *why)
 {
-    Meshsig__V1__Error e = MESHSIG__V1__ERROR__INIT;
-    e.code = ERR(REPLACED);
-    e.message = (char *)why;
-    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR;
-    sm.error = &e;
-    ms_outbox_deliver(&c->outbox, ns->shard, m->gateway, m->session, m->id, &sm, CLOSE_REPLACED);
+    ms_sm_error_t e;
+    ms_outbox_deliver(&c->outbox, ns->shard, m->gateway, m->session, m->id,
+                      ms_sm_error(&e, NULL, ERR(REPLACED), why), CLOSE_REPLACED);
 }
 
 static void replace_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
@@ -175,15 +172,8 @@ static void replace_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
         const ms_edge_t *ed = &diff->connect[i];
         ms_peer_t other = ed->a == m->handle ? ed->b : ed->a;
         if (other < ns->n_handles && ns->by_handle[other]) {
-            Meshsig__V1__Disconnect d = MESHSIG__V1__DISCONNECT__INIT;
-            d.peer = m->id;
-            Meshsig__V1__Topology t = MESHSIG__V1__TOPOLOGY__INIT;
-            t.event_case = MESHSIG__V1__TOPOLOGY__EVENT_DISCONNECT;
-            t.disconnect = &d;
-            Meshsig__V1__ServerMessage dm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-            dm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_TOPOLOGY;
-            dm.topology = &t;
-            ms_deliver(c, ns, ns->by_handle[other], &dm);
+            ms_sm_disconnect_t d;
+            ms_deliver(c, ns, ns->by_handle[other], ms_sm_disconnect(&d, m->id));
         }
     }
     ms_ns_apply_diff(c, ns, diff, NULL, NULL, 0);
@@ -554,15 +544,8 @@ void ms_member_leave(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *rea
         if (other == MS_PEER_NONE || other >= ns->n_handles || !ns->by_handle[other])
             continue;
         ms_member_t *o = ns->by_handle[other];
-        Meshsig__V1__Disconnect d = MESHSIG__V1__DISCONNECT__INIT;
-        d.peer = m->id;
-        Meshsig__V1__Topology t = MESHSIG__V1__TOPOLOGY__INIT;
-        t.event_case = MESHSIG__V1__TOPOLOGY__EVENT_DISCONNECT;
-        t.disconnect = &d;
-        Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_TOPOLOGY;
-        sm.topology = &t;
-        ms_outbox_deliver(&c->outbox, ns->shard, o->gateway, o->session, o->id, &sm, 0);
+        ms_sm_disconnect_t d;
+        ms_deliver(c, ns, o, ms_sm_disconnect(&d, m->id));
         send_peer_left(c, ns, o, m->id, reason);
     }
     /* The rest of the diff (repair edges between the others) goes out as usual;

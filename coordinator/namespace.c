@@ -13,6 +13,7 @@
 #include "internal.h"
 #include "log.h"
 #include "position.h"
+#include "servermsg.h"
 
 void ms_ns_reg_init(ms_ns_reg_t *r, uint32_t n_shards, const ms_ns_hooks_t *const *hooks,
                     size_t n_hooks)
@@ -383,12 +384,8 @@ static void send_connect(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
 static void send_disconnect(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
                             const ms_member_t *other)
 {
-    Meshsig__V1__Disconnect d = MESHSIG__V1__DISCONNECT__INIT;
-    d.peer = other->id;
-    Meshsig__V1__Topology t = MESHSIG__V1__TOPOLOGY__INIT;
-    t.event_case = MESHSIG__V1__TOPOLOGY__EVENT_DISCONNECT;
-    t.disconnect = &d;
-    send_topology(c, ns, to, &t);
+    ms_sm_disconnect_t d;
+    ms_deliver(c, ns, to, ms_sm_disconnect(&d, other->id));
 }
 
 void ms_ns_send_connect(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
@@ -608,10 +605,6 @@ void ms_member_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const ch
 
 void ms_send_ok(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id)
 {
-    Meshsig__V1__Ok ok = MESHSIG__V1__OK__INIT;
-    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-    sm.id = (char *)client_id;
-    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_OK;
-    sm.ok = &ok;
-    ms_deliver(c, ns, to, &sm);
+    ms_sm_ok_t ok;
+    ms_deliver(c, ns, to, ms_sm_ok(&ok, client_id));
 }

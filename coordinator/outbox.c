@@ -15,6 +15,7 @@
 #include "busver.h"
 #include "log.h"
 #include "outbox.h"
+#include "servermsg.h"
 #include "subject.h"
 #include "table.h"
 
@@ -220,13 +221,7 @@ void ms_outbox_error(ms_outbox_t *o, uint32_t shard, const char *gateway, uint64
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    Meshsig__V1__Error err = MESHSIG__V1__ERROR__INIT;
-    err.code = code;
-    err.message = text;
-    Meshsig__V1__ServerMessage m = MESHSIG__V1__SERVER_MESSAGE__INIT;
-    m.id = (char *)(client_id ? client_id : "");
-    m.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR;
-    m.error = &err;
+    ms_sm_error_t e;
     o->n_errors++;
-    ms_outbox_deliver(o, shard, gateway, session, NULL, &m, 0);
+    ms_outbox_deliver(o, shard, gateway, session, NULL, ms_sm_error(&e, client_id, code, text), 0);
 }

@@ -7,6 +7,7 @@
 #include "internal.h"
 #include "log.h"
 #include "pblimit.h"
+#include "servermsg.h"
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
 
@@ -50,14 +51,10 @@ static void handle_signal(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sha
         return;
     }
     /* `from` is ours, never the client's. */
-    Meshsig__V1__Signal out = MESHSIG__V1__SIGNAL__INIT;
-    out.from = from->id;
-    out.payload = sig->payload;
-    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL;
-    sm.signal = &out;
+    ms_sm_signal_t out;
     c->route.n_signals++;
-    ms_outbox_deliver(&c->outbox, shard, to->gateway, to->session, to->id, &sm, 0);
+    ms_outbox_deliver(&c->outbox, shard, to->gateway, to->session, to->id,
+                      ms_sm_signal(&out, from->id, sig->payload), 0);
 }
 
 /* A gateway's barrier on a signal path (gateway/direct.c): after the signals
