@@ -147,7 +147,8 @@ ms_err_t ms_metrics_family(ms_metrics_t *m, const char *name, ms_metric_type_t t
     snprintf(m->family, sizeof(m->family), "%s", name);
     putf(m, "# HELP %s ", name);
     put_escaped(m, help ? help : "", 0);
-    putf(m, "\n# TYPE %s %s\n", name, type == MS_METRIC_COUNTER ? "counter" : "gauge");
+    static const char *const types[] = {"counter", "gauge", "histogram"};
+    putf(m, "\n# TYPE %s %s\n", name, types[type]);
     return m->err == MS_ERR_NOMEM ? MS_ERR_NOMEM : MS_OK;
 }
 
@@ -198,6 +199,17 @@ void ms_metrics_gauge(ms_metrics_t *m, const char *name, const char *help, doubl
 {
     if (ms_metrics_family(m, name, MS_METRIC_GAUGE, help) == MS_OK)
         ms_metrics_f64(m, NULL, NULL, v);
+}
+
+void ms_metrics_histogram(ms_metrics_t *m, const char *name, const char *help, const double *le,
+                          const uint64_t *cumulative, size_t n, double sum, uint64_t count)
+{
+    if (ms_metrics_family(m, name, MS_METRIC_HISTOGRAM, help) != MS_OK)
+        return;
+    for (size_t i = 0; i < n; i++)
+        putf(m, "%s_bucket{le=\"%g\"} %llu\n", name, le[i], (unsigned long long)cumulative[i]);
+    putf(m, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.17g\n%s_count %llu\n", name,
+         (unsigned long long)count, name, sum, name, (unsigned long long)count);
 }
 
 void ms_metrics_append(ms_metrics_t *m, int (*write)(char *buf, size_t cap, void *ud), void *ud)

@@ -20,7 +20,7 @@
 
 #include "err.h"
 
-typedef enum { MS_METRIC_COUNTER = 0, MS_METRIC_GAUGE } ms_metric_type_t;
+typedef enum { MS_METRIC_COUNTER = 0, MS_METRIC_GAUGE, MS_METRIC_HISTOGRAM } ms_metric_type_t;
 
 typedef struct {
     char *buf; /* the text so far, NUL-terminated (NULL until the first write) */
@@ -44,6 +44,10 @@ void ms_metrics_f64(ms_metrics_t *m, const char *key, const char *value, double 
 /* A family with one unlabelled sample. */
 void ms_metrics_counter(ms_metrics_t *m, const char *name, const char *help, uint64_t v);
 void ms_metrics_gauge(ms_metrics_t *m, const char *name, const char *help, double v);
+/* A histogram family: n buckets with upper bounds le[] and cumulative counts,
+ * then +Inf (= count), _sum and _count. */
+void ms_metrics_histogram(ms_metrics_t *m, const char *name, const char *help, const double *le,
+                          const uint64_t *cumulative, size_t n, double sum, uint64_t count);
 /* Appends text formatted elsewhere (whole families, by code that writes into a buffer):
  * write(buf, cap, ud) returns what snprintf would; the text is kept only if it fit. */
 void ms_metrics_append(ms_metrics_t *m, int (*write)(char *buf, size_t cap, void *ud), void *ud);

@@ -98,6 +98,26 @@ START_TEST(escaping_and_values)
 }
 END_TEST
 
+START_TEST(histogram)
+{
+    ms_metrics_t m;
+    ms_metrics_init(&m);
+    static const double le[] = {0.0001, 0.25, 1};
+    static const uint64_t cum[] = {2, 5, 7};
+    ms_metrics_histogram(&m, "x_latency_seconds", "relay time", le, cum, 3, 0.5, 8);
+    ck_assert_int_eq(m.err, MS_OK);
+    ck_assert_str_eq(m.buf, "# HELP x_latency_seconds relay time\n"
+                            "# TYPE x_latency_seconds histogram\n"
+                            "x_latency_seconds_bucket{le=\"0.0001\"} 2\n"
+                            "x_latency_seconds_bucket{le=\"0.25\"} 5\n"
+                            "x_latency_seconds_bucket{le=\"1\"} 7\n"
+                            "x_latency_seconds_bucket{le=\"+Inf\"} 8\n"
+                            "x_latency_seconds_sum 0.5\n"
+                            "x_latency_seconds_count 8\n");
+    ms_metrics_cleanup(&m);
+}
+END_TEST
+
 START_TEST(append_and_growth)
 {
     ms_metrics_t m;
@@ -131,6 +151,9 @@ START_TEST(promtool_accepts)
     ms_metrics_u64(&m, "reason", "quote\"d", 1);
     ms_metrics_gauge(&m, "meshsig_x_peers", "peers in owned shards", 7);
     ms_metrics_gauge(&m, "meshsig_x_peers", "repeated: refused", 8);
+    static const double le[] = {0.0001, 0.001, 0.5};
+    static const uint64_t cum[] = {1, 4, 9};
+    ms_metrics_histogram(&m, "meshsig_x_latency_seconds", "relay time", le, cum, 3, 1.25, 10);
     ms_metrics_append(&m, write_two, NULL);
     char path[] = "/tmp/ms-metrics-XXXXXX";
     int fd = mkstemp(path);
@@ -158,6 +181,7 @@ int main(void)
     tcase_add_test(tc, families_and_samples);
     tcase_add_test(tc, repeat_refused);
     tcase_add_test(tc, escaping_and_values);
+    tcase_add_test(tc, histogram);
     tcase_add_test(tc, append_and_growth);
     tcase_add_test(tc, promtool_accepts);
     suite_add_tcase(s, tc);
