@@ -335,15 +335,6 @@ ms_topo_pos_t ms_ns_position(const ms_ns_t *ns, const char *peer_id,
     return p;
 }
 
-static void send_topology(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
-                          Meshsig__V1__Topology *t)
-{
-    Meshsig__V1__ServerMessage m = MESHSIG__V1__SERVER_MESSAGE__INIT;
-    m.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_TOPOLOGY;
-    m.topology = t;
-    ms_outbox_deliver(&c->outbox, ns->shard, to->gateway, to->session, to->id, &m, 0);
-}
-
 static void send_connect(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
                          const ms_member_t *other, int initiator, Meshsig__V1__Role role,
                          Meshsig__V1__Value *offer)
