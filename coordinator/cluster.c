@@ -366,6 +366,10 @@ void ms_cluster_lease_results(ms_coord_t *c)
             }
             ms_info("shard %u claimed (epoch %llu)", r->shard, (unsigned long long)s->epoch);
             s->state = MS_SHARD_REBUILDING;
+            /* The previous owner may have stored emits this coordinator has
+             * not heard of: the rebuild and later joins must find them. */
+            if (c->offline)
+                ms_offline_refresh(c->offline);
             s->resync = ms_resync_begin(c, r->shard, s->epoch);
             break;
         case MS_LEASE_RENEW:

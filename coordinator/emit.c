@@ -18,7 +18,8 @@ static void ack_key(char *buf, size_t cap, const char *sender, const char *ack_i
     snprintf(buf, cap, "%s\x1f%s", sender, ack_id);
 }
 
-/* An emit for an absent peer, kept until it joins; the sender gets ok. */
+/* An emit for an absent peer, kept until it joins; the sender gets ok once
+ * JetStream has it (stored below). */
 static void store_persistent(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
                              Meshsig__V1__Emit *em)
 {
@@ -46,12 +47,11 @@ static void store_persistent(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, cons
         ms_member_error(c, ns, from, cid, ERR(UNAVAILABLE), "persistent emits are unavailable");
         return;
     }
-    if (ms_offline_store(c->offline, ns->name, em->to, &out, 0) != MS_OK) {
+    if (ms_offline_store(c->offline, ns->name, em->to, &out, cid) != MS_OK) {
         ms_member_error(c, ns, from, cid, ERR(INTERNAL), "out of memory");
         return;
     }
     c->msg.n_emits++;
-    ms_send_ok(c, ns, from, cid);
 }
 
 /* A peer joined: deliver what was kept for it (offline.c answers through the loop). */
@@ -59,6 +59,11 @@ static void member_joined(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 {
     if (c->offline)
         ms_offline_fetch(c->offline, ns->name, m->id);
+}
+
+void ms_emit_member_restored(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
+{
+    member_joined(c, ns, m);
 }
 
 void ms_emit_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
@@ -127,24 +132,37 @@ void ms_emit_ack(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
     ms_pending_done(ns, p);
 }
 
-static void deliver_offline(const char *name, const char *peer, const Meshsig__V1__Emit *emit,
-                            void *ud)
+static int deliver_offline(const char *name, const char *peer, const Meshsig__V1__Emit *emit,
+                           void *ud)
 {
     ms_coord_t *c = ud;
     ms_ns_t *ns = ms_ns_find(c, name);
     ms_member_t *m = ns ? ms_ns_member(ns, peer) : NULL;
-    if (!m) {
-        /* Gone again before delivery: keep it for the next join. */
-        ms_offline_store(c->offline, name, peer, emit, 1);
-        return;
-    }
+    if (!m)
+        return 0; /* gone again before delivery: kept for the next join */
     ms_sm_emit_t sm;
     ms_deliver(c, ns, m, ms_sm_emit(&sm, emit));
+    return 1;
+}
+
+/* The outcome of storing a persistent emit, for its sender if still here. */
+static void offline_stored(const char *name, const char *sender, const char *cid, int ok, void *ud)
+{
+    ms_coord_t *c = ud;
+    ms_ns_t *ns = ms_ns_find(c, name);
+    ms_member_t *from = ns && sender ? ms_ns_member(ns, sender) : NULL;
+    if (!from)
+        return; /* left, or its shard moved: the message is kept all the same */
+    if (ok)
+        ms_send_ok(c, ns, from, cid);
+    else
+        ms_member_error(c, ns, from, cid, ERR(UNAVAILABLE),
+                        "persistent emit not stored: JetStream is unavailable");
 }
 
 void ms_emit_offline_drain(ms_coord_t *c)
 {
-    ms_offline_drain(c->offline, deliver_offline, c);
+    ms_offline_drain(c->offline, deliver_offline, offline_stored, c);
 }
 
 const ms_ns_hooks_t ms_emit_hooks = {.name = "emit", .member_joined = member_joined};

@@ -44,6 +44,8 @@ void ms_emit_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *c
                     Meshsig__V1__Emit *em);
 /* Delivers the persistent emits offline.c fetched for peers that joined. */
 void ms_emit_offline_drain(ms_coord_t *c);
+/* A member restored by a takeover rebuild: fetch what was stored for it. */
+void ms_emit_member_restored(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m);
 void ms_emit_ack(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
                  Meshsig__V1__Ack *ack);
 void ms_room_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,

@@ -4,8 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+#include <jansson.h>
 #include <nats/nats.h>
+#include <openssl/evp.h>
 #include <uthash.h>
 
 #include "log.h"
@@ -15,12 +18,15 @@
 
 #define STREAM_NAME "MESHSIG_OFFLINE"
 
-typedef enum { JOB_STORE, JOB_FETCH, JOB_PURGE } job_kind_t;
+/* JOB_STORED goes back to the loop: a store's outcome for its sender. */
+typedef enum { JOB_STORE, JOB_FETCH, JOB_PURGE, JOB_LOAD, JOB_STORED } job_kind_t;
 
 typedef struct job {
     struct job *next;
     job_kind_t kind;
     char *ns, *peer;
+    char *sender, *cid; /* store: who gets the outcome, and its request id (may be NULL) */
+    int stored;         /* JOB_STORED: 1 when JetStream acknowledged the store */
     char subject[200];
     uint8_t *data; /* store: packed Emit; fetch result: packed Emit */
     size_t len;
@@ -36,8 +42,10 @@ typedef struct known {
 } known_t;
 
 struct ms_offline {
-    known_t *known; /* guarded by lock */
-    int known_loaded;
+    known_t *known;    /* guarded by lock */
+    int known_loaded;  /* guarded by lock; 0: every join has to look */
+    int load_queued;   /* guarded by lock: a JOB_LOAD waits in jobs */
+    long long load_at; /* worker: when the list was last (tried to be) loaded */
     ms_offline_config_t cfg;
     natsConnection *nc;
     jsCtx *js;
@@ -90,6 +98,8 @@ static void job_free(job_t *j)
         return;
     free(j->ns);
     free(j->peer);
+    free(j->sender);
+    free(j->cid);
     free(j->data);
     free(j);
 }
@@ -102,6 +112,40 @@ static void push(job_t **head, job_t **tail, job_t *j)
     else
         *head = j;
     *tail = j;
+}
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Worker thread. Which peers have messages waiting, stored by any coordinator
+ * (from before a restart too). Until this succeeds every join looks. */
+static void load_known(ms_offline_t *o)
+{
+    o->load_at = mono_ms();
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    char filter[200];
+    ms_subject_offline_any(filter, sizeof(filter), o->cfg.prefix);
+    jo.Stream.Info.SubjectsFilter = filter;
+    jsStreamInfo *si = NULL;
+    jsErrCode ec = 0;
+    natsStatus s = js_GetStreamInfo(&si, o->js, STREAM_NAME, &jo, &ec);
+    if (s == NATS_OK && si) {
+        pthread_mutex_lock(&o->lock);
+        if (si->State.Subjects)
+            for (int i = 0; i < si->State.Subjects->Count; i++)
+                known_add(o, si->State.Subjects->List[i].Subject);
+        o->known_loaded = 1;
+        pthread_mutex_unlock(&o->lock);
+    } else {
+        ms_warn("offline stream %s: list of waiting peers not loaded (%s, %d); every join looks",
+                STREAM_NAME, natsStatus_GetText(s), (int)ec);
+    }
+    jsStreamInfo_Destroy(si);
 }
 
 static int ensure_stream(ms_offline_t *o)
@@ -138,44 +182,12 @@ static int ensure_stream(ms_offline_t *o)
                 (int)ec);
         return 0;
     }
-    /* Which peers have messages waiting, from before a restart too. */
-    jsOptions jo;
-    jsOptions_Init(&jo);
-    char filter[200];
-    ms_subject_offline_any(filter, sizeof(filter), o->cfg.prefix);
-    jo.Stream.Info.SubjectsFilter = filter;
-    si = NULL;
-    if (js_GetStreamInfo(&si, o->js, STREAM_NAME, &jo, &ec) == NATS_OK && si) {
-        pthread_mutex_lock(&o->lock);
-        if (si->State.Subjects)
-            for (int i = 0; i < si->State.Subjects->Count; i++)
-                known_add(o, si->State.Subjects->List[i].Subject);
-        o->known_loaded = 1;
-        pthread_mutex_unlock(&o->lock);
-    }
-    jsStreamInfo_Destroy(si);
+    load_known(o);
     o->ready = 1;
     ms_info("offline stream %s ready (%ld messages per peer, %ld s)", STREAM_NAME, o->cfg.max_msgs,
             o->cfg.max_age_s);
     return 1;
 }
-
-static void do_store(ms_offline_t *o, job_t *j)
-{
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    po.MsgId = j->msg_id; /* a retried store is deduplicated by the server */
-    jsPubAck *pa = NULL;
-    jsErrCode ec = 0;
-    natsStatus s = js_Publish(&pa, o->js, j->subject, j->data, (int)j->len, &po, &ec);
-    jsPubAck_Destroy(pa);
-    if (s != NATS_OK)
-        ms_error("persistent emit for %s/%s not stored: %s", j->ns, j->peer, natsStatus_GetText(s));
-}
-
-/* About 30 s of attempts in all, each waiting FETCH_WAIT_MS at most. */
-#define FETCH_ATTEMPTS 13
-#define FETCH_WAIT_MS 2000
 
 static int fetch_stopping(ms_offline_t *o)
 {
@@ -185,79 +197,194 @@ static int fetch_stopping(ms_offline_t *o)
     return stop;
 }
 
-/* Reads every message on the peer's subject and hands them to the loop. */
-static void do_fetch(ms_offline_t *o, job_t *j)
+/* When a NATS node dies, the stream (and the JetStream meta group, without
+ * which the stream API answers "cluster not available") may have no leader
+ * for one or two election timeouts: 4-9 s each in nats-server 2.9, more when
+ * a vote splits. Calls that failed are retried for this long. A healthy call
+ * takes milliseconds. */
+#define JS_RETRY_MS 60000
+#define JS_RETRY_WAIT_MS 200
+#define JS_CALL_WAIT_MS 2000
+
+/* Whether to try again: before the deadline, and while the coordinator is not
+ * stopping (a stopping one still gets a few attempts for its stores). Sleeps
+ * between attempts; logs the first failure and then one every 5 s. */
+static int retry_again(ms_offline_t *o, long long start, int *attempt, long long *logged,
+                       const char *what, const char *who, const char *why)
 {
-    natsSubscription *sub = NULL;
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = STREAM_NAME;
-    so.Ordered = true;
-    so.Config.DeliverPolicy = js_DeliverAll;
-    jsErrCode ec = 0;
-    natsStatus s = NATS_ERR;
-    /* When a NATS node dies, the stream may have no leader for 4-8 s
-     * (nats-server 2.9), and for some seconds more a new consumer may still be
-     * placed on the dead node, so creating it times out: retry, since the peer
-     * joined only once. A healthy creation takes milliseconds. */
-    jsOptions jo;
-    jsOptions_Init(&jo);
-    jo.Wait = FETCH_WAIT_MS;
-    for (int attempt = 0; attempt < FETCH_ATTEMPTS && !fetch_stopping(o); attempt++) {
-        if (attempt)
-            usleep(250000);
-        if ((s = js_SubscribeSync(&sub, o->js, j->subject, &jo, &so, &ec)) == NATS_OK)
-            break;
-        ms_warn("offline messages for %s/%s not readable yet: %s (%d)", j->ns, j->peer,
-                natsStatus_GetText(s), (int)ec);
+    long long now = mono_ms();
+    if (now - *logged >= 5000) {
+        ms_warn("%s %s failed (%s); retrying for up to %d s", what, who, why,
+                (int)((JS_RETRY_MS - (now - start)) / 1000));
+        *logged = now;
     }
-    if (s != NATS_OK) {
-        ms_error("cannot read offline messages for %s/%s: %s (%d); kept for its next join", j->ns,
-                 j->peer, natsStatus_GetText(s), (int)ec);
-        /* worth_fetching dropped the subject: without it no later join would look. */
-        pthread_mutex_lock(&o->lock);
-        known_add(o, j->subject);
-        pthread_mutex_unlock(&o->lock);
-        return;
-    }
-    job_t *batch = NULL, *tail = NULL;
-    uint64_t last = 0;
-    for (int i = 0; i < 100000; i++) {
-        natsMsg *m = NULL;
-        /* An empty subject has no first message: the short wait ends the loop.
-         * One known to hold messages gets longer: a consumer created just after
-         * a NATS node died may take seconds to deliver its first message. */
-        if (natsSubscription_NextMsg(&m, sub, i == 0 && !j->expect ? 300 : 2000) != NATS_OK)
-            break;
-        jsMsgMetaData *meta = NULL;
-        uint64_t pending = 0;
-        if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
-            last = meta->Sequence.Stream;
-            pending = meta->NumPending;
-            jsMsgMetaData_Destroy(meta);
+    (*attempt)++;
+    if (now - start >= JS_RETRY_MS || (fetch_stopping(o) && *attempt >= 3))
+        return 0;
+    usleep(JS_RETRY_WAIT_MS * 1000);
+    return 1;
+}
+
+static int do_store(ms_offline_t *o, job_t *j)
+{
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MsgId = j->msg_id; /* a retried store is deduplicated by the server */
+    po.MaxWait = JS_CALL_WAIT_MS;
+    long long start = mono_ms(), logged = start - 5000;
+    int attempt = 0, ok = 0;
+    char who[300];
+    const char *why = "";
+    snprintf(who, sizeof(who), "for %s/%s", j->ns, j->peer);
+    do {
+        if (!ensure_stream(o)) {
+            why = "stream not available";
+            continue;
         }
+        jsPubAck *pa = NULL;
+        jsErrCode ec = 0;
+        natsStatus s = js_Publish(&pa, o->js, j->subject, j->data, (int)j->len, &po, &ec);
+        jsPubAck_Destroy(pa);
+        ok = s == NATS_OK;
+        why = natsStatus_GetText(s);
+    } while (!ok &&
+             retry_again(o, start, &attempt, &logged, "storing a persistent emit", who, why));
+    if (!ok)
+        ms_error("persistent emit for %s/%s not stored: %s", j->ns, j->peer, why);
+    else if (attempt)
+        ms_info("persistent emit for %s/%s stored after %lld ms", j->ns, j->peer,
+                mono_ms() - start);
+    return ok;
+}
+
+typedef enum { GET_FOUND, GET_NONE, GET_RETRY, GET_FAIL } get_result_t;
+
+/* Decodes padded standard base64 (how the JetStream API sends message data). */
+static uint8_t *b64_decode(const char *in, size_t *len)
+{
+    size_t n = strlen(in);
+    if (n % 4)
+        return NULL;
+    uint8_t *out = malloc(n / 4 * 3 + 1);
+    int w = out ? EVP_DecodeBlock(out, (const unsigned char *)in, (int)n) : -1;
+    if (w < 0) {
+        free(out);
+        return NULL;
+    }
+    /* EVP_DecodeBlock counts the padding as zero bytes. */
+    for (size_t k = n; k > 0 && in[k - 1] == '='; k--)
+        w--;
+    *len = (size_t)w;
+    return out;
+}
+
+/* The first message on j's subject at or after sequence from, read from the
+ * stream leader ($JS.API.STREAM.MSG.GET with next_by_subj). Unlike a consumer,
+ * which the meta leader places on a random replica (the dead node included,
+ * until it is known to be gone), this needs only the stream's own leader, and
+ * an answer from it is authoritative. */
+static get_result_t get_next(ms_offline_t *o, const job_t *j, uint64_t from, job_t **out,
+                             uint64_t *seq, char *why, size_t why_cap)
+{
+    char api[160];
+    snprintf(api, sizeof(api), "$JS.API.STREAM.MSG.GET.%s", STREAM_NAME);
+    json_t *req = json_pack("{s:I, s:s}", "seq", (json_int_t)from, "next_by_subj", j->subject);
+    char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    if (!body) {
+        snprintf(why, why_cap, "out of memory");
+        return GET_FAIL;
+    }
+    natsMsg *reply = NULL;
+    natsStatus s = natsConnection_RequestString(&reply, o->nc, api, body, JS_CALL_WAIT_MS);
+    free(body);
+    if (s != NATS_OK) {
+        snprintf(why, why_cap, "%s", natsStatus_GetText(s));
+        return GET_RETRY;
+    }
+    get_result_t res = GET_RETRY;
+    json_t *root =
+        json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0, NULL);
+    natsMsg_Destroy(reply);
+    json_t *err = json_object_get(root, "error"), *m = json_object_get(root, "message");
+    if (!root) {
+        snprintf(why, why_cap, "unreadable API reply");
+    } else if (err) {
+        json_int_t code = json_integer_value(json_object_get(err, "err_code"));
+        const char *desc = json_string_value(json_object_get(err, "description"));
+        snprintf(why, why_cap, "%s (%lld)", desc ? desc : "error", (long long)code);
+        /* 10037: no message found. Anything else (cluster or stream leader not
+         * available, 503) passes once the elections are over. */
+        res = code == 10037 ? GET_NONE : GET_RETRY;
+    } else if (json_is_object(m)) {
+        const char *subj = json_string_value(json_object_get(m, "subject"));
+        const char *data = json_string_value(json_object_get(m, "data"));
+        *seq = (uint64_t)json_integer_value(json_object_get(m, "seq"));
         job_t *r = calloc(1, sizeof(*r));
-        if (r && (r->data = malloc((size_t)natsMsg_GetDataLength(m) + 1))) {
+        if (r && subj && !strcmp(subj, j->subject) && *seq >= from) {
             r->kind = JOB_FETCH;
             r->ns = strdup(j->ns);
             r->peer = strdup(j->peer);
-            r->len = (size_t)natsMsg_GetDataLength(m);
-            memcpy(r->data, natsMsg_GetData(m), r->len);
-            push(&batch, &tail, r);
-        } else {
-            job_free(r);
+            r->data = data ? b64_decode(data, &r->len) : calloc(1, 1);
         }
-        natsMsg_Destroy(m);
-        if (pending == 0)
+        if (r && r->ns && r->peer && r->data) {
+            *out = r;
+            res = GET_FOUND;
+        } else {
+            snprintf(why, why_cap, "malformed or mismatched message");
+            job_free(r);
+            res = GET_FAIL;
+        }
+    } else {
+        snprintf(why, why_cap, "API reply without message");
+    }
+    json_decref(root);
+    return res;
+}
+
+/* Reads every message on the peer's subject and hands them to the loop. The
+ * peer joined once: the read retries through a NATS node loss instead of
+ * leaving its messages for a later join. */
+static void do_fetch(ms_offline_t *o, job_t *j)
+{
+    job_t *batch = NULL, *tail = NULL;
+    uint64_t from = 1, last = 0;
+    long long start = mono_ms(), logged = start - 5000;
+    int attempt = 0, complete = 0;
+    char why[200] = "", who[300];
+    snprintf(who, sizeof(who), "for %s/%s", j->ns, j->peer);
+    /* Bounded by the stream's per-subject limit (new messages may land
+     * meanwhile, hence the margin) and by the retry deadline. */
+    long max_msgs = o->cfg.max_msgs > 0 ? o->cfg.max_msgs : 100000;
+    for (long got = 0; got <= 2 * max_msgs;) {
+        job_t *r = NULL;
+        uint64_t seq = 0;
+        get_result_t g = get_next(o, j, from, &r, &seq, why, sizeof(why));
+        if (g == GET_FOUND) {
+            push(&batch, &tail, r);
+            last = seq;
+            from = seq + 1;
+            got++;
+            continue;
+        }
+        if (g == GET_NONE) {
+            complete = 1;
+            break;
+        }
+        if (g == GET_FAIL ||
+            !retry_again(o, start, &attempt, &logged, "reading offline messages", who, why))
             break;
     }
-    natsSubscription_Unsubscribe(sub);
-    natsSubscription_Destroy(sub);
-    if (!batch && j->expect) {
-        /* Stored but not read: keep looking on the next join instead of
-         * stranding the messages until a restart. */
-        ms_warn("offline messages for %s/%s stored but not delivered; kept for its next join",
-                j->ns, j->peer);
+    if (!complete) {
+        ms_error("cannot read (all) offline messages for %s/%s: %s; kept for its next join", j->ns,
+                 j->peer, why);
+    } else if (attempt) {
+        ms_info("offline messages for %s/%s read after %lld ms", j->ns, j->peer, mono_ms() - start);
+    }
+    if (!complete || (!batch && j->expect)) {
+        /* worth_fetching dropped the subject: without it no later join would
+         * look. (Known but empty: a store that failed, or that has not reached
+         * the stream leader yet.) */
         pthread_mutex_lock(&o->lock);
         known_add(o, j->subject);
         pthread_mutex_unlock(&o->lock);
@@ -288,11 +415,21 @@ static void do_purge(ms_offline_t *o, job_t *j)
     jsOptions_Init(&jo);
     jo.Stream.Purge.Subject = j->subject;
     jo.Stream.Purge.Sequence = j->seq + 1; /* up to, not including */
-    jsErrCode ec = 0;
-    if (js_PurgeStream(o->js, STREAM_NAME, &jo, &ec) != NATS_OK)
-        ms_warn("offline messages on %s not purged; they may be delivered again (deduplicated "
-                "by msgId)",
-                j->subject);
+    jo.Wait = JS_CALL_WAIT_MS;
+    long long start = mono_ms(), logged = start - 5000;
+    int attempt = 0;
+    char who[220];
+    snprintf(who, sizeof(who), "on %s", j->subject);
+    natsStatus s;
+    do {
+        jsErrCode ec = 0;
+        if ((s = js_PurgeStream(o->js, STREAM_NAME, &jo, &ec)) == NATS_OK)
+            return;
+    } while (retry_again(o, start, &attempt, &logged, "purging delivered offline messages", who,
+                         natsStatus_GetText(s)));
+    ms_warn("offline messages on %s not purged; they may be delivered again (deduplicated "
+            "by msgId)",
+            j->subject);
 }
 
 /* Once the subject list is loaded, a fetch for a peer with nothing stored is
@@ -308,6 +445,14 @@ static int worth_fetching(ms_offline_t *o, job_t *j)
         known_del(o, j->subject);
     pthread_mutex_unlock(&o->lock);
     return yes;
+}
+
+static int known_is_loaded(ms_offline_t *o)
+{
+    pthread_mutex_lock(&o->lock);
+    int loaded = o->known_loaded;
+    pthread_mutex_unlock(&o->lock);
+    return loaded;
 }
 
 static void *worker(void *arg)
@@ -334,19 +479,43 @@ static void *worker(void *arg)
             job_free(j);
             continue;
         }
+        if (j->kind == JOB_LOAD) {
+            pthread_mutex_lock(&o->lock);
+            o->load_queued = 0;
+            pthread_mutex_unlock(&o->lock);
+            int was_ready = o->ready; /* ensure_stream loads it the first time */
+            if (ensure_stream(o) && was_ready)
+                load_known(o);
+            job_free(j);
+            continue;
+        }
+        if (j->kind == JOB_FETCH && o->ready && !known_is_loaded(o) &&
+            mono_ms() - o->load_at >= 1000)
+            load_known(o); /* failed before: try again, at most once a second */
         if (j->kind == JOB_FETCH && o->ready && !worth_fetching(o, j)) {
             job_free(j);
             continue;
         }
-        if (ensure_stream(o)) {
-            if (j->kind == JOB_STORE)
-                do_store(o, j);
-            else if (j->kind == JOB_FETCH)
+        if (j->kind == JOB_STORE) {
+            int ok = do_store(o, j);
+            if (j->sender) {
+                /* The sender's ok waits for JetStream's acknowledgement. */
+                j->kind = JOB_STORED;
+                j->stored = ok;
+                free(j->data);
+                j->data = NULL;
+                pthread_mutex_lock(&o->lock);
+                push(&o->results, &o->results_tail, j);
+                pthread_mutex_unlock(&o->lock);
+                if (o->wake)
+                    o->wake(o->wake_ud);
+                continue;
+            }
+        } else if (ensure_stream(o)) {
+            if (j->kind == JOB_FETCH)
                 do_fetch(o, j);
             else
                 do_purge(o, j);
-        } else if (j->kind == JOB_STORE) {
-            ms_error("persistent emit for %s/%s lost: JetStream unavailable", j->ns, j->peer);
         }
         job_free(j);
     }
@@ -438,7 +607,7 @@ void ms_offline_destroy(ms_offline_t *o)
 }
 
 ms_err_t ms_offline_store(ms_offline_t *o, const char *ns, const char *peer,
-                          const Meshsig__V1__Emit *emit, int requeue)
+                          const Meshsig__V1__Emit *emit, const char *cid)
 {
     job_t *j = calloc(1, sizeof(*j));
     if (!j)
@@ -446,19 +615,16 @@ ms_err_t ms_offline_store(ms_offline_t *o, const char *ns, const char *peer,
     j->kind = JOB_STORE;
     j->ns = strdup(ns);
     j->peer = strdup(peer);
+    j->sender = emit->from ? strdup(emit->from) : NULL;
+    j->cid = cid && *cid ? strdup(cid) : NULL;
     j->len = meshsig__v1__emit__get_packed_size(emit);
     j->data = malloc(j->len ? j->len : 1);
-    if (!j->ns || !j->peer || !j->data) {
+    if (!j->ns || !j->peer || !j->data || (emit->from && !j->sender) || (cid && *cid && !j->cid)) {
         job_free(j);
         return MS_ERR_NOMEM;
     }
     meshsig__v1__emit__pack(emit, j->data);
-    /* A requeued message gets a fresh dedup id: its first store is still in
-     * the server's duplicate window although it was purged. */
-    if (requeue)
-        snprintf(j->msg_id, sizeof(j->msg_id), "%.24s:%x", emit->msg_id, (unsigned)rand());
-    else
-        snprintf(j->msg_id, sizeof(j->msg_id), "%s", emit->msg_id);
+    snprintf(j->msg_id, sizeof(j->msg_id), "%s", emit->msg_id);
     subject_for(o, ns, peer, j->subject, sizeof(j->subject));
     pthread_mutex_lock(&o->lock);
     known_add(o, j->subject);
@@ -494,25 +660,61 @@ void ms_offline_fetch(ms_offline_t *o, const char *ns, const char *peer)
     enqueue(o, j);
 }
 
-void ms_offline_drain(ms_offline_t *o,
-                      void (*deliver)(const char *ns, const char *peer,
-                                      const Meshsig__V1__Emit *emit, void *ud),
-                      void *ud)
+void ms_offline_refresh(ms_offline_t *o)
+{
+    pthread_mutex_lock(&o->lock);
+    o->known_loaded = 0; /* joins look until the worker has reloaded the list */
+    int queue = !o->load_queued;
+    o->load_queued = 1;
+    pthread_mutex_unlock(&o->lock);
+    job_t *j = queue ? calloc(1, sizeof(*j)) : NULL;
+    if (j) {
+        j->kind = JOB_LOAD;
+        enqueue(o, j);
+    } else if (queue) {
+        pthread_mutex_lock(&o->lock);
+        o->load_queued = 0; /* the worker retries the load before a fetch */
+        pthread_mutex_unlock(&o->lock);
+    }
+}
+
+void ms_offline_drain(
+    ms_offline_t *o,
+    int (*deliver)(const char *ns, const char *peer, const Meshsig__V1__Emit *emit, void *ud),
+    void (*stored)(const char *ns, const char *sender, const char *cid, int ok, void *ud), void *ud)
 {
     pthread_mutex_lock(&o->lock);
     job_t *r = o->results;
     o->results = o->results_tail = NULL;
     pthread_mutex_unlock(&o->lock);
+    int undelivered = 0; /* in the current batch (one peer's, ended by its purge marker) */
     while (r) {
         job_t *n = r->next;
-        if (r->kind == JOB_PURGE) {
-            enqueue(o, r); /* delivered: now the stream may forget them */
+        if (r->kind == JOB_STORED) {
+            stored(r->ns, r->sender, r->cid, r->stored, ud);
+            job_free(r);
+        } else if (r->kind == JOB_PURGE) {
+            if (undelivered) {
+                /* The peer left, or its shard moved, before delivery: the
+                 * messages stay in the stream for its next join or the new
+                 * owner's rebuild, under their own msgIds. */
+                pthread_mutex_lock(&o->lock);
+                known_add(o, r->subject);
+                pthread_mutex_unlock(&o->lock);
+                job_free(r);
+            } else {
+                enqueue(o, r); /* delivered: now the stream may forget them */
+            }
+            undelivered = 0;
         } else {
             Meshsig__V1__Emit *e = (Meshsig__V1__Emit *)ms_pblimit_unpack(
                 &meshsig__v1__emit__descriptor, r->data, r->len, &ms_pblimit_bus, NULL, 0);
             if (e) {
-                deliver(r->ns, r->peer, e, ud);
+                if (!deliver(r->ns, r->peer, e, ud))
+                    undelivered = 1;
                 meshsig__v1__emit__free_unpacked(e, NULL);
+            } else {
+                ms_error("offline message for %s/%s unreadable; dropped", r->ns, r->peer);
             }
             job_free(r);
         }

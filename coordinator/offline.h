@@ -32,18 +32,30 @@ typedef struct {
 ms_err_t ms_offline_create(const ms_offline_config_t *cfg, void (*wake)(void *), void *ud,
                            ms_offline_t **out);
 void ms_offline_destroy(ms_offline_t *o);
-/* Loop thread. Stores emit (with from, to, event, data, msgId set) for peer in ns.
- * requeue: the message was fetched already and goes back (its peer left again). */
+/* Loop thread. Stores emit (with from, to, event, data, msgId set) for peer in ns;
+ * retried (deduplicated by msgId) while JetStream elects leaders. Once
+ * JetStream has acknowledged it (or the retries ran out), ms_offline_drain
+ * reports the outcome for emit->from and cid (the sender's request id, may
+ * be NULL): that is when the sender may be told it is kept. */
 ms_err_t ms_offline_store(ms_offline_t *o, const char *ns, const char *peer,
-                          const Meshsig__V1__Emit *emit, int requeue);
+                          const Meshsig__V1__Emit *emit, const char *cid);
 /* Loop thread. Queues a fetch of everything stored for peer in ns (nothing
  * when no message is known to wait for it). */
 void ms_offline_fetch(ms_offline_t *o, const char *ns, const char *peer);
-/* Loop thread. Calls deliver for each fetched emit, in order; once a batch is
- * delivered its messages are purged from the stream. */
+/* Loop thread. Reloads which peers have messages waiting, stored by any
+ * coordinator: call it when this coordinator takes a shard over. Until the
+ * worker has reloaded the list, every join looks. */
+void ms_offline_refresh(ms_offline_t *o);
+/* Loop thread. Calls deliver for each fetched emit, in order; deliver returns
+ * 0 when the peer is not (any longer) a member here. Once a batch is
+ * delivered its messages are purged from the stream; an undelivered one stays
+ * for the peer's next join (or the next owner's rebuild). Calls stored with
+ * the outcome of each finished store (ok: JetStream has it). */
 void ms_offline_drain(ms_offline_t *o,
-                      void (*deliver)(const char *ns, const char *peer,
-                                      const Meshsig__V1__Emit *emit, void *ud),
+                      int (*deliver)(const char *ns, const char *peer,
+                                     const Meshsig__V1__Emit *emit, void *ud),
+                      void (*stored)(const char *ns, const char *sender, const char *cid, int ok,
+                                     void *ud),
                       void *ud);
 /* Whether the stream is available (NATS up and the stream created). */
 int ms_offline_ready(ms_offline_t *o);

@@ -231,6 +231,11 @@ static long rebuild_ns(ms_coord_t *c, const char *name, rb_peer_t *peers, size_t
     }
     events = (long)(diff->n_connect + diff->n_disconnect);
     ms_ns_apply_diff(c, ns, diff, NULL, NULL, 0);
+    /* Persistent emits stored for them while they were here (the old owner
+     * could not deliver, or lost the shard between fetch and delivery). */
+    for (size_t i = 0; i < n; i++)
+        if (peers[i].m)
+            ms_emit_member_restored(c, ns, peers[i].m);
     ms_info("%s rebuilt: %zu peers, %zu edges added, %zu dropped", name, k, diff->n_connect,
             diff->n_disconnect);
 done:

@@ -285,6 +285,12 @@ START_TEST(coordinators_split_kill_and_handoff)
     expect_signal_from(t1, "t2");
     send_json(m2, "{\"signal\":{\"to\":\"m1\",\"payload\":\"x\"}}");
     expect_signal_from(m1, "m2");
+    /* A persistent emit for an absent peer, stored by coord-2 (ok comes once
+     * JetStream has it): the coordinator that takes the shard over must find
+     * it although it never heard of it. */
+    send_json(d1, "{\"id\":\"p1\",\"emit\":{\"to\":\"dz\",\"event\":\"note\",\"data\":"
+                  "\"kept\",\"persistent\":true}}");
+    json_decref(expect_key(d1, "ok"));
 
     /* (a) kill -9 coord-2: its shards are claimed once the leases run out. */
     long long t0 = now_ms();
@@ -313,6 +319,20 @@ START_TEST(coordinators_split_kill_and_handoff)
             "succeeded after %lld ms, all its shards served again after %lld ms (lease 1200 ms, "
             "coordinator timeout 800 ms)\n",
             t_join - t0, t_all);
+    /* The stored emit reaches its peer through the new owner. */
+    wsc_t *dz = join_retry(1, ns_d, "dz", "delaunay", now_ms() + 10000, NULL);
+    json_t *e = NULL;
+    for (long long end = now_ms() + 10000; !e && now_ms() < end;) {
+        json_t *j = wsc_recv_json(dz, 200);
+        if (j && json_object_get(j, "emit"))
+            e = j;
+        else
+            json_decref(j);
+    }
+    ck_assert_msg(e, "the emit stored by the dead coordinator never arrived");
+    ck_assert_str_eq(str_at(e, "emit", "from", NULL), "d1");
+    ck_assert_str_eq(str_at(e, "emit", "data", NULL), "kept");
+    json_decref(e);
     /* Namespaces of the survivors saw nothing and still work. */
     expect_no_topology(t1, 300);
     expect_no_topology(m1, 10);
@@ -358,6 +378,7 @@ START_TEST(coordinators_split_kill_and_handoff)
     wsc_free(d1);
     wsc_free(d2);
     wsc_free(d3);
+    wsc_free(dz);
     wsc_free(t1);
     wsc_free(t2);
     wsc_free(u1);
