@@ -124,6 +124,8 @@ def check_compose(tmp):
         check(e.get("MESHSIG_ADMIN_TOKEN") == "test-admin-token", f"{n} gets the admin token")
         check("MESHSIG_INSECURE_DEV" not in e, f"{n} is not in insecure dev mode")
         check(e.get("MESHSIG_NATS", "").count("nats://") == 3, f"{n} knows all 3 NATS nodes")
+        check(str(e.get("MESHSIG_JS_REPLICAS")) == "3",
+              f"{n} keeps leases and stored emits on all 3 NATS nodes (MESHSIG_JS_REPLICAS=3)")
         ports = s.get("ports", [])
         check(published(s, 8081), f"{n} publishes its admin endpoint: {ports}")
         check(any(n2 in (s.get("depends_on") or {}) for n2 in nats), f"{n} waits for NATS")

@@ -130,6 +130,8 @@ def main():
         check(dig(env.get("MESHSIG_ADMIN_TOKEN", {}), "valueFrom", "secretKeyRef") is not None,
               "coordinator admin token comes from a Secret")
         check("MESHSIG_INSECURE_DEV" not in env, "coordinator is not in insecure dev mode")
+        check(env.get("MESHSIG_JS_REPLICAS", {}).get("value") == "3",
+              "coordinator keeps leases and stored emits on 3 NATS nodes")
     if gw and co:
         check(container(gw).get("image") == container(co).get("image"),
               "gateway and coordinator use the same image")
