@@ -166,6 +166,54 @@ fail:
     return err == MS_OK ? MS_ERR_NOMEM : err;
 }
 
+void ms_gw_send_all_elsewhere(ms_gateway_t *gw, const char *reason)
+{
+    ms_session_t *s, *tmp;
+    HASH_ITER(hh, gw->sessions, s, tmp)
+    {
+        if (s->closing)
+            continue; /* told already */
+        Meshsig__V1__Reconnect rc = MESHSIG__V1__RECONNECT__INIT;
+        rc.reason = (char *)reason;
+        Meshsig__V1__ServerMessage m = MESHSIG__V1__SERVER_MESSAGE__INIT;
+        m.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_RECONNECT;
+        m.reconnect = &rc;
+        ms_gw_send(gw, s, &m);
+        ms_gw_session_close(s, CLOSE_GOING_AWAY);
+    }
+}
+
+/* Cut off from NATS, nothing a client sends reaches its owner, and the owners
+ * count this gateway dead after --gateway-timeout-ms; its peers leave after
+ * the resume grace. So once NATS has been unreachable for --nats-lost-ms
+ * (longer than a reconnect to another node takes), clients are sent to
+ * another gateway while their grace holds, and /healthz turns the load
+ * balancer away until NATS is back. */
+void ms_gw_check_nats(ms_gateway_t *gw)
+{
+    uint64_t now = ms_clock_mono_us();
+    if (ms_bus_connected(gw->bus)) {
+        if (gw->cut_off)
+            ms_info("NATS reachable again after %llu ms: serving",
+                    (unsigned long long)((now - gw->nats_lost_us) / 1000));
+        gw->nats_lost_us = 0;
+        gw->cut_off = 0;
+        return;
+    }
+    if (!gw->nats_lost_us) {
+        gw->nats_lost_us = now;
+        return;
+    }
+    if (now - gw->nats_lost_us < (uint64_t)gw->cfg->nats_lost_ms * 1000u)
+        return;
+    if (!gw->cut_off)
+        ms_warn("NATS unreachable for %llu ms: telling %zu clients to reconnect to another "
+                "gateway",
+                (unsigned long long)((now - gw->nats_lost_us) / 1000), gw->n_sessions);
+    gw->cut_off = 1;
+    ms_gw_send_all_elsewhere(gw, "gateway lost NATS; reconnect to another gateway");
+}
+
 /* Graceful shutdown: every client is told to reconnect elsewhere and closed
  * with 1001 once its queue is written; new connections are refused. Returns
  * when all sessions are gone or after the deadline. */
@@ -173,17 +221,7 @@ static void drain(ms_gateway_t *gw, long deadline_ms)
 {
     gw->draining = 1;
     ms_info("draining %zu sessions (deadline %ld ms)", gw->n_sessions, deadline_ms);
-    ms_session_t *s, *tmp;
-    HASH_ITER(hh, gw->sessions, s, tmp)
-    {
-        Meshsig__V1__Reconnect rc = MESHSIG__V1__RECONNECT__INIT;
-        rc.reason = "gateway shutting down; reconnect to another gateway";
-        Meshsig__V1__ServerMessage m = MESHSIG__V1__SERVER_MESSAGE__INIT;
-        m.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_RECONNECT;
-        m.reconnect = &rc;
-        ms_gw_send(gw, s, &m);
-        ms_gw_session_close(s, CLOSE_GOING_AWAY);
-    }
+    ms_gw_send_all_elsewhere(gw, "gateway shutting down; reconnect to another gateway");
     uint64_t end = ms_clock_mono_us() + (uint64_t)deadline_ms * 1000u;
     /* Each round ends within 100 ms: the deadline sweep is a timer. */
     while (gw->n_sessions > 0 && ms_clock_mono_us() < end) {

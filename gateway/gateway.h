@@ -32,6 +32,7 @@ typedef struct {
     long idle_ping_ms;         /* a client silent this long gets a WebSocket ping */
     long idle_timeout_ms;      /* a client silent this long (ping unanswered) is dropped */
     long drain_ms;             /* on SIGTERM, how long clients get to leave */
+    long nats_lost_ms;         /* NATS unreachable this long: clients are sent elsewhere */
     const char *resume_secret; /* HMAC key for resume tokens, shared by all gateways */
     long resume_ttl_s;         /* lifetime of a resume token */
     const char *event_lib;     /* "auto" (NULL), "libev" or "poll"; see evloop.h */

@@ -25,9 +25,11 @@ int ms_gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         if (pj) {
             /* answered by peerjs.c */
         } else if (!strcmp(uri, "/healthz")) {
-            /* Draining counts as unhealthy so a load balancer stops sending new clients. */
-            h->status = gw->draining ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK;
-            h->body = strdup(gw->draining ? "draining\n" : "ok\n");
+            /* Draining or cut off from NATS counts as unhealthy so a load
+             * balancer stops sending new clients. */
+            int down = gw->draining || gw->cut_off;
+            h->status = down ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK;
+            h->body = strdup(gw->draining ? "draining\n" : gw->cut_off ? "no NATS\n" : "ok\n");
             h->len = h->body ? strlen(h->body) : 0;
         } else if (!strcmp(uri, "/metrics")) {
             h->status = HTTP_STATUS_OK;

@@ -62,6 +62,10 @@ struct ms_gateway {
     uint64_t started_ms;
     volatile sig_atomic_t stop;
     int draining; /* SIGTERM: no new sessions, the others told to reconnect elsewhere */
+    /* NATS unreachable since nats_lost_us (0: connected); cut_off once that
+     * lasted --nats-lost-ms: clients are sent elsewhere, /healthz says 503. */
+    uint64_t nats_lost_us;
+    int cut_off;
 
     /* http.c */
     struct lws_http_mount mounts[3]; /* /healthz, /metrics, then files at / */
@@ -139,6 +143,12 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
                       size_t len);
 /* Closes with code once the queue is written; nothing more is queued after. */
 void ms_gw_session_close(ms_session_t *s, uint16_t code);
+/* Every session is told to reconnect to another gateway (with its resume
+ * token) and closed with 1001 once its queue is written. */
+void ms_gw_send_all_elsewhere(ms_gateway_t *gw, const char *reason);
+/* Service thread, every 100 ms: sends clients elsewhere once NATS has been
+ * unreachable for --nats-lost-ms (gateway.c). */
+void ms_gw_check_nats(ms_gateway_t *gw);
 /* Queues one encoded message (in the session's encoding) for the client. */
 void ms_gw_queue_frame(ms_gateway_t *gw, ms_session_t *s, const void *data, size_t len);
 /* Encodes msg in the session's encoding and queues it. */

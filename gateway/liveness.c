@@ -67,6 +67,7 @@ static void idle_sweep(ms_gateway_t *gw, uint64_t now)
 static void on_sweep(lws_sorted_usec_list_t *sul)
 {
     ms_gateway_t *gw = lws_container_of(sul, ms_gateway_t, sul_sweep);
+    ms_gw_check_nats(gw);
     uint64_t now = ms_clock_mono_us();
     lws_dll2_owner_t *lists[] = {&gw->hello_waits, &gw->join_waits};
     for (int l = 0; l < 2; l++) {

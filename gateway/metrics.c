@@ -114,10 +114,24 @@ char *ms_gw_metrics_text(ms_gateway_t *gw, size_t *len)
         il += ms_busver_metrics(&gw->busver, info + il, sizeof(info) - (size_t)il);
     if (il < 0 || (size_t)il >= sizeof(info))
         il = 0;
+    /* The fence per shard: the highest owner epoch accepted (0: none yet). */
+    size_t ecap = 96 + (size_t)gw->cfg->shards * 64, el = 0;
+    char *ep = malloc(ecap);
+    if (ep) {
+        el = (size_t)snprintf(ep, ecap,
+                              "# HELP meshsig_gateway_shard_epoch highest shard owner epoch "
+                              "accepted\n# TYPE meshsig_gateway_shard_epoch gauge\n");
+        for (long i = 0; i < gw->cfg->shards && el < ecap; i++)
+            if (gw->epochs[i])
+                el += (size_t)snprintf(ep + el, ecap - el,
+                                       "meshsig_gateway_shard_epoch{shard=\"%ld\"} %llu\n", i,
+                                       (unsigned long long)gw->epochs[i]);
+    }
     char *both = NULL;
-    int m = asprintf(&both, "%s%.*s%.*s", out, (int)(hl < sizeof(hist) ? hl : sizeof(hist) - 1),
-                     hist, il, info);
+    int m = asprintf(&both, "%s%.*s%.*s%.*s", out, (int)(hl < sizeof(hist) ? hl : sizeof(hist) - 1),
+                     hist, il, info, (int)(el < ecap ? el : 0), ep ? ep : "");
     free(out);
+    free(ep);
     if (m < 0)
         return NULL;
     *len = (size_t)m;
