@@ -19,6 +19,7 @@ BUILD_PKGS=(
     clang libclang-rt-14-dev
     help2man systemd
     prometheus libfaketime
+    iptables # partition tests: random packet loss (xt statistic) in their own netns
 )
 # What the binaries link (libwebsockets-evlib-ev is the libev plugin lws loads at run time).
 RUNTIME_LIBS=(

@@ -1,0 +1,374 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Partition tests: a meshsig cluster (3 NATS nodes with JetStream R3, 2
+coordinators, 2 gateways) in network namespaces (tests/fault/netlab.py), with
+links cut and impaired while clients keep talking.
+
+  test_partition.py coordinator  (a) a coordinator cut off from NATS stops
+      serving its shards before its lease can expire; the other takes them
+      over; no gateway ever accepts an older epoch after a newer one, and the
+      old owner's late deliveries are fenced off after the heal.
+  test_partition.py gateway      (b) a gateway cut off from NATS (its clients
+      still reach it) tells them to reconnect elsewhere; they resume on the
+      other gateway and no neighbour sees a disconnect.
+  test_partition.py nats         (c) the NATS node with the most clients on
+      the minority side: no peer, lease or stored emit is lost.
+  test_partition.py impaired     (d) 200 ms one-way latency and 5 % packet
+      loss between a gateway and NATS: signals still arrive, all and in order.
+
+Root, iproute2 and (for d) iptables. This kernel build has no sch_netem, so
+(d) gets its latency from a delaying TCP proxy (tests/fault/delay_proxy.py) in
+the gateway's namespace, and its loss from iptables' statistic match on the
+gateway's backend link (real dropped packets, recovered by TCP).
+"""
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import netlab  # noqa: E402
+from netlab import Lab, Peer, churn, log, shard_of  # noqa: E402
+
+LEASE_MS = 1200
+
+
+def ns_owned_by(lab, owner, prefix):
+    owners = lab.shard_owners(lab.coords[0])
+    for k in range(10000):
+        ns = f"{prefix}-{k}"
+        o = owners.get(shard_of(ns))
+        if o and o[0] == owner:
+            return ns
+    raise AssertionError(f"no namespace on {owner}")
+
+
+def signal_ok(a, b, payload, timeout=10.0):
+    """a -> b, resent every second until one arrives; other messages at b are kept."""
+    deadline = time.monotonic() + timeout
+    n = 0
+    while time.monotonic() < deadline:
+        p = f"{payload}-{n}"
+        a.send({"signal": {"to": b.id, "payload": p}})
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            m = b.recv(max(0.01, end - time.monotonic()))
+            if m and m.get("signal", {}).get("payload") == p:
+                return time.monotonic()
+        n += 1
+    raise AssertionError(f"no signal {a.id} -> {b.id} within {timeout}s")
+
+
+def epochs_of(lab, g):
+    """shard -> highest epoch gateway g has accepted (its metrics)."""
+    out = {}
+    for line in lab.gw_metrics(g).splitlines():
+        if line.startswith("meshsig_gateway_shard_epoch{"):
+            sh = int(line.split('shard="')[1].split('"')[0])
+            out[sh] = int(line.rsplit(" ", 1)[1])
+    return out
+
+
+def stale_drops(lab, g):
+    for line in lab.gw_metrics(g).splitlines():
+        if line.startswith('meshsig_gateway_dropped_total{reason="stale_epoch"}'):
+            return int(line.rsplit(" ", 1)[1])
+    return 0
+
+
+def log_times(text, pattern):
+    """Wall-clock seconds of the log lines that contain pattern."""
+    out = []
+    for line in text.splitlines():
+        if pattern in line:
+            ts = line.split()[0]  # 2026-12-06T05:49:34.342Z
+            t = time.mktime(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+            out.append(t + float("0" + ts[19:-1]))
+    return out
+
+
+# ---- (a) ------------------------------------------------------------------
+def coordinator(lab):
+    ns_x = ns_owned_by(lab, "c1", "px")
+    ns_y = ns_owned_by(lab, "c2", "py")
+    sx = shard_of(ns_x)
+    a, b = Peer(lab, "gw1", ns_x, "a"), Peer(lab, "gw2", ns_x, "b")
+    c, d = Peer(lab, "gw1", ns_y, "c"), Peer(lab, "gw2", ns_y, "d")
+    peers = [a, b, c, d]
+    signal_ok(a, b, "x")
+    signal_ok(c, d, "y")
+    for p in peers:
+        p.pump(0.3)
+        p.events.clear()
+    e1 = lab.serving("c1")[sx]
+    log(f"{ns_x} (shard {sx}) on c1 at epoch {e1}; {ns_y} on c2")
+    history = {g: [epochs_of(lab, g)] for g in lab.gateways}
+
+    t0 = time.time()
+    lab.partition("c1")
+    log("c1 cut off from NATS")
+    # c2 takes the shard over; signals in ns_x flow again through it.
+    lab.wait(lambda: sx in lab.serving("c2"), 30, f"c2 serving shard {sx}")
+    e2 = lab.serving("c2")[sx]
+    t_take = time.time() - t0
+    signal_ok(a, b, "x2", 15)
+    signal_ok(b, a, "x3", 15)
+    signal_ok(c, d, "y2", 5)
+    for g in lab.gateways:
+        history[g].append(epochs_of(lab, g))
+    log(f"c2 serves shard {sx} at epoch {e2} after {t_take:.1f}s; signals flow")
+    assert e2 > e1, f"epoch did not grow: {e1} -> {e2}"
+
+    # Never two owners acting at once: c1 stopped serving before c2 claimed.
+    stop = log_times(lab.logtext("c1"), f"shard {sx}: lease not renewed in time")
+    claim = log_times(lab.logtext("c2"), f"shard {sx} claimed (epoch {e2})")
+    assert stop and claim, f"no stop ({stop}) or claim ({claim}) in the logs"
+    assert stop[0] < claim[0], f"c2 claimed at {claim[0]:.3f} before c1 stopped at {stop[0]:.3f}"
+    assert stop[0] - t0 < LEASE_MS / 1000.0 + 1.0, f"c1 stopped {stop[0] - t0:.2f}s after the cut"
+    log(f"c1 stopped serving {stop[0] - t0:.2f}s after the cut, c2 claimed "
+        f"{claim[0] - stop[0]:.2f}s later")
+
+    # Heal: c1 comes back (and may take its share again by hand-off); its
+    # buffered deliveries from epoch e1 must not reach anyone.
+    drops0 = {g: stale_drops(lab, g) for g in lab.gateways}
+    lab.heal("c1")
+    log("healed")
+    lab.wait(lambda: lab.all_shards_served(), 30, "every shard served after the heal")
+    time.sleep(2)  # let c1's buffered publishes arrive, if any
+    signal_ok(a, b, "x4", 15)
+    signal_ok(d, c, "y4", 15)
+    for g in lab.gateways:
+        history[g].append(epochs_of(lab, g))
+    for p in peers:
+        p.pump(0.5)
+        bad = churn(p.events)
+        assert not bad, f"{p.id} saw churn: {bad}"
+    for g in lab.gateways:
+        for before, after in zip(history[g], history[g][1:]):
+            for sh, ep in before.items():
+                assert after.get(sh, 0) >= ep, f"{g}: shard {sh} epoch went {ep} -> {after.get(sh)}"
+        assert history[g][1].get(sx, 0) >= e2 or history[g][2].get(sx, 0) >= e2, \
+            f"{g} never saw c2's epoch {e2} for shard {sx}: {[h.get(sx) for h in history[g]]}"
+    drops = {g: stale_drops(lab, g) - drops0[g] for g in lab.gateways}
+    log(f"gateways' epochs only grew; stale deliveries dropped after the heal: {drops}")
+    for p in peers:
+        p.close()
+
+
+# ---- (b) ------------------------------------------------------------------
+def gateway(lab):
+    ns = f"pg-{random.randrange(1 << 30)}"
+    a, b = Peer(lab, "gw1", ns, "a"), Peer(lab, "gw1", ns, "b")
+    c, d = Peer(lab, "gw2", ns, "c"), Peer(lab, "gw2", ns, "d")
+    peers = [a, b, c, d]
+    signal_ok(a, c, "1")
+    signal_ok(d, b, "2")
+    for p in peers:
+        p.pump(0.5)
+        p.events.clear()
+    t0 = time.monotonic()
+    lab.partition("gw1")
+    log("gw1 cut off from NATS (its clients still reach it)")
+    # a and b are told to reconnect elsewhere; they resume on gw2.
+    resumed = {}
+    for p in (a, b):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                m = p.recv(0.5)
+            except (ConnectionError, OSError):
+                m = {"closed": True}
+            if m and ("reconnect" in m or "closed" in m):
+                break
+        else:
+            raise AssertionError(f"{p.id} was never told to reconnect")
+        w = p.connect("gw2", resume=True)
+        assert w.get("resumed") or w.get("peerId") == p.id, w
+        resumed[p.id] = time.monotonic() - t0
+    log(f"a and b told to reconnect and resumed on gw2 after "
+        f"{resumed['a']:.1f}s / {resumed['b']:.1f}s")
+    signal_ok(a, c, "3", 15)
+    signal_ok(c, a, "4", 15)
+    signal_ok(b, d, "5", 15)
+    # Nobody saw a neighbour go: the grace covered the move.
+    for p in (c, d):
+        p.pump(1.0)
+        bad = churn(p.events)
+        assert not bad, f"{p.id} saw {bad}"
+    assert lab.gw_health("gw1") != 200, "gw1 still reports healthy without NATS"
+    lab.heal("gw1")
+    lab.wait(lambda: lab.gw_health("gw1") == 200, 30, "gw1 healthy again after the heal")
+    e = Peer(lab, "gw1", ns, "e")
+    signal_ok(e, c, "6", 15)
+    log("healed: gw1 serves again")
+    for p in peers + [e]:
+        p.close()
+
+
+# ---- (c) ------------------------------------------------------------------
+def store(sender, i, attempts=8):
+    """A persistent emit to the absent zoe, acknowledged (ok once JetStream has
+    it). Without an answer in 15 s it is sent again, as the SDK's request
+    timeout would: a request written into a connection that a partition cut
+    off is gone, and only what was acknowledged is promised."""
+    for k in range(attempts):
+        rid = f"e{i}-{k}"
+        sender.send({"id": rid, "emit": {"to": "zoe", "event": "n", "data": i,
+                                         "persistent": True}})
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            m = sender.recv(0.5)
+            if m and m.get("id") == rid and "ok" in m:
+                return k
+            if m and m.get("id") == rid and "error" in m:
+                break  # UNAVAILABLE while JetStream elects: try again
+    raise AssertionError(f"stored emit {i} never acknowledged")
+
+
+def nats(lab):
+    ns = f"pn-{random.randrange(1 << 30)}"
+    a, b = Peer(lab, "gw1", ns, "a"), Peer(lab, "gw2", ns, "b")
+    signal_ok(a, b, "1")
+    n_emits = 5
+    for i in range(n_emits):
+        store(a, i)
+    for p in (a, b):
+        p.pump(0.3)
+        p.events.clear()
+    conns = {n: lab.nats_connections(n) for n in lab.nats}
+    minority = max(conns, key=conns.get)
+    lab.partition(minority)
+    t0 = time.monotonic()
+    log(f"{minority} ({conns[minority]} client connections) on the minority side")
+    # More stored emits while the cluster re-elects: every acknowledged one is kept.
+    resent = sum(store(a, i) for i in range(n_emits, 2 * n_emits))
+    t_stored = time.monotonic() - t0
+    t_sig = signal_ok(a, b, "2", 40) - t0
+    signal_ok(b, a, "3", 20)
+    z = Peer(lab, "gw2", ns, "zoe")
+    data = []
+    deadline = time.monotonic() + 60
+    while len(set(data)) < 2 * n_emits and time.monotonic() < deadline:
+        m = z.recv(0.5)
+        if m and "emit" in m:
+            data.append(m["emit"]["data"])
+    first = []
+    for d in data:
+        if d not in first:
+            first.append(d)
+    assert first == list(range(2 * n_emits)), f"stored emits delivered: {data}"
+    for p in (a, b):
+        p.pump(0.5)
+        bad = churn(p.events, allowed_peers=("zoe",))
+        assert not bad, f"{p.id} saw {bad}"
+    lab.heal(minority)
+    log(f"stores acknowledged again {t_stored:.1f}s after the cut ({resent} resent), signals "
+        f"through after {t_sig:.1f}s; all {2 * n_emits} stored emits delivered in order "
+        f"({len(data) - len(first)} duplicates); nobody left")
+    for p in (a, b, z):
+        p.close()
+
+
+# ---- (d) ------------------------------------------------------------------
+def impaired(lab):
+    ns = f"pd-{random.randrange(1 << 30)}"
+    a, b = Peer(lab, "gw1", ns, "a"), Peer(lab, "gw2", ns, "b")
+    signal_ok(a, b, "warm", 20)
+    for p in (a, b):
+        p.pump(0.3)
+        p.events.clear()
+    n = 200
+    t0 = time.monotonic()
+    for i in range(n):
+        a.send({"signal": {"to": "b", "payload": f"s{i}"}})
+        b.send({"signal": {"to": "a", "payload": f"r{i}"}})
+        time.sleep(0.02)
+    seqs = {"a": [], "b": []}
+    deadline = time.monotonic() + 60
+    while (len(seqs["a"]) < n or len(seqs["b"]) < n) and time.monotonic() < deadline:
+        for p, key in ((a, "a"), (b, "b")):
+            m = p.recv(0.05)
+            if m and "signal" in m:
+                seqs[key].append(int(m["signal"]["payload"][1:]))
+    took = time.monotonic() - t0
+    assert seqs["b"] == list(range(n)), f"a -> b: {len(seqs['b'])} of {n}, in order: " \
+        f"{seqs['b'] == sorted(seqs['b'])}"
+    assert seqs["a"] == list(range(n)), f"b -> a: {len(seqs['a'])} of {n}, in order: " \
+        f"{seqs['a'] == sorted(seqs['a'])}"
+    c = Peer(lab, "gw1", ns, "c")  # a join through the impaired link
+    signal_ok(c, b, "j", 20)
+    log(f"{n} signals each way through the impaired link: all arrived, in order, "
+        f"in {took:.1f}s")
+    for p in (a, b, c):
+        p.close()
+
+
+SCENARIOS = {"coordinator": coordinator, "gateway": gateway, "nats": nats, "impaired": impaired}
+
+
+def main():
+    if len(sys.argv) != 2 or sys.argv[1] not in SCENARIOS:
+        print(f"usage: {sys.argv[0]} {'|'.join(SCENARIOS)}", file=sys.stderr)
+        return 2
+    # 77: skipped (ctest SKIP_RETURN_CODE), where namespaces cannot be made.
+    if os.geteuid() != 0:
+        print("SKIP: partition tests need root (ip netns)", file=sys.stderr)
+        return 77
+    probe = f"{netlab.NS_PREFIX}{os.getpid()}-probe"
+    if subprocess.run(["ip", "netns", "add", probe], capture_output=True).returncode:
+        print("SKIP: ip netns add does not work here", file=sys.stderr)
+        return 77
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    if sys.argv[1] == "impaired" and not shutil.which("iptables"):
+        print("FAIL: iptables is missing: run deploy/install-deps.sh", file=sys.stderr)
+        return 1
+    for b in ("gateway/meshsig-gateway", "coordinator/meshsig-coordinator"):
+        if not os.access(os.path.join(netlab.BUILD, b), os.X_OK):
+            print(f"{netlab.BUILD}/{b} is not built", file=sys.stderr)
+            return 1
+    name = sys.argv[1]
+    gw_args = []
+    lab = None
+    ok = False
+    proxy = None
+    try:
+        lab = Lab(coord_args=["--lease-ttl-ms", str(LEASE_MS)], gw_args=gw_args)
+        lab.enter_client()
+        if name == "impaired":
+            # gw1 talks to NATS through the delaying proxy, over a lossy link.
+            ports = ",".join(f"nats://127.0.0.1:{14222 + i}" for i in range(len(lab.nats)))
+            maps = [f"127.0.0.1:{14222 + i}={lab.nodes[n]['ip']}:4222"
+                    for i, n in enumerate(lab.nats)]
+            proxy = lab.spawn("delay-proxy", [sys.executable, os.path.join(
+                os.path.dirname(os.path.abspath(__file__)), "delay_proxy.py"), "200", *maps],
+                node="gw1")
+            for chain in ("INPUT", "OUTPUT"):
+                lab.iptables("gw1", "-A", chain, "-i" if chain == "INPUT" else "-o", "eth0",
+                             "-m", "statistic", "--mode", "random", "--probability", "0.05",
+                             "-j", "DROP")
+            lab.gateways.remove("gw1")
+            lab.start()
+            lab.gateways.insert(0, "gw1")
+            lab.start_gateway("gw1", nats_urls=ports)
+            lab.wait(lambda: lab.gw_health("gw1") == 200, 30, "gw1 healthy")
+        else:
+            lab.start()
+        log(f"cluster up in namespaces {lab.tag}-*; scenario {name}")
+        SCENARIOS[name](lab)
+        ok = True
+    except (AssertionError, OSError, RuntimeError, ValueError, KeyError) as e:
+        print(f"FAIL: {e!r}", file=sys.stderr, flush=True)
+    finally:
+        if lab:
+            clean = lab.close(ok)
+            if not clean:
+                print("FAIL: namespaces left behind", file=sys.stderr)
+                ok = False
+    log("PASS" if ok else "FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
