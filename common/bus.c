@@ -35,18 +35,34 @@ struct ms_bus {
      * destroyed. The closed callback is the last, so destroy waits for it
      * before it frees what the callbacks point to. */
     atomic_int closed;
+    /* Set by cnats' callbacks: reading it takes no cnats lock. cnats holds the
+     * connection's lock while it tries to reconnect (each attempt up to its
+     * connect timeout when a partition swallows the SYN), so asking the
+     * connection itself, or publishing through it, would stall the caller. */
+    atomic_int up;
+    int fail_fast; /* see ms_bus_opts_t */
 };
 
 static void deliver(void *ud);
 
 static void on_disconnected(natsConnection *nc, void *closure)
 {
+    ms_bus_t *b = closure;
+    atomic_store(&b->up, 0);
     ms_warn("NATS connection lost; reconnecting");
+}
+
+static void on_connected(natsConnection *nc, void *closure)
+{
+    ms_bus_t *b = closure;
+    atomic_store(&b->up, 1);
+    ms_info("NATS connected");
 }
 
 static void on_reconnected(natsConnection *nc, void *closure)
 {
     ms_bus_t *b = closure;
+    atomic_store(&b->up, 1);
     atomic_fetch_add(&b->reconnects, 1);
     char url[256] = "";
     natsConnection_GetConnectedUrl(nc, url, sizeof(url));
@@ -107,9 +123,12 @@ ms_err_t ms_bus_connect(const ms_bus_opts_t *o, ms_bus_t **out)
     natsOptions_SetMaxReconnect(b->opts, -1);
     natsOptions_SetReconnectWait(b->opts, 250);
     natsOptions_SetReconnectJitter(b->opts, 100, 1000);
-    natsOptions_SetRetryOnFailedConnect(b->opts, true, NULL, NULL);
+    natsOptions_SetRetryOnFailedConnect(b->opts, true, on_connected, b);
+    b->fail_fast = o->fail_fast;
     natsOptions_SetReconnectBufSize(b->opts, 32 * 1024 * 1024);
-    natsOptions_SetPingInterval(b->opts, 2000);
+    /* Stale after 2-3 s without an answer: a gateway cut off from NATS must
+     * send its clients elsewhere well within their resume grace. */
+    natsOptions_SetPingInterval(b->opts, 1000);
     natsOptions_SetMaxPingsOut(b->opts, 2);
     natsOptions_SetMaxPendingMsgs(b->opts, 1000000);
     natsOptions_SetDisconnectedCB(b->opts, on_disconnected, b);
@@ -133,6 +152,8 @@ ms_err_t ms_bus_connect(const ms_bus_opts_t *o, ms_bus_t **out)
         err = MS_ERR_BUS;
     }
     natsStatus s = natsConnection_Connect(&b->nc, b->opts);
+    if (s == NATS_OK)
+        atomic_store(&b->up, 1);
     if (s == NATS_NOT_YET_CONNECTED) {
         ms_warn("NATS not reachable at %s yet; retrying in the background", o->urls);
     } else if (s != NATS_OK) {
@@ -175,6 +196,8 @@ void ms_bus_destroy(ms_bus_t *b)
 ms_err_t ms_bus_publish(ms_bus_t *b, const char *subject, const char *reply, const void *data,
                         size_t len)
 {
+    if (b->fail_fast && !atomic_load(&b->up))
+        return MS_ERR_BUS;
     natsStatus s;
     if (!b)
         return MS_ERR_BUS; /* a coordinator built without NATS (unit tests, fuzz targets) */
@@ -269,7 +292,7 @@ ms_err_t ms_bus_flush(ms_bus_t *b, int timeout_ms)
 
 int ms_bus_connected(ms_bus_t *b)
 {
-    return b && natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED;
+    return b && atomic_load(&b->up);
 }
 
 uint64_t ms_bus_reconnects(ms_bus_t *b)

@@ -39,6 +39,11 @@ typedef struct {
     ms_bus_msg_fn on_msg;     /* required with a loop */
     ms_bus_batch_fn on_batch; /* optional */
     void *ud;
+    /* While disconnected, ms_bus_publish fails at once (MS_ERR_BUS) instead
+     * of buffering for the reconnect: a caller on an event loop must not wait
+     * for cnats' lock through reconnect attempts, and can tell its client to
+     * retry. Off: buffered (up to 32 MiB) and sent once reconnected. */
+    int fail_fast;
 } ms_bus_opts_t;
 
 /* Once per process, before any libevent event_base is created. */
@@ -62,6 +67,7 @@ void ms_bus_drain_subscriptions(ms_bus_t *b, int timeout_ms);
  * loop: only on the loop thread outside its callbacks (else MS_ERR_STATE), and
  * it writes what is buffered without waiting for the server's answer. */
 ms_err_t ms_bus_flush(ms_bus_t *b, int timeout_ms);
+/* Any thread, never blocks: as of cnats' last (dis)connect callback. */
 int ms_bus_connected(ms_bus_t *b);
 uint64_t ms_bus_reconnects(ms_bus_t *b);
 natsConnection *ms_bus_nats(ms_bus_t *b);

@@ -183,7 +183,10 @@ ms_err_t ms_gw_intake_start(ms_gateway_t *gw)
      * loop and messages arrive on this thread right after each read; on lws's
      * poll loop, cnats's threads read and hand messages over through the
      * mailbox (ms_gw_intake_drain). */
-    ms_bus_opts_t bo = {.urls = gw->cfg->nats_urls, .name = gw->id, .on_msg = on_bus_msg, .ud = gw};
+    /* fail_fast: the service thread publishes, and must not stall while cnats
+     * reconnects; a client request then gets UNAVAILABLE and retries. */
+    ms_bus_opts_t bo = {
+        .urls = gw->cfg->nats_urls, .name = gw->id, .on_msg = on_bus_msg, .ud = gw, .fail_fast = 1};
     if (ms_evloop_libev(gw->loop))
         err = ms_busloop_libev_create(ms_evloop_libev(gw->loop), &bo.loop);
     else

@@ -44,7 +44,7 @@ int main(int argc, char **argv)
         .idle_ping_ms = 30000,
         .idle_timeout_ms = 70000,
         .drain_ms = 10000,
-        .nats_lost_ms = 2000,
+        .nats_lost_ms = 1000,
         .resume_ttl_s = 3600,
         .turn_ttl_s = 3600,
         .event_lib = "auto",
