@@ -208,23 +208,29 @@ def gateway(lab):
 
 
 # ---- (c) ------------------------------------------------------------------
-def store(sender, i, attempts=8):
+def store(sender, i, timeout=120.0):
     """A persistent emit to the absent zoe, acknowledged (ok once JetStream has
     it). Without an answer in 15 s it is sent again, as the SDK's request
     timeout would: a request written into a connection that a partition cut
-    off is gone, and only what was acknowledged is promised."""
-    for k in range(attempts):
+    off is gone, and only what was acknowledged is promised. An error
+    (UNAVAILABLE while the shard or JetStream elects) is retried a second
+    later. Returns how many times it was sent again."""
+    deadline = time.monotonic() + timeout
+    k = 0
+    while time.monotonic() < deadline:
         rid = f"e{i}-{k}"
         sender.send({"id": rid, "emit": {"to": "zoe", "event": "n", "data": i,
                                          "persistent": True}})
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+        end = min(deadline, time.monotonic() + 15)
+        while time.monotonic() < end:
             m = sender.recv(0.5)
             if m and m.get("id") == rid and "ok" in m:
                 return k
             if m and m.get("id") == rid and "error" in m:
-                break  # UNAVAILABLE while JetStream elects: try again
-    raise AssertionError(f"stored emit {i} never acknowledged")
+                time.sleep(1.0)
+                break
+        k += 1
+    raise AssertionError(f"stored emit {i} never acknowledged ({k} tries)")
 
 
 def nats(lab):

@@ -320,12 +320,16 @@ int cluster_restart_nats(cluster_t *c, int i, int min_streams)
         c->nats = c->nats_pid[i];
     if (cluster_wait_port(c->nats_cport[i], 10000))
         return -1;
-    /* Back in the meta group and hosting its replicas again: only then may
-     * another node die without JetStream losing its majority. */
-    long long end = now_ms() + 20000;
+    /* Back in the meta group, hosting its replicas again and current in each
+     * (/healthz: 503 while a stream or the meta group catches up): only then
+     * may another node die without a stream losing its majority. Hosting is
+     * not enough: a replica still catching up does not count for a quorum. */
+    long long end = now_ms() + 30000;
     while (now_ms() < end) {
-        if (c->n_nats == 1 || (cluster_nats_js_ready(c, i) &&
-                               nats_monitor_int(c, i, "/jsz", "streams") >= min_streams))
+        if (c->n_nats == 1 ||
+            (cluster_nats_js_ready(c, i) &&
+             nats_monitor_int(c, i, "/jsz", "streams") >= min_streams &&
+             http_request(c->nats_mport[i], "GET", "/healthz", NULL, NULL, NULL) == 200))
             return 0;
         usleep(50000);
     }

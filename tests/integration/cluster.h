@@ -53,7 +53,8 @@ int cluster_start_nats(cluster_t *c, const char *admin_token, const char *const 
  * its majority through one such kill, never two. */
 void cluster_kill_nats(cluster_t *c, int i);
 /* Starts NATS node i again with its store, name and ports; returns once it
- * hosts at least min_streams JetStream streams again (bounded wait). */
+ * hosts at least min_streams JetStream streams again and is current in all of
+ * them (its /healthz; bounded wait). */
 int cluster_restart_nats(cluster_t *c, int i, int min_streams);
 /* Client connections on NATS node i (monitoring /connz), -1 if unknown. */
 int cluster_nats_connections(const cluster_t *c, int i);
