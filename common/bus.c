@@ -126,9 +126,10 @@ ms_err_t ms_bus_connect(const ms_bus_opts_t *o, ms_bus_t **out)
     natsOptions_SetRetryOnFailedConnect(b->opts, true, on_connected, b);
     b->fail_fast = o->fail_fast;
     natsOptions_SetReconnectBufSize(b->opts, 32 * 1024 * 1024);
-    /* Stale after 2-3 s without an answer: a gateway cut off from NATS must
-     * send its clients elsewhere well within their resume grace. */
-    natsOptions_SetPingInterval(b->opts, 1000);
+    /* Stale after 4-6 s without an answer: a gateway cut off from NATS then
+     * sends its clients elsewhere well within their resume grace, and a
+     * process starved of CPU for a second or two keeps its connection. */
+    natsOptions_SetPingInterval(b->opts, 2000);
     natsOptions_SetMaxPingsOut(b->opts, 2);
     natsOptions_SetMaxPendingMsgs(b->opts, 1000000);
     natsOptions_SetDisconnectedCB(b->opts, on_disconnected, b);

@@ -433,9 +433,9 @@ ms_err_t ms_lease_create(const ms_lease_config_t *cfg, void (*wake)(void *), voi
     natsOptions_SetReconnectWait(opts, 100);
     natsOptions_SetRetryOnFailedConnect(opts, true, NULL, NULL);
     /* A link to a node that a partition cut off must be given up in seconds
-     * (cnats' default: after minutes of 2-minute pings), or renewals fail
+     * (4-6 s; cnats' default: minutes of 2-minute pings), or renewals fail
      * although the rest of the cluster is reachable. */
-    natsOptions_SetPingInterval(opts, 1000);
+    natsOptions_SetPingInterval(opts, 2000);
     natsOptions_SetMaxPingsOut(opts, 2);
     natsStatus s = natsConnection_Connect(&l->nc, opts);
     if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED)

@@ -558,7 +558,7 @@ ms_err_t ms_offline_create(const ms_offline_config_t *cfg, void (*wake)(void *),
     natsOptions_SetRetryOnFailedConnect(opts, true, NULL, NULL);
     /* Stale in seconds, not minutes: stores and fetches to a node that a
      * partition cut off retry on another node instead. */
-    natsOptions_SetPingInterval(opts, 1000);
+    natsOptions_SetPingInterval(opts, 2000);
     natsOptions_SetMaxPingsOut(opts, 2);
     natsStatus s = natsConnection_Connect(&o->nc, opts);
     natsOptions_Destroy(opts);
