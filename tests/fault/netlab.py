@@ -183,6 +183,10 @@ class Lab:
         self.wait(lambda: all(self.admin(c, "/readyz")[0] == 200 for c in self.coords), 30,
                   "coordinators ready")
         self.wait(lambda: self.all_shards_served(), 30, "every shard served")
+        # All served is not yet all spread: the first coordinator up holds
+        # everything until the others' heartbeats move their share.
+        self.wait(lambda: all(self.serving(c) for c in self.coords), 30,
+                  "shards on every coordinator")
         self.wait(lambda: all(self.gw_health(g) == 200 for g in self.gateways), 30,
                   "gateways healthy")
 
