@@ -61,6 +61,24 @@ def signal_ok(a, b, payload, timeout=10.0):
     raise AssertionError(f"no signal {a.id} -> {b.id} within {timeout}s")
 
 
+def emit_ok(a, b, payload, timeout=10.0):
+    """An emit a -> b, resent every second until one arrives. Emits take the
+    owner's path (signals between neighbours on two gateways go direct), so the
+    receiving gateway gets a delivery stamped with the owner's epoch."""
+    deadline = time.monotonic() + timeout
+    n = 0
+    while time.monotonic() < deadline:
+        p = f"{payload}-{n}"
+        a.send({"emit": {"to": b.id, "event": "probe", "data": p}})
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            m = b.recv(max(0.01, end - time.monotonic()))
+            if m and m.get("emit", {}).get("data") == p:
+                return time.monotonic()
+        n += 1
+    raise AssertionError(f"no emit {a.id} -> {b.id} within {timeout}s")
+
+
 def epochs_of(lab, g):
     """shard -> highest epoch gateway g has accepted (its metrics)."""
     out = {}
@@ -115,6 +133,9 @@ def coordinator(lab):
     t_take = time.time() - t0
     signal_ok(a, b, "x2", 15)
     signal_ok(b, a, "x3", 15)
+    # Through the new owner, so that both gateways get its epoch.
+    emit_ok(a, b, "x2e", 15)
+    emit_ok(b, a, "x3e", 15)
     signal_ok(c, d, "y2", 5)
     for g in lab.gateways:
         history[g].append(epochs_of(lab, g))
