@@ -197,11 +197,11 @@ void ms_bus_destroy(ms_bus_t *b)
 ms_err_t ms_bus_publish(ms_bus_t *b, const char *subject, const char *reply, const void *data,
                         size_t len)
 {
+    if (!b)
+        return MS_ERR_BUS; /* a coordinator built without NATS (unit tests, fuzz targets) */
     if (b->fail_fast && !atomic_load(&b->up))
         return MS_ERR_BUS;
     natsStatus s;
-    if (!b)
-        return MS_ERR_BUS; /* a coordinator built without NATS (unit tests, fuzz targets) */
     if (reply)
         s = natsConnection_PublishRequest(b->nc, subject, reply, data, (int)len);
     else

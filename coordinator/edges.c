@@ -100,6 +100,10 @@ void ms_edges_report(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid
                      const Meshsig__V1__EdgeReport *er)
 {
     ms_member_t *o = *er->peer ? ms_ns_member(ns, er->peer) : NULL;
+    /* Without an id a report is fire-and-forget: one about an edge the
+     * topology has dropped since (churn) is stale, not an error to show. */
+    if (!*cid && (!o || !ns->engine->ops->adjacent(ns->engine, m->handle, o->handle)))
+        return;
     if (er->state != MESHSIG__V1__EDGE_STATE__UP && er->state != MESHSIG__V1__EDGE_STATE__FAILED) {
         ms_member_error(c, ns, m, cid, ERR(BAD_REQUEST), "edge.state must be UP or FAILED");
         return;
