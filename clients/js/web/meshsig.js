@@ -512,8 +512,11 @@ class Neighbour {
       const offer = await pc.createOffer();
       if (pc.signalingState !== 'stable' || this.closed) return;
       await pc.setLocalDescription(offer);
-      const d = pc.localDescription || offer;
-      this.client._signal(this.peer, { type: d.type, sdp: d.sdp });
+      // The description we made, not pc.localDescription: candidates trickle
+      // separately, and @roamhq/wrtc's localDescription getter serialises the
+      // SDP on the JS thread while its signalling thread adds candidates to it
+      // (a use-after-free that crashed Node under load).
+      this.client._signal(this.peer, { type: offer.type, sdp: offer.sdp });
     } finally {
       this.neg.makingOffer = false;
     }
@@ -551,8 +554,7 @@ class Neighbour {
       this.openSideChannels(); // the offer has the data m-line already: no renegotiation
       const answer = await pc.createAnswer();
       await pc.setLocalDescription(answer);
-      const d = pc.localDescription || answer;
-      this.client._signal(this.peer, { type: d.type, sdp: d.sdp });
+      this.client._signal(this.peer, { type: answer.type, sdp: answer.sdp }); // see makeOffer
     }
   }
 
