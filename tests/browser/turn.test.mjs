@@ -16,7 +16,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { createRequire } from 'node:module';
-import { startCluster, setPolicy, waitFor, sleep, freePort, SOURCE_DIR, BUILD_DIR } from './cluster.mjs';
+import { startCluster, setPolicy, adminGet, waitFor, sleep, freePort, SOURCE_DIR, BUILD_DIR } from './cluster.mjs';
 
 const require = createRequire(path.join(SOURCE_DIR, 'clients/js/package.json'));
 const { chromium } = require('playwright-core');
@@ -165,6 +165,11 @@ test('two pages with iceTransportPolicy relay connect through coturn', async () 
     const sel = await selectedLocalType(p);
     assert.equal(sel.local, 'relay', `selected pair ${JSON.stringify(sel)}`);
   }
+  // The SDK reports the edge up and relayed; the owner counts it (admin view).
+  await waitFor('the owner counts the edge up and relayed', async () => {
+    const h = (await adminGet(cluster, `/v1/namespaces/${NS}`)).stats.edgeHealth;
+    return h.up === 1 && h.relayed === 1;
+  }, { timeoutMs: 15000 });
   await a.close();
   await b.close();
 });
@@ -172,8 +177,8 @@ test('two pages with iceTransportPolicy relay connect through coturn', async () 
 test('an expired credential gets no relay and no connection', async () => {
   const expired = credential('xa', Math.floor(Date.now() / 1000) - 60);
   const iceServers = [{ urls: [`turn:127.0.0.1:${turnPort}?transport=udp`], ...expired }];
-  const good = await openPeer(cluster.gateways[0], 'xb', { iceTransportPolicy: 'relay' });
-  const bad = await openPeer(cluster.gateways[1], 'xa', { iceTransportPolicy: 'relay', iceServers });
+  const good = await openPeer(cluster.gateways[0], 'xb', { iceTransportPolicy: 'relay', edgeTimeoutMs: 2500 });
+  const bad = await openPeer(cluster.gateways[1], 'xa', { iceTransportPolicy: 'relay', iceServers, edgeTimeoutMs: 2500 });
   // The bad page's connection to xb exists but gathers nothing to connect with.
   await waitFor('xa has a connection to xb', () => bad.evaluate(() => !!window.c.peerConnection('xb')),
     { timeoutMs: 15000 });
@@ -192,6 +197,11 @@ test('an expired credential gets no relay and no connection', async () => {
   assert.notEqual(gathered.conn, 'connected');
   // And no message crossed.
   assert.equal(await good.evaluate(() => window.t.msgs.filter((m) => m.from === 'xa').length), 0);
+  // The edge is reported failed (after the one ICE-restart retry) and counted so.
+  await waitFor('the owner counts the edge failed', async () => {
+    const h = (await adminGet(cluster, `/v1/namespaces/${NS}`)).stats.edgeHealth;
+    return h.failed === 1 && h.up === 0;
+  }, { timeoutMs: 30000 });
   await good.close();
   await bad.close();
 });
