@@ -146,7 +146,8 @@ static size_t put_varint(uint8_t *p, uint64_t v)
 static void deliver_one(ms_outbox_t *o, uint32_t shard, const char *gateway, uint64_t session,
                         const char *peer_id, const Meshsig__V1__ServerMessage *msg,
                         uint32_t close_code, const Meshsig__Bus__PeerLocation *location,
-                        const Meshsig__Bus__PeerLocation *barrier)
+                        const Meshsig__Bus__PeerLocation *barrier,
+                        const Meshsig__Bus__PeerList *peers)
 {
     ob_entry_t *e = entry_get(o, shard, gateway);
     if (!e) {
@@ -161,6 +162,7 @@ static void deliver_one(ms_outbox_t *o, uint32_t shard, const char *gateway, uin
     d.origin_us = o->origin_us;
     d.location = (Meshsig__Bus__PeerLocation *)location; /* protobuf-c fields are not const */
     d.barrier = (Meshsig__Bus__PeerLocation *)barrier;
+    d.peers = (Meshsig__Bus__PeerList *)peers;
     size_t sz = meshsig__bus__delivery__get_packed_size(&d);
     if (reserve(e, sz + 11)) {
         ms_error("out of memory queueing a delivery to %s", gateway);
@@ -178,7 +180,7 @@ void ms_outbox_deliver(ms_outbox_t *o, uint32_t shard, const char *gateway, uint
                        const char *peer_id, const Meshsig__V1__ServerMessage *msg,
                        uint32_t close_code)
 {
-    deliver_one(o, shard, gateway, session, peer_id, msg, close_code, NULL, NULL);
+    deliver_one(o, shard, gateway, session, peer_id, msg, close_code, NULL, NULL, NULL);
 }
 
 void ms_outbox_deliver_path(ms_outbox_t *o, uint32_t shard, const char *gateway, uint64_t session,
@@ -186,7 +188,13 @@ void ms_outbox_deliver_path(ms_outbox_t *o, uint32_t shard, const char *gateway,
                             const Meshsig__Bus__PeerLocation *location,
                             const Meshsig__Bus__PeerLocation *barrier)
 {
-    deliver_one(o, shard, gateway, session, peer_id, msg, 0, location, barrier);
+    deliver_one(o, shard, gateway, session, peer_id, msg, 0, location, barrier, NULL);
+}
+
+void ms_outbox_deliver_peers(ms_outbox_t *o, uint32_t shard, const char *gateway, uint64_t number,
+                             const Meshsig__Bus__PeerList *peers)
+{
+    deliver_one(o, shard, gateway, number, NULL, NULL, 0, NULL, NULL, peers);
 }
 
 void ms_outbox_flush(ms_outbox_t *o)

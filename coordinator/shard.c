@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The one place a shard's requests are handled: join and leave go to member.c; signals,
- * the direct path's barriers, position and RTT reports are handled here; the rest goes to
- * the messaging modules. */
+ * the direct path's barriers, position and RTT reports and PeerJS discovery are handled
+ * here; the rest goes to the messaging modules. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -229,6 +230,37 @@ static void handle_undeliverable(ms_coord_t *c, const Meshsig__Bus__ShardRequest
                                                    : "a message was not delivered");
 }
 
+/* PeerJS discovery: the ids of the namespace's peers, at most DISCOVER_MAX (a
+ * PeerJS client gets them as one JSON array over HTTP). Read only. */
+#define DISCOVER_MAX 10000
+static void handle_discover(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)
+{
+    ms_ns_t *ns = ms_ns_find(c, req->namespace_);
+    size_t limit = req->discover->limit && req->discover->limit < DISCOVER_MAX
+                       ? req->discover->limit
+                       : DISCOVER_MAX;
+    size_t n = ns ? HASH_COUNT(ns->members) : 0;
+    Meshsig__Bus__PeerList pl = MESHSIG__BUS__PEER_LIST__INIT;
+    pl.ids = n ? calloc(n < limit ? n : limit, sizeof(char *)) : NULL;
+    if (n && !pl.ids) {
+        ms_error("out of memory answering a discovery of %s", req->namespace_);
+        return; /* the gateway times out and says so */
+    }
+    ms_member_t *m, *tmp;
+    if (ns) {
+        HASH_ITER(hh, ns->members, m, tmp)
+        {
+            if (pl.n_ids == limit) {
+                pl.truncated = 1;
+                break;
+            }
+            pl.ids[pl.n_ids++] = m->id;
+        }
+    }
+    ms_outbox_deliver_peers(&c->outbox, shard, req->gateway_id, req->session, &pl);
+    free(pl.ids);
+}
+
 void ms_shard_handle(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)
 {
     c->route.n_requests++;
@@ -253,6 +285,9 @@ void ms_shard_handle(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardReq
         break;
     case MESHSIG__BUS__SHARD_REQUEST__OP_BARRIER:
         handle_barrier(c, shard, req);
+        break;
+    case MESHSIG__BUS__SHARD_REQUEST__OP_DISCOVER:
+        handle_discover(c, shard, req);
         break;
     default:
         c->route.n_bad_requests++;

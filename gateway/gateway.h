@@ -42,6 +42,8 @@ typedef struct {
     long turn_ttl_s;           /* TURN credential lifetime */
     const char *peerjs_path;   /* the PeerJS client's `path` ("/"): see peerjs.c */
     const char *peerjs_keys;   /* comma-separated PeerJS keys; "" turns the endpoint off */
+    int peerjs_discovery; /* GET <path><key>/peers lists the key's peer ids (PeerJS allow_discovery)
+                           */
 } ms_gw_config_t;
 
 typedef struct ms_gateway ms_gateway_t;

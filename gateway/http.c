@@ -6,7 +6,24 @@
 
 #include "internal.h"
 
-/* /healthz and /metrics: headers in LWS_CALLBACK_HTTP, the body when writeable. */
+static int send_headers(struct lws *wsi, ms_gw_http_pss_t *h)
+{
+    unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
+                                      *end = buf + sizeof(buf) - 1;
+    if (lws_add_http_common_headers(wsi, (unsigned int)h->status, h->ctype, h->len, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                     (const unsigned char *)"no-store", 8, &p, end) ||
+        (h->cors &&
+         lws_add_http_header_by_name(wsi, (const unsigned char *)"access-control-allow-origin:",
+                                     (const unsigned char *)"*", 1, &p, end)) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+/* /healthz, /metrics and PeerJS: headers in LWS_CALLBACK_HTTP (or, for an
+ * answer that comes later, in the first writeable), the body when writeable. */
 int ms_gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                         size_t len)
 {
@@ -19,9 +36,11 @@ int ms_gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         char uri[192] = "";
         lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
         const char *ctype = "text/plain";
-        int pj = ms_gw_peerjs_http(gw, uri, h, &ctype);
+        int pj = ms_gw_peerjs_http(gw, wsi, uri, h, &ctype);
         if (pj < 0)
             return -1;
+        if (pj == 2)
+            return 0; /* peerjs.c asks for writeable when the answer is in */
         if (pj) {
             /* answered by peerjs.c */
         } else if (!strcmp(uri, "/healthz")) {
@@ -40,22 +59,18 @@ int ms_gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         }
         if (!h->body)
             return -1;
-        unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
-                                          *end = buf + sizeof(buf) - 1;
-        if (lws_add_http_common_headers(wsi, (unsigned int)h->status, ctype, h->len, &p, end) ||
-            lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
-                                         (const unsigned char *)"no-store", 8, &p, end) ||
-            (h->cors &&
-             lws_add_http_header_by_name(wsi, (const unsigned char *)"access-control-allow-origin:",
-                                         (const unsigned char *)"*", 1, &p, end)) ||
-            lws_finalize_write_http_header(wsi, start, &p, end))
-            return -1;
-        lws_callback_on_writable(wsi);
-        return 0;
+        h->ctype = ctype;
+        return send_headers(wsi, h);
     }
     case LWS_CALLBACK_HTTP_WRITEABLE: {
+        if (h->discovery)
+            return 0; /* still waiting for the owner */
         if (!h->body)
             return -1;
+        if (h->headers_due) {
+            h->headers_due = 0;
+            return send_headers(wsi, h);
+        }
         unsigned char *buf = malloc(LWS_PRE + h->len);
         if (!buf)
             return -1;
@@ -71,6 +86,7 @@ int ms_gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
         if (h) {
+            ms_gw_peerjs_http_closed(gw, h);
             free(h->body);
             h->body = NULL;
         }

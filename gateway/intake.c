@@ -40,6 +40,11 @@ static void deliver_path(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__
 static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d,
                     const Meshsig__Bus__GatewayBatch *b)
 {
+    if (d->peers) {
+        /* Not for a session: a PeerJS discovery's answer (session = its number). */
+        ms_gw_peerjs_discovered(gw, d->session, d->peers);
+        return;
+    }
     ms_session_t *s;
     uint64_t id = d->session;
     HASH_FIND(hh, gw->sessions, &id, sizeof(id), s);

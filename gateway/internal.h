@@ -288,7 +288,10 @@ typedef struct {
     char *body;
     size_t len;
     int status;
-    int cors; /* Access-Control-Allow-Origin: * (PeerJS's /id is fetched cross-origin) */
+    int cors;           /* Access-Control-Allow-Origin: * (PeerJS's /id is fetched cross-origin) */
+    const char *ctype;  /* the answer's Content-Type (a static string) */
+    int headers_due;    /* an answer that came later: headers go in the next writeable */
+    uint64_t discovery; /* PeerJS /peers waiting for the owner (peerjs.c), 0: none */
 } ms_gw_http_pss_t;
 /* The mount list (/healthz, /metrics, --static-dir), stored in gw->mounts. */
 const struct lws_http_mount *ms_gw_http_mounts(ms_gateway_t *gw);
@@ -318,6 +321,13 @@ void ms_gw_peerjs_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *
 int ms_gw_peerjs_send(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__ServerMessage *msg);
 /* GET <path><key>/id and /peers: 1 when answered into h (body, status), 0 when
  * uri is not PeerJS's, -1 when out of memory. */
-int ms_gw_peerjs_http(ms_gateway_t *gw, const char *uri, ms_gw_http_pss_t *h, const char **ctype);
+/* 0: not a PeerJS URL; 1: answered in h; 2: the answer comes later (discovery:
+ * h->headers_due is set and the connection asked to write); -1: failed. */
+int ms_gw_peerjs_http(ms_gateway_t *gw, struct lws *wsi, const char *uri, ms_gw_http_pss_t *h,
+                      const char **ctype);
+/* The owner's answer to a discovery (bus Delivery.peers for request number n). */
+void ms_gw_peerjs_discovered(ms_gateway_t *gw, uint64_t n, const Meshsig__Bus__PeerList *peers);
+/* The HTTP connection of h closed: forget its discovery. */
+void ms_gw_peerjs_http_closed(ms_gateway_t *gw, ms_gw_http_pss_t *h);
 
 #endif

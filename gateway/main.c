@@ -76,6 +76,8 @@ int main(int argc, char **argv)
          "PeerJS server protocol under this path (the PeerJS client's `path` option)"},
         {"peerjs-keys", MS_OPT_STR, &cfg.peerjs_keys,
          "PeerJS keys accepted, comma-separated (namespace peerjs.<key>); empty: no PeerJS"},
+        {"peerjs-discovery", MS_OPT_BOOL, &cfg.peerjs_discovery,
+         "GET <path><key>/peers lists every peer id of the key, cluster-wide, to anyone"},
         {"max-frame", MS_OPT_INT, &cfg.max_frame,
          "largest client message in bytes (at most 64 MiB)"},
         {"max-queue", MS_OPT_INT, &cfg.max_queue,

@@ -29,6 +29,10 @@
  * other with ID_TAKEN. When the gateway verifies JWTs, the token must be one
  * (sub = the PeerJS id, namespace claim allowing peerjs.<K>).
  *
+ * `GET <path>K/peers` (--peerjs-discovery): the gateway asks the owner of
+ * peerjs.<K> with a bus Discover and answers the HTTP request when the owner's
+ * PeerList arrives (or 503 after DISCOVERY_TIMEOUT_US).
+ *
  * Lws service thread only, like the rest of the gateway.
  */
 #include <stdio.h>
@@ -38,6 +42,9 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include <uthash.h>
+
+#include "bus.h"
 #include "codec.h"
 #include "internal.h"
 #include "log.h"
@@ -46,7 +53,25 @@
 #define PEERJS_KEY_MAX 64
 #define CLOSE_NORMAL 1000
 
+/* A GET <path><key>/peers waiting for the owner of peerjs.<key>. */
+typedef struct discovery {
+    uint64_t n; /* the request number: bus ShardRequest.session and Delivery.session */
+    struct lws *wsi;
+    ms_gw_http_pss_t *h;
+    ms_gateway_t *gw;
+    lws_sorted_usec_list_t sul; /* DISCOVERY_TIMEOUT_US */
+    UT_hash_handle hh;
+} discovery_t;
+
+/* The owner answers in a loop turn; past this it is gone or rebuilding. */
+#define DISCOVERY_TIMEOUT_US (3 * LWS_US_PER_SEC)
+/* Discoveries waiting at once, per gateway: one HTTP request cannot hold more. */
+#define DISCOVERY_MAX_PENDING 256
+
 struct ms_gw_peerjs {
+    discovery_t *waiting; /* uthash by n */
+    size_t n_waiting;
+    uint64_t next_n;
     char ws_path[160];                   /* <path>peerjs */
     char http_path[PEERJS_MAX_KEYS][96]; /* <path><key>, one mount each */
     char keys[PEERJS_MAX_KEYS][PEERJS_KEY_MAX];
@@ -95,8 +120,27 @@ ms_err_t ms_gw_peerjs_init(ms_gateway_t *gw)
     return MS_OK;
 }
 
+static void discovery_free(ms_gw_peerjs_t *p, discovery_t *d)
+{
+    lws_sul_cancel(&d->sul);
+    HASH_DEL(p->waiting, d);
+    p->n_waiting--;
+    d->h->discovery = 0;
+    free(d);
+}
+
 void ms_gw_peerjs_cleanup(ms_gateway_t *gw)
 {
+    if (!gw->peerjs)
+        return;
+    /* After lws_context_destroy, which closed every HTTP connection and so
+     * forgot their discoveries; anything left has no timer or pss any more. */
+    discovery_t *d, *tmp;
+    HASH_ITER(hh, gw->peerjs->waiting, d, tmp)
+    {
+        HASH_DEL(gw->peerjs->waiting, d);
+        free(d);
+    }
     free(gw->peerjs);
     gw->peerjs = NULL;
 }
@@ -318,7 +362,102 @@ static int fresh_id(char out[37])
     return 0;
 }
 
-int ms_gw_peerjs_http(ms_gateway_t *gw, const char *uri, ms_gw_http_pss_t *h, const char **ctype)
+/* The answer is in h: headers and body go out when the connection is writeable. */
+static void discovery_answer(discovery_t *d, int status, char *body)
+{
+    ms_gw_http_pss_t *h = d->h;
+    struct lws *wsi = d->wsi;
+    h->status = status;
+    h->body = body;
+    h->len = body ? strlen(body) : 0;
+    h->ctype = status == HTTP_STATUS_OK ? "application/json" : "text/plain";
+    h->headers_due = 1;
+    discovery_free(d->gw->peerjs, d);
+    lws_callback_on_writable(wsi);
+}
+
+static void discovery_timeout(lws_sorted_usec_list_t *sul)
+{
+    discovery_t *d = lws_container_of(sul, discovery_t, sul);
+    ms_warn("PeerJS discovery %llu: no answer from the namespace's owner",
+            (unsigned long long)d->n);
+    discovery_answer(d, HTTP_STATUS_SERVICE_UNAVAILABLE,
+                     strdup("the namespace's coordinator did not answer\n"));
+}
+
+void ms_gw_peerjs_discovered(ms_gateway_t *gw, uint64_t n, const Meshsig__Bus__PeerList *peers)
+{
+    discovery_t *d = NULL;
+    if (gw->peerjs)
+        HASH_FIND(hh, gw->peerjs->waiting, &n, sizeof(n), d);
+    if (!d)
+        return; /* timed out or the client went away */
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < peers->n_ids; i++)
+        if (json_array_append_new(a, json_string(peers->ids[i])))
+            break; /* an id that is not UTF-8 cannot be a PeerJS id */
+    char *body = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    json_decref(a);
+    if (peers->truncated)
+        ms_warn("PeerJS discovery %llu: the owner listed only %zu ids", (unsigned long long)n,
+                peers->n_ids);
+    if (body)
+        discovery_answer(d, HTTP_STATUS_OK, body);
+    else
+        discovery_answer(d, HTTP_STATUS_INTERNAL_SERVER_ERROR, strdup("out of memory\n"));
+}
+
+void ms_gw_peerjs_http_closed(ms_gateway_t *gw, ms_gw_http_pss_t *h)
+{
+    if (!h->discovery || !gw->peerjs)
+        return;
+    discovery_t *d = NULL;
+    HASH_FIND(hh, gw->peerjs->waiting, &h->discovery, sizeof(h->discovery), d);
+    if (d)
+        discovery_free(gw->peerjs, d);
+}
+
+/* Asks the owner of peerjs.<key> for its peer ids; 2: the answer comes later. */
+static int discovery_start(ms_gateway_t *gw, struct lws *wsi, const char *key, ms_gw_http_pss_t *h)
+{
+    ms_gw_peerjs_t *p = gw->peerjs;
+    if (gw->cut_off || p->n_waiting >= DISCOVERY_MAX_PENDING) {
+        h->status = HTTP_STATUS_SERVICE_UNAVAILABLE;
+        h->body = strdup(gw->cut_off ? "no NATS\n" : "too many discoveries at once\n");
+        return 1;
+    }
+    discovery_t *d = calloc(1, sizeof(*d));
+    if (!d)
+        return -1;
+    char ns[PEERJS_KEY_MAX + 8];
+    snprintf(ns, sizeof(ns), "peerjs.%s", key);
+    d->n = ++p->next_n;
+    d->wsi = wsi;
+    d->h = h;
+    d->gw = gw;
+    Meshsig__Bus__Discover disc = MESHSIG__BUS__DISCOVER__INIT;
+    Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
+    req.gateway_id = gw->id;
+    req.session = d->n;
+    req.namespace_ = ns;
+    req.peer_id = (char *)"";
+    req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_DISCOVER;
+    req.discover = &disc;
+    if (ms_gw_publish_shard(gw, ms_bus_shard_of(ns, (uint32_t)gw->cfg->shards), &req, 1) != 0) {
+        free(d);
+        h->status = HTTP_STATUS_SERVICE_UNAVAILABLE;
+        h->body = strdup("no NATS\n");
+        return 1;
+    }
+    HASH_ADD(hh, p->waiting, n, sizeof(d->n), d);
+    p->n_waiting++;
+    h->discovery = d->n;
+    lws_sul_schedule(lws_get_context(wsi), 0, &d->sul, discovery_timeout, DISCOVERY_TIMEOUT_US);
+    return 2;
+}
+
+int ms_gw_peerjs_http(ms_gateway_t *gw, struct lws *wsi, const char *uri, ms_gw_http_pss_t *h,
+                      const char **ctype)
 {
     ms_gw_peerjs_t *p = gw->peerjs;
     if (!p)
@@ -336,6 +475,10 @@ int ms_gw_peerjs_http(ms_gateway_t *gw, const char *uri, ms_gw_http_pss_t *h, co
                 return -1;
             h->status = HTTP_STATUS_OK;
             h->body = strdup(id);
+        } else if (!strcmp(what, "peers") && gw->cfg->peerjs_discovery) {
+            int r = discovery_start(gw, wsi, p->keys[i], h);
+            if (r != 1)
+                return r;
         } else if (!strcmp(what, "peers")) {
             /* Discovery is off, as PeerJS server's default (allow_discovery). */
             h->status = HTTP_STATUS_UNAUTHORIZED;

@@ -35,7 +35,8 @@ const tag = `${process.pid}`;
 before(async () => {
   assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing (deploy/install-deps.sh --browser)`);
   assert.ok(fs.existsSync(PEERJS), `${PEERJS} is missing (npm ci in clients/js)`);
-  cluster = await startCluster({ gateways: 2, logDir: path.join(BUILD_DIR, 'browser-artifacts', 'logs-peerjs') });
+  cluster = await startCluster({ gateways: 2, logDir: path.join(BUILD_DIR, 'browser-artifacts', 'logs-peerjs'),
+    gatewayArgs: ['--peerjs-discovery'] });
   userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshsig-chromium-peerjs-'));
   ctx = await chromium.launchPersistentContext(userDir, {
     executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 60000,
@@ -132,6 +133,26 @@ test('a MediaConnection with fake media delivers a video track', { timeout: 1200
     setTimeout(() => reject(new Error('no stream within 60 s')), 60000);
   }), `pj-call-b-${tag}`);
   assert.ok(width > 0, `videoWidth ${width}`);
+});
+
+test('listAllPeers on one gateway lists the peers of every gateway', { timeout: 60000 }, async () => {
+  const ids = [`pj-d1-${tag}`, `pj-d2-${tag}`];
+  const a = await openPeer(cluster.gateways[0], ids[0]);
+  const b = await openPeer(cluster.gateways[1], ids[1]);
+  assert.ok(a.result.open && b.result.open);
+  for (const p of [a, b]) {
+    const listed = await p.evaluate(() => new Promise((resolve, reject) => {
+      window.__t.peer.listAllPeers((list) => resolve(list));
+      setTimeout(() => reject(new Error('no answer within 10 s')), 10000);
+    }));
+    assert.ok(Array.isArray(listed), JSON.stringify(listed));
+    for (const id of ids) assert.ok(listed.includes(id), `${id} not in ${JSON.stringify(listed)}`);
+  }
+  // Another key's namespace is not listed: only peerjs.peerjs's ids.
+  const res = await fetch(`${cluster.gateways[1].http}/peerjs/peers`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type'), /application\/json/);
+  assert.ok((await res.json()).every((id) => typeof id === 'string'));
 });
 
 test('a taken id gives unavailable-id', { timeout: 60000 }, async () => {
