@@ -30,6 +30,8 @@ install(FILES ${CMAKE_SOURCE_DIR}/deploy/systemd/gateway.env
   DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 install(FILES ${CMAKE_SOURCE_DIR}/deploy/nats/nats.conf
   DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples RENAME nats-cluster.conf)
+# Users and subject permissions; nats-cluster.conf includes it from its own directory.
+install(FILES ${CMAKE_SOURCE_DIR}/deploy/nats/auth.conf DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 
 # Man pages from --help and --version (help2man, deploy/install-deps.sh).
 find_program(HELP2MAN help2man)

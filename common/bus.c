@@ -114,7 +114,12 @@ ms_err_t ms_bus_connect(const ms_bus_opts_t *o, ms_bus_t **out)
     if (natsOptions_Create(&b->opts) != NATS_OK)
         goto fail;
     if ((err = set_servers(b->opts, o->urls ? o->urls : NATS_DEFAULT_URL)) != MS_OK) {
-        ms_error("bad NATS server list '%s'", o->urls);
+        char shown[512];
+        ms_error("bad NATS server list '%s'", ms_nats_urls_redact(o->urls, shown, sizeof(shown)));
+        goto fail;
+    }
+    if ((err = ms_nats_auth_apply(o->auth, b->opts)) != MS_OK) {
+        ms_error("NATS credentials cannot be used (a creds file that does not load?)");
         goto fail;
     }
     err = MS_ERR_BUS;
@@ -153,12 +158,15 @@ ms_err_t ms_bus_connect(const ms_bus_opts_t *o, ms_bus_t **out)
         err = MS_ERR_BUS;
     }
     natsStatus s = natsConnection_Connect(&b->nc, b->opts);
+    char shown[512];
+    ms_nats_urls_redact(o->urls ? o->urls : NATS_DEFAULT_URL, shown, sizeof(shown));
     if (s == NATS_OK)
         atomic_store(&b->up, 1);
     if (s == NATS_NOT_YET_CONNECTED) {
-        ms_warn("NATS not reachable at %s yet; retrying in the background", o->urls);
+        ms_warn("NATS not reachable at %s yet; retrying in the background", shown);
     } else if (s != NATS_OK) {
-        ms_error("NATS connect to %s failed: %s", o->urls, natsStatus_GetText(s));
+        /* Refused credentials end here too (cnats does not retry those). */
+        ms_error("NATS connect to %s failed: %s", shown, natsStatus_GetText(s));
         goto fail;
     }
     *out = b;

@@ -20,6 +20,7 @@
 #include "busloop.h"
 #include "err.h"
 #include "mailbox.h"
+#include "natsauth.h"
 #include "subject.h"
 
 typedef struct ms_bus ms_bus_t;
@@ -32,6 +33,7 @@ typedef void (*ms_bus_batch_fn)(void *ud);
 typedef struct {
     const char *urls; /* comma-separated nats:// URLs */
     const char *name; /* connection name shown by the server */
+    const ms_nats_auth_t *auth; /* credentials, or NULL (borrowed during connect) */
     /* At most one loop; NULL for both: cnats threads. ms_bus_connect runs on
      * the loop's thread, and the loop outlives the bus. */
     void *event_base;         /* a libevent event_base */

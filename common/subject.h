@@ -14,6 +14,8 @@
  *   <p>.admin.reply.<id>     coordinators -> asker <id> (AdminReply)
  *   <p>.probe.<id>           a coordinator to itself: its subscriptions are live
  *   <p>.offline.<h>.<h>      JetStream: persistent emits kept for an absent peer
+ *   <p>.backend.>            backends (any NATS client): the only subjects their NATS user
+ *                            may publish on (deploy/nats/auth.conf)
  * A gateway id named "heartbeat" or "resync" would collide with the fixed gw.*
  * subjects; ids are checked with ms_subject_id_ok where they are chosen.
  */

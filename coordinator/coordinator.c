@@ -223,6 +223,7 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
     if (!(c->loop.offline_ev = event_new(c->loop.base, -1, 0, on_offline, c)))
         goto fail;
     ms_offline_config_t oc = {.nats_urls = cfg->nats_urls,
+                              .auth = &cfg->nats_auth,
                               .prefix = cfg->prefix,
                               .max_msgs = cfg->offline_max_msgs,
                               .max_age_s = cfg->offline_max_age_s,
@@ -234,6 +235,7 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
     if (!(c->loop.lease_ev = event_new(c->loop.base, -1, 0, on_lease, c)))
         goto fail;
     ms_lease_config_t lc = {.nats_urls = cfg->nats_urls,
+                            .auth = &cfg->nats_auth,
                             .owner_id = c->id,
                             .ttl_ms = cfg->lease_ttl_ms,
                             .replicas = cfg->js_replicas};
@@ -244,6 +246,7 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
     /* The loop reads the NATS socket and on_bus_msg runs right after each read
      * (no cnats delivery thread, no hand-over); publishes leave at the next turn. */
     ms_bus_opts_t bo = {.urls = cfg->nats_urls,
+                        .auth = &cfg->nats_auth,
                         .name = c->id,
                         .event_base = c->loop.base,
                         .on_msg = on_bus_msg,

@@ -4,9 +4,11 @@
 #define MS_COORDINATOR_H
 
 #include "err.h"
+#include "natsauth.h"
 
 typedef struct {
     const char *nats_urls;    /* comma-separated */
+    ms_nats_auth_t nats_auth; /* for every NATS connection (bus, leases, offline) */
     const char *id;           /* unique per coordinator; generated when NULL */
     const char *prefix;       /* subject prefix, "meshsig" */
     long shards;              /* S in shard = fnv1a64(ns) mod S */

@@ -428,6 +428,9 @@ ms_err_t ms_lease_create(const ms_lease_config_t *cfg, void (*wake)(void *), voi
          t = strtok_r(NULL, ",", &save))
         list[n++] = t;
     natsOptions_SetServers(opts, list, n);
+    if ((err = ms_nats_auth_apply(cfg->auth, opts)) != MS_OK)
+        goto fail;
+    err = MS_ERR_BUS;
     natsOptions_SetName(opts, "meshsig-lease");
     natsOptions_SetMaxReconnect(opts, -1);
     natsOptions_SetReconnectWait(opts, 100);

@@ -22,11 +22,13 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "natsauth.h"
 
 typedef struct ms_lease ms_lease_t;
 
 typedef struct {
     const char *nats_urls;
+    const ms_nats_auth_t *auth; /* NULL: none */
     const char *owner_id; /* the value written into leases */
     long ttl_ms;          /* the lease duration (bucket TTL) */
     long replicas;        /* JetStream replicas of the buckets; 0 means 1 */

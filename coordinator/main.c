@@ -30,6 +30,13 @@ int main(int argc, char **argv)
     int log_json = 0;
     const ms_opt_t opts[] = {
         {"nats", MS_OPT_STR, &cfg.nats_urls, "NATS server URLs, comma-separated"},
+        {"nats-user", MS_OPT_STR, &cfg.nats_auth.user,
+         "NATS user (with --nats-password; README \"NATS authorisation\")"},
+        {"nats-password", MS_OPT_STR, &cfg.nats_auth.password,
+         "NATS password; use MESHSIG_NATS_PASSWORD"},
+        {"nats-token", MS_OPT_STR, &cfg.nats_auth.token, "NATS token; use MESHSIG_NATS_TOKEN"},
+        {"nats-creds", MS_OPT_STR, &cfg.nats_auth.creds,
+         "NATS credentials file (user JWT and NKey seed, nsc)"},
         {"id", MS_OPT_STR, &cfg.id, "coordinator id (default coord-<host>-<pid>)"},
         {"prefix", MS_OPT_STR, &cfg.prefix, "NATS subject prefix"},
         {"shards", MS_OPT_INT, &cfg.shards, "shard count S, the same on every node"},
@@ -73,6 +80,11 @@ int main(int argc, char **argv)
         return 2;
     int lvl = ms_log_level_parse(log_level);
     ms_log_init("coordinator", lvl < 0 ? MS_LOG_INFO : (ms_log_level_t)lvl, log_json);
+    char why[128];
+    if (ms_nats_auth_check(&cfg.nats_auth, why, sizeof(why)) != MS_OK) {
+        ms_error("%s", why);
+        return 2;
+    }
     if (cfg.shards < 1 || cfg.shards > 65536) {
         ms_error("--shards must be 1..65536");
         return 2;

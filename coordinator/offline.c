@@ -552,6 +552,10 @@ ms_err_t ms_offline_create(const ms_offline_config_t *cfg, void (*wake)(void *),
         list[n++] = t;
     natsOptions_SetServers(opts, list, n);
     free(urls);
+    if (ms_nats_auth_apply(cfg->auth, opts) != MS_OK) {
+        natsOptions_Destroy(opts);
+        goto fail;
+    }
     natsOptions_SetName(opts, "meshsig-offline");
     natsOptions_SetMaxReconnect(opts, -1);
     natsOptions_SetReconnectWait(opts, 250);

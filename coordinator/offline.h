@@ -16,12 +16,14 @@
 
 #include "client.pb-c.h"
 #include "err.h"
+#include "natsauth.h"
 
 typedef struct ms_offline ms_offline_t;
 struct ms_coord;
 
 typedef struct {
     const char *nats_urls;
+    const ms_nats_auth_t *auth; /* NULL: none */
     const char *prefix;
     long max_msgs; /* per peer; older ones are dropped first */
     long max_age_s;

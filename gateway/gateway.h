@@ -4,10 +4,12 @@
 #define MS_GATEWAY_H
 
 #include "err.h"
+#include "natsauth.h"
 
 typedef struct {
     const char *listen;        /* "127.0.0.1:8080" */
     const char *nats_urls;     /* comma-separated */
+    ms_nats_auth_t nats_auth;  /* NATS credentials */
     const char *id;            /* unique per gateway; generated when NULL */
     const char *prefix;        /* subject prefix, "meshsig" */
     long shards;               /* must match the coordinators */

@@ -190,8 +190,12 @@ ms_err_t ms_gw_intake_start(ms_gateway_t *gw)
      * mailbox (ms_gw_intake_drain). */
     /* fail_fast: the service thread publishes, and must not stall while cnats
      * reconnects; a client request then gets UNAVAILABLE and retries. */
-    ms_bus_opts_t bo = {
-        .urls = gw->cfg->nats_urls, .name = gw->id, .on_msg = on_bus_msg, .ud = gw, .fail_fast = 1};
+    ms_bus_opts_t bo = {.urls = gw->cfg->nats_urls,
+                        .auth = &gw->cfg->nats_auth,
+                        .name = gw->id,
+                        .on_msg = on_bus_msg,
+                        .ud = gw,
+                        .fail_fast = 1};
     if (ms_evloop_libev(gw->loop))
         err = ms_busloop_libev_create(ms_evloop_libev(gw->loop), &bo.loop);
     else

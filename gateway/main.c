@@ -56,6 +56,13 @@ int main(int argc, char **argv)
     const ms_opt_t opts[] = {
         {"listen", MS_OPT_STR, &cfg.listen, "WebSocket and HTTP HOST:PORT"},
         {"nats", MS_OPT_STR, &cfg.nats_urls, "NATS server URLs, comma-separated"},
+        {"nats-user", MS_OPT_STR, &cfg.nats_auth.user,
+         "NATS user (with --nats-password; README \"NATS authorisation\")"},
+        {"nats-password", MS_OPT_STR, &cfg.nats_auth.password,
+         "NATS password; use MESHSIG_NATS_PASSWORD"},
+        {"nats-token", MS_OPT_STR, &cfg.nats_auth.token, "NATS token; use MESHSIG_NATS_TOKEN"},
+        {"nats-creds", MS_OPT_STR, &cfg.nats_auth.creds,
+         "NATS credentials file (user JWT and NKey seed, nsc)"},
         {"id", MS_OPT_STR, &cfg.id, "gateway id (default gw-<host>-<pid>)"},
         {"prefix", MS_OPT_STR, &cfg.prefix, "NATS subject prefix"},
         {"shards", MS_OPT_INT, &cfg.shards, "shard count S, the same on every node"},
@@ -126,6 +133,11 @@ int main(int argc, char **argv)
         return 2;
     int lvl = ms_log_level_parse(log_level);
     ms_log_init("gateway", lvl < 0 ? MS_LOG_INFO : (ms_log_level_t)lvl, log_json);
+    char why[128];
+    if (ms_nats_auth_check(&cfg.nats_auth, why, sizeof(why)) != MS_OK) {
+        ms_error("%s", why);
+        return 2;
+    }
     if (cfg.shards < 1 || cfg.shards > 65536 || cfg.max_frame < 1024 ||
         cfg.max_frame > (64L << 20) || cfg.max_queue < 4096 || cfg.max_queue > (1L << 30) ||
         cfg.max_handshakes < 1 || cfg.max_handshakes > 10000 || cfg.rx_buffer < 256 ||

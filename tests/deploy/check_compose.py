@@ -77,19 +77,28 @@ def check_compose(tmp):
     empty = os.path.join(tmp, "empty.env")
     open(empty, "w").close()
 
+    nats_pw = {"MESHSIG_NATS_COORDINATOR_PASSWORD": "test-coord-pw",
+               "MESHSIG_NATS_GATEWAY_PASSWORD": "test-gw-pw",
+               "MESHSIG_NATS_BACKEND_PASSWORD": "test-backend-pw"}
     # No secrets: compose must refuse, naming what is missing.
     r = compose(["config"], clean_env(), empty)
     check(r.returncode != 0, "compose without secrets fails")
-    check("set MESHSIG_JWT_SECRET" in r.stderr or "set MESHSIG_ADMIN_TOKEN" in r.stderr,
+    check(re.search(r"set MESHSIG_[A-Z_]+ \(see deploy/\.env\.example\)", r.stderr) is not None,
           f"... and says which variable to set (stderr: {r.stderr.strip()[-160:]!r})")
-    r = compose(["config"], clean_env(MESHSIG_JWT_SECRET="j"), empty)
+    r = compose(["config"], clean_env(MESHSIG_JWT_SECRET="j", **nats_pw), empty)
     check(r.returncode != 0 and "set MESHSIG_ADMIN_TOKEN" in r.stderr,
           "compose without the admin token fails and says so")
-    r = compose(["config"], clean_env(MESHSIG_ADMIN_TOKEN="t"), empty)
+    r = compose(["config"], clean_env(MESHSIG_ADMIN_TOKEN="t", **nats_pw), empty)
     check(r.returncode != 0 and "set MESHSIG_JWT_SECRET" in r.stderr,
           "compose without the JWT secret fails and says so")
 
-    env = clean_env(MESHSIG_JWT_SECRET="test-jwt-secret", MESHSIG_ADMIN_TOKEN="test-admin-token")
+    for var in nats_pw:
+        r = compose(["config"], clean_env(MESHSIG_JWT_SECRET="j", MESHSIG_ADMIN_TOKEN="t",
+                                          **{k: v for k, v in nats_pw.items() if k != var}), empty)
+        check(r.returncode != 0 and f"set {var}" in r.stderr,
+              f"compose without {var} fails and says so")
+    env = clean_env(MESHSIG_JWT_SECRET="test-jwt-secret", MESHSIG_ADMIN_TOKEN="test-admin-token",
+                    **nats_pw)
     r = compose(["config"], env, empty)
     if not check(r.returncode == 0, f"compose config resolves ({r.stderr.strip()[-300:]})"):
         return
@@ -104,6 +113,11 @@ def check_compose(tmp):
         names.add(e.get("NATS_SERVER_NAME"))
         routes |= {v for k, v in e.items() if k.startswith("NATS_ROUTE_")}
         check(command_of(s)[:2] == ["--config", "/etc/nats/meshsig.conf"], f"{n} runs our config")
+        check(any(str(v).startswith(os.path.join(DEPLOY, "nats", "auth.conf") + ":/etc/nats/auth.conf")
+                  or (isinstance(v, dict) and v.get("source", "").endswith("nats/auth.conf")
+                      and v.get("target") == "/etc/nats/auth.conf")
+                  for v in s.get("volumes", [])), f"{n} mounts deploy/nats/auth.conf beside it")
+        check(all(e.get(k) == v for k, v in nats_pw.items()), f"{n} gets the NATS passwords")
         check(any(str(v).startswith(os.path.join(DEPLOY, "nats", "nats.conf") + ":")
                   for v in s.get("volumes", []) if isinstance(v, str))
               or any(isinstance(v, dict) and v.get("source", "").endswith("nats/nats.conf")
@@ -122,6 +136,9 @@ def check_compose(tmp):
         e = env_of(s)
         ids.add(e.get("MESHSIG_ID"))
         check(e.get("MESHSIG_ADMIN_TOKEN") == "test-admin-token", f"{n} gets the admin token")
+        check(e.get("MESHSIG_NATS_USER") == "coordinator"
+              and e.get("MESHSIG_NATS_PASSWORD") == "test-coord-pw",
+              f"{n} logs in to NATS as coordinator")
         check("MESHSIG_INSECURE_DEV" not in e, f"{n} is not in insecure dev mode")
         check(e.get("MESHSIG_NATS", "").count("nats://") == 3, f"{n} knows all 3 NATS nodes")
         check(str(e.get("MESHSIG_JS_REPLICAS")) == "3",
@@ -139,6 +156,8 @@ def check_compose(tmp):
     check("container_name" not in gw, "gateway has no fixed container name")
     check("MESHSIG_ID" not in e, "gateway id comes from the container hostname")
     check(e.get("MESHSIG_JWT_SECRET") == "test-jwt-secret", "gateway gets the JWT secret")
+    check(e.get("MESHSIG_NATS_USER") == "gateway" and e.get("MESHSIG_NATS_PASSWORD") == "test-gw-pw",
+          "gateway logs in to NATS as gateway")
     check("MESHSIG_INSECURE_DEV" not in e, "gateway is not in insecure dev mode")
     check(e.get("MESHSIG_LISTEN") == "0.0.0.0:8080", "gateway listens on 8080 in its container")
     check(e.get("MESHSIG_NATS", "").count("nats://") == 3, "gateway knows all 3 NATS nodes")
@@ -173,7 +192,8 @@ def check_compose(tmp):
     # .env.example documents both secrets without values.
     with open(os.path.join(DEPLOY, ".env.example")) as f:
         ex = f.read()
-    for var in ("MESHSIG_JWT_SECRET", "MESHSIG_ADMIN_TOKEN"):
+    for var in ("MESHSIG_JWT_SECRET", "MESHSIG_ADMIN_TOKEN", "MESHSIG_NATS_COORDINATOR_PASSWORD",
+                "MESHSIG_NATS_GATEWAY_PASSWORD", "MESHSIG_NATS_BACKEND_PASSWORD"):
         check(re.search(rf"^{var}=$", ex, re.M) is not None, f".env.example has an empty {var}=")
 
 
@@ -226,11 +246,19 @@ def check_nats(tmp):
                     NATS_ROUTE_1="nats-route://nats-1:6222", NATS_ROUTE_2="nats-route://nats-2:6222",
                     NATS_ROUTE_3="nats-route://nats-3:6222")
     conf = os.path.join(DEPLOY, "nats", "nats.conf")
+    # Without the passwords auth.conf needs, the server must refuse to start.
+    r = subprocess.run(["nats-server", "-t", "-c", conf], env=env, capture_output=True,
+                       text=True, timeout=30)
+    check(r.returncode != 0, "nats-server refuses nats.conf without the NATS passwords")
+    env.update(MESHSIG_NATS_COORDINATOR_PASSWORD="c", MESHSIG_NATS_GATEWAY_PASSWORD="g",
+               MESHSIG_NATS_BACKEND_PASSWORD="b")
     r = subprocess.run(["nats-server", "-t", "-c", conf], env=env, capture_output=True,
                        text=True, timeout=30)
     check(r.returncode == 0, f"nats-server -t accepts nats.conf {r.stderr.strip()[-200:]}")
     text = open(conf).read()
     check(re.search(r"^jetstream\s*\{", text, re.M) is not None, "nats.conf enables JetStream")
+    check(re.search(r"^include\s+\./auth\.conf", text, re.M) is not None,
+          "nats.conf includes auth.conf (users and permissions)")
     check(re.search(r"^cluster\s*\{", text, re.M) is not None and "routes" in text,
           "nats.conf has a cluster with routes")
 

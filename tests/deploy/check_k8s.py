@@ -9,6 +9,7 @@ Needs python3-yaml (deploy/install-deps.sh).
 """
 import glob
 import os
+import re
 import sys
 
 import yaml
@@ -103,6 +104,43 @@ def check_workload(docs, name, port, args0, secrets, configmaps):
     return dep
 
 
+def auth_conf_roles():
+    """deploy/nats/auth.conf's permission blocks: role -> (publish, subscribe, responses)."""
+    text = open(os.path.join(K8S, "..", "nats", "auth.conf")).read()
+    text = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    roles = {}
+    for m in re.finditer(r"^MESHSIG_(\w+) = \{(.*?)^\}", text, re.M | re.S):
+        body = m.group(2)
+        lists = {}
+        for kind in ("publish", "subscribe"):
+            b = re.search(kind + r"\s*=\s*\{\s*allow\s*=\s*\[(.*?)\]", body, re.S)
+            lists[kind] = sorted(re.findall(r'"([^"]+)"', b.group(1))) if b else None
+        roles[m.group(1).lower()] = (lists["publish"], lists["subscribe"],
+                                     "allow_responses = true" in body)
+    return roles
+
+
+def check_nats_users(nv, secret_keys):
+    users = dig(nv, "config", "merge", "authorization", "users", default=[]) or []
+    roles = auth_conf_roles()
+    check(set(roles) == {"coordinator", "gateway", "backend"}, f"auth.conf roles: {sorted(roles)}")
+    by_name = {u.get("user"): u for u in users}
+    check(set(by_name) == set(roles), f"NATS chart users are auth.conf's: {sorted(by_name)}")
+    env = dig(nv, "container", "env", default={}) or {}
+    for role, (pub, sub, resp) in roles.items():
+        u = by_name.get(role, {})
+        perm = u.get("permissions", {})
+        check(sorted(dig(perm, "publish", "allow", default=[]) or []) == pub
+              and sorted(dig(perm, "subscribe", "allow", default=[]) or []) == sub
+              and bool(perm.get("allow_responses")) == resp,
+              f"NATS chart user {role} has auth.conf's permissions")
+        var = f"MESHSIG_NATS_{role.upper()}_PASSWORD"
+        check(u.get("password") == f"<< ${var} >>", f"{role}'s password comes from ${var}")
+        key = dig(env, var, "valueFrom", "secretKeyRef", "key")
+        check(key == f"nats-{role}-password" and key in secret_keys,
+              f"{var} comes from meshsig-secrets/{key}")
+
+
 def main():
     docs, other = load_all()
     secrets, configmaps = [], []
@@ -187,6 +225,7 @@ def main():
         check(dig(nv, "config", "jetstream", "enabled") is True, "NATS chart: JetStream enabled")
         check(dig(nv, "config", "jetstream", "fileStore", "enabled") is True,
               "NATS chart: JetStream on file storage")
+        check_nats_users(nv, keys)
     nats_url = (cm or {}).get("data", {}).get("MESHSIG_NATS", "")
     check(nats_url.startswith("nats://nats:4222"), f"MESHSIG_NATS points at the chart's Service: {nats_url}")
 

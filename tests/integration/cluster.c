@@ -215,9 +215,15 @@ static pid_t spawn_nats(cluster_t *c, int i, int n)
                     cluster_url,
                     "--routes",
                     routes,
+                    NULL,
+                    NULL,
                     NULL};
-    if (n == 1)
-        argv[8] = NULL;
+    int end = n == 1 ? 8 : 18;
+    if (c->nats_conf) {
+        argv[end++] = "-c";
+        argv[end++] = (char *)c->nats_conf;
+    }
+    argv[end] = NULL;
     return cluster_spawn(c, log, argv);
 }
 
@@ -239,10 +245,26 @@ int cluster_nats_js_ready(const cluster_t *c, int i)
     return ok;
 }
 
+static int start_all(cluster_t *c, const char *admin_token, const char *const *coord_extra,
+                     int n_nats, const char *nats_conf);
+
 int cluster_start_nats(cluster_t *c, const char *admin_token, const char *const *coord_extra,
                        int n_nats)
 {
+    return start_all(c, admin_token, coord_extra, n_nats, NULL);
+}
+
+int cluster_start_conf(cluster_t *c, const char *admin_token, const char *const *coord_extra,
+                       const char *nats_conf)
+{
+    return start_all(c, admin_token, coord_extra, 1, nats_conf);
+}
+
+static int start_all(cluster_t *c, const char *admin_token, const char *const *coord_extra,
+                     int n_nats, const char *nats_conf)
+{
     memset(c, 0, sizeof(*c));
+    c->nats_conf = nats_conf;
     c->admin_token = admin_token;
     c->coord_extra = coord_extra;
     if (n_nats != 1 && n_nats != CLUSTER_MAX_NATS)

@@ -35,6 +35,8 @@ typedef struct {
     pid_t nats_pid[CLUSTER_MAX_NATS];
     int nats_cport[CLUSTER_MAX_NATS], nats_rport[CLUSTER_MAX_NATS], nats_mport[CLUSTER_MAX_NATS];
     char nats_urls[CLUSTER_MAX_NATS * 32];
+    /* A nats-server config file (-c) under the command-line ports, or NULL. */
+    const char *nats_conf;
 } cluster_t;
 
 /* A free TCP port on 127.0.0.1. */
@@ -49,6 +51,10 @@ int cluster_start_args(cluster_t *c, const char *admin_token, const char *const 
  * JetStream); returns once JetStream has a meta leader and the coordinator is ready. */
 int cluster_start_nats(cluster_t *c, const char *admin_token, const char *const *coord_extra,
                        int n_nats);
+/* cluster_start_args on one NATS node that also reads the config file nats_conf (its
+ * authorization, say); coord_extra carries the coordinator's credentials. */
+int cluster_start_conf(cluster_t *c, const char *admin_token, const char *const *coord_extra,
+                       const char *nats_conf);
 /* kill -9 of NATS node i (it is not restarted); a JetStream cluster of 3 keeps
  * its majority through one such kill, never two. */
 void cluster_kill_nats(cluster_t *c, int i);

@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* NATS authorisation (deploy/nats/auth.conf) on a real nats-server: coordinator and gateway
+ * work as their users, a backend is refused gateway subjects and the lease KV. */
+#include <check.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <nats/nats.h>
+
+#include "cluster.h"
+#include "natsauth.h"
+#include "testutil.h"
+#include "wsclient.h"
+
+static cluster_t cl;
+static int gw;
+static char conf[512], cpw[40], gpw[40], bpw[40];
+
+/* A fresh password per run: nothing here works with a guessed one. */
+static void random_password(char *buf, size_t cap, const char *tag)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(buf, cap, "%s-%lx-%lx-%x", tag, (long)ts.tv_nsec, (long)getpid(), rand());
+}
+
+static void cluster_up(void)
+{
+    const char *src = getenv("MESHSIG_SOURCE_DIR");
+    ck_assert_ptr_nonnull(src);
+    snprintf(conf, sizeof(conf), "%s/deploy/nats/auth.conf", src);
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+    random_password(cpw, sizeof(cpw), "c");
+    random_password(gpw, sizeof(gpw), "g");
+    random_password(bpw, sizeof(bpw), "b");
+    /* nats-server reads them from its environment (auth.conf says so). */
+    setenv("MESHSIG_NATS_COORDINATOR_PASSWORD", cpw, 1);
+    setenv("MESHSIG_NATS_GATEWAY_PASSWORD", gpw, 1);
+    setenv("MESHSIG_NATS_BACKEND_PASSWORD", bpw, 1);
+    static const char *coord[] = {"--nats-user", "coordinator", "--nats-password", NULL, NULL};
+    coord[3] = cpw;
+    ck_assert_int_eq(cluster_start_conf(&cl, "admintoken", coord, conf), 0);
+    const char *g[] = {"--insecure-dev", "--nats-user", "gateway", "--nats-password", gpw, NULL};
+    gw = cluster_add_gateway(&cl, "gw-auth", g);
+    ck_assert_int_ge(gw, 0);
+}
+
+static void cluster_down(void)
+{
+    cluster_stop(&cl);
+}
+
+/* Occurrences of needle in the NATS server's log. */
+static int nats_log_count(const char *needle)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/nats.log", cl.dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char line[2048];
+    int n = 0;
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+/* What a plain NATS client saw: the async errors the server sent it. */
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int n_not_permitted;
+    char last[256];
+} seen_t;
+
+static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+    seen_t *s = closure;
+    (void)sub;
+    pthread_mutex_lock(&s->lock);
+    if (err == NATS_NOT_PERMITTED) {
+        s->n_not_permitted++;
+        const char *text = NULL;
+        natsConnection_GetLastError(nc, &text);
+        snprintf(s->last, sizeof(s->last), "%s", text ? text : "");
+    }
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Waits (bounded) until the client has seen n permission errors; returns its text. */
+static const char *wait_refused(seen_t *s, int n)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    pthread_mutex_lock(&s->lock);
+    while (s->n_not_permitted < n)
+        if (pthread_cond_timedwait(&s->cond, &s->lock, &until))
+            break;
+    int got = s->n_not_permitted;
+    pthread_mutex_unlock(&s->lock);
+    ck_assert_msg(got >= n, "permission error %d not reported (have %d)", n, got);
+    return s->last;
+}
+
+static natsStatus connect_as(const char *user, const char *password, seen_t *s, natsConnection **nc)
+{
+    natsOptions *o = NULL;
+    char url[64];
+    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", cl.nats_port);
+    ck_assert_int_eq(natsOptions_Create(&o), NATS_OK);
+    natsOptions_SetURL(o, url);
+    if (user)
+        natsOptions_SetUserInfo(o, user, password);
+    if (s)
+        natsOptions_SetErrorHandler(o, on_error, s);
+    natsOptions_SetTimeout(o, 3000);
+    natsStatus st = natsConnection_Connect(nc, o);
+    natsOptions_Destroy(o);
+    return st;
+}
+
+START_TEST(cluster_works_as_its_users)
+{
+    /* Join, topology, an emit across the coordinator and a leave: each process
+     * publishes and receives on every subject kind it uses. */
+    wsc_t *a = join_as(cl.gw_port[gw], "auth", "alice");
+    wsc_t *b = join_as(cl.gw_port[gw], "auth", "bob");
+    expect_connect(a, "bob", 1);
+    expect_connect(b, "alice", 0);
+    send_json(a, "{\"id\":\"e1\",\"emit\":{\"to\":\"bob\",\"event\":\"hi\",\"ackId\":\"k1\"}}");
+    json_t *j = expect_key(b, "emit");
+    ck_assert_str_eq(str_at(j, "emit", "from", NULL), "alice");
+    json_decref(j);
+    send_json(b, "{\"ack\":{\"ackId\":\"k1\",\"to\":\"alice\"}}");
+    json_decref(expect_key(a, "ack"));
+    /* A stored (persistent) emit goes through JetStream: the coordinator's
+     * stream permissions. */
+    send_json(a, "{\"id\":\"p1\",\"emit\":{\"to\":\"carol\",\"event\":\"later\","
+                 "\"persistent\":true}}");
+    json_decref(expect_key(a, "ok")); /* stored */
+    wsc_t *c = join_as(cl.gw_port[gw], "auth", "carol");
+    j = skip_to(c, "emit");
+    ck_assert_str_eq(str_at(j, "emit", "event", NULL), "later");
+    json_decref(j);
+    /* The admin API asks over NATS too. */
+    char *body = NULL;
+    ck_assert_int_eq(
+        http_request(cl.admin_port, "GET", "/v1/namespaces/auth", "admintoken", NULL, &body), 200);
+    free(body);
+    ck_assert_int_eq(http_request(cl.admin_port, "PUT", "/v1/namespaces/auth2/policy", "admintoken",
+                                  "{\"topology\":\"fullmesh\"}", NULL),
+                     200);
+    wsc_free(c);
+    wsc_free(b);
+    json_decref(skip_to(a, "peerLeft"));
+    json_decref(skip_to(a, "peerLeft"));
+    wsc_free(a);
+    /* Nothing any meshsig process did was refused. */
+    ck_assert_int_eq(nats_log_count("Violation"), 0);
+}
+END_TEST
+
+START_TEST(backend_cannot_impersonate)
+{
+    seen_t s = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    natsConnection *nc = NULL;
+    ck_assert_int_eq(connect_as("backend", bpw, &s, &nc), NATS_OK);
+    /* Its own subjects work: a message to itself comes back. */
+    natsSubscription *sub = NULL;
+    natsMsg *m = NULL;
+    ck_assert_int_eq(natsConnection_SubscribeSync(&sub, nc, "meshsig.backend.selftest"), NATS_OK);
+    ck_assert_int_eq(natsConnection_PublishString(nc, "meshsig.backend.selftest", "x"), NATS_OK);
+    ck_assert_int_eq(natsSubscription_NextMsg(&m, sub, 5000), NATS_OK);
+    natsMsg_Destroy(m);
+    natsSubscription_Destroy(sub);
+    /* A gateway's request to a shard owner: refused. */
+    ck_assert_int_eq(natsConnection_PublishString(nc, "meshsig.shard.0", "forged"), NATS_OK);
+    natsConnection_FlushTimeout(nc, 2000);
+    const char *why = wait_refused(&s, 1);
+    ck_assert_msg(strstr(why, "Permissions Violation") && strstr(why, "meshsig.shard.0"), "%s",
+                  why);
+    /* Deliveries to a gateway and a gateway heartbeat: refused. */
+    ck_assert_int_eq(natsConnection_PublishString(nc, "meshsig.gw.gw-auth", "forged"), NATS_OK);
+    natsConnection_FlushTimeout(nc, 2000);
+    why = wait_refused(&s, 2);
+    ck_assert_msg(strstr(why, "meshsig.gw.gw-auth"), "%s", why);
+    /* The lease KV: a direct write and the JetStream API, refused. */
+    ck_assert_int_eq(natsConnection_PublishString(nc, "$KV.meshsig_shards.shard.0", "me"), NATS_OK);
+    natsConnection_FlushTimeout(nc, 2000);
+    why = wait_refused(&s, 3);
+    ck_assert_msg(strstr(why, "$KV.meshsig_shards.shard.0"), "%s", why);
+    jsCtx *js = NULL;
+    kvStore *kv = NULL;
+    ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    ck_assert_int_ne(js_KeyValue(&kv, js, "meshsig_shards"), NATS_OK);
+    why = wait_refused(&s, 4);
+    ck_assert_msg(strstr(why, "$JS.API"), "%s", why);
+    jsCtx_Destroy(js);
+    /* Listening to gateways' deliveries: refused as well. */
+    ck_assert_int_eq(natsConnection_SubscribeSync(&sub, nc, "meshsig.gw.>"), NATS_OK);
+    natsConnection_FlushTimeout(nc, 2000);
+    why = wait_refused(&s, 5);
+    ck_assert_msg(strstr(why, "Subscription") && strstr(why, "meshsig.gw.>"), "%s", why);
+    natsSubscription_Destroy(sub);
+    /* The server logged each refusal, and the cluster still owns its shards. */
+    ck_assert_int_ge(nats_log_count("Violation"), 5);
+    ck_assert_int_eq(http_request(cl.admin_port, "GET", "/readyz", NULL, NULL, NULL), 200);
+    natsConnection_Destroy(nc);
+}
+END_TEST
+
+START_TEST(wrong_or_no_credentials_refused)
+{
+    natsConnection *nc = NULL;
+    ck_assert_int_ne(connect_as(NULL, NULL, NULL, &nc), NATS_OK);
+    ck_assert_int_ne(connect_as("gateway", "not-the-password", NULL, &nc), NATS_OK);
+    ck_assert_int_ne(connect_as("backend", gpw, NULL, &nc), NATS_OK);
+}
+END_TEST
+
+START_TEST(urls_redacted_for_logs)
+{
+    char buf[256];
+    ck_assert_str_eq(
+        ms_nats_urls_redact("nats://u:p@h:4222,nats://h2:4222,tok@h3", buf, sizeof(buf)),
+        "nats://***@h:4222,nats://h2:4222,***@h3");
+    ck_assert_str_eq(ms_nats_urls_redact("nats://h:4222", buf, sizeof(buf)), "nats://h:4222");
+    ck_assert_str_eq(ms_nats_urls_redact("nats://a@b@h", buf, sizeof(buf)), "nats://***@h");
+    ck_assert_str_eq(ms_nats_urls_redact("nats://u:p@h", buf, 8), "nats://");
+    ms_nats_auth_t a = {.user = "u"};
+    ck_assert_int_eq(ms_nats_auth_check(&a, buf, sizeof(buf)), MS_ERR_INVAL);
+    a.password = "p";
+    ck_assert_int_eq(ms_nats_auth_check(&a, buf, sizeof(buf)), MS_OK);
+    a.token = "t";
+    ck_assert_int_eq(ms_nats_auth_check(&a, buf, sizeof(buf)), MS_ERR_INVAL);
+    ck_assert_int_eq(ms_nats_auth_check(NULL, buf, sizeof(buf)), MS_OK);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("nats_auth");
+    TCase *tc = tcase_create("auth");
+    tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
+    tcase_add_checked_fixture(tc, client_up, client_down);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, cluster_works_as_its_users);
+    tcase_add_test(tc, backend_cannot_impersonate);
+    tcase_add_test(tc, wrong_or_no_credentials_refused);
+    suite_add_tcase(s, tc);
+    TCase *unit = tcase_create("redact");
+    tcase_add_test(unit, urls_redacted_for_logs);
+    suite_add_tcase(s, unit);
+    return run_suite(s);
+}
