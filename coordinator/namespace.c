@@ -114,21 +114,22 @@ void ms_member_free(ms_member_t *m)
     free(m->metadata);
     if (m->client_pos)
         protobuf_c_message_free_unpacked(&m->client_pos->base, NULL);
-    ms_p2p_member_free(m);
     free(m);
 }
 
 void ms_ns_destroy(ms_coord_t *c, ms_ns_t *ns)
 {
+    /* Modules first, while the members are there: what a module keeps in a
+     * member (p2p.c) goes with its namespace state. */
+    for (size_t i = 0; i < c->ns.n_hooks; i++)
+        if (c->ns.hooks[i]->cleanup)
+            c->ns.hooks[i]->cleanup(ns);
     ms_member_t *m, *tmp;
     HASH_ITER(hh, ns->members, m, tmp)
     {
         HASH_DEL(ns->members, m);
         ms_member_free(m);
     }
-    for (size_t i = 0; i < c->ns.n_hooks; i++)
-        if (c->ns.hooks[i]->cleanup)
-            c->ns.hooks[i]->cleanup(ns);
     HASH_DEL(c->ns.by_name, ns);
     if (ns->engine && ns->engine->ops->tick)
         c->ns.n_tick--;
@@ -379,8 +380,8 @@ static void send_disconnect(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
     ms_deliver(c, ns, to, ms_sm_disconnect(&d, other->id));
 }
 
-void ms_ns_send_connect(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
-                        const ms_member_t *other, int initiator, Meshsig__V1__Role role)
+void ms_ns_send_connect(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const ms_member_t *other,
+                        int initiator, Meshsig__V1__Role role)
 {
     send_connect(c, ns, to, other, initiator, role, NULL);
 }

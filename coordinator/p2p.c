@@ -198,6 +198,8 @@ void ms_p2p_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *clien
         ask(c, ns, m, client_id, t);
 }
 
+static void member_free(ms_member_t *m);
+
 static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 {
     for (size_t i = 0; i < m->n_p2p_links; i++) {
@@ -213,10 +215,10 @@ static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
             ms_member_error(c, ns, a, m->p2p_asks[i].cid, ERR(PEER_LEFT),
                             "%s left before it answered", m->id);
     }
-    ms_p2p_member_free(m);
+    member_free(m);
 }
 
-void ms_p2p_member_free(ms_member_t *m)
+static void member_free(ms_member_t *m)
 {
     for (size_t i = 0; i < m->n_p2p_links; i++)
         free(m->p2p_links[i]);
@@ -230,4 +232,13 @@ void ms_p2p_member_free(ms_member_t *m)
     m->n_p2p_asks = 0;
 }
 
-const ms_ns_hooks_t ms_p2p_hooks = {.name = "p2p targets", .member_gone = member_gone};
+/* The namespace goes (its shard was dropped, or it emptied): members keep no p2p state. */
+static void cleanup(ms_ns_t *ns)
+{
+    ms_member_t *m, *tmp;
+    HASH_ITER(hh, ns->members, m, tmp)
+    member_free(m);
+}
+
+const ms_ns_hooks_t ms_p2p_hooks = {
+    .name = "p2p targets", .cleanup = cleanup, .member_gone = member_gone};

@@ -12,9 +12,8 @@ void ms_p2p_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *clien
                    const Meshsig__V1__P2pTarget *t);
 /* 1 when a and b have a requested edge. */
 int ms_p2p_linked(const ms_member_t *a, const ms_member_t *b);
-/* Frees m's p2p state (ms_member_free). */
-void ms_p2p_member_free(ms_member_t *m);
-/* member_gone: m's linked peers get a disconnect, the requests it did not answer PEER_LEFT. */
+/* member_gone: m's linked peers get a disconnect, the requests it did not answer PEER_LEFT;
+ * cleanup (the namespace goes): its members' p2p state is freed. */
 extern const ms_ns_hooks_t ms_p2p_hooks;
 
 #endif
