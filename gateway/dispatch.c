@@ -8,6 +8,7 @@
 
 #include "codec.h"
 #include "internal.h"
+#include "servermsg.h"
 #include "log.h"
 #include "pblimit.h"
 
@@ -94,12 +95,8 @@ void ms_gw_handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Client
     if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_LEAVE) {
         ms_gw_publish_leave(gw, s, "left");
         ms_gw_session_reset(gw, s);
-        Meshsig__V1__Ok ok = MESHSIG__V1__OK__INIT;
-        Meshsig__V1__ServerMessage m = MESHSIG__V1__SERVER_MESSAGE__INIT;
-        m.id = (char *)cid;
-        m.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_OK;
-        m.ok = &ok;
-        ms_gw_send(gw, s, &m);
+        ms_sm_ok_t ok;
+        ms_gw_send(gw, s, ms_sm_ok(&ok, cid));
         return;
     }
     if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_SIGNAL &&

@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "internal.h"
+#include "subject.h"
 #include "version.h"
 
 static void on_heartbeat(lws_sorted_usec_list_t *sul)

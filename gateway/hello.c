@@ -12,6 +12,7 @@
 #include <openssl/hmac.h>
 
 #include "internal.h"
+#include "subject.h"
 #include "log.h"
 #include "resume.h"
 

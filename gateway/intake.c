@@ -13,6 +13,7 @@
 #include <uthash.h>
 
 #include "internal.h"
+#include "subject.h"
 #include "log.h"
 #include "resume.h"
 #include "pblimit.h"

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "subject.h"
 #include "log.h"
 
 int ms_gw_publish_request(ms_gateway_t *gw, ms_session_t *s, Meshsig__Bus__ShardRequest *req,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "servermsg.h"
 #include "jsonscan.h"
 
 /* A signal between two neighbours that are both on this gateway goes straight
@@ -37,15 +38,10 @@ int ms_gw_relay_signal(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__Sig
     ms_session_t *t = local_neighbour(gw, s, sig->to);
     if (!t)
         return 0;
-    Meshsig__V1__Signal out = MESHSIG__V1__SIGNAL__INIT;
-    out.from = s->peer_id;
-    out.payload = sig->payload;
-    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL;
-    sm.signal = &out;
+    ms_sm_signal_t out; /* `from` is the sender's session, never the client's word */
     gw->n_signals_local++;
     ms_gw_record_latency(gw, gw->frame_received_us);
-    ms_err_t err = ms_gw_send(gw, t, &sm);
+    ms_err_t err = ms_gw_send(gw, t, ms_sm_signal(&out, s->peer_id, sig->payload));
     if (err != MS_OK)
         ms_gw_send_error(gw, s, NULL, err == MS_ERR_INVAL ? ERR(BAD_REQUEST) : ERR(INTERNAL),
                          "signal to %s not delivered: %s", t->peer_id,

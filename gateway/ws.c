@@ -16,6 +16,7 @@
 
 #include "codec.h"
 #include "internal.h"
+#include "servermsg.h"
 #include "log.h"
 #include "wsguard.h"
 
@@ -84,14 +85,8 @@ void ms_gw_send_error(ms_gateway_t *gw, ms_session_t *s, const char *id,
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    Meshsig__V1__Error e = MESHSIG__V1__ERROR__INIT;
-    e.code = code;
-    e.message = text;
-    Meshsig__V1__ServerMessage m = MESHSIG__V1__SERVER_MESSAGE__INIT;
-    m.id = (char *)(id ? id : "");
-    m.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR;
-    m.error = &e;
-    ms_gw_send(gw, s, &m);
+    ms_sm_error_t e;
+    ms_gw_send(gw, s, ms_sm_error(&e, id, code, text));
 }
 
 /* RFC 6455 §4.2.2: a handshake for any version but 13 gets 426 Upgrade
