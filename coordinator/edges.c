@@ -130,8 +130,7 @@ void ms_edges_report(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid
         e->state = EDGE_UP;
         e->relayed |= (uint8_t)er->relayed;
         c->edges.n_relayed += er->relayed;
-        if (*cid)
-            ms_send_ok(c, ns, m, cid);
+        ms_send_ok(c, ns, m, cid);
         return;
     }
     c->edges.n_failed++;
@@ -162,8 +161,7 @@ void ms_edges_report(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid
     } else {
         e->state = EDGE_FAILED;
     }
-    if (*cid)
-        ms_send_ok(c, ns, m, cid);
+    ms_send_ok(c, ns, m, cid);
 }
 
 void ms_edges_reparent(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid)

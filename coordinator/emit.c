@@ -69,39 +69,61 @@ void ms_emit_member_restored(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 void ms_emit_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
                     Meshsig__V1__Emit *em)
 {
-    ms_member_t *to = ms_ns_member(ns, em->to);
-    if (!to) {
-        if (em->persistent) {
-            store_persistent(c, ns, from, cid, em);
-            return;
-        }
-        ms_member_error(c, ns, from, cid, ERR(PEER_NOT_FOUND), "%s is not in namespace %s", em->to,
-                        ns->name);
+    uint32_t timeout_ms = 0;
+    if (!ms_pending_timeout(em->timeout_ms, &timeout_ms)) {
+        ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST),
+                        "emit.timeoutMs %u is over the %u ms limit", em->timeout_ms,
+                        MS_PENDING_MAX_TIMEOUT_MS);
         return;
     }
+    if (!*em->to) {
+        ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST), "emit.to is required");
+        return;
+    }
+    char key[512];
     if (*em->ack_id) {
-        char key[512];
         ack_key(key, sizeof(key), from->id, em->ack_id);
         if (ms_pending_find(ns, key)) {
             ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST),
                             "ackId %s is already waiting for an ack", em->ack_id);
             return;
         }
-        if (!ms_pending_add_ack(c, ns, key, from->id, to->id, em->ack_id,
-                                ms_pending_timeout(em->timeout_ms))) {
-            ms_member_error(c, ns, from, cid, ERR(RATE_LIMITED), "too many pending acks");
+    }
+    ms_member_t *to = ms_ns_member(ns, em->to);
+    if (!to) {
+        if (em->persistent) {
+            store_persistent(c, ns, from, cid, em);
             return;
         }
+        if (!*em->ack_id) {
+            ms_member_error(c, ns, from, cid, ERR(PEER_NOT_FOUND), "%s is not in namespace %s",
+                            em->to, ns->name);
+            return;
+        }
+        /* With an ackId every outcome about the receiver is the ack (one shape whatever the
+         * cause): the request is answered, then the ack says the peer is not there. */
+        ms_send_ok(c, ns, from, cid);
+        char text[256];
+        snprintf(text, sizeof(text), "%s is not in namespace %s", em->to, ns->name);
+        ms_pending_outcome_error(c, ns, from, MS_PENDING_ACK, em->ack_id, em->to,
+                                 ERR(PEER_NOT_FOUND), text);
+        return;
+    }
+    if (*em->ack_id && !ms_pending_add_ack(c, ns, key, from->id, to->id, em->ack_id, timeout_ms)) {
+        ms_member_error(c, ns, from, cid, ERR(RATE_LIMITED),
+                        "too many pending acks and calls in this namespace (at most %u)",
+                        MS_PENDING_MAX_PER_NS);
+        return;
     }
     Meshsig__V1__Emit out = MESHSIG__V1__EMIT__INIT;
     out.from = from->id;
     out.event = em->event;
     out.data = em->data;
     out.ack_id = em->ack_id;
-    out.msg_id = em->msg_id;
     ms_sm_emit_t sm;
     c->msg.n_emits++;
     ms_deliver(c, ns, to, ms_sm_emit(&sm, &out));
+    ms_send_ok_result(c, ns, from, cid, 1, 0);
 }
 
 void ms_emit_ack(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
@@ -130,6 +152,7 @@ void ms_emit_ack(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
         ms_deliver(c, ns, sender, &sm);
     }
     ms_pending_done(ns, p);
+    ms_send_ok(c, ns, from, cid);
 }
 
 static int deliver_offline(const char *name, const char *peer, const Meshsig__V1__Emit *emit,
@@ -140,8 +163,11 @@ static int deliver_offline(const char *name, const char *peer, const Meshsig__V1
     ms_member_t *m = ns ? ms_ns_member(ns, peer) : NULL;
     if (!m)
         return 0; /* gone again before delivery: kept for the next join */
+    /* The store keys on `to`; the receiver knows who it is, as for any other emit. */
+    Meshsig__V1__Emit out = *emit;
+    out.to = (char *)"";
     ms_sm_emit_t sm;
-    ms_deliver(c, ns, m, ms_sm_emit(&sm, emit));
+    ms_deliver(c, ns, m, ms_sm_emit(&sm, &out));
     return 1;
 }
 
@@ -154,7 +180,7 @@ static void offline_stored(const char *name, const char *sender, const char *cid
     if (!from)
         return; /* left, or its shard moved: the message is kept all the same */
     if (ok)
-        ms_send_ok(c, ns, from, cid);
+        ms_send_ok_result(c, ns, from, cid, 0, 1);
     else
         ms_member_error(c, ns, from, cid, ERR(UNAVAILABLE),
                         "persistent emit not stored: JetStream is unavailable");

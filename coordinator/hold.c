@@ -6,6 +6,7 @@
 #include "hold.h"
 #include "internal.h"
 #include "clock.h"
+#include "servermsg.h"
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
 /* A bound on what one coordinator holds, so that clients signalling ids that
@@ -127,6 +128,12 @@ static void release(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
         sm.signal = &out;
         c->route.n_signals++;
         ms_outbox_deliver(&c->outbox, ns->shard, m->gateway, m->session, m->id, &sm, 0);
+        if (*e->cid) {
+            /* The held signal's reply: it was delivered after all. */
+            ms_sm_ok_t ok;
+            ms_outbox_deliver(&c->outbox, e->shard, e->gateway, e->session, NULL,
+                              ms_sm_ok(&ok, e->cid), 0);
+        }
         if (payload)
             meshsig__v1__value__free_unpacked(payload, NULL);
         held_free(e);
@@ -145,7 +152,16 @@ void ms_hold_tick(ms_coord_t *c, uint64_t mono_ms)
         /* Only a sender still in place hears of it: a namespace this
          * coordinator no longer serves, or a sender gone, is not ours to answer. */
         /* PeerJS expires a peer's whole queue at once and tells each sender
-         * once: the sender's other signals to the same peer go with this one. */
+         * once: the sender's other signals to the same peer go with this one.
+         * One that carries a request id of its own still gets its own reply (the
+         * error); PeerJS sessions name every signal by its target, so theirs is one. */
+        ms_ns_t *ns = ms_ns_find(c, e->ns);
+        ms_member_t *from = ns ? ms_ns_member(ns, e->from) : NULL;
+        int sender_here = from && from->session == e->session && !strcmp(from->gateway, e->gateway);
+        if (sender_here)
+            ms_outbox_error(&c->outbox, e->shard, e->gateway, e->session, e->cid,
+                            ERR(PEER_NOT_FOUND), "%s did not join %s within %u ms", e->to, e->ns,
+                            ns->policy.hold_ms);
         held_t **pp = &h->head, *prev = NULL;
         while (*pp) {
             held_t *o = *pp;
@@ -159,14 +175,12 @@ void ms_hold_tick(ms_coord_t *c, uint64_t mono_ms)
             if (h->tail == o)
                 h->tail = prev;
             h->n--;
+            if (sender_here && *o->cid && strcmp(o->cid, e->cid))
+                ms_outbox_error(&c->outbox, o->shard, o->gateway, o->session, o->cid,
+                                ERR(PEER_NOT_FOUND), "%s did not join %s within %u ms", o->to,
+                                o->ns, ns->policy.hold_ms);
             held_free(o);
         }
-        ms_ns_t *ns = ms_ns_find(c, e->ns);
-        ms_member_t *from = ns ? ms_ns_member(ns, e->from) : NULL;
-        if (from && from->session == e->session && !strcmp(from->gateway, e->gateway))
-            ms_outbox_error(&c->outbox, e->shard, e->gateway, e->session, e->cid,
-                            ERR(PEER_NOT_FOUND), "%s did not join %s within %u ms", e->to, e->ns,
-                            ns->policy.hold_ms);
         held_free(e);
     }
 }

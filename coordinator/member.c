@@ -196,8 +196,9 @@ static void announce_waiting(ms_coord_t *c, ms_ns_t *ns)
     for (ms_waiter_t *w = ns->waiting; w; w = w->next, pos++) {
         Meshsig__V1__Waiting wt = MESHSIG__V1__WAITING__INIT;
         wt.position = pos;
+        /* A notice, not the hello's reply (that is the welcome or an error, later): it
+         * carries no id, so a request id is answered exactly once. */
         Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-        sm.id = w->client_id;
         sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_WAITING;
         sm.waiting = &wt;
         ms_outbox_deliver(&c->outbox, ns->shard, w->gateway, w->session, NULL, &sm, 0);

@@ -595,8 +595,19 @@ void ms_member_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const ch
     ms_outbox_error(&c->outbox, ns->shard, to->gateway, to->session, client_id, code, "%s", text);
 }
 
+void ms_send_ok_result(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id,
+                       int delivered, int stored)
+{
+    if (!client_id || !*client_id)
+        return;
+    ms_sm_ok_t ok;
+    Meshsig__V1__ServerMessage *sm = ms_sm_ok(&ok, client_id);
+    ok.ok.delivered = delivered != 0;
+    ok.ok.stored = stored != 0;
+    ms_deliver(c, ns, to, sm);
+}
+
 void ms_send_ok(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id)
 {
-    ms_sm_ok_t ok;
-    ms_deliver(c, ns, to, ms_sm_ok(&ok, client_id));
+    ms_send_ok_result(c, ns, to, client_id, 0, 0);
 }

@@ -180,7 +180,12 @@ void ms_deliver(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
  * that the two gateways may pass the pair's signals directly; msg may be NULL. */
 void ms_deliver_located(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
                         const Meshsig__V1__ServerMessage *msg, const ms_member_t *where);
+/* ok answering request client_id; nothing when the request had no id (README "Wire
+ * protocol": a request without an id hears back only when it fails). */
 void ms_send_ok(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id);
+/* The same with an emit's result (Ok.delivered, Ok.stored). */
+void ms_send_ok_result(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id,
+                       int delivered, int stored);
 void ms_member_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *client_id,
                      Meshsig__V1__ErrorCode code, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));

@@ -74,20 +74,32 @@ static ms_p2p_ask_t ask_take(ms_member_t *m, size_t i)
     return a;
 }
 
-static ms_err_t ask_add(ms_member_t *to, const char *peer, const char *cid)
+/* Every ask gets one reply: one that is superseded or pushed out is answered now. */
+static ms_err_t ask_add(ms_coord_t *c, ms_ns_t *ns, ms_member_t *to, const char *peer,
+                        const char *cid)
 {
     for (size_t i = 0; i < to->n_p2p_asks; i++) {
         if (!strcmp(to->p2p_asks[i].peer, peer)) { /* asked again: the newest id answers */
-            char *c = strdup(cid);
-            if (!c)
+            char *nc = strdup(cid);
+            if (!nc)
                 return MS_ERR_NOMEM;
+            ms_member_t *asker = ms_ns_member(ns, peer);
+            if (asker && *to->p2p_asks[i].cid && strcmp(to->p2p_asks[i].cid, cid))
+                ms_member_error(c, ns, asker, to->p2p_asks[i].cid, ERR(BAD_REQUEST),
+                                "superseded by a newer p2pTarget request to %s", to->id);
             free(to->p2p_asks[i].cid);
-            to->p2p_asks[i].cid = c;
+            to->p2p_asks[i].cid = nc;
             return MS_OK;
         }
     }
     if (to->n_p2p_asks >= P2P_MAX_ASKS) {
         ms_p2p_ask_t old = ask_take(to, 0);
+        ms_member_t *asker = ms_ns_member(ns, old.peer);
+        if (asker)
+            ms_member_error(
+                c, ns, asker, old.cid, ERR(RATE_LIMITED),
+                "%s has %d p2pTarget requests unanswered (at most); yours was the oldest", to->id,
+                P2P_MAX_ASKS);
         ask_free(&old);
     }
     ms_p2p_ask_t *v = realloc(to->p2p_asks, (to->n_p2p_asks + 1) * sizeof(*v));
@@ -142,7 +154,7 @@ static void ask(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid,
                         P2P_MAX_LINKS);
         return;
     }
-    if (ask_add(o, m->id, cid) != MS_OK) {
+    if (ask_add(c, ns, o, m->id, cid) != MS_OK) {
         ms_member_error(c, ns, m, cid, ERR(INTERNAL), "out of memory");
         return;
     }

@@ -9,8 +9,6 @@
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
 #define DEFAULT_TIMEOUT_MS 10000u
-#define MAX_TIMEOUT_MS 120000u
-#define MAX_PENDING_PER_NS 100000u
 
 /* A namespace's waits (ns->pending), allocated with the first one. */
 struct ms_pendings {
@@ -18,11 +16,12 @@ struct ms_pendings {
     uint64_t next_call;   /* server-made call ids: "call-<n>" */
 };
 
-uint32_t ms_pending_timeout(uint32_t t)
+int ms_pending_timeout(uint32_t t, uint32_t *out)
 {
-    if (t == 0)
-        return DEFAULT_TIMEOUT_MS;
-    return t > MAX_TIMEOUT_MS ? MAX_TIMEOUT_MS : t;
+    if (t > MS_PENDING_MAX_TIMEOUT_MS)
+        return 0;
+    *out = t ? t : DEFAULT_TIMEOUT_MS;
+    return 1;
 }
 
 static void pending_free(ms_pending_t *p)
@@ -45,7 +44,7 @@ static ms_pending_t *add(ms_coord_t *c, ms_ns_t *ns, uint8_t kind, const char *k
                          const char *from, const char *to, const char *orig, uint32_t timeout_ms)
 {
     struct ms_pendings *ps = pendings(ns);
-    if (!ps || HASH_COUNT(ps->by_key) >= MAX_PENDING_PER_NS)
+    if (!ps || HASH_COUNT(ps->by_key) >= MS_PENDING_MAX_PER_NS)
         return NULL;
     ms_pending_t *p = calloc(1, sizeof(*p));
     if (!p)
@@ -97,36 +96,41 @@ void ms_pending_done(ms_ns_t *ns, ms_pending_t *p)
     pending_free(p);
 }
 
+void ms_pending_outcome_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *w, int kind,
+                              const char *orig_id, const char *peer, Meshsig__V1__ErrorCode code,
+                              const char *text)
+{
+    Meshsig__V1__Error e = MESHSIG__V1__ERROR__INIT;
+    e.code = code;
+    e.message = (char *)text;
+    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    Meshsig__V1__Ack a = MESHSIG__V1__ACK__INIT;
+    Meshsig__V1__ServiceReply r = MESHSIG__V1__SERVICE_REPLY__INIT;
+    Meshsig__V1__Service sv = MESHSIG__V1__SERVICE__INIT;
+    if (kind == MS_PENDING_ACK) {
+        a.ack_id = (char *)orig_id;
+        a.from = (char *)(peer ? peer : "");
+        a.error = &e;
+        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_ACK;
+        sm.ack = &a;
+    } else {
+        r.call_id = (char *)orig_id;
+        r.error = &e;
+        sv.op_case = MESHSIG__V1__SERVICE__OP_REPLY;
+        sv.reply = &r;
+        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_SERVICE;
+        sm.service = &sv;
+    }
+    ms_deliver(c, ns, w, &sm);
+}
+
 /* Tells the waiting side of p that it failed with code. */
 static void pending_fail(ms_coord_t *c, ms_ns_t *ns, ms_pending_t *p, Meshsig__V1__ErrorCode code,
                          const char *text)
 {
     ms_member_t *w = ms_ns_member(ns, p->from);
-    if (!w)
-        return;
-    Meshsig__V1__Error e = MESHSIG__V1__ERROR__INIT;
-    e.code = code;
-    e.message = (char *)text;
-    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-    if (p->kind == MS_PENDING_ACK) {
-        Meshsig__V1__Ack a = MESHSIG__V1__ACK__INIT;
-        a.ack_id = p->orig_id;
-        a.from = p->to;
-        a.error = &e;
-        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_ACK;
-        sm.ack = &a;
-        ms_deliver(c, ns, w, &sm);
-    } else {
-        Meshsig__V1__ServiceReply r = MESHSIG__V1__SERVICE_REPLY__INIT;
-        r.call_id = p->orig_id;
-        r.error = &e;
-        Meshsig__V1__Service sv = MESHSIG__V1__SERVICE__INIT;
-        sv.op_case = MESHSIG__V1__SERVICE__OP_REPLY;
-        sv.reply = &r;
-        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_SERVICE;
-        sm.service = &sv;
-        ms_deliver(c, ns, w, &sm);
-    }
+    if (w)
+        ms_pending_outcome_error(c, ns, w, p->kind, p->orig_id, p->to, code, text);
 }
 
 void ms_pending_tick(ms_coord_t *c, uint64_t now)

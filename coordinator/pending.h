@@ -30,8 +30,17 @@ typedef struct {
     uint64_t n_timeouts;
 } ms_pending_clock_t;
 
-/* A client's timeout in ms, 0 for the default, clamped to the maximum. */
-uint32_t ms_pending_timeout(uint32_t requested_ms);
+#define MS_PENDING_MAX_TIMEOUT_MS 120000u /* a client's timeoutMs above it is BAD_REQUEST */
+#define MS_PENDING_MAX_PER_NS 100000u     /* acks and calls waiting in one namespace */
+
+/* A client's timeout in ms (0: the default) into *out; 0 when it is over the maximum (the
+ * caller refuses the request, naming MS_PENDING_MAX_TIMEOUT_MS: nothing is clamped). */
+int ms_pending_timeout(uint32_t requested_ms, uint32_t *out);
+/* The outcome message of an ack (kind MS_PENDING_ACK: `ack` from peer) or a call (`service.reply`)
+ * that failed, keyed by the requester's orig_id, to w: the same shape whatever the cause. */
+void ms_pending_outcome_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *w, int kind,
+                              const char *orig_id, const char *peer, Meshsig__V1__ErrorCode code,
+                              const char *text);
 /* Adds an ack wait under key. NULL when out of memory or over the namespace's limit. */
 ms_pending_t *ms_pending_add_ack(ms_coord_t *c, ms_ns_t *ns, const char *key, const char *from,
                                  const char *to, const char *ack_id, uint32_t timeout_ms);

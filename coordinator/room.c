@@ -91,6 +91,8 @@ static void room_notify(ms_coord_t *c, ms_ns_t *ns, ms_room_t *r, const ms_membe
 static void room_members_reply(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const char *cid,
                                const char *name, ms_room_t *r)
 {
+    if (!cid || !*cid)
+        return; /* a reply, and a request without an id hears back only when it fails */
     size_t n = r ? r->n : 0;
     char **ids = n ? calloc(n, sizeof(*ids)) : NULL;
     if (n && !ids) {
@@ -184,6 +186,7 @@ void ms_room_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *c
             if (r->members[i] != from || room->emit->echo)
                 ms_deliver(c, ns, r->members[i], &sm);
         c->msg.n_room_emits++;
+        ms_send_ok(c, ns, from, cid);
         return;
     }
     default:

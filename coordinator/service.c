@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Services: peers register as providers of a name; calls go round robin to a provider and
  * its reply back to the caller under the caller's call id (pending.c keeps the wait). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,22 +97,35 @@ void ms_service_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char
     }
     case MESHSIG__V1__SERVICE__OP_CALL: {
         Meshsig__V1__ServiceCall *call = svc->call;
-        ms_service_t *s = service_find(ns, call->service);
-        if (!s || s->n == 0) {
-            ms_member_error(c, ns, from, cid, ERR(SERVICE_UNAVAILABLE),
-                            "no provider for service %s", call->service);
-            return;
-        }
+        uint32_t timeout_ms = 0;
         if (!*call->call_id) {
             ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST), "service.call needs a callId");
             return;
         }
+        if (!ms_pending_timeout(call->timeout_ms, &timeout_ms)) {
+            ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST),
+                            "service.call.timeoutMs %u is over the %u ms limit", call->timeout_ms,
+                            MS_PENDING_MAX_TIMEOUT_MS);
+            return;
+        }
+        ms_service_t *s = service_find(ns, call->service);
+        if (!s || s->n == 0) {
+            /* Every outcome of a call is its reply, keyed by callId, whatever the cause:
+             * no provider now is SERVICE_UNAVAILABLE there, as a provider leaving is. */
+            ms_send_ok(c, ns, from, cid);
+            char text[256];
+            snprintf(text, sizeof(text), "no provider for service %s", call->service);
+            ms_pending_outcome_error(c, ns, from, MS_PENDING_CALL, call->call_id, NULL,
+                                     ERR(SERVICE_UNAVAILABLE), text);
+            return;
+        }
         /* Round robin over the providers. */
         ms_member_t *prov = s->providers[s->next++ % s->n];
-        ms_pending_t *p = ms_pending_add_call(c, ns, from->id, prov->id, call->call_id,
-                                              ms_pending_timeout(call->timeout_ms));
+        ms_pending_t *p = ms_pending_add_call(c, ns, from->id, prov->id, call->call_id, timeout_ms);
         if (!p) {
-            ms_member_error(c, ns, from, cid, ERR(RATE_LIMITED), "too many pending calls");
+            ms_member_error(c, ns, from, cid, ERR(RATE_LIMITED),
+                            "too many pending acks and calls in this namespace (at most %u)",
+                            MS_PENDING_MAX_PER_NS);
             return;
         }
         Meshsig__V1__ServiceCall out = *call;
@@ -125,6 +139,7 @@ void ms_service_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char
         sm.service = &so;
         c->msg.n_calls++;
         ms_deliver(c, ns, prov, &sm);
+        ms_send_ok_result(c, ns, from, cid, 1, 0);
         return;
     }
     case MESHSIG__V1__SERVICE__OP_REPLY: {
@@ -149,6 +164,7 @@ void ms_service_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char
             ms_deliver(c, ns, caller, &sm);
         }
         ms_pending_done(ns, p);
+        ms_send_ok(c, ns, from, cid);
         return;
     }
     default:

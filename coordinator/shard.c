@@ -56,6 +56,7 @@ static void handle_signal(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sha
     c->route.n_signals++;
     ms_outbox_deliver(&c->outbox, shard, to->gateway, to->session, to->id,
                       ms_sm_signal(&out, from->id, sig->payload), 0);
+    ms_send_ok(c, ns, from, req->client_id);
 }
 
 /* A gateway's barrier on a signal path (gateway/direct.c): after the signals
@@ -153,8 +154,7 @@ static void handle_rtt(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *c
             ms_ns_apply_diff(c, ns, diff, NULL, NULL, 0);
         }
     }
-    if (*cid)
-        ms_send_ok(c, ns, m, cid);
+    ms_send_ok(c, ns, m, cid);
 }
 
 static void handle_client(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)

@@ -8,6 +8,7 @@
 #include "internal.h"
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
+#define MAX_CREDIT (1ull << 40) /* bytes one side may be granted and not yet sent */
 
 /* ns->streams: a uthash of these by key. */
 typedef struct ms_stream {
@@ -70,10 +71,8 @@ void ms_stream_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char 
         return;
     }
     if (st->op_case == MESHSIG__V1__STREAM__OP_OPEN) {
-        ms_member_t *to = ms_ns_member(ns, st->open->to);
-        if (!to || to == from) {
-            ms_member_error(c, ns, from, cid, ERR(PEER_NOT_FOUND), "%s is not in namespace %s",
-                            st->open->to, ns->name);
+        if (!*st->open->to) {
+            ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST), "stream.open.to is required");
             return;
         }
         char key[512];
@@ -83,6 +82,29 @@ void ms_stream_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char 
         if (s) {
             ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST), "stream %s is already open",
                             st->stream_id);
+            return;
+        }
+        ms_member_t *to = ms_ns_member(ns, st->open->to);
+        if (!to || to == from) {
+            /* Every end of a stream is a close keyed by its streamId, whatever the cause:
+             * the open is answered, then the stream closes with PEER_NOT_FOUND. */
+            ms_send_ok(c, ns, from, cid);
+            Meshsig__V1__Error e = MESHSIG__V1__ERROR__INIT;
+            char text[256];
+            snprintf(text, sizeof(text), "%s is not in namespace %s", st->open->to, ns->name);
+            e.code = ERR(PEER_NOT_FOUND);
+            e.message = text;
+            Meshsig__V1__StreamClose cl = MESHSIG__V1__STREAM_CLOSE__INIT;
+            cl.abort = 1;
+            cl.error = &e;
+            Meshsig__V1__Stream out = MESHSIG__V1__STREAM__INIT;
+            out.stream_id = st->stream_id;
+            out.op_case = MESHSIG__V1__STREAM__OP_CLOSE;
+            out.close = &cl;
+            Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+            sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_STREAM;
+            sm.stream = &out;
+            ms_deliver(c, ns, from, &sm);
             return;
         }
         s = calloc(1, sizeof(*s));
@@ -104,7 +126,7 @@ void ms_stream_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char 
         out.op_case = MESHSIG__V1__STREAM__OP_OPEN;
         out.open = &op;
         stream_send(c, ns, s, 0, &out);
-        ms_send_ok(c, ns, from, cid);
+        ms_send_ok_result(c, ns, from, cid, 1, 0);
         return;
     }
     int is_opener = 0;
@@ -129,22 +151,27 @@ void ms_stream_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char 
         *credit -= len;
         c->msg.n_stream_bytes += len;
         stream_send(c, ns, s, !is_opener, &out);
+        ms_send_ok(c, ns, from, cid);
         return;
     }
     case MESHSIG__V1__STREAM__OP_CREDIT: {
         /* from grants the other side more bytes towards itself. */
         uint64_t *credit = is_opener ? &s->credit_to_opener : &s->credit_to_receiver;
+        if (*credit + st->credit->bytes > MAX_CREDIT) {
+            ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST),
+                            "stream %s: credit outstanding would exceed the limit of %llu bytes",
+                            st->stream_id, (unsigned long long)MAX_CREDIT);
+            return;
+        }
         *credit += st->credit->bytes;
-        if (*credit > (1ull << 40))
-            *credit = 1ull << 40;
         stream_send(c, ns, s, !is_opener, &out);
+        ms_send_ok(c, ns, from, cid);
         return;
     }
     case MESHSIG__V1__STREAM__OP_CLOSE:
         stream_send(c, ns, s, !is_opener, &out);
         stream_free(ns, s);
-        if (*cid)
-            ms_send_ok(c, ns, from, cid);
+        ms_send_ok(c, ns, from, cid);
         return;
     default:
         ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST),

@@ -94,7 +94,8 @@ void ms_topic_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *
         const char *pat = t->subscribe->pattern;
         if (!pattern_valid(pat, 1)) {
             ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST),
-                            "bad pattern: dot-separated tokens, '*' for one token, '>' last");
+                            "bad pattern: 1 to 256 bytes of dot-separated tokens, '*' for "
+                            "one token, '>' last");
             return;
         }
         struct ms_topics *t_ = ns->topics;
@@ -104,7 +105,9 @@ void ms_topic_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *
                 return;
             }
         if (t_ && t_->n >= MAX_SUBS_PER_NS) {
-            ms_member_error(c, ns, from, cid, ERR(RATE_LIMITED), "too many subscriptions");
+            ms_member_error(c, ns, from, cid, ERR(RATE_LIMITED),
+                            "too many subscriptions in this namespace (at most %u)",
+                            MAX_SUBS_PER_NS);
             return;
         }
         if (sub_add(ns, from, pat) != MS_OK) {
@@ -132,7 +135,7 @@ void ms_topic_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *
     case MESHSIG__V1__TOPIC__OP_PUBLISH: {
         if (!pattern_valid(t->publish->topic, 0)) {
             ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST),
-                            "bad topic: dot-separated tokens, no wildcards");
+                            "bad topic: 1 to 256 bytes of dot-separated tokens, no wildcards");
             return;
         }
         Meshsig__V1__TopicPublish out = *t->publish;
@@ -156,8 +159,7 @@ void ms_topic_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *
                 ms_deliver(c, ns, t_->subs[i].member, &sm);
         }
         c->msg.n_publishes++;
-        if (*cid)
-            ms_send_ok(c, ns, from, cid);
+        ms_send_ok(c, ns, from, cid);
         return;
     }
     default:

@@ -323,11 +323,44 @@ static void held_to_owner(ms_gateway_t *gw, const char *from_gw, const held_t *h
     meshsig__bus__direct_signal__free_unpacked(ds, NULL);
 }
 
-/* The signal ds (from a neighbour, vouched for) to the client of session t. */
-static void deliver_signal(ms_gateway_t *gw, ms_session_t *t, const Meshsig__Bus__DirectSignal *ds)
+static ms_session_t *session_by_id(ms_gateway_t *gw, uint64_t id);
+
+/* A REPLY from the target's gateway: the ok for our session's signal. */
+static void on_reply(ms_gateway_t *gw, const Meshsig__Bus__DirectSignal *ds)
+{
+    ms_session_t *s = session_by_id(gw, ds->to_session);
+    if (s && s->state == MS_SESSION_JOINED && s->peer_id && !strcmp(s->peer_id, ds->to_peer))
+        ms_gw_send_ok(gw, s, ds->client_id);
+}
+
+/* The sender's gateway: the ok for a signal with a request id that was delivered. */
+static void reply_ok(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__DirectSignal *ds)
+{
+    if (!*ds->client_id)
+        return;
+    Meshsig__Bus__DirectSignal r = MESHSIG__BUS__DIRECT_SIGNAL__INIT;
+    r.kind = MESHSIG__BUS__DIRECT_SIGNAL__KIND__REPLY;
+    r.shard = ds->shard;
+    r.namespace_ = ds->namespace_;
+    r.from_peer = ds->to_peer;
+    r.from_session = ds->to_session;
+    r.to_peer = ds->from_peer;
+    r.to_session = ds->from_session;
+    r.client_id = ds->client_id;
+    if (!strcmp(from_gw, gw->id))
+        on_reply(gw, &r); /* the sender is here too (a neighbour that moved to this gateway) */
+    else if (append(gw, from_gw, &r) != 0)
+        ms_warn("the ok for signal %s of %s/%s not queued", ds->client_id, ds->namespace_,
+                ds->from_peer);
+}
+
+/* The signal ds (from a neighbour, vouched for) to the client of session t, and the ok for
+ * its sender on from_gw when it has a request id. 0: t is closing, nothing was delivered. */
+static int deliver_signal(ms_gateway_t *gw, ms_session_t *t, const char *from_gw,
+                          const Meshsig__Bus__DirectSignal *ds)
 {
     if (t->closing)
-        return; /* as ms_gw_send: nothing more for a closing session */
+        return 0; /* as ms_gw_send: nothing more for a closing session */
     if (!t->binary && ds->payload_json.len) {
         /* JSON to JSON: the payload as the sender wrote it (relay.c). */
         static const char head[] = "{\"signal\":{\"from\":\"", mid[] = "\",\"payload\":";
@@ -354,7 +387,8 @@ static void deliver_signal(ms_gateway_t *gw, ms_session_t *t, const Meshsig__Bus
         gw->n_direct_in++;
         ms_gw_record_latency(gw, ds->origin_us);
         ms_gw_queue_frame(gw, t, gw->out, (size_t)(o - gw->out));
-        return;
+        reply_ok(gw, from_gw, ds);
+        return 1;
     }
 slow:;
     int owned = 0, bad = 0;
@@ -362,8 +396,9 @@ slow:;
     out.from = ds->from_peer;
     out.payload = payload_of(ds, &owned, &bad);
     if (bad) {
+        /* The sender's scan vouched for this JSON: only memory can fail here. */
         ms_error("direct signal from %s/%s: payload not decodable", ds->namespace_, ds->from_peer);
-        return;
+        return 1;
     }
     Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
     sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL;
@@ -371,8 +406,10 @@ slow:;
     gw->n_direct_in++;
     ms_gw_record_latency(gw, ds->origin_us);
     ms_gw_send(gw, t, &sm);
+    reply_ok(gw, from_gw, ds);
     if (owned)
         meshsig__v1__value__free_unpacked(out.payload, NULL);
+    return 1;
 }
 
 static ms_session_t *session_by_id(ms_gateway_t *gw, uint64_t id)
@@ -403,8 +440,9 @@ static void edge_release(ms_gateway_t *gw, edge_t *e, int to_owner_path)
         ds->epoch = e->epoch;
         ms_session_t *s = local ? session_by_id(gw, ds->from_session) : NULL;
         ms_session_t *t = local ? ms_gw_peer_index_find(gw, ds->namespace_, ds->to_peer) : NULL;
-        if (local && s && t && t->id == e->remote && ms_strset_has(&t->neighbours, s->peer_id)) {
-            deliver_signal(gw, t, ds);
+        if (local && s && t && t->id == e->remote && ms_strset_has(&t->neighbours, s->peer_id) &&
+            !t->closing) {
+            deliver_signal(gw, t, gw->id, ds);
             gw->n_direct_in--; /* counted as local */
             gw->n_signals_local++;
         } else if (local) {
@@ -694,6 +732,10 @@ static void receive_one(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bu
         on_open(gw, from_gw, ds);
         return;
     }
+    if (ds->kind == MESHSIG__BUS__DIRECT_SIGNAL__KIND__REPLY) {
+        on_reply(gw, ds);
+        return;
+    }
     rx_pair_t *p = d->pairs ? pair_get(d, from_gw, ds, 0) : NULL;
     if (!p || !p->n_held) {
         ms_session_t *t = NULL;
@@ -701,7 +743,7 @@ static void receive_one(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bu
                 : ds->kind == MESHSIG__BUS__DIRECT_SIGNAL__KIND__SIGNAL ? vouch(gw, from_gw, ds, &t)
                                                                         : VOUCH_NO;
         if (v == VOUCH_OK) {
-            deliver_signal(gw, t, ds);
+            deliver_signal(gw, t, from_gw, ds);
             return;
         }
         if (v == VOUCH_NO) {
@@ -783,7 +825,7 @@ void ms_gw_direct_recheck(ms_gateway_t *gw, uint64_t now)
         } else if (ds->kind == MESHSIG__BUS__DIRECT_SIGNAL__KIND__DRAIN) {
             to_owner(gw, h->from_gw, ds);
         } else if (v == VOUCH_OK) {
-            deliver_signal(gw, t, ds);
+            deliver_signal(gw, t, h->from_gw, ds);
         } else if (v == VOUCH_NO || now >= h->until_us) {
             p->forwarding = 1;
             to_owner(gw, h->from_gw, ds);

@@ -8,7 +8,6 @@
 
 #include "codec.h"
 #include "internal.h"
-#include "servermsg.h"
 #include "log.h"
 #include "pblimit.h"
 
@@ -95,8 +94,7 @@ void ms_gw_handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Client
     if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_LEAVE) {
         ms_gw_publish_leave(gw, s, "left");
         ms_gw_session_reset(gw, s);
-        ms_sm_ok_t ok;
-        ms_gw_send(gw, s, ms_sm_ok(&ok, cid));
+        ms_gw_send_ok(gw, s, cid);
         return;
     }
     if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_SIGNAL &&

@@ -168,6 +168,9 @@ const char *ms_gw_undeliverable_why(const ms_session_t *t, ms_err_t err);
 void ms_gw_send_error(ms_gateway_t *gw, ms_session_t *s, const char *id,
                       Meshsig__V1__ErrorCode code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+/* ok answering request id; nothing when id is NULL or empty (a request without an id hears
+ * back only when it fails). */
+void ms_gw_send_ok(ms_gateway_t *gw, ms_session_t *s, const char *id);
 
 /* ---- dispatch.c ---------------------------------------------------------- */
 

@@ -43,9 +43,11 @@ int ms_gw_relay_signal(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__Sig
     ms_gw_record_latency(gw, gw->frame_received_us);
     ms_err_t err = ms_gw_send(gw, t, ms_sm_signal(&out, s->peer_id, sig->payload));
     if (err != MS_OK)
-        ms_gw_send_error(gw, s, NULL, err == MS_ERR_INVAL ? ERR(BAD_REQUEST) : ERR(INTERNAL),
+        ms_gw_send_error(gw, s, cid, err == MS_ERR_INVAL ? ERR(BAD_REQUEST) : ERR(INTERNAL),
                          "signal to %s not delivered: %s", t->peer_id,
                          ms_gw_undeliverable_why(t, err));
+    else
+        ms_gw_send_ok(gw, s, cid);
     return 1;
 }
 
@@ -138,10 +140,8 @@ int ms_gw_relay_json(ms_gateway_t *gw, ms_session_t *s, const char *data, size_t
     if (ms_gw_direct_send(gw, s, fs.to, fs.payload, fs.payload ? fs.payload_len : 0, NULL, fs.id))
         return 1;
     ms_session_t *t = local_neighbour(gw, s, fs.to);
-    if (!t || t->binary)
-        return 0;
-    if (t->closing)
-        return 1; /* as ms_gw_send: nothing more for a closing session */
+    if (!t || t->binary || t->closing)
+        return 0; /* the owner's path, which answers */
     /* Peer ids are A-Z a-z 0-9 . _ : @ - (the owner checks): no escaping. */
     static const char head[] = "{\"signal\":{\"from\":\"", mid[] = "\",\"payload\":";
     size_t idl = strlen(s->peer_id);
@@ -171,5 +171,6 @@ int ms_gw_relay_json(ms_gateway_t *gw, ms_session_t *s, const char *data, size_t
     gw->n_signals_local++;
     ms_gw_record_latency(gw, gw->frame_received_us);
     ms_gw_queue_frame(gw, t, gw->out, (size_t)(o - gw->out));
+    ms_gw_send_ok(gw, s, fs.id);
     return 1;
 }

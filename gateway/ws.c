@@ -89,6 +89,14 @@ void ms_gw_send_error(ms_gateway_t *gw, ms_session_t *s, const char *id,
     ms_gw_send(gw, s, ms_sm_error(&e, id, code, text));
 }
 
+void ms_gw_send_ok(ms_gateway_t *gw, ms_session_t *s, const char *id)
+{
+    if (!id || !*id)
+        return;
+    ms_sm_ok_t ok;
+    ms_gw_send(gw, s, ms_sm_ok(&ok, id));
+}
+
 /* RFC 6455 §4.2.2: a handshake for any version but 13 gets 426 Upgrade
  * Required naming the version we speak, and no upgrade (lws 4.1 would
  * answer 101 to any version). Returns what LWS_CALLBACK_HTTP_CONFIRM_UPGRADE
