@@ -2,7 +2,10 @@
 // A tiny in-process stand-in for a gateway, for the SDK's unit tests only: it
 // speaks enough of meshsig.v1.json (hello/welcome, full-mesh connects with
 // pre-made offers, signal/emit/ack/service/topic/stream relaying) to exercise
-// the client's bookkeeping. The real server is tested in tests/browser/.
+// the client's bookkeeping, with the server's reply rule (README "Wire
+// protocol"): one reply per request id, `ok` only for a request that had one,
+// keyed outcomes for ackId/callId/streamId. The real server is tested in
+// tests/browser/ and tests/integration/test_reply.c.
 import { WebSocketServer } from 'ws';
 import { topicMatches } from '../web/meshsig.js';
 
@@ -38,6 +41,7 @@ export async function startRelay({ mesh = false } = {}) {
       const kind = Object.keys(m).find((k) => k !== 'id');
       if (relay.hooks[kind] && relay.hooks[kind](ws, m)) return;
       const err = (code, message) => relay.send(ws, { id: m.id, error: { code, message } });
+      const ok = (result = {}) => { if (m.id) relay.send(ws, { id: m.id, ok: result }); };
       switch (kind) {
         case 'hello': {
           const h = m.hello;
@@ -67,42 +71,54 @@ export async function startRelay({ mesh = false } = {}) {
         case 'signal':
           if (!relay.peers.has(m.signal.to)) return err('NOT_NEIGHBOUR', `${m.signal.to} unknown`);
           relay.to(m.signal.to, { signal: { from: me, payload: m.signal.payload } });
-          return;
+          return ok();
         case 'emit':
-          if (!relay.peers.has(m.emit.to)) return err('PEER_NOT_FOUND', `${m.emit.to} is not here`);
+          if (!relay.peers.has(m.emit.to)) {
+            if (m.emit.persistent) return ok({ stored: true });
+            if (!m.emit.ackId) return err('PEER_NOT_FOUND', `${m.emit.to} is not here`);
+            ok();
+            return relay.send(ws, { ack: { ackId: m.emit.ackId, from: m.emit.to,
+              error: { code: 'PEER_NOT_FOUND', message: `${m.emit.to} is not here` } } });
+          }
           relay.to(m.emit.to, { emit: { ...m.emit, to: undefined, from: me } });
-          return;
+          return ok({ delivered: true });
         case 'ack':
           relay.to(m.ack.to, { ack: { ackId: m.ack.ackId, from: me, data: m.ack.data, error: m.ack.error } });
-          return;
+          return ok();
         case 'ping':
           if (m.id) relay.send(ws, { id: m.id, pong: {} });
           return;
         case 'topic': {
           const t = m.topic;
-          if (t.subscribe) { relay.peers.get(me).subs.add(t.subscribe.pattern); return relay.send(ws, { id: m.id, ok: {} }); }
-          if (t.unsubscribe) { relay.peers.get(me).subs.delete(t.unsubscribe.pattern); return relay.send(ws, { id: m.id, ok: {} }); }
+          if (t.subscribe) { relay.peers.get(me).subs.add(t.subscribe.pattern); return ok(); }
+          if (t.unsubscribe) { relay.peers.get(me).subs.delete(t.unsubscribe.pattern); return ok(); }
           for (const [id, p] of relay.peers) {
             if ([...p.subs].some((s) => topicMatches(s, t.publish.topic))) {
               relay.to(id, { topic: { publish: { ...t.publish, from: me } } });
             }
           }
-          return relay.send(ws, { id: m.id, ok: {} });
+          return ok();
         }
         case 'service': {
           const s = m.service;
-          if (s.register) { relay.peers.get(me).services.add(s.register.service); return relay.send(ws, { id: m.id, ok: {} }); }
+          if (s.register) { relay.peers.get(me).services.add(s.register.service); return ok(); }
           if (s.call) {
             const prov = [...relay.peers].find(([, p]) => p.services.has(s.call.service));
-            if (!prov) return err('SERVICE_UNAVAILABLE', 'nobody');
+            if (!prov) {
+              ok();
+              return relay.send(ws, { service: { reply: { callId: s.call.callId,
+                error: { code: 'SERVICE_UNAVAILABLE', message: 'nobody' } } } });
+            }
             const key = `call-${++calls}`;
             pendingCalls.set(key, { caller: me, callId: s.call.callId });
-            return relay.to(prov[0], { service: { call: { ...s.call, callId: key, from: me } } });
+            relay.to(prov[0], { service: { call: { ...s.call, callId: key, from: me } } });
+            return ok({ delivered: true });
           }
           if (s.reply) {
             const p = pendingCalls.get(s.reply.callId);
             pendingCalls.delete(s.reply.callId);
-            return relay.to(p.caller, { service: { reply: { ...s.reply, callId: p.callId } } });
+            relay.to(p.caller, { service: { reply: { ...s.reply, callId: p.callId } } });
+            return ok();
           }
           return;
         }
@@ -112,7 +128,7 @@ export async function startRelay({ mesh = false } = {}) {
             relay.streams = relay.streams || new Map();
             relay.streams.set(`${me}/${st.streamId}`, { opener: me, receiver: st.open.to });
             relay.to(st.open.to, { stream: { streamId: `${me}/${st.streamId}`, open: { ...st.open, from: me } } });
-            return relay.send(ws, { id: m.id, ok: {} });
+            return ok({ delivered: true });
           }
           const own = relay.streams?.get(`${me}/${st.streamId}`);
           const s = own || relay.streams?.get(st.streamId);
@@ -121,7 +137,7 @@ export async function startRelay({ mesh = false } = {}) {
           const toOpener = !own;
           relay.to(toOpener ? s.opener : s.receiver,
             { stream: { ...st, streamId: toOpener ? key.slice(s.opener.length + 1) : key } });
-          return;
+          return ok();
         }
         default:
           return;

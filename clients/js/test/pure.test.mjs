@@ -55,7 +55,6 @@ test('request table: ids are unique and a reply settles its request', async () =
   const pb = t.add(b, { accept: ['room'], map: (r) => r.members.peers });
   assert.equal(t.size, 2);
   assert.equal(timers.size, 2);
-  assert.equal(t.settle(b, 'ok', {}), false, 'a reply of the wrong kind does not settle');
   assert.equal(t.settle(b, 'room', { members: { peers: ['x', 'y'] } }), true);
   assert.deepEqual(await pb, ['x', 'y']);
   assert.equal(t.settle(a, 'ok', {}), true);
@@ -63,6 +62,46 @@ test('request table: ids are unique and a reply settles its request', async () =
   assert.equal(t.size, 0);
   assert.equal(timers.size, 0, 'settling clears the deadline');
   assert.equal(t.settle(a, 'ok', {}), false, 'a second reply is ignored');
+});
+
+test('request table: one reply per id; a reply of another kind is a protocol error', async () => {
+  const t = new RequestTable({ timers: fakeTimers() });
+  const p = t.add('r', { accept: ['room'] });
+  assert.equal(t.settle('r', 'ok', {}), true);
+  await assert.rejects(p, (e) => e.code === 'INTERNAL' && /answered with ok/.test(e.message));
+  assert.equal(t.settle('r', 'room', {}), false, 'settled once');
+});
+
+test('request table: a keyed outcome follows the ok when the reply says so', async () => {
+  const timers = fakeTimers();
+  const t = new RequestTable({ timers });
+  // An emit with ackId: ok{delivered}, then the ack.
+  const acked = t.add('e1', { accept: ['ok'], map: (a) => a.data, outcome: (ok) => !ok.stored });
+  assert.equal(t.settle('e1', 'ok', { delivered: true }), true);
+  assert.equal(t.size, 1, 'still waiting for the ack');
+  assert.equal(t.settle('e1', 'ok', {}), false, 'a second reply is not taken');
+  assert.equal(t.settleOutcome('e1', 'ack', { data: 5 }), true);
+  assert.equal(await acked, 5);
+  // Stored: the ok ends it.
+  const stored = t.add('e2', { accept: ['ok'], map: (a) => a.data, outcome: (ok) => !ok.stored });
+  t.settle('e2', 'ok', { stored: true });
+  assert.equal(await stored, undefined);
+  // An outcome error (PEER_NOT_FOUND in the ack, SERVICE_UNAVAILABLE in the reply) rejects.
+  const call = t.add('c1', { accept: ['ok'], outcome: () => true });
+  t.settle('c1', 'ok', {});
+  t.settleOutcome('c1', 'error', { code: 'SERVICE_UNAVAILABLE', message: 'no provider' });
+  await assert.rejects(call, (e) => e.code === 'SERVICE_UNAVAILABLE' && e.id === 'c1');
+  // A request error rejects without an outcome.
+  const bad = t.add('e3', { accept: ['ok'], outcome: () => true });
+  t.settle('e3', 'error', { code: 'BAD_REQUEST', message: 'timeoutMs over the limit' });
+  await assert.rejects(bad, (e) => e.code === 'BAD_REQUEST');
+  assert.equal(t.settleOutcome('e3', 'ack', {}), false);
+  // Only requests that wait for one take an outcome.
+  t.add('plain', { accept: ['ok'] });
+  assert.equal(t.settleOutcome('plain', 'ack', {}), false);
+  assert.equal(t.settle('plain', 'ok', {}), true);
+  assert.equal(t.size, 0);
+  assert.equal(timers.size, 0);
 });
 
 test('request table: an error rejects with its code and id', async () => {

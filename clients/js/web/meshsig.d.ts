@@ -261,8 +261,8 @@ export interface Rooms {
   /** Joins and resolves with the members (including you). */
   join(room: string): Promise<string[]>;
   leave(room: string): Promise<void>;
-  /** Resolves with the request id once sent; a failure arrives as an 'error' event with that id. */
-  emit(room: string, event: string, data?: Json, opts?: { echo?: boolean }): Promise<string>;
+  /** Resolves once the server sent it to the members; rejects FORBIDDEN for a non-member. */
+  emit(room: string, event: string, data?: Json, opts?: { echo?: boolean }): Promise<void>;
   members(room: string): Promise<string[]>;
   joined(): string[];
 }
@@ -310,7 +310,11 @@ export declare class Client extends Emitter<ClientEvents> {
   reportRtt(peer: string, ms: number): void;
   ping(): Promise<number>;
 
-  /** Emit with ack: resolves with the ack data. `{ack: false}`: resolves with the request id once sent. */
+  /**
+   * Emit with ack: resolves with the ack data (undefined for a persistent emit stored for an
+   * absent peer: nobody acks it). `{ack: false}`: resolves with the server's result,
+   * `{delivered: true}` or `{stored: true}`.
+   */
   emit(to: string, event: string, data?: Json,
     opts?: { timeoutMs?: number; persistent?: boolean; ack?: boolean }): Promise<any>;
   /**

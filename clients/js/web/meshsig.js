@@ -168,10 +168,14 @@ export function backoffDelay(attempt, opts = {}, random = Math.random) {
 }
 
 /**
- * Requests waiting for the server: id -> promise. A reply settles the entry
- * when its kind is one the request accepts (e.g. an emit waits for `ack`, not
- * for anything else that might carry the id); an `error` always rejects. Each
- * entry has a local deadline so that nothing waits forever.
+ * Requests waiting for the server: id -> promise, settled by the server's reply rule (README
+ * "Wire protocol"): a request with an id gets exactly one reply echoing it, `error` or its
+ * success reply (`ok`, or the kind the request names: `welcome`, `pong`, `room`). A reply of
+ * another kind is a protocol error, not something to wait past. A request that starts something
+ * keyed (an emit's ackId, a call's callId, a stream's streamId; the SDK uses the request id as
+ * that key) says with `outcome(ok)` whether its `ok` ends it or its keyed outcome follows
+ * (settleOutcome): the outcome of an accepted request always comes that way, whatever the
+ * cause. Each entry has a local deadline so that nothing waits forever.
  */
 export class RequestTable {
   #map = new Map();
@@ -200,13 +204,15 @@ export class RequestTable {
 
   /**
    * Waits for the reply to request `id`.
-   * accept: kinds (ServerMessage oneof names) that settle it; empty = any.
-   * map: turns the reply body into the resolved value (may throw a MeshsigError).
+   * accept: the success reply's kind (ServerMessage oneof names); empty = any.
+   * map: turns the settling body into the resolved value (may throw a MeshsigError).
+   * outcome: (okBody) => true when a keyed outcome follows the `ok` (settleOutcome).
    */
-  add(id, { timeoutMs = 15000, accept = [], map = (v) => v, timeoutCode = 'TIMEOUT' } = {}) {
+  add(id, { timeoutMs = 15000, accept = [], map = (v) => v, timeoutCode = 'TIMEOUT',
+    outcome = null } = {}) {
     if (this.#map.has(id)) throw new MeshsigError('BAD_REQUEST', `request id ${id} is in use`);
     return new Promise((resolve, reject) => {
-      const entry = { resolve, reject, accept, map, timer: null };
+      const entry = { resolve, reject, accept, map, outcome, replied: false, timer: null };
       if (timeoutMs > 0) {
         entry.timer = this.#timers.setTimeout(() => {
           this.#map.delete(id);
@@ -218,23 +224,48 @@ export class RequestTable {
     });
   }
 
-  /** Offers a reply of `kind` with `body`; true when it settled a request. */
+  /** Offers the reply (a message whose `id` is id) of `kind` with `body`; true when it was one. */
   settle(id, kind, body) {
     const e = this.#map.get(id);
-    if (!e) return false;
+    if (!e || e.replied) return false;
     if (kind === 'error') {
       this.#finish(id, e);
       e.reject(new MeshsigError(body?.code || 'CODE_UNSPECIFIED', body?.message || '', { id }));
       return true;
     }
-    if (e.accept.length && !e.accept.includes(kind)) return false;
+    if (e.accept.length && !e.accept.includes(kind)) {
+      this.#finish(id, e);
+      e.reject(new MeshsigError('INTERNAL', `request ${id} was answered with ${kind}, not ${e.accept.join(' or ')}`, { id }));
+      return true;
+    }
+    if (e.outcome && e.outcome(body || {})) {
+      e.replied = true; // accepted: the keyed outcome settles it
+      return true;
+    }
     this.#finish(id, e);
+    this.#resolve(e, body, kind);
+    return true;
+  }
+
+  /** Offers the keyed outcome (ack, service reply, stream close) of request key. */
+  settleOutcome(key, kind, body) {
+    const e = this.#map.get(key);
+    if (!e || !e.outcome) return false;
+    this.#finish(key, e);
+    if (kind === 'error') {
+      e.reject(new MeshsigError(body?.code || 'CODE_UNSPECIFIED', body?.message || '', { id: key }));
+    } else {
+      this.#resolve(e, body, kind);
+    }
+    return true;
+  }
+
+  #resolve(e, body, kind) {
     try {
       e.resolve(e.map(body, kind));
     } catch (err) {
       e.reject(toError(err));
     }
-    return true;
   }
 
   reject(id, err) {
@@ -1188,8 +1219,9 @@ export class Client extends Emitter {
         map: (r) => { this._rooms.add(room); return r.members?.peers || []; } }),
       leave: (room) => this.#request({ room: { leave: { room } } }, { accept: ['ok'],
         map: () => { this._rooms.delete(room); } }),
-      emit: (room, event, data, { echo = false } = {}) => this.#fire({ room: { emit: {
-        room, event, ...(data === undefined ? {} : { data }), ...(echo ? { echo: true } : {}) } } }),
+      emit: (room, event, data, { echo = false } = {}) => this.#request({ room: { emit: {
+        room, event, ...(data === undefined ? {} : { data }), ...(echo ? { echo: true } : {}) } } },
+      { accept: ['ok'], map: () => undefined }),
       members: (room) => this.#request({ room: { list: { room } } }, { accept: ['room'],
         map: (r) => r.members?.peers || [] }),
       joined: () => [...this._rooms],
@@ -1419,29 +1451,17 @@ export class Client extends Emitter {
     this._outbox.push(text);
   }
 
-  #request(body, { accept = [], map, timeoutMs, timeoutCode, id } = {}) {
+  #request(body, { accept = [], map, timeoutMs, timeoutCode, id, outcome } = {}) {
     if (this.state === 'closed') return Promise.reject(new MeshsigError('CLOSED', 'the client is closed'));
     id = id || this._requests.nextId();
     const p = this._requests.add(id, { accept, map, timeoutMs: timeoutMs ?? this.opts.requestTimeoutMs,
-      timeoutCode });
+      timeoutCode, outcome });
     try {
       this._send({ id, ...body });
     } catch (err) {
       this._requests.reject(id, err);
     }
     return p;
-  }
-
-  /** A request the server answers only when it fails: resolves once sent. */
-  #fire(body) {
-    if (this.state === 'closed') return Promise.reject(new MeshsigError('CLOSED', 'the client is closed'));
-    const id = this._requests.nextId();
-    try {
-      this._send({ id, ...body });
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return Promise.resolve(id);
   }
 
   _report(err) {
@@ -1482,7 +1502,7 @@ export class Client extends Emitter {
         this.#onEmit(body);
         return;
       case 'ack': {
-        const settled = this._requests.settle(body.ackId, body.error ? 'error' : 'ack',
+        const settled = this._requests.settleOutcome(body.ackId, body.error ? 'error' : 'ack',
           body.error || body);
         if (!settled) this._emit('stray', msg);
         return;
@@ -1491,7 +1511,7 @@ export class Client extends Emitter {
         if (body.call) this.#onServiceCall(body.call);
         else if (body.reply) {
           const r = body.reply;
-          if (!this._requests.settle(r.callId, r.error ? 'error' : 'service', r.error || r)) {
+          if (!this._requests.settleOutcome(r.callId, r.error ? 'error' : 'service', r.error || r)) {
             this._emit('stray', msg);
           }
         }
@@ -1816,6 +1836,8 @@ export class Client extends Emitter {
     else if (m.credit) s._onCredit(m.credit.bytes || 0);
     else if (m.close) {
       const e = m.close.error;
+      if (this._requests.settleOutcome(id, 'error', e || { code: 'CODE_UNSPECIFIED',
+        message: 'closed before it opened' })) return;
       s._closed(e ? new MeshsigError(e.code || 'CODE_UNSPECIFIED', e.message || '') :
         (m.close.abort ? new MeshsigError('CODE_UNSPECIFIED', 'aborted by the other side') : null));
     }
@@ -1979,7 +2001,10 @@ export class Client extends Emitter {
   /**
    * Sends an event to a peer through the server. With ack (the default) the
    * promise resolves with the receiver's ack data and rejects with its error
-   * (or ACK_TIMEOUT, PEER_NOT_FOUND, PEER_LEFT); without, it resolves once sent.
+   * (or ACK_TIMEOUT, PEER_NOT_FOUND, PEER_LEFT); a persistent emit the server
+   * stored for an absent peer resolves (with undefined) once stored. Without
+   * ack, it resolves with the server's `ok` result ({delivered: true} or
+   * {stored: true}) and rejects with PEER_NOT_FOUND when the peer is not there.
    */
   emit(to, event, data, opts) {
     return this.#emitTo(to, event, data, opts || {});
@@ -1990,12 +2015,15 @@ export class Client extends Emitter {
     if (data !== undefined) body.data = data;
     if (timeoutMs) body.timeoutMs = timeoutMs;
     if (persistent) body.persistent = true;
-    if (!ack) return this.#fire({ emit: body });
+    if (!ack) return this.#request({ emit: body }, { accept: ['ok'], map: (ok) => ok });
     const id = this._requests.nextId();
     body.ackId = id;
-    // The server times the ack out first (ACK_TIMEOUT); the local deadline is a backstop.
-    return this.#request({ emit: body }, { id, accept: ['ack'], map: (a) => a.data,
-      timeoutMs: (timeoutMs || 10000) + 5000, timeoutCode: 'ACK_TIMEOUT' });
+    // The reply says what follows: a stored persistent emit is acknowledged by nobody, anything
+    // else ends with its ack (data, the receiver's error, ACK_TIMEOUT, PEER_LEFT, PEER_NOT_FOUND).
+    // The server times the ack out first; the local deadline is a backstop.
+    return this.#request({ emit: body }, { id, accept: ['ok'], map: (a) => a.data,
+      outcome: (ok) => !ok.stored, timeoutMs: (timeoutMs || 10000) + 5000,
+      timeoutCode: 'ACK_TIMEOUT' });
   }
 
   /**
@@ -2111,8 +2139,10 @@ export class Client extends Emitter {
     const call = { service: name, callId: id };
     if (args !== undefined) call.args = args;
     if (timeoutMs) call.timeoutMs = timeoutMs;
-    return this.#request({ service: { call } }, { id, accept: ['service'], map: (r) => r.result,
-      timeoutMs: (timeoutMs || 10000) + 5000 });
+    // The reply accepts the call; its outcome is the service reply keyed by callId, whatever
+    // the cause (the provider's result or error, TIMEOUT, SERVICE_UNAVAILABLE).
+    return this.#request({ service: { call } }, { id, accept: ['ok'], map: (r) => r.result,
+      outcome: () => true, timeoutMs: (timeoutMs || 10000) + 5000 });
   }
 
   /**
@@ -2160,8 +2190,10 @@ export class Client extends Emitter {
     const open = { to, label };
     if (metadata) open.metadata = metadata;
     try {
-      await this.#request({ stream: { streamId: id, open } }, { accept: ['ok'],
-        timeoutMs: openTimeoutMs ?? this.opts.requestTimeoutMs });
+      // ok with delivered: open. Without: the stream's close (PEER_NOT_FOUND) follows, keyed
+      // by the stream id, which is also the request id.
+      await this.#request({ stream: { streamId: id, open } }, { id, accept: ['ok'],
+        outcome: (ok) => !ok.delivered, timeoutMs: openTimeoutMs ?? this.opts.requestTimeoutMs });
     } catch (err) {
       this._streams.delete(id);
       // A late acceptance must not leave a half-open stream at the other side.
