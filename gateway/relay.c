@@ -140,8 +140,14 @@ int ms_gw_relay_json(ms_gateway_t *gw, ms_session_t *s, const char *data, size_t
     if (ms_gw_direct_send(gw, s, fs.to, fs.payload, fs.payload ? fs.payload_len : 0, NULL, fs.id))
         return 1;
     ms_session_t *t = local_neighbour(gw, s, fs.to);
-    if (!t || t->binary || t->closing)
-        return 0; /* the owner's path, which answers */
+    if (!t || t->binary)
+        return 0;
+    if (t->closing) {
+        /* As ms_gw_send: nothing more for a closing session; the request is answered as on
+         * the decoded path. */
+        ms_gw_send_ok(gw, s, fs.id);
+        return 1;
+    }
     /* Peer ids are A-Z a-z 0-9 . _ : @ - (the owner checks): no escaping. */
     static const char head[] = "{\"signal\":{\"from\":\"", mid[] = "\",\"payload\":";
     size_t idl = strlen(s->peer_id);

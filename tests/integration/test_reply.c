@@ -24,7 +24,7 @@
 #define MAX_PEERS 4
 
 static cluster_t cl;
-static int g1, g2;
+static int g1, g2, g_slow;
 
 static void cluster_up(void)
 {
@@ -33,8 +33,12 @@ static void cluster_up(void)
     const char *dev[] = {"--insecure-dev", "--rate-msgs", "100000", NULL};
     g1 = cluster_add_gateway(&cl, "gw-a", dev);
     g2 = cluster_add_gateway(&cl, "gw-b", dev);
+    /* One message a second (a burst of 2): the third quick request is over the rate. */
+    const char *slow[] = {"--insecure-dev", "--rate-msgs", "1", NULL};
+    g_slow = cluster_add_gateway(&cl, "gw-slow", slow);
     ck_assert_int_ge(g1, 0);
     ck_assert_int_ge(g2, 0);
+    ck_assert_int_ge(g_slow, 0);
 }
 
 static void cluster_down(void)
@@ -317,8 +321,8 @@ static const row_t rows[] = {
      "BAD_REQUEST", NO_OUTCOME, NULL, NULL},
     /* streams: open, credit from the receiver, data within and beyond it, close */
     {"stream.open", ALICE,
-     "{\"id\":\"%1$s\",\"stream\":{\"streamId\":\"s1\",\"open\":{\"to\":\"bob\"}}}", "ok", "delivered",
-     "stream", NULL, NULL, BOB, NULL, NULL},
+     "{\"id\":\"%1$s\",\"stream\":{\"streamId\":\"s1\",\"open\":{\"to\":\"bob\"}}}", "ok",
+     "delivered", "stream", NULL, NULL, BOB, NULL, NULL},
     {"stream.open", ALICE,
      "{\"id\":\"%1$s\",\"stream\":{\"streamId\":\"s2\",\"open\":{\"to\":\"nobody\"}}}", "ok", NULL,
      "stream", "s2", "PEER_NOT_FOUND", ALICE, NULL, NULL},
@@ -699,6 +703,37 @@ START_TEST(order_between_two_peers)
 }
 END_TEST
 
+/* A request over the rate is dropped undecoded, and still answered once, with its id. */
+static void over_the_rate(int binary)
+{
+    peer_t p;
+    p_open(&p, "rl", cl.gw_port[g_slow], binary);
+    /* The burst of 2 first, then one over it: the gateway reads the id without decoding. */
+    p_send(&p, "{\"id\":\"a\",\"ping\":{}}");
+    p_send(&p, "{\"id\":\"b\",\"ping\":{}}");
+    p_send(&p, "{\"id\":\"c\",\"ping\":{}}");
+    json_t *c = p_wait(&p, has_id, "c", NULL, REPLY_BOUND_MS);
+    char *d = dump(c);
+    ck_assert_msg(c && !strcmp(str_at(c, "error", "code", NULL), "RATE_LIMITED"),
+                  "expected RATE_LIMITED for c, got %s", d);
+    free(d);
+    ck_assert_ptr_nonnull(p_wait(&p, has_id, "a", NULL, REPLY_BOUND_MS));
+    ck_assert_ptr_nonnull(p_wait(&p, has_id, "b", NULL, REPLY_BOUND_MS));
+    p_close(&p);
+}
+
+START_TEST(over_the_rate_json)
+{
+    over_the_rate(0);
+}
+END_TEST
+
+START_TEST(over_the_rate_proto)
+{
+    over_the_rate(1);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("reply");
@@ -710,6 +745,8 @@ int main(void)
     tcase_add_test(tc, reply_rule_json);
     tcase_add_test(tc, reply_rule_proto);
     tcase_add_test(tc, order_between_two_peers);
+    tcase_add_test(tc, over_the_rate_json);
+    tcase_add_test(tc, over_the_rate_proto);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
