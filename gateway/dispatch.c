@@ -8,7 +8,7 @@
 
 #include "codec.h"
 #include "internal.h"
-#include "jsonscan.h"
+#include "frameid.h"
 #include "log.h"
 #include "pblimit.h"
 
@@ -110,86 +110,6 @@ void ms_gw_handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Client
         ms_gw_send_error(gw, s, cid, ERR(UNAVAILABLE), "the message bus is unavailable; retry");
 }
 
-/* ---- the request id of a frame that is not decoded ------------------------- */
-
-typedef struct {
-    char *out;
-    size_t cap;
-} frame_id_t;
-
-static const char *json_id_member(void *ud, const char *k, size_t kl, const char *p,
-                                  const char *end)
-{
-    frame_id_t *f = ud;
-    if (kl != 2 || memcmp(k, "id", 2))
-        return ms_json_scan(p, end);
-    const char *v;
-    size_t vl;
-    int esc;
-    if (ms_json_scan_string(p, end, &v, &vl, &esc) && !esc && vl < f->cap) {
-        memcpy(f->out, v, vl);
-        f->out[vl] = '\0';
-    }
-    return NULL; /* found (or not a plain string): stop here */
-}
-
-static int pb_varint(const unsigned char **p, const unsigned char *end, uint64_t *v)
-{
-    *v = 0;
-    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
-        unsigned char b = *(*p)++;
-        *v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80))
-            return 1;
-    }
-    return 0;
-}
-
-/* The `id` of a frame this gateway will not decode (over the rate, or refused before its
- * decoder), so that its error still answers the request (README "Wire protocol"): a top-level
- * "id" string in JSON, field 1 of ClientMessage in protobuf. Cheap, and never more than a scan;
- * out is "" when there is none or it is not a plain string. */
-static void frame_id(const unsigned char *data, size_t len, int binary, char *out, size_t cap)
-{
-    *out = '\0';
-    if (!binary) {
-        frame_id_t f = {out, cap};
-        const char *p = (const char *)data, *end = p + len;
-        ms_json_scan_object(ms_json_ws(p, end), end, json_id_member, &f);
-        return;
-    }
-    const unsigned char *p = data, *end = data + len;
-    uint64_t tag, n;
-    while (p < end && pb_varint(&p, end, &tag)) {
-        switch (tag & 7) {
-        case 0:
-            if (!pb_varint(&p, end, &n))
-                return;
-            break;
-        case 1:
-        case 5:
-            if ((size_t)(end - p) < ((tag & 7) == 1 ? 8u : 4u))
-                return;
-            p += (tag & 7) == 1 ? 8 : 4;
-            break;
-        case 2:
-            if (!pb_varint(&p, end, &n) || n > (uint64_t)(end - p))
-                return;
-            if (tag >> 3 == 1) {
-                if (n < cap && !memchr(p, '\0', n)) {
-                    memcpy(out, p, n);
-                    out[n] = '\0';
-                }
-                return;
-            }
-            p += n;
-            break;
-        default:
-            return;
-        }
-    }
-}
-
 void ms_gw_handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *data, size_t len,
                         int binary)
 {
@@ -201,7 +121,7 @@ void ms_gw_handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *
     if (over_msgs || over_bytes) {
         gw->n_rate_limited++;
         char id[128];
-        frame_id(data, len, binary, id, sizeof(id));
+        ms_frame_id(data, len, binary, id, sizeof(id));
         ms_gw_send_error(gw, s, id, ERR(RATE_LIMITED), "over %s per second (%ld); message dropped",
                          over_msgs ? "the message rate" : "the byte rate",
                          over_msgs ? gw->cfg->rate_msgs : gw->cfg->rate_bytes);
@@ -215,7 +135,7 @@ void ms_gw_handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *
     if (s->binary) {
         if (!binary) {
             char id[128];
-            frame_id(data, len, 0, id, sizeof(id));
+            ms_frame_id(data, len, 0, id, sizeof(id));
             ms_gw_send_error(gw, s, id, ERR(BAD_REQUEST),
                              "meshsig.v1.proto takes binary frames only");
             return;
@@ -229,14 +149,14 @@ void ms_gw_handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *
             sizeof(why));
         if (!cm) {
             char id[128];
-            frame_id(data, len, 1, id, sizeof(id));
+            ms_frame_id(data, len, 1, id, sizeof(id));
             ms_gw_send_error(gw, s, id, ERR(BAD_REQUEST), "%s", why);
             return;
         }
     } else {
         if (binary) {
             char id[128];
-            frame_id(data, len, 1, id, sizeof(id));
+            ms_frame_id(data, len, 1, id, sizeof(id));
             ms_gw_send_error(gw, s, id, ERR(BAD_REQUEST), "meshsig.v1.json takes text frames only");
             return;
         }

@@ -14,6 +14,7 @@
 #include "bus.pb-c.h"
 #include "client.pb-c.h"
 #include "codec.h"
+#include "frameid.h"
 #include "nest.h"
 #include "pblimit.h"
 
@@ -27,6 +28,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc < 0)
         return 0;
     const uint8_t *in = nested ? nested : data;
+    /* The id of a frame the gateway will not decode (over the rate; refused before decoding). */
+    char id[16];
+    ms_frame_id(in, len, 1, id, sizeof(id));
+    for (size_t i = 0; id[i]; i++)
+        if (i >= sizeof(id) - 1 || (unsigned char)id[i] < 0x20 || (unsigned char)id[i] > 0x7e)
+            abort();
     char why[96];
     Meshsig__V1__ClientMessage *cm = (Meshsig__V1__ClientMessage *)ms_pblimit_unpack(
         &meshsig__v1__client_message__descriptor, in, len, &ms_pblimit_client, why, sizeof why);
