@@ -119,7 +119,12 @@ static void send_welcome(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const
     sm.id = (char *)client_id;
     sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_WELCOME;
     sm.welcome = &w;
-    ms_outbox_deliver(&c->outbox, ns->shard, m->gateway, m->session, m->id, &sm, 0);
+    Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
+    d.session = m->session;
+    d.peer_id = m->id;
+    d.msg = &sm;
+    d.signal_scope = ns->policy.signal_any ? 2 : 1; /* bus.proto Delivery.signal_scope */
+    ms_outbox_deliver_full(&c->outbox, ns->shard, m->gateway, &d);
 }
 
 typedef struct {

@@ -456,6 +456,21 @@ static void collect(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud)
                           : ms_topo_diff_disconnect(ec->diff, a, b, kind);
 }
 
+/* Every member's gateway learns whom it may signal now (bus Delivery.signal_scope):
+ * a gateway relays signals between its own sessions only as the owner would allow. */
+static void send_signal_scope(ms_coord_t *c, ms_ns_t *ns)
+{
+    ms_member_t *m, *tmp;
+    HASH_ITER(hh, ns->members, m, tmp)
+    {
+        Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
+        d.session = m->session;
+        d.peer_id = m->id;
+        d.signal_scope = ns->policy.signal_any ? 2 : 1;
+        ms_outbox_deliver_full(&c->outbox, ns->shard, m->gateway, &d);
+    }
+}
+
 static ms_err_t set_policy(ms_coord_t *c, ms_ns_t *ns, const ms_policy_t *p)
 {
     ms_topo_t *fresh = NULL;
@@ -494,6 +509,8 @@ static ms_err_t set_policy(ms_coord_t *c, ms_ns_t *ns, const ms_policy_t *p)
     ns->engine = fresh;
     fresh = NULL;
     ms_ns_apply_diff(c, ns, &diff, NULL, NULL, 0);
+    if (old.signal_any != p->signal_any)
+        send_signal_scope(c, ns);
     ms_info("namespace %s: topology now %s (%zu edges added, %zu removed)", ns->name, p->topology,
             diff.n_connect, diff.n_disconnect);
 fail:

@@ -143,37 +143,51 @@ static size_t put_varint(uint8_t *p, uint64_t v)
     return n;
 }
 
-static void deliver_one(ms_outbox_t *o, uint32_t shard, const char *gateway, uint64_t session,
-                        const char *peer_id, const Meshsig__V1__ServerMessage *msg,
-                        uint32_t close_code, const Meshsig__Bus__PeerLocation *location,
-                        const Meshsig__Bus__PeerLocation *barrier,
-                        const Meshsig__Bus__PeerList *peers)
+static void put_delivery(ms_outbox_t *o, ob_entry_t *e, const Meshsig__Bus__Delivery *d,
+                         const char *gateway)
 {
-    ob_entry_t *e = entry_get(o, shard, gateway);
-    if (!e) {
-        ms_error("out of memory queueing a delivery to %s", gateway);
-        return;
-    }
-    Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
-    d.session = session;
-    d.msg = (Meshsig__V1__ServerMessage *)msg;
-    d.close_code = close_code;
-    d.peer_id = (char *)(peer_id ? peer_id : "");
-    d.origin_us = o->origin_us;
-    d.location = (Meshsig__Bus__PeerLocation *)location; /* protobuf-c fields are not const */
-    d.barrier = (Meshsig__Bus__PeerLocation *)barrier;
-    d.peers = (Meshsig__Bus__PeerList *)peers;
-    size_t sz = meshsig__bus__delivery__get_packed_size(&d);
+    size_t sz = meshsig__bus__delivery__get_packed_size(d);
     if (reserve(e, sz + 11)) {
         ms_error("out of memory queueing a delivery to %s", gateway);
         return;
     }
     e->buf[e->len++] = (4 << 3) | 2; /* field 4, length-delimited */
     e->len += put_varint(e->buf + e->len, sz);
-    e->len += meshsig__bus__delivery__pack(&d, e->buf + e->len);
+    e->len += meshsig__bus__delivery__pack(d, e->buf + e->len);
     e->n++;
     if (e->len >= BATCH_FLUSH_BYTES)
         entry_flush(o, e);
+}
+
+void ms_outbox_deliver_full(ms_outbox_t *o, uint32_t shard, const char *gateway,
+                            Meshsig__Bus__Delivery *d)
+{
+    ob_entry_t *e = entry_get(o, shard, gateway);
+    if (!e) {
+        ms_error("out of memory queueing a delivery to %s", gateway);
+        return;
+    }
+    d->origin_us = o->origin_us;
+    if (!d->peer_id)
+        d->peer_id = (char *)"";
+    put_delivery(o, e, d, gateway);
+}
+
+static void deliver_one(ms_outbox_t *o, uint32_t shard, const char *gateway, uint64_t session,
+                        const char *peer_id, const Meshsig__V1__ServerMessage *msg,
+                        uint32_t close_code, const Meshsig__Bus__PeerLocation *location,
+                        const Meshsig__Bus__PeerLocation *barrier,
+                        const Meshsig__Bus__PeerList *peers)
+{
+    Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
+    d.session = session;
+    d.msg = (Meshsig__V1__ServerMessage *)msg;
+    d.close_code = close_code;
+    d.peer_id = (char *)peer_id;
+    d.location = (Meshsig__Bus__PeerLocation *)location; /* protobuf-c fields are not const */
+    d.barrier = (Meshsig__Bus__PeerLocation *)barrier;
+    d.peers = (Meshsig__Bus__PeerList *)peers;
+    ms_outbox_deliver_full(o, shard, gateway, &d);
 }
 
 void ms_outbox_deliver(ms_outbox_t *o, uint32_t shard, const char *gateway, uint64_t session,

@@ -47,6 +47,9 @@ void ms_outbox_deliver_path(ms_outbox_t *o, uint32_t shard, const char *gateway,
                             const char *peer_id, const Meshsig__V1__ServerMessage *msg,
                             const Meshsig__Bus__PeerLocation *location,
                             const Meshsig__Bus__PeerLocation *barrier);
+/* Any delivery the caller filled in (its origin_us is set here). */
+void ms_outbox_deliver_full(ms_outbox_t *o, uint32_t shard, const char *gateway,
+                            Meshsig__Bus__Delivery *d);
 /* The answer to a gateway's Discover: the namespace's peer ids for its request number. */
 void ms_outbox_deliver_peers(ms_outbox_t *o, uint32_t shard, const char *gateway, uint64_t number,
                              const Meshsig__Bus__PeerList *peers);

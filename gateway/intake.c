@@ -49,10 +49,18 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d,
     ms_session_t *s;
     uint64_t id = d->session;
     HASH_FIND(hh, gw->sessions, &id, sizeof(id), s);
+    /* Whom the peer may signal: with its welcome, or alone on a policy change. */
+    if (d->signal_scope && s &&
+        ((s->state == MS_SESSION_JOINING && d->msg &&
+          d->msg->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_WELCOME) ||
+         (s->state == MS_SESSION_JOINED && s->peer_id && !strcmp(d->peer_id, s->peer_id))))
+        s->signal_any = d->signal_scope == 2;
     if (!d->msg && (d->location || d->barrier)) {
         deliver_path(gw, s, d, b);
         return;
     }
+    if (!d->msg && d->signal_scope)
+        return;
     if (!s || !d->msg) {
         gw->n_dropped_session++;
         return;

@@ -7,8 +7,10 @@
  * namespace `peerjs.<K>` as peer ID (the coordinators give those namespaces no
  * topology, signals to any peer and a 5 s hold for absent peers, unless a
  * policy rule says otherwise), so ids are unique across the cluster and two
- * peers on different gateways reach each other through the owner as any
- * meshsig signal does. This file only translates at the session's edge:
+ * peers on different gateways reach each other through the owner; two on one
+ * gateway, session to session (relay.c local_any: the owner's welcome says
+ * the namespace lets any peer signal any other). This file only translates at
+ * the session's edge:
  *
  *   client -> gateway                      meshsig
  *   {type: OFFER|ANSWER|CANDIDATE|LEAVE|   signal {to: dst, payload: {type, payload}}

@@ -15,13 +15,39 @@
  * sessions must hold the edge as the owner told them: the two sides of an
  * edge change in one batch from the owner (one namespace, one shard, one
  * gateway), so they agree whenever a frame is handled. The owner is still
- * the authority: a signal this gateway cannot vouch for (another gateway, a
- * namespace whose policy allows signals to non-neighbours, an edge not yet
- * or no longer known on both sides) takes the owner's path and gets its
- * answer, so nothing is dropped here. */
+ * the authority: a signal this gateway cannot vouch for (another gateway, an
+ * edge not yet or no longer known on both sides) takes the owner's path and
+ * gets its answer, so nothing is dropped here. A namespace whose policy lets
+ * any peer signal any other says so with each welcome (bus signal_scope):
+ * see local_any. */
+/* In a namespace whose policy lets a peer signal any other (signal_any, e.g.
+ * PeerJS keys), the receiver need not be a neighbour: any joined session of
+ * the namespace on this gateway. Signals to a peer that is not here (on
+ * another gateway, or absent: the owner holds them for it) take the owner's
+ * path, and so do all later ones from this sender to that peer, so that they
+ * stay in order behind the held ones even when the peer then joins here. */
+#define OWNER_ROUTED_MAX 64
+
+static ms_session_t *local_any(ms_gateway_t *gw, ms_session_t *s, const char *to)
+{
+    if (s->owner_routed_all || ms_strset_has(&s->owner_routed, to))
+        return NULL;
+    ms_session_t *t = ms_gw_peer_index_find(gw, s->ns, to);
+    if (t && t != s && t->state == MS_SESSION_JOINED && t->signal_any && !t->closing)
+        return t;
+    /* Past OWNER_ROUTED_MAX peers (or out of memory): the owner's path for all. */
+    if (s->owner_routed.n >= OWNER_ROUTED_MAX || ms_strset_add(&s->owner_routed, to) != 0)
+        s->owner_routed_all = 1;
+    return NULL;
+}
+
 static ms_session_t *local_neighbour(ms_gateway_t *gw, ms_session_t *s, const char *to)
 {
-    if (!*to || !s->peer_id || !ms_strset_has(&s->neighbours, to))
+    if (!*to || !s->peer_id)
+        return NULL;
+    if (s->signal_any)
+        return local_any(gw, s, to);
+    if (!ms_strset_has(&s->neighbours, to))
         return NULL;
     ms_session_t *t = ms_gw_peer_index_find(gw, s->ns, to);
     if (!t || t == s || !ms_strset_has(&t->neighbours, s->peer_id))
@@ -140,8 +166,8 @@ int ms_gw_relay_json(ms_gateway_t *gw, ms_session_t *s, const char *data, size_t
     if (ms_gw_direct_send(gw, s, fs.to, fs.payload, fs.payload ? fs.payload_len : 0, NULL, fs.id))
         return 1;
     ms_session_t *t = local_neighbour(gw, s, fs.to);
-    if (!t || t->binary)
-        return 0;
+    if (!t || t->binary || t->peerjs)
+        return 0; /* the full path (ms_gw_send translates), or the owner's, which answers */
     if (t->closing) {
         /* As ms_gw_send: nothing more for a closing session; the request is answered as on
          * the decoded path. */

@@ -113,6 +113,8 @@ void ms_session_forget_peer(ms_session_t *s)
     ms_strset_clear(&s->rooms);
     ms_strset_clear(&s->services);
     ms_strset_clear(&s->subscriptions);
+    ms_strset_clear(&s->owner_routed);
+    s->signal_any = s->owner_routed_all = 0;
     free(s->parent);
     free(s->hello_pos);
     free(s->hello_meta);

@@ -56,6 +56,9 @@ typedef struct ms_session {
     /* What this client was told and asked for, so that a coordinator taking
      * over the shard can rebuild it from the gateways (ResyncReport). */
     ms_strset_t neighbours, rooms, services, subscriptions;
+    /* Namespace with signals to any peer (signal_any): the peers this session
+     * has signalled through the owner, which keep that path (relay.c). */
+    ms_strset_t owner_routed;
     char *parent;
     uint8_t *hello_pos, *hello_meta; /* packed Position / Struct from the hello */
     UT_hash_handle hh;               /* by id */
@@ -76,8 +79,10 @@ typedef struct ms_session {
     uint8_t closing;  /* close after the queue drains */
     uint8_t ping_due; /* a ping is to be written */
     uint8_t peer_indexed;
-    uint8_t source; /* joined as a tree's source (reported in a resync) */
-    uint8_t peerjs; /* speaks the PeerJS server protocol (peerjs.c) */
+    uint8_t source;     /* joined as a tree's source (reported in a resync) */
+    uint8_t peerjs;     /* speaks the PeerJS server protocol (peerjs.c) */
+    uint8_t signal_any; /* the owner lets it signal any peer of its namespace (bus signal_scope) */
+    uint8_t owner_routed_all; /* every signal takes the owner's path (relay.c) */
 } ms_session_t;
 
 /* Queues a frame (copying data). Returns 0, or -1 when the queue is over

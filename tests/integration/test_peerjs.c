@@ -171,6 +171,68 @@ START_TEST(test_message_kept_for_a_peer_that_connects_later)
 }
 END_TEST
 
+/* A sample of the gateway's /metrics: the value of the line that starts with `series `. */
+static long long gw_metric(int gw, const char *series)
+{
+    char *body = NULL;
+    ck_assert_int_eq(http_request(cl.gw_port[gw], "GET", "/metrics", NULL, NULL, &body), 200);
+    char pat[256];
+    snprintf(pat, sizeof(pat), "\n%s ", series);
+    const char *p = body ? strstr(body, pat) : NULL;
+    ck_assert_msg(p != NULL, "no %s in /metrics", series);
+    long long v = strtoll(p + strlen(pat), NULL, 10);
+    free(body);
+    return v;
+}
+
+/* Two PeerJS peers on one gateway: their signals go session to session on the
+ * gateway (the owner lets any peer signal any other in peerjs.* namespaces and
+ * says so with the welcome), not through the owner; a peer signalled while
+ * absent (held by the owner) gets what was held first, then the rest, in order,
+ * although it joined the sender's gateway. */
+START_TEST(test_same_gateway_signals_stay_on_the_gateway_and_in_order)
+{
+    long long local0 = gw_metric(gw1, "meshsig_gateway_signals_local_total");
+    wsc_t *a = pj_open(gw1, "loc-a", "t-loc-a");
+    wsc_t *b = pj_open(gw1, "loc-b", "t-loc-b");
+    for (int i = 0; i < 5; i++) {
+        char pl[64];
+        snprintf(pl, sizeof(pl), "{\"n\":%d}", i);
+        pj_send(a, "CANDIDATE", "loc-b", pl);
+    }
+    for (int i = 0; i < 5; i++) {
+        json_t *j = pj_expect(b, "CANDIDATE");
+        expect_from(j, "loc-a", "loc-b");
+        ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "payload"), "n")),
+                         i);
+        json_decref(j);
+    }
+    ck_assert_int_ge(gw_metric(gw1, "meshsig_gateway_signals_local_total") - local0, 5);
+
+    /* Held for an absent peer, which then joins this gateway. */
+    pj_send(a, "OFFER", "loc-late", "{\"n\":0}");
+    pj_send(a, "CANDIDATE", "loc-late", "{\"n\":1}");
+    wsc_t *late = pj_open(gw1, "loc-late", "t-loc-late");
+    pj_send(a, "CANDIDATE", "loc-late", "{\"n\":2}");
+    pj_send(a, "CANDIDATE", "loc-late", "{\"n\":3}");
+    const char *types[] = {"OFFER", "CANDIDATE", "CANDIDATE", "CANDIDATE"};
+    for (int i = 0; i < 4; i++) {
+        json_t *j = pj_expect(late, types[i]);
+        ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "payload"), "n")),
+                         i);
+        json_decref(j);
+    }
+    /* And back: the late peer's own signals to a peer here go on the gateway. */
+    long long local1 = gw_metric(gw1, "meshsig_gateway_signals_local_total");
+    pj_send(late, "ANSWER", "loc-a", "{\"n\":9}");
+    json_decref(pj_expect(a, "ANSWER"));
+    ck_assert_int_eq(gw_metric(gw1, "meshsig_gateway_signals_local_total") - local1, 1);
+    wsc_free(a);
+    wsc_free(b);
+    wsc_free(late);
+}
+END_TEST
+
 START_TEST(test_expire_after_the_timeout)
 {
     wsc_t *a = pj_open(gw1, "lonely", "t-lonely");
@@ -341,6 +403,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_open_and_signal_across_gateways);
     tcase_add_test(tc, test_id_taken_and_same_token_reclaims);
     tcase_add_test(tc, test_message_kept_for_a_peer_that_connects_later);
+    tcase_add_test(tc, test_same_gateway_signals_stay_on_the_gateway_and_in_order);
     tcase_add_test(tc, test_expire_after_the_timeout);
     tcase_add_test(tc, test_leave_without_dst_frees_the_id);
     tcase_add_test(tc, test_invalid_key_and_missing_parameters);
