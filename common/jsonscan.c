@@ -66,6 +66,28 @@ static const char *utf8_char(const char *p, const char *end)
     return p + n;
 }
 
+int ms_utf8_valid(const char *s, size_t n)
+{
+    const char *p = s, *end = s + n;
+    while (p < end) {
+        /* ASCII runs 8 bytes at a time: the common case */
+        while (end - p >= 8) {
+            uint64_t v;
+            memcpy(&v, p, 8);
+            if (v & 0x8080808080808080ull)
+                break;
+            p += 8;
+        }
+        if (p >= end)
+            break;
+        if (!((unsigned char)*p & 0x80))
+            p++;
+        else if (!(p = utf8_char(p, end)))
+            return 0;
+    }
+    return 1;
+}
+
 const char *ms_json_scan_string(const char *p, const char *end, const char **s, size_t *len,
                                 int *escaped)
 {

@@ -39,6 +39,9 @@ const char *ms_json_scan_string(const char *p, const char *end, const char **s, 
  * the text is not an object, a key holds an escape, or member stopped. */
 typedef const char *(*ms_json_member_fn)(void *ud, const char *key, size_t key_len,
                                          const char *value, const char *end);
+/* 1 when s[0..n) is well-formed UTF-8 (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), as proto3 requires of a string field. */
+int ms_utf8_valid(const char *s, size_t n);
 const char *ms_json_scan_object(const char *p, const char *end, ms_json_member_fn member, void *ud);
 
 #endif

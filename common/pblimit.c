@@ -9,6 +9,7 @@
 
 #include "client.pb-c.h"
 #include "codec.h"
+#include "jsonscan.h"
 #include "wkt.h"
 
 const ms_pblimit_t ms_pblimit_client = {
@@ -231,6 +232,12 @@ ms_err_t ms_pblimit_check(const ProtobufCMessageDescriptor *desc, const uint8_t 
             if (fd->type == PROTOBUF_C_TYPE_STRING || fd->type == PROTOBUF_C_TYPE_BYTES) {
                 if (v > lim->max_string)
                     return refuse(why, why_len, "a string longer than %zu bytes", lim->max_string);
+                /* proto3 strings are UTF-8; protobuf-c does not check. Refused
+                 * here, a binary client's string can neither turn into a
+                 * longer one for a JSON receiver (U+FFFD for each bad byte)
+                 * nor reach a receiver as something it did not send. */
+                if (fd->type == PROTOBUF_C_TYPE_STRING && !ms_utf8_valid((const char *)p, v))
+                    return refuse(why, why_len, "a string that is not UTF-8 (field %s)", fd->name);
                 count = repeated;
             } else if (repeated && is_packable(fd->type)) {
                 count = packed_count(fd->type, p, vend);

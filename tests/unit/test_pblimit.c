@@ -297,6 +297,37 @@ START_TEST(malformed_framing)
 }
 END_TEST
 
+/* proto3 strings are UTF-8: a ClientMessage id (field 1) that is not is refused. */
+START_TEST(strings_must_be_utf8)
+{
+    static const struct {
+        const char *what;
+        uint8_t b[8];
+        size_t n;
+        int ok;
+    } cases[] = {
+        {"ascii", {0x0a, 0x02, 'a', 'b'}, 4, 1},
+        {"two-byte e-acute", {0x0a, 0x02, 0xc3, 0xa9}, 4, 1},
+        {"four-byte emoji", {0x0a, 0x04, 0xf0, 0x9f, 0x98, 0x80}, 6, 1},
+        {"lone continuation", {0x0a, 0x01, 0x80}, 3, 0},
+        {"bad second byte", {0x0a, 0x02, 0xc3, 0x28}, 4, 0},
+        {"overlong NUL", {0x0a, 0x02, 0xc0, 0x80}, 4, 0},
+        {"surrogate", {0x0a, 0x03, 0xed, 0xa0, 0x80}, 5, 0},
+        {"above U+10FFFF", {0x0a, 0x04, 0xf4, 0x90, 0x80, 0x80}, 6, 0},
+        {"truncated sequence", {0x0a, 0x02, 'a', 0xe2}, 4, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        char why[96] = "";
+        ms_err_t err =
+            ms_pblimit_check(CLIENT, cases[i].b, cases[i].n, &ms_pblimit_client, why, sizeof(why));
+        ck_assert_msg((err == MS_OK) == cases[i].ok, "%s: %s", cases[i].what,
+                      err == MS_OK ? "accepted" : why);
+        if (!cases[i].ok)
+            ck_assert_msg(strstr(why, "not UTF-8") != NULL, "%s: %s", cases[i].what, why);
+    }
+}
+END_TEST
+
 /* Every seed message (tests/fuzz/corpus/codec) passes: JSON -> protobuf -> check. */
 START_TEST(corpus_passes)
 {
@@ -385,6 +416,7 @@ int main(void)
     tcase_add_test(tc, depth_agrees_with_json);
     tcase_add_test(tc, counts_and_lengths_agree_with_json);
     tcase_add_test(tc, malformed_framing);
+    tcase_add_test(tc, strings_must_be_utf8);
     tcase_add_test(tc, corpus_passes);
     tcase_add_test(tc, server_wraps_within_slack);
     suite_add_tcase(s, tc);
