@@ -275,6 +275,67 @@ START_TEST(resume_mid_burst_keeps_order)
 }
 END_TEST
 
+/* The sender resumes on another gateway in the middle of a burst (then on the
+ * receiver's own gateway, where signals are relayed locally): the receiver
+ * sees the old session's signals and then the new one's, never out of order
+ * or twice, and every signal of the new session. Old-session signals that
+ * reach the receiver's gateway after the owner moved the sender go to the
+ * owner, which answers NOT_JOINED to the old session (README "The direct path
+ * between gateways"): those may be missing, never reordered. */
+START_TEST(sender_resume_mid_burst_keeps_order)
+{
+    char *tr, *ts;
+    wsc_t *r = join_token(g1, "direct-sres", "r-recv", &tr);
+    wsc_t *s = join_token(g2, "direct-sres", "s-send", &ts);
+    expect_connect(r, "s-send", 1);
+    expect_connect(s, "r-recv", 0);
+    const int hops[] = {g3, g1};
+    long long last = -1;
+    for (int h = 0; h < 2; h++) {
+        int base = 2 * h * BURST;
+        send_burst(s, "r-recv", base, BURST / 2);
+        wsc_t *s2 = wsc_connect(cl.gw_port[hops[h]], "meshsig.v1.json", T_MS);
+        ck_assert_ptr_nonnull(s2);
+        send_json(s2, "{\"hello\":{\"namespace\":\"direct-sres\",\"resumeToken\":\"%s\"}}", ts);
+        json_decref(expect_key(s2, "welcome"));
+        /* The rest from the new session, right after its welcome. */
+        send_burst(s2, "r-recv", base + BURST, BURST);
+        int old_got = 0, new_got = 0;
+        for (int guard = 0; new_got < BURST && guard < 4 * BURST; guard++) {
+            json_t *j = wsc_recv_json(r, T_MS);
+            ck_assert_msg(j != NULL, "hop %d: %d of %d new-session signals arrived", h, new_got,
+                          BURST);
+            json_t *sig = json_object_get(j, "signal");
+            if (sig) {
+                ck_assert_str_eq(str_at(sig, "from", NULL), "s-send");
+                long long seq =
+                    json_integer_value(json_object_get(json_object_get(sig, "payload"), "seq"));
+                ck_assert_msg(seq > last, "hop %d: seq %lld after %lld", h, seq, last);
+                if (seq >= base + BURST)
+                    ck_assert_msg(seq == base + BURST + new_got,
+                                  "hop %d: new-session seq %lld, expected %d", h, seq,
+                                  base + BURST + new_got);
+                last = seq;
+                if (seq < base + BURST)
+                    old_got++;
+                else
+                    new_got++;
+            }
+            json_decref(j);
+        }
+        ck_assert_int_eq(new_got, BURST);
+        fprintf(stderr, "sender resume %d: %d of %d old-session signals arrived before the move\n",
+                h, old_got, BURST / 2);
+        wsc_free(s);
+        s = s2;
+    }
+    free(tr);
+    free(ts);
+    wsc_free(r);
+    wsc_free(s);
+}
+END_TEST
+
 /* The coordinator is killed in the middle of a burst: the direct path needs
  * no coordinator, so nothing is lost or reordered; after the takeover the
  * owner's answers come back. */
@@ -324,6 +385,7 @@ int main(void)
     tcase_add_test(tc, signals_cross_directly_in_order);
     tcase_add_test(tc, owner_answers_not_neighbour_and_peer_not_found);
     tcase_add_test(tc, resume_mid_burst_keeps_order);
+    tcase_add_test(tc, sender_resume_mid_burst_keeps_order);
     tcase_add_test(tc, coordinator_killed_mid_burst);
     suite_add_tcase(s, tc);
     return run_suite(s);
