@@ -468,6 +468,12 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
                         ns->name, ns->policy.positioning == MS_POS_GEO ? "{lat, lon}" : "{x, y}");
         goto done;
     }
+    char why[128];
+    if (hello && hello->position && !ms_ns_position_valid(ns, hello->position, why, sizeof(why))) {
+        ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, cid, ERR(BAD_REQUEST),
+                        "hello.%s", why);
+        goto done;
+    }
     m->pos = ms_ns_position(ns, m->id, m->client_pos);
     if (ms_ns_policy_network(ns)) {
         /* Network mode starts every peer at the origin of its coordinate. */

@@ -12,6 +12,7 @@
 #include "intern.h"
 #include "internal.h"
 #include "log.h"
+#include "delaunay.h"
 #include "position.h"
 #include "servermsg.h"
 
@@ -318,6 +319,22 @@ Meshsig__V1__Position *ms_ns_position_dup(const Meshsig__V1__Position *p)
     c->lat = p->lat;
     c->lon = p->lon;
     return c;
+}
+
+int ms_ns_position_valid(const ms_ns_t *ns, const Meshsig__V1__Position *p, char *why, size_t cap)
+{
+    if (ns->policy.positioning == MS_POS_CLIENT &&
+        !(isfinite(p->x) && isfinite(p->y) && fabs(p->x) <= MS_POS_CLIENT_RANGE &&
+          fabs(p->y) <= MS_POS_CLIENT_RANGE)) {
+        snprintf(why, cap, "position x and y must be numbers within +-%.0f", MS_POS_CLIENT_RANGE);
+        return 0;
+    }
+    if (ns->policy.positioning == MS_POS_GEO &&
+        !(p->lat >= -90 && p->lat <= 90 && p->lon >= -180 && p->lon <= 180)) {
+        snprintf(why, cap, "position lat must be in [-90, 90] and lon in [-180, 180]");
+        return 0;
+    }
+    return 1;
 }
 
 ms_topo_pos_t ms_ns_position(const ms_ns_t *ns, const char *peer_id,

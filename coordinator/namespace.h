@@ -163,6 +163,11 @@ static inline int ms_ns_policy_network(const ms_ns_t *ns)
 }
 /* A malloc'd copy of a client position, freed like an unpacked message. */
 Meshsig__V1__Position *ms_ns_position_dup(const Meshsig__V1__Position *p);
+/* Whether a client's position is in range for the namespace's positioning mode (client: x and y
+ * finite within +-MS_POS_CLIENT_RANGE; geo: lat in [-90, 90], lon in [-180, 180]; other modes
+ * ignore it). 0: why says which value and its limit (a BAD_REQUEST; nothing is clamped). */
+#define MS_POS_CLIENT_RANGE MS_DELAUNAY_RANGE /* the Delaunay plane: namespace.c */
+int ms_ns_position_valid(const ms_ns_t *ns, const Meshsig__V1__Position *p, char *why, size_t cap);
 /* Position of a peer under the namespace's positioning mode. */
 ms_topo_pos_t ms_ns_position(const ms_ns_t *ns, const char *peer_id,
                              const Meshsig__V1__Position *given);

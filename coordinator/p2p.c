@@ -98,8 +98,8 @@ static ms_err_t ask_add(ms_coord_t *c, ms_ns_t *ns, ms_member_t *to, const char 
         if (asker)
             ms_member_error(
                 c, ns, asker, old.cid, ERR(RATE_LIMITED),
-                "%s has %d p2pTarget requests unanswered (at most); yours was the oldest", to->id,
-                P2P_MAX_ASKS);
+                "%s has %d unanswered p2pTarget requests, the most it keeps; yours was the oldest",
+                to->id, P2P_MAX_ASKS);
         ask_free(&old);
     }
     ms_p2p_ask_t *v = realloc(to->p2p_asks, (to->n_p2p_asks + 1) * sizeof(*v));

@@ -92,6 +92,11 @@ static void handle_position(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const ch
                         "namespace %s does not place peers by client position", ns->name);
         return;
     }
+    char why[128];
+    if (!ms_ns_position_valid(ns, pos, why, sizeof(why))) {
+        ms_member_error(c, ns, m, cid, ERR(BAD_REQUEST), "%s", why);
+        return;
+    }
     Meshsig__V1__Position *copy = ms_ns_position_dup(pos);
     if (!copy) {
         ms_member_error(c, ns, m, cid, ERR(INTERNAL), "out of memory");

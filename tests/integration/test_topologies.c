@@ -399,6 +399,16 @@ START_TEST(delaunay_geo_positions)
     send_json(x, "{\"id\":\"np\",\"hello\":{\"namespace\":\"geo\",\"peerId\":\"nopos\"}}");
     expect_error(x, "BAD_REQUEST", "np");
     wsc_free(x);
+    /* Out of range is refused, naming the range, not clamped. */
+    x = wsc_connect(gw_port(0), NULL, T_MS);
+    send_json(x, "{\"id\":\"op\",\"hello\":{\"namespace\":\"geo\",\"peerId\":\"far\","
+                 "\"position\":{\"lat\":91,\"lon\":0}}}");
+    json_t *e = expect_key(x, "error");
+    ck_assert_str_eq(str_at(e, "id", NULL), "op");
+    ck_assert_str_eq(str_at(e, "error", "code", NULL), "BAD_REQUEST");
+    ck_assert_ptr_nonnull(strstr(str_at(e, "error", "message", NULL), "[-90, 90]"));
+    json_decref(e);
+    wsc_free(x);
     /* Moving across the antimeridian keeps every view equal to the admin's. */
     send_json(q[1].c, "{\"id\":\"mv\",\"position\":{\"lat\":-10,\"lon\":179.8}}");
     settle(q, N, 300);
