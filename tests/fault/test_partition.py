@@ -35,8 +35,32 @@ from netlab import Lab, Peer, churn, log, shard_of  # noqa: E402
 LEASE_MS = 4000  # the default 1200 flaps when a loaded machine starves the renewals
 
 
+def settled_owners(lab):
+    """shard -> owner once the spread has settled: every coordinator serves its
+    share and every coordinator's /v1/cluster names the same owners (right
+    after start-up the first coordinator up still holds shards it is about to
+    hand over, and another's view lags by a heartbeat)."""
+    got = {}
+
+    def agree():
+        serving = {c: set(lab.serving(c)) for c in lab.coords}
+        if sum(len(v) for v in serving.values()) != 64 or not all(serving.values()):
+            return False
+        for viewer in lab.coords:
+            seen = lab.shard_owners(viewer)
+            for c, shards in serving.items():
+                if {sh for sh, (o, _) in seen.items() if o == c} != shards:
+                    return False
+        got.clear()
+        got.update({sh: c for c, shards in serving.items() for sh in shards})
+        return True
+
+    lab.wait(agree, 30, "the shards settled on every coordinator")
+    return got
+
+
 def ns_owned_by(lab, owner, prefix):
-    owners = lab.shard_owners(lab.coords[0])
+    owners = {sh: (c, None) for sh, c in settled_owners(lab).items()}
     for k in range(10000):
         ns = f"{prefix}-{k}"
         o = owners.get(shard_of(ns))
