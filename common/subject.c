@@ -19,6 +19,9 @@ static const char *const tails[] = {
     [MS_SUBJ_ADMIN_QUERY] = "admin.query",
     [MS_SUBJ_ADMIN_REPLY] = "admin.reply.",
     [MS_SUBJ_PROBE] = "probe.",
+    [MS_SUBJ_BACKEND_INFO] = "backend.v1.info",
+    [MS_SUBJ_BACKEND_OWNER] = "backend.v1.owner",
+    [MS_SUBJ_BACKEND_TO] = "backend.v1.to.",
 };
 #define N_TAILS (sizeof(tails) / sizeof(tails[0]))
 
@@ -49,6 +52,18 @@ const char *ms_subject_shard(char *buf, size_t cap, const char *prefix, uint32_t
 const char *ms_subject_shard_any(char *buf, size_t cap, const char *prefix)
 {
     return fit(buf, cap, snprintf(buf, cap, "%s.shard.*", prefix));
+}
+
+#define BACKEND_SHARD "backend.v1.shard."
+
+const char *ms_subject_backend_shard(char *buf, size_t cap, const char *prefix, uint32_t shard)
+{
+    return fit(buf, cap, snprintf(buf, cap, "%s." BACKEND_SHARD "%u", prefix, shard));
+}
+
+const char *ms_subject_backend_shard_any(char *buf, size_t cap, const char *prefix)
+{
+    return fit(buf, cap, snprintf(buf, cap, "%s." BACKEND_SHARD "*", prefix));
 }
 
 const char *ms_subject_gw(char *buf, size_t cap, const char *prefix, const char *gateway_id)
@@ -117,6 +132,11 @@ ms_subject_kind_t ms_subject_parse(const char *prefix, const char *subject, ms_s
     if (!strncmp(rest, "shard.", 6)) {
         if (parse_u32(rest + 6, &out->shard))
             out->kind = MS_SUBJ_SHARD;
+        return out->kind;
+    }
+    if (!strncmp(rest, BACKEND_SHARD, strlen(BACKEND_SHARD))) {
+        if (parse_u32(rest + strlen(BACKEND_SHARD), &out->shard))
+            out->kind = MS_SUBJ_BACKEND_SHARD;
         return out->kind;
     }
     /* Exact subjects first: "gw.heartbeat" is not gateway "heartbeat". */

@@ -14,8 +14,12 @@
  *   <p>.admin.reply.<id>     coordinators -> asker <id> (AdminReply)
  *   <p>.probe.<id>           a coordinator to itself: its subscriptions are live
  *   <p>.offline.<h>.<h>      JetStream: persistent emits kept for an absent peer
- *   <p>.backend.>            backends (any NATS client): the only subjects their NATS user
- *                            may publish on (deploy/nats/auth.conf)
+ * Backends (any NATS client; proto/backend.proto, README "Backends"), contract version 1; the
+ * only subjects a backend's NATS user may publish on are <p>.backend.> (deploy/nats/auth.conf):
+ *   <p>.backend.v1.info          backend -> any coordinator (request: Info)
+ *   <p>.backend.v1.shard.<n>     backend -> owner of shard n (request: Request/Response)
+ *   <p>.backend.v1.to.<id>       owner -> backend instance <id> (Batch)
+ *   <p>.backend.v1.owner         coordinator -> backends: it took a shard over (Owner)
  * A gateway id named "heartbeat" or "resync" would collide with the fixed gw.*
  * subjects; ids are checked with ms_subject_id_ok where they are chosen.
  */
@@ -37,17 +41,22 @@ typedef enum {
     MS_SUBJ_ADMIN_QUERY,     /* .admin.query */
     MS_SUBJ_ADMIN_REPLY,     /* .admin.reply.<id> */
     MS_SUBJ_PROBE,           /* .probe.<id> */
+    MS_SUBJ_BACKEND_INFO,    /* .backend.v1.info */
+    MS_SUBJ_BACKEND_OWNER,   /* .backend.v1.owner */
+    MS_SUBJ_BACKEND_TO,      /* .backend.v1.to.<id> */
+    MS_SUBJ_BACKEND_SHARD,   /* .backend.v1.shard.<n> (n in ms_subject_t.shard) */
 } ms_subject_kind_t;
 
 /* A parsed subject. id points into the parsed string (borrowed). */
 typedef struct {
     ms_subject_kind_t kind;
-    uint32_t shard; /* MS_SUBJ_SHARD */
-    const char *id; /* MS_SUBJ_GW, _COORD_RESYNC, _ADMIN_REPLY, _PROBE; else NULL */
+    uint32_t shard; /* MS_SUBJ_SHARD, MS_SUBJ_BACKEND_SHARD */
+    const char *id; /* MS_SUBJ_GW, _COORD_RESYNC, _ADMIN_REPLY, _PROBE, _BACKEND_TO; else NULL */
 } ms_subject_t;
 
 /* Writes <prefix>.<subject of kind> into buf and returns buf, or NULL when it
- * does not fit (or kind is MS_SUBJ_SHARD/UNKNOWN: use ms_subject_shard). id is
+ * does not fit (or kind is MS_SUBJ_SHARD, _BACKEND_SHARD or UNKNOWN: use
+ * ms_subject_shard, ms_subject_backend_shard). id is
  * used by the kinds that name one (see above) and ignored by the others; it is
  * not checked here: ids are checked where they are chosen (ms_subject_id_ok). */
 const char *ms_subject(char *buf, size_t cap, const char *prefix, ms_subject_kind_t kind,
@@ -56,6 +65,9 @@ const char *ms_subject(char *buf, size_t cap, const char *prefix, ms_subject_kin
 const char *ms_subject_shard(char *buf, size_t cap, const char *prefix, uint32_t shard);
 /* <prefix>.shard.*: what every coordinator subscribes (cluster.c says why). */
 const char *ms_subject_shard_any(char *buf, size_t cap, const char *prefix);
+/* <prefix>.backend.v1.shard.<n>, and .backend.v1.shard.* (what every coordinator subscribes). */
+const char *ms_subject_backend_shard(char *buf, size_t cap, const char *prefix, uint32_t shard);
+const char *ms_subject_backend_shard_any(char *buf, size_t cap, const char *prefix);
 /* <prefix>.gw.<id>: the subject a gateway receives deliveries on. */
 const char *ms_subject_gw(char *buf, size_t cap, const char *prefix, const char *gateway_id);
 

@@ -305,6 +305,8 @@ void ms_cluster_tick(ms_coord_t *c, uint64_t now)
                 s->resync = NULL;
                 s->state = MS_SHARD_OWNED;
                 replay(c, n);
+                if (s->state == MS_SHARD_OWNED)
+                    ms_backend_announce_owner(c, n, s->epoch);
             }
             break;
         case MS_SHARD_FREE:
@@ -393,16 +395,34 @@ void ms_cluster_lease_results(ms_coord_t *c)
     }
 }
 
-void ms_cluster_request(ms_coord_t *c, uint32_t shard, const uint8_t *data, size_t len)
+/* Drops the shard when its lease ran out: checked on each request too, not only on the
+ * tick, because past valid_until another coordinator may own it. */
+static void check_lease(ms_coord_t *c, uint32_t shard)
 {
     ms_shard_t *s = &c->cluster.shards[shard];
     if (s->state != MS_SHARD_FREE && s->state != MS_SHARD_CLAIMING &&
         ms_clock_mono_ms() >= s->valid_until) {
-        /* Checked here too, not only on the tick: past this point another may own it. */
         c->cluster.n_losses++;
         ms_warn("shard %u: lease not renewed in time; no longer serving it", shard);
         ms_cluster_drop_shard(c, shard);
     }
+}
+
+void ms_cluster_backend_request(ms_coord_t *c, uint32_t shard, const char *reply,
+                                const uint8_t *data, size_t len)
+{
+    check_lease(c, shard);
+    ms_shard_t *s = &c->cluster.shards[shard];
+    if (s->state == MS_SHARD_REBUILDING)
+        ms_backend_request_later(c, shard, reply, data, len);
+    else if (s->state == MS_SHARD_OWNED)
+        ms_backend_request(c, shard, reply, data, len);
+}
+
+void ms_cluster_request(ms_coord_t *c, uint32_t shard, const uint8_t *data, size_t len)
+{
+    ms_shard_t *s = &c->cluster.shards[shard];
+    check_lease(c, shard);
     if (s->state == MS_SHARD_REBUILDING) {
         ms_queued_t *q = s->n_queued < MAX_QUEUED ? malloc(sizeof(*q) + len) : NULL;
         if (!q) {

@@ -82,6 +82,10 @@ void ms_cluster_lease_results(ms_coord_t *c);
 /* A shard request from the bus: handled, held for the rebuild, or ignored
  * when another coordinator owns the shard. Takes the raw bytes. */
 void ms_cluster_request(ms_coord_t *c, uint32_t shard, const uint8_t *data, size_t len);
+/* A backend's request (backend.h) for shard: handled when we serve the shard, refused
+ * UNAVAILABLE while we rebuild it, ignored when another coordinator owns it. */
+void ms_cluster_backend_request(ms_coord_t *c, uint32_t shard, const char *reply,
+                                const uint8_t *data, size_t len);
 /* A gateway's report for a takeover in progress (resync.c keeps it). */
 void ms_cluster_resync_report(ms_coord_t *c, const Meshsig__Bus__ResyncReport *rr);
 /* SIGTERM: stop serving and release every lease; then announce leaving. */

@@ -17,8 +17,9 @@
 /* The modules whose state lives in namespaces, in the order their hooks run
  * (a leaving member first leaves its rooms, then services, topics, waits, streams). */
 static const ms_ns_hooks_t *const ns_modules[] = {
-    &ms_member_hooks, &ms_room_hooks, &ms_service_hooks, &ms_topic_hooks, &ms_pending_hooks,
-    &ms_stream_hooks, &ms_emit_hooks, &ms_edges_hooks,   &ms_p2p_hooks,   &ms_hold_hooks,
+    &ms_member_hooks,  &ms_room_hooks,   &ms_service_hooks, &ms_topic_hooks,
+    &ms_pending_hooks, &ms_stream_hooks, &ms_emit_hooks,    &ms_edges_hooks,
+    &ms_p2p_hooks,     &ms_hold_hooks,   &ms_backend_hooks,
 };
 
 ms_err_t ms_coord_core_init(ms_coord_t *c, const ms_coord_config_t *cfg, const char *id)
@@ -70,14 +71,27 @@ static int bus_version_ok(ms_coord_t *c, const ms_subject_t *sj, const uint8_t *
         }                                                                                          \
     } while (0)
 
-void ms_coord_bus_in(ms_coord_t *c, const char *subject, const uint8_t *data, size_t dlen)
+void ms_coord_bus_in(ms_coord_t *c, const char *subject, const char *reply, const uint8_t *data,
+                     size_t dlen)
 {
     ms_subject_t sj;
     ms_subject_parse(c->cfg->prefix, subject, &sj);
-    if (sj.kind != MS_SUBJ_PROBE && sj.kind != MS_SUBJ_UNKNOWN &&
+    /* Backends speak their own contract, versioned in the subject and in each message. */
+    int backend = sj.kind == MS_SUBJ_BACKEND_SHARD || sj.kind == MS_SUBJ_BACKEND_INFO;
+    if (sj.kind != MS_SUBJ_PROBE && sj.kind != MS_SUBJ_UNKNOWN && !backend &&
         !bus_version_ok(c, &sj, data, dlen))
         return;
     switch (sj.kind) {
+    case MS_SUBJ_BACKEND_SHARD:
+        if (sj.shard >= (uint32_t)c->cfg->shards) {
+            c->backends.n_bad++;
+            return;
+        }
+        ms_cluster_backend_request(c, sj.shard, reply, data, dlen);
+        return;
+    case MS_SUBJ_BACKEND_INFO:
+        ms_backend_info(c, reply);
+        return;
     case MS_SUBJ_SHARD:
         if (sj.shard >= (uint32_t)c->cfg->shards) {
             ms_shard_count_bad(c);
@@ -116,8 +130,8 @@ void ms_coord_bus_in(ms_coord_t *c, const char *subject, const uint8_t *data, si
 
 static void on_bus_msg(natsMsg *msg, void *ud)
 {
-    ms_coord_bus_in(ud, natsMsg_GetSubject(msg), (const uint8_t *)natsMsg_GetData(msg),
-                    (size_t)natsMsg_GetDataLength(msg));
+    ms_coord_bus_in(ud, natsMsg_GetSubject(msg), natsMsg_GetReply(msg),
+                    (const uint8_t *)natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
 }
 
 /* After the messages of one NATS read: the deliveries they made leave in one
@@ -168,6 +182,7 @@ static void on_tick(evutil_socket_t fd, short what, void *ud)
     ms_hold_tick(c, now);
     ms_ns_tick_all(c, now);
     ms_member_liveness(c, now);
+    ms_backend_tick(c, now);
     ms_outbox_flush(&c->outbox);
 }
 
@@ -262,6 +277,13 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
     }
     char subj[200];
     if ((err = subscribe(c, ms_subject_shard_any(subj, sizeof(subj), cfg->prefix))) != MS_OK)
+        goto fail;
+    if ((err = subscribe(c, ms_subject_backend_shard_any(subj, sizeof(subj), cfg->prefix))) !=
+        MS_OK)
+        goto fail;
+    /* Any one coordinator answers a backend's Info: a queue group. */
+    if (!ms_subject(subj, sizeof(subj), cfg->prefix, MS_SUBJ_BACKEND_INFO, NULL) ||
+        (err = ms_bus_subscribe(c->bus, subj, "meshsig-coordinators", c->loop.inbox)) != MS_OK)
         goto fail;
     static const ms_subject_kind_t kinds[] = {MS_SUBJ_GW_HEARTBEAT, MS_SUBJ_COORD_HEARTBEAT,
                                               MS_SUBJ_COORD_POLICY, MS_SUBJ_COORD_RESYNC};

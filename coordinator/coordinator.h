@@ -26,6 +26,7 @@ typedef struct {
     long resync_timeout_ms;   /* a takeover waits this long at most for gateway reports */
     long js_replicas;         /* replicas of the KV buckets and the offline stream (1..5) */
     const char *policy_file;  /* namespace policy rules (YAML or JSON), reloaded on SIGHUP */
+    long backend_timeout_ms;  /* a backend without an attach this long is withdrawn */
 } ms_coord_config_t;
 
 typedef struct ms_coord ms_coord_t;

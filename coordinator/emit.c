@@ -89,7 +89,7 @@ void ms_emit_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *c
             return;
         }
     }
-    ms_member_t *to = ms_ns_member(ns, em->to);
+    ms_member_t *to = ms_ns_party(ns, em->to);
     if (!to) {
         if (em->persistent) {
             store_persistent(c, ns, from, cid, em);
@@ -138,7 +138,7 @@ void ms_emit_ack(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
                         ack->to, ack->ack_id);
         return;
     }
-    ms_member_t *sender = ms_ns_member(ns, p->from);
+    ms_member_t *sender = ms_ns_party(ns, p->from);
     if (sender) {
         Meshsig__V1__Ack out = MESHSIG__V1__ACK__INIT;
         out.ack_id = p->orig_id;

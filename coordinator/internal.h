@@ -9,6 +9,7 @@
  *   shard.c         a shard's requests     -> member.c, messaging.c
  *   messaging.c     routes to emit.c room.c service.c topic.c stream.c (-> pending.c)
  *   member.c        join, leave, resume, waiting line, silent gateways -> gateways.c
+ *   backend.c       backends over NATS: attach, their requests -> messaging.c
  *   edges.c         edge reports and repair, reparent, tree source notices
  *   namespace.c     namespaces, handles, diffs as events, applying policies, hooks
  *   policies.c      which policy a namespace gets (overrides, --policy-file)
@@ -23,6 +24,7 @@
 #include <event2/event.h>
 
 #include "admin.h"
+#include "backend.h"
 #include "bus.h"
 #include "busver.h"
 #include "cluster.h"
@@ -76,16 +78,18 @@ struct ms_coord {
     ms_cluster_t cluster;       /* cluster.c */
     ms_admin_t admin;           /* admin.c, admin_cluster.c */
     ms_hold_t hold;             /* hold.c */
+    ms_backends_t backends;     /* backend.c */
 };
 
 /* The state every module needs, without a loop, NATS or HTTP: what unit tests
  * build a coordinator from (bus, offline and lease stay NULL). id is copied. */
 ms_err_t ms_coord_core_init(ms_coord_t *c, const ms_coord_config_t *cfg, const char *id);
 void ms_coord_core_cleanup(ms_coord_t *c);
-/* Loop thread: one bus message (subject, payload) into its handler, as the
+/* Loop thread: one bus message (subject, reply subject or NULL, payload) into its handler, as the
  * subscriptions deliver it. The cnats callback is a wrapper; the fuzz target
  * (tests/fuzz/fuzz_coord_bus.c) calls it on a core-only coordinator. */
-void ms_coord_bus_in(ms_coord_t *c, const char *subject, const uint8_t *data, size_t len);
+void ms_coord_bus_in(ms_coord_t *c, const char *subject, const char *reply, const uint8_t *data,
+                     size_t len);
 
 /* Wall-clock milliseconds (ack and call deadlines, gateway and member liveness). */
 

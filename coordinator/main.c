@@ -25,6 +25,7 @@ int main(int argc, char **argv)
         .coord_timeout_ms = 1000,
         .resync_timeout_ms = 400,
         .js_replicas = 1,
+        .backend_timeout_ms = 3000,
     };
     const char *log_level = "info";
     int log_json = 0;
@@ -63,6 +64,9 @@ int main(int argc, char **argv)
         {"js-replicas", MS_OPT_INT, &cfg.js_replicas,
          "JetStream replicas of the lease and policy buckets and the offline stream "
          "(3 on a 3-node NATS cluster survives the loss of a node)"},
+        {"backend-timeout-ms", MS_OPT_INT, &cfg.backend_timeout_ms,
+         "a backend that sent no attach (its heartbeat) this long is withdrawn; backends are "
+         "told to send one every third of it (README \"Backends\")"},
         {"policy-file", MS_OPT_STR, &cfg.policy_file,
          "namespace policy rules, YAML or JSON (README \"Policy file\"); reloaded on SIGHUP"},
         {"insecure-dev", MS_OPT_BOOL, &cfg.insecure_dev,
@@ -93,6 +97,10 @@ int main(int argc, char **argv)
         cfg.coord_timeout_ms <= cfg.coord_heartbeat_ms || cfg.resync_timeout_ms < 0) {
         ms_error("--lease-ttl-ms must be >= 300 and --coord-timeout-ms above "
                  "--coord-heartbeat-ms");
+        return 2;
+    }
+    if (cfg.backend_timeout_ms < 300 || cfg.backend_timeout_ms > 3600000) {
+        ms_error("--backend-timeout-ms must be 300..3600000");
         return 2;
     }
     if (cfg.js_replicas < 1 || cfg.js_replicas > 5) {

@@ -64,7 +64,7 @@ static void generate_id(ms_ns_t *ns, char *out, size_t cap)
         if (RAND_bytes(r, sizeof(r)) != 1)
             memset(r, attempt, sizeof(r));
         snprintf(out, cap, "p-%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5]);
-        if (!ms_ns_member(ns, out))
+        if (!ms_ns_party(ns, out))
             return;
     }
 }
@@ -412,6 +412,11 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
         ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, cid, ERR(BAD_REQUEST),
                         "namespace %s is a %s, not a tree: it has no source", ns->name,
                         ns->policy.topology);
+        goto done;
+    }
+    if (ms_backend_find(ns, id)) {
+        ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, cid, ERR(ID_TAKEN),
+                        "peer id %s is taken in namespace %s (by a backend)", id, ns->name);
         goto done;
     }
     ms_member_t *old = ms_ns_member(ns, id);

@@ -59,6 +59,15 @@ void ms_stream_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char 
 extern const ms_ns_hooks_t ms_emit_hooks, ms_room_hooks, ms_service_hooks, ms_topic_hooks,
     ms_pending_hooks, ms_stream_hooks;
 
+/* For members that declare their registrations at once (backend.c): service.c and topic.c
+ * keep them exactly as a peer's register and subscribe do. Each is a no-op when it is
+ * already so; ms_topic_subscribe takes a pattern ms_topic_pattern_ok accepted. */
+ms_err_t ms_service_provide(ms_ns_t *ns, const char *name, ms_member_t *m);
+void ms_service_withdraw(ms_ns_t *ns, const char *name, const ms_member_t *m);
+int ms_topic_pattern_ok(const char *pattern);
+ms_err_t ms_topic_subscribe(ms_ns_t *ns, ms_member_t *m, const char *pattern);
+void ms_topic_unsubscribe(ms_ns_t *ns, const ms_member_t *m, const char *pattern);
+
 /* room.c: how many members room `name` has (0 when there is no such room). */
 size_t ms_room_size(const ms_ns_t *ns, const char *name);
 

@@ -144,7 +144,7 @@ void ms_ns_destroy(ms_coord_t *c, ms_ns_t *ns)
 
 int ms_ns_destroy_if_empty(ms_coord_t *c, ms_ns_t *ns)
 {
-    if (ns->members || ns->waiting)
+    if (ns->members || ns->waiting || ns->backends)
         return 0;
     ms_ns_destroy(c, ns);
     return 1;
@@ -188,6 +188,12 @@ ms_member_t *ms_ns_member(ms_ns_t *ns, const char *id)
     ms_member_t *m;
     HASH_FIND_STR(ns->members, id, m);
     return m;
+}
+
+ms_member_t *ms_ns_party(ms_ns_t *ns, const char *id)
+{
+    ms_member_t *m = ms_ns_member(ns, id);
+    return m ? m : ms_backend_find(ns, id);
 }
 
 /* Free handles form a min-heap so the smallest is reused first (engines index arrays by handle). */
@@ -604,6 +610,10 @@ void ms_ns_policies_reapply(ms_coord_t *c)
 void ms_deliver(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
                 const Meshsig__V1__ServerMessage *msg)
 {
+    if (to->backend) {
+        ms_backend_deliver(c, ns, to, msg);
+        return;
+    }
     ms_outbox_deliver(&c->outbox, ns->shard, to->gateway, to->session, to->id, msg, 0);
 }
 
@@ -626,6 +636,11 @@ void ms_member_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const ch
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
+    if (to->backend) {
+        ms_sm_error_t e;
+        ms_backend_deliver(c, ns, to, ms_sm_error(&e, client_id, code, text));
+        return;
+    }
     ms_outbox_error(&c->outbox, ns->shard, to->gateway, to->session, client_id, code, "%s", text);
 }
 

@@ -50,6 +50,9 @@ typedef struct ms_member {
      * the same claim takes the id over, as PeerJS lets its client reconnect. */
     uint8_t claim[16];
     uint8_t claim_len;
+    /* backend.c: set on a backend's peer face, which is in ns->backends, not in
+     * ns->members, and has no topology handle (backend.h). NULL for a peer. */
+    struct ms_backend *backend;
     UT_hash_handle hh; /* by id */
 } ms_member_t;
 
@@ -74,6 +77,7 @@ typedef struct ms_ns {
     struct ms_pendings *pending;              /* pending.c: acks and calls waiting */
     struct ms_stream *streams;                /* stream.c */
     struct ms_edge_health *health;            /* edges.c: reported edge states */
+    struct ms_backend *backends;              /* backend.c: attached backends, by instance */
     UT_hash_handle hh;
 } ms_ns_t;
 
@@ -127,6 +131,9 @@ ms_vivaldi_t *ms_member_viv(ms_member_t *m);
 ms_topo_pos_t ms_member_network_origin(const ms_member_t *m);
 
 ms_member_t *ms_ns_member(ms_ns_t *ns, const char *id);
+/* A member, or else the peer face of a backend attached to ns (backend.h): whoever can send
+ * or receive an emit, an ack, a call or its reply under that id. */
+ms_member_t *ms_ns_party(ms_ns_t *ns, const char *id);
 /* The member holding handle h, or NULL. */
 ms_member_t *ms_ns_by_handle(const ms_ns_t *ns, ms_peer_t h);
 /* A tree namespace keeps handle 0 for its source (tree.h): nobody else gets it. */

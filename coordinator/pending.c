@@ -128,7 +128,7 @@ void ms_pending_outcome_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *w, 
 static void pending_fail(ms_coord_t *c, ms_ns_t *ns, ms_pending_t *p, Meshsig__V1__ErrorCode code,
                          const char *text)
 {
-    ms_member_t *w = ms_ns_member(ns, p->from);
+    ms_member_t *w = ms_ns_party(ns, p->from);
     if (w)
         ms_pending_outcome_error(c, ns, w, p->kind, p->orig_id, p->to, code, text);
 }

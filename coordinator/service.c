@@ -68,6 +68,18 @@ static int service_remove(ms_ns_t *ns, ms_service_t *s, const ms_member_t *m)
     return 0;
 }
 
+ms_err_t ms_service_provide(ms_ns_t *ns, const char *name, ms_member_t *m)
+{
+    return service_add(ns, name, m);
+}
+
+void ms_service_withdraw(ms_ns_t *ns, const char *name, const ms_member_t *m)
+{
+    ms_service_t *s = service_find(ns, name);
+    if (s)
+        service_remove(ns, s, m);
+}
+
 void ms_service_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
                        Meshsig__V1__Service *svc)
 {
@@ -151,7 +163,7 @@ void ms_service_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char
                             rep->call_id);
             return;
         }
-        ms_member_t *caller = ms_ns_member(ns, p->from);
+        ms_member_t *caller = ms_ns_party(ns, p->from);
         if (caller) {
             Meshsig__V1__ServiceReply out = *rep;
             out.call_id = p->orig_id;

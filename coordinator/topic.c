@@ -86,6 +86,34 @@ static int pattern_match(const char *pat, const char *subj)
     }
 }
 
+int ms_topic_pattern_ok(const char *pattern)
+{
+    return pattern_valid(pattern, 1);
+}
+
+ms_err_t ms_topic_subscribe(ms_ns_t *ns, ms_member_t *m, const char *pattern)
+{
+    struct ms_topics *t = ns->topics;
+    for (size_t i = 0; t && i < t->n; i++)
+        if (t->subs[i].member == m && !strcmp(t->subs[i].pattern, pattern))
+            return MS_OK;
+    if (t && t->n >= MAX_SUBS_PER_NS)
+        return MS_ERR_FULL;
+    return sub_add(ns, m, pattern);
+}
+
+void ms_topic_unsubscribe(ms_ns_t *ns, const ms_member_t *m, const char *pattern)
+{
+    struct ms_topics *t = ns->topics;
+    for (size_t i = 0; t && i < t->n; i++) {
+        if (t->subs[i].member == m && !strcmp(t->subs[i].pattern, pattern)) {
+            free(t->subs[i].pattern);
+            t->subs[i] = t->subs[--t->n];
+            return;
+        }
+    }
+}
+
 void ms_topic_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
                      Meshsig__V1__Topic *t)
 {

@@ -10,9 +10,9 @@
 START_TEST(round_trip)
 {
     static const ms_subject_kind_t kinds[] = {
-        MS_SUBJ_GW,           MS_SUBJ_GW_HEARTBEAT, MS_SUBJ_GW_RESYNC,   MS_SUBJ_COORD_HEARTBEAT,
-        MS_SUBJ_COORD_POLICY, MS_SUBJ_COORD_RESYNC, MS_SUBJ_ADMIN_QUERY, MS_SUBJ_ADMIN_REPLY,
-        MS_SUBJ_PROBE};
+        MS_SUBJ_GW,           MS_SUBJ_GW_HEARTBEAT, MS_SUBJ_GW_RESYNC,     MS_SUBJ_COORD_HEARTBEAT,
+        MS_SUBJ_COORD_POLICY, MS_SUBJ_COORD_RESYNC, MS_SUBJ_ADMIN_QUERY,   MS_SUBJ_ADMIN_REPLY,
+        MS_SUBJ_PROBE,        MS_SUBJ_BACKEND_INFO, MS_SUBJ_BACKEND_OWNER, MS_SUBJ_BACKEND_TO};
     static const char *const prefixes[] = {"meshsig", "a", "x.y"};
     for (size_t p = 0; p < 3; p++)
         for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
@@ -22,7 +22,8 @@ START_TEST(round_trip)
             ck_assert_int_eq(ms_subject_parse(prefixes[p], buf, &s), kinds[i]);
             ck_assert_int_eq(s.kind, kinds[i]);
             int named = kinds[i] == MS_SUBJ_GW || kinds[i] == MS_SUBJ_COORD_RESYNC ||
-                        kinds[i] == MS_SUBJ_ADMIN_REPLY || kinds[i] == MS_SUBJ_PROBE;
+                        kinds[i] == MS_SUBJ_ADMIN_REPLY || kinds[i] == MS_SUBJ_PROBE ||
+                        kinds[i] == MS_SUBJ_BACKEND_TO;
             if (named)
                 ck_assert_str_eq(s.id, "node-7");
             else
@@ -49,6 +50,25 @@ START_TEST(wire_strings)
     ck_assert_str_eq(ms_subject(buf, sizeof(buf), "meshsig", MS_SUBJ_PROBE, "c1"),
                      "meshsig.probe.c1");
     ck_assert_str_eq(ms_subject_offline_any(buf, sizeof(buf), "meshsig"), "meshsig.offline.>");
+    /* The backend contract (proto/backend.proto): version 1 in every name. */
+    ck_assert_str_eq(ms_subject_backend_shard(buf, sizeof(buf), "meshsig", 7),
+                     "meshsig.backend.v1.shard.7");
+    ck_assert_str_eq(ms_subject_backend_shard_any(buf, sizeof(buf), "meshsig"),
+                     "meshsig.backend.v1.shard.*");
+    ck_assert_str_eq(ms_subject(buf, sizeof(buf), "meshsig", MS_SUBJ_BACKEND_INFO, NULL),
+                     "meshsig.backend.v1.info");
+    ck_assert_str_eq(ms_subject(buf, sizeof(buf), "meshsig", MS_SUBJ_BACKEND_OWNER, NULL),
+                     "meshsig.backend.v1.owner");
+    ck_assert_str_eq(ms_subject(buf, sizeof(buf), "meshsig", MS_SUBJ_BACKEND_TO, "echo-1"),
+                     "meshsig.backend.v1.to.echo-1");
+    ms_subject_t bs;
+    ck_assert_int_eq(ms_subject_parse("meshsig", "meshsig.backend.v1.shard.63", &bs),
+                     MS_SUBJ_BACKEND_SHARD);
+    ck_assert_uint_eq(bs.shard, 63);
+    ck_assert_int_eq(ms_subject_parse("meshsig", "meshsig.backend.v1.shard.x", &bs),
+                     MS_SUBJ_UNKNOWN);
+    ck_assert_int_eq(ms_subject_parse("meshsig", "meshsig.backend.v2.shard.1", &bs),
+                     MS_SUBJ_UNKNOWN);
     /* Stored emits outlive a restart: the offline subject of (ns, peer) never changes. */
     ck_assert_str_eq(ms_subject_offline(buf, sizeof(buf), "meshsig", "room", "alice"),
                      ms_subject_offline(buf + 100, 100, "meshsig", "room", "alice"));
