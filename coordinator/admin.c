@@ -98,10 +98,13 @@ static int busver_text(char *buf, size_t cap, void *ud)
 
 static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
 {
-    size_t n_peers = 0;
+    size_t n_peers = 0, n_backends = 0;
     ms_ns_t *ns, *tmp;
     MS_NS_FOREACH(c, ns, tmp)
-    n_peers += HASH_COUNT(ns->members);
+    {
+        n_peers += HASH_COUNT(ns->members);
+        n_backends += ms_backend_count(ns);
+    }
     ms_metrics_t m;
     ms_metrics_init(&m);
     ms_metrics_counter(&m, "meshsig_coordinator_requests_total", "shard requests handled",
@@ -122,6 +125,17 @@ static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
                      "namespaces in the shards this coordinator owns", (double)ms_ns_count(c));
     ms_metrics_gauge(&m, "meshsig_coordinator_peers", "peers in the shards this coordinator owns",
                      (double)n_peers);
+    ms_metrics_gauge(&m, "meshsig_coordinator_backends",
+                     "backends attached, counted once per namespace (README \"Backends\")",
+                     (double)n_backends);
+    ms_metrics_counter(&m, "meshsig_coordinator_backend_requests_total",
+                       "backend requests to shards this coordinator owns", c->backends.n_requests);
+    ms_metrics_counter(&m, "meshsig_coordinator_backend_refused_total",
+                       "backend requests refused as malformed", c->backends.n_bad);
+    ms_metrics_counter(&m, "meshsig_coordinator_backend_retries_total",
+                       "backend requests answered again by req_id", c->backends.n_retries);
+    ms_metrics_counter(&m, "meshsig_coordinator_backend_expired_total",
+                       "backends withdrawn after the heartbeat timeout", c->backends.n_expired);
     ms_metrics_gauge(&m, "meshsig_coordinator_shards", "shards in the cluster (--shards)",
                      (double)c->cfg->shards);
     ms_metrics_gauge(&m, "meshsig_coordinator_shards_owned", "shards this coordinator owns now",

@@ -101,10 +101,10 @@ json_t *ms_admin_ns_detail(ms_coord_t *c, const ms_ns_t *ns)
     json_object_set_new(stats, "edges", json_integer((json_int_t)json_array_size(edges)));
     json_object_set_new(stats, "edgeHealth", ms_edges_json(ns));
     json_decref(byid);
-    return json_pack("{s:s, s:i, s:s, s:s, s:o, s:o, s:o, s:o}", "name", ns->name, "shard",
+    return json_pack("{s:s, s:i, s:s, s:s, s:o, s:o, s:o, s:o, s:o}", "name", ns->name, "shard",
                      (int)ns->shard, "owner", c->id, "topology", ns->policy.topology, "policy",
-                     ms_policy_to_json(&ns->policy), "peers", peers, "edges", edges, "stats",
-                     stats);
+                     ms_policy_to_json(&ns->policy), "peers", peers, "edges", edges, "stats", stats,
+                     "backends", ms_backend_json(ns));
 }
 
 json_t *ms_admin_ns_list(ms_coord_t *c)

@@ -124,6 +124,30 @@ static ms_backend_t *backend_get(ms_ns_t *ns, const char *id)
     return b;
 }
 
+size_t ms_backend_count(const ms_ns_t *ns)
+{
+    return HASH_COUNT(ns->backends);
+}
+
+static json_t *names_json(char *const *v, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        json_array_append_new(a, json_string(v[i]));
+    return a;
+}
+
+json_t *ms_backend_json(const ms_ns_t *ns)
+{
+    json_t *arr = json_array();
+    for (const ms_backend_t *b = ns->backends; arr && b; b = b->hh.next)
+        json_array_append_new(arr,
+                              json_pack("{s:s, s:o, s:o, s:b}", "id", b->face->id, "services",
+                                        names_json(b->services, b->n_services), "subscriptions",
+                                        names_json(b->subs, b->n_subs), "events", b->events));
+    return arr;
+}
+
 ms_member_t *ms_backend_find(ms_ns_t *ns, const char *id)
 {
     ms_backend_t *b = backend_get(ns, id);

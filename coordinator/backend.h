@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "client.pb-c.h"
 #include "namespace.h"
 
@@ -44,6 +46,10 @@ void ms_backend_request_later(ms_coord_t *c, uint32_t shard, const char *reply, 
 /* What ms_deliver does for a backend's peer face. */
 void ms_backend_deliver(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
                         const Meshsig__V1__ServerMessage *msg);
+/* Backends attached to ns, and as the admin API shows them:
+ * [{"id", "services": [...], "subscriptions": [...], "events"}]. */
+size_t ms_backend_count(const ms_ns_t *ns);
+json_t *ms_backend_json(const ms_ns_t *ns);
 /* The peer face of backend instance id attached to ns, or NULL. */
 ms_member_t *ms_backend_find(ms_ns_t *ns, const char *id);
 /* Withdraws backends silent for longer than the timeout (monotonic ms). */

@@ -476,6 +476,17 @@ START_TEST(topics_both_ways)
     ck_assert_str_eq(sm->topic->publish->from, "alice");
     ck_assert_int_eq(sm->topic->publish->data->kind_case, MESHSIG__V1__VALUE__KIND_STRUCT_VALUE);
     ck_assert_ptr_null(be_next(b, 300)); /* "other" is not its topic */
+    /* The admin API shows it with its registrations. */
+    char *body = NULL;
+    ck_assert_int_eq(http_request(cl.admin_port, "GET", "/v1/namespaces/btopic", NULL, NULL, &body),
+                     200);
+    json_t *nsj = json_loads(body, 0, NULL);
+    free(body);
+    json_t *be0 = json_array_get(json_object_get(nsj, "backends"), 0);
+    ck_assert_str_eq(str_at(be0, "id", NULL), "clock-1");
+    ck_assert_str_eq(json_string_value(json_array_get(json_object_get(be0, "subscriptions"), 0)),
+                     "chat.*");
+    json_decref(nsj);
     /* A new attach without the pattern drops it. */
     be_attach(b, "btopic", NULL, NULL, 0);
     send_json(a, "{\"topic\":{\"publish\":{\"topic\":\"chat.lobby\",\"data\":2}}}");
