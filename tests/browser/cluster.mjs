@@ -79,13 +79,15 @@ function need(file) {
 
 /**
  * Starts nats-server, a coordinator (insecure dev mode) and `gateways` gateways
- * serving clients/js/web (each also given `gatewayArgs`).
- * Returns {gateways:[{id, port, url, http, pid}], admin, stop(), logs()}.
+ * serving clients/js/web (each also given `gatewayArgs`; the coordinator `coordArgs`).
+ * Returns {gateways:[{id, port, url, http, pid}], admin, natsUrl, run(), stop(), logs()};
+ * run(name, cmd, args) starts another process (e.g. a backend) logging beside the others;
+ * it is killed when the test process exits, and the caller stops it before that.
  * stop() copies the process logs to logDir (when given) and removes the temporary directory
  * (kept when MESHSIG_KEEP_LOGS is set).
  */
 export async function startCluster({ gateways = 2, buildDir = BUILD_DIR, staticDir, logDir,
-  gatewayArgs = [] } = {}) {
+  gatewayArgs = [], coordArgs = [] } = {}) {
   const coordBin = need(path.join(buildDir, 'coordinator', 'meshsig-coordinator'));
   const gwBin = need(path.join(buildDir, 'gateway', 'meshsig-gateway'));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshsig-browser-'));
@@ -102,6 +104,7 @@ export async function startCluster({ gateways = 2, buildDir = BUILD_DIR, staticD
     procs.push(child);
     return child;
   };
+  cluster.run = run;
   const waitPort = async (name, port, child) => {
     let dead = false;
     child.exited.then(() => { dead = true; });
@@ -141,10 +144,11 @@ export async function startCluster({ gateways = 2, buildDir = BUILD_DIR, staticD
       '-sd', path.join(dir, 'jetstream')]);
     await waitPort('nats', natsPort, nats);
     const natsUrl = `nats://127.0.0.1:${natsPort}`;
+    cluster.natsUrl = natsUrl;
 
     const adminPort = await freePort();
     const coord = run('coordinator', coordBin, ['--nats', natsUrl, '--admin-listen', `127.0.0.1:${adminPort}`,
-      '--insecure-dev', '--id', 'coord-1']);
+      '--insecure-dev', '--id', 'coord-1', ...coordArgs]);
     await waitPort('coordinator', adminPort, coord);
     cluster.admin = `http://127.0.0.1:${adminPort}`;
     await waitFor('coordinator /readyz', async () => (await fetch(`${cluster.admin}/readyz`)).ok,
