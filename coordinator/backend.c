@@ -148,16 +148,11 @@ json_t *ms_backend_json(const ms_ns_t *ns)
     return arr;
 }
 
-ms_member_t *ms_backend_find(ms_ns_t *ns, const char *id)
-{
-    ms_backend_t *b = backend_get(ns, id);
-    return b ? b->face : NULL;
-}
-
 /* Takes the backend out as a peer leaves: its calls fail over, waits on it fail, etc. */
 static void backend_remove(ms_coord_t *c, ms_ns_t *ns, ms_backend_t *b)
 {
     ms_ns_member_gone(c, ns, b->face);
+    ms_ns_face_remove(ns, b->face);
     HASH_DEL(ns->backends, b);
     backend_free(b);
 }
@@ -308,8 +303,9 @@ static void later_add(ms_backend_t *b, const char *req_id, const char *reply, ui
     b->later[b->n_later++] = l;
 }
 
-void ms_backend_deliver(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
-                        const Meshsig__V1__ServerMessage *msg)
+/* The face's deliver (ms_deliver, ms_member_error). */
+static void deliver(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
+                    const Meshsig__V1__ServerMessage *msg)
 {
     ms_backend_t *b = to->backend;
     int reply = msg->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_OK ||
@@ -392,6 +388,7 @@ static void cleanup(ms_ns_t *ns)
     ms_backend_t *b, *tmp;
     HASH_ITER(hh, ns->backends, b, tmp)
     {
+        ms_ns_face_remove(ns, b->face);
         HASH_DEL(ns->backends, b);
         backend_free(b);
     }
@@ -417,6 +414,7 @@ static ms_backend_t *backend_new(const char *id)
         return NULL;
     }
     b->face->handle = MS_PEER_NONE;
+    b->face->deliver = deliver;
     b->face->backend = b;
     return b;
 }
@@ -500,6 +498,7 @@ static void attach(ms_coord_t *c, uint32_t shard, const char *reply,
             return;
         }
         HASH_ADD_KEYPTR(hh, ns->backends, b->face->id, strlen(b->face->id), b);
+        ms_ns_face_add(ns, b->face);
         created = 1;
         c->backends.n_attached++;
         ms_info("backend %s attached to namespace %s", b->face->id, ns->name);

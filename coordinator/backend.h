@@ -5,11 +5,12 @@
  * A backend instance attached to a namespace has a peer face, an ms_member_t
  * whose id is the instance id and whose `backend` field points back here. It
  * is not in ns->members and has no topology handle (MS_PEER_NONE): nobody
- * connects to it and no signal reaches it. It is in ns->backends, and the
+ * connects to it and no signal reaches it. It is in ns->faces (namespace.h), and the
  * messaging modules take it as they take any member: a service provider
  * among the peers (round robin), a topic subscriber, the target or sender of
  * an emit and its ack, a caller. What they deliver to it goes out on
- * <prefix>.backend.v1.to.<instance> instead of to a gateway (ms_deliver).
+ * <prefix>.backend.v1.to.<instance> instead of to a gateway (ms_deliver calls
+ * the face's deliver, set here: namespace.c does not call this module).
  *
  * State lives with the shard's owner only, in memory. The backend re-sends
  * its whole state (Attach) every heartbeat, so a new owner learns it within
@@ -43,15 +44,10 @@ void ms_backend_request(ms_coord_t *c, uint32_t shard, const char *reply, const 
 /* The same request for a shard being rebuilt: refused UNAVAILABLE so the backend retries. */
 void ms_backend_request_later(ms_coord_t *c, uint32_t shard, const char *reply, const uint8_t *data,
                               size_t len);
-/* What ms_deliver does for a backend's peer face. */
-void ms_backend_deliver(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
-                        const Meshsig__V1__ServerMessage *msg);
 /* Backends attached to ns, and as the admin API shows them:
  * [{"id", "services": [...], "subscriptions": [...], "events"}]. */
 size_t ms_backend_count(const ms_ns_t *ns);
 json_t *ms_backend_json(const ms_ns_t *ns);
-/* The peer face of backend instance id attached to ns, or NULL. */
-ms_member_t *ms_backend_find(ms_ns_t *ns, const char *id);
 /* Withdraws backends silent for longer than the timeout (monotonic ms). */
 void ms_backend_tick(ms_coord_t *c, uint64_t now_ms);
 /* Tells the backends that this coordinator now serves shard (Owner). */

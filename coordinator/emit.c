@@ -176,7 +176,7 @@ static void offline_stored(const char *name, const char *sender, const char *cid
 {
     ms_coord_t *c = ud;
     ms_ns_t *ns = ms_ns_find(c, name);
-    ms_member_t *from = ns && sender ? ms_ns_member(ns, sender) : NULL;
+    ms_member_t *from = ns && sender ? ms_ns_party(ns, sender) : NULL;
     if (!from)
         return; /* left, or its shard moved: the message is kept all the same */
     if (ok)

@@ -414,7 +414,7 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
                         ns->policy.topology);
         goto done;
     }
-    if (ms_backend_find(ns, id)) {
+    if (ms_ns_face(ns, id)) {
         ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, cid, ERR(ID_TAKEN),
                         "peer id %s is taken in namespace %s (by a backend)", id, ns->name);
         goto done;

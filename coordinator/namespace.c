@@ -144,7 +144,7 @@ void ms_ns_destroy(ms_coord_t *c, ms_ns_t *ns)
 
 int ms_ns_destroy_if_empty(ms_coord_t *c, ms_ns_t *ns)
 {
-    if (ns->members || ns->waiting || ns->backends)
+    if (ns->members || ns->waiting || ns->faces)
         return 0;
     ms_ns_destroy(c, ns);
     return 1;
@@ -193,7 +193,24 @@ ms_member_t *ms_ns_member(ms_ns_t *ns, const char *id)
 ms_member_t *ms_ns_party(ms_ns_t *ns, const char *id)
 {
     ms_member_t *m = ms_ns_member(ns, id);
-    return m ? m : ms_backend_find(ns, id);
+    return m ? m : ms_ns_face(ns, id);
+}
+
+void ms_ns_face_add(ms_ns_t *ns, ms_member_t *m)
+{
+    HASH_ADD_KEYPTR(hh, ns->faces, m->id, strlen(m->id), m);
+}
+
+void ms_ns_face_remove(ms_ns_t *ns, ms_member_t *m)
+{
+    HASH_DEL(ns->faces, m);
+}
+
+ms_member_t *ms_ns_face(ms_ns_t *ns, const char *id)
+{
+    ms_member_t *m;
+    HASH_FIND_STR(ns->faces, id, m);
+    return m;
 }
 
 /* Free handles form a min-heap so the smallest is reused first (engines index arrays by handle). */
@@ -610,8 +627,8 @@ void ms_ns_policies_reapply(ms_coord_t *c)
 void ms_deliver(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
                 const Meshsig__V1__ServerMessage *msg)
 {
-    if (to->backend) {
-        ms_backend_deliver(c, ns, to, msg);
+    if (to->deliver) {
+        to->deliver(c, ns, to, msg);
         return;
     }
     ms_outbox_deliver(&c->outbox, ns->shard, to->gateway, to->session, to->id, msg, 0);
@@ -636,9 +653,9 @@ void ms_member_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const ch
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    if (to->backend) {
+    if (to->deliver) {
         ms_sm_error_t e;
-        ms_backend_deliver(c, ns, to, ms_sm_error(&e, client_id, code, text));
+        to->deliver(c, ns, to, ms_sm_error(&e, client_id, code, text));
         return;
     }
     ms_outbox_error(&c->outbox, ns->shard, to->gateway, to->session, client_id, code, "%s", text);

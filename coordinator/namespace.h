@@ -23,6 +23,7 @@
 #include "vivaldi.h"
 
 typedef struct ms_coord ms_coord_t;
+struct ms_ns;
 
 /* A peer in a namespace. */
 typedef struct ms_member {
@@ -50,9 +51,12 @@ typedef struct ms_member {
      * the same claim takes the id over, as PeerJS lets its client reconnect. */
     uint8_t claim[16];
     uint8_t claim_len;
-    /* backend.c: set on a backend's peer face, which is in ns->backends, not in
-     * ns->members, and has no topology handle (backend.h). NULL for a peer. */
-    struct ms_backend *backend;
+    /* A peer face (a backend's, backend.h): not in ns->members but in ns->faces,
+     * without a topology handle, and delivered to through `deliver` instead of a
+     * gateway (set by its module, which namespace.c does not call). NULL for a peer. */
+    void (*deliver)(struct ms_coord *c, struct ms_ns *ns, const struct ms_member *to,
+                    const Meshsig__V1__ServerMessage *msg);
+    struct ms_backend *backend; /* backend.c's record of the face */
     UT_hash_handle hh; /* by id */
 } ms_member_t;
 
@@ -78,6 +82,7 @@ typedef struct ms_ns {
     struct ms_stream *streams;                /* stream.c */
     struct ms_edge_health *health;            /* edges.c: reported edge states */
     struct ms_backend *backends;              /* backend.c: attached backends, by instance */
+    ms_member_t *faces; /* their peer faces, uthash by id (ms_ns_face_add; backend.c) */
     UT_hash_handle hh;
 } ms_ns_t;
 
@@ -131,9 +136,14 @@ ms_vivaldi_t *ms_member_viv(ms_member_t *m);
 ms_topo_pos_t ms_member_network_origin(const ms_member_t *m);
 
 ms_member_t *ms_ns_member(ms_ns_t *ns, const char *id);
-/* A member, or else the peer face of a backend attached to ns (backend.h): whoever can send
- * or receive an emit, an ack, a call or its reply under that id. */
+/* A member, or else a peer face (a backend attached to ns, backend.h): whoever can send or
+ * receive an emit, an ack, a call or its reply under that id. */
 ms_member_t *ms_ns_party(ms_ns_t *ns, const char *id);
+/* Peer faces: m (with m->deliver set) joins ns->faces, which keeps ns alive; the caller
+ * owns m and removes it before freeing it. */
+void ms_ns_face_add(ms_ns_t *ns, ms_member_t *m);
+void ms_ns_face_remove(ms_ns_t *ns, ms_member_t *m);
+ms_member_t *ms_ns_face(ms_ns_t *ns, const char *id);
 /* The member holding handle h, or NULL. */
 ms_member_t *ms_ns_by_handle(const ms_ns_t *ns, ms_peer_t h);
 /* A tree namespace keeps handle 0 for its source (tree.h): nobody else gets it. */

@@ -547,9 +547,27 @@ START_TEST(emits_both_ways)
     ck_assert_str_eq(str_at(j, "ack", "ackId", NULL), "p1");
     ck_assert_str_eq(str_at(j, "ack", "from", NULL), "notifier");
     json_decref(j);
+    /* A persistent emit to an absent peer: ok once stored, delivered when it joins. */
+    em.to = "ghost";
+    em.event = "later";
+    em.ack_id = "";
+    em.persistent = 1;
+    cm.msg_case = MESHSIG__V1__CLIENT_MESSAGE__MSG_EMIT;
+    cm.emit = &em; /* a oneof: cm.ack shared its storage */
+    r = be_client(b, "bemit", &cm);
+    ck_assert_msg(resp_ok(r), "persistent emit: %s", resp_error(r));
+    meshsig__backend__v1__response__free_unpacked(r, NULL);
+    wsc_t *g = join_as(cl.gw_port[g1], "bemit", "ghost");
+    j = skip_to(g, "emit");
+    ck_assert_str_eq(str_at(j, "emit", "from", NULL), "notifier");
+    ck_assert_str_eq(str_at(j, "emit", "event", NULL), "later");
+    json_decref(j);
+    wsc_free(g);
+    em.persistent = 0;
     /* A backend that is not attached sends nothing. */
     be_t *x = be_new("stranger");
     cm.msg_case = MESHSIG__V1__CLIENT_MESSAGE__MSG_EMIT;
+    cm.emit = &em;
     em.to = "alice";
     r = be_client(x, "bemit", &cm);
     ck_assert_str_eq(resp_error(r), "NOT_JOINED");
