@@ -38,8 +38,11 @@ void ms_gw_heartbeat(ms_coord_t *c, const Meshsig__Bus__Heartbeat *hb)
     ms_gw_info_t *g = gw_get(c, hb->gateway_id);
     if (!g)
         return;
-    if (g->dead)
-        ms_info("gateway %s is back", g->id);
+    if (g->dead) {
+        int same = g->started_ms && g->started_ms == hb->started_ms;
+        g->returned = same;
+        ms_info("gateway %s is back%s", g->id, same ? "" : " (restarted: its sessions are gone)");
+    }
     g->last_seen_ms = ms_clock_mono_ms();
     g->started_ms = hb->started_ms;
     g->sessions = hb->sessions;
@@ -50,11 +53,16 @@ void ms_gw_heartbeat(ms_coord_t *c, const Meshsig__Bus__Heartbeat *hb)
 }
 
 void ms_gw_sweep(ms_coord_t *c, uint64_t now,
-                 void (*died)(ms_coord_t *c, const char *gateway, uint64_t now_ms))
+                 void (*died)(ms_coord_t *c, const char *gateway, uint64_t now_ms),
+                 void (*back)(ms_coord_t *c, const char *gateway))
 {
     ms_gw_info_t *g, *gtmp;
     HASH_ITER(hh, c->gws.by_id, g, gtmp)
     {
+        if (g->returned && !g->dead) {
+            g->returned = 0;
+            back(c, g->id);
+        }
         if (!g->dead && now - g->last_seen_ms > (uint64_t)c->cfg->gateway_timeout_ms) {
             g->dead = 1;
             died(c, g->id, now);

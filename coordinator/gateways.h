@@ -19,6 +19,9 @@ typedef struct ms_gw_info {
     uint64_t last_seen_ms, started_ms;
     uint32_t sessions;
     int dead;
+    /* Back after it was dead, the same process (same started_ms): its
+     * sessions lived on, and the sweep says so (back) once. */
+    int returned;
     char release[32];     /* its meshsig release, from the heartbeat */
     uint32_t bus_version; /* its bus protocol version (busver.h) */
     uint64_t bus_refused; /* messages it refused from nodes of another bus major */
@@ -33,9 +36,12 @@ void ms_gw_cleanup(ms_coord_t *c);
 void ms_gw_heartbeat(ms_coord_t *c, const Meshsig__Bus__Heartbeat *hb);
 /* A member joined through gateway: known (and timed) from now on, before its first heartbeat. */
 void ms_gw_seen(ms_coord_t *c, const char *gateway);
-/* Marks gateways silent for longer than the timeout dead and calls died for each. */
+/* Marks gateways silent for longer than the timeout dead and calls died for each; calls
+ * back for each that was dead and is heard again from the same process (its sessions are
+ * still there: a NATS link cut, not a restart). */
 void ms_gw_sweep(ms_coord_t *c, uint64_t now_ms,
-                 void (*died)(ms_coord_t *c, const char *gateway, uint64_t now_ms));
+                 void (*died)(ms_coord_t *c, const char *gateway, uint64_t now_ms),
+                 void (*back)(ms_coord_t *c, const char *gateway));
 /* Read-only iteration over the gateways known. */
 #define MS_GW_FOREACH(c, g, tmp) HASH_ITER(hh, (c)->gws.by_id, g, tmp)
 

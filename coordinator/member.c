@@ -613,13 +613,34 @@ static void detach_members_of(ms_coord_t *c, const char *gateway, uint64_t now)
             c->cfg->resume_grace_ms);
 }
 
+/* The gateway was silent but is back, the same process: its peers' sessions
+ * lived on, so those still waiting out their grace (not resumed elsewhere)
+ * are attached again instead of leaving when it runs out. */
+static void reattach_members_of(ms_coord_t *c, const char *gateway)
+{
+    size_t n = 0;
+    ms_ns_t *ns, *ntmp;
+    MS_NS_FOREACH(c, ns, ntmp)
+    {
+        ms_member_t *m, *mtmp;
+        HASH_ITER(hh, ns->members, m, mtmp)
+        if (m->detached_ms && !strcmp(m->gateway, gateway)) {
+            m->detached_ms = 0;
+            c->members.n_detached--;
+            n++;
+        }
+    }
+    if (n)
+        ms_info("gateway %s is back: %zu peers attached again", gateway, n);
+}
+
 void ms_member_liveness(ms_coord_t *c, uint64_t now)
 {
     /* Every 250 ms is plenty for second-scale timeouts. */
     if (now < c->members.next_liveness_ms)
         return;
     c->members.next_liveness_ms = now + 250;
-    ms_gw_sweep(c, now, detach_members_of);
+    ms_gw_sweep(c, now, detach_members_of, reattach_members_of);
     /* Detached peers whose grace ran out leave as usual. */
     if (!c->members.n_detached)
         return;

@@ -211,7 +211,7 @@ class Lab:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         left = [ns for ns in self.namespaces
                 if os.path.exists(f"/run/netns/{ns}")]
-        if ok and not left:
+        if ok and not left and not os.environ.get("MESHSIG_KEEP_LOGS"):
             shutil.rmtree(self.dir, ignore_errors=True)
         else:
             self.dump_logs()

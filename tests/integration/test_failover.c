@@ -60,6 +60,83 @@ static wsc_t *join_token(int gw, const char *ns, const char *peer, char **token)
     return c;
 }
 
+/* Whether the coordinator's /v1/cluster shows gateway id alive (1), dead (0), or not at all (-1).
+ */
+static int gateway_alive(const char *id)
+{
+    char *body = NULL;
+    int st = http_request(cl.admin_port, "GET", "/v1/cluster", cl.admin_token, NULL, &body);
+    ck_assert_int_eq(st, 200);
+    json_t *j = json_loads(body, 0, NULL);
+    free(body);
+    ck_assert_ptr_nonnull(j);
+    int alive = -1;
+    size_t i;
+    json_t *g;
+    json_array_foreach(json_object_get(j, "gateways"), i, g)
+    {
+        if (!strcmp(json_string_value(json_object_get(g, "id")), id))
+            alive = json_is_true(json_object_get(g, "alive"));
+    }
+    json_decref(j);
+    return alive;
+}
+
+/* A gateway silent for longer than --gateway-timeout-ms but the same process
+ * when it is heard again (a NATS link cut and healed, here a SIGSTOP): its
+ * peers were detached to wait for a resume, and are attached again, so they
+ * do not leave when the resume grace runs out. */
+START_TEST(silent_gateway_back_keeps_its_peers)
+{
+    ck_assert_int_eq(wsc_global_init(), 0);
+    char *ta, *tb;
+    wsc_t *a = join_token(g2, "silent", "s-a", &ta);
+    wsc_t *b = join_token(g3, "silent", "s-b", &tb);
+    expect_connect(a, "s-b", 1);
+    expect_connect(b, "s-a", 0);
+    ck_assert_int_eq(kill(cl.gw[g2], SIGSTOP), 0);
+    long long t0 = now_ms();
+    int dead = 0;
+    for (int i = 0; i < 100 && !dead; i++) { /* bounded: 10 s */
+        dead = gateway_alive("gw-2") == 0;
+        if (!dead)
+            wsc_pump(100);
+    }
+    ck_assert_int_eq(kill(cl.gw[g2], SIGCONT), 0);
+    ck_assert_msg(dead, "gw-2 never counted as dead");
+    int back = 0;
+    for (int i = 0; i < 100 && !back; i++) {
+        back = gateway_alive("gw-2") == 1;
+        if (!back)
+            wsc_pump(100);
+    }
+    ck_assert(back);
+    /* Past the grace from the moment it was detached, plus a liveness sweep:
+     * without the reattach, s-a leaves here ("gateway lost"). */
+    while (now_ms() < t0 + GRACE_MS + GW_TIMEOUT_MS + 1000)
+        wsc_pump(100);
+    send_json(a, "{\"id\":\"sig\",\"signal\":{\"to\":\"s-b\",\"payload\":{\"n\":1}}}");
+    json_t *j = NULL;
+    for (int i = 0; i < 10; i++) {
+        j = recv_json(b);
+        if (json_object_get(j, "signal"))
+            break;
+        ck_assert_msg(!json_object_get(j, "peerLeft") &&
+                          !str_at(j, "topology", "disconnect", "peer", NULL)[0],
+                      "s-b was told s-a left: %s", json_dumps(j, JSON_COMPACT));
+        json_decref(j);
+        j = NULL;
+    }
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(str_at(j, "signal", "from", NULL), "s-a");
+    json_decref(j);
+    free(ta);
+    free(tb);
+    wsc_free(a);
+    wsc_free(b);
+}
+END_TEST
+
 START_TEST(gateway_killed_clients_resume)
 {
     ck_assert_int_eq(wsc_global_init(), 0);
@@ -289,6 +366,7 @@ int main(void)
     tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, gateways_answer_resync);
+    tcase_add_test(tc, silent_gateway_back_keeps_its_peers);
     tcase_add_test(tc, gateway_killed_clients_resume);
     tcase_add_test(tc, gateway_metrics_and_drain);
     suite_add_tcase(s, tc);
