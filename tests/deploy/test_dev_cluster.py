@@ -49,11 +49,24 @@ def log(msg):
     print(f"[dev-cluster] {msg}", flush=True)
 
 
+def below_ephemeral():
+    """The first port of the kernel's ephemeral range: ports below it are never
+    given to an outgoing connection or a bind to port 0 (which other tests
+    running at the same time use), so a block picked free there stays free
+    until dev-cluster binds it."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return max(low, 10000 + 10 * PORT_SPAN)
+
+
 def free_base_port():
     """A base port P such that P..P+PORT_SPAN-1 are all free on 127.0.0.1."""
     rng = random.Random(os.getpid() ^ int(time.time()))
     for _ in range(200):
-        base = rng.randrange(20000, 60000 - PORT_SPAN)
+        base = rng.randrange(10000, below_ephemeral() - PORT_SPAN)
         socks = []
         try:
             for p in range(base, base + PORT_SPAN):
