@@ -383,6 +383,14 @@ static pid_t spawn_coordinator(cluster_t *c, const char *id, int admin_port)
                             c->admin_token ? "--admin-token" : "--insecure-dev",
                             (char *)c->admin_token};
     int n = c->admin_token ? 9 : 8;
+    /* A lease the harness's tests do not lose to a starved machine: a renewal
+     * must come back within a third of the TTL, and at the default 1200 ms a
+     * loaded 2-core runner (ASan, parallel tests) misses that now and then;
+     * the shard is then dropped and rebuilt, which is not what those tests
+     * test. Tests about leases and failover times pass their own
+     * --lease-ttl-ms after this one (the last one given counts). */
+    coord_argv[n++] = "--lease-ttl-ms";
+    coord_argv[n++] = "3000";
     for (int k = 0; c->coord_extra && c->coord_extra[k] && n < 31; k++)
         coord_argv[n++] = (char *)c->coord_extra[k];
     coord_argv[n] = NULL;
