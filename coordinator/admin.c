@@ -48,6 +48,29 @@ static char *read_body(struct evhttp_request *r, size_t *len)
     return s;
 }
 
+/* POST /v1/namespaces/{name}/{op}: an operator action (admin_action.c). */
+static void post_action(ms_coord_t *c, struct evhttp_request *r, const char *name, const char *op)
+{
+    size_t len = 0;
+    char *body = read_body(r, &len);
+    if (!body) {
+        reply_error(c, r, 413, "body over 64 KiB");
+        return;
+    }
+    json_error_t jerr;
+    json_t *j = len ? json_loadb(body, len, 0, &jerr) : json_object();
+    free(body);
+    if (!j) {
+        reply_error(c, r, 400, "body is not JSON");
+        return;
+    }
+    json_t *action = ms_admin_action_check(c, r, name, op, j);
+    json_decref(j);
+    if (action)
+        ms_admin_cluster_act(c, r, name, action);
+    json_decref(action);
+}
+
 static void put_policy(ms_coord_t *c, struct evhttp_request *r, const char *name)
 {
     size_t len = 0;
@@ -187,6 +210,9 @@ void ms_admin_handle(ms_coord_t *c, struct evhttp_request *r, enum evhttp_cmd_ty
         goto out;
     }
     if (!authorized(c, r)) {
+        if (method == EVHTTP_REQ_POST) /* an attempted operator action: audited */
+            ms_info("audit: {\"stage\":\"unauthorized\",\"coordinator\":\"%s\"} POST refused",
+                    c->id);
         evhttp_add_header(evhttp_request_get_output_headers(r), "WWW-Authenticate", "Bearer");
         reply_error(c, r, 401, "admin bearer token required");
         goto out;
@@ -212,6 +238,9 @@ void ms_admin_handle(ms_coord_t *c, struct evhttp_request *r, enum evhttp_cmd_ty
                                 ms_policy_to_json(ns ? &ns->policy : ms_policies_for(c, name)));
         } else if (!slash && method == EVHTTP_REQ_GET) {
             ms_admin_cluster_get(c, r, name);
+        } else if (slash && method == EVHTTP_REQ_POST && slash[1] && !strchr(slash + 1, '/')) {
+            *slash = '\0';
+            post_action(c, r, name, slash + 1);
         } else {
             reply_error(c, r, 404, "not found");
         }
@@ -243,8 +272,8 @@ ms_err_t ms_admin_start(ms_coord_t *c)
     struct evhttp *http = c->admin.http = evhttp_new(c->loop.base);
     if (!http)
         return MS_ERR_NOMEM;
-    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_PUT | EVHTTP_REQ_OPTIONS |
-                                         EVHTTP_REQ_HEAD);
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_PUT | EVHTTP_REQ_POST |
+                                         EVHTTP_REQ_OPTIONS | EVHTTP_REQ_HEAD);
     evhttp_set_max_body_size(http, MAX_BODY);
     evhttp_set_gencb(http, on_request, c);
     if (!evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)port)) {

@@ -55,5 +55,25 @@ void ms_admin_cluster_reply_in(ms_coord_t *c, const Meshsig__Bus__AdminReply *ar
 void ms_admin_cluster_tick(ms_coord_t *c, uint64_t mono_ms);
 /* Forgets every waiting request (shutdown): before evhttp_free, which frees them. */
 void ms_admin_cluster_cleanup(ms_coord_t *c);
+/* Carries out a checked action (admin_action.c) on namespace name here if this coordinator
+ * serves it, else asks the owner (AdminQuery ACTION) and answers r later. */
+void ms_admin_cluster_act(ms_coord_t *c, struct evhttp_request *r, const char *name,
+                          const json_t *action);
+
+/* admin_action.c: operator actions (README "Operator actions"). */
+/* POST /v1/namespaces/{name}/{op} with body (borrowed): the checked action (new reference),
+ * audited and its ban recorded; NULL when refused (r is answered 400 then). */
+json_t *ms_admin_action_check(ms_coord_t *c, struct evhttp_request *r, const char *name,
+                              const char *op, const json_t *body);
+/* Records the ban a checked action carries, if any (every coordinator does). */
+void ms_admin_action_ban(ms_coord_t *c, const char *name, const json_t *action);
+/* Carries out a checked action on this coordinator's namespace name; the answer is
+ * {"status": <HTTP code>, ...} (new reference, NULL when out of memory). */
+json_t *ms_admin_action_run(ms_coord_t *c, const char *name, const json_t *action);
+/* The answer when the namespace exists nowhere. */
+json_t *ms_admin_action_absent(const json_t *action);
+/* One audit line for action at stage ("carried out", ...) with the HTTP status. */
+void ms_admin_action_audit(ms_coord_t *c, const char *name, const json_t *action, const char *stage,
+                           int status);
 
 #endif

@@ -34,6 +34,7 @@ struct ms_admin_pending {
     struct evhttp_request *req; /* owned by evhttp until answered (see the file comment) */
     struct evhttp_connection *evcon;
     char *ns;             /* NULL: the list */
+    char *action;         /* an operator action (admin_action.c) as JSON text, or NULL */
     char *owner;          /* NAMESPACE: the shard's owner by heartbeats; its "no" is final */
     json_t *replied;      /* coordinator id -> true, this one included */
     json_t *merged;       /* list: namespace name -> entry */
@@ -62,6 +63,7 @@ static void pending_free(ms_admin_pending_t *p)
     json_decref(p->replied);
     json_decref(p->merged);
     free(p->ns);
+    free(p->action);
     free(p->owner);
     free(p);
 }
@@ -96,7 +98,18 @@ static void finish(ms_coord_t *c, ms_admin_pending_t *p, json_t *found, int sure
     if (p->ns) {
         json_t *body = found;
         int code = 200;
-        if (!body && !sure && miss) {
+        if (!body && p->action && (sure || !miss)) {
+            /* No coordinator serves it: it exists nowhere. */
+            json_t *a = json_loads(p->action, 0, NULL);
+            body = a ? ms_admin_action_absent(a) : NULL;
+            json_decref(a);
+        }
+        json_t *status = json_object_get(body, "status");
+        if (json_is_integer(status)) {
+            /* An action's answer carries its HTTP code. */
+            code = (int)json_integer_value(status);
+            json_object_del(body, "status");
+        } else if (!body && !sure && miss) {
             /* Not authoritative: a coordinator that may serve it did not answer. */
             code = 504;
             body = json_pack("{s:s, s:O}", "error", "some coordinators did not answer in time",
@@ -161,8 +174,10 @@ static json_t *local_view(ms_coord_t *c, const char *name)
 static ms_err_t publish_query(ms_coord_t *c, const ms_admin_pending_t *p)
 {
     Meshsig__Bus__AdminQuery q = MESHSIG__BUS__ADMIN_QUERY__INIT;
-    q.kind =
-        p->ns ? MESHSIG__BUS__ADMIN_QUERY__KIND__NAMESPACE : MESHSIG__BUS__ADMIN_QUERY__KIND__LIST;
+    q.kind = p->action ? MESHSIG__BUS__ADMIN_QUERY__KIND__ACTION
+             : p->ns   ? MESHSIG__BUS__ADMIN_QUERY__KIND__NAMESPACE
+                       : MESHSIG__BUS__ADMIN_QUERY__KIND__LIST;
+    q.action_json = p->action ? p->action : (char *)"";
     q.namespace_ = p->ns ? p->ns : (char *)"";
     q.reply_to = c->admin.reply_subject;
     q.query_id = p->id;
@@ -241,15 +256,104 @@ fail:
                         json_pack("{s:s}", "error", "cannot ask the other coordinators"));
 }
 
+/* Whether this coordinator serves namespace name (has it, or owns its shard by heartbeats). */
+static int serves(ms_coord_t *c, const char *name)
+{
+    const char *owner = ms_cluster_owner(c, ms_bus_shard_of(name, (uint32_t)c->cfg->shards));
+    return ms_ns_find(c, name) || (owner && !strcmp(owner, c->id));
+}
+
+/* An operator action from another coordinator: keep its ban; carry it out if ours. */
+static json_t *action_in(ms_coord_t *c, const Meshsig__Bus__AdminQuery *q)
+{
+    json_t *a = json_loads(q->action_json, 0, NULL);
+    if (!json_is_object(a)) {
+        json_decref(a);
+        return NULL;
+    }
+    ms_admin_action_ban(c, q->namespace_, a);
+    json_t *res = NULL;
+    /* "ban": only the ban of an action its owner carried out itself (see ms_admin_cluster_act). */
+    const char *op = json_string_value(json_object_get(a, "op"));
+    if (op && strcmp(op, "ban") && serves(c, q->namespace_)) {
+        res = ms_admin_action_run(c, q->namespace_, a);
+        ms_admin_action_audit(c, q->namespace_, a, "carried out",
+                              (int)json_integer_value(json_object_get(res, "status")));
+    }
+    json_decref(a);
+    return res;
+}
+
+/* Every coordinator keeps every ban (ban.h): the ban of an action carried out here goes to the
+ * others as op "ban", which they only record; their answers match no query and are dropped. */
+static void tell_ban(ms_coord_t *c, const char *name, const json_t *action)
+{
+    json_t *a = json_deep_copy(action);
+    ms_admin_pending_t p = {.id = ++c->admin.next_query, .ns = (char *)name};
+    if (a && !json_object_set_new(a, "op", json_string("ban")) &&
+        (p.action = json_dumps(a, JSON_COMPACT)) && publish_query(c, &p) == MS_OK) {
+        free(p.action);
+        json_decref(a);
+        return;
+    }
+    free(p.action);
+    json_decref(a);
+    ms_warn("the ban of %s in %s was not sent to the other coordinators",
+            json_string_value(json_object_get(action, "peer")), name);
+}
+
+void ms_admin_cluster_act(ms_coord_t *c, struct evhttp_request *r, const char *name,
+                          const json_t *action)
+{
+    if (serves(c, name) || !ms_cluster_has_live_peer(c)) {
+        if (json_integer_value(json_object_get(action, "banS")) > 0 && ms_cluster_has_live_peer(c))
+            tell_ban(c, name, action);
+        json_t *res = ms_admin_action_run(c, name, action);
+        int code = (int)json_integer_value(json_object_get(res, "status"));
+        ms_admin_action_audit(c, name, action, "carried out", code);
+        json_object_del(res, "status");
+        ms_admin_reply_json(c, r, res ? code : 500,
+                            res ? res : json_pack("{s:s}", "error", "out of memory"));
+        return;
+    }
+    if (HASH_COUNT(c->admin.pending) >= ADMIN_MAX_PENDING) {
+        ms_admin_reply_json(c, r, 503,
+                            json_pack("{s:s}", "error", "too many admin requests waiting"));
+        return;
+    }
+    const char *owner = ms_cluster_owner(c, ms_bus_shard_of(name, (uint32_t)c->cfg->shards));
+    ms_admin_pending_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        goto fail;
+    p->c = c;
+    p->req = r;
+    p->id = ++c->admin.next_query;
+    p->deadline_ms = ms_clock_mono_ms() + ADMIN_DEADLINE_MS;
+    if (!(p->replied = json_object()) || json_object_set_new(p->replied, c->id, json_true()) ||
+        !(p->ns = strdup(name)) || (owner && !(p->owner = strdup(owner))) ||
+        !(p->action = json_dumps(action, JSON_COMPACT)) || publish_query(c, p) != MS_OK)
+        goto fail;
+    p->evcon = evhttp_request_get_connection(r);
+    if (p->evcon)
+        evhttp_connection_set_closecb(p->evcon, on_close, p);
+    HASH_ADD(hh, c->admin.pending, id, sizeof(p->id), p);
+    return;
+fail:
+    pending_free(p);
+    ms_admin_reply_json(c, r, 503,
+                        json_pack("{s:s}", "error", "cannot ask the other coordinators"));
+}
+
 void ms_admin_cluster_query_in(ms_coord_t *c, const Meshsig__Bus__AdminQuery *q)
 {
     /* Its own query: the asker put its local view in already. */
     if (!*q->reply_to || !strcmp(q->reply_to, c->admin.reply_subject))
         return;
-    int detail = q->kind == MESHSIG__BUS__ADMIN_QUERY__KIND__NAMESPACE;
+    int action = q->kind == MESHSIG__BUS__ADMIN_QUERY__KIND__ACTION;
+    int detail = q->kind == MESHSIG__BUS__ADMIN_QUERY__KIND__NAMESPACE || action;
     if (detail && !*q->namespace_)
         return;
-    json_t *view = local_view(c, detail ? q->namespace_ : NULL);
+    json_t *view = action ? action_in(c, q) : local_view(c, detail ? q->namespace_ : NULL);
     char *text = view ? json_dumps(view, JSON_COMPACT) : NULL;
     json_decref(view);
     if (view && !text) {

@@ -18,7 +18,7 @@ static void add_common_headers(ms_coord_t *c, struct evhttp_request *r, const ch
     if (c->cfg->admin_cors && *c->cfg->admin_cors) {
         evhttp_add_header(h, "Access-Control-Allow-Origin", c->cfg->admin_cors);
         evhttp_add_header(h, "Access-Control-Allow-Headers", "Authorization, Content-Type");
-        evhttp_add_header(h, "Access-Control-Allow-Methods", "GET, PUT, OPTIONS");
+        evhttp_add_header(h, "Access-Control-Allow-Methods", "GET, PUT, POST, OPTIONS");
     }
 }
 

@@ -40,6 +40,7 @@ void ms_coord_core_cleanup(ms_coord_t *c)
 {
     ms_ns_reg_cleanup(c);
     ms_hold_cleanup(&c->hold);
+    ms_bans_cleanup(&c->bans);
     ms_policies_cleanup(c);
     ms_cluster_cleanup(c);
     ms_gw_cleanup(c);

@@ -4,7 +4,8 @@
  *
  * Modules, each above the ones it calls (no cycles):
  *   coordinator.c   loop, subscriptions, dispatch by subject (subject.h)
- *   admin.c         HTTP routes, /metrics  -> admin_cluster.c -> admin_view.c
+ *   admin.c         HTTP routes, /metrics  -> admin_cluster.c -> admin_action.c (operator
+ *                   actions, -> member.c, topic.c, ban.c), admin_view.c
  *   cluster.c       coordinators, shard leases (lease.c)  -> resync.c
  *   shard.c         a shard's requests     -> member.c, messaging.c
  *   messaging.c     routes to emit.c room.c service.c topic.c stream.c (-> pending.c)
@@ -25,6 +26,7 @@
 
 #include "admin.h"
 #include "backend.h"
+#include "ban.h"
 #include "bus.h"
 #include "busver.h"
 #include "cluster.h"
@@ -79,6 +81,7 @@ struct ms_coord {
     ms_admin_t admin;           /* admin.c, admin_cluster.c */
     ms_hold_t hold;             /* hold.c */
     ms_backends_t backends;     /* backend.c */
+    ms_bans_t bans;             /* ban.c: written by admin_action.c, read by member.c */
 };
 
 /* The state every module needs, without a loop, NATS or HTTP: what unit tests

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "codec.h"
 #include "intern.h"
 #include "internal.h"
@@ -400,6 +401,14 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
                         "peer id must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -");
         goto done;
     }
+    const char *ban_why = NULL;
+    long banned_s = ms_ban_left(&c->bans, ns->name, id, ms_clock_mono_ms(), &ban_why);
+    if (banned_s > 0) {
+        ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, cid, ERR(BANNED),
+                        "peer id %s is banned from %s for %ld more seconds%s%s", id, ns->name,
+                        banned_s, *ban_why ? ": " : "", ban_why);
+        goto done;
+    }
     if (hello && hello->policy && !hello_policy(c, ns, req, cid))
         goto done;
     int as_source = hello && hello->role == MESHSIG__V1__JOIN_ROLE__SOURCE;
@@ -578,6 +587,44 @@ void ms_member_leave(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *rea
     ms_member_free(m);
     admit_waiting(c, ns);
     ms_ns_destroy_if_empty(c, ns);
+}
+
+/* WebSocket close codes of the operator actions (README "Operator actions"). */
+#define CLOSE_KICKED 4002
+#define CLOSE_NS_CLOSED 4003
+
+void ms_member_kick(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *reason)
+{
+    ms_sm_error_t e;
+    if (!m->detached_ms)
+        ms_outbox_deliver(&c->outbox, ns->shard, m->gateway, m->session, m->id,
+                          ms_sm_error(&e, NULL, ERR(KICKED), reason), CLOSE_KICKED);
+    ms_member_leave(c, ns, m, "kicked");
+}
+
+size_t ms_member_close_ns(ms_coord_t *c, ms_ns_t *ns, const char *reason)
+{
+    size_t n = 0;
+    ms_sm_error_t e;
+    ms_member_t *m, *tmp;
+    HASH_ITER(hh, ns->members, m, tmp)
+    {
+        if (m->detached_ms)
+            c->members.n_detached--;
+        else
+            ms_outbox_deliver(&c->outbox, ns->shard, m->gateway, m->session, m->id,
+                              ms_sm_error(&e, NULL, ERR(NAMESPACE_CLOSED), reason),
+                              CLOSE_NS_CLOSED);
+        n++;
+    }
+    for (ms_waiter_t *w = ns->waiting; w; w = w->next, n++)
+        ms_outbox_deliver(&c->outbox, ns->shard, w->gateway, w->session, NULL,
+                          ms_sm_error(&e, w->client_id, ERR(NAMESPACE_CLOSED), reason),
+                          CLOSE_NS_CLOSED);
+    /* Everyone goes at once: no repair events among peers that are all leaving. */
+    c->members.n_leaves += HASH_COUNT(ns->members);
+    ms_ns_destroy(c, ns);
+    return n;
 }
 
 void ms_member_leave_request(ms_coord_t *c, const Meshsig__Bus__ShardRequest *req)

@@ -23,6 +23,12 @@ void ms_member_leave_request(ms_coord_t *c, const Meshsig__Bus__ShardRequest *re
 /* Removes m from ns: repair events to the others, peerLeft to its former neighbours; frees m,
  * admits a waiting join, and destroys ns when it empties. */
 void ms_member_leave(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *reason);
+/* An operator removes m: its session is told KICKED with reason and closed (4002), then it
+ * leaves as above (its neighbours see peerLeft "kicked"). */
+void ms_member_kick(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *reason);
+/* An operator closes ns: every member and waiting join is told NAMESPACE_CLOSED with reason
+ * and closed (4003), and ns is destroyed. Returns how many were told. */
+size_t ms_member_close_ns(ms_coord_t *c, ms_ns_t *ns, const char *reason);
 /* Detaches the peers of gateways gone silent; peers whose grace ran out leave. */
 void ms_member_liveness(ms_coord_t *c, uint64_t now_ms);
 /* The namespace's waiting line (ns->waiting). */

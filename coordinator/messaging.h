@@ -68,6 +68,12 @@ int ms_topic_pattern_ok(const char *pattern);
 ms_err_t ms_topic_subscribe(ms_ns_t *ns, ms_member_t *m, const char *pattern);
 void ms_topic_unsubscribe(ms_ns_t *ns, const ms_member_t *m, const char *pattern);
 
+/* topic.c: whether topic is a topic one may publish on (dot-separated tokens, no wildcards). */
+int ms_topic_name_ok(const char *topic);
+/* topic.c: delivers data (borrowed) on topic to every subscriber of ns once, from `from` (a
+ * peer id; "" or NULL: the server, e.g. an operator). Returns the number of subscribers. */
+size_t ms_topic_publish(ms_coord_t *c, ms_ns_t *ns, const char *from, const char *topic,
+                        Meshsig__V1__Value *data);
 /* room.c: how many members room `name` has (0 when there is no such room). */
 size_t ms_room_size(const ms_ns_t *ns, const char *name);
 

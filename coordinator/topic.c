@@ -114,6 +114,43 @@ void ms_topic_unsubscribe(ms_ns_t *ns, const ms_member_t *m, const char *pattern
     }
 }
 
+int ms_topic_name_ok(const char *topic)
+{
+    return pattern_valid(topic, 0);
+}
+
+size_t ms_topic_publish(ms_coord_t *c, ms_ns_t *ns, const char *from, const char *topic,
+                        Meshsig__V1__Value *data)
+{
+    Meshsig__V1__TopicPublish out = MESHSIG__V1__TOPIC_PUBLISH__INIT;
+    out.topic = (char *)topic;
+    out.data = data;
+    out.from = (char *)(from ? from : "");
+    Meshsig__V1__Topic to = MESHSIG__V1__TOPIC__INIT;
+    to.op_case = MESHSIG__V1__TOPIC__OP_PUBLISH;
+    to.publish = &out;
+    Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+    sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_TOPIC;
+    sm.topic = &to;
+    /* One delivery per subscriber even when several of its patterns match. */
+    const struct ms_topics *t_ = ns->topics;
+    size_t n = 0;
+    for (size_t i = 0; t_ && i < t_->n; i++) {
+        if (!pattern_match(t_->subs[i].pattern, topic))
+            continue;
+        int dup = 0;
+        for (size_t k = 0; k < i && !dup; k++)
+            dup = t_->subs[k].member == t_->subs[i].member &&
+                  pattern_match(t_->subs[k].pattern, topic);
+        if (!dup) {
+            ms_deliver(c, ns, t_->subs[i].member, &sm);
+            n++;
+        }
+    }
+    c->msg.n_publishes++;
+    return n;
+}
+
 void ms_topic_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
                      Meshsig__V1__Topic *t)
 {
@@ -166,27 +203,7 @@ void ms_topic_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *
                             "bad topic: 1 to 256 bytes of dot-separated tokens, no wildcards");
             return;
         }
-        Meshsig__V1__TopicPublish out = *t->publish;
-        out.from = from->id;
-        Meshsig__V1__Topic to = MESHSIG__V1__TOPIC__INIT;
-        to.op_case = MESHSIG__V1__TOPIC__OP_PUBLISH;
-        to.publish = &out;
-        Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
-        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_TOPIC;
-        sm.topic = &to;
-        /* One delivery per subscriber even when several of its patterns match. */
-        const struct ms_topics *t_ = ns->topics;
-        for (size_t i = 0; t_ && i < t_->n; i++) {
-            if (!pattern_match(t_->subs[i].pattern, t->publish->topic))
-                continue;
-            int dup = 0;
-            for (size_t k = 0; k < i && !dup; k++)
-                dup = t_->subs[k].member == t_->subs[i].member &&
-                      pattern_match(t_->subs[k].pattern, t->publish->topic);
-            if (!dup)
-                ms_deliver(c, ns, t_->subs[i].member, &sm);
-        }
-        c->msg.n_publishes++;
+        ms_topic_publish(c, ns, from->id, t->publish->topic, t->publish->data);
         ms_send_ok(c, ns, from, cid);
         return;
     }

@@ -53,12 +53,15 @@ export const ERROR_CODES = Object.freeze([
   'NOT_JOINED', 'ALREADY_JOINED', 'ID_TAKEN', 'PEER_NOT_FOUND', 'NOT_NEIGHBOUR',
   'NAMESPACE_FULL', 'RATE_LIMITED', 'TOO_LARGE', 'ACK_TIMEOUT', 'TIMEOUT', 'PEER_LEFT',
   'SERVICE_UNAVAILABLE', 'REPLACED', 'STREAM_NOT_FOUND', 'NO_CREDIT', 'UNAVAILABLE',
-  'RESUME_FAILED', 'INTERNAL',
+  'RESUME_FAILED', 'INTERNAL', 'SOURCE_TAKEN', 'KICKED', 'BANNED', 'NAMESPACE_CLOSED',
 ]);
 
 // A hello answered with one of these will not succeed by retrying the same hello.
 const FATAL_HELLO_CODES = new Set(['UNAUTHORIZED', 'FORBIDDEN', 'ID_TAKEN', 'BAD_REQUEST',
-  'ALREADY_JOINED', 'REPLACED']);
+  'ALREADY_JOINED', 'REPLACED', 'BANNED', 'NAMESPACE_CLOSED']);
+// The server ended this session for good (another session took the id, an operator removed
+// the peer or closed the namespace): reconnecting would not be wanted.
+const FATAL_SESSION_CODES = new Set(['REPLACED', 'KICKED', 'NAMESPACE_CLOSED']);
 
 /** A failed request or a protocol error. `code` is an ErrorCode name or a client-side code. */
 export class MeshsigError extends Error {
@@ -1532,7 +1535,7 @@ export class Client extends Emitter {
       case 'error': {
         const err = new MeshsigError(body.code || 'CODE_UNSPECIFIED', body.message || '',
           msg.id ? { id: msg.id } : {});
-        if (err.code === 'REPLACED') { this.#fail(err); return; }
+        if (FATAL_SESSION_CODES.has(err.code)) { this.#fail(err); return; }
         // A late signal to a peer this client was already told to drop is
         // expected under churn (the server says so rather than drop it): not an error.
         if (typeof msg.id === 'string' && msg.id.startsWith('s:') &&
