@@ -113,10 +113,12 @@ def auth_conf_roles():
         body = m.group(2)
         lists = {}
         for kind in ("publish", "subscribe"):
-            b = re.search(kind + r"\s*=\s*\{\s*allow\s*=\s*\[(.*?)\]", body, re.S)
-            lists[kind] = sorted(re.findall(r'"([^"]+)"', b.group(1))) if b else None
-        roles[m.group(1).lower()] = (lists["publish"], lists["subscribe"],
-                                     "allow_responses = true" in body)
+            b = re.search(kind + r"\s*=\s*\{(.*?)\n  \}", body, re.S)
+            blk = b.group(1) if b else ""
+            for verb in ("allow", "deny"):
+                v = re.search(verb + r"\s*=\s*\[(.*?)\]", blk, re.S)
+                lists[kind + "." + verb] = sorted(re.findall(r'"([^"]+)"', v.group(1))) if v else []
+        roles[m.group(1).lower()] = (lists, "allow_responses = true" in body)
     return roles
 
 
@@ -127,12 +129,11 @@ def check_nats_users(nv, secret_keys):
     by_name = {u.get("user"): u for u in users}
     check(set(by_name) == set(roles), f"NATS chart users are auth.conf's: {sorted(by_name)}")
     env = dig(nv, "container", "env", default={}) or {}
-    for role, (pub, sub, resp) in roles.items():
+    for role, (lists, resp) in roles.items():
         u = by_name.get(role, {})
         perm = u.get("permissions", {})
-        check(sorted(dig(perm, "publish", "allow", default=[]) or []) == pub
-              and sorted(dig(perm, "subscribe", "allow", default=[]) or []) == sub
-              and bool(perm.get("allow_responses")) == resp,
+        same = all(sorted(dig(perm, *k.split("."), default=[]) or []) == v for k, v in lists.items())
+        check(same and lists["publish.allow"] and bool(perm.get("allow_responses")) == resp,
               f"NATS chart user {role} has auth.conf's permissions")
         var = f"MESHSIG_NATS_{role.upper()}_PASSWORD"
         check(u.get("password") == f"<< ${var} >>", f"{role}'s password comes from ${var}")

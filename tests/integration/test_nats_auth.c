@@ -203,14 +203,20 @@ START_TEST(backend_cannot_impersonate)
     why = wait_refused(&s, 4);
     ck_assert_msg(strstr(why, "$JS.API"), "%s", why);
     jsCtx_Destroy(js);
+    /* What coordinators send to backends: not from a backend. */
+    ck_assert_int_eq(natsConnection_PublishString(nc, "meshsig.backend.v1.owner", "forged"),
+                     NATS_OK);
+    natsConnection_FlushTimeout(nc, 2000);
+    why = wait_refused(&s, 5);
+    ck_assert_msg(strstr(why, "meshsig.backend.v1.owner"), "%s", why);
     /* Listening to gateways' deliveries: refused as well. */
     ck_assert_int_eq(natsConnection_SubscribeSync(&sub, nc, "meshsig.gw.>"), NATS_OK);
     natsConnection_FlushTimeout(nc, 2000);
-    why = wait_refused(&s, 5);
+    why = wait_refused(&s, 6);
     ck_assert_msg(strstr(why, "Subscription") && strstr(why, "meshsig.gw.>"), "%s", why);
     natsSubscription_Destroy(sub);
     /* The server logged each refusal, and the cluster still owns its shards. */
-    ck_assert_int_ge(nats_log_count("Violation"), 5);
+    ck_assert_int_ge(nats_log_count("Violation"), 6);
     ck_assert_int_eq(http_request(cl.admin_port, "GET", "/readyz", NULL, NULL, NULL), 200);
     natsConnection_Destroy(nc);
 }
