@@ -103,8 +103,6 @@ struct ms_gw_direct {
     held_t *rx_held, *rx_held_tail;
     size_t n_rx_held;
     dest_t *dests, *dirty;
-    uint8_t *scratch;
-    size_t scratch_cap;
 };
 
 /* ---- records ---------------------------------------------------------------- */
@@ -204,16 +202,16 @@ fail:
     return NULL;
 }
 
-/* Appends one packed DirectSignal (field 6 of GatewayBatch) to to_gw's batch. */
-static int append_packed(ms_gateway_t *gw, const char *to_gw, const uint8_t *data, size_t len)
+/* Appends one DirectSignal (field 6 of GatewayBatch), packed straight into to_gw's batch. */
+static int append(ms_gateway_t *gw, const char *to_gw, const Meshsig__Bus__DirectSignal *ds)
 {
+    size_t len = meshsig__bus__direct_signal__get_packed_size(ds);
     dest_t *t = dest_get(gw, to_gw);
     if (!t || reserve(&t->buf, &t->cap, t->len + len + 11))
         return -1;
     t->buf[t->len++] = (6 << 3) | 2;
     t->len += put_varint(t->buf + t->len, len);
-    memcpy(t->buf + t->len, data, len);
-    t->len += len;
+    t->len += meshsig__bus__direct_signal__pack(ds, t->buf + t->len);
     t->n++;
     if (!t->dirty) {
         t->dirty = 1;
@@ -221,16 +219,6 @@ static int append_packed(ms_gateway_t *gw, const char *to_gw, const uint8_t *dat
         gw->direct->dirty = t;
     }
     return 0;
-}
-
-static int append(ms_gateway_t *gw, const char *to_gw, const Meshsig__Bus__DirectSignal *ds)
-{
-    ms_gw_direct_t *d = gw->direct;
-    size_t len = meshsig__bus__direct_signal__get_packed_size(ds);
-    if (reserve(&d->scratch, &d->scratch_cap, len ? len : 1))
-        return -1;
-    meshsig__bus__direct_signal__pack(ds, d->scratch);
-    return append_packed(gw, to_gw, d->scratch, len);
 }
 
 void ms_gw_direct_flush(ms_gateway_t *gw)
@@ -724,8 +712,7 @@ static void on_open(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__D
     edge_release(gw, e, 0);
 }
 
-static void receive_one(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__DirectSignal *ds,
-                        const uint8_t *packed, size_t len)
+static void receive_one(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__DirectSignal *ds)
 {
     ms_gw_direct_t *d = gw->direct;
     if (ds->kind == MESHSIG__BUS__DIRECT_SIGNAL__KIND__OPEN) {
@@ -757,6 +744,8 @@ static void receive_one(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bu
      * announcement to catch up, in order. */
     if (!p)
         p = pair_get(d, from_gw, ds, 1);
+    /* Packed again only here: most signals are delivered above. */
+    size_t len = meshsig__bus__direct_signal__get_packed_size(ds);
     held_t *h = p && d->n_rx_held < MAX_HELD ? calloc(1, sizeof(*h) + len) : NULL;
     if (h && !(h->from_gw = strdup(from_gw))) {
         free(h);
@@ -768,8 +757,7 @@ static void receive_one(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bu
         to_owner(gw, from_gw, ds);
         return;
     }
-    memcpy(h->data, packed, len);
-    h->len = len;
+    h->len = meshsig__bus__direct_signal__pack(ds, h->data);
     h->pair = p;
     h->until_us = ms_clock_mono_us() + HOLD_US;
     if (d->rx_held_tail)
@@ -784,17 +772,8 @@ static void receive_one(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bu
 
 void ms_gw_direct_receive(ms_gateway_t *gw, const Meshsig__Bus__GatewayBatch *b)
 {
-    ms_gw_direct_t *d = gw->direct;
-    for (size_t i = 0; i < b->n_direct; i++) {
-        const Meshsig__Bus__DirectSignal *ds = b->direct[i];
-        size_t len = meshsig__bus__direct_signal__get_packed_size(ds);
-        if (reserve(&d->scratch, &d->scratch_cap, len ? len : 1)) {
-            to_owner(gw, b->gateway_id, ds);
-            continue;
-        }
-        meshsig__bus__direct_signal__pack(ds, d->scratch);
-        receive_one(gw, b->gateway_id, ds, d->scratch, len);
-    }
+    for (size_t i = 0; i < b->n_direct; i++)
+        receive_one(gw, b->gateway_id, b->direct[i]);
 }
 
 /* Held signals, oldest first: delivered once vouched for, forwarded to the
@@ -902,7 +881,6 @@ void ms_gw_direct_cleanup(ms_gateway_t *gw)
         free(t->buf);
         free(t);
     }
-    free(d->scratch);
     free(d);
     gw->direct = NULL;
 }
