@@ -265,8 +265,9 @@ void ms_gw_destroy(ms_gateway_t *gw)
         lws_context_destroy(gw->ctx);
         gw->ctx = NULL;
     }
-    ms_gw_direct_flush(gw);      /* signals the closed sessions handed to the owner */
-    ms_bus_destroy(gw->bus);     /* writes what is buffered first; its watchers are on the loop */
+    ms_gw_direct_flush(gw);  /* signals the closed sessions handed to the owner */
+    ms_bus_destroy(gw->bus); /* writes what is buffered first; its watchers are on the loop */
+    ms_pbarena_cleanup(&gw->batch_arena);
     ms_evloop_destroy(gw->loop); /* after the context: lws stops its watchers on it */
     ms_wsguard_cleanup();
     ms_mailbox_destroy(gw->inbox);

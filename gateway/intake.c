@@ -17,6 +17,7 @@
 #include "log.h"
 #include "resume.h"
 #include "pblimit.h"
+#include "pbarena.h"
 
 static uint32_t clamp_u32(long v)
 {
@@ -154,13 +155,26 @@ static void on_bus_msg(natsMsg *msg, void *ud)
         return;
     }
     char why[96];
-    Meshsig__Bus__GatewayBatch *b = (Meshsig__Bus__GatewayBatch *)ms_pblimit_unpack(
-        &meshsig__bus__gateway_batch__descriptor, (const uint8_t *)natsMsg_GetData(msg),
-        (size_t)natsMsg_GetDataLength(msg), &ms_pblimit_bus, why, sizeof(why));
-    if (!b) {
+    const uint8_t *data = (const uint8_t *)natsMsg_GetData(msg);
+    size_t len = (size_t)natsMsg_GetDataLength(msg);
+    if (ms_pblimit_check(&meshsig__bus__gateway_batch__descriptor, data, len, &ms_pblimit_bus, why,
+                         sizeof(why)) != MS_OK) {
         ms_warn("undecodable batch on %s: %s", natsMsg_GetSubject(msg), why);
         return;
     }
+    /* Unpacked into the arena: no malloc/free per field of every signal.
+     * Nothing keeps a pointer into the batch past this call. */
+    ms_pbarena_t *arena = gw->batch_arena.in_use ? NULL : &gw->batch_arena;
+    Meshsig__Bus__GatewayBatch *b =
+        meshsig__bus__gateway_batch__unpack(arena ? &arena->alloc : NULL, len, data);
+    if (!b) {
+        ms_warn("undecodable batch on %s: not a GatewayBatch", natsMsg_GetSubject(msg));
+        if (arena)
+            ms_pbarena_reset(arena);
+        return;
+    }
+    if (arena)
+        arena->in_use = 1;
     if (*b->gateway_id) {
         /* From another gateway: signals of neighbours (direct.c vouches). */
         ms_gw_direct_receive(gw, b);
@@ -179,7 +193,12 @@ static void on_bus_msg(natsMsg *msg, void *ud)
     /* Signals from other gateways held for an announcement this may have brought. */
     ms_gw_direct_recheck(gw, ms_clock_mono_us());
 out:
-    meshsig__bus__gateway_batch__free_unpacked(b, NULL);
+    if (arena) {
+        arena->in_use = 0;
+        ms_pbarena_reset(arena);
+    } else {
+        meshsig__bus__gateway_batch__free_unpacked(b, NULL);
+    }
 }
 
 static void wake(void *ud)
@@ -191,6 +210,8 @@ static void wake(void *ud)
 ms_err_t ms_gw_intake_start(ms_gateway_t *gw)
 {
     ms_err_t err;
+    /* Up to 4 MiB kept for batches; bigger ones spill to malloc. */
+    ms_pbarena_init(&gw->batch_arena, 4u << 20);
     ms_subject(gw->resync_subject, sizeof(gw->resync_subject), gw->cfg->prefix, MS_SUBJ_GW_RESYNC,
                NULL);
     /* On libev, the NATS socket is one more watcher of the service thread's

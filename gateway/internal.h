@@ -35,6 +35,7 @@
 #include "bus.pb-c.h"
 #include "client.pb-c.h"
 #include "evloop.h"
+#include "pbarena.h"
 #include "gateway.h"
 #include "ratelimit.h"
 #include "ice.h"
@@ -77,8 +78,9 @@ struct ms_gateway {
     char resync_subject[160];
     ms_bus_t *bus;
     ms_mailbox_t *inbox;
-    uint64_t *epochs;   /* highest epoch seen per shard: older batches are fenced off */
-    ms_busver_t busver; /* coordinators of another bus major, refused */
+    uint64_t *epochs;         /* highest epoch seen per shard: older batches are fenced off */
+    ms_busver_t busver;       /* coordinators of another bus major, refused */
+    ms_pbarena_t batch_arena; /* what one unpacked GatewayBatch allocates */
 
     /* hello.c */
     ms_auth_t *auth;
