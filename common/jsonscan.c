@@ -2,6 +2,9 @@
 /* An allocation-free check of JSON text (RFC 8259), conservative where jansson is strict. */
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "jsonscan.h"
 
@@ -100,6 +103,35 @@ static int needs_look(uint64_t x)
     return ((x | ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b)) & high) != 0;
 }
 
+/* Past the bytes inside a string that need no look: the first one that may
+ * ('"', '\\', a control character, a byte >= 0x80), or a point less than
+ * eight bytes before end. Signal payloads (SDP) are long runs of such bytes. */
+static const char *skip_plain(const char *p, const char *end)
+{
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
+                  space = _mm_set1_epi8(0x20);
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+        /* Signed compare: bytes >= 0x80 are negative, so "below 0x20" too. */
+        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+                                 _mm_cmplt_epi8(v, space));
+        unsigned bits = (unsigned)_mm_movemask_epi8(m);
+        if (bits)
+            return p + __builtin_ctz(bits);
+        p += 16;
+    }
+#endif
+    while (end - p >= 8) {
+        uint64_t x;
+        memcpy(&x, p, 8);
+        if (needs_look(x))
+            break;
+        p += 8;
+    }
+    return p;
+}
+
 const char *ms_json_scan_string(const char *p, const char *end, const char **s, size_t *len,
                                 int *escaped)
 {
@@ -108,14 +140,7 @@ const char *ms_json_scan_string(const char *p, const char *end, const char **s, 
     const char *start = ++p;
     int esc = 0;
     while (p < end) {
-        /* Plain ASCII, eight bytes at a time (signal payloads are mostly that). */
-        while (end - p >= 8) {
-            uint64_t x;
-            memcpy(&x, p, 8);
-            if (needs_look(x))
-                break;
-            p += 8;
-        }
+        p = skip_plain(p, end);
         if (p >= end)
             break;
         unsigned char c = (unsigned char)*p;

@@ -238,6 +238,44 @@ START_TEST(random_documents_agree)
 }
 END_TEST
 
+/* Strings are scanned 16 and 8 bytes at a time: every byte that needs a look
+ * (quote, backslash, control, the bytes of UTF-8 sequences, well-formed or
+ * not) at every offset of a long string, and strings cut at every length,
+ * are judged as jansson judges them. */
+START_TEST(long_strings_agree_with_jansson)
+{
+    static const char *const inserts[] = {
+        "\"",       "\\\"", "\\n",          "\\u00e9",      "\x01",
+        "\x1f",     "\x7f", "\xc3\xa9",     "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+        "\xc0\x80", "\xff", "\xed\xa0\x80", "\\",           "\\ud83d\\ude00"};
+    char buf[128];
+    for (size_t i = 0; i < N(inserts); i++) {
+        for (size_t off = 0; off < 40; off++) {
+            size_t n = 0;
+            buf[n++] = '"';
+            for (size_t k = 0; k < off; k++)
+                buf[n++] = (char)('a' + k % 26);
+            size_t il = strlen(inserts[i]);
+            memcpy(buf + n, inserts[i], il);
+            n += il;
+            for (size_t k = 0; k < 30; k++)
+                buf[n++] = 'z';
+            buf[n++] = '"';
+            for (size_t len = 1; len <= n; len++) {
+                /* exactly len bytes, so that a read past the end is an ASan error */
+                char *s = malloc(len);
+                ck_assert_ptr_nonnull(s);
+                memcpy(s, buf, len);
+                ck_assert_msg(scan_all(s, len) == jansson_ok(s, len),
+                              "insert %zu at offset %zu, cut at %zu: scanner %d, jansson %d", i,
+                              off, len, scan_all(s, len), jansson_ok(s, len));
+                free(s);
+            }
+        }
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("jsonscan");
@@ -247,6 +285,7 @@ int main(void)
     tcase_add_test(tc, limits);
     tcase_add_test(tc, mutations_agree_with_jansson);
     tcase_add_test(tc, random_documents_agree);
+    tcase_add_test(tc, long_strings_agree_with_jansson);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
