@@ -268,6 +268,14 @@ static ms_err_t ad_restore(ms_topo_t *t, const ms_topo_report_t *reports, size_t
     return ms_topo_restore_generic(a->inner, reports, n, diff);
 }
 
+static ms_err_t ad_fail(ms_topo_t *t, ms_peer_t x, ms_peer_t y, ms_topo_diff_t *diff)
+{
+    adaptive_t *a = (adaptive_t *)t;
+    if (!a->inner->ops->fail_edge)
+        return MS_ERR_UNSUPPORTED; /* the full mesh keeps the edge */
+    return a->inner->ops->fail_edge(a->inner, x, y, diff);
+}
+
 static ms_err_t ad_tick(ms_topo_t *t, uint64_t now_ms, ms_topo_diff_t *diff)
 {
     adaptive_t *a = (adaptive_t *)t;
@@ -313,6 +321,7 @@ const ms_topo_ops_t ms_topo_adaptive_ops = {
     .edges = ad_edges,
     .count = ad_count,
     .restore = ad_restore,
+    .fail_edge = ad_fail,
     .tick = ad_tick,
     .write_json = ad_write_json,
 };

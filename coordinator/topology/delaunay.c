@@ -46,6 +46,7 @@
 #include <string.h>
 
 #include "delaunay.h"
+#include "relink.h"
 #include "topology.h"
 
 __extension__ typedef __int128 i128;
@@ -1453,7 +1454,7 @@ static size_t dl_count(const ms_topo_t *t)
 
 size_t ms_delaunay_bytes(const ms_topo_t *t)
 {
-    const dl_t *e = (const dl_t *)t;
+    const dl_t *e = (const dl_t *)ms_relink_inner(t);
     return sizeof(*e) + e->n_v * sizeof(*e->v) + e->cap_t * sizeof(*e->t) +
            e->cap_line * sizeof(uint32_t) + ((size_t)1 << (2 * e->grid_bits)) * sizeof(uint32_t) +
            e->cap_ev * sizeof(*e->ev) + e->cap_stk * sizeof(*e->stk) +
@@ -1503,7 +1504,7 @@ static ms_err_t dl_write_json(const ms_topo_t *t, json_t *obj)
 
 void ms_delaunay_triangles(const ms_topo_t *t, ms_delaunay_tri_fn fn, void *ud)
 {
-    const dl_t *e = (const dl_t *)t;
+    const dl_t *e = (const dl_t *)ms_relink_inner(t);
     for (size_t k = 0; k < e->n_t && e->live_t > 0; k++)
         if (e->t[k].v[0] != NONE)
             fn(e->t[k].v[0], e->t[k].v[1], e->t[k].v[2], ud);
@@ -1511,12 +1512,12 @@ void ms_delaunay_triangles(const ms_topo_t *t, ms_delaunay_tri_fn fn, void *ud)
 
 int ms_delaunay_orient(const ms_topo_t *t, ms_peer_t a, ms_peer_t b, ms_peer_t c)
 {
-    return orient((const dl_t *)t, a, b, c);
+    return orient((const dl_t *)ms_relink_inner(t), a, b, c);
 }
 
 int ms_delaunay_incircle(const ms_topo_t *t, ms_peer_t a, ms_peer_t b, ms_peer_t c, ms_peer_t d)
 {
-    return incircle((const dl_t *)t, a, b, c, d);
+    return incircle((const dl_t *)ms_relink_inner(t), a, b, c, d);
 }
 
 /* orient(a, b, q) for q = (-1, -1), a point outside the grid and so outside the hull. */
@@ -1564,7 +1565,7 @@ static uint32_t hull_triangle(const dl_t *e, int *oi)
 
 size_t ms_delaunay_hull(const ms_topo_t *t, ms_peer_t start, ms_peer_t *out, size_t max, int *line)
 {
-    const dl_t *e = (const dl_t *)t;
+    const dl_t *e = (const dl_t *)ms_relink_inner(t);
     if (e->live_t == 0) {
         *line = 1;
         for (size_t i = 0; i < e->n_line && i < max; i++)
@@ -1618,7 +1619,7 @@ size_t ms_delaunay_hull(const ms_topo_t *t, ms_peer_t start, ms_peer_t *out, siz
 
 int ms_delaunay_check(const ms_topo_t *t, char *why, size_t why_len)
 {
-    const dl_t *e = (const dl_t *)t;
+    const dl_t *e = (const dl_t *)ms_relink_inner(t);
 #define BAD(...)                                                                                   \
     do {                                                                                           \
         snprintf(why, why_len, __VA_ARGS__);                                                       \

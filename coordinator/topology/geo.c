@@ -51,6 +51,7 @@
 
 #include "delaunay.h"
 #include "geo.h"
+#include "relink.h"
 #include "topology.h"
 
 typedef struct {
@@ -430,12 +431,12 @@ fail:
 
 size_t ms_geo_hull_size(const ms_topo_t *t)
 {
-    return ((const geo_t *)t)->n_corners;
+    return ((const geo_t *)ms_relink_inner(t))->n_corners;
 }
 
 const ms_topo_t *ms_geo_plane(const ms_topo_t *t)
 {
-    return ((const geo_t *)t)->in;
+    return ((const geo_t *)ms_relink_inner(t))->in;
 }
 
 /* Shares the name "delaunay": the policy names the engine, params->geo the space. */

@@ -23,6 +23,18 @@
  *             exceeds its budget) gets an arc to the first group. Since the
  *             graph was connected before and every component of G - q holds a
  *             neighbour of q, G - q is connected afterwards.
+ *   fail(a, b): the WebRTC edge a-b cannot come up. The pair is remembered as
+ *             failed and every arc a->b (b->a) is replaced by an arc a->z
+ *             (b->z') to a peer z drawn among those neither linked nor failed
+ *             with a (with b), so both views keep their size; with no such
+ *             peer, a duplicate of another arc of the view. If a and b are
+ *             then apart, an arc from a peer of a's side (not failed with b)
+ *             to b joins them again. Failed pairs are not linked again while
+ *             both are present: a shuffle that would hand q an arc to a peer
+ *             it failed with hands it an arc to its partner instead, and the
+ *             connectivity arcs avoid failed pairs. Only when no other link
+ *             can keep the graph connected is a failed pair linked (counted
+ *             in forced_arcs).
  *   tick():   every peer in turn shuffles with the oldest neighbour q of its
  *             view: it sends half its view (the arc to q included, turned into
  *             q->p) and q sends back half of its own (arcs to p turned into
@@ -66,6 +78,8 @@ typedef struct {
     ms_spray_adj_t *adj;
     uint32_t n_adj, cap_adj;
     uint32_t in_deg;
+    ms_peer_t *failed; /* peers whose edge with this one failed (fail()) */
+    uint32_t n_failed, cap_failed;
     uint32_t pos; /* index in alive[] */
     uint8_t present;
 } ms_spray_peer_t;
@@ -80,6 +94,7 @@ typedef struct {
     size_t count;
     uint64_t arcs;
     uint64_t exchanges, repair_arcs;
+    uint64_t failed_pairs, replaced_arcs, forced_arcs;
     /* Scratch, sized n_slots: search stamps, group labels and queue. */
     uint32_t *stamp, *label;
     ms_peer_t *queue;
@@ -163,6 +178,48 @@ static ms_err_t grow_arr(void **v, uint32_t *cap, uint32_t need, size_t elem)
     *v = nv;
     *cap = n;
     return MS_OK;
+}
+
+/* The edge p-q was reported failed (both present). */
+static int failed_has(const ms_spray_t *t, ms_peer_t p, ms_peer_t q)
+{
+    const ms_spray_peer_t *pp = &t->peer[p], *qq = &t->peer[q];
+    if (pp->n_failed > qq->n_failed) {
+        pp = qq;
+        q = p;
+    }
+    for (uint32_t i = 0; i < pp->n_failed; i++)
+        if (pp->failed[i] == q)
+            return 1;
+    return 0;
+}
+
+static ms_err_t failed_add(ms_spray_t *t, ms_peer_t p, ms_peer_t q)
+{
+    ms_spray_peer_t *pp = &t->peer[p], *qq = &t->peer[q];
+    if (grow_arr((void **)&pp->failed, &pp->cap_failed, pp->n_failed + 1, sizeof(*pp->failed)) ||
+        grow_arr((void **)&qq->failed, &qq->cap_failed, qq->n_failed + 1, sizeof(*qq->failed)))
+        return MS_ERR_NOMEM;
+    pp->failed[pp->n_failed++] = q;
+    qq->failed[qq->n_failed++] = p;
+    t->failed_pairs++;
+    return MS_OK;
+}
+
+/* q leaves: its failed pairs go with it (its handle may be reused). */
+static void failed_forget(ms_spray_t *t, ms_peer_t q)
+{
+    ms_spray_peer_t *qq = &t->peer[q];
+    for (uint32_t i = 0; i < qq->n_failed; i++) {
+        ms_spray_peer_t *f = &t->peer[qq->failed[i]];
+        for (uint32_t j = 0; j < f->n_failed; j++)
+            if (f->failed[j] == q) {
+                f->failed[j] = f->failed[--f->n_failed];
+                break;
+            }
+        t->failed_pairs--;
+    }
+    qq->n_failed = 0;
 }
 
 /* Adds the arc p -> q (p != q). Allocates before changing anything, so on
@@ -359,6 +416,7 @@ static void spray_destroy(ms_topo_t *base)
     for (size_t i = 0; i < t->n_slots; i++) {
         free(t->peer[i].view);
         free(t->peer[i].adj);
+        free(t->peer[i].failed);
     }
     free(t->peer);
     free(t->alive);
@@ -399,7 +457,7 @@ static ms_err_t spray_join(ms_topo_t *base, ms_peer_t n, ms_topo_pos_t pos, ms_t
     if (err != MS_OK)
         return err;
     ms_spray_peer_t *np = &t->peer[n];
-    np->n_view = np->n_adj = np->in_deg = 0;
+    np->n_view = np->n_adj = np->in_deg = np->n_failed = 0;
     if (t->count == 0) {
         np->present = 1;
         np->pos = 0;
@@ -462,9 +520,30 @@ static uint32_t uf_find(uint32_t *uf, uint32_t i)
     return i;
 }
 
-/* Makes the ns peers in s (distinct, present) mutually reachable; see the top comment. */
-static ms_err_t keep_connected(ms_spray_t *t, const ms_peer_t *s, size_t ns, ms_topo_diff_t *diff,
-                               ms_err_t *derr)
+/* A peer the search reached in group g (a union-find root over s's indices)
+ * that x may link to: not x and not failed with x. s[g] itself when every such
+ * peer is failed with x (the caller counts that link as forced). */
+static ms_peer_t bridge_end(ms_spray_t *t, const ms_peer_t *s, uint32_t *uf, uint32_t g,
+                            ms_peer_t x, size_t tail, int *forced)
+{
+    *forced = 0;
+    if (s[g] != x && !failed_has(t, x, s[g]))
+        return s[g];
+    for (size_t i = 0; i < tail; i++) {
+        ms_peer_t v = t->queue[i];
+        if (v != x && uf_find(uf, t->label[v]) == g && !failed_has(t, x, v))
+            return v;
+    }
+    *forced = 1;
+    return s[g];
+}
+
+/* Makes the ns peers in s (distinct, present) mutually reachable; see the top
+ * comment. A group apart from s[0]'s is joined by an arc from s[r] to a peer of
+ * s[0]'s group, or (inward) from a peer of s[0]'s group to s[r], which leaves
+ * s[r]'s view as it is. */
+static ms_err_t keep_connected(ms_spray_t *t, const ms_peer_t *s, size_t ns, int inward,
+                               ms_topo_diff_t *diff, ms_err_t *derr)
 {
     if (ns < 2)
         return MS_OK;
@@ -508,7 +587,9 @@ static ms_err_t keep_connected(ms_spray_t *t, const ms_peer_t *s, size_t ns, ms_
         uint32_t r = uf_find(uf, (uint32_t)i);
         if (r == r0)
             continue;
-        ms_err_t e = arc_add(t, s[r], s[0], diff, derr);
+        int forced;
+        ms_peer_t y = bridge_end(t, s, uf, r0, s[r], tail, &forced);
+        ms_err_t e = inward ? arc_add(t, y, s[r], diff, derr) : arc_add(t, s[r], y, diff, derr);
         if (e != MS_OK) {
             err = e;
             continue;
@@ -516,6 +597,7 @@ static ms_err_t keep_connected(ms_spray_t *t, const ms_peer_t *s, size_t ns, ms_
         uf[r] = r0;
         groups--;
         t->repair_arcs++;
+        t->forced_arcs += (uint64_t)forced;
     }
     return err;
 }
@@ -554,10 +636,11 @@ static ms_err_t spray_leave(ms_topo_t *base, ms_peer_t q, ms_topo_diff_t *diff)
                 break; /* a missing duplicate only shrinks p's view */
         }
     }
+    failed_forget(t, q);
     alive_remove(t, q);
     qp->present = 0;
     qp->n_view = qp->n_adj = qp->in_deg = 0;
-    err = keep_connected(t, t->s1, ns, diff, &derr);
+    err = keep_connected(t, t->s1, ns, 0, diff, &derr);
     diff_net(diff);
     return err != MS_OK ? err : derr;
 }
@@ -613,12 +696,16 @@ static ms_err_t exchange(ms_spray_t *t, ms_peer_t p, ms_topo_diff_t *diff, ms_er
     uint32_t added_q = 0, added_p = 0;
     for (; added_q < sp; added_q++) {
         ms_peer_t x = pp->view[t->u1[added_q]].to;
-        if ((err = arc_add(t, q, x == q ? p : x, diff, derr)) != MS_OK)
+        if (x == q || (t->failed_pairs && failed_has(t, q, x)))
+            x = p; /* q gets an arc back to p instead */
+        if ((err = arc_add(t, q, x, diff, derr)) != MS_OK)
             goto undo;
     }
     for (; added_p < sq; added_p++) {
         ms_peer_t y = qp->view[t->u2[added_p]].to;
-        if ((err = arc_add(t, p, y == p ? q : y, diff, derr)) != MS_OK)
+        if (y == p || (t->failed_pairs && failed_has(t, p, y)))
+            y = q;
+        if ((err = arc_add(t, p, y, diff, derr)) != MS_OK)
             goto undo;
     }
     qsort(t->u1, sp, sizeof(*t->u1), cmp_desc);
@@ -648,6 +735,75 @@ static ms_err_t spray_tick(ms_topo_t *base, uint64_t now_ms, ms_topo_diff_t *dif
     ms_err_t derr = MS_OK, err = MS_OK;
     for (size_t i = 0; i < t->count && err == MS_OK; i++)
         err = exchange(t, t->alive[i], diff, &derr);
+    diff_net(diff);
+    return err != MS_OK ? err : derr;
+}
+
+/* A peer for a new arc from x: neither x, nor linked to x, nor failed with x;
+ * MS_PEER_NONE when there is none. A few uniform draws first (in a large
+ * namespace nearly every peer qualifies), then a scan from a random place. */
+static ms_peer_t fresh_target(ms_spray_t *t, ms_peer_t x)
+{
+    const ms_spray_peer_t *xp = &t->peer[x];
+    uint32_t n = (uint32_t)t->count;
+    for (uint32_t i = 0; i < 8 + n; i++) {
+        ms_peer_t z = i < 8 ? t->alive[rng_below(t, n)] : t->alive[(i - 8) % n];
+        if (z != x && adj_find(xp, z) < 0 && !failed_has(t, x, z))
+            return z;
+    }
+    return MS_PEER_NONE;
+}
+
+/* Replaces every arc x -> y of x's view; see the top comment. */
+static ms_err_t replace_arcs(ms_spray_t *t, ms_peer_t x, ms_peer_t y, ms_topo_diff_t *diff,
+                             ms_err_t *derr)
+{
+    ms_spray_peer_t *xp = &t->peer[x];
+    for (uint32_t guard = xp->n_view; guard > 0; guard--) {
+        uint32_t i = 0;
+        while (i < xp->n_view && xp->view[i].to != y)
+            i++;
+        if (i == xp->n_view)
+            return MS_OK;
+        ms_peer_t z = fresh_target(t, x);
+        if (z == MS_PEER_NONE && xp->n_view > 1) {
+            /* Everyone is linked already: a duplicate of another arc. */
+            uint32_t j = rng_below(t, xp->n_view);
+            for (uint32_t k = 0; k < xp->n_view && z == MS_PEER_NONE; k++)
+                if (xp->view[(j + k) % xp->n_view].to != y)
+                    z = xp->view[(j + k) % xp->n_view].to;
+        }
+        if (z == MS_PEER_NONE) {
+            t->forced_arcs++; /* x has no other link: the arc stays */
+            return MS_OK;
+        }
+        ms_err_t err = arc_add(t, x, z, diff, derr);
+        if (err != MS_OK)
+            return err;
+        arc_remove_at(t, x, i, diff, derr);
+        t->replaced_arcs++;
+    }
+    return MS_OK;
+}
+
+static ms_err_t spray_fail(ms_topo_t *base, ms_peer_t a, ms_peer_t b, ms_topo_diff_t *diff)
+{
+    ms_spray_t *t = (ms_spray_t *)base;
+    if (a == b || !has(t, a) || !has(t, b))
+        return MS_ERR_NOTFOUND;
+    if (failed_has(t, a, b))
+        return MS_OK;
+    if (adj_find(&t->peer[a], b) < 0)
+        return MS_ERR_NOTFOUND;
+    ms_err_t err = failed_add(t, a, b), derr = MS_OK;
+    if (err != MS_OK)
+        return err;
+    if ((err = replace_arcs(t, a, b, diff, &derr)) == MS_OK)
+        err = replace_arcs(t, b, a, diff, &derr);
+    if (err == MS_OK && adj_find(&t->peer[a], b) < 0 && (err = scratch_reserve(t, 2)) == MS_OK) {
+        ms_peer_t s[2] = {a, b};
+        err = keep_connected(t, s, 2, 1, diff, &derr);
+    }
     diff_net(diff);
     return err != MS_OK ? err : derr;
 }
@@ -719,7 +875,7 @@ static ms_err_t spray_restore(ms_topo_t *base, const ms_topo_report_t *reports, 
         if ((err = grow_slots(t, p)) != MS_OK)
             goto fail;
         ms_spray_peer_t *pp = &t->peer[p];
-        pp->n_view = pp->n_adj = pp->in_deg = 0;
+        pp->n_view = pp->n_adj = pp->in_deg = pp->n_failed = 0;
         pp->present = 1;
         pp->pos = (uint32_t)t->count;
         t->alive[t->count++] = p;
@@ -794,6 +950,9 @@ void ms_spray_stats(const ms_topo_t *base, ms_spray_stats_t *out)
     out->target = target_view(t->a, t->b, t->count);
     out->exchanges = t->exchanges;
     out->repair_arcs = t->repair_arcs;
+    out->failed_pairs = t->failed_pairs;
+    out->replaced_arcs = t->replaced_arcs;
+    out->forced_arcs = t->forced_arcs;
     if (t->count == 0)
         return;
     out->view_min = UINT32_MAX;
@@ -845,6 +1004,8 @@ static ms_err_t spray_write_json(const ms_topo_t *base, json_t *obj)
     rc |= json_object_set_new(obj, "edges", json_integer((json_int_t)s.edges));
     rc |= json_object_set_new(obj, "exchanges", json_integer((json_int_t)s.exchanges));
     rc |= json_object_set_new(obj, "repair_arcs", json_integer((json_int_t)s.repair_arcs));
+    rc |= json_object_set_new(obj, "failed_pairs", json_integer((json_int_t)s.failed_pairs));
+    rc |= json_object_set_new(obj, "replaced_arcs", json_integer((json_int_t)s.replaced_arcs));
     return rc ? MS_ERR_NOMEM : MS_OK;
 }
 
@@ -860,6 +1021,13 @@ const ms_topo_ops_t ms_topo_spray_ops = {
     .edges = spray_edges,
     .count = spray_count,
     .restore = spray_restore,
+    .fail_edge = spray_fail,
     .tick = spray_tick,
     .write_json = spray_write_json,
 };
+
+int ms_spray_failed(const ms_topo_t *base, ms_peer_t p, ms_peer_t q)
+{
+    const ms_spray_t *t = (const ms_spray_t *)base;
+    return p != q && has(t, p) && has(t, q) && failed_has(t, p, q);
+}

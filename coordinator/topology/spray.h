@@ -17,7 +17,10 @@ typedef struct {
     uint32_t view_min, view_max;
     double mean_abs_in_out; /* mean over peers of |in-degree - out-degree| */
     uint64_t exchanges;     /* shuffles done by tick() */
-    uint64_t repair_arcs;   /* arcs added by leave() only to keep the graph connected */
+    uint64_t repair_arcs;   /* arcs added only to keep the graph connected (leave, fail) */
+    uint64_t failed_pairs;  /* pairs fail() was told of, both still present */
+    uint64_t replaced_arcs; /* arcs fail() replaced */
+    uint64_t forced_arcs;   /* links kept or made between a failed pair: nothing else would do */
 } ms_spray_stats_t;
 
 /* Fills out for t, which must be a "spray" engine. O(N). */
@@ -28,5 +31,8 @@ uint32_t ms_spray_view_size(const ms_topo_t *t, ms_peer_t p);
 
 /* How many arcs point at p (its in-degree); 0 for an unknown peer. */
 uint32_t ms_spray_in_degree(const ms_topo_t *t, ms_peer_t p);
+
+/* 1 when fail() was told that the edge p-q failed (both present). */
+int ms_spray_failed(const ms_topo_t *t, ms_peer_t p, ms_peer_t q);
 
 #endif

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "relink.h"
 #include "topology.h"
 
 static const ms_topo_ops_t *const engines[] = {
@@ -28,9 +29,14 @@ ms_err_t ms_topo_create(const char *name, const ms_topo_params_t *params, ms_top
         return MS_ERR_INVAL;
     /* One name, two spaces: geo.c builds the sphere on the plane engine, and
      * the plane engine knows nothing of it. */
-    if (ops == &ms_topo_delaunay_ops && params && params->geo)
+    int geo = ops == &ms_topo_delaunay_ops && params && params->geo;
+    if (geo)
         ops = &ms_topo_geo_ops;
-    return ops->create(params, out);
+    ms_err_t err = ops->create(params, out);
+    /* A Delaunay engine cannot drop a failed edge: relink.c adds links around it. */
+    if (err == MS_OK && ops != &ms_topo_delaunay_ops && ops != &ms_topo_geo_ops)
+        return MS_OK;
+    return err == MS_OK ? ms_relink_wrap(*out, geo, out) : err;
 }
 
 ms_err_t ms_topo_grow(void **p, size_t *cap, size_t need, size_t elem)

@@ -119,6 +119,15 @@ typedef struct ms_topo_ops {
      * relative to the edges the peers reported. NULL: use ms_topo_restore_generic. */
     ms_err_t (*restore)(ms_topo_t *t, const ms_topo_report_t *reports, size_t n,
                         ms_topo_diff_t *diff);
+    /* The WebRTC edge a-b failed for good (the coordinator has given up on it):
+     * the engine repairs around it and writes what changes into diff. Each
+     * engine's rule is in its file (tree: the child moves to another parent;
+     * spray: the arcs are replaced by arcs to peers not yet linked; delaunay:
+     * each end gains its nearest peer not yet linked, the edge itself stays).
+     * A pair already failed is MS_OK with no change. MS_ERR_NOTFOUND when a-b
+     * is not an edge, MS_ERR_FULL when there is nowhere to go. NULL: the
+     * engine keeps the edge and does nothing (full mesh). */
+    ms_err_t (*fail_edge)(ms_topo_t *t, ms_peer_t a, ms_peer_t b, ms_topo_diff_t *diff);
     /* Periodic work (spray shuffles). NULL when the engine has none. */
     ms_err_t (*tick)(ms_topo_t *t, uint64_t now_ms, ms_topo_diff_t *diff);
     /* Adds engine-specific statistics to obj (depth, degrees, ...). May be NULL. */
@@ -137,7 +146,8 @@ ms_err_t ms_topo_grow(void **p, size_t *cap, size_t need, size_t elem);
 /* The engine registered under name, or NULL. */
 const ms_topo_ops_t *ms_topo_find(const char *name);
 /* Creates the engine named for params: the registry picks the space too
- * ("delaunay" is the plane engine, or the spherical one when params->geo).
+ * ("delaunay" is the plane engine, or the spherical one when params->geo,
+ * either inside the failed-edge repair of relink.h).
  * MS_ERR_INVAL for an unknown name. */
 ms_err_t ms_topo_create(const char *name, const ms_topo_params_t *params, ms_topo_t **out);
 

@@ -282,6 +282,16 @@ static ms_peer_t shallowest_free(const ms_tree_t *t)
     return MS_PEER_NONE;
 }
 
+/* The same, never `except`. */
+static ms_peer_t shallowest_free_but(const ms_tree_t *t, ms_peer_t except)
+{
+    for (uint32_t d = 0; d < t->height; d++)
+        for (ms_peer_t c = t->freel[d].head; c != MS_PEER_NONE; c = t->node[c].fnext)
+            if (c != except)
+                return c;
+    return MS_PEER_NONE;
+}
+
 /* The fewest levels that hold n nodes when the root has fan-out k1 and every
  * other node k (k1 == k: ceil(log_k((k-1)n+1))). */
 static uint32_t levels_bound_k1(size_t n, uint32_t k, uint32_t k1)
@@ -311,14 +321,27 @@ static void diff_note(ms_err_t *acc, ms_err_t err)
         *acc = err;
 }
 
-/* Moves deepest leaves up until levels <= bound + 1; returns how many moved. */
-static uint64_t rebalance(ms_tree_t *t, ms_topo_diff_t *diff, ms_err_t *derr)
+/* Moves deepest leaves up until levels <= bound + 1; returns how many moved.
+ * `who` is never moved under `not_under` (a re-parented peer does not go back
+ * to the parent it left; MS_PEER_NONE for no such rule). */
+static uint64_t rebalance(ms_tree_t *t, ms_topo_diff_t *diff, ms_err_t *derr, ms_peer_t who,
+                          ms_peer_t not_under)
 {
     uint64_t moved = 0;
     height_trim(t);
     while (t->height > levels_bound(t) + 1) {
         ms_peer_t leaf = t->level[t->height - 1].head;
         ms_peer_t q = shallowest_free(t);
+        if (leaf == who && q == not_under) {
+            /* Another leaf of the deepest level goes there, or `who` elsewhere
+             * if that keeps the bound; otherwise the bound wins. */
+            ms_peer_t q2;
+            if (t->node[leaf].lnext != MS_PEER_NONE)
+                leaf = t->node[leaf].lnext;
+            else if ((q2 = shallowest_free_but(t, not_under)) != MS_PEER_NONE &&
+                     t->node[q2].depth + 2 < t->height)
+                q = q2;
+        }
         if (q == MS_PEER_NONE || t->node[q].depth + 2 >= t->height)
             break; /* cannot happen (see the top comment); never loop forever */
         ms_peer_t old = t->node[leaf].parent;
@@ -450,7 +473,7 @@ static ms_err_t source_arrives(ms_tree_t *t, ms_topo_diff_t *diff)
     attach(t, r, 0);
     subtree_index(t, 0, 0);
     link_up(t, diff, 0, r, &err);
-    rebalance(t, diff, &err);
+    rebalance(t, diff, &err, MS_PEER_NONE, MS_PEER_NONE);
     return err;
 }
 
@@ -484,7 +507,7 @@ static ms_err_t tree_join(ms_topo_t *base, ms_peer_t p, ms_topo_pos_t pos, ms_to
     node_index(t, p, t->node[q].depth + 1);
     link_up(t, diff, q, p, &err);
     /* Breadth-first placement never exceeds the bound; this is a safety net. */
-    rebalance(t, diff, &err);
+    rebalance(t, diff, &err, MS_PEER_NONE, MS_PEER_NONE);
     return err;
 }
 
@@ -549,7 +572,7 @@ static void fix_overfull(ms_tree_t *t, ms_peer_t x, ms_topo_diff_t *diff, ms_err
     height_trim(t);
     t->moved_repair += moved;
     if (moved) {
-        rebalance(t, diff, derr);
+        rebalance(t, diff, derr, MS_PEER_NONE, MS_PEER_NONE);
         ms_topo_diff_normalize(diff);
     }
 }
@@ -648,7 +671,7 @@ static ms_err_t leave_node(ms_tree_t *t, ms_peer_t p, ms_topo_diff_t *diff)
     node_reset(pn);
     t->count--;
     t->moved_repair += moved;
-    moved += rebalance(t, diff, &derr);
+    moved += rebalance(t, diff, &derr, MS_PEER_NONE, MS_PEER_NONE);
     t->leaves++;
     if (moved > t->max_moved_leave)
         t->max_moved_leave = moved;
@@ -813,7 +836,7 @@ static ms_err_t tree_restore(ms_topo_t *base, const ms_topo_report_t *reports, s
     ms_topo_diff_t scratch;
     ms_topo_diff_init(&scratch);
     ms_err_t serr = MS_OK;
-    rebalance(t, &scratch, &serr);
+    rebalance(t, &scratch, &serr, MS_PEER_NONE, MS_PEER_NONE);
     ms_topo_diff_cleanup(&scratch);
     /* 4. diff = edges now - edges reported. A report names its parent and, among
      *    its neighbours, its children; each link may be reported by both ends. */
@@ -903,9 +926,26 @@ ms_err_t ms_tree_reparent(ms_topo_t *base, ms_peer_t p, ms_peer_t avoid, ms_topo
     subtree_index(t, p, t->node[q].depth + 1);
     link_up(t, diff, q, p, &err);
     t->moved_repair++;
-    rebalance(t, diff, &err);
+    rebalance(t, diff, &err, p, old);
     ms_topo_diff_normalize(diff);
+    /* Only back under old keeps the depth bound: p stays (diff has the rest). */
+    if (err == MS_OK && t->node[p].parent == old)
+        return MS_ERR_FULL;
     return err;
+}
+
+/* A failed tree edge: the child moves (with its subtree) under another parent,
+ * never the one it could not reach. */
+static ms_err_t tree_fail(ms_topo_t *base, ms_peer_t a, ms_peer_t b, ms_topo_diff_t *diff)
+{
+    ms_tree_t *t = (ms_tree_t *)base;
+    if (!has(t, a) || !has(t, b))
+        return MS_ERR_NOTFOUND;
+    if (t->node[b].parent == a)
+        return ms_tree_reparent(base, b, a, diff);
+    if (t->node[a].parent == b)
+        return ms_tree_reparent(base, a, b, diff);
+    return MS_ERR_NOTFOUND;
 }
 
 static ms_err_t tree_write_json(const ms_topo_t *base, json_t *obj)
@@ -942,6 +982,7 @@ const ms_topo_ops_t ms_topo_tree_ops = {
     .edges = tree_edges,
     .count = tree_count,
     .restore = tree_restore,
+    .fail_edge = tree_fail,
     .tick = NULL,
     .write_json = tree_write_json,
 };

@@ -50,7 +50,10 @@ int ms_tree_waiting(const ms_topo_t *t);
 /* Moves p (with its subtree) under another parent with a free slot: the one
  * nearest the root that is neither p's current parent, nor `avoid` (e.g. the
  * end of a failed link; MS_PEER_NONE for none), nor in p's subtree. Then
- * rebalances. MS_ERR_FULL when there is no such slot (nothing changes),
+ * rebalances, never moving p back to the parent it left unless that is the
+ * only way to keep the depth bound. MS_ERR_FULL when p stays under its parent:
+ * there is no such slot (nothing changes), or only the old parent keeps the
+ * bound (diff then holds the rebalancing of other leaves: apply it).
  * MS_ERR_INVAL for the root, MS_ERR_NOTFOUND for an unknown peer. */
 ms_err_t ms_tree_reparent(ms_topo_t *t, ms_peer_t p, ms_peer_t avoid, ms_topo_diff_t *diff);
 
