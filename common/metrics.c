@@ -152,6 +152,18 @@ ms_err_t ms_metrics_family(ms_metrics_t *m, const char *name, ms_metric_type_t t
     return m->err == MS_ERR_NOMEM ? MS_ERR_NOMEM : MS_OK;
 }
 
+/* key="value" (an invalid label name is refused and written as "label"). */
+static void put_label(ms_metrics_t *m, const char *key, const char *value)
+{
+    if (!name_ok(key, 1)) {
+        fail(m, MS_ERR_INVAL, "invalid label name", key);
+        key = "label";
+    }
+    putf(m, "%s=\"", key);
+    put_escaped(m, value ? value : "", 1);
+    puts_(m, "\"");
+}
+
 /* name{key="value"} (or name) and a space; 0 when there is no family to write to. */
 static int sample_head(ms_metrics_t *m, const char *key, const char *value)
 {
@@ -159,16 +171,25 @@ static int sample_head(ms_metrics_t *m, const char *key, const char *value)
         return 0; /* its family was refused: so are its samples */
     puts_(m, m->family);
     if (key) {
-        if (!name_ok(key, 1)) {
-            fail(m, MS_ERR_INVAL, "invalid label name", key);
-            key = "label";
-        }
-        putf(m, "{%s=\"", key);
-        put_escaped(m, value ? value : "", 1);
-        puts_(m, "\"}");
+        puts_(m, "{");
+        put_label(m, key, value);
+        puts_(m, "}");
     }
     puts_(m, " ");
     return 1;
+}
+
+void ms_metrics_u64_2(ms_metrics_t *m, const char *k1, const char *v1, const char *k2,
+                      const char *v2, uint64_t v)
+{
+    if (!m->family[0])
+        return;
+    puts_(m, m->family);
+    puts_(m, "{");
+    put_label(m, k1, v1);
+    puts_(m, ",");
+    put_label(m, k2, v2);
+    putf(m, "} %llu\n", (unsigned long long)v);
 }
 
 void ms_metrics_u64(ms_metrics_t *m, const char *key, const char *value, uint64_t v)

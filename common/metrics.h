@@ -41,6 +41,9 @@ ms_err_t ms_metrics_family(ms_metrics_t *m, const char *name, ms_metric_type_t t
 /* A sample of the current family: name{key="value"} v, or name v when key is NULL. */
 void ms_metrics_u64(ms_metrics_t *m, const char *key, const char *value, uint64_t v);
 void ms_metrics_f64(ms_metrics_t *m, const char *key, const char *value, double v);
+/* A sample with two labels: name{k1="v1",k2="v2"} v. */
+void ms_metrics_u64_2(ms_metrics_t *m, const char *k1, const char *v1, const char *k2,
+                      const char *v2, uint64_t v);
 /* A family with one unlabelled sample. */
 void ms_metrics_counter(ms_metrics_t *m, const char *name, const char *help, uint64_t v);
 void ms_metrics_gauge(ms_metrics_t *m, const char *name, const char *help, double v);

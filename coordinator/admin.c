@@ -170,6 +170,7 @@ static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
     ms_metrics_u64(&m, "event", "handed_off", c->cluster.n_handoffs);
     ms_metrics_counter(&m, "meshsig_nats_reconnects_total", "reconnections to NATS",
                        ms_bus_reconnects(c->bus));
+    ms_edges_metrics(c, &m);
     ms_metrics_append(&m, version_text, NULL);
     ms_metrics_append(&m, busver_text, &c->loop.busver);
     if (m.err == MS_ERR_NOMEM || !m.buf)

@@ -4,17 +4,26 @@
  *
  * The coordinator decides edges but cannot see whether a WebRTC connection
  * came up; clients report it (EdgeReport UP or FAILED, the SDK after its
- * connect timeout). Each namespace keeps the state of the edges reported, keyed
- * by handle pair, so the admin view shows edges up, pending and failed. Repair:
- *   tree      the child of a failed parent link moves (with its subtree) under
- *             another parent (ms_tree_reparent, avoiding that parent);
- *   others    the first failure of an edge tells both ends to restart ICE once
- *             (topology.retry); a second marks it failed, and it stays
- *             reported (the engines do not route around it yet).
+ * connect timeout), both ends, once per attempt each. Each namespace keeps the
+ * state of the edges reported, keyed by handle pair, until the topology drops
+ * the edge, so the admin view and /metrics show edges up, pending and failed.
+ *
+ * Repair (the rules themselves are the engines', ops->fail_edge):
+ *   tree, spray  at the first FAILED report the engine repairs: the child
+ *                moves to another parent; the failed arcs are replaced.
+ *   others       the first FAILED report of an attempt tells both ends to
+ *                restart ICE once (topology.retry). A second report from the
+ *                same end (its retry failed too) marks the edge failed and
+ *                the engine repairs if it can: delaunay links each end to its
+ *                nearest peer not yet linked; the full mesh keeps the edge.
+ *   Counting reports per end, not per edge, matters: both ends of a dead
+ *   connection report it, and the second of those reports is the same
+ *   attempt, not a failed retry. An UP report starts the count again.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "adaptive.h"
 #include "edges.h"
 #include "internal.h"
 #include "log.h"
@@ -27,8 +36,9 @@ enum { EDGE_PENDING = 0, EDGE_UP = 1, EDGE_FAILED = 2 };
 typedef struct ms_edge_state {
     uint64_t key; /* smaller handle << 32 | larger */
     uint8_t state;
-    uint8_t failures; /* FAILED reports so far */
-    uint8_t relayed;
+    uint8_t fails[2]; /* FAILED reports since the last UP: [0] the smaller handle's end */
+    uint8_t retried;  /* a retry was sent since the last UP */
+    uint8_t relayed;  /* the last UP report said relayed */
     UT_hash_handle hh;
 } ms_edge_state_t;
 
@@ -96,12 +106,53 @@ static void send_retry(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const 
     send_topology(c, ns, to, &t);
 }
 
+/* The engine a namespace runs now ("auto" runs one of two). */
+static const ms_topo_t *engine_in_use(const ms_ns_t *ns)
+{
+    if (ns->engine->ops != &ms_topo_adaptive_ops)
+        return ns->engine;
+    ms_adaptive_stats_t st;
+    ms_adaptive_stats(ns->engine, &st);
+    return st.inner;
+}
+
+/* The engine repairs a failed a-b; the diff goes out. Returns whether anything changed. */
+static int repair(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *a, const ms_member_t *b)
+{
+    const char *kind = engine_in_use(ns)->ops->name;
+    if (!ns->engine->ops->fail_edge) {
+        c->edges.n_unrepaired++; /* the full mesh keeps the edge: there is no other */
+        return 0;
+    }
+    ms_topo_diff_t *diff = ms_ns_diff(c);
+    ms_err_t err = ns->engine->ops->fail_edge(ns->engine, a->handle, b->handle, diff);
+    int changed = diff->n_connect + diff->n_disconnect > 0;
+    /* Whatever the outcome, the diff says what the engine changed. */
+    if (changed)
+        ms_ns_apply_diff(c, ns, diff, NULL, NULL, 0);
+    if (err != MS_OK && err != MS_ERR_FULL && err != MS_ERR_UNSUPPORTED)
+        ms_warn("namespace %s: repair of %s-%s: %s", ns->name, a->id, b->id, ms_err_str(err));
+    if (err != MS_OK || !changed) {
+        c->edges.n_unrepaired++;
+        return changed;
+    }
+    if (!strcmp(kind, "tree"))
+        c->edges.n_tree_moves++;
+    else if (!strcmp(kind, "spray"))
+        c->edges.n_spray_replaced++;
+    else
+        c->edges.n_delaunay_links++;
+    ms_info("namespace %s: %s repaired around the failed edge %s-%s", ns->name, kind, a->id, b->id);
+    return 1;
+}
+
 void ms_edges_report(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid,
                      const Meshsig__V1__EdgeReport *er)
 {
     ms_member_t *o = *er->peer ? ms_ns_member(ns, er->peer) : NULL;
     /* Without an id a report is fire-and-forget: one about an edge the
-     * topology has dropped since (churn) is stale, not an error to show. */
+     * topology has dropped since (churn, or the other end's report of an edge
+     * already repaired) is stale, not an error to show. */
     if (!*cid && (!o || !ns->engine->ops->adjacent(ns->engine, m->handle, o->handle)))
         return;
     if (er->state != MESHSIG__V1__EDGE_STATE__UP && er->state != MESHSIG__V1__EDGE_STATE__FAILED) {
@@ -125,41 +176,35 @@ void ms_edges_report(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid
         return;
     }
     if (er->state == MESHSIG__V1__EDGE_STATE__UP) {
-        if (e->state != EDGE_UP)
-            c->edges.n_up++;
+        c->edges.n_up++;
+        c->edges.n_up_relayed += er->relayed;
         e->state = EDGE_UP;
-        e->relayed |= (uint8_t)er->relayed;
-        c->edges.n_relayed += er->relayed;
+        e->relayed = er->relayed ? 1 : 0;
+        e->fails[0] = e->fails[1] = 0;
+        e->retried = 0;
         ms_send_ok(c, ns, m, cid);
         return;
     }
     c->edges.n_failed++;
-    e->failures = e->failures < 255 ? (uint8_t)(e->failures + 1) : 255;
-    ms_topo_diff_t *diff = ms_ns_diff(c);
-    if (!strcmp(ns->policy.topology, "tree")) {
-        /* The child moves away from the parent it cannot reach. */
-        ms_peer_t parent = ms_tree_parent(ns->engine, m->handle);
-        ms_member_t *child = parent == o->handle ? m : o;
-        ms_member_t *par = child == m ? o : m;
-        ms_err_t err = ms_tree_reparent(ns->engine, child->handle, par->handle, diff);
-        if (err == MS_OK) {
-            c->edges.n_repairs++;
-            HASH_DEL(ns->health->by_key, e);
-            free(e);
-            ms_ns_apply_diff(c, ns, diff, NULL, NULL, 0);
-            ms_info("namespace %s: %s re-parented away from %s after a failed edge", ns->name,
-                    child->id, par->id);
-        } else {
-            e->state = EDGE_FAILED;
-        }
-    } else if (e->failures == 1) {
-        /* Once: both ends restart ICE. */
+    uint8_t *mine = &e->fails[m->handle > o->handle];
+    *mine = *mine < 255 ? (uint8_t)(*mine + 1) : 255;
+    const char *kind = engine_in_use(ns)->ops->name;
+    int at_once = !strcmp(kind, "tree") || !strcmp(kind, "spray");
+    if (e->state == EDGE_FAILED) {
+        /* Failed already (the other end's report of the last attempt). */
+    } else if (!at_once && *mine == 1) {
+        /* This end's first attempt: both ends restart ICE, once. */
         e->state = EDGE_PENDING;
-        c->edges.n_retries++;
-        send_retry(c, ns, m, o->id);
-        send_retry(c, ns, o, m->id);
+        if (!e->retried) {
+            e->retried = 1;
+            c->edges.n_retries++;
+            send_retry(c, ns, m, o->id);
+            send_retry(c, ns, o, m->id);
+        }
     } else {
         e->state = EDGE_FAILED;
+        /* e may go with the diff (an edge the engine drops is forgotten). */
+        repair(c, ns, m, o);
     }
     ms_send_ok(c, ns, m, cid);
 }
@@ -174,6 +219,9 @@ void ms_edges_reparent(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *c
     }
     ms_topo_diff_t *diff = ms_ns_diff(c);
     ms_err_t err = ms_tree_reparent(ns->engine, m->handle, MS_PEER_NONE, diff);
+    /* Even when m stays, other leaves may have moved to keep the depth bound. */
+    if (err != MS_OK && diff->n_connect + diff->n_disconnect > 0)
+        ms_ns_apply_diff(c, ns, diff, NULL, NULL, 0);
     if (err == MS_ERR_INVAL) {
         ms_member_error(c, ns, m, cid, ERR(BAD_REQUEST),
                         "%s is the root of the tree: it has no parent to change", m->id);
@@ -193,21 +241,119 @@ void ms_edges_reparent(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *c
     ms_send_ok(c, ns, m, cid);
 }
 
+typedef struct {
+    uint64_t edges, up, failed, relayed;
+} edge_counts_t;
+
+static void count_edge(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud)
+{
+    (void)a;
+    (void)b;
+    (void)kind;
+    ((edge_counts_t *)ud)->edges++;
+}
+
+/* ns's topology edges and the states reported for them (reported edges the
+ * topology dropped are forgotten, so every state counted is of a live edge). */
+static void counts(const ms_ns_t *ns, edge_counts_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    ns->engine->ops->edges(ns->engine, count_edge, out);
+    if (!ns->health)
+        return;
+    ms_edge_state_t *e, *tmp;
+    HASH_ITER(hh, ns->health->by_key, e, tmp)
+    {
+        out->up += e->state == EDGE_UP;
+        out->failed += e->state == EDGE_FAILED;
+        out->relayed += e->state == EDGE_UP && e->relayed;
+    }
+}
+
+static uint64_t pending(const edge_counts_t *k)
+{
+    return k->edges > k->up + k->failed ? k->edges - k->up - k->failed : 0;
+}
+
 json_t *ms_edges_json(const ms_ns_t *ns)
 {
-    json_int_t up = 0, failed = 0, relayed = 0, reported = 0;
-    if (ns->health) {
-        ms_edge_state_t *e, *tmp;
-        HASH_ITER(hh, ns->health->by_key, e, tmp)
-        {
-            reported++;
-            up += e->state == EDGE_UP;
-            failed += e->state == EDGE_FAILED;
-            relayed += e->relayed;
-        }
+    edge_counts_t k;
+    counts(ns, &k);
+    return json_pack("{s:I, s:I, s:I, s:I}", "up", (json_int_t)k.up, "failed", (json_int_t)k.failed,
+                     "relayed", (json_int_t)k.relayed, "pending", (json_int_t)pending(&k));
+}
+
+void ms_edges_forget(ms_ns_t *ns, ms_peer_t a, ms_peer_t b)
+{
+    if (!ns->health)
+        return;
+    uint64_t key = edge_key(a, b);
+    ms_edge_state_t *e;
+    HASH_FIND(hh, ns->health->by_key, &key, sizeof(key), e);
+    if (e) {
+        HASH_DEL(ns->health->by_key, e);
+        free(e);
     }
-    return json_pack("{s:I, s:I, s:I, s:I}", "up", up, "failed", failed, "relayed", relayed,
-                     "pending", reported - up - failed);
+}
+
+void ms_edges_metrics(ms_coord_t *c, ms_metrics_t *m)
+{
+    /* Per topology name (the policy's: fullmesh, tree, spray, delaunay, auto, none). */
+    struct {
+        const char *name;
+        edge_counts_t k;
+    } by[8];
+    size_t n_by = 0;
+    edge_counts_t all = {0};
+    ms_ns_t *ns, *tmp;
+    MS_NS_FOREACH(c, ns, tmp)
+    {
+        edge_counts_t k;
+        counts(ns, &k);
+        all.relayed += k.relayed;
+        all.up += k.up;
+        size_t i = 0;
+        while (i < n_by && strcmp(by[i].name, ns->policy.topology))
+            i++;
+        if (i == n_by) {
+            if (n_by == sizeof(by) / sizeof(by[0]))
+                continue; /* more names than engines: cannot happen */
+            by[n_by].name = ns->policy.topology;
+            memset(&by[n_by].k, 0, sizeof(by[n_by].k));
+            n_by++;
+        }
+        by[i].k.edges += k.edges;
+        by[i].k.up += k.up;
+        by[i].k.failed += k.failed;
+    }
+    ms_metrics_family(m, "meshsig_coordinator_edges", MS_METRIC_GAUGE,
+                      "topology edges in the shards this coordinator owns, by topology and the "
+                      "state their peers reported (pending: not reported yet, or retrying)");
+    for (size_t i = 0; i < n_by; i++) {
+        ms_metrics_u64_2(m, "topology", by[i].name, "state", "up", by[i].k.up);
+        ms_metrics_u64_2(m, "topology", by[i].name, "state", "pending", pending(&by[i].k));
+        ms_metrics_u64_2(m, "topology", by[i].name, "state", "failed", by[i].k.failed);
+    }
+    ms_metrics_family(m, "meshsig_coordinator_edges_up", MS_METRIC_GAUGE,
+                      "edges reported up, by path: direct, or relayed through TURN (the selected "
+                      "ICE candidate pair)");
+    ms_metrics_u64(m, "path", "direct", all.up - all.relayed);
+    ms_metrics_u64(m, "path", "relayed", all.relayed);
+    ms_metrics_family(m, "meshsig_coordinator_edge_reports_total", MS_METRIC_COUNTER,
+                      "edge reports from clients, by outcome");
+    ms_metrics_u64(m, "outcome", "up_direct", c->edges.n_up - c->edges.n_up_relayed);
+    ms_metrics_u64(m, "outcome", "up_relayed", c->edges.n_up_relayed);
+    ms_metrics_u64(m, "outcome", "failed", c->edges.n_failed);
+    ms_metrics_family(m, "meshsig_coordinator_edge_repairs_total", MS_METRIC_COUNTER,
+                      "repairs around failed edges, by kind (ice_restart: both ends asked to "
+                      "retry; none: failed for good with no way around)");
+    ms_metrics_u64(m, "kind", "ice_restart", c->edges.n_retries);
+    ms_metrics_u64(m, "kind", "tree_reparent", c->edges.n_tree_moves);
+    ms_metrics_u64(m, "kind", "spray_replace", c->edges.n_spray_replaced);
+    ms_metrics_u64(m, "kind", "delaunay_link", c->edges.n_delaunay_links);
+    ms_metrics_u64(m, "kind", "none", c->edges.n_unrepaired);
+    ms_metrics_counter(m, "meshsig_coordinator_reparents_total",
+                       "reparent requests from tree peers carried out", c->edges.n_reparents);
 }
 
 /* Edges of a departed member: their state goes with them (handles are reused). */

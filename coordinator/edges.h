@@ -8,14 +8,18 @@
 #include <jansson.h>
 
 #include "client.pb-c.h"
+#include "metrics.h"
 #include "namespace.h"
 
-/* edges.c's counters (all namespaces), for the admin view. */
+/* edges.c's counters (all namespaces), for the admin view and /metrics. */
 typedef struct {
-    uint64_t n_up, n_failed, n_relayed; /* reports */
-    uint64_t n_retries;                 /* ICE restarts asked of both ends */
-    uint64_t n_repairs;                 /* tree children moved away from a failed parent */
-    uint64_t n_reparents;               /* reparent requests done */
+    uint64_t n_up, n_up_relayed, n_failed; /* reports (UP: n_up counts both paths) */
+    uint64_t n_retries;                    /* ICE restarts asked of both ends */
+    uint64_t n_tree_moves;     /* tree: children moved away from a parent they cannot reach */
+    uint64_t n_spray_replaced; /* spray: failed pairs whose arcs were replaced */
+    uint64_t n_delaunay_links; /* delaunay: failed edges that got links around them */
+    uint64_t n_unrepaired;     /* failed for good with no repair (full mesh, nowhere to go) */
+    uint64_t n_reparents;      /* reparent requests done */
 } ms_edges_t;
 
 /* A client's EdgeReport: recorded, and the topology repaired around a failure. */
@@ -26,8 +30,14 @@ void ms_edges_reparent(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *c
 /* topology.source: to `to` only, or (to NULL) to every member but the source. */
 void ms_tree_source_notify(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
                            const ms_member_t *source);
-/* {"up", "failed", "pending", "relayed"}: the reported edges of ns. New reference. */
+/* {"up", "failed", "pending", "relayed"}: ns's topology edges by reported state
+ * (pending: not reported yet, or retrying). New reference. */
 json_t *ms_edges_json(const ms_ns_t *ns);
+/* The topology dropped the edge a-b: its reported state goes (namespace.c). */
+void ms_edges_forget(ms_ns_t *ns, ms_peer_t a, ms_peer_t b);
+/* The edge families of /metrics: edges by topology and state, up edges by path,
+ * reports and repairs. */
+void ms_edges_metrics(ms_coord_t *c, ms_metrics_t *m);
 
 extern const ms_ns_hooks_t ms_edges_hooks;
 

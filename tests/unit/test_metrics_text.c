@@ -94,6 +94,8 @@ START_TEST(escaping_and_values)
     ck_assert_ptr_nonnull(strstr(m.buf, "x_odd{v=\"neg\"} -Inf\n"));
     ck_assert_ptr_nonnull(strstr(m.buf, "x_odd{v=\"nan\"} NaN\n"));
     ck_assert_ptr_nonnull(strstr(m.buf, "x_odd{v=\"max\"} 18446744073709551615\n"));
+    ms_metrics_u64_2(&m, "topology", "tree", "state", "q\"x", 4);
+    ck_assert_ptr_nonnull(strstr(m.buf, "x_odd{topology=\"tree\",state=\"q\\\"x\"} 4\n"));
     ms_metrics_cleanup(&m);
 }
 END_TEST
@@ -149,6 +151,9 @@ START_TEST(promtool_accepts)
     ms_metrics_family(&m, "meshsig_x_dropped_total", MS_METRIC_COUNTER, "dropped, by reason");
     ms_metrics_u64(&m, "reason", "bad_request", 3);
     ms_metrics_u64(&m, "reason", "quote\"d", 1);
+    ms_metrics_family(&m, "meshsig_x_edges", MS_METRIC_GAUGE, "edges, by topology and state");
+    ms_metrics_u64_2(&m, "topology", "delaunay", "state", "up", 5);
+    ms_metrics_u64_2(&m, "topology", "delaunay", "state", "failed", 1);
     ms_metrics_gauge(&m, "meshsig_x_peers", "peers in owned shards", 7);
     ms_metrics_gauge(&m, "meshsig_x_peers", "repeated: refused", 8);
     static const double le[] = {0.0001, 0.001, 0.5};
