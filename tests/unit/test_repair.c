@@ -71,7 +71,7 @@ static void eset_take(const ms_topo_t *t, eset_t *s)
 static int eset_has(const eset_t *s, ms_peer_t a, ms_peer_t b, uint8_t kind)
 {
     ms_edge_t k = {a, b, kind};
-    return bsearch(&k, s->e, s->n, sizeof(k), ms_edge_cmp) != NULL;
+    return s->n && bsearch(&k, s->e, s->n, sizeof(k), ms_edge_cmp) != NULL;
 }
 
 /* d (any order, no duplicates) is exactly after - before and before - after. */
