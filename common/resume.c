@@ -14,10 +14,11 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#define VERSION 1
+#define VERSION 1        /* no grants */
+#define VERSION_GRANTS 2 /* a grants byte after the version */
 #define MAC_LEN 32
 #define MAC_B64_LEN 43 /* base64url of 32 bytes, unpadded */
-#define PAYLOAD_MAX (1 + 8 + 8 + 1 + MS_AUTH_PEER_ID_MAX + 1 + MS_RESUME_NS_MAX)
+#define PAYLOAD_MAX (1 + 1 + 8 + 8 + 1 + MS_AUTH_PEER_ID_MAX + 1 + MS_RESUME_NS_MAX)
 #define PAYLOAD_B64_MAX ((PAYLOAD_MAX * 4 + 2) / 3)
 
 static const char b64_alphabet[] =
@@ -122,6 +123,13 @@ ms_err_t ms_resume_issue(const unsigned char *key, size_t key_len, const char *p
                          const char *ns, uint64_t epoch, int64_t now, int64_t ttl_s, char *out,
                          size_t out_size)
 {
+    return ms_resume_issue_ex(key, key_len, peer_id, ns, epoch, 0, now, ttl_s, out, out_size);
+}
+
+ms_err_t ms_resume_issue_ex(const unsigned char *key, size_t key_len, const char *peer_id,
+                            const char *ns, uint64_t epoch, uint8_t grants, int64_t now,
+                            int64_t ttl_s, char *out, size_t out_size)
+{
     unsigned char payload[PAYLOAD_MAX], tag[MAC_LEN];
     char payload_b64[PAYLOAD_B64_MAX + 1], tag_b64[MAC_B64_LEN + 1];
     size_t n = 0, sub_len, ns_len, b64_len;
@@ -134,7 +142,9 @@ ms_err_t ms_resume_issue(const unsigned char *key, size_t key_len, const char *p
     if (ns_len == 0 || ns_len > MS_RESUME_NS_MAX)
         return MS_ERR_INVAL;
 
-    payload[n++] = VERSION;
+    payload[n++] = grants ? VERSION_GRANTS : VERSION;
+    if (grants)
+        payload[n++] = grants;
     put_u64(payload + n, epoch);
     n += 8;
     put_u64(payload + n, (uint64_t)(now + ttl_s));
@@ -197,9 +207,15 @@ ms_err_t ms_resume_verify(const unsigned char *key, size_t key_len, const char *
     /* Authentic from here on; the checks below guard against our own bugs and
      * future versions, not against forgers. */
     plen = b64url_decode(token, b64_len, payload);
-    if (plen < 1 + 8 + 8 + 1 + 1 + 1 + 1 || payload[0] != VERSION)
+    if (plen < 1 + 8 + 8 + 1 + 1 + 1 + 1 || (payload[0] != VERSION && payload[0] != VERSION_GRANTS))
         goto fail;
     n = 1;
+    c.grants = 0;
+    if (payload[0] == VERSION_GRANTS) {
+        c.grants = payload[n++];
+        if (plen < 2 + 8 + 8 + 1 + 1 + 1 + 1)
+            goto fail;
+    }
     c.epoch = get_u64(payload + n);
     n += 8;
     exp = (int64_t)get_u64(payload + n);

@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Resume tokens: HMAC-SHA256-signed (peer id, namespace, session epoch, expiry).
+/* Resume tokens: HMAC-SHA256-signed (peer id, namespace, session epoch, expiry, grants).
  *
  * Issued in welcome, presented in a later hello to take the old session's peer
  * id and edges back. Format (see common/README.md):
  *   base64url(payload) "." base64url(HMAC-SHA256(key, "meshsig-resume-v1." base64url(payload)))
  * payload = version byte 1, epoch (u64 BE), exp (i64 BE, Unix seconds),
- *           sub length (u8), sub, ns length (u8), ns.
+ *           sub length (u8), sub, ns length (u8), ns;
+ *        or version byte 2, grants (u8), then the same: a session whose hello
+ *           token granted a claim (MS_RESUME_GRANT_*) keeps it across a resume,
+ *           where no JWT is presented. Tokens without grants stay version 1, so
+ *           gateways of the previous release still accept them.
  * Pure functions with no state: thread-safe. The key is borrowed.
  */
 #ifndef MS_RESUME_H
@@ -21,11 +25,16 @@
 #define MS_RESUME_KEY_MIN 16    /* shortest accepted key, in bytes */
 #define MS_RESUME_TOKEN_MAX 640 /* buffer size that fits any token, NUL included */
 
+/* What the session's hello token allowed (its claims "source" and "policy"). */
+#define MS_RESUME_GRANT_SOURCE 1u
+#define MS_RESUME_GRANT_POLICY 2u
+
 typedef struct {
     char peer_id[MS_AUTH_PEER_ID_MAX + 1];
     char ns[MS_RESUME_NS_MAX + 1];
     uint64_t epoch; /* the issuer's session epoch or nonce; opaque here */
     int64_t exp;    /* Unix seconds; the token is refused from this second on */
+    uint8_t grants; /* MS_RESUME_GRANT_* (0 in a version 1 token) */
 } ms_resume_claims_t;
 
 /* Writes a token for (peer_id, ns, epoch) that expires at now + ttl_s into out
@@ -37,6 +46,10 @@ typedef struct {
 ms_err_t ms_resume_issue(const unsigned char *key, size_t key_len, const char *peer_id,
                          const char *ns, uint64_t epoch, int64_t now, int64_t ttl_s, char *out,
                          size_t out_size);
+/* The same, carrying grants (MS_RESUME_GRANT_*; 0 issues a version 1 token). */
+ms_err_t ms_resume_issue_ex(const unsigned char *key, size_t key_len, const char *peer_id,
+                            const char *ns, uint64_t epoch, uint8_t grants, int64_t now,
+                            int64_t ttl_s, char *out, size_t out_size);
 
 /* Checks token's signature (constant-time), format and expiry at now (Unix
  * seconds). On MS_OK fills *claims; otherwise leaves it untouched. Returns

@@ -104,6 +104,10 @@ void ms_gw_hello_claim(ms_gateway_t *gw, ms_session_t *s, const char *cid,
         }
         snprintf(peer, sizeof(peer), "%s", rc.peer_id);
         resume = 1;
+        /* What the first hello's token allowed, the resumed session may do
+         * (a source that lost its connection joins as the source again). */
+        may_policy |= (rc.grants & MS_RESUME_GRANT_POLICY) != 0;
+        may_source |= (rc.grants & MS_RESUME_GRANT_SOURCE) != 0;
     } else if (gw->auth) {
         const char *why = NULL;
         ms_err_t err = ms_auth_verify(gw->auth, hello->token, hello->namespace_, ms_clock_wall_s(),
@@ -159,6 +163,11 @@ void ms_gw_hello_claim(ms_gateway_t *gw, ms_session_t *s, const char *cid,
     j.may_set_policy = may_policy;
     j.may_be_source = may_source;
     s->source = hello->role == MESHSIG__V1__JOIN_ROLE__SOURCE;
+    /* Only claims a token granted travel in the resume token: dev mode grants
+     * everyone everything anyway. */
+    s->grants = gw->auth ? (uint8_t)((may_source ? MS_RESUME_GRANT_SOURCE : 0) |
+                                     (may_policy ? MS_RESUME_GRANT_POLICY : 0))
+                         : 0;
     j.claim.data = (uint8_t *)claim;
     j.claim.len = claim ? claim_len : 0;
     Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;

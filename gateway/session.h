@@ -80,6 +80,7 @@ typedef struct ms_session {
     uint8_t ping_due; /* a ping is to be written */
     uint8_t peer_indexed;
     uint8_t source;     /* joined as a tree's source (reported in a resync) */
+    uint8_t grants;     /* MS_RESUME_GRANT_*: what the hello token allowed, kept in resume tokens */
     uint8_t peerjs;     /* speaks the PeerJS server protocol (peerjs.c) */
     uint8_t signal_any; /* the owner lets it signal any peer of its namespace (bus signal_scope) */
     uint8_t owner_routed_all; /* every signal takes the owner's path (relay.c) */

@@ -295,6 +295,55 @@ START_TEST(claims_allow_source_and_policy)
 }
 END_TEST
 
+/* Resumes on the JWT gateway with a resume token and no JWT. */
+static wsc_t *hello_resume(const char *ns, const char *resume_token, const char *extra)
+{
+    wsc_t *c = wsc_connect(cl.gw_port[gjwt], "meshsig.v1.json", T_MS);
+    ck_assert_ptr_nonnull(c);
+    send_json(c, "{\"id\":\"h\",\"hello\":{\"namespace\":\"%s\",\"resumeToken\":\"%s\"%s}}", ns,
+              resume_token, extra);
+    return c;
+}
+
+/* A source that lost its connection resumes without a JWT and is the source
+ * again: the claim travels in the resume token. A viewer's token does not
+ * grant it, so neither does its resume token. */
+START_TEST(resumed_source_keeps_its_claim)
+{
+    put_policy("rs", "{\"topology\":\"tree\"}");
+    char *src = mint("studio", "source"), *plain = mint("viewer", NULL);
+    wsc_t *s = hello_token("rs", src, ",\"role\":\"SOURCE\"");
+    json_t *w = expect_key(s, "welcome");
+    char *rt = strdup(str_at(w, "welcome", "resumeToken", NULL));
+    json_decref(w);
+    ck_assert(*rt);
+    wsc_t *v = hello_token("rs", plain, "");
+    w = expect_key(v, "welcome");
+    char *vrt = strdup(str_at(w, "welcome", "resumeToken", NULL));
+    json_decref(w);
+    expect_connect(s, "viewer", 1);
+    /* The source's connection drops; it comes back with its resume token. */
+    wsc_free(s);
+    s = hello_resume("rs", rt, ",\"role\":\"SOURCE\"");
+    w = expect_key(s, "welcome");
+    ck_assert_str_eq(str_at(w, "welcome", "peerId", NULL), "studio");
+    json_decref(w);
+    json_t *j = admin_ns("rs");
+    ck_assert(json_is_true(json_object_get(json_object_get(j, "stats"), "source")));
+    json_decref(j);
+    /* The viewer's resume token carries no source claim. */
+    wsc_t *bad = hello_resume("rs", vrt, ",\"role\":\"SOURCE\"");
+    expect_error(bad, "FORBIDDEN", "h");
+    wsc_free(bad);
+    wsc_free(s);
+    wsc_free(v);
+    free(rt);
+    free(vrt);
+    free(src);
+    free(plain);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("tree_control");
@@ -306,6 +355,7 @@ int main(void)
     tcase_add_test(tc, edge_reports_retry_then_fail);
     tcase_add_test(tc, hello_policy_first_empty_namespace_sets_it);
     tcase_add_test(tc, claims_allow_source_and_policy);
+    tcase_add_test(tc, resumed_source_keeps_its_claim);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

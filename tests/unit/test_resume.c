@@ -29,6 +29,37 @@ START_TEST(round_trip)
 }
 END_TEST
 
+/* A session's grants travel in the token (version 2); without grants the token
+ * stays version 1, which the previous release also reads. */
+START_TEST(grants_round_trip)
+{
+    char tok[MS_RESUME_TOKEN_MAX], v1[MS_RESUME_TOKEN_MAX], flip[MS_RESUME_TOKEN_MAX];
+    ms_resume_claims_t c;
+    ck_assert_int_eq(ms_resume_issue_ex(key, KEYLEN, "studio", "broadcast.x", 9,
+                                        MS_RESUME_GRANT_SOURCE | MS_RESUME_GRANT_POLICY, NOW, 60,
+                                        tok, sizeof tok),
+                     MS_OK);
+    ck_assert_int_eq(ms_resume_verify(key, KEYLEN, tok, NOW, &c, NULL), MS_OK);
+    ck_assert_uint_eq(c.grants, MS_RESUME_GRANT_SOURCE | MS_RESUME_GRANT_POLICY);
+    ck_assert_str_eq(c.peer_id, "studio");
+    ck_assert_str_eq(c.ns, "broadcast.x");
+    ck_assert_uint_eq(c.epoch, 9);
+    ck_assert_int_eq(
+        ms_resume_issue_ex(key, KEYLEN, "studio", "broadcast.x", 9, 0, NOW, 60, v1, sizeof v1),
+        MS_OK);
+    ck_assert_int_eq(ms_resume_verify(key, KEYLEN, v1, NOW, &c, NULL), MS_OK);
+    ck_assert_uint_eq(c.grants, 0);
+    /* The grants are signed like the rest: one token's payload under the
+     * other's signature is refused. */
+    ck_assert_int_eq(ms_resume_issue_ex(key, KEYLEN, "studio", "broadcast.x", 9,
+                                        MS_RESUME_GRANT_POLICY, NOW, 60, flip, sizeof flip),
+                     MS_OK);
+    ck_assert_uint_eq(strlen(flip), strlen(tok));
+    strcpy(flip + strcspn(flip, "."), tok + strcspn(tok, "."));
+    ck_assert_int_eq(ms_resume_verify(key, KEYLEN, flip, NOW, &c, NULL), MS_ERR_AUTH);
+}
+END_TEST
+
 START_TEST(longest_fields_fit)
 {
     char tok[MS_RESUME_TOKEN_MAX], id[MS_AUTH_PEER_ID_MAX + 1], ns[MS_RESUME_NS_MAX + 2];
@@ -142,6 +173,7 @@ int main(void)
     Suite *s = suite_create("resume");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, round_trip);
+    tcase_add_test(tc, grants_round_trip);
     tcase_add_test(tc, longest_fields_fit);
     tcase_add_test(tc, expiry);
     tcase_add_test(tc, tamper_and_wrong_key);
