@@ -283,7 +283,8 @@ json_t *ms_edges_json(const ms_ns_t *ns)
                      "relayed", (json_int_t)k.relayed, "pending", (json_int_t)pending(&k));
 }
 
-void ms_edges_forget(ms_ns_t *ns, ms_peer_t a, ms_peer_t b)
+/* The topology dropped the edge a-b: its reported state goes. */
+static void edge_dropped(ms_ns_t *ns, ms_peer_t a, ms_peer_t b)
 {
     if (!ns->health)
         return;
@@ -385,5 +386,7 @@ static void cleanup(ms_ns_t *ns)
     ns->health = NULL;
 }
 
-const ms_ns_hooks_t ms_edges_hooks = {
-    .name = "edge health", .cleanup = cleanup, .member_gone = member_gone};
+const ms_ns_hooks_t ms_edges_hooks = {.name = "edge health",
+                                      .cleanup = cleanup,
+                                      .member_gone = member_gone,
+                                      .edge_dropped = edge_dropped};

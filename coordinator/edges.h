@@ -33,8 +33,6 @@ void ms_tree_source_notify(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
 /* {"up", "failed", "pending", "relayed"}: ns's topology edges by reported state
  * (pending: not reported yet, or retrying). New reference. */
 json_t *ms_edges_json(const ms_ns_t *ns);
-/* The topology dropped the edge a-b: its reported state goes (namespace.c). */
-void ms_edges_forget(ms_ns_t *ns, ms_peer_t a, ms_peer_t b);
 /* The edge families of /metrics: edges by topology and state, up edges by path,
  * reports and repairs. */
 void ms_edges_metrics(ms_coord_t *c, ms_metrics_t *m);

@@ -441,7 +441,9 @@ void ms_ns_apply_diff(ms_coord_t *c, ms_ns_t *ns, const ms_topo_diff_t *diff,
                       const ms_member_t *joiner, Meshsig__V1__Value **offers, size_t n_offers)
 {
     for (size_t i = 0; i < diff->n_disconnect; i++) {
-        ms_edges_forget(ns, diff->disconnect[i].a, diff->disconnect[i].b);
+        for (size_t h = 0; h < c->ns.n_hooks; h++)
+            if (c->ns.hooks[h]->edge_dropped)
+                c->ns.hooks[h]->edge_dropped(ns, diff->disconnect[i].a, diff->disconnect[i].b);
         ms_member_t *a = ms_ns_by_handle(ns, diff->disconnect[i].a);
         ms_member_t *b = ms_ns_by_handle(ns, diff->disconnect[i].b);
         if (!a || !b)

@@ -95,6 +95,8 @@ typedef struct {
     void (*member_joined)(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m);
     /* m is leaving, still a member: fail what waits on it, drop what it holds. */
     void (*member_gone)(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m);
+    /* The topology dropped the edge a-b (its ends are told next). */
+    void (*edge_dropped)(ms_ns_t *ns, ms_peer_t a, ms_peer_t b);
     /* Takeover: m is back with what its gateway reported; nobody is told. */
     ms_err_t (*restore)(ms_ns_t *ns, ms_member_t *m, const Meshsig__Bus__SessionReport *sr);
 } ms_ns_hooks_t;
