@@ -146,6 +146,14 @@ static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
     ms_metrics_u64(&m, "reason", "rebuild_queue_full", c->cluster.n_queued_dropped);
     ms_metrics_gauge(&m, "meshsig_coordinator_namespaces",
                      "namespaces in the shards this coordinator owns", (double)ms_ns_count(c));
+    ms_metrics_gauge(&m, "meshsig_coordinator_cluster_namespaces",
+                     "namespaces in the whole cluster as heartbeats tell (--max-namespaces)",
+                     (double)ms_cluster_namespaces(c));
+    ms_metrics_family(&m, "meshsig_coordinator_cap_refused_total", MS_METRIC_COUNTER,
+                      "requests refused at an operator cap, by cap");
+    ms_metrics_u64(&m, "cap", "namespaces", c->members.n_cap_ns);
+    ms_metrics_u64(&m, "cap", "peers", c->members.n_cap_peers);
+    ms_metrics_u64(&m, "cap", "streams", c->msg.n_cap_streams);
     ms_metrics_gauge(&m, "meshsig_coordinator_peers", "peers in the shards this coordinator owns",
                      (double)n_peers);
     ms_metrics_gauge(&m, "meshsig_coordinator_backends",

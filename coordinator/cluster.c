@@ -125,6 +125,7 @@ void ms_cluster_cleanup(ms_coord_t *c)
         free(p->admin);
         free(p->shards);
         free(p->epochs);
+        free(p->ns_counts);
         free(p);
     }
 }
@@ -154,14 +155,19 @@ void ms_cluster_heartbeat_in(ms_coord_t *c, const Meshsig__Bus__CoordinatorHeart
         ep = NULL;
         n = 0;
     }
+    uint32_t *nc = n && hb->n_namespaces == n ? malloc(n * sizeof(*nc)) : NULL;
     if (n) {
         memcpy(sh, hb->shards, n * sizeof(*sh));
         memcpy(ep, hb->epochs, n * sizeof(*ep));
     }
+    if (nc)
+        memcpy(nc, hb->namespaces, n * sizeof(*nc));
     free(p->shards);
     free(p->epochs);
+    free(p->ns_counts);
     p->shards = sh;
     p->epochs = ep;
+    p->ns_counts = nc;
     p->n_shards = n;
     if (*hb->admin && (!p->admin || strcmp(p->admin, hb->admin))) {
         free(p->admin);
@@ -208,12 +214,14 @@ static void publish_heartbeat(ms_coord_t *c, int leaving)
     size_t cap = (size_t)c->cfg->shards;
     uint32_t *sh = calloc(cap, sizeof(*sh));
     uint64_t *ep = calloc(cap, sizeof(*ep));
+    uint32_t *nc = calloc(cap, sizeof(*nc));
     size_t n = 0;
-    if (sh && ep && !leaving)
+    if (sh && ep && nc && !leaving)
         for (uint32_t i = 0; i < (uint32_t)cap; i++)
             if (c->cluster.shards[i].state == MS_SHARD_OWNED ||
                 c->cluster.shards[i].state == MS_SHARD_REBUILDING) {
                 sh[n] = i;
+                nc[n] = ms_ns_count_shard(c, i);
                 ep[n++] = c->cluster.shards[i].epoch;
             }
     Meshsig__Bus__CoordinatorHeartbeat hb = MESHSIG__BUS__COORDINATOR_HEARTBEAT__INIT;
@@ -227,6 +235,8 @@ static void publish_heartbeat(ms_coord_t *c, int leaving)
     hb.n_shards = n;
     hb.epochs = ep;
     hb.n_epochs = n;
+    hb.namespaces = nc;
+    hb.n_namespaces = n;
     size_t len = meshsig__bus__coordinator_heartbeat__get_packed_size(&hb);
     uint8_t *buf = malloc(len ? len : 1);
     if (buf) {
@@ -241,6 +251,42 @@ static void publish_heartbeat(ms_coord_t *c, int leaving)
     free(buf);
     free(sh);
     free(ep);
+    free(nc);
+}
+
+uint64_t ms_cluster_namespaces(ms_coord_t *c)
+{
+    uint32_t n_shards = (uint32_t)c->cfg->shards;
+    uint64_t total = ms_ns_count(c);
+    /* Per shard, the count of the live coordinator with the highest epoch for
+     * it: during a hand-off both may say they serve it, and the newer one is
+     * the owner. Shards served here are counted above, not from others. */
+    uint64_t *best_epoch = calloc(n_shards, sizeof(*best_epoch));
+    uint32_t *best_count = calloc(n_shards, sizeof(*best_count));
+    if (!best_epoch || !best_count)
+        goto done;
+    ms_coord_peer_t *p, *tmp;
+    HASH_ITER(hh, c->cluster.coords, p, tmp)
+    {
+        if (!p->alive || !p->ns_counts)
+            continue;
+        for (size_t i = 0; i < p->n_shards; i++) {
+            uint32_t sh = p->shards[i];
+            if (sh >= n_shards || c->cluster.shards[sh].state == MS_SHARD_OWNED ||
+                c->cluster.shards[sh].state == MS_SHARD_REBUILDING)
+                continue;
+            if (p->epochs[i] >= best_epoch[sh]) {
+                best_epoch[sh] = p->epochs[i];
+                best_count[sh] = p->ns_counts[i];
+            }
+        }
+    }
+    for (uint32_t sh = 0; sh < n_shards; sh++)
+        total += best_count[sh];
+done:
+    free(best_epoch);
+    free(best_count);
+    return total;
 }
 
 static void replay(ms_coord_t *c, uint32_t shard)

@@ -24,6 +24,7 @@ typedef struct ms_coord_peer {
     uint64_t started_ms;
     uint32_t *shards; /* what it said it serves, with epochs */
     uint64_t *epochs;
+    uint32_t *ns_counts; /* namespaces it holds per shard, same order; NULL: not said */
     size_t n_shards;
     int alive;
     char release[32];     /* its meshsig release */
@@ -98,6 +99,10 @@ void ms_cluster_drop_shard(ms_coord_t *c, uint32_t shard);
 const char *ms_cluster_desired_owner(ms_coord_t *c, uint32_t shard);
 /* The coordinator serving shard n as far as heartbeats tell, or NULL. */
 const char *ms_cluster_owner(ms_coord_t *c, uint32_t shard);
+/* Namespaces in the whole cluster: this coordinator's own, and for every
+ * shard it does not serve, the count its owner (the highest epoch among the
+ * live coordinators) gave in its last heartbeat. Up to one heartbeat old. */
+uint64_t ms_cluster_namespaces(ms_coord_t *c);
 /* Shards this coordinator serves now. */
 size_t ms_cluster_n_owned(ms_coord_t *c);
 /* Whether another coordinator is alive; and whether every live one is in `seen`

@@ -26,6 +26,9 @@ int main(int argc, char **argv)
         .resync_timeout_ms = 400,
         .js_replicas = 1,
         .backend_timeout_ms = 3000,
+        .max_peers = 100000,
+        .max_namespaces = 100000,
+        .max_streams = 256,
     };
     const char *log_level = "info";
     int log_json = 0;
@@ -67,6 +70,12 @@ int main(int argc, char **argv)
         {"backend-timeout-ms", MS_OPT_INT, &cfg.backend_timeout_ms,
          "a backend that sent no attach (its heartbeat) this long is withdrawn; backends are "
          "told to send one every third of it (README \"Backends\")"},
+        {"max-peers", MS_OPT_INT, &cfg.max_peers,
+         "peers in one namespace (a policy's cap may be lower); more get NAMESPACE_FULL"},
+        {"max-namespaces", MS_OPT_INT, &cfg.max_namespaces,
+         "namespaces in the whole cluster; a hello that would open one more gets LIMIT_REACHED"},
+        {"max-streams", MS_OPT_INT, &cfg.max_streams,
+         "streams one peer may have opened and not closed; more get LIMIT_REACHED"},
         {"policy-file", MS_OPT_STR, &cfg.policy_file,
          "namespace policy rules, YAML or JSON (README \"Policy file\"); reloaded on SIGHUP"},
         {"insecure-dev", MS_OPT_BOOL, &cfg.insecure_dev,
@@ -101,6 +110,11 @@ int main(int argc, char **argv)
     }
     if (cfg.backend_timeout_ms < 300 || cfg.backend_timeout_ms > 3600000) {
         ms_error("--backend-timeout-ms must be 300..3600000");
+        return 2;
+    }
+    if (cfg.max_peers < 1 || cfg.max_peers > 100000000 || cfg.max_namespaces < 1 ||
+        cfg.max_namespaces > 100000000 || cfg.max_streams < 1 || cfg.max_streams > 1000000) {
+        ms_error("--max-peers, --max-namespaces or --max-streams is out of range (see --help)");
         return 2;
     }
     if (cfg.js_replicas < 1 || cfg.js_replicas > 5) {

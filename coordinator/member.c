@@ -116,6 +116,12 @@ static void send_welcome(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const
     w.gateway_id = (char *)m->gateway; /* protobuf-c fields are not const */
     w.namespace_ = ns->name;
     w.topology = ns->policy.topology;
+    /* The gateway fills in its own limits and keeps this one, the owner's. */
+    Meshsig__V1__Limits lim = MESHSIG__V1__LIMITS__INIT;
+    lim.max_streams = c->cfg->max_streams > 0 && c->cfg->max_streams <= UINT32_MAX
+                          ? (uint32_t)c->cfg->max_streams
+                          : 0;
+    w.limits = &lim;
     Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
     sm.id = (char *)client_id;
     sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_WELCOME;
@@ -311,8 +317,7 @@ static void resume_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
 /* A place freed: admit waiters in order while the engine takes them. */
 static void admit_waiting(ms_coord_t *c, ms_ns_t *ns)
 {
-    while (ns->waiting &&
-           (!ns->policy.params.cap || ns->engine->ops->count(ns->engine) < ns->policy.params.cap)) {
+    while (ns->waiting && !ms_ns_full(c, ns)) {
         ms_waiter_t *w = ns->waiting;
         ns->waiting = w->next;
         if (!ns->waiting)
@@ -386,6 +391,15 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
     if (ms_bus_shard_of(req->namespace_, c->ns.n_shards) != shard) {
         ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, cid, ERR(BAD_REQUEST),
                         "namespace %s does not belong to shard %u", req->namespace_, shard);
+        return;
+    }
+    if (!ms_ns_find(c, req->namespace_) && c->cfg->max_namespaces > 0 &&
+        ms_cluster_namespaces(c) >= (uint64_t)c->cfg->max_namespaces) {
+        c->members.n_cap_ns++;
+        ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, cid, ERR(LIMIT_REACHED),
+                        "the cluster holds its maximum of %ld namespaces (--max-namespaces); "
+                        "join an existing one or retry later",
+                        c->cfg->max_namespaces);
         return;
     }
     if (ms_ns_get(c, req->namespace_, &ns) != MS_OK) {
@@ -503,7 +517,9 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
     if (herr != MS_OK)
         goto nomem;
     ms_topo_diff_t *diff = ms_ns_diff(c);
-    ms_err_t err = ns->engine->ops->join(ns->engine, m->handle, m->pos, diff);
+    /* The cap is checked here for every engine (the full mesh also keeps its own). */
+    ms_err_t err = ms_ns_full(c, ns) ? MS_ERR_FULL
+                                     : ns->engine->ops->join(ns->engine, m->handle, m->pos, diff);
     if (err != MS_OK) {
         ms_ns_free_handle(ns, m);
         if (err == MS_ERR_FULL && ns->policy.overflow_wait) {
@@ -511,9 +527,11 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
             goto done;
         }
         if (err == MS_ERR_FULL)
+            c->members.n_cap_peers++;
+        if (err == MS_ERR_FULL)
             ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, cid,
                             ERR(NAMESPACE_FULL), "namespace %s is full (%u peers)", ns->name,
-                            ns->policy.params.cap);
+                            ms_ns_cap(c, ns));
         else
             ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, cid, ERR(INTERNAL),
                             "topology join failed: %s", ms_err_str(err));

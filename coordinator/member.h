@@ -14,6 +14,7 @@ typedef struct {
     size_t n_detached; /* peers waiting out a resume grace period */
     uint64_t next_liveness_ms;
     uint64_t n_joins, n_leaves;
+    uint64_t n_cap_ns, n_cap_peers; /* joins refused at --max-namespaces, a namespace's cap */
 } ms_members_t;
 
 /* A join request for shard (checked to be the namespace's shard). */

@@ -27,6 +27,7 @@ typedef struct {
     uint64_t n_calls;         /* service.c */
     uint64_t n_publishes;     /* topic.c */
     uint64_t n_stream_bytes;  /* stream.c */
+    uint64_t n_cap_streams;   /* stream.c: opens refused at --max-streams */
 } ms_msg_stats_t;
 
 /* Routes a client request of member `from` (any but signal, position, rtt). */

@@ -32,11 +32,33 @@ void ms_ns_reg_cleanup(ms_coord_t *c)
     HASH_ITER(hh, c->ns.by_name, ns, tmp)
     ms_ns_destroy(c, ns);
     ms_topo_diff_cleanup(&c->ns.diff);
+    free(c->ns.n_by_shard);
+    c->ns.n_by_shard = NULL;
 }
 
 size_t ms_ns_count(ms_coord_t *c)
 {
     return HASH_COUNT(c->ns.by_name);
+}
+
+uint32_t ms_ns_count_shard(ms_coord_t *c, uint32_t shard)
+{
+    return c->ns.n_by_shard && shard < c->ns.n_shards ? c->ns.n_by_shard[shard] : 0;
+}
+
+uint32_t ms_ns_cap(const ms_coord_t *c, const ms_ns_t *ns)
+{
+    uint32_t cap = ns->policy.params.cap;
+    long max = c->cfg->max_peers;
+    if (max > 0 && (!cap || (uint64_t)max < cap))
+        cap = max > UINT32_MAX ? UINT32_MAX : (uint32_t)max;
+    return cap;
+}
+
+int ms_ns_full(const ms_coord_t *c, const ms_ns_t *ns)
+{
+    uint32_t cap = ms_ns_cap(c, ns);
+    return cap && ns->engine->ops->count(ns->engine) >= cap;
 }
 
 ms_topo_diff_t *ms_ns_diff(ms_coord_t *c)
@@ -68,6 +90,9 @@ ms_err_t ms_ns_get(ms_coord_t *c, const char *name, ms_ns_t **out)
         return MS_OK;
     }
     ms_err_t err = MS_ERR_NOMEM;
+    if (!c->ns.n_by_shard &&
+        !(c->ns.n_by_shard = calloc(c->ns.n_shards ? c->ns.n_shards : 1, sizeof(uint32_t))))
+        return MS_ERR_NOMEM;
     ns = calloc(1, sizeof(*ns));
     if (!ns || !(ns->name = strdup(name)))
         goto fail;
@@ -80,6 +105,8 @@ ms_err_t ms_ns_get(ms_coord_t *c, const char *name, ms_ns_t **out)
     if (ns->engine->ops->tick)
         c->ns.n_tick++;
     HASH_ADD_KEYPTR(hh, c->ns.by_name, ns->name, strlen(ns->name), ns);
+    if (ns->shard < c->ns.n_shards)
+        c->ns.n_by_shard[ns->shard]++;
     *out = ns;
     return MS_OK;
 fail:
@@ -132,6 +159,8 @@ void ms_ns_destroy(ms_coord_t *c, ms_ns_t *ns)
         ms_member_free(m);
     }
     HASH_DEL(c->ns.by_name, ns);
+    if (c->ns.n_by_shard && ns->shard < c->ns.n_shards && c->ns.n_by_shard[ns->shard])
+        c->ns.n_by_shard[ns->shard]--;
     if (ns->engine && ns->engine->ops->tick)
         c->ns.n_tick--;
     if (ns->engine)

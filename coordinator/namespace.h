@@ -41,6 +41,7 @@ typedef struct ms_member {
      * coordinate ms_vivaldi_init(pos.key) gives, at the origin. */
     ms_vivaldi_t *viv;
     uint8_t source; /* joined as the tree's source: handle 0 (ms_ns_has_source_slot) */
+    uint32_t n_streams; /* stream.c: streams it opened that are open (--max-streams) */
     /* p2p.c: peers linked outside the topology, and the requests waiting for this peer's
      * answer. */
     char **p2p_links;
@@ -108,6 +109,7 @@ typedef struct {
     ms_topo_diff_t diff; /* scratch: lent by ms_ns_diff to one operation at a time */
     const ms_ns_hooks_t *const *hooks;
     size_t n_hooks;
+    uint32_t *n_by_shard; /* namespaces held per shard (heartbeats carry them); lazily made */
 } ms_ns_reg_t;
 
 /* hooks: borrowed, in the order they run. */
@@ -119,6 +121,12 @@ void ms_ns_reg_cleanup(ms_coord_t *c);
 /* Read-only iteration over the namespaces (the body may destroy ns). */
 #define MS_NS_FOREACH(c, ns, tmp) HASH_ITER(hh, (c)->ns.by_name, ns, tmp)
 size_t ms_ns_count(ms_coord_t *c);
+/* Namespaces held in one shard. */
+uint32_t ms_ns_count_shard(ms_coord_t *c, uint32_t shard);
+/* The most peers ns takes: its policy's cap or --max-peers, the lower; 0: no cap. */
+uint32_t ms_ns_cap(const ms_coord_t *c, const ms_ns_t *ns);
+/* 1 when ns holds as many peers as ms_ns_cap allows. */
+int ms_ns_full(const ms_coord_t *c, const ms_ns_t *ns);
 
 ms_ns_t *ms_ns_find(ms_coord_t *c, const char *name);
 /* The namespace, created with its stored (or the default) policy when absent. */

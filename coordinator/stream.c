@@ -28,6 +28,15 @@ static void stream_free(ms_ns_t *ns, ms_stream_t *s)
     free(s);
 }
 
+/* A stream ends while its namespace lives: its opener has one fewer open. */
+static void stream_end(ms_ns_t *ns, ms_stream_t *s)
+{
+    ms_member_t *opener = ms_ns_member(ns, s->opener);
+    if (opener && opener->n_streams)
+        opener->n_streams--;
+    stream_free(ns, s);
+}
+
 /* The stream sid names for member m, and whether m opened it. */
 static ms_stream_t *stream_resolve(ms_ns_t *ns, const ms_member_t *m, const char *sid,
                                    int *is_opener)
@@ -107,6 +116,14 @@ void ms_stream_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char 
             ms_deliver(c, ns, from, &sm);
             return;
         }
+        long cap = c->cfg->max_streams;
+        if (cap > 0 && from->n_streams >= (uint64_t)cap) {
+            c->msg.n_cap_streams++;
+            ms_member_error(c, ns, from, cid, ERR(LIMIT_REACHED),
+                            "at most %ld open streams per peer (--max-streams); close one first",
+                            cap);
+            return;
+        }
         s = calloc(1, sizeof(*s));
         if (!s || !(s->key = strdup(key)) || !(s->opener = strdup(from->id)) ||
             !(s->receiver = strdup(to->id))) {
@@ -119,6 +136,7 @@ void ms_stream_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char 
             return;
         }
         HASH_ADD_KEYPTR(hh, ns->streams, s->key, strlen(s->key), s);
+        from->n_streams++;
         Meshsig__V1__StreamOpen op = *st->open;
         op.from = from->id;
         op.to = to->id;
@@ -170,7 +188,7 @@ void ms_stream_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char 
     }
     case MESHSIG__V1__STREAM__OP_CLOSE:
         stream_send(c, ns, s, !is_opener, &out);
-        stream_free(ns, s);
+        stream_end(ns, s);
         ms_send_ok(c, ns, from, cid);
         return;
     default:
@@ -198,7 +216,7 @@ static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
         out.op_case = MESHSIG__V1__STREAM__OP_CLOSE;
         out.close = &cl;
         stream_send(c, ns, st, receiver, &out);
-        stream_free(ns, st);
+        stream_end(ns, st);
     }
 }
 

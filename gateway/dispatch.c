@@ -43,6 +43,41 @@ static void track_request(ms_session_t *s, const Meshsig__V1__ClientMessage *cm)
     }
 }
 
+/* 1 when cm would put the session into one more room, service or topic
+ * pattern than its cap (--max-rooms, --max-services, --max-subscriptions):
+ * the sender gets LIMIT_REACHED and nothing goes to the owner. The gateway
+ * keeps these sets for a takeover's resync, so the cap also bounds its
+ * memory per session and the size of its resync reports. */
+static int over_cap(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__ClientMessage *cm)
+{
+    const ms_strset_t *set;
+    const char *name, *what, *flag;
+    long cap;
+    ms_gw_cap_t which;
+    if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_ROOM &&
+        cm->room->op_case == MESHSIG__V1__ROOM__OP_JOIN) {
+        set = &s->rooms, name = cm->room->join->room, cap = gw->cfg->max_rooms;
+        what = "rooms", flag = "--max-rooms", which = MS_GW_CAP_ROOMS;
+    } else if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_SERVICE &&
+               cm->service->op_case == MESHSIG__V1__SERVICE__OP_REGISTER) {
+        set = &s->services, name = cm->service->register_->service, cap = gw->cfg->max_services;
+        what = "services", flag = "--max-services", which = MS_GW_CAP_SERVICES;
+    } else if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_TOPIC &&
+               cm->topic->op_case == MESHSIG__V1__TOPIC__OP_SUBSCRIBE) {
+        set = &s->subscriptions, name = cm->topic->subscribe->pattern,
+        cap = gw->cfg->max_subscriptions;
+        what = "topic subscriptions", flag = "--max-subscriptions", which = MS_GW_CAP_SUBSCRIPTIONS;
+    } else {
+        return 0;
+    }
+    if (cap <= 0 || set->n < (uint64_t)cap || ms_strset_has(set, name ? name : ""))
+        return 0;
+    gw->n_cap_refused[which]++;
+    ms_gw_send_error(gw, s, cm->id, ERR(LIMIT_REACHED),
+                     "at most %ld %s per session (%s); leave one first", cap, what, flag);
+    return 1;
+}
+
 /* The client's view of its edges, from the topology events it is sent. */
 void ms_gw_track_delivery(ms_session_t *s, const Meshsig__V1__ServerMessage *m)
 {
@@ -100,6 +135,8 @@ void ms_gw_handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Client
     }
     if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_SIGNAL &&
         ms_gw_relay_signal(gw, s, cm->signal, cid))
+        return;
+    if (over_cap(gw, s, cm))
         return;
     track_request(s, cm);
     Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;

@@ -31,6 +31,10 @@ typedef struct {
     long join_timeout_ms;      /* a hello with no answer from the owner gets UNAVAILABLE */
     long rx_buffer;            /* lws receive buffer per connection, bytes */
     long max_handshakes;       /* WebSocket handshakes in progress at once (header tables) */
+    long max_sessions;         /* WebSocket sessions at once; more are closed with 1013 */
+    long max_rooms;            /* rooms one session may be in at once */
+    long max_services;         /* services one session may provide at once */
+    long max_subscriptions;    /* topic patterns one session may subscribe to at once */
     long idle_ping_ms;         /* a client silent this long gets a WebSocket ping */
     long idle_timeout_ms;      /* a client silent this long (ping unanswered) is dropped */
     long drain_ms;             /* on SIGTERM, how long clients get to leave */

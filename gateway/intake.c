@@ -86,6 +86,12 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d,
             limits.msgs_per_sec = clamp_u32(gw->cfg->rate_msgs);
             limits.bytes_per_sec = clamp_u32(gw->cfg->rate_bytes);
             limits.max_queue_bytes = clamp_u32(gw->cfg->max_queue);
+            limits.max_rooms = clamp_u32(gw->cfg->max_rooms);
+            limits.max_services = clamp_u32(gw->cfg->max_services);
+            limits.max_subscriptions = clamp_u32(gw->cfg->max_subscriptions);
+            /* The stream cap is the owner's (--max-streams on the coordinators). */
+            if (m->welcome->limits)
+                limits.max_streams = m->welcome->limits->max_streams;
             w.limits = &limits;
             w.heartbeat_ms = clamp_u32(gw->cfg->idle_timeout_ms / 3);
             ms_gw_ice_buf_t ice;

@@ -46,6 +46,16 @@
 #define CLOSE_BAD_UTF8 1007
 #define CLOSE_POLICY 1008
 #define CLOSE_GOING_AWAY 1001
+#define CLOSE_TRY_LATER 1013 /* RFC 6455 §7.4.1 registry: "Try Again Later" (gateway full) */
+
+/* The operator caps a gateway enforces (--max-*), counted in /metrics when reached. */
+typedef enum {
+    MS_GW_CAP_SESSIONS,
+    MS_GW_CAP_ROOMS,
+    MS_GW_CAP_SERVICES,
+    MS_GW_CAP_SUBSCRIPTIONS,
+    MS_GW_CAP_COUNT
+} ms_gw_cap_t;
 
 typedef struct ms_gw_direct ms_gw_direct_t;
 
@@ -136,6 +146,7 @@ struct ms_gateway {
     uint64_t n_in, n_out, n_dropped_epoch, n_dropped_session, n_closed_slow, n_rate_limited;
     uint64_t n_undeliverable; /* deliveries that could not be encoded for their receiver */
     uint64_t n_signals_local; /* relayed here between two sessions of this gateway */
+    uint64_t n_cap_refused[MS_GW_CAP_COUNT]; /* requests refused at an operator cap */
 };
 
 /* ---- ws.c ---------------------------------------------------------------- */

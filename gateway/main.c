@@ -40,6 +40,10 @@ int main(int argc, char **argv)
         .hello_timeout_ms = 10000,
         .join_timeout_ms = 5000,
         .max_handshakes = 128,
+        .max_sessions = 100000,
+        .max_rooms = 256,
+        .max_services = 64,
+        .max_subscriptions = 256,
         .rx_buffer = 1024,
         .idle_ping_ms = 30000,
         .idle_timeout_ms = 70000,
@@ -97,6 +101,12 @@ int main(int argc, char **argv)
          "receive buffer per connection in bytes (256 to 65536): memory against reads"},
         {"max-handshakes", MS_OPT_INT, &cfg.max_handshakes,
          "WebSocket handshakes in progress at once; more wait (1 to 10000)"},
+        {"max-sessions", MS_OPT_INT, &cfg.max_sessions,
+         "WebSocket sessions at once; more are closed with 1013 (try again later)"},
+        {"max-rooms", MS_OPT_INT, &cfg.max_rooms, "rooms one session may be in at once"},
+        {"max-services", MS_OPT_INT, &cfg.max_services, "services one session may provide at once"},
+        {"max-subscriptions", MS_OPT_INT, &cfg.max_subscriptions,
+         "topic patterns one session may subscribe to at once"},
         {"idle-ping-ms", MS_OPT_INT, &cfg.idle_ping_ms, "ping a client silent this long"},
         {"idle-timeout-ms", MS_OPT_INT, &cfg.idle_timeout_ms,
          "drop a client silent this long (its ping unanswered)"},
@@ -140,9 +150,12 @@ int main(int argc, char **argv)
     }
     if (cfg.shards < 1 || cfg.shards > 65536 || cfg.max_frame < 1024 ||
         cfg.max_frame > (64L << 20) || cfg.max_queue < 4096 || cfg.max_queue > (1L << 30) ||
-        cfg.max_handshakes < 1 || cfg.max_handshakes > 10000 || cfg.rx_buffer < 256 ||
-        cfg.rx_buffer > 65536 || cfg.rate_msgs < 1 || cfg.rate_bytes < 1024 ||
-        cfg.jwt_leeway_s < 0 || cfg.jwt_leeway_s > 86400) {
+        cfg.max_handshakes < 1 || cfg.max_handshakes > 10000 || cfg.max_sessions < 1 ||
+        cfg.max_rooms < 1 || cfg.max_services < 1 || cfg.max_subscriptions < 1 ||
+        cfg.max_sessions > 10000000 || cfg.max_rooms > 1000000 || cfg.max_services > 1000000 ||
+        cfg.max_subscriptions > 1000000 || cfg.rx_buffer < 256 || cfg.rx_buffer > 65536 ||
+        cfg.rate_msgs < 1 || cfg.rate_bytes < 1024 || cfg.jwt_leeway_s < 0 ||
+        cfg.jwt_leeway_s > 86400) {
         ms_error("a limit is out of range (see --help)");
         return 2;
     }

@@ -88,6 +88,13 @@ char *ms_gw_metrics_text(ms_gateway_t *gw, size_t *len)
     ms_metrics_histogram(&m, "meshsig_gateway_relay_latency_seconds",
                          "signal relay time, client frame in at a gateway to out at this one", le,
                          gw->lat_buckets, 12, (double)gw->lat_sum_us / 1e6, gw->lat_count);
+    ms_metrics_family(&m, "meshsig_gateway_cap_refused_total", MS_METRIC_COUNTER,
+                      "sessions and requests refused at an operator cap (--max-sessions, "
+                      "--max-rooms, ...)");
+    ms_metrics_u64(&m, "cap", "sessions", gw->n_cap_refused[MS_GW_CAP_SESSIONS]);
+    ms_metrics_u64(&m, "cap", "rooms", gw->n_cap_refused[MS_GW_CAP_ROOMS]);
+    ms_metrics_u64(&m, "cap", "services", gw->n_cap_refused[MS_GW_CAP_SERVICES]);
+    ms_metrics_u64(&m, "cap", "subscriptions", gw->n_cap_refused[MS_GW_CAP_SUBSCRIPTIONS]);
     /* The fence per shard: the highest owner epoch accepted (shards not heard from yet: none). */
     ms_metrics_family(&m, "meshsig_gateway_shard_epoch", MS_METRIC_GAUGE,
                       "highest shard owner epoch accepted");

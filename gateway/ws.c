@@ -192,6 +192,18 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
         gw->n_sessions++;
         ms_gw_deadline_arm(gw, s, &gw->hello_waits, (uint64_t)gw->cfg->hello_timeout_ms * 1000u);
         ms_gw_idle_touch(gw, s);
+        if (gw->n_sessions > (size_t)gw->cfg->max_sessions) {
+            /* Refused after the upgrade, not with an HTTP status: a browser
+             * sees only the close code and reason of a WebSocket, and 1013
+             * tells it (and the SDK) to try again later, or elsewhere. */
+            gw->n_cap_refused[MS_GW_CAP_SESSIONS]++;
+            ms_gw_send_error(gw, s, NULL, ERR(LIMIT_REACHED),
+                             "this gateway holds its maximum of %ld sessions (--max-sessions); "
+                             "try again later or another gateway",
+                             gw->cfg->max_sessions);
+            ms_gw_session_close(s, CLOSE_TRY_LATER);
+            return 0;
+        }
         const char *why;
         int code = ms_wsguard_bind(lws_get_socket_fd(wsi), wsi, &why);
         if (code) {
@@ -306,7 +318,10 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
         if (s->head) {
             lws_callback_on_writable(wsi);
         } else if (s->closing) {
-            lws_close_reason(wsi, (enum lws_close_status)s->close_code, NULL, 0);
+            static unsigned char full[] = "gateway full";
+            int try_later = s->close_code == CLOSE_TRY_LATER;
+            lws_close_reason(wsi, (enum lws_close_status)s->close_code, try_later ? full : NULL,
+                             try_later ? sizeof(full) - 1 : 0);
             return -1;
         }
         return 0;

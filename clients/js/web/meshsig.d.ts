@@ -15,14 +15,18 @@ export type ErrorCode =
   | 'NOT_JOINED' | 'ALREADY_JOINED' | 'ID_TAKEN' | 'PEER_NOT_FOUND' | 'NOT_NEIGHBOUR'
   | 'NAMESPACE_FULL' | 'RATE_LIMITED' | 'TOO_LARGE' | 'ACK_TIMEOUT' | 'TIMEOUT' | 'PEER_LEFT'
   | 'SERVICE_UNAVAILABLE' | 'REPLACED' | 'STREAM_NOT_FOUND' | 'NO_CREDIT' | 'UNAVAILABLE'
-  | 'RESUME_FAILED' | 'INTERNAL' | 'SOURCE_TAKEN' | 'KICKED' | 'BANNED' | 'NAMESPACE_CLOSED';
+  | 'RESUME_FAILED' | 'INTERNAL' | 'SOURCE_TAKEN' | 'KICKED' | 'BANNED' | 'NAMESPACE_CLOSED'
+  | 'LIMIT_REACHED';
 
 /** Codes the client itself produces. */
 export type ClientErrorCode = 'DISCONNECTED' | 'CLOSED' | 'CHANNEL_NOT_OPEN' | 'WEBRTC'
   | 'WEBRTC_UNAVAILABLE';
 
 /** The gateway's per-connection limits, stated in the welcome. */
-export interface Limits { maxFrameBytes?: number; msgsPerSec?: number; bytesPerSec?: number; maxQueueBytes?: number }
+export interface Limits {
+  maxFrameBytes?: number; msgsPerSec?: number; bytesPerSec?: number; maxQueueBytes?: number;
+  maxRooms?: number; maxServices?: number; maxSubscriptions?: number; maxStreams?: number;
+}
 
 export declare const ERROR_CODES: readonly ErrorCode[];
 

@@ -54,6 +54,7 @@ export const ERROR_CODES = Object.freeze([
   'NAMESPACE_FULL', 'RATE_LIMITED', 'TOO_LARGE', 'ACK_TIMEOUT', 'TIMEOUT', 'PEER_LEFT',
   'SERVICE_UNAVAILABLE', 'REPLACED', 'STREAM_NOT_FOUND', 'NO_CREDIT', 'UNAVAILABLE',
   'RESUME_FAILED', 'INTERNAL', 'SOURCE_TAKEN', 'KICKED', 'BANNED', 'NAMESPACE_CLOSED',
+  'LIMIT_REACHED',
 ]);
 
 // A hello answered with one of these will not succeed by retrying the same hello.
