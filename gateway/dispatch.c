@@ -147,6 +147,30 @@ void ms_gw_handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Client
         ms_gw_send_error(gw, s, cid, ERR(UNAVAILABLE), "the message bus is unavailable; retry");
 }
 
+/* A client over its rate is not read from for a while (lws stops polling its
+ * socket): what it sends meanwhile waits in its own socket buffers, then TCP
+ * pushes back on it, and the gateway spends nothing on it. Answering every
+ * message of a flood with RATE_LIMITED instead cost as much as serving it,
+ * and took the loop from everyone else. The pause lets the bucket refill by
+ * about 100 ms of its rate (20 messages at 200/s), or long enough for the
+ * message that did not fit the byte rate, at most a second. */
+void ms_gw_throttle(ms_gateway_t *gw, ms_session_t *s, size_t need_bytes)
+{
+    if (s->throttled)
+        return;
+    uint64_t pause_us = 100 * 1000;
+    if (need_bytes && gw->cfg->rate_bytes > 0) {
+        uint64_t us = (uint64_t)need_bytes * 1000000u / (uint64_t)gw->cfg->rate_bytes;
+        pause_us = us > pause_us ? us : pause_us;
+    }
+    if (pause_us > 1000 * 1000)
+        pause_us = 1000 * 1000;
+    s->throttled = 1;
+    gw->n_throttled++;
+    lws_rx_flow_control(s->wsi, 0);
+    lws_set_timer_usecs(s->wsi, (lws_usec_t)pause_us);
+}
+
 void ms_gw_handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *data, size_t len,
                         int binary)
 {
@@ -162,6 +186,7 @@ void ms_gw_handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *
         ms_gw_send_error(gw, s, id, ERR(RATE_LIMITED), "over %s per second (%ld); message dropped",
                          over_msgs ? "the message rate" : "the byte rate",
                          over_msgs ? gw->cfg->rate_msgs : gw->cfg->rate_bytes);
+        ms_gw_throttle(gw, s, over_bytes ? len : 0);
         return;
     }
     if (s->peerjs) {

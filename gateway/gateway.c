@@ -121,11 +121,13 @@ static ms_err_t create_context(ms_gateway_t *gw)
      * scattered through the heap under the connections that followed. Further
      * connections are accepted and wait in lws's queue (without being read)
      * until a table is free. A connection still without a complete handshake
-     * after timeout_secs_ah_idle is closed, which frees its table: clients
-     * that send their headers slowly (a slowloris) can hold up other
-     * handshakes by that long, no more, and need --max-handshakes sockets. */
+     * after timeout_secs_ah_idle (--handshake-timeout-s, counted from when
+     * it got its table, not from its last byte) is closed, which frees its
+     * table: clients that send their headers slowly (a slowloris) can hold
+     * up other handshakes by that long, no more, and need --max-handshakes
+     * sockets (test_abuse measures it). */
     info.max_http_header_pool = (unsigned short)cfg->max_handshakes;
-    info.timeout_secs_ah_idle = 5;
+    info.timeout_secs_ah_idle = (unsigned int)cfg->handshake_timeout_s;
     info.mounts = ms_gw_http_mounts(gw);
     ms_evloop_configure(gw->loop, &info);
     if (ms_wsguard_init() != MS_OK)

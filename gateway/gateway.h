@@ -31,6 +31,7 @@ typedef struct {
     long join_timeout_ms;      /* a hello with no answer from the owner gets UNAVAILABLE */
     long rx_buffer;            /* lws receive buffer per connection, bytes */
     long max_handshakes;       /* WebSocket handshakes in progress at once (header tables) */
+    long handshake_timeout_s;  /* a handshake holding a header table this long is closed */
     long max_sessions;         /* WebSocket sessions at once; more are closed with 1013 */
     long max_rooms;            /* rooms one session may be in at once */
     long max_services;         /* services one session may provide at once */

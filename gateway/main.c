@@ -40,6 +40,7 @@ int main(int argc, char **argv)
         .hello_timeout_ms = 10000,
         .join_timeout_ms = 5000,
         .max_handshakes = 128,
+        .handshake_timeout_s = 5,
         .max_sessions = 100000,
         .max_rooms = 256,
         .max_services = 64,
@@ -101,6 +102,8 @@ int main(int argc, char **argv)
          "receive buffer per connection in bytes (256 to 65536): memory against reads"},
         {"max-handshakes", MS_OPT_INT, &cfg.max_handshakes,
          "WebSocket handshakes in progress at once; more wait (1 to 10000)"},
+        {"handshake-timeout-s", MS_OPT_INT, &cfg.handshake_timeout_s,
+         "a connection without a complete WebSocket handshake this long is closed (1 to 60)"},
         {"max-sessions", MS_OPT_INT, &cfg.max_sessions,
          "WebSocket sessions at once; more are closed with 1013 (try again later)"},
         {"max-rooms", MS_OPT_INT, &cfg.max_rooms, "rooms one session may be in at once"},
@@ -150,12 +153,12 @@ int main(int argc, char **argv)
     }
     if (cfg.shards < 1 || cfg.shards > 65536 || cfg.max_frame < 1024 ||
         cfg.max_frame > (64L << 20) || cfg.max_queue < 4096 || cfg.max_queue > (1L << 30) ||
-        cfg.max_handshakes < 1 || cfg.max_handshakes > 10000 || cfg.max_sessions < 1 ||
-        cfg.max_rooms < 1 || cfg.max_services < 1 || cfg.max_subscriptions < 1 ||
-        cfg.max_sessions > 10000000 || cfg.max_rooms > 1000000 || cfg.max_services > 1000000 ||
-        cfg.max_subscriptions > 1000000 || cfg.rx_buffer < 256 || cfg.rx_buffer > 65536 ||
-        cfg.rate_msgs < 1 || cfg.rate_bytes < 1024 || cfg.jwt_leeway_s < 0 ||
-        cfg.jwt_leeway_s > 86400) {
+        cfg.max_handshakes < 1 || cfg.max_handshakes > 10000 || cfg.handshake_timeout_s < 1 ||
+        cfg.handshake_timeout_s > 60 || cfg.max_sessions < 1 || cfg.max_rooms < 1 ||
+        cfg.max_services < 1 || cfg.max_subscriptions < 1 || cfg.max_sessions > 10000000 ||
+        cfg.max_rooms > 1000000 || cfg.max_services > 1000000 || cfg.max_subscriptions > 1000000 ||
+        cfg.rx_buffer < 256 || cfg.rx_buffer > 65536 || cfg.rate_msgs < 1 ||
+        cfg.rate_bytes < 1024 || cfg.jwt_leeway_s < 0 || cfg.jwt_leeway_s > 86400) {
         ms_error("a limit is out of range (see --help)");
         return 2;
     }

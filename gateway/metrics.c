@@ -95,6 +95,8 @@ char *ms_gw_metrics_text(ms_gateway_t *gw, size_t *len)
     ms_metrics_u64(&m, "cap", "rooms", gw->n_cap_refused[MS_GW_CAP_ROOMS]);
     ms_metrics_u64(&m, "cap", "services", gw->n_cap_refused[MS_GW_CAP_SERVICES]);
     ms_metrics_u64(&m, "cap", "subscriptions", gw->n_cap_refused[MS_GW_CAP_SUBSCRIPTIONS]);
+    ms_metrics_counter(&m, "meshsig_gateway_throttled_total",
+                       "pauses in reading a client that went over its rate", gw->n_throttled);
     /* The fence per shard: the highest owner epoch accepted (shards not heard from yet: none). */
     ms_metrics_family(&m, "meshsig_gateway_shard_epoch", MS_METRIC_GAUGE,
                       "highest shard owner epoch accepted");

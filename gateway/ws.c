@@ -220,6 +220,14 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
         }
         return 0;
 
+    case LWS_CALLBACK_TIMER:
+        /* The end of a rate-limit pause (ms_gw_throttle). */
+        if (s && s->id && s->throttled) {
+            s->throttled = 0;
+            lws_rx_flow_control(wsi, 1);
+        }
+        return 0;
+
     case LWS_CALLBACK_RECEIVE_PONG:
         if (s && s->id)
             ms_gw_idle_touch(gw, s);
