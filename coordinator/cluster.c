@@ -257,7 +257,7 @@ static void publish_heartbeat(ms_coord_t *c, int leaving)
 uint64_t ms_cluster_namespaces(ms_coord_t *c)
 {
     uint32_t n_shards = (uint32_t)c->cfg->shards;
-    uint64_t total = ms_ns_count(c);
+    uint64_t total = 0;
     /* Per shard, the count of the live coordinator with the highest epoch for
      * it: during a hand-off both may say they serve it, and the newer one is
      * the owner. Shards served here are counted above, not from others. */
@@ -283,10 +283,11 @@ uint64_t ms_cluster_namespaces(ms_coord_t *c)
     }
     for (uint32_t sh = 0; sh < n_shards; sh++)
         total += best_count[sh];
+    c->cluster.ns_elsewhere = total;
 done:
     free(best_epoch);
     free(best_count);
-    return total;
+    return ms_ns_count(c) + c->cluster.ns_elsewhere;
 }
 
 static void replay(ms_coord_t *c, uint32_t shard)
@@ -324,6 +325,7 @@ void ms_cluster_tick(ms_coord_t *c, uint64_t now)
         c->cluster.live_changed = 0;
         recompute(c);
     }
+    ms_cluster_namespaces(c); /* cluster.ns_elsewhere for the next joins */
     for (uint32_t n = 0; n < (uint32_t)c->cfg->shards; n++) {
         ms_shard_t *s = &c->cluster.shards[n];
         switch (s->state) {

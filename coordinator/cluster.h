@@ -72,6 +72,10 @@ typedef struct {
     int live_changed;
     int stopping;
     uint64_t n_not_owner, n_queued_dropped, n_claims, n_losses, n_handoffs;
+    /* Namespaces in the shards other coordinators serve, from their
+     * heartbeats; refreshed every tick. member.c reads it (--max-namespaces)
+     * without calling in here. */
+    uint64_t ns_elsewhere;
 } ms_cluster_t;
 
 ms_err_t ms_cluster_init(ms_coord_t *c);
@@ -101,7 +105,8 @@ const char *ms_cluster_desired_owner(ms_coord_t *c, uint32_t shard);
 const char *ms_cluster_owner(ms_coord_t *c, uint32_t shard);
 /* Namespaces in the whole cluster: this coordinator's own, and for every
  * shard it does not serve, the count its owner (the highest epoch among the
- * live coordinators) gave in its last heartbeat. Up to one heartbeat old. */
+ * live coordinators) gave in its last heartbeat. Up to one heartbeat old.
+ * Also refreshes cluster.ns_elsewhere. */
 uint64_t ms_cluster_namespaces(ms_coord_t *c);
 /* Shards this coordinator serves now. */
 size_t ms_cluster_n_owned(ms_coord_t *c);

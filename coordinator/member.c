@@ -393,8 +393,9 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
                         "namespace %s does not belong to shard %u", req->namespace_, shard);
         return;
     }
+    /* Cluster-wide: ours, and the other owners' from their heartbeats (cluster.c). */
     if (!ms_ns_find(c, req->namespace_) && c->cfg->max_namespaces > 0 &&
-        ms_cluster_namespaces(c) >= (uint64_t)c->cfg->max_namespaces) {
+        ms_ns_count(c) + c->cluster.ns_elsewhere >= (uint64_t)c->cfg->max_namespaces) {
         c->members.n_cap_ns++;
         ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, cid, ERR(LIMIT_REACHED),
                         "the cluster holds its maximum of %ld namespaces (--max-namespaces); "
