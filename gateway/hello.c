@@ -27,6 +27,10 @@ void ms_gw_session_reset(ms_gateway_t *gw, ms_session_t *s)
     s->ns = NULL;
     free(s->peer_id);
     s->peer_id = NULL;
+    /* Back to "say hello" with a fresh deadline: without one, a client could
+     * hello, leave and keep the connection (and a --max-sessions place)
+     * forever while in no namespace. */
+    ms_gw_deadline_arm(gw, s, &gw->hello_waits, (uint64_t)gw->cfg->hello_timeout_ms * 1000u);
 }
 
 void ms_gw_hello_deadline(ms_gateway_t *gw, ms_session_t *s)

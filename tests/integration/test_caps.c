@@ -79,6 +79,8 @@ static void gateway_up(void)
                           "2",
                           "--max-subscriptions",
                           "2",
+                          "--hello-timeout-ms",
+                          "1500",
                           NULL};
     ck_assert_int_eq(cluster_add_gateway(&cl, "gw-caps", args), 0);
 }
@@ -125,6 +127,26 @@ START_TEST(sessions_per_gateway)
     c[0] = join_as(port, "caps-sessions-3", "s");
     for (int i = 0; i < 3; i++)
         wsc_free(c[i]);
+}
+END_TEST
+
+/* A session that left its namespace has to say hello again in time, or it
+ * is closed: it does not keep a --max-sessions place while in no namespace. */
+START_TEST(hello_deadline_after_leave)
+{
+    await_metric(cl.gw_port[0], "meshsig_gateway_sessions", NULL, 0);
+    wsc_t *c = join_as(cl.gw_port[0], "caps-leave", "leaver");
+    send_json(c, "{\"id\":\"bye\",\"leave\":{}}");
+    json_t *j = expect_key(c, "ok");
+    ck_assert_str_eq(str_at(j, "id", NULL), "bye");
+    json_decref(j);
+    j = recv_json(c); /* within T_MS (5 s): the deadline is 1.5 s */
+    ck_assert_str_eq(str_at(j, "error", "code", NULL), "BAD_REQUEST");
+    ck_assert_ptr_nonnull(strstr(str_at(j, "error", "message", NULL), "no hello within"));
+    json_decref(j);
+    ck_assert(wsc_wait_closed(c, T_MS));
+    ck_assert_int_eq(wsc_close_code(c), 1008);
+    wsc_free(c);
 }
 END_TEST
 
@@ -370,6 +392,7 @@ int main(void)
     tcase_add_test(tg, services_per_session);
     tcase_add_test(tg, subscriptions_per_session);
     tcase_add_test(tg, sessions_per_gateway);
+    tcase_add_test(tg, hello_deadline_after_leave);
     suite_add_tcase(s, tg);
     TCase *tc = tcase_create("cluster");
     tcase_add_unchecked_fixture(tc, coords_up, gateway_down);
