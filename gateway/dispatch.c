@@ -152,13 +152,16 @@ void ms_gw_handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Client
  * pushes back on it, and the gateway spends nothing on it. Answering every
  * message of a flood with RATE_LIMITED instead cost as much as serving it,
  * and took the loop from everyone else. The pause lets the bucket refill by
- * about 100 ms of its rate (20 messages at 200/s), or long enough for the
- * message that did not fit the byte rate, at most a second. */
-void ms_gw_throttle(ms_gateway_t *gw, ms_session_t *s, size_t need_bytes)
+ * about 100 ms of its rate (20 messages at 200/s), or long enough for one
+ * more message at a slow rate or for the message that did not fit the byte
+ * rate, at most a second. */
+void ms_gw_throttle(ms_gateway_t *gw, ms_session_t *s, int need_msg, size_t need_bytes)
 {
     if (s->throttled)
         return;
     uint64_t pause_us = 100 * 1000;
+    if (need_msg && gw->cfg->rate_msgs > 0 && 1000000u / (uint64_t)gw->cfg->rate_msgs > pause_us)
+        pause_us = 1000000u / (uint64_t)gw->cfg->rate_msgs; /* a slow rate: until one more fits */
     if (need_bytes && gw->cfg->rate_bytes > 0) {
         uint64_t us = (uint64_t)need_bytes * 1000000u / (uint64_t)gw->cfg->rate_bytes;
         pause_us = us > pause_us ? us : pause_us;
@@ -186,7 +189,7 @@ void ms_gw_handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *
         ms_gw_send_error(gw, s, id, ERR(RATE_LIMITED), "over %s per second (%ld); message dropped",
                          over_msgs ? "the message rate" : "the byte rate",
                          over_msgs ? gw->cfg->rate_msgs : gw->cfg->rate_bytes);
-        ms_gw_throttle(gw, s, over_bytes ? len : 0);
+        ms_gw_throttle(gw, s, over_msgs, over_bytes ? len : 0);
         return;
     }
     if (s->peerjs) {

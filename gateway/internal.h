@@ -191,9 +191,10 @@ void ms_gw_send_ok(ms_gateway_t *gw, ms_session_t *s, const char *id);
 /* One complete client message (data is borrowed). */
 void ms_gw_handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *data, size_t len,
                         int binary);
-/* s went over its rate: its socket is not read for ~100 ms (or until
- * need_bytes fit the byte rate, at most 1 s); LWS_CALLBACK_TIMER resumes it. */
-void ms_gw_throttle(ms_gateway_t *gw, ms_session_t *s, size_t need_bytes);
+/* s went over its message rate (need_msg) or byte rate (need_bytes: the
+ * message's size): its socket is not read for 100 ms, or until one more
+ * message or need_bytes fit, at most 1 s; LWS_CALLBACK_TIMER resumes it. */
+void ms_gw_throttle(ms_gateway_t *gw, ms_session_t *s, int need_msg, size_t need_bytes);
 /* One decoded client message (cm is borrowed). */
 void ms_gw_handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__ClientMessage *cm);
 /* Keeps the client's view of its edges, from a message about to be sent to it. */
