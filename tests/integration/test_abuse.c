@@ -698,14 +698,25 @@ START_TEST(slowloris_handshakes)
         ck_assert(mono_ms() < end);
         ck_assert(attack_poll(&a, 100));
     }
+    /* A raw client: its deadlines are its own (an lws client gives up by itself). */
     long long t0 = mono_ms();
-    wsc_t *late = wsc_connect(cl.gw_port[0], "meshsig.v1.json", 3 * HANDSHAKE_DEADLINE_MS);
-    ck_assert_msg(late != NULL, "a newcomer could not connect during the slowloris attack");
-    send_json(late, "{\"id\":\"h\",\"hello\":{\"namespace\":\"late\",\"peerId\":\"late\"}}");
-    json_decref(expect_key(late, "welcome"));
+    rws_t *late =
+        rws_connect(cl.gw_port[0], "13", "meshsig.v1.json", NULL, 6 * HANDSHAKE_DEADLINE_MS);
+    ck_assert_msg(late != NULL && late->status == 101,
+                  "a newcomer could not connect during the slowloris attack in %d ms",
+                  6 * HANDSHAKE_DEADLINE_MS);
+    static const char hello[] =
+        "{\"id\":\"h\",\"hello\":{\"namespace\":\"late\",\"peerId\":\"late\"}}";
+    ck_assert_int_eq(rws_send_frame(late, RWS_FIN | 1, 1, hello, sizeof(hello) - 1), 0);
+    uint8_t *payload = NULL, b0 = 0;
+    size_t plen = 0;
+    ck_assert_int_eq(rws_recv_frame(late, 6 * HANDSHAKE_DEADLINE_MS, &payload, &plen, &b0), 1);
+    ck_assert_msg(payload && strstr((const char *)payload, "\"welcome\""), "the newcomer got %s",
+                  payload ? (const char *)payload : "nothing");
+    free(payload);
     long long join_ms = mono_ms() - t0;
     attack_stop(&a);
-    wsc_free(late);
+    rws_free(late);
     printf("abuse slowloris: a newcomer joined after %lld ms under attack\n", join_ms);
 
     abuse("slowloris handshakes", &a, 1, slow_attack, one_ready, one_event, 8 * 1024);
@@ -719,9 +730,10 @@ START_TEST(slowloris_handshakes)
     ck_assert_int_eq(completed, 0);
     ck_assert_int_ge(closes, N_SLOW);
     /* 200 per gateway over 128 header tables: a connection waits for a table
-     * at most one deadline, then holds it at most one more. */
-    ck_assert_msg(longest <= 2 * HANDSHAKE_DEADLINE_MS + 3000,
-                  "a slowloris connection lived %lld ms", longest);
+     * about one deadline, then holds it one more; the rest is slack for a
+     * loaded machine (the attacker runs at nice 19 and notices late). */
+    ck_assert_msg(longest <= 4 * HANDSHAKE_DEADLINE_MS, "a slowloris connection lived %lld ms",
+                  longest);
     world_check_and_down();
 }
 END_TEST
@@ -946,6 +958,8 @@ static int is_bad_request(int op, const uint8_t *pl, size_t len)
     return yes;
 }
 
+#define BAD_ROUND_MS 200 /* a client's rounds start at least this far apart */
+
 typedef struct {
     int fd, port, upgraded, bad_requests;
     bad_kind_t kind;
@@ -966,8 +980,10 @@ static void bad_open(bad_t *b)
 }
 
 /* N_BAD connections in one process (at nice 19, as all attackers), each
- * sending its kind of bad input round after round: every round is judged
- * good when the gateway answered as RFC 6455 or the protocol says. */
+ * sending its kind of bad input round after round (a new connection each,
+ * at most one per BAD_ROUND_MS: bad frames, not a connection flood): every
+ * round is judged good when the gateway answered as RFC 6455 or the protocol
+ * says. */
 static void bad_attack(int index, int rep, int stop)
 {
     (void)index;
@@ -989,8 +1005,11 @@ static void bad_attack(int index, int rep, int stop)
         bad_open(&c[i]);
     }
     while (!stopped(stop, 0)) {
+        long long t = mono_ms();
         for (int i = 0; i < N_BAD; i++) {
             bad_t *b = &c[i];
+            if (b->fd < 0 && t - b->t0 >= BAD_ROUND_MS)
+                bad_open(b);
             const char *req = b->kind == BAD_PROTO ? req_proto : req_json;
             size_t req_len = strlen(req);
             int sending = b->kind == BAD_HTTP
@@ -1000,11 +1019,13 @@ static void bad_attack(int index, int rep, int stop)
             p[i].events = (short)(POLLIN | (sending ? POLLOUT : 0));
             p[i].revents = 0;
         }
-        if (poll(p, N_BAD, 100) < 0 && errno != EINTR)
+        if (poll(p, N_BAD, 20) < 0 && errno != EINTR)
             _exit(5);
         long long now = mono_ms();
         for (int i = 0; i < N_BAD; i++) {
             bad_t *b = &c[i];
+            if (b->fd < 0)
+                continue;     /* between rounds */
             int verdict = -1; /* -1 going on, 0 bad, 1 good */
             const char *req = b->kind == BAD_PROTO ? req_proto : req_json;
             size_t req_len = strlen(req);
@@ -1077,13 +1098,14 @@ static void bad_attack(int index, int rep, int stop)
                     say(rep, "event");
             }
             close(b->fd);
-            bad_open(b);
+            b->fd = -1; /* the next round from BAD_ROUND_MS after this one began */
         }
     }
     for (int k = 0; k < BAD_KINDS; k++)
         say(rep, "sum bad %s rounds %ld good %ld", bad_names[k], rounds[k], good[k]);
     for (int i = 0; i < N_BAD; i++)
-        close(c[i].fd);
+        if (c[i].fd >= 0)
+            close(c[i].fd);
 }
 
 START_TEST(malformed_frames)
