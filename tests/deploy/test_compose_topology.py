@@ -26,6 +26,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ports import free_base_port  # noqa: E402
+
 SRC = os.environ.get("MESHSIG_SOURCE_DIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("MESHSIG_BUILD_DIR") or os.path.join(SRC, "build")
@@ -37,39 +40,6 @@ STOP_TIMEOUT = 30.0
 
 def log(msg):
     print(f"[compose-topology] {msg}", flush=True)
-
-
-def below_ephemeral():
-    """The first port of the kernel's ephemeral range: ports below it are never
-    given to an outgoing connection or a bind to port 0 (which other tests
-    running at the same time use), so a block picked free there stays free
-    until dev-cluster binds it."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            low = int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    return max(low, 10000 + 10 * PORT_SPAN)
-
-
-def free_base_port():
-    """A base port P such that P..P+PORT_SPAN-1 are all free on 127.0.0.1."""
-    rng = random.Random(os.getpid() ^ int(time.time()))
-    for _ in range(200):
-        base = rng.randrange(10000, below_ephemeral() - PORT_SPAN)
-        socks = []
-        try:
-            for p in range(base, base + PORT_SPAN):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free range of loopback ports")
 
 
 class WsClient:
@@ -322,7 +292,7 @@ def main():
             print(f"{BUILD}/{b} is not built", file=sys.stderr)
             return 1
 
-    base = free_base_port()
+    base = free_base_port(PORT_SPAN)
     cluster = Cluster(base)
     ok = False
     try:

@@ -25,7 +25,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ports import free_base_port  # noqa: E402
 from test_compose_topology import WsClient, alive, http_get  # noqa: E402
 
 SRC = os.environ.get("MESHSIG_SOURCE_DIR") or os.path.abspath(
@@ -47,39 +47,6 @@ STOP_TIMEOUT = 30.0
 
 def log(msg):
     print(f"[dev-cluster] {msg}", flush=True)
-
-
-def below_ephemeral():
-    """The first port of the kernel's ephemeral range: ports below it are never
-    given to an outgoing connection or a bind to port 0 (which other tests
-    running at the same time use), so a block picked free there stays free
-    until dev-cluster binds it."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            low = int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    return max(low, 10000 + 10 * PORT_SPAN)
-
-
-def free_base_port():
-    """A base port P such that P..P+PORT_SPAN-1 are all free on 127.0.0.1."""
-    rng = random.Random(os.getpid() ^ int(time.time()))
-    for _ in range(200):
-        base = rng.randrange(10000, below_ephemeral() - PORT_SPAN)
-        socks = []
-        try:
-            for p in range(base, base + PORT_SPAN):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free range of loopback ports")
 
 
 class DevCluster:
@@ -300,7 +267,7 @@ def main():
             print(f"{BUILD}/{b} is not built", file=sys.stderr)
             return 1
 
-    dc = DevCluster(free_base_port())
+    dc = DevCluster(free_base_port(PORT_SPAN))
     ok = False
     try:
         dc.wait_ready()
