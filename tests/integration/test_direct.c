@@ -45,31 +45,16 @@ static void cluster_down(void)
 
 /* ---- helpers ---- */
 
-/* A sample of a Prometheus text body: the value of the line that starts with `series `. */
-static long long metric(int port, const char *token, const char *series)
-{
-    char *body = NULL;
-    int st = http_request(port, "GET", "/metrics", token, NULL, &body);
-    ck_assert_int_eq(st, 200);
-    char pat[256];
-    snprintf(pat, sizeof(pat), "\n%s ", series);
-    const char *p = body ? strstr(body, pat) : NULL;
-    ck_assert_msg(p != NULL, "no %s in /metrics", series);
-    long long v = strtoll(p + strlen(pat), NULL, 10);
-    free(body);
-    return v;
-}
-
 static long long gw_direct(int gw, const char *dir)
 {
     char s[128];
     snprintf(s, sizeof(s), "meshsig_gateway_signals_direct_total{dir=\"%s\"}", dir);
-    return metric(cl.gw_port[gw], NULL, s);
+    return metric_at(cl.gw_port[gw], NULL, s);
 }
 
 static long long coord_signals(void)
 {
-    return metric(cl.admin_port, ADMIN_TOKEN, "meshsig_coordinator_signals_total");
+    return metric_at(cl.admin_port, ADMIN_TOKEN, "meshsig_coordinator_signals_total");
 }
 
 static void set_policy(const char *ns, const char *json)

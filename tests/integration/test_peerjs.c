@@ -171,20 +171,6 @@ START_TEST(test_message_kept_for_a_peer_that_connects_later)
 }
 END_TEST
 
-/* A sample of the gateway's /metrics: the value of the line that starts with `series `. */
-static long long gw_metric(int gw, const char *series)
-{
-    char *body = NULL;
-    ck_assert_int_eq(http_request(cl.gw_port[gw], "GET", "/metrics", NULL, NULL, &body), 200);
-    char pat[256];
-    snprintf(pat, sizeof(pat), "\n%s ", series);
-    const char *p = body ? strstr(body, pat) : NULL;
-    ck_assert_msg(p != NULL, "no %s in /metrics", series);
-    long long v = strtoll(p + strlen(pat), NULL, 10);
-    free(body);
-    return v;
-}
-
 /* Two PeerJS peers on one gateway: their signals go session to session on the
  * gateway (the owner lets any peer signal any other in peerjs.* namespaces and
  * says so with the welcome), not through the owner; a peer signalled while
@@ -192,7 +178,7 @@ static long long gw_metric(int gw, const char *series)
  * although it joined the sender's gateway. */
 START_TEST(test_same_gateway_signals_stay_on_the_gateway_and_in_order)
 {
-    long long local0 = gw_metric(gw1, "meshsig_gateway_signals_local_total");
+    long long local0 = metric_at(cl.gw_port[gw1], NULL, "meshsig_gateway_signals_local_total");
     wsc_t *a = pj_open(gw1, "loc-a", "t-loc-a");
     wsc_t *b = pj_open(gw1, "loc-b", "t-loc-b");
     for (int i = 0; i < 5; i++) {
@@ -207,7 +193,8 @@ START_TEST(test_same_gateway_signals_stay_on_the_gateway_and_in_order)
                          i);
         json_decref(j);
     }
-    ck_assert_int_ge(gw_metric(gw1, "meshsig_gateway_signals_local_total") - local0, 5);
+    ck_assert_int_ge(
+        metric_at(cl.gw_port[gw1], NULL, "meshsig_gateway_signals_local_total") - local0, 5);
 
     /* Held for an absent peer, which then joins this gateway. */
     pj_send(a, "OFFER", "loc-late", "{\"n\":0}");
@@ -223,10 +210,11 @@ START_TEST(test_same_gateway_signals_stay_on_the_gateway_and_in_order)
         json_decref(j);
     }
     /* And back: the late peer's own signals to a peer here go on the gateway. */
-    long long local1 = gw_metric(gw1, "meshsig_gateway_signals_local_total");
+    long long local1 = metric_at(cl.gw_port[gw1], NULL, "meshsig_gateway_signals_local_total");
     pj_send(late, "ANSWER", "loc-a", "{\"n\":9}");
     json_decref(pj_expect(a, "ANSWER"));
-    ck_assert_int_eq(gw_metric(gw1, "meshsig_gateway_signals_local_total") - local1, 1);
+    ck_assert_int_eq(
+        metric_at(cl.gw_port[gw1], NULL, "meshsig_gateway_signals_local_total") - local1, 1);
     wsc_free(a);
     wsc_free(b);
     wsc_free(late);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "testutil.h"
 
 json_t *recv_json(wsc_t *c)
@@ -145,4 +146,17 @@ int run_suite(Suite *s)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+long long metric_at(int port, const char *token, const char *series)
+{
+    char *body = NULL;
+    ck_assert_int_eq(http_request(port, "GET", "/metrics", token, NULL, &body), 200);
+    char pat[256];
+    snprintf(pat, sizeof(pat), "\n%s ", series);
+    const char *p = body ? strstr(body, pat) : NULL;
+    ck_assert_msg(p != NULL, "no %s in /metrics", series);
+    long long v = strtoll(p + strlen(pat), NULL, 10);
+    free(body);
+    return v;
 }

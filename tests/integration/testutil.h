@@ -31,6 +31,9 @@ void expect_quiet(wsc_t *c, int ms);
 json_t *skip_to(wsc_t *c, const char *key);
 /* A string at a path of object keys, e.g. str_at(j, "error", "code", NULL). */
 const char *str_at(json_t *j, ...);
+/* The value of the /metrics line on 127.0.0.1:port that starts with `series `
+ * (labels included); fails the test when the series is missing. */
+long long metric_at(int port, const char *token, const char *series);
 
 /* Checked fixture pair: the lws client context each test's clients share. */
 void client_up(void);
