@@ -163,7 +163,16 @@ ms_err_t ms_bus_connect(const ms_bus_opts_t *o, ms_bus_t **out)
     if (s == NATS_OK)
         atomic_store(&b->up, 1);
     if (s == NATS_NOT_YET_CONNECTED) {
-        ms_warn("NATS not reachable at %s yet; retrying in the background", shown);
+        /* cnats retries a refused login too: say why, or wrong credentials
+         * look like a server that is down. */
+        const char *why = NULL;
+        natsConnection_GetLastError(b->nc, &why);
+        if (why && *why)
+            ms_warn("NATS at %s refused the connection (%s); retrying in the background"
+                    " (check --nats-user/--nats-password/--nats-creds)",
+                    shown, why);
+        else
+            ms_warn("NATS not reachable at %s yet; retrying in the background", shown);
     } else if (s != NATS_OK) {
         /* Refused credentials end here too (cnats does not retry those). */
         ms_error("NATS connect to %s failed: %s", shown, natsStatus_GetText(s));

@@ -3,6 +3,7 @@
  * work as their users, a backend is refused gateway subjects and the lease KV. */
 #include <check.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,11 +54,11 @@ static void cluster_down(void)
     cluster_stop(&cl);
 }
 
-/* Occurrences of needle in the NATS server's log. */
-static int nats_log_count(const char *needle)
+/* Occurrences of needle in a log of the cluster's directory ("nats", a gateway's id). */
+static int log_count(const char *log, const char *needle)
 {
     char path[512];
-    snprintf(path, sizeof(path), "%s/nats.log", cl.dir);
+    snprintf(path, sizeof(path), "%s/%s.log", cl.dir, log);
     FILE *f = fopen(path, "r");
     if (!f)
         return -1;
@@ -163,7 +164,7 @@ START_TEST(cluster_works_as_its_users)
     json_decref(skip_to(a, "peerLeft"));
     wsc_free(a);
     /* Nothing any meshsig process did was refused. */
-    ck_assert_int_eq(nats_log_count("Violation"), 0);
+    ck_assert_int_eq(log_count("nats", "Violation"), 0);
 }
 END_TEST
 
@@ -216,7 +217,7 @@ START_TEST(backend_cannot_impersonate)
     ck_assert_msg(strstr(why, "Subscription") && strstr(why, "meshsig.gw.>"), "%s", why);
     natsSubscription_Destroy(sub);
     /* The server logged each refusal, and the cluster still owns its shards. */
-    ck_assert_int_ge(nats_log_count("Violation"), 6);
+    ck_assert_int_ge(log_count("nats", "Violation"), 6);
     ck_assert_int_eq(http_request(cl.admin_port, "GET", "/readyz", NULL, NULL, NULL), 200);
     natsConnection_Destroy(nc);
 }
@@ -228,6 +229,31 @@ START_TEST(wrong_or_no_credentials_refused)
     ck_assert_int_ne(connect_as(NULL, NULL, NULL, &nc), NATS_OK);
     ck_assert_int_ne(connect_as("gateway", "not-the-password", NULL, &nc), NATS_OK);
     ck_assert_int_ne(connect_as("backend", gpw, NULL, &nc), NATS_OK);
+}
+END_TEST
+
+START_TEST(gateway_says_its_credentials_were_refused)
+{
+    /* A wrong password must not read like a NATS server that is down. */
+    char bin[512], listen[64];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", cluster_free_port());
+    cluster_bin("gateway/meshsig-gateway", bin, sizeof(bin));
+    char *argv[] = {bin,        "--listen",        listen,
+                    "--nats",   cl.nats_urls,      "--id",
+                    "gw-badpw", "--insecure-dev",  "--nats-user",
+                    "gateway",  "--nats-password", "not-the-password",
+                    NULL};
+    pid_t pid = cluster_spawn(&cl, "gw-badpw", argv);
+    ck_assert_int_gt(pid, 0);
+    int refused = 0;
+    for (int i = 0; i < 500 && !refused; i++) {
+        refused = log_count("gw-badpw", "refused the connection (Authorization Violation)") > 0;
+        if (!refused)
+            usleep(20000);
+    }
+    ck_assert_int_eq(log_count("gw-badpw", "not reachable"), 0);
+    cluster_kill(pid, SIGKILL);
+    ck_assert_msg(refused > 0, "the gateway did not log that NATS refused its credentials");
 }
 END_TEST
 
@@ -260,6 +286,7 @@ int main(void)
     tcase_add_test(tc, cluster_works_as_its_users);
     tcase_add_test(tc, backend_cannot_impersonate);
     tcase_add_test(tc, wrong_or_no_credentials_refused);
+    tcase_add_test(tc, gateway_says_its_credentials_were_refused);
     suite_add_tcase(s, tc);
     TCase *unit = tcase_create("redact");
     tcase_add_test(unit, urls_redacted_for_logs);
