@@ -7,13 +7,13 @@
  * traffic.
  */
 #include <check.h>
-#include <jwt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "cluster.h"
+#include "testjwt.h"
 #include "testutil.h"
 #include "wsclient.h"
 
@@ -340,16 +340,7 @@ END_TEST
 
 static char *mint(const char *sub, const char *ns)
 {
-    jwt_t *jwt = NULL;
-    ck_assert_int_eq(jwt_new(&jwt), 0);
-    jwt_add_grant(jwt, "sub", sub);
-    jwt_add_grant(jwt, "ns", ns);
-    jwt_add_grant_int(jwt, "exp", (long)time(NULL) + 600);
-    jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)JWT_SECRET, (int)strlen(JWT_SECRET));
-    char *tok = jwt_encode_str(jwt);
-    jwt_free(jwt);
-    ck_assert_ptr_nonnull(tok);
-    return tok;
+    return test_jwt_mint(JWT_SECRET, sub, ns, 600, NULL);
 }
 
 START_TEST(test_jwt_as_the_peerjs_token)

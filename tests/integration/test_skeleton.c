@@ -2,7 +2,6 @@
 /* End to end through real nats-server, coordinator and gateways: join, topology, signal relay,
  * errors, auth, leave notices and the admin API. */
 #include <check.h>
-#include <jwt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 
 #include "client.pb-c.h"
 #include "cluster.h"
+#include "testjwt.h"
 #include "testutil.h"
 #include "wsclient.h"
 
@@ -88,16 +88,7 @@ static void binary_signal(wsc_t *c, const char *to, Meshsig__V1__Value *payload)
 
 static char *mint(const char *sub, const char *ns, long ttl, const char *secret)
 {
-    jwt_t *jwt = NULL;
-    ck_assert_int_eq(jwt_new(&jwt), 0);
-    jwt_add_grant(jwt, "sub", sub);
-    jwt_add_grant(jwt, "ns", ns);
-    jwt_add_grant_int(jwt, "exp", (long)time(NULL) + ttl);
-    jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)secret, (int)strlen(secret));
-    char *tok = jwt_encode_str(jwt);
-    jwt_free(jwt);
-    ck_assert_ptr_nonnull(tok);
-    return tok;
+    return test_jwt_mint(secret, sub, ns, ttl, NULL);
 }
 
 /* ---- tests ---- */

@@ -3,13 +3,13 @@
  * before and after it), reparent, edge reports with their repair, hello.policy, and the token
  * claims that allow the last two. */
 #include <check.h>
-#include <jwt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "cluster.h"
+#include "testjwt.h"
 #include "testutil.h"
 #include "wsclient.h"
 
@@ -249,17 +249,7 @@ END_TEST
 
 static char *mint(const char *sub, const char *claim)
 {
-    jwt_t *jwt = NULL;
-    ck_assert_int_eq(jwt_new(&jwt), 0);
-    jwt_add_grant(jwt, "sub", sub);
-    jwt_add_grant(jwt, "ns", "*");
-    jwt_add_grant_int(jwt, "exp", (long)time(NULL) + 600);
-    if (claim)
-        jwt_add_grant_bool(jwt, claim, 1);
-    jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)SECRET, (int)strlen(SECRET));
-    char *tok = jwt_encode_str(jwt);
-    jwt_free(jwt);
-    return tok;
+    return test_jwt_mint(SECRET, sub, "*", 600, claim);
 }
 
 static wsc_t *hello_token(const char *ns, const char *tok, const char *extra)
