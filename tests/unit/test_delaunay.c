@@ -808,7 +808,6 @@ int main(void)
 {
     Suite *s = suite_create("delaunay");
     TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 120);
     tcase_add_test(tc, small_cases_and_errors);
     tcase_add_test(tc, random_sequences_brute_force);
     tcase_add_test(tc, clustered_and_small_moves);

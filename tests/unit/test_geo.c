@@ -565,7 +565,6 @@ int main(void)
 {
     Suite *s = suite_create("geo");
     TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 240);
     tcase_add_loop_test(tc, random_sequences_brute_force, 0, 3);
     tcase_add_test(tc, order_independence);
     tcase_add_test(tc, antimeridian);

@@ -411,7 +411,6 @@ int main(void)
 {
     Suite *s = suite_create("pblimit");
     TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, deep_is_refused_without_recursion);
     tcase_add_test(tc, depth_agrees_with_json);
     tcase_add_test(tc, counts_and_lengths_agree_with_json);

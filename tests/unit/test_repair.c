@@ -627,7 +627,6 @@ static Suite *suite(void)
 {
     Suite *s = suite_create("repair");
     TCase *tc = tcase_create("repair");
-    tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, tree_fail_reparents_outside_subtree_within_fanout, 0, 6);
     tcase_add_loop_test(tc, spray_fail_keeps_views_and_never_relinks, 0, 4);
     tcase_add_test(tc, spray_fail_two_peers);

@@ -400,7 +400,6 @@ int main(void)
 {
     Suite *s = suite_create("spray");
     TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 120);
     tcase_add_test(tc, spray_basics);
     tcase_add_loop_test(tc, spray_diffs_and_connectivity, 0, 3);
     tcase_add_test(tc, spray_deterministic);

@@ -703,7 +703,6 @@ int main(void)
 {
     Suite *s = suite_create("tree");
     TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 120);
     tcase_add_test(tc, tree_basics);
     tcase_add_loop_test(tc, tree_churn_properties, 0, 12); /* k = 2,3,4,8 x 3 seeds */
     tcase_add_test(tc, tree_restore_intact_is_empty_diff);
