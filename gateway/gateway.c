@@ -230,6 +230,7 @@ static void drain(ms_gateway_t *gw, long deadline_ms)
         if (ms_evloop_run_once(gw->loop, gw->ctx) < 0)
             break;
         ms_gw_direct_flush(gw);
+        ms_gw_write_flush(gw);
     }
     if (gw->n_sessions)
         ms_warn("%zu sessions still open at the drain deadline; closing them", gw->n_sessions);
@@ -240,8 +241,10 @@ ms_err_t ms_gw_run(ms_gateway_t *gw)
     while (!gw->stop) {
         if (ms_evloop_run_once(gw->loop, gw->ctx) < 0)
             return MS_ERR_LWS;
-        /* The end of a loop turn: one batch per gateway for its direct signals. */
+        /* The end of a loop turn: one batch per gateway for its direct
+         * signals, one write per client for its frames. */
         ms_gw_direct_flush(gw);
+        ms_gw_write_flush(gw);
     }
     drain(gw, gw->cfg->drain_ms);
     return MS_OK;
@@ -281,5 +284,6 @@ void ms_gw_destroy(ms_gateway_t *gw)
     free(gw->out);
     free(gw->pub);
     free(gw->wbuf);
+    free(gw->wsoon);
     free(gw);
 }

@@ -106,6 +106,10 @@ struct ms_gateway {
     unsigned char ping[LWS_PRE + 2]; /* "ms": lws reports only pongs with a payload */
     unsigned char *wbuf;             /* frames for one client write */
     size_t wbuf_cap;
+    /* Ids of the sessions that got frames this loop turn, written at its
+     * end (ms_gw_write_flush); ids, not pointers: one may close meanwhile. */
+    uint64_t *wsoon;
+    size_t n_wsoon, wsoon_cap;
 
     /* dispatch.c */
     ms_ratelimit_rule_t rule_msgs, rule_bytes; /* per session, from the config */
@@ -165,6 +169,8 @@ void ms_gw_send_all_elsewhere(ms_gateway_t *gw, const char *reason);
 void ms_gw_check_nats(ms_gateway_t *gw);
 /* Queues one encoded message (in the session's encoding) for the client. */
 void ms_gw_queue_frame(ms_gateway_t *gw, ms_session_t *s, const void *data, size_t len);
+/* The end of a loop turn: writes what this turn queued for each session. */
+void ms_gw_write_flush(ms_gateway_t *gw);
 /* Encodes msg in the session's encoding and queues it. */
 /* Encodes msg in the session's encoding and queues it. MS_ERR_INVAL: msg
  * cannot be written in that encoding (e.g. nested deeper than JSON output

@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The lws WebSocket protocol callback and the write path: bounded queue, batched writes.
  *
- * Frames are written only in LWS_CALLBACK_SERVER_WRITEABLE, from the
- * session's bounded queue, all that is queued (up to WRITE_BATCH bytes) in
- * one write; a reader too slow to keep its queue under --max-queue is closed.
+ * Frames go to the session's bounded queue; at the end of the loop turn
+ * (ms_gw_write_flush) all that a session got in the turn (up to WRITE_BATCH
+ * bytes) is written in one send. Only what that send could not take waits
+ * for LWS_CALLBACK_SERVER_WRITEABLE: asking lws for it on every frame costs
+ * two epoll_ctl calls (POLLOUT on, then off) and a loop wakeup per write,
+ * more than the write itself. A reader too slow to keep its queue under
+ * --max-queue is closed.
  * LWS_CALLBACK_EVENT_WAIT_CANCELLED is where the mailbox from the cnats
  * threads is drained (DESIGN.md §8).
  */
@@ -42,7 +46,59 @@ void ms_gw_queue_frame(ms_gateway_t *gw, ms_session_t *s, const void *data, size
         return;
     }
     gw->n_out++;
-    lws_callback_on_writable(s->wsi);
+    if (s->wsoon)
+        return;
+    if (gw->n_wsoon == gw->wsoon_cap) {
+        size_t ncap = gw->wsoon_cap ? 2 * gw->wsoon_cap : 256;
+        uint64_t *nl = realloc(gw->wsoon, ncap * sizeof(*nl));
+        if (!nl) {
+            lws_callback_on_writable(s->wsi); /* written when writable instead */
+            return;
+        }
+        gw->wsoon = nl;
+        gw->wsoon_cap = ncap;
+    }
+    gw->wsoon[gw->n_wsoon++] = s->id;
+    s->wsoon = 1;
+}
+
+/* Writes s's queue now unless lws still holds part of an earlier write, the
+ * session is closing (the close frame follows the queue, in the callback)
+ * or its socket broke the protocol (the callback closes it). */
+static void write_now(ms_gateway_t *gw, ms_session_t *s)
+{
+    struct lws *wsi = s->wsi;
+    if (!s->head)
+        return;
+    if (s->closing || lws_partial_buffered(wsi) ||
+        ms_wsguard_violation(lws_get_socket_fd(wsi), NULL)) {
+        lws_callback_on_writable(wsi);
+        return;
+    }
+    /* Framed here and written raw, as in the callback. A send that takes
+     * only part is kept by lws, which asks for POLLOUT itself. */
+    ssize_t n = ms_session_take_frames(s, &gw->wbuf, &gw->wbuf_cap, WRITE_BATCH);
+    if (n < 0 || lws_write(wsi, gw->wbuf + LWS_PRE, (size_t)n, LWS_WRITE_RAW) < 0) {
+        /* Outside a callback a wsi cannot be closed by returning -1. */
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    if (s->head)
+        lws_callback_on_writable(wsi);
+}
+
+void ms_gw_write_flush(ms_gateway_t *gw)
+{
+    /* Bounded: a write queues nothing, so the list does not grow here. */
+    for (size_t i = 0; i < gw->n_wsoon; i++) {
+        ms_session_t *s;
+        HASH_FIND(hh, gw->sessions, &gw->wsoon[i], sizeof(gw->wsoon[i]), s);
+        if (!s)
+            continue; /* closed in this turn (ids are never reused) */
+        s->wsoon = 0;
+        write_now(gw, s);
+    }
+    gw->n_wsoon = 0;
 }
 
 ms_err_t ms_gw_send(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__ServerMessage *msg)
