@@ -19,7 +19,12 @@
 #include <stdint.h>
 
 #define MS_BUS_MAJOR 1u
-#define MS_BUS_MINOR 0u
+/* The minor goes up by one in a release whose bus.proto gained anything (a field, a message,
+ * an enum value) since the last release, so that /v1/cluster shows which nodes may send what.
+ * 1.0: release 0.1.0. 1.1: the direct path (PeerLocation, DirectSignal and its REPLY,
+ * Barrier), Undeliverable, Discover/PeerList, Join's grants and claim, Delivery.signal_scope,
+ * ResyncReport's tree source, per-shard namespace counts, admin actions. */
+#define MS_BUS_MINOR 1u
 #define MS_BUS_VERSION ((MS_BUS_MAJOR << 16) | MS_BUS_MINOR)
 #define MS_BUS_VERSION_FIELD 15u
 

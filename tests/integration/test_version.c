@@ -2,7 +2,7 @@
 /* Integration test of versions: every binary's --version, meshsig_build_info on both /metrics,
  * versions on /v1/cluster agree with project(VERSION); and bus compatibility on the real bus:
  * fake peers publishing another bus major are refused and reported, never misread, while a
- * newer minor with unknown fields is accepted. */
+ * newer minor with unknown fields and an older minor are accepted. */
 #include <check.h>
 #include <nats/nats.h>
 #include <stdio.h>
@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "bus.pb-c.h"
+#include "busver.h"
 #include "cluster.h"
 #include "testutil.h"
 
@@ -21,7 +22,8 @@
 
 #define TOKEN "admin-secret"
 #define GW_ID "gw-v"
-/* Bus protocol versions as (major << 16) | minor, as common/busver.h. */
+/* Bus protocol versions as (major << 16) | minor, as common/busver.h. 1.0: the first
+ * release (0.1.0), before DirectSignal.REPLY and the other additions of bus 1.1. */
 #define BUS_1_0 (1u << 16)
 #define BUS_1_7 ((1u << 16) | 7u)
 #define BUS_2_0 (2u << 16)
@@ -196,15 +198,21 @@ START_TEST(versions_agree)
     promtool_check(m);
     free(m);
 
-    /* /v1/cluster: the coordinator's own version, and the gateway's from its heartbeat. */
+    /* /v1/cluster: the coordinator's own version, and the gateway's from its heartbeat; both
+     * speak the bus version of this build (common/busver.h), a later minor than the first
+     * release's 1.0 since the bus gained fields and DirectSignal.REPLY after it. */
+    char bus[16];
+    ms_busver_str(MS_BUS_VERSION, bus, sizeof(bus));
+    ck_assert_uint_eq(MS_BUS_MAJOR, 1);
+    ck_assert_uint_ge(MS_BUS_MINOR, 1);
     json_t *j = view_with_gateway();
     json_t *gw = entry(j, "gateways", GW_ID);
     ck_assert_str_eq(json_string_value(json_object_get(gw, "version")), MS_TEST_VERSION);
-    ck_assert_str_eq(json_string_value(json_object_get(gw, "busVersion")), "1.0");
+    ck_assert_str_eq(json_string_value(json_object_get(gw, "busVersion")), bus);
     json_t *self = entry(j, "coordinators", json_string_value(json_object_get(j, "self")));
     ck_assert_ptr_nonnull(self);
     ck_assert_str_eq(json_string_value(json_object_get(self, "version")), MS_TEST_VERSION);
-    ck_assert_str_eq(json_string_value(json_object_get(self, "busVersion")), "1.0");
+    ck_assert_str_eq(json_string_value(json_object_get(self, "busVersion")), bus);
     json_decref(j);
 }
 END_TEST
@@ -262,6 +270,10 @@ static void send_minor_gw(void)
 {
     gw_heartbeat("gw-minor", BUS_1_7, "0.9.0", 1);
 }
+static void send_older_minor_gw(void)
+{
+    gw_heartbeat("gw-older", BUS_1_0, "0.1.0", 0);
+}
 static void send_future_coord(void)
 {
     /* Claims every shard: were it believed, this coordinator would hand them over. */
@@ -308,6 +320,10 @@ static int has_minor_gw(json_t *j)
 {
     return entry(j, "gateways", "gw-minor") != NULL;
 }
+static int has_older_minor_gw(json_t *j)
+{
+    return entry(j, "gateways", "gw-older") != NULL;
+}
 
 START_TEST(other_major_refused_and_reported)
 {
@@ -350,6 +366,18 @@ START_TEST(newer_minor_with_unknown_fields_accepted)
     ck_assert_str_eq(json_string_value(json_object_get(g, "version")), "0.9.0");
     ck_assert_int_eq(json_integer_value(json_object_get(g, "sessions")), 3);
     ck_assert_ptr_null(entry(j, "incompatible", "gw-minor"));
+    json_decref(j);
+}
+END_TEST
+
+/* A node of the first release (bus 1.0) in a cluster of this one: a rolling upgrade. */
+START_TEST(older_minor_accepted)
+{
+    json_t *j = until_view(send_older_minor_gw, has_older_minor_gw);
+    json_t *g = entry(j, "gateways", "gw-older");
+    ck_assert_str_eq(json_string_value(json_object_get(g, "busVersion")), "1.0");
+    ck_assert_str_eq(json_string_value(json_object_get(g, "version")), "0.1.0");
+    ck_assert_ptr_null(entry(j, "incompatible", "gw-older"));
     json_decref(j);
 }
 END_TEST
@@ -420,7 +448,7 @@ START_TEST(request_of_other_major_not_answered)
         }
         meshsig__bus__gateway_batch__free_unpacked(b, NULL);
     }
-    ck_assert_msg(answered2, "the bus 1.0 join was not answered");
+    ck_assert_msg(answered2, "the bus 1.0 join (an older minor) was not answered");
     natsSubscription_Destroy(sub);
     m = metrics(cl.admin_port, TOKEN);
     ck_assert_double_eq(sample(m, "meshsig_bus_refused_total"), before + 1);
@@ -479,6 +507,7 @@ int main(void)
     tcase_add_test(tc, versions_agree);
     tcase_add_test(tc, other_major_refused_and_reported);
     tcase_add_test(tc, newer_minor_with_unknown_fields_accepted);
+    tcase_add_test(tc, older_minor_accepted);
     tcase_add_test(tc, request_of_other_major_not_answered);
     tcase_add_test(tc, gateway_refuses_batch_of_other_major);
     suite_add_tcase(s, tc);
