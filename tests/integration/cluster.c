@@ -246,22 +246,27 @@ int cluster_nats_js_ready(const cluster_t *c, int i)
 }
 
 static int start_all(cluster_t *c, const char *admin_token, const char *const *coord_extra,
-                     int n_nats, const char *nats_conf);
+                     int n_nats, const char *nats_conf, int coordinator);
 
 int cluster_start_nats(cluster_t *c, const char *admin_token, const char *const *coord_extra,
                        int n_nats)
 {
-    return start_all(c, admin_token, coord_extra, n_nats, NULL);
+    return start_all(c, admin_token, coord_extra, n_nats, NULL, 1);
 }
 
 int cluster_start_conf(cluster_t *c, const char *admin_token, const char *const *coord_extra,
                        const char *nats_conf)
 {
-    return start_all(c, admin_token, coord_extra, 1, nats_conf);
+    return start_all(c, admin_token, coord_extra, 1, nats_conf, 1);
+}
+
+int cluster_start_nats_only(cluster_t *c, const char *nats_conf)
+{
+    return start_all(c, NULL, NULL, 1, nats_conf, 0);
 }
 
 static int start_all(cluster_t *c, const char *admin_token, const char *const *coord_extra,
-                     int n_nats, const char *nats_conf)
+                     int n_nats, const char *nats_conf, int coordinator)
 {
     memset(c, 0, sizeof(*c));
     c->nats_conf = nats_conf;
@@ -309,7 +314,7 @@ static int start_all(cluster_t *c, const char *admin_token, const char *const *c
         if (!ready)
             return -1;
     }
-    return start_coordinator(c);
+    return coordinator ? start_coordinator(c) : 0;
 }
 
 /* An integer field of a NATS monitoring endpoint ("streams": 3), -1 if absent. */

@@ -55,6 +55,9 @@ int cluster_start_nats(cluster_t *c, const char *admin_token, const char *const 
  * authorization, say); coord_extra carries the coordinator's credentials. */
 int cluster_start_conf(cluster_t *c, const char *admin_token, const char *const *coord_extra,
                        const char *nats_conf);
+/* One NATS node with JetStream (and the config file nats_conf, or NULL) and nothing else:
+ * for tests of a NATS client of ours alone. */
+int cluster_start_nats_only(cluster_t *c, const char *nats_conf);
 /* kill -9 of NATS node i (it is not restarted); a JetStream cluster of 3 keeps
  * its majority through one such kill, never two. */
 void cluster_kill_nats(cluster_t *c, int i);

@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The JetStream worker: own NATS connection, one thread, ordered jobs, results back (jsworker.h).
+ */
+#include "jsworker.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SERVERS 32
+
+struct ms_jsworker {
+    ms_jsworker_config_t cfg; /* read-only once created */
+    natsConnection *nc;
+    jsCtx *js;
+    pthread_t thread;
+    int started;
+    pthread_mutex_t lock;               /* guards the two queues and stop */
+    pthread_cond_t cond;                /* jobs arrived, or stop */
+    ms_jsjob_t *jobs, *jobs_tail;       /* to the worker */
+    ms_jsjob_t *results, *results_tail; /* back to the loop */
+    int stop;
+};
+
+/* Appends the chain first..(next == NULL) to a queue. Lock held. */
+static void append(ms_jsjob_t **head, ms_jsjob_t **tail, ms_jsjob_t *first)
+{
+    ms_jsjob_t *last = first;
+    while (last->next)
+        last = last->next;
+    if (*tail)
+        (*tail)->next = first;
+    else
+        *head = first;
+    *tail = last;
+}
+
+static void free_chain(ms_jsjob_t *j, void (*free_fn)(ms_jsjob_t *))
+{
+    for (ms_jsjob_t *n; j; j = n) {
+        n = j->next;
+        if (free_fn)
+            free_fn(j);
+        else
+            free(j);
+    }
+}
+
+static void *worker(void *arg)
+{
+    ms_jsworker_t *w = arg;
+    if (w->cfg.start)
+        w->cfg.start(w, w->cfg.ud);
+    for (;;) {
+        pthread_mutex_lock(&w->lock);
+        while (!w->jobs && !w->stop)
+            pthread_cond_wait(&w->cond, &w->lock);
+        ms_jsjob_t *j = w->jobs;
+        if (!j) { /* stopping and nothing left */
+            pthread_mutex_unlock(&w->lock);
+            break;
+        }
+        if (!(w->jobs = j->next))
+            w->jobs_tail = NULL;
+        int stopping = w->stop;
+        pthread_mutex_unlock(&w->lock);
+        j->next = NULL;
+        w->cfg.run(w, j, stopping, w->cfg.ud);
+    }
+    if (w->cfg.finish)
+        w->cfg.finish(w, w->cfg.ud);
+    return NULL;
+}
+
+/* The connection's options: the same for every JetStream user, but for its name and
+ * reconnect wait. */
+static ms_err_t options(const ms_jsworker_config_t *cfg, natsOptions **out)
+{
+    natsOptions *opts = NULL;
+    char *urls = strdup(cfg->nats_urls ? cfg->nats_urls : "");
+    ms_err_t err = MS_ERR_NOMEM;
+    if (!urls)
+        goto fail;
+    err = MS_ERR_BUS;
+    if (natsOptions_Create(&opts) != NATS_OK)
+        goto fail;
+    const char *list[MAX_SERVERS];
+    int n = 0;
+    for (char *save = NULL, *t = strtok_r(urls, ",", &save); t && n < MAX_SERVERS;
+         t = strtok_r(NULL, ",", &save))
+        list[n++] = t;
+    natsOptions_SetServers(opts, list, n); /* copies the strings */
+    if ((err = ms_nats_auth_apply(cfg->auth, opts)) != MS_OK)
+        goto fail;
+    err = MS_ERR_BUS;
+    natsOptions_SetName(opts, cfg->name);
+    natsOptions_SetMaxReconnect(opts, -1);
+    natsOptions_SetReconnectWait(opts, cfg->reconnect_wait_ms);
+    natsOptions_SetRetryOnFailedConnect(opts, true, NULL, NULL);
+    /* A link to a node that a partition cut off must be given up in seconds
+     * (stale after 4-6 s; cnats' default is minutes of 2-minute pings), or
+     * renewals and stores fail although the rest of the cluster is reachable. */
+    natsOptions_SetPingInterval(opts, 2000);
+    natsOptions_SetMaxPingsOut(opts, 2);
+    free(urls);
+    *out = opts;
+    return MS_OK;
+fail:
+    natsOptions_Destroy(opts);
+    free(urls);
+    return err;
+}
+
+ms_err_t ms_jsworker_create(const ms_jsworker_config_t *cfg, ms_jsworker_t **out)
+{
+    *out = NULL;
+    ms_jsworker_t *w = calloc(1, sizeof(*w));
+    if (!w)
+        return MS_ERR_NOMEM;
+    w->cfg = *cfg;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    natsOptions *opts = NULL;
+    ms_err_t err = options(cfg, &opts);
+    if (err != MS_OK)
+        goto fail;
+    err = MS_ERR_BUS;
+    natsStatus s = natsConnection_Connect(&w->nc, opts);
+    natsOptions_Destroy(opts);
+    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED)
+        goto fail;
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = cfg->js_wait_ms;
+    if (natsConnection_JetStream(&w->js, w->nc, cfg->js_wait_ms > 0 ? &jo : NULL) != NATS_OK)
+        goto fail;
+    *out = w; /* before the thread starts: start() may reach the worker through it */
+    if (pthread_create(&w->thread, NULL, worker, w) != 0) {
+        *out = NULL;
+        goto fail;
+    }
+    w->started = 1;
+    return MS_OK;
+fail:
+    ms_jsworker_destroy(w);
+    return err;
+}
+
+void ms_jsworker_destroy(ms_jsworker_t *w)
+{
+    if (!w)
+        return;
+    if (w->started) {
+        pthread_mutex_lock(&w->lock);
+        w->stop = 1;
+        pthread_cond_signal(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+        pthread_join(w->thread, NULL);
+    }
+    free_chain(w->jobs, w->cfg.free_job); /* only when the thread never started */
+    free_chain(w->results, w->cfg.free_result);
+    jsCtx_Destroy(w->js);
+    if (w->nc) {
+        natsConnection_Close(w->nc);
+        natsConnection_Destroy(w->nc);
+    }
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+natsConnection *ms_jsworker_conn(ms_jsworker_t *w)
+{
+    return w->nc;
+}
+
+jsCtx *ms_jsworker_js(ms_jsworker_t *w)
+{
+    return w->js;
+}
+
+void ms_jsworker_submit(ms_jsworker_t *w, ms_jsjob_t *job)
+{
+    job->next = NULL;
+    pthread_mutex_lock(&w->lock);
+    append(&w->jobs, &w->jobs_tail, job);
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+void ms_jsworker_post(ms_jsworker_t *w, ms_jsjob_t *first)
+{
+    if (!first)
+        return;
+    pthread_mutex_lock(&w->lock);
+    append(&w->results, &w->results_tail, first);
+    pthread_mutex_unlock(&w->lock);
+    if (w->cfg.wake)
+        w->cfg.wake(w->cfg.wake_ud);
+}
+
+ms_jsjob_t *ms_jsworker_take(ms_jsworker_t *w)
+{
+    pthread_mutex_lock(&w->lock);
+    ms_jsjob_t *r = w->results;
+    w->results = w->results_tail = NULL;
+    pthread_mutex_unlock(&w->lock);
+    return r;
+}
+
+int ms_jsworker_stopping(ms_jsworker_t *w)
+{
+    pthread_mutex_lock(&w->lock);
+    int stop = w->stop;
+    pthread_mutex_unlock(&w->lock);
+    return stop;
+}
