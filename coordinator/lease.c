@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Shard leases and stored policies in JetStream KV, on a worker thread (see lease.h). */
-#include <pthread.h>
+/* Shard leases and stored policies in JetStream KV, on the lease's JetStream worker (lease.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +7,7 @@
 #include <nats/nats.h>
 
 #include "clock.h"
+#include "jsworker.h"
 #include "lease.h"
 #include "log.h"
 
@@ -15,7 +15,7 @@
 #define POLICY_BUCKET "meshsig_policies"
 
 typedef struct job {
-    struct job *next;
+    ms_jsjob_t link; /* first: the worker queues it */
     ms_lease_kind_t kind;
     uint32_t shard;
     uint64_t gen, rev;
@@ -27,19 +27,9 @@ typedef struct job {
 struct ms_lease {
     ms_lease_config_t cfg;
     char *owner;
-    natsConnection *nc;
-    jsCtx *js;
-    kvStore *shards, *policies;
-    int ready; /* read by the loop for /readyz: a stale answer is harmless */
-    pthread_t thread;
-    int started;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    job_t *jobs, *jobs_tail;
-    ms_lease_result_t *results, *results_tail;
-    int stop;
-    void (*wake)(void *);
-    void *wake_ud;
+    ms_jsworker_t *worker;      /* the KV calls run there, in order; its own connection */
+    kvStore *shards, *policies; /* worker thread */
+    int ready; /* set by the worker; read by the loop for /readyz: a stale answer is harmless */
 };
 
 static void job_free(job_t *j)
@@ -64,16 +54,8 @@ void ms_lease_result_free(ms_lease_result_t *r)
 
 static void post(ms_lease_t *l, ms_lease_result_t *r)
 {
-    pthread_mutex_lock(&l->lock);
-    r->next = NULL;
-    if (l->results_tail)
-        l->results_tail->next = r;
-    else
-        l->results = r;
-    l->results_tail = r;
-    pthread_mutex_unlock(&l->lock);
-    if (l->wake)
-        l->wake(l->wake_ud);
+    r->link.next = NULL;
+    ms_jsworker_post(l->worker, &r->link);
 }
 
 /* Keys allow only [-/_=.a-zA-Z0-9]: namespace names are stored hex-encoded. */
@@ -117,10 +99,11 @@ static natsStatus open_bucket(ms_lease_t *l, kvStore **out, const char *name, in
     /* With one replica a bucket lives on one NATS node: kill -9 that node and
      * every lease and policy is gone until it returns. */
     kc.Replicas = l->cfg.replicas > 1 ? (int)l->cfg.replicas : 1;
-    natsStatus s = js_CreateKeyValue(out, l->js, &kc);
+    jsCtx *js = ms_jsworker_js(l->worker);
+    natsStatus s = js_CreateKeyValue(out, js, &kc);
     if (s != NATS_OK) { /* exists, maybe with another TTL from another version: bind it */
         ms_debug("create bucket %s: %s (%s)", name, natsStatus_GetText(s), nats_GetLastError(NULL));
-        s = js_KeyValue(out, l->js, name);
+        s = js_KeyValue(out, js, name);
     }
     return s;
 }
@@ -154,15 +137,6 @@ static int ensure_buckets(ms_lease_t *l)
 {
     if (l->ready)
         return 1;
-    if (!l->js) {
-        jsOptions jo;
-        jsOptions_Init(&jo);
-        /* Every call is bounded well below the lease: a renewal that cannot
-         * answer in time is a failed renewal. */
-        jo.Wait = l->cfg.ttl_ms / 3 > 100 ? l->cfg.ttl_ms / 3 : 100;
-        if (natsConnection_JetStream(&l->js, l->nc, &jo) != NATS_OK)
-            return 0;
-    }
     natsStatus s = NATS_OK;
     if (!l->shards && (s = open_bucket(l, &l->shards, SHARD_BUCKET, l->cfg.ttl_ms)) != NATS_OK) {
         ms_warn("lease bucket %s not available yet: %s", SHARD_BUCKET, natsStatus_GetText(s));
@@ -265,8 +239,8 @@ static void run(ms_lease_t *l, job_t *j)
         break;
     }
     case MS_LEASE_PUBLISH:
-        natsConnection_Publish(l->nc, j->key, j->data, (int)j->len);
-        natsConnection_FlushTimeout(l->nc, 500);
+        natsConnection_Publish(ms_jsworker_conn(l->worker), j->key, j->data, (int)j->len);
+        natsConnection_FlushTimeout(ms_jsworker_conn(l->worker), 500);
         break;
     default:
         break;
@@ -275,25 +249,33 @@ static void run(ms_lease_t *l, job_t *j)
         post(l, r);
 }
 
-static void *worker(void *arg)
+/* Worker thread. Every queued job runs, at shutdown too: the releases must reach KV. */
+static void run_job(ms_jsworker_t *w, ms_jsjob_t *job, int stopping, void *ud)
 {
-    ms_lease_t *l = arg;
-    for (;;) {
-        pthread_mutex_lock(&l->lock);
-        while (!l->jobs && !l->stop)
-            pthread_cond_wait(&l->cond, &l->lock);
-        if (l->stop && !l->jobs) {
-            pthread_mutex_unlock(&l->lock);
-            return NULL;
-        }
-        job_t *j = l->jobs;
-        l->jobs = j->next;
-        if (!l->jobs)
-            l->jobs_tail = NULL;
-        pthread_mutex_unlock(&l->lock);
-        run(l, j);
-        job_free(j);
-    }
+    (void)w;
+    (void)stopping;
+    run(ud, (job_t *)job);
+    job_free((job_t *)job);
+}
+
+/* Worker thread, after the last job: the KV handles go before the connection closes. */
+static void finish(ms_jsworker_t *w, void *ud)
+{
+    ms_lease_t *l = ud;
+    (void)w;
+    kvStore_Destroy(l->shards);
+    kvStore_Destroy(l->policies);
+    l->shards = l->policies = NULL;
+}
+
+static void free_job(ms_jsjob_t *job)
+{
+    job_free((job_t *)job);
+}
+
+static void free_result(ms_jsjob_t *r)
+{
+    ms_lease_result_free((ms_lease_result_t *)r);
 }
 
 static void enqueue(ms_lease_t *l, job_t *j)
@@ -302,15 +284,7 @@ static void enqueue(ms_lease_t *l, job_t *j)
         job_free(j);
         return;
     }
-    pthread_mutex_lock(&l->lock);
-    j->next = NULL;
-    if (l->jobs_tail)
-        l->jobs_tail->next = j;
-    else
-        l->jobs = j;
-    l->jobs_tail = j;
-    pthread_cond_signal(&l->cond);
-    pthread_mutex_unlock(&l->lock);
+    ms_jsworker_submit(l->worker, &j->link);
 }
 
 static job_t *job_new(ms_lease_kind_t kind, uint32_t shard, uint64_t gen, uint64_t rev)
@@ -336,7 +310,7 @@ static void queue_or_fail(ms_lease_t *l, ms_lease_kind_t kind, uint32_t shard, u
         enqueue(l, j);
         return;
     }
-    ms_lease_result_t *r = calloc(1, sizeof(*r));
+    ms_lease_result_t *r = l ? calloc(1, sizeof(*r)) : NULL;
     if (!r)
         return; /* the loop's deadlines still stop serving in time */
     r->kind = kind;
@@ -391,11 +365,10 @@ void ms_lease_publish(ms_lease_t *l, const char *subject, const void *data, size
 
 ms_lease_result_t *ms_lease_take(ms_lease_t *l)
 {
-    pthread_mutex_lock(&l->lock);
-    ms_lease_result_t *r = l->results;
-    l->results = l->results_tail = NULL;
-    pthread_mutex_unlock(&l->lock);
-    return r;
+    ms_jsjob_t *first = ms_jsworker_take(l->worker);
+    for (ms_jsjob_t *j = first; j; j = j->next)
+        ((ms_lease_result_t *)j)->next = (ms_lease_result_t *)j->next;
+    return (ms_lease_result_t *)first;
 }
 
 int ms_lease_ready(ms_lease_t *l)
@@ -410,49 +383,30 @@ ms_err_t ms_lease_create(const ms_lease_config_t *cfg, void (*wake)(void *), voi
     if (!l)
         return MS_ERR_NOMEM;
     l->cfg = *cfg;
-    l->wake = wake;
-    l->wake_ud = ud;
-    pthread_mutex_init(&l->lock, NULL);
-    pthread_cond_init(&l->cond, NULL);
-    natsOptions *opts = NULL;
     ms_err_t err = MS_ERR_NOMEM;
-    char *urls = NULL;
-    if (!(l->owner = strdup(cfg->owner_id)) || !(urls = strdup(cfg->nats_urls)))
+    if (!(l->owner = strdup(cfg->owner_id)))
         goto fail;
-    err = MS_ERR_BUS;
-    if (natsOptions_Create(&opts) != NATS_OK)
+    ms_jsworker_config_t wc = {
+        .nats_urls = cfg->nats_urls,
+        .auth = cfg->auth,
+        .name = "meshsig-lease",
+        .reconnect_wait_ms = 100,
+        /* Every call is bounded well below the lease: a renewal that cannot
+         * answer in time is a failed renewal. */
+        .js_wait_ms = cfg->ttl_ms / 3 > 100 ? (int)(cfg->ttl_ms / 3) : 100,
+        .run = run_job,
+        .finish = finish,
+        .free_job = free_job,
+        .free_result = free_result,
+        .ud = l,
+        .wake = wake,
+        .wake_ud = ud,
+    };
+    if ((err = ms_jsworker_create(&wc, &l->worker)) != MS_OK)
         goto fail;
-    const char *list[32];
-    int n = 0;
-    for (char *save = NULL, *t = strtok_r(urls, ",", &save); t && n < 32;
-         t = strtok_r(NULL, ",", &save))
-        list[n++] = t;
-    natsOptions_SetServers(opts, list, n);
-    if ((err = ms_nats_auth_apply(cfg->auth, opts)) != MS_OK)
-        goto fail;
-    err = MS_ERR_BUS;
-    natsOptions_SetName(opts, "meshsig-lease");
-    natsOptions_SetMaxReconnect(opts, -1);
-    natsOptions_SetReconnectWait(opts, 100);
-    natsOptions_SetRetryOnFailedConnect(opts, true, NULL, NULL);
-    /* A link to a node that a partition cut off must be given up in seconds
-     * (4-6 s; cnats' default: minutes of 2-minute pings), or renewals fail
-     * although the rest of the cluster is reachable. */
-    natsOptions_SetPingInterval(opts, 2000);
-    natsOptions_SetMaxPingsOut(opts, 2);
-    natsStatus s = natsConnection_Connect(&l->nc, opts);
-    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED)
-        goto fail;
-    if (pthread_create(&l->thread, NULL, worker, l) != 0)
-        goto fail;
-    l->started = 1;
-    natsOptions_Destroy(opts);
-    free(urls);
     *out = l;
     return MS_OK;
 fail:
-    natsOptions_Destroy(opts);
-    free(urls);
     ms_lease_destroy(l);
     return err;
 }
@@ -461,30 +415,9 @@ void ms_lease_destroy(ms_lease_t *l)
 {
     if (!l)
         return;
-    if (l->started) {
-        pthread_mutex_lock(&l->lock);
-        l->stop = 1;
-        pthread_cond_signal(&l->cond);
-        pthread_mutex_unlock(&l->lock);
-        pthread_join(l->thread, NULL);
-    }
-    for (job_t *j = l->jobs, *n; j; j = n) {
-        n = j->next;
-        job_free(j);
-    }
-    for (ms_lease_result_t *r = l->results, *n; r; r = n) {
-        n = r->next;
-        ms_lease_result_free(r);
-    }
-    kvStore_Destroy(l->shards);
-    kvStore_Destroy(l->policies);
-    jsCtx_Destroy(l->js);
-    if (l->nc) {
-        natsConnection_Close(l->nc);
-        natsConnection_Destroy(l->nc);
-    }
-    pthread_cond_destroy(&l->cond);
-    pthread_mutex_destroy(&l->lock);
+    /* Runs the jobs still queued (the releases at shutdown), then finish, then
+     * closes the connection. */
+    ms_jsworker_destroy(l->worker);
     free(l->owner);
     free(l);
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Shard leases and stored policies in JetStream KV, on a worker thread (DESIGN.md §2).
+/* Shard leases and stored policies in JetStream KV, on a JetStream worker (DESIGN.md §2).
  *
  * A lease is the key shard.<n> in the bucket meshsig_shards (TTL = the lease
  * duration, History 1) whose value is the owner's id. It is taken with
@@ -9,10 +9,10 @@
  * value with compare-and-set, so a coordinator can never erase a lease that
  * another took after its own ran out.
  *
- * KV calls are request/reply. The coordinator's NATS connection is driven by
- * its libevent loop, so a blocking call there would wait for a reply only the
- * loop can read: this module has its own connection and one worker thread
- * (the pattern of offline.c). The loop queues jobs; results come back through
+ * KV calls are request/reply and would block the loop: they run on this
+ * module's own instance of the JetStream worker (common/jsworker.h says why
+ * leases do not share one with offline.c), on its own NATS connection
+ * "meshsig-lease". The loop queues jobs; results come back through
  * ms_lease_take after the wake callback. Jobs run in order.
  */
 #ifndef MS_LEASE_H
@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "jsworker.h"
 #include "natsauth.h"
 
 typedef struct ms_lease ms_lease_t;
@@ -29,9 +30,9 @@ typedef struct ms_lease ms_lease_t;
 typedef struct {
     const char *nats_urls;
     const ms_nats_auth_t *auth; /* NULL: none */
-    const char *owner_id; /* the value written into leases */
-    long ttl_ms;          /* the lease duration (bucket TTL) */
-    long replicas;        /* JetStream replicas of the buckets; 0 means 1 */
+    const char *owner_id;       /* the value written into leases */
+    long ttl_ms;                /* the lease duration (bucket TTL) */
+    long replicas;              /* JetStream replicas of the buckets; 0 means 1 */
 } ms_lease_config_t;
 
 typedef enum {
@@ -44,7 +45,8 @@ typedef enum {
 } ms_lease_kind_t;
 
 typedef struct ms_lease_result {
-    struct ms_lease_result *next;
+    ms_jsjob_t link;              /* first: the worker hands it back */
+    struct ms_lease_result *next; /* the next result ms_lease_take returned */
     ms_lease_kind_t kind;
     uint32_t shard;
     uint64_t gen; /* the caller's generation of the shard, echoed */
