@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 #include <uthash.h>
 
+#include "jsworker.h"
 #include "log.h"
 #include "subject.h"
 #include "offline.h"
@@ -21,8 +22,10 @@
 /* JOB_STORED goes back to the loop: a store's outcome for its sender. */
 typedef enum { JOB_STORE, JOB_FETCH, JOB_PURGE, JOB_LOAD, JOB_STORED } job_kind_t;
 
+/* A job for the worker, or a result back to the loop (a fetched emit, a purge
+ * marker, a store's outcome). */
 typedef struct job {
-    struct job *next;
+    ms_jsjob_t link; /* first: the worker queues it */
     job_kind_t kind;
     char *ns, *peer;
     char *sender, *cid; /* store: who gets the outcome, and its request id (may be NULL) */
@@ -47,18 +50,11 @@ struct ms_offline {
     int load_queued;   /* guarded by lock: a JOB_LOAD waits in jobs */
     long long load_at; /* worker: when the list was last (tried to be) loaded */
     ms_offline_config_t cfg;
-    natsConnection *nc;
+    ms_jsworker_t *worker; /* the JetStream calls run there, in order; its own connection */
+    natsConnection *nc;    /* worker thread: the worker's connection and context (start) */
     jsCtx *js;
     int ready;
-    pthread_t thread;
-    int started;
     pthread_mutex_t lock;
-    pthread_cond_t cond;
-    job_t *jobs, *jobs_tail;       /* to the worker */
-    job_t *results, *results_tail; /* back to the loop: fetched emits, then a purge marker */
-    int stop;
-    void (*wake)(void *);
-    void *wake_ud;
 };
 
 static void subject_for(const ms_offline_t *o, const char *ns, const char *peer, char *out,
@@ -104,11 +100,12 @@ static void job_free(job_t *j)
     free(j);
 }
 
+/* Appends j to a chain of results. */
 static void push(job_t **head, job_t **tail, job_t *j)
 {
-    j->next = NULL;
+    j->link.next = NULL;
     if (*tail)
-        (*tail)->next = j;
+        (*tail)->link.next = &j->link;
     else
         *head = j;
     *tail = j;
@@ -152,8 +149,6 @@ static int ensure_stream(ms_offline_t *o)
 {
     if (o->ready)
         return 1;
-    if (!o->js && natsConnection_JetStream(&o->js, o->nc, NULL) != NATS_OK)
-        return 0;
     char subj[200];
     ms_subject_offline_any(subj, sizeof(subj), o->cfg.prefix);
     const char *subjects[] = {subj};
@@ -191,10 +186,7 @@ static int ensure_stream(ms_offline_t *o)
 
 static int fetch_stopping(ms_offline_t *o)
 {
-    pthread_mutex_lock(&o->lock);
-    int stop = o->stop;
-    pthread_mutex_unlock(&o->lock);
-    return stop;
+    return ms_jsworker_stopping(o->worker);
 }
 
 /* When a NATS node dies, the stream (and the JetStream meta group, without
@@ -399,14 +391,7 @@ static void do_fetch(ms_offline_t *o, job_t *j)
         p->seq = last;
         push(&batch, &tail, p);
     }
-    pthread_mutex_lock(&o->lock);
-    for (job_t *r = batch, *n; r; r = n) {
-        n = r->next;
-        push(&o->results, &o->results_tail, r);
-    }
-    pthread_mutex_unlock(&o->lock);
-    if (o->wake)
-        o->wake(o->wake_ud);
+    ms_jsworker_post(o->worker, &batch->link);
 }
 
 static void do_purge(ms_offline_t *o, job_t *j)
@@ -455,78 +440,69 @@ static int known_is_loaded(ms_offline_t *o)
     return loaded;
 }
 
-static void *worker(void *arg)
+/* Worker thread, before the first job. */
+static void start(ms_jsworker_t *w, void *ud)
 {
-    ms_offline_t *o = arg;
+    ms_offline_t *o = ud;
+    o->nc = ms_jsworker_conn(w);
+    o->js = ms_jsworker_js(w);
     ensure_stream(o); /* loads the subject list before the first join needs it */
-    for (;;) {
-        pthread_mutex_lock(&o->lock);
-        while (!o->jobs && !o->stop)
-            pthread_cond_wait(&o->cond, &o->lock);
-        if (o->stop && !o->jobs) {
-            pthread_mutex_unlock(&o->lock);
-            return NULL;
-        }
-        job_t *j = o->jobs;
-        o->jobs = j->next;
-        if (!o->jobs)
-            o->jobs_tail = NULL;
-        int stopping = o->stop;
-        pthread_mutex_unlock(&o->lock);
-        /* Stopping: stores are finished (they are the only durable work);
-         * fetches and purges are for sessions that are going away anyway. */
-        if (stopping && j->kind != JOB_STORE) {
-            job_free(j);
-            continue;
-        }
-        if (j->kind == JOB_LOAD) {
-            pthread_mutex_lock(&o->lock);
-            o->load_queued = 0;
-            pthread_mutex_unlock(&o->lock);
-            int was_ready = o->ready; /* ensure_stream loads it the first time */
-            if (ensure_stream(o) && was_ready)
-                load_known(o);
-            job_free(j);
-            continue;
-        }
-        if (j->kind == JOB_FETCH && o->ready && !known_is_loaded(o) &&
-            mono_ms() - o->load_at >= 1000)
-            load_known(o); /* failed before: try again, at most once a second */
-        if (j->kind == JOB_FETCH && o->ready && !worth_fetching(o, j)) {
-            job_free(j);
-            continue;
-        }
-        if (j->kind == JOB_STORE) {
-            int ok = do_store(o, j);
-            if (j->sender) {
-                /* The sender's ok waits for JetStream's acknowledgement. */
-                j->kind = JOB_STORED;
-                j->stored = ok;
-                free(j->data);
-                j->data = NULL;
-                pthread_mutex_lock(&o->lock);
-                push(&o->results, &o->results_tail, j);
-                pthread_mutex_unlock(&o->lock);
-                if (o->wake)
-                    o->wake(o->wake_ud);
-                continue;
-            }
-        } else if (ensure_stream(o)) {
-            if (j->kind == JOB_FETCH)
-                do_fetch(o, j);
-            else
-                do_purge(o, j);
-        }
+}
+
+static void run_job(ms_jsworker_t *w, ms_jsjob_t *job, int stopping, void *ud)
+{
+    ms_offline_t *o = ud;
+    job_t *j = (job_t *)job;
+    /* Stopping: stores are finished (they are the only durable work);
+     * fetches and purges are for sessions that are going away anyway. */
+    if (stopping && j->kind != JOB_STORE) {
         job_free(j);
+        return;
     }
+    if (j->kind == JOB_LOAD) {
+        pthread_mutex_lock(&o->lock);
+        o->load_queued = 0;
+        pthread_mutex_unlock(&o->lock);
+        int was_ready = o->ready; /* ensure_stream loads it the first time */
+        if (ensure_stream(o) && was_ready)
+            load_known(o);
+        job_free(j);
+        return;
+    }
+    if (j->kind == JOB_FETCH && o->ready && !known_is_loaded(o) && mono_ms() - o->load_at >= 1000)
+        load_known(o); /* failed before: try again, at most once a second */
+    if (j->kind == JOB_FETCH && o->ready && !worth_fetching(o, j)) {
+        job_free(j);
+        return;
+    }
+    if (j->kind == JOB_STORE) {
+        int ok = do_store(o, j);
+        if (j->sender) {
+            /* The sender's ok waits for JetStream's acknowledgement. */
+            j->kind = JOB_STORED;
+            j->stored = ok;
+            free(j->data);
+            j->data = NULL;
+            ms_jsworker_post(w, &j->link);
+            return;
+        }
+    } else if (ensure_stream(o)) {
+        if (j->kind == JOB_FETCH)
+            do_fetch(o, j);
+        else
+            do_purge(o, j);
+    }
+    job_free(j);
+}
+
+static void free_job(ms_jsjob_t *job)
+{
+    job_free((job_t *)job);
 }
 
 static void enqueue(ms_offline_t *o, job_t *j)
 {
-    pthread_mutex_lock(&o->lock);
-    push(&o->jobs, &o->jobs_tail, j);
-    pthread_cond_signal(&o->cond);
-    pthread_mutex_unlock(&o->lock);
+    ms_jsworker_submit(o->worker, &j->link);
 }
 
 ms_err_t ms_offline_create(const ms_offline_config_t *cfg, void (*wake)(void *), void *ud,
@@ -536,67 +512,35 @@ ms_err_t ms_offline_create(const ms_offline_config_t *cfg, void (*wake)(void *),
     if (!o)
         return MS_ERR_NOMEM;
     o->cfg = *cfg;
-    o->wake = wake;
-    o->wake_ud = ud;
     pthread_mutex_init(&o->lock, NULL);
-    pthread_cond_init(&o->cond, NULL);
-    natsOptions *opts = NULL;
-    ms_err_t err = MS_ERR_BUS;
-    if (natsOptions_Create(&opts) != NATS_OK)
-        goto fail;
-    char *urls = strdup(cfg->nats_urls);
-    const char *list[32];
-    int n = 0;
-    for (char *save = NULL, *t = urls ? strtok_r(urls, ",", &save) : NULL; t && n < 32;
-         t = strtok_r(NULL, ",", &save))
-        list[n++] = t;
-    natsOptions_SetServers(opts, list, n);
-    free(urls);
-    if (ms_nats_auth_apply(cfg->auth, opts) != MS_OK) {
-        natsOptions_Destroy(opts);
-        goto fail;
+    ms_jsworker_config_t wc = {
+        .nats_urls = cfg->nats_urls,
+        .auth = cfg->auth,
+        .name = "meshsig-offline",
+        .reconnect_wait_ms = 250,
+        .start = start,
+        .run = run_job,
+        .free_job = free_job,
+        .free_result = free_job,
+        .ud = o,
+        .wake = wake,
+        .wake_ud = ud,
+    };
+    ms_err_t err = ms_jsworker_create(&wc, &o->worker);
+    if (err != MS_OK) {
+        ms_offline_destroy(o);
+        return err;
     }
-    natsOptions_SetName(opts, "meshsig-offline");
-    natsOptions_SetMaxReconnect(opts, -1);
-    natsOptions_SetReconnectWait(opts, 250);
-    natsOptions_SetRetryOnFailedConnect(opts, true, NULL, NULL);
-    /* Stale in seconds, not minutes: stores and fetches to a node that a
-     * partition cut off retry on another node instead. */
-    natsOptions_SetPingInterval(opts, 2000);
-    natsOptions_SetMaxPingsOut(opts, 2);
-    natsStatus s = natsConnection_Connect(&o->nc, opts);
-    natsOptions_Destroy(opts);
-    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED)
-        goto fail;
-    if (pthread_create(&o->thread, NULL, worker, o) != 0)
-        goto fail;
-    o->started = 1;
     *out = o;
     return MS_OK;
-fail:
-    ms_offline_destroy(o);
-    return err;
 }
 
 void ms_offline_destroy(ms_offline_t *o)
 {
     if (!o)
         return;
-    if (o->started) {
-        pthread_mutex_lock(&o->lock);
-        o->stop = 1;
-        pthread_cond_signal(&o->cond);
-        pthread_mutex_unlock(&o->lock);
-        pthread_join(o->thread, NULL);
-    }
-    for (job_t *j = o->jobs, *n; j; j = n) {
-        n = j->next;
-        job_free(j);
-    }
-    for (job_t *j = o->results, *n; j; j = n) {
-        n = j->next;
-        job_free(j);
-    }
+    /* Finishes the stores still queued, stops the thread, closes the connection. */
+    ms_jsworker_destroy(o->worker);
     known_t *k, *tmp;
     HASH_ITER(hh, o->known, k, tmp)
     {
@@ -604,12 +548,6 @@ void ms_offline_destroy(ms_offline_t *o)
         free(k->subject);
         free(k);
     }
-    jsCtx_Destroy(o->js);
-    if (o->nc) {
-        natsConnection_Close(o->nc);
-        natsConnection_Destroy(o->nc);
-    }
-    pthread_cond_destroy(&o->cond);
     pthread_mutex_destroy(&o->lock);
     free(o);
 }
@@ -691,13 +629,10 @@ void ms_offline_drain(
     int (*deliver)(const char *ns, const char *peer, const Meshsig__V1__Emit *emit, void *ud),
     void (*stored)(const char *ns, const char *sender, const char *cid, int ok, void *ud), void *ud)
 {
-    pthread_mutex_lock(&o->lock);
-    job_t *r = o->results;
-    o->results = o->results_tail = NULL;
-    pthread_mutex_unlock(&o->lock);
+    job_t *r = (job_t *)ms_jsworker_take(o->worker);
     int undelivered = 0; /* in the current batch (one peer's, ended by its purge marker) */
     while (r) {
-        job_t *n = r->next;
+        job_t *n = (job_t *)r->link.next;
         if (r->kind == JOB_STORED) {
             stored(r->ns, r->sender, r->cid, r->stored, ud);
             job_free(r);

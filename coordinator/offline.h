@@ -1,12 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Persistent emits for absent peers, kept in a JetStream stream until the peer joins.
  *
- * JetStream calls are request/reply; the coordinator's NATS connection is
- * driven by its libevent loop, so a blocking call there would wait for a reply
- * only the loop can read. Offline storage therefore has its own connection and
- * one worker thread; the loop queues jobs and gets fetched messages back
- * through ms_offline_drain. Jobs run in order, so a store queued before a
- * peer's join is visible to the fetch that join triggers.
+ * JetStream calls are request/reply and would block the loop: they run on this
+ * module's own instance of the JetStream worker (common/jsworker.h), on its own
+ * NATS connection "meshsig-offline"; the loop queues jobs and gets fetched
+ * messages back through ms_offline_drain. Jobs run in order, so a store queued
+ * before a peer's join is visible to the fetch that join triggers.
  */
 #ifndef MS_OFFLINE_H
 #define MS_OFFLINE_H
