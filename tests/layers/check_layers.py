@@ -15,7 +15,11 @@ symbols an object file uses and another defines. Checked:
   2. the topology engines (ms_topology) use nothing of meshsig but ms_err
      (pure engines: no NATS, no coordinator, no protobuf);
   3. ms_common uses nothing of the gateway or coordinator, and neither
-     binary's library uses the other's.
+     binary's library uses the other's;
+  4. NATS connections are opened in two places only: common/bus.c (the
+     connection a loop reads) and common/jsworker.c (the JetStream worker),
+     and only the JetStream worker makes JetStream contexts: a module that
+     needs blocking JetStream calls (lease.c, offline.c) runs them on a worker.
 Prints every violation and exits 1 if there is one.
 """
 import collections
@@ -141,6 +145,18 @@ def main():
                 lib, other = owner.get(s, (None, None))
                 if lib and lib not in allowed[name]:
                     bad.append(f'{name}: {mod}.c uses {s} of {lib} ({other}.c)')
+    # 4. Who may open NATS connections and JetStream contexts.
+    only = {
+        'natsConnection_Connect': {('ms_common', 'bus'), ('ms_common', 'jsworker')},
+        'natsConnection_ConnectTo': set(),
+        'natsConnection_JetStream': {('ms_common', 'jsworker')},
+    }
+    for name in ('ms_common', 'ms_coordinator', 'ms_gateway'):
+        for mod, (_, undefined) in sorted(mods[name].items()):
+            for s in sorted(undefined & only.keys()):
+                if (name, mod) not in only[s]:
+                    who = ', '.join(f'{m}.c' for _, m in sorted(only[s])) or 'no module'
+                    bad.append(f'{name}: {mod}.c calls {s}, which only {who} may call')
     for b in bad:
         print(b)
     n = sum(len(m) for m in mods.values())
