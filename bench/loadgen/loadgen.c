@@ -69,7 +69,8 @@ typedef struct {
     int64_t rss_before_each[MS_LG_MAX_PIDS], rss_after_each[MS_LG_MAX_PIDS];
 
     uint64_t topo_connect, topo_disconnect, t_last_topo;
-    uint64_t late_topo; /* topology events that arrived during --hold, after the report */
+    uint64_t late_topo;       /* topology events that arrived during --hold, after the report */
+    uint64_t late_topo_other; /* ... of those, about peers that are not ours (probes) */
     uint64_t errors, bad_msgs, reorders;
     uint64_t sent, recv;
 
@@ -91,6 +92,20 @@ typedef struct {
     uint32_t payload_size;
     int notes;
 } lg_t;
+
+static volatile sig_atomic_t got_status, got_stop;
+
+static void on_status_signal(int sig)
+{
+    (void)sig;
+    got_status = 1;
+}
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    got_stop = 1;
+}
 
 static uint8_t rbuf[1 << 16];
 static uint8_t fbuf[MS_LG_WS_MAX_HDR + MAX_MSG];
@@ -126,6 +141,44 @@ static uint32_t idx_of(lg_t *lg, conn_t *c)
 static uint32_t partner_of(uint32_t idx)
 {
     return idx ^ 1u;
+}
+
+/* The peer id of client idx. */
+static void peer_name(const lg_t *lg, uint32_t idx, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s%u", lg->cfg->id_prefix, lg->cfg->base + idx);
+}
+
+int ms_lg_namespace(const ms_lg_cfg_t *cfg, uint32_t idx, char *buf, size_t cap)
+{
+    uint32_t g = cfg->base + idx;
+    uint32_t group = cfg->scenario == MS_LG_RELAY || cfg->scenario == MS_LG_LATENCY ? 2
+                     : cfg->group                                                   ? cfg->group
+                     : cfg->scenario == MS_LG_IDLE                                  ? 2
+                                                                                    : 0;
+    int n;
+    if (cfg->n_ns_list && cfg->scenario != MS_LG_RELAY && cfg->scenario != MS_LG_LATENCY) {
+        n = snprintf(buf, cap, "%s", cfg->ns_list[g % cfg->n_ns_list]);
+    } else if (!group) {
+        n = snprintf(buf, cap, "%s", cfg->ns);
+    } else {
+        uint32_t k = g / group;
+        if (cfg->namespaces)
+            k %= cfg->namespaces;
+        n = snprintf(buf, cap, "%s%u", cfg->ns, k);
+    }
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+int ms_lg_own_peer(const ms_lg_cfg_t *cfg, const char *peer, size_t len)
+{
+    size_t pl = strlen(cfg->id_prefix);
+    if (!peer || len <= pl || memcmp(peer, cfg->id_prefix, pl) != 0)
+        return 0;
+    for (size_t i = pl; i < len; i++)
+        if (peer[i] < '0' || peer[i] > '9')
+            return 0;
+    return 1;
 }
 
 /* Which of the n_ports ports client idx connects to. Pairs (relay, latency:
@@ -275,7 +328,9 @@ static void send_signal(lg_t *lg, conn_t *from)
     int pl = ms_lg_payload(payload, sizeof payload, lg->payload_size, idx, ++from->tx_seq, ts);
     if (pl < 0)
         return;
-    int n = lg->cfg->proto->signal(msg, sizeof msg, partner_of(idx), payload, (size_t)pl);
+    char to[64];
+    peer_name(lg, partner_of(idx), to, sizeof to);
+    int n = lg->cfg->proto->signal(msg, sizeof msg, to, payload, (size_t)pl);
     if (n < 0)
         return;
     if (conn_send(lg, from, MS_LG_OP_TEXT, msg, (size_t)n) == 0) {
@@ -333,8 +388,10 @@ static void on_message(lg_t *lg, conn_t *c, const uint8_t *msg, size_t len)
             mark_ready(lg, c); /* PeerJS has no topology: relay works as soon as both are open */
         break;
     case MS_LG_EV_CONNECT:
-        if (lg->phase == PH_HOLD)
+        if (lg->phase == PH_HOLD) {
             lg->late_topo++;
+            lg->late_topo_other += !ms_lg_own_peer(cfg, m.peer, m.peer_len);
+        }
         c->connects++;
         lg->topo_connect++;
         lg->t_last_topo = ms_lg_now_ns();
@@ -342,8 +399,10 @@ static void on_message(lg_t *lg, conn_t *c, const uint8_t *msg, size_t len)
             mark_ready(lg, c);
         break;
     case MS_LG_EV_DISCONNECT:
-        if (lg->phase == PH_HOLD)
+        if (lg->phase == PH_HOLD) {
             lg->late_topo++;
+            lg->late_topo_other += !ms_lg_own_peer(cfg, m.peer, m.peer_len);
+        }
         c->disconnects++;
         lg->topo_disconnect++;
         lg->t_last_topo = ms_lg_now_ns();
@@ -422,14 +481,13 @@ static void on_open(lg_t *lg, conn_t *c)
     if (!cfg->proto->hello_on_open)
         return;
     uint32_t idx = idx_of(lg, c);
-    char ns[128], msg[512];
-    if (cfg->scenario == MS_LG_STORM)
-        snprintf(ns, sizeof ns, "%s", cfg->ns);
-    else if (cfg->scenario == MS_LG_IDLE)
-        snprintf(ns, sizeof ns, "%s%u", cfg->ns, idx / cfg->group);
-    else
-        snprintf(ns, sizeof ns, "%s%u", cfg->ns, idx / 2);
-    int n = cfg->proto->hello(msg, sizeof msg, ns, idx);
+    char ns[128], msg[512], peer[64];
+    if (ms_lg_namespace(cfg, idx, ns, sizeof ns) < 0) {
+        conn_close(lg, c, &lg->fail_handshake, "namespace name too long");
+        return;
+    }
+    peer_name(lg, idx, peer, sizeof peer);
+    int n = cfg->proto->hello(msg, sizeof msg, ns, peer);
     if (n > 0)
         conn_send(lg, c, MS_LG_OP_TEXT, msg, (size_t)n);
 }
@@ -542,12 +600,13 @@ static void conn_connected(lg_t *lg, conn_t *c)
         conn_close(lg, c, &lg->fail_connect, why);
         return;
     }
-    char path[256], req[1024], key[25];
+    char path[256], req[1024], key[25], peer[64];
     uint32_t idx = idx_of(lg, c);
     char host[64];
     snprintf(host, sizeof host, "%s:%d", lg->cfg->host, port_of(lg->cfg, idx));
     ms_lg_ws_key(lg->key_salt ^ idx, key);
-    if (lg->cfg->proto->path(path, sizeof path, idx) < 0) {
+    peer_name(lg, idx, peer, sizeof peer);
+    if (lg->cfg->proto->path(path, sizeof path, peer) < 0) {
         conn_close(lg, c, &lg->fail_connect, "path too long");
         return;
     }
@@ -581,7 +640,8 @@ static void conn_open(lg_t *lg, uint32_t idx)
     setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct sockaddr_in src = {.sin_family = AF_INET, .sin_port = 0};
-    src.sin_addr.s_addr = htonl(0x7f000002u + idx % cfg->src_addrs);
+    /* By global index, so that load generators side by side share the addresses evenly. */
+    src.sin_addr.s_addr = htonl(0x7f000002u + (cfg->base + idx) % cfg->src_addrs);
     char why[96];
     if (bind(c->fd, (struct sockaddr *)&src, sizeof src)) {
         snprintf(why, sizeof why, "bind: %s", strerror(errno));
@@ -607,7 +667,14 @@ fail:
 static void open_more(lg_t *lg)
 {
     const ms_lg_cfg_t *cfg = lg->cfg;
-    while (lg->opened < cfg->clients && lg->opened - lg->joined - lg->failed < cfg->window)
+    uint32_t limit = cfg->clients;
+    if (cfg->join_rate > 0) {
+        /* Paced from the start: at most join_rate attempts per second, one at once. */
+        double due = 1 + (double)(lg->now - lg->t_start) * cfg->join_rate / 1e9;
+        if (due < limit)
+            limit = (uint32_t)due;
+    }
+    while (lg->opened < limit && lg->opened - lg->joined - lg->failed < cfg->window)
         conn_open(lg, lg->opened++);
 }
 
@@ -861,7 +928,26 @@ static void report(lg_t *lg)
     if (getrusage(RUSAGE_SELF, &ru) == 0)
         self = ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
                (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    /* CLOCK_MONOTONIC, so that a script can put several load generators on one time line. */
+    printf("\"t_start_ns\":%llu,\"t_last_join_ns\":%llu,\"t_last_topo_ns\":%llu,",
+           (unsigned long long)lg->t_start, (unsigned long long)lg->t_last_join,
+           (unsigned long long)lg->t_last_topo);
     printf("\"loadgen_cpu_s\":%.3f,\"total_s\":%.3f}\n", self, secs(lg->now - lg->t_start));
+    fflush(stdout);
+}
+
+/* One JSON line about the hold so far; `status` 1 for a SIGUSR1 line, 0 for the last one. */
+static void hold_status(lg_t *lg, int status)
+{
+    uint32_t open = 0;
+    for (uint32_t i = 0; i < lg->opened; i++)
+        open += lg->c[i].joined && lg->c[i].state == C_OPEN;
+    printf("{\"status\":%d,\"late_topo_events\":%llu,\"late_topo_other\":%llu,"
+           "\"closed_after_join\":%u,\"open\":%u,\"errors\":%llu,\"t_last_topo_ns\":%llu,"
+           "\"now_ns\":%llu}\n",
+           status, (unsigned long long)lg->late_topo, (unsigned long long)lg->late_topo_other,
+           lg->closed_after_join, open, (unsigned long long)lg->errors,
+           (unsigned long long)lg->t_last_topo, (unsigned long long)ms_lg_now_ns());
     fflush(stdout);
 }
 
@@ -870,10 +956,13 @@ static int write_degrees(lg_t *lg, const char *path)
     FILE *f = fopen(path, "w");
     if (!f)
         return -1;
+    char peer[64];
     for (uint32_t i = 0; i < lg->cfg->clients; i++) {
         conn_t *c = &lg->c[i];
-        if (c->joined)
-            fprintf(f, "p%u %d\n", i, (int)c->connects - (int)c->disconnects);
+        if (!c->joined)
+            continue;
+        peer_name(lg, i, peer, sizeof peer);
+        fprintf(f, "%s %d\n", peer, (int)c->connects - (int)c->disconnects);
     }
     return fclose(f);
 }
@@ -886,6 +975,12 @@ int ms_lg_run(const ms_lg_cfg_t *cfg)
     lg->cfg = cfg;
     lg->ep = -1;
     signal(SIGPIPE, SIG_IGN);
+    {
+        /* A status request before the hold is answered when the hold starts. */
+        struct sigaction sa = {.sa_handler = on_status_signal};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGUSR1, &sa, NULL);
+    }
 
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -920,7 +1015,9 @@ int ms_lg_run(const ms_lg_cfg_t *cfg)
     {
         /* The payload is sized so that the whole client message is about cfg->size bytes. */
         char msg[512];
-        int env = cfg->proto->signal(msg, sizeof msg, cfg->clients, "{}", 2);
+        char to[64];
+        peer_name(lg, cfg->clients, to, sizeof to);
+        int env = cfg->proto->signal(msg, sizeof msg, to, "{}", 2);
         lg->payload_size =
             env > 0 && cfg->size > (uint32_t)env ? cfg->size - (uint32_t)env + 2 : 64;
     }
@@ -970,8 +1067,18 @@ int ms_lg_run(const ms_lg_cfg_t *cfg)
         /* Someone is looking at the server's state while every client is still there. Keep
          * answering pings, and count topology events that were still on their way. */
         phase(lg, PH_HOLD);
+        struct sigaction sa = {.sa_handler = on_stop_signal};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
         uint64_t end = lg->now + (uint64_t)(cfg->hold_s * 1e9);
-        while (lg->now < end) {
+        while (lg->now < end && !got_stop) {
+            if (got_status) {
+                got_status = 0;
+                if (cfg->degrees && write_degrees(lg, cfg->degrees))
+                    note(lg, "cannot write %s: %s", cfg->degrees, strerror(errno));
+                hold_status(lg, 1);
+            }
             int n = epoll_wait(lg->ep, evs, 1024, 50);
             for (int i = 0; i < n; i++) {
                 conn_t *c = &lg->c[evs[i].data.u32];
@@ -990,9 +1097,7 @@ int ms_lg_run(const ms_lg_cfg_t *cfg)
         }
         fprintf(stderr, "loadgen: hold: %llu late topology events, %u closed after join\n",
                 (unsigned long long)lg->late_topo, lg->closed_after_join);
-        printf("{\"late_topo_events\":%llu,\"closed_after_join\":%u}\n",
-               (unsigned long long)lg->late_topo, lg->closed_after_join);
-        fflush(stdout);
+        hold_status(lg, 0);
     }
     rc = 0;
 fail:

@@ -20,8 +20,16 @@ static void usage(FILE *f)
             "                    two ports each, every ordered pair of ports alike; idle\n"
             "                    and storm clients go round-robin\n"
             "  --clients N       clients to open (1000)\n"
-            "  --group K         idle: meshsig clients per namespace (2)\n"
+            "  --group K         idle, storm: meshsig clients per namespace <ns><i/K>\n"
+            "                    (idle 2; storm: all in --ns)\n"
+            "  --namespaces M    with --group: namespace numbers modulo M\n"
+            "  --ns-list A,B,..  idle, storm: client i joins the (i mod count)-th of these\n"
             "  --ns NAME         storm: namespace; others: namespace prefix (storm / b)\n"
+            "  --base I          global index of the first client: peer ids <prefix><i>,\n"
+            "                    namespaces and source addresses count from I (0), so that\n"
+            "                    several load generators can fill the same namespaces\n"
+            "  --id-prefix S     peer id prefix (p)\n"
+            "  --join-rate R     connection attempts started per second at most (no limit)\n"
             "  --window W        connection attempts in flight (512)\n"
             "  --src-addrs K     source addresses 127.0.0.2.. to cycle over (250)\n"
             "  --pids a,b,c      server processes whose RSS and CPU are measured\n"
@@ -35,21 +43,25 @@ static void usage(FILE *f)
             "  --timeout S       bound on each waiting phase (120)\n"
             "  --heartbeat-ms T  client keepalive interval (protocol default; 0 = off)\n"
             "  --degrees FILE    storm: write each client's final degree to FILE\n"
-            "  --hold S          keep the clients connected S seconds after the report\n"
+            "  --hold S          keep the clients connected S seconds after the report;\n"
+            "                    SIGUSR1 prints a status line (and rewrites --degrees),\n"
+            "                    SIGTERM ends the hold early\n"
             "  -v                progress on stderr\n");
 }
 
 int main(int argc, char **argv)
 {
     int extra[MS_LG_MAX_PORTS], n_extra = 0;
+    const char **ns_list = NULL;
     ms_lg_cfg_t cfg = {
         .proto = NULL,
         .scenario = MS_LG_IDLE,
         .host = "127.0.0.1",
         .port = 0,
         .clients = 1000,
-        .group = 2,
+        .group = 0,
         .ns = NULL,
+        .id_prefix = "p",
         .window = 512,
         .src_addrs = 250,
         .settle_s = 3,
@@ -87,6 +99,11 @@ int main(int argc, char **argv)
         {"heartbeat-ms", required_argument, 0, 'h'},
         {"degrees", required_argument, 0, 'D'},
         {"hold", required_argument, 0, 'O'},
+        {"base", required_argument, 0, 1002},
+        {"namespaces", required_argument, 0, 1003},
+        {"id-prefix", required_argument, 0, 1004},
+        {"join-rate", required_argument, 0, 1005},
+        {"ns-list", required_argument, 0, 1006},
         {"help", no_argument, 0, '?'},
         {0, 0, 0, 0},
     };
@@ -196,13 +213,47 @@ int main(int argc, char **argv)
         case 'v':
             cfg.verbose = 1;
             break;
+        case 1002:
+            cfg.base = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 1003:
+            cfg.namespaces = (uint32_t)strtoul(optarg, NULL, 10);
+            break;
+        case 1004:
+            if (!*optarg || strlen(optarg) > 32)
+                goto bad;
+            cfg.id_prefix = optarg;
+            break;
+        case 1005:
+            cfg.join_rate = atof(optarg);
+            break;
+        case 1006: { /* the strings live in argv; only the array is ours (freed at exit) */
+            char *save = NULL;
+            free(ns_list);
+            ns_list = NULL;
+            cfg.n_ns_list = 0;
+            for (char *t = strtok_r(optarg, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                if (strlen(t) > 100 || cfg.n_ns_list >= 4096)
+                    goto bad;
+                const char **grown = realloc(ns_list, (cfg.n_ns_list + 1) * sizeof(*grown));
+                if (!grown)
+                    goto bad;
+                ns_list = grown;
+                ns_list[cfg.n_ns_list++] = t;
+            }
+            cfg.ns_list = ns_list;
+            break;
+        }
         default:
             goto bad;
         }
     }
     if (!cfg.proto || !have_scenario || cfg.port <= 0 || cfg.port > 65535 || cfg.clients == 0 ||
-        cfg.window == 0 || cfg.src_addrs == 0 || cfg.src_addrs > 60000 || cfg.group == 0 ||
-        cfg.size > 60000)
+        cfg.window == 0 || cfg.src_addrs == 0 || cfg.src_addrs > 60000 || cfg.size > 60000 ||
+        cfg.base > UINT32_MAX - cfg.clients - 1 || cfg.join_rate < 0)
+        goto bad;
+    /* Pairs are clients 2k and 2k+1 in one namespace <ns><k>: k counts from an even base. */
+    if ((cfg.scenario == MS_LG_RELAY || cfg.scenario == MS_LG_LATENCY) && cfg.base % 2)
         goto bad;
     cfg.ports[0] = cfg.port;
     cfg.n_ports = 1 + n_extra;
@@ -211,8 +262,11 @@ int main(int argc, char **argv)
         cfg.clients++;
     if (!cfg.ns)
         cfg.ns = cfg.scenario == MS_LG_STORM ? "storm" : "b";
-    return ms_lg_run(&cfg);
+    int rc = ms_lg_run(&cfg);
+    free(ns_list);
+    return rc;
 bad:
+    free(ns_list);
     usage(stderr);
     return 2;
 }

@@ -163,24 +163,24 @@ int ms_lg_payload(char *buf, size_t cap, size_t size, uint32_t src, uint64_t seq
 
 /* ---- meshsig.v1.json ---- */
 
-static int ms_path(char *buf, size_t cap, uint32_t idx)
+static int ms_path(char *buf, size_t cap, const char *peer)
 {
-    (void)idx;
+    (void)peer;
     int n = snprintf(buf, cap, "/ws");
     return n < 0 || (size_t)n >= cap ? -1 : n;
 }
 
-static int ms_hello(char *buf, size_t cap, const char *ns, uint32_t idx)
+static int ms_hello(char *buf, size_t cap, const char *ns, const char *peer)
 {
-    int n = snprintf(buf, cap, "{\"id\":\"1\",\"hello\":{\"namespace\":\"%s\",\"peerId\":\"p%u\"}}",
-                     ns, idx);
+    int n = snprintf(buf, cap, "{\"id\":\"1\",\"hello\":{\"namespace\":\"%s\",\"peerId\":\"%s\"}}",
+                     ns, peer);
     return n < 0 || (size_t)n >= cap ? -1 : n;
 }
 
-static int ms_signal(char *buf, size_t cap, uint32_t to, const char *payload, size_t plen)
+static int ms_signal(char *buf, size_t cap, const char *to, const char *payload, size_t plen)
 {
-    int n = snprintf(buf, cap, "{\"signal\":{\"to\":\"p%u\",\"payload\":%.*s}}", to, (int)plen,
-                     payload);
+    int n =
+        snprintf(buf, cap, "{\"signal\":{\"to\":\"%s\",\"payload\":%.*s}}", to, (int)plen, payload);
     return n < 0 || (size_t)n >= cap ? -1 : n;
 }
 
@@ -203,11 +203,16 @@ static int ms_parse(const char *msg, size_t len, ms_lg_msg_t *m)
         return 0;
     }
     if ((v = member(msg, end, "topology", &ve))) {
-        const char *x;
-        if (member(v, ve, "connect", &x))
+        const char *x, *xe, *pe;
+        if ((x = member(v, ve, "connect", &xe)))
             m->ev = MS_LG_EV_CONNECT;
-        else if (member(v, ve, "disconnect", &x))
+        else if ((x = member(v, ve, "disconnect", &xe)))
             m->ev = MS_LG_EV_DISCONNECT;
+        const char *p = x ? member(x, xe, "peer", &pe) : NULL;
+        if (p && *p == '"' && pe - p >= 2) {
+            m->peer = p + 1;
+            m->peer_len = (size_t)(pe - p - 2);
+        }
         return 0;
     }
     if ((v = member(msg, end, "welcome", &ve))) {
@@ -239,15 +244,15 @@ const ms_lg_proto_t ms_lg_proto_meshsig = {
 
 /* ---- PeerJS server (npm `peer`) ---- */
 
-static int pj_path(char *buf, size_t cap, uint32_t idx)
+static int pj_path(char *buf, size_t cap, const char *peer)
 {
-    int n = snprintf(buf, cap, "/peerjs?key=peerjs&id=p%u&token=t%u", idx, idx);
+    int n = snprintf(buf, cap, "/peerjs?key=peerjs&id=%s&token=t%s", peer, peer);
     return n < 0 || (size_t)n >= cap ? -1 : n;
 }
 
-static int pj_signal(char *buf, size_t cap, uint32_t to, const char *payload, size_t plen)
+static int pj_signal(char *buf, size_t cap, const char *to, const char *payload, size_t plen)
 {
-    int n = snprintf(buf, cap, "{\"type\":\"OFFER\",\"dst\":\"p%u\",\"payload\":%.*s}", to,
+    int n = snprintf(buf, cap, "{\"type\":\"OFFER\",\"dst\":\"%s\",\"payload\":%.*s}", to,
                      (int)plen, payload);
     return n < 0 || (size_t)n >= cap ? -1 : n;
 }

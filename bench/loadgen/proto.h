@@ -23,6 +23,10 @@ typedef struct {
     uint64_t ts;           /* SIGNAL: sender's monotonic ns */
     uint64_t seq;          /* SIGNAL: sender's sequence number */
     uint32_t src;          /* SIGNAL: sender's client index (from the payload) */
+    /* CONNECT, DISCONNECT: the neighbour's peer id, pointing into the parsed message (not
+     * NUL-terminated; NULL when absent). */
+    const char *peer;
+    size_t peer_len;
 } ms_lg_msg_t;
 
 typedef struct {
@@ -30,12 +34,12 @@ typedef struct {
     const char *subprotocol; /* Sec-WebSocket-Protocol, NULL for none */
     int hello_on_open;       /* send a hello after the upgrade (meshsig); PeerJS joins in the URL */
     uint32_t default_heartbeat_ms;
-    /* Request path (and query) for client idx. */
-    int (*path)(char *buf, size_t cap, uint32_t idx);
+    /* Request path (and query) for the client with this peer id. */
+    int (*path)(char *buf, size_t cap, const char *peer);
     /* The first message after the upgrade, for hello_on_open protocols. */
-    int (*hello)(char *buf, size_t cap, const char *ns, uint32_t idx);
-    /* A signal to client `to` with the JSON object `payload`. */
-    int (*signal)(char *buf, size_t cap, uint32_t to, const char *payload, size_t plen);
+    int (*hello)(char *buf, size_t cap, const char *ns, const char *peer);
+    /* A signal to peer `to` with the JSON object `payload`. */
+    int (*signal)(char *buf, size_t cap, const char *to, const char *payload, size_t plen);
     /* An application-level keepalive. */
     int (*heartbeat)(char *buf, size_t cap);
     /* Parses one text message into m; returns 0, or -1 if it is not JSON we understand. */
