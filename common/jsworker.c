@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+
 #define MAX_SERVERS 32
 
 struct ms_jsworker {
@@ -125,7 +127,27 @@ ms_err_t ms_jsworker_create(const ms_jsworker_config_t *cfg, ms_jsworker_t **out
     if (err != MS_OK)
         goto fail;
     err = MS_ERR_BUS;
+    /* One attempt first, to say why it failed: the retrying connect below
+     * blocks until a server accepts it (the coordinator's start waits on it),
+     * and a refused login would otherwise look like a silent hang. */
+    natsOptions_SetRetryOnFailedConnect(opts, false, NULL, NULL);
     natsStatus s = natsConnection_Connect(&w->nc, opts);
+    if (s != NATS_OK) {
+        char shown[512];
+        natsStatus why = NATS_OK;
+        const char *text = nats_GetLastError(&why);
+        const char *at = text && text[0] == '(' ? strstr(text, "): ") : NULL;
+        if (at)
+            text = at + 3; /* past cnats' "(conn.c:1905): " */
+        ms_nats_urls_redact(cfg->nats_urls ? cfg->nats_urls : "", shown, sizeof(shown));
+        ms_warn("%s: NATS at %s: %s; retrying until it accepts%s", cfg->name, shown,
+                text && *text ? text : natsStatus_GetText(s),
+                s == NATS_CONNECTION_AUTH_FAILED || (text && strstr(text, "uthoriz"))
+                    ? " (check --nats-user/--nats-password/--nats-creds)"
+                    : "");
+        natsOptions_SetRetryOnFailedConnect(opts, true, NULL, NULL);
+        s = natsConnection_Connect(&w->nc, opts);
+    }
     natsOptions_Destroy(opts);
     if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED)
         goto fail;

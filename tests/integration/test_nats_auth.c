@@ -257,6 +257,37 @@ START_TEST(gateway_says_its_credentials_were_refused)
 }
 END_TEST
 
+START_TEST(coordinator_says_its_credentials_were_refused)
+{
+    /* Its JetStream workers wait for a connection before it serves: a refused
+     * login must be logged, not look like a hang. */
+    char bin[512], admin[64];
+    snprintf(admin, sizeof(admin), "127.0.0.1:%d", cluster_free_port());
+    cluster_bin("coordinator/meshsig-coordinator", bin, sizeof(bin));
+    char *argv[] = {bin,
+                    "--nats",
+                    cl.nats_urls,
+                    "--admin-listen",
+                    admin,
+                    "--insecure-dev",
+                    "--nats-user",
+                    "coordinator",
+                    "--nats-password",
+                    "not-the-password",
+                    NULL};
+    pid_t pid = cluster_spawn(&cl, "coord-badpw", argv);
+    ck_assert_int_gt(pid, 0);
+    int refused = 0;
+    for (int i = 0; i < 500 && !refused; i++) {
+        refused = log_count("coord-badpw", "Authorization Violation; retrying") > 0;
+        if (!refused)
+            usleep(20000);
+    }
+    cluster_kill(pid, SIGKILL);
+    ck_assert_msg(refused, "the coordinator did not log that NATS refused its credentials");
+}
+END_TEST
+
 START_TEST(urls_redacted_for_logs)
 {
     char buf[256];
@@ -287,6 +318,7 @@ int main(void)
     tcase_add_test(tc, backend_cannot_impersonate);
     tcase_add_test(tc, wrong_or_no_credentials_refused);
     tcase_add_test(tc, gateway_says_its_credentials_were_refused);
+    tcase_add_test(tc, coordinator_says_its_credentials_were_refused);
     suite_add_tcase(s, tc);
     TCase *unit = tcase_create("redact");
     tcase_add_test(unit, urls_redacted_for_logs);
