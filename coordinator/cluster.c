@@ -112,6 +112,7 @@ void ms_cluster_cleanup(ms_coord_t *c)
     if (c->cluster.shards) {
         for (uint32_t n = 0; n < (uint32_t)c->cfg->shards; n++) {
             ms_resync_free(c->cluster.shards[n].resync);
+            ms_gwsync_free(c->cluster.shards[n].sync);
             queue_free(&c->cluster.shards[n]);
         }
         free(c->cluster.shards);
@@ -193,6 +194,8 @@ void ms_cluster_drop_shard(ms_coord_t *c, uint32_t shard)
     ms_ns_destroy_shard(c, shard);
     ms_resync_free(s->resync);
     s->resync = NULL;
+    ms_gwsync_free(s->sync);
+    s->sync = NULL;
     queue_free(s);
     s->state = MS_SHARD_FREE;
     s->renewing = 0;
@@ -290,12 +293,10 @@ done:
     return ms_ns_count(c) + c->cluster.ns_elsewhere;
 }
 
-static void replay(ms_coord_t *c, uint32_t shard)
+/* Handles the requests of list q (in order) and frees them. */
+static void replay_list(ms_coord_t *c, uint32_t shard, ms_queued_t *q)
 {
     ms_shard_t *s = &c->cluster.shards[shard];
-    ms_queued_t *q = s->queue;
-    s->queue = s->queue_tail = NULL;
-    s->n_queued = 0;
     while (q) {
         ms_queued_t *n = q->next;
         /* A request may drop the shard (a failed renewal): the rest are then not ours. */
@@ -304,6 +305,23 @@ static void replay(ms_coord_t *c, uint32_t shard)
         free(q);
         q = n;
     }
+}
+
+static void replay(ms_coord_t *c, uint32_t shard)
+{
+    ms_shard_t *s = &c->cluster.shards[shard];
+    ms_queued_t *q = s->queue;
+    s->queue = s->queue_tail = NULL;
+    s->n_queued = 0;
+    replay_list(c, shard, q);
+}
+
+/* The rebuild is done: the gateways that answered have reported at this epoch. */
+static void rebuilt(ms_coord_t *c, uint32_t shard)
+{
+    ms_shard_t *s = &c->cluster.shards[shard];
+    for (size_t i = 0; i < ms_resync_n_answered(s->resync); i++)
+        replay_list(c, shard, ms_gwsync_reported(c, &s->sync, ms_resync_answered_at(s->resync, i)));
 }
 
 void ms_cluster_tick(ms_coord_t *c, uint64_t now)
@@ -349,6 +367,7 @@ void ms_cluster_tick(ms_coord_t *c, uint64_t now)
             }
             if (s->state == MS_SHARD_REBUILDING &&
                 ms_resync_poll(c, s->resync, n, now, c->cluster.mono_started_ms)) {
+                rebuilt(c, n);
                 ms_resync_free(s->resync);
                 s->resync = NULL;
                 s->state = MS_SHARD_OWNED;
@@ -356,6 +375,8 @@ void ms_cluster_tick(ms_coord_t *c, uint64_t now)
                 if (s->state == MS_SHARD_OWNED)
                     ms_backend_announce_owner(c, n, s->epoch);
             }
+            if (s->state == MS_SHARD_OWNED)
+                replay_list(c, n, ms_gwsync_tick(c, &s->sync, n, s->epoch, now));
             break;
         case MS_SHARD_FREE:
             if (s->mine && now >= c->cluster.settle_until_ms && now >= s->next_claim &&
@@ -492,13 +513,37 @@ void ms_cluster_request(ms_coord_t *c, uint32_t shard, const uint8_t *data, size
         c->cluster.n_not_owner++;
         return;
     }
-    ms_shard_handle_raw(c, shard, data, len);
+    Meshsig__Bus__ShardRequest *req = ms_shard_decode(c, shard, data, len);
+    if (!req)
+        return;
+    /* A session unknown here, of a gateway that has not reported: it waits for the answer. */
+    if (!ms_gwsync_hold(c, &s->sync, shard, s->epoch, req, data, len))
+        ms_shard_handle(c, shard, req);
+    meshsig__bus__shard_request__free_unpacked(req, NULL);
 }
 
 void ms_cluster_resync_report(ms_coord_t *c, const Meshsig__Bus__ResyncReport *rr)
 {
-    if (rr->shard < (uint32_t)c->cfg->shards && c->cluster.shards[rr->shard].resync)
-        ms_resync_add(c->cluster.shards[rr->shard].resync, rr);
+    if (rr->shard >= (uint32_t)c->cfg->shards)
+        return;
+    ms_shard_t *s = &c->cluster.shards[rr->shard];
+    if (s->resync) {
+        ms_resync_add(s->resync, rr);
+        return;
+    }
+    /* A gateway heard after the takeover (gwsync.c asked it): its sessions join in. */
+    if (s->state != MS_SHARD_OWNED || rr->epoch != s->epoch || !*rr->gateway_id)
+        return;
+    check_lease(c, rr->shard);
+    if (s->state != MS_SHARD_OWNED)
+        return;
+    long ev = ms_merge_report(c, rr->shard, rr);
+    if (rr->n_sessions)
+        ms_info("shard %u (epoch %llu): %zu sessions reported late by %s merged, %ld topology "
+                "events",
+                rr->shard, (unsigned long long)s->epoch, rr->n_sessions, rr->gateway_id, ev);
+    if (rr->last)
+        replay_list(c, rr->shard, ms_gwsync_reported(c, &s->sync, rr->gateway_id));
 }
 
 void ms_cluster_shutdown(ms_coord_t *c)

@@ -15,6 +15,7 @@
 
 typedef struct ms_coord ms_coord_t;
 typedef struct ms_resync ms_resync_t;
+typedef struct ms_gwsync ms_gwsync_t;
 
 /* Another coordinator as seen through its heartbeats. */
 typedef struct ms_coord_peer {
@@ -60,6 +61,7 @@ typedef struct ms_shard {
     ms_queued_t *queue, *queue_tail; /* requests held during the rebuild */
     size_t n_queued;
     ms_resync_t *resync;
+    ms_gwsync_t *sync; /* which gateways have reported at this epoch (gwsync.c) */
 } ms_shard_t;
 
 typedef struct {
@@ -91,7 +93,8 @@ void ms_cluster_request(ms_coord_t *c, uint32_t shard, const uint8_t *data, size
  * UNAVAILABLE while we rebuild it, ignored when another coordinator owns it. */
 void ms_cluster_backend_request(ms_coord_t *c, uint32_t shard, const char *reply,
                                 const uint8_t *data, size_t len);
-/* A gateway's report for a takeover in progress (resync.c keeps it). */
+/* A gateway's report: kept for a takeover in progress (resync.c), merged into a shard served
+ * at that epoch (merge.c). */
 void ms_cluster_resync_report(ms_coord_t *c, const Meshsig__Bus__ResyncReport *rr);
 /* SIGTERM: stop serving and release every lease; then announce leaving. */
 void ms_cluster_shutdown(ms_coord_t *c);

@@ -65,6 +65,7 @@ void ms_gw_sweep(ms_coord_t *c, uint64_t now,
         }
         if (!g->dead && now - g->last_seen_ms > (uint64_t)c->cfg->gateway_timeout_ms) {
             g->dead = 1;
+            g->deaths++;
             died(c, g->id, now);
         }
     }

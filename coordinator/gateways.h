@@ -22,6 +22,9 @@ typedef struct ms_gw_info {
     /* Back after it was dead, the same process (same started_ms): its
      * sessions lived on, and the sweep says so (back) once. */
     int returned;
+    /* Times it was marked dead: what it reported before its last silence may be out of date
+     * (gwsync.c asks it again). */
+    uint32_t deaths;
     char release[32];     /* its meshsig release, from the heartbeat */
     uint32_t bus_version; /* its bus protocol version (busver.h) */
     uint64_t bus_refused; /* messages it refused from nodes of another bus major */

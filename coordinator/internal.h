@@ -6,7 +6,8 @@
  *   coordinator.c   loop, subscriptions, dispatch by subject (subject.h)
  *   admin.c         HTTP routes, /metrics  -> admin_cluster.c -> admin_action.c (operator
  *                   actions, -> member.c, topic.c, ban.c), admin_view.c
- *   cluster.c       coordinators, shard leases (lease.c)  -> resync.c
+ *   cluster.c       coordinators, shard leases (lease.c)  -> resync.c, gwsync.c (gateways
+ *                   that have not reported, asked; merge.c merges their answers -> resync.c)
  *   shard.c         a shard's requests     -> member.c, messaging.c
  *   messaging.c     routes to emit.c room.c service.c topic.c stream.c (-> pending.c)
  *   member.c        join, leave, resume, waiting line, silent gateways -> gateways.c
@@ -33,9 +34,11 @@
 #include "coordinator.h"
 #include "edges.h"
 #include "gateways.h"
+#include "gwsync.h"
 #include "hold.h"
 #include "mailbox.h"
 #include "member.h"
+#include "merge.h"
 #include "messaging.h"
 #include "namespace.h"
 #include "offline.h"

@@ -153,6 +153,26 @@ static void pick_edge(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud)
  * WebRTC connections went to the old client and must be made again. */
 #define CLOSE_REPLACED 4001
 
+/* A session the owner does not keep (merge.c): told why, then closed. */
+#define CLOSE_TRY_LATER 1013
+
+void ms_member_end_session(ms_coord_t *c, uint32_t shard, const char *gateway, uint64_t session,
+                           const char *peer_id, Meshsig__V1__ErrorCode code, const char *why)
+{
+    ms_sm_error_t e;
+    ms_outbox_deliver(&c->outbox, shard, gateway, session, peer_id,
+                      ms_sm_error(&e, NULL, code, why),
+                      code == ERR(REPLACED) ? CLOSE_REPLACED : CLOSE_TRY_LATER);
+}
+
+void ms_member_reattach(ms_coord_t *c, ms_member_t *m)
+{
+    if (!m->detached_ms)
+        return;
+    m->detached_ms = 0;
+    c->members.n_detached--;
+}
+
 /* Tells m's current session it lost the peer id, and closes it (4001). */
 static void send_replaced(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const char *why)
 {
@@ -691,8 +711,7 @@ static void reattach_members_of(ms_coord_t *c, const char *gateway)
         ms_member_t *m, *mtmp;
         HASH_ITER(hh, ns->members, m, mtmp)
         if (m->detached_ms && !strcmp(m->gateway, gateway)) {
-            m->detached_ms = 0;
-            c->members.n_detached--;
+            ms_member_reattach(c, m);
             n++;
         }
     }

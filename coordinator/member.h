@@ -30,6 +30,13 @@ void ms_member_kick(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *reas
 /* An operator closes ns: every member and waiting join is told NAMESPACE_CLOSED with reason
  * and closed (4003), and ns is destroyed. Returns how many were told. */
 size_t ms_member_close_ns(ms_coord_t *c, ms_ns_t *ns, const char *reason);
+/* A peer of a silent gateway that is heard again: it no longer waits to leave. */
+void ms_member_reattach(ms_coord_t *c, ms_member_t *m);
+/* Ends a gateway's session that holds no member here (a stale copy of a peer that lives on
+ * elsewhere: REPLACED, closed 4001; or one that cannot be placed: code, closed 1013 so that the
+ * client joins again). */
+void ms_member_end_session(ms_coord_t *c, uint32_t shard, const char *gateway, uint64_t session,
+                           const char *peer_id, Meshsig__V1__ErrorCode code, const char *why);
 /* Detaches the peers of gateways gone silent; peers whose grace ran out leave. */
 void ms_member_liveness(ms_coord_t *c, uint64_t now_ms);
 /* The namespace's waiting line (ns->waiting). */

@@ -142,7 +142,48 @@ void ms_member_free(ms_member_t *m)
     free(m->metadata);
     if (m->client_pos)
         protobuf_c_message_free_unpacked(&m->client_pos->base, NULL);
+    for (size_t i = 0; i < m->n_dangling; i++)
+        free(m->dangling[i]);
+    free(m->dangling);
     free(m);
+}
+
+ms_err_t ms_member_dangling_add(ms_member_t *m, const char *id)
+{
+    if (ms_member_dangling_has(m, id))
+        return MS_OK;
+    char **nv = realloc(m->dangling, (m->n_dangling + 1) * sizeof(*nv));
+    if (!nv)
+        return MS_ERR_NOMEM;
+    m->dangling = nv;
+    if (!(nv[m->n_dangling] = strdup(id)))
+        return MS_ERR_NOMEM;
+    m->n_dangling++;
+    return MS_OK;
+}
+
+int ms_member_dangling_has(const ms_member_t *m, const char *id)
+{
+    for (size_t i = 0; i < m->n_dangling; i++)
+        if (!strcmp(m->dangling[i], id))
+            return 1;
+    return 0;
+}
+
+int ms_member_dangling_drop(ms_member_t *m, const char *id)
+{
+    for (size_t i = 0; i < m->n_dangling; i++) {
+        if (strcmp(m->dangling[i], id))
+            continue;
+        free(m->dangling[i]);
+        m->dangling[i] = m->dangling[--m->n_dangling];
+        if (!m->n_dangling) {
+            free(m->dangling);
+            m->dangling = NULL;
+        }
+        return 1;
+    }
+    return 0;
 }
 
 void ms_ns_destroy(ms_coord_t *c, ms_ns_t *ns)
@@ -466,6 +507,15 @@ ms_member_t *ms_ns_by_handle(const ms_ns_t *ns, ms_peer_t h)
     return h < ns->n_handles ? ns->by_handle[h] : NULL;
 }
 
+/* Both ends of a-b hear of the edge now: what they held of it before no longer matters. */
+static void forget_dangling(ms_member_t *a, ms_member_t *b)
+{
+    if (a->n_dangling)
+        ms_member_dangling_drop(a, b->id);
+    if (b->n_dangling)
+        ms_member_dangling_drop(b, a->id);
+}
+
 void ms_ns_apply_diff(ms_coord_t *c, ms_ns_t *ns, const ms_topo_diff_t *diff,
                       const ms_member_t *joiner, Meshsig__V1__Value **offers, size_t n_offers)
 {
@@ -477,6 +527,7 @@ void ms_ns_apply_diff(ms_coord_t *c, ms_ns_t *ns, const ms_topo_diff_t *diff,
         ms_member_t *b = ms_ns_by_handle(ns, diff->disconnect[i].b);
         if (!a || !b)
             continue;
+        forget_dangling(a, b);
         send_disconnect(c, ns, a, b);
         send_disconnect(c, ns, b, a);
     }
@@ -487,6 +538,7 @@ void ms_ns_apply_diff(ms_coord_t *c, ms_ns_t *ns, const ms_topo_diff_t *diff,
         ms_member_t *b = ms_ns_by_handle(ns, e->b);
         if (!a || !b)
             continue;
+        forget_dangling(a, b);
         Meshsig__V1__Role role_of_b = MESHSIG__V1__ROLE__PEER, role_of_a = MESHSIG__V1__ROLE__PEER;
         if (e->kind == MS_EDGE_TREE) {
             role_of_b = MESHSIG__V1__ROLE__CHILD; /* a is the parent of b */

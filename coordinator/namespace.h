@@ -40,7 +40,7 @@ typedef struct ms_member {
      * first report that involves this peer: until then it is the fresh
      * coordinate ms_vivaldi_init(pos.key) gives, at the origin. */
     ms_vivaldi_t *viv;
-    uint8_t source; /* joined as the tree's source: handle 0 (ms_ns_has_source_slot) */
+    uint8_t source;     /* joined as the tree's source: handle 0 (ms_ns_has_source_slot) */
     uint32_t n_streams; /* stream.c: streams it opened that are open (--max-streams) */
     /* p2p.c: peers linked outside the topology, and the requests waiting for this peer's
      * answer. */
@@ -58,6 +58,12 @@ typedef struct ms_member {
     void (*deliver)(struct ms_coord *c, struct ms_ns *ns, const struct ms_member *to,
                     const Meshsig__V1__ServerMessage *msg);
     struct ms_backend *backend; /* backend.c's record of the face */
+    /* Peers this member's client still holds as neighbours although this owner does not know
+     * them: a takeover rebuilt without their gateway (silent then). A late report of that
+     * gateway (merge.c) connects them without an event when both ends still hold the edge.
+     * An event about one of them (ms_ns_apply_diff) ends the entry. */
+    char **dangling;
+    size_t n_dangling;
     UT_hash_handle hh; /* by id */
 } ms_member_t;
 
@@ -140,6 +146,11 @@ ms_topo_diff_t *ms_ns_diff(ms_coord_t *c);
 
 /* A member record: free with ms_member_free (NULL is ignored). */
 void ms_member_free(ms_member_t *m);
+/* m's dangling neighbours (ms_member_t.dangling): add (MS_ERR_NOMEM), ask, drop (1 if it was
+ * there). */
+ms_err_t ms_member_dangling_add(ms_member_t *m, const char *id);
+int ms_member_dangling_has(const ms_member_t *m, const char *id);
+int ms_member_dangling_drop(ms_member_t *m, const char *id);
 /* m's network coordinate, created fresh on first use; NULL when out of memory. */
 ms_vivaldi_t *ms_member_viv(ms_member_t *m);
 /* The position of a peer that has no RTT reports yet under network positioning. */

@@ -41,6 +41,28 @@ void ms_resync_free(ms_resync_t *r)
     free(r);
 }
 
+/* A ResyncRequest for shard at epoch, to every gateway (gateway NULL) or one. */
+static void send_request(ms_coord_t *c, uint32_t shard, uint64_t epoch, const char *gateway)
+{
+    char reply[200], subj[200];
+    ms_subject(reply, sizeof(reply), c->cfg->prefix, MS_SUBJ_COORD_RESYNC, c->id);
+    ms_subject(subj, sizeof(subj), c->cfg->prefix, MS_SUBJ_GW_RESYNC, NULL);
+    Meshsig__Bus__ResyncRequest rq = MESHSIG__BUS__RESYNC_REQUEST__INIT;
+    rq.shard = shard;
+    rq.epoch = epoch;
+    rq.coordinator_id = c->id;
+    rq.reply_to = reply;
+    rq.shards = (uint32_t)c->cfg->shards;
+    rq.gateway_id = (char *)(gateway ? gateway : "");
+    rq.bus_version = MS_BUS_VERSION;
+    uint8_t buf[512];
+    size_t len = meshsig__bus__resync_request__get_packed_size(&rq);
+    if (len <= sizeof(buf)) {
+        meshsig__bus__resync_request__pack(&rq, buf);
+        ms_bus_publish(c->bus, subj, NULL, buf, len);
+    }
+}
+
 ms_resync_t *ms_resync_begin(ms_coord_t *c, uint32_t shard, uint64_t epoch)
 {
     ms_resync_t *r = calloc(1, sizeof(*r));
@@ -50,23 +72,23 @@ ms_resync_t *ms_resync_begin(ms_coord_t *c, uint32_t shard, uint64_t epoch)
     }
     r->epoch = epoch;
     r->deadline = ms_clock_mono_ms() + (uint64_t)c->cfg->resync_timeout_ms;
-    char reply[200], subj[200];
-    ms_subject(reply, sizeof(reply), c->cfg->prefix, MS_SUBJ_COORD_RESYNC, c->id);
-    ms_subject(subj, sizeof(subj), c->cfg->prefix, MS_SUBJ_GW_RESYNC, NULL);
-    Meshsig__Bus__ResyncRequest rq = MESHSIG__BUS__RESYNC_REQUEST__INIT;
-    rq.shard = shard;
-    rq.epoch = r->epoch;
-    rq.coordinator_id = c->id;
-    rq.reply_to = reply;
-    rq.shards = (uint32_t)c->cfg->shards;
-    rq.bus_version = MS_BUS_VERSION;
-    uint8_t buf[512];
-    size_t len = meshsig__bus__resync_request__get_packed_size(&rq);
-    if (len <= sizeof(buf)) {
-        meshsig__bus__resync_request__pack(&rq, buf);
-        ms_bus_publish(c->bus, subj, NULL, buf, len);
-    }
+    send_request(c, shard, epoch, NULL);
     return r;
+}
+
+void ms_resync_ask(ms_coord_t *c, uint32_t shard, uint64_t epoch, const char *gateway)
+{
+    send_request(c, shard, epoch, gateway);
+}
+
+size_t ms_resync_n_answered(const ms_resync_t *r)
+{
+    return r ? r->n_answered : 0;
+}
+
+const char *ms_resync_answered_at(const ms_resync_t *r, size_t i)
+{
+    return r->answered[i];
 }
 
 void ms_resync_add(ms_resync_t *r, const Meshsig__Bus__ResyncReport *rr)
@@ -134,8 +156,8 @@ static int complete(ms_coord_t *c, const ms_resync_t *r, uint64_t now, uint64_t 
     return live > 0 || now - listening_since >= 1100;
 }
 
-static ms_member_t *member_from(ms_ns_t *ns, const char *gateway,
-                                const Meshsig__Bus__SessionReport *sr)
+ms_member_t *ms_resync_member_from(ms_ns_t *ns, const char *gateway,
+                                   const Meshsig__Bus__SessionReport *sr)
 {
     ms_member_t *m = calloc(1, sizeof(*m));
     if (!m || !(m->id = strdup(sr->peer_id)) || !(m->gateway = ms_intern(gateway)))
@@ -216,6 +238,8 @@ static long rebuild_ns(ms_coord_t *c, const char *name, rb_peer_t *peers, size_t
             ms_peer_t h = handle_of(ns, sr->neighbours[j]);
             if (h != MS_PEER_NONE)
                 nb[used + rep[k].n_neighbours++] = h;
+            else if (*sr->neighbours[j] && ms_member_dangling_add(m, sr->neighbours[j]) != MS_OK)
+                ms_error("%s/%s: out of memory keeping a neighbour", name, m->id);
         }
         used += rep[k].n_neighbours;
         k++;
@@ -277,7 +301,7 @@ long ms_resync_rebuild(ms_coord_t *c, uint32_t shard, Meshsig__Bus__ResyncReport
                     peers[n].sr = sr;
                     ms_ns_t tmp_ns = {.name = (char *)name};
                     tmp_ns.policy = *ms_policies_for(c, name);
-                    peers[n].m = member_from(&tmp_ns, reports[a]->gateway_id, sr);
+                    peers[n].m = ms_resync_member_from(&tmp_ns, reports[a]->gateway_id, sr);
                     n++;
                 }
             long e = rebuild_ns(c, name, peers, n);

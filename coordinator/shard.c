@@ -200,17 +200,16 @@ void ms_shard_count_bad(ms_coord_t *c)
     c->route.n_bad_requests++;
 }
 
-void ms_shard_handle_raw(ms_coord_t *c, uint32_t shard, const uint8_t *data, size_t len)
+Meshsig__Bus__ShardRequest *ms_shard_decode(ms_coord_t *c, uint32_t shard, const uint8_t *data,
+                                            size_t len)
 {
     Meshsig__Bus__ShardRequest *req = (Meshsig__Bus__ShardRequest *)ms_pblimit_unpack(
         &meshsig__bus__shard_request__descriptor, data, len, &ms_pblimit_bus, NULL, 0);
     if (!req) {
         c->route.n_bad_requests++;
         ms_warn("undecodable request for shard %u", shard);
-        return;
     }
-    ms_shard_handle(c, shard, req);
-    meshsig__bus__shard_request__free_unpacked(req, NULL);
+    return req;
 }
 
 /* A gateway could not write a delivery for its receiver (the reporting

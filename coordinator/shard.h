@@ -15,8 +15,10 @@ typedef struct {
 } ms_route_t;
 
 void ms_shard_handle(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req);
-/* Decodes a request (counted as bad when it does not decode) and handles it. */
-void ms_shard_handle_raw(ms_coord_t *c, uint32_t shard, const uint8_t *data, size_t len);
+/* Decodes a request (counted as bad when it does not decode: NULL); free it with
+ * meshsig__bus__shard_request__free_unpacked. */
+Meshsig__Bus__ShardRequest *ms_shard_decode(ms_coord_t *c, uint32_t shard, const uint8_t *data,
+                                            size_t len);
 /* Counts a message that was not a request of ours (metrics: dropped, bad_request). */
 void ms_shard_count_bad(ms_coord_t *c);
 

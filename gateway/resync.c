@@ -43,8 +43,8 @@ static void report_free(Meshsig__Bus__SessionReport *r)
 
 void ms_gw_resync_report(ms_gateway_t *gw, const Meshsig__Bus__ResyncRequest *rq)
 {
-    if (!*rq->reply_to)
-        return;
+    if (!*rq->reply_to || (*rq->gateway_id && strcmp(rq->gateway_id, gw->id)))
+        return; /* asked of another gateway */
     if (rq->shards && rq->shards != (uint32_t)gw->cfg->shards)
         ms_warn("coordinator %s uses %u shards, this gateway %ld: fix --shards", rq->coordinator_id,
                 rq->shards, gw->cfg->shards);

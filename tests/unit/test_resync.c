@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Takeover rebuild from gateway reports: a namespace rebuilt on a fresh coordinator has the same
  * edges (Delaunay) and parent links (tree) as the one it replaces and sends no event for an edge
- * that did not change; a missing edge is the only event; rooms and services come back. */
+ * that did not change; a missing edge is the only event; rooms and services come back. A late
+ * report of a gateway the takeover did not hear is merged into the live namespace the same way. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -217,6 +219,129 @@ START_TEST(fullmesh_rebuilt)
 }
 END_TEST
 
+/* Edges of b not in a (both sorted). */
+static size_t count_missing(const edge_list_t *a, const edge_list_t *b)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        int found = 0;
+        for (size_t k = 0; k < a->n && !found; k++)
+            found = !strcmp(a->v[k], b->v[i]);
+        n += !found;
+    }
+    return n;
+}
+
+/* A takeover that heard only gw-2 (gw-1 was silent), then gw-1's late report merged: the same
+ * namespace as before the takeover. The only events are the undoing of the edges the partial
+ * rebuild added among gw-2's peers (their neighbours on gw-1 were missing); no edge that both
+ * ends still hold is announced again. */
+static void check_merge(const char *ns_name, const char *policy, int n_peers, int exact)
+{
+    ms_coord_t *old = new_coord("old"), *neu = new_coord("new");
+    set_policy(old, ns_name, policy);
+    set_policy(neu, ns_name, policy);
+    for (int i = 0; i < n_peers; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "p%02d", i);
+        join(old, ns_name, id, (uint64_t)i + 1);
+    }
+    ms_ns_t *ons = ms_ns_find(old, ns_name);
+    uint32_t shard = ons->shard;
+    Meshsig__Bus__ResyncReport *gw1 = report_of(ons, "gw-1", NULL, NULL);
+    Meshsig__Bus__ResyncReport *gw2 = report_of(ons, "gw-2", NULL, NULL);
+    ck_assert_int_ge(ms_resync_rebuild(neu, shard, &gw2, 1), 0);
+    ms_ns_t *nns = ms_ns_find(neu, ns_name);
+    ck_assert_ptr_nonnull(nns);
+    ck_assert_uint_eq(HASH_COUNT(nns->members), (unsigned)(n_peers / 2));
+    edge_list_t full = edges_of(ons), partial = edges_of(nns);
+
+    long ev = ms_merge_report(neu, shard, gw1);
+    ck_assert_int_ge(ev, 0);
+    ck_assert_ptr_eq(ms_ns_find(neu, ns_name), nns);
+    ck_assert_uint_eq(HASH_COUNT(nns->members), (unsigned)n_peers);
+    ms_member_t *p0 = ms_ns_member(nns, "p00");
+    ck_assert_ptr_nonnull(p0);
+    ck_assert_str_eq(p0->gateway, "gw-1");
+    ck_assert_uint_eq(p0->session, 1);
+    ck_assert_uint_eq(ms_room_size(nns, "lobby"), (unsigned)n_peers);
+    edge_list_t merged = edges_of(nns);
+    fprintf(stderr,
+            "%s: merge of %d peers sent %ld events; the partial rebuild had %zu extra edges\n",
+            policy, n_peers - n_peers / 2, ev, count_missing(&full, &partial));
+    if (exact) {
+        ck_assert_uint_eq(merged.n, full.n);
+        for (size_t i = 0; i < full.n; i++)
+            ck_assert_str_eq(merged.v[i], full.v[i]);
+        /* Dropped: what the partial rebuild added. Nothing else. */
+        ck_assert_int_eq(ev, (long)count_missing(&full, &partial));
+    }
+    for (ms_member_t *m = nns->members; m; m = m->hh.next)
+        ck_assert_msg(!m->n_dangling, "%s still holds %s", m->id, m->dangling[0]);
+
+    /* The same report again (a retried ask): nothing changes. */
+    ck_assert_int_eq(ms_merge_report(neu, shard, gw1), 0);
+    edge_list_t again = edges_of(nns);
+    ck_assert_uint_eq(again.n, merged.n);
+
+    /* A stale session of a peer that lives on elsewhere is not merged over it. */
+    gw1->sessions[0]->session = 999;
+    char *stale_id = gw1->sessions[0]->peer_id;
+    ck_assert_int_eq(ms_merge_report(neu, shard, gw1), 0);
+    ms_member_t *m = ms_ns_member(nns, stale_id);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_uint_ne(m->session, 999);
+
+    edges_free(&full);
+    edges_free(&partial);
+    edges_free(&merged);
+    edges_free(&again);
+    meshsig__bus__resync_report__free_unpacked(gw1, NULL);
+    meshsig__bus__resync_report__free_unpacked(gw2, NULL);
+    coord_free(old);
+    coord_free(neu);
+}
+
+START_TEST(delaunay_merged_after_silent_takeover)
+{
+    check_merge("dm", "{\"topology\":\"delaunay\",\"positioning\":\"random\"}", 24, 1);
+}
+END_TEST
+
+START_TEST(fullmesh_merged_without_events)
+{
+    check_merge("fmm", "{\"topology\":\"fullmesh\"}", 6, 1);
+}
+END_TEST
+
+START_TEST(tree_merged)
+{
+    check_merge("trm", "{\"topology\":\"tree\",\"k\":2}", 15, 0);
+}
+END_TEST
+
+/* Every peer of a namespace was on the silent gateway: the merge rebuilds it from the report. */
+START_TEST(namespace_only_on_silent_gateway)
+{
+    ms_coord_t *old = new_coord("old"), *neu = new_coord("new");
+    join(old, "solo", "a", 1);
+    join(old, "solo", "b", 3);
+    ms_ns_t *ons = ms_ns_find(old, "solo");
+    Meshsig__Bus__ResyncReport *rr = report_of(ons, "gw-1", NULL, NULL);
+    ck_assert_int_eq(ms_merge_report(neu, ons->shard, rr), 0);
+    ms_ns_t *nns = ms_ns_find(neu, "solo");
+    ck_assert_ptr_nonnull(nns);
+    ck_assert_uint_eq(HASH_COUNT(nns->members), 2);
+    edge_list_t a = edges_of(ons), b = edges_of(nns);
+    ck_assert_uint_eq(a.n, b.n);
+    edges_free(&a);
+    edges_free(&b);
+    meshsig__bus__resync_report__free_unpacked(rr, NULL);
+    coord_free(old);
+    coord_free(neu);
+}
+END_TEST
+
 START_TEST(other_shards_ignored)
 {
     ms_coord_t *old = new_coord("old"), *neu = new_coord("new");
@@ -239,6 +364,10 @@ int main(void)
     tcase_add_test(tc, tree_rebuilt_with_same_parents);
     tcase_add_test(tc, fullmesh_rebuilt);
     tcase_add_test(tc, other_shards_ignored);
+    tcase_add_test(tc, delaunay_merged_after_silent_takeover);
+    tcase_add_test(tc, fullmesh_merged_without_events);
+    tcase_add_test(tc, tree_merged);
+    tcase_add_test(tc, namespace_only_on_silent_gateway);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
