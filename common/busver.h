@@ -23,7 +23,8 @@
  * an enum value) since the last release, so that /v1/cluster shows which nodes may send what.
  * 1.0: release 0.1.0. 1.1: the direct path (PeerLocation, DirectSignal and its REPLY,
  * Barrier), Undeliverable, Discover/PeerList, Join's grants and claim, Delivery.signal_scope,
- * ResyncReport's tree source, per-shard namespace counts, admin actions. */
+ * ResyncReport's tree source, per-shard namespace counts, admin actions, ResyncRequest's
+ * gateway_id (an ask of one gateway; a 1.0 gateway answers it as if asked with the others). */
 #define MS_BUS_MINOR 1u
 #define MS_BUS_VERSION ((MS_BUS_MAJOR << 16) | MS_BUS_MINOR)
 #define MS_BUS_VERSION_FIELD 15u
