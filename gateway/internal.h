@@ -238,6 +238,11 @@ void ms_gw_keep_position(ms_session_t *s, const Meshsig__V1__Position *pos);
 int ms_gw_relay_signal(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__Signal *sig,
                        const char *cid);
 int ms_gw_relay_json(ms_gateway_t *gw, ms_session_t *s, const char *data, size_t len);
+/* The session of this gateway that a signal from s to peer `to` goes to
+ * without the owner (a neighbour holding the edge too, or any joined peer of
+ * a signal_any namespace), or NULL: the owner's path. Not the direct path to
+ * other gateways: callers that may have edges ask ms_gw_direct_send first. */
+ms_session_t *ms_gw_relay_local(ms_gateway_t *gw, ms_session_t *s, const char *to);
 
 /* ---- direct.c ------------------------------------------------------------ */
 

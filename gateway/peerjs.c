@@ -25,6 +25,13 @@
  *   error ID_TAKEN on join                 {type: ID-TAKEN, payload: {msg}} and close
  *   any other error on join                {type: ERROR, payload: {msg}} and close
  *
+ * The common frames take a fast path (pjframe.h): OFFER, ANSWER and
+ * CANDIDATE to a PeerJS session on this gateway are spliced, the payload's
+ * text copied between fixed heads; to a peer elsewhere only the payload is
+ * parsed (into the bus message's Value), not the whole frame; a signal from
+ * the owner is written from its Value without a jansson tree. Whatever the
+ * scan does not vouch for takes the full decoder below, which decides.
+ *
  * The PeerJS token is the client's proof that it owns its id: its hash goes in
  * the join as the claim, and the owner gives a taken id to a join with the same
  * claim (a reconnecting client keeps its id, on any gateway) and refuses any
@@ -50,6 +57,7 @@
 #include "codec.h"
 #include "internal.h"
 #include "log.h"
+#include "pjframe.h"
 
 #define PEERJS_MAX_KEYS 16
 #define PEERJS_KEY_MAX 64
@@ -251,6 +259,30 @@ static json_t *signal_body(const Meshsig__V1__Value *v)
     return j;
 }
 
+static int out_reserve(ms_gateway_t *gw, size_t need)
+{
+    if (need <= gw->out_cap)
+        return 0;
+    char *nb = realloc(gw->out, need);
+    if (!nb)
+        return -1;
+    gw->out = nb;
+    gw->out_cap = need;
+    return 0;
+}
+
+/* A signal from the owner, written from its Value without a jansson tree;
+ * 0: the jansson path decides. */
+static int send_signal_fast(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__Signal *sig)
+{
+    size_t len = 0;
+    if (!s->peer_id || ms_pjframe_append_signal(&gw->out, &len, &gw->out_cap, sig->from, s->peer_id,
+                                                sig->payload) != MS_OK)
+        return 0;
+    ms_gw_queue_frame(gw, s, gw->out, len);
+    return 1;
+}
+
 int ms_gw_peerjs_send(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__ServerMessage *msg)
 {
     if (!s->peerjs)
@@ -262,6 +294,8 @@ int ms_gw_peerjs_send(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__Serv
         send_json(gw, s, json_pack("{s:s}", "type", "OPEN"));
         break;
     case MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL: {
+        if (send_signal_fast(gw, s, msg->signal))
+            break;
         json_t *body = signal_body(msg->signal->payload);
         if (!body) {
             ms_debug("session %llu: a signal that is not PeerJS's dropped",
@@ -305,8 +339,67 @@ int ms_gw_peerjs_send(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__Serv
     return 1;
 }
 
+/* A scanned signal to a PeerJS session on this gateway: spliced. */
+static void relay_local(ms_gateway_t *gw, ms_session_t *s, ms_session_t *t, const ms_pjframe_t *f)
+{
+    if (t->closing)
+        return; /* as ms_gw_send: nothing more for it (and a PeerJS sender hears no ok) */
+    if (out_reserve(gw, ms_pjframe_size(f->type, s->peer_id, t->peer_id, f->payload_len)))
+        return;
+    size_t len =
+        ms_pjframe_write(gw->out, f->type, s->peer_id, t->peer_id, f->payload, f->payload_len);
+    gw->n_signals_local++;
+    ms_gw_record_latency(gw, gw->frame_received_us);
+    ms_gw_queue_frame(gw, t, gw->out, len);
+}
+
+/* A scanned signal for the owner: the message built here around the payload,
+ * which alone is parsed (into the Value the bus carries). 0: the full path. */
+static int relay_owner(ms_gateway_t *gw, ms_session_t *s, const ms_pjframe_t *f)
+{
+    ms_pjframe_value_t v;
+    if (ms_pjframe_value_init(&v, f) != MS_OK)
+        return 0;
+    Meshsig__V1__Signal sig = MESHSIG__V1__SIGNAL__INIT;
+    sig.to = (char *)f->dst;
+    sig.payload = &v.body;
+    Meshsig__V1__ClientMessage cm = MESHSIG__V1__CLIENT_MESSAGE__INIT;
+    /* LEAVE and EXPIRE to an absent peer are dropped by PeerJS, not expired:
+     * without a request id the owner's late PEER_NOT_FOUND names nobody. */
+    cm.id = (char *)(f->expires ? f->dst : "");
+    cm.msg_case = MESHSIG__V1__CLIENT_MESSAGE__MSG_SIGNAL;
+    cm.signal = &sig;
+    ms_gw_handle_message(gw, s, &cm);
+    ms_pjframe_value_cleanup(&v);
+    return 1;
+}
+
+/* 1 when the scan vouched for the frame and it was handled. */
+static int frame_fast(ms_gateway_t *gw, ms_session_t *s, const char *data, size_t len)
+{
+    ms_pjframe_t f;
+    if (!ms_pjframe_scan(data, len, &f))
+        return 0;
+    if (f.op == MS_PJFRAME_HEARTBEAT || s->state != MS_SESSION_JOINED)
+        return 1; /* liveness only; before the join, as the full path: ignored */
+    /* A namespace with a topology (a policy rule for peerjs.<K>) has edges that
+     * may lead to other gateways (direct.c): the full path asks there first. */
+    if (!s->signal_any || s->neighbours.n || !s->peer_id)
+        return 0;
+    ms_session_t *t = ms_gw_relay_local(gw, s, f.dst);
+    if (t && t->peerjs && !t->binary && t->peer_id) {
+        relay_local(gw, s, t, &f);
+        return 1;
+    }
+    if (t)
+        return 0; /* a meshsig client in a PeerJS namespace: ms_gw_send translates */
+    return relay_owner(gw, s, &f);
+}
+
 void ms_gw_peerjs_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *data, size_t len)
 {
+    if (frame_fast(gw, s, (const char *)data, len))
+        return;
     json_error_t jerr;
     json_t *j = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
     const char *type = json_string_value(json_object_get(j, "type"));

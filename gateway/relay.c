@@ -41,7 +41,7 @@ static ms_session_t *local_any(ms_gateway_t *gw, ms_session_t *s, const char *to
     return NULL;
 }
 
-static ms_session_t *local_neighbour(ms_gateway_t *gw, ms_session_t *s, const char *to)
+ms_session_t *ms_gw_relay_local(ms_gateway_t *gw, ms_session_t *s, const char *to)
 {
     if (!*to || !s->peer_id)
         return NULL;
@@ -61,7 +61,7 @@ int ms_gw_relay_signal(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__Sig
     /* First: an edge whose other end is on another gateway (or is moving). */
     if (ms_gw_direct_send(gw, s, sig->to, NULL, 0, sig->payload, cid))
         return 1;
-    ms_session_t *t = local_neighbour(gw, s, sig->to);
+    ms_session_t *t = ms_gw_relay_local(gw, s, sig->to);
     if (!t)
         return 0;
     ms_sm_signal_t out; /* `from` is the sender's session, never the client's word */
@@ -165,7 +165,7 @@ int ms_gw_relay_json(ms_gateway_t *gw, ms_session_t *s, const char *data, size_t
         return 0;
     if (ms_gw_direct_send(gw, s, fs.to, fs.payload, fs.payload ? fs.payload_len : 0, NULL, fs.id))
         return 1;
-    ms_session_t *t = local_neighbour(gw, s, fs.to);
+    ms_session_t *t = ms_gw_relay_local(gw, s, fs.to);
     if (!t || t->binary || t->peerjs)
         return 0; /* the full path (ms_gw_send translates), or the owner's, which answers */
     if (t->closing) {

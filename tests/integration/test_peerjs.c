@@ -221,6 +221,46 @@ START_TEST(test_same_gateway_signals_stay_on_the_gateway_and_in_order)
 }
 END_TEST
 
+/* The same frames on the fast path (spliced on one gateway; only the payload
+ * parsed across two) and on the full decoder's (a frame the scan leaves to it:
+ * another key, an escape): the receiver gets the same message, with the
+ * sender's true id whatever the frame says. */
+START_TEST(test_fast_and_full_paths_deliver_alike)
+{
+    static const char *const frames[] = {
+        "{\"type\":\"OFFER\",\"dst\":\"%s\",\"payload\":{\"s\":\"v=0\\r\\n\",\"n\":[1,2.5,null]}}",
+        "{\"type\":\"OFFER\",\"src\":\"evil\",\"dst\":\"%s\",\"payload\":{\"s\":\"v=0\\r\\n\","
+        "\"n\":[1,2.5,null]}}",
+        "{\"type\":\"OFF\\u0045R\",\"dst\":\"%s\",\"payload\":{\"s\":\"v=0\\r\\n\",\"n\":[1,2.5,"
+        "null]}}",
+    };
+    wsc_t *a = pj_open(gw1, "alike-a", "t-alike-a");
+    wsc_t *b = pj_open(gw1, "alike-b", "t-alike-b");
+    wsc_t *c = pj_open(gw2, "alike-c", "t-alike-c");
+    json_t *want = json_loads("{\"s\":\"v=0\\r\\n\",\"n\":[1,2.5,null]}", 0, NULL);
+    ck_assert_ptr_nonnull(want);
+    for (size_t i = 0; i < sizeof(frames) / sizeof(frames[0]); i++) {
+        wsc_t *to[2] = {b, c};
+        const char *ids[2] = {"alike-b", "alike-c"};
+        for (int k = 0; k < 2; k++) {
+            char buf[512];
+            snprintf(buf, sizeof(buf), frames[i], ids[k]);
+            ck_assert_int_eq(wsc_send_text(a, buf), 0);
+            json_t *j = pj_expect(to[k], "OFFER");
+            expect_from(j, "alike-a", ids[k]);
+            ck_assert_msg(json_equal(json_object_get(j, "payload"), want), "frame %zu to %s", i,
+                          ids[k]);
+            ck_assert_int_eq((int)json_object_size(j), 4);
+            json_decref(j);
+        }
+    }
+    json_decref(want);
+    wsc_free(a);
+    wsc_free(b);
+    wsc_free(c);
+}
+END_TEST
+
 START_TEST(test_expire_after_the_timeout)
 {
     wsc_t *a = pj_open(gw1, "lonely", "t-lonely");
@@ -383,6 +423,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_id_taken_and_same_token_reclaims);
     tcase_add_test(tc, test_message_kept_for_a_peer_that_connects_later);
     tcase_add_test(tc, test_same_gateway_signals_stay_on_the_gateway_and_in_order);
+    tcase_add_test(tc, test_fast_and_full_paths_deliver_alike);
     tcase_add_test(tc, test_expire_after_the_timeout);
     tcase_add_test(tc, test_leave_without_dst_frees_the_id);
     tcase_add_test(tc, test_invalid_key_and_missing_parameters);
