@@ -354,7 +354,7 @@ static void relay_local(ms_gateway_t *gw, ms_session_t *s, ms_session_t *t, cons
 }
 
 /* A scanned signal for the owner: the message built here around the payload,
- * which alone is parsed (into the Value the bus carries). 0: the full path. */
+ * which alone is parsed (into the Value the bus carries, common/jsonvalue.h). 0: the full path. */
 static int relay_owner(ms_gateway_t *gw, ms_session_t *s, const ms_pjframe_t *f)
 {
     ms_pjframe_value_t v;

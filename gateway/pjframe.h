@@ -56,8 +56,9 @@ size_t ms_pjframe_write(char *out, const char *type, const char *src, const char
                         const char *payload, size_t payload_len);
 
 /* A scanned signal as the Value {type, payload} the owner's path carries
- * (bus ShardRequest.client.signal.payload): body, with the payload parsed by
- * the codec and the rest pointing into the struct and into f. */
+ * (bus ShardRequest.client.signal.payload): body, with the payload built
+ * from its text without jansson (common/jsonvalue.h) and the rest pointing
+ * into the struct and into f. */
 typedef struct {
     Meshsig__V1__Value body, type;
     Meshsig__V1__Struct st;
@@ -65,7 +66,7 @@ typedef struct {
     ProtobufCMessage *payload; /* owned */
 } ms_pjframe_value_t;
 
-/* MS_OK, or MS_ERR_INVAL/NOMEM from the codec (the full decoder decides).
+/* MS_OK, or MS_ERR_NOMEM (the full decoder then decides).
  * f must outlive v; ms_pjframe_value_cleanup frees the payload. */
 ms_err_t ms_pjframe_value_init(ms_pjframe_value_t *v, const ms_pjframe_t *f);
 void ms_pjframe_value_cleanup(ms_pjframe_value_t *v);
