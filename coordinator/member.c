@@ -318,11 +318,20 @@ static void resume_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
                         "out of memory");
         return;
     }
+    ms_intern_release(m->prev_gateway);
+    m->prev_gateway = NULL;
     if (!m->detached_ms) {
-        /* The old session may still be open (a half-dead connection): end it. */
+        /* The old session may still be open (a half-dead connection): end it.
+         * What it sent before its gateway closes it is still the peer's:
+         * signals from it that reach the owner after this are routed, until
+         * its leave (shard.c, ms_member_leave_request). */
         send_replaced(c, ns, m, "this peer resumed on another connection");
+        m->prev_gateway = m->gateway;
+        m->prev_session = m->session;
+        m->prev_until_ms = ms_clock_mono_ms() + MS_MEMBER_PREV_MS;
+    } else {
+        ms_intern_release(m->gateway);
     }
-    ms_intern_release(m->gateway);
     m->gateway = gw;
     m->session = req->session;
     if (m->detached_ms)
@@ -666,6 +675,39 @@ size_t ms_member_close_ns(ms_coord_t *c, ms_ns_t *ns, const char *reason)
     return n;
 }
 
+int ms_member_is_prev(const ms_member_t *m, const char *gateway, uint64_t session, uint64_t now_ms)
+{
+    return m->prev_gateway && m->prev_session == session && !strcmp(m->prev_gateway, gateway) &&
+           (!now_ms || now_ms < m->prev_until_ms);
+}
+
+/* m's previous session has closed (its leave): every signal it sent through
+ * the owner has been routed, so its neighbours' gateways may deliver what m's
+ * new session sent them directly (bus Delivery.retired, gateway/direct.c). */
+static void prev_retired(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
+{
+    Meshsig__Bus__PeerLocation r = MESHSIG__BUS__PEER_LOCATION__INIT;
+    r.peer_id = m->id;
+    r.gateway_id = (char *)m->prev_gateway;
+    r.session = m->prev_session;
+    ms_topo_diff_t *diff = ms_ns_diff(c);
+    edge_pick_t ep = {.diff = diff, .who = m->handle, .err = MS_OK};
+    ns->engine->ops->edges(ns->engine, pick_edge, &ep);
+    for (size_t i = 0; i < diff->n_connect; i++) {
+        const ms_edge_t *e = &diff->connect[i];
+        ms_member_t *o = ms_ns_by_handle(ns, e->a == m->handle ? e->b : e->a);
+        if (!o || o->detached_ms || o->deliver)
+            continue;
+        Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
+        d.session = o->session;
+        d.peer_id = o->id;
+        d.retired = &r;
+        ms_outbox_deliver_full(&c->outbox, ns->shard, o->gateway, &d);
+    }
+    ms_intern_release(m->prev_gateway);
+    m->prev_gateway = NULL;
+}
+
 void ms_member_leave_request(ms_coord_t *c, const Meshsig__Bus__ShardRequest *req)
 {
     ms_ns_t *ns = ms_ns_find(c, req->namespace_);
@@ -674,6 +716,10 @@ void ms_member_leave_request(ms_coord_t *c, const Meshsig__Bus__ShardRequest *re
         return;
     }
     ms_member_t *m = ns ? ms_ns_member(ns, req->peer_id) : NULL;
+    if (m && ms_member_is_prev(m, req->gateway_id, req->session, 0)) {
+        prev_retired(c, ns, m);
+        return;
+    }
     /* Only the session that holds the id may end it: a stale leave is ignored. */
     if (!m || strcmp(m->gateway, req->gateway_id) || m->session != req->session)
         return;

@@ -19,7 +19,14 @@ typedef struct {
 
 /* A join request for shard (checked to be the namespace's shard). */
 void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req);
-/* A leave request: only the session holding the id may end it. */
+/* How long a peer's previous session (it resumed on another) may still have
+ * signals routed as the peer's when its leave does not come (its gateway died). */
+#define MS_MEMBER_PREV_MS 10000u
+/* Whether gateway/session is m's previous session (bus Delivery.retired), and
+ * (now_ms not 0) still within MS_MEMBER_PREV_MS. */
+int ms_member_is_prev(const ms_member_t *m, const char *gateway, uint64_t session, uint64_t now_ms);
+/* A leave request: only the session holding the id may end it; the leave of
+ * a peer's previous session tells its neighbours' gateways (Delivery.retired). */
 void ms_member_leave_request(ms_coord_t *c, const Meshsig__Bus__ShardRequest *req);
 /* Removes m from ns: repair events to the others, peerLeft to its former neighbours; frees m,
  * admits a waiting join, and destroys ns when it empties. */

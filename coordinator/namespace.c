@@ -139,6 +139,7 @@ void ms_member_free(ms_member_t *m)
     free(m->viv);
     free(m->id);
     ms_intern_release(m->gateway);
+    ms_intern_release(m->prev_gateway);
     free(m->metadata);
     if (m->client_pos)
         protobuf_c_message_free_unpacked(&m->client_pos->base, NULL);

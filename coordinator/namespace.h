@@ -36,6 +36,13 @@ typedef struct ms_member {
     uint8_t *metadata;                 /* packed meshsig.v1.Struct handed to neighbours, or NULL */
     size_t metadata_len;
     uint64_t detached_ms; /* its gateway died at this time; 0 while attached (member.c) */
+    /* The session this peer resumed from, while it may still have signals on
+     * the way (member.c resume): signals from it are routed as the peer's
+     * until that session's leave comes from its gateway (which sends nothing
+     * for it after that), or prev_until_ms (monotonic). prev_gateway: NULL
+     * when there is none (ms_intern). */
+    const char *prev_gateway;
+    uint64_t prev_session, prev_until_ms;
     /* Network coordinate from reported RTTs (ms_member_viv). NULL until the
      * first report that involves this peer: until then it is the fresh
      * coordinate ms_vivaldi_init(pos.key) gives, at the origin. */

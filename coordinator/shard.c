@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "internal.h"
 #include "log.h"
 #include "pblimit.h"
@@ -27,12 +28,27 @@ static ms_member_t *sender(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sh
     return m;
 }
 
+/* A signal of a peer's previous session (it resumed on another) that was sent
+ * before its gateway closed that session: the peer's, as its new session's
+ * are (README "The direct path between gateways"). NULL: not one. */
+static ms_member_t *prev_sender(ms_coord_t *c, const Meshsig__Bus__ShardRequest *req,
+                                ms_ns_t **ns_out)
+{
+    ms_ns_t *ns = ms_ns_find(c, req->namespace_);
+    ms_member_t *m = ns ? ms_ns_member(ns, req->peer_id) : NULL;
+    if (!m || !ms_member_is_prev(m, req->gateway_id, req->session, ms_clock_mono_ms()))
+        return NULL;
+    *ns_out = ns;
+    return m;
+}
+
 static void handle_signal(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req,
                           Meshsig__V1__Signal *sig)
 {
     ms_ns_t *ns;
-    ms_member_t *from = sender(c, shard, req, &ns);
-    if (!from)
+    ms_member_t *from = prev_sender(c, req, &ns);
+    int prev = from != NULL;
+    if (!from && !(from = sender(c, shard, req, &ns)))
         return;
     ms_member_t *to = ms_ns_member(ns, sig->to);
     if (!to && ns->policy.hold_ms) {
@@ -56,7 +72,8 @@ static void handle_signal(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sha
     c->route.n_signals++;
     ms_outbox_deliver(&c->outbox, shard, to->gateway, to->session, to->id,
                       ms_sm_signal(&out, from->id, sig->payload), 0);
-    ms_send_ok(c, ns, from, req->client_id);
+    if (!prev) /* the previous session is closed: no one to tell */
+        ms_send_ok(c, ns, from, req->client_id);
 }
 
 /* A gateway's barrier on a signal path (gateway/direct.c): after the signals

@@ -30,6 +30,20 @@
  * barrier does not come back (the old gateway died), the held signals go to
  * the owner after DRAIN_TIMEOUT_US and the pair stays on the owner path until
  * the next announcement.
+ *
+ * When the sender moves instead (it resumed on another session or gateway),
+ * what its old session sent may still be on the way to the target's gateway
+ * when the owner's announcement of the new place gets there. That gateway
+ * keeps the old place as "retiring": it still vouches for signals from there
+ * and holds those from the new place (or from a session of its own, when the
+ * sender moved here) until the old gateway's END for the old session, which
+ * that gateway sends behind everything the session sent when it closes (the
+ * owner's REPLACED closes it; a closing session sends nothing more). When
+ * some of the old session's signals took the owner's path, the END says so
+ * and the gateway also waits for the owner's `retired` for the session,
+ * which the owner sends behind those. Without either within RETIRE_US (the
+ * old gateway died, and what it had in flight with it), the new place's
+ * signals go on.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +57,10 @@
 
 #define DRAIN_TIMEOUT_US (2 * 1000000u) /* sender: held signals go to the owner after this */
 #define HOLD_US (1000000u)              /* receiver: an unvouched signal waits this long */
-#define MAX_HELD 4096                   /* per edge (sender) and per gateway (receiver) */
+#define RETIRE_US                                                                                  \
+    (2 * 1000000u)    /* receiver: a moved sender's old place is vouched for this long             \
+                       */
+#define MAX_HELD 4096 /* per edge (sender) and per gateway (receiver) */
 
 /* A packed DirectSignal waiting in a queue. */
 typedef struct held {
@@ -72,6 +89,17 @@ typedef struct edge {
     uint64_t drain_until_us;
     held_t *held, *held_tail;
     size_t n_held;
+    /* The neighbour's previous place while it retires (the neighbour moved):
+     * its signals from there are still vouched for, those from the new place
+     * wait, until the old place's END (and the owner's retired when the END
+     * asks for it) or retire_until_us. */
+    char *old_gw;
+    uint64_t old_remote, old_epoch, retire_until_us;
+    uint8_t retiring;
+    uint8_t old_end, old_owner_wait, old_owner_done;
+    /* The same for the current place, when its END comes before the owner's
+     * announcement of the move: then there is nothing to wait for. */
+    uint8_t cur_end, cur_owner_wait, cur_owner_done;
     UT_hash_handle hh;
 } edge_t;
 
@@ -102,6 +130,8 @@ struct ms_gw_direct {
     rx_pair_t *pairs;
     held_t *rx_held, *rx_held_tail;
     size_t n_rx_held;
+    size_t n_retiring; /* edges with a retiring old place */
+    int retire_ended;  /* a retire ended during a recheck walk: walk again */
     dest_t *dests, *dirty;
 };
 
@@ -131,6 +161,9 @@ static void edge_free(ms_gw_direct_t *d, edge_t *e)
 {
     HASH_DELETE(hh, d->edges, e);
     held_free_list(e->held);
+    if (e->retiring)
+        d->n_retiring--;
+    free(e->old_gw);
     free(e->peer);
     free(e->gw);
     free(e);
@@ -144,6 +177,60 @@ static held_t *held_new(const Meshsig__Bus__DirectSignal *ds)
         return NULL;
     h->len = meshsig__bus__direct_signal__pack(ds, h->data);
     return h;
+}
+
+/* The neighbour's old place has nothing more in flight (or is given up on):
+ * what its new place sent and was held behind it may go on (the next recheck
+ * walk). May free e. */
+static void retire_end(ms_gateway_t *gw, edge_t *e)
+{
+    ms_gw_direct_t *d = gw->direct;
+    if (!e->retiring)
+        return;
+    e->retiring = 0;
+    d->n_retiring--;
+    d->retire_ended = 1;
+    free(e->old_gw);
+    e->old_gw = NULL;
+    if (!e->draining && !strcmp(e->gw, gw->id))
+        edge_free(d, e); /* the neighbour is on this gateway now: relay.c's path */
+}
+
+static void retire_maybe_end(ms_gateway_t *gw, edge_t *e)
+{
+    if (e->retiring && e->old_end && (!e->old_owner_wait || e->old_owner_done))
+        retire_end(gw, e);
+}
+
+/* e's neighbour moved away from e->gw/e->remote (which this gateway vouched
+ * for): keep vouching for what is still on the way from there. */
+static void retire_start(ms_gateway_t *gw, edge_t *e)
+{
+    ms_gw_direct_t *d = gw->direct;
+    int done = e->cur_end && (!e->cur_owner_wait || e->cur_owner_done);
+    if (e->retiring) {
+        /* Moved again before its first old place ended: that one is given up on. */
+        ms_warn("%s moved again within %u ms of its last move; signals still on the way from "
+                "its first place take the owner's path",
+                e->peer, RETIRE_US / 1000);
+        e->retiring = 0;
+        d->n_retiring--;
+        free(e->old_gw);
+        e->old_gw = NULL;
+    }
+    if (!done && !strcmp(e->gw, gw->id))
+        done = 1; /* it was here: its signals were relayed when they were sent */
+    if (!done && (e->old_gw = strdup(e->gw)) != NULL) {
+        e->old_remote = e->remote;
+        e->old_epoch = e->epoch;
+        e->old_end = e->cur_end;
+        e->old_owner_wait = e->cur_owner_wait;
+        e->old_owner_done = e->cur_owner_done;
+        e->retire_until_us = ms_clock_mono_us() + RETIRE_US;
+        e->retiring = 1;
+        d->n_retiring++;
+    }
+    e->cur_end = e->cur_owner_wait = e->cur_owner_done = 0;
 }
 
 /* ---- sending ---------------------------------------------------------------- */
@@ -342,6 +429,14 @@ static void reply_ok(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__
                 ds->from_peer);
 }
 
+static void count_in(ms_gateway_t *gw, const char *from_gw)
+{
+    if (!strcmp(from_gw, gw->id))
+        gw->n_signals_local++; /* two sessions of this gateway: it waited for its turn here */
+    else
+        gw->n_direct_in++;
+}
+
 /* The signal ds (from a neighbour, vouched for) to the client of session t, and the ok for
  * its sender on from_gw when it has a request id. 0: t is closing, nothing was delivered. */
 static int deliver_signal(ms_gateway_t *gw, ms_session_t *t, const char *from_gw,
@@ -372,7 +467,7 @@ static int deliver_signal(ms_gateway_t *gw, ms_session_t *t, const char *from_gw
         o += ds->payload_json.len;
         *o++ = '}';
         *o++ = '}';
-        gw->n_direct_in++;
+        count_in(gw, from_gw);
         ms_gw_record_latency(gw, ds->origin_us);
         ms_gw_queue_frame(gw, t, gw->out, (size_t)(o - gw->out));
         reply_ok(gw, from_gw, ds);
@@ -391,7 +486,7 @@ slow:;
     Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
     sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL;
     sm.signal = &out;
-    gw->n_direct_in++;
+    count_in(gw, from_gw);
     ms_gw_record_latency(gw, ds->origin_us);
     ms_gw_send(gw, t, &sm);
     reply_ok(gw, from_gw, ds);
@@ -430,9 +525,7 @@ static void edge_release(ms_gateway_t *gw, edge_t *e, int to_owner_path)
         ms_session_t *t = local ? ms_gw_peer_index_find(gw, ds->namespace_, ds->to_peer) : NULL;
         if (local && s && t && t->id == e->remote && ms_strset_has(&t->neighbours, s->peer_id) &&
             !t->closing) {
-            deliver_signal(gw, t, gw->id, ds);
-            gw->n_direct_in--; /* counted as local */
-            gw->n_signals_local++;
+            deliver_signal(gw, t, gw->id, ds); /* counted as local */
         } else if (local) {
             to_owner(gw, gw->id, ds);
         } else if (append(gw, e->gw, ds) == 0) {
@@ -446,33 +539,72 @@ static void edge_release(ms_gateway_t *gw, edge_t *e, int to_owner_path)
     held_free_list(h);
 }
 
+static void receive_one(ms_gateway_t *gw, const char *from_gw,
+                        const Meshsig__Bus__DirectSignal *ds);
+static rx_pair_t *pair_get(ms_gw_direct_t *d, const char *from_gw,
+                           const Meshsig__Bus__DirectSignal *ds, int create);
+
+static void direct_signal_init(Meshsig__Bus__DirectSignal *ds, ms_gateway_t *gw, ms_session_t *s,
+                               const char *to, const char *json, size_t json_len,
+                               const Meshsig__V1__Value *payload, const char *cid)
+{
+    meshsig__bus__direct_signal__init(ds);
+    ds->kind = MESHSIG__BUS__DIRECT_SIGNAL__KIND__SIGNAL;
+    ds->shard = s->shard;
+    ds->namespace_ = s->ns;
+    ds->from_peer = s->peer_id;
+    ds->from_session = s->id;
+    ds->to_peer = (char *)to;
+    if (json) {
+        ds->payload_json.data = (uint8_t *)json;
+        ds->payload_json.len = json_len;
+    }
+    ds->payload = (Meshsig__V1__Value *)payload;
+    ds->client_id = (char *)(cid ? cid : "");
+    ds->origin_us = gw->frame_received_us;
+}
+
+/* A signal to a neighbour on this gateway whose edge to s's peer is retiring
+ * (s's peer just moved here: signals of its old session may still be on the
+ * way from its old gateway), or behind ones held for that: it waits in the
+ * receiver's queue as if it had come from another gateway. 1: taken. */
+static int local_wait(ms_gateway_t *gw, ms_session_t *s, const char *to, const char *json,
+                      size_t json_len, const Meshsig__V1__Value *payload, const char *cid)
+{
+    ms_gw_direct_t *d = gw->direct;
+    ms_session_t *t = ms_gw_peer_index_find(gw, s->ns, to);
+    if (!t || t == s)
+        return 0;
+    edge_t *te = edge_find(d, t->id, s->peer_id);
+    Meshsig__Bus__DirectSignal ds;
+    direct_signal_init(&ds, gw, s, to, json, json_len, payload, cid);
+    ds.to_session = t->id;
+    rx_pair_t *p = d->n_rx_held ? pair_get(d, gw->id, &ds, 0) : NULL;
+    if (!(te && te->retiring) && !(p && p->n_held))
+        return 0;
+    receive_one(gw, gw->id, &ds);
+    return 1;
+}
+
 int ms_gw_direct_send(ms_gateway_t *gw, ms_session_t *s, const char *to, const char *json,
                       size_t json_len, const Meshsig__V1__Value *payload, const char *cid)
 {
     ms_gw_direct_t *d = gw->direct;
-    if (!d->edges || !s->peer_id)
+    if (!s->peer_id)
+        return 0;
+    if ((d->n_retiring || d->n_rx_held) && local_wait(gw, s, to, json, json_len, payload, cid))
+        return 1;
+    if (!d->edges)
         return 0;
     edge_t *e = edge_find(d, s->id, to);
     if (!e || e->via_owner)
         return 0;
     if (!e->draining && !strcmp(e->gw, gw->id))
         return 0; /* here: relay.c's local path, or the owner's */
-    Meshsig__Bus__DirectSignal ds = MESHSIG__BUS__DIRECT_SIGNAL__INIT;
-    ds.kind = MESHSIG__BUS__DIRECT_SIGNAL__KIND__SIGNAL;
-    ds.shard = s->shard;
+    Meshsig__Bus__DirectSignal ds;
+    direct_signal_init(&ds, gw, s, to, json, json_len, payload, cid);
     ds.epoch = e->epoch;
-    ds.namespace_ = s->ns;
-    ds.from_peer = s->peer_id;
-    ds.from_session = s->id;
-    ds.to_peer = (char *)to;
     ds.to_session = e->remote;
-    if (json) {
-        ds.payload_json.data = (uint8_t *)json;
-        ds.payload_json.len = json_len;
-    }
-    ds.payload = (Meshsig__V1__Value *)payload;
-    ds.client_id = (char *)(cid ? cid : "");
-    ds.origin_us = gw->frame_received_us;
     if (e->draining) {
         held_t *h = e->n_held < MAX_HELD ? held_new(&ds) : NULL;
         if (!h)
@@ -558,6 +690,7 @@ void ms_gw_direct_location(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus
             edge_free(d, e);
             return;
         }
+        retire_start(gw, e);
         free(e->gw);
         e->gw = ngw;
         e->sent = 0;
@@ -566,7 +699,7 @@ void ms_gw_direct_location(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus
     e->epoch = epoch;
     e->shard = shard;
     e->via_owner = 0;
-    if (here && !e->draining)
+    if (here && !e->draining && !e->retiring)
         edge_free(d, e);
 }
 
@@ -607,6 +740,59 @@ void ms_gw_direct_barrier(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus_
                 b->gateway_id, DRAIN_TIMEOUT_US / 1000);
 }
 
+/* s ends: its edges go, and each neighbour's gateway on another gateway gets
+ * an END behind every signal s sent there (its peer may have resumed
+ * elsewhere, and that gateway waits for this before it delivers what the new
+ * session sends). Signals s held for a moving neighbour go to the owner
+ * first, and the END says so. */
+static void end_edges(ms_gateway_t *gw, ms_session_t *s)
+{
+    ms_gw_direct_t *d = gw->direct;
+    for (uint32_t i = 0; d->edges && i < s->neighbours.n; i++) {
+        edge_t *e = edge_find(d, s->id, s->neighbours.v[i]);
+        if (!e)
+            continue;
+        if (s->peer_id && strcmp(e->gw, gw->id)) {
+            Meshsig__Bus__DirectSignal ds = MESHSIG__BUS__DIRECT_SIGNAL__INIT;
+            ds.kind = MESHSIG__BUS__DIRECT_SIGNAL__KIND__END;
+            ds.shard = e->shard;
+            ds.epoch = e->epoch;
+            ds.namespace_ = s->ns;
+            ds.from_peer = s->peer_id;
+            ds.from_session = s->id;
+            ds.to_peer = e->peer;
+            ds.to_session = e->remote;
+            ds.client_id = (char *)"";
+            ds.owner_too = s->owner_signalled || e->n_held || e->via_owner;
+            if (append(gw, e->gw, &ds) != 0)
+                ms_warn("END for %s/%s to %s not queued; its new place's signals wait %u ms", s->ns,
+                        s->peer_id, e->gw, RETIRE_US / 1000);
+        }
+        edge_release(gw, e, 1);
+        edge_free(d, e);
+    }
+}
+
+void ms_gw_direct_closing(ms_gateway_t *gw, ms_session_t *s)
+{
+    if (gw->direct && gw->direct->edges)
+        end_edges(gw, s);
+}
+
+void ms_gw_direct_retired(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__PeerLocation *r)
+{
+    ms_gw_direct_t *d = gw->direct;
+    edge_t *e = d->edges ? edge_find(d, s->id, r->peer_id) : NULL;
+    if (!e)
+        return;
+    if (e->retiring && !strcmp(e->old_gw, r->gateway_id) && e->old_remote == r->session) {
+        e->old_owner_done = 1;
+        retire_maybe_end(gw, e); /* intake.c rechecks the held signals after the batch */
+    } else if (!strcmp(e->gw, r->gateway_id) && e->remote == r->session) {
+        e->cur_owner_done = 1;
+    }
+}
+
 void ms_gw_direct_forget(ms_gateway_t *gw, ms_session_t *s, const char *peer)
 {
     ms_gw_direct_t *d = gw->direct;
@@ -620,13 +806,7 @@ void ms_gw_direct_forget(ms_gateway_t *gw, ms_session_t *s, const char *peer)
         }
         return;
     }
-    for (uint32_t i = 0; d->edges && i < s->neighbours.n; i++) {
-        edge_t *e = edge_find(d, s->id, s->neighbours.v[i]);
-        if (e) {
-            edge_release(gw, e, 1);
-            edge_free(d, e);
-        }
-    }
+    end_edges(gw, s);
     /* Signals held for this session: the owner routes them to wherever the
      * peer is now, or answers. */
     if (d->n_rx_held) {
@@ -653,7 +833,7 @@ void ms_gw_direct_forget(ms_gateway_t *gw, ms_session_t *s, const char *peer)
 
 /* ---- receiving ---------------------------------------------------------------- */
 
-enum { VOUCH_NO = 0, VOUCH_WAIT, VOUCH_OK };
+enum { VOUCH_NO = 0, VOUCH_WAIT, VOUCH_RETIRING, VOUCH_OK };
 
 /* Whether this gateway can vouch for ds now (*t: the session it is for), may
  * once the owner's announcement arrives (the session is here and joined), or
@@ -668,6 +848,25 @@ static int vouch(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__Dire
         strcmp(t->peer_id, ds->to_peer) || strcmp(t->ns, ds->namespace_))
         return VOUCH_NO;
     edge_t *e = edge_find(gw->direct, t->id, ds->from_peer);
+    if (e && e->retiring) {
+        /* The sender moved: its old place first, the new one after its END. */
+        if (strcmp(e->old_gw, from_gw) || e->old_remote != ds->from_session ||
+            e->old_epoch != ds->epoch || !ms_strset_has(&t->neighbours, ds->from_peer))
+            return VOUCH_RETIRING;
+        *out = t;
+        return VOUCH_OK;
+    }
+    if (!strcmp(from_gw, gw->id)) {
+        /* A session of this gateway that waited behind a retiring place
+         * (local_wait): relay.c's rule, both hold the edge. */
+        ms_session_t *s = session_by_id(gw, ds->from_session);
+        if (!s || s->closing || s->state != MS_SESSION_JOINED || !s->peer_id ||
+            strcmp(s->peer_id, ds->from_peer) || !ms_strset_has(&s->neighbours, t->peer_id) ||
+            !ms_strset_has(&t->neighbours, s->peer_id))
+            return VOUCH_NO;
+        *out = t;
+        return VOUCH_OK;
+    }
     if (!e || strcmp(e->gw, from_gw) || e->remote != ds->from_session || e->epoch != ds->epoch ||
         !ms_strset_has(&t->neighbours, ds->from_peer))
         return VOUCH_WAIT;
@@ -712,6 +911,25 @@ static void on_open(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__D
     edge_release(gw, e, 0);
 }
 
+/* END: the sender's session from_session closed and sent nothing more after
+ * this; forwarding: some of its signals went to the owner from here. */
+static void on_end(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__DirectSignal *ds,
+                   int forwarding)
+{
+    edge_t *e = edge_find(gw->direct, ds->to_session, ds->from_peer);
+    if (!e)
+        return;
+    int owner_too = ds->owner_too || forwarding;
+    if (e->retiring && !strcmp(e->old_gw, from_gw) && e->old_remote == ds->from_session) {
+        e->old_end = 1;
+        e->old_owner_wait = (uint8_t)owner_too;
+        retire_maybe_end(gw, e);
+    } else if (!strcmp(e->gw, from_gw) && e->remote == ds->from_session) {
+        e->cur_end = 1; /* before the owner's announcement that the peer moved */
+        e->cur_owner_wait = (uint8_t)owner_too;
+    }
+}
+
 static void receive_one(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__DirectSignal *ds)
 {
     ms_gw_direct_t *d = gw->direct;
@@ -724,6 +942,10 @@ static void receive_one(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bu
         return;
     }
     rx_pair_t *p = d->pairs ? pair_get(d, from_gw, ds, 0) : NULL;
+    if (ds->kind == MESHSIG__BUS__DIRECT_SIGNAL__KIND__END && (!p || !p->n_held)) {
+        on_end(gw, from_gw, ds, p && p->forwarding);
+        return;
+    }
     if (!p || !p->n_held) {
         ms_session_t *t = NULL;
         int v = p && p->forwarding                                      ? VOUCH_NO
@@ -754,7 +976,10 @@ static void receive_one(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bu
     if (!h) {
         if (p)
             p->forwarding = 1;
-        to_owner(gw, from_gw, ds);
+        if (ds->kind == MESHSIG__BUS__DIRECT_SIGNAL__KIND__END)
+            on_end(gw, from_gw, ds, 1); /* those held before it go to the owner in time */
+        else
+            to_owner(gw, from_gw, ds);
         return;
     }
     h->len = meshsig__bus__direct_signal__pack(ds, h->data);
@@ -772,17 +997,34 @@ static void receive_one(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bu
 
 void ms_gw_direct_receive(ms_gateway_t *gw, const Meshsig__Bus__GatewayBatch *b)
 {
+    ms_gw_direct_t *d = gw->direct;
+    d->retire_ended = 0;
     for (size_t i = 0; i < b->n_direct; i++)
         receive_one(gw, b->gateway_id, b->direct[i]);
+    /* An END may have let signals held behind a retiring place go on. */
+    if (d->retire_ended && d->n_rx_held)
+        ms_gw_direct_recheck(gw, ms_clock_mono_us());
 }
 
 /* Held signals, oldest first: delivered once vouched for, forwarded to the
  * owner when their time is up; a pair's later ones stay behind its first. */
+static void recheck_walk(ms_gateway_t *gw, uint64_t now);
+
 void ms_gw_direct_recheck(ms_gateway_t *gw, uint64_t now)
 {
     ms_gw_direct_t *d = gw->direct;
-    if (!d || !d->n_rx_held)
-        return;
+    /* An END in the walk may let pairs that the same walk already passed go on. */
+    for (int i = 0; d && d->n_rx_held && i < 4; i++) {
+        d->retire_ended = 0;
+        recheck_walk(gw, now);
+        if (!d->retire_ended)
+            break;
+    }
+}
+
+static void recheck_walk(ms_gateway_t *gw, uint64_t now)
+{
+    ms_gw_direct_t *d = gw->direct;
     for (held_t *h = d->rx_held; h; h = h->next)
         h->pair->blocked = 0;
     held_t **pp = &d->rx_held, *prev = NULL;
@@ -803,9 +1045,11 @@ void ms_gw_direct_recheck(ms_gateway_t *gw, uint64_t now)
             ms_error("held direct signal not decodable");
         } else if (ds->kind == MESHSIG__BUS__DIRECT_SIGNAL__KIND__DRAIN) {
             to_owner(gw, h->from_gw, ds);
+        } else if (ds->kind == MESHSIG__BUS__DIRECT_SIGNAL__KIND__END) {
+            on_end(gw, h->from_gw, ds, p->forwarding);
         } else if (v == VOUCH_OK) {
             deliver_signal(gw, t, h->from_gw, ds);
-        } else if (v == VOUCH_NO || now >= h->until_us) {
+        } else if (v == VOUCH_NO || (v == VOUCH_WAIT && now >= h->until_us)) {
             p->forwarding = 1;
             to_owner(gw, h->from_gw, ds);
         } else {
@@ -835,8 +1079,19 @@ void ms_gw_direct_sweep(ms_gateway_t *gw, uint64_t now)
     ms_gw_direct_t *d = gw->direct;
     if (!d)
         return;
-    ms_gw_direct_recheck(gw, now);
     edge_t *e, *tmp;
+    if (d->n_retiring) {
+        HASH_ITER(hh, d->edges, e, tmp)
+        {
+            if (!e->retiring || now < e->retire_until_us)
+                continue;
+            ms_warn("no END from %s's old place (%s) within %u ms; its new place's signals go on",
+                    e->peer, e->old_gw, RETIRE_US / 1000);
+            gw->n_direct_retire_timeouts++;
+            retire_end(gw, e);
+        }
+    }
+    ms_gw_direct_recheck(gw, now);
     HASH_ITER(hh, d->edges, e, tmp)
     {
         if (!e->draining || now < e->drain_until_us)

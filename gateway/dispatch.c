@@ -139,6 +139,8 @@ void ms_gw_handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Client
     if (over_cap(gw, s, cm))
         return;
     track_request(s, cm);
+    if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_SIGNAL)
+        s->owner_signalled = 1; /* its END tells the receivers' gateways (direct.c) */
     Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
     req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_CLIENT;
     req.client = cm;

@@ -20,6 +20,7 @@
 void ms_gw_session_reset(ms_gateway_t *gw, ms_session_t *s)
 {
     ms_gw_direct_forget(gw, s, NULL);
+    s->owner_signalled = 0;
     ms_gw_peer_index_remove(gw, s);
     ms_session_forget_peer(s);
     s->state = MS_SESSION_NEW;

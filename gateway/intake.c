@@ -37,6 +37,8 @@ static void deliver_path(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__
         ms_gw_direct_location(gw, s, d->location, b->shard, b->epoch);
     if (d->barrier)
         ms_gw_direct_barrier(gw, s, d->barrier);
+    if (d->retired)
+        ms_gw_direct_retired(gw, s, d->retired);
 }
 
 static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d,
@@ -56,7 +58,7 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d,
           d->msg->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_WELCOME) ||
          (s->state == MS_SESSION_JOINED && s->peer_id && !strcmp(d->peer_id, s->peer_id))))
         s->signal_any = d->signal_scope == 2;
-    if (!d->msg && (d->location || d->barrier)) {
+    if (!d->msg && (d->location || d->barrier || d->retired)) {
         deliver_path(gw, s, d, b);
         return;
     }
@@ -139,8 +141,10 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d,
     ms_err_t err = ms_gw_send(gw, s, m);
     if (err != MS_OK)
         ms_gw_bounce(gw, s, m, err);
-    if (d->close_code)
+    if (d->close_code) {
+        ms_gw_direct_closing(gw, s);
         ms_gw_session_close(s, (uint16_t)d->close_code);
+    }
 }
 
 static void on_bus_msg(natsMsg *msg, void *ud)

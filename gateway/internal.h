@@ -125,6 +125,7 @@ struct ms_gateway {
     uint64_t n_direct_out, n_direct_in; /* signals sent to / delivered from other gateways */
     uint64_t n_direct_to_owner;         /* direct signals this gateway handed to the owner */
     uint64_t n_direct_held;             /* direct signals held for the owner's announcement */
+    uint64_t n_direct_retire_timeouts;  /* a moved sender's old place sent no END in time */
 
     /* peers.c */
     ms_session_t *by_peer; /* joined sessions by (namespace, peer id): hh_peer */
@@ -258,6 +259,12 @@ void ms_gw_direct_location(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus
                            uint32_t shard, uint64_t epoch);
 /* An owner path barrier delivered to session s (bus.proto Delivery.barrier). */
 void ms_gw_direct_barrier(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__PeerLocation *b);
+/* The owner's word that r->peer_id's old session r->gateway_id/r->session has
+ * closed and its owner-path signals were routed (bus.proto Delivery.retired). */
+void ms_gw_direct_retired(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__PeerLocation *r);
+/* The owner ends s (REPLACED): it reads nothing more, so its neighbours'
+ * gateways get its END now, not when the connection has closed. */
+void ms_gw_direct_closing(ms_gateway_t *gw, ms_session_t *s);
 /* s's edge to peer is gone (NULL: all of s's, it is closing or leaving):
  * what it held goes to the owner. */
 void ms_gw_direct_forget(ms_gateway_t *gw, ms_session_t *s, const char *peer);

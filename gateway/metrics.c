@@ -78,6 +78,10 @@ char *ms_gw_metrics_text(ms_gateway_t *gw, size_t *len)
     ms_metrics_counter(&m, "meshsig_gateway_signals_direct_held_total",
                        "direct signals that waited for the owner's announcement of their edge",
                        gw->n_direct_held);
+    ms_metrics_counter(&m, "meshsig_gateway_signals_direct_retire_timeouts_total",
+                       "peers that moved whose old place sent no END in time (its gateway died): "
+                       "their new place's signals went on without it",
+                       gw->n_direct_retire_timeouts);
     ms_metrics_counter(&m, "meshsig_nats_reconnects_total", "reconnections to NATS",
                        ms_bus_reconnects(gw->bus));
     ms_metrics_gauge(&m, "meshsig_nats_connected", "1 while connected to NATS",

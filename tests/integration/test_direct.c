@@ -262,11 +262,14 @@ END_TEST
 
 /* The sender resumes on another gateway in the middle of a burst (then on the
  * receiver's own gateway, where signals are relayed locally): the receiver
- * sees the old session's signals and then the new one's, never out of order
- * or twice, and every signal of the new session. Old-session signals that
- * reach the receiver's gateway after the owner moved the sender go to the
- * owner, which answers NOT_JOINED to the old session (README "The direct path
- * between gateways"): those may be missing, never reordered. */
+ * gets every signal the old session's gateway took before the owner's
+ * REPLACED reached it, then the new session's, once each and in order
+ * (README "The direct path between gateways"). The old session's gateway is
+ * stopped (SIGSTOP) while the old session writes its burst and the new one
+ * resumes, so that what it takes of the burst goes out after the owner has
+ * moved the sender: the race this is about, every time. What it took is its
+ * frame counter's difference (it holds no other session meanwhile); a pong
+ * for the ping after the burst shows it took all of it. */
 START_TEST(sender_resume_mid_burst_keeps_order)
 {
     char *tr, *ts;
@@ -275,13 +278,17 @@ START_TEST(sender_resume_mid_burst_keeps_order)
     expect_connect(r, "s-send", 1);
     expect_connect(s, "r-recv", 0);
     const int hops[] = {g3, g1};
-    long long last = -1;
+    int at = g2;
     for (int h = 0; h < 2; h++) {
         int base = 2 * h * BURST;
+        long long in0 = metric_at(cl.gw_port[at], NULL, "meshsig_gateway_messages_in_total");
+        ck_assert_int_eq(kill(cl.gw[at], SIGSTOP), 0);
         send_burst(s, "r-recv", base, BURST / 2);
+        send_json(s, "{\"id\":\"after-burst\",\"ping\":{}}");
         wsc_t *s2 = wsc_connect(cl.gw_port[hops[h]], "meshsig.v1.json", T_MS);
         ck_assert_ptr_nonnull(s2);
         send_json(s2, "{\"hello\":{\"namespace\":\"direct-sres\",\"resumeToken\":\"%s\"}}", ts);
+        ck_assert_int_eq(kill(cl.gw[at], SIGCONT), 0);
         json_decref(expect_key(s2, "welcome"));
         /* The rest from the new session, right after its welcome. */
         send_burst(s2, "r-recv", base + BURST, BURST);
@@ -295,25 +302,52 @@ START_TEST(sender_resume_mid_burst_keeps_order)
                 ck_assert_str_eq(str_at(sig, "from", NULL), "s-send");
                 long long seq =
                     json_integer_value(json_object_get(json_object_get(sig, "payload"), "seq"));
-                ck_assert_msg(seq > last, "hop %d: seq %lld after %lld", h, seq, last);
-                if (seq >= base + BURST)
+                if (seq < base + BURST) {
+                    ck_assert_msg(!new_got, "hop %d: old-session seq %lld after %d new ones", h,
+                                  seq, new_got);
+                    ck_assert_msg(seq == base + old_got,
+                                  "hop %d: old-session seq %lld, expected %d", h, seq,
+                                  base + old_got);
+                    old_got++;
+                } else {
                     ck_assert_msg(seq == base + BURST + new_got,
                                   "hop %d: new-session seq %lld, expected %d", h, seq,
                                   base + BURST + new_got);
-                last = seq;
-                if (seq < base + BURST)
-                    old_got++;
-                else
                     new_got++;
+                }
             }
             json_decref(j);
         }
         ck_assert_int_eq(new_got, BURST);
-        fprintf(stderr, "sender resume %d: %d of %d old-session signals arrived before the move\n",
-                h, old_got, BURST / 2);
+        /* The old session: the pong (when its gateway took the ping before
+         * the REPLACED), the REPLACED, the close. */
+        int pong = 0, replaced = 0;
+        for (int guard = 0; guard < 16; guard++) {
+            json_t *j = wsc_recv_json(s, T_MS);
+            if (!j)
+                break;
+            pong |= json_object_get(j, "pong") != NULL;
+            replaced |= !strcmp(str_at(j, "error", "code", NULL), "REPLACED");
+            json_decref(j);
+        }
+        ck_assert_msg(replaced, "hop %d: the old session was not told REPLACED", h);
+        ck_assert(wsc_wait_closed(s, T_MS));
+        long long took =
+            metric_at(cl.gw_port[at], NULL, "meshsig_gateway_messages_in_total") - in0 - pong;
+        ck_assert_msg(pong ? took == BURST / 2 : took <= BURST / 2,
+                      "hop %d: the old gateway took %lld frames (pong %d)", h, took, pong);
+        fprintf(stderr, "sender resume %d: %d of the %lld signals the old gateway took arrived\n",
+                h, old_got, took);
+        ck_assert_msg(old_got == took, "hop %d: %lld of the old session's signals lost", h,
+                      took - old_got);
         wsc_free(s);
         s = s2;
+        at = hops[h];
     }
+    /* One more after the last move: still in order, and nothing of an old session after it. */
+    send_json(s, "{\"signal\":{\"to\":\"r-recv\",\"payload\":{\"seq\":%d}}}", 5 * BURST);
+    int next = 5 * BURST;
+    read_burst(r, "s-send", &next, next + 1, 0);
     free(tr);
     free(ts);
     wsc_free(r);
