@@ -506,12 +506,12 @@ static ms_session_t *session_by_id(ms_gateway_t *gw, uint64_t id)
  * here when the neighbour is now on this gateway, or (to_owner) the owner's. */
 static void edge_release(ms_gateway_t *gw, edge_t *e, int to_owner_path)
 {
-    held_t *h = e->held;
+    held_t *list = e->held;
     e->held = e->held_tail = NULL;
     e->n_held = 0;
     e->draining = 0;
     int local = !strcmp(e->gw, gw->id);
-    for (; h; h = h->next) {
+    for (held_t *h = list; h; h = h->next) {
         if (to_owner_path) {
             held_to_owner(gw, gw->id, h);
             continue;
@@ -536,7 +536,7 @@ static void edge_release(ms_gateway_t *gw, edge_t *e, int to_owner_path)
         }
         meshsig__bus__direct_signal__free_unpacked(ds, NULL);
     }
-    held_free_list(h);
+    held_free_list(list);
 }
 
 static void receive_one(ms_gateway_t *gw, const char *from_gw,
