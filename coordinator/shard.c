@@ -51,6 +51,13 @@ static void handle_signal(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sha
     if (!from && !(from = sender(c, shard, req, &ns)))
         return;
     ms_member_t *to = ms_ns_member(ns, sig->to);
+    if (prev && (!to || !ns->engine->ops->adjacent(ns->engine, from->handle, to->handle))) {
+        /* Only to a neighbour, whose gateway keeps it before the new
+         * session's (gateway/direct.c): to anyone else it could overtake. */
+        ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, req->client_id,
+                        ERR(NOT_JOINED), "this session has not joined %s", req->namespace_);
+        return;
+    }
     if (!to && ns->policy.hold_ms) {
         ms_hold_signal(c, ns, from, req->client_id, sig);
         return;

@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <time.h>
+#include <nats/nats.h>
 
+#include "bus.pb-c.h"
 #include "cluster.h"
 #include "testutil.h"
 #include "wsclient.h"
@@ -355,6 +358,226 @@ START_TEST(sender_resume_mid_burst_keeps_order)
 }
 END_TEST
 
+/* ---- the owner's part, with fake gateways on the real bus ---- */
+
+static natsConnection *nc;
+#define BUS_1_0 (1u << 16) /* any minor of major 1 is taken (common/busver.h) */
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void bus_publish(const char *subj, const char *reply, const void *buf, size_t len)
+{
+    ck_assert_int_eq(reply ? natsConnection_PublishRequest(nc, subj, reply, buf, (int)len)
+                           : natsConnection_Publish(nc, subj, buf, (int)len),
+                     NATS_OK);
+}
+
+/* The fake gateways stay alive for the owner (a gateway silent for 3 s is dead). */
+static void fake_heartbeats(void)
+{
+    static const char *const ids[] = {"fake-old", "fake-new", "fake-b"};
+    for (int i = 0; i < 3; i++) {
+        Meshsig__Bus__Heartbeat hb = MESHSIG__BUS__HEARTBEAT__INIT;
+        hb.gateway_id = (char *)ids[i];
+        hb.release = "0.0.0";
+        hb.bus_version = BUS_1_0;
+        uint8_t buf[256];
+        bus_publish("meshsig.gw.heartbeat", NULL, buf, meshsig__bus__heartbeat__pack(&hb, buf));
+    }
+}
+
+/* A request of session `session` of fake gateway gw to the owner of ns. */
+static void fake_request(const char *gw, uint64_t session, const char *ns, const char *peer,
+                         Meshsig__Bus__ShardRequest *rq)
+{
+    static unsigned counter;
+    char rid[64], subj[64], reply[64];
+    snprintf(rid, sizeof(rid), "%s/%u", gw, ++counter);
+    rq->req_id = rid;
+    rq->gateway_id = (char *)gw;
+    rq->session = session;
+    rq->namespace_ = (char *)ns;
+    rq->peer_id = (char *)peer;
+    rq->bus_version = BUS_1_0;
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a 64 mod 64: the namespace's shard */
+    for (const unsigned char *p = (const unsigned char *)ns; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ULL;
+    snprintf(subj, sizeof(subj), "meshsig.shard.%u", (unsigned)(h % 64));
+    snprintf(reply, sizeof(reply), "meshsig.gw.%s", gw);
+    uint8_t buf[1024];
+    size_t len = meshsig__bus__shard_request__get_packed_size(rq);
+    ck_assert_uint_le(len, sizeof(buf));
+    fake_heartbeats();
+    bus_publish(subj, reply, buf, meshsig__bus__shard_request__pack(rq, buf));
+}
+
+static void fake_join(const char *gw, uint64_t session, const char *ns, const char *peer,
+                      int resume)
+{
+    Meshsig__V1__Hello hello = MESHSIG__V1__HELLO__INIT;
+    hello.namespace_ = (char *)ns;
+    Meshsig__Bus__Join j = MESHSIG__BUS__JOIN__INIT;
+    j.peer_id = (char *)peer;
+    j.hello = &hello;
+    j.resume = resume;
+    Meshsig__Bus__ShardRequest rq = MESHSIG__BUS__SHARD_REQUEST__INIT;
+    rq.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_JOIN;
+    rq.join = &j;
+    fake_request(gw, session, ns, peer, &rq);
+}
+
+static void fake_signal(const char *gw, uint64_t session, const char *ns, const char *from,
+                        const char *to, int seq)
+{
+    Meshsig__V1__Value v = MESHSIG__V1__VALUE__INIT;
+    v.kind_case = MESHSIG__V1__VALUE__KIND_NUMBER_VALUE;
+    v.number_value = seq;
+    Meshsig__V1__Signal sig = MESHSIG__V1__SIGNAL__INIT;
+    sig.to = (char *)to;
+    sig.payload = &v;
+    Meshsig__V1__ClientMessage cm = MESHSIG__V1__CLIENT_MESSAGE__INIT;
+    cm.id = "s";
+    cm.msg_case = MESHSIG__V1__CLIENT_MESSAGE__MSG_SIGNAL;
+    cm.signal = &sig;
+    Meshsig__Bus__ShardRequest rq = MESHSIG__BUS__SHARD_REQUEST__INIT;
+    rq.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_CLIENT;
+    rq.client = &cm;
+    rq.client_id = "s";
+    fake_request(gw, session, ns, from, &rq);
+}
+
+typedef int (*delivery_pred_t)(const Meshsig__Bus__Delivery *d, const void *arg);
+
+/* The next delivery on sub that pred takes, skipping the others, within 10 s: its
+ * copy (free with meshsig__bus__delivery__free_unpacked), or NULL. */
+static Meshsig__Bus__Delivery *next_delivery(natsSubscription *sub, delivery_pred_t pred,
+                                             const void *arg)
+{
+    for (long long end = now_ms() + 10000; now_ms() < end;) {
+        natsMsg *msg = NULL;
+        if (natsSubscription_NextMsg(&msg, sub, 200) != NATS_OK)
+            continue;
+        Meshsig__Bus__GatewayBatch *b = meshsig__bus__gateway_batch__unpack(
+            NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
+        natsMsg_Destroy(msg);
+        ck_assert_ptr_nonnull(b);
+        Meshsig__Bus__Delivery *hit = NULL;
+        for (size_t i = 0; !hit && i < b->n_deliveries; i++) {
+            if (pred(b->deliveries[i], arg)) {
+                uint8_t buf[4096];
+                size_t len = meshsig__bus__delivery__pack(b->deliveries[i], buf);
+                hit = meshsig__bus__delivery__unpack(NULL, len, buf);
+            }
+        }
+        meshsig__bus__gateway_batch__free_unpacked(b, NULL);
+        if (hit)
+            return hit;
+    }
+    return NULL;
+}
+
+static int is_welcome(const Meshsig__Bus__Delivery *d, const void *arg)
+{
+    return d->msg && d->msg->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_WELCOME;
+}
+static int is_signal_or_error(const Meshsig__Bus__Delivery *d, const void *arg)
+{
+    return d->msg && (d->msg->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL ||
+                      d->msg->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR);
+}
+static int is_replaced(const Meshsig__Bus__Delivery *d, const void *arg)
+{
+    return d->msg && d->msg->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR &&
+           d->msg->error->code == MESHSIG__V1__ERROR_CODE__REPLACED;
+}
+static int is_location(const Meshsig__Bus__Delivery *d, const void *arg)
+{
+    return !d->msg && d->location && !strcmp(d->location->peer_id, (const char *)arg);
+}
+static int is_retired(const Meshsig__Bus__Delivery *d, const void *arg)
+{
+    return d->retired != NULL;
+}
+
+/* The owner's part of a sender's resume: signals of the replaced session that
+ * reach the owner after the resume (on the owner's path, or handed there by
+ * a gateway) are the peer's and are routed, until that session's leave comes
+ * from its gateway (which sends nothing for it after that); then the owner
+ * tells the peer's neighbours (Delivery.retired) and refuses the old session. */
+START_TEST(owner_routes_replaced_session_until_its_leave)
+{
+    const char *ns = "direct-prev";
+    char url[64];
+    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", cl.nats_port);
+    ck_assert_int_eq(natsConnection_ConnectTo(&nc, url), NATS_OK);
+    natsSubscription *old_sub = NULL, *new_sub = NULL, *b_sub = NULL;
+    ck_assert_int_eq(natsConnection_SubscribeSync(&old_sub, nc, "meshsig.gw.fake-old"), NATS_OK);
+    ck_assert_int_eq(natsConnection_SubscribeSync(&new_sub, nc, "meshsig.gw.fake-new"), NATS_OK);
+    ck_assert_int_eq(natsConnection_SubscribeSync(&b_sub, nc, "meshsig.gw.fake-b"), NATS_OK);
+    ck_assert_int_eq(natsConnection_FlushTimeout(nc, 2000), NATS_OK);
+    Meshsig__Bus__Delivery *d;
+    fake_join("fake-old", 1, ns, "pa", 0);
+    ck_assert_ptr_nonnull(d = next_delivery(old_sub, is_welcome, NULL));
+    meshsig__bus__delivery__free_unpacked(d, NULL);
+    fake_join("fake-b", 2, ns, "pb", 0);
+    ck_assert_ptr_nonnull(d = next_delivery(b_sub, is_welcome, NULL));
+    meshsig__bus__delivery__free_unpacked(d, NULL);
+    /* pa resumes on fake-new: the old session is told REPLACED, pb's gateway where pa is. */
+    fake_join("fake-new", 3, ns, "pa", 1);
+    ck_assert_ptr_nonnull(d = next_delivery(new_sub, is_welcome, NULL));
+    meshsig__bus__delivery__free_unpacked(d, NULL);
+    ck_assert_ptr_nonnull(d = next_delivery(old_sub, is_replaced, NULL));
+    ck_assert_int_eq(d->session, 1);
+    meshsig__bus__delivery__free_unpacked(d, NULL);
+    ck_assert_ptr_nonnull(d = next_delivery(b_sub, is_location, "pa"));
+    ck_assert_str_eq(d->location->gateway_id, "fake-new");
+    meshsig__bus__delivery__free_unpacked(d, NULL);
+    /* What the old session sent before its gateway closed it: routed to pb. */
+    fake_signal("fake-old", 1, ns, "pa", "pb", 1);
+    ck_assert_ptr_nonnull(d = next_delivery(b_sub, is_signal_or_error, NULL));
+    ck_assert_int_eq(d->msg->msg_case, MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL);
+    ck_assert_str_eq(d->msg->signal->from, "pa");
+    ck_assert_int_eq((int)d->msg->signal->payload->number_value, 1);
+    meshsig__bus__delivery__free_unpacked(d, NULL);
+    /* Its gateway closes it: the leave, then pb's gateway hears it is retired. */
+    Meshsig__Bus__Leave lv = MESHSIG__BUS__LEAVE__INIT;
+    lv.reason = "closed";
+    Meshsig__Bus__ShardRequest rq = MESHSIG__BUS__SHARD_REQUEST__INIT;
+    rq.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_LEAVE;
+    rq.leave = &lv;
+    fake_request("fake-old", 1, ns, "pa", &rq);
+    ck_assert_ptr_nonnull(d = next_delivery(b_sub, is_retired, NULL));
+    ck_assert_int_eq(d->session, 2);
+    ck_assert_str_eq(d->retired->peer_id, "pa");
+    ck_assert_str_eq(d->retired->gateway_id, "fake-old");
+    ck_assert_int_eq(d->retired->session, 1);
+    meshsig__bus__delivery__free_unpacked(d, NULL);
+    /* After its leave the old session may send nothing: NOT_JOINED, and pb
+     * gets the new session's next signal, not that one. The leave did not
+     * take pa away either. */
+    fake_signal("fake-old", 1, ns, "pa", "pb", 2);
+    fake_signal("fake-new", 3, ns, "pa", "pb", 3);
+    ck_assert_ptr_nonnull(d = next_delivery(old_sub, is_signal_or_error, NULL));
+    ck_assert_int_eq(d->msg->msg_case, MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR);
+    ck_assert_int_eq(d->msg->error->code, MESHSIG__V1__ERROR_CODE__NOT_JOINED);
+    meshsig__bus__delivery__free_unpacked(d, NULL);
+    ck_assert_ptr_nonnull(d = next_delivery(b_sub, is_signal_or_error, NULL));
+    ck_assert_int_eq(d->msg->msg_case, MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL);
+    ck_assert_int_eq((int)d->msg->signal->payload->number_value, 3);
+    meshsig__bus__delivery__free_unpacked(d, NULL);
+    natsSubscription_Destroy(old_sub);
+    natsSubscription_Destroy(new_sub);
+    natsSubscription_Destroy(b_sub);
+    natsConnection_Destroy(nc);
+    nc = NULL;
+}
+END_TEST
+
 /* The coordinator is killed in the middle of a burst: the direct path needs
  * no coordinator, so nothing is lost or reordered; after the takeover the
  * owner's answers come back. */
@@ -405,6 +628,7 @@ int main(void)
     tcase_add_test(tc, owner_answers_not_neighbour_and_peer_not_found);
     tcase_add_test(tc, resume_mid_burst_keeps_order);
     tcase_add_test(tc, sender_resume_mid_burst_keeps_order);
+    tcase_add_test(tc, owner_routes_replaced_session_until_its_leave);
     tcase_add_test(tc, coordinator_killed_mid_burst);
     suite_add_tcase(s, tc);
     return run_suite(s);
