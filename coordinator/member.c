@@ -305,6 +305,35 @@ static void send_edges_to(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
     }
 }
 
+/* Tells m's neighbours (bus Delivery.retired) that its session gateway/session,
+ * which it resumed from, has closed and every signal it sent through the owner
+ * has been routed: their gateways may deliver what m's new session sent them
+ * directly (gateway/direct.c). gone: that gateway is gone, so it sends no END
+ * for the session either. */
+static void send_retired(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const char *gateway,
+                         uint64_t session, int gone)
+{
+    Meshsig__Bus__PeerLocation r = MESHSIG__BUS__PEER_LOCATION__INIT;
+    r.peer_id = m->id;
+    r.gateway_id = (char *)gateway;
+    r.session = session;
+    ms_topo_diff_t *diff = ms_ns_diff(c);
+    edge_pick_t ep = {.diff = diff, .who = m->handle, .err = MS_OK};
+    ns->engine->ops->edges(ns->engine, pick_edge, &ep);
+    for (size_t i = 0; i < diff->n_connect; i++) {
+        const ms_edge_t *e = &diff->connect[i];
+        ms_member_t *o = ms_ns_by_handle(ns, e->a == m->handle ? e->b : e->a);
+        if (!o || o->detached_ms || o->deliver)
+            continue;
+        Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
+        d.session = o->session;
+        d.peer_id = o->id;
+        d.retired = &r;
+        d.retired_gone = gone;
+        ms_outbox_deliver_full(&c->outbox, ns->shard, o->gateway, &d);
+    }
+}
+
 /* A peer comes back through another session with a valid resume token: it
  * keeps its id, edges, rooms and services; its neighbours see nothing. Its
  * new session gets the welcome and a connect per current edge, which a
@@ -320,6 +349,9 @@ static void resume_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
     }
     ms_intern_release(m->prev_gateway);
     m->prev_gateway = NULL;
+    const char *old_gw = m->gateway;
+    uint64_t old_session = m->session;
+    int gone = m->detached_ms != 0;
     if (!m->detached_ms) {
         /* The old session may still be open (a half-dead connection): end it.
          * What it sent before its gateway closes it is still the peer's:
@@ -329,8 +361,6 @@ static void resume_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
         m->prev_gateway = m->gateway;
         m->prev_session = m->session;
         m->prev_until_ms = ms_clock_mono_ms() + MS_MEMBER_PREV_MS;
-    } else {
-        ms_intern_release(m->gateway);
     }
     m->gateway = gw;
     m->session = req->session;
@@ -340,6 +370,12 @@ static void resume_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
     ms_gw_seen(c, gw);
     send_welcome(c, ns, m, cid);
     send_edges_to(c, ns, m);
+    if (gone) {
+        /* Its old gateway went silent: nothing more comes from there, and
+         * the neighbours' gateways need not wait for it. */
+        send_retired(c, ns, m, old_gw, old_session, 1);
+        ms_intern_release(old_gw);
+    }
     ms_info("%s/%s resumed on %s", ns->name, m->id, gw);
 }
 
@@ -681,33 +717,6 @@ int ms_member_is_prev(const ms_member_t *m, const char *gateway, uint64_t sessio
            (!now_ms || now_ms < m->prev_until_ms);
 }
 
-/* m's previous session has closed (its leave): every signal it sent through
- * the owner has been routed, so its neighbours' gateways may deliver what m's
- * new session sent them directly (bus Delivery.retired, gateway/direct.c). */
-static void prev_retired(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
-{
-    Meshsig__Bus__PeerLocation r = MESHSIG__BUS__PEER_LOCATION__INIT;
-    r.peer_id = m->id;
-    r.gateway_id = (char *)m->prev_gateway;
-    r.session = m->prev_session;
-    ms_topo_diff_t *diff = ms_ns_diff(c);
-    edge_pick_t ep = {.diff = diff, .who = m->handle, .err = MS_OK};
-    ns->engine->ops->edges(ns->engine, pick_edge, &ep);
-    for (size_t i = 0; i < diff->n_connect; i++) {
-        const ms_edge_t *e = &diff->connect[i];
-        ms_member_t *o = ms_ns_by_handle(ns, e->a == m->handle ? e->b : e->a);
-        if (!o || o->detached_ms || o->deliver)
-            continue;
-        Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
-        d.session = o->session;
-        d.peer_id = o->id;
-        d.retired = &r;
-        ms_outbox_deliver_full(&c->outbox, ns->shard, o->gateway, &d);
-    }
-    ms_intern_release(m->prev_gateway);
-    m->prev_gateway = NULL;
-}
-
 void ms_member_leave_request(ms_coord_t *c, const Meshsig__Bus__ShardRequest *req)
 {
     ms_ns_t *ns = ms_ns_find(c, req->namespace_);
@@ -717,7 +726,10 @@ void ms_member_leave_request(ms_coord_t *c, const Meshsig__Bus__ShardRequest *re
     }
     ms_member_t *m = ns ? ms_ns_member(ns, req->peer_id) : NULL;
     if (m && ms_member_is_prev(m, req->gateway_id, req->session, 0)) {
-        prev_retired(c, ns, m);
+        /* m's previous session has closed: its gateway sends nothing more for it. */
+        send_retired(c, ns, m, m->prev_gateway, m->prev_session, 0);
+        ms_intern_release(m->prev_gateway);
+        m->prev_gateway = NULL;
         return;
     }
     /* Only the session that holds the id may end it: a stale leave is ignored. */

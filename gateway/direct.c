@@ -779,7 +779,8 @@ void ms_gw_direct_closing(ms_gateway_t *gw, ms_session_t *s)
         end_edges(gw, s);
 }
 
-void ms_gw_direct_retired(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__PeerLocation *r)
+void ms_gw_direct_retired(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__PeerLocation *r,
+                          int gone)
 {
     ms_gw_direct_t *d = gw->direct;
     edge_t *e = d->edges ? edge_find(d, s->id, r->peer_id) : NULL;
@@ -787,9 +788,11 @@ void ms_gw_direct_retired(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus_
         return;
     if (e->retiring && !strcmp(e->old_gw, r->gateway_id) && e->old_remote == r->session) {
         e->old_owner_done = 1;
+        e->old_end |= gone;
         retire_maybe_end(gw, e); /* intake.c rechecks the held signals after the batch */
     } else if (!strcmp(e->gw, r->gateway_id) && e->remote == r->session) {
         e->cur_owner_done = 1;
+        e->cur_end |= gone;
     }
 }
 

@@ -38,7 +38,7 @@ static void deliver_path(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__
     if (d->barrier)
         ms_gw_direct_barrier(gw, s, d->barrier);
     if (d->retired)
-        ms_gw_direct_retired(gw, s, d->retired);
+        ms_gw_direct_retired(gw, s, d->retired, d->retired_gone);
 }
 
 static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d,

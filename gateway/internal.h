@@ -260,8 +260,10 @@ void ms_gw_direct_location(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus
 /* An owner path barrier delivered to session s (bus.proto Delivery.barrier). */
 void ms_gw_direct_barrier(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__PeerLocation *b);
 /* The owner's word that r->peer_id's old session r->gateway_id/r->session has
- * closed and its owner-path signals were routed (bus.proto Delivery.retired). */
-void ms_gw_direct_retired(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__PeerLocation *r);
+ * closed and its owner-path signals were routed (bus.proto Delivery.retired);
+ * gone: its gateway is gone too, no END will come. */
+void ms_gw_direct_retired(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__PeerLocation *r,
+                          int gone);
 /* The owner ends s (REPLACED): it reads nothing more, so its neighbours'
  * gateways get its END now, not when the connection has closed. */
 void ms_gw_direct_closing(ms_gateway_t *gw, ms_session_t *s);
