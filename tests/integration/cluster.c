@@ -454,15 +454,26 @@ void cluster_kill_coordinator(cluster_t *c, int i, int sig)
 
 static int start_coordinator(cluster_t *c)
 {
-    c->coord = spawn_coordinator(c, "coord-1", c->admin_port);
-    if (c->coord < 0)
-        return -1;
-    /* Ready once connected to NATS. */
-    long long end = now_ms() + 10000;
-    while (now_ms() < end) {
-        if (http_request(c->admin_port, "GET", "/readyz", NULL, NULL, NULL) == 200)
-            return 0;
-        usleep(20000);
+    /* A restart on the same admin port can find it taken meanwhile (it is an
+     * ephemeral port, and other tests on the machine take ports too): the
+     * coordinator then exits at once, and it is started on a fresh port. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (attempt && (c->admin_port = fresh_port(c, c->n_nats, 0)) < 0)
+            return -1;
+        c->coord = spawn_coordinator(c, "coord-1", c->admin_port);
+        if (c->coord < 0)
+            continue;
+        /* Ready once connected to NATS. */
+        long long end = now_ms() + 10000;
+        while (now_ms() < end) {
+            if (http_request(c->admin_port, "GET", "/readyz", NULL, NULL, NULL) == 200)
+                return 0;
+            if (waitpid(c->coord, NULL, WNOHANG) == c->coord)
+                break; /* it could not start (its port was taken) */
+            usleep(20000);
+        }
+        if (now_ms() >= end)
+            return -1;
     }
     return -1;
 }
