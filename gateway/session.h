@@ -84,8 +84,8 @@ typedef struct ms_session {
     uint8_t peerjs;     /* speaks the PeerJS server protocol (peerjs.c) */
     uint8_t signal_any; /* the owner lets it signal any peer of its namespace (bus signal_scope) */
     uint8_t owner_routed_all; /* every signal takes the owner's path (relay.c) */
-    uint8_t throttled; /* over its rate: not read until its lws timer (dispatch.c) */
-    uint8_t wsoon; /* in the gateway's list of sessions to write at the end of the turn */
+    uint8_t throttled;        /* over its rate: not read until its lws timer (dispatch.c) */
+    uint8_t wsoon;           /* in the gateway's list of sessions to write at the end of the turn */
     uint8_t owner_signalled; /* sent a signal through the owner since it joined (direct.c END) */
 } ms_session_t;
 
