@@ -578,6 +578,69 @@ START_TEST(owner_routes_replaced_session_until_its_leave)
 }
 END_TEST
 
+/* Whether the coordinator still counts gateway id alive (/v1/cluster). */
+static int gateway_alive(const char *id)
+{
+    char *body = NULL;
+    int alive = -1;
+    if (http_request(cl.admin_port, "GET", "/v1/cluster", ADMIN_TOKEN, NULL, &body) == 200) {
+        json_t *j = json_loads(body ? body : "", 0, NULL), *g;
+        size_t k;
+        json_array_foreach(json_object_get(j, "gateways"), k, g)
+        {
+            if (!strcmp(json_string_value(json_object_get(g, "id")), id))
+                alive = json_is_true(json_object_get(g, "alive"));
+        }
+        json_decref(j);
+    }
+    free(body);
+    return alive;
+}
+
+/* The sender's gateway dies; once the owner has noticed, the sender resumes
+ * on another one: no END will come from the dead gateway, and the owner says
+ * so (Delivery.retired_gone), so the receiver's gateway delivers the new
+ * session's signals at once instead of holding them until its 2 s wait for
+ * the END runs out (which its retire_timeouts counter would show). It kills
+ * gw-3, which the tests after it do not use (the coordinator restarted by
+ * coordinator_killed_mid_burst lives only as long as that test's process). */
+START_TEST(sender_resume_after_its_gateway_died)
+{
+    char *tr, *ts;
+    wsc_t *r = join_token(g1, "direct-gone", "d-recv", &tr);
+    wsc_t *s = join_token(g3, "direct-gone", "d-send", &ts);
+    expect_connect(r, "d-send", 1);
+    expect_connect(s, "d-recv", 0);
+    int next = 0;
+    send_burst(s, "d-recv", 0, 10);
+    read_burst(r, "d-send", &next, 10, 0);
+    long long timeouts0 =
+        metric_at(cl.gw_port[g1], NULL, "meshsig_gateway_signals_direct_retire_timeouts_total");
+    cluster_kill_gateway(&cl, g3);
+    wsc_free(s);
+    int alive = 1;
+    for (long long end = now_ms() + 15000; alive && now_ms() < end;) {
+        alive = gateway_alive("gw-3");
+        if (alive)
+            wsc_pump(100);
+    }
+    ck_assert_msg(!alive, "the owner did not notice that gw-3 died");
+    wsc_t *s2 = wsc_connect(cl.gw_port[g2], "meshsig.v1.json", T_MS);
+    ck_assert_ptr_nonnull(s2);
+    send_json(s2, "{\"hello\":{\"namespace\":\"direct-gone\",\"resumeToken\":\"%s\"}}", ts);
+    json_decref(expect_key(s2, "welcome"));
+    send_burst(s2, "d-recv", 10, 10);
+    read_burst(r, "d-send", &next, 20, 0);
+    ck_assert_int_eq(
+        metric_at(cl.gw_port[g1], NULL, "meshsig_gateway_signals_direct_retire_timeouts_total"),
+        timeouts0);
+    free(tr);
+    free(ts);
+    wsc_free(r);
+    wsc_free(s2);
+}
+END_TEST
+
 /* The coordinator is killed in the middle of a burst: the direct path needs
  * no coordinator, so nothing is lost or reordered; after the takeover the
  * owner's answers come back. */
@@ -629,6 +692,7 @@ int main(void)
     tcase_add_test(tc, resume_mid_burst_keeps_order);
     tcase_add_test(tc, sender_resume_mid_burst_keeps_order);
     tcase_add_test(tc, owner_routes_replaced_session_until_its_leave);
+    tcase_add_test(tc, sender_resume_after_its_gateway_died); /* kills gw-3 */
     tcase_add_test(tc, coordinator_killed_mid_burst);
     suite_add_tcase(s, tc);
     return run_suite(s);
