@@ -41,6 +41,9 @@ struct ms_bus {
      * connection itself, or publishing through it, would stall the caller. */
     atomic_int up;
     int fail_fast; /* see ms_bus_opts_t */
+    /* Published since the last ms_bus_send_now: only then is cnats asked
+     * (each ask takes the connection's lock). Any thread may set it. */
+    atomic_int unsent;
 };
 
 static void deliver(void *ud);
@@ -223,7 +226,17 @@ ms_err_t ms_bus_publish(ms_bus_t *b, const char *subject, const char *reply, con
         s = natsConnection_PublishRequest(b->nc, subject, reply, data, (int)len);
     else
         s = natsConnection_Publish(b->nc, subject, data, (int)len);
+    if (b->on_loop)
+        atomic_store_explicit(&b->unsent, 1, memory_order_relaxed);
     return s == NATS_OK ? MS_OK : MS_ERR_BUS;
+}
+
+void ms_bus_send_now(ms_bus_t *b)
+{
+    if (!b || !b->on_loop || !atomic_exchange_explicit(&b->unsent, 0, memory_order_relaxed))
+        return;
+    if (atomic_load(&b->up))
+        ms_busloop_send_now(b->loop, b->nc);
 }
 
 static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)

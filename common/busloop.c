@@ -63,6 +63,17 @@ ms_err_t ms_busloop_flush(ms_busloop_t *l, natsConnection *nc, int timeout_ms)
     }
 }
 
+void ms_busloop_send_now(ms_busloop_t *l, natsConnection *nc)
+{
+    /* The fd first: while cnats reconnects it holds the connection's lock,
+     * and Buffered would wait for it. A zero-byte write would read as a
+     * closed connection, hence Buffered. */
+    if (!pthread_equal(pthread_self(), l->owner) || atomic_load(&l->fd) < 0 ||
+        natsConnection_Buffered(nc) <= 0)
+        return;
+    natsConnection_ProcessWriteEvent(nc);
+}
+
 void ms_busloop_destroy(ms_busloop_t *l)
 {
     if (l)

@@ -41,6 +41,10 @@ ms_err_t ms_busloop_install(ms_busloop_t *l, natsOptions *o);
 /* Loop thread, outside the loop's callbacks: writes what cnats has buffered for
  * nc without running the loop, until nothing is left or timeout_ms passes. */
 ms_err_t ms_busloop_flush(ms_busloop_t *l, natsConnection *nc, int timeout_ms);
+/* Loop thread: writes what cnats has buffered for nc now, once, as the socket's
+ * next writable event would; what the socket does not take waits for that
+ * event. Nothing when disconnected or nothing is buffered. */
+void ms_busloop_send_now(ms_busloop_t *l, natsConnection *nc);
 /* Loop thread, after the connection is closed (cnats has detached). NULL is fine. */
 void ms_busloop_destroy(ms_busloop_t *l);
 

@@ -230,6 +230,7 @@ static void drain(ms_gateway_t *gw, long deadline_ms)
         if (ms_evloop_run_once(gw->loop, gw->ctx) < 0)
             break;
         ms_gw_direct_flush(gw);
+        ms_bus_send_now(gw->bus);
         ms_gw_write_flush(gw);
     }
     if (gw->n_sessions)
@@ -242,8 +243,10 @@ ms_err_t ms_gw_run(ms_gateway_t *gw)
         if (ms_evloop_run_once(gw->loop, gw->ctx) < 0)
             return MS_ERR_LWS;
         /* The end of a loop turn: one batch per gateway for its direct
-         * signals, one write per client for its frames. */
+         * signals, the turn's publishes in one write to NATS, one write per
+         * client for its frames. */
         ms_gw_direct_flush(gw);
+        ms_bus_send_now(gw->bus);
         ms_gw_write_flush(gw);
     }
     drain(gw, gw->cfg->drain_ms);

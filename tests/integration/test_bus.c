@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The bus driven by an event loop (libev, or libevent with MS_TEST_LIBEVENT) against a real
  * nats-server: delivery on the loop thread in order, publishes from other threads, the buffer
- * written at destroy, and a reconnect after nats-server restarts. */
+ * written at destroy and by ms_bus_send_now without the loop, and a reconnect after
+ * nats-server restarts. */
 #include <check.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -229,6 +230,34 @@ START_TEST(destroy_writes_the_buffer)
 }
 END_TEST
 
+START_TEST(send_now_writes_without_the_loop)
+{
+    rx_t r, unused;
+    ms_bus_t *rxb = connect_bus(&r, "test.bus.e");
+    ms_bus_t *txb = connect_bus(&unused, NULL);
+    publish_range(rxb, "test.bus.e", 0, 1);
+    run_until(&r.n, 1, 10000);
+    ck_assert_int_eq(r.n, 1);
+    /* What a gateway's loop turn does at its end: the publishes are buffered until then,
+     * and leave in one write then, not at the loop's next writable event. */
+    publish_range(txb, "test.bus.e", 1, 300);
+    ck_assert_int_gt(natsConnection_Buffered(ms_bus_nats(txb)), 0);
+    ms_bus_send_now(txb);
+    ck_assert_int_eq(natsConnection_Buffered(ms_bus_nats(txb)), 0);
+    ms_bus_send_now(txb); /* nothing published since: nothing to do */
+    run_until(&r.n, 300, 10000);
+    ck_assert_int_eq(r.n, 300);
+    ck_assert_int_eq(r.bad_order, 0);
+    /* And the loop's write path still works after a send_now emptied the buffer. */
+    publish_range(txb, "test.bus.e", 300, 600);
+    run_until(&r.n, 600, 10000);
+    ck_assert_int_eq(r.n, 600);
+    ck_assert_int_eq(r.bad_order, 0);
+    ms_bus_destroy(txb);
+    ms_bus_destroy(rxb);
+}
+END_TEST
+
 START_TEST(reconnects_after_nats_restarts)
 {
     rx_t r;
@@ -239,15 +268,19 @@ START_TEST(reconnects_after_nats_restarts)
 
     cluster_kill_nats(&cl, 0);
     long long end = now_ms() + 10000;
-    while (ms_bus_connected(b) && now_ms() < end)
+    while (ms_bus_connected(b) && now_ms() < end) {
         loop_once(50);
+        ms_bus_send_now(b); /* as a gateway's turn ends: never waits on a reconnect */
+    }
     ck_assert(!ms_bus_connected(b));
     ck_assert_int_eq(cluster_restart_nats(&cl, 0, 0), 0);
     /* cnats reconnects on its own thread and attaches the new socket from
      * there: the adapter must hand that to the loop. */
     end = now_ms() + 15000;
-    while (!ms_bus_connected(b) && now_ms() < end)
+    while (!ms_bus_connected(b) && now_ms() < end) {
         loop_once(50);
+        ms_bus_send_now(b);
+    }
     ck_assert(ms_bus_connected(b));
     publish_range(b, "test.bus.d", 10, 1000);
     run_until(&r.n, 1000, 10000);
@@ -267,6 +300,7 @@ int main(void)
     tcase_add_test(tc, delivers_on_the_loop_in_order);
     tcase_add_test(tc, publishes_from_another_thread);
     tcase_add_test(tc, destroy_writes_the_buffer);
+    tcase_add_test(tc, send_now_writes_without_the_loop);
     tcase_add_test(tc, reconnects_after_nats_restarts);
     suite_add_tcase(s, tc);
     return run_suite(s);
