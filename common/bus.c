@@ -14,6 +14,9 @@
 #include "log.h"
 
 #define MS_BUS_MAX_SUBS 16
+/* Handled messages kept before they are destroyed together (deliver). */
+#define MS_BUS_DEAD_MSGS 256
+#define MS_BUS_DEAD_BYTES (1024 * 1024)
 
 struct ms_bus {
     natsConnection *nc;
@@ -41,12 +44,17 @@ struct ms_bus {
      * connection itself, or publishing through it, would stall the caller. */
     atomic_int up;
     int fail_fast; /* see ms_bus_opts_t */
+    /* Handled messages not destroyed yet (deliver); loop thread only. */
+    natsMsg *dead[MS_BUS_DEAD_MSGS];
+    int n_dead;
+    size_t dead_bytes;
     /* Published since the last ms_bus_send_now: only then is cnats asked
      * (each ask takes the connection's lock). Any thread may set it. */
     atomic_int unsent;
 };
 
 static void deliver(void *ud);
+static void bury(ms_bus_t *b);
 
 static void on_disconnected(natsConnection *nc, void *closure)
 {
@@ -209,6 +217,7 @@ void ms_bus_destroy(ms_bus_t *b)
             nanosleep(&(struct timespec){.tv_nsec = 5 * 1000 * 1000}, NULL);
         natsConnection_Destroy(b->nc);
     }
+    bury(b);
     ms_busloop_destroy(b->loop);
     natsOptions_Destroy(b->opts);
     free(b);
@@ -244,15 +253,19 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
     ms_mailbox_push(closure, msg);
 }
 
+static void bury(ms_bus_t *b)
+{
+    for (int j = 0; j < b->n_dead; j++)
+        natsMsg_Destroy(b->dead[j]);
+    b->n_dead = 0;
+    b->dead_bytes = 0;
+}
+
 /* Loop thread, after each read: what that read parsed, subscription by subscription. */
 static void deliver(void *ud)
 {
     ms_bus_t *b = ud;
-    /* cnats frees a received message on its garbage-collector thread and
-     * wakes that thread when the first one arrives after it went idle:
-     * destroying them together costs one wake-up per read, not per message. */
-    natsMsg *done[256];
-    int n_done = 0, n_total = 0;
+    int n_total = 0;
     for (int i = 0; i < b->n_subs; i++) {
         int pending = 0;
         /* Counted first: NextMsg on an empty subscription records an error. */
@@ -264,16 +277,17 @@ static void deliver(void *ud)
                 break;
             b->on_msg(msg, b->ud);
             n_total++;
-            if (n_done == (int)(sizeof(done) / sizeof(done[0]))) {
-                for (int j = 0; j < n_done; j++)
-                    natsMsg_Destroy(done[j]);
-                n_done = 0;
-            }
-            done[n_done++] = msg;
+            /* cnats frees a received message on its garbage-collector thread
+             * and wakes that thread (a futex call, two context switches) when
+             * the first one arrives after it went idle: destroyed in hundreds,
+             * not after every read (mostly one message at moderate rates).
+             * Bounded in count and bytes; the rest go when the bus does. */
+            if (b->n_dead == MS_BUS_DEAD_MSGS || b->dead_bytes >= MS_BUS_DEAD_BYTES)
+                bury(b);
+            b->dead[b->n_dead++] = msg;
+            b->dead_bytes += (size_t)natsMsg_GetDataLength(msg);
         }
     }
-    for (int j = 0; j < n_done; j++)
-        natsMsg_Destroy(done[j]);
     if (n_total && b->on_batch)
         b->on_batch(b->ud);
 }
