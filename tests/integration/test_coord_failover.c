@@ -227,6 +227,24 @@ static void cluster_down(void)
     cluster_stop(&cl);
 }
 
+/* The n of the "released n shards" line coordinator id logged at shutdown, or -1. */
+static int released_shards(const char *id)
+{
+    char path[512], line[1024];
+    snprintf(path, sizeof(path), "%s/%s.log", cl.dir, id);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    int n = -1;
+    while (fgets(line, sizeof(line), f)) {
+        const char *at = strstr(line, "released ");
+        if (at && strstr(at, " shards"))
+            n = atoi(at + strlen("released "));
+    }
+    fclose(f);
+    return n;
+}
+
 START_TEST(coordinators_split_kill_and_handoff)
 {
     ck_assert_int_eq(wsc_global_init(), 0);
@@ -361,8 +379,12 @@ START_TEST(coordinators_split_kill_and_handoff)
             "coordinator failover: SIGTERM of coord-3 -> a join into its tree namespace "
             "succeeded after %lld ms, all shards on coord-1 after %lld ms\n",
             gap, t_all3);
-    ck_assert_msg(gap < 3000, "hand-off gap %lld ms: released leases were not claimed at once",
-                  gap);
+    /* Released, not left to run out: coord-3 gave its leases back before it exited
+     * (the log line of its shutdown), and coord-1 served them well within the time
+     * that waiting out a lease would take on a loaded machine. The gap itself is a
+     * figure, not a check: about 1.1 s alone, over 3 s when a CI machine is busy. */
+    ck_assert_msg(released_shards("coord-3") > 0, "coord-3 did not release its leases");
+    ck_assert_msg(gap < 10000, "hand-off gap %lld ms: released leases were not claimed", gap);
     /* The tree moved to coord-1 with its parent link: no event, signals flow. */
     expect_no_topology(t1, 200);
     expect_no_topology(t2, 10);
@@ -393,7 +415,6 @@ int main(void)
     Suite *s = suite_create("coord_failover");
     TCase *tc = tcase_create("cluster");
     tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
-    tcase_set_timeout(tc, 90);
     tcase_add_test(tc, coordinators_split_kill_and_handoff);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
