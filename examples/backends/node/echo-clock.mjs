@@ -27,10 +27,18 @@ const backend = new Backend({
 await backend.start();
 console.log(`backend ${o.id} attached to ${o.namespace}: service echo, topic clock`);
 
+// One publish at a time: a publish is retried while the namespace has no owner
+// (a failover), and a retried tick must not land after a later one. A tick due
+// while the last one is still on its way is skipped: subscribers get the time
+// in order, never stale times queued up.
+let inFlight = false;
 const tick = setInterval(() => {
+  if (inFlight) return;
+  inFlight = true;
   const now = Date.now();
   backend.publish('clock', { iso: new Date(now).toISOString(), ms: now })
-    .catch((e) => console.error(`[${o.id}] clock: ${e.code || ''} ${e.message}`));
+    .catch((e) => console.error(`[${o.id}] clock: ${e.code || ''} ${e.message}`))
+    .finally(() => { inFlight = false; });
 }, Number(o['period-ms']));
 
 const stop = async () => {
