@@ -138,6 +138,11 @@ static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
                        c->route.n_signals);
     ms_metrics_counter(&m, "meshsig_coordinator_errors_total", "errors sent to clients",
                        c->outbox.n_errors);
+    ms_metrics_family(&m, "meshsig_coordinator_stored_emits_total", MS_METRIC_COUNTER,
+                      "stored (persistent) emits: handed to a gateway, and written to the "
+                      "client (the gateway's receipt: deleted from the stream)");
+    ms_metrics_u64(&m, "event", "sent", c->msg.n_stored_sent);
+    ms_metrics_u64(&m, "event", "receipted", c->msg.n_stored_receipts);
     ms_metrics_family(&m, "meshsig_coordinator_dropped_total", MS_METRIC_COUNTER,
                       "bus messages dropped, by reason");
     ms_metrics_u64(&m, "reason", "bad_request", c->route.n_bad_requests);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Direct emit between two peers, with an optional ack, and persistent emits kept (offline.c)
- * for a peer that is absent until it joins. */
+ * until the receiver's gateway has written them to the client. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,10 +18,11 @@ static void ack_key(char *buf, size_t cap, const char *sender, const char *ack_i
     snprintf(buf, cap, "%s\x1f%s", sender, ack_id);
 }
 
-/* An emit for an absent peer, kept until it joins; the sender gets ok once
- * JetStream has it (stored below). */
+/* A persistent emit, kept until the receiver's gateway has written it (for an
+ * absent receiver: until it joins). The sender gets ok once JetStream has it
+ * (offline_stored below); a present receiver gets it then. */
 static void store_persistent(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
-                             Meshsig__V1__Emit *em)
+                             Meshsig__V1__Emit *em, int present)
 {
     if (!ms_auth_peer_id_valid(em->to)) {
         ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST), "emit.to is not a valid peer id");
@@ -47,7 +48,7 @@ static void store_persistent(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, cons
         ms_member_error(c, ns, from, cid, ERR(UNAVAILABLE), "persistent emits are unavailable");
         return;
     }
-    if (ms_offline_store(c->offline, ns->name, em->to, &out, cid) != MS_OK) {
+    if (ms_offline_store(c->offline, ns->name, em->to, &out, cid, present) != MS_OK) {
         ms_member_error(c, ns, from, cid, ERR(INTERNAL), "out of memory");
         return;
     }
@@ -64,6 +65,49 @@ static void member_joined(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 void ms_emit_member_restored(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 {
     member_joined(c, ns, m);
+}
+
+/* A resume: what was handed to the old session without a receipt (its
+ * gateway died or was draining) is still stored and goes to the new one. */
+void ms_emit_member_resumed(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
+{
+    member_joined(c, ns, m);
+}
+
+/* A stored emit to m, with its stream sequence for the gateway's receipt. */
+static void deliver_stored(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m,
+                           const Meshsig__V1__Emit *emit, uint64_t seq)
+{
+    /* The store keys on `to`; the receiver knows who it is, as for any other emit. */
+    Meshsig__V1__Emit out = *emit;
+    out.to = (char *)"";
+    ms_sm_emit_t sm;
+    if (m->deliver || !seq) {
+        /* A backend's face takes it at once (no gateway to write it). */
+        ms_deliver(c, ns, m, ms_sm_emit(&sm, &out));
+        if (seq)
+            ms_offline_delete(c->offline, seq);
+        return;
+    }
+    Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
+    d.session = m->session;
+    d.peer_id = m->id;
+    d.msg = ms_sm_emit(&sm, &out);
+    d.receipt_seq = seq;
+    ms_outbox_deliver_full(&c->outbox, ns->shard, m->gateway, &d);
+    c->msg.n_stored_sent++;
+}
+
+/* The receiver's gateway wrote these stored emits to its client. Any
+ * gateway may say so for its own sessions; the sequences are the stream's,
+ * not the namespace's, so nothing here depends on who owns what now. */
+void ms_emit_receipt(ms_coord_t *c, const Meshsig__Bus__Receipt *r)
+{
+    if (!c->offline)
+        return;
+    for (size_t i = 0; i < r->n_seqs; i++)
+        ms_offline_delete(c->offline, r->seqs[i]);
+    c->msg.n_stored_receipts += r->n_seqs;
 }
 
 void ms_emit_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
@@ -90,9 +134,16 @@ void ms_emit_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *c
         }
     }
     ms_member_t *to = ms_ns_party(ns, em->to);
+    /* Persistent to a present peer goes through the store too, so that a
+     * gateway that dies before writing it loses nothing. With an ackId the
+     * receiver's ack is the sender's receipt (ACK_TIMEOUT tells it to retry). */
+    if (to && em->persistent && !*em->ack_id && c->offline) {
+        store_persistent(c, ns, from, cid, em, 1);
+        return;
+    }
     if (!to) {
         if (em->persistent) {
-            store_persistent(c, ns, from, cid, em);
+            store_persistent(c, ns, from, cid, em, 0);
             return;
         }
         if (!*em->ack_id) {
@@ -156,31 +207,40 @@ void ms_emit_ack(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
 }
 
 static int deliver_offline(const char *name, const char *peer, const Meshsig__V1__Emit *emit,
-                           void *ud)
+                           uint64_t seq, void *ud)
 {
     ms_coord_t *c = ud;
     ms_ns_t *ns = ms_ns_find(c, name);
     ms_member_t *m = ns ? ms_ns_member(ns, peer) : NULL;
     if (!m)
         return 0; /* gone again before delivery: kept for the next join */
-    /* The store keys on `to`; the receiver knows who it is, as for any other emit. */
-    Meshsig__V1__Emit out = *emit;
-    out.to = (char *)"";
-    ms_sm_emit_t sm;
-    ms_deliver(c, ns, m, ms_sm_emit(&sm, &out));
+    deliver_stored(c, ns, m, emit, seq);
     return 1;
 }
 
-/* The outcome of storing a persistent emit, for its sender if still here. */
-static void offline_stored(const char *name, const char *sender, const char *cid, int ok, void *ud)
+/* The outcome of storing a persistent emit: a receiver that was present gets
+ * it now (if still here), and the sender, if still here, its answer. */
+static void offline_stored(const char *name, const char *sender, const char *cid, int ok,
+                           const char *peer, const Meshsig__V1__Emit *emit, uint64_t seq, void *ud)
 {
     ms_coord_t *c = ud;
     ms_ns_t *ns = ms_ns_find(c, name);
+    int delivered = 0;
+    if (emit && ns) {
+        ms_member_t *to = ms_ns_party(ns, peer);
+        if (to) {
+            /* Not stored (JetStream down): still delivered, without the
+             * store's guarantee, as an emit to a present peer always was. */
+            deliver_stored(c, ns, to, emit, ok ? seq : 0);
+            delivered = 1;
+        }
+        /* Gone meanwhile: stored for its next join (or lost with the store). */
+    }
     ms_member_t *from = ns && sender ? ms_ns_party(ns, sender) : NULL;
     if (!from)
         return; /* left, or its shard moved: the message is kept all the same */
-    if (ok)
-        ms_send_ok_result(c, ns, from, cid, 0, 1);
+    if (ok || delivered)
+        ms_send_ok_result(c, ns, from, cid, delivered, ok);
     else
         ms_member_error(c, ns, from, cid, ERR(UNAVAILABLE),
                         "persistent emit not stored: JetStream is unavailable");

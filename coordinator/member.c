@@ -376,6 +376,7 @@ static void resume_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
         send_retired(c, ns, m, old_gw, old_session, 1);
         ms_intern_release(old_gw);
     }
+    ms_emit_member_resumed(c, ns, m);
     ms_info("%s/%s resumed on %s", ns->name, m->id, gw);
 }
 

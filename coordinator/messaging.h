@@ -23,11 +23,14 @@
 /* Counters (not on /metrics yet); each module writes only its own field. */
 typedef struct {
     uint64_t n_emits, n_acks; /* emit.c */
-    uint64_t n_room_emits;    /* room.c */
-    uint64_t n_calls;         /* service.c */
-    uint64_t n_publishes;     /* topic.c */
-    uint64_t n_stream_bytes;  /* stream.c */
-    uint64_t n_cap_streams;   /* stream.c: opens refused at --max-streams */
+    /* emit.c: stored emits handed to a gateway with a receipt asked for, and
+     * receipts (written stored emits, deleted from the stream) */
+    uint64_t n_stored_sent, n_stored_receipts;
+    uint64_t n_room_emits;   /* room.c */
+    uint64_t n_calls;        /* service.c */
+    uint64_t n_publishes;    /* topic.c */
+    uint64_t n_stream_bytes; /* stream.c */
+    uint64_t n_cap_streams;  /* stream.c: opens refused at --max-streams */
 } ms_msg_stats_t;
 
 /* Routes a client request of member `from` (any but signal, position, rtt). */
@@ -47,6 +50,11 @@ void ms_emit_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *c
 void ms_emit_offline_drain(ms_coord_t *c);
 /* A member restored by a takeover rebuild: fetch what was stored for it. */
 void ms_emit_member_restored(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m);
+/* A member resumed on another session: what its old one may not have
+ * written (stored emits without a receipt) is fetched again. */
+void ms_emit_member_resumed(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m);
+/* bus Receipt: a gateway wrote these stored emits; they leave the stream. */
+void ms_emit_receipt(ms_coord_t *c, const Meshsig__Bus__Receipt *r);
 void ms_emit_ack(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
                  Meshsig__V1__Ack *ack);
 void ms_room_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,

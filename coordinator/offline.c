@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Persistent emits for absent peers, kept in a JetStream stream until the peer joins. */
+/* Persistent emits, kept in a JetStream stream until the receiver's gateway has written them. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,26 +19,29 @@
 
 #define STREAM_NAME "MESHSIG_OFFLINE"
 
-/* JOB_STORED goes back to the loop: a store's outcome for its sender. */
-typedef enum { JOB_STORE, JOB_FETCH, JOB_PURGE, JOB_LOAD, JOB_STORED } job_kind_t;
+/* JOB_STORED goes back to the loop: a store's outcome for its sender (and,
+ * for a receiver that was present, the emit to deliver). */
+typedef enum { JOB_STORE, JOB_FETCH, JOB_DELETE, JOB_LOAD, JOB_STORED } job_kind_t;
 
-/* A job for the worker, or a result back to the loop (a fetched emit, a purge
- * marker, a store's outcome). */
+/* A job for the worker, or a result back to the loop (a fetched emit, a
+ * store's outcome). */
 typedef struct job {
     ms_jsjob_t link; /* first: the worker queues it */
     job_kind_t kind;
     char *ns, *peer;
     char *sender, *cid; /* store: who gets the outcome, and its request id (may be NULL) */
     int stored;         /* JOB_STORED: 1 when JetStream acknowledged the store */
+    int present;        /* store: the receiver was there; JOB_STORED brings the emit back */
     char subject[200];
     uint8_t *data; /* store: packed Emit; fetch result: packed Emit */
     size_t len;
     char msg_id[40];
-    uint64_t seq; /* purge: up to and including */
-    int expect;   /* fetch: the subject is known to hold messages */
+    uint64_t seq; /* the message's stream sequence: stored, fetched, to delete */
 } job_t;
 
-/* Subjects known to hold messages, so a join reads the stream only when it must. */
+/* Subjects known to hold messages, so a join reads the stream only when it
+ * must. A subject stays known after its messages were delivered (they are
+ * deleted one by one as receipts come in) until a fetch finds it empty. */
 typedef struct known {
     char *subject;
     UT_hash_handle hh;
@@ -219,6 +222,7 @@ static int retry_again(ms_offline_t *o, long long start, int *attempt, long long
 
 static int do_store(ms_offline_t *o, job_t *j)
 {
+    j->seq = 0;
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MsgId = j->msg_id; /* a retried store is deduplicated by the server */
@@ -236,11 +240,20 @@ static int do_store(ms_offline_t *o, job_t *j)
         jsPubAck *pa = NULL;
         jsErrCode ec = 0;
         natsStatus s = js_Publish(&pa, o->js, j->subject, j->data, (int)j->len, &po, &ec);
+        ok = s == NATS_OK && pa;
+        if (ok)
+            j->seq = pa->Sequence;
         jsPubAck_Destroy(pa);
-        ok = s == NATS_OK;
         why = natsStatus_GetText(s);
     } while (!ok &&
              retry_again(o, start, &attempt, &logged, "storing a persistent emit", who, why));
+    if (ok) {
+        /* Again here, in the worker's order: a fetch that ran since the loop
+         * added it may have found the subject empty and dropped it. */
+        pthread_mutex_lock(&o->lock);
+        known_add(o, j->subject);
+        pthread_mutex_unlock(&o->lock);
+    }
     if (!ok)
         ms_error("persistent emit for %s/%s not stored: %s", j->ns, j->peer, why);
     else if (attempt)
@@ -315,6 +328,7 @@ static get_result_t get_next(ms_offline_t *o, const job_t *j, uint64_t from, job
         job_t *r = calloc(1, sizeof(*r));
         if (r && subj && !strcmp(subj, j->subject) && *seq >= from) {
             r->kind = JOB_FETCH;
+            r->seq = *seq;
             r->ns = strdup(j->ns);
             r->peer = strdup(j->peer);
             r->data = data ? b64_decode(data, &r->len) : calloc(1, 1);
@@ -334,13 +348,14 @@ static get_result_t get_next(ms_offline_t *o, const job_t *j, uint64_t from, job
     return res;
 }
 
-/* Reads every message on the peer's subject and hands them to the loop. The
- * peer joined once: the read retries through a NATS node loss instead of
+/* Reads every message on the peer's subject and hands them to the loop, each
+ * with its sequence (deleted once the receiver's gateway sends a receipt).
+ * The peer joined once: the read retries through a NATS node loss instead of
  * leaving its messages for a later join. */
 static void do_fetch(ms_offline_t *o, job_t *j)
 {
     job_t *batch = NULL, *tail = NULL;
-    uint64_t from = 1, last = 0;
+    uint64_t from = 1;
     long long start = mono_ms(), logged = start - 5000;
     int attempt = 0, complete = 0;
     char why[200] = "", who[300];
@@ -354,7 +369,6 @@ static void do_fetch(ms_offline_t *o, job_t *j)
         get_result_t g = get_next(o, j, from, &r, &seq, why, sizeof(why));
         if (g == GET_FOUND) {
             push(&batch, &tail, r);
-            last = seq;
             from = seq + 1;
             got++;
             continue;
@@ -373,48 +387,43 @@ static void do_fetch(ms_offline_t *o, job_t *j)
     } else if (attempt) {
         ms_info("offline messages for %s/%s read after %lld ms", j->ns, j->peer, mono_ms() - start);
     }
-    if (!complete || (!batch && j->expect)) {
-        /* worth_fetching dropped the subject: without it no later join would
-         * look. (Known but empty: a store that failed, or that has not reached
-         * the stream leader yet.) */
-        pthread_mutex_lock(&o->lock);
+    /* Found empty: later joins need not look (a store after this fetch adds
+     * the subject again, in do_store). Anything else stays known: messages
+     * handed to a gateway are deleted only on its receipt, and one that never
+     * comes (the gateway died) leaves them for the next join or resume. */
+    pthread_mutex_lock(&o->lock);
+    if (complete && !batch)
+        known_del(o, j->subject);
+    else
         known_add(o, j->subject);
-        pthread_mutex_unlock(&o->lock);
-    }
+    pthread_mutex_unlock(&o->lock);
     if (!batch)
         return;
-    /* A purge marker after the batch: the loop queues it once delivered. */
-    job_t *p = calloc(1, sizeof(*p));
-    if (p) {
-        p->kind = JOB_PURGE;
-        snprintf(p->subject, sizeof(p->subject), "%s", j->subject);
-        p->seq = last;
-        push(&batch, &tail, p);
-    }
     ms_jsworker_post(o->worker, &batch->link);
 }
 
-static void do_purge(ms_offline_t *o, job_t *j)
+/* A delivered message, once its receipt came: deleted by sequence (one that
+ * is gone already, deleted after an earlier receipt or aged out, is done). */
+static void do_delete(ms_offline_t *o, job_t *j)
 {
     jsOptions jo;
     jsOptions_Init(&jo);
-    jo.Stream.Purge.Subject = j->subject;
-    jo.Stream.Purge.Sequence = j->seq + 1; /* up to, not including */
     jo.Wait = JS_CALL_WAIT_MS;
     long long start = mono_ms(), logged = start - 5000;
     int attempt = 0;
-    char who[220];
-    snprintf(who, sizeof(who), "on %s", j->subject);
+    char who[64];
+    snprintf(who, sizeof(who), "#%llu", (unsigned long long)j->seq);
     natsStatus s;
     do {
         jsErrCode ec = 0;
-        if ((s = js_PurgeStream(o->js, STREAM_NAME, &jo, &ec)) == NATS_OK)
+        s = js_DeleteMsg(o->js, STREAM_NAME, j->seq, &jo, &ec);
+        if (s == NATS_OK || ec == JSNoMessageFoundErr)
             return;
-    } while (retry_again(o, start, &attempt, &logged, "purging delivered offline messages", who,
+    } while (retry_again(o, start, &attempt, &logged, "deleting a delivered offline message", who,
                          natsStatus_GetText(s)));
-    ms_warn("offline messages on %s not purged; they may be delivered again (deduplicated "
-            "by msgId)",
-            j->subject);
+    ms_warn("offline message #%llu not deleted; it may be delivered again (deduplicated by "
+            "msgId)",
+            (unsigned long long)j->seq);
 }
 
 /* Once the subject list is loaded, a fetch for a peer with nothing stored is
@@ -425,9 +434,6 @@ static int worth_fetching(ms_offline_t *o, job_t *j)
     known_t *k = NULL;
     HASH_FIND_STR(o->known, j->subject, k);
     int yes = k || !o->known_loaded;
-    j->expect = k != NULL;
-    if (k)
-        known_del(o, j->subject);
     pthread_mutex_unlock(&o->lock);
     return yes;
 }
@@ -453,9 +459,10 @@ static void run_job(ms_jsworker_t *w, ms_jsjob_t *job, int stopping, void *ud)
 {
     ms_offline_t *o = ud;
     job_t *j = (job_t *)job;
-    /* Stopping: stores are finished (they are the only durable work);
-     * fetches and purges are for sessions that are going away anyway. */
-    if (stopping && j->kind != JOB_STORE) {
+    /* Stopping: stores are finished (they are the only durable work)
+     * and so are deletes of delivered messages (fewer duplicates later);
+     * fetches are for sessions that are going away anyway. */
+    if (stopping && j->kind != JOB_STORE && j->kind != JOB_DELETE) {
         job_free(j);
         return;
     }
@@ -477,12 +484,15 @@ static void run_job(ms_jsworker_t *w, ms_jsjob_t *job, int stopping, void *ud)
     }
     if (j->kind == JOB_STORE) {
         int ok = do_store(o, j);
-        if (j->sender) {
-            /* The sender's ok waits for JetStream's acknowledgement. */
+        if (j->sender || j->present) {
+            /* The sender's ok waits for JetStream's acknowledgement (and a
+             * present receiver's delivery for the store). */
             j->kind = JOB_STORED;
             j->stored = ok;
-            free(j->data);
-            j->data = NULL;
+            if (!j->present) {
+                free(j->data);
+                j->data = NULL;
+            }
             ms_jsworker_post(w, &j->link);
             return;
         }
@@ -490,7 +500,7 @@ static void run_job(ms_jsworker_t *w, ms_jsjob_t *job, int stopping, void *ud)
         if (j->kind == JOB_FETCH)
             do_fetch(o, j);
         else
-            do_purge(o, j);
+            do_delete(o, j);
     }
     job_free(j);
 }
@@ -553,12 +563,13 @@ void ms_offline_destroy(ms_offline_t *o)
 }
 
 ms_err_t ms_offline_store(ms_offline_t *o, const char *ns, const char *peer,
-                          const Meshsig__V1__Emit *emit, const char *cid)
+                          const Meshsig__V1__Emit *emit, const char *cid, int present)
 {
     job_t *j = calloc(1, sizeof(*j));
     if (!j)
         return MS_ERR_NOMEM;
     j->kind = JOB_STORE;
+    j->present = present;
     j->ns = strdup(ns);
     j->peer = strdup(peer);
     j->sender = emit->from ? strdup(emit->from) : NULL;
@@ -606,6 +617,16 @@ void ms_offline_fetch(ms_offline_t *o, const char *ns, const char *peer)
     enqueue(o, j);
 }
 
+void ms_offline_delete(ms_offline_t *o, uint64_t seq)
+{
+    job_t *j = seq ? calloc(1, sizeof(*j)) : NULL;
+    if (!j)
+        return; /* out of memory: delivered again later, deduplicated by msgId */
+    j->kind = JOB_DELETE;
+    j->seq = seq;
+    enqueue(o, j);
+}
+
 void ms_offline_refresh(ms_offline_t *o)
 {
     pthread_mutex_lock(&o->lock);
@@ -624,43 +645,33 @@ void ms_offline_refresh(ms_offline_t *o)
     }
 }
 
-void ms_offline_drain(
-    ms_offline_t *o,
-    int (*deliver)(const char *ns, const char *peer, const Meshsig__V1__Emit *emit, void *ud),
-    void (*stored)(const char *ns, const char *sender, const char *cid, int ok, void *ud), void *ud)
+void ms_offline_drain(ms_offline_t *o, ms_offline_deliver_fn deliver, ms_offline_stored_fn stored,
+                      void *ud)
 {
     job_t *r = (job_t *)ms_jsworker_take(o->worker);
-    int undelivered = 0; /* in the current batch (one peer's, ended by its purge marker) */
     while (r) {
         job_t *n = (job_t *)r->link.next;
+        Meshsig__V1__Emit *e =
+            r->data ? (Meshsig__V1__Emit *)ms_pblimit_unpack(
+                          &meshsig__v1__emit__descriptor, r->data, r->len, &ms_pblimit_bus, NULL, 0)
+                    : NULL;
+        if (r->data && !e)
+            ms_error("offline message for %s/%s unreadable; dropped", r->ns, r->peer);
         if (r->kind == JOB_STORED) {
-            stored(r->ns, r->sender, r->cid, r->stored, ud);
-            job_free(r);
-        } else if (r->kind == JOB_PURGE) {
-            if (undelivered) {
-                /* The peer left, or its shard moved, before delivery: the
-                 * messages stay in the stream for its next join or the new
-                 * owner's rebuild, under their own msgIds. */
-                pthread_mutex_lock(&o->lock);
-                known_add(o, r->subject);
-                pthread_mutex_unlock(&o->lock);
-                job_free(r);
-            } else {
-                enqueue(o, r); /* delivered: now the stream may forget them */
-            }
-            undelivered = 0;
-        } else {
-            Meshsig__V1__Emit *e = (Meshsig__V1__Emit *)ms_pblimit_unpack(
-                &meshsig__v1__emit__descriptor, r->data, r->len, &ms_pblimit_bus, NULL, 0);
-            if (e) {
-                if (!deliver(r->ns, r->peer, e, ud))
-                    undelivered = 1;
-                meshsig__v1__emit__free_unpacked(e, NULL);
-            } else {
-                ms_error("offline message for %s/%s unreadable; dropped", r->ns, r->peer);
-            }
-            job_free(r);
+            stored(r->ns, r->sender, r->cid, r->stored, r->peer, e, r->stored ? r->seq : 0, ud);
+        } else if (e && !deliver(r->ns, r->peer, e, r->seq, ud)) {
+            /* The peer left, or its shard moved, before delivery: the
+             * message stays in the stream for its next join or the new
+             * owner's rebuild. */
+            char subject[200];
+            subject_for(o, r->ns, r->peer, subject, sizeof(subject));
+            pthread_mutex_lock(&o->lock);
+            known_add(o, subject);
+            pthread_mutex_unlock(&o->lock);
         }
+        if (e)
+            meshsig__v1__emit__free_unpacked(e, NULL);
+        job_free(r);
         r = n;
     }
 }

@@ -1,11 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Persistent emits for absent peers, kept in a JetStream stream until the peer joins.
+/* Persistent emits, kept in a JetStream stream until the receiver's gateway has written them.
  *
  * JetStream calls are request/reply and would block the loop: they run on this
  * module's own instance of the JetStream worker (common/jsworker.h), on its own
  * NATS connection "meshsig-offline"; the loop queues jobs and gets fetched
  * messages back through ms_offline_drain. Jobs run in order, so a store queued
  * before a peer's join is visible to the fetch that join triggers.
+ *
+ * Delivery is at least once: a stored emit is handed to the receiver's
+ * gateway with its stream sequence and deleted only when that gateway's
+ * receipt (it wrote the frame to the client's socket) comes back
+ * (ms_offline_delete). Until then it is delivered again at the peer's next
+ * join, resume or takeover rebuild; clients drop a msgId seen twice.
  */
 #ifndef MS_OFFLINE_H
 #define MS_OFFLINE_H
@@ -37,26 +43,35 @@ void ms_offline_destroy(ms_offline_t *o);
  * retried (deduplicated by msgId) while JetStream elects leaders. Once
  * JetStream has acknowledged it (or the retries ran out), ms_offline_drain
  * reports the outcome for emit->from and cid (the sender's request id, may
- * be NULL): that is when the sender may be told it is kept. */
+ * be NULL): that is when the sender may be told it is kept. present: the
+ * receiver is a member now; the outcome brings the emit back to deliver. */
 ms_err_t ms_offline_store(ms_offline_t *o, const char *ns, const char *peer,
-                          const Meshsig__V1__Emit *emit, const char *cid);
+                          const Meshsig__V1__Emit *emit, const char *cid, int present);
 /* Loop thread. Queues a fetch of everything stored for peer in ns (nothing
  * when no message is known to wait for it). */
 void ms_offline_fetch(ms_offline_t *o, const char *ns, const char *peer);
+/* Loop thread. The receiver's gateway wrote the stored emit with stream
+ * sequence seq (bus Receipt): it is deleted from the stream. */
+void ms_offline_delete(ms_offline_t *o, uint64_t seq);
 /* Loop thread. Reloads which peers have messages waiting, stored by any
  * coordinator: call it when this coordinator takes a shard over. Until the
  * worker has reloaded the list, every join looks. */
 void ms_offline_refresh(ms_offline_t *o);
-/* Loop thread. Calls deliver for each fetched emit, in order; deliver returns
- * 0 when the peer is not (any longer) a member here. Once a batch is
- * delivered its messages are purged from the stream; an undelivered one stays
- * for the peer's next join (or the next owner's rebuild). Calls stored with
- * the outcome of each finished store (ok: JetStream has it). */
-void ms_offline_drain(ms_offline_t *o,
-                      int (*deliver)(const char *ns, const char *peer,
-                                     const Meshsig__V1__Emit *emit, void *ud),
-                      void (*stored)(const char *ns, const char *sender, const char *cid, int ok,
-                                     void *ud),
+/* A fetched emit for peer in ns, with its stream sequence: returns 0 when
+ * the peer is not (any longer) a member here (the emit stays for its next
+ * join, or the next owner's rebuild). Whoever delivers it asks the gateway
+ * for a receipt of seq and calls ms_offline_delete when it comes. */
+typedef int (*ms_offline_deliver_fn)(const char *ns, const char *peer,
+                                     const Meshsig__V1__Emit *emit, uint64_t seq, void *ud);
+/* The outcome of a store: ok when JetStream has it, for sender and cid.
+ * For a store made with present, emit (else NULL) is the emit to deliver to
+ * peer, and seq its stream sequence (0 when it was not stored). */
+typedef void (*ms_offline_stored_fn)(const char *ns, const char *sender, const char *cid, int ok,
+                                     const char *peer, const Meshsig__V1__Emit *emit, uint64_t seq,
+                                     void *ud);
+/* Loop thread. Calls deliver for each fetched emit, in order, and stored for
+ * each finished store, in the worker's order. */
+void ms_offline_drain(ms_offline_t *o, ms_offline_deliver_fn deliver, ms_offline_stored_fn stored,
                       void *ud);
 /* Whether the stream is available (NATS up and the stream created). */
 int ms_offline_ready(ms_offline_t *o);

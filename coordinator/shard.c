@@ -317,6 +317,9 @@ void ms_shard_handle(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardReq
     case MESHSIG__BUS__SHARD_REQUEST__OP_DISCOVER:
         handle_discover(c, shard, req);
         break;
+    case MESHSIG__BUS__SHARD_REQUEST__OP_RECEIPT:
+        ms_emit_receipt(c, req->receipt);
+        break;
     default:
         c->route.n_bad_requests++;
         break;

@@ -282,6 +282,7 @@ void ms_gw_destroy(ms_gateway_t *gw)
     ms_gw_hello_cleanup(gw);
     ms_gw_ice_cleanup(&gw->ice);
     ms_gw_direct_cleanup(gw);
+    ms_gw_receipt_cleanup(gw);
     ms_gw_peerjs_cleanup(gw);
     free(gw->epochs);
     free(gw->out);

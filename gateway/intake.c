@@ -138,9 +138,12 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d,
         ms_gw_direct_forget(gw, s, m->topology->disconnect->peer);
     if (m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL)
         ms_gw_record_latency(gw, d->origin_us);
+    const ms_outmsg_t *before = s->tail;
     ms_err_t err = ms_gw_send(gw, s, m);
     if (err != MS_OK)
         ms_gw_bounce(gw, s, m, err);
+    else if (d->receipt_seq)
+        ms_gw_receipt_expect(gw, s, before, d->receipt_seq);
     if (d->close_code) {
         ms_gw_direct_closing(gw, s);
         ms_gw_session_close(s, (uint16_t)d->close_code);

@@ -120,6 +120,9 @@ struct ms_gateway {
     uint8_t *pub; /* scratch: one packed request */
     size_t pub_cap;
 
+    /* receipt.c: stored emits queued but not yet written, per session */
+    struct ms_gw_receipts *receipts;
+
     /* direct.c */
     ms_gw_direct_t *direct;
     uint64_t n_direct_out, n_direct_in; /* signals sent to / delivered from other gateways */
@@ -277,6 +280,19 @@ void ms_gw_direct_recheck(ms_gateway_t *gw, uint64_t now);
 void ms_gw_direct_sweep(ms_gateway_t *gw, uint64_t now);
 /* Publishes the batches built this loop turn, one per destination gateway. */
 void ms_gw_direct_flush(ms_gateway_t *gw);
+
+/* ---- receipt.c ----------------------------------------------------------- */
+
+/* A stored emit with stream sequence seq was just handed to ms_gw_send for s
+ * (before: s->tail before that call): its frame is marked, and once written
+ * the owner gets a receipt (bus Receipt). */
+void ms_gw_receipt_expect(ms_gateway_t *gw, ms_session_t *s, const ms_outmsg_t *before,
+                          uint64_t seq);
+/* A write to s took n marked frames: their receipts go to the owner. */
+void ms_gw_receipt_written(ms_gateway_t *gw, ms_session_t *s, unsigned n);
+/* s closes: what it did not write gets no receipt (stays stored). */
+void ms_gw_receipt_forget(ms_gateway_t *gw, ms_session_t *s);
+void ms_gw_receipt_cleanup(ms_gateway_t *gw);
 
 /* ---- publish.c ----------------------------------------------------------- */
 

@@ -15,6 +15,7 @@ int ms_session_queue(ms_session_t *s, const void *data, size_t len, int binary, 
     m->next = NULL;
     m->len = len;
     m->binary = (uint8_t)binary;
+    m->receipt = 0;
     memcpy(m->buf + LWS_PRE, data, len);
     if (s->tail)
         s->tail->next = m;
@@ -45,9 +46,11 @@ static size_t frame_header(unsigned char *h, size_t len, int binary)
     return 10;
 }
 
-ssize_t ms_session_take_frames(ms_session_t *s, unsigned char **buf, size_t *cap, size_t limit)
+ssize_t ms_session_take_frames(ms_session_t *s, unsigned char **buf, size_t *cap, size_t limit,
+                               unsigned *receipts)
 {
     size_t total = 0;
+    *receipts = 0;
     while (s->head) {
         ms_outmsg_t *m = s->head;
         size_t need = 10 + m->len;
@@ -67,6 +70,7 @@ ssize_t ms_session_take_frames(ms_session_t *s, unsigned char **buf, size_t *cap
         size_t h = frame_header(p, m->len, m->binary);
         memcpy(p + h, m->buf + LWS_PRE, m->len);
         total += h + m->len;
+        *receipts += m->receipt;
         s->head = m->next;
         if (!s->head)
             s->tail = NULL;

@@ -26,6 +26,7 @@ typedef struct ms_outmsg {
     struct ms_outmsg *next;
     size_t len;
     uint8_t binary;
+    uint8_t receipt;     /* a stored emit: its owner hears once it is written (receipt.c) */
     unsigned char buf[]; /* LWS_PRE bytes of headroom, then len bytes */
 } ms_outmsg_t;
 
@@ -96,8 +97,10 @@ int ms_session_queue(ms_session_t *s, const void *data, size_t len, int binary, 
  * headroom, growing it as needed) as complete WebSocket frames, headers
  * included, until the queue is empty or the next frame would pass limit bytes
  * (at least one frame is taken). Returns the bytes written, or -1 when out of
- * memory. One write of the result sends them all. */
-ssize_t ms_session_take_frames(ms_session_t *s, unsigned char **buf, size_t *cap, size_t limit);
+ * memory. One write of the result sends them all. *receipts counts the frames
+ * taken that were marked for a receipt. */
+ssize_t ms_session_take_frames(ms_session_t *s, unsigned char **buf, size_t *cap, size_t limit,
+                               unsigned *receipts);
 /* The join was answered: drops what was kept to re-send it (the packed join
  * and the client's request id), ~100 B an idle session need not hold. */
 void ms_session_join_done(ms_session_t *s);

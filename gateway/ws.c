@@ -77,12 +77,14 @@ static void write_now(ms_gateway_t *gw, ms_session_t *s)
     }
     /* Framed here and written raw, as in the callback. A send that takes
      * only part is kept by lws, which asks for POLLOUT itself. */
-    ssize_t n = ms_session_take_frames(s, &gw->wbuf, &gw->wbuf_cap, WRITE_BATCH);
+    unsigned receipts;
+    ssize_t n = ms_session_take_frames(s, &gw->wbuf, &gw->wbuf_cap, WRITE_BATCH, &receipts);
     if (n < 0 || lws_write(wsi, gw->wbuf + LWS_PRE, (size_t)n, LWS_WRITE_RAW) < 0) {
         /* Outside a callback a wsi cannot be closed by returning -1. */
         lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         return;
     }
+    ms_gw_receipt_written(gw, s, receipts); /* stored emits: written, so the owner may delete */
     if (s->head)
         lws_callback_on_writable(wsi);
 }
@@ -375,9 +377,12 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
             /* Everything queued (up to WRITE_BATCH bytes) in one send: the
              * frames are framed here and written raw, which lws passes
              * through unchanged (no extensions are enabled on this vhost). */
-            ssize_t n = ms_session_take_frames(s, &gw->wbuf, &gw->wbuf_cap, WRITE_BATCH);
+            unsigned receipts;
+            ssize_t n = ms_session_take_frames(s, &gw->wbuf, &gw->wbuf_cap, WRITE_BATCH, &receipts);
             if (n < 0 || lws_write(wsi, gw->wbuf + LWS_PRE, (size_t)n, LWS_WRITE_RAW) < 0)
                 return -1;
+            /* Written (what lws could not send at once it keeps and sends). */
+            ms_gw_receipt_written(gw, s, receipts);
         }
         if (s->head) {
             lws_callback_on_writable(wsi);
@@ -397,6 +402,7 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
         ms_gw_deadline_cancel(s);
         lws_dll2_remove(&s->idle_node);
         ms_gw_direct_forget(gw, s, NULL); /* before the leave: its signals go first */
+        ms_gw_receipt_forget(gw, s);      /* unwritten stored emits: sent again on resume */
         if (s->state != MS_SESSION_NEW && s->ns)
             ms_gw_publish_leave(gw, s, "closed");
         ms_gw_peer_index_remove(gw, s);

@@ -1,0 +1,264 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Fault tests: a persistent emit handed to a gateway that dies (SIGKILL) or drains (SIGTERM)
+ * before writing it reaches its receiver when it resumes on another gateway, once. */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster.h"
+#include "testutil.h"
+#include "wsclient.h"
+
+static cluster_t cl;
+static int gs; /* the gateway that stays: senders live here, receivers resume here */
+static int n_victims;
+static const char *const coord_args[] = {"--resume-grace-ms", "10000", NULL};
+static const char *const dev[] = {"--insecure-dev", "--drain-ms", "3000", NULL};
+
+static void cluster_up(void)
+{
+    ck_assert_int_eq(cluster_start_args(&cl, NULL, coord_args), 0);
+    gs = cluster_add_gateway(&cl, "gw-stay", dev);
+    ck_assert_int_ge(gs, 0);
+}
+
+static void cluster_down(void)
+{
+    cluster_stop(&cl);
+}
+
+/* A fresh gateway for one test to kill. */
+static int add_victim(void)
+{
+    char id[32];
+    snprintf(id, sizeof(id), "gw-victim-%d", ++n_victims);
+    int g = cluster_add_gateway(&cl, id, dev);
+    ck_assert_int_ge(g, 0);
+    return g;
+}
+
+static const char *metric = "meshsig_coordinator_stored_emits_total{event=\"receipted\"}";
+
+/* Waits (bounded) until the owner has had at least n receipts: the stored
+ * emits are then queued for deletion, before anything a later join queues. */
+static void wait_receipts(long long n)
+{
+    long long got = 0;
+    for (int i = 0; i < 200; i++) { /* at most 10 s */
+        got = metric_at(cl.admin_port, NULL, metric);
+        if (got >= n)
+            return;
+        wsc_pump(50);
+    }
+    ck_abort_msg("%lld receipts after 10 s, expected %lld", got, n);
+}
+
+static wsc_t *join_token(int gw, const char *ns, const char *peer, char **token)
+{
+    wsc_t *c = wsc_connect(cl.gw_port[gw], NULL, T_MS);
+    ck_assert_ptr_nonnull(c);
+    send_json(c, "{\"hello\":{\"namespace\":\"%s\",\"peerId\":\"%s\"}}", ns, peer);
+    json_t *j = expect_key(c, "welcome");
+    *token = strdup(str_at(j, "welcome", "resumeToken", NULL));
+    ck_assert_msg(**token, "welcome carries no resume token");
+    json_decref(j);
+    return c;
+}
+
+static wsc_t *resume_at(int gw, const char *ns, const char *peer, const char *token)
+{
+    wsc_t *c = wsc_connect(cl.gw_port[gw], NULL, T_MS);
+    ck_assert_ptr_nonnull(c);
+    send_json(c, "{\"id\":\"res\",\"hello\":{\"namespace\":\"%s\",\"resumeToken\":\"%s\"}}", ns,
+              token);
+    json_t *j = expect_key(c, "welcome");
+    ck_assert_str_eq(str_at(j, "welcome", "peerId", NULL), peer);
+    json_decref(j);
+    return c;
+}
+
+static void persistent_emit(wsc_t *from, const char *to, int data)
+{
+    send_json(from,
+              "{\"id\":\"p%d\",\"emit\":{\"to\":\"%s\",\"event\":\"note\",\"data\":%d,"
+              "\"persistent\":true}}",
+              data, to, data);
+    json_t *j = skip_to(from, "ok");
+    char id[16];
+    snprintf(id, sizeof(id), "p%d", data);
+    ck_assert_str_eq(str_at(j, "id", NULL), id);
+    json_decref(j);
+}
+
+/* The next emit on c (topology events before it are skipped): from alice with data. */
+static void expect_note(wsc_t *c, int data, char *msg_id, size_t cap)
+{
+    json_t *j = skip_to(c, "emit");
+    ck_assert_str_eq(str_at(j, "emit", "from", NULL), "alice");
+    ck_assert_str_eq(str_at(j, "emit", "event", NULL), "note");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "emit"), "data")), data);
+    ck_assert_uint_gt(strlen(str_at(j, "emit", "msgId", NULL)), 0);
+    snprintf(msg_id, cap, "%s", str_at(j, "emit", "msgId", NULL));
+    json_decref(j);
+}
+
+/* zoe joins afresh: whatever was receipted is gone from the stream. */
+static void rejoin_gets_nothing(wsc_t *z, const char *ns)
+{
+    wsc_free(z);
+    wsc_pump(300); /* the close reaches the owner as a leave before the new join */
+    z = join_as(cl.gw_port[gs], ns, "zoe");
+    expect_connect(z, "alice", 0);
+    expect_quiet(z, 1000);
+    wsc_free(z);
+}
+
+/* The owner hands zoe's persistent emit to her gateway, which is stopped and
+ * then killed before it could write it: zoe resumes on the other gateway and
+ * gets it there. Before delivery receipts the owner purged it once handed
+ * over, and it was lost. */
+START_TEST(gateway_killed_after_handoff)
+{
+    ck_assert_int_eq(wsc_global_init(), 0);
+    int gv = add_victim();
+    long long before = metric_at(cl.admin_port, NULL, metric);
+    wsc_t *a = join_as(cl.gw_port[gs], "rx-kill", "alice");
+    char *tz;
+    wsc_t *z = join_token(gv, "rx-kill", "zoe", &tz);
+    expect_connect(a, "zoe", 1);
+    expect_connect(z, "alice", 0);
+
+    /* A first emit arrives live and is receipted (the normal case). */
+    char id0[64], id1[64], id2[64];
+    persistent_emit(a, "zoe", 1);
+    expect_note(z, 1, id0, sizeof(id0));
+    wait_receipts(before + 1);
+
+    ck_assert_int_eq(kill(cl.gw[gv], SIGSTOP), 0);
+    /* alice's ok comes once JetStream has the emit and the owner has handed
+     * it to zoe's (stopped) gateway in the same turn. */
+    persistent_emit(a, "zoe", 2);
+    cluster_kill_gateway(&cl, gv);
+    ck_assert(wsc_wait_closed(z, T_MS));
+    wsc_free(z);
+
+    z = resume_at(gs, "rx-kill", "zoe", tz);
+    expect_note(z, 2, id1, sizeof(id1));
+    ck_assert_str_ne(id0, id1);
+    /* Written on the new gateway: receipted there, and not sent again. */
+    wait_receipts(before + 2);
+    persistent_emit(a, "zoe", 3);
+    expect_note(z, 3, id2, sizeof(id2));
+    wait_receipts(before + 3);
+    rejoin_gets_nothing(z, "rx-kill");
+    free(tz);
+    wsc_free(a);
+    wsc_global_cleanup();
+}
+END_TEST
+
+/* zoe's gateway drains (SIGTERM) while the owner hands it her persistent
+ * emit: she gets it before the gateway's reconnect (written, receipted) or
+ * after resuming on the other gateway (not written: still stored), never
+ * not at all. The gateway is stopped while the emit is handed over and the
+ * SIGTERM is queued, so that the drain and the delivery meet on its loop. */
+START_TEST(gateway_draining_at_handoff)
+{
+    ck_assert_int_eq(wsc_global_init(), 0);
+    int gv = add_victim();
+    long long before = metric_at(cl.admin_port, NULL, metric);
+    wsc_t *a = join_as(cl.gw_port[gs], "rx-drain", "alice");
+    char *tz;
+    wsc_t *z = join_token(gv, "rx-drain", "zoe", &tz);
+    expect_connect(a, "zoe", 1);
+    expect_connect(z, "alice", 0);
+
+    ck_assert_int_eq(kill(cl.gw[gv], SIGSTOP), 0);
+    persistent_emit(a, "zoe", 7);
+    ck_assert_int_eq(kill(cl.gw[gv], SIGTERM), 0);
+    ck_assert_int_eq(kill(cl.gw[gv], SIGCONT), 0);
+
+    int got = 0;
+    char id[64] = "", id2[64];
+    /* Before the reconnect, or not at all on this connection. */
+    for (int i = 0; i < 50; i++) {
+        json_t *j = recv_json(z);
+        if (json_object_get(j, "reconnect")) {
+            json_decref(j);
+            break;
+        }
+        if (json_object_get(j, "emit")) {
+            ck_assert_int_eq(
+                json_integer_value(json_object_get(json_object_get(j, "emit"), "data")), 7);
+            snprintf(id, sizeof(id), "%s", str_at(j, "emit", "msgId", NULL));
+            got++;
+        }
+        json_decref(j);
+    }
+    ck_assert(wsc_wait_closed(z, T_MS));
+    ck_assert_int_eq(wsc_close_code(z), 1001);
+    wsc_free(z);
+    cluster_kill(cl.gw[gv], SIGTERM); /* reaps it */
+    cl.gw[gv] = -1;
+    if (got)
+        wait_receipts(before + 1); /* written there: deleted, not delivered again */
+
+    z = resume_at(gs, "rx-drain", "zoe", tz);
+    if (!got) {
+        expect_note(z, 7, id, sizeof(id));
+        wait_receipts(before + 1);
+    }
+    fprintf(stderr, "drain: the emit reached zoe %s\n",
+            got ? "before the reconnect (written by the draining gateway)"
+                : "after her resume (the draining gateway had closed her session)");
+    /* Once: the next emit is the next thing she gets. */
+    persistent_emit(a, "zoe", 8);
+    expect_note(z, 8, id2, sizeof(id2));
+    ck_assert_str_ne(id, id2);
+    wait_receipts(before + 2);
+    rejoin_gets_nothing(z, "rx-drain");
+    free(tz);
+    wsc_free(a);
+    wsc_global_cleanup();
+}
+END_TEST
+
+/* A persistent emit to a peer that is there: stored first, delivered, then
+ * deleted on the receipt (a later join of the same peer gets nothing). */
+START_TEST(present_receiver_receipted)
+{
+    ck_assert_int_eq(wsc_global_init(), 0);
+    long long before = metric_at(cl.admin_port, NULL, metric);
+    wsc_t *a = join_as(cl.gw_port[gs], "rx-live", "alice");
+    wsc_t *z = join_as(cl.gw_port[gs], "rx-live", "zoe");
+    expect_connect(a, "zoe", 1);
+    expect_connect(z, "alice", 0);
+    send_json(a, "{\"id\":\"q\",\"emit\":{\"to\":\"zoe\",\"event\":\"note\",\"data\":5,"
+                 "\"persistent\":true}}");
+    json_t *j = skip_to(a, "ok");
+    ck_assert(json_is_true(json_object_get(json_object_get(j, "ok"), "delivered")));
+    ck_assert(json_is_true(json_object_get(json_object_get(j, "ok"), "stored")));
+    json_decref(j);
+    char id[64];
+    expect_note(z, 5, id, sizeof(id));
+    wait_receipts(before + 1);
+    rejoin_gets_nothing(z, "rx-live");
+    wsc_free(a);
+    wsc_global_cleanup();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("emit_receipt");
+    TCase *tc = tcase_create("cluster");
+    tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, present_receiver_receipted);
+    tcase_add_test(tc, gateway_killed_after_handoff);
+    tcase_add_test(tc, gateway_draining_at_handoff);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
