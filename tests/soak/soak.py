@@ -404,14 +404,19 @@ class Harness:
             for d in datas:
                 if d not in got:
                     lost.append((to, d))
+        # The same data more than once: a stored emit delivered again (at
+        # least once, same msgId) or sent again by its sender after a resume.
+        dup_emits = sum(len(g) - len(set(g)) for g in st.delivered.values())
         out = {"minutes": round(took / 60, 1), "restart_every_min": self.args.restart_every,
                "peers": self.args.peers, "restarts": self.restarts, "counters": st.c,
-               "persistent_emits_lost": len(lost), "lost": lost[:20], "processes": procs}
+               "persistent_emits_lost": len(lost), "lost": lost[:20],
+               "persistent_emits_delivered_twice": dup_emits, "processes": procs}
         print(json.dumps(out, indent=1))
         print(f"\nsoak: {out['minutes']} min, {len(self.restarts)} restarts, "
               f"{st.c['signals_sent']} signals sent / {st.c['signals_received']} received, "
               f"{st.c['order_violations']} ordering violations, {st.c['duplicates']} duplicates, "
               f"{st.c['emits_acked']} stored emits acknowledged, {len(lost)} lost, "
+              f"{dup_emits} delivered more than once, "
               f"{st.c['joins']} joins, {st.c['resumes']} resumes, "
               f"{st.c['reconnects']} reconnects")
         print(f"{'process':8} {'pid':>7} {'from-to s':>11} {'RSS KiB first/last/max':>24} "
