@@ -142,8 +142,11 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d,
     ms_err_t err = ms_gw_send(gw, s, m);
     if (err != MS_OK)
         ms_gw_bounce(gw, s, m, err);
-    else if (d->receipt_seq)
-        ms_gw_receipt_expect(gw, s, before, d->receipt_seq);
+    /* A stored emit this client's encoding cannot carry never will: its
+     * sender was told (bounce), and it is done rather than sent again at
+     * every join. Out of memory it stays stored. */
+    if (d->receipt_seq && (err == MS_OK || err == MS_ERR_INVAL))
+        ms_gw_receipt_expect(gw, s, err == MS_OK ? before : s->tail, d->receipt_seq);
     if (d->close_code) {
         ms_gw_direct_closing(gw, s);
         ms_gw_session_close(s, (uint16_t)d->close_code);
