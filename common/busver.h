@@ -25,7 +25,8 @@
  * Barrier), Undeliverable, Discover/PeerList, Join's grants and claim, Delivery.signal_scope,
  * ResyncReport's tree source, per-shard namespace counts, admin actions, ResyncRequest's
  * gateway_id (an ask of one gateway; a 1.0 gateway answers it as if asked with the others),
- * a moved sender's DirectSignal END (owner_too) and Delivery.retired (retired_gone). */
+ * a moved sender's DirectSignal END (owner_too) and Delivery.retired (retired_gone), delivery
+ * receipts of stored emits (Delivery.receipt_seq, Receipt). */
 #define MS_BUS_MINOR 1u
 #define MS_BUS_VERSION ((MS_BUS_MAJOR << 16) | MS_BUS_MINOR)
 #define MS_BUS_VERSION_FIELD 15u
