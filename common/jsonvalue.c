@@ -158,6 +158,35 @@ static const char *build_number(const char *p, const char *end, Meshsig__V1__Val
     return q;
 }
 
+typedef struct {
+    Meshsig__V1__Struct *st;
+    size_t cap;
+} object_t;
+
+/* One member of an object: a fields entry, then its value built in place. */
+static const char *build_member(void *ud, const char *k, size_t kl, const char *p, const char *end)
+{
+    object_t *o = ud;
+    Meshsig__V1__Struct *st = o->st;
+    if (grow((void ***)&st->fields, st->n_fields, &o->cap))
+        return NULL;
+    Meshsig__V1__Struct__FieldsEntry *e = malloc(sizeof(*e));
+    Meshsig__V1__Value *ev = malloc(sizeof(*ev));
+    char *key = decode(k, kl, 0);
+    if (!e || !ev || !key) {
+        free(e);
+        free(ev);
+        free(key);
+        return NULL;
+    }
+    meshsig__v1__struct__fields_entry__init(e);
+    meshsig__v1__value__init(ev);
+    e->key = key;
+    e->value = ev;
+    st->fields[st->n_fields++] = e;
+    return build(p, end, ev);
+}
+
 static const char *build_object(const char *p, const char *end, Meshsig__V1__Value *v)
 {
     Meshsig__V1__Struct *st = malloc(sizeof(*st));
@@ -166,42 +195,10 @@ static const char *build_object(const char *p, const char *end, Meshsig__V1__Val
     meshsig__v1__struct__init(st);
     v->kind_case = MESHSIG__V1__VALUE__KIND_STRUCT_VALUE;
     v->struct_value = st; /* from here on the caller's free reaches it */
-    size_t cap = 0;
-    p = ms_json_ws(p + 1, end);
-    if (p < end && *p == '}')
-        return p + 1;
-    for (;;) {
-        const char *k;
-        size_t kl;
-        int esc;
-        if (!(p = ms_json_scan_string(p, end, &k, &kl, &esc)) || esc)
-            return NULL; /* the scanner vouches for no escaped key */
-        p = ms_json_ws(p, end);
-        if (p >= end || *p != ':' || grow((void ***)&st->fields, st->n_fields, &cap))
-            return NULL;
-        Meshsig__V1__Struct__FieldsEntry *e = malloc(sizeof(*e));
-        Meshsig__V1__Value *ev = malloc(sizeof(*ev));
-        char *key = decode(k, kl, 0);
-        if (!e || !ev || !key) {
-            free(e);
-            free(ev);
-            free(key);
-            return NULL;
-        }
-        meshsig__v1__struct__fields_entry__init(e);
-        meshsig__v1__value__init(ev);
-        e->key = key;
-        e->value = ev;
-        st->fields[st->n_fields++] = e;
-        if (!(p = build(ms_json_ws(p + 1, end), end, ev)))
-            return NULL;
-        p = ms_json_ws(p, end);
-        if (p < end && *p == '}')
-            return p + 1;
-        if (p >= end || *p != ',')
-            return NULL;
-        p = ms_json_ws(p + 1, end);
-    }
+    /* The scanner's walk: it refuses an escaped key, as the scan that vouched
+     * for this text did. */
+    object_t o = {st, 0};
+    return ms_json_scan_object(p, end, build_member, &o);
 }
 
 static const char *build_array(const char *p, const char *end, Meshsig__V1__Value *v)
