@@ -157,6 +157,24 @@ static void held_free_list(held_t *h)
     }
 }
 
+/* A marker from s to the other end of its edge e (DRAIN, END), in e's
+ * shard and epoch: what the receiving gateway matches against its record. */
+static Meshsig__Bus__DirectSignal edge_marker(const ms_session_t *s, const edge_t *e,
+                                              Meshsig__Bus__DirectSignal__Kind kind)
+{
+    Meshsig__Bus__DirectSignal ds = MESHSIG__BUS__DIRECT_SIGNAL__INIT;
+    ds.kind = kind;
+    ds.shard = e->shard;
+    ds.epoch = e->epoch;
+    ds.namespace_ = s->ns;
+    ds.from_peer = s->peer_id;
+    ds.from_session = s->id;
+    ds.to_peer = e->peer;
+    ds.to_session = e->remote;
+    ds.client_id = (char *)"";
+    return ds;
+}
+
 static void edge_free(ms_gw_direct_t *d, edge_t *e)
 {
     HASH_DELETE(hh, d->edges, e);
@@ -669,16 +687,8 @@ void ms_gw_direct_location(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus
         /* The neighbour moved. Signals sent to its old place may still be on
          * the way there: hold the next ones until the barrier passes. */
         if (e->sent && !e->draining && strcmp(e->gw, gw->id)) {
-            Meshsig__Bus__DirectSignal ds = MESHSIG__BUS__DIRECT_SIGNAL__INIT;
-            ds.kind = MESHSIG__BUS__DIRECT_SIGNAL__KIND__DRAIN;
-            ds.shard = e->shard;
-            ds.epoch = e->epoch;
-            ds.namespace_ = s->ns;
-            ds.from_peer = s->peer_id;
-            ds.from_session = s->id;
-            ds.to_peer = e->peer;
-            ds.to_session = e->remote;
-            ds.client_id = (char *)"";
+            Meshsig__Bus__DirectSignal ds =
+                edge_marker(s, e, MESHSIG__BUS__DIRECT_SIGNAL__KIND__DRAIN);
             if (append(gw, e->gw, &ds) == 0) {
                 e->draining = 1;
                 e->drain_until_us = ms_clock_mono_us() + DRAIN_TIMEOUT_US;
@@ -753,16 +763,8 @@ static void end_edges(ms_gateway_t *gw, ms_session_t *s)
         if (!e)
             continue;
         if (s->peer_id && strcmp(e->gw, gw->id)) {
-            Meshsig__Bus__DirectSignal ds = MESHSIG__BUS__DIRECT_SIGNAL__INIT;
-            ds.kind = MESHSIG__BUS__DIRECT_SIGNAL__KIND__END;
-            ds.shard = e->shard;
-            ds.epoch = e->epoch;
-            ds.namespace_ = s->ns;
-            ds.from_peer = s->peer_id;
-            ds.from_session = s->id;
-            ds.to_peer = e->peer;
-            ds.to_session = e->remote;
-            ds.client_id = (char *)"";
+            Meshsig__Bus__DirectSignal ds =
+                edge_marker(s, e, MESHSIG__BUS__DIRECT_SIGNAL__KIND__END);
             ds.owner_too = s->owner_signalled || e->n_held || e->via_owner;
             if (append(gw, e->gw, &ds) != 0)
                 ms_warn("END for %s/%s to %s not queued; its new place's signals wait %u ms", s->ns,
