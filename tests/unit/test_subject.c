@@ -37,6 +37,11 @@ START_TEST(wire_strings)
     /* The strings other NATS clients (backends, the tests, older nodes) rely on. */
     char buf[200];
     ck_assert_str_eq(ms_subject_shard(buf, sizeof(buf), "meshsig", 42), "meshsig.shard.42");
+    ck_assert_str_eq(ms_subject_shard(buf, sizeof(buf), "meshsig", 0), "meshsig.shard.0");
+    ck_assert_str_eq(ms_subject_shard(buf, sizeof(buf), "p", 4294967295u), "p.shard.4294967295");
+    /* "p.shard.10" and its NUL take 11 bytes: 10 is one too few. */
+    ck_assert_str_eq(ms_subject_shard(buf, 11, "p", 10), "p.shard.10");
+    ck_assert_ptr_null(ms_subject_shard(buf, 10, "p", 10));
     ck_assert_str_eq(ms_subject_shard_any(buf, sizeof(buf), "meshsig"), "meshsig.shard.*");
     ck_assert_str_eq(ms_subject_gw(buf, sizeof(buf), "meshsig", "gw-1"), "meshsig.gw.gw-1");
     ck_assert_str_eq(ms_subject(buf, sizeof(buf), "meshsig", MS_SUBJ_GW_HEARTBEAT, NULL),
