@@ -337,6 +337,8 @@ void ms_gw_direct_flush(ms_gateway_t *gw)
         t->dirty = 0;
         if (t->n && ms_bus_publish(gw->bus, t->subject, NULL, t->buf, t->len) != MS_OK)
             ms_warn("direct batch to %s (%zu signals) not published", t->gw, t->n);
+        else if (t->n)
+            gw->n_direct_batches++;
         t->len = t->header_len;
         t->n = 0;
     }

@@ -127,6 +127,7 @@ struct ms_gateway {
     ms_gw_direct_t *direct;
     uint64_t n_direct_out, n_direct_in; /* signals sent to / delivered from other gateways */
     uint64_t n_direct_to_owner;         /* direct signals this gateway handed to the owner */
+    uint64_t n_direct_batches;          /* NATS messages that carried direct signals out */
     uint64_t n_direct_held;             /* direct signals held for the owner's announcement */
     uint64_t n_direct_retire_timeouts;  /* a moved sender's old place sent no END in time */
 

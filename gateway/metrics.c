@@ -71,6 +71,10 @@ char *ms_gw_metrics_text(ms_gateway_t *gw, size_t *len)
                       "without the shard owner");
     ms_metrics_u64(&m, "dir", "out", gw->n_direct_out);
     ms_metrics_u64(&m, "dir", "in", gw->n_direct_in);
+    ms_metrics_counter(&m, "meshsig_gateway_direct_batches_total",
+                       "NATS messages that carried this gateway's direct signals (and path "
+                       "markers) to other gateways: one per destination gateway per loop turn",
+                       gw->n_direct_batches);
     ms_metrics_counter(&m, "meshsig_gateway_signals_direct_to_owner_total",
                        "direct signals this gateway could not vouch for (or deliver) and handed "
                        "to the shard owner",
