@@ -7,10 +7,12 @@
 #include <string.h>
 #include <signal.h>
 #include <time.h>
+#include <unistd.h>
 #include <nats/nats.h>
 
 #include "bus.pb-c.h"
 #include "cluster.h"
+#include "rawws.h"
 #include "testutil.h"
 #include "wsclient.h"
 
@@ -685,6 +687,176 @@ START_TEST(coordinator_killed_mid_burst)
 }
 END_TEST
 
+/* ---- many pairs in one NATS message ---- */
+
+#define MP_SIDE 4   /* senders (and receivers) per gateway */
+#define MP_N 500    /* signals per pair */
+#define MP_CHUNK 25 /* seqs per write: 2 x 25 frames that the gateway reads in one turn */
+#define MP_PEERS (4 * MP_SIDE)
+
+/* Appends one masked text frame carrying text to buf (room for it is the caller's). */
+static size_t frame_put(uint8_t *buf, const char *text)
+{
+    static const uint8_t key[4] = {0x11, 0x22, 0x33, 0x44};
+    size_t n = strlen(text), h = 0;
+    buf[h++] = RWS_FIN | 0x1;
+    if (n < 126) {
+        buf[h++] = (uint8_t)(0x80 | n);
+    } else {
+        buf[h++] = 0x80 | 126;
+        buf[h++] = (uint8_t)(n >> 8);
+        buf[h++] = (uint8_t)n;
+    }
+    memcpy(buf + h, key, 4);
+    h += 4;
+    for (size_t i = 0; i < n; i++)
+        buf[h + i] = (uint8_t)text[i] ^ key[i % 4];
+    return h + n;
+}
+
+static void write_all(int fd, const uint8_t *p, size_t n)
+{
+    for (int guard = 0; n && guard < 10000; guard++) {
+        ssize_t w = write(fd, p, n);
+        ck_assert_msg(w > 0, "write to the gateway failed");
+        p += w;
+        n -= (size_t)w;
+    }
+    ck_assert_uint_eq(n, 0);
+}
+
+/* Reads c's frames until it has been told to connect to n_want peers (a raw client's welcome
+ * and connects are JSON text frames). */
+static void rws_expect_connects(rws_t *c, int n_want)
+{
+    int seen = 0;
+    for (int i = 0; i < 4 * MP_PEERS && seen < n_want; i++) {
+        uint8_t *p = NULL, b0;
+        size_t len;
+        ck_assert_int_ge(rws_recv_frame(c, T_MS, &p, &len, &b0), 0);
+        json_t *j = p ? json_loadb((const char *)p, len, 0, NULL) : NULL;
+        seen += j && *str_at(j, "topology", "connect", "peer", NULL);
+        json_decref(j);
+        free(p);
+    }
+    ck_assert_int_eq(seen, n_want);
+}
+
+/* Reads signals on c from two senders, each sending seq 0..MP_N-1 in order. */
+static void read_two(wsc_t *c, const char *from0, const char *from1)
+{
+    int next[2] = {0, 0};
+    for (int guard = 0; (next[0] < MP_N || next[1] < MP_N) && guard < 4 * MP_N; guard++) {
+        json_t *j = wsc_recv_json(c, T_MS);
+        ck_assert_msg(j, "signals missing: %d of %d from %s, %d from %s", next[0], MP_N, from0,
+                      next[1], from1);
+        json_t *sig = json_object_get(j, "signal");
+        if (sig) {
+            const char *from = str_at(sig, "from", NULL);
+            int k = !strcmp(from, from0) ? 0 : !strcmp(from, from1) ? 1 : -1;
+            ck_assert_msg(k >= 0, "signal from unexpected %s", from);
+            long long seq =
+                json_integer_value(json_object_get(json_object_get(sig, "payload"), "seq"));
+            ck_assert_msg(seq == next[k], "from %s: expected seq %d, got %lld", from, next[k], seq);
+            next[k]++;
+        }
+        json_decref(j);
+    }
+    ck_assert_int_eq(next[0], MP_N);
+    ck_assert_int_eq(next[1], MP_N);
+}
+
+/* Many pairs across two gateways at once, each sender's frames to two receivers interleaved
+ * and written 50 at a time: the gateway puts what it read in one loop turn into one NATS
+ * message per destination gateway, and every pair's signals still arrive complete and in
+ * order. The direct batch counter shows they shared NATS messages. */
+START_TEST(many_pairs_share_nats_messages_in_order)
+{
+    const char *ns = "direct-many";
+    set_policy(ns, "{\"topology\":\"fullmesh\"}");
+    /* Per gateway g (0: gw-1, 1: gw-2): senders "s<g>-<i>" (raw clients) and receivers
+     * "r<g>-<i>". Sender s<g>-<i> signals r<1-g>-<i> and r<1-g>-<i+1>. */
+    rws_t *snd[2][MP_SIDE];
+    wsc_t *rcv[2][MP_SIDE];
+    char name[2][2][MP_SIDE][16];
+    for (int g = 0; g < 2; g++)
+        for (int i = 0; i < MP_SIDE; i++) {
+            snprintf(name[g][0][i], 16, "s%d-%d", g, i);
+            snprintf(name[g][1][i], 16, "r%d-%d", g, i);
+            int port = cl.gw_port[g ? g2 : g1];
+            snd[g][i] = rws_connect(port, "13", "meshsig.v1.json", NULL, T_MS);
+            ck_assert_ptr_nonnull(snd[g][i]);
+            ck_assert_int_eq(snd[g][i]->status, 101);
+            char hello[128];
+            snprintf(hello, sizeof(hello), "{\"hello\":{\"namespace\":\"%s\",\"peerId\":\"%s\"}}",
+                     ns, name[g][0][i]);
+            ck_assert_int_eq(rws_send_frame(snd[g][i], RWS_FIN | 0x1, 1, hello, strlen(hello)), 0);
+            rcv[g][i] = join_as(port, ns, name[g][1][i]);
+        }
+    /* Full mesh: every peer is told of all the others; then both gateways hold every edge. */
+    for (int g = 0; g < 2; g++)
+        for (int i = 0; i < MP_SIDE; i++) {
+            rws_expect_connects(snd[g][i], MP_PEERS - 1);
+            int seen = 0;
+            for (int k = 0; k < 4 * MP_PEERS && seen < MP_PEERS - 1; k++) {
+                json_t *j = recv_json(rcv[g][i]);
+                seen += *str_at(j, "topology", "connect", "peer", NULL) != 0;
+                json_decref(j);
+            }
+            ck_assert_int_eq(seen, MP_PEERS - 1);
+        }
+
+    long long coord0 = coord_signals();
+    long long out0[2] = {gw_direct(g1, "out"), gw_direct(g2, "out")};
+    long long batches0[2] = {
+        metric_at(cl.gw_port[g1], NULL, "meshsig_gateway_direct_batches_total"),
+        metric_at(cl.gw_port[g2], NULL, "meshsig_gateway_direct_batches_total")};
+    uint8_t *buf = malloc(2 * MP_CHUNK * 256);
+    ck_assert_ptr_nonnull(buf);
+    for (int first = 0; first < MP_N; first += MP_CHUNK)
+        for (int g = 0; g < 2; g++)
+            for (int i = 0; i < MP_SIDE; i++) {
+                size_t len = 0;
+                for (int seq = first; seq < first + MP_CHUNK && seq < MP_N; seq++)
+                    for (int t = 0; t < 2; t++) {
+                        char text[200];
+                        snprintf(text, sizeof(text),
+                                 "{\"signal\":{\"to\":\"%s\",\"payload\":{\"seq\":%d,\"pad\":"
+                                 "\"0123456789abcdef\"}}}",
+                                 name[1 - g][1][(i + t) % MP_SIDE], seq);
+                        len += frame_put(buf + len, text);
+                    }
+                write_all(snd[g][i]->fd, buf, len);
+            }
+    free(buf);
+    /* Receiver r<g>-<i> hears from s<1-g>-<i> and s<1-g>-<i-1>. */
+    for (int g = 0; g < 2; g++)
+        for (int i = 0; i < MP_SIDE; i++)
+            read_two(rcv[g][i], name[1 - g][0][i], name[1 - g][0][(i + MP_SIDE - 1) % MP_SIDE]);
+
+    ck_assert_int_eq(coord_signals() - coord0, 0);
+    for (int g = 0; g < 2; g++) {
+        int port = cl.gw_port[g ? g2 : g1];
+        long long sent = gw_direct(g ? g2 : g1, "out") - out0[g];
+        long long batches =
+            metric_at(port, NULL, "meshsig_gateway_direct_batches_total") - batches0[g];
+        ck_assert_int_eq(sent, 2 * MP_SIDE * MP_N);
+        fprintf(stderr,
+                "gw-%d: %lld signals to the other gateway in %lld NATS messages (%.1f "
+                "per message)\n",
+                g + 1, sent, batches, batches ? (double)sent / batches : 0.0);
+        /* At least one loop turn read two or more frames: whole writes of 50 frames arrive. */
+        ck_assert_int_ge(batches, 1);
+        ck_assert_int_lt(batches, sent);
+    }
+    for (int g = 0; g < 2; g++)
+        for (int i = 0; i < MP_SIDE; i++) {
+            rws_free(snd[g][i]);
+            wsc_free(rcv[g][i]);
+        }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("direct");
@@ -693,6 +865,7 @@ int main(void)
     tcase_add_checked_fixture(tc, client_up, client_down);
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, signals_cross_directly_in_order);
+    tcase_add_test(tc, many_pairs_share_nats_messages_in_order);
     tcase_add_test(tc, owner_answers_not_neighbour_and_peer_not_found);
     tcase_add_test(tc, resume_mid_burst_keeps_order);
     tcase_add_test(tc, sender_resume_mid_burst_keeps_order);
