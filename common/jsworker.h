@@ -14,10 +14,11 @@
  * One implementation, one instance per user. Leases and stored emits each get
  * their own worker (thread and connection): a job cannot be interrupted once
  * it runs, and an offline job may block for up to a minute (a store or fetch
- * retrying through a JetStream leader election), while a lease renewal must
+ * retrying through a JetStream leader election), while a lease renewal should
  * come back within a third of the lease TTL (400 ms by default) or the shard
- * is dropped. One thread with priorities would still make a renewal wait for
- * the offline call in progress; two instances of one worker cannot.
+ * goes in doubt (coordinator/cluster.c) and stops sending until it does. One thread with priorities
+ * would still make a renewal wait for the offline call in progress; two instances of one worker
+ * cannot.
  *
  * Jobs and results are the user's structs with an ms_jsjob_t as their first
  * member; the worker only links them. Ownership passes with each call.

@@ -181,6 +181,12 @@ static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
     ms_metrics_u64(&m, "event", "claimed", c->cluster.n_claims);
     ms_metrics_u64(&m, "event", "lost", c->cluster.n_losses);
     ms_metrics_u64(&m, "event", "handed_off", c->cluster.n_handoffs);
+    /* The lease deadline passed before a renewal was confirmed; kept: a late one succeeded. */
+    ms_metrics_u64(&m, "event", "in_doubt", c->cluster.n_doubts);
+    ms_metrics_u64(&m, "event", "kept_late", c->cluster.n_kept_late);
+    ms_metrics_counter(&m, "meshsig_coordinator_deliveries_discarded_total",
+                       "deliveries held while a lease was in doubt, discarded when it was lost",
+                       c->outbox.n_discarded);
     ms_metrics_counter(&m, "meshsig_nats_reconnects_total", "reconnections to NATS",
                        ms_bus_reconnects(c->bus));
     ms_edges_metrics(c, &m);

@@ -10,6 +10,22 @@
  * of the lease after its last successful write, so it stops before anyone
  * else can claim.
  *
+ * Late renewals. Under CPU starvation (or SIGSTOP) the deadline can pass
+ * while a renewal is out, or before one could be sent. The shard is then not
+ * dropped at once but held in doubt: its output is kept (ms_outbox_hold),
+ * and a renewal (compare-and-set from the last revision we wrote) settles
+ * it. A success proves that nobody else served in between: JetStream orders
+ * every write to the key, a claim is always a write (create-if-absent, or
+ * compare-and-set over a released empty value; nothing acts on a lease it
+ * only read or saw expire), and a compare-and-set from our revision fails
+ * once any other write came after it, the removal of the expired key
+ * included. So the shard is kept, the held output sent, and it is served
+ * until 2/3 of the lease after that renewal was sent (the new key lives a
+ * lease from its write, which came after). A renewal that is refused, or
+ * finds another coordinator's id at a newer revision, loses the shard and
+ * the held output is discarded: the gateways never see it. The doubt lasts
+ * one lease at most, then the shard is dropped as before.
+ *
  * All coordinators subscribe <prefix>.shard.* and drop what they do not own
  * (gating here, on the loop thread, against the same state the leases
  * update). Per-shard subscriptions would have to follow every ownership
@@ -199,6 +215,8 @@ void ms_cluster_drop_shard(ms_coord_t *c, uint32_t shard)
     queue_free(s);
     s->state = MS_SHARD_FREE;
     s->renewing = 0;
+    s->doubt_until = 0;
+    s->first_try_ms = 0;
     s->gen++;
     s->epoch = 0;
     s->next_claim = ms_clock_mono_ms() + CLAIM_RETRY_MS;
@@ -324,6 +342,39 @@ static void rebuilt(ms_coord_t *c, uint32_t shard)
         replay_list(c, shard, ms_gwsync_reported(c, &s->sync, ms_resync_answered_at(s->resync, i)));
 }
 
+static void renew(ms_coord_t *c, uint32_t shard)
+{
+    ms_shard_t *s = &c->cluster.shards[shard];
+    s->renewing = 1;
+    ms_lease_renew(c->cluster.lease, shard, s->gen, s->rev, s->first_try_ms);
+}
+
+/* Whether the shard may act now. Past valid_until it is put in doubt (held output, a
+ * renewal decides: "Late renewals" above), and dropped when the doubt has lasted a lease. */
+static int lease_check(ms_coord_t *c, uint32_t shard, uint64_t now)
+{
+    ms_shard_t *s = &c->cluster.shards[shard];
+    if (s->state != MS_SHARD_OWNED && s->state != MS_SHARD_REBUILDING)
+        return 0;
+    if (now < s->valid_until && !s->doubt_until)
+        return 1;
+    if (!s->doubt_until) {
+        s->doubt_until = now + (uint64_t)c->cfg->lease_ttl_ms;
+        c->cluster.n_doubts++;
+        /* What is still unsent waits too: past the deadline nothing goes out unconfirmed. */
+        ms_outbox_hold(&c->outbox, shard, 1);
+        ms_warn("shard %u: lease not renewed in time (%llu ms past the deadline); output held "
+                "until a renewal settles it",
+                shard, (unsigned long long)(now - s->valid_until));
+        s->next_renew = now;
+    } else if (now >= s->doubt_until) {
+        ms_warn("shard %u: lease not renewed in time; no longer serving it", shard);
+        c->cluster.n_losses++;
+        ms_cluster_drop_shard(c, shard);
+    }
+    return 0;
+}
+
 void ms_cluster_tick(ms_coord_t *c, uint64_t now)
 {
     if (now >= c->cluster.next_heartbeat_ms && !c->cluster.stopping) {
@@ -349,10 +400,10 @@ void ms_cluster_tick(ms_coord_t *c, uint64_t now)
         switch (s->state) {
         case MS_SHARD_OWNED:
         case MS_SHARD_REBUILDING:
-            if (now >= s->valid_until) {
-                ms_warn("shard %u: lease not renewed in time; no longer serving it", n);
-                c->cluster.n_losses++;
-                ms_cluster_drop_shard(c, n);
+            if (!lease_check(c, n, now)) {
+                /* In doubt: a renewal settles it; no hand-off, no rebuild step meanwhile. */
+                if (s->state != MS_SHARD_FREE && !s->renewing && now >= s->next_renew)
+                    renew(c, n);
                 break;
             }
             if (!s->mine) {
@@ -361,10 +412,8 @@ void ms_cluster_tick(ms_coord_t *c, uint64_t now)
                 release(c, n, "hand-off");
                 break;
             }
-            if (!s->renewing && now >= s->next_renew) {
-                s->renewing = 1;
-                ms_lease_renew(c->cluster.lease, n, s->gen, s->rev);
-            }
+            if (!s->renewing && now >= s->next_renew)
+                renew(c, n);
             if (s->state == MS_SHARD_REBUILDING &&
                 ms_resync_poll(c, s->resync, n, now, c->cluster.mono_started_ms)) {
                 rebuilt(c, n);
@@ -443,20 +492,39 @@ void ms_cluster_lease_results(ms_coord_t *c)
                 ms_offline_refresh(c->offline);
             s->resync = ms_resync_begin(c, r->shard, s->epoch);
             break;
-        case MS_LEASE_RENEW:
+        case MS_LEASE_RENEW: {
             if (!s || r->gen != s->gen)
                 break;
+            uint64_t now = ms_clock_mono_ms();
             s->renewing = 0;
             if (r->ok) {
                 s->rev = r->rev;
+                s->first_try_ms = 0;
                 s->valid_until = r->sent_ms + ttl * 2 / 3;
                 s->next_renew = r->sent_ms + ttl / 3;
+                if (s->doubt_until && now < s->valid_until) {
+                    /* Nobody wrote the key in between (the argument above): still ours. */
+                    s->doubt_until = 0;
+                    c->cluster.n_kept_late++;
+                    ms_outbox_hold(&c->outbox, r->shard, 0);
+                    ms_info("shard %u: lease renewed late (epoch %llu, revision %llu); kept",
+                            r->shard, (unsigned long long)s->epoch, (unsigned long long)s->rev);
+                } else if (s->doubt_until) {
+                    s->next_renew = now; /* confirmed, but already past: once more */
+                }
+            } else if (r->lost) {
+                ms_warn("shard %u: lease taken by another coordinator; no longer serving it",
+                        r->shard);
+                c->cluster.n_losses++;
+                ms_cluster_drop_shard(c, r->shard);
             } else {
-                /* Maybe only slow: try again while the lease is surely ours;
-                 * the tick stops serving at valid_until either way. */
-                s->next_renew = ms_clock_mono_ms() + 50;
+                if (!s->first_try_ms)
+                    s->first_try_ms = r->sent_ms;
+                /* Maybe only slow: try again; the deadline puts the shard in doubt. */
+                s->next_renew = now + 50;
             }
             break;
+        }
         default:
             break;
         }
@@ -464,25 +532,20 @@ void ms_cluster_lease_results(ms_coord_t *c)
     }
 }
 
-/* Drops the shard when its lease ran out: checked on each request too, not only on the
- * tick, because past valid_until another coordinator may own it. */
-static void check_lease(ms_coord_t *c, uint32_t shard)
+/* Whether the shard may act on a request: checked on each request too, not only on the tick,
+ * because past valid_until another coordinator may own it (lease_check). */
+static int check_lease(ms_coord_t *c, uint32_t shard)
 {
-    ms_shard_t *s = &c->cluster.shards[shard];
-    if (s->state != MS_SHARD_FREE && s->state != MS_SHARD_CLAIMING &&
-        ms_clock_mono_ms() >= s->valid_until) {
-        c->cluster.n_losses++;
-        ms_warn("shard %u: lease not renewed in time; no longer serving it", shard);
-        ms_cluster_drop_shard(c, shard);
-    }
+    return lease_check(c, shard, ms_clock_mono_ms());
 }
 
 void ms_cluster_backend_request(ms_coord_t *c, uint32_t shard, const char *reply,
                                 const uint8_t *data, size_t len)
 {
-    check_lease(c, shard);
+    /* Backends get their answers straight, not through the outbox: in doubt they retry. */
+    int ok = check_lease(c, shard);
     ms_shard_t *s = &c->cluster.shards[shard];
-    if (s->state == MS_SHARD_REBUILDING)
+    if (s->state == MS_SHARD_REBUILDING || (s->state == MS_SHARD_OWNED && !ok))
         ms_backend_request_later(c, shard, reply, data, len);
     else if (s->state == MS_SHARD_OWNED)
         ms_backend_request(c, shard, reply, data, len);
@@ -491,6 +554,7 @@ void ms_cluster_backend_request(ms_coord_t *c, uint32_t shard, const char *reply
 void ms_cluster_request(ms_coord_t *c, uint32_t shard, const uint8_t *data, size_t len)
 {
     ms_shard_t *s = &c->cluster.shards[shard];
+    /* In doubt the request is handled as usual: what it sends is held with the rest. */
     check_lease(c, shard);
     if (s->state == MS_SHARD_REBUILDING) {
         ms_queued_t *q = s->n_queued < MAX_QUEUED ? malloc(sizeof(*q) + len) : NULL;
@@ -640,9 +704,13 @@ const char *ms_cluster_owner(ms_coord_t *c, uint32_t shard)
     return owner;
 }
 
-static const char *state_name(uint8_t st)
+static const char *state_name(const ms_shard_t *s, uint64_t now)
 {
-    switch (st) {
+    /* Past the deadline (the tick may not have run yet) and no renewal confirmed: output held. */
+    if ((s->state == MS_SHARD_OWNED || s->state == MS_SHARD_REBUILDING) &&
+        (s->doubt_until || now >= s->valid_until))
+        return "in-doubt";
+    switch (s->state) {
     case MS_SHARD_CLAIMING:
         return "claiming";
     case MS_SHARD_REBUILDING:
@@ -681,10 +749,15 @@ json_t *ms_cluster_json(ms_coord_t *c)
             }
         }
         const char *want = ms_cluster_desired_owner(c, n);
-        json_array_append_new(shards,
-                              json_pack("{s:i, s:s?, s:I, s:s?, s:s}", "shard", (json_int_t)n,
-                                        "owner", owner, "epoch", (json_int_t)epoch, "desired", want,
-                                        "here", state_name(s->state)));
+        json_t *sj =
+            json_pack("{s:i, s:s?, s:I, s:s?, s:s}", "shard", (json_int_t)n, "owner", owner,
+                      "epoch", (json_int_t)epoch, "desired", want, "here", state_name(s, now));
+        /* How long this coordinator may still act without another confirmed renewal. */
+        if (sj && (s->state == MS_SHARD_OWNED || s->state == MS_SHARD_REBUILDING))
+            json_object_set_new(
+                sj, "leaseValidMs",
+                json_integer(now < s->valid_until ? (json_int_t)(s->valid_until - now) : 0));
+        json_array_append_new(shards, sj);
     }
     char bv[16];
     ms_busver_str(MS_BUS_VERSION, bv, sizeof(bv));

@@ -56,6 +56,12 @@ typedef struct ms_shard {
     uint64_t epoch;       /* the revision of the claim: stamped on every batch */
     uint64_t rev;         /* the last revision written, for compare-and-set */
     uint64_t valid_until; /* serve until then: 2/3 of the lease after the last write was sent */
+    /* Nonzero: valid_until passed before a renewal was confirmed. The shard is
+     * in doubt until a renewal settles it or this passes: its output is held
+     * (ms_outbox_hold), sent if a renewal succeeds, discarded if the lease is
+     * lost (cluster.c, "Late renewals"). */
+    uint64_t doubt_until;
+    uint64_t first_try_ms; /* sent_ms of the first failed renewal from rev; 0: none */
     uint64_t next_renew;
     uint64_t next_claim;
     ms_queued_t *queue, *queue_tail; /* requests held during the rebuild */
@@ -74,6 +80,7 @@ typedef struct {
     int live_changed;
     int stopping;
     uint64_t n_not_owner, n_queued_dropped, n_claims, n_losses, n_handoffs;
+    uint64_t n_doubts, n_kept_late; /* deadlines passed in doubt; of them, kept by a renewal */
     /* Namespaces in the shards other coordinators serve, from their
      * heartbeats; refreshed every tick. member.c reads it (--max-namespaces)
      * without calling in here. */

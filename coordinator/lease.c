@@ -19,6 +19,7 @@ typedef struct job {
     ms_lease_kind_t kind;
     uint32_t shard;
     uint64_t gen, rev;
+    uint64_t since_ms; /* renew: sent_ms of the first failed try from rev, 0: none */
     char *key, *value; /* policy put: namespace and JSON; publish: subject */
     void *data;
     size_t len;
@@ -188,8 +189,35 @@ static void do_renew(ms_lease_t *l, job_t *j, ms_lease_result_t *r)
     char key[32];
     shard_key(j->shard, key, sizeof(key));
     r->sent_ms = ms_clock_mono_ms();
-    r->ok =
-        kvStore_Update(&r->rev, l->shards, key, l->owner, (int)strlen(l->owner), j->rev) == NATS_OK;
+    natsStatus s = kvStore_Update(&r->rev, l->shards, key, l->owner, (int)strlen(l->owner), j->rev);
+    if (s == NATS_OK) {
+        r->ok = 1;
+        return;
+    }
+    /* Refused or unanswered: this write, or an earlier try from j->rev that timed out, may have
+     * landed. The key says which. Only this coordinator writes its own id, and only from
+     * j->rev while it holds the shard (claims of other shards are other keys), so our id at a
+     * newer revision is one of those renewals; it was written after the first of them was
+     * sent. Another id at a newer revision was a claim: the lease is gone. A read may come
+     * from a replica that lags (direct get), so an older or missing entry settles nothing. */
+    uint64_t first = j->since_ms && j->since_ms < r->sent_ms ? j->since_ms : r->sent_ms;
+    kvEntry *e = NULL;
+    if (kvStore_Get(&e, l->shards, key) != NATS_OK)
+        return;
+    uint64_t rev = kvEntry_Revision(e);
+    if (rev > j->rev) {
+        if (kvEntry_ValueLen(e) == (int)strlen(l->owner) &&
+            !memcmp(kvEntry_Value(e), l->owner, strlen(l->owner))) {
+            r->ok = 1;
+            r->rev = rev;
+            r->sent_ms = first;
+            ms_info("shard %u: renewal unanswered (%s) but written at revision %llu", j->shard,
+                    natsStatus_GetText(s), (unsigned long long)rev);
+        } else {
+            r->lost = 1;
+        }
+    }
+    kvEntry_Destroy(e);
 }
 
 static void do_release(ms_lease_t *l, job_t *j)
@@ -324,8 +352,15 @@ void ms_lease_claim(ms_lease_t *l, uint32_t shard, uint64_t gen)
     queue_or_fail(l, MS_LEASE_CLAIM, shard, gen, 0);
 }
 
-void ms_lease_renew(ms_lease_t *l, uint32_t shard, uint64_t gen, uint64_t last_rev)
+void ms_lease_renew(ms_lease_t *l, uint32_t shard, uint64_t gen, uint64_t last_rev,
+                    uint64_t since_ms)
 {
+    job_t *j = job_new(MS_LEASE_RENEW, shard, gen, last_rev);
+    if (j) {
+        j->since_ms = since_ms;
+        enqueue(l, j);
+        return;
+    }
     queue_or_fail(l, MS_LEASE_RENEW, shard, gen, last_rev);
 }
 

@@ -9,6 +9,12 @@
  * value with compare-and-set, so a coordinator can never erase a lease that
  * another took after its own ran out.
  *
+ * A renewal whose answer did not come back (a timeout: the write may or may
+ * not have happened) is settled by reading the key: our id at a newer
+ * revision means one of our renewals from that revision was written (nobody
+ * else writes our id), another id at a newer revision means the lease is lost
+ * (cluster.c has the argument for keeping a shard on such a late success).
+ *
  * KV calls are request/reply and would block the loop: they run on this
  * module's own instance of the JetStream worker (common/jsworker.h says why
  * leases do not share one with offline.c), on its own NATS connection
@@ -51,8 +57,10 @@ typedef struct ms_lease_result {
     uint32_t shard;
     uint64_t gen; /* the caller's generation of the shard, echoed */
     int ok;
+    int lost;          /* renew: another coordinator wrote the key since our revision */
     uint64_t rev;      /* claim, renew: the revision written */
-    uint64_t sent_ms;  /* monotonic time just before the request went out */
+    uint64_t sent_ms;  /* monotonic time just before the request went out (for a renewal
+                        * settled by a read: that of the first try, the write's lower bound) */
     char *owner;       /* failed claim: the current holder, when known */
     char *key, *value; /* policy: namespace and JSON */
 } ms_lease_result_t;
@@ -65,7 +73,10 @@ ms_err_t ms_lease_create(const ms_lease_config_t *cfg, void (*wake)(void *), voi
 void ms_lease_destroy(ms_lease_t *l);
 /* Loop thread. Queue a job; the result comes back with the same shard and gen. */
 void ms_lease_claim(ms_lease_t *l, uint32_t shard, uint64_t gen);
-void ms_lease_renew(ms_lease_t *l, uint32_t shard, uint64_t gen, uint64_t last_rev);
+/* since_ms: the sent_ms of the first failed renewal from last_rev (it may have been
+ * written after all), 0 when none failed. */
+void ms_lease_renew(ms_lease_t *l, uint32_t shard, uint64_t gen, uint64_t last_rev,
+                    uint64_t since_ms);
 void ms_lease_release(ms_lease_t *l, uint32_t shard, uint64_t last_rev);
 void ms_lease_policy_put(ms_lease_t *l, const char *ns, const char *json);
 /* Publishes through the worker, after every job queued before it (e.g. the

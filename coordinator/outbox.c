@@ -23,6 +23,7 @@
 
 typedef struct ob_entry {
     char *key; /* "<shard>:<gateway>" */
+    uint32_t shard;
     char subject[160];
     uint8_t *buf;
     size_t len, cap, header_len;
@@ -39,7 +40,8 @@ ms_err_t ms_outbox_init(ms_outbox_t *o, ms_bus_t *bus, const char *prefix,
     o->coordinator_id = coordinator_id;
     o->n_shards = n_shards;
     o->epochs = calloc(n_shards ? n_shards : 1, sizeof(*o->epochs));
-    return o->epochs ? MS_OK : MS_ERR_NOMEM;
+    o->held = calloc(n_shards ? n_shards : 1, sizeof(*o->held));
+    return o->epochs && o->held ? MS_OK : MS_ERR_NOMEM;
 }
 
 static void entry_free(ob_entry_t *e)
@@ -59,6 +61,8 @@ void ms_outbox_cleanup(ms_outbox_t *o)
     }
     free(o->epochs);
     o->epochs = NULL;
+    free(o->held);
+    o->held = NULL;
 }
 
 void ms_outbox_set_bus(ms_outbox_t *o, ms_bus_t *bus)
@@ -103,6 +107,7 @@ static ob_entry_t *entry_get(ms_outbox_t *o, uint32_t shard, const char *gateway
     e = calloc(1, sizeof(*e));
     if (!e || !(e->key = strdup(key)))
         goto fail;
+    e->shard = shard;
     if (!ms_subject_gw(e->subject, sizeof(e->subject), o->prefix, gateway))
         goto fail;
     Meshsig__Bus__GatewayBatch hdr = MESHSIG__BUS__GATEWAY_BATCH__INIT;
@@ -124,7 +129,7 @@ fail:
 
 static void entry_flush(ms_outbox_t *o, ob_entry_t *e)
 {
-    if (e->n == 0)
+    if (e->n == 0 || (e->shard < o->n_shards && o->held[e->shard]))
         return;
     if (!o->bus || ms_bus_publish(o->bus, e->subject, NULL, e->buf, e->len) != MS_OK)
         ms_warn("publish to %s failed; %zu deliveries lost", e->subject, e->n);
@@ -218,20 +223,33 @@ void ms_outbox_flush(ms_outbox_t *o)
     entry_flush(o, e);
 }
 
+void ms_outbox_hold(ms_outbox_t *o, uint32_t shard, int hold)
+{
+    if (shard < o->n_shards)
+        o->held[shard] = hold != 0;
+}
+
 void ms_outbox_forget_shard(ms_outbox_t *o, uint32_t shard)
 {
     char prefix[24];
     int pl = snprintf(prefix, sizeof(prefix), "%u:", shard);
+    int held = shard < o->n_shards && o->held[shard];
     ob_entry_t *e, *tmp;
     HASH_ITER(hh, o->entries, e, tmp)
     {
         if (strncmp(e->key, prefix, (size_t)pl))
             continue;
-        /* Their header carries this ownership's epoch; the next one gets a fresh header. */
-        entry_flush(o, e);
+        /* Their header carries this ownership's epoch; the next one gets a fresh header.
+         * What was held was made while the lease was in doubt: never sent once it is lost. */
+        if (held)
+            o->n_discarded += e->n;
+        else
+            entry_flush(o, e);
         HASH_DEL(o->entries, e);
         entry_free(e);
     }
+    if (shard < o->n_shards)
+        o->held[shard] = 0;
     ms_outbox_set_epoch(o, shard, 0);
 }
 

@@ -23,9 +23,11 @@ typedef struct {
     const char *prefix, *coordinator_id;
     uint32_t n_shards;
     uint64_t *epochs;         /* per shard; 0 while not ours */
+    uint8_t *held;            /* per shard; 1: batches are kept, not sent (ms_outbox_hold) */
     struct ob_entry *entries; /* uthash by "<shard>:<gateway>" */
     uint64_t origin_us;       /* received_us of the request being handled, stamped on deliveries */
     uint64_t n_errors;        /* error messages sent (metrics) */
+    uint64_t n_discarded;     /* deliveries held and then dropped with their shard */
 } ms_outbox_t;
 
 ms_err_t ms_outbox_init(ms_outbox_t *o, ms_bus_t *bus, const char *prefix,
@@ -54,7 +56,11 @@ void ms_outbox_deliver_full(ms_outbox_t *o, uint32_t shard, const char *gateway,
 void ms_outbox_deliver_peers(ms_outbox_t *o, uint32_t shard, const char *gateway, uint64_t number,
                              const Meshsig__Bus__PeerList *peers);
 void ms_outbox_flush(ms_outbox_t *o);
-/* Flushes the shard's batches, forgets them and its epoch (the shard is dropped). */
+/* While hold is set, the shard's batches are kept instead of sent (its lease is in doubt:
+ * cluster.c); clearing it lets the next flush send them. */
+void ms_outbox_hold(ms_outbox_t *o, uint32_t shard, int hold);
+/* Flushes the shard's batches (or, while held, discards them), forgets them and its epoch
+ * and clears the hold (the shard is dropped). */
 void ms_outbox_forget_shard(ms_outbox_t *o, uint32_t shard);
 /* Builds and delivers an error to a session (client_id: the request's id, or NULL). */
 void ms_outbox_error(ms_outbox_t *o, uint32_t shard, const char *gateway, uint64_t session,
