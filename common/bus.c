@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The NATS connection: connect with reconnect, publish, subscribe into a mailbox or a loop. */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,17 @@ struct ms_bus {
     /* Published since the last ms_bus_send_now: only then is cnats asked
      * (each ask takes the connection's lock). Any thread may set it. */
     atomic_int unsent;
+    /* Renewed connections (loop-driven and fail_fast: see renew()). The
+     * subscriptions' subjects, to make them again; the rest is loop thread
+     * only but for what the connecting thread hands over through next_*. */
+    int renew;
+    char *sub_subject[MS_BUS_MAX_SUBS], *sub_queue[MS_BUS_MAX_SUBS];
+    atomic_int destroying, want_renew, next_done;
+    pthread_t conn_thread;
+    int conn_running;
+    natsConnection *next_nc; /* written by the connecting thread before next_done */
+    natsStatus next_status;
+    natsConnection *retired; /* the previous connection, destroyed at the next renewal */
 };
 
 static void deliver(void *ud);
@@ -84,6 +96,10 @@ static void on_closed(natsConnection *nc, void *closure)
 {
     ms_bus_t *b = closure;
     atomic_store(&b->closed, 1);
+    if (b->renew && !atomic_load(&b->destroying)) {
+        atomic_store(&b->want_renew, 1);
+        ms_busloop_post(b->loop);
+    }
 }
 
 static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
@@ -111,6 +127,90 @@ void ms_bus_global_init(void)
     /* Makes libevent thread-aware (evthread_use_pthreads): must run before any
      * event_base is created, so that cnats threads may activate events. */
     natsLibevent_Init();
+}
+
+/* Renewed connections. cnats, driven by an event loop, keeps its protocol parser from one
+ * connection to the next (its reader thread, which would reset it, does not exist then: nats.c
+ * issue #1007). A connection lost while a message was half read (a stale one, found by the
+ * ping timer while the loop was behind) leaves the parser inside that message: the next
+ * connection's bytes are taken for the rest of its payload, PONGs and messages included, so
+ * that connection goes stale in turn, and so on for as long as it takes to fill a payload of
+ * up to a megabyte (seen at 100k peers: gateways reconnecting every 6 s for minutes, reading
+ * nothing). So a bus that fails fast (no buffering across a reconnect to keep) lets cnats
+ * close a lost connection instead of reconnecting it, and opens a new one, with a new parser,
+ * on a thread of its own (a connect may wait on an unreachable server); the loop then makes
+ * the subscriptions again on it. */
+static void *connect_thread(void *arg)
+{
+    ms_bus_t *b = arg;
+    natsConnection *nc = NULL;
+    natsStatus s = natsConnection_Connect(&nc, b->opts);
+    b->next_nc = nc;
+    b->next_status = s;
+    atomic_store(&b->next_done, 1);
+    ms_busloop_post(b->loop);
+    return NULL;
+}
+
+static void subscribe_again(ms_bus_t *b)
+{
+    for (int i = 0; i < b->n_subs; i++) {
+        natsSubscription_Destroy(b->subs[i]);
+        b->subs[i] = NULL;
+        natsStatus s = b->sub_queue[i]
+                           ? natsConnection_QueueSubscribeSync(&b->subs[i], b->nc,
+                                                               b->sub_subject[i], b->sub_queue[i])
+                           : natsConnection_SubscribeSync(&b->subs[i], b->nc, b->sub_subject[i]);
+        if (s == NATS_OK)
+            natsSubscription_SetPendingLimits(b->subs[i], -1, -1);
+        else
+            ms_error("NATS subscription to %s not made again: %s", b->sub_subject[i],
+                     natsStatus_GetText(s));
+    }
+    /* A subscription that failed stays NULL: deliver() skips it. */
+}
+
+/* Loop thread, after each ms_busloop_post. */
+static void renew(void *ud)
+{
+    ms_bus_t *b = ud;
+    if (atomic_load(&b->destroying))
+        return;
+    if (b->conn_running) {
+        if (!atomic_load(&b->next_done))
+            return;
+        pthread_join(b->conn_thread, NULL);
+        b->conn_running = 0;
+        if (!b->next_nc) {
+            ms_warn("NATS: a new connection could not be made (%s); trying again",
+                    natsStatus_GetText(b->next_status));
+            atomic_store(&b->want_renew, 1);
+        } else {
+            bury(b); /* the old connection's messages */
+            natsConnection_Destroy(b->retired);
+            b->retired = b->nc;
+            b->nc = b->next_nc;
+            b->next_nc = NULL;
+            atomic_store(&b->closed, 0);
+            subscribe_again(b);
+            atomic_fetch_add(&b->reconnects, 1);
+            if (b->next_status == NATS_OK) {
+                atomic_store(&b->up, 1);
+                char url[256] = "";
+                natsConnection_GetConnectedUrl(b->nc, url, sizeof(url));
+                ms_info("NATS reconnected to %s (a new connection)", url);
+            }
+            return;
+        }
+    }
+    if (!atomic_exchange(&b->want_renew, 0))
+        return;
+    atomic_store(&b->next_done, 0);
+    if (pthread_create(&b->conn_thread, NULL, connect_thread, b) != 0) {
+        ms_error("NATS: no thread to connect again");
+        return;
+    }
+    b->conn_running = 1;
 }
 
 ms_err_t ms_bus_connect(const ms_bus_opts_t *o, ms_bus_t **out)
@@ -164,6 +264,11 @@ ms_err_t ms_bus_connect(const ms_bus_opts_t *o, ms_bus_t **out)
         if (!b->loop && (err = ms_busloop_libevent_create(o->event_base, &b->loop)) != MS_OK)
             goto fail;
         ms_busloop_set_reader(b->loop, deliver, b);
+        if (b->fail_fast) {
+            b->renew = 1;
+            natsOptions_SetAllowReconnect(b->opts, false); /* renew() makes a new one */
+            ms_busloop_set_post(b->loop, renew, b);
+        }
         if ((err = ms_busloop_install(b->loop, b->opts)) != MS_OK)
             goto fail;
         err = MS_ERR_BUS;
@@ -200,6 +305,16 @@ void ms_bus_destroy(ms_bus_t *b)
 {
     if (!b)
         return;
+    atomic_store(&b->destroying, 1);
+    if (b->conn_running) {
+        pthread_join(b->conn_thread, NULL);
+        b->conn_running = 0;
+        if (b->next_nc) {
+            natsConnection_Close(b->next_nc);
+            natsConnection_Destroy(b->next_nc);
+            b->next_nc = NULL;
+        }
+    }
     for (int i = 0; i < b->n_subs; i++) {
         natsSubscription_Unsubscribe(b->subs[i]);
         natsSubscription_Destroy(b->subs[i]);
@@ -218,6 +333,11 @@ void ms_bus_destroy(ms_bus_t *b)
         natsConnection_Destroy(b->nc);
     }
     bury(b);
+    natsConnection_Destroy(b->retired);
+    for (int i = 0; i < MS_BUS_MAX_SUBS; i++) {
+        free(b->sub_subject[i]);
+        free(b->sub_queue[i]);
+    }
     ms_busloop_destroy(b->loop);
     natsOptions_Destroy(b->opts);
     free(b);
@@ -269,7 +389,7 @@ static void deliver(void *ud)
     for (int i = 0; i < b->n_subs; i++) {
         int pending = 0;
         /* Counted first: NextMsg on an empty subscription records an error. */
-        if (natsSubscription_GetPending(b->subs[i], &pending, NULL) != NATS_OK)
+        if (!b->subs[i] || natsSubscription_GetPending(b->subs[i], &pending, NULL) != NATS_OK)
             continue;
         for (int k = 0; k < pending; k++) {
             natsMsg *msg = NULL;
@@ -310,6 +430,13 @@ ms_err_t ms_bus_subscribe(ms_bus_t *b, const char *subject, const char *queue, m
         return MS_ERR_BUS;
     /* Signalling bursts are large; never let cnats drop for slow consumption. */
     natsSubscription_SetPendingLimits(sub, -1, -1);
+    if (b->renew && (!(b->sub_subject[b->n_subs] = strdup(subject)) ||
+                     (queue && !(b->sub_queue[b->n_subs] = strdup(queue))))) {
+        natsSubscription_Destroy(sub);
+        free(b->sub_subject[b->n_subs]);
+        b->sub_subject[b->n_subs] = NULL;
+        return MS_ERR_NOMEM;
+    }
     b->subs[b->n_subs++] = sub;
     return MS_OK;
 }

@@ -12,6 +12,25 @@ void ms_busloop_base_init(ms_busloop_t *l)
 {
     l->owner = pthread_self();
     atomic_init(&l->fd, -1);
+    atomic_init(&l->posted, 0);
+}
+
+void ms_busloop_set_post(ms_busloop_t *l, ms_busloop_read_fn fn, void *ud)
+{
+    l->on_post = fn;
+    l->post_ud = ud;
+}
+
+void ms_busloop_post(ms_busloop_t *l)
+{
+    atomic_store(&l->posted, 1);
+    l->post(l);
+}
+
+void ms_busloop_run_posted(ms_busloop_t *l)
+{
+    if (atomic_exchange(&l->posted, 0) && l->on_post)
+        l->on_post(l->post_ud);
 }
 
 void ms_busloop_set_reader(ms_busloop_t *l, ms_busloop_read_fn after_read, void *ud)
@@ -86,7 +105,18 @@ typedef struct {
     ms_busloop_t base;
     struct event_base *evb;
     struct event *rd, *wr;
+    struct event *posted; /* made active by ms_busloop_post from any thread */
 } le_loop_t;
+
+static void le_on_posted(evutil_socket_t fd, short what, void *arg)
+{
+    ms_busloop_run_posted(arg);
+}
+
+static void le_post(ms_busloop_t *base)
+{
+    event_active(((le_loop_t *)base)->posted, EV_READ, 0);
+}
 
 static void le_on_event(evutil_socket_t fd, short what, void *arg)
 {
@@ -152,6 +182,8 @@ static void le_cleanup(ms_busloop_t *base)
 {
     le_loop_t *l = (le_loop_t *)base;
     le_free_events(l);
+    if (l->posted)
+        event_free(l->posted);
     free(l);
 }
 
@@ -169,6 +201,11 @@ ms_err_t ms_busloop_libevent_create(void *event_base, ms_busloop_t **out)
     l->base.write = le_write;
     l->base.detach = le_detach;
     l->base.cleanup = le_cleanup;
+    l->base.post = le_post;
+    if (!(l->posted = event_new(l->evb, -1, 0, le_on_posted, &l->base))) {
+        free(l);
+        return MS_ERR_NOMEM;
+    }
     *out = &l->base;
     return MS_OK;
 }

@@ -45,6 +45,10 @@ ms_err_t ms_busloop_flush(ms_busloop_t *l, natsConnection *nc, int timeout_ms);
  * next writable event would; what the socket does not take waits for that
  * event. Nothing when disconnected or nothing is buffered. */
 void ms_busloop_send_now(ms_busloop_t *l, natsConnection *nc);
+/* Before connecting: fn(ud) runs on the loop thread soon after each ms_busloop_post. */
+void ms_busloop_set_post(ms_busloop_t *l, ms_busloop_read_fn fn, void *ud);
+/* Any thread: asks the loop to run the post callback (several posts may run it once). */
+void ms_busloop_post(ms_busloop_t *l);
 /* Loop thread, after the connection is closed (cnats has detached). NULL is fine. */
 void ms_busloop_destroy(ms_busloop_t *l);
 

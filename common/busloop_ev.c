@@ -90,7 +90,14 @@ static void apply(evl_t *l)
 
 static void on_async(struct ev_loop *loop, ev_async *w, int revents)
 {
-    apply(w->data);
+    evl_t *l = w->data;
+    apply(l);
+    ms_busloop_run_posted(&l->base);
+}
+
+static void evl_post(ms_busloop_t *base)
+{
+    ev_async_send(((evl_t *)base)->ev, &((evl_t *)base)->async);
 }
 
 /* Any thread, after recording a wish under the lock. */
@@ -187,6 +194,7 @@ ms_err_t ms_busloop_libev_create(void *loop, ms_busloop_t **out)
     l->base.write = evl_write;
     l->base.detach = evl_detach;
     l->base.cleanup = evl_cleanup;
+    l->base.post = evl_post;
     l->ev = loop;
     l->want_fd = l->cur_fd = -1;
     pthread_mutex_init(&l->lock, NULL);

@@ -20,7 +20,15 @@ struct ms_busloop {
     pthread_t owner;    /* the loop's thread */
     natsConnection *nc; /* set by the first attach; the same connection for life */
     atomic_int fd;      /* the attached socket, -1 while detached (for flush) */
+    /* ms_busloop_post: post() makes the loop run on_post(post_ud) soon, once per posting. */
+    void (*post)(ms_busloop_t *l); /* any thread */
+    ms_busloop_read_fn on_post;
+    void *post_ud;
+    atomic_int posted;
 };
+
+/* Loop thread: runs on_post if something was posted since the last call. */
+void ms_busloop_run_posted(ms_busloop_t *l);
 
 /* Fills the shared fields (owner: the calling thread). cnats hands l back to
  * attach as its "loop". */
