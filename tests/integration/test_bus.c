@@ -299,8 +299,11 @@ END_TEST
 
 /* ---- a TCP proxy to nats-server that cuts its first connection part-way through a message -- */
 
-#define CUT_AT (64 * 1024) /* server-to-client bytes the first connection gets */
-#define BIG (200 * 1024)   /* a message larger than that */
+/* The first connection is cut 16 bytes into the payload of a message of BIG bytes of 'b'.
+ * Small enough for cnats's scratch space: a larger one would leave cnats's own buffer for it
+ * unfreed when the connection is destroyed (parser.c frees it only when the message ends). */
+#define BIG 3000
+#define CUT_MARK "bbbbbbbbbbbbbbbb"
 
 typedef struct {
     int listen_fd, port, nats_port;
@@ -320,13 +323,12 @@ static int dial(int port)
     return fd;
 }
 
-/* Forwards one client connection; limit: server-to-client bytes before both ends are closed
- * (0: none). Returns when either side closes or the proxy stops. */
-static void forward(proxy_t *p, int c, long limit)
+/* Forwards one client connection; cut: close both ends 16 bytes into the big message.
+ * Returns when either side closes or the proxy stops. */
+static void forward(proxy_t *p, int c, int cut)
 {
     int s = dial(p->nats_port);
-    long sent = 0;
-    char buf[16384];
+    char buf[16385];
     while (s >= 0 && !atomic_load(&p->stop)) {
         struct pollfd f[2] = {{.fd = c, .events = POLLIN}, {.fd = s, .events = POLLIN}};
         if (poll(f, 2, 100) <= 0)
@@ -337,15 +339,14 @@ static void forward(proxy_t *p, int c, long limit)
                 break;
         }
         if (f[1].revents) {
-            ssize_t n = read(s, buf, sizeof(buf));
+            ssize_t n = read(s, buf, sizeof(buf) - 1);
             if (n <= 0)
                 break;
-            if (limit && sent + n >= limit)
-                n = limit - sent; /* the rest of the message never arrives */
-            if (write(c, buf, (size_t)n) != n)
-                break;
-            sent += n;
-            if (limit && sent >= limit)
+            buf[n] = '\0';
+            const char *at = cut ? memmem(buf, (size_t)n, CUT_MARK, strlen(CUT_MARK)) : NULL;
+            if (at)
+                n = at - buf + (ssize_t)strlen(CUT_MARK); /* the rest never arrives */
+            if (write(c, buf, (size_t)n) != n || at)
                 break;
         }
     }
@@ -365,7 +366,7 @@ static void *proxy_run(void *arg)
         if (c < 0)
             continue;
         int first = atomic_fetch_add(&p->accepted, 1) == 0;
-        forward(p, c, first ? CUT_AT : 0); /* one connection at a time: the bus's */
+        forward(p, c, first); /* one connection at a time: the bus's */
     }
     return NULL;
 }
