@@ -139,7 +139,9 @@ void ms_bus_global_init(void)
  * nothing). So a bus that fails fast (no buffering across a reconnect to keep) lets cnats
  * close a lost connection instead of reconnecting it, and opens a new one, with a new parser,
  * on a thread of its own (a connect may wait on an unreachable server); the loop then makes
- * the subscriptions again on it. */
+ * the subscriptions again on it. Destroying the old connection frees its parser, but not
+ * (cnats 3.4, parser.c) the buffer of a split message larger than 4 KiB it was inside: up to
+ * one message per renewal, rare, and the price of reading again. */
 static void *connect_thread(void *arg)
 {
     ms_bus_t *b = arg;
