@@ -68,7 +68,7 @@ before(async () => {
   turn = spawn(TURNSERVER, ['-n', '--listening-ip', '127.0.0.1', '--listening-port', String(turnPort),
     '--relay-ip', '127.0.0.1', '--min-port', String(relayLo), '--max-port', String(relayLo + 100),
     '--use-auth-secret', '--static-auth-secret', SECRET, '--realm', 'meshsig', '--no-tls', '--no-dtls',
-    '--no-cli', '--allow-loopback-peers', '--fingerprint', '--log-file', 'stdout', '--simple-log'],
+    '--no-cli', '--allow-loopback-peers', '--fingerprint', '--log-file', 'stdout', '--simple-log', '--verbose'],
   { detached: true, stdio: ['ignore', log, log] });
   fs.closeSync(log);
   turn.exited = new Promise((r) => turn.once('exit', r));
@@ -97,13 +97,20 @@ after(async () => {
     await Promise.race([turn.exited, sleep(3000)]);
     try { process.kill(-turn.pid, 'SIGKILL'); } catch { /* gone */ }
   }
-  if (turnDir && !process.env.MESHSIG_KEEP_LOGS) fs.rmSync(turnDir, { recursive: true, force: true });
+  if (turnDir) {
+    // Beside the cluster's logs, for the artifacts of a failed run.
+    const logs = path.join(BUILD_DIR, 'browser-artifacts', 'logs-turn');
+    fs.mkdirSync(logs, { recursive: true });
+    try { fs.copyFileSync(path.join(turnDir, 'turnserver.log'), path.join(logs, 'turnserver.log')); } catch { /* none */ }
+    if (!process.env.MESHSIG_KEEP_LOGS) fs.rmSync(turnDir, { recursive: true, force: true });
+  }
 });
 
 /** A page on gateway gw that joins NS as peerId with the SDK; state kept in window.t. */
 async function openPeer(gw, peerId, opts) {
   const page = await ctx.newPage();
   page.on('pageerror', (e) => console.log(`# [${peerId}] pageerror: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error') console.log(`# [${peerId}] console: ${m.text()}`); });
   await page.goto(`${gw.http}/index.html`, { timeout: 20000 });
   await page.evaluate(async ({ url, ns, peerId, opts }) => {
     const m = await import('/meshsig.js');
@@ -121,6 +128,46 @@ async function openPeer(gw, peerId, opts) {
     t.welcome = await c.ready;
   }, { url: gw.url, ns: NS, peerId, opts });
   return page;
+}
+
+/** What a page's connection looks like, for the log of a failed test. */
+async function describePeer(page) {
+  return page.evaluate(async () => {
+    const t = window.t;
+    const out = { iceEvents: t.iceEvents, msgs: t.msgs.length, neighbours: [] };
+    for (const peer of window.c.neighbours || []) {
+      const pc = window.c.peerConnection(peer.peer);
+      if (!pc) continue;
+      const stats = await pc.getStats();
+      const cands = [];
+      const pairs = [];
+      stats.forEach((s) => {
+        if (s.type === 'local-candidate' || s.type === 'remote-candidate') {
+          cands.push(`${s.type[0]}:${s.candidateType}:${s.protocol}:${s.address}:${s.port}`);
+        }
+        if (s.type === 'candidate-pair') pairs.push(`${s.state}${s.nominated ? '*' : ''} req=${s.requestsSent} resp=${s.responsesReceived}`);
+      });
+      out.neighbours.push({ ...peer, conn: pc.connectionState, ice: pc.iceConnectionState,
+        gathering: pc.iceGatheringState, signaling: pc.signalingState, cands, pairs });
+    }
+    return out;
+  });
+}
+
+/** waitFor that logs both pages' connections when it times out. */
+async function waitForPeers(pages, what, fn, opts) {
+  try {
+    await waitFor(what, fn, opts);
+  } catch (e) {
+    for (const p of pages) console.log(`# ${JSON.stringify(await describePeer(p).catch((x) => String(x)))}`);
+    // Where the signals went: each gateway's and the owner's signal counters.
+    for (const url of [...cluster.gateways.map((g) => g.http), cluster.admin]) {
+      const text = await fetch(`${url}/metrics`).then((r) => r.text(), (x) => String(x));
+      const lines = text.split('\n').filter((l) => /signal|edge/.test(l) && !l.startsWith('#'));
+      console.log(`# ${url}: ${lines.join(' | ')}`);
+    }
+    throw e;
+  }
 }
 
 /** The candidate type of the selected pair's local candidate on the page's connection. */
@@ -154,11 +201,14 @@ test('the welcome carries STUN and TURN servers with this session\'s credential'
   await page.close();
 });
 
-test('two pages with iceTransportPolicy relay connect through coturn', async () => {
+test('two pages with iceTransportPolicy relay connect through coturn', async (t) => {
   const a = await openPeer(cluster.gateways[0], 'ra', { iceTransportPolicy: 'relay' });
   const b = await openPeer(cluster.gateways[1], 'rb', { iceTransportPolicy: 'relay' });
+  // Closed whatever happens: a page left open keeps its edge in the namespace that the
+  // next test counts.
+  t.after(() => Promise.all([a.close(), b.close()]).catch(() => {}));
   for (const [p, other] of [[a, 'rb'], [b, 'ra']]) {
-    await waitFor(`a message from ${other} over the relayed channel`, async () =>
+    await waitForPeers([a, b], `a message from ${other} over the relayed channel`, async () =>
       p.evaluate((o) => window.t.msgs.some((m) => m.from === o), other), { timeoutMs: 30000 });
   }
   for (const p of [a, b]) {
@@ -170,15 +220,14 @@ test('two pages with iceTransportPolicy relay connect through coturn', async () 
     const h = (await adminGet(cluster, `/v1/namespaces/${NS}`)).stats.edgeHealth;
     return h.up === 1 && h.relayed === 1;
   }, { timeoutMs: 15000 });
-  await a.close();
-  await b.close();
 });
 
-test('an expired credential gets no relay and no connection', async () => {
+test('an expired credential gets no relay and no connection', async (t) => {
   const expired = credential('xa', Math.floor(Date.now() / 1000) - 60);
   const iceServers = [{ urls: [`turn:127.0.0.1:${turnPort}?transport=udp`], ...expired }];
   const good = await openPeer(cluster.gateways[0], 'xb', { iceTransportPolicy: 'relay', edgeTimeoutMs: 2500 });
   const bad = await openPeer(cluster.gateways[1], 'xa', { iceTransportPolicy: 'relay', iceServers, edgeTimeoutMs: 2500 });
+  t.after(() => Promise.all([good.close(), bad.close()]).catch(() => {}));
   // The bad page's connection to xb exists but gathers nothing to connect with.
   await waitFor('xa has a connection to xb', () => bad.evaluate(() => !!window.c.peerConnection('xb')),
     { timeoutMs: 15000 });
@@ -202,6 +251,4 @@ test('an expired credential gets no relay and no connection', async () => {
     const h = (await adminGet(cluster, `/v1/namespaces/${NS}`)).stats.edgeHealth;
     return h.failed === 1 && h.up === 0;
   }, { timeoutMs: 30000 });
-  await good.close();
-  await bad.close();
 });
