@@ -70,6 +70,58 @@ export async function waitFor(what, fn, { timeoutMs = 30000, intervalMs = 200 } 
   }
 }
 
+/**
+ * What each page's SDK client (window.c) has for its neighbours: connection, ICE and
+ * signalling state, candidates and candidate pairs. For the log of a failed test.
+ */
+export async function describePage(page) {
+  return page.evaluate(async () => {
+    const c = window.c;
+    if (!c) return { client: 'none' };
+    const out = { peer: c.peerId, state: c.state, neighbours: [] };
+    for (const n of c.neighbours || []) {
+      const pc = c.peerConnection(n.peer);
+      const e = { peer: n.peer, initiator: n.initiator, channel: n.channelState };
+      if (pc) {
+        const stats = await pc.getStats();
+        const cands = [];
+        const pairs = [];
+        stats.forEach((s) => {
+          if (s.type === 'local-candidate' || s.type === 'remote-candidate') {
+            cands.push(`${s.type[0]}:${s.candidateType}:${s.protocol}:${s.address}:${s.port}`);
+          }
+          if (s.type === 'candidate-pair') {
+            pairs.push(`${s.state}${s.nominated ? '*' : ''} req=${s.requestsSent} resp=${s.responsesReceived}`);
+          }
+        });
+        Object.assign(e, { conn: pc.connectionState, ice: pc.iceConnectionState,
+          gathering: pc.iceGatheringState, signaling: pc.signalingState, cands, pairs });
+      }
+      out.neighbours.push(e);
+    }
+    return out;
+  });
+}
+
+/**
+ * waitFor that, when it times out, logs every page's neighbours (describePage) and the
+ * signal and edge counters of every gateway and of the coordinator: which signal did
+ * not arrive, and where it went.
+ */
+export async function waitForPages(cluster, pages, what, fn, opts) {
+  try {
+    return await waitFor(what, fn, opts);
+  } catch (e) {
+    for (const p of pages) console.log(`# ${JSON.stringify(await describePage(p).catch((x) => String(x)))}`);
+    for (const url of [...cluster.gateways.map((g) => g.http), cluster.admin]) {
+      const text = await fetch(`${url}/metrics`).then((r) => r.text(), (x) => String(x));
+      const lines = text.split('\n').filter((l) => /signal|edge/.test(l) && !l.startsWith('#'));
+      console.log(`# ${url}: ${lines.join(' | ')}`);
+    }
+    throw e;
+  }
+}
+
 function need(file) {
   if (!fs.existsSync(file)) {
     throw new Error(`${file} is missing: build meshsig first (cmake -S . -B build -G Ninja && ninja -C build)`);

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { startCluster, setPolicy, adminGet, waitFor, sleep, SOURCE_DIR, BUILD_DIR } from './cluster.mjs';
+import { startCluster, setPolicy, adminGet, waitFor, waitForPages, sleep, SOURCE_DIR, BUILD_DIR } from './cluster.mjs';
 
 const require = createRequire(path.join(SOURCE_DIR, 'clients/js/package.json'));
 const { chromium } = require('playwright-core');
@@ -62,14 +62,14 @@ async function openPeer(gw, ns, peerId, opts = {}) {
 
 const health = async (ns) => (await adminGet(cluster, `/v1/namespaces/${ns}`)).stats.edgeHealth;
 
-test('a full mesh reports every edge up', async () => {
+test('a full mesh reports every edge up', async (t) => {
   const ns = `eh-${process.pid}`;
   await setPolicy(cluster, ns, { topology: 'fullmesh' });
   const pages = [];
+  t.after(() => Promise.all(pages.map((p) => p.close())).catch(() => {}));
   for (const [i, id] of ['a', 'b', 'c'].entries()) pages.push(await openPeer(cluster.gateways[i % 2], ns, id));
-  await waitFor('3 edges reported up', async () => (await health(ns)).up === 3, { timeoutMs: 30000 });
+  await waitForPages(cluster, pages, '3 edges reported up', async () => (await health(ns)).up === 3, { timeoutMs: 30000 });
   assert.equal((await health(ns)).failed, 0);
-  for (const p of pages) await p.close();
 });
 
 test('an edge that cannot come up is retried once, then failed', async () => {

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { createRequire } from 'node:module';
-import { startCluster, setPolicy, adminGet, waitFor, sleep, freePort, SOURCE_DIR, BUILD_DIR } from './cluster.mjs';
+import { startCluster, setPolicy, adminGet, waitFor, waitForPages, sleep, freePort, SOURCE_DIR, BUILD_DIR } from './cluster.mjs';
 
 const require = createRequire(path.join(SOURCE_DIR, 'clients/js/package.json'));
 const { chromium } = require('playwright-core');
@@ -130,46 +130,6 @@ async function openPeer(gw, peerId, opts) {
   return page;
 }
 
-/** What a page's connection looks like, for the log of a failed test. */
-async function describePeer(page) {
-  return page.evaluate(async () => {
-    const t = window.t;
-    const out = { iceEvents: t.iceEvents, msgs: t.msgs.length, neighbours: [] };
-    for (const peer of window.c.neighbours || []) {
-      const pc = window.c.peerConnection(peer.peer);
-      if (!pc) continue;
-      const stats = await pc.getStats();
-      const cands = [];
-      const pairs = [];
-      stats.forEach((s) => {
-        if (s.type === 'local-candidate' || s.type === 'remote-candidate') {
-          cands.push(`${s.type[0]}:${s.candidateType}:${s.protocol}:${s.address}:${s.port}`);
-        }
-        if (s.type === 'candidate-pair') pairs.push(`${s.state}${s.nominated ? '*' : ''} req=${s.requestsSent} resp=${s.responsesReceived}`);
-      });
-      out.neighbours.push({ ...peer, conn: pc.connectionState, ice: pc.iceConnectionState,
-        gathering: pc.iceGatheringState, signaling: pc.signalingState, cands, pairs });
-    }
-    return out;
-  });
-}
-
-/** waitFor that logs both pages' connections when it times out. */
-async function waitForPeers(pages, what, fn, opts) {
-  try {
-    await waitFor(what, fn, opts);
-  } catch (e) {
-    for (const p of pages) console.log(`# ${JSON.stringify(await describePeer(p).catch((x) => String(x)))}`);
-    // Where the signals went: each gateway's and the owner's signal counters.
-    for (const url of [...cluster.gateways.map((g) => g.http), cluster.admin]) {
-      const text = await fetch(`${url}/metrics`).then((r) => r.text(), (x) => String(x));
-      const lines = text.split('\n').filter((l) => /signal|edge/.test(l) && !l.startsWith('#'));
-      console.log(`# ${url}: ${lines.join(' | ')}`);
-    }
-    throw e;
-  }
-}
-
 /** The candidate type of the selected pair's local candidate on the page's connection. */
 async function selectedLocalType(page) {
   return page.evaluate(async () => {
@@ -208,7 +168,7 @@ test('two pages with iceTransportPolicy relay connect through coturn', async (t)
   // next test counts.
   t.after(() => Promise.all([a.close(), b.close()]).catch(() => {}));
   for (const [p, other] of [[a, 'rb'], [b, 'ra']]) {
-    await waitForPeers([a, b], `a message from ${other} over the relayed channel`, async () =>
+    await waitForPages(cluster, [a, b], `a message from ${other} over the relayed channel`, async () =>
       p.evaluate((o) => window.t.msgs.some((m) => m.from === o), other), { timeoutMs: 30000 });
   }
   for (const p of [a, b]) {
