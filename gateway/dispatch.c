@@ -127,6 +127,13 @@ void ms_gw_handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Client
                                                         : "say hello first");
         return;
     }
+    if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_RECEIVED) {
+        /* The client has these stored emits: the gateway holds their
+         * sequences, so the ack ends here as the owner's receipt. */
+        ms_gw_receipt_received(gw, s, cm->received);
+        ms_gw_send_ok(gw, s, cid);
+        return;
+    }
     if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_LEAVE) {
         ms_gw_publish_leave(gw, s, "left");
         ms_gw_session_reset(gw, s);

@@ -20,6 +20,9 @@
 void ms_gw_session_reset(ms_gateway_t *gw, ms_session_t *s)
 {
     ms_gw_direct_forget(gw, s, NULL);
+    /* Stored emits in flight or unacked stay stored for the next join; a
+     * receipt sent later would name this session's next peer or namespace. */
+    ms_gw_receipt_forget(gw, s);
     s->owner_signalled = 0;
     ms_gw_peer_index_remove(gw, s);
     ms_session_forget_peer(s);
@@ -168,6 +171,7 @@ void ms_gw_hello_claim(ms_gateway_t *gw, ms_session_t *s, const char *cid,
     j.may_set_policy = may_policy;
     j.may_be_source = may_source;
     s->source = hello->role == MESHSIG__V1__JOIN_ROLE__SOURCE;
+    s->acks_persistent = hello->acks_persistent;
     /* Only claims a token granted travel in the resume token: dev mode grants
      * everyone everything anyway. */
     s->grants = gw->auth ? (uint8_t)((may_source ? MS_RESUME_GRANT_SOURCE : 0) |

@@ -146,7 +146,9 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d,
      * sender was told (bounce), and it is done rather than sent again at
      * every join. Out of memory it stays stored. */
     if (d->receipt_seq && (err == MS_OK || err == MS_ERR_INVAL))
-        ms_gw_receipt_expect(gw, s, err == MS_OK ? before : s->tail, d->receipt_seq);
+        ms_gw_receipt_expect(gw, s, err == MS_OK ? before : s->tail, d->receipt_seq,
+                             m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_EMIT ? m->emit->msg_id
+                                                                                 : NULL);
     if (d->close_code) {
         ms_gw_direct_closing(gw, s);
         ms_gw_session_close(s, (uint16_t)d->close_code);

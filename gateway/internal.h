@@ -284,14 +284,19 @@ void ms_gw_direct_flush(ms_gateway_t *gw);
 
 /* ---- receipt.c ----------------------------------------------------------- */
 
-/* A stored emit with stream sequence seq was just handed to ms_gw_send for s
- * (before: s->tail before that call): its frame is marked, and once written
- * the owner gets a receipt (bus Receipt). */
+/* A stored emit with stream sequence seq and msg_id was just handed to
+ * ms_gw_send for s (before: s->tail before that call): its frame is marked,
+ * and the owner gets a receipt (bus Receipt) once it is written, or, for a
+ * session whose hello set acksPersistent, once the client acks msg_id. */
 void ms_gw_receipt_expect(ms_gateway_t *gw, ms_session_t *s, const ms_outmsg_t *before,
-                          uint64_t seq);
-/* A write to s took n marked frames: their receipts go to the owner. */
+                          uint64_t seq, const char *msg_id);
+/* A write to s took n marked frames: their receipts go to the owner (or
+ * wait for the client's `received`). */
 void ms_gw_receipt_written(ms_gateway_t *gw, ms_session_t *s, unsigned n);
-/* s closes: what it did not write gets no receipt (stays stored). */
+/* The client of s acked these msgIds: their receipts go to the owner. */
+void ms_gw_receipt_received(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__Received *rc);
+/* s closes or leaves: what it did not write, or its client did not ack, gets
+ * no receipt (stays stored). */
 void ms_gw_receipt_forget(ms_gateway_t *gw, ms_session_t *s);
 void ms_gw_receipt_cleanup(ms_gateway_t *gw);
 

@@ -26,7 +26,7 @@ typedef struct ms_outmsg {
     struct ms_outmsg *next;
     size_t len;
     uint8_t binary;
-    uint8_t receipt;     /* a stored emit: its owner hears once it is written (receipt.c) */
+    uint8_t receipt;     /* a stored emit: its owner hears once it is written or acked (receipt.c) */
     unsigned char buf[]; /* LWS_PRE bytes of headroom, then len bytes */
 } ms_outmsg_t;
 
@@ -88,6 +88,7 @@ typedef struct ms_session {
     uint8_t throttled;        /* over its rate: not read until its lws timer (dispatch.c) */
     uint8_t wsoon;           /* in the gateway's list of sessions to write at the end of the turn */
     uint8_t owner_signalled; /* sent a signal through the owner since it joined (direct.c END) */
+    uint8_t acks_persistent; /* hello.acksPersistent: stored emits are receipted on `received` */
 } ms_session_t;
 
 /* Queues a frame (copying data). Returns 0, or -1 when the queue is over

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Fault tests: a persistent emit handed to a gateway that dies (SIGKILL) or drains (SIGTERM)
- * before writing it reaches its receiver when it resumes on another gateway, once. */
+ * before writing it, or written to a client that never acked it, reaches its receiver when it
+ * resumes on another gateway, once. */
 #include <check.h>
 #include <signal.h>
 #include <stdio.h>
@@ -55,11 +56,15 @@ static void wait_receipts(long long n)
     ck_abort_msg("%lld receipts after 10 s, expected %lld", got, n);
 }
 
+/* Hellos of join_token and resume_at announce acks of persistent emits. */
+static int acking;
+
 static wsc_t *join_token(int gw, const char *ns, const char *peer, char **token)
 {
     wsc_t *c = wsc_connect(cl.gw_port[gw], NULL, T_MS);
     ck_assert_ptr_nonnull(c);
-    send_json(c, "{\"hello\":{\"namespace\":\"%s\",\"peerId\":\"%s\"}}", ns, peer);
+    send_json(c, "{\"hello\":{\"namespace\":\"%s\",\"peerId\":\"%s\"%s}}", ns, peer,
+              acking ? ",\"acksPersistent\":true" : "");
     json_t *j = expect_key(c, "welcome");
     *token = strdup(str_at(j, "welcome", "resumeToken", NULL));
     ck_assert_msg(**token, "welcome carries no resume token");
@@ -71,8 +76,8 @@ static wsc_t *resume_at(int gw, const char *ns, const char *peer, const char *to
 {
     wsc_t *c = wsc_connect(cl.gw_port[gw], NULL, T_MS);
     ck_assert_ptr_nonnull(c);
-    send_json(c, "{\"id\":\"res\",\"hello\":{\"namespace\":\"%s\",\"resumeToken\":\"%s\"}}", ns,
-              token);
+    send_json(c, "{\"id\":\"res\",\"hello\":{\"namespace\":\"%s\",\"resumeToken\":\"%s\"%s}}", ns,
+              token, acking ? ",\"acksPersistent\":true" : "");
     json_t *j = expect_key(c, "welcome");
     ck_assert_str_eq(str_at(j, "welcome", "peerId", NULL), peer);
     json_decref(j);
@@ -250,6 +255,56 @@ START_TEST(present_receiver_receipted)
 }
 END_TEST
 
+/* zoe's client announces acks (as the JS SDK does): an emit written to her
+ * socket that she never acked (her client died or moved before reading it)
+ * comes again, with the same msgId, on her next session; her ack there
+ * deletes it. With write receipts only it was deleted once written, and lost
+ * to her. */
+START_TEST(unacked_emit_redelivered_on_resume)
+{
+    ck_assert_int_eq(wsc_global_init(), 0);
+    int gv = add_victim();
+    long long before = metric_at(cl.admin_port, NULL, metric);
+    wsc_t *a = join_as(cl.gw_port[gs], "rx-ack", "alice");
+    char *tz;
+    acking = 1;
+    wsc_t *z = join_token(gv, "rx-ack", "zoe", &tz);
+    expect_connect(a, "zoe", 1);
+    expect_connect(z, "alice", 0);
+
+    /* Acked: the receipt follows the ack, and only the ack. */
+    char id0[64], id1[64], again[64], id2[64];
+    persistent_emit(a, "zoe", 1);
+    expect_note(z, 1, id0, sizeof(id0));
+    wsc_pump(300);
+    ck_assert_int_eq(metric_at(cl.admin_port, NULL, metric), before);
+    send_json(z, "{\"received\":{\"msgIds\":[\"%s\"]}}", id0);
+    wait_receipts(before + 1);
+
+    /* Written, read by the socket, never acked: zoe moves to the other gateway. */
+    persistent_emit(a, "zoe", 2);
+    expect_note(z, 2, id1, sizeof(id1));
+    wsc_free(z);
+    z = resume_at(gs, "rx-ack", "zoe", tz);
+    expect_note(z, 2, again, sizeof(again));
+    ck_assert_str_eq(again, id1); /* the same msgId: a client drops the second copy */
+    /* An id it does not hold is ignored, and acks without an id get no reply. */
+    send_json(z, "{\"received\":{\"msgIds\":[\"0000000000000000\",\"%s\"]}}", again);
+    wait_receipts(before + 2);
+    expect_quiet(z, 300);
+    persistent_emit(a, "zoe", 3);
+    expect_note(z, 3, id2, sizeof(id2));
+    send_json(z, "{\"received\":{\"msgIds\":[\"%s\"]}}", id2);
+    wait_receipts(before + 3);
+    acking = 0;
+    rejoin_gets_nothing(z, "rx-ack");
+    cluster_kill_gateway(&cl, gv);
+    free(tz);
+    wsc_free(a);
+    wsc_global_cleanup();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("emit_receipt");
@@ -259,6 +314,7 @@ int main(void)
     tcase_add_test(tc, present_receiver_receipted);
     tcase_add_test(tc, gateway_killed_after_handoff);
     tcase_add_test(tc, gateway_draining_at_handoff);
+    tcase_add_test(tc, unacked_emit_redelivered_on_resume);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
