@@ -30,6 +30,7 @@ ms_err_t ms_coord_core_init(ms_coord_t *c, const ms_coord_config_t *cfg, const c
     ms_ns_reg_init(&c->ns, (uint32_t)cfg->shards, ns_modules,
                    sizeof(ns_modules) / sizeof(ns_modules[0]));
     ms_hold_init(&c->hold);
+    ms_redeliver_init(&c->redeliver);
     ms_err_t err = ms_outbox_init(&c->outbox, NULL, cfg->prefix, c->id, (uint32_t)cfg->shards);
     if (err == MS_OK)
         err = ms_cluster_init(c);
@@ -40,6 +41,7 @@ void ms_coord_core_cleanup(ms_coord_t *c)
 {
     ms_ns_reg_cleanup(c);
     ms_hold_cleanup(&c->hold);
+    ms_redeliver_cleanup(&c->redeliver);
     ms_bans_cleanup(&c->bans);
     ms_policies_cleanup(c);
     ms_cluster_cleanup(c);
@@ -184,6 +186,7 @@ static void on_tick(evutil_socket_t fd, short what, void *ud)
     ms_ns_tick_all(c, now);
     ms_member_liveness(c, now);
     ms_backend_tick(c, now);
+    ms_emit_tick(c, now);
     ms_outbox_flush(&c->outbox);
 }
 

@@ -8,6 +8,7 @@
 #include <openssl/rand.h>
 
 #include "auth.h"
+#include "clock.h"
 #include "internal.h"
 #include "servermsg.h"
 
@@ -96,6 +97,8 @@ static void deliver_stored(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m,
     d.receipt_seq = seq;
     ms_outbox_deliver_full(&c->outbox, ns->shard, m->gateway, &d);
     c->msg.n_stored_sent++;
+    /* Fetched again if no receipt comes while the peer stays (redeliver.h). */
+    ms_redeliver_sent(&c->redeliver, ns->name, m->id, seq, ms_clock_mono_ms());
 }
 
 /* The receiver's gateway wrote these stored emits to its client. Any
@@ -105,9 +108,30 @@ void ms_emit_receipt(ms_coord_t *c, const Meshsig__Bus__Receipt *r)
 {
     if (!c->offline)
         return;
-    for (size_t i = 0; i < r->n_seqs; i++)
+    for (size_t i = 0; i < r->n_seqs; i++) {
         ms_offline_delete(c->offline, r->seqs[i]);
+        ms_redeliver_receipted(&c->redeliver, r->seqs[i]);
+    }
     c->msg.n_stored_receipts += r->n_seqs;
+}
+
+/* A peer whose stored emits were handed out without a receipt: fetched
+ * again while it is a member here (a gateway-held face only: a backend's
+ * took them at once). */
+static int refetch(const char *name, const char *peer, void *ud)
+{
+    ms_coord_t *c = ud;
+    ms_ns_t *ns = ms_ns_find(c, name);
+    ms_member_t *m = ns ? ms_ns_member(ns, peer) : NULL;
+    if (!m || !c->offline)
+        return 0;
+    ms_offline_fetch(c->offline, ns->name, m->id);
+    return 1;
+}
+
+void ms_emit_tick(ms_coord_t *c, uint64_t now)
+{
+    ms_redeliver_tick(&c->redeliver, now, refetch, c);
 }
 
 void ms_emit_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
@@ -235,6 +259,13 @@ static void offline_stored(const char *name, const char *sender, const char *cid
             delivered = 1;
         }
         /* Gone meanwhile: stored for its next join (or lost with the store). */
+    } else if (ok && seq && ns) {
+        /* Stored for an absent receiver that may have joined meanwhile: its
+         * join's fetch, queued after this store, delivers it; should that
+         * hand-off go missing, the re-fetch below catches it. */
+        ms_member_t *to = ms_ns_member(ns, peer);
+        if (to && !to->deliver)
+            ms_redeliver_sent(&c->redeliver, ns->name, to->id, seq, ms_clock_mono_ms());
     }
     ms_member_t *from = ns && sender ? ms_ns_party(ns, sender) : NULL;
     if (!from)

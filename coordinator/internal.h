@@ -45,6 +45,7 @@
 #include "p2p.h"
 #include "outbox.h"
 #include "pending.h"
+#include "redeliver.h"
 #include "policies.h"
 #include "resync.h"
 #include "shard.h"
@@ -80,6 +81,7 @@ struct ms_coord {
     ms_route_t route;           /* shard.c */
     ms_pending_clock_t pending; /* pending.c */
     ms_msg_stats_t msg;         /* messaging modules, a field each */
+    ms_redeliver_t redeliver;   /* emit.c: stored emits handed out without a receipt yet */
     ms_cluster_t cluster;       /* cluster.c */
     ms_admin_t admin;           /* admin.c, admin_cluster.c */
     ms_hold_t hold;             /* hold.c */

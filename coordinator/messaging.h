@@ -53,8 +53,12 @@ void ms_emit_member_restored(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m);
 /* A member resumed on another session: what its old one may not have
  * written (stored emits without a receipt) is fetched again. */
 void ms_emit_member_resumed(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m);
-/* bus Receipt: a gateway wrote these stored emits; they leave the stream. */
+/* bus Receipt: a gateway wrote these stored emits (or its client acked them);
+ * they leave the stream. */
 void ms_emit_receipt(ms_coord_t *c, const Meshsig__Bus__Receipt *r);
+/* Loop tick (monotonic ms): stored emits handed out without a receipt for a
+ * while are fetched again for their peer (redeliver.h). */
+void ms_emit_tick(ms_coord_t *c, uint64_t now);
 void ms_emit_ack(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
                  Meshsig__V1__Ack *ack);
 void ms_room_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,

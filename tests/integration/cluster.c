@@ -337,6 +337,18 @@ int cluster_nats_connections(const cluster_t *c, int i)
     return c->nats_pid[i] > 0 ? (int)nats_monitor_int(c, i, "/connz", "num_connections") : -1;
 }
 
+/* Node i in the meta group, hosting at least min_streams streams and current
+ * in each (/healthz: 503 while a stream or the meta group catches up): only
+ * then may another node die without a stream losing its majority. Hosting is
+ * not enough: a replica still catching up does not count for a quorum. */
+static int nats_settled(const cluster_t *c, int i, int min_streams)
+{
+    return c->n_nats == 1 ||
+           (cluster_nats_js_ready(c, i) &&
+            nats_monitor_int(c, i, "/jsz", "streams") >= min_streams &&
+            http_request(c->nats_mport[i], "GET", "/healthz", NULL, NULL, NULL) == 200);
+}
+
 int cluster_restart_nats(cluster_t *c, int i, int min_streams)
 {
     if (i < 0 || i >= c->n_nats || c->nats_pid[i] > 0)
@@ -347,20 +359,26 @@ int cluster_restart_nats(cluster_t *c, int i, int min_streams)
         c->nats = c->nats_pid[i];
     if (cluster_wait_port(c->nats_cport[i], 10000))
         return -1;
-    /* Back in the meta group, hosting its replicas again and current in each
-     * (/healthz: 503 while a stream or the meta group catches up): only then
-     * may another node die without a stream losing its majority. Hosting is
-     * not enough: a replica still catching up does not count for a quorum. */
     long long end = now_ms() + 30000;
     while (now_ms() < end) {
-        if (c->n_nats == 1 ||
-            (cluster_nats_js_ready(c, i) &&
-             nats_monitor_int(c, i, "/jsz", "streams") >= min_streams &&
-             http_request(c->nats_mport[i], "GET", "/healthz", NULL, NULL, NULL) == 200))
+        if (nats_settled(c, i, min_streams))
             return 0;
         usleep(50000);
     }
     return -1;
+}
+
+int cluster_nats_settle(const cluster_t *c, int min_streams, int timeout_ms)
+{
+    long long end = now_ms() + timeout_ms;
+    for (int i = 0; i < c->n_nats; i++) {
+        while (c->nats_pid[i] > 0 && !nats_settled(c, i, min_streams)) {
+            if (now_ms() >= end)
+                return -1;
+            usleep(50000);
+        }
+    }
+    return 0;
 }
 
 void cluster_kill_nats(cluster_t *c, int i)

@@ -21,7 +21,7 @@ typedef struct {
     int n_gw;
     pid_t gw[CLUSTER_MAX_GW];
     int gw_port[CLUSTER_MAX_GW];
-    const char *admin_token; /* NULL: coordinator in insecure dev mode */
+    const char *admin_token;        /* NULL: coordinator in insecure dev mode */
     const char *const *coord_extra; /* more coordinator arguments, NULL-terminated */
     /* Coordinators 1..n_coord-1 (index 0 is coord/admin_port above). */
     int n_coord;
@@ -65,6 +65,11 @@ void cluster_kill_nats(cluster_t *c, int i);
  * hosts at least min_streams JetStream streams again and is current in all of
  * them (its /healthz; bounded wait). */
 int cluster_restart_nats(cluster_t *c, int i, int min_streams);
+/* Waits (up to timeout_ms) until every live NATS node hosts at least
+ * min_streams JetStream streams and is current in each, so that one node may
+ * die without a stream or KV bucket losing its quorum (a freshly started
+ * cluster's replicas are still catching up). 0 when settled, -1 on timeout. */
+int cluster_nats_settle(const cluster_t *c, int min_streams, int timeout_ms);
 /* Client connections on NATS node i (monitoring /connz), -1 if unknown. */
 int cluster_nats_connections(const cluster_t *c, int i);
 /* 1 when NATS node i reports a JetStream meta leader (monitoring /jsz). */
