@@ -36,7 +36,9 @@ typedef struct job {
     uint8_t *data; /* store: packed Emit; fetch result: packed Emit */
     size_t len;
     char msg_id[40];
-    uint64_t seq; /* the message's stream sequence: stored, fetched, to delete */
+    uint64_t seq;       /* the message's stream sequence: stored, fetched, to delete */
+    long long first_ms; /* delete: its first attempt (monotonic ms) */
+    int attempts;       /* delete: failed attempts so far */
 } job_t;
 
 /* Subjects known to hold messages, so a join reads the stream only when it
@@ -48,10 +50,11 @@ typedef struct known {
 } known_t;
 
 struct ms_offline {
-    known_t *known;    /* guarded by lock */
-    int known_loaded;  /* guarded by lock; 0: every join has to look */
-    int load_queued;   /* guarded by lock: a JOB_LOAD waits in jobs */
-    long long load_at; /* worker: when the list was last (tried to be) loaded */
+    known_t *known;          /* guarded by lock */
+    int known_loaded;        /* guarded by lock; 0: every join has to look */
+    int load_queued;         /* guarded by lock: a JOB_LOAD waits in jobs */
+    long long load_at;       /* worker: when the list was last (tried to be) loaded */
+    long long delete_logged; /* worker: when a failed delete was last logged */
     ms_offline_config_t cfg;
     ms_jsworker_t *worker; /* the JetStream calls run there, in order; its own connection */
     natsConnection *nc;    /* worker thread: the worker's connection and context (start) */
@@ -403,27 +406,42 @@ static void do_fetch(ms_offline_t *o, job_t *j)
 }
 
 /* A delivered message, once its receipt came: deleted by sequence (one that
- * is gone already, deleted after an earlier receipt or aged out, is done). */
-static void do_delete(ms_offline_t *o, job_t *j)
+ * is gone already, deleted after an earlier receipt or aged out, is done).
+ * A failed delete goes to the back of the queue instead of retrying in
+ * place: it must not hold up the fetches and stores behind it (a delete that
+ * failed for a minute after a NATS node's loss kept a joining peer's fetch
+ * waiting past the election that would have let it through). Returns 1 when
+ * j was queued again (the worker owns it). */
+static int do_delete(ms_offline_t *o, job_t *j, int stopping)
 {
+    long long now = mono_ms();
+    if (!j->first_ms)
+        j->first_ms = now;
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = JS_CALL_WAIT_MS;
-    long long start = mono_ms(), logged = start - 5000;
-    int attempt = 0;
-    char who[64];
-    snprintf(who, sizeof(who), "#%llu", (unsigned long long)j->seq);
-    natsStatus s;
-    do {
-        jsErrCode ec = 0;
-        s = js_DeleteMsg(o->js, STREAM_NAME, j->seq, &jo, &ec);
-        if (s == NATS_OK || ec == JSNoMessageFoundErr)
-            return;
-    } while (retry_again(o, start, &attempt, &logged, "deleting a delivered offline message", who,
-                         natsStatus_GetText(s)));
-    ms_warn("offline message #%llu not deleted; it may be delivered again (deduplicated by "
-            "msgId)",
-            (unsigned long long)j->seq);
+    jsErrCode ec = 0;
+    natsStatus s = js_DeleteMsg(o->js, STREAM_NAME, j->seq, &jo, &ec);
+    if (s == NATS_OK || ec == JSNoMessageFoundErr)
+        return 0;
+    now = mono_ms();
+    j->attempts++;
+    if (now - o->delete_logged >= 5000) {
+        ms_warn("deleting delivered offline message #%llu failed (%s, %d: %s); tried again after "
+                "the jobs queued behind it",
+                (unsigned long long)j->seq, natsStatus_GetText(s), (int)ec,
+                nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "");
+        o->delete_logged = now;
+    }
+    if (now - j->first_ms >= JS_RETRY_MS || (stopping && j->attempts >= 3)) {
+        ms_warn("offline message #%llu not deleted; it may be delivered again (deduplicated by "
+                "msgId)",
+                (unsigned long long)j->seq);
+        return 0;
+    }
+    usleep(JS_RETRY_WAIT_MS * 1000); /* no busy loop when nothing else waits */
+    ms_jsworker_submit(o->worker, &j->link);
+    return 1;
 }
 
 /* Once the subject list is loaded, a fetch for a peer with nothing stored is
@@ -499,8 +517,8 @@ static void run_job(ms_jsworker_t *w, ms_jsjob_t *job, int stopping, void *ud)
     } else if (ensure_stream(o)) {
         if (j->kind == JOB_FETCH)
             do_fetch(o, j);
-        else
-            do_delete(o, j);
+        else if (do_delete(o, j, stopping))
+            return;
     }
     job_free(j);
 }
