@@ -171,7 +171,8 @@ class Peer(threading.Thread):
                 return False
             try:
                 ws = WsClient(self.h.cluster.ports[gw], timeout=5)
-                hello = {"namespace": self.ns, "peerId": self.id}
+                # Stored emits are deleted on our `received`, not on the write.
+                hello = {"namespace": self.ns, "peerId": self.id, "acksPersistent": True}
                 if resume and self.resume:
                     hello["resumeToken"] = self.resume
                 ws.send_json({"id": "hello", "hello": hello})
@@ -210,6 +211,8 @@ class Peer(threading.Thread):
             st.add("emits_delivered")
             with st.lock:
                 st.delivered.setdefault(self.id, []).append(m["emit"].get("data"))
+            if m["emit"].get("msgId"):  # counted: now it may leave the stream
+                self.ws.send_json({"received": {"msgIds": [m["emit"]["msgId"]]}})
             if self.lifetime:  # an absent peer that got its message: leave soon
                 self.deadline = min(self.deadline, time.monotonic() + 2)
         elif "ok" in m and m.get("id") in self.pending:

@@ -35,8 +35,8 @@ test('hello, welcome and ids on every request', async () => {
     assert.equal(a.state, 'open');
     const hello = relay.log[0];
     assert.ok(hello.id);
-    assert.deepEqual(hello.hello, { namespace: 'ns', peerId: 'alice', position: { x: 0.5, y: 0.25 },
-      metadata: { name: 'A' } });
+    assert.deepEqual(hello.hello, { namespace: 'ns', peerId: 'alice', acksPersistent: true,
+      position: { x: 0.5, y: 0.25 }, metadata: { name: 'A' } });
     assert.ok((await a.ping()) >= 0);
     await a.subscribe('x.*');
     await a.publish('x.y', 1);
@@ -68,6 +68,39 @@ test('emit resolves with the ack data and rejects with the error code', async ()
     assert.equal((await seen).data, 'hi');
     const sent = relay.log.filter((m) => m.emit && m.emit.event === 'note');
     assert.equal(sent[0].emit.ackId, undefined);
+  } finally {
+    await relay.close();
+  }
+});
+
+test('persistent emits: acked by msgId after the handler ran, a redelivered copy acked again but not handed on', async () => {
+  const relay = await startRelay();
+  try {
+    const b = open(relay.url, { namespace: 'ns', peerId: 'b' });
+    await b.ready;
+    const got = [];
+    let ackedBeforeHandler = null;
+    b.onEmit('note', (data, e) => {
+      ackedBeforeHandler = relay.log.some((m) => m.received);
+      got.push([data, e.msgId]);
+    });
+    const emit = { from: 'a', event: 'note', data: 1, persistent: true, msgId: '9f2c51d07a3be418' };
+    relay.to('b', { emit });
+    await until(() => relay.log.some((m) => m.received));
+    assert.equal(ackedBeforeHandler, false, 'the ack follows the handler');
+    // The same msgId again (written to a session we never read, then redelivered).
+    relay.to('b', { emit: { ...emit, data: 'copy' } });
+    relay.to('b', { emit: { ...emit, data: 2, msgId: '0123456789abcdef' } });
+    await until(() => relay.log.filter((m) => m.received).flatMap((m) => m.received.msgIds).length === 3);
+    assert.deepEqual(got, [[1, '9f2c51d07a3be418'], [2, '0123456789abcdef']]);
+    const acked = relay.log.filter((m) => m.received).flatMap((m) => m.received.msgIds);
+    assert.deepEqual(acked.sort(), ['0123456789abcdef', '9f2c51d07a3be418', '9f2c51d07a3be418']);
+    assert.ok(relay.log.filter((m) => m.received).every((m) => m.id === undefined), 'acks ask for no reply');
+    // An emit without msgId (not stored) is not acked.
+    relay.to('b', { emit: { from: 'a', event: 'note', data: 3 } });
+    await until(() => got.length === 3);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(relay.log.filter((m) => m.received).flatMap((m) => m.received.msgIds).length, 3);
   } finally {
     await relay.close();
   }

@@ -153,6 +153,8 @@ export interface IncomingEmit {
   event: string;
   data: Json | undefined;
   ackId: string;
+  /** Persistent emits: the server's id, the same on every copy (at least once). The SDK acks
+   * it after the handlers ran and drops repeats of the last 1000 ids; '' otherwise. */
   msgId: string;
   ack(data?: Json): void;
   nack(code?: ErrorCode, message?: string): void;

@@ -1202,6 +1202,7 @@ export class Client extends Emitter {
     this._topics = new Map(); // pattern -> Set(handler)
     this._rooms = new Set();
     this._seenMsgIds = new Set();
+    this._received = []; // msgIds of persistent emits handed to the app, acked at the next tick
     this._outbox = [];
     this._ws = null;
     this._attempt = 0;
@@ -1293,7 +1294,9 @@ export class Client extends Emitter {
     const id = this._requests.nextId();
     this._helloId = id;
     this._helloHadResume = !!this.resumeToken;
-    const hello = { namespace: this.namespace };
+    // Persistent emits stay stored until we ack their msgId (#onEmit), not
+    // merely until the gateway wrote them to a socket we may never read.
+    const hello = { namespace: this.namespace, acksPersistent: true };
     if (this.opts.token) hello.token = this.opts.token;
     if (this.peerId) hello.peerId = this.peerId;
     if (this.resumeToken) hello.resumeToken = this.resumeToken;
@@ -1766,8 +1769,30 @@ export class Client extends Emitter {
 
   // ---- incoming messaging ---------------------------------------------------
 
+  // Acks the persistent emits handed to the app since the last tick, in one
+  // message. One that cannot be sent now (not open) is not queued: the server
+  // delivers it again on the next session, where it is acked as a duplicate.
+  #flushReceived() {
+    this._receivedTimer = null;
+    const msgIds = this._received.splice(0);
+    if (!msgIds.length || this.state !== 'open') return;
+    try {
+      this._send({ received: { msgIds } });
+    } catch (err) {
+      this._report(err);
+    }
+  }
+
+  #ackPersistent(msgId) {
+    this._received.push(msgId);
+    if (!this._receivedTimer) this._receivedTimer = setTimeout(() => this.#flushReceived(), 0);
+  }
+
   #onEmit(e) {
     if (e.msgId) {
+      // Acked after the handlers below ran (or, for a copy delivered again,
+      // once more): the server deletes the stored emit on this ack only.
+      this.#ackPersistent(e.msgId);
       if (this._seenMsgIds.has(e.msgId)) return;
       this._seenMsgIds.add(e.msgId);
       if (this._seenMsgIds.size > 1000) this._seenMsgIds.delete(this._seenMsgIds.values().next().value);
