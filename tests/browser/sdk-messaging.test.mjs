@@ -29,6 +29,12 @@ before(async () => {
   await Promise.all([a.ready, b.ready]);
 });
 
+const receipted = async () => {
+  const text = await (await fetch(`${cluster.admin}/metrics`)).text();
+  const m = text.match(/^meshsig_coordinator_stored_emits_total\{event="receipted"\} (\d+)/m);
+  return m ? Number(m[1]) : 0;
+};
+
 after(async () => {
   clients.forEach((c) => c.close());
   if (cluster) await cluster.stop();
@@ -308,4 +314,37 @@ test('addP2pTarget / onAddP2pTarget: an edge outside the topology, allowed by po
   r2.on('error', () => {});
   await r2.ready;
   await assert.rejects(r2.addP2pTarget('alice'), (e) => e.code === 'FORBIDDEN');
+});
+
+test('persistent emit: the SDK acks its msgId, and only then is it deleted (a later session gets nothing)', async () => {
+  const before = await receipted();
+  await a.emit('dora', 'mail', { n: 1 }, { persistent: true });
+  const join = (gw) => {
+    const c = connect(cluster.gateways[gw].url, { namespace: NS, peerId: 'dora', webrtc: false,
+      requestTimeoutMs: 10000 });
+    c.on('error', () => {});
+    clients.push(c);
+    return c;
+  };
+  const c1 = join(1);
+  const got = [];
+  c1.onEmit('mail', (data, e) => { got.push([data, e.msgId]); });
+  await c1.ready;
+  await waitFor('the stored emit', () => got.length === 1, { timeoutMs: 10000 });
+  assert.deepEqual(got[0][0], { n: 1 });
+  assert.match(got[0][1], /^[0-9a-f]{16}$/);
+  // The SDK's `received` is the receipt: the owner deletes it.
+  await waitFor('the receipt of the SDK ack', async () => (await receipted()) > before, { timeoutMs: 10000 });
+  c1.close();
+  await waitFor('dora gone', async () => {
+    const r = await fetch(`${cluster.admin}/v1/namespaces/${NS}/peers/dora`);
+    return r.status === 404;
+  }, { timeoutMs: 15000 });
+  const c2 = join(0);
+  const again = [];
+  c2.onEmit('mail', (data) => { again.push(data); });
+  await c2.ready;
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.deepEqual(again, [], 'deleted once acked: not delivered to the next session');
+  c2.close();
 });
