@@ -59,8 +59,10 @@ static void store_persistent(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, cons
 /* A peer joined: deliver what was kept for it (offline.c answers through the loop). */
 static void member_joined(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 {
-    if (c->offline)
-        ms_offline_fetch(c->offline, ns->name, m->id);
+    if (!c->offline)
+        return;
+    ms_offline_fetch(c->offline, ns->name, m->id);
+    ms_redeliver_fetched(&c->redeliver, ns->name, m->id, ms_clock_mono_ms());
 }
 
 void ms_emit_member_restored(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)

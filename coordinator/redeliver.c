@@ -97,6 +97,17 @@ void ms_redeliver_sent(ms_redeliver_t *r, const char *ns, const char *peer, uint
     r->n_seqs++;
 }
 
+void ms_redeliver_fetched(ms_redeliver_t *r, const char *ns, const char *peer, uint64_t now)
+{
+    char key[512];
+    int kl = snprintf(key, sizeof(key), "%s\x1f%s", ns, peer);
+    rd_peer_t *p = NULL;
+    if (kl > 0 && (size_t)kl < sizeof(key))
+        HASH_FIND(hh, r->peers, key, (size_t)kl, p);
+    if (p && p->next_ms < now + MS_REDELIVER_FIRST_MS)
+        p->next_ms = now + MS_REDELIVER_FIRST_MS;
+}
+
 void ms_redeliver_receipted(ms_redeliver_t *r, uint64_t seq)
 {
     rd_seq_t *s = NULL;

@@ -45,6 +45,10 @@ void ms_redeliver_cleanup(ms_redeliver_t *r);
  * backoff. */
 void ms_redeliver_sent(ms_redeliver_t *r, const char *ns, const char *peer, uint64_t seq,
                        uint64_t now);
+/* A fetch of everything stored for peer in ns was just queued (its join,
+ * resume or a rebuild): its re-fetch waits a full first step again, so
+ * that the two do not deliver the same emits twice. */
+void ms_redeliver_fetched(ms_redeliver_t *r, const char *ns, const char *peer, uint64_t now);
 /* A receipt for seq (any gateway's, for a sequence this owner may not know). */
 void ms_redeliver_receipted(ms_redeliver_t *r, uint64_t seq);
 /* Calls refetch for every peer whose oldest unreceipted hand-off is due

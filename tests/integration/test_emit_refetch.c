@@ -14,19 +14,13 @@
 
 static cluster_t cl;
 static int gs, gv; /* alice's gateway, and zoe's, whose NATS node dies */
-/* Leases a loaded machine cannot starve through a NATS node's loss (as in
- * test_nats_failover); zoe's gateway, stopped while its node dies and the
- * stream elects a leader, must not be declared dead meanwhile: her session
- * stays, which is the case under test. */
-static const char *const coord_args[] = {"--lease-ttl-ms",
-                                         "3000",
-                                         "--coord-timeout-ms",
-                                         "2000",
-                                         "--js-replicas",
-                                         "3",
-                                         "--gateway-timeout-ms",
-                                         "60000",
-                                         NULL};
+/* Leases that outlast a NATS node's loss and the elections after it (renewed
+ * every 6.7 s, given up after 13 s): a lost lease would rebuild the namespace,
+ * and the rebuild's fetch would deliver the emit instead of the re-fetch under
+ * test. zoe's gateway, stopped meanwhile, must not be declared dead either:
+ * her session stays, which is the case under test. */
+static const char *const coord_args[] = {
+    "--lease-ttl-ms", "20000", "--js-replicas", "3", "--gateway-timeout-ms", "60000", NULL};
 static const char *const dev[] = {"--insecure-dev", NULL};
 static const char *const receipted = "meshsig_coordinator_stored_emits_total{event=\"receipted\"}";
 static const char *const sent = "meshsig_coordinator_stored_emits_total{event=\"sent\"}";
