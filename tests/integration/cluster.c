@@ -359,13 +359,49 @@ int cluster_restart_nats(cluster_t *c, int i, int min_streams)
         c->nats = c->nats_pid[i];
     if (cluster_wait_port(c->nats_cport[i], 10000))
         return -1;
-    long long end = now_ms() + 30000;
-    while (now_ms() < end) {
-        if (nats_settled(c, i, min_streams))
-            return 0;
-        usleep(50000);
+    return cluster_nats_settle(c, min_streams, 30000);
+}
+
+/* Streams led by node i (named nats-<i>) whose every other replica the leader
+ * sees as current, or -1 when node i's /jsz is not readable. A follower's own
+ * /healthz can pass before the leader counts it: a freshly created stream
+ * whose leader died then had no quorum (KV_meshsig_shards never elected a
+ * new leader in 30 s, and every lease was lost). */
+static int nats_led_current(const cluster_t *c, int i, int replicas)
+{
+    char *body = NULL, name[16];
+    snprintf(name, sizeof(name), "nats-%d", i);
+    if (http_request(c->nats_mport[i], "GET", "/jsz?streams=true", NULL, NULL, &body) != 200 ||
+        !body) {
+        free(body);
+        return -1;
     }
-    return -1;
+    /* Its limits are uint64 (18446744073709551615): read as reals. */
+    json_t *root = json_loads(body, JSON_DECODE_INT_AS_REAL, NULL);
+    free(body);
+    int n = 0;
+    json_t *acc, *st;
+    size_t ai, si;
+    json_array_foreach(json_object_get(root, "account_details"), ai, acc)
+    {
+        json_array_foreach(json_object_get(acc, "stream_detail"), si, st)
+        {
+            json_t *cl = json_object_get(st, "cluster");
+            const char *leader = json_string_value(json_object_get(cl, "leader"));
+            if (!leader || strcmp(leader, name))
+                continue;
+            json_t *r;
+            size_t ri;
+            int current = 0;
+            json_array_foreach(json_object_get(cl, "replicas"), ri, r)
+            {
+                current += json_is_true(json_object_get(r, "current"));
+            }
+            n += current >= replicas - 1;
+        }
+    }
+    json_decref(root);
+    return n;
 }
 
 int cluster_nats_settle(const cluster_t *c, int min_streams, int timeout_ms)
@@ -378,7 +414,24 @@ int cluster_nats_settle(const cluster_t *c, int min_streams, int timeout_ms)
             usleep(50000);
         }
     }
-    return 0;
+    if (c->n_nats == 1)
+        return 0;
+    /* And each stream's leader counts every replica current. */
+    int live = 0;
+    for (int i = 0; i < c->n_nats; i++)
+        live += c->nats_pid[i] > 0;
+    for (;;) {
+        int led = 0;
+        for (int i = 0; i < c->n_nats; i++) {
+            int n = c->nats_pid[i] > 0 ? nats_led_current(c, i, live) : 0;
+            led += n > 0 ? n : 0;
+        }
+        if (led >= min_streams)
+            return 0;
+        if (now_ms() >= end)
+            return -1;
+        usleep(50000);
+    }
 }
 
 void cluster_kill_nats(cluster_t *c, int i)
