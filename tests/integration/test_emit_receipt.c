@@ -97,16 +97,45 @@ static void persistent_emit(wsc_t *from, const char *to, int data)
     json_decref(j);
 }
 
-/* The next emit on c (topology events before it are skipped): from alice with data. */
-static void expect_note(wsc_t *c, int data, char *msg_id, size_t cap)
+/* msgIds a test already got: a copy of one is what a client drops. The
+ * owner re-fetches an emit whose receipt is 3 s late (a loaded machine), so
+ * a repeat may come at any time; a test that expects one says so. */
+#define MAX_SEEN 16
+static char seen[MAX_SEEN][64];
+static int n_seen;
+
+static int was_seen(const char *id)
+{
+    for (int i = 0; i < n_seen; i++)
+        if (!strcmp(seen[i], id))
+            return 1;
+    return 0;
+}
+
+/* The next emit on c that is not a repeat (topology events before it are
+ * skipped; repeat: the copy of a seen msgId is what is expected): from
+ * alice with data. */
+static void expect_note_ex(wsc_t *c, int data, char *msg_id, size_t cap, int repeat)
 {
     json_t *j = skip_to(c, "emit");
+    for (int i = 0; !repeat && was_seen(str_at(j, "emit", "msgId", NULL)); i++) {
+        ck_assert_int_lt(i, 10);
+        json_decref(j);
+        j = skip_to(c, "emit");
+    }
+    if (!repeat && n_seen < MAX_SEEN)
+        snprintf(seen[n_seen++], sizeof(seen[0]), "%s", str_at(j, "emit", "msgId", NULL));
     ck_assert_str_eq(str_at(j, "emit", "from", NULL), "alice");
     ck_assert_str_eq(str_at(j, "emit", "event", NULL), "note");
     ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "emit"), "data")), data);
     ck_assert_uint_gt(strlen(str_at(j, "emit", "msgId", NULL)), 0);
     snprintf(msg_id, cap, "%s", str_at(j, "emit", "msgId", NULL));
     json_decref(j);
+}
+
+static void expect_note(wsc_t *c, int data, char *msg_id, size_t cap)
+{
+    expect_note_ex(c, data, msg_id, cap, 0);
 }
 
 /* zoe joins afresh: whatever was receipted is gone from the stream. */
@@ -286,7 +315,7 @@ START_TEST(unacked_emit_redelivered_on_resume)
     expect_note(z, 2, id1, sizeof(id1));
     wsc_free(z);
     z = resume_at(gs, "rx-ack", "zoe", tz);
-    expect_note(z, 2, again, sizeof(again));
+    expect_note_ex(z, 2, again, sizeof(again), 1);
     ck_assert_str_eq(again, id1); /* the same msgId: a client drops the second copy */
     /* An id it does not hold is ignored, and acks without an id get no reply. */
     send_json(z, "{\"received\":{\"msgIds\":[\"0000000000000000\",\"%s\"]}}", again);
