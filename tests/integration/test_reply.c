@@ -392,6 +392,10 @@ static const row_t rows[] = {
      NULL, NULL},
     {"p2p_target", ALICE, "{\"id\":\"%1$s\",\"p2pTarget\":{\"peer\":\"bob\"}}", "error",
      "FORBIDDEN", NO_OUTCOME, NULL, NULL},
+    /* received: an ack of persistent emits, ended by the gateway (ids it does not hold are
+     * ignored) */
+    {"received", BOB, "{\"id\":\"%1$s\",\"received\":{\"msgIds\":[\"0000000000000000\"]}}", "ok",
+     NULL, NO_OUTCOME, NULL, NULL},
     {"leave", DAVE, "{\"id\":\"%1$s\",\"leave\":{}}", "ok", NULL, NO_OUTCOME, NULL, NULL},
 };
 #define N_ROWS (sizeof(rows) / sizeof(rows[0]))

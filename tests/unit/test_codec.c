@@ -144,6 +144,8 @@ static const char *const client_cases[] = {
     "{\"topology\":\"tree\",\"k1\":8}}}",
     "{\"p2pTarget\":{\"peer\":\"bob\"}}",
     "{\"p2pTarget\":{\"peer\":\"alice\",\"answer\":true,\"reason\":\"busy\"}}",
+    "{\"received\":{\"msgIds\":[\"9f2c51d07a3be418\",\"0123456789abcdef\"]}}",
+    "{\"id\":\"h3\",\"hello\":{\"namespace\":\"b\",\"acksPersistent\":true}}",
 };
 
 static const char *const server_cases[] = {
