@@ -20,12 +20,14 @@
 
 static cluster_t cl;
 /* Leases and liveness a loaded machine cannot starve (at load 40 on 2 cores
- * 1.2 s leases flapped before any node was killed); the takeovers this test
- * waits for take a few seconds more. */
+ * 1.2 s leases flapped before any node was killed, and 3 s leases of the
+ * ASan build at load 37, also before any kill: a takeover rebuild then held
+ * the first messages past 5 s); the takeovers this test waits for take a
+ * few seconds more. */
 static const char *const coord_args[] = {"--lease-ttl-ms",
-                                         "3000",
+                                         "6000",
                                          "--coord-timeout-ms",
-                                         "2000",
+                                         "4000",
                                          "--coord-heartbeat-ms",
                                          "200",
                                          "--resync-timeout-ms",
