@@ -60,6 +60,8 @@ static void set_policy(const char *ns, const char *json)
 static wsc_t *join_retry(int gw, const char *ns, const char *peer, long long deadline_ms,
                          long long *t_ok)
 {
+    char last[256] = "nothing";
+    int tries = 0;
     while (now_ms() < deadline_ms) {
         wsc_t *c = wsc_connect(cl.gw_port[gw], NULL, T_MS);
         ck_assert_ptr_nonnull(c);
@@ -67,6 +69,12 @@ static wsc_t *join_retry(int gw, const char *ns, const char *peer, long long dea
         long long left = deadline_ms - now_ms();
         json_t *j = wsc_recv_json(c, left > 1000 ? (int)left : 1000);
         int ok = j && json_object_get(j, "welcome");
+        if (!ok && j) { /* said when the join never succeeds */
+            char *txt = json_dumps(j, JSON_COMPACT);
+            snprintf(last, sizeof(last), "%s", txt ? txt : "?");
+            free(txt);
+        }
+        tries++;
         json_decref(j);
         if (ok) {
             if (t_ok)
@@ -76,7 +84,8 @@ static wsc_t *join_retry(int gw, const char *ns, const char *peer, long long dea
         wsc_free(c);
         usleep(50000);
     }
-    ck_abort_msg("join %s/%s never succeeded", ns, peer);
+    ck_abort_msg("join %s/%s never succeeded (%d tries, the last answer: %s)", ns, peer, tries,
+                 last);
     return NULL;
 }
 
