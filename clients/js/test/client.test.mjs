@@ -307,6 +307,51 @@ test('two peers open a data channel (full mesh, pre-made offers)', { skip: !wrtc
   }
 });
 
+/** A connection class that records what it was configured with (no real WebRTC). */
+class RecordingPC {
+  static made = [];
+  constructor(cfg) {
+    this.configs = [cfg];
+    this.iceGatheringState = 'complete';
+    this.localDescription = null;
+    RecordingPC.made.push(this);
+  }
+  createDataChannel(label) { return { label, readyState: 'connecting', close() {} }; }
+  async createOffer() { return { type: 'offer', sdp: 'v=0 recording' }; }
+  async setLocalDescription(d) { this.localDescription = d; }
+  setConfiguration(cfg) { this.configs.push(cfg); }
+  close() {}
+}
+
+test('pre-made offers: none when relay-only has no servers yet; the welcome\'s servers reach the ones made', async () => {
+  const relay = await startRelay();
+  const turn = { urls: ['turn:127.0.0.1:3478?transport=udp'], username: '1:x', credential: 'c' };
+  relay.hooks.hello = (ws, m) => {
+    relay.send(ws, { id: m.id, welcome: { peerId: m.hello.peerId, gatewayId: 'relay', topology: 'fullmesh',
+      namespace: m.hello.namespace, iceServers: [turn] } });
+    return true;
+  };
+  try {
+    const opts = { namespace: 'ns', webrtc: true, RTCPeerConnection: RecordingPC, offers: 2 };
+    // Relay only, no servers of the app's own: an offer made now could hold no candidate.
+    RecordingPC.made = [];
+    const r = open(relay.url, { ...opts, peerId: 'r', iceTransportPolicy: 'relay' });
+    await r.ready;
+    assert.equal(relay.log.find((m) => m.hello?.peerId === 'r').hello.offers, undefined);
+    assert.equal(RecordingPC.made.length, 0);
+    // Otherwise the offers are made, and the welcome's TURN server reaches their connections.
+    const p = open(relay.url, { ...opts, peerId: 'p' });
+    await p.ready;
+    assert.equal(relay.log.find((m) => m.hello?.peerId === 'p').hello.offers.length, 2);
+    assert.equal(RecordingPC.made.length, 2);
+    for (const pc of RecordingPC.made) {
+      assert.deepEqual(pc.configs.at(-1).iceServers, [turn]);
+    }
+  } finally {
+    await relay.close();
+  }
+});
+
 test('openStream gives up after openTimeoutMs and aborts the stream it asked for', async () => {
   const relay = await startRelay();
   try {

@@ -1244,7 +1244,7 @@ export class Client extends Emitter {
     }
     if (this.state === 'closed') return;
     let premade = [];
-    if (!this.resumeToken && this.opts.offers > 0 && this.opts.webrtc !== false) {
+    if (!this.resumeToken && this.opts.offers > 0 && this.opts.webrtc !== false && this.#premadeCanGather()) {
       premade = await this.#makePremade(this.opts.offers);
       if (this.state === 'closed') { premade.forEach((p) => p.pc.close()); return; }
     }
@@ -1279,6 +1279,17 @@ export class Client extends Emitter {
       if (this._ws !== ws) return;
       this.#onClose(e?.code, e?.reason);
     };
+  }
+
+  /**
+   * Pre-made offers are gathered before hello, so before the welcome's ICE servers are
+   * known: relay-only with no servers of the app's own would gather nothing, and the
+   * offer would name no candidate the peer could ever reach (the edge would time out,
+   * and its ICE-restart retry would fail the same way). Such a client makes none.
+   */
+  #premadeCanGather() {
+    const cfg = this.#rtcConfig();
+    return cfg.iceTransportPolicy !== 'relay' || (cfg.iceServers || []).length > 0;
   }
 
   async #makePremade(n) {
@@ -1615,8 +1626,10 @@ export class Client extends Emitter {
     this._emit('iceServers', { servers: this._serverIce });
     if (this.opts.rtcConfig || this.opts.iceServers) return;
     const cfg = this.#rtcConfig();
-    for (const n of this._neighbours.values()) {
-      try { n.pc?.setConfiguration?.(cfg); } catch { /* a closed connection */ }
+    // Pre-made connections too: one adopted later restarts ICE with these servers.
+    const pcs = [...[...this._neighbours.values()].map((n) => n.pc), ...this._premade.map((p) => p.pc)];
+    for (const pc of pcs) {
+      try { pc?.setConfiguration?.(cfg); } catch { /* a closed connection */ }
     }
   }
 
