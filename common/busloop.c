@@ -129,12 +129,19 @@ static void le_on_event(evutil_socket_t fd, short what, void *arg)
         natsConnection_ProcessWriteEvent(l->base.nc);
 }
 
+static void le_finalized(struct event *ev, void *arg) {}
+
+/* cnats attaches and detaches on its own threads with the connection's lock held. A plain
+ * event_free there waits for the event's callback if the loop is running it, and that
+ * callback may be waiting for the same lock (a publish after a read): both coordinators of
+ * the 100k run hung so, for good, on a reconnect. Events made with EV_FINALIZE are freed by
+ * the loop once their callback is done, without waiting here. */
 static void le_free_events(le_loop_t *l)
 {
     if (l->rd)
-        event_free(l->rd);
+        event_free_finalize(0, l->rd, le_finalized);
     if (l->wr)
-        event_free(l->wr);
+        event_free_finalize(0, l->wr, le_finalized);
     l->rd = l->wr = NULL;
 }
 
@@ -143,8 +150,8 @@ static natsStatus le_attach(void **userData, void *loop, natsConnection *nc, nat
     le_loop_t *l = loop;
     l->base.nc = nc;
     le_free_events(l); /* a reconnect: the old socket's events */
-    l->rd = event_new(l->evb, sock, EV_READ | EV_PERSIST, le_on_event, l);
-    l->wr = event_new(l->evb, sock, EV_WRITE | EV_PERSIST, le_on_event, l);
+    l->rd = event_new(l->evb, sock, EV_READ | EV_PERSIST | EV_FINALIZE, le_on_event, l);
+    l->wr = event_new(l->evb, sock, EV_WRITE | EV_PERSIST | EV_FINALIZE, le_on_event, l);
     if (!l->rd || !l->wr || event_add(l->rd, NULL) != 0) {
         le_free_events(l);
         return NATS_NO_MEMORY;
@@ -181,7 +188,12 @@ static natsStatus le_detach(void *userData)
 static void le_cleanup(ms_busloop_t *base)
 {
     le_loop_t *l = (le_loop_t *)base;
-    le_free_events(l);
+    /* Loop thread, outside the events' callbacks: freed at once. */
+    if (l->rd)
+        event_free(l->rd);
+    if (l->wr)
+        event_free(l->wr);
+    l->rd = l->wr = NULL;
     if (l->posted)
         event_free(l->posted);
     free(l);
