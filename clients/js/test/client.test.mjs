@@ -352,6 +352,29 @@ test('pre-made offers: none when relay-only has no servers yet; the welcome\'s s
   }
 });
 
+test('a gateway from before persistent-emit acks: hello again without acksPersistent', async () => {
+  const relay = await startRelay();
+  // What such a gateway answers: its strict decoder refuses the unknown field.
+  relay.hooks.hello = (ws, m) => {
+    if (!m.hello.acksPersistent) return false;
+    relay.send(ws, { id: m.id, error: { code: 'BAD_REQUEST', message: 'hello.acksPersistent: unknown field' } });
+    return true;
+  };
+  try {
+    const a = open(relay.url, { namespace: 'ns', peerId: 'a' });
+    const errors = [];
+    a.on('error', (e) => errors.push(e.code));
+    await a.ready;
+    const hellos = relay.log.filter((m) => m.hello);
+    assert.equal(hellos.length, 2);
+    assert.equal(hellos[0].hello.acksPersistent, true);
+    assert.equal(hellos[1].hello.acksPersistent, undefined);
+    assert.equal(a.state, 'open');
+  } finally {
+    await relay.close();
+  }
+});
+
 test('openStream gives up after openTimeoutMs and aborts the stream it asked for', async () => {
   const relay = await startRelay();
   try {

@@ -1307,7 +1307,11 @@ export class Client extends Emitter {
     this._helloHadResume = !!this.resumeToken;
     // Persistent emits stay stored until we ack their msgId (#onEmit), not
     // merely until the gateway wrote them to a socket we may never read.
-    const hello = { namespace: this.namespace, acksPersistent: true };
+    const hello = { namespace: this.namespace };
+    // Gateways before persistent-emit acks refuse the field (unknown fields are an
+    // error there): after such a refusal this client says hello without it, and its
+    // persistent emits are receipted on the gateway's write instead.
+    if (!this._helloWithoutAcks) hello.acksPersistent = true;
     if (this.opts.token) hello.token = this.opts.token;
     if (this.peerId) hello.peerId = this.peerId;
     if (this.resumeToken) hello.resumeToken = this.resumeToken;
@@ -1354,6 +1358,12 @@ export class Client extends Emitter {
 
   #onHelloError(err) {
     if (this.state === 'closed') return;
+    if (!this._helloWithoutAcks && /acksPersistent/.test(err.message || '') && /unknown field/.test(err.message || '')) {
+      this._helloWithoutAcks = true;
+      this.#closeSocket();
+      this.#later(() => this.#open(), 0);
+      return;
+    }
     if (err.code === 'RESUME_FAILED') {
       // The server forgot us: join as a new session; the mesh is rebuilt from scratch.
       this.resumeToken = null;
@@ -1797,6 +1807,7 @@ export class Client extends Emitter {
   }
 
   #ackPersistent(msgId) {
+    if (this._helloWithoutAcks) return; // the gateway receipts on its write and knows no `received`
     this._received.push(msgId);
     if (!this._receivedTimer) this._receivedTimer = setTimeout(() => this.#flushReceived(), 0);
   }
