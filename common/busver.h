@@ -26,7 +26,8 @@
  * ResyncReport's tree source, per-shard namespace counts, admin actions, ResyncRequest's
  * gateway_id (an ask of one gateway; a 1.0 gateway answers it as if asked with the others),
  * a moved sender's DirectSignal END (owner_too) and Delivery.retired (retired_gone), delivery
- * receipts of stored emits (Delivery.receipt_seq, Receipt). */
+ * receipts of stored emits (Delivery.receipt_seq, Receipt), ad-hoc pairs of signals:any
+ * namespaces (Delivery.pair, Delivery.unpair, DirectSignal.peerjs_type). */
 #define MS_BUS_MINOR 1u
 #define MS_BUS_VERSION ((MS_BUS_MAJOR << 16) | MS_BUS_MINOR)
 #define MS_BUS_VERSION_FIELD 15u

@@ -19,7 +19,7 @@
 static const ms_ns_hooks_t *const ns_modules[] = {
     &ms_member_hooks,  &ms_room_hooks,   &ms_service_hooks, &ms_topic_hooks,
     &ms_pending_hooks, &ms_stream_hooks, &ms_emit_hooks,    &ms_edges_hooks,
-    &ms_p2p_hooks,     &ms_hold_hooks,   &ms_backend_hooks,
+    &ms_p2p_hooks,     &ms_pairs_hooks,     &ms_hold_hooks,   &ms_backend_hooks,
 };
 
 ms_err_t ms_coord_core_init(ms_coord_t *c, const ms_coord_config_t *cfg, const char *id)

@@ -41,6 +41,7 @@
 #include "merge.h"
 #include "messaging.h"
 #include "namespace.h"
+#include "pairs.h"
 #include "offline.h"
 #include "p2p.h"
 #include "outbox.h"

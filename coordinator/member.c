@@ -209,6 +209,7 @@ static void replace_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
         }
     }
     ms_ns_apply_diff(c, ns, diff, NULL, NULL, 0);
+    ms_pairs_moved(c, ns, m); /* PeerJS's reconnect: its pairs follow it */
     ms_info("%s/%s replaced by a session on %s", ns->name, m->id, gw);
 }
 
@@ -332,6 +333,19 @@ static void send_retired(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const
         d.retired_gone = gone;
         ms_outbox_deliver_full(&c->outbox, ns->shard, o->gateway, &d);
     }
+    const char *const *pairs;
+    size_t n = ms_pairs_of(m, &pairs);
+    for (size_t i = 0; i < n; i++) {
+        ms_member_t *o = ms_ns_member(ns, pairs[i]);
+        if (!o || o->detached_ms || o->deliver)
+            continue;
+        Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
+        d.session = o->session;
+        d.peer_id = o->id;
+        d.retired = &r;
+        d.retired_gone = gone;
+        ms_outbox_deliver_full(&c->outbox, ns->shard, o->gateway, &d);
+    }
 }
 
 /* A peer comes back through another session with a valid resume token: it
@@ -370,6 +384,7 @@ static void resume_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
     ms_gw_seen(c, gw);
     send_welcome(c, ns, m, cid);
     send_edges_to(c, ns, m);
+    ms_pairs_moved(c, ns, m);
     if (gone) {
         /* Its old gateway went silent: nothing more comes from there, and
          * the neighbours' gateways need not wait for it. */

@@ -55,6 +55,10 @@ typedef struct ms_member {
     size_t n_p2p_links;
     struct ms_p2p_ask *p2p_asks;
     size_t n_p2p_asks;
+    /* pairs.c: peers of a signals:any namespace whose gateways were told where this one
+     * lives (ad-hoc pairs, the direct path without a topology edge). */
+    char **pairs;
+    size_t n_pairs;
     /* bus Join.claim (a hash of the PeerJS token): a join of the same id with
      * the same claim takes the id over, as PeerJS lets its client reconnect. */
     uint8_t claim[16];

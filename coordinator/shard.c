@@ -51,7 +51,8 @@ static void handle_signal(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sha
     if (!from && !(from = sender(c, shard, req, &ns)))
         return;
     ms_member_t *to = ms_ns_member(ns, sig->to);
-    if (prev && (!to || !ns->engine->ops->adjacent(ns->engine, from->handle, to->handle))) {
+    if (prev && (!to || (!ns->engine->ops->adjacent(ns->engine, from->handle, to->handle) &&
+                         !ms_pairs_linked(from, to)))) {
         /* Only to a neighbour, whose gateway keeps it before the new
          * session's (gateway/direct.c): to anyone else it could overtake. */
         ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, req->client_id,
@@ -79,8 +80,11 @@ static void handle_signal(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sha
     c->route.n_signals++;
     ms_outbox_deliver(&c->outbox, shard, to->gateway, to->session, to->id,
                       ms_sm_signal(&out, from->id, sig->payload), 0);
-    if (!prev) /* the previous session is closed: no one to tell */
+    if (!prev) { /* the previous session is closed: no one to tell */
         ms_send_ok(c, ns, from, req->client_id);
+        /* After the signal: the next ones may go gateway to gateway (pairs.c). */
+        ms_pairs_routed(c, ns, from, to);
+    }
 }
 
 /* A gateway's barrier on a signal path (gateway/direct.c): after the signals
@@ -95,7 +99,8 @@ static void handle_barrier(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sh
     ms_member_t *to = ms_ns_member(ns, req->barrier->to);
     Meshsig__Bus__PeerLocation b = MESHSIG__BUS__PEER_LOCATION__INIT;
     if (to && to != from && !to->detached_ms &&
-        ns->engine->ops->adjacent(ns->engine, from->handle, to->handle)) {
+        (ns->engine->ops->adjacent(ns->engine, from->handle, to->handle) ||
+         ms_pairs_linked(from, to))) {
         b.peer_id = from->id;
         b.gateway_id = (char *)from->gateway;
         b.session = from->session;

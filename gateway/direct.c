@@ -54,6 +54,7 @@
 #include "hash.h"
 #include "internal.h"
 #include "log.h"
+#include "pjframe.h"
 
 #define DRAIN_TIMEOUT_US (2 * 1000000u) /* sender: held signals go to the owner after this */
 #define HOLD_US (1000000u)              /* receiver: an unvouched signal waits this long */
@@ -86,6 +87,7 @@ typedef struct edge {
     uint8_t sent;      /* signals went direct to gw/remote */
     uint8_t draining;  /* the neighbour moved: held until the barrier passes */
     uint8_t via_owner; /* the barrier timed out: owner path until re-announced */
+    uint8_t unpaired;  /* an ad-hoc pair that ended: freed once its barrier is back */
     uint64_t drain_until_us;
     held_t *held, *held_tail;
     size_t n_held;
@@ -145,6 +147,13 @@ static edge_t *edge_find(ms_gw_direct_t *d, uint64_t session, const char *peer)
     probe.key.peer = ms_fnv1a64(peer, strlen(peer));
     HASH_FIND(hh, d->edges, &probe.key, sizeof(probe.key), e);
     return e && !strcmp(e->peer, peer) ? e : NULL;
+}
+
+/* Whether session t holds an edge to peer as the owner told it: a topology
+ * neighbour, or an ad-hoc pair of a signals:any namespace (bus Delivery.pair). */
+static int linked(const ms_session_t *t, const char *peer)
+{
+    return ms_strset_has(&t->neighbours, peer) || (t->pairs.n && ms_strset_has(&t->pairs, peer));
 }
 
 static void held_free_list(held_t *h)
@@ -344,31 +353,60 @@ void ms_gw_direct_flush(ms_gateway_t *gw)
     }
 }
 
-/* The payload of ds as a Value (parsed from its JSON when it came that way):
- * *owned is set when the caller must free it. NULL: no payload, or *bad. */
-static Meshsig__V1__Value *payload_of(const Meshsig__Bus__DirectSignal *ds, int *owned, int *bad)
+/* The payload of ds as a Value: ds's own, parsed from its JSON when it came
+ * that way, or built around a PeerJS payload's text (peerjs_type). */
+typedef struct {
+    Meshsig__V1__Value *v; /* NULL: no payload */
+    int owned;             /* v was parsed here */
+    int pj;                /* v is pjv.body */
+    ms_pjframe_value_t pjv;
+} payload_t;
+
+/* 0, or -1 when it cannot be decoded (the sender's scan vouched for the text:
+ * only memory, or a sender that is not a meshsig gateway). */
+static int payload_get(const Meshsig__Bus__DirectSignal *ds, payload_t *p)
 {
-    *owned = *bad = 0;
-    if (ds->payload)
-        return ds->payload;
-    if (!ds->payload_json.len)
-        return NULL;
+    memset(p, 0, sizeof(*p));
+    if (*ds->peerjs_type) {
+        ms_pjframe_t f;
+        memset(&f, 0, sizeof(f));
+        f.op = MS_PJFRAME_SIGNAL;
+        f.type = ms_pjframe_type(ds->peerjs_type);
+        f.payload = ds->payload_json.len ? (const char *)ds->payload_json.data : NULL;
+        f.payload_len = ds->payload_json.len;
+        if (!f.type || ms_pjframe_value_init(&p->pjv, &f) != MS_OK)
+            return -1;
+        p->pj = 1;
+        p->v = &p->pjv.body;
+        return 0;
+    }
+    if (ds->payload || !ds->payload_json.len) {
+        p->v = ds->payload;
+        return 0;
+    }
     ProtobufCMessage *v = NULL;
     ms_codec_error_t cerr = {0};
     if (ms_codec_from_json(&meshsig__v1__value__descriptor, (const char *)ds->payload_json.data,
-                           ds->payload_json.len, &v, &cerr) != MS_OK) {
-        *bad = 1;
-        return NULL;
-    }
-    *owned = 1;
-    return (Meshsig__V1__Value *)v;
+                           ds->payload_json.len, &v, &cerr) != MS_OK)
+        return -1;
+    p->owned = 1;
+    p->v = (Meshsig__V1__Value *)v;
+    return 0;
+}
+
+static void payload_done(payload_t *p)
+{
+    if (p->pj)
+        ms_pjframe_value_cleanup(&p->pjv);
+    if (p->owned)
+        meshsig__v1__value__free_unpacked(p->v, NULL);
 }
 
 /* The owner's path for ds, as a request of its sender (on from_gw): a signal
  * is routed or answered there; a DRAIN becomes a Barrier. */
 static void to_owner(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__DirectSignal *ds)
 {
-    int owned = 0, bad = 0;
+    payload_t pl = {0};
     Meshsig__V1__Signal sig = MESHSIG__V1__SIGNAL__INIT;
     Meshsig__V1__ClientMessage cm = MESHSIG__V1__CLIENT_MESSAGE__INIT;
     Meshsig__Bus__Barrier br = MESHSIG__BUS__BARRIER__INIT;
@@ -379,13 +417,13 @@ static void to_owner(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__
         req.barrier = &br;
     } else if (ds->kind == MESHSIG__BUS__DIRECT_SIGNAL__KIND__SIGNAL) {
         sig.to = ds->to_peer;
-        sig.payload = payload_of(ds, &owned, &bad);
-        if (bad) {
+        if (payload_get(ds, &pl) != 0) {
             /* The sender's scan vouched for this JSON: only memory can fail here. */
             ms_error("direct signal from %s/%s: payload not decodable; not forwarded",
                      ds->namespace_, ds->from_peer);
             return;
         }
+        sig.payload = pl.v;
         cm.id = ds->client_id;
         cm.msg_case = MESHSIG__V1__CLIENT_MESSAGE__MSG_SIGNAL;
         cm.signal = &sig;
@@ -403,8 +441,7 @@ static void to_owner(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__
     if (ms_gw_publish_shard(gw, ds->shard, &req, 0) != 0)
         ms_warn("signal from %s/%s to the owner not published", ds->namespace_, ds->from_peer);
     gw->n_direct_to_owner++;
-    if (owned)
-        meshsig__v1__value__free_unpacked(sig.payload, NULL);
+    payload_done(&pl);
 }
 
 static void held_to_owner(ms_gateway_t *gw, const char *from_gw, const held_t *h)
@@ -431,8 +468,8 @@ static void on_reply(ms_gateway_t *gw, const Meshsig__Bus__DirectSignal *ds)
 /* The sender's gateway: the ok for a signal with a request id that was delivered. */
 static void reply_ok(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__DirectSignal *ds)
 {
-    if (!*ds->client_id)
-        return;
+    if (!*ds->client_id || *ds->peerjs_type)
+        return; /* a PeerJS sender hears no ok: its request id is for EXPIRE only */
     Meshsig__Bus__DirectSignal r = MESHSIG__BUS__DIRECT_SIGNAL__INIT;
     r.kind = MESHSIG__BUS__DIRECT_SIGNAL__KIND__REPLY;
     r.shard = ds->shard;
@@ -464,7 +501,26 @@ static int deliver_signal(ms_gateway_t *gw, ms_session_t *t, const char *from_gw
 {
     if (t->closing)
         return 0; /* as ms_gw_send: nothing more for a closing session */
-    if (!t->binary && ds->payload_json.len) {
+    const char *pjtype = *ds->peerjs_type ? ms_pjframe_type(ds->peerjs_type) : NULL;
+    if (pjtype && t->peerjs && !t->binary && t->peer_id) {
+        /* PeerJS to PeerJS: spliced as on one gateway (peerjs.c relay_local). */
+        const char *pl = ds->payload_json.len ? (const char *)ds->payload_json.data : NULL;
+        size_t need = ms_pjframe_size(pjtype, ds->from_peer, t->peer_id, ds->payload_json.len);
+        if (need > gw->out_cap) {
+            char *nb = realloc(gw->out, need);
+            if (!nb)
+                goto slow;
+            gw->out = nb;
+            gw->out_cap = need;
+        }
+        size_t len =
+            ms_pjframe_write(gw->out, pjtype, ds->from_peer, t->peer_id, pl, ds->payload_json.len);
+        count_in(gw, from_gw);
+        ms_gw_record_latency(gw, ds->origin_us);
+        ms_gw_queue_frame(gw, t, gw->out, len);
+        return 1;
+    }
+    if (!t->binary && !t->peerjs && !*ds->peerjs_type && ds->payload_json.len) {
         /* JSON to JSON: the payload as the sender wrote it (relay.c). */
         static const char head[] = "{\"signal\":{\"from\":\"", mid[] = "\",\"payload\":";
         size_t idl = strlen(ds->from_peer);
@@ -494,15 +550,15 @@ static int deliver_signal(ms_gateway_t *gw, ms_session_t *t, const char *from_gw
         return 1;
     }
 slow:;
-    int owned = 0, bad = 0;
+    payload_t pl;
     Meshsig__V1__Signal out = MESHSIG__V1__SIGNAL__INIT;
     out.from = ds->from_peer;
-    out.payload = payload_of(ds, &owned, &bad);
-    if (bad) {
+    if (payload_get(ds, &pl) != 0) {
         /* The sender's scan vouched for this JSON: only memory can fail here. */
         ms_error("direct signal from %s/%s: payload not decodable", ds->namespace_, ds->from_peer);
         return 1;
     }
+    out.payload = pl.v;
     Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
     sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_SIGNAL;
     sm.signal = &out;
@@ -510,8 +566,7 @@ slow:;
     ms_gw_record_latency(gw, ds->origin_us);
     ms_gw_send(gw, t, &sm);
     reply_ok(gw, from_gw, ds);
-    if (owned)
-        meshsig__v1__value__free_unpacked(out.payload, NULL);
+    payload_done(&pl);
     return 1;
 }
 
@@ -543,8 +598,7 @@ static void edge_release(ms_gateway_t *gw, edge_t *e, int to_owner_path)
         ds->epoch = e->epoch;
         ms_session_t *s = local ? session_by_id(gw, ds->from_session) : NULL;
         ms_session_t *t = local ? ms_gw_peer_index_find(gw, ds->namespace_, ds->to_peer) : NULL;
-        if (local && s && t && t->id == e->remote && ms_strset_has(&t->neighbours, s->peer_id) &&
-            !t->closing) {
+        if (local && s && t && t->id == e->remote && linked(t, s->peer_id) && !t->closing) {
             deliver_signal(gw, t, gw->id, ds); /* counted as local */
         } else if (local) {
             to_owner(gw, gw->id, ds);
@@ -588,45 +642,39 @@ static void direct_signal_init(Meshsig__Bus__DirectSignal *ds, ms_gateway_t *gw,
  * (s's peer just moved here: signals of its old session may still be on the
  * way from its old gateway), or behind ones held for that: it waits in the
  * receiver's queue as if it had come from another gateway. 1: taken. */
-static int local_wait(ms_gateway_t *gw, ms_session_t *s, const char *to, const char *json,
-                      size_t json_len, const Meshsig__V1__Value *payload, const char *cid)
+static int local_wait(ms_gateway_t *gw, ms_session_t *s, Meshsig__Bus__DirectSignal *ds)
 {
     ms_gw_direct_t *d = gw->direct;
-    ms_session_t *t = ms_gw_peer_index_find(gw, s->ns, to);
+    ms_session_t *t = ms_gw_peer_index_find(gw, s->ns, ds->to_peer);
     if (!t || t == s)
         return 0;
     edge_t *te = edge_find(d, t->id, s->peer_id);
-    Meshsig__Bus__DirectSignal ds;
-    direct_signal_init(&ds, gw, s, to, json, json_len, payload, cid);
-    ds.to_session = t->id;
-    rx_pair_t *p = d->n_rx_held ? pair_get(d, gw->id, &ds, 0) : NULL;
+    ds->to_session = t->id;
+    rx_pair_t *p = d->n_rx_held ? pair_get(d, gw->id, ds, 0) : NULL;
     if (!(te && te->retiring) && !(p && p->n_held))
         return 0;
-    receive_one(gw, gw->id, &ds);
+    receive_one(gw, gw->id, ds);
     return 1;
 }
 
-int ms_gw_direct_send(ms_gateway_t *gw, ms_session_t *s, const char *to, const char *json,
-                      size_t json_len, const Meshsig__V1__Value *payload, const char *cid)
+/* ds (from s) direct, held, or waiting behind a retiring place: 1 when taken. */
+static int send_ds(ms_gateway_t *gw, ms_session_t *s, Meshsig__Bus__DirectSignal *ds)
 {
     ms_gw_direct_t *d = gw->direct;
-    if (!s->peer_id)
-        return 0;
-    if ((d->n_retiring || d->n_rx_held) && local_wait(gw, s, to, json, json_len, payload, cid))
+    if ((d->n_retiring || d->n_rx_held) && local_wait(gw, s, ds))
         return 1;
     if (!d->edges)
         return 0;
+    const char *to = ds->to_peer;
     edge_t *e = edge_find(d, s->id, to);
     if (!e || e->via_owner)
         return 0;
     if (!e->draining && !strcmp(e->gw, gw->id))
         return 0; /* here: relay.c's local path, or the owner's */
-    Meshsig__Bus__DirectSignal ds;
-    direct_signal_init(&ds, gw, s, to, json, json_len, payload, cid);
-    ds.epoch = e->epoch;
-    ds.to_session = e->remote;
+    ds->epoch = e->epoch;
+    ds->to_session = e->remote;
     if (e->draining) {
-        held_t *h = e->n_held < MAX_HELD ? held_new(&ds) : NULL;
+        held_t *h = e->n_held < MAX_HELD ? held_new(ds) : NULL;
         if (!h)
             return 0; /* the owner's path answers it */
         if (e->held_tail)
@@ -637,11 +685,36 @@ int ms_gw_direct_send(ms_gateway_t *gw, ms_session_t *s, const char *to, const c
         e->n_held++;
         return 1;
     }
-    if (append(gw, e->gw, &ds) != 0)
+    if (append(gw, e->gw, ds) != 0)
         return 0;
     e->sent = 1;
     gw->n_direct_out++;
     return 1;
+}
+
+int ms_gw_direct_send(ms_gateway_t *gw, ms_session_t *s, const char *to, const char *json,
+                      size_t json_len, const Meshsig__V1__Value *payload, const char *cid)
+{
+    ms_gw_direct_t *d = gw->direct;
+    if (!s->peer_id || (!d->edges && !d->n_retiring && !d->n_rx_held))
+        return 0;
+    Meshsig__Bus__DirectSignal ds;
+    direct_signal_init(&ds, gw, s, to, json, json_len, payload, cid);
+    return send_ds(gw, s, &ds);
+}
+
+int ms_gw_direct_send_pj(ms_gateway_t *gw, ms_session_t *s, const ms_pjframe_t *f)
+{
+    ms_gw_direct_t *d = gw->direct;
+    if (!s->peer_id || (!d->edges && !d->n_retiring && !d->n_rx_held))
+        return 0;
+    Meshsig__Bus__DirectSignal ds;
+    /* The request id names dst so that the owner's PEER_NOT_FOUND becomes an EXPIRE
+     * (peerjs.c); LEAVE and EXPIRE to an absent peer are dropped, without one. */
+    direct_signal_init(&ds, gw, s, f->dst, f->payload, f->payload ? f->payload_len : 0, NULL,
+                       f->expires ? f->dst : "");
+    ds.peerjs_type = (char *)f->type;
+    return send_ds(gw, s, &ds);
 }
 
 /* ---- what the owner says ------------------------------------------------------ */
@@ -715,6 +788,83 @@ void ms_gw_direct_location(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus
         edge_free(d, e);
 }
 
+/* The owner's path may still carry s's signals to e's peer (ad-hoc pair: they
+ * took it until now): hold the next ones and send a Barrier behind those; the
+ * peer's gateway answers OPEN when it has delivered them (README "The direct
+ * path between gateways"). */
+static void pair_barrier(ms_gateway_t *gw, ms_session_t *s, edge_t *e)
+{
+    Meshsig__Bus__Barrier br = MESHSIG__BUS__BARRIER__INIT;
+    br.to = e->peer;
+    Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
+    req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_BARRIER;
+    req.barrier = &br;
+    req.gateway_id = gw->id;
+    req.session = s->id;
+    req.namespace_ = s->ns;
+    req.peer_id = s->peer_id;
+    req.client_id = (char *)"";
+    if (ms_gw_publish_shard(gw, e->shard, &req, 0) != 0) {
+        e->via_owner = 1; /* no barrier: the owner's path, which is in order */
+        return;
+    }
+    e->draining = 1;
+    e->drain_until_us = ms_clock_mono_us() + DRAIN_TIMEOUT_US;
+}
+
+/* Most pairs one session keeps records of; the owner makes at most
+ * MS_PAIRS_MAX (coordinator/pairs.h) per peer, this bounds a gateway's table
+ * whatever an owner says. Past it: the owner's path. */
+#define MAX_PAIRS 64
+
+void ms_gw_direct_pair(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__PeerLocation *loc,
+                       uint32_t shard, uint64_t epoch)
+{
+    ms_gw_direct_t *d = gw->direct;
+    if (!*loc->peer_id || !strcmp(loc->peer_id, s->peer_id))
+        return;
+    if (!ms_strset_has(&s->pairs, loc->peer_id) &&
+        (s->pairs.n >= MAX_PAIRS || ms_strset_add(&s->pairs, loc->peer_id) != 0))
+        return;
+    edge_t *e = edge_find(d, s->id, loc->peer_id);
+    /* New, or back from the owner's path: s's signals to the peer went there
+     * until now, and may still be on the way. */
+    int fresh = !e || e->via_owner || e->unpaired;
+    if (e)
+        e->unpaired = 0;
+    ms_gw_direct_location(gw, s, loc, shard, epoch);
+    e = edge_find(d, s->id, loc->peer_id);
+    if (fresh && e && !e->draining && !e->via_owner && strcmp(e->gw, gw->id))
+        pair_barrier(gw, s, e);
+}
+
+void ms_gw_direct_unpair(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__PeerLocation *u)
+{
+    ms_gw_direct_t *d = gw->direct;
+    ms_strset_remove(&s->pairs, u->peer_id);
+    if (ms_strset_has(&s->neighbours, u->peer_id))
+        return; /* a topology edge too (the policy changed): that decides */
+    edge_t *e = d->edges ? edge_find(d, s->id, u->peer_id) : NULL;
+    if (!e)
+        return;
+    if (e->sent && !e->draining && strcmp(e->gw, gw->id)) {
+        /* Signals sent to the peer's gateway may still be on the way: they go to
+         * the owner from there (the peer left), and so do the next ones, but only
+         * behind them: held until the barrier (DRAIN) comes back. */
+        Meshsig__Bus__DirectSignal ds = edge_marker(s, e, MESHSIG__BUS__DIRECT_SIGNAL__KIND__DRAIN);
+        if (append(gw, e->gw, &ds) == 0) {
+            e->draining = 1;
+            e->drain_until_us = ms_clock_mono_us() + DRAIN_TIMEOUT_US;
+        }
+    }
+    if (e->draining) {
+        e->unpaired = 1; /* the barrier's answer (or its timeout) frees it */
+        return;
+    }
+    edge_release(gw, e, 1);
+    edge_free(d, e);
+}
+
 void ms_gw_direct_barrier(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__PeerLocation *b)
 {
     ms_gw_direct_t *d = gw->direct;
@@ -757,24 +907,32 @@ void ms_gw_direct_barrier(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus_
  * elsewhere, and that gateway waits for this before it delivers what the new
  * session sends). Signals s held for a moving neighbour go to the owner
  * first, and the END says so. */
+static void end_edge(ms_gateway_t *gw, ms_session_t *s, const char *peer);
+
 static void end_edges(ms_gateway_t *gw, ms_session_t *s)
 {
     ms_gw_direct_t *d = gw->direct;
-    for (uint32_t i = 0; d->edges && i < s->neighbours.n; i++) {
-        edge_t *e = edge_find(d, s->id, s->neighbours.v[i]);
-        if (!e)
-            continue;
-        if (s->peer_id && strcmp(e->gw, gw->id)) {
-            Meshsig__Bus__DirectSignal ds =
-                edge_marker(s, e, MESHSIG__BUS__DIRECT_SIGNAL__KIND__END);
-            ds.owner_too = s->owner_signalled || e->n_held || e->via_owner;
-            if (append(gw, e->gw, &ds) != 0)
-                ms_warn("END for %s/%s to %s not queued; its new place's signals wait %u ms", s->ns,
-                        s->peer_id, e->gw, RETIRE_US / 1000);
-        }
-        edge_release(gw, e, 1);
-        edge_free(d, e);
+    for (uint32_t i = 0; d->edges && i < s->neighbours.n; i++)
+        end_edge(gw, s, s->neighbours.v[i]);
+    for (uint32_t i = 0; d->edges && i < s->pairs.n; i++)
+        end_edge(gw, s, s->pairs.v[i]);
+}
+
+static void end_edge(ms_gateway_t *gw, ms_session_t *s, const char *peer)
+{
+    ms_gw_direct_t *d = gw->direct;
+    edge_t *e = edge_find(d, s->id, peer);
+    if (!e)
+        return;
+    if (s->peer_id && strcmp(e->gw, gw->id)) {
+        Meshsig__Bus__DirectSignal ds = edge_marker(s, e, MESHSIG__BUS__DIRECT_SIGNAL__KIND__END);
+        ds.owner_too = s->owner_signalled || e->n_held || e->via_owner;
+        if (append(gw, e->gw, &ds) != 0)
+            ms_warn("END for %s/%s to %s not queued; its new place's signals wait %u ms", s->ns,
+                    s->peer_id, e->gw, RETIRE_US / 1000);
     }
+    edge_release(gw, e, 1);
+    edge_free(d, e);
 }
 
 void ms_gw_direct_closing(ms_gateway_t *gw, ms_session_t *s)
@@ -858,7 +1016,7 @@ static int vouch(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__Dire
     if (e && e->retiring) {
         /* The sender moved: its old place first, the new one after its END. */
         if (strcmp(e->old_gw, from_gw) || e->old_remote != ds->from_session ||
-            e->old_epoch != ds->epoch || !ms_strset_has(&t->neighbours, ds->from_peer))
+            e->old_epoch != ds->epoch || !linked(t, ds->from_peer))
             return VOUCH_RETIRING;
         *out = t;
         return VOUCH_OK;
@@ -868,14 +1026,13 @@ static int vouch(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__Dire
          * (local_wait): relay.c's rule, both hold the edge. */
         ms_session_t *s = session_by_id(gw, ds->from_session);
         if (!s || s->closing || s->state != MS_SESSION_JOINED || !s->peer_id ||
-            strcmp(s->peer_id, ds->from_peer) || !ms_strset_has(&s->neighbours, t->peer_id) ||
-            !ms_strset_has(&t->neighbours, s->peer_id))
+            strcmp(s->peer_id, ds->from_peer) || !linked(s, t->peer_id) || !linked(t, s->peer_id))
             return VOUCH_NO;
         *out = t;
         return VOUCH_OK;
     }
     if (!e || strcmp(e->gw, from_gw) || e->remote != ds->from_session || e->epoch != ds->epoch ||
-        !ms_strset_has(&t->neighbours, ds->from_peer))
+        !linked(t, ds->from_peer))
         return VOUCH_WAIT;
     *out = t;
     return VOUCH_OK;
@@ -915,6 +1072,13 @@ static void on_open(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__D
     edge_t *e = edge_find(gw->direct, ds->to_session, ds->from_peer);
     if (!e || !e->draining || strcmp(e->gw, from_gw) || e->remote != ds->from_session)
         return; /* moved again meanwhile: the drain deadline decides */
+    if (e->unpaired) {
+        /* The pair ended meanwhile: everything before the barrier has reached the
+         * owner or the peer, so the held ones take the owner's path behind it. */
+        edge_release(gw, e, 1);
+        edge_free(gw->direct, e);
+        return;
+    }
     edge_release(gw, e, 0);
 }
 
@@ -1108,7 +1272,7 @@ void ms_gw_direct_sweep(ms_gateway_t *gw, uint64_t now)
                 e->peer, DRAIN_TIMEOUT_US / 1000);
         edge_release(gw, e, 1);
         e->via_owner = 1;
-        if (!strcmp(e->gw, gw->id))
+        if (e->unpaired || !strcmp(e->gw, gw->id))
             edge_free(d, e);
     }
 }

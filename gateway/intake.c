@@ -33,7 +33,11 @@ static void deliver_path(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__
         gw->n_dropped_session++;
         return;
     }
-    if (d->location)
+    if (d->unpair)
+        ms_gw_direct_unpair(gw, s, d->unpair);
+    if (d->location && d->pair)
+        ms_gw_direct_pair(gw, s, d->location, b->shard, b->epoch);
+    else if (d->location)
         ms_gw_direct_location(gw, s, d->location, b->shard, b->epoch);
     if (d->barrier)
         ms_gw_direct_barrier(gw, s, d->barrier);
@@ -58,7 +62,7 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d,
           d->msg->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_WELCOME) ||
          (s->state == MS_SESSION_JOINED && s->peer_id && !strcmp(d->peer_id, s->peer_id))))
         s->signal_any = d->signal_scope == 2;
-    if (!d->msg && (d->location || d->barrier || d->retired)) {
+    if (!d->msg && (d->location || d->barrier || d->retired || d->unpair)) {
         deliver_path(gw, s, d, b);
         return;
     }

@@ -258,6 +258,15 @@ void ms_gw_direct_cleanup(ms_gateway_t *gw);
  * neighbour moves), 0 when it takes relay.c's local path or the owner's. */
 int ms_gw_direct_send(ms_gateway_t *gw, ms_session_t *s, const char *to, const char *json,
                       size_t json_len, const Meshsig__V1__Value *payload, const char *cid);
+/* The same for a PeerJS frame the scan vouched for (pjframe.h), with its type and payload
+ * text. */
+struct ms_pjframe;
+int ms_gw_direct_send_pj(ms_gateway_t *gw, ms_session_t *s, const struct ms_pjframe *f);
+/* The owner says where s's ad-hoc pair lives (bus Delivery.pair): a neighbour from now on. */
+void ms_gw_direct_pair(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__PeerLocation *loc,
+                       uint32_t shard, uint64_t epoch);
+/* s's ad-hoc pair with u->peer_id ends (it left; bus Delivery.unpair). */
+void ms_gw_direct_unpair(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__PeerLocation *u);
 /* The owner says where s's neighbour lives (with a connect, or after a move). */
 void ms_gw_direct_location(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__PeerLocation *loc,
                            uint32_t shard, uint64_t epoch);

@@ -31,6 +31,9 @@
  * parsed (into the bus message's Value), not the whole frame; a signal from
  * the owner is written from its Value without a jansson tree. Whatever the
  * scan does not vouch for takes the full decoder below, which decides.
+ * Once the owner has paired two peers on different gateways (coordinator/
+ * pairs.c), their frames go gateway to gateway with the payload's text and
+ * type (bus DirectSignal.peerjs_type) and are spliced again at the receiver.
  *
  * The PeerJS token is the client's proof that it owns its id: its hash goes in
  * the join as the claim, and the owner gives a taken id to a join with the same
@@ -386,6 +389,10 @@ static int frame_fast(ms_gateway_t *gw, ms_session_t *s, const char *data, size_
      * may lead to other gateways (direct.c): the full path asks there first. */
     if (!s->signal_any || s->neighbours.n || !s->peer_id)
         return 0;
+    /* A peer elsewhere that the owner paired with this one (or one that is
+     * moving): gateway to gateway, the payload's text as it came (direct.c). */
+    if (ms_gw_direct_send_pj(gw, s, &f))
+        return 1;
     ms_session_t *t = ms_gw_relay_local(gw, s, f.dst);
     if (t && t->peerjs && !t->binary && t->peer_id) {
         relay_local(gw, s, t, &f);

@@ -17,6 +17,14 @@ static const struct {
     {"OFFER", 5, 1}, {"ANSWER", 6, 1}, {"CANDIDATE", 9, 1}, {"LEAVE", 5, 0}, {"EXPIRE", 6, 0},
 };
 
+const char *ms_pjframe_type(const char *name)
+{
+    for (size_t i = 0; i < sizeof(relayed) / sizeof(relayed[0]); i++)
+        if (!strcmp(name, relayed[i].name))
+            return relayed[i].name;
+    return NULL;
+}
+
 typedef struct {
     ms_pjframe_t *f;
     const char *type;

@@ -31,7 +31,7 @@ typedef enum {
     MS_PJFRAME_SIGNAL,        /* relay {type, payload} to dst */
 } ms_pjframe_op_t;
 
-typedef struct {
+typedef struct ms_pjframe {
     ms_pjframe_op_t op;
     const char *type; /* MS_PJFRAME_SIGNAL: a static string, "OFFER", ... */
     int expires;      /* an absent dst is answered with EXPIRE (not for LEAVE and EXPIRE) */
@@ -43,6 +43,9 @@ typedef struct {
 /* 1 when data[0..len) is a frame the scan vouches for (out filled), 0 when
  * the full decoder must decide. */
 int ms_pjframe_scan(const char *data, size_t len, ms_pjframe_t *out);
+
+/* The relayed type named `name` (the static string), or NULL: not one PeerJS relays. */
+const char *ms_pjframe_type(const char *name);
 
 /* Bytes ms_pjframe_write needs for these parts. */
 size_t ms_pjframe_size(const char *type, const char *src, const char *dst, size_t payload_len);

@@ -118,6 +118,7 @@ void ms_session_forget_peer(ms_session_t *s)
     ms_strset_clear(&s->services);
     ms_strset_clear(&s->subscriptions);
     ms_strset_clear(&s->owner_routed);
+    ms_strset_clear(&s->pairs);
     s->signal_any = s->owner_routed_all = 0;
     free(s->parent);
     free(s->hello_pos);

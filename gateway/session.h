@@ -60,6 +60,9 @@ typedef struct ms_session {
     /* Namespace with signals to any peer (signal_any): the peers this session
      * has signalled through the owner, which keep that path (relay.c). */
     ms_strset_t owner_routed;
+    /* Ad-hoc pairs (bus Delivery.pair): peers of a signals:any namespace that the
+     * owner told this session where they live; direct.c treats them as neighbours. */
+    ms_strset_t pairs;
     char *parent;
     uint8_t *hello_pos, *hello_meta; /* packed Position / Struct from the hello */
     UT_hash_handle hh;               /* by id */
