@@ -191,7 +191,18 @@ static void replace_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
         return;
     }
     send_replaced(c, ns, m, "another session took this peer id");
-    ms_intern_release(m->gateway);
+    ms_intern_release(m->prev_gateway);
+    m->prev_gateway = NULL;
+    if (!m->detached_ms) {
+        /* As for a resume: what the old session sent before its gateway closes
+         * it is still the peer's (a PeerJS client that reconnects loses none of
+         * it), and its leave tells the neighbours' gateways (send_retired). */
+        m->prev_gateway = m->gateway;
+        m->prev_session = m->session;
+        m->prev_until_ms = ms_clock_mono_ms() + MS_MEMBER_PREV_MS;
+    } else {
+        ms_intern_release(m->gateway);
+    }
     m->gateway = gw;
     m->session = req->session;
     send_welcome(c, ns, m, cid);

@@ -883,6 +883,11 @@ void ms_gw_direct_barrier(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus_
         if (e && e->draining && !strcmp(e->gw, gw->id) && e->remote == s->id) {
             edge_release(gw, e, 0);
             edge_free(d, e);
+            /* Everything the sender sent this peer before has been delivered, also
+             * what took the owner's path: relay.c may relay the next ones here. */
+            ms_session_t *from = session_by_id(gw, b->session);
+            if (from && from->signal_any)
+                ms_strset_remove(&from->owner_routed, s->peer_id);
         }
         return;
     }
@@ -964,6 +969,8 @@ void ms_gw_direct_forget(ms_gateway_t *gw, ms_session_t *s, const char *peer)
     if (!d)
         return;
     if (peer) {
+        if (s->pairs.n && ms_strset_has(&s->pairs, peer))
+            return; /* also an ad-hoc pair: the record stays until the owner's unpair */
         edge_t *e = d->edges ? edge_find(d, s->id, peer) : NULL;
         if (e) {
             edge_release(gw, e, 1);

@@ -277,6 +277,12 @@ START_TEST(receiver_reconnects_on_the_other_gateway_mid_burst)
     /* Nothing twice, nothing else; a heard no EXPIRE. */
     ck_assert_ptr_null(wsc_recv_json(b2, 500));
     ck_assert_ptr_null(wsc_recv_json(a, 100));
+    /* Both on gw-1 now: the next one is relayed there, session to session. */
+    long long local0 = metric_at(cl.gw_port[g1], NULL, "meshsig_gateway_signals_local_total");
+    send_burst(a, "pr-b", BURST, 1);
+    read_burst(b2, "pr-a", &next, BURST + 1);
+    ck_assert_int_eq(
+        metric_at(cl.gw_port[g1], NULL, "meshsig_gateway_signals_local_total") - local0, 1);
     /* And back, from the new connection (now on a's gateway). */
     pj_send(b2, "ANSWER", "pr-a", 7);
     json_t *j = pj_expect(a, "ANSWER");
@@ -285,6 +291,35 @@ START_TEST(receiver_reconnects_on_the_other_gateway_mid_burst)
     wsc_free(b);
     wsc_free(b2);
     wsc_free(a);
+}
+END_TEST
+
+/* The sender reconnects on the receiver's gateway in the middle of a burst: what its old
+ * connection sent arrives first, then what the new one sends (held on the receiver's gateway
+ * until the old connection's END), every signal once and in order. */
+START_TEST(sender_reconnects_on_the_other_gateway_mid_burst)
+{
+    wsc_t *a = pj_open(g1, "pt-a", "t-pt-a");
+    wsc_t *b = pj_open(g2, "pt-b", "t-pt-b");
+    pair_up(a, "pt-a", b, "pt-b");
+    long long out1 = gw_direct(g1, "out");
+    send_burst(a, "pt-b", 0, BURST / 2);
+    /* A connection that is replaced reads nothing more: wait until gw-1 has taken the first
+     * half (it has sent it on), not until b has it. */
+    long long deadline = mono_ms() + T_MS;
+    while (gw_direct(g1, "out") - out1 < BURST / 2)
+        ck_assert_msg(mono_ms() < deadline, "gw-1 took %lld of %d signals",
+                      gw_direct(g1, "out") - out1, BURST / 2);
+    wsc_t *a2 = pj_open(g2, "pt-a", "t-pt-a");
+    send_burst(a2, "pt-b", BURST / 2, BURST / 2);
+    int next = 0;
+    read_burst(b, "pt-a", &next, BURST);
+    ck_assert(wsc_wait_closed(a, T_MS));
+    ck_assert_ptr_null(wsc_recv_json(b, 500));
+    ck_assert_ptr_null(wsc_recv_json(a2, 100));
+    wsc_free(a);
+    wsc_free(a2);
+    wsc_free(b);
 }
 END_TEST
 
@@ -330,6 +365,7 @@ int main(void)
     tcase_add_test(tc, burst_across_the_switch_keeps_order);
     tcase_add_test(tc, peer_leaving_keeps_leave_and_expire);
     tcase_add_test(tc, receiver_reconnects_on_the_other_gateway_mid_burst);
+    tcase_add_test(tc, sender_reconnects_on_the_other_gateway_mid_burst);
     tcase_add_test(tc, coordinator_killed_mid_burst); /* restarts the coordinator */
     suite_add_tcase(s, tc);
     return run_suite(s);
