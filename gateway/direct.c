@@ -62,6 +62,8 @@
     (2 * 1000000u)    /* receiver: a moved sender's old place is vouched for this long             \
                        */
 #define MAX_HELD 4096 /* per edge (sender) and per gateway (receiver) */
+#define PAIR_BARRIER_TRIES                                                                         \
+    3 /* an ad-hoc pair asks this often before it stays on the owner's path */
 
 /* A packed DirectSignal waiting in a queue. */
 typedef struct held {
@@ -84,10 +86,11 @@ typedef struct edge {
     uint64_t remote; /* its session there */
     uint64_t epoch;  /* of the announcement */
     uint32_t shard;
-    uint8_t sent;      /* signals went direct to gw/remote */
-    uint8_t draining;  /* the neighbour moved: held until the barrier passes */
-    uint8_t via_owner; /* the barrier timed out: owner path until re-announced */
-    uint8_t unpaired;  /* an ad-hoc pair that ended: freed once its barrier is back */
+    uint8_t sent;          /* signals went direct to gw/remote */
+    uint8_t draining;      /* the neighbour moved: held until the barrier passes */
+    uint8_t via_owner;     /* the barrier timed out: owner path until re-announced */
+    uint8_t unpaired;      /* an ad-hoc pair that ended: freed once its barrier is back */
+    uint8_t barrier_tries; /* an ad-hoc pair's barriers that timed out */
     uint64_t drain_until_us;
     held_t *held, *held_tail;
     size_t n_held;
@@ -1279,8 +1282,21 @@ void ms_gw_direct_sweep(ms_gateway_t *gw, uint64_t now)
                 e->peer, DRAIN_TIMEOUT_US / 1000);
         edge_release(gw, e, 1);
         e->via_owner = 1;
-        if (e->unpaired || !strcmp(e->gw, gw->id))
+        if (e->unpaired || !strcmp(e->gw, gw->id)) {
             edge_free(d, e);
+            continue;
+        }
+        /* An ad-hoc pair is announced once (no edge event will come again): ask
+         * again, behind what just went to the owner, a few times. A barrier
+         * that is late rather than lost (an owner busy routing a burst) then
+         * still opens the direct path. */
+        ms_session_t *s = session_by_id(gw, e->key.session);
+        if (s && s->peer_id && !s->closing && e->barrier_tries < PAIR_BARRIER_TRIES && s->pairs.n &&
+            ms_strset_has(&s->pairs, e->peer) && !ms_strset_has(&s->neighbours, e->peer)) {
+            e->barrier_tries++;
+            e->via_owner = 0;
+            pair_barrier(gw, s, e);
+        }
     }
 }
 
