@@ -317,6 +317,20 @@ static void send_edges_to(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
     }
 }
 
+/* One neighbour's (or pair's) gateway hears that r has retired (send_retired). */
+static void retire_to(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *o,
+                      Meshsig__Bus__PeerLocation *r, int gone)
+{
+    if (!o || o->detached_ms || o->deliver)
+        return;
+    Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
+    d.session = o->session;
+    d.peer_id = o->id;
+    d.retired = r;
+    d.retired_gone = gone;
+    ms_outbox_deliver_full(&c->outbox, ns->shard, o->gateway, &d);
+}
+
 /* Tells m's neighbours (bus Delivery.retired) that its session gateway/session,
  * which it resumed from, has closed and every signal it sent through the owner
  * has been routed: their gateways may deliver what m's new session sent them
@@ -335,27 +349,13 @@ static void send_retired(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const
     for (size_t i = 0; i < diff->n_connect; i++) {
         const ms_edge_t *e = &diff->connect[i];
         ms_member_t *o = ms_ns_by_handle(ns, e->a == m->handle ? e->b : e->a);
-        if (!o || o->detached_ms || o->deliver)
-            continue;
-        Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
-        d.session = o->session;
-        d.peer_id = o->id;
-        d.retired = &r;
-        d.retired_gone = gone;
-        ms_outbox_deliver_full(&c->outbox, ns->shard, o->gateway, &d);
+        retire_to(c, ns, o, &r, gone);
     }
     const char *const *pairs;
     size_t n = ms_pairs_of(m, &pairs);
     for (size_t i = 0; i < n; i++) {
         ms_member_t *o = ms_ns_member(ns, pairs[i]);
-        if (!o || o->detached_ms || o->deliver)
-            continue;
-        Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
-        d.session = o->session;
-        d.peer_id = o->id;
-        d.retired = &r;
-        d.retired_gone = gone;
-        ms_outbox_deliver_full(&c->outbox, ns->shard, o->gateway, &d);
+        retire_to(c, ns, o, &r, gone);
     }
 }
 

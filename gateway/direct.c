@@ -509,13 +509,8 @@ static int deliver_signal(ms_gateway_t *gw, ms_session_t *t, const char *from_gw
         /* PeerJS to PeerJS: spliced as on one gateway (peerjs.c relay_local). */
         const char *pl = ds->payload_json.len ? (const char *)ds->payload_json.data : NULL;
         size_t need = ms_pjframe_size(pjtype, ds->from_peer, t->peer_id, ds->payload_json.len);
-        if (need > gw->out_cap) {
-            char *nb = realloc(gw->out, need);
-            if (!nb)
-                goto slow;
-            gw->out = nb;
-            gw->out_cap = need;
-        }
+        if (ms_gw_out_reserve(gw, need) != 0)
+            goto slow;
         size_t len =
             ms_pjframe_write(gw->out, pjtype, ds->from_peer, t->peer_id, pl, ds->payload_json.len);
         count_in(gw, from_gw);
@@ -525,30 +520,13 @@ static int deliver_signal(ms_gateway_t *gw, ms_session_t *t, const char *from_gw
     }
     if (!t->binary && !t->peerjs && !*ds->peerjs_type && ds->payload_json.len) {
         /* JSON to JSON: the payload as the sender wrote it (relay.c). */
-        static const char head[] = "{\"signal\":{\"from\":\"", mid[] = "\",\"payload\":";
-        size_t idl = strlen(ds->from_peer);
-        size_t need = sizeof(head) + idl + sizeof(mid) + ds->payload_json.len + 4;
-        if (need > gw->out_cap) {
-            char *nb = realloc(gw->out, need);
-            if (!nb)
-                goto slow;
-            gw->out = nb;
-            gw->out_cap = need;
-        }
-        char *o = gw->out;
-        memcpy(o, head, sizeof(head) - 1);
-        o += sizeof(head) - 1;
-        memcpy(o, ds->from_peer, idl);
-        o += idl;
-        memcpy(o, mid, sizeof(mid) - 1);
-        o += sizeof(mid) - 1;
-        memcpy(o, ds->payload_json.data, ds->payload_json.len);
-        o += ds->payload_json.len;
-        *o++ = '}';
-        *o++ = '}';
+        size_t len = ms_gw_signal_json(gw, ds->from_peer, (const char *)ds->payload_json.data,
+                                       ds->payload_json.len);
+        if (!len)
+            goto slow;
         count_in(gw, from_gw);
         ms_gw_record_latency(gw, ds->origin_us);
-        ms_gw_queue_frame(gw, t, gw->out, (size_t)(o - gw->out));
+        ms_gw_queue_frame(gw, t, gw->out, len);
         reply_ok(gw, from_gw, ds);
         return 1;
     }

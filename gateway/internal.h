@@ -174,6 +174,11 @@ void ms_gw_send_all_elsewhere(ms_gateway_t *gw, const char *reason);
 void ms_gw_check_nats(ms_gateway_t *gw);
 /* Queues one encoded message (in the session's encoding) for the client. */
 void ms_gw_queue_frame(ms_gateway_t *gw, ms_session_t *s, const void *data, size_t len);
+/* Grows the scratch buffer gw->out to hold need bytes; -1: out of memory (it is unchanged). */
+int ms_gw_out_reserve(ms_gateway_t *gw, size_t need);
+/* Writes {"signal":{"from":FROM,"payload":PAYLOAD}} into gw->out, the payload (JSON, or NULL
+ * for none) as the sender wrote it, and returns its length; 0: out of memory. */
+size_t ms_gw_signal_json(ms_gateway_t *gw, const char *from, const char *payload, size_t len);
 /* The end of a loop turn: writes what this turn queued for each session. */
 void ms_gw_write_flush(ms_gateway_t *gw);
 /* Encodes msg in the session's encoding and queues it. */

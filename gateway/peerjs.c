@@ -262,18 +262,6 @@ static json_t *signal_body(const Meshsig__V1__Value *v)
     return j;
 }
 
-static int out_reserve(ms_gateway_t *gw, size_t need)
-{
-    if (need <= gw->out_cap)
-        return 0;
-    char *nb = realloc(gw->out, need);
-    if (!nb)
-        return -1;
-    gw->out = nb;
-    gw->out_cap = need;
-    return 0;
-}
-
 /* A signal from the owner, written from its Value without a jansson tree;
  * 0: the jansson path decides. */
 static int send_signal_fast(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__Signal *sig)
@@ -347,7 +335,7 @@ static void relay_local(ms_gateway_t *gw, ms_session_t *s, ms_session_t *t, cons
 {
     if (t->closing)
         return; /* as ms_gw_send: nothing more for it (and a PeerJS sender hears no ok) */
-    if (out_reserve(gw, ms_pjframe_size(f->type, s->peer_id, t->peer_id, f->payload_len)))
+    if (ms_gw_out_reserve(gw, ms_pjframe_size(f->type, s->peer_id, t->peer_id, f->payload_len)))
         return;
     size_t len =
         ms_pjframe_write(gw->out, f->type, s->peer_id, t->peer_id, f->payload, f->payload_len);

@@ -158,6 +158,31 @@ static int fast_signal_parse(const char *p, size_t len, fast_signal_t *fs)
     return p && fs->seen_signal && ms_json_ws(p, end) == end;
 }
 
+size_t ms_gw_signal_json(ms_gateway_t *gw, const char *from, const char *payload, size_t len)
+{
+    /* Peer ids are A-Z a-z 0-9 . _ : @ - (the owner checks): no escaping. */
+    static const char head[] = "{\"signal\":{\"from\":\"", mid[] = "\",\"payload\":";
+    size_t idl = strlen(from);
+    if (ms_gw_out_reserve(gw, sizeof(head) + idl + sizeof(mid) + len + 4) != 0)
+        return 0;
+    char *o = gw->out;
+    memcpy(o, head, sizeof(head) - 1);
+    o += sizeof(head) - 1;
+    memcpy(o, from, idl);
+    o += idl;
+    if (payload) {
+        memcpy(o, mid, sizeof(mid) - 1);
+        o += sizeof(mid) - 1;
+        memcpy(o, payload, len);
+        o += len;
+    } else {
+        *o++ = '"';
+    }
+    *o++ = '}';
+    *o++ = '}';
+    return (size_t)(o - gw->out);
+}
+
 int ms_gw_relay_json(ms_gateway_t *gw, ms_session_t *s, const char *data, size_t len)
 {
     fast_signal_t fs;
@@ -174,35 +199,12 @@ int ms_gw_relay_json(ms_gateway_t *gw, ms_session_t *s, const char *data, size_t
         ms_gw_send_ok(gw, s, fs.id);
         return 1;
     }
-    /* Peer ids are A-Z a-z 0-9 . _ : @ - (the owner checks): no escaping. */
-    static const char head[] = "{\"signal\":{\"from\":\"", mid[] = "\",\"payload\":";
-    size_t idl = strlen(s->peer_id);
-    size_t need = sizeof(head) + idl + sizeof(mid) + fs.payload_len + 4;
-    if (need > gw->out_cap) {
-        char *nb = realloc(gw->out, need);
-        if (!nb)
-            return 0;
-        gw->out = nb;
-        gw->out_cap = need;
-    }
-    char *o = gw->out;
-    memcpy(o, head, sizeof(head) - 1);
-    o += sizeof(head) - 1;
-    memcpy(o, s->peer_id, idl);
-    o += idl;
-    if (fs.payload) {
-        memcpy(o, mid, sizeof(mid) - 1);
-        o += sizeof(mid) - 1;
-        memcpy(o, fs.payload, fs.payload_len);
-        o += fs.payload_len;
-    } else {
-        *o++ = '"';
-    }
-    *o++ = '}';
-    *o++ = '}';
+    size_t n = ms_gw_signal_json(gw, s->peer_id, fs.payload, fs.payload_len);
+    if (!n)
+        return 0;
     gw->n_signals_local++;
     ms_gw_record_latency(gw, gw->frame_received_us);
-    ms_gw_queue_frame(gw, t, gw->out, (size_t)(o - gw->out));
+    ms_gw_queue_frame(gw, t, gw->out, n);
     ms_gw_send_ok(gw, s, fs.id);
     return 1;
 }

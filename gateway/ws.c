@@ -103,6 +103,18 @@ void ms_gw_write_flush(ms_gateway_t *gw)
     gw->n_wsoon = 0;
 }
 
+int ms_gw_out_reserve(ms_gateway_t *gw, size_t need)
+{
+    if (need <= gw->out_cap)
+        return 0;
+    char *nb = realloc(gw->out, need);
+    if (!nb)
+        return -1;
+    gw->out = nb;
+    gw->out_cap = need;
+    return 0;
+}
+
 ms_err_t ms_gw_send(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__ServerMessage *msg)
 {
     ms_err_t err = MS_ERR_NOMEM;
@@ -112,13 +124,8 @@ ms_err_t ms_gw_send(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__Server
     const void *data;
     if (s->binary) {
         len = meshsig__v1__server_message__get_packed_size(msg);
-        if (len > gw->out_cap) {
-            char *nb = realloc(gw->out, len);
-            if (!nb)
-                goto fail;
-            gw->out = nb;
-            gw->out_cap = len;
-        }
+        if (ms_gw_out_reserve(gw, len) != 0)
+            goto fail;
         meshsig__v1__server_message__pack(msg, (uint8_t *)gw->out);
     } else {
         len = 0;
