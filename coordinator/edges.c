@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "adaptive.h"
+#include "edgehealth.h"
 #include "edges.h"
 #include "internal.h"
 #include "log.h"
@@ -207,6 +208,68 @@ void ms_edges_report(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid
         repair(c, ns, m, o);
     }
     ms_send_ok(c, ns, m, cid);
+}
+
+/* The engine repairs at the first FAILED report (tree, spray), or after the retry failed. */
+static unsigned fails_for_good(const ms_ns_t *ns)
+{
+    const char *kind = engine_in_use(ns)->ops->name;
+    return !strcmp(kind, "tree") || !strcmp(kind, "spray") ? 1 : 2;
+}
+
+void ms_edges_restore(ms_ns_t *ns, const ms_member_t *m, const Meshsig__Bus__SessionReport *sr)
+{
+    if (sr->n_edge_health != sr->n_neighbours)
+        return; /* a 1.0 gateway, or nothing reported */
+    unsigned need = fails_for_good(ns);
+    for (size_t i = 0; i < sr->n_neighbours; i++) {
+        uint32_t h = sr->edge_health[i];
+        ms_member_t *o = *sr->neighbours[i] ? ms_ns_member(ns, sr->neighbours[i]) : NULL;
+        if (!MS_EDGEH_STATE(h) || !o || o == m ||
+            !ns->engine->ops->adjacent(ns->engine, m->handle, o->handle))
+            continue;
+        ms_edge_state_t *e = edge_get(ns, m->handle, o->handle);
+        if (!e) {
+            ms_error("namespace %s: out of memory restoring edge health", ns->name);
+            return;
+        }
+        uint8_t *mine = &e->fails[m->handle > o->handle];
+        unsigned fails = MS_EDGEH_STATE(h) == MS_EDGEH_FAILED ? MS_EDGEH_FAILS(h) : 0;
+        /* The same outcome whichever end comes first (ms_edges_report's rules). */
+        if (fails >= need) {
+            e->state = EDGE_FAILED;
+            *mine = (uint8_t)fails;
+            e->retried = need > 1;
+        } else if (e->state == EDGE_FAILED) {
+            *mine = (uint8_t)fails;
+        } else if (MS_EDGEH_STATE(h) == MS_EDGEH_UP) {
+            e->state = EDGE_UP;
+            e->relayed |= (uint8_t)MS_EDGEH_RELAYED(h);
+            e->fails[0] = e->fails[1] = 0;
+            e->retried = 0;
+        } else if (e->state != EDGE_UP) {
+            e->state = EDGE_PENDING; /* its retry is under way */
+            *mine = (uint8_t)fails;
+            e->retried = 1;
+        }
+    }
+}
+
+void ms_edges_restore_repairs(ms_ns_t *ns, ms_topo_diff_t *diff)
+{
+    if (!ns->health || !ns->engine->ops->fail_edge)
+        return;
+    ms_edge_state_t *e, *tmp;
+    HASH_ITER(hh, ns->health->by_key, e, tmp)
+    {
+        if (e->state != EDGE_FAILED)
+            continue;
+        ms_peer_t a = (ms_peer_t)(e->key >> 32), b = (ms_peer_t)(e->key & 0xffffffffu);
+        ms_err_t err = ns->engine->ops->fail_edge(ns->engine, a, b, diff);
+        if (err != MS_OK && err != MS_ERR_FULL && err != MS_ERR_UNSUPPORTED)
+            ms_warn("namespace %s: repair of a failed edge after the rebuild: %s", ns->name,
+                    ms_err_str(err));
+    }
 }
 
 void ms_edges_reparent(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid)

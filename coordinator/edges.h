@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <jansson.h>
 
+#include "bus.pb-c.h"
 #include "client.pb-c.h"
 #include "metrics.h"
 #include "namespace.h"
@@ -25,6 +26,15 @@ typedef struct {
 /* A client's EdgeReport: recorded, and the topology repaired around a failure. */
 void ms_edges_report(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid,
                      const Meshsig__V1__EdgeReport *er);
+/* After a rebuild or merge placed m (from its session report sr): the edge health its gateway
+ * kept for m's reported neighbours, for the edges ns's engine has now. Both ends may report
+ * one edge, in any order: a retry that failed for good wins, then UP, then a first FAILED
+ * (the edge is retrying: no second retry). Reports without edge_health change nothing. */
+void ms_edges_restore(ms_ns_t *ns, const ms_member_t *m, const Meshsig__Bus__SessionReport *sr);
+/* After the edges are restored in a rebuild: the engine's repair around each edge failed for
+ * good again, into diff (the rebuild's: links the old owner made around it, which the clients
+ * hold, cancel out), so the rebuilt topology is the one the old owner had. Counts nothing. */
+void ms_edges_restore_repairs(ms_ns_t *ns, ms_topo_diff_t *diff);
 /* A client's reparent request (tree namespaces). */
 void ms_edges_reparent(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid);
 /* topology.source: to `to` only, or (to NULL) to every member but the source. */

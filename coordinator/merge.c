@@ -234,6 +234,8 @@ static void merge_ns(merge_t *mg, const Meshsig__Bus__SessionReport **srs, size_
     ms_ns_apply_diff(c, ns, &diff, NULL, NULL, 0);
     if (mg->fresh)
         settle_held(mg, placed, n_placed);
+    for (size_t i = 0; i < n_placed; i++)
+        ms_edges_restore(ns, placed[i], placed_sr[i]); /* the edges the engine kept */
     for (size_t i = 0; i < n_placed; i++) {
         if (ms_ns_restore_member(c, ns, placed[i], placed_sr[i]) != MS_OK)
             ms_error("%s/%s: out of memory restoring rooms and services", ns->name, placed[i]->id);

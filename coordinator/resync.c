@@ -253,6 +253,12 @@ static long rebuild_ns(ms_coord_t *c, const char *name, rb_peer_t *peers, size_t
         ms_error("%s: topology restore failed: %s", name, ms_err_str(err));
         goto done;
     }
+    /* The edge health the gateways kept, and the repairs around edges failed for good. */
+    for (size_t i = 0; i < n; i++)
+        if (peers[i].m)
+            ms_edges_restore(ns, peers[i].m, peers[i].sr);
+    ms_edges_restore_repairs(ns, diff);
+    ms_topo_diff_normalize(diff);
     events = (long)(diff->n_connect + diff->n_disconnect);
     ms_ns_apply_diff(c, ns, diff, NULL, NULL, 0);
     /* Persistent emits stored for them while they were here (the old owner

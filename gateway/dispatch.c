@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "codec.h"
+#include "edgehealth.h"
 #include "internal.h"
 #include "frameid.h"
 #include "log.h"
@@ -38,6 +39,16 @@ static void track_request(ms_session_t *s, const Meshsig__V1__ClientMessage *cm)
     case MESHSIG__V1__CLIENT_MESSAGE__MSG_POSITION:
         ms_gw_keep_position(s, cm->position);
         break;
+    case MESHSIG__V1__CLIENT_MESSAGE__MSG_EDGE: {
+        /* Kept with the neighbour (gone with it): a new owner cannot ask the
+         * client again, which reports each attempt once. */
+        uint8_t *h = ms_strset_tag(&s->neighbours, cm->edge->peer);
+        if (h && (cm->edge->state == MESHSIG__V1__EDGE_STATE__UP ||
+                  cm->edge->state == MESHSIG__V1__EDGE_STATE__FAILED))
+            *h = ms_edgeh_next(*h, cm->edge->state == MESHSIG__V1__EDGE_STATE__UP,
+                               cm->edge->relayed);
+        break;
+    }
     default:
         break;
     }

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <uthash.h>
 
+#include "edgehealth.h"
 #include "internal.h"
 #include "log.h"
 
@@ -39,6 +40,25 @@ static void report_free(Meshsig__Bus__SessionReport *r)
         meshsig__v1__position__free_unpacked(r->position, NULL);
     if (r->metadata)
         meshsig__v1__struct__free_unpacked(r->metadata, NULL);
+    free(r->edge_health);
+}
+
+/* The edge health of s's neighbours, same order, when any was reported (else none sent). */
+static void report_edge_health(const ms_session_t *s, Meshsig__Bus__SessionReport *r)
+{
+    uint32_t *v = NULL;
+    for (uint32_t i = 0; i < s->neighbours.n; i++) {
+        uint8_t h = ms_strset_tag_at(&s->neighbours, i);
+        if (!h)
+            continue;
+        if (!v && !(v = calloc(s->neighbours.n, sizeof(*v)))) {
+            ms_error("out of memory reporting edge health; the new owner counts them pending");
+            return;
+        }
+        v[i] = h;
+    }
+    r->edge_health = v;
+    r->n_edge_health = v ? s->neighbours.n : 0;
 }
 
 void ms_gw_resync_report(ms_gateway_t *gw, const Meshsig__Bus__ResyncRequest *rq)
@@ -68,6 +88,7 @@ void ms_gw_resync_report(ms_gateway_t *gw, const Meshsig__Bus__ResyncRequest *rq
                           : NULL;
         r->n_neighbours = s->neighbours.n;
         r->neighbours = s->neighbours.v;
+        report_edge_health(s, r);
         r->parent = s->parent ? s->parent : (char *)"";
         r->source = s->source;
         r->n_rooms = s->rooms.n;

@@ -13,6 +13,19 @@ int ms_strset_has(const ms_strset_t *s, const char *str)
     return 0;
 }
 
+uint8_t *ms_strset_tag(ms_strset_t *s, const char *str)
+{
+    for (uint32_t i = 0; i < s->n; i++)
+        if (!strcmp(s->v[i], str))
+            return (uint8_t *)s->v[i] + strlen(str) + 1;
+    return NULL;
+}
+
+uint8_t ms_strset_tag_at(const ms_strset_t *s, uint32_t i)
+{
+    return (uint8_t)s->v[i][strlen(s->v[i]) + 1];
+}
+
 int ms_strset_add(ms_strset_t *s, const char *str)
 {
     if (ms_strset_has(s, str))
@@ -27,9 +40,13 @@ int ms_strset_add(ms_strset_t *s, const char *str)
         s->v = nv;
         s->cap = ncap;
     }
-    char *copy = strdup(str);
+    /* One byte after the terminator: the entry's tag (ms_strset_tag). */
+    size_t len = strlen(str);
+    char *copy = malloc(len + 2);
     if (!copy)
         return -1;
+    memcpy(copy, str, len + 1);
+    copy[len + 1] = 0;
     s->v[s->n++] = copy;
     return 0;
 }

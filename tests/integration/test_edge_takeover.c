@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Edge health survives a change of owner: clients on two gateways report a full mesh's edges
+ * (one UP relayed, one FAILED for good, one retrying), the owner coordinator is killed, and the
+ * other one, rebuilt from the gateways' reports, shows the same edgeHealth and edge metrics and
+ * neither retries nor repairs again. */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cluster.h"
+#include "testutil.h"
+#include "wsclient.h"
+
+#define SHARDS 64
+
+static cluster_t cl;
+static const char *const coord_args[] = {"--lease-ttl-ms",
+                                         "1200",
+                                         "--coord-timeout-ms",
+                                         "800",
+                                         "--coord-heartbeat-ms",
+                                         "200",
+                                         "--resync-timeout-ms",
+                                         "1000",
+                                         NULL};
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint32_t shard_of(const char *ns)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const unsigned char *p = (const unsigned char *)ns; *p; p++) {
+        h ^= *p;
+        h *= 0x100000001b3ULL;
+    }
+    return (uint32_t)(h % SHARDS);
+}
+
+/* The shards coordinator i serves now, as a bit set; -1 when its admin does not answer. */
+static int served_by(int i, uint64_t *set)
+{
+    char *body = NULL;
+    int st = http_request(cluster_coord_admin(&cl, i), "GET", "/v1/cluster", NULL, NULL, &body);
+    json_t *j = st == 200 && body ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    if (!j)
+        return -1;
+    *set = 0;
+    json_t *sh = json_object_get(j, "shards");
+    for (size_t k = 0; k < json_array_size(sh); k++) {
+        json_t *s = json_array_get(sh, k);
+        if (!strcmp(json_string_value(json_object_get(s, "here")), "serving"))
+            *set |= 1ULL << json_integer_value(json_object_get(s, "shard"));
+    }
+    json_decref(j);
+    return 0;
+}
+
+/* The namespace's detail asked of coordinator i (it gathers from the owner); NULL if none. */
+static json_t *admin_ns(int i, const char *ns)
+{
+    char path[128], *body = NULL;
+    snprintf(path, sizeof(path), "/v1/namespaces/%s", ns);
+    int st = http_request(cluster_coord_admin(&cl, i), "GET", path, NULL, NULL, &body);
+    json_t *j = st == 200 && body ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    return j;
+}
+
+static json_int_t health(json_t *detail, const char *key)
+{
+    json_t *h = json_object_get(json_object_get(detail, "stats"), "edgeHealth");
+    ck_assert_ptr_nonnull(json_object_get(h, key));
+    return json_integer_value(json_object_get(h, key));
+}
+
+/* Reads c's messages until the ok of request id; counts topology.retry events on the way. */
+static void await_ok(wsc_t *c, const char *id, int *retries)
+{
+    for (int i = 0; i < 50; i++) {
+        json_t *j = recv_json(c);
+        ck_assert_msg(!json_object_get(j, "error"), "%s: %s", id, json_dumps(j, JSON_COMPACT));
+        if (json_object_get(json_object_get(j, "topology"), "retry") && retries)
+            (*retries)++;
+        int done = json_object_get(j, "ok") && !strcmp(str_at(j, "ok", "id", NULL), id);
+        if (!done && json_object_get(j, "id") && json_is_string(json_object_get(j, "id")))
+            done = json_object_get(j, "ok") && !strcmp(str_at(j, "id", NULL), id);
+        json_decref(j);
+        if (done)
+            return;
+    }
+    ck_abort_msg("no ok for %s", id);
+}
+
+/* Reads for quiet_ms: counts topology.retry events; any other topology event fails. */
+static int retries_within(wsc_t *c, int quiet_ms)
+{
+    int n = 0;
+    json_t *j;
+    while ((j = wsc_recv_json(c, quiet_ms))) {
+        json_t *t = json_object_get(j, "topology");
+        ck_assert_msg(!t || json_object_get(t, "retry"), "unexpected %s",
+                      json_dumps(j, JSON_COMPACT));
+        ck_assert_msg(!json_object_get(j, "peerLeft"), "unexpected %s",
+                      json_dumps(j, JSON_COMPACT));
+        n += t != NULL;
+        json_decref(j);
+    }
+    return n;
+}
+
+static void edge(wsc_t *c, const char *id, const char *peer, const char *state, int relayed)
+{
+    send_json(c, "{\"id\":\"%s\",\"edge\":{\"peer\":\"%s\",\"state\":\"%s\"%s}}", id, peer, state,
+              relayed ? ",\"relayed\":true" : "");
+}
+
+static void expect_health(json_t *d, json_int_t up, json_int_t failed, json_int_t relayed,
+                          json_int_t pending)
+{
+    char *dump =
+        json_dumps(json_object_get(json_object_get(d, "stats"), "edgeHealth"), JSON_COMPACT);
+    ck_assert_msg(health(d, "up") == up && health(d, "failed") == failed &&
+                      health(d, "relayed") == relayed && health(d, "pending") == pending,
+                  "edgeHealth %s, want up %lld failed %lld relayed %lld pending %lld", dump,
+                  (long long)up, (long long)failed, (long long)relayed, (long long)pending);
+    free(dump);
+}
+
+static void expect_metrics(int i)
+{
+    int port = cluster_coord_admin(&cl, i);
+    ck_assert_int_eq(
+        metric_at(port, NULL, "meshsig_coordinator_edges{topology=\"fullmesh\",state=\"up\"}"), 1);
+    ck_assert_int_eq(
+        metric_at(port, NULL, "meshsig_coordinator_edges{topology=\"fullmesh\",state=\"failed\"}"),
+        1);
+    ck_assert_int_eq(
+        metric_at(port, NULL, "meshsig_coordinator_edges{topology=\"fullmesh\",state=\"pending\"}"),
+        1);
+    ck_assert_int_eq(metric_at(port, NULL, "meshsig_coordinator_edges_up{path=\"relayed\"}"), 1);
+    ck_assert_int_eq(metric_at(port, NULL, "meshsig_coordinator_edges_up{path=\"direct\"}"), 0);
+}
+
+static void cluster_up(void)
+{
+    ck_assert_int_eq(cluster_start_args(&cl, NULL, coord_args), 0);
+    ck_assert_int_eq(cluster_add_coordinator(&cl), 1);
+    const char *gw_args[] = {"--insecure-dev", NULL};
+    ck_assert_int_eq(cluster_add_gateway(&cl, "gw-1", gw_args), 0);
+    ck_assert_int_eq(cluster_add_gateway(&cl, "gw-2", gw_args), 1);
+}
+
+static void cluster_down(void)
+{
+    cluster_stop(&cl);
+}
+
+START_TEST(edge_health_survives_takeover)
+{
+    ck_assert_int_eq(wsc_global_init(), 0);
+    /* Both coordinators serve shards, every shard once: the spread has settled. */
+    uint64_t s0 = 0, s1 = 0;
+    for (long long end = now_ms() + 15000;; usleep(50000)) {
+        ck_assert_msg(now_ms() < end, "the shards never spread over both coordinators");
+        if (served_by(0, &s0) == 0 && served_by(1, &s1) == 0 && s0 && s1 && !(s0 & s1) &&
+            (s0 | s1) == ~0ULL)
+            break;
+    }
+    char ns[64] = "";
+    for (int k = 0; k < 10000 && !*ns; k++) {
+        char name[64];
+        snprintf(name, sizeof(name), "ek-%d", k);
+        if (s1 >> shard_of(name) & 1)
+            snprintf(ns, sizeof(ns), "%s", name);
+    }
+    ck_assert_msg(*ns, "no namespace on coord-2");
+
+    /* A full mesh of three: a and c on gw-1, b on gw-2. */
+    wsc_t *a = join_as(cl.gw_port[0], ns, "a");
+    wsc_t *b = join_as(cl.gw_port[1], ns, "b");
+    expect_connect(a, "b", 1);
+    expect_connect(b, "a", 0);
+    wsc_t *c = join_as(cl.gw_port[0], ns, "c");
+    expect_connect(a, "c", 1);
+    expect_connect(b, "c", 1);
+    json_decref(expect_key(c, "topology"));
+    json_decref(expect_key(c, "topology"));
+
+    /* a-b up through TURN (both ends report it). */
+    int ra = 0, rb = 0, rc = 0;
+    edge(a, "u1", "b", "UP", 1);
+    await_ok(a, "u1", NULL);
+    edge(b, "u2", "a", "UP", 1);
+    await_ok(b, "u2", NULL);
+    /* a-c failed for good: a's attempt and its ICE restart both failed (one retry asked of
+     * both ends), and c reported the first attempt too. */
+    edge(a, "f1", "c", "FAILED", 0);
+    await_ok(a, "f1", &ra);
+    edge(c, "f2", "a", "FAILED", 0);
+    await_ok(c, "f2", &rc);
+    edge(a, "f3", "c", "FAILED", 0);
+    await_ok(a, "f3", &ra);
+    /* b-c retrying: b's first attempt failed. */
+    edge(b, "f4", "c", "FAILED", 0);
+    await_ok(b, "f4", &rb);
+    ra += retries_within(a, 300);
+    rb += retries_within(b, 10);
+    rc += retries_within(c, 10);
+    ck_assert_int_eq(ra, 1);
+    ck_assert_int_eq(rb, 1);
+    ck_assert_int_eq(rc, 2); /* for a-c and for b-c */
+
+    json_t *d = admin_ns(1, ns);
+    ck_assert_ptr_nonnull(d);
+    ck_assert_str_eq(str_at(d, "owner", NULL), "coord-2");
+    expect_health(d, 1, 1, 1, 1);
+    json_decref(d);
+    expect_metrics(1);
+
+    /* The owner dies; coord-1 claims its shards once the leases run out and rebuilds. */
+    long long t0 = now_ms();
+    cluster_kill_coordinator(&cl, 1, SIGKILL);
+    for (long long end = now_ms() + 20000;; usleep(50000)) {
+        ck_assert_msg(now_ms() < end, "coord-1 never rebuilt %s", ns);
+        d = admin_ns(0, ns);
+        if (d && !strcmp(str_at(d, "owner", NULL), "coord-1") &&
+            json_array_size(json_object_get(d, "peers")) == 3)
+            break;
+        json_decref(d);
+    }
+    fprintf(stderr, "edge takeover: %s rebuilt on coord-1 %lld ms after the kill\n", ns,
+            now_ms() - t0);
+    expect_health(d, 1, 1, 1, 1);
+    json_decref(d);
+    expect_metrics(0);
+    /* Nothing moved: no edge event, no retry (the rebuild sends only the difference). */
+    ck_assert_int_eq(retries_within(a, 300), 0);
+    ck_assert_int_eq(retries_within(b, 10), 0);
+    ck_assert_int_eq(retries_within(c, 10), 0);
+
+    /* c's report of the failed retry: a-c stays failed, no second retry. b's retry of b-c
+     * failed: failed for good without another retry (it had its one). */
+    edge(c, "f5", "a", "FAILED", 0);
+    await_ok(c, "f5", &rc);
+    edge(b, "f6", "c", "FAILED", 0);
+    await_ok(b, "f6", &rb);
+    rb += retries_within(b, 300);
+    rc += retries_within(c, 10);
+    ra = retries_within(a, 10);
+    ck_assert_msg(ra == 0 && rb == 1 && rc == 2, "retries after the takeover: a %d b %d c %d", ra,
+                  rb - 1, rc - 2);
+    d = admin_ns(0, ns);
+    ck_assert_ptr_nonnull(d);
+    expect_health(d, 1, 2, 1, 0);
+    json_decref(d);
+
+    wsc_free(a);
+    wsc_free(b);
+    wsc_free(c);
+    wsc_global_cleanup();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("edge_takeover");
+    TCase *tc = tcase_create("cluster");
+    tcase_set_timeout(tc, 90);
+    tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
+    tcase_add_test(tc, edge_health_survives_takeover);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
