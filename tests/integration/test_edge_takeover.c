@@ -151,6 +151,50 @@ static void expect_metrics(int i)
     ck_assert_int_eq(metric_at(port, NULL, "meshsig_coordinator_edges_up{path=\"direct\"}"), 0);
 }
 
+/* Reads c's messages until none comes for quiet_ms (at most 200). */
+static void drain(wsc_t *c, int quiet_ms)
+{
+    json_t *j;
+    for (int i = 0; i < 200 && (j = wsc_recv_json(c, quiet_ms)); i++)
+        json_decref(j);
+}
+
+static int has_edge(json_t *detail, const char *a, const char *b)
+{
+    json_t *e;
+    size_t i;
+    json_array_foreach(json_object_get(detail, "edges"), i, e)
+    {
+        const char *x = json_string_value(json_array_get(e, 0)),
+                   *y = json_string_value(json_array_get(e, 1));
+        if ((!strcmp(x, a) && !strcmp(y, b)) || (!strcmp(x, b) && !strcmp(y, a)))
+            return 1;
+    }
+    return 0;
+}
+
+static json_int_t repair_stat(json_t *detail, const char *key)
+{
+    return json_integer_value(
+        json_object_get(json_object_get(json_object_get(detail, "stats"), "repair"), key));
+}
+
+/* Same edge set in both views. */
+static void expect_same_edges(json_t *x, json_t *y)
+{
+    size_t nx = json_array_size(json_object_get(x, "edges")),
+           ny = json_array_size(json_object_get(y, "edges"));
+    ck_assert_msg(nx == ny, "%zu edges before the takeover, %zu after", nx, ny);
+    json_t *e;
+    size_t i;
+    json_array_foreach(json_object_get(x, "edges"), i, e)
+    {
+        const char *a = json_string_value(json_array_get(e, 0)),
+                   *b = json_string_value(json_array_get(e, 1));
+        ck_assert_msg(has_edge(y, a, b), "edge %s-%s lost in the takeover", a, b);
+    }
+}
+
 static void cluster_up(void)
 {
     ck_assert_int_eq(cluster_start_args(&cl, NULL, coord_args), 0);
@@ -227,6 +271,74 @@ START_TEST(edge_health_survives_takeover)
     json_decref(d);
     expect_metrics(1);
 
+    /* A Delaunay namespace on coord-2 too, with an edge failed for good: the old owner linked
+     * each end to its nearest peer around it; the new one must keep those links. */
+    char nsd[64] = "";
+    for (int k = 0; k < 10000 && !*nsd; k++) {
+        char name[64];
+        snprintf(name, sizeof(name), "ekd-%d", k);
+        if (s1 >> shard_of(name) & 1)
+            snprintf(nsd, sizeof(nsd), "%s", name);
+    }
+    char path[128], *body = NULL;
+    snprintf(path, sizeof(path), "/v1/namespaces/%s/policy", nsd);
+    ck_assert_int_eq(http_request(cluster_coord_admin(&cl, 1), "PUT", path, NULL,
+                                  "{\"topology\":\"delaunay\",\"positioning\":\"client\"}", &body),
+                     200);
+    free(body);
+    enum { ND = 8 };
+    wsc_t *dp[ND];
+    char did[ND][8];
+    uint64_t rnd = 777;
+    for (int i = 0; i < ND; i++) {
+        snprintf(did[i], sizeof(did[i]), "d%d", i);
+        rnd = rnd * 6364136223846793005ULL + 1442695040888963407ULL;
+        double x = (double)(rnd >> 40) / (1 << 24) * 1000;
+        rnd = rnd * 6364136223846793005ULL + 1442695040888963407ULL;
+        double y = (double)(rnd >> 40) / (1 << 24) * 1000;
+        dp[i] = wsc_connect(cl.gw_port[i % 2], "meshsig.v1.json", T_MS);
+        ck_assert_ptr_nonnull(dp[i]);
+        send_json(dp[i],
+                  "{\"id\":\"h\",\"hello\":{\"namespace\":\"%s\",\"peerId\":\"%s\",\"position\":"
+                  "{\"x\":%.3f,\"y\":%.3f}}}",
+                  nsd, did[i], x, y);
+        json_t *w = skip_to(dp[i], "welcome");
+        ck_assert_str_eq(str_at(w, "welcome", "topology", NULL), "delaunay");
+        json_decref(w);
+    }
+    for (int i = 0; i < ND; i++)
+        drain(dp[i], i ? 10 : 300);
+    json_t *dd = admin_ns(1, nsd);
+    ck_assert_ptr_nonnull(dd);
+    /* v: a peer not linked to everyone; w: one of its neighbours. */
+    int v = -1, w = -1;
+    for (int i = 0; i < ND && v < 0; i++) {
+        int deg = 0, nb = -1;
+        for (int k = 0; k < ND; k++)
+            if (k != i && has_edge(dd, did[i], did[k])) {
+                deg++;
+                nb = k;
+            }
+        if (deg > 0 && deg < ND - 1) {
+            v = i;
+            w = nb;
+        }
+    }
+    json_decref(dd);
+    ck_assert_int_ge(v, 0);
+    edge(dp[v], "df1", did[w], "FAILED", 0);
+    await_ok(dp[v], "df1", NULL);
+    edge(dp[w], "df2", did[v], "FAILED", 0);
+    await_ok(dp[w], "df2", NULL);
+    edge(dp[v], "df3", did[w], "FAILED", 0);
+    await_ok(dp[v], "df3", NULL);
+    for (int i = 0; i < ND; i++)
+        drain(dp[i], i ? 10 : 300);
+    json_t *dbefore = admin_ns(1, nsd);
+    ck_assert_ptr_nonnull(dbefore);
+    ck_assert_int_eq(health(dbefore, "failed"), 1);
+    ck_assert_int_ge(repair_stat(dbefore, "extraLinks"), 1);
+
     /* The owner dies; coord-1 claims its shards once the leases run out and rebuilds. */
     long long t0 = now_ms();
     cluster_kill_coordinator(&cl, 1, SIGKILL);
@@ -247,6 +359,28 @@ START_TEST(edge_health_survives_takeover)
     ck_assert_int_eq(retries_within(a, 300), 0);
     ck_assert_int_eq(retries_within(b, 10), 0);
     ck_assert_int_eq(retries_within(c, 10), 0);
+
+    /* The Delaunay namespace: same edges (the links around the failed edge kept), the edge
+     * still failed, and no peer told of any change. */
+    json_t *dafter = NULL;
+    for (long long end = now_ms() + 10000;; usleep(50000)) {
+        ck_assert_msg(now_ms() < end, "coord-1 never rebuilt %s", nsd);
+        dafter = admin_ns(0, nsd);
+        if (dafter && !strcmp(str_at(dafter, "owner", NULL), "coord-1") &&
+            json_array_size(json_object_get(dafter, "peers")) == ND)
+            break;
+        json_decref(dafter);
+    }
+    expect_same_edges(dbefore, dafter);
+    ck_assert_int_eq(health(dafter, "failed"), 1);
+    ck_assert_int_eq(repair_stat(dafter, "failedPairs"), 1);
+    ck_assert_int_eq(repair_stat(dafter, "extraLinks"), repair_stat(dbefore, "extraLinks"));
+    for (int i = 0; i < ND; i++)
+        ck_assert_int_eq(retries_within(dp[i], i ? 10 : 200), 0);
+    json_decref(dbefore);
+    json_decref(dafter);
+    for (int i = 0; i < ND; i++)
+        wsc_free(dp[i]);
 
     /* c's report of the failed retry: a-c stays failed, no second retry. b's retry of b-c
      * failed: failed for good without another retry (it had its one). */
