@@ -35,9 +35,10 @@
  * Extra links live until an end leaves or the link fails: a working WebRTC
  * connection is not torn down because the triangulation moved.
  *
- * Not kept across a coordinator takeover: the restore is the generic one, so
- * the rebuilt namespace has the inner edges only (extra links are
- * disconnected, failed marks forgotten, and failing edges are reported again).
+ * Across a coordinator takeover: the restore is the generic one (inner edges
+ * only), then the rebuild fails again, in the same diff, each edge the
+ * gateways report failed for good (edges.c, ms_edges_restore_repairs), so the
+ * failed marks and the extra links come back and cancel their disconnects.
  */
 #include <math.h>
 #include <stdlib.h>
