@@ -225,7 +225,8 @@ void ms_edges_restore(ms_ns_t *ns, const ms_member_t *m, const Meshsig__Bus__Ses
     for (size_t i = 0; i < sr->n_neighbours; i++) {
         uint32_t h = sr->edge_health[i];
         ms_member_t *o = *sr->neighbours[i] ? ms_ns_member(ns, sr->neighbours[i]) : NULL;
-        if (!MS_EDGEH_STATE(h) || !o || o == m ||
+        unsigned st = MS_EDGEH_STATE(h);
+        if ((st != MS_EDGEH_UP && st != MS_EDGEH_FAILED) || !o || o == m ||
             !ns->engine->ops->adjacent(ns->engine, m->handle, o->handle))
             continue;
         ms_edge_state_t *e = edge_get(ns, m->handle, o->handle);
@@ -234,7 +235,7 @@ void ms_edges_restore(ms_ns_t *ns, const ms_member_t *m, const Meshsig__Bus__Ses
             return;
         }
         uint8_t *mine = &e->fails[m->handle > o->handle];
-        unsigned fails = MS_EDGEH_STATE(h) == MS_EDGEH_FAILED ? MS_EDGEH_FAILS(h) : 0;
+        unsigned fails = st == MS_EDGEH_FAILED ? MS_EDGEH_FAILS(h) : 0;
         /* The same outcome whichever end comes first (ms_edges_report's rules). */
         if (fails >= need) {
             e->state = EDGE_FAILED;
@@ -242,7 +243,7 @@ void ms_edges_restore(ms_ns_t *ns, const ms_member_t *m, const Meshsig__Bus__Ses
             e->retried = need > 1;
         } else if (e->state == EDGE_FAILED) {
             *mine = (uint8_t)fails;
-        } else if (MS_EDGEH_STATE(h) == MS_EDGEH_UP) {
+        } else if (st == MS_EDGEH_UP) {
             e->state = EDGE_UP;
             e->relayed |= (uint8_t)MS_EDGEH_RELAYED(h);
             e->fails[0] = e->fails[1] = 0;
