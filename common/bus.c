@@ -63,6 +63,8 @@ struct ms_bus {
     natsConnection *next_nc; /* written by the connecting thread before next_done */
     natsStatus next_status;
     natsConnection *retired; /* the previous connection, destroyed at the next renewal */
+    char *urls;              /* the configured server list, for renewals' order */
+    char cur_url[256];       /* the server of the current connection */
 };
 
 static void deliver(void *ud);
@@ -107,7 +109,20 @@ static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, 
     ms_warn("NATS async error: %s", natsStatus_GetText(err));
 }
 
-static ms_err_t set_servers(natsOptions *o, const char *urls)
+/* host:port of a server URL (no scheme, no credentials). */
+static const char *url_hostport(const char *url)
+{
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    const char *at = strrchr(p, '@');
+    return at ? at + 1 : p;
+}
+
+/* The server list; last (host:port of a server that was just lost, or NULL): that one goes to
+ * the end and the others are shuffled here, so that a renewal does not spend its connect
+ * timeout on a server that is down or cut off (cnats's own reconnect also tries the server it
+ * lost last), while gateways still spread over the rest. */
+static ms_err_t set_servers(natsOptions *o, const char *urls, const char *last)
 {
     char *copy = strdup(urls);
     const char *list[32];
@@ -117,9 +132,35 @@ static ms_err_t set_servers(natsOptions *o, const char *urls)
     for (char *save = NULL, *t = strtok_r(copy, ",", &save); t && n < 32;
          t = strtok_r(NULL, ",", &save))
         list[n++] = t;
+    if (last && *last && n > 1) {
+        int k = -1;
+        for (int i = 0; i < n; i++)
+            if (!strcmp(url_hostport(list[i]), last))
+                k = i;
+        if (k >= 0) {
+            const char *lost = list[k];
+            list[k] = list[n - 1];
+            list[n - 1] = lost;
+            for (int i = n - 2; i > 0; i--) {
+                int j = rand() % (i + 1);
+                const char *t = list[i];
+                list[i] = list[j];
+                list[j] = t;
+            }
+            natsOptions_SetNoRandomize(o, true);
+        }
+    }
     natsStatus s = n ? natsOptions_SetServers(o, list, n) : NATS_INVALID_ARG;
     free(copy);
     return s == NATS_OK ? MS_OK : MS_ERR_INVAL;
+}
+
+/* Remembers the current connection's server (for renew's order). */
+static void note_server(ms_bus_t *b)
+{
+    char url[256] = "";
+    if (natsConnection_GetConnectedUrl(b->nc, url, sizeof(url)) == NATS_OK && *url)
+        snprintf(b->cur_url, sizeof(b->cur_url), "%s", url_hostport(url));
 }
 
 void ms_bus_global_init(void)
@@ -198,9 +239,8 @@ static void renew(void *ud)
             atomic_fetch_add(&b->reconnects, 1);
             if (b->next_status == NATS_OK) {
                 atomic_store(&b->up, 1);
-                char url[256] = "";
-                natsConnection_GetConnectedUrl(b->nc, url, sizeof(url));
-                ms_info("NATS reconnected to %s (a new connection)", url);
+                note_server(b);
+                ms_info("NATS reconnected to %s (a new connection)", b->cur_url);
             }
             return;
         }
@@ -208,6 +248,9 @@ static void renew(void *ud)
     if (!atomic_exchange(&b->want_renew, 0))
         return;
     atomic_store(&b->next_done, 0);
+    /* Only this thread touches the options while no connect runs (Connect copies them). */
+    if (set_servers(b->opts, b->urls, b->cur_url) != MS_OK)
+        ms_warn("NATS: the server list could not be reordered; renewing in the configured order");
     if (pthread_create(&b->conn_thread, NULL, connect_thread, b) != 0) {
         ms_error("NATS: no thread to connect again");
         return;
@@ -226,7 +269,12 @@ ms_err_t ms_bus_connect(const ms_bus_opts_t *o, ms_bus_t **out)
     b->loop = o->loop; /* ours from here on, also on failure */
     if (natsOptions_Create(&b->opts) != NATS_OK)
         goto fail;
-    if ((err = set_servers(b->opts, o->urls ? o->urls : NATS_DEFAULT_URL)) != MS_OK) {
+    b->urls = strdup(o->urls ? o->urls : NATS_DEFAULT_URL);
+    if (!b->urls) {
+        err = MS_ERR_NOMEM;
+        goto fail;
+    }
+    if ((err = set_servers(b->opts, b->urls, NULL)) != MS_OK) {
         char shown[512];
         ms_error("bad NATS server list '%s'", ms_nats_urls_redact(o->urls, shown, sizeof(shown)));
         goto fail;
@@ -278,8 +326,10 @@ ms_err_t ms_bus_connect(const ms_bus_opts_t *o, ms_bus_t **out)
     natsStatus s = natsConnection_Connect(&b->nc, b->opts);
     char shown[512];
     ms_nats_urls_redact(o->urls ? o->urls : NATS_DEFAULT_URL, shown, sizeof(shown));
-    if (s == NATS_OK)
+    if (s == NATS_OK) {
         atomic_store(&b->up, 1);
+        note_server(b);
+    }
     if (s == NATS_NOT_YET_CONNECTED) {
         /* cnats retries a refused login too: say why, or wrong credentials
          * look like a server that is down. */
@@ -342,6 +392,7 @@ void ms_bus_destroy(ms_bus_t *b)
     }
     ms_busloop_destroy(b->loop);
     natsOptions_Destroy(b->opts);
+    free(b->urls);
     free(b);
 }
 
