@@ -65,6 +65,7 @@ struct ms_bus {
     natsConnection *retired; /* the previous connection, destroyed at the next renewal */
     char *urls;              /* the configured server list, for renewals' order */
     char cur_url[256];       /* the server of the current connection */
+    unsigned shuffle_seed;   /* rand_r state for renew's order, seeded per process and bus */
 };
 
 static void deliver(void *ud);
@@ -118,11 +119,12 @@ static const char *url_hostport(const char *url)
     return at ? at + 1 : p;
 }
 
-/* The server list; last (host:port of a server that was just lost, or NULL): that one goes to
+/* The server list; last (host:port of a server that was just lost, or NULL; seed: rand_r state
+ * for the shuffle, with last): that one goes to
  * the end and the others are shuffled here, so that a renewal does not spend its connect
  * timeout on a server that is down or cut off (cnats's own reconnect also tries the server it
  * lost last), while gateways still spread over the rest. */
-static ms_err_t set_servers(natsOptions *o, const char *urls, const char *last)
+static ms_err_t set_servers(natsOptions *o, const char *urls, const char *last, unsigned *seed)
 {
     char *copy = strdup(urls);
     const char *list[32];
@@ -132,7 +134,7 @@ static ms_err_t set_servers(natsOptions *o, const char *urls, const char *last)
     for (char *save = NULL, *t = strtok_r(copy, ",", &save); t && n < 32;
          t = strtok_r(NULL, ",", &save))
         list[n++] = t;
-    if (last && *last && n > 1) {
+    if (last && *last && n > 1 && seed) {
         int k = -1;
         for (int i = 0; i < n; i++)
             if (!strcmp(url_hostport(list[i]), last))
@@ -142,7 +144,7 @@ static ms_err_t set_servers(natsOptions *o, const char *urls, const char *last)
             list[k] = list[n - 1];
             list[n - 1] = lost;
             for (int i = n - 2; i > 0; i--) {
-                int j = rand() % (i + 1);
+                int j = (int)(rand_r(seed) % (unsigned)(i + 1));
                 const char *t = list[i];
                 list[i] = list[j];
                 list[j] = t;
@@ -249,7 +251,7 @@ static void renew(void *ud)
         return;
     atomic_store(&b->next_done, 0);
     /* Only this thread touches the options while no connect runs (Connect copies them). */
-    if (set_servers(b->opts, b->urls, b->cur_url) != MS_OK)
+    if (set_servers(b->opts, b->urls, b->cur_url, &b->shuffle_seed) != MS_OK)
         ms_warn("NATS: the server list could not be reordered; renewing in the configured order");
     if (pthread_create(&b->conn_thread, NULL, connect_thread, b) != 0) {
         ms_error("NATS: no thread to connect again");
@@ -269,12 +271,16 @@ ms_err_t ms_bus_connect(const ms_bus_opts_t *o, ms_bus_t **out)
     b->loop = o->loop; /* ours from here on, also on failure */
     if (natsOptions_Create(&b->opts) != NATS_OK)
         goto fail;
+    /* rand() unseeded would give every gateway the same order after losing the same server. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    b->shuffle_seed = (unsigned)ts.tv_nsec ^ (unsigned)ts.tv_sec ^ (unsigned)(uintptr_t)b;
     b->urls = strdup(o->urls ? o->urls : NATS_DEFAULT_URL);
     if (!b->urls) {
         err = MS_ERR_NOMEM;
         goto fail;
     }
-    if ((err = set_servers(b->opts, b->urls, NULL)) != MS_OK) {
+    if ((err = set_servers(b->opts, b->urls, NULL, NULL)) != MS_OK) {
         char shown[512];
         ms_error("bad NATS server list '%s'", ms_nats_urls_redact(o->urls, shown, sizeof(shown)));
         goto fail;
