@@ -192,6 +192,10 @@ static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
     ms_metrics_counter(&m, "meshsig_nats_reconnects_total", "reconnections to NATS",
                        ms_bus_reconnects(c->bus));
     ms_edges_metrics(c, &m);
+    ms_metrics_gauge(&m, "meshsig_coordinator_pairs",
+                     "ad-hoc pairs of signals:any namespaces (PeerJS keys) whose gateways signal "
+                     "each other directly, in the shards this coordinator owns",
+                     (double)ms_pairs_count(c));
     ms_metrics_append(&m, version_text, NULL);
     ms_metrics_append(&m, busver_text, &c->loop.busver);
     if (m.err == MS_ERR_NOMEM || !m.buf)

@@ -236,6 +236,8 @@ static void merge_ns(merge_t *mg, const Meshsig__Bus__SessionReport **srs, size_
         settle_held(mg, placed, n_placed);
     for (size_t i = 0; i < n_placed; i++)
         ms_edges_restore(ns, placed[i], placed_sr[i]); /* the edges the engine kept */
+    /* The ad-hoc pairs their gateways hold (signals:any namespaces). */
+    ms_pairs_restore(c, ns, placed, placed_sr, n_placed);
     for (size_t i = 0; i < n_placed; i++) {
         if (ms_ns_restore_member(c, ns, placed[i], placed_sr[i]) != MS_OK)
             ms_error("%s/%s: out of memory restoring rooms and services", ns->name, placed[i]->id);

@@ -10,13 +10,15 @@
  * END and retired, barriers). The pair lasts until one of them leaves (the other's gateway
  * gets Delivery.unpair) and follows a peer that moves (resume, PeerJS reconnect) like an
  * edge. At most MS_PAIRS_MAX pairs per peer: past that, signals stay on the owner's path,
- * which is always correct. Like p2p links, the pairs are the owner's state only: a new owner
- * after a takeover starts with none and makes them again as it routes signals; the gateways'
- * records from the old epoch keep working meanwhile (both sides hold the same epoch). */
+ * which is always correct. A new owner after a takeover learns the pairs from the gateways'
+ * resync reports (SessionReport.pairs, ms_pairs_restore): a pair both gateways still hold
+ * keeps their records from the old epoch, which keep working (both sides hold the same
+ * epoch), so the signals stay direct and the owner can unpair when one end leaves. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#include "log.h"
 #include "pairs.h"
 
 static int pair_index(const ms_member_t *m, const char *id)
@@ -104,6 +106,111 @@ void ms_pairs_moved(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m)
         locate(c, ns, o, m);
         locate(c, ns, m, o);
     }
+}
+
+/* Tells m's gateway that m's pair with `id` is over (the owner does not hold it). */
+static void unpair_at(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const char *id,
+                      const ms_member_t *o)
+{
+    Meshsig__Bus__PeerLocation u = MESHSIG__BUS__PEER_LOCATION__INIT;
+    u.peer_id = (char *)id;
+    u.gateway_id = o ? (char *)o->gateway : (char *)"";
+    u.session = o ? o->session : 0;
+    Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
+    d.session = m->session;
+    d.peer_id = m->id;
+    d.unpair = &u;
+    ms_outbox_deliver_full(&c->outbox, ns->shard, m->gateway, &d);
+}
+
+static int reports_pair(const Meshsig__Bus__SessionReport *sr, const char *id)
+{
+    for (size_t i = 0; i < sr->n_pairs; i++)
+        if (!strcmp(sr->pairs[i], id))
+            return 1;
+    return 0;
+}
+
+void ms_pairs_restore(ms_coord_t *c, ms_ns_t *ns, ms_member_t *const *placed,
+                      const Meshsig__Bus__SessionReport *const *srs, size_t n)
+{
+    size_t reported = 0;
+    for (size_t i = 0; i < n; i++)
+        reported += srs[i]->n_pairs;
+    if (!reported)
+        return; /* older gateways, or no pairs: nothing to learn */
+    /* The report of each member placed now, by handle (the others were placed before). */
+    const Meshsig__Bus__SessionReport **by = calloc(ns->n_handles ? ns->n_handles : 1, sizeof(*by));
+    if (!by) {
+        ms_error("%s: out of memory restoring ad-hoc pairs; they are made again as signals come",
+                 ns->name);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (placed[i]->handle < ns->n_handles)
+            by[placed[i]->handle] = srs[i];
+    /* Each reported pair whose ends are both here, once. */
+    for (size_t i = 0; i < n; i++) {
+        ms_member_t *m = placed[i];
+        for (size_t k = 0; k < srs[i]->n_pairs && ns->policy.signal_any; k++) {
+            ms_member_t *o = ms_ns_member(ns, srs[i]->pairs[k]);
+            if (!o || o == m || o->deliver || ms_pairs_linked(m, o) || m->n_pairs >= MS_PAIRS_MAX ||
+                o->n_pairs >= MS_PAIRS_MAX)
+                continue;
+            if (pair_add(m, o->id) != MS_OK) {
+                pair_remove(m, o->id);
+                continue;
+            }
+            if (pair_add(o, m->id) != MS_OK) {
+                pair_remove(o, m->id);
+                pair_remove(m, o->id);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        ms_member_t *m = placed[i];
+        /* What m's gateway holds and the owner does not: over. */
+        for (size_t k = 0; k < srs[i]->n_pairs; k++) {
+            const char *id = srs[i]->pairs[k];
+            ms_member_t *o = *id ? ms_ns_member(ns, id) : NULL;
+            if (!o || !ms_pairs_linked(m, o))
+                unpair_at(c, ns, m, id, o);
+        }
+        /* What only one end's gateway holds (the other end's report did not name it, or that
+         * end was placed before, when m was not here, and was unpaired): both are told
+         * again. Once per pair: from the end with the lower handle when both were placed now. */
+        for (size_t k = 0; k < m->n_pairs; k++) {
+            ms_member_t *o = ms_ns_member(ns, m->pairs[k]);
+            if (!o)
+                continue;
+            const Meshsig__Bus__SessionReport *osr =
+                o->handle < ns->n_handles ? by[o->handle] : NULL;
+            if (osr && o->handle < m->handle)
+                continue;
+            if (osr && reports_pair(srs[i], o->id) && reports_pair(osr, m->id))
+                continue; /* both records stand */
+            if (o->detached_ms || m->detached_ms)
+                continue; /* a resume announces it (ms_pairs_moved) */
+            locate(c, ns, m, o);
+            locate(c, ns, o, m);
+        }
+    }
+    free(by);
+}
+
+size_t ms_pairs_count(ms_coord_t *c)
+{
+    size_t n = 0;
+    ms_ns_t *ns, *tmp;
+    MS_NS_FOREACH(c, ns, tmp)
+    {
+        if (!ns->policy.signal_any)
+            continue;
+        ms_member_t *m, *mt;
+        HASH_ITER(hh, ns->members, m, mt)
+        n += m->n_pairs;
+    }
+    return n / 2;
 }
 
 static void member_free(ms_member_t *m)

@@ -194,6 +194,27 @@ static ms_peer_t handle_of(ms_ns_t *ns, const char *id)
     return m ? m->handle : MS_PEER_NONE;
 }
 
+static void restore_pairs(ms_coord_t *c, ms_ns_t *ns, const rb_peer_t *peers, size_t n)
+{
+    ms_member_t **placed = calloc(n ? n : 1, sizeof(*placed));
+    const Meshsig__Bus__SessionReport **srs = calloc(n ? n : 1, sizeof(*srs));
+    size_t k = 0;
+    if (!placed || !srs) {
+        ms_error("%s: out of memory restoring ad-hoc pairs; they are made again as signals come",
+                 ns->name);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (peers[i].m) {
+            placed[k] = peers[i].m;
+            srs[k++] = peers[i].sr;
+        }
+    ms_pairs_restore(c, ns, placed, srs, k);
+done:
+    free(placed);
+    free(srs);
+}
+
 /* Rebuilds one namespace from its sessions' reports. Returns the number of
  * topology events sent (the difference), or -1. */
 static long rebuild_ns(ms_coord_t *c, const char *name, rb_peer_t *peers, size_t n)
@@ -261,6 +282,8 @@ static long rebuild_ns(ms_coord_t *c, const char *name, rb_peer_t *peers, size_t
     ms_topo_diff_normalize(diff);
     events = (long)(diff->n_connect + diff->n_disconnect);
     ms_ns_apply_diff(c, ns, diff, NULL, NULL, 0);
+    /* The ad-hoc pairs the gateways hold (signals:any namespaces). */
+    restore_pairs(c, ns, peers, n);
     /* Persistent emits stored for them while they were here (the old owner
      * could not deliver, or lost the shard between fetch and delivery). */
     for (size_t i = 0; i < n; i++)

@@ -40,10 +40,13 @@ static int busver_text(char *buf, size_t cap, void *ud)
 
 char *ms_gw_metrics_text(ms_gateway_t *gw, size_t *len)
 {
-    size_t queued = 0;
+    size_t queued = 0, pairs = 0;
     ms_session_t *s, *tmp;
     HASH_ITER(hh, gw->sessions, s, tmp)
-    queued += s->queued;
+    {
+        queued += s->queued;
+        pairs += s->pairs.n;
+    }
     ms_metrics_t m;
     ms_metrics_init(&m);
     ms_metrics_gauge(&m, "meshsig_gateway_sessions", "open client sessions",
@@ -79,6 +82,10 @@ char *ms_gw_metrics_text(ms_gateway_t *gw, size_t *len)
                        "direct signals this gateway could not vouch for (or deliver) and handed "
                        "to the shard owner",
                        gw->n_direct_to_owner);
+    ms_metrics_gauge(&m, "meshsig_gateway_direct_pairs",
+                     "ad-hoc pairs (signals:any namespaces) that sessions of this gateway hold as "
+                     "the owner announced them, one per session and peer",
+                     (double)pairs);
     ms_metrics_counter(&m, "meshsig_gateway_signals_direct_held_total",
                        "direct signals that waited for the owner's announcement of their edge",
                        gw->n_direct_held);

@@ -89,6 +89,8 @@ void ms_gw_resync_report(ms_gateway_t *gw, const Meshsig__Bus__ResyncRequest *rq
         r->n_neighbours = s->neighbours.n;
         r->neighbours = s->neighbours.v;
         report_edge_health(s, r);
+        r->n_pairs = s->pairs.n;
+        r->pairs = s->pairs.v;
         r->parent = s->parent ? s->parent : (char *)"";
         r->source = s->source;
         r->n_rooms = s->rooms.n;

@@ -1,0 +1,289 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Ad-hoc pairs survive a change of owner: two PeerJS peers on two gateways are paired by the
+ * owner of their key's namespace, the owner is killed (SIGKILL), and the other coordinator,
+ * rebuilt from the gateways' reports (SessionReport.pairs), knows the pair: the signals stay
+ * gateway to gateway without it, and when one peer leaves it unpairs the other's gateway.
+ *
+ * Real processes: nats-server, coordinators coord-1 and coord-2, gateways gw-1 and gw-2 in
+ * insecure dev mode; clients speak the PeerJS server protocol over raw WebSockets as peerjs
+ * 1.x does.
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cluster.h"
+#include "testutil.h"
+#include "wsclient.h"
+
+#define SHARDS 64
+#define N_KEYS 16
+#define BURST 100
+
+static cluster_t cl;
+static const char *const coord_args[] = {"--lease-ttl-ms",
+                                         "1200",
+                                         "--coord-timeout-ms",
+                                         "800",
+                                         "--coord-heartbeat-ms",
+                                         "200",
+                                         "--resync-timeout-ms",
+                                         "1000",
+                                         NULL};
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint32_t shard_of(const char *ns)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const unsigned char *p = (const unsigned char *)ns; *p; p++) {
+        h ^= *p;
+        h *= 0x100000001b3ULL;
+    }
+    return (uint32_t)(h % SHARDS);
+}
+
+/* The shards coordinator i serves now, as a bit set; -1 when its admin does not answer. */
+static int served_by(int i, uint64_t *set)
+{
+    char *body = NULL;
+    int st = http_request(cluster_coord_admin(&cl, i), "GET", "/v1/cluster", NULL, NULL, &body);
+    json_t *j = st == 200 && body ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    if (!j)
+        return -1;
+    *set = 0;
+    json_t *sh = json_object_get(j, "shards");
+    for (size_t k = 0; k < json_array_size(sh); k++) {
+        json_t *s = json_array_get(sh, k);
+        if (!strcmp(json_string_value(json_object_get(s, "here")), "serving"))
+            *set |= 1ULL << json_integer_value(json_object_get(s, "shard"));
+    }
+    json_decref(j);
+    return 0;
+}
+
+/* The namespace's detail asked of coordinator i (it gathers from the owner); NULL if none. */
+static json_t *admin_ns(int i, const char *ns)
+{
+    char path[128], *body = NULL;
+    snprintf(path, sizeof(path), "/v1/namespaces/%s", ns);
+    int st = http_request(cluster_coord_admin(&cl, i), "GET", path, NULL, NULL, &body);
+    json_t *j = st == 200 && body ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    return j;
+}
+
+static long long gw_metric(int gw, const char *series)
+{
+    return metric_at(cl.gw_port[gw], NULL, series);
+}
+
+static long long gw_direct(int gw, const char *dir)
+{
+    char s[128];
+    snprintf(s, sizeof(s), "meshsig_gateway_signals_direct_total{dir=\"%s\"}", dir);
+    return gw_metric(gw, s);
+}
+
+static long long coord_metric(int i, const char *series)
+{
+    return metric_at(cluster_coord_admin(&cl, i), NULL, series);
+}
+
+/* Polls until the gateway's pair records number want (within T_MS). */
+static void await_gw_pairs(int gw, long long want)
+{
+    long long have = -1;
+    for (long long end = now_ms() + T_MS; now_ms() < end; usleep(20000))
+        if ((have = gw_metric(gw, "meshsig_gateway_direct_pairs")) == want)
+            return;
+    ck_abort_msg("gw-%d holds %lld pair records, want %lld", gw + 1, have, want);
+}
+
+static wsc_t *pj_open(int gw, const char *key, const char *id)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "/peerjs?key=%s&id=%s&token=t-%s&version=1.5.4", key, id, id);
+    wsc_t *c = wsc_connect_path(cl.gw_port[gw], path, NULL, T_MS);
+    ck_assert_ptr_nonnull(c);
+    json_t *j = wsc_recv_json(c, T_MS);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "type")), "OPEN");
+    json_decref(j);
+    return c;
+}
+
+/* The next PeerJS message, of the type expected, from src. */
+static json_t *pj_expect(wsc_t *c, const char *type, const char *src)
+{
+    json_t *j = wsc_recv_json(c, T_MS);
+    ck_assert_msg(j != NULL, "no %s within %d ms", type, T_MS);
+    const char *t = json_string_value(json_object_get(j, "type"));
+    ck_assert_msg(t && !strcmp(t, type), "expected %s, got %s", type, t ? t : "(no type)");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "src")), src);
+    return j;
+}
+
+static void pj_send(wsc_t *c, const char *type, const char *dst, int n)
+{
+    char buf[512];
+    snprintf(buf, sizeof(buf),
+             "{\"type\":\"%s\",\"dst\":\"%s\",\"payload\":{\"candidate\":{\"candidate\":"
+             "\"candidate:1 1 udp 2122260223 192.0.2.1 54400 typ host\"},\"n\":%d}}",
+             type, dst, n);
+    ck_assert_int_eq(wsc_send_text(c, buf), 0);
+}
+
+/* n CANDIDATEs from `from` to `to`, each received in order. */
+static void burst(wsc_t *from, const char *from_id, wsc_t *to, const char *to_id, int n)
+{
+    for (int i = 0; i < n; i++)
+        pj_send(from, "CANDIDATE", to_id, i);
+    for (int i = 0; i < n; i++) {
+        json_t *j = pj_expect(to, "CANDIDATE", from_id);
+        json_t *got = json_object_get(json_object_get(j, "payload"), "n");
+        ck_assert_msg(json_is_integer(got) && json_integer_value(got) == i,
+                      "signal %d of %s out of order", i, from_id);
+        json_decref(j);
+    }
+}
+
+static void cluster_up(void)
+{
+    ck_assert_int_eq(cluster_start_args(&cl, NULL, coord_args), 0);
+    ck_assert_int_eq(cluster_add_coordinator(&cl), 1);
+    /* Sixteen keys, so that one lands on each coordinator whatever the spread. */
+    static char keys[N_KEYS * 8];
+    size_t off = 0;
+    for (int k = 0; k < N_KEYS; k++)
+        off += (size_t)snprintf(keys + off, sizeof(keys) - off, "%spt%d", k ? "," : "", k);
+    const char *gw_args[] = {"--insecure-dev", "--peerjs-keys", keys, NULL};
+    ck_assert_int_eq(cluster_add_gateway(&cl, "gw-1", gw_args), 0);
+    ck_assert_int_eq(cluster_add_gateway(&cl, "gw-2", gw_args), 1);
+}
+
+static void cluster_down(void)
+{
+    cluster_stop(&cl);
+}
+
+START_TEST(pairs_survive_takeover)
+{
+    /* Both coordinators serve shards, every shard once: the spread has settled. */
+    uint64_t s0 = 0, s1 = 0;
+    for (long long end = now_ms() + 15000;; usleep(50000)) {
+        ck_assert_msg(now_ms() < end, "the shards never spread over both coordinators");
+        if (served_by(0, &s0) == 0 && served_by(1, &s1) == 0 && s0 && s1 && !(s0 & s1) &&
+            (s0 | s1) == ~0ULL)
+            break;
+    }
+    char key[16] = "", ns[32] = "";
+    for (int k = 0; k < N_KEYS && !*key; k++) {
+        char name[32];
+        snprintf(name, sizeof(name), "peerjs.pt%d", k);
+        if (s1 >> shard_of(name) & 1) {
+            snprintf(key, sizeof(key), "pt%d", k);
+            snprintf(ns, sizeof(ns), "%s", name);
+        }
+    }
+    ck_assert_msg(*key, "no PeerJS key's namespace on coord-2");
+
+    /* a on gw-1 and b on gw-2: their first OFFER and ANSWER go through coord-2, which pairs
+     * them and tells both gateways. */
+    wsc_t *a = pj_open(0, key, "a");
+    wsc_t *b = pj_open(1, key, "b");
+    pj_send(a, "OFFER", "b", -1);
+    json_decref(pj_expect(b, "OFFER", "a"));
+    pj_send(b, "ANSWER", "a", -1);
+    json_decref(pj_expect(a, "ANSWER", "b"));
+    await_gw_pairs(0, 1);
+    await_gw_pairs(1, 1);
+    ck_assert_int_eq(coord_metric(1, "meshsig_coordinator_pairs"), 1);
+
+    /* The owner dies; coord-1 claims its shards once the leases run out and rebuilds. */
+    long long t0 = now_ms();
+    cluster_kill_coordinator(&cl, 1, SIGKILL);
+    json_t *d = NULL;
+    for (long long end = now_ms() + 20000;; usleep(50000)) {
+        ck_assert_msg(now_ms() < end, "coord-1 never rebuilt %s", ns);
+        d = admin_ns(0, ns);
+        if (d && !strcmp(str_at(d, "owner", NULL), "coord-1") &&
+            json_array_size(json_object_get(d, "peers")) == 2)
+            break;
+        json_decref(d);
+    }
+    json_decref(d);
+    fprintf(stderr, "pairs takeover: %s rebuilt on coord-1 %lld ms after the kill\n", ns,
+            now_ms() - t0);
+    /* The new owner knows the pair, from both gateways' reports. */
+    ck_assert_int_eq(coord_metric(0, "meshsig_coordinator_pairs"), 1);
+
+    /* Signals still go gateway to gateway, both ways, without the new owner. */
+    long long routed0 = coord_metric(0, "meshsig_coordinator_signals_total");
+    long long out1 = gw_direct(0, "out"), in2 = gw_direct(1, "in");
+    long long out2 = gw_direct(1, "out"), in1 = gw_direct(0, "in");
+    burst(a, "a", b, "b", BURST);
+    burst(b, "b", a, "a", BURST);
+    ck_assert_int_eq(gw_direct(0, "out") - out1, BURST);
+    ck_assert_int_eq(gw_direct(1, "in") - in2, BURST);
+    ck_assert_int_eq(gw_direct(1, "out") - out2, BURST);
+    ck_assert_int_eq(gw_direct(0, "in") - in1, BURST);
+    ck_assert_int_eq(coord_metric(0, "meshsig_coordinator_signals_total") - routed0, 0);
+    await_gw_pairs(0, 1);
+    await_gw_pairs(1, 1);
+
+    /* b leaves as a PeerJS client does: LEAVE to a, then LEAVE without dst. a hears it, and
+     * the new owner unpairs a's gateway (on the old code it knew no pair: gw-1 kept it). */
+    ck_assert_int_eq(wsc_send_text(b, "{\"type\":\"LEAVE\",\"dst\":\"a\"}"), 0);
+    json_decref(pj_expect(a, "LEAVE", "b"));
+    ck_assert_int_eq(wsc_send_text(b, "{\"type\":\"LEAVE\"}"), 0);
+    ck_assert(wsc_wait_closed(b, T_MS));
+    await_gw_pairs(1, 0);
+    await_gw_pairs(0, 0);
+    ck_assert_int_eq(coord_metric(0, "meshsig_coordinator_pairs"), 0);
+
+    /* b's next session on gw-2 pairs with a again through coord-1, and its signals go
+     * direct from then on. */
+    wsc_t *b2 = pj_open(1, key, "b");
+    pj_send(a, "OFFER", "b", -1);
+    json_decref(pj_expect(b2, "OFFER", "a"));
+    pj_send(b2, "ANSWER", "a", -1);
+    json_decref(pj_expect(a, "ANSWER", "b"));
+    await_gw_pairs(0, 1);
+    await_gw_pairs(1, 1);
+    ck_assert_int_eq(coord_metric(0, "meshsig_coordinator_pairs"), 1);
+    routed0 = coord_metric(0, "meshsig_coordinator_signals_total");
+    out1 = gw_direct(0, "out");
+    burst(a, "a", b2, "b", BURST);
+    ck_assert_int_eq(gw_direct(0, "out") - out1, BURST);
+    ck_assert_int_eq(coord_metric(0, "meshsig_coordinator_signals_total") - routed0, 0);
+    ck_assert_ptr_null(wsc_recv_json(a, 300));
+    ck_assert_ptr_null(wsc_recv_json(b2, 10));
+
+    wsc_free(a);
+    wsc_free(b);
+    wsc_free(b2);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("peerjs_takeover");
+    TCase *tc = tcase_create("cluster");
+    tcase_set_timeout(tc, 90);
+    tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
+    tcase_add_checked_fixture(tc, client_up, client_down);
+    tcase_add_test(tc, pairs_survive_takeover);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
