@@ -356,6 +356,170 @@ START_TEST(other_shards_ignored)
 }
 END_TEST
 
+/* A session report as a gateway of this release sends it: no neighbours, its ad-hoc pairs. */
+static Meshsig__Bus__SessionReport *pj_session(const char *ns, const char *peer, uint64_t session,
+                                               const char *const *pairs)
+{
+    Meshsig__Bus__SessionReport *sr = calloc(1, sizeof(*sr));
+    meshsig__bus__session_report__init(sr);
+    sr->session = session;
+    sr->namespace_ = strdup(ns);
+    sr->peer_id = strdup(peer);
+    sr->parent = strdup("");
+    size_t n = 0;
+    while (pairs && pairs[n])
+        n++;
+    sr->pairs = calloc(n + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        sr->pairs[sr->n_pairs++] = strdup(pairs[i]);
+    return sr;
+}
+
+static Meshsig__Bus__ResyncReport *pj_report(const char *gw, uint32_t shard, size_t n,
+                                             Meshsig__Bus__SessionReport **srs)
+{
+    Meshsig__Bus__ResyncReport *rr = calloc(1, sizeof(*rr));
+    meshsig__bus__resync_report__init(rr);
+    rr->gateway_id = strdup(gw);
+    rr->shard = shard;
+    rr->last = 1;
+    rr->sessions = calloc(n, sizeof(*rr->sessions));
+    for (size_t i = 0; i < n; i++)
+        rr->sessions[rr->n_sessions++] = srs[i];
+    return rr;
+}
+
+static size_t pairs_of_peer(ms_ns_t *ns, const char *id)
+{
+    ms_member_t *m = ms_ns_member(ns, id);
+    ck_assert_ptr_nonnull(m);
+    return m->n_pairs;
+}
+
+static int paired(ms_ns_t *ns, const char *a, const char *b)
+{
+    ms_member_t *x = ms_ns_member(ns, a), *y = ms_ns_member(ns, b);
+    ck_assert(x && y);
+    ck_assert_int_eq(ms_pairs_linked(x, y), ms_pairs_linked(y, x)); /* both ends agree */
+    return ms_pairs_linked(x, y);
+}
+
+/* gw-1: a (paired with b, c and gone, who left during the takeover), e (paired with b);
+ * gw-2: b (paired with a only: e's pair is one-sided), c (reports none: one-sided). */
+static void pj_reports(uint32_t shard, Meshsig__Bus__ResyncReport **gw1,
+                       Meshsig__Bus__ResyncReport **gw2)
+{
+    const char *ns = "peerjs.ut";
+    Meshsig__Bus__SessionReport *s1[] = {
+        pj_session(ns, "a", 1, (const char *const[]){"b", "c", "gone", NULL}),
+        pj_session(ns, "e", 3, (const char *const[]){"b", NULL})};
+    Meshsig__Bus__SessionReport *s2[] = {pj_session(ns, "b", 2, (const char *const[]){"a", NULL}),
+                                         pj_session(ns, "c", 4, NULL)};
+    *gw1 = pj_report("gw-1", shard, 2, s1);
+    *gw2 = pj_report("gw-2", shard, 2, s2);
+}
+
+static void expect_pj_pairs(ms_coord_t *c)
+{
+    ms_ns_t *ns = ms_ns_find(c, "peerjs.ut");
+    ck_assert_ptr_nonnull(ns);
+    ck_assert_uint_eq(HASH_COUNT(ns->members), 4);
+    ck_assert(paired(ns, "a", "b"));
+    ck_assert(paired(ns, "a", "c"));
+    ck_assert(paired(ns, "e", "b"));
+    ck_assert(!paired(ns, "b", "c"));
+    ck_assert(!paired(ns, "a", "e"));
+    ck_assert_uint_eq(pairs_of_peer(ns, "a"), 2); /* not the gone one */
+    ck_assert_uint_eq(ms_pairs_count(c), 3);
+}
+
+/* A new owner learns the ad-hoc pairs (signals:any) from both gateways' reports: a pair either
+ * end reports, whose other end is here; not a gone partner. */
+START_TEST(pairs_rebuilt_from_reports)
+{
+    ms_coord_t *c = new_coord("new");
+    uint32_t shard = ms_bus_shard_of("peerjs.ut", SHARDS);
+    Meshsig__Bus__ResyncReport *gw1, *gw2;
+    pj_reports(shard, &gw1, &gw2);
+    Meshsig__Bus__ResyncReport *rr[2] = {gw1, gw2};
+    ck_assert_int_ge(ms_resync_rebuild(c, shard, rr, 2), 0);
+    expect_pj_pairs(c);
+    /* A leave ends the pair at both ends. */
+    ms_ns_t *ns = ms_ns_find(c, "peerjs.ut");
+    ms_member_leave(c, ns, ms_ns_member(ns, "b"), "closed");
+    ns = ms_ns_find(c, "peerjs.ut");
+    ck_assert_uint_eq(pairs_of_peer(ns, "a"), 1);
+    ck_assert_uint_eq(pairs_of_peer(ns, "e"), 0);
+    ck_assert_uint_eq(ms_pairs_count(c), 1);
+    meshsig__bus__resync_report__free_unpacked(gw1, NULL);
+    meshsig__bus__resync_report__free_unpacked(gw2, NULL);
+    coord_free(c);
+}
+END_TEST
+
+/* The same when gw-1 was silent during the takeover and its report is merged late; merging it
+ * again changes nothing. */
+START_TEST(pairs_merged_from_a_late_report)
+{
+    ms_coord_t *c = new_coord("new");
+    uint32_t shard = ms_bus_shard_of("peerjs.ut", SHARDS);
+    Meshsig__Bus__ResyncReport *gw1, *gw2;
+    pj_reports(shard, &gw1, &gw2);
+    ck_assert_int_ge(ms_resync_rebuild(c, shard, &gw2, 1), 0);
+    ck_assert_uint_eq(ms_pairs_count(c), 0); /* b's partner is not here yet */
+    ck_assert_int_ge(ms_merge_report(c, shard, gw1), 0);
+    expect_pj_pairs(c);
+    ck_assert_int_eq(ms_merge_report(c, shard, gw1), 0);
+    expect_pj_pairs(c);
+    meshsig__bus__resync_report__free_unpacked(gw1, NULL);
+    meshsig__bus__resync_report__free_unpacked(gw2, NULL);
+    coord_free(c);
+}
+END_TEST
+
+/* A report past the per-peer bound restores MS_PAIRS_MAX pairs; a namespace whose policy does
+ * not let any peer signal any other restores none. */
+START_TEST(pairs_bounded_and_only_for_signals_any)
+{
+    ms_coord_t *c = new_coord("new");
+    uint32_t shard = ms_bus_shard_of("peerjs.ut", SHARDS);
+    enum { N = MS_PAIRS_MAX + 8 };
+    char ids[N][8];
+    const char *names[N + 1];
+    Meshsig__Bus__SessionReport *others[N + 1];
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "o%02d", i);
+        names[i] = ids[i];
+        others[i] =
+            pj_session("peerjs.ut", ids[i], 10 + (uint64_t)i, (const char *const[]){"hub", NULL});
+    }
+    names[N] = NULL;
+    Meshsig__Bus__SessionReport *hub = pj_session("peerjs.ut", "hub", 1, names);
+    Meshsig__Bus__ResyncReport *gw1 = pj_report("gw-1", shard, 1, &hub);
+    Meshsig__Bus__ResyncReport *gw2 = pj_report("gw-2", shard, N, others);
+    Meshsig__Bus__ResyncReport *rr[2] = {gw1, gw2};
+    ck_assert_int_ge(ms_resync_rebuild(c, shard, rr, 2), 0);
+    ms_ns_t *ns = ms_ns_find(c, "peerjs.ut");
+    ck_assert_uint_eq(pairs_of_peer(ns, "hub"), MS_PAIRS_MAX);
+    ck_assert_uint_eq(ms_pairs_count(c), MS_PAIRS_MAX);
+    meshsig__bus__resync_report__free_unpacked(gw1, NULL);
+    meshsig__bus__resync_report__free_unpacked(gw2, NULL);
+
+    uint32_t fshard = ms_bus_shard_of("fm-pj", SHARDS);
+    set_policy(c, "fm-pj", "{\"topology\":\"fullmesh\"}");
+    Meshsig__Bus__SessionReport *x = pj_session("fm-pj", "x", 1, (const char *const[]){"y", NULL});
+    Meshsig__Bus__SessionReport *y = pj_session("fm-pj", "y", 2, (const char *const[]){"x", NULL});
+    Meshsig__Bus__ResyncReport *f1 = pj_report("gw-1", fshard, 1, &x);
+    Meshsig__Bus__ResyncReport *f2 = pj_report("gw-2", fshard, 1, &y);
+    Meshsig__Bus__ResyncReport *fr[2] = {f1, f2};
+    ck_assert_int_ge(ms_resync_rebuild(c, fshard, fr, 2), 0);
+    ck_assert(!paired(ms_ns_find(c, "fm-pj"), "x", "y"));
+    meshsig__bus__resync_report__free_unpacked(f1, NULL);
+    meshsig__bus__resync_report__free_unpacked(f2, NULL);
+    coord_free(c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("resync");
@@ -368,6 +532,9 @@ int main(void)
     tcase_add_test(tc, fullmesh_merged_without_events);
     tcase_add_test(tc, tree_merged);
     tcase_add_test(tc, namespace_only_on_silent_gateway);
+    tcase_add_test(tc, pairs_rebuilt_from_reports);
+    tcase_add_test(tc, pairs_merged_from_a_late_report);
+    tcase_add_test(tc, pairs_bounded_and_only_for_signals_any);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
