@@ -27,11 +27,19 @@ static const lws_retry_bo_t no_lws_idle_policy = {.secs_since_valid_hangup = 0};
  * memory for CPU: in the relay benchmark (~480 B frames, 8 in flight per
  * pair) the gateway relayed ~1.4x more messages per CPU-second with 1 KiB
  * than with 512 B (fewer reads), and at 256 B each frame took three reads;
- * in the idle benchmark 512 B saves ~0.5 kB per connection. */
+ * in the idle benchmark 512 B saves ~0.5 kB per connection.
+ * tx_packet_size (the last field) is what lws sends at most per send(); left
+ * 0, it is rx_buffer_size, so a turn's frames for one client (ws.c writes them
+ * in one lws_write) left in 1 KiB pieces: lws copied the rest into its own
+ * buffer and asked for POLLOUT (two epoll_ctl calls and a loop turn per
+ * piece), and the last frames waited for those turns. lws allocates nothing
+ * by it. */
 static const struct lws_protocols protocols[] = {
     /* The first is also the default for clients that name no subprotocol. */
-    {"meshsig.v1.json", ms_gw_ws_callback, sizeof(ms_session_t), 1024, 0, NULL, 0},
-    {"meshsig.v1.proto", ms_gw_ws_callback, sizeof(ms_session_t), 1024, 1, NULL, 0},
+    {"meshsig.v1.json", ms_gw_ws_callback, sizeof(ms_session_t), 1024, 0, NULL,
+     MS_GW_WRITE_BATCH},
+    {"meshsig.v1.proto", ms_gw_ws_callback, sizeof(ms_session_t), 1024, 1, NULL,
+     MS_GW_WRITE_BATCH},
     {"meshsig-http", ms_gw_http_callback, sizeof(ms_gw_http_pss_t), 0, 2, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };

@@ -47,6 +47,9 @@
 #define CLOSE_POLICY 1008
 #define CLOSE_GOING_AWAY 1001
 #define CLOSE_TRY_LATER 1013 /* RFC 6455 §7.4.1 registry: "Try Again Later" (gateway full) */
+/* Bytes of frames written to one client in one send (ws.c); also the WebSocket protocols'
+ * tx_packet_size (gateway.c), without which lws cuts every send to rx_buffer_size. */
+#define MS_GW_WRITE_BATCH (32 * 1024)
 
 /* The operator caps a gateway enforces (--max-*), counted in /metrics when reached. */
 typedef enum {

@@ -2,7 +2,7 @@
 /* The lws WebSocket protocol callback and the write path: bounded queue, batched writes.
  *
  * Frames go to the session's bounded queue; at the end of the loop turn
- * (ms_gw_write_flush) all that a session got in the turn (up to WRITE_BATCH
+ * (ms_gw_write_flush) all that a session got in the turn (up to MS_GW_WRITE_BATCH
  * bytes) is written in one send. Only what that send could not take waits
  * for LWS_CALLBACK_SERVER_WRITEABLE: asking lws for it on every frame costs
  * two epoll_ctl calls (POLLOUT on, then off) and a loop wakeup per write,
@@ -23,8 +23,6 @@
 #include "servermsg.h"
 #include "log.h"
 #include "wsguard.h"
-
-#define WRITE_BATCH (32 * 1024) /* bytes of frames per client write */
 
 void ms_gw_session_close(ms_session_t *s, uint16_t code)
 {
@@ -78,7 +76,7 @@ static void write_now(ms_gateway_t *gw, ms_session_t *s)
     /* Framed here and written raw, as in the callback. A send that takes
      * only part is kept by lws, which asks for POLLOUT itself. */
     unsigned receipts;
-    ssize_t n = ms_session_take_frames(s, &gw->wbuf, &gw->wbuf_cap, WRITE_BATCH, &receipts);
+    ssize_t n = ms_session_take_frames(s, &gw->wbuf, &gw->wbuf_cap, MS_GW_WRITE_BATCH, &receipts);
     if (n < 0 || lws_write(wsi, gw->wbuf + LWS_PRE, (size_t)n, LWS_WRITE_RAW) < 0) {
         /* Outside a callback a wsi cannot be closed by returning -1. */
         lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
@@ -381,11 +379,11 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
             return 0;
         }
         if (s->head) {
-            /* Everything queued (up to WRITE_BATCH bytes) in one send: the
+            /* Everything queued (up to MS_GW_WRITE_BATCH bytes) in one send: the
              * frames are framed here and written raw, which lws passes
              * through unchanged (no extensions are enabled on this vhost). */
             unsigned receipts;
-            ssize_t n = ms_session_take_frames(s, &gw->wbuf, &gw->wbuf_cap, WRITE_BATCH, &receipts);
+            ssize_t n = ms_session_take_frames(s, &gw->wbuf, &gw->wbuf_cap, MS_GW_WRITE_BATCH, &receipts);
             if (n < 0 || lws_write(wsi, gw->wbuf + LWS_PRE, (size_t)n, LWS_WRITE_RAW) < 0)
                 return -1;
             /* Written (what lws could not send at once it keeps and sends). */
