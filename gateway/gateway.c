@@ -36,10 +36,8 @@ static const lws_retry_bo_t no_lws_idle_policy = {.secs_since_valid_hangup = 0};
  * by it. */
 static const struct lws_protocols protocols[] = {
     /* The first is also the default for clients that name no subprotocol. */
-    {"meshsig.v1.json", ms_gw_ws_callback, sizeof(ms_session_t), 1024, 0, NULL,
-     MS_GW_WRITE_BATCH},
-    {"meshsig.v1.proto", ms_gw_ws_callback, sizeof(ms_session_t), 1024, 1, NULL,
-     MS_GW_WRITE_BATCH},
+    {"meshsig.v1.json", ms_gw_ws_callback, sizeof(ms_session_t), 1024, 0, NULL, MS_GW_WRITE_BATCH},
+    {"meshsig.v1.proto", ms_gw_ws_callback, sizeof(ms_session_t), 1024, 1, NULL, MS_GW_WRITE_BATCH},
     {"meshsig-http", ms_gw_http_callback, sizeof(ms_gw_http_pss_t), 0, 2, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };

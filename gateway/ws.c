@@ -383,7 +383,8 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
              * frames are framed here and written raw, which lws passes
              * through unchanged (no extensions are enabled on this vhost). */
             unsigned receipts;
-            ssize_t n = ms_session_take_frames(s, &gw->wbuf, &gw->wbuf_cap, MS_GW_WRITE_BATCH, &receipts);
+            ssize_t n =
+                ms_session_take_frames(s, &gw->wbuf, &gw->wbuf_cap, MS_GW_WRITE_BATCH, &receipts);
             if (n < 0 || lws_write(wsi, gw->wbuf + LWS_PRE, (size_t)n, LWS_WRITE_RAW) < 0)
                 return -1;
             /* Written (what lws could not send at once it keeps and sends). */
