@@ -137,6 +137,14 @@ int ms_evloop_run_once(ms_evloop_t *l, struct lws_context *ctx)
     return 0;
 }
 
+int ms_evloop_run_ready(ms_evloop_t *l)
+{
+    if (!l->ev)
+        return 0;
+    ev_run(l->ev, EVRUN_NOWAIT);
+    return 1;
+}
+
 void *ms_evloop_libev(const ms_evloop_t *l)
 {
     return l->ev;

@@ -19,6 +19,9 @@ void ms_evloop_configure(ms_evloop_t *l, struct lws_context_creation_info *info)
 /* One iteration: waits for socket I/O, an lws timer or lws_cancel_service(),
  * and handles what is ready. Negative when lws fails. */
 int ms_evloop_run_once(ms_evloop_t *l, struct lws_context *ctx);
+/* Handles what is ready now without waiting; 0 on lws's poll loop, which
+ * does nothing here (it cannot poll without waiting through lws). */
+int ms_evloop_run_ready(ms_evloop_t *l);
 /* The libev loop (a struct ev_loop *), for other watchers on the service
  * thread such as the NATS connection's; NULL on lws's poll loop. */
 void *ms_evloop_libev(const ms_evloop_t *l);
