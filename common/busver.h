@@ -29,7 +29,9 @@
  * receipts of stored emits (Delivery.receipt_seq, Receipt), ad-hoc pairs of signals:any
  * namespaces (Delivery.pair, Delivery.unpair, DirectSignal.peerjs_type),
  * SessionReport.edge_health (a 1.0 gateway's sessions come back with their edges pending),
- * SessionReport.pairs (without them a new owner knows no ad-hoc pairs until it routes a signal). */
+ * SessionReport.pairs (without them a new owner knows no ad-hoc pairs until it routes a signal),
+ * ShardRequest.epoch and resend (client requests kept by their gateway until answered and sent
+ * again to a shard's new owner; a 1.0 owner ignores both and applies a copy sent again). */
 #define MS_BUS_MINOR 1u
 #define MS_BUS_VERSION ((MS_BUS_MAJOR << 16) | MS_BUS_MINOR)
 #define MS_BUS_VERSION_FIELD 15u

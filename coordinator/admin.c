@@ -151,6 +151,7 @@ static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
     ms_metrics_u64(&m, "reason", "inbox_full", ms_mailbox_dropped(c->loop.inbox));
     ms_metrics_u64(&m, "reason", "not_owner", c->cluster.n_not_owner);
     ms_metrics_u64(&m, "reason", "rebuild_queue_full", c->cluster.n_queued_dropped);
+    ms_metrics_u64(&m, "reason", "stale_epoch_resent", c->cluster.n_resend_dropped);
     ms_metrics_gauge(&m, "meshsig_coordinator_namespaces",
                      "namespaces in the shards this coordinator owns", (double)ms_ns_count(c));
     ms_metrics_gauge(&m, "meshsig_coordinator_cluster_namespaces",

@@ -226,6 +226,10 @@ static void release(ms_coord_t *c, uint32_t shard, const char *why)
 {
     uint64_t rev = c->cluster.shards[shard].rev;
     ms_cluster_drop_shard(c, shard);
+    /* What the shard answered leaves before the lease does (the lease worker writes on its own
+     * connection): a gateway then has those answers before the new owner's first message, and
+     * sends again only what was not answered (gateway/inflight.c). */
+    ms_bus_send_now(c->bus);
     ms_lease_release(c->cluster.lease, shard, rev);
     ms_debug("shard %u released (%s)", shard, why);
 }
@@ -580,6 +584,14 @@ void ms_cluster_request(ms_coord_t *c, uint32_t shard, const uint8_t *data, size
     Meshsig__Bus__ShardRequest *req = ms_shard_decode(c, shard, data, len);
     if (!req)
         return;
+    if (req->resend && req->epoch < s->epoch) {
+        /* Sent before its gateway knew this owner: the gateway keeps it and sends it again, in
+         * order behind the ones lost with the old owner, once it learns this epoch (the claim's
+         * ResyncRequest told it, or gwsync asks it). Only that copy is applied. */
+        c->cluster.n_resend_dropped++;
+        meshsig__bus__shard_request__free_unpacked(req, NULL);
+        return;
+    }
     /* A session unknown here, of a gateway that has not reported: it waits for the answer. */
     if (!ms_gwsync_hold(c, &s->sync, shard, s->epoch, req, data, len))
         ms_shard_handle(c, shard, req);

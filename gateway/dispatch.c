@@ -163,8 +163,12 @@ void ms_gw_handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Client
     req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_CLIENT;
     req.client = cm;
     req.client_id = (char *)cid;
+    /* Kept until answered, and sent again if the shard changes hands first (inflight.c). */
+    req.resend = ms_gw_inflight_room(gw, s, cid);
     if (ms_gw_publish_request(gw, s, &req, 0) != 0)
         ms_gw_send_error(gw, s, cid, ERR(UNAVAILABLE), "the message bus is unavailable; retry");
+    else if (req.resend)
+        ms_gw_inflight_add(gw, s, cid, gw->pub, gw->pub_len, req.epoch);
 }
 
 /* A client over its rate is not read from for a while (lws stops polling its

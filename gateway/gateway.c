@@ -82,6 +82,8 @@ static ms_err_t set_limits(ms_gateway_t *gw)
     ms_err_t err;
     if (!(gw->epochs = calloc((size_t)cfg->shards, sizeof(*gw->epochs))))
         return MS_ERR_NOMEM;
+    if ((err = ms_gw_inflight_init(gw)) != MS_OK)
+        return err;
     if ((err = ms_ratelimit_rule(&gw->rule_msgs, (uint64_t)cfg->rate_msgs,
                                  (uint64_t)cfg->rate_msgs * 2)) != MS_OK ||
         (err = ms_ratelimit_rule(&gw->rule_bytes, (uint64_t)cfg->rate_bytes,
@@ -309,6 +311,7 @@ void ms_gw_destroy(ms_gateway_t *gw)
     ms_gw_ice_cleanup(&gw->ice);
     ms_gw_direct_cleanup(gw);
     ms_gw_receipt_cleanup(gw);
+    ms_gw_inflight_cleanup(gw);
     ms_gw_peerjs_cleanup(gw);
     free(gw->epochs);
     free(gw->out);

@@ -23,6 +23,7 @@ void ms_gw_session_reset(ms_gateway_t *gw, ms_session_t *s)
     /* Stored emits in flight or unacked stay stored for the next join; a
      * receipt sent later would name this session's next peer or namespace. */
     ms_gw_receipt_forget(gw, s);
+    ms_gw_inflight_forget(gw, s); /* answers to the old peer's requests are dropped */
     s->owner_signalled = 0;
     ms_gw_peer_index_remove(gw, s);
     ms_session_forget_peer(s);

@@ -134,6 +134,8 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d,
         gw->n_dropped_session++;
         return;
     }
+    if (m->id && *m->id)
+        ms_gw_inflight_answered(gw, s, m->id);
     ms_gw_track_delivery(s, m);
     if (d->location)
         ms_gw_direct_location(gw, s, d->location, b->shard, b->epoch);
@@ -152,7 +154,7 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d,
     if (d->receipt_seq && (err == MS_OK || err == MS_ERR_INVAL))
         ms_gw_receipt_expect(gw, s, err == MS_OK ? before : s->tail, d->receipt_seq,
                              m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_EMIT ? m->emit->msg_id
-                                                                                 : NULL);
+                                                                                  : NULL);
     if (d->close_code) {
         ms_gw_direct_closing(gw, s);
         ms_gw_session_close(s, (uint16_t)d->close_code);
@@ -172,6 +174,8 @@ static void on_bus_msg(natsMsg *msg, void *ud)
             (size_t)natsMsg_GetDataLength(msg), &ms_pblimit_bus, NULL, 0);
         if (rq) {
             ms_gw_resync_report(gw, rq);
+            /* After the report: the new owner then knows the sessions they come from. */
+            ms_gw_inflight_new_epoch(gw, rq->shard, rq->epoch);
             meshsig__bus__resync_request__free_unpacked(rq, NULL);
         }
         return;
@@ -209,6 +213,7 @@ static void on_bus_msg(natsMsg *msg, void *ud)
             goto out;
         }
         gw->epochs[b->shard] = b->epoch;
+        ms_gw_inflight_new_epoch(gw, b->shard, b->epoch);
     }
     for (size_t i = 0; i < b->n_deliveries; i++)
         deliver(gw, b->deliveries[i], b);

@@ -122,6 +122,11 @@ struct ms_gateway {
     uint64_t next_req;
     uint8_t *pub; /* scratch: one packed request */
     size_t pub_cap;
+    size_t pub_len; /* of the last request packed into pub */
+
+    /* inflight.c: client requests to owners kept until answered */
+    struct ms_gw_inflight *inflight;
+    uint64_t n_resent; /* sent again to a shard's new owner */
 
     /* receipt.c: stored emits queued but not yet written, per session */
     struct ms_gw_receipts *receipts;
@@ -204,6 +209,29 @@ void ms_gw_send_error(ms_gateway_t *gw, ms_session_t *s, const char *id,
 /* ok answering request id; nothing when id is NULL or empty (a request without an id hears
  * back only when it fails). */
 void ms_gw_send_ok(ms_gateway_t *gw, ms_session_t *s, const char *id);
+
+/* ---- inflight.c ---------------------------------------------------------- */
+
+typedef struct ms_gw_inflight ms_gw_inflight_t;
+ms_err_t ms_gw_inflight_init(ms_gateway_t *gw);
+void ms_gw_inflight_cleanup(ms_gateway_t *gw);
+/* The newest owner epoch this gateway has seen for shard (0: none yet); requests carry it. */
+uint64_t ms_gw_inflight_epoch(const ms_gateway_t *gw, uint32_t shard);
+/* Whether a request of s with client id cid can be kept (an id, under the per-session cap,
+ * not already in flight): it is then sent with resend=1 and given to ms_gw_inflight_add. */
+int ms_gw_inflight_room(ms_gateway_t *gw, const ms_session_t *s, const char *cid);
+/* Keeps the packed request (copied), sent at epoch, until a message with its id comes back. */
+void ms_gw_inflight_add(ms_gateway_t *gw, const ms_session_t *s, const char *cid,
+                        const uint8_t *data, size_t len, uint64_t epoch);
+/* A message with id was delivered to s: its request is answered. */
+void ms_gw_inflight_answered(ms_gateway_t *gw, const ms_session_t *s, const char *id);
+/* s closed or left its namespace: its requests are forgotten. */
+void ms_gw_inflight_forget(ms_gateway_t *gw, const ms_session_t *s);
+/* The owner of shard is at epoch (a batch or a ResyncRequest): when that is newer, the kept
+ * requests of the shard sent at an older epoch are sent again, in their order. */
+void ms_gw_inflight_new_epoch(ms_gateway_t *gw, uint32_t shard, uint64_t epoch);
+/* Forgets requests unanswered for longer than any client waits (liveness.c, every 100 ms). */
+void ms_gw_inflight_sweep(ms_gateway_t *gw, uint64_t now_us);
 
 /* ---- dispatch.c ---------------------------------------------------------- */
 

@@ -86,6 +86,7 @@ static void on_sweep(lws_sorted_usec_list_t *sul)
     idle_sweep(gw, now);
     ms_gw_ice_sweep(gw, now);
     ms_gw_direct_sweep(gw, now);
+    ms_gw_inflight_sweep(gw, now);
     lws_sul_schedule(gw->ctx, 0, &gw->sul_sweep, on_sweep, 100 * LWS_US_PER_MS);
 }
 

@@ -63,6 +63,9 @@ char *ms_gw_metrics_text(ms_gateway_t *gw, size_t *len)
     ms_metrics_u64(&m, "reason", "rate_limited", gw->n_rate_limited);
     ms_metrics_u64(&m, "reason", "inbox_full", ms_mailbox_dropped(gw->inbox));
     ms_metrics_u64(&m, "reason", "unencodable", gw->n_undeliverable);
+    ms_metrics_counter(&m, "meshsig_gateway_requests_resent_total",
+                       "client requests sent again to a shard's new owner, unanswered by the old",
+                       gw->n_resent);
     ms_metrics_counter(&m, "meshsig_gateway_slow_readers_closed_total",
                        "sessions closed because their outbound queue was full", gw->n_closed_slow);
     ms_metrics_counter(&m, "meshsig_gateway_signals_local_total",

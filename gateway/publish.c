@@ -36,6 +36,7 @@ int ms_gw_publish_request(ms_gateway_t *gw, ms_session_t *s, Meshsig__Bus__Shard
     req->peer_id = s->peer_id ? s->peer_id : (char *)"";
     req->received_us = gw->frame_received_us;
     req->bus_version = MS_BUS_VERSION;
+    req->epoch = ms_gw_inflight_epoch(gw, s->shard);
     size_t len = meshsig__bus__shard_request__get_packed_size(req);
     if (len > gw->pub_cap) {
         uint8_t *nb = realloc(gw->pub, len);
@@ -45,6 +46,7 @@ int ms_gw_publish_request(ms_gateway_t *gw, ms_session_t *s, Meshsig__Bus__Shard
         gw->pub_cap = len;
     }
     meshsig__bus__shard_request__pack(req, gw->pub);
+    gw->pub_len = len;
     if (req->op_case == MESHSIG__BUS__SHARD_REQUEST__OP_JOIN) {
         /* Kept for re-sending: the owner answers a repeated join once. */
         free(s->join_req);

@@ -409,6 +409,7 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
         lws_dll2_remove(&s->idle_node);
         ms_gw_direct_forget(gw, s, NULL); /* before the leave: its signals go first */
         ms_gw_receipt_forget(gw, s);      /* unwritten stored emits: sent again on resume */
+        ms_gw_inflight_forget(gw, s);
         if (s->state != MS_SESSION_NEW && s->ns)
             ms_gw_publish_leave(gw, s, "closed");
         ms_gw_peer_index_remove(gw, s);

@@ -1,0 +1,289 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Client requests in flight to a shard's owner, kept until answered and sent again to a new owner.
+ *
+ * A request goes to the shard subject fire-and-forget; the owner answers on
+ * this gateway's subject. While the shard changes hands a request can fall
+ * into a gap: the old owner has released the lease (SIGTERM hand-off) or died
+ * (kill -9), the new one has not claimed it yet, and every coordinator drops
+ * what is not its own; or the old owner dropped the requests it held for a
+ * rebuild. The client would then wait for an answer that never comes.
+ *
+ * So every client request with an id that goes to the owner is kept here (its
+ * packed bytes) until a message carrying that id comes back for the session.
+ * Each carries the owner epoch this gateway knew for the shard when it was
+ * sent, and resend=1. When the gateway learns a newer epoch for the shard (a
+ * batch from the new owner, or its ResyncRequest, after this gateway's
+ * report), every kept request of the shard sent at an older epoch is sent
+ * again, in the order they were first sent, stamped with the new epoch.
+ *
+ * Exactly once. The owner drops a request with resend=1 stamped with an epoch
+ * older than its own (cluster.c): its gateway sends it again, in order, once it
+ * learns the new epoch, so the new owner applies only the copy sent again.
+ * What the old owner applied it also answered, and those answers reach the
+ * gateway before the new epoch does: an owner writes its output out before it
+ * releases a lease (cluster.c release), and the new owner's first message
+ * comes after its claim, which comes after that release. A kill -9 leaves one
+ * gap: a request the dying owner applied whose answer was still in its
+ * process is applied again by the new owner (at least once there).
+ *
+ * Bounded: MAX_PER_SESSION per session (more are sent untracked, as before),
+ * and a request unanswered for MAX_AGE_US is forgotten (the client's own
+ * timeout has long passed). Service thread only. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+#include "internal.h"
+#include "log.h"
+#include "subject.h"
+
+#define MAX_PER_SESSION 256
+#define ID_MAX 256 /* longer client ids are not kept */
+#define KEY_MAX (ID_MAX + 24)
+#define MAX_AGE_US (130u * 1000000u) /* the longest request timeout (120 s) and a margin */
+
+typedef struct inflight {
+    UT_hash_handle hh;              /* gw->inflight.by_key: "<session>:<client id>" */
+    struct inflight *prev, *next;   /* send order, whole gateway */
+    struct inflight *sprev, *snext; /* this session's */
+    struct per_session *ps;
+    uint64_t epoch; /* the epoch it was last sent at */
+    uint64_t sent_us;
+    uint32_t shard;
+    size_t len;
+    char *key;
+    uint8_t data[];
+} inflight_t;
+
+/* The requests of one session, only for sessions that have some. */
+typedef struct per_session {
+    UT_hash_handle hh; /* by session id */
+    uint64_t session;
+    inflight_t *head;
+    size_t n;
+} per_session_t;
+
+struct ms_gw_inflight {
+    inflight_t *by_key;
+    per_session_t *sessions;
+    inflight_t *head, *tail;
+    uint64_t *known; /* per shard: the newest owner epoch seen */
+    uint32_t n_shards;
+};
+
+/* "<session>:<client id>" (cut at cap - 1), by hand: once per request and once per answer. */
+static size_t make_key(char *buf, size_t cap, uint64_t session, const char *cid)
+{
+    char digits[20];
+    size_t n = 0, k = 0;
+    for (uint64_t v = session; v || !n; v /= 10)
+        digits[n++] = (char)('0' + v % 10);
+    while (n)
+        buf[k++] = digits[--n];
+    buf[k++] = ':';
+    size_t cl = strlen(cid);
+    if (cl > cap - 1 - k)
+        cl = cap - 1 - k;
+    memcpy(buf + k, cid, cl);
+    k += cl;
+    buf[k] = '\0';
+    return k;
+}
+
+ms_err_t ms_gw_inflight_init(ms_gateway_t *gw)
+{
+    ms_gw_inflight_t *f = calloc(1, sizeof(*f));
+    if (!f || !(f->known = calloc((size_t)gw->cfg->shards, sizeof(*f->known)))) {
+        free(f);
+        return MS_ERR_NOMEM;
+    }
+    f->n_shards = (uint32_t)gw->cfg->shards;
+    gw->inflight = f;
+    return MS_OK;
+}
+
+static void unlink_free(ms_gw_inflight_t *f, inflight_t *e)
+{
+    HASH_DEL(f->by_key, e);
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        f->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        f->tail = e->prev;
+    per_session_t *ps = e->ps;
+    if (e->sprev)
+        e->sprev->snext = e->snext;
+    else
+        ps->head = e->snext;
+    if (e->snext)
+        e->snext->sprev = e->sprev;
+    if (--ps->n == 0) {
+        HASH_DEL(f->sessions, ps);
+        free(ps);
+    }
+    free(e->key);
+    free(e);
+}
+
+void ms_gw_inflight_cleanup(ms_gateway_t *gw)
+{
+    ms_gw_inflight_t *f = gw->inflight;
+    if (!f)
+        return;
+    while (f->head)
+        unlink_free(f, f->head);
+    free(f->known);
+    free(f);
+    gw->inflight = NULL;
+}
+
+uint64_t ms_gw_inflight_epoch(const ms_gateway_t *gw, uint32_t shard)
+{
+    const ms_gw_inflight_t *f = gw->inflight;
+    return f && shard < f->n_shards ? f->known[shard] : 0;
+}
+
+int ms_gw_inflight_room(ms_gateway_t *gw, const ms_session_t *s, const char *cid)
+{
+    ms_gw_inflight_t *f = gw->inflight;
+    if (!f || !cid || !*cid || strlen(cid) > ID_MAX)
+        return 0;
+    per_session_t *ps;
+    HASH_FIND(hh, f->sessions, &s->id, sizeof(s->id), ps);
+    if (ps && ps->n >= MAX_PER_SESSION)
+        return 0;
+    char key[KEY_MAX];
+    size_t kl = make_key(key, sizeof(key), s->id, cid);
+    inflight_t *e;
+    HASH_FIND(hh, f->by_key, key, kl, e);
+    return !e; /* an id reused while in flight: its answers cannot be told apart */
+}
+
+void ms_gw_inflight_add(ms_gateway_t *gw, const ms_session_t *s, const char *cid,
+                        const uint8_t *data, size_t len, uint64_t epoch)
+{
+    ms_gw_inflight_t *f = gw->inflight;
+    char key[KEY_MAX];
+    size_t kl = make_key(key, sizeof(key), s->id, cid);
+    inflight_t *e = malloc(sizeof(*e) + len);
+    per_session_t *ps;
+    HASH_FIND(hh, f->sessions, &s->id, sizeof(s->id), ps);
+    if (!ps && (ps = calloc(1, sizeof(*ps)))) {
+        ps->session = s->id;
+        HASH_ADD(hh, f->sessions, session, sizeof(ps->session), ps);
+    }
+    if (!e || !ps || !(e->key = malloc(kl + 1))) {
+        /* The owner drops it at a newer epoch, and nothing sends it again. */
+        ms_warn("out of memory keeping a request of session %llu for a new owner",
+                (unsigned long long)s->id);
+        free(e);
+        if (ps && !ps->n) {
+            HASH_DEL(f->sessions, ps);
+            free(ps);
+        }
+        return;
+    }
+    memcpy(e->key, key, kl + 1);
+    e->ps = ps;
+    e->epoch = epoch;
+    e->sent_us = ms_clock_mono_us();
+    e->shard = s->shard;
+    e->len = len;
+    memcpy(e->data, data, len);
+    e->next = NULL;
+    e->prev = f->tail;
+    if (f->tail)
+        f->tail->next = e;
+    else
+        f->head = e;
+    f->tail = e;
+    e->sprev = NULL;
+    e->snext = ps->head;
+    if (ps->head)
+        ps->head->sprev = e;
+    ps->head = e;
+    ps->n++;
+    HASH_ADD_KEYPTR(hh, f->by_key, e->key, kl, e);
+}
+
+void ms_gw_inflight_answered(ms_gateway_t *gw, const ms_session_t *s, const char *id)
+{
+    ms_gw_inflight_t *f = gw->inflight;
+    if (!f || !f->by_key || strlen(id) > ID_MAX)
+        return;
+    char key[KEY_MAX];
+    size_t kl = make_key(key, sizeof(key), s->id, id);
+    inflight_t *e;
+    HASH_FIND(hh, f->by_key, key, kl, e);
+    if (e)
+        unlink_free(f, e);
+}
+
+void ms_gw_inflight_forget(ms_gateway_t *gw, const ms_session_t *s)
+{
+    ms_gw_inflight_t *f = gw->inflight;
+    if (!f || !f->sessions)
+        return;
+    per_session_t *ps;
+    HASH_FIND(hh, f->sessions, &s->id, sizeof(s->id), ps);
+    while (ps) {
+        /* The last one frees ps. */
+        int last = ps->n == 1;
+        unlink_free(f, ps->head);
+        if (last)
+            break;
+    }
+}
+
+void ms_gw_inflight_new_epoch(ms_gateway_t *gw, uint32_t shard, uint64_t epoch)
+{
+    ms_gw_inflight_t *f = gw->inflight;
+    if (!f || shard >= f->n_shards || epoch <= f->known[shard])
+        return;
+    f->known[shard] = epoch;
+    size_t n = 0, failed = 0;
+    char subj[160];
+    ms_subject_shard(subj, sizeof(subj), gw->cfg->prefix, shard);
+    for (inflight_t *e = f->head; e; e = e->next) {
+        if (e->shard != shard || e->epoch >= epoch)
+            continue;
+        Meshsig__Bus__ShardRequest *req =
+            meshsig__bus__shard_request__unpack(NULL, e->len, e->data);
+        if (!req) {
+            failed++;
+            continue;
+        }
+        req->epoch = epoch;
+        size_t len = meshsig__bus__shard_request__get_packed_size(req);
+        uint8_t *buf = malloc(len ? len : 1);
+        if (buf) {
+            meshsig__bus__shard_request__pack(req, buf);
+            if (ms_bus_publish(gw->bus, subj, NULL, buf, len) == MS_OK) {
+                e->epoch = epoch;
+                n++;
+            } else {
+                failed++;
+            }
+        } else {
+            failed++;
+        }
+        free(buf);
+        meshsig__bus__shard_request__free_unpacked(req, NULL);
+    }
+    gw->n_resent += n;
+    if (n || failed)
+        ms_info("shard %u has a new owner (epoch %llu): %zu unanswered requests sent again%s",
+                shard, (unsigned long long)epoch, n, failed ? ", some could not be" : "");
+}
+
+void ms_gw_inflight_sweep(ms_gateway_t *gw, uint64_t now_us)
+{
+    ms_gw_inflight_t *f = gw->inflight;
+    /* Send order is age order: the oldest are at the head. */
+    while (f && f->head && now_us - f->head->sent_us > MAX_AGE_US)
+        unlink_free(f, f->head);
+}
