@@ -31,6 +31,7 @@ struct ms_lease {
     ms_jsworker_t *worker;      /* the KV calls run there, in order; its own connection */
     kvStore *shards, *policies; /* worker thread */
     int ready; /* set by the worker; read by the loop for /readyz: a stale answer is harmless */
+    uint64_t next_check_ms; /* worker: when a failed claim may next ask whether the bucket exists */
 };
 
 static void job_free(job_t *j)
@@ -94,9 +95,13 @@ static natsStatus open_bucket(ms_lease_t *l, kvStore **out, const char *name, in
     kc.Bucket = name;
     kc.History = 1;
     kc.TTL = ttl_ms * 1000000LL; /* nanoseconds in cnats 3.4; 0 keeps values forever */
-    /* Leases need no durability: after a NATS restart every renewal fails
-     * and owners stop serving, which is the safe way round. */
-    kc.StorageType = ttl_ms ? js_MemoryStorage : js_FileStorage;
+    /* On file storage, leases too: a lease's revision is its shard's epoch, and
+     * the gateways drop batches from an epoch older than one they saw. A bucket
+     * in memory was gone after a NATS restart; made again, its revisions began
+     * at 1 and every new owner's batches were dropped. And the handle to the
+     * vanished bucket made every claim fail until another coordinator started
+     * (bucket_gone below). */
+    kc.StorageType = js_FileStorage;
     /* With one replica a bucket lives on one NATS node: kill -9 that node and
      * every lease and policy is gone until it returns. */
     kc.Replicas = l->cfg.replicas > 1 ? (int)l->cfg.replicas : 1;
@@ -153,6 +158,28 @@ static int ensure_buckets(ms_lease_t *l)
     return 1;
 }
 
+/* A claim failed without an answer from the bucket: when the bucket itself is gone (a NATS node
+ * that kept it in memory restarted, or an operator deleted it), the handles are dropped so the
+ * next job makes it again. Asked at most once a second. */
+static void bucket_gone(ms_lease_t *l)
+{
+    uint64_t now = ms_clock_mono_ms();
+    if (now < l->next_check_ms)
+        return;
+    l->next_check_ms = now + 1000;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s =
+        js_GetStreamInfo(&si, ms_jsworker_js(l->worker), "KV_" SHARD_BUCKET, NULL, &jerr);
+    jsStreamInfo_Destroy(si);
+    if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr)
+        return; /* there, or NATS unreachable: nothing to make again */
+    ms_warn("lease bucket %s is gone; making it again", SHARD_BUCKET);
+    kvStore_Destroy(l->shards);
+    l->shards = NULL;
+    __atomic_store_n(&l->ready, 0, __ATOMIC_RELEASE);
+}
+
 static void shard_key(uint32_t shard, char *out, size_t cap)
 {
     snprintf(out, cap, "shard.%u", shard);
@@ -171,9 +198,16 @@ static void do_claim(ms_lease_t *l, job_t *j, ms_lease_result_t *r)
     /* Taken, or released (empty value): a released lease is taken over with
      * compare-and-set, so two claimers cannot both win it. */
     kvEntry *e = NULL;
-    if (kvStore_Get(&e, l->shards, key) != NATS_OK)
+    if (kvStore_Get(&e, l->shards, key) != NATS_OK) {
+        bucket_gone(l);
         return;
-    if (kvEntry_ValueLen(e) == 0) {
+    }
+    /* Our own id: a lease this coordinator let go without releasing it (NATS was gone past
+     * its deadline) and nobody took since. Only this coordinator writes its id, and it serves
+     * the shard no longer, so the compare-and-set takes it back as a fresh claim instead of
+     * waiting for the key to run out. */
+    if (kvEntry_ValueLen(e) == 0 ||
+        (kvEntry_ValueLen(e) == len && !memcmp(kvEntry_Value(e), l->owner, (size_t)len))) {
         uint64_t last = kvEntry_Revision(e);
         r->sent_ms = ms_clock_mono_ms();
         if (kvStore_Update(&r->rev, l->shards, key, l->owner, len, last) == NATS_OK)
