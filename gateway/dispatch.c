@@ -156,6 +156,13 @@ void ms_gw_handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Client
         return;
     if (over_cap(gw, s, cm))
         return;
+    /* Kept until answered, and sent again if the shard changes hands first (inflight.c). */
+    int keep = ms_gw_inflight_room(gw, s, cid);
+    if (keep < 0) {
+        ms_gw_send_error(gw, s, cid, ERR(UNAVAILABLE),
+                         "too many requests wait for the namespace's owner; retry");
+        return;
+    }
     track_request(s, cm);
     if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_SIGNAL)
         s->owner_signalled = 1; /* its END tells the receivers' gateways (direct.c) */
@@ -163,8 +170,7 @@ void ms_gw_handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Client
     req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_CLIENT;
     req.client = cm;
     req.client_id = (char *)cid;
-    /* Kept until answered, and sent again if the shard changes hands first (inflight.c). */
-    req.resend = ms_gw_inflight_room(gw, s, cid);
+    req.resend = keep;
     if (ms_gw_publish_request(gw, s, &req, 0) != 0)
         ms_gw_send_error(gw, s, cid, ERR(UNAVAILABLE), "the message bus is unavailable; retry");
     else if (req.resend)

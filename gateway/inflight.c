@@ -26,9 +26,12 @@
  * gap: a request the dying owner applied whose answer was still in its
  * process is applied again by the new owner (at least once there).
  *
- * Bounded: MAX_PER_SESSION per session (more are sent untracked, as before),
- * and a request unanswered for MAX_AGE_US is forgotten (the client's own
- * timeout has long passed). Service thread only. */
+ * Bounded: MAX_PER_SESSION per session and MAX_TOTAL per gateway; a request
+ * over either is not sent but answered UNAVAILABLE at once (retryable), so it
+ * too gets exactly one answer (a client at the default rate of 200 a second
+ * reaches 1024 after five seconds without an owner). A request unanswered for
+ * MAX_AGE_US is forgotten (the client's own timeout has long passed). Service
+ * thread only. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +41,8 @@
 #include "log.h"
 #include "subject.h"
 
-#define MAX_PER_SESSION 256
+#define MAX_PER_SESSION 1024
+#define MAX_TOTAL (256u * 1024u)
 #define ID_MAX 256 /* longer client ids are not kept */
 #define KEY_MAX (ID_MAX + 24)
 #define MAX_AGE_US (130u * 1000000u) /* the longest request timeout (120 s) and a margin */
@@ -68,6 +72,7 @@ struct ms_gw_inflight {
     inflight_t *by_key;
     per_session_t *sessions;
     inflight_t *head, *tail;
+    size_t n;        /* kept requests, all sessions */
     uint64_t *known; /* per shard: the newest owner epoch seen */
     uint32_t n_shards;
 };
@@ -121,6 +126,7 @@ static void unlink_free(ms_gw_inflight_t *f, inflight_t *e)
         ps->head = e->snext;
     if (e->snext)
         e->snext->sprev = e->sprev;
+    f->n--;
     if (--ps->n == 0) {
         HASH_DEL(f->sessions, ps);
         free(ps);
@@ -154,8 +160,8 @@ int ms_gw_inflight_room(ms_gateway_t *gw, const ms_session_t *s, const char *cid
         return 0;
     per_session_t *ps;
     HASH_FIND(hh, f->sessions, &s->id, sizeof(s->id), ps);
-    if (ps && ps->n >= MAX_PER_SESSION)
-        return 0;
+    if ((ps && ps->n >= MAX_PER_SESSION) || f->n >= MAX_TOTAL)
+        return -1;
     char key[KEY_MAX];
     size_t kl = make_key(key, sizeof(key), s->id, cid);
     inflight_t *e;
@@ -207,6 +213,7 @@ void ms_gw_inflight_add(ms_gateway_t *gw, const ms_session_t *s, const char *cid
         ps->head->sprev = e;
     ps->head = e;
     ps->n++;
+    f->n++;
     HASH_ADD_KEYPTR(hh, f->by_key, e->key, kl, e);
 }
 

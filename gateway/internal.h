@@ -217,8 +217,10 @@ ms_err_t ms_gw_inflight_init(ms_gateway_t *gw);
 void ms_gw_inflight_cleanup(ms_gateway_t *gw);
 /* The newest owner epoch this gateway has seen for shard (0: none yet); requests carry it. */
 uint64_t ms_gw_inflight_epoch(const ms_gateway_t *gw, uint32_t shard);
-/* Whether a request of s with client id cid can be kept (an id, under the per-session cap,
- * not already in flight): it is then sent with resend=1 and given to ms_gw_inflight_add. */
+/* Whether a request of s with client id cid is kept: 1 (it is then sent with resend=1 and given
+ * to ms_gw_inflight_add); 0 when it cannot be (no id, an id already in flight): sent untracked;
+ * -1 when too many of the session's (or the gateway's) wait for an owner: not sent, and
+ * answered UNAVAILABLE. */
 int ms_gw_inflight_room(ms_gateway_t *gw, const ms_session_t *s, const char *cid);
 /* Keeps the packed request (copied), sent at epoch, until a message with its id comes back. */
 void ms_gw_inflight_add(ms_gateway_t *gw, const ms_session_t *s, const char *cid,
