@@ -18,11 +18,23 @@
 
 #include "cluster.h"
 
-static long long now_ms(void)
+long long cluster_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint32_t cluster_shard_of(const char *ns)
+{
+    /* Written out rather than taken from common/: the test checks the product's
+     * mapping against DESIGN.md §2, not against itself. */
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const unsigned char *p = (const unsigned char *)ns; *p; p++) {
+        h ^= *p;
+        h *= 0x100000001b3ULL;
+    }
+    return (uint32_t)(h % CLUSTER_SHARDS);
 }
 
 int cluster_free_port(void)
@@ -64,8 +76,8 @@ static int connect_port(int port)
 
 int cluster_wait_port(int port, int timeout_ms)
 {
-    long long end = now_ms() + timeout_ms;
-    while (now_ms() < end) {
+    long long end = cluster_now_ms() + timeout_ms;
+    while (cluster_now_ms() < end) {
         int fd = connect_port(port);
         if (fd >= 0) {
             close(fd);
@@ -122,8 +134,8 @@ void cluster_kill(pid_t pid, int sig)
     if (pid <= 0)
         return;
     kill(pid, sig);
-    long long end = now_ms() + 5000;
-    while (now_ms() < end) {
+    long long end = cluster_now_ms() + 5000;
+    while (cluster_now_ms() < end) {
         pid_t r = waitpid(pid, NULL, WNOHANG);
         if (r == pid || (r < 0 && errno == ECHILD && exited(pid)))
             return;
@@ -302,9 +314,9 @@ static int start_all(cluster_t *c, const char *admin_token, const char *const *c
     if (n_nats > 1) {
         /* Streams and buckets cannot be created before the meta leader exists;
          * a coordinator would only retry, but its readiness wait is bounded. */
-        long long end = now_ms() + 20000;
+        long long end = cluster_now_ms() + 20000;
         int ready = 0;
-        while (!ready && now_ms() < end) {
+        while (!ready && cluster_now_ms() < end) {
             ready = 1;
             for (int i = 0; i < n_nats && ready; i++)
                 ready = cluster_nats_js_ready(c, i);
@@ -406,10 +418,10 @@ static int nats_led_current(const cluster_t *c, int i, int replicas)
 
 int cluster_nats_settle(const cluster_t *c, int min_streams, int timeout_ms)
 {
-    long long end = now_ms() + timeout_ms;
+    long long end = cluster_now_ms() + timeout_ms;
     for (int i = 0; i < c->n_nats; i++) {
         while (c->nats_pid[i] > 0 && !nats_settled(c, i, min_streams)) {
-            if (now_ms() >= end)
+            if (cluster_now_ms() >= end)
                 return -1;
             usleep(50000);
         }
@@ -428,7 +440,7 @@ int cluster_nats_settle(const cluster_t *c, int min_streams, int timeout_ms)
         }
         if (led >= min_streams)
             return 0;
-        if (now_ms() >= end)
+        if (cluster_now_ms() >= end)
             return -1;
         usleep(50000);
     }
@@ -497,6 +509,64 @@ int cluster_add_coordinator(cluster_t *c)
     return i;
 }
 
+int cluster_start_coords(cluster_t *c, int n_coord, const char *const *coord_extra,
+                         const char *const *gw_extra)
+{
+    if (n_coord < 1 || n_coord > CLUSTER_MAX_COORD || cluster_start_args(c, NULL, coord_extra))
+        return -1;
+    for (int i = 1; i < n_coord; i++)
+        if (cluster_add_coordinator(c) != i)
+            return -1;
+    if (cluster_add_gateway(c, "gw-1", gw_extra) != 0 ||
+        cluster_add_gateway(c, "gw-2", gw_extra) != 1)
+        return -1;
+    return 0;
+}
+
+/* The topology coordinator i applies to new members of ns; 0 when it matches want. */
+static int policy_is(const cluster_t *c, int i, const char *ns, const char *want)
+{
+    char path[300], *body = NULL;
+    snprintf(path, sizeof(path), "/v1/namespaces/%s/policy", ns);
+    int st = http_request(cluster_coord_admin(c, i), "GET", path, c->admin_token, NULL, &body);
+    json_t *j = st == 200 && body ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    const char *t = json_string_value(json_object_get(j, "topology"));
+    int same = t && !strcmp(t, want);
+    json_decref(j);
+    return same ? 0 : -1;
+}
+
+int cluster_set_policy(cluster_t *c, const char *ns, const char *policy_json)
+{
+    char path[300], *body = NULL;
+    snprintf(path, sizeof(path), "/v1/namespaces/%s/policy", ns);
+    int st = http_request(c->admin_port, "PUT", path, c->admin_token, policy_json, &body);
+    if (st != 200) {
+        fprintf(stderr, "policy %s of %s: %d %s\n", policy_json, ns, st, body ? body : "");
+        free(body);
+        return -1;
+    }
+    free(body);
+    json_t *p = json_loads(policy_json, 0, NULL);
+    const char *t = json_string_value(json_object_get(p, "topology"));
+    char want[64];
+    snprintf(want, sizeof(want), "%s", t ? t : "");
+    json_decref(p);
+    /* The other coordinators hear of it over NATS: every live one must apply it before a
+     * join may be sent, whichever of them owns the namespace (or takes it over later). */
+    for (int i = 0; i < (c->n_coord ? c->n_coord : 1); i++) {
+        if (cluster_coord_pid(c, i) <= 0)
+            continue;
+        for (long long end = cluster_now_ms() + 10000; policy_is(c, i, ns, want); usleep(20000))
+            if (cluster_now_ms() > end) {
+                fprintf(stderr, "%s never applied the policy of %s\n", cluster_coord_id(c, i), ns);
+                return -1;
+            }
+    }
+    return 0;
+}
+
 pid_t cluster_coord_pid(const cluster_t *c, int i)
 {
     return i == 0 ? c->coord : c->xcoord[i];
@@ -535,15 +605,15 @@ static int start_coordinator(cluster_t *c)
         if (c->coord < 0)
             continue;
         /* Ready once connected to NATS. */
-        long long end = now_ms() + 10000;
-        while (now_ms() < end) {
+        long long end = cluster_now_ms() + 10000;
+        while (cluster_now_ms() < end) {
             if (http_request(c->admin_port, "GET", "/readyz", NULL, NULL, NULL) == 200)
                 return 0;
             if (waitpid(c->coord, NULL, WNOHANG) == c->coord)
                 break; /* it could not start (its port was taken) */
             usleep(20000);
         }
-        if (now_ms() >= end)
+        if (cluster_now_ms() >= end)
             return -1;
     }
     return -1;
@@ -596,8 +666,8 @@ int cluster_add_gateway(cluster_t *c, const char *id, const char *const *extra)
     if (c->gw[i] < 0 || cluster_wait_port(c->gw_port[i], 10000))
         return -1;
     c->n_gw++;
-    for (long long end = now_ms() + 20000; !gateway_seen(c, id); usleep(20000))
-        if (now_ms() > end)
+    for (long long end = cluster_now_ms() + 20000; !gateway_seen(c, id); usleep(20000))
+        if (cluster_now_ms() > end)
             return -1;
     return i;
 }

@@ -8,11 +8,13 @@
 #ifndef MS_TEST_CLUSTER_H
 #define MS_TEST_CLUSTER_H
 
+#include <stdint.h>
 #include <sys/types.h>
 
 #define CLUSTER_MAX_GW 4
 #define CLUSTER_MAX_COORD 4
 #define CLUSTER_MAX_NATS 3
+#define CLUSTER_SHARDS 64 /* the coordinators' default shard count */
 
 typedef struct {
     char dir[256];
@@ -39,6 +41,10 @@ typedef struct {
     const char *nats_conf;
 } cluster_t;
 
+/* The monotonic clock in ms: deadlines of the tests' bounded waits. */
+long long cluster_now_ms(void);
+/* fnv1a64(ns) mod CLUSTER_SHARDS: the shard that owns namespace ns. */
+uint32_t cluster_shard_of(const char *ns);
 /* A free TCP port on 127.0.0.1. */
 int cluster_free_port(void);
 /* Path of a built binary: $MESHSIG_BUILD_DIR/<rel>. */
@@ -83,6 +89,18 @@ int cluster_restart_coordinator(cluster_t *c, int hard);
  * its own admin port; returns its index (1..) or -1. Waits for /healthz only:
  * it becomes ready once the cluster has handed it its shards. */
 int cluster_add_coordinator(cluster_t *c);
+/* The fault tests' cluster: one NATS node, n_coord coordinators coord-1.. (each with its
+ * admin port, all with coord_extra) and two gateways gw-1 and gw-2 (gateway 0 and 1,
+ * with gw_extra); both lists NULL-terminated and kept by pointer. Returns 0 once both
+ * gateways' heartbeats reached coordinator 0, -1 on failure. The coordinators after the
+ * first become ready once the cluster has handed them their shards: a test that needs the
+ * spread waits for it. */
+int cluster_start_coords(cluster_t *c, int n_coord, const char *const *coord_extra,
+                         const char *const *gw_extra);
+/* PUTs policy_json (with a "topology") for namespace ns on coordinator 0, then waits
+ * (bounded) until every live coordinator applies that topology to the namespace: the
+ * policy reaches the others over NATS. 0 when all have it, -1 otherwise. */
+int cluster_set_policy(cluster_t *c, const char *ns, const char *policy_json);
 /* pid and admin port of coordinator i (0 is the first). */
 pid_t cluster_coord_pid(const cluster_t *c, int i);
 int cluster_coord_admin(const cluster_t *c, int i);

@@ -14,7 +14,7 @@
 #include "testutil.h"
 #include "wsclient.h"
 
-#define SHARDS 64
+#define SHARDS CLUSTER_SHARDS
 #define N_COORD 3
 
 static cluster_t cl;
@@ -28,23 +28,6 @@ static const char *const coord_args[] = {"--lease-ttl-ms",
                                          "300",
                                          NULL};
 static int dead[N_COORD];
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint32_t shard_of(const char *ns)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (const unsigned char *p = (const unsigned char *)ns; *p; p++) {
-        h ^= *p;
-        h *= 0x100000001b3ULL;
-    }
-    return (uint32_t)(h % SHARDS);
-}
 
 static json_t *get_cluster(int i)
 {
@@ -99,13 +82,13 @@ static int serving(const char *owner[SHARDS], uint64_t epoch[SHARDS])
 static long long wait_all_served(long long timeout_ms, const char *owner[SHARDS],
                                  uint64_t epoch[SHARDS])
 {
-    long long t0 = now_ms();
+    long long t0 = cluster_now_ms();
     for (;;) {
         int r = serving(owner, epoch);
         ck_assert_msg(r >= 0, "a shard had two owners at once");
         if (r == 1)
-            return now_ms() - t0;
-        ck_assert_msg(now_ms() - t0 < timeout_ms, "shards still unserved after %lld ms",
+            return cluster_now_ms() - t0;
+        ck_assert_msg(cluster_now_ms() - t0 < timeout_ms, "shards still unserved after %lld ms",
                       timeout_ms);
         usleep(20000);
     }
@@ -117,20 +100,11 @@ static void ns_owned_by(const char *owner[SHARDS], const char *id, const char *p
 {
     for (int k = 0; k < 10000; k++) {
         snprintf(out, cap, "%s-%d", prefix, k);
-        const char *o = owner[shard_of(out)];
+        const char *o = owner[cluster_shard_of(out)];
         if (o && !strcmp(o, id))
             return;
     }
     ck_abort_msg("no namespace for %s", id);
-}
-
-static void set_policy(const char *ns, const char *json)
-{
-    char path[200], *body = NULL;
-    snprintf(path, sizeof(path), "/v1/namespaces/%s/policy", ns);
-    int st = http_request(cl.admin_port, "PUT", path, NULL, json, &body);
-    ck_assert_msg(st == 200, "policy %s: %d %s", json, st, body ? body : "");
-    free(body);
 }
 
 /* Joins, retrying while the shard has no owner (UNAVAILABLE after the gateway's
@@ -138,14 +112,14 @@ static void set_policy(const char *ns, const char *json)
 static wsc_t *join_retry(int gw, const char *ns, const char *peer, const char *topology,
                          long long deadline_ms, long long *t_ok)
 {
-    while (now_ms() < deadline_ms) {
+    while (cluster_now_ms() < deadline_ms) {
         wsc_t *c = wsc_connect(cl.gw_port[gw], NULL, T_MS);
         ck_assert_ptr_nonnull(c);
         send_json(c, "{\"id\":\"j\",\"hello\":{\"namespace\":\"%s\",\"peerId\":\"%s\"}}", ns, peer);
         json_t *j = wsc_recv_json(c, 3000);
         if (j && json_object_get(j, "welcome")) {
             if (t_ok)
-                *t_ok = now_ms();
+                *t_ok = cluster_now_ms();
             if (topology)
                 ck_assert_str_eq(str_at(j, "welcome", "topology", NULL), topology);
             json_decref(j);
@@ -214,12 +188,8 @@ static unsigned long long stale_epoch_drops(int gw)
 
 static void cluster_up(void)
 {
-    ck_assert_int_eq(cluster_start_args(&cl, NULL, coord_args), 0);
-    for (int i = 1; i < N_COORD; i++)
-        ck_assert_int_eq(cluster_add_coordinator(&cl), i);
-    const char *gw_args[] = {"--insecure-dev", "--join-timeout-ms", "250", NULL};
-    ck_assert_int_eq(cluster_add_gateway(&cl, "gw-1", gw_args), 0);
-    ck_assert_int_eq(cluster_add_gateway(&cl, "gw-2", gw_args), 1);
+    static const char *const gw_args[] = {"--insecure-dev", "--join-timeout-ms", "250", NULL};
+    ck_assert_int_eq(cluster_start_coords(&cl, N_COORD, coord_args, gw_args), 0);
 }
 
 static void cluster_down(void)
@@ -252,7 +222,7 @@ START_TEST(coordinators_split_kill_and_handoff)
     uint64_t epoch[SHARDS];
     /* All shards served is not yet all shards spread: the first coordinator
      * up may hold everything until the others' heartbeats move their share. */
-    long long t_start = now_ms(), t = 0;
+    long long t_start = cluster_now_ms(), t = 0;
     int per[N_COORD];
     for (;;) {
         t = wait_all_served(10000, owner, epoch);
@@ -263,11 +233,11 @@ START_TEST(coordinators_split_kill_and_handoff)
         int spread = 1;
         for (int i = 0; i < N_COORD; i++)
             spread &= per[i] > 0;
-        if (spread || now_ms() - t_start > 10000)
+        if (spread || cluster_now_ms() - t_start > 10000)
             break;
         usleep(100000);
     }
-    t = now_ms() - t_start;
+    t = cluster_now_ms() - t_start;
     fprintf(stderr, "coordinator failover: shards split %d/%d/%d (all served after %lld ms)\n",
             per[0], per[1], per[2], t);
     for (int i = 0; i < N_COORD; i++)
@@ -279,11 +249,11 @@ START_TEST(coordinators_split_kill_and_handoff)
     ns_owned_by(owner, "coord-3", "tr", ns_t, sizeof(ns_t));
     ns_owned_by(owner, "coord-3", "tr2", ns_t2, sizeof(ns_t2));
     ns_owned_by(owner, "coord-1", "fm", ns_m, sizeof(ns_m));
-    set_policy(ns_d, "{\"topology\":\"delaunay\",\"positioning\":\"random\"}");
-    set_policy(ns_t, "{\"topology\":\"tree\",\"k\":2}");
-    set_policy(ns_t2, "{\"topology\":\"tree\",\"k\":2}");
-    usleep(200000); /* the policy reaches the owners over NATS */
-    long long far = now_ms() + 10000;
+    ck_assert_int_eq(
+        cluster_set_policy(&cl, ns_d, "{\"topology\":\"delaunay\",\"positioning\":\"random\"}"), 0);
+    ck_assert_int_eq(cluster_set_policy(&cl, ns_t, "{\"topology\":\"tree\",\"k\":2}"), 0);
+    ck_assert_int_eq(cluster_set_policy(&cl, ns_t2, "{\"topology\":\"tree\",\"k\":2}"), 0);
+    long long far = cluster_now_ms() + 10000;
     wsc_t *d1 = join_retry(0, ns_d, "d1", "delaunay", far, NULL);
     wsc_t *d2 = join_retry(1, ns_d, "d2", "delaunay", far, NULL);
     wsc_t *t1 = join_retry(0, ns_t, "t1", "tree", far, NULL);
@@ -311,7 +281,7 @@ START_TEST(coordinators_split_kill_and_handoff)
     json_decref(expect_key(d1, "ok"));
 
     /* (a) kill -9 coord-2: its shards are claimed once the leases run out. */
-    long long t0 = now_ms();
+    long long t0 = cluster_now_ms();
     cluster_kill_coordinator(&cl, 1, SIGKILL);
     dead[1] = 1;
     long long t_join = 0;
@@ -319,7 +289,7 @@ START_TEST(coordinators_split_kill_and_handoff)
     const char *owner2[SHARDS];
     uint64_t epoch2[SHARDS];
     wait_all_served(15000, owner2, epoch2);
-    long long t_all = now_ms() - t0;
+    long long t_all = cluster_now_ms() - t0;
     for (int n = 0; n < SHARDS; n++) {
         if (strcmp(owner[n], "coord-2"))
             continue;
@@ -338,9 +308,9 @@ START_TEST(coordinators_split_kill_and_handoff)
             "coordinator timeout 800 ms)\n",
             t_join - t0, t_all);
     /* The stored emit reaches its peer through the new owner. */
-    wsc_t *dz = join_retry(1, ns_d, "dz", "delaunay", now_ms() + 10000, NULL);
+    wsc_t *dz = join_retry(1, ns_d, "dz", "delaunay", cluster_now_ms() + 10000, NULL);
     json_t *e = NULL;
-    for (long long end = now_ms() + 10000; !e && now_ms() < end;) {
+    for (long long end = cluster_now_ms() + 10000; !e && cluster_now_ms() < end;) {
         json_t *j = wsc_recv_json(dz, 200);
         if (j && json_object_get(j, "emit"))
             e = j;
@@ -363,7 +333,7 @@ START_TEST(coordinators_split_kill_and_handoff)
      * coord-1 claims at once. The gap: until a join into an empty namespace it owned. */
     drain(t1);
     drain(t2);
-    long long t1s = now_ms();
+    long long t1s = cluster_now_ms();
     kill(cluster_coord_pid(&cl, 2), SIGTERM);
     long long t_ok = 0;
     wsc_t *u1 = join_retry(1, ns_t2, "u1", "tree", t1s + 15000, &t_ok);
@@ -372,7 +342,7 @@ START_TEST(coordinators_split_kill_and_handoff)
     dead[2] = 1;
     const char *owner3[SHARDS];
     wait_all_served(5000, owner3, NULL);
-    long long t_all3 = now_ms() - t1s;
+    long long t_all3 = cluster_now_ms() - t1s;
     for (int n = 0; n < SHARDS; n++)
         ck_assert_str_eq(owner3[n], "coord-1");
     fprintf(stderr,

@@ -15,8 +15,7 @@
 #include "testutil.h"
 #include "wsclient.h"
 
-#define SHARDS 64
-
+#define SHARDS CLUSTER_SHARDS
 static cluster_t cl;
 static const char *const coord_args[] = {"--lease-ttl-ms",
                                          "1200",
@@ -27,23 +26,6 @@ static const char *const coord_args[] = {"--lease-ttl-ms",
                                          "--resync-timeout-ms",
                                          "1000",
                                          NULL};
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint32_t shard_of(const char *ns)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (const unsigned char *p = (const unsigned char *)ns; *p; p++) {
-        h ^= *p;
-        h *= 0x100000001b3ULL;
-    }
-    return (uint32_t)(h % SHARDS);
-}
 
 /* The shards coordinator i serves now, as a bit set; -1 when its admin does not answer. */
 static int served_by(int i, uint64_t *set)
@@ -197,11 +179,8 @@ static void expect_same_edges(json_t *x, json_t *y)
 
 static void cluster_up(void)
 {
-    ck_assert_int_eq(cluster_start_args(&cl, NULL, coord_args), 0);
-    ck_assert_int_eq(cluster_add_coordinator(&cl), 1);
-    const char *gw_args[] = {"--insecure-dev", NULL};
-    ck_assert_int_eq(cluster_add_gateway(&cl, "gw-1", gw_args), 0);
-    ck_assert_int_eq(cluster_add_gateway(&cl, "gw-2", gw_args), 1);
+    static const char *const gw_args[] = {"--insecure-dev", NULL};
+    ck_assert_int_eq(cluster_start_coords(&cl, 2, coord_args, gw_args), 0);
 }
 
 static void cluster_down(void)
@@ -214,8 +193,8 @@ START_TEST(edge_health_survives_takeover)
     ck_assert_int_eq(wsc_global_init(), 0);
     /* Both coordinators serve shards, every shard once: the spread has settled. */
     uint64_t s0 = 0, s1 = 0;
-    for (long long end = now_ms() + 15000;; usleep(50000)) {
-        ck_assert_msg(now_ms() < end, "the shards never spread over both coordinators");
+    for (long long end = cluster_now_ms() + 15000;; usleep(50000)) {
+        ck_assert_msg(cluster_now_ms() < end, "the shards never spread over both coordinators");
         if (served_by(0, &s0) == 0 && served_by(1, &s1) == 0 && s0 && s1 && !(s0 & s1) &&
             (s0 | s1) == ~0ULL)
             break;
@@ -224,7 +203,7 @@ START_TEST(edge_health_survives_takeover)
     for (int k = 0; k < 10000 && !*ns; k++) {
         char name[64];
         snprintf(name, sizeof(name), "ek-%d", k);
-        if (s1 >> shard_of(name) & 1)
+        if (s1 >> cluster_shard_of(name) & 1)
             snprintf(ns, sizeof(ns), "%s", name);
     }
     ck_assert_msg(*ns, "no namespace on coord-2");
@@ -277,7 +256,7 @@ START_TEST(edge_health_survives_takeover)
     for (int k = 0; k < 10000 && !*nsd; k++) {
         char name[64];
         snprintf(name, sizeof(name), "ekd-%d", k);
-        if (s1 >> shard_of(name) & 1)
+        if (s1 >> cluster_shard_of(name) & 1)
             snprintf(nsd, sizeof(nsd), "%s", name);
     }
     char path[128], *body = NULL;
@@ -340,10 +319,10 @@ START_TEST(edge_health_survives_takeover)
     ck_assert_int_ge(repair_stat(dbefore, "extraLinks"), 1);
 
     /* The owner dies; coord-1 claims its shards once the leases run out and rebuilds. */
-    long long t0 = now_ms();
+    long long t0 = cluster_now_ms();
     cluster_kill_coordinator(&cl, 1, SIGKILL);
-    for (long long end = now_ms() + 20000;; usleep(50000)) {
-        ck_assert_msg(now_ms() < end, "coord-1 never rebuilt %s", ns);
+    for (long long end = cluster_now_ms() + 20000;; usleep(50000)) {
+        ck_assert_msg(cluster_now_ms() < end, "coord-1 never rebuilt %s", ns);
         d = admin_ns(0, ns);
         if (d && !strcmp(str_at(d, "owner", NULL), "coord-1") &&
             json_array_size(json_object_get(d, "peers")) == 3)
@@ -351,7 +330,7 @@ START_TEST(edge_health_survives_takeover)
         json_decref(d);
     }
     fprintf(stderr, "edge takeover: %s rebuilt on coord-1 %lld ms after the kill\n", ns,
-            now_ms() - t0);
+            cluster_now_ms() - t0);
     expect_health(d, 1, 1, 1, 1);
     json_decref(d);
     expect_metrics(0);
@@ -363,8 +342,8 @@ START_TEST(edge_health_survives_takeover)
     /* The Delaunay namespace: same edges (the links around the failed edge kept), the edge
      * still failed, and no peer told of any change. */
     json_t *dafter = NULL;
-    for (long long end = now_ms() + 10000;; usleep(50000)) {
-        ck_assert_msg(now_ms() < end, "coord-1 never rebuilt %s", nsd);
+    for (long long end = cluster_now_ms() + 10000;; usleep(50000)) {
+        ck_assert_msg(cluster_now_ms() < end, "coord-1 never rebuilt %s", nsd);
         dafter = admin_ns(0, nsd);
         if (dafter && !strcmp(str_at(dafter, "owner", NULL), "coord-1") &&
             json_array_size(json_object_get(dafter, "peers")) == ND)

@@ -15,7 +15,7 @@
 #include "testutil.h"
 #include "wsclient.h"
 
-#define SHARDS 64
+#define SHARDS CLUSTER_SHARDS
 #define TTL_MS 6000
 
 static cluster_t cl;
@@ -34,23 +34,6 @@ static const char *const coord_args[] = {"--lease-ttl-ms",
                                          "--resume-grace-ms",
                                          "30000",
                                          NULL};
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint32_t shard_of(const char *ns)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (const unsigned char *p = (const unsigned char *)ns; *p; p++) {
-        h ^= *p;
-        h *= 0x100000001b3ULL;
-    }
-    return (uint32_t)(h % SHARDS);
-}
 
 typedef struct {
     int serving[SHARDS]; /* "here": "serving" */
@@ -112,7 +95,7 @@ static void one_owner(const view_t *a, const view_t *b)
 /* Waits until both coordinators serve shards, each its own share, and returns their views. */
 static void settled(view_t *v0, view_t *v1)
 {
-    long long end = now_ms() + 20000;
+    long long end = cluster_now_ms() + 20000;
     for (;;) {
         ck_assert(view(0, v0) && view(1, v1));
         one_owner(v0, v1);
@@ -123,7 +106,7 @@ static void settled(view_t *v0, view_t *v1)
         }
         if (n0 && n1 && n0 + n1 == SHARDS)
             return;
-        ck_assert_msg(now_ms() < end, "shards never settled (%d + %d)", n0, n1);
+        ck_assert_msg(cluster_now_ms() < end, "shards never settled (%d + %d)", n0, n1);
         usleep(50000);
     }
 }
@@ -132,7 +115,7 @@ static void ns_on(uint32_t shard, const char *prefix, char *out, size_t cap)
 {
     for (int k = 0; k < 100000; k++) {
         snprintf(out, cap, "%s-%d", prefix, k);
-        if (shard_of(out) == shard)
+        if (cluster_shard_of(out) == shard)
             return;
     }
     ck_abort_msg("no namespace for shard %u", shard);
@@ -177,11 +160,8 @@ static void expect_one_emit(wsc_t *c, const char *from, const char *data, int ms
 
 static void cluster_up(void)
 {
-    ck_assert_int_eq(cluster_start_args(&cl, NULL, coord_args), 0);
-    ck_assert_int_eq(cluster_add_coordinator(&cl), 1);
-    const char *gw_args[] = {"--insecure-dev", NULL};
-    ck_assert_int_eq(cluster_add_gateway(&cl, "gw-1", gw_args), 0);
-    ck_assert_int_eq(cluster_add_gateway(&cl, "gw-2", gw_args), 1);
+    static const char *const gw_args[] = {"--insecure-dev", NULL};
+    ck_assert_int_eq(cluster_start_coords(&cl, 2, coord_args, gw_args), 0);
 }
 
 static void cluster_down(void)
@@ -217,7 +197,7 @@ START_TEST(late_renewal_keeps_the_shards)
      * doubt on waking, and every shard's key still has at least TTL/3 - 500 ms to live then (a
      * key lives TTL from its write; the deadline is 2/3 TTL after the write was sent). */
     long long d = 0;
-    for (long long end = now_ms() + 10000; !d;) {
+    for (long long end = cluster_now_ms() + 10000; !d;) {
         ck_assert(view(V, &v1));
         long long min = -1;
         for (int n = 0; n < SHARDS; n++)
@@ -225,32 +205,32 @@ START_TEST(late_renewal_keeps_the_shards)
                 min = v1.valid_ms[n];
         if (v1.serving[x] && v1.valid_ms[x] <= min + 100)
             d = v1.valid_ms[x] + 500;
-        ck_assert_msg(now_ms() < end, "shard %u never the next to renew", x);
+        ck_assert_msg(cluster_now_ms() < end, "shard %u never the next to renew", x);
         if (!d)
             usleep(20000);
     }
     ck_assert_msg(d > TTL_MS / 3 && d < TTL_MS, "stop of %lld ms", d);
     ck_assert_int_eq(kill(cluster_coord_pid(&cl, V), SIGSTOP), 0);
-    long long t0 = now_ms();
+    long long t0 = cluster_now_ms();
     int signalled = 0;
     /* Meanwhile coord-1 thinks coord-2 is dead and tries to claim its shards: it must not
      * get one. A emit sent now waits in NATS for the stopped owner. */
-    while (now_ms() - t0 < d) {
+    while (cluster_now_ms() - t0 < d) {
         ck_assert(view(0, &v0));
         for (int n = 0; n < SHARDS; n++)
             ck_assert_msg(!(v1.serving[n] && v0.serving[n]), "shard %d claimed while held", n);
-        if (!signalled && now_ms() - t0 > 200) {
+        if (!signalled && cluster_now_ms() - t0 > 200) {
             emit(p1, "p2", "during");
             signalled = 1;
         }
         usleep(20000);
     }
     ck_assert_int_eq(kill(cluster_coord_pid(&cl, V), SIGCONT), 0);
-    long long t_cont = now_ms();
+    long long t_cont = cluster_now_ms();
     fprintf(stderr, "lease doubt: coord-2 stopped %lld ms (shard %u had %lld ms of lease left)\n",
             t_cont - t0, x, d - 500);
     view_t w0, w1;
-    for (long long end = now_ms() + 10000;;) {
+    for (long long end = cluster_now_ms() + 10000;;) {
         ck_assert(view(0, &w0) && view(V, &w1));
         one_owner(&w0, &w1);
         int all = 1;
@@ -258,11 +238,11 @@ START_TEST(late_renewal_keeps_the_shards)
             all &= !v1.serving[n] || w1.serving[n];
         if (all && coord_event(V, "kept_late") > kept0)
             break;
-        ck_assert_msg(now_ms() < end, "coord-2 did not settle its lease after waking");
+        ck_assert_msg(cluster_now_ms() < end, "coord-2 did not settle its lease after waking");
         usleep(50000);
     }
     fprintf(stderr, "lease doubt: shards kept %lld ms after waking; %lld kept by a late renewal\n",
-            now_ms() - t_cont, coord_event(V, "kept_late") - kept0);
+            cluster_now_ms() - t_cont, coord_event(V, "kept_late") - kept0);
     ck_assert_int_eq(coord_event(V, "lost"), lost0);
     ck_assert_int_eq(coord_event(0, "claimed"), claimed_other);
     for (int n = 0; n < SHARDS; n++)
@@ -314,7 +294,7 @@ START_TEST(expired_lease_is_given_up)
     long long lost0 = coord_event(V, "lost");
 
     ck_assert_int_eq(kill(cluster_coord_pid(&cl, V), SIGSTOP), 0);
-    long long t0 = now_ms();
+    long long t0 = cluster_now_ms();
     /* coord-1 takes every shard of coord-2 once its leases expire. */
     view_t w0;
     for (long long end = t0 + 30000;;) {
@@ -324,10 +304,10 @@ START_TEST(expired_lease_is_given_up)
             all &= !v1.serving[n] || (w0.serving[n] && w0.epoch[n] > v1.epoch[n]);
         if (all)
             break;
-        ck_assert_msg(now_ms() < end, "coord-1 never took coord-2's shards over");
+        ck_assert_msg(cluster_now_ms() < end, "coord-1 never took coord-2's shards over");
         usleep(50000);
     }
-    long long t_taken = now_ms() - t0;
+    long long t_taken = cluster_now_ms() - t0;
     /* Through the new owner: both gateways learn its epoch for shard x. The stopped one
      * will read the same request on waking. */
     emit(p1, "q2", "moved");
@@ -337,21 +317,22 @@ START_TEST(expired_lease_is_given_up)
     long long e_new = w0.epoch[x];
     long long stale0 = gw_stale(0) + gw_stale(1);
     ck_assert_int_eq(kill(cluster_coord_pid(&cl, V), SIGCONT), 0);
-    long long t_cont = now_ms();
+    long long t_cont = cluster_now_ms();
     view_t w1;
-    for (long long end = now_ms() + 10000;;) {
+    for (long long end = cluster_now_ms() + 10000;;) {
         ck_assert(view(0, &w0) && view(V, &w1));
         one_owner(&w0, &w1);
         if (coord_event(V, "lost") - lost0 >= n_v)
             break;
-        ck_assert_msg(now_ms() < end, "coord-2 kept shards it had lost (%lld of %d given up)",
+        ck_assert_msg(cluster_now_ms() < end,
+                      "coord-2 kept shards it had lost (%lld of %d given up)",
                       coord_event(V, "lost") - lost0, n_v);
         usleep(20000);
     }
     fprintf(stderr,
             "lease doubt: coord-2 stopped %lld ms, its %d shards taken over after %lld ms; "
             "given up %lld ms after waking\n",
-            t_cont - t0, n_v, t_taken, now_ms() - t_cont);
+            t_cont - t0, n_v, t_taken, cluster_now_ms() - t_cont);
     /* Nothing coord-2 handled in doubt (the two emits it read on waking) went out. */
     expect_no_topology(p1, 1000);
     expect_no_topology(p2, 10);

@@ -43,15 +43,6 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void set_policy(const char *ns, const char *json)
-{
-    char path[200], *body = NULL;
-    snprintf(path, sizeof(path), "/v1/namespaces/%s/policy", ns);
-    int st = http_request(cl.admin_port, "PUT", path, NULL, json, &body);
-    ck_assert_msg(st == 200, "policy %s: %d %s", json, st, body ? body : "");
-    free(body);
-}
-
 /* Joins, retrying while the shard has no owner (UNAVAILABLE after the
  * gateway's join timeout); *t_ok gets the time of the welcome. The answer is
  * awaited until the deadline: a hello given up on after 3 s whose welcome
@@ -233,8 +224,7 @@ START_TEST(nats_node_kill_loses_nothing)
 {
     ck_assert_int_eq(wsc_global_init(), 0);
     const char *ns_m = "natsfault-mesh", *ns_t = "natsfault-tree";
-    set_policy(ns_t, "{\"topology\":\"tree\",\"k\":2}");
-    usleep(200000); /* the policy reaches the owner over NATS */
+    ck_assert_int_eq(cluster_set_policy(&cl, ns_t, "{\"topology\":\"tree\",\"k\":2}"), 0);
     long long far = now_ms() + 15000;
     wsc_t *m1 = join_retry(0, ns_m, "m1", far, NULL);
     wsc_t *m2 = join_retry(1, ns_m, "m2", far, NULL);

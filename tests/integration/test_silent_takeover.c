@@ -14,7 +14,7 @@
 #include "testutil.h"
 #include "wsclient.h"
 
-#define SHARDS 64
+#define SHARDS CLUSTER_SHARDS
 #define GW_TIMEOUT_MS 1000
 #define GRACE_MS 2000
 
@@ -32,24 +32,8 @@ static const char *const coord_args[] = {"--lease-ttl-ms",
                                          "--resume-grace-ms",
                                          "2000",
                                          NULL};
-static int g1, g2;
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint32_t shard_of(const char *ns)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (const unsigned char *p = (const unsigned char *)ns; *p; p++) {
-        h ^= *p;
-        h *= 0x100000001b3ULL;
-    }
-    return (uint32_t)(h % SHARDS);
-}
+/* The gateways: gw-1 is the one stopped. */
+enum { g1 = 0, g2 = 1 };
 
 static json_t *get_json(int port, const char *path)
 {
@@ -96,12 +80,8 @@ static const char *peer_gateway(int i, const char *ns, const char *peer, char *o
 
 static void cluster_up(void)
 {
-    ck_assert_int_eq(cluster_start_args(&cl, NULL, coord_args), 0);
-    ck_assert_int_eq(cluster_add_coordinator(&cl), 1);
-    const char *gw_args[] = {"--insecure-dev", "--join-timeout-ms", "1000", NULL};
-    g1 = cluster_add_gateway(&cl, "gw-1", gw_args);
-    g2 = cluster_add_gateway(&cl, "gw-2", gw_args);
-    ck_assert(g1 >= 0 && g2 >= 0);
+    static const char *const gw_args[] = {"--insecure-dev", "--join-timeout-ms", "1000", NULL};
+    ck_assert_int_eq(cluster_start_coords(&cl, 2, coord_args, gw_args), 0);
 }
 
 static void cluster_down(void)
@@ -125,7 +105,7 @@ static wsc_t *join_token(int gw, const char *ns, const char *peer, char **token)
  * fails the test, and so does any topology change or peerLeft unless `churn_ok`. */
 static json_t *wait_for(wsc_t *c, const char *key, const char *id, int churn_ok)
 {
-    for (long long end = now_ms() + T_MS; now_ms() < end;) {
+    for (long long end = cluster_now_ms() + T_MS; cluster_now_ms() < end;) {
         json_t *j = wsc_recv_json(c, 100);
         if (!j)
             continue;
@@ -161,7 +141,7 @@ static void ns_served_by(int i, const char *prefix, char *out, size_t cap)
 {
     for (int k = 0; k < 200; k++) {
         snprintf(out, cap, "%s-%d", prefix, k);
-        if (serves(i, shard_of(out)))
+        if (serves(i, cluster_shard_of(out)))
             return;
     }
     ck_abort_msg("no namespace on %s", cluster_coord_id(&cl, i));
@@ -169,9 +149,10 @@ static void ns_served_by(int i, const char *prefix, char *out, size_t cap)
 
 static void wait_serves(int i, uint32_t shard, long long timeout_ms)
 {
-    long long end = now_ms() + timeout_ms;
+    long long end = cluster_now_ms() + timeout_ms;
     while (!serves(i, shard)) {
-        ck_assert_msg(now_ms() < end, "%s never served shard %u", cluster_coord_id(&cl, i), shard);
+        ck_assert_msg(cluster_now_ms() < end, "%s never served shard %u", cluster_coord_id(&cl, i),
+                      shard);
         wsc_pump(50);
     }
 }
@@ -185,8 +166,8 @@ START_TEST(shard_moved_while_gateway_silent)
     ck_assert_int_eq(wsc_global_init(), 0);
     /* coord-2 serves its share once the hand-off from coord-1 (first up) is done. */
     char ns1[64], ns2[64];
-    for (long long end = now_ms() + 15000;; wsc_pump(100)) {
-        ck_assert_msg(now_ms() < end, "coord-2 never served a shard");
+    for (long long end = cluster_now_ms() + 15000;; wsc_pump(100)) {
+        ck_assert_msg(cluster_now_ms() < end, "coord-2 never served a shard");
         json_t *j = get_json(cluster_coord_admin(&cl, 1), "/v1/cluster");
         size_t n_here = 0, k;
         json_t *s;
@@ -198,7 +179,7 @@ START_TEST(shard_moved_while_gateway_silent)
     }
     ns_served_by(1, "quiet", ns1, sizeof(ns1));
     ns_served_by(1, "moved", ns2, sizeof(ns2));
-    wait_serves(1, shard_of(ns1), 5000);
+    wait_serves(1, cluster_shard_of(ns1), 5000);
     char *tc = NULL;
     wsc_t *a = join_token(g1, ns1, "a", NULL);
     wsc_t *b = join_token(g2, ns1, "b", NULL);
@@ -212,10 +193,10 @@ START_TEST(shard_moved_while_gateway_silent)
 
     /* gw-1 stops; coord-2 leaves and coord-1 takes its shards over without hearing gw-1. */
     ck_assert_int_eq(kill(cl.gw[g1], SIGSTOP), 0);
-    long long t0 = now_ms();
+    long long t0 = cluster_now_ms();
     cluster_kill_coordinator(&cl, 1, SIGTERM);
-    wait_serves(0, shard_of(ns1), 10000);
-    wait_serves(0, shard_of(ns2), 10000);
+    wait_serves(0, cluster_shard_of(ns1), 10000);
+    wait_serves(0, cluster_shard_of(ns2), 10000);
     char gwbuf[64];
     ck_assert_str_eq(peer_gateway(0, ns1, "b", gwbuf, sizeof(gwbuf)), "gw-2");
     ck_assert_msg(!*peer_gateway(0, ns1, "a", gwbuf, sizeof(gwbuf)),
@@ -230,12 +211,12 @@ START_TEST(shard_moved_while_gateway_silent)
     json_decref(w);
     ck_assert_int_eq(kill(cl.gw[g1], SIGCONT), 0);
     fprintf(stderr, "silent takeover: gw-1 stopped for %lld ms while its shards moved\n",
-            now_ms() - t0);
+            cluster_now_ms() - t0);
 
     /* The first request after the silence is served: a is known again. */
-    long long t1 = now_ms();
+    long long t1 = cluster_now_ms();
     emit_ok(a, b, "e2:b", 0);
-    long long served = now_ms() - t1;
+    long long served = cluster_now_ms() - t1;
     emit_ok(b, a, "e3:a", 0);
     ck_assert_str_eq(peer_gateway(0, ns1, "a", gwbuf, sizeof(gwbuf)), "gw-1");
     /* The stale c on gw-1 is replaced, not merged over the one on gw-2. */
@@ -271,14 +252,14 @@ START_TEST(gateway_silent_past_grace)
     expect_connect(b, "ga", 0);
     ck_assert_int_eq(kill(cl.gw[g1], SIGSTOP), 0);
     char gwbuf[64];
-    long long end = now_ms() + GW_TIMEOUT_MS + GRACE_MS + 10000;
+    long long end = cluster_now_ms() + GW_TIMEOUT_MS + GRACE_MS + 10000;
     while (*peer_gateway(0, ns, "ga", gwbuf, sizeof(gwbuf))) {
-        if (now_ms() > end)
+        if (cluster_now_ms() > end)
             break;
         wsc_pump(100);
     }
     ck_assert_int_eq(kill(cl.gw[g1], SIGCONT), 0);
-    ck_assert_msg(now_ms() <= end, "ga never left while gw-1 was stopped");
+    ck_assert_msg(cluster_now_ms() <= end, "ga never left while gw-1 was stopped");
     expect_left(b, "ga");
     /* Heard again: ga is a member again, its neighbour reconnects to it. */
     json_t *cn = wait_for(b, "topology", NULL, 1);
