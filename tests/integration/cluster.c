@@ -567,6 +567,32 @@ int cluster_set_policy(cluster_t *c, const char *ns, const char *policy_json)
     return 0;
 }
 
+int cluster_wait_peer_gone(const cluster_t *c, const char *ns, const char *peer, int timeout_ms)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "/v1/namespaces/%s", ns);
+    for (long long end = cluster_now_ms() + timeout_ms; cluster_now_ms() < end; usleep(20000)) {
+        char *body = NULL;
+        int st = http_request(c->admin_port, "GET", path, c->admin_token, NULL, &body);
+        json_t *j = st == 200 && body ? json_loads(body, 0, NULL) : NULL;
+        free(body);
+        if (st == 404) /* the namespace went with its last peer */
+            return 0;
+        int listed = !j;
+        size_t k;
+        json_t *p;
+        json_array_foreach(json_object_get(j, "peers"), k, p)
+        {
+            const char *id = json_string_value(json_object_get(p, "id"));
+            listed |= id && !strcmp(id, peer);
+        }
+        json_decref(j);
+        if (!listed)
+            return 0;
+    }
+    return -1;
+}
+
 pid_t cluster_coord_pid(const cluster_t *c, int i)
 {
     return i == 0 ? c->coord : c->xcoord[i];

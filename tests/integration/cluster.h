@@ -101,6 +101,10 @@ int cluster_start_coords(cluster_t *c, int n_coord, const char *const *coord_ext
  * (bounded) until every live coordinator applies that topology to the namespace: the
  * policy reaches the others over NATS. 0 when all have it, -1 otherwise. */
 int cluster_set_policy(cluster_t *c, const char *ns, const char *policy_json);
+/* Waits (up to timeout_ms) until the owner of ns, asked through coordinator 0's admin, no
+ * longer lists peer: a closed client's leave has arrived and the id may join again (before,
+ * a join with it gets ID_TAKEN). 0 when gone, -1 on timeout. */
+int cluster_wait_peer_gone(const cluster_t *c, const char *ns, const char *peer, int timeout_ms);
 /* pid and admin port of coordinator i (0 is the first). */
 pid_t cluster_coord_pid(const cluster_t *c, int i);
 int cluster_coord_admin(const cluster_t *c, int i);

@@ -142,7 +142,7 @@ static void expect_note(wsc_t *c, int data, char *msg_id, size_t cap)
 static void rejoin_gets_nothing(wsc_t *z, const char *ns)
 {
     wsc_free(z);
-    wsc_pump(300); /* the close reaches the owner as a leave before the new join */
+    ck_assert_int_eq(cluster_wait_peer_gone(&cl, ns, "zoe", 10000), 0);
     z = join_as(cl.gw_port[gs], ns, "zoe");
     expect_connect(z, "alice", 0);
     expect_quiet(z, 1000);

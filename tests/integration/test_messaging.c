@@ -371,7 +371,7 @@ START_TEST(persistent_emit_survives_restart)
     expect_quiet(z, 300);
     /* Delivered once: a second join gets nothing. */
     wsc_free(z);
-    wsc_pump(500);
+    ck_assert_int_eq(cluster_wait_peer_gone(&cl, "offline", "zoe", 10000), 0);
     z = join_as(cl.gw_port[g1], "offline", "zoe");
     expect_quiet(z, 1000);
     wsc_free(z);
