@@ -183,16 +183,17 @@ START_TEST(gateway_killed_clients_resume)
     cluster_kill_gateway(&cl, g3);
     wsc_free(c);
 
-    /* bob sees nothing about alice, and carol's leave only after the grace period. */
-    j = recv_json(b);
+    /* bob sees nothing about alice, and carol's leave only after the grace period. It comes
+     * about GW_TIMEOUT_MS + GRACE_MS after the kill; the bound leaves a loaded machine room. */
+    j = wsc_recv_json(b, GW_TIMEOUT_MS + GRACE_MS + 10000);
     long long left = now_ms() - t1;
+    ck_assert_msg(j != NULL, "carol did not leave within %lld ms", left);
     ck_assert_str_eq(str_at(j, "topology", "disconnect", "peer", NULL), "carol");
     json_decref(j);
     j = expect_key(b, "peerLeft");
     ck_assert_str_eq(str_at(j, "peerLeft", "peer", NULL), "carol");
     json_decref(j);
     ck_assert_msg(left >= GRACE_MS, "carol left after %lld ms, before the grace period", left);
-    ck_assert_msg(left < GW_TIMEOUT_MS + GRACE_MS + 3000, "carol left only after %lld ms", left);
     j = expect_key(a, "topology");
     ck_assert_str_eq(str_at(j, "topology", "disconnect", "peer", NULL), "carol");
     json_decref(j);
