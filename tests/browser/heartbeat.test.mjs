@@ -11,7 +11,10 @@ import { startCluster, setPolicy, SOURCE_DIR, BUILD_DIR } from './cluster.mjs';
 
 const { connect } = await import(path.join(SOURCE_DIR, 'clients/js/web/meshsig.js'));
 
-const IDLE_TIMEOUT_MS = 900; // heartbeat = a third of it
+// Heartbeat = a third of it. Not much smaller: the gateway closes a client it has not heard
+// from for this long, and a loaded machine can stall this process (or the gateway) for most
+// of a second; the clients of the first test must outlive that.
+const IDLE_TIMEOUT_MS = 3000;
 const MAX_FRAME = 16384;
 let cluster = null;
 const clients = [];
@@ -20,7 +23,7 @@ let stopped = null; // a gateway pid under SIGSTOP, resumed in after() if a test
 
 before(async () => {
   cluster = await startCluster({ gateways: 2, logDir: path.join(BUILD_DIR, 'browser-artifacts', 'logs-heartbeat'),
-    gatewayArgs: ['--idle-ping-ms', '300', '--idle-timeout-ms', String(IDLE_TIMEOUT_MS),
+    gatewayArgs: ['--idle-ping-ms', '1000', '--idle-timeout-ms', String(IDLE_TIMEOUT_MS),
       '--max-frame', String(MAX_FRAME), '--rate-msgs', '500'] });
   await setPolicy(cluster, NS, { topology: 'fullmesh' });
 });

@@ -50,17 +50,23 @@ after(async () => {
   if (cluster) await cluster.stop();
 });
 
-/**
- * A page on gateway gw with the PeerJS dist file loaded and a Peer made with
- * the options a PeerJS app uses (id: undefined asks the server for one).
- * Resolves with the page once the peer is open (or has failed, with open: false).
- */
-async function openPeer(gw, id) {
+/** A page of gateway gw with the PeerJS dist file loaded, no Peer made yet. */
+async function peerPage(gw, id) {
   const page = await ctx.newPage();
   pages.push(page);
   page.on('pageerror', (e) => console.log(`# [${id}] pageerror: ${e.message}`));
   await page.goto(`${gw.http}/index.html`, { timeout: 20000 });
   await page.addScriptTag({ path: PEERJS });
+  return page;
+}
+
+/**
+ * A page on gateway gw (or the one given) with the PeerJS dist file loaded and a Peer made with
+ * the options a PeerJS app uses (id: undefined asks the server for one).
+ * Resolves with the page once the peer is open (or has failed, with open: false).
+ */
+async function openPeer(gw, id, page = null) {
+  page = page || await peerPage(gw, id);
   const r = await page.evaluate(async ({ port, id }) => {
     const t = { data: [], errors: [], calls: 0 };
     window.__t = t;
@@ -168,6 +174,9 @@ test('a connection to a peer that connects 2 s later opens and delivers', { time
   const a = await openPeer(cluster.gateways[0], `pj-early-${tag}`);
   assert.ok(a.result.open);
   const lateId = `pj-late-${tag}`;
+  // The late page loads first: what is held for the late peer expires 5 s after it was sent
+  // (holdMs, as in PeerJS), and a loaded machine can take that long to open a page.
+  const latePage = await peerPage(cluster.gateways[1], lateId);
   await a.evaluate((lateId) => {
     const t = window.__t;
     const conn = t.peer.connect(lateId);
@@ -177,7 +186,7 @@ test('a connection to a peer that connects 2 s later opens and delivers', { time
     });
   }, lateId);
   await sleep(2000); // the scenario: the other peer shows up 2 s later
-  const late = await openPeer(cluster.gateways[1], lateId);
+  const late = await openPeer(cluster.gateways[1], lateId, latePage);
   assert.ok(late.result.open, `late peer did not open: ${late.result.error}`);
   const reply = await a.evaluate(() => Promise.race([window.__t.lateReply,
     new Promise((_, reject) => setTimeout(() => reject(new Error('no reply within 30 s')), 30000))]));
