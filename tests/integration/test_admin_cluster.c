@@ -12,29 +12,12 @@
 #include "testutil.h"
 #include "wsclient.h"
 
-#define SHARDS 64
+#define SHARDS CLUSTER_SHARDS
 #define N_COORD 3
 
 static cluster_t cl;
 static const char *const coord_args[] = {"--coord-heartbeat-ms", "200", "--coord-timeout-ms", "800",
                                          NULL};
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint32_t shard_of(const char *ns)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (const unsigned char *p = (const unsigned char *)ns; *p; p++) {
-        h ^= *p;
-        h *= 0x100000001b3ULL;
-    }
-    return (uint32_t)(h % SHARDS);
-}
 
 /* GET path on coordinator i: the status, and the body parsed in *out (may be NULL). */
 static int get_json(int i, const char *path, json_t **out)
@@ -128,9 +111,9 @@ START_TEST(any_coordinator_answers_for_the_cluster)
 {
     client_up();
     int owner[SHARDS];
-    long long t0 = now_ms();
+    long long t0 = cluster_now_ms();
     while (!serving(owner)) {
-        ck_assert_msg(now_ms() - t0 < 15000, "shards still unserved after 15 s");
+        ck_assert_msg(cluster_now_ms() - t0 < 15000, "shards still unserved after 15 s");
         usleep(50000);
     }
     /* ns[i] lives on coordinator i and has i + 1 peers (a full mesh). */
@@ -140,8 +123,8 @@ START_TEST(any_coordinator_answers_for_the_cluster)
         int k = 0;
         do
             snprintf(ns[i], sizeof(ns[i]), "adm%d-%d", i, k++);
-        while (owner[shard_of(ns[i])] != i && k < 10000);
-        ck_assert_int_eq(owner[shard_of(ns[i])], i);
+        while (owner[cluster_shard_of(ns[i])] != i && k < 10000);
+        ck_assert_int_eq(owner[cluster_shard_of(ns[i])], i);
         for (int p = 0; p <= i; p++) {
             char id[32];
             snprintf(id, sizeof(id), "p%d-%d", i, p);
@@ -154,12 +137,12 @@ START_TEST(any_coordinator_answers_for_the_cluster)
      * hold them; the bounded retry only absorbs a coordinator missing one deadline. */
     for (int j = 0; j < N_COORD; j++) {
         json_t *list = NULL;
-        long long t = now_ms();
+        long long t = cluster_now_ms();
         for (;;) {
             int st = get_json(j, "/v1/namespaces", &list);
             ck_assert_int_eq(st, 200);
             if ((list_complete(list, ns) && !json_object_get(list, "missing")) ||
-                now_ms() - t > 5000)
+                cluster_now_ms() - t > 5000)
                 break;
             json_decref(list);
             usleep(100000);

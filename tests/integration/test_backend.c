@@ -18,31 +18,14 @@
 #include "testutil.h"
 #include "wsclient.h"
 
-#define SHARDS 64
+#define SHARDS CLUSTER_SHARDS
 #define TIMEOUT_MS 1200 /* --backend-timeout-ms: the coordinator asks for a heartbeat every 400 */
 
 static cluster_t cl;
 static int g1, g2;
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The contract's shard: 64-bit FNV-1a of the namespace's bytes, mod Info.shards. Written here
  * from the README, not taken from the coordinator's code. */
-static uint32_t shard_of(const char *ns)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (const unsigned char *p = (const unsigned char *)ns; *p; p++) {
-        h ^= *p;
-        h *= 0x100000001b3ULL;
-    }
-    return (uint32_t)(h % SHARDS);
-}
-
 /* ---- a backend ------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -114,7 +97,7 @@ static Meshsig__Backend__V1__Response *be_send(be_t *b, const char *ns,
     rq->version = 1;
     if (!rq->req_id || !*rq->req_id)
         rq->req_id = req_id;
-    snprintf(subj, sizeof(subj), "meshsig.backend.v1.shard.%u", shard_of(ns));
+    snprintf(subj, sizeof(subj), "meshsig.backend.v1.shard.%u", cluster_shard_of(ns));
     size_t len = meshsig__backend__v1__request__get_packed_size(rq);
     uint8_t *buf = malloc(len + 1);
     meshsig__backend__v1__request__pack(rq, buf);
@@ -203,7 +186,7 @@ static void be_attach(be_t *b, const char *ns, const char *svc, const char *sub,
     ck_assert_msg(resp_ok(r), "attach of %s to %s: %s", b->id, ns, resp_error(r));
     ck_assert_uint_eq(r->heartbeat_ms, TIMEOUT_MS / 3);
     ck_assert_uint_eq(r->timeout_ms, TIMEOUT_MS);
-    ck_assert_uint_eq(r->shard, shard_of(ns));
+    ck_assert_uint_eq(r->shard, cluster_shard_of(ns));
     ck_assert_uint_gt(r->epoch, 0);
     meshsig__backend__v1__response__free_unpacked(r, NULL);
     if (!b->beating) {
@@ -658,7 +641,7 @@ START_TEST(retries_and_ids)
     ck_assert_uint_le(len, sizeof(buf));
     meshsig__backend__v1__request__pack(&bad, buf);
     char subj[128];
-    snprintf(subj, sizeof(subj), "meshsig.backend.v1.shard.%u", shard_of("bretry"));
+    snprintf(subj, sizeof(subj), "meshsig.backend.v1.shard.%u", cluster_shard_of("bretry"));
     natsMsg *m = NULL;
     ck_assert_int_eq(natsConnection_Request(&m, y->nc, subj, buf, (int)len, 3000), NATS_OK);
     r = meshsig__backend__v1__response__unpack(NULL, (size_t)natsMsg_GetDataLength(m),
@@ -666,7 +649,8 @@ START_TEST(retries_and_ids)
     ck_assert_str_eq(resp_error(r), "BAD_REQUEST");
     meshsig__backend__v1__response__free_unpacked(r, NULL);
     natsMsg_Destroy(m);
-    snprintf(subj, sizeof(subj), "meshsig.backend.v1.shard.%u", (shard_of("bretry") + 1) % SHARDS);
+    snprintf(subj, sizeof(subj), "meshsig.backend.v1.shard.%u",
+             (cluster_shard_of("bretry") + 1) % SHARDS);
     bad.version = 1;
     meshsig__backend__v1__request__pack(&bad, buf);
     /* The other shard's owner (the one coordinator here) answers: wrong shard. */
@@ -690,7 +674,7 @@ START_TEST(dead_backend_withdrawn)
     be_attach(b, "bdead", "sum", NULL, 0);
     wsc_t *a = join_as(cl.gw_port[g1], "bdead", "alice");
     be_stop_beating(b); /* it hangs: connected, silent */
-    long long t0 = now_ms();
+    long long t0 = cluster_now_ms();
     send_json(
         a, "{\"service\":{\"call\":{\"service\":\"sum\",\"callId\":\"w\",\"timeoutMs\":60000}}}");
     ck_assert_int_eq(be_next_server(b)->msg_case, MESHSIG__V1__SERVER_MESSAGE__MSG_SERVICE);
@@ -698,7 +682,7 @@ START_TEST(dead_backend_withdrawn)
     for (int i = 0; i < 20 && !j; i++)
         j = wsc_recv_json(a, 1000);
     ck_assert_ptr_nonnull(j);
-    long long waited = now_ms() - t0;
+    long long waited = cluster_now_ms() - t0;
     ck_assert_str_eq(str_at(j, "service", "reply", "callId", NULL), "w");
     ck_assert_str_eq(str_at(j, "service", "reply", "error", "code", NULL), "SERVICE_UNAVAILABLE");
     json_decref(j);
@@ -743,7 +727,7 @@ static void failover_up(void)
      * not one about to hand the shard over anyway. */
     for (int i = 0; i < 2; i++) {
         int ready = 0;
-        for (long long end = now_ms() + 30000; !ready && now_ms() < end;) {
+        for (long long end = cluster_now_ms() + 30000; !ready && cluster_now_ms() < end;) {
             ready = http_request(cluster_coord_admin(&cl, i), "GET", "/readyz", NULL, NULL, NULL) ==
                     200;
             if (!ready)
@@ -787,7 +771,7 @@ START_TEST(owner_killed)
         Meshsig__Backend__V1__Owner *o = meshsig__backend__v1__owner__unpack(
             NULL, (size_t)natsMsg_GetDataLength(m), (const uint8_t *)natsMsg_GetData(m));
         ck_assert_ptr_nonnull(o);
-        if (o->shard == shard_of("bfail")) {
+        if (o->shard == cluster_shard_of("bfail")) {
             ck_assert_str_ne(o->coordinator_id, owner);
             ck_assert_uint_gt(o->epoch, epoch);
             announced = 1;
@@ -795,7 +779,7 @@ START_TEST(owner_killed)
         meshsig__backend__v1__owner__free_unpacked(o, NULL);
         natsMsg_Destroy(m);
     }
-    ck_assert_msg(announced, "no Owner for shard %u", shard_of("bfail"));
+    ck_assert_msg(announced, "no Owner for shard %u", cluster_shard_of("bfail"));
     /* The heartbeat re-attaches within a period; a call then reaches the backend. */
     int served = 0;
     for (int i = 0; i < 40 && !served; i++) {

@@ -36,13 +36,6 @@ static const char *const coord_args[] = {"--lease-ttl-ms",
                                          "3",
                                          NULL};
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Joins, retrying while the shard has no owner (UNAVAILABLE after the
  * gateway's join timeout); *t_ok gets the time of the welcome. The answer is
  * awaited until the deadline: a hello given up on after 3 s whose welcome
@@ -53,11 +46,11 @@ static wsc_t *join_retry(int gw, const char *ns, const char *peer, long long dea
 {
     char last[256] = "nothing";
     int tries = 0;
-    while (now_ms() < deadline_ms) {
+    while (cluster_now_ms() < deadline_ms) {
         wsc_t *c = wsc_connect(cl.gw_port[gw], NULL, T_MS);
         ck_assert_ptr_nonnull(c);
         send_json(c, "{\"id\":\"j\",\"hello\":{\"namespace\":\"%s\",\"peerId\":\"%s\"}}", ns, peer);
-        long long left = deadline_ms - now_ms();
+        long long left = deadline_ms - cluster_now_ms();
         json_t *j = wsc_recv_json(c, left > 1000 ? (int)left : 1000);
         int ok = j && json_object_get(j, "welcome");
         if (!ok && j) { /* said when the join never succeeds */
@@ -69,7 +62,7 @@ static wsc_t *join_retry(int gw, const char *ns, const char *peer, long long dea
         json_decref(j);
         if (ok) {
             if (t_ok)
-                *t_ok = now_ms();
+                *t_ok = cluster_now_ms();
             return c;
         }
         wsc_free(c);
@@ -108,7 +101,7 @@ static int expect_no_churn(wsc_t *c, const char *who, const char *newcomer, int 
 static long long signal_through(wsc_t *from, wsc_t *to, const char *from_id, const char *to_id,
                                 long long deadline_ms)
 {
-    for (int n = 0; now_ms() < deadline_ms; n++) {
+    for (int n = 0; cluster_now_ms() < deadline_ms; n++) {
         send_json(from, "{\"signal\":{\"to\":\"%s\",\"payload\":\"k%d\"}}", to_id, n);
         json_t *j = wsc_recv_json(to, 100);
         if (!j)
@@ -118,7 +111,7 @@ static long long signal_through(wsc_t *from, wsc_t *to, const char *from_id, con
         ck_assert_str_eq(str_at(j, "signal", "from", NULL), from_id);
         free(s);
         json_decref(j);
-        long long t = now_ms();
+        long long t = cluster_now_ms();
         /* Let the late ones in so the next check starts from a quiet client. */
         while ((j = wsc_recv_json(to, 200))) {
             ck_assert_msg(json_object_get(j, "signal"), "%s: not a signal", to_id);
@@ -135,7 +128,7 @@ static long long signal_through(wsc_t *from, wsc_t *to, const char *from_id, con
 static const char *wait_connect(wsc_t *c, const char *who, long long deadline_ms)
 {
     static char peer[64];
-    while (now_ms() < deadline_ms) {
+    while (cluster_now_ms() < deadline_ms) {
         json_t *j = wsc_recv_json(c, 100);
         if (!j)
             continue;
@@ -181,7 +174,7 @@ static int busiest_nats(int *conns)
  * wait for the offline stream to elect a new leader, hence the long deadline. */
 static json_t *wait_emit(wsc_t *c, long long deadline_ms)
 {
-    while (now_ms() < deadline_ms) {
+    while (cluster_now_ms() < deadline_ms) {
         json_t *j = wsc_recv_json(c, 200);
         if (j && json_object_get(j, "emit"))
             return j;
@@ -208,9 +201,9 @@ static void cluster_up(void)
     ck_assert_int_eq(cluster_add_gateway(&cl, "gw-1", gw_args), 0);
     ck_assert_int_eq(cluster_add_gateway(&cl, "gw-2", gw_args), 1);
     /* coord-2 is ready once coord-1 has handed it its shards. */
-    long long end = now_ms() + 15000;
+    long long end = cluster_now_ms() + 15000;
     while (http_request(cluster_coord_admin(&cl, 1), "GET", "/readyz", NULL, NULL, NULL) != 200) {
-        ck_assert_msg(now_ms() < end, "coord-2 never ready");
+        ck_assert_msg(cluster_now_ms() < end, "coord-2 never ready");
         usleep(20000);
     }
 }
@@ -225,7 +218,7 @@ START_TEST(nats_node_kill_loses_nothing)
     ck_assert_int_eq(wsc_global_init(), 0);
     const char *ns_m = "natsfault-mesh", *ns_t = "natsfault-tree";
     ck_assert_int_eq(cluster_set_policy(&cl, ns_t, "{\"topology\":\"tree\",\"k\":2}"), 0);
-    long long far = now_ms() + 15000;
+    long long far = cluster_now_ms() + 15000;
     wsc_t *m1 = join_retry(0, ns_m, "m1", far, NULL);
     wsc_t *m2 = join_retry(1, ns_m, "m2", far, NULL);
     wsc_t *t1 = join_retry(0, ns_t, "t1", far, NULL);
@@ -234,8 +227,8 @@ START_TEST(nats_node_kill_loses_nothing)
     expect_connect(m2, "m1", 0);
     json_decref(expect_key(t1, "topology"));
     json_decref(expect_key(t2, "topology"));
-    signal_through(m1, m2, "m1", "m2", now_ms() + 5000);
-    signal_through(t2, t1, "t2", "t1", now_ms() + 5000);
+    signal_through(m1, m2, "m1", "m2", cluster_now_ms() + 5000);
+    signal_through(t2, t1, "t2", "t1", cluster_now_ms() + 5000);
     /* Stored for absent peers, one for each kill; JetStream R3 keeps them. */
     persistent_emit(m1, "zoe", "e1");
     persistent_emit(m2, "yan", "e2");
@@ -259,7 +252,7 @@ START_TEST(nats_node_kill_loses_nothing)
         int conns;
         killed = busiest_nats(&conns);
         ck_assert_int_ge(killed, 0);
-        long long t0 = now_ms();
+        long long t0 = cluster_now_ms();
         cluster_kill_nats(&cl, killed);
         /* (b) signals flow again, both ways across the gateways. */
         long long g_m = signal_through(m1, m2, "m1", "m2", t0 + 20000) - t0;
@@ -272,14 +265,14 @@ START_TEST(nats_node_kill_loses_nothing)
         json_t *e = wait_emit(nm, t0 + 45000);
         ck_assert_str_eq(str_at(e, "emit", "from", NULL), emit_from[round]);
         ck_assert_str_eq(str_at(e, "emit", "data", NULL), emit_id[round]);
-        long long t_emit = now_ms();
+        long long t_emit = cluster_now_ms();
         json_decref(e);
         joined[2 * round] = nm;
         joined[2 * round + 1] = nt;
         /* The tree newcomer's parent hears of it: waited for, not sampled
          * (its connect crosses NATS to the other gateway, which may still
          * be reconnecting; a 10 ms look once missed it under load). */
-        const char *parent = wait_connect(nt, newcomer_t[round], now_ms() + 20000);
+        const char *parent = wait_connect(nt, newcomer_t[round], cluster_now_ms() + 20000);
         wsc_t *pc = !strcmp(parent, "t1")                     ? t1
                     : !strcmp(parent, "t2")                   ? t2
                     : round && !strcmp(parent, newcomer_t[0]) ? joined[1]
@@ -287,12 +280,12 @@ START_TEST(nats_node_kill_loses_nothing)
         ck_assert_msg(pc, "%s's parent is %s, no earlier member", newcomer_t[round], parent);
         char parent_id[64];
         snprintf(parent_id, sizeof(parent_id), "%s", parent);
-        wait_connect_to(pc, parent_id, newcomer_t[round], now_ms() + 20000);
+        wait_connect_to(pc, parent_id, newcomer_t[round], cluster_now_ms() + 20000);
         /* So do the mesh members (zoe too, of yan). */
         wsc_t *mesh[] = {m1, m2, joined[0]};
         const char *mesh_id[] = {"m1", "m2", "zoe"};
         for (int k = 0; k < 2 + round; k++)
-            wait_connect_to(mesh[k], mesh_id[k], newcomer_m[round], now_ms() + 20000);
+            wait_connect_to(mesh[k], mesh_id[k], newcomer_m[round], cluster_now_ms() + 20000);
         /* The newcomers' own connects are no churn. */
         for (json_t *j; (j = wsc_recv_json(nm, 300)); json_decref(j))
             ;
@@ -311,8 +304,8 @@ START_TEST(nats_node_kill_loses_nothing)
         if (round)
             expect_no_churn(joined[0], "zoe", newcomer_m[round], 10);
         /* Still flowing once the shards are served again after the election. */
-        long long g_m2 = signal_through(m2, m1, "m2", "m1", now_ms() + 10000) - t0;
-        long long g_t2 = signal_through(t1, t2, "t1", "t2", now_ms() + 10000) - t0;
+        long long g_m2 = signal_through(m2, m1, "m2", "m1", cluster_now_ms() + 10000) - t0;
+        long long g_t2 = signal_through(t1, t2, "t1", "t2", cluster_now_ms() + 10000) - t0;
         fprintf(stderr,
                 "nats failover: signals m2->m1 / t1->t2 after the joins at %lld / %lld ms\n", g_m2,
                 g_t2);
