@@ -11,6 +11,7 @@
 
 #include "bus.h"
 #include "busloop.h"
+#include "clock.h"
 #include "hash.h"
 #include "log.h"
 
@@ -62,10 +63,14 @@ struct ms_bus {
     int conn_running;
     natsConnection *next_nc; /* written by the connecting thread before next_done */
     natsStatus next_status;
+    char next_why[128];      /* and the reason it gave when not connected at once */
     natsConnection *retired; /* the previous connection, destroyed at the next renewal */
     char *urls;              /* the configured server list, for renewals' order */
     char cur_url[256];       /* the server of the current connection */
     unsigned shuffle_seed;   /* rand_r state for renew's order, seeded per process and bus */
+    char refused[128];       /* the reason last said by say_refused; loop thread */
+    uint64_t connect_at;     /* the last renewal's connect started no earlier (monotonic ms);
+                                set by the loop thread before it starts the connecting thread */
 };
 
 static void deliver(void *ud);
@@ -188,13 +193,42 @@ void ms_bus_global_init(void)
 static void *connect_thread(void *arg)
 {
     ms_bus_t *b = arg;
+    /* Paced as cnats paces its own reconnects: a server that refuses the login closes each
+     * new connection at once, and renewing at the speed of that refusal would hammer it. */
+    uint64_t now = ms_clock_mono_ms();
+    if (b->connect_at > now) {
+        uint64_t ms = b->connect_at - now;
+        nanosleep(&(struct timespec){.tv_sec = (time_t)(ms / 1000),
+                                     .tv_nsec = (long)(ms % 1000) * 1000000},
+                  NULL);
+    }
     natsConnection *nc = NULL;
     natsStatus s = natsConnection_Connect(&nc, b->opts);
+    /* Why now: cnats goes on trying, and a later failure says only that no server was left. */
+    const char *why = NULL;
+    if (nc && s != NATS_OK)
+        natsConnection_GetLastError(nc, &why);
+    snprintf(b->next_why, sizeof(b->next_why), "%s", why ? why : natsStatus_GetText(s));
     b->next_nc = nc;
     b->next_status = s;
     atomic_store(&b->next_done, 1);
     ms_busloop_post(b->loop);
     return NULL;
+}
+
+/* Says that NATS refused a renewed connection's login (why, from the connecting thread), once
+ * until a connection is made: wrong credentials must not read like a server that is down, also
+ * when the first attempt at startup only timed out on a slow server. Loop thread. */
+static void say_refused(ms_bus_t *b, const char *why)
+{
+    if (!strcasestr(why, "auth") || !strcmp(why, b->refused))
+        return;
+    snprintf(b->refused, sizeof(b->refused), "%s", why);
+    char shown[512];
+    ms_nats_urls_redact(b->urls, shown, sizeof(shown));
+    ms_warn("NATS at %s refused the connection (%s); retrying in the background"
+            " (check --nats-user/--nats-password/--nats-creds)",
+            shown, why);
 }
 
 static void subscribe_again(ms_bus_t *b)
@@ -208,7 +242,7 @@ static void subscribe_again(ms_bus_t *b)
                            : natsConnection_SubscribeSync(&b->subs[i], b->nc, b->sub_subject[i]);
         if (s == NATS_OK)
             natsSubscription_SetPendingLimits(b->subs[i], -1, -1);
-        else
+        else if (s != NATS_CONNECTION_CLOSED) /* closed already: renewed again, said there */
             ms_error("NATS subscription to %s not made again: %s", b->sub_subject[i],
                      natsStatus_GetText(s));
     }
@@ -242,13 +276,22 @@ static void renew(void *ud)
             if (b->next_status == NATS_OK) {
                 atomic_store(&b->up, 1);
                 note_server(b);
+                b->refused[0] = '\0';
                 ms_info("NATS reconnected to %s (a new connection)", b->cur_url);
+            } else {
+                say_refused(b, b->next_why);
             }
-            return;
+            /* Closed already (a refused login), its closed callback's post taken by this same
+             * call: renew again now, or no post would come and the bus would stay closed. */
+            if (!atomic_load(&b->want_renew))
+                return;
         }
     }
     if (!atomic_exchange(&b->want_renew, 0))
         return;
+    /* 250 ms after the previous renewal's start at the earliest (at once after a quiet spell). */
+    uint64_t now = ms_clock_mono_ms();
+    b->connect_at = b->connect_at + 250 > now ? b->connect_at + 250 : now;
     atomic_store(&b->next_done, 0);
     /* Only this thread touches the options while no connect runs (Connect copies them). */
     if (set_servers(b->opts, b->urls, b->cur_url, &b->shuffle_seed) != MS_OK)
@@ -341,11 +384,12 @@ ms_err_t ms_bus_connect(const ms_bus_opts_t *o, ms_bus_t **out)
          * look like a server that is down. */
         const char *why = NULL;
         natsConnection_GetLastError(b->nc, &why);
-        if (why && *why)
+        if (why && *why) {
             ms_warn("NATS at %s refused the connection (%s); retrying in the background"
                     " (check --nats-user/--nats-password/--nats-creds)",
                     shown, why);
-        else
+            snprintf(b->refused, sizeof(b->refused), "%s", why); /* said: not again on renewal */
+        } else
             ms_warn("NATS not reachable at %s yet; retrying in the background", shown);
     } else if (s != NATS_OK) {
         /* Refused credentials end here too (cnats does not retry those). */

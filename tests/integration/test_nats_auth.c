@@ -54,11 +54,11 @@ static void cluster_down(void)
     cluster_stop(&cl);
 }
 
-/* Occurrences of needle in a log of the cluster's directory ("nats", a gateway's id). */
-static int log_count(const char *log, const char *needle)
+/* Occurrences of needle in a log of cluster c's directory ("nats", a gateway's id). */
+static int log_count_in(const cluster_t *c, const char *log, const char *needle)
 {
     char path[512];
-    snprintf(path, sizeof(path), "%s/%s.log", cl.dir, log);
+    snprintf(path, sizeof(path), "%s/%s.log", c->dir, log);
     FILE *f = fopen(path, "r");
     if (!f)
         return -1;
@@ -68,6 +68,11 @@ static int log_count(const char *log, const char *needle)
         n += strstr(line, needle) != NULL;
     fclose(f);
     return n;
+}
+
+static int log_count(const char *log, const char *needle)
+{
+    return log_count_in(&cl, log, needle);
 }
 
 /* What a plain NATS client saw: the async errors the server sent it. */
@@ -257,6 +262,53 @@ START_TEST(gateway_says_its_credentials_were_refused)
 }
 END_TEST
 
+/* The same when the server is too slow for the first attempt (a loaded machine): that one only
+ * times out, and the refusal comes to a connection the gateway renewed in the background. It
+ * used to say nothing then (and could stop renewing), so a wrong password read like a server
+ * that is down. A NATS node of its own, stopped until the gateway has said it is unreachable. */
+START_TEST(gateway_says_a_slow_server_refused_its_credentials)
+{
+    cluster_t slow;
+    ck_assert_int_eq(cluster_start_nats_only(&slow, conf), 0);
+    ck_assert_int_eq(kill(slow.nats, SIGSTOP), 0);
+    char bin[512], listen[64];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", cluster_free_port());
+    cluster_bin("gateway/meshsig-gateway", bin, sizeof(bin));
+    char *argv[] = {bin,       "--listen",        listen,
+                    "--nats",  slow.nats_urls,    "--id",
+                    "gw-slow", "--insecure-dev",  "--nats-user",
+                    "gateway", "--nats-password", "not-the-password",
+                    NULL};
+    pid_t pid = cluster_spawn(&slow, "gw-slow", argv);
+    ck_assert_int_gt(pid, 0);
+    int unreachable = 0, refused = 0;
+    for (long long end = cluster_now_ms() + 20000; !unreachable && cluster_now_ms() < end;
+         usleep(20000))
+        unreachable = log_count_in(&slow, "gw-slow", "not reachable") > 0;
+    ck_assert_int_eq(kill(slow.nats, SIGCONT), 0);
+    for (long long end = cluster_now_ms() + 20000;
+         unreachable && !refused && cluster_now_ms() < end; usleep(20000))
+        refused =
+            log_count_in(&slow, "gw-slow", "refused the connection (Authorization Violation)");
+    /* Renewals go on, paced (250 ms apart): three more refused logins take a pacing interval
+     * at least; unpaced they came within a few ms of each other. */
+    int logins0 = log_count_in(&slow, "nats", "authentication error"), logins = 0;
+    long long t0 = cluster_now_ms(), dt = 0;
+    while (refused && logins < 3 && dt < 20000) {
+        usleep(20000);
+        logins = log_count_in(&slow, "nats", "authentication error") - logins0;
+        dt = cluster_now_ms() - t0;
+    }
+    cluster_kill(pid, SIGKILL);
+    cluster_stop(&slow);
+    ck_assert_msg(unreachable, "the gateway never found the stopped server unreachable");
+    ck_assert_msg(refused > 0, "the gateway did not log that NATS refused its credentials");
+    ck_assert_msg(logins >= 3, "the gateway stopped trying: %d refused logins in %lld ms", logins,
+                  dt);
+    ck_assert_msg(dt >= 200, "%d refused logins in %lld ms: renewals not paced", logins, dt);
+}
+END_TEST
+
 START_TEST(coordinator_says_its_credentials_were_refused)
 {
     /* Its JetStream workers wait for a connection before it serves: a refused
@@ -318,6 +370,7 @@ int main(void)
     tcase_add_test(tc, backend_cannot_impersonate);
     tcase_add_test(tc, wrong_or_no_credentials_refused);
     tcase_add_test(tc, gateway_says_its_credentials_were_refused);
+    tcase_add_test(tc, gateway_says_a_slow_server_refused_its_credentials);
     tcase_add_test(tc, coordinator_says_its_credentials_were_refused);
     suite_add_tcase(s, tc);
     TCase *unit = tcase_create("redact");
