@@ -91,8 +91,8 @@ int cluster_restart_coordinator(cluster_t *c, int hard);
 int cluster_add_coordinator(cluster_t *c);
 /* The fault tests' cluster: one NATS node, n_coord coordinators coord-1.. (each with its
  * admin port, all with coord_extra) and two gateways gw-1 and gw-2 (gateway 0 and 1,
- * with gw_extra); both lists NULL-terminated and kept by pointer. Returns 0 once both
- * gateways' heartbeats reached coordinator 0, -1 on failure. The coordinators after the
+ * with gw_extra); both NULL-terminated, coord_extra kept by pointer (restarts use it). Returns 0
+ * once both gateways' heartbeats reached coordinator 0, -1 on failure. The coordinators after the
  * first become ready once the cluster has handed them their shards: a test that needs the
  * spread waits for it. */
 int cluster_start_coords(cluster_t *c, int n_coord, const char *const *coord_extra,

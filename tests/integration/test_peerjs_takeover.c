@@ -21,7 +21,6 @@
 #include "testutil.h"
 #include "wsclient.h"
 
-#define SHARDS 64
 #define N_KEYS 16
 #define BURST 100
 
@@ -35,23 +34,6 @@ static const char *const coord_args[] = {"--lease-ttl-ms",
                                          "--resync-timeout-ms",
                                          "1000",
                                          NULL};
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint32_t shard_of(const char *ns)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (const unsigned char *p = (const unsigned char *)ns; *p; p++) {
-        h ^= *p;
-        h *= 0x100000001b3ULL;
-    }
-    return (uint32_t)(h % SHARDS);
-}
 
 /* The shards coordinator i serves now, as a bit set; -1 when its admin does not answer. */
 static int served_by(int i, uint64_t *set)
@@ -105,7 +87,7 @@ static long long coord_metric(int i, const char *series)
 static void await_gw_pairs(int gw, long long want)
 {
     long long have = -1;
-    for (long long end = now_ms() + T_MS; now_ms() < end; usleep(20000))
+    for (long long end = cluster_now_ms() + T_MS; cluster_now_ms() < end; usleep(20000))
         if ((have = gw_metric(gw, "meshsig_gateway_direct_pairs")) == want)
             return;
     ck_abort_msg("gw-%d holds %lld pair records, want %lld", gw + 1, have, want);
@@ -161,16 +143,13 @@ static void burst(wsc_t *from, const char *from_id, wsc_t *to, const char *to_id
 
 static void cluster_up(void)
 {
-    ck_assert_int_eq(cluster_start_args(&cl, NULL, coord_args), 0);
-    ck_assert_int_eq(cluster_add_coordinator(&cl), 1);
     /* Sixteen keys, so that one lands on each coordinator whatever the spread. */
     static char keys[N_KEYS * 8];
     size_t off = 0;
     for (int k = 0; k < N_KEYS; k++)
         off += (size_t)snprintf(keys + off, sizeof(keys) - off, "%spt%d", k ? "," : "", k);
     const char *gw_args[] = {"--insecure-dev", "--peerjs-keys", keys, NULL};
-    ck_assert_int_eq(cluster_add_gateway(&cl, "gw-1", gw_args), 0);
-    ck_assert_int_eq(cluster_add_gateway(&cl, "gw-2", gw_args), 1);
+    ck_assert_int_eq(cluster_start_coords(&cl, 2, coord_args, gw_args), 0);
 }
 
 static void cluster_down(void)
@@ -182,8 +161,8 @@ static void cluster_down(void)
 static void key_on_coord2(char *key, size_t key_cap, char *ns, size_t ns_cap)
 {
     uint64_t s0 = 0, s1 = 0;
-    for (long long end = now_ms() + 15000;; usleep(50000)) {
-        ck_assert_msg(now_ms() < end, "the shards never spread over both coordinators");
+    for (long long end = cluster_now_ms() + 15000;; usleep(50000)) {
+        ck_assert_msg(cluster_now_ms() < end, "the shards never spread over both coordinators");
         if (served_by(0, &s0) == 0 && served_by(1, &s1) == 0 && s0 && s1 && !(s0 & s1) &&
             (s0 | s1) == ~0ULL)
             break;
@@ -192,7 +171,7 @@ static void key_on_coord2(char *key, size_t key_cap, char *ns, size_t ns_cap)
     for (int k = 0; k < N_KEYS && !*key; k++) {
         char name[32];
         snprintf(name, sizeof(name), "peerjs.pt%d", k);
-        if (s1 >> shard_of(name) & 1) {
+        if (s1 >> cluster_shard_of(name) & 1) {
             snprintf(key, key_cap, "pt%d", k);
             snprintf(ns, ns_cap, "%s", name);
         }
@@ -203,8 +182,9 @@ static void key_on_coord2(char *key, size_t key_cap, char *ns, size_t ns_cap)
 /* Polls until coordinator i owns ns with n peers (within 20 s). */
 static void await_rebuilt(int i, const char *ns, size_t n)
 {
-    for (long long end = now_ms() + 20000;; usleep(50000)) {
-        ck_assert_msg(now_ms() < end, "coord-%d never held %s with %zu peers", i + 1, ns, n);
+    for (long long end = cluster_now_ms() + 20000;; usleep(50000)) {
+        ck_assert_msg(cluster_now_ms() < end, "coord-%d never held %s with %zu peers", i + 1, ns,
+                      n);
         json_t *d = admin_ns(i, ns);
         int done = d && !strcmp(str_at(d, "owner", NULL), i ? "coord-2" : "coord-1") &&
                    json_array_size(json_object_get(d, "peers")) == n;
@@ -266,11 +246,11 @@ START_TEST(pairs_survive_takeover)
     ck_assert_int_eq(coord_metric(1, "meshsig_coordinator_pairs"), 1);
 
     /* The owner dies; coord-1 claims its shards once the leases run out and rebuilds. */
-    long long t0 = now_ms();
+    long long t0 = cluster_now_ms();
     cluster_kill_coordinator(&cl, 1, SIGKILL);
     await_rebuilt(0, ns, 2);
     fprintf(stderr, "pairs takeover: %s rebuilt on coord-1 %lld ms after the kill\n", ns,
-            now_ms() - t0);
+            cluster_now_ms() - t0);
     /* The new owner knows the pair, from both gateways' reports. */
     ck_assert_int_eq(coord_metric(0, "meshsig_coordinator_pairs"), 1);
 
