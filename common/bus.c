@@ -529,10 +529,14 @@ ms_err_t ms_bus_subscribe(ms_bus_t *b, const char *subject, const char *queue, m
     else
         s = queue ? natsConnection_QueueSubscribe(&sub, b->nc, subject, queue, on_msg, mb)
                   : natsConnection_Subscribe(&sub, b->nc, subject, on_msg, mb);
-    if (s != NATS_OK)
+    if (s == NATS_CONNECTION_CLOSED && b->renew)
+        sub = NULL; /* closed already (a first connect that failed): the renewal its closed
+                       callback asked for makes it (subscribe_again); deliver() skips NULL */
+    else if (s != NATS_OK)
         return MS_ERR_BUS;
     /* Signalling bursts are large; never let cnats drop for slow consumption. */
-    natsSubscription_SetPendingLimits(sub, -1, -1);
+    if (sub)
+        natsSubscription_SetPendingLimits(sub, -1, -1);
     if (b->renew && (!(b->sub_subject[b->n_subs] = strdup(subject)) ||
                      (queue && !(b->sub_queue[b->n_subs] = strdup(queue))))) {
         natsSubscription_Destroy(sub);
