@@ -17,24 +17,27 @@
  * name); a resync then offers it again and the owner refuses it again. */
 static void track_request(ms_session_t *s, const Meshsig__V1__ClientMessage *cm)
 {
+    /* A join allocates s->ext (out of memory: not tracked, as when the set's add fails);
+     * a leave needs it only when it is there. */
+    ms_session_ext_t *x = s->ext;
     switch (cm->msg_case) {
     case MESHSIG__V1__CLIENT_MESSAGE__MSG_ROOM:
-        if (cm->room->op_case == MESHSIG__V1__ROOM__OP_JOIN)
-            ms_strset_add(&s->rooms, cm->room->join->room);
-        else if (cm->room->op_case == MESHSIG__V1__ROOM__OP_LEAVE)
-            ms_strset_remove(&s->rooms, cm->room->leave->room);
+        if (cm->room->op_case == MESHSIG__V1__ROOM__OP_JOIN && (x = ms_session_ext(s)))
+            ms_strset_add(&x->rooms, cm->room->join->room);
+        else if (cm->room->op_case == MESHSIG__V1__ROOM__OP_LEAVE && x)
+            ms_strset_remove(&x->rooms, cm->room->leave->room);
         break;
     case MESHSIG__V1__CLIENT_MESSAGE__MSG_SERVICE:
-        if (cm->service->op_case == MESHSIG__V1__SERVICE__OP_REGISTER)
-            ms_strset_add(&s->services, cm->service->register_->service);
-        else if (cm->service->op_case == MESHSIG__V1__SERVICE__OP_UNREGISTER)
-            ms_strset_remove(&s->services, cm->service->unregister->service);
+        if (cm->service->op_case == MESHSIG__V1__SERVICE__OP_REGISTER && (x = ms_session_ext(s)))
+            ms_strset_add(&x->services, cm->service->register_->service);
+        else if (cm->service->op_case == MESHSIG__V1__SERVICE__OP_UNREGISTER && x)
+            ms_strset_remove(&x->services, cm->service->unregister->service);
         break;
     case MESHSIG__V1__CLIENT_MESSAGE__MSG_TOPIC:
-        if (cm->topic->op_case == MESHSIG__V1__TOPIC__OP_SUBSCRIBE)
-            ms_strset_add(&s->subscriptions, cm->topic->subscribe->pattern);
-        else if (cm->topic->op_case == MESHSIG__V1__TOPIC__OP_UNSUBSCRIBE)
-            ms_strset_remove(&s->subscriptions, cm->topic->unsubscribe->pattern);
+        if (cm->topic->op_case == MESHSIG__V1__TOPIC__OP_SUBSCRIBE && (x = ms_session_ext(s)))
+            ms_strset_add(&x->subscriptions, cm->topic->subscribe->pattern);
+        else if (cm->topic->op_case == MESHSIG__V1__TOPIC__OP_UNSUBSCRIBE && x)
+            ms_strset_remove(&x->subscriptions, cm->topic->unsubscribe->pattern);
         break;
     case MESHSIG__V1__CLIENT_MESSAGE__MSG_POSITION:
         ms_gw_keep_position(s, cm->position);
@@ -61,21 +64,24 @@ static void track_request(ms_session_t *s, const Meshsig__V1__ClientMessage *cm)
  * memory per session and the size of its resync reports. */
 static int over_cap(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__ClientMessage *cm)
 {
+    static const ms_strset_t none;
+    const ms_session_ext_t *x = s->ext;
     const ms_strset_t *set;
     const char *name, *what, *flag;
     long cap;
     ms_gw_cap_t which;
     if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_ROOM &&
         cm->room->op_case == MESHSIG__V1__ROOM__OP_JOIN) {
-        set = &s->rooms, name = cm->room->join->room, cap = gw->cfg->max_rooms;
+        set = x ? &x->rooms : &none, name = cm->room->join->room, cap = gw->cfg->max_rooms;
         what = "rooms", flag = "--max-rooms", which = MS_GW_CAP_ROOMS;
     } else if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_SERVICE &&
                cm->service->op_case == MESHSIG__V1__SERVICE__OP_REGISTER) {
-        set = &s->services, name = cm->service->register_->service, cap = gw->cfg->max_services;
+        set = x ? &x->services : &none, name = cm->service->register_->service,
+        cap = gw->cfg->max_services;
         what = "services", flag = "--max-services", which = MS_GW_CAP_SERVICES;
     } else if (cm->msg_case == MESHSIG__V1__CLIENT_MESSAGE__MSG_TOPIC &&
                cm->topic->op_case == MESHSIG__V1__TOPIC__OP_SUBSCRIBE) {
-        set = &s->subscriptions, name = cm->topic->subscribe->pattern,
+        set = x ? &x->subscriptions : &none, name = cm->topic->subscribe->pattern,
         cap = gw->cfg->max_subscriptions;
         what = "topic subscriptions", flag = "--max-subscriptions", which = MS_GW_CAP_SUBSCRIPTIONS;
     } else {
@@ -97,15 +103,17 @@ void ms_gw_track_delivery(ms_session_t *s, const Meshsig__V1__ServerMessage *m)
     const Meshsig__V1__Topology *t = m->topology;
     if (t->event_case == MESHSIG__V1__TOPOLOGY__EVENT_CONNECT) {
         ms_strset_add(&s->neighbours, t->connect->peer);
-        if (t->connect->role == MESHSIG__V1__ROLE__PARENT) {
-            free(s->parent);
-            s->parent = strdup(t->connect->peer);
+        ms_session_ext_t *x;
+        if (t->connect->role == MESHSIG__V1__ROLE__PARENT && (x = ms_session_ext(s))) {
+            free(x->parent);
+            x->parent = strdup(t->connect->peer);
         }
     } else if (t->event_case == MESHSIG__V1__TOPOLOGY__EVENT_DISCONNECT) {
         ms_strset_remove(&s->neighbours, t->disconnect->peer);
-        if (s->parent && !strcmp(s->parent, t->disconnect->peer)) {
-            free(s->parent);
-            s->parent = NULL;
+        ms_session_ext_t *x = s->ext;
+        if (x && x->parent && !strcmp(x->parent, t->disconnect->peer)) {
+            free(x->parent);
+            x->parent = NULL;
         }
     }
 }

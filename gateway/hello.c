@@ -68,12 +68,15 @@ void ms_gw_hello_deadline(ms_gateway_t *gw, ms_session_t *s)
 /* The client's latest position, packed, for a takeover's resync report. */
 void ms_gw_keep_position(ms_session_t *s, const Meshsig__V1__Position *pos)
 {
-    free(s->hello_pos);
-    s->hello_pos_len = meshsig__v1__position__get_packed_size(pos);
-    if ((s->hello_pos = malloc(s->hello_pos_len ? s->hello_pos_len : 1)))
-        meshsig__v1__position__pack(pos, s->hello_pos);
+    ms_session_ext_t *x = ms_session_ext(s);
+    if (!x)
+        return;
+    free(x->hello_pos);
+    x->hello_pos_len = meshsig__v1__position__get_packed_size(pos);
+    if ((x->hello_pos = malloc(x->hello_pos_len ? x->hello_pos_len : 1)))
+        meshsig__v1__position__pack(pos, x->hello_pos);
     else
-        s->hello_pos_len = 0;
+        x->hello_pos_len = 0;
 }
 
 void ms_gw_hello(ms_gateway_t *gw, ms_session_t *s, const char *cid, Meshsig__V1__Hello *hello)
@@ -155,10 +158,13 @@ void ms_gw_hello_claim(ms_gateway_t *gw, ms_session_t *s, const char *cid,
     ms_session_forget_peer(s);
     if (hello->position)
         ms_gw_keep_position(s, hello->position);
-    if (hello->metadata) {
-        s->hello_meta_len = meshsig__v1__struct__get_packed_size(hello->metadata);
-        if ((s->hello_meta = malloc(s->hello_meta_len ? s->hello_meta_len : 1)))
-            meshsig__v1__struct__pack(hello->metadata, s->hello_meta);
+    ms_session_ext_t *x = hello->metadata ? ms_session_ext(s) : NULL;
+    if (x) {
+        x->hello_meta_len = meshsig__v1__struct__get_packed_size(hello->metadata);
+        if ((x->hello_meta = malloc(x->hello_meta_len ? x->hello_meta_len : 1)))
+            meshsig__v1__struct__pack(hello->metadata, x->hello_meta);
+        else
+            x->hello_meta_len = 0;
     }
 
     /* The owner never sees tokens. */
@@ -172,7 +178,7 @@ void ms_gw_hello_claim(ms_gateway_t *gw, ms_session_t *s, const char *cid,
     j.may_set_policy = may_policy;
     j.may_be_source = may_source;
     s->source = hello->role == MESHSIG__V1__JOIN_ROLE__SOURCE;
-    s->acks_persistent = hello->acks_persistent;
+    s->acks_persistent = hello->acks_persistent != 0;
     /* Only claims a token granted travel in the resume token: dev mode grants
      * everyone everything anyway. */
     s->grants = gw->auth ? (uint8_t)((may_source ? MS_RESUME_GRANT_SOURCE : 0) |

@@ -80,25 +80,27 @@ void ms_gw_resync_report(ms_gateway_t *gw, const Meshsig__Bus__ResyncRequest *rq
         r->session = s->id;
         r->namespace_ = s->ns;
         r->peer_id = s->peer_id;
-        r->position = s->hello_pos
-                          ? meshsig__v1__position__unpack(NULL, s->hello_pos_len, s->hello_pos)
+        static const ms_session_ext_t none;
+        const ms_session_ext_t *x = s->ext ? s->ext : &none;
+        r->position = x->hello_pos
+                          ? meshsig__v1__position__unpack(NULL, x->hello_pos_len, x->hello_pos)
                           : NULL;
-        r->metadata = s->hello_meta
-                          ? meshsig__v1__struct__unpack(NULL, s->hello_meta_len, s->hello_meta)
+        r->metadata = x->hello_meta
+                          ? meshsig__v1__struct__unpack(NULL, x->hello_meta_len, x->hello_meta)
                           : NULL;
         r->n_neighbours = s->neighbours.n;
         r->neighbours = s->neighbours.v;
         report_edge_health(s, r);
         r->n_pairs = s->pairs.n;
         r->pairs = s->pairs.v;
-        r->parent = s->parent ? s->parent : (char *)"";
+        r->parent = x->parent ? x->parent : (char *)"";
         r->source = s->source;
-        r->n_rooms = s->rooms.n;
-        r->rooms = s->rooms.v;
-        r->n_services = s->services.n;
-        r->services = s->services.v;
-        r->n_subscriptions = s->subscriptions.n;
-        r->subscriptions = s->subscriptions.v;
+        r->n_rooms = x->rooms.n;
+        r->rooms = x->rooms.v;
+        r->n_services = x->services.n;
+        r->services = x->services.v;
+        r->n_subscriptions = x->subscriptions.n;
+        r->subscriptions = x->subscriptions.v;
         ptrs[n++] = r;
         total++;
         if (n == RESYNC_BATCH) {

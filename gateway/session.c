@@ -111,19 +111,28 @@ void ms_session_join_done(ms_session_t *s)
     s->join_client_id = NULL;
 }
 
+ms_session_ext_t *ms_session_ext(ms_session_t *s)
+{
+    if (!s->ext)
+        s->ext = calloc(1, sizeof(*s->ext));
+    return s->ext;
+}
+
 void ms_session_forget_peer(ms_session_t *s)
 {
     ms_strset_clear(&s->neighbours);
-    ms_strset_clear(&s->rooms);
-    ms_strset_clear(&s->services);
-    ms_strset_clear(&s->subscriptions);
     ms_strset_clear(&s->owner_routed);
     ms_strset_clear(&s->pairs);
     s->signal_any = s->owner_routed_all = 0;
-    free(s->parent);
-    free(s->hello_pos);
-    free(s->hello_meta);
-    s->parent = NULL;
-    s->hello_pos = s->hello_meta = NULL;
-    s->hello_pos_len = s->hello_meta_len = 0;
+    ms_session_ext_t *x = s->ext;
+    if (x) {
+        ms_strset_clear(&x->rooms);
+        ms_strset_clear(&x->services);
+        ms_strset_clear(&x->subscriptions);
+        free(x->parent);
+        free(x->hello_pos);
+        free(x->hello_meta);
+        free(x);
+        s->ext = NULL;
+    }
 }

@@ -26,9 +26,21 @@ typedef struct ms_outmsg {
     struct ms_outmsg *next;
     size_t len;
     uint8_t binary;
-    uint8_t receipt;     /* a stored emit: its owner hears once it is written or acked (receipt.c) */
+    uint8_t receipt; /* a stored emit: its owner hears once it is written or acked (receipt.c) */
     unsigned char buf[]; /* LWS_PRE bytes of headroom, then len bytes */
 } ms_outmsg_t;
+
+/* What few sessions use (a tree parent, a position or metadata, rooms, services,
+ * topic subscriptions), allocated on first use (ms_session_ext): an idle session
+ * holds only the pointer, 80 bytes less per connection. */
+typedef struct {
+    /* What this client asked for, so that a coordinator taking over the shard
+     * can rebuild it from the gateways (ResyncReport). */
+    ms_strset_t rooms, services, subscriptions;
+    char *parent;
+    uint8_t *hello_pos, *hello_meta; /* packed Position / Struct from the hello */
+    uint32_t hello_pos_len, hello_meta_len;
+} ms_session_ext_t;
 
 /* One per WebSocket, in lws's per-session storage: the fields are packed by
  * size (the idle benchmark's memory per connection counts every 16 bytes). */
@@ -54,18 +66,18 @@ typedef struct ms_session {
      * (ordered by the ping); a frame or pong puts it back at the idle tail. */
     lws_dll2_t idle_node;
     uint64_t last_rx_us;
-    /* What this client was told and asked for, so that a coordinator taking
-     * over the shard can rebuild it from the gateways (ResyncReport). */
-    ms_strset_t neighbours, rooms, services, subscriptions;
+    /* What this client was told, so that a coordinator taking over the
+     * shard can rebuild it from the gateways (ResyncReport); what it asked
+     * for is in ext. */
+    ms_strset_t neighbours;
     /* Namespace with signals to any peer (signal_any): the peers this session
      * has signalled through the owner, which keep that path (relay.c). */
     ms_strset_t owner_routed;
     /* Ad-hoc pairs (bus Delivery.pair): peers of a signals:any namespace that the
      * owner told this session where they live; direct.c treats them as neighbours. */
     ms_strset_t pairs;
-    char *parent;
-    uint8_t *hello_pos, *hello_meta; /* packed Position / Struct from the hello */
-    UT_hash_handle hh;               /* by id */
+    ms_session_ext_t *ext; /* NULL until first used */
+    UT_hash_handle hh;     /* by id */
     /* The gateway's index of joined sessions by (namespace, peer id), for
      * signals between neighbours that are both on this gateway. */
     UT_hash_handle hh_peer;
@@ -74,24 +86,27 @@ typedef struct ms_session {
     uint32_t queued;
     uint32_t rx_len, rx_cap;
     uint32_t join_req_len;
-    uint32_t hello_pos_len, hello_meta_len;
     uint32_t shard;
     uint32_t ice_renew_s; /* monotonic second to send fresh TURN credentials; 0: none */
     uint16_t close_code;
-    uint8_t binary; /* meshsig.v1.proto */
     uint8_t state;
-    uint8_t closing;  /* close after the queue drains */
-    uint8_t ping_due; /* a ping is to be written */
-    uint8_t peer_indexed;
-    uint8_t source;     /* joined as a tree's source (reported in a resync) */
-    uint8_t grants;     /* MS_RESUME_GRANT_*: what the hello token allowed, kept in resume tokens */
-    uint8_t peerjs;     /* speaks the PeerJS server protocol (peerjs.c) */
-    uint8_t signal_any; /* the owner lets it signal any peer of its namespace (bus signal_scope) */
-    uint8_t owner_routed_all; /* every signal takes the owner's path (relay.c) */
-    uint8_t throttled;        /* over its rate: not read until its lws timer (dispatch.c) */
-    uint8_t wsoon;           /* in the gateway's list of sessions to write at the end of the turn */
-    uint8_t owner_signalled; /* sent a signal through the owner since it joined (direct.c END) */
-    uint8_t acks_persistent; /* hello.acksPersistent: stored emits are receipted on `received` */
+    uint8_t grants; /* MS_RESUME_GRANT_*: what the hello token allowed, kept in resume tokens */
+    /* Flags, one bit each: the session's size decides lws's allocation (16-byte steps). */
+    unsigned binary : 1;   /* meshsig.v1.proto */
+    unsigned closing : 1;  /* close after the queue drains */
+    unsigned ping_due : 1; /* a ping is to be written */
+    unsigned peer_indexed : 1;
+    unsigned source : 1; /* joined as a tree's source (reported in a resync) */
+    unsigned peerjs : 1; /* speaks the PeerJS server protocol (peerjs.c) */
+    unsigned
+        signal_any : 1; /* the owner lets it signal any peer of its namespace (bus signal_scope) */
+    unsigned owner_routed_all : 1; /* every signal takes the owner's path (relay.c) */
+    unsigned throttled : 1;        /* over its rate: not read until its lws timer (dispatch.c) */
+    unsigned wsoon : 1; /* in the gateway's list of sessions to write at the end of the turn */
+    unsigned
+        owner_signalled : 1; /* sent a signal through the owner since it joined (direct.c END) */
+    unsigned
+        acks_persistent : 1; /* hello.acksPersistent: stored emits are receipted on `received` */
 } ms_session_t;
 
 /* Queues a frame (copying data). Returns 0, or -1 when the queue is over
@@ -108,6 +123,8 @@ ssize_t ms_session_take_frames(ms_session_t *s, unsigned char **buf, size_t *cap
 /* The join was answered: drops what was kept to re-send it (the packed join
  * and the client's request id), ~100 B an idle session need not hold. */
 void ms_session_join_done(ms_session_t *s);
+/* s->ext, allocated (zeroed) if it was not; NULL when out of memory. */
+ms_session_ext_t *ms_session_ext(ms_session_t *s);
 /* Drops what the session knew about its peer (after leave or a failed join). */
 void ms_session_forget_peer(ms_session_t *s);
 /* Frees everything the session holds (not the session itself: lws owns it). */
