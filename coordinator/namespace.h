@@ -25,16 +25,17 @@
 typedef struct ms_coord ms_coord_t;
 struct ms_ns;
 
-/* A peer in a namespace. */
+/* A peer in a namespace. One per joined peer: ordered so that it has no holes
+ * (counts are uint32_t, each bounded far below that), 256 bytes. */
 typedef struct ms_member {
     char *id;
     ms_peer_t handle;
+    uint32_t n_streams;  /* stream.c: streams it opened that are open (--max-streams) */
     const char *gateway; /* gateway id (ms_intern: one copy per gateway) */
     uint64_t session;    /* the gateway's session id */
     ms_topo_pos_t pos;
     Meshsig__V1__Position *client_pos; /* as the client gave it (owned), or NULL */
-    uint8_t *metadata;                 /* packed meshsig.v1.Struct handed to neighbours, or NULL */
-    size_t metadata_len;
+    uint8_t *metadata; /* packed meshsig.v1.Struct handed to neighbours (metadata_len), or NULL */
     uint64_t detached_ms; /* its gateway died at this time; 0 while attached (member.c) */
     /* The session this peer resumed from, while it may still have signals on
      * the way (member.c resume): signals from it are routed as the peer's
@@ -47,34 +48,31 @@ typedef struct ms_member {
      * first report that involves this peer: until then it is the fresh
      * coordinate ms_vivaldi_init(pos.key) gives, at the origin. */
     ms_vivaldi_t *viv;
-    uint8_t source;     /* joined as the tree's source: handle 0 (ms_ns_has_source_slot) */
-    uint32_t n_streams; /* stream.c: streams it opened that are open (--max-streams) */
-    /* p2p.c: peers linked outside the topology, and the requests waiting for this peer's
-     * answer. */
+    /* p2p.c: peers linked outside the topology (n_p2p_links), and the requests waiting for
+     * this peer's answer (n_p2p_asks). */
     char **p2p_links;
-    size_t n_p2p_links;
     struct ms_p2p_ask *p2p_asks;
-    size_t n_p2p_asks;
     /* pairs.c: peers of a signals:any namespace whose gateways were told where this one
-     * lives (ad-hoc pairs, the direct path without a topology edge). */
+     * lives (ad-hoc pairs, the direct path without a topology edge; n_pairs). */
     char **pairs;
-    size_t n_pairs;
-    /* bus Join.claim (a hash of the PeerJS token): a join of the same id with
-     * the same claim takes the id over, as PeerJS lets its client reconnect. */
-    uint8_t claim[16];
-    uint8_t claim_len;
+    /* Peers this member's client still holds as neighbours although this owner does not know
+     * them: a takeover rebuilt without their gateway (silent then). A late report of that
+     * gateway (merge.c) connects them without an event when both ends still hold the edge.
+     * An event about one of them (ms_ns_apply_diff) ends the entry (n_dangling). */
+    char **dangling;
     /* A peer face (a backend's, backend.h): not in ns->members but in ns->faces,
      * without a topology handle, and delivered to through `deliver` instead of a
      * gateway (set by its module, which namespace.c does not call). NULL for a peer. */
     void (*deliver)(struct ms_coord *c, struct ms_ns *ns, const struct ms_member *to,
                     const Meshsig__V1__ServerMessage *msg);
     struct ms_backend *backend; /* backend.c's record of the face */
-    /* Peers this member's client still holds as neighbours although this owner does not know
-     * them: a takeover rebuilt without their gateway (silent then). A late report of that
-     * gateway (merge.c) connects them without an event when both ends still hold the edge.
-     * An event about one of them (ms_ns_apply_diff) ends the entry. */
-    char **dangling;
-    size_t n_dangling;
+    /* bus Join.claim (a hash of the PeerJS token): a join of the same id with
+     * the same claim takes the id over, as PeerJS lets its client reconnect. */
+    uint8_t claim[16];
+    uint32_t n_p2p_links, n_p2p_asks, n_pairs, n_dangling;
+    uint32_t metadata_len; /* at most 4096 (member.c) */
+    uint8_t claim_len;
+    uint8_t source;    /* joined as the tree's source: handle 0 (ms_ns_has_source_slot) */
     UT_hash_handle hh; /* by id */
 } ms_member_t;
 
