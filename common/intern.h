@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Shared, reference-counted copies of strings that many records repeat.
  *
- * Every member names its gateway; with a few gateways and many members one
- * copy per gateway id is enough. Coordinator loop thread only.
+ * Every coordinator member names its gateway; with a few gateways and many
+ * members one copy per gateway id is enough. Every gateway session names its
+ * namespace; PeerJS clients of one key all share one. One thread per process
+ * only (the coordinator's loop, the gateway's lws service thread).
  */
 #ifndef MS_INTERN_H
 #define MS_INTERN_H

@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "intern.h"
 #include "internal.h"
 #include "subject.h"
 #include "log.h"
@@ -28,7 +29,7 @@ void ms_gw_session_reset(ms_gateway_t *gw, ms_session_t *s)
     ms_gw_peer_index_remove(gw, s);
     ms_session_forget_peer(s);
     s->state = MS_SESSION_NEW;
-    free(s->ns);
+    ms_intern_release(s->ns);
     s->ns = NULL;
     free(s->peer_id);
     s->peer_id = NULL;
@@ -145,8 +146,8 @@ void ms_gw_hello_claim(ms_gateway_t *gw, ms_session_t *s, const char *cid,
     } else {
         snprintf(peer, sizeof(peer), "%s", hello->peer_id);
     }
-    free(s->ns);
-    s->ns = strdup(hello->namespace_);
+    ms_intern_release(s->ns);
+    s->ns = (char *)ms_intern(hello->namespace_);
     s->peer_id = *peer ? strdup(peer) : NULL;
     free(s->join_client_id);
     s->join_client_id = strdup(cid ? cid : "");

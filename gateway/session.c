@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "intern.h"
 #include "session.h"
 
 int ms_session_queue(ms_session_t *s, const void *data, size_t len, int binary, size_t max_queue)
@@ -90,7 +91,7 @@ void ms_session_cleanup(ms_session_t *s)
     }
     s->head = s->tail = NULL;
     s->queued = 0;
-    free(s->ns);
+    ms_intern_release(s->ns);
     free(s->peer_id);
     free(s->join_client_id);
     free(s->join_req);

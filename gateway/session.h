@@ -47,7 +47,7 @@ typedef struct {
 typedef struct ms_session {
     uint64_t id; /* 0 until established: also marks HTTP connections */
     struct lws *wsi;
-    char *ns;
+    char *ns; /* ms_intern: shared with the sessions of its namespace, never written */
     char *peer_id;
     char *join_client_id;
     uint8_t *join_req; /* the packed join, re-sent until answered */
