@@ -50,12 +50,12 @@ void ms_gw_hello_deadline(ms_gateway_t *gw, ms_session_t *s)
     }
     if (s->state != MS_SESSION_JOINING)
         return;
-    if (ms_clock_mono_us() < s->join_deadline_us && s->join_req) {
+    if (s->join && ms_clock_mono_us() < s->join->deadline_us) {
         /* No answer yet: the request or its answer may have been lost while a
          * shard changed hands. Ask again; the owner dedups on the session. */
         char subj[160];
         ms_subject_shard(subj, sizeof(subj), gw->cfg->prefix, s->shard);
-        ms_bus_publish(gw->bus, subj, gw->subject, s->join_req, s->join_req_len);
+        ms_bus_publish(gw->bus, subj, gw->subject, s->join->buf, s->join->len);
         ms_gw_deadline_arm(gw, s, &gw->join_waits, LWS_US_PER_SEC);
         return;
     }
@@ -199,7 +199,8 @@ void ms_gw_hello_claim(ms_gateway_t *gw, ms_session_t *s, const char *cid,
         return;
     }
     s->state = MS_SESSION_JOINING;
-    s->join_deadline_us = ms_clock_mono_us() + (uint64_t)gw->cfg->join_timeout_ms * 1000u;
+    if (s->join) /* NULL when out of memory: no re-send, the deadline answers */
+        s->join->deadline_us = ms_clock_mono_us() + (uint64_t)gw->cfg->join_timeout_ms * 1000u;
     /* Retries every second; a shorter timeout than that is rounded up to the
      * next sweep after the retry, which is within 100 ms. */
     ms_gw_deadline_arm(gw, s, &gw->join_waits, LWS_US_PER_SEC);

@@ -49,11 +49,12 @@ int ms_gw_publish_request(ms_gateway_t *gw, ms_session_t *s, Meshsig__Bus__Shard
     gw->pub_len = len;
     if (req->op_case == MESHSIG__BUS__SHARD_REQUEST__OP_JOIN) {
         /* Kept for re-sending: the owner answers a repeated join once. */
-        free(s->join_req);
-        s->join_req = malloc(len ? len : 1);
-        if (s->join_req)
-            memcpy(s->join_req, gw->pub, len);
-        s->join_req_len = s->join_req ? len : 0;
+        free(s->join);
+        if ((s->join = malloc(sizeof(*s->join) + len))) {
+            s->join->deadline_us = 0; /* hello.c sets it once this publish succeeds */
+            s->join->len = (uint32_t)len;
+            memcpy(s->join->buf, gw->pub, len);
+        }
     }
     ms_subject_shard(subj, sizeof(subj), gw->cfg->prefix, s->shard);
     return ms_bus_publish(gw->bus, subj, with_reply ? gw->subject : NULL, gw->pub, len) == MS_OK

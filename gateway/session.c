@@ -94,8 +94,8 @@ void ms_session_cleanup(ms_session_t *s)
     ms_intern_release(s->ns);
     free(s->peer_id);
     free(s->join_client_id);
-    free(s->join_req);
-    s->join_req = NULL;
+    free(s->join);
+    s->join = NULL;
     free(s->rx);
     ms_session_forget_peer(s);
     s->ns = s->peer_id = s->join_client_id = NULL;
@@ -105,9 +105,8 @@ void ms_session_cleanup(ms_session_t *s)
 
 void ms_session_join_done(ms_session_t *s)
 {
-    free(s->join_req);
-    s->join_req = NULL;
-    s->join_req_len = 0;
+    free(s->join);
+    s->join = NULL;
     free(s->join_client_id);
     s->join_client_id = NULL;
 }

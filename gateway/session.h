@@ -42,6 +42,15 @@ typedef struct {
     uint32_t hello_pos_len, hello_meta_len;
 } ms_session_ext_t;
 
+/* A join sent to the owner and not yet answered, packed: re-sent every
+ * second until deadline_us (hello.c). Freed when answered: an idle session
+ * holds only the pointer. */
+typedef struct {
+    uint64_t deadline_us;
+    uint32_t len;
+    uint8_t buf[];
+} ms_session_join_t;
+
 /* One per WebSocket, in lws's per-session storage: the fields are packed by
  * size (the idle benchmark's memory per connection counts every 16 bytes). */
 typedef struct ms_session {
@@ -50,11 +59,9 @@ typedef struct ms_session {
     char *ns; /* ms_intern: shared with the sessions of its namespace, never written */
     char *peer_id;
     char *join_client_id;
-    uint8_t *join_req; /* the packed join, re-sent until answered */
-    uint64_t join_deadline_us;
+    ms_session_join_t *join; /* the join sent to the owner and not yet answered, or NULL */
     ms_outmsg_t *head, *tail;
     unsigned char *rx;
-    uint64_t rx_discard; /* bytes of an oversize message read and dropped so far */
     ms_ratelimit_state_t rate_msgs, rate_bytes; /* rules: the gateway's */
     /* Hello or join deadline: the session sits in one of the gateway's two
      * FIFO deadline lists (all entries of a list share one timeout, so a list
@@ -85,7 +92,9 @@ typedef struct ms_session {
     /* Sizes are bounded by the frame and queue caps (under 4 GiB). */
     uint32_t queued;
     uint32_t rx_len, rx_cap;
-    uint32_t join_req_len;
+    /* Bytes of an oversize message read and dropped so far: cut off at 16 times
+     * --max-frame (at most 64 MiB), so under 2^32. */
+    uint32_t rx_discard;
     uint32_t shard;
     uint32_t ice_renew_s; /* monotonic second to send fresh TURN credentials; 0: none */
     uint16_t close_code;
