@@ -29,6 +29,7 @@ int main(int argc, char **argv)
         .max_peers = 100000,
         .max_namespaces = 100000,
         .max_streams = 256,
+        .admin_view_max_peers = 2000,
     };
     const char *log_level = "info";
     int log_json = 0;
@@ -76,6 +77,9 @@ int main(int argc, char **argv)
          "namespaces in the whole cluster; a hello that would open one more gets LIMIT_REACHED"},
         {"max-streams", MS_OPT_INT, &cfg.max_streams,
          "streams one peer may have opened and not closed; more get LIMIT_REACHED"},
+        {"admin-view-max-peers", MS_OPT_INT, &cfg.admin_view_max_peers,
+         "peers one admin namespace view lists (and 8x as many edges); a larger namespace is "
+         "shown in part, with \"truncated\": true and its full counts in stats"},
         {"policy-file", MS_OPT_STR, &cfg.policy_file,
          "namespace policy rules, YAML or JSON (README \"Policy file\"); reloaded on SIGHUP"},
         {"insecure-dev", MS_OPT_BOOL, &cfg.insecure_dev,
@@ -115,6 +119,10 @@ int main(int argc, char **argv)
     if (cfg.max_peers < 1 || cfg.max_peers > 100000000 || cfg.max_namespaces < 1 ||
         cfg.max_namespaces > 100000000 || cfg.max_streams < 1 || cfg.max_streams > 1000000) {
         ms_error("--max-peers, --max-namespaces or --max-streams is out of range (see --help)");
+        return 2;
+    }
+    if (cfg.admin_view_max_peers < 1 || cfg.admin_view_max_peers > 1000000) {
+        ms_error("--admin-view-max-peers must be 1..1000000");
         return 2;
     }
     if (cfg.js_replicas < 1 || cfg.js_replicas > 5) {
