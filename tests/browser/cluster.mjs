@@ -78,7 +78,10 @@ export async function describePage(page) {
   return page.evaluate(async () => {
     const c = window.c;
     if (!c) return { client: 'none' };
-    const out = { peer: c.peerId, state: c.state, neighbours: [] };
+    const out = { peer: c.peerId, state: c.state, neighbours: [],
+      // What the test page recorded (turn.test.mjs and others keep window.t.msgs).
+      msgs: (window.t && Array.isArray(window.t.msgs)) ? window.t.msgs.map((m) => m.from) : undefined,
+      sent: window.t && window.t.sent, sendError: window.t && window.t.sendError };
     for (const n of c.neighbours || []) {
       const pc = c.peerConnection(n.peer);
       const e = { peer: n.peer, initiator: n.initiator, channel: n.channelState };
@@ -86,6 +89,7 @@ export async function describePage(page) {
         const stats = await pc.getStats();
         const cands = [];
         const pairs = [];
+        const channels = [];
         stats.forEach((s) => {
           if (s.type === 'local-candidate' || s.type === 'remote-candidate') {
             cands.push(`${s.type[0]}:${s.candidateType}:${s.protocol}:${s.address}:${s.port}`);
@@ -93,9 +97,14 @@ export async function describePage(page) {
           if (s.type === 'candidate-pair') {
             pairs.push(`${s.state}${s.nominated ? '*' : ''} req=${s.requestsSent} resp=${s.responsesReceived}`);
           }
+          // Whether a message the app sent left this side and whether one arrived: a lost
+          // app message on an open channel is told apart from one never sent.
+          if (s.type === 'data-channel') {
+            channels.push(`${s.label}#${s.dataChannelIdentifier}:${s.state} sent=${s.messagesSent} recv=${s.messagesReceived}`);
+          }
         });
         Object.assign(e, { conn: pc.connectionState, ice: pc.iceConnectionState,
-          gathering: pc.iceGatheringState, signaling: pc.signalingState, cands, pairs });
+          gathering: pc.iceGatheringState, signaling: pc.signalingState, cands, pairs, channels });
       }
       out.neighbours.push(e);
     }

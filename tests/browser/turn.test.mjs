@@ -123,7 +123,14 @@ async function openPeer(gw, peerId, opts) {
     c.on('neighbour-up', ({ peer }) => {
       const pc = c.peerConnection(peer);
       t.pc = pc;
-      c.send(peer, `hello from ${peerId}`);
+      // Counted, and a refusal kept, for the diagnostics of a wait that times out.
+      try {
+        c.send(peer, `hello from ${peerId}`);
+        t.sent = (t.sent || 0) + 1;
+      } catch (err) {
+        t.sendError = String(err);
+        throw err;
+      }
     });
     t.welcome = await c.ready;
   }, { url: gw.url, ns: NS, peerId, opts });
