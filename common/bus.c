@@ -384,12 +384,17 @@ ms_err_t ms_bus_connect(const ms_bus_opts_t *o, ms_bus_t **out)
          * look like a server that is down. */
         const char *why = NULL;
         natsConnection_GetLastError(b->nc, &why);
-        if (why && *why) {
+        /* Only an authorisation error is a refusal (as in say_refused): a server that took
+         * the TCP connection and then said nothing in time leaves a timeout here, and that
+         * is a server not reachable, not wrong credentials. */
+        if (why && strcasestr(why, "auth")) {
             ms_warn("NATS at %s refused the connection (%s); retrying in the background"
                     " (check --nats-user/--nats-password/--nats-creds)",
                     shown, why);
             snprintf(b->refused, sizeof(b->refused), "%s", why); /* said: not again on renewal */
-        } else
+        } else if (why && *why)
+            ms_warn("NATS not reachable at %s yet (%s); retrying in the background", shown, why);
+        else
             ms_warn("NATS not reachable at %s yet; retrying in the background", shown);
     } else if (s != NATS_OK) {
         /* Refused credentials end here too (cnats does not retry those). */

@@ -70,6 +70,25 @@ static int log_count_in(const cluster_t *c, const char *log, const char *needle)
     return n;
 }
 
+/* The last bytes of a process's log, for a failed check's message. */
+static const char *log_tail(const cluster_t *c, const char *log, char *buf, size_t cap)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s.log", c->dir, log);
+    buf[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return "(no log)";
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long end = ftell(f);
+        fseek(f, end > (long)cap - 1 ? end - ((long)cap - 1) : 0, SEEK_SET);
+    }
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
 static int log_count(const char *log, const char *needle)
 {
     return log_count_in(&cl, log, needle);
@@ -271,8 +290,10 @@ START_TEST(gateway_says_a_slow_server_refused_its_credentials)
     cluster_t slow;
     ck_assert_int_eq(cluster_start_nats_only(&slow, conf), 0);
     ck_assert_int_eq(kill(slow.nats, SIGSTOP), 0);
-    char bin[512], listen[64];
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", cluster_free_port());
+    char bin[512];
+    /* Port 0: no client connects here, and a port picked free before the start can be taken
+     * by another test's process meanwhile (the gateway would exit before its first connect). */
+    char listen[] = "127.0.0.1:0";
     cluster_bin("gateway/meshsig-gateway", bin, sizeof(bin));
     char *argv[] = {bin,       "--listen",        listen,
                     "--nats",  slow.nats_urls,    "--id",
@@ -299,10 +320,14 @@ START_TEST(gateway_says_a_slow_server_refused_its_credentials)
         logins = log_count_in(&slow, "nats", "authentication error") - logins0;
         dt = cluster_now_ms() - t0;
     }
+    static char tail[2048];
+    log_tail(&slow, "gw-slow", tail, sizeof(tail));
     cluster_kill(pid, SIGKILL);
     cluster_stop(&slow);
-    ck_assert_msg(unreachable, "the gateway never found the stopped server unreachable");
-    ck_assert_msg(refused > 0, "the gateway did not log that NATS refused its credentials");
+    ck_assert_msg(unreachable,
+                  "the gateway never found the stopped server unreachable; its log:\n%s", tail);
+    ck_assert_msg(refused > 0,
+                  "the gateway did not log that NATS refused its credentials; its log:\n%s", tail);
     ck_assert_msg(logins >= 3, "the gateway stopped trying: %d refused logins in %lld ms", logins,
                   dt);
     ck_assert_msg(dt >= 200, "%d refused logins in %lld ms: renewals not paced", logins, dt);
