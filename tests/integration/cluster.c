@@ -593,6 +593,36 @@ int cluster_wait_peer_gone(const cluster_t *c, const char *ns, const char *peer,
     return -1;
 }
 
+int cluster_served_by(const cluster_t *c, int i, uint64_t *set)
+{
+    char *body = NULL;
+    int st =
+        http_request(cluster_coord_admin(c, i), "GET", "/v1/cluster", c->admin_token, NULL, &body);
+    json_t *j = st == 200 && body ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    if (!j)
+        return -1;
+    *set = 0;
+    json_t *sh = json_object_get(j, "shards");
+    for (size_t k = 0; k < json_array_size(sh); k++) {
+        json_t *s = json_array_get(sh, k);
+        if (!strcmp(json_string_value(json_object_get(s, "here")), "serving"))
+            *set |= 1ULL << json_integer_value(json_object_get(s, "shard"));
+    }
+    json_decref(j);
+    return 0;
+}
+
+json_t *cluster_admin_ns(const cluster_t *c, int i, const char *ns)
+{
+    char path[300], *body = NULL;
+    snprintf(path, sizeof(path), "/v1/namespaces/%s", ns);
+    int st = http_request(cluster_coord_admin(c, i), "GET", path, c->admin_token, NULL, &body);
+    json_t *j = st == 200 && body ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    return j;
+}
+
 pid_t cluster_coord_pid(const cluster_t *c, int i)
 {
     return i == 0 ? c->coord : c->xcoord[i];

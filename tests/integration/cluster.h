@@ -8,6 +8,7 @@
 #ifndef MS_TEST_CLUSTER_H
 #define MS_TEST_CLUSTER_H
 
+#include <jansson.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -105,6 +106,11 @@ int cluster_set_policy(cluster_t *c, const char *ns, const char *policy_json);
  * longer lists peer: a closed client's leave has arrived and the id may join again (before,
  * a join with it gets ID_TAKEN). 0 when gone, -1 on timeout. */
 int cluster_wait_peer_gone(const cluster_t *c, const char *ns, const char *peer, int timeout_ms);
+/* The shards coordinator i serves now ("here": "serving" in its /v1/cluster), as a bit set
+ * (CLUSTER_SHARDS <= 64); -1 when its admin does not answer. */
+int cluster_served_by(const cluster_t *c, int i, uint64_t *set);
+/* GET /v1/namespaces/ns asked of coordinator i (it gathers from the owner); NULL if none. */
+json_t *cluster_admin_ns(const cluster_t *c, int i, const char *ns);
 /* pid and admin port of coordinator i (0 is the first). */
 pid_t cluster_coord_pid(const cluster_t *c, int i);
 int cluster_coord_admin(const cluster_t *c, int i);

@@ -27,37 +27,6 @@ static const char *const coord_args[] = {"--lease-ttl-ms",
                                          "1000",
                                          NULL};
 
-/* The shards coordinator i serves now, as a bit set; -1 when its admin does not answer. */
-static int served_by(int i, uint64_t *set)
-{
-    char *body = NULL;
-    int st = http_request(cluster_coord_admin(&cl, i), "GET", "/v1/cluster", NULL, NULL, &body);
-    json_t *j = st == 200 && body ? json_loads(body, 0, NULL) : NULL;
-    free(body);
-    if (!j)
-        return -1;
-    *set = 0;
-    json_t *sh = json_object_get(j, "shards");
-    for (size_t k = 0; k < json_array_size(sh); k++) {
-        json_t *s = json_array_get(sh, k);
-        if (!strcmp(json_string_value(json_object_get(s, "here")), "serving"))
-            *set |= 1ULL << json_integer_value(json_object_get(s, "shard"));
-    }
-    json_decref(j);
-    return 0;
-}
-
-/* The namespace's detail asked of coordinator i (it gathers from the owner); NULL if none. */
-static json_t *admin_ns(int i, const char *ns)
-{
-    char path[128], *body = NULL;
-    snprintf(path, sizeof(path), "/v1/namespaces/%s", ns);
-    int st = http_request(cluster_coord_admin(&cl, i), "GET", path, NULL, NULL, &body);
-    json_t *j = st == 200 && body ? json_loads(body, 0, NULL) : NULL;
-    free(body);
-    return j;
-}
-
 static json_int_t health(json_t *detail, const char *key)
 {
     json_t *h = json_object_get(json_object_get(detail, "stats"), "edgeHealth");
@@ -203,8 +172,8 @@ START_TEST(edge_health_survives_takeover)
     uint64_t s0 = 0, s1 = 0;
     for (long long end = cluster_now_ms() + 15000;; usleep(50000)) {
         ck_assert_msg(cluster_now_ms() < end, "the shards never spread over both coordinators");
-        if (served_by(0, &s0) == 0 && served_by(1, &s1) == 0 && s0 && s1 && !(s0 & s1) &&
-            (s0 | s1) == ~0ULL)
+        if (cluster_served_by(&cl, 0, &s0) == 0 && cluster_served_by(&cl, 1, &s1) == 0 && s0 &&
+            s1 && !(s0 & s1) && (s0 | s1) == ~0ULL)
             break;
     }
     char ns[64] = "";
@@ -251,7 +220,7 @@ START_TEST(edge_health_survives_takeover)
     ck_assert_int_eq(rb, 1);
     ck_assert_int_eq(rc, 2); /* for a-c and for b-c */
 
-    json_t *d = admin_ns(1, ns);
+    json_t *d = cluster_admin_ns(&cl, 1, ns);
     ck_assert_ptr_nonnull(d);
     ck_assert_str_eq(str_at(d, "owner", NULL), "coord-2");
     expect_health(d, 1, 1, 1, 1);
@@ -295,7 +264,7 @@ START_TEST(edge_health_survives_takeover)
     }
     for (int i = 0; i < ND; i++)
         drain(dp[i], i ? 10 : 300);
-    json_t *dd = admin_ns(1, nsd);
+    json_t *dd = cluster_admin_ns(&cl, 1, nsd);
     ck_assert_ptr_nonnull(dd);
     /* v: a peer not linked to everyone; w: one of its neighbours. */
     int v = -1, w = -1;
@@ -321,7 +290,7 @@ START_TEST(edge_health_survives_takeover)
     await_ok(dp[v], "df3", NULL);
     for (int i = 0; i < ND; i++)
         drain(dp[i], i ? 10 : 300);
-    json_t *dbefore = admin_ns(1, nsd);
+    json_t *dbefore = cluster_admin_ns(&cl, 1, nsd);
     ck_assert_ptr_nonnull(dbefore);
     ck_assert_int_eq(health(dbefore, "failed"), 1);
     ck_assert_int_ge(repair_stat(dbefore, "extraLinks"), 1);
@@ -331,7 +300,7 @@ START_TEST(edge_health_survives_takeover)
     cluster_kill_coordinator(&cl, 1, SIGKILL);
     for (long long end = cluster_now_ms() + 20000;; usleep(50000)) {
         ck_assert_msg(cluster_now_ms() < end, "coord-1 never rebuilt %s", ns);
-        d = admin_ns(0, ns);
+        d = cluster_admin_ns(&cl, 0, ns);
         if (d && !strcmp(str_at(d, "owner", NULL), "coord-1") &&
             json_array_size(json_object_get(d, "peers")) == 3)
             break;
@@ -352,7 +321,7 @@ START_TEST(edge_health_survives_takeover)
     json_t *dafter = NULL;
     for (long long end = cluster_now_ms() + 10000;; usleep(50000)) {
         ck_assert_msg(cluster_now_ms() < end, "coord-1 never rebuilt %s", nsd);
-        dafter = admin_ns(0, nsd);
+        dafter = cluster_admin_ns(&cl, 0, nsd);
         if (dafter && !strcmp(str_at(dafter, "owner", NULL), "coord-1") &&
             json_array_size(json_object_get(dafter, "peers")) == ND)
             break;
@@ -381,7 +350,7 @@ START_TEST(edge_health_survives_takeover)
     count_retries(a, &ra, 0, 10);
     ck_assert_msg(ra == 0 && rb == 1 && rc == 2, "retries after the takeover: a %d b %d c %d", ra,
                   rb - 1, rc - 2);
-    d = admin_ns(0, ns);
+    d = cluster_admin_ns(&cl, 0, ns);
     ck_assert_ptr_nonnull(d);
     expect_health(d, 1, 2, 1, 0);
     json_decref(d);

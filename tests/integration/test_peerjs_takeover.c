@@ -35,37 +35,6 @@ static const char *const coord_args[] = {"--lease-ttl-ms",
                                          "1000",
                                          NULL};
 
-/* The shards coordinator i serves now, as a bit set; -1 when its admin does not answer. */
-static int served_by(int i, uint64_t *set)
-{
-    char *body = NULL;
-    int st = http_request(cluster_coord_admin(&cl, i), "GET", "/v1/cluster", NULL, NULL, &body);
-    json_t *j = st == 200 && body ? json_loads(body, 0, NULL) : NULL;
-    free(body);
-    if (!j)
-        return -1;
-    *set = 0;
-    json_t *sh = json_object_get(j, "shards");
-    for (size_t k = 0; k < json_array_size(sh); k++) {
-        json_t *s = json_array_get(sh, k);
-        if (!strcmp(json_string_value(json_object_get(s, "here")), "serving"))
-            *set |= 1ULL << json_integer_value(json_object_get(s, "shard"));
-    }
-    json_decref(j);
-    return 0;
-}
-
-/* The namespace's detail asked of coordinator i (it gathers from the owner); NULL if none. */
-static json_t *admin_ns(int i, const char *ns)
-{
-    char path[128], *body = NULL;
-    snprintf(path, sizeof(path), "/v1/namespaces/%s", ns);
-    int st = http_request(cluster_coord_admin(&cl, i), "GET", path, NULL, NULL, &body);
-    json_t *j = st == 200 && body ? json_loads(body, 0, NULL) : NULL;
-    free(body);
-    return j;
-}
-
 static long long gw_metric(int gw, const char *series)
 {
     return metric_at(cl.gw_port[gw], NULL, series);
@@ -163,8 +132,8 @@ static void key_on_coord2(char *key, size_t key_cap, char *ns, size_t ns_cap)
     uint64_t s0 = 0, s1 = 0;
     for (long long end = cluster_now_ms() + 15000;; usleep(50000)) {
         ck_assert_msg(cluster_now_ms() < end, "the shards never spread over both coordinators");
-        if (served_by(0, &s0) == 0 && served_by(1, &s1) == 0 && s0 && s1 && !(s0 & s1) &&
-            (s0 | s1) == ~0ULL)
+        if (cluster_served_by(&cl, 0, &s0) == 0 && cluster_served_by(&cl, 1, &s1) == 0 && s0 &&
+            s1 && !(s0 & s1) && (s0 | s1) == ~0ULL)
             break;
     }
     *key = 0;
@@ -185,7 +154,7 @@ static void await_rebuilt(int i, const char *ns, size_t n)
     for (long long end = cluster_now_ms() + 20000;; usleep(50000)) {
         ck_assert_msg(cluster_now_ms() < end, "coord-%d never held %s with %zu peers", i + 1, ns,
                       n);
-        json_t *d = admin_ns(i, ns);
+        json_t *d = cluster_admin_ns(&cl, i, ns);
         int done = d && !strcmp(str_at(d, "owner", NULL), i ? "coord-2" : "coord-1") &&
                    json_array_size(json_object_get(d, "peers")) == n;
         json_decref(d);
