@@ -553,9 +553,7 @@ slow:;
 
 static ms_session_t *session_by_id(ms_gateway_t *gw, uint64_t id)
 {
-    ms_session_t *s;
-    HASH_FIND(hh, gw->sessions, &id, sizeof(id), s);
-    return s;
+    return ms_gw_session_find(gw, id);
 }
 
 /* Sends what e held, now that its path is known: direct to e's gateway, or

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <uthash.h>
 
 #include "internal.h"
 #include "log.h"
@@ -157,6 +156,8 @@ ms_err_t ms_gw_create(const ms_gw_config_t *cfg, ms_gateway_t **out)
     if (!gw)
         return MS_ERR_NOMEM;
     gw->cfg = cfg;
+    ms_pidx_init(&gw->sessions, ms_gw_session_hash);
+    ms_pidx_init(&gw->by_peer, ms_gw_peer_hash);
     gw->started_ms = ms_clock_wall_ms();
     if ((err = name_gateway(gw)) != MS_OK || (err = set_limits(gw)) != MS_OK ||
         (err = ms_gw_hello_init(gw)) != MS_OK ||  /* tokens and the resume key */
@@ -180,8 +181,8 @@ fail:
 
 void ms_gw_send_all_elsewhere(ms_gateway_t *gw, const char *reason)
 {
-    ms_session_t *s, *tmp;
-    HASH_ITER(hh, gw->sessions, s, tmp)
+    ms_session_t *s;
+    MS_PIDX_FOREACH(&gw->sessions, i, s)
     {
         if (s->closing)
             continue; /* told already */
@@ -313,6 +314,8 @@ void ms_gw_destroy(ms_gateway_t *gw)
     ms_gw_receipt_cleanup(gw);
     ms_gw_inflight_cleanup(gw);
     ms_gw_peerjs_cleanup(gw);
+    ms_pidx_cleanup(&gw->sessions); /* empty: the context's end closed every session */
+    ms_pidx_cleanup(&gw->by_peer);
     free(gw->epochs);
     free(gw->out);
     free(gw->pub);

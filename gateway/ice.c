@@ -195,8 +195,8 @@ void ms_gw_ice_sweep(ms_gateway_t *gw, uint64_t now_us)
         return;
     gw->ice_next_walk_us = now_us + 1000000u;
     uint32_t now = mono_s();
-    ms_session_t *s, *tmp;
-    HASH_ITER(hh, gw->sessions, s, tmp)
+    ms_session_t *s;
+    MS_PIDX_FOREACH(&gw->sessions, i, s)
     {
         if (!s->ice_renew_s || now < s->ice_renew_s || s->state != MS_SESSION_JOINED ||
             !s->peer_id || s->closing)

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uthash.h>
 
 #include "internal.h"
 #include "subject.h"
@@ -53,9 +52,7 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d,
         ms_gw_peerjs_discovered(gw, d->session, d->peers);
         return;
     }
-    ms_session_t *s;
-    uint64_t id = d->session;
-    HASH_FIND(hh, gw->sessions, &id, sizeof(id), s);
+    ms_session_t *s = ms_gw_session_find(gw, d->session);
     /* Whom the peer may signal: with its welcome, or alone on a policy change. */
     if (d->signal_scope && s &&
         ((s->state == MS_SESSION_JOINING && d->msg &&

@@ -40,6 +40,7 @@
 #include "ratelimit.h"
 #include "ice.h"
 #include "session.h"
+#include "ptrindex.h"
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
 #define CLOSE_TOO_BIG 1009
@@ -101,7 +102,7 @@ struct ms_gateway {
     int resume_on;
 
     /* ws.c: the sessions and the write path */
-    ms_session_t *sessions; /* uthash by id */
+    ms_pidx_t sessions; /* every WebSocket session, by id (ms_gw_session_find) */
     size_t n_sessions;
     uint64_t next_session;
     char *out; /* scratch: one encoded message (relay.c builds into it too) */
@@ -140,7 +141,7 @@ struct ms_gateway {
     uint64_t n_direct_retire_timeouts;  /* a moved sender's old place sent no END in time */
 
     /* peers.c */
-    ms_session_t *by_peer; /* joined sessions by (namespace, peer id): hh_peer */
+    ms_pidx_t by_peer; /* joined sessions by (namespace, peer id): peer_key */
 
     /* liveness.c */
     lws_sorted_usec_list_t sul_sweep;
@@ -168,6 +169,11 @@ struct ms_gateway {
 };
 
 /* ---- ws.c ---------------------------------------------------------------- */
+
+/* The session with this id, or NULL (ids are never reused). */
+ms_session_t *ms_gw_session_find(ms_gateway_t *gw, uint64_t id);
+/* ms_pidx hash of gw->sessions (gateway.c sets it up). */
+uint64_t ms_gw_session_hash(const void *s);
 
 /* The lws callback of the two WebSocket subprotocols. */
 int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -371,6 +377,8 @@ void ms_gw_resync_report(ms_gateway_t *gw, const Meshsig__Bus__ResyncRequest *rq
 
 /* ---- peers.c ------------------------------------------------------------- */
 
+/* ms_pidx hash of gw->by_peer (gateway.c sets it up). */
+uint64_t ms_gw_peer_hash(const void *s);
 void ms_gw_peer_index_add(ms_gateway_t *gw, ms_session_t *s);
 void ms_gw_peer_index_remove(ms_gateway_t *gw, ms_session_t *s);
 /* The joined session of this gateway holding peer in ns, or NULL. */

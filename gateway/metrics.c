@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uthash.h>
 
 #include "internal.h"
 #include "metrics.h"
@@ -41,8 +40,8 @@ static int busver_text(char *buf, size_t cap, void *ud)
 char *ms_gw_metrics_text(ms_gateway_t *gw, size_t *len)
 {
     size_t queued = 0, pairs = 0;
-    ms_session_t *s, *tmp;
-    HASH_ITER(hh, gw->sessions, s, tmp)
+    ms_session_t *s;
+    MS_PIDX_FOREACH(&gw->sessions, i, s)
     {
         queued += s->queued;
         pairs += s->pairs.n;

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The index of joined sessions by (namespace, peer id), for relaying between neighbours. */
 #include <string.h>
-#include <uthash.h>
 
 #include "hash.h"
 #include "internal.h"
@@ -13,11 +12,21 @@ static uint64_t peer_key(const char *ns, const char *peer)
     return h * 0x9e3779b97f4a7c15ULL;
 }
 
+uint64_t ms_gw_peer_hash(const void *s)
+{
+    return ((const ms_session_t *)s)->peer_key;
+}
+
+static int peer_key_is(const void *s, const void *key)
+{
+    return ((const ms_session_t *)s)->peer_key == *(const uint64_t *)key;
+}
+
 void ms_gw_peer_index_remove(ms_gateway_t *gw, ms_session_t *s)
 {
     if (!s->peer_indexed)
         return;
-    HASH_DELETE(hh_peer, gw->by_peer, s);
+    ms_pidx_remove(&gw->by_peer, s);
     s->peer_indexed = 0;
 }
 
@@ -30,20 +39,20 @@ void ms_gw_peer_index_add(ms_gateway_t *gw, ms_session_t *s)
     if (!s->ns || !s->peer_id)
         return;
     s->peer_key = peer_key(s->ns, s->peer_id);
-    ms_session_t *old;
-    HASH_FIND(hh_peer, gw->by_peer, &s->peer_key, sizeof(s->peer_key), old);
+    ms_session_t *old = ms_pidx_find(&gw->by_peer, s->peer_key, peer_key_is, &s->peer_key);
     if (old)
         ms_gw_peer_index_remove(gw, old);
-    HASH_ADD(hh_peer, gw->by_peer, peer_key, sizeof(s->peer_key), s);
-    s->peer_indexed = 1;
+    /* Out of memory: not indexed, so its neighbours here reach it through
+     * the owner (by session id) instead of directly. */
+    if (ms_pidx_add(&gw->by_peer, s) == 0)
+        s->peer_indexed = 1;
 }
 
 /* The joined session of this gateway holding peer in ns, or NULL. */
 ms_session_t *ms_gw_peer_index_find(ms_gateway_t *gw, const char *ns, const char *peer)
 {
     uint64_t key = peer_key(ns, peer);
-    ms_session_t *t;
-    HASH_FIND(hh_peer, gw->by_peer, &key, sizeof(key), t);
+    ms_session_t *t = ms_pidx_find(&gw->by_peer, key, peer_key_is, &key);
     if (!t || t->state != MS_SESSION_JOINED || t->closing || strcmp(t->peer_id, peer) ||
         strcmp(t->ns, ns))
         return NULL;

@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uthash.h>
 
 #include "edgehealth.h"
 #include "internal.h"
@@ -70,8 +69,8 @@ void ms_gw_resync_report(ms_gateway_t *gw, const Meshsig__Bus__ResyncRequest *rq
                 rq->shards, gw->cfg->shards);
     Meshsig__Bus__SessionReport reps[RESYNC_BATCH], *ptrs[RESYNC_BATCH];
     size_t n = 0, total = 0;
-    ms_session_t *s, *tmp;
-    HASH_ITER(hh, gw->sessions, s, tmp)
+    ms_session_t *s;
+    MS_PIDX_FOREACH(&gw->sessions, i, s)
     {
         if (s->state != MS_SESSION_JOINED || s->shard != rq->shard || !s->peer_id)
             continue;

@@ -11,7 +11,6 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <libwebsockets.h>
-#include <uthash.h>
 
 #include "ratelimit.h"
 #include "strset.h"
@@ -84,10 +83,9 @@ typedef struct ms_session {
      * owner told this session where they live; direct.c treats them as neighbours. */
     ms_strset_t pairs;
     ms_session_ext_t *ext; /* NULL until first used */
-    UT_hash_handle hh;     /* by id */
-    /* The gateway's index of joined sessions by (namespace, peer id), for
-     * signals between neighbours that are both on this gateway. */
-    UT_hash_handle hh_peer;
+    /* The key of the gateway's index of joined sessions by (namespace, peer
+     * id), for signals between neighbours that are both on this gateway
+     * (peers.c); the index of all sessions is by id (ws.c). */
     uint64_t peer_key;
     /* Sizes are bounded by the frame and queue caps (under 4 GiB). */
     uint32_t queued;

@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <uthash.h>
 
 #include "codec.h"
 #include "internal.h"
@@ -87,12 +86,26 @@ static void write_now(ms_gateway_t *gw, ms_session_t *s)
         lws_callback_on_writable(wsi);
 }
 
+uint64_t ms_gw_session_hash(const void *s)
+{
+    return ((const ms_session_t *)s)->id;
+}
+
+static int session_is(const void *s, const void *id)
+{
+    return ((const ms_session_t *)s)->id == *(const uint64_t *)id;
+}
+
+ms_session_t *ms_gw_session_find(ms_gateway_t *gw, uint64_t id)
+{
+    return ms_pidx_find(&gw->sessions, id, session_is, &id);
+}
+
 void ms_gw_write_flush(ms_gateway_t *gw)
 {
     /* Bounded: a write queues nothing, so the list does not grow here. */
     for (size_t i = 0; i < gw->n_wsoon; i++) {
-        ms_session_t *s;
-        HASH_FIND(hh, gw->sessions, &gw->wsoon[i], sizeof(gw->wsoon[i]), s);
+        ms_session_t *s = ms_gw_session_find(gw, gw->wsoon[i]);
         if (!s)
             continue; /* closed in this turn (ids are never reused) */
         s->wsoon = 0;
@@ -247,11 +260,14 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
     case LWS_CALLBACK_ESTABLISHED:
         memset(s, 0, sizeof(*s));
         s->id = ++gw->next_session;
+        if (ms_pidx_add(&gw->sessions, s) < 0) {
+            s->id = 0; /* out of memory: closed, and CLOSED has nothing to undo */
+            return -1;
+        }
         s->wsi = wsi;
         s->binary = !strcmp(lws_get_protocol(wsi)->name, "meshsig.v1.proto");
         ms_ratelimit_start(&s->rate_msgs, &gw->rule_msgs, ms_clock_mono_us());
         ms_ratelimit_start(&s->rate_bytes, &gw->rule_bytes, ms_clock_mono_us());
-        HASH_ADD(hh, gw->sessions, id, sizeof(s->id), s);
         gw->n_sessions++;
         ms_gw_deadline_arm(gw, s, &gw->hello_waits, (uint64_t)gw->cfg->hello_timeout_ms * 1000u);
         ms_gw_idle_touch(gw, s);
@@ -413,7 +429,7 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
         if (s->state != MS_SESSION_NEW && s->ns)
             ms_gw_publish_leave(gw, s, "closed");
         ms_gw_peer_index_remove(gw, s);
-        HASH_DEL(gw->sessions, s);
+        ms_pidx_remove(&gw->sessions, s);
         gw->n_sessions--;
         ms_session_cleanup(s);
         s->id = 0;
