@@ -125,7 +125,7 @@ static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
     ms_ns_t *ns, *tmp;
     MS_NS_FOREACH(c, ns, tmp)
     {
-        n_peers += HASH_COUNT(ns->members);
+        n_peers += ns->members.n;
         n_backends += ms_backend_count(ns);
     }
     ms_metrics_t m;

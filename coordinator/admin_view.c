@@ -157,10 +157,10 @@ json_t *ms_admin_ns_list(ms_coord_t *c)
     ms_ns_t *ns, *tmp;
     MS_NS_FOREACH(c, ns, tmp)
     {
-        json_array_append_new(arr, json_pack("{s:s, s:I, s:s, s:i, s:s}", "name", ns->name, "peers",
-                                             (json_int_t)HASH_COUNT(ns->members), "topology",
-                                             ns->policy.topology, "shard", (int)ns->shard, "owner",
-                                             c->id));
+        json_array_append_new(arr,
+                              json_pack("{s:s, s:I, s:s, s:i, s:s}", "name", ns->name, "peers",
+                                        (json_int_t)ns->members.n, "topology", ns->policy.topology,
+                                        "shard", (int)ns->shard, "owner", c->id));
     }
     return json_pack("{s:o}", "namespaces", arr);
 }

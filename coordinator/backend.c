@@ -342,18 +342,20 @@ static void send_event(ms_coord_t *c, ms_ns_t *ns, ms_backend_t *b,
 /* The peers now, in parts of SNAPSHOT_PART ids: the start of b's event stream. */
 static void send_snapshot(ms_coord_t *c, ms_ns_t *ns, ms_backend_t *b)
 {
-    size_t n = HASH_COUNT(ns->members);
+    size_t n = ns->members.n, sent = 0;
     char **ids = malloc((n < SNAPSHOT_PART ? n : SNAPSHOT_PART) * sizeof(*ids) + 1);
     if (!ids)
         return;
     Meshsig__Backend__V1__PeerEvent ev = MESHSIG__BACKEND__V1__PEER_EVENT__INIT;
     ev.kind = MESHSIG__BACKEND__V1__PEER_EVENT__KIND__SNAPSHOT;
     ev.peers = ids;
-    const ms_member_t *m = ns->members;
+    uint32_t i = 0; /* the index's next slot: nothing joins or leaves between the parts */
     do {
-        for (ev.n_peers = 0; m && ev.n_peers < SNAPSHOT_PART; m = m->hh.next)
-            ids[ev.n_peers++] = m->id;
-        ev.more = m != NULL;
+        for (ev.n_peers = 0; i < ns->members.cap && ev.n_peers < SNAPSHOT_PART; i++)
+            if (ns->members.slot[i])
+                ids[ev.n_peers++] = ((const ms_member_t *)ns->members.slot[i])->id;
+        sent += ev.n_peers;
+        ev.more = sent < n;
         send_event(c, ns, b, &ev);
     } while (ev.more);
     free(ids);
@@ -490,7 +492,10 @@ static void attach(ms_coord_t *c, uint32_t shard, const char *reply,
             ms_ns_destroy_if_empty(c, ns);
             return;
         }
-        if (HASH_COUNT(ns->backends) >= MAX_PER_NS || !(b = backend_new(rq->instance))) {
+        if (HASH_COUNT(ns->backends) >= MAX_PER_NS || !(b = backend_new(rq->instance)) ||
+            ms_ns_face_add(ns, b->face) != MS_OK) {
+            if (b)
+                backend_free(b);
             refuse(c, shard, rq, NULL, reply, ERR(NAMESPACE_FULL),
                    "namespace %s has %d backends attached, or memory ran out", ns->name,
                    MAX_PER_NS);
@@ -498,7 +503,6 @@ static void attach(ms_coord_t *c, uint32_t shard, const char *reply,
             return;
         }
         HASH_ADD_KEYPTR(hh, ns->backends, b->face->id, strlen(b->face->id), b);
-        ms_ns_face_add(ns, b->face);
         created = 1;
         c->backends.n_attached++;
         ms_info("backend %s attached to namespace %s", b->face->id, ns->name);

@@ -74,8 +74,8 @@ void ms_tree_source_notify(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
         send_topology(c, ns, to, &t);
         return;
     }
-    ms_member_t *m, *tmp;
-    HASH_ITER(hh, ns->members, m, tmp)
+    ms_member_t *m;
+    MS_NS_MEMBERS_FOREACH(ns, i, m)
     {
         if (m != source)
             send_topology(c, ns, m, &t);

@@ -94,7 +94,7 @@ static int hello_policy(ms_coord_t *c, ms_ns_t *ns, const Meshsig__Bus__ShardReq
     }
     if (ms_policy_same(&ns->policy, &p))
         return 1;
-    if (HASH_COUNT(ns->members) || ns->n_waiting || ms_policies_has_override(c, ns->name)) {
+    if (ns->members.n || ns->n_waiting || ms_policies_has_override(c, ns->name)) {
         ms_outbox_error(&c->outbox, ns->shard, req->gateway_id, req->session, cid, ERR(BAD_REQUEST),
                         "hello.policy: namespace %s already runs another policy (topology %s); "
                         "join without hello.policy or with the same one",
@@ -607,13 +607,17 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
                         ns->by_handle[0] ? ns->by_handle[0]->id : "?");
         goto done;
     }
-    if (herr != MS_OK)
+    if (herr != MS_OK || ms_ns_member_add(ns, m) != MS_OK) {
+        if (herr == MS_OK)
+            ms_ns_free_handle(ns, m);
         goto nomem;
+    }
     ms_topo_diff_t *diff = ms_ns_diff(c);
     /* The cap is checked here for every engine (the full mesh also keeps its own). */
     ms_err_t err = ms_ns_full(c, ns) ? MS_ERR_FULL
                                      : ns->engine->ops->join(ns->engine, m->handle, m->pos, diff);
     if (err != MS_OK) {
+        ms_ns_member_remove(ns, m);
         ms_ns_free_handle(ns, m);
         if (err == MS_ERR_FULL && ns->policy.overflow_wait) {
             enqueue_waiter(c, ns, req);
@@ -630,7 +634,6 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
                             "topology join failed: %s", ms_err_str(err));
         goto done;
     }
-    HASH_ADD_KEYPTR(hh, ns->members, m->id, strlen(m->id), m);
     ms_gw_seen(c, m->gateway);
     c->members.n_joins++;
     send_welcome(c, ns, m, cid);
@@ -690,7 +693,7 @@ void ms_member_leave(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *rea
     int was_source = m->source && ms_ns_has_source_slot(ns);
     ms_ns_free_handle(ns, m);
     ms_ns_apply_diff(c, ns, diff, NULL, NULL, 0);
-    HASH_DEL(ns->members, m);
+    ms_ns_member_remove(ns, m);
     if (was_source)
         ms_tree_source_notify(c, ns, NULL, NULL); /* to everyone: the source is gone */
     c->members.n_leaves++;
@@ -717,8 +720,8 @@ size_t ms_member_close_ns(ms_coord_t *c, ms_ns_t *ns, const char *reason)
 {
     size_t n = 0;
     ms_sm_error_t e;
-    ms_member_t *m, *tmp;
-    HASH_ITER(hh, ns->members, m, tmp)
+    ms_member_t *m;
+    MS_NS_MEMBERS_FOREACH(ns, i, m)
     {
         if (m->detached_ms)
             c->members.n_detached--;
@@ -733,7 +736,7 @@ size_t ms_member_close_ns(ms_coord_t *c, ms_ns_t *ns, const char *reason)
                           ms_sm_error(&e, w->client_id, ERR(NAMESPACE_CLOSED), reason),
                           CLOSE_NS_CLOSED);
     /* Everyone goes at once: no repair events among peers that are all leaving. */
-    c->members.n_leaves += HASH_COUNT(ns->members);
+    c->members.n_leaves += ns->members.n;
     ms_ns_destroy(c, ns);
     return n;
 }
@@ -772,8 +775,8 @@ static void detach_members_of(ms_coord_t *c, const char *gateway, uint64_t now)
     ms_ns_t *ns, *ntmp;
     MS_NS_FOREACH(c, ns, ntmp)
     {
-        ms_member_t *m, *mtmp;
-        HASH_ITER(hh, ns->members, m, mtmp)
+        ms_member_t *m;
+        MS_NS_MEMBERS_FOREACH(ns, i, m)
         if (!m->detached_ms && !strcmp(m->gateway, gateway)) {
             m->detached_ms = now;
             c->members.n_detached++;
@@ -793,8 +796,8 @@ static void reattach_members_of(ms_coord_t *c, const char *gateway)
     ms_ns_t *ns, *ntmp;
     MS_NS_FOREACH(c, ns, ntmp)
     {
-        ms_member_t *m, *mtmp;
-        HASH_ITER(hh, ns->members, m, mtmp)
+        ms_member_t *m;
+        MS_NS_MEMBERS_FOREACH(ns, i, m)
         if (m->detached_ms && !strcmp(m->gateway, gateway)) {
             ms_member_reattach(c, m);
             n++;
@@ -817,16 +820,23 @@ void ms_member_liveness(ms_coord_t *c, uint64_t now)
     ms_ns_t *ns, *ntmp;
     MS_NS_FOREACH(c, ns, ntmp)
     {
-        ms_member_t *m, *mtmp;
-        HASH_ITER(hh, ns->members, m, mtmp)
-        {
-            if (!m->detached_ms || now - m->detached_ms < (uint64_t)c->cfg->resume_grace_ms)
-                continue;
-            /* The last leave may free the namespace: stop iterating it then. */
-            int last = HASH_COUNT(ns->members) == 1 && !ns->waiting;
-            ms_member_leave(c, ns, m, "gateway lost");
-            if (last)
+        /* A leave moves members within the index: they are collected first,
+         * a batch at a time (a leave removes only the member leaving, so the
+         * others collected stay valid), until a pass finds none. */
+        for (int gone = 0; !gone;) {
+            ms_member_t *due[64], *m;
+            size_t n = 0;
+            MS_NS_MEMBERS_FOREACH(ns, i, m)
+            if (n < sizeof(due) / sizeof(due[0]) && m->detached_ms &&
+                now - m->detached_ms >= (uint64_t)c->cfg->resume_grace_ms)
+                due[n++] = m;
+            if (!n)
                 break;
+            for (size_t k = 0; k < n && !gone; k++) {
+                /* The last leave frees the namespace: stop there. */
+                gone = ns->members.n == 1 && !ns->waiting;
+                ms_member_leave(c, ns, due[k], "gateway lost");
+            }
         }
     }
 }

@@ -93,9 +93,14 @@ static ms_member_t *place(merge_t *mg, const Meshsig__Bus__SessionReport *sr, ms
     }
     if (err != MS_OK)
         goto fail;
+    if (ms_ns_member_add(ns, m) != MS_OK) {
+        ms_ns_free_handle(ns, m);
+        goto fail;
+    }
     err = ms_ns_full(c, ns) ? MS_ERR_FULL
                             : ns->engine->ops->join(ns->engine, m->handle, m->pos, diff);
     if (err != MS_OK) {
+        ms_ns_member_remove(ns, m);
         ms_ns_free_handle(ns, m);
         if (err == MS_ERR_FULL) {
             code = ERR(NAMESPACE_FULL);
@@ -105,7 +110,6 @@ static ms_member_t *place(merge_t *mg, const Meshsig__Bus__SessionReport *sr, ms
         }
         goto fail;
     }
-    HASH_ADD_KEYPTR(hh, ns->members, m->id, strlen(m->id), m);
     ms_gw_seen(c, m->gateway);
     return m;
 fail:
@@ -166,8 +170,8 @@ static void settle_held(merge_t *mg, ms_member_t **placed, size_t n)
         }
     }
     /* Members known before that hold a merged member the merged one did not report. */
-    ms_member_t *x, *tmp;
-    HASH_ITER(hh, ns->members, x, tmp)
+    ms_member_t *x;
+    MS_NS_MEMBERS_FOREACH(ns, i, x)
     {
         if (!x->n_dangling || fresh_of(mg, x))
             continue;

@@ -82,6 +82,21 @@ static ms_err_t engine_create(const ms_policy_t *p, const char *ns_name, ms_topo
     return ms_topo_create(p->topology, &params, out);
 }
 
+static uint64_t id_hash(const char *id)
+{
+    return ms_fnv1a64(id, strlen(id));
+}
+
+static uint64_t member_hash(const void *m)
+{
+    return id_hash(((const ms_member_t *)m)->id);
+}
+
+static int member_is(const void *m, const void *id)
+{
+    return !strcmp(((const ms_member_t *)m)->id, id);
+}
+
 ms_err_t ms_ns_get(ms_coord_t *c, const char *name, ms_ns_t **out)
 {
     ms_ns_t *ns = ms_ns_find(c, name);
@@ -96,6 +111,8 @@ ms_err_t ms_ns_get(ms_coord_t *c, const char *name, ms_ns_t **out)
     ns = calloc(1, sizeof(*ns));
     if (!ns || !(ns->name = strdup(name)))
         goto fail;
+    ms_pidx_init(&ns->members, member_hash);
+    ms_pidx_init(&ns->faces, member_hash);
     ns->shard = ms_bus_shard_of(name, c->ns.n_shards);
     ns->policy = *ms_policies_for(c, name);
     if ((err = engine_create(&ns->policy, name, &ns->engine)) != MS_OK)
@@ -194,12 +211,11 @@ void ms_ns_destroy(ms_coord_t *c, ms_ns_t *ns)
     for (size_t i = 0; i < c->ns.n_hooks; i++)
         if (c->ns.hooks[i]->cleanup)
             c->ns.hooks[i]->cleanup(ns);
-    ms_member_t *m, *tmp;
-    HASH_ITER(hh, ns->members, m, tmp)
-    {
-        HASH_DEL(ns->members, m);
-        ms_member_free(m);
-    }
+    ms_member_t *m;
+    MS_NS_MEMBERS_FOREACH(ns, i, m)
+    ms_member_free(m);
+    ms_pidx_cleanup(&ns->members);
+    ms_pidx_cleanup(&ns->faces); /* empty: their module removed them (backend.c cleanup) */
     HASH_DEL(c->ns.by_name, ns);
     if (c->ns.n_by_shard && ns->shard < c->ns.n_shards && c->ns.n_by_shard[ns->shard])
         c->ns.n_by_shard[ns->shard]--;
@@ -215,7 +231,7 @@ void ms_ns_destroy(ms_coord_t *c, ms_ns_t *ns)
 
 int ms_ns_destroy_if_empty(ms_coord_t *c, ms_ns_t *ns)
 {
-    if (ns->members || ns->waiting || ns->faces)
+    if (ns->members.n || ns->waiting || ns->faces.n)
         return 0;
     ms_ns_destroy(c, ns);
     return 1;
@@ -256,9 +272,17 @@ ms_err_t ms_ns_restore_member(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
 
 ms_member_t *ms_ns_member(ms_ns_t *ns, const char *id)
 {
-    ms_member_t *m;
-    HASH_FIND_STR(ns->members, id, m);
-    return m;
+    return ms_pidx_find(&ns->members, id_hash(id), member_is, id);
+}
+
+ms_err_t ms_ns_member_add(ms_ns_t *ns, ms_member_t *m)
+{
+    return ms_pidx_add(&ns->members, m) == 0 ? MS_OK : MS_ERR_NOMEM;
+}
+
+void ms_ns_member_remove(ms_ns_t *ns, ms_member_t *m)
+{
+    ms_pidx_remove(&ns->members, m);
 }
 
 ms_member_t *ms_ns_party(ms_ns_t *ns, const char *id)
@@ -267,21 +291,19 @@ ms_member_t *ms_ns_party(ms_ns_t *ns, const char *id)
     return m ? m : ms_ns_face(ns, id);
 }
 
-void ms_ns_face_add(ms_ns_t *ns, ms_member_t *m)
+ms_err_t ms_ns_face_add(ms_ns_t *ns, ms_member_t *m)
 {
-    HASH_ADD_KEYPTR(hh, ns->faces, m->id, strlen(m->id), m);
+    return ms_pidx_add(&ns->faces, m) == 0 ? MS_OK : MS_ERR_NOMEM;
 }
 
 void ms_ns_face_remove(ms_ns_t *ns, ms_member_t *m)
 {
-    HASH_DEL(ns->faces, m);
+    ms_pidx_remove(&ns->faces, m);
 }
 
 ms_member_t *ms_ns_face(ms_ns_t *ns, const char *id)
 {
-    ms_member_t *m;
-    HASH_FIND_STR(ns->faces, id, m);
-    return m;
+    return ms_pidx_find(&ns->faces, id_hash(id), member_is, id);
 }
 
 /* Free handles form a min-heap so the smallest is reused first (engines index arrays by handle). */
@@ -585,8 +607,8 @@ static void collect(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud)
  * a gateway relays signals between its own sessions only as the owner would allow. */
 static void send_signal_scope(ms_coord_t *c, ms_ns_t *ns)
 {
-    ms_member_t *m, *tmp;
-    HASH_ITER(hh, ns->members, m, tmp)
+    ms_member_t *m;
+    MS_NS_MEMBERS_FOREACH(ns, i, m)
     {
         Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
         d.session = m->session;

@@ -18,6 +18,7 @@
 #include "bus.pb-c.h"
 #include "client.pb-c.h"
 #include "policy.h"
+#include "ptrindex.h"
 #include "table.h"
 #include "topology.h"
 #include "vivaldi.h"
@@ -26,7 +27,8 @@ typedef struct ms_coord ms_coord_t;
 struct ms_ns;
 
 /* A peer in a namespace. One per joined peer: ordered so that it has no holes
- * (counts are uint32_t, each bounded far below that), 256 bytes. */
+ * (counts are uint32_t, each bounded far below that), 200 bytes. Indexed by
+ * id in ns->members (or ns->faces), which keeps nothing inside it. */
 typedef struct ms_member {
     char *id;
     ms_peer_t handle;
@@ -72,8 +74,7 @@ typedef struct ms_member {
     uint32_t n_p2p_links, n_p2p_asks, n_pairs, n_dangling;
     uint32_t metadata_len; /* at most 4096 (member.c) */
     uint8_t claim_len;
-    uint8_t source;    /* joined as the tree's source: handle 0 (ms_ns_has_source_slot) */
-    UT_hash_handle hh; /* by id */
+    uint8_t source; /* joined as the tree's source: handle 0 (ms_ns_has_source_slot) */
 } ms_member_t;
 
 typedef struct ms_ns {
@@ -81,7 +82,7 @@ typedef struct ms_ns {
     uint32_t shard;
     ms_policy_t policy;
     ms_topo_t *engine;
-    ms_member_t *members; /* uthash by id */
+    ms_pidx_t members; /* ms_member_t by id: ms_ns_member, MS_NS_MEMBERS_FOREACH */
     ms_member_t **by_handle;
     size_t n_handles;       /* slots in by_handle */
     uint32_t *free_handles; /* min-heap */
@@ -98,7 +99,7 @@ typedef struct ms_ns {
     struct ms_stream *streams;                /* stream.c */
     struct ms_edge_health *health;            /* edges.c: reported edge states */
     struct ms_backend *backends;              /* backend.c: attached backends, by instance */
-    ms_member_t *faces; /* their peer faces, uthash by id (ms_ns_face_add; backend.c) */
+    ms_pidx_t faces; /* their peer faces by id (ms_ns_face_add; backend.c) */
     UT_hash_handle hh;
 } ms_ns_t;
 
@@ -166,12 +167,18 @@ ms_vivaldi_t *ms_member_viv(ms_member_t *m);
 ms_topo_pos_t ms_member_network_origin(const ms_member_t *m);
 
 ms_member_t *ms_ns_member(ms_ns_t *ns, const char *id);
+/* Indexes m (a new member, its id not taken) in ns->members. MS_ERR_NOMEM: not added. */
+ms_err_t ms_ns_member_add(ms_ns_t *ns, ms_member_t *m);
+void ms_ns_member_remove(ms_ns_t *ns, ms_member_t *m);
+/* Visits ns's members (ms_member_t *m) in no particular order. The body must not add or
+ * remove members (collect them first: ptrindex.h). */
+#define MS_NS_MEMBERS_FOREACH(ns, i, m) MS_PIDX_FOREACH(&(ns)->members, i, m)
 /* A member, or else a peer face (a backend attached to ns, backend.h): whoever can send or
  * receive an emit, an ack, a call or its reply under that id. */
 ms_member_t *ms_ns_party(ms_ns_t *ns, const char *id);
 /* Peer faces: m (with m->deliver set) joins ns->faces, which keeps ns alive; the caller
  * owns m and removes it before freeing it. */
-void ms_ns_face_add(ms_ns_t *ns, ms_member_t *m);
+ms_err_t ms_ns_face_add(ms_ns_t *ns, ms_member_t *m);
 void ms_ns_face_remove(ms_ns_t *ns, ms_member_t *m);
 ms_member_t *ms_ns_face(ms_ns_t *ns, const char *id);
 /* The member holding handle h, or NULL. */

@@ -247,8 +247,8 @@ static void member_free(ms_member_t *m)
 /* The namespace goes (its shard was dropped, or it emptied): members keep no p2p state. */
 static void cleanup(ms_ns_t *ns)
 {
-    ms_member_t *m, *tmp;
-    HASH_ITER(hh, ns->members, m, tmp)
+    ms_member_t *m;
+    MS_NS_MEMBERS_FOREACH(ns, i, m)
     member_free(m);
 }
 

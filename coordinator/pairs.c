@@ -206,8 +206,8 @@ size_t ms_pairs_count(ms_coord_t *c)
     {
         if (!ns->policy.signal_any)
             continue;
-        ms_member_t *m, *mt;
-        HASH_ITER(hh, ns->members, m, mt)
+        ms_member_t *m;
+        MS_NS_MEMBERS_FOREACH(ns, i, m)
         n += m->n_pairs;
     }
     return n / 2;
@@ -247,8 +247,8 @@ static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 /* The namespace goes (its shard was dropped, or it emptied). */
 static void cleanup(ms_ns_t *ns)
 {
-    ms_member_t *m, *tmp;
-    HASH_ITER(hh, ns->members, m, tmp)
+    ms_member_t *m;
+    MS_NS_MEMBERS_FOREACH(ns, i, m)
     member_free(m);
 }
 

@@ -237,7 +237,13 @@ static long rebuild_ns(ms_coord_t *c, const char *name, rb_peer_t *peers, size_t
             peers[i].m = NULL;
             continue;
         }
-        HASH_ADD_KEYPTR(hh, ns->members, peers[i].m->id, strlen(peers[i].m->id), peers[i].m);
+        if (ms_ns_member_add(ns, peers[i].m) != MS_OK) {
+            /* Out of memory: left out, as above; its gateway's next report brings it. */
+            ms_ns_free_handle(ns, peers[i].m);
+            ms_member_free(peers[i].m);
+            peers[i].m = NULL;
+            continue;
+        }
         ms_gw_seen(c, peers[i].m->gateway);
         n_nb += peers[i].sr->n_neighbours;
     }

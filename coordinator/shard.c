@@ -272,16 +272,16 @@ static void handle_discover(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__S
     size_t limit = req->discover->limit && req->discover->limit < DISCOVER_MAX
                        ? req->discover->limit
                        : DISCOVER_MAX;
-    size_t n = ns ? HASH_COUNT(ns->members) : 0;
+    size_t n = ns ? ns->members.n : 0;
     Meshsig__Bus__PeerList pl = MESHSIG__BUS__PEER_LIST__INIT;
     pl.ids = n ? calloc(n < limit ? n : limit, sizeof(char *)) : NULL;
     if (n && !pl.ids) {
         ms_error("out of memory answering a discovery of %s", req->namespace_);
         return; /* the gateway times out and says so */
     }
-    ms_member_t *m, *tmp;
+    ms_member_t *m;
     if (ns) {
-        HASH_ITER(hh, ns->members, m, tmp)
+        MS_NS_MEMBERS_FOREACH(ns, i, m)
         {
             if (pl.n_ids == limit) {
                 pl.truncated = 1;

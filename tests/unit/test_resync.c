@@ -105,9 +105,9 @@ static Meshsig__Bus__ResyncReport *report_of(ms_ns_t *ns, const char *gw, const 
     rr->gateway_id = strdup(gw);
     rr->shard = ns->shard;
     rr->last = 1;
-    rr->sessions = calloc(HASH_COUNT(ns->members), sizeof(*rr->sessions));
-    ms_member_t *m, *tmp;
-    HASH_ITER(hh, ns->members, m, tmp)
+    rr->sessions = calloc(ns->members.n, sizeof(*rr->sessions));
+    ms_member_t *m;
+    MS_NS_MEMBERS_FOREACH(ns, i, m)
     {
         if (strcmp(m->gateway, gw))
             continue;
@@ -159,7 +159,7 @@ static void check_rebuild(const char *ns_name, const char *policy, int n_peers)
     }
     ms_ns_t *ons = ms_ns_find(old, ns_name);
     ck_assert_ptr_nonnull(ons);
-    ck_assert_uint_eq(HASH_COUNT(ons->members), (unsigned)n_peers);
+    ck_assert_uint_eq(ons->members.n, (unsigned)n_peers);
     uint32_t shard = ons->shard;
 
     /* 1. Everything reported: same edges, not a single event. */
@@ -169,7 +169,7 @@ static void check_rebuild(const char *ns_name, const char *policy, int n_peers)
     ck_assert_int_eq(ev, 0);
     ms_ns_t *nns = ms_ns_find(neu, ns_name);
     ck_assert_ptr_nonnull(nns);
-    ck_assert_uint_eq(HASH_COUNT(nns->members), (unsigned)n_peers);
+    ck_assert_uint_eq(nns->members.n, (unsigned)n_peers);
     edge_list_t a = edges_of(ons), b = edges_of(nns);
     ck_assert_uint_eq(a.n, b.n);
     for (size_t i = 0; i < a.n; i++)
@@ -253,13 +253,13 @@ static void check_merge(const char *ns_name, const char *policy, int n_peers, in
     ck_assert_int_ge(ms_resync_rebuild(neu, shard, &gw2, 1), 0);
     ms_ns_t *nns = ms_ns_find(neu, ns_name);
     ck_assert_ptr_nonnull(nns);
-    ck_assert_uint_eq(HASH_COUNT(nns->members), (unsigned)(n_peers / 2));
+    ck_assert_uint_eq(nns->members.n, (unsigned)(n_peers / 2));
     edge_list_t full = edges_of(ons), partial = edges_of(nns);
 
     long ev = ms_merge_report(neu, shard, gw1);
     ck_assert_int_ge(ev, 0);
     ck_assert_ptr_eq(ms_ns_find(neu, ns_name), nns);
-    ck_assert_uint_eq(HASH_COUNT(nns->members), (unsigned)n_peers);
+    ck_assert_uint_eq(nns->members.n, (unsigned)n_peers);
     ms_member_t *p0 = ms_ns_member(nns, "p00");
     ck_assert_ptr_nonnull(p0);
     ck_assert_str_eq(p0->gateway, "gw-1");
@@ -276,8 +276,9 @@ static void check_merge(const char *ns_name, const char *policy, int n_peers, in
         /* Dropped: what the partial rebuild added. Nothing else. */
         ck_assert_int_eq(ev, (long)count_missing(&full, &partial));
     }
-    for (ms_member_t *m = nns->members; m; m = m->hh.next)
-        ck_assert_msg(!m->n_dangling, "%s still holds %s", m->id, m->dangling[0]);
+    ms_member_t *x;
+    MS_NS_MEMBERS_FOREACH(nns, i, x)
+    ck_assert_msg(!x->n_dangling, "%s still holds %s", x->id, x->dangling[0]);
 
     /* The same report again (a retried ask): nothing changes. */
     ck_assert_int_eq(ms_merge_report(neu, shard, gw1), 0);
@@ -331,7 +332,7 @@ START_TEST(namespace_only_on_silent_gateway)
     ck_assert_int_eq(ms_merge_report(neu, ons->shard, rr), 0);
     ms_ns_t *nns = ms_ns_find(neu, "solo");
     ck_assert_ptr_nonnull(nns);
-    ck_assert_uint_eq(HASH_COUNT(nns->members), 2);
+    ck_assert_uint_eq(nns->members.n, 2);
     edge_list_t a = edges_of(ons), b = edges_of(nns);
     ck_assert_uint_eq(a.n, b.n);
     edges_free(&a);
@@ -423,7 +424,7 @@ static void expect_pj_pairs(ms_coord_t *c)
 {
     ms_ns_t *ns = ms_ns_find(c, "peerjs.ut");
     ck_assert_ptr_nonnull(ns);
-    ck_assert_uint_eq(HASH_COUNT(ns->members), 4);
+    ck_assert_uint_eq(ns->members.n, 4);
     ck_assert(paired(ns, "a", "b"));
     ck_assert(paired(ns, "a", "c"));
     ck_assert(paired(ns, "e", "b"));
