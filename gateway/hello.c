@@ -60,7 +60,7 @@ void ms_gw_hello_deadline(ms_gateway_t *gw, ms_session_t *s)
         return;
     }
     /* Nobody owns the shard (or it is overloaded). The session may try again. */
-    ms_gw_send_error(gw, s, s->join_client_id, ERR(UNAVAILABLE),
+    ms_gw_send_error(gw, s, s->join ? ms_session_join_cid(s->join) : NULL, ERR(UNAVAILABLE),
                      "namespace %s is not being served right now; retry", s->ns);
     ms_gw_publish_leave(gw, s, "join timed out"); /* in case the owner answers late */
     ms_gw_session_reset(gw, s);
@@ -149,9 +149,7 @@ void ms_gw_hello_claim(ms_gateway_t *gw, ms_session_t *s, const char *cid,
     ms_intern_release(s->ns);
     s->ns = (char *)ms_intern(hello->namespace_);
     s->peer_id = *peer ? strdup(peer) : NULL;
-    free(s->join_client_id);
-    s->join_client_id = strdup(cid ? cid : "");
-    if (!s->ns || !s->join_client_id) {
+    if (!s->ns) {
         ms_gw_send_error(gw, s, cid, ERR(INTERNAL), "out of memory");
         return;
     }
@@ -190,7 +188,7 @@ void ms_gw_hello_claim(ms_gateway_t *gw, ms_session_t *s, const char *cid,
     Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
     req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_JOIN;
     req.join = &j;
-    req.client_id = s->join_client_id;
+    req.client_id = (char *)(cid ? cid : ""); /* kept with the join (publish.c) */
     int rc = ms_gw_publish_request(gw, s, &req, 1);
     hello->token = token;
     hello->resume_token = resume_token;

@@ -50,10 +50,13 @@ int ms_gw_publish_request(ms_gateway_t *gw, ms_session_t *s, Meshsig__Bus__Shard
     if (req->op_case == MESHSIG__BUS__SHARD_REQUEST__OP_JOIN) {
         /* Kept for re-sending: the owner answers a repeated join once. */
         free(s->join);
-        if ((s->join = malloc(sizeof(*s->join) + len))) {
+        const char *cid = req->client_id ? req->client_id : "";
+        size_t cid_len = strlen(cid) + 1;
+        if ((s->join = malloc(sizeof(*s->join) + len + cid_len))) {
             s->join->deadline_us = 0; /* hello.c sets it once this publish succeeds */
             s->join->len = (uint32_t)len;
             memcpy(s->join->buf, gw->pub, len);
+            memcpy(s->join->buf + len, cid, cid_len);
         }
     }
     ms_subject_shard(subj, sizeof(subj), gw->cfg->prefix, s->shard);

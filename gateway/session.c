@@ -93,22 +93,18 @@ void ms_session_cleanup(ms_session_t *s)
     s->queued = 0;
     ms_intern_release(s->ns);
     free(s->peer_id);
-    free(s->join_client_id);
     free(s->join);
     s->join = NULL;
     free(s->rx);
     ms_session_forget_peer(s);
-    s->ns = s->peer_id = s->join_client_id = NULL;
+    s->ns = s->peer_id = NULL;
     s->rx = NULL;
-    s->rx_len = s->rx_cap = 0;
 }
 
 void ms_session_join_done(ms_session_t *s)
 {
     free(s->join);
     s->join = NULL;
-    free(s->join_client_id);
-    s->join_client_id = NULL;
 }
 
 ms_session_ext_t *ms_session_ext(ms_session_t *s)

@@ -43,12 +43,27 @@ typedef struct {
 
 /* A join sent to the owner and not yet answered, packed: re-sent every
  * second until deadline_us (hello.c). Freed when answered: an idle session
- * holds only the pointer. */
+ * holds only the pointer. buf holds len bytes of the packed request, then
+ * the client's request id (a C string), for the error if nobody answers. */
 typedef struct {
     uint64_t deadline_us;
     uint32_t len;
     uint8_t buf[];
 } ms_session_join_t;
+
+/* The client's request id of a kept join (its hello's id, maybe ""). */
+static inline const char *ms_session_join_cid(const ms_session_join_t *j)
+{
+    return (const char *)j->buf + j->len;
+}
+
+/* A message that arrives in pieces (longer than lws's receive buffer, or
+ * fragmented by the client), reassembled; freed once it is complete. Sizes
+ * are bounded by --max-frame (under 4 GiB). */
+typedef struct {
+    uint32_t len, cap;
+    unsigned char buf[];
+} ms_session_rx_t;
 
 /* One per WebSocket, in lws's per-session storage: the fields are packed by
  * size (the idle benchmark's memory per connection counts every 16 bytes). */
@@ -57,10 +72,9 @@ typedef struct ms_session {
     struct lws *wsi;
     char *ns; /* ms_intern: shared with the sessions of its namespace, never written */
     char *peer_id;
-    char *join_client_id;
     ms_session_join_t *join; /* the join sent to the owner and not yet answered, or NULL */
     ms_outmsg_t *head, *tail;
-    unsigned char *rx;
+    ms_session_rx_t *rx;                        /* NULL: no message in pieces */
     ms_ratelimit_state_t rate_msgs, rate_bytes; /* rules: the gateway's */
     /* Hello or join deadline: the session sits in one of the gateway's two
      * FIFO deadline lists (all entries of a list share one timeout, so a list
@@ -89,7 +103,6 @@ typedef struct ms_session {
     uint64_t peer_key;
     /* Sizes are bounded by the frame and queue caps (under 4 GiB). */
     uint32_t queued;
-    uint32_t rx_len, rx_cap;
     /* Bytes of an oversize message read and dropped so far: cut off at 16 times
      * --max-frame (at most 64 MiB), so under 2^32. */
     uint32_t rx_discard;

@@ -331,45 +331,45 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
                 ms_gw_session_close(s, CLOSE_TOO_BIG);
             return 0;
         }
-        if (s->rx_len + len + remaining > (size_t)gw->cfg->max_frame) {
+        size_t have = s->rx ? s->rx->len : 0; /* of this message, in earlier pieces */
+        if (have + len + remaining > (size_t)gw->cfg->max_frame) {
             ms_info("session %llu: message over %ld bytes; closing with 1009",
                     (unsigned long long)s->id, gw->cfg->max_frame);
             free(s->rx);
             s->rx = NULL;
-            s->rx_len = s->rx_cap = 0;
             s->rx_discard = len;
             if (final)
                 ms_gw_session_close(s, CLOSE_TOO_BIG);
             return 0;
         }
         if (final && !lws_frame_is_binary(wsi) &&
-            (s->rx_len == 0 || len >= 4 ? utf8_cut_short(in, len)
-                                        : utf8_cut_short_split(s->rx, s->rx_len, in, len))) {
+            (have == 0 || len >= 4 ? utf8_cut_short(in, len)
+                                   : utf8_cut_short_split(s->rx->buf, have, in, len))) {
             ms_info("session %llu: text message ends inside a UTF-8 sequence; closing with 1007",
                     (unsigned long long)s->id);
             ms_gw_session_close(s, CLOSE_BAD_UTF8);
             return 0;
         }
-        if (final && s->rx_len == 0) {
+        if (final && have == 0) {
             ms_gw_handle_frame(gw, s, in, len, lws_frame_is_binary(wsi));
             return 0;
         }
-        if (s->rx_len + len > s->rx_cap) {
-            size_t ncap = s->rx_len + len + remaining;
-            unsigned char *nb = realloc(s->rx, ncap);
+        if (!s->rx || have + len > s->rx->cap) {
+            size_t ncap = have + len + remaining; /* under --max-frame */
+            ms_session_rx_t *nb = realloc(s->rx, sizeof(*nb) + ncap);
             if (!nb)
                 return -1;
+            nb->len = (uint32_t)have;
+            nb->cap = (uint32_t)ncap;
             s->rx = nb;
-            s->rx_cap = ncap;
         }
-        memcpy(s->rx + s->rx_len, in, len);
-        s->rx_len += len;
+        memcpy(s->rx->buf + have, in, len);
+        s->rx->len += (uint32_t)len;
         if (final) {
-            ms_gw_handle_frame(gw, s, s->rx, s->rx_len, lws_frame_is_binary(wsi));
+            ms_gw_handle_frame(gw, s, s->rx->buf, s->rx->len, lws_frame_is_binary(wsi));
             /* Large buffers are not kept around between messages. */
             free(s->rx);
             s->rx = NULL;
-            s->rx_len = s->rx_cap = 0;
         }
         return 0;
     }
