@@ -9,6 +9,17 @@
  * compares keys. Linear probing with backward-shift deletion, so no
  * tombstones pile up under churn; the slot array halves when it empties to an
  * eighth. Not thread-safe: one owner thread, as the records.
+ *
+ * Why not a library: the maintained ones packaged for Debian cost what this
+ * index exists to save. uthash (used elsewhere here) is the 56-byte handle
+ * above; GLib's GHashTable keeps a key, a value and a hash per slot (12-20
+ * bytes) and would bring GLib into both daemons; Concurrency Kit's ck_hs
+ * (libck-dev) does keep one pointer per slot, but grows at half full, starts
+ * at 8 slots behind a ~100-byte map header (a coordinator holds one table per
+ * namespace, most of them of 2 peers), leaves tombstones that need ck_hs_gc
+ * under churn, never shrinks, and pays for single-writer/many-reader
+ * publication we do not need. This is ~120 lines with its own unit test
+ * (tests/unit/test_ptrindex.c).
  */
 #ifndef MS_PTRINDEX_H
 #define MS_PTRINDEX_H
