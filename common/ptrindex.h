@@ -18,7 +18,7 @@
  * at 8 slots behind a ~100-byte map header (a coordinator holds one table per
  * namespace, most of them of 2 peers), leaves tombstones that need ck_hs_gc
  * under churn, never shrinks, and pays for single-writer/many-reader
- * publication we do not need. This is ~120 lines with its own unit test
+ * publication we do not need. This is ~100 lines with its own unit test
  * (tests/unit/test_ptrindex.c).
  */
 #ifndef MS_PTRINDEX_H
