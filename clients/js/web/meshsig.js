@@ -418,6 +418,8 @@ class Neighbour {
     this.remoteCandidates = []; // arrived before the remote description
     this.closed = false;
     this.up = false; // neighbour-up emitted and neighbour-down not yet
+    this.usable = false; // the channel is open below the page too (attach)
+    this.confirming = false; // an announced channel's open is being confirmed (confirmOpen)
     this.tc = null; // tree broadcast channel (tree namespaces)
     this.ctl = null; // bridge control channel (option bridge)
     this.theirPeers = new Set(); // bridge: the peers this neighbour has an open control channel to
@@ -436,8 +438,10 @@ class Neighbour {
     return this.pc ? this.pc.connectionState : 'new';
   }
 
+  // 'connecting' while an announced channel is open to the page but not yet below it (attach).
   get channelState() {
-    return this.dc ? this.dc.readyState : 'none';
+    if (!this.dc) return 'none';
+    return this.dc.readyState === 'open' && !this.usable ? 'connecting' : this.dc.readyState;
   }
 
   info() {
@@ -464,7 +468,7 @@ class Neighbour {
     };
     pc.onnegotiationneeded = () => this.run(() => this.makeOffer());
     pc.ondatachannel = (e) => {
-      if (e.channel.label === CHANNEL_LABEL) this.attach(e.channel);
+      if (e.channel.label === CHANNEL_LABEL) this.attach(e.channel, true);
     };
     pc.ontrack = (e) => this.onTrack(e);
     // The initiator's first offer carries the local media; the other side adds
@@ -505,15 +509,36 @@ class Neighbour {
     tc.onopen = () => this.client._neighbourState(this);
   }
 
-  attach(dc) {
+  /**
+   * Takes the "meshsig" channel: one this side created, or (announced) one the peer created
+   * that arrived in a datachannel event. An announced channel is handed to the page already
+   * 'open' while the browser below may still be opening it: Chromium announces it before it
+   * has acknowledged the peer's OPEN (libwebrtc DataChannelController::OnDataChannelOpenMessage
+   * tells the observer first, then posts OnTransportReady to the network thread), and a send
+   * that reaches the network thread before that is dropped (SctpDataChannel::SendImpl refuses
+   * it as INVALID_STATE; the page sees no error, Chromium logs "Send failed"). An app that
+   * answered neighbour-up with a send lost that message now and then, more often on a loaded
+   * machine (the relayed-channel flake of tests/browser/turn.test.mjs). So an announced
+   * channel counts as usable, and neighbour-up fires, only once the connection's stats say the
+   * channel itself is open; until then channelState says 'connecting' and send() refuses with
+   * CHANNEL_NOT_OPEN. A channel this side created is open below when its open event fires.
+   */
+  attach(dc, announced = false) {
     this.dc = dc;
+    this.usable = false;
     dc.binaryType = 'arraybuffer';
-    dc.onopen = () => {
-      if (this.closed || this.openedAt) return; // some implementations fire open twice
+    const up = () => {
+      if (this.closed || this.openedAt || this.dc !== dc) return;
+      this.usable = true;
       this.openedAt = Date.now();
       this.up = true;
       this.client._neighbourState(this);
       this.client._emit('neighbour-up', this.info());
+    };
+    dc.onopen = () => {
+      if (this.closed || this.openedAt || this.confirming) return; // some implementations fire open twice
+      if (announced) this.confirmOpen(dc, up);
+      else up();
     };
     dc.onmessage = (e) => this.client._emit('message', { peer: this.peer, data: e.data });
     dc.onclose = () => {
@@ -605,8 +630,41 @@ class Neighbour {
     }
   }
 
+  /**
+   * Waits until the connection's stats report the announced channel dc open below the page,
+   * then calls up(). Stats are polled, for at most the edge timeout: Chromium hands out a
+   * cached report for 50 ms, which may predate the channel. A connection without stats, or
+   * whose reports have no entry for the channel for 250 ms, is taken at its word (other
+   * implementations announce a channel once it is open).
+   */
+  confirmOpen(dc, up) {
+    const pc = this.pc;
+    if (!pc || typeof pc.getStats !== 'function') { up(); return; }
+    this.confirming = true;
+    const t0 = monoNow();
+    const deadline = t0 + Math.max(1000, this.client.opts.edgeTimeoutMs || 10000);
+    const check = () => {
+      if (this.closed || this.dc !== dc || dc.readyState !== 'open') { this.confirming = false; return; }
+      pc.getStats().then((stats) => {
+        let state = null;
+        stats.forEach((s) => {
+          if (s.type === 'data-channel' && (s.dataChannelIdentifier === dc.id ||
+              (s.dataChannelIdentifier === undefined && s.label === dc.label))) state = s.state;
+        });
+        const now = monoNow();
+        if (state === 'open' || (state === null && now - t0 > 250) || now > deadline) {
+          this.confirming = false;
+          up();
+        } else {
+          setTimeout(check, 25);
+        }
+      }, () => { this.confirming = false; up(); });
+    };
+    check();
+  }
+
   send(data) {
-    if (!this.dc || this.dc.readyState !== 'open') {
+    if (!this.dc || this.channelState !== 'open') {
       throw new MeshsigError('CHANNEL_NOT_OPEN', `the data channel to ${this.peer} is not open`,
         { peer: this.peer });
     }
