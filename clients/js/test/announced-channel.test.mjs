@@ -11,6 +11,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from '../web/meshsig.js';
 import { startRelay } from '../test-support/relay.mjs';
+import { until } from '../test-support/until.mjs';
 
 const links = new Map(); // offer token -> offering PC
 
@@ -119,18 +120,6 @@ class FakePC {
 
 const clients = [];
 after(() => clients.forEach((c) => c.close()));
-
-function until(pred, ms) {
-  return new Promise((resolve, reject) => {
-    const t0 = Date.now();
-    const tick = () => {
-      if (pred()) return resolve();
-      if (Date.now() - t0 > ms) return reject(new Error('condition not met in time'));
-      setTimeout(tick, 10);
-    };
-    tick();
-  });
-}
 
 test('a send from neighbour-up reaches the peer on both ends of an announced channel', async () => {
   const relay = await startRelay({ mesh: true });

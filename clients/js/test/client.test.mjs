@@ -6,23 +6,12 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from '../web/meshsig.js';
 import { startRelay } from '../test-support/relay.mjs';
+import { until } from '../test-support/until.mjs';
 
 const fast = { reconnect: { baseMs: 20, maxMs: 100 }, webrtc: false };
 const clients = [];
 const open = (url, opts) => { const c = connect(url, { ...fast, ...opts }); clients.push(c); return c; };
 after(() => clients.forEach((c) => c.close()));
-
-function until(pred, ms = 5000) {
-  return new Promise((resolve, reject) => {
-    const t0 = Date.now();
-    const tick = () => {
-      if (pred()) return resolve();
-      if (Date.now() - t0 > ms) return reject(new Error('condition not met in time'));
-      setTimeout(tick, 10);
-    };
-    tick();
-  });
-}
 
 test('hello, welcome and ids on every request', async () => {
   const relay = await startRelay();
