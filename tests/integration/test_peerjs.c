@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "cluster.h"
+#include "pjclient.h"
 #include "testjwt.h"
 #include "testutil.h"
 #include "wsclient.h"
@@ -50,19 +51,13 @@ static long long mono_ms(void)
 /* A PeerJS socket as the client opens it; NULL when not established. */
 static wsc_t *pj_connect(int gw, const char *key, const char *id, const char *token)
 {
-    char path[256];
-    snprintf(path, sizeof(path), "/peerjs?key=%s&id=%s&token=%s&version=1.5.4", key, id, token);
-    return wsc_connect_path(cl.gw_port[gw], path, NULL, T_MS);
+    return pjc_connect(cl.gw_port[gw], key, id, token, T_MS);
 }
 
 /* The next PeerJS message, of the type expected. Caller decrefs. */
 static json_t *pj_expect(wsc_t *c, const char *type)
 {
-    json_t *j = wsc_recv_json(c, T_MS + 2000);
-    ck_assert_msg(j != NULL, "no %s within %d ms", type, T_MS + 2000);
-    const char *t = json_string_value(json_object_get(j, "type"));
-    ck_assert_msg(t && !strcmp(t, type), "expected %s, got %s", type, t ? t : "(no type)");
-    return j;
+    return pjc_expect(c, type, NULL, T_MS + 2000);
 }
 
 static wsc_t *pj_open(int gw, const char *id, const char *token)

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "cluster.h"
+#include "pjclient.h"
 #include "testutil.h"
 #include "wsclient.h"
 
@@ -71,9 +72,7 @@ static long long mono_ms(void)
 
 static wsc_t *pj_connect(int gw, const char *id, const char *token)
 {
-    char path[256];
-    snprintf(path, sizeof(path), "/peerjs?key=peerjs&id=%s&token=%s&version=1.5.4", id, token);
-    wsc_t *c = wsc_connect_path(cl.gw_port[gw], path, NULL, T_MS);
+    wsc_t *c = pjc_connect(cl.gw_port[gw], "peerjs", id, token, T_MS);
     ck_assert_ptr_nonnull(c);
     return c;
 }
@@ -81,11 +80,7 @@ static wsc_t *pj_connect(int gw, const char *id, const char *token)
 /* The next PeerJS message, of the type expected. Caller decrefs. */
 static json_t *pj_expect(wsc_t *c, const char *type)
 {
-    json_t *j = wsc_recv_json(c, T_MS + 2000);
-    ck_assert_msg(j != NULL, "no %s within %d ms", type, T_MS + 2000);
-    const char *t = json_string_value(json_object_get(j, "type"));
-    ck_assert_msg(t && !strcmp(t, type), "expected %s, got %s", type, t ? t : "(no type)");
-    return j;
+    return pjc_expect(c, type, NULL, T_MS + 2000);
 }
 
 static wsc_t *pj_open(int gw, const char *id, const char *token)
@@ -95,31 +90,10 @@ static wsc_t *pj_open(int gw, const char *id, const char *token)
     return c;
 }
 
-static void pj_send(wsc_t *c, const char *type, const char *dst, int n)
-{
-    char buf[512];
-    snprintf(buf, sizeof(buf),
-             "{\"type\":\"%s\",\"dst\":\"%s\",\"payload\":{\"candidate\":{\"candidate\":"
-             "\"candidate:1 1 udp 2122260223 192.0.2.1 54400 typ host\"},\"n\":%d}}",
-             type, dst, n);
-    ck_assert_int_eq(wsc_send_text(c, buf), 0);
-}
-
 static void send_burst(wsc_t *c, const char *dst, int from, int n)
 {
     for (int i = from; i < from + n; i++)
-        pj_send(c, "CANDIDATE", dst, i);
-}
-
-/* The payload's n of a CANDIDATE from src, or -1 when j is not one. */
-static int candidate_n(json_t *j, const char *src)
-{
-    const char *t = json_string_value(json_object_get(j, "type"));
-    const char *s = json_string_value(json_object_get(j, "src"));
-    if (!t || strcmp(t, "CANDIDATE") || !s || strcmp(s, src))
-        return -1;
-    json_t *n = json_object_get(json_object_get(j, "payload"), "n");
-    return json_is_integer(n) ? (int)json_integer_value(n) : -1;
+        pjc_send_numbered(c, "CANDIDATE", dst, i);
 }
 
 /* Reads CANDIDATEs from src on c until *next reaches upto, each the next in order. */
@@ -128,7 +102,7 @@ static void read_burst(wsc_t *c, const char *src, int *next, int upto)
     while (*next < upto) {
         json_t *j = wsc_recv_json(c, T_MS + 2000);
         ck_assert_msg(j != NULL, "signal %d of %s not received", *next, src);
-        int n = candidate_n(j, src);
+        int n = pjc_candidate_n(j, src);
         ck_assert_msg(n == *next, "expected signal %d of %s, got %d (%s)", *next, src, n,
                       json_string_value(json_object_get(j, "type")));
         json_decref(j);
@@ -140,11 +114,11 @@ static void read_burst(wsc_t *c, const char *src, int *next, int upto)
  * which pairs them; when a has the ANSWER, both gateways know where the other end lives. */
 static void pair_up(wsc_t *a, const char *ida, wsc_t *b, const char *idb)
 {
-    pj_send(a, "OFFER", idb, -1);
+    pjc_send_numbered(a, "OFFER", idb, -1);
     json_t *j = pj_expect(b, "OFFER");
     ck_assert_str_eq(json_string_value(json_object_get(j, "src")), ida);
     json_decref(j);
-    pj_send(b, "ANSWER", ida, -1);
+    pjc_send_numbered(b, "ANSWER", ida, -1);
     j = pj_expect(a, "ANSWER");
     ck_assert_str_eq(json_string_value(json_object_get(j, "src")), idb);
     json_decref(j);
@@ -237,7 +211,7 @@ START_TEST(peer_leaving_keeps_leave_and_expire)
     ck_assert(wsc_wait_closed(b, T_MS));
     wsc_free(b);
     long long t0 = mono_ms();
-    pj_send(a, "OFFER", "pl-b", 1);
+    pjc_send_numbered(a, "OFFER", "pl-b", 1);
     j = pj_expect(a, "EXPIRE");
     ck_assert_str_eq(json_string_value(json_object_get(j, "src")), "pl-b");
     json_decref(j);
@@ -246,7 +220,7 @@ START_TEST(peer_leaving_keeps_leave_and_expire)
     /* The owner's unpair reached gw-1 before that EXPIRE (one ordered subject): what a sends
      * now is held by the owner for the id, and handed to its next session. */
     long long out1 = gw_direct(g1, "out");
-    pj_send(a, "OFFER", "pl-b", 2);
+    pjc_send_numbered(a, "OFFER", "pl-b", 2);
     wsc_t *b2 = pj_open(g2, "pl-b", "t-pl-b");
     j = pj_expect(b2, "OFFER");
     ck_assert_int_eq((int)json_integer_value(json_object_get(json_object_get(j, "payload"), "n")),
@@ -277,7 +251,7 @@ START_TEST(receiver_reconnects_on_the_other_gateway_mid_burst)
         json_t *j = wsc_recv_json(b, 3000);
         if (!j)
             break;
-        int n = candidate_n(j, "pr-a");
+        int n = pjc_candidate_n(j, "pr-a");
         ck_assert_msg(n == next, "old connection: expected %d, got %d", next, n);
         json_decref(j);
         next++;
@@ -298,7 +272,7 @@ START_TEST(receiver_reconnects_on_the_other_gateway_mid_burst)
     ck_assert_int_eq(
         metric_at(cl.gw_port[g1], NULL, "meshsig_gateway_signals_local_total") - local0, 1);
     /* And back, from the new connection (now on a's gateway). */
-    pj_send(b2, "ANSWER", "pr-a", 7);
+    pjc_send_numbered(b2, "ANSWER", "pr-a", 7);
     json_t *j = pj_expect(a, "ANSWER");
     ck_assert_str_eq(json_string_value(json_object_get(j, "src")), "pr-b");
     json_decref(j);
@@ -355,7 +329,7 @@ START_TEST(coordinator_killed_mid_burst)
     ck_assert_int_eq(gw_direct(g2, "in") - in2, BURST);
     ck_assert_int_eq(cluster_restart_coordinator(&cl, 1), 0);
     /* The new owner answers what only it can: an id nobody holds expires. */
-    pj_send(a, "OFFER", "pk-nobody", 0);
+    pjc_send_numbered(a, "OFFER", "pk-nobody", 0);
     json_t *j = pj_expect(a, "EXPIRE");
     ck_assert_str_eq(json_string_value(json_object_get(j, "src")), "pk-nobody");
     json_decref(j);

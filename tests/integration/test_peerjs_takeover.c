@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cluster.h"
+#include "pjclient.h"
 #include "testutil.h"
 #include "wsclient.h"
 
@@ -64,43 +65,22 @@ static void await_gw_pairs(int gw, long long want)
 
 static wsc_t *pj_open(int gw, const char *key, const char *id)
 {
-    char path[256];
-    snprintf(path, sizeof(path), "/peerjs?key=%s&id=%s&token=t-%s&version=1.5.4", key, id, id);
-    wsc_t *c = wsc_connect_path(cl.gw_port[gw], path, NULL, T_MS);
-    ck_assert_ptr_nonnull(c);
-    json_t *j = wsc_recv_json(c, T_MS);
-    ck_assert_ptr_nonnull(j);
-    ck_assert_str_eq(json_string_value(json_object_get(j, "type")), "OPEN");
-    json_decref(j);
-    return c;
+    char token[64];
+    snprintf(token, sizeof(token), "t-%s", id);
+    return pjc_open(cl.gw_port[gw], key, id, token, T_MS);
 }
 
 /* The next PeerJS message, of the type expected, from src. */
 static json_t *pj_expect(wsc_t *c, const char *type, const char *src)
 {
-    json_t *j = wsc_recv_json(c, T_MS);
-    ck_assert_msg(j != NULL, "no %s within %d ms", type, T_MS);
-    const char *t = json_string_value(json_object_get(j, "type"));
-    ck_assert_msg(t && !strcmp(t, type), "expected %s, got %s", type, t ? t : "(no type)");
-    ck_assert_str_eq(json_string_value(json_object_get(j, "src")), src);
-    return j;
-}
-
-static void pj_send(wsc_t *c, const char *type, const char *dst, int n)
-{
-    char buf[512];
-    snprintf(buf, sizeof(buf),
-             "{\"type\":\"%s\",\"dst\":\"%s\",\"payload\":{\"candidate\":{\"candidate\":"
-             "\"candidate:1 1 udp 2122260223 192.0.2.1 54400 typ host\"},\"n\":%d}}",
-             type, dst, n);
-    ck_assert_int_eq(wsc_send_text(c, buf), 0);
+    return pjc_expect(c, type, src, T_MS);
 }
 
 /* n CANDIDATEs from `from` to `to`, each received in order. */
 static void burst(wsc_t *from, const char *from_id, wsc_t *to, const char *to_id, int n)
 {
     for (int i = 0; i < n; i++)
-        pj_send(from, "CANDIDATE", to_id, i);
+        pjc_send_numbered(from, "CANDIDATE", to_id, i);
     for (int i = 0; i < n; i++) {
         json_t *j = pj_expect(to, "CANDIDATE", from_id);
         json_t *got = json_object_get(json_object_get(j, "payload"), "n");
@@ -166,9 +146,9 @@ static void await_rebuilt(int i, const char *ns, size_t n)
 /* a on gw-1 and b on gw-2 exchange an OFFER and an ANSWER. */
 static void exchange(wsc_t *a, wsc_t *b)
 {
-    pj_send(a, "OFFER", "b", -1);
+    pjc_send_numbered(a, "OFFER", "b", -1);
     json_decref(pj_expect(b, "OFFER", "a"));
-    pj_send(b, "ANSWER", "a", -1);
+    pjc_send_numbered(b, "ANSWER", "a", -1);
     json_decref(pj_expect(a, "ANSWER", "b"));
 }
 
