@@ -51,6 +51,7 @@
 #include <uthash.h>
 
 #include "codec.h"
+#include "dsig.h"
 #include "hash.h"
 #include "internal.h"
 #include "log.h"
@@ -319,16 +320,21 @@ fail:
     return NULL;
 }
 
-/* Appends one DirectSignal (field 6 of GatewayBatch), packed straight into to_gw's batch. */
+/* Appends one DirectSignal (field 6 of GatewayBatch), packed straight into to_gw's batch:
+ * by hand (dsig.c), or by protobuf-c when it carries a decoded payload. */
 static int append(ms_gateway_t *gw, const char *to_gw, const Meshsig__Bus__DirectSignal *ds)
 {
-    size_t len = meshsig__bus__direct_signal__get_packed_size(ds);
+    size_t len = ms_dsig_size(ds);
+    int by_hand = len != 0;
+    if (!by_hand)
+        len = meshsig__bus__direct_signal__get_packed_size(ds);
     dest_t *t = dest_get(gw, to_gw);
     if (!t || reserve(&t->buf, &t->cap, t->len + len + 11))
         return -1;
     t->buf[t->len++] = (6 << 3) | 2;
     t->len += put_varint(t->buf + t->len, len);
-    t->len += meshsig__bus__direct_signal__pack(ds, t->buf + t->len);
+    t->len += by_hand ? ms_dsig_write(ds, t->buf + t->len)
+                      : meshsig__bus__direct_signal__pack(ds, t->buf + t->len);
     t->n++;
     if (!t->dirty) {
         t->dirty = 1;

@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A DirectSignal packed by hand, byte for byte as protobuf-c packs it (dsig.h). */
+#include <string.h>
+
+#include "dsig.h"
+
+/* Tags (field << 3 | wire type) of DirectSignal's fields: all fit one byte. */
+enum {
+    T_KIND = 1 << 3,
+    T_SHARD = 2 << 3,
+    T_EPOCH = 3 << 3,
+    T_NAMESPACE = 4 << 3 | 2,
+    T_FROM_PEER = 5 << 3 | 2,
+    T_FROM_SESSION = 6 << 3,
+    T_TO_PEER = 7 << 3 | 2,
+    T_TO_SESSION = 8 << 3,
+    T_PAYLOAD_JSON = 9 << 3 | 2,
+    T_CLIENT_ID = 11 << 3 | 2,
+    T_ORIGIN_US = 12 << 3,
+    T_OWNER_TOO = 13 << 3,
+    T_PEERJS_TYPE = 14 << 3 | 2,
+};
+
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* proto3: a zero number and an empty string or bytes are not written. */
+static size_t num_size(uint64_t v)
+{
+    return v ? 1 + varint_len(v) : 0;
+}
+
+static size_t bytes_size(size_t len)
+{
+    return len ? 1 + varint_len(len) + len : 0;
+}
+
+static size_t str_len(const char *s)
+{
+    return s ? strlen(s) : 0;
+}
+
+static uint8_t *put_num(uint8_t *p, uint8_t tag, uint64_t v)
+{
+    if (!v)
+        return p;
+    *p++ = tag;
+    return put_varint(p, v);
+}
+
+static uint8_t *put_bytes(uint8_t *p, uint8_t tag, const void *data, size_t len)
+{
+    if (!len)
+        return p;
+    *p++ = tag;
+    p = put_varint(p, len);
+    memcpy(p, data, len);
+    return p + len;
+}
+
+size_t ms_dsig_size(const Meshsig__Bus__DirectSignal *ds)
+{
+    if (ds->payload)
+        return 0;
+    /* kind is an enum: protobuf-c packs it as a (sign-extended) int32 varint. */
+    return num_size((uint64_t)(int64_t)ds->kind) + num_size(ds->shard) + num_size(ds->epoch) +
+           bytes_size(str_len(ds->namespace_)) + bytes_size(str_len(ds->from_peer)) +
+           num_size(ds->from_session) + bytes_size(str_len(ds->to_peer)) +
+           num_size(ds->to_session) + bytes_size(ds->payload_json.len) +
+           bytes_size(str_len(ds->client_id)) + num_size(ds->origin_us) +
+           num_size(ds->owner_too ? 1 : 0) + bytes_size(str_len(ds->peerjs_type));
+}
+
+size_t ms_dsig_write(const Meshsig__Bus__DirectSignal *ds, uint8_t *out)
+{
+    uint8_t *p = out;
+    p = put_num(p, T_KIND, (uint64_t)(int64_t)ds->kind);
+    p = put_num(p, T_SHARD, ds->shard);
+    p = put_num(p, T_EPOCH, ds->epoch);
+    p = put_bytes(p, T_NAMESPACE, ds->namespace_, str_len(ds->namespace_));
+    p = put_bytes(p, T_FROM_PEER, ds->from_peer, str_len(ds->from_peer));
+    p = put_num(p, T_FROM_SESSION, ds->from_session);
+    p = put_bytes(p, T_TO_PEER, ds->to_peer, str_len(ds->to_peer));
+    p = put_num(p, T_TO_SESSION, ds->to_session);
+    p = put_bytes(p, T_PAYLOAD_JSON, ds->payload_json.data, ds->payload_json.len);
+    p = put_bytes(p, T_CLIENT_ID, ds->client_id, str_len(ds->client_id));
+    p = put_num(p, T_ORIGIN_US, ds->origin_us);
+    p = put_num(p, T_OWNER_TOO, ds->owner_too ? 1 : 0);
+    p = put_bytes(p, T_PEERJS_TYPE, ds->peerjs_type, str_len(ds->peerjs_type));
+    return (size_t)(p - out);
+}
