@@ -139,6 +139,7 @@ struct ms_gw_direct {
     size_t n_retiring; /* edges with a retiring old place */
     int retire_ended;  /* a retire ended during a recheck walk: walk again */
     dest_t *dests, *dirty;
+    size_t batch_max; /* bytes of one batch: --direct-batch-max, under the server's max_payload */
 };
 
 /* ---- records ---------------------------------------------------------------- */
@@ -320,8 +321,23 @@ fail:
     return NULL;
 }
 
+/* Publishes t's batch now (it stays on the dirty list; an empty batch is not sent). */
+static void dest_publish(ms_gateway_t *gw, dest_t *t)
+{
+    if (t->n && ms_bus_publish(gw->bus, t->subject, NULL, t->buf, t->len) != MS_OK)
+        ms_warn("direct batch to %s (%zu signals) not published", t->gw, t->n);
+    else if (t->n)
+        gw->n_direct_batches++;
+    t->len = t->header_len;
+    t->n = 0;
+}
+
 /* Appends one DirectSignal (field 6 of GatewayBatch), packed straight into to_gw's batch:
- * by hand (dsig.c), or by protobuf-c when it carries a decoded payload. */
+ * by hand (dsig.c), or by protobuf-c when it carries a decoded payload. A batch that would
+ * grow past batch_max is published first: a loop turn after a stall (several merged turns of
+ * 500 clients' reads) can hold thousands of signals for one gateway, more than the server's
+ * max_payload, and NATS refuses such a message whole. The same publisher and subject keep
+ * the order. */
 static int append(ms_gateway_t *gw, const char *to_gw, const Meshsig__Bus__DirectSignal *ds)
 {
     size_t len = ms_dsig_size(ds);
@@ -329,6 +345,8 @@ static int append(ms_gateway_t *gw, const char *to_gw, const Meshsig__Bus__Direc
     if (!by_hand)
         len = meshsig__bus__direct_signal__get_packed_size(ds);
     dest_t *t = dest_get(gw, to_gw);
+    if (t && t->n && t->len + len + 11 > gw->direct->batch_max)
+        dest_publish(gw, t);
     if (!t || reserve(&t->buf, &t->cap, t->len + len + 11))
         return -1;
     t->buf[t->len++] = (6 << 3) | 2;
@@ -344,22 +362,31 @@ static int append(ms_gateway_t *gw, const char *to_gw, const Meshsig__Bus__Direc
     return 0;
 }
 
+/* The batch size for the next turn: --direct-batch-max, kept 4 KiB under what the server
+ * takes (its max_payload, 1 MiB unless configured; the subject and headers count too). */
+static void batch_max_update(ms_gateway_t *gw)
+{
+    ms_gw_direct_t *d = gw->direct;
+    size_t max = gw->cfg->direct_batch_max > 0 ? (size_t)gw->cfg->direct_batch_max : 256 * 1024;
+    natsConnection *nc = gw->bus ? ms_bus_nats(gw->bus) : NULL;
+    int64_t server = nc ? natsConnection_GetMaxPayload(nc) : 0;
+    if (server > 8192 && (uint64_t)server - 4096 < max)
+        max = (size_t)server - 4096;
+    d->batch_max = max;
+}
+
 void ms_gw_direct_flush(ms_gateway_t *gw)
 {
     ms_gw_direct_t *d = gw->direct;
-    if (!d)
+    if (!d || !d->dirty)
         return;
     while (d->dirty) {
         dest_t *t = d->dirty;
         d->dirty = t->next_dirty;
         t->dirty = 0;
-        if (t->n && ms_bus_publish(gw->bus, t->subject, NULL, t->buf, t->len) != MS_OK)
-            ms_warn("direct batch to %s (%zu signals) not published", t->gw, t->n);
-        else if (t->n)
-            gw->n_direct_batches++;
-        t->len = t->header_len;
-        t->n = 0;
+        dest_publish(gw, t);
     }
+    batch_max_update(gw);
 }
 
 /* The payload of ds as a Value: ds's own, parsed from its JSON when it came
@@ -1285,7 +1312,10 @@ void ms_gw_direct_sweep(ms_gateway_t *gw, uint64_t now)
 ms_err_t ms_gw_direct_init(ms_gateway_t *gw)
 {
     gw->direct = calloc(1, sizeof(*gw->direct));
-    return gw->direct ? MS_OK : MS_ERR_NOMEM;
+    if (!gw->direct)
+        return MS_ERR_NOMEM;
+    batch_max_update(gw);
+    return MS_OK;
 }
 
 void ms_gw_direct_cleanup(ms_gateway_t *gw)

@@ -46,6 +46,7 @@ int main(int argc, char **argv)
         .max_services = 64,
         .max_subscriptions = 256,
         .rx_buffer = 1024,
+        .direct_batch_max = 256 * 1024,
         .idle_ping_ms = 30000,
         .idle_timeout_ms = 70000,
         .drain_ms = 10000,
@@ -100,6 +101,9 @@ int main(int argc, char **argv)
         {"join-timeout-ms", MS_OPT_INT, &cfg.join_timeout_ms, "time to wait for a join answer"},
         {"rx-buffer", MS_OPT_INT, &cfg.rx_buffer,
          "receive buffer per connection in bytes (256 to 65536): memory against reads"},
+        {"direct-batch-max", MS_OPT_INT, &cfg.direct_batch_max,
+         "most bytes of direct signals in one NATS message to another gateway (1024 to 1 MiB; "
+         "also kept under the server's max_payload)"},
         {"max-handshakes", MS_OPT_INT, &cfg.max_handshakes,
          "WebSocket handshakes in progress at once; more wait (1 to 10000)"},
         {"handshake-timeout-s", MS_OPT_INT, &cfg.handshake_timeout_s,
@@ -158,7 +162,8 @@ int main(int argc, char **argv)
         cfg.max_services < 1 || cfg.max_subscriptions < 1 || cfg.max_sessions > 10000000 ||
         cfg.max_rooms > 1000000 || cfg.max_services > 1000000 || cfg.max_subscriptions > 1000000 ||
         cfg.rx_buffer < 256 || cfg.rx_buffer > 65536 || cfg.rate_msgs < 1 ||
-        cfg.rate_bytes < 1024 || cfg.jwt_leeway_s < 0 || cfg.jwt_leeway_s > 86400) {
+        cfg.direct_batch_max < 1024 || cfg.direct_batch_max > (1L << 20) || cfg.rate_bytes < 1024 ||
+        cfg.jwt_leeway_s < 0 || cfg.jwt_leeway_s > 86400) {
         ms_error("a limit is out of range (see --help)");
         return 2;
     }

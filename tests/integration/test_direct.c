@@ -18,6 +18,8 @@
 
 #define ADMIN_TOKEN "test-admin-token"
 #define BURST 1000
+#define DIRECT_BATCH_MAX 4096
+#define DIRECT_BATCH_MAX_S "4096"
 
 static cluster_t cl;
 static int g1, g2, g3;
@@ -34,9 +36,12 @@ static const char *const coord_args[] = {"--lease-ttl-ms",
 static void cluster_up(void)
 {
     ck_assert_int_eq(cluster_start_args(&cl, ADMIN_TOKEN, coord_args), 0);
-    /* Bursts of 1,000 signals: above the default per-session rate. */
-    const char *gw_args[] = {"--insecure-dev", "--rate-msgs", "100000",
-                             "--rate-bytes",   "100000000",   NULL};
+    /* Bursts of 1,000 signals: above the default per-session rate. Direct batches of at
+     * most 4 KiB (DIRECT_BATCH_MAX): a loop turn's signals for one gateway then often take
+     * several NATS messages, as a turn after a stall does at the default 256 KiB. */
+    const char *gw_args[] = {"--insecure-dev",   "--rate-msgs", "100000",
+                             "--rate-bytes",     "100000000",   "--direct-batch-max",
+                             DIRECT_BATCH_MAX_S, NULL};
     g1 = cluster_add_gateway(&cl, "gw-1", gw_args);
     g2 = cluster_add_gateway(&cl, "gw-2", gw_args);
     g3 = cluster_add_gateway(&cl, "gw-3", gw_args);
@@ -848,6 +853,8 @@ START_TEST(many_pairs_share_nats_messages_in_order)
         /* At least one loop turn read two or more frames: whole writes of 50 frames arrive. */
         ck_assert_int_ge(batches, 1);
         ck_assert_int_lt(batches, sent);
+        /* No batch over --direct-batch-max: each signal here packs to 70 bytes or more. */
+        ck_assert_int_ge(batches * DIRECT_BATCH_MAX, sent * 70);
     }
     for (int g = 0; g < 2; g++)
         for (int i = 0; i < MP_SIDE; i++) {
