@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cluster.h"
@@ -32,13 +31,6 @@ static const char *const coord_args[] = {"--lease-ttl-ms",
                                          "--resync-timeout-ms",
                                          "400",
                                          NULL};
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static uint32_t shard_of(const char *ns)
 {
@@ -190,12 +182,12 @@ static void stream_through_stop(int sig)
     /* Both coordinators serve shards: a namespace that coordinator 1 serves. */
     char ns[64], owner[64] = "";
     const char *victim = cluster_coord_id(&cl, 1);
-    long long t0 = now_ms();
+    long long t0 = cluster_now_ms();
     for (int k = 0;; k++) {
         snprintf(ns, sizeof(ns), "ho-%d", k % 512);
         if (shard_here(1, shard_of(ns), owner, sizeof(owner)) && !strcmp(owner, victim))
             break;
-        ck_assert_msg(now_ms() - t0 < 20000, "coordinator 1 was given no shard");
+        ck_assert_msg(cluster_now_ms() - t0 < 20000, "coordinator 1 was given no shard");
     }
     uint32_t shard = shard_of(ns);
     wsc_t *a = join_as(cl.gw_port[0], ns, "A");
@@ -209,7 +201,7 @@ static void stream_through_stop(int sig)
     int n = 0, stopped = 0;
     long long t_stop = 0, t_served = 0, next_check = 0;
     while (n < MAX_N) {
-        long long t = now_ms();
+        long long t = cluster_now_ms();
         if (!stopped && n == 120) {
             ck_assert_int_eq(kill(cluster_coord_pid(&cl, 1), sig), 0);
             stopped = 1;
@@ -218,7 +210,7 @@ static void stream_through_stop(int sig)
         if (stopped && !t_served && t >= next_check) {
             next_check = t + 100;
             if (shard_here(0, shard, NULL, 0))
-                t_served = now_ms();
+                t_served = cluster_now_ms();
         }
         if (t_served && t - t_served > AFTER_SERVED_MS)
             break;
@@ -237,15 +229,15 @@ static void stream_through_stop(int sig)
     fprintf(stderr,
             "%s: %d x 3 requests; owner stopped after 120, shard served again %lld ms later\n",
             sig == SIGKILL ? "kill -9" : "SIGTERM", n, t_served - t_stop);
-    long long deadline = now_ms() + ANSWER_BOUND_MS;
-    while (!all_answered(sn, n) && now_ms() < deadline) {
+    long long deadline = cluster_now_ms() + ANSWER_BOUND_MS;
+    while (!all_answered(sn, n) && cluster_now_ms() < deadline) {
         wsc_pump(20);
         read_a(a, sn);
         read_b(b, sn);
     }
     /* A late duplicate would come now. */
-    long long quiet = now_ms() + 1000;
-    while (now_ms() < quiet) {
+    long long quiet = cluster_now_ms() + 1000;
+    while (cluster_now_ms() < quiet) {
         wsc_pump(20);
         read_a(a, sn);
         read_b(b, sn);

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cluster.h"
@@ -29,13 +28,6 @@ static const char *const coord_args[] = {"--lease-ttl-ms",
                                          "--resync-timeout-ms",
                                          "400",
                                          NULL};
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Shards some coordinator serves (each counted once), and the most any one serves. */
 static int served(int *max_one)
@@ -98,8 +90,8 @@ static wsc_t *join_after(int gw, long long since, const char *peer)
         if (ok)
             return c;
         wsc_free(c);
-        ck_assert_msg(now_ms() - since < 20000, "%s's join never answered after the restart: %s",
-                      peer, last);
+        ck_assert_msg(cluster_now_ms() - since < 20000,
+                      "%s's join never answered after the restart: %s", peer, last);
     }
 }
 
@@ -107,31 +99,32 @@ START_TEST(every_shard_served_after_nats_restart)
 {
     ck_assert_int_eq(wsc_global_init(), 0);
     int max_one = 0;
-    long long t0 = now_ms();
+    long long t0 = cluster_now_ms();
     while (served(&max_one) < SHARDS || max_one == SHARDS) {
-        ck_assert_msg(now_ms() - t0 < 20000, "shards not served and spread at the start");
+        ck_assert_msg(cluster_now_ms() - t0 < 20000, "shards not served and spread at the start");
         usleep(50000);
     }
     wsc_t *a = join_as(cl.gw_port[0], "nr-ns", "A");
 
     /* Gone for longer than a lease: every coordinator stops serving. */
     cluster_kill_nats(&cl, 0);
-    long long t_kill = now_ms();
+    long long t_kill = cluster_now_ms();
     while (served(&max_one) > 0) {
-        ck_assert_msg(now_ms() - t_kill < 15000, "shards still served without NATS");
+        ck_assert_msg(cluster_now_ms() - t_kill < 15000, "shards still served without NATS");
         usleep(50000);
     }
-    fprintf(stderr, "every shard dropped %lld ms after NATS died\n", now_ms() - t_kill);
+    fprintf(stderr, "every shard dropped %lld ms after NATS died\n", cluster_now_ms() - t_kill);
     ck_assert_int_eq(cluster_restart_nats(&cl, 0, 0), 0);
-    long long t_back = now_ms();
+    long long t_back = cluster_now_ms();
     int n;
     while ((n = served(&max_one)) < SHARDS) {
-        ck_assert_msg(now_ms() - t_back < SERVED_BOUND_MS,
+        ck_assert_msg(cluster_now_ms() - t_back < SERVED_BOUND_MS,
                       "%d of %d shards served %d ms after NATS came back", n, SHARDS,
                       SERVED_BOUND_MS);
         usleep(50000);
     }
-    fprintf(stderr, "every shard served again %lld ms after NATS came back\n", now_ms() - t_back);
+    fprintf(stderr, "every shard served again %lld ms after NATS came back\n",
+            cluster_now_ms() - t_back);
 
     /* At epochs the gateway accepts (it drops batches older than the epochs it saw before):
      * peers join after the restart (A was sent elsewhere while NATS was gone) and hear of
