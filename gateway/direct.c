@@ -491,12 +491,10 @@ static void held_to_owner(ms_gateway_t *gw, const char *from_gw, const held_t *h
     meshsig__bus__direct_signal__free_unpacked(ds, NULL);
 }
 
-static ms_session_t *session_by_id(ms_gateway_t *gw, uint64_t id);
-
 /* A REPLY from the target's gateway: the ok for our session's signal. */
 static void on_reply(ms_gateway_t *gw, const Meshsig__Bus__DirectSignal *ds)
 {
-    ms_session_t *s = session_by_id(gw, ds->to_session);
+    ms_session_t *s = ms_gw_session_find(gw, ds->to_session);
     if (s && s->state == MS_SESSION_JOINED && s->peer_id && !strcmp(s->peer_id, ds->to_peer))
         ms_gw_send_ok(gw, s, ds->client_id);
 }
@@ -584,11 +582,6 @@ slow:;
     return 1;
 }
 
-static ms_session_t *session_by_id(ms_gateway_t *gw, uint64_t id)
-{
-    return ms_gw_session_find(gw, id);
-}
-
 /* Sends what e held, now that its path is known: direct to e's gateway, or
  * here when the neighbour is now on this gateway, or (to_owner) the owner's. */
 static void edge_release(ms_gateway_t *gw, edge_t *e, int to_owner_path)
@@ -608,7 +601,7 @@ static void edge_release(ms_gateway_t *gw, edge_t *e, int to_owner_path)
             continue;
         ds->to_session = e->remote;
         ds->epoch = e->epoch;
-        ms_session_t *s = local ? session_by_id(gw, ds->from_session) : NULL;
+        ms_session_t *s = local ? ms_gw_session_find(gw, ds->from_session) : NULL;
         ms_session_t *t = local ? ms_gw_peer_index_find(gw, ds->namespace_, ds->to_peer) : NULL;
         if (local && s && t && t->id == e->remote && linked(t, s->peer_id) && !t->closing) {
             deliver_signal(gw, t, gw->id, ds); /* counted as local */
@@ -897,7 +890,7 @@ void ms_gw_direct_barrier(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus_
             edge_free(d, e);
             /* Everything the sender sent this peer before has been delivered, also
              * what took the owner's path: relay.c may relay the next ones here. */
-            ms_session_t *from = session_by_id(gw, b->session);
+            ms_session_t *from = ms_gw_session_find(gw, b->session);
             if (from && from->signal_any)
                 ms_strset_remove(&from->owner_routed, s->peer_id);
         }
@@ -1026,7 +1019,7 @@ enum { VOUCH_NO = 0, VOUCH_WAIT, VOUCH_RETIRING, VOUCH_OK };
 static int vouch(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__DirectSignal *ds,
                  ms_session_t **out)
 {
-    ms_session_t *t = session_by_id(gw, ds->to_session);
+    ms_session_t *t = ms_gw_session_find(gw, ds->to_session);
     *out = NULL;
     if (!t || t->closing || t->state != MS_SESSION_JOINED || !t->peer_id ||
         strcmp(t->peer_id, ds->to_peer) || strcmp(t->ns, ds->namespace_))
@@ -1043,7 +1036,7 @@ static int vouch(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__Dire
     if (!strcmp(from_gw, gw->id)) {
         /* A session of this gateway that waited behind a retiring place
          * (local_wait): relay.c's rule, both hold the edge. */
-        ms_session_t *s = session_by_id(gw, ds->from_session);
+        ms_session_t *s = ms_gw_session_find(gw, ds->from_session);
         if (!s || s->closing || s->state != MS_SESSION_JOINED || !s->peer_id ||
             strcmp(s->peer_id, ds->from_peer) || !linked(s, t->peer_id) || !linked(t, s->peer_id))
             return VOUCH_NO;
@@ -1299,7 +1292,7 @@ void ms_gw_direct_sweep(ms_gateway_t *gw, uint64_t now)
          * again, behind what just went to the owner, a few times. A barrier
          * that is late rather than lost (an owner busy routing a burst) then
          * still opens the direct path. */
-        ms_session_t *s = session_by_id(gw, e->key.session);
+        ms_session_t *s = ms_gw_session_find(gw, e->key.session);
         if (s && s->peer_id && !s->closing && e->barrier_tries < PAIR_BARRIER_TRIES && s->pairs.n &&
             ms_strset_has(&s->pairs, e->peer) && !ms_strset_has(&s->neighbours, e->peer)) {
             e->barrier_tries++;
