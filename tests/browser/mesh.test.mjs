@@ -312,7 +312,13 @@ test('a page that closes: neighbours drop it and open the replacement edges', { 
   const fresh = snap.edges.filter((e) => !old.has(key(e)));
   console.log(`# repair: ${leaver} (degree ${neighbours.length}) left; ${fresh.length} replacement edges open ` +
     `${timings.repairMs} ms later: ${fresh.map(key).join(' ')}`);
-  assert.ok(fresh.length > 0 || neighbours.length <= 3, 'removing a vertex of degree > 3 creates edges');
+  // An interior vertex's neighbours form a closed ring, and its d-gon hole needs d - 3 new
+  // edges. A vertex on the convex hull has a path of neighbours instead, and when that path
+  // bulges outward it becomes the new hull with no edge added (seen in CI: degree 6, none).
+  const interior = neighbours.every((n) => neighbours.filter((m) => adj.get(n).has(m)).length === 2);
+  if (interior) {
+    assert.ok(fresh.length > 0 || neighbours.length <= 3, 'removing an interior vertex of degree > 3 creates edges');
+  }
   for (const p of delaunayPages.filter((x) => neighbours.includes(x.peerId))) {
     const s = await peerState(p);
     assert.ok(s.downs.includes(leaver), `${s.id} reported neighbour-down for ${leaver}`);
