@@ -17,6 +17,7 @@
 #include "resume.h"
 #include "pblimit.h"
 #include "pbarena.h"
+#include "dbatch.h"
 
 static uint32_t clamp_u32(long v)
 {
@@ -180,16 +181,22 @@ static void on_bus_msg(natsMsg *msg, void *ud)
     char why[96];
     const uint8_t *data = (const uint8_t *)natsMsg_GetData(msg);
     size_t len = (size_t)natsMsg_GetDataLength(msg);
-    if (ms_pblimit_check(&meshsig__bus__gateway_batch__descriptor, data, len, &ms_pblimit_bus, why,
-                         sizeof(why)) != MS_OK) {
-        ms_warn("undecodable batch on %s: %s", natsMsg_GetSubject(msg), why);
-        return;
-    }
     /* Unpacked into the arena: no malloc/free per field of every signal.
      * Nothing keeps a pointer into the batch past this call. */
     ms_pbarena_t *arena = gw->batch_arena.in_use ? NULL : &gw->batch_arena;
-    Meshsig__Bus__GatewayBatch *b =
-        meshsig__bus__gateway_batch__unpack(arena ? &arena->alloc : NULL, len, data);
+    /* Another gateway's direct signals in one bounded pass (dbatch.h);
+     * anything else the general path takes or refuses. */
+    Meshsig__Bus__GatewayBatch *b = arena ? ms_dbatch_decode(data, len, arena) : NULL;
+    if (!b) {
+        if (arena)
+            ms_pbarena_reset(arena);
+        if (ms_pblimit_check(&meshsig__bus__gateway_batch__descriptor, data, len, &ms_pblimit_bus,
+                             why, sizeof(why)) != MS_OK) {
+            ms_warn("undecodable batch on %s: %s", natsMsg_GetSubject(msg), why);
+            return;
+        }
+        b = meshsig__bus__gateway_batch__unpack(arena ? &arena->alloc : NULL, len, data);
+    }
     if (!b) {
         ms_warn("undecodable batch on %s: not a GatewayBatch", natsMsg_GetSubject(msg));
         if (arena)

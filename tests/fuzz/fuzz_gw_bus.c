@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer target: bus messages as the gateway receives them (a coordinator's GatewayBatch of
- * deliveries, a ResyncRequest), decoded and re-encoded for both client encodings.
+ * deliveries, another gateway's batch of direct signals, a ResyncRequest), decoded and re-encoded
+ * for both client encodings.
  *
  * Both are checked against the bus limits and unpacked as gateway.c does
- * (ms_pblimit_unpack). For each delivery the gateway writes the ServerMessage to its client as JSON
- * (meshsig.v1.json) or protobuf (meshsig.v1.proto); both writers run here on
- * every decoded message. The session lookup and the lws write around them are
+ * (ms_pblimit_unpack). A batch is first offered to the hand decoder of direct
+ * batches (gateway/dbatch.c), as intake.c does: whatever it takes must be what
+ * protobuf-c reads (dbatchref.h), or the target aborts. For each delivery the gateway writes the
+ * ServerMessage to its client as JSON (meshsig.v1.json) or protobuf (meshsig.v1.proto); both
+ * writers run here on every decoded message. The session lookup and the lws write around them are
  * not driven (they need a live libwebsockets context). The first byte picks
  * the message type; the rest may be a nesting recipe (nest.h).
  */
@@ -16,6 +19,7 @@
 #include "bus.pb-c.h"
 #include "client.pb-c.h"
 #include "codec.h"
+#include "dbatchref.h"
 #include "nest.h"
 #include "pblimit.h"
 
@@ -57,6 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const uint8_t *in = nested ? nested : data + 1;
     if (kind == 0) {
+        if (dbatchref_check(in, len) < 0)
+            abort();
         Meshsig__Bus__GatewayBatch *b = (Meshsig__Bus__GatewayBatch *)ms_pblimit_unpack(
             &meshsig__bus__gateway_batch__descriptor, in, len, &ms_pblimit_bus, NULL, 0);
         if (b) {
