@@ -37,8 +37,13 @@ typedef struct {
 
 /* A varint of at most 10 bytes whose value fits 64 bits (a tenth byte over 1
  * has bits protobuf-c drops: refused rather than read differently). */
-static bool rd_varint(rd_t *r, uint64_t *v)
+static inline bool rd_varint(rd_t *r, uint64_t *v)
 {
+    /* One byte: tags' neighbours, lengths under 128, small numbers. */
+    if (r->p < r->end && !(*r->p & 0x80)) {
+        *v = *r->p++;
+        return true;
+    }
     uint64_t x = 0;
     for (int i = 0; i < 10 && r->p < r->end; i++) {
         uint8_t b = *r->p++;
