@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A GatewayBatch of direct signals decoded by hand, as protobuf-c decodes it (dbatch.h). */
 #include <stdbool.h>
-#include <string.h>
 
 #include "dbatch.h"
 #include "jsonscan.h"
@@ -87,13 +86,21 @@ static bool rd_str(rd_t *r, ms_pbarena_t *a, char **out)
 {
     const uint8_t *s;
     size_t n;
-    if (!rd_span(r, &s, &n) || !ms_utf8_valid((const char *)s, n))
+    if (!rd_span(r, &s, &n))
         return false;
     char *c = a->alloc.alloc(a->alloc.allocator_data, n + 1);
     if (!c)
         return false;
-    memcpy(c, s, n);
+    /* Ids are short and ASCII: copied and checked in one pass, the full
+     * UTF-8 check only when a byte has its top bit set. */
+    uint8_t high = 0;
+    for (size_t i = 0; i < n; i++) {
+        c[i] = (char)s[i];
+        high |= s[i];
+    }
     c[n] = '\0';
+    if ((high & 0x80) && !ms_utf8_valid(c, n))
+        return false;
     *out = c;
     return true;
 }
