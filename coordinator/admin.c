@@ -122,8 +122,8 @@ static int busver_text(char *buf, size_t cap, void *ud)
 static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
 {
     size_t n_peers = 0, n_backends = 0;
-    ms_ns_t *ns, *tmp;
-    MS_NS_FOREACH(c, ns, tmp)
+    ms_ns_t *ns;
+    MS_NS_FOREACH(c, ns, w)
     {
         n_peers += ns->members.n;
         n_backends += ms_backend_count(ns);

@@ -154,8 +154,8 @@ fail:
 json_t *ms_admin_ns_list(ms_coord_t *c)
 {
     json_t *arr = json_array();
-    ms_ns_t *ns, *tmp;
-    MS_NS_FOREACH(c, ns, tmp)
+    ms_ns_t *ns;
+    MS_NS_FOREACH(c, ns, w)
     {
         json_array_append_new(arr,
                               json_pack("{s:s, s:I, s:s, s:i, s:s}", "name", ns->name, "peers",

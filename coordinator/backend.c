@@ -39,7 +39,7 @@ typedef struct {
     uint64_t until;
 } later_t;
 
-/* ns->backends: one per instance attached to the namespace. */
+/* ns->mods->backends: one per instance attached to the namespace. */
 typedef struct ms_backend {
     ms_member_t *face; /* its peer face: id = instance, handle MS_PEER_NONE, backend = this */
     char **services, **subs;
@@ -120,13 +120,13 @@ static void backend_free(ms_backend_t *b)
 static ms_backend_t *backend_get(ms_ns_t *ns, const char *id)
 {
     ms_backend_t *b;
-    HASH_FIND_STR(ns->backends, id, b);
+    HASH_FIND_STR(ms_ns_mods(ns)->backends, id, b);
     return b;
 }
 
 size_t ms_backend_count(const ms_ns_t *ns)
 {
-    return HASH_COUNT(ns->backends);
+    return HASH_COUNT(ms_ns_mods(ns)->backends);
 }
 
 static json_t *names_json(char *const *v, size_t n)
@@ -140,7 +140,7 @@ static json_t *names_json(char *const *v, size_t n)
 json_t *ms_backend_json(const ms_ns_t *ns)
 {
     json_t *arr = json_array();
-    for (const ms_backend_t *b = ns->backends; arr && b; b = b->hh.next)
+    for (const ms_backend_t *b = ms_ns_mods(ns)->backends; arr && b; b = b->hh.next)
         json_array_append_new(arr,
                               json_pack("{s:s, s:o, s:o, s:b}", "id", b->face->id, "services",
                                         names_json(b->services, b->n_services), "subscriptions",
@@ -153,7 +153,7 @@ static void backend_remove(ms_coord_t *c, ms_ns_t *ns, ms_backend_t *b)
 {
     ms_ns_member_gone(c, ns, b->face);
     ms_ns_face_remove(ns, b->face);
-    HASH_DEL(ns->backends, b);
+    HASH_DEL(ns->mods->backends, b);
     backend_free(b);
 }
 
@@ -370,7 +370,7 @@ static void notify(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m,
     ev.kind = kind;
     ev.peer_id = m->id;
     ms_backend_t *b, *tmp;
-    HASH_ITER(hh, ns->backends, b, tmp)
+    HASH_ITER(hh, ms_ns_mods(ns)->backends, b, tmp)
     if (b->events)
         send_event(c, ns, b, &ev);
 }
@@ -388,10 +388,10 @@ static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 static void cleanup(ms_ns_t *ns)
 {
     ms_backend_t *b, *tmp;
-    HASH_ITER(hh, ns->backends, b, tmp)
+    HASH_ITER(hh, ms_ns_mods(ns)->backends, b, tmp)
     {
         ms_ns_face_remove(ns, b->face);
-        HASH_DEL(ns->backends, b);
+        HASH_DEL(ns->mods->backends, b);
         backend_free(b);
     }
 }
@@ -492,8 +492,8 @@ static void attach(ms_coord_t *c, uint32_t shard, const char *reply,
             ms_ns_destroy_if_empty(c, ns);
             return;
         }
-        if (HASH_COUNT(ns->backends) >= MAX_PER_NS || !(b = backend_new(rq->instance)) ||
-            ms_ns_face_add(ns, b->face) != MS_OK) {
+        if (HASH_COUNT(ms_ns_mods(ns)->backends) >= MAX_PER_NS ||
+            !(b = backend_new(rq->instance)) || ms_ns_face_add(ns, b->face) != MS_OK) {
             if (b)
                 backend_free(b);
             refuse(c, shard, rq, NULL, reply, ERR(NAMESPACE_FULL),
@@ -502,7 +502,7 @@ static void attach(ms_coord_t *c, uint32_t shard, const char *reply,
             ms_ns_destroy_if_empty(c, ns);
             return;
         }
-        HASH_ADD_KEYPTR(hh, ns->backends, b->face->id, strlen(b->face->id), b);
+        HASH_ADD_KEYPTR(hh, ns->mods->backends, b->face->id, strlen(b->face->id), b);
         created = 1;
         c->backends.n_attached++;
         ms_info("backend %s attached to namespace %s", b->face->id, ns->name);
@@ -693,13 +693,13 @@ void ms_backend_tick(ms_coord_t *c, uint64_t now)
     if (now < c->backends.next_sweep_ms)
         return;
     c->backends.next_sweep_ms = now + SWEEP_MS;
-    ms_ns_t *ns, *ntmp;
-    MS_NS_FOREACH(c, ns, ntmp)
+    ms_ns_t *ns;
+    MS_NS_FOREACH(c, ns, w)
     {
-        if (!ns->backends)
+        if (!ms_ns_mods(ns)->backends)
             continue;
         ms_backend_t *b, *btmp;
-        HASH_ITER(hh, ns->backends, b, btmp)
+        HASH_ITER(hh, ms_ns_mods(ns)->backends, b, btmp)
         {
             for (size_t i = 0; i < b->n_later;)
                 if (b->later[i].until <= now)

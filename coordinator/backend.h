@@ -5,7 +5,7 @@
  * A backend instance attached to a namespace has a peer face, an ms_member_t
  * whose id is the instance id and whose `backend` field points back here. It
  * is not in ns->members and has no topology handle (MS_PEER_NONE): nobody
- * connects to it and no signal reaches it. It is in ns->faces (namespace.h), and the
+ * connects to it and no signal reaches it. It is in ns->mods->faces (namespace.h), and the
  * messaging modules take it as they take any member: a service provider
  * among the peers (round robin), a topic subscriber, the target or sender of
  * an emit and its ack, a caller. What they deliver to it goes out on
@@ -52,7 +52,7 @@ json_t *ms_backend_json(const ms_ns_t *ns);
 void ms_backend_tick(ms_coord_t *c, uint64_t now_ms);
 /* Tells the backends that this coordinator now serves shard (Owner). */
 void ms_backend_announce_owner(ms_coord_t *c, uint32_t shard, uint64_t epoch);
-/* Events to backends when peers join and leave; frees ns->backends. */
+/* Events to backends when peers join and leave; frees ns->mods->backends. */
 extern const ms_ns_hooks_t ms_backend_hooks;
 
 #endif

@@ -84,14 +84,15 @@ void ms_tree_source_notify(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
 
 static ms_edge_state_t *edge_get(ms_ns_t *ns, ms_peer_t a, ms_peer_t b)
 {
-    if (!ns->health && !(ns->health = calloc(1, sizeof(*ns->health))))
+    ms_ns_mods_t *mods = ms_ns_mods_get(ns);
+    if (!mods || (!mods->health && !(mods->health = calloc(1, sizeof(*mods->health)))))
         return NULL;
     uint64_t key = edge_key(a, b);
     ms_edge_state_t *e;
-    HASH_FIND(hh, ns->health->by_key, &key, sizeof(key), e);
+    HASH_FIND(hh, ms_ns_mods(ns)->health->by_key, &key, sizeof(key), e);
     if (!e && (e = calloc(1, sizeof(*e)))) {
         e->key = key;
-        HASH_ADD(hh, ns->health->by_key, key, sizeof(e->key), e);
+        HASH_ADD(hh, ms_ns_mods(ns)->health->by_key, key, sizeof(e->key), e);
     }
     return e;
 }
@@ -258,10 +259,10 @@ void ms_edges_restore(ms_ns_t *ns, const ms_member_t *m, const Meshsig__Bus__Ses
 
 void ms_edges_restore_repairs(ms_ns_t *ns, ms_topo_diff_t *diff)
 {
-    if (!ns->health || !ns->engine->ops->fail_edge)
+    if (!ms_ns_mods(ns)->health || !ns->engine->ops->fail_edge)
         return;
     ms_edge_state_t *e, *tmp;
-    HASH_ITER(hh, ns->health->by_key, e, tmp)
+    HASH_ITER(hh, ms_ns_mods(ns)->health->by_key, e, tmp)
     {
         if (e->state != EDGE_FAILED)
             continue;
@@ -323,10 +324,10 @@ static void counts(const ms_ns_t *ns, edge_counts_t *out)
 {
     memset(out, 0, sizeof(*out));
     ns->engine->ops->edges(ns->engine, count_edge, out);
-    if (!ns->health)
+    if (!ms_ns_mods(ns)->health)
         return;
     ms_edge_state_t *e, *tmp;
-    HASH_ITER(hh, ns->health->by_key, e, tmp)
+    HASH_ITER(hh, ms_ns_mods(ns)->health->by_key, e, tmp)
     {
         out->up += e->state == EDGE_UP;
         out->failed += e->state == EDGE_FAILED;
@@ -350,13 +351,13 @@ json_t *ms_edges_json(const ms_ns_t *ns)
 /* The topology dropped the edge a-b: its reported state goes. */
 static void edge_dropped(ms_ns_t *ns, ms_peer_t a, ms_peer_t b)
 {
-    if (!ns->health)
+    if (!ms_ns_mods(ns)->health)
         return;
     uint64_t key = edge_key(a, b);
     ms_edge_state_t *e;
-    HASH_FIND(hh, ns->health->by_key, &key, sizeof(key), e);
+    HASH_FIND(hh, ms_ns_mods(ns)->health->by_key, &key, sizeof(key), e);
     if (e) {
-        HASH_DEL(ns->health->by_key, e);
+        HASH_DEL(ms_ns_mods(ns)->health->by_key, e);
         free(e);
     }
 }
@@ -370,8 +371,8 @@ void ms_edges_metrics(ms_coord_t *c, ms_metrics_t *m)
     } by[8];
     size_t n_by = 0;
     edge_counts_t all = {0};
-    ms_ns_t *ns, *tmp;
-    MS_NS_FOREACH(c, ns, tmp)
+    ms_ns_t *ns;
+    MS_NS_FOREACH(c, ns, w)
     {
         edge_counts_t k;
         counts(ns, &k);
@@ -424,13 +425,13 @@ void ms_edges_metrics(ms_coord_t *c, ms_metrics_t *m)
 /* Edges of a departed member: their state goes with them (handles are reused). */
 static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 {
-    if (!ns->health)
+    if (!ms_ns_mods(ns)->health)
         return;
     ms_edge_state_t *e, *tmp;
-    HASH_ITER(hh, ns->health->by_key, e, tmp)
+    HASH_ITER(hh, ms_ns_mods(ns)->health->by_key, e, tmp)
     {
         if ((e->key >> 32) == m->handle || (e->key & 0xffffffffu) == m->handle) {
-            HASH_DEL(ns->health->by_key, e);
+            HASH_DEL(ms_ns_mods(ns)->health->by_key, e);
             free(e);
         }
     }
@@ -438,16 +439,16 @@ static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 
 static void cleanup(ms_ns_t *ns)
 {
-    if (!ns->health)
+    if (!ms_ns_mods(ns)->health)
         return;
     ms_edge_state_t *e, *tmp;
-    HASH_ITER(hh, ns->health->by_key, e, tmp)
+    HASH_ITER(hh, ms_ns_mods(ns)->health->by_key, e, tmp)
     {
-        HASH_DEL(ns->health->by_key, e);
+        HASH_DEL(ms_ns_mods(ns)->health->by_key, e);
         free(e);
     }
-    free(ns->health);
-    ns->health = NULL;
+    free(ns->mods->health); /* there: health was */
+    ns->mods->health = NULL;
 }
 
 const ms_ns_hooks_t ms_edges_hooks = {.name = "edge health",

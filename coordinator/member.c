@@ -21,7 +21,7 @@
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
 
-/* A join waiting for a place in a full namespace ("overflow":"wait"): ns->waiting. */
+/* A join waiting for a place in a full namespace ("overflow":"wait"): ms_ns_mods(ns)->waiting. */
 typedef struct ms_waiter {
     struct ms_waiter *next;
     char *id, *gateway, *client_id;
@@ -94,7 +94,7 @@ static int hello_policy(ms_coord_t *c, ms_ns_t *ns, const Meshsig__Bus__ShardReq
     }
     if (ms_policy_same(&ns->policy, &p))
         return 1;
-    if (ns->members.n || ns->n_waiting || ms_policies_has_override(c, ns->name)) {
+    if (ns->members.n || ms_ns_mods(ns)->n_waiting || ms_policies_has_override(c, ns->name)) {
         ms_outbox_error(&c->outbox, ns->shard, req->gateway_id, req->session, cid, ERR(BAD_REQUEST),
                         "hello.policy: namespace %s already runs another policy (topology %s); "
                         "join without hello.policy or with the same one",
@@ -237,7 +237,7 @@ static void waiter_free(ms_waiter_t *w)
 static void announce_waiting(ms_coord_t *c, ms_ns_t *ns)
 {
     uint32_t pos = 1;
-    for (ms_waiter_t *w = ns->waiting; w; w = w->next, pos++) {
+    for (ms_waiter_t *w = ms_ns_mods(ns)->waiting; w; w = w->next, pos++) {
         Meshsig__V1__Waiting wt = MESHSIG__V1__WAITING__INIT;
         wt.position = pos;
         /* A notice, not the hello's reply (that is the welcome or an error, later): it
@@ -251,7 +251,7 @@ static void announce_waiting(ms_coord_t *c, ms_ns_t *ns)
 
 static void enqueue_waiter(ms_coord_t *c, ms_ns_t *ns, const Meshsig__Bus__ShardRequest *req)
 {
-    for (ms_waiter_t *w = ns->waiting; w; w = w->next) {
+    for (ms_waiter_t *w = ms_ns_mods(ns)->waiting; w; w = w->next) {
         if (!strcmp(w->gateway, req->gateway_id) && w->session == req->session)
             return; /* a retried join: already in line */
         if (*req->join->peer_id && !strcmp(w->id, req->join->peer_id)) {
@@ -260,7 +260,8 @@ static void enqueue_waiter(ms_coord_t *c, ms_ns_t *ns, const Meshsig__Bus__Shard
             return;
         }
     }
-    ms_waiter_t *w = calloc(1, sizeof(*w));
+    ms_ns_mods_t *mods = ms_ns_mods_get(ns);
+    ms_waiter_t *w = mods ? calloc(1, sizeof(*w)) : NULL;
     if (!w || !(w->id = strdup(req->join->peer_id)) || !(w->gateway = strdup(req->gateway_id)) ||
         !(w->client_id = strdup(req->client_id)))
         goto nomem;
@@ -271,12 +272,12 @@ static void enqueue_waiter(ms_coord_t *c, ms_ns_t *ns, const Meshsig__Bus__Shard
             goto nomem;
         meshsig__v1__hello__pack(req->join->hello, w->hello);
     }
-    if (ns->waiting_tail)
-        ns->waiting_tail->next = w;
+    if (mods->waiting_tail)
+        mods->waiting_tail->next = w;
     else
-        ns->waiting = w;
-    ns->waiting_tail = w;
-    ns->n_waiting++;
+        mods->waiting = w;
+    mods->waiting_tail = w;
+    mods->n_waiting++;
     announce_waiting(c, ns);
     return;
 nomem:
@@ -409,12 +410,13 @@ static void resume_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
 /* A place freed: admit waiters in order while the engine takes them. */
 static void admit_waiting(ms_coord_t *c, ms_ns_t *ns)
 {
-    while (ns->waiting && !ms_ns_full(c, ns)) {
-        ms_waiter_t *w = ns->waiting;
-        ns->waiting = w->next;
-        if (!ns->waiting)
-            ns->waiting_tail = NULL;
-        ns->n_waiting--;
+    while (ms_ns_mods(ns)->waiting && !ms_ns_full(c, ns)) {
+        ms_ns_mods_t *mods = ns->mods; /* there: someone waits */
+        ms_waiter_t *w = mods->waiting;
+        mods->waiting = w->next;
+        if (!mods->waiting)
+            mods->waiting_tail = NULL;
+        mods->n_waiting--;
         Meshsig__V1__Hello *hello =
             w->hello ? meshsig__v1__hello__unpack(NULL, w->hello_len, w->hello) : NULL;
         Meshsig__Bus__Join j = MESHSIG__BUS__JOIN__INIT;
@@ -432,21 +434,24 @@ static void admit_waiting(ms_coord_t *c, ms_ns_t *ns)
             meshsig__v1__hello__free_unpacked(hello, NULL);
         waiter_free(w);
     }
-    if (ns->waiting)
+    if (ms_ns_mods(ns)->waiting)
         announce_waiting(c, ns);
 }
 
 /* A waiting session left or closed. */
 static int remove_waiter(ms_coord_t *c, ms_ns_t *ns, const char *gateway, uint64_t session)
 {
-    ms_waiter_t **pp = &ns->waiting, *prev = NULL;
-    for (ms_waiter_t *w = ns->waiting; w; prev = w, pp = &w->next, w = w->next) {
+    ms_ns_mods_t *mods = ns->mods;
+    if (!mods)
+        return 0;
+    ms_waiter_t **pp = &mods->waiting, *prev = NULL;
+    for (ms_waiter_t *w = mods->waiting; w; prev = w, pp = &w->next, w = w->next) {
         if (strcmp(w->gateway, gateway) || w->session != session)
             continue;
         *pp = w->next;
-        if (ns->waiting_tail == w)
-            ns->waiting_tail = prev;
-        ns->n_waiting--;
+        if (mods->waiting_tail == w)
+            mods->waiting_tail = prev;
+        mods->n_waiting--;
         waiter_free(w);
         announce_waiting(c, ns);
         return 1;
@@ -456,13 +461,16 @@ static int remove_waiter(ms_coord_t *c, ms_ns_t *ns, const char *gateway, uint64
 
 static void waiting_cleanup(ms_ns_t *ns)
 {
-    while (ns->waiting) {
-        ms_waiter_t *w = ns->waiting;
-        ns->waiting = w->next;
+    ms_ns_mods_t *mods = ns->mods;
+    if (!mods)
+        return;
+    while (mods->waiting) {
+        ms_waiter_t *w = mods->waiting;
+        mods->waiting = w->next;
         waiter_free(w);
     }
-    ns->waiting_tail = NULL;
-    ns->n_waiting = 0;
+    mods->waiting_tail = NULL;
+    mods->n_waiting = 0;
 }
 
 void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)
@@ -731,7 +739,7 @@ size_t ms_member_close_ns(ms_coord_t *c, ms_ns_t *ns, const char *reason)
                               CLOSE_NS_CLOSED);
         n++;
     }
-    for (ms_waiter_t *w = ns->waiting; w; w = w->next, n++)
+    for (ms_waiter_t *w = ms_ns_mods(ns)->waiting; w; w = w->next, n++)
         ms_outbox_deliver(&c->outbox, ns->shard, w->gateway, w->session, NULL,
                           ms_sm_error(&e, w->client_id, ERR(NAMESPACE_CLOSED), reason),
                           CLOSE_NS_CLOSED);
@@ -772,8 +780,8 @@ void ms_member_leave_request(ms_coord_t *c, const Meshsig__Bus__ShardRequest *re
 static void detach_members_of(ms_coord_t *c, const char *gateway, uint64_t now)
 {
     size_t n = 0;
-    ms_ns_t *ns, *ntmp;
-    MS_NS_FOREACH(c, ns, ntmp)
+    ms_ns_t *ns;
+    MS_NS_FOREACH(c, ns, w)
     {
         ms_member_t *m;
         MS_NS_MEMBERS_FOREACH(ns, i, m)
@@ -793,8 +801,8 @@ static void detach_members_of(ms_coord_t *c, const char *gateway, uint64_t now)
 static void reattach_members_of(ms_coord_t *c, const char *gateway)
 {
     size_t n = 0;
-    ms_ns_t *ns, *ntmp;
-    MS_NS_FOREACH(c, ns, ntmp)
+    ms_ns_t *ns;
+    MS_NS_FOREACH(c, ns, w)
     {
         ms_member_t *m;
         MS_NS_MEMBERS_FOREACH(ns, i, m)
@@ -817,8 +825,8 @@ void ms_member_liveness(ms_coord_t *c, uint64_t now)
     /* Detached peers whose grace ran out leave as usual. */
     if (!c->members.n_detached)
         return;
-    ms_ns_t *ns, *ntmp;
-    MS_NS_FOREACH(c, ns, ntmp)
+    ms_ns_t *ns;
+    MS_NS_FOREACH(c, ns, w)
     {
         /* A leave moves members within the index: they are collected first,
          * a batch at a time (a leave removes only the member leaving, so the
@@ -834,7 +842,7 @@ void ms_member_liveness(ms_coord_t *c, uint64_t now)
                 break;
             for (size_t k = 0; k < n && !gone; k++) {
                 /* The last leave frees the namespace: stop there. */
-                gone = ns->members.n == 1 && !ns->waiting;
+                gone = ns->members.n == 1 && !ms_ns_mods(ns)->waiting;
                 ms_member_leave(c, ns, due[k], "gateway lost");
             }
         }

@@ -46,7 +46,7 @@ void ms_member_end_session(ms_coord_t *c, uint32_t shard, const char *gateway, u
                            const char *peer_id, Meshsig__V1__ErrorCode code, const char *why);
 /* Detaches the peers of gateways gone silent; peers whose grace ran out leave. */
 void ms_member_liveness(ms_coord_t *c, uint64_t now_ms);
-/* The namespace's waiting line (ns->waiting). */
+/* The namespace's waiting line (ns->mods->waiting). */
 extern const ms_ns_hooks_t ms_member_hooks;
 
 #endif

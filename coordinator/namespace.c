@@ -16,10 +16,26 @@
 #include "position.h"
 #include "servermsg.h"
 
+static uint64_t name_hash(const char *name)
+{
+    return ms_fnv1a64(name, strlen(name));
+}
+
+static uint64_t ns_hash(const void *ns)
+{
+    return name_hash(((const ms_ns_t *)ns)->name);
+}
+
+static int ns_is(const void *ns, const void *name)
+{
+    return !strcmp(((const ms_ns_t *)ns)->name, name);
+}
+
 void ms_ns_reg_init(ms_ns_reg_t *r, uint32_t n_shards, const ms_ns_hooks_t *const *hooks,
                     size_t n_hooks)
 {
     memset(r, 0, sizeof(*r));
+    ms_pidx_init(&r->by_name, ns_hash);
     r->n_shards = n_shards;
     r->hooks = hooks;
     r->n_hooks = n_hooks;
@@ -28,9 +44,10 @@ void ms_ns_reg_init(ms_ns_reg_t *r, uint32_t n_shards, const ms_ns_hooks_t *cons
 
 void ms_ns_reg_cleanup(ms_coord_t *c)
 {
-    ms_ns_t *ns, *tmp;
-    HASH_ITER(hh, c->ns.by_name, ns, tmp)
+    ms_ns_t *ns;
+    MS_NS_FOREACH(c, ns, w)
     ms_ns_destroy(c, ns);
+    ms_pidx_cleanup(&c->ns.by_name);
     ms_topo_diff_cleanup(&c->ns.diff);
     free(c->ns.n_by_shard);
     c->ns.n_by_shard = NULL;
@@ -38,7 +55,42 @@ void ms_ns_reg_cleanup(ms_coord_t *c)
 
 size_t ms_ns_count(ms_coord_t *c)
 {
-    return HASH_COUNT(c->ns.by_name);
+    return c->ns.by_name.n;
+}
+
+ms_ns_walk_t ms_ns_walk_begin(ms_coord_t *c)
+{
+    /* Collected first: a destroy or a create moves records between the index's slots. */
+    ms_ns_walk_t w = {0};
+    c->ns.walking++;
+    if (c->ns.by_name.n && !(w.list = malloc(c->ns.by_name.n * sizeof(*w.list)))) {
+        ms_warn("out of memory: a walk over %u namespaces skipped", c->ns.by_name.n);
+        return w;
+    }
+    ms_ns_t *ns;
+    MS_PIDX_FOREACH(&c->ns.by_name, i, ns)
+    w.list[w.n++] = ns;
+    return w;
+}
+
+ms_ns_t *ms_ns_walk_next(ms_coord_t *c, ms_ns_walk_t *w)
+{
+    while (w->i < w->n) {
+        ms_ns_t *ns = w->list[w->i++];
+        if (!ns->dead)
+            return ns;
+    }
+    free(w->list);
+    w->list = NULL;
+    w->n = w->i = 0;
+    if (--c->ns.walking == 0) {
+        while (c->ns.dead) {
+            ms_ns_t *ns = c->ns.dead;
+            c->ns.dead = ns->next_dead;
+            free(ns);
+        }
+    }
+    return NULL;
 }
 
 uint32_t ms_ns_count_shard(ms_coord_t *c, uint32_t shard)
@@ -69,9 +121,7 @@ ms_topo_diff_t *ms_ns_diff(ms_coord_t *c)
 
 ms_ns_t *ms_ns_find(ms_coord_t *c, const char *name)
 {
-    ms_ns_t *ns;
-    HASH_FIND_STR(c->ns.by_name, name, ns);
-    return ns;
+    return ms_pidx_find(&c->ns.by_name, name_hash(name), ns_is, name);
 }
 
 static ms_err_t engine_create(const ms_policy_t *p, const char *ns_name, ms_topo_t **out)
@@ -92,6 +142,15 @@ static uint64_t member_hash(const void *m)
     return id_hash(((const ms_member_t *)m)->id);
 }
 
+const ms_ns_mods_t ms_ns_mods_none = {.faces = {.hash = member_hash}};
+
+ms_ns_mods_t *ms_ns_mods_get(ms_ns_t *ns)
+{
+    if (!ns->mods && (ns->mods = calloc(1, sizeof(*ns->mods))))
+        ms_pidx_init(&ns->mods->faces, member_hash);
+    return ns->mods;
+}
+
 static int member_is(const void *m, const void *id)
 {
     return !strcmp(((const ms_member_t *)m)->id, id);
@@ -108,27 +167,30 @@ ms_err_t ms_ns_get(ms_coord_t *c, const char *name, ms_ns_t **out)
     if (!c->ns.n_by_shard &&
         !(c->ns.n_by_shard = calloc(c->ns.n_shards ? c->ns.n_shards : 1, sizeof(uint32_t))))
         return MS_ERR_NOMEM;
-    ns = calloc(1, sizeof(*ns));
-    if (!ns || !(ns->name = strdup(name)))
+    size_t len = strlen(name);
+    if (!(ns = calloc(1, sizeof(*ns) + len + 1)))
         goto fail;
+    memcpy(ns->name, name, len + 1);
     ms_pidx_init(&ns->members, member_hash);
-    ms_pidx_init(&ns->faces, member_hash);
     ns->shard = ms_bus_shard_of(name, c->ns.n_shards);
     ns->policy = *ms_policies_for(c, name);
     if ((err = engine_create(&ns->policy, name, &ns->engine)) != MS_OK)
         goto fail;
     if (ms_ns_has_source_slot(ns))
         ns->next_handle = 1;
+    if (ms_pidx_add(&c->ns.by_name, ns) < 0) {
+        err = MS_ERR_NOMEM;
+        goto fail;
+    }
     if (ns->engine->ops->tick)
         c->ns.n_tick++;
-    HASH_ADD_KEYPTR(hh, c->ns.by_name, ns->name, strlen(ns->name), ns);
     if (ns->shard < c->ns.n_shards)
         c->ns.n_by_shard[ns->shard]++;
     *out = ns;
     return MS_OK;
 fail:
-    if (ns)
-        free(ns->name);
+    if (ns && ns->engine)
+        ns->engine->ops->destroy(ns->engine);
     free(ns);
     return err;
 }
@@ -215,8 +277,10 @@ void ms_ns_destroy(ms_coord_t *c, ms_ns_t *ns)
     MS_NS_MEMBERS_FOREACH(ns, i, m)
     ms_member_free(m);
     ms_pidx_cleanup(&ns->members);
-    ms_pidx_cleanup(&ns->faces); /* empty: their module removed them (backend.c cleanup) */
-    HASH_DEL(c->ns.by_name, ns);
+    if (ns->mods) /* faces: empty, their module removed them (backend.c cleanup) */
+        ms_pidx_cleanup(&ns->mods->faces);
+    free(ns->mods);
+    ms_pidx_remove(&c->ns.by_name, ns);
     if (c->ns.n_by_shard && ns->shard < c->ns.n_shards && c->ns.n_by_shard[ns->shard])
         c->ns.n_by_shard[ns->shard]--;
     if (ns->engine && ns->engine->ops->tick)
@@ -225,13 +289,19 @@ void ms_ns_destroy(ms_coord_t *c, ms_ns_t *ns)
         ns->engine->ops->destroy(ns->engine);
     free(ns->by_handle);
     free(ns->free_handles);
-    free(ns->name);
+    if (c->ns.walking) {
+        /* A walk may still hold it (MS_NS_FOREACH): freed when the last one ends. */
+        ns->dead = 1;
+        ns->next_dead = c->ns.dead;
+        c->ns.dead = ns;
+        return;
+    }
     free(ns);
 }
 
 int ms_ns_destroy_if_empty(ms_coord_t *c, ms_ns_t *ns)
 {
-    if (ns->members.n || ns->waiting || ns->faces.n)
+    if (ns->members.n || ms_ns_mods(ns)->waiting || ms_ns_mods(ns)->faces.n)
         return 0;
     ms_ns_destroy(c, ns);
     return 1;
@@ -239,8 +309,8 @@ int ms_ns_destroy_if_empty(ms_coord_t *c, ms_ns_t *ns)
 
 void ms_ns_destroy_shard(ms_coord_t *c, uint32_t shard)
 {
-    ms_ns_t *ns, *tmp;
-    HASH_ITER(hh, c->ns.by_name, ns, tmp)
+    ms_ns_t *ns;
+    MS_NS_FOREACH(c, ns, w)
     if (ns->shard == shard)
         ms_ns_destroy(c, ns);
 }
@@ -293,17 +363,19 @@ ms_member_t *ms_ns_party(ms_ns_t *ns, const char *id)
 
 ms_err_t ms_ns_face_add(ms_ns_t *ns, ms_member_t *m)
 {
-    return ms_pidx_add(&ns->faces, m) == 0 ? MS_OK : MS_ERR_NOMEM;
+    ms_ns_mods_t *mods = ms_ns_mods_get(ns);
+    return mods && ms_pidx_add(&mods->faces, m) == 0 ? MS_OK : MS_ERR_NOMEM;
 }
 
 void ms_ns_face_remove(ms_ns_t *ns, ms_member_t *m)
 {
-    ms_pidx_remove(&ns->faces, m);
+    if (ns->mods)
+        ms_pidx_remove(&ns->mods->faces, m);
 }
 
 ms_member_t *ms_ns_face(ms_ns_t *ns, const char *id)
 {
-    return ms_pidx_find(&ns->faces, id_hash(id), member_is, id);
+    return ms_pidx_find(&ms_ns_mods(ns)->faces, id_hash(id), member_is, id);
 }
 
 /* Free handles form a min-heap so the smallest is reused first (engines index arrays by handle). */
@@ -674,8 +746,8 @@ void ms_ns_tick_all(ms_coord_t *c, uint64_t now)
 {
     if (!c->ns.n_tick)
         return;
-    ms_ns_t *ns, *tmp;
-    HASH_ITER(hh, c->ns.by_name, ns, tmp)
+    ms_ns_t *ns;
+    MS_NS_FOREACH(c, ns, w)
     {
         if (!ns->engine->ops->tick)
             continue;
@@ -714,8 +786,8 @@ ms_err_t ms_ns_policy_set(ms_coord_t *c, const char *name, const ms_policy_t *p)
 void ms_ns_policies_reapply(ms_coord_t *c)
 {
     size_t changed = 0, failed = 0;
-    ms_ns_t *ns, *tmp;
-    HASH_ITER(hh, c->ns.by_name, ns, tmp)
+    ms_ns_t *ns;
+    MS_NS_FOREACH(c, ns, w)
     {
         if (ms_policies_has_override(c, ns->name))
             continue;

@@ -28,7 +28,7 @@ struct ms_ns;
 
 /* A peer in a namespace. One per joined peer: ordered so that it has no holes
  * (counts are uint32_t, each bounded far below that), 200 bytes. Indexed by
- * id in ns->members (or ns->faces), which keeps nothing inside it. */
+ * id in ns->members (or ns->mods->faces), which keeps nothing inside it. */
 typedef struct ms_member {
     char *id;
     ms_peer_t handle;
@@ -62,7 +62,7 @@ typedef struct ms_member {
      * gateway (merge.c) connects them without an event when both ends still hold the edge.
      * An event about one of them (ms_ns_apply_diff) ends the entry (n_dangling). */
     char **dangling;
-    /* A peer face (a backend's, backend.h): not in ns->members but in ns->faces,
+    /* A peer face (a backend's, backend.h): not in ns->members but in ns->mods->faces,
      * without a topology handle, and delivered to through `deliver` instead of a
      * gateway (set by its module, which namespace.c does not call). NULL for a peer. */
     void (*deliver)(struct ms_coord *c, struct ms_ns *ns, const struct ms_member *to,
@@ -77,19 +77,10 @@ typedef struct ms_member {
     uint8_t source; /* joined as the tree's source: handle 0 (ms_ns_has_source_slot) */
 } ms_member_t;
 
-typedef struct ms_ns {
-    char *name;
-    uint32_t shard;
-    ms_policy_t policy;
-    ms_topo_t *engine;
-    ms_pidx_t members; /* ms_member_t by id: ms_ns_member, MS_NS_MEMBERS_FOREACH */
-    ms_member_t **by_handle;
-    size_t n_handles;       /* slots in by_handle */
-    uint32_t *free_handles; /* min-heap */
-    size_t n_free, cap_free;
-    uint32_t next_handle;
-    uint64_t next_tick_ms; /* engines with periodic work (spray shuffles) */
-    /* Owned by the module named; NULL until it is first used here. */
+/* What the modules keep in a namespace, each field owned by the module named. Allocated
+ * when one first keeps something there (ms_ns_mods_get): the many namespaces that use none
+ * (the native protocol's pairs of peers) carry one pointer instead of these 104 bytes. */
+typedef struct ms_ns_mods {
     struct ms_waiter *waiting, *waiting_tail; /* member.c: joins waiting for a place */
     size_t n_waiting;                         /* member.c */
     struct ms_room *rooms;                    /* room.c */
@@ -100,7 +91,29 @@ typedef struct ms_ns {
     struct ms_edge_health *health;            /* edges.c: reported edge states */
     struct ms_backend *backends;              /* backend.c: attached backends, by instance */
     ms_pidx_t faces; /* their peer faces by id (ms_ns_face_add; backend.c) */
-    UT_hash_handle hh;
+} ms_ns_mods_t;
+
+/* One per namespace held here: 200 bytes and its name in one allocation (a 224-byte malloc
+ * chunk for names of up to 15 characters), nothing of the registry's inside. */
+typedef struct ms_ns {
+    ms_policy_t policy;
+    /* The engine; once the namespace is destroyed during a walk (MS_NS_FOREACH), the next
+     * of the destroyed namespaces that wait for the walks to end (namespace.c). */
+    union {
+        ms_topo_t *engine;
+        struct ms_ns *next_dead;
+    };
+    ms_pidx_t members; /* ms_member_t by id: ms_ns_member, MS_NS_MEMBERS_FOREACH */
+    ms_member_t **by_handle;
+    uint32_t *free_handles; /* min-heap */
+    uint32_t n_handles;     /* slots in by_handle (handles are below MS_PEER_MAX) */
+    uint32_t n_free, cap_free;
+    uint32_t next_handle;
+    uint64_t next_tick_ms; /* engines with periodic work (spray shuffles) */
+    ms_ns_mods_t *mods;    /* NULL until a module keeps something here: ms_ns_mods, _get */
+    uint32_t shard;
+    uint8_t dead; /* destroyed during a walk: MS_NS_FOREACH skips it, nothing else sees it */
+    char name[];  /* NUL-terminated; allocated with the record */
 } ms_ns_t;
 
 /* What a module does when its namespace or one of its members changes. Any may be NULL. */
@@ -119,7 +132,11 @@ typedef struct {
 } ms_ns_hooks_t;
 
 typedef struct {
-    ms_ns_t *by_name; /* uthash by name */
+    ms_pidx_t by_name; /* ms_ns_t by name */
+    /* Walks under way (MS_NS_FOREACH) and the namespaces destroyed during them, freed when
+     * the last walk ends (linked by next_dead). */
+    uint32_t walking;
+    ms_ns_t *dead;
     uint32_t n_shards;
     size_t n_tick;       /* namespaces whose engine has periodic work */
     ms_topo_diff_t diff; /* scratch: lent by ms_ns_diff to one operation at a time */
@@ -128,14 +145,35 @@ typedef struct {
     uint32_t *n_by_shard; /* namespaces held per shard (heartbeats carry them); lazily made */
 } ms_ns_reg_t;
 
+/* What the modules keep in ns, to read: all empty while ns->mods is NULL. */
+extern const ms_ns_mods_t ms_ns_mods_none;
+static inline const ms_ns_mods_t *ms_ns_mods(const ms_ns_t *ns)
+{
+    return ns->mods ? ns->mods : &ms_ns_mods_none;
+}
+/* The same, to change: allocated on first use (freed with ns). NULL when out of memory. */
+ms_ns_mods_t *ms_ns_mods_get(ms_ns_t *ns);
+
 /* hooks: borrowed, in the order they run. */
 void ms_ns_reg_init(ms_ns_reg_t *r, uint32_t n_shards, const ms_ns_hooks_t *const *hooks,
                     size_t n_hooks);
 /* Destroys every namespace. */
 void ms_ns_reg_cleanup(ms_coord_t *c);
 
-/* Read-only iteration over the namespaces (the body may destroy ns). */
-#define MS_NS_FOREACH(c, ns, tmp) HASH_ITER(hh, (c)->ns.by_name, ns, tmp)
+/* A walk over the namespaces held when it began (ms_ns_walk_begin/_next; MS_NS_FOREACH). */
+typedef struct {
+    ms_ns_t **list; /* collected at the start: the body may destroy or create namespaces */
+    size_t n, i;
+} ms_ns_walk_t;
+ms_ns_walk_t ms_ns_walk_begin(ms_coord_t *c);
+/* The next namespace of w not destroyed since w began; NULL at the end, which ends w. */
+ms_ns_t *ms_ns_walk_next(ms_coord_t *c, ms_ns_walk_t *w);
+/* Visits the namespaces (ms_ns_t *ns) held when the walk began, in no particular order,
+ * skipping those destroyed meanwhile (a destroyed namespace stays allocated until every walk
+ * has ended, so the body may destroy ns or any other); namespaces created by the body are
+ * not visited. The walk ends when the loop does: the body must not break out or return. */
+#define MS_NS_FOREACH(c, ns, w)                                                                    \
+    for (ms_ns_walk_t w = ms_ns_walk_begin(c); ((ns) = ms_ns_walk_next((c), &w)) != NULL;)
 size_t ms_ns_count(ms_coord_t *c);
 /* Namespaces held in one shard. */
 uint32_t ms_ns_count_shard(ms_coord_t *c, uint32_t shard);
@@ -176,7 +214,7 @@ void ms_ns_member_remove(ms_ns_t *ns, ms_member_t *m);
 /* A member, or else a peer face (a backend attached to ns, backend.h): whoever can send or
  * receive an emit, an ack, a call or its reply under that id. */
 ms_member_t *ms_ns_party(ms_ns_t *ns, const char *id);
-/* Peer faces: m (with m->deliver set) joins ns->faces, which keeps ns alive; the caller
+/* Peer faces: m (with m->deliver set) joins ns->mods->faces, which keeps ns alive; the caller
  * owns m and removes it before freeing it. */
 ms_err_t ms_ns_face_add(ms_ns_t *ns, ms_member_t *m);
 void ms_ns_face_remove(ms_ns_t *ns, ms_member_t *m);

@@ -201,8 +201,8 @@ void ms_pairs_restore(ms_coord_t *c, ms_ns_t *ns, ms_member_t *const *placed,
 size_t ms_pairs_count(ms_coord_t *c)
 {
     size_t n = 0;
-    ms_ns_t *ns, *tmp;
-    MS_NS_FOREACH(c, ns, tmp)
+    ms_ns_t *ns;
+    MS_NS_FOREACH(c, ns, w)
     {
         if (!ns->policy.signal_any)
             continue;

@@ -10,7 +10,7 @@
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
 #define DEFAULT_TIMEOUT_MS 10000u
 
-/* A namespace's waits (ns->pending), allocated with the first one. */
+/* A namespace's waits (ms_ns_mods(ns)->pending), allocated with the first one. */
 struct ms_pendings {
     ms_pending_t *by_key; /* uthash */
     uint64_t next_call;   /* server-made call ids: "call-<n>" */
@@ -35,9 +35,10 @@ static void pending_free(ms_pending_t *p)
 
 static struct ms_pendings *pendings(ms_ns_t *ns)
 {
-    if (!ns->pending)
-        ns->pending = calloc(1, sizeof(*ns->pending));
-    return ns->pending;
+    ms_ns_mods_t *mods = ms_ns_mods_get(ns);
+    if (mods && !mods->pending)
+        mods->pending = calloc(1, sizeof(*mods->pending));
+    return mods ? mods->pending : NULL;
 }
 
 static ms_pending_t *add(ms_coord_t *c, ms_ns_t *ns, uint8_t kind, const char *key,
@@ -85,14 +86,14 @@ ms_pending_t *ms_pending_add_call(ms_coord_t *c, ms_ns_t *ns, const char *from, 
 ms_pending_t *ms_pending_find(ms_ns_t *ns, const char *key)
 {
     ms_pending_t *p = NULL;
-    if (ns->pending)
-        HASH_FIND_STR(ns->pending->by_key, key, p);
+    if (ms_ns_mods(ns)->pending)
+        HASH_FIND_STR(ms_ns_mods(ns)->pending->by_key, key, p);
     return p;
 }
 
 void ms_pending_done(ms_ns_t *ns, ms_pending_t *p)
 {
-    HASH_DEL(ns->pending->by_key, p);
+    HASH_DEL(ms_ns_mods(ns)->pending->by_key, p);
     pending_free(p);
 }
 
@@ -139,20 +140,20 @@ void ms_pending_tick(ms_coord_t *c, uint64_t now)
     if (!c->pending.next_deadline_ms || now < c->pending.next_deadline_ms)
         return;
     uint64_t next = 0;
-    ms_ns_t *ns, *ntmp;
-    MS_NS_FOREACH(c, ns, ntmp)
+    ms_ns_t *ns;
+    MS_NS_FOREACH(c, ns, w)
     {
-        if (!ns->pending)
+        if (!ms_ns_mods(ns)->pending)
             continue;
         ms_pending_t *p, *tmp;
-        HASH_ITER(hh, ns->pending->by_key, p, tmp)
+        HASH_ITER(hh, ms_ns_mods(ns)->pending->by_key, p, tmp)
         {
             if (p->deadline_ms > now) {
                 if (!next || p->deadline_ms < next)
                     next = p->deadline_ms;
                 continue;
             }
-            HASH_DEL(ns->pending->by_key, p);
+            HASH_DEL(ms_ns_mods(ns)->pending->by_key, p);
             c->pending.n_timeouts++;
             if (p->kind == MS_PENDING_ACK)
                 pending_fail(c, ns, p, ERR(ACK_TIMEOUT), "no ack in time");
@@ -166,15 +167,15 @@ void ms_pending_tick(ms_coord_t *c, uint64_t now)
 
 static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 {
-    if (!ns->pending)
+    if (!ms_ns_mods(ns)->pending)
         return;
     ms_pending_t *p, *ptmp;
-    HASH_ITER(hh, ns->pending->by_key, p, ptmp)
+    HASH_ITER(hh, ms_ns_mods(ns)->pending->by_key, p, ptmp)
     {
         int waits_on_m = !strcmp(p->to, m->id), m_waits = !strcmp(p->from, m->id);
         if (!waits_on_m && !m_waits)
             continue;
-        HASH_DEL(ns->pending->by_key, p);
+        HASH_DEL(ms_ns_mods(ns)->pending->by_key, p);
         if (waits_on_m && !m_waits) {
             if (p->kind == MS_PENDING_ACK)
                 pending_fail(c, ns, p, ERR(PEER_LEFT), "the peer left before it acked");
@@ -188,16 +189,16 @@ static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 
 static void cleanup(ms_ns_t *ns)
 {
-    if (!ns->pending)
+    if (!ms_ns_mods(ns)->pending)
         return;
     ms_pending_t *p, *ptmp;
-    HASH_ITER(hh, ns->pending->by_key, p, ptmp)
+    HASH_ITER(hh, ms_ns_mods(ns)->pending->by_key, p, ptmp)
     {
-        HASH_DEL(ns->pending->by_key, p);
+        HASH_DEL(ms_ns_mods(ns)->pending->by_key, p);
         pending_free(p);
     }
-    free(ns->pending);
-    ns->pending = NULL;
+    free(ns->mods->pending); /* there: pending was */
+    ns->mods->pending = NULL;
 }
 
 const ms_ns_hooks_t ms_pending_hooks = {

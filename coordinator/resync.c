@@ -327,6 +327,16 @@ long ms_resync_rebuild(ms_coord_t *c, uint32_t shard, Meshsig__Bus__ResyncReport
             const char *name = reports[i]->sessions[s]->namespace_;
             if (ms_bus_shard_of(name, (uint32_t)c->cfg->shards) != shard || ms_ns_find(c, name))
                 continue; /* another shard's, or rebuilt already */
+            /* The members are made before their namespace (rebuild_ns): a stand-in with its
+             * name and policy gives them their positions. */
+            size_t len = strlen(name);
+            ms_ns_t *tmp_ns = calloc(1, sizeof(*tmp_ns) + len + 1);
+            if (!tmp_ns) {
+                events = -1;
+                continue;
+            }
+            memcpy(tmp_ns->name, name, len + 1);
+            tmp_ns->policy = *ms_policies_for(c, name);
             size_t n = 0;
             for (size_t a = 0; a < n_reports; a++)
                 for (size_t b = 0; b < reports[a]->n_sessions; b++) {
@@ -334,11 +344,10 @@ long ms_resync_rebuild(ms_coord_t *c, uint32_t shard, Meshsig__Bus__ResyncReport
                     if (strcmp(sr->namespace_, name) || !*sr->peer_id)
                         continue;
                     peers[n].sr = sr;
-                    ms_ns_t tmp_ns = {.name = (char *)name};
-                    tmp_ns.policy = *ms_policies_for(c, name);
-                    peers[n].m = ms_resync_member_from(&tmp_ns, reports[a]->gateway_id, sr);
+                    peers[n].m = ms_resync_member_from(tmp_ns, reports[a]->gateway_id, sr);
                     n++;
                 }
+            free(tmp_ns);
             long e = rebuild_ns(c, name, peers, n);
             for (size_t k = 0; k < n; k++)
                 ms_member_free(peers[k].m); /* only those the namespace did not take */

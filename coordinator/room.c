@@ -7,7 +7,7 @@
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
 
-/* ns->rooms: a uthash of these by name. A room exists while it has members. */
+/* ns->mods->rooms: a uthash of these by name. A room exists while it has members. */
 typedef struct ms_room {
     char *name;
     struct ms_member **members;
@@ -18,7 +18,7 @@ typedef struct ms_room {
 static ms_room_t *room_find(const ms_ns_t *ns, const char *name)
 {
     ms_room_t *r;
-    HASH_FIND_STR(ns->rooms, name, r);
+    HASH_FIND_STR(ms_ns_mods(ns)->rooms, name, r);
     return r;
 }
 
@@ -32,7 +32,7 @@ static int room_has(const ms_room_t *r, const ms_member_t *m)
 
 static void room_free(ms_ns_t *ns, ms_room_t *r)
 {
-    HASH_DEL(ns->rooms, r);
+    HASH_DEL(ns->mods->rooms, r);
     free(r->name);
     free(r->members);
     free(r);
@@ -44,11 +44,12 @@ static ms_err_t room_add(ms_ns_t *ns, const char *name, ms_member_t *m, ms_room_
     ms_room_t *r = room_find(ns, name);
     *added = 0;
     if (!r) {
-        if (!(r = calloc(1, sizeof(*r))) || !(r->name = strdup(name))) {
+        ms_ns_mods_t *mods = ms_ns_mods_get(ns);
+        if (!mods || !(r = calloc(1, sizeof(*r))) || !(r->name = strdup(name))) {
             free(r);
             return MS_ERR_NOMEM;
         }
-        HASH_ADD_KEYPTR(hh, ns->rooms, r->name, strlen(r->name), r);
+        HASH_ADD_KEYPTR(hh, mods->rooms, r->name, strlen(r->name), r);
     }
     *out = r;
     if (room_has(r, m))
@@ -204,14 +205,14 @@ size_t ms_room_size(const ms_ns_t *ns, const char *name)
 static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 {
     ms_room_t *r, *rtmp;
-    HASH_ITER(hh, ns->rooms, r, rtmp)
+    HASH_ITER(hh, ms_ns_mods(ns)->rooms, r, rtmp)
     room_remove(c, ns, r, m);
 }
 
 static void cleanup(ms_ns_t *ns)
 {
     ms_room_t *r, *rtmp;
-    HASH_ITER(hh, ns->rooms, r, rtmp)
+    HASH_ITER(hh, ms_ns_mods(ns)->rooms, r, rtmp)
     room_free(ns, r);
 }
 

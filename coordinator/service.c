@@ -9,7 +9,7 @@
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
 
-/* ns->services: a uthash of these by name. A service exists while it has providers. */
+/* ns->mods->services: a uthash of these by name. A service exists while it has providers. */
 typedef struct ms_service {
     char *name;
     struct ms_member **providers;
@@ -20,7 +20,7 @@ typedef struct ms_service {
 static ms_service_t *service_find(ms_ns_t *ns, const char *name)
 {
     ms_service_t *s;
-    HASH_FIND_STR(ns->services, name, s);
+    HASH_FIND_STR(ms_ns_mods(ns)->services, name, s);
     return s;
 }
 
@@ -29,11 +29,12 @@ static ms_err_t service_add(ms_ns_t *ns, const char *name, ms_member_t *m)
 {
     ms_service_t *s = service_find(ns, name);
     if (!s) {
-        if (!(s = calloc(1, sizeof(*s))) || !(s->name = strdup(name))) {
+        ms_ns_mods_t *mods = ms_ns_mods_get(ns);
+        if (!mods || !(s = calloc(1, sizeof(*s))) || !(s->name = strdup(name))) {
             free(s);
             return MS_ERR_NOMEM;
         }
-        HASH_ADD_KEYPTR(hh, ns->services, s->name, strlen(s->name), s);
+        HASH_ADD_KEYPTR(hh, mods->services, s->name, strlen(s->name), s);
     }
     for (size_t i = 0; i < s->n; i++)
         if (s->providers[i] == m)
@@ -58,7 +59,7 @@ static int service_remove(ms_ns_t *ns, ms_service_t *s, const ms_member_t *m)
         memmove(&s->providers[i], &s->providers[i + 1], (s->n - i - 1) * sizeof(*s->providers));
         s->n--;
         if (s->n == 0) {
-            HASH_DEL(ns->services, s);
+            HASH_DEL(ns->mods->services, s);
             free(s->name);
             free(s->providers);
             free(s);
@@ -190,16 +191,16 @@ static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 {
     (void)c;
     ms_service_t *s, *stmp;
-    HASH_ITER(hh, ns->services, s, stmp)
+    HASH_ITER(hh, ms_ns_mods(ns)->services, s, stmp)
     service_remove(ns, s, m);
 }
 
 static void cleanup(ms_ns_t *ns)
 {
     ms_service_t *s, *stmp;
-    HASH_ITER(hh, ns->services, s, stmp)
+    HASH_ITER(hh, ms_ns_mods(ns)->services, s, stmp)
     {
-        HASH_DEL(ns->services, s);
+        HASH_DEL(ns->mods->services, s);
         free(s->name);
         free(s->providers);
         free(s);

@@ -10,7 +10,7 @@
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
 #define MAX_CREDIT (1ull << 40) /* bytes one side may be granted and not yet sent */
 
-/* ns->streams: a uthash of these by key. */
+/* ns->mods->streams: a uthash of these by key. */
 typedef struct ms_stream {
     char *key; /* "<opener>/<streamId>" */
     char *opener, *receiver;
@@ -21,7 +21,7 @@ typedef struct ms_stream {
 
 static void stream_free(ms_ns_t *ns, ms_stream_t *s)
 {
-    HASH_DEL(ns->streams, s);
+    HASH_DEL(ns->mods->streams, s);
     free(s->key);
     free(s->opener);
     free(s->receiver);
@@ -44,12 +44,12 @@ static ms_stream_t *stream_resolve(ms_ns_t *ns, const ms_member_t *m, const char
     char key[512];
     snprintf(key, sizeof(key), "%s/%s", m->id, sid);
     ms_stream_t *s;
-    HASH_FIND_STR(ns->streams, key, s);
+    HASH_FIND_STR(ms_ns_mods(ns)->streams, key, s);
     if (s && !strcmp(s->opener, m->id)) {
         *is_opener = 1;
         return s;
     }
-    HASH_FIND_STR(ns->streams, sid, s);
+    HASH_FIND_STR(ms_ns_mods(ns)->streams, sid, s);
     if (s && !strcmp(s->receiver, m->id)) {
         *is_opener = 0;
         return s;
@@ -87,7 +87,7 @@ void ms_stream_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char 
         char key[512];
         snprintf(key, sizeof(key), "%s/%s", from->id, st->stream_id);
         ms_stream_t *s;
-        HASH_FIND_STR(ns->streams, key, s);
+        HASH_FIND_STR(ms_ns_mods(ns)->streams, key, s);
         if (s) {
             ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST), "stream %s is already open",
                             st->stream_id);
@@ -124,7 +124,8 @@ void ms_stream_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char 
                             cap);
             return;
         }
-        s = calloc(1, sizeof(*s));
+        ms_ns_mods_t *mods = ms_ns_mods_get(ns);
+        s = mods ? calloc(1, sizeof(*s)) : NULL;
         if (!s || !(s->key = strdup(key)) || !(s->opener = strdup(from->id)) ||
             !(s->receiver = strdup(to->id))) {
             if (s) {
@@ -135,7 +136,7 @@ void ms_stream_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char 
             ms_member_error(c, ns, from, cid, ERR(INTERNAL), "out of memory");
             return;
         }
-        HASH_ADD_KEYPTR(hh, ns->streams, s->key, strlen(s->key), s);
+        HASH_ADD_KEYPTR(hh, mods->streams, s->key, strlen(s->key), s);
         from->n_streams++;
         Meshsig__V1__StreamOpen op = *st->open;
         op.from = from->id;
@@ -201,7 +202,7 @@ void ms_stream_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char 
 static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 {
     ms_stream_t *st, *sttmp;
-    HASH_ITER(hh, ns->streams, st, sttmp)
+    HASH_ITER(hh, ms_ns_mods(ns)->streams, st, sttmp)
     {
         int opener = !strcmp(st->opener, m->id), receiver = !strcmp(st->receiver, m->id);
         if (!opener && !receiver)
@@ -223,7 +224,7 @@ static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 static void cleanup(ms_ns_t *ns)
 {
     ms_stream_t *st, *sttmp;
-    HASH_ITER(hh, ns->streams, st, sttmp)
+    HASH_ITER(hh, ms_ns_mods(ns)->streams, st, sttmp)
     stream_free(ns, st);
 }
 

@@ -15,7 +15,7 @@ typedef struct {
     char *pattern;
 } ms_sub_t;
 
-/* ns->topics, allocated with the first subscription. */
+/* ns->mods->topics, allocated with the first subscription. */
 struct ms_topics {
     ms_sub_t *subs; /* in subscription order: a publish is delivered in that order */
     size_t n, cap;
@@ -23,9 +23,10 @@ struct ms_topics {
 
 static ms_err_t sub_add(ms_ns_t *ns, ms_member_t *m, const char *pattern)
 {
-    if (!ns->topics && !(ns->topics = calloc(1, sizeof(*ns->topics))))
+    ms_ns_mods_t *mods = ms_ns_mods_get(ns);
+    if (!mods || (!mods->topics && !(mods->topics = calloc(1, sizeof(*mods->topics)))))
         return MS_ERR_NOMEM;
-    struct ms_topics *t = ns->topics;
+    struct ms_topics *t = mods->topics;
     if (t->n == t->cap) {
         size_t ncap = t->cap ? t->cap * 2 : 16;
         ms_sub_t *nv = realloc(t->subs, ncap * sizeof(*nv));
@@ -93,7 +94,7 @@ int ms_topic_pattern_ok(const char *pattern)
 
 ms_err_t ms_topic_subscribe(ms_ns_t *ns, ms_member_t *m, const char *pattern)
 {
-    struct ms_topics *t = ns->topics;
+    struct ms_topics *t = ms_ns_mods(ns)->topics;
     for (size_t i = 0; t && i < t->n; i++)
         if (t->subs[i].member == m && !strcmp(t->subs[i].pattern, pattern))
             return MS_OK;
@@ -104,7 +105,7 @@ ms_err_t ms_topic_subscribe(ms_ns_t *ns, ms_member_t *m, const char *pattern)
 
 void ms_topic_unsubscribe(ms_ns_t *ns, const ms_member_t *m, const char *pattern)
 {
-    struct ms_topics *t = ns->topics;
+    struct ms_topics *t = ms_ns_mods(ns)->topics;
     for (size_t i = 0; t && i < t->n; i++) {
         if (t->subs[i].member == m && !strcmp(t->subs[i].pattern, pattern)) {
             free(t->subs[i].pattern);
@@ -133,7 +134,7 @@ size_t ms_topic_publish(ms_coord_t *c, ms_ns_t *ns, const char *from, const char
     sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_TOPIC;
     sm.topic = &to;
     /* One delivery per subscriber even when several of its patterns match. */
-    const struct ms_topics *t_ = ns->topics;
+    const struct ms_topics *t_ = ms_ns_mods(ns)->topics;
     size_t n = 0;
     for (size_t i = 0; t_ && i < t_->n; i++) {
         if (!pattern_match(t_->subs[i].pattern, topic))
@@ -163,7 +164,7 @@ void ms_topic_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *
                             "one token, '>' last");
             return;
         }
-        struct ms_topics *t_ = ns->topics;
+        struct ms_topics *t_ = ms_ns_mods(ns)->topics;
         for (size_t i = 0; t_ && i < t_->n; i++)
             if (t_->subs[i].member == from && !strcmp(t_->subs[i].pattern, pat)) {
                 ms_send_ok(c, ns, from, cid);
@@ -183,7 +184,7 @@ void ms_topic_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *
         return;
     }
     case MESHSIG__V1__TOPIC__OP_UNSUBSCRIBE: {
-        struct ms_topics *t_ = ns->topics;
+        struct ms_topics *t_ = ms_ns_mods(ns)->topics;
         for (size_t i = 0; t_ && i < t_->n; i++) {
             if (t_->subs[i].member == from &&
                 !strcmp(t_->subs[i].pattern, t->unsubscribe->pattern)) {
@@ -217,7 +218,7 @@ void ms_topic_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *
 static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 {
     (void)c;
-    struct ms_topics *t = ns->topics;
+    struct ms_topics *t = ms_ns_mods(ns)->topics;
     for (size_t i = 0; t && i < t->n;) {
         if (t->subs[i].member == m) {
             free(t->subs[i].pattern);
@@ -230,14 +231,14 @@ static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 
 static void cleanup(ms_ns_t *ns)
 {
-    struct ms_topics *t = ns->topics;
+    struct ms_topics *t = ms_ns_mods(ns)->topics;
     if (!t)
         return;
     for (size_t i = 0; i < t->n; i++)
         free(t->subs[i].pattern);
     free(t->subs);
     free(t);
-    ns->topics = NULL;
+    ns->mods->topics = NULL;
 }
 
 /* Takeover rebuild: the subscriptions its gateway reported. */
@@ -245,7 +246,7 @@ static ms_err_t restore(ms_ns_t *ns, ms_member_t *m, const Meshsig__Bus__Session
 {
     for (size_t i = 0; i < sr->n_subscriptions; i++) {
         if (!pattern_valid(sr->subscriptions[i], 1) ||
-            (ns->topics && ns->topics->n >= MAX_SUBS_PER_NS))
+            (ms_ns_mods(ns)->topics && ms_ns_mods(ns)->topics->n >= MAX_SUBS_PER_NS))
             continue;
         if (sub_add(ns, m, sr->subscriptions[i]) != MS_OK)
             return MS_ERR_NOMEM;
