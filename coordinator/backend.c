@@ -307,7 +307,7 @@ static void later_add(ms_backend_t *b, const char *req_id, const char *reply, ui
 static void deliver(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
                     const Meshsig__V1__ServerMessage *msg)
 {
-    ms_backend_t *b = to->backend;
+    ms_backend_t *b = ms_member_rare(to)->backend;
     int reply = msg->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_OK ||
                 msg->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_ERROR;
     later_t *l = reply && msg->id && *msg->id ? later_find(b, msg->id) : NULL;
@@ -364,7 +364,7 @@ static void send_snapshot(ms_coord_t *c, ms_ns_t *ns, ms_backend_t *b)
 static void notify(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m,
                    Meshsig__Backend__V1__PeerEvent__Kind kind)
 {
-    if (m->backend)
+    if (ms_member_rare(m)->backend)
         return; /* events are about peers */
     Meshsig__Backend__V1__PeerEvent ev = MESHSIG__BACKEND__V1__PEER_EVENT__INIT;
     ev.kind = kind;
@@ -407,7 +407,8 @@ static ms_backend_t *backend_new(const char *id)
 {
     ms_backend_t *b = calloc(1, sizeof(*b));
     if (!b || !(b->face = calloc(1, sizeof(*b->face))) || !(b->face->id = strdup(id)) ||
-        !(b->services = calloc(1, sizeof(char *))) || !(b->subs = calloc(1, sizeof(char *)))) {
+        !(b->services = calloc(1, sizeof(char *))) || !(b->subs = calloc(1, sizeof(char *))) ||
+        !ms_member_rare_get(b->face)) {
         if (b) {
             free(b->services);
             ms_member_free(b->face);
@@ -416,8 +417,8 @@ static ms_backend_t *backend_new(const char *id)
         return NULL;
     }
     b->face->handle = MS_PEER_NONE;
-    b->face->deliver = deliver;
-    b->face->backend = b;
+    b->face->rare->deliver = deliver;
+    b->face->rare->backend = b;
     return b;
 }
 

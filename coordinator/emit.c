@@ -85,7 +85,7 @@ static void deliver_stored(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m,
     Meshsig__V1__Emit out = *emit;
     out.to = (char *)"";
     ms_sm_emit_t sm;
-    if (m->deliver || !seq) {
+    if (ms_member_rare(m)->deliver || !seq) {
         /* A backend's face takes it at once (no gateway to write it). */
         ms_deliver(c, ns, m, ms_sm_emit(&sm, &out));
         if (seq)
@@ -266,7 +266,7 @@ static void offline_stored(const char *name, const char *sender, const char *cid
          * join's fetch, queued after this store, delivers it; should that
          * hand-off go missing, the re-fetch below catches it. */
         ms_member_t *to = ms_ns_member(ns, peer);
-        if (to && !to->deliver)
+        if (to && !ms_member_rare(to)->deliver)
             ms_redeliver_sent(&c->redeliver, ns->name, to->id, seq, ms_clock_mono_ms());
     }
     ms_member_t *from = ns && sender ? ms_ns_party(ns, sender) : NULL;

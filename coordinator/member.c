@@ -174,6 +174,24 @@ void ms_member_reattach(ms_coord_t *c, ms_member_t *m)
 }
 
 /* Tells m's current session it lost the peer id, and closes it (4001). */
+/* m's previous session (ms_member_is_prev) is over: nothing more of it is routed. */
+static void prev_clear(ms_member_t *m)
+{
+    if (m->rare) {
+        ms_intern_release(m->rare->prev_gateway);
+        m->rare->prev_gateway = NULL;
+    }
+}
+
+/* m's current session becomes its previous one for MS_MEMBER_PREV_MS; m->rare is there
+ * (the caller made it before changing anything). */
+static void prev_keep(ms_member_t *m)
+{
+    m->rare->prev_gateway = m->gateway;
+    m->rare->prev_session = m->session;
+    m->rare->prev_until_ms = ms_clock_mono_ms() + MS_MEMBER_PREV_MS;
+}
+
 static void send_replaced(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const char *why)
 {
     ms_sm_error_t e;
@@ -185,21 +203,19 @@ static void replace_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
                             const Meshsig__Bus__ShardRequest *req, const char *cid)
 {
     const char *gw = ms_intern(req->gateway_id);
-    if (!gw) {
+    if (!gw || (!m->detached_ms && !ms_member_rare_get(m))) {
+        ms_intern_release(gw);
         ms_outbox_error(&c->outbox, ns->shard, req->gateway_id, req->session, cid, ERR(INTERNAL),
                         "out of memory");
         return;
     }
     send_replaced(c, ns, m, "another session took this peer id");
-    ms_intern_release(m->prev_gateway);
-    m->prev_gateway = NULL;
+    prev_clear(m);
     if (!m->detached_ms) {
         /* As for a resume: what the old session sent before its gateway closes
          * it is still the peer's (a PeerJS client that reconnects loses none of
          * it), and its leave tells the neighbours' gateways (send_retired). */
-        m->prev_gateway = m->gateway;
-        m->prev_session = m->session;
-        m->prev_until_ms = ms_clock_mono_ms() + MS_MEMBER_PREV_MS;
+        prev_keep(m);
     } else {
         ms_intern_release(m->gateway);
     }
@@ -322,7 +338,7 @@ static void send_edges_to(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 static void retire_to(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *o,
                       Meshsig__Bus__PeerLocation *r, int gone)
 {
-    if (!o || o->detached_ms || o->deliver)
+    if (!o || o->detached_ms || ms_member_rare(o)->deliver)
         return;
     Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
     d.session = o->session;
@@ -368,13 +384,13 @@ static void resume_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
                            const Meshsig__Bus__ShardRequest *req, const char *cid)
 {
     const char *gw = ms_intern(req->gateway_id);
-    if (!gw) {
+    if (!gw || (!m->detached_ms && !ms_member_rare_get(m))) {
+        ms_intern_release(gw);
         ms_outbox_error(&c->outbox, ns->shard, req->gateway_id, req->session, cid, ERR(INTERNAL),
                         "out of memory");
         return;
     }
-    ms_intern_release(m->prev_gateway);
-    m->prev_gateway = NULL;
+    prev_clear(m);
     const char *old_gw = m->gateway;
     uint64_t old_session = m->session;
     int gone = m->detached_ms != 0;
@@ -384,9 +400,7 @@ static void resume_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
          * signals from it that reach the owner after this are routed, until
          * its leave (shard.c, ms_member_leave_request). */
         send_replaced(c, ns, m, "this peer resumed on another connection");
-        m->prev_gateway = m->gateway;
-        m->prev_session = m->session;
-        m->prev_until_ms = ms_clock_mono_ms() + MS_MEMBER_PREV_MS;
+        prev_keep(m);
     }
     m->gateway = gw;
     m->session = req->session;
@@ -579,12 +593,13 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
     if (hello && hello->position)
         m->client_pos = ms_ns_position_dup(hello->position);
     if (hello && hello->metadata) {
-        m->metadata_len = meshsig__v1__struct__get_packed_size(hello->metadata);
-        if (m->metadata_len > 4096) {
+        size_t len = meshsig__v1__struct__get_packed_size(hello->metadata);
+        if (len > 4096) {
             ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, cid, ERR(TOO_LARGE),
                             "metadata is over 4096 bytes");
             goto done;
         }
+        m->metadata_len = (uint16_t)len;
         if (!(m->metadata = malloc(m->metadata_len)))
             goto nomem;
         meshsig__v1__struct__pack(hello->metadata, m->metadata);
@@ -751,8 +766,9 @@ size_t ms_member_close_ns(ms_coord_t *c, ms_ns_t *ns, const char *reason)
 
 int ms_member_is_prev(const ms_member_t *m, const char *gateway, uint64_t session, uint64_t now_ms)
 {
-    return m->prev_gateway && m->prev_session == session && !strcmp(m->prev_gateway, gateway) &&
-           (!now_ms || now_ms < m->prev_until_ms);
+    const ms_member_rare_t *r = ms_member_rare(m);
+    return r->prev_gateway && r->prev_session == session && !strcmp(r->prev_gateway, gateway) &&
+           (!now_ms || now_ms < r->prev_until_ms);
 }
 
 void ms_member_leave_request(ms_coord_t *c, const Meshsig__Bus__ShardRequest *req)
@@ -765,9 +781,8 @@ void ms_member_leave_request(ms_coord_t *c, const Meshsig__Bus__ShardRequest *re
     ms_member_t *m = ns ? ms_ns_member(ns, req->peer_id) : NULL;
     if (m && ms_member_is_prev(m, req->gateway_id, req->session, 0)) {
         /* m's previous session has closed: its gateway sends nothing more for it. */
-        send_retired(c, ns, m, m->prev_gateway, m->prev_session, 0);
-        ms_intern_release(m->prev_gateway);
-        m->prev_gateway = NULL;
+        send_retired(c, ns, m, m->rare->prev_gateway, m->rare->prev_session, 0);
+        prev_clear(m);
         return;
     }
     /* Only the session that holds the id may end it: a stale leave is ignored. */

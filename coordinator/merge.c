@@ -173,10 +173,10 @@ static void settle_held(merge_t *mg, ms_member_t **placed, size_t n)
     ms_member_t *x;
     MS_NS_MEMBERS_FOREACH(ns, i, x)
     {
-        if (!x->n_dangling || fresh_of(mg, x))
+        if (!ms_member_rare(x)->n_dangling || fresh_of(mg, x))
             continue;
-        for (size_t k = x->n_dangling; k-- > 0;) {
-            ms_member_t *u = ms_ns_member(ns, x->dangling[k]);
+        for (size_t k = ms_member_rare(x)->n_dangling; k-- > 0;) {
+            ms_member_t *u = ms_ns_member(ns, ms_member_rare(x)->dangling[k]);
             if (!u || !fresh_of(mg, u))
                 continue;
             if (t->ops->adjacent(t, u->handle, x->handle))

@@ -195,13 +195,23 @@ fail:
     return err;
 }
 
+const ms_member_rare_t ms_member_rare_none = {0};
+
+ms_member_rare_t *ms_member_rare_get(ms_member_t *m)
+{
+    if (!m->rare)
+        m->rare = calloc(1, sizeof(*m->rare));
+    return m->rare;
+}
+
 ms_vivaldi_t *ms_member_viv(ms_member_t *m)
 {
     /* Seeded with the position key, which depends only on namespace and peer
      * id: the same coordinate the member would have had from its join on. */
-    if (!m->viv && (m->viv = malloc(sizeof(*m->viv))))
-        ms_vivaldi_init(m->viv, m->pos.key);
-    return m->viv;
+    ms_member_rare_t *r = ms_member_rare_get(m);
+    if (r && !r->viv && (r->viv = malloc(sizeof(*r->viv))))
+        ms_vivaldi_init(r->viv, m->pos.key);
+    return r ? r->viv : NULL;
 }
 
 ms_topo_pos_t ms_member_network_origin(const ms_member_t *m)
@@ -215,16 +225,20 @@ void ms_member_free(ms_member_t *m)
 {
     if (!m)
         return;
-    free(m->viv);
     free(m->id);
     ms_intern_release(m->gateway);
-    ms_intern_release(m->prev_gateway);
     free(m->metadata);
     if (m->client_pos)
         protobuf_c_message_free_unpacked(&m->client_pos->base, NULL);
-    for (size_t i = 0; i < m->n_dangling; i++)
-        free(m->dangling[i]);
-    free(m->dangling);
+    ms_member_rare_t *r = m->rare;
+    if (r) {
+        free(r->viv);
+        ms_intern_release(r->prev_gateway);
+        for (size_t i = 0; i < r->n_dangling; i++)
+            free(r->dangling[i]);
+        free(r->dangling);
+        free(r);
+    }
     free(m);
 }
 
@@ -232,34 +246,38 @@ ms_err_t ms_member_dangling_add(ms_member_t *m, const char *id)
 {
     if (ms_member_dangling_has(m, id))
         return MS_OK;
-    char **nv = realloc(m->dangling, (m->n_dangling + 1) * sizeof(*nv));
+    ms_member_rare_t *r = ms_member_rare_get(m);
+    if (!r)
+        return MS_ERR_NOMEM;
+    char **nv = realloc(r->dangling, (r->n_dangling + 1) * sizeof(*nv));
     if (!nv)
         return MS_ERR_NOMEM;
-    m->dangling = nv;
-    if (!(nv[m->n_dangling] = strdup(id)))
+    r->dangling = nv;
+    if (!(nv[r->n_dangling] = strdup(id)))
         return MS_ERR_NOMEM;
-    m->n_dangling++;
+    r->n_dangling++;
     return MS_OK;
 }
 
 int ms_member_dangling_has(const ms_member_t *m, const char *id)
 {
-    for (size_t i = 0; i < m->n_dangling; i++)
-        if (!strcmp(m->dangling[i], id))
+    for (size_t i = 0; i < ms_member_rare(m)->n_dangling; i++)
+        if (!strcmp(ms_member_rare(m)->dangling[i], id))
             return 1;
     return 0;
 }
 
 int ms_member_dangling_drop(ms_member_t *m, const char *id)
 {
-    for (size_t i = 0; i < m->n_dangling; i++) {
-        if (strcmp(m->dangling[i], id))
+    for (size_t i = 0; i < ms_member_rare(m)->n_dangling; i++) {
+        if (strcmp(ms_member_rare(m)->dangling[i], id))
             continue;
-        free(m->dangling[i]);
-        m->dangling[i] = m->dangling[--m->n_dangling];
-        if (!m->n_dangling) {
-            free(m->dangling);
-            m->dangling = NULL;
+        ms_member_rare_t *r = m->rare; /* there: it holds id */
+        free(r->dangling[i]);
+        r->dangling[i] = r->dangling[--r->n_dangling];
+        if (!r->n_dangling) {
+            free(r->dangling);
+            r->dangling = NULL;
         }
         return 1;
     }
@@ -605,9 +623,9 @@ ms_member_t *ms_ns_by_handle(const ms_ns_t *ns, ms_peer_t h)
 /* Both ends of a-b hear of the edge now: what they held of it before no longer matters. */
 static void forget_dangling(ms_member_t *a, ms_member_t *b)
 {
-    if (a->n_dangling)
+    if (ms_member_rare(a)->n_dangling)
         ms_member_dangling_drop(a, b->id);
-    if (b->n_dangling)
+    if (ms_member_rare(b)->n_dangling)
         ms_member_dangling_drop(b, a->id);
 }
 
@@ -806,8 +824,8 @@ void ms_ns_policies_reapply(ms_coord_t *c)
 void ms_deliver(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
                 const Meshsig__V1__ServerMessage *msg)
 {
-    if (to->deliver) {
-        to->deliver(c, ns, to, msg);
+    if (ms_member_rare(to)->deliver) {
+        ms_member_rare(to)->deliver(c, ns, to, msg);
         return;
     }
     ms_outbox_deliver(&c->outbox, ns->shard, to->gateway, to->session, to->id, msg, 0);
@@ -832,9 +850,9 @@ void ms_member_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const ch
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    if (to->deliver) {
+    if (ms_member_rare(to)->deliver) {
         ms_sm_error_t e;
-        to->deliver(c, ns, to, ms_sm_error(&e, client_id, code, text));
+        ms_member_rare(to)->deliver(c, ns, to, ms_sm_error(&e, client_id, code, text));
         return;
     }
     ms_outbox_error(&c->outbox, ns->shard, to->gateway, to->session, client_id, code, "%s", text);

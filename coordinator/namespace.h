@@ -25,20 +25,12 @@
 
 typedef struct ms_coord ms_coord_t;
 struct ms_ns;
+struct ms_member;
 
-/* A peer in a namespace. One per joined peer: ordered so that it has no holes
- * (counts are uint32_t, each bounded far below that), 200 bytes. Indexed by
- * id in ns->members (or ns->mods->faces), which keeps nothing inside it. */
-typedef struct ms_member {
-    char *id;
-    ms_peer_t handle;
-    uint32_t n_streams;  /* stream.c: streams it opened that are open (--max-streams) */
-    const char *gateway; /* gateway id (ms_intern: one copy per gateway) */
-    uint64_t session;    /* the gateway's session id */
-    ms_topo_pos_t pos;
-    Meshsig__V1__Position *client_pos; /* as the client gave it (owned), or NULL */
-    uint8_t *metadata; /* packed meshsig.v1.Struct handed to neighbours (metadata_len), or NULL */
-    uint64_t detached_ms; /* its gateway died at this time; 0 while attached (member.c) */
+/* What few members use (p2p links, a takeover's dangling neighbours, a resume's previous
+ * session, network coordinates, a backend's face), behind one pointer: allocated when first
+ * set (ms_member_rare_get), freed with the member. */
+typedef struct ms_member_rare {
     /* The session this peer resumed from, while it may still have signals on
      * the way (member.c resume): signals from it are routed as the peer's
      * until that session's leave comes from its gateway (which sends nothing
@@ -54,9 +46,6 @@ typedef struct ms_member {
      * this peer's answer (n_p2p_asks). */
     char **p2p_links;
     struct ms_p2p_ask *p2p_asks;
-    /* pairs.c: peers of a signals:any namespace whose gateways were told where this one
-     * lives (ad-hoc pairs, the direct path without a topology edge; n_pairs). */
-    char **pairs;
     /* Peers this member's client still holds as neighbours although this owner does not know
      * them: a takeover rebuilt without their gateway (silent then). A late report of that
      * gateway (merge.c) connects them without an event when both ends still hold the edge.
@@ -68,14 +57,44 @@ typedef struct ms_member {
     void (*deliver)(struct ms_coord *c, struct ms_ns *ns, const struct ms_member *to,
                     const Meshsig__V1__ServerMessage *msg);
     struct ms_backend *backend; /* backend.c's record of the face */
+    uint32_t n_p2p_links, n_p2p_asks, n_dangling;
+} ms_member_rare_t;
+
+/* A peer in a namespace. One per joined peer: ordered so that it has no holes
+ * (counts are bounded far below their types), 120 bytes (a 128-byte malloc chunk).
+ * Indexed by id in ns->members (or ns->mods->faces), which keeps nothing inside it. */
+typedef struct ms_member {
+    char *id;
+    ms_peer_t handle;
+    uint32_t n_streams;  /* stream.c: streams it opened that are open (--max-streams) */
+    const char *gateway; /* gateway id (ms_intern: one copy per gateway) */
+    uint64_t session;    /* the gateway's session id */
+    ms_topo_pos_t pos;
+    Meshsig__V1__Position *client_pos; /* as the client gave it (owned), or NULL */
+    uint8_t *metadata; /* packed meshsig.v1.Struct handed to neighbours (metadata_len), or NULL */
+    uint64_t detached_ms; /* its gateway died at this time; 0 while attached (member.c) */
+    /* pairs.c: peers of a signals:any namespace whose gateways were told where this one
+     * lives (ad-hoc pairs, the direct path without a topology edge; n_pairs). */
+    char **pairs;
+    ms_member_rare_t *rare; /* NULL until one of its fields is set: ms_member_rare, _get */
     /* bus Join.claim (a hash of the PeerJS token): a join of the same id with
      * the same claim takes the id over, as PeerJS lets its client reconnect. */
     uint8_t claim[16];
-    uint32_t n_p2p_links, n_p2p_asks, n_pairs, n_dangling;
-    uint32_t metadata_len; /* at most 4096 (member.c) */
+    uint16_t n_pairs;      /* at most MS_PAIRS_MAX (pairs.h) */
+    uint16_t metadata_len; /* at most 4096 (member.c) */
     uint8_t claim_len;
     uint8_t source; /* joined as the tree's source: handle 0 (ms_ns_has_source_slot) */
 } ms_member_t;
+
+/* What few members use, to read: all empty while m->rare is NULL. */
+extern const ms_member_rare_t ms_member_rare_none;
+static inline const ms_member_rare_t *ms_member_rare(const ms_member_t *m)
+{
+    return m->rare ? m->rare : &ms_member_rare_none;
+}
+/* The same, to change: allocated on first use (freed by ms_member_free). NULL when out of
+ * memory. */
+ms_member_rare_t *ms_member_rare_get(ms_member_t *m);
 
 /* What the modules keep in a namespace, each field owned by the module named. Allocated
  * when one first keeps something there (ms_ns_mods_get): the many namespaces that use none

@@ -25,26 +25,30 @@ typedef struct ms_p2p_ask {
 
 static int link_index(const ms_member_t *m, const char *id)
 {
-    for (size_t i = 0; i < m->n_p2p_links; i++)
-        if (!strcmp(m->p2p_links[i], id))
+    const ms_member_rare_t *r = ms_member_rare(m);
+    for (size_t i = 0; i < r->n_p2p_links; i++)
+        if (!strcmp(r->p2p_links[i], id))
             return (int)i;
     return -1;
 }
 
 int ms_p2p_linked(const ms_member_t *a, const ms_member_t *b)
 {
-    return a->n_p2p_links && link_index(a, b->id) >= 0;
+    return ms_member_rare(a)->n_p2p_links && link_index(a, b->id) >= 0;
 }
 
 static ms_err_t link_add(ms_member_t *m, const char *id)
 {
-    char **v = realloc(m->p2p_links, (m->n_p2p_links + 1) * sizeof(*v));
+    ms_member_rare_t *r = ms_member_rare_get(m);
+    if (!r)
+        return MS_ERR_NOMEM;
+    char **v = realloc(r->p2p_links, (r->n_p2p_links + 1) * sizeof(*v));
     if (!v)
         return MS_ERR_NOMEM;
-    m->p2p_links = v;
-    if (!(v[m->n_p2p_links] = strdup(id)))
+    r->p2p_links = v;
+    if (!(v[r->n_p2p_links] = strdup(id)))
         return MS_ERR_NOMEM;
-    m->n_p2p_links++;
+    r->n_p2p_links++;
     return MS_OK;
 }
 
@@ -53,10 +57,11 @@ static void link_remove(ms_member_t *m, const char *id)
     int i = link_index(m, id);
     if (i < 0)
         return;
-    free(m->p2p_links[i]);
-    memmove(&m->p2p_links[i], &m->p2p_links[i + 1],
-            (m->n_p2p_links - (size_t)i - 1) * sizeof(*m->p2p_links));
-    m->n_p2p_links--;
+    ms_member_rare_t *r = m->rare; /* there: it holds a link */
+    free(r->p2p_links[i]);
+    memmove(&r->p2p_links[i], &r->p2p_links[i + 1],
+            (r->n_p2p_links - (size_t)i - 1) * sizeof(*r->p2p_links));
+    r->n_p2p_links--;
 }
 
 static void ask_free(ms_p2p_ask_t *a)
@@ -65,12 +70,13 @@ static void ask_free(ms_p2p_ask_t *a)
     free(a->cid);
 }
 
-/* Removes ask i from m; the caller owns what it held. */
+/* Removes ask i (there is one) from m; the caller owns what it held. */
 static ms_p2p_ask_t ask_take(ms_member_t *m, size_t i)
 {
-    ms_p2p_ask_t a = m->p2p_asks[i];
-    memmove(&m->p2p_asks[i], &m->p2p_asks[i + 1], (m->n_p2p_asks - i - 1) * sizeof(*m->p2p_asks));
-    m->n_p2p_asks--;
+    ms_member_rare_t *r = m->rare;
+    ms_p2p_ask_t a = r->p2p_asks[i];
+    memmove(&r->p2p_asks[i], &r->p2p_asks[i + 1], (r->n_p2p_asks - i - 1) * sizeof(*r->p2p_asks));
+    r->n_p2p_asks--;
     return a;
 }
 
@@ -78,21 +84,24 @@ static ms_p2p_ask_t ask_take(ms_member_t *m, size_t i)
 static ms_err_t ask_add(ms_coord_t *c, ms_ns_t *ns, ms_member_t *to, const char *peer,
                         const char *cid)
 {
-    for (size_t i = 0; i < to->n_p2p_asks; i++) {
-        if (!strcmp(to->p2p_asks[i].peer, peer)) { /* asked again: the newest id answers */
+    ms_member_rare_t *r = ms_member_rare_get(to);
+    if (!r)
+        return MS_ERR_NOMEM;
+    for (size_t i = 0; i < r->n_p2p_asks; i++) {
+        if (!strcmp(r->p2p_asks[i].peer, peer)) { /* asked again: the newest id answers */
             char *nc = strdup(cid);
             if (!nc)
                 return MS_ERR_NOMEM;
             ms_member_t *asker = ms_ns_member(ns, peer);
-            if (asker && *to->p2p_asks[i].cid && strcmp(to->p2p_asks[i].cid, cid))
-                ms_member_error(c, ns, asker, to->p2p_asks[i].cid, ERR(BAD_REQUEST),
+            if (asker && *r->p2p_asks[i].cid && strcmp(r->p2p_asks[i].cid, cid))
+                ms_member_error(c, ns, asker, r->p2p_asks[i].cid, ERR(BAD_REQUEST),
                                 "superseded by a newer p2pTarget request to %s", to->id);
-            free(to->p2p_asks[i].cid);
-            to->p2p_asks[i].cid = nc;
+            free(r->p2p_asks[i].cid);
+            r->p2p_asks[i].cid = nc;
             return MS_OK;
         }
     }
-    if (to->n_p2p_asks >= P2P_MAX_ASKS) {
+    if (r->n_p2p_asks >= P2P_MAX_ASKS) {
         ms_p2p_ask_t old = ask_take(to, 0);
         ms_member_t *asker = ms_ns_member(ns, old.peer);
         if (asker)
@@ -102,16 +111,16 @@ static ms_err_t ask_add(ms_coord_t *c, ms_ns_t *ns, ms_member_t *to, const char 
                 to->id, P2P_MAX_ASKS);
         ask_free(&old);
     }
-    ms_p2p_ask_t *v = realloc(to->p2p_asks, (to->n_p2p_asks + 1) * sizeof(*v));
+    ms_p2p_ask_t *v = realloc(r->p2p_asks, (r->n_p2p_asks + 1) * sizeof(*v));
     if (!v)
         return MS_ERR_NOMEM;
-    to->p2p_asks = v;
+    r->p2p_asks = v;
     ms_p2p_ask_t a = {strdup(peer), strdup(cid)};
     if (!a.peer || !a.cid) {
         ask_free(&a);
         return MS_ERR_NOMEM;
     }
-    v[to->n_p2p_asks++] = a;
+    v[r->n_p2p_asks++] = a;
     return MS_OK;
 }
 
@@ -149,7 +158,8 @@ static void ask(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid,
         ms_send_ok(c, ns, m, cid);
         return;
     }
-    if (m->n_p2p_links >= P2P_MAX_LINKS || o->n_p2p_links >= P2P_MAX_LINKS) {
+    if (ms_member_rare(m)->n_p2p_links >= P2P_MAX_LINKS ||
+        ms_member_rare(o)->n_p2p_links >= P2P_MAX_LINKS) {
         ms_member_error(c, ns, m, cid, ERR(RATE_LIMITED), "at most %d p2p targets per peer",
                         P2P_MAX_LINKS);
         return;
@@ -164,10 +174,11 @@ static void ask(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid,
 static void answer(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid,
                    const Meshsig__V1__P2pTarget *t)
 {
+    const ms_member_rare_t *r = ms_member_rare(m);
     size_t i = 0;
-    while (i < m->n_p2p_asks && strcmp(m->p2p_asks[i].peer, t->peer))
+    while (i < r->n_p2p_asks && strcmp(r->p2p_asks[i].peer, t->peer))
         i++;
-    if (i == m->n_p2p_asks) {
+    if (i == r->n_p2p_asks) {
         ms_member_error(c, ns, m, cid, ERR(BAD_REQUEST), "no p2p target request from %s", t->peer);
         return;
     }
@@ -214,17 +225,18 @@ static void member_free(ms_member_t *m);
 
 static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 {
-    for (size_t i = 0; i < m->n_p2p_links; i++) {
-        ms_member_t *o = ms_ns_member(ns, m->p2p_links[i]);
+    const ms_member_rare_t *r = ms_member_rare(m);
+    for (size_t i = 0; i < r->n_p2p_links; i++) {
+        ms_member_t *o = ms_ns_member(ns, r->p2p_links[i]);
         if (!o)
             continue;
         link_remove(o, m->id);
         ms_ns_send_disconnect(c, ns, o, m);
     }
-    for (size_t i = 0; i < m->n_p2p_asks; i++) {
-        ms_member_t *a = ms_ns_member(ns, m->p2p_asks[i].peer);
+    for (size_t i = 0; i < r->n_p2p_asks; i++) {
+        ms_member_t *a = ms_ns_member(ns, r->p2p_asks[i].peer);
         if (a)
-            ms_member_error(c, ns, a, m->p2p_asks[i].cid, ERR(PEER_LEFT),
+            ms_member_error(c, ns, a, r->p2p_asks[i].cid, ERR(PEER_LEFT),
                             "%s left before it answered", m->id);
     }
     member_free(m);
@@ -232,16 +244,19 @@ static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 
 static void member_free(ms_member_t *m)
 {
-    for (size_t i = 0; i < m->n_p2p_links; i++)
-        free(m->p2p_links[i]);
-    free(m->p2p_links);
-    m->p2p_links = NULL;
-    m->n_p2p_links = 0;
-    for (size_t i = 0; i < m->n_p2p_asks; i++)
-        ask_free(&m->p2p_asks[i]);
-    free(m->p2p_asks);
-    m->p2p_asks = NULL;
-    m->n_p2p_asks = 0;
+    ms_member_rare_t *r = m->rare;
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n_p2p_links; i++)
+        free(r->p2p_links[i]);
+    free(r->p2p_links);
+    r->p2p_links = NULL;
+    r->n_p2p_links = 0;
+    for (size_t i = 0; i < r->n_p2p_asks; i++)
+        ask_free(&r->p2p_asks[i]);
+    free(r->p2p_asks);
+    r->p2p_asks = NULL;
+    r->n_p2p_asks = 0;
 }
 
 /* The namespace goes (its shard was dropped, or it emptied): members keep no p2p state. */

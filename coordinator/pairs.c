@@ -79,8 +79,9 @@ static void locate(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const ms_m
 
 void ms_pairs_routed(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, ms_member_t *to)
 {
-    if (!ns->policy.signal_any || from == to || from->deliver || to->deliver || from->detached_ms ||
-        to->detached_ms || !strcmp(from->gateway, to->gateway) || from->n_pairs >= MS_PAIRS_MAX ||
+    if (!ns->policy.signal_any || from == to || ms_member_rare(from)->deliver ||
+        ms_member_rare(to)->deliver || from->detached_ms || to->detached_ms ||
+        !strcmp(from->gateway, to->gateway) || from->n_pairs >= MS_PAIRS_MAX ||
         to->n_pairs >= MS_PAIRS_MAX || ms_pairs_linked(from, to) ||
         ns->engine->ops->adjacent(ns->engine, from->handle, to->handle))
         return;
@@ -101,7 +102,7 @@ void ms_pairs_moved(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m)
 {
     for (size_t i = 0; i < m->n_pairs; i++) {
         ms_member_t *o = ms_ns_member(ns, m->pairs[i]);
-        if (!o || o->deliver)
+        if (!o || ms_member_rare(o)->deliver)
             continue;
         locate(c, ns, o, m);
         locate(c, ns, m, o);
@@ -154,8 +155,8 @@ void ms_pairs_restore(ms_coord_t *c, ms_ns_t *ns, ms_member_t *const *placed,
         ms_member_t *m = placed[i];
         for (size_t k = 0; k < srs[i]->n_pairs && ns->policy.signal_any; k++) {
             ms_member_t *o = ms_ns_member(ns, srs[i]->pairs[k]);
-            if (!o || o == m || o->deliver || ms_pairs_linked(m, o) || m->n_pairs >= MS_PAIRS_MAX ||
-                o->n_pairs >= MS_PAIRS_MAX)
+            if (!o || o == m || ms_member_rare(o)->deliver || ms_pairs_linked(m, o) ||
+                m->n_pairs >= MS_PAIRS_MAX || o->n_pairs >= MS_PAIRS_MAX)
                 continue;
             if (pair_add(m, o->id) != MS_OK) {
                 pair_remove(m, o->id);
@@ -229,7 +230,7 @@ static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
         if (!o)
             continue;
         pair_remove(o, m->id);
-        if (o->deliver || o->detached_ms)
+        if (ms_member_rare(o)->deliver || o->detached_ms)
             continue;
         Meshsig__Bus__PeerLocation u = MESHSIG__BUS__PEER_LOCATION__INIT;
         u.peer_id = m->id;

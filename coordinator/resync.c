@@ -166,13 +166,14 @@ ms_member_t *ms_resync_member_from(ms_ns_t *ns, const char *gateway,
     if (sr->position)
         m->client_pos = ms_ns_position_dup(sr->position);
     if (sr->metadata) {
-        m->metadata_len = meshsig__v1__struct__get_packed_size(sr->metadata);
-        if (m->metadata_len > 4096)
-            m->metadata_len = 0; /* never accepted at join: not from a real session */
-        else if (!(m->metadata = malloc(m->metadata_len ? m->metadata_len : 1)))
-            goto fail;
-        else
+        /* Over 4096 bytes was never accepted at join: not from a real session, dropped. */
+        size_t len = meshsig__v1__struct__get_packed_size(sr->metadata);
+        if (len <= 4096) {
+            if (!(m->metadata = malloc(len ? len : 1)))
+                goto fail;
+            m->metadata_len = (uint16_t)len;
             meshsig__v1__struct__pack(sr->metadata, m->metadata);
+        }
     }
     m->pos = ms_ns_position(ns, m->id, m->client_pos);
     if (ms_ns_policy_network(ns))
