@@ -262,7 +262,7 @@ void ms_admin_handle(ms_coord_t *c, struct evhttp_request *r, enum evhttp_cmd_ty
             *slash = '\0';
             ms_ns_t *ns = ms_ns_find(c, name);
             ms_admin_reply_json(c, r, 200,
-                                ms_policy_to_json(ns ? &ns->policy : ms_policies_for(c, name)));
+                                ms_policy_to_json(ns ? ns->policy : ms_policies_for(c, name)));
         } else if (!slash && method == EVHTTP_REQ_GET) {
             ms_admin_cluster_get(c, r, name);
         } else if (slash && method == EVHTTP_REQ_POST && slash[1] && !strchr(slash + 1, '/')) {

@@ -51,7 +51,7 @@ void ms_admin_reply_json(ms_coord_t *c, struct evhttp_request *r, int code, json
 
 static json_t *pos_json(const ms_ns_t *ns, const ms_member_t *m)
 {
-    if (ns->policy.positioning == MS_POS_GEO)
+    if (ns->policy->positioning == MS_POS_GEO)
         return json_pack("{s:f, s:f}", "lat", m->pos.y, "lon", m->pos.x);
     return json_pack("{s:f, s:f}", "x", m->pos.x, "y", m->pos.y);
 }
@@ -139,8 +139,8 @@ json_t *ms_admin_ns_detail(ms_coord_t *c, const ms_ns_t *ns)
     free(ctx.parent);
     free(listed);
     return json_pack("{s:s, s:i, s:s, s:s, s:o, s:o, s:o, s:b, s:o, s:o}", "name", ns->name,
-                     "shard", (int)ns->shard, "owner", c->id, "topology", ns->policy.topology,
-                     "policy", ms_policy_to_json(&ns->policy), "peers", peers, "edges", edges,
+                     "shard", (int)ns->shard, "owner", c->id, "topology", ns->policy->topology,
+                     "policy", ms_policy_to_json(ns->policy), "peers", peers, "edges", edges,
                      "truncated", truncated, "stats", stats, "backends", ms_backend_json(ns));
 fail:
     json_decref(ctx.edges);
@@ -159,7 +159,7 @@ json_t *ms_admin_ns_list(ms_coord_t *c)
     {
         json_array_append_new(arr,
                               json_pack("{s:s, s:I, s:s, s:i, s:s}", "name", ns->name, "peers",
-                                        (json_int_t)ns->members.n, "topology", ns->policy.topology,
+                                        (json_int_t)ns->members.n, "topology", ns->policy->topology,
                                         "shard", (int)ns->shard, "owner", c->id));
     }
     return json_pack("{s:o}", "namespaces", arr);

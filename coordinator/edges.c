@@ -276,10 +276,10 @@ void ms_edges_restore_repairs(ms_ns_t *ns, ms_topo_diff_t *diff)
 
 void ms_edges_reparent(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid)
 {
-    if (strcmp(ns->policy.topology, "tree")) {
+    if (strcmp(ns->policy->topology, "tree")) {
         ms_member_error(c, ns, m, cid, ERR(BAD_REQUEST),
                         "reparent is for tree namespaces; %s is a %s", ns->name,
-                        ns->policy.topology);
+                        ns->policy->topology);
         return;
     }
     ms_topo_diff_t *diff = ms_ns_diff(c);
@@ -379,12 +379,12 @@ void ms_edges_metrics(ms_coord_t *c, ms_metrics_t *m)
         all.relayed += k.relayed;
         all.up += k.up;
         size_t i = 0;
-        while (i < n_by && strcmp(by[i].name, ns->policy.topology))
+        while (i < n_by && strcmp(by[i].name, ns->policy->topology))
             i++;
         if (i == n_by) {
             if (n_by == sizeof(by) / sizeof(by[0]))
                 continue; /* more names than engines: cannot happen */
-            by[n_by].name = ns->policy.topology;
+            by[n_by].name = ns->policy->topology;
             memset(&by[n_by].k, 0, sizeof(by[n_by].k));
             n_by++;
         }

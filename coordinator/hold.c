@@ -90,7 +90,7 @@ void ms_hold_signal(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *from, const c
         goto refuse;
     e->session = from->session;
     e->shard = ns->shard;
-    e->deadline_ms = ms_clock_mono_ms() + ns->policy.hold_ms;
+    e->deadline_ms = ms_clock_mono_ms() + ns->policy->hold_ms;
     if (sig->payload) {
         e->has_payload = 1;
         e->payload_len = meshsig__v1__value__pack(sig->payload, e->payload);
@@ -161,7 +161,7 @@ void ms_hold_tick(ms_coord_t *c, uint64_t mono_ms)
         if (sender_here)
             ms_outbox_error(&c->outbox, e->shard, e->gateway, e->session, e->cid,
                             ERR(PEER_NOT_FOUND), "%s did not join %s within %u ms", e->to, e->ns,
-                            ns->policy.hold_ms);
+                            ns->policy->hold_ms);
         held_t **pp = &h->head, *prev = NULL;
         while (*pp) {
             held_t *o = *pp;
@@ -178,7 +178,7 @@ void ms_hold_tick(ms_coord_t *c, uint64_t mono_ms)
             if (sender_here && *o->cid && strcmp(o->cid, e->cid))
                 ms_outbox_error(&c->outbox, o->shard, o->gateway, o->session, o->cid,
                                 ERR(PEER_NOT_FOUND), "%s did not join %s within %u ms", o->to,
-                                o->ns, ns->policy.hold_ms);
+                                o->ns, ns->policy->hold_ms);
             held_free(o);
         }
         held_free(e);

@@ -92,13 +92,13 @@ static int hello_policy(ms_coord_t *c, ms_ns_t *ns, const Meshsig__Bus__ShardReq
                         "hello.policy: %s", err == MS_ERR_INVAL ? why : ms_err_str(err));
         return 0;
     }
-    if (ms_policy_same(&ns->policy, &p))
+    if (ms_policy_same(ns->policy, &p))
         return 1;
     if (ns->members.n || ms_ns_mods(ns)->n_waiting || ms_policies_has_override(c, ns->name)) {
         ms_outbox_error(&c->outbox, ns->shard, req->gateway_id, req->session, cid, ERR(BAD_REQUEST),
                         "hello.policy: namespace %s already runs another policy (topology %s); "
                         "join without hello.policy or with the same one",
-                        ns->name, ns->policy.topology);
+                        ns->name, ns->policy->topology);
         return 0;
     }
     if ((err = ms_ns_policy_from_hello(c, ns, &p)) != MS_OK) {
@@ -115,7 +115,7 @@ static void send_welcome(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const
     w.peer_id = m->id;
     w.gateway_id = (char *)m->gateway; /* protobuf-c fields are not const */
     w.namespace_ = ns->name;
-    w.topology = ns->policy.topology;
+    w.topology = (char *)ns->policy->topology; /* protobuf-c fields are not const; only read */
     /* The gateway fills in its own limits and keeps this one, the owner's. */
     Meshsig__V1__Limits lim = MESHSIG__V1__LIMITS__INIT;
     lim.max_streams = c->cfg->max_streams > 0 && c->cfg->max_streams <= UINT32_MAX
@@ -130,7 +130,7 @@ static void send_welcome(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const
     d.session = m->session;
     d.peer_id = m->id;
     d.msg = &sm;
-    d.signal_scope = ns->policy.signal_any ? 2 : 1; /* bus.proto Delivery.signal_scope */
+    d.signal_scope = ns->policy->signal_any ? 2 : 1; /* bus.proto Delivery.signal_scope */
     ms_outbox_deliver_full(&c->outbox, ns->shard, m->gateway, &d);
 }
 
@@ -549,7 +549,7 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
     if (as_source && !ms_ns_has_source_slot(ns)) {
         ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, cid, ERR(BAD_REQUEST),
                         "namespace %s is a %s, not a tree: it has no source", ns->name,
-                        ns->policy.topology);
+                        ns->policy->topology);
         goto done;
     }
     if (ms_ns_face(ns, id)) {
@@ -571,8 +571,8 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
         }
         /* The same claim is the same client reconnecting (PeerJS keeps its
          * id and token across a reconnect): it takes its id back. */
-        if (ns->policy.id_replace || (j->claim.len && j->claim.len == old->claim_len &&
-                                      !memcmp(j->claim.data, old->claim, old->claim_len))) {
+        if (ns->policy->id_replace || (j->claim.len && j->claim.len == old->claim_len &&
+                                       !memcmp(j->claim.data, old->claim, old->claim_len))) {
             replace_session(c, ns, old, req, cid);
             return;
         }
@@ -604,12 +604,12 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
             goto nomem;
         meshsig__v1__struct__pack(hello->metadata, m->metadata);
     }
-    if ((ns->policy.positioning == MS_POS_CLIENT || ns->policy.positioning == MS_POS_GEO) &&
-        (!hello || !hello->position) && !strcmp(ns->policy.topology, "delaunay")) {
+    if ((ns->policy->positioning == MS_POS_CLIENT || ns->policy->positioning == MS_POS_GEO) &&
+        (!hello || !hello->position) && !strcmp(ns->policy->topology, "delaunay")) {
         ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, cid, ERR(BAD_REQUEST),
                         "namespace %s places peers by client position: hello.position %s "
                         "is required",
-                        ns->name, ns->policy.positioning == MS_POS_GEO ? "{lat, lon}" : "{x, y}");
+                        ns->name, ns->policy->positioning == MS_POS_GEO ? "{lat, lon}" : "{x, y}");
         goto done;
     }
     char why[128];
@@ -642,7 +642,7 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
     if (err != MS_OK) {
         ms_ns_member_remove(ns, m);
         ms_ns_free_handle(ns, m);
-        if (err == MS_ERR_FULL && ns->policy.overflow_wait) {
+        if (err == MS_ERR_FULL && ns->policy->overflow_wait) {
             enqueue_waiter(c, ns, req);
             goto done;
         }

@@ -36,6 +36,7 @@ void ms_ns_reg_init(ms_ns_reg_t *r, uint32_t n_shards, const ms_ns_hooks_t *cons
 {
     memset(r, 0, sizeof(*r));
     ms_pidx_init(&r->by_name, ns_hash);
+    ms_policyshare_init(&r->policies);
     r->n_shards = n_shards;
     r->hooks = hooks;
     r->n_hooks = n_hooks;
@@ -48,6 +49,7 @@ void ms_ns_reg_cleanup(ms_coord_t *c)
     MS_NS_FOREACH(c, ns, w)
     ms_ns_destroy(c, ns);
     ms_pidx_cleanup(&c->ns.by_name);
+    ms_policyshare_cleanup(&c->ns.policies);
     ms_topo_diff_cleanup(&c->ns.diff);
     free(c->ns.n_by_shard);
     c->ns.n_by_shard = NULL;
@@ -100,7 +102,7 @@ uint32_t ms_ns_count_shard(ms_coord_t *c, uint32_t shard)
 
 uint32_t ms_ns_cap(const ms_coord_t *c, const ms_ns_t *ns)
 {
-    uint32_t cap = ns->policy.params.cap;
+    uint32_t cap = ns->policy->params.cap;
     long max = c->cfg->max_peers;
     if (max > 0 && (!cap || (uint64_t)max < cap))
         cap = max > UINT32_MAX ? UINT32_MAX : (uint32_t)max;
@@ -173,8 +175,9 @@ ms_err_t ms_ns_get(ms_coord_t *c, const char *name, ms_ns_t **out)
     memcpy(ns->name, name, len + 1);
     ms_pidx_init(&ns->members, member_hash);
     ns->shard = ms_bus_shard_of(name, c->ns.n_shards);
-    ns->policy = *ms_policies_for(c, name);
-    if ((err = engine_create(&ns->policy, name, &ns->engine)) != MS_OK)
+    if (!(ns->policy = ms_policyshare_take(&c->ns.policies, ms_policies_for(c, name))))
+        goto fail;
+    if ((err = engine_create(ns->policy, name, &ns->engine)) != MS_OK)
         goto fail;
     if (ms_ns_has_source_slot(ns))
         ns->next_handle = 1;
@@ -191,6 +194,8 @@ ms_err_t ms_ns_get(ms_coord_t *c, const char *name, ms_ns_t **out)
 fail:
     if (ns && ns->engine)
         ns->engine->ops->destroy(ns->engine);
+    if (ns)
+        ms_policyshare_give(&c->ns.policies, ns->policy);
     free(ns);
     return err;
 }
@@ -307,6 +312,8 @@ void ms_ns_destroy(ms_coord_t *c, ms_ns_t *ns)
         ns->engine->ops->destroy(ns->engine);
     free(ns->by_handle);
     free(ns->free_handles);
+    ms_policyshare_give(&c->ns.policies, ns->policy);
+    ns->policy = NULL;
     if (c->ns.walking) {
         /* A walk may still hold it (MS_NS_FOREACH): freed when the last one ends. */
         ns->dead = 1;
@@ -432,7 +439,7 @@ static uint32_t heap_pop(ms_ns_t *ns)
 
 int ms_ns_has_source_slot(const ms_ns_t *ns)
 {
-    return ns->policy.params.source != 0 && !strcmp(ns->policy.topology, "tree");
+    return ns->policy->params.source != 0 && !strcmp(ns->policy->topology, "tree");
 }
 
 ms_member_t *ms_ns_source(const ms_ns_t *ns)
@@ -529,13 +536,13 @@ Meshsig__V1__Position *ms_ns_position_dup(const Meshsig__V1__Position *p)
 
 int ms_ns_position_valid(const ms_ns_t *ns, const Meshsig__V1__Position *p, char *why, size_t cap)
 {
-    if (ns->policy.positioning == MS_POS_CLIENT &&
+    if (ns->policy->positioning == MS_POS_CLIENT &&
         !(isfinite(p->x) && isfinite(p->y) && fabs(p->x) <= MS_POS_CLIENT_RANGE &&
           fabs(p->y) <= MS_POS_CLIENT_RANGE)) {
         snprintf(why, cap, "position x and y must be numbers within +-%.0f", MS_POS_CLIENT_RANGE);
         return 0;
     }
-    if (ns->policy.positioning == MS_POS_GEO &&
+    if (ns->policy->positioning == MS_POS_GEO &&
         !(p->lat >= -90 && p->lat <= 90 && p->lon >= -180 && p->lon <= 180)) {
         snprintf(why, cap, "position lat must be in [-90, 90] and lon in [-180, 180]");
         return 0;
@@ -549,10 +556,10 @@ ms_topo_pos_t ms_ns_position(const ms_ns_t *ns, const char *peer_id,
     /* The random position and the key depend only on namespace and peer id, so
      * every coordinator places a peer alike (a takeover rebuilds the same mesh). */
     ms_topo_pos_t p = ms_position_random(ns->name, peer_id);
-    if (given && ns->policy.positioning == MS_POS_CLIENT) {
+    if (given && ns->policy->positioning == MS_POS_CLIENT) {
         p.x = given->x;
         p.y = given->y;
-    } else if (given && ns->policy.positioning == MS_POS_GEO) {
+    } else if (given && ns->policy->positioning == MS_POS_GEO) {
         p.x = given->lon;
         p.y = given->lat;
     }
@@ -573,8 +580,8 @@ static void send_connect(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
         md = meshsig__v1__struct__unpack(NULL, other->metadata_len, other->metadata);
     cn.metadata = md;
     Meshsig__V1__Position pos = MESHSIG__V1__POSITION__INIT;
-    if (!strcmp(ns->policy.topology, "delaunay")) {
-        if (ns->policy.positioning == MS_POS_GEO) {
+    if (!strcmp(ns->policy->topology, "delaunay")) {
+        if (ns->policy->positioning == MS_POS_GEO) {
             pos.lon = other->pos.x;
             pos.lat = other->pos.y;
         } else {
@@ -703,7 +710,7 @@ static void send_signal_scope(ms_coord_t *c, ms_ns_t *ns)
         Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
         d.session = m->session;
         d.peer_id = m->id;
-        d.signal_scope = ns->policy.signal_any ? 2 : 1;
+        d.signal_scope = ns->policy->signal_any ? 2 : 1;
         ms_outbox_deliver_full(&c->outbox, ns->shard, m->gateway, &d);
     }
 }
@@ -715,8 +722,12 @@ static ms_err_t set_policy(ms_coord_t *c, ms_ns_t *ns, const ms_policy_t *p)
     ms_topo_diff_init(&diff);
     ms_topo_diff_init(&scratch);
     ms_err_t err;
-    ms_policy_t old = ns->policy;
-    ns->policy = *p; /* positions below use the new mode */
+    const ms_policy_t *old = ns->policy, *neu = ms_policyshare_take(&c->ns.policies, p);
+    if (!neu) {
+        err = MS_ERR_NOMEM;
+        goto fail;
+    }
+    ns->policy = neu; /* positions below use the new mode */
     if ((err = engine_create(p, ns->name, &fresh)) != MS_OK)
         goto fail;
     ms_member_t *at0 = ns->n_handles ? ns->by_handle[0] : NULL;
@@ -746,13 +757,13 @@ static ms_err_t set_policy(ms_coord_t *c, ms_ns_t *ns, const ms_policy_t *p)
     ns->engine = fresh;
     fresh = NULL;
     ms_ns_apply_diff(c, ns, &diff, NULL, NULL, 0);
-    if (old.signal_any != p->signal_any)
+    if (old->signal_any != p->signal_any)
         send_signal_scope(c, ns);
     ms_info("namespace %s: topology now %s (%zu edges added, %zu removed)", ns->name, p->topology,
             diff.n_connect, diff.n_disconnect);
 fail:
-    if (err != MS_OK)
-        ns->policy = old;
+    ns->policy = err == MS_OK ? neu : old;
+    ms_policyshare_give(&c->ns.policies, err == MS_OK ? old : neu);
     if (fresh)
         fresh->ops->destroy(fresh);
     ms_topo_diff_cleanup(&diff);
@@ -770,10 +781,10 @@ void ms_ns_tick_all(ms_coord_t *c, uint64_t now)
         if (!ns->engine->ops->tick)
             continue;
         if (ns->next_tick_ms == 0)
-            ns->next_tick_ms = now + ns->policy.shuffle_period_ms;
+            ns->next_tick_ms = now + ns->policy->shuffle_period_ms;
         if (now < ns->next_tick_ms)
             continue;
-        ns->next_tick_ms = now + ns->policy.shuffle_period_ms;
+        ns->next_tick_ms = now + ns->policy->shuffle_period_ms;
         ms_topo_diff_t *diff = ms_ns_diff(c);
         ms_err_t err = ns->engine->ops->tick(ns->engine, now, diff);
         if (err != MS_OK) {
@@ -792,7 +803,7 @@ ms_err_t ms_ns_policy_from_hello(ms_coord_t *c, ms_ns_t *ns, const ms_policy_t *
 ms_err_t ms_ns_policy_set(ms_coord_t *c, const char *name, const ms_policy_t *p)
 {
     ms_ns_t *ns = ms_ns_find(c, name);
-    if (ns && !ms_policy_same(&ns->policy, p)) {
+    if (ns && !ms_policy_same(ns->policy, p)) {
         ms_err_t err = set_policy(c, ns, p);
         if (err != MS_OK)
             return err;
@@ -810,7 +821,7 @@ void ms_ns_policies_reapply(ms_coord_t *c)
         if (ms_policies_has_override(c, ns->name))
             continue;
         const ms_policy_t *p = ms_policies_for(c, ns->name);
-        if (ms_policy_same(&ns->policy, p))
+        if (ms_policy_same(ns->policy, p))
             continue;
         if (set_policy(c, ns, p) == MS_OK)
             changed++;

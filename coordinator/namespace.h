@@ -18,6 +18,7 @@
 #include "bus.pb-c.h"
 #include "client.pb-c.h"
 #include "policy.h"
+#include "policyshare.h"
 #include "ptrindex.h"
 #include "table.h"
 #include "topology.h"
@@ -112,10 +113,10 @@ typedef struct ms_ns_mods {
     ms_pidx_t faces; /* their peer faces by id (ms_ns_face_add; backend.c) */
 } ms_ns_mods_t;
 
-/* One per namespace held here: 200 bytes and its name in one allocation (a 224-byte malloc
- * chunk for names of up to 15 characters), nothing of the registry's inside. */
+/* One per namespace held here: 96 bytes and its name in one allocation (a 112-byte malloc
+ * chunk for names of up to 7 characters, 128 up to 23), nothing of the registry's inside. */
 typedef struct ms_ns {
-    ms_policy_t policy;
+    const ms_policy_t *policy; /* a shared copy (c->ns.policies): never changed through it */
     /* The engine; once the namespace is destroyed during a walk (MS_NS_FOREACH), the next
      * of the destroyed namespaces that wait for the walks to end (namespace.c). */
     union {
@@ -161,7 +162,8 @@ typedef struct {
     ms_topo_diff_t diff; /* scratch: lent by ms_ns_diff to one operation at a time */
     const ms_ns_hooks_t *const *hooks;
     size_t n_hooks;
-    uint32_t *n_by_shard; /* namespaces held per shard (heartbeats carry them); lazily made */
+    uint32_t *n_by_shard;      /* namespaces held per shard (heartbeats carry them); lazily made */
+    ms_policyshare_t policies; /* the policies the namespaces run (ms_ns_t.policy) */
 } ms_ns_reg_t;
 
 /* What the modules keep in ns, to read: all empty while ns->mods is NULL. */
@@ -270,7 +272,7 @@ ms_err_t ms_ns_policy_from_hello(ms_coord_t *c, ms_ns_t *ns, const ms_policy_t *
 void ms_ns_policies_reapply(ms_coord_t *c);
 static inline int ms_ns_policy_network(const ms_ns_t *ns)
 {
-    return ns->policy.positioning == MS_POS_NETWORK;
+    return ns->policy->positioning == MS_POS_NETWORK;
 }
 /* A malloc'd copy of a client position, freed like an unpacked message. */
 Meshsig__V1__Position *ms_ns_position_dup(const Meshsig__V1__Position *p);

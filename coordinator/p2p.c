@@ -143,7 +143,7 @@ static int adjacent(ms_ns_t *ns, const ms_member_t *a, const ms_member_t *b)
 static void ask(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid,
                 const Meshsig__V1__P2pTarget *t)
 {
-    if (!ns->policy.p2p_targets) {
+    if (!ns->policy->p2p_targets) {
         ms_member_error(c, ns, m, cid, ERR(FORBIDDEN), "namespace %s does not allow p2p targets",
                         ns->name);
         return;

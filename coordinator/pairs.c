@@ -79,7 +79,7 @@ static void locate(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const ms_m
 
 void ms_pairs_routed(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, ms_member_t *to)
 {
-    if (!ns->policy.signal_any || from == to || ms_member_rare(from)->deliver ||
+    if (!ns->policy->signal_any || from == to || ms_member_rare(from)->deliver ||
         ms_member_rare(to)->deliver || from->detached_ms || to->detached_ms ||
         !strcmp(from->gateway, to->gateway) || from->n_pairs >= MS_PAIRS_MAX ||
         to->n_pairs >= MS_PAIRS_MAX || ms_pairs_linked(from, to) ||
@@ -153,7 +153,7 @@ void ms_pairs_restore(ms_coord_t *c, ms_ns_t *ns, ms_member_t *const *placed,
     /* Each reported pair whose ends are both here, once. */
     for (size_t i = 0; i < n; i++) {
         ms_member_t *m = placed[i];
-        for (size_t k = 0; k < srs[i]->n_pairs && ns->policy.signal_any; k++) {
+        for (size_t k = 0; k < srs[i]->n_pairs && ns->policy->signal_any; k++) {
             ms_member_t *o = ms_ns_member(ns, srs[i]->pairs[k]);
             if (!o || o == m || ms_member_rare(o)->deliver || ms_pairs_linked(m, o) ||
                 m->n_pairs >= MS_PAIRS_MAX || o->n_pairs >= MS_PAIRS_MAX)
@@ -205,7 +205,7 @@ size_t ms_pairs_count(ms_coord_t *c)
     ms_ns_t *ns;
     MS_NS_FOREACH(c, ns, w)
     {
-        if (!ns->policy.signal_any)
+        if (!ns->policy->signal_any)
             continue;
         ms_member_t *m;
         MS_NS_MEMBERS_FOREACH(ns, i, m)

@@ -337,7 +337,7 @@ long ms_resync_rebuild(ms_coord_t *c, uint32_t shard, Meshsig__Bus__ResyncReport
                 continue;
             }
             memcpy(tmp_ns->name, name, len + 1);
-            tmp_ns->policy = *ms_policies_for(c, name);
+            tmp_ns->policy = ms_policies_for(c, name); /* borrowed: not a shared copy */
             size_t n = 0;
             for (size_t a = 0; a < n_reports; a++)
                 for (size_t b = 0; b < reports[a]->n_sessions; b++) {

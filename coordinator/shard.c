@@ -59,7 +59,7 @@ static void handle_signal(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sha
                         ERR(NOT_JOINED), "this session has not joined %s", req->namespace_);
         return;
     }
-    if (!to && ns->policy.hold_ms) {
+    if (!to && ns->policy->hold_ms) {
         ms_hold_signal(c, ns, from, req->client_id, sig);
         return;
     }
@@ -68,7 +68,7 @@ static void handle_signal(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sha
                         ERR(PEER_NOT_FOUND), "%s is not in namespace %s", sig->to, ns->name);
         return;
     }
-    if (!ns->policy.signal_any &&
+    if (!ns->policy->signal_any &&
         !ns->engine->ops->adjacent(ns->engine, from->handle, to->handle) &&
         !ms_p2p_linked(from, to)) {
         ms_outbox_error(&c->outbox, shard, req->gateway_id, req->session, req->client_id,
@@ -116,7 +116,7 @@ static void handle_barrier(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Sh
 static void handle_position(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *cid,
                             Meshsig__V1__Position *pos)
 {
-    if (ns->policy.positioning != MS_POS_CLIENT && ns->policy.positioning != MS_POS_GEO) {
+    if (ns->policy->positioning != MS_POS_CLIENT && ns->policy->positioning != MS_POS_GEO) {
         ms_member_error(c, ns, m, cid, ERR(BAD_REQUEST),
                         "namespace %s does not place peers by client position", ns->name);
         return;
