@@ -152,6 +152,18 @@ static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
     ms_metrics_u64(&m, "reason", "not_owner", c->cluster.n_not_owner);
     ms_metrics_u64(&m, "reason", "rebuild_queue_full", c->cluster.n_queued_dropped);
     ms_metrics_u64(&m, "reason", "stale_epoch_resent", c->cluster.n_resend_dropped);
+    ms_metrics_family(&m, "meshsig_coordinator_request_copies_total", MS_METRIC_COUNTER,
+                      "copies of client requests a gateway sent again (no answer had reached "
+                      "it) that were not applied again: answered with the recorded answer "
+                      "(again) or as still being worked on (received)");
+    ms_metrics_u64(&m, "answer", "again", c->dedupe.n_again);
+    ms_metrics_u64(&m, "answer", "received", c->dedupe.n_received);
+    ms_metrics_counter(&m, "meshsig_coordinator_request_records_evicted_total",
+                       "records of client requests dropped early for room (a copy of one "
+                       "would be applied again)",
+                       c->dedupe.n_evicted);
+    ms_metrics_gauge(&m, "meshsig_coordinator_request_records",
+                     "client requests recorded for copies a gateway may send", (double)c->dedupe.n);
     ms_metrics_gauge(&m, "meshsig_coordinator_namespaces",
                      "namespaces in the shards this coordinator owns", (double)ms_ns_count(c));
     ms_metrics_gauge(&m, "meshsig_coordinator_cluster_namespaces",

@@ -207,6 +207,7 @@ void ms_cluster_drop_shard(ms_coord_t *c, uint32_t shard)
 {
     ms_shard_t *s = &c->cluster.shards[shard];
     ms_outbox_forget_shard(&c->outbox, shard);
+    ms_dedupe_forget_shard(&c->dedupe, shard);
     ms_ns_destroy_shard(c, shard);
     ms_resync_free(s->resync);
     s->resync = NULL;

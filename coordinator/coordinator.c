@@ -19,7 +19,7 @@
 static const ms_ns_hooks_t *const ns_modules[] = {
     &ms_member_hooks,  &ms_room_hooks,   &ms_service_hooks, &ms_topic_hooks,
     &ms_pending_hooks, &ms_stream_hooks, &ms_emit_hooks,    &ms_edges_hooks,
-    &ms_p2p_hooks,     &ms_pairs_hooks,     &ms_hold_hooks,   &ms_backend_hooks,
+    &ms_p2p_hooks,     &ms_pairs_hooks,  &ms_hold_hooks,    &ms_backend_hooks,
 };
 
 ms_err_t ms_coord_core_init(ms_coord_t *c, const ms_coord_config_t *cfg, const char *id)
@@ -30,8 +30,10 @@ ms_err_t ms_coord_core_init(ms_coord_t *c, const ms_coord_config_t *cfg, const c
     ms_ns_reg_init(&c->ns, (uint32_t)cfg->shards, ns_modules,
                    sizeof(ns_modules) / sizeof(ns_modules[0]));
     ms_hold_init(&c->hold);
+    ms_dedupe_init(&c->dedupe);
     ms_redeliver_init(&c->redeliver);
     ms_err_t err = ms_outbox_init(&c->outbox, NULL, cfg->prefix, c->id, (uint32_t)cfg->shards);
+    c->outbox.dedupe = &c->dedupe;
     if (err == MS_OK)
         err = ms_cluster_init(c);
     return err;
@@ -41,6 +43,7 @@ void ms_coord_core_cleanup(ms_coord_t *c)
 {
     ms_ns_reg_cleanup(c);
     ms_hold_cleanup(&c->hold);
+    ms_dedupe_cleanup(&c->dedupe);
     ms_redeliver_cleanup(&c->redeliver);
     ms_bans_cleanup(&c->bans);
     ms_policies_cleanup(c);
@@ -183,6 +186,7 @@ static void on_tick(evutil_socket_t fd, short what, void *ud)
         ms_bus_publish(c->bus, c->loop.probe_subject, NULL, "", 0);
     ms_pending_tick(c, now);
     ms_hold_tick(c, now);
+    ms_dedupe_expire(&c->dedupe, now);
     ms_ns_tick_all(c, now);
     ms_member_liveness(c, now);
     ms_backend_tick(c, now);

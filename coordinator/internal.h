@@ -32,6 +32,7 @@
 #include "busver.h"
 #include "cluster.h"
 #include "coordinator.h"
+#include "dedupe.h"
 #include "edges.h"
 #include "gateways.h"
 #include "gwsync.h"
@@ -86,6 +87,7 @@ struct ms_coord {
     ms_cluster_t cluster;       /* cluster.c */
     ms_admin_t admin;           /* admin.c, admin_cluster.c */
     ms_hold_t hold;             /* hold.c */
+    ms_dedupe_t dedupe;         /* dedupe.c: requests a gateway may send again (shard.c) */
     ms_backends_t backends;     /* backend.c */
     ms_bans_t bans;             /* ban.c: written by admin_action.c, read by member.c */
 };

@@ -13,6 +13,7 @@
 
 #include "bus.pb-c.h"
 #include "busver.h"
+#include "clock.h"
 #include "log.h"
 #include "outbox.h"
 #include "servermsg.h"
@@ -175,6 +176,9 @@ void ms_outbox_deliver_full(ms_outbox_t *o, uint32_t shard, const char *gateway,
     d->origin_us = o->origin_us;
     if (!d->peer_id)
         d->peer_id = (char *)"";
+    /* The first message with a recorded request's id to its session is its answer. */
+    if (o->dedupe && o->dedupe->n_pending && d->msg && d->msg->id && *d->msg->id)
+        ms_dedupe_answer(o->dedupe, gateway, d->session, d->msg, ms_clock_mono_ms());
     put_delivery(o, e, d, gateway);
 }
 

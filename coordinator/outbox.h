@@ -13,6 +13,7 @@
 #include "bus.h"
 #include "bus.pb-c.h"
 #include "client.pb-c.h"
+#include "dedupe.h"
 #include "err.h"
 
 struct ob_entry;
@@ -28,6 +29,7 @@ typedef struct {
     uint64_t origin_us;       /* received_us of the request being handled, stamped on deliveries */
     uint64_t n_errors;        /* error messages sent (metrics) */
     uint64_t n_discarded;     /* deliveries held and then dropped with their shard */
+    ms_dedupe_t *dedupe;      /* borrowed, may be NULL: told of every message with an id */
 } ms_outbox_t;
 
 ms_err_t ms_outbox_init(ms_outbox_t *o, ms_bus_t *bus, const char *prefix,

@@ -294,6 +294,41 @@ static void handle_discover(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__S
     free(pl.ids);
 }
 
+/* A request its gateway keeps and may send again (gateway/inflight.c): 1 when this is a copy of
+ * one already handled here, answered as the first was (dedupe.h) and not handled again. */
+static int copy_answered(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)
+{
+    const uint8_t *answer = NULL;
+    size_t len = 0;
+    switch (ms_dedupe_seen(&c->dedupe, shard, req->gateway_id, req->session, req->client_id,
+                           ms_clock_mono_ms(), &answer, &len)) {
+    case MS_DEDUPE_NEW:
+        return 0;
+    case MS_DEDUPE_PENDING: {
+        Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
+        d.session = req->session;
+        d.peer_id = req->peer_id;
+        d.received = req->client_id;
+        ms_outbox_deliver_full(&c->outbox, shard, req->gateway_id, &d);
+        return 1;
+    }
+    case MS_DEDUPE_ANSWERED: {
+        Meshsig__V1__ServerMessage *sm = meshsig__v1__server_message__unpack(NULL, len, answer);
+        if (sm) { /* packed here from a message that was valid: unpacks */
+            Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
+            d.session = req->session;
+            d.peer_id = req->peer_id;
+            d.msg = sm;
+            d.again = 1;
+            ms_outbox_deliver_full(&c->outbox, shard, req->gateway_id, &d);
+            meshsig__v1__server_message__free_unpacked(sm, NULL);
+        }
+        return 1;
+    }
+    }
+    return 0;
+}
+
 void ms_shard_handle(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequest *req)
 {
     c->route.n_requests++;
@@ -311,7 +346,8 @@ void ms_shard_handle(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardReq
         ms_member_leave_request(c, req);
         break;
     case MESHSIG__BUS__SHARD_REQUEST__OP_CLIENT:
-        handle_client(c, shard, req);
+        if (!req->resend || !*req->client_id || !copy_answered(c, shard, req))
+            handle_client(c, shard, req);
         break;
     case MESHSIG__BUS__SHARD_REQUEST__OP_UNDELIVERABLE:
         handle_undeliverable(c, req);

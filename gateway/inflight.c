@@ -26,6 +26,23 @@
  * gap: a request the dying owner applied whose answer was still in its
  * process is applied again by the new owner (at least once there).
  *
+ * No answer. A request (or its answer) can also be lost with no change of
+ * owner: after a NATS node loss the gateway and the owner reconnect to
+ * different nodes, and until the route between them has carried the owner's
+ * subscription, nats-server drops what the gateway publishes for want of
+ * interest (the answer's way back has the same gap). So a kept request with
+ * no answer is sent again, unchanged but for its attempt number, after
+ * RETRY_FIRST_US, then after twice as long each time up to RETRY_MAX_US;
+ * after MAX_TRIES copies with no answer the client gets UNAVAILABLE, saying
+ * the request may have been applied (never a silent drop). The owner applies
+ * a request once per (gateway, session, client id) and answers a copy with
+ * the answer it gave (coordinator/dedupe.c), or, while it is still working on
+ * it (an answer that waits for another peer), with Delivery.received: the
+ * copies then stop until the shard changes hands. nats-server's no-responders
+ * status is no signal for this: every coordinator subscribes to every shard
+ * subject, so another coordinator on the gateway's node is interest enough,
+ * and the message is lost to the owner all the same.
+ *
  * Bounded: MAX_PER_SESSION per session and MAX_TOTAL per gateway; a request
  * over either is not sent but answered UNAVAILABLE at once (retryable), so it
  * too gets exactly one answer (a client at the default rate of 200 a second
@@ -46,15 +63,23 @@
 #define ID_MAX 256 /* longer client ids are not kept */
 #define KEY_MAX (ID_MAX + 24)
 #define MAX_AGE_US (130u * 1000000u) /* the longest request timeout (120 s) and a margin */
+/* Copies of an unanswered request at 0.5, 1.5, 3.5 and 7.5 s, UNAVAILABLE at 11.5 s: within the
+ * JS SDK's default requestTimeoutMs (15 s), and after a takeover's (a lease of 1.2 s). */
+#define RETRY_FIRST_US (500u * 1000u)
+#define RETRY_MAX_US (4u * 1000000u)
+#define MAX_TRIES 4
 
 typedef struct inflight {
     UT_hash_handle hh;              /* gw->inflight.by_key: "<session>:<client id>" */
     struct inflight *prev, *next;   /* send order, whole gateway */
     struct inflight *sprev, *snext; /* this session's */
     struct per_session *ps;
-    uint64_t epoch; /* the epoch it was last sent at */
-    uint64_t sent_us;
+    uint64_t epoch;   /* the epoch it was last sent at */
+    uint64_t sent_us; /* first sent: the lists are in this order */
+    uint64_t next_us; /* when to send a copy if no answer came by then */
     uint32_t shard;
+    uint8_t tries;    /* copies sent at this epoch for want of an answer */
+    uint8_t received; /* the owner has it and answers later: no copies until a new epoch */
     size_t len;
     char *key;
     uint8_t data[];
@@ -197,6 +222,9 @@ void ms_gw_inflight_add(ms_gateway_t *gw, const ms_session_t *s, const char *cid
     e->ps = ps;
     e->epoch = epoch;
     e->sent_us = ms_clock_mono_us();
+    e->next_us = e->sent_us + RETRY_FIRST_US;
+    e->tries = 0;
+    e->received = 0;
     e->shard = s->shard;
     e->len = len;
     memcpy(e->data, data, len);
@@ -217,17 +245,30 @@ void ms_gw_inflight_add(ms_gateway_t *gw, const ms_session_t *s, const char *cid
     HASH_ADD_KEYPTR(hh, f->by_key, e->key, kl, e);
 }
 
-void ms_gw_inflight_answered(ms_gateway_t *gw, const ms_session_t *s, const char *id)
+static inflight_t *find(ms_gw_inflight_t *f, const ms_session_t *s, const char *id)
 {
-    ms_gw_inflight_t *f = gw->inflight;
     if (!f || !f->by_key || strlen(id) > ID_MAX)
-        return;
+        return NULL;
     char key[KEY_MAX];
     size_t kl = make_key(key, sizeof(key), s->id, id);
     inflight_t *e;
     HASH_FIND(hh, f->by_key, key, kl, e);
+    return e;
+}
+
+int ms_gw_inflight_answered(ms_gateway_t *gw, const ms_session_t *s, const char *id)
+{
+    inflight_t *e = find(gw->inflight, s, id);
     if (e)
-        unlink_free(f, e);
+        unlink_free(gw->inflight, e);
+    return e != NULL;
+}
+
+void ms_gw_inflight_received(ms_gateway_t *gw, const ms_session_t *s, const char *id)
+{
+    inflight_t *e = find(gw->inflight, s, id);
+    if (e)
+        e->received = 1;
 }
 
 void ms_gw_inflight_forget(ms_gateway_t *gw, const ms_session_t *s)
@@ -246,6 +287,28 @@ void ms_gw_inflight_forget(ms_gateway_t *gw, const ms_session_t *s)
     }
 }
 
+/* Publishes e's request again, stamped with epoch and attempt. */
+static ms_err_t send_copy(ms_gateway_t *gw, inflight_t *e, uint64_t epoch, uint32_t attempt)
+{
+    Meshsig__Bus__ShardRequest *req = meshsig__bus__shard_request__unpack(NULL, e->len, e->data);
+    if (!req)
+        return MS_ERR_INVAL;
+    req->epoch = epoch;
+    req->attempt = attempt;
+    size_t len = meshsig__bus__shard_request__get_packed_size(req);
+    uint8_t *buf = malloc(len ? len : 1);
+    ms_err_t err = MS_ERR_NOMEM;
+    if (buf) {
+        char subj[160];
+        ms_subject_shard(subj, sizeof(subj), gw->cfg->prefix, e->shard);
+        meshsig__bus__shard_request__pack(req, buf);
+        err = ms_bus_publish(gw->bus, subj, NULL, buf, len);
+    }
+    free(buf);
+    meshsig__bus__shard_request__free_unpacked(req, NULL);
+    return err;
+}
+
 void ms_gw_inflight_new_epoch(ms_gateway_t *gw, uint32_t shard, uint64_t epoch)
 {
     ms_gw_inflight_t *f = gw->inflight;
@@ -253,33 +316,20 @@ void ms_gw_inflight_new_epoch(ms_gateway_t *gw, uint32_t shard, uint64_t epoch)
         return;
     f->known[shard] = epoch;
     size_t n = 0, failed = 0;
-    char subj[160];
-    ms_subject_shard(subj, sizeof(subj), gw->cfg->prefix, shard);
+    uint64_t now = ms_clock_mono_us();
     for (inflight_t *e = f->head; e; e = e->next) {
         if (e->shard != shard || e->epoch >= epoch)
             continue;
-        Meshsig__Bus__ShardRequest *req =
-            meshsig__bus__shard_request__unpack(NULL, e->len, e->data);
-        if (!req) {
-            failed++;
-            continue;
-        }
-        req->epoch = epoch;
-        size_t len = meshsig__bus__shard_request__get_packed_size(req);
-        uint8_t *buf = malloc(len ? len : 1);
-        if (buf) {
-            meshsig__bus__shard_request__pack(req, buf);
-            if (ms_bus_publish(gw->bus, subj, NULL, buf, len) == MS_OK) {
-                e->epoch = epoch;
-                n++;
-            } else {
-                failed++;
-            }
+        /* A new owner: copies and their limit start again. */
+        e->tries = 0;
+        e->received = 0;
+        e->next_us = now + RETRY_FIRST_US;
+        if (send_copy(gw, e, epoch, 0) == MS_OK) {
+            e->epoch = epoch;
+            n++;
         } else {
             failed++;
         }
-        free(buf);
-        meshsig__bus__shard_request__free_unpacked(req, NULL);
     }
     gw->n_resent += n;
     if (n || failed)
@@ -287,10 +337,44 @@ void ms_gw_inflight_new_epoch(ms_gateway_t *gw, uint32_t shard, uint64_t epoch)
                 shard, (unsigned long long)epoch, n, failed ? ", some could not be" : "");
 }
 
+/* The request gets UNAVAILABLE (its session still has it) and is forgotten. */
+static void give_up(ms_gateway_t *gw, ms_gw_inflight_t *f, inflight_t *e, const char *why)
+{
+    ms_session_t *s = ms_gw_session_find(gw, e->ps->session);
+    const char *cid = strchr(e->key, ':') + 1;
+    gw->n_inflight_gave_up++;
+    if (s)
+        ms_gw_send_error(gw, s, cid, ERR(UNAVAILABLE),
+                         "%s from the namespace's owner; the request may or may not have been "
+                         "applied",
+                         why);
+    unlink_free(f, e);
+}
+
 void ms_gw_inflight_sweep(ms_gateway_t *gw, uint64_t now_us)
 {
     ms_gw_inflight_t *f = gw->inflight;
+    if (!f)
+        return;
     /* Send order is age order: the oldest are at the head. */
-    while (f && f->head && now_us - f->head->sent_us > MAX_AGE_US)
-        unlink_free(f, f->head);
+    while (f->head && now_us - f->head->sent_us > MAX_AGE_US)
+        give_up(gw, f, f->head, "no answer within 130 s");
+    /* Only requests older than RETRY_FIRST_US can be due. */
+    for (inflight_t *e = f->head, *next; e && now_us - e->sent_us >= RETRY_FIRST_US; e = next) {
+        next = e->next;
+        if (e->received || e->next_us > now_us)
+            continue;
+        if (e->tries >= MAX_TRIES) {
+            give_up(gw, f, e, "no answer to 5 copies in 11.5 s");
+            continue;
+        }
+        e->tries++;
+        uint64_t delay = (uint64_t)RETRY_FIRST_US << e->tries;
+        e->next_us = now_us + (delay < RETRY_MAX_US ? delay : RETRY_MAX_US);
+        /* At the newest epoch known: one that could not be sent at its new epoch goes now. */
+        if (f->known[e->shard] > e->epoch)
+            e->epoch = f->known[e->shard];
+        if (send_copy(gw, e, e->epoch, e->tries) == MS_OK)
+            gw->n_inflight_retried++;
+    }
 }

@@ -66,6 +66,13 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d,
     }
     if (!d->msg && d->signal_scope)
         return;
+    if (!d->msg && *d->received) {
+        /* A copy of a request the owner is still working on (inflight.c). */
+        if (s && s->state == MS_SESSION_JOINED && s->peer_id &&
+            (!*d->peer_id || !strcmp(d->peer_id, s->peer_id)))
+            ms_gw_inflight_received(gw, s, d->received);
+        return;
+    }
     if (!s || !d->msg) {
         gw->n_dropped_session++;
         return;
@@ -132,8 +139,11 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d,
         gw->n_dropped_session++;
         return;
     }
-    if (m->id && *m->id)
-        ms_gw_inflight_answered(gw, s, m->id);
+    if (m->id && *m->id && !ms_gw_inflight_answered(gw, s, m->id) && d->again) {
+        /* The answer to a copy, and the first answer came: the client has it. */
+        gw->n_dropped_again++;
+        return;
+    }
     ms_gw_track_delivery(s, m);
     if (d->location)
         ms_gw_direct_location(gw, s, d->location, b->shard, b->epoch);
@@ -162,6 +172,12 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d,
 static void on_bus_msg(natsMsg *msg, void *ud)
 {
     ms_gateway_t *gw = ud;
+    if (natsMsg_GetDataLength(msg) == 0 && natsMsg_IsNoResponders(msg)) {
+        /* nats-server's answer to a join published while no coordinator's subscription had
+         * reached its node: the join's own deadline sends it again (hello.c). */
+        gw->n_no_responders++;
+        return;
+    }
     /* A coordinator of another bus major may mean something else by the same fields. */
     if (!ms_busver_accept(&gw->busver, "coordinator", 0, (const uint8_t *)natsMsg_GetData(msg),
                           (size_t)natsMsg_GetDataLength(msg), ms_clock_mono_ms()))

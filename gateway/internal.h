@@ -127,7 +127,11 @@ struct ms_gateway {
 
     /* inflight.c: client requests to owners kept until answered */
     struct ms_gw_inflight *inflight;
-    uint64_t n_resent; /* sent again to a shard's new owner */
+    uint64_t n_resent;           /* sent again to a shard's new owner */
+    uint64_t n_inflight_retried; /* sent again to the same owner: no answer came */
+    uint64_t n_inflight_gave_up; /* answered UNAVAILABLE: no answer to any copy */
+    uint64_t n_no_responders;    /* nats-server's "no responders" to a join (intake.c) */
+    uint64_t n_dropped_again;    /* answers to copies whose first answer came (intake.c) */
 
     /* receipt.c: stored emits queued but not yet written, per session */
     struct ms_gw_receipts *receipts;
@@ -231,14 +235,19 @@ int ms_gw_inflight_room(ms_gateway_t *gw, const ms_session_t *s, const char *cid
 /* Keeps the packed request (copied), sent at epoch, until a message with its id comes back. */
 void ms_gw_inflight_add(ms_gateway_t *gw, const ms_session_t *s, const char *cid,
                         const uint8_t *data, size_t len, uint64_t epoch);
-/* A message with id was delivered to s: its request is answered. */
-void ms_gw_inflight_answered(ms_gateway_t *gw, const ms_session_t *s, const char *id);
+/* A message with id was delivered to s: its request is answered. 1 when it was kept. */
+int ms_gw_inflight_answered(ms_gateway_t *gw, const ms_session_t *s, const char *id);
+/* The owner has s's request id and answers it later (Delivery.received): no copies of it are
+ * sent until the shard changes hands. */
+void ms_gw_inflight_received(ms_gateway_t *gw, const ms_session_t *s, const char *id);
 /* s closed or left its namespace: its requests are forgotten. */
 void ms_gw_inflight_forget(ms_gateway_t *gw, const ms_session_t *s);
 /* The owner of shard is at epoch (a batch or a ResyncRequest): when that is newer, the kept
  * requests of the shard sent at an older epoch are sent again, in their order. */
 void ms_gw_inflight_new_epoch(ms_gateway_t *gw, uint32_t shard, uint64_t epoch);
-/* Forgets requests unanswered for longer than any client waits (liveness.c, every 100 ms). */
+/* Sends a copy of each request unanswered for a while (with backoff), answers UNAVAILABLE to
+ * those that got no answer to any copy, or none for longer than any client waits
+ * (liveness.c, every 100 ms). */
 void ms_gw_inflight_sweep(ms_gateway_t *gw, uint64_t now_us);
 
 /* ---- dispatch.c ---------------------------------------------------------- */

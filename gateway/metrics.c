@@ -62,9 +62,21 @@ char *ms_gw_metrics_text(ms_gateway_t *gw, size_t *len)
     ms_metrics_u64(&m, "reason", "rate_limited", gw->n_rate_limited);
     ms_metrics_u64(&m, "reason", "inbox_full", ms_mailbox_dropped(gw->inbox));
     ms_metrics_u64(&m, "reason", "unencodable", gw->n_undeliverable);
+    ms_metrics_u64(&m, "reason", "answered_already", gw->n_dropped_again);
     ms_metrics_counter(&m, "meshsig_gateway_requests_resent_total",
                        "client requests sent again to a shard's new owner, unanswered by the old",
                        gw->n_resent);
+    ms_metrics_counter(&m, "meshsig_gateway_requests_retried_total",
+                       "copies of client requests sent again to the same owner for want of an "
+                       "answer (a request or answer lost in NATS)",
+                       gw->n_inflight_retried);
+    ms_metrics_counter(&m, "meshsig_gateway_requests_unanswered_total",
+                       "client requests answered UNAVAILABLE because no copy got an answer",
+                       gw->n_inflight_gave_up);
+    ms_metrics_counter(&m, "meshsig_gateway_no_responders_total",
+                       "joins that nats-server answered with no responders (no coordinator "
+                       "subscription had reached the gateway's NATS node)",
+                       gw->n_no_responders);
     ms_metrics_counter(&m, "meshsig_gateway_slow_readers_closed_total",
                        "sessions closed because their outbound queue was full", gw->n_closed_slow);
     ms_metrics_counter(&m, "meshsig_gateway_signals_local_total",
