@@ -8,14 +8,17 @@
 #include "table.h"
 
 typedef struct ms_dedupe_rec {
-    UT_hash_handle hh;
+    UT_hash_handle hh;                 /* by_key: the gateway's req_id */
+    UT_hash_handle hp;                 /* by_pending: pkey, while pending and indexed */
     struct ms_dedupe_rec *prev, *next; /* in pending or answered */
     uint64_t stamp_ms;                 /* created (pending) or answered */
     uint32_t shard;
     uint32_t answer_len;
     uint8_t *answer; /* NULL while pending */
-    size_t key_len;
-    char key[]; /* "<gateway>\x1f<session>\x1f<client id>" */
+    uint8_t indexed; /* in by_pending */
+    char *pkey;      /* "<gateway>\x1f<session>\x1f<client id>", after key */
+    size_t pkey_len;
+    char key[];
 } rec_t;
 
 /* The key into buf (cap bytes); 0 when it does not fit (such a request is not recorded). */
@@ -55,9 +58,17 @@ static void list_add(rec_t **head, rec_t **tail, rec_t *r)
     *tail = r;
 }
 
+static void unindex(ms_dedupe_t *d, rec_t *r)
+{
+    if (r->indexed)
+        HASH_DELETE(hp, d->by_pending, r);
+    r->indexed = 0;
+}
+
 static void rec_free(ms_dedupe_t *d, rec_t *r)
 {
     HASH_DEL(d->by_key, r);
+    unindex(d, r);
     if (r->answer) {
         list_del(&d->answered, &d->a_tail, r);
     } else {
@@ -77,22 +88,16 @@ void ms_dedupe_cleanup(ms_dedupe_t *d)
         rec_free(d, d->pending);
 }
 
-static rec_t *find(ms_dedupe_t *d, const char *key, size_t kl)
+ms_dedupe_seen_t ms_dedupe_seen(ms_dedupe_t *d, uint32_t shard, const char *req_id,
+                                const char *gateway, uint64_t session, const char *cid,
+                                uint64_t now_ms, const uint8_t **answer, size_t *len)
 {
-    rec_t *r;
-    HASH_FIND(hh, d->by_key, key, kl, r);
-    return r;
-}
-
-ms_dedupe_seen_t ms_dedupe_seen(ms_dedupe_t *d, uint32_t shard, const char *gateway,
-                                uint64_t session, const char *cid, uint64_t now_ms,
-                                const uint8_t **answer, size_t *len)
-{
-    char key[512];
-    size_t kl = make_key(key, sizeof(key), gateway, session, cid);
-    if (!kl)
+    char pkey[512];
+    size_t kl = strlen(req_id), pl = make_key(pkey, sizeof(pkey), gateway, session, cid);
+    if (!kl || !pl)
         return MS_DEDUPE_NEW;
-    rec_t *r = find(d, key, kl);
+    rec_t *r;
+    HASH_FIND(hh, d->by_key, req_id, kl, r);
     if (r && r->answer) {
         d->n_again++;
         *answer = r->answer;
@@ -107,13 +112,23 @@ ms_dedupe_seen_t ms_dedupe_seen(ms_dedupe_t *d, uint32_t shard, const char *gate
         d->n_evicted++;
         rec_free(d, d->answered ? d->answered : d->pending);
     }
-    if (!(r = calloc(1, sizeof(*r) + kl + 1)))
+    if (!(r = calloc(1, sizeof(*r) + kl + 1 + pl + 1)))
         return MS_DEDUPE_NEW;
-    memcpy(r->key, key, kl + 1);
-    r->key_len = kl;
+    memcpy(r->key, req_id, kl + 1);
+    r->pkey = r->key + kl + 1;
+    memcpy(r->pkey, pkey, pl + 1);
+    r->pkey_len = pl;
     r->shard = shard;
     r->stamp_ms = now_ms;
     HASH_ADD_KEYPTR(hh, d->by_key, r->key, kl, r);
+    /* The answer is found by the client's id, which a client may use again once answered (the
+     * JS SDK does for signals): only the newest request with it waits here. */
+    rec_t *older;
+    HASH_FIND(hp, d->by_pending, pkey, pl, older);
+    if (older)
+        unindex(d, older);
+    HASH_ADD_KEYPTR(hp, d->by_pending, r->pkey, pl, r);
+    r->indexed = 1;
     list_add(&d->pending, &d->p_tail, r);
     d->n++;
     d->n_pending++;
@@ -125,10 +140,12 @@ void ms_dedupe_answer(ms_dedupe_t *d, const char *gateway, uint64_t session,
 {
     if (!d->n_pending || !msg->id || !*msg->id)
         return;
-    char key[512];
-    size_t kl = make_key(key, sizeof(key), gateway, session, msg->id);
-    rec_t *r = kl ? find(d, key, kl) : NULL;
-    if (!r || r->answer)
+    char pkey[512];
+    size_t pl = make_key(pkey, sizeof(pkey), gateway, session, msg->id);
+    rec_t *r = NULL;
+    if (pl)
+        HASH_FIND(hp, d->by_pending, pkey, pl, r);
+    if (!r)
         return; /* not recorded, or a later message with the same id: not the answer */
     size_t len = meshsig__v1__server_message__get_packed_size(msg);
     uint8_t *buf = malloc(len ? len : 1);
@@ -138,6 +155,7 @@ void ms_dedupe_answer(ms_dedupe_t *d, const char *gateway, uint64_t session,
         return;
     }
     meshsig__v1__server_message__pack(msg, buf);
+    unindex(d, r);
     list_del(&d->pending, &d->p_tail, r);
     d->n_pending--;
     r->answer = buf;

@@ -30,13 +30,14 @@
 #include "client.pb-c.h"
 
 #define MS_DEDUPE_MAX 65536
-#define MS_DEDUPE_ANSWERED_TTL_MS 30000u
+#define MS_DEDUPE_ANSWERED_TTL_MS 15000u /* a gateway's last copy goes 7.5 s after the first */
 #define MS_DEDUPE_PENDING_TTL_MS 140000u
 
 struct ms_dedupe_rec;
 
 typedef struct {
-    struct ms_dedupe_rec *by_key;            /* uthash */
+    struct ms_dedupe_rec *by_key;     /* uthash by req_id */
+    struct ms_dedupe_rec *by_pending; /* uthash by gateway, session and client id, while pending */
     struct ms_dedupe_rec *pending, *p_tail;  /* creation order */
     struct ms_dedupe_rec *answered, *a_tail; /* answer order */
     size_t n, n_pending;
@@ -53,12 +54,12 @@ typedef enum {
 
 void ms_dedupe_init(ms_dedupe_t *d);
 void ms_dedupe_cleanup(ms_dedupe_t *d);
-/* A request of (gateway, session) with client id cid, for shard, at now_ms. With
+/* A request req_id of (gateway, session) with client id cid, for shard, at now_ms. With
  * MS_DEDUPE_ANSWERED, *answer and *len point into the record (valid until the next call). Out of
  * memory it says MS_DEDUPE_NEW without recording: handled, at least once. */
-ms_dedupe_seen_t ms_dedupe_seen(ms_dedupe_t *d, uint32_t shard, const char *gateway,
-                                uint64_t session, const char *cid, uint64_t now_ms,
-                                const uint8_t **answer, size_t *len);
+ms_dedupe_seen_t ms_dedupe_seen(ms_dedupe_t *d, uint32_t shard, const char *req_id,
+                                const char *gateway, uint64_t session, const char *cid,
+                                uint64_t now_ms, const uint8_t **answer, size_t *len);
 /* msg (its id set) is being delivered to (gateway, session): the answer, if that id is pending. */
 void ms_dedupe_answer(ms_dedupe_t *d, const char *gateway, uint64_t session,
                       const Meshsig__V1__ServerMessage *msg, uint64_t now_ms);

@@ -300,8 +300,8 @@ static int copy_answered(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Shar
 {
     const uint8_t *answer = NULL;
     size_t len = 0;
-    switch (ms_dedupe_seen(&c->dedupe, shard, req->gateway_id, req->session, req->client_id,
-                           ms_clock_mono_ms(), &answer, &len)) {
+    switch (ms_dedupe_seen(&c->dedupe, shard, req->req_id, req->gateway_id, req->session,
+                           req->client_id, ms_clock_mono_ms(), &answer, &len)) {
     case MS_DEDUPE_NEW:
         return 0;
     case MS_DEDUPE_PENDING: {

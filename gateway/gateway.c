@@ -81,6 +81,10 @@ static ms_err_t set_limits(ms_gateway_t *gw)
     ms_err_t err;
     if (!(gw->epochs = calloc((size_t)cfg->shards, sizeof(*gw->epochs))))
         return MS_ERR_NOMEM;
+    /* Request ids ("<gateway-id>/<n>") name one request to the owners, which answer copies of
+     * one by it (coordinator/dedupe.c): they must not repeat when a gateway restarts with the
+     * same id, so they count on from the wall clock's microseconds. */
+    gw->next_req = ms_clock_wall_us();
     if ((err = ms_gw_inflight_init(gw)) != MS_OK)
         return err;
     if ((err = ms_ratelimit_rule(&gw->rule_msgs, (uint64_t)cfg->rate_msgs,

@@ -170,6 +170,13 @@ START_TEST(request_lost_before_the_owner)
     const char *const ids[] = {"e1", NULL};
     expect_nothing_more(a, z, ids, t_sent + 9000);
     ck_assert_int_eq(metric_at(cl.gw_port[ga], NULL, resent), resent0); /* no new owner */
+    /* An id may be used again once answered (the JS SDK does for signals): a new request. */
+    send_json(a, "{\"id\":\"e1\",\"emit\":{\"to\":\"zoe\",\"event\":\"note\",\"data\":3}}");
+    emit_ok(wait_id(a, "e1", cluster_now_ms() + 10000), "e1 again");
+    e = wait_key(z, "emit", cluster_now_ms() + 10000);
+    ck_assert_msg(e, "an emit with an id used before never reached zoe");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(e, "emit"), "data")), 3);
+    json_decref(e);
     fprintf(stderr, "request gap: answered %lld ms after it was sent, %lld copies\n",
             t_answered - t_sent, metric_at(cl.gw_port[ga], NULL, retried) - retried0);
     wsc_free(z);

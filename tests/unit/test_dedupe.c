@@ -9,14 +9,24 @@
 #include "dedupe.h"
 #include "servermsg.h"
 
-static ms_dedupe_seen_t seen(ms_dedupe_t *d, uint32_t shard, const char *gw, uint64_t session,
-                             const char *cid, uint64_t now)
+/* Request req (a gateway's req_id) from (gw, session) with client id cid. */
+static ms_dedupe_seen_t seen_req(ms_dedupe_t *d, uint32_t shard, const char *req, const char *gw,
+                                 uint64_t session, const char *cid, uint64_t now)
 {
     const uint8_t *answer = NULL;
     size_t len = 0;
-    ms_dedupe_seen_t r = ms_dedupe_seen(d, shard, gw, session, cid, now, &answer, &len);
+    ms_dedupe_seen_t r = ms_dedupe_seen(d, shard, req, gw, session, cid, now, &answer, &len);
     ck_assert_int_eq(r == MS_DEDUPE_ANSWERED, answer != NULL);
     return r;
+}
+
+/* The same with a req_id made of the rest: one request per (gw, session, cid). */
+static ms_dedupe_seen_t seen(ms_dedupe_t *d, uint32_t shard, const char *gw, uint64_t session,
+                             const char *cid, uint64_t now)
+{
+    char req[128];
+    snprintf(req, sizeof(req), "%s/%llu/%s", gw, (unsigned long long)session, cid);
+    return seen_req(d, shard, req, gw, session, cid, now);
 }
 
 static void answer_ok(ms_dedupe_t *d, const char *gw, uint64_t session, const char *id,
@@ -47,7 +57,7 @@ START_TEST(copy_gets_the_first_answer)
     answer_ok(&d, "gw-1", 7, "e1", 1300); /* a later message with the id: not the answer */
     const uint8_t *answer = NULL;
     size_t len = 0;
-    ck_assert_int_eq(ms_dedupe_seen(&d, 3, "gw-1", 7, "e1", 1400, &answer, &len),
+    ck_assert_int_eq(ms_dedupe_seen(&d, 3, "gw-1/7/e1", "gw-1", 7, "e1", 1400, &answer, &len),
                      MS_DEDUPE_ANSWERED);
     Meshsig__V1__ServerMessage *sm = meshsig__v1__server_message__unpack(NULL, len, answer);
     ck_assert_ptr_nonnull(sm);
@@ -60,6 +70,31 @@ START_TEST(copy_gets_the_first_answer)
     ck_assert_uint_eq(d.n_pending, 3);
     ms_dedupe_cleanup(&d);
     ck_assert_uint_eq(d.n, 0);
+}
+END_TEST
+
+/* A client may use an id again once it is answered (the JS SDK's signals do): a new request
+ * (a new req_id) with it is handled, and its own answer recorded. */
+START_TEST(id_used_again_is_a_new_request)
+{
+    ms_dedupe_t d;
+    ms_dedupe_init(&d);
+    ck_assert_int_eq(seen_req(&d, 0, "gw/1", "gw", 1, "s:bob", 0), MS_DEDUPE_NEW);
+    answer_ok(&d, "gw", 1, "s:bob", 1);
+    ck_assert_int_eq(seen_req(&d, 0, "gw/2", "gw", 1, "s:bob", 2), MS_DEDUPE_NEW);
+    ck_assert_int_eq(seen_req(&d, 0, "gw/2", "gw", 1, "s:bob", 3), MS_DEDUPE_PENDING);
+    answer_ok(&d, "gw", 1, "s:bob", 4);
+    ck_assert_int_eq(seen_req(&d, 0, "gw/1", "gw", 1, "s:bob", 5), MS_DEDUPE_ANSWERED);
+    ck_assert_int_eq(seen_req(&d, 0, "gw/2", "gw", 1, "s:bob", 5), MS_DEDUPE_ANSWERED);
+    ck_assert_uint_eq(d.n_pending, 0);
+    /* Two waiting with the same id (the first one given up by its gateway): the answer is the
+     * newest one's. */
+    ck_assert_int_eq(seen_req(&d, 0, "gw/3", "gw", 1, "x", 6), MS_DEDUPE_NEW);
+    ck_assert_int_eq(seen_req(&d, 0, "gw/4", "gw", 1, "x", 6), MS_DEDUPE_NEW);
+    answer_ok(&d, "gw", 1, "x", 7);
+    ck_assert_int_eq(seen_req(&d, 0, "gw/4", "gw", 1, "x", 8), MS_DEDUPE_ANSWERED);
+    ck_assert_int_eq(seen_req(&d, 0, "gw/3", "gw", 1, "x", 8), MS_DEDUPE_PENDING);
+    ms_dedupe_cleanup(&d);
 }
 END_TEST
 
@@ -129,6 +164,7 @@ int main(void)
     Suite *s = suite_create("dedupe");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, copy_gets_the_first_answer);
+    tcase_add_test(tc, id_used_again_is_a_new_request);
     tcase_add_test(tc, records_expire);
     tcase_add_test(tc, bounded_oldest_answered_first);
     tcase_add_test(tc, shard_records_go_with_the_shard);
