@@ -5,12 +5,18 @@
 
 #include "topology.h"
 
+/* 40 bytes (a 48-byte malloc chunk) with the presence of handles below FM_SMALL inside:
+ * most full meshes are small (the native protocol's pairs of peers), and a separate array
+ * would be another 32-byte chunk each. */
+#define FM_SMALL 12
+
 typedef struct {
     ms_topo_t base;
     uint32_t cap;
-    uint8_t *present; /* indexed by handle */
-    size_t n_slots;
-    size_t count;
+    uint32_t count;
+    uint8_t *present; /* indexed by handle: small, or an array of n_slots */
+    uint32_t n_slots;
+    uint8_t small[FM_SMALL];
 } fullmesh_t;
 
 static ms_err_t fm_create(const ms_topo_params_t *params, ms_topo_t **out)
@@ -20,6 +26,8 @@ static ms_err_t fm_create(const ms_topo_params_t *params, ms_topo_t **out)
         return MS_ERR_NOMEM;
     f->base.ops = &ms_topo_fullmesh_ops;
     f->cap = params ? params->cap : 0;
+    f->present = f->small;
+    f->n_slots = FM_SMALL;
     *out = &f->base;
     return MS_OK;
 }
@@ -29,7 +37,8 @@ static void fm_destroy(ms_topo_t *t)
     fullmesh_t *f = (fullmesh_t *)t;
     if (!f)
         return;
-    free(f->present);
+    if (f->present != f->small)
+        free(f->present);
     free(f);
 }
 
@@ -49,15 +58,17 @@ static ms_err_t fm_join(ms_topo_t *t, ms_peer_t p, ms_topo_pos_t pos, ms_topo_di
     if (f->cap && f->count >= f->cap)
         return MS_ERR_FULL;
     if (p >= f->n_slots) {
-        size_t n = f->n_slots ? f->n_slots : 16;
+        size_t n = 32;
         while (n <= p)
             n *= 2;
-        uint8_t *np = realloc(f->present, n);
+        uint8_t *np = realloc(f->present == f->small ? NULL : f->present, n);
         if (!np)
             return MS_ERR_NOMEM;
+        if (f->present == f->small)
+            memcpy(np, f->small, FM_SMALL);
         memset(np + f->n_slots, 0, n - f->n_slots);
         f->present = np;
-        f->n_slots = n;
+        f->n_slots = (uint32_t)n;
     }
     for (size_t q = 0; q < f->n_slots; q++) {
         if (!f->present[q])

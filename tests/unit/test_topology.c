@@ -58,6 +58,48 @@ START_TEST(fullmesh_join_leave_cap)
 }
 END_TEST
 
+static void count_edge(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud)
+{
+    (void)a;
+    (void)b;
+    (void)kind;
+    (*(size_t *)ud)++;
+}
+
+/* Handles below a dozen are kept inside the engine and larger ones in an array: peers joined
+ * on both sides of that line, and the move between them, keep every edge. */
+START_TEST(fullmesh_small_and_large_handles)
+{
+    const ms_topo_ops_t *ops = ms_topo_find("fullmesh");
+    ms_topo_t *t = NULL;
+    ck_assert_int_eq(ops->create(&(ms_topo_params_t){0}, &t), MS_OK);
+    ms_topo_diff_t d;
+    ms_topo_diff_init(&d);
+    ms_topo_pos_t pos = {0, 0, 0};
+    const ms_peer_t hs[] = {0, 5, 11, 12, 40, 1000, 3};
+    const size_t n = sizeof(hs) / sizeof(hs[0]);
+    for (size_t i = 0; i < n; i++) {
+        ms_topo_diff_clear(&d);
+        ck_assert_int_eq(ops->join(t, hs[i], pos, &d), MS_OK);
+        ck_assert_uint_eq(d.n_connect, i); /* one edge to each earlier peer, whatever its handle */
+    }
+    ck_assert_uint_eq(ops->count(t), n);
+    size_t edges = 0;
+    ops->edges(t, count_edge, &edges);
+    ck_assert_uint_eq(edges, n * (n - 1) / 2);
+    ms_peer_t nb[16];
+    ck_assert_uint_eq(ops->neighbours(t, 1000, nb, 16), n - 1);
+    ck_assert(ops->adjacent(t, 5, 1000) && ops->adjacent(t, 3, 11) && !ops->adjacent(t, 4, 5));
+    ms_topo_diff_clear(&d);
+    ck_assert_int_eq(ops->leave(t, 11, &d), MS_OK);
+    ck_assert_uint_eq(d.n_disconnect, n - 1);
+    ck_assert_int_eq(ops->join(t, 5, pos, &d), MS_ERR_EXISTS);
+    ck_assert_int_eq(ops->leave(t, 11, &d), MS_ERR_NOTFOUND);
+    ms_topo_diff_cleanup(&d);
+    ops->destroy(t);
+}
+END_TEST
+
 START_TEST(none_has_members_and_no_edges)
 {
     const ms_topo_ops_t *ops = ms_topo_find("none");
@@ -115,6 +157,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, diff_normalize_cancels_and_dedups);
     tcase_add_test(tc, fullmesh_join_leave_cap);
+    tcase_add_test(tc, fullmesh_small_and_large_handles);
     tcase_add_test(tc, none_has_members_and_no_edges);
     tcase_add_test(tc, generic_restore_diffs_against_reports);
     suite_add_tcase(s, tc);
