@@ -10,11 +10,19 @@
 
 #include "codec.h"
 
-const char *ms_json_ws(const char *p, const char *end)
+/* Inlined where the scanner calls it: most calls find no whitespace at all
+ * (compact JSON), so the first byte above ' ' ends them at once. */
+static inline const char *ws(const char *p, const char *end)
 {
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+    while (p < end && (unsigned char)*p <= ' ' &&
+           (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
         p++;
     return p;
+}
+
+const char *ms_json_ws(const char *p, const char *end)
+{
+    return ws(p, end);
 }
 
 static int hex4(const char *p, const char *end, unsigned *out)
@@ -103,23 +111,46 @@ static int needs_look(uint64_t x)
     return ((x | ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b)) & high) != 0;
 }
 
+#if defined(__SSE2__)
+/* The bytes of the 16 at p that need a look, as a bit mask. (v ^ 2) maps '"'
+ * (0x22) to 0x20 and keeps every byte below 0x20 below it (and every other one
+ * at or above 0x21); a signed compare also takes bytes >= 0x80, which are
+ * negative: so one compare finds '"', control characters and UTF-8 bytes,
+ * and a second one the backslash. */
+static inline __m128i look_mask(const char *p)
+{
+    const __m128i two = _mm_set1_epi8(2), below = _mm_set1_epi8(0x21), bslash = _mm_set1_epi8('\\');
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    return _mm_or_si128(_mm_cmplt_epi8(_mm_xor_si128(v, two), below), _mm_cmpeq_epi8(v, bslash));
+}
+#endif
+
 /* Past the bytes inside a string that need no look: the first one that may
  * ('"', '\\', a control character, a byte >= 0x80), or a point less than
- * eight bytes before end. Signal payloads (SDP) are long runs of such bytes. */
-static const char *skip_plain(const char *p, const char *end)
+ * eight bytes before end. Signal payloads (SDP) are long runs of such bytes;
+ * keys and most other strings end within the first 16. */
+static inline const char *skip_plain(const char *p, const char *end)
 {
 #if defined(__SSE2__)
-    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
-                  space = _mm_set1_epi8(0x20);
-    while (end - p >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-        /* Signed compare: bytes >= 0x80 are negative, so "below 0x20" too. */
-        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
-                                 _mm_cmplt_epi8(v, space));
-        unsigned bits = (unsigned)_mm_movemask_epi8(m);
+    if (end - p >= 16) {
+        unsigned bits = (unsigned)_mm_movemask_epi8(look_mask(p));
         if (bits)
             return p + __builtin_ctz(bits);
         p += 16;
+        /* Long runs 64 bytes a turn; the 16-byte loop below finds the byte. */
+        while (end - p >= 64) {
+            __m128i m = _mm_or_si128(_mm_or_si128(look_mask(p), look_mask(p + 16)),
+                                     _mm_or_si128(look_mask(p + 32), look_mask(p + 48)));
+            if (_mm_movemask_epi8(m))
+                break;
+            p += 64;
+        }
+        while (end - p >= 16) {
+            bits = (unsigned)_mm_movemask_epi8(look_mask(p));
+            if (bits)
+                return p + __builtin_ctz(bits);
+            p += 16;
+        }
     }
 #endif
     while (end - p >= 8) {
@@ -132,8 +163,10 @@ static const char *skip_plain(const char *p, const char *end)
     return p;
 }
 
-const char *ms_json_scan_string(const char *p, const char *end, const char **s, size_t *len,
-                                int *escaped)
+/* Inlined into the scanner's own walks: a frame holds a score of short strings,
+ * and a call each cost as much as scanning one. */
+static inline __attribute__((always_inline)) const char *
+scan_string(const char *p, const char *end, const char **s, size_t *len, int *escaped)
 {
     if (p >= end || *p != '"')
         return NULL;
@@ -198,6 +231,12 @@ const char *ms_json_scan_string(const char *p, const char *end, const char **s, 
     return NULL;
 }
 
+const char *ms_json_scan_string(const char *p, const char *end, const char **s, size_t *len,
+                                int *escaped)
+{
+    return scan_string(p, end, s, len, escaped);
+}
+
 static int is_digit(char c)
 {
     return c >= '0' && c <= '9';
@@ -249,29 +288,29 @@ const char *ms_json_scan_object(const char *p, const char *end, ms_json_member_f
 {
     if (p >= end || *p != '{')
         return NULL;
-    p = ms_json_ws(p + 1, end);
+    p = ws(p + 1, end);
     if (p < end && *p == '}')
         return p + 1;
     for (;;) {
         const char *k;
         size_t kl;
         int esc;
-        if (!(p = ms_json_scan_string(p, end, &k, &kl, &esc)) || esc)
+        if (!(p = scan_string(p, end, &k, &kl, &esc)) || esc)
             return NULL;
-        p = ms_json_ws(p, end);
+        p = ws(p, end);
         if (p >= end || *p != ':')
             return NULL;
-        p = ms_json_ws(p + 1, end);
+        p = ws(p + 1, end);
         if (!(p = member(ud, k, kl, p, end)))
             return NULL;
-        p = ms_json_ws(p, end);
+        p = ws(p, end);
         if (p >= end)
             return NULL;
         if (*p == '}')
             return p + 1;
         if (*p != ',')
             return NULL;
-        p = ms_json_ws(p + 1, end);
+        p = ws(p + 1, end);
     }
 }
 
@@ -279,10 +318,17 @@ const char *ms_json_scan_object(const char *p, const char *end, ms_json_member_f
  * left to jansson. */
 typedef struct {
     const char *keys[MS_JSON_SCAN_KEYS];
-    size_t klen[MS_JSON_SCAN_KEYS];
+    /* length, first and last byte: unequal ones need no memcmp */
+    uint64_t sig[MS_JSON_SCAN_KEYS];
     size_t n;
     int depth;
 } object_scan_t;
+
+static inline uint64_t key_sig(const char *k, size_t kl)
+{
+    return kl ? (uint64_t)kl << 16 | (uint64_t)(unsigned char)k[0] << 8 | (unsigned char)k[kl - 1]
+              : 0;
+}
 
 static const char *scan_value(const char *p, const char *end, int depth);
 
@@ -291,36 +337,39 @@ static const char *scan_member(void *ud, const char *k, size_t kl, const char *v
     object_scan_t *o = ud;
     if (o->n == MS_JSON_SCAN_KEYS)
         return NULL;
+    uint64_t sig = key_sig(k, kl);
     for (size_t i = 0; i < o->n; i++)
-        if (o->klen[i] == kl && !memcmp(o->keys[i], k, kl))
+        if (o->sig[i] == sig && !memcmp(o->keys[i], k, kl))
             return NULL; /* a duplicate key */
     o->keys[o->n] = k;
-    o->klen[o->n++] = kl;
+    o->sig[o->n++] = sig;
     return scan_value(v, end, o->depth + 1);
 }
 
 static const char *scan_object(const char *p, const char *end, int depth)
 {
-    object_scan_t o = {.n = 0, .depth = depth};
+    object_scan_t o; /* keys[] and sig[] are written before they are read */
+    o.n = 0;
+    o.depth = depth;
     return ms_json_scan_object(p, end, scan_member, &o);
 }
 
 static const char *scan_array(const char *p, const char *end, int depth)
 {
-    p = ms_json_ws(p + 1, end);
+    p = ws(p + 1, end);
     if (p < end && *p == ']')
         return p + 1;
     for (size_t n = 1;; n++) {
         if (n > MS_CODEC_MAX_ELEMENTS || !(p = scan_value(p, end, depth + 1)))
             return NULL;
-        p = ms_json_ws(p, end);
+        p = ws(p, end);
         if (p >= end)
             return NULL;
         if (*p == ']')
             return p + 1;
         if (*p != ',')
             return NULL;
-        p = ms_json_ws(p + 1, end);
+        p = ws(p + 1, end);
     }
 }
 
@@ -344,7 +393,7 @@ static const char *scan_value(const char *p, const char *end, int depth)
     case '"':
         /* The length with escapes is at least the decoded one: over the
          * limit, jansson decodes and the codec decides. */
-        p = ms_json_scan_string(p, end, &s, &len, &esc);
+        p = scan_string(p, end, &s, &len, &esc);
         return p && len <= MS_CODEC_MAX_STRING ? p : NULL;
     case 't':
         return literal(p, end, "true", 4);

@@ -57,6 +57,8 @@ static const char *const valid[] = {
     "0.0.0.0 rport 0 generation 0 ufrag abcd network-cost 999\",\"sdpMid\":\"0\","
     "\"sdpMLineIndex\":0,\"usernameFragment\":\"abcd\"}",
     "[[[[[[[[[[1]]]]]]]]]]",
+    /* keys alike in length, first and last byte (the duplicate check's shortcut) */
+    "{\"abc\":1,\"axc\":2,\"ab\":3,\"\":4,\"a\":5,\"b\":6}",
 };
 
 /* Not JSON, or JSON that jansson refuses: never vouched for. */
@@ -95,6 +97,8 @@ static const char *const invalid[] = {
     "\"\\x\"",
     "\"\\u12g4\"",
     "{\"a\":1,\"a\":2}",
+    "{\"\":1,\"\":2}",
+    "{\"abc\":1,\"axc\":2,\"abc\":3}",
     "1234567890123456789012",
     "1e999",
     "[1]]",
@@ -238,7 +242,7 @@ START_TEST(random_documents_agree)
 }
 END_TEST
 
-/* Strings are scanned 16 and 8 bytes at a time: every byte that needs a look
+/* Strings are scanned 16, 64 and 8 bytes at a time: every byte that needs a look
  * (quote, backslash, control, the bytes of UTF-8 sequences, well-formed or
  * not) at every offset of a long string, and strings cut at every length,
  * are judged as jansson judges them. */
@@ -248,9 +252,9 @@ START_TEST(long_strings_agree_with_jansson)
         "\"",       "\\\"", "\\n",          "\\u00e9",      "\x01",
         "\x1f",     "\x7f", "\xc3\xa9",     "\xe2\x82\xac", "\xf0\x9f\x98\x80",
         "\xc0\x80", "\xff", "\xed\xa0\x80", "\\",           "\\ud83d\\ude00"};
-    char buf[128];
+    char buf[160]; /* 1 + 99 + 12 + 30 + 1 */
     for (size_t i = 0; i < N(inserts); i++) {
-        for (size_t off = 0; off < 40; off++) {
+        for (size_t off = 0; off < 100; off++) {
             size_t n = 0;
             buf[n++] = '"';
             for (size_t k = 0; k < off; k++)
@@ -276,6 +280,57 @@ START_TEST(long_strings_agree_with_jansson)
 }
 END_TEST
 
+/* The string loop (16 bytes, then 64 a turn, then 16, then 8) against a byte
+ * at a time: every byte value at every offset up to past three of its steps,
+ * in a string that runs on to the end of the text or stops soon after. The
+ * scanner must stop where the byte is (the quote ends the string there) and
+ * judge the string as jansson does. */
+START_TEST(every_byte_at_every_offset)
+{
+    char buf[256];
+    for (int b = 0; b < 256; b++) {
+        for (size_t off = 0; off < 170; off++) {
+            for (size_t tail = 0; tail < 40; tail += 13) {
+                size_t n = 0;
+                buf[n++] = '"';
+                for (size_t k = 0; k < off; k++)
+                    buf[n++] = (char)(' ' + 1 + k % 94 == '"' || ' ' + 1 + k % 94 == '\\'
+                                          ? 'q'
+                                          : ' ' + 1 + k % 94);
+                buf[n++] = (char)b;
+                for (size_t k = 0; k < tail; k++)
+                    buf[n++] = 'z';
+                buf[n++] = '"';
+                char *s = malloc(n); /* exactly n bytes: a read past the end is an ASan error */
+                ck_assert_ptr_nonnull(s);
+                memcpy(s, buf, n);
+                const char *str;
+                size_t len;
+                int esc;
+                const char *q = ms_json_scan_string(s, s + n, &str, &len, &esc);
+                int ok = jansson_ok(s, n);
+                if (b == '"') {
+                    /* ends at the byte; the rest is not part of the string */
+                    ck_assert_ptr_eq(q, s + off + 2);
+                    ck_assert_uint_eq(len, off);
+                } else {
+                    ck_assert_msg((q == s + n) == ok,
+                                  "byte %d at %zu, tail %zu: scanner %d, jansson %d", b, off, tail,
+                                  q == s + n, ok);
+                    if (q) {
+                        ck_assert_ptr_eq(q, s + n);
+                        ck_assert_ptr_eq(str, s + 1);
+                        ck_assert_uint_eq(len, n - 2);
+                        ck_assert_int_eq(esc, 0);
+                    }
+                }
+                free(s);
+            }
+        }
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("jsonscan");
@@ -286,6 +341,7 @@ int main(void)
     tcase_add_test(tc, mutations_agree_with_jansson);
     tcase_add_test(tc, random_documents_agree);
     tcase_add_test(tc, long_strings_agree_with_jansson);
+    tcase_add_test(tc, every_byte_at_every_offset);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
