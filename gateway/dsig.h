@@ -17,9 +17,19 @@
 
 #include "bus.pb-c.h"
 
+/* The lengths of ds's strings, taken once by ms_dsig_measure for ms_dsig_put. */
+typedef struct {
+    size_t namespace_, from_peer, to_peer, client_id, peerjs_type;
+} ms_dsig_lens_t;
+
 /* The packed size of ds, or 0 when ds has a decoded payload (pack it with protobuf-c). */
 size_t ms_dsig_size(const Meshsig__Bus__DirectSignal *ds);
 /* Writes ds (ms_dsig_size(ds) bytes, which must be > 0) to out; returns that size. */
 size_t ms_dsig_write(const Meshsig__Bus__DirectSignal *ds, uint8_t *out);
+
+/* ms_dsig_size, keeping the string lengths in *lens for ms_dsig_put. */
+size_t ms_dsig_measure(const Meshsig__Bus__DirectSignal *ds, ms_dsig_lens_t *lens);
+/* ms_dsig_write with the lengths ms_dsig_measure took of the same ds. */
+size_t ms_dsig_put(const Meshsig__Bus__DirectSignal *ds, const ms_dsig_lens_t *lens, uint8_t *out);
 
 #endif
