@@ -141,10 +141,10 @@ START_TEST(lost_handoff_refetched_while_joined)
     /* Back on a survivor is not yet reachable: the owner's subscription is
      * known to the node alice's gateway uses only once the route between the
      * two nodes has carried it, and a request published before that is
-     * dropped for want of interest (no owner change, so nothing sends it
-     * again; the client's own timeout would report it). So the owner must
-     * first answer a request from alice: an emit to nobody, answered
-     * PEER_NOT_FOUND by the owner and sent to no one. */
+     * dropped for want of interest (the gateway's copies, 0.5 to 7.5 s
+     * later, get it there: test_request_gap). The stored emit's timing
+     * matters here, so the owner must first answer a request from alice: an
+     * emit to nobody, answered PEER_NOT_FOUND by the owner and sent to no one. */
     int answered = 0;
     for (int n = 0; !answered && n < 15; n++) {
         char qid[16];
