@@ -199,6 +199,11 @@ static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
     /* The lease deadline passed before a renewal was confirmed; kept: a late one succeeded. */
     ms_metrics_u64(&m, "event", "in_doubt", c->cluster.n_doubts);
     ms_metrics_u64(&m, "event", "kept_late", c->cluster.n_kept_late);
+    ms_metrics_counter(&m, "meshsig_coordinator_lease_renewals_total", "shard lease renewals sent",
+                       c->cluster.n_renewals);
+    ms_metrics_counter(&m, "meshsig_coordinator_lease_renewal_batches_total",
+                       "batches the lease renewals went out in (one per tick that renewed any)",
+                       c->cluster.n_renewal_batches);
     ms_metrics_counter(&m, "meshsig_coordinator_deliveries_discarded_total",
                        "deliveries held while a lease was in doubt, discarded when it was lost",
                        c->outbox.n_discarded);

@@ -80,6 +80,7 @@ typedef struct {
     int live_changed;
     int stopping;
     uint64_t n_not_owner, n_queued_dropped, n_claims, n_losses, n_handoffs;
+    uint64_t n_renewals, n_renewal_batches; /* renewals sent, and the batches they went in */
     uint64_t
         n_resend_dropped; /* requests stamped with an older epoch, sent again by their gateway */
     uint64_t n_doubts, n_kept_late; /* deadlines passed in doubt; of them, kept by a renewal */

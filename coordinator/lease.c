@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <jansson.h>
 #include <nats/nats.h>
 
 #include "clock.h"
@@ -23,6 +24,7 @@ typedef struct job {
     char *key, *value; /* policy put: namespace and JSON; publish: subject */
     void *data;
     size_t len;
+    struct job *batch_next; /* renew: the next renewal of the same batch */
 } job_t;
 
 struct ms_lease {
@@ -32,16 +34,24 @@ struct ms_lease {
     kvStore *shards, *policies; /* worker thread */
     int ready; /* set by the worker; read by the loop for /readyz: a stale answer is harmless */
     uint64_t next_check_ms; /* worker: when a failed claim may next ask whether the bucket exists */
+    long wait_ms;           /* bound on each KV call, and on a batch of renewals */
+    job_t *renewals, **renewals_tail; /* loop: renewals queued since the last ms_lease_flush */
+    natsSubscription *acks; /* worker: the answers to pipelined renewals, on inbox.<batch>.<i> */
+    char inbox[64];
+    uint64_t batch; /* worker: the current batch of renewals; answers to older ones are late */
 };
 
 static void job_free(job_t *j)
 {
-    if (!j)
-        return;
-    free(j->key);
-    free(j->value);
-    free(j->data);
-    free(j);
+    /* Bounded: a batch holds one renewal per shard. */
+    while (j) {
+        job_t *next = j->batch_next;
+        free(j->key);
+        free(j->value);
+        free(j->data);
+        free(j);
+        j = next;
+    }
 }
 
 void ms_lease_result_free(ms_lease_result_t *r)
@@ -218,22 +228,16 @@ static void do_claim(ms_lease_t *l, job_t *j, ms_lease_result_t *r)
     kvEntry_Destroy(e);
 }
 
-static void do_renew(ms_lease_t *l, job_t *j, ms_lease_result_t *r)
+/* A renewal that was refused or not answered (s): this write, or an earlier try from j->rev
+ * that timed out, may have landed. The key says which. Only this coordinator writes its own
+ * id, and only from j->rev while it holds the shard (claims of other shards are other keys),
+ * so our id at a newer revision is one of those renewals; it was written after the first of
+ * them was sent. Another id at a newer revision was a claim: the lease is gone. A read may
+ * come from a replica that lags (direct get), so an older or missing entry settles nothing. */
+static void settle_renewal(ms_lease_t *l, job_t *j, ms_lease_result_t *r, const char *why)
 {
     char key[32];
     shard_key(j->shard, key, sizeof(key));
-    r->sent_ms = ms_clock_mono_ms();
-    natsStatus s = kvStore_Update(&r->rev, l->shards, key, l->owner, (int)strlen(l->owner), j->rev);
-    if (s == NATS_OK) {
-        r->ok = 1;
-        return;
-    }
-    /* Refused or unanswered: this write, or an earlier try from j->rev that timed out, may have
-     * landed. The key says which. Only this coordinator writes its own id, and only from
-     * j->rev while it holds the shard (claims of other shards are other keys), so our id at a
-     * newer revision is one of those renewals; it was written after the first of them was
-     * sent. Another id at a newer revision was a claim: the lease is gone. A read may come
-     * from a replica that lags (direct get), so an older or missing entry settles nothing. */
     uint64_t first = j->since_ms && j->since_ms < r->sent_ms ? j->since_ms : r->sent_ms;
     kvEntry *e = NULL;
     if (kvStore_Get(&e, l->shards, key) != NATS_OK)
@@ -245,13 +249,127 @@ static void do_renew(ms_lease_t *l, job_t *j, ms_lease_result_t *r)
             r->ok = 1;
             r->rev = rev;
             r->sent_ms = first;
-            ms_info("shard %u: renewal unanswered (%s) but written at revision %llu", j->shard,
-                    natsStatus_GetText(s), (unsigned long long)rev);
+            ms_info("shard %u: renewal unanswered (%s) but written at revision %llu", j->shard, why,
+                    (unsigned long long)rev);
         } else {
             r->lost = 1;
         }
     }
     kvEntry_Destroy(e);
+}
+
+static void do_renew(ms_lease_t *l, job_t *j, ms_lease_result_t *r)
+{
+    char key[32];
+    shard_key(j->shard, key, sizeof(key));
+    r->sent_ms = ms_clock_mono_ms();
+    natsStatus s = kvStore_Update(&r->rev, l->shards, key, l->owner, (int)strlen(l->owner), j->rev);
+    if (s == NATS_OK) {
+        r->ok = 1;
+        return;
+    }
+    settle_renewal(l, j, r, natsStatus_GetText(s));
+}
+
+/* The revision a JetStream publish acknowledgement gives, 0 for anything else (an error, a
+ * "no responders" status without a body, another stream). */
+static uint64_t ack_revision(natsMsg *m)
+{
+    int len = natsMsg_GetDataLength(m);
+    if (len <= 0)
+        return 0;
+    json_t *root = json_loadb(natsMsg_GetData(m), (size_t)len, 0, NULL);
+    json_t *seq = json_object_get(root, "seq");
+    const char *stream = json_string_value(json_object_get(root, "stream"));
+    uint64_t rev = 0;
+    if (!json_object_get(root, "error") && json_is_integer(seq) && json_integer_value(seq) > 0 &&
+        stream && !strcmp(stream, "KV_" SHARD_BUCKET))
+        rev = (uint64_t)json_integer_value(seq);
+    json_decref(root);
+    return rev;
+}
+
+/* The renewals of one cluster tick, pipelined: every compare-and-set goes out before the first
+ * answer is awaited, and the answers come back on one subscription. One at a time, each
+ * renewal was a round trip through this thread, the client's flusher and reader threads,
+ * nats-server and the loop, about a dozen thread wake-ups on both cores for every shard
+ * every third of a lease; those bursts were what delayed the signals that met them (bench
+ * RESULTS.md, "p99"). The write is the one kvStore_Update makes (a publish to the key's
+ * subject with the expected last revision); a renewal refused or not answered within the KV
+ * bound is settled by reading the key, as a single one is. */
+static void renew_batch(ms_lease_t *l, job_t *head, ms_lease_result_t **rs, size_t n)
+{
+    natsConnection *nc = ms_jsworker_conn(l->worker);
+    if (!l->acks) {
+        natsInbox *inbox = NULL;
+        char subj[80];
+        if (natsInbox_Create(&inbox) == NATS_OK) {
+            snprintf(l->inbox, sizeof(l->inbox), "%s", (const char *)inbox);
+            snprintf(subj, sizeof(subj), "%s.>", l->inbox);
+            if (natsConnection_SubscribeSync(&l->acks, nc, subj) != NATS_OK)
+                l->acks = NULL;
+        }
+        natsInbox_Destroy(inbox);
+    }
+    uint64_t batch = ++l->batch;
+    size_t pending = 0;
+    char *answered = calloc(n ? n : 1, 1);
+    if (!answered || !l->acks)
+        goto settle; /* settled one by one below */
+    size_t i = 0;
+    for (job_t *j = head; j; j = j->batch_next, i++) {
+        char subj[64], reply[112], rev[24];
+        snprintf(subj, sizeof(subj), "$KV." SHARD_BUCKET ".shard.%u", j->shard);
+        snprintf(reply, sizeof(reply), "%s.%llu.%zu", l->inbox, (unsigned long long)batch, i);
+        snprintf(rev, sizeof(rev), "%llu", (unsigned long long)j->rev);
+        natsMsg *m = NULL;
+        rs[i]->sent_ms = ms_clock_mono_ms();
+        if (natsMsg_Create(&m, subj, reply, l->owner, (int)strlen(l->owner)) == NATS_OK &&
+            natsMsgHeader_Set(m, "Nats-Expected-Last-Subject-Sequence", rev) == NATS_OK &&
+            natsConnection_PublishMsg(nc, m) == NATS_OK)
+            pending++;
+        else
+            answered[i] = 2; /* not sent: settled below */
+        natsMsg_Destroy(m);
+    }
+    uint64_t end = ms_clock_mono_ms() + (uint64_t)l->wait_ms;
+    /* Bounded by the deadline, and by one answer per renewal sent. */
+    while (pending > 0) {
+        uint64_t now = ms_clock_mono_ms();
+        if (now >= end)
+            break;
+        natsMsg *m = NULL;
+        if (natsSubscription_NextMsg(&m, l->acks, (int64_t)(end - now)) != NATS_OK)
+            break; /* timed out, or the connection is closing */
+        unsigned long long b = 0;
+        size_t k = 0;
+        const char *tail = natsMsg_GetSubject(m) + strlen(l->inbox);
+        if (sscanf(tail, ".%llu.%zu", &b, &k) == 2 && b == batch && k < n && !answered[k]) {
+            answered[k] = 1;
+            pending--;
+            uint64_t rev = ack_revision(m);
+            if (rev) {
+                rs[k]->ok = 1;
+                rs[k]->rev = rev;
+            }
+        } /* else an answer to an earlier batch that gave up on it: settled then */
+        natsMsg_Destroy(m);
+    }
+settle:
+    i = 0;
+    for (job_t *j = head; j; j = j->batch_next, i++) {
+        if (rs[i]->ok)
+            continue;
+        if (!answered || !l->acks) {
+            do_renew(l, j, rs[i]);
+            continue;
+        }
+        settle_renewal(l, j, rs[i],
+                       answered[i] == 1   ? "refused"
+                       : answered[i] == 2 ? "not sent"
+                                          : "timeout");
+    }
+    free(answered);
 }
 
 static void do_release(ms_lease_t *l, job_t *j)
@@ -265,11 +383,52 @@ static void do_release(ms_lease_t *l, job_t *j)
         ms_debug("release of shard %u: lease no longer ours", j->shard);
 }
 
-static void run(ms_lease_t *l, job_t *j)
+/* A batch of renewals: one result each, handed to the loop together. */
+static void run_renewals(ms_lease_t *l, job_t *head)
 {
     int ok = ensure_buckets(l);
+    size_t n = 0;
+    for (job_t *j = head; j; j = j->batch_next)
+        n++;
+    ms_lease_result_t **rs = calloc(n, sizeof(*rs));
+    if (!rs) {
+        ms_error("out of memory in the lease worker");
+        return; /* the loop's deadlines still stop serving in time */
+    }
+    size_t i = 0;
+    for (job_t *j = head; j; j = j->batch_next, i++) {
+        if (!(rs[i] = calloc(1, sizeof(*rs[i])))) {
+            ms_error("out of memory in the lease worker");
+            goto done;
+        }
+        rs[i]->kind = MS_LEASE_RENEW;
+        rs[i]->shard = j->shard;
+        rs[i]->gen = j->gen;
+        rs[i]->sent_ms = ms_clock_mono_ms();
+    }
+    if (ok)
+        renew_batch(l, head, rs, n);
+    for (i = 0; i + 1 < n; i++)
+        rs[i]->link.next = &rs[i + 1]->link;
+    rs[n - 1]->link.next = NULL;
+    ms_jsworker_post(l->worker, &rs[0]->link);
+    free(rs);
+    return;
+done:
+    for (i = 0; i < n; i++)
+        ms_lease_result_free(rs[i]);
+    free(rs);
+}
+
+static void run(ms_lease_t *l, job_t *j)
+{
+    if (j->kind == MS_LEASE_RENEW) {
+        run_renewals(l, j);
+        return;
+    }
+    int ok = ensure_buckets(l);
     ms_lease_result_t *r = NULL;
-    if (j->kind == MS_LEASE_CLAIM || j->kind == MS_LEASE_RENEW) {
+    if (j->kind == MS_LEASE_CLAIM) {
         if (!(r = calloc(1, sizeof(*r)))) {
             ms_error("out of memory in the lease worker");
             return;
@@ -283,10 +442,6 @@ static void run(ms_lease_t *l, job_t *j)
     case MS_LEASE_CLAIM:
         if (ok)
             do_claim(l, j, r);
-        break;
-    case MS_LEASE_RENEW:
-        if (ok)
-            do_renew(l, j, r);
         break;
     case MS_LEASE_RELEASE:
         if (ok)
@@ -328,6 +483,8 @@ static void finish(ms_jsworker_t *w, void *ud)
     kvStore_Destroy(l->shards);
     kvStore_Destroy(l->policies);
     l->shards = l->policies = NULL;
+    natsSubscription_Destroy(l->acks);
+    l->acks = NULL;
 }
 
 static void free_job(ms_jsjob_t *job)
@@ -340,13 +497,30 @@ static void free_result(ms_jsjob_t *r)
     ms_lease_result_free((ms_lease_result_t *)r);
 }
 
-static void enqueue(ms_lease_t *l, job_t *j)
+static void submit(ms_lease_t *l, job_t *j)
 {
     if (!l) { /* a coordinator built without a lease (fuzz targets): nothing to write to */
         job_free(j);
         return;
     }
     ms_jsworker_submit(l->worker, &j->link);
+}
+
+void ms_lease_flush(ms_lease_t *l)
+{
+    if (!l || !l->renewals)
+        return;
+    job_t *head = l->renewals;
+    l->renewals = NULL;
+    l->renewals_tail = &l->renewals;
+    submit(l, head);
+}
+
+/* Jobs run in the order they are queued: renewals queued before this job go first. */
+static void enqueue(ms_lease_t *l, job_t *j)
+{
+    ms_lease_flush(l);
+    submit(l, j);
 }
 
 static job_t *job_new(ms_lease_kind_t kind, uint32_t shard, uint64_t gen, uint64_t rev)
@@ -390,9 +564,14 @@ void ms_lease_renew(ms_lease_t *l, uint32_t shard, uint64_t gen, uint64_t last_r
                     uint64_t since_ms)
 {
     job_t *j = job_new(MS_LEASE_RENEW, shard, gen, last_rev);
+    if (j && !l) {
+        job_free(j);
+        return;
+    }
     if (j) {
         j->since_ms = since_ms;
-        enqueue(l, j);
+        *l->renewals_tail = j;
+        l->renewals_tail = &j->batch_next;
         return;
     }
     queue_or_fail(l, MS_LEASE_RENEW, shard, gen, last_rev);
@@ -452,6 +631,8 @@ ms_err_t ms_lease_create(const ms_lease_config_t *cfg, void (*wake)(void *), voi
     if (!l)
         return MS_ERR_NOMEM;
     l->cfg = *cfg;
+    l->renewals_tail = &l->renewals;
+    l->wait_ms = cfg->ttl_ms / 3 > 100 ? cfg->ttl_ms / 3 : 100;
     ms_err_t err = MS_ERR_NOMEM;
     if (!(l->owner = strdup(cfg->owner_id)))
         goto fail;
@@ -462,7 +643,7 @@ ms_err_t ms_lease_create(const ms_lease_config_t *cfg, void (*wake)(void *), voi
         .reconnect_wait_ms = 100,
         /* Every call is bounded well below the lease: a renewal that cannot
          * answer in time is a failed renewal. */
-        .js_wait_ms = cfg->ttl_ms / 3 > 100 ? (int)(cfg->ttl_ms / 3) : 100,
+        .js_wait_ms = (int)l->wait_ms,
         .run = run_job,
         .finish = finish,
         .free_job = free_job,
@@ -486,6 +667,10 @@ void ms_lease_destroy(ms_lease_t *l)
         return;
     /* Runs the jobs still queued (the releases at shutdown), then finish, then
      * closes the connection. */
+    if (l->worker)
+        ms_lease_flush(l);
+    else
+        job_free(l->renewals);
     ms_jsworker_destroy(l->worker);
     free(l->owner);
     free(l);

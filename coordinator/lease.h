@@ -74,9 +74,12 @@ void ms_lease_destroy(ms_lease_t *l);
 /* Loop thread. Queue a job; the result comes back with the same shard and gen. */
 void ms_lease_claim(ms_lease_t *l, uint32_t shard, uint64_t gen);
 /* since_ms: the sent_ms of the first failed renewal from last_rev (it may have been
- * written after all), 0 when none failed. */
+ * written after all), 0 when none failed. Renewals wait for ms_lease_flush (or the next other
+ * job), which queues them as one batch: the worker sends them all before it awaits the
+ * answers. */
 void ms_lease_renew(ms_lease_t *l, uint32_t shard, uint64_t gen, uint64_t last_rev,
                     uint64_t since_ms);
+void ms_lease_flush(ms_lease_t *l);
 void ms_lease_release(ms_lease_t *l, uint32_t shard, uint64_t last_rev);
 void ms_lease_policy_put(ms_lease_t *l, const char *ns, const char *json);
 /* Publishes through the worker, after every job queued before it (e.g. the
