@@ -289,6 +289,26 @@ static uint64_t ack_revision(natsMsg *m)
     return rev;
 }
 
+/* Hands the results in rs (only those confirmed, if only_ok) to the loop as one chain, with one
+ * wake-up, and clears their slots. */
+static void post_results(ms_lease_t *l, ms_lease_result_t **rs, size_t n, int only_ok)
+{
+    ms_lease_result_t *first = NULL, *last = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!rs[i] || (only_ok && !rs[i]->ok))
+            continue;
+        rs[i]->link.next = NULL;
+        if (last)
+            last->link.next = &rs[i]->link;
+        else
+            first = rs[i];
+        last = rs[i];
+        rs[i] = NULL;
+    }
+    if (first)
+        ms_jsworker_post(l->worker, &first->link);
+}
+
 /* The renewals of one cluster tick, pipelined: every compare-and-set goes out before the first
  * answer is awaited, and the answers come back on one subscription. One at a time, each
  * renewal was a round trip through this thread, the client's flusher and reader threads,
@@ -356,18 +376,22 @@ static void renew_batch(ms_lease_t *l, job_t *head, ms_lease_result_t **rs, size
         natsMsg_Destroy(m);
     }
 settle:
+    /* The renewals confirmed go to the loop now: the reads below (each up to the KV bound) must
+     * not hold them past their shards' deadlines. Each one settled follows on its own. */
+    post_results(l, rs, n, 1);
     i = 0;
     for (job_t *j = head; j; j = j->batch_next, i++) {
-        if (rs[i]->ok)
+        if (!rs[i])
             continue;
-        if (!answered || !l->acks) {
+        if (!answered || !l->acks)
             do_renew(l, j, rs[i]);
-            continue;
-        }
-        settle_renewal(l, j, rs[i],
-                       answered[i] == 1   ? "refused"
-                       : answered[i] == 2 ? "not sent"
-                                          : "timeout");
+        else
+            settle_renewal(l, j, rs[i],
+                           answered[i] == 1   ? "refused"
+                           : answered[i] == 2 ? "not sent"
+                                              : "timeout");
+        post(l, rs[i]);
+        rs[i] = NULL;
     }
     free(answered);
 }
@@ -408,10 +432,7 @@ static void run_renewals(ms_lease_t *l, job_t *head)
     }
     if (ok)
         renew_batch(l, head, rs, n);
-    for (i = 0; i + 1 < n; i++)
-        rs[i]->link.next = &rs[i + 1]->link;
-    rs[n - 1]->link.next = NULL;
-    ms_jsworker_post(l->worker, &rs[0]->link);
+    post_results(l, rs, n, 0); /* what renew_batch did not hand over (no bucket: failed) */
     free(rs);
     return;
 done:
