@@ -3,31 +3,18 @@
 #include <stdbool.h>
 
 #include "dbatch.h"
+#include "dsig.h"
 #include "jsonscan.h"
 
-/* Tags (field << 3 | wire type) this decoder takes: all fit one byte. */
+/* GatewayBatch's tags (field << 3 | wire type) this decoder takes, all one byte;
+ * DirectSignal's are the encoder's (dsig.h). */
 enum {
-    /* GatewayBatch */
     B_SHARD = 1 << 3,
     B_EPOCH = 2 << 3,
     B_COORDINATOR_ID = 3 << 3 | 2,
     B_GATEWAY_ID = 5 << 3 | 2,
     B_DIRECT = 6 << 3 | 2,
     B_BUS_VERSION = 15 << 3,
-    /* DirectSignal */
-    D_KIND = 1 << 3,
-    D_SHARD = 2 << 3,
-    D_EPOCH = 3 << 3,
-    D_NAMESPACE = 4 << 3 | 2,
-    D_FROM_PEER = 5 << 3 | 2,
-    D_FROM_SESSION = 6 << 3,
-    D_TO_PEER = 7 << 3 | 2,
-    D_TO_SESSION = 8 << 3,
-    D_PAYLOAD_JSON = 9 << 3 | 2,
-    D_CLIENT_ID = 11 << 3 | 2,
-    D_ORIGIN_US = 12 << 3,
-    D_OWNER_TOO = 13 << 3,
-    D_PEERJS_TYPE = 14 << 3 | 2,
 };
 
 typedef struct {
@@ -114,34 +101,34 @@ static bool rd_signal(rd_t *r, ms_pbarena_t *a, Meshsig__Bus__DirectSignal *ds)
         uint64_t v;
         bool ok;
         switch (tag) {
-        case D_KIND:
+        case MS_DSIG_T_KIND:
             /* An enum is an int32 to protobuf-c; senders write only 0..4. */
             ok = rd_varint(r, &v) && v <= INT32_MAX;
             if (ok)
                 ds->kind = (Meshsig__Bus__DirectSignal__Kind)v;
             break;
-        case D_SHARD:
+        case MS_DSIG_T_SHARD:
             ok = rd_u32(r, &ds->shard);
             break;
-        case D_EPOCH:
+        case MS_DSIG_T_EPOCH:
             ok = rd_varint(r, &ds->epoch);
             break;
-        case D_NAMESPACE:
+        case MS_DSIG_T_NAMESPACE:
             ok = rd_str(r, a, &ds->namespace_);
             break;
-        case D_FROM_PEER:
+        case MS_DSIG_T_FROM_PEER:
             ok = rd_str(r, a, &ds->from_peer);
             break;
-        case D_FROM_SESSION:
+        case MS_DSIG_T_FROM_SESSION:
             ok = rd_varint(r, &ds->from_session);
             break;
-        case D_TO_PEER:
+        case MS_DSIG_T_TO_PEER:
             ok = rd_str(r, a, &ds->to_peer);
             break;
-        case D_TO_SESSION:
+        case MS_DSIG_T_TO_SESSION:
             ok = rd_varint(r, &ds->to_session);
             break;
-        case D_PAYLOAD_JSON: {
+        case MS_DSIG_T_PAYLOAD_JSON: {
             /* Bytes need no terminator: they stay in the caller's buffer. */
             const uint8_t *s;
             size_t n;
@@ -152,18 +139,18 @@ static bool rd_signal(rd_t *r, ms_pbarena_t *a, Meshsig__Bus__DirectSignal *ds)
             }
             break;
         }
-        case D_CLIENT_ID:
+        case MS_DSIG_T_CLIENT_ID:
             ok = rd_str(r, a, &ds->client_id);
             break;
-        case D_ORIGIN_US:
+        case MS_DSIG_T_ORIGIN_US:
             ok = rd_varint(r, &ds->origin_us);
             break;
-        case D_OWNER_TOO:
+        case MS_DSIG_T_OWNER_TOO:
             ok = rd_varint(r, &v) && v <= 1;
             if (ok)
                 ds->owner_too = (protobuf_c_boolean)v;
             break;
-        case D_PEERJS_TYPE:
+        case MS_DSIG_T_PEERJS_TYPE:
             ok = rd_str(r, a, &ds->peerjs_type);
             break;
         default:

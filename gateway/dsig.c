@@ -4,23 +4,6 @@
 
 #include "dsig.h"
 
-/* Tags (field << 3 | wire type) of DirectSignal's fields: all fit one byte. */
-enum {
-    T_KIND = 1 << 3,
-    T_SHARD = 2 << 3,
-    T_EPOCH = 3 << 3,
-    T_NAMESPACE = 4 << 3 | 2,
-    T_FROM_PEER = 5 << 3 | 2,
-    T_FROM_SESSION = 6 << 3,
-    T_TO_PEER = 7 << 3 | 2,
-    T_TO_SESSION = 8 << 3,
-    T_PAYLOAD_JSON = 9 << 3 | 2,
-    T_CLIENT_ID = 11 << 3 | 2,
-    T_ORIGIN_US = 12 << 3,
-    T_OWNER_TOO = 13 << 3,
-    T_PEERJS_TYPE = 14 << 3 | 2,
-};
-
 static size_t varint_len(uint64_t v)
 {
     size_t n = 1;
@@ -95,19 +78,19 @@ size_t ms_dsig_measure(const Meshsig__Bus__DirectSignal *ds, ms_dsig_lens_t *l)
 size_t ms_dsig_put(const Meshsig__Bus__DirectSignal *ds, const ms_dsig_lens_t *l, uint8_t *out)
 {
     uint8_t *p = out;
-    p = put_num(p, T_KIND, (uint64_t)(int64_t)ds->kind);
-    p = put_num(p, T_SHARD, ds->shard);
-    p = put_num(p, T_EPOCH, ds->epoch);
-    p = put_bytes(p, T_NAMESPACE, ds->namespace_, l->namespace_);
-    p = put_bytes(p, T_FROM_PEER, ds->from_peer, l->from_peer);
-    p = put_num(p, T_FROM_SESSION, ds->from_session);
-    p = put_bytes(p, T_TO_PEER, ds->to_peer, l->to_peer);
-    p = put_num(p, T_TO_SESSION, ds->to_session);
-    p = put_bytes(p, T_PAYLOAD_JSON, ds->payload_json.data, ds->payload_json.len);
-    p = put_bytes(p, T_CLIENT_ID, ds->client_id, l->client_id);
-    p = put_num(p, T_ORIGIN_US, ds->origin_us);
-    p = put_num(p, T_OWNER_TOO, ds->owner_too ? 1 : 0);
-    p = put_bytes(p, T_PEERJS_TYPE, ds->peerjs_type, l->peerjs_type);
+    p = put_num(p, MS_DSIG_T_KIND, (uint64_t)(int64_t)ds->kind);
+    p = put_num(p, MS_DSIG_T_SHARD, ds->shard);
+    p = put_num(p, MS_DSIG_T_EPOCH, ds->epoch);
+    p = put_bytes(p, MS_DSIG_T_NAMESPACE, ds->namespace_, l->namespace_);
+    p = put_bytes(p, MS_DSIG_T_FROM_PEER, ds->from_peer, l->from_peer);
+    p = put_num(p, MS_DSIG_T_FROM_SESSION, ds->from_session);
+    p = put_bytes(p, MS_DSIG_T_TO_PEER, ds->to_peer, l->to_peer);
+    p = put_num(p, MS_DSIG_T_TO_SESSION, ds->to_session);
+    p = put_bytes(p, MS_DSIG_T_PAYLOAD_JSON, ds->payload_json.data, ds->payload_json.len);
+    p = put_bytes(p, MS_DSIG_T_CLIENT_ID, ds->client_id, l->client_id);
+    p = put_num(p, MS_DSIG_T_ORIGIN_US, ds->origin_us);
+    p = put_num(p, MS_DSIG_T_OWNER_TOO, ds->owner_too ? 1 : 0);
+    p = put_bytes(p, MS_DSIG_T_PEERJS_TYPE, ds->peerjs_type, l->peerjs_type);
     return (size_t)(p - out);
 }
 

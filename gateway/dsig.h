@@ -17,6 +17,24 @@
 
 #include "bus.pb-c.h"
 
+/* Tags (field << 3 | wire type) of DirectSignal's fields, all one byte: the encoder here and
+ * the decoder of a received batch (dbatch.c) read and write the same ones. */
+enum {
+    MS_DSIG_T_KIND = 1 << 3,
+    MS_DSIG_T_SHARD = 2 << 3,
+    MS_DSIG_T_EPOCH = 3 << 3,
+    MS_DSIG_T_NAMESPACE = 4 << 3 | 2,
+    MS_DSIG_T_FROM_PEER = 5 << 3 | 2,
+    MS_DSIG_T_FROM_SESSION = 6 << 3,
+    MS_DSIG_T_TO_PEER = 7 << 3 | 2,
+    MS_DSIG_T_TO_SESSION = 8 << 3,
+    MS_DSIG_T_PAYLOAD_JSON = 9 << 3 | 2,
+    MS_DSIG_T_CLIENT_ID = 11 << 3 | 2,
+    MS_DSIG_T_ORIGIN_US = 12 << 3,
+    MS_DSIG_T_OWNER_TOO = 13 << 3,
+    MS_DSIG_T_PEERJS_TYPE = 14 << 3 | 2,
+};
+
 /* The lengths of ds's strings, taken once by ms_dsig_measure for ms_dsig_put. */
 typedef struct {
     size_t namespace_, from_peer, to_peer, client_id, peerjs_type;
