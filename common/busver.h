@@ -31,7 +31,10 @@
  * SessionReport.edge_health (a 1.0 gateway's sessions come back with their edges pending),
  * SessionReport.pairs (without them a new owner knows no ad-hoc pairs until it routes a signal),
  * ShardRequest.epoch and resend (client requests kept by their gateway until answered and sent
- * again to a shard's new owner; a 1.0 owner ignores both and applies a copy sent again). */
+ * again to a shard's new owner; a 1.0 owner ignores both and applies a copy sent again),
+ * ShardRequest.attempt with Delivery.received and Delivery.again (copies of a kept request
+ * that got no answer, applied once by the owner; a 1.0 owner applies each copy: hence
+ * coordinators are upgraded before gateways, README "Upgrading"). */
 #define MS_BUS_MINOR 1u
 #define MS_BUS_VERSION ((MS_BUS_MAJOR << 16) | MS_BUS_MINOR)
 #define MS_BUS_VERSION_FIELD 15u
