@@ -339,7 +339,9 @@ static void renew_batch(ms_lease_t *l, job_t *head, ms_lease_result_t **rs, size
     size_t i = 0;
     for (job_t *j = head; j; j = j->batch_next, i++) {
         char subj[64], reply[112], rev[24];
-        snprintf(subj, sizeof(subj), "$KV." SHARD_BUCKET ".shard.%u", j->shard);
+        char key[32];
+        shard_key(j->shard, key, sizeof(key));
+        snprintf(subj, sizeof(subj), "$KV." SHARD_BUCKET ".%s", key);
         snprintf(reply, sizeof(reply), "%s.%llu.%zu", l->inbox, (unsigned long long)batch, i);
         snprintf(rev, sizeof(rev), "%llu", (unsigned long long)j->rev);
         natsMsg *m = NULL;
