@@ -16,24 +16,46 @@
 
 enum { HEAD, FRAMES };
 
+/* Why a connection broke a rule (ms_wsguard_violation), by conn_t.why. */
+static const char *const reasons[] = {
+    NULL,
+    "reserved bits set (no extension is negotiated)",
+    "reserved opcode",
+    "fragmented control frame",
+    "unmasked client frame",
+    "control frame over 125 bytes",
+};
+enum { WHY_NONE, WHY_RSV, WHY_OPCODE, WHY_FRAG_CONTROL, WHY_UNMASKED, WHY_LONG_CONTROL };
+
+/* HEAD: where we are in the current header line. */
 typedef struct {
-    uint8_t mode;
-    /* HEAD: where we are in the current header line */
     uint8_t line_pos; /* bytes into the line, capped */
     uint8_t up_match; /* bytes of "upgrade:" matched at the line start */
     uint8_t ws_match; /* bytes of "websocket" matched in an Upgrade line */
     uint8_t is_ws;    /* the request asks for websocket */
     uint8_t crlf;     /* "\r\n\r\n" bytes matched */
-    /* FRAMES */
-    uint8_t hdr[14];
-    uint8_t hdr_len, hdr_need;
+} head_t;
+
+/* One per file descriptor, in the table itself (no allocation per connection):
+ * 40 bytes where a pointer slot and a 64-byte chunk were 72. */
+typedef struct {
+    /* Set (release) once the rest is initialised, for an accepted client
+     * socket; other threads read only this, for their own descriptors. */
+    _Atomic uint8_t tracked;
+    uint8_t mode;
+    uint8_t hdr_len, hdr_need; /* FRAMES */
+    uint8_t why;               /* reasons[], WHY_NONE while fine */
+    uint16_t violation;        /* close code, 0 while fine */
+    union {
+        head_t h;        /* HEAD */
+        uint8_t hdr[14]; /* FRAMES: the frame header read so far */
+    } u;
     uint64_t skip; /* payload bytes left of the current frame */
-    int violation; /* close code, 0 while fine */
-    const char *why;
     struct lws *wsi;
 } conn_t;
+_Static_assert(sizeof(conn_t) == 40, "conn_t: one table entry per descriptor");
 
-static _Atomic(conn_t *) *table;
+static conn_t *table;
 static size_t table_n;
 
 ms_err_t ms_wsguard_init(void)
@@ -42,8 +64,8 @@ ms_err_t ms_wsguard_init(void)
     size_t n = 65536;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > n)
         n = (size_t)rl.rlim_cur;
-    if (n > (1u << 22))
-        n = 1u << 22;
+    if (n > (1u << 21))
+        n = 1u << 21;
     /* Untouched pages of the table cost nothing: calloc maps them lazily. */
     table = calloc(n, sizeof(*table));
     if (!table)
@@ -54,10 +76,6 @@ ms_err_t ms_wsguard_init(void)
 
 void ms_wsguard_cleanup(void)
 {
-    if (!table)
-        return;
-    for (size_t i = 0; i < table_n; i++)
-        free(atomic_exchange(&table[i], NULL));
     free(table);
     table = NULL;
     table_n = 0;
@@ -67,30 +85,41 @@ static conn_t *lookup(int fd)
 {
     if (!table || fd < 0 || (size_t)fd >= table_n)
         return NULL;
-    return atomic_load_explicit(&table[fd], memory_order_acquire);
+    conn_t *c = &table[fd];
+    return atomic_load_explicit(&c->tracked, memory_order_acquire) ? c : NULL;
+}
+
+/* Everything but the tracked flag back to zero, then the mode. */
+static void reset(conn_t *c, uint8_t mode)
+{
+    c->mode = mode;
+    c->hdr_len = c->hdr_need = c->why = 0;
+    c->violation = 0;
+    memset(&c->u, 0, sizeof(c->u));
+    c->skip = 0;
+    c->wsi = NULL;
 }
 
 static void track(int fd)
 {
     if (!table || fd < 0 || (size_t)fd >= table_n)
         return;
-    conn_t *c = calloc(1, sizeof(*c));
-    if (!c)
-        return; /* unguarded rather than refused: lws still checks the rest */
-    free(atomic_exchange(&table[fd], c));
+    conn_t *c = &table[fd];
+    reset(c, HEAD);
+    atomic_store_explicit(&c->tracked, 1, memory_order_release);
 }
 
 static void untrack(int fd)
 {
     if (table && fd >= 0 && (size_t)fd < table_n)
-        free(atomic_exchange(&table[fd], NULL));
+        atomic_store_explicit(&table[fd].tracked, 0, memory_order_release);
 }
 
 int ms_wsguard_violation(int fd, const char **why)
 {
     conn_t *c = lookup(fd);
     if (why)
-        *why = c && c->violation ? c->why : NULL;
+        *why = c && c->violation ? reasons[c->why] : NULL;
     return c ? c->violation : 0;
 }
 
@@ -105,10 +134,8 @@ int ms_wsguard_bind(int fd, struct lws *wsi, const char **why)
 void ms_wsguard_http(int fd)
 {
     conn_t *c = lookup(fd);
-    if (c && !c->violation) {
-        memset(c, 0, sizeof(*c));
-        c->mode = HEAD;
-    }
+    if (c && !c->violation)
+        reset(c, HEAD);
 }
 
 static int lower(int ch)
@@ -122,24 +149,22 @@ static void head_byte(conn_t *c, uint8_t b)
 {
     static const char up[] = "upgrade:", ws[] = "websocket", end[] = "\r\n\r\n";
     int ch = lower(b);
+    head_t *h = &c->u.h;
     if (b == '\n') {
-        c->line_pos = c->up_match = c->ws_match = 0;
+        h->line_pos = h->up_match = h->ws_match = 0;
     } else {
-        if (c->line_pos < 8 && c->up_match == c->line_pos && ch == up[c->line_pos])
-            c->up_match++;
-        else if (c->line_pos >= 8 && c->up_match == 8 && c->ws_match < 9)
-            c->ws_match = ch == ws[c->ws_match] ? c->ws_match + 1 : ch == ws[0];
-        if (c->ws_match == 9)
-            c->is_ws = 1;
-        if (c->line_pos < 255)
-            c->line_pos++;
+        if (h->line_pos < 8 && h->up_match == h->line_pos && ch == up[h->line_pos])
+            h->up_match++;
+        else if (h->line_pos >= 8 && h->up_match == 8 && h->ws_match < 9)
+            h->ws_match = ch == ws[h->ws_match] ? h->ws_match + 1 : ch == ws[0];
+        if (h->ws_match == 9)
+            h->is_ws = 1;
+        if (h->line_pos < 255)
+            h->line_pos++;
     }
-    c->crlf = b == (uint8_t)end[c->crlf] ? c->crlf + 1 : b == '\r';
-    if (c->crlf == 4) {
-        int ws_next = c->is_ws;
-        memset(c, 0, sizeof(*c));
-        c->mode = ws_next ? FRAMES : HEAD;
-    }
+    h->crlf = b == (uint8_t)end[h->crlf] ? h->crlf + 1 : b == '\r';
+    if (h->crlf == 4)
+        reset(c, h->is_ws ? FRAMES : HEAD);
 }
 
 /* Follows n bytes the client sent. Returns how many of them lws may see: n,
@@ -160,28 +185,28 @@ static size_t follow(conn_t *c, const uint8_t *p, size_t n)
         }
         if (c->hdr_len == 0)
             frame_start = i;
-        c->hdr[c->hdr_len++] = p[i++];
+        c->u.hdr[c->hdr_len++] = p[i++];
         if (c->hdr_len == 1) {
             /* lws checks these too, but then keeps reading the rest of the
              * frame as frames and lingers until its close timeout. */
-            uint8_t op = c->hdr[0] & 0x0f;
-            if (c->hdr[0] & 0x70)
-                c->why = "reserved bits set (no extension is negotiated)";
+            uint8_t op = c->u.hdr[0] & 0x0f;
+            if (c->u.hdr[0] & 0x70)
+                c->why = WHY_RSV;
             else if ((op > 2 && op < 8) || op > 10)
-                c->why = "reserved opcode";
-            else if ((op & 8) && !(c->hdr[0] & 0x80))
-                c->why = "fragmented control frame";
+                c->why = WHY_OPCODE;
+            else if ((op & 8) && !(c->u.hdr[0] & 0x80))
+                c->why = WHY_FRAG_CONTROL;
             if (c->why) {
                 c->violation = LWS_CLOSE_STATUS_PROTOCOL_ERR;
                 return frame_start;
             }
         }
         if (c->hdr_len == 2) {
-            uint8_t len7 = c->hdr[1] & 0x7f;
-            if (!(c->hdr[1] & 0x80))
-                c->why = "unmasked client frame";
-            else if ((c->hdr[0] & 0x08) && len7 > 125)
-                c->why = "control frame over 125 bytes";
+            uint8_t len7 = c->u.hdr[1] & 0x7f;
+            if (!(c->u.hdr[1] & 0x80))
+                c->why = WHY_UNMASKED;
+            else if ((c->u.hdr[0] & 0x08) && len7 > 125)
+                c->why = WHY_LONG_CONTROL;
             if (c->why) {
                 c->violation = LWS_CLOSE_STATUS_PROTOCOL_ERR;
                 return frame_start;
@@ -189,13 +214,13 @@ static size_t follow(conn_t *c, const uint8_t *p, size_t n)
             c->hdr_need = (uint8_t)(2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4);
         }
         if (c->hdr_len >= 2 && c->hdr_len == c->hdr_need) {
-            uint64_t len = c->hdr[1] & 0x7f;
+            uint64_t len = c->u.hdr[1] & 0x7f;
             if (len == 126) {
-                len = (uint64_t)c->hdr[2] << 8 | c->hdr[3];
+                len = (uint64_t)c->u.hdr[2] << 8 | c->u.hdr[3];
             } else if (len == 127) {
                 len = 0;
                 for (int k = 0; k < 8; k++)
-                    len = len << 8 | c->hdr[2 + k];
+                    len = len << 8 | c->u.hdr[2 + k];
             }
             c->skip = len;
             c->hdr_len = 0;
