@@ -938,9 +938,9 @@ static void end_edges(ms_gateway_t *gw, ms_session_t *s)
 {
     ms_gw_direct_t *d = gw->direct;
     for (uint32_t i = 0; d->edges && i < s->neighbours.n; i++)
-        end_edge(gw, s, s->neighbours.v[i]);
+        end_edge(gw, s, ms_strset_at(&s->neighbours, i));
     for (uint32_t i = 0; d->edges && i < s->pairs.n; i++)
-        end_edge(gw, s, s->pairs.v[i]);
+        end_edge(gw, s, ms_strset_at(&s->pairs, i));
 }
 
 static void end_edge(ms_gateway_t *gw, ms_session_t *s, const char *peer)

@@ -40,13 +40,28 @@ static void report_free(Meshsig__Bus__SessionReport *r)
     if (r->metadata)
         meshsig__v1__struct__free_unpacked(r->metadata, NULL);
     free(r->edge_health);
+    free(r->neighbours);
+    free(r->pairs);
+    free(r->rooms);
+    free(r->services);
+    free(r->subscriptions);
+}
+
+/* A set's entries for a report (freed by report_free). */
+static char **report_list(const ms_strset_t *set, size_t *n)
+{
+    char **v = ms_strset_list(set);
+    if (set->n && !v)
+        ms_error("out of memory reporting a session; the new owner is told fewer of its peers");
+    *n = v ? set->n : 0;
+    return v;
 }
 
 /* The edge health of s's neighbours, same order, when any was reported (else none sent). */
 static void report_edge_health(const ms_session_t *s, Meshsig__Bus__SessionReport *r)
 {
     uint32_t *v = NULL;
-    for (uint32_t i = 0; i < s->neighbours.n; i++) {
+    for (uint32_t i = 0; r->neighbours && i < s->neighbours.n; i++) {
         uint8_t h = ms_strset_tag_at(&s->neighbours, i);
         if (!h)
             continue;
@@ -87,19 +102,14 @@ void ms_gw_resync_report(ms_gateway_t *gw, const Meshsig__Bus__ResyncRequest *rq
         r->metadata = x->hello_meta
                           ? meshsig__v1__struct__unpack(NULL, x->hello_meta_len, x->hello_meta)
                           : NULL;
-        r->n_neighbours = s->neighbours.n;
-        r->neighbours = s->neighbours.v;
+        r->neighbours = report_list(&s->neighbours, &r->n_neighbours);
         report_edge_health(s, r);
-        r->n_pairs = s->pairs.n;
-        r->pairs = s->pairs.v;
+        r->pairs = report_list(&s->pairs, &r->n_pairs);
         r->parent = x->parent ? x->parent : (char *)"";
         r->source = s->source;
-        r->n_rooms = x->rooms.n;
-        r->rooms = x->rooms.v;
-        r->n_services = x->services.n;
-        r->services = x->services.v;
-        r->n_subscriptions = x->subscriptions.n;
-        r->subscriptions = x->subscriptions.v;
+        r->rooms = report_list(&x->rooms, &r->n_rooms);
+        r->services = report_list(&x->services, &r->n_services);
+        r->subscriptions = report_list(&x->subscriptions, &r->n_subscriptions);
         ptrs[n++] = r;
         total++;
         if (n == RESYNC_BATCH) {
