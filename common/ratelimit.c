@@ -53,6 +53,30 @@ bool ms_ratelimit_spend(ms_ratelimit_state_t *st, const ms_ratelimit_rule_t *r, 
     return true;
 }
 
+void ms_ratelimit_pair_start(ms_ratelimit_pair_t *p, const ms_ratelimit_rule_t *r0,
+                             const ms_ratelimit_rule_t *r1, uint64_t now_us)
+{
+    p->level_u[0] = r0->cap_u;
+    p->level_u[1] = r1->cap_u;
+    p->last_us = now_us;
+}
+
+unsigned ms_ratelimit_pair_spend(ms_ratelimit_pair_t *p, const ms_ratelimit_rule_t *r0,
+                                 uint64_t cost0, const ms_ratelimit_rule_t *r1, uint64_t cost1,
+                                 uint64_t now_us)
+{
+    /* Two states with one refill time: each bucket as if it were alone,
+     * then the time they were both refilled to. */
+    ms_ratelimit_state_t a = {p->level_u[0], p->last_us}, b = {p->level_u[1], p->last_us};
+    unsigned over = (ms_ratelimit_spend(&a, r0, cost0, now_us) ? 0u : 1u) |
+                    (ms_ratelimit_spend(&b, r1, cost1, now_us) ? 0u : 2u);
+    p->level_u[0] = a.level_u;
+    p->level_u[1] = b.level_u;
+    if (now_us > p->last_us)
+        p->last_us = now_us;
+    return over;
+}
+
 ms_err_t ms_ratelimit_init(ms_ratelimit_t *b, uint64_t rate, uint64_t burst, uint64_t now_us)
 {
     if (!b)

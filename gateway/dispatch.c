@@ -218,8 +218,8 @@ void ms_gw_handle_frame(ms_gateway_t *gw, ms_session_t *s, const unsigned char *
     gw->n_in++;
     gw->frame_received_us = ms_clock_wall_us();
     uint64_t now = ms_clock_mono_us();
-    int over_msgs = !ms_ratelimit_spend(&s->rate_msgs, &gw->rule_msgs, 1, now);
-    int over_bytes = !ms_ratelimit_spend(&s->rate_bytes, &gw->rule_bytes, len, now);
+    unsigned over = ms_ratelimit_pair_spend(&s->rate, &gw->rule_msgs, 1, &gw->rule_bytes, len, now);
+    int over_msgs = (over & 1u) != 0, over_bytes = (over & 2u) != 0;
     if (over_msgs || over_bytes) {
         gw->n_rate_limited++;
         char id[128];

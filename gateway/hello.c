@@ -31,8 +31,7 @@ void ms_gw_session_reset(ms_gateway_t *gw, ms_session_t *s)
     s->state = MS_SESSION_NEW;
     ms_intern_release(s->ns);
     s->ns = NULL;
-    free(s->peer_id);
-    s->peer_id = NULL;
+    ms_session_set_peer(s, NULL);
     /* Back to "say hello" with a fresh deadline: without one, a client could
      * hello, leave and keep the connection (and a --max-sessions place)
      * forever while in no namespace. */
@@ -148,7 +147,7 @@ void ms_gw_hello_claim(ms_gateway_t *gw, ms_session_t *s, const char *cid,
     }
     ms_intern_release(s->ns);
     s->ns = (char *)ms_intern(hello->namespace_);
-    s->peer_id = *peer ? strdup(peer) : NULL;
+    ms_session_set_peer(s, *peer ? peer : NULL); /* out of memory: none, the owner names it */
     if (!s->ns) {
         ms_gw_send_error(gw, s, cid, ERR(INTERNAL), "out of memory");
         return;

@@ -83,8 +83,7 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d,
         if (m->msg_case == MESHSIG__V1__SERVER_MESSAGE__MSG_WELCOME) {
             ms_gw_deadline_cancel(s);
             ms_session_join_done(s);
-            free(s->peer_id);
-            s->peer_id = strdup(m->welcome->peer_id);
+            ms_session_set_peer(s, m->welcome->peer_id);
             s->state = MS_SESSION_JOINED;
             ms_gw_peer_index_add(gw, s);
             Meshsig__V1__Welcome w = *m->welcome;

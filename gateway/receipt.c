@@ -216,7 +216,7 @@ void ms_gw_receipt_forget(ms_gateway_t *gw, ms_session_t *s)
         drop(gw, r);
     /* Frames still queued (a leave): their writes must not take the entries
      * of a later join's emits. */
-    for (ms_outmsg_t *m = s->head; m; m = m->next)
+    for (ms_outmsg_t *m = ms_session_head(s); m; m = m == s->tail ? NULL : m->next)
         m->receipt = 0;
 }
 

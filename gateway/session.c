@@ -13,15 +13,16 @@ int ms_session_queue(ms_session_t *s, const void *data, size_t len, int binary, 
     ms_outmsg_t *m = malloc(sizeof(*m) + LWS_PRE + len);
     if (!m)
         return -1;
-    m->next = NULL;
     m->len = len;
     m->binary = (uint8_t)binary;
     m->receipt = 0;
     memcpy(m->buf + LWS_PRE, data, len);
-    if (s->tail)
+    if (s->tail) { /* after the tail, before the head */
+        m->next = s->tail->next;
         s->tail->next = m;
-    else
-        s->head = m;
+    } else {
+        m->next = m;
+    }
     s->tail = m;
     s->queued += len;
     return 0;
@@ -52,8 +53,8 @@ ssize_t ms_session_take_frames(ms_session_t *s, unsigned char **buf, size_t *cap
 {
     size_t total = 0;
     *receipts = 0;
-    while (s->head) {
-        ms_outmsg_t *m = s->head;
+    while (s->tail) {
+        ms_outmsg_t *m = s->tail->next;
         size_t need = 10 + m->len;
         if (total && total + need > limit)
             break;
@@ -72,9 +73,10 @@ ssize_t ms_session_take_frames(ms_session_t *s, unsigned char **buf, size_t *cap
         memcpy(p + h, m->buf + LWS_PRE, m->len);
         total += h + m->len;
         *receipts += m->receipt;
-        s->head = m->next;
-        if (!s->head)
+        if (m == s->tail)
             s->tail = NULL;
+        else
+            s->tail->next = m->next;
         s->queued -= m->len;
         free(m);
     }
@@ -83,22 +85,42 @@ ssize_t ms_session_take_frames(ms_session_t *s, unsigned char **buf, size_t *cap
 
 void ms_session_cleanup(ms_session_t *s)
 {
-    ms_outmsg_t *m = s->head;
-    while (m) {
-        ms_outmsg_t *n = m->next;
-        free(m);
-        m = n;
+    if (s->tail) {
+        ms_outmsg_t *m = s->tail->next;
+        s->tail->next = NULL; /* the queue ends at the tail */
+        while (m) {
+            ms_outmsg_t *n = m->next;
+            free(m);
+            m = n;
+        }
     }
-    s->head = s->tail = NULL;
+    s->tail = NULL;
     s->queued = 0;
     ms_intern_release(s->ns);
-    free(s->peer_id);
+    ms_session_set_peer(s, NULL);
     free(s->join);
     s->join = NULL;
     free(s->rx);
     ms_session_forget_peer(s);
-    s->ns = s->peer_id = NULL;
+    s->ns = NULL;
     s->rx = NULL;
+}
+
+int ms_session_set_peer(ms_session_t *s, const char *peer)
+{
+    if (s->peer_id != s->peer_small)
+        free(s->peer_id);
+    s->peer_id = NULL;
+    if (!peer)
+        return 0;
+    size_t len = strlen(peer);
+    if (len <= MS_SESSION_PEER_SMALL) {
+        memcpy(s->peer_small, peer, len + 1);
+        s->peer_id = s->peer_small;
+        return 0;
+    }
+    s->peer_id = strdup(peer);
+    return s->peer_id ? 0 : -1;
 }
 
 void ms_session_join_done(ms_session_t *s)

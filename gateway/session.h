@@ -59,28 +59,47 @@ static inline const char *ms_session_join_cid(const ms_session_join_t *j)
 
 /* A message that arrives in pieces (longer than lws's receive buffer, or
  * fragmented by the client), reassembled; freed once it is complete. Sizes
- * are bounded by --max-frame (under 4 GiB). */
+ * are bounded by --max-frame (under 4 GiB). cap MS_SESSION_RX_DISCARD: the
+ * rest of an oversize message is read and dropped, len counts its bytes (cut
+ * off at 16 times --max-frame, at most 64 MiB), and buf holds nothing. */
+#define MS_SESSION_RX_DISCARD UINT32_MAX
 typedef struct {
     uint32_t len, cap;
     unsigned char buf[];
 } ms_session_rx_t;
 
+/* A peer id of up to this many characters is kept inside the session (no allocation). */
+#define MS_SESSION_PEER_SMALL 15
+
 /* One per WebSocket, in lws's per-session storage: the fields are packed by
- * size (the idle benchmark's memory per connection counts every 16 bytes). */
+ * size (the idle benchmark's memory per connection counts every 16 bytes:
+ * 232 bytes is a 240-byte chunk; the next step down is 216). */
 typedef struct ms_session {
     uint64_t id; /* 0 until established: also marks HTTP connections */
     struct lws *wsi;
     char *ns; /* ms_intern: shared with the sessions of its namespace, never written */
+    /* NULL, peer_small, or a heap copy of a longer id: set with ms_session_set_peer. */
     char *peer_id;
     ms_session_join_t *join; /* the join sent to the owner and not yet answered, or NULL */
-    ms_outmsg_t *head, *tail;
-    ms_session_rx_t *rx;                        /* NULL: no message in pieces */
-    ms_ratelimit_state_t rate_msgs, rate_bytes; /* rules: the gateway's */
+    /* The outbound queue, circular: NULL when empty, else the last frame,
+     * whose next is the first (ms_session_head). */
+    ms_outmsg_t *tail;
+    ms_session_rx_t *rx;      /* a message in pieces, or an oversize one being dropped; or NULL */
+    ms_ratelimit_pair_t rate; /* messages, bytes; the rules are the gateway's */
     /* Hello or join deadline: the session sits in one of the gateway's two
      * FIFO deadline lists (all entries of a list share one timeout, so a list
      * stays sorted and arming is O(1); a per-session lws timer costs O(N)). */
     lws_dll2_t deadline_node;
-    uint64_t deadline_us;
+    union {
+        /* Only before the join is answered (MS_SESSION_NEW, JOINING): the
+         * deadline lists hold no joined session. */
+        uint64_t deadline_us;
+        /* Only while peer_indexed, which only a joined session is: the key of
+         * the gateway's index of joined sessions by (namespace, peer id), for
+         * signals between neighbours that are both on this gateway (peers.c);
+         * the index of all sessions is by id (ws.c). */
+        uint64_t peer_key;
+    };
     /* Liveness: the session sits in the gateway's idle list (ordered by its
      * last frame from the client) or, once pinged, in its pinged list
      * (ordered by the ping); a frame or pong puts it back at the idle tail. */
@@ -97,21 +116,15 @@ typedef struct ms_session {
      * owner told this session where they live; direct.c treats them as neighbours. */
     ms_strset_t pairs;
     ms_session_ext_t *ext; /* NULL until first used */
-    /* The key of the gateway's index of joined sessions by (namespace, peer
-     * id), for signals between neighbours that are both on this gateway
-     * (peers.c); the index of all sessions is by id (ws.c). */
-    uint64_t peer_key;
     /* Sizes are bounded by the frame and queue caps (under 4 GiB). */
     uint32_t queued;
-    /* Bytes of an oversize message read and dropped so far: cut off at 16 times
-     * --max-frame (at most 64 MiB), so under 2^32. */
-    uint32_t rx_discard;
     uint32_t shard;
     uint32_t ice_renew_s; /* monotonic second to send fresh TURN credentials; 0: none */
     uint16_t close_code;
-    uint8_t state;
-    uint8_t grants; /* MS_RESUME_GRANT_*: what the hello token allowed, kept in resume tokens */
     /* Flags, one bit each: the session's size decides lws's allocation (16-byte steps). */
+    unsigned state : 2; /* ms_session_state_t */
+    unsigned
+        grants : 2; /* MS_RESUME_GRANT_*: what the hello token allowed, kept in resume tokens */
     unsigned binary : 1;   /* meshsig.v1.proto */
     unsigned closing : 1;  /* close after the queue drains */
     unsigned ping_due : 1; /* a ping is to be written */
@@ -127,7 +140,18 @@ typedef struct ms_session {
         owner_signalled : 1; /* sent a signal through the owner since it joined (direct.c END) */
     unsigned
         acks_persistent : 1; /* hello.acksPersistent: stored emits are receipted on `received` */
+    char peer_small[MS_SESSION_PEER_SMALL + 1];
 } ms_session_t;
+
+/* The first frame queued, or NULL. */
+static inline ms_outmsg_t *ms_session_head(const ms_session_t *s)
+{
+    return s->tail ? s->tail->next : NULL;
+}
+
+/* The session's peer id becomes a copy of peer (NULL: none). Returns 0, or -1
+ * when out of memory (then it has none). */
+int ms_session_set_peer(ms_session_t *s, const char *peer);
 
 /* Queues a frame (copying data). Returns 0, or -1 when the queue is over
  * max_queue (the caller closes the slow reader) or memory ran out. */

@@ -65,7 +65,7 @@ void ms_gw_queue_frame(ms_gateway_t *gw, ms_session_t *s, const void *data, size
 static void write_now(ms_gateway_t *gw, ms_session_t *s)
 {
     struct lws *wsi = s->wsi;
-    if (!s->head)
+    if (!s->tail)
         return;
     if (s->closing || lws_partial_buffered(wsi) ||
         ms_wsguard_violation(lws_get_socket_fd(wsi), NULL)) {
@@ -82,7 +82,7 @@ static void write_now(ms_gateway_t *gw, ms_session_t *s)
         return;
     }
     ms_gw_receipt_written(gw, s, receipts); /* stored emits: written, so the owner may delete */
-    if (s->head)
+    if (s->tail)
         lws_callback_on_writable(wsi);
 }
 
@@ -266,8 +266,7 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
         }
         s->wsi = wsi;
         s->binary = !strcmp(lws_get_protocol(wsi)->name, "meshsig.v1.proto");
-        ms_ratelimit_start(&s->rate_msgs, &gw->rule_msgs, ms_clock_mono_us());
-        ms_ratelimit_start(&s->rate_bytes, &gw->rule_bytes, ms_clock_mono_us());
+        ms_ratelimit_pair_start(&s->rate, &gw->rule_msgs, &gw->rule_bytes, ms_clock_mono_us());
         gw->n_sessions++;
         ms_gw_deadline_arm(gw, s, &gw->hello_waits, (uint64_t)gw->cfg->hello_timeout_ms * 1000u);
         ms_gw_idle_touch(gw, s);
@@ -320,12 +319,12 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
         ms_gw_idle_touch(gw, s);
         size_t remaining = lws_remaining_packet_payload(wsi);
         int final = lws_is_final_fragment(wsi) && remaining == 0;
-        if (s->rx_discard) {
+        if (s->rx && s->rx->cap == MS_SESSION_RX_DISCARD) {
             /* Reading the rest of an oversize message: closing while the client
              * is still sending would turn the close frame into a reset. An
              * endless message is cut off at 16 times the cap. */
-            s->rx_discard += len;
-            if (s->rx_discard > 16 * (uint64_t)gw->cfg->max_frame)
+            s->rx->len += (uint32_t)len; /* len: at most lws's receive buffer */
+            if (s->rx->len > 16 * (uint64_t)gw->cfg->max_frame)
                 return -1;
             if (final)
                 ms_gw_session_close(s, CLOSE_TOO_BIG);
@@ -335,9 +334,13 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
         if (have + len + remaining > (size_t)gw->cfg->max_frame) {
             ms_info("session %llu: message over %ld bytes; closing with 1009",
                     (unsigned long long)s->id, gw->cfg->max_frame);
-            free(s->rx);
-            s->rx = NULL;
-            s->rx_discard = len;
+            /* What is left of the buffer counts the bytes dropped. */
+            ms_session_rx_t *d = realloc(s->rx, sizeof(*d));
+            if (!d)
+                return -1;
+            d->len = (uint32_t)len;
+            d->cap = MS_SESSION_RX_DISCARD;
+            s->rx = d;
             if (final)
                 ms_gw_session_close(s, CLOSE_TOO_BIG);
             return 0;
@@ -390,11 +393,11 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
             memcpy(gw->ping + LWS_PRE, "ms", 2);
             if (lws_write(wsi, gw->ping + LWS_PRE, 2, LWS_WRITE_PING) < 0)
                 return -1;
-            if (s->head)
+            if (s->tail)
                 lws_callback_on_writable(wsi);
             return 0;
         }
-        if (s->head) {
+        if (s->tail) {
             /* Everything queued (up to MS_GW_WRITE_BATCH bytes) in one send: the
              * frames are framed here and written raw, which lws passes
              * through unchanged (no extensions are enabled on this vhost). */
@@ -406,7 +409,7 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
             /* Written (what lws could not send at once it keeps and sends). */
             ms_gw_receipt_written(gw, s, receipts);
         }
-        if (s->head) {
+        if (s->tail) {
             lws_callback_on_writable(wsi);
         } else if (s->closing) {
             static unsigned char full[] = "gateway full";

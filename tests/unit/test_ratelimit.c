@@ -106,6 +106,41 @@ START_TEST(init_validation_and_unlimited)
 }
 END_TEST
 
+/* The gateway's pair (messages, bytes) answers exactly as two separate states
+ * spent at the same times would, through refills, refusals and a clock that
+ * goes back. */
+START_TEST(pair_is_two_buckets_with_one_clock)
+{
+    ms_ratelimit_rule_t rm, rb;
+    ck_assert_int_eq(ms_ratelimit_rule(&rm, 200, 400), MS_OK);
+    ck_assert_int_eq(ms_ratelimit_rule(&rb, 1 << 20, 2 << 20), MS_OK);
+    ms_ratelimit_state_t m, b;
+    ms_ratelimit_pair_t p;
+    uint64_t now = 1000000;
+    ms_ratelimit_start(&m, &rm, now);
+    ms_ratelimit_start(&b, &rb, now);
+    ms_ratelimit_pair_start(&p, &rm, &rb, now);
+    uint64_t st = 88172645463325252ULL;
+    unsigned refused = 0;
+    for (int i = 0; i < 200000; i++) {
+        st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+        uint64_t step = st % 16 == 0 ? 0 : st % 5000; /* µs; sometimes none */
+        if (st % 997 == 0 && now > 3000)
+            now -= 3000; /* back: no time passes */
+        else
+            now += step;
+        uint64_t len = (st >> 20) % 70000;
+        unsigned want = (ms_ratelimit_spend(&m, &rm, 1, now) ? 0u : 1u) |
+                        (ms_ratelimit_spend(&b, &rb, len, now) ? 0u : 2u);
+        ck_assert_uint_eq(ms_ratelimit_pair_spend(&p, &rm, 1, &rb, len, now), want);
+        ck_assert_uint_eq(p.level_u[0], m.level_u);
+        ck_assert_uint_eq(p.level_u[1], b.level_u);
+        refused |= want;
+    }
+    ck_assert_uint_eq(refused, 3u); /* both buckets ran dry at times */
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ratelimit");
@@ -117,6 +152,7 @@ int main(void)
     tcase_add_test(tc, long_idle_and_huge_rates_do_not_overflow);
     tcase_add_test(tc, clock_going_back_is_no_time);
     tcase_add_test(tc, init_validation_and_unlimited);
+    tcase_add_test(tc, pair_is_two_buckets_with_one_clock);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
