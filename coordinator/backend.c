@@ -353,7 +353,7 @@ static void send_snapshot(ms_coord_t *c, ms_ns_t *ns, ms_backend_t *b)
     do {
         for (ev.n_peers = 0; i < ns->members.cap && ev.n_peers < SNAPSHOT_PART; i++)
             if (ns->members.slot[i])
-                ids[ev.n_peers++] = ((const ms_member_t *)ns->members.slot[i])->id;
+                ids[ev.n_peers++] = (char *)((const ms_member_t *)ns->members.slot[i])->id;
         sent += ev.n_peers;
         ev.more = sent < n;
         send_event(c, ns, b, &ev);
@@ -368,7 +368,7 @@ static void notify(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m,
         return; /* events are about peers */
     Meshsig__Backend__V1__PeerEvent ev = MESHSIG__BACKEND__V1__PEER_EVENT__INIT;
     ev.kind = kind;
-    ev.peer_id = m->id;
+    ev.peer_id = (char *)m->id;
     ms_backend_t *b, *tmp;
     HASH_ITER(hh, ms_ns_mods(ns)->backends, b, tmp)
     if (b->events)
@@ -406,9 +406,8 @@ const ms_ns_hooks_t ms_backend_hooks = {.name = "backend",
 static ms_backend_t *backend_new(const char *id)
 {
     ms_backend_t *b = calloc(1, sizeof(*b));
-    if (!b || !(b->face = calloc(1, sizeof(*b->face))) || !(b->face->id = strdup(id)) ||
-        !(b->services = calloc(1, sizeof(char *))) || !(b->subs = calloc(1, sizeof(char *))) ||
-        !ms_member_rare_get(b->face)) {
+    if (!b || !(b->face = ms_member_new(id)) || !(b->services = calloc(1, sizeof(char *))) ||
+        !(b->subs = calloc(1, sizeof(char *))) || !ms_member_rare_get(b->face)) {
         if (b) {
             free(b->services);
             ms_member_free(b->face);

@@ -66,7 +66,7 @@ void ms_tree_source_notify(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
 {
     Meshsig__V1__SourceState st = MESHSIG__V1__SOURCE_STATE__INIT;
     st.present = source != NULL;
-    st.peer = source ? source->id : (char *)"";
+    st.peer = source ? (char *)source->id : (char *)"";
     Meshsig__V1__Topology t = MESHSIG__V1__TOPOLOGY__INIT;
     t.event_case = MESHSIG__V1__TOPOLOGY__EVENT_SOURCE;
     t.source = &st;

@@ -94,7 +94,7 @@ static void deliver_stored(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m,
     }
     Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
     d.session = m->session;
-    d.peer_id = m->id;
+    d.peer_id = (char *)m->id;
     d.msg = ms_sm_emit(&sm, &out);
     d.receipt_seq = seq;
     ms_outbox_deliver_full(&c->outbox, ns->shard, m->gateway, &d);

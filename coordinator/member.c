@@ -112,7 +112,7 @@ static int hello_policy(ms_coord_t *c, ms_ns_t *ns, const Meshsig__Bus__ShardReq
 static void send_welcome(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const char *client_id)
 {
     Meshsig__V1__Welcome w = MESHSIG__V1__WELCOME__INIT;
-    w.peer_id = m->id;
+    w.peer_id = (char *)m->id;
     w.gateway_id = (char *)m->gateway; /* protobuf-c fields are not const */
     w.namespace_ = ns->name;
     w.topology = (char *)ns->policy->topology; /* protobuf-c fields are not const; only read */
@@ -128,7 +128,7 @@ static void send_welcome(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const
     sm.welcome = &w;
     Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
     d.session = m->session;
-    d.peer_id = m->id;
+    d.peer_id = (char *)m->id;
     d.msg = &sm;
     d.signal_scope = ns->policy->signal_any ? 2 : 1; /* bus.proto Delivery.signal_scope */
     ms_outbox_deliver_full(&c->outbox, ns->shard, m->gateway, &d);
@@ -342,7 +342,7 @@ static void retire_to(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *o,
         return;
     Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
     d.session = o->session;
-    d.peer_id = o->id;
+    d.peer_id = (char *)o->id;
     d.retired = r;
     d.retired_gone = gone;
     ms_outbox_deliver_full(&c->outbox, ns->shard, o->gateway, &d);
@@ -357,7 +357,7 @@ static void send_retired(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const
                          uint64_t session, int gone)
 {
     Meshsig__Bus__PeerLocation r = MESHSIG__BUS__PEER_LOCATION__INIT;
-    r.peer_id = m->id;
+    r.peer_id = (char *)m->id;
     r.gateway_id = (char *)gateway;
     r.session = session;
     ms_topo_diff_t *diff = ms_ns_diff(c);
@@ -581,8 +581,8 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
         goto done;
     }
 
-    m = calloc(1, sizeof(*m));
-    if (!m || !(m->id = strdup(id)) || !(m->gateway = ms_intern(req->gateway_id)))
+    m = ms_member_new(id);
+    if (!m || !(m->gateway = ms_intern(req->gateway_id)))
         goto nomem;
     m->session = req->session;
     m->source = (uint8_t)as_source;

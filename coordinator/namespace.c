@@ -226,11 +226,19 @@ ms_topo_pos_t ms_member_network_origin(const ms_member_t *m)
     return ms_vivaldi_position(&fresh, m->pos.key);
 }
 
+ms_member_t *ms_member_new(const char *id)
+{
+    size_t len = strlen(id);
+    ms_member_t *m = calloc(1, offsetof(ms_member_t, id) + len + 1);
+    if (m)
+        memcpy(m->id, id, len + 1);
+    return m;
+}
+
 void ms_member_free(ms_member_t *m)
 {
     if (!m)
         return;
-    free(m->id);
     ms_intern_release(m->gateway);
     free(m->metadata);
     if (m->client_pos)
@@ -403,9 +411,21 @@ ms_member_t *ms_ns_face(ms_ns_t *ns, const char *id)
     return ms_pidx_find(&ms_ns_mods(ns)->faces, id_hash(id), member_is, id);
 }
 
-/* Free handles form a min-heap so the smallest is reused first (engines index arrays by handle). */
+/* Free handles form a min-heap so the smallest is reused first (engines index arrays by handle).
+ * It is allocated when the first handle is freed: a namespace whose peers only join (the
+ * native protocol's pairs) holds none. Out of memory, a freed handle is not reused. */
 static void heap_push(ms_ns_t *ns, uint32_t h)
 {
+    if (ns->n_free == ns->cap_free) {
+        size_t n = ns->cap_free ? ns->cap_free * 2 : 4;
+        uint32_t *nv = realloc(ns->free_handles, n * sizeof(*nv));
+        if (!nv) {
+            ms_warn("namespace %s: out of memory; handle %u is not reused", ns->name, h);
+            return;
+        }
+        ns->free_handles = nv;
+        ns->cap_free = (uint32_t)n;
+    }
     size_t i = ns->n_free++;
     ns->free_handles[i] = h;
     while (i > 0 && ns->free_handles[(i - 1) / 2] > ns->free_handles[i]) {
@@ -477,15 +497,6 @@ static ms_err_t reserve_source_slot(ms_ns_t *ns)
 
 ms_err_t ms_ns_alloc_handle(ms_ns_t *ns, ms_member_t *m)
 {
-    /* The free heap can hold every handle ever issued, so pushes never fail. */
-    if (ns->cap_free < (size_t)ns->next_handle + 1) {
-        size_t n = ns->cap_free ? ns->cap_free * 2 : 4; /* small: most namespaces are */
-        uint32_t *nv = realloc(ns->free_handles, n * sizeof(*nv));
-        if (!nv)
-            return MS_ERR_NOMEM;
-        ns->free_handles = nv;
-        ns->cap_free = n;
-    }
     if (!ns->n_free && ns->next_handle >= ns->n_handles) {
         size_t n = ns->n_handles ? ns->n_handles * 2 : 2;
         ms_member_t **nv = realloc(ns->by_handle, n * sizeof(*nv));
@@ -517,7 +528,7 @@ void ms_ns_free_handle(ms_ns_t *ns, ms_member_t *m)
     if (m->handle < ns->n_handles && ns->by_handle[m->handle] == m) {
         ns->by_handle[m->handle] = NULL;
         if (m->handle != 0 || !ms_ns_has_source_slot(ns))
-            heap_push(ns, m->handle); /* room was reserved at allocation */
+            heap_push(ns, m->handle);
     }
 }
 
@@ -571,7 +582,7 @@ static void send_connect(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
                          Meshsig__V1__Value *offer)
 {
     Meshsig__V1__Connect cn = MESHSIG__V1__CONNECT__INIT;
-    cn.peer = other->id;
+    cn.peer = (char *)other->id;
     cn.initiator = initiator;
     cn.role = role;
     cn.offer = offer;
@@ -846,7 +857,7 @@ void ms_deliver_located(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
                         const Meshsig__V1__ServerMessage *msg, const ms_member_t *where)
 {
     Meshsig__Bus__PeerLocation loc = MESHSIG__BUS__PEER_LOCATION__INIT;
-    loc.peer_id = where->id;
+    loc.peer_id = (char *)where->id;
     loc.gateway_id = (char *)where->gateway;
     loc.session = where->session;
     ms_outbox_deliver_path(&c->outbox, ns->shard, to->gateway, to->session, to->id, msg, &loc,

@@ -62,10 +62,10 @@ typedef struct ms_member_rare {
 } ms_member_rare_t;
 
 /* A peer in a namespace. One per joined peer: ordered so that it has no holes
- * (counts are bounded far below their types), 120 bytes (a 128-byte malloc chunk).
+ * (counts are bounded far below their types), 110 bytes and its id in one allocation
+ * (ms_member_new: a 128-byte malloc chunk for ids of up to 9 characters, 144 up to 25).
  * Indexed by id in ns->members (or ns->mods->faces), which keeps nothing inside it. */
 typedef struct ms_member {
-    char *id;
     ms_peer_t handle;
     uint32_t n_streams;  /* stream.c: streams it opened that are open (--max-streams) */
     const char *gateway; /* gateway id (ms_intern: one copy per gateway) */
@@ -85,6 +85,7 @@ typedef struct ms_member {
     uint16_t metadata_len; /* at most 4096 (member.c) */
     uint8_t claim_len;
     uint8_t source; /* joined as the tree's source: handle 0 (ms_ns_has_source_slot) */
+    char id[];      /* NUL-terminated; allocated with the record */
 } ms_member_t;
 
 /* What few members use, to read: all empty while m->rare is NULL. */
@@ -213,6 +214,8 @@ void ms_ns_destroy_shard(ms_coord_t *c, uint32_t shard);
 /* The scratch diff, cleared. Valid until the next call. */
 ms_topo_diff_t *ms_ns_diff(ms_coord_t *c);
 
+/* A member record for peer id, zeroed but for its id; NULL when out of memory. */
+ms_member_t *ms_member_new(const char *id);
 /* A member record: free with ms_member_free (NULL is ignored). */
 void ms_member_free(ms_member_t *m);
 /* m's dangling neighbours (ms_member_t.dangling): add (MS_ERR_NOMEM), ask, drop (1 if it was

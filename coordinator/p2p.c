@@ -128,7 +128,7 @@ static void deliver_request(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
                             const ms_member_t *from)
 {
     Meshsig__V1__P2pTarget t = MESHSIG__V1__P2P_TARGET__INIT;
-    t.peer = from->id;
+    t.peer = (char *)from->id;
     Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
     sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_P2P_TARGET;
     sm.p2p_target = &t;

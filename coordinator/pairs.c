@@ -66,12 +66,12 @@ static void pair_remove(ms_member_t *m, const char *id)
 static void locate(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, const ms_member_t *where)
 {
     Meshsig__Bus__PeerLocation loc = MESHSIG__BUS__PEER_LOCATION__INIT;
-    loc.peer_id = where->id;
+    loc.peer_id = (char *)where->id;
     loc.gateway_id = (char *)where->gateway;
     loc.session = where->session;
     Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
     d.session = to->session;
-    d.peer_id = to->id;
+    d.peer_id = (char *)to->id;
     d.location = &loc;
     d.pair = 1;
     ms_outbox_deliver_full(&c->outbox, ns->shard, to->gateway, &d);
@@ -119,7 +119,7 @@ static void unpair_at(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const ch
     u.session = o ? o->session : 0;
     Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
     d.session = m->session;
-    d.peer_id = m->id;
+    d.peer_id = (char *)m->id;
     d.unpair = &u;
     ms_outbox_deliver_full(&c->outbox, ns->shard, m->gateway, &d);
 }

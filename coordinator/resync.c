@@ -159,8 +159,8 @@ static int complete(ms_coord_t *c, const ms_resync_t *r, uint64_t now, uint64_t 
 ms_member_t *ms_resync_member_from(ms_ns_t *ns, const char *gateway,
                                    const Meshsig__Bus__SessionReport *sr)
 {
-    ms_member_t *m = calloc(1, sizeof(*m));
-    if (!m || !(m->id = strdup(sr->peer_id)) || !(m->gateway = ms_intern(gateway)))
+    ms_member_t *m = ms_member_new(sr->peer_id);
+    if (!m || !(m->gateway = ms_intern(gateway)))
         goto fail;
     m->session = sr->session;
     if (sr->position)

@@ -72,7 +72,7 @@ static void room_notify(ms_coord_t *c, ms_ns_t *ns, ms_room_t *r, const ms_membe
 {
     Meshsig__V1__RoomPeer rp = MESHSIG__V1__ROOM_PEER__INIT;
     rp.room = r->name;
-    rp.peer = who->id;
+    rp.peer = (char *)who->id;
     Meshsig__V1__Room room = MESHSIG__V1__ROOM__INIT;
     if (joined) {
         room.op_case = MESHSIG__V1__ROOM__OP_PEER_JOINED;

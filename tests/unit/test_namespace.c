@@ -2,6 +2,7 @@
 /* The namespace registry: walks that destroy or create namespaces, shared policies, and what a
  * namespace of two plain peers allocates (no module state, no rare member fields). */
 #include <check.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,9 +134,43 @@ START_TEST(a_pair_allocates_no_extras)
     ck_assert_ptr_nonnull(ns);
     ck_assert_uint_eq(ns->members.n, 2);
     ck_assert_ptr_null(ns->mods);
+    ck_assert_ptr_null(ns->free_handles); /* nobody left: no free-handle heap */
     ms_member_t *m;
     MS_NS_MEMBERS_FOREACH(ns, i, m)
-    ck_assert_ptr_null(m->rare);
+    {
+        ck_assert_ptr_null(m->rare);
+        /* the id inside the record: one 128-byte chunk (120 usable) for a short id */
+        ck_assert(!strcmp(m->id, "p1") || !strcmp(m->id, "p2"));
+        ck_assert_uint_le(malloc_usable_size(m), 120);
+    }
+    coord_free(c);
+}
+END_TEST
+
+/* A freed handle is reused, smallest first, once the free heap exists. */
+START_TEST(freed_handles_are_reused)
+{
+    ms_coord_t *c = new_coord();
+    join(c, "reuse", "a", 1);
+    join(c, "reuse", "b", 2);
+    join(c, "reuse", "c", 3);
+    ms_ns_t *ns = ms_ns_find(c, "reuse");
+    ck_assert_ptr_nonnull(ns);
+    ms_member_t *a = ms_ns_member(ns, "a"), *b = ms_ns_member(ns, "b");
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    ms_peer_t ha = a->handle, hb = b->handle;
+    ms_member_leave(c, ns, b, "test");
+    ms_member_leave(c, ns, a, "test");
+    ck_assert_ptr_nonnull(ns->free_handles);
+    join(c, "reuse", "d", 4);
+    join(c, "reuse", "e", 5);
+    ms_member_t *d = ms_ns_member(ns, "d"), *e = ms_ns_member(ns, "e");
+    ck_assert_ptr_nonnull(d);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_uint_eq(d->handle, ha < hb ? ha : hb);
+    ck_assert_uint_eq(e->handle, ha < hb ? hb : ha);
+    ck_assert_ptr_eq(ms_ns_by_handle(ns, d->handle), d);
     coord_free(c);
 }
 END_TEST
@@ -147,6 +182,7 @@ int main(void)
     tcase_add_test(tc, walk_survives_destroy_and_create);
     tcase_add_test(tc, policies_are_shared);
     tcase_add_test(tc, a_pair_allocates_no_extras);
+    tcase_add_test(tc, freed_handles_are_reused);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
