@@ -5,11 +5,13 @@
  * nats-server restarts, and one after a connection cut in the middle of a message. */
 #include <arpa/inet.h>
 #include <check.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,6 +181,59 @@ START_TEST(delivers_on_the_loop_in_order)
     ms_bus_destroy(b);
 }
 END_TEST
+
+#ifdef MS_HAVE_NATSMSG_FREE
+/* Voluntary context switches of every thread of this process but the caller's. */
+static long others_switches(void)
+{
+    char self[32], path[320], line[128];
+    snprintf(self, sizeof(self), "%ld", (long)syscall(SYS_gettid));
+    long sum = 0;
+    DIR *d = opendir("/proc/self/task");
+    ck_assert_ptr_nonnull(d);
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.' || !strcmp(e->d_name, self))
+            continue;
+        snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        while (fgets(line, sizeof(line), f))
+            if (!strncmp(line, "voluntary_ctxt_switches:", 24))
+                sum += atol(line + 24);
+        fclose(f);
+    }
+    closedir(d);
+    return sum;
+}
+
+/* The messages the loop handled are freed on its own thread. natsMsg_Destroy hands each to
+ * cnats's garbage-collector thread and wakes it whenever it waits: at least once per 256
+ * messages before (bus.c destroyed them in hundreds; 81 wake-ups for 2,000 messages here),
+ * and the loop waited for its lock (a receiving gateway's tail). Only cnats's ping timer
+ * (every 2 s) may wake another thread meanwhile: one a second is allowed. */
+START_TEST(handled_messages_wake_no_other_thread)
+{
+    enum { N = 5000 };
+    rx_t r;
+    ms_bus_t *b = connect_bus(&r, "test.bus.free");
+    publish_range(b, "test.bus.free", 0, 10);
+    run_until(&r.n, 10, 10000);
+    ck_assert_int_eq(r.n, 10);
+    long before = others_switches();
+    long long t0 = now_ms();
+    publish_range(b, "test.bus.free", 10, N);
+    run_until(&r.n, N, 20000);
+    long woken = others_switches() - before;
+    long long allowed = 2 + (now_ms() - t0) / 1000;
+    ck_assert_int_eq(r.n, N);
+    ck_assert_int_eq(r.bad_order, 0);
+    ck_assert_msg(woken <= allowed, "other threads woke %ld times for %d messages (%lld allowed)",
+                  woken, N, allowed);
+    ms_bus_destroy(b);
+}
+END_TEST
+#endif
 
 typedef struct {
     ms_bus_t *b;
@@ -553,6 +608,9 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, delivers_on_the_loop_in_order);
+#ifdef MS_HAVE_NATSMSG_FREE
+    tcase_add_test(tc, handled_messages_wake_no_other_thread);
+#endif
     tcase_add_test(tc, publishes_from_another_thread);
     tcase_add_test(tc, destroy_writes_the_buffer);
     tcase_add_test(tc, send_now_writes_without_the_loop);
