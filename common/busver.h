@@ -39,6 +39,19 @@
 #define MS_BUS_VERSION ((MS_BUS_MAJOR << 16) | MS_BUS_MINOR)
 #define MS_BUS_VERSION_FIELD 15u
 
+/* The first bus version whose owners apply a request once however many copies of it arrive
+ * (ShardRequest.attempt, coordinator/dedupe.c) and drop a kept request stamped with an older
+ * epoch than theirs (ShardRequest.epoch and resend): 1.1. A 1.0 owner applies every copy. */
+#define MS_BUS_COPIES_ONCE ((1u << 16) | 1u)
+
+/* Whether a node that stamps its messages with version (0: unknown, or older than versioning)
+ * applies copies of a request once: the same major as ours, at MS_BUS_COPIES_ONCE or later. A
+ * gateway sends copies of an unanswered request only to an owner of which this holds. */
+static inline int ms_busver_copies_once(uint32_t version)
+{
+    return version >> 16 == MS_BUS_MAJOR && version >= MS_BUS_COPIES_ONCE;
+}
+
 /* A peer whose messages were refused. */
 typedef struct {
     char id[64];   /* its id when it sent a heartbeat, else "" */

@@ -43,6 +43,15 @@
  * subject, so another coordinator on the gateway's node is interest enough,
  * and the message is lost to the owner all the same.
  *
+ * Only to an owner that applies copies once. The owner's messages carry its bus version
+ * (GatewayBatch, ResyncRequest): a copy goes only to an owner whose version at the shard's
+ * newest epoch is known to be bus 1.1 or later (MS_BUS_COPIES_ONCE). A 1.0 owner (a rolling
+ * upgrade done in the wrong order: gateways before coordinators) ignores attempt, epoch and
+ * resend and applies every copy; so does any owner the gateway has not heard from at that
+ * epoch yet. For those no copy is sent, neither for want of an answer nor to a new owner: the
+ * request goes once, and without an answer its client gets the same UNAVAILABLE at the same
+ * time, saying it may have been applied (at most once instead of twice).
+ *
  * Bounded: MAX_PER_SESSION per session and MAX_TOTAL per gateway; a request
  * over either is not sent but answered UNAVAILABLE at once (retryable), so it
  * too gets exactly one answer (a client at the default rate of 200 a second
@@ -80,6 +89,7 @@ typedef struct inflight {
     uint32_t shard;
     uint8_t tries;    /* copies sent at this epoch for want of an answer */
     uint8_t received; /* the owner has it and answers later: no copies until a new epoch */
+    uint8_t withheld; /* a copy was due but not sent (an owner of bus 1.0): give_up says so */
     size_t len;
     char *key;
     uint8_t data[];
@@ -99,6 +109,7 @@ struct ms_gw_inflight {
     inflight_t *head, *tail;
     size_t n;        /* kept requests, all sessions */
     uint64_t *known; /* per shard: the newest owner epoch seen */
+    uint32_t *ver;   /* per shard: the bus version of that epoch's owner (0: not heard from) */
     uint32_t n_shards;
 };
 
@@ -124,7 +135,10 @@ static size_t make_key(char *buf, size_t cap, uint64_t session, const char *cid)
 ms_err_t ms_gw_inflight_init(ms_gateway_t *gw)
 {
     ms_gw_inflight_t *f = calloc(1, sizeof(*f));
-    if (!f || !(f->known = calloc((size_t)gw->cfg->shards, sizeof(*f->known)))) {
+    if (!f || !(f->known = calloc((size_t)gw->cfg->shards, sizeof(*f->known))) ||
+        !(f->ver = calloc((size_t)gw->cfg->shards, sizeof(*f->ver)))) {
+        if (f)
+            free(f->known);
         free(f);
         return MS_ERR_NOMEM;
     }
@@ -168,6 +182,7 @@ void ms_gw_inflight_cleanup(ms_gateway_t *gw)
     while (f->head)
         unlink_free(f, f->head);
     free(f->known);
+    free(f->ver);
     free(f);
     gw->inflight = NULL;
 }
@@ -225,6 +240,7 @@ void ms_gw_inflight_add(ms_gateway_t *gw, const ms_session_t *s, const char *cid
     e->next_us = e->sent_us + RETRY_FIRST_US;
     e->tries = 0;
     e->received = 0;
+    e->withheld = 0;
     e->shard = s->shard;
     e->len = len;
     memcpy(e->data, data, len);
@@ -309,12 +325,37 @@ static ms_err_t send_copy(ms_gateway_t *gw, inflight_t *e, uint64_t epoch, uint3
     return err;
 }
 
-void ms_gw_inflight_new_epoch(ms_gateway_t *gw, uint32_t shard, uint64_t epoch)
+void ms_gw_inflight_new_epoch(ms_gateway_t *gw, uint32_t shard, uint64_t epoch,
+                              uint32_t bus_version)
 {
     ms_gw_inflight_t *f = gw->inflight;
-    if (!f || shard >= f->n_shards || epoch <= f->known[shard])
+    if (!f || shard >= f->n_shards || epoch < f->known[shard])
         return;
+    if (epoch == f->known[shard]) {
+        /* The same owner (one per epoch); the first message from it at this epoch may come
+         * after a ResyncRequest that named it, or after none at epoch 0. */
+        if (epoch)
+            f->ver[shard] = bus_version;
+        return;
+    }
     f->known[shard] = epoch;
+    f->ver[shard] = bus_version;
+    if (!ms_busver_copies_once(bus_version)) {
+        /* An owner that would apply a copy of what it may have had already: the kept requests
+         * stay unsent, on their schedule (ms_gw_inflight_sweep answers them UNAVAILABLE). */
+        size_t kept = 0;
+        for (inflight_t *e = f->head; e; e = e->next)
+            kept += e->shard == shard && e->epoch < epoch;
+        if (kept) {
+            char v[16];
+            ms_busver_str(bus_version, v, sizeof(v));
+            ms_warn("shard %u has a new owner (epoch %llu) of bus %s, which applies every copy "
+                    "of a request: %zu unanswered requests not sent again (upgrade coordinators "
+                    "before gateways)",
+                    shard, (unsigned long long)epoch, v, kept);
+        }
+        return;
+    }
     size_t n = 0, failed = 0;
     uint64_t now = ms_clock_mono_us();
     for (inflight_t *e = f->head; e; e = e->next) {
@@ -364,13 +405,23 @@ void ms_gw_inflight_sweep(ms_gateway_t *gw, uint64_t now_us)
         next = e->next;
         if (e->received || e->next_us > now_us)
             continue;
+        int may_copy = ms_busver_copies_once(f->ver[e->shard]);
         if (e->tries >= MAX_TRIES) {
-            give_up(gw, f, e, "no answer to 5 copies in 11.5 s");
+            give_up(gw, f, e,
+                    e->withheld ? "no answer within 11.5 s (no copies sent: the owner's bus "
+                                  "version is not known to apply them once)"
+                                : "no answer to 5 copies in 11.5 s");
             continue;
         }
         e->tries++;
         uint64_t delay = (uint64_t)RETRY_FIRST_US << e->tries;
         e->next_us = now_us + (delay < RETRY_MAX_US ? delay : RETRY_MAX_US);
+        if (!may_copy) {
+            /* The same schedule, so the same UNAVAILABLE at the same time, without the copy. */
+            e->withheld = 1;
+            gw->n_inflight_withheld++;
+            continue;
+        }
         /* At the newest epoch known: one that could not be sent at its new epoch goes now. */
         if (f->known[e->shard] > e->epoch)
             e->epoch = f->known[e->shard];

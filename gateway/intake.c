@@ -188,7 +188,7 @@ static void on_bus_msg(natsMsg *msg, void *ud)
         if (rq) {
             ms_gw_resync_report(gw, rq);
             /* After the report: the new owner then knows the sessions they come from. */
-            ms_gw_inflight_new_epoch(gw, rq->shard, rq->epoch);
+            ms_gw_inflight_new_epoch(gw, rq->shard, rq->epoch, rq->bus_version);
             meshsig__bus__resync_request__free_unpacked(rq, NULL);
         }
         return;
@@ -232,7 +232,7 @@ static void on_bus_msg(natsMsg *msg, void *ud)
             goto out;
         }
         gw->epochs[b->shard] = b->epoch;
-        ms_gw_inflight_new_epoch(gw, b->shard, b->epoch);
+        ms_gw_inflight_new_epoch(gw, b->shard, b->epoch, b->bus_version);
     }
     for (size_t i = 0; i < b->n_deliveries; i++)
         deliver(gw, b->deliveries[i], b);

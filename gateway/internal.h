@@ -127,11 +127,12 @@ struct ms_gateway {
 
     /* inflight.c: client requests to owners kept until answered */
     struct ms_gw_inflight *inflight;
-    uint64_t n_resent;           /* sent again to a shard's new owner */
-    uint64_t n_inflight_retried; /* sent again to the same owner: no answer came */
-    uint64_t n_inflight_gave_up; /* answered UNAVAILABLE: no answer to any copy */
-    uint64_t n_no_responders;    /* nats-server's "no responders" to a join (intake.c) */
-    uint64_t n_dropped_again;    /* answers to copies whose first answer came (intake.c) */
+    uint64_t n_resent;            /* sent again to a shard's new owner */
+    uint64_t n_inflight_retried;  /* sent again to the same owner: no answer came */
+    uint64_t n_inflight_gave_up;  /* answered UNAVAILABLE: no answer to any copy */
+    uint64_t n_inflight_withheld; /* copies not sent: the owner may apply each (inflight.c) */
+    uint64_t n_no_responders;     /* nats-server's "no responders" to a join (intake.c) */
+    uint64_t n_dropped_again;     /* answers to copies whose first answer came (intake.c) */
 
     /* receipt.c: stored emits queued but not yet written, per session */
     struct ms_gw_receipts *receipts;
@@ -242,9 +243,11 @@ int ms_gw_inflight_answered(ms_gateway_t *gw, const ms_session_t *s, const char 
 void ms_gw_inflight_received(ms_gateway_t *gw, const ms_session_t *s, const char *id);
 /* s closed or left its namespace: its requests are forgotten. */
 void ms_gw_inflight_forget(ms_gateway_t *gw, const ms_session_t *s);
-/* The owner of shard is at epoch (a batch or a ResyncRequest): when that is newer, the kept
- * requests of the shard sent at an older epoch are sent again, in their order. */
-void ms_gw_inflight_new_epoch(ms_gateway_t *gw, uint32_t shard, uint64_t epoch);
+/* The owner of shard is at epoch and stamps its messages with bus_version (a batch or a
+ * ResyncRequest): when that epoch is newer, the kept requests of the shard sent at an older
+ * epoch are sent again, in their order, if that owner applies copies once (busver.h). */
+void ms_gw_inflight_new_epoch(ms_gateway_t *gw, uint32_t shard, uint64_t epoch,
+                              uint32_t bus_version);
 /* Sends a copy of each request unanswered for a while (with backoff), answers UNAVAILABLE to
  * those that got no answer to any copy, or none for longer than any client waits
  * (liveness.c, every 100 ms). */

@@ -70,6 +70,10 @@ char *ms_gw_metrics_text(ms_gateway_t *gw, size_t *len)
                        "copies of client requests sent again to the same owner for want of an "
                        "answer (a request or answer lost in NATS)",
                        gw->n_inflight_retried);
+    ms_metrics_counter(&m, "meshsig_gateway_requests_copies_withheld_total",
+                       "copies of client requests not sent: the owner's bus version is not known "
+                       "to apply a copy once (a 1.0 coordinator)",
+                       gw->n_inflight_withheld);
     ms_metrics_counter(&m, "meshsig_gateway_requests_unanswered_total",
                        "client requests answered UNAVAILABLE because no copy got an answer",
                        gw->n_inflight_gave_up);

@@ -5,6 +5,8 @@
  * newer minor with unknown fields and an older minor are accepted. */
 #include <check.h>
 #include <nats/nats.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -498,6 +500,146 @@ START_TEST(gateway_refuses_batch_of_other_major)
 }
 END_TEST
 
+/* ---- copies of unanswered requests go only to an owner of bus 1.1 or later ---------------- */
+
+/* A fake owner on its own subject prefix ("vt": the real coordinator never hears of it): it
+ * welcomes every join, stamping its batch with the bus version of the namespace's shard, and
+ * answers nothing else, counting each copy of a client request it gets. */
+#define FAKE_PREFIX "vt"
+#define FAKE_GW "gw-copies"
+#define FAKE_EPOCH 5
+static struct {
+    pthread_mutex_t lock;
+    uint32_t shard_old, shard_new; /* the shards whose owner says 1.0, and 1.1 */
+    int got_old, got_new;          /* copies of request "e1" per shard */
+    uint32_t attempts_new;         /* attempt numbers seen from the 1.1 shard, as bits */
+} fake = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void fake_owner(natsConnection *conn, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)sub;
+    (void)closure;
+    Meshsig__Bus__ShardRequest *rq = meshsig__bus__shard_request__unpack(
+        NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
+    const char *subj = natsMsg_GetSubject(msg), *reply = natsMsg_GetReply(msg);
+    uint32_t shard = (uint32_t)atoi(strrchr(subj, '.') + 1);
+    if (rq && rq->op_case == MESHSIG__BUS__SHARD_REQUEST__OP_JOIN && reply) {
+        Meshsig__V1__Welcome w = MESHSIG__V1__WELCOME__INIT;
+        w.peer_id = rq->peer_id;
+        Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
+        sm.id = rq->client_id;
+        sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_WELCOME;
+        sm.welcome = &w;
+        Meshsig__Bus__Delivery d = MESHSIG__BUS__DELIVERY__INIT;
+        Meshsig__Bus__Delivery *ds[] = {&d};
+        d.session = rq->session;
+        d.peer_id = rq->peer_id;
+        d.msg = &sm;
+        Meshsig__Bus__GatewayBatch b = MESHSIG__BUS__GATEWAY_BATCH__INIT;
+        b.shard = shard;
+        b.epoch = FAKE_EPOCH;
+        b.coordinator_id = "coord-fake";
+        b.n_deliveries = 1;
+        b.deliveries = ds;
+        b.bus_version = shard == fake.shard_old ? BUS_1_0 : MS_BUS_COPIES_ONCE;
+        uint8_t buf[512];
+        size_t len = meshsig__bus__gateway_batch__pack(&b, buf);
+        natsConnection_Publish(conn, reply, buf, (int)len);
+    } else if (rq && rq->op_case == MESHSIG__BUS__SHARD_REQUEST__OP_CLIENT &&
+               !strcmp(rq->client_id, "e1")) {
+        pthread_mutex_lock(&fake.lock);
+        if (shard == fake.shard_old)
+            fake.got_old++;
+        else if (shard == fake.shard_new) {
+            fake.got_new++;
+            fake.attempts_new |= 1u << (rq->attempt & 31);
+        }
+        pthread_mutex_unlock(&fake.lock);
+    }
+    if (rq)
+        meshsig__bus__shard_request__free_unpacked(rq, NULL);
+    natsMsg_Destroy(msg);
+}
+
+/* Waits (bounded) for the error answering request id on c; returns its message text. */
+static char *error_for(wsc_t *c, const char *id, long long within_ms)
+{
+    for (long long end = now_ms() + within_ms; now_ms() < end;) {
+        json_t *j = wsc_recv_json(c, 1000);
+        if (!j)
+            continue;
+        const char *jid = json_string_value(json_object_get(j, "id"));
+        json_t *e = json_object_get(j, "error");
+        char *text = NULL;
+        if (e && jid && !strcmp(jid, id)) {
+            ck_assert_str_eq(json_string_value(json_object_get(e, "code")), "UNAVAILABLE");
+            text = strdup(json_string_value(json_object_get(e, "message")));
+        }
+        json_decref(j);
+        if (text)
+            return text;
+    }
+    ck_abort_msg("no error for request %s within %lld ms", id, within_ms);
+    return NULL;
+}
+
+START_TEST(copies_only_to_owner_of_bus_1_1)
+{
+    /* Two namespaces on two shards: one owner says bus 1.0 (a coordinator not upgraded before
+     * its gateways), the other 1.1. Each gets an emit it never answers: the 1.1 owner gets
+     * the request and its four copies (0.5, 1.5, 3.5, 7.5 s), the 1.0 owner only the request,
+     * which it would otherwise have applied five times; each client gets UNAVAILABLE saying
+     * the request may have been applied, at the same time. */
+    const char *ns_old = "copies-old", *ns_new = "copies-new";
+    fake.shard_old = shard_of(ns_old);
+    fake.shard_new = shard_of(ns_new);
+    ck_assert_uint_ne(fake.shard_old, fake.shard_new);
+    natsSubscription *sub = NULL;
+    ck_assert_int_eq(natsConnection_Subscribe(&sub, nc, FAKE_PREFIX ".shard.>", fake_owner, NULL),
+                     NATS_OK);
+    ck_assert_int_eq(natsConnection_FlushTimeout(nc, 2000), NATS_OK);
+    char bin[512], listen[32];
+    int port = cluster_free_port();
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+    cluster_bin("gateway/meshsig-gateway", bin, sizeof(bin));
+    char *argv[] = {bin,     "--listen",       listen,     "--nats",    cl.nats_urls, "--id",
+                    FAKE_GW, "--insecure-dev", "--prefix", FAKE_PREFIX, NULL};
+    pid_t pid = cluster_spawn(&cl, FAKE_GW, argv);
+    ck_assert_int_gt(pid, 0);
+    ck_assert_int_eq(cluster_wait_port(port, 20000), 0);
+    wsc_t *a = join_as(port, ns_old, "alice");
+    wsc_t *b = join_as(port, ns_new, "bob");
+    send_json(a, "{\"id\":\"e1\",\"emit\":{\"to\":\"nobody\",\"event\":\"x\"}}");
+    send_json(b, "{\"id\":\"e1\",\"emit\":{\"to\":\"nobody\",\"event\":\"x\"}}");
+    long long t0 = now_ms();
+    char *why_old = error_for(a, "e1", 30000);
+    long long t_old = now_ms() - t0;
+    char *why_new = error_for(b, "e1", 30000);
+    /* Copies come before the UNAVAILABLE; the fake owner may still be reading the last. */
+    natsConnection_FlushTimeout(nc, 2000);
+    pthread_mutex_lock(&fake.lock);
+    int got_old = fake.got_old, got_new = fake.got_new;
+    uint32_t attempts = fake.attempts_new;
+    pthread_mutex_unlock(&fake.lock);
+    long long withheld = metric_at(port, NULL, "meshsig_gateway_requests_copies_withheld_total");
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    wsc_free(a);
+    wsc_free(b);
+    cluster_kill(pid, SIGTERM);
+    ck_assert_msg(strstr(why_old, "may or may not have been applied"), "%s", why_old);
+    ck_assert_msg(strstr(why_old, "no copies sent"), "%s", why_old);
+    ck_assert_msg(strstr(why_new, "may or may not have been applied"), "%s", why_new);
+    ck_assert_msg(t_old >= 11000, "UNAVAILABLE after %lld ms, before the last copy's time", t_old);
+    ck_assert_int_eq(got_old, 1);
+    ck_assert_int_eq(withheld, 4);
+    ck_assert_int_eq(got_new, 5);
+    ck_assert_uint_eq(attempts, 0x1f); /* attempts 0 to 4 */
+    free(why_old);
+    free(why_new);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("version");
@@ -511,5 +653,11 @@ int main(void)
     tcase_add_test(tc, request_of_other_major_not_answered);
     tcase_add_test(tc, gateway_refuses_batch_of_other_major);
     suite_add_tcase(s, tc);
+    TCase *copies = tcase_create("copies");
+    tcase_add_checked_fixture(copies, setup, teardown);
+    tcase_add_checked_fixture(copies, client_up, client_down);
+    tcase_set_timeout(copies, 120);
+    tcase_add_test(copies, copies_only_to_owner_of_bus_1_1);
+    suite_add_tcase(s, copies);
     return run_suite(s);
 }

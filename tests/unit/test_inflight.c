@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The gateway's copies of unanswered requests (gateway/inflight.c) go only to an owner that
+ * applies them once: a coordinator of bus 1.1 or later (common/busver.h). To a 1.0 owner, or
+ * one the gateway has not heard from, the request goes once and its client gets the same
+ * UNAVAILABLE at the same time. No bus here: a copy that is sent fails to publish and is not
+ * counted as retried, one that is withheld is counted as withheld. */
+#include <check.h>
+#include <stdlib.h>
+
+#include "bus.pb-c.h"
+#include "busver.h"
+#include "clock.h"
+#include "internal.h"
+
+#define BUS_1_0 (1u << 16)
+#define BUS_1_1 ((1u << 16) | 1u)
+#define BUS_1_7 ((1u << 16) | 7u)
+#define BUS_2_1 ((2u << 16) | 1u)
+
+START_TEST(copies_once_from_bus_1_1)
+{
+    ck_assert_int_eq(MS_BUS_COPIES_ONCE, BUS_1_1);
+    ck_assert(!ms_busver_copies_once(0)); /* not heard from, or older than versioning */
+    ck_assert(!ms_busver_copies_once(BUS_1_0));
+    ck_assert(ms_busver_copies_once(BUS_1_1));
+    ck_assert(ms_busver_copies_once(BUS_1_7));
+    ck_assert(ms_busver_copies_once(MS_BUS_VERSION));
+    ck_assert(!ms_busver_copies_once(BUS_2_1)); /* another major: refused anyway */
+}
+END_TEST
+
+static ms_gw_config_t cfg = {.prefix = "meshsig", .shards = 4};
+static ms_gateway_t *gw;
+static ms_session_t sess = {.id = 7, .shard = 1};
+
+static void setup(void)
+{
+    gw = calloc(1, sizeof(*gw));
+    ck_assert_ptr_nonnull(gw);
+    gw->cfg = &cfg;
+    ck_assert_int_eq(ms_gw_inflight_init(gw), MS_OK);
+}
+
+static void teardown(void)
+{
+    ms_gw_inflight_cleanup(gw);
+    free(gw);
+}
+
+/* A kept request of sess, as dispatch.c keeps it; returns when it was added (monotonic us). */
+static uint64_t keep(const char *cid)
+{
+    Meshsig__Bus__ShardRequest rq = MESHSIG__BUS__SHARD_REQUEST__INIT;
+    rq.session = sess.id;
+    rq.client_id = (char *)cid;
+    rq.resend = 1;
+    rq.epoch = ms_gw_inflight_epoch(gw, sess.shard);
+    uint8_t buf[128];
+    size_t len = meshsig__bus__shard_request__pack(&rq, buf);
+    ck_assert_int_eq(ms_gw_inflight_room(gw, &sess, cid), 1);
+    uint64_t t = ms_clock_mono_us();
+    ms_gw_inflight_add(gw, &sess, cid, buf, len, rq.epoch);
+    return t;
+}
+
+/* Sweeps at t0 + each copy's time (0.5, 1.5, 3.5, 7.5 s), then past the give-up (11.5 s). */
+static void sweep_through(uint64_t t0)
+{
+    static const uint64_t at_ms[] = {600, 1600, 3600, 7600};
+    uint64_t gave_up = gw->n_inflight_gave_up;
+    for (size_t i = 0; i < 4; i++) {
+        ms_gw_inflight_sweep(gw, t0 + at_ms[i] * 1000u);
+        ck_assert_uint_eq(gw->n_inflight_gave_up, gave_up);
+    }
+    ms_gw_inflight_sweep(gw, t0 + 11700u * 1000u);
+}
+
+START_TEST(owner_of_bus_1_0_gets_no_copies)
+{
+    ms_gw_inflight_new_epoch(gw, sess.shard, 5, BUS_1_0);
+    sweep_through(keep("e1"));
+    ck_assert_uint_eq(gw->n_inflight_withheld, 4);
+    ck_assert_uint_eq(gw->n_inflight_gave_up, 1); /* UNAVAILABLE, at the same time */
+    ck_assert_int_eq(ms_gw_inflight_answered(gw, &sess, "e1"), 0);
+}
+END_TEST
+
+START_TEST(owner_not_heard_from_gets_no_copies)
+{
+    sweep_through(keep("e1"));
+    ck_assert_uint_eq(gw->n_inflight_withheld, 4);
+    ck_assert_uint_eq(gw->n_inflight_gave_up, 1);
+}
+END_TEST
+
+START_TEST(owner_of_bus_1_1_gets_copies)
+{
+    ms_gw_inflight_new_epoch(gw, sess.shard, 5, BUS_1_1);
+    sweep_through(keep("e1"));
+    ck_assert_uint_eq(gw->n_inflight_withheld, 0); /* each one tried (no bus: not published) */
+    ck_assert_uint_eq(gw->n_inflight_gave_up, 1);
+}
+END_TEST
+
+START_TEST(version_follows_the_newest_epoch)
+{
+    /* A 1.1 owner, then a takeover by a 1.0 coordinator: no more copies; then a 1.1 owner
+     * again. An older epoch's message (fenced off) changes nothing. */
+    ms_gw_inflight_new_epoch(gw, sess.shard, 5, BUS_1_1);
+    ms_gw_inflight_new_epoch(gw, sess.shard, 6, BUS_1_0);
+    ms_gw_inflight_new_epoch(gw, sess.shard, 5, BUS_1_1);
+    ck_assert_uint_eq(ms_gw_inflight_epoch(gw, sess.shard), 6);
+    sweep_through(keep("e1"));
+    ck_assert_uint_eq(gw->n_inflight_withheld, 4);
+    ms_gw_inflight_new_epoch(gw, sess.shard, 7, BUS_1_1);
+    sweep_through(keep("e2"));
+    ck_assert_uint_eq(gw->n_inflight_withheld, 4);
+    ck_assert_uint_eq(gw->n_inflight_gave_up, 2);
+}
+END_TEST
+
+START_TEST(same_epoch_names_its_owner)
+{
+    /* The version comes with every message of the epoch: a later one at the same epoch. */
+    ms_gw_inflight_new_epoch(gw, sess.shard, 5, 0);
+    ms_gw_inflight_new_epoch(gw, sess.shard, 5, BUS_1_1);
+    sweep_through(keep("e1"));
+    ck_assert_uint_eq(gw->n_inflight_withheld, 0);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("inflight");
+    TCase *tc = tcase_create("busver");
+    tcase_add_test(tc, copies_once_from_bus_1_1);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, owner_of_bus_1_0_gets_no_copies);
+    tcase_add_test(tc, owner_not_heard_from_gets_no_copies);
+    tcase_add_test(tc, owner_of_bus_1_1_gets_copies);
+    tcase_add_test(tc, version_follows_the_newest_epoch);
+    tcase_add_test(tc, same_epoch_names_its_owner);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
