@@ -89,7 +89,8 @@ typedef struct inflight {
     uint32_t shard;
     uint8_t tries;    /* copies sent at this epoch for want of an answer */
     uint8_t received; /* the owner has it and answers later: no copies until a new epoch */
-    uint8_t withheld; /* a copy was due but not sent (an owner of bus 1.0): give_up says so */
+    uint8_t
+        withheld; /* a copy was not sent (an owner of bus 1.0): none is, ever; give_up says so */
     size_t len;
     char *key;
     uint8_t data[];
@@ -345,7 +346,10 @@ void ms_gw_inflight_new_epoch(ms_gateway_t *gw, uint32_t shard, uint64_t epoch,
          * stay unsent, on their schedule (ms_gw_inflight_sweep answers them UNAVAILABLE). */
         size_t kept = 0;
         for (inflight_t *e = f->head; e; e = e->next)
-            kept += e->shard == shard && e->epoch < epoch;
+            if (e->shard == shard && e->epoch < epoch) {
+                e->withheld = 1;
+                kept++;
+            }
         if (kept) {
             char v[16];
             ms_busver_str(bus_version, v, sizeof(v));
@@ -359,7 +363,8 @@ void ms_gw_inflight_new_epoch(ms_gateway_t *gw, uint32_t shard, uint64_t epoch,
     size_t n = 0, failed = 0;
     uint64_t now = ms_clock_mono_us();
     for (inflight_t *e = f->head; e; e = e->next) {
-        if (e->shard != shard || e->epoch >= epoch)
+        /* One withheld before may have been applied by a 1.0 owner: at most once. */
+        if (e->shard != shard || e->epoch >= epoch || e->withheld)
             continue;
         /* A new owner: copies and their limit start again. */
         e->tries = 0;
@@ -408,15 +413,15 @@ void ms_gw_inflight_sweep(ms_gateway_t *gw, uint64_t now_us)
         int may_copy = ms_busver_copies_once(f->ver[e->shard]);
         if (e->tries >= MAX_TRIES) {
             give_up(gw, f, e,
-                    e->withheld ? "no answer within 11.5 s (no copies sent: the owner's bus "
-                                  "version is not known to apply them once)"
+                    e->withheld ? "no answer within 11.5 s (copies withheld: the owner is not "
+                                  "known to apply a copy once)"
                                 : "no answer to 5 copies in 11.5 s");
             continue;
         }
         e->tries++;
         uint64_t delay = (uint64_t)RETRY_FIRST_US << e->tries;
         e->next_us = now_us + (delay < RETRY_MAX_US ? delay : RETRY_MAX_US);
-        if (!may_copy) {
+        if (!may_copy || e->withheld) {
             /* The same schedule, so the same UNAVAILABLE at the same time, without the copy. */
             e->withheld = 1;
             gw->n_inflight_withheld++;

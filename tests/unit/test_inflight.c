@@ -119,6 +119,20 @@ START_TEST(version_follows_the_newest_epoch)
 }
 END_TEST
 
+START_TEST(withheld_once_withheld_for_good)
+{
+    /* Kept under a 1.1 owner, then the shard goes to a 1.0 owner (which may have applied the
+     * request as it came) and on to a 1.1 one: no copy, at the takeovers or later. */
+    ms_gw_inflight_new_epoch(gw, sess.shard, 5, BUS_1_1);
+    uint64_t t0 = keep("e1");
+    ms_gw_inflight_new_epoch(gw, sess.shard, 6, BUS_1_0);
+    ms_gw_inflight_new_epoch(gw, sess.shard, 7, BUS_1_1);
+    sweep_through(t0);
+    ck_assert_uint_eq(gw->n_inflight_withheld, 4);
+    ck_assert_uint_eq(gw->n_inflight_gave_up, 1);
+}
+END_TEST
+
 START_TEST(same_epoch_names_its_owner)
 {
     /* The version comes with every message of the epoch: a later one at the same epoch. */
@@ -139,6 +153,7 @@ int main(void)
     tcase_add_test(tc, owner_not_heard_from_gets_no_copies);
     tcase_add_test(tc, owner_of_bus_1_1_gets_copies);
     tcase_add_test(tc, version_follows_the_newest_epoch);
+    tcase_add_test(tc, withheld_once_withheld_for_good);
     tcase_add_test(tc, same_epoch_names_its_owner);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
