@@ -372,7 +372,29 @@ ms_err_t ms_bus_connect(const ms_bus_opts_t *o, ms_bus_t **out)
             goto fail;
         err = MS_ERR_BUS;
     }
+    /* One attempt without cnats's retry first, for its reason: with the retry on, a failed
+     * first attempt starts cnats's reconnect thread before Connect returns, and that thread
+     * clears the connection's last error (and may set its own, "No server available") before
+     * this thread can read it, so a refused login could read as a server not reachable
+     * (test_nats_auth gateway_says_its_credentials_were_refused: 4 of 53 runs with two busy
+     * loops on the two cores). Without the retry the reason is this thread's own (as in
+     * jsworker.c); then the same connect with the retry, as before. */
+    natsOptions_SetRetryOnFailedConnect(b->opts, false, NULL, NULL);
     natsStatus s = natsConnection_Connect(&b->nc, b->opts);
+    /* Renewals (connect_thread) connect with these options too: the retry on again. */
+    natsOptions_SetRetryOnFailedConnect(b->opts, true, on_connected, b);
+    char first_why[128] = "";
+    if (s != NATS_OK) {
+        natsStatus ls = NATS_OK;
+        const char *text = nats_GetLastError(&ls);
+        const char *at = text && text[0] == '(' ? strstr(text, "): ") : NULL;
+        if (at)
+            text = at + 3; /* past cnats' "(conn.c:1905): " */
+        snprintf(first_why, sizeof(first_why), "%s", text && *text ? text : natsStatus_GetText(s));
+        if (s == NATS_CONNECTION_AUTH_FAILED && !strcasestr(first_why, "auth"))
+            snprintf(first_why, sizeof(first_why), "%s", natsStatus_GetText(s));
+        s = natsConnection_Connect(&b->nc, b->opts);
+    }
     char shown[512];
     ms_nats_urls_redact(o->urls ? o->urls : NATS_DEFAULT_URL, shown, sizeof(shown));
     if (s == NATS_OK) {
@@ -382,8 +404,7 @@ ms_err_t ms_bus_connect(const ms_bus_opts_t *o, ms_bus_t **out)
     if (s == NATS_NOT_YET_CONNECTED) {
         /* cnats retries a refused login too: say why, or wrong credentials
          * look like a server that is down. */
-        const char *why = NULL;
-        natsConnection_GetLastError(b->nc, &why);
+        const char *why = first_why;
         /* Only an authorisation error is a refusal (as in say_refused): a server that took
          * the TCP connection and then said nothing in time leaves a timeout here, and that
          * is a server not reachable, not wrong credentials. */

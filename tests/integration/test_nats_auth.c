@@ -275,9 +275,13 @@ START_TEST(gateway_says_its_credentials_were_refused)
         if (!refused)
             usleep(20000);
     }
-    ck_assert_int_eq(log_count("gw-badpw", "not reachable"), 0);
+    int unreachable = log_count("gw-badpw", "not reachable");
+    static char tail[2048];
+    log_tail(&cl, "gw-badpw", tail, sizeof(tail));
     cluster_kill(pid, SIGKILL);
-    ck_assert_msg(refused > 0, "the gateway did not log that NATS refused its credentials");
+    ck_assert_msg(unreachable == 0, "the gateway said NATS was not reachable; its log:\n%s", tail);
+    ck_assert_msg(refused > 0,
+                  "the gateway did not log that NATS refused its credentials; its log:\n%s", tail);
 }
 END_TEST
 
