@@ -339,14 +339,24 @@ class Peer:
         self.ws = None
         self.connect(gw)
 
+    # The gateway answers every hello: a welcome, or an error (UNAVAILABLE at its own join
+    # deadline, --join-timeout-ms, 5 s by default). A hello is given up on only if that answer
+    # does not come at all (a starved gateway); giving up on the test's own 5 s clock raced the
+    # gateway's 5 s deadline under load: a welcome on its way was dropped with the connection,
+    # and the next hello, on a new connection, could reach the owner before that session's leave
+    # (ID_TAKEN) and spend another 5 s.
+    ANSWER_S = 30.0
+
     def connect(self, gw, resume=False, timeout=20.0):
+        """Hellos until one is welcomed; a new one is started until timeout has passed."""
         deadline = time.monotonic() + timeout
-        last = None
+        tries = []  # what each attempt got, and after how long: the failure says
         while time.monotonic() < deadline:
+            t0 = time.monotonic()
             try:
                 ws = WsClient(8080, host=self.lab.nodes[gw]["front"], timeout=5)
             except OSError as e:
-                last = e
+                tries.append(f"{time.monotonic() - t0:.1f}s: {e!r}")
                 time.sleep(0.2)
                 continue
             hello = {"namespace": self.ns, "peerId": self.id, "token": token(self.id, self.ns)}
@@ -354,17 +364,18 @@ class Peer:
                 hello["resumeToken"] = self.resume
             ws.send_json({"id": "hello", "hello": hello})
             try:
-                m = ws.wait_for(lambda m: "welcome" in m or "error" in m, f"welcome {self.id}", 5)
+                m = ws.wait_for(lambda m: "welcome" in m or "error" in m, f"welcome {self.id}",
+                                self.ANSWER_S)
             except (AssertionError, OSError) as e:
                 m = {"error": repr(e)}
             if "welcome" in m:
                 self.ws, self.gw = ws, gw
                 self.resume = m["welcome"].get("resumeToken") or self.resume
                 return m["welcome"]
-            last = m
+            tries.append(f"{time.monotonic() - t0:.1f}s: {m}")
             ws.close()
             time.sleep(0.3)
-        raise AssertionError(f"{self.id}: no welcome from {gw}: {last}")
+        raise AssertionError(f"{self.id}: no welcome from {gw} in {len(tries)} hellos: {tries}")
 
     def recv(self, timeout):
         """The next message (None on timeout); a closed socket raises."""
