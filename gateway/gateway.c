@@ -122,7 +122,8 @@ static ms_err_t create_context(ms_gateway_t *gw)
     gw->protocols[0].rx_buffer_size = gw->protocols[1].rx_buffer_size = (size_t)cfg->rx_buffer;
     info.protocols = gw->protocols;
     info.user = gw;
-    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
+    /* Text messages are checked for UTF-8 in ws.c, whole (text_valid). */
+    info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
     if (host[0] == '[' || strchr(host, ':'))
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
     info.retry_and_idle_policy = &no_lws_idle_policy;

@@ -182,7 +182,42 @@ START_TEST(invalid_utf8_closes_1007)
         expect_close(r, 1007, "overlong or surrogate UTF-8");
         rws_free(r);
     }
+    /* a bad byte in a middle fragment of a message whose other fragments are fine */
+    r = open_ws();
+    ck_assert_int_eq(rws_send_frame(r, 1, 1, "{\"ping\":{},", 10), 0);
+    ck_assert_int_eq(rws_send_frame(r, 0, 1, "\"x\":\"\xff", 6), 0);
+    ck_assert_int_eq(rws_send_frame(r, RWS_FIN | 0, 1, "\"}", 2), 0);
+    expect_close(r, 1007, "invalid UTF-8 in a middle fragment");
+    rws_free(r);
+    /* a close frame whose reason is not UTF-8: the connection ends without the echo */
+    r = open_ws();
+    static const uint8_t bad_reason[] = {0x03, 0xe8, 0xc3, 0x28};
+    ck_assert_int_eq(rws_send_frame(r, RWS_FIN | 8, 1, bad_reason, sizeof(bad_reason)), 0);
+    uint8_t *p = NULL, b0 = 0;
+    size_t n = 0;
+    int op = rws_recv_frame(r, T_MS, &p, &n, &b0);
+    ck_assert_msg(op != 8 || n < 4 || memcmp(p, bad_reason, 4), "the bad close reason echoed");
+    free(p);
+    ck_assert_msg(op < 0 || rws_wait_eof(r, 3000), "the connection stays open after a bad reason");
+    rws_free(r);
     pair_serves("invalid UTF-8");
+}
+END_TEST
+
+/* Valid UTF-8 is served, also a sequence split between two fragments (the message is
+ * checked whole). */
+START_TEST(valid_utf8_across_fragments_served)
+{
+    static const char whole[] = "{\"id\":\"\xe2\x82\xac \xf0\x9f\x98\x80\",\"ping\":{}}";
+    rws_t *r = open_ws();
+    ck_assert_int_eq(rws_send_frame(r, RWS_FIN | 1, 1, whole, strlen(whole)), 0);
+    expect_text_key(r, "pong", "valid UTF-8");
+    size_t cut = strlen("{\"id\":\"\xe2");
+    ck_assert_int_eq(rws_send_frame(r, 1, 1, whole, cut), 0);
+    ck_assert_int_eq(rws_send_frame(r, RWS_FIN | 0, 1, whole + cut, strlen(whole) - cut), 0);
+    expect_text_key(r, "pong", "valid UTF-8 split between fragments");
+    rws_free(r);
+    pair_serves("valid UTF-8");
 }
 END_TEST
 
@@ -333,6 +368,7 @@ int main(void)
     tcase_add_test(tc, unmasked_frame_closes_1002);
     tcase_add_test(tc, version_other_than_13_refused);
     tcase_add_test(tc, invalid_utf8_closes_1007);
+    tcase_add_test(tc, valid_utf8_across_fragments_served);
     tcase_add_test(tc, reserved_opcodes_and_bits_close_1002);
     tcase_add_test(tc, oversize_control_frames_close_1002);
     tcase_add_test(tc, fragmented_messages);
