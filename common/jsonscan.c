@@ -82,7 +82,17 @@ int ms_utf8_valid(const char *s, size_t n)
 {
     const char *p = s, *end = s + n;
     while (p < end) {
-        /* ASCII runs 8 bytes at a time: the common case */
+        /* ASCII runs 32, then 8 bytes at a time: the common case (a whole text message from
+         * a client is checked here, ws.c) */
+#if defined(__SSE2__)
+        while (end - p >= 32) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(const void *)p);
+            __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(p + 16));
+            if (_mm_movemask_epi8(_mm_or_si128(a, b)))
+                break;
+            p += 32;
+        }
+#endif
         while (end - p >= 8) {
             uint64_t v;
             memcpy(&v, p, 8);
