@@ -591,7 +591,7 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
         memcpy(m->claim, j->claim.data, m->claim_len);
     }
     if (hello && hello->position)
-        m->client_pos = ms_ns_position_dup(hello->position);
+        ms_member_set_client_pos(m, ms_ns_position_dup(hello->position));
     if (hello && hello->metadata) {
         size_t len = meshsig__v1__struct__get_packed_size(hello->metadata);
         if (len > 4096) {
@@ -599,10 +599,8 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
                             "metadata is over 4096 bytes");
             goto done;
         }
-        m->metadata_len = (uint16_t)len;
-        if (!(m->metadata = malloc(m->metadata_len)))
+        if (ms_member_set_metadata(m, hello->metadata, len) != MS_OK)
             goto nomem;
-        meshsig__v1__struct__pack(hello->metadata, m->metadata);
     }
     if ((ns->policy->positioning == MS_POS_CLIENT || ns->policy->positioning == MS_POS_GEO) &&
         (!hello || !hello->position) && !strcmp(ns->policy->topology, "delaunay")) {
@@ -618,7 +616,7 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
                         "hello.%s", why);
         goto done;
     }
-    m->pos = ms_ns_position(ns, m->id, m->client_pos);
+    m->pos = ms_ns_position(ns, m->id, ms_member_rare(m)->client_pos);
     if (ms_ns_policy_network(ns)) {
         /* Network mode starts every peer at the origin of its coordinate. */
         m->pos = ms_member_network_origin(m);

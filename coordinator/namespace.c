@@ -209,6 +209,34 @@ ms_member_rare_t *ms_member_rare_get(ms_member_t *m)
     return m->rare;
 }
 
+ms_err_t ms_member_set_client_pos(ms_member_t *m, Meshsig__V1__Position *p)
+{
+    ms_member_rare_t *r = p || m->rare ? ms_member_rare_get(m) : NULL;
+    if (p && !r) {
+        protobuf_c_message_free_unpacked(&p->base, NULL);
+        return MS_ERR_NOMEM;
+    }
+    if (!r)
+        return MS_OK;
+    if (r->client_pos)
+        protobuf_c_message_free_unpacked(&r->client_pos->base, NULL);
+    r->client_pos = p;
+    return MS_OK;
+}
+
+ms_err_t ms_member_set_metadata(ms_member_t *m, const Meshsig__V1__Struct *md, size_t len)
+{
+    ms_member_rare_t *r = ms_member_rare_get(m);
+    uint8_t *buf = r ? malloc(len ? len : 1) : NULL;
+    if (!buf)
+        return MS_ERR_NOMEM;
+    meshsig__v1__struct__pack(md, buf);
+    free(r->metadata);
+    r->metadata = buf;
+    r->metadata_len = (uint16_t)len;
+    return MS_OK;
+}
+
 ms_vivaldi_t *ms_member_viv(ms_member_t *m)
 {
     /* Seeded with the position key, which depends only on namespace and peer
@@ -240,11 +268,11 @@ void ms_member_free(ms_member_t *m)
     if (!m)
         return;
     ms_intern_release(m->gateway);
-    free(m->metadata);
-    if (m->client_pos)
-        protobuf_c_message_free_unpacked(&m->client_pos->base, NULL);
     ms_member_rare_t *r = m->rare;
     if (r) {
+        free(r->metadata);
+        if (r->client_pos)
+            protobuf_c_message_free_unpacked(&r->client_pos->base, NULL);
         free(r->viv);
         ms_intern_release(r->prev_gateway);
         for (size_t i = 0; i < r->n_dangling; i++)
@@ -587,8 +615,9 @@ static void send_connect(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to,
     cn.role = role;
     cn.offer = offer;
     Meshsig__V1__Struct *md = NULL;
-    if (other->metadata)
-        md = meshsig__v1__struct__unpack(NULL, other->metadata_len, other->metadata);
+    const ms_member_rare_t *orr = ms_member_rare(other);
+    if (orr->metadata)
+        md = meshsig__v1__struct__unpack(NULL, orr->metadata_len, orr->metadata);
     cn.metadata = md;
     Meshsig__V1__Position pos = MESHSIG__V1__POSITION__INIT;
     if (!strcmp(ns->policy->topology, "delaunay")) {
@@ -750,7 +779,7 @@ static ms_err_t set_policy(ms_coord_t *c, ms_ns_t *ns, const ms_policy_t *p)
         ms_member_t *m = ns->by_handle[h];
         if (!m)
             continue;
-        m->pos = ms_ns_position(ns, m->id, m->client_pos);
+        m->pos = ms_ns_position(ns, m->id, ms_member_rare(m)->client_pos);
         ms_topo_diff_clear(&scratch);
         if ((err = fresh->ops->join(fresh, m->handle, m->pos, &scratch)) != MS_OK)
             goto fail;

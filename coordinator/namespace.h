@@ -29,7 +29,8 @@ struct ms_ns;
 struct ms_member;
 
 /* What few members use (p2p links, a takeover's dangling neighbours, a resume's previous
- * session, network coordinates, a backend's face), behind one pointer: allocated when first
+ * session, network coordinates, a backend's face, a client position, metadata), behind one
+ * pointer: allocated when first
  * set (ms_member_rare_get), freed with the member. */
 typedef struct ms_member_rare {
     /* The session this peer resumed from, while it may still have signals on
@@ -58,12 +59,17 @@ typedef struct ms_member_rare {
     void (*deliver)(struct ms_coord *c, struct ms_ns *ns, const struct ms_member *to,
                     const Meshsig__V1__ServerMessage *msg);
     struct ms_backend *backend; /* backend.c's record of the face */
+    /* The position as the client gave it (owned; ms_member_set_client_pos), and the packed
+     * meshsig.v1.Struct handed to neighbours (metadata_len bytes; ms_member_set_metadata). */
+    Meshsig__V1__Position *client_pos;
+    uint8_t *metadata;
     uint32_t n_p2p_links, n_p2p_asks, n_dangling;
+    uint16_t metadata_len; /* at most 4096 (member.c) */
 } ms_member_rare_t;
 
 /* A peer in a namespace. One per joined peer: ordered so that it has no holes
- * (counts are bounded far below their types), 110 bytes and its id in one allocation
- * (ms_member_new: a 128-byte malloc chunk for ids of up to 9 characters, 144 up to 25).
+ * (counts are bounded far below their types), 92 bytes and its id in one allocation
+ * (ms_member_new: a 112-byte malloc chunk for ids of up to 11 characters, 128 up to 27).
  * Indexed by id in ns->members (or ns->mods->faces), which keeps nothing inside it. */
 typedef struct ms_member {
     ms_peer_t handle;
@@ -71,8 +77,6 @@ typedef struct ms_member {
     const char *gateway; /* gateway id (ms_intern: one copy per gateway) */
     uint64_t session;    /* the gateway's session id */
     ms_topo_pos_t pos;
-    Meshsig__V1__Position *client_pos; /* as the client gave it (owned), or NULL */
-    uint8_t *metadata; /* packed meshsig.v1.Struct handed to neighbours (metadata_len), or NULL */
     uint64_t detached_ms; /* its gateway died at this time; 0 while attached (member.c) */
     /* pairs.c: peers of a signals:any namespace whose gateways were told where this one
      * lives (ad-hoc pairs, the direct path without a topology edge; n_pairs). */
@@ -81,8 +85,7 @@ typedef struct ms_member {
     /* bus Join.claim (a hash of the PeerJS token): a join of the same id with
      * the same claim takes the id over, as PeerJS lets its client reconnect. */
     uint8_t claim[16];
-    uint16_t n_pairs;      /* at most MS_PAIRS_MAX (pairs.h) */
-    uint16_t metadata_len; /* at most 4096 (member.c) */
+    uint16_t n_pairs; /* at most MS_PAIRS_MAX (pairs.h) */
     uint8_t claim_len;
     uint8_t source; /* joined as the tree's source: handle 0 (ms_ns_has_source_slot) */
     char id[];      /* NUL-terminated; allocated with the record */
@@ -216,6 +219,12 @@ ms_topo_diff_t *ms_ns_diff(ms_coord_t *c);
 
 /* A member record for peer id, zeroed but for its id; NULL when out of memory. */
 ms_member_t *ms_member_new(const char *id);
+/* m's client position becomes p (owned from here, NULL: none; the old one is freed).
+ * MS_ERR_NOMEM: unchanged, and p is freed. */
+ms_err_t ms_member_set_client_pos(ms_member_t *m, Meshsig__V1__Position *p);
+/* m's metadata becomes md packed (len bytes, its packed size: at most 4096). MS_ERR_NOMEM:
+ * none. */
+ms_err_t ms_member_set_metadata(ms_member_t *m, const Meshsig__V1__Struct *md, size_t len);
 /* A member record: free with ms_member_free (NULL is ignored). */
 void ms_member_free(ms_member_t *m);
 /* m's dangling neighbours (ms_member_t.dangling): add (MS_ERR_NOMEM), ask, drop (1 if it was

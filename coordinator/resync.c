@@ -164,18 +164,14 @@ ms_member_t *ms_resync_member_from(ms_ns_t *ns, const char *gateway,
         goto fail;
     m->session = sr->session;
     if (sr->position)
-        m->client_pos = ms_ns_position_dup(sr->position);
+        ms_member_set_client_pos(m, ms_ns_position_dup(sr->position));
     if (sr->metadata) {
         /* Over 4096 bytes was never accepted at join: not from a real session, dropped. */
         size_t len = meshsig__v1__struct__get_packed_size(sr->metadata);
-        if (len <= 4096) {
-            if (!(m->metadata = malloc(len ? len : 1)))
-                goto fail;
-            m->metadata_len = (uint16_t)len;
-            meshsig__v1__struct__pack(sr->metadata, m->metadata);
-        }
+        if (len <= 4096 && ms_member_set_metadata(m, sr->metadata, len) != MS_OK)
+            goto fail;
     }
-    m->pos = ms_ns_position(ns, m->id, m->client_pos);
+    m->pos = ms_ns_position(ns, m->id, ms_member_rare(m)->client_pos);
     if (ms_ns_policy_network(ns))
         m->pos = ms_member_network_origin(m);
     return m;

@@ -131,10 +131,11 @@ static void handle_position(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const ch
         ms_member_error(c, ns, m, cid, ERR(INTERNAL), "out of memory");
         return;
     }
-    if (m->client_pos)
-        meshsig__v1__position__free_unpacked(m->client_pos, NULL);
-    m->client_pos = copy;
-    ms_topo_pos_t np = ms_ns_position(ns, m->id, m->client_pos);
+    if (ms_member_set_client_pos(m, copy) != MS_OK) {
+        ms_member_error(c, ns, m, cid, ERR(INTERNAL), "out of memory");
+        return;
+    }
+    ms_topo_pos_t np = ms_ns_position(ns, m->id, ms_member_rare(m)->client_pos);
     ms_topo_diff_t *diff = ms_ns_diff(c);
     ms_err_t err = MS_OK;
     if (ns->engine->ops->move) {

@@ -139,11 +139,52 @@ START_TEST(a_pair_allocates_no_extras)
     MS_NS_MEMBERS_FOREACH(ns, i, m)
     {
         ck_assert_ptr_null(m->rare);
-        /* the id inside the record: one 128-byte chunk (120 usable) for a short id */
+        /* the id inside the record: one 112-byte chunk (104 usable) for a short id */
         ck_assert(!strcmp(m->id, "p1") || !strcmp(m->id, "p2"));
-        ck_assert_uint_le(malloc_usable_size(m), 120);
+        ck_assert_uint_le(malloc_usable_size(m), 104);
     }
     coord_free(c);
+}
+END_TEST
+
+/* A client position and metadata live in the member's rare record, made when first set. */
+START_TEST(position_and_metadata_in_the_rare_record)
+{
+    ms_member_t *m = ms_member_new("peer-with-metadata");
+    ck_assert_ptr_nonnull(m);
+    ck_assert_str_eq(m->id, "peer-with-metadata");
+    ck_assert_int_eq(ms_member_set_client_pos(m, NULL), MS_OK);
+    ck_assert_ptr_null(m->rare); /* nothing to keep: nothing made */
+    Meshsig__V1__Position pos = MESHSIG__V1__POSITION__INIT;
+    pos.x = 3;
+    pos.y = -4;
+    ck_assert_int_eq(ms_member_set_client_pos(m, ms_ns_position_dup(&pos)), MS_OK);
+    ck_assert_ptr_nonnull(m->rare);
+    ck_assert(ms_member_rare(m)->client_pos->x == 3 && ms_member_rare(m)->client_pos->y == -4);
+    pos.x = 5;
+    ck_assert_int_eq(ms_member_set_client_pos(m, ms_ns_position_dup(&pos)), MS_OK); /* replaced */
+    ck_assert(ms_member_rare(m)->client_pos->x == 5);
+
+    Meshsig__V1__Value v = MESHSIG__V1__VALUE__INIT;
+    v.kind_case = MESHSIG__V1__VALUE__KIND_STRING_VALUE;
+    v.string_value = "blue";
+    Meshsig__V1__Struct__FieldsEntry e = MESHSIG__V1__STRUCT__FIELDS_ENTRY__INIT, *ep = &e;
+    e.key = "colour";
+    e.value = &v;
+    Meshsig__V1__Struct md = MESHSIG__V1__STRUCT__INIT;
+    md.n_fields = 1;
+    md.fields = &ep;
+    size_t len = meshsig__v1__struct__get_packed_size(&md);
+    ck_assert_int_eq(ms_member_set_metadata(m, &md, len), MS_OK);
+    ck_assert_uint_eq(ms_member_rare(m)->metadata_len, len);
+    Meshsig__V1__Struct *back = meshsig__v1__struct__unpack(NULL, ms_member_rare(m)->metadata_len,
+                                                            ms_member_rare(m)->metadata);
+    ck_assert_ptr_nonnull(back);
+    ck_assert_uint_eq(back->n_fields, 1);
+    ck_assert_str_eq(back->fields[0]->key, "colour");
+    ck_assert_str_eq(back->fields[0]->value->string_value, "blue");
+    meshsig__v1__struct__free_unpacked(back, NULL);
+    ms_member_free(m); /* ASan: the position, the metadata and the record go */
 }
 END_TEST
 
@@ -183,6 +224,7 @@ int main(void)
     tcase_add_test(tc, policies_are_shared);
     tcase_add_test(tc, a_pair_allocates_no_extras);
     tcase_add_test(tc, freed_handles_are_reused);
+    tcase_add_test(tc, position_and_metadata_in_the_rare_record);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
