@@ -174,6 +174,8 @@ ms_err_t ms_ns_get(ms_coord_t *c, const char *name, ms_ns_t **out)
         goto fail;
     memcpy(ns->name, name, len + 1);
     ms_pidx_init(&ns->members, member_hash);
+    ns->by_handle = ns->by_handle_small;
+    ns->n_handles = 2;
     ns->shard = ms_bus_shard_of(name, c->ns.n_shards);
     if (!(ns->policy = ms_policyshare_take(&c->ns.policies, ms_policies_for(c, name))))
         goto fail;
@@ -346,7 +348,8 @@ void ms_ns_destroy(ms_coord_t *c, ms_ns_t *ns)
         c->ns.n_tick--;
     if (ns->engine)
         ns->engine->ops->destroy(ns->engine);
-    free(ns->by_handle);
+    if (ns->by_handle != ns->by_handle_small)
+        free(ns->by_handle);
     free(ns->free_handles);
     ms_policyshare_give(&c->ns.policies, ns->policy);
     ns->policy = NULL;
@@ -527,9 +530,12 @@ ms_err_t ms_ns_alloc_handle(ms_ns_t *ns, ms_member_t *m)
 {
     if (!ns->n_free && ns->next_handle >= ns->n_handles) {
         size_t n = ns->n_handles ? ns->n_handles * 2 : 2;
-        ms_member_t **nv = realloc(ns->by_handle, n * sizeof(*nv));
+        int small = ns->by_handle == ns->by_handle_small;
+        ms_member_t **nv = realloc(small ? NULL : ns->by_handle, n * sizeof(*nv));
         if (!nv)
             return MS_ERR_NOMEM;
+        if (small)
+            memcpy(nv, ns->by_handle_small, sizeof(ns->by_handle_small));
         memset(nv + ns->n_handles, 0, (n - ns->n_handles) * sizeof(*nv));
         ns->by_handle = nv;
         ns->n_handles = n;

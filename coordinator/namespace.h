@@ -117,8 +117,8 @@ typedef struct ms_ns_mods {
     ms_pidx_t faces; /* their peer faces by id (ms_ns_face_add; backend.c) */
 } ms_ns_mods_t;
 
-/* One per namespace held here: 96 bytes and its name in one allocation (a 112-byte malloc
- * chunk for names of up to 7 characters, 128 up to 23), nothing of the registry's inside. */
+/* One per namespace held here: 109 bytes and its name in one allocation (a 128-byte malloc
+ * chunk for names of up to 10 characters, 144 up to 26), nothing of the registry's inside. */
 typedef struct ms_ns {
     const ms_policy_t *policy; /* a shared copy (c->ns.policies): never changed through it */
     /* The engine; once the namespace is destroyed during a walk (MS_NS_FOREACH), the next
@@ -135,6 +135,9 @@ typedef struct ms_ns {
     uint32_t next_handle;
     uint64_t next_tick_ms; /* engines with periodic work (spray shuffles) */
     ms_ns_mods_t *mods;    /* NULL until a module keeps something here: ms_ns_mods, _get */
+    /* by_handle's first two slots, inside the record: a pair of peers (the native
+     * protocol's namespaces) needs no separate 32-byte chunk. */
+    ms_member_t *by_handle_small[2];
     uint32_t shard;
     uint8_t dead; /* destroyed during a walk: MS_NS_FOREACH skips it, nothing else sees it */
     char name[];  /* NUL-terminated; allocated with the record */

@@ -134,7 +134,9 @@ START_TEST(a_pair_allocates_no_extras)
     ck_assert_ptr_nonnull(ns);
     ck_assert_uint_eq(ns->members.n, 2);
     ck_assert_ptr_null(ns->mods);
-    ck_assert_ptr_null(ns->free_handles); /* nobody left: no free-handle heap */
+    ck_assert_ptr_null(ns->free_handles);                 /* nobody left: no free-handle heap */
+    ck_assert_ptr_eq(ns->by_handle, ns->by_handle_small); /* two handles: inside the record */
+    ck_assert_uint_le(malloc_usable_size(ns), 120);       /* one 128-byte chunk */
     ms_member_t *m;
     MS_NS_MEMBERS_FOREACH(ns, i, m)
     {
@@ -201,6 +203,9 @@ START_TEST(freed_handles_are_reused)
     ck_assert_ptr_nonnull(a);
     ck_assert_ptr_nonnull(b);
     ms_peer_t ha = a->handle, hb = b->handle;
+    ck_assert_ptr_ne(ns->by_handle, ns->by_handle_small); /* three: grown out of the record */
+    ck_assert_ptr_eq(ms_ns_by_handle(ns, ha), a);
+    ck_assert_ptr_eq(ms_ns_by_handle(ns, hb), b);
     ms_member_leave(c, ns, b, "test");
     ms_member_leave(c, ns, a, "test");
     ck_assert_ptr_nonnull(ns->free_handles);
