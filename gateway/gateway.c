@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ahslab.h"
 #include "internal.h"
 #include "log.h"
 #include "wsguard.h"
@@ -142,6 +143,14 @@ static ms_err_t create_context(ms_gateway_t *gw)
      * sockets (test_abuse measures it). */
     info.max_http_header_pool = (unsigned short)cfg->max_handshakes;
     info.timeout_secs_ah_idle = (unsigned int)cfg->handshake_timeout_s;
+    /* The tables themselves come from slots outside the heap (ahslab.h): lws's
+     * ah struct is 976 bytes here, its data lws's default 4096. */
+    static int slab_made;
+    if (!slab_made) {
+        slab_made = 1;
+        if (ms_gw_ahslab_init((size_t)cfg->max_handshakes, 1024, 4096) != MS_OK)
+            ms_warn("header tables come from the heap (no room for their slots)");
+    }
     info.mounts = ms_gw_http_mounts(gw);
     ms_evloop_configure(gw->loop, &info);
     if (ms_wsguard_init() != MS_OK)
