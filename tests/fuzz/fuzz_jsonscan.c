@@ -4,6 +4,9 @@
  * The scanner's contract (jsonscan.h) is that whatever it vouches for, jansson
  * accepts with JSON_REJECT_DUPLICATES; the gateway relays such text without
  * parsing it again, so a disagreement is a bug on the wire, not a curiosity.
+ * ms_utf8_valid (every text message a client sends, gateway/ws.c) is checked against a
+ * code-point-at-a-time reference (utf8ref.h), from every start offset up to 17 so that its
+ * 32- and 8-byte ASCII steps meet the input at every alignment.
  */
 #include <jansson.h>
 #include <stdint.h>
@@ -12,6 +15,7 @@
 
 #include "frameid.h"
 #include "jsonscan.h"
+#include "utf8ref.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -71,6 +75,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ms_frame_id((const unsigned char *)buf, size, 0, id, sizeof(id));
     for (size_t i = 0; id[i]; i++)
         if (i >= sizeof(id) - 1 || (unsigned char)id[i] < 0x20 || (unsigned char)id[i] > 0x7e)
+            abort();
+    for (size_t o = 0; o < size && o <= 17; o++)
+        if (ms_utf8_valid(buf + o, size - o) != ms_test_utf8_ref(data + o, size - o))
             abort();
     const char *end = buf + size;
     const char *p = ms_json_ws(buf, end);

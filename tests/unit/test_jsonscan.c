@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "jsonscan.h"
+#include "../fuzz/utf8ref.h"
 #include "mutate.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -285,38 +286,6 @@ END_TEST
  * in a string that runs on to the end of the text or stops soon after. The
  * scanner must stop where the byte is (the quote ends the string there) and
  * judge the string as jansson does. */
-/* Reference for ms_utf8_valid: RFC 3629 by code point, one sequence at a time. */
-static int utf8_ref(const unsigned char *u, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        unsigned c = u[i], cp, len;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if ((c & 0xE0) == 0xC0)
-            len = 2, cp = c & 0x1F;
-        else if ((c & 0xF0) == 0xE0)
-            len = 3, cp = c & 0x0F;
-        else if ((c & 0xF8) == 0xF0)
-            len = 4, cp = c & 0x07;
-        else
-            return 0;
-        if (i + len > n)
-            return 0;
-        for (unsigned k = 1; k < len; k++) {
-            if ((u[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = cp << 6 | (u[i + k] & 0x3F);
-        }
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        i += len;
-    }
-    return 1;
-}
-
 /* ms_utf8_valid (a whole text message from a client, ws.c) against the reference: every
  * byte value and a few sequences, whole and cut, at every offset of ASCII runs up to 100
  * bytes long (its 32- and 8-byte steps). */
@@ -333,7 +302,7 @@ START_TEST(utf8_valid_agrees_with_reference)
             for (int b = 0; b < 256; b++) {
                 memset(buf, 'a', n);
                 buf[at] = (unsigned char)b;
-                ck_assert_msg(ms_utf8_valid((const char *)buf, n) == utf8_ref(buf, n),
+                ck_assert_msg(ms_utf8_valid((const char *)buf, n) == ms_test_utf8_ref(buf, n),
                               "byte %02x at %zu of %zu", b, at, n);
             }
             for (size_t k = 0; k < sizeof(seqs) / sizeof(*seqs); k++) {
@@ -341,7 +310,7 @@ START_TEST(utf8_valid_agrees_with_reference)
                 for (size_t cut = 1; cut <= sl && at + cut <= n; cut++) {
                     memset(buf, 'a', n);
                     memcpy(buf + at, seqs[k], cut);
-                    ck_assert_msg(ms_utf8_valid((const char *)buf, n) == utf8_ref(buf, n),
+                    ck_assert_msg(ms_utf8_valid((const char *)buf, n) == ms_test_utf8_ref(buf, n),
                                   "sequence %zu (%zu bytes) at %zu of %zu", k, cut, at, n);
                 }
             }
