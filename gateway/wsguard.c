@@ -37,7 +37,7 @@ typedef struct {
 } head_t;
 
 /* One per file descriptor, in the table itself (no allocation per connection):
- * 40 bytes where a pointer slot and a 64-byte chunk were 72. */
+ * 32 bytes where a pointer slot and a 64-byte chunk were 72. */
 typedef struct {
     /* Set (release) once the rest is initialised, for an accepted client
      * socket; other threads read only this, for their own descriptors. */
@@ -47,13 +47,16 @@ typedef struct {
     uint8_t why;               /* reasons[], WHY_NONE while fine */
     uint16_t violation;        /* close code, 0 while fine */
     union {
-        head_t h;        /* HEAD */
-        uint8_t hdr[14]; /* FRAMES: the frame header read so far */
+        head_t h; /* HEAD */
+        /* FRAMES, while hdr_len > 0: the frame header read so far. */
+        uint8_t hdr[14];
+        /* FRAMES, while hdr_len == 0: payload bytes left of the current frame
+         * (the header it came from is no longer needed); 0: a header is next. */
+        uint64_t skip;
     } u;
-    uint64_t skip; /* payload bytes left of the current frame */
     struct lws *wsi;
 } conn_t;
-_Static_assert(sizeof(conn_t) == 40, "conn_t: one table entry per descriptor");
+_Static_assert(sizeof(conn_t) == 32, "conn_t: one table entry per descriptor");
 
 static conn_t *table;
 static size_t table_n;
@@ -96,7 +99,6 @@ static void reset(conn_t *c, uint8_t mode)
     c->hdr_len = c->hdr_need = c->why = 0;
     c->violation = 0;
     memset(&c->u, 0, sizeof(c->u));
-    c->skip = 0;
     c->wsi = NULL;
 }
 
@@ -177,9 +179,9 @@ static size_t follow(conn_t *c, const uint8_t *p, size_t n)
             head_byte(c, p[i++]);
             continue;
         }
-        if (c->skip) {
-            size_t take = n - i < c->skip ? n - i : (size_t)c->skip;
-            c->skip -= take;
+        if (c->hdr_len == 0 && c->u.skip) {
+            size_t take = n - i < c->u.skip ? n - i : (size_t)c->u.skip;
+            c->u.skip -= take;
             i += take;
             continue;
         }
@@ -222,7 +224,7 @@ static size_t follow(conn_t *c, const uint8_t *p, size_t n)
                 for (int k = 0; k < 8; k++)
                     len = len << 8 | c->u.hdr[2 + k];
             }
-            c->skip = len;
+            c->u.skip = len; /* over the header, read */
             c->hdr_len = 0;
         }
     }
