@@ -150,8 +150,8 @@ struct ms_gateway {
 
     /* liveness.c */
     lws_sorted_usec_list_t sul_sweep;
-    lws_dll2_owner_t hello_waits, join_waits; /* FIFO deadline lists */
-    lws_dll2_owner_t idle, pinged;            /* FIFO liveness lists */
+    ms_dlist_t hello_waits, join_waits; /* FIFO deadline lists */
+    ms_dlist_t idle, pinged;            /* FIFO liveness lists */
 
     /* ice.c: STUN/TURN servers for the welcome, TURN credentials renewed */
     ms_gw_ice_t ice;
@@ -399,8 +399,7 @@ ms_session_t *ms_gw_peer_index_find(ms_gateway_t *gw, const char *ns, const char
 /* ---- liveness.c ---------------------------------------------------------- */
 
 void ms_gw_liveness_start(ms_gateway_t *gw);
-void ms_gw_deadline_arm(ms_gateway_t *gw, ms_session_t *s, lws_dll2_owner_t *list,
-                        uint64_t after_us);
+void ms_gw_deadline_arm(ms_gateway_t *gw, ms_session_t *s, ms_dlist_t *list, uint64_t after_us);
 void ms_gw_deadline_cancel(ms_session_t *s);
 /* A frame or pong from the client: back to the tail of the idle list. */
 void ms_gw_idle_touch(ms_gateway_t *gw, ms_session_t *s);

@@ -11,24 +11,22 @@
 #include "internal.h"
 #include "log.h"
 
-void ms_gw_deadline_arm(ms_gateway_t *gw, ms_session_t *s, lws_dll2_owner_t *list,
-                        uint64_t after_us)
+void ms_gw_deadline_arm(ms_gateway_t *gw, ms_session_t *s, ms_dlist_t *list, uint64_t after_us)
 {
-    lws_dll2_remove(&s->deadline_node);
+    ms_dnode_remove(&s->deadline_node);
     s->deadline_us = ms_clock_mono_us() + after_us;
-    lws_dll2_add_tail(&s->deadline_node, list);
+    ms_dlist_add_tail(list, &s->deadline_node);
 }
 
 void ms_gw_deadline_cancel(ms_session_t *s)
 {
-    lws_dll2_remove(&s->deadline_node);
+    ms_dnode_remove(&s->deadline_node);
 }
 
 void ms_gw_idle_touch(ms_gateway_t *gw, ms_session_t *s)
 {
     s->last_rx_us = ms_clock_mono_us();
-    lws_dll2_remove(&s->idle_node);
-    lws_dll2_add_tail(&s->idle_node, &gw->idle);
+    ms_dlist_add_tail(&gw->idle, &s->idle_node);
 }
 
 static void idle_sweep(ms_gateway_t *gw, uint64_t now)
@@ -38,26 +36,25 @@ static void idle_sweep(ms_gateway_t *gw, uint64_t now)
     if (!ping_us || !drop_us)
         return;
     for (int n = 0; n < 100000; n++) {
-        lws_dll2_t *head = lws_dll2_get_head(&gw->pinged);
+        ms_dnode_t *head = ms_dlist_first(&gw->pinged);
         if (!head)
             break;
         ms_session_t *s = lws_container_of(head, ms_session_t, idle_node);
         if (now - s->last_rx_us < drop_us)
             break;
-        lws_dll2_remove(&s->idle_node);
+        ms_dnode_remove(&s->idle_node);
         ms_info("session %llu (%s): silent for %ld ms; dropped", (unsigned long long)s->id,
                 s->peer_id ? s->peer_id : "-", gw->cfg->idle_timeout_ms);
         lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
     }
     for (int n = 0; n < 100000; n++) {
-        lws_dll2_t *head = lws_dll2_get_head(&gw->idle);
+        ms_dnode_t *head = ms_dlist_first(&gw->idle);
         if (!head)
             break;
         ms_session_t *s = lws_container_of(head, ms_session_t, idle_node);
         if (now - s->last_rx_us < ping_us)
             break;
-        lws_dll2_remove(&s->idle_node);
-        lws_dll2_add_tail(&s->idle_node, &gw->pinged);
+        ms_dlist_add_tail(&gw->pinged, &s->idle_node);
         s->ping_due = 1;
         lws_callback_on_writable(s->wsi);
     }
@@ -69,11 +66,11 @@ static void on_sweep(lws_sorted_usec_list_t *sul)
     ms_gateway_t *gw = lws_container_of(sul, ms_gateway_t, sul_sweep);
     ms_gw_check_nats(gw);
     uint64_t now = ms_clock_mono_us();
-    lws_dll2_owner_t *lists[] = {&gw->hello_waits, &gw->join_waits};
+    ms_dlist_t *lists[] = {&gw->hello_waits, &gw->join_waits};
     for (int l = 0; l < 2; l++) {
         /* Bounded: a re-armed session goes to the tail with a later deadline. */
         for (int n = 0; n < 100000; n++) {
-            lws_dll2_t *head = lws_dll2_get_head(lists[l]);
+            ms_dnode_t *head = ms_dlist_first(lists[l]);
             if (!head)
                 break;
             ms_session_t *s = lws_container_of(head, ms_session_t, deadline_node);

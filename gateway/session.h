@@ -12,6 +12,7 @@
 #include <sys/types.h>
 #include <libwebsockets.h>
 
+#include "dlist.h"
 #include "ratelimit.h"
 #include "strset.h"
 
@@ -73,7 +74,7 @@ typedef struct {
 
 /* One per WebSocket, in lws's per-session storage: the fields are packed by
  * size (the idle benchmark's memory per connection counts every 16 bytes:
- * 232 bytes is a 240-byte chunk; the next step down is 216). */
+ * 216 bytes is a 224-byte chunk; the next step down is 200). */
 typedef struct ms_session {
     uint64_t id; /* 0 until established: also marks HTTP connections */
     struct lws *wsi;
@@ -89,7 +90,7 @@ typedef struct ms_session {
     /* Hello or join deadline: the session sits in one of the gateway's two
      * FIFO deadline lists (all entries of a list share one timeout, so a list
      * stays sorted and arming is O(1); a per-session lws timer costs O(N)). */
-    lws_dll2_t deadline_node;
+    ms_dnode_t deadline_node;
     union {
         /* Only before the join is answered (MS_SESSION_NEW, JOINING): the
          * deadline lists hold no joined session. */
@@ -103,7 +104,7 @@ typedef struct ms_session {
     /* Liveness: the session sits in the gateway's idle list (ordered by its
      * last frame from the client) or, once pinged, in its pinged list
      * (ordered by the ping); a frame or pong puts it back at the idle tail. */
-    lws_dll2_t idle_node;
+    ms_dnode_t idle_node;
     uint64_t last_rx_us;
     /* What this client was told, so that a coordinator taking over the
      * shard can rebuild it from the gateways (ResyncReport); what it asked

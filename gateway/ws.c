@@ -412,7 +412,7 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
         if (!s || !s->id)
             return 0;
         ms_gw_deadline_cancel(s);
-        lws_dll2_remove(&s->idle_node);
+        ms_dnode_remove(&s->idle_node);
         ms_gw_direct_forget(gw, s, NULL); /* before the leave: its signals go first */
         ms_gw_receipt_forget(gw, s);      /* unwritten stored emits: sent again on resume */
         ms_gw_inflight_forget(gw, s);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for the gateway session's own storage (gateway/session.c): its size (lws allocates
- * it per connection: 232 bytes is a 240-byte chunk), the peer id kept inside it or copied, and
+ * it per connection: 216 bytes is a 224-byte chunk), the peer id kept inside it or copied, and
  * the circular outbound queue in order through partial takes and cleanup. */
 #include <check.h>
 #include <stdint.h>
@@ -11,8 +11,8 @@
 
 START_TEST(size_is_one_malloc_step)
 {
-    /* glibc: a 232-byte request is a 240-byte chunk; one byte more is 256. */
-    ck_assert_uint_le(sizeof(ms_session_t), 232);
+    /* glibc: a 216-byte request is a 224-byte chunk; one byte more is 240. */
+    ck_assert_uint_le(sizeof(ms_session_t), 216);
 }
 END_TEST
 
@@ -85,6 +85,32 @@ START_TEST(queue_in_order)
 }
 END_TEST
 
+/* The session's list nodes (dlist.h): FIFO order, removal from anywhere, a re-add moves a
+ * node to the tail, a zeroed list is empty and a zeroed node detached. */
+START_TEST(dlist_fifo)
+{
+    ms_dlist_t l = {0};
+    ms_dnode_t n[4] = {{0}};
+    ck_assert_ptr_null(ms_dlist_first(&l));
+    ms_dnode_remove(&n[0]); /* detached: nothing */
+    for (int i = 0; i < 4; i++)
+        ms_dlist_add_tail(&l, &n[i]);
+    ck_assert_ptr_eq(ms_dlist_first(&l), &n[0]);
+    ms_dnode_remove(&n[0]);
+    ck_assert(!ms_dnode_linked(&n[0]));
+    ck_assert_ptr_eq(ms_dlist_first(&l), &n[1]);
+    ms_dlist_add_tail(&l, &n[1]); /* 2 3 1 */
+    ms_dnode_remove(&n[3]);       /* 2 1 */
+    ck_assert_ptr_eq(ms_dlist_first(&l), &n[2]);
+    ms_dnode_remove(&n[2]);
+    ck_assert_ptr_eq(ms_dlist_first(&l), &n[1]);
+    ms_dnode_remove(&n[1]);
+    ck_assert_ptr_null(ms_dlist_first(&l));
+    ms_dlist_add_tail(&l, &n[3]); /* a used list, empty again, takes nodes */
+    ck_assert_ptr_eq(ms_dlist_first(&l), &n[3]);
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("session");
@@ -92,6 +118,7 @@ int main(void)
     tcase_add_test(tc, size_is_one_malloc_step);
     tcase_add_test(tc, peer_id_inside_or_copied);
     tcase_add_test(tc, queue_in_order);
+    tcase_add_test(tc, dlist_fifo);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
