@@ -60,6 +60,7 @@ void ms_outbox_cleanup(ms_outbox_t *o)
         HASH_DEL(o->entries, e);
         entry_free(e);
     }
+    o->n_filled = 0;
     free(o->epochs);
     o->epochs = NULL;
     free(o->held);
@@ -132,10 +133,12 @@ static void entry_flush(ms_outbox_t *o, ob_entry_t *e)
 {
     if (e->n == 0 || (e->shard < o->n_shards && o->held[e->shard]))
         return;
+    o->n_batches++;
     if (!o->bus || ms_bus_publish(o->bus, e->subject, NULL, e->buf, e->len) != MS_OK)
         ms_warn("publish to %s failed; %zu deliveries lost", e->subject, e->n);
     e->len = e->header_len;
     e->n = 0;
+    o->n_filled--;
 }
 
 static size_t put_varint(uint8_t *p, uint64_t v)
@@ -160,7 +163,8 @@ static void put_delivery(ms_outbox_t *o, ob_entry_t *e, const Meshsig__Bus__Deli
     e->buf[e->len++] = (4 << 3) | 2; /* field 4, length-delimited */
     e->len += put_varint(e->buf + e->len, sz);
     e->len += meshsig__bus__delivery__pack(d, e->buf + e->len);
-    e->n++;
+    if (e->n++ == 0)
+        o->n_filled++;
     if (e->len >= BATCH_FLUSH_BYTES)
         entry_flush(o, e);
 }
@@ -220,8 +224,13 @@ void ms_outbox_deliver_peers(ms_outbox_t *o, uint32_t shard, const char *gateway
     deliver_one(o, shard, gateway, number, NULL, NULL, 0, NULL, NULL, peers);
 }
 
+/* Every loop turn and tick: with one entry per (shard, gateway), the walk over all of them
+ * cost the coordinator's 50 ms tick ~30 of its ~70 µs across two gateways while the signals
+ * went direct and nothing was queued (perf, latency load). */
 void ms_outbox_flush(ms_outbox_t *o)
 {
+    if (!o->n_filled)
+        return;
     ob_entry_t *e, *tmp;
     HASH_ITER(hh, o->entries, e, tmp)
     entry_flush(o, e);
@@ -249,6 +258,8 @@ void ms_outbox_forget_shard(ms_outbox_t *o, uint32_t shard)
             o->n_discarded += e->n;
         else
             entry_flush(o, e);
+        if (e->n)
+            o->n_filled--;
         HASH_DEL(o->entries, e);
         entry_free(e);
     }

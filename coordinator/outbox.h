@@ -29,6 +29,8 @@ typedef struct {
     uint64_t origin_us;       /* received_us of the request being handled, stamped on deliveries */
     uint64_t n_errors;        /* error messages sent (metrics) */
     uint64_t n_discarded;     /* deliveries held and then dropped with their shard */
+    uint64_t n_batches;       /* batches handed to the bus (or dropped without one) */
+    size_t n_filled;          /* entries holding deliveries: ms_outbox_flush skips the walk at 0 */
     ms_dedupe_t *dedupe;      /* borrowed, may be NULL: told of every message with an id */
 } ms_outbox_t;
 
