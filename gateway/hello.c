@@ -179,6 +179,8 @@ void ms_gw_hello_claim(ms_gateway_t *gw, ms_session_t *s, const char *cid,
     s->acks_persistent = hello->acks_persistent != 0;
     /* Only claims a token granted travel in the resume token: dev mode grants
      * everyone everything anyway. */
+    _Static_assert((MS_RESUME_GRANT_SOURCE | MS_RESUME_GRANT_POLICY) < 4,
+                   "ms_session_t.grants is a 2-bit field");
     s->grants = gw->auth ? (uint8_t)((may_source ? MS_RESUME_GRANT_SOURCE : 0) |
                                      (may_policy ? MS_RESUME_GRANT_POLICY : 0))
                          : 0;

@@ -21,6 +21,7 @@ typedef enum {
     MS_SESSION_JOINING, /* hello sent to the owner, no answer yet */
     MS_SESSION_JOINED,
 } ms_session_state_t;
+_Static_assert(MS_SESSION_JOINED < 4, "ms_session_t.state is a 2-bit field");
 
 typedef struct ms_outmsg {
     struct ms_outmsg *next;
