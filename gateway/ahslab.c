@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* lws's header tables ("ah struct", "ah data") from fixed slots outside the heap (ahslab.h). */
 #include "ahslab.h"
+#include "rxslab.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -43,6 +44,20 @@ static void slab_put(int k, void *p)
 
 void *ms_gw_ahslab_realloc(void *ptr, size_t size, const char *reason)
 {
+    if (ptr && ms_gw_rxslab_owns(ptr)) {
+        if (!size) {
+            ms_gw_rxslab_put(ptr);
+            return NULL;
+        }
+        void *n = malloc(size); /* lws does not resize a receive buffer */
+        if (n) {
+            ms_gw_rxslab_stats_t st;
+            ms_gw_rxslab_stats(&st);
+            memcpy(n, ptr, size < st.slot_size ? size : st.slot_size);
+            ms_gw_rxslab_put(ptr);
+        }
+        return n;
+    }
     if (ptr) {
         int k = slab_of(ptr);
         if (k < 0) {
@@ -65,6 +80,10 @@ void *ms_gw_ahslab_realloc(void *ptr, size_t size, const char *reason)
     }
     if (!size)
         return NULL;
+    if (reason && !strcmp(reason, "rx_ubuf")) {
+        void *p = ms_gw_rxslab_take(size);
+        return p ? p : malloc(size);
+    }
     int k = !reason                        ? -1
             : !strcmp(reason, "ah data")   ? AH_DATA
             : !strcmp(reason, "ah struct") ? AH_STRUCT

@@ -12,7 +12,9 @@
  * (lws_set_allocator): these two come from fixed slots here instead, as many
  * as lws's pool may hold at once (--max-handshakes), and a freed data slot is
  * handed back to the kernel (MADV_DONTNEED: one syscall per handshake). Every
- * other allocation, and a table beyond the slots, goes to malloc.
+ * other allocation, and a table beyond the slots, goes to malloc, but for the
+ * connections' receive buffers ("rx_ubuf"), which come from rxslab.h when it
+ * was set up.
  *
  * The slots are taken and freed on the lws service thread only (handshakes);
  * a free from any thread of memory that is not in a slot passes to free().

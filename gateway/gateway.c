@@ -8,9 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "ahslab.h"
+#include "rxslab.h"
 #include "internal.h"
 #include "log.h"
 #include "wsguard.h"
@@ -150,6 +152,15 @@ static ms_err_t create_context(ms_gateway_t *gw)
         slab_made = 1;
         if (ms_gw_ahslab_init((size_t)cfg->max_handshakes, 1024, 4096) != MS_OK)
             ms_warn("header tables come from the heap (no room for their slots)");
+        /* The receive buffers from slots released while quiet (rxslab.h): as many as
+         * sessions, and those over the cap that are upgraded to be told so. */
+        struct rlimit rl;
+        rlim_t fds = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 65536;
+        int max_fd = fds < 65536 ? 65536 : fds > (1u << 21) ? (1 << 21) : (int)fds;
+        if (ms_gw_rxslab_init((size_t)(cfg->max_sessions + cfg->max_handshakes),
+                              (size_t)cfg->rx_buffer + LWS_PRE + 4, max_fd,
+                              (uint64_t)cfg->rx_release_ms * 1000u) != MS_OK)
+            ms_warn("receive buffers come from the heap (no room for their slots)");
     }
     info.mounts = ms_gw_http_mounts(gw);
     ms_evloop_configure(gw->loop, &info);

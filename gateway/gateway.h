@@ -30,6 +30,7 @@ typedef struct {
     long hello_timeout_ms;     /* a connection must say hello within this */
     long join_timeout_ms;      /* a hello with no answer from the owner gets UNAVAILABLE */
     long rx_buffer;            /* lws receive buffer per connection, bytes */
+    long rx_release_ms;        /* quiet this long, its pages go back (0: never) */
     long direct_batch_max;     /* bytes of one NATS message of direct signals (0: 256 KiB) */
     long max_handshakes;       /* WebSocket handshakes in progress at once (header tables) */
     long handshake_timeout_s;  /* a handshake holding a header table this long is closed */

@@ -10,6 +10,7 @@
 
 #include "internal.h"
 #include "log.h"
+#include "rxslab.h"
 
 void ms_gw_deadline_arm(ms_gateway_t *gw, ms_session_t *s, ms_dlist_t *list, uint64_t after_us)
 {
@@ -27,6 +28,17 @@ void ms_gw_idle_touch(ms_gateway_t *gw, ms_session_t *s)
 {
     s->last_rx_us = ms_clock_mono_us();
     ms_dlist_add_tail(&gw->idle, &s->idle_node);
+    ms_gw_rxslab_touch(lws_get_socket_fd(s->wsi), s->last_rx_us);
+}
+
+/* rxslab's question for a bound receive buffer: may it hold part of a message? Inside a
+ * frame's payload lws keeps what it has read there; while a session's reads are paused lws
+ * holds the rest of a read and goes on with it later. */
+static int rx_busy(void *owner)
+{
+    struct lws *wsi = owner;
+    const ms_session_t *s = lws_wsi_user(wsi);
+    return lws_remaining_packet_payload(wsi) != 0 || !s || s->throttled;
 }
 
 static void idle_sweep(ms_gateway_t *gw, uint64_t now)
@@ -84,6 +96,8 @@ static void on_sweep(lws_sorted_usec_list_t *sul)
     ms_gw_ice_sweep(gw, now);
     ms_gw_direct_sweep(gw, now);
     ms_gw_inflight_sweep(gw, now);
+    /* 1024 pages (~3.8k connections) a tick, ~2-10 us: 19k connections in half a second */
+    ms_gw_rxslab_sweep(now, rx_busy, 1024);
     lws_sul_schedule(gw->ctx, 0, &gw->sul_sweep, on_sweep, 100 * LWS_US_PER_MS);
 }
 

@@ -46,6 +46,7 @@ int main(int argc, char **argv)
         .max_services = 64,
         .max_subscriptions = 256,
         .rx_buffer = 1024,
+        .rx_release_ms = 1000,
         .direct_batch_max = 256 * 1024,
         .idle_ping_ms = 30000,
         .idle_timeout_ms = 70000,
@@ -101,6 +102,9 @@ int main(int argc, char **argv)
         {"join-timeout-ms", MS_OPT_INT, &cfg.join_timeout_ms, "time to wait for a join answer"},
         {"rx-buffer", MS_OPT_INT, &cfg.rx_buffer,
          "receive buffer per connection in bytes (256 to 65536): memory against reads"},
+        {"rx-release-ms", MS_OPT_INT, &cfg.rx_release_ms,
+         "hand a connection's receive buffer back to the kernel after it was quiet this long "
+         "(0: never; at most 3600000)"},
         {"direct-batch-max", MS_OPT_INT, &cfg.direct_batch_max,
          "most bytes of direct signals in one NATS message to another gateway (1024 to 1 MiB; "
          "also kept under the server's max_payload)"},
@@ -161,9 +165,10 @@ int main(int argc, char **argv)
         cfg.handshake_timeout_s > 60 || cfg.max_sessions < 1 || cfg.max_rooms < 1 ||
         cfg.max_services < 1 || cfg.max_subscriptions < 1 || cfg.max_sessions > 10000000 ||
         cfg.max_rooms > 1000000 || cfg.max_services > 1000000 || cfg.max_subscriptions > 1000000 ||
-        cfg.rx_buffer < 256 || cfg.rx_buffer > 65536 || cfg.rate_msgs < 1 ||
-        cfg.direct_batch_max < 1024 || cfg.direct_batch_max > (1L << 20) || cfg.rate_bytes < 1024 ||
-        cfg.jwt_leeway_s < 0 || cfg.jwt_leeway_s > 86400) {
+        cfg.rx_buffer < 256 || cfg.rx_buffer > 65536 || cfg.rx_release_ms < 0 ||
+        cfg.rx_release_ms > 3600000 || cfg.rate_msgs < 1 || cfg.direct_batch_max < 1024 ||
+        cfg.direct_batch_max > (1L << 20) || cfg.rate_bytes < 1024 || cfg.jwt_leeway_s < 0 ||
+        cfg.jwt_leeway_s > 86400) {
         ms_error("a limit is out of range (see --help)");
         return 2;
     }

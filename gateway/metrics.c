@@ -7,6 +7,7 @@
 
 #include "internal.h"
 #include "metrics.h"
+#include "rxslab.h"
 #include "version.h"
 
 static const uint64_t lat_bounds_us[12] = {100,   250,   500,   1000,   2500,   5000,
@@ -50,6 +51,17 @@ char *ms_gw_metrics_text(ms_gateway_t *gw, size_t *len)
     ms_metrics_init(&m);
     ms_metrics_gauge(&m, "meshsig_gateway_sessions", "open client sessions",
                      (double)gw->n_sessions);
+    ms_gw_rxslab_stats_t rx;
+    ms_gw_rxslab_stats(&rx);
+    ms_metrics_gauge(&m, "meshsig_gateway_rx_buffers",
+                     "connections' receive buffers in the slab (rxslab.h)",
+                     (double)rx.slots_in_use);
+    ms_metrics_gauge(&m, "meshsig_gateway_rx_buffer_pages_resident",
+                     "pages of receive buffers that may hold memory (4 KiB each); the others were "
+                     "handed back while their connections were quiet (--rx-release-ms)",
+                     (double)rx.pages_resident);
+    ms_metrics_counter(&m, "meshsig_gateway_rx_buffer_pages_released_total",
+                       "receive buffer pages handed back to the kernel", rx.pages_released);
     ms_metrics_gauge(&m, "meshsig_gateway_queued_bytes",
                      "bytes queued for clients, over all sessions", (double)queued);
     ms_metrics_counter(&m, "meshsig_gateway_messages_in_total", "client frames received", gw->n_in);

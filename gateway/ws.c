@@ -20,6 +20,7 @@
 #include "codec.h"
 #include "jsonscan.h"
 #include "internal.h"
+#include "rxslab.h"
 #include "servermsg.h"
 #include "log.h"
 #include "wsguard.h"
@@ -252,6 +253,8 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
             return -1;
         }
         s->wsi = wsi;
+        /* lws allocated its receive buffer just now (rxslab.h) */
+        ms_gw_rxslab_bind(lws_get_socket_fd(wsi), wsi, ms_clock_mono_us());
         s->binary = !strcmp(lws_get_protocol(wsi)->name, "meshsig.v1.proto");
         ms_ratelimit_pair_start(&s->rate, &gw->rule_msgs, &gw->rule_bytes, ms_clock_mono_us());
         gw->n_sessions++;

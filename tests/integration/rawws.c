@@ -133,13 +133,13 @@ void rws_free(rws_t *c)
     free(c);
 }
 
-int rws_send_frame(rws_t *c, uint8_t b0, int masked, const void *payload, size_t len)
+uint8_t *rws_frame(uint8_t b0, int masked, const void *payload, size_t len, size_t *out_len)
 {
     static const uint8_t key[4] = {0x37, 0xfa, 0x21, 0x3d};
     size_t hl = 2;
     uint8_t *f = malloc(len + 14);
     if (!f)
-        return -1;
+        return NULL;
     f[0] = b0;
     if (len < 126) {
         f[1] = (uint8_t)len;
@@ -162,7 +162,22 @@ int rws_send_frame(rws_t *c, uint8_t b0, int masked, const void *payload, size_t
     const uint8_t *p = payload;
     for (size_t i = 0; i < len; i++)
         f[hl + i] = masked ? p[i] ^ key[i % 4] : p[i];
-    int rc = write_all(c->fd, f, hl + len);
+    *out_len = hl + len;
+    return f;
+}
+
+int rws_write(rws_t *c, const void *bytes, size_t len)
+{
+    return write_all(c->fd, bytes, len);
+}
+
+int rws_send_frame(rws_t *c, uint8_t b0, int masked, const void *payload, size_t len)
+{
+    size_t n = 0;
+    uint8_t *f = rws_frame(b0, masked, payload, len, &n);
+    if (!f)
+        return -1;
+    int rc = write_all(c->fd, f, n);
     free(f);
     return rc;
 }

@@ -43,6 +43,12 @@ void rws_free(rws_t *c);
  * error (e.g. the server closed). */
 int rws_send_frame(rws_t *c, uint8_t b0, int masked, const void *payload, size_t len);
 
+/* The bytes of that frame (malloc'd, *out_len of them), for a test that writes them in
+ * pieces; NULL when out of memory. */
+uint8_t *rws_frame(uint8_t b0, int masked, const void *payload, size_t len, size_t *out_len);
+/* Writes bytes as they are. 0, or -1 on a write error. */
+int rws_write(rws_t *c, const void *bytes, size_t len);
+
 /* Reads the next frame: its opcode (b0 & 0x0f, with *b0 the whole byte),
  * payload in *payload (malloc'd, NUL-terminated; may be NULL) and *len.
  * -1 when the connection closed or nothing came within timeout_ms. */
