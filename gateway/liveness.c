@@ -26,9 +26,10 @@ void ms_gw_deadline_cancel(ms_session_t *s)
 
 void ms_gw_idle_touch(ms_gateway_t *gw, ms_session_t *s)
 {
+    uint64_t prev = s->last_rx_us;
     s->last_rx_us = ms_clock_mono_us();
     ms_dlist_add_tail(&gw->idle, &s->idle_node);
-    ms_gw_rxslab_touch(lws_get_socket_fd(s->wsi), s->last_rx_us);
+    ms_gw_rxslab_touch(lws_get_socket_fd(s->wsi), s->last_rx_us, prev);
 }
 
 /* rxslab's question for a bound receive buffer: may it hold part of a message? Inside a

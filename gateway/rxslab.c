@@ -164,11 +164,11 @@ void ms_gw_rxslab_bind(int fd, void *owner, uint64_t now_us)
     mark(i, now_us);
 }
 
-void ms_gw_rxslab_touch(int fd, uint64_t now_us)
+void ms_gw_rxslab_touch(int fd, uint64_t now_us, uint64_t prev_us)
 {
     if (!rx.base || fd < 0 || fd >= rx.max_fd || !rx.by_fd[fd])
         return;
-    mark(rx.by_fd[fd] - 1, now_us);
+    mark(rx.by_fd[fd] - 1, now_us - prev_us >= rx.release_after_us ? 0 : now_us);
 }
 
 /* Page p may go: quiet long enough, and every slot on it free or bound to an owner between

@@ -46,8 +46,11 @@ void ms_gw_rxslab_put(void *p);
  * this is called). Without such a slot (lws allocated it elsewhere) nothing
  * happens. Counts as a touch. */
 void ms_gw_rxslab_bind(int fd, void *owner, uint64_t now_us);
-/* fd received something (lws copies it into the buffer): its pages stay. */
-void ms_gw_rxslab_touch(int fd, uint64_t now_us);
+/* fd received something at now_us (lws copied it into the buffer), the last time before at
+ * prev_us: its pages stay for release_after_us. A connection that had been quiet that long
+ * (a keepalive every few seconds) keeps them only for the next sweep, so that a client's
+ * heartbeat does not hold its page for a whole release_after_us. */
+void ms_gw_rxslab_touch(int fd, uint64_t now_us, uint64_t prev_us);
 /* Looks at up to max_pages pages after the last one looked at, and releases
  * those quiet since release_after_us whose bound slots' owners are not busy.
  * Returns the pages released. */

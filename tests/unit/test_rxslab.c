@@ -83,7 +83,7 @@ START_TEST(quiet_pages_released_busy_ones_kept)
     /* slot 5 (bytes 5360-6431: page 1) is inside a frame; slot 9 (9648-10719: page 2)
      * touched later */
     busy_owner = 5;
-    ms_gw_rxslab_touch(10 + 9, 2 * AFTER);
+    ms_gw_rxslab_touch(10 + 9, 2 * AFTER, 2 * AFTER - 1);
     ck_assert_uint_eq(ms_gw_rxslab_sweep(AFTER, busy, 100), 3); /* pages 0, 3 and 4 */
     ck_assert(!resident(slot[0]) && !resident(slot[15]));
     ck_assert_uint_eq(slot[0][0], 0); /* handed back: zero when read again */
@@ -99,10 +99,19 @@ START_TEST(quiet_pages_released_busy_ones_kept)
     ck_assert_uint_eq(slot[9][SIZE - 1], 0);
     /* written again: a touch brings the page back into the sweep's view */
     memset(slot[0], 1, SIZE);
-    ms_gw_rxslab_touch(10, 4 * AFTER);
+    ms_gw_rxslab_touch(10, 4 * AFTER, 4 * AFTER - 10);
     ms_gw_rxslab_stats(&st);
     ck_assert_uint_eq(st.pages_resident, 1);
     ck_assert_uint_eq(ms_gw_rxslab_sweep(4 * AFTER, busy, 100), 0);
+    ck_assert_uint_eq(slot[0][SIZE - 1], 1);
+    /* a keepalive after a quiet spell (slot 13, page 3): its page may go at the next sweep,
+     * while page 0, written by a connection that speaks often, stays */
+    memset(slot[13], 2, SIZE);
+    ms_gw_rxslab_touch(10 + 13, 4 * AFTER + 100, AFTER);
+    ms_gw_rxslab_stats(&st);
+    ck_assert_uint_eq(st.pages_resident, 2);
+    ck_assert_uint_eq(ms_gw_rxslab_sweep(4 * AFTER + 500, busy, 100), 1);
+    ck_assert_uint_eq(slot[13][0], 0);
     ck_assert_uint_eq(slot[0][SIZE - 1], 1);
 }
 END_TEST
@@ -120,7 +129,7 @@ START_TEST(unbound_slot_keeps_its_page)
     ck_assert_uint_eq(loose[0], 0);
     /* freed: its descriptor no longer touches it, and its page may go */
     ms_gw_rxslab_put(slot[1]);
-    ms_gw_rxslab_touch(11, 20 * AFTER);
+    ms_gw_rxslab_touch(11, 20 * AFTER, 20 * AFTER - 1);
     ms_gw_rxslab_stats_t st;
     ms_gw_rxslab_stats(&st);
     ck_assert_uint_eq(st.pages_resident, 0);
