@@ -4,7 +4,7 @@
  * arrives whole, and a page whose connection is inside a frame is kept: a ping written in two
  * pieces, with a release of another page between them, is answered with its whole payload.
  *
- * Connections take slots in the order they connect (1072 bytes each, about four to a page):
+ * Connections take slots in the order they connect (1056 bytes each, about four to a page):
  * alice (raw bytes) slot 0, bob slot 1, fillers 2-13; the last filler's slot lies on page 3,
  * alice's on page 0. */
 #include <check.h>
