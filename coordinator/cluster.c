@@ -110,6 +110,9 @@ ms_err_t ms_cluster_init(ms_coord_t *c)
     c->cluster.settle_until_ms =
         c->cluster.mono_started_ms + (uint64_t)c->cfg->coord_heartbeat_ms * 3 / 2 + 50;
     c->cluster.live_changed = 1;
+    /* Set again at the first tick, which the phases follow. */
+    ms_renewal_init(&c->cluster.renewal, (uint64_t)c->cfg->lease_ttl_ms, MS_CLUSTER_TICK_MS,
+                    c->cluster.mono_started_ms);
     return MS_OK;
 }
 
@@ -401,19 +404,15 @@ void ms_cluster_tick(ms_coord_t *c, uint64_t now)
         recompute(c);
     }
     ms_cluster_namespaces(c); /* cluster.ns_elsewhere for the next joins */
-    /* When one shard's renewal is due, those due within the next sixth of a lease go with it
-     * (early is always safe: validity counts from when a renewal is sent). The shards then
-     * renew together, one pipelined batch every third of a lease (lease.c), instead of a
-     * few in every tick. */
-    uint64_t renew_by = now, renewals_before = c->cluster.n_renewals;
-    for (uint32_t n = 0; n < (uint32_t)c->cfg->shards; n++) {
-        const ms_shard_t *s = &c->cluster.shards[n];
-        if ((s->state == MS_SHARD_OWNED || s->state == MS_SHARD_REBUILDING) && !s->renewing &&
-            now >= s->next_renew) {
-            renew_by = now + (uint64_t)c->cfg->lease_ttl_ms / 6;
-            break;
-        }
+    /* Each shard renews at its phase's points (renewal.c): a small batch every tick, not every
+     * shard in one burst. The phases sit between the ticks of this coordinator, counted from its
+     * first. */
+    if (!c->cluster.renewal_origin_set) {
+        c->cluster.renewal_origin_set = 1;
+        ms_renewal_init(&c->cluster.renewal, (uint64_t)c->cfg->lease_ttl_ms, MS_CLUSTER_TICK_MS,
+                        now);
     }
+    uint64_t renewals_before = c->cluster.n_renewals;
     for (uint32_t n = 0; n < (uint32_t)c->cfg->shards; n++) {
         ms_shard_t *s = &c->cluster.shards[n];
         switch (s->state) {
@@ -431,7 +430,7 @@ void ms_cluster_tick(ms_coord_t *c, uint64_t now)
                 release(c, n, "hand-off");
                 break;
             }
-            if (!s->renewing && renew_by >= s->next_renew)
+            if (!s->renewing && now >= s->next_renew)
                 renew(c, n);
             if (s->state == MS_SHARD_REBUILDING &&
                 ms_resync_poll(c, s->resync, n, now, c->cluster.mono_started_ms)) {
@@ -499,7 +498,7 @@ void ms_cluster_lease_results(ms_coord_t *c)
             s->epoch = s->rev = r->rev;
             ms_outbox_set_epoch(&c->outbox, r->shard, s->epoch);
             s->valid_until = r->sent_ms + ttl * 2 / 3;
-            s->next_renew = r->sent_ms + ttl / 3;
+            s->next_renew = ms_renewal_next(&c->cluster.renewal, r->shard, r->sent_ms);
             c->cluster.n_claims++;
             if (!s->mine || c->cluster.stopping) {
                 s->state = MS_SHARD_OWNED;
@@ -523,7 +522,7 @@ void ms_cluster_lease_results(ms_coord_t *c)
                 s->rev = r->rev;
                 s->first_try_ms = 0;
                 s->valid_until = r->sent_ms + ttl * 2 / 3;
-                s->next_renew = r->sent_ms + ttl / 3;
+                s->next_renew = ms_renewal_next(&c->cluster.renewal, r->shard, r->sent_ms);
                 if (s->doubt_until && now < s->valid_until) {
                     /* Nobody wrote the key in between (the argument above): still ours. */
                     s->doubt_until = 0;

@@ -320,7 +320,7 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
     c->loop.tick_ev = event_new(c->loop.base, -1, EV_PERSIST, on_tick, c);
     if (!c->loop.tick_ev)
         goto fail;
-    struct timeval tick = {.tv_sec = 0, .tv_usec = 50000};
+    struct timeval tick = {.tv_sec = 0, .tv_usec = MS_CLUSTER_TICK_MS * 1000};
     event_add(c->loop.tick_ev, &tick);
     event_add(c->loop.sigint_ev, NULL);
     event_add(c->loop.sigterm_ev, NULL);
