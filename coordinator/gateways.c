@@ -21,6 +21,7 @@ static ms_gw_info_t *gw_get(ms_coord_t *c, const char *id)
         return NULL;
     }
     HASH_ADD_KEYPTR(hh, c->gws.by_id, g->id, strlen(g->id), g);
+    c->gws.gen++;
     return g;
 }
 
@@ -43,6 +44,8 @@ void ms_gw_heartbeat(ms_coord_t *c, const Meshsig__Bus__Heartbeat *hb)
         g->returned = same;
         ms_info("gateway %s is back%s", g->id, same ? "" : " (restarted: its sessions are gone)");
     }
+    if (g->dead || g->started_ms != hb->started_ms)
+        c->gws.gen++;
     g->last_seen_ms = ms_clock_mono_ms();
     g->started_ms = hb->started_ms;
     g->sessions = hb->sessions;
@@ -66,6 +69,7 @@ void ms_gw_sweep(ms_coord_t *c, uint64_t now,
         if (!g->dead && now - g->last_seen_ms > (uint64_t)c->cfg->gateway_timeout_ms) {
             g->dead = 1;
             g->deaths++;
+            c->gws.gen++;
             died(c, g->id, now);
         }
     }

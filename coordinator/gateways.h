@@ -33,6 +33,9 @@ typedef struct ms_gw_info {
 
 typedef struct {
     ms_gw_info_t *by_id; /* uthash by id */
+    /* Moves when a gateway is added, dies, comes back or restarts: what gwsync.c's tick
+     * depends on (it skips its walk while this and the clock have not moved it). */
+    uint64_t gen;
 } ms_gws_t;
 
 void ms_gw_cleanup(ms_coord_t *c);

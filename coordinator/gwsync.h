@@ -27,4 +27,6 @@ int ms_gwsync_hold(ms_coord_t *c, ms_gwsync_t **s, uint32_t shard, uint64_t epoc
  * whose ask went unanswered, for the caller to handle (they get NOT_JOINED as before). */
 struct ms_queued *ms_gwsync_tick(ms_coord_t *c, ms_gwsync_t **s, uint32_t shard, uint64_t epoch,
                                  uint64_t now_ms);
+/* How often ms_gwsync_tick walked the gateways (it skips the walk while nothing changed). */
+uint64_t ms_gwsync_walks(const ms_gwsync_t *s);
 #endif
