@@ -46,7 +46,7 @@ int main(int argc, char **argv)
         .max_services = 64,
         .max_subscriptions = 256,
         .rx_buffer = 1024,
-        .rx_release_ms = 1000,
+        .rx_release_ms = 500,
         .direct_batch_max = 256 * 1024,
         .idle_ping_ms = 30000,
         .idle_timeout_ms = 70000,
