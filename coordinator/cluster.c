@@ -112,7 +112,7 @@ ms_err_t ms_cluster_init(ms_coord_t *c)
     c->cluster.live_changed = 1;
     /* Set again at the first tick, which the phases follow. */
     ms_renewal_init(&c->cluster.renewal, (uint64_t)c->cfg->lease_ttl_ms, MS_CLUSTER_TICK_MS,
-                    c->cluster.mono_started_ms);
+                    (uint32_t)c->cfg->lease_renew_phases, c->cluster.mono_started_ms);
     return MS_OK;
 }
 
@@ -410,7 +410,7 @@ void ms_cluster_tick(ms_coord_t *c, uint64_t now)
     if (!c->cluster.renewal_origin_set) {
         c->cluster.renewal_origin_set = 1;
         ms_renewal_init(&c->cluster.renewal, (uint64_t)c->cfg->lease_ttl_ms, MS_CLUSTER_TICK_MS,
-                        now);
+                        (uint32_t)c->cfg->lease_renew_phases, now);
     }
     uint64_t renewals_before = c->cluster.n_renewals;
     for (uint32_t n = 0; n < (uint32_t)c->cfg->shards; n++) {

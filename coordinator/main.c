@@ -8,6 +8,7 @@
 #include "coordinator.h"
 #include "log.h"
 #include "opts.h"
+#include "renewal.h"
 
 int main(int argc, char **argv)
 {
@@ -21,6 +22,7 @@ int main(int argc, char **argv)
         .offline_max_msgs = 100,
         .offline_max_age_s = 86400,
         .lease_ttl_ms = 1200,
+        .lease_renew_phases = MS_RENEWAL_MAX_PHASES,
         .coord_heartbeat_ms = 250,
         .coord_timeout_ms = 1000,
         .resync_timeout_ms = 400,
@@ -59,6 +61,9 @@ int main(int argc, char **argv)
          "how long persistent emits are kept"},
         {"lease-ttl-ms", MS_OPT_INT, &cfg.lease_ttl_ms,
          "shard lease duration; renewed every third of it, given up after two thirds"},
+        {"lease-renew-phases", MS_OPT_INT, &cfg.lease_renew_phases,
+         "renewals spread over at most this many batches per third of the lease (1: all "
+         "shards in one batch)"},
         {"coord-heartbeat-ms", MS_OPT_INT, &cfg.coord_heartbeat_ms,
          "how often a coordinator announces itself to the others"},
         {"coord-timeout-ms", MS_OPT_INT, &cfg.coord_timeout_ms,
@@ -110,6 +115,10 @@ int main(int argc, char **argv)
         cfg.coord_timeout_ms <= cfg.coord_heartbeat_ms || cfg.resync_timeout_ms < 0) {
         ms_error("--lease-ttl-ms must be >= 300 and --coord-timeout-ms above "
                  "--coord-heartbeat-ms");
+        return 2;
+    }
+    if (cfg.lease_renew_phases < 1 || cfg.lease_renew_phases > 64) {
+        ms_error("--lease-renew-phases must be 1..64");
         return 2;
     }
     if (cfg.backend_timeout_ms < 300 || cfg.backend_timeout_ms > 3600000) {

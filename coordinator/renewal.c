@@ -22,13 +22,16 @@
  */
 #include "renewal.h"
 
-void ms_renewal_init(ms_renewal_t *r, uint64_t ttl_ms, uint64_t tick_ms, uint64_t origin_ms)
+void ms_renewal_init(ms_renewal_t *r, uint64_t ttl_ms, uint64_t tick_ms, uint32_t max_phases,
+                     uint64_t origin_ms)
 {
+    if (!max_phases)
+        max_phases = MS_RENEWAL_MAX_PHASES;
     r->interval_ms = ttl_ms / 3 ? ttl_ms / 3 : 1;
     r->tick_ms = tick_ms ? tick_ms : 1;
     uint64_t phases = r->interval_ms / r->tick_ms;
-    if (phases > MS_RENEWAL_MAX_PHASES)
-        phases = MS_RENEWAL_MAX_PHASES;
+    if (phases > max_phases)
+        phases = max_phases;
     if (phases < 1)
         phases = 1;
     r->phases = (uint32_t)phases;

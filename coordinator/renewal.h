@@ -9,8 +9,8 @@
 
 /* The cluster tick (coordinator.c's timer). */
 #define MS_CLUSTER_TICK_MS 50
-/* At most this many phases per renewal interval: more would mean more, smaller batches, each
- * with its dozen thread wake-ups (lease.c, renew_batch). */
+/* At most this many phases per renewal interval by default (--lease-renew-phases): more would
+ * mean more, smaller batches, each with its dozen thread wake-ups (lease.c, renew_batch). */
 #define MS_RENEWAL_MAX_PHASES 8
 
 typedef struct {
@@ -21,9 +21,10 @@ typedef struct {
     uint32_t phases;
 } ms_renewal_t;
 
-/* ttl_ms: the lease; tick_ms: the period of the tick that sends renewals; origin_ms: the time of
- * one tick (the first). */
-void ms_renewal_init(ms_renewal_t *r, uint64_t ttl_ms, uint64_t tick_ms, uint64_t origin_ms);
+/* ttl_ms: the lease; tick_ms: the period of the tick that sends renewals; max_phases: at most
+ * this many phases (0: MS_RENEWAL_MAX_PHASES); origin_ms: the time of one tick (the first). */
+void ms_renewal_init(ms_renewal_t *r, uint64_t ttl_ms, uint64_t tick_ms, uint32_t max_phases,
+                     uint64_t origin_ms);
 /* The phase of a shard, in [0, phases). */
 uint32_t ms_renewal_phase(const ms_renewal_t *r, uint32_t shard);
 /* When the shard renews next after a write (claim or renewal) sent at sent_ms: its phase's last

@@ -15,7 +15,7 @@
 START_TEST(next_is_within_a_third_and_on_the_phase)
 {
     ms_renewal_t r;
-    ms_renewal_init(&r, 1200, MS_CLUSTER_TICK_MS, 1000007);
+    ms_renewal_init(&r, 1200, MS_CLUSTER_TICK_MS, 0, 1000007);
     ck_assert_uint_eq(r.interval_ms, 400);
     ck_assert_uint_eq(r.phases, 8);
     ck_assert_uint_eq(r.slot_ms, 50);
@@ -31,10 +31,15 @@ START_TEST(next_is_within_a_third_and_on_the_phase)
                              (unsigned long long)next);
         }
     /* A long lease: at most MS_RENEWAL_MAX_PHASES phases; a short one: one per tick. */
-    ms_renewal_init(&r, 30000, MS_CLUSTER_TICK_MS, 0);
+    ms_renewal_init(&r, 30000, MS_CLUSTER_TICK_MS, 0, 0);
     ck_assert_uint_eq(r.phases, MS_RENEWAL_MAX_PHASES);
-    ms_renewal_init(&r, 300, MS_CLUSTER_TICK_MS, 0);
+    ms_renewal_init(&r, 300, MS_CLUSTER_TICK_MS, 0, 0);
     ck_assert_uint_eq(r.phases, 2);
+    ms_renewal_init(&r, 1200, MS_CLUSTER_TICK_MS, 4, 0);
+    ck_assert_uint_eq(r.phases, 4);
+    ck_assert_uint_eq(r.slot_ms, 100);
+    ms_renewal_init(&r, 1200, MS_CLUSTER_TICK_MS, 1, 0);
+    ck_assert_uint_eq(r.phases, 1);
 }
 END_TEST
 
@@ -51,7 +56,7 @@ static unsigned simulate(uint64_t ttl, uint64_t max_late_ms, uint64_t max_answer
     srand(seed);
     const uint64_t origin = 5000 + (uint64_t)(rand() % 1000);
     ms_renewal_t r;
-    ms_renewal_init(&r, ttl, MS_CLUSTER_TICK_MS, origin);
+    ms_renewal_init(&r, ttl, MS_CLUSTER_TICK_MS, 0, origin);
     sim_shard_t s[SHARDS];
     for (uint32_t n = 0; n < SHARDS; n++) {
         uint64_t sent = origin + (uint64_t)(rand() % 20); /* the claims of the first tick */
