@@ -553,11 +553,11 @@ static int deliver_signal(ms_gateway_t *gw, ms_session_t *t, const char *from_gw
     if (pjtype && t->peerjs && !t->binary && t->peer_id) {
         /* PeerJS to PeerJS: spliced as on one gateway (peerjs.c relay_local). */
         const char *pl = ds->payload_json.len ? (const char *)ds->payload_json.data : NULL;
-        size_t need = ms_pjframe_size(pjtype, ds->from_peer, t->peer_id, ds->payload_json.len);
-        if (ms_gw_out_reserve(gw, need) != 0)
+        size_t tl = strlen(pjtype), fl = strlen(ds->from_peer), dl = strlen(t->peer_id);
+        if (ms_gw_out_reserve(gw, ms_pjframe_size_n(tl, fl, dl, ds->payload_json.len)) != 0)
             goto slow;
-        size_t len =
-            ms_pjframe_write(gw->out, pjtype, ds->from_peer, t->peer_id, pl, ds->payload_json.len);
+        size_t len = ms_pjframe_write_n(gw->out, pjtype, tl, ds->from_peer, fl, t->peer_id, dl, pl,
+                                        ds->payload_json.len);
         count_in(gw, from_gw);
         ms_gw_record_latency(gw, ds->origin_us);
         ms_gw_queue_frame(gw, t, gw->out, len);

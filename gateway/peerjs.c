@@ -335,10 +335,12 @@ static void relay_local(ms_gateway_t *gw, ms_session_t *s, ms_session_t *t, cons
 {
     if (t->closing)
         return; /* as ms_gw_send: nothing more for it (and a PeerJS sender hears no ok) */
-    if (ms_gw_out_reserve(gw, ms_pjframe_size(f->type, s->peer_id, t->peer_id, f->payload_len)))
+    /* t holds peer f->dst (the peer index compared them) */
+    size_t src_len = strlen(s->peer_id);
+    if (ms_gw_out_reserve(gw, ms_pjframe_size_n(f->type_len, src_len, f->dst_len, f->payload_len)))
         return;
-    size_t len =
-        ms_pjframe_write(gw->out, f->type, s->peer_id, t->peer_id, f->payload, f->payload_len);
+    size_t len = ms_pjframe_write_n(gw->out, f->type, f->type_len, s->peer_id, src_len, f->dst,
+                                    f->dst_len, f->payload, f->payload_len);
     gw->n_signals_local++;
     ms_gw_record_latency(gw, gw->frame_received_us);
     ms_gw_queue_frame(gw, t, gw->out, len);

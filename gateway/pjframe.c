@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* PeerJS client frames read by a scan and server frames written by splicing, without jansson. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,13 +18,93 @@ static const struct {
     {"OFFER", 5, 1}, {"ANSWER", 6, 1}, {"CANDIDATE", 9, 1}, {"LEAVE", 5, 0}, {"EXPIRE", 6, 0},
 };
 
+/* The index in relayed[] of the type t[0..n), or -1. */
+static int relayed_find(const char *t, size_t n)
+{
+    int i;
+    switch (n) {
+    case 5:
+        i = t[0] == 'O' ? 0 : 3;
+        break;
+    case 6:
+        i = t[0] == 'A' ? 1 : 4;
+        break;
+    case 9:
+        i = 2;
+        break;
+    default:
+        return -1;
+    }
+    return memcmp(t, relayed[i].name, n) ? -1 : i;
+}
+
+static int is_heartbeat(const char *t, size_t n)
+{
+    return n == 9 && !memcmp(t, "HEARTBEAT", 9);
+}
+
 const char *ms_pjframe_type(const char *name)
 {
-    for (size_t i = 0; i < sizeof(relayed) / sizeof(relayed[0]); i++)
-        if (!strcmp(name, relayed[i].name))
-            return relayed[i].name;
-    return NULL;
+    int i = relayed_find(name, strlen(name));
+    return i < 0 ? NULL : relayed[i].name;
 }
+
+/* The alphabet the owner allows in peer ids (coordinator/member.c): any
+ * other dst names nobody, and the owner says so. A-Z a-z 0-9 . _ : @ - as
+ * a bit map of the 128 ASCII bytes. */
+static const uint64_t id_bits[2] = {0x07ff600000000000ull, 0x07fffffe87ffffffull};
+
+static inline int id_char(char c)
+{
+    unsigned char u = (unsigned char)c;
+    return u < 128 && (id_bits[u >> 6] >> (u & 63)) & 1;
+}
+
+static void clear(ms_pjframe_t *f)
+{
+    f->op = 0;
+    f->type = NULL;
+    f->expires = 0;
+    f->type_len = f->dst_len = 0;
+    f->dst[0] = '\0';
+    f->payload = NULL;
+    f->payload_len = 0;
+}
+
+/* dst[0..n) as the frame's target, when it is a peer id. */
+static int set_dst(ms_pjframe_t *f, const char *d, size_t n)
+{
+    if (!n || n > MS_PJFRAME_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!id_char(d[i]))
+            return 0;
+    memcpy(f->dst, d, n);
+    f->dst[n] = '\0';
+    f->dst_len = n;
+    return 1;
+}
+
+/* What the scan vouches for once the members are read: 1 or 0, as ms_pjframe_scan. */
+static int classify(ms_pjframe_t *f, const char *type, size_t type_len, int seen_dst)
+{
+    if (is_heartbeat(type, type_len)) {
+        f->op = MS_PJFRAME_HEARTBEAT;
+        return 1;
+    }
+    if (!seen_dst)
+        return 0; /* LEAVE without dst ends the peer: the full decoder's business */
+    int i = relayed_find(type, type_len);
+    if (i < 0)
+        return 0;
+    f->op = MS_PJFRAME_SIGNAL;
+    f->type = relayed[i].name;
+    f->type_len = relayed[i].len;
+    f->expires = relayed[i].expires;
+    return 1;
+}
+
+/* ---- the general scan: any member order, whitespace ---- */
 
 typedef struct {
     ms_pjframe_t *f;
@@ -35,14 +116,6 @@ typedef struct {
 static int key_is(const char *k, size_t kl, const char *name, size_t nl)
 {
     return kl == nl && !memcmp(k, name, nl);
-}
-
-/* The alphabet the owner allows in peer ids (coordinator/member.c): any
- * other dst names nobody, and the owner says so. */
-static int id_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '_' || c == ':' || c == '@' || c == '-';
 }
 
 static const char *member(void *ud, const char *k, size_t kl, const char *p, const char *end)
@@ -61,14 +134,8 @@ static const char *member(void *ud, const char *k, size_t kl, const char *p, con
     }
     if (key_is(k, kl, "dst", 3) && !sc->seen_dst) {
         sc->seen_dst = 1;
-        if (!(p = ms_json_scan_string(p, end, &v, &vl, &esc)) || esc || !vl ||
-            vl > MS_PJFRAME_ID_MAX)
+        if (!(p = ms_json_scan_string(p, end, &v, &vl, &esc)) || esc || !set_dst(sc->f, v, vl))
             return NULL;
-        for (size_t i = 0; i < vl; i++)
-            if (!id_char(v[i]))
-                return NULL;
-        memcpy(sc->f->dst, v, vl);
-        sc->f->dst[vl] = '\0';
         return p;
     }
     if (key_is(k, kl, "payload", 7) && !sc->seen_payload) {
@@ -83,29 +150,84 @@ static const char *member(void *ud, const char *k, size_t kl, const char *p, con
     return NULL; /* another key, or one a second time: the full decoder decides */
 }
 
-int ms_pjframe_scan(const char *data, size_t len, ms_pjframe_t *out)
+int ms_pjframe_scan_any(const char *data, size_t len, ms_pjframe_t *out)
 {
     const char *end = data + len;
     scan_t sc = {.f = out};
-    memset(out, 0, sizeof(*out));
+    clear(out);
     const char *p = ms_json_scan_object(ms_json_ws(data, end), end, member, &sc);
     if (!p || ms_json_ws(p, end) != end || !sc.seen_type)
         return 0;
-    if (key_is(sc.type, sc.type_len, "HEARTBEAT", 9)) {
-        out->op = MS_PJFRAME_HEARTBEAT;
-        return 1;
-    }
-    if (!sc.seen_dst)
-        return 0; /* LEAVE without dst ends the peer: the full decoder's business */
-    for (size_t i = 0; i < sizeof(relayed) / sizeof(relayed[0]); i++) {
-        if (key_is(sc.type, sc.type_len, relayed[i].name, relayed[i].len)) {
-            out->op = MS_PJFRAME_SIGNAL;
-            out->type = relayed[i].name;
-            out->expires = relayed[i].expires;
-            return 1;
+    return classify(out, sc.type, sc.type_len, sc.seen_dst);
+}
+
+/* ---- the walk for the client's own layout ---- */
+
+static int lit(const char *p, const char *end, const char *s, size_t n)
+{
+    return (size_t)(end - p) >= n && !memcmp(p, s, n);
+}
+
+/* {"type":"T" then ,"dst":"D" and ,"payload":V in either order, each at most
+ * once, then } and nothing after it: JSON.stringify of the PeerJS client's
+ * {type, payload, dst}, and the usual hand-written order. Vouches for a subset
+ * of what ms_pjframe_scan_any does, with the same result: 1 (out filled), or
+ * -1 for anything else (another layout, or invalid), which the general scan
+ * then decides. */
+static int scan_compact(const char *p, const char *end, ms_pjframe_t *out)
+{
+    if (!lit(p, end, "{\"type\":\"", 9))
+        return -1;
+    p += 9;
+    const char *type = p;
+    while (p < end && *p >= 'A' && *p <= 'Z')
+        p++;
+    if (p >= end || *p != '"')
+        return -1;
+    size_t type_len = (size_t)(p - type);
+    p++;
+    int seen_dst = 0, seen_payload = 0;
+    clear(out);
+    for (;;) {
+        if (p >= end)
+            return -1;
+        if (*p == '}')
+            break;
+        if (*p != ',')
+            return -1;
+        p++;
+        if (!seen_dst && lit(p, end, "\"dst\":\"", 7)) {
+            p += 7;
+            const char *d = p;
+            while (p < end && id_char(*p))
+                p++;
+            if (p >= end || *p != '"' || !set_dst(out, d, (size_t)(p - d)))
+                return -1;
+            p++;
+            seen_dst = 1;
+        } else if (!seen_payload && lit(p, end, "\"payload\":", 10)) {
+            p += 10;
+            const char *after = ms_json_scan(p, end);
+            if (!after)
+                return -1;
+            out->payload = p;
+            out->payload_len = (size_t)(after - p);
+            p = after;
+            seen_payload = 1;
+        } else {
+            return -1;
         }
     }
-    return 0;
+    if (p + 1 != end || !classify(out, type, type_len, seen_dst))
+        return -1;
+    return 1;
+}
+
+int ms_pjframe_scan(const char *data, size_t len, ms_pjframe_t *out)
+{
+    if (scan_compact(data, data + len, out) == 1)
+        return 1;
+    return ms_pjframe_scan_any(data, len, out);
 }
 
 static const char h_type[] = "{\"type\":\"", h_src[] = "\",\"src\":\"", h_dst[] = "\",\"dst\":\"",
@@ -123,16 +245,17 @@ static char *put(char *o, const char *s, size_t n)
     return o + n;
 }
 
-size_t ms_pjframe_write(char *out, const char *type, const char *src, const char *dst,
-                        const char *payload, size_t payload_len)
+size_t ms_pjframe_write_n(char *out, const char *type, size_t type_len, const char *src,
+                          size_t src_len, const char *dst, size_t dst_len, const char *payload,
+                          size_t payload_len)
 {
     char *o = out;
     o = put(o, h_type, sizeof(h_type) - 1);
-    o = put(o, type, strlen(type));
+    o = put(o, type, type_len);
     o = put(o, h_src, sizeof(h_src) - 1);
-    o = put(o, src, strlen(src));
+    o = put(o, src, src_len);
     o = put(o, h_dst, sizeof(h_dst) - 1);
-    o = put(o, dst, strlen(dst));
+    o = put(o, dst, dst_len);
     if (payload) {
         o = put(o, h_payload, sizeof(h_payload) - 1);
         o = put(o, payload, payload_len);
@@ -141,6 +264,13 @@ size_t ms_pjframe_write(char *out, const char *type, const char *src, const char
     }
     *o++ = '}';
     return (size_t)(o - out);
+}
+
+size_t ms_pjframe_write(char *out, const char *type, const char *src, const char *dst,
+                        const char *payload, size_t payload_len)
+{
+    return ms_pjframe_write_n(out, type, strlen(type), src, strlen(src), dst, strlen(dst), payload,
+                              payload_len);
 }
 
 /* 1 when s needs no JSON escaping (and is printable ASCII). */

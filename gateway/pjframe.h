@@ -35,20 +35,40 @@ typedef struct ms_pjframe {
     ms_pjframe_op_t op;
     const char *type; /* MS_PJFRAME_SIGNAL: a static string, "OFFER", ... */
     int expires;      /* an absent dst is answered with EXPIRE (not for LEAVE and EXPIRE) */
+    size_t type_len, dst_len;
     char dst[MS_PJFRAME_ID_MAX + 1];
     const char *payload; /* inside the frame; NULL: the frame has none */
     size_t payload_len;
 } ms_pjframe_t;
 
 /* 1 when data[0..len) is a frame the scan vouches for (out filled), 0 when
- * the full decoder must decide. */
+ * the full decoder must decide. Frames as the PeerJS client writes them
+ * (compact, type first, then dst and payload in either order) are read by a
+ * walk that expects exactly that; any other layout takes ms_pjframe_scan_any,
+ * which decides. */
 int ms_pjframe_scan(const char *data, size_t len, ms_pjframe_t *out);
+
+/* The general scan alone (any member order, whitespace): what ms_pjframe_scan
+ * falls back to, and the reference it must agree with (tests, fuzz_pjframe). */
+int ms_pjframe_scan_any(const char *data, size_t len, ms_pjframe_t *out);
 
 /* The relayed type named `name` (the static string), or NULL: not one PeerJS relays. */
 const char *ms_pjframe_type(const char *name);
 
 /* Bytes ms_pjframe_write needs for these parts. */
 size_t ms_pjframe_size(const char *type, const char *src, const char *dst, size_t payload_len);
+
+/* The same two with the lengths known (type_len, src_len, dst_len: strlen of
+ * each): the relay's path, which knows them from the scan. */
+static inline size_t ms_pjframe_size_n(size_t type_len, size_t src_len, size_t dst_len,
+                                       size_t payload_len)
+{
+    /* {"type":"","src":"","dst":"","payload":} is 40 bytes */
+    return 40 + type_len + src_len + dst_len + payload_len;
+}
+size_t ms_pjframe_write_n(char *out, const char *type, size_t type_len, const char *src,
+                          size_t src_len, const char *dst, size_t dst_len, const char *payload,
+                          size_t payload_len);
 
 /* Writes {"type":T,"src":S,"dst":D,"payload":P} (no payload member when
  * payload is NULL) into out, which holds ms_pjframe_size bytes; returns the

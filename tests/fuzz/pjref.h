@@ -136,6 +136,26 @@ static inline int pjref_equal(const json_t *a, const json_t *b)
     return json_equal((json_t *)a, (json_t *)b);
 }
 
+/* ms_pjframe_scan (the compact walk first) against ms_pjframe_scan_any alone:
+ * NULL when they say the same of buf. */
+static inline const char *pjref_check_walks(const char *buf, size_t len)
+{
+    ms_pjframe_t f, g;
+    int fast = ms_pjframe_scan(buf, len, &f), any = ms_pjframe_scan_any(buf, len, &g);
+    if (fast != any)
+        return "the compact walk and the general scan disagree on taking it";
+    if (!fast)
+        return NULL;
+    if (f.op != g.op || f.type != g.type || f.expires != g.expires || f.type_len != g.type_len ||
+        f.dst_len != g.dst_len || strcmp(f.dst, g.dst) || f.payload != g.payload ||
+        f.payload_len != g.payload_len)
+        return "the compact walk and the general scan read different parts";
+    if (f.op == MS_PJFRAME_SIGNAL &&
+        (f.type_len != strlen(f.type) || f.dst_len != strlen(f.dst) || f.dst_len == 0))
+        return "type_len or dst_len is not the length";
+    return NULL;
+}
+
 /* The fast path against the reference for one client frame: NULL when they
  * agree (or the scan left the frame to the full decoder), else what differs.
  * *op: what the scan vouched for (0: nothing). */
@@ -150,6 +170,8 @@ static inline const char *pjref_check(const char *buf, size_t len, int *op)
     int have_v = 0;
     ms_pjframe_value_t v;
     *op = 0;
+    if ((why = pjref_check_walks(buf, len)))
+        return why;
     if (!ms_pjframe_scan(buf, len, &f))
         return NULL;
     *op = (int)f.op;
@@ -174,6 +196,20 @@ static inline const char *pjref_check(const char *buf, size_t len, int *op)
     size_t n = ms_pjframe_write(out, f.type, from, to, f.payload, f.payload_len);
     if (n > cap) {
         why = "ms_pjframe_write wrote past ms_pjframe_size";
+        goto done;
+    }
+    /* The relay's writer, with the lengths the scan found: the same bytes, within its size. */
+    size_t fl = strlen(from), tl = strlen(to);
+    size_t cap_n = ms_pjframe_size_n(f.type_len, fl, tl, f.payload ? f.payload_len : 0);
+    char *out_n = malloc(cap_n);
+    if (!out_n)
+        goto done;
+    size_t n2 =
+        ms_pjframe_write_n(out_n, f.type, f.type_len, from, fl, to, tl, f.payload, f.payload_len);
+    int same = n2 == n && n2 <= cap_n && !memcmp(out, out_n, n);
+    free(out_n);
+    if (!same) {
+        why = "ms_pjframe_write_n differs from ms_pjframe_write or passes ms_pjframe_size_n";
         goto done;
     }
     fastj = json_loadb(out, n, JSON_REJECT_DUPLICATES, NULL);

@@ -130,6 +130,96 @@ START_TEST(leaves_the_rest_to_the_full_decoder)
 }
 END_TEST
 
+/* The compact walk (the client's layout) and the general scan read the same parts; the layouts
+ * the walk leaves to the general scan are read by it. */
+START_TEST(compact_walk_agrees_with_the_general_scan)
+{
+    static const char *const layouts[] = {
+        "{\"type\":\"OFFER\",\"dst\":\"b\",\"payload\":{\"a\":1}}",
+        "{\"type\":\"OFFER\",\"payload\":{\"a\":1},\"dst\":\"b\"}",
+        "{\"dst\":\"b\",\"type\":\"OFFER\",\"payload\":{\"a\":1}}",
+        "{\"payload\":{\"a\":1},\"type\":\"OFFER\",\"dst\":\"b\"}",
+        "{ \"type\":\"OFFER\",\"dst\":\"b\",\"payload\":{\"a\":1}}",
+        "{\"type\" :\"OFFER\",\"dst\":\"b\",\"payload\":{\"a\":1}}",
+        "{\"type\":\"OFFER\" ,\"dst\":\"b\",\"payload\":{\"a\":1}}",
+        "{\"type\":\"OFFER\",\"dst\": \"b\",\"payload\":{\"a\":1}}",
+        "{\"type\":\"OFFER\",\"dst\":\"b\",\"payload\": {\"a\":1}}",
+        "{\"type\":\"OFFER\",\"dst\":\"b\",\"payload\":{\"a\":1} }",
+        "{\"type\":\"OFFER\",\"dst\":\"b\",\"payload\":{\"a\":1}}\n",
+        "{\"type\":\"HEARTBEAT\"}",
+        "{\"type\":\"HEARTBEAT\"} ",
+        "{\"type\":\"HEARTBEAT\",\"dst\":\"b\"}",
+        "{\"type\":\"HEARTBEAT\",\"payload\":1}",
+        "{\"type\":\"LEAVE\",\"dst\":\"b\"}",
+        "{\"type\":\"EXPIRE\",\"dst\":\"b\",\"payload\":null}",
+        "{\"type\":\"ANSWER\",\"payload\":[],\"dst\":\"u@h:1.a_b-c\"}",
+        "{\"type\":\"CANDIDATE\",\"dst\":\"b\"}",
+    };
+    for (size_t i = 0; i < N(layouts); i++) {
+        ms_pjframe_t f;
+        ck_assert_msg(ms_pjframe_scan(layouts[i], strlen(layouts[i]), &f), "%s", layouts[i]);
+        const char *why = pjref_check_walks(layouts[i], strlen(layouts[i]));
+        ck_assert_msg(!why, "%s: %s", why, layouts[i]);
+    }
+    /* What neither takes (left_to_full above) in the compact layout too. */
+    static const char *const refused[] = {
+        "{\"type\":\"OFFER\",\"dst\":\"b\",\"dst\":\"c\"}",
+        "{\"type\":\"HEARTBEAT\",\"dst\":\"a b\"}", /* the general scan checks dst first */
+        "{\"type\":\"OFFER\",\"payload\":1,\"payload\":2,\"dst\":\"c\"}",
+        "{\"type\":\"OFFER\",\"dst\":\"b\",\"type\":\"OFFER\"}",
+        "{\"type\":\"OFFER\",\"dst\":\"b\",\"src\":\"x\"}",
+        "{\"type\":\"OFFER\",\"dst\":\"\"}",
+        "{\"type\":\"OFFER\",\"dst\":\"b c\"}",
+        "{\"type\":\"OFFER\",\"dst\":\"b\\u0041\"}",
+        "{\"type\":\"OFFERS\",\"dst\":\"b\"}",
+        "{\"type\":\"OPEN\",\"dst\":\"b\"}",
+        "{\"type\":\"LEAVE\"}",
+        "{\"type\":\"OFFER\",\"dst\":\"b\"}}",
+        "{\"type\":\"OFFER\",\"dst\":\"b\",}",
+        "{\"type\":\"OFFER\",\"dst\":\"b\",\"payload\":}",
+        "{\"type\":\"OFFER\",\"dst\":\"b\",\"payload\":{\"a\":1,\"a\":2}}",
+        "{\"type\":\"OFFER\",\"dst\":\"b\"",
+        "{\"type\":\"OFFER\"",
+        "{\"type\":\"",
+    };
+    for (size_t i = 0; i < N(refused); i++) {
+        ms_pjframe_t f;
+        ck_assert_msg(!ms_pjframe_scan(refused[i], strlen(refused[i]), &f), "vouched for: %s",
+                      refused[i]);
+        ck_assert_msg(!pjref_check_walks(refused[i], strlen(refused[i])), "%s", refused[i]);
+    }
+    /* Every prefix of a compact frame: the walk must not read past the end. */
+    const char *s = layouts[1];
+    for (size_t n = 0; n <= strlen(s); n++) {
+        char *cut = malloc(n ? n : 1);
+        memcpy(cut, s, n);
+        ck_assert_msg(!pjref_check_walks(cut, n), "prefix %zu", n);
+        free(cut);
+    }
+    /* An id of 128 characters, not 129, in the compact layout. */
+    char buf[300], id[200];
+    memset(id, 'a', sizeof(id));
+    ms_pjframe_t f;
+    snprintf(buf, sizeof(buf), "{\"type\":\"OFFER\",\"dst\":\"%.*s\"}", MS_PJFRAME_ID_MAX, id);
+    ck_assert(ms_pjframe_scan(buf, strlen(buf), &f));
+    ck_assert_uint_eq(f.dst_len, MS_PJFRAME_ID_MAX);
+    snprintf(buf, sizeof(buf), "{\"type\":\"OFFER\",\"dst\":\"%.*s\"}", MS_PJFRAME_ID_MAX + 1, id);
+    ck_assert(!ms_pjframe_scan(buf, strlen(buf), &f));
+}
+END_TEST
+
+START_TEST(names_the_relayed_types)
+{
+    static const char *const yes[] = {"OFFER", "ANSWER", "CANDIDATE", "LEAVE", "EXPIRE"};
+    for (size_t i = 0; i < N(yes); i++)
+        ck_assert_str_eq(ms_pjframe_type(yes[i]), yes[i]);
+    static const char *const no[] = {"",       "HEARTBEAT", "OPEN",    "offer",      "OFFEr",
+                                     "LEAVES", "ANSWEr",    "EXPIRE ", "CANDIDATES", "OFFER\t"};
+    for (size_t i = 0; i < N(no); i++)
+        ck_assert_ptr_null(ms_pjframe_type(no[i]));
+}
+END_TEST
+
 START_TEST(writes_peerjs_frames)
 {
     char out[256];
@@ -142,6 +232,16 @@ START_TEST(writes_peerjs_frames)
                      "{\"type\":\"OFFER\",\"src\":\"a\",\"dst\":\"b\",\"payload\":{\"sdp\":1}}");
     n = ms_pjframe_write(out, "LEAVE", "a", "b", NULL, 0);
     ck_assert_str_eq((out[n] = '\0', out), "{\"type\":\"LEAVE\",\"src\":\"a\",\"dst\":\"b\"}");
+    /* With the lengths known: the same bytes, and exactly the size with a payload. */
+    memset(out, 'x', sizeof(out));
+    n = ms_pjframe_write_n(out, "CANDIDATE", 9, "peer-a", 6, "b", 1, pl, strlen(pl));
+    ck_assert_uint_eq(n, ms_pjframe_size_n(9, 6, 1, strlen(pl)));
+    ck_assert_str_eq(
+        (out[n] = '\0', out),
+        "{\"type\":\"CANDIDATE\",\"src\":\"peer-a\",\"dst\":\"b\",\"payload\":{\"sdp\":1}}");
+    n = ms_pjframe_write_n(out, "EXPIRE", 6, "a", 1, "bb", 2, NULL, 0);
+    ck_assert_uint_le(n, ms_pjframe_size_n(6, 1, 2, 0));
+    ck_assert_str_eq((out[n] = '\0', out), "{\"type\":\"EXPIRE\",\"src\":\"a\",\"dst\":\"bb\"}");
 }
 END_TEST
 
@@ -234,6 +334,8 @@ int main(void)
     tcase_add_test(tc, takes_client_frames);
     tcase_add_test(tc, reads_the_parts);
     tcase_add_test(tc, leaves_the_rest_to_the_full_decoder);
+    tcase_add_test(tc, compact_walk_agrees_with_the_general_scan);
+    tcase_add_test(tc, names_the_relayed_types);
     tcase_add_test(tc, writes_peerjs_frames);
     tcase_add_test(tc, writes_from_values_or_leaves_them);
     tcase_add_test(tc, mutations_agree_with_the_full_path);
