@@ -549,11 +549,12 @@ static int deliver_signal(ms_gateway_t *gw, ms_session_t *t, const char *from_gw
 {
     if (t->closing)
         return 0; /* as ms_gw_send: nothing more for a closing session */
-    const char *pjtype = *ds->peerjs_type ? ms_pjframe_type(ds->peerjs_type) : NULL;
+    size_t tl = 0;
+    const char *pjtype = *ds->peerjs_type ? ms_pjframe_type_n(ds->peerjs_type, &tl) : NULL;
     if (pjtype && t->peerjs && !t->binary && t->peer_id) {
         /* PeerJS to PeerJS: spliced as on one gateway (peerjs.c relay_local). */
         const char *pl = ds->payload_json.len ? (const char *)ds->payload_json.data : NULL;
-        size_t tl = strlen(pjtype), fl = strlen(ds->from_peer), dl = strlen(t->peer_id);
+        size_t fl = strlen(ds->from_peer), dl = strlen(t->peer_id);
         if (ms_gw_out_reserve(gw, ms_pjframe_size_n(tl, fl, dl, ds->payload_json.len)) != 0)
             goto slow;
         size_t len = ms_pjframe_write_n(gw->out, pjtype, tl, ds->from_peer, fl, t->peer_id, dl, pl,

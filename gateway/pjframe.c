@@ -18,24 +18,20 @@ static const struct {
     {"OFFER", 5, 1}, {"ANSWER", 6, 1}, {"CANDIDATE", 9, 1}, {"LEAVE", 5, 0}, {"EXPIRE", 6, 0},
 };
 
-/* The index in relayed[] of the type t[0..n), or -1. */
+/* The index in relayed[] of the type t[0..n), or -1. Compared with constant
+ * lengths, which the compiler does inline. */
 static int relayed_find(const char *t, size_t n)
 {
-    int i;
     switch (n) {
     case 5:
-        i = t[0] == 'O' ? 0 : 3;
-        break;
+        return !memcmp(t, "OFFER", 5) ? 0 : !memcmp(t, "LEAVE", 5) ? 3 : -1;
     case 6:
-        i = t[0] == 'A' ? 1 : 4;
-        break;
+        return !memcmp(t, "ANSWER", 6) ? 1 : !memcmp(t, "EXPIRE", 6) ? 4 : -1;
     case 9:
-        i = 2;
-        break;
+        return !memcmp(t, "CANDIDATE", 9) ? 2 : -1;
     default:
         return -1;
     }
-    return memcmp(t, relayed[i].name, n) ? -1 : i;
 }
 
 static int is_heartbeat(const char *t, size_t n)
@@ -43,10 +39,19 @@ static int is_heartbeat(const char *t, size_t n)
     return n == 9 && !memcmp(t, "HEARTBEAT", 9);
 }
 
-const char *ms_pjframe_type(const char *name)
+const char *ms_pjframe_type_n(const char *name, size_t *len)
 {
     int i = relayed_find(name, strlen(name));
-    return i < 0 ? NULL : relayed[i].name;
+    if (i < 0)
+        return NULL;
+    if (len)
+        *len = relayed[i].len;
+    return relayed[i].name;
+}
+
+const char *ms_pjframe_type(const char *name)
+{
+    return ms_pjframe_type_n(name, NULL);
 }
 
 /* The alphabet the owner allows in peer ids (coordinator/member.c): any
@@ -71,18 +76,24 @@ static void clear(ms_pjframe_t *f)
     f->payload_len = 0;
 }
 
-/* dst[0..n) as the frame's target, when it is a peer id. */
-static int set_dst(ms_pjframe_t *f, const char *d, size_t n)
+/* d[0..n), a peer id's characters, as the frame's target. */
+static int put_dst(ms_pjframe_t *f, const char *d, size_t n)
 {
     if (!n || n > MS_PJFRAME_ID_MAX)
         return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!id_char(d[i]))
-            return 0;
     memcpy(f->dst, d, n);
     f->dst[n] = '\0';
     f->dst_len = n;
     return 1;
+}
+
+/* d[0..n) as the frame's target, when it is a peer id. */
+static int set_dst(ms_pjframe_t *f, const char *d, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!id_char(d[i]))
+            return 0;
+    return put_dst(f, d, n);
 }
 
 /* What the scan vouches for once the members are read: 1 or 0, as ms_pjframe_scan. */
@@ -201,7 +212,7 @@ static int scan_compact(const char *p, const char *end, ms_pjframe_t *out)
             const char *d = p;
             while (p < end && id_char(*p))
                 p++;
-            if (p >= end || *p != '"' || !set_dst(out, d, (size_t)(p - d)))
+            if (p >= end || *p != '"' || !put_dst(out, d, (size_t)(p - d)))
                 return -1;
             p++;
             seen_dst = 1;

@@ -54,6 +54,8 @@ int ms_pjframe_scan_any(const char *data, size_t len, ms_pjframe_t *out);
 
 /* The relayed type named `name` (the static string), or NULL: not one PeerJS relays. */
 const char *ms_pjframe_type(const char *name);
+/* The same, and its length in *len (when len is not NULL). */
+const char *ms_pjframe_type_n(const char *name, size_t *len);
 
 /* Bytes ms_pjframe_write needs for these parts. */
 size_t ms_pjframe_size(const char *type, const char *src, const char *dst, size_t payload_len);

@@ -211,8 +211,12 @@ END_TEST
 START_TEST(names_the_relayed_types)
 {
     static const char *const yes[] = {"OFFER", "ANSWER", "CANDIDATE", "LEAVE", "EXPIRE"};
-    for (size_t i = 0; i < N(yes); i++)
+    for (size_t i = 0; i < N(yes); i++) {
         ck_assert_str_eq(ms_pjframe_type(yes[i]), yes[i]);
+        size_t len = 0;
+        ck_assert_str_eq(ms_pjframe_type_n(yes[i], &len), yes[i]);
+        ck_assert_uint_eq(len, strlen(yes[i]));
+    }
     static const char *const no[] = {"",       "HEARTBEAT", "OPEN",    "offer",      "OFFEr",
                                      "LEAVES", "ANSWEr",    "EXPIRE ", "CANDIDATES", "OFFER\t"};
     for (size_t i = 0; i < N(no); i++)
