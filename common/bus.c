@@ -177,6 +177,41 @@ void ms_bus_global_init(void)
     natsLibevent_Init();
 }
 
+/* Connects with b->opts (cnats's retry on), first once without the retry, for the reason a
+ * refusal gives (in why, "" when connected at once). With the retry on, a failed attempt starts
+ * cnats's reconnect thread before Connect returns, and that thread clears the connection's
+ * last error (and may set its own, "No server available") before this thread can read it, so
+ * a refused login could read as a server not reachable (test_nats_auth
+ * gateway_says_its_credentials_were_refused: 4 of 53 runs with two busy loops on the two
+ * cores). Without the retry the reason is this thread's own (cnats keeps it per thread, as
+ * jsworker.c reads it); then the same connect with the retry, as before, but for a renewal
+ * whose login was refused (renewal set): that one ends there (*nc NULL), as the connection with
+ * the retry would have been refused and closed in turn, and renew() starts the next one, paced.
+ * Used by the first connect and by renewals (connect_thread): only the calling thread touches
+ * b->opts then. */
+static natsStatus connect_for_reason(ms_bus_t *b, natsConnection **nc, char *why, size_t cap,
+                                     int renewal)
+{
+    why[0] = '\0';
+    natsOptions_SetRetryOnFailedConnect(b->opts, false, NULL, NULL);
+    natsStatus s = natsConnection_Connect(nc, b->opts);
+    natsOptions_SetRetryOnFailedConnect(b->opts, true, on_connected, b);
+    if (s == NATS_OK)
+        return s;
+    natsStatus ls = NATS_OK;
+    const char *text = nats_GetLastError(&ls);
+    const char *at = text && text[0] == '(' ? strstr(text, "): ") : NULL;
+    if (at)
+        text = at + 3; /* past cnats' "(conn.c:1905): " */
+    snprintf(why, cap, "%s", text && *text ? text : natsStatus_GetText(s));
+    if (s == NATS_CONNECTION_AUTH_FAILED && !strcasestr(why, "auth"))
+        snprintf(why, cap, "%s", natsStatus_GetText(s));
+    *nc = NULL;
+    if (renewal && strcasestr(why, "auth"))
+        return s;
+    return natsConnection_Connect(nc, b->opts);
+}
+
 /* Renewed connections. cnats, driven by an event loop, keeps its protocol parser from one
  * connection to the next (its reader thread, which would reset it, does not exist then: nats.c
  * issue #1007). A connection lost while a message was half read (a stale one, found by the
@@ -203,12 +238,11 @@ static void *connect_thread(void *arg)
                   NULL);
     }
     natsConnection *nc = NULL;
-    natsStatus s = natsConnection_Connect(&nc, b->opts);
-    /* Why now: cnats goes on trying, and a later failure says only that no server was left. */
-    const char *why = NULL;
-    if (nc && s != NATS_OK)
-        natsConnection_GetLastError(nc, &why);
-    snprintf(b->next_why, sizeof(b->next_why), "%s", why ? why : natsStatus_GetText(s));
+    /* Why now, from this thread's own attempt: cnats goes on trying, and its reconnect thread
+     * replaces the connection's last error (a later failure says only that no server was left). */
+    char why[sizeof(b->next_why)];
+    natsStatus s = connect_for_reason(b, &nc, why, sizeof(why), 1);
+    snprintf(b->next_why, sizeof(b->next_why), "%s", *why ? why : natsStatus_GetText(s));
     b->next_nc = nc;
     b->next_status = s;
     atomic_store(&b->next_done, 1);
@@ -261,8 +295,11 @@ static void renew(void *ud)
         pthread_join(b->conn_thread, NULL);
         b->conn_running = 0;
         if (!b->next_nc) {
-            ms_warn("NATS: a new connection could not be made (%s); trying again",
-                    natsStatus_GetText(b->next_status));
+            if (strcasestr(b->next_why, "auth"))
+                say_refused(b, b->next_why); /* once until connected */
+            else
+                ms_warn("NATS: a new connection could not be made (%s); trying again",
+                        natsStatus_GetText(b->next_status));
             atomic_store(&b->want_renew, 1);
         } else {
             bury(b); /* the old connection's messages */
@@ -372,29 +409,8 @@ ms_err_t ms_bus_connect(const ms_bus_opts_t *o, ms_bus_t **out)
             goto fail;
         err = MS_ERR_BUS;
     }
-    /* One attempt without cnats's retry first, for its reason: with the retry on, a failed
-     * first attempt starts cnats's reconnect thread before Connect returns, and that thread
-     * clears the connection's last error (and may set its own, "No server available") before
-     * this thread can read it, so a refused login could read as a server not reachable
-     * (test_nats_auth gateway_says_its_credentials_were_refused: 4 of 53 runs with two busy
-     * loops on the two cores). Without the retry the reason is this thread's own (as in
-     * jsworker.c); then the same connect with the retry, as before. */
-    natsOptions_SetRetryOnFailedConnect(b->opts, false, NULL, NULL);
-    natsStatus s = natsConnection_Connect(&b->nc, b->opts);
-    /* Renewals (connect_thread) connect with these options too: the retry on again. */
-    natsOptions_SetRetryOnFailedConnect(b->opts, true, on_connected, b);
     char first_why[128] = "";
-    if (s != NATS_OK) {
-        natsStatus ls = NATS_OK;
-        const char *text = nats_GetLastError(&ls);
-        const char *at = text && text[0] == '(' ? strstr(text, "): ") : NULL;
-        if (at)
-            text = at + 3; /* past cnats' "(conn.c:1905): " */
-        snprintf(first_why, sizeof(first_why), "%s", text && *text ? text : natsStatus_GetText(s));
-        if (s == NATS_CONNECTION_AUTH_FAILED && !strcasestr(first_why, "auth"))
-            snprintf(first_why, sizeof(first_why), "%s", natsStatus_GetText(s));
-        s = natsConnection_Connect(&b->nc, b->opts);
-    }
+    natsStatus s = connect_for_reason(b, &b->nc, first_why, sizeof(first_why), 0);
     char shown[512];
     ms_nats_urls_redact(o->urls ? o->urls : NATS_DEFAULT_URL, shown, sizeof(shown));
     if (s == NATS_OK) {
