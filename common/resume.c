@@ -8,8 +8,10 @@
  */
 #include "resume.h"
 
+#include <stdlib.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -92,16 +94,63 @@ static long b64url_decode(const char *in, size_t len, unsigned char *out)
     return (long)o;
 }
 
-static bool mac(const unsigned char *key, size_t key_len, const char *payload_b64, size_t len,
+struct ms_resume_signer {
+    EVP_MAC_CTX *ctx; /* keyed once; NULL: a one-shot HMAC() with key */
+    const unsigned char *key;
+    size_t key_len;
+};
+
+ms_err_t ms_resume_signer_new(const unsigned char *key, size_t key_len, ms_resume_signer_t **out)
+{
+    ms_err_t err = MS_ERR_NOMEM;
+    EVP_MAC *hmac = NULL;
+    ms_resume_signer_t *k = NULL;
+    if (!key || key_len < MS_RESUME_KEY_MIN || !out)
+        return MS_ERR_INVAL;
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+        OSSL_PARAM_construct_end(),
+    };
+    if (!(k = calloc(1, sizeof(*k))) || !(hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)) ||
+        !(k->ctx = EVP_MAC_CTX_new(hmac)) || !EVP_MAC_init(k->ctx, key, key_len, params))
+        goto fail;
+    EVP_MAC_free(hmac); /* the context holds its own reference */
+    *out = k;
+    return MS_OK;
+fail:
+    EVP_MAC_free(hmac);
+    ms_resume_signer_free(k);
+    return err;
+}
+
+void ms_resume_signer_free(ms_resume_signer_t *k)
+{
+    if (!k)
+        return;
+    EVP_MAC_CTX_free(k->ctx); /* cleanses the key's pads */
+    free(k);
+}
+
+static bool mac(ms_resume_signer_t *k, const char *payload_b64, size_t len,
                 unsigned char out[MAC_LEN])
 {
-    unsigned char msg[sizeof domain - 1 + PAYLOAD_B64_MAX];
-    unsigned int out_len = 0;
     if (len > PAYLOAD_B64_MAX)
         return false;
+    if (k->ctx) {
+        /* No key: back to the keyed state set at creation (the pads' digests kept). */
+        size_t out_len = 0;
+        return EVP_MAC_init(k->ctx, NULL, 0, NULL) &&
+               EVP_MAC_update(k->ctx, (const unsigned char *)domain, sizeof domain - 1) &&
+               EVP_MAC_update(k->ctx, (const unsigned char *)payload_b64, len) &&
+               EVP_MAC_final(k->ctx, out, &out_len, MAC_LEN) && out_len == MAC_LEN;
+    }
+    unsigned char msg[sizeof domain - 1 + PAYLOAD_B64_MAX];
+    unsigned int out_len = 0;
     memcpy(msg, domain, sizeof domain - 1);
     memcpy(msg + sizeof domain - 1, payload_b64, len);
-    return HMAC(EVP_sha256(), key, (int)key_len, msg, sizeof domain - 1 + len, out, &out_len) &&
+    return HMAC(EVP_sha256(), k->key, (int)k->key_len, msg, sizeof domain - 1 + len, out,
+                &out_len) &&
            out_len == MAC_LEN;
 }
 
@@ -130,12 +179,22 @@ ms_err_t ms_resume_issue_ex(const unsigned char *key, size_t key_len, const char
                             const char *ns, uint64_t epoch, uint8_t grants, int64_t now,
                             int64_t ttl_s, char *out, size_t out_size)
 {
+    if (!key || key_len < MS_RESUME_KEY_MIN)
+        return MS_ERR_INVAL;
+    ms_resume_signer_t k = {.key = key, .key_len = key_len};
+    return ms_resume_issue_with(&k, peer_id, ns, epoch, grants, now, ttl_s, out, out_size);
+}
+
+ms_err_t ms_resume_issue_with(ms_resume_signer_t *k, const char *peer_id, const char *ns,
+                              uint64_t epoch, uint8_t grants, int64_t now, int64_t ttl_s, char *out,
+                              size_t out_size)
+{
     unsigned char payload[PAYLOAD_MAX], tag[MAC_LEN];
     char payload_b64[PAYLOAD_B64_MAX + 1], tag_b64[MAC_B64_LEN + 1];
     size_t n = 0, sub_len, ns_len, b64_len;
 
-    if (!key || key_len < MS_RESUME_KEY_MIN || !ms_auth_peer_id_valid(peer_id) || !ns || !out ||
-        ttl_s <= 0 || now > INT64_MAX - ttl_s)
+    if (!k || !ms_auth_peer_id_valid(peer_id) || !ns || !out || ttl_s <= 0 ||
+        now > INT64_MAX - ttl_s)
         return MS_ERR_INVAL;
     sub_len = strlen(peer_id);
     ns_len = strlen(ns);
@@ -157,7 +216,7 @@ ms_err_t ms_resume_issue_ex(const unsigned char *key, size_t key_len, const char
     n += ns_len;
 
     b64_len = b64url_encode(payload, n, payload_b64);
-    if (!mac(key, key_len, payload_b64, b64_len, tag))
+    if (!mac(k, payload_b64, b64_len, tag))
         return MS_ERR_NOMEM;
     b64url_encode(tag, MAC_LEN, tag_b64);
     if (b64_len + 1 + MAC_B64_LEN + 1 > out_size)
@@ -171,6 +230,18 @@ ms_err_t ms_resume_issue_ex(const unsigned char *key, size_t key_len, const char
 ms_err_t ms_resume_verify(const unsigned char *key, size_t key_len, const char *token, int64_t now,
                           ms_resume_claims_t *claims, const char **why)
 {
+    if (!key || key_len < MS_RESUME_KEY_MIN) {
+        if (why)
+            *why = "invalid argument";
+        return MS_ERR_INVAL;
+    }
+    ms_resume_signer_t k = {.key = key, .key_len = key_len};
+    return ms_resume_verify_with(&k, token, now, claims, why);
+}
+
+ms_err_t ms_resume_verify_with(ms_resume_signer_t *k, const char *token, int64_t now,
+                               ms_resume_claims_t *claims, const char **why)
+{
     ms_err_t err = MS_ERR_AUTH;
     const char *reason = "malformed";
     unsigned char payload[PAYLOAD_MAX + 3], want[MAC_LEN], got[MAC_LEN + 3];
@@ -180,7 +251,7 @@ ms_err_t ms_resume_verify(const unsigned char *key, size_t key_len, const char *
     int64_t exp;
     ms_resume_claims_t c;
 
-    if (!key || key_len < MS_RESUME_KEY_MIN || !token || !claims) {
+    if (!k || !token || !claims) {
         err = MS_ERR_INVAL;
         reason = "invalid argument";
         goto fail;
@@ -194,7 +265,7 @@ ms_err_t ms_resume_verify(const unsigned char *key, size_t key_len, const char *
         goto fail;
     if (b64url_decode(dot + 1, MAC_B64_LEN, got) != MAC_LEN)
         goto fail;
-    if (!mac(key, key_len, token, b64_len, want)) {
+    if (!mac(k, token, b64_len, want)) {
         err = MS_ERR_NOMEM;
         reason = "hmac failed";
         goto fail;

@@ -100,13 +100,13 @@ void ms_gw_hello_claim(ms_gateway_t *gw, ms_session_t *s, const char *cid,
     /* What the hello may ask for: everything in insecure dev mode, else what
      * the token's claims grant. */
     int may_policy = !gw->auth, may_source = !gw->auth;
-    if (*hello->resume_token && gw->resume_on) {
+    if (*hello->resume_token && gw->resume) {
         /* A resume token stands in for the hello token: it proves the holder
          * was this peer in this namespace a moment ago. */
         ms_resume_claims_t rc;
         const char *why = NULL;
-        if (ms_resume_verify(gw->resume_key, sizeof(gw->resume_key), hello->resume_token,
-                             ms_clock_wall_s(), &rc, &why) != MS_OK ||
+        if (ms_resume_verify_with(gw->resume, hello->resume_token, ms_clock_wall_s(), &rc, &why) !=
+                MS_OK ||
             strcmp(rc.ns, hello->namespace_)) {
             ms_info("session %llu: resume token rejected (%s)", (unsigned long long)s->id,
                     why ? why : "other namespace");
@@ -243,10 +243,14 @@ ms_err_t ms_gw_hello_init(ms_gateway_t *gw)
                        : cfg->insecure_dev                       ? "meshsig-insecure-dev"
                                                                  : NULL;
     if (rsrc) {
+        unsigned char key[32];
         unsigned int klen = 0;
         HMAC(EVP_sha256(), "meshsig-resume-key-v1", 21, (const unsigned char *)rsrc, strlen(rsrc),
-             gw->resume_key, &klen);
-        gw->resume_on = klen == sizeof(gw->resume_key);
+             key, &klen);
+        /* Keyed once: each token then costs no key setup (resume.h). */
+        if (klen != sizeof(key) || ms_resume_signer_new(key, sizeof(key), &gw->resume) != MS_OK)
+            ms_warn("the resume key could not be set up: clients cannot resume");
+        OPENSSL_cleanse(key, sizeof(key));
     } else {
         ms_warn("no --resume-secret (and no --jwt-secret to derive it from): clients cannot "
                 "resume after a gateway failure");
@@ -258,5 +262,6 @@ void ms_gw_hello_cleanup(ms_gateway_t *gw)
 {
     ms_auth_destroy(gw->auth);
     gw->auth = NULL;
-    OPENSSL_cleanse(gw->resume_key, sizeof(gw->resume_key));
+    ms_resume_signer_free(gw->resume);
+    gw->resume = NULL;
 }

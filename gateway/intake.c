@@ -107,10 +107,10 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d,
             ms_gw_ice_buf_t ice;
             ms_gw_ice_welcome(gw, s, &w, &ice);
             char token[MS_RESUME_TOKEN_MAX] = "";
-            if (gw->resume_on && s->peer_id &&
-                ms_resume_issue_ex(gw->resume_key, sizeof(gw->resume_key), s->peer_id, s->ns,
-                                   gw->started_ms, s->grants, ms_clock_wall_s(),
-                                   gw->cfg->resume_ttl_s, token, sizeof(token)) == MS_OK)
+            if (gw->resume && s->peer_id &&
+                ms_resume_issue_with(gw->resume, s->peer_id, s->ns, gw->started_ms, s->grants,
+                                     ms_clock_wall_s(), gw->cfg->resume_ttl_s, token,
+                                     sizeof(token)) == MS_OK)
                 w.resume_token = token;
             Meshsig__V1__ServerMessage copy = *m;
             copy.welcome = &w;

@@ -98,8 +98,7 @@ struct ms_gateway {
 
     /* hello.c */
     ms_auth_t *auth;
-    unsigned char resume_key[32]; /* HMAC-SHA256 key; all zero: resume disabled */
-    int resume_on;
+    struct ms_resume_signer *resume; /* resume tokens' HMAC, keyed once; NULL: resume off */
 
     /* ws.c: the sessions and the write path */
     ms_pidx_t sessions; /* every WebSocket session, by id (ms_gw_session_find) */
