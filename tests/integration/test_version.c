@@ -504,15 +504,20 @@ END_TEST
 
 /* A fake owner on its own subject prefix ("vt": the real coordinator never hears of it): it
  * welcomes every join, stamping its batch with the bus version of the namespace's shard, and
- * answers nothing else, counting each copy of a client request it gets. */
+ * answers nothing else, counting each copy of a client request it gets. The third shard's
+ * owner says 1.0 in its welcome; then a 1.1 owner takes the shard over, which the gateway hears
+ * of only through its ResyncRequest (to every gateway, at FAKE_EPOCH + 1). */
 #define FAKE_PREFIX "vt"
 #define FAKE_GW "gw-copies"
 #define FAKE_EPOCH 5
 static struct {
     pthread_mutex_t lock;
-    uint32_t shard_old, shard_new; /* the shards whose owner says 1.0, and 1.1 */
-    int got_old, got_new;          /* copies of request "e1" per shard */
-    uint32_t attempts_new;         /* attempt numbers seen from the 1.1 shard, as bits */
+    uint32_t shard_old, shard_new;  /* the shards whose owner says 1.0, and 1.1 */
+    uint32_t shard_took;            /* 1.0 at the welcome, then taken over by a 1.1 owner */
+    int got_old, got_new, got_took; /* copies of request "e1" per shard */
+    uint32_t attempts_new;          /* attempt numbers seen from the 1.1 shard, as bits */
+    uint32_t attempts_took;         /* and from the shard taken over */
+    uint64_t epoch_took_min;        /* the lowest epoch its copies carried */
 } fake = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void fake_owner(natsConnection *conn, natsSubscription *sub, natsMsg *msg, void *closure)
@@ -541,7 +546,7 @@ static void fake_owner(natsConnection *conn, natsSubscription *sub, natsMsg *msg
         b.coordinator_id = "coord-fake";
         b.n_deliveries = 1;
         b.deliveries = ds;
-        b.bus_version = shard == fake.shard_old ? BUS_1_0 : MS_BUS_COPIES_ONCE;
+        b.bus_version = shard == fake.shard_new ? MS_BUS_COPIES_ONCE : BUS_1_0;
         uint8_t buf[512];
         size_t len = meshsig__bus__gateway_batch__pack(&b, buf);
         natsConnection_Publish(conn, reply, buf, (int)len);
@@ -553,12 +558,52 @@ static void fake_owner(natsConnection *conn, natsSubscription *sub, natsMsg *msg
         else if (shard == fake.shard_new) {
             fake.got_new++;
             fake.attempts_new |= 1u << (rq->attempt & 31);
+        } else if (shard == fake.shard_took) {
+            fake.got_took++;
+            fake.attempts_took |= 1u << (rq->attempt & 31);
+            if (!fake.epoch_took_min || rq->epoch < fake.epoch_took_min)
+                fake.epoch_took_min = rq->epoch;
         }
         pthread_mutex_unlock(&fake.lock);
     }
     if (rq)
         meshsig__bus__shard_request__free_unpacked(rq, NULL);
     natsMsg_Destroy(msg);
+}
+
+/* A new owner of bus 1.1 takes shard over at epoch: its ResyncRequest to every gateway, as
+ * coordinator/resync.c sends it. Returns once the gateway's last report part arrived (by then
+ * the gateway has taken the request in). */
+static void take_over(uint32_t shard, uint64_t epoch)
+{
+    natsSubscription *reports = NULL;
+    ck_assert_int_eq(
+        natsConnection_SubscribeSync(&reports, nc, FAKE_PREFIX ".coord.resync.coord-new"), NATS_OK);
+    Meshsig__Bus__ResyncRequest rq = MESHSIG__BUS__RESYNC_REQUEST__INIT;
+    rq.shard = shard;
+    rq.epoch = epoch;
+    rq.coordinator_id = "coord-new";
+    rq.reply_to = FAKE_PREFIX ".coord.resync.coord-new";
+    rq.shards = 64;
+    rq.gateway_id = "";
+    rq.bus_version = MS_BUS_COPIES_ONCE;
+    uint8_t buf[256];
+    size_t len = meshsig__bus__resync_request__pack(&rq, buf);
+    ck_assert_int_eq(natsConnection_Publish(nc, FAKE_PREFIX ".gw.resync", buf, (int)len), NATS_OK);
+    int last = 0;
+    for (long long end = now_ms() + 10000; !last && now_ms() < end;) {
+        natsMsg *m = NULL;
+        if (natsSubscription_NextMsg(&m, reports, 1000) != NATS_OK)
+            continue;
+        Meshsig__Bus__ResyncReport *rr = meshsig__bus__resync_report__unpack(
+            NULL, (size_t)natsMsg_GetDataLength(m), (const uint8_t *)natsMsg_GetData(m));
+        last = rr && !strcmp(rr->gateway_id, FAKE_GW) && rr->epoch == epoch && rr->last;
+        if (rr)
+            meshsig__bus__resync_report__free_unpacked(rr, NULL);
+        natsMsg_Destroy(m);
+    }
+    natsSubscription_Destroy(reports);
+    ck_assert_msg(last, "the gateway did not answer the takeover's ResyncRequest");
 }
 
 /* Waits (bounded) for the error answering request id on c; returns its message text. */
@@ -589,11 +634,18 @@ START_TEST(copies_only_to_owner_of_bus_1_1)
      * its gateways), the other 1.1. Each gets an emit it never answers: the 1.1 owner gets
      * the request and its four copies (0.5, 1.5, 3.5, 7.5 s), the 1.0 owner only the request,
      * which it would otherwise have applied five times; each client gets UNAVAILABLE saying
-     * the request may have been applied, at the same time. */
-    const char *ns_old = "copies-old", *ns_new = "copies-new";
+     * the request may have been applied, at the same time. A third shard's owner says 1.0 in
+     * its welcome, and a 1.1 owner takes that shard over before the request: the gateway
+     * learns the new owner's version from the takeover's ResyncRequest alone, so the request
+     * gets its copies at once, at the new epoch (and none with the version not taken from
+     * there: the gateway would not have heard from the new owner). */
+    const char *ns_old = "copies-old", *ns_new = "copies-new", *ns_took = "copies-took";
     fake.shard_old = shard_of(ns_old);
     fake.shard_new = shard_of(ns_new);
+    fake.shard_took = shard_of(ns_took);
     ck_assert_uint_ne(fake.shard_old, fake.shard_new);
+    ck_assert_uint_ne(fake.shard_took, fake.shard_new);
+    ck_assert_uint_ne(fake.shard_took, fake.shard_old);
     natsSubscription *sub = NULL;
     ck_assert_int_eq(natsConnection_Subscribe(&sub, nc, FAKE_PREFIX ".shard.>", fake_owner, NULL),
                      NATS_OK);
@@ -609,23 +661,29 @@ START_TEST(copies_only_to_owner_of_bus_1_1)
     ck_assert_int_eq(cluster_wait_port(port, 20000), 0);
     wsc_t *a = join_as(port, ns_old, "alice");
     wsc_t *b = join_as(port, ns_new, "bob");
+    wsc_t *t = join_as(port, ns_took, "tom");
+    take_over(fake.shard_took, FAKE_EPOCH + 1);
     send_json(a, "{\"id\":\"e1\",\"emit\":{\"to\":\"nobody\",\"event\":\"x\"}}");
     send_json(b, "{\"id\":\"e1\",\"emit\":{\"to\":\"nobody\",\"event\":\"x\"}}");
+    send_json(t, "{\"id\":\"e1\",\"emit\":{\"to\":\"nobody\",\"event\":\"x\"}}");
     long long t0 = now_ms();
     char *why_old = error_for(a, "e1", 30000);
     long long t_old = now_ms() - t0;
     char *why_new = error_for(b, "e1", 30000);
+    char *why_took = error_for(t, "e1", 30000);
     /* Copies come before the UNAVAILABLE; the fake owner may still be reading the last. */
     natsConnection_FlushTimeout(nc, 2000);
     pthread_mutex_lock(&fake.lock);
-    int got_old = fake.got_old, got_new = fake.got_new;
-    uint32_t attempts = fake.attempts_new;
+    int got_old = fake.got_old, got_new = fake.got_new, got_took = fake.got_took;
+    uint32_t attempts = fake.attempts_new, attempts_took = fake.attempts_took;
+    uint64_t epoch_took = fake.epoch_took_min;
     pthread_mutex_unlock(&fake.lock);
     long long withheld = metric_at(port, NULL, "meshsig_gateway_requests_copies_withheld_total");
     natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);
     wsc_free(a);
     wsc_free(b);
+    wsc_free(t);
     cluster_kill(pid, SIGTERM);
     ck_assert_msg(strstr(why_old, "may or may not have been applied"), "%s", why_old);
     ck_assert_msg(strstr(why_old, "copies withheld"), "%s", why_old);
@@ -635,8 +693,13 @@ START_TEST(copies_only_to_owner_of_bus_1_1)
     ck_assert_int_eq(withheld, 4);
     ck_assert_int_eq(got_new, 5);
     ck_assert_uint_eq(attempts, 0x1f); /* attempts 0 to 4 */
+    ck_assert_msg(!strstr(why_took, "copies withheld"), "%s", why_took);
+    ck_assert_int_eq(got_took, 5);
+    ck_assert_uint_eq(attempts_took, 0x1f);
+    ck_assert_uint_eq(epoch_took, FAKE_EPOCH + 1); /* each sent at the new owner's epoch */
     free(why_old);
     free(why_new);
+    free(why_took);
 }
 END_TEST
 
