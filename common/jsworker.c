@@ -74,9 +74,26 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* cnats' threads: the worker's link to NATS went or came back (which server it uses now). */
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+    const ms_jsworker_config_t *cfg = closure;
+    if (natsConnection_IsClosed(nc))
+        return; /* closed on purpose (destroy) */
+    ms_warn("%s: NATS connection lost; reconnecting", cfg->name);
+}
+
+static void on_reconnected(natsConnection *nc, void *closure)
+{
+    const ms_jsworker_config_t *cfg = closure;
+    char url[256] = "";
+    natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+    ms_info("%s: NATS reconnected to %s", cfg->name, url);
+}
+
 /* The connection's options: the same for every JetStream user, but for its name and
  * reconnect wait. */
-static ms_err_t options(const ms_jsworker_config_t *cfg, natsOptions **out)
+static ms_err_t options(ms_jsworker_config_t *cfg, natsOptions **out)
 {
     natsOptions *opts = NULL;
     char *urls = strdup(cfg->nats_urls ? cfg->nats_urls : "");
@@ -104,6 +121,8 @@ static ms_err_t options(const ms_jsworker_config_t *cfg, natsOptions **out)
      * renewals and stores fail although the rest of the cluster is reachable. */
     natsOptions_SetPingInterval(opts, 2000);
     natsOptions_SetMaxPingsOut(opts, 2);
+    natsOptions_SetDisconnectedCB(opts, on_disconnected, cfg);
+    natsOptions_SetReconnectedCB(opts, on_reconnected, cfg);
     free(urls);
     *out = opts;
     return MS_OK;
@@ -123,7 +142,7 @@ ms_err_t ms_jsworker_create(const ms_jsworker_config_t *cfg, ms_jsworker_t **out
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
     natsOptions *opts = NULL;
-    ms_err_t err = options(cfg, &opts);
+    ms_err_t err = options(&w->cfg, &opts);
     if (err != MS_OK)
         goto fail;
     err = MS_ERR_BUS;
