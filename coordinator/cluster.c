@@ -89,14 +89,26 @@ const char *ms_cluster_desired_owner(ms_coord_t *c, uint32_t shard)
 
 static void recompute(ms_coord_t *c)
 {
-    size_t mine = 0;
+    size_t mine = 0, withdrawn = 0;
     for (uint32_t n = 0; n < (uint32_t)c->cfg->shards; n++) {
+        ms_shard_t *s = &c->cluster.shards[n];
         const char *o = ms_cluster_desired_owner(c, n);
-        c->cluster.shards[n].mine = o && !strcmp(o, c->id);
-        mine += c->cluster.shards[n].mine;
+        s->mine = o && !strcmp(o, c->id);
+        mine += s->mine;
+        if (!s->mine && s->state == MS_SHARD_CLAIMING) {
+            /* Queued while its owner seemed gone, and the owner is back: a claim that has not
+             * run yet is dropped, so that it neither waits in the lease worker's queue ahead
+             * of the claims of this coordinator's own shards nor takes the shard from its
+             * owner only to hand it back. One that ran comes back with the old generation and
+             * is released (ms_cluster_lease_results). */
+            ms_lease_cancel_claim(c->cluster.lease, n);
+            s->gen++;
+            s->state = MS_SHARD_FREE;
+            withdrawn++;
+        }
     }
-    ms_info("live coordinators changed: %zu of %ld shards are now this coordinator's", mine,
-            c->cfg->shards);
+    ms_info("live coordinators changed: %zu of %ld shards are now this coordinator's%s", mine,
+            c->cfg->shards, withdrawn ? " (claims of others' shards withdrawn)" : "");
 }
 
 ms_err_t ms_cluster_init(ms_coord_t *c)

@@ -261,7 +261,8 @@ ms_err_t ms_coord_create(const ms_coord_config_t *cfg, ms_coord_t **out)
                             .auth = &cfg->nats_auth,
                             .owner_id = c->id,
                             .ttl_ms = cfg->lease_ttl_ms,
-                            .replicas = cfg->js_replicas};
+                            .replicas = cfg->js_replicas,
+                            .shards = cfg->shards};
     if ((err = ms_lease_create(&lc, lease_wake, c, &c->cluster.lease)) != MS_OK) {
         ms_error("cannot start the lease worker");
         goto fail;

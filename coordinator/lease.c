@@ -25,6 +25,7 @@ typedef struct job {
     void *data;
     size_t len;
     struct job *batch_next; /* renew: the next renewal of the same batch */
+    uint64_t queued_ms;     /* monotonic time it was handed to the worker */
 } job_t;
 
 struct ms_lease {
@@ -39,6 +40,14 @@ struct ms_lease {
     natsSubscription *acks; /* worker: the answers to pipelined renewals, on inbox.<batch>.<i> */
     char inbox[64];
     uint64_t batch; /* worker: the current batch of renewals; answers to older ones are late */
+    /* Worker: when a KV call last went unanswered within wait_ms. A claim or a settling read
+     * queued before then is not tried: it would most likely wait out its own bound too, and the
+     * calls queued behind it with it (one thread, in order), while the loop retries it anyway. */
+    uint64_t stalled_ms;
+    /* Per shard, 1 + the generation of the claim the loop still wants (0: none); the worker
+     * skips a queued claim that was withdrawn (ms_lease_cancel_claim). Written by the loop, read
+     * by the worker. */
+    uint64_t *want;
 };
 
 static void job_free(job_t *j)
@@ -195,37 +204,119 @@ static void shard_key(uint32_t shard, char *out, size_t cap)
     snprintf(out, cap, "shard.%u", shard);
 }
 
+/* A KV call that ran out its bound: the calls queued before now are skipped (stalled_ms). */
+static natsStatus noted(ms_lease_t *l, natsStatus s)
+{
+    if (s == NATS_TIMEOUT)
+        l->stalled_ms = ms_clock_mono_ms();
+    return s;
+}
+
+/* Whether a claim or read of a job queued at queued_ms is worth a KV call (stalled_ms). */
+static int worth_trying(const ms_lease_t *l, uint64_t queued_ms)
+{
+    return queued_ms > l->stalled_ms;
+}
+
+/* The key's last value and revision, read from the stream's leader. Not kvStore_Get: a KV
+ * bucket allows direct gets, which any replica answers (a queue group across the nodes), and
+ * a node cut off by a partition stays in that group for its peers until their route to it
+ * times out (10-30 s): meanwhile every second or third read went there and waited out the KV
+ * bound unanswered, one shard after another on this thread (tests/fault/test_partition.py
+ * nats: claims and settling reads queued for 20-45 s after the cut). Only the leader answers
+ * this request, and it has every write that was acknowledged. NATS_NOT_FOUND: no value. */
+static natsStatus read_key(ms_lease_t *l, uint32_t shard, char **value, int *len, uint64_t *rev)
+{
+    char subj[64];
+    snprintf(subj, sizeof(subj), "$KV." SHARD_BUCKET ".shard.%u", shard);
+    natsMsg *m = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s =
+        js_GetLastMsg(&m, ms_jsworker_js(l->worker), "KV_" SHARD_BUCKET, subj, NULL, &jerr);
+    if (s != NATS_OK)
+        return noted(l, jerr == JSNoMessageFoundErr ? NATS_NOT_FOUND : s);
+    *len = natsMsg_GetDataLength(m);
+    *rev = natsMsg_GetSequence(m);
+    if ((*value = malloc((size_t)*len + 1))) {
+        memcpy(*value, natsMsg_GetData(m), (size_t)*len);
+        (*value)[*len] = '\0';
+    } else {
+        s = NATS_NO_MEMORY;
+    }
+    natsMsg_Destroy(m);
+    return s;
+}
+
+/* The key written with value, only if it has no value (expect_rev 0) or its last revision is
+ * expect_rev (compare-and-set). Not kvStore_Create: on a refusal it reads the key (a direct
+ * get, read_key says why not) to see whether the last entry is a delete marker, which this
+ * bucket never has (a lease is released with an empty value, and one that ran out is gone). */
+static natsStatus write_key(ms_lease_t *l, uint32_t shard, const char *value, int len,
+                            uint64_t expect_rev, uint64_t *rev)
+{
+    char subj[64];
+    snprintf(subj, sizeof(subj), "$KV." SHARD_BUCKET ".shard.%u", shard);
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = l->wait_ms;
+    if (expect_rev)
+        po.ExpectLastSubjectSeq = expect_rev;
+    else
+        po.ExpectNoMessage = true;
+    jsPubAck *ack = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_Publish(&ack, ms_jsworker_js(l->worker), subj, value, len, &po, &jerr);
+    if (s == NATS_OK)
+        *rev = ack->Sequence;
+    jsPubAck_Destroy(ack);
+    return noted(l, s);
+}
+
 static void do_claim(ms_lease_t *l, job_t *j, ms_lease_result_t *r)
 {
-    char key[32];
-    shard_key(j->shard, key, sizeof(key));
     int len = (int)strlen(l->owner);
     r->sent_ms = ms_clock_mono_ms();
-    if (kvStore_Create(&r->rev, l->shards, key, l->owner, len) == NATS_OK) {
+    natsStatus s = write_key(l, j->shard, l->owner, len, 0, &r->rev);
+    ms_debug("claim of shard %u: create %s in %llu ms (%llu ms queued)", j->shard,
+             natsStatus_GetText(s), (unsigned long long)(ms_clock_mono_ms() - r->sent_ms),
+             (unsigned long long)(r->sent_ms - j->queued_ms));
+    if (s == NATS_OK) {
         r->ok = 1;
         return;
     }
+    if (s == NATS_TIMEOUT)
+        return; /* maybe written: the next claim finds our id and takes it back */
     /* Taken, or released (empty value): a released lease is taken over with
      * compare-and-set, so two claimers cannot both win it. */
-    kvEntry *e = NULL;
-    if (kvStore_Get(&e, l->shards, key) != NATS_OK) {
-        bucket_gone(l);
+    char *v = NULL;
+    int vlen = 0;
+    uint64_t last = 0, t = ms_clock_mono_ms();
+    s = read_key(l, j->shard, &v, &vlen, &last);
+    ms_debug("claim of shard %u: read %s in %llu ms: '%s' revision %llu", j->shard,
+             natsStatus_GetText(s), (unsigned long long)(ms_clock_mono_ms() - t), v ? v : "",
+             (unsigned long long)last);
+    if (s != NATS_OK) {
+        if (s != NATS_TIMEOUT)
+            bucket_gone(l);
+        free(v);
         return;
     }
     /* Our own id: a lease this coordinator let go without releasing it (NATS was gone past
      * its deadline) and nobody took since. Only this coordinator writes its id, and it serves
      * the shard no longer, so the compare-and-set takes it back as a fresh claim instead of
      * waiting for the key to run out. */
-    if (kvEntry_ValueLen(e) == 0 ||
-        (kvEntry_ValueLen(e) == len && !memcmp(kvEntry_Value(e), l->owner, (size_t)len))) {
-        uint64_t last = kvEntry_Revision(e);
+    if (vlen == 0 || (vlen == len && !memcmp(v, l->owner, (size_t)len))) {
         r->sent_ms = ms_clock_mono_ms();
-        if (kvStore_Update(&r->rev, l->shards, key, l->owner, len, last) == NATS_OK)
+        s = write_key(l, j->shard, l->owner, len, last, &r->rev);
+        ms_debug("claim of shard %u: update from %llu %s in %llu ms", j->shard,
+                 (unsigned long long)last, natsStatus_GetText(s),
+                 (unsigned long long)(ms_clock_mono_ms() - r->sent_ms));
+        if (s == NATS_OK)
             r->ok = 1;
+        free(v);
     } else {
-        r->owner = strdup(kvEntry_ValueString(e));
+        r->owner = v;
     }
-    kvEntry_Destroy(e);
 }
 
 /* A renewal that was refused or not answered (s): this write, or an earlier try from j->rev
@@ -233,19 +324,28 @@ static void do_claim(ms_lease_t *l, job_t *j, ms_lease_result_t *r)
  * id, and only from j->rev while it holds the shard (claims of other shards are other keys),
  * so our id at a newer revision is one of those renewals; it was written after the first of
  * them was sent. Another id at a newer revision was a claim: the lease is gone. A read may
- * come from a replica that lags (direct get), so an older or missing entry settles nothing. */
+ * come from a leader that lags (one deposed by a partition that has not noticed yet), so an
+ * older or missing entry settles nothing. Not read when a KV call timed out since the renewal
+ * was queued (stalled_ms): it stays failed, and the loop renews again. */
 static void settle_renewal(ms_lease_t *l, job_t *j, ms_lease_result_t *r, const char *why)
 {
-    char key[32];
-    shard_key(j->shard, key, sizeof(key));
     uint64_t first = j->since_ms && j->since_ms < r->sent_ms ? j->since_ms : r->sent_ms;
-    kvEntry *e = NULL;
-    if (kvStore_Get(&e, l->shards, key) != NATS_OK)
+    if (!worth_trying(l, j->queued_ms)) {
+        ms_debug("renewal of shard %u %s; not read (a KV call timed out since)", j->shard, why);
+        return; /* failed: the loop renews again, and the shard's deadline still holds */
+    }
+    char *v = NULL;
+    int vlen = 0;
+    uint64_t rev = 0, t = ms_clock_mono_ms();
+    natsStatus s = read_key(l, j->shard, &v, &vlen, &rev);
+    ms_debug("renewal of shard %u %s; read %s in %llu ms", j->shard, why, natsStatus_GetText(s),
+             (unsigned long long)(ms_clock_mono_ms() - t));
+    if (s != NATS_OK) {
+        free(v);
         return;
-    uint64_t rev = kvEntry_Revision(e);
+    }
     if (rev > j->rev) {
-        if (kvEntry_ValueLen(e) == (int)strlen(l->owner) &&
-            !memcmp(kvEntry_Value(e), l->owner, strlen(l->owner))) {
+        if (vlen == (int)strlen(l->owner) && !memcmp(v, l->owner, (size_t)vlen)) {
             r->ok = 1;
             r->rev = rev;
             r->sent_ms = first;
@@ -255,7 +355,7 @@ static void settle_renewal(ms_lease_t *l, job_t *j, ms_lease_result_t *r, const 
             r->lost = 1;
         }
     }
-    kvEntry_Destroy(e);
+    free(v);
 }
 
 static void do_renew(ms_lease_t *l, job_t *j, ms_lease_result_t *r)
@@ -373,6 +473,7 @@ static void renew_batch(ms_lease_t *l, job_t *head, ms_lease_result_t **rs, size
             answered[i] = 2; /* not sent: settled below */
         msg_free(m);
     }
+    size_t sent = pending;
     uint64_t end = ms_clock_mono_ms() + (uint64_t)l->wait_ms;
     /* Bounded by the deadline, and by one answer per renewal sent. */
     while (pending > 0) {
@@ -396,6 +497,11 @@ static void renew_batch(ms_lease_t *l, job_t *head, ms_lease_result_t **rs, size
         } /* else an answer to an earlier batch that gave up on it: settled then */
         msg_free(m);
     }
+    if (pending && pending == sent)
+        l->stalled_ms = ms_clock_mono_ms(); /* not one answer: the reads below would wait too */
+    ms_debug("renewals: %zu of %zu unanswered after %llu ms (%llu ms queued)", pending, n,
+             (unsigned long long)(ms_clock_mono_ms() + (uint64_t)l->wait_ms - end),
+             (unsigned long long)(end - (uint64_t)l->wait_ms - head->queued_ms));
 settle:
     /* The renewals confirmed go to the loop now: the reads below (each up to the KV bound) must
      * not hold them past their shards' deadlines. Each one settled follows on its own. */
@@ -424,8 +530,10 @@ static void do_release(ms_lease_t *l, job_t *j)
     uint64_t rev = 0;
     /* An empty value, compare-and-set: if the lease ran out and another took
      * it, this write fails and leaves theirs alone. */
-    if (kvStore_Update(&rev, l->shards, key, "", 0, j->rev) != NATS_OK)
-        ms_debug("release of shard %u: lease no longer ours", j->shard);
+    uint64_t t = ms_clock_mono_ms();
+    natsStatus s = kvStore_Update(&rev, l->shards, key, "", 0, j->rev);
+    ms_debug("release of shard %u: %s in %llu ms (%llu ms queued)", j->shard, natsStatus_GetText(s),
+             (unsigned long long)(ms_clock_mono_ms() - t), (unsigned long long)(t - j->queued_ms));
 }
 
 /* A batch of renewals: one result each, handed to the loop together. */
@@ -482,8 +590,22 @@ static void run(ms_lease_t *l, job_t *j)
     }
     switch (j->kind) {
     case MS_LEASE_CLAIM:
-        if (ok)
-            do_claim(l, j, r);
+        if (!ok)
+            break;
+        if (l->want && j->shard < (uint32_t)l->cfg.shards &&
+            __atomic_load_n(&l->want[j->shard], __ATOMIC_ACQUIRE) != j->gen + 1) {
+            /* The shard is no longer this coordinator's (its owner came back meanwhile):
+             * taking it only to hand it straight back would hold it from its owner. */
+            ms_debug("claim of shard %u withdrawn before it ran", j->shard);
+            break;
+        }
+        if (!worth_trying(l, j->queued_ms)) {
+            ms_debug("claim of shard %u not tried: a KV call timed out after it was queued "
+                     "(%llu ms ago)",
+                     j->shard, (unsigned long long)(ms_clock_mono_ms() - l->stalled_ms));
+            break; /* failed: the loop claims again shortly */
+        }
+        do_claim(l, j, r);
         break;
     case MS_LEASE_RELEASE:
         if (ok)
@@ -576,6 +698,7 @@ static job_t *job_new(ms_lease_kind_t kind, uint32_t shard, uint64_t gen, uint64
     j->shard = shard;
     j->gen = gen;
     j->rev = rev;
+    j->queued_ms = ms_clock_mono_ms();
     return j;
 }
 
@@ -599,7 +722,15 @@ static void queue_or_fail(ms_lease_t *l, ms_lease_kind_t kind, uint32_t shard, u
 
 void ms_lease_claim(ms_lease_t *l, uint32_t shard, uint64_t gen)
 {
+    if (l && l->want && shard < (uint32_t)l->cfg.shards)
+        __atomic_store_n(&l->want[shard], gen + 1, __ATOMIC_RELEASE);
     queue_or_fail(l, MS_LEASE_CLAIM, shard, gen, 0);
+}
+
+void ms_lease_cancel_claim(ms_lease_t *l, uint32_t shard)
+{
+    if (l && l->want && shard < (uint32_t)l->cfg.shards)
+        __atomic_store_n(&l->want[shard], 0, __ATOMIC_RELEASE);
 }
 
 void ms_lease_renew(ms_lease_t *l, uint32_t shard, uint64_t gen, uint64_t last_rev,
@@ -678,6 +809,8 @@ ms_err_t ms_lease_create(const ms_lease_config_t *cfg, void (*wake)(void *), voi
     ms_err_t err = MS_ERR_NOMEM;
     if (!(l->owner = strdup(cfg->owner_id)))
         goto fail;
+    if (cfg->shards > 0 && !(l->want = calloc((size_t)cfg->shards, sizeof(*l->want))))
+        goto fail;
     ms_jsworker_config_t wc = {
         .nats_urls = cfg->nats_urls,
         .auth = cfg->auth,
@@ -714,6 +847,7 @@ void ms_lease_destroy(ms_lease_t *l)
     else
         job_free(l->renewals);
     ms_jsworker_destroy(l->worker);
+    free(l->want);
     free(l->owner);
     free(l);
 }

@@ -39,6 +39,7 @@ typedef struct {
     const char *owner_id;       /* the value written into leases */
     long ttl_ms;                /* the lease duration (bucket TTL) */
     long replicas;              /* JetStream replicas of the buckets; 0 means 1 */
+    long shards;                /* shards 0..shards-1 may be claimed (ms_lease_cancel_claim) */
 } ms_lease_config_t;
 
 typedef enum {
@@ -73,6 +74,9 @@ ms_err_t ms_lease_create(const ms_lease_config_t *cfg, void (*wake)(void *), voi
 void ms_lease_destroy(ms_lease_t *l);
 /* Loop thread. Queue a job; the result comes back with the same shard and gen. */
 void ms_lease_claim(ms_lease_t *l, uint32_t shard, uint64_t gen);
+/* Loop thread. The claim of shard queued last is no longer wanted: if the worker has not begun
+ * it, it fails without a KV call. One it began may still succeed (the loop releases it). */
+void ms_lease_cancel_claim(ms_lease_t *l, uint32_t shard);
 /* since_ms: the sent_ms of the first failed renewal from last_rev (it may have been
  * written after all), 0 when none failed. Renewals wait for ms_lease_flush (or the next other
  * job), which queues them as one batch: the worker sends them all before it awaits the
