@@ -331,13 +331,13 @@ def shard_of(ns, shards=64):
 class Peer:
     """A client session that follows `reconnect` and resumes with its token."""
 
-    def __init__(self, lab, gw, ns, peer):
+    def __init__(self, lab, gw, ns, peer, timeout=20.0):
         self.lab, self.ns, self.id = lab, ns, peer
         self.resume = None
         self.events = []  # every message received, in order
         self.gw = None
         self.ws = None
-        self.connect(gw)
+        self.connect(gw, timeout=timeout)
 
     # The gateway answers every hello: a welcome, or an error (UNAVAILABLE at its own join
     # deadline, --join-timeout-ms, 5 s by default). A hello is given up on only if that answer
