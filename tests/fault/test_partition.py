@@ -35,7 +35,7 @@ from netlab import Lab, Peer, churn, log, shard_of  # noqa: E402
 LEASE_MS = 4000  # the default 1200 flaps when a loaded machine starves the renewals
 # After a NATS node is cut off, every shard is served again (and a join is welcomed) within this
 # many seconds of the cut. Measured with the lease worker's reads from the stream leader and its
-# stalled calls skipped (coordinator/lease.c): 4.2-9 s with two busy loops (bench/RESULTS.md,
+# stalled calls skipped (coordinator/lease.c): 4.2-7.6 s with two busy loops (bench/RESULTS.md,
 # "recover"); before that, 30-53 s.
 RECOVER_S = 25.0
 
