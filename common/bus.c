@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "hash.h"
 #include "log.h"
+#include "natsmsg.h"
 
 #define MS_BUS_MAX_SUBS 16
 /* Handled messages kept before they are destroyed together (deliver). */
@@ -518,21 +519,10 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
     ms_mailbox_push(closure, msg);
 }
 
-#ifdef MS_HAVE_NATSMSG_FREE
-/* libnats's own free of a message (src/msg.h; exported, not in nats.h): what its
- * garbage-collector thread calls for a natsMsg_Destroy. A message taken from a core
- * subscription is the taker's alone, so the loop thread may free it itself. */
-void natsMsg_free(void *object);
-#endif
-
 static void bury(ms_bus_t *b)
 {
     for (int j = 0; j < b->n_dead; j++)
-#ifdef MS_HAVE_NATSMSG_FREE
-        natsMsg_free(b->dead[j]);
-#else
-        natsMsg_Destroy(b->dead[j]);
-#endif
+        ms_natsmsg_free(b->dead[j]); /* on the loop thread, not cnats's collector (natsmsg.h) */
     b->n_dead = 0;
     b->dead_bytes = 0;
 }

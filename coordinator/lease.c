@@ -11,6 +11,7 @@
 #include "jsworker.h"
 #include "lease.h"
 #include "log.h"
+#include "natsmsg.h"
 
 #define SHARD_BUCKET "meshsig_shards"
 #define POLICY_BUCKET "meshsig_policies"
@@ -409,25 +410,6 @@ static void post_results(ms_lease_t *l, ms_lease_result_t **rs, size_t n, int on
         ms_jsworker_post(l->worker, &first->link);
 }
 
-#ifdef MS_HAVE_NATSMSG_FREE
-/* libnats's own free of a message (exported, not in nats.h; common/bus.c says more): what its
- * garbage-collector thread calls for a natsMsg_Destroy. */
-void natsMsg_free(void *object);
-#endif
-
-/* A message this thread made or took from a synchronous subscription is its alone: freed here.
- * natsMsg_Destroy hands a received one to cnats's collector thread and wakes it: one more
- * thread wake-up per renewal answer (bench/RESULTS.md, "lease renewals spread"). */
-static void msg_free(natsMsg *m)
-{
-#ifdef MS_HAVE_NATSMSG_FREE
-    if (m)
-        natsMsg_free(m);
-#else
-    natsMsg_Destroy(m);
-#endif
-}
-
 /* The renewals of one cluster tick, pipelined: every compare-and-set goes out before the first
  * answer is awaited, and the answers come back on one subscription. One at a time, each
  * renewal was a round trip through this thread, the client's flusher and reader threads,
@@ -471,7 +453,7 @@ static void renew_batch(ms_lease_t *l, job_t *head, ms_lease_result_t **rs, size
             pending++;
         else
             answered[i] = 2; /* not sent: settled below */
-        msg_free(m);
+        ms_natsmsg_free(m);  /* this thread's alone: not cnats's collector (natsmsg.h) */
     }
     size_t sent = pending;
     uint64_t end = ms_clock_mono_ms() + (uint64_t)l->wait_ms;
@@ -495,7 +477,7 @@ static void renew_batch(ms_lease_t *l, job_t *head, ms_lease_result_t **rs, size
                 rs[k]->rev = rev;
             }
         } /* else an answer to an earlier batch that gave up on it: settled then */
-        msg_free(m);
+        ms_natsmsg_free(m);
     }
     if (pending && pending == sent)
         l->stalled_ms = ms_clock_mono_ms(); /* not one answer: the reads below would wait too */
