@@ -21,7 +21,7 @@ typedef struct {
     long offline_max_msgs;    /* persistent emits kept per absent peer */
     long offline_max_age_s;   /* and for how long */
     long lease_ttl_ms;        /* shard lease duration (KV bucket TTL) */
-    long lease_renew_phases;  /* renewals spread over at most this many batches (renewal.c); 0: 8 */
+    long lease_renew_phases;  /* renewals in at most this many batches per third (renewal.c); 1 */
     long coord_heartbeat_ms;  /* coordinator heartbeat period */
     long coord_timeout_ms;    /* a coordinator silent this long is dead */
     long resync_timeout_ms;   /* a takeover waits this long at most for gateway reports */

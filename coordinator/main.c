@@ -22,7 +22,7 @@ int main(int argc, char **argv)
         .offline_max_msgs = 100,
         .offline_max_age_s = 86400,
         .lease_ttl_ms = 1200,
-        .lease_renew_phases = MS_RENEWAL_MAX_PHASES,
+        .lease_renew_phases = 1, /* one batch per third of the lease: renewal.h says why */
         .coord_heartbeat_ms = 250,
         .coord_timeout_ms = 1000,
         .resync_timeout_ms = 400,
@@ -62,8 +62,8 @@ int main(int argc, char **argv)
         {"lease-ttl-ms", MS_OPT_INT, &cfg.lease_ttl_ms,
          "shard lease duration; renewed every third of it, given up after two thirds"},
         {"lease-renew-phases", MS_OPT_INT, &cfg.lease_renew_phases,
-         "renewals spread over at most this many batches per third of the lease (1: all "
-         "shards in one batch)"},
+         "renewals spread over at most this many batches per third of the lease (default 1: "
+         "all shards in one batch; up to 64)"},
         {"coord-heartbeat-ms", MS_OPT_INT, &cfg.coord_heartbeat_ms,
          "how often a coordinator announces itself to the others"},
         {"coord-timeout-ms", MS_OPT_INT, &cfg.coord_timeout_ms,

@@ -9,8 +9,13 @@
 
 /* The cluster tick (coordinator.c's timer). */
 #define MS_CLUSTER_TICK_MS 50
-/* At most this many phases per renewal interval by default (--lease-renew-phases): more would
- * mean more, smaller batches, each with its dozen thread wake-ups (lease.c, renew_batch). */
+/* At most this many phases per renewal interval when none is given (max_phases 0). The
+ * coordinator's default (--lease-renew-phases) is 1, every shard in one batch: on a quiet 2-CPU
+ * machine, 8 phases made the longest idle burst of coordinator and nats-server 1 ms instead of
+ * 2-3 ms but cost 8 ms/s more CPU (each batch is a dozen thread wake-ups), and p99 was no better:
+ * a 2-3 ms burst every 400 ms meets fewer than 1% of signals, eight ~0.5 ms bursts meet more
+ * (bench/RESULTS.md, "Quiet machine at the end of the third 2026-12-07 session"). Spreading
+ * still shortens the longest stall, for whom p99.9 and the maximum matter more. */
 #define MS_RENEWAL_MAX_PHASES 8
 
 typedef struct {

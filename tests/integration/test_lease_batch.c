@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* A coordinator renews its shard leases in small pipelined batches spread over the renewal
- * interval (coordinator/renewal.c), and keeps them all. */
+/* A coordinator renews its shard leases in pipelined batches: by default every shard in one
+ * batch per renewal interval, with --lease-renew-phases 8 in small batches spread over it
+ * (coordinator/renewal.c); either way it keeps them all. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,46 +27,64 @@ static long long coord_event(const char *event)
 #define RENEWALS "meshsig_coordinator_lease_renewals_total"
 #define BATCHES "meshsig_coordinator_lease_renewal_batches_total"
 
-/* One renewal at a time used to cost about a dozen thread wake-ups on both cores per shard every
- * third of a lease; every shard in one batch, a ~2 ms burst of the coordinator and nats-server
- * every third of a lease: the signals that met either were the slowest. The shards of one
- * coordinator now renew in phases, about an eighth of them per batch, each batch pipelined. */
-START_TEST(renewals_go_out_in_small_batches)
+/* Three rounds of renewals of every shard by a coordinator started with coord_extra:
+ * *renewals and *batches over them, every lease kept. */
+static void three_rounds(const char *const *coord_extra, long long *shards, long long *renewals,
+                         long long *batches)
 {
-    /* The harness's lease (3000 ms: a renewal every second, in 8 phases 125 ms apart). */
-    ck_assert_int_eq(cluster_start(&cl, NULL), 0);
-    long long shards = coord_metric("meshsig_coordinator_shards");
-    ck_assert_int_gt(shards, 0);
+    /* The harness's lease (3000 ms: a renewal every second). */
+    ck_assert_int_eq(cluster_start_args(&cl, NULL, coord_extra), 0);
+    *shards = coord_metric("meshsig_coordinator_shards");
+    ck_assert_int_gt(*shards, 0);
     long long deadline = cluster_now_ms() + 20000;
-    while (coord_metric("meshsig_coordinator_shards_owned") < shards && cluster_now_ms() < deadline)
+    while (coord_metric("meshsig_coordinator_shards_owned") < *shards &&
+           cluster_now_ms() < deadline)
         usleep(50000);
-    ck_assert_int_eq(coord_metric("meshsig_coordinator_shards_owned"), shards);
+    ck_assert_int_eq(coord_metric("meshsig_coordinator_shards_owned"), *shards);
     long long claimed = coord_event("claimed");
     long long r0 = coord_metric(RENEWALS), b0 = coord_metric(BATCHES);
     ck_assert_int_ge(r0, 0);
     ck_assert_int_ge(b0, 0);
     /* Three rounds of every shard: about 3 s. */
-    long long r1 = r0, b1 = b0;
+    long long r1 = r0;
     deadline = cluster_now_ms() + 20000;
-    while ((r1 = coord_metric(RENEWALS)) < r0 + 3 * shards && cluster_now_ms() < deadline)
+    while ((r1 = coord_metric(RENEWALS)) < r0 + 3 * *shards && cluster_now_ms() < deadline)
         usleep(50000);
-    b1 = coord_metric(BATCHES);
-    fprintf(stderr, "lease_batch: %lld renewals of %lld shards in %lld batches\n", r1 - r0, shards,
+    long long b1 = coord_metric(BATCHES);
+    fprintf(stderr, "lease_batch: %lld renewals of %lld shards in %lld batches\n", r1 - r0, *shards,
             b1 - b0);
-    ck_assert_msg(r1 >= r0 + 3 * shards, "only %lld renewals of %lld shards in 20 s", r1 - r0,
-                  shards);
-    /* Spread: a round is eight batches of about an eighth of the shards each (a tick late by
-     * more than the half tick between phases may take two phases at once). Every shard in one
-     * batch, as before, would be shards per batch. Still batched: more than one per batch. */
-    ck_assert_msg((r1 - r0) * 4 <= (b1 - b0) * shards,
-                  "%lld renewals went out in %lld batches (%lld shards): not spread", r1 - r0,
-                  b1 - b0, shards);
-    ck_assert_msg((r1 - r0) >= 2 * (b1 - b0), "%lld renewals went out in %lld batches: not batched",
-                  r1 - r0, b1 - b0);
+    ck_assert_msg(r1 >= r0 + 3 * *shards, "only %lld renewals of %lld shards in 20 s", r1 - r0,
+                  *shards);
     /* Every lease kept: nothing lost, nothing claimed again. */
     ck_assert_int_eq(coord_event("lost"), 0);
     ck_assert_int_eq(coord_event("claimed"), claimed);
-    ck_assert_int_eq(coord_metric("meshsig_coordinator_shards_owned"), shards);
+    ck_assert_int_eq(coord_metric("meshsig_coordinator_shards_owned"), *shards);
+    *renewals = r1 - r0;
+    *batches = b1 - b0;
+}
+
+/* Spread: a round is eight batches of about an eighth of the shards each (a tick late by more
+ * than the half tick between phases may take two phases at once). Every shard in one batch
+ * would be shards per batch. Still batched: more than one per batch. */
+START_TEST(renewals_spread_in_small_batches)
+{
+    const char *const extra[] = {"--lease-renew-phases", "8", NULL};
+    long long shards, r, b;
+    three_rounds(extra, &shards, &r, &b);
+    ck_assert_msg(r * 4 <= b * shards,
+                  "%lld renewals went out in %lld batches (%lld shards): not spread", r, b, shards);
+    ck_assert_msg(r >= 2 * b, "%lld renewals went out in %lld batches: not batched", r, b);
+}
+END_TEST
+
+/* The default: one batch per round (a round that straddles a late tick may take two). */
+START_TEST(renewals_go_out_in_one_batch_by_default)
+{
+    long long shards, r, b;
+    three_rounds(NULL, &shards, &r, &b);
+    ck_assert_msg(r * 2 > b * shards,
+                  "%lld renewals went out in %lld batches (%lld shards): not one batch a round", r,
+                  b, shards);
 }
 END_TEST
 
@@ -80,7 +99,8 @@ int main(void)
     TCase *tc = tcase_create("batch");
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, renewals_go_out_in_small_batches);
+    tcase_add_test(tc, renewals_spread_in_small_batches);
+    tcase_add_test(tc, renewals_go_out_in_one_batch_by_default);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
