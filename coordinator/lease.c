@@ -205,6 +205,14 @@ static void shard_key(uint32_t shard, char *out, size_t cap)
     snprintf(out, cap, "shard.%u", shard);
 }
 
+/* The subject a shard's key is stored and read under (the bucket's stream). */
+static void shard_subject(uint32_t shard, char *out, size_t cap)
+{
+    char key[32];
+    shard_key(shard, key, sizeof(key));
+    snprintf(out, cap, "$KV." SHARD_BUCKET ".%s", key);
+}
+
 /* A KV call that ran out its bound: the calls queued before now are skipped (stalled_ms). */
 static natsStatus noted(ms_lease_t *l, natsStatus s)
 {
@@ -229,7 +237,7 @@ static int worth_trying(const ms_lease_t *l, uint64_t queued_ms)
 static natsStatus read_key(ms_lease_t *l, uint32_t shard, char **value, int *len, uint64_t *rev)
 {
     char subj[64];
-    snprintf(subj, sizeof(subj), "$KV." SHARD_BUCKET ".shard.%u", shard);
+    shard_subject(shard, subj, sizeof(subj));
     natsMsg *m = NULL;
     jsErrCode jerr = 0;
     natsStatus s =
@@ -256,7 +264,7 @@ static natsStatus write_key(ms_lease_t *l, uint32_t shard, const char *value, in
                             uint64_t expect_rev, uint64_t *rev)
 {
     char subj[64];
-    snprintf(subj, sizeof(subj), "$KV." SHARD_BUCKET ".shard.%u", shard);
+    shard_subject(shard, subj, sizeof(subj));
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = l->wait_ms;
@@ -440,9 +448,7 @@ static void renew_batch(ms_lease_t *l, job_t *head, ms_lease_result_t **rs, size
     size_t i = 0;
     for (job_t *j = head; j; j = j->batch_next, i++) {
         char subj[64], reply[112], rev[24];
-        char key[32];
-        shard_key(j->shard, key, sizeof(key));
-        snprintf(subj, sizeof(subj), "$KV." SHARD_BUCKET ".%s", key);
+        shard_subject(j->shard, subj, sizeof(subj));
         snprintf(reply, sizeof(reply), "%s.%llu.%zu", l->inbox, (unsigned long long)batch, i);
         snprintf(rev, sizeof(rev), "%llu", (unsigned long long)j->rev);
         natsMsg *m = NULL;
