@@ -15,10 +15,10 @@ static struct {
     unsigned char *base; /* slots * size bytes, page-aligned */
     size_t size, page;
     unsigned page_shift; /* page = 1 << page_shift */
-    uint32_t slots, n_pages;
+    uint32_t slots;
     uint32_t *free; /* slots given back (a stack); then those never used, from `fresh` */
     uint32_t n_free, fresh, pending;
-    /* By slot (mappings: pages are touched as slots are used). */
+    /* By slot (one mapping for these tables: pages are touched as slots are used). */
     uint8_t *state;
     void **owner;
     int32_t *fd;
@@ -40,6 +40,29 @@ static void *map(size_t bytes)
     return p == MAP_FAILED ? NULL : p;
 }
 
+/* The next n bytes of the bookkeeping mapping at *at (8-byte aligned); NULL base: only counts. */
+static void *carve(unsigned char *base, size_t *at, size_t n)
+{
+    void *p = base ? base + *at : NULL;
+    *at += (n + 7) & ~(size_t)7;
+    return p;
+}
+
+/* The tables by slot, by descriptor and by page, in one mapping from meta (NULL: only sizes
+ * them); returns its size. */
+static size_t lay_out(unsigned char *meta, size_t slots, size_t n_pages, int max_fd)
+{
+    size_t at = 0;
+    rx.owner = carve(meta, &at, slots * sizeof(*rx.owner));
+    rx.touched_us = carve(meta, &at, n_pages * sizeof(*rx.touched_us));
+    rx.free = carve(meta, &at, slots * sizeof(*rx.free));
+    rx.fd = carve(meta, &at, slots * sizeof(*rx.fd));
+    rx.by_fd = carve(meta, &at, (size_t)max_fd * sizeof(*rx.by_fd));
+    rx.state = carve(meta, &at, slots);
+    rx.resident = carve(meta, &at, n_pages);
+    return at;
+}
+
 ms_err_t ms_gw_rxslab_init(size_t slots, size_t slot_size, int max_fd, uint64_t release_after_us)
 {
     if (rx.base)
@@ -50,46 +73,23 @@ ms_err_t ms_gw_rxslab_init(size_t slots, size_t slot_size, int max_fd, uint64_t 
     size_t bytes = slots * size, n_pages = (bytes + page - 1) / page;
     if (bytes / size != slots || n_pages >= NONE)
         return MS_ERR_INVAL;
-    unsigned char *base = map(bytes);
-    uint32_t *free_ = map(slots * sizeof(uint32_t)), *by_fd = map((size_t)max_fd * sizeof(*by_fd));
-    uint8_t *state = map(slots), *resident = map(n_pages);
-    void **owner = map(slots * sizeof(void *));
-    int32_t *fd = map(slots * sizeof(int32_t));
-    uint64_t *touched = map(n_pages * sizeof(uint64_t));
-    if (!base || !free_ || !by_fd || !state || !resident || !owner || !fd || !touched) {
+    size_t meta_bytes = lay_out(NULL, slots, n_pages, max_fd);
+    unsigned char *base = map(bytes), *meta = map(meta_bytes);
+    if (!base || !meta) {
         if (base)
             munmap(base, bytes);
-        if (free_)
-            munmap(free_, slots * sizeof(uint32_t));
-        if (by_fd)
-            munmap(by_fd, (size_t)max_fd * sizeof(*by_fd));
-        if (state)
-            munmap(state, slots);
-        if (resident)
-            munmap(resident, n_pages);
-        if (owner)
-            munmap(owner, slots * sizeof(void *));
-        if (fd)
-            munmap(fd, slots * sizeof(int32_t));
-        if (touched)
-            munmap(touched, n_pages * sizeof(uint64_t));
+        if (meta)
+            munmap(meta, meta_bytes);
         return MS_ERR_NOMEM;
     }
+    lay_out(meta, slots, n_pages, max_fd);
     rx.base = base;
     rx.size = size;
     rx.page = page;
     rx.page_shift = (unsigned)__builtin_ctzl(page);
     rx.slots = (uint32_t)slots;
-    rx.n_pages = (uint32_t)n_pages;
-    rx.free = free_;
     rx.pending = NONE;
-    rx.state = state;
-    rx.owner = owner;
-    rx.fd = fd;
-    rx.by_fd = by_fd;
     rx.max_fd = max_fd;
-    rx.touched_us = touched;
-    rx.resident = resident;
     rx.release_after_us = release_after_us;
     return MS_OK;
 }
