@@ -4,7 +4,9 @@
 //  2. a page that cannot gather any candidate (relay-only, no TURN server) times
 //     out its edge, the server asks both ends to restart ICE, and the second
 //     timeout leaves the edge FAILED;
-//  3. a tree with a held place: viewers hear the source is missing, a page
+//  3. a connected edge whose first data channel never opens (held by the page)
+//     gets a second channel, opens, and only then is reported UP;
+//  4. a tree with a held place: viewers hear the source is missing, a page
 //     joining with role 'source' takes it and they hear it arrive.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -43,18 +45,21 @@ after(async () => {
   if (cluster) await cluster.stop();
 });
 
-async function openPeer(gw, ns, peerId, opts = {}) {
+async function openPeer(gw, ns, peerId, opts = {}, init = null) {
   const page = await ctx.newPage();
   page.on('pageerror', (e) => console.log(`# [${peerId}] pageerror: ${e.message}`));
+  if (init) await page.addInitScript(init);
   await page.goto(`${gw.http}/index.html`, { timeout: 20000 });
   await page.evaluate(async ({ url, ns, peerId, opts }) => {
     const m = await import('/meshsig.js');
-    const t = { sources: [], retries: 0 };
+    const t = { sources: [], retries: 0, ups: [], msgs: [] };
     window.t = t;
     const c = m.connect(url, { namespace: ns, peerId, ...opts });
     window.c = c;
     c.on('source', (s) => t.sources.push(s));
     c.on('topology', (b) => { if (b.retry) t.retries++; });
+    c.on('neighbour-up', (n) => t.ups.push(n.peer));
+    c.on('message', (m) => t.msgs.push(`${m.peer}:${m.data}`));
     await c.ready;
   }, { url: gw.url, ns, peerId, opts });
   return page;
@@ -86,6 +91,54 @@ test('an edge that cannot come up is retried once, then failed', async () => {
   assert.equal((await health(ns)).up, 0);
   await a.close();
   await b.close();
+});
+
+// Before the SDK loads: the first "meshsig" channel this page creates is held. The page gets a
+// stand-in that stays 'connecting' for good (as Chromium's own channel did under load in CI,
+// on a connected connection), while a real channel under another label keeps the connection's
+// data m-line, which the other side ignores. Later channels are real.
+function holdFirstChannel() {
+  const create = RTCPeerConnection.prototype.createDataChannel;
+  window.held = 0;
+  RTCPeerConnection.prototype.createDataChannel = function (label, init) {
+    if (label !== 'meshsig' || window.held) return create.call(this, label, init);
+    window.held++;
+    create.call(this, 'meshsig-held');
+    return {
+      label, id: null, readyState: 'connecting', binaryType: 'blob', bufferedAmount: 0,
+      onopen: null, onmessage: null, onclose: null,
+      close() { this.readyState = 'closed'; },
+      send() { throw new DOMException('held', 'InvalidStateError'); },
+    };
+  };
+}
+
+test('a connected edge whose channel never opens gets a second channel, then is reported up', async (t) => {
+  const ns = `ec-${process.pid}`;
+  await setPolicy(cluster, ns, { topology: 'fullmesh' });
+  const opts = { edgeTimeoutMs: 4000 };
+  const a = await openPeer(cluster.gateways[0], ns, 'ca', opts, holdFirstChannel);
+  const b = await openPeer(cluster.gateways[1], ns, 'cb', opts, holdFirstChannel);
+  t.after(() => Promise.all([a.close(), b.close()]).catch(() => {}));
+  // Whichever page initiates holds its channel; the connection itself comes up.
+  await waitFor('the connection up on both pages', async () =>
+    (await a.evaluate(() => window.c.peerConnection('cb')?.connectionState)) === 'connected' &&
+    (await b.evaluate(() => window.c.peerConnection('ca')?.connectionState)) === 'connected',
+  { timeoutMs: 20000 });
+  const held = (await a.evaluate(() => window.held)) + (await b.evaluate(() => window.held));
+  assert.equal(held, 1, 'one page created the channel, and held it');
+  await waitFor('neighbour-up on both pages', async () =>
+    (await a.evaluate(() => window.t.ups)).includes('cb') && (await b.evaluate(() => window.t.ups)).includes('ca'),
+  { timeoutMs: 20000 });
+  await waitFor('the edge reported up', async () => (await health(ns)).up === 1, { timeoutMs: 10000 });
+  assert.equal((await health(ns)).failed, 0);
+  // Opened again, not restarted: no retry was needed.
+  assert.equal((await a.evaluate(() => window.t.retries)) + (await b.evaluate(() => window.t.retries)), 0);
+  await a.evaluate(() => window.c.send('cb', 'from-a'));
+  await b.evaluate(() => window.c.send('ca', 'from-b'));
+  await waitFor('a message each way over the second channel', async () =>
+    (await a.evaluate(() => window.t.msgs)).includes('cb:from-b') &&
+    (await b.evaluate(() => window.t.msgs)).includes('ca:from-a'), { timeoutMs: 10000 });
 });
 
 test('viewers wait for the source and hear it arrive', async () => {

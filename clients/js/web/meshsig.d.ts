@@ -85,7 +85,9 @@ export interface ConnectOptions {
   policy?: { [key: string]: Json };
   /** Report each connection's outcome to the server (default true), which repairs the topology. */
   edgeReports?: boolean;
-  /** A connection not up by then is reported FAILED (default 10000 ms). */
+  /** An edge not usable by then (connection up and data channel open) is reported FAILED
+   *  (default 10000 ms); a connected edge whose channel is stuck opening is first given a
+   *  second channel and one more timeout. */
   edgeTimeoutMs?: number;
   /** false: no peer connections; every signal is a 'signal' event for the app's own WebRTC. */
   webrtc?: boolean;

@@ -419,7 +419,9 @@ class Neighbour {
     this.closed = false;
     this.up = false; // neighbour-up emitted and neighbour-down not yet
     this.usable = false; // the channel is open below the page too (attach)
-    this.confirming = false; // an announced channel's open is being confirmed (confirmOpen)
+    this.confirming = null; // the announced channel whose open is being confirmed (confirmOpen)
+    this.dcMine = false; // this side created dc (it may open it again: reopenChannel)
+    this.reopened = 0; // channels opened again on this connection
     this.tc = null; // tree broadcast channel (tree namespaces)
     this.ctl = null; // bridge control channel (option bridge)
     this.theirPeers = new Set(); // bridge: the peers this neighbour has an open control channel to
@@ -522,30 +524,61 @@ class Neighbour {
    * channel counts as usable, and neighbour-up fires, only once the connection's stats say the
    * channel itself is open; until then channelState says 'connecting' and send() refuses with
    * CHANNEL_NOT_OPEN. A channel this side created is open below when its open event fires.
+   *
+   * A channel may replace an earlier one (reopenChannel on the side that created it, the
+   * datachannel event on the other): the earlier one is closed and forgotten, and the
+   * neighbour is up again once the new one is open.
    */
   attach(dc, announced = false) {
+    const old = this.dc;
     this.dc = dc;
+    this.dcMine = !announced;
     this.usable = false;
+    if (old && old !== dc) {
+      old.onopen = old.onmessage = old.onclose = null;
+      try { old.close(); } catch { /* already closed */ }
+      this.down('channel replaced');
+    }
     dc.binaryType = 'arraybuffer';
+    let opened = false;
     const up = () => {
-      if (this.closed || this.openedAt || this.dc !== dc) return;
+      if (this.closed || opened || this.dc !== dc) return;
+      opened = true;
       this.usable = true;
-      this.openedAt = Date.now();
+      if (!this.openedAt) this.openedAt = Date.now();
       this.up = true;
       this.client._neighbourState(this);
       this.client._emit('neighbour-up', this.info());
     };
     dc.onopen = () => {
-      if (this.closed || this.openedAt || this.confirming) return; // some implementations fire open twice
+      // Some implementations fire open twice.
+      if (this.closed || opened || this.dc !== dc || this.confirming === dc) return;
       if (announced) this.confirmOpen(dc, up);
       else up();
     };
     dc.onmessage = (e) => this.client._emit('message', { peer: this.peer, data: e.data });
     dc.onclose = () => {
+      if (this.dc !== dc) return;
       this.client._neighbourState(this);
       this.down('channel closed');
     };
     if (dc.readyState === 'open') dc.onopen();
+  }
+
+  /**
+   * Opens the "meshsig" channel again on a connection that is up while the channel this side
+   * created never opened. Seen in Chromium under load: the connection 'connected', its channel
+   * 'connecting' for good, so the edge never carried a message and, reported UP on the
+   * connection alone, was never repaired (a browser_mesh failure in CI). A second channel on
+   * the same association needs no renegotiation; the other side takes it from its
+   * datachannel event (attach). Once per connection: a second stuck channel is reported.
+   */
+  reopenChannel() {
+    if (this.closed || !this.pc || !this.dcMine || this.usable || this.reopened >= 1) return false;
+    if (this.pc.connectionState !== 'connected' || this.dc?.readyState !== 'connecting') return false;
+    this.reopened++;
+    this.attach(this.pc.createDataChannel(CHANNEL_LABEL));
+    return true;
   }
 
   down(reason) {
@@ -640,11 +673,12 @@ class Neighbour {
   confirmOpen(dc, up) {
     const pc = this.pc;
     if (!pc || typeof pc.getStats !== 'function') { up(); return; }
-    this.confirming = true;
+    this.confirming = dc;
+    const done = () => { if (this.confirming === dc) this.confirming = null; };
     const t0 = monoNow();
     const deadline = t0 + Math.max(1000, this.client.opts.edgeTimeoutMs || 10000);
     const check = () => {
-      if (this.closed || this.dc !== dc || dc.readyState !== 'open') { this.confirming = false; return; }
+      if (this.closed || this.dc !== dc || dc.readyState !== 'open') { done(); return; }
       pc.getStats().then((stats) => {
         let state = null;
         stats.forEach((s) => {
@@ -653,12 +687,12 @@ class Neighbour {
         });
         const now = monoNow();
         if (state === 'open' || (state === null && now - t0 > 250) || now > deadline) {
-          this.confirming = false;
+          done();
           up();
         } else {
           setTimeout(check, 25);
         }
-      }, () => { this.confirming = false; up(); });
+      }, () => { done(); up(); });
     };
     check();
   }
@@ -1781,7 +1815,9 @@ export class Client extends Emitter {
   _neighbourState(n) {
     if (this._neighbours.get(n.peer) !== n) return;
     const st = n.pc?.connectionState;
-    if (st === 'connected') this.#reportEdge(n, 'UP');
+    // Up means usable: the connection and its channel (a connected connection whose channel
+    // never opens is not an edge the app can use; the edge timer deals with it).
+    if (st === 'connected' && n.usable) this.#reportEdge(n, 'UP');
     else if (st === 'failed') this.#reportEdge(n, 'FAILED', 'ice-failed');
     this._emit('neighbour-state', n.info());
   }
@@ -1789,7 +1825,7 @@ export class Client extends Emitter {
   /** Tells the server how an edge turned out, once per attempt. */
   #reportEdge(n, state, reason) {
     if (!this.opts.edgeReports || n.edgeReported === state || this.state !== 'open') return;
-    if (n.edgeReported === 'UP' && state === 'FAILED' && reason === 'timeout') return;
+    if (n.edgeReported === 'UP' && state === 'FAILED' && reason !== 'ice-failed') return;
     n.edgeReported = state;
     clearTimeout(n.edgeTimer);
     const send = (relayed) => {
@@ -1810,12 +1846,26 @@ export class Client extends Emitter {
     }, () => send(false));
   }
 
-  #armEdgeTimer(n) {
+  /**
+   * An edge not usable within edgeTimeoutMs is reported FAILED: 'timeout' when the connection
+   * is not up, 'channel-timeout' when it is but its channel is not open. In the second case
+   * the side that created the channel first opens it again (reopenChannel) and the other side
+   * waits, both for one more timeout.
+   */
+  #armEdgeTimer(n, grace = 1) {
     clearTimeout(n.edgeTimer);
     if (!this.opts.edgeReports || !(this.opts.edgeTimeoutMs > 0)) return;
     n.edgeTimer = setTimeout(() => {
-      if (this._neighbours.get(n.peer) === n && n.pc?.connectionState !== 'connected') {
+      if (this._neighbours.get(n.peer) !== n || n.closed) return;
+      if (n.pc?.connectionState !== 'connected') {
         this.#reportEdge(n, 'FAILED', 'timeout');
+      } else if (!n.usable) {
+        if (grace > 0 && (n.reopenChannel() || !n.dcMine)) {
+          this._emit('neighbour-state', n.info());
+          this.#armEdgeTimer(n, grace - 1);
+        } else {
+          this.#reportEdge(n, 'FAILED', 'channel-timeout');
+        }
       }
     }, this.opts.edgeTimeoutMs);
     n.edgeTimer?.unref?.();
