@@ -77,7 +77,7 @@ static ms_err_t name_gateway(ms_gateway_t *gw)
     return MS_OK;
 }
 
-/* Per-shard fencing epochs and the per-session rate rules. */
+/* Per-shard fencing epochs, the per-session rate rules and the per-address limits. */
 static ms_err_t set_limits(ms_gateway_t *gw)
 {
     const ms_gw_config_t *cfg = gw->cfg;
@@ -95,6 +95,17 @@ static ms_err_t set_limits(ms_gateway_t *gw)
         (err = ms_ratelimit_rule(&gw->rule_bytes, (uint64_t)cfg->rate_bytes,
                                  (uint64_t)cfg->rate_bytes * 2)) != MS_OK) {
         ms_error("--rate-msgs or --rate-bytes is out of range");
+        return err;
+    }
+    ms_addrlimit_config_t al = {
+        .exempt = cfg->per_ip_exempt,
+        .trusted = cfg->trusted_proxies,
+        .max_handshakes = cfg->max_hs_per_ip,
+        .max_sessions = cfg->max_sessions_per_ip,
+    };
+    char why[160];
+    if ((err = ms_addrlimit_create(&al, &gw->addrlimit, why, sizeof(why))) != MS_OK) {
+        ms_error("--per-ip-exempt or --trusted-proxies: %s", why);
         return err;
     }
     return MS_OK;
@@ -341,6 +352,8 @@ void ms_gw_destroy(ms_gateway_t *gw)
     ms_gw_peerjs_cleanup(gw);
     ms_pidx_cleanup(&gw->sessions); /* empty: the context's end closed every session */
     ms_pidx_cleanup(&gw->by_peer);
+    ms_addrlimit_release(gw->addrlimit, &gw->al_pending);
+    ms_addrlimit_destroy(gw->addrlimit); /* after the context: its wsis gave their tags back */
     free(gw->epochs);
     free(gw->out);
     free(gw->pub);

@@ -35,6 +35,11 @@ typedef struct {
     long max_handshakes;       /* WebSocket handshakes in progress at once (header tables) */
     long handshake_timeout_s;  /* a handshake holding a header table this long is closed */
     long max_sessions;         /* WebSocket sessions at once; more are closed with 1013 */
+    long max_hs_per_ip;        /* connections not yet sessions per client address (0: no cap) */
+    long max_sessions_per_ip;  /* WebSocket sessions per client address (0: no cap) */
+    const char *per_ip_exempt; /* CIDRs never counted per address (addrlimit.h) */
+    /* CIDRs of proxies whose X-Forwarded-For names the client (addrlimit.h) */
+    const char *trusted_proxies;
     long max_rooms;            /* rooms one session may be in at once */
     long max_services;         /* services one session may provide at once */
     long max_subscriptions;    /* topic patterns one session may subscribe to at once */

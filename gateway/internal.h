@@ -41,6 +41,7 @@
 #include "ice.h"
 #include "session.h"
 #include "ptrindex.h"
+#include "addrlimit.h"
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
 #define CLOSE_TOO_BIG 1009
@@ -58,6 +59,8 @@ typedef enum {
     MS_GW_CAP_ROOMS,
     MS_GW_CAP_SERVICES,
     MS_GW_CAP_SUBSCRIPTIONS,
+    MS_GW_CAP_HANDSHAKES_PER_IP,
+    MS_GW_CAP_SESSIONS_PER_IP,
     MS_GW_CAP_COUNT
 } ms_gw_cap_t;
 
@@ -99,6 +102,12 @@ struct ms_gateway {
     /* hello.c */
     ms_auth_t *auth;
     struct ms_resume_signer *resume; /* resume tokens' HMAC, keyed once; NULL: resume off */
+
+    /* ws.c: per-client-address limits (addrlimit.h). A connection's tag lives in its wsi's
+     * opaque user pointer; the one accepted last waits in al_pending until lws gives it a wsi. */
+    ms_addrlimit_t *addrlimit;
+    ms_addrlimit_tag_t al_pending;
+    int al_pending_fd;
 
     /* ws.c: the sessions and the write path */
     ms_pidx_t sessions; /* every WebSocket session, by id (ms_gw_session_find) */

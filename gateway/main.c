@@ -42,6 +42,9 @@ int main(int argc, char **argv)
         .max_handshakes = 128,
         .handshake_timeout_s = 5,
         .max_sessions = 100000,
+        .max_hs_per_ip = -1, /* a quarter of --max-handshakes */
+        .max_sessions_per_ip = 500,
+        .per_ip_exempt = "127.0.0.0/8,::1",
         .max_rooms = 256,
         .max_services = 64,
         .max_subscriptions = 256,
@@ -114,6 +117,18 @@ int main(int argc, char **argv)
          "a connection without a complete WebSocket handshake this long is closed (1 to 60)"},
         {"max-sessions", MS_OPT_INT, &cfg.max_sessions,
          "WebSocket sessions at once; more are closed with 1013 (try again later)"},
+        {"max-handshakes-per-ip", MS_OPT_INT, &cfg.max_hs_per_ip,
+         "connections from one client address (IPv6: one /64) that are not yet WebSocket "
+         "sessions, at once; more are refused at accept (default: a quarter of "
+         "--max-handshakes; 0: no cap)"},
+        {"max-sessions-per-ip", MS_OPT_INT, &cfg.max_sessions_per_ip,
+         "WebSocket sessions from one client address (IPv6: one /64); more are closed with "
+         "1013 (0: no cap)"},
+        {"per-ip-exempt", MS_OPT_STR, &cfg.per_ip_exempt,
+         "client addresses never counted per address, CIDR[,CIDR...] (\"\": none)"},
+        {"trusted-proxies", MS_OPT_STR, &cfg.trusted_proxies,
+         "proxies (CIDR[,CIDR...]) whose last X-Forwarded-For address is the client's for "
+         "--max-sessions-per-ip; their own connections are not counted"},
         {"max-rooms", MS_OPT_INT, &cfg.max_rooms, "rooms one session may be in at once"},
         {"max-services", MS_OPT_INT, &cfg.max_services, "services one session may provide at once"},
         {"max-subscriptions", MS_OPT_INT, &cfg.max_subscriptions,
@@ -172,6 +187,13 @@ int main(int argc, char **argv)
         ms_error("a limit is out of range (see --help)");
         return 2;
     }
+    if (cfg.max_hs_per_ip < -1 || cfg.max_hs_per_ip > 10000 || cfg.max_sessions_per_ip < 0 ||
+        cfg.max_sessions_per_ip > 10000000) {
+        ms_error("--max-handshakes-per-ip or --max-sessions-per-ip is out of range (see --help)");
+        return 2;
+    }
+    if (cfg.max_hs_per_ip < 0)
+        cfg.max_hs_per_ip = cfg.max_handshakes >= 4 ? cfg.max_handshakes / 4 : 1;
     if (cfg.insecure_dev) {
         ms_warn("INSECURE DEV MODE: hellos need no token and peers pick their own ids. Never "
                 "run this in production.");

@@ -134,12 +134,18 @@ char *ms_gw_metrics_text(ms_gateway_t *gw, size_t *len)
                          "signal relay time, client frame in at a gateway to out at this one", le,
                          gw->lat_buckets, 12, (double)gw->lat_sum_us / 1e6, gw->lat_count);
     ms_metrics_family(&m, "meshsig_gateway_cap_refused_total", MS_METRIC_COUNTER,
-                      "sessions and requests refused at an operator cap (--max-sessions, "
-                      "--max-rooms, ...)");
+                      "connections, sessions and requests refused at an operator cap "
+                      "(--max-sessions, --max-sessions-per-ip, --max-rooms, ...)");
     ms_metrics_u64(&m, "cap", "sessions", gw->n_cap_refused[MS_GW_CAP_SESSIONS]);
     ms_metrics_u64(&m, "cap", "rooms", gw->n_cap_refused[MS_GW_CAP_ROOMS]);
     ms_metrics_u64(&m, "cap", "services", gw->n_cap_refused[MS_GW_CAP_SERVICES]);
     ms_metrics_u64(&m, "cap", "subscriptions", gw->n_cap_refused[MS_GW_CAP_SUBSCRIPTIONS]);
+    ms_metrics_u64(&m, "cap", "handshakes_per_ip", gw->n_cap_refused[MS_GW_CAP_HANDSHAKES_PER_IP]);
+    ms_metrics_u64(&m, "cap", "sessions_per_ip", gw->n_cap_refused[MS_GW_CAP_SESSIONS_PER_IP]);
+    ms_metrics_gauge(&m, "meshsig_gateway_client_addresses",
+                     "client addresses (IPv6: /64 prefixes) with connections counted against "
+                     "--max-handshakes-per-ip or --max-sessions-per-ip",
+                     (double)ms_addrlimit_addresses(gw->addrlimit));
     ms_metrics_counter(&m, "meshsig_gateway_throttled_total",
                        "pauses in reading a client that went over its rate", gw->n_throttled);
     /* The fence per shard: the highest owner epoch accepted (shards not heard from yet: none). */

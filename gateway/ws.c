@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "codec.h"
 #include "jsonscan.h"
@@ -213,6 +214,58 @@ static int text_valid(ms_session_t *s, const void *p, size_t len)
     return 0;
 }
 
+#define PER_IP_BODY "too many connections from your address (--max-handshakes-per-ip)\n"
+_Static_assert(sizeof(PER_IP_BODY) - 1 == 65, "Content-Length in admit_connection");
+
+/* LWS_CALLBACK_FILTER_NETWORK_CONNECTION: a connection just accepted, nothing read from it and
+ * no header table taken. Over --max-handshakes-per-ip it is answered 503 (without reading its
+ * request: a client that already sent one may see a reset instead) and closed; 1 refuses. */
+static int admit_connection(ms_gateway_t *gw, const struct lws_filter_network_conn_args *f)
+{
+    /* A tag whose connection never got a wsi (lws failed to adopt it) is given back. */
+    ms_addrlimit_release(gw->addrlimit, &gw->al_pending);
+    ms_addr_t a;
+    ms_addrlimit_tag_t tag;
+    if (!f || ms_addr_from_sockaddr((const struct sockaddr *)&f->cli_addr, f->clilen, &a) != 0)
+        return 0;
+    if (ms_addrlimit_accept(gw->addrlimit, &a, &tag) == 0) {
+        gw->al_pending = tag;
+        gw->al_pending_fd = f->accept_fd;
+        return 0;
+    }
+    gw->n_cap_refused[MS_GW_CAP_HANDSHAKES_PER_IP]++;
+    static const char answer[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                                 "Content-Type: text/plain\r\n"
+                                 "Content-Length: 65\r\n"
+                                 "Retry-After: 5\r\n"
+                                 "Connection: close\r\n\r\n" PER_IP_BODY;
+    (void)!send(f->accept_fd, answer, sizeof(answer) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    return 1;
+}
+
+/* LWS_CALLBACK_ESTABLISHED: the connection's handshake becomes a session of its client's
+ * address (from a trusted proxy: the last X-Forwarded-For address, or the proxy's own when it
+ * has none). -1 when that address is at --max-sessions-per-ip. */
+static int admit_session(ms_gateway_t *gw, struct lws *wsi)
+{
+    ms_addrlimit_tag_t tag = (ms_addrlimit_tag_t)lws_get_opaque_user_data(wsi);
+    ms_addr_t client, *cp = NULL;
+    if (ms_addrlimit_proxied(tag)) {
+        char xff[512];
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        if (lws_hdr_copy(wsi, xff, sizeof(xff), WSI_TOKEN_X_FORWARDED_FOR) > 0 &&
+            ms_addr_from_xff(xff, &client) == 0)
+            cp = &client;
+        else if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &sl) == 0 &&
+                 ms_addr_from_sockaddr((struct sockaddr *)&ss, sl, &client) == 0)
+            cp = &client;
+    }
+    int r = ms_addrlimit_session(gw->addrlimit, &tag, cp);
+    lws_set_opaque_user_data(wsi, (void *)tag);
+    return r;
+}
+
 /* The WebSocket protocols: a session from ESTABLISHED to CLOSED, and the mailbox wake-up. */
 int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                       size_t len)
@@ -229,6 +282,27 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
 
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return ms_gw_confirm_upgrade(wsi, in);
+
+    /* Per-address limits (addrlimit.h): protocols[0] hears of every connection's start and
+     * end, whatever it becomes (a session, HTTP, nothing). */
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        return admit_connection(gw, user);
+
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        if (gw->al_pending && lws_get_socket_fd(wsi) == gw->al_pending_fd) {
+            lws_set_opaque_user_data(wsi, (void *)gw->al_pending);
+            gw->al_pending = 0;
+        }
+        break;
+
+    case LWS_CALLBACK_WSI_DESTROY: {
+        ms_addrlimit_tag_t tag = (ms_addrlimit_tag_t)lws_get_opaque_user_data(wsi);
+        if (tag) {
+            ms_addrlimit_release(gw->addrlimit, &tag);
+            lws_set_opaque_user_data(wsi, NULL);
+        }
+        break;
+    }
 
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
         char uri[192];
@@ -269,6 +343,16 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
                              "this gateway holds its maximum of %ld sessions (--max-sessions); "
                              "try again later or another gateway",
                              gw->cfg->max_sessions);
+            ms_gw_session_close(s, CLOSE_TRY_LATER);
+            return 0;
+        }
+        if (admit_session(gw, wsi) != 0) {
+            /* Told as at --max-sessions: an address over its share tries again later. */
+            gw->n_cap_refused[MS_GW_CAP_SESSIONS_PER_IP]++;
+            ms_gw_send_error(gw, s, NULL, ERR(LIMIT_REACHED),
+                             "your address holds its maximum of %ld sessions on this gateway "
+                             "(--max-sessions-per-ip); try again later",
+                             gw->cfg->max_sessions_per_ip);
             ms_gw_session_close(s, CLOSE_TRY_LATER);
             return 0;
         }
@@ -402,10 +486,16 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
         if (s->tail) {
             lws_callback_on_writable(wsi);
         } else if (s->closing) {
-            static unsigned char full[] = "gateway full";
-            int try_later = s->close_code == CLOSE_TRY_LATER;
-            lws_close_reason(wsi, (enum lws_close_status)s->close_code, try_later ? full : NULL,
-                             try_later ? sizeof(full) - 1 : 0);
+            static unsigned char full[] = "gateway full", per_ip[] = "address full";
+            const unsigned char *why = NULL;
+            size_t why_len = 0;
+            if (s->close_code == CLOSE_TRY_LATER) {
+                int ip = ms_addrlimit_refused((ms_addrlimit_tag_t)lws_get_opaque_user_data(wsi));
+                why = ip ? per_ip : full;
+                why_len = ip ? sizeof(per_ip) - 1 : sizeof(full) - 1;
+            }
+            lws_close_reason(wsi, (enum lws_close_status)s->close_code, (unsigned char *)why,
+                             why_len);
             return -1;
         }
         return 0;

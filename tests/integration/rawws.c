@@ -67,25 +67,51 @@ rws_t *rws_connect(int port, const char *version, const char *subprotocol, const
     return rws_connect_with(port, version, subprotocol, extra, NULL, 0, timeout_ms);
 }
 
+int rws_tcp_from(const char *src, int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (src) {
+        struct sockaddr_in s = {.sin_family = AF_INET};
+        if (inet_pton(AF_INET, src, &s.sin_addr) != 1 ||
+            bind(fd, (struct sockaddr *)&s, sizeof(s)) != 0)
+            goto fail;
+    }
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+        goto fail;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+fail:
+    close(fd);
+    return -1;
+}
+
 rws_t *rws_connect_with(int port, const char *version, const char *subprotocol, const char *extra,
                         const void *after, size_t after_len, int timeout_ms)
+{
+    return rws_connect_from(NULL, port, "/ws", version, subprotocol, extra, after, after_len,
+                            timeout_ms);
+}
+
+rws_t *rws_connect_from(const char *src, int port, const char *path, const char *version,
+                        const char *subprotocol, const char *extra, const void *after,
+                        size_t after_len, int timeout_ms)
 {
     rws_t *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+    if ((c->fd = rws_tcp_from(src, port)) < 0)
         goto fail;
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     char req[4096];
     int n = snprintf(req, sizeof(req),
-                     "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                      "%s%s%s%s%s%s\r\n",
-                     port, version ? "Sec-WebSocket-Version: " : "", version ? version : "",
+                     path, port, version ? "Sec-WebSocket-Version: " : "", version ? version : "",
                      version ? "\r\n" : "", subprotocol ? "Sec-WebSocket-Protocol: " : "",
                      subprotocol ? subprotocol : "", subprotocol ? "\r\n" : "");
     if (extra && n > 0 && (size_t)n + strlen(extra) < sizeof(req)) {
