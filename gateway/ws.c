@@ -334,6 +334,13 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
         gw->n_sessions++;
         ms_gw_deadline_arm(gw, s, &gw->hello_waits, (uint64_t)gw->cfg->hello_timeout_ms * 1000u);
         ms_gw_idle_touch(gw, s);
+        if (gw->peerjs) {
+            /* Set before the caps: a PeerJS client is told a refusal in its protocol
+             * ({type: ERROR}, as the PeerJS server's concurrent_limit is), which it shows. */
+            char uri[192];
+            s->peerjs = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) > 0 &&
+                        ms_gw_peerjs_ws_path(gw, uri);
+        }
         if (gw->n_sessions > (size_t)gw->cfg->max_sessions) {
             /* Refused after the upgrade, not with an HTTP status: a browser
              * sees only the close code and reason of a WebSocket, and 1013
@@ -364,12 +371,8 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
             ms_gw_session_close(s, (uint16_t)code);
             return 0;
         }
-        if (gw->peerjs) {
-            char uri[192];
-            if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) > 0 &&
-                ms_gw_peerjs_ws_path(gw, uri))
-                ms_gw_peerjs_open(gw, s, wsi);
-        }
+        if (s->peerjs)
+            ms_gw_peerjs_open(gw, s, wsi);
         return 0;
 
     case LWS_CALLBACK_TIMER:
