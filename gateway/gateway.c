@@ -175,7 +175,11 @@ static ms_err_t create_context(ms_gateway_t *gw)
     }
     info.mounts = ms_gw_http_mounts(gw);
     ms_evloop_configure(gw->loop, &info);
-    if (ms_wsguard_init() != MS_OK)
+    /* Pings, pongs and fragments per connection and second: four times the message rate
+     * (twice its burst) and one per KiB of the byte rate (a large message in 1 KiB
+     * fragments at full rate); 1,824 by default. */
+    long frames = 4 * cfg->rate_msgs + cfg->rate_bytes / 1024;
+    if (ms_wsguard_init(frames > 65535 ? 65535u : (unsigned)frames) != MS_OK)
         return MS_ERR_NOMEM;
     gw->ctx = lws_create_context(&info);
     if (!gw->ctx) {

@@ -4,12 +4,14 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -24,8 +26,17 @@ static const char *const reasons[] = {
     "fragmented control frame",
     "unmasked client frame",
     "control frame over 125 bytes",
+    "more pings, pongs and fragments than its frame budget",
 };
-enum { WHY_NONE, WHY_RSV, WHY_OPCODE, WHY_FRAG_CONTROL, WHY_UNMASKED, WHY_LONG_CONTROL };
+enum {
+    WHY_NONE,
+    WHY_RSV,
+    WHY_OPCODE,
+    WHY_FRAG_CONTROL,
+    WHY_UNMASKED,
+    WHY_LONG_CONTROL,
+    WHY_FRAME_FLOOD
+};
 
 /* HEAD: where we are in the current header line. */
 typedef struct {
@@ -45,6 +56,7 @@ typedef struct {
     uint8_t mode;
     uint8_t hdr_len, hdr_need; /* FRAMES */
     uint8_t why;               /* reasons[], WHY_NONE while fine */
+    uint8_t window;            /* FRAMES: the budget window n_frames counts in */
     uint16_t violation;        /* close code, 0 while fine */
     union {
         head_t h; /* HEAD */
@@ -53,16 +65,37 @@ typedef struct {
         /* FRAMES, while hdr_len == 0: payload bytes left of the current frame
          * (the header it came from is no longer needed); 0: a header is next. */
         uint64_t skip;
+        /* FRAMES: frames that are not a whole data message, in window. */
+        struct {
+            uint8_t hdr_[14];
+            uint16_t n_frames;
+        } f;
     } u;
     struct lws *wsi;
 } conn_t;
 _Static_assert(sizeof(conn_t) == 32, "conn_t: one table entry per descriptor");
+_Static_assert(offsetof(conn_t, u.f.n_frames) >= offsetof(conn_t, u.hdr) + 14,
+               "the frame count is clear of the header bytes");
+
+/* Bytes read and dropped at once from a socket that broke a rule. */
+#define DRAIN_MAX (256 * 1024)
 
 static conn_t *table;
 static size_t table_n;
+static uint16_t frame_budget = 65535;
 
-ms_err_t ms_wsguard_init(void)
+/* The budget's window: about a second (1024 ms), numbered mod 256. */
+static uint8_t window_now(void)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint8_t)(ms >> 10);
+}
+
+ms_err_t ms_wsguard_init(unsigned frames_per_s)
+{
+    frame_budget = frames_per_s < 1 ? 1 : frames_per_s > 65535 ? 65535 : (uint16_t)frames_per_s;
     struct rlimit rl;
     size_t n = 65536;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > n)
@@ -202,6 +235,21 @@ static size_t follow(conn_t *c, const uint8_t *p, size_t n)
                 c->violation = LWS_CLOSE_STATUS_PROTOCOL_ERR;
                 return frame_start;
             }
+            /* Pings, pongs and fragments never reach the rate limit, which
+             * counts whole messages: each costs a read, a parse and (a ping)
+             * a pong, at whatever rate the client sends them. */
+            if ((op & 8) || op == 0 || !(c->u.hdr[0] & 0x80)) {
+                uint8_t w = window_now();
+                if (w != c->window) {
+                    c->window = w;
+                    c->u.f.n_frames = 0;
+                }
+                if (++c->u.f.n_frames > frame_budget) {
+                    c->why = WHY_FRAME_FLOOD;
+                    c->violation = LWS_CLOSE_STATUS_POLICY_VIOLATION;
+                    return frame_start;
+                }
+            }
         }
         if (c->hdr_len == 2) {
             uint8_t len7 = c->u.hdr[1] & 0x7f;
@@ -248,7 +296,14 @@ ssize_t recv(int fd, void *buf, size_t len, int flags)
     size_t ok = follow(c, buf, (size_t)n);
     if (!c->violation)
         return n;
-    /* The rest is dropped: the connection is closing. */
+    /* The rest is dropped: the connection is closing. So is what the kernel
+     * holds already (up to DRAIN_MAX): closed with unread bytes, the socket
+     * would send a reset, and the client would lose the close frame (and its
+     * code) that went before. */
+    uint8_t scratch[4096];
+    for (size_t drained = 0; drained < DRAIN_MAX; drained += sizeof(scratch))
+        if (syscall(SYS_recvfrom, fd, scratch, sizeof(scratch), MSG_DONTWAIT, NULL, NULL) <= 0)
+            break;
     if (c->wsi)
         lws_callback_on_writable(c->wsi);
     if (ok)

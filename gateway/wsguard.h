@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The RFC 6455 framing checks libwebsockets 4.1 leaves out: masked client frames, short control
- * frames.
+/* The RFC 6455 framing checks libwebsockets 4.1 leaves out (masked client frames, short control
+ * frames) and a budget of the frames the rate limit never sees.
  *
  * lws 4.1 (Debian 12) accepts and answers unmasked client frames (RFC 6455
  * §5.1: the server MUST close the connection) and drops a control frame over
@@ -28,8 +28,14 @@
 
 #include "err.h"
 
-/* Before the lws context exists (it sizes a table by RLIMIT_NOFILE). */
-ms_err_t ms_wsguard_init(void);
+/* Before the lws context exists (it sizes a table by RLIMIT_NOFILE).
+ * frames_per_s (1 to 65535): pings, pongs and fragments (every frame but a
+ * whole text or binary message) one connection may send in a window of
+ * about a second; one more closes it with 1008. The rate limit counts
+ * messages, never these, and lws answers pings itself: without this budget
+ * a client sending empty continuation frames or pings as fast as its socket
+ * takes them kept a gateway core busy, never throttled. */
+ms_err_t ms_wsguard_init(unsigned frames_per_s);
 /* After the lws context is destroyed. */
 void ms_wsguard_cleanup(void);
 
