@@ -383,10 +383,17 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
         }
         return 0;
 
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        /* A close frame's reason text must be UTF-8 too (§5.5.1): the connection ends
-         * without the echo, as lws ended it when it checked. */
-        return len > 2 && !ms_utf8_valid((const char *)in + 2, len - 2) ? -1 : 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: {
+        /* A close frame's body is empty or a code and a UTF-8 reason (§5.5.1), the code
+         * under 5000 (§7.4.2). Otherwise the connection ends without the echo, as lws
+         * ended it when it checked UTF-8; lws 4.1 answers codes under 3000 it does not
+         * know with 1002 itself, but echoes a body of one byte and codes from 5000 up. */
+        const uint8_t *b = in;
+        return len == 1 || (len >= 2 && (b[0] << 8 | b[1]) >= 5000) ||
+                       (len > 2 && !ms_utf8_valid((const char *)in + 2, len - 2))
+                   ? -1
+                   : 0;
+    }
 
     case LWS_CALLBACK_RECEIVE_PONG:
         if (s && s->id)
