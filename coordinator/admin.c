@@ -18,6 +18,13 @@ extern const unsigned char ms_admin_page[];
 extern const size_t ms_admin_page_len;
 
 #define MAX_BODY (64 * 1024)
+/* The request line and headers: evhttp keeps them whole and has no limit of its own, so
+ * an unauthenticated client could grow the coordinator by all it sent (200 MB of one
+ * header line took its RSS from 10 to 212 MB, kept after the connection closed). */
+#define MAX_HEADERS (32 * 1024)
+/* A connection that sends nothing (or cannot be written) this long is closed; evhttp's
+ * default is 50 s. */
+#define IDLE_TIMEOUT_S 10
 
 static void reply_error(ms_coord_t *c, struct evhttp_request *r, int code, const char *msg)
 {
@@ -319,6 +326,8 @@ ms_err_t ms_admin_start(ms_coord_t *c)
     evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_PUT | EVHTTP_REQ_POST |
                                          EVHTTP_REQ_OPTIONS | EVHTTP_REQ_HEAD);
     evhttp_set_max_body_size(http, MAX_BODY);
+    evhttp_set_max_headers_size(http, MAX_HEADERS);
+    evhttp_set_timeout(http, IDLE_TIMEOUT_S);
     evhttp_set_gencb(http, on_request, c);
     if (!evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)port)) {
         ms_error("admin endpoint cannot listen on %s", listen);
