@@ -1,0 +1,830 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* More abuse through real processes: frame floods the rate limit never saw, close frames,
+ * slow readers, odd HTTP, Origin tricks, churn of a session's sets, the admin port.
+ *
+ * One cluster (NATS, a coordinator, three gateways) for every case: gateway
+ * 0 with the default limits, gateway 1 with a small --max-queue and loose
+ * rates (a slow reader and churn reach their limits fast), gateway 2 with an
+ * Origin allowlist. Each case attacks with raw sockets from this process,
+ * checks the answer it should get, that the gateway's (or coordinator's) CPU
+ * time and resident memory stay within a bound while it lasts, and that a
+ * pair on gateway 0 still signals. Every wait is bounded and waits on an
+ * event (a frame, EOF, a write error), never a sleep.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include "cluster.h"
+#include "rawws.h"
+#include "testutil.h"
+#include "wsclient.h"
+
+static cluster_t cl;
+static const char GOOD_ORIGIN[] = "https://good.example";
+
+static long long now_ms(void)
+{
+    return cluster_now_ms();
+}
+
+static void cluster_up(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    ck_assert_int_eq(cluster_start(&cl, NULL), 0);
+    const char *plain[] = {"--insecure-dev", NULL};
+    const char *loose[] = {"--insecure-dev", "--max-queue",  "65536",    "--rate-msgs",
+                           "20000",          "--rate-bytes", "67108864", NULL};
+    const char *origins[] = {"--insecure-dev", "--origins", GOOD_ORIGIN, NULL};
+    ck_assert_int_eq(cluster_add_gateway(&cl, "gw-abuse2-plain", plain), 0);
+    ck_assert_int_eq(cluster_add_gateway(&cl, "gw-abuse2-loose", loose), 1);
+    ck_assert_int_eq(cluster_add_gateway(&cl, "gw-abuse2-origin", origins), 2);
+}
+
+static void cluster_down(void)
+{
+    cluster_stop(&cl);
+}
+
+/* ---- what a process costs ------------------------------------------------- */
+
+/* User and system CPU time of pid, in ms. */
+static long cpu_ms(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    ck_assert_ptr_nonnull(p);
+    unsigned long ut = 0, st = 0;
+    /* after the name: state, then fields 4..13, then utime (14) and stime (15) */
+    ck_assert_int_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st),
+                     2);
+    long hz = sysconf(_SC_CLK_TCK);
+    return (long)((ut + st) * 1000 / (unsigned long)(hz > 0 ? hz : 100));
+}
+
+static long rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kb = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (!strncmp(line, "VmRSS:", 6))
+            kb = strtol(line + 6, NULL, 10);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+/* ASan keeps freed memory in quarantine: its RSS grows with churn. */
+static int is_asan(pid_t pid)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+    FILE *f = fopen(path, "r");
+    int yes = 0;
+    while (f && !yes && fgets(line, sizeof(line), f))
+        yes = strstr(line, "libasan") != NULL;
+    if (f)
+        fclose(f);
+    return yes;
+}
+
+/* ---- a pair on gateway 0 that must keep working --------------------------- */
+
+static wsc_t *alice, *bob;
+
+static void pair_serves(const char *after)
+{
+    static int n;
+    if (!alice) {
+        alice = join_as(cl.gw_port[0], "abuse2", "alice");
+        bob = join_as(cl.gw_port[0], "abuse2", "bob");
+        expect_connect(alice, "bob", 1);
+        expect_connect(bob, "alice", 0);
+    }
+    for (int g = 0; g < cl.n_gw; g++)
+        ck_assert_msg(kill(cl.gw[g], 0) == 0, "gateway %d gone after %s", g, after);
+    ck_assert_msg(kill(cl.coord, 0) == 0, "coordinator gone after %s", after);
+    long long t0 = now_ms();
+    send_json(alice, "{\"signal\":{\"to\":\"bob\",\"payload\":%d}}", ++n);
+    json_t *j = expect_key(bob, "signal");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "signal"), "payload")),
+                     n);
+    json_decref(j);
+    ck_assert_msg(now_ms() - t0 < 1000, "a signal took %lld ms after %s", now_ms() - t0, after);
+}
+
+/* ---- raw WebSockets --------------------------------------------------------- */
+
+static rws_t *open_ws(int g)
+{
+    rws_t *r = rws_connect(cl.gw_port[g], "13", "meshsig.v1.json", NULL, T_MS);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->status, 101);
+    return r;
+}
+
+/* A text frame of JSON; the next text frame must contain `want`. */
+static void rws_ask(rws_t *r, const char *json, const char *want)
+{
+    ck_assert_int_eq(rws_send_frame(r, RWS_FIN | 1, 1, json, strlen(json)), 0);
+    for (int i = 0; i < 4096; i++) {
+        uint8_t *p = NULL, b0 = 0;
+        size_t n = 0;
+        int op = rws_recv_frame(r, T_MS, &p, &n, &b0);
+        ck_assert_msg(op >= 0, "no answer with %s to %s", want, json);
+        ck_assert_msg(op != 8, "closed (%d) instead of %s", n >= 2 ? p[0] << 8 | p[1] : 0, want);
+        int hit = op == 1 && memmem(p, n, want, strlen(want)) != NULL;
+        free(p);
+        if (hit)
+            return;
+    }
+    ck_abort_msg("no %s in 4096 frames", want);
+}
+
+/* n copies of one frame, masked, in one buffer (malloc'd; *len its size). */
+static uint8_t *frames_of(uint8_t b0, const void *payload, size_t plen, size_t n, size_t *len)
+{
+    size_t one = 0;
+    uint8_t *f = rws_frame(b0, 1, payload, plen, &one);
+    ck_assert_ptr_nonnull(f);
+    uint8_t *all = malloc(one * n);
+    ck_assert_ptr_nonnull(all);
+    for (size_t i = 0; i < n; i++)
+        memcpy(all + i * one, f, one);
+    free(f);
+    *len = one * n;
+    return all;
+}
+
+/* ---- frames the rate limit never counted ---------------------------------- */
+
+/* Each kind: what goes first (may be empty) and the frame sent over and over. */
+typedef struct {
+    const char *name;
+    uint8_t first_b0; /* 0: nothing first */
+    const char *first;
+    uint8_t b0;
+    const char *payload;
+} flood_kind_t;
+
+static const flood_kind_t floods[] = {
+    {"pings", 0, NULL, RWS_FIN | 9, "x"},
+    {"pongs", 0, NULL, RWS_FIN | 10, "x"},
+    {"empty continuations", 1, "\"", 0, ""},
+    {"one-byte continuations", 1, "\"", 0, " "},
+    {"pings inside a fragmented message", 1, "\"", RWS_FIN | 9, ""},
+};
+#define N_FLOODS (sizeof(floods) / sizeof(floods[0]))
+
+/* The default budget: 4 x 200 messages/s + 1 MiB/s / 1 KiB, in a window of about a second. */
+#define FRAME_BUDGET 1824
+
+/* A client that sends more pings, pongs or fragments than its budget in one
+ * write, reading what comes back: pongs (for pings), then a close 1008. */
+START_TEST(frame_budget_closes_1008)
+{
+    for (size_t k = 0; k < N_FLOODS; k++) {
+        const flood_kind_t *f = &floods[k];
+        rws_t *r = open_ws(0);
+        if (f->first_b0)
+            ck_assert_int_eq(rws_send_frame(r, f->first_b0, 1, f->first, strlen(f->first)), 0);
+        size_t len;
+        uint8_t *all = frames_of(f->b0, f->payload, strlen(f->payload), 3 * FRAME_BUDGET, &len);
+        rws_write(r, all, len); /* may fail part way: the gateway closed */
+        free(all);
+        int code = rws_wait_close(r, T_MS);
+        ck_assert_msg(code == 1008, "%s over the budget: close code %d, expected 1008", f->name,
+                      code);
+        rws_free(r);
+    }
+    pair_serves("frames over the budget");
+}
+END_TEST
+
+/* The same kinds written as fast as the socket takes them, never reading:
+ * the gateway ends the connection in time and its CPU stays idle meanwhile
+ * (before the budget, each of these kept a gateway core busy for as long as
+ * the client sent: 3.4-3.9 s of CPU in 5 s). */
+START_TEST(frame_floods_end_quickly)
+{
+    for (size_t k = 0; k < N_FLOODS; k++) {
+        const flood_kind_t *f = &floods[k];
+        rws_t *r = open_ws(0);
+        if (f->first_b0)
+            ck_assert_int_eq(rws_send_frame(r, f->first_b0, 1, f->first, strlen(f->first)), 0);
+        size_t len;
+        uint8_t *all = frames_of(f->b0, f->payload, strlen(f->payload), 4096, &len);
+        fcntl(r->fd, F_SETFL, fcntl(r->fd, F_GETFL) | O_NONBLOCK);
+        long cpu0 = cpu_ms(cl.gw[0]), rss0 = rss_kb(cl.gw[0]);
+        long long t0 = now_ms(), end = t0 + 5000;
+        unsigned long long sent = 0;
+        size_t off = 0;
+        int ended = 0;
+        while (!ended && now_ms() < end) {
+            struct pollfd p = {.fd = r->fd, .events = POLLOUT};
+            poll(&p, 1, 100);
+            if (p.revents & (POLLERR | POLLHUP)) {
+                ended = 1;
+                break;
+            }
+            ssize_t w = send(r->fd, all + off, len - off, MSG_NOSIGNAL);
+            if (w > 0) {
+                sent += (unsigned long long)w;
+                off = (off + (size_t)w) % len;
+            } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+                ended = 1;
+            }
+        }
+        long cpu = cpu_ms(cl.gw[0]) - cpu0, grew = rss_kb(cl.gw[0]) - rss0;
+        printf("abuse2 flood of %s: %llu bytes written in %lld ms, the gateway used %ld ms of "
+               "CPU and %ld kB more memory\n",
+               f->name, sent, now_ms() - t0, cpu, grew);
+        fflush(stdout);
+        free(all);
+        ck_assert_msg(ended, "%s: the gateway took %llu bytes in 5 s and kept the connection",
+                      f->name, sent);
+        ck_assert_msg(cpu < 1000, "%s: the gateway used %ld ms of CPU", f->name, cpu);
+        ck_assert_msg(grew < 4096, "%s: the gateway grew by %ld kB", f->name, grew);
+        rws_free(r);
+    }
+    pair_serves("frame floods");
+}
+END_TEST
+
+/* Under the budget nothing changes: a burst of pings, then a message of
+ * 64 KiB in 1 KiB fragments with a ping between each two, is answered. */
+START_TEST(frames_under_budget_served)
+{
+    rws_t *r = open_ws(0);
+    size_t len;
+    uint8_t *pings = frames_of(RWS_FIN | 9, "p", 1, FRAME_BUDGET / 3, &len);
+    ck_assert_int_eq(rws_write(r, pings, len), 0);
+    free(pings);
+    static char msg[64 * 1024];
+    memset(msg, ' ', sizeof(msg));
+    memcpy(msg, "{\"ping\":{}}", 11);
+    for (size_t off = 0; off < sizeof(msg); off += 1024) {
+        int last = off + 1024 == sizeof(msg);
+        ck_assert_int_eq(
+            rws_send_frame(r, (uint8_t)((last ? RWS_FIN : 0) | (off ? 0 : 1)), 1, msg + off, 1024),
+            0);
+        if (!last)
+            ck_assert_int_eq(rws_send_frame(r, RWS_FIN | 9, 1, "q", 1), 0);
+    }
+    rws_ask(r, "{\"id\":\"after\",\"ping\":{}}", "\"after\"");
+    rws_free(r);
+    pair_serves("frames under the budget");
+}
+END_TEST
+
+/* ---- close frames ----------------------------------------------------------- */
+
+/* §7.4: codes under 1000, the reserved 1004-1006 and 1015, unassigned ones
+ * under 3000, and 5000 and up fail the connection: the gateway never echoes
+ * them (it answers 1002, or ends the connection). A body of one byte is no
+ * code at all. Valid codes are echoed. */
+START_TEST(close_codes)
+{
+    static const int bad[] = {0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 40000, 65535, -1};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        rws_t *r = open_ws(0);
+        uint8_t body[5] = {(uint8_t)(bad[i] >> 8), (uint8_t)bad[i], 'b', 'y', 'e'};
+        size_t blen = bad[i] < 0 ? 1 : sizeof(body);
+        if (bad[i] < 0)
+            body[0] = 0x03;
+        ck_assert_int_eq(rws_send_frame(r, RWS_FIN | 8, 1, body, blen), 0);
+        uint8_t *p = NULL, b0 = 0;
+        size_t n = 0;
+        int op = rws_recv_frame(r, T_MS, &p, &n, &b0);
+        int got = op == 8 && n >= 2 ? p[0] << 8 | p[1] : op == 8 ? 0 : -1;
+        free(p);
+        ck_assert_msg(op == -1 || (op == 8 && got == 1002),
+                      "close code %d: answered opcode %d, code %d (expected 1002 or the end)",
+                      bad[i], op, got);
+        ck_assert_msg(op == -1 || rws_wait_eof(r, 3000), "close code %d: the connection stays",
+                      bad[i]);
+        rws_free(r);
+    }
+    static const int good[] = {1000, 1001, 1003, 1011, 3000, 4999};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        rws_t *r = open_ws(0);
+        uint8_t body[2] = {(uint8_t)(good[i] >> 8), (uint8_t)good[i]};
+        ck_assert_int_eq(rws_send_frame(r, RWS_FIN | 8, 1, body, 2), 0);
+        ck_assert_int_eq(rws_wait_close(r, T_MS), good[i]);
+        ck_assert(rws_wait_eof(r, 3000));
+        rws_free(r);
+    }
+    /* Frames after the close are not answered. */
+    rws_t *r = open_ws(0);
+    static const uint8_t bye[2] = {0x03, 0xe8};
+    ck_assert_int_eq(rws_send_frame(r, RWS_FIN | 8, 1, bye, 2), 0);
+    for (int i = 0; i < 3; i++)
+        rws_send_frame(r, RWS_FIN | 1, 1, "{\"ping\":{}}", 11);
+    uint8_t *p = NULL, b0 = 0;
+    size_t n = 0;
+    ck_assert_int_eq(rws_recv_frame(r, T_MS, &p, &n, &b0), 8);
+    free(p);
+    ck_assert_int_eq(rws_recv_frame(r, 2000, &p, &n, &b0), -1);
+    rws_free(r);
+    pair_serves("close frames");
+}
+END_TEST
+
+/* Binary on the JSON subprotocol and text on the protobuf one are refused
+ * with BAD_REQUEST, and the connection goes on. */
+START_TEST(wrong_frame_type_for_the_subprotocol)
+{
+    rws_t *r = open_ws(0);
+    ck_assert_int_eq(rws_send_frame(r, RWS_FIN | 2, 1, "{\"ping\":{}}", 11), 0);
+    uint8_t *p = NULL, b0 = 0;
+    size_t n = 0;
+    ck_assert_int_eq(rws_recv_frame(r, T_MS, &p, &n, &b0), 1);
+    ck_assert_ptr_nonnull(memmem(p, n, "BAD_REQUEST", 11));
+    free(p);
+    rws_ask(r, "{\"id\":\"still\",\"ping\":{}}", "\"still\"");
+    rws_free(r);
+    r = rws_connect(cl.gw_port[0], "13", "meshsig.v1.proto", NULL, T_MS);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->status, 101);
+    ck_assert_int_eq(rws_send_frame(r, RWS_FIN | 1, 1, "{\"ping\":{}}", 11), 0);
+    ck_assert_int_eq(rws_recv_frame(r, T_MS, &p, &n, &b0), 2);
+    ck_assert_ptr_nonnull(memmem(p, n, "binary frames only", 18));
+    free(p);
+    rws_free(r);
+    pair_serves("wrong frame types");
+}
+END_TEST
+
+/* ---- slow readers ------------------------------------------------------------ */
+
+/* A peer that stops reading while another sends it signals is closed (1008)
+ * once its queue passes --max-queue (64 KiB on gateway 1): its neighbour sees
+ * it leave, and the gateway's memory stays near that bound however much the
+ * sender sends. */
+START_TEST(slow_reader_closed_1008)
+{
+    const int g = 1;
+    rws_t *r = open_ws(g);
+    rws_ask(r, "{\"hello\":{\"namespace\":\"slow\",\"peerId\":\"reader\"}}", "welcome");
+    wsc_t *w = join_as(cl.gw_port[g], "slow", "writer");
+    long rss0 = rss_kb(cl.gw[g]);
+    static char payload[48 * 1024];
+    static char msg[sizeof(payload) + 64];
+    memset(payload, 'x', sizeof(payload) - 1);
+    snprintf(msg, sizeof(msg), "{\"signal\":{\"to\":\"reader\",\"payload\":\"%s\"}}", payload);
+    int gone = 0, sent = 0;
+    /* The kernel's buffers on both ends of the loopback take a few MB first. */
+    for (long long end = now_ms() + 20000; !gone && now_ms() < end && sent < 2000; sent++) {
+        ck_assert_int_eq(wsc_send_text(w, msg), 0);
+        for (char *m; (m = wsc_recv(w, sent % 16 ? 0 : 50, NULL, NULL));) {
+            gone = gone || strstr(m, "\"peerLeft\"") || strstr(m, "PEER_NOT_FOUND");
+            free(m);
+        }
+    }
+    ck_assert_msg(gone, "the writer never saw the slow reader go (%d signals)", sent);
+    long grew = rss_kb(cl.gw[g]) - rss0;
+    printf("abuse2 slow reader: closed after %d signals of 48 KiB; gateway RSS +%ld kB\n", sent,
+           grew);
+    fflush(stdout);
+    /* Its connection ends: with a close 1008 when the frame got into its socket
+     * (the kernel's buffers were full of what it did not read), else with EOF. */
+    int code = rws_wait_close(r, T_MS);
+    ck_assert_msg(code == 1008 || (code == -1 && rws_wait_eof(r, 100)),
+                  "the slow reader was closed with %d", code);
+    ck_assert_int_ge(metric_at(cl.gw_port[g], NULL, "meshsig_gateway_slow_readers_closed_total"),
+                     1);
+    ck_assert_msg(grew < (is_asan(cl.gw[g]) ? 65536 : 16384), "the gateway grew by %ld kB", grew);
+    rws_free(r);
+    wsc_free(w);
+    pair_serves("a slow reader");
+}
+END_TEST
+
+/* ---- HTTP on the WebSocket port --------------------------------------------- */
+
+static int tcp_to(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+/* Writes req (as much as the server takes), then reads until EOF, until
+ * `until` appears (may be NULL) or for timeout_ms; the answer (malloc'd, NUL
+ * terminated, at most 64 KiB) and *eof: 1 when the server ended the connection. */
+static char *http_raw(int port, const void *req, size_t len, const char *until, int timeout_ms,
+                      int *eof)
+{
+    int fd = tcp_to(port);
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = send(fd, (const char *)req + off, len - off, MSG_NOSIGNAL);
+        if (w <= 0)
+            break; /* closed under us: what it said is read below */
+        off += (size_t)w;
+    }
+    size_t cap = 64 * 1024, n = 0;
+    char *out = malloc(cap + 1);
+    ck_assert_ptr_nonnull(out);
+    *eof = 0;
+    for (long long end = now_ms() + timeout_ms; now_ms() < end && n < cap;) {
+        out[n] = '\0';
+        if (until && strstr(out, until))
+            break;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, (int)(end - now_ms())) <= 0)
+            break;
+        ssize_t r = recv(fd, out + n, cap - n, 0);
+        if (r <= 0) {
+            *eof = 1;
+            break;
+        }
+        n += (size_t)r;
+    }
+    out[n] = '\0';
+    close(fd);
+    return out;
+}
+
+static int status_of(const char *answer)
+{
+    int st = 0;
+    return sscanf(answer, "HTTP/1.%*d %d", &st) == 1 ? st : 0;
+}
+
+/* Requests no client should send: each is refused (4xx), ignored until the
+ * handshake deadline, or answered as a plain request would be; the gateway
+ * stays up and small, and the pair is served after each. */
+START_TEST(odd_http_requests)
+{
+    const int port = cl.gw_port[0];
+    long rss0 = rss_kb(cl.gw[0]);
+    size_t big = 256 * 1024;
+    char *req = malloc(big + 512);
+    ck_assert_ptr_nonnull(req);
+    int eof;
+    char *a;
+    /* A header line of 256 KiB, then 5,000 header lines: the header table is
+     * 4 KiB; the connection is refused or dropped, never answered 200. */
+    int n = sprintf(req, "GET /healthz HTTP/1.1\r\nHost: a\r\nX: ");
+    memset(req + n, 'a', big);
+    n += (int)big;
+    n += sprintf(req + n, "\r\n\r\n");
+    a = http_raw(port, req, (size_t)n, NULL, 7000, &eof);
+    ck_assert_msg(status_of(a) == 0 || status_of(a) >= 400, "a 256 KiB header: %.40s", a);
+    ck_assert(eof);
+    free(a);
+    n = sprintf(req, "GET /healthz HTTP/1.1\r\nHost: a\r\n");
+    for (int i = 0; i < 5000 && (size_t)n < big; i++)
+        n += sprintf(req + n, "X-%d: y\r\n", i);
+    n += sprintf(req + n, "\r\n");
+    a = http_raw(port, req, (size_t)n, NULL, 7000, &eof);
+    ck_assert_msg(status_of(a) == 0 || status_of(a) >= 400, "5,000 headers: %.40s", a);
+    ck_assert(eof);
+    free(a);
+    pair_serves("huge headers");
+    /* A URL of 100 KiB, one with %00, one with .., and a NUL in the path. */
+    n = sprintf(req, "GET /");
+    memset(req + n, 'u', 100 * 1024);
+    n += 100 * 1024;
+    n += sprintf(req + n, " HTTP/1.1\r\nHost: a\r\n\r\n");
+    a = http_raw(port, req, (size_t)n, NULL, 7000, &eof);
+    ck_assert_msg(status_of(a) == 0 || status_of(a) >= 400, "a 100 KiB URL: %.40s", a);
+    free(a);
+    static const char *const odd[] = {
+        "GET /healthz%00 HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /../../../etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http://evil.example/healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost a\r\nno colon here\r\n\r\n",
+        "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        "BREW /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET /peerjs/../metrics HTTP/1.1\r\nHost: a\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+        a = http_raw(port, odd[i], strlen(odd[i]), "\r\n\r\n", 7000, &eof);
+        ck_assert_msg(!strstr(a, "root:"), "%s: a file outside the server: %.60s", odd[i], a);
+        ck_assert_msg(
+            status_of(a) == 0 || status_of(a) >= 400 ||
+                (status_of(a) == 200 && (strstr(odd[i], "healthz") || strstr(odd[i], "metrics"))),
+            "%s: answered %.40s", odd[i], a);
+        free(a);
+    }
+    /* A NUL inside the request line. */
+    static const char nul[] = "GET /hea\0lthz HTTP/1.1\r\nHost: a\r\n\r\n";
+    a = http_raw(port, nul, sizeof(nul) - 1, "\r\n\r\n", 7000, &eof);
+    ck_assert_msg(status_of(a) != 200, "a NUL in the path answered 200");
+    free(a);
+    pair_serves("odd paths");
+    /* HTTP/1.0 without Host is still HTTP: /healthz answers and the connection ends. */
+    static const char h10[] = "GET /healthz HTTP/1.0\r\n\r\n";
+    a = http_raw(port, h10, sizeof(h10) - 1, NULL, T_MS, &eof);
+    ck_assert_int_eq(status_of(a), 200);
+    ck_assert(eof);
+    free(a);
+    /* A body on an upgrade request: its bytes are frames, and these are not. */
+    n = sprintf(req, "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                     "Content-Length: 10\r\n\r\n0123456789");
+    a = http_raw(port, req, (size_t)n, NULL, T_MS, &eof);
+    ck_assert_msg(eof, "an upgrade with a body stays open");
+    free(a);
+    /* A request body the gateway never asked for, declared 100 MB. */
+    n = sprintf(req, "POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 100000000\r\n\r\n");
+    memset(req + n, 'b', big);
+    a = http_raw(port, req, (size_t)n + big, "\r\n\r\n", T_MS, &eof);
+    ck_assert_msg(status_of(a) == 0 || status_of(a) >= 400, "a POST body: %.40s", a);
+    free(a);
+    free(req);
+    long grew = rss_kb(cl.gw[0]) - rss0;
+    printf("abuse2 odd HTTP: gateway RSS +%ld kB\n", grew);
+    fflush(stdout);
+    ck_assert_msg(grew < (is_asan(cl.gw[0]) ? 32768 : 4096), "the gateway grew by %ld kB", grew);
+    pair_serves("odd HTTP");
+}
+END_TEST
+
+/* The PeerJS HTTP endpoints flooded (2,000 requests on 200 connections at
+ * once) and with keys far over their limit: each is answered, and the gateway
+ * stays small and serves the pair. */
+START_TEST(peerjs_http_flood)
+{
+    const int port = cl.gw_port[0];
+    long rss0 = rss_kb(cl.gw[0]);
+    enum { N_CONN = 200, PER_CONN = 10 };
+    static int fds[N_CONN];
+    long long t0 = now_ms();
+    int answered = 0;
+    for (int i = 0; i < N_CONN; i++) {
+        fds[i] = tcp_to(port);
+        /* One at a time per connection (lws answers pipelined requests one by one). */
+        for (int k = 0; k < PER_CONN; k++) {
+            static const char one[] = "GET /peerjs/id HTTP/1.1\r\nHost: a\r\n\r\n";
+            ck_assert_int_eq(send(fds[i], one, sizeof(one) - 1, MSG_NOSIGNAL),
+                             (ssize_t)sizeof(one) - 1);
+            char buf[1024];
+            size_t got = 0;
+            for (long long end = now_ms() + T_MS; now_ms() < end && got < sizeof(buf) - 1;) {
+                struct pollfd p = {.fd = fds[i], .events = POLLIN};
+                if (poll(&p, 1, 100) <= 0)
+                    continue;
+                ssize_t r = recv(fds[i], buf + got, sizeof(buf) - 1 - got, 0);
+                ck_assert_int_gt(r, 0);
+                got += (size_t)r;
+                buf[got] = '\0';
+                char *body = strstr(buf, "\r\n\r\n");
+                long cl_len = 0;
+                char *h = strcasestr(buf, "content-length:");
+                if (body && h && (cl_len = strtol(h + 15, NULL, 10)) >= 0 &&
+                    (size_t)(body + 4 - buf) + (size_t)cl_len <= got)
+                    break;
+            }
+            ck_assert_msg(status_of(buf) == 200, "GET /peerjs/id: %.40s", buf);
+            answered++;
+        }
+    }
+    long long ms = now_ms() - t0;
+    for (int i = 0; i < N_CONN; i++)
+        close(fds[i]);
+    /* Keys and ids far over their limits. */
+    char *big = malloc(16 * 1024);
+    ck_assert_ptr_nonnull(big);
+    int eof;
+    int n = sprintf(big, "GET /");
+    memset(big + n, 'k', 3000);
+    n += 3000;
+    n += sprintf(big + n, "/id HTTP/1.1\r\nHost: a\r\n\r\n");
+    char *a = http_raw(port, big, (size_t)n, "\r\n\r\n", T_MS, &eof);
+    ck_assert_msg(status_of(a) == 0 || status_of(a) >= 400, "a 3,000-byte key: %.40s", a);
+    free(a);
+    n = sprintf(big, "GET /peerjs/");
+    memset(big + n, 'k', 3000);
+    n += 3000;
+    n += sprintf(big + n, " HTTP/1.1\r\nHost: a\r\n\r\n");
+    a = http_raw(port, big, (size_t)n, "\r\n\r\n", T_MS, &eof);
+    ck_assert_msg(status_of(a) == 0 || status_of(a) >= 400, "a 3,000-byte path: %.40s", a);
+    free(a);
+    free(big);
+    /* A PeerJS socket whose key or id is far over the limit is not let in. */
+    static const char *const long_ws[] = {"key", "id"};
+    for (int i = 0; i < 2; i++) {
+        char path[4096];
+        int pl = snprintf(path, sizeof(path), "/peerjs?%s=", long_ws[i]);
+        memset(path + pl, 'z', 2000);
+        pl += 2000;
+        snprintf(path + pl, sizeof(path) - (size_t)pl, "%s",
+                 i ? "&key=peerjs&token=t" : "&id=someone&token=t");
+        wsc_t *c = wsc_connect_path(port, path, NULL, 2000);
+        if (c) {
+            char *m = wsc_recv(c, T_MS, NULL, NULL);
+            ck_assert_msg(!m || !strstr(m, "\"OPEN\""), "a %s of 2,000 bytes got OPEN", long_ws[i]);
+            free(m);
+            wsc_free(c);
+        }
+    }
+    long grew = rss_kb(cl.gw[0]) - rss0;
+    printf("abuse2 PeerJS HTTP: %d GET /peerjs/id answered in %lld ms; gateway RSS +%ld kB\n",
+           answered, ms, grew);
+    fflush(stdout);
+    ck_assert_msg(grew < (is_asan(cl.gw[0]) ? 32768 : 4096), "the gateway grew by %ld kB", grew);
+    pair_serves("the PeerJS HTTP flood");
+}
+END_TEST
+
+/* ---- Origin ------------------------------------------------------------------ */
+
+/* With an allowlist only the exact origin gets a WebSocket: not "null", not
+ * another case, a trailing dot, a longer host, a port, a path, or the good
+ * origin in a second Origin header after a bad one. */
+START_TEST(origin_tricks)
+{
+    const int port = cl.gw_port[2];
+    char line[256];
+    snprintf(line, sizeof(line), "Origin: %s\r\n", GOOD_ORIGIN);
+    rws_t *r = rws_connect(port, "13", "meshsig.v1.json", line, T_MS);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->status, 101);
+    rws_free(r);
+    static const char *const bad[] = {
+        NULL, /* no Origin at all */
+        "Origin: null\r\n",
+        "Origin: https://GOOD.example\r\n",
+        "Origin: HTTPS://good.example\r\n",
+        "Origin: https://good.example.\r\n",
+        "Origin: https://good.example.evil.example\r\n",
+        "Origin: https://good.example:443\r\n",
+        "Origin: https://good.example/\r\n",
+        "Origin: http://good.example\r\n",
+        "Origin: https://good.exampl\r\n",
+        "Origin: https://evil.example\r\nOrigin: https://good.example\r\n",
+        "Origin:  https://good.example, https://evil.example\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        r = rws_connect(port, "13", "meshsig.v1.json", bad[i], T_MS);
+        ck_assert_msg(!r || r->status != 101, "%s got a WebSocket",
+                      bad[i] ? bad[i] : "(no Origin)");
+        rws_free(r);
+    }
+    pair_serves("Origin tricks");
+}
+END_TEST
+
+/* ---- a session's sets, filled and emptied over and over --------------------- */
+
+/* One session joins 256 rooms, 64 services and 256 topics (the caps), leaves
+ * them all, 10 times: the gateway's and the coordinator's memory come back
+ * to where the second round left them. */
+START_TEST(sets_churn_memory_comes_back)
+{
+    const int g = 1;
+    wsc_t *c = join_as(cl.gw_port[g], "churn", "p");
+    static const char *const kinds[] = {"room", "service", "topic"};
+    static const int caps[] = {256, 64, 256};
+    long gw_base = 0, co_base = 0;
+    for (int round = 0; round < 10; round++) {
+        for (int leave = 0; leave < 2; leave++) {
+            for (int k = 0; k < 3; k++) {
+                for (int i = 0; i < caps[k]; i++) {
+                    char name[32];
+                    snprintf(name, sizeof(name), "s%d.n%d", round % 2, i);
+                    if (!strcmp(kinds[k], "room"))
+                        send_json(c, "{\"id\":\"%d\",\"room\":{\"%s\":{\"room\":\"%s\"}}}", i,
+                                  leave ? "leave" : "join", name);
+                    else if (!strcmp(kinds[k], "service"))
+                        send_json(c, "{\"id\":\"%d\",\"service\":{\"%s\":{\"service\":\"%s\"}}}", i,
+                                  leave ? "unregister" : "register", name);
+                    else
+                        send_json(c, "{\"id\":\"%d\",\"topic\":{\"%s\":{\"pattern\":\"%s\"}}}", i,
+                                  leave ? "unsubscribe" : "subscribe", name);
+                }
+                for (int i = 0; i < caps[k]; i++) {
+                    json_t *j = recv_json(c);
+                    char *dump = json_dumps(j, JSON_COMPACT);
+                    ck_assert_msg(!json_object_get(j, "error"), "%s %s: %s", kinds[k],
+                                  leave ? "leave" : "join", dump);
+                    free(dump);
+                    json_decref(j);
+                }
+            }
+        }
+        if (round == 1) {
+            gw_base = rss_kb(cl.gw[g]);
+            co_base = rss_kb(cl.coord);
+        }
+    }
+    long gw_grew = rss_kb(cl.gw[g]) - gw_base, co_grew = rss_kb(cl.coord) - co_base;
+    printf("abuse2 churn: 8 more rounds of 576 joins and leaves; gateway RSS %+ld kB, "
+           "coordinator %+ld kB\n",
+           gw_grew, co_grew);
+    fflush(stdout);
+    int asan = is_asan(cl.gw[g]);
+    ck_assert_msg(gw_grew < (asan ? 65536 : 2048), "the gateway grew by %ld kB", gw_grew);
+    ck_assert_msg(co_grew < (asan ? 65536 : 4096), "the coordinator grew by %ld kB", co_grew);
+    wsc_free(c);
+    pair_serves("set churn");
+}
+END_TEST
+
+/* ---- the admin port ------------------------------------------------------------ */
+
+/* Before any token is checked: 16 MB of one header line, and a body over
+ * the cap. The coordinator refuses them and its memory stays where it was
+ * (evhttp kept every header byte: 200 MB of one header line took it from
+ * 10 to 212 MB). */
+START_TEST(admin_port_bounded)
+{
+    const int port = cl.admin_port;
+    long rss0 = rss_kb(cl.coord);
+    size_t big = 16u << 20;
+    char *req = malloc(big + 256);
+    ck_assert_ptr_nonnull(req);
+    int n = sprintf(req, "GET /healthz HTTP/1.1\r\nHost: a\r\nX-Junk: ");
+    memset(req + n, 'h', big);
+    n += (int)big;
+    n += sprintf(req + n, "\r\n\r\n");
+    int eof;
+    char *a = http_raw(port, req, (size_t)n, NULL, 12000, &eof);
+    ck_assert_msg(status_of(a) == 0 || status_of(a) >= 400, "16 MB of header: %.40s", a);
+    ck_assert(eof);
+    free(a);
+    long grew = rss_kb(cl.coord) - rss0;
+    n = sprintf(req,
+                "PUT /v1/namespaces/x/policy HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n",
+                8 << 20);
+    memset(req + n, '{', 8u << 20);
+    a = http_raw(port, req, (size_t)n + (8u << 20), "\r\n\r\n", T_MS, &eof);
+    ck_assert_int_eq(status_of(a), 413);
+    free(a);
+    free(req);
+    /* Still serving. */
+    char *body = NULL;
+    ck_assert_int_eq(http_request(port, "GET", "/healthz", NULL, NULL, &body), 200);
+    free(body);
+    printf("abuse2 admin: 16 MB of header refused; coordinator RSS +%ld kB\n", grew);
+    fflush(stdout);
+    ck_assert_msg(grew < (is_asan(cl.coord) ? 16384 : 4096), "the coordinator grew by %ld kB",
+                  grew);
+    pair_serves("the admin port");
+}
+END_TEST
+
+START_TEST(pair_still_there)
+{
+    pair_serves("everything");
+    wsc_free(alice);
+    wsc_free(bob);
+    alice = bob = NULL;
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("abuse2");
+    TCase *tc = tcase_create("attacks");
+    tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
+    tcase_add_unchecked_fixture(tc, client_up, client_down);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, frame_budget_closes_1008);
+    tcase_add_test(tc, frame_floods_end_quickly);
+    tcase_add_test(tc, frames_under_budget_served);
+    tcase_add_test(tc, close_codes);
+    tcase_add_test(tc, wrong_frame_type_for_the_subprotocol);
+    tcase_add_test(tc, slow_reader_closed_1008);
+    tcase_add_test(tc, odd_http_requests);
+    tcase_add_test(tc, peerjs_http_flood);
+    tcase_add_test(tc, origin_tricks);
+    tcase_add_test(tc, sets_churn_memory_comes_back);
+    tcase_add_test(tc, admin_port_bounded);
+    tcase_add_test(tc, pair_still_there);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    /* one process: the cluster and the pair live across the cases */
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
