@@ -6,7 +6,7 @@
 
 #include "internal.h"
 
-static int send_headers(struct lws *wsi, ms_gw_http_pss_t *h)
+static int write_headers(struct lws *wsi, ms_gw_http_pss_t *h)
 {
     unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
                                       *end = buf + sizeof(buf) - 1;
@@ -18,8 +18,32 @@ static int send_headers(struct lws *wsi, ms_gw_http_pss_t *h)
                                      (const unsigned char *)"*", 1, &p, end)) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
+    return 0;
+}
+
+/* Headers now, the body when writeable: for an answer that came later. */
+static int send_headers(struct lws *wsi, ms_gw_http_pss_t *h)
+{
+    if (write_headers(wsi, h))
+        return -1;
     lws_callback_on_writable(wsi);
     return 0;
+}
+
+/* The body, and the transaction complete: what lws keeps of a partial write it sends. */
+static int write_body(struct lws *wsi, ms_gw_http_pss_t *h)
+{
+    unsigned char *buf = malloc(LWS_PRE + h->len);
+    if (!buf)
+        return -1;
+    memcpy(buf + LWS_PRE, h->body, h->len);
+    int n = lws_write(wsi, buf + LWS_PRE, h->len, LWS_WRITE_HTTP_FINAL);
+    free(buf);
+    free(h->body);
+    h->body = NULL;
+    if (n < 0)
+        return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
 /* /healthz, /metrics and PeerJS: headers in LWS_CALLBACK_HTTP (or, for an
@@ -60,7 +84,12 @@ int ms_gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         if (!h->body)
             return -1;
         h->ctype = ctype;
-        return send_headers(wsi, h);
+        /* Answered whole in this callback, not the body when writeable: as soon as it
+         * returns, lws 4.1 parses a pipelined request that follows, and binding that
+         * one's protocol drops this one's state, body included (of three pipelined
+         * GET /healthz, the second got headers without a body, the third nothing, and
+         * the connection hung). */
+        return write_headers(wsi, h) ? -1 : write_body(wsi, h);
     }
     case LWS_CALLBACK_HTTP_WRITEABLE: {
         if (h->discovery)
@@ -71,17 +100,7 @@ int ms_gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
             h->headers_due = 0;
             return send_headers(wsi, h);
         }
-        unsigned char *buf = malloc(LWS_PRE + h->len);
-        if (!buf)
-            return -1;
-        memcpy(buf + LWS_PRE, h->body, h->len);
-        int n = lws_write(wsi, buf + LWS_PRE, h->len, LWS_WRITE_HTTP_FINAL);
-        free(buf);
-        free(h->body);
-        h->body = NULL;
-        if (n < 0)
-            return -1;
-        return lws_http_transaction_completed(wsi) ? -1 : 0;
+        return write_body(wsi, h);
     }
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
