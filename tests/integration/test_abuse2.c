@@ -539,6 +539,32 @@ START_TEST(odd_http_requests)
     ck_assert_msg(status_of(a) != 200, "a NUL in the path answered 200");
     free(a);
     pair_serves("odd paths");
+    /* Request smuggling shapes: a GET /metrics hidden behind a body whose
+     * length Content-Length and Transfer-Encoding disagree on (or that a
+     * second Content-Length or an unknown coding makes ambiguous) is never
+     * served as a request of its own. */
+#define SMUGGLED "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"
+    static const char *const smuggle[] = {
+        "POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: "
+        "chunked\r\n\r\n0\r\n\r\n" SMUGGLED,
+        "POST /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: "
+        "40\r\n\r\n0\r\n\r\n" SMUGGLED,
+        "POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nContent-Length: "
+        "36\r\n\r\n" SMUGGLED,
+        "POST /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\nContent-Length: "
+        "0\r\n\r\n" SMUGGLED,
+        "POST /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n24\r\n" SMUGGLED
+        "\r\n0\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 36\r\n\r\n" SMUGGLED,
+    };
+#undef SMUGGLED
+    for (size_t i = 0; i < sizeof(smuggle) / sizeof(smuggle[0]); i++) {
+        a = http_raw(port, smuggle[i], strlen(smuggle[i]), NULL, 800, &eof);
+        ck_assert_msg(!strstr(a, "meshsig_gateway_"), "smuggled GET /metrics served after %.60s",
+                      smuggle[i]);
+        free(a);
+    }
+    pair_serves("request smuggling");
     /* HTTP/1.0 without Host is still HTTP: /healthz answers and the connection ends. */
     static const char h10[] = "GET /healthz HTTP/1.0\r\n\r\n";
     a = http_raw(port, h10, sizeof(h10) - 1, NULL, T_MS, &eof);
