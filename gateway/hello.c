@@ -143,6 +143,12 @@ void ms_gw_hello_claim(ms_gateway_t *gw, ms_session_t *s, const char *cid,
             return;
         }
     } else {
+        /* Refused, not cut to fit: a longer id would be welcomed as another one. */
+        if (strlen(hello->peer_id) >= sizeof(peer)) {
+            ms_gw_send_error(gw, s, cid, ERR(BAD_REQUEST),
+                             "peer id must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -");
+            return;
+        }
         snprintf(peer, sizeof(peer), "%s", hello->peer_id);
     }
     ms_intern_release(s->ns);
