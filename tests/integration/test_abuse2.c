@@ -833,6 +833,48 @@ START_TEST(sets_churn_memory_comes_back)
 }
 END_TEST
 
+/* ---- ids at their limits -------------------------------------------------------- */
+
+/* A peer id or namespace of 128 characters is taken as it is; one longer is
+ * refused, never cut to fit (in insecure dev mode the hello's peerId of 129
+ * or 1,000 characters used to be welcomed as its first 128: another id). */
+START_TEST(ids_at_the_limits)
+{
+    static char hello[4096], id[1001];
+    static const int lens[] = {128, 129, 1000};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        for (int which = 0; which < 2; which++) {
+            memset(id, which ? 'n' : 'p', (size_t)lens[i]);
+            id[lens[i]] = '\0';
+            snprintf(hello, sizeof(hello),
+                     "{\"id\":\"h\",\"hello\":{\"namespace\":\"%s\",\"peerId\":\"%s\"}}",
+                     which ? id : "limits", which ? "p" : id);
+            rws_t *r = open_ws(0);
+            ck_assert_int_eq(rws_send_frame(r, RWS_FIN | 1, 1, hello, strlen(hello)), 0);
+            uint8_t *p = NULL, b0 = 0;
+            size_t n = 0;
+            ck_assert_int_eq(rws_recv_frame(r, T_MS, &p, &n, &b0), 1);
+            json_t *j = json_loadb((const char *)p, n, 0, NULL);
+            ck_assert_ptr_nonnull(j);
+            if (lens[i] <= 128) {
+                ck_assert_msg(json_object_get(j, "welcome"), "%s of %d: %s",
+                              which ? "namespace" : "peer id", lens[i], p);
+                if (!which)
+                    ck_assert_str_eq(str_at(j, "welcome", "peerId", NULL), id);
+            } else {
+                const char *code = str_at(j, "error", "code", NULL);
+                ck_assert_msg(code && !strcmp(code, "BAD_REQUEST"), "%s of %d: %s",
+                              which ? "namespace" : "peer id", lens[i], p);
+            }
+            json_decref(j);
+            free(p);
+            rws_free(r);
+        }
+    }
+    pair_serves("ids at the limits");
+}
+END_TEST
+
 /* ---- the admin port ------------------------------------------------------------ */
 
 /* Before any token is checked: 16 MB of one header line, and a body over
@@ -903,6 +945,7 @@ int main(void)
     tcase_add_test(tc, peerjs_http_flood);
     tcase_add_test(tc, origin_tricks);
     tcase_add_test(tc, sets_churn_memory_comes_back);
+    tcase_add_test(tc, ids_at_the_limits);
     tcase_add_test(tc, admin_port_bounded);
     tcase_add_test(tc, pair_still_there);
     suite_add_tcase(s, tc);
