@@ -875,6 +875,85 @@ START_TEST(ids_at_the_limits)
 }
 END_TEST
 
+/* ---- resume tokens ------------------------------------------------------------ */
+
+/* The answer to a hello (id "h") on a new raw connection to gateway 0, which stays open in
+ * *out. */
+static json_t *hello_raw(const char *hello_body, rws_t **out)
+{
+    char msg[1024];
+    snprintf(msg, sizeof(msg), "{\"id\":\"h\",\"hello\":%s}", hello_body);
+    rws_t *r = open_ws(0);
+    ck_assert_int_eq(rws_send_frame(r, RWS_FIN | 1, 1, msg, strlen(msg)), 0);
+    for (int i = 0; i < 16; i++) {
+        uint8_t *p = NULL, b0 = 0;
+        size_t n = 0;
+        ck_assert_int_eq(rws_recv_frame(r, T_MS, &p, &n, &b0), 1);
+        json_t *j = json_loadb((const char *)p, n, 0, NULL);
+        free(p);
+        if (j && !strcmp(str_at(j, "id", NULL), "h")) {
+            *out = r;
+            return j;
+        }
+        json_decref(j);
+    }
+    ck_abort_msg("no answer to %s", hello_body);
+    return NULL;
+}
+
+/* A token changed in one character, cut short, made up, or for another
+ * namespace is refused with RESUME_FAILED; the real one, replayed while its
+ * session lives, takes the peer over (that session gets REPLACED): the token
+ * is the peer's credential until --resume-ttl-s. */
+START_TEST(resume_token_forgery)
+{
+    rws_t *orig;
+    json_t *w = hello_raw("{\"namespace\":\"resume-abuse\",\"peerId\":\"orig\"}", &orig);
+    char tok[700];
+    snprintf(tok, sizeof(tok), "%s", str_at(w, "welcome", "resumeToken", NULL));
+    json_decref(w);
+    size_t tl = strlen(tok);
+    ck_assert_uint_gt(tl, 10);
+    char flipped[700], cut[700], body[1024];
+    snprintf(flipped, sizeof(flipped), "%s", tok);
+    flipped[tl - 2] = flipped[tl - 2] == 'A' ? 'B' : 'A';
+    snprintf(cut, sizeof(cut), "%.*s", (int)(tl - 5), tok);
+    const char *forged[][2] = {
+        {"resume-abuse", flipped},
+        {"resume-abuse", cut},
+        {"resume-abuse", "AQAAAAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+        {"resume-other", tok}};
+    for (size_t i = 0; i < sizeof(forged) / sizeof(forged[0]); i++) {
+        snprintf(body, sizeof(body), "{\"namespace\":\"%s\",\"resumeToken\":\"%s\"}", forged[i][0],
+                 forged[i][1]);
+        rws_t *r;
+        json_t *j = hello_raw(body, &r);
+        ck_assert_msg(!strcmp(str_at(j, "error", "code", NULL), "RESUME_FAILED"),
+                      "forged resume token %zu: %s", i, str_at(j, "welcome", "peerId", NULL));
+        json_decref(j);
+        rws_free(r);
+    }
+    snprintf(body, sizeof(body), "{\"namespace\":\"resume-abuse\",\"resumeToken\":\"%s\"}", tok);
+    rws_t *again;
+    json_t *j = hello_raw(body, &again);
+    ck_assert_str_eq(str_at(j, "welcome", "peerId", NULL), "orig");
+    json_decref(j);
+    int replaced = 0;
+    for (int i = 0; i < 16 && !replaced; i++) {
+        uint8_t *p = NULL, b0 = 0;
+        size_t n = 0;
+        int op = rws_recv_frame(orig, T_MS, &p, &n, &b0);
+        ck_assert_int_ge(op, 0);
+        replaced = op == 1 && memmem(p, n, "REPLACED", 8) != NULL;
+        free(p);
+    }
+    ck_assert(replaced);
+    rws_free(orig);
+    rws_free(again);
+    pair_serves("forged resume tokens");
+}
+END_TEST
+
 /* ---- the admin port ------------------------------------------------------------ */
 
 /* Before any token is checked: 16 MB of one header line, and a body over
@@ -946,6 +1025,7 @@ int main(void)
     tcase_add_test(tc, origin_tricks);
     tcase_add_test(tc, sets_churn_memory_comes_back);
     tcase_add_test(tc, ids_at_the_limits);
+    tcase_add_test(tc, resume_token_forgery);
     tcase_add_test(tc, admin_port_bounded);
     tcase_add_test(tc, pair_still_there);
     suite_add_tcase(s, tc);
