@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -24,6 +25,10 @@ struct cutproxy {
     int cut_done;                   /* the thread closed everything after the last cut request */
     int a[MAX_PAIRS], b[MAX_PAIRS]; /* client side, target side; -1: free */
     int n;
+    /* cutproxy_cut_named: "name":"<name>" as the client's CONNECT has it; "" when none is cut. */
+    char cut_name[96];
+    char hello[MAX_PAIRS][1024]; /* what each client sent first (its CONNECT), NUL-terminated */
+    size_t hello_len[MAX_PAIRS];
 };
 
 static void close_pair(cutproxy_t *p, int i)
@@ -31,17 +36,36 @@ static void close_pair(cutproxy_t *p, int i)
     close(p->a[i]);
     close(p->b[i]);
     p->a[i] = p->b[i] = -1;
+    p->hello_len[i] = 0;
+    p->hello[i][0] = '\0';
     p->n--;
 }
 
-/* Copies what is readable on from to to; 0 when the pair is done. Loopback writes of a few KiB
- * are not expected to block for long, so they are blocking. */
-static int pump(int from, int to)
+/* Whether pair i's client named itself as cut_name says. */
+static int named_cut(const cutproxy_t *p, int i)
 {
+    return p->cut_name[0] && strstr(p->hello[i], p->cut_name);
+}
+
+/* Copies what is readable on pair i's side from (its client's when from_client) to the other;
+ * 0 when the pair is done (or its client's name is cut). Loopback writes of a few KiB are not
+ * expected to block for long, so they are blocking. */
+static int pump(cutproxy_t *p, int i, int from_client)
+{
+    int from = from_client ? p->a[i] : p->b[i], to = from_client ? p->b[i] : p->a[i];
     char buf[16384];
     ssize_t r = read(from, buf, sizeof(buf));
     if (r <= 0)
         return r < 0 && (errno == EINTR || errno == EAGAIN) ? 1 : 0;
+    size_t have = p->hello_len[i], cap = sizeof(p->hello[i]) - 1;
+    if (from_client && have < cap) {
+        size_t k = (size_t)r < cap - have ? (size_t)r : cap - have;
+        memcpy(p->hello[i] + have, buf, k);
+        p->hello_len[i] = have + k;
+        p->hello[i][have + k] = '\0';
+    }
+    if (named_cut(p, i))
+        return 0; /* before its CONNECT reaches the server */
     for (ssize_t off = 0; off < r;) {
         ssize_t w = write(to, buf + off, (size_t)(r - off));
         if (w < 0 && errno == EINTR)
@@ -71,9 +95,9 @@ static void *run(void *arg)
     for (;;) {
         pthread_mutex_lock(&p->mu);
         int stop = p->stop, cut = p->cut;
-        if (cut && !p->cut_done) {
+        if (!p->cut_done) {
             for (int i = 0; i < MAX_PAIRS; i++)
-                if (p->a[i] >= 0)
+                if (p->a[i] >= 0 && (cut || named_cut(p, i)))
                     close_pair(p, i);
             p->cut_done = 1;
             pthread_cond_broadcast(&p->cond);
@@ -118,8 +142,7 @@ static void *run(void *arg)
             int i = idx[k];
             if (!pf[k].revents || p->a[i] < 0)
                 continue;
-            int from = pf[k].fd, to = from == p->a[i] ? p->b[i] : p->a[i];
-            if (!pump(from, to))
+            if (!pump(p, i, pf[k].fd == p->a[i]))
                 close_pair(p, i);
         }
         pthread_mutex_unlock(&p->mu);
@@ -163,13 +186,11 @@ int cutproxy_port(const cutproxy_t *p)
     return p->port;
 }
 
-void cutproxy_cut(cutproxy_t *p, int cut)
+/* Waits (mu held) until the thread has closed what the last request cut. */
+static void wait_cut(cutproxy_t *p)
 {
-    pthread_mutex_lock(&p->mu);
-    p->cut = cut != 0;
-    p->cut_done = 0;
     /* The thread closes within one poll (20 ms); bounded all the same. */
-    for (int n = 0; cut && !p->cut_done && n < 500; n++) {
+    for (int n = 0; !p->cut_done && n < 500; n++) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 10 * 1000 * 1000;
@@ -179,6 +200,28 @@ void cutproxy_cut(cutproxy_t *p, int cut)
         }
         pthread_cond_timedwait(&p->cond, &p->mu, &ts);
     }
+}
+
+void cutproxy_cut(cutproxy_t *p, int cut)
+{
+    pthread_mutex_lock(&p->mu);
+    p->cut = cut != 0;
+    p->cut_done = 0;
+    if (cut)
+        wait_cut(p);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void cutproxy_cut_named(cutproxy_t *p, const char *name, int cut)
+{
+    pthread_mutex_lock(&p->mu);
+    if (cut)
+        snprintf(p->cut_name, sizeof(p->cut_name), "\"name\":\"%s\"", name);
+    else
+        p->cut_name[0] = '\0';
+    p->cut_done = 0;
+    if (cut)
+        wait_cut(p);
     pthread_mutex_unlock(&p->mu);
 }
 

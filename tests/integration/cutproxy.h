@@ -18,6 +18,10 @@ cutproxy_t *cutproxy_start(int target_port);
 int cutproxy_port(const cutproxy_t *p);
 /* cut 1: closes every connection now (before returning) and refuses new ones; 0: lets them in. */
 void cutproxy_cut(cutproxy_t *p, int cut);
+/* The same for the connections of one NATS client only: those whose CONNECT names it (the
+ * coordinator's lease connection is "meshsig-lease"), closed before it reaches the server;
+ * the others go on. cut 0 lets it in again. */
+void cutproxy_cut_named(cutproxy_t *p, const char *name, int cut);
 /* Connections forwarded right now. */
 int cutproxy_connections(cutproxy_t *p);
 void cutproxy_stop(cutproxy_t *p);
