@@ -34,7 +34,9 @@
  * again to a shard's new owner; a 1.0 owner ignores both and applies a copy sent again),
  * ShardRequest.attempt with Delivery.received and Delivery.again (copies of a kept request
  * that got no answer, applied once by the owner; a 1.0 owner applies each copy: hence
- * coordinators are upgraded before gateways, README "Upgrading"). */
+ * coordinators are upgraded before gateways, README "Upgrading"), CoordinatorHeartbeat's
+ * lease_silent_ms (shards handed only to a coordinator whose lease store answers; a 1.0
+ * coordinator's heartbeats count as a working store). */
 #define MS_BUS_MINOR 1u
 #define MS_BUS_VERSION ((MS_BUS_MAJOR << 16) | MS_BUS_MINOR)
 #define MS_BUS_VERSION_FIELD 15u

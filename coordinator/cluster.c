@@ -26,6 +26,19 @@
  * the held output is discarded: the gateways never see it. The doubt lasts
  * one lease at most, then the shard is dropped as before.
  *
+ * Lease health. A heartbeat says how long the sender's lease store (its own NATS connection,
+ * lease.h) has not answered. Heartbeats and leases travel on different connections, and one
+ * may work while the other does not: after a partition heals, the bus reconnects while the
+ * lease connection is still down, or the other way round. A coordinator that hands shards to
+ * one whose KV calls go nowhere gets them back a lease later (its claims never land, or its
+ * renewals fail), and meanwhile nobody serves them. So rendezvous hashing counts only live
+ * coordinators whose store answered within 2/3 of a lease (what a shard is served for after a
+ * write): the others' shards stay, or are claimed, here until their heartbeats say their
+ * store answers again, and are then handed over. A coordinator counts itself whatever its own
+ * store does: its claims of its share are what tells it (and, through its heartbeats, the
+ * others) that the store answers again, a refused claim included. A heartbeat without the
+ * field (a 1.0 coordinator) reads as 0: a working store, as before.
+ *
  * All coordinators subscribe <prefix>.shard.* and drop what they do not own
  * (gating here, on the loop thread, against the same state the leases
  * update). Per-shard subscriptions would have to follow every ownership
@@ -76,7 +89,7 @@ const char *ms_cluster_desired_owner(ms_coord_t *c, uint32_t shard)
     ms_coord_peer_t *p, *tmp;
     HASH_ITER(hh, c->cluster.coords, p, tmp)
     {
-        if (!p->alive)
+        if (!p->alive || !p->lease_ok)
             continue;
         uint64_t s = score(p->id, shard);
         if (!best || s > bs || (s == bs && strcmp(p->id, best) > 0)) {
@@ -162,6 +175,13 @@ void ms_cluster_cleanup(ms_coord_t *c)
     }
 }
 
+/* Whether a lease store silent this long (ms) works: it answered within the time a shard is
+ * served after a write ("Lease health" above). */
+static int lease_answers(ms_coord_t *c, uint64_t silent_ms)
+{
+    return silent_ms <= (uint64_t)c->cfg->lease_ttl_ms * 2 / 3;
+}
+
 void ms_cluster_heartbeat_in(ms_coord_t *c, const Meshsig__Bus__CoordinatorHeartbeat *hb)
 {
     if (!*hb->id || !strcmp(hb->id, c->id))
@@ -210,9 +230,21 @@ void ms_cluster_heartbeat_in(ms_coord_t *c, const Meshsig__Bus__CoordinatorHeart
     p->bus_version = hb->bus_version;
     snprintf(p->release, sizeof(p->release), "%s", hb->release);
     int alive = !hb->leaving;
+    int lease_ok = lease_answers(c, hb->lease_silent_ms);
+    p->lease_silent_ms = hb->lease_silent_ms;
     if (alive != p->alive) {
         ms_info("coordinator %s %s", p->id, alive ? "is alive" : "is leaving");
         p->alive = alive;
+        c->cluster.live_changed = 1;
+    }
+    if (lease_ok != p->lease_ok) {
+        if (alive && lease_ok)
+            ms_info("coordinator %s: its lease store answers again", p->id);
+        else if (alive)
+            ms_warn("coordinator %s: its lease store has not answered for %llu ms; no shards "
+                    "go to it",
+                    p->id, (unsigned long long)hb->lease_silent_ms);
+        p->lease_ok = lease_ok;
         c->cluster.live_changed = 1;
     }
 }
@@ -272,6 +304,7 @@ static void publish_heartbeat(ms_coord_t *c, int leaving)
     hb.leaving = leaving;
     hb.release = (char *)ms_version();
     hb.bus_version = MS_BUS_VERSION;
+    hb.lease_silent_ms = ms_lease_silent_ms(c->cluster.lease, ms_clock_mono_ms());
     hb.shards = sh;
     hb.n_shards = n;
     hb.epochs = ep;
@@ -763,6 +796,18 @@ static const char *state_name(const ms_shard_t *s, uint64_t now)
     }
 }
 
+/* A coordinator's lease health in /v1/cluster: leaseSilentMs (null before its store first
+ * answered) and leaseOk, which says whether shards may go to it. */
+static void lease_json(ms_coord_t *c, json_t *o, uint64_t silent)
+{
+    if (!o)
+        return;
+    json_object_set_new(o, "leaseSilentMs",
+                        silent >= MS_LEASE_NEVER_ANSWERED ? json_null()
+                                                          : json_integer((json_int_t)silent));
+    json_object_set_new(o, "leaseOk", json_boolean(lease_answers(c, silent)));
+}
+
 json_t *ms_cluster_json(ms_coord_t *c)
 {
     json_t *coords = json_array(), *shards = json_array(), *gws = json_array();
@@ -802,10 +847,12 @@ json_t *ms_cluster_json(ms_coord_t *c)
     }
     char bv[16];
     ms_busver_str(MS_BUS_VERSION, bv, sizeof(bv));
-    json_array_append_new(coords, json_pack("{s:s, s:b, s:b, s:s, s:I, s:o, s:s, s:s}", "id", c->id,
-                                            "alive", 1, "self", 1, "admin", c->cfg->admin_listen,
-                                            "startedMs", (json_int_t)c->started_ms, "shards",
-                                            self_sh, "version", ms_version(), "busVersion", bv));
+    json_t *self =
+        json_pack("{s:s, s:b, s:b, s:s, s:I, s:o, s:s, s:s}", "id", c->id, "alive", 1, "self", 1,
+                  "admin", c->cfg->admin_listen, "startedMs", (json_int_t)c->started_ms, "shards",
+                  self_sh, "version", ms_version(), "busVersion", bv);
+    lease_json(c, self, ms_lease_silent_ms(c->cluster.lease, now));
+    json_array_append_new(coords, self);
     ms_coord_peer_t *p, *tmp;
     HASH_ITER(hh, c->cluster.coords, p, tmp)
     {
@@ -813,12 +860,13 @@ json_t *ms_cluster_json(ms_coord_t *c)
         for (size_t i = 0; i < p->n_shards && p->alive; i++)
             json_array_append_new(sh, json_integer(p->shards[i]));
         ms_busver_str(p->bus_version, bv, sizeof(bv));
-        json_array_append_new(coords,
-                              json_pack("{s:s, s:b, s:b, s:s?, s:I, s:I, s:o, s:s, s:s}", "id",
-                                        p->id, "alive", p->alive, "self", 0, "admin", p->admin,
-                                        "startedMs", (json_int_t)p->started_ms, "silentMs",
-                                        (json_int_t)(now - p->last_seen_ms), "shards", sh,
-                                        "version", p->release, "busVersion", bv));
+        json_t *pj =
+            json_pack("{s:s, s:b, s:b, s:s?, s:I, s:I, s:o, s:s, s:s}", "id", p->id, "alive",
+                      p->alive, "self", 0, "admin", p->admin, "startedMs",
+                      (json_int_t)p->started_ms, "silentMs", (json_int_t)(now - p->last_seen_ms),
+                      "shards", sh, "version", p->release, "busVersion", bv);
+        lease_json(c, pj, p->lease_silent_ms);
+        json_array_append_new(coords, pj);
     }
     ms_gw_info_t *g, *gtmp;
     MS_GW_FOREACH(c, g, gtmp)

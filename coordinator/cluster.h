@@ -29,6 +29,10 @@ typedef struct ms_coord_peer {
     uint32_t *ns_counts; /* namespaces it holds per shard, same order; NULL: not said */
     size_t n_shards;
     int alive;
+    /* Its lease store answered within 2/3 of a lease, as its last heartbeat said
+     * (lease_silent_ms): only then may it be given shards (cluster.c, "Lease health"). */
+    int lease_ok;
+    uint64_t lease_silent_ms;
     char release[32];     /* its meshsig release */
     uint32_t bus_version; /* its bus protocol version (busver.h) */
     UT_hash_handle hh;

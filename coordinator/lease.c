@@ -49,6 +49,9 @@ struct ms_lease {
      * skips a queued claim that was withdrawn (ms_lease_cancel_claim). Written by the loop, read
      * by the worker. */
     uint64_t *want;
+    /* Worker: when KV last answered a call (a refusal too), monotonic; 0: never. Read by the
+     * loop for its heartbeats (ms_lease_silent_ms). */
+    uint64_t answered_ms;
 };
 
 static void job_free(job_t *j)
@@ -78,6 +81,12 @@ static void post(ms_lease_t *l, ms_lease_result_t *r)
 {
     r->link.next = NULL;
     ms_jsworker_post(l->worker, &r->link);
+}
+
+/* Worker: KV answered a call (the connection and JetStream work, whatever the answer). */
+static void heard(ms_lease_t *l)
+{
+    __atomic_store_n(&l->answered_ms, ms_clock_mono_ms(), __ATOMIC_RELEASE);
 }
 
 /* Keys allow only [-/_=.a-zA-Z0-9]: namespace names are stored hex-encoded. */
@@ -173,6 +182,7 @@ static int ensure_buckets(ms_lease_t *l)
         return 0;
     }
     load_policies(l);
+    heard(l);
     __atomic_store_n(&l->ready, 1, __ATOMIC_RELEASE);
     ms_info("lease bucket %s ready (lease %ld ms)", SHARD_BUCKET, l->cfg.ttl_ms);
     return 1;
@@ -242,6 +252,8 @@ static natsStatus read_key(ms_lease_t *l, uint32_t shard, char **value, int *len
     jsErrCode jerr = 0;
     natsStatus s =
         js_GetLastMsg(&m, ms_jsworker_js(l->worker), "KV_" SHARD_BUCKET, subj, NULL, &jerr);
+    if (s == NATS_OK || jerr)
+        heard(l);
     if (s != NATS_OK)
         return noted(l, jerr == JSNoMessageFoundErr ? NATS_NOT_FOUND : s);
     *len = natsMsg_GetDataLength(m);
@@ -275,6 +287,8 @@ static natsStatus write_key(ms_lease_t *l, uint32_t shard, const char *value, in
     jsPubAck *ack = NULL;
     jsErrCode jerr = 0;
     natsStatus s = js_Publish(&ack, ms_jsworker_js(l->worker), subj, value, len, &po, &jerr);
+    if (s == NATS_OK || jerr) /* written, or refused by the stream (another holds the key) */
+        heard(l);
     if (s == NATS_OK)
         *rev = ack->Sequence;
     jsPubAck_Destroy(ack);
@@ -374,6 +388,7 @@ static void do_renew(ms_lease_t *l, job_t *j, ms_lease_result_t *r)
     r->sent_ms = ms_clock_mono_ms();
     natsStatus s = kvStore_Update(&r->rev, l->shards, key, l->owner, (int)strlen(l->owner), j->rev);
     if (s == NATS_OK) {
+        heard(l);
         r->ok = 1;
         return;
     }
@@ -474,7 +489,13 @@ static void renew_batch(ms_lease_t *l, job_t *head, ms_lease_result_t **rs, size
         unsigned long long b = 0;
         size_t k = 0;
         const char *tail = natsMsg_GetSubject(m) + strlen(l->inbox);
-        if (sscanf(tail, ".%llu.%zu", &b, &k) == 2 && b == batch && k < n && !answered[k]) {
+        int ours = sscanf(tail, ".%llu.%zu", &b, &k) == 2 && b == batch;
+        /* An acknowledgement or a refusal, not "no responders"; of this batch: an older
+         * batch's answer may have waited here since before the link went down (a write
+         * cnats kept through a reconnect and sent on reconnecting). */
+        if (ours && natsMsg_GetDataLength(m) > 0)
+            heard(l);
+        if (ours && k < n && !answered[k]) {
             answered[k] = 1;
             pending--;
             uint64_t rev = ack_revision(m);
@@ -625,6 +646,14 @@ static void run_job(ms_jsworker_t *w, ms_jsjob_t *job, int stopping, void *ud)
     (void)stopping;
     run(ud, (job_t *)job);
     job_free((job_t *)job);
+}
+
+/* Worker thread, before the first job: the buckets open now, not at the first claim, so that
+ * the first heartbeats already tell whether the lease store answers (ms_lease_silent_ms). */
+static void start(ms_jsworker_t *w, void *ud)
+{
+    (void)w;
+    ensure_buckets(ud);
 }
 
 /* Worker thread, after the last job: the KV handles go before the connection closes. */
@@ -780,6 +809,16 @@ ms_lease_result_t *ms_lease_take(ms_lease_t *l)
     return (ms_lease_result_t *)first;
 }
 
+uint64_t ms_lease_silent_ms(ms_lease_t *l, uint64_t now_ms)
+{
+    if (!l)
+        return 0; /* no lease store at all (fuzz targets): nothing to wait for */
+    uint64_t t = __atomic_load_n(&l->answered_ms, __ATOMIC_ACQUIRE);
+    if (!t)
+        return MS_LEASE_NEVER_ANSWERED;
+    return now_ms > t ? now_ms - t : 0;
+}
+
 int ms_lease_ready(ms_lease_t *l)
 {
     return l && __atomic_load_n(&l->ready, __ATOMIC_ACQUIRE);
@@ -807,6 +846,7 @@ ms_err_t ms_lease_create(const ms_lease_config_t *cfg, void (*wake)(void *), voi
         /* Every call is bounded well below the lease: a renewal that cannot
          * answer in time is a failed renewal. */
         .js_wait_ms = (int)l->wait_ms,
+        .start = start,
         .run = run_job,
         .finish = finish,
         .free_job = free_job,

@@ -92,6 +92,11 @@ void ms_lease_publish(ms_lease_t *l, const char *subject, const void *data, size
 /* Loop thread. Takes every result so far, oldest first; free each with ms_lease_result_free. */
 ms_lease_result_t *ms_lease_take(ms_lease_t *l);
 void ms_lease_result_free(ms_lease_result_t *r);
+/* How long (ms, monotonic now_ms) KV has not answered a call of this lease worker: since the
+ * last one that came back, a refused write or a missing key included (the connection and
+ * JetStream work); MS_LEASE_NEVER_ANSWERED before the first. Any thread. */
+#define MS_LEASE_NEVER_ANSWERED 4294967295u
+uint64_t ms_lease_silent_ms(ms_lease_t *l, uint64_t now_ms);
 /* Whether both buckets are available. */
 int ms_lease_ready(ms_lease_t *l);
 
