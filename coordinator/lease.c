@@ -52,6 +52,7 @@ struct ms_lease {
     /* Worker: when KV last answered a call (a refusal too), monotonic; 0: never. Read by the
      * loop for its heartbeats (ms_lease_silent_ms). */
     uint64_t answered_ms;
+    size_t releases_skipped; /* worker: releases not sent after a KV call timed out */
 };
 
 static void job_free(job_t *j)
@@ -532,15 +533,34 @@ settle:
     free(answered);
 }
 
+/* A release is not sent once a KV call timed out after it was queued (stalled_ms): at shutdown
+ * on a dead lease link each release waited out the KV bound in turn, a third of a lease times
+ * the shards held (1.3 s each at a 4 s lease), and shutdown with them. A release only lets the
+ * next owner claim before the key runs out; nothing depends on it, as a coordinator killed with
+ * -9 never releases either. A key not released keeps our id until a lease after our last write,
+ * and is then gone: the next claim is a create-if-absent (or our own compare-and-set over our
+ * id, lease.h), never a blind write, so two owners cannot both take it, and the revision it
+ * writes is the new epoch, above every epoch we stamped, so a gateway that heard the new owner
+ * drops whatever we sent late (fencing). The shard was dropped here before the release was
+ * queued (cluster.c, release), so nothing of ours acts on it meanwhile. */
 static void do_release(ms_lease_t *l, job_t *j)
 {
+    if (!worth_trying(l, j->queued_ms)) {
+        l->releases_skipped++;
+        ms_debug("release of shard %u not sent: a KV call timed out since it was queued; the "
+                 "lease runs out on its own",
+                 j->shard);
+        return;
+    }
     char key[32];
     shard_key(j->shard, key, sizeof(key));
     uint64_t rev = 0;
     /* An empty value, compare-and-set: if the lease ran out and another took
      * it, this write fails and leaves theirs alone. */
     uint64_t t = ms_clock_mono_ms();
-    natsStatus s = kvStore_Update(&rev, l->shards, key, "", 0, j->rev);
+    natsStatus s = noted(l, kvStore_Update(&rev, l->shards, key, "", 0, j->rev));
+    if (s == NATS_OK)
+        heard(l);
     ms_debug("release of shard %u: %s in %llu ms (%llu ms queued)", j->shard, natsStatus_GetText(s),
              (unsigned long long)(ms_clock_mono_ms() - t), (unsigned long long)(t - j->queued_ms));
 }
@@ -661,6 +681,10 @@ static void finish(ms_jsworker_t *w, void *ud)
 {
     ms_lease_t *l = ud;
     (void)w;
+    if (l->releases_skipped)
+        ms_info("%zu lease releases not sent after a KV call timed out; those leases run out on "
+                "their own",
+                l->releases_skipped);
     kvStore_Destroy(l->shards);
     kvStore_Destroy(l->policies);
     l->shards = l->policies = NULL;

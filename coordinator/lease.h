@@ -70,7 +70,8 @@ typedef struct ms_lease_result {
 ms_err_t ms_lease_create(const ms_lease_config_t *cfg, void (*wake)(void *), void *ud,
                          ms_lease_t **out);
 /* Runs the jobs still queued (releases at shutdown, each bounded by the KV
- * timeout), then stops the worker. */
+ * timeout; once one KV call timed out, the releases queued before it are not sent and
+ * their leases run out on their own), then stops the worker. */
 void ms_lease_destroy(ms_lease_t *l);
 /* Loop thread. Queue a job; the result comes back with the same shard and gen. */
 void ms_lease_claim(ms_lease_t *l, uint32_t shard, uint64_t gen);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cluster.h"
@@ -220,6 +221,41 @@ START_TEST(lease_cut_heartbeats_on)
 }
 END_TEST
 
+/* SIGTERM while coord-2 holds its shards and its lease link is cut: each release would wait
+ * out the KV bound (TTL/3 = 1 s here, 32 shards: 30 s or more); after the first one that
+ * times out the rest are not sent, and the process exits within STOP_BOUND_MS. */
+#define STOP_BOUND_MS 6000
+START_TEST(stop_with_the_lease_cut)
+{
+    start_spread();
+    int held = n_served(1, NULL);
+    ck_assert_int_gt(held, 1);
+    cutproxy_cut_named(px, LEASE_CONN, 1);
+    pid_t pid = cluster_coord_pid(&cl, 1);
+    long long t0 = cluster_now_ms();
+    ck_assert_int_eq(kill(pid, SIGTERM), 0);
+    int status = 0;
+    pid_t r;
+    while ((r = waitpid(pid, &status, WNOHANG)) == 0) {
+        ck_assert_msg(cluster_now_ms() - t0 < 60000, "coord-2 still running after 60 s");
+        usleep(20000);
+    }
+    long long took = cluster_now_ms() - t0;
+    cl.xcoord[1] = -1;
+    fprintf(stderr, "lease health: coord-2 (%d shards, lease link cut) stopped in %lld ms\n", held,
+            took);
+    ck_assert_int_eq(r, pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "coord-2 exit status %d", status);
+    ck_assert_msg(took < STOP_BOUND_MS, "coord-2 took %lld ms to stop (bound %d ms)", took,
+                  STOP_BOUND_MS);
+    cutproxy_cut_named(px, LEASE_CONN, 0);
+    /* Its leases ran out unreleased: coord-1 takes them then. */
+    for (long long end = cluster_now_ms() + 4 * TTL_MS; n_served(0, NULL) != SHARDS; usleep(50000))
+        ck_assert_msg(cluster_now_ms() < end, "coord-1 serves %d shards after coord-2 stopped",
+                      n_served(0, NULL));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("lease_health");
@@ -228,6 +264,7 @@ int main(void)
     tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
     tcase_add_test(tc, bus_back_before_the_lease);
     tcase_add_test(tc, lease_cut_heartbeats_on);
+    tcase_add_test(tc, stop_with_the_lease_cut); /* last: coord-2 is gone after it */
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);
