@@ -200,13 +200,17 @@ class Lab:
         for name, p in self.procs.items():
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
+        t0 = time.monotonic()
+        deadline = t0 + 10
         for name, p in self.procs.items():
             try:
                 p.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                log(f"{name} still running 10 s after SIGTERM: killed")
                 p.kill()
                 p.wait(5)
+            if time.monotonic() - t0 > 3:
+                log(f"{name} stopped {time.monotonic() - t0:.1f}s after SIGTERM")
         for ns in reversed(self.namespaces):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         left = [ns for ns in self.namespaces

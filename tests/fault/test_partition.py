@@ -38,6 +38,20 @@ LEASE_MS = 4000  # the default 1200 flaps when a loaded machine starves the rene
 # stalled calls skipped (coordinator/lease.c): 4.2-7.6 s with two busy loops (bench/RESULTS.md,
 # "recover"); before that, 30-53 s.
 RECOVER_S = 25.0
+# (a) The shard of the coordinator cut off is served by the other within this many seconds: it
+# can claim it only once the key has expired, at most a lease after the last renewal, and then
+# rebuilds it. Measured 3.3-3.7 s (median 3.4 s, 5 runs, load 0.4-1.0); it was allowed 30 s.
+TAKEOVER_S = LEASE_MS / 1000.0 + 4.0
+# After a heal, the coordinator (a) or gateway (b) that was cut off serves again within this many
+# seconds: its connections reconnect (a connect begun during the cut is retried), and a
+# coordinator gets its share handed back once its heartbeats say its lease store answers.
+# Measured: (a) 0.7-1.4 s (median 0.7 s), (b) 1.0 s in every run; it was allowed 30 s.
+HEAL_S = 8.0
+# (b) The clients of a gateway cut off are told to reconnect within this many seconds: its NATS
+# connection is given up after 2-3 unanswered pings 2 s apart (common/bus.c: 4-6 s; shorter would
+# drop the connections of a loop that is only behind, as at 100k peers: bench/RESULTS.md), then
+# --nats-lost-ms (1 s). Measured 5.1-7.0 s (median 6.1 s, 6 runs); it was allowed 30 s.
+TOLD_S = 12.0
 
 
 def settled_owners(lab):
@@ -157,7 +171,7 @@ def coordinator(lab):
     lab.partition("c1")
     log("c1 cut off from NATS")
     # c2 takes the shard over; signals in ns_x flow again through it.
-    lab.wait(lambda: sx in lab.serving("c2"), 30, f"c2 serving shard {sx}")
+    lab.wait(lambda: sx in lab.serving("c2"), TAKEOVER_S, f"c2 serving shard {sx}")
     e2 = lab.serving("c2")[sx]
     t_take = time.time() - t0
     signal_ok(a, b, "x2", 15)
@@ -166,9 +180,11 @@ def coordinator(lab):
     emit_ok(a, b, "x2e", 15)
     emit_ok(b, a, "x3e", 15)
     signal_ok(c, d, "y2", 5)
+    t_flow = time.time() - t0
     for g in lab.gateways:
         history[g].append(epochs_of(lab, g))
-    log(f"c2 serves shard {sx} at epoch {e2} after {t_take:.1f}s; signals flow")
+    log(f"c2 serves shard {sx} at epoch {e2} after {t_take:.1f}s; signals and emits through it "
+        f"after {t_flow:.1f}s")
     assert e2 > e1, f"epoch did not grow: {e1} -> {e2}"
 
     # Never two owners acting at once: c1 stopped serving before c2 claimed.
@@ -183,12 +199,21 @@ def coordinator(lab):
     # Heal: c1 comes back (and may take its share again by hand-off); its
     # buffered deliveries from epoch e1 must not reach anyone.
     drops0 = {g: stale_drops(lab, g) for g in lab.gateways}
+    t_heal = time.monotonic()
     lab.heal("c1")
     log("healed")
-    lab.wait(lambda: lab.all_shards_served(), 30, "every shard served after the heal")
-    time.sleep(2)  # let c1's buffered publishes arrive, if any
+
+    def spread():
+        # c1 serves its share again: its bus and its lease connection are both back, and what
+        # it published before it noticed the cut (and cnats kept for the reconnect) went out
+        # before the heartbeats that made c2 hand the shards over.
+        return lab.serving("c1") and lab.all_shards_served()
+    lab.wait(spread, HEAL_S, "c1 serving its share again after the heal")
+    t_spread = time.monotonic() - t_heal
     signal_ok(a, b, "x4", 15)
     signal_ok(d, c, "y4", 15)
+    log(f"c1 serves its share again {t_spread:.1f}s after the heal; signals through "
+        f"{time.monotonic() - t_heal:.1f}s after")
     for g in lab.gateways:
         history[g].append(epochs_of(lab, g))
     for p in peers:
@@ -222,9 +247,9 @@ def gateway(lab):
     lab.partition("gw1")
     log("gw1 cut off from NATS (its clients still reach it)")
     # a and b are told to reconnect elsewhere; they resume on gw2.
-    resumed = {}
+    resumed, told = {}, {}
     for p in (a, b):
-        deadline = time.monotonic() + 30
+        deadline = t0 + TOLD_S
         while time.monotonic() < deadline:
             try:
                 m = p.recv(0.5)
@@ -234,11 +259,12 @@ def gateway(lab):
                 break
         else:
             raise AssertionError(f"{p.id} was never told to reconnect")
+        told[p.id] = time.monotonic() - t0
         w = p.connect("gw2", resume=True)
         assert w.get("resumed") or w.get("peerId") == p.id, w
         resumed[p.id] = time.monotonic() - t0
-    log(f"a and b told to reconnect and resumed on gw2 after "
-        f"{resumed['a']:.1f}s / {resumed['b']:.1f}s")
+    log(f"a and b told to reconnect after {told['a']:.1f}s / {told['b']:.1f}s, resumed on gw2 "
+        f"after {resumed['a']:.1f}s / {resumed['b']:.1f}s")
     signal_ok(a, c, "3", 15)
     signal_ok(c, a, "4", 15)
     signal_ok(b, d, "5", 15)
@@ -248,11 +274,14 @@ def gateway(lab):
         bad = churn(p.events)
         assert not bad, f"{p.id} saw {bad}"
     assert lab.gw_health("gw1") != 200, "gw1 still reports healthy without NATS"
+    t_heal = time.monotonic()
     lab.heal("gw1")
-    lab.wait(lambda: lab.gw_health("gw1") == 200, 30, "gw1 healthy again after the heal")
+    lab.wait(lambda: lab.gw_health("gw1") == 200, HEAL_S, "gw1 healthy again after the heal")
+    t_healthy = time.monotonic() - t_heal
     e = Peer(lab, "gw1", ns, "e")
     signal_ok(e, c, "6", 15)
-    log("healed: gw1 serves again")
+    log(f"healed: gw1 healthy {t_healthy:.1f}s after the heal, serves again "
+        f"{time.monotonic() - t_heal:.1f}s after")
     for p in peers + [e]:
         p.close()
 
