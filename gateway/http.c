@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* HTTP on the gateway port: /healthz, /metrics, static files, and the Origin allowlist for /ws. */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,15 @@ static int write_body(struct lws *wsi, ms_gw_http_pss_t *h)
     free(h->body);
     h->body = NULL;
     if (n < 0)
+        return -1;
+    /* All of it is in the socket, but the socket takes no more: the client has not read
+     * earlier answers (it pipelines and does not read). lws would complete the
+     * transaction and wait for the socket to take more before it looks at the next
+     * request, polling that request's unread bytes without a timeout meanwhile: such
+     * a client spun a gateway core. It is closed instead; what the socket holds still
+     * goes out. (What lws itself holds of a partial write, it sends first.) */
+    struct pollfd pf = {.fd = lws_get_socket_fd(wsi), .events = POLLOUT};
+    if (!lws_partial_buffered(wsi) && poll(&pf, 1, 0) == 0)
         return -1;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
