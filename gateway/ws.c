@@ -178,11 +178,16 @@ void ms_gw_send_ok(ms_gateway_t *gw, ms_session_t *s, const char *id)
 
 /* RFC 6455 §4.2.2: a handshake for any version but 13 gets 426 Upgrade
  * Required naming the version we speak, and no upgrade (lws 4.1 would
- * answer 101 to any version). Returns what LWS_CALLBACK_HTTP_CONFIRM_UPGRADE
- * expects: 0 to go on, 1 when the answer was written. */
+ * answer 101 to any version). An upgrade to h2c (HTTP/2 in cleartext), which
+ * lws 4.1 granted with a 101, closes the connection: no client of the gateway
+ * speaks HTTP/2, and its parser is surface an attacker need not get. Returns
+ * what LWS_CALLBACK_HTTP_CONFIRM_UPGRADE expects: 0 to go on, 1 when the
+ * answer was written, -1 to close. */
 int ms_gw_confirm_upgrade(struct lws *wsi, const char *up)
 {
     char v[8] = "";
+    if (up && !strcasecmp(up, "h2c"))
+        return -1;
     if (!up || strcasecmp(up, "websocket") ||
         (lws_hdr_copy(wsi, v, sizeof(v), WSI_TOKEN_VERSION) == 2 && !strcmp(v, "13")))
         return 0;
