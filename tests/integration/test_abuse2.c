@@ -533,6 +533,13 @@ START_TEST(odd_http_requests)
             "%s: answered %.40s", odd[i], a);
         free(a);
     }
+    /* An upgrade to HTTP/2 in cleartext is never granted (lws 4.1 answered 101). */
+    static const char h2c[] = "GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, "
+                              "HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: "
+                              "AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n";
+    a = http_raw(port, h2c, sizeof(h2c) - 1, "\r\n\r\n", T_MS, &eof);
+    ck_assert_msg(status_of(a) != 101, "an h2c upgrade: %.60s", a);
+    free(a);
     /* A NUL inside the request line. */
     static const char nul[] = "GET /hea\0lthz HTTP/1.1\r\nHost: a\r\n\r\n";
     a = http_raw(port, nul, sizeof(nul) - 1, "\r\n\r\n", 7000, &eof);
