@@ -188,8 +188,8 @@ void ms_emit_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *c
     }
     if (*em->ack_id && !ms_pending_add_ack(c, ns, key, from->id, to->id, em->ack_id, timeout_ms)) {
         ms_member_error(c, ns, from, cid, ERR(RATE_LIMITED),
-                        "too many pending acks and calls in this namespace (at most %u)",
-                        MS_PENDING_MAX_PER_NS);
+                        "too many pending acks and calls (at most %u per peer, %u per namespace)",
+                        MS_PENDING_MAX_PER_PEER, MS_PENDING_MAX_PER_NS);
         return;
     }
     Meshsig__V1__Emit out = MESHSIG__V1__EMIT__INIT;

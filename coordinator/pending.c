@@ -10,11 +10,50 @@
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
 #define DEFAULT_TIMEOUT_MS 10000u
 
+/* How many waits one peer has (MS_PENDING_MAX_PER_PEER): without a bound per peer, one
+ * session at its message rate could hold ~24,000 acks for 120 s each (about 0.5 kB apiece
+ * here), up to the namespace's 100,000. */
+typedef struct waiter {
+    char *id; /* the waiting peer */
+    unsigned n;
+    UT_hash_handle hh;
+} waiter_t;
+
 /* A namespace's waits (ms_ns_mods(ns)->pending), allocated with the first one. */
 struct ms_pendings {
     ms_pending_t *by_key; /* uthash */
+    waiter_t *waiters;    /* uthash by id, while it waits for something */
     uint64_t next_call;   /* server-made call ids: "call-<n>" */
 };
+
+/* One more wait for peer id; 0 when it has its maximum (or out of memory). */
+static int waiter_take(struct ms_pendings *ps, const char *id)
+{
+    waiter_t *w = NULL;
+    HASH_FIND_STR(ps->waiters, id, w);
+    if (!w) {
+        if (!(w = calloc(1, sizeof(*w))) || !(w->id = strdup(id))) {
+            free(w);
+            return 0;
+        }
+        HASH_ADD_KEYPTR(hh, ps->waiters, w->id, strlen(w->id), w);
+    }
+    if (w->n >= MS_PENDING_MAX_PER_PEER)
+        return 0;
+    w->n++;
+    return 1;
+}
+
+static void waiter_put(struct ms_pendings *ps, const char *id)
+{
+    waiter_t *w = NULL;
+    HASH_FIND_STR(ps->waiters, id, w);
+    if (w && --w->n == 0) {
+        HASH_DEL(ps->waiters, w);
+        free(w->id);
+        free(w);
+    }
+}
 
 int ms_pending_timeout(uint32_t t, uint32_t *out)
 {
@@ -45,11 +84,13 @@ static ms_pending_t *add(ms_coord_t *c, ms_ns_t *ns, uint8_t kind, const char *k
                          const char *from, const char *to, const char *orig, uint32_t timeout_ms)
 {
     struct ms_pendings *ps = pendings(ns);
-    if (!ps || HASH_COUNT(ps->by_key) >= MS_PENDING_MAX_PER_NS)
+    if (!ps || HASH_COUNT(ps->by_key) >= MS_PENDING_MAX_PER_NS || !waiter_take(ps, from))
         return NULL;
     ms_pending_t *p = calloc(1, sizeof(*p));
-    if (!p)
+    if (!p) {
+        waiter_put(ps, from);
         return NULL;
+    }
     p->kind = kind;
     p->key = strdup(key);
     p->from = strdup(from);
@@ -57,6 +98,7 @@ static ms_pending_t *add(ms_coord_t *c, ms_ns_t *ns, uint8_t kind, const char *k
     p->orig_id = strdup(orig);
     p->deadline_ms = ms_clock_mono_ms() + timeout_ms;
     if (!p->key || !p->from || !p->to || !p->orig_id) {
+        waiter_put(ps, from);
         pending_free(p);
         return NULL;
     }
@@ -91,9 +133,16 @@ ms_pending_t *ms_pending_find(ms_ns_t *ns, const char *key)
     return p;
 }
 
-void ms_pending_done(ms_ns_t *ns, ms_pending_t *p)
+/* Takes p out of ns's waits (its waiter counted down); the caller frees it. */
+static void pending_remove(ms_ns_t *ns, ms_pending_t *p)
 {
     HASH_DEL(ms_ns_mods(ns)->pending->by_key, p);
+    waiter_put(ms_ns_mods(ns)->pending, p->from);
+}
+
+void ms_pending_done(ms_ns_t *ns, ms_pending_t *p)
+{
+    pending_remove(ns, p);
     pending_free(p);
 }
 
@@ -153,7 +202,7 @@ void ms_pending_tick(ms_coord_t *c, uint64_t now)
                     next = p->deadline_ms;
                 continue;
             }
-            HASH_DEL(ms_ns_mods(ns)->pending->by_key, p);
+            pending_remove(ns, p);
             c->pending.n_timeouts++;
             if (p->kind == MS_PENDING_ACK)
                 pending_fail(c, ns, p, ERR(ACK_TIMEOUT), "no ack in time");
@@ -175,7 +224,7 @@ static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
         int waits_on_m = !strcmp(p->to, m->id), m_waits = !strcmp(p->from, m->id);
         if (!waits_on_m && !m_waits)
             continue;
-        HASH_DEL(ms_ns_mods(ns)->pending->by_key, p);
+        pending_remove(ns, p);
         if (waits_on_m && !m_waits) {
             if (p->kind == MS_PENDING_ACK)
                 pending_fail(c, ns, p, ERR(PEER_LEFT), "the peer left before it acked");
@@ -194,8 +243,15 @@ static void cleanup(ms_ns_t *ns)
     ms_pending_t *p, *ptmp;
     HASH_ITER(hh, ms_ns_mods(ns)->pending->by_key, p, ptmp)
     {
-        HASH_DEL(ms_ns_mods(ns)->pending->by_key, p);
+        pending_remove(ns, p);
         pending_free(p);
+    }
+    waiter_t *w, *wtmp;
+    HASH_ITER(hh, ms_ns_mods(ns)->pending->waiters, w, wtmp)
+    {
+        HASH_DEL(ms_ns_mods(ns)->pending->waiters, w);
+        free(w->id);
+        free(w);
     }
     free(ns->mods->pending); /* there: pending was */
     ns->mods->pending = NULL;

@@ -32,6 +32,7 @@ typedef struct {
 
 #define MS_PENDING_MAX_TIMEOUT_MS 120000u /* a client's timeoutMs above it is BAD_REQUEST */
 #define MS_PENDING_MAX_PER_NS 100000u     /* acks and calls waiting in one namespace */
+#define MS_PENDING_MAX_PER_PEER 1024u     /* acks and calls one peer waits for at once */
 
 /* A client's timeout in ms (0: the default) into *out; 0 when it is over the maximum (the
  * caller refuses the request, naming MS_PENDING_MAX_TIMEOUT_MS: nothing is clamped). */
@@ -41,7 +42,8 @@ int ms_pending_timeout(uint32_t requested_ms, uint32_t *out);
 void ms_pending_outcome_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *w, int kind,
                               const char *orig_id, const char *peer, Meshsig__V1__ErrorCode code,
                               const char *text);
-/* Adds an ack wait under key. NULL when out of memory or over the namespace's limit. */
+/* Adds an ack wait under key. NULL when out of memory or over the namespace's or the
+ * waiting peer's limit. */
 ms_pending_t *ms_pending_add_ack(ms_coord_t *c, ms_ns_t *ns, const char *key, const char *from,
                                  const char *to, const char *ack_id, uint32_t timeout_ms);
 /* Adds a call wait under a fresh server-made id (its key). NULL as above. */

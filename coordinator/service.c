@@ -136,9 +136,10 @@ void ms_service_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char
         ms_member_t *prov = s->providers[s->next++ % s->n];
         ms_pending_t *p = ms_pending_add_call(c, ns, from->id, prov->id, call->call_id, timeout_ms);
         if (!p) {
-            ms_member_error(c, ns, from, cid, ERR(RATE_LIMITED),
-                            "too many pending acks and calls in this namespace (at most %u)",
-                            MS_PENDING_MAX_PER_NS);
+            ms_member_error(
+                c, ns, from, cid, ERR(RATE_LIMITED),
+                "too many pending acks and calls (at most %u per peer, %u per namespace)",
+                MS_PENDING_MAX_PER_PEER, MS_PENDING_MAX_PER_NS);
             return;
         }
         Meshsig__V1__ServiceCall out = *call;
