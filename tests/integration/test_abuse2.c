@@ -914,6 +914,74 @@ START_TEST(sets_churn_memory_comes_back)
 }
 END_TEST
 
+/* ---- acks nobody sends ------------------------------------------------------------ */
+
+/* A peer asks for 1,100 acks from one that never sends them: the owner keeps
+ * 1,024 waiting (MS_PENDING_MAX_PER_PEER) and refuses the rest with
+ * RATE_LIMITED; an ack makes room for one more, and another peer of the
+ * namespace is not held back. Before, the bound was the namespace's 100,000:
+ * one session at its message rate held ~24,000 for up to 120 s, about 0.5 kB
+ * each at the owner (20,000 measured: +10 MB). */
+START_TEST(acks_never_sent_bounded_per_peer)
+{
+    const int g = 1, n = 1100;
+    wsc_t *mute = join_as(cl.gw_port[g], "acks", "mute");
+    wsc_t *w = join_as(cl.gw_port[g], "acks", "waiter");
+    wsc_t *other = join_as(cl.gw_port[g], "acks", "other");
+    for (int i = 0; i < n; i++)
+        send_json(w,
+                  "{\"id\":\"e%d\",\"emit\":{\"to\":\"mute\",\"event\":\"x\",\"data\":{},"
+                  "\"ackId\":\"k%d\",\"timeoutMs\":120000}}",
+                  i, i);
+    int ok = 0, limited = 0;
+    for (int answered = 0; answered < n;) {
+        json_t *j = recv_json(w);
+        const char *id = str_at(j, "id", NULL);
+        if (*id == 'e') {
+            answered++;
+            if (json_object_get(j, "error")) {
+                ck_assert_str_eq(str_at(j, "error", "code", NULL), "RATE_LIMITED");
+                limited++;
+            } else {
+                ok++;
+            }
+        }
+        json_decref(j);
+    }
+    printf("abuse2 acks: %d emits waiting for an ack, %d refused\n", ok, limited);
+    fflush(stdout);
+    ck_assert_int_eq(ok, 1024);
+    ck_assert_int_eq(limited, n - 1024);
+    /* The other peer is not held back. */
+    send_json(other, "{\"id\":\"o1\",\"emit\":{\"to\":\"mute\",\"event\":\"x\",\"data\":{},"
+                     "\"ackId\":\"ko\",\"timeoutMs\":120000}}");
+    json_t *j = skip_to(other, "ok");
+    ck_assert_str_eq(str_at(j, "id", NULL), "o1");
+    json_decref(j);
+    /* One ack: room for one more. */
+    send_json(mute, "{\"id\":\"a\",\"ack\":{\"ackId\":\"k0\",\"to\":\"waiter\",\"data\":1}}");
+    j = skip_to(w, "ack");
+    ck_assert_str_eq(str_at(j, "ack", "ackId", NULL), "k0");
+    json_decref(j);
+    send_json(w, "{\"id\":\"more\",\"emit\":{\"to\":\"mute\",\"event\":\"x\",\"data\":{},"
+                 "\"ackId\":\"kmore\",\"timeoutMs\":120000}}");
+    for (int i = 0; i < 50; i++) {
+        j = recv_json(w);
+        int hit = !strcmp(str_at(j, "id", NULL), "more");
+        if (hit)
+            ck_assert_msg(!json_object_get(j, "error"), "no room after an ack");
+        json_decref(j);
+        if (hit)
+            break;
+        ck_assert_int_lt(i, 49);
+    }
+    wsc_free(w);
+    wsc_free(other);
+    wsc_free(mute);
+    pair_serves("acks never sent");
+}
+END_TEST
+
 /* ---- ids at their limits -------------------------------------------------------- */
 
 /* A peer id or namespace of 128 characters is taken as it is; one longer is
@@ -1106,6 +1174,7 @@ int main(void)
     tcase_add_test(tc, peerjs_http_flood);
     tcase_add_test(tc, origin_tricks);
     tcase_add_test(tc, sets_churn_memory_comes_back);
+    tcase_add_test(tc, acks_never_sent_bounded_per_peer);
     tcase_add_test(tc, ids_at_the_limits);
     tcase_add_test(tc, resume_token_forgery);
     tcase_add_test(tc, admin_port_bounded);
