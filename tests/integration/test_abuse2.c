@@ -551,18 +551,19 @@ START_TEST(odd_http_requests)
      * second Content-Length or an unknown coding makes ambiguous) is never
      * served as a request of its own. */
 #define SMUGGLED "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"
+    /* each element in parentheses: one literal made of several, on purpose */
     static const char *const smuggle[] = {
-        "POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: "
-        "chunked\r\n\r\n0\r\n\r\n" SMUGGLED,
-        "POST /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: "
-        "40\r\n\r\n0\r\n\r\n" SMUGGLED,
-        "POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nContent-Length: "
-        "36\r\n\r\n" SMUGGLED,
-        "POST /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\nContent-Length: "
-        "0\r\n\r\n" SMUGGLED,
-        "POST /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n24\r\n" SMUGGLED
-        "\r\n0\r\n\r\n",
-        "GET /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 36\r\n\r\n" SMUGGLED,
+        ("POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: "
+         "chunked\r\n\r\n0\r\n\r\n" SMUGGLED),
+        ("POST /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: "
+         "40\r\n\r\n0\r\n\r\n" SMUGGLED),
+        ("POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nContent-Length: "
+         "36\r\n\r\n" SMUGGLED),
+        ("POST /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\nContent-Length: "
+         "0\r\n\r\n" SMUGGLED),
+        ("POST /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n24\r\n" SMUGGLED
+         "\r\n0\r\n\r\n"),
+        ("GET /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 36\r\n\r\n" SMUGGLED),
     };
 #undef SMUGGLED
     for (size_t i = 0; i < sizeof(smuggle) / sizeof(smuggle[0]); i++) {
