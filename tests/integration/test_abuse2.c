@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* More abuse through real processes: frame floods the rate limit never saw, close frames,
- * slow readers, odd HTTP, Origin tricks, churn of a session's sets, the admin port.
+ * slow readers, odd, pipelined and smuggled HTTP, h2c, Origin tricks, churn of a session's
+ * sets, acks nobody sends, ids at their limits, forged resume tokens, the admin port.
  *
  * One cluster (NATS, a coordinator, three gateways) for every case: gateway
  * 0 with the default limits, gateway 1 with a small --max-queue and loose
  * rates (a slow reader and churn reach their limits fast), gateway 2 with an
- * Origin allowlist. Each case attacks with raw sockets from this process,
+ * Origin allowlist. Each case attacks from this process (raw sockets, or
+ * the test WebSocket client where the attacker is a well-formed peer),
  * checks the answer it should get, that the gateway's (or coordinator's) CPU
  * time and resident memory stay within a bound while it lasts, and that a
  * pair on gateway 0 still signals. Every wait is bounded and waits on an
