@@ -8,7 +8,7 @@
 
 #include "internal.h"
 #include "servermsg.h"
-#include "jsonscan.h"
+#include "sigframe.h"
 
 /* A signal between two neighbours that are both on this gateway goes straight
  * to the receiver; everything else goes through the shard's owner. Both
@@ -79,85 +79,8 @@ int ms_gw_relay_signal(ms_gateway_t *gw, ms_session_t *s, const Meshsig__V1__Sig
 
 /* The same for JSON to JSON, without decoding the payload: a text frame that
  * is exactly {"id"?, "signal": {"to", "from"?, "payload"?}} (any order) has its
- * payload checked by the scanner and copied through. Anything the scanner
- * does not vouch for takes the full decoder, which answers errors. */
-typedef struct {
-    char to[129];
-    char id[129];
-    const char *payload; /* NULL: none */
-    size_t payload_len;
-    int seen_id, seen_signal, seen_to, seen_from;
-} fast_signal_t;
-
-static int key_is(const char *k, size_t kl, const char *name)
-{
-    return kl == strlen(name) && !memcmp(k, name, kl);
-}
-
-/* A member of "signal": "to" (a plain string), "from" (ignored: ours), "payload". */
-static const char *fast_signal_member(void *ud, const char *k, size_t kl, const char *p,
-                                      const char *end)
-{
-    fast_signal_t *fs = ud;
-    const char *v;
-    size_t vl;
-    int esc;
-    if (key_is(k, kl, "to") && !fs->seen_to) {
-        if (!(p = ms_json_scan_string(p, end, &v, &vl, &esc)) || esc || vl >= sizeof(fs->to))
-            return NULL;
-        memcpy(fs->to, v, vl);
-        fs->to[vl] = '\0';
-        fs->seen_to = 1;
-        return p;
-    }
-    if (key_is(k, kl, "from") && !fs->seen_from) {
-        fs->seen_from = 1;
-        return ms_json_scan_string(p, end, &v, &vl, &esc);
-    }
-    if (key_is(k, kl, "payload") && !fs->payload) {
-        const char *after = ms_json_scan(p, end);
-        if (after) {
-            fs->payload = p;
-            fs->payload_len = (size_t)(after - p);
-        }
-        return after;
-    }
-    return NULL;
-}
-
-/* A member of the message: "id" (any string) and "signal", nothing else. */
-static const char *fast_message_member(void *ud, const char *k, size_t kl, const char *p,
-                                       const char *end)
-{
-    fast_signal_t *fs = ud;
-    const char *v;
-    size_t vl;
-    int esc;
-    if (key_is(k, kl, "id") && !fs->seen_id) {
-        fs->seen_id = 1;
-        /* Kept for the owner's answers on the direct path: plain ids only. */
-        if (!(p = ms_json_scan_string(p, end, &v, &vl, &esc)) || esc || vl >= sizeof(fs->id))
-            return NULL;
-        memcpy(fs->id, v, vl);
-        fs->id[vl] = '\0';
-        return p;
-    }
-    if (key_is(k, kl, "signal") && !fs->seen_signal) {
-        fs->seen_signal = 1;
-        p = ms_json_scan_object(p, end, fast_signal_member, fs);
-        return p && fs->seen_to ? p : NULL;
-    }
-    return NULL;
-}
-
-static int fast_signal_parse(const char *p, size_t len, fast_signal_t *fs)
-{
-    const char *end = p + len;
-    memset(fs, 0, sizeof(*fs));
-    p = ms_json_scan_object(ms_json_ws(p, end), end, fast_message_member, fs);
-    return p && fs->seen_signal && ms_json_ws(p, end) == end;
-}
-
+ * payload checked by the scanner and copied through (sigframe.h). Anything the
+ * scanner does not vouch for takes the full decoder, which answers errors. */
 size_t ms_gw_signal_json(ms_gateway_t *gw, const char *from, const char *payload, size_t len)
 {
     /* Peer ids are A-Z a-z 0-9 . _ : @ - (the owner checks): no escaping. */
@@ -185,8 +108,8 @@ size_t ms_gw_signal_json(ms_gateway_t *gw, const char *from, const char *payload
 
 int ms_gw_relay_json(ms_gateway_t *gw, ms_session_t *s, const char *data, size_t len)
 {
-    fast_signal_t fs;
-    if (!fast_signal_parse(data, len, &fs))
+    ms_sigframe_t fs;
+    if (!ms_sigframe_scan(data, len, &fs))
         return 0;
     if (ms_gw_direct_send(gw, s, fs.to, fs.payload, fs.payload ? fs.payload_len : 0, NULL, fs.id))
         return 1;
