@@ -617,7 +617,8 @@ static void edge_release(ms_gateway_t *gw, edge_t *e, int to_owner_path)
         ds->to_session = e->remote;
         ds->epoch = e->epoch;
         ms_session_t *s = local ? ms_gw_session_find(gw, ds->from_session) : NULL;
-        ms_session_t *t = local ? ms_gw_peer_index_find(gw, ds->namespace_, ds->to_peer) : NULL;
+        ms_session_t *t =
+            local ? ms_gw_peer_index_find_name(gw, ds->namespace_, ds->to_peer) : NULL;
         if (local && s && t && t->id == e->remote && linked(t, s->peer_id) && !t->closing) {
             deliver_signal(gw, t, gw->id, ds); /* counted as local */
         } else if (local) {

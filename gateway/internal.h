@@ -401,8 +401,11 @@ void ms_gw_resync_report(ms_gateway_t *gw, const Meshsig__Bus__ResyncRequest *rq
 uint64_t ms_gw_peer_hash(const void *s);
 void ms_gw_peer_index_add(ms_gateway_t *gw, ms_session_t *s);
 void ms_gw_peer_index_remove(ms_gateway_t *gw, ms_session_t *s);
-/* The joined session of this gateway holding peer in ns, or NULL. */
+/* The joined session of this gateway holding peer in ns, or NULL. ns is a
+ * session's namespace (interned: ms_intern, whose hash it reuses). */
 ms_session_t *ms_gw_peer_index_find(ms_gateway_t *gw, const char *ns, const char *peer);
+/* The same for any string naming the namespace (a bus message's). */
+ms_session_t *ms_gw_peer_index_find_name(ms_gateway_t *gw, const char *ns, const char *peer);
 
 /* ---- liveness.c ---------------------------------------------------------- */
 

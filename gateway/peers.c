@@ -3,11 +3,16 @@
 #include <string.h>
 
 #include "hash.h"
+#include "intern.h"
 #include "internal.h"
 
-static uint64_t peer_key(const char *ns, const char *peer)
+/* The key of (namespace, peer) from the namespace's FNV-1a 64 (ns_h): that of the
+ * namespace and its NUL, which separates the two (a NUL step of FNV-1a is one multiply),
+ * mixed with the peer's. A session's namespace is interned (hello.c), with its hash kept:
+ * a lookup walks only the peer id. */
+static uint64_t peer_key_h(uint64_t ns_h, const char *peer)
 {
-    uint64_t h = ms_fnv1a64(ns, strlen(ns) + 1); /* the NUL separates the two */
+    uint64_t h = ns_h * 0x100000001b3ULL;
     h ^= ms_fnv1a64(peer, strlen(peer));
     return h * 0x9e3779b97f4a7c15ULL;
 }
@@ -38,7 +43,7 @@ void ms_gw_peer_index_add(ms_gateway_t *gw, ms_session_t *s)
     ms_gw_peer_index_remove(gw, s);
     if (!s->ns || !s->peer_id)
         return;
-    s->peer_key = peer_key(s->ns, s->peer_id);
+    s->peer_key = peer_key_h(ms_intern_hash(s->ns), s->peer_id);
     ms_session_t *old = ms_pidx_find(&gw->by_peer, s->peer_key, peer_key_is, &s->peer_key);
     if (old)
         ms_gw_peer_index_remove(gw, old);
@@ -48,13 +53,25 @@ void ms_gw_peer_index_add(ms_gateway_t *gw, ms_session_t *s)
         s->peer_indexed = 1;
 }
 
-/* The joined session of this gateway holding peer in ns, or NULL. */
-ms_session_t *ms_gw_peer_index_find(ms_gateway_t *gw, const char *ns, const char *peer)
+static ms_session_t *find(ms_gateway_t *gw, uint64_t key, const char *peer)
 {
-    uint64_t key = peer_key(ns, peer);
     ms_session_t *t = ms_pidx_find(&gw->by_peer, key, peer_key_is, &key);
-    if (!t || t->state != MS_SESSION_JOINED || t->closing || strcmp(t->peer_id, peer) ||
-        strcmp(t->ns, ns))
+    if (!t || t->state != MS_SESSION_JOINED || t->closing || strcmp(t->peer_id, peer))
         return NULL;
     return t;
+}
+
+/* ns is interned: equal names are one pointer while both are held. */
+ms_session_t *ms_gw_peer_index_find(ms_gateway_t *gw, const char *ns, const char *peer)
+{
+    if (!ns)
+        return NULL; /* the session's namespace was not interned: out of memory */
+    ms_session_t *t = find(gw, peer_key_h(ms_intern_hash(ns), peer), peer);
+    return t && t->ns == ns ? t : NULL;
+}
+
+ms_session_t *ms_gw_peer_index_find_name(ms_gateway_t *gw, const char *ns, const char *peer)
+{
+    ms_session_t *t = find(gw, peer_key_h(ms_fnv1a64(ns, strlen(ns)), peer), peer);
+    return t && !strcmp(t->ns, ns) ? t : NULL;
 }
