@@ -171,7 +171,7 @@ struct ms_gateway {
     lws_sorted_usec_list_t sul_heartbeat;
 
     /* metrics.c: relay latency, client frame at one gateway -> delivery at another */
-    uint64_t lat_buckets[12]; /* cumulative le= bounds in lat_bounds_us */
+    uint64_t lat_buckets[12]; /* per bucket (metrics.c lat_bounds_us), not cumulative */
     uint64_t lat_count, lat_sum_us;
     /* Counters, each bumped where its event happens, printed by metrics.c. */
     uint64_t n_in, n_out, n_dropped_epoch, n_dropped_session, n_closed_slow, n_rate_limited;

@@ -94,7 +94,24 @@ START_TEST(promtool_accepts_both)
         free(body);
     }
     ck_assert_int_eq(http_request(cl.gw_port[g2], "GET", "/metrics", NULL, NULL, &body), 200);
-    ck_assert_double_ge(sample(body, "meshsig_gateway_relay_latency_seconds_count"), 1);
+    double count = sample(body, "meshsig_gateway_relay_latency_seconds_count");
+    ck_assert_double_ge(count, 1);
+    /* The buckets are cumulative (le: at most), up to the count: one host's signals take
+     * less than a second. */
+    static const char *const le[] = {"0.0001", "0.00025", "0.0005", "0.001", "0.0025",
+                                     "0.005",  "0.01",    "0.025",  "0.05",  "0.1",
+                                     "0.25",   "1",       "+Inf"};
+    double prev = 0;
+    for (size_t i = 0; i < sizeof(le) / sizeof(le[0]); i++) {
+        char series[96];
+        snprintf(series, sizeof(series), "meshsig_gateway_relay_latency_seconds_bucket{le=\"%s\"}",
+                 le[i]);
+        double v = sample(body, series);
+        ck_assert_msg(v >= prev, "%s: %g after %g", series, v, prev);
+        prev = v;
+    }
+    ck_assert_double_eq(sample(body, "meshsig_gateway_relay_latency_seconds_bucket{le=\"1\"}"),
+                        count);
     ck_assert_double_ge(sample(body, "meshsig_gateway_signals_direct_total{dir=\"in\"}"), 1);
     free(body);
     wsc_free(a);
