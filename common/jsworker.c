@@ -116,6 +116,11 @@ static ms_err_t options(ms_jsworker_config_t *cfg, natsOptions **out)
     natsOptions_SetMaxReconnect(opts, -1);
     natsOptions_SetReconnectWait(opts, cfg->reconnect_wait_ms);
     natsOptions_SetRetryOnFailedConnect(opts, true, NULL, NULL);
+    /* cnats 3.4 takes 0 as it is (the default of 8 MB is set when the options are made, not
+     * here, whatever nats.h says): a publish while reconnecting finds the buffer full and fails.
+     * tests/integration/test_lease_replay.c checks it against the installed library. */
+    if (cfg->no_reconnect_buffer)
+        natsOptions_SetReconnectBufSize(opts, 0);
     /* A link to a node that a partition cut off must be given up in seconds
      * (stale after 4-6 s; cnats' default is minutes of 2-minute pings), or
      * renewals and stores fail although the rest of the cluster is reachable. */

@@ -43,6 +43,10 @@ typedef struct {
     const char *name;           /* the connection name the server shows (/connz) */
     int reconnect_wait_ms;      /* between reconnect attempts to one server */
     int js_wait_ms;             /* bound on each JetStream call; 0: cnats' default (5 s) */
+    /* 1: a publish made while the connection is down fails at once (NATS_INSUFFICIENT_BUFFER)
+     * instead of waiting in cnats' reconnect buffer to be sent on reconnecting, seconds later.
+     * For writes that must not land late (leases). */
+    int no_reconnect_buffer;
     /* Worker thread, once, before the first job (may be NULL). */
     void (*start)(ms_jsworker_t *w, void *ud);
     /* Worker thread: runs job and owns it from here (frees it, or posts it

@@ -53,6 +53,7 @@ struct ms_lease {
      * loop for its heartbeats (ms_lease_silent_ms). */
     uint64_t answered_ms;
     size_t releases_skipped; /* worker: releases not sent after a KV call timed out */
+    int down_said;           /* worker: the lease connection's outage was logged (say_down) */
 };
 
 static void job_free(job_t *j)
@@ -88,6 +89,37 @@ static void post(ms_lease_t *l, ms_lease_result_t *r)
 static void heard(ms_lease_t *l)
 {
     __atomic_store_n(&l->answered_ms, ms_clock_mono_ms(), __ATOMIC_RELEASE);
+    l->down_said = 0;
+}
+
+/* Worker: a KV call failed at once because the lease connection is down. cnats keeps no write
+ * made meanwhile to send on reconnecting (no_reconnect_buffer in ms_lease_create): a renewal or
+ * claim sent seconds late could still succeed, and keep our id on a key we no longer serve for
+ * another lease, holding the shard from its owner. The call fails like one that timed out, and
+ * the loop retries it as it does then. Logged once an outage (heard() ends it). */
+static void say_down(ms_lease_t *l)
+{
+    if (l->down_said)
+        return;
+    l->down_said = 1;
+    ms_warn("lease connection down: KV calls fail at once until it is back; none is kept to be "
+            "sent late");
+}
+
+/* s, said once when it is the lease connection's being down (say_down). */
+static natsStatus refused(ms_lease_t *l, natsStatus s)
+{
+    if (s == NATS_INSUFFICIENT_BUFFER || s == NATS_NOT_YET_CONNECTED)
+        say_down(l);
+    return s;
+}
+
+static int link_down(ms_lease_t *l)
+{
+    if (natsConnection_Status(ms_jsworker_conn(l->worker)) == NATS_CONN_STATUS_CONNECTED)
+        return 0;
+    say_down(l);
+    return 1;
 }
 
 /* Keys allow only [-/_=.a-zA-Z0-9]: namespace names are stored hex-encoded. */
@@ -173,6 +205,8 @@ static int ensure_buckets(ms_lease_t *l)
 {
     if (l->ready)
         return 1;
+    if (link_down(l))
+        return 0; /* asked again at the next job, once the connection is back */
     natsStatus s = NATS_OK;
     if (!l->shards && (s = open_bucket(l, &l->shards, SHARD_BUCKET, l->cfg.ttl_ms)) != NATS_OK) {
         ms_warn("lease bucket %s not available yet: %s", SHARD_BUCKET, natsStatus_GetText(s));
@@ -229,7 +263,7 @@ static natsStatus noted(ms_lease_t *l, natsStatus s)
 {
     if (s == NATS_TIMEOUT)
         l->stalled_ms = ms_clock_mono_ms();
-    return s;
+    return refused(l, s);
 }
 
 /* Whether a claim or read of a job queued at queued_ms is worth a KV call (stalled_ms). */
@@ -387,7 +421,8 @@ static void do_renew(ms_lease_t *l, job_t *j, ms_lease_result_t *r)
     char key[32];
     shard_key(j->shard, key, sizeof(key));
     r->sent_ms = ms_clock_mono_ms();
-    natsStatus s = kvStore_Update(&r->rev, l->shards, key, l->owner, (int)strlen(l->owner), j->rev);
+    natsStatus s = refused(
+        l, kvStore_Update(&r->rev, l->shards, key, l->owner, (int)strlen(l->owner), j->rev));
     if (s == NATS_OK) {
         heard(l);
         r->ok = 1;
@@ -471,10 +506,10 @@ static void renew_batch(ms_lease_t *l, job_t *head, ms_lease_result_t **rs, size
         rs[i]->sent_ms = ms_clock_mono_ms();
         if (natsMsg_Create(&m, subj, reply, l->owner, (int)strlen(l->owner)) == NATS_OK &&
             natsMsgHeader_Set(m, "Nats-Expected-Last-Subject-Sequence", rev) == NATS_OK &&
-            natsConnection_PublishMsg(nc, m) == NATS_OK)
+            refused(l, natsConnection_PublishMsg(nc, m)) == NATS_OK)
             pending++;
         else
-            answered[i] = 2; /* not sent: settled below */
+            answered[i] = 2; /* not sent (the connection is down: say_down): settled below */
         ms_natsmsg_free(m);  /* this thread's alone: not cnats's collector (natsmsg.h) */
     }
     size_t sent = pending;
@@ -648,9 +683,10 @@ static void run(ms_lease_t *l, job_t *j)
             ms_error("policy of %s not stored in %s", j->key, POLICY_BUCKET);
         break;
     }
-    case MS_LEASE_PUBLISH:
-        natsConnection_Publish(ms_jsworker_conn(l->worker), j->key, j->data, (int)j->len);
-        natsConnection_FlushTimeout(ms_jsworker_conn(l->worker), 500);
+    case MS_LEASE_PUBLISH: /* not flushed when refused: the connection is down */
+        if (refused(l, natsConnection_Publish(ms_jsworker_conn(l->worker), j->key, j->data,
+                                              (int)j->len)) == NATS_OK)
+            natsConnection_FlushTimeout(ms_jsworker_conn(l->worker), 500);
         break;
     default:
         break;
@@ -870,6 +906,7 @@ ms_err_t ms_lease_create(const ms_lease_config_t *cfg, void (*wake)(void *), voi
         /* Every call is bounded well below the lease: a renewal that cannot
          * answer in time is a failed renewal. */
         .js_wait_ms = (int)l->wait_ms,
+        .no_reconnect_buffer = 1, /* say_down */
         .start = start,
         .run = run_job,
         .finish = finish,
