@@ -301,7 +301,7 @@ static void publish_heartbeat(ms_coord_t *c, int leaving)
     hb.id = c->id;
     hb.started_ms = c->started_ms;
     hb.admin = (char *)c->cfg->admin_listen;
-    hb.leaving = leaving;
+    hb.leaving = leaving != 0;
     hb.release = (char *)ms_version();
     hb.bus_version = MS_BUS_VERSION;
     hb.lease_silent_ms = ms_lease_silent_ms(c->cluster.lease, ms_clock_mono_ms());
@@ -317,7 +317,7 @@ static void publish_heartbeat(ms_coord_t *c, int leaving)
         meshsig__bus__coordinator_heartbeat__pack(&hb, buf);
         char subj[200];
         ms_subject(subj, sizeof(subj), c->cfg->prefix, MS_SUBJ_COORD_HEARTBEAT, NULL);
-        if (leaving) /* after the releases queued before it, on a flushed connection */
+        if (leaving == 1) /* after the releases queued before it, on a flushed connection */
             ms_lease_publish(c->cluster.lease, subj, buf, len);
         else
             ms_bus_publish(c->bus, subj, NULL, buf, len);
@@ -698,6 +698,18 @@ void ms_cluster_shutdown(ms_coord_t *c)
         }
     publish_heartbeat(c, 1);
     ms_info("released %zu shards", n);
+}
+
+void ms_cluster_left(ms_coord_t *c)
+{
+    if (!c->cluster.stopping || !c->bus)
+        return;
+    /* Sent on the lease connection after the releases (ms_cluster_shutdown), so that the others
+     * claim once the keys are free; when that link was down, they heard nothing until
+     * --coord-timeout-ms. Now the releases are done or given up (ms_lease_destroy ran), the
+     * same heartbeat goes on the bus too, where the regular ones go. Twice is harmless: a
+     * coordinator already seen leaving stays so. */
+    publish_heartbeat(c, 2);
 }
 
 int ms_cluster_ready(ms_coord_t *c)

@@ -115,6 +115,9 @@ void ms_cluster_backend_request(ms_coord_t *c, uint32_t shard, const char *reply
 void ms_cluster_resync_report(ms_coord_t *c, const Meshsig__Bus__ResyncReport *rr);
 /* SIGTERM: stop serving and release every lease; then announce leaving. */
 void ms_cluster_shutdown(ms_coord_t *c);
+/* After SIGTERM, once the lease worker is gone (its releases done or given up, cluster.lease
+ * NULL): the leaving heartbeat again, on the bus, for when the lease connection was down. */
+void ms_cluster_left(ms_coord_t *c);
 /* Whether every shard that rendezvous hashing gives this coordinator is served. */
 int ms_cluster_ready(ms_coord_t *c);
 /* Stop serving a shard now: flush, forget its namespaces and held requests. */

@@ -356,6 +356,8 @@ void ms_coord_destroy(ms_coord_t *c)
     /* Releases queued at shutdown run here, on the lease connection, before
      * its worker stops. */
     ms_lease_destroy(c->cluster.lease);
+    c->cluster.lease = NULL;
+    ms_cluster_left(c); /* before the bus goes: its last heartbeat says leaving */
     ms_offline_destroy(c->offline);
     ms_bus_destroy(c->bus);
     if (nats_CloseAndWait(2000) != NATS_OK)
