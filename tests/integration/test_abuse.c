@@ -66,39 +66,10 @@ static cluster_t cl;
 static wsc_t *alice, *bob, *bystanders[2 * N_BYSTANDERS];
 static long rss_base[2], rss_peak[2];
 
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kb = -1;
-    while (f && fgets(line, sizeof(line), f))
-        if (!strncmp(line, "VmRSS:", 6))
-            kb = strtol(line + 6, NULL, 10);
-    if (f)
-        fclose(f);
-    return kb;
-}
-
-/* AddressSanitizer keeps freed memory in quarantine (256 MiB by default), so
- * a sanitizer build's RSS grows with churn: its bound is wider. */
-static int is_asan(pid_t pid)
-{
-    char path[64], line[512];
-    snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-    FILE *f = fopen(path, "r");
-    int yes = 0;
-    while (f && !yes && fgets(line, sizeof(line), f))
-        yes = strstr(line, "libasan") != NULL;
-    if (f)
-        fclose(f);
-    return yes;
-}
-
 static void rss_sample(void)
 {
     for (int g = 0; g < 2; g++) {
-        long kb = rss_kb(cl.gw[g]);
+        long kb = proc_rss_kb(cl.gw[g]);
         if (kb > rss_peak[g])
             rss_peak[g] = kb;
     }
@@ -137,7 +108,7 @@ static void world_up(void)
     expect_connect(alice, "bob", 1);
     expect_connect(bob, "alice", 0);
     for (int g = 0; g < 2; g++)
-        rss_base[g] = rss_peak[g] = rss_kb(cl.gw[g]);
+        rss_base[g] = rss_peak[g] = proc_rss_kb(cl.gw[g]);
 }
 
 /* Nobody who behaved was disconnected: each answers a ping. */
@@ -351,7 +322,7 @@ static void abuse(const char *name, attack_t *a, int n_procs, attack_fn fn,
     attack_stop(a);
     long long after = measure(NULL, NULL, 30000);
     long long base = before > after ? before : after;
-    int asan = is_asan(cl.gw[0]);
+    int asan = proc_is_asan(cl.gw[0]);
     long bound = asan ? rss_bound_kb * 4 : rss_bound_kb;
     printf("abuse %s: round trip median %lld us before, %lld us under attack, %lld us after "
            "(%.2fx); gateway RSS %ld -> %ld kB and %ld -> %ld kB (bound +%ld kB%s)\n",

@@ -60,56 +60,6 @@ static void cluster_down(void)
     cluster_stop(&cl);
 }
 
-/* ---- what a process costs ------------------------------------------------- */
-
-/* User and system CPU time of pid, in ms. */
-static long cpu_ms(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    ck_assert_ptr_nonnull(f);
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    ck_assert_ptr_nonnull(p);
-    unsigned long ut = 0, st = 0;
-    /* after the name: state, then fields 4..13, then utime (14) and stime (15) */
-    ck_assert_int_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st),
-                     2);
-    long hz = sysconf(_SC_CLK_TCK);
-    return (long)((ut + st) * 1000 / (unsigned long)(hz > 0 ? hz : 100));
-}
-
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kb = -1;
-    while (f && fgets(line, sizeof(line), f))
-        if (!strncmp(line, "VmRSS:", 6))
-            kb = strtol(line + 6, NULL, 10);
-    if (f)
-        fclose(f);
-    return kb;
-}
-
-/* ASan keeps freed memory in quarantine: its RSS grows with churn. */
-static int is_asan(pid_t pid)
-{
-    char path[64], line[512];
-    snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-    FILE *f = fopen(path, "r");
-    int yes = 0;
-    while (f && !yes && fgets(line, sizeof(line), f))
-        yes = strstr(line, "libasan") != NULL;
-    if (f)
-        fclose(f);
-    return yes;
-}
-
 /* ---- a pair on gateway 0 that must keep working --------------------------- */
 
 static wsc_t *alice, *bob;
@@ -237,7 +187,7 @@ START_TEST(frame_floods_end_quickly)
         size_t len;
         uint8_t *all = frames_of(f->b0, f->payload, strlen(f->payload), 4096, &len);
         fcntl(r->fd, F_SETFL, fcntl(r->fd, F_GETFL) | O_NONBLOCK);
-        long cpu0 = cpu_ms(cl.gw[0]), rss0 = rss_kb(cl.gw[0]);
+        long cpu0 = proc_cpu_ms(cl.gw[0]), rss0 = proc_rss_kb(cl.gw[0]);
         long long t0 = now_ms(), end = t0 + 5000;
         unsigned long long sent = 0;
         size_t off = 0;
@@ -257,7 +207,7 @@ START_TEST(frame_floods_end_quickly)
                 ended = 1;
             }
         }
-        long cpu = cpu_ms(cl.gw[0]) - cpu0, grew = rss_kb(cl.gw[0]) - rss0;
+        long cpu = proc_cpu_ms(cl.gw[0]) - cpu0, grew = proc_rss_kb(cl.gw[0]) - rss0;
         printf("abuse2 flood of %s: %llu bytes written in %lld ms, the gateway used %ld ms of "
                "CPU and %ld kB more memory\n",
                f->name, sent, now_ms() - t0, cpu, grew);
@@ -389,7 +339,7 @@ START_TEST(slow_reader_closed_1008)
     rws_t *r = open_ws(g);
     rws_ask(r, "{\"hello\":{\"namespace\":\"slow\",\"peerId\":\"reader\"}}", "welcome");
     wsc_t *w = join_as(cl.gw_port[g], "slow", "writer");
-    long rss0 = rss_kb(cl.gw[g]);
+    long rss0 = proc_rss_kb(cl.gw[g]);
     static char payload[48 * 1024];
     static char msg[sizeof(payload) + 64];
     memset(payload, 'x', sizeof(payload) - 1);
@@ -404,7 +354,7 @@ START_TEST(slow_reader_closed_1008)
         }
     }
     ck_assert_msg(gone, "the writer never saw the slow reader go (%d signals)", sent);
-    long grew = rss_kb(cl.gw[g]) - rss0;
+    long grew = proc_rss_kb(cl.gw[g]) - rss0;
     printf("abuse2 slow reader: closed after %d signals of 48 KiB; gateway RSS +%ld kB\n", sent,
            grew);
     fflush(stdout);
@@ -415,7 +365,8 @@ START_TEST(slow_reader_closed_1008)
                   "the slow reader was closed with %d", code);
     ck_assert_int_ge(metric_at(cl.gw_port[g], NULL, "meshsig_gateway_slow_readers_closed_total"),
                      1);
-    ck_assert_msg(grew < (is_asan(cl.gw[g]) ? 65536 : 16384), "the gateway grew by %ld kB", grew);
+    ck_assert_msg(grew < (proc_is_asan(cl.gw[g]) ? 65536 : 16384), "the gateway grew by %ld kB",
+                  grew);
     rws_free(r);
     wsc_free(w);
     pair_serves("a slow reader");
@@ -483,7 +434,7 @@ static int status_of(const char *answer)
 START_TEST(odd_http_requests)
 {
     const int port = cl.gw_port[0];
-    long rss0 = rss_kb(cl.gw[0]);
+    long rss0 = proc_rss_kb(cl.gw[0]);
     size_t big = 256 * 1024;
     char *req = malloc(big + 512);
     ck_assert_ptr_nonnull(req);
@@ -595,10 +546,11 @@ START_TEST(odd_http_requests)
     ck_assert_msg(status_of(a) == 0 || status_of(a) >= 400, "a POST body: %.40s", a);
     free(a);
     free(req);
-    long grew = rss_kb(cl.gw[0]) - rss0;
+    long grew = proc_rss_kb(cl.gw[0]) - rss0;
     printf("abuse2 odd HTTP: gateway RSS +%ld kB\n", grew);
     fflush(stdout);
-    ck_assert_msg(grew < (is_asan(cl.gw[0]) ? 32768 : 4096), "the gateway grew by %ld kB", grew);
+    ck_assert_msg(grew < (proc_is_asan(cl.gw[0]) ? 32768 : 4096), "the gateway grew by %ld kB",
+                  grew);
     pair_serves("odd HTTP");
 }
 END_TEST
@@ -702,7 +654,7 @@ START_TEST(pipelined_flood_never_reading)
         ck_assert_int_eq(complete_200s(ans, got), 1);
         fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
     }
-    long cpu0 = cpu_ms(cl.gw[0]), rss0 = rss_kb(cl.gw[0]);
+    long cpu0 = proc_cpu_ms(cl.gw[0]), rss0 = proc_rss_kb(cl.gw[0]);
     unsigned long long sent = 0;
     size_t off[N] = {0};
     for (long long end = now_ms() + 3000; now_ms() < end;) {
@@ -721,7 +673,7 @@ START_TEST(pipelined_flood_never_reading)
             }
         }
     }
-    long cpu = cpu_ms(cl.gw[0]) - cpu0, grew = rss_kb(cl.gw[0]) - rss0;
+    long cpu = proc_cpu_ms(cl.gw[0]) - cpu0, grew = proc_rss_kb(cl.gw[0]) - rss0;
     for (int i = 0; i < N; i++)
         close(fds[i]);
     printf("abuse2 pipelined flood: %llu bytes of requests taken in 3 s, gateway CPU %ld ms, RSS "
@@ -731,7 +683,8 @@ START_TEST(pipelined_flood_never_reading)
     ck_assert_msg(sent < 64ull << 20, "the gateway took %llu bytes of requests nobody read", sent);
     ck_assert_msg(cpu < 1000, "the gateway used %ld ms of CPU", cpu);
     /* ASan's quarantine keeps what each answer freed: a wider bound */
-    ck_assert_msg(grew < (is_asan(cl.gw[0]) ? 131072 : 8192), "the gateway grew by %ld kB", grew);
+    ck_assert_msg(grew < (proc_is_asan(cl.gw[0]) ? 131072 : 8192), "the gateway grew by %ld kB",
+                  grew);
     pair_serves("a pipelined flood");
 }
 END_TEST
@@ -742,7 +695,7 @@ END_TEST
 START_TEST(peerjs_http_flood)
 {
     const int port = cl.gw_port[0];
-    long rss0 = rss_kb(cl.gw[0]);
+    long rss0 = proc_rss_kb(cl.gw[0]);
     enum { N_CONN = 200, PER_CONN = 10 };
     static int fds[N_CONN];
     long long t0 = now_ms();
@@ -814,11 +767,12 @@ START_TEST(peerjs_http_flood)
             wsc_free(c);
         }
     }
-    long grew = rss_kb(cl.gw[0]) - rss0;
+    long grew = proc_rss_kb(cl.gw[0]) - rss0;
     printf("abuse2 PeerJS HTTP: %d GET /peerjs/id answered in %lld ms; gateway RSS +%ld kB\n",
            answered, ms, grew);
     fflush(stdout);
-    ck_assert_msg(grew < (is_asan(cl.gw[0]) ? 32768 : 4096), "the gateway grew by %ld kB", grew);
+    ck_assert_msg(grew < (proc_is_asan(cl.gw[0]) ? 32768 : 4096), "the gateway grew by %ld kB",
+                  grew);
     pair_serves("the PeerJS HTTP flood");
 }
 END_TEST
@@ -900,16 +854,16 @@ START_TEST(sets_churn_memory_comes_back)
             }
         }
         if (round == 1) {
-            gw_base = rss_kb(cl.gw[g]);
-            co_base = rss_kb(cl.coord);
+            gw_base = proc_rss_kb(cl.gw[g]);
+            co_base = proc_rss_kb(cl.coord);
         }
     }
-    long gw_grew = rss_kb(cl.gw[g]) - gw_base, co_grew = rss_kb(cl.coord) - co_base;
+    long gw_grew = proc_rss_kb(cl.gw[g]) - gw_base, co_grew = proc_rss_kb(cl.coord) - co_base;
     printf("abuse2 churn: 8 more rounds of 576 joins and leaves; gateway RSS %+ld kB, "
            "coordinator %+ld kB\n",
            gw_grew, co_grew);
     fflush(stdout);
-    int asan = is_asan(cl.gw[g]);
+    int asan = proc_is_asan(cl.gw[g]);
     ck_assert_msg(gw_grew < (asan ? 65536 : 2048), "the gateway grew by %ld kB", gw_grew);
     ck_assert_msg(co_grew < (asan ? 65536 : 4096), "the coordinator grew by %ld kB", co_grew);
     wsc_free(c);
@@ -1115,7 +1069,7 @@ END_TEST
 START_TEST(admin_port_bounded)
 {
     const int port = cl.admin_port;
-    long rss0 = rss_kb(cl.coord);
+    long rss0 = proc_rss_kb(cl.coord);
     size_t big = 16u << 20;
     char *req = malloc(big + 256);
     ck_assert_ptr_nonnull(req);
@@ -1128,7 +1082,7 @@ START_TEST(admin_port_bounded)
     ck_assert_msg(status_of(a) == 0 || status_of(a) >= 400, "16 MB of header: %.40s", a);
     ck_assert(eof);
     free(a);
-    long grew = rss_kb(cl.coord) - rss0;
+    long grew = proc_rss_kb(cl.coord) - rss0;
     n = sprintf(req,
                 "PUT /v1/namespaces/x/policy HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n",
                 8 << 20);
@@ -1143,7 +1097,7 @@ START_TEST(admin_port_bounded)
     free(body);
     printf("abuse2 admin: 16 MB of header refused; coordinator RSS +%ld kB\n", grew);
     fflush(stdout);
-    ck_assert_msg(grew < (is_asan(cl.coord) ? 16384 : 4096), "the coordinator grew by %ld kB",
+    ck_assert_msg(grew < (proc_is_asan(cl.coord) ? 16384 : 4096), "the coordinator grew by %ld kB",
                   grew);
     pair_serves("the admin port");
 }

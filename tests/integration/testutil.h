@@ -5,6 +5,7 @@
 
 #include <check.h>
 #include <jansson.h>
+#include <sys/types.h>
 
 #include "wsclient.h"
 
@@ -40,5 +41,12 @@ void client_up(void);
 void client_down(void);
 /* Runs the suite; returns the process exit status. */
 int run_suite(Suite *s);
+
+/* What a process costs, from /proc: resident set in kB (-1 when gone), user + system CPU in
+ * ms (fails the test when gone), and whether it runs with AddressSanitizer (whose quarantine
+ * keeps freed memory resident: RSS bounds are wider for it). */
+long proc_rss_kb(pid_t pid);
+long proc_cpu_ms(pid_t pid);
+int proc_is_asan(pid_t pid);
 
 #endif
