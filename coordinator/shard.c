@@ -310,6 +310,7 @@ static int copy_answered(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Shar
         d.session = req->session;
         d.peer_id = req->peer_id;
         d.received = req->client_id;
+        d.req_id = req->req_id;
         ms_outbox_deliver_full(&c->outbox, shard, req->gateway_id, &d);
         return 1;
     }
@@ -321,6 +322,7 @@ static int copy_answered(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__Shar
             d.peer_id = req->peer_id;
             d.msg = sm;
             d.again = 1;
+            d.req_id = req->req_id; /* the id may be in use by a newer request by now */
             ms_outbox_deliver_full(&c->outbox, shard, req->gateway_id, &d);
             meshsig__v1__server_message__free_unpacked(sm, NULL);
         }

@@ -182,7 +182,7 @@ void ms_gw_handle_message(ms_gateway_t *gw, ms_session_t *s, Meshsig__V1__Client
     if (ms_gw_publish_request(gw, s, &req, 0) != 0)
         ms_gw_send_error(gw, s, cid, ERR(UNAVAILABLE), "the message bus is unavailable; retry");
     else if (req.resend)
-        ms_gw_inflight_add(gw, s, cid, gw->pub, gw->pub_len, req.epoch);
+        ms_gw_inflight_add(gw, s, cid, gw->pub, gw->pub_len, req.epoch, gw->next_req);
 }
 
 /* A client over its rate is not read from for a while (lws stops polling its

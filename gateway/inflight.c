@@ -38,7 +38,12 @@
  * a request once per (gateway, session, client id) and answers a copy with
  * the answer it gave (coordinator/dedupe.c), or, while it is still working on
  * it (an answer that waits for another peer), with Delivery.received: the
- * copies then stop until the shard changes hands. nats-server's no-responders
+ * copies then stop until the shard changes hands. Both name the copy's req_id
+ * (Delivery.req_id): a client may use an id again once answered, and the answer
+ * to an old request's copy can come after the new request went out under that
+ * id; it neither answers nor marks the new one (before, the client got the old
+ * answer as the new request's and the new request was forgotten: no copies, not
+ * sent again to a new owner). nats-server's no-responders
  * status is no signal for this: every coordinator subscribes to every shard
  * subject, so another coordinator on the gateway's node is interest enough,
  * and the message is lost to the owner all the same.
@@ -86,6 +91,7 @@ typedef struct inflight {
     uint64_t epoch;   /* the epoch it was last sent at */
     uint64_t sent_us; /* first sent: the lists are in this order */
     uint64_t next_us; /* when to send a copy if no answer came by then */
+    uint64_t req;     /* its req_id's counter ("<gateway id>/<req>"), the same in every copy */
     uint32_t shard;
     uint8_t tries;    /* copies sent at this epoch for want of an answer */
     uint8_t received; /* the owner has it and answers later: no copies until a new epoch */
@@ -211,7 +217,7 @@ int ms_gw_inflight_room(ms_gateway_t *gw, const ms_session_t *s, const char *cid
 }
 
 void ms_gw_inflight_add(ms_gateway_t *gw, const ms_session_t *s, const char *cid,
-                        const uint8_t *data, size_t len, uint64_t epoch)
+                        const uint8_t *data, size_t len, uint64_t epoch, uint64_t req)
 {
     ms_gw_inflight_t *f = gw->inflight;
     char key[KEY_MAX];
@@ -237,6 +243,7 @@ void ms_gw_inflight_add(ms_gateway_t *gw, const ms_session_t *s, const char *cid
     memcpy(e->key, key, kl + 1);
     e->ps = ps;
     e->epoch = epoch;
+    e->req = req;
     e->sent_us = ms_clock_mono_us();
     e->next_us = e->sent_us + RETRY_FIRST_US;
     e->tries = 0;
@@ -273,18 +280,37 @@ static inflight_t *find(ms_gw_inflight_t *f, const ms_session_t *s, const char *
     return e;
 }
 
-int ms_gw_inflight_answered(ms_gateway_t *gw, const ms_session_t *s, const char *id)
+/* Whether req_id ("<gateway id>/<counter>", from a copy's answer) names e's request; any
+ * request with the id when there is none (an owner that does not say) or it is not one of ours. */
+static int is_req(const inflight_t *e, const char *req_id)
 {
-    inflight_t *e = find(gw->inflight, s, id);
-    if (e)
-        unlink_free(gw->inflight, e);
-    return e != NULL;
+    const char *slash = req_id ? strrchr(req_id, '/') : NULL;
+    if (!slash || !slash[1])
+        return 1;
+    uint64_t v = 0;
+    for (const char *p = slash + 1; *p; p++) {
+        if (*p < '0' || *p > '9' || v > (UINT64_MAX - 9) / 10)
+            return 1;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    return v == e->req;
 }
 
-void ms_gw_inflight_received(ms_gateway_t *gw, const ms_session_t *s, const char *id)
+int ms_gw_inflight_answered(ms_gateway_t *gw, const ms_session_t *s, const char *id,
+                            const char *req_id)
 {
     inflight_t *e = find(gw->inflight, s, id);
-    if (e)
+    if (!e || !is_req(e, req_id))
+        return 0; /* not kept, or kept for a newer request with the same id */
+    unlink_free(gw->inflight, e);
+    return 1;
+}
+
+void ms_gw_inflight_received(ms_gateway_t *gw, const ms_session_t *s, const char *id,
+                             const char *req_id)
+{
+    inflight_t *e = find(gw->inflight, s, id);
+    if (e && is_req(e, req_id))
         e->received = 1;
 }
 

@@ -70,7 +70,7 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d,
         /* A copy of a request the owner is still working on (inflight.c). */
         if (s && s->state == MS_SESSION_JOINED && s->peer_id &&
             (!*d->peer_id || !strcmp(d->peer_id, s->peer_id)))
-            ms_gw_inflight_received(gw, s, d->received);
+            ms_gw_inflight_received(gw, s, d->received, d->req_id);
         return;
     }
     if (!s || !d->msg) {
@@ -138,8 +138,10 @@ static void deliver(ms_gateway_t *gw, const Meshsig__Bus__Delivery *d,
         gw->n_dropped_session++;
         return;
     }
-    if (m->id && *m->id && !ms_gw_inflight_answered(gw, s, m->id) && d->again) {
-        /* The answer to a copy, and the first answer came: the client has it. */
+    if (m->id && *m->id && !ms_gw_inflight_answered(gw, s, m->id, d->again ? d->req_id : NULL) &&
+        d->again) {
+        /* The answer to a copy, and the first answer came: the client has it (and may have
+         * sent a new request with the same id, which this does not answer). */
         gw->n_dropped_again++;
         return;
     }

@@ -241,14 +241,20 @@ uint64_t ms_gw_inflight_epoch(const ms_gateway_t *gw, uint32_t shard);
  * -1 when too many of the session's (or the gateway's) wait for an owner: not sent, and
  * answered UNAVAILABLE. */
 int ms_gw_inflight_room(ms_gateway_t *gw, const ms_session_t *s, const char *cid);
-/* Keeps the packed request (copied), sent at epoch, until a message with its id comes back. */
+/* Keeps the packed request (copied), sent at epoch as req_id "<gateway id>/<req>", until a
+ * message with its id comes back. */
 void ms_gw_inflight_add(ms_gateway_t *gw, const ms_session_t *s, const char *cid,
-                        const uint8_t *data, size_t len, uint64_t epoch);
-/* A message with id was delivered to s: its request is answered. 1 when it was kept. */
-int ms_gw_inflight_answered(ms_gateway_t *gw, const ms_session_t *s, const char *id);
-/* The owner has s's request id and answers it later (Delivery.received): no copies of it are
- * sent until the shard changes hands. */
-void ms_gw_inflight_received(ms_gateway_t *gw, const ms_session_t *s, const char *id);
+                        const uint8_t *data, size_t len, uint64_t epoch, uint64_t req);
+/* A message with id was delivered to s: its request is answered. 1 when it was kept. req_id
+ * (Delivery.req_id: an answer to a copy) names the request it answers: one kept under the
+ * same id for another req_id (the id used again once answered) is not answered by it, and
+ * stays. NULL or "": any request with that id. */
+int ms_gw_inflight_answered(ms_gateway_t *gw, const ms_session_t *s, const char *id,
+                            const char *req_id);
+/* The owner has s's request id (req_id, as above) and answers it later (Delivery.received):
+ * no copies of it are sent until the shard changes hands. */
+void ms_gw_inflight_received(ms_gateway_t *gw, const ms_session_t *s, const char *id,
+                             const char *req_id);
 /* s closed or left its namespace: its requests are forgotten. */
 void ms_gw_inflight_forget(ms_gateway_t *gw, const ms_session_t *s);
 /* The owner of shard is at epoch and stamps its messages with bus_version (a batch or a

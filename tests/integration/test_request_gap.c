@@ -328,6 +328,137 @@ START_TEST(copy_of_a_request_still_being_worked_on)
 }
 END_TEST
 
+/* The next GatewayBatch on sub with a Delivery with again set and a message with id: a new
+ * batch (packed into *len bytes, malloc'd) of that delivery alone, as the owner sends it for a
+ * copy of the request; NULL at the deadline. */
+static uint8_t *next_again(natsSubscription *sub, const char *id, size_t *len,
+                           long long deadline_ms)
+{
+    uint8_t *out = NULL;
+    while (!out && cluster_now_ms() < deadline_ms) {
+        natsMsg *m = NULL;
+        if (natsSubscription_NextMsg(&m, sub, 100) != NATS_OK)
+            continue;
+        Meshsig__Bus__GatewayBatch *b = meshsig__bus__gateway_batch__unpack(
+            NULL, (size_t)natsMsg_GetDataLength(m), (const uint8_t *)natsMsg_GetData(m));
+        for (size_t i = 0; b && !out && i < b->n_deliveries; i++) {
+            Meshsig__Bus__Delivery *d = b->deliveries[i];
+            if (!d->again || !d->msg || !d->msg->id || strcmp(d->msg->id, id))
+                continue;
+            Meshsig__Bus__GatewayBatch one = *b;
+            one.n_deliveries = 1;
+            one.deliveries = &b->deliveries[i];
+            *len = meshsig__bus__gateway_batch__get_packed_size(&one);
+            ck_assert_ptr_nonnull(out = malloc(*len));
+            meshsig__bus__gateway_batch__pack(&one, out);
+        }
+        if (b)
+            meshsig__bus__gateway_batch__free_unpacked(b, NULL);
+        natsMsg_Destroy(m);
+    }
+    return out;
+}
+
+/* Until the tap sees a request of alice's on subj with client id id (the gateway has sent,
+ * and kept, it). */
+static void wait_request(natsSubscription *sub, const char *id, long long deadline_ms)
+{
+    for (int seen = 0; !seen;) {
+        ck_assert_msg(cluster_now_ms() < deadline_ms, "%s never reached the bus", id);
+        natsMsg *m = NULL;
+        if (natsSubscription_NextMsg(&m, sub, 100) != NATS_OK)
+            continue;
+        Meshsig__Bus__ShardRequest *r = meshsig__bus__shard_request__unpack(
+            NULL, (size_t)natsMsg_GetDataLength(m), (const uint8_t *)natsMsg_GetData(m));
+        seen = r && !strcmp(r->client_id, id) && r->attempt == 0;
+        if (r)
+            meshsig__bus__shard_request__free_unpacked(r, NULL);
+        natsMsg_Destroy(m);
+    }
+}
+
+/* An id may be used again once answered, also when its request had copies: alice joins a room
+ * as r1 while the owner is stopped (the gateway sends a copy), has the answer, and leaves the
+ * room as r1 while the owner is stopped again. The owner's answer to the join's copy (again,
+ * the room's members) then comes late, after the leave went out, here replayed from the tap:
+ * it is not the leave's answer. The gateway drops it and keeps the leave, whose own answer (ok)
+ * comes once the owner runs. Before, alice got the join's answer for her leave, and the gateway
+ * forgot the leave (no copies, none sent to a new owner). */
+START_TEST(answer_to_an_old_copy_after_the_id_is_used_again)
+{
+    const char *ns = "gap-reuse";
+    wsc_t *a = join_as(cl.gw_port[ga], ns, "alice");
+    char subj[64], gw_subj[64];
+    snprintf(subj, sizeof(subj), "meshsig.shard.%u", cluster_shard_of(ns));
+    snprintf(gw_subj, sizeof(gw_subj), "meshsig.gw.gw-alice");
+    natsSubscription *rq = NULL, *batches = NULL;
+    ck_assert_int_eq(natsConnection_SubscribeSync(&batches, tap, gw_subj), NATS_OK);
+    ck_assert_int_eq(natsConnection_Flush(tap), NATS_OK);
+    static const char *const dropped = "meshsig_gateway_dropped_total{reason=\"answered_already\"}";
+    long long retried0 = metric_at(cl.gw_port[ga], NULL, retried);
+
+    ck_assert_int_eq(kill(cl.coord, SIGSTOP), 0);
+    long long t0 = cluster_now_ms();
+    send_json(a, "{\"id\":\"r1\",\"room\":{\"join\":{\"room\":\"lobby\"}}}");
+    while (metric_at(cl.gw_port[ga], NULL, retried) < retried0 + 1) {
+        ck_assert_msg(cluster_now_ms() < t0 + 10000, "the gateway sent no copy of the join");
+        wsc_pump(50);
+    }
+    ck_assert_int_eq(kill(cl.coord, SIGCONT), 0);
+    json_t *j = wait_id(a, "r1", t0 + 15000);
+    ck_assert_msg(j && json_object_get(j, "room"), "the join r1 answered with %s",
+                  j ? json_dumps(j, JSON_COMPACT) : "nothing");
+    json_decref(j);
+    size_t len = 0;
+    uint8_t *late = next_again(batches, "r1", &len, cluster_now_ms() + 10000);
+    ck_assert_msg(late, "the owner did not answer the join's copy again");
+    natsSubscription_Destroy(batches);
+
+    ck_assert_int_eq(kill(cl.coord, SIGSTOP), 0);
+    ck_assert_int_eq(natsConnection_SubscribeSync(&rq, tap, subj), NATS_OK);
+    ck_assert_int_eq(natsConnection_Flush(tap), NATS_OK);
+    long long dropped0 = metric_at(cl.gw_port[ga], NULL, dropped);
+    send_json(a, "{\"id\":\"r1\",\"room\":{\"leave\":{\"room\":\"lobby\"}}}");
+    wait_request(rq, "r1", cluster_now_ms() + 10000);
+    natsSubscription_Destroy(rq);
+    ck_assert_int_eq(natsConnection_Publish(tap, gw_subj, late, (int)len), NATS_OK);
+    ck_assert_int_eq(natsConnection_Flush(tap), NATS_OK);
+    free(late);
+    /* Dropped by the gateway, or (the bug) passed to alice as the leave's answer. */
+    long long t_late = cluster_now_ms();
+    while (metric_at(cl.gw_port[ga], NULL, dropped) < dropped0 + 1) {
+        j = wsc_recv_json(a, 50);
+        const char *id = j ? json_string_value(json_object_get(j, "id")) : NULL;
+        ck_assert_msg(!id || strcmp(id, "r1"), "the leave r1 answered by the join's copy: %s",
+                      json_dumps(j, JSON_COMPACT));
+        json_decref(j);
+        ck_assert_msg(cluster_now_ms() < t_late + 10000, "the late answer was neither dropped "
+                                                         "nor passed on");
+    }
+    ck_assert_int_eq(kill(cl.coord, SIGCONT), 0);
+    j = wait_id(a, "r1", cluster_now_ms() + 15000);
+    ck_assert_msg(j && json_object_get(j, "ok"), "the leave r1 answered with %s",
+                  j ? json_dumps(j, JSON_COMPACT) : "nothing");
+    json_decref(j);
+    /* Applied once: the room is empty (a second leave is refused, as it should be). */
+    send_json(a, "{\"id\":\"r2\",\"room\":{\"leave\":{\"room\":\"lobby\"}}}");
+    j = wait_id(a, "r2", cluster_now_ms() + 10000);
+    ck_assert_msg(j && json_object_get(j, "error"), "a second leave answered with %s",
+                  j ? json_dumps(j, JSON_COMPACT) : "nothing");
+    json_decref(j);
+    /* No second answer to r1 (the leave's copies, if any, are answered again and dropped). */
+    const char *const ids[] = {"r1", NULL};
+    for (long long end = cluster_now_ms() + 2000; cluster_now_ms() < end;) {
+        j = wsc_recv_json(a, 50);
+        const char *id = j ? json_string_value(json_object_get(j, "id")) : NULL;
+        ck_assert_msg(!id || strcmp(id, ids[0]), "a second answer to r1: %s",
+                      json_dumps(j, JSON_COMPACT));
+        json_decref(j);
+    }
+    wsc_free(a);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("request_gap");
@@ -337,6 +468,7 @@ int main(void)
     tcase_add_test(tc, request_lost_before_the_owner);
     tcase_add_test(tc, answer_lost_after_the_owner_applied);
     tcase_add_test(tc, copy_of_a_request_still_being_worked_on);
+    tcase_add_test(tc, answer_to_an_old_copy_after_the_id_is_used_again);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -50,6 +50,7 @@ static void teardown(void)
 /* A kept request of sess, as dispatch.c keeps it; returns when it was added (monotonic us). */
 static uint64_t keep(const char *cid)
 {
+    ++gw->next_req; /* "gw/<next_req>", as ms_gw_publish_request names it */
     Meshsig__Bus__ShardRequest rq = MESHSIG__BUS__SHARD_REQUEST__INIT;
     rq.session = sess.id;
     rq.client_id = (char *)cid;
@@ -59,7 +60,7 @@ static uint64_t keep(const char *cid)
     size_t len = meshsig__bus__shard_request__pack(&rq, buf);
     ck_assert_int_eq(ms_gw_inflight_room(gw, &sess, cid), 1);
     uint64_t t = ms_clock_mono_us();
-    ms_gw_inflight_add(gw, &sess, cid, buf, len, rq.epoch);
+    ms_gw_inflight_add(gw, &sess, cid, buf, len, rq.epoch, gw->next_req);
     return t;
 }
 
@@ -81,7 +82,7 @@ START_TEST(owner_of_bus_1_0_gets_no_copies)
     sweep_through(keep("e1"));
     ck_assert_uint_eq(gw->n_inflight_withheld, 4);
     ck_assert_uint_eq(gw->n_inflight_gave_up, 1); /* UNAVAILABLE, at the same time */
-    ck_assert_int_eq(ms_gw_inflight_answered(gw, &sess, "e1"), 0);
+    ck_assert_int_eq(ms_gw_inflight_answered(gw, &sess, "e1", NULL), 0);
 }
 END_TEST
 
@@ -143,6 +144,43 @@ START_TEST(same_epoch_names_its_owner)
 }
 END_TEST
 
+/* An id used again once answered (the JS SDK does for signals): a join r1 (gw/1) got copies
+ * before its answer; the client had the answer and sent a leave r1 (gw/2). The owner's answer
+ * to a copy of the join (again, req_id gw/1) comes after that: it does not answer the leave
+ * (the gateway drops it), and the leave stays kept until its own answer (before, the join's
+ * answer went to the client as the leave's and the leave was forgotten: no copies, no resend
+ * at a new owner). The same for "received". */
+START_TEST(answer_to_an_old_copy_is_not_the_new_request_s)
+{
+    ms_gw_inflight_new_epoch(gw, sess.shard, 5, BUS_1_1);
+    keep("r1");
+    ck_assert_int_eq(ms_gw_inflight_answered(gw, &sess, "r1", NULL), 1);   /* the join's answer */
+    keep("r1");                                                            /* the leave */
+    ck_assert_int_eq(ms_gw_inflight_answered(gw, &sess, "r1", "gw/1"), 0); /* join's again */
+    ms_gw_inflight_received(gw, &sess, "r1", "gw/1");
+    ck_assert_int_eq(ms_gw_inflight_answered(gw, &sess, "r1", "gw/2"), 1); /* still kept */
+    ck_assert_int_eq(ms_gw_inflight_answered(gw, &sess, "r1", "gw/2"), 0);
+    /* A copy's answer for the kept request itself answers it; so does one that names none
+     * (an owner that does not say) and the first answer (no req_id). */
+    keep("r2");
+    ck_assert_int_eq(ms_gw_inflight_answered(gw, &sess, "r2", ""), 1);
+    keep("r3");
+    ck_assert_int_eq(ms_gw_inflight_answered(gw, &sess, "r3", "gw-other-form"), 1);
+    /* "received" for an old copy leaves the new request's copies going (to UNAVAILABLE at
+     * 11.5 s here, with no owner); its own stops them. */
+    uint64_t gave_up = gw->n_inflight_gave_up;
+    uint64_t t0 = keep("r4"); /* gw/5 */
+    ms_gw_inflight_received(gw, &sess, "r4", "gw/1");
+    sweep_through(t0);
+    ck_assert_uint_eq(gw->n_inflight_gave_up, gave_up + 1);
+    t0 = keep("r5"); /* gw/6 */
+    ms_gw_inflight_received(gw, &sess, "r5", "gw/6");
+    sweep_through(t0);
+    ck_assert_uint_eq(gw->n_inflight_gave_up, gave_up + 1);
+    ck_assert_int_eq(ms_gw_inflight_answered(gw, &sess, "r5", "gw/6"), 1);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("inflight");
@@ -155,6 +193,7 @@ int main(void)
     tcase_add_test(tc, version_follows_the_newest_epoch);
     tcase_add_test(tc, withheld_once_withheld_for_good);
     tcase_add_test(tc, same_epoch_names_its_owner);
+    tcase_add_test(tc, answer_to_an_old_copy_is_not_the_new_request_s);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
