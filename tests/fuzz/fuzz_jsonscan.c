@@ -7,6 +7,9 @@
  * ms_utf8_valid (every text message a client sends, gateway/ws.c) is checked against a
  * code-point-at-a-time reference (utf8ref.h), from every start offset up to 17 so that its
  * 32- and 8-byte ASCII steps meet the input at every alignment.
+ * The scanner is also checked against its earlier self (jsonscanref.h): the same end (or NULL)
+ * for ms_json_scan from every start offset up to 17 and from the first non-space byte, and the
+ * same end, contents and escape flag for ms_json_scan_string at the first 8 quotes.
  */
 #include <jansson.h>
 #include <stdint.h>
@@ -15,6 +18,7 @@
 
 #include "frameid.h"
 #include "jsonscan.h"
+#include "jsonscanref.h"
 #include "utf8ref.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -81,7 +85,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
     const char *end = buf + size;
     const char *p = ms_json_ws(buf, end);
+    if (p != jsref_json_ws(buf, end))
+        abort();
+    for (size_t o = 0; o < size && o <= 17; o++)
+        if (ms_json_scan(buf + o, end) != jsref_json_scan(buf + o, end))
+            abort();
+    for (size_t o = 0, quotes = 0; o < size && quotes < 8; o++) {
+        if (buf[o] != '"')
+            continue;
+        quotes++;
+        const char *s1 = NULL, *s2 = NULL;
+        size_t l1 = 0, l2 = 0;
+        int e1 = -1, e2 = -1;
+        const char *q1 = ms_json_scan_string(buf + o, end, &s1, &l1, &e1);
+        if (q1 != jsref_json_scan_string(buf + o, end, &s2, &l2, &e2) ||
+            (q1 && (s1 != s2 || l1 != l2 || e1 != e2)))
+            abort();
+    }
     const char *q = ms_json_scan(p, end);
+    if (q != jsref_json_scan(p, end))
+        abort();
     if (q) {
         if (q <= p || q > end)
             abort();

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "jsonscan.h"
+#include "../fuzz/jsonscanref.h"
 #include "../fuzz/utf8ref.h"
 #include "mutate.h"
 
@@ -365,6 +366,64 @@ START_TEST(every_byte_at_every_offset)
 }
 END_TEST
 
+/* The scanner against its reference (tests/fuzz/jsonscanref.h, the scanner before its walk
+ * was tightened): from every start offset of every mutated text, copied to an allocation of
+ * exactly its size (a read past the end is an ASan error), ms_json_scan gives the same end
+ * (or NULL), and ms_json_scan_string at every quote the same end, contents and escape flag. */
+static void agree_with_reference(const char *text, size_t n)
+{
+    char *b = malloc(n ? n : 1);
+    ck_assert_ptr_nonnull(b);
+    memcpy(b, text, n);
+    const char *end = b + n;
+    for (size_t o = 0; o <= n; o++) {
+        const char *p = b + o;
+        ck_assert_msg(ms_json_scan(p, end) == jsref_json_scan(p, end), "scan from %zu of %.*s", o,
+                      (int)n, text);
+        ck_assert_ptr_eq(ms_json_ws(p, end), jsref_json_ws(p, end));
+        if (o < n && *p == '"') {
+            const char *s1 = NULL, *s2 = NULL;
+            size_t l1 = 0, l2 = 0;
+            int e1 = -1, e2 = -1;
+            const char *q1 = ms_json_scan_string(p, end, &s1, &l1, &e1);
+            const char *q2 = jsref_json_scan_string(p, end, &s2, &l2, &e2);
+            ck_assert_msg(q1 == q2, "string from %zu of %.*s", o, (int)n, text);
+            if (q1) {
+                ck_assert_ptr_eq(s1, s2);
+                ck_assert_uint_eq(l1, l2);
+                ck_assert_int_eq(e1, e2);
+            }
+        }
+    }
+    free(b);
+}
+
+START_TEST(mutations_agree_with_reference)
+{
+    rng_state = 0x452821e638d01377ull;
+    char buf[4096];
+    for (size_t i = 0; i < N(valid); i++)
+        agree_with_reference(valid[i], strlen(valid[i]));
+    for (size_t i = 0; i < N(invalid); i++)
+        agree_with_reference(invalid[i], strlen(invalid[i]));
+    for (int it = 0; it < 6000; it++) {
+        const char *src = valid[rnd() % N(valid)];
+        size_t len = strlen(src);
+        memcpy(buf, src, len);
+        int muts = 1 + (int)(rnd() % 4);
+        for (int i = 0; i < muts; i++)
+            mutate(buf, &len, sizeof(buf));
+        agree_with_reference(buf, len);
+    }
+    /* random documents, and each cut at every length */
+    for (int it = 0; it < 300; it++) {
+        size_t n = gen(buf, 1024, 0);
+        for (size_t cut = 0; cut <= n; cut++)
+            agree_with_reference(buf, cut);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("jsonscan");
@@ -377,6 +436,7 @@ int main(void)
     tcase_add_test(tc, long_strings_agree_with_jansson);
     tcase_add_test(tc, every_byte_at_every_offset);
     tcase_add_test(tc, utf8_valid_agrees_with_reference);
+    tcase_add_test(tc, mutations_agree_with_reference);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
