@@ -136,10 +136,13 @@ static inline __m128i look_mask(const char *p)
 #endif
 
 /* Past the bytes inside a string that need no look: the first one that may
- * ('"', '\\', a control character, a byte >= 0x80), or a point less than
- * eight bytes before end. Signal payloads (SDP) are long runs of such bytes;
- * keys and most other strings end within the first 16. */
-static inline const char *skip_plain(const char *p, const char *end)
+ * ('"', '\\', a control character, a byte >= 0x80), or end; without SSE2, or
+ * when fewer than 16 bytes from lo (the string's opening quote, readable) to
+ * end, maybe a point less than eight bytes before end. Signal payloads (SDP)
+ * are long runs of such bytes; keys and most other strings end within the
+ * first 16. */
+static inline __attribute__((always_inline)) const char *skip_plain(const char *lo, const char *p,
+                                                                    const char *end)
 {
 #if defined(__SSE2__)
     if (end - p >= 16) {
@@ -162,6 +165,14 @@ static inline const char *skip_plain(const char *p, const char *end)
             p += 16;
         }
     }
+    /* The last 0..15 bytes: the 16 that end at end, read from no earlier than
+     * lo, with the bits of the bytes before p dropped. */
+    if (p < end && end - lo >= 16) {
+        unsigned bits = (unsigned)_mm_movemask_epi8(look_mask(end - 16)) >> (16 - (end - p));
+        return bits ? p + __builtin_ctz(bits) : end;
+    }
+#else
+    (void)lo;
 #endif
     while (end - p >= 8) {
         uint64_t x;
@@ -180,10 +191,10 @@ scan_string(const char *p, const char *end, const char **s, size_t *len, int *es
 {
     if (p >= end || *p != '"')
         return NULL;
-    const char *start = ++p;
+    const char *lo = p, *start = ++p;
     int esc = 0;
     while (p < end) {
-        p = skip_plain(p, end);
+        p = skip_plain(lo, p, end);
         if (p >= end)
             break;
         unsigned char c = (unsigned char)*p;
@@ -324,16 +335,6 @@ const char *ms_json_scan_object(const char *p, const char *end, ms_json_member_f
     }
 }
 
-/* The members seen so far in one object: duplicates and overlong objects are
- * left to jansson. */
-typedef struct {
-    const char *keys[MS_JSON_SCAN_KEYS];
-    /* length, first and last byte: unequal ones need no memcmp */
-    uint64_t sig[MS_JSON_SCAN_KEYS];
-    size_t n;
-    int depth;
-} object_scan_t;
-
 static inline uint64_t key_sig(const char *k, size_t kl)
 {
     return kl ? (uint64_t)kl << 16 | (uint64_t)(unsigned char)k[0] << 8 | (unsigned char)k[kl - 1]
@@ -342,26 +343,66 @@ static inline uint64_t key_sig(const char *k, size_t kl)
 
 static const char *scan_value(const char *p, const char *end, int depth);
 
-static const char *scan_member(void *ud, const char *k, size_t kl, const char *v, const char *end)
+/* A member's value: strings (most of them) scanned here, the rest by scan_value. */
+static inline __attribute__((always_inline)) const char *
+scan_member_value(const char *p, const char *end, int depth)
 {
-    object_scan_t *o = ud;
-    if (o->n == MS_JSON_SCAN_KEYS)
-        return NULL;
-    uint64_t sig = key_sig(k, kl);
-    for (size_t i = 0; i < o->n; i++)
-        if (o->sig[i] == sig && !memcmp(o->keys[i], k, kl))
-            return NULL; /* a duplicate key */
-    o->keys[o->n] = k;
-    o->sig[o->n++] = sig;
-    return scan_value(v, end, o->depth + 1);
+    if (p < end && *p == '"' && depth <= MS_JSON_SCAN_DEPTH) {
+        const char *s;
+        size_t len;
+        int esc;
+        p = scan_string(p, end, &s, &len, &esc);
+        return p && len <= MS_CODEC_MAX_STRING ? p : NULL;
+    }
+    return scan_value(p, end, depth);
 }
 
+/* ms_json_scan_object's walk with the member check written in: the keys seen so
+ * far in this object (duplicates and overlong objects are left to jansson),
+ * each value one level deeper. */
 static const char *scan_object(const char *p, const char *end, int depth)
 {
-    object_scan_t o; /* keys[] and sig[] are written before they are read */
-    o.n = 0;
-    o.depth = depth;
-    return ms_json_scan_object(p, end, scan_member, &o);
+    const char *keys[MS_JSON_SCAN_KEYS]; /* written before they are read */
+    /* length, first and last byte: unequal ones need no memcmp */
+    uint64_t sigs[MS_JSON_SCAN_KEYS];
+    size_t n = 0;
+    p = ws(p + 1, end);
+    if (p < end && *p == '}')
+        return p + 1;
+    for (;;) {
+        const char *k;
+        size_t kl;
+        int esc;
+        if (!(p = scan_string(p, end, &k, &kl, &esc)) || esc)
+            return NULL;
+        if (p < end && *p != ':') /* compact JSON has none of these ws() calls */
+            p = ws(p, end);
+        if (p >= end || *p != ':')
+            return NULL;
+        p = ws(p + 1, end);
+        if (n == MS_JSON_SCAN_KEYS)
+            return NULL;
+        uint64_t sig = key_sig(k, kl);
+        for (size_t i = 0; i < n; i++)
+            if (sigs[i] == sig && !memcmp(keys[i], k, kl))
+                return NULL; /* a duplicate key */
+        keys[n] = k;
+        sigs[n++] = sig;
+        if (!(p = scan_member_value(p, end, depth + 1)))
+            return NULL;
+        if (p < end && *p == ',') {
+            p = ws(p + 1, end);
+            continue;
+        }
+        p = ws(p, end);
+        if (p >= end)
+            return NULL;
+        if (*p == '}')
+            return p + 1;
+        if (*p != ',')
+            return NULL;
+        p = ws(p + 1, end);
+    }
 }
 
 static const char *scan_array(const char *p, const char *end, int depth)
