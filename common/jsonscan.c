@@ -365,6 +365,9 @@ static const char *scan_object(const char *p, const char *end, int depth)
     const char *keys[MS_JSON_SCAN_KEYS]; /* written before they are read */
     /* length, first and last byte: unequal ones need no memcmp */
     uint64_t sigs[MS_JSON_SCAN_KEYS];
+    /* one bit per signature seen (of 64, by a multiplicative hash): a key whose
+     * bit is clear cannot be a duplicate, and the loop over the keys is skipped */
+    uint64_t seen = 0;
     size_t n = 0;
     p = ws(p + 1, end);
     if (p < end && *p == '}')
@@ -382,10 +385,12 @@ static const char *scan_object(const char *p, const char *end, int depth)
         p = ws(p + 1, end);
         if (n == MS_JSON_SCAN_KEYS)
             return NULL;
-        uint64_t sig = key_sig(k, kl);
-        for (size_t i = 0; i < n; i++)
-            if (sigs[i] == sig && !memcmp(keys[i], k, kl))
-                return NULL; /* a duplicate key */
+        uint64_t sig = key_sig(k, kl), bit = 1ull << ((sig * 0x9E3779B97F4A7C15ull) >> 58);
+        if (seen & bit)
+            for (size_t i = 0; i < n; i++)
+                if (sigs[i] == sig && !memcmp(keys[i], k, kl))
+                    return NULL; /* a duplicate key */
+        seen |= bit;
         keys[n] = k;
         sigs[n++] = sig;
         if (!(p = scan_member_value(p, end, depth + 1)))
