@@ -112,39 +112,6 @@ static long long wait_all_on_coord1(long long timeout_ms, const char *what)
     }
 }
 
-/* coord-2 as coord-1's /v1/cluster shows it: alive, and whether its lease store answers. */
-static void coord2_seen(int *alive, int *lease_ok)
-{
-    *alive = *lease_ok = -1;
-    char *body = NULL;
-    int st = http_request(cluster_coord_admin(&cl, 0), "GET", "/v1/cluster", NULL, NULL, &body);
-    json_t *j = st == 200 && body ? json_loads(body, 0, NULL) : NULL;
-    free(body);
-    json_t *cs = json_object_get(j, "coordinators"), *o;
-    size_t k;
-    json_array_foreach(cs, k, o)
-    {
-        if (strcmp(str_at(o, "id", NULL), cluster_coord_id(&cl, 1)))
-            continue;
-        *alive = json_is_true(json_object_get(o, "alive"));
-        *lease_ok = json_is_true(json_object_get(o, "leaseOk"));
-    }
-    json_decref(j);
-}
-
-/* lease_ok -1: either (a coordinator heard no more keeps what its last heartbeat said). */
-static void wait_coord2_seen(int alive, int lease_ok, long long timeout_ms, const char *what)
-{
-    for (long long end = cluster_now_ms() + timeout_ms;; usleep(50000)) {
-        int a, ok;
-        coord2_seen(&a, &ok);
-        if (a == alive && (lease_ok < 0 || ok == lease_ok))
-            return;
-        ck_assert_msg(cluster_now_ms() < end, "%s: coord-1 sees coord-2 alive %d, lease %d", what,
-                      a, ok);
-    }
-}
-
 static long long coord_event(int i, const char *event)
 {
     char series[160];
@@ -174,16 +141,16 @@ START_TEST(bus_back_before_the_lease)
     start_spread();
     cutproxy_cut(px, 1);
     long long t_all = wait_all_on_coord1(4 * TTL_MS, "coord-2 cut off");
-    wait_coord2_seen(0, -1, 2 * TTL_MS, "coord-2 silent");
+    wait_coord_seen(&cl, 0, 1, 0, -1, 2 * TTL_MS, "coord-2 silent");
     cutproxy_cut_named(px, LEASE_CONN, 1);
     cutproxy_cut(px, 0); /* every connection but the lease's goes through again */
     long long t0 = cluster_now_ms();
-    wait_coord2_seen(1, 0, 10000, "coord-2's heartbeats back, its lease store not");
+    wait_coord_seen(&cl, 0, 1, 1, 0, 10000, "coord-2's heartbeats back, its lease store not");
     long long t_alive = cluster_now_ms() - t0;
     holds_all(2 * TTL_MS);
     cutproxy_cut_named(px, LEASE_CONN, 0);
     t0 = cluster_now_ms();
-    wait_coord2_seen(1, 1, 4 * TTL_MS, "coord-2's lease store back");
+    wait_coord_seen(&cl, 0, 1, 1, 1, 4 * TTL_MS, "coord-2's lease store back");
     long long t_ok = cluster_now_ms() - t0;
     long long t_spread = wait_spread(4 * TTL_MS, "after the lease connection came back") + t_ok;
     fprintf(stderr,
@@ -202,14 +169,14 @@ START_TEST(lease_cut_heartbeats_on)
     start_spread();
     cutproxy_cut_named(px, LEASE_CONN, 1);
     long long t0 = cluster_now_ms();
-    wait_coord2_seen(1, 0, 2 * TTL_MS, "coord-2's lease store silent");
+    wait_coord_seen(&cl, 0, 1, 1, 0, 2 * TTL_MS, "coord-2's lease store silent");
     long long t_seen = cluster_now_ms() - t0;
     /* Its leases run out a lease after its last write at the latest; claims and rebuilds
      * follow within a few hundred ms. */
     long long t_all = wait_all_on_coord1(2 * TTL_MS, "coord-2's lease link cut") + t_seen;
     holds_all(TTL_MS);
     int alive, ok;
-    coord2_seen(&alive, &ok);
+    coord_seen(&cl, 0, 1, &alive, &ok);
     ck_assert_msg(alive == 1 && ok == 0, "coord-2 alive %d, lease %d", alive, ok);
     cutproxy_cut_named(px, LEASE_CONN, 0);
     long long t_spread = wait_spread(4 * TTL_MS, "after the lease connection came back");

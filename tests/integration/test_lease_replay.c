@@ -75,38 +75,6 @@ static void wait_served(int want0, int want1, long long timeout_ms, const char *
     }
 }
 
-/* coord-2 as coord-1's /v1/cluster shows it: alive, and whether its lease store answers. */
-static void coord2_seen(int *alive, int *lease_ok)
-{
-    *alive = *lease_ok = -1;
-    char *body = NULL;
-    int st = http_request(cluster_coord_admin(&cl, 0), "GET", "/v1/cluster", NULL, NULL, &body);
-    json_t *j = st == 200 && body ? json_loads(body, 0, NULL) : NULL;
-    free(body);
-    json_t *cs = json_object_get(j, "coordinators"), *o;
-    size_t k;
-    json_array_foreach(cs, k, o)
-    {
-        if (strcmp(str_at(o, "id", NULL), cluster_coord_id(&cl, 1)))
-            continue;
-        *alive = json_is_true(json_object_get(o, "alive"));
-        *lease_ok = json_is_true(json_object_get(o, "leaseOk"));
-    }
-    json_decref(j);
-}
-
-static void wait_coord2_seen(int alive, int lease_ok, long long timeout_ms, const char *what)
-{
-    for (long long end = cluster_now_ms() + timeout_ms;; usleep(20000)) {
-        int a, ok;
-        coord2_seen(&a, &ok);
-        if (a == alive && (lease_ok < 0 || ok == lease_ok))
-            return;
-        ck_assert_msg(cluster_now_ms() < end, "%s: coord-1 sees coord-2 alive %d, lease %d", what,
-                      a, ok);
-    }
-}
-
 static long long coord_lost(int i)
 {
     return metric_at(cluster_coord_admin(&cl, i), NULL,
@@ -183,7 +151,7 @@ START_TEST(no_write_of_the_cut_after_it)
     long long lost0 = coord_lost(1);
     cutproxy_cut_named(px, LEASE_CONN, 1);
     long long t0 = cluster_now_ms();
-    wait_coord2_seen(1, 0, 2 * TTL_MS, "coord-2's lease store silent");
+    wait_coord_seen(&cl, 0, 1, 1, 0, 2 * TTL_MS, "coord-2's lease store silent");
     wait_served(SHARDS, 0, 3 * TTL_MS, "coord-2's lease link cut");
     long long t_all = cluster_now_ms() - t0;
     /* Until coord-2 gave up every shard it held (a lease in doubt after its deadline): after
@@ -202,7 +170,7 @@ START_TEST(no_write_of_the_cut_after_it)
     t0 = cluster_now_ms();
     /* A replay is sent on reconnecting, before anything the worker writes after it, and that
      * comes before the heartbeat saying its store answers: heard by now if sent at all. */
-    wait_coord2_seen(1, 1, 4 * TTL_MS, "coord-2's lease store back");
+    wait_coord_seen(&cl, 0, 1, 1, 1, 4 * TTL_MS, "coord-2's lease store back");
     wait_served(-1, -1, 4 * TTL_MS, "after the lease link came back");
     long long t_spread = cluster_now_ms() - t0;
     int after = tap_drain(nc, tap, cut_rev, &stale, &creates);
@@ -230,7 +198,7 @@ START_TEST(leaving_seen_with_the_lease_cut)
     pid_t pid = cluster_coord_pid(&cl, 1);
     long long t0 = cluster_now_ms();
     ck_assert_int_eq(kill(pid, SIGTERM), 0);
-    wait_coord2_seen(0, -1, COORD_TIMEOUT_MS + 2000, "coord-2 stopped");
+    wait_coord_seen(&cl, 0, 1, 0, -1, COORD_TIMEOUT_MS + 2000, "coord-2 stopped");
     long long seen = cluster_now_ms() - t0;
     int status = 0;
     pid_t r;

@@ -207,3 +207,36 @@ int proc_is_asan(pid_t pid)
         fclose(f);
     return yes;
 }
+
+void coord_seen(cluster_t *c, int by, int of, int *alive, int *lease_ok)
+{
+    *alive = *lease_ok = -1;
+    char *body = NULL;
+    int st = http_request(cluster_coord_admin(c, by), "GET", "/v1/cluster", NULL, NULL, &body);
+    json_t *j = st == 200 && body ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    json_t *cs = json_object_get(j, "coordinators"), *o;
+    size_t k;
+    json_array_foreach(cs, k, o)
+    {
+        const char *id = json_string_value(json_object_get(o, "id"));
+        if (!id || strcmp(id, cluster_coord_id(c, of)))
+            continue;
+        *alive = json_is_true(json_object_get(o, "alive"));
+        *lease_ok = json_is_true(json_object_get(o, "leaseOk"));
+    }
+    json_decref(j);
+}
+
+void wait_coord_seen(cluster_t *c, int by, int of, int alive, int lease_ok, long long timeout_ms,
+                     const char *what)
+{
+    for (long long end = cluster_now_ms() + timeout_ms;; usleep(20000)) {
+        int a, ok;
+        coord_seen(c, by, of, &a, &ok);
+        if (a == alive && (lease_ok < 0 || ok == lease_ok))
+            return;
+        ck_assert_msg(cluster_now_ms() < end, "%s: %s sees %s alive %d, lease %d", what,
+                      cluster_coord_id(c, by), cluster_coord_id(c, of), a, ok);
+    }
+}

@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <sys/types.h>
 
+#include "cluster.h"
 #include "wsclient.h"
 
 #define T_MS 5000
@@ -48,5 +49,13 @@ int run_suite(Suite *s);
 long proc_rss_kb(pid_t pid);
 long proc_cpu_ms(pid_t pid);
 int proc_is_asan(pid_t pid);
+
+/* Coordinator `of` as coordinator `by`'s GET /v1/cluster shows it: alive and leaseOk (each -1
+ * when it is not listed or the admin does not answer). */
+void coord_seen(cluster_t *c, int by, int of, int *alive, int *lease_ok);
+/* Until coord_seen says alive and lease_ok (lease_ok -1: either); fails the test after
+ * timeout_ms, naming what. */
+void wait_coord_seen(cluster_t *c, int by, int of, int alive, int lease_ok, long long timeout_ms,
+                     const char *what);
 
 #endif
