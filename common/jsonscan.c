@@ -305,10 +305,12 @@ static const char *scan_number(const char *p, const char *end)
     return p;
 }
 
-const char *ms_json_scan_object(const char *p, const char *end, ms_json_member_fn member, void *ud)
+/* The object walk of ms_json_scan_object and scan_object, at '{': member(ud, key, key_len,
+ * value, end) checks a member's value and returns past it (NULL refuses). Inlined into both:
+ * in scan_object, member is a constant the compiler calls directly and folds in. */
+static inline __attribute__((always_inline)) const char *
+walk_object(const char *p, const char *end, ms_json_member_fn member, void *ud)
 {
-    if (p >= end || *p != '{')
-        return NULL;
     p = ws(p + 1, end);
     if (p < end && *p == '}')
         return p + 1;
@@ -318,12 +320,17 @@ const char *ms_json_scan_object(const char *p, const char *end, ms_json_member_f
         int esc;
         if (!(p = scan_string(p, end, &k, &kl, &esc)) || esc)
             return NULL;
-        p = ws(p, end);
+        if (p < end && *p != ':') /* compact JSON has none of these ws() calls */
+            p = ws(p, end);
         if (p >= end || *p != ':')
             return NULL;
         p = ws(p + 1, end);
         if (!(p = member(ud, k, kl, p, end)))
             return NULL;
+        if (p < end && *p == ',') {
+            p = ws(p + 1, end);
+            continue;
+        }
         p = ws(p, end);
         if (p >= end)
             return NULL;
@@ -333,6 +340,13 @@ const char *ms_json_scan_object(const char *p, const char *end, ms_json_member_f
             return NULL;
         p = ws(p + 1, end);
     }
+}
+
+const char *ms_json_scan_object(const char *p, const char *end, ms_json_member_fn member, void *ud)
+{
+    if (p >= end || *p != '{')
+        return NULL;
+    return walk_object(p, end, member, ud);
 }
 
 static inline uint64_t key_sig(const char *k, size_t kl)
@@ -357,57 +371,43 @@ scan_member_value(const char *p, const char *end, int depth)
     return scan_value(p, end, depth);
 }
 
-/* ms_json_scan_object's walk with the member check written in: the keys seen so
- * far in this object (duplicates and overlong objects are left to jansson),
- * each value one level deeper. */
-static const char *scan_object(const char *p, const char *end, int depth)
-{
+/* The keys seen so far in one object (duplicates and overlong objects are left
+ * to jansson), and its depth: each value is one level deeper. */
+typedef struct {
     const char *keys[MS_JSON_SCAN_KEYS]; /* written before they are read */
     /* length, first and last byte: unequal ones need no memcmp */
     uint64_t sigs[MS_JSON_SCAN_KEYS];
     /* one bit per signature seen (of 64, by a multiplicative hash): a key whose
      * bit is clear cannot be a duplicate, and the loop over the keys is skipped */
-    uint64_t seen = 0;
-    size_t n = 0;
-    p = ws(p + 1, end);
-    if (p < end && *p == '}')
-        return p + 1;
-    for (;;) {
-        const char *k;
-        size_t kl;
-        int esc;
-        if (!(p = scan_string(p, end, &k, &kl, &esc)) || esc)
-            return NULL;
-        if (p < end && *p != ':') /* compact JSON has none of these ws() calls */
-            p = ws(p, end);
-        if (p >= end || *p != ':')
-            return NULL;
-        p = ws(p + 1, end);
-        if (n == MS_JSON_SCAN_KEYS)
-            return NULL;
-        uint64_t sig = key_sig(k, kl), bit = 1ull << ((sig * 0x9E3779B97F4A7C15ull) >> 58);
-        if (seen & bit)
-            for (size_t i = 0; i < n; i++)
-                if (sigs[i] == sig && !memcmp(keys[i], k, kl))
-                    return NULL; /* a duplicate key */
-        seen |= bit;
-        keys[n] = k;
-        sigs[n++] = sig;
-        if (!(p = scan_member_value(p, end, depth + 1)))
-            return NULL;
-        if (p < end && *p == ',') {
-            p = ws(p + 1, end);
-            continue;
-        }
-        p = ws(p, end);
-        if (p >= end)
-            return NULL;
-        if (*p == '}')
-            return p + 1;
-        if (*p != ',')
-            return NULL;
-        p = ws(p + 1, end);
-    }
+    uint64_t seen;
+    size_t n;
+    int depth;
+} object_scan_t;
+
+static inline __attribute__((always_inline)) const char *
+scan_member(void *ud, const char *k, size_t kl, const char *p, const char *end)
+{
+    object_scan_t *o = ud;
+    if (o->n == MS_JSON_SCAN_KEYS)
+        return NULL;
+    uint64_t sig = key_sig(k, kl), bit = 1ull << ((sig * 0x9E3779B97F4A7C15ull) >> 58);
+    if (o->seen & bit)
+        for (size_t i = 0; i < o->n; i++)
+            if (o->sigs[i] == sig && !memcmp(o->keys[i], k, kl))
+                return NULL; /* a duplicate key */
+    o->seen |= bit;
+    o->keys[o->n] = k;
+    o->sigs[o->n++] = sig;
+    return scan_member_value(p, end, o->depth + 1);
+}
+
+static const char *scan_object(const char *p, const char *end, int depth)
+{
+    object_scan_t o;
+    o.seen = 0;
+    o.n = 0;
+    o.depth = depth;
+    return walk_object(p, end, scan_member, &o);
 }
 
 static const char *scan_array(const char *p, const char *end, int depth)
