@@ -23,7 +23,8 @@ extern const size_t ms_admin_page_len;
  * header line took its RSS from 10 to 212 MB, kept after the connection closed). */
 #define MAX_HEADERS (32 * 1024)
 /* A connection that sends nothing (or cannot be written) this long is closed; evhttp's
- * default is 50 s. */
+ * default is 50 s. Every byte received starts it again: the whole request's deadline and the
+ * connection cap are admin_conn.c's. */
 #define IDLE_TIMEOUT_S 10
 
 static void reply_error(ms_coord_t *c, struct evhttp_request *r, int code, const char *msg)
@@ -216,6 +217,7 @@ static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
                        c->outbox.n_discarded);
     ms_metrics_counter(&m, "meshsig_nats_reconnects_total", "reconnections to NATS",
                        ms_bus_reconnects(c->bus));
+    ms_admin_conn_metrics(c, &m);
     ms_edges_metrics(c, &m);
     ms_metrics_gauge(&m, "meshsig_coordinator_pairs",
                      "ad-hoc pairs of signals:any namespaces (PeerJS keys) whose gateways signal "
@@ -304,6 +306,8 @@ out:
 
 static void on_request(struct evhttp_request *r, void *arg)
 {
+    if (!ms_admin_conn_request(arg, r))
+        return; /* over the connection cap: closed, not answered */
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(r);
     ms_admin_handle(arg, r, evhttp_request_get_command(r), uri ? evhttp_uri_get_path(uri) : NULL);
 }
@@ -329,6 +333,7 @@ ms_err_t ms_admin_start(ms_coord_t *c)
     evhttp_set_max_headers_size(http, MAX_HEADERS);
     evhttp_set_timeout(http, IDLE_TIMEOUT_S);
     evhttp_set_gencb(http, on_request, c);
+    ms_admin_conn_start(c);
     if (!evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)port)) {
         ms_error("admin endpoint cannot listen on %s", listen);
         return MS_ERR_IO;
@@ -343,4 +348,5 @@ void ms_admin_stop(ms_coord_t *c)
     if (c->admin.http)
         evhttp_free(c->admin.http);
     c->admin.http = NULL;
+    ms_admin_conn_cleanup(c);
 }

@@ -10,9 +10,11 @@
 
 #include "bus.pb-c.h"
 #include "err.h"
+#include "metrics.h"
 
 typedef struct ms_coord ms_coord_t;
 typedef struct ms_admin_pending ms_admin_pending_t;
+typedef struct ms_admin_conn ms_admin_conn_t;
 struct ms_ns;
 
 typedef struct {
@@ -20,6 +22,10 @@ typedef struct {
     ms_admin_pending_t *pending; /* admin_cluster.c: requests waiting, uthash by query id */
     uint64_t next_query;         /* admin_cluster.c */
     char reply_subject[200];     /* admin_cluster.c: <prefix>.admin.reply.<id> */
+    ms_admin_conn_t *conns;      /* admin_conn.c: every connection, uthash by bufferevent */
+    size_t n_open;               /* admin_conn.c: connections open, refused ones not counted */
+    uint64_t n_refused;          /* admin_conn.c: closed over the cap */
+    uint64_t n_timed_out;        /* admin_conn.c: closed at the request deadline */
 } ms_admin_t;
 
 /* admin.c: binds cfg->admin_listen. */
@@ -31,6 +37,22 @@ void ms_admin_stop(ms_coord_t *c);
  * (tests/fuzz/fuzz_admin.c) calls it with requests it builds in memory. */
 void ms_admin_handle(ms_coord_t *c, struct evhttp_request *r, enum evhttp_cmd_type method,
                      const char *raw_path);
+
+/* admin_conn.c: the connection cap and the request deadline (cfg->admin_max_conns,
+ * cfg->admin_request_timeout_ms). */
+/* Tracks every connection evhttp accepts from now on (after evhttp_new). */
+void ms_admin_conn_start(ms_coord_t *c);
+/* A request arrived whole (the evhttp callback, before routing): 0 when its connection was
+ * refused and the request must not be answered (it is closed shortly). */
+int ms_admin_conn_request(ms_coord_t *c, struct evhttp_request *r);
+/* The connection's close callback (evhttp has one, and admin_conn.c takes it): cb(evcon, arg)
+ * is called when evcon goes, before it is freed; NULL cb: none. */
+void ms_admin_conn_on_close(ms_coord_t *c, struct evhttp_connection *evcon,
+                            void (*cb)(struct evhttp_connection *, void *), void *arg);
+/* Forgets the connections evhttp_free did not close (it closes the rest): after it. */
+void ms_admin_conn_cleanup(ms_coord_t *c);
+/* Open connections, and those closed by cap and deadline, for /metrics. */
+void ms_admin_conn_metrics(ms_coord_t *c, ms_metrics_t *m);
 
 /* admin_view.c */
 /* Sends j (its reference is taken) as the JSON answer to r, with the admin headers. */

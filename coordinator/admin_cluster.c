@@ -72,7 +72,7 @@ static void forget(ms_coord_t *c, ms_admin_pending_t *p)
 {
     HASH_DEL(c->admin.pending, p);
     if (p->evcon)
-        evhttp_connection_set_closecb(p->evcon, NULL, NULL);
+        ms_admin_conn_on_close(c, p->evcon, NULL, NULL);
     pending_free(p);
 }
 
@@ -246,7 +246,7 @@ void ms_admin_cluster_get(ms_coord_t *c, struct evhttp_request *r, const char *n
     json_decref(local);
     p->evcon = evhttp_request_get_connection(r);
     if (p->evcon)
-        evhttp_connection_set_closecb(p->evcon, on_close, p);
+        ms_admin_conn_on_close(c, p->evcon, on_close, p);
     HASH_ADD(hh, c->admin.pending, id, sizeof(p->id), p);
     return;
 fail:
@@ -335,7 +335,7 @@ void ms_admin_cluster_act(ms_coord_t *c, struct evhttp_request *r, const char *n
         goto fail;
     p->evcon = evhttp_request_get_connection(r);
     if (p->evcon)
-        evhttp_connection_set_closecb(p->evcon, on_close, p);
+        ms_admin_conn_on_close(c, p->evcon, on_close, p);
     HASH_ADD(hh, c->admin.pending, id, sizeof(p->id), p);
     return;
 fail:

@@ -29,10 +29,12 @@ typedef struct {
     const char *policy_file;  /* namespace policy rules (YAML or JSON), reloaded on SIGHUP */
     long backend_timeout_ms;  /* a backend without an attach this long is withdrawn */
     /* Operator caps; 0: none. */
-    long max_peers;            /* peers in one namespace (a policy's own cap may be lower) */
-    long max_namespaces;       /* namespaces in the cluster, counted over every shard's owner */
-    long max_streams;          /* streams one peer has opened and not closed */
-    long admin_view_max_peers; /* peers (and 8x as many edges) one namespace view lists */
+    long max_peers;                /* peers in one namespace (a policy's own cap may be lower) */
+    long max_namespaces;           /* namespaces in the cluster, counted over every shard's owner */
+    long max_streams;              /* streams one peer has opened and not closed */
+    long admin_view_max_peers;     /* peers (and 8x as many edges) one namespace view lists */
+    long admin_max_conns;          /* connections open on the admin port; one more is closed */
+    long admin_request_timeout_ms; /* an admin request arrives whole and is answered within */
 } ms_coord_config_t;
 
 typedef struct ms_coord ms_coord_t;

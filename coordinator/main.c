@@ -17,6 +17,8 @@ int main(int argc, char **argv)
         .prefix = "meshsig",
         .shards = 64,
         .admin_listen = "127.0.0.1:8081",
+        .admin_max_conns = 64,
+        .admin_request_timeout_ms = 10000,
         .resume_grace_ms = 10000,
         .gateway_timeout_ms = 3000,
         .offline_max_msgs = 100,
@@ -51,6 +53,11 @@ int main(int argc, char **argv)
         {"admin-token", MS_OPT_STR, &cfg.admin_token, "bearer token for the admin API"},
         {"admin-cors", MS_OPT_STR, &cfg.admin_cors,
          "Access-Control-Allow-Origin for the admin API (insecure dev: *)"},
+        {"admin-max-connections", MS_OPT_INT, &cfg.admin_max_conns,
+         "connections open at once on the admin port; one more is closed unanswered"},
+        {"admin-request-timeout-ms", MS_OPT_INT, &cfg.admin_request_timeout_ms,
+         "an admin request must arrive whole and be answered within this of its connection "
+         "being ready for it, or the connection is closed"},
         {"resume-grace-ms", MS_OPT_INT, &cfg.resume_grace_ms,
          "peers of a failed gateway keep their place this long, to resume elsewhere"},
         {"gateway-timeout-ms", MS_OPT_INT, &cfg.gateway_timeout_ms,
@@ -128,6 +135,12 @@ int main(int argc, char **argv)
     if (cfg.max_peers < 1 || cfg.max_peers > 100000000 || cfg.max_namespaces < 1 ||
         cfg.max_namespaces > 100000000 || cfg.max_streams < 1 || cfg.max_streams > 1000000) {
         ms_error("--max-peers, --max-namespaces or --max-streams is out of range (see --help)");
+        return 2;
+    }
+    if (cfg.admin_max_conns < 1 || cfg.admin_max_conns > 100000 ||
+        cfg.admin_request_timeout_ms < 100 || cfg.admin_request_timeout_ms > 3600000) {
+        ms_error("--admin-max-connections must be 1..100000 and --admin-request-timeout-ms "
+                 "100..3600000");
         return 2;
     }
     if (cfg.admin_view_max_peers < 1 || cfg.admin_view_max_peers > 1000000) {
