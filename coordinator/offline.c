@@ -546,6 +546,14 @@ ms_err_t ms_offline_create(const ms_offline_config_t *cfg, void (*wake)(void *),
         .auth = cfg->auth,
         .name = "meshsig-offline",
         .reconnect_wait_ms = 250,
+        /* Every call here is retried by the worker itself until it is answered (do_store,
+         * do_delete, the fetches: every 200 ms for up to JS_RETRY_MS), so a call made while the
+         * link is down is made again within a reconnect wait of its return; nothing needs cnats
+         * to keep it. Kept, each try of a store that waited out its 2 s bound during the cut was
+         * one more copy sent on reconnecting (3 after a 5 s cut, tests/integration/
+         * test_offline_replay.c), deduplicated by msgId only within the stream's 120 s window,
+         * and a try made past JS_RETRY_MS would land after its sender was told "not stored". */
+        .no_reconnect_buffer = 1,
         .start = start,
         .run = run_job,
         .free_job = free_job,
