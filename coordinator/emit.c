@@ -209,13 +209,13 @@ void ms_emit_ack(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
     char key[512];
     ack_key(key, sizeof(key), ack->to, ack->ack_id);
     ms_pending_t *p = ms_pending_find(ns, key);
-    if (!p || p->kind != MS_PENDING_ACK || strcmp(p->to, from->id)) {
+    if (!p || p->kind != MS_PENDING_ACK || strcmp(p->to->id, from->id)) {
         ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST),
                         "no emit from %s with ackId %s is waiting for you (it may have timed out)",
                         ack->to, ack->ack_id);
         return;
     }
-    ms_member_t *sender = ms_ns_party(ns, p->from);
+    ms_member_t *sender = ms_ns_party(ns, p->from->id);
     if (sender) {
         Meshsig__V1__Ack out = MESHSIG__V1__ACK__INIT;
         out.ack_id = p->orig_id;

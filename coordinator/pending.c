@@ -10,49 +10,71 @@
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
 #define DEFAULT_TIMEOUT_MS 10000u
 
-/* How many waits one peer has (MS_PENDING_MAX_PER_PEER): without a bound per peer, one
- * session at its message rate could hold ~24,000 acks for 120 s each (about 0.5 kB apiece
- * here), up to the namespace's 100,000. */
-typedef struct waiter {
-    char *id; /* the waiting peer */
-    unsigned n;
-    UT_hash_handle hh;
-} waiter_t;
-
-/* A namespace's waits (ms_ns_mods(ns)->pending), allocated with the first one. */
+/* A namespace's waits (ms_ns_mods(ns)->pending), allocated with the first one. Each is in
+ * by_key and in two lists, its waiting peer's and its answering peer's (ms_pending_party_t):
+ * a leave, resume or move of one peer touches its own waits, not the namespace's. */
 struct ms_pendings {
-    ms_pending_t *by_key; /* uthash */
-    waiter_t *waiters;    /* uthash by id, while it waits for something */
-    uint64_t next_call;   /* server-made call ids: "call-<n>" */
+    ms_pending_t *by_key;        /* uthash */
+    ms_pending_party_t *parties; /* uthash by id, while it has a wait on either side */
+    uint64_t next_call;          /* server-made call ids: "call-<n>" */
 };
 
-/* One more wait for peer id; 0 when it has its maximum (or out of memory). */
-static int waiter_take(struct ms_pendings *ps, const char *id)
+static ms_pending_party_t *party_find(struct ms_pendings *ps, const char *id)
 {
-    waiter_t *w = NULL;
-    HASH_FIND_STR(ps->waiters, id, w);
-    if (!w) {
-        if (!(w = calloc(1, sizeof(*w))) || !(w->id = strdup(id))) {
-            free(w);
-            return 0;
-        }
-        HASH_ADD_KEYPTR(hh, ps->waiters, w->id, strlen(w->id), w);
-    }
-    if (w->n >= MS_PENDING_MAX_PER_PEER)
-        return 0;
-    w->n++;
-    return 1;
+    ms_pending_party_t *pp = NULL;
+    HASH_FIND_STR(ps->parties, id, pp);
+    return pp;
 }
 
-static void waiter_put(struct ms_pendings *ps, const char *id)
+static ms_pending_party_t *party_get(struct ms_pendings *ps, const char *id)
 {
-    waiter_t *w = NULL;
-    HASH_FIND_STR(ps->waiters, id, w);
-    if (w && --w->n == 0) {
-        HASH_DEL(ps->waiters, w);
-        free(w->id);
-        free(w);
+    ms_pending_party_t *pp = party_find(ps, id);
+    if (pp)
+        return pp;
+    size_t len = strlen(id);
+    if (!(pp = calloc(1, sizeof(*pp) + len + 1)))
+        return NULL;
+    memcpy(pp->id, id, len + 1);
+    HASH_ADD_KEYPTR(hh, ps->parties, pp->id, len, pp);
+    return pp;
+}
+
+/* Frees pp when it has no wait left on either side (unless it is keep). */
+static void party_put(struct ms_pendings *ps, ms_pending_party_t *pp,
+                      const ms_pending_party_t *keep)
+{
+    if (pp != keep && !pp->head[MS_PENDING_FROM] && !pp->head[MS_PENDING_TO]) {
+        HASH_DEL(ps->parties, pp);
+        free(pp);
     }
+}
+
+/* Appends p to pp's list on side s (utlist's DL_APPEND: head->prev is the tail). */
+static void link_append(ms_pending_party_t *pp, int s, ms_pending_t *p)
+{
+    ms_pending_t *head = pp->head[s];
+    p->link[s].next = NULL;
+    if (!head) {
+        p->link[s].prev = p;
+        pp->head[s] = p;
+        return;
+    }
+    p->link[s].prev = head->link[s].prev;
+    head->link[s].prev->link[s].next = p;
+    head->link[s].prev = p;
+}
+
+static void link_remove(ms_pending_party_t *pp, int s, ms_pending_t *p)
+{
+    ms_pending_t *head = pp->head[s];
+    if (p == head)
+        pp->head[s] = p->link[s].next;
+    else
+        p->link[s].prev->link[s].next = p->link[s].next;
+    if (p->link[s].next)
+        p->link[s].next->link[s].prev = p->link[s].prev;
+    else if (pp->head[s])
+        pp->head[s]->link[s].prev = p->link[s].prev; /* p was the tail */
 }
 
 int ms_pending_timeout(uint32_t t, uint32_t *out)
@@ -66,8 +88,6 @@ int ms_pending_timeout(uint32_t t, uint32_t *out)
 static void pending_free(ms_pending_t *p)
 {
     free(p->key);
-    free(p->from);
-    free(p->to);
     free(p->orig_id);
     free(p);
 }
@@ -84,24 +104,36 @@ static ms_pending_t *add(ms_coord_t *c, ms_ns_t *ns, uint8_t kind, const char *k
                          const char *from, const char *to, const char *orig, uint32_t timeout_ms)
 {
     struct ms_pendings *ps = pendings(ns);
-    if (!ps || HASH_COUNT(ps->by_key) >= MS_PENDING_MAX_PER_NS || !waiter_take(ps, from))
+    if (!ps || HASH_COUNT(ps->by_key) >= MS_PENDING_MAX_PER_NS)
         return NULL;
-    ms_pending_t *p = calloc(1, sizeof(*p));
-    if (!p) {
-        waiter_put(ps, from);
+    ms_pending_party_t *pf = party_get(ps, from);
+    if (!pf)
+        return NULL;
+    if (pf->n_from >= MS_PENDING_MAX_PER_PEER) {
+        party_put(ps, pf, NULL);
+        return NULL;
+    }
+    ms_pending_party_t *pt = party_get(ps, to);
+    ms_pending_t *p = pt ? calloc(1, sizeof(*p)) : NULL;
+    if (p) {
+        p->key = strdup(key);
+        p->orig_id = strdup(orig);
+    }
+    if (!p || !p->key || !p->orig_id) {
+        if (p)
+            pending_free(p);
+        if (pt)
+            party_put(ps, pt, NULL);
+        party_put(ps, pf, NULL);
         return NULL;
     }
     p->kind = kind;
-    p->key = strdup(key);
-    p->from = strdup(from);
-    p->to = strdup(to);
-    p->orig_id = strdup(orig);
+    p->from = pf;
+    p->to = pt;
     p->deadline_ms = ms_clock_mono_ms() + timeout_ms;
-    if (!p->key || !p->from || !p->to || !p->orig_id) {
-        waiter_put(ps, from);
-        pending_free(p);
-        return NULL;
-    }
+    pf->n_from++;
+    link_append(pf, MS_PENDING_FROM, p);
+    link_append(pt, MS_PENDING_TO, p);
     HASH_ADD_KEYPTR(hh, ps->by_key, p->key, strlen(p->key), p);
     if (!c->pending.next_deadline_ms || p->deadline_ms < c->pending.next_deadline_ms)
         c->pending.next_deadline_ms = p->deadline_ms;
@@ -133,16 +165,33 @@ ms_pending_t *ms_pending_find(ms_ns_t *ns, const char *key)
     return p;
 }
 
-/* Takes p out of ns's waits (its waiter counted down); the caller frees it. */
-static void pending_remove(ms_ns_t *ns, ms_pending_t *p)
+const ms_pending_party_t *ms_pending_party(ms_ns_t *ns, const char *id)
 {
-    HASH_DEL(ms_ns_mods(ns)->pending->by_key, p);
-    waiter_put(ms_ns_mods(ns)->pending, p->from);
+    return ms_ns_mods(ns)->pending ? party_find(ms_ns_mods(ns)->pending, id) : NULL;
+}
+
+size_t ms_pending_count(ms_ns_t *ns)
+{
+    return ms_ns_mods(ns)->pending ? HASH_COUNT(ms_ns_mods(ns)->pending->by_key) : 0;
+}
+
+/* Takes p out of ns's waits and its parties' lists (a party left without waits is freed,
+ * unless it is keep); the caller frees p. */
+static void pending_remove(ms_ns_t *ns, ms_pending_t *p, const ms_pending_party_t *keep)
+{
+    struct ms_pendings *ps = ms_ns_mods(ns)->pending;
+    HASH_DEL(ps->by_key, p);
+    p->from->n_from--;
+    link_remove(p->from, MS_PENDING_FROM, p);
+    link_remove(p->to, MS_PENDING_TO, p);
+    party_put(ps, p->from, keep);
+    if (p->to != p->from)
+        party_put(ps, p->to, keep);
 }
 
 void ms_pending_done(ms_ns_t *ns, ms_pending_t *p)
 {
-    pending_remove(ns, p);
+    pending_remove(ns, p, NULL);
     pending_free(p);
 }
 
@@ -174,13 +223,14 @@ void ms_pending_outcome_error(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *w, 
     ms_deliver(c, ns, w, &sm);
 }
 
-/* Tells the waiting side of p that it failed with code. */
+/* Tells the waiting side of p that it failed with code (before pending_remove, which may
+ * free its parties). */
 static void pending_fail(ms_coord_t *c, ms_ns_t *ns, ms_pending_t *p, Meshsig__V1__ErrorCode code,
                          const char *text)
 {
-    ms_member_t *w = ms_ns_party(ns, p->from);
+    ms_member_t *w = ms_ns_party(ns, p->from->id);
     if (w)
-        ms_pending_outcome_error(c, ns, w, p->kind, p->orig_id, p->to, code, text);
+        ms_pending_outcome_error(c, ns, w, p->kind, p->orig_id, p->to->id, code, text);
 }
 
 void ms_pending_tick(ms_coord_t *c, uint64_t now)
@@ -202,58 +252,58 @@ void ms_pending_tick(ms_coord_t *c, uint64_t now)
                     next = p->deadline_ms;
                 continue;
             }
-            pending_remove(ns, p);
             c->pending.n_timeouts++;
             if (p->kind == MS_PENDING_ACK)
                 pending_fail(c, ns, p, ERR(ACK_TIMEOUT), "no ack in time");
             else
                 pending_fail(c, ns, p, ERR(TIMEOUT), "no reply in time");
+            pending_remove(ns, p, NULL);
             pending_free(p);
         }
     }
     c->pending.next_deadline_ms = next;
 }
 
+/* m's waits only (its party's two lists). Those that wait on m fail, in the order they were
+ * made, unless m waits on itself; those m waits for go without a word. */
 static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 {
-    if (!ms_ns_mods(ns)->pending)
+    struct ms_pendings *ps = ms_ns_mods(ns)->pending;
+    ms_pending_party_t *pp = ps ? party_find(ps, m->id) : NULL;
+    if (!pp)
         return;
-    ms_pending_t *p, *ptmp;
-    HASH_ITER(hh, ms_ns_mods(ns)->pending->by_key, p, ptmp)
-    {
-        int waits_on_m = !strcmp(p->to, m->id), m_waits = !strcmp(p->from, m->id);
-        if (!waits_on_m && !m_waits)
-            continue;
-        pending_remove(ns, p);
-        if (waits_on_m && !m_waits) {
+    ms_pending_t *p;
+    while ((p = pp->head[MS_PENDING_TO])) {
+        if (p->from != pp) {
+            c->pending.n_left++;
             if (p->kind == MS_PENDING_ACK)
                 pending_fail(c, ns, p, ERR(PEER_LEFT), "the peer left before it acked");
             else
                 pending_fail(c, ns, p, ERR(SERVICE_UNAVAILABLE),
                              "the provider left before it replied");
         }
+        pending_remove(ns, p, pp); /* after: it may free p->from */
         pending_free(p);
     }
+    while ((p = pp->head[MS_PENDING_FROM])) {
+        pending_remove(ns, p, pp);
+        pending_free(p);
+    }
+    party_put(ps, pp, NULL);
 }
 
 static void cleanup(ms_ns_t *ns)
 {
-    if (!ms_ns_mods(ns)->pending)
+    struct ms_pendings *ps = ms_ns_mods(ns)->pending;
+    if (!ps)
         return;
     ms_pending_t *p, *ptmp;
-    HASH_ITER(hh, ms_ns_mods(ns)->pending->by_key, p, ptmp)
+    HASH_ITER(hh, ps->by_key, p, ptmp)
     {
-        pending_remove(ns, p);
+        pending_remove(ns, p, NULL);
         pending_free(p);
     }
-    waiter_t *w, *wtmp;
-    HASH_ITER(hh, ms_ns_mods(ns)->pending->waiters, w, wtmp)
-    {
-        HASH_DEL(ms_ns_mods(ns)->pending->waiters, w);
-        free(w->id);
-        free(w);
-    }
-    free(ns->mods->pending); /* there: pending was */
+    free(ps); /* every party went with its last wait */
     ns->mods->pending = NULL;
 }
 

@@ -14,13 +14,28 @@
 
 typedef enum { MS_PENDING_ACK = 0, MS_PENDING_CALL } ms_pending_kind_t;
 
+/* A peer with waits in one namespace, as the one who waits or the one who must answer: its
+ * own waits are all a leave of it touches (two lists), never the namespace's. */
+typedef struct ms_pending_party {
+    struct ms_pending *head[2]; /* MS_PENDING_FROM / _TO: oldest first, head->link.prev: tail */
+    /* Waits it has, at most MS_PENDING_MAX_PER_PEER: without a bound per peer, one session at
+     * its message rate could hold ~24,000 acks for 120 s each, up to the namespace's 100,000. */
+    unsigned n_from;
+    UT_hash_handle hh;
+    char id[]; /* the peer id */
+} ms_pending_party_t;
+
+enum { MS_PENDING_FROM = 0, MS_PENDING_TO = 1 };
+
 typedef struct ms_pending {
     char *key; /* ack: "<sender>\x1f<ackId>"; call: the server's call id */
     uint8_t kind;
-    char *from;    /* who waits */
-    char *to;      /* who must answer */
-    char *orig_id; /* the requester's ackId / callId */
+    ms_pending_party_t *from, *to; /* who waits, who must answer (->id) */
+    char *orig_id;                 /* the requester's ackId / callId */
     uint64_t deadline_ms;
+    struct {
+        struct ms_pending *prev, *next;
+    } link[2]; /* in from's and to's list (MS_PENDING_FROM / _TO) */
     UT_hash_handle hh;
 } ms_pending_t;
 
@@ -28,6 +43,7 @@ typedef struct ms_pending {
 typedef struct {
     uint64_t next_deadline_ms; /* earliest deadline (0: none) */
     uint64_t n_timeouts;
+    uint64_t n_left; /* waits failed because the one who must answer left */
 } ms_pending_clock_t;
 
 #define MS_PENDING_MAX_TIMEOUT_MS 120000u /* a client's timeoutMs above it is BAD_REQUEST */
@@ -50,6 +66,9 @@ ms_pending_t *ms_pending_add_ack(ms_coord_t *c, ms_ns_t *ns, const char *key, co
 ms_pending_t *ms_pending_add_call(ms_coord_t *c, ms_ns_t *ns, const char *from, const char *to,
                                   const char *call_id, uint32_t timeout_ms);
 ms_pending_t *ms_pending_find(ms_ns_t *ns, const char *key);
+/* The waits of peer id in ns (NULL: none), and how many ns has in all. */
+const ms_pending_party_t *ms_pending_party(ms_ns_t *ns, const char *id);
+size_t ms_pending_count(ms_ns_t *ns);
 /* Removes p from its namespace and frees it: it was answered. */
 void ms_pending_done(ms_ns_t *ns, ms_pending_t *p);
 /* Expires what is past its deadline. */

@@ -159,13 +159,13 @@ void ms_service_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char
     case MESHSIG__V1__SERVICE__OP_REPLY: {
         Meshsig__V1__ServiceReply *rep = svc->reply;
         ms_pending_t *p = ms_pending_find(ns, rep->call_id);
-        if (!p || p->kind != MS_PENDING_CALL || strcmp(p->to, from->id)) {
+        if (!p || p->kind != MS_PENDING_CALL || strcmp(p->to->id, from->id)) {
             ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST),
                             "no call %s is waiting for your reply (it may have timed out)",
                             rep->call_id);
             return;
         }
-        ms_member_t *caller = ms_ns_party(ns, p->from);
+        ms_member_t *caller = ms_ns_party(ns, p->from->id);
         if (caller) {
             Meshsig__V1__ServiceReply out = *rep;
             out.call_id = p->orig_id;
