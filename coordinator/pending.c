@@ -14,6 +14,7 @@
  * by_key and in two lists, its waiting peer's and its answering peer's (ms_pending_party_t):
  * a leave, resume or move of one peer touches its own waits, not the namespace's. */
 struct ms_pendings {
+    ms_pending_clock_t *clock;   /* the coordinator's deadlines */
     ms_pending_t *by_key;        /* uthash */
     ms_pending_party_t *parties; /* uthash by id, while it has a wait on either side */
     uint64_t next_call;          /* server-made call ids: "call-<n>" */
@@ -26,7 +27,7 @@ static ms_pending_party_t *party_find(struct ms_pendings *ps, const char *id)
     return pp;
 }
 
-static ms_pending_party_t *party_get(struct ms_pendings *ps, const char *id)
+static ms_pending_party_t *party_get(ms_ns_t *ns, struct ms_pendings *ps, const char *id)
 {
     ms_pending_party_t *pp = party_find(ps, id);
     if (pp)
@@ -35,6 +36,7 @@ static ms_pending_party_t *party_get(struct ms_pendings *ps, const char *id)
     if (!(pp = calloc(1, sizeof(*pp) + len + 1)))
         return NULL;
     memcpy(pp->id, id, len + 1);
+    pp->ns = ns;
     HASH_ADD_KEYPTR(hh, ps->parties, pp->id, len, pp);
     return pp;
 }
@@ -77,6 +79,75 @@ static void link_remove(ms_pending_party_t *pp, int s, ms_pending_t *p)
         pp->head[s]->link[s].prev = p->link[s].prev; /* p was the tail */
 }
 
+/* ---- deadlines: a binary min-heap of the coordinator's waits ---- */
+
+static int due_less(const ms_pending_due_t *a, const ms_pending_due_t *b)
+{
+    return a->key < b->key;
+}
+
+static void due_set(ms_pending_clock_t *k, uint32_t i, ms_pending_due_t d)
+{
+    k->due[i] = d;
+    d.p->due = i;
+}
+
+static void due_up(ms_pending_clock_t *k, uint32_t i)
+{
+    ms_pending_due_t d = k->due[i];
+    while (i > 0 && due_less(&d, &k->due[(i - 1) / 2])) {
+        due_set(k, i, k->due[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    due_set(k, i, d);
+}
+
+static void due_down(ms_pending_clock_t *k, uint32_t i)
+{
+    ms_pending_due_t d = k->due[i];
+    for (;;) {
+        uint32_t l = 2 * i + 1, m = l;
+        if (l >= k->n_due)
+            break;
+        if (l + 1 < k->n_due && due_less(&k->due[l + 1], &k->due[l]))
+            m = l + 1;
+        if (!due_less(&k->due[m], &d))
+            break;
+        due_set(k, i, k->due[m]);
+        i = m;
+    }
+    due_set(k, i, d);
+}
+
+static int due_add(ms_pending_clock_t *k, ms_pending_t *p, uint64_t due_ms)
+{
+    if (k->n_due == k->cap_due) {
+        uint32_t ncap = k->cap_due ? k->cap_due * 2 : 64;
+        ms_pending_due_t *nv = realloc(k->due, ncap * sizeof(*nv));
+        if (!nv)
+            return 0;
+        k->due = nv;
+        k->cap_due = ncap;
+    }
+    uint64_t seq = k->seq++ & ((1u << MS_PENDING_SEQ_BITS) - 1);
+    k->due[k->n_due] = (ms_pending_due_t){.key = due_ms << MS_PENDING_SEQ_BITS | seq, .p = p};
+    p->due = k->n_due++;
+    due_up(k, p->due);
+    return 1;
+}
+
+static void due_remove(ms_pending_clock_t *k, ms_pending_t *p)
+{
+    uint32_t i = p->due;
+    if (i == --k->n_due)
+        return;
+    due_set(k, i, k->due[k->n_due]);
+    if (i > 0 && due_less(&k->due[i], &k->due[(i - 1) / 2]))
+        due_up(k, i);
+    else
+        due_down(k, i);
+}
+
 int ms_pending_timeout(uint32_t t, uint32_t *out)
 {
     if (t > MS_PENDING_MAX_TIMEOUT_MS)
@@ -92,28 +163,28 @@ static void pending_free(ms_pending_t *p)
     free(p);
 }
 
-static struct ms_pendings *pendings(ms_ns_t *ns)
+static struct ms_pendings *pendings(ms_coord_t *c, ms_ns_t *ns)
 {
     ms_ns_mods_t *mods = ms_ns_mods_get(ns);
-    if (mods && !mods->pending)
-        mods->pending = calloc(1, sizeof(*mods->pending));
+    if (mods && !mods->pending && (mods->pending = calloc(1, sizeof(*mods->pending))))
+        mods->pending->clock = &c->pending;
     return mods ? mods->pending : NULL;
 }
 
 static ms_pending_t *add(ms_coord_t *c, ms_ns_t *ns, uint8_t kind, const char *key,
                          const char *from, const char *to, const char *orig, uint32_t timeout_ms)
 {
-    struct ms_pendings *ps = pendings(ns);
+    struct ms_pendings *ps = pendings(c, ns);
     if (!ps || HASH_COUNT(ps->by_key) >= MS_PENDING_MAX_PER_NS)
         return NULL;
-    ms_pending_party_t *pf = party_get(ps, from);
+    ms_pending_party_t *pf = party_get(ns, ps, from);
     if (!pf)
         return NULL;
     if (pf->n_from >= MS_PENDING_MAX_PER_PEER) {
         party_put(ps, pf, NULL);
         return NULL;
     }
-    ms_pending_party_t *pt = party_get(ps, to);
+    ms_pending_party_t *pt = party_get(ns, ps, to);
     ms_pending_t *p = pt ? calloc(1, sizeof(*p)) : NULL;
     if (p) {
         p->key = strdup(key);
@@ -130,13 +201,16 @@ static ms_pending_t *add(ms_coord_t *c, ms_ns_t *ns, uint8_t kind, const char *k
     p->kind = kind;
     p->from = pf;
     p->to = pt;
-    p->deadline_ms = ms_clock_mono_ms() + timeout_ms;
+    if (!due_add(&c->pending, p, ms_clock_mono_ms() + timeout_ms)) {
+        pending_free(p);
+        party_put(ps, pt, NULL);
+        party_put(ps, pf, NULL);
+        return NULL;
+    }
     pf->n_from++;
     link_append(pf, MS_PENDING_FROM, p);
     link_append(pt, MS_PENDING_TO, p);
     HASH_ADD_KEYPTR(hh, ps->by_key, p->key, strlen(p->key), p);
-    if (!c->pending.next_deadline_ms || p->deadline_ms < c->pending.next_deadline_ms)
-        c->pending.next_deadline_ms = p->deadline_ms;
     return p;
 }
 
@@ -149,7 +223,7 @@ ms_pending_t *ms_pending_add_ack(ms_coord_t *c, ms_ns_t *ns, const char *key, co
 ms_pending_t *ms_pending_add_call(ms_coord_t *c, ms_ns_t *ns, const char *from, const char *to,
                                   const char *call_id, uint32_t timeout_ms)
 {
-    struct ms_pendings *ps = pendings(ns);
+    struct ms_pendings *ps = pendings(c, ns);
     if (!ps)
         return NULL;
     char key[64];
@@ -181,6 +255,7 @@ static void pending_remove(ms_ns_t *ns, ms_pending_t *p, const ms_pending_party_
 {
     struct ms_pendings *ps = ms_ns_mods(ns)->pending;
     HASH_DEL(ps->by_key, p);
+    due_remove(ps->clock, p);
     p->from->n_from--;
     link_remove(p->from, MS_PENDING_FROM, p);
     link_remove(p->to, MS_PENDING_TO, p);
@@ -235,33 +310,18 @@ static void pending_fail(ms_coord_t *c, ms_ns_t *ns, ms_pending_t *p, Meshsig__V
 
 void ms_pending_tick(ms_coord_t *c, uint64_t now)
 {
-    /* Nothing is due before the earliest deadline: skip the scan. */
-    if (!c->pending.next_deadline_ms || now < c->pending.next_deadline_ms)
-        return;
-    uint64_t next = 0;
-    ms_ns_t *ns;
-    MS_NS_FOREACH(c, ns, w)
-    {
-        if (!ms_ns_mods(ns)->pending)
-            continue;
-        ms_pending_t *p, *tmp;
-        HASH_ITER(hh, ms_ns_mods(ns)->pending->by_key, p, tmp)
-        {
-            if (p->deadline_ms > now) {
-                if (!next || p->deadline_ms < next)
-                    next = p->deadline_ms;
-                continue;
-            }
-            c->pending.n_timeouts++;
-            if (p->kind == MS_PENDING_ACK)
-                pending_fail(c, ns, p, ERR(ACK_TIMEOUT), "no ack in time");
-            else
-                pending_fail(c, ns, p, ERR(TIMEOUT), "no reply in time");
-            pending_remove(ns, p, NULL);
-            pending_free(p);
-        }
+    ms_pending_clock_t *k = &c->pending;
+    while (k->n_due && k->due[0].key >> MS_PENDING_SEQ_BITS <= now) {
+        ms_pending_t *p = k->due[0].p;
+        ms_ns_t *ns = p->from->ns;
+        k->n_timeouts++;
+        if (p->kind == MS_PENDING_ACK)
+            pending_fail(c, ns, p, ERR(ACK_TIMEOUT), "no ack in time");
+        else
+            pending_fail(c, ns, p, ERR(TIMEOUT), "no reply in time");
+        pending_remove(ns, p, NULL);
+        pending_free(p);
     }
-    c->pending.next_deadline_ms = next;
 }
 
 /* m's waits only (its party's two lists). Those that wait on m fail, in the order they were
@@ -302,6 +362,11 @@ static void cleanup(ms_ns_t *ns)
     {
         pending_remove(ns, p, NULL);
         pending_free(p);
+    }
+    if (!ps->clock->n_due) { /* the coordinator has none left (its last namespace goes) */
+        free(ps->clock->due);
+        ps->clock->due = NULL;
+        ps->clock->cap_due = 0;
     }
     free(ps); /* every party went with its last wait */
     ns->mods->pending = NULL;

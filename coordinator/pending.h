@@ -21,6 +21,7 @@ typedef struct ms_pending_party {
     /* Waits it has, at most MS_PENDING_MAX_PER_PEER: without a bound per peer, one session at
      * its message rate could hold ~24,000 acks for 120 s each, up to the namespace's 100,000. */
     unsigned n_from;
+    ms_ns_t *ns;
     UT_hash_handle hh;
     char id[]; /* the peer id */
 } ms_pending_party_t;
@@ -30,18 +31,30 @@ enum { MS_PENDING_FROM = 0, MS_PENDING_TO = 1 };
 typedef struct ms_pending {
     char *key; /* ack: "<sender>\x1f<ackId>"; call: the server's call id */
     uint8_t kind;
+    uint32_t due;                  /* its place in the coordinator's deadlines (due[]) */
     ms_pending_party_t *from, *to; /* who waits, who must answer (->id) */
     char *orig_id;                 /* the requester's ackId / callId */
-    uint64_t deadline_ms;
     struct {
         struct ms_pending *prev, *next;
     } link[2]; /* in from's and to's list (MS_PENDING_FROM / _TO) */
     UT_hash_handle hh;
 } ms_pending_t;
 
-/* Coordinator-wide: so that the 50 ms tick scans namespaces only when something is due. */
+/* A deadline: (due_ms << MS_PENDING_SEQ_BITS) | the low bits of the order the waits were made
+ * in, so that waits due in the same ms expire in that order (but for two that straddle a wrap
+ * of those bits, every 2^20 waits). Monotonic ms fit in the other 44 bits (557 years). */
+#define MS_PENDING_SEQ_BITS 20
 typedef struct {
-    uint64_t next_deadline_ms; /* earliest deadline (0: none) */
+    uint64_t key;
+    ms_pending_t *p;
+} ms_pending_due_t;
+
+/* Coordinator-wide: every wait's deadline in a binary min-heap, so that the 50 ms tick takes
+ * what is due (O(log n) each) and never scans namespaces. */
+typedef struct {
+    ms_pending_due_t *due;
+    uint32_t n_due, cap_due;
+    uint32_t seq;
     uint64_t n_timeouts;
     uint64_t n_left; /* waits failed because the one who must answer left */
 } ms_pending_clock_t;
