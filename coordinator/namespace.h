@@ -63,6 +63,10 @@ typedef struct ms_member_rare {
      * meshsig.v1.Struct handed to neighbours (metadata_len bytes; ms_member_set_metadata). */
     Meshsig__V1__Position *client_pos;
     uint8_t *metadata;
+    /* room.c: the rooms it is in (n_rooms): its leave touches these, not every room of the
+     * namespace. */
+    struct ms_room **rooms;
+    uint32_t n_rooms, cap_rooms;
     uint32_t n_p2p_links, n_p2p_asks, n_dangling;
     uint16_t metadata_len; /* at most 4096 (member.c) */
 } ms_member_rare_t;

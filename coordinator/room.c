@@ -10,10 +10,14 @@
 /* ns->mods->rooms: a uthash of these by name. A room exists while it has members. */
 typedef struct ms_room {
     char *name;
+    uint64_t made; /* rooms_made when it was made: a leave's notices go in that order */
     struct ms_member **members;
     size_t n, cap;
     UT_hash_handle hh;
 } ms_room_t;
+
+/* Rooms made so far (loop thread): their order. */
+static uint64_t rooms_made;
 
 static ms_room_t *room_find(const ms_ns_t *ns, const char *name)
 {
@@ -38,6 +42,36 @@ static void room_free(ms_ns_t *ns, ms_room_t *r)
     free(r);
 }
 
+/* r into m's list of rooms (rare->rooms). */
+static ms_err_t rooms_of_add(ms_member_t *m, ms_room_t *r)
+{
+    ms_member_rare_t *x = ms_member_rare_get(m);
+    if (!x)
+        return MS_ERR_NOMEM;
+    if (x->n_rooms == x->cap_rooms) {
+        uint32_t ncap = x->cap_rooms ? x->cap_rooms * 2 : 4;
+        ms_room_t **nv = realloc(x->rooms, ncap * sizeof(*nv));
+        if (!nv)
+            return MS_ERR_NOMEM;
+        x->rooms = nv;
+        x->cap_rooms = ncap;
+    }
+    x->rooms[x->n_rooms++] = r;
+    return MS_OK;
+}
+
+/* r out of m's list, the order of the others kept (at most --max-rooms of them). */
+static void rooms_of_remove(ms_member_t *m, const ms_room_t *r)
+{
+    ms_member_rare_t *x = m->rare;
+    for (uint32_t i = 0; x && i < x->n_rooms; i++)
+        if (x->rooms[i] == r) {
+            memmove(&x->rooms[i], &x->rooms[i + 1], (x->n_rooms - i - 1) * sizeof(x->rooms[0]));
+            x->n_rooms--;
+            return;
+        }
+}
+
 /* Puts m into room name (created if absent). *added: m was not in it yet. */
 static ms_err_t room_add(ms_ns_t *ns, const char *name, ms_member_t *m, ms_room_t **out, int *added)
 {
@@ -49,6 +83,7 @@ static ms_err_t room_add(ms_ns_t *ns, const char *name, ms_member_t *m, ms_room_
             free(r);
             return MS_ERR_NOMEM;
         }
+        r->made = ++rooms_made;
         HASH_ADD_KEYPTR(hh, mods->rooms, r->name, strlen(r->name), r);
     }
     *out = r;
@@ -58,13 +93,20 @@ static ms_err_t room_add(ms_ns_t *ns, const char *name, ms_member_t *m, ms_room_
         size_t ncap = r->cap ? r->cap * 2 : 8;
         ms_member_t **nv = realloc(r->members, ncap * sizeof(*nv));
         if (!nv)
-            return MS_ERR_NOMEM;
+            goto nomem;
         r->members = nv;
         r->cap = ncap;
     }
+    if (rooms_of_add(m, r) != MS_OK)
+        goto nomem;
     r->members[r->n++] = m;
     *added = 1;
     return MS_OK;
+nomem:
+    if (r->n == 0)
+        room_free(ns, r);
+    *out = NULL;
+    return MS_ERR_NOMEM;
 }
 
 static void room_notify(ms_coord_t *c, ms_ns_t *ns, ms_room_t *r, const ms_member_t *who,
@@ -117,12 +159,16 @@ static void room_members_reply(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to
     free(ids);
 }
 
-static int room_remove(ms_coord_t *c, ms_ns_t *ns, ms_room_t *r, ms_member_t *m)
+/* m out of r (and r out of m's list unless it is the member leaving: member_gone drops the
+ * whole list). */
+static int room_remove(ms_coord_t *c, ms_ns_t *ns, ms_room_t *r, ms_member_t *m, int gone)
 {
     for (size_t i = 0; i < r->n; i++) {
         if (r->members[i] != m)
             continue;
         r->members[i] = r->members[--r->n];
+        if (!gone)
+            rooms_of_remove(m, r);
         room_notify(c, ns, r, m, 0);
         if (r->n == 0)
             room_free(ns, r);
@@ -154,7 +200,7 @@ void ms_room_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *c
     }
     case MESHSIG__V1__ROOM__OP_LEAVE: {
         ms_room_t *r = room_find(ns, room->leave->room);
-        if (!r || !room_remove(c, ns, r, from)) {
+        if (!r || !room_remove(c, ns, r, from, 0)) {
             ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST), "you are not in room %s",
                             room->leave->room);
             return;
@@ -202,11 +248,24 @@ size_t ms_room_size(const ms_ns_t *ns, const char *name)
     return r ? r->n : 0;
 }
 
+static int by_made(const void *a, const void *b)
+{
+    const ms_room_t *x = *(ms_room_t *const *)a, *y = *(ms_room_t *const *)b;
+    return x->made < y->made ? -1 : x->made > y->made;
+}
+
+/* m's rooms only, in the order they were made (as the walk over all of them was before). */
 static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 {
-    ms_room_t *r, *rtmp;
-    HASH_ITER(hh, ms_ns_mods(ns)->rooms, r, rtmp)
-    room_remove(c, ns, r, m);
+    ms_member_rare_t *x = m->rare;
+    if (!x || !x->n_rooms)
+        return;
+    qsort(x->rooms, x->n_rooms, sizeof(x->rooms[0]), by_made);
+    for (uint32_t i = 0; i < x->n_rooms; i++)
+        room_remove(c, ns, x->rooms[i], m, 1);
+    free(x->rooms);
+    x->rooms = NULL;
+    x->n_rooms = x->cap_rooms = 0;
 }
 
 static void cleanup(ms_ns_t *ns)
