@@ -25,13 +25,14 @@ static const lws_retry_bo_t no_lws_idle_policy = {.secs_since_valid_hangup = 0};
 
 /* The rx_buffer_size of the two WebSocket protocols is --rx-buffer (set in
  * create_context, on the gateway's copy of this table). lws allocates that much
- * per connection and keeps it while the connection lives; larger messages
- * arrive in pieces that the session reassembles into one buffer per message
- * (freed after it). It also caps each recv() from the socket, so it trades
- * memory for CPU: in the relay benchmark (~480 B frames, 8 in flight per
- * pair) the gateway relayed ~1.4x more messages per CPU-second with 1 KiB
- * than with 512 B (fewer reads), and at 256 B each frame took three reads;
- * in the idle benchmark 512 B saves ~0.5 kB per connection.
+ * per connection (from rxslab.c's slots, whose pages go back to the kernel
+ * while the connection is quiet); larger messages arrive in pieces that the
+ * session reassembles into one buffer per message (freed after it). It also
+ * caps each recv() from the socket: in the relay benchmark (~450 B frames, 8
+ * in flight per pair) a gateway made 0.55 reads per signal with 1 KiB, 0.34
+ * with 2028 B (the default: a 2 KiB slot, two to a page) and 0.94 with 512 B.
+ * Idle connections cost the same with any of them (their pages are handed
+ * back); a busy one holds its slot.
  * tx_packet_size (the last field) is what lws sends at most per send(); left
  * 0, it is rx_buffer_size, so a turn's frames for one client (ws.c writes them
  * in one lws_write) left in 1 KiB pieces: lws copied the rest into its own

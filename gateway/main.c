@@ -48,7 +48,7 @@ int main(int argc, char **argv)
         .max_rooms = 256,
         .max_services = 64,
         .max_subscriptions = 256,
-        .rx_buffer = 1024,
+        .rx_buffer = 2028, /* + lws's 20 bytes of headroom: half a 4 KiB page */
         .rx_release_ms = 500,
         .direct_batch_max = 256 * 1024,
         .idle_ping_ms = 30000,

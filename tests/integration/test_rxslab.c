@@ -27,7 +27,9 @@ static int g;
 static void cluster_up(void)
 {
     ck_assert_int_eq(cluster_start(&cl, NULL), 0);
-    const char *args[] = {"--insecure-dev", "--rx-release-ms", RELEASE_MS, NULL};
+    /* The layout below is that of 1 KiB buffers (1056-byte slots), whatever the default. */
+    const char *args[] = {"--insecure-dev",  "--rx-buffer", "1024",
+                          "--rx-release-ms", RELEASE_MS,    NULL};
     g = cluster_add_gateway(&cl, "gw-rx", args);
     ck_assert_int_ge(g, 0);
     client_up();
