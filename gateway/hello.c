@@ -114,6 +114,18 @@ void ms_gw_hello_claim(ms_gateway_t *gw, ms_session_t *s, const char *cid,
                              "invalid or expired resume token; join without it");
             return;
         }
+        /* The token names the peer; a hello naming another one would be
+         * welcomed as the token's peer while its client believes it is the
+         * other: refused, as any resume that does not hold. No peerId (or an
+         * empty one) takes the token's. */
+        if (*hello->peer_id && strcmp(hello->peer_id, rc.peer_id) != 0) {
+            ms_info("session %llu: resume token rejected (hello.peerId is not the token's peer)",
+                    (unsigned long long)s->id);
+            ms_gw_send_error(gw, s, cid, ERR(RESUME_FAILED),
+                             "hello.peerId differs from the resume token's peer; resume without "
+                             "peerId or with the welcome's, or join without the token");
+            return;
+        }
         snprintf(peer, sizeof(peer), "%s", rc.peer_id);
         resume = 1;
         /* What the first hello's token allowed, the resumed session may do

@@ -1060,6 +1060,54 @@ START_TEST(resume_token_forgery)
 }
 END_TEST
 
+/* A valid token with a peerId other than its peer: RESUME_FAILED naming the mismatch, the
+ * connection kept (a hello without the token then joins as asked). Before, the hello was
+ * welcomed as the token's peer while its client took itself for the other. Without a
+ * peerId, with an empty one or with the token's, the token resumes. */
+START_TEST(resume_token_other_peer_id)
+{
+    rws_t *orig;
+    json_t *w = hello_raw("{\"namespace\":\"resume-id\",\"peerId\":\"tokpeer\"}", &orig);
+    char tok[700], body[1024];
+    snprintf(tok, sizeof(tok), "%s", str_at(w, "welcome", "resumeToken", NULL));
+    json_decref(w);
+    ck_assert_uint_gt(strlen(tok), 10);
+    snprintf(body, sizeof(body),
+             "{\"namespace\":\"resume-id\",\"peerId\":\"mallory\",\"resumeToken\":\"%s\"}", tok);
+    rws_t *r;
+    json_t *j = hello_raw(body, &r);
+    const char *code = str_at(j, "error", "code", NULL);
+    ck_assert_msg(code && !strcmp(code, "RESUME_FAILED"),
+                  "another peerId with the token: welcome %s",
+                  str_at(j, "welcome", "peerId", NULL));
+    const char *msg = str_at(j, "error", "message", NULL);
+    ck_assert_msg(msg && strstr(msg, "peerId"), "the refusal does not name the mismatch: %s", msg);
+    json_decref(j);
+    /* the same connection may still say hello, as after any refused resume */
+    rws_ask(r, "{\"id\":\"h2\",\"hello\":{\"namespace\":\"resume-id\",\"peerId\":\"mallory\"}}",
+            "\"welcome\"");
+    rws_free(r);
+    const char *same[] = {"", ",\"peerId\":\"\"", ",\"peerId\":\"tokpeer\""};
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+        snprintf(body, sizeof(body), "{\"namespace\":\"resume-id\"%s,\"resumeToken\":\"%s\"}",
+                 same[i], tok);
+        j = hello_raw(body, &r);
+        ck_assert_msg(*str_at(j, "welcome", "peerId", NULL), "resume with %s: error %s", same[i],
+                      str_at(j, "error", "message", NULL));
+        ck_assert_str_eq(str_at(j, "welcome", "peerId", NULL), "tokpeer");
+        /* the next resume takes the peer over from this one */
+        const char *next = str_at(j, "welcome", "resumeToken", NULL);
+        if (*next)
+            snprintf(tok, sizeof(tok), "%s", next);
+        json_decref(j);
+        rws_free(orig);
+        orig = r;
+    }
+    rws_free(orig);
+    pair_serves("a resume token with another peerId");
+}
+END_TEST
+
 /* ---- the admin port ------------------------------------------------------------ */
 
 /* Before any token is checked: 16 MB of one header line, and a body over
@@ -1134,6 +1182,7 @@ int main(void)
     tcase_add_test(tc, acks_never_sent_bounded_per_peer);
     tcase_add_test(tc, ids_at_the_limits);
     tcase_add_test(tc, resume_token_forgery);
+    tcase_add_test(tc, resume_token_other_peer_id);
     tcase_add_test(tc, admin_port_bounded);
     tcase_add_test(tc, pair_still_there);
     suite_add_tcase(s, tc);
