@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* HTTP on the gateway port: /healthz, /metrics, static files, and the Origin allowlist for /ws. */
 #include <poll.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,9 @@ static int write_headers(struct lws *wsi, ms_gw_http_pss_t *h)
         (h->cors &&
          lws_add_http_header_by_name(wsi, (const unsigned char *)"access-control-allow-origin:",
                                      (const unsigned char *)"*", 1, &p, end)) ||
+        (h->close_after &&
+         lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close", 5,
+                                      &p, end)) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
     return 0;
@@ -31,6 +35,8 @@ static int send_headers(struct lws *wsi, ms_gw_http_pss_t *h)
     return 0;
 }
 
+static int complete(struct lws *wsi, const ms_gw_http_pss_t *h);
+
 /* The body, and the transaction complete: what lws keeps of a partial write it sends. */
 static int write_body(struct lws *wsi, ms_gw_http_pss_t *h)
 {
@@ -42,8 +48,52 @@ static int write_body(struct lws *wsi, ms_gw_http_pss_t *h)
     free(buf);
     free(h->body);
     h->body = NULL;
-    if (n < 0)
+    return n < 0 ? -1 : complete(wsi, h);
+}
+
+void ms_gw_http_linger(struct lws *wsi)
+{
+    /* What lws still holds of the answer it sends before it closes; a FIN now would cut it. */
+    if (!lws_partial_buffered(wsi))
+        ms_gw_linger_fd(lws_get_socket_fd(wsi));
+}
+
+void ms_gw_linger_fd(int fd)
+{
+    char junk[4096];
+    (void)shutdown(fd, SHUT_WR);
+    for (size_t got = 0; got < 4 * sizeof(junk);) {
+        ssize_t r = recv(fd, junk, sizeof(junk), MSG_DONTWAIT);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+}
+
+/* No keep-alive after a request that is not a GET or carries body framing (any
+ * Transfer-Encoding, a Content-Length other than 0): none of the gateway's answers
+ * takes a body, and where such a body ends is what request smuggling plays on (two
+ * Content-Length, one with Transfer-Encoding, an unknown coding; RFC 9112 6.1: close
+ * after answering). lws used to drop these connections by accident: its own 404
+ * overwrote the request after them (ms_gw_http_not_found). */
+static int body_framed(struct lws *wsi)
+{
+    char cl[32];
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0 ||
+        lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0)
+        return 1;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+        return 0;
+    return lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) != 1 || cl[0] != '0';
+}
+
+/* The answer is written: ready for the next request on the connection, or -1 to close. */
+static int complete(struct lws *wsi, const ms_gw_http_pss_t *h)
+{
+    if (h->close_after) {
+        ms_gw_http_linger(wsi);
         return -1;
+    }
     /* All of it is in the socket, but the socket takes no more: the client has not read
      * earlier answers (it pipelines and does not read). lws would complete the
      * transaction and wait for the socket to take more before it looks at the next
@@ -54,6 +104,23 @@ static int write_body(struct lws *wsi, ms_gw_http_pss_t *h)
     if (!lws_partial_buffered(wsi) && poll(&pf, 1, 0) == 0)
         return -1;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+int ms_gw_http_not_found(struct lws *wsi)
+{
+    /* Not lws_return_http_status: it builds the answer in lws's per-thread receive
+     * buffer, over the bytes still to parse when requests came in one read, and the
+     * next pipelined request was refused 403 (no path) and the connection closed. */
+    ms_gw_http_pss_t nf = {
+        .status = HTTP_STATUS_NOT_FOUND, .ctype = "text/plain", .close_after = body_framed(wsi)};
+    if (!(nf.body = strdup("not found\n")))
+        return -1;
+    nf.len = strlen(nf.body);
+    if (write_headers(wsi, &nf)) {
+        free(nf.body);
+        return -1;
+    }
+    return write_body(wsi, &nf);
 }
 
 /* /healthz, /metrics and PeerJS: headers in LWS_CALLBACK_HTTP (or, for an
@@ -68,6 +135,7 @@ int ms_gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         return ms_gw_confirm_upgrade(wsi, in);
     case LWS_CALLBACK_HTTP: {
         char uri[192] = "";
+        h->close_after = body_framed(wsi);
         lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
         const char *ctype = "text/plain";
         int pj = ms_gw_peerjs_http(gw, wsi, uri, h, &ctype);
@@ -89,7 +157,7 @@ int ms_gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
             h->body = ms_gw_metrics_text(gw, &h->len);
             ctype = "text/plain; version=0.0.4";
         } else {
-            return lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL) ? -1 : 0;
+            return ms_gw_http_not_found(wsi);
         }
         if (!h->body)
             return -1;

@@ -429,6 +429,9 @@ void ms_gw_heartbeat_start(ms_gateway_t *gw);
 
 int ms_gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                         size_t len);
+/* A 404 written whole from the gateway's own buffer, the transaction completed (any
+ * protocol's LWS_CALLBACK_HTTP); 0, or -1 to close. */
+int ms_gw_http_not_found(struct lws *wsi);
 /* The HTTP protocol's per-connection storage. */
 typedef struct {
     char *body;
@@ -438,7 +441,15 @@ typedef struct {
     const char *ctype;  /* the answer's Content-Type (a static string) */
     int headers_due;    /* an answer that came later: headers go in the next writeable */
     uint64_t discovery; /* PeerJS /peers waiting for the owner (peerjs.c), 0: none */
+    int close_after;    /* a request with a body (or not a GET): answered, then closed */
 } ms_gw_http_pss_t;
+/* Before closing a socket whose answer is written: FIN after the answer, then what the
+ * client sent that nobody will read dropped (at most 16 KiB, never waiting), so that
+ * the close does not reset the connection over the answer (Linux resets a socket
+ * closed with unread bytes). ms_gw_http_linger: nothing while lws still holds part of
+ * the answer (it sends that before it closes). */
+void ms_gw_linger_fd(int fd);
+void ms_gw_http_linger(struct lws *wsi);
 /* The mount list (/healthz, /metrics, --static-dir), stored in gw->mounts. */
 const struct lws_http_mount *ms_gw_http_mounts(ms_gateway_t *gw);
 int ms_gw_origin_allowed(ms_gateway_t *gw, struct lws *wsi);

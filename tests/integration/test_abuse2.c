@@ -523,6 +523,8 @@ START_TEST(odd_http_requests)
         a = http_raw(port, smuggle[i], strlen(smuggle[i]), NULL, 800, &eof);
         ck_assert_msg(!strstr(a, "meshsig_gateway_"), "smuggled GET /metrics served after %.60s",
                       smuggle[i]);
+        /* answered, then closed (RFC 9112 6.1), not kept alive on a guess of where it ends */
+        ck_assert_msg(eof, "still open after %.60s", smuggle[i]);
         free(a);
     }
     pair_serves("request smuggling");
@@ -611,6 +613,86 @@ START_TEST(pipelined_http_requests)
                       complete_200s(a, got), got);
     }
     pair_serves("pipelined requests");
+}
+END_TEST
+
+/* Complete responses at the start of a (status line, headers, Content-Length bytes of
+ * body), their statuses in st (at most max); how many. */
+static int complete_answers(const char *a, size_t n, int *st, int max)
+{
+    int count = 0;
+    const char *p = a, *end = a + n;
+    while (p < end && count < max && status_of(p) > 0) {
+        const char *body = strstr(p, "\r\n\r\n");
+        const char *h = strcasestr(p, "content-length:");
+        if (!body || !h || h > body)
+            break;
+        long len = strtol(h + 15, NULL, 10);
+        if (len < 0 || body + 4 + len > end)
+            break;
+        st[count++] = status_of(p);
+        p = body + 4 + len;
+    }
+    return count;
+}
+
+/* A 404 (a path no mount serves, /ws without an upgrade, a path under a mount that has no
+ * such answer) pipelined with other requests in one write: each answered whole, in order,
+ * the connection kept. lws's own 404 (lws_return_http_status) was built in lws's receive
+ * buffer over the requests still to parse: the next got 403 and the connection closed. */
+START_TEST(pipelined_after_not_found)
+{
+    static const char *const paths[] = {"/nope",    "/healthz",  "/ws",     "/healthz/x",
+                                        "/metrics", "/peerjs/x", "/healthz"};
+    static const int want[] = {404, 200, 404, 404, 200, 404, 200};
+    enum { N = sizeof(paths) / sizeof(paths[0]) };
+    char req[1024];
+    size_t n = 0;
+    for (int k = 0; k < N; k++)
+        n += (size_t)snprintf(req + n, sizeof(req) - n, "GET %s HTTP/1.1\r\nHost: a\r\n\r\n",
+                              paths[k]);
+    int fd = tcp_to(cl.gw_port[0]);
+    ck_assert_int_eq(send(fd, req, n, MSG_NOSIGNAL), (ssize_t)n);
+    static char a[256 * 1024];
+    int st[N];
+    size_t got = 0;
+    int eof = 0;
+    for (long long end = now_ms() + T_MS;
+         now_ms() < end && got < sizeof(a) - 1 && complete_answers(a, got, st, N) < N;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t r = recv(fd, a + got, sizeof(a) - 1 - got, 0);
+        if (r <= 0) {
+            eof = 1;
+            break;
+        }
+        got += (size_t)r;
+        a[got] = '\0';
+    }
+    a[got] = '\0';
+    int done = complete_answers(a, got, st, N);
+    for (int k = 0; k < done; k++)
+        ck_assert_msg(st[k] == want[k], "pipelined GET %s answered %d, not %d", paths[k], st[k],
+                      want[k]);
+    ck_assert_msg(done == N, "%d of %d pipelined requests answered whole%s: %.200s", done, N,
+                  eof ? ", then the connection closed" : "", a);
+    /* kept alive: one more on the same connection */
+    static const char more[] = "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n";
+    ck_assert_int_eq(send(fd, more, sizeof(more) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(more) - 1);
+    got = 0;
+    for (long long end = now_ms() + T_MS; now_ms() < end && complete_200s(a, got) < 1;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t r = recv(fd, a + got, sizeof(a) - 1 - got, 0);
+        ck_assert_int_gt(r, 0);
+        got += (size_t)r;
+        a[got] = '\0';
+    }
+    ck_assert_int_eq(complete_200s(a, got), 1);
+    close(fd);
+    pair_serves("pipelined requests after a 404");
 }
 END_TEST
 
@@ -1175,6 +1257,7 @@ int main(void)
     tcase_add_test(tc, slow_reader_closed_1008);
     tcase_add_test(tc, odd_http_requests);
     tcase_add_test(tc, pipelined_http_requests);
+    tcase_add_test(tc, pipelined_after_not_found);
     tcase_add_test(tc, pipelined_flood_never_reading);
     tcase_add_test(tc, peerjs_http_flood);
     tcase_add_test(tc, origin_tricks);
