@@ -68,20 +68,21 @@ static void usage(const ms_opt_t *opts, const char *prog, const char *summary)
         char env[96];
         env_name(o->name, env, sizeof(env));
         char def[64] = "";
-        switch (o->type) {
-        case MS_OPT_STR:
-            if (*(const char **)o->dst)
-                snprintf(def, sizeof(def), " (default %s)", *(const char **)o->dst);
-            break;
-        case MS_OPT_INT:
-            snprintf(def, sizeof(def), " (default %ld)", *(long *)o->dst);
-            break;
-        case MS_OPT_DOUBLE:
-            snprintf(def, sizeof(def), " (default %g)", *(double *)o->dst);
-            break;
-        case MS_OPT_BOOL:
-            break;
-        }
+        if (!strstr(o->help, "(default"))
+            switch (o->type) {
+            case MS_OPT_STR:
+                if (*(const char **)o->dst)
+                    snprintf(def, sizeof(def), " (default %s)", *(const char **)o->dst);
+                break;
+            case MS_OPT_INT:
+                snprintf(def, sizeof(def), " (default %ld)", *(long *)o->dst);
+                break;
+            case MS_OPT_DOUBLE:
+                snprintf(def, sizeof(def), " (default %g)", *(double *)o->dst);
+                break;
+            case MS_OPT_BOOL:
+                break;
+            }
         printf("  --%-18s %-26s %s%s\n", o->name, env, o->help, def);
     }
     printf("  --%-18s %-26s %s\n", "version", "", "print the version and exit");
@@ -90,6 +91,17 @@ static void usage(const ms_opt_t *opts, const char *prog, const char *summary)
 
 ms_err_t ms_opts_parse(const ms_opt_t *opts, int argc, char **argv, const char *summary)
 {
+    /* --help and --version first: the values are still the defaults. */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(opts, argv[0], summary);
+            return MS_ERR_STATE;
+        }
+        if (!strcmp(argv[i], "--version")) {
+            ms_version_print(argv[0]);
+            return MS_ERR_STATE;
+        }
+    }
     for (const ms_opt_t *o = opts; o->name; o++) {
         char env[96];
         env_name(o->name, env, sizeof(env));
@@ -99,14 +111,6 @@ ms_err_t ms_opts_parse(const ms_opt_t *opts, int argc, char **argv, const char *
     }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(opts, argv[0], summary);
-            return MS_ERR_STATE;
-        }
-        if (!strcmp(a, "--version")) {
-            ms_version_print(argv[0]);
-            return MS_ERR_STATE;
-        }
         if (strncmp(a, "--", 2) != 0) {
             fprintf(stderr, "%s: unexpected argument '%s' (try --help)\n", argv[0], a);
             return MS_ERR_INVAL;

@@ -21,7 +21,10 @@ typedef struct {
 
 /* Parses the environment, then argv. --help prints usage and --version the version; both
  * return MS_ERR_STATE (the caller exits 0); a bad flag prints a message and returns MS_ERR_INVAL.
- */
+ * --help shows the defaults as compiled in, whatever the environment or other flags say (it
+ * showed the environment's values as defaults, secrets included); a help text that says
+ * "(default" itself (a sentinel such as -1 standing for a computed default) gets no value
+ * appended. */
 ms_err_t ms_opts_parse(const ms_opt_t *opts, int argc, char **argv, const char *summary);
 
 #endif

@@ -119,8 +119,8 @@ int main(int argc, char **argv)
          "WebSocket sessions at once; more are closed with 1013 (try again later)"},
         {"max-handshakes-per-ip", MS_OPT_INT, &cfg.max_hs_per_ip,
          "connections from one client address (IPv6: one /64) that are not yet WebSocket "
-         "sessions, at once; more are refused at accept (default: a quarter of "
-         "--max-handshakes; 0: no cap)"},
+         "sessions, at once; more are refused at accept; 0: no cap (default a quarter of "
+         "--max-handshakes, 32)"},
         {"max-sessions-per-ip", MS_OPT_INT, &cfg.max_sessions_per_ip,
          "WebSocket sessions from one client address (IPv6: one /64); more are closed with "
          "1013 (0: no cap)"},
