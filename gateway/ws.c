@@ -223,8 +223,9 @@ static int text_valid(ms_session_t *s, const void *p, size_t len)
 _Static_assert(sizeof(PER_IP_BODY) - 1 == 65, "Content-Length in admit_connection");
 
 /* LWS_CALLBACK_FILTER_NETWORK_CONNECTION: a connection just accepted, nothing read from it and
- * no header table taken. Over --max-handshakes-per-ip it is answered 503 (without reading its
- * request: a client that already sent one may see a reset instead) and closed; 1 refuses. */
+ * no header table taken. Over --max-handshakes-per-ip it is answered 503 without parsing its
+ * request (what has arrived of it is read and dropped, so the close is a FIN after the answer,
+ * not a reset) and closed; 1 refuses. */
 static int admit_connection(ms_gateway_t *gw, const struct lws_filter_network_conn_args *f)
 {
     /* A tag whose connection never got a wsi (lws failed to adopt it) is given back. */
@@ -245,6 +246,10 @@ static int admit_connection(ms_gateway_t *gw, const struct lws_filter_network_co
                                  "Retry-After: 5\r\n"
                                  "Connection: close\r\n\r\n" PER_IP_BODY;
     (void)!send(f->accept_fd, answer, sizeof(answer) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    /* lws closes the socket when this returns: with the client's request received and
+     * unread, that close was a reset (ECONNRESET after the answer at the client, or in place
+     * of it where a stack drops received data on a reset or the client is still writing). */
+    ms_gw_linger_fd(f->accept_fd);
     return 1;
 }
 

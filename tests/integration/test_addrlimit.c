@@ -193,6 +193,57 @@ START_TEST(handshakes_per_address)
 }
 END_TEST
 
+/* Clients over the cap that send their whole request at once, as a browser does, before the
+ * gateway refuses them: each reads the whole 503 and then a clean end (EOF), not a reset. The
+ * gateway answered at accept without reading, and closing with the request unread made the
+ * kernel reset the connection: all 20 here got ECONNRESET after the answer (on stacks that
+ * drop received data on a reset, or a client still writing, instead of it). */
+START_TEST(refused_after_request_reads_503)
+{
+    nothing_counted();
+    int held[HS_PER_IP];
+    for (int i = 0; i < HS_PER_IP; i++)
+        held[i] = hold_handshake("127.0.0.2");
+    await_metric("meshsig_gateway_client_addresses", NULL, 1);
+    static const char req[] = "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                              "Connection: Upgrade\r\nSec-WebSocket-Key: "
+                              "dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    /* all connected and their requests written first: most are in the gateway's backlog,
+     * request received, when it gets to them */
+    enum { N = 20 };
+    int fds[N];
+    for (int k = 0; k < N; k++) {
+        fds[k] = rws_tcp_from("127.0.0.2", port);
+        ck_assert_int_ge(fds[k], 0);
+        ck_assert_int_eq(write(fds[k], req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+    }
+    int resets = 0, short_answers = 0;
+    for (int k = 0; k < N; k++) {
+        struct timeval tv = {.tv_sec = T_MS / 1000};
+        setsockopt(fds[k], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        char buf[1024];
+        size_t len = 0;
+        ssize_t n;
+        while ((n = read(fds[k], buf + len, sizeof(buf) - 1 - len)) > 0)
+            len += (size_t)n;
+        buf[len] = '\0';
+        close(fds[k]);
+        const char *body = strstr(buf, "\r\n\r\n");
+        if (strncmp(buf, "HTTP/1.1 503 ", 13) || !body || strlen(body + 4) != 65)
+            short_answers++;
+        if (n < 0)
+            resets++;
+    }
+    for (int i = 0; i < HS_PER_IP; i++)
+        close(held[i]);
+    ck_assert_msg(resets == 0 && short_answers == 0,
+                  "of %d refused clients that sent their request first, %d saw a reset and %d "
+                  "not the whole 503",
+                  N, resets, short_answers);
+    nothing_counted();
+}
+END_TEST
+
 START_TEST(sessions_per_address)
 {
     nothing_counted();
@@ -280,6 +331,7 @@ int main(void)
     tcase_add_unchecked_fixture(tc, gateway_up, gateway_down);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, handshakes_per_address);
+    tcase_add_test(tc, refused_after_request_reads_503);
     tcase_add_test(tc, sessions_per_address);
     tcase_add_test(tc, forwarded_for_from_trusted_proxy_only);
     suite_add_tcase(s, tc);
