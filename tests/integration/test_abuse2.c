@@ -1190,6 +1190,95 @@ START_TEST(resume_token_other_peer_id)
 }
 END_TEST
 
+/* A reader closed as slow (1008) with a small receive buffer it never reads, that keeps
+ * sending pongs: its session ends at once (its neighbour sees it leave within a few hundred
+ * ms), not after lws's waits for the close to go out and be echoed (5 s each) nor at
+ * --idle-timeout-ms. Measured: 67-79 ms after the gateway counted the close. */
+START_TEST(closing_reader_never_reads)
+{
+    const int g = 1; /* --max-queue 64 KiB */
+    rws_t *r = open_ws(g);
+    int small = 4096;
+    setsockopt(r->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    rws_ask(r, "{\"hello\":{\"namespace\":\"stuck\",\"peerId\":\"reader\"}}", "welcome");
+    wsc_t *w = join_as(cl.gw_port[g], "stuck", "writer");
+    double closed0 = metric_at(cl.gw_port[g], NULL, "meshsig_gateway_slow_readers_closed_total");
+    static char payload[48 * 1024];
+    static char msg[sizeof(payload) + 64];
+    memset(payload, 'y', sizeof(payload) - 1);
+    snprintf(msg, sizeof(msg), "{\"signal\":{\"to\":\"reader\",\"payload\":\"%s\"}}", payload);
+    int gone = 0, sent = 0;
+    long long decided = 0;
+    for (long long end = now_ms() + 20000; !decided && !gone && now_ms() < end && sent < 2000;
+         sent++) {
+        ck_assert_int_eq(wsc_send_text(w, msg), 0);
+        for (char *m; (m = wsc_recv(w, 0, NULL, NULL));) {
+            gone = gone || strstr(m, "\"peerLeft\"") || strstr(m, "PEER_NOT_FOUND");
+            free(m);
+        }
+        if (sent % 8 == 7 &&
+            metric_at(cl.gw_port[g], NULL, "meshsig_gateway_slow_readers_closed_total") > closed0)
+            decided = now_ms();
+    }
+    ck_assert_msg(decided || gone, "the reader was never closed as slow (%d signals)", sent);
+    /* Pongs (unsolicited ones are allowed) every 300 ms, nothing read, until its
+     * neighbour sees it leave. */
+    long long next_pong = 0;
+    for (long long end = now_ms() + 8000; !gone && now_ms() < end;) {
+        if (now_ms() >= next_pong) {
+            rws_send_frame(r, RWS_FIN | 10, 1, "p", 1); /* fails once the gateway closed it */
+            next_pong = now_ms() + 300;
+        }
+        for (char *m; (m = wsc_recv(w, 50, NULL, NULL));) {
+            gone = gone || strstr(m, "\"peerLeft\"") || strstr(m, "PEER_NOT_FOUND");
+            free(m);
+        }
+    }
+    long long held = now_ms() - (decided ? decided : now_ms());
+    printf("abuse2 closing reader that never reads: %s %lld ms after its close (%d signals)\n",
+           gone ? "gone" : "still there", held, sent);
+    fflush(stdout);
+    ck_assert_msg(gone, "a reader closed as slow that never reads was still there %lld ms after",
+                  held);
+    ck_assert_msg(held < 2000, "a reader closed as slow held its session %lld ms", held);
+    rws_free(r);
+    wsc_free(w);
+    pair_serves("a closing reader that never reads");
+}
+END_TEST
+
+/* A client that reads its close frame (1007, 1009) and never echoes it: the gateway ends the
+ * TCP connection at once (measured: 0 ms), without waiting for the echo. */
+START_TEST(close_never_echoed)
+{
+    static const uint8_t bad_utf8[] = {0xff, 0xfe};
+    const size_t big = 70 * 1024; /* over --max-frame (64 KiB) */
+    uint8_t *large = malloc(big);
+    ck_assert_ptr_nonnull(large);
+    memset(large, 'a', big);
+    const struct {
+        const char *what;
+        const void *p;
+        size_t n;
+        int code;
+    } cases[] = {{"invalid UTF-8", bad_utf8, sizeof(bad_utf8), 1007},
+                 {"a message over --max-frame", large, big, 1009}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        rws_t *r = open_ws(0);
+        ck_assert_int_eq(rws_send_frame(r, RWS_FIN | 1, 1, cases[i].p, cases[i].n), 0);
+        ck_assert_int_eq(rws_wait_close(r, T_MS), cases[i].code);
+        long long t0 = now_ms();
+        ck_assert_msg(rws_wait_eof(r, 8000), "%s: no end within 8 s", cases[i].what);
+        long long waited = now_ms() - t0;
+        ck_assert_msg(waited < 1000, "%s: a close never echoed held the connection %lld ms",
+                      cases[i].what, waited);
+        rws_free(r);
+    }
+    free(large);
+    pair_serves("closes never echoed");
+}
+END_TEST
+
 /* ---- the admin port ------------------------------------------------------------ */
 
 /* Before any token is checked: 16 MB of one header line, and a body over
@@ -1253,8 +1342,10 @@ int main(void)
     tcase_add_test(tc, frame_floods_end_quickly);
     tcase_add_test(tc, frames_under_budget_served);
     tcase_add_test(tc, close_codes);
+    tcase_add_test(tc, close_never_echoed);
     tcase_add_test(tc, wrong_frame_type_for_the_subprotocol);
     tcase_add_test(tc, slow_reader_closed_1008);
+    tcase_add_test(tc, closing_reader_never_reads);
     tcase_add_test(tc, odd_http_requests);
     tcase_add_test(tc, pipelined_http_requests);
     tcase_add_test(tc, pipelined_after_not_found);
