@@ -76,7 +76,7 @@ extern const ms_ns_hooks_t ms_emit_hooks, ms_room_hooks, ms_service_hooks, ms_to
  * keep them exactly as a peer's register and subscribe do. Each is a no-op when it is
  * already so; ms_topic_subscribe takes a pattern ms_topic_pattern_ok accepted. */
 ms_err_t ms_service_provide(ms_ns_t *ns, const char *name, ms_member_t *m);
-void ms_service_withdraw(ms_ns_t *ns, const char *name, const ms_member_t *m);
+void ms_service_withdraw(ms_ns_t *ns, const char *name, ms_member_t *m);
 int ms_topic_pattern_ok(const char *pattern);
 ms_err_t ms_topic_subscribe(ms_ns_t *ns, ms_member_t *m, const char *pattern);
 void ms_topic_unsubscribe(ms_ns_t *ns, const ms_member_t *m, const char *pattern);

@@ -280,7 +280,8 @@ void ms_member_free(ms_member_t *m)
         for (size_t i = 0; i < r->n_dangling; i++)
             free(r->dangling[i]);
         free(r->dangling);
-        free(r->rooms); /* the rooms are room.c's */
+        free(r->rooms);    /* the rooms are room.c's */
+        free(r->services); /* and the services service.c's */
         free(r);
     }
     free(m);

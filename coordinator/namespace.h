@@ -67,6 +67,11 @@ typedef struct ms_member_rare {
      * namespace. */
     struct ms_room **rooms;
     uint32_t n_rooms, cap_rooms;
+    /* service.c: the services it provides (n_services), for the same reason. */
+    struct ms_service **services;
+    uint32_t n_services, cap_services;
+    uint32_t n_subs;       /* topic.c: its subscriptions (a leave without any scans none) */
+    uint32_t n_streams_in; /* stream.c: open streams it receives (n_streams: it opened) */
     uint32_t n_p2p_links, n_p2p_asks, n_dangling;
     uint16_t metadata_len; /* at most 4096 (member.c) */
 } ms_member_rare_t;

@@ -24,6 +24,42 @@ static ms_service_t *service_find(ms_ns_t *ns, const char *name)
     return s;
 }
 
+/* s into m's list of services it provides (rare->services). */
+static ms_err_t provided_add(ms_member_t *m, ms_service_t *s)
+{
+    ms_member_rare_t *x = ms_member_rare_get(m);
+    if (!x)
+        return MS_ERR_NOMEM;
+    if (x->n_services == x->cap_services) {
+        uint32_t ncap = x->cap_services ? x->cap_services * 2 : 4;
+        ms_service_t **nv = realloc(x->services, ncap * sizeof(*nv));
+        if (!nv)
+            return MS_ERR_NOMEM;
+        x->services = nv;
+        x->cap_services = ncap;
+    }
+    x->services[x->n_services++] = s;
+    return MS_OK;
+}
+
+static void provided_remove(ms_member_t *m, const ms_service_t *s)
+{
+    ms_member_rare_t *x = m->rare;
+    for (uint32_t i = 0; x && i < x->n_services; i++)
+        if (x->services[i] == s) {
+            x->services[i] = x->services[--x->n_services];
+            return;
+        }
+}
+
+static void service_free(ms_ns_t *ns, ms_service_t *s)
+{
+    HASH_DEL(ns->mods->services, s);
+    free(s->name);
+    free(s->providers);
+    free(s);
+}
+
 /* Adds m to the providers of service name (created if absent); nothing when it is one. */
 static ms_err_t service_add(ms_ns_t *ns, const char *name, ms_member_t *m)
 {
@@ -43,27 +79,33 @@ static ms_err_t service_add(ms_ns_t *ns, const char *name, ms_member_t *m)
         size_t ncap = s->cap ? s->cap * 2 : 4;
         ms_member_t **nv = realloc(s->providers, ncap * sizeof(*nv));
         if (!nv)
-            return MS_ERR_NOMEM;
+            goto nomem;
         s->providers = nv;
         s->cap = ncap;
     }
+    if (provided_add(m, s) != MS_OK)
+        goto nomem;
     s->providers[s->n++] = m;
     return MS_OK;
+nomem:
+    if (s->n == 0)
+        service_free(ns, s);
+    return MS_ERR_NOMEM;
 }
 
-static int service_remove(ms_ns_t *ns, ms_service_t *s, const ms_member_t *m)
+/* m out of s's providers (and s out of m's list unless m is leaving: member_gone drops the
+ * whole list). */
+static int service_remove(ms_ns_t *ns, ms_service_t *s, ms_member_t *m, int gone)
 {
     for (size_t i = 0; i < s->n; i++) {
         if (s->providers[i] != m)
             continue;
         memmove(&s->providers[i], &s->providers[i + 1], (s->n - i - 1) * sizeof(*s->providers));
         s->n--;
-        if (s->n == 0) {
-            HASH_DEL(ns->mods->services, s);
-            free(s->name);
-            free(s->providers);
-            free(s);
-        }
+        if (!gone)
+            provided_remove(m, s);
+        if (s->n == 0)
+            service_free(ns, s);
         return 1;
     }
     return 0;
@@ -74,11 +116,11 @@ ms_err_t ms_service_provide(ms_ns_t *ns, const char *name, ms_member_t *m)
     return service_add(ns, name, m);
 }
 
-void ms_service_withdraw(ms_ns_t *ns, const char *name, const ms_member_t *m)
+void ms_service_withdraw(ms_ns_t *ns, const char *name, ms_member_t *m)
 {
     ms_service_t *s = service_find(ns, name);
     if (s)
-        service_remove(ns, s, m);
+        service_remove(ns, s, m, 0);
 }
 
 void ms_service_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
@@ -100,7 +142,7 @@ void ms_service_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char
     }
     case MESHSIG__V1__SERVICE__OP_UNREGISTER: {
         ms_service_t *s = service_find(ns, svc->unregister->service);
-        if (!s || !service_remove(ns, s, from)) {
+        if (!s || !service_remove(ns, s, from, 0)) {
             ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST), "you do not provide %s",
                             svc->unregister->service);
             return;
@@ -188,12 +230,18 @@ void ms_service_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char
     }
 }
 
+/* m's services only (nobody is told: no order to keep). */
 static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 {
     (void)c;
-    ms_service_t *s, *stmp;
-    HASH_ITER(hh, ms_ns_mods(ns)->services, s, stmp)
-    service_remove(ns, s, m);
+    ms_member_rare_t *x = m->rare;
+    if (!x || !x->n_services)
+        return;
+    for (uint32_t i = 0; i < x->n_services; i++)
+        service_remove(ns, x->services[i], m, 1);
+    free(x->services);
+    x->services = NULL;
+    x->n_services = x->cap_services = 0;
 }
 
 static void cleanup(ms_ns_t *ns)

@@ -28,12 +28,15 @@ static void stream_free(ms_ns_t *ns, ms_stream_t *s)
     free(s);
 }
 
-/* A stream ends while its namespace lives: its opener has one fewer open. */
+/* A stream ends while its namespace lives: its opener has one fewer open, its receiver one
+ * fewer coming in. */
 static void stream_end(ms_ns_t *ns, ms_stream_t *s)
 {
-    ms_member_t *opener = ms_ns_member(ns, s->opener);
+    ms_member_t *opener = ms_ns_member(ns, s->opener), *receiver = ms_ns_member(ns, s->receiver);
     if (opener && opener->n_streams)
         opener->n_streams--;
+    if (receiver && receiver->rare && receiver->rare->n_streams_in)
+        receiver->rare->n_streams_in--;
     stream_free(ns, s);
 }
 
@@ -125,7 +128,8 @@ void ms_stream_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char 
             return;
         }
         ms_ns_mods_t *mods = ms_ns_mods_get(ns);
-        s = mods ? calloc(1, sizeof(*s)) : NULL;
+        ms_member_rare_t *to_rare = ms_member_rare_get(to);
+        s = mods && to_rare ? calloc(1, sizeof(*s)) : NULL;
         if (!s || !(s->key = strdup(key)) || !(s->opener = strdup(from->id)) ||
             !(s->receiver = strdup(to->id))) {
             if (s) {
@@ -138,6 +142,7 @@ void ms_stream_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char 
         }
         HASH_ADD_KEYPTR(hh, mods->streams, s->key, strlen(s->key), s);
         from->n_streams++;
+        to_rare->n_streams_in++;
         Meshsig__V1__StreamOpen op = *st->open;
         op.from = from->id;
         op.to = to->id;
@@ -199,8 +204,12 @@ void ms_stream_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char 
     }
 }
 
+/* Nothing to walk for a member at neither end of a stream (most); the streams of one that is
+ * go in the order they were opened. */
 static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 {
+    if (!m->n_streams && !ms_member_rare(m)->n_streams_in)
+        return;
     ms_stream_t *st, *sttmp;
     HASH_ITER(hh, ms_ns_mods(ns)->streams, st, sttmp)
     {
@@ -218,6 +227,8 @@ static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
         out.close = &cl;
         stream_send(c, ns, st, receiver, &out);
         stream_end(ns, st);
+        if (!m->n_streams && !ms_member_rare(m)->n_streams_in)
+            break; /* its last */
     }
 }
 

@@ -24,7 +24,8 @@ struct ms_topics {
 static ms_err_t sub_add(ms_ns_t *ns, ms_member_t *m, const char *pattern)
 {
     ms_ns_mods_t *mods = ms_ns_mods_get(ns);
-    if (!mods || (!mods->topics && !(mods->topics = calloc(1, sizeof(*mods->topics)))))
+    ms_member_rare_t *x = ms_member_rare_get(m);
+    if (!mods || !x || (!mods->topics && !(mods->topics = calloc(1, sizeof(*mods->topics)))))
         return MS_ERR_NOMEM;
     struct ms_topics *t = mods->topics;
     if (t->n == t->cap) {
@@ -39,7 +40,73 @@ static ms_err_t sub_add(ms_ns_t *ns, ms_member_t *m, const char *pattern)
     if (!copy)
         return MS_ERR_NOMEM;
     t->subs[t->n++] = (ms_sub_t){.member = m, .pattern = copy};
+    x->n_subs++;
     return MS_OK;
+}
+
+/* Subscription i goes (the last takes its place). */
+static void sub_remove(struct ms_topics *t, size_t i)
+{
+    if (t->subs[i].member->rare)
+        t->subs[i].member->rare->n_subs--;
+    free(t->subs[i].pattern);
+    t->subs[i] = t->subs[--t->n];
+}
+
+/* The members one publish has delivered to: open addressing on the pointer, 64 slots inline,
+ * doubled on the heap at half full. */
+typedef struct {
+    const ms_member_t **slot, *inline_slots[64];
+    size_t cap, n;
+    int dup; /* seen_add: the last one was there already */
+} seen_t;
+
+static void seen_init(seen_t *s)
+{
+    s->slot = s->inline_slots;
+    s->cap = sizeof(s->inline_slots) / sizeof(s->inline_slots[0]);
+    s->n = 0;
+    memset(s->inline_slots, 0, sizeof(s->inline_slots));
+}
+
+static void seen_free(seen_t *s)
+{
+    if (s->slot != s->inline_slots)
+        free(s->slot);
+}
+
+static size_t seen_at(const seen_t *s, const ms_member_t *m)
+{
+    uint64_t h = (uint64_t)(uintptr_t)m * 0x9e3779b97f4a7c15ull;
+    size_t i = (size_t)(h >> 32) & (s->cap - 1);
+    while (s->slot[i] && s->slot[i] != m)
+        i = (i + 1) & (s->cap - 1);
+    return i;
+}
+
+/* 1 when m is in s now (s->dup: it was there before); 0 when out of memory. */
+static int seen_add(seen_t *s, const ms_member_t *m)
+{
+    if (2 * (s->n + 1) > s->cap) {
+        size_t ncap = s->cap * 2;
+        const ms_member_t **nv = calloc(ncap, sizeof(*nv));
+        if (!nv)
+            return 0;
+        seen_t grown = {.slot = nv, .cap = ncap, .n = s->n};
+        for (size_t i = 0; i < s->cap; i++)
+            if (s->slot[i])
+                nv[seen_at(&grown, s->slot[i])] = s->slot[i];
+        seen_free(s);
+        s->slot = nv;
+        s->cap = ncap;
+    }
+    size_t i = seen_at(s, m);
+    s->dup = s->slot[i] != NULL;
+    if (!s->dup) {
+        s->slot[i] = m;
+        s->n++;
+    }
+    return 1;
 }
 
 /* NATS-style subject tokens: '*' matches one token, '>' (last) one or more. */
@@ -108,8 +175,7 @@ void ms_topic_unsubscribe(ms_ns_t *ns, const ms_member_t *m, const char *pattern
     struct ms_topics *t = ms_ns_mods(ns)->topics;
     for (size_t i = 0; t && i < t->n; i++) {
         if (t->subs[i].member == m && !strcmp(t->subs[i].pattern, pattern)) {
-            free(t->subs[i].pattern);
-            t->subs[i] = t->subs[--t->n];
+            sub_remove(t, i);
             return;
         }
     }
@@ -133,21 +199,34 @@ size_t ms_topic_publish(ms_coord_t *c, ms_ns_t *ns, const char *from, const char
     Meshsig__V1__ServerMessage sm = MESHSIG__V1__SERVER_MESSAGE__INIT;
     sm.msg_case = MESHSIG__V1__SERVER_MESSAGE__MSG_TOPIC;
     sm.topic = &to;
-    /* One delivery per subscriber even when several of its patterns match. */
+    /* One delivery per subscriber even when several of its patterns match: those delivered
+     * to are in a set (before: each match walked the subscriptions before it, O(n^2)). A
+     * member with one subscription cannot be a repeat. */
     const struct ms_topics *t_ = ms_ns_mods(ns)->topics;
     size_t n = 0;
+    seen_t seen;
+    int walk = 0;
+    seen_init(&seen);
     for (size_t i = 0; t_ && i < t_->n; i++) {
+        const ms_member_t *m = t_->subs[i].member;
         if (!pattern_match(t_->subs[i].pattern, topic))
             continue;
-        int dup = 0;
-        for (size_t k = 0; k < i && !dup; k++)
-            dup = t_->subs[k].member == t_->subs[i].member &&
-                  pattern_match(t_->subs[k].pattern, topic);
-        if (!dup) {
-            ms_deliver(c, ns, t_->subs[i].member, &sm);
-            n++;
+        if (ms_member_rare(m)->n_subs > 1) {
+            int dup = 0;
+            if (!walk && seen_add(&seen, m)) {
+                dup = seen.dup;
+            } else { /* out of memory for the set: from then on, the walk before i */
+                walk = 1;
+                for (size_t k = 0; k < i && !dup; k++)
+                    dup = t_->subs[k].member == m && pattern_match(t_->subs[k].pattern, topic);
+            }
+            if (dup)
+                continue;
         }
+        ms_deliver(c, ns, m, &sm);
+        n++;
     }
+    seen_free(&seen);
     c->msg.n_publishes++;
     return n;
 }
@@ -188,8 +267,7 @@ void ms_topic_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *
         for (size_t i = 0; t_ && i < t_->n; i++) {
             if (t_->subs[i].member == from &&
                 !strcmp(t_->subs[i].pattern, t->unsubscribe->pattern)) {
-                free(t_->subs[i].pattern);
-                t_->subs[i] = t_->subs[--t_->n];
+                sub_remove(t_, i);
                 ms_send_ok(c, ns, from, cid);
                 return;
             }
@@ -215,17 +293,16 @@ void ms_topic_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *
     }
 }
 
+/* A member without subscriptions (most) costs nothing; one with some, a walk until its last. */
 static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 {
     (void)c;
     struct ms_topics *t = ms_ns_mods(ns)->topics;
-    for (size_t i = 0; t && i < t->n;) {
-        if (t->subs[i].member == m) {
-            free(t->subs[i].pattern);
-            t->subs[i] = t->subs[--t->n];
-        } else {
+    for (size_t i = 0; t && m->rare && m->rare->n_subs && i < t->n;) {
+        if (t->subs[i].member == m)
+            sub_remove(t, i);
+        else
             i++;
-        }
     }
 }
 
