@@ -45,7 +45,36 @@ typedef struct ms_edge_state {
 
 struct ms_edge_health {
     ms_edge_state_t *by_key;
+    /* How many states have each handle at one end (n_of): a leave looks up the states of
+     * its topology edges (the only ones it can have: edge_dropped) and walks the rest of the
+     * namespace's only if some are left, never for a peer with none. */
+    uint32_t *of_handle;
+    size_t n_of;
 };
+
+static int of_handle_grow(struct ms_edge_health *h, ms_peer_t top)
+{
+    if (top < h->n_of)
+        return 1;
+    size_t n = h->n_of ? h->n_of : 16;
+    while (n <= top)
+        n *= 2;
+    uint32_t *nv = realloc(h->of_handle, n * sizeof(*nv));
+    if (!nv)
+        return 0;
+    memset(nv + h->n_of, 0, (n - h->n_of) * sizeof(*nv));
+    h->of_handle = nv;
+    h->n_of = n;
+    return 1;
+}
+
+static void edge_free(struct ms_edge_health *h, ms_edge_state_t *e)
+{
+    HASH_DEL(h->by_key, e);
+    h->of_handle[e->key >> 32]--;
+    h->of_handle[e->key & 0xffffffffu]--;
+    free(e);
+}
 
 static uint64_t edge_key(ms_peer_t a, ms_peer_t b)
 {
@@ -89,10 +118,13 @@ static ms_edge_state_t *edge_get(ms_ns_t *ns, ms_peer_t a, ms_peer_t b)
         return NULL;
     uint64_t key = edge_key(a, b);
     ms_edge_state_t *e;
-    HASH_FIND(hh, ms_ns_mods(ns)->health->by_key, &key, sizeof(key), e);
-    if (!e && (e = calloc(1, sizeof(*e)))) {
+    struct ms_edge_health *h = ms_ns_mods(ns)->health;
+    HASH_FIND(hh, h->by_key, &key, sizeof(key), e);
+    if (!e && of_handle_grow(h, a > b ? a : b) && (e = calloc(1, sizeof(*e)))) {
         e->key = key;
-        HASH_ADD(hh, ms_ns_mods(ns)->health->by_key, key, sizeof(e->key), e);
+        HASH_ADD(hh, h->by_key, key, sizeof(e->key), e);
+        h->of_handle[a]++;
+        h->of_handle[b]++;
     }
     return e;
 }
@@ -356,10 +388,8 @@ static void edge_dropped(ms_ns_t *ns, ms_peer_t a, ms_peer_t b)
     uint64_t key = edge_key(a, b);
     ms_edge_state_t *e;
     HASH_FIND(hh, ms_ns_mods(ns)->health->by_key, &key, sizeof(key), e);
-    if (e) {
-        HASH_DEL(ms_ns_mods(ns)->health->by_key, e);
-        free(e);
-    }
+    if (e)
+        edge_free(ms_ns_mods(ns)->health, e);
 }
 
 void ms_edges_metrics(ms_coord_t *c, ms_metrics_t *m)
@@ -422,18 +452,39 @@ void ms_edges_metrics(ms_coord_t *c, ms_metrics_t *m)
                        "reparent requests from tree peers carried out", c->edges.n_reparents);
 }
 
-/* Edges of a departed member: their state goes with them (handles are reused). */
+/* Edges of a departed member: their state goes with them (handles are reused). Called
+ * before the engine's leave: its topology edges are there to look up. */
 static void member_gone(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 {
-    if (!ms_ns_mods(ns)->health)
+    (void)c;
+    struct ms_edge_health *h = ms_ns_mods(ns)->health;
+    ms_peer_t me = m->handle;
+    if (!h || me >= h->n_of || !h->of_handle[me])
         return;
+    ms_peer_t buf[64], *nb = buf;
+    size_t n = ns->engine->ops->neighbours(ns->engine, me, buf, 64);
+    if (n > 64 && !(nb = malloc(n * sizeof(*nb)))) {
+        nb = buf;
+        n = 64; /* out of memory: the walk below takes the rest */
+    } else if (n > 64) {
+        n = ns->engine->ops->neighbours(ns->engine, me, nb, n);
+    }
+    for (size_t i = 0; i < n && h->of_handle[me]; i++) {
+        uint64_t key = edge_key(me, nb[i]);
+        ms_edge_state_t *e;
+        HASH_FIND(hh, h->by_key, &key, sizeof(key), e);
+        if (e)
+            edge_free(h, e);
+    }
+    if (nb != buf)
+        free(nb);
     ms_edge_state_t *e, *tmp;
-    HASH_ITER(hh, ms_ns_mods(ns)->health->by_key, e, tmp)
+    HASH_ITER(hh, h->by_key, e, tmp)
     {
-        if ((e->key >> 32) == m->handle || (e->key & 0xffffffffu) == m->handle) {
-            HASH_DEL(ms_ns_mods(ns)->health->by_key, e);
-            free(e);
-        }
+        if (!h->of_handle[me])
+            break;
+        if ((e->key >> 32) == me || (e->key & 0xffffffffu) == me)
+            edge_free(h, e);
     }
 }
 
@@ -447,6 +498,7 @@ static void cleanup(ms_ns_t *ns)
         HASH_DEL(ms_ns_mods(ns)->health->by_key, e);
         free(e);
     }
+    free(ns->mods->health->of_handle);
     free(ns->mods->health); /* there: health was */
     ns->mods->health = NULL;
 }

@@ -462,6 +462,54 @@ START_TEST(leave_aborts_its_streams)
 }
 END_TEST
 
+static json_int_t edge_health(const char *ns, const char *key)
+{
+    json_t *d = cluster_admin_ns(&cl, 0, ns);
+    ck_assert_ptr_nonnull(d);
+    json_t *v = json_object_get(json_object_get(json_object_get(d, "stats"), "edgeHealth"), key);
+    ck_assert_ptr_nonnull(v);
+    json_int_t n = json_integer_value(v);
+    json_decref(d);
+    return n;
+}
+
+static void edge_up(wsc_t *c, const char *id, const char *peer)
+{
+    send_json(c, "{\"id\":\"%s\",\"edge\":{\"peer\":\"%s\",\"state\":\"UP\"}}", id, peer);
+    ok_to(c, id);
+}
+
+/* A leave forgets the reported state of its edges (looked up through its topology neighbours):
+ * the peer that takes its handle next starts with its edges pending, not up. */
+START_TEST(leave_forgets_its_edge_health)
+{
+    const char *ns = "eleave";
+    ck_assert_int_eq(cluster_set_policy(&cl, ns, "{\"topology\":\"fullmesh\"}"), 0);
+    wsc_t *a = join_as(cl.gw_port[g1], ns, "a");
+    wsc_t *b = join_as(cl.gw_port[g2], ns, "b");
+    wsc_t *c = join_as(cl.gw_port[g1], ns, "c");
+    edge_up(a, "1", "b");
+    edge_up(a, "2", "c");
+    edge_up(c, "3", "b");
+    ck_assert_int_eq(edge_health(ns, "up"), 3);
+    wsc_free(c);
+    ck_assert_int_eq(cluster_wait_peer_gone(&cl, ns, "c", T_MS), 0);
+    ck_assert_int_eq(edge_health(ns, "up"), 1);
+    ck_assert_int_eq(edge_health(ns, "pending"), 0);
+    wsc_t *d = join_as(cl.gw_port[g2], ns, "d");
+    ck_assert_int_eq(edge_health(ns, "up"), 1);
+    ck_assert_int_eq(edge_health(ns, "pending"), 2);
+    edge_up(d, "4", "a");
+    ck_assert_int_eq(edge_health(ns, "up"), 2);
+    wsc_free(a); /* with two states: both go */
+    ck_assert_int_eq(cluster_wait_peer_gone(&cl, ns, "a", T_MS), 0);
+    ck_assert_int_eq(edge_health(ns, "up"), 0);
+    ck_assert_int_eq(edge_health(ns, "pending"), 1);
+    wsc_free(b);
+    wsc_free(d);
+}
+END_TEST
+
 /* L peers join, are sent an emit with an ackId by a watcher, and leave (the watcher hears
  * PEER_LEFT for each): once with no other waits in the namespace, once with H peers holding P
  * acks each (on the next of them, never sent). The coordinator's CPU for the second round
@@ -638,6 +686,7 @@ int main(void)
     tcase_add_test(tc, leave_takes_its_services);
     tcase_add_test(tc, publish_once_per_subscriber);
     tcase_add_test(tc, leave_aborts_its_streams);
+    tcase_add_test(tc, leave_forgets_its_edge_health);
     suite_add_tcase(s, tc);
     /* Its own case (CK_RUN_CASE=cost): a measurement. */
     TCase *tcost = tcase_create("cost");
