@@ -44,6 +44,21 @@ static ms_err_t sub_add(ms_ns_t *ns, ms_member_t *m, const char *pattern)
     return MS_OK;
 }
 
+/* m's subscription to pattern: its index, or t->n (also when t is NULL: 0). A member without
+ * subscriptions walks nothing; one with some, until the last of them. */
+static size_t sub_find(const struct ms_topics *t, const ms_member_t *m, const char *pattern)
+{
+    size_t n = t ? t->n : 0;
+    uint32_t left = ms_member_rare(m)->n_subs;
+    for (size_t i = 0; left && i < n; i++)
+        if (t->subs[i].member == m) {
+            if (!strcmp(t->subs[i].pattern, pattern))
+                return i;
+            left--;
+        }
+    return n;
+}
+
 /* Subscription i goes (the last takes its place). */
 static void sub_remove(struct ms_topics *t, size_t i)
 {
@@ -162,9 +177,8 @@ int ms_topic_pattern_ok(const char *pattern)
 ms_err_t ms_topic_subscribe(ms_ns_t *ns, ms_member_t *m, const char *pattern)
 {
     struct ms_topics *t = ms_ns_mods(ns)->topics;
-    for (size_t i = 0; t && i < t->n; i++)
-        if (t->subs[i].member == m && !strcmp(t->subs[i].pattern, pattern))
-            return MS_OK;
+    if (t && sub_find(t, m, pattern) < t->n)
+        return MS_OK;
     if (t && t->n >= MAX_SUBS_PER_NS)
         return MS_ERR_FULL;
     return sub_add(ns, m, pattern);
@@ -173,12 +187,9 @@ ms_err_t ms_topic_subscribe(ms_ns_t *ns, ms_member_t *m, const char *pattern)
 void ms_topic_unsubscribe(ms_ns_t *ns, const ms_member_t *m, const char *pattern)
 {
     struct ms_topics *t = ms_ns_mods(ns)->topics;
-    for (size_t i = 0; t && i < t->n; i++) {
-        if (t->subs[i].member == m && !strcmp(t->subs[i].pattern, pattern)) {
-            sub_remove(t, i);
-            return;
-        }
-    }
+    size_t i = sub_find(t, m, pattern);
+    if (t && i < t->n)
+        sub_remove(t, i);
 }
 
 int ms_topic_name_ok(const char *topic)
@@ -244,11 +255,10 @@ void ms_topic_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *
             return;
         }
         struct ms_topics *t_ = ms_ns_mods(ns)->topics;
-        for (size_t i = 0; t_ && i < t_->n; i++)
-            if (t_->subs[i].member == from && !strcmp(t_->subs[i].pattern, pat)) {
-                ms_send_ok(c, ns, from, cid);
-                return;
-            }
+        if (t_ && sub_find(t_, from, pat) < t_->n) {
+            ms_send_ok(c, ns, from, cid);
+            return;
+        }
         if (t_ && t_->n >= MAX_SUBS_PER_NS) {
             ms_member_error(c, ns, from, cid, ERR(RATE_LIMITED),
                             "too many subscriptions in this namespace (at most %u)",
@@ -264,13 +274,11 @@ void ms_topic_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *
     }
     case MESHSIG__V1__TOPIC__OP_UNSUBSCRIBE: {
         struct ms_topics *t_ = ms_ns_mods(ns)->topics;
-        for (size_t i = 0; t_ && i < t_->n; i++) {
-            if (t_->subs[i].member == from &&
-                !strcmp(t_->subs[i].pattern, t->unsubscribe->pattern)) {
-                sub_remove(t_, i);
-                ms_send_ok(c, ns, from, cid);
-                return;
-            }
+        size_t i = sub_find(t_, from, t->unsubscribe->pattern);
+        if (t_ && i < t_->n) {
+            sub_remove(t_, i);
+            ms_send_ok(c, ns, from, cid);
+            return;
         }
         ms_member_error(c, ns, from, cid, ERR(BAD_REQUEST), "not subscribed to %s",
                         t->unsubscribe->pattern);
