@@ -136,16 +136,26 @@ static int due_add(ms_pending_clock_t *k, ms_pending_t *p, uint64_t due_ms)
     return 1;
 }
 
+/* A quarter full, the heap's array halves (not below DUE_MIN): a spike's memory comes back. */
+#define DUE_MIN 1024u
+
 static void due_remove(ms_pending_clock_t *k, ms_pending_t *p)
 {
     uint32_t i = p->due;
-    if (i == --k->n_due)
-        return;
-    due_set(k, i, k->due[k->n_due]);
-    if (i > 0 && due_less(&k->due[i], &k->due[(i - 1) / 2]))
-        due_up(k, i);
-    else
-        due_down(k, i);
+    if (i != --k->n_due) {
+        due_set(k, i, k->due[k->n_due]);
+        if (i > 0 && due_less(&k->due[i], &k->due[(i - 1) / 2]))
+            due_up(k, i);
+        else
+            due_down(k, i);
+    }
+    if (k->cap_due > DUE_MIN && k->n_due < k->cap_due / 4) {
+        ms_pending_due_t *nv = realloc(k->due, k->cap_due / 2 * sizeof(*nv));
+        if (nv) { /* else it stays as it is */
+            k->due = nv;
+            k->cap_due /= 2;
+        }
+    }
 }
 
 int ms_pending_timeout(uint32_t t, uint32_t *out)

@@ -82,16 +82,24 @@ static int alive_count(void)
     return n;
 }
 
-/* The deadlines: a heap of every wait, each knowing its place. */
-static void check_heap(const ms_coord_t *c)
+/* The deadlines: a heap of n waits, each knowing its place. */
+static void check_heap_of(const ms_coord_t *c, int n)
 {
     const ms_pending_clock_t *k = &c->pending;
-    ck_assert_uint_eq(k->n_due, (unsigned)alive_count());
-    for (uint32_t i = 0; i < k->n_due; i++) {
-        ck_assert_uint_eq(k->due[i].p->due, i);
-        if (i)
-            ck_assert(k->due[(i - 1) / 2].key <= k->due[i].key);
-    }
+    ck_assert_uint_eq(k->n_due, (unsigned)n);
+    ck_assert(k->n_due <= k->cap_due);
+    ck_assert(k->cap_due <= 1024 || k->n_due >= k->cap_due / 4); /* it shrinks */
+    /* One assertion for the lot: Check writes to a pipe for each. */
+    uint32_t bad = UINT32_MAX;
+    for (uint32_t i = 0; i < k->n_due && bad == UINT32_MAX; i++)
+        if (k->due[i].p->due != i || (i && k->due[(i - 1) / 2].key > k->due[i].key))
+            bad = i;
+    ck_assert_msg(bad == UINT32_MAX, "deadline %u out of place", bad);
+}
+
+static void check_heap(const ms_coord_t *c)
+{
+    check_heap_of(c, alive_count());
 }
 
 /* Everything the index holds is what the model holds, in the order it was made. */
@@ -215,7 +223,7 @@ START_TEST(index_matches_model)
             check_index(c, ns);
     }
     check_index(c, ns);
-    ck_assert_uint_gt(n_ticks, 100);
+    ck_assert_uint_gt(n_ticks, 20);
     /* Expiry takes the rest, and every party with them. */
     uint64_t before = c->pending.n_timeouts;
     int left = alive_count();
@@ -259,6 +267,30 @@ START_TEST(cap_per_waiting_peer)
     ck_assert_uint_eq(c->pending.n_left - left, 514);
     ck_assert_uint_eq(ms_pending_count(ns), 0);
     ck_assert_ptr_null(ms_pending_party(ns, "b"));
+    coord_free(c);
+}
+END_TEST
+
+/* The deadlines' array grows with the waits and gives memory back as they go. */
+START_TEST(heap_grows_and_shrinks)
+{
+    ms_coord_t *c = new_coord();
+    ms_ns_t *ns = ns_new(c, "heap");
+    enum { N = 10000 };
+    char from[16], key[48];
+    for (int i = 0; i < N; i++) {
+        snprintf(from, sizeof(from), "p%d", i % 100);
+        snprintf(key, sizeof(key), "%s\x1fk%d", from, i);
+        ck_assert_ptr_nonnull(ms_pending_add_ack(c, ns, key, from, "t", "k", 120000));
+    }
+    ck_assert_uint_ge(c->pending.cap_due, N);
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof(key), "p%d\x1fk%d", i % 100, i);
+        ms_pending_done(ns, ms_pending_find(ns, key));
+        if (i % 97 == 0)
+            check_heap_of(c, N - 1 - i);
+    }
+    ck_assert_uint_eq(c->pending.cap_due, 1024);
     coord_free(c);
 }
 END_TEST
@@ -315,6 +347,7 @@ int main(void)
     tcase_add_test(tc, index_matches_model);
     tcase_add_test(tc, cap_per_waiting_peer);
     tcase_add_test(tc, self_wait);
+    tcase_add_test(tc, heap_grows_and_shrinks);
     tcase_add_test(tc, bytes_per_wait);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
