@@ -10,8 +10,9 @@
 
 /* 12 bytes and the string: one interned namespace name of up to 11
  * characters is a 32-byte chunk (it was 80 with a UT_hash_handle). The hash
- * is the string's FNV-1a 64 (ms_intern_hash), kept so that neither a lookup
- * keyed by it nor the index's growth hashes the string again. */
+ * is the string's keyed hash (ms_intern_hash, hash.h: the names are clients'),
+ * kept so that neither a lookup keyed by it nor the index's growth hashes the
+ * string again. */
 typedef struct intern_entry {
     uint64_t hash;
     uint32_t refs; /* one per record holding it: sessions, members */
@@ -23,7 +24,7 @@ _Static_assert(ENTRY_HEAD == 12, "intern_entry_t: 8 + 4 bytes before the string"
 
 static uint64_t str_hash(const char *s)
 {
-    return ms_fnv1a64(s, strlen(s));
+    return ms_hash_keyed(s, strlen(s));
 }
 
 static inline intern_entry_t *entry_of(const char *s)

@@ -13,8 +13,9 @@
 
 /* A shared copy of s (one more reference), or NULL when out of memory. */
 const char *ms_intern(const char *s);
-/* The FNV-1a 64 (hash.h) of a string ms_intern returned (still referenced),
- * kept since it was interned: ms_fnv1a64(s, strlen(s)) without the walk. */
+/* The keyed hash (hash.h) of a string ms_intern returned (still referenced),
+ * kept since it was interned: ms_hash_keyed(s, strlen(s)) without the walk.
+ * Not the shard function: it differs from process to process. */
 uint64_t ms_intern_hash(const char *s);
 /* Drops one reference to a string ms_intern returned; NULL is ignored. */
 void ms_intern_release(const char *s);

@@ -16,9 +16,10 @@
 #include "position.h"
 #include "servermsg.h"
 
+/* Namespaces and member ids are clients' names: keyed (hash.h). */
 static uint64_t name_hash(const char *name)
 {
-    return ms_fnv1a64(name, strlen(name));
+    return ms_hash_keyed(name, strlen(name));
 }
 
 static uint64_t ns_hash(const void *ns)
@@ -136,7 +137,7 @@ static ms_err_t engine_create(const ms_policy_t *p, const char *ns_name, ms_topo
 
 static uint64_t id_hash(const char *id)
 {
-    return ms_fnv1a64(id, strlen(id));
+    return ms_hash_keyed(id, strlen(id));
 }
 
 static uint64_t member_hash(const void *m)

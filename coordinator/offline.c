@@ -9,13 +9,13 @@
 #include <jansson.h>
 #include <nats/nats.h>
 #include <openssl/evp.h>
-#include <uthash.h>
 
 #include "jsworker.h"
 #include "log.h"
 #include "subject.h"
 #include "offline.h"
 #include "pblimit.h"
+#include "uthash_keyed.h"
 
 #define STREAM_NAME "MESHSIG_OFFLINE"
 

@@ -4,10 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uthash.h>
 
 #include "log.h"
 #include "redeliver.h"
+#include "uthash_keyed.h"
 
 typedef struct rd_peer {
     char *key; /* "<ns>\x1f<peer>" */

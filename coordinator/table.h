@@ -11,7 +11,7 @@
 #ifndef MS_COORD_TABLE_H
 #define MS_COORD_TABLE_H
 
-#include <uthash.h>
+#include "uthash_keyed.h"
 
 #undef HASH_INITIAL_NUM_BUCKETS
 #undef HASH_INITIAL_NUM_BUCKETS_LOG2

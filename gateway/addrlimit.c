@@ -8,7 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uthash.h>
+
+#include "uthash_keyed.h"
 
 /* Tag bits: an entry pointer (malloc'd, so 8-aligned) with what it counts as. */
 #define TAG_HANDSHAKE ((uintptr_t)1)

@@ -48,7 +48,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uthash.h>
 
 #include "codec.h"
 #include "dsig.h"
@@ -56,6 +55,7 @@
 #include "internal.h"
 #include "log.h"
 #include "pjframe.h"
+#include "uthash_keyed.h"
 
 #define DRAIN_TIMEOUT_US (2 * 1000000u) /* sender: held signals go to the owner after this */
 #define HOLD_US (1000000u)              /* receiver: an unvouched signal waits this long */
@@ -80,7 +80,7 @@ typedef struct held {
 typedef struct edge {
     struct {
         uint64_t session; /* ours */
-        uint64_t peer;    /* fnv1a64 of the neighbour's id */
+        uint64_t peer;    /* ms_hash_keyed of the neighbour's id (clients pick ids) */
     } key;
     char *peer;
     char *gw;        /* the neighbour's gateway */
@@ -159,7 +159,7 @@ static edge_t *edge_find(ms_gw_direct_t *d, uint64_t session, const char *peer)
     edge_t probe, *e;
     memset(&probe.key, 0, sizeof(probe.key));
     probe.key.session = session;
-    probe.key.peer = ms_fnv1a64(peer, strlen(peer));
+    probe.key.peer = ms_hash_keyed(peer, strlen(peer));
     HASH_FIND_BYHASHVALUE(hh, d->edges, &probe.key, sizeof(probe.key),
                           edge_hash(session, probe.key.peer), e);
     return e && !strcmp(e->peer, peer) ? e : NULL;
@@ -777,7 +777,7 @@ void ms_gw_direct_location(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus
             return; /* no record: the owner's path */
         }
         e->key.session = s->id;
-        e->key.peer = ms_fnv1a64(loc->peer_id, strlen(loc->peer_id));
+        e->key.peer = ms_hash_keyed(loc->peer_id, strlen(loc->peer_id));
         HASH_ADD_BYHASHVALUE(hh, d->edges, key, sizeof(e->key),
                              edge_hash(e->key.session, e->key.peer), e);
     } else if (strcmp(e->gw, loc->gateway_id) || e->remote != loc->session) {

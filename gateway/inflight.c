@@ -66,11 +66,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uthash.h>
 
 #include "internal.h"
 #include "log.h"
 #include "subject.h"
+#include "uthash_keyed.h"
 
 #define MAX_PER_SESSION 1024
 #define MAX_TOTAL (256u * 1024u)

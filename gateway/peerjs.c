@@ -54,13 +54,12 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#include <uthash.h>
-
 #include "bus.h"
 #include "codec.h"
 #include "internal.h"
 #include "log.h"
 #include "pjframe.h"
+#include "uthash_keyed.h"
 
 #define PEERJS_MAX_KEYS 16
 #define PEERJS_KEY_MAX 64

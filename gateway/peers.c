@@ -6,14 +6,14 @@
 #include "intern.h"
 #include "internal.h"
 
-/* The key of (namespace, peer) from the namespace's FNV-1a 64 (ns_h): that of the
- * namespace and its NUL, which separates the two (a NUL step of FNV-1a is one multiply),
- * mixed with the peer's. A session's namespace is interned (hello.c), with its hash kept:
- * a lookup walks only the peer id. */
+/* The key of (namespace, peer) from the namespace's keyed hash (ns_h, hash.h) and the
+ * peer's: clients choose both, and a key they cannot predict keeps them from piling their
+ * sessions into one run of the index. A session's namespace is interned (hello.c), with its
+ * hash kept: a lookup hashes only the peer id. */
 static uint64_t peer_key_h(uint64_t ns_h, const char *peer)
 {
-    uint64_t h = ns_h * 0x100000001b3ULL;
-    h ^= ms_fnv1a64(peer, strlen(peer));
+    uint64_t h = ns_h * 0x9e3779b97f4a7c15ULL;
+    h ^= ms_hash_keyed(peer, strlen(peer));
     return h * 0x9e3779b97f4a7c15ULL;
 }
 
@@ -72,6 +72,6 @@ ms_session_t *ms_gw_peer_index_find(ms_gateway_t *gw, const char *ns, const char
 
 ms_session_t *ms_gw_peer_index_find_name(ms_gateway_t *gw, const char *ns, const char *peer)
 {
-    ms_session_t *t = find(gw, peer_key_h(ms_fnv1a64(ns, strlen(ns)), peer), peer);
+    ms_session_t *t = find(gw, peer_key_h(ms_hash_keyed(ns, strlen(ns)), peer), peer);
     return t && !strcmp(t->ns, ns) ? t : NULL;
 }

@@ -22,10 +22,10 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <uthash.h>
 
 #include "internal.h"
 #include "log.h"
+#include "uthash_keyed.h"
 
 /* msgIds are 16 hex digits (coordinator/emit.c); longer ones are not acked
  * by id and get the write receipt instead. */
