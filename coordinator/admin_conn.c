@@ -28,7 +28,6 @@
  */
 #include <stdlib.h>
 #include <sys/time.h>
-#include <uthash.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -36,6 +35,7 @@
 #include "internal.h"
 #include "log.h"
 #include "metrics.h"
+#include "uthash_keyed.h"
 
 struct ms_admin_conn {
     struct bufferevent *bev; /* the key */
