@@ -134,19 +134,6 @@ static void send_welcome(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const
     ms_outbox_deliver_full(&c->outbox, ns->shard, m->gateway, &d);
 }
 
-typedef struct {
-    ms_topo_diff_t *diff;
-    ms_peer_t who;
-    ms_err_t err;
-} edge_pick_t;
-
-static void pick_edge(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud)
-{
-    edge_pick_t *ep = ud;
-    if ((a == ep->who || b == ep->who) && ep->err == MS_OK)
-        ep->err = ms_topo_diff_connect(ep->diff, a, b, kind);
-}
-
 /* The "replace" duplicate-id policy: the new session takes the peer's place,
  * rooms, services and edges; the old one is told REPLACED and closed. Its
  * neighbours get a disconnect and a connect for the peer, because their
@@ -225,8 +212,8 @@ static void replace_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
     /* Re-announce every edge of m: the neighbours drop the old connection
      * (disconnect), then both ends connect afresh. */
     ms_topo_diff_t *diff = ms_ns_diff(c);
-    edge_pick_t ep = {.diff = diff, .who = m->handle, .err = MS_OK};
-    ns->engine->ops->edges(ns->engine, pick_edge, &ep);
+    /* m's edges only (O(its degree)); out of memory, those found so far (as before). */
+    (void)ms_topo_edges_of(ns->engine, m->handle, diff);
     for (size_t i = 0; i < diff->n_connect; i++) {
         const ms_edge_t *ed = &diff->connect[i];
         ms_peer_t other = ed->a == m->handle ? ed->b : ed->a;
@@ -308,8 +295,8 @@ nomem:
 static void send_edges_to(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 {
     ms_topo_diff_t *diff = ms_ns_diff(c);
-    edge_pick_t ep = {.diff = diff, .who = m->handle, .err = MS_OK};
-    ns->engine->ops->edges(ns->engine, pick_edge, &ep);
+    /* m's edges only (O(its degree)); out of memory, those found so far (as before). */
+    (void)ms_topo_edges_of(ns->engine, m->handle, diff);
     for (size_t i = 0; i < diff->n_connect; i++) {
         const ms_edge_t *e = &diff->connect[i];
         ms_peer_t other = e->a == m->handle ? e->b : e->a;
@@ -361,8 +348,8 @@ static void send_retired(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m, const
     r.gateway_id = (char *)gateway;
     r.session = session;
     ms_topo_diff_t *diff = ms_ns_diff(c);
-    edge_pick_t ep = {.diff = diff, .who = m->handle, .err = MS_OK};
-    ns->engine->ops->edges(ns->engine, pick_edge, &ep);
+    /* m's edges only (O(its degree)); out of memory, those found so far (as before). */
+    (void)ms_topo_edges_of(ns->engine, m->handle, diff);
     for (size_t i = 0; i < diff->n_connect; i++) {
         const ms_edge_t *e = &diff->connect[i];
         ms_member_t *o = ms_ns_by_handle(ns, e->a == m->handle ? e->b : e->a);

@@ -4,8 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adaptive.h"
 #include "relink.h"
 #include "topology.h"
+#include "tree.h"
 
 static const ms_topo_ops_t *const engines[] = {
     &ms_topo_fullmesh_ops, &ms_topo_tree_ops,     &ms_topo_spray_ops,
@@ -195,5 +197,62 @@ ms_err_t ms_topo_restore_generic(ms_topo_t *t, const ms_topo_report_t *reports, 
     ms_topo_diff_normalize(diff);
 fail:
     ms_topo_diff_cleanup(&scratch);
+    return err;
+}
+
+typedef struct {
+    ms_peer_t peer;
+    uint32_t key; /* where ops->edges gives the edge: the end below p, else p */
+    size_t at;    /* its place among the neighbours: ties keep it */
+} edge_of_t;
+
+static int edge_of_cmp(const void *a, const void *b)
+{
+    const edge_of_t *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return x->at < y->at ? -1 : x->at > y->at;
+}
+
+ms_err_t ms_topo_edges_of(const ms_topo_t *t, ms_peer_t p, ms_topo_diff_t *diff)
+{
+    const ms_topo_t *in_use = t;
+    if (t->ops == &ms_topo_adaptive_ops) {
+        ms_adaptive_stats_t st;
+        ms_adaptive_stats(t, &st);
+        in_use = st.inner;
+    }
+    int tree = in_use->ops == &ms_topo_tree_ops;
+    ms_peer_t parent = tree ? ms_tree_parent(in_use, p) : MS_PEER_NONE;
+    ms_peer_t buf[64], *nb = buf;
+    size_t n = t->ops->neighbours(t, p, buf, 64);
+    if (n > 64) {
+        if (!(nb = malloc(n * sizeof(*nb))))
+            return MS_ERR_NOMEM;
+        n = t->ops->neighbours(t, p, nb, n);
+    }
+    edge_of_t small[64], *e = n <= 64 ? small : malloc(n * sizeof(*e));
+    ms_err_t err = e ? MS_OK : MS_ERR_NOMEM;
+    for (size_t i = 0; e && i < n; i++) {
+        ms_peer_t q = nb[i];
+        /* A tree's edges come at the child's handle; others' at the smaller end's. */
+        uint32_t key = tree ? (q == parent ? p : q) : (q < p ? q : p);
+        e[i] = (edge_of_t){.peer = q, .key = key, .at = i};
+    }
+    if (e)
+        qsort(e, n, sizeof(*e), edge_of_cmp);
+    for (size_t i = 0; e && i < n && err == MS_OK; i++) {
+        ms_peer_t q = e[i].peer;
+        if (!tree)
+            err = ms_topo_diff_connect(diff, p, q, MS_EDGE_PEER);
+        else if (q == parent)
+            err = ms_topo_diff_connect(diff, q, p, MS_EDGE_TREE);
+        else
+            err = ms_topo_diff_connect(diff, p, q, MS_EDGE_TREE);
+    }
+    if (e != small)
+        free(e);
+    if (nb != buf)
+        free(nb);
     return err;
 }

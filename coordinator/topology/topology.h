@@ -157,6 +157,13 @@ ms_err_t ms_topo_create(const char *name, const ms_topo_params_t *params, ms_top
 ms_err_t ms_topo_restore_generic(ms_topo_t *t, const ms_topo_report_t *reports, size_t n,
                                  ms_topo_diff_t *diff);
 
+/* Appends a connect to diff for each edge of p, as ops->edges gives it (MS_EDGE_PEER with
+ * a < b; a tree's MS_EDGE_TREE parent first) and in the order it gives them for the full
+ * mesh, a tree and spray (by the other end below p, then p's own list): found through
+ * ops->neighbours, O(degree), where a filter over ops->edges walks every edge of the
+ * namespace. MS_ERR_NOMEM or diff's error. */
+ms_err_t ms_topo_edges_of(const ms_topo_t *t, ms_peer_t p, ms_topo_diff_t *diff);
+
 extern const ms_topo_ops_t ms_topo_fullmesh_ops;
 extern const ms_topo_ops_t ms_topo_tree_ops;
 extern const ms_topo_ops_t ms_topo_spray_ops;

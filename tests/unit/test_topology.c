@@ -2,8 +2,10 @@
 /* Unit tests for the engine interface helpers and the full-mesh engine. */
 #include <check.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "topology.h"
+#include "tree.h"
 
 START_TEST(diff_normalize_cancels_and_dedups)
 {
@@ -151,6 +153,110 @@ START_TEST(generic_restore_diffs_against_reports)
 }
 END_TEST
 
+/* ---- ms_topo_edges_of against a filter over ops->edges ---- */
+
+typedef struct {
+    ms_peer_t who;
+    ms_topo_diff_t *d;
+} filter_t;
+
+static void filter_edge(ms_peer_t a, ms_peer_t b, uint8_t kind, void *ud)
+{
+    filter_t *f = ud;
+    if (a == f->who || b == f->who)
+        ck_assert_int_eq(ms_topo_diff_connect(f->d, a, b, kind), MS_OK);
+}
+
+static int edge_cmp(const void *x, const void *y)
+{
+    const ms_edge_t *a = x, *b = y;
+    if (a->a != b->a)
+        return a->a < b->a ? -1 : 1;
+    if (a->b != b->b)
+        return a->b < b->b ? -1 : 1;
+    return (int)a->kind - (int)b->kind;
+}
+
+/* Each engine, grown to 300 peers with some leaving on the way: for every peer, the edges
+ * ms_topo_edges_of finds are those of the walk, each with the same ends and kind; in the
+ * same order for the engines whose walk order it follows (the full mesh, a tree, spray, and
+ * auto over the first two). */
+START_TEST(edges_of_matches_the_walk)
+{
+    static const struct {
+        const char *name;
+        ms_topo_params_t params;
+        int same_order;
+    } engines[] = {
+        {"fullmesh", {0}, 1},
+        {"tree", {.k = 3}, 1},
+        {"tree", {.k = 4, .k1 = 6, .source = MS_TREE_SOURCE}, 1},
+        {"spray", {.seed = 3}, 1},
+        {"delaunay", {.seed = 4}, 0},
+        {"delaunay", {.seed = 5, .geo = 1}, 0},
+        {"auto", {.up_to = 8, .hysteresis = 2}, 0}, /* then: set below */
+        {"none", {0}, 1},
+    };
+    for (size_t k = 0; k < sizeof(engines) / sizeof(engines[0]); k++) {
+        ms_topo_params_t params = engines[k].params;
+        int same_order = engines[k].same_order;
+        if (!strcmp(engines[k].name, "auto")) {
+            params.then = ms_topo_find("tree");
+            same_order = 1; /* a full mesh, then a tree */
+        }
+        ms_topo_t *t = NULL;
+        ck_assert_int_eq(ms_topo_create(engines[k].name, &params, &t), MS_OK);
+        ms_topo_diff_t d, mine, walk;
+        ms_topo_diff_init(&d);
+        ms_topo_diff_init(&mine);
+        ms_topo_diff_init(&walk);
+        uint8_t present[400] = {0};
+        uint64_t rs = 0x1234567u + k;
+        ms_peer_t first = params.source ? 1 : 0;
+        for (int step = 0; step < 500; step++) {
+            rs = rs * 6364136223846793005ull + 1442695040888963407ull;
+            ms_peer_t p = first + (ms_peer_t)((rs >> 33) % (400 - first));
+            ms_topo_pos_t pos = {.x = (double)((rs >> 11) % 1000) / 10 - 50,
+                                 .y = (double)((rs >> 21) % 1000) / 20 - 25,
+                                 .key = rs};
+            ms_topo_diff_clear(&d);
+            if (!present[p] || step % 5) {
+                if (!present[p] && t->ops->join(t, p, pos, &d) == MS_OK)
+                    present[p] = 1;
+            } else if (t->ops->leave(t, p, &d) == MS_OK) {
+                present[p] = 0;
+            }
+            if (step % 50 != 49)
+                continue;
+            for (ms_peer_t q = 0; q < 400; q++) {
+                if (!present[q])
+                    continue;
+                ms_topo_diff_clear(&mine);
+                ms_topo_diff_clear(&walk);
+                ck_assert_int_eq(ms_topo_edges_of(t, q, &mine), MS_OK);
+                filter_t f = {.who = q, .d = &walk};
+                t->ops->edges(t, filter_edge, &f);
+                ck_assert_uint_eq(mine.n_connect, walk.n_connect);
+                if (!same_order) {
+                    qsort(mine.connect, mine.n_connect, sizeof(ms_edge_t), edge_cmp);
+                    qsort(walk.connect, walk.n_connect, sizeof(ms_edge_t), edge_cmp);
+                }
+                for (size_t i = 0; i < mine.n_connect; i++)
+                    if (edge_cmp(&mine.connect[i], &walk.connect[i]))
+                        ck_abort_msg("%s: peer %u, edge %zu: %u-%u/%u, the walk %u-%u/%u",
+                                     engines[k].name, q, i, mine.connect[i].a, mine.connect[i].b,
+                                     mine.connect[i].kind, walk.connect[i].a, walk.connect[i].b,
+                                     walk.connect[i].kind);
+            }
+        }
+        ms_topo_diff_cleanup(&d);
+        ms_topo_diff_cleanup(&mine);
+        ms_topo_diff_cleanup(&walk);
+        t->ops->destroy(t);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("topology");
@@ -160,6 +266,7 @@ int main(void)
     tcase_add_test(tc, fullmesh_small_and_large_handles);
     tcase_add_test(tc, none_has_members_and_no_edges);
     tcase_add_test(tc, generic_restore_diffs_against_reports);
+    tcase_add_test(tc, edges_of_matches_the_walk);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
