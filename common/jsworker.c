@@ -19,6 +19,7 @@ struct ms_jsworker {
     int started;
     pthread_mutex_t lock;               /* guards the two queues and stop */
     pthread_cond_t cond;                /* jobs arrived, or stop */
+    uint64_t reconnects;                /* cnats' threads: reconnections (atomic) */
     ms_jsjob_t *jobs, *jobs_tail;       /* to the worker */
     ms_jsjob_t *results, *results_tail; /* back to the loop */
     int stop;
@@ -77,7 +78,7 @@ static void *worker(void *arg)
 /* cnats' threads: the worker's link to NATS went or came back (which server it uses now). */
 static void on_disconnected(natsConnection *nc, void *closure)
 {
-    const ms_jsworker_config_t *cfg = closure;
+    const ms_jsworker_config_t *cfg = &((ms_jsworker_t *)closure)->cfg;
     if (natsConnection_IsClosed(nc))
         return; /* closed on purpose (destroy) */
     ms_warn("%s: NATS connection lost; reconnecting", cfg->name);
@@ -85,7 +86,9 @@ static void on_disconnected(natsConnection *nc, void *closure)
 
 static void on_reconnected(natsConnection *nc, void *closure)
 {
-    const ms_jsworker_config_t *cfg = closure;
+    ms_jsworker_t *w = closure;
+    const ms_jsworker_config_t *cfg = &w->cfg;
+    __atomic_add_fetch(&w->reconnects, 1, __ATOMIC_RELEASE);
     char url[256] = "";
     natsConnection_GetConnectedUrl(nc, url, sizeof(url));
     ms_info("%s: NATS reconnected to %s", cfg->name, url);
@@ -93,8 +96,9 @@ static void on_reconnected(natsConnection *nc, void *closure)
 
 /* The connection's options: the same for every JetStream user, but for its name and
  * reconnect wait. */
-static ms_err_t options(ms_jsworker_config_t *cfg, natsOptions **out)
+static ms_err_t options(ms_jsworker_t *w, natsOptions **out)
 {
+    ms_jsworker_config_t *cfg = &w->cfg;
     natsOptions *opts = NULL;
     char *urls = strdup(cfg->nats_urls ? cfg->nats_urls : "");
     ms_err_t err = MS_ERR_NOMEM;
@@ -126,8 +130,8 @@ static ms_err_t options(ms_jsworker_config_t *cfg, natsOptions **out)
      * renewals and stores fail although the rest of the cluster is reachable. */
     natsOptions_SetPingInterval(opts, 2000);
     natsOptions_SetMaxPingsOut(opts, 2);
-    natsOptions_SetDisconnectedCB(opts, on_disconnected, cfg);
-    natsOptions_SetReconnectedCB(opts, on_reconnected, cfg);
+    natsOptions_SetDisconnectedCB(opts, on_disconnected, w);
+    natsOptions_SetReconnectedCB(opts, on_reconnected, w);
     free(urls);
     *out = opts;
     return MS_OK;
@@ -147,7 +151,7 @@ ms_err_t ms_jsworker_create(const ms_jsworker_config_t *cfg, ms_jsworker_t **out
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
     natsOptions *opts = NULL;
-    ms_err_t err = options(&w->cfg, &opts);
+    ms_err_t err = options(w, &opts);
     if (err != MS_OK)
         goto fail;
     err = MS_ERR_BUS;
@@ -252,6 +256,11 @@ ms_jsjob_t *ms_jsworker_take(ms_jsworker_t *w)
     w->results = w->results_tail = NULL;
     pthread_mutex_unlock(&w->lock);
     return r;
+}
+
+uint64_t ms_jsworker_reconnects(ms_jsworker_t *w)
+{
+    return __atomic_load_n(&w->reconnects, __ATOMIC_ACQUIRE);
 }
 
 int ms_jsworker_stopping(ms_jsworker_t *w)

@@ -26,6 +26,7 @@
 #ifndef MS_JSWORKER_H
 #define MS_JSWORKER_H
 
+#include <stdint.h>
 #include <nats/nats.h>
 
 #include "err.h"
@@ -86,6 +87,8 @@ void ms_jsworker_post(ms_jsworker_t *w, ms_jsjob_t *first);
 /* Any thread (the loop): every result posted so far, oldest first, linked by
  * next; NULL when there is none. The caller owns them. */
 ms_jsjob_t *ms_jsworker_take(ms_jsworker_t *w);
+/* Any thread: how often the connection came back after it was lost. */
+uint64_t ms_jsworker_reconnects(ms_jsworker_t *w);
 /* Whether destroy has been called: long jobs retry less. */
 int ms_jsworker_stopping(ms_jsworker_t *w);
 

@@ -209,6 +209,10 @@ static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
     ms_metrics_u64(&m, "event", "kept_late", c->cluster.n_kept_late);
     ms_metrics_counter(&m, "meshsig_coordinator_lease_renewals_total", "shard lease renewals sent",
                        c->cluster.n_renewals);
+    ms_metrics_counter(&m, "meshsig_coordinator_lease_kv_calls_total",
+                       "KV calls the lease worker made (claims' writes and reads, renewals, "
+                       "releases, bucket calls), answered or not",
+                       ms_lease_kv_calls(c->cluster.lease));
     ms_metrics_counter(&m, "meshsig_coordinator_lease_renewal_batches_total",
                        "batches the lease renewals went out in (one per tick that renewed any)",
                        c->cluster.n_renewal_batches);

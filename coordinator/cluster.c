@@ -39,6 +39,15 @@
  * others) that the store answers again, a refused claim included. A heartbeat without the
  * field (a 1.0 coordinator) reads as 0: a working store, as before.
  *
+ * Retries while KV is silent. A claim or renewal that fails is tried again 50-150 ms later, per
+ * shard. While the lease store answers, that is what a takeover waits on (a claim refused until
+ * the old lease runs out). While it does not (the lease connection down, calls running out
+ * their bound), every shard did so: a 10 s lease-link outage cost thousands of KV calls, each
+ * failing at once. Then the tries go in slots instead (kvretry.h): one claim or renewal per
+ * slot, a probe, the slots 50 ms apart doubling to 1 s, with jitter; any answer (a refusal too)
+ * ends it, every shard tries again at the next tick, and the lease connection reconnecting
+ * opens a slot at once, so a takeover or a return is not slowed.
+ *
  * All coordinators subscribe <prefix>.shard.* and drop what they do not own
  * (gating here, on the loop thread, against the same state the leases
  * update). Per-shard subscriptions would have to follow every ownership
@@ -429,6 +438,13 @@ static int lease_check(ms_coord_t *c, uint32_t shard, uint64_t now)
     return 0;
 }
 
+/* Whether a claim or renewal may go this tick: kv_open (a slot is open), and while the store is
+ * silent, none has gone yet (tried). */
+static int may_try(const ms_kvretry_t *kr, int kv_open, int tried)
+{
+    return kv_open && !(kr->silent && tried);
+}
+
 void ms_cluster_tick(ms_coord_t *c, uint64_t now)
 {
     if (now >= c->cluster.next_heartbeat_ms && !c->cluster.stopping) {
@@ -458,6 +474,11 @@ void ms_cluster_tick(ms_coord_t *c, uint64_t now)
                         (uint32_t)c->cfg->lease_renew_phases, now);
     }
     uint64_t renewals_before = c->cluster.n_renewals;
+    ms_kvretry_t *kr = &c->cluster.kvretry;
+    ms_kvretry_reconnects(kr, ms_lease_reconnects(c->cluster.lease), now);
+    /* The store silent: this tick may try only in an open slot, and one claim or renewal at most
+     * (a probe: its answer lets every shard go again at the next tick). */
+    int kv_open = ms_kvretry_open(kr, now), tried = 0;
     for (uint32_t n = 0; n < (uint32_t)c->cfg->shards; n++) {
         ms_shard_t *s = &c->cluster.shards[n];
         switch (s->state) {
@@ -465,8 +486,11 @@ void ms_cluster_tick(ms_coord_t *c, uint64_t now)
         case MS_SHARD_REBUILDING:
             if (!lease_check(c, n, now)) {
                 /* In doubt: a renewal settles it; no hand-off, no rebuild step meanwhile. */
-                if (s->state != MS_SHARD_FREE && !s->renewing && now >= s->next_renew)
+                if (s->state != MS_SHARD_FREE && !s->renewing && now >= s->next_renew &&
+                    may_try(kr, kv_open, tried)) {
+                    tried = 1;
                     renew(c, n);
+                }
                 break;
             }
             if (!s->mine) {
@@ -475,8 +499,10 @@ void ms_cluster_tick(ms_coord_t *c, uint64_t now)
                 release(c, n, "hand-off");
                 break;
             }
-            if (!s->renewing && now >= s->next_renew)
+            if (!s->renewing && now >= s->next_renew && may_try(kr, kv_open, tried)) {
+                tried = 1;
                 renew(c, n);
+            }
             if (s->state == MS_SHARD_REBUILDING &&
                 ms_resync_poll(c, s->resync, n, now, c->cluster.mono_started_ms)) {
                 rebuilt(c, n);
@@ -492,7 +518,8 @@ void ms_cluster_tick(ms_coord_t *c, uint64_t now)
             break;
         case MS_SHARD_FREE:
             if (s->mine && now >= c->cluster.settle_until_ms && now >= s->next_claim &&
-                !c->cluster.stopping) {
+                !c->cluster.stopping && may_try(kr, kv_open, tried)) {
+                tried = 1;
                 s->state = MS_SHARD_CLAIMING;
                 ms_lease_claim(c->cluster.lease, n, s->gen);
             }
@@ -503,6 +530,8 @@ void ms_cluster_tick(ms_coord_t *c, uint64_t now)
     }
     if (c->cluster.n_renewals != renewals_before)
         c->cluster.n_renewal_batches++;
+    if (tried)
+        ms_kvretry_used(kr, now, (uint32_t)rand());
     ms_lease_flush(c->cluster.lease);
 }
 
@@ -512,6 +541,10 @@ void ms_cluster_lease_results(ms_coord_t *c)
     for (ms_lease_result_t *r = ms_lease_take(c->cluster.lease), *next; r; r = next) {
         next = r->next;
         ms_shard_t *s = r->shard < (uint32_t)c->cfg->shards ? &c->cluster.shards[r->shard] : NULL;
+        /* What it says of the store; one skipped or withdrawn before any KV call says nothing. */
+        if ((r->kind == MS_LEASE_CLAIM || r->kind == MS_LEASE_RENEW) && (r->tried || r->ok))
+            ms_kvretry_result(&c->cluster.kvretry, r->ok || r->lost || r->owner || r->answered,
+                              ms_clock_mono_ms());
         switch (r->kind) {
         case MS_LEASE_POLICY: {
             json_error_t je;

@@ -52,8 +52,12 @@ struct ms_lease {
     /* Worker: when KV last answered a call (a refusal too), monotonic; 0: never. Read by the
      * loop for its heartbeats (ms_lease_silent_ms). */
     uint64_t answered_ms;
+    uint64_t n_heard;        /* worker: calls KV answered; a job's results say whether it moved */
     size_t releases_skipped; /* worker: releases not sent after a KV call timed out */
-    int down_said;           /* worker: the lease connection's outage was logged (say_down) */
+    /* Worker: KV calls made (each write, read and bucket call; a renewal of a batch is one),
+     * answered or not; read by the loop for /metrics (ms_lease_kv_calls). */
+    uint64_t kv_calls;
+    int down_said; /* worker: the lease connection's outage was logged (say_down) */
 };
 
 static void job_free(job_t *j)
@@ -85,10 +89,25 @@ static void post(ms_lease_t *l, ms_lease_result_t *r)
     ms_jsworker_post(l->worker, &r->link);
 }
 
+/* Worker: a KV call is about to be made. */
+static void kv_call(ms_lease_t *l)
+{
+    __atomic_add_fetch(&l->kv_calls, 1, __ATOMIC_RELAXED);
+}
+
+/* Worker: what a job's result tells the loop of the store (kvretry.h): whether it made a KV call
+ * since the counts calls0 and heard0 were taken, and whether KV answered one. */
+static void say_heard(ms_lease_t *l, ms_lease_result_t *r, uint64_t calls0, uint64_t heard0)
+{
+    r->tried = __atomic_load_n(&l->kv_calls, __ATOMIC_RELAXED) != calls0;
+    r->answered = l->n_heard != heard0;
+}
+
 /* Worker: KV answered a call (the connection and JetStream work, whatever the answer). */
 static void heard(ms_lease_t *l)
 {
     __atomic_store_n(&l->answered_ms, ms_clock_mono_ms(), __ATOMIC_RELEASE);
+    l->n_heard++;
     l->down_said = 0;
 }
 
@@ -168,9 +187,11 @@ static natsStatus open_bucket(ms_lease_t *l, kvStore **out, const char *name, in
      * every lease and policy is gone until it returns. */
     kc.Replicas = l->cfg.replicas > 1 ? (int)l->cfg.replicas : 1;
     jsCtx *js = ms_jsworker_js(l->worker);
+    kv_call(l);
     natsStatus s = js_CreateKeyValue(out, js, &kc);
     if (s != NATS_OK) { /* exists, maybe with another TTL from another version: bind it */
         ms_debug("create bucket %s: %s (%s)", name, natsStatus_GetText(s), nats_GetLastError(NULL));
+        kv_call(l);
         s = js_KeyValue(out, js, name);
     }
     return s;
@@ -234,6 +255,7 @@ static void bucket_gone(ms_lease_t *l)
     l->next_check_ms = now + 1000;
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
+    kv_call(l);
     natsStatus s =
         js_GetStreamInfo(&si, ms_jsworker_js(l->worker), "KV_" SHARD_BUCKET, NULL, &jerr);
     jsStreamInfo_Destroy(si);
@@ -285,6 +307,7 @@ static natsStatus read_key(ms_lease_t *l, uint32_t shard, char **value, int *len
     shard_subject(shard, subj, sizeof(subj));
     natsMsg *m = NULL;
     jsErrCode jerr = 0;
+    kv_call(l);
     natsStatus s =
         js_GetLastMsg(&m, ms_jsworker_js(l->worker), "KV_" SHARD_BUCKET, subj, NULL, &jerr);
     if (s == NATS_OK || jerr)
@@ -321,6 +344,7 @@ static natsStatus write_key(ms_lease_t *l, uint32_t shard, const char *value, in
         po.ExpectNoMessage = true;
     jsPubAck *ack = NULL;
     jsErrCode jerr = 0;
+    kv_call(l);
     natsStatus s = js_Publish(&ack, ms_jsworker_js(l->worker), subj, value, len, &po, &jerr);
     if (s == NATS_OK || jerr) /* written, or refused by the stream (another holds the key) */
         heard(l);
@@ -421,6 +445,7 @@ static void do_renew(ms_lease_t *l, job_t *j, ms_lease_result_t *r)
     char key[32];
     shard_key(j->shard, key, sizeof(key));
     r->sent_ms = ms_clock_mono_ms();
+    kv_call(l);
     natsStatus s = refused(
         l, kvStore_Update(&r->rev, l->shards, key, l->owner, (int)strlen(l->owner), j->rev));
     if (s == NATS_OK) {
@@ -477,7 +502,8 @@ static void post_results(ms_lease_t *l, ms_lease_result_t **rs, size_t n, int on
  * RESULTS.md, "p99"). The write is the one kvStore_Update makes (a publish to the key's
  * subject with the expected last revision); a renewal refused or not answered within the KV
  * bound is settled by reading the key, as a single one is. */
-static void renew_batch(ms_lease_t *l, job_t *head, ms_lease_result_t **rs, size_t n)
+static void renew_batch(ms_lease_t *l, job_t *head, ms_lease_result_t **rs, size_t n,
+                        uint64_t calls0, uint64_t heard0)
 {
     natsConnection *nc = ms_jsworker_conn(l->worker);
     if (!l->acks) {
@@ -504,6 +530,7 @@ static void renew_batch(ms_lease_t *l, job_t *head, ms_lease_result_t **rs, size
         snprintf(rev, sizeof(rev), "%llu", (unsigned long long)j->rev);
         natsMsg *m = NULL;
         rs[i]->sent_ms = ms_clock_mono_ms();
+        kv_call(l);
         if (natsMsg_Create(&m, subj, reply, l->owner, (int)strlen(l->owner)) == NATS_OK &&
             natsMsgHeader_Set(m, "Nats-Expected-Last-Subject-Sequence", rev) == NATS_OK &&
             refused(l, natsConnection_PublishMsg(nc, m)) == NATS_OK)
@@ -562,6 +589,7 @@ settle:
                            answered[i] == 1   ? "refused"
                            : answered[i] == 2 ? "not sent"
                                               : "timeout");
+        say_heard(l, rs[i], calls0, heard0);
         post(l, rs[i]);
         rs[i] = NULL;
     }
@@ -593,6 +621,7 @@ static void do_release(ms_lease_t *l, job_t *j)
     /* An empty value, compare-and-set: if the lease ran out and another took
      * it, this write fails and leaves theirs alone. */
     uint64_t t = ms_clock_mono_ms();
+    kv_call(l);
     natsStatus s = noted(l, kvStore_Update(&rev, l->shards, key, "", 0, j->rev));
     if (s == NATS_OK)
         heard(l);
@@ -603,6 +632,7 @@ static void do_release(ms_lease_t *l, job_t *j)
 /* A batch of renewals: one result each, handed to the loop together. */
 static void run_renewals(ms_lease_t *l, job_t *head)
 {
+    uint64_t heard0 = l->n_heard, calls0 = __atomic_load_n(&l->kv_calls, __ATOMIC_RELAXED);
     int ok = ensure_buckets(l);
     size_t n = 0;
     for (job_t *j = head; j; j = j->batch_next)
@@ -624,7 +654,10 @@ static void run_renewals(ms_lease_t *l, job_t *head)
         rs[i]->sent_ms = ms_clock_mono_ms();
     }
     if (ok)
-        renew_batch(l, head, rs, n);
+        renew_batch(l, head, rs, n, calls0, heard0);
+    for (i = 0; i < n; i++)
+        if (rs[i])
+            say_heard(l, rs[i], calls0, heard0);
     post_results(l, rs, n, 0); /* what renew_batch did not hand over (no bucket: failed) */
     free(rs);
     return;
@@ -640,6 +673,7 @@ static void run(ms_lease_t *l, job_t *j)
         run_renewals(l, j);
         return;
     }
+    uint64_t heard0 = l->n_heard, calls0 = __atomic_load_n(&l->kv_calls, __ATOMIC_RELAXED);
     int ok = ensure_buckets(l);
     ms_lease_result_t *r = NULL;
     if (j->kind == MS_LEASE_CLAIM) {
@@ -679,6 +713,8 @@ static void run(ms_lease_t *l, job_t *j)
         char key[600];
         policy_key(j->key, key, sizeof(key));
         uint64_t rev;
+        if (ok)
+            kv_call(l);
         if (!ok || kvStore_PutString(&rev, l->policies, key, j->value) != NATS_OK)
             ms_error("policy of %s not stored in %s", j->key, POLICY_BUCKET);
         break;
@@ -691,8 +727,10 @@ static void run(ms_lease_t *l, job_t *j)
     default:
         break;
     }
-    if (r)
+    if (r) {
+        say_heard(l, r, calls0, heard0);
         post(l, r);
+    }
 }
 
 /* Worker thread. Every queued job runs, at shutdown too: the releases must reach KV. */
@@ -877,6 +915,16 @@ uint64_t ms_lease_silent_ms(ms_lease_t *l, uint64_t now_ms)
     if (!t)
         return MS_LEASE_NEVER_ANSWERED;
     return now_ms > t ? now_ms - t : 0;
+}
+
+uint64_t ms_lease_reconnects(ms_lease_t *l)
+{
+    return l && l->worker ? ms_jsworker_reconnects(l->worker) : 0;
+}
+
+uint64_t ms_lease_kv_calls(ms_lease_t *l)
+{
+    return l ? __atomic_load_n(&l->kv_calls, __ATOMIC_RELAXED) : 0;
 }
 
 int ms_lease_ready(ms_lease_t *l)

@@ -59,6 +59,8 @@ typedef struct ms_lease_result {
     uint64_t gen; /* the caller's generation of the shard, echoed */
     int ok;
     int lost;          /* renew: another coordinator wrote the key since our revision */
+    int tried;         /* claim, renew: a KV call was made for it (skipped, withdrawn: not) */
+    int answered;      /* claim, renew: KV answered a call of this job (heard), whatever it said */
     uint64_t rev;      /* claim, renew: the revision written */
     uint64_t sent_ms;  /* monotonic time just before the request went out (for a renewal
                         * settled by a read: that of the first try, the write's lower bound) */
@@ -98,6 +100,11 @@ void ms_lease_result_free(ms_lease_result_t *r);
  * JetStream work); MS_LEASE_NEVER_ANSWERED before the first. Any thread. */
 #define MS_LEASE_NEVER_ANSWERED 4294967295u
 uint64_t ms_lease_silent_ms(ms_lease_t *l, uint64_t now_ms);
+/* KV calls the worker has made (writes, reads, bucket calls; each renewal of a batch is one),
+ * answered or not. Any thread. */
+uint64_t ms_lease_kv_calls(ms_lease_t *l);
+/* How often the lease connection came back after it was lost. Any thread. */
+uint64_t ms_lease_reconnects(ms_lease_t *l);
 /* Whether both buckets are available. */
 int ms_lease_ready(ms_lease_t *l);
 

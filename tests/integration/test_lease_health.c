@@ -188,6 +188,41 @@ START_TEST(lease_cut_heartbeats_on)
 }
 END_TEST
 
+static long long kv_calls(int i)
+{
+    return metric_at(cluster_coord_admin(&cl, i), NULL, "meshsig_coordinator_lease_kv_calls_total");
+}
+
+/* coord-2's lease link cut for OUTAGE_MS, its heartbeats on: while KV does not answer, its
+ * claims and renewals are retried at a growing interval (cluster.c, "Retries while KV is
+ * silent"), not every 50-150 ms per shard; once the link is back the shards are spread again
+ * as fast as before. KV calls counted by coord-2 over the outage: at most KV_CALLS_BOUND. */
+#define OUTAGE_MS 10000
+#define KV_CALLS_BOUND 250
+START_TEST(lease_cut_retries_back_off)
+{
+    start_spread();
+    long long calls0 = kv_calls(1);
+    cutproxy_cut_named(px, LEASE_CONN, 1);
+    long long t0 = cluster_now_ms();
+    /* The outage: coord-2 keeps answering its admin throughout. */
+    for (int alive = 1, ok; cluster_now_ms() - t0 < OUTAGE_MS; usleep(100000)) {
+        coord_seen(&cl, 0, 1, &alive, &ok);
+        ck_assert_msg(alive == 1, "coord-2 not seen alive %lld ms into the outage",
+                      cluster_now_ms() - t0);
+    }
+    long long calls = kv_calls(1) - calls0;
+    cutproxy_cut_named(px, LEASE_CONN, 0);
+    long long t_spread = wait_spread(4 * TTL_MS, "after the lease connection came back");
+    fprintf(stderr,
+            "lease health: coord-2 made %lld KV calls in a %d ms lease-link outage; shards "
+            "spread again %lld ms after the link was back\n",
+            calls, OUTAGE_MS, t_spread);
+    ck_assert_msg(calls <= KV_CALLS_BOUND, "%lld KV calls in %d ms without a lease link", calls,
+                  OUTAGE_MS);
+}
+END_TEST
+
 /* SIGTERM while coord-2 holds its shards and its lease link is cut: each release would wait
  * out the KV bound (TTL/3 = 1 s here, 32 shards: 30 s or more); after the first one that
  * times out the rest are not sent, and the process exits within STOP_BOUND_MS. */
@@ -231,6 +266,7 @@ int main(void)
     tcase_add_unchecked_fixture(tc, cluster_up, cluster_down);
     tcase_add_test(tc, bus_back_before_the_lease);
     tcase_add_test(tc, lease_cut_heartbeats_on);
+    tcase_add_test(tc, lease_cut_retries_back_off);
     tcase_add_test(tc, stop_with_the_lease_cut); /* last: coord-2 is gone after it */
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
