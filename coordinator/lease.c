@@ -103,12 +103,25 @@ static void say_heard(ms_lease_t *l, ms_lease_result_t *r, uint64_t calls0, uint
     r->answered = l->n_heard != heard0;
 }
 
-/* Worker: KV answered a call (the connection and JetStream work, whatever the answer). */
+/* Worker: KV answered a call (the connection and JetStream work, whatever the answer). The rule,
+ * the same at every call (answered() below): JetStream sent something back, a success or an
+ * error of its own (a refused compare-and-set, a missing key or stream: jerr, or an error body
+ * on the renewals' inbox). Not: a call that could not be sent (the connection down), ran out
+ * its bound, or found no JetStream to answer ("no responders": no jerr, no body). The buckets'
+ * opening, where cnats gives no error code, counts only once both are open (ensure_buckets). */
 static void heard(ms_lease_t *l)
 {
     __atomic_store_n(&l->answered_ms, ms_clock_mono_ms(), __ATOMIC_RELEASE);
     l->n_heard++;
     l->down_said = 0;
+}
+
+/* Worker: s and jerr of a KV call, heard() when JetStream answered it (the rule above). */
+static natsStatus answered(ms_lease_t *l, natsStatus s, jsErrCode jerr)
+{
+    if (s == NATS_OK || jerr)
+        heard(l);
+    return s;
 }
 
 /* Worker: a KV call failed at once because the lease connection is down. cnats keeps no write
@@ -258,6 +271,7 @@ static void bucket_gone(ms_lease_t *l)
     kv_call(l);
     natsStatus s =
         js_GetStreamInfo(&si, ms_jsworker_js(l->worker), "KV_" SHARD_BUCKET, NULL, &jerr);
+    answered(l, s, jerr);
     jsStreamInfo_Destroy(si);
     if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr)
         return; /* there, or NATS unreachable: nothing to make again */
@@ -310,8 +324,7 @@ static natsStatus read_key(ms_lease_t *l, uint32_t shard, char **value, int *len
     kv_call(l);
     natsStatus s =
         js_GetLastMsg(&m, ms_jsworker_js(l->worker), "KV_" SHARD_BUCKET, subj, NULL, &jerr);
-    if (s == NATS_OK || jerr)
-        heard(l);
+    answered(l, s, jerr);
     if (s != NATS_OK)
         return noted(l, jerr == JSNoMessageFoundErr ? NATS_NOT_FOUND : s);
     *len = natsMsg_GetDataLength(m);
@@ -345,9 +358,9 @@ static natsStatus write_key(ms_lease_t *l, uint32_t shard, const char *value, in
     jsPubAck *ack = NULL;
     jsErrCode jerr = 0;
     kv_call(l);
+    /* Written, or refused by the stream (another holds the key): both answers. */
     natsStatus s = js_Publish(&ack, ms_jsworker_js(l->worker), subj, value, len, &po, &jerr);
-    if (s == NATS_OK || jerr) /* written, or refused by the stream (another holds the key) */
-        heard(l);
+    answered(l, s, jerr);
     if (s == NATS_OK)
         *rev = ack->Sequence;
     jsPubAck_Destroy(ack);
@@ -445,11 +458,10 @@ static void do_renew(ms_lease_t *l, job_t *j, ms_lease_result_t *r)
     char key[32];
     shard_key(j->shard, key, sizeof(key));
     r->sent_ms = ms_clock_mono_ms();
-    kv_call(l);
-    natsStatus s = refused(
-        l, kvStore_Update(&r->rev, l->shards, key, l->owner, (int)strlen(l->owner), j->rev));
+    /* The compare-and-set kvStore_Update makes, with the store's error code (a refusal is an
+     * answer: heard). */
+    natsStatus s = write_key(l, j->shard, l->owner, (int)strlen(l->owner), j->rev, &r->rev);
     if (s == NATS_OK) {
-        heard(l);
         r->ok = 1;
         return;
     }
@@ -556,7 +568,7 @@ static void renew_batch(ms_lease_t *l, job_t *head, ms_lease_result_t **rs, size
         /* An acknowledgement or a refusal, not "no responders"; of this batch: an older
          * batch's answer may have waited here since before the link went down (a write
          * cnats kept through a reconnect and sent on reconnecting). */
-        if (ours && natsMsg_GetDataLength(m) > 0)
+        if (ours && natsMsg_GetDataLength(m) > 0) /* the rule at heard() */
             heard(l);
         if (ours && k < n && !answered[k]) {
             answered[k] = 1;
@@ -615,16 +627,11 @@ static void do_release(ms_lease_t *l, job_t *j)
                  j->shard);
         return;
     }
-    char key[32];
-    shard_key(j->shard, key, sizeof(key));
     uint64_t rev = 0;
     /* An empty value, compare-and-set: if the lease ran out and another took
-     * it, this write fails and leaves theirs alone. */
+     * it, this write fails and leaves theirs alone (an answer too: heard). */
     uint64_t t = ms_clock_mono_ms();
-    kv_call(l);
-    natsStatus s = noted(l, kvStore_Update(&rev, l->shards, key, "", 0, j->rev));
-    if (s == NATS_OK)
-        heard(l);
+    natsStatus s = write_key(l, j->shard, "", 0, j->rev, &rev);
     ms_debug("release of shard %u: %s in %llu ms (%llu ms queued)", j->shard, natsStatus_GetText(s),
              (unsigned long long)(ms_clock_mono_ms() - t), (unsigned long long)(t - j->queued_ms));
 }
@@ -665,6 +672,20 @@ done:
     for (i = 0; i < n; i++)
         ms_lease_result_free(rs[i]);
     free(rs);
+}
+
+/* The put kvStore_PutString makes (a publish to the key's subject), with the store's error code
+ * for heard(). */
+static natsStatus put_policy(ms_lease_t *l, const char *key, const char *value)
+{
+    char subj[700];
+    snprintf(subj, sizeof(subj), "$KV." POLICY_BUCKET ".%s", key);
+    jsErrCode jerr = 0;
+    kv_call(l);
+    natsStatus s =
+        js_Publish(NULL, ms_jsworker_js(l->worker), subj, value, (int)strlen(value), NULL, &jerr);
+    refused(l, s);
+    return answered(l, s, jerr);
 }
 
 static void run(ms_lease_t *l, job_t *j)
@@ -712,10 +733,7 @@ static void run(ms_lease_t *l, job_t *j)
     case MS_LEASE_POLICY_PUT: {
         char key[600];
         policy_key(j->key, key, sizeof(key));
-        uint64_t rev;
-        if (ok)
-            kv_call(l);
-        if (!ok || kvStore_PutString(&rev, l->policies, key, j->value) != NATS_OK)
+        if (!ok || put_policy(l, key, j->value) != NATS_OK)
             ms_error("policy of %s not stored in %s", j->key, POLICY_BUCKET);
         break;
     }
