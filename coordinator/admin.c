@@ -149,10 +149,13 @@ static void get_metrics(ms_coord_t *c, struct evhttp_request *r)
     ms_metrics_family(&m, "meshsig_coordinator_stored_emits_total", MS_METRIC_COUNTER,
                       "stored (persistent) emits: handed to a gateway, received by the client "
                       "(the gateway's receipt: deleted from the stream), and a peer's fetched "
-                      "again for a missing receipt");
+                      "again for a missing receipt; misaddressed: read from a peer's subject "
+                      "but for another peer or namespace, left in the stream (a subject hash "
+                      "collision or a bug)");
     ms_metrics_u64(&m, "event", "sent", c->msg.n_stored_sent);
     ms_metrics_u64(&m, "event", "receipted", c->msg.n_stored_receipts);
     ms_metrics_u64(&m, "event", "refetched", c->redeliver.n_refetched);
+    ms_metrics_u64(&m, "event", "misaddressed", c->msg.n_stored_misaddressed);
     ms_metrics_family(&m, "meshsig_coordinator_dropped_total", MS_METRIC_COUNTER,
                       "bus messages dropped, by reason");
     ms_metrics_u64(&m, "reason", "bad_request", c->route.n_bad_requests);

@@ -10,6 +10,7 @@
 #include "auth.h"
 #include "clock.h"
 #include "internal.h"
+#include "log.h"
 #include "servermsg.h"
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
@@ -44,6 +45,9 @@ static void store_persistent(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, cons
     out.data = em->data;
     out.persistent = 1;
     out.msg_id = msg_id;
+    /* The stream's subject is a hash of namespace and peer: the stored copy
+     * names both in full, and only that peer gets it (deliver_offline). */
+    out.stored_ns = ns->name;
     /* No store: a coordinator built without JetStream (unit tests, fuzz targets). */
     if (!c->offline) {
         ms_member_error(c, ns, from, cid, ERR(UNAVAILABLE), "persistent emits are unavailable");
@@ -84,6 +88,7 @@ static void deliver_stored(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *m,
     /* The store keys on `to`; the receiver knows who it is, as for any other emit. */
     Meshsig__V1__Emit out = *emit;
     out.to = (char *)"";
+    out.stored_ns = (char *)"";
     ms_sm_emit_t sm;
     if (ms_member_rare(m)->deliver || !seq) {
         /* A backend's face takes it at once (no gateway to write it). */
@@ -232,10 +237,40 @@ void ms_emit_ack(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *cid,
     ms_send_ok(c, ns, from, cid);
 }
 
+/* Whether a stored emit read from the subject of peer in namespace name is
+ * for that peer. The subject is FNV-1a 64 of the namespace and of namespace
+ * and peer, and such collisions can be computed: a client that chooses its
+ * peer id (or namespace) could otherwise join on another peer's subject and be
+ * handed, and receipt away, that peer's stored emits. So the emit's own `to`
+ * and namespace decide; one for somebody else is left in the stream untouched
+ * (no delivery, no receipt asked, no delete) for its addressee, whose own join
+ * reads the same subject. Emits stored before stored_ns existed carry `to`
+ * only: they are checked on it alone until they age out (--offline-max-age-s). */
+static int stored_for(ms_coord_t *c, const char *name, const char *peer,
+                      const Meshsig__V1__Emit *emit, uint64_t seq)
+{
+    const char *to = emit->to ? emit->to : "";
+    const char *sns = emit->stored_ns ? emit->stored_ns : "";
+    if (!strcmp(to, peer) && (!*sns || !strcmp(sns, name)))
+        return 1;
+    c->msg.n_stored_misaddressed++;
+    uint64_t now = ms_clock_mono_ms();
+    if (!c->msg.misaddressed_logged_ms || now - c->msg.misaddressed_logged_ms >= 5000) {
+        c->msg.misaddressed_logged_ms = now;
+        ms_warn("stored emit #%llu read for %s/%s is for %s/%s: left in the stream (a subject "
+                "hash collision or a bug; %llu so far, logged at most every 5 s)",
+                (unsigned long long)seq, name, peer, *sns ? sns : "?", to,
+                (unsigned long long)c->msg.n_stored_misaddressed);
+    }
+    return 0;
+}
+
 static int deliver_offline(const char *name, const char *peer, const Meshsig__V1__Emit *emit,
                            uint64_t seq, void *ud)
 {
     ms_coord_t *c = ud;
+    if (!stored_for(c, name, peer, emit, seq))
+        return 0; /* not this peer's: kept, unreceipted, for its addressee */
     ms_ns_t *ns = ms_ns_find(c, name);
     ms_member_t *m = ns ? ms_ns_member(ns, peer) : NULL;
     if (!m)

@@ -26,6 +26,11 @@ typedef struct {
     /* emit.c: stored emits handed to a gateway with a receipt asked for, and
      * receipts (written stored emits, deleted from the stream) */
     uint64_t n_stored_sent, n_stored_receipts;
+    /* emit.c: fetched stored emits left in the stream because their own `to` or
+     * namespace is not the peer whose subject they were read from (a hash
+     * collision, chosen or not, or a bug), and when that was last logged */
+    uint64_t n_stored_misaddressed;
+    uint64_t misaddressed_logged_ms;
     uint64_t n_room_emits;   /* room.c */
     uint64_t n_calls;        /* service.c */
     uint64_t n_publishes;    /* topic.c */

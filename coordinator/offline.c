@@ -688,7 +688,8 @@ void ms_offline_drain(ms_offline_t *o, ms_offline_deliver_fn deliver, ms_offline
         } else if (e && !deliver(r->ns, r->peer, e, r->seq, ud)) {
             /* The peer left, or its shard moved, before delivery: the
              * message stays in the stream for its next join or the new
-             * owner's rebuild. */
+             * owner's rebuild. Or it was stored for another peer whose
+             * subject hashes the same: it stays for that one. */
             char subject[200];
             subject_for(o, r->ns, r->peer, subject, sizeof(subject));
             pthread_mutex_lock(&o->lock);

@@ -59,7 +59,9 @@ void ms_offline_delete(ms_offline_t *o, uint64_t seq);
 void ms_offline_refresh(ms_offline_t *o);
 /* A fetched emit for peer in ns, with its stream sequence: returns 0 when
  * the peer is not (any longer) a member here (the emit stays for its next
- * join, or the next owner's rebuild). Whoever delivers it asks the gateway
+ * join, or the next owner's rebuild), or when the emit's own `to` and
+ * stored_ns name somebody else (a subject is a hash: it stays, untouched,
+ * for its addressee). Whoever delivers it asks the gateway
  * for a receipt of seq and calls ms_offline_delete when it comes. */
 typedef int (*ms_offline_deliver_fn)(const char *ns, const char *peer,
                                      const Meshsig__V1__Emit *emit, uint64_t seq, void *ud);
