@@ -519,9 +519,7 @@ static int is_retired(const Meshsig__Bus__Delivery *d, const void *arg)
 START_TEST(owner_routes_replaced_session_until_its_leave)
 {
     const char *ns = "direct-prev";
-    char url[64];
-    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", cl.nats_port);
-    ck_assert_int_eq(natsConnection_ConnectTo(&nc, url), NATS_OK);
+    nc = bus_connect(&cl);
     natsSubscription *old_sub = NULL, *new_sub = NULL, *b_sub = NULL;
     ck_assert_int_eq(natsConnection_SubscribeSync(&old_sub, nc, "meshsig.gw.fake-old"), NATS_OK);
     ck_assert_int_eq(natsConnection_SubscribeSync(&new_sub, nc, "meshsig.gw.fake-new"), NATS_OK);

@@ -247,9 +247,7 @@ START_TEST(gateways_answer_resync)
     json_decref(expect_key(a, "ok"));
 
     natsConnection *nc = NULL;
-    char url[64];
-    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", cl.nats_port);
-    ck_assert_int_eq(natsConnection_ConnectTo(&nc, url), NATS_OK);
+    nc = bus_connect(&cl);
     natsSubscription *sub = NULL;
     ck_assert_int_eq(natsConnection_SubscribeSync(&sub, nc, "test.resync.reply"), NATS_OK);
     natsConnection_Flush(nc);

@@ -136,11 +136,8 @@ START_TEST(no_write_of_the_cut_after_it)
 {
     natsConnection *nc = NULL;
     natsSubscription *tap = NULL;
-    char url[64];
-    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", cl.nats_port);
-    ck_assert_int_eq(natsConnection_ConnectTo(&nc, url), NATS_OK);
-    ck_assert_int_eq(natsConnection_SubscribeSync(&tap, nc, KV_SUBJECTS), NATS_OK);
-    natsSubscription_SetPendingLimits(tap, -1, -1);
+    nc = bus_connect(&cl);
+    tap = bus_tap(nc, KV_SUBJECTS);
     cutproxy_cut_named(px, LEASE_CONN, 0);
     wait_served(-1, -1, 20000, "start");
     int stale = 0, creates = 0;

@@ -378,11 +378,9 @@ END_TEST
  * through the shard owner otherwise. */
 static void undeliverable(int gw_sender, const char *ns)
 {
-    char url[64];
-    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", cl.nats_port);
     natsConnection *nc = NULL;
     natsSubscription *sub = NULL;
-    ck_assert_int_eq(natsConnection_ConnectTo(&nc, url), NATS_OK);
+    nc = bus_connect(&cl);
     ck_assert_int_eq(natsConnection_SubscribeSync(&sub, nc, "meshsig.shard.*"), NATS_OK);
     ck_assert_int_eq(natsConnection_Flush(nc), NATS_OK);
 

@@ -113,9 +113,7 @@ START_TEST(stored_emit_only_for_its_addressee)
 {
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
-    char url[64];
-    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", cl.nats_port);
-    ck_assert_int_eq(natsConnection_ConnectTo(&nc, url), NATS_OK);
+    nc = bus_connect(&cl);
     ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
     /* Every shard taken over first: joins made during the takeover are merged again from the
      * gateway's late report, which made the counts below race (1 run in 10). */

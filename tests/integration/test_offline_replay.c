@@ -71,11 +71,8 @@ START_TEST(no_store_of_the_cut_sent_twice)
 {
     natsConnection *nc = NULL;
     natsSubscription *tap = NULL;
-    char url[64];
-    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", cl.nats_port);
-    ck_assert_int_eq(natsConnection_ConnectTo(&nc, url), NATS_OK);
-    ck_assert_int_eq(natsConnection_SubscribeSync(&tap, nc, "meshsig.offline.>"), NATS_OK);
-    natsSubscription_SetPendingLimits(tap, -1, -1);
+    nc = bus_connect(&cl);
+    tap = bus_tap(nc, "meshsig.offline.>");
 
     wsc_t *a = join_as(cl.gw_port[gw], "offrep", "alice");
     /* One store with the link up: heard once. */

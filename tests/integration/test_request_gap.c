@@ -48,9 +48,7 @@ static void cluster_up(void)
     ck_assert_int_eq(cluster_restart_coordinator(&cl, 1), 0); /* none yet: starts one */
     ck_assert_int_ge(ga = cluster_add_gateway(&cl, "gw-alice", alice_args), 0);
     ck_assert_int_ge(gz = cluster_add_gateway(&cl, "gw-zoe", dev), 0);
-    char url[64];
-    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", cl.nats_port);
-    ck_assert_int_eq(natsConnection_ConnectTo(&tap, url), NATS_OK);
+    tap = bus_connect(&cl);
     ck_assert_int_eq(wsc_global_init(), 0);
 }
 

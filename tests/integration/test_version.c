@@ -45,9 +45,7 @@ static void setup(void)
     ck_assert_int_eq(cluster_start(&cl, TOKEN), 0);
     ck_assert_int_ge(cluster_add_gateway(&cl, GW_ID, (const char *const[]){"--insecure-dev", NULL}),
                      0);
-    char url[64];
-    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", cl.nats_port);
-    ck_assert_int_eq(natsConnection_ConnectTo(&nc, url), NATS_OK);
+    nc = bus_connect(&cl);
 }
 
 static void teardown(void)

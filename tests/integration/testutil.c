@@ -240,3 +240,20 @@ void wait_coord_seen(cluster_t *c, int by, int of, int alive, int lease_ok, long
                       cluster_coord_id(c, by), cluster_coord_id(c, of), a, ok);
     }
 }
+
+natsConnection *bus_connect(const cluster_t *c)
+{
+    char url[64];
+    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", c->nats_port);
+    natsConnection *nc = NULL;
+    ck_assert_int_eq(natsConnection_ConnectTo(&nc, url), NATS_OK);
+    return nc;
+}
+
+natsSubscription *bus_tap(natsConnection *nc, const char *subject)
+{
+    natsSubscription *sub = NULL;
+    ck_assert_int_eq(natsConnection_SubscribeSync(&sub, nc, subject), NATS_OK);
+    natsSubscription_SetPendingLimits(sub, -1, -1);
+    return sub;
+}

@@ -5,6 +5,7 @@
 
 #include <check.h>
 #include <jansson.h>
+#include <nats/nats.h>
 #include <sys/types.h>
 
 #include "cluster.h"
@@ -49,6 +50,12 @@ int run_suite(Suite *s);
 long proc_rss_kb(pid_t pid);
 long proc_cpu_ms(pid_t pid);
 int proc_is_asan(pid_t pid);
+
+/* A plain NATS connection to the cluster's nats-server (fails the test if none), and a
+ * synchronous subscription on subject with no pending limit (a tap: what the processes
+ * publish there, read with natsSubscription_NextMsg). */
+natsConnection *bus_connect(const cluster_t *c);
+natsSubscription *bus_tap(natsConnection *nc, const char *subject);
 
 /* Coordinator `of` as coordinator `by`'s GET /v1/cluster shows it: alive and leaseOk (each -1
  * when it is not listed or the admin does not answer). */
