@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "ptrindex.h"
 
 #define ERR(code) MESHSIG__V1__ERROR_CODE__##code
 #define MAX_PATTERN 256
@@ -68,60 +69,15 @@ static void sub_remove(struct ms_topics *t, size_t i)
     t->subs[i] = t->subs[--t->n];
 }
 
-/* The members one publish has delivered to: open addressing on the pointer, 64 slots inline,
- * doubled on the heap at half full. */
-typedef struct {
-    const ms_member_t **slot, *inline_slots[64];
-    size_t cap, n;
-    int dup; /* seen_add: the last one was there already */
-} seen_t;
-
-static void seen_init(seen_t *s)
+/* The members one publish has delivered to: a set by pointer (ptrindex.h mixes the hash). */
+static uint64_t member_addr(const void *rec)
 {
-    s->slot = s->inline_slots;
-    s->cap = sizeof(s->inline_slots) / sizeof(s->inline_slots[0]);
-    s->n = 0;
-    memset(s->inline_slots, 0, sizeof(s->inline_slots));
+    return (uint64_t)(uintptr_t)rec;
 }
 
-static void seen_free(seen_t *s)
+static int same_member(const void *rec, const void *key)
 {
-    if (s->slot != s->inline_slots)
-        free(s->slot);
-}
-
-static size_t seen_at(const seen_t *s, const ms_member_t *m)
-{
-    uint64_t h = (uint64_t)(uintptr_t)m * 0x9e3779b97f4a7c15ull;
-    size_t i = (size_t)(h >> 32) & (s->cap - 1);
-    while (s->slot[i] && s->slot[i] != m)
-        i = (i + 1) & (s->cap - 1);
-    return i;
-}
-
-/* 1 when m is in s now (s->dup: it was there before); 0 when out of memory. */
-static int seen_add(seen_t *s, const ms_member_t *m)
-{
-    if (2 * (s->n + 1) > s->cap) {
-        size_t ncap = s->cap * 2;
-        const ms_member_t **nv = calloc(ncap, sizeof(*nv));
-        if (!nv)
-            return 0;
-        seen_t grown = {.slot = nv, .cap = ncap, .n = s->n};
-        for (size_t i = 0; i < s->cap; i++)
-            if (s->slot[i])
-                nv[seen_at(&grown, s->slot[i])] = s->slot[i];
-        seen_free(s);
-        s->slot = nv;
-        s->cap = ncap;
-    }
-    size_t i = seen_at(s, m);
-    s->dup = s->slot[i] != NULL;
-    if (!s->dup) {
-        s->slot[i] = m;
-        s->n++;
-    }
-    return 1;
+    return rec == key;
 }
 
 /* NATS-style subject tokens: '*' matches one token, '>' (last) one or more. */
@@ -215,29 +171,29 @@ size_t ms_topic_publish(ms_coord_t *c, ms_ns_t *ns, const char *from, const char
      * member with one subscription cannot be a repeat. */
     const struct ms_topics *t_ = ms_ns_mods(ns)->topics;
     size_t n = 0;
-    seen_t seen;
+    ms_pidx_t seen;
     int walk = 0;
-    seen_init(&seen);
+    ms_pidx_init(&seen, member_addr);
     for (size_t i = 0; t_ && i < t_->n; i++) {
         const ms_member_t *m = t_->subs[i].member;
         if (!pattern_match(t_->subs[i].pattern, topic))
             continue;
         if (ms_member_rare(m)->n_subs > 1) {
             int dup = 0;
-            if (!walk && seen_add(&seen, m)) {
-                dup = seen.dup;
-            } else { /* out of memory for the set: from then on, the walk before i */
-                walk = 1;
-                for (size_t k = 0; k < i && !dup; k++)
-                    dup = t_->subs[k].member == m && pattern_match(t_->subs[k].pattern, topic);
+            if (!walk) {
+                dup = ms_pidx_find(&seen, member_addr(m), same_member, m) != NULL;
+                if (!dup && ms_pidx_add(&seen, (void *)m) != 0)
+                    walk = 1; /* out of memory for the set: from then on, the walk before i */
             }
+            for (size_t k = 0; walk && k < i && !dup; k++)
+                dup = t_->subs[k].member == m && pattern_match(t_->subs[k].pattern, topic);
             if (dup)
                 continue;
         }
         ms_deliver(c, ns, m, &sm);
         n++;
     }
-    seen_free(&seen);
+    ms_pidx_cleanup(&seen);
     c->msg.n_publishes++;
     return n;
 }
