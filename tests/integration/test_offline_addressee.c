@@ -23,7 +23,6 @@
 
 #define NS "offto"
 #define STREAM "MESHSIG_OFFLINE"
-#define CLUSTER_ALL_SHARDS (CLUSTER_SHARDS >= 64 ? ~0ULL : (1ULL << CLUSTER_SHARDS) - 1)
 
 static cluster_t cl;
 static int gw;
@@ -115,15 +114,6 @@ START_TEST(stored_emit_only_for_its_addressee)
     jsCtx *js = NULL;
     nc = bus_connect(&cl);
     ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
-    /* Every shard taken over first: joins made during the takeover are merged again from the
-     * gateway's late report, which made the counts below race (1 run in 10). */
-    uint64_t served = 0;
-    for (int i = 0; cluster_served_by(&cl, 0, &served) || served != CLUSTER_ALL_SHARDS; i++) {
-        ck_assert_msg(i < 400, "the coordinator serves shards %llx after 20 s",
-                      (unsigned long long)served);
-        wsc_pump(50);
-    }
-
     /* mallory's own stored emit, stored by the coordinator: once it is ok the stream exists
      * and her subject is known to hold messages. */
     wsc_t *sam = join_as(cl.gw_port[gw], NS, "sam");
@@ -159,13 +149,17 @@ START_TEST(stored_emit_only_for_its_addressee)
     /* ... the others are there still, seen as misaddressed. */
     ck_assert_msg(in_stream(js, for_victim), "victim's stored emit was deleted by mallory's join");
     ck_assert_msg(in_stream(js, other_ns), "another namespace's stored emit was deleted");
-    ck_assert_int_ge(metric_at(cl.admin_port, NULL, misaddressed), mis0 + 2);
+    /* The count before her second join: a join queues its fetch right after the welcome, and
+     * the fetch can be read and counted before a /metrics request sent on the welcome is
+     * answered (a baseline taken there failed 5 runs in 15 under load: 2 before the join, 4
+     * right after its welcome, 4 still 10 s later). */
+    long long mis1 = metric_at(cl.admin_port, NULL, misaddressed);
+    ck_assert_int_ge(mis1, mis0 + 2);
 
     /* Joining again changes nothing for her. */
     wsc_free(mal);
     ck_assert_int_eq(cluster_wait_peer_gone(&cl, NS, "mallory", 5000), 0);
     mal = join_as(cl.gw_port[gw], NS, "mallory");
-    long long mis1 = metric_at(cl.admin_port, NULL, misaddressed);
     for (int i = 0; metric_at(cl.admin_port, NULL, misaddressed) < mis1 + 2; i++) {
         ck_assert_msg(i < 200, "mallory's second join did not read her subject");
         wsc_pump(50);
