@@ -49,6 +49,7 @@ void ms_coord_core_cleanup(ms_coord_t *c)
     ms_policies_cleanup(c);
     ms_cluster_cleanup(c);
     ms_gw_cleanup(c);
+    ms_member_cleanup(c);
     ms_outbox_cleanup(&c->outbox);
 }
 

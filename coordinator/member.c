@@ -154,10 +154,8 @@ void ms_member_end_session(ms_coord_t *c, uint32_t shard, const char *gateway, u
 
 void ms_member_reattach(ms_coord_t *c, ms_member_t *m)
 {
-    if (!m->detached_ms)
-        return;
+    (void)c;
     m->detached_ms = 0;
-    c->members.n_detached--;
 }
 
 /* Tells m's current session it lost the peer id, and closes it (4001). */
@@ -391,8 +389,6 @@ static void resume_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
     }
     m->gateway = gw;
     m->session = req->session;
-    if (m->detached_ms)
-        c->members.n_detached--;
     m->detached_ms = 0;
     ms_gw_seen(c, gw);
     send_welcome(c, ns, m, cid);
@@ -678,8 +674,6 @@ static void send_peer_left(ms_coord_t *c, ms_ns_t *ns, const ms_member_t *to, co
 /* Removes m from ns: topology repair events to the others, peerLeft to its former neighbours. */
 void ms_member_leave(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *reason)
 {
-    if (m->detached_ms)
-        c->members.n_detached--;
     ms_ns_member_gone(c, ns, m);
     ms_topo_diff_t *diff = ms_ns_diff(c);
     ms_err_t err = ns->engine->ops->leave(ns->engine, m->handle, diff);
@@ -731,9 +725,7 @@ size_t ms_member_close_ns(ms_coord_t *c, ms_ns_t *ns, const char *reason)
     ms_member_t *m;
     MS_NS_MEMBERS_FOREACH(ns, i, m)
     {
-        if (m->detached_ms)
-            c->members.n_detached--;
-        else
+        if (!m->detached_ms)
             ms_outbox_deliver(&c->outbox, ns->shard, m->gateway, m->session, m->id,
                               ms_sm_error(&e, NULL, ERR(NAMESPACE_CLOSED), reason),
                               CLOSE_NS_CLOSED);
@@ -776,7 +768,8 @@ void ms_member_leave_request(ms_coord_t *c, const Meshsig__Bus__ShardRequest *re
     ms_member_leave(c, ns, m, req->leave && *req->leave->reason ? req->leave->reason : "left");
 }
 
-/* A gateway went silent: its peers wait out the resume grace period. */
+/* A gateway went silent: its peers wait out the resume grace period, queued by the time
+ * (c->members.detached). Walks every member once per gateway lost. */
 static void detach_members_of(ms_coord_t *c, const char *gateway, uint64_t now)
 {
     size_t n = 0;
@@ -786,45 +779,68 @@ static void detach_members_of(ms_coord_t *c, const char *gateway, uint64_t now)
         ms_member_t *m;
         MS_NS_MEMBERS_FOREACH(ns, i, m)
         if (!m->detached_ms && !strcmp(m->gateway, gateway)) {
+            if (ms_detq_push(&c->members.detached, now, ns->name, m->id))
+                c->members.detached_unqueued = 1;
             m->detached_ms = now;
-            c->members.n_detached++;
             n++;
         }
     }
+    if (c->members.detached_unqueued)
+        ms_error("out of memory queueing detached peers: every member is walked until they go");
     ms_warn("gateway %s is silent: %zu peers may resume elsewhere within %ld ms", gateway, n,
             c->cfg->resume_grace_ms);
 }
 
+/* The member an entry of c->members.detached names, when it is still detached since then. */
+static ms_member_t *detached_member(ms_coord_t *c, const ms_detached_t *d, ms_ns_t **ns_out)
+{
+    ms_ns_t *ns = ms_ns_find(c, d->ns);
+    ms_member_t *m = ns ? ms_ns_member(ns, d->id) : NULL;
+    if (!m || m->detached_ms != d->at_ms)
+        return NULL;
+    *ns_out = ns;
+    return m;
+}
+
 /* The gateway was silent but is back, the same process: its peers' sessions
  * lived on, so those still waiting out their grace (not resumed elsewhere)
- * are attached again instead of leaving when it runs out. */
+ * are attached again instead of leaving when it runs out. Their entries stay
+ * queued and are dropped when due. */
 static void reattach_members_of(ms_coord_t *c, const char *gateway)
 {
     size_t n = 0;
-    ms_ns_t *ns;
-    MS_NS_FOREACH(c, ns, w)
-    {
-        ms_member_t *m;
-        MS_NS_MEMBERS_FOREACH(ns, i, m)
-        if (m->detached_ms && !strcmp(m->gateway, gateway)) {
-            ms_member_reattach(c, m);
-            n++;
+    if (c->members.detached_unqueued) {
+        ms_ns_t *ns;
+        MS_NS_FOREACH(c, ns, w)
+        {
+            ms_member_t *m;
+            MS_NS_MEMBERS_FOREACH(ns, i, m)
+            if (m->detached_ms && !strcmp(m->gateway, gateway)) {
+                ms_member_reattach(c, m);
+                n++;
+            }
+        }
+    } else {
+        /* Every detached peer has an entry: the queue holds them all. */
+        const ms_detq_t *q = &c->members.detached;
+        for (size_t k = 0; k < ms_detq_len(q); k++) {
+            ms_ns_t *ns;
+            ms_member_t *m = detached_member(c, ms_detq_at(q, k), &ns);
+            if (m && !strcmp(m->gateway, gateway)) {
+                ms_member_reattach(c, m);
+                n++;
+            }
         }
     }
     if (n)
         ms_info("gateway %s is back: %zu peers attached again", gateway, n);
 }
 
-void ms_member_liveness(ms_coord_t *c, uint64_t now)
+/* The slow way, only after a detached peer could not be queued: every member of every
+ * namespace, a batch at a time. Clears detached_unqueued once nobody is detached. */
+static void leave_due_walk(ms_coord_t *c, uint64_t now)
 {
-    /* Every 250 ms is plenty for second-scale timeouts. */
-    if (now < c->members.next_liveness_ms)
-        return;
-    c->members.next_liveness_ms = now + 250;
-    ms_gw_sweep(c, now, detach_members_of, reattach_members_of);
-    /* Detached peers whose grace ran out leave as usual. */
-    if (!c->members.n_detached)
-        return;
+    size_t still = 0;
     ms_ns_t *ns;
     MS_NS_FOREACH(c, ns, w)
     {
@@ -838,8 +854,11 @@ void ms_member_liveness(ms_coord_t *c, uint64_t now)
             if (n < sizeof(due) / sizeof(due[0]) && m->detached_ms &&
                 now - m->detached_ms >= (uint64_t)c->cfg->resume_grace_ms)
                 due[n++] = m;
-            if (!n)
+            if (!n) {
+                MS_NS_MEMBERS_FOREACH(ns, i, m)
+                still += m->detached_ms != 0;
                 break;
+            }
             for (size_t k = 0; k < n && !gone; k++) {
                 /* The last leave frees the namespace: stop there. */
                 gone = ns->members.n == 1 && !ms_ns_mods(ns)->waiting;
@@ -847,6 +866,38 @@ void ms_member_liveness(ms_coord_t *c, uint64_t now)
             }
         }
     }
+    if (!still)
+        c->members.detached_unqueued = 0;
+}
+
+void ms_member_liveness(ms_coord_t *c, uint64_t now)
+{
+    /* Every 250 ms is plenty for second-scale timeouts. */
+    if (now < c->members.next_liveness_ms)
+        return;
+    c->members.next_liveness_ms = now + 250;
+    ms_gw_sweep(c, now, detach_members_of, reattach_members_of);
+    /* Detached peers whose grace ran out leave as usual: those detached at or before
+     * now - grace, the head of the queue (entries of peers that resumed, came back or left
+     * meanwhile are dropped). */
+    uint64_t grace = (uint64_t)c->cfg->resume_grace_ms;
+    if (now >= grace) {
+        ms_detached_t *d;
+        while ((d = ms_detq_pop_due(&c->members.detached, now - grace)) != NULL) {
+            ms_ns_t *ns;
+            ms_member_t *m = detached_member(c, d, &ns);
+            if (m)
+                ms_member_leave(c, ns, m, "gateway lost");
+            free(d);
+        }
+    }
+    if (c->members.detached_unqueued)
+        leave_due_walk(c, now);
+}
+
+void ms_member_cleanup(ms_coord_t *c)
+{
+    ms_detq_cleanup(&c->members.detached);
 }
 
 const ms_ns_hooks_t ms_member_hooks = {.name = "waiting joins", .cleanup = waiting_cleanup};

@@ -8,10 +8,16 @@
 #include <stdint.h>
 
 #include "bus.pb-c.h"
+#include "detached.h"
 #include "namespace.h"
 
 typedef struct {
-    size_t n_detached; /* peers waiting out a resume grace period */
+    /* Peers detached (waiting out a resume grace period), oldest first; entries of peers that
+     * resumed or left meanwhile are dropped when they come due (detached.h). */
+    ms_detq_t detached;
+    /* A detached peer could not be queued (out of memory): the liveness tick walks every
+     * member until none is detached. */
+    uint8_t detached_unqueued;
     uint64_t next_liveness_ms;
     uint64_t n_joins, n_leaves;
     uint64_t n_cap_ns, n_cap_peers; /* joins refused at --max-namespaces, a namespace's cap */
@@ -46,6 +52,8 @@ void ms_member_end_session(ms_coord_t *c, uint32_t shard, const char *gateway, u
                            const char *peer_id, Meshsig__V1__ErrorCode code, const char *why);
 /* Detaches the peers of gateways gone silent; peers whose grace ran out leave. */
 void ms_member_liveness(ms_coord_t *c, uint64_t now_ms);
+/* Frees c->members (at shutdown). */
+void ms_member_cleanup(ms_coord_t *c);
 /* The namespace's waiting line (ns->mods->waiting). */
 extern const ms_ns_hooks_t ms_member_hooks;
 
