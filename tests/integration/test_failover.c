@@ -358,6 +358,64 @@ START_TEST(gateway_metrics_and_drain)
 }
 END_TEST
 
+/* A peer of a lost gateway resumes on another within the grace, and that one is lost too:
+ * it waits out a whole new grace from then (the coordinator queues detached peers by time, and
+ * its first entry, come due, must not take the peer that was detached again since). Its
+ * neighbour hears nothing until that second grace ends, then its leave. */
+START_TEST(resumed_then_lost_again_waits_a_new_grace)
+{
+    ck_assert_int_eq(wsc_global_init(), 0);
+    char *ta, *tw;
+    wsc_t *a = join_token(g1, "again", "re-a", &ta);
+    wsc_t *w = join_token(g2, "again", "re-w", &tw);
+    expect_connect(a, "re-w", 1);
+    expect_connect(w, "re-a", 0);
+    cluster_kill_gateway(&cl, g1);
+    ck_assert(wsc_wait_closed(a, T_MS));
+    wsc_free(a);
+    /* Detached (gw-1 counted dead) before it resumes: its first grace runs from then. */
+    int dead = 0;
+    for (int i = 0; i < 100 && !dead; i++) { /* bounded: 10 s */
+        dead = gateway_alive("gw-1") == 0;
+        if (!dead)
+            wsc_pump(100);
+    }
+    ck_assert_msg(dead, "gw-1 never counted as dead");
+    long long t_detached = now_ms();
+    a = wsc_connect(cl.gw_port[g3], NULL, T_MS);
+    ck_assert_ptr_nonnull(a);
+    send_json(a, "{\"id\":\"res\",\"hello\":{\"namespace\":\"again\",\"resumeToken\":\"%s\"}}", ta);
+    json_decref(expect_key(a, "welcome"));
+    expect_connect(a, "re-w", 1);
+    /* Half its first grace later, its second gateway is lost: the first grace ends about
+     * GRACE_MS / 2 after this kill, the second about GW_TIMEOUT_MS + GRACE_MS after it. */
+    while (now_ms() < t_detached + GRACE_MS / 2)
+        wsc_pump(50);
+    long long t1 = now_ms();
+    cluster_kill_gateway(&cl, g3);
+    wsc_free(a);
+    json_t *j = wsc_recv_json(w, GW_TIMEOUT_MS + GRACE_MS + 10000);
+    long long left = now_ms() - t1;
+    ck_assert_msg(j != NULL, "re-a did not leave within %lld ms", left);
+    ck_assert_str_eq(str_at(j, "topology", "disconnect", "peer", NULL), "re-a");
+    json_decref(j);
+    j = expect_key(w, "peerLeft");
+    ck_assert_str_eq(str_at(j, "peerLeft", "peer", NULL), "re-a");
+    ck_assert_str_eq(str_at(j, "peerLeft", "reason", NULL), "gateway lost");
+    json_decref(j);
+    /* Its first grace ended about GRACE_MS after t_detached, long before this. */
+    ck_assert_msg(left >= GRACE_MS,
+                  "re-a left %lld ms after its second gateway was killed (%lld ms after the "
+                  "first detach), before its second grace period",
+                  left, now_ms() - t_detached);
+    fprintf(stderr, "failover: re-a, lost twice, left %lld ms after the second kill\n", left);
+    free(ta);
+    free(tw);
+    wsc_free(w);
+    wsc_global_cleanup();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("failover");
@@ -369,5 +427,11 @@ int main(void)
     tcase_add_test(tc, gateway_killed_clients_resume);
     tcase_add_test(tc, gateway_metrics_and_drain);
     suite_add_tcase(s, tc);
+    /* A cluster of its own: the tests above killed gw-1 and gw-3. */
+    TCase *tc2 = tcase_create("again");
+    tcase_add_unchecked_fixture(tc2, cluster_up, cluster_down);
+    tcase_set_timeout(tc2, 120);
+    tcase_add_test(tc2, resumed_then_lost_again_waits_a_new_grace);
+    suite_add_tcase(s, tc2);
     return run_suite(s);
 }
