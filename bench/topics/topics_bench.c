@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "ptrindex.h"
+#include "topicref.h"
 #include "topictrie.h"
 
 /* ---- before: topic.c at dec550c ---- */
@@ -33,23 +34,6 @@ typedef struct {
     uint32_t *n_subs; /* per member: the old ms_member_rare(m)->n_subs */
     const char *members;
 } old_t;
-
-static int pattern_match(const char *pat, const char *subj)
-{
-    for (;;) {
-        const char *pd = strchr(pat, '.'), *sd = strchr(subj, '.');
-        size_t pl = pd ? (size_t)(pd - pat) : strlen(pat);
-        size_t sl = sd ? (size_t)(sd - subj) : strlen(subj);
-        if (pl == 1 && pat[0] == '>')
-            return 1;
-        if (!(pl == 1 && pat[0] == '*') && (pl != sl || strncmp(pat, subj, pl)))
-            return 0;
-        if (!pd || !sd)
-            return !pd && !sd;
-        pat = pd + 1;
-        subj = sd + 1;
-    }
-}
 
 static uint64_t member_addr(const void *rec)
 {
@@ -85,7 +69,7 @@ __attribute__((noinline)) size_t publish_old(old_t *t, const char *topic)
     ms_pidx_init(&seen, member_addr);
     for (size_t i = 0; i < t->n; i++) {
         const void *m = t->subs[i].member;
-        if (!pattern_match(t->subs[i].pattern, topic))
+        if (!topicref_match(t->subs[i].pattern, topic))
             continue;
         if (t->n_subs[(const char *)m - t->members] > 1) {
             if (ms_pidx_find(&seen, member_addr(m), same_member, m))

@@ -8,28 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "topicref.h"
 #include "topictrie.h"
 
 #define NO 24   /* owners */
 #define NP 4096 /* (owner, pattern) pairs the brute force keeps */
-
-/* The matcher topic.c used before the index, word for word. */
-static int pattern_match(const char *pat, const char *subj)
-{
-    for (;;) {
-        const char *pd = strchr(pat, '.'), *sd = strchr(subj, '.');
-        size_t pl = pd ? (size_t)(pd - pat) : strlen(pat);
-        size_t sl = sd ? (size_t)(sd - subj) : strlen(subj);
-        if (pl == 1 && pat[0] == '>')
-            return 1;
-        if (!(pl == 1 && pat[0] == '*') && (pl != sl || strncmp(pat, subj, pl)))
-            return 0;
-        if (!pd || !sd)
-            return !pd && !sd;
-        pat = pd + 1;
-        subj = sd + 1;
-    }
-}
 
 static char owners[NO]; /* their addresses are the owners */
 
@@ -88,7 +71,7 @@ static void check_match(ms_ttrie_t *t, const char *topic)
 {
     int want[NO] = {0}, n_want = 0;
     for (int i = 0; i < n_bf; i++)
-        if (pattern_match(bf[i].pat, topic) && !want[bf[i].owner]) {
+        if (topicref_match(bf[i].pat, topic) && !want[bf[i].owner]) {
             want[bf[i].owner] = 1;
             n_want++;
         }
