@@ -562,18 +562,6 @@ static long expire(wsc_t *w, int round)
     return proc_cpu_ms(cl.coord) - cpu0;
 }
 
-/* Reads c's messages until n replies without error have come (other messages skipped). */
-static void oks(wsc_t *c, int n, const char *what)
-{
-    for (int got = 0; got < n;) {
-        json_t *j = recv_json(c);
-        ck_assert_msg(!json_object_get(j, "error"), "%s %d refused: %s", what, got,
-                      str_at(j, "error", "message", NULL));
-        got += json_object_get(j, "id") != NULL;
-        json_decref(j);
-    }
-}
-
 /* XP publishes on a.b, one after the other. */
 #define XP 100
 
@@ -605,7 +593,7 @@ START_TEST(leave_cost_with_many_waits)
     for (int i = 0; i < H; i++) {
         for (int k = 0; k < RM; k++)
             send_json(h[i], "{\"id\":\"r%d\",\"room\":{\"join\":{\"room\":\"h%d-%d\"}}}", k, i, k);
-        oks(h[i], RM, "room join");
+        expect_oks(h[i], RM, "room join");
     }
     long with_rooms = churn(w, ns, 1);
     /* Services: SV each (--max-services). */
@@ -613,7 +601,7 @@ START_TEST(leave_cost_with_many_waits)
         for (int k = 0; k < SV; k++)
             send_json(h[i], "{\"id\":\"s%d\",\"service\":{\"register\":{\"service\":\"h%d-%d\"}}}",
                       k, i, k);
-        oks(h[i], SV, "service register");
+        expect_oks(h[i], SV, "service register");
     }
     long with_services = churn(w, ns, 2);
     /* Subscriptions: TS each (--max-subscriptions), the last 7 on a.b. */
@@ -627,7 +615,7 @@ START_TEST(leave_cost_with_many_waits)
             else
                 send_json(h[i], "{\"id\":\"t%d\",\"topic\":{\"subscribe\":{\"pattern\":\"%s\"}}}",
                           k, ab[k - (TS - 7)]);
-        oks(h[i], TS, "subscribe");
+        expect_oks(h[i], TS, "subscribe");
     }
     long with_subs = churn(w, ns, 3), pub = publishes(w, 1);
     /* Each holder got each publish once. */
@@ -645,7 +633,7 @@ START_TEST(leave_cost_with_many_waits)
                       "{\"id\":\"e%d\",\"emit\":{\"to\":\"h%d\",\"event\":\"x\",\"ackId\":"
                       "\"k%d\",\"timeoutMs\":120000}}",
                       k, (i + 1) % H, k);
-        oks(h[i], P, "emit");
+        expect_oks(h[i], P, "emit");
     }
     long fill = proc_cpu_ms(cl.coord) - cpu0;
     long loaded = churn(w, ns, 4), xloaded = expire(w, 1);

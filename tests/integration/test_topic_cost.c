@@ -38,18 +38,6 @@ static void cluster_down(void)
     cluster_stop(&cl);
 }
 
-/* Reads c's messages until n replies without error have come (other messages skipped). */
-static void oks(wsc_t *c, int n, const char *what)
-{
-    for (int got = 0; got < n;) {
-        json_t *j = recv_json(c);
-        ck_assert_msg(!json_object_get(j, "error"), "%s %d refused: %s", what, got,
-                      str_at(j, "error", "message", NULL));
-        got += json_object_get(j, "id") != NULL;
-        json_decref(j);
-    }
-}
-
 /* Holder i's subscriptions from..to-1: 70% literal, 15% '*', 10% '>', 5% a leading '*'; none
  * matches the published topic a.b. */
 static void subscribe(wsc_t *c, int i, int from, int to)
@@ -69,7 +57,7 @@ static void subscribe(wsc_t *c, int i, int from, int to)
                 snprintf(pat, sizeof(pat), "*.q%d.z%d", k, i);
             send_json(c, "{\"id\":\"s%d\",\"topic\":{\"subscribe\":{\"pattern\":\"%s\"}}}", k, pat);
         }
-        oks(c, n, "subscribe");
+        expect_oks(c, n, "subscribe");
     }
 }
 
@@ -80,7 +68,7 @@ static long publishes(wsc_t *p, wsc_t *w, int level)
     for (int i = 0; i < XP; i++) {
         send_json(p, "{\"id\":\"p%d-%d\",\"topic\":{\"publish\":{\"topic\":\"a.b\",\"data\":%d}}}",
                   level, i, i);
-        oks(p, 1, "publish");
+        expect_oks(p, 1, "publish");
     }
     long cpu = proc_cpu_ms(cl.coord) - cpu0;
     for (int i = 0; i < XP; i++) {
@@ -100,7 +88,7 @@ START_TEST(publish_cost_by_subscriptions)
     wsc_t *p = join_as(cl.gw_port[g1], ns, "pub");
     wsc_t *w = join_as(cl.gw_port[g2], ns, "watch");
     send_json(w, "{\"id\":\"w\",\"topic\":{\"subscribe\":{\"pattern\":\"a.b\"}}}");
-    oks(w, 1, "subscribe");
+    expect_oks(w, 1, "subscribe");
     static wsc_t *h[H];
     char peer[32];
     for (int i = 0; i < H; i++) {

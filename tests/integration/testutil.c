@@ -257,3 +257,14 @@ natsSubscription *bus_tap(natsConnection *nc, const char *subject)
     natsSubscription_SetPendingLimits(sub, -1, -1);
     return sub;
 }
+
+void expect_oks(wsc_t *c, int n, const char *what)
+{
+    for (int got = 0; got < n;) {
+        json_t *j = recv_json(c);
+        ck_assert_msg(!json_object_get(j, "error"), "%s %d refused: %s", what, got,
+                      str_at(j, "error", "message", NULL));
+        got += json_object_get(j, "id") != NULL;
+        json_decref(j);
+    }
+}

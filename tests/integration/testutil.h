@@ -20,6 +20,9 @@ void send_json(wsc_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 
 void expect_error(wsc_t *c, const char *code, const char *id);
 /* Next message has top-level key `key`; returns it (caller decrefs). */
 json_t *expect_key(wsc_t *c, const char *key);
+/* Reads c's messages until n replies without error have come (other messages skipped); an
+ * error fails the test, naming what and how many came before. */
+void expect_oks(wsc_t *c, int n, const char *what);
 /* Connects to the gateway on port and joins ns as peer; checks the welcome. */
 wsc_t *join_as(int port, const char *ns, const char *peer);
 /* Next message is topology.connect to peer with this initiator flag. */
