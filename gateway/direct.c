@@ -6,8 +6,8 @@
  * side's gateway where the other end lives (bus.proto PeerLocation): that is
  * the edge record kept here, per (local session, neighbour). A signal to a
  * neighbour with a record on another gateway is appended to that gateway's
- * batch (one NATS message per destination per loop turn, flushed by
- * ms_gw_direct_flush) instead of going to the owner.
+ * batch (dout.c: one NATS message per destination per loop turn) instead of
+ * going to the owner.
  *
  * The receiving gateway delivers only what it can vouch for: its own record
  * for the target session names the sender at that gateway and session, from
@@ -120,17 +120,6 @@ typedef struct rx_pair {
     UT_hash_handle hh;
 } rx_pair_t;
 
-/* Outgoing batch to one gateway. */
-typedef struct dest {
-    char *gw;
-    char subject[160];
-    uint8_t *buf;
-    size_t len, cap, header_len, n;
-    struct dest *next_dirty;
-    int dirty;
-    UT_hash_handle hh;
-} dest_t;
-
 struct ms_gw_direct {
     edge_t *edges;
     rx_pair_t *pairs;
@@ -138,9 +127,6 @@ struct ms_gw_direct {
     size_t n_rx_held;
     size_t n_retiring; /* edges with a retiring old place */
     int retire_ended;  /* a retire ended during a recheck walk: walk again */
-    dest_t *dests, *dirty;
-    dest_t *last;     /* dest_get's last answer: across two gateways, every signal's */
-    size_t batch_max; /* bytes of one batch: --direct-batch-max, under the server's max_payload */
 };
 
 /* ---- records ---------------------------------------------------------------- */
@@ -276,132 +262,7 @@ static void retire_start(ms_gateway_t *gw, edge_t *e)
     e->cur_end = e->cur_owner_wait = e->cur_owner_done = 0;
 }
 
-/* ---- sending ---------------------------------------------------------------- */
-
-static int reserve(uint8_t **buf, size_t *cap, size_t need)
-{
-    if (need <= *cap)
-        return 0;
-    size_t ncap = *cap ? *cap : 4096;
-    while (ncap < need)
-        ncap *= 2;
-    uint8_t *nb = realloc(*buf, ncap);
-    if (!nb)
-        return -1;
-    *buf = nb;
-    *cap = ncap;
-    return 0;
-}
-
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (uint8_t)v;
-    return n;
-}
-
-static dest_t *dest_get(ms_gateway_t *gw, const char *to_gw)
-{
-    ms_gw_direct_t *d = gw->direct;
-    dest_t *t = d->last;
-    if (t && !strcmp(t->gw, to_gw))
-        return t;
-    HASH_FIND_STR(d->dests, to_gw, t);
-    if (t)
-        return d->last = t;
-    if (!(t = calloc(1, sizeof(*t))) || !(t->gw = strdup(to_gw)))
-        goto fail;
-    ms_subject_gw(t->subject, sizeof(t->subject), gw->cfg->prefix, to_gw);
-    Meshsig__Bus__GatewayBatch hdr = MESHSIG__BUS__GATEWAY_BATCH__INIT;
-    hdr.gateway_id = gw->id;
-    hdr.bus_version = MS_BUS_VERSION;
-    size_t hl = meshsig__bus__gateway_batch__get_packed_size(&hdr);
-    if (reserve(&t->buf, &t->cap, hl))
-        goto fail;
-    t->len = t->header_len = meshsig__bus__gateway_batch__pack(&hdr, t->buf);
-    HASH_ADD_KEYPTR(hh, d->dests, t->gw, strlen(t->gw), t);
-    return d->last = t;
-fail:
-    if (t) {
-        free(t->gw);
-        free(t->buf);
-        free(t);
-    }
-    return NULL;
-}
-
-/* Publishes t's batch now (it stays on the dirty list; an empty batch is not sent). */
-static void dest_publish(ms_gateway_t *gw, dest_t *t)
-{
-    if (t->n && ms_bus_publish(gw->bus, t->subject, NULL, t->buf, t->len) != MS_OK)
-        ms_warn("direct batch to %s (%zu signals) not published", t->gw, t->n);
-    else if (t->n)
-        gw->n_direct_batches++;
-    t->len = t->header_len;
-    t->n = 0;
-}
-
-/* Appends one DirectSignal (field 6 of GatewayBatch), packed straight into to_gw's batch:
- * by hand (dsig.c), or by protobuf-c when it carries a decoded payload. A batch that would
- * grow past batch_max is published first: a loop turn after a stall (several merged turns of
- * 500 clients' reads) can hold thousands of signals for one gateway, more than the server's
- * max_payload, and NATS refuses such a message whole. The same publisher and subject keep
- * the order. */
-static int append(ms_gateway_t *gw, const char *to_gw, const Meshsig__Bus__DirectSignal *ds)
-{
-    ms_dsig_lens_t lens;
-    size_t len = ms_dsig_measure(ds, &lens);
-    int by_hand = len != 0;
-    if (!by_hand)
-        len = meshsig__bus__direct_signal__get_packed_size(ds);
-    dest_t *t = dest_get(gw, to_gw);
-    if (t && t->n && t->len + len + 11 > gw->direct->batch_max)
-        dest_publish(gw, t);
-    if (!t || reserve(&t->buf, &t->cap, t->len + len + 11))
-        return -1;
-    t->buf[t->len++] = (6 << 3) | 2;
-    t->len += put_varint(t->buf + t->len, len);
-    t->len += by_hand ? ms_dsig_put(ds, &lens, t->buf + t->len)
-                      : meshsig__bus__direct_signal__pack(ds, t->buf + t->len);
-    t->n++;
-    if (!t->dirty) {
-        t->dirty = 1;
-        t->next_dirty = gw->direct->dirty;
-        gw->direct->dirty = t;
-    }
-    return 0;
-}
-
-/* The batch size for the next turn: --direct-batch-max, kept 4 KiB under what the server
- * takes (its max_payload, 1 MiB unless configured; the subject and headers count too). */
-static void batch_max_update(ms_gateway_t *gw)
-{
-    ms_gw_direct_t *d = gw->direct;
-    size_t max = gw->cfg->direct_batch_max > 0 ? (size_t)gw->cfg->direct_batch_max : 256 * 1024;
-    natsConnection *nc = gw->bus ? ms_bus_nats(gw->bus) : NULL;
-    int64_t server = nc ? natsConnection_GetMaxPayload(nc) : 0;
-    if (server > 8192 && (uint64_t)server - 4096 < max)
-        max = (size_t)server - 4096;
-    d->batch_max = max;
-}
-
-void ms_gw_direct_flush(ms_gateway_t *gw)
-{
-    ms_gw_direct_t *d = gw->direct;
-    if (!d || !d->dirty)
-        return;
-    while (d->dirty) {
-        dest_t *t = d->dirty;
-        d->dirty = t->next_dirty;
-        t->dirty = 0;
-        dest_publish(gw, t);
-    }
-    batch_max_update(gw);
-}
+/* ---- payloads and answers ------------------------------------------------------ */
 
 /* The payload of ds as a Value: ds's own, parsed from its JSON when it came
  * that way, or built around a PeerJS payload's text (peerjs_type). */
@@ -529,7 +390,7 @@ static void reply_ok(ms_gateway_t *gw, const char *from_gw, const Meshsig__Bus__
     r.client_id = ds->client_id;
     if (!strcmp(from_gw, gw->id))
         on_reply(gw, &r); /* the sender is here too (a neighbour that moved to this gateway) */
-    else if (append(gw, from_gw, &r) != 0)
+    else if (ms_gw_dout_append(gw, from_gw, &r) != 0)
         ms_warn("the ok for signal %s of %s/%s not queued", ds->client_id, ds->namespace_,
                 ds->from_peer);
 }
@@ -623,7 +484,7 @@ static void edge_release(ms_gateway_t *gw, edge_t *e, int to_owner_path)
             deliver_signal(gw, t, gw->id, ds); /* counted as local */
         } else if (local) {
             to_owner(gw, gw->id, ds);
-        } else if (append(gw, e->gw, ds) == 0) {
+        } else if (ms_gw_dout_append(gw, e->gw, ds) == 0) {
             e->sent = 1;
             gw->n_direct_out++;
         } else {
@@ -706,7 +567,7 @@ static int send_ds(ms_gateway_t *gw, ms_session_t *s, Meshsig__Bus__DirectSignal
         e->n_held++;
         return 1;
     }
-    if (append(gw, e->gw, ds) != 0)
+    if (ms_gw_dout_append(gw, e->gw, ds) != 0)
         return 0;
     e->sent = 1;
     gw->n_direct_out++;
@@ -786,7 +647,7 @@ void ms_gw_direct_location(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus
         if (e->sent && !e->draining && strcmp(e->gw, gw->id)) {
             Meshsig__Bus__DirectSignal ds =
                 edge_marker(s, e, MESHSIG__BUS__DIRECT_SIGNAL__KIND__DRAIN);
-            if (append(gw, e->gw, &ds) == 0) {
+            if (ms_gw_dout_append(gw, e->gw, &ds) == 0) {
                 e->draining = 1;
                 e->drain_until_us = ms_clock_mono_us() + DRAIN_TIMEOUT_US;
             }
@@ -874,7 +735,7 @@ void ms_gw_direct_unpair(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus__
          * the owner from there (the peer left), and so do the next ones, but only
          * behind them: held until the barrier (DRAIN) comes back. */
         Meshsig__Bus__DirectSignal ds = edge_marker(s, e, MESHSIG__BUS__DIRECT_SIGNAL__KIND__DRAIN);
-        if (append(gw, e->gw, &ds) == 0) {
+        if (ms_gw_dout_append(gw, e->gw, &ds) == 0) {
             e->draining = 1;
             e->drain_until_us = ms_clock_mono_us() + DRAIN_TIMEOUT_US;
         }
@@ -924,7 +785,7 @@ void ms_gw_direct_barrier(ms_gateway_t *gw, ms_session_t *s, const Meshsig__Bus_
     ds.to_peer = b->peer_id;
     ds.to_session = b->session;
     ds.client_id = (char *)"";
-    if (append(gw, b->gateway_id, &ds) != 0)
+    if (ms_gw_dout_append(gw, b->gateway_id, &ds) != 0)
         ms_warn("OPEN to %s not queued; its held signals take the owner's path after %u ms",
                 b->gateway_id, DRAIN_TIMEOUT_US / 1000);
 }
@@ -954,7 +815,7 @@ static void end_edge(ms_gateway_t *gw, ms_session_t *s, const char *peer)
     if (s->peer_id && strcmp(e->gw, gw->id)) {
         Meshsig__Bus__DirectSignal ds = edge_marker(s, e, MESHSIG__BUS__DIRECT_SIGNAL__KIND__END);
         ds.owner_too = s->owner_signalled || e->n_held || e->via_owner;
-        if (append(gw, e->gw, &ds) != 0)
+        if (ms_gw_dout_append(gw, e->gw, &ds) != 0)
             ms_warn("END for %s/%s to %s not queued; its new place's signals wait %u ms", s->ns,
                     s->peer_id, e->gw, RETIRE_US / 1000);
     }
@@ -1324,8 +1185,7 @@ ms_err_t ms_gw_direct_init(ms_gateway_t *gw)
     gw->direct = calloc(1, sizeof(*gw->direct));
     if (!gw->direct)
         return MS_ERR_NOMEM;
-    batch_max_update(gw);
-    return MS_OK;
+    return ms_gw_dout_init(gw);
 }
 
 void ms_gw_direct_cleanup(ms_gateway_t *gw)
@@ -1344,14 +1204,7 @@ void ms_gw_direct_cleanup(ms_gateway_t *gw)
         free(p);
     }
     held_free_list(d->rx_held);
-    dest_t *t, *ttmp;
-    HASH_ITER(hh, d->dests, t, ttmp)
-    {
-        HASH_DEL(d->dests, t);
-        free(t->gw);
-        free(t->buf);
-        free(t);
-    }
     free(d);
     gw->direct = NULL;
+    ms_gw_dout_cleanup(gw);
 }

@@ -14,16 +14,6 @@ static size_t varint_len(uint64_t v)
     return n;
 }
 
-static uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
 /* proto3: a zero number and an empty string or bytes are not written. */
 static size_t num_size(uint64_t v)
 {
@@ -45,7 +35,7 @@ static uint8_t *put_num(uint8_t *p, uint8_t tag, uint64_t v)
     if (!v)
         return p;
     *p++ = tag;
-    return put_varint(p, v);
+    return ms_dsig_put_varint(p, v);
 }
 
 static uint8_t *put_bytes(uint8_t *p, uint8_t tag, const void *data, size_t len)
@@ -53,7 +43,7 @@ static uint8_t *put_bytes(uint8_t *p, uint8_t tag, const void *data, size_t len)
     if (!len)
         return p;
     *p++ = tag;
-    p = put_varint(p, len);
+    p = ms_dsig_put_varint(p, len);
     memcpy(p, data, len);
     return p + len;
 }

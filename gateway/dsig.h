@@ -35,6 +35,17 @@ enum {
     MS_DSIG_T_PEERJS_TYPE = 14 << 3 | 2,
 };
 
+/* Writes v as a protobuf varint at p; returns the byte after it (at most 10 bytes). */
+static inline uint8_t *ms_dsig_put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
 /* The lengths of ds's strings, taken once by ms_dsig_measure for ms_dsig_put. */
 typedef struct {
     size_t namespace_, from_peer, to_peer, client_id, peerjs_type;

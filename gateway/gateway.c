@@ -285,7 +285,7 @@ static void drain(ms_gateway_t *gw, long deadline_ms)
     while (gw->n_sessions > 0 && ms_clock_mono_us() < end) {
         if (ms_evloop_run_once(gw->loop, gw->ctx) < 0)
             break;
-        ms_gw_direct_flush(gw);
+        ms_gw_dout_flush(gw);
         ms_bus_send_now(gw->bus);
         ms_gw_write_flush(gw);
     }
@@ -319,7 +319,7 @@ ms_err_t ms_gw_run(ms_gateway_t *gw)
         /* The end of a loop turn: one batch per gateway for its direct
          * signals, the turn's publishes in one write to NATS, one write per
          * client for its frames. */
-        ms_gw_direct_flush(gw);
+        ms_gw_dout_flush(gw);
         ms_bus_send_now(gw->bus);
         ms_gw_write_flush(gw);
     }
@@ -347,7 +347,7 @@ void ms_gw_destroy(ms_gateway_t *gw)
         lws_context_destroy(gw->ctx);
         gw->ctx = NULL;
     }
-    ms_gw_direct_flush(gw);  /* signals the closed sessions handed to the owner */
+    ms_gw_dout_flush(gw);  /* signals the closed sessions handed to the owner */
     ms_bus_destroy(gw->bus); /* writes what is buffered first; its watchers are on the loop */
     ms_pbarena_cleanup(&gw->batch_arena);
     ms_evloop_destroy(gw->loop); /* after the context: lws stops its watchers on it */

@@ -11,6 +11,7 @@
  *   hello.c      hello, token and resume-token checks, the join and its deadline
  *   relay.c      signals between neighbours without the owner (with a fast JSON scan)
  *   direct.c     the direct path: signals to neighbours on other gateways, and from them
+ *   dout.c       the direct path's outgoing batches, one per destination gateway per turn
  *   publish.c    requests to the owner of a shard over NATS
  *   intake.c     deliveries from the bus: the mailbox, epoch fencing, delivery to sessions
  *   resync.c     reports of our sessions to a coordinator taking over a shard
@@ -65,6 +66,7 @@ typedef enum {
 } ms_gw_cap_t;
 
 typedef struct ms_gw_direct ms_gw_direct_t;
+typedef struct ms_gw_dout ms_gw_dout_t;
 
 /* Fields are grouped by the file that owns them (writes them); others only read. */
 typedef struct ms_gw_peerjs ms_gw_peerjs_t;
@@ -147,6 +149,7 @@ struct ms_gateway {
 
     /* direct.c */
     ms_gw_direct_t *direct;
+    ms_gw_dout_t *dout;                 /* dout.c */
     uint64_t n_direct_out, n_direct_in; /* signals sent to / delivered from other gateways */
     uint64_t n_direct_to_owner;         /* direct signals this gateway handed to the owner */
     uint64_t n_direct_batches;          /* NATS messages that carried direct signals out */
@@ -358,8 +361,15 @@ void ms_gw_direct_receive(ms_gateway_t *gw, const Meshsig__Bus__GatewayBatch *b)
 /* Held signals again, after the owner's deliveries (and on the sweep). */
 void ms_gw_direct_recheck(ms_gateway_t *gw, uint64_t now);
 void ms_gw_direct_sweep(ms_gateway_t *gw, uint64_t now);
+
+/* ---- dout.c -------------------------------------------------------------- */
+
+ms_err_t ms_gw_dout_init(ms_gateway_t *gw);
+void ms_gw_dout_cleanup(ms_gateway_t *gw);
+/* Appends ds to to_gw's batch for this loop turn; -1 without memory. */
+int ms_gw_dout_append(ms_gateway_t *gw, const char *to_gw, const Meshsig__Bus__DirectSignal *ds);
 /* Publishes the batches built this loop turn, one per destination gateway. */
-void ms_gw_direct_flush(ms_gateway_t *gw);
+void ms_gw_dout_flush(ms_gateway_t *gw);
 
 /* ---- receipt.c ----------------------------------------------------------- */
 
