@@ -129,6 +129,14 @@ static ms_err_t create_context(ms_gateway_t *gw)
     }
     memcpy(host, cfg->listen, (size_t)(colon - cfg->listen));
     host[colon - cfg->listen] = '\0';
+    /* [v6]:port: lws wants the address without its brackets ("[::1]" was taken for an
+     * interface name that does not exist, and the gateway ran listening nowhere). */
+    size_t hl = strlen(host);
+    int v6 = strchr(host, ':') != NULL;
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    }
 
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_bridge);
     if ((err = ms_evloop_create(cfg->event_lib, &gw->loop)) != MS_OK)
@@ -142,8 +150,10 @@ static ms_err_t create_context(ms_gateway_t *gw)
     info.protocols = gw->protocols;
     info.user = gw;
     /* Text messages are checked for UTF-8 in ws.c, whole (text_valid). */
-    info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
-    if (host[0] == '[' || strchr(host, ':'))
+    /* An address it cannot listen on stops the gateway at start-up (lws logged "iface ...
+     * DOESN'T EXIST" and went on, listening nowhere). */
+    info.options = LWS_SERVER_OPTION_DISABLE_IPV6 | LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
+    if (v6)
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
     info.retry_and_idle_policy = &no_lws_idle_policy;
     info.fd_limit_per_thread = 0;

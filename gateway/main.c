@@ -21,7 +21,7 @@ static void on_signal(int sig)
 static int is_loopback(const char *listen)
 {
     return !strncmp(listen, "127.", 4) || !strncmp(listen, "[::1]", 5) ||
-           !strncmp(listen, "localhost:", 10);
+           !strncmp(listen, "[::ffff:127.", 12) || !strncmp(listen, "localhost:", 10);
 }
 
 int main(int argc, char **argv)

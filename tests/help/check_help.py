@@ -6,6 +6,8 @@ Each flag's "(default ...)" appears at most once and is never a sentinel (-1 sto
 quarter of --max-handshakes"); the environment does not change what --help calls the default
 (it printed MESHSIG_JWT_SECRET's value as the "default"); and the README's options tables
 name the same default as --help for every flag whose default --help prints as a value.
+A gateway given a --listen address it cannot listen on stops at start-up (it ran on,
+listening nowhere, and so did every "[v6]:port").
 
 usage: check_help.py BUILD_DIR   (MESHSIG_SOURCE_DIR: the source tree, for README.md)
 """
@@ -54,6 +56,24 @@ def readme_defaults():
     return out
 
 
+def listen_errors(env):
+    """A --listen the gateway cannot bind (192.0.2.1 is on no host here) stops it, exit 1,
+    naming the address."""
+    failures = []
+    cmd = [os.path.join(BUILD, "gateway/meshsig-gateway"), "--jwt-secret", "x", "--nats",
+           "nats://127.0.0.1:1", "--listen", "192.0.2.1:18080"]
+    try:
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=20,
+                             check=False)
+    except subprocess.TimeoutExpired:
+        return ["meshsig-gateway --listen 192.0.2.1:18080: still running after 20 s (listening "
+                "nowhere)"]
+    if out.returncode != 1 or "cannot listen on 192.0.2.1:18080" not in out.stderr:
+        failures.append(f"meshsig-gateway --listen 192.0.2.1:18080: exit {out.returncode}, "
+                        f"stderr {out.stderr[-300:]!r}")
+    return failures
+
+
 def main():
     failures = []
     readme = readme_defaults()
@@ -91,6 +111,7 @@ def main():
             if flag in readme and not any(head in r for r in readme[flag]):
                 failures.append(f"{name} --{flag}: --help says default '{value}', README's "
                                 f"options table '{readme[flag]}'")
+    failures += listen_errors(base_env)
     for f in failures:
         print("FAIL:", f)
     print(f"check_help: {len(failures)} failure(s)")

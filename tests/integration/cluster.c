@@ -60,25 +60,44 @@ const char *cluster_bin(const char *rel, char *buf, size_t cap)
     return buf;
 }
 
-static int connect_port(int port)
+/* A TCP connection to host ("127.0.0.1", "[::1]", ...; NULL: 127.0.0.1) and port, or -1. */
+static int connect_host(const char *host, int port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char h[64];
+    size_t n = host ? strlen(host) : 0;
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof(h)) {
+        memcpy(h, host + 1, n - 2);
+        h[n - 2] = '\0';
+    } else {
+        snprintf(h, sizeof(h), "%s", host ? host : "127.0.0.1");
+    }
+    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
+    int v6 = strchr(h, ':') != NULL;
+    if (inet_pton(v6 ? AF_INET6 : AF_INET, h, v6 ? (void *)&a6.sin6_addr : (void *)&a4.sin_addr) !=
+        1)
+        return -1;
+    int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
         return -1;
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+    if (connect(fd, v6 ? (struct sockaddr *)&a6 : (struct sockaddr *)&a4,
+                v6 ? sizeof(a6) : sizeof(a4)) != 0) {
         close(fd);
         return -1;
     }
     return fd;
 }
 
-int cluster_wait_port(int port, int timeout_ms)
+static int connect_port(int port)
+{
+    return connect_host(NULL, port);
+}
+
+static int wait_host_port(const char *host, int port, int timeout_ms)
 {
     long long end = cluster_now_ms() + timeout_ms;
     while (cluster_now_ms() < end) {
-        int fd = connect_port(port);
+        int fd = connect_host(host, port);
         if (fd >= 0) {
             close(fd);
             return 0;
@@ -86,6 +105,11 @@ int cluster_wait_port(int port, int timeout_ms)
         usleep(20000);
     }
     return -1;
+}
+
+int cluster_wait_port(int port, int timeout_ms)
+{
+    return wait_host_port(NULL, port, timeout_ms);
 }
 
 pid_t cluster_spawn(cluster_t *c, const char *log_name, char *const argv[])
@@ -706,12 +730,17 @@ static int gateway_seen(cluster_t *c, const char *id)
 
 int cluster_add_gateway(cluster_t *c, const char *id, const char *const *extra)
 {
+    return cluster_add_gateway_at(c, id, "127.0.0.1", extra);
+}
+
+int cluster_add_gateway_at(cluster_t *c, const char *id, const char *host, const char *const *extra)
+{
     if (c->n_gw == CLUSTER_MAX_GW)
         return -1;
     int i = c->n_gw;
-    char listen[64], bin[512];
+    char listen[96], bin[512];
     c->gw_port[i] = cluster_free_port();
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", c->gw_port[i]);
+    snprintf(listen, sizeof(listen), "%s:%d", host, c->gw_port[i]);
     cluster_bin("gateway/meshsig-gateway", bin, sizeof(bin));
     char *argv[32] = {bin, "--listen", listen, "--nats", c->nats_urls, "--id", (char *)id};
     int n = 7;
@@ -719,7 +748,7 @@ int cluster_add_gateway(cluster_t *c, const char *id, const char *const *extra)
         argv[n++] = (char *)extra[k];
     argv[n] = NULL;
     c->gw[i] = cluster_spawn(c, id, argv);
-    if (c->gw[i] < 0 || cluster_wait_port(c->gw_port[i], 10000))
+    if (c->gw[i] < 0 || wait_host_port(host, c->gw_port[i], 10000))
         return -1;
     c->n_gw++;
     for (long long end = cluster_now_ms() + 20000; !gateway_seen(c, id); usleep(20000))

@@ -121,6 +121,10 @@ void cluster_kill_coordinator(cluster_t *c, int i, int sig);
  * once coordinator 0 has heard its heartbeat (so its subscriptions are live),
  * or -1. */
 int cluster_add_gateway(cluster_t *c, const char *id, const char *const *extra);
+/* The same listening on host ("127.0.0.1", "[::1]", "[::ffff:127.0.0.1]": IPv4 clients of
+ * 127.0.0.1 seen as IPv4-mapped IPv6 peers, as on a dual-stack socket). */
+int cluster_add_gateway_at(cluster_t *c, const char *id, const char *host,
+                           const char *const *extra);
 /* Spawns argv with output to log; returns pid or -1. */
 pid_t cluster_spawn(cluster_t *c, const char *log_name, char *const argv[]);
 int cluster_wait_port(int port, int timeout_ms);

@@ -67,21 +67,39 @@ rws_t *rws_connect(int port, const char *version, const char *subprotocol, const
     return rws_connect_with(port, version, subprotocol, extra, NULL, 0, timeout_ms);
 }
 
+/* From an IPv6 source src to [::1]:port. */
+static int tcp6_from(int fd, const char *src, int port)
+{
+    struct sockaddr_in6 s = {.sin6_family = AF_INET6};
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
+    a.sin6_addr = in6addr_loopback;
+    if (inet_pton(AF_INET6, src, &s.sin6_addr) != 1 ||
+        bind(fd, (struct sockaddr *)&s, sizeof(s)) != 0)
+        return -1;
+    return connect(fd, (struct sockaddr *)&a, sizeof(a));
+}
+
 int rws_tcp_from(const char *src, int port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int v6 = src && strchr(src, ':');
+    int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
         return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (src) {
-        struct sockaddr_in s = {.sin_family = AF_INET};
-        if (inet_pton(AF_INET, src, &s.sin_addr) != 1 ||
-            bind(fd, (struct sockaddr *)&s, sizeof(s)) != 0)
+    if (v6) {
+        if (tcp6_from(fd, src, port) != 0)
+            goto fail;
+    } else {
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (src) {
+            struct sockaddr_in s = {.sin_family = AF_INET};
+            if (inet_pton(AF_INET, src, &s.sin_addr) != 1 ||
+                bind(fd, (struct sockaddr *)&s, sizeof(s)) != 0)
+                goto fail;
+        }
+        if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
             goto fail;
     }
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
-        goto fail;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return fd;

@@ -37,11 +37,12 @@ rws_t *rws_connect(int port, const char *version, const char *subprotocol, const
 rws_t *rws_connect_with(int port, const char *version, const char *subprotocol, const char *extra,
                         const void *after, size_t after_len, int timeout_ms);
 /* The same from source address src (NULL: any; 127.0.0.2, 127.0.0.3, ... are distinct
- * loopback addresses on Linux) to path ("/ws"). */
+ * loopback addresses on Linux; "::1": to [::1]:port) to path ("/ws"). */
 rws_t *rws_connect_from(const char *src, int port, const char *path, const char *version,
                         const char *subprotocol, const char *extra, const void *after,
                         size_t after_len, int timeout_ms);
-/* A TCP connection from src (NULL: any) to 127.0.0.1:port, nothing sent: its fd, or -1. */
+/* A TCP connection from src (NULL: any) to 127.0.0.1:port, or from an IPv6 src ("::1") to
+ * [::1]:port, nothing sent: its fd, or -1. */
 int rws_tcp_from(const char *src, int port);
 void rws_free(rws_t *c);
 

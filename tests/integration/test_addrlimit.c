@@ -2,7 +2,12 @@
 /* Per-client-address limits through real processes (gateway/addrlimit.h): handshakes and
  * sessions per address, counts given back on close, X-Forwarded-For read from a trusted proxy
  * only. Clients bind 127.0.0.2, .3 and .4 (distinct loopback addresses on Linux); 127.0.0.1
- * (this test's /metrics requests) is the one exempt address. */
+ * (this test's /metrics requests) is the one exempt address.
+ *
+ * The same again with the gateway listening on [::ffff:127.0.0.1] (an IPv6 socket: its IPv4
+ * peers arrive as IPv4-mapped addresses, as on a dual-stack [::] listener), where the IPv4
+ * lists and counts must still apply; and on [::1] with an IPv6 client, ::1 counted (not
+ * exempt). */
 #include <check.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -56,7 +61,7 @@ static void await_metric(const char *name, const char *labels, double want)
     ck_abort_msg("%s%s is %g, not %g, after 10 s", name, labels ? labels : "", v, want);
 }
 
-static void gateway_up(void)
+static void gateway_at(const char *host)
 {
     ck_assert_int_eq(cluster_start(&cl, NULL), 0);
     char hs[16], sess[16];
@@ -74,8 +79,23 @@ static void gateway_up(void)
                           "--handshake-timeout-s",
                           "30",
                           NULL};
-    ck_assert_int_eq(cluster_add_gateway(&cl, "gw-addr", args), 0);
+    ck_assert_int_eq(cluster_add_gateway_at(&cl, "gw-addr", host, args), 0);
     port = cl.gw_port[0];
+}
+
+static void gateway_up(void)
+{
+    gateway_at("127.0.0.1");
+}
+
+static void gateway_up_mapped(void)
+{
+    gateway_at("[::ffff:127.0.0.1]");
+}
+
+static void gateway_up_v6(void)
+{
+    gateway_at("[::1]");
 }
 
 static void gateway_down(void)
@@ -324,6 +344,53 @@ START_TEST(forwarded_for_from_trusted_proxy_only)
 }
 END_TEST
 
+/* A session from src once its address has room again (what closed before this was given
+ * back): an answer 503 or LIMIT_REACHED is tried again, for at most 10 s. */
+static rws_t *join_when_room(const char *src)
+{
+    for (long long end = mono_ms() + 10000; mono_ms() < end; usleep(20000)) {
+        rws_t *c = rws_connect_from(src, port, "/ws", "13", "meshsig.v1.json", NULL, NULL, 0, T_MS);
+        if (c && c->status == 101) {
+            char hello[160];
+            int n = snprintf(hello, sizeof(hello),
+                             "{\"id\":\"h\",\"hello\":{\"namespace\":\"addr-%d-%d\",\"peerId\":"
+                             "\"p\"}}",
+                             (int)getpid(), seq++);
+            ck_assert_int_eq(rws_send_frame(c, RWS_FIN | 1, 1, hello, (size_t)n), 0);
+            json_t *j = next_json(c);
+            int welcomed = json_object_get(j, "welcome") != NULL;
+            json_decref(j);
+            if (welcomed)
+                return c;
+        }
+        if (c)
+            rws_free(c);
+    }
+    ck_abort_msg("%s found no room in 10 s", src);
+    return NULL;
+}
+
+/* ::1 (a client over IPv6) is counted like any address: handshakes, then sessions. */
+START_TEST(ipv6_client_counted)
+{
+    int held[HS_PER_IP];
+    for (int i = 0; i < HS_PER_IP; i++)
+        held[i] = hold_handshake("::1");
+    connection_refused("::1");
+    for (int i = 0; i < HS_PER_IP; i++)
+        close(held[i]);
+    rws_t *mine[SESS_PER_IP];
+    mine[0] = join_when_room("::1");
+    for (int i = 1; i < SESS_PER_IP; i++)
+        mine[i] = join_from("::1", NULL);
+    session_refused("::1", "/ws", NULL);
+    rws_free(mine[0]);
+    mine[0] = join_when_room("::1");
+    for (int i = 0; i < SESS_PER_IP; i++)
+        rws_free(mine[i]);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("addrlimit");
@@ -335,5 +402,19 @@ int main(void)
     tcase_add_test(tc, sessions_per_address);
     tcase_add_test(tc, forwarded_for_from_trusted_proxy_only);
     suite_add_tcase(s, tc);
+    /* IPv4 clients seen as ::ffff:a.b.c.d count as a.b.c.d; the exempt 127.0.0.1/32 and the
+     * trusted 127.0.0.4/32 apply to them. */
+    TCase *mapped = tcase_create("mapped");
+    tcase_add_unchecked_fixture(mapped, gateway_up_mapped, gateway_down);
+    tcase_set_timeout(mapped, 60);
+    tcase_add_test(mapped, handshakes_per_address);
+    tcase_add_test(mapped, sessions_per_address);
+    tcase_add_test(mapped, forwarded_for_from_trusted_proxy_only);
+    suite_add_tcase(s, mapped);
+    TCase *v6 = tcase_create("ipv6");
+    tcase_add_unchecked_fixture(v6, gateway_up_v6, gateway_down);
+    tcase_set_timeout(v6, 60);
+    tcase_add_test(v6, ipv6_client_counted);
+    suite_add_tcase(s, v6);
     return run_suite(s);
 }
