@@ -89,28 +89,20 @@ static void usage(const ms_opt_t *opts, const char *prog, const char *summary)
     printf("  --%-18s %-26s %s\n", "help", "", "print this and exit");
 }
 
-ms_err_t ms_opts_parse(const ms_opt_t *opts, int argc, char **argv, const char *summary)
+static int is_help(const char *a)
 {
-    /* --help and --version first: the values are still the defaults. */
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(opts, argv[0], summary);
-            return MS_ERR_STATE;
-        }
-        if (!strcmp(argv[i], "--version")) {
-            ms_version_print(argv[0]);
-            return MS_ERR_STATE;
-        }
-    }
-    for (const ms_opt_t *o = opts; o->name; o++) {
-        char env[96];
-        env_name(o->name, env, sizeof(env));
-        const char *v = getenv(env);
-        if (v && set_value(o, v, env) != MS_OK)
-            return MS_ERR_INVAL;
-    }
+    return !strcmp(a, "--help") || !strcmp(a, "-h");
+}
+
+/* One pass over argv: every argument a known flag (with its value) or --help, -h, --version.
+ * With apply, the values are set; without, only the flags are checked, so that an unknown
+ * flag is an error wherever it stands, before --help or after it. */
+static ms_err_t walk_args(const ms_opt_t *opts, int argc, char **argv, int apply)
+{
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (is_help(a) || !strcmp(a, "--version"))
+            continue;
         if (strncmp(a, "--", 2) != 0) {
             fprintf(stderr, "%s: unexpected argument '%s' (try --help)\n", argv[0], a);
             return MS_ERR_INVAL;
@@ -137,8 +129,35 @@ ms_err_t ms_opts_parse(const ms_opt_t *opts, int argc, char **argv, const char *
             fprintf(stderr, "%s: %s needs a value\n", argv[0], a);
             return MS_ERR_INVAL;
         }
-        if (set_value(o, v, argv[0]) != MS_OK)
+        if (apply && set_value(o, v, argv[0]) != MS_OK)
             return MS_ERR_INVAL;
     }
     return MS_OK;
+}
+
+ms_err_t ms_opts_parse(const ms_opt_t *opts, int argc, char **argv, const char *summary)
+{
+    /* An unknown flag is an error even beside --help (`--bogus --help` printed the help and
+     * exited 0, as if the flag were fine). */
+    if (walk_args(opts, argc, argv, 0) != MS_OK)
+        return MS_ERR_INVAL;
+    /* --help and --version next: the values are still the defaults. */
+    for (int i = 1; i < argc; i++) {
+        if (is_help(argv[i])) {
+            usage(opts, argv[0], summary);
+            return MS_ERR_STATE;
+        }
+        if (!strcmp(argv[i], "--version")) {
+            ms_version_print(argv[0]);
+            return MS_ERR_STATE;
+        }
+    }
+    for (const ms_opt_t *o = opts; o->name; o++) {
+        char env[96];
+        env_name(o->name, env, sizeof(env));
+        const char *v = getenv(env);
+        if (v && set_value(o, v, env) != MS_OK)
+            return MS_ERR_INVAL;
+    }
+    return walk_args(opts, argc, argv, 1);
 }

@@ -20,7 +20,9 @@ typedef struct {
 } ms_opt_t;
 
 /* Parses the environment, then argv. --help prints usage and --version the version; both
- * return MS_ERR_STATE (the caller exits 0); a bad flag prints a message and returns MS_ERR_INVAL.
+ * return MS_ERR_STATE (the caller exits 0); a bad flag prints a message and returns MS_ERR_INVAL
+ * (an unknown flag, an argument that is no flag or a flag without its value: also beside
+ * --help or --version, wherever it stands).
  * --help shows the defaults as compiled in, whatever the environment or other flags say (it
  * showed the environment's values as defaults, secrets included); a help text that says
  * "(default" itself (a sentinel such as -1 standing for a computed default) gets no value

@@ -6,6 +6,8 @@ Each flag's "(default ...)" appears at most once and is never a sentinel (-1 sto
 quarter of --max-handshakes"); the environment does not change what --help calls the default
 (it printed MESHSIG_JWT_SECRET's value as the "default"); and the README's options tables
 name the same default as --help for every flag whose default --help prints as a value.
+An unknown flag is an error wherever it stands, beside --help or --version too (exit 2, one
+line naming it, nothing on stdout; `--bogus --help` printed the help and exited 0).
 A gateway given a --listen address it cannot listen on stops at start-up (it ran on,
 listening nowhere, and so did every "[v6]:port").
 
@@ -56,6 +58,23 @@ def readme_defaults():
     return out
 
 
+def unknown_flags(binary, env):
+    failures = []
+    name = os.path.basename(binary)
+    for args in (["--bogus"], ["--bogus", "--help"], ["--help", "--bogus"], ["-h", "--bogus"],
+                 ["--version", "--bogus"], ["--log-level", "info", "--bogus=1", "--help"]):
+        bogus = next(a for a in args if a.startswith("--bogus"))
+        out = subprocess.run([os.path.join(BUILD, binary)] + args, env=env, capture_output=True,
+                             text=True, timeout=30, check=False)
+        lines = out.stderr.splitlines()
+        if (out.returncode != 2 or out.stdout or len(lines) != 1 or
+                f"'{bogus}'" not in lines[0]):
+            failures.append(f"{name} {' '.join(args)}: exit {out.returncode}, "
+                            f"{len(out.stdout)} bytes on stdout, stderr {out.stderr[-200:]!r} "
+                            f"(want exit 2 and one line naming {bogus})")
+    return failures
+
+
 def listen_errors(env):
     """A --listen the gateway cannot bind (192.0.2.1 is on no host here) stops it, exit 1,
     naming the address."""
@@ -81,6 +100,7 @@ def main():
     for binary in BINARIES:
         name = os.path.basename(binary)
         text = helptext(binary, base_env)
+        failures += unknown_flags(binary, base_env)
         fl = flags(text)
         if len(fl) < 10:
             failures.append(f"{name}: only {len(fl)} flags parsed from --help")
