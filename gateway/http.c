@@ -169,6 +169,24 @@ int ms_gw_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
          * the connection hung). */
         return write_headers(wsi, h) ? -1 : write_body(wsi, h);
     }
+    /* A --static-dir file (its mount binds this protocol). lws reads it through the buffer
+     * that still holds what the client sent after the request, and a request pipelined
+     * behind it was refused 403 and the connection closed. The connection is closed after
+     * the file instead, and the file's answer says so (RFC 9112 9.6): a client sends no more
+     * on it, and one that pipelined sends the rest again on a new connection. */
+    case LWS_CALLBACK_ADD_HEADERS: {
+        struct lws_process_html_args *a = in;
+        unsigned char *p = (unsigned char *)a->p, *end = p + a->max_len;
+        if (lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close",
+                                         5, &p, end))
+            return -1;
+        a->max_len -= (int)(p - (unsigned char *)a->p);
+        a->p = (char *)p;
+        return 0;
+    }
+    case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+        ms_gw_http_linger(wsi);
+        return -1;
     case LWS_CALLBACK_HTTP_WRITEABLE: {
         if (h->discovery)
             return 0; /* still waiting for the owner */
@@ -234,6 +252,9 @@ const struct lws_http_mount *ms_gw_http_mounts(ms_gateway_t *gw)
         gw->mounts[2].origin = dir;
         gw->mounts[2].def = "index.html";
         gw->mounts[2].origin_protocol = LWSMPRO_FILE;
+        /* lws asks this protocol for more headers of a file (LWS_CALLBACK_ADD_HEADERS), and
+         * tells it when the file is sent */
+        gw->mounts[2].protocol = "meshsig-http";
     }
     gw->mounts[1].mount_next = ms_gw_peerjs_mounts(gw, gw->mounts[1].mount_next);
     return &gw->mounts[0];

@@ -296,14 +296,6 @@ int ms_gw_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
     case LWS_CALLBACK_HTTP: /* a path no mount serves (lws's own 404 broke pipelining) */
         return ms_gw_http_not_found(wsi);
 
-    /* A --static-dir file: lws reads it through the buffer that still holds what the
-     * client sent after the request, and a request pipelined behind it was refused 403 and
-     * the connection closed. It is closed after the file instead (HTTP/1.1 allows it at
-     * any time; a client sends what went unanswered again on a new connection). */
-    case LWS_CALLBACK_HTTP_FILE_COMPLETION:
-        ms_gw_http_linger(wsi);
-        return -1;
-
     /* Per-address limits (addrlimit.h): protocols[0] hears of every connection's start and
      * end, whatever it becomes (a session, HTTP, nothing). */
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:

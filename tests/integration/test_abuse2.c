@@ -6,7 +6,7 @@
  * One cluster (NATS, a coordinator, three gateways) for every case: gateway
  * 0 with the default limits, gateway 1 with a small --max-queue and loose
  * rates (a slow reader and churn reach their limits fast), gateway 2 with an
- * Origin allowlist. Each case attacks from this process (raw sockets, or
+ * Origin allowlist and a --static-dir. Each case attacks from this process (raw sockets, or
  * the test WebSocket client where the attacker is a well-formed peer),
  * checks the answer it should get, that the gateway's (or coordinator's) CPU
  * time and resident memory stay within a bound while it lasts, and that a
@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -36,6 +37,20 @@
 
 static cluster_t cl;
 static const char GOOD_ORIGIN[] = "https://good.example";
+/* Gateway 2's --static-dir (in the cluster's directory) and what it holds. */
+static char static_dir[300];
+static const char INDEX_HTML[] = "<!doctype html><title>abuse2</title>\n";
+static const char APP_JS[] = "console.log('abuse2');\n";
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char path[400];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fputs(text, f) >= 0, 1);
+    ck_assert_int_eq(fclose(f), 0);
+}
 
 static long long now_ms(void)
 {
@@ -49,7 +64,12 @@ static void cluster_up(void)
     const char *plain[] = {"--insecure-dev", NULL};
     const char *loose[] = {"--insecure-dev", "--max-queue",  "65536",    "--rate-msgs",
                            "20000",          "--rate-bytes", "67108864", NULL};
-    const char *origins[] = {"--insecure-dev", "--origins", GOOD_ORIGIN, NULL};
+    snprintf(static_dir, sizeof(static_dir), "%s/static", cl.dir);
+    ck_assert_int_eq(mkdir(static_dir, 0700), 0);
+    write_file(static_dir, "index.html", INDEX_HTML);
+    write_file(static_dir, "app.js", APP_JS);
+    const char *origins[] = {"--insecure-dev", "--origins", GOOD_ORIGIN,
+                             "--static-dir",   static_dir,  NULL};
     ck_assert_int_eq(cluster_add_gateway(&cl, "gw-abuse2-plain", plain), 0);
     ck_assert_int_eq(cluster_add_gateway(&cl, "gw-abuse2-loose", loose), 1);
     ck_assert_int_eq(cluster_add_gateway(&cl, "gw-abuse2-origin", origins), 2);
@@ -693,6 +713,97 @@ START_TEST(pipelined_after_not_found)
     ck_assert_int_eq(complete_200s(a, got), 1);
     close(fd);
     pair_serves("pipelined requests after a 404");
+}
+END_TEST
+
+/* Reads from fd into a (*got bytes so far, NUL-terminated) until `want` complete answers are
+ * there (statuses in st), or the connection ends (*eof: a FIN, *reset: an error), or T_MS
+ * passed. How many answers there are. */
+static int read_answers(int fd, char *a, size_t cap, size_t *got, int want, int *st, int *eof,
+                        int *reset)
+{
+    for (long long end = now_ms() + T_MS;
+         now_ms() < end && *got < cap - 1 && complete_answers(a, *got, st, 8) < want;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t r = recv(fd, a + *got, cap - 1 - *got, 0);
+        if (r <= 0) {
+            *eof = r == 0;
+            *reset = r < 0;
+            break;
+        }
+        *got += (size_t)r;
+        a[*got] = '\0';
+    }
+    return complete_answers(a, *got, st, 8);
+}
+
+/* A --static-dir file, alone or with requests pipelined behind it in the same write, then one
+ * more request on the connection. lws builds a file's answer in the buffer that still holds
+ * the rest of what the client sent, so the gateway closes the connection after the file; the
+ * answer must say so (RFC 9112 9.6: Connection: close, then the close, a FIN and not a reset)
+ * unless what follows is answered too. The file's answer said nothing: it looked persistent,
+ * a client that kept the connection for its next request found it closed, and a pipelining
+ * one got no answer for the rest without being told. */
+START_TEST(static_file_then_pipelined)
+{
+    static const struct {
+        const char *req, *body;
+    } cases[] = {
+        {"GET / HTTP/1.1\r\nHost: a\r\n\r\n", INDEX_HTML},
+        {"GET /index.html HTTP/1.1\r\nHost: a\r\n\r\nGET /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+         INDEX_HTML},
+        {"GET /app.js HTTP/1.1\r\nHost: a\r\n\r\nGET /app.js HTTP/1.1\r\nHost: a\r\n\r\n"
+         "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n",
+         APP_JS},
+        {"GET /app.js HTTP/1.0\r\nConnection: keep-alive\r\nHost: a\r\n\r\n", APP_JS},
+    };
+    static const char more[] = "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n";
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *req = cases[i].req;
+        int fd = tcp_to(cl.gw_port[2]);
+        ck_assert_int_eq(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+        int sent = 0;
+        for (const char *p = req; (p = strstr(p, "GET ")); p += 4)
+            sent++;
+        static char a[64 * 1024];
+        size_t got = 0;
+        int eof = 0, reset = 0, st[8] = {0};
+        int done = read_answers(fd, a, sizeof(a), &got, sent, st, &eof, &reset);
+        if (done == sent && !eof && !reset) {
+            /* all answered and the connection kept: it must take one more */
+            if (send(fd, more, sizeof(more) - 1, MSG_NOSIGNAL) == (ssize_t)sizeof(more) - 1)
+                sent++;
+            done = read_answers(fd, a, sizeof(a), &got, sent, st, &eof, &reset);
+        }
+        close(fd);
+        const char *head_end = strstr(a, "\r\n\r\n");
+        ck_assert_msg(done >= 1 && st[0] == 200 && head_end &&
+                          !strncmp(head_end + 4, cases[i].body, strlen(cases[i].body)),
+                      "case %zu: the file not answered whole (%d answers, first %d): %.300s", i,
+                      done, st[0], a);
+        if (done == sent)
+            continue; /* everything answered, the connection kept */
+        char head[2048];
+        size_t hl =
+            (size_t)(head_end - a) < sizeof(head) - 1 ? (size_t)(head_end - a) : sizeof(head) - 1;
+        memcpy(head, a, hl);
+        head[hl] = '\0';
+        ck_assert_msg(strcasestr(head, "\r\nconnection: close") != NULL,
+                      "case %zu: %d of %d requests answered, then the connection %s, but the "
+                      "file's answer did not say Connection: close: %s",
+                      i, done, sent,
+                      eof     ? "closed"
+                      : reset ? "reset"
+                              : "hung",
+                      head);
+        ck_assert_msg(!strcasestr(head, "keep-alive"), "case %zu: keep-alive said: %s", i, head);
+        ck_assert_msg(eof && !reset, "case %zu: after Connection: close the gateway %s", i,
+                      reset ? "reset the connection" : "did not close it");
+        ck_assert_msg(done == 1, "case %zu: answered after Connection: close: %.300s", i, a);
+    }
+    pair_serves("a static file with requests pipelined behind it");
 }
 END_TEST
 
@@ -1357,6 +1468,7 @@ int main(void)
     tcase_add_test(tc, pipelined_http_requests);
     tcase_add_test(tc, pipelined_after_not_found);
     tcase_add_test(tc, pipelined_flood_never_reading);
+    tcase_add_test(tc, static_file_then_pipelined);
     tcase_add_test(tc, peerjs_http_flood);
     tcase_add_test(tc, origin_tricks);
     tcase_add_test(tc, sets_churn_memory_comes_back);
