@@ -8,7 +8,9 @@
  * peers arrive as IPv4-mapped addresses, as on a dual-stack [::] listener), where the IPv4
  * lists and counts must still apply; and on [::1] with an IPv6 client, ::1 counted (not
  * exempt). */
+#include <arpa/inet.h>
 #include <check.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -391,6 +393,21 @@ START_TEST(ipv6_client_counted)
 }
 END_TEST
 
+/* Whether an IPv6 socket binds addr here (no IPv6 on the host, or net.ipv6.bindv6only=1 for a
+ * mapped address: those cases are skipped, and say so). */
+static int binds_v6(const char *addr)
+{
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6};
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    int ok = fd >= 0 && inet_pton(AF_INET6, addr, &a.sin6_addr) == 1 &&
+             bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (!ok)
+        printf("addrlimit: cannot bind [%s] here; its cases are skipped\n", addr);
+    return ok;
+}
+
 int main(void)
 {
     Suite *s = suite_create("addrlimit");
@@ -404,17 +421,21 @@ int main(void)
     suite_add_tcase(s, tc);
     /* IPv4 clients seen as ::ffff:a.b.c.d count as a.b.c.d; the exempt 127.0.0.1/32 and the
      * trusted 127.0.0.4/32 apply to them. */
-    TCase *mapped = tcase_create("mapped");
-    tcase_add_unchecked_fixture(mapped, gateway_up_mapped, gateway_down);
-    tcase_set_timeout(mapped, 60);
-    tcase_add_test(mapped, handshakes_per_address);
-    tcase_add_test(mapped, sessions_per_address);
-    tcase_add_test(mapped, forwarded_for_from_trusted_proxy_only);
-    suite_add_tcase(s, mapped);
-    TCase *v6 = tcase_create("ipv6");
-    tcase_add_unchecked_fixture(v6, gateway_up_v6, gateway_down);
-    tcase_set_timeout(v6, 60);
-    tcase_add_test(v6, ipv6_client_counted);
-    suite_add_tcase(s, v6);
+    if (binds_v6("::ffff:127.0.0.1")) {
+        TCase *mapped = tcase_create("mapped");
+        tcase_add_unchecked_fixture(mapped, gateway_up_mapped, gateway_down);
+        tcase_set_timeout(mapped, 60);
+        tcase_add_test(mapped, handshakes_per_address);
+        tcase_add_test(mapped, sessions_per_address);
+        tcase_add_test(mapped, forwarded_for_from_trusted_proxy_only);
+        suite_add_tcase(s, mapped);
+    }
+    if (binds_v6("::1")) {
+        TCase *v6 = tcase_create("ipv6");
+        tcase_add_unchecked_fixture(v6, gateway_up_v6, gateway_down);
+        tcase_set_timeout(v6, 60);
+        tcase_add_test(v6, ipv6_client_counted);
+        suite_add_tcase(s, v6);
+    }
     return run_suite(s);
 }
