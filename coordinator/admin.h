@@ -25,6 +25,8 @@ typedef struct {
     ms_admin_conn_t *conns;      /* admin_conn.c: every connection, uthash by bufferevent */
     size_t n_open;               /* admin_conn.c: connections open, refused ones not counted */
     uint64_t n_refused;          /* admin_conn.c: closed over the cap */
+    uint64_t n_evicted;          /* admin_conn.c: closed to make room for one over the cap */
+    uint64_t next_ready;         /* admin_conn.c: orders connections by when they became ready */
     uint64_t n_timed_out;        /* admin_conn.c: closed at the request deadline */
 } ms_admin_t;
 
