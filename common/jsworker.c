@@ -6,6 +6,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -20,6 +22,11 @@ struct ms_jsworker {
     pthread_mutex_t lock;               /* guards the two queues and stop */
     pthread_cond_t cond;                /* jobs arrived, or stop */
     uint64_t reconnects;                /* cnats' threads: reconnections (atomic) */
+    unsigned seed;                      /* cnats' reconnect thread: the waits' jitter */
+    pthread_mutex_t kick_lock;          /* guards kicked and closing */
+    pthread_cond_t kick_cond;           /* kicked or closing (CLOCK_MONOTONIC) */
+    int kicked;                         /* ms_jsworker_kick since the last wait ended */
+    int closing;                        /* destroy: no wait any more */
     ms_jsjob_t *jobs, *jobs_tail;       /* to the worker */
     ms_jsjob_t *results, *results_tail; /* back to the loop */
     int stop;
@@ -94,6 +101,55 @@ static void on_reconnected(natsConnection *nc, void *closure)
     ms_info("%s: NATS reconnected to %s", cfg->name, url);
 }
 
+int64_t ms_jsworker_reconnect_delay(int base_ms, int max_ms, int attempts, uint32_t rnd)
+{
+    int64_t base = base_ms > 0 ? base_ms : 1;
+    int64_t fast = MS_JSWORKER_RECONNECT_FAST_MS / base; /* rounds at cnats' own wait */
+    if (attempts <= fast || base >= max_ms)
+        return base + (int64_t)(rnd % 100); /* cnats' wait and its default jitter */
+    int64_t d = 2 * base;
+    for (int64_t i = fast + 1; i < attempts && d < max_ms; i++)
+        d += d / 2;
+    if (d > max_ms)
+        d = max_ms;
+    return d / 2 + (int64_t)(rnd % (uint32_t)(d / 2 + 1));
+}
+
+/* cnats' reconnect thread, before each round of the servers (with the connection unlocked):
+ * waits here, where ms_jsworker_kick can end the wait, and tells cnats to wait no more. */
+static int64_t reconnect_delay(natsConnection *nc, int attempts, void *closure)
+{
+    ms_jsworker_t *w = closure;
+    (void)nc;
+    int64_t ms = ms_jsworker_reconnect_delay(w->cfg.reconnect_wait_ms, w->cfg.reconnect_max_ms,
+                                             attempts, (uint32_t)rand_r(&w->seed));
+    struct timespec end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    end.tv_sec += (time_t)(ms / 1000);
+    end.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (end.tv_nsec >= 1000000000L) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&w->kick_lock);
+    while (!w->kicked && !w->closing &&
+           pthread_cond_timedwait(&w->kick_cond, &w->kick_lock, &end) == 0)
+        ;
+    w->kicked = 0;
+    pthread_mutex_unlock(&w->kick_lock);
+    return 0; /* cnats tries at once */
+}
+
+void ms_jsworker_kick(ms_jsworker_t *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->kick_lock);
+    w->kicked = 1;
+    pthread_cond_signal(&w->kick_cond);
+    pthread_mutex_unlock(&w->kick_lock);
+}
+
 /* The connection's options: the same for every JetStream user, but for its name and
  * reconnect wait. */
 static ms_err_t options(ms_jsworker_t *w, natsOptions **out)
@@ -119,6 +175,11 @@ static ms_err_t options(ms_jsworker_t *w, natsOptions **out)
     natsOptions_SetName(opts, cfg->name);
     natsOptions_SetMaxReconnect(opts, -1);
     natsOptions_SetReconnectWait(opts, cfg->reconnect_wait_ms);
+    /* A link cut for long tried again every reconnect_wait_ms (100 ms for the leases: ten TCP
+     * connects a second, each a CONNECT and INFO when a server answers but the link is cut
+     * further on); the wait grows instead, to reconnect_max_ms. */
+    if (cfg->reconnect_max_ms > 0)
+        natsOptions_SetCustomReconnectDelay(opts, reconnect_delay, w);
     natsOptions_SetRetryOnFailedConnect(opts, true, NULL, NULL);
     /* cnats 3.4 takes 0 as it is (the default of 8 MB is set when the options are made, not
      * here, whatever nats.h says): a publish while reconnecting finds the buffer full and fails.
@@ -148,8 +209,17 @@ ms_err_t ms_jsworker_create(const ms_jsworker_config_t *cfg, ms_jsworker_t **out
     if (!w)
         return MS_ERR_NOMEM;
     w->cfg = *cfg;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    w->seed = (unsigned)(uintptr_t)w ^ (unsigned)getpid() ^ (unsigned)now.tv_nsec;
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
+    pthread_mutex_init(&w->kick_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->kick_cond, &ca);
+    pthread_condattr_destroy(&ca);
     natsOptions *opts = NULL;
     ms_err_t err = options(w, &opts);
     if (err != MS_OK)
@@ -210,12 +280,19 @@ void ms_jsworker_destroy(ms_jsworker_t *w)
     free_chain(w->jobs, w->cfg.free_job); /* only when the thread never started */
     free_chain(w->results, w->cfg.free_result);
     jsCtx_Destroy(w->js);
+    /* A reconnect waiting in reconnect_delay ends now: the close joins its thread. */
+    pthread_mutex_lock(&w->kick_lock);
+    w->closing = 1;
+    pthread_cond_broadcast(&w->kick_cond);
+    pthread_mutex_unlock(&w->kick_lock);
     if (w->nc) {
         natsConnection_Close(w->nc);
         natsConnection_Destroy(w->nc);
     }
     pthread_cond_destroy(&w->cond);
     pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->kick_cond);
+    pthread_mutex_destroy(&w->kick_lock);
     free(w);
 }
 

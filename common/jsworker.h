@@ -43,7 +43,12 @@ typedef struct {
     const ms_nats_auth_t *auth; /* NULL: none */
     const char *name;           /* the connection name the server shows (/connz) */
     int reconnect_wait_ms;      /* between reconnect attempts to one server */
-    int js_wait_ms;             /* bound on each JetStream call; 0: cnats' default (5 s) */
+    /* > 0: after MS_JSWORKER_RECONNECT_FAST_MS of rounds at reconnect_wait_ms, the wait grows
+     * by half at every round of the servers that failed, up to this, each drawn in [wait/2,
+     * wait] (ms_jsworker_reconnect_delay), and ms_jsworker_kick ends it; 0: every wait is
+     * reconnect_wait_ms. */
+    int reconnect_max_ms;
+    int js_wait_ms; /* bound on each JetStream call; 0: cnats' default (5 s) */
     /* 1: a publish made while the connection is down fails at once (NATS_INSUFFICIENT_BUFFER)
      * instead of waiting in cnats' reconnect buffer to be sent on reconnecting, seconds later.
      * For writes that must not land late (leases). */
@@ -65,6 +70,15 @@ typedef struct {
     void (*wake)(void *wake_ud);
     void *wake_ud;
 } ms_jsworker_config_t;
+
+/* A link cut for this long (a NATS restart, a failover to another node: over by then) is tried
+ * again at its reconnect_wait_ms, as cnats would; after it, the wait grows. */
+#define MS_JSWORKER_RECONNECT_FAST_MS 2000
+/* The wait before reconnect round `attempts` (from 1, the first after the link was lost):
+ * base_ms and up to 100 ms of jitter for MS_JSWORKER_RECONNECT_FAST_MS of rounds, then from
+ * 2 * base_ms grown by half a round, capped at max_ms, drawn in [wait/2, wait] by rnd so that
+ * coordinators cut off together do not come back in step. */
+int64_t ms_jsworker_reconnect_delay(int base_ms, int max_ms, int attempts, uint32_t rnd);
 
 /* Connects and starts the thread. The connect blocks until a server accepts
  * it, retrying every reconnect_wait_ms for as long as it takes (refused
@@ -89,6 +103,9 @@ void ms_jsworker_post(ms_jsworker_t *w, ms_jsjob_t *first);
 ms_jsjob_t *ms_jsworker_take(ms_jsworker_t *w);
 /* Any thread: how often the connection came back after it was lost. */
 uint64_t ms_jsworker_reconnects(ms_jsworker_t *w);
+/* Any thread: while the connection waits to try reconnecting again (reconnect_max_ms > 0), it
+ * tries at once (say, another connection to the same servers is back: they are). */
+void ms_jsworker_kick(ms_jsworker_t *w);
 /* Whether destroy has been called: long jobs retry less. */
 int ms_jsworker_stopping(ms_jsworker_t *w);
 

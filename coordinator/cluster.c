@@ -475,6 +475,13 @@ void ms_cluster_tick(ms_coord_t *c, uint64_t now)
     }
     uint64_t renewals_before = c->cluster.n_renewals;
     ms_kvretry_t *kr = &c->cluster.kvretry;
+    /* The bus is back: the servers are, and the lease link need not wait out its backed-off
+     * reconnect delay (up to 1 s) to find it. */
+    uint64_t bus_reconnects = ms_bus_reconnects(c->bus);
+    if (bus_reconnects != c->cluster.bus_reconnects) {
+        c->cluster.bus_reconnects = bus_reconnects;
+        ms_lease_kick(c->cluster.lease);
+    }
     ms_kvretry_reconnects(kr, ms_lease_reconnects(c->cluster.lease), now);
     /* The store silent: this tick may try only in an open slot, and one claim or renewal at most
      * (a probe: its answer lets every shard go again at the next tick). */

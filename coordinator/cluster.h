@@ -88,8 +88,9 @@ typedef struct {
     uint64_t n_not_owner, n_queued_dropped, n_claims, n_losses, n_handoffs;
     uint64_t n_renewals, n_renewal_batches; /* renewals sent, and the batches they went in */
     ms_renewal_t renewal;                   /* when each shard renews (renewal.c) */
-    ms_kvretry_t kvretry;   /* claims and renewals while the lease store is silent (kvretry.h) */
-    int renewal_origin_set; /* renewal's phases follow the first tick */
+    ms_kvretry_t kvretry;    /* claims and renewals while the lease store is silent (kvretry.h) */
+    uint64_t bus_reconnects; /* ms_bus_reconnects last seen: one more kicks the lease link */
+    int renewal_origin_set;  /* renewal's phases follow the first tick */
     uint64_t
         n_resend_dropped; /* requests stamped with an older epoch, sent again by their gateway */
     uint64_t n_doubts, n_kept_late; /* deadlines passed in doubt; of them, kept by a renewal */

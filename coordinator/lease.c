@@ -940,6 +940,12 @@ uint64_t ms_lease_reconnects(ms_lease_t *l)
     return l && l->worker ? ms_jsworker_reconnects(l->worker) : 0;
 }
 
+void ms_lease_kick(ms_lease_t *l)
+{
+    if (l)
+        ms_jsworker_kick(l->worker);
+}
+
 uint64_t ms_lease_kv_calls(ms_lease_t *l)
 {
     return l ? __atomic_load_n(&l->kv_calls, __ATOMIC_RELAXED) : 0;
@@ -969,6 +975,10 @@ ms_err_t ms_lease_create(const ms_lease_config_t *cfg, void (*wake)(void *), voi
         .auth = cfg->auth,
         .name = "meshsig-lease",
         .reconnect_wait_ms = 100,
+        /* Growing to 1 s while the link stays cut past 2 s (tests/integration/
+         * test_lease_health.c: fewer connects in a 10 s cut); the bus coming back ends the
+         * wait (ms_lease_kick from ms_cluster_tick). */
+        .reconnect_max_ms = 1000,
         /* Every call is bounded well below the lease: a renewal that cannot
          * answer in time is a failed renewal. */
         .js_wait_ms = (int)l->wait_ms,

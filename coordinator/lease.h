@@ -105,6 +105,9 @@ uint64_t ms_lease_silent_ms(ms_lease_t *l, uint64_t now_ms);
 uint64_t ms_lease_kv_calls(ms_lease_t *l);
 /* How often the lease connection came back after it was lost. Any thread. */
 uint64_t ms_lease_reconnects(ms_lease_t *l);
+/* The lease connection, if it waits to try reconnecting (a wait growing to 1 s while it stays
+ * cut), tries at once: the bus came back, so the servers are there. Any thread. */
+void ms_lease_kick(ms_lease_t *l);
 /* Whether both buckets are available. */
 int ms_lease_ready(ms_lease_t *l);
 

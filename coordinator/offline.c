@@ -546,6 +546,7 @@ ms_err_t ms_offline_create(const ms_offline_config_t *cfg, void (*wake)(void *),
         .auth = cfg->auth,
         .name = "meshsig-offline",
         .reconnect_wait_ms = 250,
+        .reconnect_max_ms = 1000, /* growing while the link stays cut (jsworker.h) */
         /* Every call here is retried by the worker itself until it is answered (do_store,
          * do_delete, the fetches: every 200 ms for up to JS_RETRY_MS), so a call made while the
          * link is down is made again within a reconnect wait of its return; nothing needs cnats

@@ -27,6 +27,7 @@ struct cutproxy {
     int n;
     /* cutproxy_cut_named: "name":"<name>" as the client's CONNECT has it; "" when none is cut. */
     char cut_name[96];
+    long named_closed;           /* connections closed at their CONNECT for naming cut_name */
     char hello[MAX_PAIRS][1024]; /* what each client sent first (its CONNECT), NUL-terminated */
     size_t hello_len[MAX_PAIRS];
 };
@@ -64,8 +65,10 @@ static int pump(cutproxy_t *p, int i, int from_client)
         p->hello_len[i] = have + k;
         p->hello[i][have + k] = '\0';
     }
-    if (named_cut(p, i))
+    if (named_cut(p, i)) {
+        p->named_closed++;
         return 0; /* before its CONNECT reaches the server */
+    }
     for (ssize_t off = 0; off < r;) {
         ssize_t w = write(to, buf + off, (size_t)(r - off));
         if (w < 0 && errno == EINTR)
@@ -229,6 +232,14 @@ int cutproxy_connections(cutproxy_t *p)
 {
     pthread_mutex_lock(&p->mu);
     int n = p->n;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+long cutproxy_named_closed(cutproxy_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    long n = p->named_closed;
     pthread_mutex_unlock(&p->mu);
     return n;
 }

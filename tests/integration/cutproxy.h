@@ -24,6 +24,9 @@ void cutproxy_cut(cutproxy_t *p, int cut);
 void cutproxy_cut_named(cutproxy_t *p, const char *name, int cut);
 /* Connections forwarded right now. */
 int cutproxy_connections(cutproxy_t *p);
+/* Connections refused so far at their CONNECT for naming the client cut_named cut (each one
+ * connection attempt of that client while cut). */
+long cutproxy_named_closed(cutproxy_t *p);
 void cutproxy_stop(cutproxy_t *p);
 
 #endif
