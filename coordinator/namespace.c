@@ -54,6 +54,9 @@ void ms_ns_reg_cleanup(ms_coord_t *c)
     ms_topo_diff_cleanup(&c->ns.diff);
     free(c->ns.n_by_shard);
     c->ns.n_by_shard = NULL;
+    free(c->ns.walk_list);
+    c->ns.walk_list = NULL;
+    c->ns.walk_len = c->ns.walk_cap = 0;
 }
 
 size_t ms_ns_count(ms_coord_t *c)
@@ -63,30 +66,27 @@ size_t ms_ns_count(ms_coord_t *c)
 
 ms_ns_walk_t ms_ns_walk_begin(ms_coord_t *c)
 {
-    /* Collected first: a destroy or a create moves records between the index's slots. */
-    ms_ns_walk_t w = {0};
-    c->ns.walking++;
-    if (c->ns.by_name.n && !(w.list = malloc(c->ns.by_name.n * sizeof(*w.list)))) {
-        ms_warn("out of memory: a walk over %u namespaces skipped", c->ns.by_name.n);
-        return w;
+    /* Collected first: a destroy or a create moves records between the index's slots. The
+     * room is there (walk_reserve): by_name.n <= walk_cap. */
+    if (c->ns.walking++ == 0) {
+        ms_ns_t *ns;
+        c->ns.walk_len = 0;
+        MS_PIDX_FOREACH(&c->ns.by_name, i, ns)
+        c->ns.walk_list[c->ns.walk_len++] = ns;
     }
-    ms_ns_t *ns;
-    MS_PIDX_FOREACH(&c->ns.by_name, i, ns)
-    w.list[w.n++] = ns;
-    return w;
+    return (ms_ns_walk_t){.n = c->ns.walk_len, .i = 0};
 }
 
 ms_ns_t *ms_ns_walk_next(ms_coord_t *c, ms_ns_walk_t *w)
 {
     while (w->i < w->n) {
-        ms_ns_t *ns = w->list[w->i++];
+        ms_ns_t *ns = c->ns.walk_list[w->i++];
         if (!ns->dead)
             return ns;
     }
-    free(w->list);
-    w->list = NULL;
     w->n = w->i = 0;
     if (--c->ns.walking == 0) {
+        c->ns.walk_len = 0;
         while (c->ns.dead) {
             ms_ns_t *ns = c->ns.dead;
             c->ns.dead = ns->next_dead;
@@ -94,6 +94,24 @@ ms_ns_t *ms_ns_walk_next(ms_coord_t *c, ms_ns_walk_t *w)
         }
     }
     return NULL;
+}
+
+/* Room in walk_list for one more namespace: every one held (the next first walk lists them)
+ * and every one listed (a walk under way appends those created). */
+static ms_err_t walk_reserve(ms_ns_reg_t *r)
+{
+    size_t need = (r->by_name.n > r->walk_len ? r->by_name.n : r->walk_len) + 1;
+    if (need <= r->walk_cap)
+        return MS_OK;
+    size_t cap = r->walk_cap ? r->walk_cap * 2 : 16;
+    while (cap < need)
+        cap *= 2;
+    ms_ns_t **nl = realloc(r->walk_list, cap * sizeof(*nl));
+    if (!nl)
+        return MS_ERR_NOMEM;
+    r->walk_list = nl;
+    r->walk_cap = cap;
+    return MS_OK;
 }
 
 uint32_t ms_ns_count_shard(ms_coord_t *c, uint32_t shard)
@@ -184,10 +202,14 @@ ms_err_t ms_ns_get(ms_coord_t *c, const char *name, ms_ns_t **out)
         goto fail;
     if (ms_ns_has_source_slot(ns))
         ns->next_handle = 1;
+    if ((err = walk_reserve(&c->ns)) != MS_OK) /* a walk then always has room */
+        goto fail;
     if (ms_pidx_add(&c->ns.by_name, ns) < 0) {
         err = MS_ERR_NOMEM;
         goto fail;
     }
+    if (c->ns.walking) /* the walks under way see it listed, after their own end */
+        c->ns.walk_list[c->ns.walk_len++] = ns;
     if (ns->engine->ops->tick)
         c->ns.n_tick++;
     if (ns->shard < c->ns.n_shards)

@@ -173,6 +173,14 @@ typedef struct {
      * the last walk ends (linked by next_dead). */
     uint32_t walking;
     ms_ns_t *dead;
+    /* What the walks under way visit: the namespaces held when the first began, then those
+     * created since, appended (each walk visits those listed when it began). Its room is
+     * reserved when a namespace is created (ms_ns_get fails then, MS_ERR_NOMEM), so a walk
+     * allocates nothing and visits every namespace: a walk that found no memory for its
+     * list once skipped them all, and the caller never knew (a gateway loss detached nobody,
+     * a shard given away kept its namespaces). */
+    ms_ns_t **walk_list;
+    size_t walk_len, walk_cap;
     uint32_t n_shards;
     size_t n_tick;       /* namespaces whose engine has periodic work */
     ms_topo_diff_t diff; /* scratch: lent by ms_ns_diff to one operation at a time */
@@ -197,9 +205,10 @@ void ms_ns_reg_init(ms_ns_reg_t *r, uint32_t n_shards, const ms_ns_hooks_t *cons
 /* Destroys every namespace. */
 void ms_ns_reg_cleanup(ms_coord_t *c);
 
-/* A walk over the namespaces held when it began (ms_ns_walk_begin/_next; MS_NS_FOREACH). */
+/* A walk over the namespaces held when it began (ms_ns_walk_begin/_next; MS_NS_FOREACH):
+ * those of c->ns.walk_list below n, collected when the first walk under way began (the body
+ * may destroy or create namespaces). Allocates nothing: it cannot fail. */
 typedef struct {
-    ms_ns_t **list; /* collected at the start: the body may destroy or create namespaces */
     size_t n, i;
 } ms_ns_walk_t;
 ms_ns_walk_t ms_ns_walk_begin(ms_coord_t *c);

@@ -88,6 +88,71 @@ START_TEST(walk_survives_destroy_and_create)
 }
 END_TEST
 
+/* A walk allocates nothing, so it cannot skip the namespaces for want of memory (it once
+ * malloc'd its list, and a walk that got none visited nothing and said so only in a log line:
+ * a gateway loss detached nobody, a shard given away kept its namespaces). The room is taken
+ * when a namespace is created. mallinfo2 counts nothing under ASan (its own allocator): there
+ * the test shows only that every namespace is visited. */
+START_TEST(walk_allocates_nothing)
+{
+    ms_coord_t *c = new_coord();
+    for (int i = 0; i < 1000; i++)
+        make(c, "ns%d", i);
+    size_t before = mallinfo2().uordblks, during = 0;
+    int visits = 0;
+    ms_ns_t *ns;
+    MS_NS_FOREACH(c, ns, w)
+    {
+        if (!visits)
+            during = mallinfo2().uordblks;
+        visits++;
+    }
+    ck_assert_int_eq(visits, 1000);
+    ck_assert_msg(during == before, "a walk over 1000 namespaces allocated %zd bytes",
+                  (ssize_t)(during - before));
+    coord_free(c);
+}
+END_TEST
+
+/* A walk begun inside another visits what is held when it begins: the namespaces the outer
+ * walk created are there, those it destroyed are not; the outer walk visits neither. */
+START_TEST(nested_walks)
+{
+    ms_coord_t *c = new_coord();
+    for (int i = 0; i < 100; i++)
+        make(c, "ns%d", i);
+    int outer = 0;
+    ms_ns_t *ns, *in;
+    MS_NS_FOREACH(c, ns, w)
+    {
+        int i = -1;
+        ck_assert_int_eq(sscanf(ns->name, "ns%d", &i), 1);
+        outer++;
+        if (outer == 50) {
+            ms_ns_destroy(c, ns); /* ns50-ish is gone, new0..new9 are there */
+            for (int k = 0; k < 10; k++)
+                make(c, "new%d", k);
+            size_t inner = 0, news = 0;
+            MS_NS_FOREACH(c, in, w2)
+            {
+                inner++;
+                news += !strncmp(in->name, "new", 3);
+            }
+            ck_assert_uint_eq(inner, ms_ns_count(c)); /* 99 + 10 */
+            ck_assert_uint_eq(inner, 109);
+            ck_assert_uint_eq(news, 10);
+        }
+    }
+    ck_assert_int_eq(outer, 100);
+    /* The next walk starts afresh: every one held. */
+    size_t all = 0;
+    MS_NS_FOREACH(c, ns, w3)
+    all++;
+    ck_assert_uint_eq(all, 109);
+    coord_free(c);
+}
+END_TEST
+
 /* Namespaces that run the same policy point at one copy; a namespace given another policy
  * points elsewhere and the others keep theirs. */
 START_TEST(policies_are_shared)
@@ -226,6 +291,8 @@ int main(void)
     Suite *s = suite_create("namespace");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, walk_survives_destroy_and_create);
+    tcase_add_test(tc, walk_allocates_nothing);
+    tcase_add_test(tc, nested_walks);
     tcase_add_test(tc, policies_are_shared);
     tcase_add_test(tc, a_pair_allocates_no_extras);
     tcase_add_test(tc, freed_handles_are_reused);
