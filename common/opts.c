@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Command-line flags with MESHSIG_* environment twins. */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -160,4 +161,51 @@ ms_err_t ms_opts_parse(const ms_opt_t *opts, int argc, char **argv, const char *
             return MS_ERR_INVAL;
     }
     return walk_args(opts, argc, argv, 1);
+}
+
+ms_err_t ms_opts_hostport(const char *s, char *host, size_t cap, int *port, int *v6)
+{
+    const char *colon = s ? strrchr(s, ':') : NULL;
+    if (!colon || !colon[1] || strlen(colon + 1) > 5)
+        return MS_ERR_INVAL;
+    long p = 0;
+    for (const char *d = colon + 1; *d; d++) {
+        if (*d < '0' || *d > '9')
+            return MS_ERR_INVAL;
+        p = p * 10 + (*d - '0');
+    }
+    if (p > 65535)
+        return MS_ERR_INVAL;
+    size_t n = (size_t)(colon - s);
+    int bracketed = n >= 2 && s[0] == '[' && s[n - 1] == ']';
+    if (bracketed) {
+        s++;
+        n -= 2;
+    }
+    if (n >= cap || memchr(s, '[', n) || memchr(s, ']', n))
+        return MS_ERR_INVAL;
+    int has_colon = memchr(s, ':', n) != NULL;
+    if (has_colon && !bracketed)
+        return MS_ERR_INVAL; /* ::1:8080: which colon ends the address? */
+    memcpy(host, s, n);
+    host[n] = '\0';
+    *port = (int)p;
+    *v6 = has_colon;
+    return MS_OK;
+}
+
+int ms_opts_loopback(const char *hostport)
+{
+    char host[128];
+    int port, v6;
+    if (ms_opts_hostport(hostport, host, sizeof(host), &port, &v6) != MS_OK)
+        return 0;
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (!v6)
+        return !strcmp(host, "localhost") ||
+               (inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127);
+    if (inet_pton(AF_INET6, host, &a6) != 1)
+        return 0;
+    return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
 }

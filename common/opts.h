@@ -8,6 +8,8 @@
 #ifndef MS_OPTS_H
 #define MS_OPTS_H
 
+#include <stddef.h>
+
 #include "err.h"
 
 typedef enum { MS_OPT_STR, MS_OPT_INT, MS_OPT_BOOL, MS_OPT_DOUBLE } ms_opt_type_t;
@@ -28,5 +30,13 @@ typedef struct {
  * "(default" itself (a sentinel such as -1 standing for a computed default) gets no value
  * appended. */
 ms_err_t ms_opts_parse(const ms_opt_t *opts, int argc, char **argv, const char *summary);
+
+/* A listen address flag's value, HOST:PORT: HOST a name, an IPv4 address, an IPv6 address
+ * in brackets ("[::1]:8080"; host gets it without them, *v6 = 1) or empty (every address).
+ * PORT is 0..65535 in digits. MS_ERR_INVAL when s is not of that form or HOST does not fit
+ * cap bytes. */
+ms_err_t ms_opts_hostport(const char *s, char *host, size_t cap, int *port, int *v6);
+/* 1 when a HOST:PORT names a loopback address: 127.x, [::1], [::ffff:127.x] or localhost. */
+int ms_opts_loopback(const char *hostport);
 
 #endif

@@ -12,6 +12,7 @@
 #include "auth.h"
 #include "internal.h"
 #include "log.h"
+#include "opts.h"
 #include "metrics.h"
 
 extern const unsigned char ms_admin_page[];
@@ -323,14 +324,13 @@ ms_err_t ms_admin_start(ms_coord_t *c)
 {
     const char *listen = c->cfg->admin_listen;
     char host[128];
-    const char *colon = strrchr(listen, ':');
-    if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof(host)) {
-        ms_error("admin-listen must be HOST:PORT, got '%s'", listen);
+    int port, v6;
+    if (ms_opts_hostport(listen, host, sizeof(host), &port, &v6) != MS_OK) {
+        ms_error("admin-listen must be HOST:PORT (an IPv6 address in brackets: [::1]:8081), got "
+                 "'%s'",
+                 listen);
         return MS_ERR_INVAL;
     }
-    memcpy(host, listen, (size_t)(colon - listen));
-    host[colon - listen] = '\0';
-    int port = atoi(colon + 1);
     struct evhttp *http = c->admin.http = evhttp_new(c->loop.base);
     if (!http)
         return MS_ERR_NOMEM;
@@ -341,7 +341,7 @@ ms_err_t ms_admin_start(ms_coord_t *c)
     evhttp_set_timeout(http, IDLE_TIMEOUT_S);
     evhttp_set_gencb(http, on_request, c);
     ms_admin_conn_start(c);
-    if (!evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)port)) {
+    if (!evhttp_bind_socket_with_handle(http, *host ? host : "0.0.0.0", (ev_uint16_t)port)) {
         ms_error("admin endpoint cannot listen on %s", listen);
         return MS_ERR_IO;
     }

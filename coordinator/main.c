@@ -151,10 +151,17 @@ int main(int argc, char **argv)
         ms_error("--js-replicas must be 1..5 (JetStream's limit)");
         return 2;
     }
+    char host[128];
+    int port, v6;
+    if (ms_opts_hostport(cfg.admin_listen, host, sizeof(host), &port, &v6) != MS_OK) {
+        ms_error("--admin-listen must be HOST:PORT (an IPv6 address in brackets: [::1]:8081), "
+                 "got '%s'",
+                 cfg.admin_listen);
+        return 2;
+    }
     if (cfg.insecure_dev) {
         ms_warn("INSECURE DEV MODE: the admin API needs no token. Never run this in production.");
-        if (strncmp(cfg.admin_listen, "127.", 4) && strncmp(cfg.admin_listen, "[::1]", 5) &&
-            strncmp(cfg.admin_listen, "localhost:", 10)) {
+        if (!ms_opts_loopback(cfg.admin_listen)) {
             ms_error("--insecure-dev binds to loopback only; --admin-listen %s is not loopback",
                      cfg.admin_listen);
             return 2;

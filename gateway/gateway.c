@@ -15,6 +15,7 @@
 #include "rxslab.h"
 #include "internal.h"
 #include "log.h"
+#include "opts.h"
 #include "wsguard.h"
 
 #define MS_GW_MERGE_TURNS 3 /* turns after the first that may share its writes */
@@ -122,20 +123,13 @@ static ms_err_t create_context(ms_gateway_t *gw)
     const ms_gw_config_t *cfg = gw->cfg;
     ms_err_t err;
     char host[128];
-    const char *colon = strrchr(cfg->listen, ':');
-    if (!colon || (size_t)(colon - cfg->listen) >= sizeof(host)) {
-        ms_error("--listen must be HOST:PORT, got '%s'", cfg->listen);
-        return MS_ERR_INVAL;
-    }
-    memcpy(host, cfg->listen, (size_t)(colon - cfg->listen));
-    host[colon - cfg->listen] = '\0';
+    int port, v6;
     /* [v6]:port: lws wants the address without its brackets ("[::1]" was taken for an
      * interface name that does not exist, and the gateway ran listening nowhere). */
-    size_t hl = strlen(host);
-    int v6 = strchr(host, ':') != NULL;
-    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
-        memmove(host, host + 1, hl - 2);
-        host[hl - 2] = '\0';
+    if (ms_opts_hostport(cfg->listen, host, sizeof(host), &port, &v6) != MS_OK) {
+        ms_error("--listen must be HOST:PORT (an IPv6 address in brackets: [::1]:8080), got '%s'",
+                 cfg->listen);
+        return MS_ERR_INVAL;
     }
 
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_bridge);
@@ -143,7 +137,7 @@ static ms_err_t create_context(ms_gateway_t *gw)
         return err;
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
-    info.port = atoi(colon + 1);
+    info.port = port;
     info.iface = *host ? host : NULL;
     memcpy(gw->protocols, protocols, sizeof(protocols));
     gw->protocols[0].rx_buffer_size = gw->protocols[1].rx_buffer_size = (size_t)cfg->rx_buffer;
@@ -357,7 +351,7 @@ void ms_gw_destroy(ms_gateway_t *gw)
         lws_context_destroy(gw->ctx);
         gw->ctx = NULL;
     }
-    ms_gw_dout_flush(gw);  /* signals the closed sessions handed to the owner */
+    ms_gw_dout_flush(gw);    /* signals the closed sessions handed to the owner */
     ms_bus_destroy(gw->bus); /* writes what is buffered first; its watchers are on the loop */
     ms_pbarena_cleanup(&gw->batch_arena);
     ms_evloop_destroy(gw->loop); /* after the context: lws stops its watchers on it */

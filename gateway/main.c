@@ -18,12 +18,6 @@ static void on_signal(int sig)
         ms_gw_stop(running);
 }
 
-static int is_loopback(const char *listen)
-{
-    return !strncmp(listen, "127.", 4) || !strncmp(listen, "[::1]", 5) ||
-           !strncmp(listen, "[::ffff:127.", 12) || !strncmp(listen, "localhost:", 10);
-}
-
 int main(int argc, char **argv)
 {
     ms_gw_config_t cfg = {
@@ -192,12 +186,19 @@ int main(int argc, char **argv)
         ms_error("--max-handshakes-per-ip or --max-sessions-per-ip is out of range (see --help)");
         return 2;
     }
+    char host[128];
+    int port, v6;
+    if (ms_opts_hostport(cfg.listen, host, sizeof(host), &port, &v6) != MS_OK) {
+        ms_error("--listen must be HOST:PORT (an IPv6 address in brackets: [::1]:8080), got '%s'",
+                 cfg.listen);
+        return 2;
+    }
     if (cfg.max_hs_per_ip < 0)
         cfg.max_hs_per_ip = cfg.max_handshakes >= 4 ? cfg.max_handshakes / 4 : 1;
     if (cfg.insecure_dev) {
         ms_warn("INSECURE DEV MODE: hellos need no token and peers pick their own ids. Never "
                 "run this in production.");
-        if (!is_loopback(cfg.listen)) {
+        if (!ms_opts_loopback(cfg.listen)) {
             ms_error("--insecure-dev binds to loopback only; --listen %s is not loopback",
                      cfg.listen);
             return 2;

@@ -9,7 +9,8 @@ name the same default as --help for every flag whose default --help prints as a 
 An unknown flag is an error wherever it stands, beside --help or --version too (exit 2, one
 line naming it, nothing on stdout; `--bogus --help` printed the help and exited 0).
 A gateway given a --listen address it cannot listen on stops at start-up (it ran on,
-listening nowhere, and so did every "[v6]:port").
+listening nowhere, and so did every "[v6]:port"); a listen address that is not HOST:PORT
+(an IPv6 address without brackets, a port out of range) is refused by both binaries, exit 2.
 
 usage: check_help.py BUILD_DIR   (MESHSIG_SOURCE_DIR: the source tree, for README.md)
 """
@@ -90,6 +91,22 @@ def listen_errors(env):
     if out.returncode != 1 or "cannot listen on 192.0.2.1:18080" not in out.stderr:
         failures.append(f"meshsig-gateway --listen 192.0.2.1:18080: exit {out.returncode}, "
                         f"stderr {out.stderr[-300:]!r}")
+    # An address that is not HOST:PORT (an IPv6 one without brackets: which colon ends it?,
+    # a port out of range or not a number) is refused before anything starts: exit 2.
+    for binary, flag in (("gateway/meshsig-gateway", "--listen"),
+                         ("coordinator/meshsig-coordinator", "--admin-listen")):
+        for bad in ("::1:18080", "127.0.0.1:65536", "127.0.0.1:http", "127.0.0.1", "[::1"):
+            cmd = [os.path.join(BUILD, binary), "--insecure-dev", "--nats", "nats://127.0.0.1:1",
+                   flag, bad]
+            try:
+                out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=20,
+                                     check=False)
+            except subprocess.TimeoutExpired:
+                failures.append(f"{binary} {flag} {bad}: still running after 20 s")
+                continue
+            if out.returncode != 2 or "must be HOST:PORT" not in out.stderr:
+                failures.append(f"{binary} {flag} {bad}: exit {out.returncode}, "
+                                f"stderr {out.stderr[-300:]!r}")
     return failures
 
 
