@@ -188,7 +188,8 @@ static void replace_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
                             const Meshsig__Bus__ShardRequest *req, const char *cid)
 {
     const char *gw = ms_intern(req->gateway_id);
-    if (!gw || (!m->detached_ms && !ms_member_rare_get(m))) {
+    if (!gw || (!m->detached_ms && !ms_member_rare_get(m)) ||
+        ms_gwm_reserve(&c->members.by_gw, gw) != MS_OK) {
         ms_intern_release(gw);
         ms_outbox_error(&c->outbox, ns->shard, req->gateway_id, req->session, cid, ERR(INTERNAL),
                         "out of memory");
@@ -196,6 +197,7 @@ static void replace_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
     }
     send_replaced(c, ns, m, "another session took this peer id");
     prev_clear(m);
+    ms_gwm_move(&c->members.by_gw, ns, m, gw); /* before its old gateway's reference may go */
     if (!m->detached_ms) {
         /* As for a resume: what the old session sent before its gateway closes
          * it is still the peer's (a PeerJS client that reconnects loses none of
@@ -369,13 +371,15 @@ static void resume_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
                            const Meshsig__Bus__ShardRequest *req, const char *cid)
 {
     const char *gw = ms_intern(req->gateway_id);
-    if (!gw || (!m->detached_ms && !ms_member_rare_get(m))) {
+    if (!gw || (!m->detached_ms && !ms_member_rare_get(m)) ||
+        ms_gwm_reserve(&c->members.by_gw, gw) != MS_OK) {
         ms_intern_release(gw);
         ms_outbox_error(&c->outbox, ns->shard, req->gateway_id, req->session, cid, ERR(INTERNAL),
                         "out of memory");
         return;
     }
     prev_clear(m);
+    ms_gwm_move(&c->members.by_gw, ns, m, gw);
     const char *old_gw = m->gateway;
     uint64_t old_session = m->session;
     int gone = m->detached_ms != 0;
@@ -611,7 +615,7 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
                         ns->by_handle[0] ? ns->by_handle[0]->id : "?");
         goto done;
     }
-    if (herr != MS_OK || ms_ns_member_add(ns, m) != MS_OK) {
+    if (herr != MS_OK || ms_ns_member_add(c, ns, m) != MS_OK) {
         if (herr == MS_OK)
             ms_ns_free_handle(ns, m);
         goto nomem;
@@ -621,7 +625,7 @@ void ms_member_join(ms_coord_t *c, uint32_t shard, const Meshsig__Bus__ShardRequ
     ms_err_t err = ms_ns_full(c, ns) ? MS_ERR_FULL
                                      : ns->engine->ops->join(ns->engine, m->handle, m->pos, diff);
     if (err != MS_OK) {
-        ms_ns_member_remove(ns, m);
+        ms_ns_member_remove(c, ns, m);
         ms_ns_free_handle(ns, m);
         if (err == MS_ERR_FULL && ns->policy->overflow_wait) {
             enqueue_waiter(c, ns, req);
@@ -695,7 +699,7 @@ void ms_member_leave(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *rea
     int was_source = m->source && ms_ns_has_source_slot(ns);
     ms_ns_free_handle(ns, m);
     ms_ns_apply_diff(c, ns, diff, NULL, NULL, 0);
-    ms_ns_member_remove(ns, m);
+    ms_ns_member_remove(c, ns, m);
     if (was_source)
         ms_tree_source_notify(c, ns, NULL, NULL); /* to everyone: the source is gone */
     c->members.n_leaves++;
@@ -769,21 +773,22 @@ void ms_member_leave_request(ms_coord_t *c, const Meshsig__Bus__ShardRequest *re
 }
 
 /* A gateway went silent: its peers wait out the resume grace period, queued by the time
- * (c->members.detached). Walks every member once per gateway lost. */
+ * (c->members.detached). Only its own members, from its list (gwmembers.h): nothing here
+ * changes a member's namespace or gateway. */
 static void detach_members_of(ms_coord_t *c, const char *gateway, uint64_t now)
 {
     size_t n = 0;
-    ms_ns_t *ns;
-    MS_NS_FOREACH(c, ns, w)
-    {
-        ms_member_t *m;
-        MS_NS_MEMBERS_FOREACH(ns, i, m)
-        if (!m->detached_ms && !strcmp(m->gateway, gateway)) {
-            if (ms_detq_push(&c->members.detached, now, ns->name, m->id))
-                c->members.detached_unqueued = 1;
-            m->detached_ms = now;
-            n++;
-        }
+    ms_gwm_list_t *l = ms_gwm_of(&c->members.by_gw, gateway);
+    for (uint32_t k = 0; l && k < l->n; k++) {
+        ms_ns_t *ns = l->v[k].ns;
+        ms_member_t *m = l->v[k].m;
+        c->members.n_lost_visited++;
+        if (m->detached_ms)
+            continue;
+        if (ms_detq_push(&c->members.detached, now, ns->name, m->id))
+            c->members.detached_unqueued = 1;
+        m->detached_ms = now;
+        n++;
     }
     if (c->members.detached_unqueued)
         ms_error("out of memory queueing detached peers: every member is walked until they go");
@@ -809,27 +814,11 @@ static ms_member_t *detached_member(ms_coord_t *c, const ms_detached_t *d, ms_ns
 static void reattach_members_of(ms_coord_t *c, const char *gateway)
 {
     size_t n = 0;
-    if (c->members.detached_unqueued) {
-        ms_ns_t *ns;
-        MS_NS_FOREACH(c, ns, w)
-        {
-            ms_member_t *m;
-            MS_NS_MEMBERS_FOREACH(ns, i, m)
-            if (m->detached_ms && !strcmp(m->gateway, gateway)) {
-                ms_member_reattach(c, m);
-                n++;
-            }
-        }
-    } else {
-        /* Every detached peer has an entry: the queue holds them all. */
-        const ms_detq_t *q = &c->members.detached;
-        for (size_t k = 0; k < ms_detq_len(q); k++) {
-            ms_ns_t *ns;
-            ms_member_t *m = detached_member(c, ms_detq_at(q, k), &ns);
-            if (m && !strcmp(m->gateway, gateway)) {
-                ms_member_reattach(c, m);
-                n++;
-            }
+    ms_gwm_list_t *l = ms_gwm_of(&c->members.by_gw, gateway);
+    for (uint32_t k = 0; l && k < l->n; k++) {
+        if (l->v[k].m->detached_ms) {
+            ms_member_reattach(c, l->v[k].m);
+            n++;
         }
     }
     if (n)
@@ -898,6 +887,7 @@ void ms_member_liveness(ms_coord_t *c, uint64_t now)
 void ms_member_cleanup(ms_coord_t *c)
 {
     ms_detq_cleanup(&c->members.detached);
+    ms_gwm_cleanup(&c->members.by_gw);
 }
 
 const ms_ns_hooks_t ms_member_hooks = {.name = "waiting joins", .cleanup = waiting_cleanup};

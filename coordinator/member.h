@@ -9,6 +9,7 @@
 
 #include "bus.pb-c.h"
 #include "detached.h"
+#include "gwmembers.h"
 #include "namespace.h"
 
 typedef struct {
@@ -18,6 +19,8 @@ typedef struct {
     /* A detached peer could not be queued (out of memory): the liveness tick walks every
      * member until none is detached. */
     uint8_t detached_unqueued;
+    ms_gwm_t by_gw;          /* every member, by its gateway (gwmembers.h) */
+    uint64_t n_lost_visited; /* members looked at by gateway losses (tests: only their own) */
     uint64_t next_liveness_ms;
     uint64_t n_joins, n_leaves;
     uint64_t n_cap_ns, n_cap_peers; /* joins refused at --max-namespaces, a namespace's cap */

@@ -93,14 +93,14 @@ static ms_member_t *place(merge_t *mg, const Meshsig__Bus__SessionReport *sr, ms
     }
     if (err != MS_OK)
         goto fail;
-    if (ms_ns_member_add(ns, m) != MS_OK) {
+    if (ms_ns_member_add(c, ns, m) != MS_OK) {
         ms_ns_free_handle(ns, m);
         goto fail;
     }
     err = ms_ns_full(c, ns) ? MS_ERR_FULL
                             : ns->engine->ops->join(ns->engine, m->handle, m->pos, diff);
     if (err != MS_OK) {
-        ms_ns_member_remove(ns, m);
+        ms_ns_member_remove(c, ns, m);
         ms_ns_free_handle(ns, m);
         if (err == MS_ERR_FULL) {
             code = ERR(NAMESPACE_FULL);

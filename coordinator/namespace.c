@@ -361,7 +361,10 @@ void ms_ns_destroy(ms_coord_t *c, ms_ns_t *ns)
             c->ns.hooks[i]->cleanup(ns);
     ms_member_t *m;
     MS_NS_MEMBERS_FOREACH(ns, i, m)
-    ms_member_free(m);
+    {
+        ms_gwm_remove(&c->members.by_gw, m);
+        ms_member_free(m);
+    }
     ms_pidx_cleanup(&ns->members);
     if (ns->mods) /* faces: empty, their module removed them (backend.c cleanup) */
         ms_pidx_cleanup(&ns->mods->faces);
@@ -434,13 +437,20 @@ ms_member_t *ms_ns_member(ms_ns_t *ns, const char *id)
     return ms_pidx_find(&ns->members, id_hash(id), member_is, id);
 }
 
-ms_err_t ms_ns_member_add(ms_ns_t *ns, ms_member_t *m)
+ms_err_t ms_ns_member_add(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 {
-    return ms_pidx_add(&ns->members, m) == 0 ? MS_OK : MS_ERR_NOMEM;
+    if (ms_gwm_add(&c->members.by_gw, ns, m) != MS_OK)
+        return MS_ERR_NOMEM;
+    if (ms_pidx_add(&ns->members, m) != 0) {
+        ms_gwm_remove(&c->members.by_gw, m);
+        return MS_ERR_NOMEM;
+    }
+    return MS_OK;
 }
 
-void ms_ns_member_remove(ms_ns_t *ns, ms_member_t *m)
+void ms_ns_member_remove(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m)
 {
+    ms_gwm_remove(&c->members.by_gw, m);
     ms_pidx_remove(&ns->members, m);
 }
 

@@ -96,8 +96,9 @@ typedef struct ms_member {
     uint8_t claim[16];
     uint16_t n_pairs; /* at most MS_PAIRS_MAX (pairs.h) */
     uint8_t claim_len;
-    uint8_t source; /* joined as the tree's source: handle 0 (ms_ns_has_source_slot) */
-    char id[];      /* NUL-terminated; allocated with the record */
+    uint8_t source;   /* joined as the tree's source: handle 0 (ms_ns_has_source_slot) */
+    uint32_t gw_slot; /* its place in its gateway's list (gwmembers.h) */
+    char id[];        /* NUL-terminated; allocated with the record */
 } ms_member_t;
 
 /* What few members use, to read: all empty while m->rare is NULL. */
@@ -260,8 +261,8 @@ ms_topo_pos_t ms_member_network_origin(const ms_member_t *m);
 
 ms_member_t *ms_ns_member(ms_ns_t *ns, const char *id);
 /* Indexes m (a new member, its id not taken) in ns->members. MS_ERR_NOMEM: not added. */
-ms_err_t ms_ns_member_add(ms_ns_t *ns, ms_member_t *m);
-void ms_ns_member_remove(ms_ns_t *ns, ms_member_t *m);
+ms_err_t ms_ns_member_add(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m);
+void ms_ns_member_remove(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m);
 /* Visits ns's members (ms_member_t *m) in no particular order. The body must not add or
  * remove members (collect them first: ptrindex.h). */
 #define MS_NS_MEMBERS_FOREACH(ns, i, m) MS_PIDX_FOREACH(&(ns)->members, i, m)

@@ -234,7 +234,7 @@ static long rebuild_ns(ms_coord_t *c, const char *name, rb_peer_t *peers, size_t
             peers[i].m = NULL;
             continue;
         }
-        if (ms_ns_member_add(ns, peers[i].m) != MS_OK) {
+        if (ms_ns_member_add(c, ns, peers[i].m) != MS_OK) {
             /* Out of memory: left out, as above; its gateway's next report brings it. */
             ms_ns_free_handle(ns, peers[i].m);
             ms_member_free(peers[i].m);
