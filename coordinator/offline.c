@@ -422,7 +422,10 @@ static int do_delete(ms_offline_t *o, job_t *j, int stopping)
     jo.Wait = JS_CALL_WAIT_MS;
     jsErrCode ec = 0;
     natsStatus s = js_DeleteMsg(o->js, STREAM_NAME, j->seq, &jo, &ec);
-    if (s == NATS_OK || ec == JSNoMessageFoundErr)
+    /* Gone already: nats-server answers a delete of a sequence it does not hold (deleted on
+     * an earlier receipt of a copy delivered twice, aged out) with 10043, "sequence not
+     * found"; 10037 is kept for servers that would say "no message found". */
+    if (s == NATS_OK || ec == JSSequenceNotFoundErr || ec == JSNoMessageFoundErr)
         return 0;
     now = mono_ms();
     j->attempts++;
