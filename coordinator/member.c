@@ -224,6 +224,10 @@ static void replace_session(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m,
     }
     ms_ns_apply_diff(c, ns, diff, NULL, NULL, 0);
     ms_pairs_moved(c, ns, m); /* PeerJS's reconnect: its pairs follow it */
+    /* As a join and a resume: what is stored for the peer (handed to the old session without
+     * a receipt, or stored while nobody fetched) goes to the new session now, not at the
+     * re-fetch seconds later. */
+    ms_emit_member_resumed(c, ns, m);
     ms_info("%s/%s replaced by a session on %s", ns->name, m->id, gw);
 }
 

@@ -55,7 +55,7 @@ void ms_emit_handle(ms_coord_t *c, ms_ns_t *ns, ms_member_t *from, const char *c
 void ms_emit_offline_drain(ms_coord_t *c);
 /* A member restored by a takeover rebuild: fetch what was stored for it. */
 void ms_emit_member_restored(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m);
-/* A member resumed on another session: what its old one may not have
+/* A member resumed or replaced on another session: what its old one may not have
  * written (stored emits without a receipt) is fetched again. */
 void ms_emit_member_resumed(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m);
 /* bus Receipt: a gateway wrote these stored emits (or its client acked them);
