@@ -12,10 +12,10 @@
 
 #include "jsworker.h"
 #include "log.h"
+#include "offknown.h"
 #include "subject.h"
 #include "offline.h"
 #include "pblimit.h"
-#include "uthash_keyed.h"
 
 #define STREAM_NAME "MESHSIG_OFFLINE"
 
@@ -41,17 +41,40 @@ typedef struct job {
     int attempts;       /* delete: failed attempts so far */
 } job_t;
 
-/* Subjects known to hold messages, so a join reads the stream only when it
- * must. A subject stays known after its messages were delivered (they are
- * deleted one by one as receipts come in) until a fetch finds it empty. */
-typedef struct known {
-    char *subject;
-    UT_hash_handle hh;
-} known_t;
+/* What the list of known subjects was loaded under: once any of it changed, notes may have
+ * been lost (a reconnect; the subscription's pending limit) and the list is loaded again. */
+typedef struct {
+    uint64_t reconnects;
+    int64_t dropped;
+    int connected;
+} conn_snap_t;
 
+/* Subjects known to hold messages, so a join reads the stream only when it must
+ * (offknown.h). A subject stays known after its messages were delivered (they are deleted
+ * one by one as receipts come in) until a fetch finds it empty.
+ *
+ * Stores made elsewhere (the shard's previous owner still retrying one through a JetStream
+ * election, for up to JS_RETRY_MS; any coordinator storing into a subject this one will
+ * serve) are learnt from `notes`: a core NATS subscription on the stream's subjects, made on
+ * the worker's connection before the list is first loaded, sees every publish into the
+ * stream, whoever makes it (a stream's subjects are plain NATS subjects). Its cost: every
+ * coordinator receives every stored emit's bytes once more (README, "Persistent emits").
+ *
+ * A note normally arrives before the store it announces is acknowledged: the publish reaches
+ * this coordinator's NATS node on its way to the stream, while the acknowledgement waits for
+ * the stream (and its replicas) to store it, then travels back to the storing coordinator,
+ * which tells the sender, who would tell the addressee, who joins here. Should a join still
+ * come first (a note held up in this process or on a route), its skipped fetch is remembered
+ * for MS_OFFKNOWN_SKIP_MS and made when the note comes. A note lost (the connection broke:
+ * reconnects; a slow subscriber: dropped) makes the list stale: it is loaded again, and the
+ * skips remembered meanwhile are fetched once their subjects show up in it. Everything
+ * acknowledged before a join therefore reaches it. A store still in flight when the join reads
+ * the stream (neither acknowledged nor stored) is concurrent with the join: it waits for the
+ * peer's next join or resume, as it did before notes. */
 struct ms_offline {
-    known_t *known;          /* guarded by lock */
-    int known_loaded;        /* guarded by lock; 0: every join has to look */
+    ms_offknown_t known;     /* guarded by lock */
+    conn_snap_t load_snap;   /* guarded by lock: under what the list was last loaded */
+    natsSubscription *notes; /* guarded by lock (set once, in start; NULL: every join looks) */
     int load_queued;         /* guarded by lock: a JOB_LOAD waits in jobs */
     long long load_at;       /* worker: when the list was last (tried to be) loaded */
     long long delete_logged; /* worker: when a failed delete was last logged */
@@ -71,27 +94,9 @@ static void subject_for(const ms_offline_t *o, const char *ns, const char *peer,
 
 static void known_add(ms_offline_t *o, const char *subject)
 {
-    known_t *k;
-    HASH_FIND_STR(o->known, subject, k);
-    if (k)
-        return;
-    k = calloc(1, sizeof(*k));
-    if (!k || !(k->subject = strdup(subject))) {
-        free(k);
-        return;
-    }
-    HASH_ADD_KEYPTR(hh, o->known, k->subject, strlen(k->subject), k);
-}
-
-static void known_del(ms_offline_t *o, const char *subject)
-{
-    known_t *k;
-    HASH_FIND_STR(o->known, subject, k);
-    if (k) {
-        HASH_DEL(o->known, k);
-        free(k->subject);
-        free(k);
-    }
+    pthread_mutex_lock(&o->lock);
+    ms_offknown_add(&o->known, subject);
+    pthread_mutex_unlock(&o->lock);
 }
 
 static void job_free(job_t *j)
@@ -124,11 +129,48 @@ static long long mono_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void job_free(job_t *j);
+static void enqueue(ms_offline_t *o, job_t *j);
+static void queue_fetch(ms_offline_t *o, const char *ns, const char *peer);
+
+/* Any thread. The connection the notes come on, as it is now. */
+static conn_snap_t conn_snap(ms_offline_t *o)
+{
+    pthread_mutex_lock(&o->lock);
+    natsSubscription *sub = o->notes;
+    pthread_mutex_unlock(&o->lock);
+    conn_snap_t s = {.reconnects = ms_jsworker_reconnects(o->worker), .dropped = -1};
+    s.connected = natsConnection_Status(ms_jsworker_conn(o->worker)) == NATS_CONN_STATUS_CONNECTED;
+    if (sub)
+        natsSubscription_GetDropped(sub, &s.dropped);
+    return s;
+}
+
+/* Fetches handed back by the list (offknown.h): skipped, their subjects known now. */
+static void fetch_skipped(ms_offline_t *o, ms_offknown_skip_t *due)
+{
+    while (due) {
+        ms_offknown_skip_t *n = due->next;
+        queue_fetch(o, due->ns, due->peer);
+        ms_offknown_skip_free(due);
+        due = n;
+    }
+}
+
 /* Worker thread. Which peers have messages waiting, stored by any coordinator
- * (from before a restart too). Until this succeeds every join looks. */
+ * (from before a restart too). Until this succeeds every join looks; without the
+ * notes' subscription it never does (nothing would tell of later stores). */
 static void load_known(ms_offline_t *o)
 {
     o->load_at = mono_ms();
+    pthread_mutex_lock(&o->lock);
+    uint64_t gen = ms_offknown_load_begin(&o->known);
+    int noting = o->notes != NULL;
+    pthread_mutex_unlock(&o->lock);
+    if (!noting)
+        return;
+    /* Taken before the read: a note lost after it makes the list stale again. */
+    conn_snap_t snap = conn_snap(o);
     jsOptions jo;
     jsOptions_Init(&jo);
     char filter[200];
@@ -138,12 +180,30 @@ static void load_known(ms_offline_t *o)
     jsErrCode ec = 0;
     natsStatus s = js_GetStreamInfo(&si, o->js, STREAM_NAME, &jo, &ec);
     if (s == NATS_OK && si) {
+        int n = si->State.Subjects ? si->State.Subjects->Count : 0;
+        const char **subjects = n ? calloc((size_t)n, sizeof(*subjects)) : NULL;
+        for (int i = 0; subjects && i < n; i++)
+            subjects[i] = si->State.Subjects->List[i].Subject;
+        int loaded = 0;
         pthread_mutex_lock(&o->lock);
-        if (si->State.Subjects)
-            for (int i = 0; i < si->State.Subjects->Count; i++)
-                known_add(o, si->State.Subjects->List[i].Subject);
-        o->known_loaded = 1;
+        ms_offknown_skip_t *due = NULL;
+        if (!n || subjects) {
+            due = ms_offknown_load_end(&o->known, gen, subjects, (size_t)n, (uint64_t)mono_ms(),
+                                       &loaded);
+            if (loaded)
+                o->load_snap = snap;
+        }
         pthread_mutex_unlock(&o->lock);
+        free(subjects);
+        fetch_skipped(o, due);
+        if (n && !subjects)
+            ms_warn("offline stream %s: list of waiting peers not loaded (out of memory); "
+                    "every join looks",
+                    STREAM_NAME);
+        else if (!loaded)
+            ms_debug("offline stream %s: list read while a reload was asked for; joins look "
+                     "until it is read again",
+                     STREAM_NAME);
     } else {
         ms_warn("offline stream %s: list of waiting peers not loaded (%s, %d); every join looks",
                 STREAM_NAME, natsStatus_GetText(s), (int)ec);
@@ -253,9 +313,7 @@ static int do_store(ms_offline_t *o, job_t *j)
     if (ok) {
         /* Again here, in the worker's order: a fetch that ran since the loop
          * added it may have found the subject empty and dropped it. */
-        pthread_mutex_lock(&o->lock);
         known_add(o, j->subject);
-        pthread_mutex_unlock(&o->lock);
     }
     if (!ok)
         ms_error("persistent emit for %s/%s not stored: %s", j->ns, j->peer, why);
@@ -396,9 +454,9 @@ static void do_fetch(ms_offline_t *o, job_t *j)
      * comes (the gateway died) leaves them for the next join or resume. */
     pthread_mutex_lock(&o->lock);
     if (complete && !batch)
-        known_del(o, j->subject);
+        ms_offknown_drop(&o->known, j->subject, (uint64_t)mono_ms());
     else
-        known_add(o, j->subject);
+        ms_offknown_add(&o->known, j->subject);
     pthread_mutex_unlock(&o->lock);
     if (!batch)
         return;
@@ -447,24 +505,119 @@ static int do_delete(ms_offline_t *o, job_t *j, int stopping)
     return 1;
 }
 
-/* Once the subject list is loaded, a fetch for a peer with nothing stored is
- * skipped (joins racing the start-up load queue such fetches). */
+static void queue_load(ms_offline_t *o)
+{
+    job_t *j = calloc(1, sizeof(*j));
+    if (j) {
+        j->kind = JOB_LOAD;
+        enqueue(o, j);
+        return;
+    }
+    pthread_mutex_lock(&o->lock);
+    o->load_queued = 0; /* the worker retries the load before a fetch */
+    pthread_mutex_unlock(&o->lock);
+}
+
+/* The list may lack subjects from now on: joins look until a load begun after this ends.
+ * Lock held; returns 1 when the caller is to queue that load. */
+static int invalidate_locked(ms_offline_t *o)
+{
+    ms_offknown_invalidate(&o->known);
+    int queue = !o->load_queued;
+    o->load_queued = 1;
+    return queue;
+}
+
+/* Loop (a join) or worker (a queued fetch). Whether to read the stream for peer in ns on
+ * subject: its subject is known to hold messages, or the list is not loaded, or it is stale
+ * (a note may have been lost since it was loaded: reloaded). A skip is remembered, and made
+ * after all should a note or load show the subject (offknown.h). */
+static int want_fetch(ms_offline_t *o, const char *subject, const char *ns, const char *peer)
+{
+    conn_snap_t now = conn_snap(o);
+    pthread_mutex_lock(&o->lock);
+    int load = 0;
+    if (ms_offknown_is_loaded(&o->known) &&
+        (!now.connected || now.reconnects != o->load_snap.reconnects ||
+         now.dropped != o->load_snap.dropped))
+        load = invalidate_locked(o);
+    int yes = ms_offknown_look(&o->known, subject);
+    if (!yes)
+        ms_offknown_skipped(&o->known, subject, ns, peer, (uint64_t)mono_ms());
+    pthread_mutex_unlock(&o->lock);
+    if (load)
+        queue_load(o);
+    return yes;
+}
+
 static int worth_fetching(ms_offline_t *o, job_t *j)
 {
-    pthread_mutex_lock(&o->lock);
-    known_t *k = NULL;
-    HASH_FIND_STR(o->known, j->subject, k);
-    int yes = k || !o->known_loaded;
-    pthread_mutex_unlock(&o->lock);
-    return yes;
+    return want_fetch(o, j->subject, j->ns, j->peer);
 }
 
 static int known_is_loaded(ms_offline_t *o)
 {
     pthread_mutex_lock(&o->lock);
-    int loaded = o->known_loaded;
+    int loaded = ms_offknown_is_loaded(&o->known);
     pthread_mutex_unlock(&o->lock);
     return loaded;
+}
+
+/* cnats' thread for the subscription: a publish into the stream, from any coordinator (or
+ * anyone). Only its subject matters; a fetch skipped on it lately is made now. */
+static void on_note(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    ms_offline_t *o = closure;
+    pthread_mutex_lock(&o->lock);
+    ms_offknown_skip_t *due =
+        ms_offknown_note(&o->known, natsMsg_GetSubject(msg), (uint64_t)mono_ms());
+    pthread_mutex_unlock(&o->lock);
+    natsMsg_Destroy(msg);
+    fetch_skipped(o, due);
+}
+
+/* Worker thread, before the first load: subscribes to the notes and waits for the server to
+ * have it, so that a store the load does not see is noted. Without it (refused) joins always
+ * look. */
+static void notes_start(ms_offline_t *o)
+{
+    char subj[200];
+    ms_subject_offline_any(subj, sizeof(subj), o->cfg.prefix);
+    natsSubscription *sub = NULL;
+    natsStatus s = natsConnection_Subscribe(&sub, o->nc, subj, on_note, o);
+    if (s == NATS_OK) /* bytes bounded; past them notes drop, and the list is reloaded */
+        s = natsSubscription_SetPendingLimits(sub, -1, 64 * 1024 * 1024);
+    /* Not flushed (the link broke): cnats subscribes again on reconnecting, and the reconnect
+     * makes the list stale (want_fetch). */
+    if (s == NATS_OK)
+        (void)natsConnection_FlushTimeout(o->nc, JS_CALL_WAIT_MS);
+    if (s != NATS_OK) {
+        ms_warn("offline stream: cannot follow stores on %s (%s); every join reads the stream",
+                subj, natsStatus_GetText(s));
+        natsSubscription_Destroy(sub);
+        return;
+    }
+    pthread_mutex_lock(&o->lock);
+    o->notes = sub;
+    pthread_mutex_unlock(&o->lock);
+}
+
+/* Worker thread, after the last job, the connection still open: no note runs after this. */
+static void finish(ms_jsworker_t *w, void *ud)
+{
+    (void)w;
+    ms_offline_t *o = ud;
+    pthread_mutex_lock(&o->lock);
+    natsSubscription *sub = o->notes;
+    pthread_mutex_unlock(&o->lock);
+    if (!sub)
+        return;
+    if (natsSubscription_Drain(sub) == NATS_OK)
+        natsSubscription_WaitForDrainCompletion(sub, JS_CALL_WAIT_MS);
+    else
+        natsSubscription_Unsubscribe(sub);
 }
 
 /* Worker thread, before the first job. */
@@ -473,6 +626,7 @@ static void start(ms_jsworker_t *w, void *ud)
     ms_offline_t *o = ud;
     o->nc = ms_jsworker_conn(w);
     o->js = ms_jsworker_js(w);
+    notes_start(o);
     ensure_stream(o); /* loads the subject list before the first join needs it */
 }
 
@@ -543,6 +697,7 @@ ms_err_t ms_offline_create(const ms_offline_config_t *cfg, void (*wake)(void *),
     if (!o)
         return MS_ERR_NOMEM;
     o->cfg = *cfg;
+    ms_offknown_init(&o->known);
     pthread_mutex_init(&o->lock, NULL);
     ms_jsworker_config_t wc = {
         .nats_urls = cfg->nats_urls,
@@ -560,6 +715,7 @@ ms_err_t ms_offline_create(const ms_offline_config_t *cfg, void (*wake)(void *),
         .no_reconnect_buffer = 1,
         .start = start,
         .run = run_job,
+        .finish = finish,
         .free_job = free_job,
         .free_result = free_job,
         .ud = o,
@@ -581,13 +737,8 @@ void ms_offline_destroy(ms_offline_t *o)
         return;
     /* Finishes the stores still queued, stops the thread, closes the connection. */
     ms_jsworker_destroy(o->worker);
-    known_t *k, *tmp;
-    HASH_ITER(hh, o->known, k, tmp)
-    {
-        HASH_DEL(o->known, k);
-        free(k->subject);
-        free(k);
-    }
+    natsSubscription_Destroy(o->notes);
+    ms_offknown_cleanup(&o->known);
     pthread_mutex_destroy(&o->lock);
     free(o);
 }
@@ -613,26 +764,14 @@ ms_err_t ms_offline_store(ms_offline_t *o, const char *ns, const char *peer,
     meshsig__v1__emit__pack(emit, j->data);
     snprintf(j->msg_id, sizeof(j->msg_id), "%s", emit->msg_id);
     subject_for(o, ns, peer, j->subject, sizeof(j->subject));
-    pthread_mutex_lock(&o->lock);
     known_add(o, j->subject);
-    pthread_mutex_unlock(&o->lock);
     enqueue(o, j);
     return MS_OK;
 }
 
-void ms_offline_fetch(ms_offline_t *o, const char *ns, const char *peer)
+/* Any thread: a fetch for peer in ns, looked at again by the worker (worth_fetching). */
+static void queue_fetch(ms_offline_t *o, const char *ns, const char *peer)
 {
-    char subject[200];
-    subject_for(o, ns, peer, subject, sizeof(subject));
-    pthread_mutex_lock(&o->lock);
-    known_t *k = NULL;
-    HASH_FIND_STR(o->known, subject, k);
-    /* Before the stream's subject list is loaded, every join has to look.
-     * The worker consumes the entry when it fetches (worth_fetching). */
-    int look = k || !o->known_loaded;
-    pthread_mutex_unlock(&o->lock);
-    if (!look)
-        return;
     job_t *j = calloc(1, sizeof(*j));
     if (!j)
         return;
@@ -645,6 +784,16 @@ void ms_offline_fetch(ms_offline_t *o, const char *ns, const char *peer)
     }
     subject_for(o, ns, peer, j->subject, sizeof(j->subject));
     enqueue(o, j);
+}
+
+void ms_offline_fetch(ms_offline_t *o, const char *ns, const char *peer)
+{
+    char subject[200];
+    subject_for(o, ns, peer, subject, sizeof(subject));
+    /* Before the stream's subject list is loaded, every join has to look.
+     * The worker consumes the entry when it fetches (worth_fetching). */
+    if (want_fetch(o, subject, ns, peer))
+        queue_fetch(o, ns, peer);
 }
 
 void ms_offline_delete(ms_offline_t *o, uint64_t seq)
@@ -660,19 +809,12 @@ void ms_offline_delete(ms_offline_t *o, uint64_t seq)
 void ms_offline_refresh(ms_offline_t *o)
 {
     pthread_mutex_lock(&o->lock);
-    o->known_loaded = 0; /* joins look until the worker has reloaded the list */
-    int queue = !o->load_queued;
-    o->load_queued = 1;
+    /* Joins look until the worker has reloaded the list; a load running now marks nothing
+     * loaded (its generation is over). */
+    int queue = invalidate_locked(o);
     pthread_mutex_unlock(&o->lock);
-    job_t *j = queue ? calloc(1, sizeof(*j)) : NULL;
-    if (j) {
-        j->kind = JOB_LOAD;
-        enqueue(o, j);
-    } else if (queue) {
-        pthread_mutex_lock(&o->lock);
-        o->load_queued = 0; /* the worker retries the load before a fetch */
-        pthread_mutex_unlock(&o->lock);
-    }
+    if (queue)
+        queue_load(o);
 }
 
 void ms_offline_drain(ms_offline_t *o, ms_offline_deliver_fn deliver, ms_offline_stored_fn stored,
@@ -696,9 +838,7 @@ void ms_offline_drain(ms_offline_t *o, ms_offline_deliver_fn deliver, ms_offline
              * subject hashes the same: it stays for that one. */
             char subject[200];
             subject_for(o, r->ns, r->peer, subject, sizeof(subject));
-            pthread_mutex_lock(&o->lock);
             known_add(o, subject);
-            pthread_mutex_unlock(&o->lock);
         }
         if (e)
             meshsig__v1__emit__free_unpacked(e, NULL);
