@@ -138,6 +138,8 @@ static int refetch(const char *name, const char *peer, void *ud)
 
 void ms_emit_tick(ms_coord_t *c, uint64_t now)
 {
+    if (c->offline)
+        ms_offline_tick(c->offline);
     ms_redeliver_tick(&c->redeliver, now, refetch, c);
 }
 

@@ -75,6 +75,9 @@ typedef void (*ms_offline_stored_fn)(const char *ns, const char *sender, const c
  * each finished store, in the worker's order. */
 void ms_offline_drain(ms_offline_t *o, ms_offline_deliver_fn deliver, ms_offline_stored_fn stored,
                       void *ud);
+/* Loop thread, every tick: takes the notes of stores made anywhere (offline.c), and makes
+ * the fetches joins skipped just before they came. */
+void ms_offline_tick(ms_offline_t *o);
 /* Whether the stream is available (NATS up and the stream created). */
 int ms_offline_ready(ms_offline_t *o);
 
