@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Follows each client socket's frames to enforce what lws 4.1 does not (see wsguard.h). */
+/* Follows each client socket's frames to enforce what lws 4.1 does not (see wsguard.h); the
+ * walk itself, and its rules, are wswalk.c's. */
 #include "wsguard.h"
 
 #include <errno.h>
@@ -7,7 +8,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -15,37 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
-
-enum { HEAD, FRAMES };
-
-/* Why a connection broke a rule (ms_wsguard_violation), by conn_t.why. */
-static const char *const reasons[] = {
-    NULL,
-    "reserved bits set (no extension is negotiated)",
-    "reserved opcode",
-    "fragmented control frame",
-    "unmasked client frame",
-    "control frame over 125 bytes",
-    "more pings, pongs and fragments than its frame budget",
-};
-enum {
-    WHY_NONE,
-    WHY_RSV,
-    WHY_OPCODE,
-    WHY_FRAG_CONTROL,
-    WHY_UNMASKED,
-    WHY_LONG_CONTROL,
-    WHY_FRAME_FLOOD
-};
-
-/* HEAD: where we are in the current header line. */
-typedef struct {
-    uint8_t line_pos; /* bytes into the line, capped */
-    uint8_t up_match; /* bytes of "upgrade:" matched at the line start */
-    uint8_t ws_match; /* bytes of "websocket" matched in an Upgrade line */
-    uint8_t is_ws;    /* the request asks for websocket */
-    uint8_t crlf;     /* "\r\n\r\n" bytes matched */
-} head_t;
+#include "wswalk.h"
 
 /* One per file descriptor, in the table itself (no allocation per connection):
  * 32 bytes where a pointer slot and a 64-byte chunk were 72. */
@@ -53,29 +23,10 @@ typedef struct {
     /* Set (release) once the rest is initialised, for an accepted client
      * socket; other threads read only this, for their own descriptors. */
     _Atomic uint8_t tracked;
-    uint8_t mode;
-    uint8_t hdr_len, hdr_need; /* FRAMES */
-    uint8_t why;               /* reasons[], WHY_NONE while fine */
-    uint8_t window;            /* FRAMES: the budget window n_frames counts in */
-    uint16_t violation;        /* close code, 0 while fine */
-    union {
-        head_t h; /* HEAD */
-        /* FRAMES, while hdr_len > 0: the frame header read so far. */
-        uint8_t hdr[14];
-        /* FRAMES, while hdr_len == 0: payload bytes left of the current frame
-         * (the header it came from is no longer needed); 0: a header is next. */
-        uint64_t skip;
-        /* FRAMES: frames that are not a whole data message, in window. */
-        struct {
-            uint8_t hdr_[14];
-            uint16_t n_frames;
-        } f;
-    } u;
+    ms_wswalk_t w; /* w.why: the rule broken, MS_WSWALK_FINE while fine */
     struct lws *wsi;
 } conn_t;
 _Static_assert(sizeof(conn_t) == 32, "conn_t: one table entry per descriptor");
-_Static_assert(offsetof(conn_t, u.f.n_frames) >= offsetof(conn_t, u.hdr) + 14,
-               "the frame count is clear of the header bytes");
 
 /* Bytes read and dropped at once from a socket that broke a rule. */
 #define DRAIN_MAX (256 * 1024)
@@ -125,22 +76,13 @@ static conn_t *lookup(int fd)
     return atomic_load_explicit(&c->tracked, memory_order_acquire) ? c : NULL;
 }
 
-/* Everything but the tracked flag back to zero, then the mode. */
-static void reset(conn_t *c, uint8_t mode)
-{
-    c->mode = mode;
-    c->hdr_len = c->hdr_need = c->why = 0;
-    c->violation = 0;
-    memset(&c->u, 0, sizeof(c->u));
-    c->wsi = NULL;
-}
-
 static void track(int fd)
 {
     if (!table || fd < 0 || (size_t)fd >= table_n)
         return;
     conn_t *c = &table[fd];
-    reset(c, HEAD);
+    ms_wswalk_init(&c->w);
+    c->wsi = NULL;
     atomic_store_explicit(&c->tracked, 1, memory_order_release);
 }
 
@@ -150,12 +92,21 @@ static void untrack(int fd)
         atomic_store_explicit(&table[fd].tracked, 0, memory_order_release);
 }
 
+/* The close code of a connection that broke a rule, 0 while it is fine. */
+static int close_code(const conn_t *c)
+{
+    if (!c->w.why)
+        return 0;
+    return c->w.why == MS_WSWALK_FRAME_FLOOD ? LWS_CLOSE_STATUS_POLICY_VIOLATION
+                                             : LWS_CLOSE_STATUS_PROTOCOL_ERR;
+}
+
 int ms_wsguard_violation(int fd, const char **why)
 {
     conn_t *c = lookup(fd);
     if (why)
-        *why = c && c->violation ? reasons[c->why] : NULL;
-    return c ? c->violation : 0;
+        *why = c ? ms_wswalk_reasons[c->w.why] : NULL;
+    return c ? close_code(c) : 0;
 }
 
 int ms_wsguard_bind(int fd, struct lws *wsi, const char **why)
@@ -169,114 +120,10 @@ int ms_wsguard_bind(int fd, struct lws *wsi, const char **why)
 void ms_wsguard_http(int fd)
 {
     conn_t *c = lookup(fd);
-    if (c && !c->violation)
-        reset(c, HEAD);
-}
-
-static int lower(int ch)
-{
-    return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch;
-}
-
-/* One byte of an HTTP request head. When the head ends, frames follow if it
- * asked for a WebSocket upgrade, else another request. */
-static void head_byte(conn_t *c, uint8_t b)
-{
-    static const char up[] = "upgrade:", ws[] = "websocket", end[] = "\r\n\r\n";
-    int ch = lower(b);
-    head_t *h = &c->u.h;
-    if (b == '\n') {
-        h->line_pos = h->up_match = h->ws_match = 0;
-    } else {
-        if (h->line_pos < 8 && h->up_match == h->line_pos && ch == up[h->line_pos])
-            h->up_match++;
-        else if (h->line_pos >= 8 && h->up_match == 8 && h->ws_match < 9)
-            h->ws_match = ch == ws[h->ws_match] ? h->ws_match + 1 : ch == ws[0];
-        if (h->ws_match == 9)
-            h->is_ws = 1;
-        if (h->line_pos < 255)
-            h->line_pos++;
+    if (c && !c->w.why) {
+        ms_wswalk_init(&c->w);
+        c->wsi = NULL;
     }
-    h->crlf = b == (uint8_t)end[h->crlf] ? h->crlf + 1 : b == '\r';
-    if (h->crlf == 4)
-        reset(c, h->is_ws ? FRAMES : HEAD);
-}
-
-/* Follows n bytes the client sent. Returns how many of them lws may see: n,
- * or the offset of the first frame that breaks a rule. */
-static size_t follow(conn_t *c, const uint8_t *p, size_t n)
-{
-    size_t i = 0, frame_start = 0;
-    while (i < n) {
-        if (c->mode == HEAD) {
-            head_byte(c, p[i++]);
-            continue;
-        }
-        if (c->hdr_len == 0 && c->u.skip) {
-            size_t take = n - i < c->u.skip ? n - i : (size_t)c->u.skip;
-            c->u.skip -= take;
-            i += take;
-            continue;
-        }
-        if (c->hdr_len == 0)
-            frame_start = i;
-        c->u.hdr[c->hdr_len++] = p[i++];
-        if (c->hdr_len == 1) {
-            /* lws checks these too, but then keeps reading the rest of the
-             * frame as frames and lingers until its close timeout. */
-            uint8_t op = c->u.hdr[0] & 0x0f;
-            if (c->u.hdr[0] & 0x70)
-                c->why = WHY_RSV;
-            else if ((op > 2 && op < 8) || op > 10)
-                c->why = WHY_OPCODE;
-            else if ((op & 8) && !(c->u.hdr[0] & 0x80))
-                c->why = WHY_FRAG_CONTROL;
-            if (c->why) {
-                c->violation = LWS_CLOSE_STATUS_PROTOCOL_ERR;
-                return frame_start;
-            }
-            /* Pings, pongs and fragments never reach the rate limit, which
-             * counts whole messages: each costs a read, a parse and (a ping)
-             * a pong, at whatever rate the client sends them. */
-            if ((op & 8) || op == 0 || !(c->u.hdr[0] & 0x80)) {
-                uint8_t w = window_now();
-                if (w != c->window) {
-                    c->window = w;
-                    c->u.f.n_frames = 0;
-                }
-                if (++c->u.f.n_frames > frame_budget) {
-                    c->why = WHY_FRAME_FLOOD;
-                    c->violation = LWS_CLOSE_STATUS_POLICY_VIOLATION;
-                    return frame_start;
-                }
-            }
-        }
-        if (c->hdr_len == 2) {
-            uint8_t len7 = c->u.hdr[1] & 0x7f;
-            if (!(c->u.hdr[1] & 0x80))
-                c->why = WHY_UNMASKED;
-            else if ((c->u.hdr[0] & 0x08) && len7 > 125)
-                c->why = WHY_LONG_CONTROL;
-            if (c->why) {
-                c->violation = LWS_CLOSE_STATUS_PROTOCOL_ERR;
-                return frame_start;
-            }
-            c->hdr_need = (uint8_t)(2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4);
-        }
-        if (c->hdr_len >= 2 && c->hdr_len == c->hdr_need) {
-            uint64_t len = c->u.hdr[1] & 0x7f;
-            if (len == 126) {
-                len = (uint64_t)c->u.hdr[2] << 8 | c->u.hdr[3];
-            } else if (len == 127) {
-                len = 0;
-                for (int k = 0; k < 8; k++)
-                    len = len << 8 | c->u.hdr[2 + k];
-            }
-            c->u.skip = len; /* over the header, read */
-            c->hdr_len = 0;
-        }
-    }
-    return n;
 }
 
 /* ---- the libc functions lws calls, defined here first ------------------- */
@@ -287,14 +134,14 @@ ssize_t recv(int fd, void *buf, size_t len, int flags)
     conn_t *c = lookup(fd);
     if (!c || (flags & MSG_PEEK))
         return n;
-    if (c->violation) {
+    if (c->w.why) {
         errno = EAGAIN;
         return -1;
     }
     if (n <= 0)
         return n;
-    size_t ok = follow(c, buf, (size_t)n);
-    if (!c->violation)
+    size_t ok = ms_wswalk_follow(&c->w, buf, (size_t)n, frame_budget, window_now);
+    if (!c->w.why)
         return n;
     /* The rest is dropped: the connection is closing. So is what the kernel
      * holds already (up to DRAIN_MAX): closed with unread bytes, the socket

@@ -10,7 +10,7 @@
  * and offers no hook on frame headers, so this module defines recv, accept,
  * accept4 and close in the gateway executable (the dynamic linker resolves
  * liblws's calls to them first) and follows the client->server byte stream of
- * each accepted socket: the HTTP head until an "Upgrade: websocket" request
+ * each accepted socket (wswalk.h): the HTTP head until an "Upgrade: websocket" request
  * ends, then each frame header, skipping payloads. A frame that breaks a rule
  * is never handed to lws: recv returns the bytes before it (or EAGAIN), the
  * connection's wsi is asked for a writable callback, and the gateway closes it
