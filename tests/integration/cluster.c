@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Starts real nats-server, coordinator and gateway processes on free loopback ports for tests. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -757,6 +758,48 @@ int cluster_add_gateway_at(cluster_t *c, const char *id, const char *host, const
     return i;
 }
 
+/* What a sanitizer writes when it finds something (ASan, LSan at exit, UBSan). */
+static const char *const sanitizer_marks[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                                              ": runtime error: ", NULL};
+
+/* Prints each sanitizer report in the logs of dir (the processes a cluster ran: a memory
+ * error aborts one, but a report at shutdown, a leak or an error in a process the test no
+ * longer talks to went unseen, the logs removed); returns how many logs hold one. */
+static int sanitizer_reports(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int found = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t n = strlen(e->d_name);
+        if (n < 5 || strcmp(e->d_name + n - 4, ".log"))
+            continue;
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        char line[4096];
+        int in_report = 0, shown = 0;
+        while (fgets(line, sizeof(line), f) && shown < 60) {
+            for (int i = 0; !in_report && sanitizer_marks[i]; i++)
+                if (strstr(line, sanitizer_marks[i])) {
+                    in_report = 1;
+                    found++;
+                    fprintf(stderr, "sanitizer report in %s:\n", path);
+                }
+            if (in_report) {
+                fputs(line, stderr);
+                shown++;
+            }
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return found;
+}
+
 void cluster_stop(cluster_t *c)
 {
     for (int i = 0; i < c->n_gw; i++)
@@ -769,6 +812,12 @@ void cluster_stop(cluster_t *c)
     for (int i = 0; i < c->n_nats; i++)
         if (c->nats_pid[i] > 0)
             cluster_kill(c->nats_pid[i], SIGTERM);
+    if (sanitizer_reports(c->dir)) {
+        /* The test fails (whether this runs in a test's process or the suite's), logs kept. */
+        fprintf(stderr, "a process of this test reported a sanitizer error: logs kept in %s\n",
+                c->dir);
+        exit(EXIT_FAILURE);
+    }
     if (getenv("MESHSIG_KEEP_LOGS")) {
         fprintf(stderr, "logs kept in %s\n", c->dir);
         return;
