@@ -82,8 +82,15 @@ def listen_errors(env):
     failures = []
     cmd = [os.path.join(BUILD, "gateway/meshsig-gateway"), "--jwt-secret", "x", "--nats",
            "nats://127.0.0.1:1", "--listen", "192.0.2.1:18080"]
+    # libwebsockets 4.1 leaks 96 bytes when its context cannot bind (two allocations made
+    # before the vhost fails, never freed by lws_context_destroy); the gateway exits at once.
+    # LeakSanitizer would turn that exit into an abort in the sanitizer build: not for this
+    # one start-up failure.
+    bind_env = dict(env)
+    bind_env["ASAN_OPTIONS"] = ":".join(
+        o for o in (env.get("ASAN_OPTIONS", ""), "detect_leaks=0") if o)
     try:
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=20,
+        out = subprocess.run(cmd, env=bind_env, capture_output=True, text=True, timeout=20,
                              check=False)
     except subprocess.TimeoutExpired:
         return ["meshsig-gateway --listen 192.0.2.1:18080: still running after 20 s (listening "
