@@ -255,6 +255,9 @@ natsSubscription *bus_tap(natsConnection *nc, const char *subject)
     natsSubscription *sub = NULL;
     ck_assert_int_eq(natsConnection_SubscribeSync(&sub, nc, subject), NATS_OK);
     natsSubscription_SetPendingLimits(sub, -1, -1);
+    /* The server has it before anything the test does next publishes there (cnats sends the
+     * SUB from its flusher thread, later under load). */
+    ck_assert_int_eq(natsConnection_FlushTimeout(nc, 5000), NATS_OK);
     return sub;
 }
 

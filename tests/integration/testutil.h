@@ -55,8 +55,8 @@ long proc_cpu_ms(pid_t pid);
 int proc_is_asan(pid_t pid);
 
 /* A plain NATS connection to the cluster's nats-server (fails the test if none), and a
- * synchronous subscription on subject with no pending limit (a tap: what the processes
- * publish there, read with natsSubscription_NextMsg). */
+ * synchronous subscription on subject with no pending limit, flushed (a tap: what the
+ * processes publish there from now on, read with natsSubscription_NextMsg). */
 natsConnection *bus_connect(const cluster_t *c);
 natsSubscription *bus_tap(natsConnection *nc, const char *subject);
 
