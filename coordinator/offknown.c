@@ -121,6 +121,12 @@ void ms_offknown_add(ms_offknown_t *k, const char *subject)
     (void)add(k, subject);
 }
 
+void ms_offknown_own_store(ms_offknown_t *k, const char *subject)
+{
+    (void)add(k, subject);
+    ms_offknown_skip_free(take_skip(k, subject));
+}
+
 ms_offknown_skip_t *ms_offknown_note(ms_offknown_t *k, const char *subject, uint64_t now)
 {
     ok_subject_t *e = add(k, subject);

@@ -66,6 +66,11 @@ void ms_offknown_skipped(ms_offknown_t *k, const char *subject, const char *ns, 
 /* subject holds (or is about to hold) messages: this coordinator's store, a fetch that found
  * some, an emit fetched for somebody else. */
 void ms_offknown_add(ms_offknown_t *k, const char *subject);
+/* This coordinator stores on subject (its loop, before the publish): known, and a skip on it
+ * is forgotten. The store itself reaches a receiver that is present (its outcome delivers it)
+ * and one that joins later (known): a fetch made on its note would hand a present receiver a
+ * second copy. */
+void ms_offknown_own_store(ms_offknown_t *k, const char *subject);
 /* A publish into the stream on subject was seen at now. Returns the fetch skipped on it
  * lately, if any (the caller fetches it and frees it), else NULL. */
 ms_offknown_skip_t *ms_offknown_note(ms_offknown_t *k, const char *subject, uint64_t now);

@@ -787,7 +787,9 @@ ms_err_t ms_offline_store(ms_offline_t *o, const char *ns, const char *peer,
     meshsig__v1__emit__pack(emit, j->data);
     snprintf(j->msg_id, sizeof(j->msg_id), "%s", emit->msg_id);
     subject_for(o, ns, peer, j->subject, sizeof(j->subject));
-    known_add(o, j->subject);
+    pthread_mutex_lock(&o->lock);
+    ms_offknown_own_store(&o->known, j->subject);
+    pthread_mutex_unlock(&o->lock);
     enqueue(o, j);
     return MS_OK;
 }

@@ -122,6 +122,22 @@ START_TEST(a_skip_comes_back_with_the_note)
 }
 END_TEST
 
+/* A peer joined (nothing stored: skipped), then this coordinator stores for it: the store's
+ * outcome delivers it to her, and its note must not fetch it a second time. */
+START_TEST(an_own_store_forgets_the_skip)
+{
+    ms_offknown_t k;
+    ms_offknown_init(&k);
+    free_all(ms_offknown_load_end(&k, ms_offknown_load_begin(&k), NULL, 0, 0, NULL));
+    ms_offknown_skipped(&k, "s", "ns", "zoe", 1000);
+    ms_offknown_own_store(&k, "s");
+    ck_assert(ms_offknown_look(&k, "s"));
+    ck_assert_ptr_null(ms_offknown_note(&k, "s", 1100));
+    ck_assert_uint_eq(k.n_skips, 0);
+    ms_offknown_cleanup(&k);
+}
+END_TEST
+
 /* Notes lost (a reconnect): the reload that follows hands back the skips whose subjects it
  * found, whatever generation it ends in. */
 START_TEST(a_reload_hands_back_skips_it_shows)
@@ -173,6 +189,7 @@ int main(void)
     tcase_add_test(tc, a_note_makes_a_subject_known);
     tcase_add_test(tc, a_noted_subject_is_not_dropped_at_once);
     tcase_add_test(tc, a_skip_comes_back_with_the_note);
+    tcase_add_test(tc, an_own_store_forgets_the_skip);
     tcase_add_test(tc, a_reload_hands_back_skips_it_shows);
     tcase_add_test(tc, skips_are_bounded);
     suite_add_tcase(s, tc);
