@@ -39,7 +39,7 @@
 
 /* A fetch that was skipped, handed back to be made after all (the caller frees it). */
 typedef struct ms_offknown_skip {
-    char *subject, *ns, *peer;
+    char *subject, *ns, *peer; /* in the record's own block, after it */
     uint64_t at_ms;
     struct ms_offknown_skip *next; /* in a list handed back */
     UT_hash_handle hh;
