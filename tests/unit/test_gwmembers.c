@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "intern.h"
+#include "coordjoin.h"
 #include "internal.h"
 
 #define SHARDS 64
@@ -106,16 +107,7 @@ static ms_coord_config_t cfg = {
 
 static void join(ms_coord_t *c, const char *ns, const char *peer, const char *gw, uint64_t session)
 {
-    Meshsig__Bus__Join j = MESHSIG__BUS__JOIN__INIT;
-    j.peer_id = (char *)peer;
-    Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
-    req.gateway_id = (char *)gw;
-    req.session = session;
-    req.namespace_ = (char *)ns;
-    req.client_id = "";
-    req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_JOIN;
-    req.join = &j;
-    ms_shard_handle(c, ms_bus_shard_of(ns, SHARDS), &req);
+    coord_join(c, SHARDS, gw, ns, peer, session);
 }
 
 /* 10,000 peers on gw-a and gw-b in pairs, 10 on gw-lost (some in the others' namespaces): gw-lost

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coordjoin.h"
 #include "internal.h"
 
 #define SHARDS 64
@@ -176,16 +177,7 @@ END_TEST
 
 static void join(ms_coord_t *c, const char *ns, const char *peer, uint64_t session)
 {
-    Meshsig__Bus__Join j = MESHSIG__BUS__JOIN__INIT;
-    j.peer_id = (char *)peer;
-    Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
-    req.gateway_id = "gw-1";
-    req.session = session;
-    req.namespace_ = (char *)ns;
-    req.client_id = "";
-    req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_JOIN;
-    req.join = &j;
-    ms_shard_handle(c, ms_bus_shard_of(ns, SHARDS), &req);
+    coord_join(c, SHARDS, "gw-1", ns, peer, session);
 }
 
 /* The bench's native idle case: a pair of plain peers keeps no module state and no rare member

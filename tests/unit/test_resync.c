@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coordjoin.h"
 #include "internal.h"
 
 #define SHARDS 64
@@ -41,16 +42,7 @@ static void set_policy(ms_coord_t *c, const char *ns, const char *json)
 
 static void join(ms_coord_t *c, const char *ns, const char *peer, uint64_t session)
 {
-    Meshsig__Bus__Join j = MESHSIG__BUS__JOIN__INIT;
-    j.peer_id = (char *)peer;
-    Meshsig__Bus__ShardRequest req = MESHSIG__BUS__SHARD_REQUEST__INIT;
-    req.gateway_id = session % 2 ? "gw-1" : "gw-2";
-    req.session = session;
-    req.namespace_ = (char *)ns;
-    req.client_id = "";
-    req.op_case = MESHSIG__BUS__SHARD_REQUEST__OP_JOIN;
-    req.join = &j;
-    ms_shard_handle(c, ms_bus_shard_of(ns, SHARDS), &req);
+    coord_join(c, SHARDS, session % 2 ? "gw-1" : "gw-2", ns, peer, session);
 }
 
 /* Edges as "a|b|kind" strings, sorted, for comparison across coordinators. */
