@@ -197,10 +197,10 @@ static struct bufferevent *on_accept(struct event_base *base, void *arg)
         else
             k->refused = 1;
     }
-    if (!k->refused)
+    if (!k->refused) {
         k->on_input = evbuffer_add_cb(bufferevent_get_input(bev), on_input, k);
-    if (!k->refused)
         a->n_open++;
+    }
     bufferevent_incref(bev);
     HASH_ADD_PTR(a->conns, bev, k);
     arm(k, 0); /* the connection exists once evhttp returns to the loop */
