@@ -152,10 +152,9 @@ void ms_member_end_session(ms_coord_t *c, uint32_t shard, const char *gateway, u
                       code == ERR(REPLACED) ? CLOSE_REPLACED : CLOSE_TRY_LATER);
 }
 
-void ms_member_reattach(ms_coord_t *c, ms_member_t *m)
+void ms_member_reattach(ms_member_t *m)
 {
-    (void)c;
-    m->detached_ms = 0;
+    m->detached_ms = 0; /* its entry in c->members.detached no longer matches: dropped when due */
 }
 
 /* Tells m's current session it lost the peer id, and closes it (4001). */
@@ -821,7 +820,7 @@ static void reattach_members_of(ms_coord_t *c, const char *gateway)
     ms_gwm_list_t *l = ms_gwm_of(&c->members.by_gw, gateway);
     for (uint32_t k = 0; l && k < l->n; k++) {
         if (l->v[k].m->detached_ms) {
-            ms_member_reattach(c, l->v[k].m);
+            ms_member_reattach(l->v[k].m);
             n++;
         }
     }

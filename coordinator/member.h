@@ -47,7 +47,7 @@ void ms_member_kick(ms_coord_t *c, ms_ns_t *ns, ms_member_t *m, const char *reas
  * and closed (4003), and ns is destroyed. Returns how many were told. */
 size_t ms_member_close_ns(ms_coord_t *c, ms_ns_t *ns, const char *reason);
 /* A peer of a silent gateway that is heard again: it no longer waits to leave. */
-void ms_member_reattach(ms_coord_t *c, ms_member_t *m);
+void ms_member_reattach(ms_member_t *m);
 /* Ends a gateway's session that holds no member here (a stale copy of a peer that lives on
  * elsewhere: REPLACED, closed 4001; or one that cannot be placed: code, closed 1013 so that the
  * client joins again). */

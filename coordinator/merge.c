@@ -207,7 +207,7 @@ static void merge_ns(merge_t *mg, const Meshsig__Bus__SessionReport **srs, size_
         const Meshsig__Bus__SessionReport *sr = srs[i];
         ms_member_t *m = ms_ns_member(ns, sr->peer_id);
         if (m && !strcmp(m->gateway, mg->gw) && m->session == sr->session) {
-            ms_member_reattach(c, m); /* its grace would have run out otherwise */
+            ms_member_reattach(m); /* its grace would have run out otherwise */
             continue;
         }
         if (m || ms_ns_face(ns, sr->peer_id)) {
